@@ -1,0 +1,64 @@
+"""The `orch` command: Typer app assembly and the one place errors are caught."""
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from .errors import ExitCode, OrchError
+
+app = typer.Typer(
+    name="orch",
+    help="Run per-class generative text-classifier experiments on GPU hosts over SSH.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _register_commands() -> None:
+    # Each module adds its own commands; a module per command group keeps files small.
+    import importlib
+
+    for name in ("hosts", "runs", "evaluate", "bootstrap", "smoke"):
+        try:
+            module = importlib.import_module(f"orchestrator.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"orchestrator.commands.{name}":
+                continue  # command group not built yet
+            raise
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except OrchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
+        if exc.hint:
+            err_console.print(f"  hint: {exc.hint}", markup=False, soft_wrap=True)
+        sys.exit(int(exc.code))
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(int(ExitCode.USAGE))
+        raise
+
+
+if __name__ == "__main__":
+    main()

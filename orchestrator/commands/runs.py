@@ -1,0 +1,206 @@
+"""run / status / logs / cancel / fetch-results / runs."""
+from __future__ import annotations
+
+import json
+import time
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from .. import experiments, hostops, runner, shell
+from ..connect import open_transport
+from ..errors import ExitCode, OrchError
+from ..project import Project, check_name
+from ..runstate import JobRow, fmt_duration, rows_from_local, rows_from_remote, run_state
+
+console = Console(highlight=False)
+
+TRUST = typer.Option(False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use).")
+
+
+def _fmt(value, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec) if spec else str(value)
+
+
+def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
+    table = Table(title=f"{run_id} on {host}: {run_state(rows)}", title_justify="left")
+    for col in ("job", "GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"):
+        table.add_column(col, justify="right" if col not in ("job", "state", "phase") else "left")
+    colours = {"done": "green", "running": "cyan", "failed": "red", "lost": "red", "cancelled": "yellow"}
+    for r in rows:
+        steps = f"{r.step}/{r.total}" if r.step is not None else "-"
+        state = f"[{colours.get(r.state, 'white')}]{r.state}[/]"
+        if r.reason and r.state in ("failed", "cancelled"):
+            state += f" ({r.reason})"
+        table.add_row(r.name, r.gpu or "-", state, r.phase or "-", steps, _fmt(r.loss, ".4f"),
+                      _fmt(r.tokens_per_s, ",.0f"), fmt_duration(r.eta_s), fmt_duration(r.elapsed_s))
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        experiment: str = typer.Argument(..., help="Experiment name (configs/experiments/NAME.yaml) or a YAML path."),
+        host: Optional[str] = typer.Option(None, "--host", "-H", help="Host to run on (default: the experiment's `host`)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Run id (default: EXPERIMENT-YYYYmmdd-HHMMSS)."),
+        set_: List[str] = typer.Option([], "--set", help="Override an experiment key: --set train.steps=200 (repeatable)."),
+        resume: Optional[str] = typer.Option(None, "--resume", help="Relaunch the failed/lost/cancelled jobs of this run."),
+        trust_new_host_key: bool = TRUST,
+    ):
+        """Sync code, stage data and launch one detached tmux job per class; returns at once."""
+        project = Project.find()
+        if resume:
+            record = runner.load_record(project.existing_run(resume))
+            with open_transport(project, record["host"], trust_new_host_key) as transport:
+                todo = runner.resume(project, transport, resume)
+            console.print(f"relaunched {', '.join(todo)} of {resume} on {record['host']}")
+            return
+        exp, _ = experiments.load(project, experiment, set_)
+        run_id = check_name("run", name) if name else runner.new_run_id(exp)
+        host_name = host or exp.host
+        start = time.time()
+        with open_transport(project, host_name, trust_new_host_key) as transport:
+            launched = runner.launch(project, transport, exp, run_id)
+        jobs = ", ".join(f"{j['name']}" + (f"@gpu{j['gpu']}" if j["gpu"] else "") for j in launched.jobs)
+        console.print(f"launched [bold]{run_id}[/] on {host_name}: {jobs} "
+                      f"(code {launched.code_hash}, {launched.files_sent} files sent, {time.time() - start:.1f} s)")
+        console.print(f"  follow: orch status {run_id} --watch | orch logs {run_id} JOB -f")
+        print(run_id)
+
+    @app.command()
+    def status(
+        run_id: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Run id (default: the newest run)."),
+        watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until every job has ended."),
+        interval: float = typer.Option(2.0, "--interval", help="Seconds between refreshes with --watch."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+        trust_new_host_key: bool = TRUST,
+    ):
+        """One table of a run's jobs, read from the host in one SSH round trip."""
+        project = Project.find()
+        run_dir = project.existing_run(run_id)
+        run_id = run_dir.name
+        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        with open_transport(project, record["host"], trust_new_host_key) as transport:
+            def poll() -> List[JobRow]:
+                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+                return rows_from_remote(remote, doc["jobs"])
+
+            rows = poll()
+            if as_json:
+                print(json.dumps({"run": run_id, "host": record["host"], "state": run_state(rows),
+                                  "jobs": [r.to_dict() for r in rows]}))
+                return
+            if not watch:
+                console.print(status_table(run_id, record["host"], rows))
+                return
+            with Live(status_table(run_id, record["host"], rows), console=console, refresh_per_second=4) as live:
+                while run_state(rows) == "running":
+                    time.sleep(interval)
+                    rows = poll()
+                    live.update(status_table(run_id, record["host"], rows))
+
+    @app.command()
+    def logs(
+        run_id: str = typer.Argument(..., metavar="RUN"),
+        job: Optional[str] = typer.Argument(None, help="Job name (default: every job)."),
+        follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop)."),
+        lines: int = typer.Option(40, "--lines", "-n", help="Lines to show from the end."),
+        trust_new_host_key: bool = TRUST,
+    ):
+        """Tail (or follow) a job's log over SSH."""
+        project = Project.find()
+        run_dir = project.existing_run(run_id)
+        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        names = [j["name"] for j in doc["jobs"]]
+        if job is not None and job not in names:
+            raise OrchError(f"run {run_id} has no job {job!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
+        remote_run = hostops.run_dir(record["workdir"], run_id)
+        files = [f"{remote_run}/jobs/{n}/log.txt" for n in ([job] if job else names)]
+        argv = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + ["--"] + files
+        with open_transport(project, record["host"], trust_new_host_key) as transport:
+            command = shell.join(argv) + ("" if follow else " 2>/dev/null")
+            if follow:
+                rc = transport.stream(command)
+            else:
+                res = transport.run(command, check=False)
+                print(res.stdout, end="")
+                rc = 0 if res.stdout else res.rc
+            if rc not in (0, 130) and not follow:
+                raise OrchError(f"no log yet for {job or run_id}", ExitCode.RUN_STATE)
+
+    @app.command()
+    def cancel(
+        run_id: str = typer.Argument(..., metavar="RUN"),
+        job: Optional[List[str]] = typer.Argument(None, help="Jobs to cancel (default: all)."),
+        trust_new_host_key: bool = TRUST,
+    ):
+        """Stop a run's jobs (or some of them) and mark them cancelled."""
+        project = Project.find()
+        run_dir = project.existing_run(run_id)
+        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        names = [j["name"] for j in doc["jobs"]]
+        for name in job or []:
+            if name not in names:
+                raise OrchError(f"run {run_id} has no job {name!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
+        with open_transport(project, record["host"], trust_new_host_key) as transport:
+            result = hostops.remote_cancel(transport, record["workdir"], record["code_hash"], run_id, list(job or []))
+        for item in result["jobs"]:
+            verb = "cancelled" if item["changed"] else f"already {item['state']}"
+            console.print(f"{item['name']}: {verb}")
+
+    @app.command("fetch-results")
+    def fetch_results(
+        run_id: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Run id (default: the newest run)."),
+        partial: bool = typer.Option(False, "--partial", help="Fetch what exists even if some jobs have not finished."),
+        no_eval: bool = typer.Option(False, "--no-eval", help="Do not evaluate after fetching."),
+        trust_new_host_key: bool = TRUST,
+    ):
+        """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
+        project = Project.find()
+        run_dir = project.existing_run(run_id)
+        record = runner.load_record(run_dir)
+        with open_transport(project, record["host"], trust_new_host_key) as transport:
+            outcome = runner.fetch(project, transport, run_dir.name, partial)
+        done = sum(r.state == "done" for r in outcome["rows"])
+        console.print(f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}")
+        if outcome["complete"] and not no_eval:
+            from ..evaluate import evaluate_run
+
+            metrics = evaluate_run(run_dir, console=console)
+            console.print(f"accuracy {metrics['accuracy']:.4f} -> {run_dir / 'metrics.json'}")
+        elif not outcome["complete"]:
+            console.print("partial run: not evaluated (every class job must be done)")
+
+    @app.command("runs")
+    def runs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")):
+        """List local runs and their last known states (no SSH)."""
+        project = Project.find()
+        items = []
+        for run_dir in project.list_runs():
+            try:
+                record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+            except OrchError:
+                continue
+            rows = rows_from_local(run_dir, doc["jobs"])
+            metrics = run_dir / "metrics.json"
+            acc = json.loads(metrics.read_text()).get("accuracy") if metrics.is_file() else None
+            items.append({"run": run_dir.name, "experiment": record.get("experiment"), "host": record.get("host"),
+                          "kind": doc["experiment"]["model"]["kind"], "state": record.get("state"),
+                          "launched": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("launched_at", 0))),
+                          "jobs": {r.name: r.state for r in rows}, "accuracy": acc})
+        if as_json:
+            print(json.dumps(items))
+            return
+        table = Table(title="runs", title_justify="left")
+        for col in ("run", "experiment", "kind", "host", "launched", "state", "accuracy"):
+            table.add_column(col)
+        for it in items:
+            acc = f"{it['accuracy']:.4f}" if it["accuracy"] is not None else "-"
+            table.add_row(it["run"], str(it["experiment"]), it["kind"], str(it["host"]), it["launched"],
+                          str(it["state"]), acc)
+        console.print(table)

@@ -1,0 +1,92 @@
+"""Move files between the laptop and a host: rsync over the verified SSH settings,
+SFTP when rsync is missing on either side, plain copies for `local`."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Sequence
+
+from . import shell
+from .errors import ExitCode, OrchError
+from .transport import Transport
+
+
+def local_rsync() -> bool:
+    return shutil.which("rsync") is not None
+
+
+def remote_has(transport: Transport, tool: str) -> bool:
+    return transport.run(shell.join(["sh", "-c", 'command -v "$1" >/dev/null 2>&1', "sh", tool]),
+                         check=False).rc == 0
+
+
+def use_rsync(transport: Transport) -> bool:
+    """rsync when both sides have it; otherwise warn once and fall back to SFTP."""
+    if transport.host.is_local:
+        return False
+    ok_here, ok_there = local_rsync(), remote_has(transport, "rsync")
+    if not (ok_here and ok_there):
+        side = "this machine" if not ok_here else transport.host.name
+        print(f"warning: rsync is missing on {side}; falling back to SFTP (slower, no delta transfer)",
+              file=sys.stderr)
+    return ok_here and ok_there
+
+
+def _rsync(argv: List[str], stdin: str = "") -> str:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if proc.returncode != 0:
+        err = proc.stderr.strip()
+        if "Host key verification failed" in err:
+            raise OrchError("rsync refused the host key (see `orch hosts check`)", ExitCode.HOST_KEY)
+        raise OrchError(f"rsync failed (exit {proc.returncode}): {err[-800:]}", ExitCode.REMOTE)
+    return proc.stdout
+
+
+def push_files(transport: Transport, root: Path, files: Sequence[str], dest_dir: str, rsync: bool) -> int:
+    """Copy root/<f> for f in files to dest_dir/<f> on the host; return files sent."""
+    if transport.host.is_local:
+        dest = Path(dest_dir)
+        for rel in files:
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, target)
+        return len(files)
+    if rsync:
+        argv = ["rsync", "-a", "--out-format=%n", "--files-from=-", "--from0",
+                "-e", shell.join(transport.rsync_rsh()), f"{root}/", transport.rsync_target(dest_dir + "/")]
+        out = _rsync(argv, stdin="\0".join(files))
+        return sum(1 for line in out.splitlines() if line and not line.endswith("/"))
+    dirs = sorted({str(Path(dest_dir, rel).parent) for rel in files})
+    transport.run(shell.join(["mkdir", "-p", "--", *dirs]))
+    sftp = transport._sftp_client()  # noqa: SLF001 - same module family, one connection
+    for rel in files:
+        sftp.put(str(root / rel), f"{dest_dir}/{rel}")
+    return len(files)
+
+
+def pull_dir(transport: Transport, remote_dir: str, local_dir: Path, names: Sequence[str], rsync: bool) -> None:
+    """Copy remote_dir/*/<name> for the given file names into local_dir (resumable)."""
+    local_dir.mkdir(parents=True, exist_ok=True)
+    if transport.host.is_local:
+        src = Path(remote_dir)
+        for job in sorted(p for p in src.iterdir() if p.is_dir()):
+            for name in names:
+                if (job / name).is_file():
+                    (local_dir / job.name).mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(job / name, local_dir / job.name / name)
+        return
+    if rsync:
+        filters = ["--include=*/"] + [f"--include={n}" for n in names] + ["--exclude=*"]
+        # --partial keeps half-sent files so an interrupted fetch resumes where it stopped.
+        argv = ["rsync", "-a", "--partial", "--prune-empty-dirs", *filters,
+                "-e", shell.join(transport.rsync_rsh()), transport.rsync_target(remote_dir + "/"), f"{local_dir}/"]
+        _rsync(argv)
+        return
+    listing = transport.run(shell.join(["find", remote_dir, "-mindepth", "2", "-maxdepth", "2", "-type", "f"])).stdout
+    wanted = set(names)
+    for line in listing.splitlines():
+        job, name = Path(line).parent.name, Path(line).name
+        if name in wanted:
+            transport.get_file(line, local_dir / job / name)

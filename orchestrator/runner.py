@@ -1,0 +1,208 @@
+"""`orch run` / `--resume` / `fetch-results`: the few steps that touch a host for a run."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+from remote.spec import Experiment, to_dict
+
+from . import codesync, hostops, jobs as jobplan, shell, staging
+from .errors import ExitCode, OrchError
+from .filesync import pull_dir, use_rsync
+from .project import Project, check_name
+from .transport import Transport
+
+FETCHED = ("status.json", "progress.jsonl", "log.txt", "scores.jsonl", "manifest.json")
+
+
+def new_run_id(exp: Experiment) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return check_name("run", f"{exp.name}-{stamp}")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_record(run_dir: Path) -> Dict:
+    try:
+        return json.loads((run_dir / "local.json").read_text())
+    except (OSError, ValueError):
+        raise OrchError(f"{run_dir}/local.json is missing or unreadable: not a run launched by orch",
+                        ExitCode.RUN_STATE)
+
+
+def load_resolved(run_dir: Path) -> Dict:
+    return yaml.safe_load((run_dir / "run.yaml").read_text())
+
+
+def save_record(run_dir: Path, record: Dict) -> None:
+    write_atomic(run_dir / "local.json", json.dumps(record, indent=2) + "\n")
+
+
+def classes_for(exp: Experiment, root: Path) -> List[str]:
+    if exp.data.classes:
+        return list(exp.data.classes)
+    if exp.data.source != "file":
+        raise OrchError("data.classes is required when the host loads the dataset itself (data.source: hf)",
+                        ExitCode.CONFIG, hint="e.g. --set 'data.classes=[\"0\",\"1\"]'")
+    path = staging.local_data_files(exp, root)["path"]
+    return staging.scan_labels(path, exp.data.label_field, exp.data.format)
+
+
+@dataclass
+class Launched:
+    run_id: str
+    host: str
+    jobs: List[Dict]
+    code_hash: str
+    files_sent: int
+
+
+def launch(project: Project, transport: Transport, exp: Experiment, run_id: str, raw_note: str = "") -> Launched:
+    local_dir = project.run_dir(run_id)
+    if local_dir.exists():
+        raise OrchError(f"run {run_id!r} already exists in {local_dir}", ExitCode.RUN_STATE,
+                        hint=f"pick another --name, or `orch run {exp.name} --resume {run_id}` to relaunch unfinished jobs")
+    classes = classes_for(exp, project.root)
+    state = hostops.prepare(transport)
+    remote_run = hostops.run_dir(state.workdir, run_id)
+    if transport.run(shell.join(["test", "-e", remote_run]), check=False).rc == 0:
+        raise OrchError(f"run {run_id!r} already exists on {transport.host.name} ({remote_run})", ExitCode.RUN_STATE,
+                        hint="pick another --name")
+    rsync = use_rsync(transport) if not transport.host.is_local else False
+    code_hash, sent = codesync.sync_code(transport, project.root, state.workdir, rsync)
+    staged = staging.stage_data(transport, exp, project.root, state.workdir, rsync)
+    planned = jobplan.plan_jobs(exp, classes, state.gpus)
+
+    resolved = to_dict(exp)
+    for key, host_path in staged.items():
+        resolved["data"][key] = host_path
+    if not resolved["data"]["classes"]:
+        resolved["data"]["classes"] = classes
+    doc = {
+        "run_id": run_id,
+        "code_hash": code_hash,
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": transport.host.name,
+        "experiment": resolved,
+        "jobs": [j.to_dict() for j in planned],
+    }
+    text = yaml.safe_dump(doc, sort_keys=False)
+    transport.put_text(text, f"{remote_run}/run.yaml")
+    write_atomic(local_dir / "run.yaml", text)
+    record = {
+        "run_id": run_id, "host": transport.host.name, "experiment": exp.name, "workdir": state.workdir,
+        "code_hash": code_hash, "launched_at": time.time(), "gpus": state.gpus, "state": "launched",
+        "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+    save_record(local_dir, record)
+
+    code = hostops.code_dir(state.workdir, code_hash)
+    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned)
+    result = hostops.remote_launch(transport, state.workdir, code_hash, plan)
+    failed = [j for j in result["jobs"] if not j["started"]]
+    if failed:
+        raise OrchError("jobs did not start: " + "; ".join(f"{j['name']}: {j['error']}" for j in failed),
+                        ExitCode.REMOTE, hint=f"`orch logs {run_id} JOB` shows what they printed")
+    return Launched(run_id, transport.host.name, doc["jobs"], code_hash, sent)
+
+
+def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
+    """Relaunch the jobs of RUN that are not done (failed, lost, cancelled, never started)."""
+    local_dir = project.existing_run(run_id)
+    record, doc = load_record(local_dir), load_resolved(local_dir)
+    workdir = record["workdir"]
+    status = hostops.remote_status(transport, workdir, record["code_hash"], run_id)
+    from .runstate import rows_from_remote
+
+    rows = rows_from_remote(status, doc["jobs"])
+    busy = [r.name for r in rows if r.state in ("running", "waiting")]
+    todo = [r.name for r in rows if r.state not in ("done", "running", "waiting")]
+    if not todo:
+        if busy:
+            raise OrchError(f"nothing to resume: {', '.join(busy)} still running", ExitCode.RUN_STATE)
+        raise OrchError(f"nothing to resume: every job of {run_id} is done", ExitCode.RUN_STATE,
+                        hint=f"`orch fetch-results {run_id}`")
+    specs = [jobplan.JobSpec(**j) for j in doc["jobs"] if j["name"] in todo]
+    remote_run = hostops.run_dir(workdir, run_id)
+    code = hostops.code_dir(workdir, record["code_hash"])
+    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, specs)
+    result = hostops.remote_launch(transport, workdir, record["code_hash"], plan)
+    failed = [j for j in result["jobs"] if not j["started"]]
+    if failed:
+        raise OrchError("jobs did not start: " + "; ".join(f"{j['name']}: {j['error']}" for j in failed),
+                        ExitCode.REMOTE)
+    record["state"] = "launched"
+    save_record(local_dir, record)
+    return todo
+
+
+def _sha256(path: Path) -> str:
+    return staging.file_sha256(path)
+
+
+def verify_job(job_dir: Path) -> List[str]:
+    """Problems with a fetched job's results (empty list = complete and intact)."""
+    manifest_path = job_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return [f"{job_dir.name}: no manifest.json (results incomplete)"]
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError:
+        return [f"{job_dir.name}: manifest.json is not valid JSON"]
+    problems = []
+    for name, meta in manifest.get("files", {}).items():
+        path = job_dir / name
+        if not path.is_file():
+            problems.append(f"{job_dir.name}/{name}: missing")
+        elif path.stat().st_size != meta.get("size"):
+            problems.append(f"{job_dir.name}/{name}: size {path.stat().st_size} != manifest {meta.get('size')}")
+        elif _sha256(path) != meta.get("sha256"):
+            problems.append(f"{job_dir.name}/{name}: sha256 does not match the manifest")
+    return problems
+
+
+def fetch(project: Project, transport: Transport, run_id: str, partial: bool) -> Dict:
+    from .runstate import rows_from_remote, run_state
+
+    local_dir = project.existing_run(run_id)
+    record, doc = load_record(local_dir), load_resolved(local_dir)
+    status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+    if not status.get("exists"):
+        raise OrchError(f"run {run_id} is not on {transport.host.name} any more", ExitCode.RUN_STATE)
+    rows = rows_from_remote(status, doc["jobs"])
+    # The pretrain job produces a checkpoint, not scores.
+    scored = [r for r in rows if r.name != "pretrain"]
+    unfinished = [r for r in scored if r.state != "done"]
+    if unfinished and not partial:
+        raise OrchError(
+            "run is not complete: " + ", ".join(f"{r.name} is {r.state}" for r in unfinished),
+            ExitCode.RUN_STATE,
+            hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial",
+        )
+    rsync = use_rsync(transport) if not transport.host.is_local else False
+    pull_dir(transport, hostops.run_dir(record["workdir"], run_id) + "/jobs", local_dir / "jobs", FETCHED, rsync)
+    problems = []
+    for row in scored:
+        if row.state == "done":
+            problems += verify_job(local_dir / "jobs" / row.name)
+    if problems:
+        raise OrchError("fetched results failed verification:\n  " + "\n  ".join(problems), ExitCode.RUN_STATE,
+                        hint="run `orch fetch-results` again to re-transfer")
+    record["state"] = "fetched" if not unfinished else "partial"
+    record["fetched_at"] = time.time()
+    record["job_states"] = {r.name: r.state for r in rows}
+    save_record(local_dir, record)
+    return {"complete": not unfinished, "rows": rows, "state": run_state(rows)}

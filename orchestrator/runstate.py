@@ -1,0 +1,115 @@
+"""Pure: the host's raw job files -> what a user sees (state, progress, ETA)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+TERMINAL = ("done", "failed", "cancelled")
+
+
+@dataclass
+class JobRow:
+    name: str
+    state: str  # pending | waiting | running | done | failed | cancelled | lost
+    gpu: str = ""
+    phase: str = ""
+    step: Optional[int] = None
+    total: Optional[int] = None
+    loss: Optional[float] = None
+    tokens_per_s: Optional[float] = None
+    eta_s: Optional[float] = None
+    elapsed_s: Optional[float] = None
+    exit_code: Optional[int] = None
+    reason: str = ""
+    has_results: bool = False
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+
+def job_row(raw: Dict, now: float, planned_gpu: str = "") -> JobRow:
+    status = raw.get("status") or {}
+    progress = raw.get("progress") or {}
+    state = status.get("state") or "pending"
+    alive = raw.get("alive", False)
+    if state in ("waiting", "running") and not alive:
+        # The wrapper would have recorded an end state; its tmux session is gone
+        # without one (host rebooted, session killed by hand, wrapper SIGKILLed).
+        state = "lost"
+    if state == "pending" and alive:
+        state = "waiting"
+    started, ended = status.get("started"), status.get("ended")
+    elapsed = None
+    if started:
+        elapsed = (ended or now) - started
+    return JobRow(
+        name=raw["name"],
+        state=state,
+        gpu=status.get("gpu", planned_gpu) or planned_gpu,
+        phase=progress.get("phase", ""),
+        step=progress.get("step"),
+        total=progress.get("total"),
+        loss=progress.get("loss"),
+        tokens_per_s=progress.get("tokens_per_s"),
+        eta_s=progress.get("eta_s") if state == "running" else None,
+        elapsed_s=elapsed,
+        exit_code=status.get("exit_code"),
+        reason=status.get("reason", "") or "",
+        has_results=bool(raw.get("manifest")),
+    )
+
+
+def rows_from_remote(remote: Dict, planned: List[Dict]) -> List[JobRow]:
+    """Rows for every planned job, in plan order (a job with no folder yet is pending)."""
+    by_name = {j["name"]: j for j in remote.get("jobs", [])}
+    now = remote.get("now", 0.0)
+    rows = []
+    for job in planned:
+        raw = by_name.get(job["name"], {"name": job["name"]})
+        rows.append(job_row(raw, now, job.get("gpu", "")))
+    return rows
+
+
+def run_state(rows: List[JobRow]) -> str:
+    states = {r.state for r in rows}
+    if not rows:
+        return "empty"
+    if states == {"done"}:
+        return "done"
+    if states & {"running", "waiting", "pending"}:
+        return "running"
+    if "failed" in states or "lost" in states:
+        return "failed"
+    if "cancelled" in states:
+        return "cancelled"
+    return "mixed"
+
+
+def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[JobRow]:
+    """Rows from fetched files (for `orch runs` without contacting the host)."""
+    rows = []
+    for job in planned:
+        d = run_dir / "jobs" / job["name"]
+        raw: Dict = {"name": job["name"], "alive": False, "manifest": (d / "manifest.json").is_file()}
+        try:
+            raw["status"] = json.loads((d / "status.json").read_text())
+        except (OSError, ValueError):
+            raw["status"] = None
+        row = job_row(raw, 0.0, job.get("gpu", ""))
+        if raw["status"] is None:
+            row.state = "unknown"
+        elif row.state == "lost":
+            row.state = (raw["status"] or {}).get("state", "unknown")  # last known, not fetched since
+        rows.append(row)
+    return rows
+
+
+def fmt_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,228 @@
+"""The SSH transport: one verified Fabric connection per CLI command.
+
+Fabric's Connection accepts any host key by default (AutoAddPolicy, no known_hosts).
+We load the user's known_hosts and refuse unknown keys unless the user explicitly
+trusts a new one; a changed key is always refused (paramiko raises BadHostKeyException
+before any policy is consulted).
+"""
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import paramiko
+
+from .errors import ExitCode, OrchError
+from .hosts import HostConfig
+from .transport import Result, Transport
+
+
+class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
+    """Record an unknown key in known_hosts: only used with --trust-new-host-key."""
+
+    def __init__(self, known_hosts: Path):
+        self.known_hosts = known_hosts
+        self.recorded: Optional[str] = None
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        # Append instead of save_host_keys(): rewriting the user's file would drop
+        # comments, markers and hashed entries paramiko does not round-trip.
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with open(self.known_hosts, "a") as fh:
+            fh.write(line)
+        self.recorded = f"{key.get_name()} SHA256:{_fingerprint(key)}"
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def host_key_name(host: HostConfig) -> str:
+    return host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
+
+
+class SSHTransport(Transport):
+    def __init__(self, host: HostConfig, trust_new_host_key: bool = False):
+        self.host = host
+        self.trust_new_host_key = trust_new_host_key
+        self._conn = None
+        self._sftp = None
+        self.known_hosts = Path(host.known_hosts_file).expanduser()
+
+    # -- connection ---------------------------------------------------------------
+
+    def _connection(self):
+        if self._conn is None:
+            self._conn = self._open(self.host)
+        return self._conn
+
+    def _open(self, host: HostConfig, gateway=None):
+        import fabric
+
+        kwargs = {"allow_agent": True, "look_for_keys": not host.identity_file}
+        if host.identity_file:
+            kwargs["key_filename"] = [str(Path(host.identity_file).expanduser())]
+        conn = fabric.Connection(
+            host=host.hostname,
+            user=host.user or None,
+            port=host.port,
+            connect_timeout=host.connect_timeout,
+            connect_kwargs=kwargs,
+            gateway=gateway if gateway is not None else self._gateway(host),
+        )
+        client = conn.client
+        if self.known_hosts.is_file():
+            client.load_host_keys(str(self.known_hosts))
+        policy = _TrustOnFirstUse(self.known_hosts) if self.trust_new_host_key else paramiko.RejectPolicy()
+        client.set_missing_host_key_policy(policy)
+        where = host.display()
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise OrchError(
+                f"the SSH host key of {where} has CHANGED (got {exc.key.get_name()} "
+                f"SHA256:{_fingerprint(exc.key)}): refusing to connect",
+                ExitCode.HOST_KEY,
+                hint=f"if the host was really reinstalled, remove its old line from {self.known_hosts} "
+                f"(ssh-keygen -R '{host_key_name(host)}' -f {self.known_hosts}) after checking the new key out of band",
+            )
+        except paramiko.AuthenticationException as exc:
+            raise OrchError(
+                f"SSH authentication failed for {where}: {exc}",
+                ExitCode.UNREACHABLE,
+                hint="check `user` and `identity_file` in the host config, and that the key is in the host's authorized_keys",
+            )
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise OrchError(
+                    f"the SSH host key of {where} is not in {self.known_hosts}: refusing an unknown host",
+                    ExitCode.HOST_KEY,
+                    hint="check the host key fingerprint with the host's admin, then re-run with --trust-new-host-key to record it",
+                )
+            raise OrchError(f"SSH connection to {where} failed: {exc}", ExitCode.UNREACHABLE)
+        except (socket.timeout, TimeoutError) as exc:
+            raise OrchError(
+                f"cannot reach {where}: connection timed out after {host.connect_timeout:.0f} s ({exc})",
+                ExitCode.UNREACHABLE,
+                hint="is the host up and the address/port right? behind a bastion? set proxy_jump",
+            )
+        except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
+            raise OrchError(
+                f"cannot reach {where}: {exc}",
+                ExitCode.UNREACHABLE,
+                hint="is the host up, sshd running and the hostname/port right?",
+            )
+        if isinstance(policy, _TrustOnFirstUse) and policy.recorded:
+            print(f"recorded new host key for {host_key_name(host)} ({policy.recorded}) in {self.known_hosts}",
+                  file=sys.stderr)
+        conn.transport.set_keepalive(host.keepalive)
+        return conn
+
+    def _gateway(self, host: HostConfig):
+        if not host.proxy_jump:
+            return None
+        # ProxyJump user@jump:port -> a verified Fabric connection used as the socket.
+        spec = host.proxy_jump.split(",")[0]
+        user, _, rest = spec.rpartition("@")
+        name, _, port = rest.partition(":")
+        jump = HostConfig(name=f"{host.name}-jump", hostname=name, port=int(port or 22), user=user,
+                          identity_file=host.identity_file, known_hosts_file=host.known_hosts_file,
+                          connect_timeout=host.connect_timeout)
+        # gateway=False: the jump host itself is reached directly.
+        return self._open(jump, gateway=False)
+
+    # -- commands -----------------------------------------------------------------
+
+    @property
+    def workdir(self) -> str:
+        # SSH commands and SFTP start in the login's home: ~/x is simply x.
+        wd = self.host.workdir
+        if wd == "~":
+            return "."
+        return wd[2:] if wd.startswith("~/") else wd
+
+    def _exec(self, command, timeout, stdin):
+        from invoke.exceptions import CommandTimedOut
+        import io
+
+        conn = self._connection()
+        try:
+            res = conn.run(command, hide=True, warn=True, timeout=timeout,
+                           in_stream=io.StringIO(stdin) if stdin is not None else False)
+        except CommandTimedOut:
+            raise OrchError(f"command timed out after {timeout:.0f} s on {self.host.name}: {command[:200]}",
+                            ExitCode.REMOTE)
+        except (socket.error, EOFError, paramiko.SSHException) as exc:
+            raise OrchError(f"lost the SSH connection to {self.host.display()}: {exc}", ExitCode.UNREACHABLE)
+        return Result(res.stdout, res.stderr, res.exited)
+
+    def stream(self, command, out=sys.stdout):
+        from . import shell
+
+        conn = self._connection()
+        res = conn.run(shell.with_path(self.host.extra_path, command), hide=True, warn=True, out_stream=out,
+                       err_stream=out, in_stream=False)
+        return res.exited
+
+    def _sftp_client(self):
+        if self._sftp is None:
+            self._sftp = self._connection().sftp()
+        return self._sftp
+
+    def _mkdirs(self, remote_dir: str) -> None:
+        from . import shell
+
+        self.run(shell.join(["mkdir", "-p", "--", remote_dir]))
+
+    def put_text(self, text, remote_path):
+        import posixpath
+
+        self._mkdirs(posixpath.dirname(remote_path) or ".")
+        sftp = self._sftp_client()
+        tmp = remote_path + ".tmp"
+        with sftp.open(tmp, "w") as fh:
+            fh.write(text.encode())
+        sftp.posix_rename(tmp, remote_path)
+
+    def put_file(self, local_path, remote_path):
+        import posixpath
+
+        self._mkdirs(posixpath.dirname(remote_path) or ".")
+        sftp = self._sftp_client()
+        tmp = remote_path + ".tmp"
+        sftp.put(str(local_path), tmp)
+        sftp.posix_rename(tmp, remote_path)
+
+    def get_file(self, remote_path, local_path):
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        self._sftp_client().get(remote_path, str(local_path))
+
+    def rsync_rsh(self) -> Optional[List[str]]:
+        h = self.host
+        argv = ["ssh", "-p", str(h.port), "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"ConnectTimeout={int(h.connect_timeout)}", "-o", f"ServerAliveInterval={h.keepalive}",
+                "-F", "/dev/null"]
+        if h.identity_file:
+            argv += ["-i", str(Path(h.identity_file).expanduser()), "-o", "IdentitiesOnly=yes"]
+        if h.proxy_jump:
+            argv += ["-J", h.proxy_jump]
+        return argv
+
+    def rsync_target(self, remote_path: str) -> str:
+        user = f"{self.host.user}@" if self.host.user else ""
+        return f"{user}{self.host.hostname}:{remote_path}"
+
+    def close(self):
+        if self._sftp is not None:
+            self._sftp.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

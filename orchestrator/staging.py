@@ -1,0 +1,120 @@
+"""Data staging: local data files go to <workdir>/data/<sha256[:16]>-<name>, once."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import csv
+from pathlib import Path
+from typing import Dict, List
+
+from remote.spec import Experiment
+
+from . import shell
+from .errors import ExitCode, OrchError
+from .filesync import push_files
+from .transport import Transport
+
+DATA_KEYS = ("path", "test_path", "unlabelled_path")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_data_files(exp: Experiment, root: Path) -> Dict[str, Path]:
+    """data.<key> -> absolute local path, for the keys that name a file."""
+    if exp.data.source != "file":
+        return {}
+    out = {}
+    for key in DATA_KEYS:
+        value = getattr(exp.data, key)
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else (root / path)
+        if not path.is_file():
+            raise OrchError(
+                f"data.{key}: {value} does not exist (looked for {path})",
+                ExitCode.CONFIG,
+                hint="paths in an experiment are relative to the project folder; use --set data.path=FILE",
+            )
+        out[key] = path.resolve()
+    return out
+
+
+def stage_data(transport: Transport, exp: Experiment, root: Path, workdir: str, rsync: bool) -> Dict[str, str]:
+    """Upload the experiment's data files if the host lacks them; return key -> host path."""
+    files = local_data_files(exp, root)
+    if not files:
+        return {}
+    staged: Dict[str, str] = {}
+    for key, path in files.items():
+        staged[key] = f"{workdir}/data/{file_sha256(path)[:16]}-{path.name}"
+    targets = sorted(set(staged.values()))
+    check = shell.join(["sh", "-c", 'for f in "$@"; do [ -f "$f" ] || echo "$f"; done', "sh", *targets])
+    missing = set(transport.run(check).stdout.split("\n")) & set(targets)
+    for key, path in files.items():
+        target = staged[key]
+        if target in missing:
+            transport.run(shell.join(["mkdir", "-p", "--", f"{workdir}/data"]))
+            if transport.host.is_local:
+                transport.put_file(path, target)
+            elif rsync:
+                # rsync to a temp name, then rename: a half upload never looks staged.
+                tmp = target + ".part"
+                push_files_single(transport, path, tmp)
+                transport.run(shell.join(["mv", "--", tmp, target]))
+            else:
+                transport.put_file(path, target)
+            missing.discard(target)
+    return staged
+
+
+def push_files_single(transport: Transport, path: Path, remote_path: str) -> None:
+    import subprocess
+
+    argv = ["rsync", "-a", "--partial", "-e", shell.join(transport.rsync_rsh()), str(path),
+            transport.rsync_target(remote_path)]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise OrchError(f"rsync of {path} failed: {proc.stderr.strip()[-500:]}", ExitCode.REMOTE)
+
+
+def _open_text(path: Path):
+    raw = open(path, "rb")
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8")
+    return io.TextIOWrapper(raw, encoding="utf-8")
+
+
+def scan_labels(path: Path, label_field: str, fmt: str = "auto") -> List[str]:
+    """The distinct labels of a local labelled file (the job list needs the classes)."""
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    kind = fmt if fmt != "auto" else ("csv" if name.endswith((".csv", ".tsv")) else "jsonl")
+    labels = set()
+    with _open_text(path) as fh:
+        if kind == "csv":
+            reader = csv.DictReader(fh, delimiter="\t" if name.endswith(".tsv") else ",")
+            for lineno, row in enumerate(reader, start=2):
+                if label_field not in row or row[label_field] in (None, ""):
+                    raise OrchError(f"{path}:{lineno}: no {label_field!r} column value", ExitCode.DATA)
+                labels.add(str(row[label_field]))
+        else:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise OrchError(f"{path}:{lineno}: not valid JSON ({exc})", ExitCode.DATA)
+                if not isinstance(row, dict) or label_field not in row:
+                    raise OrchError(f"{path}:{lineno}: missing field {label_field!r}", ExitCode.DATA,
+                                    hint="set data.label_field to the name of the label field")
+                labels.add(str(row[label_field]))
+    return sorted(labels)

@@ -1,0 +1,223 @@
+"""The experiment schema: one typed description of a run, shared by both sides.
+
+Standard library only, so the controller can validate configs without torch and the
+host can read the resolved ``run.yaml`` without the controller.  Every error names
+where the value came from, the dotted key and what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+MODEL_KINDS = ("ar", "mdlm", "mlm-pll", "classifier")
+
+
+class SpecError(ValueError):
+    """A config value is missing, unknown or of the wrong type."""
+
+
+@dataclass
+class DataSpec:
+    # "file": local JSONL/CSV (optionally .gz) the controller uploads; "hf": a dataset
+    # name the host downloads itself (needs internet there).
+    source: str = "file"
+    path: str = ""  # labelled texts (file) or HF dataset name (hf)
+    test_path: str = ""  # separate labelled test file; empty -> seeded split of `path`
+    unlabelled_path: str = ""  # texts for the optional pretrain stage
+    hf_train_split: str = "train"
+    hf_test_split: str = "test"
+    hf_unlabelled_split: str = "unsupervised"
+    format: str = "auto"  # auto | jsonl | csv
+    text_field: str = "text"
+    label_field: str = "label"
+    id_field: str = "id"  # missing ids fall back to "<file>:<line>"
+    classes: List[str] = field(default_factory=list)  # [] -> every label seen in train
+    class_names: Dict[str, str] = field(default_factory=dict)  # label -> job name
+    test_fraction: float = 0.2  # used when test_path is empty
+    val_fraction: float = 0.0  # held out of training for validation loss
+    seed: int = 0
+    max_per_class: int = 0  # cap on training texts per class (0 = all)
+    max_test: int = 0  # cap on test texts (0 = all), stratified
+    max_unlabelled: int = 0
+    clean_html: bool = True  # "<br />" -> newline, other tags dropped
+
+
+@dataclass
+class ModelSpec:
+    kind: str = "ar"  # ar | mdlm | mlm-pll | classifier
+    # "scratch" (config below + a tokenizer trained on the training text), a Hugging
+    # Face model name (host with internet) or a path to a checkpoint folder.
+    init: str = "scratch"
+    n_layer: int = 2
+    n_embd: int = 64
+    n_head: int = 2
+    max_len: int = 128  # tokens per text, longer texts are truncated
+    vocab_size: int = 2000  # scratch tokenizer size
+    dropout: float = 0.0
+    attention: str = "auto"  # auto | sdpa | flash (flash-attn when installed)
+
+
+@dataclass
+class TrainSpec:
+    steps: int = 100
+    epochs: float = 0.0  # > 0 overrides steps
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    compile: bool = False
+    checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end)
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+
+
+@dataclass
+class PretrainSpec(TrainSpec):
+    enabled: bool = False
+    # Also pretrain on the training split's texts (never the test texts): more
+    # in-domain text for the backbone, as in the 88.9% IMDB anchor (unsup + train).
+    include_train: bool = True
+
+
+@dataclass
+class ScoreSpec:
+    batch_size: int = 32
+    mdlm_draws: int = 8  # K draws per text for the MDLM NELBO estimate
+    mdlm_stratify: str = "k"  # k (number of masked tokens) | t
+    seed: int = 1234
+
+
+@dataclass
+class EvalSpec:
+    prior: str = "uniform"  # uniform | train (class frequencies of the training set)
+    bands: str = "auto"  # auto | poc | mdlm: which verdict bands head the report
+    bootstrap: int = 1000
+    min_accuracy: float = 0.0  # smoke threshold
+
+
+@dataclass
+class Experiment:
+    name: str = ""
+    host: str = "local"
+    env: str = ""  # configs/envs/<env>.yaml used by bootstrap
+    description: str = ""
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    pretrain: PretrainSpec = field(default_factory=PretrainSpec)
+    score: ScoreSpec = field(default_factory=ScoreSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+
+    def check(self, where: str) -> None:
+        if self.model.kind not in MODEL_KINDS:
+            raise SpecError(
+                f"{where}: key 'model.kind': expected one of {', '.join(MODEL_KINDS)},"
+                f" got {self.model.kind!r}"
+            )
+        if self.data.source not in ("file", "hf"):
+            raise SpecError(f"{where}: key 'data.source': expected 'file' or 'hf', got {self.data.source!r}")
+        if not self.data.path:
+            raise SpecError(f"{where}: key 'data.path': required (a JSONL/CSV file or a dataset name)")
+        if self.score.mdlm_stratify not in ("k", "t"):
+            raise SpecError(f"{where}: key 'score.mdlm_stratify': expected 'k' or 't'")
+        if self.eval.prior not in ("uniform", "train"):
+            raise SpecError(f"{where}: key 'eval.prior': expected 'uniform' or 'train'")
+        if self.model.n_embd % max(self.model.n_head, 1):
+            raise SpecError(f"{where}: key 'model.n_embd': must be divisible by model.n_head")
+        if self.pretrain.enabled and not self.data.unlabelled_path and self.data.source == "file":
+            raise SpecError(f"{where}: key 'data.unlabelled_path': required when pretrain.enabled is true")
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (list, List):
+        return "a list"
+    if origin in (dict, Dict):
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
+    bad = SpecError(f"{where}: key '{key}': expected {_describe(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad
+        return build(tp, value, where, prefix=key + ".")
+    origin = typing.get_origin(tp)
+    if origin in (list, List):
+        if not isinstance(value, list):
+            raise bad
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise bad
+        _, vt = typing.get_args(tp)
+        return {str(k): _coerce(vt, v, f"{key}.{k}", where) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        # Labels such as 0/1 arrive from YAML as ints: a string field takes any scalar.
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    raise bad
+
+
+def build(cls: Any, raw: Dict[str, Any], where: str, prefix: str = "") -> Any:
+    """Turn a mapping into dataclass ``cls``; unknown keys and wrong types are errors."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: key '{prefix.rstrip('.') or '<top>'}': expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise SpecError(
+                f"{where}: unknown key '{prefix}{key}' (known keys here: {', '.join(names)})"
+            )
+        kwargs[key] = _coerce(hints[key], value, prefix + key, where)
+    return cls(**kwargs)
+
+
+def load_experiment(raw: Dict[str, Any], where: str) -> Experiment:
+    exp = build(Experiment, raw, where)
+    exp.check(where)
+    return exp
+
+
+def to_dict(obj: Any) -> Dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def set_dotted(raw: Dict[str, Any], key: str, value: Any) -> None:
+    """Apply one ``--set a.b=value`` override to a raw (not yet validated) mapping."""
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise SpecError(f"--set {key}: '{part}' is not a section")
+        node = nxt
+    node[parts[-1]] = value

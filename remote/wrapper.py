@@ -1,0 +1,163 @@
+"""Run one job's payload and keep its status.json true, whatever happens to the payload.
+
+    python -m remote.wrapper --job-dir DIR [--requires JOB]... [--after JOB]... -- CMD...
+
+Standard library only: it runs before (and regardless of) torch.  tmux only hosts this
+process; the exit code is recorded here, so a crash, a kill or a lost tmux session never
+leaves the controller guessing.  --requires: wait until JOB is done (fail if it ended any
+other way, e.g. the pretrain stage).  --after: wait until JOB has ended in any state
+(the previous job on the same GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import List, Optional
+
+TERMINAL = ("done", "failed", "cancelled")
+POLL_S = 1.0
+
+
+def write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+class Job:
+    def __init__(self, job_dir: str):
+        self.dir = job_dir
+        self.status_path = os.path.join(job_dir, "status.json")
+        self.status = {"state": "waiting", "pid": os.getpid(), "exit_code": None, "created": time.time(),
+                       "started": None, "ended": None, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                       "reason": ""}
+        self.child: Optional[subprocess.Popen] = None
+        self.signalled: Optional[int] = None
+
+    def save(self, **changes) -> None:
+        self.status.update(changes)
+        write_json(self.status_path, self.status)
+
+    def cancel_requested(self) -> bool:
+        return os.path.exists(os.path.join(self.dir, "cancel"))
+
+    def finish_after_signal(self) -> int:
+        state = "cancelled" if self.cancel_requested() else "failed"
+        reason = "cancelled by the user" if state == "cancelled" else f"killed by signal {self.signalled}"
+        code = self.child.returncode if self.child is not None else None
+        self.save(state=state, ended=time.time(), exit_code=code, reason=reason)
+        return 128 + (self.signalled or 15)
+
+
+def wait_for(job: Job, requires: List[str], after: List[str]) -> Optional[str]:
+    """Block until dependencies allow a start; return a failure reason, or None to go."""
+    runs_dir = os.path.dirname(job.dir)
+    pending = [(name, True) for name in requires] + [(name, False) for name in after]
+    while pending:
+        still = []
+        for name, must_succeed in pending:
+            status = read_json(os.path.join(runs_dir, name, "status.json")) or {}
+            state = status.get("state")
+            if state not in TERMINAL:
+                still.append((name, must_succeed))
+            elif must_succeed and state != "done":
+                return f"required job {name} ended {state}"
+        pending = still
+        if pending:
+            if job.signalled is not None:
+                return None
+            time.sleep(POLL_S)
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        print("usage: python -m remote.wrapper --job-dir DIR [--requires J] [--after J] -- CMD...", file=sys.stderr)
+        return 2
+    split = argv.index("--")
+    parser = argparse.ArgumentParser(prog="remote.wrapper")
+    parser.add_argument("--job-dir", required=True)
+    parser.add_argument("--requires", action="append", default=[])
+    parser.add_argument("--after", action="append", default=[])
+    opts = parser.parse_args(argv[:split])
+    command = argv[split + 1:]
+    os.makedirs(opts.job_dir, exist_ok=True)
+    job = Job(opts.job_dir)
+
+    def on_signal(signum, _frame):
+        job.signalled = signum
+        if job.child is not None and job.child.poll() is None:
+            try:
+                os.killpg(job.child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+    job.save()
+    reason = wait_for(job, opts.requires, opts.after)
+    if job.signalled is not None:
+        return job.finish_after_signal()
+    if reason:
+        job.save(state="failed", ended=time.time(), reason=reason)
+        return 1
+
+    log_path = os.path.join(opts.job_dir, "log.txt")
+    with open(log_path, "ab", buffering=0) as log:
+        log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}\n".encode())
+        try:
+            # A new process group, so a signal reaches the payload and its workers.
+            job.child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        except OSError as exc:
+            log.write(f"[orch] cannot start: {exc}\n".encode())
+            job.save(state="failed", ended=time.time(), exit_code=127, reason=f"cannot start: {exc}")
+            return 127
+        job.save(state="running", started=time.time())
+        assert job.child.stdout is not None
+        out = sys.stdout.buffer
+        while True:
+            try:
+                chunk = job.child.stdout.read1(65536)
+            except InterruptedError:
+                continue
+            if not chunk:
+                break
+            log.write(chunk)
+            try:
+                out.write(chunk)
+                out.flush()
+            except OSError:
+                pass  # the tmux pane is gone; the log file still gets everything
+        code = job.child.wait()
+        if job.signalled is None and code < 0:
+            job.signalled = -code
+        if job.signalled is not None:
+            log.write(f"[orch] stopped by signal {job.signalled}\n".encode())
+            return job.finish_after_signal()
+        log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} exit {code}\n".encode())
+    job.save(state="done" if code == 0 else "failed", ended=time.time(), exit_code=code,
+             reason="" if code == 0 else f"exit code {code}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

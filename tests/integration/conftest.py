@@ -1,0 +1,180 @@
+"""The real test bed: an OpenSSH sshd on 127.0.0.1 owned by the tests, real tmux and rsync.
+
+Works as root (CI) and as a normal user (a laptop): as a normal user sshd runs without
+privilege separation and only that user can log in, which is all we need.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _need(tool: str) -> None:
+    if not (shutil.which(tool) or os.path.exists(tool)):
+        pytest.fail(f"integration tests need {tool}; install openssh-server rsync tmux (see .ci/run)")
+
+
+@dataclass
+class Sshd:
+    port: int
+    root: Path
+    host_key_pub: str
+    client_key: Path
+    known_hosts: Path
+    log: Path
+    pid_file: Path
+
+    def logins(self) -> int:
+        return self.log.read_text(errors="replace").count("Accepted publickey")
+
+    def known_hosts_line(self) -> str:
+        return f"[127.0.0.1]:{self.port} {self.host_key_pub}\n"
+
+    def stop(self) -> None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 15)
+        except (OSError, ValueError):
+            pass
+
+
+def start_sshd(root: Path) -> Sshd:
+    _need(SSHD)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    host_key, client_key = root / "host_ed25519", root / "client_ed25519"
+    for key in (host_key, client_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    auth = root / "authorized_keys"
+    shutil.copy(str(client_key) + ".pub", auth)
+    os.chmod(auth, 0o600)
+    port = _free_port()
+    log, pid_file, cfg = root / "sshd.log", root / "sshd.pid", root / "sshd_config"
+    lines = [
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {pid_file}",
+        f"AuthorizedKeysFile {auth}", "PubkeyAuthentication yes", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp",
+        "LogLevel VERBOSE", "MaxStartups 50", "MaxSessions 50",
+    ]
+    if os.geteuid() == 0:
+        lines.append("PermitRootLogin prohibit-password")
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    cfg.write_text("\n".join(lines) + "\n")
+    subprocess.run([SSHD, "-t", "-f", str(cfg)], check=True)
+    subprocess.run([SSHD, "-f", str(cfg), "-E", str(log)], check=True)
+    pub = (Path(str(host_key) + ".pub").read_text().split())
+    known = root / "known_hosts"
+    server = Sshd(port, root, f"{pub[0]} {pub[1]}", client_key, known, log, pid_file)
+    known.write_text(server.known_hosts_line())
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    return server
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory) -> Sshd:
+    _need("tmux")
+    _need("rsync")
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@dataclass
+class OrchProject:
+    """A fresh project folder (a copy of this repo's remote/, bootstrap/, configs/) with a
+    host `testhost` that is the real sshd on 127.0.0.1."""
+
+    root: Path
+    remote_root: Path  # the host's workdir
+    sshd: Sshd
+    env: Dict[str, str]
+
+    def orch(self, *args: str, timeout: float = 300, check: bool = False, input: Optional[str] = None):
+        proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, timeout=timeout, input=input)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"orch {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def write_host(self, name: str = "testhost", **overrides) -> Path:
+        data = {
+            "hostname": "127.0.0.1", "port": self.sshd.port, "user": getpass.getuser(),
+            "identity_file": str(self.sshd.client_key), "known_hosts_file": str(self.sshd.known_hosts),
+            "workdir": str(self.remote_root), "python": sys.executable, "connect_timeout": 5,
+        }
+        data.update(overrides)
+        path = self.root / "configs" / "hosts" / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def remote_job(self, run_id: str, job: str) -> Path:
+        return self.remote_root / "runs" / run_id / "jobs" / job
+
+    def wait_state(self, run_id: str, states=("done", "failed", "cancelled"), timeout: float = 240) -> List[Dict]:
+        import json
+
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            proc = self.orch("status", run_id, "--json")
+            if proc.returncode == 0:
+                last = json.loads(proc.stdout)
+                if all(j["state"] in states for j in last["jobs"]):
+                    return last["jobs"]
+            time.sleep(1.0)
+        raise AssertionError(f"run {run_id} did not reach {states} in {timeout}s; last status: {last}")
+
+
+def make_project(root: Path, remote_root: Path, server: Sshd) -> OrchProject:
+    root.mkdir(parents=True)
+    for part in ("remote", "bootstrap", "configs"):
+        shutil.copytree(REPO / part, root / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (root / "runs").mkdir()
+    for stale in (root / "configs" / "hosts").glob("*.yaml"):
+        if stale.stem != "nigel":
+            stale.unlink()
+    env = dict(os.environ)
+    env["ORCH_SSH_CONFIG"] = str(root / "no-ssh-config")  # never read the developer's ~/.ssh/config
+    env["PYTHONPATH"] = str(REPO)  # the controller under test (a project need not contain it)
+    env["COLUMNS"] = "200"
+    env.pop("ORCH_PROJECT", None)
+    project = OrchProject(root, remote_root, server, env)
+    project.write_host()
+    return project
+
+
+@pytest.fixture
+def ssh_project(sshd, tmp_path) -> OrchProject:
+    return make_project(tmp_path / "project", tmp_path / "hostwork", sshd)
