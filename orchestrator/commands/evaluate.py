@@ -1,0 +1,61 @@
+"""`orch eval [RUN]` and `orch compare RUN...`: local, offline, read the fetched score files."""
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from ..errors import ExitCode, OrchError
+
+
+def _check_choice(option: str, value: Optional[str], choices: tuple) -> None:
+    if value is not None and value not in choices:
+        raise OrchError(f"{option}: expected one of {', '.join(choices)}, got {value!r}", ExitCode.USAGE)
+
+
+def eval_command(
+    run: Optional[str] = typer.Argument(None, help="Run id (default: the newest run)."),
+    prior: Optional[str] = typer.Option(None, "--prior", help="Override eval.prior: uniform | train."),
+    bands: Optional[str] = typer.Option(None, "--bands", help="Override eval.bands: auto | poc | mdlm."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots/*.png."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout instead of the tables."),
+) -> None:
+    """Evaluate a fetched run: metrics.json, predictions.csv, report.md and plots in runs/RUN/.
+
+    Exits 1 when the run sets eval.min_accuracy and the accuracy falls below it.
+    """
+    from ..evaluate import check_min_accuracy, evaluate_run
+    from ..project import Project
+
+    _check_choice("--prior", prior, ("uniform", "train"))
+    _check_choice("--bands", bands, ("auto", "poc", "mdlm"))
+    run_dir = Project.find().existing_run(run)
+    console = Console(highlight=False)
+    metrics = evaluate_run(run_dir, None if as_json else console, prior=prior, bands=bands, plots=plots)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2, default=str))
+    check_min_accuracy(metrics)
+
+
+def compare_command(
+    runs: List[str] = typer.Argument(..., help="Run ids to compare (two or more for the pairwise tests)."),
+    force: bool = typer.Option(False, "--force", help="Compare runs with different test sets on the ids they share."),
+    per_token: bool = typer.Option(False, "--per-token", help="Use the per-token (length-normalised) predictions."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Table across runs (kind, init, accuracy ± CI, F1, GPU time, tokens) and McNemar's exact test per pair."""
+    from ..compare import compare_runs, print_comparison, resolve_runs
+    from ..project import Project
+
+    result = compare_runs(resolve_runs(Project.find(), runs), force=force, per_token=per_token)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        print_comparison(Console(highlight=False), result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)

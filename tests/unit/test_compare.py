@@ -1,0 +1,103 @@
+"""`orch compare`: the table across runs and McNemar's exact test on a hand-computed case."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator.compare import compare_runs, mcnemar_exact, mcnemar_pair
+from orchestrator.errors import ExitCode, OrchError
+
+try:  # the synthetic run builder lives with the evaluation tests
+    from .test_evaluate import make_run, margin_texts
+except ImportError:
+    from test_evaluate import make_run, margin_texts
+
+
+def test_mcnemar_exact_hand_computed():
+    # b = 1, c = 5: P(X <= 1) for X ~ Bin(6, 1/2) is (1 + 6) / 64; two-sided doubles it
+    assert mcnemar_exact(1, 5) == pytest.approx(14 / 64)
+    assert mcnemar_exact(5, 1) == pytest.approx(14 / 64)
+    assert mcnemar_exact(0, 4) == pytest.approx(2 / 16)
+    assert mcnemar_exact(3, 3) == pytest.approx(1.0)
+    assert mcnemar_exact(0, 0) == 1.0
+
+
+def test_mcnemar_pair_counts():
+    a = np.array([1, 1, 1, 0, 0, 1, 0, 1], dtype=bool)
+    b = np.array([1, 0, 1, 1, 1, 1, 1, 1], dtype=bool)
+    r = mcnemar_pair(a, b)
+    assert (r["both_correct"], r["a_only"], r["b_only"], r["both_wrong"]) == (4, 1, 3, 0)
+    assert r["accuracy_diff"] == pytest.approx(5 / 8 - 7 / 8)
+    assert r["p_value"] == pytest.approx(mcnemar_exact(1, 3)) and r["n"] == 8
+
+
+def _runs(tmp_path: Path):
+    # 12 texts; run A right on 10 (wrong on 0/0 and 1/0), run B right on 6 (wrong on 0/0 and 1/1-1/5)
+    a = margin_texts({"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]})
+    b = margin_texts({"0": [1, -1, -1, -1, -1, -1], "1": [1, -1, -1, -1, -1, -1]})
+    ra = make_run(tmp_path, "a", a, kind="ar", init="scratch", job_seconds=30)
+    rb = make_run(tmp_path, "b", b, kind="mdlm", init="gpt2", job_seconds=90)
+    return ra, rb
+
+
+def test_compare_two_runs_on_the_same_texts(tmp_path):
+    ra, rb = _runs(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = compare_runs([("a", ra), ("b", rb)])
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # writes nothing
+    ra_row, rb_row = result["runs"]
+    assert (ra_row["kind"], ra_row["init"], rb_row["kind"], rb_row["init"]) == ("ar", "scratch", "mdlm", "gpt2")
+    assert ra_row["accuracy"] == pytest.approx(10 / 12) and rb_row["accuracy"] == pytest.approx(6 / 12)
+    assert ra_row["gpu_seconds"] == 60 and rb_row["gpu_seconds"] == 180
+    assert rb_row["verdict"] == "Failed" and rb_row["bands"] == "mdlm" and ra_row["verdict"] == "Good"
+    (pair,) = result["pairs"]
+    # A alone right on 1/1..1/5 (5 texts), B alone right on 1/0 (1 text)
+    assert (pair["a"], pair["b"], pair["a_only"], pair["b_only"], pair["n"]) == ("a", "b", 5, 1, 12)
+    assert pair["p_value"] == pytest.approx(14 / 64)
+    assert result["n_common"] == 12 and result["test_sets_differ"] is False
+
+
+def test_compare_refuses_different_test_sets_unless_forced(tmp_path):
+    ra, _ = _runs(tmp_path)
+    short = margin_texts({"0": [1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1]})  # 0/5 and 1/5 missing
+    rc = make_run(tmp_path, "c", short)
+    with pytest.raises(OrchError) as info:
+        compare_runs([("a", ra), ("c", rc)])
+    err = info.value
+    assert err.code == ExitCode.USAGE and "different test sets" in err.message
+    assert "'a' has 12" in err.message and "0/5" in err.message and "--force" in err.hint
+    result = compare_runs([("a", ra), ("c", rc)], force=True)
+    assert result["n_common"] == 10 and result["test_sets_differ"] is True
+    assert [r["n"] for r in result["runs"]] == [10, 10]
+    assert result["pairs"][0]["a_only"] == 0 and result["pairs"][0]["b_only"] == 0
+
+
+def test_compare_refuses_same_ids_with_other_labels(tmp_path):
+    ra, _ = _runs(tmp_path)
+    flipped = [(tid, "1" if label == "0" else "0", s) for tid, label, s in margin_texts(
+        {"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]})]
+    rd = make_run(tmp_path, "d", flipped)
+    with pytest.raises(OrchError, match="different labels to 12 test id"):
+        compare_runs([("a", ra), ("d", rd)])
+
+
+def test_compare_names_the_broken_run(tmp_path):
+    ra, rb = _runs(tmp_path)
+    (rb / "jobs" / "c0" / "manifest.json").unlink()
+    with pytest.raises(OrchError) as info:
+        compare_runs([("a", ra), ("b", rb)])
+    assert info.value.message.startswith("run 'b':") and info.value.code == ExitCode.RUN_STATE
+    with pytest.raises(OrchError, match="more than once"):
+        compare_runs([("a", ra), ("a", ra)])
+
+
+def test_compare_per_token(tmp_path):
+    texts = [("x", "0", {"0": (100.0, 50), "1": (90.0, 30)}), ("y", "1", {"0": (80.0, 20), "1": (85.0, 40)})]
+    r = make_run(tmp_path, "n", texts)
+    other = make_run(tmp_path, "m", texts)
+    raw = compare_runs([("n", r), ("m", other)])
+    norm = compare_runs([("n", r), ("m", other)], per_token=True)
+    assert raw["runs"][0]["accuracy"] == 0.0 and norm["runs"][0]["accuracy"] == 1.0
+    assert norm["pairs"][0]["p_value"] == 1.0

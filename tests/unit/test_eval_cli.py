@@ -1,0 +1,121 @@
+"""`orch eval` / `orch compare` through the real Typer app (and cli.main for exit codes)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator import cli
+from orchestrator.errors import ExitCode, OrchError
+
+try:  # the synthetic run builder lives with the evaluation tests
+    from .test_evaluate import make_run, margin_texts
+except ImportError:
+    from test_evaluate import make_run, margin_texts
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "remote").mkdir()
+    monkeypatch.setenv("ORCH_PROJECT", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "140")
+    return tmp_path
+
+
+def invoke(*args):
+    return runner.invoke(cli.app, list(args))
+
+
+def failure(result) -> OrchError:
+    assert result.exit_code != 0
+    assert isinstance(result.exception, OrchError), result.output
+    return result.exception
+
+
+def test_eval_named_run(project):
+    run_dir = make_run(project, "r1")
+    result = invoke("eval", "r1", "--no-plots")
+    assert result.exit_code == 0, result.output
+    assert "Acceptable" in result.output and "70.00%" in result.output and "per-token NLL" in result.output
+    assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] == pytest.approx(0.7)
+    assert (run_dir / "predictions.csv").is_file() and (run_dir / "report.md").is_file()
+    assert not (run_dir / "plots").exists()
+
+
+def test_eval_defaults_to_the_newest_run(project):
+    old = make_run(project, "old")
+    new = make_run(project, "new", margin_texts({"0": [-1, -1], "1": [1, 1]}))
+    os.utime(old / "run.yaml", (1_000_000_000, 1_000_000_000))
+    os.utime(new / "run.yaml", (1_100_000_000, 1_100_000_000))
+    result = invoke("eval", "--no-plots", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["run_id"] == "new"
+    assert not (old / "metrics.json").exists()
+
+
+def test_eval_overrides_and_bad_options(project):
+    make_run(project, "r1", train_texts={"0": 100, "1": 100})
+    assert invoke("eval", "r1", "--no-plots", "--prior", "train", "--bands", "mdlm").exit_code == 0
+    metrics = json.loads((project / "runs" / "r1" / "metrics.json").read_text())
+    assert metrics["prior"]["mode"] == "train" and metrics["verdict"]["bands"] == "mdlm"
+    err = failure(invoke("eval", "r1", "--prior", "flat"))
+    assert err.code == ExitCode.USAGE and "--prior" in err.message and "flat" in err.message
+
+
+def test_eval_unknown_run(project):
+    make_run(project, "r1")
+    err = failure(invoke("eval", "nope"))
+    assert err.code == ExitCode.RUN_STATE and "no run named 'nope'" in err.message
+    err = failure(invoke("eval", "../etc"))
+    assert err.code == ExitCode.USAGE
+
+
+def test_eval_no_runs(project):
+    err = failure(invoke("eval"))
+    assert "no runs yet" in err.message
+
+
+def test_eval_below_min_accuracy_fails_after_writing(project):
+    run_dir = make_run(project, "r1", eval_cfg={"min_accuracy": 0.9})
+    err = failure(invoke("eval", "r1", "--no-plots"))
+    assert err.code == ExitCode.FAILED and "below eval.min_accuracy" in err.message
+    assert (run_dir / "metrics.json").is_file()
+
+
+def test_main_prints_one_message_and_exits_with_the_code(project, monkeypatch, capsys):
+    make_run(project, "bad", rows_hook=lambda job, rows: rows[1:] if job == "c1" else rows)
+    monkeypatch.setattr(sys, "argv", ["orch", "eval", "bad", "--no-plots"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == ExitCode.DATA
+    err = capsys.readouterr().err
+    assert "error:" in err and "'c1'" in err and "0/0" in err and "hint:" in err
+    assert "Traceback" not in err
+
+
+def test_compare_cli(project):
+    make_run(project, "a", margin_texts({"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]}))
+    make_run(project, "b", margin_texts({"0": [1, -1, -1, -1, -1, -1], "1": [1, -1, -1, -1, -1, -1]}), kind="mdlm")
+    make_run(project, "c", margin_texts({"0": [1, -1], "1": [1, -1]}))
+    result = invoke("compare", "a", "b")
+    assert result.exit_code == 0, result.output
+    assert "McNemar" in result.output and "0.2188" in result.output and "mdlm" in result.output
+    data = json.loads(invoke("compare", "a", "b", "--json").output)
+    assert data["pairs"][0]["p_value"] == pytest.approx(14 / 64)
+    err = failure(invoke("compare", "a", "c"))
+    assert "different test sets" in err.message and err.code == ExitCode.USAGE
+    result = invoke("compare", "a", "c", "--force")
+    assert result.exit_code == 0 and "4 shared test texts" in result.output
+    assert failure(invoke("compare", "a", "zzz")).code == ExitCode.RUN_STATE
+    assert not list((project / "runs").rglob("metrics.json"))  # compare writes nothing
+
+
+def test_compare_needs_a_run(project):
+    result = invoke("compare")
+    assert result.exit_code != 0 and "Missing argument" in result.output

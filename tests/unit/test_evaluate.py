@@ -1,0 +1,378 @@
+"""Local evaluation: synthetic run folders (written per docs/CONTRACT.md) with known scores."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pytest
+import yaml
+
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.evaluate import (
+    bands_for,
+    bootstrap_ci,
+    evaluate,
+    evaluate_run,
+    load_run,
+    merge_scores,
+    verdict,
+)
+
+# --------------------------------------------------------------------------- builder
+# A text: (id, true label, {class: (nll, tokens)}).
+Text = Tuple[str, str, Dict[str, Tuple[float, int]]]
+
+
+def margin_texts(margins: Dict[str, Sequence[float]], base: float = 100.0, tokens: int = 20) -> List[Text]:
+    """Binary texts whose raw margin score("1") - score("0") is the given value."""
+    out = []
+    for label, values in margins.items():
+        for i, d in enumerate(values):
+            out.append((f"{label}/{i}", label, {"0": (base + d, tokens), "1": (base, tokens)}))
+    return out
+
+
+def make_run(
+    root: Path,
+    run_id: str = "r1",
+    texts: Optional[Iterable[Text]] = None,
+    *,
+    classes: Sequence[str] = ("0", "1"),
+    kind: str = "ar",
+    init: str = "scratch",
+    eval_cfg: Optional[dict] = None,
+    train_texts: Optional[Dict[str, int]] = None,
+    job_seconds: float = 60.0,
+    rows_hook=None,
+) -> Path:
+    """Write runs/<run_id>/ with run.yaml, local.json and one folder per job.
+
+    ``rows_hook(job, rows) -> rows`` may corrupt a job's score rows before they are written.
+    """
+    texts = list(texts if texts is not None else margin_texts({"0": [-5, -4, -3, -6, 2], "1": [5, 4, 3, -1, -2]}))
+    run_dir = root / "runs" / run_id
+    classifier = kind == "classifier"
+    if classifier:
+        jobs = [{"name": "classifier", "role": "classifier", "label": None, "requires": [], "after": [], "gpu": "0"}]
+    else:
+        jobs = [{"name": f"c{c}", "role": "class", "label": c, "requires": [], "after": [], "gpu": "0"} for c in classes]
+    doc = {
+        "run_id": run_id,
+        "code_hash": "abc123",
+        "created": "2026-11-26T10:15:00Z",
+        "host": "nigel",
+        "experiment": {
+            "name": "exp",
+            "data": {"path": "/data/train.jsonl", "classes": list(classes)},
+            "model": {"kind": kind, "init": init},
+            "eval": eval_cfg or {},
+        },
+        "jobs": jobs,
+    }
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    (run_dir / "local.json").write_text(json.dumps({
+        "run_id": run_id, "host": "nigel", "experiment": "exp", "launched_at": 1764150000.0,
+        "host_facts": {"gpus": ["NVIDIA H200"], "driver": "570.1", "cuda": "12.8", "torch": "2.11.0"},
+    }))
+    train_texts = train_texts or {c: 100 for c in classes}
+    for job in jobs:
+        rows = []
+        for tid, label, scores in texts:
+            for c in (classes if classifier else [job["label"]]):
+                if c in scores:
+                    nll, tokens = scores[c]
+                    rows.append({"id": tid, "label": label, "class": c, "nll": nll, "tokens": tokens, "se": None})
+        if rows_hook is not None:
+            rows = rows_hook(job["name"], rows)
+        job_dir = run_dir / "jobs" / job["name"]
+        job_dir.mkdir(parents=True)
+        data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+        (job_dir / "scores.jsonl").write_bytes(data)
+        (job_dir / "status.json").write_text(json.dumps({
+            "state": "done", "pid": 1, "exit_code": 0, "created": 1764150000.0,
+            "started": 1764150001.0, "ended": 1764150001.0 + job_seconds, "gpu": "0", "reason": "",
+        }))
+        manifest = {
+            "job": job["name"], "role": job["role"],
+            "files": {"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}},
+            "n_test": len(texts), "classes": list(classes),
+            "timings": {"train_s": 12.5, "score_s": 4.5}, "device": "cuda", "gpu_name": "NVIDIA H200",
+            "torch": "2.11.0", "transformers": "5.17.0", "train_tokens": 1000,
+        }
+        if not classifier:
+            manifest["train_texts"] = train_texts.get(job["label"])
+        (job_dir / "manifest.json").write_text(json.dumps(manifest))
+    return run_dir
+
+
+def run_eval(run_dir: Path, **kw) -> dict:
+    return evaluate(load_run(run_dir), **kw).metrics
+
+
+def refusal(run_dir: Path) -> OrchError:
+    with pytest.raises(OrchError) as info:
+        evaluate_run(run_dir, plots=False)
+    return info.value
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_exact_metrics_on_known_scores(tmp_path):
+    # class 0: margins -5 -4 -3 -6 (right) and 2 (wrong); class 1: 5 4 3 (right), -1 -2 (wrong)
+    m = run_eval(make_run(tmp_path))
+    assert m["n"] == 10 and m["correct"] == 7
+    assert m["accuracy"] == pytest.approx(0.7)
+    assert m["confusion_matrix"] == [[4, 1], [2, 3]]
+    assert m["per_class"]["0"]["precision"] == pytest.approx(4 / 6)
+    assert m["per_class"]["0"]["recall"] == pytest.approx(4 / 5)
+    assert m["per_class"]["1"]["precision"] == pytest.approx(3 / 4)
+    assert m["per_class"]["1"]["recall"] == pytest.approx(3 / 5)
+    assert m["macro_f1"] == pytest.approx((8 / 11 + 2 / 3) / 2)
+    # AUC: of the 25 (positive, negative) pairs, 23 rank the positive higher
+    assert m["roc_auc"] == pytest.approx(23 / 25)
+    assert m["verdict"]["label"] == "Acceptable" and m["verdict"]["bands"] == "poc"
+    lo, hi = m["accuracy_ci95"]
+    assert 0.0 <= lo <= 0.7 <= hi <= 1.0
+    assert m["class_counts"] == {"0": 5, "1": 5}
+    assert m["positive_class"] == "1"
+    # equal token counts: the per-token argmax is the raw one
+    assert m["per_token"]["accuracy"] == m["accuracy"]
+    assert m["per_token"]["confusion_matrix"] == m["confusion_matrix"]
+    assert m["gpu_seconds"] == pytest.approx(120.0)
+    assert m["train_tokens"] == 2000
+    assert m["scored_tokens"] == 10 * 2 * 20
+    assert m["facts"]["gpu_name"] == "NVIDIA H200" and m["facts"]["driver"] == "570.1"
+
+
+def test_bootstrap_is_seeded_and_sane():
+    correct = np.array([1] * 70 + [0] * 30, dtype=bool)
+    a = bootstrap_ci(correct, 500)
+    assert a == bootstrap_ci(correct, 500)
+    assert a[0] < 0.7 < a[1]
+    # the binomial standard error is 0.046: the 95% interval is about +-0.09
+    assert 0.05 < 0.7 - a[0] < 0.13 and 0.05 < a[1] - 0.7 < 0.13
+    assert bootstrap_ci(np.ones(50, dtype=bool), 500) == [1.0, 1.0]
+    assert bootstrap_ci(correct, 0) is None
+
+
+def test_length_normalisation_can_change_the_prediction(tmp_path):
+    # class-0 model: 100 nats over 50 tokens (2/token); class-1 model: 90 nats over 30 tokens (3/token)
+    texts = [("a", "0", {"0": (100.0, 50), "1": (90.0, 30)}), ("b", "1", {"0": (80.0, 20), "1": (85.0, 40)})]
+    m = run_eval(make_run(tmp_path, texts=texts))
+    assert m["accuracy"] == 0.0  # raw: a -> 1, b -> 0
+    assert m["per_token"]["accuracy"] == 1.0  # per token: a -> 0 (2 < 3), b -> 1 (2.125 < 4)
+    assert m["per_token"]["verdict"] == "Excellent" and m["verdict"]["label"] == "Failed"
+
+
+def test_train_prior_shifts_close_calls(tmp_path):
+    # margin +1 nat for class 1 on every text; the training set is 90% class 0: log(9) = 2.197 > 1
+    texts = [(f"t{i}", "0" if i < 3 else "1", {"0": (101.0, 10), "1": (100.0, 10)}) for i in range(4)]
+    kw = dict(texts=texts, train_texts={"0": 900, "1": 100})
+    uniform = run_eval(make_run(tmp_path / "u", **kw))
+    train = run_eval(make_run(tmp_path / "t", eval_cfg={"prior": "train"}, **kw))
+    assert uniform["confusion_matrix"] == [[0, 3], [0, 1]]
+    assert train["confusion_matrix"] == [[3, 0], [1, 0]]
+    assert train["prior"]["counts"] == {"0": 900, "1": 100}
+    assert train["prior"]["log_prior"] == pytest.approx([math.log(0.9), math.log(0.1)])
+    assert uniform["prior"]["log_prior"] == pytest.approx([math.log(0.5)] * 2)
+    # the override on the command line wins over the config
+    again = run_eval(make_run(tmp_path / "o", **kw), prior="train")
+    assert again["confusion_matrix"] == train["confusion_matrix"]
+
+
+def test_train_prior_needs_train_counts(tmp_path):
+    run_dir = make_run(tmp_path, eval_cfg={"prior": "train"}, train_texts={"0": 10})
+    err = refusal(run_dir)
+    assert "train_texts" in err.message and "'1'" in err.message and err.code == ExitCode.DATA
+
+
+@pytest.mark.parametrize(
+    "acc,bands,expected",
+    [
+        (0.8501, "poc", "Excellent"), (0.85, "poc", "Good"), (17 / 20, "poc", "Good"), (0.75, "poc", "Good"),
+        (0.7499, "poc", "Acceptable"), (0.65, "poc", "Acceptable"), (13 / 20, "poc", "Acceptable"),
+        (0.6499, "poc", "Failed"), (0.0, "poc", "Failed"), (1.0, "poc", "Excellent"),
+        (0.9001, "mdlm", "Excellent"), (0.90, "mdlm", "Good"), (0.85, "mdlm", "Good"),
+        (0.8499, "mdlm", "Acceptable"), (0.80, "mdlm", "Acceptable"), (0.7999, "mdlm", "Failed"),
+    ],
+)
+def test_verdict_band_boundaries(acc, bands, expected):
+    assert verdict(acc, bands) == expected
+
+
+def test_bands_follow_the_model_kind(tmp_path):
+    assert [bands_for(k, "auto") for k in ("ar", "mlm-pll", "classifier", "mdlm")] == ["poc", "poc", "poc", "mdlm"]
+    assert bands_for("mdlm", "poc") == "poc"
+    with pytest.raises(OrchError) as info:
+        bands_for("ar", "strict")
+    assert info.value.code == ExitCode.CONFIG
+    # 8 of 10 right: Good for a proof of concept, only Acceptable for the full MDLM
+    texts = margin_texts({"0": [-1, -1, -1, -1, 1], "1": [1, 1, 1, 1, -1]})
+    assert run_eval(make_run(tmp_path / "a", texts=texts))["verdict"]["label"] == "Good"
+    mdlm = run_eval(make_run(tmp_path / "m", texts=texts, kind="mdlm"))
+    assert mdlm["verdict"]["label"] == "Acceptable" and mdlm["verdict"]["bands"] == "mdlm"
+    assert run_eval(make_run(tmp_path / "p", texts=texts, kind="mdlm"), bands="poc")["verdict"]["label"] == "Good"
+
+
+def test_classifier_kind_and_three_classes(tmp_path):
+    classes = ("a", "b", "c")
+    texts = []
+    for i, (label, best) in enumerate([("a", "a"), ("a", "a"), ("b", "b"), ("b", "c"), ("c", "c"), ("c", "c")]):
+        texts.append((f"t{i}", label, {c: (0.1 if c == best else 3.0, 12) for c in classes}))
+    run_dir = make_run(tmp_path, texts=texts, classes=classes, kind="classifier", eval_cfg={"prior": "train"})
+    m = run_eval(run_dir)
+    assert m["accuracy"] == pytest.approx(5 / 6)
+    assert m["confusion_matrix"] == [[2, 0, 0], [0, 1, 1], [0, 0, 2]]
+    assert m["positive_class"] is None and m["roc_auc"] is not None
+    assert m["prior"]["applied"].startswith("none")  # posteriors already hold the class frequencies
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_refuses_a_text_missing_from_one_class_model(tmp_path):
+    run_dir = make_run(tmp_path, rows_hook=lambda job, rows: [r for r in rows if not (job == "c1" and r["id"] == "0/3")])
+    err = refusal(run_dir)
+    assert err.code == ExitCode.DATA
+    assert "'c1'" in err.message and "0/3" in err.message and "1 of 10" in err.message
+
+
+def test_refuses_duplicates(tmp_path):
+    run_dir = make_run(tmp_path, rows_hook=lambda job, rows: rows + [rows[2]] if job == "c0" else rows)
+    err = refusal(run_dir)
+    assert "'c0'" in err.message and "more than once" in err.message and "0/2" in err.message
+
+
+def test_refuses_label_disagreement(tmp_path):
+    def flip(job, rows):
+        if job == "c1":
+            rows = [dict(r, label="1") if r["id"] == "0/4" else r for r in rows]
+        return rows
+
+    err = refusal(make_run(tmp_path, rows_hook=flip))
+    assert "'c1'" in err.message and "0/4" in err.message and "different label" in err.message
+
+
+def test_refuses_a_row_for_another_class(tmp_path):
+    err = refusal(make_run(tmp_path, rows_hook=lambda job, rows: [dict(r, **{"class": "1"}) for r in rows] if job == "c0" else rows))
+    assert "this job's class is '0'" in err.message
+
+
+@pytest.mark.parametrize(
+    "field,value,words",
+    [("nll", float("nan"), "nll must be a finite number"), ("tokens", 0, "tokens must be a positive integer"),
+     ("label", "7", "label '7'"), ("id", None, "needs string fields")],
+)
+def test_refuses_malformed_rows(tmp_path, field, value, words):
+    hook = lambda job, rows: [dict(rows[0], **{field: value}), *rows[1:]] if job == "c0" else rows  # noqa: E731
+    err = refusal(make_run(tmp_path, rows_hook=hook))
+    assert words in err.message and "'c0'" in err.message and "line 1" in err.message
+    assert err.code == ExitCode.DATA
+
+
+def test_refuses_incomplete_and_corrupt_jobs(tmp_path):
+    run_dir = make_run(tmp_path / "a")
+    (run_dir / "jobs" / "c1" / "manifest.json").unlink()
+    err = refusal(run_dir)
+    assert err.code == ExitCode.RUN_STATE and "'c1'" in err.message and "fetch-results" in err.hint
+
+    run_dir = make_run(tmp_path / "b")
+    path = run_dir / "jobs" / "c0" / "scores.jsonl"
+    path.write_bytes(path.read_bytes().replace(b"105.0", b"106.0"))
+    err = refusal(run_dir)
+    assert "sha256" in err.message and "'c0'" in err.message
+
+    run_dir = make_run(tmp_path / "c")
+    (run_dir / "jobs" / "c0" / "scores.jsonl").write_text("{not json\n")
+    manifest = json.loads((run_dir / "jobs" / "c0" / "manifest.json").read_text())
+    manifest.pop("files")
+    (run_dir / "jobs" / "c0" / "manifest.json").write_text(json.dumps(manifest))
+    err = refusal(run_dir)
+    assert "scores.jsonl:1" in err.message and "not valid JSON" in err.message
+
+
+def test_merge_names_examples_and_counts():
+    rows0 = [{"id": f"t{i}", "label": "0", "class": "0", "nll": 1.0, "tokens": 1} for i in range(9)]
+    rows1 = [dict(r, **{"class": "1"}) for r in rows0[:2]]
+    with pytest.raises(OrchError) as info:
+        merge_scores([("neg", "0", rows0), ("pos", "1", rows1)], ["0", "1"])
+    msg = info.value.message
+    assert "'pos' has no class-'1' score for 7 of 9" in msg and "t2 (scored in job 'neg')" in msg
+    assert "(and 2 more)" in msg
+    with pytest.raises(OrchError, match="scored by two jobs"):
+        merge_scores([("a", "0", rows0), ("b", "0", rows0)], ["0", "1"])
+    with pytest.raises(OrchError, match="no job scores class"):
+        merge_scores([("a", "0", rows0)], ["0", "1"])
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_evaluate_run_writes_every_output(tmp_path):
+    from rich.console import Console
+
+    run_dir = make_run(tmp_path)
+    console = Console(record=True, width=120)
+    metrics = evaluate_run(run_dir, console)
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk["accuracy"] == metrics["accuracy"] == pytest.approx(0.7)
+    for key in ("accuracy_ci95", "macro_f1", "per_class", "confusion_matrix", "roc_auc", "per_token", "verdict",
+                "by_length", "calibration", "timings", "test_ids_sha256", "files"):
+        assert key in on_disk
+    with open(run_dir / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:5] == ["id", "label", "nll_0", "nll_1", "prediction"]
+    assert len(rows) == 10
+    first = {r["id"]: r for r in rows}["0/4"]  # margin +2 on a class-0 text
+    assert (first["label"], float(first["nll_0"]), float(first["nll_1"]), first["prediction"]) == ("0", 102.0, 100.0, "1")
+    plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
+    assert plots == ["accuracy_by_length.png", "calibration.png", "margin_hist.png", "roc.png"]
+    assert all((run_dir / "plots" / p).stat().st_size > 1000 for p in plots)
+    report = (run_dir / "report.md").read_text()
+    for words in ("Acceptable", "70.00%", "## Per class", "## Confusion matrix", "## Timings", "NVIDIA H200",
+                  "plots/roc.png", "kind: ar", "## Host and software"):
+        assert words in report
+    text = console.export_text()
+    assert "Acceptable" in text and "70.00%" in text and "confusion matrix" in text
+    # a re-run replaces the files and leaves no temporaries
+    evaluate_run(run_dir, plots=False)
+    assert not [p for p in run_dir.rglob(".*") if p.is_file()]
+
+
+def test_evaluate_run_is_silent_without_console(tmp_path, capsys):
+    evaluate_run(make_run(tmp_path), plots=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_min_accuracy_is_recorded(tmp_path):
+    from orchestrator.evaluate import check_min_accuracy
+
+    m = run_eval(make_run(tmp_path, eval_cfg={"min_accuracy": 0.8}))
+    assert m["meets_min_accuracy"] is False
+    with pytest.raises(OrchError, match="below eval.min_accuracy"):
+        check_min_accuracy(m)
+
+
+def test_25k_texts_under_five_seconds(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 25_000
+    labels = rng.integers(0, 2, n)
+    tokens = rng.integers(20, 513, n)
+    nll = rng.normal(3.0, 0.2, (n, 2)) * tokens[:, None]
+    nll[np.arange(n), labels] -= rng.normal(0.1, 0.2, n) * tokens
+    texts = [(f"test/{i}", str(labels[i]), {"0": (float(nll[i, 0]), int(tokens[i])), "1": (float(nll[i, 1]), int(tokens[i]))})
+             for i in range(n)]
+    run_dir = make_run(tmp_path, texts=texts)
+    start = time.process_time()  # CPU time: other processes on a busy CI box do not count
+    m = evaluate_run(run_dir)
+    elapsed = time.process_time() - start
+    assert m["n"] == n and 0.6 < m["accuracy"] < 0.9
+    assert elapsed < 5.0, f"evaluation of 25k texts took {elapsed:.1f} s"
