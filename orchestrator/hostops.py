@@ -58,10 +58,6 @@ def prepare(transport: Transport, need_tmux: bool = True) -> HostState:
     return HostState(workdir=facts["workdir"], tools=tools, gpus=gpus)
 
 
-def sock_path(workdir: str) -> str:
-    return f"{workdir}/tmux.sock"
-
-
 def code_dir(workdir: str, code_hash: str) -> str:
     return f"{workdir}/code/{code_hash}"
 
@@ -85,19 +81,19 @@ def _json(transport: Transport, command: str, stdin: Optional[str] = None) -> Di
 def remote_status(transport: Transport, workdir: str, code_hash: str, run_id: str) -> Dict:
     python = transport.host.python_or_default
     cmd = hostctl(python, code_dir(workdir, code_hash), "status", "--run-dir", run_dir(workdir, run_id),
-                  "--sock", sock_path(workdir))
+                  "--workdir", workdir)
     return _json(transport, cmd)
 
 
 def remote_launch(transport: Transport, workdir: str, code_hash: str, plan: Dict) -> Dict:
     python = transport.host.python_or_default
-    cmd = hostctl(python, code_dir(workdir, code_hash), "launch", "--sock", sock_path(workdir))
+    cmd = hostctl(python, code_dir(workdir, code_hash), "launch", "--workdir", workdir)
     return _json(transport, cmd, stdin=json.dumps(plan))
 
 
 def remote_cancel(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str]) -> Dict:
     python = transport.host.python_or_default
-    args = ["cancel", "--run-dir", run_dir(workdir, run_id), "--sock", sock_path(workdir)]
+    args = ["cancel", "--run-dir", run_dir(workdir, run_id), "--workdir", workdir]
     for job in jobs:
         args += ["--job", job]
     return _json(transport, hostctl(python, code_dir(workdir, code_hash), *args))

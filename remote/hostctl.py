@@ -1,8 +1,8 @@
 """Host-side helper the controller calls over SSH: one round trip per operation.
 
-    python3 -m remote.hostctl status --run-dir R --sock S
-    python3 -m remote.hostctl launch --sock S < plan.json
-    python3 -m remote.hostctl cancel --run-dir R --sock S [--job J]...
+    python3 -m remote.hostctl status --run-dir R --workdir W
+    python3 -m remote.hostctl launch --workdir W < plan.json
+    python3 -m remote.hostctl cancel --run-dir R --workdir W [--job J]...
 
 Standard library only (any python3 on the host will do; torch is not needed).  Output is
 one JSON document on stdout.  Commands are run as argv lists, never through a shell;
@@ -19,6 +19,19 @@ import time
 from typing import Dict, List, Optional
 
 from remote.wrapper import TERMINAL, read_json, write_json
+
+
+def tmux_socket(workdir: str) -> str:
+    """<workdir>/tmux.sock, unless that is too long for a unix socket (~107 bytes):
+    then a short per-user path derived from the workdir, so it is still one per workdir."""
+    path = os.path.join(os.path.abspath(workdir), "tmux.sock")
+    if len(path.encode()) <= 100:
+        return path
+    import hashlib
+
+    short = os.path.join("/tmp", f"orch-{os.getuid()}")
+    os.makedirs(short, mode=0o700, exist_ok=True)
+    return os.path.join(short, hashlib.sha256(path.encode()).hexdigest()[:16] + ".sock")
 
 
 def tmux(sock: str, *args: str) -> subprocess.CompletedProcess:
@@ -143,14 +156,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("status")
     p.add_argument("--run-dir", required=True)
-    p.add_argument("--sock", required=True)
+    p.add_argument("--workdir", required=True)
     p = sub.add_parser("launch")
-    p.add_argument("--sock", required=True)
+    p.add_argument("--workdir", required=True)
     p = sub.add_parser("cancel")
     p.add_argument("--run-dir", required=True)
-    p.add_argument("--sock", required=True)
+    p.add_argument("--workdir", required=True)
     p.add_argument("--job", action="append", default=[])
     opts = parser.parse_args(argv)
+    opts.sock = tmux_socket(opts.workdir)
     handlers: Dict = {"status": cmd_status, "launch": cmd_launch, "cancel": cmd_cancel}
     json.dump(handlers[opts.cmd](opts), sys.stdout)
     sys.stdout.write("\n")

@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .. import hostops
 from ..connect import open_transport
 from ..hosts import list_hosts, resolve_host
 from ..project import Project
@@ -41,27 +40,29 @@ def check_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ):
     """Connect (verifying the host key) and report OS, python, tmux, rsync and GPUs."""
+    from ..probe import fact_rows, problems, run_probe, save_facts
+
     project = Project.find()
     start = time.time()
     with open_transport(project, host, trust_new_host_key) as transport:
-        from ..probe import probe_host
-
-        state = hostops.prepare(transport, need_tmux=False)
-        facts = probe_host(transport, state.workdir)
-    facts["connect_and_probe_s"] = round(time.time() - start, 2)
-    facts["workdir"] = state.workdir
-    from ..probe import render_facts, save_facts
-
-    save_facts(project, host, facts)
+        facts = run_probe(transport)
+    found = problems(facts)
+    save_facts(project.root, host, facts)
     if as_json:
-        print(json.dumps(facts, default=str))
+        data = facts.to_dict()
+        data["problems"] = [{"level": p.level, "message": p.message, "hint": p.hint} for p in found]
+        data["seconds"] = round(time.time() - start, 2)
+        print(json.dumps(data, default=str))
         return
-    render_facts(console, resolve_host(project, host), facts)
-    problems = [p for p in facts.get("problems", [])]
-    if not state.tools["tmux"]:
-        problems.append("tmux is missing: orch cannot run jobs there (install tmux)")
-    for p in problems:
-        console.print(f"[yellow]warning:[/] {p}")
+    cfg = resolve_host(project, host)
+    table = Table(title=f"{host}: {cfg.display()} (host key verified, {time.time() - start:.1f} s)",
+                  title_justify="left", show_header=False)
+    for label, value in fact_rows(facts):
+        table.add_row(label, value)
+    console.print(table)
+    for p in found:
+        colour = "red" if p.level == "error" else "yellow"
+        console.print(f"[{colour}]{p.level}:[/] {p.message}" + (f"  ({p.hint})" if p.hint else ""))
 
 
 def register(app: typer.Typer) -> None:

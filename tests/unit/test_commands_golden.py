@@ -50,8 +50,8 @@ def test_launch_plan_pretrain_two_gpus():
 
 def test_hostctl_and_prepare_commands():
     text = "\n".join([
-        hostctl("python3", "/w/code/h", "status", "--run-dir", "/w/runs/r", "--sock", "/w/tmux.sock"),
-        hostctl("/home/a b/py", "/w/code/h", "cancel", "--run-dir", "/w/runs/r", "--sock", "/w/tmux.sock", "--job", "neg"),
+        hostctl("python3", "/w/code/h", "status", "--run-dir", "/w/runs/r", "--workdir", "/w"),
+        hostctl("/home/a b/py", "/w/code/h", "cancel", "--run-dir", "/w/runs/r", "--workdir", "/w", "--job", "neg"),
         shell.join(["sh", "-c", _PREPARE, "sh", "orch", "python3"]),
         shell.join(["tail", "-n", "40", "-F", "--", "/w/runs/r/jobs/neg/log.txt"]),
         shell.with_path(["/opt/cuda/bin", "/x y"], shell.join(["nvidia-smi", "-L"])),

@@ -1,0 +1,77 @@
+"""run -> status -> logs -> fetch-results, end to end through the real sshd, real tmux, real rsync."""
+import json
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+FAST = ["--set", "train.steps=30", "--set", "train.log_every=5"]
+
+
+def test_run_status_logs_fetch(ssh_project):
+    p = ssh_project
+    before = p.sshd.logins()
+    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "life", *FAST, check=True)
+    assert "launched life on testhost" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "life"
+    # The jobs run on the host, in detached tmux sessions, from a pinned code snapshot.
+    run_yaml = p.remote_root / "runs" / "life" / "run.yaml"
+    assert run_yaml.is_file()
+    snapshots = list((p.remote_root / "code").iterdir())
+    assert len(snapshots) == 1 and (snapshots[0] / "remote" / "run_job.py").is_file()
+    assert not (snapshots[0] / "configs" / "data").exists()  # data is staged, not synced with code
+    staged = list((p.remote_root / "data").iterdir())
+    assert len(staged) == 1 and staged[0].name.endswith("-tiny_sentiment.jsonl")
+
+    logins = p.sshd.logins()
+    status = p.orch("status", "life", "--json", check=True)
+    assert p.sshd.logins() == logins + 1, "status must use exactly one SSH login"
+    doc = json.loads(status.stdout)
+    assert doc["run"] == "life" and [j["name"] for j in doc["jobs"]] == ["class-0", "class-1"]
+    assert all(j["state"] in ("waiting", "running", "done") for j in doc["jobs"])
+
+    jobs = p.wait_state("life")
+    assert [j["state"] for j in jobs] == ["done", "done"], jobs
+    assert all(j["step"] == j["total"] for j in jobs)
+
+    logs = p.orch("logs", "life", "class-0", "-n", "200", check=True)
+    assert "train step" in logs.stdout and "[orch]" in logs.stdout
+
+    fetched = p.orch("fetch-results", "life", check=True)
+    assert "results verified" in fetched.stdout
+    metrics = json.loads((p.run_dir("life") / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.7
+    for job in ("class-0", "class-1"):
+        d = p.run_dir("life") / "jobs" / job
+        assert {"scores.jsonl", "manifest.json", "status.json", "log.txt"} <= {f.name for f in d.iterdir()}
+        assert not (d / "ckpt").exists()  # checkpoints stay on the host
+    runs = json.loads(p.orch("runs", "--json", check=True).stdout)
+    assert runs[0]["run"] == "life" and runs[0]["state"] == "fetched"
+    assert p.sshd.logins() > before
+
+
+def test_existing_run_id_refused_and_unchanged_code_not_resent(ssh_project):
+    p = ssh_project
+    p.orch("run", "smoke", "--host", "testhost", "--name", "one", *FAST, check=True)
+    again = p.orch("run", "smoke", "--host", "testhost", "--name", "one", *FAST)
+    assert again.returncode == 8 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    second = p.orch("run", "smoke", "--host", "testhost", "--name", "two", *FAST, check=True)
+    assert "0 files sent" in second.stdout
+    # A code change makes a new snapshot; the running run keeps its own.
+    (p.root / "remote" / "extra_module.py").write_text("X = 1\n")
+    third = p.orch("run", "smoke", "--host", "testhost", "--name", "three", *FAST, check=True)
+    assert "0 files sent" not in third.stdout
+    assert len(list((p.remote_root / "code").iterdir())) == 2
+    for run in ("one", "two", "three"):
+        assert [j["state"] for j in p.wait_state(run)] == ["done", "done"]
+
+
+def test_fetch_refuses_incomplete_run_unless_partial(ssh_project):
+    p = ssh_project
+    p.orch("run", "smoke", "--host", "testhost", "--name", "slow", "--set", "train.steps=100000", check=True)
+    refused = p.orch("fetch-results", "slow")
+    assert refused.returncode == 8 and "not complete" in refused.stderr
+    partial = p.orch("fetch-results", "slow", "--partial", check=True)
+    assert "partial run: not evaluated" in partial.stdout
+    assert not (p.run_dir("slow") / "metrics.json").exists()
+    p.orch("cancel", "slow", check=True)

@@ -1,0 +1,111 @@
+"""Host keys are verified, failures are specific, hostile values never execute."""
+import json
+import os
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_unknown_host_key_refused_then_trusted_on_request(ssh_project, tmp_path):
+    p = ssh_project
+    known = tmp_path / "kh" / "known_hosts"
+    p.write_host(known_hosts_file=str(known))
+    refused = p.orch("hosts", "check", "testhost")
+    assert refused.returncode == 4
+    assert "not in" in refused.stderr and "--trust-new-host-key" in refused.stderr
+    assert "Traceback" not in refused.stderr and not known.exists()
+
+    trusted = p.orch("hosts", "check", "testhost", "--trust-new-host-key")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "recorded new host key" in trusted.stderr
+    assert known.read_text().split()[0:2] == p.sshd.known_hosts_line().split()[0:2]
+    again = p.orch("hosts", "check", "testhost", "--json", check=True)  # now known: no flag needed
+    facts = json.loads(again.stdout)
+    assert facts["tools"]["tmux"] and facts["tools"]["rsync"]
+
+
+def test_changed_host_key_always_refused(ssh_project, tmp_path):
+    p = ssh_project
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    typ, key = (other.with_suffix(".pub").read_text().split()[:2])
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{p.sshd.port} {typ} {key}\n")
+    p.write_host(known_hosts_file=str(known))
+    for extra in ([], ["--trust-new-host-key"]):
+        proc = p.orch("hosts", "check", "testhost", *extra)
+        assert proc.returncode == 4, proc.stderr
+        assert "CHANGED" in proc.stderr and "ssh-keygen -R" in proc.stderr
+    assert known.read_text().count("\n") == 1  # never overwritten
+    # rsync goes through the same known_hosts with strict checking: a run is refused too.
+    run = p.orch("run", "smoke", "--host", "testhost", "--name", "never")
+    assert run.returncode == 4 and not (p.remote_root / "runs").exists()
+
+
+def test_unreachable_and_auth_failure_are_specific(ssh_project, tmp_path):
+    p = ssh_project
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    p.write_host(port=closed_port)
+    proc = p.orch("hosts", "check", "testhost")
+    assert proc.returncode == 5 and "cannot reach" in proc.stderr and "Traceback" not in proc.stderr
+
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    p.write_host(identity_file=str(stranger))
+    proc = p.orch("hosts", "check", "testhost")
+    assert proc.returncode == 5 and "authentication failed" in proc.stderr
+
+    p.write_host(python="/nonexistent/python3")
+    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "nopy")
+    assert proc.returncode == 6 and "no python interpreter" in proc.stderr
+
+
+HOSTILE = ["a b", "q'uote", 'dq"x', "semi;touch PWNED", "$(touch PWNED)", "`touch PWNED`", "new\nline", "-rf"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_run_and_job_names_refused(ssh_project, value):
+    p = ssh_project
+    proc = p.orch("run", "smoke", "--host", "testhost", "--name", value)
+    assert proc.returncode in (2, 3), proc.stderr
+    assert "illegal run name" in proc.stderr or "Usage" in proc.stderr or "No such option" in proc.stderr
+    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "ok", "--set", f"data.class_names={{'0': {json.dumps(value)}}}")
+    assert proc.returncode == 3 and "not allowed" in proc.stderr
+    assert not (p.remote_root / "runs").exists()
+
+
+def test_hostile_paths_and_values_are_data_not_code(ssh_project, tmp_path):
+    """Workdir, data path and config values full of shell syntax go through the real sshd
+    and a real run; nothing is executed, everything arrives literally."""
+    p = ssh_project
+    evil = "w d 'q' \"dq\" $(touch PWNED1) `touch PWNED2`; touch PWNED3 -x"
+    workdir = tmp_path / evil / "host"
+    p.write_host(workdir=str(workdir))
+    data_dir = p.root / "data $(touch PWNED4)"
+    data_dir.mkdir()
+    (data_dir / "my data;`touch PWNED5`.jsonl").write_bytes((p.root / "configs/data/tiny_sentiment.jsonl").read_bytes())
+    desc = "$(touch PWNED6); `touch PWNED7` 'x' \"y\"\nnext"
+    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "evil",
+                  "--set", f"data.path={data_dir.name}/my data;`touch PWNED5`.jsonl",
+                  "--set", f"description={json.dumps(desc)}", "--set", "train.steps=5")
+    assert proc.returncode == 0, proc.stderr
+    assert (workdir / "runs" / "evil" / "run.yaml").is_file()
+    jobs = p.wait_state("evil")
+    assert [j["state"] for j in jobs] == ["done", "done"], jobs
+    import yaml
+
+    resolved = yaml.safe_load((workdir / "runs" / "evil" / "run.yaml").read_text())
+    assert resolved["experiment"]["description"] == desc
+    assert resolved["experiment"]["data"]["path"].endswith("-my data;`touch PWNED5`.jsonl")
+    assert p.orch("logs", "evil", "class-0", check=True).stdout
+    p.orch("fetch-results", "evil", check=True)
+    for root, dirs, files in os.walk(tmp_path):
+        assert not [f for f in files if f.startswith("PWNED")], (root, files)
+    home = os.path.expanduser("~")
+    assert not [f for f in os.listdir(home) if f.startswith("PWNED")]
