@@ -37,7 +37,9 @@ _register_commands()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Standalone mode: click prints usage errors itself and exits 2; our own
+        # failures arrive here as OrchError and become one message and a named code.
+        app()
     except OrchError as exc:
         err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
         if exc.hint:
@@ -46,18 +48,6 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(int(ExitCode.INTERRUPTED))
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(int(ExitCode.USAGE))
-        raise
 
 
 if __name__ == "__main__":

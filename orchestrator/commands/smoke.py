@@ -1,0 +1,74 @@
+"""orch smoke HOST."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from ..connect import open_transport
+from ..errors import ExitCode, OrchError
+from ..project import Project
+from ..smoke import SmokeContext, Step, as_json, junit_xml, run_checklist
+
+console = Console(highlight=False)
+MARK = {"passed": "[green]PASS[/]", "failed": "[red]FAIL[/]", "skipped": "[yellow]SKIP[/]"}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def smoke(
+        host: str = typer.Argument(..., help="Host to check (`local` for this machine)."),
+        experiment: str = typer.Option("smoke", "--experiment", help="Experiment for the tiny end-to-end run."),
+        set_: List[str] = typer.Option([], "--set", help="Override an experiment key (repeatable)."),
+        timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the tiny run."),
+        junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per step)."),
+        as_json_: bool = typer.Option(False, "--json", help="Print JSON for scripts instead of the checklist."),
+        trust_new_host_key: bool = typer.Option(False, "--trust-new-host-key", help="Record an unknown host key."),
+    ):
+        """CI-style check: connect, probe, env, GPU kernels, a tiny per-class run, fetch, evaluate, clean up."""
+        project = Project.find()
+        start = time.time()
+        out = Console(stderr=True, highlight=False) if as_json_ else console
+        if not as_json_:
+            out.print(f"orch smoke {host}")
+        status = None
+
+        def on_start(name: str) -> None:
+            nonlocal status
+            status = out.status(f"{name} ...")
+            status.start()
+
+        def on_end(step: Step) -> None:
+            if status is not None:
+                status.stop()
+            if not as_json_:
+                out.print(f"  {MARK[step.status]} {step.name:<44} {step.seconds:6.1f} s  {step.detail}",
+                          soft_wrap=True)
+
+        steps: List[Step] = []
+        try:
+            with open_transport(project, host, trust_new_host_key) as transport:
+                ctx = SmokeContext(project, transport, experiment, list(set_), timeout)
+                steps = run_checklist(ctx, on_start, on_end)
+        except OrchError as exc:
+            # Could not even connect: that is the failing step.
+            if status is not None:
+                status.stop()
+            steps = [Step("connect", "failed", round(time.time() - start, 2), str(exc))]
+            on_end(steps[0])
+        seconds = time.time() - start
+        if junit is not None:
+            junit.write_text(junit_xml(host, steps) + "\n")
+        failed = [s.name for s in steps if s.status == "failed"]
+        if as_json_:
+            print(json.dumps(as_json(host, steps, seconds)))
+        elif failed:
+            out.print(f"[red]smoke FAILED[/] at step '{failed[0]}' after {seconds:.1f} s")
+        else:
+            out.print(f"[green]smoke passed[/] in {seconds:.1f} s")
+        if failed:
+            raise typer.Exit(int(ExitCode.FAILED))

@@ -1,0 +1,44 @@
+"""`orch smoke` against the real sshd test host: a passing host and a broken one."""
+import json
+import subprocess
+import sys
+from xml.etree import ElementTree as ET
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_smoke_passes_on_loopback_host(ssh_project, tmp_path):
+    p = ssh_project
+    junit = tmp_path / "smoke.xml"
+    proc = p.orch("smoke", "testhost", "--junit", str(junit), "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] and report["host"] == "testhost"
+    by_name = {s["name"]: s for s in report["steps"]}
+    assert by_name["connect"]["status"] == "passed" and "host key verified" in by_name["connect"]["detail"]
+    assert by_name["GPU kernels (bf16 matmul, SDPA, flash-attn)"]["status"] == "skipped"  # no GPU here
+    assert by_name["fetch + evaluate"]["status"] == "passed"
+    assert by_name["cleanup"]["status"] == "passed"
+    assert list((p.remote_root / "runs").iterdir()) == []  # remote files cleaned up
+    suite = ET.parse(junit).getroot()
+    assert suite.get("tests") == str(len(report["steps"])) and suite.get("failures") == "0"
+    assert len(suite.findall("testcase")) == len(report["steps"])
+
+
+def test_smoke_fails_on_host_whose_python_lacks_torch(ssh_project, tmp_path):
+    p = ssh_project
+    venv = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    p.write_host(python=str(venv / "bin" / "python"))
+    junit = tmp_path / "smoke.xml"
+    proc = p.orch("smoke", "testhost", "--junit", str(junit))
+    assert proc.returncode == 1
+    assert "FAIL env imports torch+transformers" in proc.stdout
+    assert "smoke FAILED at step 'env imports torch+transformers'" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    suite = ET.parse(junit).getroot()
+    assert suite.get("failures") == "1"
+    failed = [c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None]
+    assert failed == ["env imports torch+transformers"]
