@@ -149,27 +149,51 @@ class SSHTransport(Transport):
         return wd[2:] if wd.startswith("~/") else wd
 
     def _exec(self, command, timeout, stdin):
-        from invoke.exceptions import CommandTimedOut
-        import io
+        # Straight on a Paramiko channel rather than Fabric's run(): invoke feeds stdin
+        # with a sleep per read and polls for the exit, which cost seconds per command.
+        import threading
 
         conn = self._connection()
         try:
-            res = conn.run(command, hide=True, warn=True, timeout=timeout,
-                           in_stream=io.StringIO(stdin) if stdin is not None else False)
-        except CommandTimedOut:
+            chan = conn.transport.open_session(timeout=self.host.connect_timeout)
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin.encode())
+            chan.shutdown_write()
+            err_chunks = []
+            reader = threading.Thread(target=lambda: err_chunks.append(chan.makefile_stderr("rb").read()),
+                                      daemon=True)
+            reader.start()
+            out = chan.makefile("rb").read()
+            reader.join(timeout)
+            rc = chan.recv_exit_status()
+            chan.close()
+        except socket.timeout:
             raise OrchError(f"command timed out after {timeout:.0f} s on {self.host.name}: {command[:200]}",
                             ExitCode.REMOTE)
         except (socket.error, EOFError, paramiko.SSHException) as exc:
             raise OrchError(f"lost the SSH connection to {self.host.display()}: {exc}", ExitCode.UNREACHABLE)
-        return Result(res.stdout, res.stderr, res.exited)
+        err = b"".join(err_chunks)
+        return Result(out.decode(errors="replace"), err.decode(errors="replace"), rc)
 
     def stream(self, command, out=sys.stdout):
         from . import shell
 
         conn = self._connection()
-        res = conn.run(shell.with_path(self.host.extra_path, command), hide=True, warn=True, out_stream=out,
-                       err_stream=out, in_stream=False)
-        return res.exited
+        chan = conn.transport.open_session(timeout=self.host.connect_timeout)
+        chan.set_combine_stderr(True)
+        chan.exec_command(shell.with_path(self.host.extra_path, command))
+        try:
+            while True:
+                data = chan.recv(65536)
+                if not data:
+                    break
+                out.write(data.decode(errors="replace"))
+                out.flush()
+        finally:
+            chan.close()
+        return chan.recv_exit_status() if chan.exit_status_ready() else 0
 
     def _sftp_client(self):
         if self._sftp is None:

@@ -1,0 +1,108 @@
+"""Controller benchmarks on a loopback sshd (the same test bed as the integration tests).
+
+    python bench/bench_controller.py [--out docs/BENCHMARKS-controller.md]
+
+Measures, against a real OpenSSH sshd on 127.0.0.1 with real tmux and rsync:
+  - `orch status` wall time on a warm host and the SSH logins it makes (target <= 0.5 s, 1 login)
+  - `orch run` until every job is running, data already staged (target <= 3 s)
+  - re-sync of unchanged code: files transferred (target 0)
+Writes a markdown table with the machine it ran on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from integration.conftest import make_project, start_sshd  # noqa: E402
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = ""
+    try:
+        kb = int([l for l in open("/proc/meminfo") if l.startswith("MemTotal")][0].split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, IndexError):
+        pass
+    return f"{platform.platform()}, {cpus} CPUs{mem}, Python {platform.python_version()}"
+
+
+def timed(p, *args):
+    start = time.perf_counter()
+    proc = p.orch(*args)
+    return time.perf_counter() - start, proc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS-controller.md"))
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="orch-bench-"))
+    server = start_sshd(tmp / "sshd")
+    try:
+        p = make_project(tmp / "project", tmp / "hostwork", server)
+        long = ["--set", "train.steps=100000"]
+        # Warm-up run: stages the data and the code snapshot once.
+        p.orch("run", "smoke", "--host", "testhost", "--name", "warm", *long, check=True)
+
+        # orch run until all jobs are running (data staged, code unchanged).
+        run_times, resync_files = [], []
+        for i in range(args.repeats):
+            t, proc = timed(p, "run", "smoke", "--host", "testhost", "--name", f"r{i}", *long)
+            assert proc.returncode == 0, proc.stderr
+            resync_files.append(int(proc.stdout.split(" files sent")[0].rsplit("(code ", 1)[1].split(", ")[1]))
+            run_times.append(t)
+            # Every job's wrapper must already be up (waiting or running) when `orch run` returns.
+            states = [j["state"] for j in json.loads(p.orch("status", f"r{i}", "--json", check=True).stdout)["jobs"]]
+            assert all(s in ("running", "waiting", "done") for s in states), states
+            p.orch("cancel", f"r{i}", check=True)
+
+        status_times, logins = [], []
+        for _ in range(args.repeats):
+            before = server.logins()
+            t, proc = timed(p, "status", "warm")
+            assert proc.returncode == 0, proc.stderr
+            status_times.append(t)
+            logins.append(server.logins() - before)
+        p.orch("cancel", "warm", check=True)
+    finally:
+        server.stop()
+
+    def row(name, values, target, unit="s"):
+        med = statistics.median(values)
+        return f"| {name} | {med:.2f} {unit} (min {min(values):.2f}, max {max(values):.2f}) | {target} |"
+
+    text = "\n".join([
+        "# Controller benchmarks (loopback sshd)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/bench_controller.py` on: {machine()}.",
+        "Real OpenSSH sshd on 127.0.0.1, real tmux and rsync; each figure is the median of "
+        f"{args.repeats} runs of the real `orch` CLI (process start-up included).",
+        "",
+        "| what | measured | target |",
+        "|---|---|---|",
+        row("`orch status` wall time (warm host)", status_times, "<= 0.5 s"),
+        f"| `orch status` SSH logins | {sorted(set(logins))} | exactly 1 |",
+        row("`orch run` until all jobs running (data staged)", run_times, "<= 3 s"),
+        f"| re-sync of unchanged code: files transferred | {sorted(set(resync_files))} | 0 |",
+        "",
+    ])
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
