@@ -42,6 +42,21 @@ def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
     return table
 
 
+def _watch(transport, record, doc, run_id: str, interval: float) -> List[JobRow]:
+    """Refresh the status table in place until no job is pending, waiting or running."""
+    def poll() -> List[JobRow]:
+        remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+        return rows_from_remote(remote, doc["jobs"])
+
+    rows = poll()
+    with Live(status_table(run_id, record["host"], rows), console=console, refresh_per_second=4) as live:
+        while run_state(rows) == "running":
+            time.sleep(interval)
+            rows = poll()
+            live.update(status_table(run_id, record["host"], rows))
+    return rows
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
@@ -50,6 +65,7 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, "--name", help="Run id (default: EXPERIMENT-YYYYmmdd-HHMMSS)."),
         set_: List[str] = typer.Option([], "--set", help="Override an experiment key: --set train.steps=200 (repeatable)."),
         resume: Optional[str] = typer.Option(None, "--resume", help="Relaunch the failed/lost/cancelled jobs of this run."),
+        wait: bool = typer.Option(False, "--wait", help="Stay: show live status until the jobs end, then fetch and evaluate."),
         trust_new_host_key: bool = TRUST,
     ):
         """Sync code, stage data and launch one detached tmux job per class; returns at once."""
@@ -66,11 +82,25 @@ def register(app: typer.Typer) -> None:
         start = time.time()
         with open_transport(project, host_name, trust_new_host_key) as transport:
             launched = runner.launch(project, transport, exp, run_id)
-        jobs = ", ".join(f"{j['name']}" + (f"@gpu{j['gpu']}" if j["gpu"] else "") for j in launched.jobs)
-        console.print(f"launched [bold]{run_id}[/] on {host_name}: {jobs} "
-                      f"(code {launched.code_hash}, {launched.files_sent} files sent, {time.time() - start:.1f} s)")
-        console.print(f"  follow: orch status {run_id} --watch | orch logs {run_id} JOB -f")
-        print(run_id)
+            jobs = ", ".join(f"{j['name']}" + (f"@gpu{j['gpu']}" if j["gpu"] else "") for j in launched.jobs)
+            console.print(f"launched [bold]{run_id}[/] on {host_name}: {jobs} "
+                          f"(code {launched.code_hash}, {launched.files_sent} files sent, {time.time() - start:.1f} s)")
+            if not wait:
+                console.print(f"  follow: orch status {run_id} --watch | orch logs {run_id} JOB -f")
+                print(run_id)
+                return
+            # Ctrl-C here only stops watching: the jobs live on the host.
+            record, doc = runner.load_record(project.run_dir(run_id)), runner.load_resolved(project.run_dir(run_id))
+            rows = _watch(transport, record, doc, run_id, 1.0)
+            if run_state(rows) != "done":
+                raise OrchError(f"run {run_id} ended {run_state(rows)}", ExitCode.RUN_STATE,
+                                hint=f"`orch logs {run_id} JOB` shows why; `orch run {experiment} --resume {run_id}` retries")
+            runner.fetch(project, transport, run_id, partial=False)
+        from ..evaluate import check_min_accuracy, evaluate_run
+
+        metrics = evaluate_run(project.run_dir(run_id), console=console)
+        console.print(f"results in {project.run_dir(run_id)} (metrics.json, report.md, plots/)")
+        check_min_accuracy(metrics)
 
     @app.command()
     def status(
@@ -86,11 +116,8 @@ def register(app: typer.Typer) -> None:
         run_id = run_dir.name
         record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            def poll() -> List[JobRow]:
-                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
-                return rows_from_remote(remote, doc["jobs"])
-
-            rows = poll()
+            remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+            rows = rows_from_remote(remote, doc["jobs"])
             if as_json:
                 print(json.dumps({"run": run_id, "host": record["host"], "state": run_state(rows),
                                   "jobs": [r.to_dict() for r in rows]}))
@@ -98,11 +125,7 @@ def register(app: typer.Typer) -> None:
             if not watch:
                 console.print(status_table(run_id, record["host"], rows))
                 return
-            with Live(status_table(run_id, record["host"], rows), console=console, refresh_per_second=4) as live:
-                while run_state(rows) == "running":
-                    time.sleep(interval)
-                    rows = poll()
-                    live.update(status_table(run_id, record["host"], rows))
+            _watch(transport, record, doc, run_id, interval)
 
     @app.command()
     def logs(
