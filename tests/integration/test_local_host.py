@@ -1,0 +1,31 @@
+"""The built-in `local` host: the README's first command, without SSH."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def test_readme_commands_are_the_ones_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"^    (python3 -m pip install .*)$", readme, flags=re.M)
+    assert len(commands) == 2, commands
+    run_cmd, test_cmd = commands
+    assert run_cmd.endswith("orch run smoke --wait")
+    assert test_cmd in (REPO / ".ci" / "run").read_text()
+
+
+def test_run_smoke_wait_on_local_host(ssh_project):
+    p = ssh_project  # a fresh project; the sshd is not used by `local`
+    proc = p.orch("run", "smoke", "--wait", "--name", "loc", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.loads((p.run_dir("loc") / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.8
+    assert (p.run_dir("loc") / "report.md").is_file()
+    assert any((p.run_dir("loc") / "plots").glob("*.png"))
+    # local keeps its host files inside the project, under .orch/local
+    assert (p.root / ".orch" / "local" / "runs" / "loc" / "jobs" / "class-0" / "status.json").is_file()
