@@ -117,6 +117,9 @@ def register(app: typer.Typer) -> None:
         record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+            if not remote.get("exists"):
+                raise OrchError(f"run {run_id} is not on {record['host']} any more ({remote.get('run_dir')})",
+                                ExitCode.RUN_STATE, hint="fetched results, if any, are in " + str(run_dir))
             rows = rows_from_remote(remote, doc["jobs"])
             if as_json:
                 print(json.dumps({"run": run_id, "host": record["host"], "state": run_state(rows),

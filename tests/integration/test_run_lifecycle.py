@@ -55,8 +55,11 @@ def test_existing_run_id_refused_and_unchanged_code_not_resent(ssh_project):
     p.orch("run", "smoke", "--host", "testhost", "--name", "one", *FAST, check=True)
     again = p.orch("run", "smoke", "--host", "testhost", "--name", "one", *FAST)
     assert again.returncode == 8 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    logins = p.sshd.logins()
     second = p.orch("run", "smoke", "--host", "testhost", "--name", "two", *FAST, check=True)
     assert "0 files sent" in second.stdout
+    # Code unchanged and data staged: no rsync, the whole launch is one SSH login.
+    assert p.sshd.logins() == logins + 1
     # A code change makes a new snapshot; the running run keeps its own.
     (p.root / "remote" / "extra_module.py").write_text("X = 1\n")
     third = p.orch("run", "smoke", "--host", "testhost", "--name", "three", *FAST, check=True)

@@ -109,3 +109,23 @@ def test_hostile_paths_and_values_are_data_not_code(ssh_project, tmp_path):
         assert not [f for f in files if f.startswith("PWNED")], (root, files)
     home = os.path.expanduser("~")
     assert not [f for f in os.listdir(home) if f.startswith("PWNED")]
+
+
+def test_ssh_config_alias_is_a_host(ssh_project, tmp_path):
+    """A bare `Host` alias from ~/.ssh/config works: HostName/User/Port/IdentityFile honoured."""
+    import getpass
+
+    p = ssh_project
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(
+        "Host gpubox\n"
+        f"    HostName 127.0.0.1\n    Port {p.sshd.port}\n    User {getpass.getuser()}\n"
+        f"    IdentityFile {p.sshd.client_key}\n    UserKnownHostsFile {p.sshd.known_hosts}\n"
+        "Host *\n    ServerAliveInterval 30\n"
+    )
+    p.env["ORCH_SSH_CONFIG"] = str(cfg)
+    listed = json.loads(p.orch("hosts", "list", "--json", check=True).stdout)
+    assert {"gpubox", "testhost", "local"} <= {h["name"] for h in listed}
+    checked = p.orch("hosts", "check", "gpubox", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["tools"]["tmux"]
