@@ -76,6 +76,10 @@ class TrainSpec:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    # torch intra-op threads when the job runs on CPU (0 = torch's default, all cores).
+    # 1 by default: the jobs of a run share the machine, and oversubscribed OpenMP
+    # threads spin: a tiny model's 24 ms step took 650 ms with 2 threads on a busy 2-core box.
+    cpu_threads: int = 1
 
 
 @dataclass

@@ -1,0 +1,61 @@
+"""Small file helpers for the job folder: atomic writes, JSONL appends, hashes.
+
+Standard library only.  Every whole-file write goes to a temp file in the same folder
+and is renamed over the target (``os.replace``), so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any, Iterable
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+def atomic_write_jsonl(path: str, rows: Iterable[Any]) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write_bytes(path, text.encode())
+
+
+def append_jsonl(path: str, obj: Any) -> None:
+    """Append one line; a single ``write`` of a short line is what a tailing reader sees whole."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(obj) + "\n")
+        f.flush()
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stable_seed(*parts: Any) -> int:
+    """A 63-bit seed from any values, identical across processes and machines.
+
+    (Python's ``hash`` of a str is salted per process, so it cannot be used.)
+    """
+    key = "\x1f".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") & ((1 << 63) - 1)

@@ -1,0 +1,60 @@
+"""Scoring: every test text under one trained model, batched and length-bucketed.
+
+Texts are sorted by length (longest first, so an out-of-memory shows up at once, not
+at the end) and cut into batches of ``score.batch_size``; results go back to the test
+order.  Each text gets a seed that depends only on (text id, score.seed): masked kinds
+draw their masks from it, so every class model sees the same draws for a text
+("common random numbers") and the class difference is not drowned in sampling noise.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, List, Tuple
+
+import torch
+
+from remote.files import append_jsonl, stable_seed
+from remote.train import autocast, collate
+
+
+def text_seed(text_id: str, score_seed: int) -> int:
+    return stable_seed("score", text_id, score_seed)
+
+
+def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_spec, tokenizer, *,
+                dtype: str, job_dir: str, compile: bool = False,
+                log: Callable[[str], None] = print) -> List[Tuple]:
+    """[(nll, tokens, se)] in the order of ``ids``; progress lines with phase "score".
+
+    ``compile``: run the model through torch.compile with dynamic shapes (every batch
+    has its own length, so static shapes would recompile per batch).
+    """
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    results: List[Tuple] = [None] * len(ids)  # type: ignore[list-item]
+    progress_path = os.path.join(job_dir, "progress.jsonl")
+    n_batches = -(-len(order) // score_spec.batch_size)
+    every = max(1, n_batches // 20)  # about 20 progress lines per scoring pass
+    t0 = time.time()
+    model.eval()
+    fwd = torch.compile(model, dynamic=True) if compile else model
+    with torch.inference_mode():
+        for b, start in enumerate(range(0, len(order), score_spec.batch_size)):
+            idx = order[start:start + score_spec.batch_size]
+            input_ids, attention_mask = collate([ids[i] for i in idx], pad_id, device)
+            seeds = [text_seed(text_ids[i], score_spec.seed) for i in idx]
+            with autocast(device, dtype):
+                nll, tokens, se = kind.score_batch(fwd, input_ids, attention_mask, seeds, score_spec, tokenizer)
+            for j, i in enumerate(idx):
+                results[i] = (nll[j], tokens[j], se[j])
+            done = start + len(idx)
+            if (b + 1) % every == 0 or done == len(order):
+                elapsed = time.time() - t0
+                row = {"t": time.time(), "phase": "score", "step": done, "total": len(order), "loss": None,
+                       "tokens_per_s": round(sum(len(ids[i]) for i in order[:done]) / max(elapsed, 1e-9), 1),
+                       "eta_s": round(elapsed / done * (len(order) - done), 1)}
+                append_jsonl(progress_path, row)
+                log(f"score {done}/{len(order)} texts, {done / max(elapsed, 1e-9):.1f} texts/s")
+    return results

@@ -1,0 +1,218 @@
+"""remote/run_job.py end to end: real run folders, real jobs, tiny models on CPU.
+
+Covers the per-class flow (ar), the classifier, a pretrain stage, the file contract
+(scores, manifest, progress), user errors (exit 2, one line, no traceback), resume
+after SIGTERM and after SIGKILL (same result as an uninterrupted run), and a relaunch
+of a finished job (no retraining).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from remote import run_job
+from remote.files import sha256_file
+
+from runkit import (ROOT, TINY, accuracy, class_jobs, experiment, job, read_jsonl, run_job_cmd, run_job_process,
+                    write_run)
+
+
+def run_all(run_dir, names):
+    for name in names:
+        assert run_job.main(["--run-dir", str(run_dir), "--job", name]) == 0, name
+
+
+def check_contract(run_dir, name, n_lines):
+    jd = run_dir / "jobs" / name
+    manifest = json.loads((jd / "manifest.json").read_text())
+    entry = manifest["files"]["scores.jsonl"]
+    assert entry == {"size": os.path.getsize(jd / "scores.jsonl"), "sha256": sha256_file(str(jd / "scores.jsonl"))}
+    for key in ("job", "role", "n_test", "classes", "train_texts", "train_tokens", "timings", "device",
+                "gpu_name", "torch", "transformers"):
+        assert key in manifest, key
+    rows = read_jsonl(jd / "scores.jsonl")
+    assert len(rows) == n_lines
+    assert set(rows[0]) == {"id", "label", "class", "nll", "tokens", "se"}
+    progress = read_jsonl(jd / "progress.jsonl")
+    assert {p["phase"] for p in progress} == {"train", "score"}
+    for p in progress:
+        assert {"t", "phase", "step", "total", "loss", "tokens_per_s", "eta_s"} <= set(p)
+    assert progress[-1]["phase"] == "score" and progress[-1]["step"] == progress[-1]["total"] == manifest["n_test"]
+    return manifest
+
+
+def test_per_class_ar_classifies_the_tiny_set(tmp_path):
+    run_dir = write_run(tmp_path / "run", experiment(), class_jobs())
+    run_all(run_dir, ["neg", "pos"])
+    manifests = [check_contract(run_dir, name, 120) for name in ("neg", "pos")]
+    assert manifests[0]["tokenizer_sha256"] == manifests[1]["tokenizer_sha256"]  # same vocabulary
+    assert manifests[0]["classes"] == ["0", "1"] and manifests[0]["n_test"] == 120
+    assert accuracy(run_dir, ["neg", "pos"]) >= 0.9
+    rows = read_jsonl(run_dir / "jobs" / "neg" / "scores.jsonl")
+    assert all(r["class"] == "0" and r["se"] is None and r["tokens"] > 0 for r in rows)
+
+
+def test_classifier_classifies_the_tiny_set(tmp_path):
+    run_dir = write_run(tmp_path / "run", experiment(model__kind="classifier", data__val_fraction=0.1),
+                        [job("classifier", "classifier")])
+    run_all(run_dir, ["classifier"])
+    manifest = check_contract(run_dir, "classifier", 2 * 120)
+    assert manifest["val_loss"] is not None
+    assert accuracy(run_dir, ["classifier"]) >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["ar", "classifier"])
+def test_pretrain_then_class_jobs_share_its_tokenizer(tmp_path, kind):
+    unlabelled = tmp_path / "unsup.jsonl"
+    unlabelled.write_text("".join(json.dumps({"text": json.loads(line)["text"]}) + "\n"
+                                  for line in TINY.read_text().splitlines()[::3]))
+    exp = experiment(model__kind=kind, data__unlabelled_path=str(unlabelled), pretrain__enabled=True,
+                     pretrain__steps=15, pretrain__lr=0.003, pretrain__log_every=5, train__steps=40)
+    pre = job("pretrain", "pretrain")
+    jobs = [pre] + (class_jobs(["pretrain"]) if kind == "ar" else [job("classifier", "classifier", None, ["pretrain"])])
+    run_dir = write_run(tmp_path / "run", exp, jobs)
+    names = [j["name"] for j in jobs]
+    run_all(run_dir, names)
+    pm = json.loads((run_dir / "jobs" / "pretrain" / "manifest.json").read_text())
+    assert pm["files"] == {} and pm["steps"] == 15
+    # unlabelled + the training split (include_train); a text longer than max_len gives several windows
+    assert pm["train_texts"] >= 200 + 480
+    assert {p["phase"] for p in read_jsonl(run_dir / "jobs" / "pretrain" / "progress.jsonl")} == {"pretrain"}
+    for name in names[1:]:
+        m = json.loads((run_dir / "jobs" / name / "manifest.json").read_text())
+        assert m["tokenizer_sha256"] == pm["tokenizer_sha256"]
+    assert accuracy(run_dir, names[1:]) >= 0.85
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 1\n')
+    run_dir = write_run(tmp_path / "run", experiment(data__path=str(bad)), class_jobs())
+    proc = run_job_process(run_dir, "neg")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {bad}:2: not valid JSON (Expecting ',' delimiter, column 25)"]
+    # in-process: a missing pretrain checkpoint, an unknown job, a missing run.yaml
+    run_dir = write_run(tmp_path / "run2", experiment(), class_jobs(["pretrain"]) + [job("pretrain", "pretrain")])
+    assert run_job.main(["--run-dir", str(run_dir), "--job", "neg"]) == 2
+    assert "not a finished checkpoint" in capsys.readouterr().err
+    assert run_job.main(["--run-dir", str(run_dir), "--job", "nope"]) == 2
+    assert run_job.main(["--run-dir", str(tmp_path), "--job", "neg"]) == 2
+    assert "run.yaml: no such file" in capsys.readouterr().err
+
+
+def _wait_for_step(proc, progress, step, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if progress.exists():
+            steps = [r["step"] for r in read_jsonl(progress) if r["phase"] == "train"]
+            if steps and steps[-1] >= step:
+                return
+        time.sleep(0.02)
+    raise AssertionError("training did not get there in time")
+
+
+def test_killed_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
+    exp = experiment(train__steps=100, train__checkpoint_every=10, train__log_every=5, train__batch_size=8)
+    ref = write_run(tmp_path / "ref", exp, class_jobs())
+    run_all(ref, ["neg"])
+
+    run_dir = write_run(tmp_path / "run", exp, class_jobs())
+    jd = run_dir / "jobs" / "neg"
+    progress = jd / "progress.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    # 1. SIGTERM (what the wrapper forwards on cancel): checkpoint at once, exit 143.
+    proc = subprocess.Popen(run_job_cmd(run_dir, "neg"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _wait_for_step(proc, progress, 20)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    stopped_at = torch.load(jd / "ckpt" / "last.pt", weights_only=False)["step"]
+    assert stopped_at >= 20 and read_jsonl(progress)[-1]["step"] == stopped_at
+
+    # 2. Relaunch, then SIGKILL (no chance to save): the periodic checkpoint remains.
+    proc = subprocess.Popen(run_job_cmd(run_dir, "neg"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _wait_for_step(proc, progress, stopped_at + 20)
+    proc.kill()
+    proc.communicate(timeout=60)
+    steps = [r["step"] for r in read_jsonl(progress) if r["phase"] == "train"]
+    resumed_steps = steps[steps.index(stopped_at) + 1:]
+    assert resumed_steps[0] == (stopped_at // 5 + 1) * 5  # continued, did not start over at 5
+    ckpt_step = torch.load(jd / "ckpt" / "last.pt", weights_only=False)["step"]
+    assert ckpt_step % 10 == 0 and ckpt_step > stopped_at
+    assert not (jd / "manifest.json").exists()
+
+    # 3. Relaunch to the end (in-process): resumes at the periodic checkpoint ...
+    n_before = len(steps)
+    run_all(run_dir, ["neg"])
+    steps = [r["step"] for r in read_jsonl(progress) if r["phase"] == "train"]
+    assert steps[n_before] == ckpt_step + 5 and steps[-1] == 100
+    assert not (jd / "ckpt" / "last.pt").exists() and (jd / "ckpt" / "final").is_dir()
+    # ... and ends exactly where the uninterrupted run did.
+    assert read_jsonl(jd / "scores.jsonl") == read_jsonl(ref / "jobs" / "neg" / "scores.jsonl")
+
+    # 4. A finished job relaunched scores again from ckpt/final without training.
+    n_train_lines = len(steps)
+    run_all(run_dir, ["neg"])
+    assert len([r for r in read_jsonl(progress) if r["phase"] == "train"]) == n_train_lines
+    assert read_jsonl(jd / "scores.jsonl") == read_jsonl(ref / "jobs" / "neg" / "scores.jsonl")
+    check_contract(run_dir, "neg", 120)
+
+
+def _gpt2_like_folder(folder):
+    """A local 'pretrained' GPT-2: one <|endoftext|> for bos/eos and no pad token, like the hub's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    texts = [json.loads(line)["text"] for line in TINY.read_text().splitlines()]
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                       show_progress=False))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                  model_max_length=64)
+    assert tok.pad_token is None
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=64, n_layer=2, n_head=2,
+                               bos_token_id=0, eos_token_id=0)).save_pretrained(folder)
+
+
+@pytest.mark.parametrize("kind", ["ar", "classifier"])
+def test_hf_style_init_from_a_local_folder(tmp_path, kind):
+    init = tmp_path / "gpt2-like"
+    _gpt2_like_folder(init)
+    exp = experiment(model__kind=kind, model__init=str(init), train__steps=60)
+    jobs = class_jobs() if kind == "ar" else [job("classifier", "classifier")]
+    run_dir = write_run(tmp_path / "run", exp, jobs)
+    names = [j["name"] for j in jobs]
+    run_all(run_dir, names)
+    final = run_dir / "jobs" / names[0] / "ckpt" / "final"
+    tok_cfg = json.loads((final / "tokenizer_config.json").read_text())
+    assert "<pad>" in json.dumps(tok_cfg)  # a pad token was added (and the embeddings grown)
+    assert accuracy(run_dir, names) >= 0.85
+
+
+@pytest.mark.parametrize("kind", ["mdlm", "mlm-pll"])
+def test_masked_kinds_run_through_the_same_jobs(tmp_path, kind):
+    pytest.importorskip({"mdlm": "remote.kinds.mdlm", "mlm-pll": "remote.kinds.pll"}[kind])
+    run_dir = write_run(tmp_path / "run", experiment(model__kind=kind), class_jobs())
+    run_all(run_dir, ["neg", "pos"])
+    for name in ("neg", "pos"):
+        check_contract(run_dir, name, 120)
+    assert accuracy(run_dir, ["neg", "pos"]) >= 0.8
+    # a relaunch reloads the kind's own checkpoint format and reproduces the scores
+    before = read_jsonl(run_dir / "jobs" / "neg" / "scores.jsonl")
+    run_all(run_dir, ["neg"])
+    assert read_jsonl(run_dir / "jobs" / "neg" / "scores.jsonl") == before
