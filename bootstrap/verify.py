@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Prove a bootstrapped env works; print one JSON object (and write it to --out).
+
+Run with the env's own interpreter (by absolute path). Checks:
+  bf16_matmul          bf16 matmul vs fp32 on the GPU (on the CPU when there is none)
+  sdpa_flash_vs_math   torch SDPA flash backend == math backend within tolerance (GPU, sm80+)
+  flash_attn_vs_sdpa   flash-attn (dense and the varlen qkv-packed call MDLM uses) == SDPA
+On a CPU host the GPU checks are "skipped" with the reason. Exit 0 when no check failed.
+Standard library + torch only; works on python >= 3.7.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+
+TOL = 2e-2  # bf16 has ~3 significant digits
+
+
+def check(results, name, fn):
+    t0 = time.time()
+    try:
+        out = fn()
+    except Exception as exc:  # a check that crashes is a failed check, with the reason
+        out = {"status": "failed", "error": "%s: %s" % (type(exc).__name__, exc),
+               "trace": traceback.format_exc(limit=3)[-1500:]}
+    out.setdefault("status", "ok")
+    out["seconds"] = round(time.time() - t0, 3)
+    results["checks"][name] = out
+
+
+def skipped(reason):
+    return {"status": "skipped", "reason": reason}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="", help="also write the JSON here (temp-then-rename)")
+    ap.add_argument("--expect-flash-attn", action="store_true", help="fail when flash-attn is not importable")
+    ap.add_argument("--expect-cuda", action="store_true", help="fail when torch sees no CUDA GPU")
+    ap.add_argument("--no-torch-ok", action="store_true", help="an env without torch is fine")
+    args = ap.parse_args(argv)
+
+    res = {"ok": True, "time": time.time(), "python": platform.python_version(), "executable": sys.executable,
+           "torch": None, "torch_cuda": None, "cxx11_abi": None, "cuda_available": False, "gpus": [],
+           "flash_attn": None, "checks": {}}
+    try:
+        import torch
+    except Exception as exc:
+        res["torch_error"] = "%s: %s" % (type(exc).__name__, exc)
+        for name in ("bf16_matmul", "sdpa_flash_vs_math", "flash_attn_vs_sdpa"):
+            res["checks"][name] = skipped("torch is not importable")
+        res["ok"] = bool(args.no_torch_ok)
+        return finish(res, args.out)
+
+    res["torch"] = torch.__version__
+    res["torch_cuda"] = torch.version.cuda
+    res["cxx11_abi"] = bool(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", False))
+    cuda = torch.cuda.is_available()
+    res["cuda_available"] = cuda
+    if cuda:
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            res["gpus"].append({"index": i, "name": p.name, "capability": "%d.%d" % (p.major, p.minor),
+                                "memory_gib": round(p.total_memory / 2 ** 30, 1)})
+    elif args.expect_cuda:
+        res["cuda_error"] = "torch.cuda.is_available() is False"
+    device = "cuda" if cuda else "cpu"
+    cc = torch.cuda.get_device_capability(0) if cuda else None
+    no_gpu = "no CUDA GPU visible to torch (torch %s, CUDA build %s)" % (torch.__version__, torch.version.cuda)
+
+    def bf16_matmul():
+        g = torch.Generator(device="cpu").manual_seed(0)
+        a = torch.randn(256, 256, generator=g).to(device)
+        b = torch.randn(256, 256, generator=g).to(device)
+        ref = a @ b
+        out = (a.bfloat16() @ b.bfloat16()).float()
+        err = ((out - ref).abs().max() / ref.abs().max()).item()
+        return {"status": "ok" if err < TOL else "failed", "device": device, "rel_err": err, "tol": TOL}
+
+    def qkv(shape, dtype):
+        g = torch.Generator(device="cpu").manual_seed(1)
+        return [torch.randn(*shape, generator=g).to(device=device, dtype=dtype) for _ in range(3)]
+
+    def sdpa(q, k, v, backend):
+        """q, k, v: (B, H, L, D). backend: 'flash' | 'math'."""
+        import torch.nn.functional as F
+        try:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+            ctx = sdpa_kernel(SDPBackend.FLASH_ATTENTION if backend == "flash" else SDPBackend.MATH)
+        except ImportError:  # torch < 2.3
+            ctx = torch.backends.cuda.sdp_kernel(enable_flash=backend == "flash", enable_math=backend == "math",
+                                                 enable_mem_efficient=False)
+        with ctx:
+            return F.scaled_dot_product_attention(q, k, v)
+
+    def sdpa_flash_vs_math():
+        if not cuda:
+            return skipped(no_gpu)
+        if cc < (8, 0):
+            return skipped("the SDPA flash backend needs sm80+, this GPU is sm%d%d" % cc)
+        q, k, v = qkv((2, 12, 256, 64), torch.bfloat16)  # MDLM small: 12 heads, head_dim 64
+        flash = sdpa(q, k, v, "flash").float()
+        math = sdpa(q.float(), k.float(), v.float(), "math")
+        err = (flash - math).abs().max().item()
+        return {"status": "ok" if err < TOL else "failed", "max_abs_err": err, "tol": TOL}
+
+    def flash_attn_vs_sdpa():
+        try:
+            import flash_attn
+        except ImportError as exc:
+            if "undefined symbol" in str(exc) or "flash_attn_2_cuda" in str(exc):
+                return {"status": "failed", "error": "flash-attn does not import: %s" % exc,
+                        "diagnosis": "built for another torch version or C++ ABI; rebuild it"}
+            if args.expect_flash_attn:
+                return {"status": "failed", "error": "flash-attn is not installed: %s" % exc}
+            return skipped("flash-attn is not installed (experiments use torch SDPA)")
+        res["flash_attn"] = flash_attn.__version__
+        from flash_attn import flash_attn_func
+        from flash_attn.flash_attn_interface import flash_attn_varlen_qkvpacked_func
+        if not cuda:
+            return skipped("flash-attn %s imports, but %s" % (flash_attn.__version__, no_gpu))
+        if cc < (8, 0):
+            return skipped("flash-attn needs sm80+, this GPU is sm%d%d" % cc)
+        B, H, L, D = 2, 12, 256, 64
+        q, k, v = qkv((B, L, H, D), torch.bfloat16)  # flash-attn layout: (B, L, H, D)
+        ref = sdpa(*(t.transpose(1, 2).float() for t in (q, k, v)), "math").transpose(1, 2)
+        dense = flash_attn_func(q, k, v).float()
+        err_dense = (dense - ref).abs().max().item()
+        qkv_packed = torch.stack([q, k, v], dim=2).reshape(B * L, 3, H, D)
+        cu_seqlens = torch.arange(0, (B + 1) * L, L, device=device, dtype=torch.int32)
+        varlen = flash_attn_varlen_qkvpacked_func(qkv_packed, cu_seqlens, L, 0.0, causal=False)
+        err_varlen = (varlen.reshape(B, L, H, D).float() - ref).abs().max().item()
+        ok = err_dense < TOL and err_varlen < TOL
+        return {"status": "ok" if ok else "failed", "max_abs_err": err_dense, "varlen_max_abs_err": err_varlen,
+                "tol": TOL, "version": flash_attn.__version__}
+
+    check(res, "bf16_matmul", bf16_matmul)
+    check(res, "sdpa_flash_vs_math", sdpa_flash_vs_math)
+    check(res, "flash_attn_vs_sdpa", flash_attn_vs_sdpa)
+    res["ok"] = all(c["status"] != "failed" for c in res["checks"].values())
+    if args.expect_cuda and not cuda:
+        res["ok"] = False
+    return finish(res, args.out)
+
+
+def finish(res, out):
+    text = json.dumps(res, sort_keys=True)
+    if out:
+        tmp = "%s.tmp.%d" % (out, os.getpid())
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, out)
+    print(text)
+    return 0 if res["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

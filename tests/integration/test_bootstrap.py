@@ -1,0 +1,381 @@
+"""`orch bootstrap` end to end through the real sshd on 127.0.0.1, real tmux, real bash scripts.
+
+The test host has no GPU. An `nvidia-smi` shim (and an `nvcc` shim) on the host's extra_path
+replays the real outputs captured on an H200 host (tests/fixtures/gpu-host/h200), so the plan
+for an H200 with driver 580 / CUDA 13.0 is exercised end to end. The env is a venv made with
+--system-site-packages from a python that already has torch, so nothing is downloaded.
+
+The Miniconda step runs against a LOCAL FAKE INSTALLER built by the test, with the same
+command-line contract as the real Miniconda3-*.sh (`-b` batch, `-u` update, `-p PREFIX`),
+served from a file:// URL with its sha256: the real download cannot be reached from CI.
+"""
+import hashlib
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("hostfixtures", REPO / "tests" / "unit" / "hostfixtures.py")
+hostfixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hostfixtures)
+
+# The directory of a python that has torch (this test's own): venvs made from it with
+# --system-site-packages see torch, so `torch: preinstalled` needs no download.
+PY_BIN = os.path.dirname(os.path.realpath(sys.executable))
+
+
+def _has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+needs_torch = pytest.mark.skipif(not _has_torch(), reason="the test python has no torch to reuse")
+
+
+def _host_with_h200_shims(p, tmp_path):
+    shims = hostfixtures.write_gpu_shims(tmp_path / "gpu-shims", "ok")
+    p.write_host(extra_path=[str(shims), PY_BIN])
+    return shims
+
+
+def _write_env(p, name, data):
+    (p.root / "configs" / "envs" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _host_python(p, host="testhost"):
+    return yaml.safe_load((p.root / "configs" / "hosts" / f"{host}.yaml").read_text())["python"]
+
+
+def test_dry_run_shows_the_h200_plan_and_changes_nothing(ssh_project, tmp_path):
+    p = ssh_project
+    _host_with_h200_shims(p, tmp_path)
+    proc = p.orch("bootstrap", "testhost", "--env", "default", "--dry-run", "--json", check=True)
+    doc = json.loads(proc.stdout)
+    assert doc["dry_run"] is True
+    gpu = doc["facts"]["gpu"]
+    assert gpu["diagnosis"]["kind"] == "ok" and gpu["cuda_version"] == "13.0"
+    assert [(g["name"], g["compute_cap"]) for g in gpu["gpus"]] == [("NVIDIA H200", "9.0")]
+    plan = doc["plan"]
+    steps = {s["name"]: s for s in plan["steps"]}
+    # Miniconda without an accepted ToS: blocked, with the way out
+    assert steps["conda"]["state"] == "blocked" and "Terms of Service" in steps["conda"]["why"]
+    assert plan["torch"]["variant"] == "cu130" and "torch==2.11.*" in steps["torch"]["command"]
+    fa = plan["flash_attn"]
+    assert (fa["kind"], fa["version"], fa["env"]["FLASH_ATTN_CUDA_ARCHS"]) == ("source", "2.8.3.post1", "90")
+    assert "FLASH_ATTENTION_FORCE_BUILD=TRUE" in steps["flash-attn"]["command"]
+    assert not (p.remote_root / "envs").exists() and not (p.remote_root / "bootstrap").exists()
+    # The human view: facts, the table, the exact commands.
+    text = p.orch("bootstrap", "testhost", "--env", "default", "--dry-run", "--accept-anaconda-tos", check=True).stdout
+    assert "NVIDIA H200 (sm_90" in text and "install_conda.sh" in text and "Miniconda3-latest-Linux-" in text
+    assert "todo" in text and "Traceback" not in text
+
+
+@needs_torch
+def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
+    p = ssh_project
+    _host_with_h200_shims(p, tmp_path)
+    t0 = time.time()
+    proc = p.orch("bootstrap", "testhost", "--env", "venv", timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "NVIDIA H200" in out
+    assert "bootstrap of testhost complete (env, torch, packages, verify)" in out, out
+    # the packages step ran detached in tmux, with its log tailed here
+    assert "detached in tmux session orch-bootstrap-packages" in out and "Requirement already satisfied" in out
+    assert time.time() - t0 < 60
+
+    env_python = p.remote_root / "envs" / "venv" / "bin" / "python"
+    assert env_python.exists()
+    assert _host_python(p) == str(env_python)  # jobs now use the env's interpreter by absolute path
+    verify = json.loads((p.remote_root / "bootstrap" / "verify.json").read_text())
+    assert verify["ok"] and verify["torch"] and verify["checks"]["bf16_matmul"]["status"] == "ok"
+    assert verify["checks"]["sdpa_flash_vs_math"]["status"] == "skipped"  # no GPU visible to torch
+    state = json.loads((p.remote_root / "bootstrap" / "state.json").read_text())
+    assert state["env"] == "venv" and {"env", "torch", "packages", "verify"} <= set(state["steps"])
+    assert all(r["rc"] == 0 for r in state["steps"].values())
+    # flash-attn: skipped with the reason (the preinstalled torch is a CPU build)
+    facts = json.loads((p.root / ".orch" / "hosts" / "testhost.facts.json").read_text())
+    assert facts["bootstrap"]["flash_attn_kind"] == "unsupported"
+    assert facts["bootstrap"]["steps"]["flash-attn"] == "skip"
+
+    # Again: nothing to do, in one SSH login and a few seconds (the env comes from the record).
+    # (best of two runs: this machine may be busy with other tests)
+    timings = []
+    for _ in range(2):
+        logins = p.sshd.logins()
+        t0 = time.time()
+        again = p.orch("bootstrap", "testhost", check=True)
+        wall = time.time() - t0
+        assert "nothing to do" in again.stdout
+        assert p.sshd.logins() == logins + 1
+        inner = float(again.stdout.split("nothing to do")[1].split("(")[-1].split(" s)")[0])
+        timings.append((inner, wall))
+    assert min(t[0] for t in timings) <= 3.0, timings  # connect + one probe round trip + plan
+    assert min(t[1] for t in timings) < 6.0, timings  # plus python start-up
+
+    # `orch hosts show` (the lead wires show_host to it): the recorded facts and environment.
+    from rich.console import Console
+
+    from orchestrator.commands.bootstrap import show_host
+    from orchestrator.project import Project
+
+    console = Console(record=True, width=200)
+    show_host(Project(p.root), "testhost", console)
+    shown = console.export_text()
+    assert "NVIDIA H200" in shown and "venv ->" in shown and "verify ok" in shown
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A minimal pure-python wheel pip installs offline."""
+    import zipfile
+
+    path = folder / "orchtestpkg-0.1-py3-none-any.whl"
+    files = {
+        "orchtestpkg/__init__.py": "VALUE = 42\n",
+        "orchtestpkg-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: orchtestpkg\nVersion: 0.1\n",
+        "orchtestpkg-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: orch-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + "orchtestpkg-0.1.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+        z.writestr("orchtestpkg-0.1.dist-info/RECORD", record)
+    return path
+
+
+@needs_torch
+def test_failed_step_is_diagnosed_then_resumed_and_force_redoes_one_step(ssh_project, tmp_path):
+    p = ssh_project
+    _host_with_h200_shims(p, tmp_path)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = wheels / "orchtestpkg-0.1-py3-none-any.whl"  # does not exist yet: the packages step fails
+    _write_env(p, "resume", {"manager": "venv", "python": "system", "system_site_packages": True,
+                             "torch": {"version": "preinstalled"}, "flash_attn": {"wanted": False},
+                             "packages": [str(wheel)]})
+    first = p.orch("bootstrap", "testhost", "--env", "resume", timeout=240)
+    assert first.returncode == 7, first.stdout + first.stderr  # ExitCode.REMOTE
+    assert "bootstrap step packages failed on testhost" in first.stderr
+    assert "re-run `orch bootstrap testhost` to resume at this step" in first.stderr
+    assert "Traceback" not in first.stderr
+    env_result = (p.remote_root / "bootstrap" / "logs" / "env.result").read_text()
+
+    _tiny_wheel(wheels)
+    second = p.orch("bootstrap", "testhost", "--env", "resume", timeout=240)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "── env" not in second.stdout and "── torch" not in second.stdout  # resumed at packages
+    assert "bootstrap of testhost complete (packages, verify)" in second.stdout
+    assert (p.remote_root / "bootstrap" / "logs" / "env.result").read_text() == env_result
+    env_python = p.remote_root / "envs" / "resume" / "bin" / "python"
+    assert subprocess.run([str(env_python), "-c", "import orchtestpkg"]).returncode == 0
+
+    forced = p.orch("bootstrap", "testhost", "--env", "resume", "--force", "verify", check=True, timeout=240)
+    assert "bootstrap of testhost complete (verify)" in forced.stdout
+    bad = p.orch("bootstrap", "testhost", "--force", "nope")
+    assert bad.returncode == 2 and "no such step" in bad.stderr
+
+
+FAKE_INSTALLER = r"""#!/bin/bash
+# A stand-in for Miniconda3-latest-Linux-x86_64.sh (orch tests): same command line contract.
+#   -b batch mode (no prompts; shell rc files untouched)  -u update an existing prefix  -p PREFIX
+set -euo pipefail
+batch=0; update=0; prefix="$HOME/miniconda3"
+while getopts "bufp:st" opt; do
+  case "$opt" in
+    b) batch=1 ;; u) update=1 ;; p) prefix="$OPTARG" ;; f|s|t) ;; *) exit 2 ;;
+  esac
+done
+[ "$batch" = 1 ] || { echo "fake installer: would prompt for the licence (no -b)" >&2; exit 1; }
+if [ -e "$prefix" ] && [ "$update" = 0 ]; then echo "ERROR: File or directory already exists: '$prefix'" >&2; exit 1; fi
+mkdir -p "$prefix/bin" "$prefix/conda-meta"
+echo "$*" > "$prefix/installer-args.txt"
+touch "$prefix/conda-meta/conda-25.5.1-py311h06a4308_0.json" "$prefix/conda-meta/conda-anaconda-tos-0.2.2-py311_0.json"
+cat > "$prefix/bin/conda" <<'EOF'
+#!/bin/bash
+# fake conda (orch tests)
+here="$(cd "$(dirname "$0")/.." && pwd)"
+echo "$*" >> "$here/conda-calls.log"
+case "$1" in
+  --version) echo "conda 25.5.1" ;;
+  tos)
+    if [ "${2:-}" = "--help" ]; then echo "usage: conda tos"; exit 0; fi
+    if [ "${2:-}" = accept ]; then echo "${@: -1}" >> "$here/tos-accepted.txt"; exit 0; fi
+    exit 1 ;;
+  create)
+    shift; env=""
+    while [ $# -gt 0 ]; do case "$1" in -p) env="$2"; shift 2 ;; *) shift ;; esac; done
+    [ -n "$CONDA_PLUGINS_AUTO_ACCEPT_TOS" ] || [ -s "$here/tos-accepted.txt" ] || {
+      echo "CondaToSNonInteractiveError: Terms of Service have not been accepted" >&2; exit 1; }
+    exec __PYTHON__ -m venv --system-site-packages "$env" ;;
+  *) echo "fake conda: unsupported: $*" >&2; exit 1 ;;
+esac
+EOF
+sed -i "s|__PYTHON__|__REALPY__|" "$prefix/bin/conda"
+chmod +x "$prefix/bin/conda"
+echo "installed fake Miniconda at $prefix"
+"""
+
+
+@needs_torch
+def test_miniconda_step_with_a_local_fake_installer(ssh_project, tmp_path):
+    """The conda path end to end, against a fake installer with Miniconda's -b/-u/-p contract
+    (the real download cannot be reached from CI)."""
+    p = ssh_project
+    _host_with_h200_shims(p, tmp_path)
+    installer = tmp_path / "dl" / "Miniconda3-latest-Linux-x86_64.sh"
+    installer.parent.mkdir()
+    installer.write_text(FAKE_INSTALLER.replace("__REALPY__", os.path.realpath(sys.executable)))
+    sha = hashlib.sha256(installer.read_bytes()).hexdigest()
+    _write_env(p, "conda-fake", {"manager": "conda", "python": "3.11", "torch": {"version": "preinstalled"},
+                                 "flash_attn": {"wanted": False}, "packages": [],
+                                 "conda": {"installer_url": installer.as_uri(), "installer_sha256": sha}})
+    bashrc = Path.home() / ".bashrc"
+    bashrc_before = bashrc.read_bytes() if bashrc.exists() else None
+
+    refused = p.orch("bootstrap", "testhost", "--env", "conda-fake")
+    assert refused.returncode == 3, refused.stdout + refused.stderr  # ExitCode.CONFIG
+    assert "Terms of Service" in refused.stderr and "--accept-anaconda-tos" in refused.stderr
+    assert "manager: miniforge" in refused.stderr
+    prefix = p.remote_root / "miniconda3"
+    assert not prefix.exists()
+
+    proc = p.orch("bootstrap", "testhost", "--env", "conda-fake", "--accept-anaconda-tos", timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sha256 ok" in proc.stdout
+    assert (prefix / "installer-args.txt").read_text().split() == ["-b", "-p", str(prefix)]
+    calls = (prefix / "conda-calls.log").read_text()
+    assert f"create -y -p {p.remote_root}/envs/conda-fake python=3.11 pip" in calls
+    assert "init" not in calls.split()  # never `conda init`: rc files are not touched
+    assert (prefix / "tos-accepted.txt").read_text().split() == [
+        "https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r"]
+    assert (bashrc.read_bytes() if bashrc.exists() else None) == bashrc_before
+    assert _host_python(p) == str(p.remote_root / "envs" / "conda-fake" / "bin" / "python")
+
+    again = p.orch("bootstrap", "testhost", "--env", "conda-fake", "--accept-anaconda-tos", check=True)
+    assert "nothing to do" in again.stdout
+
+
+def test_install_conda_refuses_a_bad_checksum(tmp_path):
+    installer = tmp_path / "Miniforge3-Linux-x86_64.sh"
+    installer.write_text("#!/bin/bash\necho should-not-run\n")
+    proc = subprocess.run(["bash", str(REPO / "bootstrap" / "install_conda.sh"), "--flavor", "miniforge",
+                           "--prefix", str(tmp_path / "mf"), "--url", installer.as_uri(), "--sha256", "0" * 64,
+                           "--download-dir", str(tmp_path / "dl")], capture_output=True, text=True)
+    assert proc.returncode == 5 and "sha256 mismatch" in proc.stderr and "should-not-run" not in proc.stdout
+    assert not (tmp_path / "mf").exists()
+
+
+@needs_torch
+def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tmp_path):
+    """A long step runs in tmux on the host: a new `orch bootstrap` reattaches to it (here, a
+    step started by hand the way the controller starts it), and a step that outlives its
+    timeout leaves the controller with a clear message while it keeps running."""
+    p = ssh_project
+    _host_with_h200_shims(p, tmp_path)
+    missing = tmp_path / "orchtestpkg-0.1-py3-none-any.whl"
+    _write_env(p, "slow", {"manager": "venv", "python": "system", "system_site_packages": True,
+                           "torch": {"version": "preinstalled"}, "flash_attn": {"wanted": False},
+                           "packages": [str(missing)], "timeouts": {"install": 0.1}})
+    assert p.orch("bootstrap", "testhost", "--env", "slow", timeout=240).returncode == 7  # packages fails
+    plan = json.loads(p.orch("bootstrap", "testhost", "--env", "slow", "--dry-run", "--json", check=True).stdout)
+    step = next(s for s in plan["plan"]["steps"] if s["name"] == "packages")
+    assert step["state"] == "todo"
+    work = p.remote_root
+    sock, logs = str(work / "tmux.sock"), str(work / "bootstrap" / "logs")
+
+    def start(seconds: int):
+        inner = ["bash", str(work / "bootstrap" / "scripts" / "run_step.sh"), "packages", step["fingerprint"], logs,
+                 "--", "bash", "-c", f"echo slow-step-begins; sleep {seconds}; echo slow-step-done"]
+        subprocess.run(["tmux", "-S", sock, "new-session", "-d", "-s", "orch-bootstrap-packages", shlex.join(inner)],
+                       check=True)
+
+    # 1. reattach: the step finishes while we follow it; then verify runs.
+    start(3)
+    time.sleep(0.5)
+    proc = p.orch("bootstrap", "testhost", "--env", "slow", timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "reattaching to the running step (tmux session orch-bootstrap-packages)" in proc.stdout
+    assert "slow-step-done" in proc.stdout and "complete (packages, verify)" in proc.stdout
+
+    # 2. timeout (timeouts.install: 0.1 minutes): the controller gives up, the step keeps running.
+    step = next(s for s in json.loads(p.orch("bootstrap", "testhost", "--env", "slow", "--force", "packages",
+                                             "--dry-run", "--json", check=True).stdout)["plan"]["steps"]
+                if s["name"] == "packages")
+    start(60)
+    try:
+        proc = p.orch("bootstrap", "testhost", "--env", "slow", timeout=240)
+        assert proc.returncode == 7, proc.stdout + proc.stderr
+        assert "step packages is still running after" in proc.stderr
+        assert f"tmux -S {sock} kill-session -t orch-bootstrap-packages" in proc.stderr
+        alive = subprocess.run(["tmux", "-S", sock, "has-session", "-t", "=orch-bootstrap-packages"])
+        assert alive.returncode == 0
+    finally:
+        subprocess.run(["tmux", "-S", sock, "kill-server"], capture_output=True)
+
+
+# --- the host scripts on their own (no SSH) ------------------------------------------------------
+
+FAKE_ENV_PYTHON = r"""#!/bin/bash
+# A fake env interpreter for build_flash_attn.sh: reports TORCH_FACTS, records pip calls.
+here="$(dirname "$0")"
+case "$*" in
+  *"import sys, platform, torch"*) echo "__FACTS__" ;;
+  "-m pip install"*) echo "$*" >> "$here/pip-calls.log" ;;
+  "-m pip uninstall"*) ;;
+  *"import flash_attn"*) echo "flash_attn 2.5.6 imports ok" ;;
+  *) echo "fake python: $*" >&2; exit 1 ;;
+esac
+"""
+
+
+def _fake_env(tmp_path, facts: str) -> Path:
+    bin_dir = tmp_path / "env" / "bin"
+    bin_dir.mkdir(parents=True)
+    py = bin_dir / "python"
+    py.write_text(FAKE_ENV_PYTHON.replace("__FACTS__", facts))
+    (bin_dir / "ninja").write_text("#!/bin/bash\necho 1.11.1\n")
+    for f in (py, bin_dir / "ninja"):
+        f.chmod(0o755)
+    return py
+
+
+def test_build_script_takes_the_wheel_for_the_real_abi(tmp_path):
+    from orchestrator import flashattn
+
+    py = _fake_env(tmp_path, "2.2.2 12.1 TRUE cp39 x86_64")  # a torch built with the new ABI
+    wheel = flashattn.wheel_name("2.5.6", "122", "2.2", False, "3.9", "x86_64")
+    proc = subprocess.run(["bash", str(REPO / "bootstrap" / "build_flash_attn.sh"), "--python", str(py),
+                           "--version", "2.5.6", "--wheel-url", flashattn.wheel_url("2.5.6", wheel), "--wheel", wheel],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "taking that wheel instead" in proc.stdout and "imports ok" in proc.stdout
+    calls = (py.parent / "pip-calls.log").read_text().splitlines()
+    assert calls[0].startswith("-m pip install packaging psutil ninja einops")
+    assert calls[-1] == ("-m pip install --no-deps --no-cache-dir https://github.com/Dao-AILab/flash-attention/"
+                         "releases/download/v2.5.6/flash_attn-2.5.6+cu122torch2.2cxx11abiTRUE-cp39-cp39-linux_x86_64.whl")
+
+
+def test_build_script_refuses_an_nvcc_of_another_major(tmp_path):
+    from orchestrator import flashattn
+
+    py = _fake_env(tmp_path, "2.4.1 12.1 FALSE cp311 x86_64")
+    cuda = tmp_path / "cuda"
+    (cuda / "bin").mkdir(parents=True)
+    (cuda / "bin" / "nvcc").write_text("#!/bin/bash\ncat " + shlex.quote(str(hostfixtures.FIXTURES / "nvcc-version.txt")) + "\n")
+    (cuda / "bin" / "nvcc").chmod(0o755)
+    proc = subprocess.run(["bash", str(REPO / "bootstrap" / "build_flash_attn.sh"), "--python", str(py),
+                           "--version", "2.6.3", "--source", "--cuda-home", str(cuda)],
+                          capture_output=True, text=True, env=dict(os.environ, MAX_JOBS="2"))
+    assert proc.returncode == 7
+    found = flashattn.diagnose_log(proc.stdout + proc.stderr, proc.returncode)
+    assert found and found[0][0] == "nvcc/torch CUDA mismatch: nvcc 13.0 vs torch built with CUDA 12.1"
+    assert not any("flash-attn==" in c for c in (py.parent / "pip-calls.log").read_text().splitlines())
