@@ -41,7 +41,9 @@ def main() -> None:
         # failures arrive here as OrchError and become one message and a named code.
         app()
     except OrchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
+        # The message is data (it may quote remote output like "[orch] ..."): no markup.
+        err_console.print("[bold red]error:[/] ", end="")
+        err_console.print(exc.message, markup=False, soft_wrap=True)
         if exc.hint:
             err_console.print(f"  hint: {exc.hint}", markup=False, soft_wrap=True)
         sys.exit(int(exc.code))

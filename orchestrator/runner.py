@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import yaml
 
@@ -58,7 +58,7 @@ def classes_for(exp: Experiment, root: Path) -> List[str]:
         raise OrchError("data.classes is required when the host loads the dataset itself (data.source: hf)",
                         ExitCode.CONFIG, hint="e.g. --set 'data.classes=[\"0\",\"1\"]'")
     path = staging.local_data_files(exp, root)["path"]
-    return staging.scan_labels(path, exp.data.label_field, exp.data.format)
+    return staging.scan_labels(path, exp.data)
 
 
 @dataclass

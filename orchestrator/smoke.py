@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 from xml.etree import ElementTree as ET
 
 from . import codesync, experiments, hostops, runner, shell

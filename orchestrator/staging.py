@@ -1,19 +1,14 @@
 """Data staging: local data files go to <workdir>/data/<sha256[:16]>-<name>, once."""
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import json
-import csv
 from pathlib import Path
 from typing import Dict, List
 
-from remote.spec import Experiment
+from remote.spec import DataSpec, Experiment
 
 from . import shell
 from .errors import ExitCode, OrchError
-from .filesync import push_files
 from .transport import Transport
 
 DATA_KEYS = ("path", "test_path", "unlabelled_path")
@@ -86,35 +81,13 @@ def push_files_single(transport: Transport, path: Path, remote_path: str) -> Non
         raise OrchError(f"rsync of {path} failed: {proc.stderr.strip()[-500:]}", ExitCode.REMOTE)
 
 
-def _open_text(path: Path):
-    raw = open(path, "rb")
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8")
-    return io.TextIOWrapper(raw, encoding="utf-8")
+def scan_labels(path: Path, spec: DataSpec) -> List[str]:
+    """The classes of a local labelled file, read with the host's own loader (so both
+    sides name classes identically) - and a malformed line is caught before launch."""
+    from remote.data import DataError, natural_key, read_file
 
-
-def scan_labels(path: Path, label_field: str, fmt: str = "auto") -> List[str]:
-    """The distinct labels of a local labelled file (the job list needs the classes)."""
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    kind = fmt if fmt != "auto" else ("csv" if name.endswith((".csv", ".tsv")) else "jsonl")
-    labels = set()
-    with _open_text(path) as fh:
-        if kind == "csv":
-            reader = csv.DictReader(fh, delimiter="\t" if name.endswith(".tsv") else ",")
-            for lineno, row in enumerate(reader, start=2):
-                if label_field not in row or row[label_field] in (None, ""):
-                    raise OrchError(f"{path}:{lineno}: no {label_field!r} column value", ExitCode.DATA)
-                labels.add(str(row[label_field]))
-        else:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise OrchError(f"{path}:{lineno}: not valid JSON ({exc})", ExitCode.DATA)
-                if not isinstance(row, dict) or label_field not in row:
-                    raise OrchError(f"{path}:{lineno}: missing field {label_field!r}", ExitCode.DATA,
-                                    hint="set data.label_field to the name of the label field")
-                labels.add(str(row[label_field]))
-    return sorted(labels)
+    try:
+        rows = read_file(str(path), spec)
+    except DataError as exc:
+        raise OrchError(str(exc), ExitCode.DATA, hint="fix the file or set data.text_field / data.label_field")
+    return sorted({row.label for row in rows}, key=natural_key)

@@ -65,5 +65,13 @@ def check_cmd(
         console.print(f"[{colour}]{p.level}:[/] {p.message}" + (f"  ({p.hint})" if p.hint else ""))
 
 
+@hosts_app.command("show")
+def show_cmd(host: str = typer.Argument(..., help="Host name.")):
+    """The facts and environment recorded for a host by `hosts check` / `bootstrap` (no SSH)."""
+    from .bootstrap import show_host
+
+    show_host(Project.find(), host, out=console)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(hosts_app, name="hosts")

@@ -29,3 +29,15 @@ def test_run_smoke_wait_on_local_host(ssh_project):
     assert any((p.run_dir("loc") / "plots").glob("*.png"))
     # local keeps its host files inside the project, under .orch/local
     assert (p.root / ".orch" / "local" / "runs" / "loc" / "jobs" / "class-0" / "status.json").is_file()
+
+
+def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):
+    p = ssh_project
+    bad = p.root / "bad.jsonl"
+    bad.write_text('{"text": "fine", "label": 0}\n{"text": "also fine", "label": 1}\n{"text": "broken", "label": \n')
+    proc = p.orch("run", "smoke", "--name", "bad", "--set", "data.path=bad.jsonl")
+    assert proc.returncode == 9, proc.stderr
+    assert "bad.jsonl" in proc.stderr and ":3" in proc.stderr and "Traceback" not in proc.stderr
+    assert not p.run_dir("bad").exists()
+    missing = p.orch("run", "smoke", "--name", "bad", "--set", "data.path=nowhere.jsonl")
+    assert missing.returncode == 3 and "data.path: nowhere.jsonl does not exist" in missing.stderr
