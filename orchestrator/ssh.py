@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import paramiko
 
+from . import shell
 from .errors import ExitCode, OrchError
 from .hosts import HostConfig
 from .transport import Result, Transport
@@ -125,18 +126,21 @@ class SSHTransport(Transport):
         conn.transport.set_keepalive(host.keepalive)
         return conn
 
-    def _gateway(self, host: HostConfig):
+    def _jump(self, host: HostConfig) -> Optional[HostConfig]:
+        """The first hop of ProxyJump ([user@]host[:port]) as a host with the same key rules."""
         if not host.proxy_jump:
             return None
-        # ProxyJump user@jump:port -> a verified Fabric connection used as the socket.
         spec = host.proxy_jump.split(",")[0]
         user, _, rest = spec.rpartition("@")
         name, _, port = rest.partition(":")
-        jump = HostConfig(name=f"{host.name}-jump", hostname=name, port=int(port or 22), user=user,
+        return HostConfig(name=f"{host.name}-jump", hostname=name, port=int(port or 22), user=user or host.user,
                           identity_file=host.identity_file, known_hosts_file=host.known_hosts_file,
-                          connect_timeout=host.connect_timeout)
+                          connect_timeout=host.connect_timeout, keepalive=host.keepalive)
+
+    def _gateway(self, host: HostConfig):
+        jump = self._jump(host)
         # gateway=False: the jump host itself is reached directly.
-        return self._open(jump, gateway=False)
+        return self._open(jump, gateway=False) if jump is not None else None
 
     # -- commands -----------------------------------------------------------------
 
@@ -228,16 +232,23 @@ class SSHTransport(Transport):
         local_path.parent.mkdir(parents=True, exist_ok=True)
         self._sftp_client().get(remote_path, str(local_path))
 
-    def rsync_rsh(self) -> Optional[List[str]]:
-        h = self.host
+    def _ssh_argv(self, h: HostConfig) -> List[str]:
+        """OpenSSH options that enforce the same rules as the Paramiko connection."""
         argv = ["ssh", "-p", str(h.port), "-o", "BatchMode=yes",
                 "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
                 "-o", f"ConnectTimeout={int(h.connect_timeout)}", "-o", f"ServerAliveInterval={h.keepalive}",
                 "-F", "/dev/null"]
         if h.identity_file:
             argv += ["-i", str(Path(h.identity_file).expanduser()), "-o", "IdentitiesOnly=yes"]
-        if h.proxy_jump:
-            argv += ["-J", h.proxy_jump]
+        return argv
+
+    def rsync_rsh(self) -> Optional[List[str]]:
+        argv = self._ssh_argv(self.host)
+        jump = self._jump(self.host)
+        if jump is not None:
+            # Not -J: the jump's ssh would read the default known_hosts, not ours.
+            hop = self._ssh_argv(jump) + ["-W", "%h:%p", f"{jump.user}@{jump.hostname}" if jump.user else jump.hostname]
+            argv += ["-o", "ProxyCommand=" + shell.join(hop)]
         return argv
 
     def rsync_target(self, remote_path: str) -> str:

@@ -129,3 +129,20 @@ def test_ssh_config_alias_is_a_host(ssh_project, tmp_path):
     checked = p.orch("hosts", "check", "gpubox", "--json")
     assert checked.returncode == 0, checked.stderr
     assert json.loads(checked.stdout)["tools"]["tmux"]
+
+
+def test_proxy_jump_through_a_bastion(ssh_project):
+    """ProxyJump: Paramiko tunnels through the jump host and rsync's ssh does too, both
+    with the same known_hosts and strict checking (the loopback sshd is its own bastion)."""
+    import getpass
+
+    p = ssh_project
+    p.write_host(proxy_jump=f"{getpass.getuser()}@127.0.0.1:{p.sshd.port}")
+    before = p.sshd.logins()
+    checked = p.orch("hosts", "check", "testhost", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert p.sshd.logins() == before + 2  # the jump, then the host through it
+    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "jump", "--set", "train.steps=5")
+    assert proc.returncode == 0, proc.stderr
+    assert "0 files sent" not in proc.stdout  # code went through rsync over the jump
+    assert [j["state"] for j in p.wait_state("jump")] == ["done", "done"]
