@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
-import yaml
 
+from .yamlfile import read_mapping
 from .errors import ExitCode, OrchError
 from .project import check_name
 
@@ -225,8 +225,4 @@ def load(project_root: Path, name: str) -> EnvSpec:
         known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         raise OrchError(f"no env spec {rel}", ExitCode.CONFIG,
                         hint=f"known envs: {', '.join(known) or 'none'}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise OrchError(f"{rel}: not valid YAML: {exc}", ExitCode.CONFIG) from None
-    return parse(data, name, rel)
+    return parse(read_mapping(path, rel), name, rel)

@@ -10,6 +10,7 @@ from remote.spec import Experiment, SpecError, load_experiment, set_dotted
 
 from .errors import ExitCode, OrchError
 from .project import Project
+from .yamlfile import read_mapping
 
 
 def experiment_path(project: Project, name: str) -> Path:
@@ -50,12 +51,7 @@ def parse_overrides(pairs: Sequence[str]) -> List[Tuple[str, object]]:
 def load(project: Project, name: str, overrides: Sequence[str] = ()) -> Tuple[Experiment, Dict]:
     """Return the validated experiment and the raw mapping it came from (after --set)."""
     path = experiment_path(project, name)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise OrchError(f"{path}: not valid YAML: {exc}", ExitCode.CONFIG)
-    if not isinstance(raw, dict):
-        raise OrchError(f"{path}: expected a mapping at the top level", ExitCode.CONFIG)
+    raw = read_mapping(path)
     raw.setdefault("name", path.stem)
     where = str(path)
     try:

@@ -14,6 +14,7 @@ from remote.spec import SpecError, build
 
 from .errors import ExitCode, OrchError
 from .project import Project, check_name
+from .yamlfile import read_mapping
 
 LOCAL = "local"
 
@@ -67,19 +68,9 @@ def host_file(project: Project, name: str) -> Path:
     return project.configs / "hosts" / f"{name}.yaml"
 
 
-def _read_yaml(path: Path) -> Dict:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise OrchError(f"{path}: not valid YAML: {exc}", ExitCode.CONFIG)
-    if not isinstance(data, dict):
-        raise OrchError(f"{path}: expected a mapping of host keys at the top level", ExitCode.CONFIG)
-    return data
-
-
 def _from_file(path: Path, name: str, defaults: Optional[Dict] = None) -> HostConfig:
     raw = dict(defaults or {})
-    raw.update(_read_yaml(path))
+    raw.update(read_mapping(path))
     try:
         base = build(HostFile, raw, str(path))
     except SpecError as exc:
@@ -173,7 +164,7 @@ def set_host_key(project: Project, name: str, key: str, value) -> Path:
             ExitCode.CONFIG,
             hint=f"create {path} (a ~/.ssh/config alias can be copied there with `hostname: {name}`)",
         )
-    data = _read_yaml(path) if path.is_file() else {}
+    data = read_mapping(path) if path.is_file() else {}
     data[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".yaml.tmp")

@@ -12,6 +12,7 @@ from typing import Dict, List
 
 import yaml
 
+from remote.files import sha256_file
 from remote.spec import Experiment, to_dict
 
 from . import codesync, hostops, jobs as jobplan, shell, staging
@@ -149,10 +150,6 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     return todo
 
 
-def _sha256(path: Path) -> str:
-    return staging.file_sha256(path)
-
-
 def verify_job(job_dir: Path) -> List[str]:
     """Problems with a fetched job's results (empty list = complete and intact)."""
     manifest_path = job_dir / "manifest.json"
@@ -169,7 +166,7 @@ def verify_job(job_dir: Path) -> List[str]:
             problems.append(f"{job_dir.name}/{name}: missing")
         elif path.stat().st_size != meta.get("size"):
             problems.append(f"{job_dir.name}/{name}: size {path.stat().st_size} != manifest {meta.get('size')}")
-        elif _sha256(path) != meta.get("sha256"):
+        elif sha256_file(str(path)) != meta.get("sha256"):
             problems.append(f"{job_dir.name}/{name}: sha256 does not match the manifest")
     return problems
 

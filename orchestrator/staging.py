@@ -1,10 +1,10 @@
 """Data staging: local data files go to <workdir>/data/<sha256[:16]>-<name>, once."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Dict, List
 
+from remote.files import sha256_file
 from remote.spec import DataSpec, Experiment
 
 from . import shell
@@ -12,14 +12,6 @@ from .errors import ExitCode, OrchError
 from .transport import Transport
 
 DATA_KEYS = ("path", "test_path", "unlabelled_path")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def local_data_files(exp: Experiment, root: Path) -> Dict[str, Path]:
@@ -50,7 +42,7 @@ def stage_data(transport: Transport, exp: Experiment, root: Path, workdir: str, 
         return {}
     staged: Dict[str, str] = {}
     for key, path in files.items():
-        staged[key] = f"{workdir}/data/{file_sha256(path)[:16]}-{path.name}"
+        staged[key] = f"{workdir}/data/{sha256_file(str(path))[:16]}-{path.name}"
     targets = sorted(set(staged.values()))
     check = shell.join(["sh", "-c", 'for f in "$@"; do [ -f "$f" ] || echo "$f"; done', "sh", *targets])
     missing = set(transport.run(check).stdout.split("\n")) & set(targets)
