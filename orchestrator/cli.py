@@ -18,18 +18,22 @@ app = typer.Typer(
 err_console = Console(stderr=True, highlight=False)
 
 
-def _register_commands() -> None:
-    # Each module adds its own commands; a module per command group keeps files small.
+# command -> the module that defines it.  Only the module a command needs is imported,
+# which keeps `orch status` quick; `orch --help` and unknown words load them all.
+COMMAND_MODULES = {
+    "run": "runs", "status": "runs", "logs": "runs", "cancel": "runs", "fetch-results": "runs", "runs": "runs",
+    "hosts": "hosts", "eval": "evaluate", "compare": "evaluate", "bootstrap": "bootstrap", "smoke": "smoke",
+}
+
+
+def _register_commands(argv=None) -> None:
     import importlib
 
-    for name in ("hosts", "runs", "evaluate", "bootstrap", "smoke"):
-        try:
-            module = importlib.import_module(f"orchestrator.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"orchestrator.commands.{name}":
-                continue  # command group not built yet
-            raise
-        module.register(app)
+    argv = sys.argv[1:] if argv is None else argv
+    first = next((a for a in argv if not a.startswith("-")), None)
+    wanted = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else sorted(set(COMMAND_MODULES.values()))
+    for name in wanted:
+        importlib.import_module(f"orchestrator.commands.{name}").register(app)
 
 
 _register_commands()

@@ -111,5 +111,8 @@ def launch_plan(run_id: str, python: str, run_dir: str, code_dir: str, jobs: Seq
 
 
 def hostctl(python: str, code_dir: str, *args: str) -> str:
-    """Shell text to run the stdlib host helper from a code snapshot."""
-    return shell.in_dir(code_dir, shell.join([python, "-m", "remote.hostctl", *args]))
+    """Shell text to run the stdlib host helper from a code snapshot.
+
+    -S: it needs no site-packages, and skipping them saves start-up on every status call.
+    """
+    return shell.in_dir(code_dir, shell.join([python, "-S", "-m", "remote.hostctl", *args]))
