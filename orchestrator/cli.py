@@ -18,6 +18,22 @@ app = typer.Typer(
 err_console = Console(stderr=True, highlight=False)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"orch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    # A callback keeps Typer in command-group mode even when only one command module
+    # is loaded (see _register_commands), so `orch smoke HOST` is never parsed as `orch HOST`.
+    pass
+
+
 # command -> the module that defines it.  Only the module a command needs is imported,
 # which keeps `orch status` quick; `orch --help` and unknown words load them all.
 COMMAND_MODULES = {
@@ -43,7 +59,7 @@ def main() -> None:
     try:
         # Standalone mode: click prints usage errors itself and exits 2; our own
         # failures arrive here as OrchError and become one message and a named code.
-        app()
+        app(prog_name="orch")
     except OrchError as exc:
         # The message is data (it may quote remote output like "[orch] ..."): no markup.
         err_console.print("[bold red]error:[/] ", end="")
