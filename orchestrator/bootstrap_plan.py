@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import flashattn, shell
+from remote.hostctl import tmux_socket
+
 from .envspec import EnvSpec
 from .probe import CondaInstall, HostFacts, PythonInfo
 from .torch_select import TorchChoice, select_torch, split_local, variant_cuda
@@ -103,7 +105,8 @@ class Layout:
 
     @property
     def tmux_socket(self) -> str:
-        return self._p("tmux.sock")
+        # The jobs' tmux server: same rule as the host helper (short path for long workdirs).
+        return tmux_socket(self._p())
 
     @staticmethod
     def session(step: str) -> str:

@@ -22,16 +22,16 @@ from remote.wrapper import TERMINAL, read_json, write_json
 
 
 def tmux_socket(workdir: str) -> str:
-    """<workdir>/tmux.sock, unless that is too long for a unix socket (~107 bytes):
-    then a short per-user path derived from the workdir, so it is still one per workdir."""
-    path = os.path.join(os.path.abspath(workdir), "tmux.sock")
+    """<workdir>/tmux.sock, unless that is too long for a unix socket (~107 bytes): then
+    /tmp/orch-<hash of that path>.sock, still one per workdir.  A pure function of the
+    absolute workdir, so the controller (bootstrap) computes the same path."""
+    import hashlib
+    import posixpath
+
+    path = posixpath.join(workdir, "tmux.sock")
     if len(path.encode()) <= 100:
         return path
-    import hashlib
-
-    short = os.path.join("/tmp", f"orch-{os.getuid()}")
-    os.makedirs(short, mode=0o700, exist_ok=True)
-    return os.path.join(short, hashlib.sha256(path.encode()).hexdigest()[:16] + ".sock")
+    return f"/tmp/orch-{hashlib.sha256(path.encode()).hexdigest()[:16]}.sock"
 
 
 def tmux(sock: str, *args: str) -> subprocess.CompletedProcess:
@@ -164,7 +164,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--workdir", required=True)
     p.add_argument("--job", action="append", default=[])
     opts = parser.parse_args(argv)
-    opts.sock = tmux_socket(opts.workdir)
+    opts.sock = tmux_socket(os.path.abspath(opts.workdir))
     handlers: Dict = {"status": cmd_status, "launch": cmd_launch, "cancel": cmd_cancel}
     json.dump(handlers[opts.cmd](opts), sys.stdout)
     sys.stdout.write("\n")
