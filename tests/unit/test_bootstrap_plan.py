@@ -71,7 +71,7 @@ def test_default_spec_on_the_h200_plan_and_exact_commands(h200_facts):
                                 f"--python 3.11 --conda {W}/miniconda3/bin/conda --accept-tos")
     assert s["torch"].command == (f"{W}/envs/default/bin/python -m pip install 'torch==2.11.*' "
                                   "--index-url https://download.pytorch.org/whl/cu130")
-    assert s["packages"].command == f"{W}/envs/default/bin/python -m pip install 'transformers>=4.40' 'tokenizers>=0.15'"
+    assert s["packages"].command == f"{W}/envs/default/bin/python -m pip install 'transformers>=4.40' 'tokenizers>=0.15' 'pyyaml>=6' 'datasets>=2.18'"
     # torch 2.11 has no flash-attn release wheel: source build of the newest release, for sm90 only,
     # with the host's nvcc 13.0 (= torch's CUDA major); MAX_JOBS from this machine's RAM/cores.
     fa = s["flash-attn"]
