@@ -115,6 +115,7 @@ def _row(name: str, ev: Evaluation, per_token: bool) -> Dict[str, Any]:
         "verdict": head["verdict"] if per_token else m["verdict"]["label"],
         "bands": m["verdict"]["bands"],
         "gpu_seconds": m["gpu_seconds"],
+        "job_seconds": m.get("timings", {}).get("wall_seconds", 0.0),
         "train_tokens": m["train_tokens"],
         "scored_tokens": m["scored_tokens"],
     }
@@ -164,7 +165,8 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     for r in result["runs"]:
         style = VERDICT_STYLE.get(r["verdict"], "")
         table.add_row(r["run_id"], r["kind"], r["init"], pm(r["accuracy"], r["accuracy_ci95"]), num(r["macro_f1"]),
-                      f"[{style}]{r['verdict']}[/]" if style else r["verdict"], duration(r["gpu_seconds"]),
+                      f"[{style}]{r['verdict']}[/]" if style else r["verdict"], (duration(r["gpu_seconds"]) if r["gpu_seconds"]
+                                                                  else f"{duration(r['job_seconds'])} cpu"),
                       count(r["train_tokens"]))
     console.print(table)
     if result["test_sets_differ"]:

@@ -71,7 +71,7 @@ class Launched:
     files_sent: int
 
 
-def launch(project: Project, transport: Transport, exp: Experiment, run_id: str, raw_note: str = "") -> Launched:
+def launch(project: Project, transport: Transport, exp: Experiment, run_id: str) -> Launched:
     local_dir = project.run_dir(run_id)
     if local_dir.exists():
         raise OrchError(f"run {run_id!r} already exists in {local_dir}", ExitCode.RUN_STATE,
