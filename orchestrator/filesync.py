@@ -79,8 +79,9 @@ def pull_dir(transport: Transport, remote_dir: str, local_dir: Path, names: Sequ
         return
     if rsync:
         filters = ["--include=*/"] + [f"--include={n}" for n in names] + ["--exclude=*"]
-        # --partial keeps half-sent files so an interrupted fetch resumes where it stopped.
-        argv = ["rsync", "-a", "--partial", "--prune-empty-dirs", *filters,
+        # --partial keeps half-sent files so an interrupted fetch resumes where it stopped;
+        # --checksum re-sends a local copy that was damaged without changing size or mtime.
+        argv = ["rsync", "-a", "--partial", "--checksum", "--prune-empty-dirs", *filters,
                 "-e", shell.join(transport.rsync_rsh()), transport.rsync_target(remote_dir + "/"), f"{local_dir}/"]
         _rsync(argv)
         return

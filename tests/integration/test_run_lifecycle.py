@@ -45,6 +45,15 @@ def test_run_status_logs_fetch(ssh_project):
         d = p.run_dir("life") / "jobs" / job
         assert {"scores.jsonl", "manifest.json", "status.json", "log.txt"} <= {f.name for f in d.iterdir()}
         assert not (d / "ckpt").exists()  # checkpoints stay on the host
+    # A damaged or cut-short local copy is caught by the manifest and mended by fetching again.
+    scores = p.run_dir("life") / "jobs" / "class-0" / "scores.jsonl"
+    good = scores.read_bytes()
+    scores.write_bytes(good[:-1] + (b"X" if good[-1:] != b"X" else b"Y"))
+    assert p.orch("fetch-results", "life", "--no-eval", check=True).returncode == 0
+    assert scores.read_bytes() == good
+    scores.write_bytes(good[: len(good) // 2])
+    p.orch("fetch-results", "life", "--no-eval", check=True)
+    assert scores.read_bytes() == good
     runs = json.loads(p.orch("runs", "--json", check=True).stdout)
     assert runs[0]["run"] == "life" and runs[0]["state"] == "fetched"
     assert p.sshd.logins() > before
