@@ -119,7 +119,7 @@ def resolve_host(project: Project, name: str) -> HostConfig:
     if name == LOCAL:
         path = host_file(project, LOCAL)
         # Built-in: everything under the project's .orch/local unless overridden.
-        defaults = {"workdir": str(project.root / ".orch" / "local")}
+        defaults = {"workdir": str(project.root / ".orch" / "local"), "python": sys.executable}
         if path.is_file():
             return _from_file(path, LOCAL, defaults)
         # The controller's own interpreter: `pip install -e .[host]` puts torch beside it.
@@ -144,7 +144,10 @@ def list_hosts(project: Project) -> List[HostConfig]:
     if folder.is_dir():
         for path in sorted(folder.glob("*.yaml")):
             names.add(path.stem)
-            hosts.append(_from_file(path, path.stem))
+            try:
+                hosts.append(_from_file(path, path.stem))
+            except OrchError as exc:  # one broken file must not hide the other hosts
+                hosts.append(HostConfig(name=path.stem, source=str(path), description=f"INVALID: {exc.message}"))
     for alias in _ssh_aliases():
         if alias not in names and alias != LOCAL:
             entry = _from_ssh_config(alias)

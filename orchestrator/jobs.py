@@ -11,7 +11,7 @@ from remote.spec import Experiment
 
 from . import shell
 from .errors import ExitCode, OrchError
-from .project import check_name
+from .project import check_name, safe_name
 
 
 @dataclass
@@ -28,7 +28,9 @@ class JobSpec:
 
 
 def class_job_name(exp: Experiment, label: str) -> str:
-    name = exp.data.class_names.get(label, f"class-{label}")
+    # Default names come from the label (e.g. "0.0" from a pandas CSV -> class-0_0);
+    # names given in data.class_names are the user's and are checked as they are.
+    name = exp.data.class_names.get(label) or f"class-{safe_name(label)}"
     try:
         return check_name("job", name)
     except OrchError as exc:

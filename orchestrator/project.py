@@ -10,16 +10,24 @@ from typing import List, Optional
 from .errors import ExitCode, OrchError
 
 # Run and job names end up in paths, tmux session names and shell commands: keep them
-# to a conservative alphabet and refuse anything else instead of mangling it.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# to a conservative alphabet and refuse anything else instead of mangling it.  No "."
+# or ":": tmux silently rewrites them in session names, and then a live job looks lost.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def safe_name(text: str) -> str:
+    """A legal name derived from free text (experiment names, labels): for names orch
+    makes up itself; names the user gives are checked, never rewritten."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_-")[:64]
+    return name or "x"
 
 
 def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise OrchError(
             f"illegal {kind} name {name!r}",
             ExitCode.USAGE,
-            hint=f"a {kind} name is 1-64 characters from A-Z a-z 0-9 _ . - and starts with a letter or digit",
+            hint=f"a {kind} name is 1-64 characters from A-Z a-z 0-9 _ - and starts with a letter or digit",
         )
     return name
 

@@ -5,6 +5,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +19,20 @@ from remote.spec import Experiment, to_dict
 from . import codesync, hostops, jobs as jobplan, shell, staging
 from .errors import ExitCode, OrchError
 from .filesync import pull_dir, use_rsync
-from .project import Project, check_name
+from .project import Project, safe_name
 from .transport import Transport
 
 FETCHED = ("status.json", "progress.jsonl", "log.txt", "scores.jsonl", "manifest.json")
 
 
-def new_run_id(exp: Experiment) -> str:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return check_name("run", f"{exp.name}-{stamp}")
+def new_run_id(project: Project, exp: Experiment) -> str:
+    """EXPERIMENT-YYYYmmdd-HHMMSS, with -2, -3... when a sweep launches within a second."""
+    base = f"{safe_name(exp.name)[:40]}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_id, n = base, 1
+    while project.run_dir(run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -45,7 +51,15 @@ def load_record(run_dir: Path) -> Dict:
 
 
 def load_resolved(run_dir: Path) -> Dict:
-    return yaml.safe_load((run_dir / "run.yaml").read_text())
+    path = run_dir / "run.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise OrchError(f"{path} is unreadable: {exc}", ExitCode.RUN_STATE,
+                        hint="the same file is on the host in <workdir>/runs/<run>/run.yaml")
+    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list) or "experiment" not in doc:
+        raise OrchError(f"{path} is not a run record (no jobs/experiment)", ExitCode.RUN_STATE)
+    return doc
 
 
 def save_record(run_dir: Path, record: Dict) -> None:
@@ -53,13 +67,25 @@ def save_record(run_dir: Path, record: Dict) -> None:
 
 
 def classes_for(exp: Experiment, root: Path) -> List[str]:
-    if exp.data.classes:
-        return list(exp.data.classes)
+    """The classes of a run, checked before launch rather than failing on the host."""
+    wanted = list(exp.data.classes)
     if exp.data.source != "file":
-        raise OrchError("data.classes is required when the host loads the dataset itself (data.source: hf)",
-                        ExitCode.CONFIG, hint="e.g. --set 'data.classes=[\"0\",\"1\"]'")
-    path = staging.local_data_files(exp, root)["path"]
-    return staging.scan_labels(path, exp.data)
+        if not wanted:
+            raise OrchError("data.classes is required when the host loads the dataset itself (data.source: hf)",
+                            ExitCode.CONFIG, hint="e.g. --set 'data.classes=[\"0\",\"1\"]'")
+        found = wanted
+    else:
+        path = staging.local_data_files(exp, root)["path"]
+        found = staging.scan_labels(path, exp.data)
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            raise OrchError(f"data.classes: no texts labelled {', '.join(map(repr, missing))} in {path.name}",
+                            ExitCode.CONFIG, hint="labels in the file: " + ", ".join(found))
+    classes = wanted or found
+    if len(set(classes)) < 2:
+        raise OrchError(f"a classifier needs at least 2 classes, got {classes}", ExitCode.CONFIG,
+                        hint="check data.label_field and data.classes")
+    return classes
 
 
 @dataclass
@@ -73,9 +99,23 @@ class Launched:
 
 def launch(project: Project, transport: Transport, exp: Experiment, run_id: str) -> Launched:
     local_dir = project.run_dir(run_id)
-    if local_dir.exists():
+    try:
+        # Claim the name first (mkdir is atomic): two launches of one name cannot race.
+        local_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
         raise OrchError(f"run {run_id!r} already exists in {local_dir}", ExitCode.RUN_STATE,
                         hint=f"pick another --name, or `orch run {exp.name} --resume {run_id}` to relaunch unfinished jobs")
+    try:
+        return _launch(project, transport, exp, run_id, local_dir)
+    except BaseException:
+        # Nothing reached the host yet: give the name back.  Once run.yaml is written the
+        # local record stays, so `status`, `cancel` and `--resume` can reach the run.
+        if not (local_dir / "run.yaml").exists():
+            shutil.rmtree(local_dir, ignore_errors=True)
+        raise
+
+
+def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str, local_dir: Path) -> Launched:
     classes = classes_for(exp, project.root)
     state = hostops.prepare(transport)
     remote_run = hostops.run_dir(state.workdir, run_id)

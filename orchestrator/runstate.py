@@ -38,8 +38,10 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "") -> JobRow:
         # The wrapper would have recorded an end state; its tmux session is gone
         # without one (host rebooted, session killed by hand, wrapper SIGKILLed).
         state = "lost"
-    if state == "pending" and alive:
-        state = "waiting"
+    if state == "pending":
+        # No status yet: a live session is a wrapper starting up; no session means the
+        # job never started (an interrupted launch) and `--resume` should start it.
+        state = "waiting" if alive else "lost"
     started, ended = status.get("started"), status.get("ended")
     elapsed = None
     if started:

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -147,7 +148,8 @@ def _read_csv(path: str, fields, need_label: bool, clean: bool, delimiter: str) 
     base = os.path.basename(path)
     csv.field_size_limit(1 << 30)  # reviews can be long; the default 128 KiB limit is not
     with _open_binary(path) as fb:
-        f = io.TextIOWrapper(fb, encoding="utf-8", newline="")
+        # utf-8-sig: spreadsheet "CSV UTF-8" exports start with a byte-order mark.
+        f = io.TextIOWrapper(fb, encoding="utf-8-sig", newline="")
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)
@@ -184,10 +186,20 @@ def read_file(path: str, spec: DataSpec, need_label: bool = True) -> List[Exampl
         rows = list(_read_jsonl(path, fields, need_label, spec.clean_html))
     else:
         rows = list(_read_csv(path, fields, need_label, spec.clean_html, "\t" if fmt == "tsv" else ","))
+    rows = _drop_empty(rows, path)
     if not rows:
         raise DataError(f"{path}: no texts in the file")
     _check_unique_ids(rows, path)
     return rows
+
+
+def _drop_empty(rows: List[Example], where: str) -> List[Example]:
+    """Texts that are empty (or only markup) have no tokens to score: leave them out, say so."""
+    kept = [r for r in rows if r.text.strip()]
+    if len(kept) < len(rows):
+        sys.stderr.write(f"data: {where}: skipped {len(rows) - len(kept)} empty text(s)"
+                         f" (e.g. id {next(r.id for r in rows if not r.text.strip())!r})\n")
+    return kept
 
 
 def read_hf(name: str, split: str, spec: DataSpec, need_label: bool = True) -> List[Example]:
@@ -205,6 +217,7 @@ def read_hf(name: str, split: str, spec: DataSpec, need_label: bool = True) -> L
     rows = [_make_example(row, f"{name}[{split}] row {i}", f"{name}/{split}:{i}", fields, need_label,
                           spec.clean_html)
             for i, row in enumerate(ds)]
+    rows = _drop_empty(rows, f"{name}[{split}]")
     if not rows:
         raise DataError(f"{name}[{split}]: no texts")
     _check_unique_ids(rows, f"{name}[{split}]")

@@ -101,20 +101,29 @@ def cmd_launch(opts) -> dict:
             results.append({"name": name, "started": False, "error": "already running"})
             continue
         os.makedirs(job_dir, exist_ok=True)
-        for stale in ("cancel", "status.json"):
-            try:
-                os.remove(os.path.join(job_dir, stale))
-            except FileNotFoundError:
-                pass
+        # Set the previous attempt's state aside (not deleted): if tmux refuses to start
+        # the job, it is put back and the run's record stays truthful.
+        status_path = os.path.join(job_dir, "status.json")
+        previous = status_path + ".previous"
+        if os.path.exists(status_path):
+            os.replace(status_path, previous)
         proc = tmux(opts.sock, "new-session", "-d", "-s", session, "-c", item["cwd"], item["command"])
         # new-session returns 0 even when the command dies at once: look again.
         ok = proc.returncode == 0
         error = proc.stderr.strip()
         if ok and tmux(opts.sock, "has-session", "-t", "=" + session).returncode != 0:
             time.sleep(0.2)
-            status = read_json(os.path.join(job_dir, "status.json")) or {}
+            status = read_json(status_path) or {}
             ok = status.get("state") in ("running", "waiting", "done", "failed")
             error = "" if ok else "tmux session ended at once (see log.txt)"
+        if ok:
+            for stale in ("cancel", "status.json.previous"):
+                try:
+                    os.remove(os.path.join(job_dir, stale))
+                except FileNotFoundError:
+                    pass
+        elif os.path.exists(previous) and not os.path.exists(status_path):
+            os.replace(previous, status_path)
         results.append({"name": name, "started": ok, "error": error})
     return {"jobs": results}
 
@@ -128,6 +137,7 @@ def cmd_cancel(opts) -> dict:
     else:
         names = sorted(os.listdir(jobs_dir)) if os.path.isdir(jobs_dir) else []
     results = []
+    alive = set(live_sessions(opts.sock))
     for name in names:
         d = os.path.join(jobs_dir, name)
         status = read_json(os.path.join(d, "status.json")) or {}
@@ -136,9 +146,12 @@ def cmd_cancel(opts) -> dict:
             continue
         os.makedirs(d, exist_ok=True)
         open(os.path.join(d, "cancel"), "w").close()
-        tmux(opts.sock, "kill-session", "-t", "=" + session_name(run_id, name))
-        # The wrapper records `cancelled` itself on SIGHUP; give it a moment.
-        deadline = time.time() + 15
+        session = session_name(run_id, name)
+        was_alive = session in alive
+        tmux(opts.sock, "kill-session", "-t", "=" + session)
+        # The wrapper records `cancelled` itself on SIGHUP; give it a moment - unless its
+        # session was already gone (a lost job): then nobody is left to write it.
+        deadline = time.time() + (15 if was_alive else 0)
         while time.time() < deadline:
             status = read_json(os.path.join(d, "status.json")) or {}
             if status.get("state") in TERMINAL:

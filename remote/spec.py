@@ -137,6 +137,46 @@ class Experiment:
             raise SpecError(f"{where}: key 'model.n_embd': must be divisible by model.n_head")
         if self.pretrain.enabled and not self.data.unlabelled_path and self.data.source == "file":
             raise SpecError(f"{where}: key 'data.unlabelled_path': required when pretrain.enabled is true")
+        self._check_ranges(where)
+
+    def _check_ranges(self, where: str) -> None:
+        """Numbers a job would otherwise choke on (or silently misread) after launch."""
+        def need(key: str, ok: bool, expected: str) -> None:
+            if not ok:
+                section, name = key.split(".")
+                value = getattr(getattr(self, section), name)
+                raise SpecError(f"{where}: key '{key}': expected {expected}, got {value!r}")
+
+        m, d, sc, ev = self.model, self.data, self.score, self.eval
+        for key in ("n_layer", "n_embd", "n_head"):
+            need(f"model.{key}", getattr(m, key) >= 1, "an integer >= 1")
+        need("model.max_len", m.max_len >= 4, "an integer >= 4 (tokens per text)")
+        need("model.vocab_size", m.vocab_size >= 64, "an integer >= 64")
+        need("model.dropout", 0.0 <= m.dropout < 1.0, "a number in [0, 1)")
+        if not d.test_path and not (d.source == "hf" and d.hf_test_split):
+            need("data.test_fraction", 0.0 < d.test_fraction < 1.0, "a number in (0, 1) when data.test_path is empty")
+        need("data.val_fraction", 0.0 <= d.val_fraction < 1.0, "a number in [0, 1)")
+        for key in ("max_per_class", "max_test", "max_unlabelled"):
+            need(f"data.{key}", getattr(d, key) >= 0, "an integer >= 0 (0 = no cap)")
+        for section in ("train", "pretrain"):
+            t = getattr(self, section)
+            if section == "pretrain" and not self.pretrain.enabled:
+                continue
+            need(f"{section}.epochs", t.epochs >= 0, "a number >= 0 (0 = use steps)")
+            need(f"{section}.steps", t.steps >= 1 or t.epochs > 0, "an integer >= 1 (or set epochs)")
+            need(f"{section}.batch_size", t.batch_size >= 1, "an integer >= 1")
+            need(f"{section}.grad_accum", t.grad_accum >= 1, "an integer >= 1")
+            need(f"{section}.lr", t.lr > 0, "a number > 0")
+            need(f"{section}.warmup_steps", t.warmup_steps >= 0, "an integer >= 0")
+            need(f"{section}.min_lr_ratio", 0.0 <= t.min_lr_ratio <= 1.0, "a number in [0, 1]")
+            need(f"{section}.grad_clip", t.grad_clip >= 0, "a number >= 0 (0 = no clipping)")
+            need(f"{section}.checkpoint_every", t.checkpoint_every >= 0, "an integer >= 0")
+            need(f"{section}.log_every", t.log_every >= 1, "an integer >= 1")
+            need(f"{section}.cpu_threads", t.cpu_threads >= 1, "an integer >= 1")
+        need("score.batch_size", sc.batch_size >= 1, "an integer >= 1")
+        need("score.mdlm_draws", sc.mdlm_draws >= 1, "an integer >= 1")
+        need("eval.bootstrap", ev.bootstrap >= 0, "an integer >= 0")
+        need("eval.min_accuracy", 0.0 <= ev.min_accuracy <= 1.0, "a number in [0, 1]")
 
 
 def _describe(tp: Any) -> str:

@@ -65,6 +65,14 @@ class Job:
         return 128 + (self.signalled or 15)
 
 
+def failure_reason(code: int, tail: bytes) -> str:
+    """`exit code N: <the payload's last error line>` (its one-line `error: ...` if any)."""
+    lines = [l.strip() for l in tail.decode("utf-8", "replace").splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("error:") or "Error:" in l]
+    last = (errors or lines or [""])[-1]
+    return f"exit code {code}: {last[:200]}" if last else f"exit code {code}"
+
+
 def wait_for(job: Job, requires: List[str], after: List[str]) -> Optional[str]:
     """Block until dependencies allow a start; return a failure reason, or None to go."""
     runs_dir = os.path.dirname(job.dir)
@@ -134,6 +142,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         job.save(state="running", started=time.time())
         assert job.child.stdout is not None
         out = sys.stdout.buffer
+        tail = b""  # the end of the output, for a failure reason status can show
         while True:
             try:
                 chunk = job.child.stdout.read1(65536)
@@ -142,6 +151,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not chunk:
                 break
             log.write(chunk)
+            tail = (tail + chunk)[-4096:]
             try:
                 out.write(chunk)
                 out.flush()
@@ -155,7 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return job.finish_after_signal()
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} exit {code}\n".encode())
     job.save(state="done" if code == 0 else "failed", ended=time.time(), exit_code=code,
-             reason="" if code == 0 else f"exit code {code}")
+             reason="" if code == 0 else failure_reason(code, tail))
     return code
 
 

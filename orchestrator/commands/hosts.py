@@ -29,6 +29,9 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON for 
     for col in ("name", "address", "workdir", "python", "from"):
         table.add_column(col)
     for h in hosts:
+        if h.description.startswith("INVALID: "):
+            table.add_row(h.name, f"[red]{h.description}[/]", "", "", h.source)
+            continue
         table.add_row(h.name, h.display(), h.workdir, h.python or "(python3)", h.source)
     console.print(table)
 

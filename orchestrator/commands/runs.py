@@ -54,7 +54,37 @@ def _watch(transport, record, doc, run_id: str, interval: float) -> List[JobRow]
             time.sleep(interval)
             rows = poll()
             live.update(status_table(run_id, record["host"], rows))
+    console.print()
     return rows
+
+
+def _remember(run_dir, record, rows: List[JobRow]) -> None:
+    """Keep the last job states seen in the local record, for `orch runs` (no SSH)."""
+    states = {r.name: r.state for r in rows}
+    if record.get("job_states") != states:
+        record["job_states"] = states
+        runner.save_record(run_dir, record)
+
+
+def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> None:
+    """--wait: live status until the jobs end (Ctrl-C only stops watching), then fetch."""
+    run_dir = project.run_dir(run_id)
+    record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+    rows = _watch(transport, record, doc, run_id, 1.0)
+    _remember(run_dir, record, rows)
+    if run_state(rows) != "done":
+        why = "; ".join(f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != "done")
+        raise OrchError(f"run {run_id} ended {run_state(rows)}: {why}", ExitCode.RUN_STATE,
+                        hint=f"`orch logs {run_id} JOB` shows why; `orch run {experiment} --resume {run_id}` retries")
+    runner.fetch(project, transport, run_id, partial=False)
+
+
+def _evaluate(project: Project, run_id: str) -> None:
+    from ..evaluate import check_min_accuracy, evaluate_run
+
+    metrics = evaluate_run(project.run_dir(run_id), console=console)
+    console.print(f"results in {project.run_dir(run_id)} (metrics.json, report.md, plots/)")
+    check_min_accuracy(metrics)
 
 
 def register(app: typer.Typer) -> None:
@@ -71,13 +101,26 @@ def register(app: typer.Typer) -> None:
         """Sync code, stage data and launch one detached tmux job per class; returns at once."""
         project = Project.find()
         if resume:
-            record = runner.load_record(project.existing_run(resume))
+            # A run keeps its resolved config and pinned code: nothing may change it now.
+            given = [flag for flag, value in (("--set", set_), ("--name", name), ("--host", host)) if value]
+            if given:
+                raise OrchError(f"--resume relaunches a run as it was launched; {', '.join(given)} cannot change it",
+                                ExitCode.USAGE, hint="start a new run to change its config, host or name")
+            run_dir = project.existing_run(resume)
+            record = runner.load_record(run_dir)
+            if experiment not in (record.get("experiment"), resume):
+                raise OrchError(f"run {resume} is of experiment {record.get('experiment')!r}, not {experiment!r}",
+                                ExitCode.USAGE, hint=f"orch run {record.get('experiment')} --resume {resume}")
             with open_transport(project, record["host"], trust_new_host_key) as transport:
                 todo = runner.resume(project, transport, resume)
-            console.print(f"relaunched {', '.join(todo)} of {resume} on {record['host']}")
+                console.print(f"relaunched {', '.join(todo)} of {resume} on {record['host']}")
+                if wait:
+                    _wait_fetch(project, transport, resume, record.get("experiment") or experiment)
+            if wait:
+                _evaluate(project, resume)
             return
         exp, _ = experiments.load(project, experiment, set_)
-        run_id = check_name("run", name) if name else runner.new_run_id(exp)
+        run_id = check_name("run", name) if name else runner.new_run_id(project, exp)
         host_name = host or exp.host
         start = time.time()
         with open_transport(project, host_name, trust_new_host_key) as transport:
@@ -89,18 +132,8 @@ def register(app: typer.Typer) -> None:
                 console.print(f"  follow: orch status {run_id} --watch | orch logs {run_id} JOB -f")
                 print(run_id)
                 return
-            # Ctrl-C here only stops watching: the jobs live on the host.
-            record, doc = runner.load_record(project.run_dir(run_id)), runner.load_resolved(project.run_dir(run_id))
-            rows = _watch(transport, record, doc, run_id, 1.0)
-            if run_state(rows) != "done":
-                raise OrchError(f"run {run_id} ended {run_state(rows)}", ExitCode.RUN_STATE,
-                                hint=f"`orch logs {run_id} JOB` shows why; `orch run {experiment} --resume {run_id}` retries")
-            runner.fetch(project, transport, run_id, partial=False)
-        from ..evaluate import check_min_accuracy, evaluate_run
-
-        metrics = evaluate_run(project.run_dir(run_id), console=console)
-        console.print(f"results in {project.run_dir(run_id)} (metrics.json, report.md, plots/)")
-        check_min_accuracy(metrics)
+            _wait_fetch(project, transport, run_id, experiment)
+        _evaluate(project, run_id)
 
     @app.command()
     def status(
@@ -121,6 +154,7 @@ def register(app: typer.Typer) -> None:
                 raise OrchError(f"run {run_id} is not on {record['host']} any more ({remote.get('run_dir')})",
                                 ExitCode.RUN_STATE, hint="fetched results, if any, are in " + str(run_dir))
             rows = rows_from_remote(remote, doc["jobs"])
+            _remember(run_dir, record, rows)
             if as_json:
                 print(json.dumps({"run": run_id, "host": record["host"], "state": run_state(rows),
                                   "jobs": [r.to_dict() for r in rows]}))
@@ -128,7 +162,10 @@ def register(app: typer.Typer) -> None:
             if not watch:
                 console.print(status_table(run_id, record["host"], rows))
                 return
-            _watch(transport, record, doc, run_id, interval)
+            rows = _watch(transport, record, doc, run_id, interval)
+            _remember(run_dir, record, rows)
+        if run_state(rows) in ("failed", "cancelled"):
+            raise typer.Exit(int(ExitCode.RUN_STATE))  # scripts can wait on `status --watch`
 
     @app.command()
     def logs(
@@ -146,17 +183,22 @@ def register(app: typer.Typer) -> None:
         if job is not None and job not in names:
             raise OrchError(f"run {run_id} has no job {job!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
         remote_run = hostops.run_dir(record["workdir"], run_id)
-        files = [f"{remote_run}/jobs/{n}/log.txt" for n in ([job] if job else names)]
-        argv = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + ["--"] + files
+        selected = [job] if job else names
+        files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
         with open_transport(project, record["host"], trust_new_host_key) as transport:
+            if follow:
+                # Following a job that has ended would never return: just print its end.
+                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+                rows = {r.name: r for r in rows_from_remote(remote, doc["jobs"])}
+                follow = any(rows[n].state in ("running", "waiting") for n in selected)
+            argv = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + ["--"] + files
             command = shell.join(argv) + ("" if follow else " 2>/dev/null")
             if follow:
-                rc = transport.stream(command)
-            else:
-                res = transport.run(command, check=False)
-                print(res.stdout, end="")
-                rc = 0 if res.stdout else res.rc
-            if rc not in (0, 130) and not follow:
+                transport.stream(command)
+                return
+            res = transport.run(command, check=False)
+            print(res.stdout, end="")
+            if not res.stdout and res.rc != 0:
                 raise OrchError(f"no log yet for {job or run_id}", ExitCode.RUN_STATE)
 
     @app.command()
@@ -210,13 +252,27 @@ def register(app: typer.Typer) -> None:
         for run_dir in project.list_runs():
             try:
                 record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
-            except OrchError:
+            except OrchError as exc:
+                # One damaged folder must not hide the others.
+                items.append({"run": run_dir.name, "experiment": None, "host": None, "kind": "?",
+                              "state": "unreadable", "launched": "-", "jobs": {}, "accuracy": None,
+                              "error": exc.message})
                 continue
             rows = rows_from_local(run_dir, doc["jobs"])
-            metrics = run_dir / "metrics.json"
-            acc = json.loads(metrics.read_text()).get("accuracy") if metrics.is_file() else None
+            seen = record.get("job_states") or {}
+            for r in rows:  # not fetched yet: the states `orch status` last saw
+                if r.state == "unknown" and r.name in seen:
+                    r.state = seen[r.name]
+            try:
+                acc = json.loads((run_dir / "metrics.json").read_text()).get("accuracy")
+            except (OSError, ValueError, AttributeError):
+                acc = None
+            states = {r.state for r in rows}
+            state = record.get("state")
+            if states & {"failed", "cancelled", "lost"}:  # the last status fetched says so
+                state = "failed" if states & {"failed", "lost"} else "cancelled"
             items.append({"run": run_dir.name, "experiment": record.get("experiment"), "host": record.get("host"),
-                          "kind": doc["experiment"]["model"]["kind"], "state": record.get("state"),
+                          "kind": doc["experiment"]["model"]["kind"], "state": state,
                           "launched": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("launched_at", 0))),
                           "jobs": {r.name: r.state for r in rows}, "accuracy": acc})
         if as_json:

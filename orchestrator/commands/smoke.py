@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
     ):
         """CI-style check: connect, probe, env, GPU kernels, a tiny per-class run, fetch, evaluate, clean up."""
         project = Project.find()
+        if junit is not None and not junit.parent.is_dir():
+            raise OrchError(f"--junit {junit}: folder {junit.parent} does not exist", ExitCode.USAGE)
         start = time.time()
         out = Console(stderr=True, highlight=False) if as_json_ else console
         if not as_json_:

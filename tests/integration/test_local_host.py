@@ -41,3 +41,34 @@ def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):
     assert not p.run_dir("bad").exists()
     missing = p.orch("run", "smoke", "--name", "bad", "--set", "data.path=nowhere.jsonl")
     assert missing.returncode == 3 and "data.path: nowhere.jsonl does not exist" in missing.stderr
+
+
+def test_same_name_launched_twice_at_once_starts_once(ssh_project):
+    p = ssh_project
+    procs = [p.popen("run", "smoke", "--name", "race", "--set", "train.steps=5") for _ in range(2)]
+    results = [(proc.wait(timeout=120), proc.stderr.read()) for proc in procs]
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 8], results
+    assert any("already exists" in err for _, err in results)
+    jobs = p.wait_state("race")
+    assert [j["state"] for j in jobs] == ["done", "done"]
+
+
+def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project):
+    p = ssh_project
+    # A tokenizer smaller than its special tokens + bytes makes the job fail on the host.
+    proc = p.orch("run", "smoke", "--name", "bad", "--wait", "--set", "model.kind=classifier",
+                  "--set", "model.init=/nonexistent/checkpoint", timeout=120)
+    assert proc.returncode == 8, proc.stdout + proc.stderr
+    assert "ended failed" in proc.stderr and "exit code 2: error:" in proc.stderr
+    status = json.loads(p.orch("status", "bad", "--json").stdout)
+    assert all(j["state"] == "failed" and j["reason"].startswith("exit code 2: error:") for j in status["jobs"])
+    watch = p.orch("status", "bad", "--watch")
+    assert watch.returncode == 8
+    for extra in (["--set", "train.steps=3"], ["--name", "other"], ["--host", "local"]):
+        refused = p.orch("run", "smoke", "--resume", "bad", *extra)
+        assert refused.returncode == 2 and "cannot change it" in refused.stderr
+    wrong = p.orch("run", "classifier", "--resume", "bad")
+    assert wrong.returncode == 2 and "is of experiment 'smoke'" in wrong.stderr
+    runs = {r["run"]: r for r in json.loads(p.orch("runs", "--json", check=True).stdout)}
+    assert runs["bad"]["state"] == "failed"

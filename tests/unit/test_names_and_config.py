@@ -6,7 +6,7 @@ from orchestrator.experiments import parse_overrides
 from remote.spec import SpecError, load_experiment, set_dotted
 
 
-@pytest.mark.parametrize("bad", ["", "-rf", "a b", "a;b", "$(x)", "a/b", "..", "a..b", "x" * 65, "`id`", "a\nb"])
+@pytest.mark.parametrize("bad", ["", "-rf", "a b", "a;b", "$(x)", "a/b", "..", "exp.v2", "a:b", "x" * 65, "`id`", "a\nb"])
 def test_illegal_names_refused(bad):
     with pytest.raises(OrchError) as err:
         check_name("run", bad)
@@ -14,7 +14,7 @@ def test_illegal_names_refused(bad):
 
 
 def test_good_names():
-    for good in ("smoke-20261126-101500", "neg", "class-0", "a.b_c"):
+    for good in ("smoke-20261126-101500", "neg", "class-0", "a_b-C"):
         assert check_name("job", good) == good
 
 
@@ -35,3 +35,41 @@ def test_overrides_keep_types():
     assert (exp.train.steps, exp.model.kind, exp.train.compile, exp.train.lr) == (7, "mdlm", True, 1e-3)
     with pytest.raises(OrchError):
         parse_overrides(["novalue"])
+
+
+def test_default_names_are_made_safe_but_given_names_are_checked():
+    from orchestrator.jobs import plan_jobs
+
+    exp = load_experiment({"name": "imdb-v1.5", "data": {"path": "x"}}, "t")
+    assert [j.name for j in plan_jobs(exp, ["0.0", "1.0"], [])] == ["class-0_0", "class-1_0"]
+    exp = load_experiment({"data": {"path": "x", "class_names": {"0": "neg.v2", "1": "pos"}}}, "t")
+    with pytest.raises(OrchError, match="not allowed"):
+        plan_jobs(exp, ["0", "1"], [])
+
+
+def test_new_run_ids_are_legal_and_unique(tmp_path):
+    from orchestrator.project import Project
+    from orchestrator.runner import new_run_id
+
+    (tmp_path / "runs").mkdir()
+    project = Project(tmp_path)
+    exp = load_experiment({"name": "imdb v1.5", "data": {"path": "x"}}, "t")
+    first = new_run_id(project, exp)
+    assert first.startswith("imdb_v1_5-") and check_name("run", first)
+    (tmp_path / "runs" / first).mkdir()
+    assert new_run_id(project, exp) == first + "-2"
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("train.batch_size", 0, "expected an integer >= 1"),
+    ("train.steps", -5, "expected an integer >= 1 (or set epochs)"),
+    ("data.test_fraction", 1.5, "expected a number in (0, 1)"),
+    ("score.mdlm_draws", 0, "expected an integer >= 1"),
+    ("model.dropout", 1.0, "expected a number in [0, 1)"),
+])
+def test_out_of_range_numbers_refused_at_load(key, value, expected):
+    raw = {"data": {"path": "x"}}
+    set_dotted(raw, key, value)
+    with pytest.raises(SpecError) as err:
+        load_experiment(raw, "f.yaml")
+    assert f"f.yaml: key '{key}': {expected}" in str(err.value)
