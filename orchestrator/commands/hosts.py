@@ -73,7 +73,9 @@ def show_cmd(host: str = typer.Argument(..., help="Host name.")):
     """The facts and environment recorded for a host by `hosts check` / `bootstrap` (no SSH)."""
     from .bootstrap import show_host
 
-    show_host(Project.find(), host, out=console)
+    project = Project.find()
+    resolve_host(project, host)  # an unknown name says so, before "nothing recorded"
+    show_host(project, host, out=console)
 
 
 def register(app: typer.Typer) -> None:
