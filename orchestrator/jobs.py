@@ -61,9 +61,11 @@ def plan_jobs(exp: Experiment, classes: Sequence[str], gpus: Sequence[str]) -> L
         names = set()
         for label in classes:
             name = class_job_name(exp, label)
-            if name in names or name == "pretrain":
-                raise OrchError(f"two classes map to the job name {name!r}", ExitCode.CONFIG)
-            names.add(name)
+            # Case-folded: job folders must not collide on a macOS/Windows laptop either.
+            if name.lower() in names or name.lower() == "pretrain":
+                raise OrchError(f"two classes map to the job name {name!r} (names are compared ignoring case)",
+                                ExitCode.CONFIG, hint="give each class a distinct name in data.class_names")
+            names.add(name.lower())
             jobs.append(JobSpec(name=name, role="class", label=label, requires=list(requires)))
     if gpus:
         last_on_gpu: Dict[str, str] = {}

@@ -73,3 +73,11 @@ def test_out_of_range_numbers_refused_at_load(key, value, expected):
     with pytest.raises(SpecError) as err:
         load_experiment(raw, "f.yaml")
     assert f"f.yaml: key '{key}': {expected}" in str(err.value)
+
+
+def test_job_names_must_differ_ignoring_case():
+    from orchestrator.jobs import plan_jobs
+
+    exp = load_experiment({"data": {"path": "x", "class_names": {"0": "Neg", "1": "neg"}}}, "t")
+    with pytest.raises(OrchError, match="ignoring case"):
+        plan_jobs(exp, ["0", "1"], [])
