@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
-import yaml
 
 from remote.spec import Experiment, SpecError, build
 
@@ -122,12 +121,9 @@ def load_run(run_dir: Path) -> RunData:
     run_yaml = run_dir / "run.yaml"
     if not run_yaml.is_file():
         raise OrchError(f"{run_dir} is not a run folder (no run.yaml)", ExitCode.RUN_STATE)
-    try:
-        config = yaml.safe_load(run_yaml.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise OrchError(f"{run_yaml}: not valid YAML ({exc})", ExitCode.CONFIG) from None
-    if not isinstance(config, dict):
-        raise OrchError(f"{run_yaml}: expected a mapping at the top", ExitCode.CONFIG)
+    from .runner import load_resolved  # the one reader of run.yaml
+
+    config = load_resolved(run_dir)
     try:
         experiment = build(Experiment, config.get("experiment") or {}, str(run_yaml), prefix="experiment.")
     except SpecError as exc:
