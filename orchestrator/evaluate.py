@@ -510,15 +510,18 @@ def classification_metrics(
     }
 
 
+def quantile_bins(values: np.ndarray, n_bins: int) -> List[np.ndarray]:
+    """Boolean masks of quantile bins of ``values`` (equal values share a bin; empty bins dropped)."""
+    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, n_bins + 1)))
+    which = np.searchsorted(edges[1:-1], values, side="right") if edges.size > 1 else np.zeros(len(values), int)
+    masks = [which == b for b in range(max(edges.size - 1, 1))]
+    return [m for m in masks if m.any()]
+
+
 def length_buckets(y: np.ndarray, preds: Dict[str, np.ndarray], length: np.ndarray, n_buckets: int = 5) -> List[Dict[str, Any]]:
     """Accuracy per text-length bucket (quantiles of the token count; equal lengths share a bucket)."""
-    edges = np.unique(np.quantile(length, np.linspace(0.0, 1.0, n_buckets + 1)))
-    which = np.searchsorted(edges[1:-1], length, side="right") if edges.size > 1 else np.zeros(len(length), int)
     out = []
-    for b in range(max(edges.size - 1, 1)):
-        mask = which == b
-        if not mask.any():
-            continue
+    for mask in quantile_bins(length, n_buckets):
         row: Dict[str, Any] = {
             "min_tokens": float(length[mask].min()),
             "max_tokens": float(length[mask].max()),
@@ -535,13 +538,8 @@ def calibration_bins(correct: np.ndarray, conf_margin: np.ndarray, n_bins: int =
     margin claims if the scores were calibrated log-likelihoods: sigmoid(margin) (binary)."""
     from scipy.special import expit
 
-    edges = np.unique(np.quantile(conf_margin, np.linspace(0.0, 1.0, n_bins + 1)))
-    which = np.searchsorted(edges[1:-1], conf_margin, side="right") if edges.size > 1 else np.zeros(len(conf_margin), int)
     out = []
-    for b in range(max(edges.size - 1, 1)):
-        mask = which == b
-        if not mask.any():
-            continue
+    for mask in quantile_bins(conf_margin, n_bins):
         m = conf_margin[mask]
         out.append({
             "margin_min": float(m.min()), "margin_max": float(m.max()), "n": int(mask.sum()),
