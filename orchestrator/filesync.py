@@ -44,6 +44,12 @@ def _rsync(argv: List[str], stdin: str = "") -> str:
     return proc.stdout
 
 
+def rsync_file(transport: Transport, local_path: Path, remote_path: str) -> None:
+    """One file to the host over rsync (--partial: a big data file resumes after a drop)."""
+    _rsync(["rsync", "-a", "--partial", "-e", shell.join(transport.rsync_rsh()), str(local_path),
+            transport.rsync_target(remote_path)])
+
+
 def push_files(transport: Transport, root: Path, files: Sequence[str], dest_dir: str, rsync: bool) -> int:
     """Copy root/<f> for f in files to dest_dir/<f> on the host; return files sent."""
     if transport.host.is_local:

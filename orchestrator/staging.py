@@ -9,6 +9,7 @@ from remote.spec import DataSpec, Experiment
 
 from . import shell
 from .errors import ExitCode, OrchError
+from .filesync import rsync_file
 from .transport import Transport
 
 DATA_KEYS = ("path", "test_path", "unlabelled_path")
@@ -55,22 +56,12 @@ def stage_data(transport: Transport, exp: Experiment, root: Path, workdir: str, 
             elif rsync:
                 # rsync to a temp name, then rename: a half upload never looks staged.
                 tmp = target + ".part"
-                push_files_single(transport, path, tmp)
+                rsync_file(transport, path, tmp)
                 transport.run(shell.join(["mv", "--", tmp, target]))
             else:
                 transport.put_file(path, target)
             missing.discard(target)
     return staged
-
-
-def push_files_single(transport: Transport, path: Path, remote_path: str) -> None:
-    import subprocess
-
-    argv = ["rsync", "-a", "--partial", "-e", shell.join(transport.rsync_rsh()), str(path),
-            transport.rsync_target(remote_path)]
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise OrchError(f"rsync of {path} failed: {proc.stderr.strip()[-500:]}", ExitCode.REMOTE)
 
 
 def scan_labels(path: Path, spec: DataSpec) -> List[str]:
