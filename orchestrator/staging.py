@@ -72,5 +72,7 @@ def scan_labels(path: Path, spec: DataSpec) -> List[str]:
     try:
         rows = read_file(str(path), spec)
     except DataError as exc:
-        raise OrchError(str(exc), ExitCode.DATA, hint="fix the file or set data.text_field / data.label_field")
+        hint = ("set data.text_field / data.label_field to the file's field names" if "missing" in str(exc)
+                else "fix that line of the file")
+        raise OrchError(str(exc), ExitCode.DATA, hint=hint)
     return sorted({row.label for row in rows}, key=natural_key)
