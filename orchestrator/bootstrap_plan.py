@@ -88,6 +88,11 @@ class Layout:
         return self._p("bootstrap", "state.json")
 
     @property
+    def lock(self) -> str:
+        """Held while a bootstrap runs steps (orchestrator/hostlock.py)."""
+        return self._p("bootstrap", "lock")
+
+    @property
     def verify_json(self) -> str:
         return self._p("bootstrap", "verify.json")
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import flashattn, probe, shell
+from .. import flashattn, hostlock, probe, shell
 from ..bootstrap_plan import SCRIPTS, STEPS, Plan, Step, build_plan, state_json, validate_force
 from ..envspec import EnvSpec
 from ..errors import ExitCode, OrchError
@@ -67,6 +67,8 @@ printf '@@now %s\n' "$(date +%s)"
 printf '@@started %s\n' "$(head -c 400 "$started" 2>/dev/null | tr -d '\n')"
 if tmux -S "$sock" has-session -t "=$name" 2>/dev/null; then echo "@@alive 1"; else echo "@@alive 0"; fi
 printf '@@result %s\n' "$(head -c 400 "$res" 2>/dev/null | tr -d '\n')"
+LOCK="${7:-}"; LOCK_TOKEN="${8:-}"
+""" + hostlock.POLL_SNIPPET + r"""
 size=$(wc -c < "$log" 2>/dev/null || echo 0); size=$((size + 0))
 n=$((size - off)); [ "$n" -lt 0 ] && n=0; [ "$n" -gt 65536 ] && n=65536
 printf '@@chunk %s\n' "$n"
@@ -191,11 +193,13 @@ def render_verify(result: Optional[dict], out: Optional[Console] = None) -> None
 class Runner:
     """Runs the plan's steps over one transport."""
 
-    def __init__(self, transport, plan: Plan, host: str, json_mode: bool = False):
+    def __init__(self, transport, plan: Plan, host: str, json_mode: bool = False,
+                 lock: Optional[hostlock.HostLock] = None):
         self.t = transport
         self.plan = plan
         self.host = host
         self.quiet = json_mode
+        self.lock = lock or hostlock.HostLock(transport, plan.layout.lock, host, "orch bootstrap")
 
     def say(self, text: str, soft_wrap: bool = False) -> None:
         if not self.quiet:
@@ -229,7 +233,8 @@ class Runner:
             return self._run_detached(step)
         self.say(f"[bold]── {escape(step.name)}[/]: {escape(step.title)}")
         t0 = time.time()
-        res = self.t.run(shell.join(self._runner_argv(step, tee=True)), check=False, timeout=step.timeout_s + 60)
+        argv = self.lock.with_heartbeat(self._runner_argv(step, tee=True))
+        res = self.t.run(shell.join(argv), check=False, timeout=step.timeout_s + 60)
         out = res.stdout + res.stderr
         if res.rc == 0:
             for line in ([] if step.name == "verify" else out.strip().splitlines()[-6:]):
@@ -264,9 +269,11 @@ class Runner:
         try:
             while True:
                 argv = ["bash", "-c", _POLL, "orch-poll", layout.log(step.name), str(offset), layout.result(step.name),
-                        layout.tmux_socket, session, layout.started(step.name)]
+                        layout.tmux_socket, session, layout.started(step.name), *self.lock.poll_args()]
                 out = self.t.run(shell.join(argv), check=False, timeout=60).stdout
                 info, chunk = _parse_poll(out)
+                if info.get("lock") == "lost":
+                    raise self.lock.lost_error()
                 offset += info.get("chunk", 0)
                 lines = (partial + chunk).split("\n")
                 partial = lines.pop()
@@ -318,6 +325,8 @@ def _parse_poll(text: str) -> Tuple[dict, str]:
             info["started"] = probe.parse_json_object(line[10:].strip())
         elif line.startswith("@@result "):
             info["result"] = probe.parse_json_object(line[9:].strip())
+        elif line.startswith("@@lock "):
+            info["lock"] = line[7:].strip()
     chunk = ""
     if sep:
         count, _, chunk = rest.partition("\n")
@@ -371,6 +380,7 @@ def bootstrap(
     accept_anaconda_tos: bool = False,
     trust_new_host_key: bool = False,
     json_mode: bool = False,
+    break_lock: bool = False,
 ) -> dict:
     from ..connect import open_transport
     from ..envspec import load
@@ -401,31 +411,40 @@ def bootstrap(
         runner = Runner(transport, plan, host, json_mode)
         ran: List[str] = []
         if plan.pending:
-            runner.upload_scripts(scripts)
-        while True:
-            step = next((s for s in plan.steps if s.state in ("todo", "running", "blocked")), None)
-            if step is None:
-                break
-            if step.state == "blocked":
-                raise _blocked_error(step)
-            if step.name in ran:
-                raise OrchError(f"step {step.name} succeeded but is still not done on the host: {step.why}",
-                                ExitCode.REMOTE, hint=f"inspect {plan.layout.log(step.name)}")
-            runner.plan = plan
-            rc, output = runner.run_step(step)
-            ran.append(step.name)
-            if step.name in force_left:
-                force_left.discard(step.name)
-                if step.name != "verify":
-                    force_left.add("verify")
+            runner.lock.acquire(break_lock, warn=None if json_mode else
+                                lambda m: console.print(f"[yellow]warning:[/] {escape(m)}"))
+            # Probed before the lock was ours: another bootstrap may have done steps since.
             facts = _probe(transport, spec)
             plan = plan_for(facts)
-            runner.write_state(state_json(plan, facts.state, time.time()))
-            if step.name == "verify" and not json_mode:
-                render_verify(facts.verify)
-            if rc != 0:
-                probe.save_facts(project.root, host, facts, {"bootstrap": _summary(plan, facts)})
-                raise _failure(step, rc, output, plan, host)
+        try:
+            if plan.pending:
+                runner.upload_scripts(scripts)
+            while True:
+                step = next((s for s in plan.steps if s.state in ("todo", "running", "blocked")), None)
+                if step is None:
+                    break
+                if step.state == "blocked":
+                    raise _blocked_error(step)
+                if step.name in ran:
+                    raise OrchError(f"step {step.name} succeeded but is still not done on the host: {step.why}",
+                                    ExitCode.REMOTE, hint=f"inspect {plan.layout.log(step.name)}")
+                runner.plan = plan
+                rc, output = runner.run_step(step)
+                ran.append(step.name)
+                if step.name in force_left:
+                    force_left.discard(step.name)
+                    if step.name != "verify":
+                        force_left.add("verify")
+                facts = _probe(transport, spec)
+                plan = plan_for(facts)
+                runner.write_state(state_json(plan, facts.state, time.time()))
+                if step.name == "verify" and not json_mode:
+                    render_verify(facts.verify)
+                if rc != 0:
+                    probe.save_facts(project.root, host, facts, {"bootstrap": _summary(plan, facts)})
+                    raise _failure(step, rc, output, plan, host)
+        finally:
+            runner.lock.release()
 
     # Everything is done: jobs use the env's interpreter by absolute path.
     if cfg.python != plan.env_python:
@@ -488,6 +507,8 @@ def register(app: typer.Typer) -> None:
                                                  "Service for Miniconda's default channels (or use manager: miniforge)."),
         trust_new_host_key: bool = typer.Option(False, "--trust-new-host-key", help="Record an unknown host key (trust on first use)."),
         as_json: bool = typer.Option(False, "--json", help="Print the plan (with --dry-run) or the result as JSON."),
+        break_lock: bool = typer.Option(False, "--break-lock", help="Take the host's bootstrap lock even if another "
+                                        "bootstrap seems to hold it (use when that one is known to be dead)."),
     ):
         """Take a host to a verified environment: probe, Miniconda, env, torch, flash-attn, verify.
 
@@ -496,6 +517,6 @@ def register(app: typer.Typer) -> None:
         project = Project.find()
         result = bootstrap(project, host, env=env, dry_run=dry_run, force=force,
                            accept_anaconda_tos=accept_anaconda_tos, trust_new_host_key=trust_new_host_key,
-                           json_mode=as_json)
+                           json_mode=as_json, break_lock=break_lock)
         if as_json:
             print(json.dumps(result, default=str))

@@ -134,6 +134,51 @@ def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
     assert "NVIDIA H200" in shown and "venv ->" in shown and "verify ok" in shown
 
 
+@needs_torch
+def test_two_bootstraps_of_one_host_do_not_run_at_once(ssh_project, tmp_path):
+    """The second `orch bootstrap` of a host finds the first one's lock (through the real
+    sshd) and stops before touching anything; a dead holder is broken with --break-lock."""
+    p = ssh_project
+    _host_with_h200_shims(p, tmp_path)
+    wheel = _tiny_wheel(tmp_path)
+    _write_env(p, "slowpkg", {"manager": "venv", "python": "system", "system_site_packages": True,
+                              "torch": {"version": "preinstalled"}, "flash_attn": {"wanted": False},
+                              "packages": [str(wheel)]})
+    lock = p.remote_root / "bootstrap" / "lock"
+    first = p.popen("bootstrap", "testhost", "--env", "slowpkg")
+    try:
+        deadline = time.time() + 60
+        while not (lock / "owner.json").exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert (lock / "owner.json").exists(), "the first bootstrap never took the lock"
+        # The first has env, packages and verify ahead of it (~15 s): the second arrives meanwhile.
+        second = p.orch("bootstrap", "testhost", "--env", "slowpkg", timeout=120)
+        assert second.returncode == 8, second.stdout + second.stderr
+        assert "another `orch bootstrap` holds the lock on testhost" in second.stderr
+        assert f"(pid {first.pid})" in second.stderr and "--break-lock" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        out, _ = first.communicate(timeout=240)
+    assert first.returncode == 0, out
+    assert not lock.exists()  # released when done
+
+    # A holder that died without releasing: refused while fresh, taken with --break-lock.
+    from orchestrator import hostlock
+    from orchestrator.hosts import HostConfig
+    from orchestrator.transport import LocalTransport
+
+    dead = hostlock.HostLock(LocalTransport(HostConfig(name="local", workdir=str(p.remote_root))), str(lock),
+                             "laptop", "orch bootstrap")
+    dead.acquire()
+    refused = p.orch("bootstrap", "testhost", "--env", "slowpkg", "--force", "packages", timeout=120)
+    assert refused.returncode == 8 and "--break-lock" in refused.stderr
+    assert p.orch("bootstrap", "testhost", "--env", "slowpkg", "--dry-run", timeout=120).returncode == 0  # reads only
+    broke = p.orch("bootstrap", "testhost", "--env", "slowpkg", "--force", "packages", "--break-lock", timeout=240)
+    assert broke.returncode == 0, broke.stdout + broke.stderr
+    assert "broke lock of `orch bootstrap`" in broke.stdout and "complete (packages, verify)" in broke.stdout
+    assert not lock.exists()
+
+
 def _tiny_wheel(folder: Path) -> Path:
     """A minimal pure-python wheel pip installs offline."""
     import zipfile
@@ -284,7 +329,7 @@ def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tm
     missing = tmp_path / "orchtestpkg-0.1-py3-none-any.whl"
     _write_env(p, "slow", {"manager": "venv", "python": "system", "system_site_packages": True,
                            "torch": {"version": "preinstalled"}, "flash_attn": {"wanted": False},
-                           "packages": [str(missing)], "timeouts": {"install": 0.1}})
+                           "packages": [str(missing)], "timeouts": {"install": 1.0}})
     assert p.orch("bootstrap", "testhost", "--env", "slow", timeout=240).returncode == 7  # packages fails
     plan = json.loads(p.orch("bootstrap", "testhost", "--env", "slow", "--dry-run", "--json", check=True).stdout)
     step = next(s for s in plan["plan"]["steps"] if s["name"] == "packages")
@@ -299,7 +344,7 @@ def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tm
                        check=True)
 
     # 1. reattach: the step finishes while we follow it; then verify runs.
-    start(3)
+    start(8)  # outlives the probe, the lock and the re-probe
     time.sleep(0.5)
     proc = p.orch("bootstrap", "testhost", "--env", "slow", timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -307,6 +352,9 @@ def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tm
     assert "slow-step-done" in proc.stdout and "complete (packages, verify)" in proc.stdout
 
     # 2. timeout (timeouts.install: 0.1 minutes): the controller gives up, the step keeps running.
+    _write_env(p, "slow", {"manager": "venv", "python": "system", "system_site_packages": True,
+                           "torch": {"version": "preinstalled"}, "flash_attn": {"wanted": False},
+                           "packages": [str(missing)], "timeouts": {"install": 0.1}})
     step = next(s for s in json.loads(p.orch("bootstrap", "testhost", "--env", "slow", "--force", "packages",
                                              "--dry-run", "--json", check=True).stdout)["plan"]["steps"]
                 if s["name"] == "packages")
