@@ -60,6 +60,24 @@ class Loaded:
     scores: Scores
 
 
+def holm(p_values: Sequence[float]) -> List[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given).
+
+    With m pairs, one of them reaching p < 0.05 by chance alone is likely when m is large
+    (10 pairs for 5 runs); Holm's step-down keeps the family-wise error at the nominal
+    level and is never less powerful than Bonferroni.  Adjusted p_(i) = max over j <= i of
+    min(1, (m - j + 1) p_(j)) in ascending order of p.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def _load(name: str, run_dir: Path) -> Loaded:
     try:
         run = load_run(run_dir)
@@ -142,6 +160,8 @@ def compare_runs(runs: Sequence[Tuple[str, Path]], *, force: bool = False, per_t
     pairs = []
     for (i, a), (j, b) in itertools.combinations(enumerate(names), 2):
         pairs.append({"a": a, "b": b, **mcnemar_pair(correct[i], correct[j])})
+    for pair, adjusted in zip(pairs, holm([p["p_value"] for p in pairs])):
+        pair["p_holm"] = adjusted
     return {
         "runs": rows,
         "pairs": pairs,
@@ -174,14 +194,19 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
                       highlight=False)
     if not result["pairs"]:
         return
+    several = len(result["pairs"]) > 1
     pt = Table(title="McNemar's exact test (pairs of runs, same test texts)", title_justify="left")
-    for col, justify in [("A", "left"), ("B", "left"), ("only A right", "right"), ("only B right", "right"),
-                         ("accuracy A − B", "right"), ("p-value", "right")]:
+    columns = [("A", "left"), ("B", "left"), ("only A right", "right"), ("only B right", "right"),
+               ("accuracy A − B", "right"), ("p-value", "right")] + ([("p (Holm)", "right")] if several else [])
+    for col, justify in columns:
         pt.add_column(col, justify=justify)
     for p in result["pairs"]:
         pt.add_row(p["a"], p["b"], str(p["a_only"]), str(p["b_only"]), f"{100 * p['accuracy_diff']:+.2f} pts",
-                   _p(p["p_value"]))
+                   _p(p["p_value"]), *([_p(p["p_holm"])] if several else []))
     console.print(pt)
+    if several:
+        console.print(f"p (Holm): adjusted for the {len(result['pairs'])} comparisons made (Holm-Bonferroni); "
+                      "judge significance by this column", highlight=False)
 
 
 def _p(value: float) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.compare import compare_runs, mcnemar_exact, mcnemar_pair
+from orchestrator.compare import compare_runs, holm, mcnemar_exact, mcnemar_pair
 from orchestrator.errors import ExitCode, OrchError
 
 try:  # the synthetic run builder lives with the evaluation tests
@@ -101,3 +101,23 @@ def test_compare_per_token(tmp_path):
     norm = compare_runs([("n", r), ("m", other)], per_token=True)
     assert raw["runs"][0]["accuracy"] == 0.0 and norm["runs"][0]["accuracy"] == 1.0
     assert norm["pairs"][0]["p_value"] == 1.0
+
+
+def test_holm_adjustment_hand_computed():
+    # ascending 0.01, 0.03, 0.04 with m = 3: 3*0.01 = 0.03, 2*0.03 = 0.06, 1*0.04 -> max(0.06, 0.04)
+    assert holm([0.04, 0.01, 0.03]) == pytest.approx([0.06, 0.03, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == pytest.approx([0.02])  # one comparison: unchanged
+    assert holm([]) == []
+
+
+def test_three_runs_get_holm_adjusted_pairs(tmp_path):
+    ra, rb = _runs(tmp_path)
+    c = margin_texts({"0": [1, 1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]})
+    rc = make_run(tmp_path, "c", c, kind="ar", init="scratch", job_seconds=30)
+    result = compare_runs([("a", ra), ("b", rb), ("c", rc)])
+    pairs = {(p["a"], p["b"]): p for p in result["pairs"]}
+    assert set(pairs) == {("a", "b"), ("a", "c"), ("b", "c")}
+    raw = [p["p_value"] for p in result["pairs"]]
+    assert [p["p_holm"] for p in result["pairs"]] == pytest.approx(holm(raw))
+    assert all(p["p_holm"] >= p["p_value"] for p in result["pairs"])

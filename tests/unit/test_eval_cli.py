@@ -106,6 +106,10 @@ def test_compare_cli(project):
     result = invoke("compare", "a", "b")
     assert result.exit_code == 0, result.output
     assert "McNemar" in result.output and "0.2188" in result.output and "mdlm" in result.output
+    assert "Holm" not in result.output  # one pair: nothing to adjust
+    make_run(project, "d", margin_texts({"0": [1, 1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]}))
+    three = invoke("compare", "a", "b", "d")
+    assert three.exit_code == 0 and "p (Holm)" in three.output and "3 comparisons" in three.output
     data = json.loads(invoke("compare", "a", "b", "--json").output)
     assert data["pairs"][0]["p_value"] == pytest.approx(14 / 64)
     err = failure(invoke("compare", "a", "c"))
