@@ -6,6 +6,9 @@ Measures, against a real OpenSSH sshd on 127.0.0.1 with real tmux and rsync:
   - `orch status` wall time on a warm host and the SSH logins it makes (target <= 0.5 s, 1 login)
   - `orch run` until every job is running, data already staged (target <= 3 s)
   - re-sync of unchanged code: files transferred (target 0)
+  - a cold `orch run` (code and data sent) and one after a code change: time and SSH logins
+    (rsync rides the one verified connection: 1 login)
+  - `orch fetch-results` of a finished run: time and SSH logins (1)
 Writes a markdown table with the machine it ran on.
 """
 from __future__ import annotations
@@ -56,8 +59,30 @@ def main() -> int:
         long = ["--set", "train.steps=100000"]
         # Warm-up run: stages the data and the code snapshot once; it finishes before the
         # status timings so its jobs do not compete for the CPU.
-        p.orch("run", "smoke", "--host", "testhost", "--name", "warm", "--set", "train.steps=2", check=True)
+        before = server.logins()
+        cold_t, _ = timed(p, "run", "smoke", "--host", "testhost", "--name", "warm", "--set", "train.steps=2")
+        cold_logins = server.logins() - before
         p.wait_state("warm")
+
+        # fetch-results of a finished run (status + rsync pull + verify + evaluate).
+        fetch_times, fetch_logins = [], []
+        for _ in range(args.repeats):
+            before = server.logins()
+            t, proc = timed(p, "fetch-results", "warm", "--no-eval")
+            assert proc.returncode == 0, proc.stderr
+            fetch_times.append(t)
+            fetch_logins.append(server.logins() - before)
+
+        # A launch after a code change: a new snapshot is rsync'd (hard links to the last).
+        changed_times, changed_logins = [], []
+        for i in range(args.repeats):
+            (p.root / "remote" / "bench_touch.py").write_text(f"X = {i}\n")
+            before = server.logins()
+            t, proc = timed(p, "run", "smoke", "--host", "testhost", "--name", f"c{i}", *long)
+            assert proc.returncode == 0, proc.stderr
+            changed_times.append(t)
+            changed_logins.append(server.logins() - before)
+            p.orch("cancel", f"c{i}", check=True)
 
         # orch run until all jobs are running (data staged, code unchanged).
         run_times, resync_files = [], []
@@ -100,6 +125,12 @@ def main() -> int:
         f"| `orch status` SSH logins | {sorted(set(logins))} | exactly 1 |",
         row("`orch run` until all jobs running (data staged)", run_times, "<= 3 s"),
         f"| re-sync of unchanged code: files transferred | {sorted(set(resync_files))} | 0 |",
+        f"| cold `orch run` (code snapshot + data sent), one sample | {cold_t:.2f} s | <= 3 s |",
+        f"| cold `orch run` SSH logins (rsync rides the one connection) | [{cold_logins}] | 1 |",
+        row("`orch run` after a code change (new snapshot rsync'd)", changed_times, "<= 3 s"),
+        f"| `orch run` after a code change: SSH logins | {sorted(set(changed_logins))} | 1 |",
+        row("`orch fetch-results --no-eval` (finished run)", fetch_times, "<= 2 s"),
+        f"| `orch fetch-results` SSH logins | {sorted(set(fetch_logins))} | 1 |",
         "",
     ])
     Path(args.out).write_text(text)

@@ -1,5 +1,5 @@
-"""Move files between the laptop and a host: rsync over the verified SSH settings,
-SFTP when rsync is missing on either side, plain copies for `local`."""
+"""Move files between the laptop and a host: rsync over the verified SSH connection (see
+rsync_bridge.py), SFTP when rsync is missing on either side, plain copies for `local`."""
 from __future__ import annotations
 
 import shutil
@@ -38,8 +38,6 @@ def _rsync(argv: List[str], stdin: str = "") -> str:
     proc = subprocess.run(argv, input=stdin, capture_output=True, text=True)
     if proc.returncode != 0:
         err = proc.stderr.strip()
-        if "Host key verification failed" in err:
-            raise OrchError("rsync refused the host key (see `orch hosts check`)", ExitCode.HOST_KEY)
         raise OrchError(f"rsync failed (exit {proc.returncode}): {err[-800:]}", ExitCode.REMOTE)
     return proc.stdout
 

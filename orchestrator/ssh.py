@@ -1,6 +1,7 @@
-"""The SSH transport: one verified Fabric connection per CLI command.
+"""The SSH transport: one verified Paramiko connection per CLI command.
 
-Fabric's Connection accepts any host key by default (AutoAddPolicy, no known_hosts).
+Commands, SFTP and rsync (through orchestrator/rsync_bridge.py) all ride that one
+connection.  Many tools accept any host key (AutoAddPolicy, StrictHostKeyChecking=no).
 We load the user's known_hosts and refuse unknown keys unless the user explicitly
 trusts a new one; a changed key is always refused (paramiko raises BadHostKeyException
 before any policy is consulted).
@@ -56,6 +57,7 @@ class SSHTransport(Transport):
         self._conn: Optional[paramiko.SSHClient] = None
         self._jump_client: Optional[paramiko.SSHClient] = None
         self._sftp = None
+        self._bridge = None  # serves rsync's remote shell over this connection, once needed
         self.known_hosts = Path(host.known_hosts_file).expanduser()
 
     # -- connection ---------------------------------------------------------------
@@ -235,30 +237,28 @@ class SSHTransport(Transport):
         local_path.parent.mkdir(parents=True, exist_ok=True)
         self._sftp_client().get(remote_path, str(local_path))
 
-    def _ssh_argv(self, h: HostConfig) -> List[str]:
-        """OpenSSH options that enforce the same rules as the Paramiko connection."""
-        argv = ["ssh", "-p", str(h.port), "-o", "BatchMode=yes",
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                "-o", f"ConnectTimeout={int(h.connect_timeout)}", "-o", f"ServerAliveInterval={h.keepalive}",
-                "-F", "/dev/null"]
-        if h.identity_file:
-            argv += ["-i", str(Path(h.identity_file).expanduser()), "-o", "IdentitiesOnly=yes"]
-        return argv
+    def _exec_channel(self, command: str):
+        """A new channel running ``command`` (for rsync, through orchestrator/rsync_bridge.py)."""
+        chan = self._connection().get_transport().open_session(timeout=self.host.connect_timeout)
+        chan.exec_command(shell.with_path(self.host.extra_path, command))
+        return chan
 
     def rsync_rsh(self) -> Optional[List[str]]:
-        argv = self._ssh_argv(self.host)
-        jump = self._jump(self.host)
-        if jump is not None:
-            # Not -J: the jump's ssh would read the default known_hosts, not ours.
-            hop = self._ssh_argv(jump) + ["-W", "%h:%p", f"{jump.user}@{jump.hostname}" if jump.user else jump.hostname]
-            argv += ["-o", "ProxyCommand=" + shell.join(hop)]
-        return argv
+        # rsync rides this verified connection instead of logging in again with OpenSSH.
+        if self._bridge is None:
+            from .rsync_bridge import RsyncBridge
+
+            self._bridge = RsyncBridge(self._exec_channel)
+        return self._bridge.rsh()
 
     def rsync_target(self, remote_path: str) -> str:
-        user = f"{self.host.user}@" if self.host.user else ""
-        return f"{user}{self.host.hostname}:{remote_path}"
+        # The host part only tells rsync the path is remote: the bridge knows the host.
+        return f"orch:{remote_path}"
 
     def close(self):
+        if self._bridge is not None:
+            self._bridge.close()
+            self._bridge = None
         if self._sftp is not None:
             self._sftp.close()
         if self._conn is not None:

@@ -12,6 +12,8 @@ def test_run_status_logs_fetch(ssh_project):
     p = ssh_project
     before = p.sshd.logins()
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "life", *FAST, check=True)
+    # A cold launch (code and data rsync'd) is still one login: rsync rides the verified connection.
+    assert p.sshd.logins() == before + 1
     assert "launched life on testhost" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "life"
     # The jobs run on the host, in detached tmux sessions, from a pinned code snapshot.
@@ -37,7 +39,9 @@ def test_run_status_logs_fetch(ssh_project):
     logs = p.orch("logs", "life", "class-0", "-n", "200", check=True)
     assert "train step" in logs.stdout and "[orch]" in logs.stdout
 
+    logins = p.sshd.logins()
     fetched = p.orch("fetch-results", "life", check=True)
+    assert p.sshd.logins() == logins + 1  # status + rsync pull on one connection
     assert "results verified" in fetched.stdout
     metrics = json.loads((p.run_dir("life") / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.7

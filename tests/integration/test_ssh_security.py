@@ -39,7 +39,7 @@ def test_changed_host_key_always_refused(ssh_project, tmp_path):
         assert proc.returncode == 4, proc.stderr
         assert "CHANGED" in proc.stderr and "ssh-keygen -R" in proc.stderr
     assert known.read_text().count("\n") == 1  # never overwritten
-    # rsync goes through the same known_hosts with strict checking: a run is refused too.
+    # rsync rides the same verified connection: a run is refused before anything is sent.
     run = p.orch("run", "smoke", "--host", "testhost", "--name", "never")
     assert run.returncode == 4 and not (p.remote_root / "runs").exists()
 
@@ -132,8 +132,8 @@ def test_ssh_config_alias_is_a_host(ssh_project, tmp_path):
 
 
 def test_proxy_jump_through_a_bastion(ssh_project):
-    """ProxyJump: Paramiko tunnels through the jump host and rsync's ssh does too, both
-    with the same known_hosts and strict checking (the loopback sshd is its own bastion)."""
+    """ProxyJump: Paramiko tunnels through the jump host, with the same known_hosts and
+    strict checking, and rsync rides that tunnel (the loopback sshd is its own bastion)."""
     import getpass
 
     p = ssh_project
@@ -142,7 +142,9 @@ def test_proxy_jump_through_a_bastion(ssh_project):
     checked = p.orch("hosts", "check", "testhost", "--json")
     assert checked.returncode == 0, checked.stderr
     assert p.sshd.logins() == before + 2  # the jump, then the host through it
+    before = p.sshd.logins()
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "jump", "--set", "train.steps=5")
     assert proc.returncode == 0, proc.stderr
     assert "0 files sent" not in proc.stdout  # code went through rsync over the jump
+    assert p.sshd.logins() == before + 2  # rsync made no login of its own
     assert [j["state"] for j in p.wait_state("jump")] == ["done", "done"]

@@ -1,0 +1,138 @@
+"""rsync through orchestrator/rsync_tunnel.py + rsync_bridge.py, with the SSH channel
+replaced by a local process (same methods as a Paramiko channel), so the relay itself --
+both directions at once, stderr, exit codes, failures -- is tested with real rsync here;
+the integration tests run the same path over the real sshd."""
+import os
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from orchestrator import shell
+from orchestrator.rsync_bridge import RsyncBridge
+from orchestrator.rsync_tunnel import remote_command
+
+pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="needs rsync")
+
+
+class ProcessChannel:
+    """The part of paramiko.Channel the bridge uses, backed by `bash -c command`."""
+
+    def __init__(self, command: str):
+        self.proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.commands = [command]
+
+    def recv(self, n):
+        return os.read(self.proc.stdout.fileno(), n)
+
+    def recv_stderr(self, n):
+        return os.read(self.proc.stderr.fileno(), n)
+
+    def sendall(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def shutdown_write(self):
+        self.proc.stdin.close()
+
+    def recv_exit_status(self):
+        return self.proc.wait()
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def bridge():
+    commands = []
+
+    def open_channel(command):
+        commands.append(command)
+        return ProcessChannel(command)
+
+    b = RsyncBridge(open_channel)
+    b.commands = commands
+    yield b
+    b.close()
+    assert not os.path.exists(b.path)
+
+
+def _rsync(bridge, *args):
+    return subprocess.run(["rsync", "-a", "-e", shell.join(bridge.rsh()), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_remote_command_is_joined_like_ssh_does():
+    assert remote_command(["-l", "me", "-p", "2222", "host", "rsync", "--server", "-logDtpre.iLsfxCIvu", ".", "/a b"]) \
+        == "rsync --server -logDtpre.iLsfxCIvu . /a b"
+    assert remote_command(["host", "echo", "hi"]) == "echo hi"
+
+
+def test_push_and_pull_big_files_both_ways(bridge, tmp_path):
+    src, dst, back = tmp_path / "src", tmp_path / "dst dir", tmp_path / "back"
+    (src / "sub").mkdir(parents=True)
+    blob = os.urandom(3 * 2**20)  # bigger than any socket buffer: both directions stream at once
+    (src / "sub" / "blob.bin").write_bytes(blob)
+    (src / "small.txt").write_text("hello\n")
+    res = _rsync(bridge, f"{src}/", f"orch:{dst}/")
+    assert res.returncode == 0, res.stderr
+    assert (dst / "sub" / "blob.bin").read_bytes() == blob and (dst / "small.txt").read_text() == "hello\n"
+    assert bridge.commands and bridge.commands[0].startswith("rsync --server")
+    # A changed byte is found and mended by the delta transfer the other way round.
+    changed = bytearray(blob)
+    changed[12345] ^= 0xFF
+    (dst / "sub" / "blob.bin").write_bytes(bytes(changed))
+    res = _rsync(bridge, "--checksum", f"orch:{dst}/", f"{back}/")
+    assert res.returncode == 0, res.stderr
+    assert (back / "sub" / "blob.bin").read_bytes() == bytes(changed)
+
+
+def test_concurrent_transfers_share_one_bridge(bridge, tmp_path):
+    results = {}
+
+    def one(i):
+        src = tmp_path / f"s{i}"
+        src.mkdir()
+        (src / "f").write_bytes(os.urandom(2**20))
+        results[i] = (_rsync(bridge, f"{src}/", f"orch:{tmp_path / f'd{i}'}/"), src)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (res, src) in results.items():
+        assert res.returncode == 0, res.stderr
+        assert (tmp_path / f"d{i}" / "f").read_bytes() == (src / "f").read_bytes()
+
+
+def test_remote_failure_reaches_rsync_with_its_message(bridge, tmp_path):
+    res = _rsync(bridge, f"orch:{tmp_path}/does-not-exist/", f"{tmp_path}/out/")
+    assert res.returncode != 0
+    assert "does-not-exist" in res.stderr and "No such file" in res.stderr
+
+
+def test_channel_that_cannot_open_gives_a_clear_error(tmp_path):
+    def broken(command):
+        raise EOFError("connection reset by peer")
+
+    b = RsyncBridge(broken)
+    try:
+        (tmp_path / "f").write_text("x")
+        res = _rsync(b, str(tmp_path / "f"), f"orch:{tmp_path}/g")
+        assert res.returncode != 0
+        assert "orch: could not open an SSH channel for rsync: connection reset by peer" in res.stderr
+    finally:
+        b.close()
+
+
+def test_tunnel_without_its_bridge_says_so(tmp_path):
+    b = RsyncBridge(ProcessChannel)
+    rsh = b.rsh()
+    b.close()
+    (tmp_path / "f").write_text("x")
+    res = subprocess.run(["rsync", "-a", "-e", shell.join(rsh), str(tmp_path / "f"), f"orch:{tmp_path}/g"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and "cannot reach the orch process that started rsync" in res.stderr
