@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from . import shell
 from .errors import ExitCode, OrchError
@@ -22,11 +22,13 @@ def remote_has(transport: Transport, tool: str) -> bool:
                          check=False).rc == 0
 
 
-def use_rsync(transport: Transport) -> bool:
-    """rsync when both sides have it; otherwise warn once and fall back to SFTP."""
+def use_rsync(transport: Transport, host_has_rsync: Optional[bool] = None) -> bool:
+    """rsync when both sides have it; otherwise warn once and fall back to SFTP.
+    ``host_has_rsync``: already known (from hostops.prepare), sparing a round trip."""
     if transport.host.is_local:
         return False
-    ok_here, ok_there = local_rsync(), remote_has(transport, "rsync")
+    ok_here = local_rsync()
+    ok_there = remote_has(transport, "rsync") if host_has_rsync is None else host_has_rsync
     if not (ok_here and ok_there):
         side = "this machine" if not ok_here else transport.host.name
         print(f"warning: rsync is missing on {side}; falling back to SFTP (slower, no delta transfer)",

@@ -122,7 +122,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     if transport.run(shell.join(["test", "-e", remote_run]), check=False).rc == 0:
         raise OrchError(f"run {run_id!r} already exists on {transport.host.name} ({remote_run})", ExitCode.RUN_STATE,
                         hint="pick another --name")
-    rsync = use_rsync(transport) if not transport.host.is_local else False
+    rsync = use_rsync(transport, state.tools.get("rsync")) if not transport.host.is_local else False
     code_hash, sent = codesync.sync_code(transport, project.root, state.workdir, rsync)
     staged = staging.stage_data(transport, exp, project.root, state.workdir, rsync)
     planned = jobplan.plan_jobs(exp, classes, state.gpus)
