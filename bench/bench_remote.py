@@ -35,7 +35,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from remote.spec import ModelSpec, ScoreSpec, TrainSpec  # noqa: E402
-from remote.train import autocast, make_optimizer  # noqa: E402
+from remote.score import compiled_score  # noqa: E402
+from remote.train import autocast, compiled_loss, make_optimizer  # noqa: E402
 
 ALL_KINDS = ["ar", "mdlm", "mlm-pll", "classifier"]
 
@@ -100,12 +101,12 @@ def bench_kind(name: str, spec: ModelSpec, tok, args, compiled: bool, device: to
 
     # --- training: forward + backward + AdamW step, as in remote/train.py
     opt = make_optimizer(model, TrainSpec(lr=1e-4), device)
-    fwd = torch.compile(model) if compiled else model
+    loss_fn, fwd = compiled_loss(kind, model, compiled)  # what remote/train.py compiles
     model.train()
 
     def train_step():
         with autocast(device, dtype):
-            loss, _ = kind.train_loss(fwd, ids, mask, gen, **labels)
+            loss, _ = loss_fn(fwd, ids, mask, gen, **labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -123,12 +124,12 @@ def bench_kind(name: str, spec: ModelSpec, tok, args, compiled: bool, device: to
     sb = args.pll_texts if name == "mlm-pll" else args.score_batch
     sids, smask = ids[:1].expand(sb, L).contiguous(), mask[:1].expand(sb, L).contiguous()
     score_spec = ScoreSpec(batch_size=sb, mdlm_draws=args.mdlm_k)
-    score_fwd = torch.compile(model) if compiled else model
+    score_fn, score_fwd = compiled_score(kind, model, compiled)  # what remote/score.py compiles
     seeds = list(range(sb))
 
     def score_step():
         with torch.inference_mode(), autocast(device, dtype):
-            kind.score_batch(score_fwd, sids, smask, seeds, score_spec, tok)
+            score_fn(score_fwd, sids, smask, seeds, score_spec, tok)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -22,13 +22,26 @@ def text_seed(text_id: str, score_seed: int) -> int:
     return stable_seed("score", text_id, score_seed)
 
 
+def compiled_score(kind, model, enabled: bool):
+    """(score_fn, fwd) for ``score_fn(fwd, input_ids, attention_mask, seeds, spec, tok)``,
+    compiled with dynamic shapes when ``enabled`` (see ``remote.train.compiled_loss``)."""
+    from remote.train import compiled_loss
+
+    if not enabled:
+        return kind.score_batch, model
+    if getattr(kind, "compile_whole_loss", False):
+        return torch.compile(kind.score_batch, dynamic=True), model
+    return kind.score_batch, compiled_loss(kind, model, True, dynamic=True)[1]
+
+
 def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_spec, tokenizer, *,
                 dtype: str, job_dir: str, compile: bool = False,
                 log: Callable[[str], None] = print) -> List[Tuple]:
     """[(nll, tokens, se)] in the order of ``ids``; progress lines with phase "score".
 
-    ``compile``: run the model through torch.compile with dynamic shapes (every batch
-    has its own length, so static shapes would recompile per batch).
+    ``compile``: run through torch.compile with dynamic shapes (every batch has its own
+    length, so static shapes would recompile per batch): the whole scoring function for
+    kinds that trace whole (see ``remote.train.compiled_loss``), else the model.
     """
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
@@ -39,14 +52,14 @@ def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_sp
     every = max(1, n_batches // 20)  # about 20 progress lines per scoring pass
     t0 = time.time()
     model.eval()
-    fwd = torch.compile(model, dynamic=True) if compile else model
+    score_fn, fwd = compiled_score(kind, model, compile)
     with torch.inference_mode():
         for b, start in enumerate(range(0, len(order), score_spec.batch_size)):
             idx = order[start:start + score_spec.batch_size]
             input_ids, attention_mask = collate([ids[i] for i in idx], pad_id, device)
             seeds = [text_seed(text_ids[i], score_spec.seed) for i in idx]
             with autocast(device, dtype):
-                nll, tokens, se = kind.score_batch(fwd, input_ids, attention_mask, seeds, score_spec, tokenizer)
+                nll, tokens, se = score_fn(fwd, input_ids, attention_mask, seeds, score_spec, tokenizer)
             for j, i in enumerate(idx):
                 results[i] = (nll[j], tokens[j], se[j])
             done = start + len(idx)

@@ -72,6 +72,23 @@ def setup_backends(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+def compiled_loss(kind, model: torch.nn.Module, enabled: bool, **compile_kw):
+    """(loss_fn, fwd) for ``loss_fn(fwd, input_ids, attention_mask, generator, ...)``.
+
+    A kind whose loss traces whole (``compile_whole_loss``: ar, classifier) is compiled
+    together with the model: the LM head's output, the fp32 upcast and the
+    cross-entropy then fuse, instead of full fp32 logits being written and read back
+    several times a step (the largest tensor of a GPT-2-sized step).  The masked kinds
+    draw masks and pick positions with data-dependent shapes, so only their model is
+    compiled.  Not enabled: the eager loss and model.
+    """
+    if not enabled:
+        return kind.train_loss, model
+    if getattr(kind, "compile_whole_loss", False):
+        return torch.compile(kind.train_loss, **compile_kw), model
+    return kind.train_loss, torch.compile(model, **compile_kw)
+
+
 # ---------------------------------------------------------------- batches
 
 def batch_plan(lengths: List[int], batch_size: int, seed: int, epoch: int) -> List[List[int]]:
@@ -190,7 +207,11 @@ def train(model: torch.nn.Module, kind, data: Texts, cfg, *, job_dir: str, phase
     else:
         torch.manual_seed(stable_seed(cfg.seed, "dropout"))
 
-    fwd = torch.compile(model) if cfg.compile else model
+    loss_fn, fwd = compiled_loss(kind, model, cfg.compile)
+    if cfg.compile:
+        whole = getattr(kind, "compile_whole_loss", False)
+        log(f"{phase}: torch.compile on ({'the loss with the model' if whole else 'the model'});"
+            " the first steps of each new batch shape compile")
     model.train()
     extra = {}
 
@@ -228,7 +249,7 @@ def train(model: torch.nn.Module, kind, data: Texts, cfg, *, job_dir: str, phase
                 if labels is not None:
                     extra = {"labels": labels[idx].to(device)}
                 with autocast(device, cfg.dtype):
-                    loss, n_tok = kind.train_loss(fwd, input_ids, attention_mask, generator, **extra)
+                    loss, n_tok = loss_fn(fwd, input_ids, attention_mask, generator, **extra)
                 # Mean over micro-batches, like one big batch of batch_size * grad_accum.
                 (loss / cfg.grad_accum).backward()
                 loss_sum += loss.detach()

@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 from remote.kinds.hf import fit_vocab, from_config, from_pretrained, gpt2_config
 
 masked = False
+compile_whole_loss = True  # train_loss / score_batch trace whole: compiled with the model (remote.train)
 
 
 def build_model(spec, tokenizer, pretrained=None) -> torch.nn.Module:
