@@ -15,27 +15,38 @@ from typing import List, Optional
 
 import paramiko
 
-from . import shell
+from . import knownhosts, shell
 from .errors import ExitCode, OrchError
 from .hosts import HostConfig
 from .transport import Result, Transport
 
 
+class _Refuse(paramiko.MissingHostKeyPolicy):
+    """Refuse an unknown key, keeping it so the refusal can show its fingerprint."""
+
+    def __init__(self):
+        self.key: Optional[paramiko.PKey] = None
+
+    def missing_host_key(self, client, hostname, key):
+        self.key = key
+        raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
+
+
 class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
     """Record an unknown key in known_hosts: only used with --trust-new-host-key."""
 
-    def __init__(self, known_hosts: Path):
+    def __init__(self, known_hosts: Path, known: knownhosts.KnownHosts):
         self.known_hosts = known_hosts
+        self.known = known
         self.recorded: Optional[str] = None
 
     def missing_host_key(self, client, hostname, key):
+        if self.known.is_revoked(key):
+            raise paramiko.SSHException("revoked host key")  # never recorded; refused after connect()
         client.get_host_keys().add(hostname, key.get_name(), key)
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         # Append instead of save_host_keys(): rewriting the user's file would drop
         # comments, markers and hashed entries paramiko does not round-trip.
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        with open(self.known_hosts, "a") as fh:
-            fh.write(line)
+        knownhosts.append(self.known_hosts, f"{hostname} {key.get_name()} {key.get_base64()}")
         self.recorded = f"{key.get_name()} SHA256:{_fingerprint(key)}"
 
 
@@ -72,16 +83,24 @@ class SSHTransport(Transport):
         # an AutoAddPolicy we would only have to undo.
         kwargs = {"allow_agent": True, "look_for_keys": not host.identity_file}
         if host.identity_file:
-            kwargs["key_filename"] = [str(Path(host.identity_file).expanduser())]
+            key_file = Path(host.identity_file).expanduser()
+            if not key_file.is_file():
+                raise OrchError(f"identity_file {key_file} of host {host.name} does not exist"
+                                + (f" ({host.source})" if host.source else ""), ExitCode.CONFIG,
+                                hint="fix identity_file in the host config, or remove it to use your SSH agent "
+                                     "and default keys")
+            kwargs["key_filename"] = [str(key_file)]
         if host.user:
             kwargs["username"] = host.user
         sock = self._gateway_channel(host) if via_jump else None
         if sock is not None:
             kwargs["sock"] = sock
         client = paramiko.SSHClient()
-        if self.known_hosts.is_file():
-            client.load_host_keys(str(self.known_hosts))
-        policy = _TrustOnFirstUse(self.known_hosts) if self.trust_new_host_key else paramiko.RejectPolicy()
+        known = knownhosts.load(self.known_hosts)
+        for name in known.keys.keys():
+            for keytype, key in known.keys[name].items():
+                client.get_host_keys().add(name, keytype, key)
+        policy = _TrustOnFirstUse(self.known_hosts, known) if self.trust_new_host_key else _Refuse()
         client.set_missing_host_key_policy(policy)
         where = host.display()
         try:
@@ -102,11 +121,20 @@ class SSHTransport(Transport):
                 hint="check `user` and `identity_file` in the host config, and that the key is in the host's authorized_keys",
             )
         except paramiko.SSHException as exc:
+            if "revoked host key" in str(exc):
+                raise self._revoked(host) from None
             if "not found in known_hosts" in str(exc):
+                offered = ""
+                if isinstance(policy, _Refuse) and policy.key is not None:
+                    offered = f" (it offers {policy.key.get_name()} SHA256:{_fingerprint(policy.key)})"
+                certs = (" orch does not check host certificates (@cert-authority lines): trust the host's own key."
+                         if known.cert_authorities else "")
                 raise OrchError(
-                    f"the SSH host key of {where} is not in {self.known_hosts}: refusing an unknown host",
+                    f"the SSH host key of {where} is not in {self.known_hosts}{offered}: refusing an unknown host",
                     ExitCode.HOST_KEY,
-                    hint="check the host key fingerprint with the host's admin, then re-run with --trust-new-host-key to record it",
+                    hint="compare that fingerprint with the one the host's admin gives you (on the host: "
+                         "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then re-run with --trust-new-host-key "
+                         "to record it." + certs,
                 )
             raise OrchError(f"SSH connection to {where} failed: {exc}", ExitCode.UNREACHABLE)
         except (socket.timeout, TimeoutError) as exc:
@@ -121,11 +149,19 @@ class SSHTransport(Transport):
                 ExitCode.UNREACHABLE,
                 hint="is the host up, sshd running and the hostname/port right?",
             )
+        if known.is_revoked(client.get_transport().get_remote_server_key()):
+            client.close()
+            raise self._revoked(host)
         if isinstance(policy, _TrustOnFirstUse) and policy.recorded:
             print(f"recorded new host key for {host_key_name(host)} ({policy.recorded}) in {self.known_hosts}",
                   file=sys.stderr)
         client.get_transport().set_keepalive(host.keepalive)
         return client
+
+    def _revoked(self, host: HostConfig) -> OrchError:
+        return OrchError(f"the SSH host key of {host.display()} is marked @revoked in {self.known_hosts}: "
+                         "refusing to connect", ExitCode.HOST_KEY,
+                         hint="a revoked key must never be accepted; ask the host's admin what happened")
 
     def _jump(self, host: HostConfig) -> Optional[HostConfig]:
         """The first hop of ProxyJump ([user@]host[:port]) as a host with the same key rules."""

@@ -26,6 +26,57 @@ def test_unknown_host_key_refused_then_trusted_on_request(ssh_project, tmp_path)
     assert facts["tools"]["tmux"] and facts["tools"]["rsync"]
 
 
+def _sha256(pub_line: str) -> str:
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(pub_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def test_refusal_shows_the_fingerprint_and_trust_keeps_the_file_intact(ssh_project, tmp_path):
+    p = ssh_project
+    known = tmp_path / "known_hosts"
+    # A file as users have them: a CA line, a comment, a malformed line, and no final newline.
+    other = "other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxqtR6u6Jb8f5Y3m2aV3Vq7Z8CwAUbJHqf0b1y2c3d4"
+    known.write_text("@cert-authority *.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO3rxN\n"
+                     "# a comment\nnot a key line\n" + other)
+    p.write_host(known_hosts_file=str(known))
+    refused = p.orch("hosts", "check", "testhost")
+    assert refused.returncode == 4, refused.stderr
+    assert _sha256(p.sshd.host_key_pub) in refused.stderr  # what to compare with the admin's
+    assert "@cert-authority" in refused.stderr and "Traceback" not in refused.stderr
+    trusted = p.orch("hosts", "check", "testhost", "--trust-new-host-key")
+    assert trusted.returncode == 0, trusted.stderr
+    lines = known.read_text().splitlines()
+    assert lines[3] == other  # the last line was not glued to the new entry
+    assert lines[4].split()[1:] == p.sshd.host_key_pub.split()[:2]
+    assert p.orch("hosts", "check", "testhost").returncode == 0
+
+
+def test_revoked_host_key_refused_even_when_listed(ssh_project, tmp_path):
+    p = ssh_project
+    known = tmp_path / "known_hosts"
+    key = " ".join(p.sshd.host_key_pub.split()[:2])
+    known.write_text(p.sshd.known_hosts_line() + f"@revoked * {key}\n")
+    p.write_host(known_hosts_file=str(known))
+    for extra in ([], ["--trust-new-host-key"]):
+        proc = p.orch("hosts", "check", "testhost", *extra)
+        assert proc.returncode == 4, proc.stdout + proc.stderr
+        assert "@revoked" in proc.stderr and "Traceback" not in proc.stderr
+    known.write_text(f"@revoked * {key}\n")  # revoked and otherwise unknown: never recorded
+    proc = p.orch("hosts", "check", "testhost", "--trust-new-host-key")
+    assert proc.returncode == 4 and known.read_text() == f"@revoked * {key}\n"
+
+
+def test_missing_identity_file_is_a_config_error(ssh_project, tmp_path):
+    p = ssh_project
+    p.write_host(identity_file=str(tmp_path / "nokey"))
+    proc = p.orch("hosts", "check", "testhost")
+    assert proc.returncode == 3, proc.stderr
+    assert "identity_file" in proc.stderr and "nokey" in proc.stderr and "does not exist" in proc.stderr
+
+
 def test_changed_host_key_always_refused(ssh_project, tmp_path):
     p = ssh_project
     other = tmp_path / "other"
