@@ -15,6 +15,7 @@ Standard library only, run with ``python -S``: it starts in tens of milliseconds
 """
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -33,7 +34,11 @@ def remote_command(args):
 def _pump_stdin(sock):
     try:
         while True:
-            data = os.read(0, 65536)
+            try:
+                data = os.read(0, 65536)
+            except BlockingIOError:  # rsync may hand us non-blocking pipes
+                select.select([0], [], [])
+                continue
             if not data:
                 break
             sock.sendall(data)
@@ -46,9 +51,14 @@ def _pump_stdin(sock):
 
 
 def _write_all(fd, data):
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:  # non-blocking pipe, full: wait until rsync reads
+            select.select([], [fd], [])
+            continue
+        view = view[n:]
 
 
 def main(argv):
