@@ -107,11 +107,19 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
                         hint=f"pick another --name, or `orch run {exp.name} --resume {run_id}` to relaunch unfinished jobs")
     try:
         return _launch(project, transport, exp, run_id, local_dir)
-    except BaseException:
-        # Nothing reached the host yet: give the name back.  Once run.yaml is written the
-        # local record stays, so `status`, `cancel` and `--resume` can reach the run.
-        if not (local_dir / "run.yaml").exists():
+    except BaseException as exc:
+        # Before run.yaml is written here, nothing of the run is on the host: give the name
+        # back.  From then on the local record stays (it is written before anything of the
+        # run reaches the host), so `status`, `cancel` and `--resume` can always reach it.
+        recorded = (local_dir / "run.yaml").exists()
+        if not recorded:
             shutil.rmtree(local_dir, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):
+            if not recorded:
+                raise OrchError(f"interrupted: nothing of run {run_id} was launched", ExitCode.INTERRUPTED) from None
+            raise OrchError(f"interrupted while launching {run_id}: some of its jobs may not have started",
+                            ExitCode.INTERRUPTED, hint=f"`orch status {run_id}` shows which; "
+                            f"`orch run {exp.name} --resume {run_id}` starts the rest") from None
         raise
 
 
@@ -141,14 +149,14 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         "jobs": [j.to_dict() for j in planned],
     }
     text = yaml.safe_dump(doc, sort_keys=False)
-    transport.put_text(text, f"{remote_run}/run.yaml")
-    write_atomic(local_dir / "run.yaml", text)
     record = {
         "run_id": run_id, "host": transport.host.name, "experiment": exp.name, "workdir": state.workdir,
         "code_hash": code_hash, "launched_at": time.time(), "gpus": state.gpus, "state": "launched",
         "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
     }
     save_record(local_dir, record)
+    write_atomic(local_dir / "run.yaml", text)  # the local record first: see launch()
+    transport.put_text(text, f"{remote_run}/run.yaml")
 
     code = hostops.code_dir(state.workdir, code_hash)
     plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned)
@@ -178,6 +186,9 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
                         hint=f"`orch fetch-results {run_id}`")
     specs = [jobplan.JobSpec(**j) for j in doc["jobs"] if j["name"] in todo]
     remote_run = hostops.run_dir(workdir, run_id)
+    # The host's copy may be missing (a launch interrupted before it was written, a run
+    # folder deleted on the host): the jobs read their config from it, so put it back.
+    transport.put_text((local_dir / "run.yaml").read_text(), f"{remote_run}/run.yaml")
     code = hostops.code_dir(workdir, record["code_hash"])
     plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, specs)
     result = hostops.remote_launch(transport, workdir, record["code_hash"], plan)

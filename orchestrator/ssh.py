@@ -214,6 +214,9 @@ class SSHTransport(Transport):
             reader.join(timeout)
             rc = chan.recv_exit_status()
             chan.close()
+            if rc == -1 and not conn.get_transport().is_active():
+                # No exit status because the connection died under the command.
+                raise EOFError("the connection closed before the command ended")
         except socket.timeout:
             raise OrchError(f"command timed out after {timeout:.0f} s on {self.host.name}: {command[:200]}",
                             ExitCode.REMOTE)
@@ -226,19 +229,26 @@ class SSHTransport(Transport):
         from . import shell
 
         conn = self._connection()
-        chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
-        chan.set_combine_stderr(True)
-        chan.exec_command(shell.with_path(self.host.extra_path, command))
         try:
-            while True:
-                data = chan.recv(65536)
-                if not data:
-                    break
-                out.write(data.decode(errors="replace"))
-                out.flush()
-        finally:
-            chan.close()
-        return chan.recv_exit_status() if chan.exit_status_ready() else 0
+            chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
+            chan.set_combine_stderr(True)
+            chan.exec_command(shell.with_path(self.host.extra_path, command))
+            try:
+                while True:
+                    data = chan.recv(65536)
+                    if not data:
+                        break
+                    out.write(data.decode(errors="replace"))
+                    out.flush()
+                # Waits for the exit status; -1 when the channel closed without one.
+                rc = chan.recv_exit_status()
+            finally:
+                chan.close()
+        except (socket.error, EOFError, paramiko.SSHException) as exc:
+            raise OrchError(f"lost the SSH connection to {self.host.display()}: {exc}", ExitCode.UNREACHABLE)
+        if rc == -1:  # the stream ended with no exit status: the connection dropped under it
+            raise OrchError(f"lost the SSH connection to {self.host.display()} while streaming", ExitCode.UNREACHABLE)
+        return rc
 
     def _sftp_client(self):
         if self._sftp is None:
@@ -297,6 +307,7 @@ class SSHTransport(Transport):
             self._bridge = None
         if self._sftp is not None:
             self._sftp.close()
+            self._sftp = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None

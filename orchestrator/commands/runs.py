@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from .. import experiments, hostops, runner, shell
@@ -42,20 +44,59 @@ def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
     return table
 
 
-def _watch(transport, record, doc, run_id: str, interval: float) -> List[JobRow]:
-    """Refresh the status table in place until no job is pending, waiting or running."""
-    def poll() -> List[JobRow]:
-        remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
-        return rows_from_remote(remote, doc["jobs"])
+RECONNECT_WAITS_S = (2, 5, 10, 20, 30)  # about a minute of retries: a laptop changing networks
 
-    rows = poll()
-    with Live(status_table(run_id, record["host"], rows), console=console, refresh_per_second=4) as live:
-        while run_state(rows) == "running":
-            time.sleep(interval)
-            rows = poll()
-            live.update(status_table(run_id, record["host"], rows))
-    console.print()
-    return rows
+
+def _watch(transport, record, doc, run_id: str, interval: float) -> List[JobRow]:
+    """Refresh the status table in place until no job is pending, waiting or running.
+
+    A dropped connection is retried (the jobs do not need us); Ctrl-C only stops watching.
+    Without a terminal (a pipe, a CI log), one line per change instead of a live table.
+    """
+    host = record["host"]
+    again = f"`orch status {run_id} --watch` picks up again; `orch cancel {run_id}` stops the jobs"
+
+    def poll() -> List[JobRow]:
+        for attempt, wait_s in enumerate((*RECONNECT_WAITS_S, None)):
+            try:
+                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+                return rows_from_remote(remote, doc["jobs"])
+            except OrchError as exc:
+                if exc.code != ExitCode.UNREACHABLE or wait_s is None:
+                    raise OrchError(exc.message, exc.code, hint=f"the jobs keep running on {host}; {again}") from None
+                console.print(f"[yellow]connection to {escape(host)} lost[/] ({escape(exc.message)}); "
+                              f"retrying in {wait_s} s ({attempt + 1}/{len(RECONNECT_WAITS_S)})")
+                transport.close()  # the next command opens a fresh connection
+                time.sleep(wait_s)
+        raise AssertionError("unreachable")
+
+    def summary(rows: List[JobRow]) -> str:
+        return f"{run_id}: " + ", ".join(f"{r.name} {r.state}" + (f" {r.step}/{r.total}" if r.total else "")
+                                         for r in rows)
+
+    try:
+        rows = poll()
+        if not console.is_terminal:
+            last, last_t = None, 0.0
+            while True:
+                key = [(r.state, r.phase) for r in rows]
+                if key != last or time.time() - last_t >= 30:  # on a change, else every 30 s
+                    print(summary(rows), flush=True)
+                    last, last_t = key, time.time()
+                if run_state(rows) != "running":
+                    return rows
+                time.sleep(interval)
+                rows = poll()
+        with Live(status_table(run_id, host, rows), console=console, refresh_per_second=4) as live:
+            while run_state(rows) == "running":
+                time.sleep(interval)
+                rows = poll()
+                live.update(status_table(run_id, host, rows))
+        console.print()
+        return rows
+    except KeyboardInterrupt:
+        raise OrchError(f"stopped watching {run_id}; its jobs keep running on {host}", ExitCode.INTERRUPTED,
+                        hint=again) from None
 
 
 def _remember(run_dir, record, rows: List[JobRow]) -> None:
@@ -151,8 +192,10 @@ def register(app: typer.Typer) -> None:
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
             if not remote.get("exists"):
-                raise OrchError(f"run {run_id} is not on {record['host']} any more ({remote.get('run_dir')})",
-                                ExitCode.RUN_STATE, hint="fetched results, if any, are in " + str(run_dir))
+                raise OrchError(f"run {run_id} is not on {record['host']} ({remote.get('run_dir')}): deleted there, "
+                                "or its launch was interrupted", ExitCode.RUN_STATE,
+                                hint=f"fetched results, if any, are in {run_dir}; `orch run "
+                                     f"{record.get('experiment')} --resume {run_id}` launches its jobs again")
             rows = rows_from_remote(remote, doc["jobs"])
             _remember(run_dir, record, rows)
             if as_json:
@@ -186,15 +229,28 @@ def register(app: typer.Typer) -> None:
         selected = [job] if job else names
         files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
         with open_transport(project, record["host"], trust_new_host_key) as transport:
+            pid = None
             if follow:
                 # Following a job that has ended would never return: just print its end.
                 remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
                 rows = {r.name: r for r in rows_from_remote(remote, doc["jobs"])}
                 follow = any(rows[n].state in ("running", "waiting") for n in selected)
-            argv = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + ["--"] + files
+                gnu_tail = not (transport.host.is_local and sys.platform == "darwin")  # BSD tail: no --pid
+                if follow and len(selected) == 1 and gnu_tail:
+                    # tail --pid ends with the job's wrapper, so `logs -f` returns when the job ends.
+                    by_name = {j.get("name"): j for j in remote.get("jobs", [])}
+                    pid = ((by_name.get(selected[0]) or {}).get("status") or {}).get("pid")
+            argv = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + \
+                ([f"--pid={int(pid)}"] if pid else []) + ["--"] + files
             command = shell.join(argv) + ("" if follow else " 2>/dev/null")
             if follow:
-                transport.stream(command)
+                try:
+                    transport.stream(command)
+                except KeyboardInterrupt:
+                    pass  # Ctrl-C is how one stops following: not an error
+                except OrchError as exc:
+                    raise OrchError(exc.message, exc.code, hint=f"the job keeps running; `orch logs {run_id}"
+                                    f" {job or ''} -f` follows again".replace("  ", " ")) from None
                 return
             res = transport.run(command, check=False)
             print(res.stdout, end="")

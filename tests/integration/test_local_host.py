@@ -72,3 +72,31 @@ def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project
     assert wrong.returncode == 2 and "is of experiment 'smoke'" in wrong.stderr
     runs = {r["run"]: r for r in json.loads(p.orch("runs", "--json", check=True).stdout)}
     assert runs["bad"]["state"] == "failed"
+
+
+def test_ctrl_c_mid_launch_keeps_a_resumable_record(ssh_project, monkeypatch):
+    """Interrupted after the local record is written but before the host has the run:
+    the user gets one message saying how to go on, and --resume launches it."""
+    from orchestrator import experiments, runner
+    from orchestrator.connect import open_transport
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.project import Project
+
+    p = ssh_project
+    monkeypatch.chdir(p.root)
+    project = Project(p.root)
+    exp, _ = experiments.load(project, "smoke", ["train.steps=10"])
+    with open_transport(project, "local", False) as transport:
+        def interrupted(text, path):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(transport, "put_text", interrupted)
+        with pytest.raises(OrchError) as err:
+            runner.launch(project, transport, exp, "cut")
+    assert err.value.code == ExitCode.INTERRUPTED
+    assert "some of its jobs may not have started" in err.value.message
+    assert "orch run smoke --resume cut" in err.value.hint
+    assert (p.run_dir("cut") / "run.yaml").is_file()
+    resumed = p.orch("run", "smoke", "--resume", "cut", timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [j["state"] for j in p.wait_state("cut")] == ["done", "done"]

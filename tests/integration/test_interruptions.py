@@ -1,0 +1,96 @@
+"""What a user sees when the connection drops or they press Ctrl-C, through the real sshd:
+watching retries, Ctrl-C only stops watching, `logs -f` ends with the job and reports a
+drop, and --resume puts back a run folder the host lost."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def drop_connections(p):
+    """Kill the test sshd's per-connection children (the listener stays), as a network change would."""
+    master = int(p.sshd.pid_file.read_text())
+    for pid in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_for(pred, timeout=120, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_watch_retries_a_dropped_connection_and_ctrl_c_only_stops_watching(ssh_project):
+    p = ssh_project
+    p.orch("run", "smoke", "--host", "testhost", "--name", "w", "--set", "train.steps=100000",
+           "--set", "train.log_every=5", check=True)
+    watcher = p.popen("status", "w", "--watch", "--interval", "0.5")
+    out = []
+    try:
+        time.sleep(3)
+        drop_connections(p)
+        time.sleep(4)  # the first retry comes after 2 s
+        watcher.send_signal(signal.SIGINT)
+        stdout, stderr = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    out = stdout
+    # Without a terminal: plain lines, one per change, not a live table.
+    assert "w: class-0 running" in out, out
+    assert "connection to testhost lost" in out and "retrying in 2 s" in out, (out, stderr, watcher.returncode)
+    assert watcher.returncode == 130, stderr
+    assert "stopped watching w; its jobs keep running on testhost" in stderr
+    assert "orch status w --watch" in stderr and "Traceback" not in stderr
+    states = {j["name"]: j["state"] for j in json.loads(p.orch("status", "w", "--json", check=True).stdout)["jobs"]}
+    assert states == {"class-0": "running", "class-1": "running"}
+    p.orch("cancel", "w", check=True)
+
+
+def test_logs_follow_ends_with_the_job_and_a_drop_is_an_error(ssh_project):
+    p = ssh_project
+    p.orch("run", "smoke", "--host", "testhost", "--name", "f", "--set", "train.steps=40",
+           "--set", "train.log_every=5", check=True)
+    followed = p.orch("logs", "f", "class-0", "-f", timeout=180)  # returns when the job ends
+    assert followed.returncode == 0, followed.stderr
+    assert "train step" in followed.stdout
+    assert p.wait_state("f", timeout=60)[0]["state"] == "done"
+
+    p.orch("run", "smoke", "--host", "testhost", "--name", "g", "--set", "train.steps=100000", check=True)
+    follower = p.popen("logs", "g", "class-0", "-f")
+    try:
+        time.sleep(3)
+        drop_connections(p)
+        _, stderr = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 5, stderr
+    assert "lost the SSH connection" in stderr and "orch logs g class-0 -f" in stderr
+    p.orch("cancel", "g", check=True)
+
+
+def test_resume_puts_back_a_run_folder_the_host_lost(ssh_project):
+    p = ssh_project
+    p.orch("run", "smoke", "--host", "testhost", "--name", "lostdir", "--set", "train.steps=10", check=True)
+    p.wait_state("lostdir")
+    shutil.rmtree(p.remote_root / "runs" / "lostdir")
+    status = p.orch("status", "lostdir")
+    assert status.returncode == 8 and "is not on testhost" in status.stderr
+    assert "--resume lostdir" in status.stderr
+    resumed = p.orch("run", "smoke", "--resume", "lostdir", check=True)
+    assert "relaunched class-0, class-1" in resumed.stdout
+    assert [j["state"] for j in p.wait_state("lostdir")] == ["done", "done"]
+    assert "results verified" in p.orch("fetch-results", "lostdir", check=True).stdout
