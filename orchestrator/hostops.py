@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from . import shell
@@ -18,7 +18,16 @@ echo "workdir=$(pwd)"
 for t in tmux rsync nvidia-smi; do
   if command -v "$t" >/dev/null 2>&1; then echo "$t=yes"; else echo "$t=no"; fi
 done
-if command -v "$py" >/dev/null 2>&1 || [ -x "$py" ]; then echo "python=yes"; else echo "python=no"; fi
+if command -v "$py" >/dev/null 2>&1 || [ -x "$py" ]; then
+  echo "python=yes"
+  # Which of the payload's packages the interpreter can import (find_spec: nothing is
+  # imported, so this costs the interpreter's start-up, not torch's).
+  "$py" -c 'import importlib.util as u
+for m in ("torch", "transformers", "tokenizers", "datasets"):
+    print("module_%s=%s" % (m, "yes" if u.find_spec(m) else "no"))' 2>/dev/null
+else
+  echo "python=no"
+fi
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | sed 's/^/gpu=/'
 fi
@@ -30,6 +39,11 @@ class HostState:
     workdir: str  # absolute
     tools: Dict[str, bool]
     gpus: List[str]
+    modules: Dict[str, bool] = field(default_factory=dict)  # importable by the host's python
+
+    def missing_modules(self, wanted: List[str]) -> List[str]:
+        """Those of ``wanted`` the probe found missing (unknown counts as present)."""
+        return [m for m in wanted if self.modules.get(m) is False]
 
 
 def prepare(transport: Transport, need_tmux: bool = True) -> HostState:
@@ -55,7 +69,8 @@ def prepare(transport: Transport, need_tmux: bool = True) -> HostState:
                         hint="run `orch bootstrap " + host.name + "` or set `python:` in the host config")
     if host.gpus:
         gpus = list(host.gpus)
-    return HostState(workdir=facts["workdir"], tools=tools, gpus=gpus)
+    modules = {k[len("module_"):]: v == "yes" for k, v in facts.items() if k.startswith("module_")}
+    return HostState(workdir=facts["workdir"], tools=tools, gpus=gpus, modules=modules)
 
 
 def code_dir(workdir: str, code_hash: str) -> str:

@@ -88,6 +88,21 @@ def classes_for(exp: Experiment, root: Path) -> List[str]:
     return classes
 
 
+def check_host_python(transport: Transport, exp: Experiment, state: hostops.HostState) -> None:
+    """Refuse before launch what would make every job fail at import on the host."""
+    wanted = ["torch", "transformers", "tokenizers"] + (["datasets"] if exp.data.source == "hf" else [])
+    missing = state.missing_modules(wanted)
+    if not missing:
+        return
+    host = transport.host
+    why = ("`datasets` loads data.source: hf; " if "datasets" in missing else "")
+    raise OrchError(f"{host.name}'s python ({host.python_or_default}) cannot import {', '.join(missing)}, "
+                    f"which experiment {exp.name} needs", ExitCode.HOST_TOOLS,
+                    hint=why + f"add them to the env spec's packages and run `orch bootstrap {host.name}`, or set "
+                    "`python:` in the host config to an interpreter that has them"
+                    + ("; or use a local data file (data.source: file)" if "datasets" in missing else ""))
+
+
 @dataclass
 class Launched:
     run_id: str
@@ -126,6 +141,7 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
 def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str, local_dir: Path) -> Launched:
     classes = classes_for(exp, project.root)
     state = hostops.prepare(transport)
+    check_host_python(transport, exp, state)
     remote_run = hostops.run_dir(state.workdir, run_id)
     if transport.run(shell.join(["test", "-e", remote_run]), check=False).rc == 0:
         raise OrchError(f"run {run_id!r} already exists on {transport.host.name} ({remote_run})", ExitCode.RUN_STATE,

@@ -153,6 +153,7 @@ class Experiment:
         need("model.max_len", m.max_len >= 4, "an integer >= 4 (tokens per text)")
         need("model.vocab_size", m.vocab_size >= 64, "an integer >= 64")
         need("model.dropout", 0.0 <= m.dropout < 1.0, "a number in [0, 1)")
+        need("model.attention", m.attention in ("auto", "sdpa", "flash"), "auto, sdpa or flash")
         if not d.test_path and not (d.source == "hf" and d.hf_test_split):
             need("data.test_fraction", 0.0 < d.test_fraction < 1.0, "a number in (0, 1) when data.test_path is empty")
         need("data.val_fraction", 0.0 <= d.val_fraction < 1.0, "a number in [0, 1)")
@@ -173,6 +174,8 @@ class Experiment:
             need(f"{section}.checkpoint_every", t.checkpoint_every >= 0, "an integer >= 0")
             need(f"{section}.log_every", t.log_every >= 1, "an integer >= 1")
             need(f"{section}.cpu_threads", t.cpu_threads >= 1, "an integer >= 1")
+            need(f"{section}.device", t.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda")
+            need(f"{section}.dtype", t.dtype in ("auto", "fp32", "bf16"), "auto, fp32 or bf16")
         need("score.batch_size", sc.batch_size >= 1, "an integer >= 1")
         need("score.mdlm_draws", sc.mdlm_draws >= 1, "an integer >= 1")
         need("eval.bootstrap", ev.bootstrap >= 0, "an integer >= 0")

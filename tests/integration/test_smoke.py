@@ -42,3 +42,8 @@ def test_smoke_fails_on_host_whose_python_lacks_torch(ssh_project, tmp_path):
     assert suite.get("failures") == "1"
     failed = [c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None]
     assert failed == ["env imports torch+transformers"]
+    # `orch run` refuses such a host before launching, instead of jobs failing on it.
+    run = p.orch("run", "smoke", "--host", "testhost", "--name", "nolibs")
+    assert run.returncode == 6, run.stdout + run.stderr
+    assert "cannot import torch, transformers, tokenizers" in run.stderr and "orch bootstrap testhost" in run.stderr
+    assert not (p.remote_root / "runs" / "nolibs").exists() and not p.run_dir("nolibs").exists()
