@@ -78,12 +78,20 @@ def holm(p_values: Sequence[float]) -> List[float]:
     return adjusted
 
 
+def _in_run(name: str, exc: OrchError) -> OrchError:
+    """The error prefixed with the run's name, unless the message already starts with it
+    (load_scores and friends name the run themselves)."""
+    prefix = f"run {name!r}"
+    message = exc.message if exc.message.startswith(prefix) else f"{prefix}: {exc.message}"
+    return OrchError(message, exc.code, exc.hint)
+
+
 def _load(name: str, run_dir: Path) -> Loaded:
     try:
         run = load_run(run_dir)
         return Loaded(name, run, load_scores(run))
     except OrchError as exc:
-        raise OrchError(f"run {name!r}: {exc.message}", exc.code, exc.hint) from None
+        raise _in_run(name, exc) from None
 
 
 def common_ids(loaded: Sequence[Loaded], force: bool) -> Tuple[List[str], bool]:
@@ -154,7 +162,7 @@ def compare_runs(runs: Sequence[Tuple[str, Path]], *, force: bool = False, per_t
         try:
             ev = evaluate(x.run, x.scores.subset(ids))
         except OrchError as exc:
-            raise OrchError(f"run {x.name!r}: {exc.message}", exc.code, exc.hint) from None
+            raise _in_run(x.name, exc) from None
         rows.append(_row(x.name, ev, per_token))
         correct.append((ev.pred_norm if per_token else ev.pred) == ev.scores.y)
     pairs = []
