@@ -183,13 +183,15 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     from rich.table import Table
 
     from .report import VERDICT_STYLE, count, duration, num, pm
+    from .tables import add_column, add_name_column
 
     scoring = "per-token NLL" if result["per_token"] else "raw NLL"
     table = Table(title=f"{len(result['runs'])} run(s) on {result['n_common']} shared test texts ({scoring})",
                   title_justify="left")
-    for col, justify in [("run", "left"), ("kind", "left"), ("init", "left"), ("accuracy ± 95% CI", "right"),
+    add_name_column(table, "run", [r["run_id"] for r in result["runs"]])
+    for col, justify in [("kind", "left"), ("init", "left"), ("accuracy ± 95% CI", "right"),
                          ("macro-F1", "right"), ("verdict", "left"), ("GPU time", "right"), ("train tokens", "right")]:
-        table.add_column(col, justify=justify)
+        add_column(table, col, justify)
     for r in result["runs"]:
         style = VERDICT_STYLE.get(r["verdict"], "")
         table.add_row(r["run_id"], r["kind"], r["init"], pm(r["accuracy"], r["accuracy_ci95"]), num(r["macro_f1"]),
@@ -204,10 +206,12 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
         return
     several = len(result["pairs"]) > 1
     pt = Table(title="McNemar's exact test (pairs of runs, same test texts)", title_justify="left")
-    columns = [("A", "left"), ("B", "left"), ("only A right", "right"), ("only B right", "right"),
+    add_name_column(pt, "A", [p["a"] for p in result["pairs"]])
+    add_name_column(pt, "B", [p["b"] for p in result["pairs"]])
+    columns = [("only A right", "right"), ("only B right", "right"),
                ("accuracy A − B", "right"), ("p-value", "right")] + ([("p (Holm)", "right")] if several else [])
     for col, justify in columns:
-        pt.add_column(col, justify=justify)
+        add_column(pt, col, justify)
     for p in result["pairs"]:
         pt.add_row(p["a"], p["b"], str(p["a_only"]), str(p["b_only"]), f"{100 * p['accuracy_diff']:+.2f} pts",
                    _p(p["p_value"]), *([_p(p["p_holm"])] if several else []))

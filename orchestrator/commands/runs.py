@@ -15,6 +15,7 @@ from ..connect import open_transport
 from ..errors import ExitCode, OrchError
 from ..project import Project, check_name
 from ..runstate import JobRow, fmt_duration, rows_from_local, rows_from_remote, run_state
+from ..tables import add_column, add_name_column
 
 console = Console(highlight=False)
 
@@ -279,8 +280,9 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(items))
             return
         table = Table(title="runs", title_justify="left")
-        for col in ("run", "experiment", "kind", "host", "launched", "state", "accuracy"):
-            table.add_column(col)
+        add_name_column(table, "run", [it["run"] for it in items])
+        for col in ("experiment", "kind", "host", "launched", "state", "accuracy"):
+            add_column(table, col)
         for it in items:
             acc = f"{it['accuracy']:.4f}" if it["accuracy"] is not None else "-"
             table.add_row(it["run"], str(it["experiment"]), it["kind"], str(it["host"]), it["launched"],

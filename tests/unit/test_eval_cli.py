@@ -123,3 +123,34 @@ def test_compare_cli(project):
 def test_compare_needs_a_run(project):
     result = invoke("compare")
     assert result.exit_code != 0 and "Missing argument" in result.output
+
+
+DEFAULT_IDS = ("smoke-20261126-031341", "smoke-20261126-031342")  # differ only at the end
+
+
+def _two_default_named_runs(project):
+    texts = margin_texts({"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]})
+    return [make_run(project, name, texts, kind="mdlm", init="distilgpt2") for name in DEFAULT_IDS]
+
+
+def test_compare_table_shows_whole_run_ids_at_80_columns(project):
+    from rich.console import Console
+
+    from orchestrator.compare import compare_runs, print_comparison
+
+    dirs = _two_default_named_runs(project)
+    console = Console(width=80, record=True)
+    print_comparison(console, compare_runs(list(zip(DEFAULT_IDS, dirs))))
+    text = console.export_text()
+    for name in DEFAULT_IDS:
+        assert text.count(name) == 2, text  # the runs table and the McNemar pair
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_runs_table_shows_whole_run_ids_at_80_columns(project, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # what a pipe or a small terminal gets
+    _two_default_named_runs(project)
+    result = invoke("runs")
+    assert result.exit_code == 0, result.output
+    for name in DEFAULT_IDS:
+        assert name in result.output, result.output
