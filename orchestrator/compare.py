@@ -182,7 +182,7 @@ def compare_runs(runs: Sequence[Tuple[str, Path]], *, force: bool = False, per_t
 def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     from rich.table import Table
 
-    from .report import VERDICT_STYLE, count, duration, num, pm
+    from .report import VERDICT_STYLE, compute_time, count, num, pm
     from .tables import add_column, add_name_column
 
     scoring = "per-token NLL" if result["per_token"] else "raw NLL"
@@ -195,8 +195,7 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     for r in result["runs"]:
         style = VERDICT_STYLE.get(r["verdict"], "")
         table.add_row(r["run_id"], r["kind"], r["init"], pm(r["accuracy"], r["accuracy_ci95"]), num(r["macro_f1"]),
-                      f"[{style}]{r['verdict']}[/]" if style else r["verdict"], (duration(r["gpu_seconds"]) if r["gpu_seconds"]
-                                                                  else f"{duration(r['job_seconds'])} cpu"),
+                      f"[{style}]{r['verdict']}[/]" if style else r["verdict"], compute_time(r["gpu_seconds"], r["job_seconds"]),
                       count(r["train_tokens"]))
     console.print(table)
     if result["test_sets_differ"]:
