@@ -14,7 +14,7 @@ from .. import experiments, hostops, runner, shell
 from ..connect import open_transport
 from ..errors import ExitCode, OrchError
 from ..project import Project, check_name
-from ..runstate import JobRow, fmt_duration, rows_from_local, rows_from_remote, run_state
+from ..runstate import JobRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
 from ..tables import add_column, add_name_column
 
 console = Console(highlight=False)
@@ -268,10 +268,7 @@ def register(app: typer.Typer) -> None:
                 acc = json.loads((run_dir / "metrics.json").read_text()).get("accuracy")
             except (OSError, ValueError, AttributeError):
                 acc = None
-            states = {r.state for r in rows}
-            state = record.get("state")
-            if states & {"failed", "cancelled", "lost"}:  # the last status fetched says so
-                state = "failed" if states & {"failed", "lost"} else "cancelled"
+            state = listed_state(record.get("state"), rows)
             items.append({"run": run_dir.name, "experiment": record.get("experiment"), "host": record.get("host"),
                           "kind": doc["experiment"]["model"]["kind"], "state": state,
                           "launched": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("launched_at", 0))),

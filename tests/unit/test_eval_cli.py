@@ -154,3 +154,31 @@ def test_runs_table_shows_whole_run_ids_at_80_columns(project, monkeypatch):
     assert result.exit_code == 0, result.output
     for name in DEFAULT_IDS:
         assert name in result.output, result.output
+
+
+def _launched_not_fetched(project, name, job_states):
+    """A run as `orch run` leaves it locally, after `orch status` recorded job_states."""
+    run_dir = make_run(project, name)
+    for status in run_dir.glob("jobs/*/status.json"):
+        status.unlink()  # nothing fetched yet
+    record = json.loads((run_dir / "local.json").read_text())
+    record.update(state="launched", job_states=job_states)
+    (run_dir / "local.json").write_text(json.dumps(record))
+    return run_dir
+
+
+def test_runs_shows_the_job_states_status_recorded(project):
+    _launched_not_fetched(project, "all-done", {"c0": "done", "c1": "done"})
+    _launched_not_fetched(project, "one-failed", {"c0": "done", "c1": "failed"})
+    _launched_not_fetched(project, "busy", {"c0": "done", "c1": "running"})
+    _launched_not_fetched(project, "stopped", {"c0": "done", "c1": "cancelled"})
+    _launched_not_fetched(project, "half-seen", {"c0": "done"})  # c1 never seen: no claim about the run
+    _launched_not_fetched(project, "never-seen", {})
+    make_run(project, "got")
+    record = json.loads((project / "runs" / "got" / "local.json").read_text())
+    (project / "runs" / "got" / "local.json").write_text(json.dumps({**record, "state": "fetched"}))
+    result = invoke("runs", "--json")
+    assert result.exit_code == 0, result.output
+    states = {item["run"]: item["state"] for item in json.loads(result.output)}
+    assert states == {"all-done": "done", "one-failed": "failed", "busy": "running", "stopped": "cancelled",
+                      "half-seen": "launched", "never-seen": "launched", "got": "fetched"}
