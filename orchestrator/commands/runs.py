@@ -28,6 +28,11 @@ def _fmt(value, spec: str = "") -> str:
     return format(value, spec) if spec else str(value)
 
 
+def follow_hint(run_id: str) -> str:
+    # Two alternatives, not a pipeline: "a | b" reads as shell syntax someone might paste.
+    return f"  follow: orch status {run_id} --watch, or orch logs {run_id} JOB -f"
+
+
 def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
     table = Table(title=f"{run_id} on {host}: {run_state(rows)}", title_justify="left")
     for col in ("job", "GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"):
@@ -130,7 +135,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"launched [bold]{run_id}[/] on {host_name}: {jobs} "
                           f"(code {launched.code_hash}, {launched.files_sent} files sent, {time.time() - start:.1f} s)")
             if not wait:
-                console.print(f"  follow: orch status {run_id} --watch | orch logs {run_id} JOB -f")
+                console.print(follow_hint(run_id))
                 print(run_id)
                 return
             _wait_fetch(project, transport, run_id, experiment)

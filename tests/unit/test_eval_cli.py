@@ -182,3 +182,11 @@ def test_runs_shows_the_job_states_status_recorded(project):
     states = {item["run"]: item["state"] for item in json.loads(result.output)}
     assert states == {"all-done": "done", "one-failed": "failed", "busy": "running", "stopped": "cancelled",
                       "half-seen": "launched", "never-seen": "launched", "got": "fetched"}
+
+
+def test_follow_hint_names_two_commands_not_a_pipe():
+    from orchestrator.commands.runs import follow_hint
+
+    hint = follow_hint("smoke-20261126-031341")
+    assert "|" not in hint
+    assert "orch status smoke-20261126-031341 --watch, or orch logs smoke-20261126-031341 JOB -f" in hint
