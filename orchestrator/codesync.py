@@ -15,9 +15,20 @@ from . import shell
 from .filesync import push_files
 from .transport import Transport
 
-# Only what the host needs.  Data is staged separately, content-addressed.
+# Only what the host needs.  Data is staged separately, content-addressed.  Host configs
+# are the controller's (nothing in remote/ or bootstrap/ reads them; experiments travel
+# resolved in run.yaml): shipping them made every `python:` that bootstrap records, or
+# any other host edit, a new snapshot.
 SYNC_DIRS = ("remote", "bootstrap", "configs")
-EXCLUDE_DIRS = ("configs/data",)
+EXCLUDE_DIRS = ("configs/data", "configs/hosts")
+# Leftovers of interrupted syncs are removed by the next sync's first round trip.  An hour
+# is far longer than a sync takes, so a staging folder that another sync is still filling
+# is left alone.
+STALE_STAGING_MINUTES = 60
+_CHECK = """
+find "$1" -mindepth 1 -maxdepth 1 -type d -name ".staging-*" -mmin +"$3" -exec rm -rf -- {} + 2>/dev/null
+test -f "$2"
+"""
 # Never ship secrets or junk, whatever .gitignore says.
 NEVER = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*", "*.pyc",
          "__pycache__", ".DS_Store", "*.tmp", ".git")
@@ -61,13 +72,18 @@ def snapshot_hash(root: Path, files: List[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def check_command(workdir: str, code_hash: str) -> str:
+    """Exit 0 when the snapshot is complete; on the way, drop stale staging folders."""
+    marker = f"{workdir}/code/{code_hash}/.complete"
+    return shell.join(["sh", "-c", _CHECK, "sh", f"{workdir}/code", marker, str(STALE_STAGING_MINUTES)])
+
+
 def sync_code(transport: Transport, root: Path, workdir: str, rsync: bool) -> Tuple[str, int]:
     """Make sure <workdir>/code/<hash>/ exists on the host; return (hash, files sent)."""
     files = snapshot_files(root)
     code_hash = snapshot_hash(root, files)
     dest = f"{workdir}/code/{code_hash}"
-    marker = f"{dest}/.complete"
-    if transport.run(shell.join(["test", "-f", marker]), check=False).rc == 0:
+    if transport.run(check_command(workdir, code_hash), check=False).rc == 0:
         return code_hash, 0
     staging = f"{workdir}/code/.staging-{code_hash}"
     transport.run(shell.join(["mkdir", "-p", "--", staging]))

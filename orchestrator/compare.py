@@ -78,12 +78,20 @@ def holm(p_values: Sequence[float]) -> List[float]:
     return adjusted
 
 
+def _in_run(name: str, exc: OrchError) -> OrchError:
+    """The error prefixed with the run's name, unless the message already starts with it
+    (load_scores and friends name the run themselves)."""
+    prefix = f"run {name!r}"
+    message = exc.message if exc.message.startswith(prefix) else f"{prefix}: {exc.message}"
+    return OrchError(message, exc.code, exc.hint)
+
+
 def _load(name: str, run_dir: Path) -> Loaded:
     try:
         run = load_run(run_dir)
         return Loaded(name, run, load_scores(run))
     except OrchError as exc:
-        raise OrchError(f"run {name!r}: {exc.message}", exc.code, exc.hint) from None
+        raise _in_run(name, exc) from None
 
 
 def common_ids(loaded: Sequence[Loaded], force: bool) -> Tuple[List[str], bool]:
@@ -154,7 +162,7 @@ def compare_runs(runs: Sequence[Tuple[str, Path]], *, force: bool = False, per_t
         try:
             ev = evaluate(x.run, x.scores.subset(ids))
         except OrchError as exc:
-            raise OrchError(f"run {x.name!r}: {exc.message}", exc.code, exc.hint) from None
+            raise _in_run(x.name, exc) from None
         rows.append(_row(x.name, ev, per_token))
         correct.append((ev.pred_norm if per_token else ev.pred) == ev.scores.y)
     pairs = []
@@ -174,19 +182,20 @@ def compare_runs(runs: Sequence[Tuple[str, Path]], *, force: bool = False, per_t
 def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     from rich.table import Table
 
-    from .report import VERDICT_STYLE, count, duration, num, pm
+    from .report import VERDICT_STYLE, compute_time, count, num, pm
+    from .tables import add_column, add_name_column
 
     scoring = "per-token NLL" if result["per_token"] else "raw NLL"
     table = Table(title=f"{len(result['runs'])} run(s) on {result['n_common']} shared test texts ({scoring})",
                   title_justify="left")
-    for col, justify in [("run", "left"), ("kind", "left"), ("init", "left"), ("accuracy ± 95% CI", "right"),
+    add_name_column(table, "run", [r["run_id"] for r in result["runs"]])
+    for col, justify in [("kind", "left"), ("init", "left"), ("accuracy ± 95% CI", "right"),
                          ("macro-F1", "right"), ("verdict", "left"), ("GPU time", "right"), ("train tokens", "right")]:
-        table.add_column(col, justify=justify)
+        add_column(table, col, justify)
     for r in result["runs"]:
         style = VERDICT_STYLE.get(r["verdict"], "")
         table.add_row(r["run_id"], r["kind"], r["init"], pm(r["accuracy"], r["accuracy_ci95"]), num(r["macro_f1"]),
-                      f"[{style}]{r['verdict']}[/]" if style else r["verdict"], (duration(r["gpu_seconds"]) if r["gpu_seconds"]
-                                                                  else f"{duration(r['job_seconds'])} cpu"),
+                      f"[{style}]{r['verdict']}[/]" if style else r["verdict"], compute_time(r["gpu_seconds"], r["job_seconds"]),
                       count(r["train_tokens"]))
     console.print(table)
     if result["test_sets_differ"]:
@@ -196,10 +205,12 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
         return
     several = len(result["pairs"]) > 1
     pt = Table(title="McNemar's exact test (pairs of runs, same test texts)", title_justify="left")
-    columns = [("A", "left"), ("B", "left"), ("only A right", "right"), ("only B right", "right"),
+    add_name_column(pt, "A", [p["a"] for p in result["pairs"]])
+    add_name_column(pt, "B", [p["b"] for p in result["pairs"]])
+    columns = [("only A right", "right"), ("only B right", "right"),
                ("accuracy A − B", "right"), ("p-value", "right")] + ([("p (Holm)", "right")] if several else [])
     for col, justify in columns:
-        pt.add_column(col, justify=justify)
+        add_column(pt, col, justify)
     for p in result["pairs"]:
         pt.add_row(p["a"], p["b"], str(p["a_only"]), str(p["b_only"]), f"{100 * p['accuracy_diff']:+.2f} pts",
                    _p(p["p_value"]), *([_p(p["p_holm"])] if several else []))

@@ -156,17 +156,34 @@ def list_hosts(project: Project) -> List[HostConfig]:
     return hosts
 
 
+def host_yaml(host: HostConfig, **extra) -> str:
+    """A configs/hosts/NAME.yaml body for HOST: its connection values that differ from a
+    host file's defaults (hostname always), then EXTRA; quoted by YAML itself."""
+    defaults = HostFile()
+    data = {"hostname": host.hostname}
+    for key in ("port", "user", "identity_file", "known_hosts_file", "proxy_jump", "connect_timeout"):
+        if getattr(host, key) != getattr(defaults, key):
+            data[key] = getattr(host, key)
+    data.update(extra)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
 def set_host_key(project: Project, name: str, key: str, value) -> Path:
     """Rewrite one key of a host's YAML file (for `local`, its file under .orch/)."""
     if key not in {f.name for f in dataclasses.fields(HostFile)}:
         raise OrchError(f"unknown host key {key!r}", ExitCode.CONFIG)
     path = host_file(project, name)
     if not path.is_file() and name != LOCAL:
-        raise OrchError(
-            f"host {name!r} has no file {path} to record {key} in",
-            ExitCode.CONFIG,
-            hint=f"create {path} (a ~/.ssh/config alias can be copied there with `hostname: {name}`)",
-        )
+        rel = path.relative_to(project.root)
+        alias = _from_ssh_config(name)
+        if alias is None:
+            hint = f"create {rel} with at least `hostname:` and `{key}:`"
+        else:
+            # A host file does not read ~/.ssh/config, so `hostname: ALIAS` would not
+            # resolve: the file needs the values the alias stands for.
+            hint = (f"create {rel} with what {ssh_config_path()} resolves `{name}` to:\n"
+                    + host_yaml(alias, **{key: value}).rstrip("\n"))
+        raise OrchError(f"host {name!r} has no file {rel} to record {key} in", ExitCode.CONFIG, hint=hint)
     data = read_mapping(path) if path.is_file() else {}
     data[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,16 @@ def duration(seconds: Optional[float]) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def compute_time(gpu_seconds: float, job_seconds: Optional[float]) -> str:
+    """GPU time, or the jobs' wall time marked "cpu" when none ran on a GPU: a CPU-only
+    run's cost is its job time, and "0s" would read as "took no time"."""
+    return duration(gpu_seconds) if gpu_seconds else f"{duration(job_seconds)} cpu"
+
+
+def compute_label(gpu_seconds: float) -> str:
+    return "GPU time" if gpu_seconds else "job time"
+
+
 def count(n: Optional[float]) -> str:
     if n is None:
         return "n/a"
@@ -200,8 +210,10 @@ def report_markdown(ev: Evaluation, plot_files: Sequence[Path] = ()) -> str:
     out += [
         "## Timings",
         "",
-        f"GPU time {duration(m['gpu_seconds'])} (sum of job wall times on a GPU), all jobs "
-        f"{duration(tm['wall_seconds'])}; training tokens {count(m['train_tokens'])}; "
+        (f"GPU time {duration(m['gpu_seconds'])} (sum of job wall times on a GPU), all jobs "
+         f"{duration(tm['wall_seconds'])}; " if m["gpu_seconds"] else
+         f"job time {compute_time(0, tm['wall_seconds'])} (sum of job wall times; no job ran on a GPU); ")
+        + f"training tokens {count(m['train_tokens'])}; "
         f"scored tokens {count(m['scored_tokens'])}"
         + (f"; mean standard error of a score {m['mean_se']:.3g} nats" if m.get("mean_se") is not None else "")
         + ".",
@@ -271,7 +283,7 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
     console.print(
         f"verdict: [{style}]{v['label']}[/] — accuracy {pct(m['accuracy'])} (95% CI {ci(m['accuracy_ci95'])}) "
         f"on the {v['title']} bands ({v['thresholds']}); prior {m['prior']['applied']}; "
-        f"GPU time {duration(m['gpu_seconds'])}",
+        f"{compute_label(m['gpu_seconds'])} {compute_time(m['gpu_seconds'], m['timings']['wall_seconds'])}",
         highlight=False,
     )
     if run_dir is not None:

@@ -213,6 +213,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
         raise OrchError("jobs did not start: " + "; ".join(f"{j['name']}: {j['error']}" for j in failed),
                         ExitCode.REMOTE)
     record["state"] = "launched"
+    record.pop("job_states", None)  # seen before the relaunch: `orch runs` must not show them as current
     save_record(local_dir, record)
     return todo
 

@@ -89,6 +89,21 @@ def run_state(rows: List[JobRow]) -> str:
     return "mixed"
 
 
+def listed_state(recorded: Optional[str], rows: List[JobRow]) -> Optional[str]:
+    """The state `orch runs` shows, from local.json's state and the rows' last known states.
+
+    Until results are fetched, local.json says "launched" whatever happened since; the job
+    states `orch status` last saw (or fetched status files) are newer, so they decide once
+    every job has one. Fetched runs stay "fetched"; a partial fetch shows a failure.
+    """
+    states = {r.state for r in rows}
+    if recorded in (None, "launched") and rows and "unknown" not in states:
+        return run_state(rows)
+    if recorded != "fetched" and states & {"failed", "cancelled", "lost"}:
+        return "failed" if states & {"failed", "lost"} else "cancelled"
+    return recorded
+
+
 def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[JobRow]:
     """Rows from fetched files (for `orch runs` without contacting the host)."""
     rows = []

@@ -454,8 +454,9 @@ def bootstrap(
                 console.print(f"host config: python = {escape(plan.env_python)} ({escape(str(path))})")
         except OrchError as exc:
             if not json_mode:
-                console.print(f"[yellow]warning:[/] could not record python in the host config: {escape(exc.message)}"
-                              + (f" ({escape(exc.hint)})" if exc.hint else ""))
+                console.print(f"[yellow]warning:[/] could not record python in the host config: {escape(exc.message)}")
+                if exc.hint:  # may hold a YAML block to paste: its own lines, as printed
+                    console.print(f"  hint: {exc.hint}", markup=False, highlight=False, soft_wrap=True)
     summary = _summary(plan, facts)
     probe.save_facts(project.root, host, facts, {"bootstrap": summary})
     elapsed = time.time() - start

@@ -16,7 +16,8 @@ from .. import experiments, hostops, runner, shell
 from ..connect import open_transport
 from ..errors import ExitCode, OrchError
 from ..project import Project, check_name
-from ..runstate import JobRow, fmt_duration, rows_from_local, rows_from_remote, run_state
+from ..runstate import JobRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
+from ..tables import add_column, add_name_column
 
 console = Console(highlight=False)
 
@@ -27,6 +28,11 @@ def _fmt(value, spec: str = "") -> str:
     if value is None:
         return "-"
     return format(value, spec) if spec else str(value)
+
+
+def follow_hint(run_id: str) -> str:
+    # Two alternatives, not a pipeline: "a | b" reads as shell syntax someone might paste.
+    return f"  follow: orch status {run_id} --watch, or orch logs {run_id} JOB -f"
 
 
 def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
@@ -170,7 +176,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"launched [bold]{run_id}[/] on {host_name}: {jobs} "
                           f"(code {launched.code_hash}, {launched.files_sent} files sent, {time.time() - start:.1f} s)")
             if not wait:
-                console.print(f"  follow: orch status {run_id} --watch | orch logs {run_id} JOB -f")
+                console.print(follow_hint(run_id))
                 print(run_id)
                 return
             _wait_fetch(project, transport, run_id, experiment)
@@ -323,10 +329,7 @@ def register(app: typer.Typer) -> None:
                 acc = json.loads((run_dir / "metrics.json").read_text()).get("accuracy")
             except (OSError, ValueError, AttributeError):
                 acc = None
-            states = {r.state for r in rows}
-            state = record.get("state")
-            if states & {"failed", "cancelled", "lost"}:  # the last status fetched says so
-                state = "failed" if states & {"failed", "lost"} else "cancelled"
+            state = listed_state(record.get("state"), rows)
             items.append({"run": run_dir.name, "experiment": record.get("experiment"), "host": record.get("host"),
                           "kind": doc["experiment"]["model"]["kind"], "state": state,
                           "launched": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("launched_at", 0))),
@@ -335,8 +338,9 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(items))
             return
         table = Table(title="runs", title_justify="left")
-        for col in ("run", "experiment", "kind", "host", "launched", "state", "accuracy"):
-            table.add_column(col)
+        add_name_column(table, "run", [it["run"] for it in items])
+        for col in ("experiment", "kind", "host", "launched", "state", "accuracy"):
+            add_column(table, col)
         for it in items:
             acc = f"{it['accuracy']:.4f}" if it["accuracy"] is not None else "-"
             table.add_row(it["run"], str(it["experiment"]), it["kind"], str(it["host"]), it["launched"],

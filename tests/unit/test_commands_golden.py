@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import shell
+from orchestrator.codesync import check_command
 from orchestrator.hostops import _PREPARE
 from orchestrator.jobs import hostctl, launch_plan, plan_jobs
 from remote.spec import Experiment, load_experiment
@@ -55,6 +56,7 @@ def test_hostctl_and_prepare_commands():
         shell.join(["sh", "-c", _PREPARE, "sh", "orch", "python3"]),
         shell.join(["tail", "-n", "40", "-F", "--", "/w/runs/r/jobs/neg/log.txt"]),
         shell.with_path(["/opt/cuda/bin", "/x y"], shell.join(["nvidia-smi", "-L"])),
+        check_command("/w", "h"),
     ]) + "\n"
     check_golden("host_commands.txt", text)
 

@@ -89,8 +89,17 @@ def test_compare_names_the_broken_run(tmp_path):
     with pytest.raises(OrchError) as info:
         compare_runs([("a", ra), ("b", rb)])
     assert info.value.message.startswith("run 'b':") and info.value.code == ExitCode.RUN_STATE
+    assert info.value.message.count("run 'b'") == 1  # named once, not "run 'b': run 'b': ..."
     with pytest.raises(OrchError, match="more than once"):
         compare_runs([("a", ra), ("a", ra)])
+
+
+def test_compare_prefixes_errors_that_do_not_name_the_run(tmp_path):
+    ra, rb = _runs(tmp_path)
+    (rb / "run.yaml").unlink()
+    with pytest.raises(OrchError) as info:
+        compare_runs([("a", ra), ("b", rb)])
+    assert info.value.message.startswith("run 'b': ") and "no run.yaml" in info.value.message
 
 
 def test_compare_per_token(tmp_path):

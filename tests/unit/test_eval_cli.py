@@ -123,3 +123,70 @@ def test_compare_cli(project):
 def test_compare_needs_a_run(project):
     result = invoke("compare")
     assert result.exit_code != 0 and "Missing argument" in result.output
+
+
+DEFAULT_IDS = ("smoke-20261126-031341", "smoke-20261126-031342")  # differ only at the end
+
+
+def _two_default_named_runs(project):
+    texts = margin_texts({"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]})
+    return [make_run(project, name, texts, kind="mdlm", init="distilgpt2") for name in DEFAULT_IDS]
+
+
+def test_compare_table_shows_whole_run_ids_at_80_columns(project):
+    from rich.console import Console
+
+    from orchestrator.compare import compare_runs, print_comparison
+
+    dirs = _two_default_named_runs(project)
+    console = Console(width=80, record=True)
+    print_comparison(console, compare_runs(list(zip(DEFAULT_IDS, dirs))))
+    text = console.export_text()
+    for name in DEFAULT_IDS:
+        assert text.count(name) == 2, text  # the runs table and the McNemar pair
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_runs_table_shows_whole_run_ids_at_80_columns(project, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # what a pipe or a small terminal gets
+    _two_default_named_runs(project)
+    result = invoke("runs")
+    assert result.exit_code == 0, result.output
+    for name in DEFAULT_IDS:
+        assert name in result.output, result.output
+
+
+def _launched_not_fetched(project, name, job_states):
+    """A run as `orch run` leaves it locally, after `orch status` recorded job_states."""
+    run_dir = make_run(project, name)
+    for status in run_dir.glob("jobs/*/status.json"):
+        status.unlink()  # nothing fetched yet
+    record = json.loads((run_dir / "local.json").read_text())
+    record.update(state="launched", job_states=job_states)
+    (run_dir / "local.json").write_text(json.dumps(record))
+    return run_dir
+
+
+def test_runs_shows_the_job_states_status_recorded(project):
+    _launched_not_fetched(project, "all-done", {"c0": "done", "c1": "done"})
+    _launched_not_fetched(project, "one-failed", {"c0": "done", "c1": "failed"})
+    _launched_not_fetched(project, "busy", {"c0": "done", "c1": "running"})
+    _launched_not_fetched(project, "stopped", {"c0": "done", "c1": "cancelled"})
+    _launched_not_fetched(project, "half-seen", {"c0": "done"})  # c1 never seen: no claim about the run
+    _launched_not_fetched(project, "never-seen", {})
+    make_run(project, "got")
+    record = json.loads((project / "runs" / "got" / "local.json").read_text())
+    (project / "runs" / "got" / "local.json").write_text(json.dumps({**record, "state": "fetched"}))
+    result = invoke("runs", "--json")
+    assert result.exit_code == 0, result.output
+    states = {item["run"]: item["state"] for item in json.loads(result.output)}
+    assert states == {"all-done": "done", "one-failed": "failed", "busy": "running", "stopped": "cancelled",
+                      "half-seen": "launched", "never-seen": "launched", "got": "fetched"}
+
+
+def test_follow_hint_names_two_commands_not_a_pipe():
+    from orchestrator.commands.runs import follow_hint
+
+    hint = follow_hint("smoke-20261126-031341")
+    assert "|" not in hint
+    assert "orch status smoke-20261126-031341 --watch, or orch logs smoke-20261126-031341 JOB -f" in hint

@@ -347,6 +347,36 @@ def test_evaluate_run_writes_every_output(tmp_path):
     assert not [p for p in run_dir.rglob(".*") if p.is_file()]
 
 
+def test_cpu_only_run_reports_its_job_time_not_gpu_time_0s(tmp_path):
+    from rich.console import Console
+
+    from orchestrator.compare import compare_runs, print_comparison
+
+    run_dir = make_run(tmp_path, job_seconds=7)  # two jobs: 14 s in all
+    for manifest in run_dir.glob("jobs/*/manifest.json"):
+        doc = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**doc, "device": "cpu", "gpu_name": None}))
+    console = Console(record=True, width=200)
+    metrics = evaluate_run(run_dir, console, plots=False)
+    assert metrics["gpu_seconds"] == 0
+    verdict = [line for line in console.export_text().splitlines() if line.startswith("verdict:")][0]
+    assert "GPU time" not in verdict and verdict.endswith("job time 14s cpu")
+    report = (run_dir / "report.md").read_text()
+    assert "GPU time" not in report and "job time 14s cpu" in report
+    compared = Console(record=True, width=200)
+    print_comparison(compared, compare_runs([("r1", run_dir)]))
+    assert "14s cpu" in compared.export_text()  # the same words as `orch compare`
+
+
+def test_gpu_run_reports_gpu_time(tmp_path):
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    evaluate_run(make_run(tmp_path, job_seconds=7), console, plots=False)
+    verdict = [line for line in console.export_text().splitlines() if line.startswith("verdict:")][0]
+    assert verdict.endswith("GPU time 14s")
+
+
 def test_evaluate_run_is_silent_without_console(tmp_path, capsys):
     evaluate_run(make_run(tmp_path), plots=False)
     assert capsys.readouterr().out == ""

@@ -46,3 +46,35 @@ def test_unknown_host_and_set_key(project):
     assert local.is_local and local.python  # defaults to the controller's interpreter
     set_host_key(project, "local", "python", "/x/python")
     assert resolve_host(project, "local").python == "/x/python"
+
+
+def test_recording_a_key_for_an_ssh_alias_hints_the_resolved_yaml(project, tmp_path):
+    import yaml
+
+    (tmp_path / "ssh_config").write_text(
+        "Host gpubox\n  HostName gpu.example.org\n  User yes\n  Port 2222\n"
+        "  IdentityFile ~/.ssh/id_x\n  ProxyJump jump@bastion:22\n")
+    alias = resolve_host(project, "gpubox")
+    with pytest.raises(OrchError) as info:
+        set_host_key(project, "gpubox", "python", "/opt/env: 3/bin/python")
+    first, _, block = info.value.hint.partition("\n")
+    assert "configs/hosts/gpubox.yaml" in first and str(tmp_path / "ssh_config") in first
+    assert "hostname: gpubox" not in block  # would not resolve: a host file does not read ~/.ssh/config
+    assert yaml.safe_load(block) == {"hostname": "gpu.example.org", "port": 2222, "user": "yes",
+                                     "identity_file": alias.identity_file, "proxy_jump": "jump@bastion:22",
+                                     "python": "/opt/env: 3/bin/python"}  # "yes" and ": " quoted
+    # Pasted as told, the file reaches the same host the alias did.
+    (project.configs / "hosts" / "gpubox.yaml").write_text(block + "\n")
+    host = resolve_host(project, "gpubox")
+    for key in ("hostname", "port", "user", "identity_file", "proxy_jump", "known_hosts_file"):
+        assert getattr(host, key) == getattr(alias, key), key
+    assert host.python == "/opt/env: 3/bin/python"
+
+
+def test_recording_a_key_for_a_plain_alias_needs_only_hostname(project, tmp_path):
+    import yaml
+
+    (tmp_path / "ssh_config").write_text("Host box\n")
+    with pytest.raises(OrchError) as info:
+        set_host_key(project, "box", "python", "/p")
+    assert yaml.safe_load(info.value.hint.partition("\n")[2]) == {"hostname": "box", "python": "/p"}
