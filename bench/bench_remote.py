@@ -35,8 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from remote.spec import ModelSpec, ScoreSpec, TrainSpec  # noqa: E402
-from remote.score import compiled_score  # noqa: E402
-from remote.train import autocast, compiled_loss, make_optimizer  # noqa: E402
+from remote.train import autocast, compiled, make_optimizer  # noqa: E402
 
 ALL_KINDS = ["ar", "mdlm", "mlm-pll", "classifier"]
 
@@ -79,7 +78,7 @@ def timed(fn, device, warmup: int, iters: int, budget_s: float):
     return time.perf_counter() - t0, done
 
 
-def bench_kind(name: str, spec: ModelSpec, tok, args, compiled: bool, device: torch.device) -> Dict:
+def bench_kind(name: str, spec: ModelSpec, tok, args, use_compile: bool, device: torch.device) -> Dict:
     from remote.kinds import get_kind
 
     kind = get_kind(name)
@@ -101,7 +100,7 @@ def bench_kind(name: str, spec: ModelSpec, tok, args, compiled: bool, device: to
 
     # --- training: forward + backward + AdamW step, as in remote/train.py
     opt = make_optimizer(model, TrainSpec(lr=1e-4), device)
-    loss_fn, fwd = compiled_loss(kind, model, compiled)  # what remote/train.py compiles
+    loss_fn, fwd = compiled(kind.train_loss, kind, model, use_compile)  # what remote/train.py compiles
     model.train()
 
     def train_step():
@@ -124,7 +123,8 @@ def bench_kind(name: str, spec: ModelSpec, tok, args, compiled: bool, device: to
     sb = args.pll_texts if name == "mlm-pll" else args.score_batch
     sids, smask = ids[:1].expand(sb, L).contiguous(), mask[:1].expand(sb, L).contiguous()
     score_spec = ScoreSpec(batch_size=sb, mdlm_draws=args.mdlm_k)
-    score_fn, score_fwd = compiled_score(kind, model, compiled)  # what remote/score.py compiles
+    # what remote/score.py compiles
+    score_fn, score_fwd = compiled(kind.score_batch, kind, model, use_compile, dynamic=True)
     seeds = list(range(sb))
 
     def score_step():
@@ -137,7 +137,7 @@ def bench_kind(name: str, spec: ModelSpec, tok, args, compiled: bool, device: to
     score_seq_s = sb * n / t
     score_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     note = {"mdlm": f"K={args.mdlm_k} draws/text", "mlm-pll": f"L passes/text, {sb} texts/call"}.get(name, "")
-    return {"kind": name, "compile": compiled, "params_m": n_params / 1e6, "train_tok_s": train_tok_s,
+    return {"kind": name, "compile": use_compile, "params_m": n_params / 1e6, "train_tok_s": train_tok_s,
             "score_seq_s": score_seq_s, "train_mem": train_mem, "score_mem": score_mem, "note": note}
 
 
@@ -294,15 +294,15 @@ def main() -> None:
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     results = []
     for name in args.kinds.split(","):
-        for compiled in modes:
-            print(f"--- {name} compile={compiled}", flush=True)
+        for use_compile in modes:
+            print(f"--- {name} compile={use_compile}", flush=True)
             try:
-                r = bench_kind(name, spec, tok, args, compiled, device)
+                r = bench_kind(name, spec, tok, args, use_compile, device)
                 print(f"{name}: train {r['train_tok_s']:,.0f} tokens/s, score {r['score_seq_s']:,.1f} sequences/s",
                       flush=True)
             except Exception as e:  # one kind failing (missing module, OOM) must not lose the others
                 traceback.print_exc()
-                r = {"kind": name, "compile": compiled, "error": f"{type(e).__name__}: {str(e)[:120]}"}
+                r = {"kind": name, "compile": use_compile, "error": f"{type(e).__name__}: {str(e)[:120]}"}
             results.append(r)
             if device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Set, Tuple
+from typing import Optional, Set, Tuple
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry
@@ -29,8 +29,9 @@ class KnownHosts:
         return (key.get_name(), key.get_base64()) in self.revoked
 
 
-def load(path: Path) -> KnownHosts:
-    known = KnownHosts()
+def load(path: Path, keys: Optional[paramiko.HostKeys] = None) -> KnownHosts:
+    """Parse ``path``; its usable entries go into ``keys`` (e.g. a client's own HostKeys)."""
+    known = KnownHosts(keys=keys if keys is not None else paramiko.HostKeys())
     if not path.is_file():
         return known
     for raw in path.read_text(errors="replace").splitlines():

@@ -96,10 +96,7 @@ class SSHTransport(Transport):
         if sock is not None:
             kwargs["sock"] = sock
         client = paramiko.SSHClient()
-        known = knownhosts.load(self.known_hosts)
-        for name in known.keys.keys():
-            for keytype, key in known.keys[name].items():
-                client.get_host_keys().add(name, keytype, key)
+        known = knownhosts.load(self.known_hosts, client.get_host_keys())
         policy = _TrustOnFirstUse(self.known_hosts, known) if self.trust_new_host_key else _Refuse()
         client.set_missing_host_key_policy(policy)
         where = host.display()
@@ -221,7 +218,7 @@ class SSHTransport(Transport):
             raise OrchError(f"command timed out after {timeout:.0f} s on {self.host.name}: {command[:200]}",
                             ExitCode.REMOTE)
         except (socket.error, EOFError, paramiko.SSHException) as exc:
-            raise OrchError(f"lost the SSH connection to {self.host.display()}: {exc}", ExitCode.UNREACHABLE)
+            raise self._lost(exc)
         err = b"".join(err_chunks)
         return Result(out.decode(errors="replace"), err.decode(errors="replace"), rc)
 
@@ -245,10 +242,13 @@ class SSHTransport(Transport):
             finally:
                 chan.close()
         except (socket.error, EOFError, paramiko.SSHException) as exc:
-            raise OrchError(f"lost the SSH connection to {self.host.display()}: {exc}", ExitCode.UNREACHABLE)
+            raise self._lost(exc)
         if rc == -1:  # the stream ended with no exit status: the connection dropped under it
-            raise OrchError(f"lost the SSH connection to {self.host.display()} while streaming", ExitCode.UNREACHABLE)
+            raise self._lost("it closed while streaming")
         return rc
+
+    def _lost(self, why) -> OrchError:
+        return OrchError(f"lost the SSH connection to {self.host.display()}: {why}", ExitCode.UNREACHABLE)
 
     def _sftp_client(self):
         if self._sftp is None:

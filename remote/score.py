@@ -15,23 +15,11 @@ from typing import Callable, List, Tuple
 import torch
 
 from remote.files import append_jsonl, stable_seed
-from remote.train import autocast, collate
+from remote.train import autocast, collate, compiled
 
 
 def text_seed(text_id: str, score_seed: int) -> int:
     return stable_seed("score", text_id, score_seed)
-
-
-def compiled_score(kind, model, enabled: bool):
-    """(score_fn, fwd) for ``score_fn(fwd, input_ids, attention_mask, seeds, spec, tok)``,
-    compiled with dynamic shapes when ``enabled`` (see ``remote.train.compiled_loss``)."""
-    from remote.train import compiled_loss
-
-    if not enabled:
-        return kind.score_batch, model
-    if getattr(kind, "compile_whole_loss", False):
-        return torch.compile(kind.score_batch, dynamic=True), model
-    return kind.score_batch, compiled_loss(kind, model, True, dynamic=True)[1]
 
 
 def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_spec, tokenizer, *,
@@ -41,7 +29,7 @@ def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_sp
 
     ``compile``: run through torch.compile with dynamic shapes (every batch has its own
     length, so static shapes would recompile per batch): the whole scoring function for
-    kinds that trace whole (see ``remote.train.compiled_loss``), else the model.
+    kinds that trace whole (see ``remote.train.compiled``), else the model.
     """
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
@@ -52,7 +40,7 @@ def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_sp
     every = max(1, n_batches // 20)  # about 20 progress lines per scoring pass
     t0 = time.time()
     model.eval()
-    score_fn, fwd = compiled_score(kind, model, compile)
+    score_fn, fwd = compiled(kind.score_batch, kind, model, compile, dynamic=True)
     with torch.inference_mode():
         for b, start in enumerate(range(0, len(order), score_spec.batch_size)):
             idx = order[start:start + score_spec.batch_size]

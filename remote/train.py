@@ -72,21 +72,22 @@ def setup_backends(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def compiled_loss(kind, model: torch.nn.Module, enabled: bool, **compile_kw):
-    """(loss_fn, fwd) for ``loss_fn(fwd, input_ids, attention_mask, generator, ...)``.
+def compiled(fn, kind, model: torch.nn.Module, enabled: bool, **compile_kw):
+    """(fn, fwd) to call as ``fn(fwd, ...)``: the kind's ``train_loss`` or ``score_batch``
+    with the model, compiled when ``enabled`` (scoring passes ``dynamic=True``).
 
-    A kind whose loss traces whole (``compile_whole_loss``: ar, classifier) is compiled
-    together with the model: the LM head's output, the fp32 upcast and the
-    cross-entropy then fuse, instead of full fp32 logits being written and read back
+    A kind whose functions trace whole (``compile_whole_loss``: ar, classifier) has the
+    function compiled together with the model: the LM head's output, the fp32 upcast and
+    the cross-entropy then fuse, instead of full fp32 logits being written and read back
     several times a step (the largest tensor of a GPT-2-sized step).  The masked kinds
     draw masks and pick positions with data-dependent shapes, so only their model is
-    compiled.  Not enabled: the eager loss and model.
+    compiled.  Not enabled: the eager function and model.
     """
     if not enabled:
-        return kind.train_loss, model
+        return fn, model
     if getattr(kind, "compile_whole_loss", False):
-        return torch.compile(kind.train_loss, **compile_kw), model
-    return kind.train_loss, torch.compile(model, **compile_kw)
+        return torch.compile(fn, **compile_kw), model
+    return fn, torch.compile(model, **compile_kw)
 
 
 # ---------------------------------------------------------------- batches
@@ -207,7 +208,7 @@ def train(model: torch.nn.Module, kind, data: Texts, cfg, *, job_dir: str, phase
     else:
         torch.manual_seed(stable_seed(cfg.seed, "dropout"))
 
-    loss_fn, fwd = compiled_loss(kind, model, cfg.compile)
+    loss_fn, fwd = compiled(kind.train_loss, kind, model, cfg.compile)
     if cfg.compile:
         whole = getattr(kind, "compile_whole_loss", False)
         log(f"{phase}: torch.compile on ({'the loss with the model' if whole else 'the model'});"

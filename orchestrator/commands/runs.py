@@ -63,18 +63,20 @@ def _watch(transport, record, doc, run_id: str, interval: float) -> List[JobRow]
     again = f"`orch status {run_id} --watch` picks up again; `orch cancel {run_id}` stops the jobs"
 
     def poll() -> List[JobRow]:
-        for attempt, wait_s in enumerate((*RECONNECT_WAITS_S, None)):
+        attempt = 0
+        while True:
             try:
                 remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
                 return rows_from_remote(remote, doc["jobs"])
             except OrchError as exc:
-                if exc.code != ExitCode.UNREACHABLE or wait_s is None:
+                if exc.code != ExitCode.UNREACHABLE or attempt == len(RECONNECT_WAITS_S):
                     raise OrchError(exc.message, exc.code, hint=f"the jobs keep running on {host}; {again}") from None
+                wait_s = RECONNECT_WAITS_S[attempt]
+                attempt += 1
                 console.print(f"[yellow]connection to {escape(host)} lost[/] ({escape(exc.message)}); "
-                              f"retrying in {wait_s} s ({attempt + 1}/{len(RECONNECT_WAITS_S)})")
+                              f"retrying in {wait_s} s ({attempt}/{len(RECONNECT_WAITS_S)})")
                 transport.close()  # the next command opens a fresh connection
                 time.sleep(wait_s)
-        raise AssertionError("unreachable")
 
     def summary(rows: List[JobRow]) -> str:
         return f"{run_id}: " + ", ".join(f"{r.name} {r.state}" + (f" {r.step}/{r.total}" if r.total else "")

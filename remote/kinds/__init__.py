@@ -18,7 +18,7 @@ A kind module provides
 optionally
 
     compile_whole_loss: bool     train_loss and score_batch trace without data-dependent
-        shapes, so train.compile compiles them with the model (remote.train.compiled_loss)
+        shapes, so train.compile compiles them with the model (remote.train.compiled)
     encode(tokenizer, texts, max_len) -> list[list[int]]   (default: remote.tokenizer.encode)
     save_model(model, folder) / load_model(spec, tokenizer, folder)
         (default: save_pretrained/from_pretrained for HF models, else a state dict,

@@ -15,7 +15,7 @@ from remote.kinds.hf import fit_vocab, from_config, from_pretrained, gpt2_config
 
 masked = False
 needs_labels = True  # trained on every class at once: train_loss takes labels=
-compile_whole_loss = True  # see remote.train.compiled_loss
+compile_whole_loss = True  # see remote.train.compiled
 
 
 def build_model(spec, tokenizer, pretrained=None, num_labels: int = 2) -> torch.nn.Module:

@@ -50,6 +50,15 @@ class Sshd:
     def known_hosts_line(self) -> str:
         return f"[127.0.0.1]:{self.port} {self.host_key_pub}\n"
 
+    def drop_connections(self) -> None:
+        """Kill the per-connection children (the listener stays), as a network change would."""
+        master = int(self.pid_file.read_text())
+        for pid in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split():
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+
     def stop(self) -> None:
         try:
             pid = int(self.pid_file.read_text().strip())

@@ -2,34 +2,13 @@
 watching retries, Ctrl-C only stops watching, `logs -f` ends with the job and reports a
 drop, and --resume puts back a run folder the host lost."""
 import json
-import os
 import shutil
 import signal
-import subprocess
 import time
 
 import pytest
 
 pytestmark = pytest.mark.integration
-
-
-def drop_connections(p):
-    """Kill the test sshd's per-connection children (the listener stays), as a network change would."""
-    master = int(p.sshd.pid_file.read_text())
-    for pid in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split():
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def wait_for(pred, timeout=120, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_watch_retries_a_dropped_connection_and_ctrl_c_only_stops_watching(ssh_project):
@@ -40,7 +19,7 @@ def test_watch_retries_a_dropped_connection_and_ctrl_c_only_stops_watching(ssh_p
     out = []
     try:
         time.sleep(3)
-        drop_connections(p)
+        p.sshd.drop_connections()
         time.sleep(4)  # the first retry comes after 2 s
         watcher.send_signal(signal.SIGINT)
         stdout, stderr = watcher.communicate(timeout=60)
@@ -72,7 +51,7 @@ def test_logs_follow_ends_with_the_job_and_a_drop_is_an_error(ssh_project):
     follower = p.popen("logs", "g", "class-0", "-f")
     try:
         time.sleep(3)
-        drop_connections(p)
+        p.sshd.drop_connections()
         _, stderr = follower.communicate(timeout=60)
     finally:
         if follower.poll() is None:

@@ -37,15 +37,8 @@ def test_jobs_survive_controller_kill_and_dropped_connections(ssh_project):
     time.sleep(3)
     follower.send_signal(signal.SIGKILL)
     follower.wait()
-    # Drop every SSH connection the test sshd has (its per-connection children), as a
-    # sleeping laptop or a network change would.
-    master = int(p.sshd.pid_file.read_text())
-    children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
-    for pid in children:
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    # Drop every SSH connection the test sshd has, as a sleeping laptop or a network change would.
+    p.sshd.drop_connections()
     # Reconnect later: the truth comes back from the host's files.
     jobs = p.wait_state("surv")
     assert [j["state"] for j in jobs] == ["done", "done"], jobs

@@ -1,6 +1,6 @@
-"""train.compile=true runs the jobs through torch.compile (remote.train.compiled_loss,
-remote.score.compiled_score) and gives the eager run's scores.  Compiling is slow on a
-CPU (tens of seconds per graph), so this runs one short class job per path."""
+"""train.compile=true runs the jobs through torch.compile (remote.train.compiled) and
+gives the eager run's scores.  Compiling is slow on a CPU (tens of seconds per graph),
+so this runs one short class job per path."""
 import pytest
 
 from runkit import class_jobs, experiment, read_jsonl, run_job_process, write_run
