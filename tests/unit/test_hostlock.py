@@ -2,6 +2,7 @@
 filesystem through the `local` transport: mkdir atomicity, owners, staleness, heartbeat."""
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -33,7 +34,9 @@ def test_second_holder_is_refused_with_the_owner_named(tmp_path):
     e = err.value
     assert e.code == ExitCode.RUN_STATE
     assert "another `orch bootstrap` holds the lock on nigel" in e.message
-    assert f"(pid {os.getpid()})" in e.message and "last heartbeat 0 s ago" in e.message
+    assert f"(pid {os.getpid()})" in e.message
+    heartbeat = re.search(r"last heartbeat (\d+) s ago", e.message)
+    assert heartbeat and int(heartbeat.group(1)) <= 5  # just taken (the clock may tick in between)
     assert "--break-lock" in e.hint
     # Only the holder's release removes it.
     second.held = True
