@@ -45,6 +45,8 @@ def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
         state = f"[{colours.get(r.state, 'white')}]{r.state}[/]"
         if r.reason and r.state in ("failed", "cancelled"):
             state += f" ({r.reason})"
+        elif r.note:
+            state += f" ({escape(r.note)})"
         table.add_row(r.name, r.gpu or "-", state, r.phase or "-", steps, _fmt(r.loss, ".4f"),
                       _fmt(r.tokens_per_s, ",.0f"), fmt_duration(r.eta_s), fmt_duration(r.elapsed_s))
     return table
@@ -281,9 +283,13 @@ def register(app: typer.Typer) -> None:
                 raise OrchError(f"run {run_id} has no job {name!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             result = hostops.remote_cancel(transport, record["workdir"], record["code_hash"], run_id, list(job or []))
+        stuck = [item for item in result["jobs"] if item.get("error")]
         for item in result["jobs"]:
-            verb = "cancelled" if item["changed"] else f"already {item['state']}"
-            console.print(f"{item['name']}: {verb}")
+            verb = item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"
+            console.print(f"{item['name']}: {escape(verb)}")
+        if stuck:
+            raise OrchError(f"{', '.join(i['name'] for i in stuck)} did not stop yet", ExitCode.RUN_STATE,
+                            hint=f"`orch status {run_id}` shows when they end; `orch cancel {run_id}` again to retry")
 
     @app.command("fetch-results")
     def fetch_results(
