@@ -48,3 +48,17 @@ def new_key(path: Path) -> str:
     """A fresh ed25519 public key as 'type base64'."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return " ".join(Path(str(path) + ".pub").read_text().split()[:2])
+
+
+def trainers_under(root: Path) -> List[int]:
+    """The job payloads (python -m remote.run_job) among processes_under(root)."""
+    found = []
+    for pid in processes_under(root):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[1:3] == [b"-m", b"remote.run_job"]:
+            found.append(pid)
+    return found
