@@ -10,6 +10,7 @@ from remote.spec import DataSpec, Experiment
 from . import shell
 from .errors import ExitCode, OrchError
 from .filesync import rsync_file
+from .project import control_char
 from .transport import Transport
 
 DATA_KEYS = ("path", "test_path", "unlabelled_path")
@@ -32,6 +33,11 @@ def local_data_files(exp: Experiment, root: Path) -> Dict[str, Path]:
                 ExitCode.CONFIG,
                 hint="paths in an experiment are relative to the project folder; use --set data.path=FILE",
             )
+        bad = control_char(path.name)
+        if bad:
+            # The staged name is <sha>-<file name> on the host, listed line by line.
+            raise OrchError(f"data.{key}: the file name {path.name!r} contains a control character ({bad})",
+                            ExitCode.CONFIG, hint="rename the file to a name without newlines or tabs")
         out[key] = path.resolve()
     return out
 

@@ -91,6 +91,14 @@ def test_control_characters_in_host_paths_are_config_errors(p, tmp_path, key, va
     assert written == [] and not p.remote_root.exists()
 
 
+def test_a_data_file_name_with_a_newline_is_refused(p):
+    data = p.root / "two\nlines.jsonl"
+    data.write_bytes((p.root / "configs/data/tiny_sentiment.jsonl").read_bytes())
+    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "nl", *FAST, "--set", f"data.path={json.dumps(data.name)}")
+    assert proc.returncode == 3 and "control character" in proc.stderr and "data.path" in proc.stderr, proc.stderr
+    assert not (p.remote_root / "data").exists()
+
+
 def test_secrets_never_reach_the_host_and_dry_run_lists_what_would(p):
     secrets = {"remote/run_job.py~": "HF_TOKEN=hf_secret1", "remote/.#train.py": "x", "remote/#train.py#": "x",
                "remote/.train.py.swp": "x", "remote/train.py.orig": "x", "remote/train.py.bak": "x",
