@@ -19,7 +19,7 @@ import paramiko
 from . import knownhosts, shell
 from .errors import ExitCode, OrchError
 from .hosts import HostConfig
-from .transport import Result, Transport
+from .transport import Result, Transport, temp_name
 
 
 class _HostKeyRefused(paramiko.SSHException):
@@ -282,7 +282,7 @@ class SSHTransport(Transport):
 
         self._mkdirs(posixpath.dirname(remote_path) or ".")
         sftp = self._sftp_client()
-        tmp = remote_path + ".tmp"
+        tmp = posixpath.join(posixpath.dirname(remote_path), temp_name(posixpath.basename(remote_path)))
         with sftp.open(tmp, "w") as fh:
             fh.write(text.encode())
         sftp.posix_rename(tmp, remote_path)
@@ -292,7 +292,7 @@ class SSHTransport(Transport):
 
         self._mkdirs(posixpath.dirname(remote_path) or ".")
         sftp = self._sftp_client()
-        tmp = remote_path + ".tmp"
+        tmp = posixpath.join(posixpath.dirname(remote_path), temp_name(posixpath.basename(remote_path)))
         sftp.put(str(local_path), tmp)
         sftp.posix_rename(tmp, remote_path)
 

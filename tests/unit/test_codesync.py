@@ -186,3 +186,29 @@ def test_a_folder_without_the_marker_is_set_aside_not_trusted(tmp_path):
     assert (broken / ".complete").is_file() and not (broken / "remote" / "half.py").exists()
     aside = [p for p in (workdir / "code").iterdir() if p.name.startswith(".staging-broken-")]
     assert len(aside) == 1 and (aside[0] / "remote" / "half.py").exists()  # removed later as stale staging
+
+
+def test_concurrent_uploads_of_one_file_do_not_collide(tmp_path):
+    """Two launches staging the same data file once shared one temp name: the second
+    rename failed because the first had taken the file away."""
+    import threading
+
+    src = tmp_path / "data.jsonl"
+    src.write_text("{}\n" * 1000)
+    transport = LocalTransport(HostConfig(name="local", workdir=str(tmp_path / "host")))
+    errors = []
+
+    def put():
+        try:
+            for _ in range(20):
+                transport.put_file(src, str(tmp_path / "host" / "data" / "x-data.jsonl"))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [p.name for p in (tmp_path / "host" / "data").iterdir()] == ["x-data.jsonl"]
