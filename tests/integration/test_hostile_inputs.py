@@ -99,19 +99,45 @@ def test_a_data_file_name_with_a_newline_is_refused(p):
     assert not (p.remote_root / "data").exists()
 
 
-def test_secrets_never_reach_the_host_and_dry_run_lists_what_would(p):
-    secrets = {"remote/run_job.py~": "HF_TOKEN=hf_secret1", "remote/.#train.py": "x", "remote/#train.py#": "x",
-               "remote/.train.py.swp": "x", "remote/train.py.orig": "x", "remote/train.py.bak": "x",
-               "remote/.netrc": "machine h password p", "configs/.pypirc": "password: p",
-               "bootstrap/aws_secret.sh": "x", "configs/experiments/hf_token.yaml": "x", "remote/.env": "K=v",
-               "remote/.env.prod": "K=v", "bootstrap/id_ed25519": "KEY", "remote/cert.pem": "x",
-               "remote/notes.txt": "not code", "configs/envs/private.key": "x"}
-    for rel, text in secrets.items():
+SECRETS = {"remote/run_job.py~": "HF_TOKEN=hf_secret1", "remote/.#train.py": "x", "remote/#train.py#": "x",
+           "remote/.train.py.swp": "x", "remote/train.py.orig": "x", "remote/train.py.bak": "x",
+           "remote/.netrc": "machine h password p", "configs/.pypirc": "password: p",
+           "bootstrap/aws_secret.sh": "x", "configs/experiments/hf_token.yaml": "x", "remote/.env": "K=v",
+           "remote/.env.prod": "K=v", "bootstrap/id_ed25519": "KEY", "remote/cert.pem": "x",
+           "remote/notes.txt": "not code", "configs/envs/private.key": "x"}
+
+
+def _careless_tree(p):
+    for rel, text in SECRETS.items():
         (p.root / rel).write_text(text + "\n")
     (p.root / "remote" / "extra_new.py").write_text("X = 1\n")  # new code: shipped
     (p.root / "remote" / "spec.py").chmod(0o600)
     (p.root / "bootstrap" / "make_env.sh").chmod(0o777)
 
+
+def _shipped(p):
+    (snapshot,) = [d for d in (p.remote_root / "code").iterdir() if not d.name.startswith(".")]
+    return snapshot, {f.relative_to(snapshot).as_posix(): stat.S_IMODE(f.stat().st_mode) for f in snapshot.rglob("*")
+                      if f.is_file() and f.name != ".complete" and "__pycache__" not in f.parts}  # (the host's own)
+
+
+def test_secrets_never_reach_the_host_and_modes_are_0644_0755(p):
+    _careless_tree(p)
+    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "sec", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    snapshot, shipped = _shipped(p)
+    assert not set(SECRETS) & set(shipped)
+    assert "remote/extra_new.py" in shipped
+    assert all(mode in (0o644, 0o755) for mode in shipped.values()), shipped
+    assert shipped["bootstrap/make_env.sh"] == 0o755 and shipped["remote/spec.py"] == 0o644
+    for f in snapshot.rglob("*"):
+        if f.is_file():
+            assert b"hf_secret1" not in f.read_bytes()
+    assert [j["state"] for j in p.wait_state("sec")] == ["done", "done"]
+
+
+def test_dry_run_lists_what_a_launch_sends_without_contacting_the_host(p):
+    _careless_tree(p)
     logins = p.sshd.logins()
     dry = p.orch("run", "smoke", "--host", "testhost", "--name", "dry", *FAST, "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -121,23 +147,12 @@ def test_secrets_never_reach_the_host_and_dry_run_lists_what_would(p):
     assert "remote/extra_new.py" in listed and listed["remote/spec.py"][1] == "644"
     assert listed["bootstrap/make_env.sh"][1] == "755"
     assert int(listed["remote/run_job.py"][0]) == (p.root / "remote/run_job.py").stat().st_size
-    assert not set(secrets) & set(listed)
+    assert not set(SECRETS) & set(listed)
     assert "session orch-dry-class-0" in dry.stdout and "remote.run_job" in dry.stdout
     assert not (p.root / "runs" / "dry").exists()
     p.write_host(port=1)  # a dry run never connects, so an unreachable host is fine
     assert p.orch("run", "smoke", "--host", "testhost", "--dry-run").returncode == 0
     p.write_host()
-
-    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "sec", *FAST)
-    assert proc.returncode == 0, proc.stderr
-    (snapshot,) = [d for d in (p.remote_root / "code").iterdir() if not d.name.startswith(".")]
-    shipped = {f.relative_to(snapshot).as_posix(): stat.S_IMODE(f.stat().st_mode) for f in snapshot.rglob("*")
-               if f.is_file() and f.name != ".complete" and "__pycache__" not in f.parts}  # (the host's own)
-    assert set(shipped) == set(listed)  # exactly what the dry run listed
-    assert not set(secrets) & set(shipped)
-    assert all(mode in (0o644, 0o755) for mode in shipped.values()), shipped
-    assert shipped["bootstrap/make_env.sh"] == 0o755 and shipped["remote/spec.py"] == 0o644
-    for f in snapshot.rglob("*"):
-        if f.is_file():
-            assert b"hf_secret1" not in f.read_bytes()
-    assert [j["state"] for j in p.wait_state("sec")] == ["done", "done"]
+    p.orch("run", "smoke", "--host", "testhost", "--name", "sent", *FAST, check=True)
+    assert set(_shipped(p)[1]) == set(listed)  # exactly what the dry run listed
+    assert [j["state"] for j in p.wait_state("sent")] == ["done", "done"]
