@@ -34,10 +34,10 @@ from typing import Any, Dict, List
 
 from .yamlfile import read_mapping
 from .errors import ExitCode, OrchError
-from .project import check_name
+from .project import check_name, control_char
 
 MANAGERS = ("conda", "miniforge", "venv")
-_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([.+-][A-Za-z0-9.]+)?$")
+_VERSION_RE = re.compile(r"\d+\.\d+(\.\d+)?([.+-][A-Za-z0-9.]+)?")  # fullmatch
 
 
 @dataclass
@@ -128,6 +128,8 @@ class _Reader:
             value = str(value)  # python: 3.11 written without quotes
         if not isinstance(value, str):
             raise self.fail(full, "a string", value)
+        if control_char(value.strip()):
+            raise self.fail(full, "no control characters (newline, tab, ...)", value)
         return value.strip()
 
     def number(self, data: Dict[str, Any], key: str, default: float, full: str) -> float:
@@ -160,6 +162,9 @@ def parse(data: Any, name: str, path: str = "") -> EnvSpec:
     if not isinstance(packages, list) or not all(isinstance(p, str) and p.strip() for p in packages):
         raise r.fail("packages", "a list of pip requirement strings", packages)
     for p in packages:
+        if control_char(p.strip()):
+            raise r.fail("packages", "requirements without control characters (newline, tab, ...)", p)
+    for p in packages:
         if p.strip().startswith("-"):
             raise r.fail("packages", "requirements, not pip options", p)
         if re.match(r"^\s*(torch|flash[-_]attn)\b", p, re.IGNORECASE):
@@ -180,7 +185,7 @@ def parse(data: Any, name: str, path: str = "") -> EnvSpec:
     spec.flash_attn.wanted = r.boolean(fa, "wanted", True, "flash_attn.wanted")
     spec.flash_attn.required = r.boolean(fa, "required", False, "flash_attn.required")
     spec.flash_attn.version = r.string(fa, "version", "auto", "flash_attn.version")
-    if spec.flash_attn.version != "auto" and not _VERSION_RE.match(spec.flash_attn.version):
+    if spec.flash_attn.version != "auto" and not _VERSION_RE.fullmatch(spec.flash_attn.version):
         raise r.fail("flash_attn.version", 'auto or a version such as "2.5.6"', spec.flash_attn.version)
     if spec.flash_attn.required and not spec.flash_attn.wanted:
         raise r.fail("flash_attn.required", "false when flash_attn.wanted is false", True)

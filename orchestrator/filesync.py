@@ -2,6 +2,7 @@
 rsync_bridge.py), SFTP when rsync is missing on either side, plain copies for `local`."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -50,17 +51,26 @@ def rsync_file(transport: Transport, local_path: Path, remote_path: str) -> None
             transport.rsync_target(remote_path)])
 
 
+def host_mode(path: Path) -> int:
+    """The mode a pushed file gets on the host: 0755 if it is executable here, else 0644
+    (the two modes git records), whatever the local umask or a chmod made of it."""
+    return 0o755 if os.stat(path).st_mode & 0o111 else 0o644
+
+
 def push_files(transport: Transport, root: Path, files: Sequence[str], dest_dir: str, rsync: bool) -> int:
-    """Copy root/<f> for f in files to dest_dir/<f> on the host; return files sent."""
+    """Copy root/<f> for f in files to dest_dir/<f> on the host; return files sent.
+    Files arrive 0644 or 0755 (see host_mode), folders 0755."""
     if transport.host.is_local:
         dest = Path(dest_dir)
         for rel in files:
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / rel, target)
+            shutil.copyfile(root / rel, target)
+            os.chmod(target, host_mode(root / rel))
         return len(files)
     if rsync:
-        argv = ["rsync", "-a", "--out-format=%n", "--files-from=-", "--from0",
+        # u=rwX,go=rX: X keeps an execute bit only where there was one (and on folders).
+        argv = ["rsync", "-a", "--chmod=u=rwX,go=rX", "--out-format=%n", "--files-from=-", "--from0",
                 "-e", shell.join(transport.rsync_rsh()), f"{root}/", transport.rsync_target(dest_dir + "/")]
         out = _rsync(argv, stdin="\0".join(files))
         return sum(1 for line in out.splitlines() if line and not line.endswith("/"))
@@ -69,6 +79,7 @@ def push_files(transport: Transport, root: Path, files: Sequence[str], dest_dir:
     sftp = transport._sftp_client()  # noqa: SLF001 - same module family, one connection
     for rel in files:
         sftp.put(str(root / rel), f"{dest_dir}/{rel}")
+        sftp.chmod(f"{dest_dir}/{rel}", host_mode(root / rel))
     return len(files)
 
 

@@ -3,35 +3,55 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from . import shell
 from .errors import ExitCode, OrchError
 from .jobs import hostctl
+from .project import control_char
 from .transport import Transport
 
 # A constant script: values arrive as positional parameters, never spliced into the text.
+# It prints NUL-terminated key=value records: a value (the workdir is the host's) may hold
+# any byte but NUL, so a newline in a path cannot start a record of its own.
 _PREPARE = r'''
 wd="$1"; py="$2"
-mkdir -p -- "$wd" && cd -- "$wd" || { echo "error=cannot create workdir $wd"; exit 0; }
-echo "workdir=$(pwd)"
+rec() { printf '%s=%s\0' "$1" "$2"; }
+mkdir -p -- "$wd" && cd -- "$wd" || { rec error "cannot create workdir $wd"; exit 0; }
+rec workdir "$PWD"
 for t in tmux rsync nvidia-smi; do
-  if command -v "$t" >/dev/null 2>&1; then echo "$t=yes"; else echo "$t=no"; fi
+  if command -v "$t" >/dev/null 2>&1; then rec "$t" yes; else rec "$t" no; fi
 done
 if command -v "$py" >/dev/null 2>&1 || [ -x "$py" ]; then
-  echo "python=yes"
+  rec python yes
   # Which of the payload's packages the interpreter can import (find_spec: nothing is
   # imported, so this costs the interpreter's start-up, not torch's).
-  "$py" -c 'import importlib.util as u
+  "$py" -c 'import importlib.util as u, sys
 for m in ("torch", "transformers", "tokenizers", "datasets"):
-    print("module_%s=%s" % (m, "yes" if u.find_spec(m) else "no"))' 2>/dev/null
+    sys.stdout.write("module_%s=%s\0" % (m, "yes" if u.find_spec(m) else "no"))' 2>/dev/null
 else
-  echo "python=no"
+  rec python no
 fi
 if command -v nvidia-smi >/dev/null 2>&1; then
-  nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | sed 's/^/gpu=/'
+  nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | while IFS= read -r i; do rec gpu "$i"; done
 fi
 '''
+
+
+def parse_prepare(out: str) -> Tuple[Dict[str, str], List[str]]:
+    # -> (facts, GPU indices); records without '=' (noise from a login script) are ignored.
+    facts: Dict[str, str] = {}
+    gpus: List[str] = []
+    for record in out.split("\0"):
+        key, eq, value = record.partition("=")
+        if not eq:
+            continue
+        key = key.rsplit("\n", 1)[-1].strip()  # a login script's chatter may precede the first record
+        if key == "gpu":
+            gpus.append(value.strip())
+        elif key:
+            facts.setdefault(key, value)
+    return facts, gpus
 
 
 @dataclass
@@ -50,16 +70,16 @@ def prepare(transport: Transport, need_tmux: bool = True) -> HostState:
     """Create the workdir, resolve it to an absolute path, and check the tools orch needs."""
     host = transport.host
     out = transport.run(shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default])).stdout
-    facts: Dict[str, str] = {}
-    gpus: List[str] = []
-    for line in out.splitlines():
-        key, _, value = line.partition("=")
-        if key == "gpu":
-            gpus.append(value.strip())
-        elif key:
-            facts[key] = value
+    facts, gpus = parse_prepare(out)
     if "error" in facts:
-        raise OrchError(f"{host.name}: {facts['error']}", ExitCode.REMOTE, hint="check `workdir` in the host config")
+        raise OrchError(f"{host.name}: {facts['error']!r}", ExitCode.REMOTE, hint="check `workdir` in the host config")
+    workdir = facts.get("workdir", "")
+    if not workdir.startswith("/") or control_char(workdir):
+        # A relative workdir is under the login's home: a home with a newline in it would
+        # put code and runs where no later command looks.
+        raise OrchError(f"{host.name}: the workdir resolves to {workdir!r} on the host, which orch cannot use "
+                        "(not an absolute path, or it contains a control character)", ExitCode.CONFIG,
+                        hint="set `workdir` in the host config to a plain absolute path")
     tools = {t: facts.get(t) == "yes" for t in ("tmux", "rsync", "nvidia-smi", "python")}
     if need_tmux and not tools["tmux"]:
         raise OrchError(f"{host.name} has no tmux, which orch uses to keep jobs alive without the SSH connection",
@@ -70,7 +90,7 @@ def prepare(transport: Transport, need_tmux: bool = True) -> HostState:
     if host.gpus:
         gpus = list(host.gpus)
     modules = {k[len("module_"):]: v == "yes" for k, v in facts.items() if k.startswith("module_")}
-    return HostState(workdir=facts["workdir"], tools=tools, gpus=gpus, modules=modules)
+    return HostState(workdir=workdir, tools=tools, gpus=gpus, modules=modules)
 
 
 def code_dir(workdir: str, code_hash: str) -> str:

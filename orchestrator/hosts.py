@@ -13,7 +13,7 @@ import yaml
 from remote.spec import SpecError, build
 
 from .errors import ExitCode, OrchError
-from .project import Project, check_name
+from .project import Project, check_name, control_char
 from .yamlfile import read_mapping
 
 LOCAL = "local"
@@ -58,6 +58,25 @@ class HostConfig(HostFile):
         return f"{user}{self.hostname}:{self.port}"
 
 
+# Values that become paths, names or arguments on a host.  A control character in one is
+# read differently by a line-based parser, a shell or tmux (a workdir with a newline
+# once made code and runs land in another folder), so it is refused, not escaped.
+_NO_CONTROL = ("hostname", "user", "identity_file", "known_hosts_file", "proxy_jump", "workdir", "python",
+               "extra_path", "gpus")
+
+
+def check_values(host: HostFile, where: str) -> None:
+    for key in _NO_CONTROL:
+        value = getattr(host, key)
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            bad = control_char(str(item))
+            if bad:
+                at = f"{key}[{i}]" if isinstance(value, list) else key
+                raise OrchError(f"{where}: key {at!r}: contains a control character ({bad}): {str(item)!r}",
+                                ExitCode.CONFIG, hint=f"write {at} without newlines, tabs or other control "
+                                                      "characters (a host path must be one plain line)")
+
+
 def _state_dir(project: Project) -> Path:
     return project.root / ".orch" / "hosts"
 
@@ -77,6 +96,7 @@ def _from_file(path: Path, name: str, defaults: Optional[Dict] = None) -> HostCo
         raise OrchError(str(exc), ExitCode.CONFIG)
     if name != LOCAL and not base.hostname:
         raise OrchError(f"{path}: key 'hostname': required (the host's DNS name or address)", ExitCode.CONFIG)
+    check_values(base, str(path))
     return HostConfig(**dataclasses.asdict(base), name=name, source=str(path))
 
 
@@ -101,7 +121,7 @@ def _from_ssh_config(name: str) -> Optional[HostConfig]:
         return None
     entry = paramiko.SSHConfig.from_path(str(ssh_config_path())).lookup(name)
     identity = entry.get("identityfile") or [""]
-    return HostConfig(
+    host = HostConfig(
         name=name,
         source=str(ssh_config_path()),
         hostname=entry.get("hostname", name),
@@ -112,6 +132,8 @@ def _from_ssh_config(name: str) -> Optional[HostConfig]:
         proxy_jump=entry.get("proxyjump", ""),
         connect_timeout=float(entry.get("connecttimeout", 10)),
     )
+    check_values(host, f"{ssh_config_path()} (Host {name})")
+    return host
 
 
 def resolve_host(project: Project, name: str) -> HostConfig:

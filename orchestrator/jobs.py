@@ -95,23 +95,23 @@ def job_command(python: str, run_dir: str, code_dir: str, job: JobSpec) -> str:
         wrapper += ["--after", dep]
     payload = [python, "-m", "remote.run_job", "--run-dir", run_dir, "--job", job.name]
     env = {"PYTHONPATH": code_dir, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": job.gpu}
-    return shell.with_env(wrapper + ["--"] + payload, env)
+    # cd inside the quoted command, not tmux's `new-session -c DIR`: tmux expands #(...)
+    # and #{...} in DIR, so a workdir holding `#(cmd)` ran cmd on every launch.
+    return shell.in_dir(code_dir, shell.with_env(wrapper + ["--"] + payload, env))
 
 
 def launch_plan(run_id: str, python: str, run_dir: str, code_dir: str, jobs: Sequence[JobSpec]) -> Dict:
     """What `remote.hostctl launch` reads on stdin."""
-    return {
-        "jobs": [
-            {
-                "name": job.name,
-                "session": session_name(run_id, job.name),
-                "cwd": code_dir,
-                "job_dir": f"{run_dir}/jobs/{job.name}",
-                "command": job_command(python, run_dir, code_dir, job),
-            }
-            for job in jobs
-        ]
-    }
+    items = []
+    for job in jobs:
+        item = {"name": job.name, "session": session_name(run_id, job.name)}
+        if "#" not in code_dir:
+            # Only for the hostctl of snapshots made before the command did its own cd
+            # (a resumed old run): it passes `cwd` to tmux -c, which expands #(...).
+            item["cwd"] = code_dir
+        item.update({"job_dir": f"{run_dir}/jobs/{job.name}", "command": job_command(python, run_dir, code_dir, job)})
+        items.append(item)
+    return {"jobs": items}
 
 
 def hostctl(python: str, code_dir: str, *args: str) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import gpu as gpu_mod
 from . import shell
+from .project import control_char
 
 PROBE_VERSION = 1
 TOOLS = ("bash", "tmux", "rsync", "git", "gcc", "g++", "make", "ninja", "curl", "wget", "sha256sum",
@@ -78,7 +79,10 @@ sec glibc; { getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -
 run nproc nproc
 sec meminfo; grep -E '^(MemTotal|MemAvailable|SwapTotal):' /proc/meminfo 2>&1; endsec meminfo $?
 sec disk; d="$WORKDIR"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" 2>&1; endsec disk $?
-sec home; printf '%s\n' "$HOME"; printf 'workdir=%s\n' "$WORKDIR"; [ -d "$WORKDIR" ] && echo workdir-exists; endsec home 0
+# One value a section, printed as it is: a path with a newline stays one value.
+sec home; printf '%s' "$HOME"; endsec home 0
+sec workdir; printf '%s' "$WORKDIR"; endsec workdir 0
+sec workdir-exists; [ -d "$WORKDIR" ] && echo yes; endsec workdir-exists 0
 sec which; for t in __TOOLS__; do printf '%s=%s\n' "$t" "$(command -v "$t" 2>/dev/null)"; done; endsec which 0
 if command -v tmux >/dev/null 2>&1; then run tmux tmux -V; fi
 
@@ -434,12 +438,14 @@ def parse_probe(text: str, workdir: str, now: Optional[float] = None) -> HostFac
     facts.cpus = int(n) if n.isdigit() else 0
     facts.mem_total_gb, facts.mem_available_gb, facts.swap_gb = parse_meminfo(body("meminfo"))
     facts.disk_path, facts.disk_free_gb = parse_df(body("disk"))
-    home_lines = body("home").splitlines()
-    facts.home = home_lines[0].strip() if home_lines else ""
-    facts.workdir_exists = "workdir-exists" in home_lines
-    for line in home_lines:  # the workdir as an absolute path (a relative one is under $HOME)
-        if line.startswith("workdir=/"):
-            facts.workdir = line[len("workdir="):].strip()
+    facts.home = body("home")
+    facts.workdir_exists = body("workdir-exists").strip() == "yes"
+    resolved = body("workdir")  # the workdir as an absolute path (a relative one is under $HOME)
+    if resolved.startswith("/"):
+        facts.workdir = resolved
+    if control_char(facts.workdir) or control_char(facts.home):
+        facts.warnings.append(f"the workdir resolves to {facts.workdir!r} on the host (home {facts.home!r}): "
+                              "a path with a control character is not usable")
     facts.tools = parse_which(body("which"))
     m = re.search(r"tmux (\S+)", body("tmux"))
     facts.tmux_version = m.group(1) if m else ""
@@ -524,6 +530,10 @@ def run_probe(transport: Any, pythons: Sequence[str] = (), timeout: float = 120.
     if "probe-version" not in parse_sections(result.stdout):
         raise OrchError(f"the host probe failed (exit {result.rc}): {(result.stderr or result.stdout).strip()[:500]}",
                         ExitCode.HOST_TOOLS, hint="the probe needs bash and coreutils on the host")
+    if control_char(facts.workdir) or control_char(facts.home):
+        raise OrchError(f"{transport.host.name}: the workdir resolves to {facts.workdir!r} on the host, which "
+                        "contains a control character", ExitCode.CONFIG,
+                        hint="set `workdir` in the host config to a plain absolute path")
     return facts
 
 

@@ -12,7 +12,8 @@ from .errors import ExitCode, OrchError
 # Run and job names end up in paths, tmux session names and shell commands: keep them
 # to a conservative alphabet and refuse anything else instead of mangling it.  No "."
 # or ":": tmux silently rewrites them in session names, and then a live job looks lost.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Matched with fullmatch: `$` would also match before a final newline ("run\n").
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def safe_name(text: str) -> str:
@@ -23,13 +24,22 @@ def safe_name(text: str) -> str:
 
 
 def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise OrchError(
             f"illegal {kind} name {name!r}",
             ExitCode.USAGE,
             hint=f"a {kind} name is 1-64 characters from A-Z a-z 0-9 _ - and starts with a letter or digit",
         )
     return name
+
+
+def control_char(text: str) -> Optional[str]:
+    """The first control character in TEXT, written as an escape (e.g. '\\n'), or None.
+    A path with one is read differently by a line-based parser, a shell or tmux."""
+    for ch in text:
+        if ord(ch) < 32 or 127 <= ord(ch) < 160:
+            return repr(ch)[1:-1]
+    return None
 
 
 @dataclass

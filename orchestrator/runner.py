@@ -177,11 +177,25 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     code = hostops.code_dir(state.workdir, code_hash)
     plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned)
     result = hostops.remote_launch(transport, state.workdir, code_hash, plan)
-    failed = [j for j in result["jobs"] if not j["started"]]
-    if failed:
-        raise OrchError("jobs did not start: " + "; ".join(f"{j['name']}: {j['error']}" for j in failed),
-                        ExitCode.REMOTE, hint=f"`orch logs {run_id} JOB` shows what they printed")
+    check_started(result, plan, run_id, exp.name)
     return Launched(run_id, transport.host.name, doc["jobs"], code_hash, sent)
+
+
+def check_started(result: Dict, plan: Dict, run_id: str, experiment: str) -> None:
+    """Every planned job must be reported started: a launch that left one out never
+    passes for a success (its jobs would die while `orch run` said "launched")."""
+    reported = {j.get("name"): j for j in result.get("jobs", []) if isinstance(j, dict)}
+    problems = []
+    for item in plan["jobs"]:
+        got = reported.get(item["name"])
+        if got is None:
+            problems.append(f"{item['name']}: the host helper did not report it")
+        elif got.get("started") is not True:
+            problems.append(f"{item['name']}: {got.get('error') or 'not started'}")
+    if problems:
+        raise OrchError("jobs did not start: " + "; ".join(problems), ExitCode.REMOTE,
+                        hint=f"`orch status {run_id}` shows each job; `orch logs {run_id} JOB` what it printed; "
+                             f"`orch run {experiment} --resume {run_id}` starts the rest")
 
 
 def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
@@ -193,11 +207,13 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     from .runstate import rows_from_remote
 
     rows = rows_from_remote(status, doc["jobs"])
-    busy = [r.name for r in rows if r.state in ("running", "waiting")]
+    busy = [r.name + (f" (wrapper pid {r.owner}, {r.note})" if r.note else "")
+            for r in rows if r.state in ("running", "waiting")]
     todo = [r.name for r in rows if r.state not in ("done", "running", "waiting")]
     if not todo:
         if busy:
-            raise OrchError(f"nothing to resume: {', '.join(busy)} still running", ExitCode.RUN_STATE)
+            raise OrchError(f"nothing to resume: {', '.join(busy)} still running", ExitCode.RUN_STATE,
+                            hint=f"`orch cancel {run_id} JOB` stops a job first")
         raise OrchError(f"nothing to resume: every job of {run_id} is done", ExitCode.RUN_STATE,
                         hint=f"`orch fetch-results {run_id}`")
     specs = [jobplan.JobSpec(**j) for j in doc["jobs"] if j["name"] in todo]
@@ -208,10 +224,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     code = hostops.code_dir(workdir, record["code_hash"])
     plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, specs)
     result = hostops.remote_launch(transport, workdir, record["code_hash"], plan)
-    failed = [j for j in result["jobs"] if not j["started"]]
-    if failed:
-        raise OrchError("jobs did not start: " + "; ".join(f"{j['name']}: {j['error']}" for j in failed),
-                        ExitCode.REMOTE)
+    check_started(result, plan, run_id, record.get("experiment") or "EXPERIMENT")
     record["state"] = "launched"
     record.pop("job_states", None)  # seen before the relaunch: `orch runs` must not show them as current
     save_record(local_dir, record)

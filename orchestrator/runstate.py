@@ -24,6 +24,8 @@ class JobRow:
     exit_code: Optional[int] = None
     reason: str = ""
     has_results: bool = False
+    note: str = ""  # e.g. "tmux socket gone": shown after the state
+    owner: Optional[int] = None  # pid of the live wrapper that owns the job folder, if any
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -34,9 +36,16 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "") -> JobRow:
     progress = raw.get("progress") or {}
     state = status.get("state") or "pending"
     alive = raw.get("alive", False)
+    owner = raw.get("owner")  # a live wrapper holds the job folder's lock (remote/wrapper.py)
+    note = ""
+    if owner is not None and not alive and state in ("waiting", "running", "pending"):
+        # Its tmux session is not visible (the socket was deleted) but the wrapper lives:
+        # still running, never lost - resuming it would start a second trainer.
+        state = "waiting" if state == "pending" else state
+        alive, note = True, "tmux socket gone"
     if state in ("waiting", "running") and not alive:
         # The wrapper would have recorded an end state; its tmux session is gone
-        # without one (host rebooted, session killed by hand, wrapper SIGKILLed).
+        # without one and no wrapper holds the folder (host rebooted, wrapper SIGKILLed).
         state = "lost"
     if state == "pending":
         # No status yet: a live session is a wrapper starting up; no session means the
@@ -60,6 +69,8 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "") -> JobRow:
         exit_code=status.get("exit_code"),
         reason=status.get("reason", "") or "",
         has_results=bool(raw.get("manifest")),
+        note=note,
+        owner=owner if isinstance(owner, int) else None,
     )
 
 

@@ -5,6 +5,7 @@ Never f-string a shell command anywhere else.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Mapping, Sequence
 
@@ -23,7 +24,7 @@ def join(argv: Sequence[str]) -> str:
 def with_env(argv: Sequence[str], env: Mapping[str, str]) -> str:
     """Run argv with extra environment variables (via env(1), so names are checked too)."""
     for name in env:
-        if not name.replace("_", "a").isalnum() or name[0].isdigit():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError(f"illegal environment variable name: {name!r}")
     prefix = ["env"] + [f"{k}={v}" for k, v in env.items()]
     return join(prefix + list(argv))

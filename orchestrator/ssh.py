@@ -2,9 +2,10 @@
 
 Commands, SFTP and rsync (through orchestrator/rsync_bridge.py) all ride that one
 connection.  Many tools accept any host key (AutoAddPolicy, StrictHostKeyChecking=no).
-We load the user's known_hosts and refuse unknown keys unless the user explicitly
-trusts a new one; a changed key is always refused (paramiko raises BadHostKeyException
-before any policy is consulted).
+We read the user's known_hosts as ssh(1) does (orchestrator/knownhosts.py: patterns,
+negations, hashed names) and refuse unknown keys unless the user explicitly trusts a
+new one; a changed or revoked key is always refused.  ProxyJump chains
+(orchestrator/proxyjump.py) verify every hop the same way.
 """
 from __future__ import annotations
 
@@ -18,47 +19,47 @@ import paramiko
 from . import knownhosts, shell
 from .errors import ExitCode, OrchError
 from .hosts import HostConfig
-from .transport import Result, Transport
+from .transport import Result, Transport, temp_name
 
 
-class _Refuse(paramiko.MissingHostKeyPolicy):
-    """Refuse an unknown key, keeping it so the refusal can show its fingerprint."""
+class _HostKeyRefused(paramiko.SSHException):
+    """Raised inside connect() by _CheckHostKey; turned into an OrchError by _open."""
 
-    def __init__(self):
-        self.key: Optional[paramiko.PKey] = None
-
-    def missing_host_key(self, client, hostname, key):
+    def __init__(self, verdict: knownhosts.Verdict, key: paramiko.PKey):
+        super().__init__(verdict.status)
+        self.verdict = verdict
         self.key = key
-        raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
 
 
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Record an unknown key in known_hosts: only used with --trust-new-host-key."""
+class _CheckHostKey(paramiko.MissingHostKeyPolicy):
+    """Decide every offered key with knownhosts (the client's own HostKeys stay empty, so
+    paramiko asks us each time): wildcards, negations and hashed names count as ssh(1)
+    counts them.  An unknown key is recorded only with --trust-new-host-key."""
 
-    def __init__(self, known_hosts: Path, known: knownhosts.KnownHosts):
-        self.known_hosts = known_hosts
+    def __init__(self, known: knownhosts.KnownHosts, trust_new: bool):
         self.known = known
+        self.trust_new = trust_new
         self.recorded: Optional[str] = None
 
     def missing_host_key(self, client, hostname, key):
-        if self.known.is_revoked(key):
-            raise paramiko.SSHException("revoked host key")  # never recorded; refused after connect()
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        # Append instead of save_host_keys(): rewriting the user's file would drop
-        # comments, markers and hashed entries paramiko does not round-trip.
-        knownhosts.append(self.known_hosts, f"{hostname} {key.get_name()} {key.get_base64()}")
-        self.recorded = f"{key.get_name()} SHA256:{_fingerprint(key)}"
+        verdict = self.known.check(hostname, key)
+        if verdict.status == "ok":
+            return
+        if verdict.status == "unknown" and self.trust_new:
+            # Append instead of rewriting: the user's file keeps its comments, markers,
+            # patterns and hashed entries.
+            knownhosts.append(self.known.path, f"{hostname} {key.get_name()} {key.get_base64()}")
+            self.recorded = f"{key.get_name()} {knownhosts.fingerprint(key.asbytes())}"
+            return
+        raise _HostKeyRefused(verdict, key)
 
 
 def _fingerprint(key: paramiko.PKey) -> str:
-    import base64
-    import hashlib
-
-    return base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return knownhosts.fingerprint(key.asbytes())[len("SHA256:"):]
 
 
 def host_key_name(host: HostConfig) -> str:
-    return host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
+    return knownhosts.host_key_name(host.hostname, host.port)
 
 
 class SSHTransport(Transport):
@@ -66,19 +67,38 @@ class SSHTransport(Transport):
         self.host = host
         self.trust_new_host_key = trust_new_host_key
         self._conn: Optional[paramiko.SSHClient] = None
-        self._jump_client: Optional[paramiko.SSHClient] = None
+        self._jump_clients: List[paramiko.SSHClient] = []
         self._sftp = None
         self._bridge = None  # serves rsync's remote shell over this connection, once needed
-        self.known_hosts = Path(host.known_hosts_file).expanduser()
 
     # -- connection ---------------------------------------------------------------
 
     def _connection(self):
         if self._conn is None:
-            self._conn = self._open(self.host)
+            from . import proxyjump
+
+            hops = proxyjump.chain(self.host)
+            sock = None
+            for i, hop in enumerate(hops):
+                label = f"jump host {hop.name} ({hop.display()}, hop {i + 1} of {len(hops)} to {self.host.name})"
+                client = self._open(hop, sock, label)
+                self._jump_clients.append(client)
+                nxt = hops[i + 1] if i + 1 < len(hops) else self.host
+                sock = self._tunnel(client, label, nxt)
+            self._conn = self._open(self.host, sock)
         return self._conn
 
-    def _open(self, host: HostConfig, via_jump: bool = True) -> paramiko.SSHClient:
+    def _tunnel(self, client: paramiko.SSHClient, label: str, nxt: HostConfig):
+        """A direct-tcpip channel from a verified hop to the next host of the chain."""
+        try:
+            return client.get_transport().open_channel(
+                "direct-tcpip", (nxt.hostname, nxt.port), ("127.0.0.1", 0), timeout=nxt.connect_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise OrchError(f"{label} cannot reach {nxt.hostname}:{nxt.port}: {exc or type(exc).__name__}",
+                            ExitCode.UNREACHABLE, hint="check the hop order in proxy_jump and that the jump host "
+                                                       "allows TCP forwarding")
+
+    def _open(self, host: HostConfig, sock=None, label: str = "") -> paramiko.SSHClient:
         # A bare Paramiko client: Fabric's Connection adds ~60 ms of imports (invoke) and
         # an AutoAddPolicy we would only have to undo.
         kwargs = {"allow_agent": True, "look_for_keys": not host.identity_file}
@@ -92,55 +112,49 @@ class SSHTransport(Transport):
             kwargs["key_filename"] = [str(key_file)]
         if host.user:
             kwargs["username"] = host.user
-        sock = self._gateway_channel(host) if via_jump else None
         if sock is not None:
             kwargs["sock"] = sock
+        known_file = Path(host.known_hosts_file).expanduser()
+        known = knownhosts.load(known_file)
+        name = host_key_name(host)
+        known_types = known.key_types(name)
+
+        def transport_factory(sock, **kw):
+            t = paramiko.Transport(sock, **kw)
+            opts = t.get_security_options()
+            opts.key_types = knownhosts.preferred_key_types(known_types, tuple(opts.key_types))
+            return t
+
         client = paramiko.SSHClient()
-        known = knownhosts.load(self.known_hosts, client.get_host_keys())
-        policy = _TrustOnFirstUse(self.known_hosts, known) if self.trust_new_host_key else _Refuse()
+        policy = _CheckHostKey(known, self.trust_new_host_key)
         client.set_missing_host_key_policy(policy)
-        where = host.display()
+        where = label or host.display()
         try:
             client.connect(host.hostname, port=host.port, timeout=host.connect_timeout,
-                           banner_timeout=host.connect_timeout, auth_timeout=host.connect_timeout, **kwargs)
-        except paramiko.BadHostKeyException as exc:
-            raise OrchError(
-                f"the SSH host key of {where} has CHANGED (got {exc.key.get_name()} "
-                f"SHA256:{_fingerprint(exc.key)}): refusing to connect",
-                ExitCode.HOST_KEY,
-                hint=f"if the host was really reinstalled, remove its old line from {self.known_hosts} "
-                f"(ssh-keygen -R '{host_key_name(host)}' -f {self.known_hosts}) after checking the new key out of band",
-            )
+                           banner_timeout=host.connect_timeout, auth_timeout=host.connect_timeout,
+                           transport_factory=transport_factory, **kwargs)
+        except _HostKeyRefused as exc:
+            client.close()
+            raise self._key_error(host, where, known, exc.verdict, exc.key) from None
         except paramiko.AuthenticationException as exc:
+            client.close()
             raise OrchError(
                 f"SSH authentication failed for {where}: {exc}",
                 ExitCode.UNREACHABLE,
                 hint="check `user` and `identity_file` in the host config, and that the key is in the host's authorized_keys",
             )
         except paramiko.SSHException as exc:
-            if "revoked host key" in str(exc):
-                raise self._revoked(host) from None
-            if "not found in known_hosts" in str(exc):
-                offered = ""
-                if isinstance(policy, _Refuse) and policy.key is not None:
-                    offered = f" (it offers {policy.key.get_name()} SHA256:{_fingerprint(policy.key)})"
-                certs = (" orch does not check host certificates (@cert-authority lines): trust the host's own key."
-                         if known.cert_authorities else "")
-                raise OrchError(
-                    f"the SSH host key of {where} is not in {self.known_hosts}{offered}: refusing an unknown host",
-                    ExitCode.HOST_KEY,
-                    hint="compare that fingerprint with the one the host's admin gives you (on the host: "
-                         "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then re-run with --trust-new-host-key "
-                         "to record it." + certs,
-                )
+            client.close()
             raise OrchError(f"SSH connection to {where} failed: {exc}", ExitCode.UNREACHABLE)
         except (socket.timeout, TimeoutError) as exc:
+            client.close()
             raise OrchError(
                 f"cannot reach {where}: connection timed out after {host.connect_timeout:.0f} s ({exc})",
                 ExitCode.UNREACHABLE,
                 hint="is the host up and the address/port right? behind a bastion? set proxy_jump",
             )
         except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
+            client.close()
             raise OrchError(
                 f"cannot reach {where}: {exc}",
                 ExitCode.UNREACHABLE,
@@ -148,37 +162,40 @@ class SSHTransport(Transport):
             )
         if known.is_revoked(client.get_transport().get_remote_server_key()):
             client.close()
-            raise self._revoked(host)
-        if isinstance(policy, _TrustOnFirstUse) and policy.recorded:
-            print(f"recorded new host key for {host_key_name(host)} ({policy.recorded}) in {self.known_hosts}",
-                  file=sys.stderr)
+            raise self._key_error(host, where, known, knownhosts.Verdict("revoked"), None)
+        if policy.recorded:
+            print(f"recorded new host key for {name} ({policy.recorded}) in {known_file}", file=sys.stderr)
         client.get_transport().set_keepalive(host.keepalive)
         return client
 
-    def _revoked(self, host: HostConfig) -> OrchError:
-        return OrchError(f"the SSH host key of {host.display()} is marked @revoked in {self.known_hosts}: "
-                         "refusing to connect", ExitCode.HOST_KEY,
-                         hint="a revoked key must never be accepted; ask the host's admin what happened")
-
-    def _jump(self, host: HostConfig) -> Optional[HostConfig]:
-        """The first hop of ProxyJump ([user@]host[:port]) as a host with the same key rules."""
-        if not host.proxy_jump:
-            return None
-        spec = host.proxy_jump.split(",")[0]
-        user, _, rest = spec.rpartition("@")
-        name, _, port = rest.partition(":")
-        return HostConfig(name=f"{host.name}-jump", hostname=name, port=int(port or 22), user=user or host.user,
-                          identity_file=host.identity_file, known_hosts_file=host.known_hosts_file,
-                          connect_timeout=host.connect_timeout, keepalive=host.keepalive)
-
-    def _gateway_channel(self, host: HostConfig):
-        """ProxyJump: a direct-tcpip channel through a verified connection to the jump host."""
-        jump = self._jump(host)
-        if jump is None:
-            return None
-        self._jump_client = self._open(jump, via_jump=False)
-        return self._jump_client.get_transport().open_channel(
-            "direct-tcpip", (host.hostname, host.port), ("127.0.0.1", 0), timeout=host.connect_timeout)
+    def _key_error(self, host: HostConfig, where: str, known: knownhosts.KnownHosts,
+                   verdict: knownhosts.Verdict, key: Optional[paramiko.PKey]) -> OrchError:
+        path = known.path
+        if verdict.status == "revoked":
+            return OrchError(f"the SSH host key of {where} is marked @revoked in {path}: refusing to connect",
+                             ExitCode.HOST_KEY,
+                             hint="a revoked key must never be accepted; ask the host's admin what happened")
+        offered = f"{key.get_name()} SHA256:{_fingerprint(key)}"
+        if verdict.status == "changed":
+            lines = "; ".join(e.describe() + (f" (pattern {e.hosts})" if not e.hashed else " (hashed name)")
+                              for e in verdict.matching)
+            return OrchError(
+                f"the SSH host key of {where} has CHANGED (got {offered}; {path} expects {lines}): "
+                "refusing to connect",
+                ExitCode.HOST_KEY,
+                hint=f"if the host was really reinstalled, remove the line(s) above from {path} "
+                f"(ssh-keygen -R '{host_key_name(host)}' -f {path} removes exact and hashed entries; edit "
+                "pattern lines by hand) after checking the new key out of band",
+            )
+        certs = (" orch does not check host certificates (@cert-authority lines): trust the host's own key."
+                 if known.cert_authorities else "")
+        return OrchError(
+            f"the SSH host key of {where} is not in {path} (it offers {offered}): refusing an unknown host",
+            ExitCode.HOST_KEY,
+            hint="compare that fingerprint with the one the host's admin gives you (on the host: "
+                 "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then re-run with --trust-new-host-key "
+                 "to record it." + certs,
+        )
 
     # -- commands -----------------------------------------------------------------
 
@@ -265,7 +282,7 @@ class SSHTransport(Transport):
 
         self._mkdirs(posixpath.dirname(remote_path) or ".")
         sftp = self._sftp_client()
-        tmp = remote_path + ".tmp"
+        tmp = posixpath.join(posixpath.dirname(remote_path), temp_name(posixpath.basename(remote_path)))
         with sftp.open(tmp, "w") as fh:
             fh.write(text.encode())
         sftp.posix_rename(tmp, remote_path)
@@ -275,7 +292,7 @@ class SSHTransport(Transport):
 
         self._mkdirs(posixpath.dirname(remote_path) or ".")
         sftp = self._sftp_client()
-        tmp = remote_path + ".tmp"
+        tmp = posixpath.join(posixpath.dirname(remote_path), temp_name(posixpath.basename(remote_path)))
         sftp.put(str(local_path), tmp)
         sftp.posix_rename(tmp, remote_path)
 
@@ -311,6 +328,5 @@ class SSHTransport(Transport):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        if self._jump_client is not None:
-            self._jump_client.close()
-            self._jump_client = None
+        while self._jump_clients:  # the hops last, nearest the host first
+            self._jump_clients.pop().close()

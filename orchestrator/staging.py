@@ -1,6 +1,7 @@
 """Data staging: local data files go to <workdir>/data/<sha256[:16]>-<name>, once."""
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Dict, List
 
@@ -10,6 +11,7 @@ from remote.spec import DataSpec, Experiment
 from . import shell
 from .errors import ExitCode, OrchError
 from .filesync import rsync_file
+from .project import control_char
 from .transport import Transport
 
 DATA_KEYS = ("path", "test_path", "unlabelled_path")
@@ -32,8 +34,24 @@ def local_data_files(exp: Experiment, root: Path) -> Dict[str, Path]:
                 ExitCode.CONFIG,
                 hint="paths in an experiment are relative to the project folder; use --set data.path=FILE",
             )
+        bad = control_char(path.name)
+        if bad:
+            # The staged name is <sha>-<file name> on the host, listed line by line.
+            raise OrchError(f"data.{key}: the file name {path.name!r} contains a control character ({bad})",
+                            ExitCode.CONFIG, hint="rename the file to a name without newlines or tabs")
         out[key] = path.resolve()
     return out
+
+
+# Claim (rename to $2) a part of $1 left by an interrupted upload.  Only parts unchanged
+# for 2 minutes (ctime: rsync's final rename sets it, its -t does not) - a younger one
+# may be another launch's finished upload about to be renamed into place.
+_CLAIM_PART = r"""
+for f in "$1".part "$1".part-*; do
+  [ -f "$f" ] && [ -n "$(find "$f" -maxdepth 0 -cmin +2)" ] && mv -- "$f" "$2" 2>/dev/null && exit 0
+done
+exit 0
+"""
 
 
 def stage_data(transport: Transport, exp: Experiment, root: Path, workdir: str, rsync: bool) -> Dict[str, str]:
@@ -54,10 +72,14 @@ def stage_data(transport: Transport, exp: Experiment, root: Path, workdir: str, 
             if transport.host.is_local:
                 transport.put_file(path, target)
             elif rsync:
-                # rsync to a temp name, then rename: a half upload never looks staged.
-                tmp = target + ".part"
+                # rsync to a temp name of this upload's own, then rename: a half upload never
+                # looks staged, and two launches staging the same file at once do not
+                # rename each other's temp away.  A part an interrupted upload left is
+                # claimed first (one rename: only one upload gets it), so rsync resumes it.
+                tmp = f"{target}.part-{secrets.token_hex(6)}"
+                transport.run(shell.join(["sh", "-c", _CLAIM_PART, "sh", target, tmp]))
                 rsync_file(transport, path, tmp)
-                transport.run(shell.join(["mv", "--", tmp, target]))
+                transport.run(shell.join(["mv", "-f", "--", tmp, target]))  # same name, same bytes
             else:
                 transport.put_file(path, target)
             missing.discard(target)

@@ -34,6 +34,13 @@ def _failed(command: str, result: Result, host: str) -> OrchError:
     )
 
 
+def temp_name(name: str) -> str:
+    """A temp name beside NAME that no concurrent upload of the same file shares."""
+    import secrets
+
+    return f"{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+
+
 class Transport:
     host: HostConfig
 
@@ -117,14 +124,14 @@ class LocalTransport(Transport):
     def put_text(self, text, remote_path):
         dest = self._local(remote_path)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".tmp")
+        tmp = dest.with_name(temp_name(dest.name))
         tmp.write_text(text)
         os.replace(tmp, dest)
 
     def put_file(self, local_path, remote_path):
         dest = self._local(remote_path)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".tmp")
+        tmp = dest.with_name(temp_name(dest.name))
         shutil.copyfile(local_path, tmp)
         os.replace(tmp, dest)
 

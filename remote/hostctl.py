@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
 
-from remote.wrapper import TERMINAL, read_json, write_json
+from remote.wrapper import TERMINAL, lock_holder, read_json, write_json
+
+# How long launch waits for a new wrapper's first status.json (it writes it first thing).
+START_WAIT_S = 10.0
 
 
 def tmux_socket(workdir: str) -> str:
@@ -84,6 +88,9 @@ def cmd_status(opts) -> dict:
             "status": read_json(os.path.join(d, "status.json")),
             "progress": last_line(os.path.join(d, "progress.jsonl")),
             "alive": session_name(run_id, name) in alive,
+            # The pid of the live wrapper that owns the folder (None: nobody): a job whose
+            # tmux socket was deleted is still running, not lost.
+            "owner": lock_holder(d),
             "manifest": os.path.exists(os.path.join(d, "manifest.json")),
             "log_bytes": os.path.getsize(log) if os.path.exists(log) else 0,
         })
@@ -91,41 +98,93 @@ def cmd_status(opts) -> dict:
 
 
 def cmd_launch(opts) -> dict:
-    """Start each planned job in its own detached tmux session; report what happened."""
+    """Start each planned job in its own detached tmux session; report what happened.
+
+    A job counts as started once its wrapper has written status.json (its first act), so
+    a wrapper that cannot even start - a code snapshot gone, a folder owned by another
+    live wrapper - is reported, not announced as launched."""
     plan = json.load(sys.stdin)
-    results = []
+    results: Dict[str, dict] = {}
     alive = set(live_sessions(opts.sock))
+    launched = []
     for item in plan["jobs"]:
         name, session, job_dir = item["name"], item["session"], item["job_dir"]
         if session in alive:
-            results.append({"name": name, "started": False, "error": "already running"})
+            results[name] = {"name": name, "started": False, "error": "already running"}
+            continue
+        owner = lock_holder(job_dir)
+        if owner is not None:
+            results[name] = {"name": name, "started": False,
+                             "error": f"job {name} is still running: its wrapper (pid {owner}) holds {job_dir}/lock "
+                                      "(its tmux session is not visible, e.g. the tmux socket was deleted)"}
             continue
         os.makedirs(job_dir, exist_ok=True)
-        # Set the previous attempt's state aside (not deleted): if tmux refuses to start
-        # the job, it is put back and the run's record stays truthful.
+        # Set the previous attempt's state aside (not deleted): if the job does not start,
+        # it is put back and the run's record stays truthful.
         status_path = os.path.join(job_dir, "status.json")
-        previous = status_path + ".previous"
         if os.path.exists(status_path):
-            os.replace(status_path, previous)
-        proc = tmux(opts.sock, "new-session", "-d", "-s", session, "-c", item["cwd"], item["command"])
-        # new-session returns 0 even when the command dies at once: look again.
-        ok = proc.returncode == 0
-        error = proc.stderr.strip()
-        if ok and tmux(opts.sock, "has-session", "-t", "=" + session).returncode != 0:
-            time.sleep(0.2)
-            status = read_json(status_path) or {}
-            ok = status.get("state") in ("running", "waiting", "done", "failed")
-            error = "" if ok else "tmux session ended at once (see log.txt)"
-        if ok:
+            os.replace(status_path, status_path + ".previous")
+        # No `-c DIR`: tmux expands #(...) in it.  The command does its own `cd`.
+        proc = tmux(opts.sock, "new-session", "-d", "-s", session, item["command"])
+        if proc.returncode != 0:
+            results[name] = {"name": name, "started": False, "error": proc.stderr.strip() or "tmux new-session failed"}
+            _put_back(job_dir)
+            continue
+        launched.append(item)
+    deadline = time.time() + START_WAIT_S
+    pending = list(launched)
+    while pending:
+        still = []
+        for item in pending:
+            verdict = _started(opts.sock, item)
+            if verdict is None:
+                still.append(item)
+            else:
+                results[item["name"]] = verdict
+        pending = still
+        if pending:
+            if time.time() >= deadline:
+                break
+            time.sleep(0.05)
+    for item in pending:  # slow to start but its session is alive: it is on its way
+        results[item["name"]] = {"name": item["name"], "started": True, "error": ""}
+    for item in launched:
+        job_dir = item["job_dir"]
+        if results[item["name"]]["started"]:
             for stale in ("cancel", "status.json.previous"):
                 try:
                     os.remove(os.path.join(job_dir, stale))
                 except FileNotFoundError:
                     pass
-        elif os.path.exists(previous) and not os.path.exists(status_path):
-            os.replace(previous, status_path)
-        results.append({"name": name, "started": ok, "error": error})
-    return {"jobs": results}
+        else:
+            _put_back(job_dir)
+    return {"jobs": [results[item["name"]] for item in plan["jobs"]]}
+
+
+def _started(sock: str, item: dict) -> Optional[dict]:
+    """Whether the job's new wrapper is up: a result, or None while we cannot tell yet."""
+    name, job_dir = item["name"], item["job_dir"]
+    status_path = os.path.join(job_dir, "status.json")
+    gone = tmux(sock, "has-session", "-t", "=" + item["session"]).returncode != 0
+    status = read_json(status_path)  # read after has-session: a wrapper that wrote it and ended counts
+    if status is not None:
+        state = status.get("state")
+        if state in ("failed", "cancelled"):
+            return {"name": name, "started": False, "error": f"{state} at once: {status.get('reason') or 'see log.txt'}"}
+        return {"name": name, "started": True, "error": ""}
+    if gone:
+        owner = lock_holder(job_dir)
+        why = (f"its folder is owned by another live wrapper (pid {owner})" if owner is not None
+               else "the wrapper did not start (see log.txt; is the code snapshot there?)")
+        return {"name": name, "started": False, "error": f"tmux session ended at once: {why}"}
+    return None
+
+
+def _put_back(job_dir: str) -> None:
+    status_path = os.path.join(job_dir, "status.json")
+    previous = status_path + ".previous"
+    if os.path.exists(previous) and not os.path.exists(status_path):
+        os.replace(previous, status_path)
 
 
 def cmd_cancel(opts) -> dict:
@@ -149,15 +208,30 @@ def cmd_cancel(opts) -> dict:
         session = session_name(run_id, name)
         was_alive = session in alive
         tmux(opts.sock, "kill-session", "-t", "=" + session)
-        # The wrapper records `cancelled` itself on SIGHUP; give it a moment - unless its
-        # session was already gone (a lost job): then nobody is left to write it.
-        deadline = time.time() + (15 if was_alive else 0)
+        # A wrapper whose tmux session we cannot see (its socket deleted) still owns the
+        # folder: signal it directly - only that pid, and only while it holds the lock.
+        owner = lock_holder(d)
+        signalled = False
+        if owner and owner == status.get("pid"):
+            try:
+                os.kill(owner, signal.SIGTERM)
+                signalled = True
+            except ProcessLookupError:
+                pass
+        # The wrapper records `cancelled` itself; give it a moment - unless nobody is left
+        # to write it (a lost job).
+        deadline = time.time() + (15 if (was_alive or signalled or owner is not None) else 0)
         while time.time() < deadline:
             status = read_json(os.path.join(d, "status.json")) or {}
-            if status.get("state") in TERMINAL:
+            if status.get("state") in TERMINAL and lock_holder(d) is None:
                 break
             time.sleep(0.2)
         if status.get("state") not in TERMINAL:
+            owner = lock_holder(d)
+            if owner is not None:
+                results.append({"name": name, "state": status.get("state") or "running", "changed": False,
+                                "error": f"its wrapper (pid {owner}) is still stopping"})
+                continue
             status.update(state="cancelled", ended=time.time(), reason="cancelled by the user (wrapper gone)")
             write_json(os.path.join(d, "status.json"), status)
         results.append({"name": name, "state": status["state"], "changed": True})

@@ -7,10 +7,18 @@ process; the exit code is recorded here, so a crash, a kill or a lost tmux sessi
 leaves the controller guessing.  --requires: wait until JOB is done (fail if it ended any
 other way, e.g. the pretrain stage).  --after: wait until JOB has ended in any state
 (the previous job on the same GPU).
+
+One job folder, one live wrapper: the wrapper holds ``<job>/lock`` (an flock, which
+dies with the process, so it is never stale) for its whole life and writes its pid in
+it.  A second wrapper for the same folder - a `--resume` while the first still runs
+behind a deleted tmux socket - finds the lock held and exits without touching
+status.json.  remote/hostctl.py asks the lock whether a job is alive.
 """
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import json
 import os
 import signal
@@ -38,6 +46,58 @@ def read_json(path: str) -> Optional[dict]:
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+LOCK_NAME = "lock"
+EXIT_OWNED = 75  # EX_TEMPFAIL: another live wrapper owns the job folder
+# A reader (hostctl asking whether the lock is held) holds a shared lock for an instant:
+# retry that long before concluding another wrapper owns the folder.
+LOCK_RETRY_S = 3.0
+
+
+def lock_path(job_dir: str) -> str:
+    return os.path.join(job_dir, LOCK_NAME)
+
+
+def lock_holder(job_dir: str) -> Optional[int]:
+    """The pid of the live wrapper holding JOB_DIR's lock (0 if it has not written it yet),
+    or None when no process holds it."""
+    try:
+        fd = os.open(lock_path(job_dir), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            text = os.read(fd, 64).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else 0
+        return None
+    finally:
+        os.close(fd)  # also drops the shared lock, if we took it
+
+
+def take_lock(job_dir: str) -> Optional[int]:
+    """Hold JOB_DIR's lock for this process's life and record our pid in it; return the
+    fd, or None when another live process holds it."""
+    fd = os.open(lock_path(job_dir), os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.time() + LOCK_RETRY_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            if time.time() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd  # not inheritable (PEP 446): the payload does not keep the folder owned
 
 
 class Job:
@@ -107,6 +167,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     opts = parser.parse_args(argv[:split])
     command = argv[split + 1:]
     os.makedirs(opts.job_dir, exist_ok=True)
+    if take_lock(opts.job_dir) is None:
+        holder = lock_holder(opts.job_dir)
+        print(f"remote.wrapper: {opts.job_dir} is owned by a live wrapper (pid {holder}); not starting a second "
+              "one", file=sys.stderr)
+        return EXIT_OWNED
     job = Job(opts.job_dir)
 
     def on_signal(signum, _frame):

@@ -45,6 +45,8 @@ def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
         state = f"[{colours.get(r.state, 'white')}]{r.state}[/]"
         if r.reason and r.state in ("failed", "cancelled"):
             state += f" ({r.reason})"
+        elif r.note:
+            state += f" ({escape(r.note)})"
         table.add_row(r.name, r.gpu or "-", state, r.phase or "-", steps, _fmt(r.loss, ".4f"),
                       _fmt(r.tokens_per_s, ",.0f"), fmt_duration(r.eta_s), fmt_duration(r.elapsed_s))
     return table
@@ -145,10 +147,15 @@ def register(app: typer.Typer) -> None:
         set_: List[str] = typer.Option([], "--set", help="Override an experiment key: --set train.steps=200 (repeatable)."),
         resume: Optional[str] = typer.Option(None, "--resume", help="Relaunch the failed/lost/cancelled jobs of this run."),
         wait: bool = typer.Option(False, "--wait", help="Stay: show live status until the jobs end, then fetch and evaluate."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="List the files that would be sent and the jobs that "
+                                     "would start, without contacting the host."),
         trust_new_host_key: bool = TRUST,
     ):
         """Sync code, stage data and launch one detached tmux job per class; returns at once."""
         project = Project.find()
+        if dry_run and (resume or wait):
+            raise OrchError("--dry-run previews a new launch: it cannot be combined with "
+                            + ("--resume" if resume else "--wait"), ExitCode.USAGE)
         if resume:
             # A run keeps its resolved config and pinned code: nothing may change it now.
             given = [flag for flag, value in (("--set", set_), ("--name", name), ("--host", host)) if value]
@@ -171,6 +178,12 @@ def register(app: typer.Typer) -> None:
         exp, _ = experiments.load(project, experiment, set_)
         run_id = check_name("run", name) if name else runner.new_run_id(project, exp)
         host_name = host or exp.host
+        if dry_run:
+            from ..hosts import resolve_host
+            from ..preview import preview, render
+
+            print("\n".join(render(preview(project, exp, run_id, resolve_host(project, host_name)))))
+            return
         start = time.time()
         with open_transport(project, host_name, trust_new_host_key) as transport:
             launched = runner.launch(project, transport, exp, run_id)
@@ -281,9 +294,13 @@ def register(app: typer.Typer) -> None:
                 raise OrchError(f"run {run_id} has no job {name!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             result = hostops.remote_cancel(transport, record["workdir"], record["code_hash"], run_id, list(job or []))
+        stuck = [item for item in result["jobs"] if item.get("error")]
         for item in result["jobs"]:
-            verb = "cancelled" if item["changed"] else f"already {item['state']}"
-            console.print(f"{item['name']}: {verb}")
+            verb = item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"
+            console.print(f"{item['name']}: {escape(verb)}")
+        if stuck:
+            raise OrchError(f"{', '.join(i['name'] for i in stuck)} did not stop yet", ExitCode.RUN_STATE,
+                            hint=f"`orch status {run_id}` shows when they end; `orch cancel {run_id}` again to retry")
 
     @app.command("fetch-results")
     def fetch_results(

@@ -117,7 +117,8 @@ def test_unreachable_and_auth_failure_are_specific(ssh_project, tmp_path):
     assert proc.returncode == 6 and "no python interpreter" in proc.stderr
 
 
-HOSTILE = ["a b", "q'uote", 'dq"x', "semi;touch PWNED", "$(touch PWNED)", "`touch PWNED`", "new\nline", "-rf"]
+HOSTILE = ["a b", "q'uote", 'dq"x', "semi;touch PWNED", "$(touch PWNED)", "`touch PWNED`", "new\nline", "-rf",
+           "#(touch PWNED)", "#{session_name}", "trail\n"]
 
 
 @pytest.mark.parametrize("value", HOSTILE)

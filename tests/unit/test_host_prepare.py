@@ -54,3 +54,20 @@ def test_tmux_socket_stays_short():
     long = tmux_socket("/home/" + "x" * 120)
     assert long.startswith("/tmp/orch-") and len(long) < 40
     assert long == tmux_socket("/home/" + "x" * 120)  # stable: controller and host agree
+
+
+def test_prepare_output_is_records_not_lines():
+    from orchestrator.hostops import parse_prepare
+
+    out = "Welcome to the cluster\nworkdir=/home/a\nb/orch\0tmux=yes\0gpu=0\0gpu=1\0python=yes\0"
+    facts, gpus = parse_prepare(out)
+    assert facts["workdir"] == "/home/a\nb/orch" and facts["tmux"] == "yes" and gpus == ["0", "1"]
+
+
+def test_a_workdir_with_a_newline_is_refused_not_misread(tmp_path):
+    """The line-based parse once read `<tmp>/a` for `<tmp>/a\\nb`: code went elsewhere."""
+    host = HostConfig(name="local", workdir=str(tmp_path / "a\nb"), python=sys.executable)
+    with pytest.raises(OrchError) as err:
+        prepare(LocalTransport(host))
+    assert err.value.code == ExitCode.CONFIG and "control character" in err.value.message
+    assert [p.name for p in tmp_path.iterdir()] == ["a\nb"]  # nothing made beside it

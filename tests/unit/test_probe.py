@@ -93,6 +93,13 @@ def test_relative_workdir_is_under_home(tmp_path, monkeypatch):
     assert facts.workdir == str(Path.home() / "orch-test-relative")
 
 
+def test_a_workdir_with_a_newline_stays_one_value_and_is_flagged(tmp_path):
+    wd = str(tmp_path / "a\nworkdir=/elsewhere")
+    facts = probe.parse_probe(run_probe_locally(wd, []), wd)
+    assert facts.workdir == wd  # never the "/elsewhere" a line-based read would take
+    assert any("control character" in w for w in facts.warnings)
+
+
 def test_probe_lists_tmux_sessions_on_the_orch_socket(tmp_path):
     if not shutil.which("tmux"):
         pytest.skip("tmux not installed")
