@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
 
-from remote.wrapper import TERMINAL, read_json, write_json
+from remote.wrapper import (LOW_SPACE_BYTES, TERMINAL, free_bytes, no_space_reason, read_dict, read_json,
+                            write_json)
 
 
 def tmux_socket(workdir: str) -> str:
@@ -48,13 +50,20 @@ def live_sessions(sock: str) -> List[str]:
 def last_line(path: str, max_bytes: int = 8192) -> Optional[dict]:
     """The last complete JSON line of a file, reading only its tail."""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            lines = fh.read().splitlines()
+        # O_NONBLOCK and a regular-file check: a fifo in a job folder must not hang status.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - max_bytes), os.SEEK_SET)
+        lines = os.read(fd, max_bytes).splitlines()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     for raw in reversed(lines):
         try:
             return json.loads(raw)
@@ -113,7 +122,7 @@ def cmd_launch(opts) -> dict:
         error = proc.stderr.strip()
         if ok and tmux(opts.sock, "has-session", "-t", "=" + session).returncode != 0:
             time.sleep(0.2)
-            status = read_json(status_path) or {}
+            status = read_dict(status_path)
             ok = status.get("state") in ("running", "waiting", "done", "failed")
             error = "" if ok else "tmux session ended at once (see log.txt)"
         if ok:
@@ -124,6 +133,9 @@ def cmd_launch(opts) -> dict:
                     pass
         elif os.path.exists(previous) and not os.path.exists(status_path):
             os.replace(previous, status_path)
+        free = free_bytes(job_dir)
+        if not ok and free is not None and free < LOW_SPACE_BYTES:
+            error = f"{no_space_reason(job_dir)}" + (f": {error}" if error else "")
         results.append({"name": name, "started": ok, "error": error})
     return {"jobs": results}
 
@@ -140,7 +152,7 @@ def cmd_cancel(opts) -> dict:
     alive = set(live_sessions(opts.sock))
     for name in names:
         d = os.path.join(jobs_dir, name)
-        status = read_json(os.path.join(d, "status.json")) or {}
+        status = read_dict(os.path.join(d, "status.json"))
         if status.get("state") in TERMINAL:
             results.append({"name": name, "state": status["state"], "changed": False})
             continue
@@ -153,7 +165,7 @@ def cmd_cancel(opts) -> dict:
         # session was already gone (a lost job): then nobody is left to write it.
         deadline = time.time() + (15 if was_alive else 0)
         while time.time() < deadline:
-            status = read_json(os.path.join(d, "status.json")) or {}
+            status = read_dict(os.path.join(d, "status.json"))
             if status.get("state") in TERMINAL:
                 break
             time.sleep(0.2)
