@@ -504,3 +504,30 @@ def test_25k_texts_under_five_seconds(tmp_path):
     elapsed = time.process_time() - start
     assert m["n"] == n and 0.6 < m["accuracy"] < 0.9
     assert elapsed < 5.0, f"evaluation of 25k texts took {elapsed:.1f} s"
+
+
+def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path):
+    """Every text cell orch writes to a CSV, header included, goes through report.csv_cell."""
+    texts = [("=cmd|' /C calc'!A0", "=A", {"=A": (1.0, 3), "-1": (2.0, 3)}),
+             ("@x", "-1", {"=A": (2.0, 3), "-1": (1.0, 3)})]
+    run_dir = make_run(tmp_path, texts=texts, classes=("=A", "-1"))
+    evaluate_run(run_dir, plots=False)
+    with open(run_dir / "predictions.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][2] == "nll_=A"  # the header's class names are inside safe text
+    cells = [c for row in rows for c in row]
+    assert "'=cmd|' /C calc'!A0" in cells and "'@x" in cells and "'=A" in cells
+    assert not any(c.startswith(("=", "@")) for c in cells)
+    assert "-1" in cells  # a number-like label stays as it is
+
+
+@pytest.mark.parametrize("cell, written", [
+    ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+    ("+SUM(1,2)", "'+SUM(1,2)"), ("-2+3", "'-2+3"), ("@cmd", "'@cmd"), ("\tx", "'\tx"), ("\rx", "'\rx"),
+    ("-1", "-1"), ("+1.5e3", "+1.5e3"), ("pos", "pos"), (-612.4, -612.4), (3, 3),
+])
+def test_csv_cells_that_would_be_formulas_are_quoted(cell, written):
+    """OWASP CSV injection: a leading quote; plain numbers (a "-1" label) stay numbers."""
+    from orchestrator.report import csv_cell
+
+    assert csv_cell(cell) == written
