@@ -181,6 +181,7 @@ def compare_runs(runs: Sequence[Tuple[str, Path]], *, force: bool = False, per_t
 
 def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from .report import VERDICT_STYLE, compute_time, count, num, pm
     from .tables import add_column, add_name_column
@@ -193,10 +194,10 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
                          ("macro-F1", "right"), ("verdict", "left"), ("GPU time", "right"), ("train tokens", "right")]:
         add_column(table, col, justify)
     for r in result["runs"]:
-        style = VERDICT_STYLE.get(r["verdict"], "")
-        table.add_row(r["run_id"], r["kind"], r["init"], pm(r["accuracy"], r["accuracy_ci95"]), num(r["macro_f1"]),
-                      f"[{style}]{r['verdict']}[/]" if style else r["verdict"], compute_time(r["gpu_seconds"], r["job_seconds"]),
-                      count(r["train_tokens"]))
+        # Text cells: a run's init path (a --set value) or kind is data, never markup.
+        table.add_row(Text(r["run_id"]), Text(r["kind"]), Text(str(r["init"])), pm(r["accuracy"], r["accuracy_ci95"]),
+                      num(r["macro_f1"]), Text(r["verdict"], style=VERDICT_STYLE.get(r["verdict"], "")),
+                      compute_time(r["gpu_seconds"], r["job_seconds"]), count(r["train_tokens"]))
     console.print(table)
     if result["test_sets_differ"]:
         console.print(f"note: the runs' test sets differ; compared on the {result['n_common']} ids they share (--force)",
@@ -212,7 +213,7 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     for col, justify in columns:
         add_column(pt, col, justify)
     for p in result["pairs"]:
-        pt.add_row(p["a"], p["b"], str(p["a_only"]), str(p["b_only"]), f"{100 * p['accuracy_diff']:+.2f} pts",
+        pt.add_row(Text(p["a"]), Text(p["b"]), str(p["a_only"]), str(p["b_only"]), f"{100 * p['accuracy_diff']:+.2f} pts",
                    _p(p["p_value"]), *([_p(p["p_holm"])] if several else []))
     console.print(pt)
     if several:

@@ -115,9 +115,28 @@ def _read_json(path: Path, what: str) -> Dict[str, Any]:
     return value
 
 
-def load_run(run_dir: Path) -> RunData:
-    """Read run.yaml, local.json and every job's status.json / manifest.json (not scores)."""
+def _read_host_doc(path: Path, what: str, check) -> Optional[Dict[str, Any]]:
+    """A status.json / manifest.json the host wrote: None when absent, else checked
+    against the contract (hostdocs) so a bad one is one message."""
+    from .hostdocs import BadDocument, read_local
+
+    try:
+        return read_local(path, check)
+    except BadDocument as exc:
+        raise OrchError(f"{path}: bad {what}: {exc}", ExitCode.DATA,
+                        hint="the host's files are not what orch's contract says: fetch the run again, or look at "
+                             "that job's folder on the host") from None
+
+
+def load_run(run_dir: Path, jobs_dir: Optional[Path] = None) -> RunData:
+    """Read run.yaml, local.json and every job's status.json / manifest.json (not scores).
+
+    ``jobs_dir``: where the job folders are (default run_dir/jobs; a fetch checks its
+    staging folder before it replaces run_dir/jobs)."""
+    from .hostdocs import check_manifest, check_status
+
     run_dir = Path(run_dir)
+    jobs_dir = Path(jobs_dir) if jobs_dir is not None else run_dir / "jobs"
     run_yaml = run_dir / "run.yaml"
     if not run_yaml.is_file():
         raise OrchError(f"{run_dir} is not a run folder (no run.yaml)", ExitCode.RUN_STATE)
@@ -138,9 +157,7 @@ def load_run(run_dir: Path) -> RunData:
     for i, raw in enumerate(jobs_raw):
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
             raise OrchError(f"{run_yaml}: key 'jobs[{i}]': expected a mapping with a name", ExitCode.CONFIG)
-        job_dir = run_dir / "jobs" / raw["name"]
-        status = job_dir / "status.json"
-        manifest = job_dir / "manifest.json"
+        job_dir = jobs_dir / raw["name"]
         label = raw.get("label")
         jobs.append(
             JobRecord(
@@ -149,46 +166,133 @@ def load_run(run_dir: Path) -> RunData:
                 label=None if label is None else str(label),
                 gpu=str(raw.get("gpu") or ""),
                 dir=job_dir,
-                status=_read_json(status, "status.json") if status.is_file() else None,
-                manifest=_read_json(manifest, "manifest.json") if manifest.is_file() else None,
+                status=_read_host_doc(job_dir / "status.json", "status.json", check_status),
+                manifest=_read_host_doc(job_dir / "manifest.json", "manifest.json", check_manifest),
             )
         )
     run_id = str(config.get("run_id") or run_dir.name)
     return RunData(run_dir, run_id, config, experiment, local, jobs)
 
 
+MAX_LINE = 1 << 16  # a score row is about 150 bytes: a longer line is not one
+ROLE_FILES = {"class": ("scores.jsonl",), "classifier": ("scores.jsonl",), "pretrain": ()}  # what each role produces
+
+
+def listed_file(job: JobRecord, name: str) -> Dict[str, Any]:
+    """The manifest's entry for a file the job's role must produce (the manifest must list it)."""
+    entry = ((job.manifest or {}).get("files") or {}).get(name)
+    if not isinstance(entry, dict):
+        raise OrchError(f"job {job.name!r}: manifest.json does not list {name}, which a {job.role} job must produce",
+                        ExitCode.DATA, hint="the job's results are incomplete or were changed on the host")
+    return entry
+
+
 def _read_scores(job: JobRecord) -> List[Dict[str, Any]]:
+    """The rows of a job's scores.jsonl, read line by line and hashed as they are read;
+    the file must be a regular file of the manifest's size and sha256."""
+    import os
+    import stat
+
     path = job.dir / "scores.jsonl"
-    if not path.is_file():
-        raise OrchError(f"job {job.name!r}: {path} is missing although manifest.json says the job finished", ExitCode.DATA)
-    data = path.read_bytes()
-    expected = (job.manifest or {}).get("files", {}).get("scores.jsonl")
-    if isinstance(expected, dict):
-        if "size" in expected and expected["size"] != len(data):
-            raise OrchError(
-                f"job {job.name!r}: scores.jsonl has {len(data)} bytes, manifest.json says {expected['size']}",
-                ExitCode.DATA,
-                hint="the copy is incomplete or was changed: fetch the run again",
-            )
-        if "sha256" in expected and expected["sha256"] != hashlib.sha256(data).hexdigest():
-            raise OrchError(
-                f"job {job.name!r}: scores.jsonl does not match the sha256 in manifest.json",
-                ExitCode.DATA,
-                hint="the copy is corrupt or was changed: fetch the run again",
-            )
-    rows = []
-    for lineno, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise OrchError(f"{path}:{lineno}: not valid JSON ({exc.msg})", ExitCode.DATA) from None
-        if not isinstance(row, dict):
-            raise OrchError(f"{path}:{lineno}: expected a JSON object", ExitCode.DATA)
-        row["_where"] = lineno
-        rows.append(row)
+    expected = listed_file(job, "scores.jsonl")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise OrchError(f"job {job.name!r}: {path} is missing although manifest.json says the job finished",
+                        ExitCode.DATA) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise OrchError(f"job {job.name!r}: {path} is not a regular file", ExitCode.DATA,
+                        hint="fetch the run again (a fetch never writes links)")
+    if st.st_size != expected["size"]:
+        raise OrchError(
+            f"job {job.name!r}: scores.jsonl has {st.st_size} bytes, manifest.json says {expected['size']}",
+            ExitCode.DATA,
+            hint="the copy is incomplete or was changed: fetch the run again",
+        )
+    digest = hashlib.sha256()
+    rows: List[Dict[str, Any]] = []
+    problem: Optional[str] = None  # the first unparseable line; reported unless the hash says "corrupt"
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(iter(lambda: fh.readline(MAX_LINE + 1), b""), 1):
+            digest.update(line)
+            if problem is not None:
+                continue
+            if len(line) > MAX_LINE:
+                problem = f"{path}:{lineno}: longer than {MAX_LINE >> 10} KB, not a score row"
+                continue
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.decode("utf-8", errors="replace"))
+            except json.JSONDecodeError as exc:
+                problem = f"{path}:{lineno}: not valid JSON ({exc.msg})"
+                continue
+            if not isinstance(row, dict):
+                problem = f"{path}:{lineno}: expected a JSON object"
+                continue
+            row["_where"] = lineno
+            rows.append(row)
+    if digest.hexdigest() != expected["sha256"]:
+        raise OrchError(
+            f"job {job.name!r}: scores.jsonl does not match the sha256 in manifest.json",
+            ExitCode.DATA,
+            hint="the copy is corrupt or was changed: fetch the run again",
+        )
+    if problem:
+        raise OrchError(problem, ExitCode.DATA)
     return rows
+
+
+def expected_n_test(jobs: Sequence[JobRecord]) -> int:
+    """The run's number of test texts: every scoring job's manifest must give the same n_test."""
+    seen: Dict[int, List[str]] = {}
+    for job in jobs:
+        n = (job.manifest or {}).get("n_test")
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise OrchError(f"job {job.name!r}: manifest.json gives no n_test (the number of test texts), got {n!r}",
+                            ExitCode.DATA, hint="the job's results are incomplete or were changed on the host")
+        seen.setdefault(n, []).append(job.name)
+    if len(seen) > 1:
+        desc = ", ".join(f"{n} in {name_examples(names)}" for n, names in sorted(seen.items()))
+        raise OrchError(f"the jobs' manifests disagree on n_test: {desc}", ExitCode.DATA,
+                        hint="every job of a run scores the same test texts: a job's results were cut short or changed")
+    return next(iter(seen))
+
+
+def check_job_rows(job: JobRecord, rows: List[Dict[str, Any]], classes: Sequence[str], n_test: int) -> List[str]:
+    """One job on its own (a partial fetch cannot merge): one row per test text (class job)
+    or per test text and class (classifier), none twice.  Returns the job's test ids."""
+    pairs = set()
+    twice: List[str] = []
+    for row in rows:
+        key = (_scalar_str(row.get("id")), _scalar_str(row.get("class")))
+        if key in pairs:
+            twice.append(str(key[0]))
+        pairs.add(key)
+    if twice:
+        raise OrchError(f"job {job.name!r}: {len(twice)} text(s) scored more than once for the same class: "
+                        f"{name_examples(twice)}", ExitCode.DATA)
+    per_text = len(classes) if job.role == "classifier" else 1
+    if len(pairs) != n_test * per_text:
+        raise OrchError(f"job {job.name!r}: scores.jsonl has {len(pairs)} rows, but n_test {n_test} needs "
+                        f"{n_test * per_text}", ExitCode.DATA,
+                        hint="the job's results were cut short or changed on the host")
+    return sorted({tid for tid, _ in pairs if tid is not None})
+
+
+def check_same_texts(ids_of: Dict[str, List[str]]) -> None:
+    """Every job scored the same test ids."""
+    names = list(ids_of)
+    first = set(ids_of[names[0]])
+    for name in names[1:]:
+        other = set(ids_of[name])
+        if other != first:
+            extra, missing = sorted(other - first), sorted(first - other)
+            raise OrchError(f"job {name!r} scored other test texts than job {names[0]!r}: "
+                            + "; ".join(part for part in (
+                                f"{len(extra)} only in {name!r}: {name_examples(extra)}" if extra else "",
+                                f"{len(missing)} only in {names[0]!r}: {name_examples(missing)}" if missing else "")
+                                if part), ExitCode.DATA, hint="every job of a run scores the same test texts")
 
 
 def name_examples(items: Sequence[Any]) -> str:
@@ -319,8 +423,13 @@ def run_classes(run: RunData) -> List[str]:
     if len(seen) > 1:
         desc = "; ".join(f"{list(k)} in job {v!r}" for k, v in seen.items())
         raise OrchError(f"the jobs' manifests disagree on the classes: {desc}", ExitCode.DATA)
+    configured = [str(c) for c in run.experiment.data.classes]
     if seen:
-        return list(next(iter(seen)))
+        found = list(next(iter(seen)))
+        if configured and set(found) != set(configured):
+            raise OrchError(f"the jobs' manifests give the classes {found}, but run.yaml says {configured}",
+                            ExitCode.DATA, hint="the host's results are not this run's")
+        return found
     if run.experiment.data.classes:
         return list(run.experiment.data.classes)
     return sorted({j.label for j in run.scoring_jobs() if j.label is not None})
@@ -344,8 +453,26 @@ def load_scores(run: RunData) -> Scores:
     for job in jobs:
         if job.role == "class" and job.label is None:
             raise OrchError(f"run.yaml: class job {job.name!r} has no label", ExitCode.CONFIG)
+    n_test = expected_n_test(jobs)
+    classes = run_classes(run)
     job_rows = [(j.name, j.label if j.role == "class" else None, _read_scores(j)) for j in jobs]
-    return merge_scores(job_rows, run_classes(run))
+    scores = merge_scores(job_rows, classes)
+    if scores.n != n_test:
+        raise OrchError(f"the score files hold {scores.n} test texts, but the manifests' n_test is {n_test}",
+                        ExitCode.DATA, hint="the jobs' results were cut short or changed on the host")
+    return scores
+
+
+def check_partial(run: RunData, names: Sequence[str]) -> None:
+    """The completeness rule for the finished scoring jobs NAMES of a run that is not
+    finished (`fetch-results --partial`): each job on its own, and the same texts in each."""
+    jobs = [j for j in run.scoring_jobs() if j.name in names]
+    if not jobs:
+        return
+    n_test = expected_n_test(jobs)
+    classes = run_classes(run)
+    ids_of = {j.name: check_job_rows(j, _read_scores(j), classes, n_test) for j in jobs}
+    check_same_texts(ids_of)
 
 
 # --------------------------------------------------------------------------- scoring

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from . import shell
+from . import diskspace, shell
 from .errors import ExitCode, OrchError
 from .transport import Transport
 
@@ -37,18 +37,38 @@ def use_rsync(transport: Transport, host_has_rsync: Optional[bool] = None) -> bo
     return ok_here and ok_there
 
 
-def _rsync(argv: List[str], stdin: str = "") -> str:
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+IO_ERRORS = (11, 12, 23)  # rsync: file I/O error, protocol stream error, partial transfer
+
+
+def run_rsync(transport: Transport, argv: List[str], *, push: bool, local_dir: Optional[Path] = None,
+              stdin: str = "") -> subprocess.CompletedProcess:
+    """Run rsync (``push``: to the host).  A failure keeps rsync's own words, and a full
+    disk says whose disk and how much is left."""
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
         err = proc.stderr.strip()
-        raise OrchError(f"rsync failed (exit {proc.returncode}): {err[-800:]}", ExitCode.REMOTE)
-    return proc.stdout
+        # rsync itself sometimes loses its receiver's last words when that process dies
+        # mid-transfer (exit 11 and an empty stderr: seen with plain OpenSSH as the remote
+        # shell too), so a full disk is also recognised by the host's free space.
+        if diskspace.says_no_space(err) or (push and proc.returncode in IO_ERRORS and diskspace.host_is_full(transport)):
+            why = _reason(err) if err else f"rsync exit {proc.returncode}, its own message lost"
+            if push:
+                raise diskspace.host_no_space(transport, why)
+            raise diskspace.local_no_space(local_dir or Path.cwd(), why)
+        raise OrchError(f"rsync failed (exit {proc.returncode}): {err[-800:] or 'it printed no reason'}", ExitCode.REMOTE)
+    return proc
+
+
+def _reason(err: str) -> str:
+    """rsync's line that says why (it ends with the summary "rsync error: ... (code N)")."""
+    lines = [l for l in err.splitlines() if l.strip()]
+    return next((l for l in lines if diskspace.says_no_space(l)), lines[-1] if lines else "")
 
 
 def rsync_file(transport: Transport, local_path: Path, remote_path: str) -> None:
     """One file to the host over rsync (--partial: a big data file resumes after a drop)."""
-    _rsync(["rsync", "-a", "--partial", "-e", shell.join(transport.rsync_rsh()), str(local_path),
-            transport.rsync_target(remote_path)])
+    run_rsync(transport, ["rsync", "-a", "--partial", "-e", shell.join(transport.rsync_rsh()), str(local_path),
+                           transport.rsync_target(remote_path)], push=True)
 
 
 def host_mode(path: Path) -> int:
@@ -72,39 +92,16 @@ def push_files(transport: Transport, root: Path, files: Sequence[str], dest_dir:
         # u=rwX,go=rX: X keeps an execute bit only where there was one (and on folders).
         argv = ["rsync", "-a", "--chmod=u=rwX,go=rX", "--out-format=%n", "--files-from=-", "--from0",
                 "-e", shell.join(transport.rsync_rsh()), f"{root}/", transport.rsync_target(dest_dir + "/")]
-        out = _rsync(argv, stdin="\0".join(files))
+        out = run_rsync(transport, argv, push=True, stdin="\0".join(files)).stdout
         return sum(1 for line in out.splitlines() if line and not line.endswith("/"))
     dirs = sorted({str(Path(dest_dir, rel).parent) for rel in files})
     transport.run(shell.join(["mkdir", "-p", "--", *dirs]))
-    sftp = transport._sftp_client()  # noqa: SLF001 - same module family, one connection
     for rel in files:
-        sftp.put(str(root / rel), f"{dest_dir}/{rel}")
-        sftp.chmod(f"{dest_dir}/{rel}", host_mode(root / rel))
+        local = root / rel
+
+        def write(sftp, tmp, local=local):
+            sftp.put(str(local), tmp)
+            sftp.chmod(tmp, host_mode(local))
+
+        transport.sftp_write(f"{dest_dir}/{rel}", local.stat().st_size, write, mkdirs=False)
     return len(files)
-
-
-def pull_dir(transport: Transport, remote_dir: str, local_dir: Path, names: Sequence[str], rsync: bool) -> None:
-    """Copy remote_dir/*/<name> for the given file names into local_dir (resumable)."""
-    local_dir.mkdir(parents=True, exist_ok=True)
-    if transport.host.is_local:
-        src = Path(remote_dir)
-        for job in sorted(p for p in src.iterdir() if p.is_dir()):
-            for name in names:
-                if (job / name).is_file():
-                    (local_dir / job.name).mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(job / name, local_dir / job.name / name)
-        return
-    if rsync:
-        filters = ["--include=*/"] + [f"--include={n}" for n in names] + ["--exclude=*"]
-        # --partial keeps half-sent files so an interrupted fetch resumes where it stopped;
-        # --checksum re-sends a local copy that was damaged without changing size or mtime.
-        argv = ["rsync", "-a", "--partial", "--checksum", "--prune-empty-dirs", *filters,
-                "-e", shell.join(transport.rsync_rsh()), transport.rsync_target(remote_dir + "/"), f"{local_dir}/"]
-        _rsync(argv)
-        return
-    listing = transport.run(shell.join(["find", remote_dir, "-mindepth", "2", "-maxdepth", "2", "-type", "f"])).stdout
-    wanted = set(names)
-    for line in listing.splitlines():
-        job, name = Path(line).parent.name, Path(line).name
-        if name in wanted:
-            transport.get_file(line, local_dir / job / name)

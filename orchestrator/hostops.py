@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from . import shell
+from . import diskspace, hostdocs, shell
 from .errors import ExitCode, OrchError
 from .jobs import hostctl
 from .project import control_char
@@ -101,29 +101,47 @@ def run_dir(workdir: str, run_id: str) -> str:
     return f"{workdir}/runs/{run_id}"
 
 
-def _json(transport: Transport, command: str, stdin: Optional[str] = None) -> Dict:
-    res = transport.run(command, check=False, stdin=stdin)
+STATUS_TIMEOUT_S = 120  # one status round trip reads a few files per job: a host helper that hangs is broken
+CHANGE_TIMEOUT_S = 900  # launch and cancel start / stop tmux sessions, up to 15 s for each job's wrapper
+
+
+def _json(transport: Transport, command: str, check, stdin: Optional[str] = None,
+          timeout: float = CHANGE_TIMEOUT_S) -> Dict:
+    """Run a host helper command and return its reply, checked by ``check`` (hostdocs):
+    what the host prints is untrusted, so a reply that is too big, not JSON or not of the
+    contract's shape is one message, never a traceback."""
+    host = transport.host.name
+    res = transport.run(command, check=False, stdin=stdin, max_output=hostdocs.MAX_REPLY_BYTES, timeout=timeout)
+    if res.overflow:
+        raise OrchError(f"host helper on {host} printed more than {hostdocs.MAX_REPLY_BYTES >> 20} MB: "
+                        "not a reply orch reads", ExitCode.REMOTE,
+                        hint="the host's code snapshot or python is not what orch sent; check <workdir>/code there")
     if res.rc != 0:
+        if diskspace.says_no_space(res.stderr):
+            raise diskspace.host_no_space(transport, res.stderr)
         tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
-        raise OrchError(f"host helper failed on {transport.host.name} (exit {res.rc}): " + " | ".join(tail),
-                        ExitCode.REMOTE)
+        raise OrchError(f"host helper failed on {host} (exit {res.rc}): " + " | ".join(tail), ExitCode.REMOTE)
     try:
-        return json.loads(res.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise OrchError(f"host helper on {transport.host.name} printed no JSON: {res.stdout[-300:]!r}", ExitCode.REMOTE)
+        doc = json.loads(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError, RecursionError):
+        raise OrchError(f"host helper on {host} printed no JSON: {res.stdout[-300:]!r}", ExitCode.REMOTE)
+    try:
+        return check(doc)
+    except hostdocs.BadDocument as exc:
+        raise OrchError(f"host helper on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE) from None
 
 
 def remote_status(transport: Transport, workdir: str, code_hash: str, run_id: str) -> Dict:
     python = transport.host.python_or_default
     cmd = hostctl(python, code_dir(workdir, code_hash), "status", "--run-dir", run_dir(workdir, run_id),
                   "--workdir", workdir)
-    return _json(transport, cmd)
+    return _json(transport, cmd, hostdocs.check_status_reply, timeout=STATUS_TIMEOUT_S)
 
 
 def remote_launch(transport: Transport, workdir: str, code_hash: str, plan: Dict) -> Dict:
     python = transport.host.python_or_default
     cmd = hostctl(python, code_dir(workdir, code_hash), "launch", "--workdir", workdir)
-    return _json(transport, cmd, stdin=json.dumps(plan))
+    return _json(transport, cmd, hostdocs.check_launch_reply, stdin=json.dumps(plan))
 
 
 def remote_cancel(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str]) -> Dict:
@@ -131,4 +149,4 @@ def remote_cancel(transport: Transport, workdir: str, code_hash: str, run_id: st
     args = ["cancel", "--run-dir", run_dir(workdir, run_id), "--workdir", workdir]
     for job in jobs:
         args += ["--job", job]
-    return _json(transport, hostctl(python, code_dir(workdir, code_hash), *args))
+    return _json(transport, hostctl(python, code_dir(workdir, code_hash), *args), hostdocs.check_cancel_reply)

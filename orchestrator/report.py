@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
@@ -101,12 +102,39 @@ def write_metrics(run_dir: Path, metrics: Dict[str, Any]) -> Path:
     return path
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell made safe to open in a spreadsheet: one that would start a formula gets
+    a leading single quote, as OWASP's CSV-injection guidance says.  Numbers are left
+    alone, and so is text that is just a number ("-1", a common label): a spreadsheet
+    reads it as that number, not as a formula."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
+
+
+class SafeWriter:
+    """csv.writer whose text cells go through csv_cell: every CSV orch writes uses it.
+    Lines end in CRLF (RFC 4180): with "\n" alone, csv leaves a cell holding a bare "\r"
+    unquoted, and a reader splits the row there."""
+
+    def __init__(self, buf: io.StringIO):
+        self._w = csv.writer(buf, lineterminator="\r\n")
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._w.writerow([csv_cell(v) for v in row])
+
+
 def predictions_csv(ev: Evaluation) -> str:
     """id,label,nll_<class>...,prediction,tokens_<class>...,prediction_per_token."""
     s = ev.scores
     classes = s.classes
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeWriter(buf)
     w.writerow(["id", "label", *[f"nll_{c}" for c in classes], "prediction",
                 *[f"tokens_{c}" for c in classes], "prediction_per_token"])
     labels, pred, pred_n = s.labels, ev.pred, ev.pred_norm
@@ -255,12 +283,15 @@ def write_all(ev: Evaluation, plots: bool = True) -> List[Path]:
 
 
 def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path] = None) -> None:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     m = metrics
     v = m["verdict"]
     style = VERDICT_STYLE.get(v["label"], "bold")
-    table = Table(title=f"run {m['run_id']} · {m['kind']} · init {m['init']} · {m['n']} test texts",
+    # Titles and cells as Text: the init path is a --set value, class names come from the data.
+    table = Table(title=Text(f"run {m['run_id']} · {m['kind']} · init {m['init']} · {m['n']} test texts"),
                   title_justify="left")
     table.add_column("metric")
     table.add_column("raw NLL", justify="right")
@@ -269,24 +300,24 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
         table.add_row(*row)
     for c in m["classes"]:
         pc, tc = m["per_class"][c], m["per_token"]["per_class"][c]
-        table.add_row(f"class {c}: precision / recall", f"{pc['precision']:.3f} / {pc['recall']:.3f}",
+        table.add_row(Text(f"class {c}: precision / recall"), f"{pc['precision']:.3f} / {pc['recall']:.3f}",
                       f"{tc['precision']:.3f} / {tc['recall']:.3f}")
     console.print(table)
     cm = Table(title="confusion matrix, raw NLL", caption="rows: true class, columns: predicted",
                title_justify="left", caption_justify="left")
     cm.add_column("true \\ pred")
     for c in m["classes"]:
-        cm.add_column(str(c), justify="right")
+        cm.add_column(Text(str(c)), justify="right")
     for c, row in zip(m["classes"], m["confusion_matrix"]):
-        cm.add_row(str(c), *[str(x) for x in row])
+        cm.add_row(Text(str(c)), *[str(x) for x in row])
     console.print(cm)
     console.print(
-        f"verdict: [{style}]{v['label']}[/] — accuracy {pct(m['accuracy'])} (95% CI {ci(m['accuracy_ci95'])}) "
-        f"on the {v['title']} bands ({v['thresholds']}); prior {m['prior']['applied']}; "
+        f"verdict: [{style}]{escape(v['label'])}[/] — accuracy {pct(m['accuracy'])} (95% CI {ci(m['accuracy_ci95'])}) "
+        f"on the {v['title']} bands ({v['thresholds']}); prior {escape(m['prior']['applied'])}; "
         f"{compute_label(m['gpu_seconds'])} {compute_time(m['gpu_seconds'], m['timings']['wall_seconds'])}",
         highlight=False,
     )
     if run_dir is not None:
         console.print(f"wrote {run_dir / METRICS}, {PREDICTIONS}, {REPORT}"
                       + (f" and {len(m.get('files', {}).get('plots', []))} plots" if m.get("files", {}).get("plots") else ""),
-                      highlight=False)
+                      highlight=False, markup=False)

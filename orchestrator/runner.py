@@ -13,17 +13,13 @@ from typing import Dict, List
 
 import yaml
 
-from remote.files import sha256_file
 from remote.spec import Experiment, to_dict
 
 from . import codesync, hostops, jobs as jobplan, shell, staging
 from .errors import ExitCode, OrchError
-from .filesync import pull_dir, use_rsync
+from .filesync import use_rsync
 from .project import Project, safe_name
 from .transport import Transport
-
-FETCHED = ("status.json", "progress.jsonl", "log.txt", "scores.jsonl", "manifest.json")
-
 
 def new_run_id(project: Project, exp: Experiment) -> str:
     """EXPERIMENT-YYYYmmdd-HHMMSS, with -2, -3... when a sweep launches within a second."""
@@ -207,6 +203,13 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     from .runstate import rows_from_remote
 
     rows = rows_from_remote(status, doc["jobs"])
+    unknown = [r for r in rows if r.state == "unknown"]
+    if unknown:
+        # It may be running: starting it again could put two trainers in one folder.
+        raise OrchError("cannot resume " + "; ".join(f"{r.name}: its state is unknown ({r.reason})" for r in unknown),
+                        ExitCode.RUN_STATE,
+                        hint=f"look at those jobs' folders under {hostops.run_dir(workdir, run_id)}/jobs on the host; "
+                             "remove a job's bad status.json there to let --resume start it again")
     busy = [r.name + (f" (wrapper pid {r.owner}, {r.note})" if r.note else "")
             for r in rows if r.state in ("running", "waiting")]
     todo = [r.name for r in rows if r.state not in ("done", "running", "waiting")]
@@ -231,31 +234,27 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     return todo
 
 
-def verify_job(job_dir: Path) -> List[str]:
-    """Problems with a fetched job's results (empty list = complete and intact)."""
-    manifest_path = job_dir / "manifest.json"
-    if not manifest_path.is_file():
-        return [f"{job_dir.name}: no manifest.json (results incomplete)"]
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except ValueError:
-        return [f"{job_dir.name}: manifest.json is not valid JSON"]
-    problems = []
-    for name, meta in manifest.get("files", {}).items():
-        path = job_dir / name
-        if not path.is_file():
-            problems.append(f"{job_dir.name}/{name}: missing")
-        elif path.stat().st_size != meta.get("size"):
-            problems.append(f"{job_dir.name}/{name}: size {path.stat().st_size} != manifest {meta.get('size')}")
-        elif sha256_file(str(path)) != meta.get("sha256"):
-            problems.append(f"{job_dir.name}/{name}: sha256 does not match the manifest")
-    return problems
+def fetch(project: Project, transport: Transport, run_id: str, partial: bool, full_logs: bool = False) -> Dict:
+    """Pull RUN's job files, verify them, and only then replace runs/<id>/jobs (see fetch.py).
 
-
-def fetch(project: Project, transport: Transport, run_id: str, partial: bool) -> Dict:
-    from .runstate import rows_from_remote, run_state
+    Whatever goes wrong, Ctrl-C included, the previous verified copy stays as it was, and
+    the message says so."""
+    from .fetch import kept_note
 
     local_dir = project.existing_run(run_id)
+    kept = kept_note(local_dir)
+    try:
+        return _fetch(project, transport, run_id, local_dir, partial, full_logs, kept)
+    except KeyboardInterrupt:
+        raise OrchError(f"interrupted: the fetch of {run_id} stopped; {kept}", ExitCode.INTERRUPTED,
+                        hint=f"`orch fetch-results {run_id}` fetches again") from None
+
+
+def _fetch(project: Project, transport: Transport, run_id: str, local_dir: Path, partial: bool, full_logs: bool,
+           kept: str) -> Dict:
+    from . import fetch as fetching
+    from .runstate import rows_from_remote, run_state
+
     record, doc = load_record(local_dir), load_resolved(local_dir)
     status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
     if not status.get("exists"):
@@ -266,21 +265,31 @@ def fetch(project: Project, transport: Transport, run_id: str, partial: bool) ->
     unfinished = [r for r in scored if r.state != "done"]
     if unfinished and not partial:
         raise OrchError(
-            "run is not complete: " + ", ".join(f"{r.name} is {r.state}" for r in unfinished),
+            "run is not complete: " + ", ".join(f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == "unknown" else "")
+                                                for r in unfinished),
             ExitCode.RUN_STATE,
             hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial",
         )
     rsync = use_rsync(transport) if not transport.host.is_local else False
-    pull_dir(transport, hostops.run_dir(record["workdir"], run_id) + "/jobs", local_dir / "jobs", FETCHED, rsync)
-    problems = []
-    for row in scored:
-        if row.state == "done":
-            problems += verify_job(local_dir / "jobs" / row.name)
-    if problems:
-        raise OrchError("fetched results failed verification:\n  " + "\n  ".join(problems), ExitCode.RUN_STATE,
-                        hint="run `orch fetch-results` again to re-transfer")
+    again = f"`orch fetch-results {run_id}` fetches again"
+    staging = fetching.Staging(local_dir)
+    try:
+        pulled = fetching.pull(transport, hostops.run_dir(record["workdir"], run_id) + "/jobs", staging.jobs,
+                               local_dir / "jobs", [j["name"] for j in doc["jobs"]], rsync, full_logs, run_id)
+        problems = pulled.refused + fetching.verify(local_dir, staging.jobs, doc["jobs"],
+                                                    [r.name for r in rows if r.state == "done"], not unfinished)
+        if problems:
+            raise OrchError("fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{kept}",
+                            ExitCode.RUN_STATE, hint=again + " once the host's files are mended")
+        staging.swap_in()
+    except OrchError as exc:
+        if kept in exc.message:
+            raise
+        raise OrchError(f"{exc.message}; {kept}", exc.code, hint=exc.hint or again) from None
+    finally:
+        staging.discard()
     record["state"] = "fetched" if not unfinished else "partial"
     record["fetched_at"] = time.time()
     record["job_states"] = {r.name: r.state for r in rows}
     save_record(local_dir, record)
-    return {"complete": not unfinished, "rows": rows, "state": run_state(rows)}
+    return {"complete": not unfinished, "rows": rows, "state": run_state(rows), "cut": pulled.cut}

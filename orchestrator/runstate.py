@@ -1,7 +1,6 @@
 """Pure: the host's raw job files -> what a user sees (state, progress, ETA)."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -32,6 +31,11 @@ class JobRow:
 
 
 def job_row(raw: Dict, now: float, planned_gpu: str = "") -> JobRow:
+    """``raw``: one job of a `hostctl status` reply as hostdocs.check_status_reply left it
+    (a job whose documents broke the contract carries ``bad`` and shows as unknown)."""
+    if raw.get("bad"):
+        return JobRow(name=raw["name"], state="unknown", gpu=planned_gpu, reason=raw["bad"],
+                      has_results=bool(raw.get("manifest")))
     status = raw.get("status") or {}
     progress = raw.get("progress") or {}
     state = status.get("state") or "pending"
@@ -117,14 +121,16 @@ def listed_state(recorded: Optional[str], rows: List[JobRow]) -> Optional[str]:
 
 def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[JobRow]:
     """Rows from fetched files (for `orch runs` without contacting the host)."""
+    from .hostdocs import BadDocument, check_status, read_local
+
     rows = []
     for job in planned:
         d = run_dir / "jobs" / job["name"]
         raw: Dict = {"name": job["name"], "alive": False, "manifest": (d / "manifest.json").is_file()}
         try:
-            raw["status"] = json.loads((d / "status.json").read_text())
-        except (OSError, ValueError):
-            raw["status"] = None
+            raw["status"] = read_local(d / "status.json", check_status)
+        except BadDocument as exc:
+            raw["status"], raw["bad"] = None, f"bad status.json: {exc}"
         row = job_row(raw, 0.0, job.get("gpu", ""))
         if raw["status"] is None:
             row.state = "unknown"

@@ -58,6 +58,11 @@ def _fingerprint(key: paramiko.PKey) -> str:
     return knownhosts.fingerprint(key.asbytes())[len("SHA256:"):]
 
 
+def _write_remote(sftp, path: str, data: bytes) -> None:
+    with sftp.open(path, "w") as fh:
+        fh.write(data)
+
+
 def host_key_name(host: HostConfig) -> str:
     return knownhosts.host_key_name(host.hostname, host.port)
 
@@ -207,10 +212,12 @@ class SSHTransport(Transport):
             return "."
         return wd[2:] if wd.startswith("~/") else wd
 
-    def _exec(self, command, timeout, stdin):
+    def _exec(self, command, timeout, stdin, max_output):
         # Straight on a Paramiko channel rather than Fabric's run(): invoke feeds stdin
         # with a sleep per read and polls for the exit, which cost seconds per command.
         import threading
+
+        from .transport import read_capped
 
         conn = self._connection()
         try:
@@ -220,12 +227,16 @@ class SSHTransport(Transport):
             if stdin is not None:
                 chan.sendall(stdin.encode())
             chan.shutdown_write()
-            err_chunks = []
-            reader = threading.Thread(target=lambda: err_chunks.append(chan.makefile_stderr("rb").read()),
+            got = {}
+            reader = threading.Thread(target=lambda: got.update(err=read_capped(chan.recv_stderr, max_output, chan.close)),
                                       daemon=True)
             reader.start()
-            out = chan.makefile("rb").read()
+            out, over_out = read_capped(chan.recv, max_output, chan.close)
             reader.join(timeout)
+            err, over_err = got.get("err", (b"", False))
+            if over_out or over_err:
+                chan.close()  # stops the command (SIGPIPE on its next write)
+                return Result(out.decode(errors="replace"), err.decode(errors="replace"), -1, True)
             rc = chan.recv_exit_status()
             chan.close()
             if rc == -1 and not conn.get_transport().is_active():
@@ -236,7 +247,6 @@ class SSHTransport(Transport):
                             ExitCode.REMOTE)
         except (socket.error, EOFError, paramiko.SSHException) as exc:
             raise self._lost(exc)
-        err = b"".join(err_chunks)
         return Result(out.decode(errors="replace"), err.decode(errors="replace"), rc)
 
     def stream(self, command, out=sys.stdout):
@@ -278,27 +288,39 @@ class SSHTransport(Transport):
         self.run(shell.join(["mkdir", "-p", "--", remote_dir]))
 
     def put_text(self, text, remote_path):
-        import posixpath
-
-        self._mkdirs(posixpath.dirname(remote_path) or ".")
-        sftp = self._sftp_client()
-        tmp = posixpath.join(posixpath.dirname(remote_path), temp_name(posixpath.basename(remote_path)))
-        with sftp.open(tmp, "w") as fh:
-            fh.write(text.encode())
-        sftp.posix_rename(tmp, remote_path)
+        data = text.encode()
+        self.sftp_write(remote_path, len(data), lambda sftp, tmp: _write_remote(sftp, tmp, data))
 
     def put_file(self, local_path, remote_path):
+        size = Path(local_path).stat().st_size
+        self.sftp_write(remote_path, size, lambda sftp, tmp: sftp.put(str(local_path), tmp))
+
+    def sftp_write(self, remote_path: str, size: int, write, mkdirs: bool = True) -> None:
+        """``write(sftp, tmp)`` into a temp name beside REMOTE_PATH, then rename it over.
+        SFTP reports a full disk as a bare "Failure": ask the host how much room is left."""
         import posixpath
 
-        self._mkdirs(posixpath.dirname(remote_path) or ".")
+        if mkdirs:
+            self._mkdirs(posixpath.dirname(remote_path) or ".")
         sftp = self._sftp_client()
+        # A unique temp name: two launches writing one path at once must not share it.
         tmp = posixpath.join(posixpath.dirname(remote_path), temp_name(posixpath.basename(remote_path)))
-        sftp.put(str(local_path), tmp)
-        sftp.posix_rename(tmp, remote_path)
+        try:
+            write(sftp, tmp)
+            sftp.posix_rename(tmp, remote_path)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if not self._connection().get_transport().is_active():
+                raise self._lost(exc) from None
+            try:
+                sftp.remove(tmp)
+            except (OSError, EOFError, paramiko.SSHException):
+                pass
+            from .diskspace import host_is_full, host_no_space
 
-    def get_file(self, remote_path, local_path):
-        local_path.parent.mkdir(parents=True, exist_ok=True)
-        self._sftp_client().get(remote_path, str(local_path))
+            if host_is_full(self, size):
+                raise host_no_space(self, f"writing {remote_path}") from None
+            raise OrchError(f"could not write {remote_path} on {self.host.name} over SFTP: {exc}",
+                            ExitCode.REMOTE) from None
 
     def _exec_channel(self, command: str):
         """A new channel running ``command`` (for rsync, through orchestrator/rsync_bridge.py)."""

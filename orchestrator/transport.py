@@ -1,4 +1,4 @@
-"""Run commands and move files on a host: over SSH (Fabric/Paramiko) or locally.
+"""Run commands and move files on a host: over SSH (Paramiko) or locally.
 
 Both transports take shell text built by orchestrator.shell and offer the same calls,
 so everything above them is written once.
@@ -9,13 +9,19 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, List, Optional
+from typing import IO, Callable, List, Optional, Tuple
 
 from . import shell
 from .errors import ExitCode, OrchError
 from .hosts import HostConfig
+
+
+# What a host prints is untrusted: a command's output is read up to this much, then the
+# command is stopped and Result.overflow says so (its output is cut there).
+MAX_OUTPUT = 64 << 20
 
 
 @dataclass
@@ -23,6 +29,24 @@ class Result:
     stdout: str
     stderr: str
     rc: int
+    overflow: bool = False  # the command printed more than max_output: stopped, output cut
+
+
+def read_capped(read: Callable[[int], bytes], limit: int, on_overflow: Callable[[], None]) -> Tuple[bytes, bool]:
+    """Everything ``read`` returns until EOF, or the first ``limit`` bytes and True when
+    there is more (``on_overflow`` then stops the writer)."""
+    chunks: List[bytes] = []
+    size = 0
+    while True:
+        data = read(65536)
+        if not data:
+            return b"".join(chunks), False
+        size += len(data)
+        if size > limit:
+            chunks.append(data[: len(data) - (size - limit)])
+            on_overflow()
+            return b"".join(chunks), True
+        chunks.append(data)
 
 
 def _failed(command: str, result: Result, host: str) -> OrchError:
@@ -49,14 +73,21 @@ class Transport:
         """The workdir as the host's shell sees it (relative = under the login's home)."""
         raise NotImplementedError
 
-    def _exec(self, command: str, timeout: Optional[float], stdin: Optional[str]) -> Result:
+    def _exec(self, command: str, timeout: Optional[float], stdin: Optional[str], max_output: int) -> Result:
         raise NotImplementedError
 
     def run(self, command: str, *, check: bool = True, timeout: Optional[float] = None,
-            stdin: Optional[str] = None) -> Result:
+            stdin: Optional[str] = None, max_output: int = MAX_OUTPUT) -> Result:
         command = shell.with_path(self.host.extra_path, command)
-        result = self._exec(command, timeout, stdin)
+        result = self._exec(command, timeout, stdin, max_output)
+        if check and result.overflow:
+            raise OrchError(f"a command on {self.host.name} printed more than {max_output >> 20} MB, so orch stopped it: "
+                            f"{command[:300]}", ExitCode.REMOTE)
         if check and result.rc != 0:
+            from .diskspace import host_no_space, says_no_space
+
+            if says_no_space(result.stderr):
+                raise host_no_space(self, result.stderr)
             raise _failed(command, result, self.host.name)
         return result
 
@@ -68,9 +99,6 @@ class Transport:
         raise NotImplementedError
 
     def put_file(self, local_path: Path, remote_path: str) -> None:
-        raise NotImplementedError
-
-    def get_file(self, remote_path: str, local_path: Path) -> None:
         raise NotImplementedError
 
     def rsync_rsh(self) -> Optional[List[str]]:
@@ -94,15 +122,34 @@ class LocalTransport(Transport):
     def workdir(self) -> str:
         return str(Path(self.host.workdir).expanduser())
 
-    def _exec(self, command, timeout, stdin):
+    def _exec(self, command, timeout, stdin, max_output):
+        proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=str(Path.home()))
+        got: dict = {}
+
+        def drain(name, stream):
+            got[name] = read_capped(stream.read1, max_output, proc.kill)
+
+        readers = [threading.Thread(target=drain, args=(n, s), daemon=True)
+                   for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+        for t in readers:
+            t.start()
         try:
-            proc = subprocess.run(
-                ["bash", "-c", command], input=stdin, capture_output=True, text=True,
-                timeout=timeout, cwd=str(Path.home()),
-            )
+            if stdin is not None:
+                proc.stdin.write(stdin.encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             raise OrchError(f"command timed out after {timeout:.0f} s on local: {command[:200]}", ExitCode.REMOTE)
-        return Result(proc.stdout, proc.stderr, proc.returncode)
+        for t in readers:
+            t.join()
+        (out, over_out), (err, over_err) = got["out"], got["err"]
+        return Result(out.decode(errors="replace"), err.decode(errors="replace"), rc, over_out or over_err)
 
     def stream(self, command, out=sys.stdout):
         command = shell.with_path(self.host.extra_path, command)
@@ -134,7 +181,3 @@ class LocalTransport(Transport):
         tmp = dest.with_name(temp_name(dest.name))
         shutil.copyfile(local_path, tmp)
         os.replace(tmp, dest)
-
-    def get_file(self, remote_path, local_path):
-        local_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self._local(remote_path), local_path)

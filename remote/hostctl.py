@@ -14,12 +14,14 @@ import argparse
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
 
-from remote.wrapper import TERMINAL, lock_holder, read_json, write_json
+from remote.wrapper import (LOW_SPACE_BYTES, TERMINAL, free_bytes, lock_holder, no_space_reason, read_dict,
+                            read_json, write_json)
 
 # How long launch waits for a new wrapper's first status.json (it writes it first thing).
 START_WAIT_S = 10.0
@@ -52,13 +54,20 @@ def live_sessions(sock: str) -> List[str]:
 def last_line(path: str, max_bytes: int = 8192) -> Optional[dict]:
     """The last complete JSON line of a file, reading only its tail."""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            lines = fh.read().splitlines()
+        # O_NONBLOCK and a regular-file check: a fifo in a job folder must not hang status.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - max_bytes), os.SEEK_SET)
+        lines = os.read(fd, max_bytes).splitlines()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     for raw in reversed(lines):
         try:
             return json.loads(raw)
@@ -158,6 +167,11 @@ def cmd_launch(opts) -> dict:
                     pass
         else:
             _put_back(job_dir)
+    for item in plan["jobs"]:  # a job that did not start on a full disk says so
+        result = results[item["name"]]
+        free = None if result["started"] else free_bytes(item["job_dir"])
+        if free is not None and free < LOW_SPACE_BYTES:
+            result["error"] = no_space_reason(item["job_dir"]) + (f": {result['error']}" if result["error"] else "")
     return {"jobs": [results[item["name"]] for item in plan["jobs"]]}
 
 
@@ -166,7 +180,7 @@ def _started(sock: str, item: dict) -> Optional[dict]:
     name, job_dir = item["name"], item["job_dir"]
     status_path = os.path.join(job_dir, "status.json")
     gone = tmux(sock, "has-session", "-t", "=" + item["session"]).returncode != 0
-    status = read_json(status_path)  # read after has-session: a wrapper that wrote it and ended counts
+    status = read_dict(status_path) or None  # read after has-session: a wrapper that wrote it and ended counts
     if status is not None:
         state = status.get("state")
         if state in ("failed", "cancelled"):
@@ -199,7 +213,7 @@ def cmd_cancel(opts) -> dict:
     alive = set(live_sessions(opts.sock))
     for name in names:
         d = os.path.join(jobs_dir, name)
-        status = read_json(os.path.join(d, "status.json")) or {}
+        status = read_dict(os.path.join(d, "status.json"))
         if status.get("state") in TERMINAL:
             results.append({"name": name, "state": status["state"], "changed": False})
             continue
@@ -222,7 +236,7 @@ def cmd_cancel(opts) -> dict:
         # to write it (a lost job).
         deadline = time.time() + (15 if (was_alive or signalled or owner is not None) else 0)
         while time.time() < deadline:
-            status = read_json(os.path.join(d, "status.json")) or {}
+            status = read_dict(os.path.join(d, "status.json"))
             if status.get("state") in TERMINAL and lock_holder(d) is None:
                 break
             time.sleep(0.2)

@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -29,23 +30,69 @@ from typing import List, Optional
 
 TERMINAL = ("done", "failed", "cancelled")
 POLL_S = 1.0
+SPARE_BYTES = 64 << 10  # room kept for the final status.json: a full disk must not hide how a job ended
+LOW_SPACE_BYTES = 1 << 20  # less free than this when a job fails: the disk is the reason
 
 
 def write_json(path: str, data: dict) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: str) -> Optional[dict]:
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+        with open(tmp, "w") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)  # never leave a half-written temp file behind (a full disk)
+        except OSError:
+            pass
+        raise
+
+
+def free_bytes(path: str) -> Optional[int]:
+    try:
+        st = os.statvfs(path)
+    except OSError:
         return None
+    return st.f_bavail * st.f_frsize
+
+
+def workdir_of(job_dir: str) -> str:
+    """<workdir>/runs/<run>/jobs/<job> -> <workdir> (the layout of docs/CONTRACT.md)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(job_dir)))))
+
+
+def no_space_reason(job_dir: str) -> str:
+    """The words the controller shows for a full disk (orchestrator/diskspace.py says the same)."""
+    free = free_bytes(job_dir)
+    return f"no space left on the host's {workdir_of(job_dir)} ({(free or 0) >> 20} MB free)"
+
+
+def says_no_space(text: str) -> bool:
+    return "No space left on device" in text or "[Errno 28]" in text or "Disk quota exceeded" in text
+
+
+def read_json(path: str, max_bytes: int = 1 << 20):
+    """A job's JSON file, or None; never blocks on a fifo, never reads more than max_bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return json.loads(os.read(fd, max_bytes))
+    except (OSError, ValueError, RecursionError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_dict(path: str) -> dict:
+    """A status file as a dict ({} when absent or not an object): for decisions on the host."""
+    doc = read_json(path)
+    return doc if isinstance(doc, dict) else {}
 
 
 LOCK_NAME = "lock"
@@ -104,15 +151,66 @@ class Job:
     def __init__(self, job_dir: str):
         self.dir = job_dir
         self.status_path = os.path.join(job_dir, "status.json")
+        self.spare_path = self.status_path + ".spare"
+        self.disk_full = False  # a write of ours met ENOSPC
         self.status = {"state": "waiting", "pid": os.getpid(), "exit_code": None, "created": time.time(),
                        "started": None, "ended": None, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
                        "reason": ""}
         self.child: Optional[subprocess.Popen] = None
         self.signalled: Optional[int] = None
 
+    def reserve(self) -> None:
+        """Write the spare status file now, while there is room: its blocks are what the
+        final status is written into if the disk is full by then.  (On a copy-on-write
+        filesystem an overwrite needs new blocks too; there the spare only helps a little.)"""
+        try:
+            with open(self.spare_path, "wb") as fh:
+                fh.write(b" " * SPARE_BYTES)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            self.disk_full = True  # no room even now: the end state may go unrecorded
+            try:
+                os.remove(self.spare_path)
+            except OSError:
+                pass
+
     def save(self, **changes) -> None:
         self.status.update(changes)
-        write_json(self.status_path, self.status)
+        try:
+            write_json(self.status_path, self.status)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.disk_full = True
+            if self.status["state"] in TERMINAL:
+                try:
+                    self._save_into_spare()
+                except OSError as again:
+                    print(f"[orch] cannot record {self.status['state']} in {self.status_path}: {again}",
+                          file=sys.stderr, flush=True)
+            # else: the last state recorded stands until the end state, which has its room
+            return
+        if self.status["state"] in TERMINAL:
+            try:
+                os.remove(self.spare_path)
+            except OSError:
+                pass
+
+    def _save_into_spare(self) -> None:
+        """On a full disk: overwrite the spare's own blocks in place (no new block needed),
+        cut it to length and rename it over status.json."""
+        if self.status.get("state") == "failed" and not str(self.status.get("reason", "")).startswith("no space"):
+            self.status["reason"] = f"{no_space_reason(self.dir)}: {self.status.get('reason', '')}".rstrip(": ")
+        data = json.dumps(self.status).encode()[:SPARE_BYTES]
+        fd = os.open(self.spare_path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self.spare_path, self.status_path)
 
     def cancel_requested(self) -> bool:
         return os.path.exists(os.path.join(self.dir, "cancel"))
@@ -125,12 +223,46 @@ class Job:
         return 128 + (self.signalled or 15)
 
 
-def failure_reason(code: int, tail: bytes) -> str:
-    """`exit code N: <the payload's last error line>` (its one-line `error: ...` if any)."""
-    lines = [l.strip() for l in tail.decode("utf-8", "replace").splitlines() if l.strip()]
+def failure_reason(code: int, tail: bytes, job: Optional["Job"] = None) -> str:
+    """`exit code N: <the payload's last error line>` (its one-line `error: ...` if any),
+    after "no space left on the host's <workdir> (N MB free)" when the disk is why."""
+    text = tail.decode("utf-8", "replace")
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
     errors = [l for l in lines if l.startswith("error:") or "Error:" in l]
     last = (errors or lines or [""])[-1]
-    return f"exit code {code}: {last[:200]}" if last else f"exit code {code}"
+    reason = f"exit code {code}: {last[:200]}" if last else f"exit code {code}"
+    if job is not None:
+        free = free_bytes(job.dir)
+        if job.disk_full or says_no_space(text) or (free is not None and free < LOW_SPACE_BYTES):
+            reason = f"{no_space_reason(job.dir)}: {reason}"
+    return reason
+
+
+class Log:
+    """log.txt, append only; a write that fails (a full disk) stops the logging, never the
+    wrapper: the job's end must still be recorded."""
+
+    def __init__(self, path: str, job: "Job"):
+        self.job = job
+        self.fh = open(path, "ab", buffering=0)
+
+    def write(self, data: bytes) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.job.disk_full = True
+            self.close()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            except OSError:
+                pass
+            self.fh = None
 
 
 def wait_for(job: Job, requires: List[str], after: List[str]) -> Optional[str]:
@@ -140,7 +272,7 @@ def wait_for(job: Job, requires: List[str], after: List[str]) -> Optional[str]:
     while pending:
         still = []
         for name, must_succeed in pending:
-            status = read_json(os.path.join(runs_dir, name, "status.json")) or {}
+            status = read_dict(os.path.join(runs_dir, name, "status.json"))
             state = status.get("state")
             if state not in TERMINAL:
                 still.append((name, must_succeed))
@@ -173,6 +305,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               "one", file=sys.stderr)
         return EXIT_OWNED
     job = Job(opts.job_dir)
+    job.reserve()
 
     def on_signal(signum, _frame):
         job.signalled = signum
@@ -193,8 +326,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         job.save(state="failed", ended=time.time(), reason=reason)
         return 1
 
-    log_path = os.path.join(opts.job_dir, "log.txt")
-    with open(log_path, "ab", buffering=0) as log:
+    log = Log(os.path.join(opts.job_dir, "log.txt"), job)
+    try:
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}\n".encode())
         try:
             # A new process group, so a signal reaches the payload and its workers.
@@ -229,8 +362,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             log.write(f"[orch] stopped by signal {job.signalled}\n".encode())
             return job.finish_after_signal()
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} exit {code}\n".encode())
+    finally:
+        log.close()
     job.save(state="done" if code == 0 else "failed", ended=time.time(), exit_code=code,
-             reason="" if code == 0 else failure_reason(code, tail))
+             reason="" if code == 0 else failure_reason(code, tail, job))
     return code
 
 

@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .. import flashattn, hostlock, probe, shell
 from ..bootstrap_plan import SCRIPTS, STEPS, Plan, Step, build_plan, state_json, validate_force
@@ -141,7 +142,8 @@ def render_facts(facts: probe.HostFacts, title: str) -> None:
 
 def render_plan(plan: Plan, show_commands: bool) -> None:
     spec = plan.spec
-    console.print(f"[bold]env {spec.name}[/] ({escape(spec.path)}): {spec.manager}, python {spec.python} -> "
+    console.print(f"[bold]env {escape(spec.name)}[/] ({escape(spec.path)}): {escape(spec.manager)}, "
+                  f"python {escape(str(spec.python))} -> "
                   f"{escape(plan.env_python)}")
     table = Table(title=None, show_lines=False, box=None, pad_edge=False)
     table.add_column("step", style="bold")
@@ -184,7 +186,7 @@ def render_verify(result: Optional[dict], out: Optional[Console] = None) -> None
         detail = c.get("reason") or c.get("error") or ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in c.items() if k in ("rel_err", "max_abs_err", "varlen_max_abs_err", "device", "version"))
-        out.print(f"  [{style}]{status:>7}[/] {name}: {escape(str(detail))}")
+        out.print(f"  [{style}]{escape(str(status)):>7}[/] {escape(str(name))}: {escape(str(detail))}")
 
 
 # --- host effects ------------------------------------------------------------------------------
@@ -462,7 +464,7 @@ def bootstrap(
     elapsed = time.time() - start
     if not json_mode:
         if ran:
-            console.print(f"[green]bootstrap of {escape(host)} complete[/] ({', '.join(ran)}) in {_fmt_s(elapsed)}")
+            console.print(f"[green]bootstrap of {escape(host)} complete[/] ({escape(', '.join(ran))}) in {_fmt_s(elapsed)}")
         else:
             console.print(f"[green]nothing to do[/]: {escape(host)} is bootstrapped with env {escape(spec.name)} "
                           f"({elapsed:.1f} s)")
@@ -477,7 +479,7 @@ def show_host(project: Project, name: str, out: Console = console) -> None:
                         hint=f"run `orch hosts check {name}` or `orch bootstrap {name}`")
     facts, data = saved
     age = time.time() - (facts.probed_at or 0)
-    table = Table(title=f"{name} — probed {_fmt_s(age)} ago (workdir {facts.workdir})", title_justify="left",
+    table = Table(title=Text(f"{name} — probed {_fmt_s(age)} ago (workdir {facts.workdir})"), title_justify="left",
                   show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()

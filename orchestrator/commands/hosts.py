@@ -6,7 +6,9 @@ import time
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..connect import open_transport
 from ..hosts import list_hosts, resolve_host
@@ -30,9 +32,9 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON for 
         table.add_column(col)
     for h in hosts:
         if h.description.startswith("INVALID: "):
-            table.add_row(h.name, f"[red]{h.description}[/]", "", "", h.source)
+            table.add_row(h.name, Text(h.description, style="red"), "", "", Text(h.source))
             continue
-        table.add_row(h.name, h.display(), h.workdir, h.python or "(python3)", h.source)
+        table.add_row(*(Text(v) for v in (h.name, h.display(), h.workdir, h.python or "(python3)", h.source)))
     console.print(table)
 
 
@@ -58,14 +60,14 @@ def check_cmd(
         print(json.dumps(data, default=str))
         return
     cfg = resolve_host(project, host)
-    table = Table(title=f"{host}: {cfg.display()} (host key verified, {time.time() - start:.1f} s)",
+    table = Table(title=Text(f"{host}: {cfg.display()} (host key verified, {time.time() - start:.1f} s)"),
                   title_justify="left", show_header=False)
     for label, value in fact_rows(facts):
-        table.add_row(label, value)
+        table.add_row(label, Text(value))  # the host's words (OS, GPU names...), not markup
     console.print(table)
     for p in found:
         colour = "red" if p.level == "error" else "yellow"
-        console.print(f"[{colour}]{p.level}:[/] {p.message}" + (f"  ({p.hint})" if p.hint else ""))
+        console.print(f"[{colour}]{p.level}:[/] {escape(p.message)}" + (f"  ({escape(p.hint)})" if p.hint else ""))
 
 
 @hosts_app.command("show")

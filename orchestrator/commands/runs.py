@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .. import experiments, hostops, runner, shell
 from ..connect import open_transport
@@ -36,18 +37,20 @@ def follow_hint(run_id: str) -> str:
 
 
 def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
-    table = Table(title=f"{run_id} on {host}: {run_state(rows)}", title_justify="left")
+    # Cells are Text, not markup: reasons, GPU names and phases come from the host.
+    table = Table(title=Text(f"{run_id} on {host}: {run_state(rows)}"), title_justify="left")
     for col in ("job", "GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"):
         table.add_column(col, justify="right" if col not in ("job", "state", "phase") else "left")
-    colours = {"done": "green", "running": "cyan", "failed": "red", "lost": "red", "cancelled": "yellow"}
+    colours = {"done": "green", "running": "cyan", "failed": "red", "lost": "red", "cancelled": "yellow",
+               "unknown": "magenta"}
     for r in rows:
         steps = f"{r.step}/{r.total}" if r.step is not None else "-"
-        state = f"[{colours.get(r.state, 'white')}]{r.state}[/]"
-        if r.reason and r.state in ("failed", "cancelled"):
-            state += f" ({r.reason})"
+        state = Text(r.state, style=colours.get(r.state, "white"))
+        if r.reason and r.state in ("failed", "cancelled", "unknown"):
+            state.append(f" ({r.reason})")
         elif r.note:
-            state += f" ({escape(r.note)})"
-        table.add_row(r.name, r.gpu or "-", state, r.phase or "-", steps, _fmt(r.loss, ".4f"),
+            state.append(f" ({r.note})")
+        table.add_row(Text(r.name), Text(r.gpu or "-"), state, Text(r.phase or "-"), steps, _fmt(r.loss, ".4f"),
                       _fmt(r.tokens_per_s, ",.0f"), fmt_duration(r.eta_s), fmt_duration(r.elapsed_s))
     return table
 
@@ -134,7 +137,7 @@ def _evaluate(project: Project, run_id: str) -> None:
     from ..evaluate import check_min_accuracy, evaluate_run
 
     metrics = evaluate_run(project.run_dir(run_id), console=console)
-    console.print(f"results in {project.run_dir(run_id)} (metrics.json, report.md, plots/)")
+    console.print(f"results in {project.run_dir(run_id)} (metrics.json, report.md, plots/)", markup=False)
     check_min_accuracy(metrics)
 
 
@@ -169,7 +172,7 @@ def register(app: typer.Typer) -> None:
                                 ExitCode.USAGE, hint=f"orch run {record.get('experiment')} --resume {resume}")
             with open_transport(project, record["host"], trust_new_host_key) as transport:
                 todo = runner.resume(project, transport, resume)
-                console.print(f"relaunched {', '.join(todo)} of {resume} on {record['host']}")
+                console.print(f"relaunched {', '.join(todo)} of {resume} on {record['host']}", markup=False)
                 if wait:
                     _wait_fetch(project, transport, resume, record.get("experiment") or experiment)
             if wait:
@@ -188,10 +191,10 @@ def register(app: typer.Typer) -> None:
         with open_transport(project, host_name, trust_new_host_key) as transport:
             launched = runner.launch(project, transport, exp, run_id)
             jobs = ", ".join(f"{j['name']}" + (f"@gpu{j['gpu']}" if j["gpu"] else "") for j in launched.jobs)
-            console.print(f"launched [bold]{run_id}[/] on {host_name}: {jobs} "
+            console.print(f"launched [bold]{escape(run_id)}[/] on {escape(host_name)}: {escape(jobs)} "
                           f"(code {launched.code_hash}, {launched.files_sent} files sent, {time.time() - start:.1f} s)")
             if not wait:
-                console.print(follow_hint(run_id))
+                console.print(follow_hint(run_id), markup=False)
                 print(run_id)
                 return
             _wait_fetch(project, transport, run_id, experiment)
@@ -297,7 +300,7 @@ def register(app: typer.Typer) -> None:
         stuck = [item for item in result["jobs"] if item.get("error")]
         for item in result["jobs"]:
             verb = item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"
-            console.print(f"{item['name']}: {escape(verb)}")
+            console.print(f"{item['name']}: {verb}", markup=False)
         if stuck:
             raise OrchError(f"{', '.join(i['name'] for i in stuck)} did not stop yet", ExitCode.RUN_STATE,
                             hint=f"`orch status {run_id}` shows when they end; `orch cancel {run_id}` again to retry")
@@ -307,6 +310,7 @@ def register(app: typer.Typer) -> None:
         run_id: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Run id (default: the newest run)."),
         partial: bool = typer.Option(False, "--partial", help="Fetch what exists even if some jobs have not finished."),
         no_eval: bool = typer.Option(False, "--no-eval", help="Do not evaluate after fetching."),
+        full_logs: bool = typer.Option(False, "--full-logs", help="Fetch whole logs (default: the last 1 MB of each)."),
         trust_new_host_key: bool = TRUST,
     ):
         """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
@@ -314,14 +318,25 @@ def register(app: typer.Typer) -> None:
         run_dir = project.existing_run(run_id)
         record = runner.load_record(run_dir)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            outcome = runner.fetch(project, transport, run_dir.name, partial)
+            outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
         done = sum(r.state == "done" for r in outcome["rows"])
-        console.print(f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}")
+        console.print(f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
+                      markup=False)
+        from ..fetch import TAIL_BYTES
+
+        for name, size in outcome["cut"].items():
+            console.print(f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
+                          f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)", markup=False)
         if outcome["complete"] and not no_eval:
             from ..evaluate import evaluate_run
 
-            metrics = evaluate_run(run_dir, console=console)
-            console.print(f"accuracy {metrics['accuracy']:.4f} -> {run_dir / 'metrics.json'}")
+            try:
+                metrics = evaluate_run(run_dir, console=console)
+            except KeyboardInterrupt:
+                raise OrchError(f"interrupted while evaluating {run_dir.name}; its fetched results are verified "
+                                f"in {run_dir / 'jobs'}", ExitCode.INTERRUPTED,
+                                hint=f"`orch eval {run_dir.name}` evaluates them") from None
+            console.print(f"accuracy {metrics['accuracy']:.4f} -> {run_dir / 'metrics.json'}", markup=False)
         elif not outcome["complete"]:
             console.print("partial run: not evaluated (every class job must be done)")
 
@@ -362,6 +377,7 @@ def register(app: typer.Typer) -> None:
             add_column(table, col)
         for it in items:
             acc = f"{it['accuracy']:.4f}" if it["accuracy"] is not None else "-"
-            table.add_row(it["run"], str(it["experiment"]), it["kind"], str(it["host"]), it["launched"],
-                          str(it["state"]), acc)
+            # Text cells: an experiment name or a state is data, never markup.
+            table.add_row(*(Text(str(v)) for v in (it["run"], it["experiment"], it["kind"], it["host"], it["launched"],
+                                                    it["state"], acc)))
         console.print(table)

