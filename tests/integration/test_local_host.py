@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import timing
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +47,7 @@ def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):
 def test_same_name_launched_twice_at_once_starts_once(ssh_project):
     p = ssh_project
     procs = [p.popen("run", "smoke", "--name", "race", "--set", "train.steps=5") for _ in range(2)]
-    results = [(proc.wait(timeout=120), proc.stderr.read()) for proc in procs]
+    results = [(proc.wait(timeout=timing.scaled(120)), proc.stderr.read()) for proc in procs]
     codes = sorted(rc for rc, _ in results)
     assert codes == [0, 8], results
     assert any("already exists" in err for _, err in results)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
+import timing
 import yaml
 
 from remote.spec import load_experiment, set_dotted, to_dict
@@ -72,5 +73,5 @@ def run_job_cmd(run_dir: Path, name: str) -> List[str]:
 
 def run_job_process(run_dir: Path, name: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(run_job_cmd(run_dir, name), cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300, **kwargs)
+    kwargs.setdefault("timeout", timing.scaled(300))  # a guard against a hang, stretched on a busy machine
+    return subprocess.run(run_job_cmd(run_dir, name), cwd=ROOT, env=env, capture_output=True, text=True, **kwargs)
