@@ -8,12 +8,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import yaml
+
+from remote.files import atomic_write_bytes
 
 from .evaluate import Evaluation
 
@@ -84,15 +84,7 @@ def count(n: Optional[float]) -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(str(path), text.encode("utf-8"))
 
 
 def write_metrics(run_dir: Path, metrics: Dict[str, Any]) -> Path:
