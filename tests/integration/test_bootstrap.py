@@ -121,7 +121,8 @@ def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
     _host_with_h200_shims(p, tmp_path)
     proc = p.orch("bootstrap", "testhost", "--env", "venv", timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = proc.stderr  # progress; bootstrap prints data (the plan, --json) on stdout only
+    assert proc.stdout == ""
     assert "NVIDIA H200" in out
     assert "bootstrap of testhost complete (env, torch, packages, verify)" in out, out
     # the packages step ran detached in tmux, with its log tailed here
@@ -145,7 +146,7 @@ def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
     # is belongs to bench/bench_controller.py, not to a test on a shared machine.
     logins = p.sshd.logins()
     again = p.orch("bootstrap", "testhost", check=True)
-    assert "nothing to do" in again.stdout
+    assert "nothing to do" in again.stderr
     assert p.sshd.logins() == logins + 1
 
     # `orch hosts show` (the lead wires show_host to it): the recorded facts and environment.
@@ -203,7 +204,7 @@ def test_two_bootstraps_of_one_host_do_not_run_at_once(ssh_project, tmp_path):
     assert p.orch("bootstrap", "testhost", "--env", "slowpkg", "--dry-run", timeout=120).returncode == 0  # reads only
     broke = p.orch("bootstrap", "testhost", "--env", "slowpkg", "--force", "packages", "--break-lock", timeout=240)
     assert broke.returncode == 0, broke.stdout + broke.stderr
-    assert "broke lock of `orch bootstrap`" in broke.stdout and "complete (packages, verify)" in broke.stdout
+    assert "broke lock of `orch bootstrap`" in broke.stderr and "complete (packages, verify)" in broke.stderr
     assert not lock.exists()
 
 
@@ -245,14 +246,14 @@ def test_failed_step_is_diagnosed_then_resumed_and_force_redoes_one_step(ssh_pro
     _tiny_wheel(wheels)
     second = p.orch("bootstrap", "testhost", "--env", "resume", timeout=240)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "── env" not in second.stdout and "── torch" not in second.stdout  # resumed at packages
-    assert "bootstrap of testhost complete (packages, verify)" in second.stdout
+    assert "── env" not in second.stderr and "── torch" not in second.stderr  # resumed at packages
+    assert "bootstrap of testhost complete (packages, verify)" in second.stderr
     assert (p.remote_root / "bootstrap" / "logs" / "env.result").read_text() == env_result
     env_python = p.remote_root / "envs" / "resume" / "bin" / "python"
     assert subprocess.run([str(env_python), "-c", "import orchtestpkg"]).returncode == 0
 
     forced = p.orch("bootstrap", "testhost", "--env", "resume", "--force", "verify", check=True, timeout=240)
-    assert "bootstrap of testhost complete (verify)" in forced.stdout
+    assert "bootstrap of testhost complete (verify)" in forced.stderr
     bad = p.orch("bootstrap", "testhost", "--force", "nope")
     assert bad.returncode == 2 and "no such step" in bad.stderr
 
@@ -324,7 +325,7 @@ def test_miniconda_step_with_a_local_fake_installer(ssh_project, tmp_path):
 
     proc = p.orch("bootstrap", "testhost", "--env", "conda-fake", "--accept-anaconda-tos", timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "sha256 ok" in proc.stdout
+    assert "sha256 ok" in proc.stderr
     assert (prefix / "installer-args.txt").read_text().split() == ["-b", "-p", str(prefix)]
     calls = (prefix / "conda-calls.log").read_text()
     assert f"create -y -p {p.remote_root}/envs/conda-fake python=3.11 pip" in calls
@@ -335,7 +336,7 @@ def test_miniconda_step_with_a_local_fake_installer(ssh_project, tmp_path):
     assert _configured_python(p) == str(p.remote_root / "envs" / "conda-fake" / "bin" / "python")
 
     again = p.orch("bootstrap", "testhost", "--env", "conda-fake", "--accept-anaconda-tos", check=True)
-    assert "nothing to do" in again.stdout
+    assert "nothing to do" in again.stderr
 
 
 def test_install_conda_refuses_a_bad_checksum(tmp_path):
@@ -385,7 +386,7 @@ def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tm
     finally:
         rc = follow.finish(timeout=240)
     assert rc == 0, follow.stdout + follow.stderr
-    assert "slow-step-done" in follow.stdout and "complete (packages, verify)" in follow.stdout
+    assert "slow-step-done" in follow.stderr and "complete (packages, verify)" in follow.stderr
 
     # 2. timeout (timeouts.install: 0.1 minutes): the controller gives up, the step keeps running.
     _write_env(p, "slow", {"manager": "venv", "python": "system", "system_site_packages": True,

@@ -72,7 +72,7 @@ def test_cancel_lost_and_resume_from_checkpoint(ssh_project):
     before = {j: max(progress_steps(p, "cr", j)) for j in ("class-0", "class-1")}
     assert (p.remote_job("cr", "class-0") / "ckpt" / "last.pt").is_file()
     resumed = p.orch("run", "smoke", "--resume", "cr", check=True)
-    assert "relaunched class-0, class-1" in resumed.stdout
+    assert "relaunched class-0, class-1" in resumed.stderr
 
     def continued(job):
         steps = progress_steps(p, "cr", job)
@@ -108,4 +108,4 @@ def test_sftp_fallback_when_rsync_missing_locally(ssh_project, tmp_path):
     jobs = p.wait_state("sftp")
     assert [j["state"] for j in jobs] == ["done", "done"]
     fetched = p.orch("fetch-results", "sftp", check=True)
-    assert "results verified" in fetched.stdout
+    assert "results verified" in fetched.stderr
