@@ -1,6 +1,7 @@
 """Data staging: local data files go to <workdir>/data/<sha256[:16]>-<name>, once."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Dict, List
 
@@ -72,7 +73,17 @@ def scan_labels(path: Path, spec: DataSpec) -> List[str]:
     try:
         rows = read_file(str(path), spec)
     except DataError as exc:
-        hint = ("set data.text_field / data.label_field to the file's field names" if "missing" in str(exc)
-                else "fix that line of the file")
-        raise OrchError(str(exc), ExitCode.DATA, hint=hint)
+        raise OrchError(str(exc), ExitCode.DATA, hint=_data_hint(str(exc), spec))
     return sorted({row.label for row in rows}, key=natural_key)
+
+
+def _data_hint(message: str, spec: DataSpec) -> str:
+    """How to fix what remote.data found: the message says where (file, or file:line)."""
+    if "missing field" in message or "missing column" in message:
+        return "set data.text_field / data.label_field to the file's field names"
+    if "no texts" in message:
+        return (f"the file holds no non-empty texts: write one labelled text per line, e.g. "
+                f'{{"{spec.text_field}": "...", "{spec.label_field}": "pos"}} (or a CSV with a header row)')
+    if re.search(r":\d+: ", message):
+        return "fix that line of the file"
+    return "check the file (see data.format, data.text_field, data.label_field)"
