@@ -332,7 +332,7 @@ def _parse_poll(text: str) -> Tuple[dict, str]:
 
 
 def _failure(step: Step, rc: int, output: str, plan: Plan, host: str) -> OrchError:
-    found = flashattn.diagnose_log(output, rc)
+    found = flashattn.diagnose_log(output, rc, step.name)
     # the log's own lines, without run_step.sh's bookkeeping and pip's upgrade notices
     tail = [line for line in output.strip().splitlines()
             if line.strip() and not line.startswith(("[orch]", "[notice]"))][-12:]

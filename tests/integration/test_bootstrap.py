@@ -115,6 +115,40 @@ def test_dry_run_shows_the_h200_plan_and_changes_nothing(ssh_project, tmp_path):
     assert "todo" in text and "Traceback" not in text
 
 
+def _base_python_without_torch():
+    """A base interpreter (not a venv) that can make venvs and has no torch, or None."""
+    probe = ("import sys, importlib.util as u, ensurepip, venv; "
+             "sys.exit(0 if sys.prefix == sys.base_prefix and u.find_spec('torch') is None else 1)")
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.path.exists(candidate) and subprocess.run([candidate, "-c", probe], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+def test_preinstalled_torch_missing_from_the_hosts_python_is_named(ssh_project, tmp_path):
+    """`torch: preinstalled` where the host's python3 has no torch: the dry run marks the
+    torch step blocked, and a real bootstrap stops there saying torch is missing (not a
+    pip build-isolation story)."""
+    bare = _base_python_without_torch()
+    if bare is None:
+        pytest.skip("no python without torch on this machine to stand for the host's")
+    p = ssh_project
+    bin_dir = tmp_path / "bare-bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(bare)
+    shims = hostfixtures.write_gpu_shims(tmp_path / "gpu-shims", "ok")
+    p.write_host(extra_path=[str(shims), str(bin_dir)])
+    plan = json.loads(p.orch("bootstrap", "testhost", "--env", "venv", "--dry-run", "--json", check=True).stdout)
+    torch = {s["name"]: s for s in plan["plan"]["steps"]}["torch"]
+    assert torch["state"] == "blocked", torch
+    assert f"torch is missing from {bin_dir}/python3 (the python the venv is made from)" in torch["why"]
+    real = p.orch("bootstrap", "testhost", "--env", "venv", timeout=240)
+    assert real.returncode == 6, real.stdout + real.stderr  # ExitCode.HOST_TOOLS
+    assert "bootstrap step torch is blocked: torch is missing from" in real.stderr
+    assert f"install torch into {bin_dir}/python3" in real.stderr
+    assert "build isolation" not in real.stderr and "Traceback" not in real.stderr
+
+
 @needs_torch
 def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
     p = ssh_project
