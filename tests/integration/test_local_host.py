@@ -125,3 +125,9 @@ def test_an_empty_data_file_says_so(ssh_project):
     assert proc.returncode == 9, proc.stderr
     assert "empty.jsonl: no texts in the file" in proc.stderr
     assert "fix that line" not in proc.stderr and "one labelled text per line" in proc.stderr
+
+
+def test_hosts_check_local_claims_no_host_key(ssh_project):
+    p = ssh_project
+    proc = p.orch("hosts", "check", "local", check=True)
+    assert "local: local (this machine, no SSH)" in proc.stdout and "host key" not in proc.stdout

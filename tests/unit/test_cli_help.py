@@ -1,4 +1,5 @@
 """Every command answers --help, as a user would call it (a fresh process each)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,25 @@ def test_unknown_command_and_option_are_usage_errors():
         proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], cwd=REPO, capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_MODULES) + ["hosts check"])
+def test_help_shows_metavars_not_python_types(command):
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    for python_type in ("<bool>", "<str>", "<int>", "<float>", "<list", "<path>", "[[", "{experiment}"):
+        assert python_type not in proc.stdout, (python_type, proc.stdout)
+    assert "--quiet" in proc.stdout or command == "hosts"  # a group: its commands take it
+
+
+def test_root_help_lists_the_exit_codes():
+    from orchestrator.errors import ExitCode
+
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "COLUMNS": "400"})
+    text = " ".join(proc.stdout.split())
+    assert "Exit codes: 0 success;" in text
+    for code in ExitCode:
+        assert f"{int(code)} " in text
+    assert "--quiet" in text and "stdout" in text and "stderr" in text
