@@ -34,10 +34,19 @@ def _readable_help() -> None:
     def argument_type(self, ctx):
         return None  # the argument's name (its metavar) is already in the first column
 
+    def usage_name(self):  # NAME / [NAME] / JOB... as usage lines write them (Typer: {NAME})
+        name = self.display_name_raw
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return name if self.required else f"[{name}]"
+
     for name, display in (("TyperOption", option_type), ("TyperArgument", argument_type)):
         cls = getattr(core, name, None)
         if cls is not None and hasattr(cls, "display_type_rich"):
             cls.display_type_rich = display
+    argument = getattr(core, "TyperArgument", None)
+    if argument is not None and hasattr(argument, "_usage_display_name"):
+        argument._usage_display_name = usage_name
 
 
 _readable_help()
@@ -65,6 +74,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 COMMAND_MODULES = {
     "run": "runs", "status": "runs", "logs": "runs", "cancel": "runs", "fetch-results": "runs", "runs": "runs",
     "hosts": "hosts", "eval": "evaluate", "compare": "evaluate", "bootstrap": "bootstrap", "smoke": "smoke",
+    "data": "data",
 }
 
 

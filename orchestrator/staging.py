@@ -28,13 +28,23 @@ def local_data_files(exp: Experiment, root: Path) -> Dict[str, Path]:
         path = Path(value).expanduser()
         path = path if path.is_absolute() else (root / path)
         if not path.is_file():
-            raise OrchError(
-                f"data.{key}: {value} does not exist (looked for {path})",
-                ExitCode.CONFIG,
-                hint="paths in an experiment are relative to the project folder; use --set data.path=FILE",
-            )
+            raise OrchError(f"data.{key}: {value} does not exist (looked for {path})", ExitCode.CONFIG,
+                            hint=_missing_hint(path, root, key))
         out[key] = path.resolve()
     return out
+
+
+def _missing_hint(path: Path, root: Path, key: str) -> str:
+    try:
+        parts = path.resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        parts = ()
+    if len(parts) >= 2 and parts[0] == "data":
+        from .datasets import KNOWN
+
+        if parts[1] in KNOWN:
+            return f"`orch data get {parts[1]}` downloads it (see docs/DATA.md)"
+    return f"paths in an experiment are relative to the project folder; use --set data.{key}=FILE"
 
 
 def stage_data(transport: Transport, exp: Experiment, root: Path, workdir: str, rsync: bool) -> Dict[str, str]:

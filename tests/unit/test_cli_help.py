@@ -31,9 +31,11 @@ def test_help_shows_metavars_not_python_types(command):
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr
-    for python_type in ("<bool>", "<str>", "<int>", "<float>", "<list", "<path>", "[[", "{experiment}"):
+    for python_type in ("<bool>", "<str>", "<int>", "<float>", "<list", "<path>", "[[", "...."):
         assert python_type not in proc.stdout, (python_type, proc.stdout)
-    assert "--quiet" in proc.stdout or command == "hosts"  # a group: its commands take it
+    usage = next(line for line in proc.stdout.splitlines() if "Usage:" in line)
+    assert "{" not in usage, usage  # EXPERIMENT, not Typer's {EXPERIMENT}
+    assert "--quiet" in proc.stdout or command in ("hosts", "data")  # groups: their commands take it
 
 
 def test_root_help_lists_the_exit_codes():
@@ -46,3 +48,13 @@ def test_root_help_lists_the_exit_codes():
     for code in ExitCode:
         assert f"{int(code)} " in text
     assert "--quiet" in text and "stdout" in text and "stderr" in text
+
+
+def test_readme_exit_code_table_matches_the_code():
+    import re
+
+    from orchestrator.errors import exit_code_table
+
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| (.+) \|$", readme, flags=re.M)
+    assert [(int(c), m.replace("`", "")) for c, m in rows] == [(int(c), m) for c, m in exit_code_table()]
