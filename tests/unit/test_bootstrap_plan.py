@@ -368,3 +368,20 @@ def test_a_failed_torch_import_is_diagnosed_as_missing_torch_not_build_isolation
     (what, fix), = flashattn.diagnose_log(log, 1, "torch")
     assert what == "torch is not installed in the env's python" and "torch.version: auto" in fix
     assert "build isolation" in flashattn.diagnose_log(log, 1, "flash-attn")[0][0]
+
+
+@pytest.mark.parametrize("gpu", [("NVIDIA A100-SXM4-80GB", "8.0", 81920), ("NVIDIA H100 80GB HBM3", "9.0", 81559)])
+def test_what_the_readme_says_each_env_gives_on_cuda_12_4(gpu):
+    """README, 'Which env': a driver for CUDA 12.4 with an A100 or H100."""
+    facts = make_facts(gpus=[gpu], cuda="12.4", driver="550.54.14", glibc="2.35",
+                       pythons=[("python3", "/usr/bin/python3", "3.10.12", True, None)])
+    default = bp.build_plan(facts, envspec.load(REPO, "default"), host="nigel", accept_tos=True)
+    assert (default.spec.python, default.torch.requirement, default.torch.variant) == ("3.11", "torch==2.6.*", "cu124")
+    assert (default.flash_attn.kind, default.flash_attn.version) == ("wheel", "2.8.3.post1")
+    seed = bp.build_plan(facts, envspec.load(REPO, "mdlm-seed"), host="nigel", accept_tos=True)
+    assert (seed.spec.python, seed.torch.requirement, seed.torch.variant) == ("3.9", "torch==2.2.*", "cu121")
+    assert (seed.flash_attn.kind, seed.flash_attn.version) == ("wheel", "2.5.6")
+    assert "cu122torch2.2cxx11abiFALSE-cp39" in seed.flash_attn.wheel
+    # without the ToS flag both stop at the conda step
+    for env in ("default", "mdlm-seed"):
+        assert bp.build_plan(facts, envspec.load(REPO, env), host="nigel").step("conda").state == "blocked"
