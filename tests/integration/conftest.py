@@ -149,7 +149,8 @@ class OrchProject:
         data = {
             "hostname": "127.0.0.1", "port": self.sshd.port, "user": getpass.getuser(),
             "identity_file": str(self.sshd.client_key), "known_hosts_file": str(self.sshd.known_hosts),
-            "workdir": str(self.remote_root), "python": sys.executable, "connect_timeout": 5,
+            "workdir": str(self.remote_root), "python": sys.executable,
+            "connect_timeout": round(timing.scaled(5), 1),  # a busy machine is slow to answer too
         }
         data.update(overrides)
         path = self.root / "configs" / "hosts" / f"{name}.yaml"

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import timing
 
 from orchestrator.cli import COMMAND_MODULES
 
@@ -14,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("command", sorted(COMMAND_MODULES) + ["hosts list", "hosts check", "hosts show"])
 def test_help(command):
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=timing.scaled(60))
     assert proc.returncode == 0, proc.stderr
     assert f"orch {command}" in " ".join(proc.stdout.split())
 
@@ -22,14 +23,14 @@ def test_help(command):
 def test_unknown_command_and_option_are_usage_errors():
     for argv in (["nosuch"], ["status", "--bogus"]):
         proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], cwd=REPO, capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=timing.scaled(60))
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("command", sorted(COMMAND_MODULES) + ["hosts check"])
 def test_help_shows_metavars_not_python_types(command):
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+                          capture_output=True, text=True, timeout=timing.scaled(60), env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr
     for python_type in ("<bool>", "<str>", "<int>", "<float>", "<list", "<path>", "[[", "...."):
         assert python_type not in proc.stdout, (python_type, proc.stdout)
@@ -42,7 +43,7 @@ def test_root_help_lists_the_exit_codes():
     from orchestrator.errors import ExitCode
 
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--help"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "COLUMNS": "400"})
+                          text=True, timeout=timing.scaled(60), env={**os.environ, "COLUMNS": "400"})
     text = " ".join(proc.stdout.split())
     assert "Exit codes: 0 success;" in text
     for code in ExitCode:
