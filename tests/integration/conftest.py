@@ -139,7 +139,8 @@ class OrchProject:
 
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_ctrl_c_reaches_it)
 
     def start(self, *args: str) -> "Running":
         """The real CLI in the background, its output read as it comes (see Running.wait_for)."""
@@ -176,6 +177,15 @@ class OrchProject:
                     return last["jobs"]
             time.sleep(1.0)
         raise AssertionError(f"run {run_id} did not reach {states} in {timeout}s; last status: {last}")
+
+
+def _ctrl_c_reaches_it() -> None:
+    """In the child: SIGINT back to the default, so Python turns it into KeyboardInterrupt.
+    A suite started in the background by a shell without job control (nohup, `cmd &` in a
+    script, some CI runners) inherits SIGINT ignored, and a test's Ctrl-C would be lost."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Running:

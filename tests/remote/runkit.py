@@ -13,10 +13,14 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-import timing
 import yaml
 
 from remote.spec import load_experiment, set_dotted, to_dict
+
+# tests/timing.py, also when a test's subprocess imports this module with only tests/remote
+# on sys.path (test_tokenizer does).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import timing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "data" / "tiny_sentiment.jsonl"
