@@ -424,6 +424,23 @@ def build_plan(
     elif choice.mode == "preinstalled":
         torch_step.argv = [env_py, "-c", 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)']
         state_of(torch_step, exists=bool(installed_torch), missing_why="torch is not importable in the env")
+        # The probe looked at the python that is to provide torch: without it no later step can work.
+        sees_base = base is not None and spec.system_site_packages
+        if env_info is not None:
+            source, where = env_info, f"the env's python ({env_py})" + (
+                f", which sees the packages of {base.path}" if sees_base else "")
+        elif sees_base and base.prefix == (base.base_prefix or base.prefix):
+            # (a venv made from a venv's python sees its *base* interpreter's packages, which
+            # the probe did not look at: only a base interpreter is judged before the env exists)
+            source, where = base, f"{base.path} (the python the venv is made from)"
+        else:
+            source, where = None, ""
+        if source is not None and not source.packages.get("torch") and torch_step.state != "done":
+            torch_step.state = "blocked"
+            torch_step.why = f"torch is missing from {where}, and torch: preinstalled installs none"
+            torch_step.hint = (f"install torch into {base.path if sees_base else env_py}, or set torch.version: auto "
+                               "in the env spec so bootstrap installs the build for the host's driver")
+            torch_step.blocked_code = "host"
     else:
         torch_step.argv = [env_py, "-m", "pip", "install", *choice.pip_args()]
         if "torch" in force:

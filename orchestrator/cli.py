@@ -4,18 +4,52 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
-from .errors import ExitCode, OrchError
+from . import output
+from .errors import ExitCode, OrchError, exit_code_table
 
 app = typer.Typer(
     name="orch",
-    help="Run per-class generative text-classifier experiments on GPU hosts over SSH.",
+    help="Run per-class generative text-classifier experiments on GPU hosts over SSH.\n\n"
+         "Results (tables, JSON, logs, run ids) go to stdout; progress, warnings and errors to stderr.",
+    epilog="Exit codes: " + "; ".join(f"{int(code)} {why}" for code, why in exit_code_table()) + ".",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True, highlight=False)
+err_console = output.err
+
+
+def _readable_help() -> None:
+    """Typer >= 0.16 labels every parameter in --help with its Python type (`<bool>` on a
+    flag, `<str>`, `<list[str]>`): show the metavar a parameter declares, and nothing for
+    flags, as command-line tools do."""
+    from typer import core
+
+    def option_type(self, ctx):
+        if getattr(self, "is_flag", False):
+            return None
+        return self.metavar or (self.name or "value").upper()
+
+    def argument_type(self, ctx):
+        return None  # the argument's name (its metavar) is already in the first column
+
+    def usage_name(self):  # NAME / [NAME] / JOB... as usage lines write them (Typer: {NAME})
+        name = self.display_name_raw
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+    for name, display in (("TyperOption", option_type), ("TyperArgument", argument_type)):
+        cls = getattr(core, name, None)
+        if cls is not None and hasattr(cls, "display_type_rich"):
+            cls.display_type_rich = display
+    argument = getattr(core, "TyperArgument", None)
+    if argument is not None and hasattr(argument, "_usage_display_name"):
+        argument._usage_display_name = usage_name
+
+
+_readable_help()
 
 
 def _version(value: bool) -> None:
@@ -28,7 +62,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          quiet: bool = output.quiet_option()) -> None:
     # A callback keeps Typer in command-group mode even when only one command module
     # is loaded (see _register_commands), so `orch smoke HOST` is never parsed as `orch HOST`.
     pass
@@ -39,6 +74,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 COMMAND_MODULES = {
     "run": "runs", "status": "runs", "logs": "runs", "cancel": "runs", "fetch-results": "runs", "runs": "runs",
     "hosts": "hosts", "eval": "evaluate", "compare": "evaluate", "bootstrap": "bootstrap", "smoke": "smoke",
+    "data": "data",
 }
 
 

@@ -140,6 +140,7 @@ def _row(name: str, ev: Evaluation, per_token: bool) -> Dict[str, Any]:
         "roc_auc": head["roc_auc"],
         "verdict": head["verdict"] if per_token else m["verdict"]["label"],
         "bands": m["verdict"]["bands"],
+        "compute": "gpu" if m["gpu_seconds"] else "cpu",  # what the time below was spent on
         "gpu_seconds": m["gpu_seconds"],
         "job_seconds": m.get("timings", {}).get("wall_seconds", 0.0),
         "train_tokens": m["train_tokens"],
@@ -183,22 +184,36 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from .report import VERDICT_STYLE, compute_time, count, num, pm
+    from rich.markup import escape
+
+    from .evaluate import BAND_TITLES, describe_bands
+    from .report import VERDICT_STYLE, ci, compute_time, count, num, pct
     from .tables import add_column, add_name_column
 
     scoring = "per-token NLL" if result["per_token"] else "raw NLL"
     table = Table(title=f"{len(result['runs'])} run(s) on {result['n_common']} shared test texts ({scoring})",
                   title_justify="left")
     add_name_column(table, "run", [r["run_id"] for r in result["runs"]])
-    for col, justify in [("kind", "left"), ("init", "left"), ("accuracy ± 95% CI", "right"),
-                         ("macro-F1", "right"), ("verdict", "left"), ("GPU time", "right"), ("train tokens", "right")]:
+    for col, justify in [("kind", "left"), ("init", "left"), ("accuracy (95% CI)", "right"),
+                         ("macro-F1", "right"), ("verdict (bands)", "left"), ("compute time", "right"),
+                         ("train tokens", "right")]:
         add_column(table, col, justify)
     for r in result["runs"]:
-        # Text cells: a run's init path (a --set value) or kind is data, never markup.
-        table.add_row(Text(r["run_id"]), Text(r["kind"]), Text(str(r["init"])), pm(r["accuracy"], r["accuracy_ci95"]),
-                      num(r["macro_f1"]), Text(r["verdict"], style=VERDICT_STYLE.get(r["verdict"], "")),
-                      compute_time(r["gpu_seconds"], r["job_seconds"]), count(r["train_tokens"]))
+        style = VERDICT_STYLE.get(r["verdict"], "")
+        verdict = f"[{style}]{escape(r['verdict'])}[/]" if style else escape(r["verdict"])
+        # The bootstrap interval is not symmetric near 100%: print it, not "± half-width".
+        accuracy = f"{pct(r['accuracy'])} ({ci(r['accuracy_ci95'])})" if r["accuracy_ci95"] else pct(r["accuracy"])
+        spent = compute_time(r["gpu_seconds"], r["job_seconds"])
+        table.add_row(escape(r["run_id"]), escape(r["kind"]), escape(str(r["init"])), accuracy, num(r["macro_f1"]),
+                      f"{verdict} ({escape(r['bands'])})", spent, count(r["train_tokens"]))
     console.print(table)
+    used = sorted({r["bands"] for r in result["runs"]})
+    console.print("bands: " + "; ".join(f"{b} = {BAND_TITLES.get(b, b)} ({describe_bands(b)})" for b in used)
+                  + (" — the runs were judged against different bands" if len(used) > 1 else ""),
+                  markup=False, highlight=False)
+    if any(r["compute"] == "cpu" for r in result["runs"]):
+        console.print("compute time: sum of the jobs' wall times, on GPUs, or on the CPU where no job had a GPU",
+                      markup=False, highlight=False)
     if result["test_sets_differ"]:
         console.print(f"note: the runs' test sets differ; compared on the {result['n_common']} ids they share (--force)",
                       highlight=False)

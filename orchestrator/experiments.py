@@ -1,6 +1,7 @@
 """Experiment configs: configs/experiments/NAME.yaml -> a validated remote.spec.Experiment."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -13,19 +14,36 @@ from .project import Project
 from .yamlfile import read_mapping
 
 
+def is_path(arg: str) -> bool:
+    """`orch run configs/experiments/x.yaml` names a file; `orch run x` names an experiment."""
+    return "/" in arg or arg.endswith((".yaml", ".yml")) or (os.sep != "/" and os.sep in arg)
+
+
 def experiment_path(project: Project, name: str) -> Path:
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
-        return candidate.resolve()
+    """The YAML file of an experiment given by name (configs/experiments/NAME.yaml) or by
+    path (relative to the current folder); a message names it as the user gave it."""
+    known = sorted(p.stem for p in (project.configs / "experiments").glob("*.yaml"))
+    hint = "known experiments: " + (", ".join(known) or "none")
+    if is_path(name):
+        candidate = Path(name).expanduser()
+        if candidate.is_file():
+            return candidate.resolve()
+        what = "is a folder, not a YAML file" if candidate.is_dir() else "does not exist"
+        raise OrchError(f"experiment file {name} {what}" + (f" (looked for {candidate.resolve()})"
+                                                           if not candidate.is_absolute() else ""),
+                        ExitCode.CONFIG, hint=hint + "; a name runs configs/experiments/NAME.yaml")
     path = project.configs / "experiments" / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in (project.configs / "experiments").glob("*.yaml"))
-        raise OrchError(
-            f"no experiment {name!r} ({path} does not exist)",
-            ExitCode.CONFIG,
-            hint="known experiments: " + (", ".join(known) or "none"),
-        )
+        raise OrchError(f"no experiment {name!r} ({path} does not exist)", ExitCode.CONFIG, hint=hint)
     return path
+
+
+def names_experiment(arg: str, recorded: object, run_id: str) -> bool:
+    """Whether `orch run ARG --resume RUN` names the run's experiment: its name, the run
+    id itself, or a path to a file of that name."""
+    if arg in (recorded, run_id):
+        return True
+    return is_path(arg) and Path(arg).stem == recorded
 
 
 def parse_overrides(pairs: Sequence[str]) -> List[Tuple[str, object]]:

@@ -389,10 +389,20 @@ _LOG_PATTERNS: Sequence[Tuple[str, str, str]] = (
 )
 
 
-def diagnose_log(text: str, rc: Optional[int] = None) -> List[Tuple[str, str]]:
-    """Known failure modes found in a step's log -> [(what happened, what to do)]."""
+# Outside a build (the torch step checks `import torch`), a missing torch is just missing.
+_TORCH_MISSING = ("torch is not installed in the env's python",
+                  "install torch into the python the env is made from, or set torch.version: auto in the env spec")
+_BUILD_STEPS = ("flash-attn", None)
+
+
+def diagnose_log(text: str, rc: Optional[int] = None, step: Optional[str] = None) -> List[Tuple[str, str]]:
+    """Known failure modes found in a step's log -> [(what happened, what to do)].
+
+    ``step``: the bootstrap step whose log this is (None: a flash-attn build log)."""
     found: List[Tuple[str, str]] = []
     for pattern, what, fix in _LOG_PATTERNS:
+        if pattern == r"No module named 'torch'" and step not in _BUILD_STEPS:
+            what, fix = _TORCH_MISSING
         m = re.search(pattern, text or "", re.MULTILINE)
         if m:
             groups = [g for g in m.groups() if g is not None and not g.isspace()] if m.groups() else []

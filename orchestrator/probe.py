@@ -153,7 +153,10 @@ def probe_script() -> str:
 
 def probe_command(workdir: str, pythons: Sequence[str] = ()) -> str:
     """Shell text that runs the probe on the host (one round trip)."""
-    return shell.join(["bash", "-c", probe_script(), "orch-probe", workdir, *pythons])
+    # --norc: bash started by sshd (stdin a socket) reads ~/.bashrc even for -c, and a
+    # ~/.bashrc without an "interactive only" guard that prepends to PATH (pyenv, conda init)
+    # would hide the host's extra_path from `command -v python3`.
+    return shell.join(["bash", "--norc", "-c", probe_script(), "orch-probe", workdir, *pythons])
 
 
 # --- facts ----------------------------------------------------------------------------

@@ -8,13 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import yaml
+
+from remote.files import atomic_write_bytes
 
 from .evaluate import Evaluation
 
@@ -39,14 +39,6 @@ def ci(interval: Optional[Sequence[float]], digits: int = 2) -> str:
     return f"{100.0 * interval[0]:.{digits}f}–{100.0 * interval[1]:.{digits}f}%"
 
 
-def pm(accuracy: float, interval: Optional[Sequence[float]]) -> str:
-    """'78.30% ± 0.52' (half-width of the CI, in points), or just the accuracy."""
-    if not interval:
-        return pct(accuracy)
-    half = 100.0 * max(accuracy - interval[0], interval[1] - accuracy)
-    return f"{pct(accuracy)} ± {half:.2f}"
-
-
 def num(x: Optional[float], digits: int = 4) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -63,13 +55,9 @@ def duration(seconds: Optional[float]) -> str:
 
 
 def compute_time(gpu_seconds: float, job_seconds: Optional[float]) -> str:
-    """GPU time, or the jobs' wall time marked "cpu" when none ran on a GPU: a CPU-only
-    run's cost is its job time, and "0s" would read as "took no time"."""
-    return duration(gpu_seconds) if gpu_seconds else f"{duration(job_seconds)} cpu"
-
-
-def compute_label(gpu_seconds: float) -> str:
-    return "GPU time" if gpu_seconds else "job time"
+    """'3m00s GPU' (job wall times on a GPU), or '14s CPU' when no job had a GPU: a CPU-only
+    run's cost is its job time, and "0s" of GPU time would read as "took no time"."""
+    return f"{duration(gpu_seconds)} GPU" if gpu_seconds else f"{duration(job_seconds)} CPU"
 
 
 def count(n: Optional[float]) -> str:
@@ -85,15 +73,7 @@ def count(n: Optional[float]) -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(str(path), text.encode("utf-8"))
 
 
 def write_metrics(run_dir: Path, metrics: Dict[str, Any]) -> Path:
@@ -240,7 +220,7 @@ def report_markdown(ev: Evaluation, plot_files: Sequence[Path] = ()) -> str:
         "",
         (f"GPU time {duration(m['gpu_seconds'])} (sum of job wall times on a GPU), all jobs "
          f"{duration(tm['wall_seconds'])}; " if m["gpu_seconds"] else
-         f"job time {compute_time(0, tm['wall_seconds'])} (sum of job wall times; no job ran on a GPU); ")
+         f"compute time {compute_time(0, tm['wall_seconds'])} (sum of job wall times; no job ran on a GPU); ")
         + f"training tokens {count(m['train_tokens'])}; "
         f"scored tokens {count(m['scored_tokens'])}"
         + (f"; mean standard error of a score {m['mean_se']:.3g} nats" if m.get("mean_se") is not None else "")
@@ -314,8 +294,8 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
     console.print(
         f"verdict: [{style}]{escape(v['label'])}[/] — accuracy {pct(m['accuracy'])} (95% CI {ci(m['accuracy_ci95'])}) "
         f"on the {v['title']} bands ({v['thresholds']}); prior {escape(m['prior']['applied'])}; "
-        f"{compute_label(m['gpu_seconds'])} {compute_time(m['gpu_seconds'], m['timings']['wall_seconds'])}",
-        highlight=False,
+        f"compute time {compute_time(m['gpu_seconds'], m['timings']['wall_seconds'])}",
+        highlight=False, soft_wrap=True,  # one line: a terminal wraps it, a pipe keeps it whole
     )
     if run_dir is not None:
         console.print(f"wrote {run_dir / METRICS}, {PREDICTIONS}, {REPORT}"

@@ -9,6 +9,7 @@ new one; a changed or revoked key is always refused.  ProxyJump chains
 """
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 from pathlib import Path
@@ -16,10 +17,15 @@ from typing import List, Optional
 
 import paramiko
 
-from . import knownhosts, shell
+from . import knownhosts, portcheck, shell
 from .errors import ExitCode, OrchError
 from .hosts import HostConfig
 from .transport import Result, Transport, temp_name
+
+# Paramiko logs failures from its transport thread (with tracebacks) through `logging`;
+# with no handler configured, Python prints them on stderr ahead of orch's own message.
+# Every failure reaches the user as one OrchError instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class _HostKeyRefused(paramiko.SSHException):
@@ -150,6 +156,13 @@ class SSHTransport(Transport):
             )
         except paramiko.SSHException as exc:
             client.close()
+            if portcheck.banner_failure(exc):
+                found = portcheck.describe_non_ssh(host.hostname, host.port, host.connect_timeout,
+                                                   f"{host.hostname}:{host.port}")
+                if found:
+                    raise OrchError(found, ExitCode.UNREACHABLE,
+                                    hint=f"check `port` (sshd listens on 22 unless told otherwise) and `hostname` of "
+                                         f"host {host.name}" + (f" in {host.source}" if host.source else "")) from None
             raise OrchError(f"SSH connection to {where} failed: {exc}", ExitCode.UNREACHABLE)
         except (socket.timeout, TimeoutError) as exc:
             client.close()
@@ -161,7 +174,7 @@ class SSHTransport(Transport):
         except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
             client.close()
             raise OrchError(
-                f"cannot reach {where}: {exc}",
+                f"cannot reach {where}: {portcheck.os_reason(exc, host.port)}",
                 ExitCode.UNREACHABLE,
                 hint="is the host up, sshd running and the hostname/port right?",
             )

@@ -1,6 +1,7 @@
 """Data staging: local data files go to <workdir>/data/<sha256[:16]>-<name>, once."""
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Dict, List
@@ -29,11 +30,8 @@ def local_data_files(exp: Experiment, root: Path) -> Dict[str, Path]:
         path = Path(value).expanduser()
         path = path if path.is_absolute() else (root / path)
         if not path.is_file():
-            raise OrchError(
-                f"data.{key}: {value} does not exist (looked for {path})",
-                ExitCode.CONFIG,
-                hint="paths in an experiment are relative to the project folder; use --set data.path=FILE",
-            )
+            raise OrchError(f"data.{key}: {value} does not exist (looked for {path})", ExitCode.CONFIG,
+                            hint=_missing_hint(path, root, key))
         bad = control_char(path.name)
         if bad:
             # The staged name is <sha>-<file name> on the host, listed line by line.
@@ -52,6 +50,19 @@ for f in "$1".part "$1".part-*; do
 done
 exit 0
 """
+
+
+def _missing_hint(path: Path, root: Path, key: str) -> str:
+    try:
+        parts = path.resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        parts = ()
+    if len(parts) >= 2 and parts[0] == "data":
+        from .datasets import KNOWN
+
+        if parts[1] in KNOWN:
+            return f"`orch data get {parts[1]}` downloads it (see docs/DATA.md)"
+    return f"paths in an experiment are relative to the project folder; use --set data.{key}=FILE"
 
 
 def stage_data(transport: Transport, exp: Experiment, root: Path, workdir: str, rsync: bool) -> Dict[str, str]:
@@ -94,7 +105,17 @@ def scan_labels(path: Path, spec: DataSpec) -> List[str]:
     try:
         rows = read_file(str(path), spec)
     except DataError as exc:
-        hint = ("set data.text_field / data.label_field to the file's field names" if "missing" in str(exc)
-                else "fix that line of the file")
-        raise OrchError(str(exc), ExitCode.DATA, hint=hint)
+        raise OrchError(str(exc), ExitCode.DATA, hint=_data_hint(str(exc), spec))
     return sorted({row.label for row in rows}, key=natural_key)
+
+
+def _data_hint(message: str, spec: DataSpec) -> str:
+    """How to fix what remote.data found: the message says where (file, or file:line)."""
+    if "missing field" in message or "missing column" in message:
+        return "set data.text_field / data.label_field to the file's field names"
+    if "no texts" in message:
+        return (f"the file holds no non-empty texts: write one labelled text per line, e.g. "
+                f'{{"{spec.text_field}": "...", "{spec.label_field}": "pos"}} (or a CSV with a header row)')
+    if re.search(r":\d+: ", message):
+        return "fix that line of the file"
+    return "check the file (see data.format, data.text_field, data.label_field)"

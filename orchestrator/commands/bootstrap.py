@@ -24,13 +24,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .. import flashattn, hostlock, probe, shell
+from .. import flashattn, hostlock, output, probe, shell
 from ..bootstrap_plan import SCRIPTS, STEPS, Plan, Step, build_plan, state_json, validate_force
 from ..envspec import EnvSpec
 from ..errors import ExitCode, OrchError
 from ..project import Project
-
-console = Console(highlight=False)
 
 POLL_S = 1.0
 STATUS_EVERY_S = 30.0
@@ -128,7 +126,7 @@ def _blocked_error(step: Step) -> OrchError:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def render_facts(facts: probe.HostFacts, title: str) -> None:
+def render_facts(facts: probe.HostFacts, title: str, console: Console) -> None:
     table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -140,7 +138,7 @@ def render_facts(facts: probe.HostFacts, title: str) -> None:
         console.print(f"[{colour}]{p.level}:[/] {escape(p.message)}" + (f"  ({escape(p.hint)})" if p.hint else ""))
 
 
-def render_plan(plan: Plan, show_commands: bool) -> None:
+def render_plan(plan: Plan, show_commands: bool, console: Console) -> None:
     spec = plan.spec
     console.print(f"[bold]env {escape(spec.name)}[/] ({escape(spec.path)}): {escape(spec.manager)}, "
                   f"python {escape(str(spec.python))} -> "
@@ -171,8 +169,7 @@ def render_plan(plan: Plan, show_commands: bool) -> None:
         console.print(f"[yellow]warning:[/] {escape(w)}")
 
 
-def render_verify(result: Optional[dict], out: Optional[Console] = None) -> None:
-    out = out or console
+def render_verify(result: Optional[dict], out: Console) -> None:
     if not result:
         out.print("verify: no result recorded")
         return
@@ -204,8 +201,8 @@ class Runner:
         self.lock = lock or hostlock.HostLock(transport, plan.layout.lock, host, "orch bootstrap")
 
     def say(self, text: str, soft_wrap: bool = False) -> None:
-        if not self.quiet:
-            console.print(text, soft_wrap=soft_wrap)
+        """Progress, on stderr (the plan and --json are what bootstrap prints on stdout)."""
+        output.say(text, soft_wrap=soft_wrap)
 
     def upload_scripts(self, scripts: Dict[str, str]) -> None:
         argv: List[str] = ["bash", "-c", _UPLOAD, "orch-upload", self.plan.layout.scripts]
@@ -337,7 +334,7 @@ def _parse_poll(text: str) -> Tuple[dict, str]:
 
 
 def _failure(step: Step, rc: int, output: str, plan: Plan, host: str) -> OrchError:
-    found = flashattn.diagnose_log(output, rc)
+    found = flashattn.diagnose_log(output, rc, step.name)
     # the log's own lines, without run_step.sh's bookkeeping and pip's upgrade notices
     tail = [line for line in output.strip().splitlines()
             if line.strip() and not line.startswith(("[orch]", "[notice]"))][-12:]
@@ -404,17 +401,19 @@ def bootstrap(
         facts = _probe(transport, spec)
         plan = plan_for(facts)
         probe.save_facts(project.root, host, facts, {"bootstrap": _summary(plan, facts)})
-        if not json_mode:
-            render_facts(facts, f"{host}: {cfg.display()} — probed in {time.time() - start:.1f} s")
-            render_plan(plan, show_commands=dry_run)
+        # --dry-run: the facts and the plan are the result (stdout); before real steps they
+        # are progress (stderr); --json replaces them with the JSON document.
+        view = output.out if dry_run else (None if output.quiet() else output.err)
+        if not json_mode and view is not None:
+            render_facts(facts, f"{host}: {cfg.display()} — probed in {time.time() - start:.1f} s", view)
+            render_plan(plan, show_commands=dry_run, console=view)
         if dry_run:
             return {"dry_run": True, "plan": plan.to_dict(), "facts": facts.to_dict()}
 
         runner = Runner(transport, plan, host, json_mode)
         ran: List[str] = []
         if plan.pending:
-            runner.lock.acquire(break_lock, warn=None if json_mode else
-                                lambda m: console.print(f"[yellow]warning:[/] {escape(m)}"))
+            runner.lock.acquire(break_lock, warn=output.warn)
             # Probed before the lock was ours: another bootstrap may have done steps since.
             facts = _probe(transport, spec)
             plan = plan_for(facts)
@@ -431,7 +430,7 @@ def bootstrap(
                     raise OrchError(f"step {step.name} succeeded but is still not done on the host: {step.why}",
                                     ExitCode.REMOTE, hint=f"inspect {plan.layout.log(step.name)}")
                 runner.plan = plan
-                rc, output = runner.run_step(step)
+                rc, step_log = runner.run_step(step)
                 ran.append(step.name)
                 if step.name in force_left:
                     force_left.discard(step.name)
@@ -440,11 +439,11 @@ def bootstrap(
                 facts = _probe(transport, spec)
                 plan = plan_for(facts)
                 runner.write_state(state_json(plan, facts.state, time.time()))
-                if step.name == "verify" and not json_mode:
-                    render_verify(facts.verify)
+                if step.name == "verify" and not output.quiet():
+                    render_verify(facts.verify, output.err)
                 if rc != 0:
                     probe.save_facts(project.root, host, facts, {"bootstrap": _summary(plan, facts)})
-                    raise _failure(step, rc, output, plan, host)
+                    raise _failure(step, rc, step_log, plan, host)
         finally:
             runner.lock.release()
 
@@ -452,26 +451,23 @@ def bootstrap(
     if cfg.python != plan.env_python:
         try:
             path = set_host_key(project, host, "python", plan.env_python)
-            if not json_mode:
-                console.print(f"host config: python = {escape(plan.env_python)} ({escape(str(path))})")
+            output.say(f"host config: python = {escape(plan.env_python)} ({escape(str(path))})")
         except OrchError as exc:
-            if not json_mode:
-                console.print(f"[yellow]warning:[/] could not record python in the host config: {escape(exc.message)}")
-                if exc.hint:  # may hold a YAML block to paste: its own lines, as printed
-                    console.print(f"  hint: {exc.hint}", markup=False, highlight=False, soft_wrap=True)
+            output.warn(f"could not record python in the host config: {exc.message}")
+            if exc.hint:  # may hold a YAML block to paste: its own lines, as printed
+                output.err.print(f"  hint: {exc.hint}", markup=False, highlight=False, soft_wrap=True)
     summary = _summary(plan, facts)
     probe.save_facts(project.root, host, facts, {"bootstrap": summary})
     elapsed = time.time() - start
-    if not json_mode:
-        if ran:
-            console.print(f"[green]bootstrap of {escape(host)} complete[/] ({escape(', '.join(ran))}) in {_fmt_s(elapsed)}")
-        else:
-            console.print(f"[green]nothing to do[/]: {escape(host)} is bootstrapped with env {escape(spec.name)} "
-                          f"({elapsed:.1f} s)")
+    if ran:
+        output.say(f"[green]bootstrap of {escape(host)} complete[/] ({escape(', '.join(ran))}) in {_fmt_s(elapsed)}")
+    else:
+        output.say(f"[green]nothing to do[/]: {escape(host)} is bootstrapped with env {escape(spec.name)} "
+                   f"({elapsed:.1f} s)")
     return {"dry_run": False, "ran": ran, "nothing_to_do": not ran, "seconds": round(elapsed, 2), **summary}
 
 
-def show_host(project: Project, name: str, out: Console = console) -> None:
+def show_host(project: Project, name: str, out: Console = output.out) -> None:
     """The recorded facts and environment of a host (no connection): for `orch hosts show`."""
     saved = probe.load_facts(project.root, name)
     if saved is None:
@@ -501,17 +497,19 @@ def show_host(project: Project, name: str, out: Console = console) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("bootstrap")
     def bootstrap_cmd(
-        host: str = typer.Argument(..., help="Host name (configs/hosts/NAME.yaml, an ~/.ssh/config alias, or local)."),
-        env: Optional[str] = typer.Option(None, "--env", help="Env spec configs/envs/NAME.yaml (default: the one "
+        host: str = typer.Argument(..., metavar="HOST",
+                                   help="Host name (configs/hosts/NAME.yaml, an ~/.ssh/config alias, or local)."),
+        env: Optional[str] = typer.Option(None, "--env", metavar="ENV", help="Env spec configs/envs/NAME.yaml (default: the one "
                                           "this host was bootstrapped with, else `default`)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Probe and show the plan (facts, steps, exact commands); change nothing."),
-        force: List[str] = typer.Option([], "--force", help=f"Redo this step even if done (then re-verify): {', '.join(STEPS)}."),
+        force: List[str] = typer.Option([], "--force", metavar="STEP", help=f"Redo this step even if done (then re-verify): {', '.join(STEPS)}."),
         accept_anaconda_tos: bool = typer.Option(False, "--accept-anaconda-tos", help="Accept the Anaconda Terms of "
                                                  "Service for Miniconda's default channels (or use manager: miniforge)."),
         trust_new_host_key: bool = typer.Option(False, "--trust-new-host-key", help="Record an unknown host key (trust on first use)."),
         as_json: bool = typer.Option(False, "--json", help="Print the plan (with --dry-run) or the result as JSON."),
         break_lock: bool = typer.Option(False, "--break-lock", help="Take the host's bootstrap lock even if another "
                                         "bootstrap seems to hold it (use when that one is known to be dead)."),
+        quiet: bool = output.quiet_option(),
     ):
         """Take a host to a verified environment: probe, Miniconda, env, torch, flash-attn, verify.
 

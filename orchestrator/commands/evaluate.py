@@ -5,8 +5,8 @@ import json
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
+from .. import output
 from ..errors import ExitCode, OrchError
 
 
@@ -16,11 +16,12 @@ def _check_choice(option: str, value: Optional[str], choices: tuple) -> None:
 
 
 def eval_command(
-    run: Optional[str] = typer.Argument(None, help="Run id (default: the newest run)."),
-    prior: Optional[str] = typer.Option(None, "--prior", help="Override eval.prior: uniform | train."),
-    bands: Optional[str] = typer.Option(None, "--bands", help="Override eval.bands: auto | poc | mdlm."),
+    run: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
+    prior: Optional[str] = typer.Option(None, "--prior", metavar="uniform|train", help="Override eval.prior."),
+    bands: Optional[str] = typer.Option(None, "--bands", metavar="auto|poc|mdlm", help="Override eval.bands."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots/*.png."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout instead of the tables."),
+    quiet: bool = output.quiet_option(),
 ) -> None:
     """Evaluate a fetched run: metrics.json, predictions.csv, report.md and plots in runs/RUN/.
 
@@ -32,20 +33,20 @@ def eval_command(
     _check_choice("--prior", prior, ("uniform", "train"))
     _check_choice("--bands", bands, ("auto", "poc", "mdlm"))
     run_dir = Project.find().existing_run(run)
-    console = Console(highlight=False)
-    metrics = evaluate_run(run_dir, None if as_json else console, prior=prior, bands=bands, plots=plots)
+    metrics = evaluate_run(run_dir, None if as_json else output.out, prior=prior, bands=bands, plots=plots)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, default=str))
     check_min_accuracy(metrics)
 
 
 def compare_command(
-    runs: List[str] = typer.Argument(..., help="Run ids to compare (two or more for the pairwise tests)."),
+    runs: List[str] = typer.Argument(..., metavar="RUN...", help="Run ids to compare (two or more for the pairwise tests)."),
     force: bool = typer.Option(False, "--force", help="Compare runs with different test sets on the ids they share."),
     per_token: bool = typer.Option(False, "--per-token", help="Use the per-token (length-normalised) predictions."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    quiet: bool = output.quiet_option(),
 ) -> None:
-    """Table across runs (kind, init, accuracy ± CI, F1, GPU time, tokens) and McNemar's exact test per pair."""
+    """Table across runs (kind, init, accuracy and 95% CI, F1, verdict, compute time, tokens) and McNemar's exact test per pair."""
     from ..compare import compare_runs, print_comparison, resolve_runs
     from ..project import Project
 
@@ -53,7 +54,7 @@ def compare_command(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
-        print_comparison(Console(highlight=False), result)
+        print_comparison(output.out, result)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,21 +5,21 @@ import json
 import time
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
+from .. import output
 from ..connect import open_transport
 from ..hosts import list_hosts, resolve_host
 from ..project import Project
 
-console = Console(highlight=False)
+console = output.out
 hosts_app = typer.Typer(help="Configured hosts: list, check, show.", no_args_is_help=True)
 
 
 @hosts_app.command("list")
-def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")):
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+             quiet: bool = output.quiet_option()):
     """Hosts from configs/hosts/*.yaml, ~/.ssh/config aliases, and the built-in `local`."""
     project = Project.find()
     hosts = list_hosts(project)
@@ -32,17 +32,19 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON for 
         table.add_column(col)
     for h in hosts:
         if h.description.startswith("INVALID: "):
-            table.add_row(h.name, Text(h.description, style="red"), "", "", Text(h.source))
+            table.add_row(escape(h.name), f"[red]{escape(h.description)}[/]", "", "", escape(h.source))
             continue
-        table.add_row(*(Text(v) for v in (h.name, h.display(), h.workdir, h.python or "(python3)", h.source)))
+        table.add_row(escape(h.name), escape(h.display()), escape(h.workdir), escape(h.python or "(python3)"),
+                      escape(h.source))
     console.print(table)
 
 
 @hosts_app.command("check")
 def check_cmd(
-    host: str = typer.Argument(..., help="Host name."),
+    host: str = typer.Argument(..., metavar="HOST", help="Host name."),
     trust_new_host_key: bool = typer.Option(False, "--trust-new-host-key", help="Record an unknown host key (trust on first use)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    quiet: bool = output.quiet_option(),
 ):
     """Connect (verifying the host key) and report OS, python, tmux, rsync and GPUs."""
     from ..probe import fact_rows, problems, run_probe, save_facts
@@ -60,18 +62,21 @@ def check_cmd(
         print(json.dumps(data, default=str))
         return
     cfg = resolve_host(project, host)
-    table = Table(title=Text(f"{host}: {cfg.display()} (host key verified, {time.time() - start:.1f} s)"),
-                  title_justify="left", show_header=False)
+    # `local` is this machine, reached without SSH: there was no host key to verify.
+    title = f"{host}: {cfg.display()} ({time.time() - start:.1f} s)" if cfg.is_local else \
+        f"{host}: {cfg.display()} (host key verified, {time.time() - start:.1f} s)"
+    table = Table(title=escape(title), title_justify="left", show_header=False)
     for label, value in fact_rows(facts):
-        table.add_row(label, Text(value))  # the host's words (OS, GPU names...), not markup
+        table.add_row(label, escape(value))
     console.print(table)
-    for p in found:
+    for p in found:  # the check's findings: part of its report
         colour = "red" if p.level == "error" else "yellow"
         console.print(f"[{colour}]{p.level}:[/] {escape(p.message)}" + (f"  ({escape(p.hint)})" if p.hint else ""))
 
 
 @hosts_app.command("show")
-def show_cmd(host: str = typer.Argument(..., help="Host name.")):
+def show_cmd(host: str = typer.Argument(..., metavar="HOST", help="Host name."),
+             quiet: bool = output.quiet_option()):
     """The facts and environment recorded for a host by `hosts check` / `bootstrap` (no SSH)."""
     from .bootstrap import show_host
 

@@ -13,16 +13,15 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .. import experiments, hostops, runner, shell
+from .. import experiments, hostops, output, runner, shell
 from ..connect import open_transport
 from ..errors import ExitCode, OrchError
 from ..project import Project, check_name
 from ..runstate import JobRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
 from ..tables import add_column, add_name_column
 
-console = Console(highlight=False)
-
 TRUST = typer.Option(False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use).")
+JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
 def _fmt(value, spec: str = "") -> str:
@@ -58,11 +57,13 @@ def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
 RECONNECT_WAITS_S = (2, 5, 10, 20, 30)  # about a minute of retries: a laptop changing networks
 
 
-def _watch(transport, record, doc, run_id: str, interval: float) -> List[JobRow]:
-    """Refresh the status table in place until no job is pending, waiting or running.
+def _watch(transport, record, doc, run_id: str, interval: float, view: Console) -> List[JobRow]:
+    """Refresh the status table in place on ``view`` until no job is pending, waiting or running.
 
     A dropped connection is retried (the jobs do not need us); Ctrl-C only stops watching.
     Without a terminal (a pipe, a CI log), one line per change instead of a live table.
+    ``view`` is stdout for `status --watch` (the table is what it produces) and stderr for
+    `run --wait` (there it is progress; the run id is the data).
     """
     host = record["host"]
     again = f"`orch status {run_id} --watch` picks up again; `orch cancel {run_id}` stops the jobs"
@@ -78,8 +79,8 @@ def _watch(transport, record, doc, run_id: str, interval: float) -> List[JobRow]
                     raise OrchError(exc.message, exc.code, hint=f"the jobs keep running on {host}; {again}") from None
                 wait_s = RECONNECT_WAITS_S[attempt]
                 attempt += 1
-                console.print(f"[yellow]connection to {escape(host)} lost[/] ({escape(exc.message)}); "
-                              f"retrying in {wait_s} s ({attempt}/{len(RECONNECT_WAITS_S)})")
+                output.say(f"[yellow]connection to {escape(host)} lost[/] ({escape(exc.message)}); "
+                           f"retrying in {wait_s} s ({attempt}/{len(RECONNECT_WAITS_S)})")
                 transport.close()  # the next command opens a fresh connection
                 time.sleep(wait_s)
 
@@ -89,23 +90,24 @@ def _watch(transport, record, doc, run_id: str, interval: float) -> List[JobRow]
 
     try:
         rows = poll()
-        if not console.is_terminal:
+        if not view.is_terminal:
             last, last_t = None, 0.0
             while True:
                 key = [(r.state, r.phase) for r in rows]
                 if key != last or time.time() - last_t >= 30:  # on a change, else every 30 s
-                    print(summary(rows), flush=True)
+                    view.print(summary(rows), markup=False)
+                    view.file.flush()
                     last, last_t = key, time.time()
                 if run_state(rows) != "running":
                     return rows
                 time.sleep(interval)
                 rows = poll()
-        with Live(status_table(run_id, host, rows), console=console, refresh_per_second=4) as live:
+        with Live(status_table(run_id, host, rows), console=view, refresh_per_second=4) as live:
             while run_state(rows) == "running":
                 time.sleep(interval)
                 rows = poll()
                 live.update(status_table(run_id, host, rows))
-        console.print()
+        view.print()
         return rows
     except KeyboardInterrupt:
         raise OrchError(f"stopped watching {run_id}; its jobs keep running on {host}", ExitCode.INTERRUPTED,
@@ -124,7 +126,7 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
     """--wait: live status until the jobs end (Ctrl-C only stops watching), then fetch."""
     run_dir = project.run_dir(run_id)
     record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
-    rows = _watch(transport, record, doc, run_id, 1.0)
+    rows = _watch(transport, record, doc, run_id, 1.0, output.err if not output.quiet() else _nowhere())
     _remember(run_dir, record, rows)
     if run_state(rows) != "done":
         why = "; ".join(f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != "done")
@@ -133,28 +135,70 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
     runner.fetch(project, transport, run_id, partial=False)
 
 
-def _evaluate(project: Project, run_id: str) -> None:
-    from ..evaluate import check_min_accuracy, evaluate_run
+def _nowhere() -> Console:
+    """A console that shows nothing (--quiet): the watch still runs, silently."""
+    import io
 
-    metrics = evaluate_run(project.run_dir(run_id), console=console)
-    console.print(f"results in {project.run_dir(run_id)} (metrics.json, report.md, plots/)", markup=False)
-    check_min_accuracy(metrics)
+    return Console(file=io.StringIO(), highlight=False)
+
+
+def _evaluate(project: Project, run_id: str) -> dict:
+    from ..evaluate import evaluate_run
+
+    metrics = evaluate_run(project.run_dir(run_id), console=None if output.quiet() else output.err)
+    output.say(f"results in {escape(str(project.run_dir(run_id)))} (metrics.json, report.md, plots/)")
+    return metrics
+
+
+def _run_result(run_id: str, host: str, jobs, code_hash: str, files_sent=None, seconds=None,
+                metrics=None, relaunched=None) -> dict:
+    """`orch run --json`: what a script needs to follow the run."""
+    doc = {"run": run_id, "host": host, "jobs": [j["name"] if isinstance(j, dict) else j for j in jobs],
+           "code_hash": code_hash}
+    if files_sent is not None:
+        doc["files_sent"] = files_sent
+    if seconds is not None:
+        doc["seconds"] = round(seconds, 2)
+    if relaunched is not None:
+        doc["relaunched"] = relaunched
+    if metrics is not None:
+        doc.update({"accuracy": metrics.get("accuracy"), "verdict": (metrics.get("verdict") or {}).get("label")})
+    return doc
+
+
+def _print_result(run_id: str, as_json: bool, result: dict) -> None:
+    """stdout: the run id alone (`R=$(orch run smoke)`), or the JSON document."""
+    if as_json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(run_id, flush=True)
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
-        experiment: str = typer.Argument(..., help="Experiment name (configs/experiments/NAME.yaml) or a YAML path."),
-        host: Optional[str] = typer.Option(None, "--host", "-H", help="Host to run on (default: the experiment's `host`)."),
-        name: Optional[str] = typer.Option(None, "--name", help="Run id (default: EXPERIMENT-YYYYmmdd-HHMMSS)."),
-        set_: List[str] = typer.Option([], "--set", help="Override an experiment key: --set train.steps=200 (repeatable)."),
-        resume: Optional[str] = typer.Option(None, "--resume", help="Relaunch the failed/lost/cancelled jobs of this run."),
+        experiment: str = typer.Argument(..., metavar="EXPERIMENT",
+                                         help="Experiment name (configs/experiments/NAME.yaml) or a path to a YAML file."),
+        host: Optional[str] = typer.Option(None, "--host", "-H", metavar="HOST",
+                                           help="Host to run on (default: the experiment's `host`)."),
+        name: Optional[str] = typer.Option(None, "--name", metavar="RUN", help="Run id (default: EXPERIMENT-YYYYmmdd-HHMMSS)."),
+        set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                       help="Override an experiment key: --set train.steps=200 (repeatable)."),
+        resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
+                                             help="Relaunch the failed/lost/cancelled jobs of this run."),
         wait: bool = typer.Option(False, "--wait", help="Stay: show live status until the jobs end, then fetch and evaluate."),
         dry_run: bool = typer.Option(False, "--dry-run", help="List the files that would be sent and the jobs that "
                                      "would start, without contacting the host."),
+        as_json: bool = typer.Option(False, "--json", help="Print the run as JSON (run, host, jobs, ...) instead of its id."),
         trust_new_host_key: bool = TRUST,
+        quiet: bool = output.quiet_option(),
     ):
-        """Sync code, stage data and launch one detached tmux job per class; returns at once."""
+        """Sync code, stage data and launch one detached tmux job per class; returns at once.
+
+        Prints the run id on stdout (`R=$(orch run smoke)`); what it does goes to stderr.
+        """
+        from ..evaluate import check_min_accuracy
+
         project = Project.find()
         if dry_run and (resume or wait):
             raise OrchError("--dry-run previews a new launch: it cannot be combined with "
@@ -167,16 +211,25 @@ def register(app: typer.Typer) -> None:
                                 ExitCode.USAGE, hint="start a new run to change its config, host or name")
             run_dir = project.existing_run(resume)
             record = runner.load_record(run_dir)
-            if experiment not in (record.get("experiment"), resume):
+            if not experiments.names_experiment(experiment, record.get("experiment"), resume):
                 raise OrchError(f"run {resume} is of experiment {record.get('experiment')!r}, not {experiment!r}",
                                 ExitCode.USAGE, hint=f"orch run {record.get('experiment')} --resume {resume}")
             with open_transport(project, record["host"], trust_new_host_key) as transport:
                 todo = runner.resume(project, transport, resume)
-                console.print(f"relaunched {', '.join(todo)} of {resume} on {record['host']}", markup=False)
-                if wait:
-                    _wait_fetch(project, transport, resume, record.get("experiment") or experiment)
-            if wait:
-                _evaluate(project, resume)
+                output.say(f"relaunched {', '.join(todo)} of {resume} on {escape(record['host'])}")
+                result = _run_result(resume, record["host"], todo, record["code_hash"], relaunched=todo)
+                if not wait:
+                    output.say(follow_hint(resume), markup=False)
+                    _print_result(resume, as_json, result)
+                    return
+                if not as_json:
+                    _print_result(resume, False, result)
+                _wait_fetch(project, transport, resume, record.get("experiment") or experiment)
+            metrics = _evaluate(project, resume)
+            if as_json:
+                _print_result(resume, True, _run_result(resume, record["host"], todo, record["code_hash"],
+                                                        relaunched=todo, metrics=metrics))
+            check_min_accuracy(metrics)
             return
         exp, _ = experiments.load(project, experiment, set_)
         run_id = check_name("run", name) if name else runner.new_run_id(project, exp)
@@ -191,22 +244,31 @@ def register(app: typer.Typer) -> None:
         with open_transport(project, host_name, trust_new_host_key) as transport:
             launched = runner.launch(project, transport, exp, run_id)
             jobs = ", ".join(f"{j['name']}" + (f"@gpu{j['gpu']}" if j["gpu"] else "") for j in launched.jobs)
-            console.print(f"launched [bold]{escape(run_id)}[/] on {escape(host_name)}: {escape(jobs)} "
-                          f"(code {launched.code_hash}, {launched.files_sent} files sent, {time.time() - start:.1f} s)")
+            seconds = time.time() - start
+            output.say(f"launched [bold]{escape(run_id)}[/] on {escape(host_name)}: {escape(jobs)} "
+                       f"(code {launched.code_hash}, {launched.files_sent} files sent, {seconds:.1f} s)")
+            result = _run_result(run_id, host_name, launched.jobs, launched.code_hash, launched.files_sent, seconds)
             if not wait:
-                console.print(follow_hint(run_id), markup=False)
-                print(run_id)
+                output.say(follow_hint(run_id), markup=False)
+                _print_result(run_id, as_json, result)
                 return
-            _wait_fetch(project, transport, run_id, experiment)
-        _evaluate(project, run_id)
+            if not as_json:
+                _print_result(run_id, False, result)  # now: a script can follow the run even if the wait fails
+            _wait_fetch(project, transport, run_id, exp.name)
+        metrics = _evaluate(project, run_id)
+        if as_json:
+            _print_result(run_id, True, _run_result(run_id, host_name, launched.jobs, launched.code_hash,
+                                                    launched.files_sent, seconds, metrics=metrics))
+        check_min_accuracy(metrics)
 
     @app.command()
     def status(
-        run_id: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Run id (default: the newest run)."),
+        run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
         watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until every job has ended."),
-        interval: float = typer.Option(2.0, "--interval", help="Seconds between refreshes with --watch."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+        interval: float = typer.Option(2.0, "--interval", metavar="SECONDS", help="Seconds between refreshes with --watch."),
+        as_json: bool = JSON,
         trust_new_host_key: bool = TRUST,
+        quiet: bool = output.quiet_option(),
     ):
         """One table of a run's jobs, read from the host in one SSH round trip."""
         project = Project.find()
@@ -227,9 +289,9 @@ def register(app: typer.Typer) -> None:
                                   "jobs": [r.to_dict() for r in rows]}))
                 return
             if not watch:
-                console.print(status_table(run_id, record["host"], rows))
+                output.out.print(status_table(run_id, record["host"], rows))
                 return
-            rows = _watch(transport, record, doc, run_id, interval)
+            rows = _watch(transport, record, doc, run_id, interval, output.out)
             _remember(run_dir, record, rows)
         if run_state(rows) in ("failed", "cancelled"):
             raise typer.Exit(int(ExitCode.RUN_STATE))  # scripts can wait on `status --watch`
@@ -237,10 +299,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def logs(
         run_id: str = typer.Argument(..., metavar="RUN"),
-        job: Optional[str] = typer.Argument(None, help="Job name (default: every job)."),
+        job: Optional[str] = typer.Argument(None, metavar="JOB", help="Job name (default: every job)."),
         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop)."),
-        lines: int = typer.Option(40, "--lines", "-n", help="Lines to show from the end."),
+        lines: int = typer.Option(40, "--lines", "-n", metavar="N", help="Lines to show from the end."),
         trust_new_host_key: bool = TRUST,
+        quiet: bool = output.quiet_option(),
     ):
         """Tail (or follow) a job's log over SSH."""
         project = Project.find()
@@ -284,8 +347,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def cancel(
         run_id: str = typer.Argument(..., metavar="RUN"),
-        job: Optional[List[str]] = typer.Argument(None, help="Jobs to cancel (default: all)."),
+        job: Optional[List[str]] = typer.Argument(None, metavar="JOB...", help="Jobs to cancel (default: all)."),
         trust_new_host_key: bool = TRUST,
+        quiet: bool = output.quiet_option(),
     ):
         """Stop a run's jobs (or some of them) and mark them cancelled."""
         project = Project.find()
@@ -298,20 +362,21 @@ def register(app: typer.Typer) -> None:
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             result = hostops.remote_cancel(transport, record["workdir"], record["code_hash"], run_id, list(job or []))
         stuck = [item for item in result["jobs"] if item.get("error")]
-        for item in result["jobs"]:
+        for item in result["jobs"]:  # what happened to each job: the command's result, on stdout
             verb = item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"
-            console.print(f"{item['name']}: {verb}", markup=False)
+            output.out.print(f"{item['name']}: {verb}", markup=False)
         if stuck:
             raise OrchError(f"{', '.join(i['name'] for i in stuck)} did not stop yet", ExitCode.RUN_STATE,
                             hint=f"`orch status {run_id}` shows when they end; `orch cancel {run_id}` again to retry")
 
     @app.command("fetch-results")
     def fetch_results(
-        run_id: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Run id (default: the newest run)."),
+        run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
         partial: bool = typer.Option(False, "--partial", help="Fetch what exists even if some jobs have not finished."),
         no_eval: bool = typer.Option(False, "--no-eval", help="Do not evaluate after fetching."),
         full_logs: bool = typer.Option(False, "--full-logs", help="Fetch whole logs (default: the last 1 MB of each)."),
         trust_new_host_key: bool = TRUST,
+        quiet: bool = output.quiet_option(),
     ):
         """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
         project = Project.find()
@@ -320,28 +385,28 @@ def register(app: typer.Typer) -> None:
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
         done = sum(r.state == "done" for r in outcome["rows"])
-        console.print(f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
-                      markup=False)
+        output.say(f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
+                   markup=False)
         from ..fetch import TAIL_BYTES
 
         for name, size in outcome["cut"].items():
-            console.print(f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
-                          f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)", markup=False)
+            output.say(f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
+                       f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)", markup=False)
         if outcome["complete"] and not no_eval:
             from ..evaluate import evaluate_run
 
             try:
-                metrics = evaluate_run(run_dir, console=console)
+                metrics = evaluate_run(run_dir, console=None if output.quiet() else output.err)
             except KeyboardInterrupt:
                 raise OrchError(f"interrupted while evaluating {run_dir.name}; its fetched results are verified "
                                 f"in {run_dir / 'jobs'}", ExitCode.INTERRUPTED,
                                 hint=f"`orch eval {run_dir.name}` evaluates them") from None
-            console.print(f"accuracy {metrics['accuracy']:.4f} -> {run_dir / 'metrics.json'}", markup=False)
+            output.say(f"accuracy {metrics['accuracy']:.4f} -> {run_dir / 'metrics.json'}", markup=False)
         elif not outcome["complete"]:
-            console.print("partial run: not evaluated (every class job must be done)")
+            output.say("partial run: not evaluated (every class job must be done)")
 
     @app.command("runs")
-    def runs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")):
+    def runs_list(as_json: bool = JSON, quiet: bool = output.quiet_option()):
         """List local runs and their last known states (no SSH)."""
         project = Project.find()
         items = []
@@ -377,7 +442,6 @@ def register(app: typer.Typer) -> None:
             add_column(table, col)
         for it in items:
             acc = f"{it['accuracy']:.4f}" if it["accuracy"] is not None else "-"
-            # Text cells: an experiment name or a state is data, never markup.
-            table.add_row(*(Text(str(v)) for v in (it["run"], it["experiment"], it["kind"], it["host"], it["launched"],
-                                                    it["state"], acc)))
-        console.print(table)
+            table.add_row(escape(it["run"]), escape(str(it["experiment"])), escape(it["kind"]), escape(str(it["host"])),
+                          it["launched"], escape(str(it["state"])), acc)
+        output.out.print(table)

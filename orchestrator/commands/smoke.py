@@ -7,43 +7,47 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from .. import output
 from ..connect import open_transport
 from ..errors import ExitCode, OrchError
 from ..project import Project
 from ..smoke import SmokeContext, Step, as_json, junit_xml, run_checklist
 
-console = Console(highlight=False)
 MARK = {"passed": "[green]PASS[/]", "failed": "[red]FAIL[/]", "skipped": "[yellow]SKIP[/]"}
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def smoke(
-        host: str = typer.Argument(..., help="Host to check (`local` for this machine)."),
-        experiment: str = typer.Option("smoke", "--experiment", help="Experiment for the tiny end-to-end run."),
-        set_: List[str] = typer.Option([], "--set", help="Override an experiment key (repeatable)."),
-        timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the tiny run."),
-        junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per step)."),
+        host: str = typer.Argument(..., metavar="HOST", help="Host to check (`local` for this machine)."),
+        experiment: str = typer.Option("smoke", "--experiment", metavar="EXPERIMENT",
+                                       help="Experiment for the tiny end-to-end run."),
+        set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override an experiment key (repeatable)."),
+        timeout: float = typer.Option(600.0, "--timeout", metavar="SECONDS", help="Seconds to wait for the tiny run."),
+        junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Write JUnit XML (one test case per step)."),
         as_json_: bool = typer.Option(False, "--json", help="Print JSON for scripts instead of the checklist."),
         trust_new_host_key: bool = typer.Option(False, "--trust-new-host-key", help="Record an unknown host key."),
+        quiet: bool = output.quiet_option(),
     ):
         """CI-style check: connect, probe, env, GPU kernels, a tiny per-class run, fetch, evaluate, clean up."""
         project = Project.find()
         if junit is not None and not junit.parent.is_dir():
             raise OrchError(f"--junit {junit}: folder {junit.parent} does not exist", ExitCode.USAGE)
         start = time.time()
-        out = Console(stderr=True, highlight=False) if as_json_ else console
+        # The checklist is the report (stdout); with --json the JSON is, and the checklist is progress.
+        out = output.err if as_json_ else output.out
+        live = not (as_json_ and output.quiet())
         if not as_json_:
             out.print(f"orch smoke {host}")
         status = None
 
         def on_start(name: str) -> None:
             nonlocal status
-            status = out.status(f"{name} ...")
-            status.start()
+            if live:
+                status = out.status(f"{escape(name)} ...")
+                status.start()
 
         def on_end(step: Step) -> None:
             if status is not None:

@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
+import testprocs
+import timing
 import yaml
+
+from remote.hostctl import tmux_socket
 
 REPO = Path(__file__).resolve().parents[2]
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -60,11 +64,13 @@ class Sshd:
                 pass
 
     def stop(self) -> None:
+        """Stop the listener and any connection it still serves (by its pid file)."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 15)
         except (OSError, ValueError):
-            pass
+            return
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        testprocs.terminate([pid] + [int(c) for c in children])
 
 
 def start_sshd(root: Path) -> Sshd:
@@ -124,21 +130,28 @@ class OrchProject:
     env: Dict[str, str]
 
     def orch(self, *args: str, timeout: float = 300, check: bool = False, input: Optional[str] = None):
+        """Run the real CLI; ``timeout`` (idle-machine seconds, stretched by the load) only catches hangs."""
         proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, timeout=timeout, input=input)
+                              capture_output=True, text=True, timeout=timing.scaled(timeout), input=input)
         if check and proc.returncode != 0:
             raise AssertionError(f"orch {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_ctrl_c_reaches_it)
+
+    def start(self, *args: str) -> "Running":
+        """The real CLI in the background, its output read as it comes (see Running.wait_for)."""
+        return Running(self.popen(*args))
 
     def write_host(self, name: str = "testhost", **overrides) -> Path:
         data = {
             "hostname": "127.0.0.1", "port": self.sshd.port, "user": getpass.getuser(),
             "identity_file": str(self.sshd.client_key), "known_hosts_file": str(self.sshd.known_hosts),
-            "workdir": str(self.remote_root), "python": sys.executable, "connect_timeout": 5,
+            "workdir": str(self.remote_root), "python": sys.executable,
+            "connect_timeout": round(timing.scaled(5), 1),  # a busy machine is slow to answer too
         }
         data.update(overrides)
         path = self.root / "configs" / "hosts" / f"{name}.yaml"
@@ -154,7 +167,7 @@ class OrchProject:
     def wait_state(self, run_id: str, states=("done", "failed", "cancelled"), timeout: float = 240) -> List[Dict]:
         import json
 
-        deadline = time.time() + timeout
+        deadline = time.time() + timing.scaled(timeout)
         last = None
         while time.time() < deadline:
             proc = self.orch("status", run_id, "--json")
@@ -164,6 +177,73 @@ class OrchProject:
                     return last["jobs"]
             time.sleep(1.0)
         raise AssertionError(f"run {run_id} did not reach {states} in {timeout}s; last status: {last}")
+
+
+def _ctrl_c_reaches_it() -> None:
+    """In the child: SIGINT back to the default, so Python turns it into KeyboardInterrupt.
+    A suite started in the background by a shell without job control (nohup, `cmd &` in a
+    script, some CI runners) inherits SIGINT ignored, and a test's Ctrl-C would be lost."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Running:
+    """A background orch command: wait for what it prints instead of sleeping a fixed time
+    (on a loaded machine `orch --help` alone can take 8 s)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        import threading
+
+        self.proc = proc
+        self.out: List[str] = []
+        self.err: List[str] = []
+        self._changed = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+                         for stream, sink in ((proc.stdout, self.out), (proc.stderr, self.err))]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, stream, sink: List[str]) -> None:
+        for line in iter(stream.readline, ""):
+            with self._changed:
+                sink.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        """Until ``text`` shows on stdout or stderr (``timeout``: idle-machine seconds, scaled)."""
+        deadline = time.time() + timing.scaled(timeout)
+        with self._changed:
+            while text not in self.stdout + self.stderr:
+                if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
+                    raise AssertionError(f"orch ended ({self.proc.returncode}) without printing {text!r}:\n"
+                                         f"{self.stdout}\n{self.stderr}")
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError(f"orch printed no {text!r} in time:\n{self.stdout}\n{self.stderr}")
+                self._changed.wait(min(left, 0.5))
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for the command to end (killed if it outlives ``timeout``); its exit code."""
+        try:
+            self.proc.wait(timeout=timing.scaled(timeout))
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            for t in self._readers:
+                t.join(10)
+        return self.proc.returncode
 
 
 def make_project(root: Path, remote_root: Path, server: Sshd) -> OrchProject:
@@ -184,6 +264,18 @@ def make_project(root: Path, remote_root: Path, server: Sshd) -> OrchProject:
     return project
 
 
+def stop_project(project: OrchProject) -> List[str]:
+    """Stop what a test's runs and bootstraps started: the tmux servers of the test host's
+    workdir and of the `local` host, then any job, wrapper or step still running there."""
+    workdirs = [str(project.remote_root), str(project.root / ".orch" / "local")]
+    sockets = {tmux_socket(w) for w in workdirs} | {os.path.join(w, "tmux.sock") for w in workdirs}
+    return testprocs.stop_everything_under([str(project.root), str(project.remote_root)], sorted(sockets))
+
+
 @pytest.fixture
 def ssh_project(sshd, tmp_path) -> OrchProject:
-    return make_project(tmp_path / "project", tmp_path / "hostwork", sshd)
+    project = make_project(tmp_path / "project", tmp_path / "hostwork", sshd)
+    try:
+        yield project
+    finally:  # pass or fail: a failed test must not leave train.steps=100000 jobs running
+        stop_project(project)

@@ -14,12 +14,14 @@ import importlib.util
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import timing
 import yaml
 
 pytestmark = pytest.mark.integration
@@ -29,9 +31,43 @@ _spec = importlib.util.spec_from_file_location("hostfixtures", REPO / "tests" / 
 hostfixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hostfixtures)
 
-# The directory of a python that has torch (this test's own): venvs made from it with
-# --system-site-packages see torch, so `torch: preinstalled` needs no download.
-PY_BIN = os.path.dirname(os.path.realpath(sys.executable))
+IN_VENV = sys.prefix != sys.base_prefix
+
+# In a venv, the test host's "system" python3 is this stand-in for the test's own python:
+# `python -m venv` always bases a new venv on the *base* interpreter, so a
+# --system-site-packages venv made from a venv's python would not see the torch installed
+# in that venv. The stand-in makes such venvs also read this venv's site-packages (a .pth
+# file), which is what a host with torch in its system python gives `torch: preinstalled`.
+HOST_PYTHON_SHIM = r"""#!/bin/bash
+"__REAL__" "$@"; rc=$?
+if [ "$rc" = 0 ] && [ "${1:-}" = -m ] && [ "${2:-}" = venv ]; then
+  ssp=0; for a in "$@"; do prefix="$a"; [ "$a" = --system-site-packages ] && ssp=1; done
+  if [ "$ssp" = 1 ]; then
+    site=$("$prefix/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    printf '%s\n' "__SITE__" > "$site/orch-test-host-python.pth"
+  fi
+fi
+exit "$rc"
+"""
+
+
+def _host_python_bin(tmp_path) -> str:
+    """A folder whose python3 has torch, and makes --system-site-packages venvs that see it."""
+    if not IN_VENV:
+        return os.path.dirname(os.path.realpath(sys.executable))
+    import sysconfig
+
+    folder = tmp_path / "host-python"
+    folder.mkdir(exist_ok=True)
+    shim = folder / "python3"
+    shim.write_text(HOST_PYTHON_SHIM.replace("__REAL__", sys.executable)
+                    .replace("__SITE__", sysconfig.get_paths()["purelib"]))
+    shim.chmod(0o755)
+    return str(folder)
+
+
+def _host_python(p_bin: str) -> str:
+    return os.path.join(p_bin, "python3")
 
 
 def _has_torch() -> bool:
@@ -43,7 +79,7 @@ needs_torch = pytest.mark.skipif(not _has_torch(), reason="the test python has n
 
 def _host_with_h200_shims(p, tmp_path):
     shims = hostfixtures.write_gpu_shims(tmp_path / "gpu-shims", "ok")
-    p.write_host(extra_path=[str(shims), PY_BIN])
+    p.write_host(extra_path=[str(shims), _host_python_bin(tmp_path)])
     return shims
 
 
@@ -51,7 +87,7 @@ def _write_env(p, name, data):
     (p.root / "configs" / "envs" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _host_python(p, host="testhost"):
+def _configured_python(p, host="testhost"):
     return yaml.safe_load((p.root / "configs" / "hosts" / f"{host}.yaml").read_text())["python"]
 
 
@@ -79,23 +115,56 @@ def test_dry_run_shows_the_h200_plan_and_changes_nothing(ssh_project, tmp_path):
     assert "todo" in text and "Traceback" not in text
 
 
+def _base_python_without_torch():
+    """A base interpreter (not a venv) that can make venvs and has no torch, or None."""
+    probe = ("import sys, importlib.util as u, ensurepip, venv; "
+             "sys.exit(0 if sys.prefix == sys.base_prefix and u.find_spec('torch') is None else 1)")
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.path.exists(candidate) and subprocess.run([candidate, "-c", probe], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+def test_preinstalled_torch_missing_from_the_hosts_python_is_named(ssh_project, tmp_path):
+    """`torch: preinstalled` where the host's python3 has no torch: the dry run marks the
+    torch step blocked, and a real bootstrap stops there saying torch is missing (not a
+    pip build-isolation story)."""
+    bare = _base_python_without_torch()
+    if bare is None:
+        pytest.skip("no python without torch on this machine to stand for the host's")
+    p = ssh_project
+    bin_dir = tmp_path / "bare-bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(bare)
+    shims = hostfixtures.write_gpu_shims(tmp_path / "gpu-shims", "ok")
+    p.write_host(extra_path=[str(shims), str(bin_dir)])
+    plan = json.loads(p.orch("bootstrap", "testhost", "--env", "venv", "--dry-run", "--json", check=True).stdout)
+    torch = {s["name"]: s for s in plan["plan"]["steps"]}["torch"]
+    assert torch["state"] == "blocked", torch
+    assert f"torch is missing from {bin_dir}/python3 (the python the venv is made from)" in torch["why"]
+    real = p.orch("bootstrap", "testhost", "--env", "venv", timeout=240)
+    assert real.returncode == 6, real.stdout + real.stderr  # ExitCode.HOST_TOOLS
+    assert "bootstrap step torch is blocked: torch is missing from" in real.stderr
+    assert f"install torch into {bin_dir}/python3" in real.stderr
+    assert "build isolation" not in real.stderr and "Traceback" not in real.stderr
+
+
 @needs_torch
 def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
     p = ssh_project
     _host_with_h200_shims(p, tmp_path)
-    t0 = time.time()
     proc = p.orch("bootstrap", "testhost", "--env", "venv", timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = proc.stderr  # progress; bootstrap prints data (the plan, --json) on stdout only
+    assert proc.stdout == ""
     assert "NVIDIA H200" in out
     assert "bootstrap of testhost complete (env, torch, packages, verify)" in out, out
     # the packages step ran detached in tmux, with its log tailed here
     assert "detached in tmux session orch-bootstrap-packages" in out and "Requirement already satisfied" in out
-    assert time.time() - t0 < 60
 
     env_python = p.remote_root / "envs" / "venv" / "bin" / "python"
     assert env_python.exists()
-    assert _host_python(p) == str(env_python)  # jobs now use the env's interpreter by absolute path
+    assert _configured_python(p) == str(env_python)  # jobs now use the env's interpreter by absolute path
     verify = json.loads((p.remote_root / "bootstrap" / "verify.json").read_text())
     assert verify["ok"] and verify["torch"] and verify["checks"]["bf16_matmul"]["status"] == "ok"
     assert verify["checks"]["sdpa_flash_vs_math"]["status"] == "skipped"  # no GPU visible to torch
@@ -107,20 +176,12 @@ def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
     assert facts["bootstrap"]["flash_attn_kind"] == "unsupported"
     assert facts["bootstrap"]["steps"]["flash-attn"] == "skip"
 
-    # Again: nothing to do, in one SSH login and a few seconds (the env comes from the record).
-    # (best of two runs: this machine may be busy with other tests)
-    timings = []
-    for _ in range(2):
-        logins = p.sshd.logins()
-        t0 = time.time()
-        again = p.orch("bootstrap", "testhost", check=True)
-        wall = time.time() - t0
-        assert "nothing to do" in again.stdout
-        assert p.sshd.logins() == logins + 1
-        inner = float(again.stdout.split("nothing to do")[1].split("(")[-1].split(" s)")[0])
-        timings.append((inner, wall))
-    assert min(t[0] for t in timings) <= 3.0, timings  # connect + one probe round trip + plan
-    assert min(t[1] for t in timings) < 6.0, timings  # plus python start-up
+    # Again: nothing to do, in one SSH login (the env comes from the record). How fast that
+    # is belongs to bench/bench_controller.py, not to a test on a shared machine.
+    logins = p.sshd.logins()
+    again = p.orch("bootstrap", "testhost", check=True)
+    assert "nothing to do" in again.stderr
+    assert p.sshd.logins() == logins + 1
 
     # `orch hosts show` (the lead wires show_host to it): the recorded facts and environment.
     from rich.console import Console
@@ -147,18 +208,20 @@ def test_two_bootstraps_of_one_host_do_not_run_at_once(ssh_project, tmp_path):
     lock = p.remote_root / "bootstrap" / "lock"
     first = p.popen("bootstrap", "testhost", "--env", "slowpkg")
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + timing.scaled(60)
         while not (lock / "owner.json").exists() and first.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert (lock / "owner.json").exists(), "the first bootstrap never took the lock"
-        # The first has env, packages and verify ahead of it (~15 s): the second arrives meanwhile.
+        # Hold the first where it is (however busy the machine): the second arrives meanwhile.
+        first.send_signal(signal.SIGSTOP)
         second = p.orch("bootstrap", "testhost", "--env", "slowpkg", timeout=120)
         assert second.returncode == 8, second.stdout + second.stderr
         assert "another `orch bootstrap` holds the lock on testhost" in second.stderr
         assert f"(pid {first.pid})" in second.stderr and "--break-lock" in second.stderr
         assert "Traceback" not in second.stderr
     finally:
-        out, _ = first.communicate(timeout=240)
+        first.send_signal(signal.SIGCONT)
+        out, _ = first.communicate(timeout=timing.scaled(240))
     assert first.returncode == 0, out
     assert not lock.exists()  # released when done
 
@@ -175,7 +238,7 @@ def test_two_bootstraps_of_one_host_do_not_run_at_once(ssh_project, tmp_path):
     assert p.orch("bootstrap", "testhost", "--env", "slowpkg", "--dry-run", timeout=120).returncode == 0  # reads only
     broke = p.orch("bootstrap", "testhost", "--env", "slowpkg", "--force", "packages", "--break-lock", timeout=240)
     assert broke.returncode == 0, broke.stdout + broke.stderr
-    assert "broke lock of `orch bootstrap`" in broke.stdout and "complete (packages, verify)" in broke.stdout
+    assert "broke lock of `orch bootstrap`" in broke.stderr and "complete (packages, verify)" in broke.stderr
     assert not lock.exists()
 
 
@@ -217,14 +280,14 @@ def test_failed_step_is_diagnosed_then_resumed_and_force_redoes_one_step(ssh_pro
     _tiny_wheel(wheels)
     second = p.orch("bootstrap", "testhost", "--env", "resume", timeout=240)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "── env" not in second.stdout and "── torch" not in second.stdout  # resumed at packages
-    assert "bootstrap of testhost complete (packages, verify)" in second.stdout
+    assert "── env" not in second.stderr and "── torch" not in second.stderr  # resumed at packages
+    assert "bootstrap of testhost complete (packages, verify)" in second.stderr
     assert (p.remote_root / "bootstrap" / "logs" / "env.result").read_text() == env_result
     env_python = p.remote_root / "envs" / "resume" / "bin" / "python"
     assert subprocess.run([str(env_python), "-c", "import orchtestpkg"]).returncode == 0
 
     forced = p.orch("bootstrap", "testhost", "--env", "resume", "--force", "verify", check=True, timeout=240)
-    assert "bootstrap of testhost complete (verify)" in forced.stdout
+    assert "bootstrap of testhost complete (verify)" in forced.stderr
     bad = p.orch("bootstrap", "testhost", "--force", "nope")
     assert bad.returncode == 2 and "no such step" in bad.stderr
 
@@ -278,7 +341,8 @@ def test_miniconda_step_with_a_local_fake_installer(ssh_project, tmp_path):
     _host_with_h200_shims(p, tmp_path)
     installer = tmp_path / "dl" / "Miniconda3-latest-Linux-x86_64.sh"
     installer.parent.mkdir()
-    installer.write_text(FAKE_INSTALLER.replace("__REALPY__", os.path.realpath(sys.executable)))
+    real_python = _host_python(_host_python_bin(tmp_path)) if IN_VENV else os.path.realpath(sys.executable)
+    installer.write_text(FAKE_INSTALLER.replace("__REALPY__", real_python))
     sha = hashlib.sha256(installer.read_bytes()).hexdigest()
     _write_env(p, "conda-fake", {"manager": "conda", "python": "3.11", "torch": {"version": "preinstalled"},
                                  "flash_attn": {"wanted": False}, "packages": [],
@@ -295,7 +359,7 @@ def test_miniconda_step_with_a_local_fake_installer(ssh_project, tmp_path):
 
     proc = p.orch("bootstrap", "testhost", "--env", "conda-fake", "--accept-anaconda-tos", timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "sha256 ok" in proc.stdout
+    assert "sha256 ok" in proc.stderr
     assert (prefix / "installer-args.txt").read_text().split() == ["-b", "-p", str(prefix)]
     calls = (prefix / "conda-calls.log").read_text()
     assert f"create -y -p {p.remote_root}/envs/conda-fake python=3.11 pip" in calls
@@ -303,10 +367,10 @@ def test_miniconda_step_with_a_local_fake_installer(ssh_project, tmp_path):
     assert (prefix / "tos-accepted.txt").read_text().split() == [
         "https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r"]
     assert (bashrc.read_bytes() if bashrc.exists() else None) == bashrc_before
-    assert _host_python(p) == str(p.remote_root / "envs" / "conda-fake" / "bin" / "python")
+    assert _configured_python(p) == str(p.remote_root / "envs" / "conda-fake" / "bin" / "python")
 
     again = p.orch("bootstrap", "testhost", "--env", "conda-fake", "--accept-anaconda-tos", check=True)
-    assert "nothing to do" in again.stdout
+    assert "nothing to do" in again.stderr
 
 
 def test_install_conda_refuses_a_bad_checksum(tmp_path):
@@ -337,19 +401,26 @@ def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tm
     work = p.remote_root
     sock, logs = str(work / "tmux.sock"), str(work / "bootstrap" / "logs")
 
-    def start(seconds: int):
+    def start(release: Path):
+        """A step that runs until the test creates ``release`` (at most 10 minutes)."""
+        body = (f"echo slow-step-begins; for i in $(seq 3000); do [ -e {shlex.quote(str(release))} ] && break; "
+                "sleep 0.2; done; echo slow-step-done")
         inner = ["bash", str(work / "bootstrap" / "scripts" / "run_step.sh"), "packages", step["fingerprint"], logs,
-                 "--", "bash", "-c", f"echo slow-step-begins; sleep {seconds}; echo slow-step-done"]
+                 "--", "bash", "-c", body]
         subprocess.run(["tmux", "-S", sock, "new-session", "-d", "-s", "orch-bootstrap-packages", shlex.join(inner)],
                        check=True)
 
     # 1. reattach: the step finishes while we follow it; then verify runs.
-    start(8)  # outlives the probe, the lock and the re-probe
-    time.sleep(0.5)
-    proc = p.orch("bootstrap", "testhost", "--env", "slow", timeout=240)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "reattaching to the running step (tmux session orch-bootstrap-packages)" in proc.stdout
-    assert "slow-step-done" in proc.stdout and "complete (packages, verify)" in proc.stdout
+    release = tmp_path / "release-step"
+    start(release)
+    follow = p.start("bootstrap", "testhost", "--env", "slow")
+    try:
+        follow.wait_for("reattaching to the running step (tmux session orch-bootstrap-packages)", timeout=240)
+        release.touch()
+    finally:
+        rc = follow.finish(timeout=240)
+    assert rc == 0, follow.stdout + follow.stderr
+    assert "slow-step-done" in follow.stderr and "complete (packages, verify)" in follow.stderr
 
     # 2. timeout (timeouts.install: 0.1 minutes): the controller gives up, the step keeps running.
     _write_env(p, "slow", {"manager": "venv", "python": "system", "system_site_packages": True,
@@ -358,7 +429,7 @@ def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tm
     step = next(s for s in json.loads(p.orch("bootstrap", "testhost", "--env", "slow", "--force", "packages",
                                              "--dry-run", "--json", check=True).stdout)["plan"]["steps"]
                 if s["name"] == "packages")
-    start(60)
+    start(tmp_path / "never-released")
     try:
         proc = p.orch("bootstrap", "testhost", "--env", "slow", timeout=240)
         assert proc.returncode == 7, proc.stdout + proc.stderr

@@ -239,7 +239,7 @@ def test_a_failed_fetch_keeps_the_verified_copy(hostile):
     """Issue 9.2: a fetch that fails verification must leave the previous verified copy,
     metrics.json and `orch runs` as they were; an unchanged file is not sent again."""
     h = hostile
-    assert "results verified" in h.orch("fetch-results", h.run, check=True).stdout
+    assert "results verified" in h.orch("fetch-results", h.run, check=True).stderr
     scores = h.local("class-0") / "scores.jsonl"
     good = scores.read_bytes()
     manifest = h.local("class-0") / "manifest.json"
@@ -436,7 +436,7 @@ def test_markup_in_host_text_and_set_values_prints_literally(hostile, base):
     shutil.copy(p.remote_root / "runs" / "base" / "jobs" / "class-0" / "status.json", h.job("class-0"))
     fetched = h.orch("fetch-results", h.run)
     no_traceback(fetched)
-    assert fetched.returncode == 0 and "ckpts/[/best]" in fetched.stdout, fetched.stderr
+    assert fetched.returncode == 0 and "ckpts/[/best]" in fetched.stderr, fetched.stderr
     compared = h.orch("compare", h.run)
     no_traceback(compared)
     assert compared.returncode == 0 and "ckpts/[/best]" in compared.stdout, compared.stderr
@@ -458,7 +458,7 @@ def test_a_huge_log_is_fetched_as_a_tail_unless_asked(hostile):
     assert fetched.stat().st_size <= (1 << 20) + 1024
     text = fetched.read_bytes()
     assert text.endswith(b"the last line of the log\n") and b"--full-logs" in text[:400]
-    assert "--full-logs" in proc.stdout
+    assert "--full-logs" in proc.stderr
     assert (h.local("class-0") / "log.txt").read_bytes() == (h.job("class-0") / "log.txt").read_bytes()
     h.orch("fetch-results", h.run, "--no-eval", "--full-logs", check=True)
     assert fetched.stat().st_size == log.stat().st_size

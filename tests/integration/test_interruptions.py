@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+import timing
 
 pytestmark = pytest.mark.integration
 
@@ -15,24 +16,26 @@ def test_watch_retries_a_dropped_connection_and_ctrl_c_only_stops_watching(ssh_p
     p = ssh_project
     p.orch("run", "smoke", "--host", "testhost", "--name", "w", "--set", "train.steps=100000",
            "--set", "train.log_every=5", check=True)
-    watcher = p.popen("status", "w", "--watch", "--interval", "0.5")
-    out = []
+    watcher = p.start("status", "w", "--watch", "--interval", "0.5")
     try:
-        time.sleep(3)
+        watcher.wait_for("w: class-0 running")  # connected and polled once
+        logins = p.sshd.logins()
         p.sshd.drop_connections()
-        time.sleep(4)  # the first retry comes after 2 s
-        watcher.send_signal(signal.SIGINT)
-        stdout, stderr = watcher.communicate(timeout=60)
+        watcher.wait_for("retrying in 2 s")
+        deadline = time.time() + timing.scaled(60)
+        while p.sshd.logins() == logins and time.time() < deadline:  # the retry logs in again
+            time.sleep(0.2)
+        assert p.sshd.logins() > logins, watcher.stderr
+        watcher.proc.send_signal(signal.SIGINT)
     finally:
-        if watcher.poll() is None:
-            watcher.kill()
-    out = stdout
-    # Without a terminal: plain lines, one per change, not a live table.
+        watcher.finish()
+    out, err = watcher.stdout, watcher.stderr
+    # Without a terminal: plain lines, one per change, not a live table; messages on stderr.
     assert "w: class-0 running" in out, out
-    assert "connection to testhost lost" in out and "retrying in 2 s" in out, (out, stderr, watcher.returncode)
-    assert watcher.returncode == 130, stderr
-    assert "stopped watching w; its jobs keep running on testhost" in stderr
-    assert "orch status w --watch" in stderr and "Traceback" not in stderr
+    assert "connection to testhost lost" in err and "retrying in 2 s" in err, (out, err, watcher.proc.returncode)
+    assert watcher.proc.returncode == 130, err
+    assert "stopped watching w; its jobs keep running on testhost" in err
+    assert "orch status w --watch" in err and "Traceback" not in err
     states = {j["name"]: j["state"] for j in json.loads(p.orch("status", "w", "--json", check=True).stdout)["jobs"]}
     assert states == {"class-0": "running", "class-1": "running"}
     p.orch("cancel", "w", check=True)
@@ -47,16 +50,16 @@ def test_logs_follow_ends_with_the_job_and_a_drop_is_an_error(ssh_project):
     assert "train step" in followed.stdout
     assert p.wait_state("f", timeout=60)[0]["state"] == "done"
 
-    p.orch("run", "smoke", "--host", "testhost", "--name", "g", "--set", "train.steps=100000", check=True)
-    follower = p.popen("logs", "g", "class-0", "-f")
+    p.orch("run", "smoke", "--host", "testhost", "--name", "g", "--set", "train.steps=100000",
+           "--set", "train.log_every=5", check=True)
+    follower = p.start("logs", "g", "class-0", "-f")
     try:
-        time.sleep(3)
+        follower.wait_for("train step")  # the log is streaming
         p.sshd.drop_connections()
-        _, stderr = follower.communicate(timeout=60)
     finally:
-        if follower.poll() is None:
-            follower.kill()
-    assert follower.returncode == 5, stderr
+        follower.finish()
+    stderr = follower.stderr
+    assert follower.proc.returncode == 5, stderr
     assert "lost the SSH connection" in stderr and "orch logs g class-0 -f" in stderr
     p.orch("cancel", "g", check=True)
 
@@ -70,6 +73,6 @@ def test_resume_puts_back_a_run_folder_the_host_lost(ssh_project):
     assert status.returncode == 8 and "is not on testhost" in status.stderr
     assert "--resume lostdir" in status.stderr
     resumed = p.orch("run", "smoke", "--resume", "lostdir", check=True)
-    assert "relaunched class-0, class-1" in resumed.stdout
+    assert "relaunched class-0, class-1" in resumed.stderr and resumed.stdout == "lostdir\n"
     assert [j["state"] for j in p.wait_state("lostdir")] == ["done", "done"]
-    assert "results verified" in p.orch("fetch-results", "lostdir", check=True).stdout
+    assert "results verified" in p.orch("fetch-results", "lostdir", check=True).stderr

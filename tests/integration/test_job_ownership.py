@@ -59,7 +59,7 @@ def test_a_launch_whose_jobs_cannot_start_never_exits_0(p):
     p.write_host(python=str(shim))
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "gone", "--set", "train.steps=3")
     assert proc.returncode == 7, proc.stdout + proc.stderr
-    assert "did not start" in proc.stderr and "launched" not in proc.stdout
+    assert "did not start" in proc.stderr and "launched" not in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

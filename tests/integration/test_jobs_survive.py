@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+import timing
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,7 @@ def progress_steps(p, run, job):
 
 
 def wait_for(pred, timeout=120, what="condition"):
-    deadline = time.time() + timeout
+    deadline = time.time() + timing.scaled(timeout)
     while time.time() < deadline:
         if pred():
             return
@@ -33,10 +34,12 @@ def test_jobs_survive_controller_kill_and_dropped_connections(ssh_project):
     p = ssh_project
     p.orch("run", "smoke", "--host", "testhost", "--name", "surv", "--set", "train.steps=40", check=True)
     # A controller following logs is killed hard, mid-stream, with its SSH connection open.
-    follower = p.popen("logs", "surv", "class-0", "-f")
-    time.sleep(3)
-    follower.send_signal(signal.SIGKILL)
-    follower.wait()
+    follower = p.start("logs", "surv", "class-0", "-f")
+    try:
+        follower.wait_for("train step")  # mid-stream
+        follower.proc.send_signal(signal.SIGKILL)
+    finally:
+        follower.finish()
     # Drop every SSH connection the test sshd has, as a sleeping laptop or a network change would.
     p.sshd.drop_connections()
     # Reconnect later: the truth comes back from the host's files.
@@ -69,7 +72,7 @@ def test_cancel_lost_and_resume_from_checkpoint(ssh_project):
     before = {j: max(progress_steps(p, "cr", j)) for j in ("class-0", "class-1")}
     assert (p.remote_job("cr", "class-0") / "ckpt" / "last.pt").is_file()
     resumed = p.orch("run", "smoke", "--resume", "cr", check=True)
-    assert "relaunched class-0, class-1" in resumed.stdout
+    assert "relaunched class-0, class-1" in resumed.stderr
 
     def continued(job):
         steps = progress_steps(p, "cr", job)
@@ -105,4 +108,4 @@ def test_sftp_fallback_when_rsync_missing_locally(ssh_project, tmp_path):
     jobs = p.wait_state("sftp")
     assert [j["state"] for j in jobs] == ["done", "done"]
     fetched = p.orch("fetch-results", "sftp", check=True)
-    assert "results verified" in fetched.stdout
+    assert "results verified" in fetched.stderr

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import timing
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +47,7 @@ def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):
 def test_same_name_launched_twice_at_once_starts_once(ssh_project):
     p = ssh_project
     procs = [p.popen("run", "smoke", "--name", "race", "--set", "train.steps=5") for _ in range(2)]
-    results = [(proc.wait(timeout=120), proc.stderr.read()) for proc in procs]
+    results = [(proc.wait(timeout=timing.scaled(120)), proc.stderr.read()) for proc in procs]
     codes = sorted(rc for rc, _ in results)
     assert codes == [0, 8], results
     assert any("already exists" in err for _, err in results)
@@ -100,3 +101,33 @@ def test_ctrl_c_mid_launch_keeps_a_resumable_record(ssh_project, monkeypatch):
     resumed = p.orch("run", "smoke", "--resume", "cut", timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [j["state"] for j in p.wait_state("cut")] == ["done", "done"]
+
+
+def test_an_experiment_is_a_name_or_a_path_and_messages_name_it_as_given(ssh_project):
+    p = ssh_project
+    missing = p.orch("run", "configs/experiments/nosuch.yaml")
+    assert missing.returncode == 3 and missing.stdout == ""
+    assert "experiment file configs/experiments/nosuch.yaml does not exist" in missing.stderr
+    assert "configs/experiments/configs" not in missing.stderr and ".yaml.yaml" not in missing.stderr
+    named = p.orch("run", "nosuch")
+    assert named.returncode == 3 and "no experiment 'nosuch'" in named.stderr and "smoke" in named.stderr
+    (p.root / "mine.yaml").write_text((p.root / "configs" / "experiments" / "smoke.yaml").read_text())
+    by_path = p.orch("run", "mine.yaml", "--name", "bypath", "--set", "train.steps=5", check=True)
+    assert by_path.stdout == "bypath\n"
+    assert [j["state"] for j in p.wait_state("bypath")] == ["done", "done"]
+    assert json.loads(p.orch("runs", "--json", check=True).stdout)[0]["experiment"] == "smoke"
+
+
+def test_an_empty_data_file_says_so(ssh_project):
+    p = ssh_project
+    (p.root / "empty.jsonl").write_text("\n\n")
+    proc = p.orch("run", "smoke", "--name", "empty", "--set", "data.path=empty.jsonl")
+    assert proc.returncode == 9, proc.stderr
+    assert "empty.jsonl: no texts in the file" in proc.stderr
+    assert "fix that line" not in proc.stderr and "one labelled text per line" in proc.stderr
+
+
+def test_hosts_check_local_claims_no_host_key(ssh_project):
+    p = ssh_project
+    proc = p.orch("hosts", "check", "local", check=True)
+    assert "local: local (this machine, no SSH)" in proc.stdout and "host key" not in proc.stdout

@@ -14,8 +14,9 @@ def test_run_status_logs_fetch(ssh_project):
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "life", *FAST, check=True)
     # A cold launch (code and data rsync'd) is still one login: rsync rides the verified connection.
     assert p.sshd.logins() == before + 1
-    assert "launched life on testhost" in proc.stdout
-    assert proc.stdout.strip().splitlines()[-1] == "life"
+    # stdout is the run id alone, for scripts (R=$(orch run ...)); what it did is on stderr.
+    assert proc.stdout == "life\n"
+    assert "launched life on testhost" in proc.stderr and "orch status life --watch" in proc.stderr
     # The jobs run on the host, in detached tmux sessions, from a pinned code snapshot.
     run_yaml = p.remote_root / "runs" / "life" / "run.yaml"
     assert run_yaml.is_file()
@@ -42,7 +43,7 @@ def test_run_status_logs_fetch(ssh_project):
     logins = p.sshd.logins()
     fetched = p.orch("fetch-results", "life", check=True)
     assert p.sshd.logins() == logins + 1  # status + rsync pull on one connection
-    assert "results verified" in fetched.stdout
+    assert "results verified" in fetched.stderr
     metrics = json.loads((p.run_dir("life") / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.7
     for job in ("class-0", "class-1"):
@@ -70,13 +71,13 @@ def test_existing_run_id_refused_and_unchanged_code_not_resent(ssh_project):
     assert again.returncode == 8 and "already exists" in again.stderr and "Traceback" not in again.stderr
     logins = p.sshd.logins()
     second = p.orch("run", "smoke", "--host", "testhost", "--name", "two", *FAST, check=True)
-    assert "0 files sent" in second.stdout
+    assert "0 files sent" in second.stderr
     # Code unchanged and data staged: no rsync, the whole launch is one SSH login.
     assert p.sshd.logins() == logins + 1
     # A code change makes a new snapshot; the running run keeps its own.
     (p.root / "remote" / "extra_module.py").write_text("X = 1\n")
     third = p.orch("run", "smoke", "--host", "testhost", "--name", "three", *FAST, check=True)
-    assert "0 files sent" not in third.stdout
+    assert "0 files sent" not in third.stderr
     assert len(list((p.remote_root / "code").iterdir())) == 2
     for run in ("one", "two", "three"):
         assert [j["state"] for j in p.wait_state(run)] == ["done", "done"]
@@ -88,6 +89,6 @@ def test_fetch_refuses_incomplete_run_unless_partial(ssh_project):
     refused = p.orch("fetch-results", "slow")
     assert refused.returncode == 8 and "not complete" in refused.stderr
     partial = p.orch("fetch-results", "slow", "--partial", check=True)
-    assert "partial run: not evaluated" in partial.stdout
+    assert "partial run: not evaluated" in partial.stderr
     assert not (p.run_dir("slow") / "metrics.json").exists()
     p.orch("cancel", "slow", check=True)

@@ -104,7 +104,9 @@ def test_unreachable_and_auth_failure_are_specific(ssh_project, tmp_path):
         closed_port = s.getsockname()[1]
     p.write_host(port=closed_port)
     proc = p.orch("hosts", "check", "testhost")
-    assert proc.returncode == 5 and "cannot reach" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 5 and "Traceback" not in proc.stderr
+    assert f"127.0.0.1:{closed_port}: connection refused: nothing listens on port {closed_port}" in proc.stderr
+    assert "Errno" not in proc.stderr
 
     stranger = tmp_path / "stranger"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
@@ -115,6 +117,64 @@ def test_unreachable_and_auth_failure_are_specific(ssh_project, tmp_path):
     p.write_host(python="/nonexistent/python3")
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "nopy")
     assert proc.returncode == 6 and "no python interpreter" in proc.stderr
+
+
+class _Listener:
+    """A TCP listener on 127.0.0.1 that is not an SSH server: ``reply`` is sent after the
+    client's first line and the connection closed; None keeps every connection silent."""
+
+    def __init__(self, reply):
+        import socket
+        import threading
+
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            if self.reply is None:
+                self.held.append(conn)
+                continue
+            try:
+                conn.recv(256)
+                conn.sendall(self.reply)
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self):
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("reply, expected", [
+    (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+     "127.0.0.1:{port} answered but is not an SSH server (it sent 'HTTP/1.1 400 Bad Request')"),
+    (None, "127.0.0.1:{port} accepted the connection but sent no SSH banner within 2 s"),
+])
+def test_a_port_that_is_not_ssh_is_named_in_one_line(ssh_project, reply, expected):
+    p = ssh_project
+    listener = _Listener(reply)
+    try:
+        p.write_host(port=listener.port, connect_timeout=2)
+        proc = p.orch("hosts", "check", "testhost")
+    finally:
+        listener.close()
+    assert proc.returncode == 5, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "error: " + expected.format(port=listener.port), proc.stderr
+    assert len(lines) == 2 and lines[1].startswith("  hint: check `port`")  # no Paramiko traceback ahead of it
+    assert proc.stdout == ""
 
 
 HOSTILE = ["a b", "q'uote", 'dq"x', "semi;touch PWNED", "$(touch PWNED)", "`touch PWNED`", "new\nline", "-rf",
@@ -197,6 +257,6 @@ def test_proxy_jump_through_a_bastion(ssh_project):
     before = p.sshd.logins()
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "jump", "--set", "train.steps=5")
     assert proc.returncode == 0, proc.stderr
-    assert "0 files sent" not in proc.stdout  # code went through rsync over the jump
+    assert "0 files sent" not in proc.stderr  # code went through rsync over the jump
     assert p.sshd.logins() == before + 2  # rsync made no login of its own
     assert [j["state"] for j in p.wait_state("jump")] == ["done", "done"]

@@ -17,6 +17,11 @@ import yaml
 
 from remote.spec import load_experiment, set_dotted, to_dict
 
+# tests/timing.py, also when a test's subprocess imports this module with only tests/remote
+# on sys.path (test_tokenizer does).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import timing  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "data" / "tiny_sentiment.jsonl"
 SMOKE = ROOT / "configs" / "experiments" / "smoke.yaml"
@@ -72,5 +77,5 @@ def run_job_cmd(run_dir: Path, name: str) -> List[str]:
 
 def run_job_process(run_dir: Path, name: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(run_job_cmd(run_dir, name), cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300, **kwargs)
+    kwargs.setdefault("timeout", timing.scaled(300))  # a guard against a hang, stretched on a busy machine
+    return subprocess.run(run_job_cmd(run_dir, name), cwd=ROOT, env=env, capture_output=True, text=True, **kwargs)

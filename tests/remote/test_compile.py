@@ -3,15 +3,17 @@ gives the eager run's scores.  Compiling is slow on a CPU (tens of seconds per g
 so this runs one short class job per path."""
 import pytest
 
+import timing
 from runkit import class_jobs, experiment, read_jsonl, run_job_process, write_run
 
-pytestmark = pytest.mark.timeout(600)
+# Four jobs, two of them compiling: minutes on an idle 2-core machine, many more on a busy one.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(timing.scaled(600))]
 
 
 def _scores(tmp_path, name, **overrides):
     exp = experiment(train__steps=8, train__log_every=4, data__max_test=16, **overrides)
     run_dir = write_run(tmp_path / name, exp, class_jobs()[:1])
-    proc = run_job_process(run_dir, "neg")
+    proc = run_job_process(run_dir, "neg", timeout=timing.scaled(600))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return {r["id"]: r for r in read_jsonl(run_dir / "jobs" / "neg" / "scores.jsonl")}, proc
 

@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import pytest
+import timing
 import torch
 
 from remote import run_job
@@ -107,15 +108,20 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
 
 
 def _wait_for_step(proc, progress, step, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if progress.exists():
-            steps = [r["step"] for r in read_jsonl(progress) if r["phase"] == "train"]
-            if steps and steps[-1] >= step:
-                return
-        time.sleep(0.02)
-    raise AssertionError("training did not get there in time")
+    deadline = time.time() + timing.scaled(timeout)
+    try:
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            if progress.exists():
+                steps = [r["step"] for r in read_jsonl(progress) if r["phase"] == "train"]
+                if steps and steps[-1] >= step:
+                    return
+            time.sleep(0.02)
+        raise AssertionError("training did not get there in time")
+    except BaseException:
+        proc.kill()  # a failed wait must not leave the job training
+        proc.communicate()
+        raise
 
 
 def test_killed_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
@@ -133,7 +139,7 @@ def test_killed_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
                             stderr=subprocess.STDOUT, text=True)
     _wait_for_step(proc, progress, 20)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=timing.scaled(60))
     assert proc.returncode == 128 + signal.SIGTERM, out
     stopped_at = torch.load(jd / "ckpt" / "last.pt", weights_only=False)["step"]
     assert stopped_at >= 20 and read_jsonl(progress)[-1]["step"] == stopped_at
@@ -143,7 +149,7 @@ def test_killed_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
                             stderr=subprocess.STDOUT, text=True)
     _wait_for_step(proc, progress, stopped_at + 20)
     proc.kill()
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=timing.scaled(60))
     steps = [r["step"] for r in read_jsonl(progress) if r["phase"] == "train"]
     resumed_steps = steps[steps.index(stopped_at) + 1:]
     assert resumed_steps[0] == (stopped_at // 5 + 1) * 5  # continued, did not start over at 5

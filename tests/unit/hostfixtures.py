@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Optional, Sequence
 
+import timing
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpu-host" / "h200"
 
 # Documented failure outputs (facts sheet C): message, exit code.
@@ -81,7 +83,7 @@ def run_probe_locally(workdir: str, path_prefix: Sequence[Path] = (), pythons: S
     env = dict(os.environ)
     env["PATH"] = ":".join([str(p) for p in path_prefix] + ([base_path] if base_path else []))
     out = subprocess.run(probe.probe_command(workdir, pythons), shell=True, capture_output=True, text=True,
-                         env=env, timeout=60, executable="/bin/bash")
+                         env=env, timeout=timing.scaled(60), executable="/bin/bash")
     assert out.returncode == 0, out.stderr
     return out.stdout
 

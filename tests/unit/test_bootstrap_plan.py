@@ -333,3 +333,55 @@ def test_missing_env_spec_lists_the_known_ones(tmp_path):
     with pytest.raises(OrchError) as exc:
         envspec.load(tmp_path, "b")
     assert "no env spec configs/envs/b.yaml" in exc.value.message and "a" in exc.value.hint
+
+
+def test_preinstalled_torch_missing_from_the_base_python_is_blocked_in_the_plan():
+    """`torch: preinstalled` on a python without torch: the dry run says so at the torch
+    step (not a pip build-isolation story after the env was made)."""
+    facts = make_facts(gpus=(), pythons=[("python3", "/usr/bin/python3", "3.11.2", True, None)])
+    plan = bp.build_plan(facts, envspec.load(REPO, "venv"), host="h")
+    torch = plan.step("torch")
+    assert plan.step("env").state == "todo" and torch.state == "blocked" and torch.blocked_code == "host"
+    assert torch.why == ("torch is missing from /usr/bin/python3 (the python the venv is made from), "
+                         "and torch: preinstalled installs none")
+    assert "install torch into /usr/bin/python3" in torch.hint and "torch.version: auto" in torch.hint
+    assert "build isolation" not in torch.why + torch.hint
+    assert [plan.step(n).state for n in ("packages", "verify")] == ["blocked", "blocked"]
+    # the env exists now (made by the env step) and still has no torch: same verdict, about the env
+    made = with_env_python(facts, plan.env_python, torch=None)
+    torch = bp.build_plan(made, envspec.load(REPO, "venv"), host="h").step("torch")
+    assert torch.state == "blocked" and f"torch is missing from the env's python ({plan.env_python})" in torch.why
+    assert "which sees the packages of /usr/bin/python3" in torch.why
+    # a venv's python as the base: new venvs see its base interpreter's packages, not probed
+    venv_base = make_facts(gpus=(), pythons=[("python3", "/home/u/v/bin/python3", "3.11.2", True, None)])
+    venv_base.pythons[0].prefix, venv_base.pythons[0].base_prefix = "/home/u/v", "/usr"
+    assert bp.build_plan(venv_base, envspec.load(REPO, "venv"), host="h").step("torch").state == "todo"
+    # with torch in the base python it is not blocked
+    ok = make_facts(gpus=(), pythons=[("python3", "/usr/bin/python3", "3.11.2", True, "2.13.0+cpu")])
+    assert bp.build_plan(ok, envspec.load(REPO, "venv"), host="h").step("torch").state == "todo"
+
+
+def test_a_failed_torch_import_is_diagnosed_as_missing_torch_not_build_isolation():
+    from orchestrator import flashattn
+
+    log = "Traceback (most recent call last):\n  File \"<string>\", line 1\nModuleNotFoundError: No module named 'torch'"
+    (what, fix), = flashattn.diagnose_log(log, 1, "torch")
+    assert what == "torch is not installed in the env's python" and "torch.version: auto" in fix
+    assert "build isolation" in flashattn.diagnose_log(log, 1, "flash-attn")[0][0]
+
+
+@pytest.mark.parametrize("gpu", [("NVIDIA A100-SXM4-80GB", "8.0", 81920), ("NVIDIA H100 80GB HBM3", "9.0", 81559)])
+def test_what_the_readme_says_each_env_gives_on_cuda_12_4(gpu):
+    """README, 'Which env': a driver for CUDA 12.4 with an A100 or H100."""
+    facts = make_facts(gpus=[gpu], cuda="12.4", driver="550.54.14", glibc="2.35",
+                       pythons=[("python3", "/usr/bin/python3", "3.10.12", True, None)])
+    default = bp.build_plan(facts, envspec.load(REPO, "default"), host="nigel", accept_tos=True)
+    assert (default.spec.python, default.torch.requirement, default.torch.variant) == ("3.11", "torch==2.6.*", "cu124")
+    assert (default.flash_attn.kind, default.flash_attn.version) == ("wheel", "2.8.3.post1")
+    seed = bp.build_plan(facts, envspec.load(REPO, "mdlm-seed"), host="nigel", accept_tos=True)
+    assert (seed.spec.python, seed.torch.requirement, seed.torch.variant) == ("3.9", "torch==2.2.*", "cu121")
+    assert (seed.flash_attn.kind, seed.flash_attn.version) == ("wheel", "2.5.6")
+    assert "cu122torch2.2cxx11abiFALSE-cp39" in seed.flash_attn.wheel
+    # without the ToS flag both stop at the conda step
+    for env in ("default", "mdlm-seed"):
+        assert bp.build_plan(facts, envspec.load(REPO, env), host="nigel").step("conda").state == "blocked"

@@ -130,3 +130,42 @@ def test_three_runs_get_holm_adjusted_pairs(tmp_path):
     raw = [p["p_value"] for p in result["pairs"]]
     assert [p["p_holm"] for p in result["pairs"]] == pytest.approx(holm(raw))
     assert all(p["p_holm"] >= p["p_value"] for p in result["pairs"])
+
+
+def _on_cpu(run_dir: Path) -> Path:
+    """The run's jobs had no GPU (host `local`, or a CPU-only host)."""
+    import yaml
+
+    doc = yaml.safe_load((run_dir / "run.yaml").read_text())
+    for job in doc["jobs"]:
+        job["gpu"] = ""
+    (run_dir / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return run_dir
+
+
+def test_the_table_says_what_it_measured(tmp_path):
+    """The interval as computed (asymmetric near 100%), which bands judged each verdict,
+    and whether a time was spent on a GPU or a CPU."""
+    from rich.console import Console
+
+    from orchestrator.compare import print_comparison
+
+    ra, rb = _runs(tmp_path)  # a: poc bands, GPU; b: mdlm bands, GPU
+    perfect = margin_texts({"0": [-1] * 6, "1": [1] * 6})
+    rc = _on_cpu(make_run(tmp_path, "c", perfect, kind="ar", job_seconds=12))
+    result = compare_runs([("a", ra), ("b", rb), ("c", rc)])
+    row_c = result["runs"][2]
+    assert row_c["compute"] == "cpu" and row_c["gpu_seconds"] == 0 and result["runs"][0]["compute"] == "gpu"
+    low, high = row_c["accuracy_ci95"]
+    assert high == 1.0 and row_c["accuracy"] == 1.0  # the interval cannot reach past 100%
+    console = Console(record=True, width=250)
+    print_comparison(console, result)
+    text = console.export_text()
+    line_c = next(line for line in text.splitlines() if line.startswith("│ c "))
+    assert f"100.00% ({100 * low:.2f}–100.00%)" in line_c and "±" not in text
+    assert "Excellent (poc)" in line_c and "24s CPU" in line_c  # two jobs of 12 s, no GPU
+    line_b = next(line for line in text.splitlines() if line.startswith("│ b "))
+    assert "Failed (mdlm)" in line_b and "3m00s GPU" in line_b
+    assert "compute time" in text and "GPU time" not in text
+    assert "bands: mdlm = full MDLM (" in text and "poc = proof-of-concept per-class LM (" in text
+    assert "judged against different bands" in text

@@ -458,12 +458,12 @@ def test_cpu_only_run_reports_its_job_time_not_gpu_time_0s(tmp_path):
     metrics = evaluate_run(run_dir, console, plots=False)
     assert metrics["gpu_seconds"] == 0
     verdict = [line for line in console.export_text().splitlines() if line.startswith("verdict:")][0]
-    assert "GPU time" not in verdict and verdict.endswith("job time 14s cpu")
+    assert "GPU time" not in verdict and verdict.endswith("compute time 14s CPU")
     report = (run_dir / "report.md").read_text()
-    assert "GPU time" not in report and "job time 14s cpu" in report
+    assert "GPU time" not in report and "compute time 14s CPU" in report
     compared = Console(record=True, width=200)
     print_comparison(compared, compare_runs([("r1", run_dir)]))
-    assert "14s cpu" in compared.export_text()  # the same words as `orch compare`
+    assert "14s CPU" in compared.export_text()  # the same words as `orch compare`
 
 
 def test_gpu_run_reports_gpu_time(tmp_path):
@@ -472,7 +472,7 @@ def test_gpu_run_reports_gpu_time(tmp_path):
     console = Console(record=True, width=200)
     evaluate_run(make_run(tmp_path, job_seconds=7), console, plots=False)
     verdict = [line for line in console.export_text().splitlines() if line.startswith("verdict:")][0]
-    assert verdict.endswith("GPU time 14s")
+    assert verdict.endswith("compute time 14s GPU")
 
 
 def test_evaluate_run_is_silent_without_console(tmp_path, capsys):

@@ -8,6 +8,8 @@ import sys
 import time
 
 import pytest
+import testprocs
+import timing
 
 from orchestrator import hostlock, shell
 from orchestrator.errors import ExitCode, OrchError
@@ -81,7 +83,12 @@ def test_heartbeat_keeps_the_lock_fresh_only_while_the_command_runs(tmp_path, mo
     assert res.rc == 3 and res.stdout.strip() == "done"  # the command's own exit code and output
     touched = path.stat().st_mtime
     assert touched > time.time() - 10
-    # The heartbeat loop ended with its shell: nothing touches the lock afterwards.
+    # The heartbeat loop ends with its shell (a touch already under way may still land: wait
+    # for the loop to be gone, however busy the machine), then nothing touches the lock.
+    deadline = time.time() + timing.scaled(30)
+    while testprocs.processes_under([str(path)]) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not testprocs.processes_under([str(path)]), "the heartbeat loop outlived its shell"
     os.utime(path, (old, old))
     time.sleep(2.5)
     assert path.stat().st_mtime == pytest.approx(old, abs=1)

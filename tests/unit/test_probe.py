@@ -195,6 +195,6 @@ def test_problems_for_missing_tools():
 
 def test_probe_command_is_one_quoted_bash_invocation():
     cmd = probe.probe_command("/w/it's here", ["envs/default/bin/python"])
-    assert cmd.startswith("bash -c ") and "'/w/it'\"'\"'s here'" in cmd
+    assert cmd.startswith("bash --norc -c ") and "'/w/it'\"'\"'s here'" in cmd  # --norc: see probe_command
     assert "nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used,utilization.gpu," \
            "compute_cap,pci.bus_id" in cmd

@@ -8,6 +8,7 @@ import subprocess
 import threading
 
 import pytest
+import timing
 
 from orchestrator import shell
 from orchestrator.rsync_bridge import RsyncBridge
@@ -61,7 +62,7 @@ def bridge():
 
 def _rsync(bridge, *args):
     return subprocess.run(["rsync", "-a", "-e", shell.join(bridge.rsh()), *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=timing.scaled(120))
 
 
 def test_remote_command_is_joined_like_ssh_does():
@@ -134,5 +135,5 @@ def test_tunnel_without_its_bridge_says_so(tmp_path):
     b.close()
     (tmp_path / "f").write_text("x")
     res = subprocess.run(["rsync", "-a", "-e", shell.join(rsh), str(tmp_path / "f"), f"orch:{tmp_path}/g"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=timing.scaled(60))
     assert res.returncode != 0 and "cannot reach the orch process that started rsync" in res.stderr

@@ -1,0 +1,76 @@
+"""Where a command's output goes, the same way in every command.
+
+- stdout carries what the command produces: tables, JSON, logs, run ids. A script can
+  capture it (`R=$(orch run smoke)` is the run id and nothing else).
+- stderr carries what it says while working: progress, notes, hints, warnings, errors.
+  `--quiet` drops the progress and notes; warnings and errors always show.
+- Output that is not a terminal is never hard-wrapped: rich would cut lines at 80 columns
+  (COLUMNS is ignored there too), which breaks grep and copy-paste of ids and paths.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console, ConsoleDimensions
+
+# Wide enough that no line is ever folded; tables are only as wide as their content.
+UNWRAPPED_WIDTH = 10_000
+
+_quiet = False
+
+
+class _Console(Console):
+    """A rich Console that does not wrap when its stream is not a terminal."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if not self.is_terminal:
+            return ConsoleDimensions(UNWRAPPED_WIDTH, 25)
+        return super().size
+
+    @size.setter
+    def size(self, new_size) -> None:  # rich's own setter, kept for Console's API
+        Console.size.fset(self, new_size)
+
+
+def console(stderr: bool = False) -> Console:
+    return _Console(stderr=stderr, highlight=False)
+
+
+out = console()  # data
+err = console(stderr=True)  # messages
+
+
+def set_quiet(value: bool) -> None:
+    global _quiet
+    _quiet = bool(value)
+
+
+def quiet() -> bool:
+    return _quiet
+
+
+def say(*objects: Any, **kwargs: Any) -> None:
+    """A progress message or note on stderr (dropped with --quiet). Rich markup allowed:
+    escape anything that came from a host or a user."""
+    if not _quiet:
+        err.print(*objects, **kwargs)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr, shown even with --quiet; ``text`` is plain (never markup)."""
+    err.print("[yellow]warning:[/] ", end="")
+    err.print(text, markup=False, soft_wrap=True)
+
+
+def _quiet_option(value: bool) -> bool:
+    if value:
+        set_quiet(True)
+    return value
+
+
+def quiet_option() -> Any:
+    """`--quiet/-q` for a command: silence progress messages (data and errors still print)."""
+    return typer.Option(False, "--quiet", "-q", callback=_quiet_option, is_eager=True,
+                        help="No progress messages on stderr (results on stdout and errors still print).")
