@@ -16,8 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.experiments import load  # noqa: E402
-from orchestrator.project import Project  # noqa: E402
+from orchestrator.config.experiments import load
+from orchestrator.config.project import Project
 from remote.data import load_splits  # noqa: E402
 
 

@@ -5,8 +5,8 @@ import sys
 
 import typer
 
-from . import output
-from .errors import ExitCode, OrchError, exit_code_table
+from orchestrator import output
+from orchestrator.errors import ExitCode, OrchError, exit_code_table
 
 app = typer.Typer(
     name="orch",
@@ -54,7 +54,7 @@ _readable_help()
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from orchestrator import __version__
 
         print(f"orch {__version__}")
         raise typer.Exit()

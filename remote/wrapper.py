@@ -64,7 +64,7 @@ def workdir_of(job_dir: str) -> str:
 
 
 def no_space_reason(job_dir: str) -> str:
-    """The words the controller shows for a full disk (orchestrator/diskspace.py says the same)."""
+    """The words the controller shows for a full disk (orchestrator/transport/diskspace.py says the same)."""
     free = free_bytes(job_dir)
     return f"no space left on the host's {workdir_of(job_dir)} ({(free or 0) >> 20} MB free)"
 

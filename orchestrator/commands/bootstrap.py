@@ -24,11 +24,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .. import flashattn, hostlock, output, probe, shell
-from ..bootstrap_plan import SCRIPTS, STEPS, Plan, Step, build_plan, state_json, validate_force
-from ..envspec import EnvSpec
-from ..errors import ExitCode, OrchError
-from ..project import Project
+from orchestrator.provision import flashattn, hostlock, probe
+from orchestrator import output
+from orchestrator.transport import shell
+from orchestrator.provision.plan import SCRIPTS, STEPS, Plan, Step, build_plan, state_json, validate_force
+from orchestrator.config.envspec import EnvSpec
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.config.project import Project
 
 POLL_S = 1.0
 STATUS_EVERY_S = 30.0
@@ -352,7 +354,7 @@ def _failure(step: Step, rc: int, output: str, plan: Plan, host: str) -> OrchErr
 
 
 def _probe(transport, spec: EnvSpec) -> probe.HostFacts:
-    from ..bootstrap_plan import Layout
+    from orchestrator.provision.plan import Layout
 
     # The env's interpreter (relative: under the workdir, resolved by the probe) and a custom conda's python.
     rel = Layout("", spec.name)
@@ -381,9 +383,9 @@ def bootstrap(
     json_mode: bool = False,
     break_lock: bool = False,
 ) -> dict:
-    from ..connect import open_transport
-    from ..envspec import load
-    from ..hosts import resolve_host, set_host_key
+    from orchestrator.transport.connect import open_transport
+    from orchestrator.config.envspec import load
+    from orchestrator.config.hosts import resolve_host, set_host_key
 
     force_left = set(validate_force(force))
     env_name = env or default_env(project, host)

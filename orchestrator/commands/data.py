@@ -5,10 +5,10 @@ import json
 
 import typer
 
-from .. import output
-from ..datasets import KNOWN
-from ..errors import ExitCode, OrchError
-from ..project import Project
+from orchestrator import output
+from orchestrator.data.registry import KNOWN
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.config.project import Project
 
 data_app = typer.Typer(help="Data sets the shipped experiments use: get.", no_args_is_help=True)
 
@@ -24,7 +24,7 @@ def get_cmd(
     quiet: bool = output.quiet_option(),
 ):
     """Download a data set (checksum verified, resumable) and write the JSONL files the experiments read."""
-    from .. import imdb
+    from orchestrator.data import imdb
 
     if name not in KNOWN:
         raise OrchError(f"no data set {name!r}", ExitCode.USAGE,

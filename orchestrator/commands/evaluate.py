@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from .. import output
-from ..errors import ExitCode, OrchError
+from orchestrator import output
+from orchestrator.errors import ExitCode, OrchError
 
 
 def _check_choice(option: str, value: Optional[str], choices: tuple) -> None:
@@ -27,8 +27,8 @@ def eval_command(
 
     Exits 1 when the run sets eval.min_accuracy and the accuracy falls below it.
     """
-    from ..evaluate import check_min_accuracy, evaluate_run
-    from ..project import Project
+    from orchestrator.results.evaluate import check_min_accuracy, evaluate_run
+    from orchestrator.config.project import Project
 
     _check_choice("--prior", prior, ("uniform", "train"))
     _check_choice("--bands", bands, ("auto", "poc", "mdlm"))
@@ -47,8 +47,8 @@ def compare_command(
     quiet: bool = output.quiet_option(),
 ) -> None:
     """Table across runs (kind, init, accuracy and 95% CI, F1, verdict, compute time, tokens) and McNemar's exact test per pair."""
-    from ..compare import compare_runs, print_comparison, resolve_runs
-    from ..project import Project
+    from orchestrator.results.compare import compare_runs, print_comparison, resolve_runs
+    from orchestrator.config.project import Project
 
     result = compare_runs(resolve_runs(Project.find(), runs), force=force, per_token=per_token)
     if as_json:

@@ -8,10 +8,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .. import output
-from ..connect import open_transport
-from ..hosts import list_hosts, resolve_host
-from ..project import Project
+from orchestrator import output
+from orchestrator.transport.connect import open_transport
+from orchestrator.config.hosts import list_hosts, resolve_host
+from orchestrator.config.project import Project
 
 console = output.out
 hosts_app = typer.Typer(help="Configured hosts: list, check, show.", no_args_is_help=True)
@@ -47,7 +47,7 @@ def check_cmd(
     quiet: bool = output.quiet_option(),
 ):
     """Connect (verifying the host key) and report OS, python, tmux, rsync and GPUs."""
-    from ..probe import fact_rows, problems, run_probe, save_facts
+    from orchestrator.provision.probe import fact_rows, problems, run_probe, save_facts
 
     project = Project.find()
     start = time.time()
@@ -78,7 +78,7 @@ def check_cmd(
 def show_cmd(host: str = typer.Argument(..., metavar="HOST", help="Host name."),
              quiet: bool = output.quiet_option()):
     """The facts and environment recorded for a host by `hosts check` / `bootstrap` (no SSH)."""
-    from .bootstrap import show_host
+    from orchestrator.commands.bootstrap import show_host
 
     project = Project.find()
     resolve_host(project, host)  # an unknown name says so, before "nothing recorded"

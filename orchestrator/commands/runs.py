@@ -13,12 +13,15 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .. import experiments, hostops, output, runner, shell
-from ..connect import open_transport
-from ..errors import ExitCode, OrchError
-from ..project import Project, check_name
-from ..runstate import JobRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
-from ..tables import add_column, add_name_column
+from orchestrator.config import experiments
+from orchestrator.runs import hostctl as hostops, launch as runner
+from orchestrator import output
+from orchestrator.transport import shell
+from orchestrator.transport.connect import open_transport
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.config.project import Project, check_name
+from orchestrator.runs.state import JobRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
+from orchestrator.commands.tables import add_column, add_name_column
 
 TRUST = typer.Option(False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use).")
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
@@ -143,7 +146,7 @@ def _nowhere() -> Console:
 
 
 def _evaluate(project: Project, run_id: str) -> dict:
-    from ..evaluate import evaluate_run
+    from orchestrator.results.evaluate import evaluate_run
 
     metrics = evaluate_run(project.run_dir(run_id), console=None if output.quiet() else output.err)
     output.say(f"results in {escape(str(project.run_dir(run_id)))} (metrics.json, report.md, plots/)")
@@ -197,7 +200,7 @@ def register(app: typer.Typer) -> None:
 
         Prints the run id on stdout (`R=$(orch run smoke)`); what it does goes to stderr.
         """
-        from ..evaluate import check_min_accuracy
+        from orchestrator.results.evaluate import check_min_accuracy
 
         project = Project.find()
         if dry_run and (resume or wait):
@@ -235,8 +238,8 @@ def register(app: typer.Typer) -> None:
         run_id = check_name("run", name) if name else runner.new_run_id(project, exp)
         host_name = host or exp.host
         if dry_run:
-            from ..hosts import resolve_host
-            from ..preview import preview, render
+            from orchestrator.config.hosts import resolve_host
+            from orchestrator.runs.preview import preview, render
 
             print("\n".join(render(preview(project, exp, run_id, resolve_host(project, host_name)))))
             return
@@ -387,13 +390,13 @@ def register(app: typer.Typer) -> None:
         done = sum(r.state == "done" for r in outcome["rows"])
         output.say(f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
                    markup=False)
-        from ..fetch import TAIL_BYTES
+        from orchestrator.runs.fetch import TAIL_BYTES
 
         for name, size in outcome["cut"].items():
             output.say(f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
                        f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)", markup=False)
         if outcome["complete"] and not no_eval:
-            from ..evaluate import evaluate_run
+            from orchestrator.results.evaluate import evaluate_run
 
             try:
                 metrics = evaluate_run(run_dir, console=None if output.quiet() else output.err)

@@ -9,11 +9,11 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from .. import output
-from ..connect import open_transport
-from ..errors import ExitCode, OrchError
-from ..project import Project
-from ..smoke import SmokeContext, Step, as_json, junit_xml, run_checklist
+from orchestrator import output
+from orchestrator.transport.connect import open_transport
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.config.project import Project
+from orchestrator.runs.smoke import SmokeContext, Step, as_json, junit_xml, run_checklist
 
 MARK = {"passed": "[green]PASS[/]", "failed": "[red]FAIL[/]", "skipped": "[yellow]SKIP[/]"}
 

@@ -187,7 +187,7 @@ def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
     from rich.console import Console
 
     from orchestrator.commands.bootstrap import show_host
-    from orchestrator.project import Project
+    from orchestrator.config.project import Project
 
     console = Console(record=True, width=200)
     show_host(Project(p.root), "testhost", console)
@@ -226,9 +226,9 @@ def test_two_bootstraps_of_one_host_do_not_run_at_once(ssh_project, tmp_path):
     assert not lock.exists()  # released when done
 
     # A holder that died without releasing: refused while fresh, taken with --break-lock.
-    from orchestrator import hostlock
-    from orchestrator.hosts import HostConfig
-    from orchestrator.transport import LocalTransport
+    from orchestrator.provision import hostlock
+    from orchestrator.config.hosts import HostConfig
+    from orchestrator.transport.base import LocalTransport
 
     dead = hostlock.HostLock(LocalTransport(HostConfig(name="local", workdir=str(p.remote_root))), str(lock),
                              "laptop", "orch bootstrap")
@@ -468,7 +468,7 @@ def _fake_env(tmp_path, facts: str) -> Path:
 
 
 def test_build_script_takes_the_wheel_for_the_real_abi(tmp_path):
-    from orchestrator import flashattn
+    from orchestrator.provision import flashattn
 
     py = _fake_env(tmp_path, "2.2.2 12.1 TRUE cp39 x86_64")  # a torch built with the new ABI
     wheel = flashattn.wheel_name("2.5.6", "122", "2.2", False, "3.9", "x86_64")
@@ -484,7 +484,7 @@ def test_build_script_takes_the_wheel_for_the_real_abi(tmp_path):
 
 
 def test_build_script_refuses_an_nvcc_of_another_major(tmp_path):
-    from orchestrator import flashattn
+    from orchestrator.provision import flashattn
 
     py = _fake_env(tmp_path, "2.4.1 12.1 FALSE cp311 x86_64")
     cuda = tmp_path / "cuda"

@@ -232,8 +232,9 @@ def test_the_imdb_experiments_read_the_files_as_shipped_and_test_on_the_test_spl
     assert "`orch data get imdb` downloads it" in missing.stderr
     assert get(p, server, "--sha256", server.sha256).returncode == 0
 
-    from orchestrator import experiments, staging
-    from orchestrator.project import Project
+    from orchestrator.config import experiments
+    from orchestrator.runs import staging
+    from orchestrator.config.project import Project
 
     for name in ("imdb-scratch-ar", "imdb-scratch-mdlm"):
         exp, _ = experiments.load(Project(p.root), name)

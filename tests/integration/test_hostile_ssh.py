@@ -5,7 +5,7 @@ import os
 import pytest
 from hostile import new_key
 
-from orchestrator.knownhosts import hash_host
+from orchestrator.transport.knownhosts import hash_host
 
 pytestmark = pytest.mark.integration
 

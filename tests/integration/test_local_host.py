@@ -78,10 +78,11 @@ def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project
 def test_ctrl_c_mid_launch_keeps_a_resumable_record(ssh_project, monkeypatch):
     """Interrupted after the local record is written but before the host has the run:
     the user gets one message saying how to go on, and --resume launches it."""
-    from orchestrator import experiments, runner
-    from orchestrator.connect import open_transport
+    from orchestrator.config import experiments
+    from orchestrator.runs import launch as runner
+    from orchestrator.transport.connect import open_transport
     from orchestrator.errors import ExitCode, OrchError
-    from orchestrator.project import Project
+    from orchestrator.config.project import Project
 
     p = ssh_project
     monkeypatch.chdir(p.root)

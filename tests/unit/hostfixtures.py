@@ -78,7 +78,7 @@ def write_gpu_shims(bin_dir: Path, mode: str = "ok", nvcc: bool = True, fixtures
 def run_probe_locally(workdir: str, path_prefix: Sequence[Path] = (), pythons: Sequence[str] = (),
                       base_path: Optional[str] = "/usr/bin:/bin") -> str:
     """Run the real probe script with bash here, PATH = path_prefix + base_path."""
-    from orchestrator import probe
+    from orchestrator.provision import probe
 
     env = dict(os.environ)
     env["PATH"] = ":".join([str(p) for p in path_prefix] + ([base_path] if base_path else []))
@@ -106,8 +106,8 @@ def make_facts(
     conda: Sequence = (),
 ):
     """Synthetic HostFacts for plan tests (the probe's own tests use the real script)."""
-    from orchestrator import gpu as g
-    from orchestrator.probe import HostFacts, PythonInfo
+    from orchestrator.provision import gpu as g
+    from orchestrator.provision.probe import HostFacts, PythonInfo
 
     if gpu_kind == "ok" and gpus:
         report = g.GpuReport(g.GpuDiagnosis("ok", "nvidia-smi works"), driver_version=driver, cuda_version=cuda,
@@ -132,7 +132,7 @@ def make_facts(
 def with_env_python(facts, path: str, version: str = "3.11.9", torch: Optional[str] = None,
                     torch_cuda: Optional[str] = None, flash_attn: Optional[str] = None):
     """Facts where the env interpreter at PATH exists (with these packages)."""
-    from orchestrator.probe import PythonInfo
+    from orchestrator.provision.probe import PythonInfo
 
     facts.envs[path] = PythonInfo(path=path, version=version, executable=path, venv=True,
                                   packages={"torch": torch, "flash-attn": flash_attn}, torch_cuda=torch_cuda)

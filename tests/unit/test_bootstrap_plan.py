@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import bootstrap_plan as bp
-from orchestrator import envspec, probe
+from orchestrator.provision import plan as bp
+from orchestrator.config import envspec
+from orchestrator.provision import probe
 from orchestrator.errors import ExitCode, OrchError
 
 from hostfixtures import make_facts, run_probe_locally, with_env_python, write_gpu_shims
@@ -362,7 +363,7 @@ def test_preinstalled_torch_missing_from_the_base_python_is_blocked_in_the_plan(
 
 
 def test_a_failed_torch_import_is_diagnosed_as_missing_torch_not_build_isolation():
-    from orchestrator import flashattn
+    from orchestrator.provision import flashattn
 
     log = "Traceback (most recent call last):\n  File \"<string>\", line 1\nModuleNotFoundError: No module named 'torch'"
     (what, fix), = flashattn.diagnose_log(log, 1, "torch")

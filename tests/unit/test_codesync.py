@@ -6,9 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.codesync import snapshot_files, snapshot_hash, sync_code
-from orchestrator.hosts import HostConfig
-from orchestrator.transport import LocalTransport
+from orchestrator.runs.codesync import snapshot_files, snapshot_hash, sync_code
+from orchestrator.config.hosts import HostConfig
+from orchestrator.transport.base import LocalTransport
 
 REPO = Path(__file__).resolve().parents[2]
 

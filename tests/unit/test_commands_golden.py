@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import shell
-from orchestrator.codesync import check_command
-from orchestrator.hostops import _PREPARE
-from orchestrator.jobs import hostctl, launch_plan, plan_jobs
+from orchestrator.transport import shell
+from orchestrator.runs.codesync import check_command
+from orchestrator.runs.hostctl import _PREPARE
+from orchestrator.runs.plan import hostctl, launch_plan, plan_jobs
 from remote.spec import Experiment, load_experiment
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

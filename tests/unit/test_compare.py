@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.compare import compare_runs, holm, mcnemar_exact, mcnemar_pair
+from orchestrator.results.compare import compare_runs, holm, mcnemar_exact, mcnemar_pair
 from orchestrator.errors import ExitCode, OrchError
 
 try:  # the synthetic run builder lives with the evaluation tests
@@ -148,7 +148,7 @@ def test_the_table_says_what_it_measured(tmp_path):
     and whether a time was spent on a GPU or a CPU."""
     from rich.console import Console
 
-    from orchestrator.compare import print_comparison
+    from orchestrator.results.compare import print_comparison
 
     ra, rb = _runs(tmp_path)  # a: poc bands, GPU; b: mdlm bands, GPU
     perfect = margin_texts({"0": [-1] * 6, "1": [1] * 6})

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.evaluate import (
+from orchestrator.results.evaluate import (
     bands_for,
     bootstrap_ci,
     evaluate,
@@ -360,7 +360,7 @@ def test_a_classifier_job_must_score_every_text_for_every_class(tmp_path):
 
 def test_partial_check_of_finished_jobs(tmp_path):
     """`fetch-results --partial`: each finished job on its own, and the same texts in each."""
-    from orchestrator.evaluate import check_partial
+    from orchestrator.results.evaluate import check_partial
 
     run_dir = make_run(tmp_path / "a")
     check_partial(load_run(run_dir), ["c0", "c1"])
@@ -448,7 +448,7 @@ def test_evaluate_run_writes_every_output(tmp_path):
 def test_cpu_only_run_reports_its_job_time_not_gpu_time_0s(tmp_path):
     from rich.console import Console
 
-    from orchestrator.compare import compare_runs, print_comparison
+    from orchestrator.results.compare import compare_runs, print_comparison
 
     run_dir = make_run(tmp_path, job_seconds=7)  # two jobs: 14 s in all
     for manifest in run_dir.glob("jobs/*/manifest.json"):
@@ -481,7 +481,7 @@ def test_evaluate_run_is_silent_without_console(tmp_path, capsys):
 
 
 def test_min_accuracy_is_recorded(tmp_path):
-    from orchestrator.evaluate import check_min_accuracy
+    from orchestrator.results.evaluate import check_min_accuracy
 
     m = run_eval(make_run(tmp_path, eval_cfg={"min_accuracy": 0.8}))
     assert m["meets_min_accuracy"] is False
@@ -528,6 +528,6 @@ def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path
 ])
 def test_csv_cells_that_would_be_formulas_are_quoted(cell, written):
     """OWASP CSV injection: a leading quote; plain numbers (a "-1" label) stay numbers."""
-    from orchestrator.report import csv_cell
+    from orchestrator.results.report import csv_cell
 
     assert csv_cell(cell) == written

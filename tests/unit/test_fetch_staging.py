@@ -1,13 +1,13 @@
-"""orchestrator/fetch.py without a host: the staging folder, the swap, recovery from an
+"""orchestrator/runs/fetch.py without a host: the staging folder, the swap, recovery from an
 interrupted swap, and the `local` source that never follows a link."""
 import os
 import re
 
 import pytest
 
-from orchestrator import fetch
+from orchestrator.runs import fetch
 from orchestrator.errors import OrchError
-from orchestrator.hostfiles import NOT_REGULAR, LocalSource
+from orchestrator.transport.hostfiles import NOT_REGULAR, LocalSource
 
 
 def _verified(run_dir, text=b"old\n"):

@@ -2,9 +2,9 @@
 table-driven over real host combinations."""
 import pytest
 
-from orchestrator import flashattn as fa
-from orchestrator.flashattn import FAInputs
-from orchestrator.torch_select import predicted_cxx11_abi, select_torch, variant_cuda
+from orchestrator.provision import flashattn as fa
+from orchestrator.provision.flashattn import FAInputs
+from orchestrator.provision.torch_select import predicted_cxx11_abi, select_torch, variant_cuda
 
 A100 = dict(compute_caps=[(8, 0)], gpu_names=["NVIDIA A100-SXM4-80GB"])
 H200 = dict(compute_caps=[(9, 0)], gpu_names=["NVIDIA H200"])

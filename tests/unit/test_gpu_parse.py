@@ -1,7 +1,7 @@
 """nvidia-smi parsers and diagnoses, on the real H200 outputs and the documented failures."""
 import pytest
 
-from orchestrator import gpu
+from orchestrator.provision import gpu
 
 from hostfixtures import FAILURES, FIXTURES
 

@@ -6,9 +6,9 @@ import sys
 import pytest
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.hostops import prepare
-from orchestrator.hosts import HostConfig
-from orchestrator.transport import LocalTransport
+from orchestrator.runs.hostctl import prepare
+from orchestrator.config.hosts import HostConfig
+from orchestrator.transport.base import LocalTransport
 from remote.hostctl import tmux_socket
 
 
@@ -57,7 +57,7 @@ def test_tmux_socket_stays_short():
 
 
 def test_prepare_output_is_records_not_lines():
-    from orchestrator.hostops import parse_prepare
+    from orchestrator.runs.hostctl import parse_prepare
 
     out = "Welcome to the cluster\nworkdir=/home/a\nb/orch\0tmux=yes\0gpu=0\0gpu=1\0python=yes\0"
     facts, gpus = parse_prepare(out)

@@ -1,10 +1,10 @@
-"""Documents from a host are checked against docs/CONTRACT.md (orchestrator/hostdocs.py),
-and a bad one makes its job `unknown`, never a traceback (orchestrator/runstate.py)."""
+"""Documents from a host are checked against docs/CONTRACT.md (orchestrator/runs/hostdocs.py),
+and a bad one makes its job `unknown`, never a traceback (orchestrator/runs/state.py)."""
 import pytest
 
-from orchestrator import hostdocs
-from orchestrator.hostdocs import BadDocument
-from orchestrator.runstate import rows_from_remote
+from orchestrator.runs import hostdocs
+from orchestrator.runs.hostdocs import BadDocument
+from orchestrator.runs.state import rows_from_remote
 
 GOOD_STATUS = {"state": "running", "pid": 12, "exit_code": None, "created": 1.0, "started": 2.0, "ended": None,
                "gpu": "0", "reason": ""}

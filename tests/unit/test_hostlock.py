@@ -1,4 +1,4 @@
-"""The bootstrap lock (orchestrator/hostlock.py), run by real bash on this machine's
+"""The bootstrap lock (orchestrator/provision/hostlock.py), run by real bash on this machine's
 filesystem through the `local` transport: mkdir atomicity, owners, staleness, heartbeat."""
 import json
 import os
@@ -11,10 +11,11 @@ import pytest
 import testprocs
 import timing
 
-from orchestrator import hostlock, shell
+from orchestrator.provision import hostlock
+from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.hosts import HostConfig
-from orchestrator.transport import LocalTransport
+from orchestrator.config.hosts import HostConfig
+from orchestrator.transport.base import LocalTransport
 
 
 def _transport(tmp_path):

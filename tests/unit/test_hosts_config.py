@@ -1,8 +1,8 @@
 import pytest
 
 from orchestrator.errors import OrchError
-from orchestrator.hosts import list_hosts, resolve_host, set_host_key
-from orchestrator.project import Project
+from orchestrator.config.hosts import list_hosts, resolve_host, set_host_key
+from orchestrator.config.project import Project
 
 
 @pytest.fixture

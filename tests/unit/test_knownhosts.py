@@ -6,8 +6,8 @@ import os
 import paramiko
 import pytest
 
-from orchestrator import knownhosts
-from orchestrator.knownhosts import hash_host, match_hostname, match_pattern, match_pattern_list
+from orchestrator.transport import knownhosts
+from orchestrator.transport.knownhosts import hash_host, match_hostname, match_pattern, match_pattern_list
 
 
 @pytest.mark.parametrize("string,pattern,expected", [

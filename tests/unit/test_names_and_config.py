@@ -1,8 +1,8 @@
 import pytest
 
 from orchestrator.errors import OrchError
-from orchestrator.project import check_name
-from orchestrator.experiments import parse_overrides
+from orchestrator.config.project import check_name
+from orchestrator.config.experiments import parse_overrides
 from remote.spec import SpecError, load_experiment, set_dotted
 
 
@@ -38,7 +38,7 @@ def test_overrides_keep_types():
 
 
 def test_default_names_are_made_safe_but_given_names_are_checked():
-    from orchestrator.jobs import plan_jobs
+    from orchestrator.runs.plan import plan_jobs
 
     exp = load_experiment({"name": "imdb-v1.5", "data": {"path": "x"}}, "t")
     assert [j.name for j in plan_jobs(exp, ["0.0", "1.0"], [])] == ["class-0_0", "class-1_0"]
@@ -48,8 +48,8 @@ def test_default_names_are_made_safe_but_given_names_are_checked():
 
 
 def test_new_run_ids_are_legal_and_unique(tmp_path):
-    from orchestrator.project import Project
-    from orchestrator.runner import new_run_id
+    from orchestrator.config.project import Project
+    from orchestrator.runs.launch import new_run_id
 
     (tmp_path / "runs").mkdir()
     project = Project(tmp_path)
@@ -76,7 +76,7 @@ def test_out_of_range_numbers_refused_at_load(key, value, expected):
 
 
 def test_job_names_must_differ_ignoring_case():
-    from orchestrator.jobs import plan_jobs
+    from orchestrator.runs.plan import plan_jobs
 
     exp = load_experiment({"data": {"path": "x", "class_names": {"0": "Neg", "1": "neg"}}}, "t")
     with pytest.raises(OrchError, match="ignoring case"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.plots import fitted_unit_range, zero_aligned_bins
+from orchestrator.results.plots import fitted_unit_range, zero_aligned_bins
 
 try:  # the synthetic run builder lives with the evaluation tests
     from .test_evaluate import make_run, margin_texts
@@ -37,7 +37,7 @@ def test_accuracy_axis_fits_the_data_but_stays_in_0_1():
 def test_every_png_names_its_run_experiment_and_kind(tmp_path):
     from PIL import Image
 
-    from orchestrator.evaluate import evaluate_run
+    from orchestrator.results.evaluate import evaluate_run
 
     texts = margin_texts({"0": [-5, -4, -3, -6, 2, -1, -2, -8], "1": [5, 4, 3, -1, -2, 6, 7, 1]})
     run_dir = make_run(tmp_path, "plotted-run", texts, kind="mdlm", init="scratch")
@@ -53,7 +53,7 @@ def test_the_heading_is_drawn_on_the_figure(tmp_path, monkeypatch):
     """The label is on the picture itself (a suptitle), not only in the file's metadata."""
     from matplotlib.figure import Figure
 
-    from orchestrator.evaluate import evaluate_run
+    from orchestrator.results.evaluate import evaluate_run
 
     drawn = []
     original = Figure.savefig

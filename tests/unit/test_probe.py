@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import probe
+from orchestrator.provision import probe
 
 from hostfixtures import FIXTURES, run_probe_locally, write_gpu_shims
 

@@ -2,8 +2,8 @@
 import pytest
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.hosts import HostConfig
-from orchestrator.proxyjump import chain, parse_hop
+from orchestrator.config.hosts import HostConfig
+from orchestrator.transport.proxyjump import chain, parse_hop
 
 
 @pytest.mark.parametrize("spec,expected", [

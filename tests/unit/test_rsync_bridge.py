@@ -1,4 +1,4 @@
-"""rsync through orchestrator/rsync_tunnel.py + rsync_bridge.py, with the SSH channel
+"""rsync through orchestrator/transport/rsync_tunnel.py + rsync_bridge.py, with the SSH channel
 replaced by a local process (same methods as a Paramiko channel), so the relay itself --
 both directions at once, stderr, exit codes, failures -- is tested with real rsync here;
 the integration tests run the same path over the real sshd."""
@@ -10,9 +10,9 @@ import threading
 import pytest
 import timing
 
-from orchestrator import shell
-from orchestrator.rsync_bridge import RsyncBridge
-from orchestrator.rsync_tunnel import remote_command
+from orchestrator.transport import shell
+from orchestrator.transport.rsync_bridge import RsyncBridge
+from orchestrator.transport.rsync_tunnel import remote_command
 
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="needs rsync")
 

@@ -1,9 +1,9 @@
-"""Verifying a fetched job against its manifest (orchestrator/fetch.py: verify_job)."""
+"""Verifying a fetched job against its manifest (orchestrator/runs/fetch.py: verify_job)."""
 import hashlib
 import json
 import os
 
-from orchestrator.fetch import verify_job
+from orchestrator.runs.fetch import verify_job
 
 
 def _job(tmp_path, text=b'{"id": "a"}\n', **manifest_extra):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.runstate import job_row
+from orchestrator.runs.state import job_row
 from remote.wrapper import EXIT_OWNED, lock_holder
 
 REPO = Path(__file__).resolve().parents[2]
