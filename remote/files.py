@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from typing import Any, Iterable
 
@@ -68,3 +69,26 @@ def stable_seed(*parts: Any) -> int:
     """
     key = "\x1f".join(str(p) for p in parts).encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") & ((1 << 63) - 1)
+
+
+def read_json(path: str, max_bytes: int = 1 << 20):
+    """A JSON file a job or the host wrote, or None: never blocks on a fifo someone put in
+    its place, never reads more than MAX_BYTES (hostctl and the wrapper read these)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return json.loads(os.read(fd, max_bytes))
+    except (OSError, ValueError, RecursionError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_dict(path: str) -> dict:
+    """A status-like file as a dict ({} when absent or not an object): for decisions on the host."""
+    doc = read_json(path)
+    return doc if isinstance(doc, dict) else {}

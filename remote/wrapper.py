@@ -22,32 +22,17 @@ import fcntl
 import json
 import os
 import signal
-import stat
 import subprocess
 import sys
 import time
 from typing import List, Optional
 
-TERMINAL = ("done", "failed", "cancelled")
+from remote.files import atomic_write_json, read_dict
+from remote.jobstate import TERMINAL
+
 POLL_S = 1.0
 SPARE_BYTES = 64 << 10  # room kept for the final status.json: a full disk must not hide how a job ended
 LOW_SPACE_BYTES = 1 << 20  # less free than this when a job fails: the disk is the reason
-
-
-def write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)  # never leave a half-written temp file behind (a full disk)
-        except OSError:
-            pass
-        raise
 
 
 def free_bytes(path: str) -> Optional[int]:
@@ -71,28 +56,6 @@ def no_space_reason(job_dir: str) -> str:
 
 def says_no_space(text: str) -> bool:
     return "No space left on device" in text or "[Errno 28]" in text or "Disk quota exceeded" in text
-
-
-def read_json(path: str, max_bytes: int = 1 << 20):
-    """A job's JSON file, or None; never blocks on a fifo, never reads more than max_bytes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return json.loads(os.read(fd, max_bytes))
-    except (OSError, ValueError, RecursionError):
-        return None
-    finally:
-        os.close(fd)
-
-
-def read_dict(path: str) -> dict:
-    """A status file as a dict ({} when absent or not an object): for decisions on the host."""
-    doc = read_json(path)
-    return doc if isinstance(doc, dict) else {}
 
 
 LOCK_NAME = "lock"
@@ -178,7 +141,7 @@ class Job:
     def save(self, **changes) -> None:
         self.status.update(changes)
         try:
-            write_json(self.status_path, self.status)
+            atomic_write_json(self.status_path, self.status)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise

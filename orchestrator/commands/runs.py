@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import List, Optional
 
@@ -14,13 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.config import experiments
+from orchestrator import backends
 from orchestrator.runs import hostctl as hostops, launch as runner
+from remote.jobstate import ACTIVE
 from orchestrator import output
 from orchestrator.transport import shell
 from orchestrator.transport.connect import open_transport
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.project import Project, check_name
-from orchestrator.runs.state import JobRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
+from orchestrator.runs.state import StatusRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
 from orchestrator.commands.tables import add_column, add_name_column
 
 TRUST = typer.Option(False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use).")
@@ -38,7 +39,7 @@ def follow_hint(run_id: str) -> str:
     return f"  follow: orch status {run_id} --watch, or orch logs {run_id} JOB -f"
 
 
-def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
+def status_table(run_id: str, host: str, rows: List[StatusRow]) -> Table:
     # Cells are Text, not markup: reasons, GPU names and phases come from the host.
     table = Table(title=Text(f"{run_id} on {host}: {run_state(rows)}"), title_justify="left")
     for col in ("job", "GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"):
@@ -60,7 +61,7 @@ def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
 RECONNECT_WAITS_S = (2, 5, 10, 20, 30)  # about a minute of retries: a laptop changing networks
 
 
-def _watch(transport, record, doc, run_id: str, interval: float, view: Console) -> List[JobRow]:
+def _watch(transport, record, doc, run_id: str, interval: float, view: Console) -> List[StatusRow]:
     """Refresh the status table in place on ``view`` until no job is pending, waiting or running.
 
     A dropped connection is retried (the jobs do not need us); Ctrl-C only stops watching.
@@ -71,12 +72,13 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
     host = record["host"]
     again = f"`orch status {run_id} --watch` picks up again; `orch cancel {run_id}` stops the jobs"
 
-    def poll() -> List[JobRow]:
+    def poll() -> List[StatusRow]:
         attempt = 0
         while True:
             try:
-                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
-                return rows_from_remote(remote, doc["jobs"])
+                backend = backends.for_record(record)
+                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+                return rows_from_remote(remote, doc["jobs"], backend)
             except OrchError as exc:
                 if exc.code != ExitCode.UNREACHABLE or attempt == len(RECONNECT_WAITS_S):
                     raise OrchError(exc.message, exc.code, hint=f"the jobs keep running on {host}; {again}") from None
@@ -87,7 +89,7 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
                 transport.close()  # the next command opens a fresh connection
                 time.sleep(wait_s)
 
-    def summary(rows: List[JobRow]) -> str:
+    def summary(rows: List[StatusRow]) -> str:
         return f"{run_id}: " + ", ".join(f"{r.name} {r.state}" + (f" {r.step}/{r.total}" if r.total else "")
                                          for r in rows)
 
@@ -117,7 +119,7 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
                         hint=again) from None
 
 
-def _remember(run_dir, record, rows: List[JobRow]) -> None:
+def _remember(run_dir, record, rows: List[StatusRow]) -> None:
     """Keep the last job states seen in the local record, for `orch runs` (no SSH)."""
     states = {r.name: r.state for r in rows}
     if record.get("job_states") != states:
@@ -279,13 +281,14 @@ def register(app: typer.Typer) -> None:
         run_id = run_dir.name
         record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+            backend = backends.for_record(record)
+            remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
             if not remote.get("exists"):
                 raise OrchError(f"run {run_id} is not on {record['host']} ({remote.get('run_dir')}): deleted there, "
                                 "or its launch was interrupted", ExitCode.RUN_STATE,
                                 hint=f"fetched results, if any, are in {run_dir}; `orch run "
                                      f"{record.get('experiment')} --resume {run_id}` launches its jobs again")
-            rows = rows_from_remote(remote, doc["jobs"])
+            rows = rows_from_remote(remote, doc["jobs"], backend)
             _remember(run_dir, record, rows)
             if as_json:
                 print(json.dumps({"run": run_id, "host": record["host"], "state": run_state(rows),
@@ -317,31 +320,34 @@ def register(app: typer.Typer) -> None:
             raise OrchError(f"run {run_id} has no job {job!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
         remote_run = hostops.run_dir(record["workdir"], run_id)
         selected = [job] if job else names
-        files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
+        backend = backends.for_record(record)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            pid = None
             if follow:
-                # Following a job that has ended would never return: just print its end.
-                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
-                rows = {r.name: r for r in rows_from_remote(remote, doc["jobs"])}
-                follow = any(rows[n].state in ("running", "waiting") for n in selected)
-                gnu_tail = not (transport.host.is_local and sys.platform == "darwin")  # BSD tail: no --pid
-                if follow and len(selected) == 1 and gnu_tail:
-                    # tail --pid ends with the job's wrapper, so `logs -f` returns when the job ends.
-                    by_name = {j.get("name"): j for j in remote.get("jobs", [])}
-                    pid = ((by_name.get(selected[0]) or {}).get("status") or {}).get("pid")
-            argv = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + \
-                ([f"--pid={int(pid)}"] if pid else []) + ["--"] + files
-            command = shell.join(argv) + ("" if follow else " 2>/dev/null")
+                # Following jobs that have all ended would print their end and return at once:
+                # say so with the plain tail instead.
+                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+                rows = {r.name: r for r in rows_from_remote(remote, doc["jobs"], backend)}
+                follow = any(rows[n].state in ACTIVE for n in selected)
             if follow:
+                # The host helper prints the logs as they grow and ends when the jobs end,
+                # whatever backend runs them (a Slurm job's wrapper is on another node).
+                command = hostops.follow_command(transport, record["workdir"], record["code_hash"], run_id, selected,
+                                                 lines, backend)
                 try:
-                    transport.stream(command)
+                    rc = transport.stream(command)
                 except KeyboardInterrupt:
-                    pass  # Ctrl-C is how one stops following: not an error
+                    return  # Ctrl-C is how one stops following: not an error
                 except OrchError as exc:
                     raise OrchError(exc.message, exc.code, hint=f"the job keeps running; `orch logs {run_id}"
                                     f" {job or ''} -f` follows again".replace("  ", " ")) from None
+                if rc != 0:
+                    raise OrchError(f"following the logs of {run_id} failed on {record['host']} (exit {rc})",
+                                    ExitCode.REMOTE, hint=f"`orch logs {run_id} {job or ''}` shows their end"
+                                    .replace("  ", " ") + " (runs launched by an orch older than `logs -f` on its "
+                                    "host helper cannot be followed)")
                 return
+            files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
+            command = shell.join(["tail", "-n", str(lines), "--", *files]) + " 2>/dev/null"
             res = transport.run(command, check=False)
             print(res.stdout, end="")
             if not res.stdout and res.rc != 0:
@@ -363,7 +369,8 @@ def register(app: typer.Typer) -> None:
             if name not in names:
                 raise OrchError(f"run {run_id} has no job {name!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            result = hostops.remote_cancel(transport, record["workdir"], record["code_hash"], run_id, list(job or []))
+            result = hostops.remote_cancel(transport, record["workdir"], record["code_hash"], run_id, list(job or []),
+                                           backends.for_record(record))
         stuck = [item for item in result["jobs"] if item.get("error")]
         for item in result["jobs"]:  # what happened to each job: the command's result, on stdout
             verb = item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"

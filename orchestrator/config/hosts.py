@@ -17,6 +17,7 @@ from orchestrator.config.project import Project, check_name, control_char
 from orchestrator.config.yamlfile import read_mapping
 
 LOCAL = "local"
+SCHEDULERS = ("tmux",)  # job backends a host may name (orchestrator/backends/)
 
 
 @dataclass
@@ -36,6 +37,7 @@ class HostFile:
     connect_timeout: float = 10.0
     keepalive: int = 15
     description: str = ""
+    scheduler: str = "tmux"  # how jobs run there: one of SCHEDULERS (orchestrator/backends/)
 
 
 @dataclass
@@ -66,6 +68,9 @@ _NO_CONTROL = ("hostname", "user", "identity_file", "known_hosts_file", "proxy_j
 
 
 def check_values(host: HostFile, where: str) -> None:
+    if host.scheduler not in SCHEDULERS:
+        raise OrchError(f"{where}: key 'scheduler': expected one of {', '.join(SCHEDULERS)}, got {host.scheduler!r}",
+                        ExitCode.CONFIG, hint="tmux runs jobs in detached tmux sessions on the host itself")
     for key in _NO_CONTROL:
         value = getattr(host, key)
         for i, item in enumerate(value if isinstance(value, list) else [value]):

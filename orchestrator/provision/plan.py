@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.provision import flashattn
 from orchestrator.transport import shell
-from remote.hostctl import tmux_socket
+from remote.backends.tmux import tmux_socket
 
 from orchestrator.config.envspec import EnvSpec
 from orchestrator.provision.probe import CondaInstall, HostFacts, PythonInfo

@@ -11,6 +11,7 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs.plan import hostctl
 from orchestrator.config.project import control_char
 from orchestrator.transport.base import Transport
+from orchestrator.backends.base import JobBackend
 
 # A constant script: values arrive as positional parameters, never spliced into the text.
 # It prints NUL-terminated key=value records: a value (the workdir is the host's) may hold
@@ -67,8 +68,9 @@ class HostState:
         return [m for m in wanted if self.modules.get(m) is False]
 
 
-def prepare(transport: Transport, need_tmux: bool = True) -> HostState:
-    """Create the workdir, resolve it to an absolute path, and check the tools orch needs."""
+def prepare(transport: Transport, backend: Optional[JobBackend] = None) -> HostState:
+    """Create the workdir, resolve it to an absolute path, and check the tools orch needs
+    (the python, and what the job backend runs jobs with; None: no jobs, no backend)."""
     host = transport.host
     out = transport.run(shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default])).stdout
     facts, gpus = parse_prepare(out)
@@ -82,9 +84,11 @@ def prepare(transport: Transport, need_tmux: bool = True) -> HostState:
                         "(not an absolute path, or it contains a control character)", ExitCode.CONFIG,
                         hint="set `workdir` in the host config to a plain absolute path")
     tools = {t: facts.get(t) == "yes" for t in ("tmux", "rsync", "nvidia-smi", "python")}
-    if need_tmux and not tools["tmux"]:
-        raise OrchError(f"{host.name} has no tmux, which orch uses to keep jobs alive without the SSH connection",
-                        ExitCode.HOST_TOOLS, hint="install it on the host, e.g. `sudo apt-get install -y tmux`")
+    missing = [t for t in (backend.tools if backend else ()) if facts.get(t) != "yes"]
+    if missing:
+        raise OrchError(f"{host.name} has no {', '.join(missing)}, which orch's {backend.name} backend runs jobs with "
+                        "(they must keep running without the SSH connection)", ExitCode.HOST_TOOLS,
+                        hint=backend.install_hint)
     if not tools["python"]:
         raise OrchError(f"{host.name} has no python interpreter {host.python_or_default!r}", ExitCode.HOST_TOOLS,
                         hint="run `orch bootstrap " + host.name + "` or set `python:` in the host config")
@@ -132,22 +136,40 @@ def _json(transport: Transport, command: str, check, stdin: Optional[str] = None
         raise OrchError(f"host helper on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE) from None
 
 
-def remote_status(transport: Transport, workdir: str, code_hash: str, run_id: str) -> Dict:
-    python = transport.host.python_or_default
-    cmd = hostctl(python, code_dir(workdir, code_hash), "status", "--run-dir", run_dir(workdir, run_id),
-                  "--workdir", workdir)
+def remote_status(transport: Transport, workdir: str, code_hash: str, run_id: str,
+                  backend: Optional[JobBackend] = None) -> Dict:
+    cmd = _hostctl(transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id),
+                   *_backend_args(backend))
     return _json(transport, cmd, hostdocs.check_status_reply, timeout=STATUS_TIMEOUT_S)
 
 
 def remote_launch(transport: Transport, workdir: str, code_hash: str, plan: Dict) -> Dict:
-    python = transport.host.python_or_default
-    cmd = hostctl(python, code_dir(workdir, code_hash), "launch", "--workdir", workdir)
+    cmd = _hostctl(transport, workdir, code_hash, "launch")
     return _json(transport, cmd, hostdocs.check_launch_reply, stdin=json.dumps(plan))
 
 
-def remote_cancel(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str]) -> Dict:
-    python = transport.host.python_or_default
-    args = ["cancel", "--run-dir", run_dir(workdir, run_id), "--workdir", workdir]
+def remote_cancel(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str],
+                  backend: Optional[JobBackend] = None) -> Dict:
+    args = ["cancel", "--run-dir", run_dir(workdir, run_id), *_backend_args(backend)]
     for job in jobs:
         args += ["--job", job]
-    return _json(transport, hostctl(python, code_dir(workdir, code_hash), *args), hostdocs.check_cancel_reply)
+    return _json(transport, _hostctl(transport, workdir, code_hash, *args), hostdocs.check_cancel_reply)
+
+
+def follow_command(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str], lines: int,
+                   backend: Optional[JobBackend] = None) -> str:
+    """Shell text that prints the jobs' logs as they grow and ends when every job has ended,
+    whatever runs them (`remote.hostctl follow`)."""
+    args = ["follow", "--lines", str(lines), *_backend_args(backend)]
+    for job in jobs:
+        args += ["--job-dir", f"{run_dir(workdir, run_id)}/jobs/{job}"]
+    return _hostctl(transport, workdir, code_hash, *args)
+
+
+def _backend_args(backend: Optional[JobBackend]) -> List[str]:
+    # A tmux run needs none: the hostctl of snapshots made before backends knew no --backend.
+    return [] if backend is None or backend.name == "tmux" else backend.hostctl_args()
+
+
+def _hostctl(transport: Transport, workdir: str, code_hash: str, *args: str) -> str:
+    return hostctl(transport.host.python_or_default, code_dir(workdir, code_hash), *args, "--workdir", workdir)

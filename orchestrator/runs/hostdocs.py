@@ -17,11 +17,13 @@ import stat
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from remote.jobstate import RECORDED
+
 MAX_REPLY_BYTES = 16 << 20  # a host helper's reply: a 1000-job status is about 1 MB
 MAX_DOC_BYTES = 4 << 20  # one status.json / manifest.json of a fetched copy
 MAX_TEXT = 4096  # a free-text field (a failure reason): longer is not a status
 
-STATES = ("waiting", "running", "done", "failed", "cancelled")
+STATES = RECORDED  # what status.json may say (remote/jobstate.py)
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # What a job folder may hold that orch fetches (docs/CONTRACT.md); nothing else is read.
 RESULT_FILES = ("scores.jsonl",)
@@ -115,8 +117,14 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
 
 def _job_reply(raw: Any) -> Dict[str, Any]:
     """One job of a `hostctl status` reply; a bad status or progress marks the job, not the reply."""
-    _check(raw, {"name": "text", "alive": "bool", "manifest": "bool", "log_bytes": "count"}, required=("name",))
+    _check(raw, {"name": "text", "alive": "bool", "manifest": "bool", "log_bytes": "count", "owner": "int?",
+                 "backend": "object?"}, required=("name",))
     job = dict(raw)
+    # What the job backend knows (a session, a queue state and its reason): shown as text.
+    backend = job.get("backend") or {}
+    for key, value in backend.items():
+        if not (_is_text(key) and (value is None or _is_text(value) or _is_num(value) or isinstance(value, bool))):
+            raise BadDocument(f"'backend.{_short(key)}' must be a string, a number or null, got {_short(value)}")
     for key, name, check in (("status", "status.json", check_status), ("progress", "progress.jsonl", check_progress)):
         if job.get(key) is None:
             continue
@@ -156,7 +164,7 @@ def _check_list_reply(doc: Any, fields: Dict[str, str]) -> Dict[str, Any]:
 
 def check_launch_reply(doc: Any) -> Dict[str, Any]:
     """`python -m remote.hostctl launch`."""
-    return _check_list_reply(doc, {"name": "text", "started": "bool", "error": "text"})
+    return _check_list_reply(doc, {"name": "text", "started": "bool", "error": "text"})  # "handle": optional text
 
 
 def check_cancel_reply(doc: Any) -> Dict[str, Any]:

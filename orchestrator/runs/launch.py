@@ -15,6 +15,7 @@ import yaml
 
 from remote.spec import Experiment, to_dict
 
+from orchestrator import backends
 from orchestrator.runs import codesync, hostctl as hostops, plan as jobplan, staging
 from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
@@ -137,7 +138,8 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
 
 def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str, local_dir: Path) -> Launched:
     classes = classes_for(exp, project.root)
-    state = hostops.prepare(transport)
+    backend = backends.for_host(transport.host)
+    state = hostops.prepare(transport, backend)
     check_host_python(transport, exp, state)
     remote_run = hostops.run_dir(state.workdir, run_id)
     if transport.run(shell.join(["test", "-e", remote_run]), check=False).rc == 0:
@@ -146,7 +148,8 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     rsync = use_rsync(transport, state.tools.get("rsync")) if not transport.host.is_local else False
     code_hash, sent = codesync.sync_code(transport, project.root, state.workdir, rsync)
     staged = staging.stage_data(transport, exp, project.root, state.workdir, rsync)
-    planned = jobplan.plan_jobs(exp, classes, state.gpus)
+    planned = jobplan.plan_jobs(exp, classes)
+    backend.place(planned, state.gpus)
 
     resolved = to_dict(exp)
     for key, host_path in staged.items():
@@ -165,6 +168,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     record = {
         "run_id": run_id, "host": transport.host.name, "experiment": exp.name, "workdir": state.workdir,
         "code_hash": code_hash, "launched_at": time.time(), "gpus": state.gpus, "state": "launched",
+        "backend": backend.name,
         "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
     }
     save_record(local_dir, record)
@@ -172,7 +176,8 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     transport.put_text(text, f"{remote_run}/run.yaml")
 
     code = hostops.code_dir(state.workdir, code_hash)
-    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned)
+    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned,
+                               backend.plan_fields())
     result = hostops.remote_launch(transport, state.workdir, code_hash, plan)
     check_started(result, plan, run_id, exp.name)
     return Launched(run_id, transport.host.name, doc["jobs"], code_hash, sent)
@@ -200,10 +205,11 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     local_dir = project.existing_run(run_id)
     record, doc = load_record(local_dir), load_resolved(local_dir)
     workdir = record["workdir"]
-    status = hostops.remote_status(transport, workdir, record["code_hash"], run_id)
+    backend = backends.for_record(record)
+    status = hostops.remote_status(transport, workdir, record["code_hash"], run_id, backend)
     from orchestrator.runs.state import rows_from_remote
 
-    rows = rows_from_remote(status, doc["jobs"])
+    rows = rows_from_remote(status, doc["jobs"], backend)
     unknown = [r for r in rows if r.state == "unknown"]
     if unknown:
         # It may be running: starting it again could put two trainers in one folder.
@@ -220,13 +226,14 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
                             hint=f"`orch cancel {run_id} JOB` stops a job first")
         raise OrchError(f"nothing to resume: every job of {run_id} is done", ExitCode.RUN_STATE,
                         hint=f"`orch fetch-results {run_id}`")
-    specs = [jobplan.JobSpec(**j) for j in doc["jobs"] if j["name"] in todo]
+    planned = [jobplan.PlannedJob(**j) for j in doc["jobs"] if j["name"] in todo]
     remote_run = hostops.run_dir(workdir, run_id)
     # The host's copy may be missing (a launch interrupted before it was written, a run
     # folder deleted on the host): the jobs read their config from it, so put it back.
     transport.put_text((local_dir / "run.yaml").read_text(), f"{remote_run}/run.yaml")
     code = hostops.code_dir(workdir, record["code_hash"])
-    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, specs)
+    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned,
+                               backend.plan_fields())
     result = hostops.remote_launch(transport, workdir, record["code_hash"], plan)
     check_started(result, plan, run_id, record.get("experiment") or "EXPERIMENT")
     record["state"] = "launched"
@@ -257,10 +264,11 @@ def _fetch(project: Project, transport: Transport, run_id: str, local_dir: Path,
     from orchestrator.runs.state import rows_from_remote, run_state
 
     record, doc = load_record(local_dir), load_resolved(local_dir)
-    status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+    backend = backends.for_record(record)
+    status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
     if not status.get("exists"):
         raise OrchError(f"run {run_id} is not on {transport.host.name} any more", ExitCode.RUN_STATE)
-    rows = rows_from_remote(status, doc["jobs"])
+    rows = rows_from_remote(status, doc["jobs"], backend)
     # The pretrain job produces a checkpoint, not scores.
     scored = [r for r in rows if r.name != "pretrain"]
     unfinished = [r for r in scored if r.state != "done"]

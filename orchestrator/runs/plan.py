@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from remote.backends.tmux import session_name
 from remote.spec import Experiment
 
 from orchestrator.transport import shell
@@ -15,7 +16,9 @@ from orchestrator.config.project import check_name, safe_name
 
 
 @dataclass
-class JobSpec:
+class PlannedJob:
+    """A job of a run's plan, as run.yaml records it (docs/CONTRACT.md)."""
+
     name: str
     role: str  # pretrain | class | classifier
     label: Optional[str] = None
@@ -41,52 +44,34 @@ def class_job_name(exp: Experiment, label: str) -> str:
         ) from exc
 
 
-def plan_jobs(exp: Experiment, classes: Sequence[str], gpus: Sequence[str]) -> List[JobSpec]:
-    """One job per class (or one classifier job), plus an optional pretrain job first.
-
-    GPUs are handed out round-robin; a job whose GPU is taken waits (`after`) for the
-    previous job on that GPU, so more jobs than GPUs simply queue on the host.
-    """
+def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
+    """One job per class (or one classifier job), plus an optional pretrain job first that
+    every other job requires.  Where each runs (GPUs, turns) is the job backend's call
+    (``JobBackend.place``)."""
     if not classes:
         raise OrchError("the experiment has no classes (data.classes is empty and no labels were found)",
                         ExitCode.CONFIG)
-    jobs: List[JobSpec] = []
+    jobs: List[PlannedJob] = []
     requires: List[str] = []
     if exp.pretrain.enabled:
-        jobs.append(JobSpec(name="pretrain", role="pretrain"))
+        jobs.append(PlannedJob(name="pretrain", role="pretrain"))
         requires = ["pretrain"]
     if exp.model.kind == "classifier":
-        jobs.append(JobSpec(name="classifier", role="classifier", requires=list(requires)))
-    else:
-        names = set()
-        for label in classes:
-            name = class_job_name(exp, label)
-            # Case-folded: job folders must not collide on a macOS/Windows laptop either.
-            if name.lower() in names or name.lower() == "pretrain":
-                raise OrchError(f"two classes map to the job name {name!r} (names are compared ignoring case)",
-                                ExitCode.CONFIG, hint="give each class a distinct name in data.class_names")
-            names.add(name.lower())
-            jobs.append(JobSpec(name=name, role="class", label=label, requires=list(requires)))
-    if gpus:
-        last_on_gpu: Dict[str, str] = {}
-        start = 1 if exp.pretrain.enabled else 0  # pretrain runs alone, before the rest
-        if exp.pretrain.enabled:
-            jobs[0].gpu = gpus[0]
-        for i, job in enumerate(jobs[start:]):
-            gpu = gpus[i % len(gpus)]
-            job.gpu = gpu
-            if gpu in last_on_gpu:
-                job.after = [last_on_gpu[gpu]]
-            last_on_gpu[gpu] = job.name
+        jobs.append(PlannedJob(name="classifier", role="classifier", requires=list(requires)))
+        return jobs
+    names = set()
+    for label in classes:
+        name = class_job_name(exp, label)
+        # Case-folded: job folders must not collide on a macOS/Windows laptop either.
+        if name.lower() in names or name.lower() == "pretrain":
+            raise OrchError(f"two classes map to the job name {name!r} (names are compared ignoring case)",
+                            ExitCode.CONFIG, hint="give each class a distinct name in data.class_names")
+        names.add(name.lower())
+        jobs.append(PlannedJob(name=name, role="class", label=label, requires=list(requires)))
     return jobs
 
 
-def session_name(run_id: str, job: str) -> str:
-    # Must match remote/hostctl.session_name.
-    return f"orch-{run_id}-{job}"
-
-
-def job_command(python: str, run_dir: str, code_dir: str, job: JobSpec) -> str:
+def job_command(python: str, run_dir: str, code_dir: str, job: PlannedJob) -> str:
     """The shell text tmux runs for one job: the wrapper around the payload."""
     wrapper = [python, "-m", "remote.wrapper", "--job-dir", f"{run_dir}/jobs/{job.name}"]
     for dep in job.requires:
@@ -100,8 +85,11 @@ def job_command(python: str, run_dir: str, code_dir: str, job: JobSpec) -> str:
     return shell.in_dir(code_dir, shell.with_env(wrapper + ["--"] + payload, env))
 
 
-def launch_plan(run_id: str, python: str, run_dir: str, code_dir: str, jobs: Sequence[JobSpec]) -> Dict:
-    """What `remote.hostctl launch` reads on stdin."""
+def launch_plan(run_id: str, python: str, run_dir: str, code_dir: str, jobs: Sequence[PlannedJob],
+                backend: Optional[Dict] = None, handles: Optional[Dict[str, str]] = None) -> Dict:
+    """What `remote.hostctl launch` reads on stdin (docs/CONTRACT.md, "hostctl launch").
+    ``backend``: the job backend's plan fields; ``handles``: jobs already done, by name
+    (a resume), for backends that wire dependencies themselves."""
     items = []
     for job in jobs:
         item = {"name": job.name, "session": session_name(run_id, job.name)}
@@ -109,9 +97,13 @@ def launch_plan(run_id: str, python: str, run_dir: str, code_dir: str, jobs: Seq
             # Only for the hostctl of snapshots made before the command did its own cd
             # (a resumed old run): it passes `cwd` to tmux -c, which expands #(...).
             item["cwd"] = code_dir
-        item.update({"job_dir": f"{run_dir}/jobs/{job.name}", "command": job_command(python, run_dir, code_dir, job)})
+        item.update({"job_dir": f"{run_dir}/jobs/{job.name}", "command": job_command(python, run_dir, code_dir, job),
+                     "requires": list(job.requires), "after": list(job.after)})
         items.append(item)
-    return {"jobs": items}
+    plan = {"run_id": run_id, **(backend or {"backend": "tmux"}), "jobs": items}
+    if handles:
+        plan["handles"] = dict(handles)
+    return plan
 
 
 def hostctl(python: str, code_dir: str, *args: str) -> str:

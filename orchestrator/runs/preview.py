@@ -13,6 +13,7 @@ from typing import Dict, List
 from remote.files import sha256_file
 from remote.spec import Experiment
 
+from orchestrator import backends
 from orchestrator.runs import codesync, hostctl as hostops, plan as jobplan, staging
 from orchestrator.config.hosts import HostConfig
 from orchestrator.config.project import Project
@@ -29,10 +30,12 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
         data.append({"key": f"data.{key}", "local": str(path), "bytes": path.stat().st_size,
                      "host_path": f"{workdir}/data/{sha256_file(str(path))[:16]}-{path.name}"})
     classes = classes_for(exp, root)
-    planned = jobplan.plan_jobs(exp, classes, list(host.gpus))
+    backend = backends.for_host(host)
+    planned = jobplan.plan_jobs(exp, classes)
+    backend.place(planned, list(host.gpus))
     remote_run = hostops.run_dir(workdir, run_id)
     code = hostops.code_dir(workdir, code_hash)
-    plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, code, planned)
+    plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, code, planned, backend.plan_fields())
     return {
         "run_id": run_id, "host": host.name, "workdir": workdir, "code_hash": code_hash,
         "code_files": [{"path": rel, "bytes": (root / rel).stat().st_size,

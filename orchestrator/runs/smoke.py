@@ -11,13 +11,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List
 from xml.etree import ElementTree as ET
 
+from orchestrator import backends
 from orchestrator.runs import codesync, hostctl as hostops, launch as runner
 from orchestrator.config import experiments
 from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport.files import use_rsync
 from orchestrator.config.project import Project
-from orchestrator.runs.state import TERMINAL, rows_from_remote
+from orchestrator.runs.state import rows_from_remote
+from remote.jobstate import TERMINAL
 from orchestrator.transport.base import Transport
 
 _IMPORTS = (
@@ -57,7 +59,7 @@ class Skip(Exception):
 
 
 def step_connect(ctx: SmokeContext) -> str:
-    state = hostops.prepare(ctx.transport)
+    state = hostops.prepare(ctx.transport, backends.for_host(ctx.transport.host))
     ctx.workdir, ctx.gpus = state.workdir, state.gpus
     how = "" if ctx.transport.host.is_local else " (host key verified)"
     return f"{ctx.transport.host.display()}{how}, workdir {state.workdir}"
@@ -117,8 +119,9 @@ def step_run(ctx: SmokeContext) -> str:
     doc = runner.load_resolved(ctx.project.run_dir(ctx.run_id))
     deadline = time.time() + ctx.timeout
     while True:
-        remote = hostops.remote_status(ctx.transport, ctx.workdir, launched.code_hash, ctx.run_id)
-        rows = rows_from_remote(remote, doc["jobs"])
+        remote = hostops.remote_status(ctx.transport, ctx.workdir, launched.code_hash, ctx.run_id,
+                                       backends.for_host(ctx.transport.host))
+        rows = rows_from_remote(remote, doc["jobs"], backends.for_host(ctx.transport.host))
         if all(r.state in TERMINAL + ("lost",) for r in rows):
             break
         if time.time() > deadline:
@@ -143,7 +146,7 @@ def step_fetch_eval(ctx: SmokeContext) -> str:
 def step_cleanup(ctx: SmokeContext) -> str:
     if not ctx.launched:
         raise Skip("nothing was launched")
-    hostops.remote_cancel(ctx.transport, ctx.workdir, ctx.code_hash, ctx.run_id, [])
+    hostops.remote_cancel(ctx.transport, ctx.workdir, ctx.code_hash, ctx.run_id, [], backends.for_host(ctx.transport.host))
     ctx.transport.run(shell.join(["rm", "-rf", "--", hostops.run_dir(ctx.workdir, ctx.run_id)]))
     return f"removed {hostops.run_dir(ctx.workdir, ctx.run_id)} (local record kept in runs/{ctx.run_id})"
 

@@ -1,17 +1,19 @@
 """Pure: the host's raw job files -> what a user sees (state, progress, ETA)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-TERMINAL = ("done", "failed", "cancelled")
+from remote.jobstate import ACTIVE, LOST, PENDING, UNKNOWN, WAITING
 
 
 @dataclass
-class JobRow:
+class StatusRow:
+    """One job as `orch status` shows it: its state (remote/jobstate.py) and last progress."""
+
     name: str
-    state: str  # pending | waiting | running | done | failed | cancelled | lost
+    state: str  # one of remote.jobstate.SHOWN
     gpu: str = ""
     phase: str = ""
     step: Optional[int] = None
@@ -23,43 +25,43 @@ class JobRow:
     exit_code: Optional[int] = None
     reason: str = ""
     has_results: bool = False
-    note: str = ""  # e.g. "tmux socket gone": shown after the state
+    note: str = ""  # e.g. "tmux socket gone", or what a scheduler says of it: shown after the state
     owner: Optional[int] = None  # pid of the live wrapper that owns the job folder, if any
+    backend: Dict = field(default_factory=dict)  # what the job backend knows (a session, a queue state)
 
     def to_dict(self) -> Dict:
         return asdict(self)
 
 
-def job_row(raw: Dict, now: float, planned_gpu: str = "") -> JobRow:
+def job_row(raw: Dict, now: float, planned_gpu: str = "", backend=None) -> StatusRow:
     """``raw``: one job of a `hostctl status` reply as hostdocs.check_status_reply left it
-    (a job whose documents broke the contract carries ``bad`` and shows as unknown)."""
+    (a job whose documents broke the contract carries ``bad`` and shows as unknown).
+    ``backend``: the run's JobBackend, which words what its scheduler knows of a job."""
     if raw.get("bad"):
-        return JobRow(name=raw["name"], state="unknown", gpu=planned_gpu, reason=raw["bad"],
-                      has_results=bool(raw.get("manifest")))
+        return StatusRow(name=raw["name"], state=UNKNOWN, gpu=planned_gpu, reason=raw["bad"],
+                         has_results=bool(raw.get("manifest")))
     status = raw.get("status") or {}
     progress = raw.get("progress") or {}
-    state = status.get("state") or "pending"
-    alive = raw.get("alive", False)
+    info = raw.get("backend") or {}
+    state = status.get("state") or PENDING
+    alive = raw.get("alive", False)  # the job backend still holds it (a tmux session, a queued Slurm job)
     owner = raw.get("owner")  # a live wrapper holds the job folder's lock (remote/wrapper.py)
-    note = ""
-    if owner is not None and not alive and state in ("waiting", "running", "pending"):
-        # Its tmux session is not visible (the socket was deleted) but the wrapper lives:
+    note = backend.detail(info) if backend is not None and alive else ""
+    if owner is not None and not alive and state in ACTIVE:
+        # Its backend does not show it (a deleted tmux socket) but the wrapper lives:
         # still running, never lost - resuming it would start a second trainer.
-        state = "waiting" if state == "pending" else state
-        alive, note = True, "tmux socket gone"
-    if state in ("waiting", "running") and not alive:
-        # The wrapper would have recorded an end state; its tmux session is gone
-        # without one and no wrapper holds the folder (host rebooted, wrapper SIGKILLed).
-        state = "lost"
-    if state == "pending":
-        # No status yet: a live session is a wrapper starting up; no session means the
-        # job never started (an interrupted launch) and `--resume` should start it.
-        state = "waiting" if alive else "lost"
+        state = WAITING if state == PENDING else state
+        alive, note = True, (backend.lost_sight if backend is not None else "its backend does not show it")
+    if state in ACTIVE and not alive:
+        # The wrapper would have recorded an end state; the backend no longer holds the job
+        # and no wrapper holds the folder (host rebooted, wrapper SIGKILLed, an interrupted
+        # launch that never started it): `--resume` may start it again.
+        state = LOST
     started, ended = status.get("started"), status.get("ended")
     elapsed = None
     if started:
         elapsed = (ended or now) - started
-    return JobRow(
+    return StatusRow(
         name=raw["name"],
         state=state,
         gpu=status.get("gpu", planned_gpu) or planned_gpu,
@@ -75,27 +77,29 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "") -> JobRow:
         has_results=bool(raw.get("manifest")),
         note=note,
         owner=owner if isinstance(owner, int) else None,
+        backend=dict(info),
     )
 
 
-def rows_from_remote(remote: Dict, planned: List[Dict]) -> List[JobRow]:
-    """Rows for every planned job, in plan order (a job with no folder yet is pending)."""
+def rows_from_remote(remote: Dict, planned: List[Dict], backend=None) -> List[StatusRow]:
+    """Rows for every planned job, in plan order (a job with no folder yet is lost: never
+    started, so `--resume` starts it)."""
     by_name = {j["name"]: j for j in remote.get("jobs", [])}
     now = remote.get("now", 0.0)
     rows = []
     for job in planned:
         raw = by_name.get(job["name"], {"name": job["name"]})
-        rows.append(job_row(raw, now, job.get("gpu", "")))
+        rows.append(job_row(raw, now, job.get("gpu", ""), backend))
     return rows
 
 
-def run_state(rows: List[JobRow]) -> str:
+def run_state(rows: List[StatusRow]) -> str:
     states = {r.state for r in rows}
     if not rows:
         return "empty"
     if states == {"done"}:
         return "done"
-    if states & {"running", "waiting", "pending"}:
+    if states & set(ACTIVE):
         return "running"
     if "failed" in states or "lost" in states:
         return "failed"
@@ -104,7 +108,7 @@ def run_state(rows: List[JobRow]) -> str:
     return "mixed"
 
 
-def listed_state(recorded: Optional[str], rows: List[JobRow]) -> Optional[str]:
+def listed_state(recorded: Optional[str], rows: List[StatusRow]) -> Optional[str]:
     """The state `orch runs` shows, from local.json's state and the rows' last known states.
 
     Until results are fetched, local.json says "launched" whatever happened since; the job
@@ -119,7 +123,7 @@ def listed_state(recorded: Optional[str], rows: List[JobRow]) -> Optional[str]:
     return recorded
 
 
-def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[JobRow]:
+def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[StatusRow]:
     """Rows from fetched files (for `orch runs` without contacting the host)."""
     from orchestrator.runs.hostdocs import BadDocument, check_status, read_local
 

@@ -21,7 +21,7 @@ import testprocs
 import timing
 import yaml
 
-from remote.hostctl import tmux_socket
+from remote.backends.tmux import tmux_socket
 
 REPO = Path(__file__).resolve().parents[2]
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"

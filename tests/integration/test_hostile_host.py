@@ -43,7 +43,7 @@ MARKUP = "[bold]loud[/] [link=https://evil.example]click[/link] [/] [red]"
 def stop_host_processes(workdir: Path) -> None:
     """Stop the tmux server of a test host's workdir and every job process started from it
     (found by the test's own unique path, then ended by pid)."""
-    from remote.hostctl import tmux_socket
+    from remote.backends.tmux import tmux_socket
 
     subprocess.run(["tmux", "-S", tmux_socket(str(workdir)), "kill-server"], capture_output=True)
     deadline = time.time() + 30

@@ -38,7 +38,7 @@ def test_concurrent_launches_with_new_code_all_run(p):
     outs = [(proc.wait(timeout=300), *proc.communicate()) for proc in procs]
     for rc, out, err in outs:
         assert rc == 0, out + err
-        assert "launched" in out
+        assert "launched" in err and out.strip() == f"cc{outs.index((rc, out, err))}"
     snapshots = [d.name for d in (p.remote_root / "code").iterdir()]
     assert len([s for s in snapshots if not s.startswith(".")]) == 1, snapshots
     assert not [s for s in snapshots if s.startswith(".staging")], snapshots  # each loser dropped its copy

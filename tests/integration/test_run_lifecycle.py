@@ -71,13 +71,13 @@ def test_existing_run_id_refused_and_unchanged_code_not_resent(ssh_project):
     assert again.returncode == 8 and "already exists" in again.stderr and "Traceback" not in again.stderr
     logins = p.sshd.logins()
     second = p.orch("run", "smoke", "--host", "testhost", "--name", "two", *FAST, check=True)
-    assert "0 files sent" in second.stderr
+    assert ", 0 files sent" in second.stderr
     # Code unchanged and data staged: no rsync, the whole launch is one SSH login.
     assert p.sshd.logins() == logins + 1
     # A code change makes a new snapshot; the running run keeps its own.
     (p.root / "remote" / "extra_module.py").write_text("X = 1\n")
     third = p.orch("run", "smoke", "--host", "testhost", "--name", "three", *FAST, check=True)
-    assert "0 files sent" not in third.stderr
+    assert ", 0 files sent" not in third.stderr
     assert len(list((p.remote_root / "code").iterdir())) == 2
     for run in ("one", "two", "three"):
         assert [j["state"] for j in p.wait_state(run)] == ["done", "done"]

@@ -257,6 +257,6 @@ def test_proxy_jump_through_a_bastion(ssh_project):
     before = p.sshd.logins()
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "jump", "--set", "train.steps=5")
     assert proc.returncode == 0, proc.stderr
-    assert "0 files sent" not in proc.stderr  # code went through rsync over the jump
+    assert ", 0 files sent" not in proc.stderr  # code went through rsync over the jump
     assert p.sshd.logins() == before + 2  # rsync made no login of its own
     assert [j["state"] for j in p.wait_state("jump")] == ["done", "done"]

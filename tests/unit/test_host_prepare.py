@@ -9,7 +9,8 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs.hostctl import prepare
 from orchestrator.config.hosts import HostConfig
 from orchestrator.transport.base import LocalTransport
-from remote.hostctl import tmux_socket
+from orchestrator.backends.tmux import TmuxBackend
+from remote.backends.tmux import tmux_socket
 
 
 def _path_without(tmp_path, missing):
@@ -33,8 +34,9 @@ def test_missing_tmux_is_a_specific_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", _path_without(tmp_path, {"tmux"}))
     host = HostConfig(name="local", workdir=str(tmp_path / "w"), python=sys.executable)
     with pytest.raises(OrchError) as err:
-        prepare(LocalTransport(host))
+        prepare(LocalTransport(host), TmuxBackend())
     assert err.value.code == ExitCode.HOST_TOOLS and "has no tmux" in err.value.message
+    assert prepare(LocalTransport(host)).tools["tmux"] is False  # no backend asked for: no jobs, no tmux needed
 
 
 def test_missing_python_is_a_specific_error(tmp_path):

@@ -41,10 +41,10 @@ def test_default_names_are_made_safe_but_given_names_are_checked():
     from orchestrator.runs.plan import plan_jobs
 
     exp = load_experiment({"name": "imdb-v1.5", "data": {"path": "x"}}, "t")
-    assert [j.name for j in plan_jobs(exp, ["0.0", "1.0"], [])] == ["class-0_0", "class-1_0"]
+    assert [j.name for j in plan_jobs(exp, ["0.0", "1.0"])] == ["class-0_0", "class-1_0"]
     exp = load_experiment({"data": {"path": "x", "class_names": {"0": "neg.v2", "1": "pos"}}}, "t")
     with pytest.raises(OrchError, match="not allowed"):
-        plan_jobs(exp, ["0", "1"], [])
+        plan_jobs(exp, ["0", "1"])
 
 
 def test_new_run_ids_are_legal_and_unique(tmp_path):
@@ -80,4 +80,4 @@ def test_job_names_must_differ_ignoring_case():
 
     exp = load_experiment({"data": {"path": "x", "class_names": {"0": "Neg", "1": "neg"}}}, "t")
     with pytest.raises(OrchError, match="ignoring case"):
-        plan_jobs(exp, ["0", "1"], [])
+        plan_jobs(exp, ["0", "1"])

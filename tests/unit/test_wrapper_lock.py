@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.backends.tmux import TmuxBackend
 from orchestrator.runs.state import job_row
 from remote.wrapper import EXIT_OWNED, lock_holder
 
@@ -95,5 +96,5 @@ def test_lock_holder_without_a_lock_file(tmp_path):
 ])
 def test_a_held_lock_is_running_not_lost(state, alive, owner, shown, note):
     raw = {"name": "neg", "status": {"state": state, "pid": 12} if state else None, "alive": alive, "owner": owner}
-    row = job_row(raw, now=0.0)
+    row = job_row(raw, now=0.0, backend=TmuxBackend())
     assert (row.state, row.note) == (shown, note)

@@ -1,0 +1,34 @@
+"""How a job runs on a host: the controller side of orch's one seam for it.
+
+The host config's ``scheduler`` picks a backend; a run records the one it was launched
+with (local.json ``backend``), so status, cancel, logs and resume keep using it.  The
+controller side only knows what differs between backends before and after the host's
+part: which tools the host needs, how GPUs are handed out, which options travel in the
+launch plan, and how to say what the backend knows about a job.  Starting, finding and
+stopping jobs is the host side's (remote/backends/, called by remote.hostctl), in the
+same one round trip per command as before.
+"""
+from __future__ import annotations
+
+from orchestrator.backends.base import JobBackend
+from orchestrator.errors import ExitCode, OrchError
+
+from orchestrator.config.hosts import SCHEDULERS as NAMES
+
+
+def get(name: str, options=None) -> JobBackend:
+    if name == "tmux":
+        from orchestrator.backends.tmux import TmuxBackend
+
+        return TmuxBackend()
+    raise OrchError(f"unknown scheduler {name!r}", ExitCode.CONFIG, hint=f"known: {', '.join(NAMES)}")
+
+
+def for_host(host) -> JobBackend:
+    """The backend a new run on HOST uses (its config's ``scheduler``)."""
+    return get(getattr(host, "scheduler", "tmux") or "tmux", host)
+
+
+def for_record(record: dict) -> JobBackend:
+    """The backend a run was launched with (runs launched before backends existed: tmux)."""
+    return get(record.get("backend") or "tmux")

@@ -1,0 +1,29 @@
+"""The controller side of a job backend (see orchestrator/backends/__init__.py)."""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+
+class JobBackend:
+    name = ""
+    tools: Sequence[str] = ()  # host tools `prepare` must find, with ...
+    install_hint = ""  # ... how to get them
+    lost_sight = "its backend does not show it"  # a live wrapper the backend cannot see
+
+    def place(self, jobs: List, gpus: Sequence[str]) -> None:
+        """Say where each planned job runs: its ``gpu`` (CUDA_VISIBLE_DEVICES) and the jobs
+        it must wait ``after`` for a turn on a shared device.  Default: nowhere in particular
+        (a scheduler that allocates devices itself)."""
+
+    def plan_fields(self) -> Dict:
+        """What the launch plan tells the host side about this backend."""
+        return {"backend": self.name}
+
+    def hostctl_args(self) -> List[str]:
+        """Arguments hostctl's status / cancel / follow need to reach this backend."""
+        return ["--backend", self.name]
+
+    def detail(self, info: Dict) -> str:
+        """One short phrase of what the backend knows about a job (a queue state and its
+        reason), shown after the job's state; "" when there is nothing to add."""
+        return ""
