@@ -55,7 +55,7 @@ def check_cmd(
     project = Project.find()
     start = time.time()
     with open_transport(project, host, trust_new_host_key) as transport:
-        facts = run_probe(transport)
+        facts = run_probe(transport, project_root=project.root)
     found = problems(facts)
     save_facts(project.root, host, facts)
     if as_json:

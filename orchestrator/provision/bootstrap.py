@@ -15,36 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from orchestrator.config.envspec import EnvSpec
 from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.provision import probe
+from orchestrator.provision import probe, scripts
 from orchestrator.provision.plan import SCRIPTS, Layout, Plan, Step, build_plan, state_json, validate_force
 from orchestrator.provision.progress import Progress
 from orchestrator.provision.steps import Runner, failure
 
 
-def scripts_dir(project: Project) -> Path:
-    """The project's bootstrap/ when it has every script, else the one next to orch's package."""
-    here = project.root / "bootstrap"
-    if all((here / s).is_file() for s in SCRIPTS):
-        return here
-    return Path(__file__).resolve().parents[2] / "bootstrap"
-
-
 def read_scripts(project: Project) -> Dict[str, str]:
-    folder = scripts_dir(project)
-    missing = [s for s in SCRIPTS if not (folder / s).is_file()]
-    if missing:
-        raise OrchError(f"bootstrap scripts missing in {folder}: {', '.join(missing)}", ExitCode.CONFIG)
-    return {s: (folder / s).read_text() for s in SCRIPTS}
+    """The step scripts, uploaded to the host before the first step runs."""
+    return scripts.read_scripts(SCRIPTS, project.root)
 
 
-def verify_digest(scripts: Dict[str, str]) -> str:
-    return hashlib.sha256(scripts["verify.py"].encode()).hexdigest()[:16]
+def verify_digest(texts: Dict[str, str]) -> str:
+    return hashlib.sha256(texts["verify.py"].encode()).hexdigest()[:16]
 
 
 def default_env(project: Project, host: str) -> str:
@@ -62,13 +50,13 @@ def _blocked_error(step: Step) -> OrchError:
     return OrchError(f"bootstrap step {step.name} is blocked: {step.why}", code, hint=step.hint)
 
 
-def _probe(transport, spec: EnvSpec) -> probe.HostFacts:
+def _probe(transport, spec: EnvSpec, project: Project) -> probe.HostFacts:
     # The env's interpreter (relative: under the workdir, resolved by the probe) and a custom conda's python.
     rel = Layout("", spec.name)
     pythons = [rel.env_python.lstrip("/")]
     if spec.conda.prefix:
         pythons.append(spec.conda.prefix.rstrip("/") + "/bin/python")
-    return probe.run_probe(transport, pythons)
+    return probe.run_probe(transport, pythons, project_root=project.root)
 
 
 def _summary(plan: Plan, facts: probe.HostFacts) -> dict:
@@ -100,8 +88,8 @@ def bootstrap(
     env_name = env or default_env(project, host)
     spec = load(project.root, env_name)
     cfg = resolve_host(project, host)
-    scripts = read_scripts(project)
-    digest = verify_digest(scripts)
+    step_scripts = read_scripts(project)
+    digest = verify_digest(step_scripts)
     start = time.time()
 
     def plan_for(facts: probe.HostFacts) -> Plan:
@@ -109,7 +97,7 @@ def bootstrap(
                           accept_tos=accept_anaconda_tos, verify_digest=digest)
 
     with open_transport(project, host, trust_new_host_key) as transport:
-        facts = _probe(transport, spec)
+        facts = _probe(transport, spec, project)
         plan = plan_for(facts)
         probe.save_facts(project.root, host, facts, {"bootstrap": _summary(plan, facts)})
         progress.planned(f"{host}: {cfg.display()}", facts, plan, time.time() - start)
@@ -121,11 +109,11 @@ def bootstrap(
         if plan.pending:
             runner.lock.acquire(break_lock, warn=progress.warn)
             # Probed before the lock was ours: another bootstrap may have done steps since.
-            facts = _probe(transport, spec)
+            facts = _probe(transport, spec, project)
             plan = plan_for(facts)
         try:
             if plan.pending:
-                runner.upload_scripts(scripts)
+                runner.upload_scripts(step_scripts)
             while True:
                 step = next((s for s in plan.steps if s.state in ("todo", "running", "blocked")), None)
                 if step is None:
@@ -142,7 +130,7 @@ def bootstrap(
                     force_left.discard(step.name)
                     if step.name != "verify":
                         force_left.add("verify")
-                facts = _probe(transport, spec)
+                facts = _probe(transport, spec, project)
                 plan = plan_for(facts)
                 runner.write_state(state_json(plan, facts.state, time.time()))
                 if step.name == "verify":
