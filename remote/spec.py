@@ -182,10 +182,16 @@ class Experiment:
         need("eval.min_accuracy", 0.0 <= ev.min_accuracy <= 1.0, "a number in [0, 1]")
 
 
+_KINDS = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+
+
 def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(c) for c in typing.get_args(tp))
     if origin in (list, List):
-        return "a list"
+        (item,) = typing.get_args(tp) or (None,)
+        return f"a list of {_KINDS[item]}" if item in _KINDS else "a list"
     if origin in (dict, Dict):
         return "a mapping"
     if dataclasses.is_dataclass(tp):
@@ -200,6 +206,10 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
             raise bad
         return build(tp, value, where, prefix=key + ".")
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:  # a choice among fixed values, e.g. Literal["conda", "venv"]
+        if isinstance(value, bool) or value not in typing.get_args(tp):
+            raise bad
+        return value
     if origin in (list, List):
         if not isinstance(value, list):
             raise bad

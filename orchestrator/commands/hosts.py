@@ -5,10 +5,13 @@ import json
 import time
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator import output
+from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport.connect import open_transport
 from orchestrator.config.hosts import list_hosts, resolve_host
 from orchestrator.config.project import Project
@@ -52,7 +55,7 @@ def check_cmd(
     project = Project.find()
     start = time.time()
     with open_transport(project, host, trust_new_host_key) as transport:
-        facts = run_probe(transport)
+        facts = run_probe(transport, project_root=project.root)
     found = problems(facts)
     save_facts(project.root, host, facts)
     if as_json:
@@ -78,11 +81,40 @@ def check_cmd(
 def show_cmd(host: str = typer.Argument(..., metavar="HOST", help="Host name."),
              quiet: bool = output.quiet_option()):
     """The facts and environment recorded for a host by `hosts check` / `bootstrap` (no SSH)."""
-    from orchestrator.commands.bootstrap import show_host
-
     project = Project.find()
     resolve_host(project, host)  # an unknown name says so, before "nothing recorded"
     show_host(project, host, out=console)
+
+
+def show_host(project: Project, name: str, out: Console = output.out) -> None:
+    """The recorded facts and environment of a host (no connection)."""
+    from orchestrator.commands.bootstrap import render_verify
+    from orchestrator.provision import probe
+    from orchestrator.provision.steps import fmt_s
+
+    saved = probe.load_facts(project.root, name)
+    if saved is None:
+        raise OrchError(f"no facts recorded for host {name!r}", ExitCode.RUN_STATE,
+                        hint=f"run `orch hosts check {name}` or `orch bootstrap {name}`")
+    facts, data = saved
+    age = time.time() - (facts.probed_at or 0)
+    table = Table(title=Text(f"{name} — probed {fmt_s(age)} ago (workdir {facts.workdir})"), title_justify="left",
+                  show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in probe.fact_rows(facts):
+        table.add_row(label, escape(value))
+    b = data.get("bootstrap") or {}
+    if b:
+        steps = b.get("steps") or {}
+        table.add_row("env", escape(f"{b.get('env')} -> {b.get('env_python')}"))
+        table.add_row("torch", escape(str(b.get("torch"))))
+        table.add_row("flash-attn", escape(str(b.get("flash_attn"))))
+        table.add_row("steps", escape(", ".join(f"{k} {v}" for k, v in steps.items())))
+    out.print(table)
+    verify = b.get("verify") if b else facts.verify
+    if verify:
+        render_verify(verify, out)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,8 @@
 """configs/envs/NAME.yaml -> EnvSpec, validated once; errors name file, key and expectation.
 
+The same typed builder as experiments and hosts (remote.spec.build) checks the keys and their
+types; `_check` adds what a type cannot say (version patterns, which keys go together).
+
     manager: conda            # conda (Miniconda, the default) | miniforge | venv
     python: "3.11"            # conda/miniforge: the env's python; venv: "system" or "3.11"
                               #   (then python3.11 must exist on the host)
@@ -24,20 +27,25 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List, Literal, Tuple, get_args
 
+from remote.spec import SpecError, build
 
 from orchestrator.config.yamlfile import read_mapping
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.project import check_name, control_char
 
-MANAGERS = ("conda", "miniforge", "venv")
+Manager = Literal["conda", "miniforge", "venv"]
+MANAGERS = get_args(Manager)
 _VERSION_RE = re.compile(r"\d+\.\d+(\.\d+)?([.+-][A-Za-z0-9.]+)?")  # fullmatch
+# Sections and lists that may be left empty in the YAML (`torch:` with every line commented out).
+_MAY_BE_EMPTY = ("packages", "torch", "flash_attn", "conda", "timeouts")
 
 
 @dataclass
@@ -68,11 +76,12 @@ class Timeouts:
 
 
 @dataclass
-class EnvSpec:
-    name: str
-    path: str = ""  # the file it came from (for messages)
-    manager: str = "conda"
-    python: str = "3.11"
+class EnvFile:
+    """The keys a configs/envs/NAME.yaml may hold, with their types: remote.spec.build checks
+    them (unknown keys, wrong types); `_check` then checks what a type cannot say."""
+
+    manager: Manager = "conda"
+    python: str = "3.11"  # venv: "system" unless given
     packages: List[str] = field(default_factory=list)
     torch: TorchSpec = field(default_factory=TorchSpec)
     flash_attn: FlashAttnSpec = field(default_factory=FlashAttnSpec)
@@ -80,6 +89,12 @@ class EnvSpec:
     system_site_packages: bool = False
     conda: CondaSpec = field(default_factory=CondaSpec)
     timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass
+class EnvSpec(EnvFile):
+    name: str = ""
+    path: str = ""  # the file it came from (for messages)
 
     @property
     def uses_conda(self) -> bool:
@@ -94,128 +109,84 @@ class EnvSpec:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class _Reader:
-    def __init__(self, path: str):
-        self.path = path
+def _strings(obj: Any, prefix: str = "") -> Iterator[Tuple[str, Any, str, str]]:
+    """(dotted key, the object holding it, its attribute, the value) for every string field."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _strings(value, f"{prefix}{f.name}.")
+        elif isinstance(value, str):
+            yield f"{prefix}{f.name}", obj, f.name, value
 
-    def fail(self, key: str, expected: str, got: Any) -> OrchError:
-        return OrchError(f"{self.path}: key {key}: expected {expected}, got {got!r}", ExitCode.CONFIG)
 
-    def mapping(self, data: Any, key: str) -> Dict[str, Any]:
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise self.fail(key, "a mapping", data)
-        return data
+def _check(spec: EnvSpec, raw: Dict[str, Any], where: str) -> None:
+    def need(key: str, ok: bool, expected: str, got: Any) -> None:
+        if not ok:
+            raise OrchError(f"{where}: key '{key}': expected {expected}, got {got!r}", ExitCode.CONFIG)
 
-    def unknown(self, data: Dict[str, Any], allowed: List[str], prefix: str) -> None:
-        for k in data:
-            if k not in allowed:
-                raise OrchError(
-                    f"{self.path}: unknown key {prefix}{k}", ExitCode.CONFIG,
-                    hint=f"known keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(allowed)}",
-                )
+    for key, holder, attr, value in _strings(spec):
+        need(key, not control_char(value.strip()), "no control characters (newline, tab, ...)", value)
+        setattr(holder, attr, value.strip())
+    for p in spec.packages:
+        need("packages", not control_char(p.strip()), "requirements without control characters (newline, tab, ...)", p)
+        need("packages", bool(p.strip()), "a list of pip requirement strings", p)
+        need("packages", not p.strip().startswith("-"), "requirements, not pip options", p)
+        need("packages", not re.match(r"^\s*(torch|flash[-_]attn)\b", p, re.IGNORECASE),
+             "no torch/flash-attn here (use the torch: and flash_attn: keys)", p)
+    spec.packages = [p.strip() for p in spec.packages]
 
-    def boolean(self, data: Dict[str, Any], key: str, default: bool, full: str) -> bool:
-        value = data.get(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(full, "true or false", value)
-        return value
+    if "python" not in raw and not spec.uses_conda:
+        spec.python = "system"
+    # yaml: python: 3.10 -> 3.1
+    need("python", spec.python != "3.1", 'a quoted version such as "3.10" (unquoted 3.10 reads as 3.1)', 3.1)
+    need("python", bool(re.fullmatch(r"3\.\d+", spec.python)) or (spec.manager == "venv" and spec.python == "system"),
+         '"3.X"' + (' or "system"' if spec.manager == "venv" else ""), spec.python)
 
-    def string(self, data: Dict[str, Any], key: str, default: str, full: str) -> str:
-        value = data.get(key, default)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)  # python: 3.11 written without quotes
-        if not isinstance(value, str):
-            raise self.fail(full, "a string", value)
-        if control_char(value.strip()):
-            raise self.fail(full, "no control characters (newline, tab, ...)", value)
-        return value.strip()
+    t = spec.torch
+    need("torch.version", t.version in ("auto", "none", "preinstalled") or bool(re.fullmatch(r"\d+\.\d+(\.\d+)?", t.version)),
+         'auto, none, preinstalled or a version such as "2.2" or "2.2.2"', t.version)
+    need("torch.cuda", t.cuda in ("auto", "cpu") or bool(re.fullmatch(r"cu\d{3}", t.cuda)),
+         "auto, cpu or a variant such as cu121", t.cuda)
 
-    def number(self, data: Dict[str, Any], key: str, default: float, full: str) -> float:
-        value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise self.fail(full, "a positive number (minutes)", value)
-        return float(value)
+    fa = spec.flash_attn
+    need("flash_attn.version", fa.version == "auto" or bool(_VERSION_RE.fullmatch(fa.version)),
+         'auto or a version such as "2.5.6"', fa.version)
+    need("flash_attn.required", not (fa.required and not fa.wanted), "false when flash_attn.wanted is false", True)
+
+    need("system_site_packages", not (spec.system_site_packages and spec.manager != "venv"),
+         "false unless manager is venv", True)
+    need("torch.version", not (t.version == "preinstalled" and spec.manager == "venv" and not spec.system_site_packages),
+         "not preinstalled in a venv without system_site_packages: true", "preinstalled")
+
+    c = spec.conda
+    need("conda.installer_url", not c.installer_url or bool(re.match(r"^(https?|file)://", c.installer_url)),
+         "an https://, http:// or file:// URL", c.installer_url)
+    c.installer_sha256 = c.installer_sha256.lower()
+    need("conda.installer_sha256", not c.installer_sha256 or bool(re.fullmatch(r"[0-9a-f]{64}", c.installer_sha256)),
+         "64 hex digits", c.installer_sha256)
+    need("conda.prefix", not c.prefix or (c.prefix.startswith("/") and " " not in c.prefix),
+         "an absolute path without spaces (the installer refuses spaces)", c.prefix)
+    need("conda", not raw.get("conda") or spec.uses_conda, "no conda: section when manager is venv", raw.get("conda"))
+
+    for key in ("install", "flash_attn_build"):
+        minutes = getattr(spec.timeouts, key)
+        need(f"timeouts.{key}", minutes > 0, "a positive number (minutes)", minutes)
 
 
 def parse(data: Any, name: str, path: str = "") -> EnvSpec:
-    r = _Reader(path or f"configs/envs/{name}.yaml")
-    top = r.mapping(data, "(top level)")
-    r.unknown(top, ["manager", "python", "packages", "torch", "flash_attn", "accept_anaconda_tos",
-                    "system_site_packages", "conda", "timeouts"], "")
-    spec = EnvSpec(name=name, path=r.path)
-
-    spec.manager = r.string(top, "manager", "conda", "manager")
-    if spec.manager not in MANAGERS:
-        raise r.fail("manager", " | ".join(MANAGERS), spec.manager)
-
-    spec.python = r.string(top, "python", "3.11" if spec.uses_conda else "system", "python")
-    if spec.python == "3.1":  # yaml: python: 3.10 -> 3.1
-        raise r.fail("python", 'a quoted version such as "3.10" (unquoted 3.10 reads as 3.1)', 3.1)
-    if not (re.fullmatch(r"3\.\d+", spec.python) or (spec.manager == "venv" and spec.python == "system")):
-        raise r.fail("python", '"3.X"' + (' or "system"' if spec.manager == "venv" else ""), spec.python)
-
-    packages = top.get("packages", [])
-    if packages is None:
-        packages = []
-    if not isinstance(packages, list) or not all(isinstance(p, str) and p.strip() for p in packages):
-        raise r.fail("packages", "a list of pip requirement strings", packages)
-    for p in packages:
-        if control_char(p.strip()):
-            raise r.fail("packages", "requirements without control characters (newline, tab, ...)", p)
-    for p in packages:
-        if p.strip().startswith("-"):
-            raise r.fail("packages", "requirements, not pip options", p)
-        if re.match(r"^\s*(torch|flash[-_]attn)\b", p, re.IGNORECASE):
-            raise r.fail("packages", "no torch/flash-attn here (use the torch: and flash_attn: keys)", p)
-    spec.packages = [p.strip() for p in packages]
-
-    torch = r.mapping(top.get("torch"), "torch")
-    r.unknown(torch, ["version", "cuda"], "torch.")
-    spec.torch.version = r.string(torch, "version", "auto", "torch.version")
-    if spec.torch.version not in ("auto", "none", "preinstalled") and not re.fullmatch(r"\d+\.\d+(\.\d+)?", spec.torch.version):
-        raise r.fail("torch.version", 'auto, none, preinstalled or a version such as "2.2" or "2.2.2"', spec.torch.version)
-    spec.torch.cuda = r.string(torch, "cuda", "auto", "torch.cuda")
-    if spec.torch.cuda not in ("auto", "cpu") and not re.fullmatch(r"cu\d{3}", spec.torch.cuda):
-        raise r.fail("torch.cuda", "auto, cpu or a variant such as cu121", spec.torch.cuda)
-
-    fa = r.mapping(top.get("flash_attn"), "flash_attn")
-    r.unknown(fa, ["wanted", "required", "version"], "flash_attn.")
-    spec.flash_attn.wanted = r.boolean(fa, "wanted", True, "flash_attn.wanted")
-    spec.flash_attn.required = r.boolean(fa, "required", False, "flash_attn.required")
-    spec.flash_attn.version = r.string(fa, "version", "auto", "flash_attn.version")
-    if spec.flash_attn.version != "auto" and not _VERSION_RE.fullmatch(spec.flash_attn.version):
-        raise r.fail("flash_attn.version", 'auto or a version such as "2.5.6"', spec.flash_attn.version)
-    if spec.flash_attn.required and not spec.flash_attn.wanted:
-        raise r.fail("flash_attn.required", "false when flash_attn.wanted is false", True)
-
-    spec.accept_anaconda_tos = r.boolean(top, "accept_anaconda_tos", False, "accept_anaconda_tos")
-    spec.system_site_packages = r.boolean(top, "system_site_packages", False, "system_site_packages")
-    if spec.system_site_packages and spec.manager != "venv":
-        raise r.fail("system_site_packages", "false unless manager is venv", True)
-    if spec.torch.version == "preinstalled" and spec.manager == "venv" and not spec.system_site_packages:
-        raise r.fail("torch.version", "not preinstalled in a venv without system_site_packages: true", "preinstalled")
-
-    conda = r.mapping(top.get("conda"), "conda")
-    r.unknown(conda, ["installer_url", "installer_sha256", "prefix", "use_existing"], "conda.")
-    spec.conda.installer_url = r.string(conda, "installer_url", "", "conda.installer_url")
-    if spec.conda.installer_url and not re.match(r"^(https?|file)://", spec.conda.installer_url):
-        raise r.fail("conda.installer_url", "an https://, http:// or file:// URL", spec.conda.installer_url)
-    spec.conda.installer_sha256 = r.string(conda, "installer_sha256", "", "conda.installer_sha256").lower()
-    if spec.conda.installer_sha256 and not re.fullmatch(r"[0-9a-f]{64}", spec.conda.installer_sha256):
-        raise r.fail("conda.installer_sha256", "64 hex digits", spec.conda.installer_sha256)
-    spec.conda.prefix = r.string(conda, "prefix", "", "conda.prefix")
-    if spec.conda.prefix and (not spec.conda.prefix.startswith("/") or " " in spec.conda.prefix):
-        raise r.fail("conda.prefix", "an absolute path without spaces (the installer refuses spaces)", spec.conda.prefix)
-    spec.conda.use_existing = r.boolean(conda, "use_existing", True, "conda.use_existing")
-    if conda and not spec.uses_conda:
-        raise r.fail("conda", "no conda: section when manager is venv", conda)
-
-    timeouts = r.mapping(top.get("timeouts"), "timeouts")
-    r.unknown(timeouts, ["install", "flash_attn_build"], "timeouts.")
-    spec.timeouts.install = r.number(timeouts, "install", 60, "timeouts.install")
-    spec.timeouts.flash_attn_build = r.number(timeouts, "flash_attn_build", 300, "timeouts.flash_attn_build")
+    """A mapping (the YAML) -> EnvSpec, through the same typed builder as experiments and hosts."""
+    where = path or f"configs/envs/{name}.yaml"
+    raw = dict(data) if isinstance(data, dict) else data
+    if isinstance(raw, dict):
+        for key in _MAY_BE_EMPTY:
+            if key in raw and raw[key] is None:
+                del raw[key]
+    try:
+        base = build(EnvFile, raw, where)
+    except SpecError as exc:
+        raise OrchError(str(exc), ExitCode.CONFIG) from None
+    spec = EnvSpec(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, name=name, path=where)
+    _check(spec, raw or {}, where)
     return spec
 
 

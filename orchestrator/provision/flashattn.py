@@ -12,8 +12,9 @@ the env spec's wish (version pin, wanted/required). The output is one of:
   — experiments then use torch SDPA — with the reason;
 - ``skip``: the env spec does not want it.
 
-Facts come from flash-attention's setup.py / README / publish workflow for the tags in
-RELEASES (see ../shared/notes/cuda-flash-attn-conda-facts.md, section A).
+Facts come from github.com/Dao-AILab/flash-attention at each tag in RELEASES: setup.py (the
+wheel name and URL, nvcc minimum, python_requires, the build's env vars), the README, and
+.github/workflows/publish.yml (which torch / CUDA / python / platform got wheels).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """nvidia-smi output -> GPU facts, and nvidia-smi failures -> a specific diagnosis.
 
-Pure functions only: the probe (orchestrator/provision/probe.py) runs nvidia-smi on the host and
-hands the raw text and exit codes here. Three sources are combined:
+Pure functions only: the probe (bootstrap/probe.sh, shipped by orchestrator/provision/probe.py)
+runs nvidia-smi on the host, and the raw text and exit codes come here. Three sources are combined:
 
 - ``--query-gpu=...`` CSV: per-GPU index, name, memory, compute capability. The
   ``compute_cap`` field does not exist on old drivers (R470: 'Field "compute_cap" is not
@@ -18,7 +18,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-# The field list the probe asks for (the same one the H200 fixture was captured with).
+# The field list the probe asks for (the same one the H200 fixture was captured with);
+# probe.py passes it to bootstrap/probe.sh, so this is the only copy.
 QUERY_FIELDS = (
     "index",
     "name",

@@ -1,5 +1,5 @@
 """Host facts + env spec -> the ordered bootstrap steps, each done / todo / blocked / skip, why,
-and the exact command. Pure: no I/O; the command module runs what this decides.
+and the exact command. Pure: no I/O; orchestrator/provision/bootstrap.py runs what this decides.
 
 Steps, in order (each depends on the ones before it):
 
@@ -14,6 +14,9 @@ Idempotence: every step has a fingerprint of the inputs that define its result, 
 to the steps it builds on (a new python version redoes everything after it; a new package
 list does not rebuild flash-attn). The host records each finished step's fingerprint and
 exit code; a step is done when the recorded fingerprint matches and it succeeded.
+
+Each step has its own function (`plan_conda` ... `plan_verify`) taking the `Inputs` and the
+earlier steps it builds on; `build_plan` composes them, then blocks what cannot run yet.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import hashlib
 import json
 import posixpath
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from orchestrator.provision import flashattn
 from orchestrator.transport import shell
@@ -271,37 +274,41 @@ def default_installer_url(spec: EnvSpec, arch: str) -> str:
     return template.format(arch=arch or "x86_64")
 
 
-# --- the plan --------------------------------------------------------------------------------
+# --- one function per step --------------------------------------------------------------------
 
 
-def build_plan(
-    facts: HostFacts,
-    spec: EnvSpec,
-    *,
-    host: str,
-    host_python: str = "",
-    force: Sequence[str] = (),
-    accept_tos: bool = False,
-    verify_digest: str = "",
-) -> Plan:
-    layout = Layout(facts.workdir, spec.name)
-    env_py = layout.env_python
-    env_info = _env_info(facts, env_py)
-    accepted = accept_tos or spec.accept_anaconda_tos
-    gpu = facts.gpu
-    gpu_broken = gpu.diagnosis.kind in GPU_ERRORS
-    caps = gpu.compute_caps() if gpu.ok else []
-    install_minutes = spec.timeouts.install * 60
-    steps: List[Step] = []
-    warnings: List[str] = []
+@dataclass(frozen=True)
+class Inputs:
+    """What every step is planned from: the probed host, the env spec, and the user's flags."""
 
-    def state_of(step: Step, exists: bool, extra_ok: bool = True, missing_why: str = "") -> None:
+    facts: HostFacts
+    spec: EnvSpec
+    layout: Layout
+    force: Tuple[str, ...] = ()
+    accepted: bool = False  # the Anaconda ToS, by --accept-anaconda-tos or in the spec
+
+    @property
+    def env_info(self) -> Optional[PythonInfo]:
+        """The env's python as probed; None when it is missing or broken."""
+        return _env_info(self.facts, self.layout.env_python)
+
+    @property
+    def install_s(self) -> float:
+        return self.spec.timeouts.install * 60
+
+    @property
+    def caps(self) -> List[Tuple[int, int]]:
+        gpu = self.facts.gpu
+        return gpu.compute_caps() if gpu.ok else []
+
+    def judge(self, step: Step, exists: bool, extra_ok: bool = True, missing_why: str = "") -> None:
         """done / todo from the recorded fingerprint; running when its tmux session is alive."""
-        rec = _record(facts, step.name)
-        if layout.session(step.name) in facts.tmux_sessions:
-            step.state, step.why = "running", f"running on the host (tmux session {layout.session(step.name)})"
+        rec = _record(self.facts, step.name)
+        session = self.layout.session(step.name)
+        if session in self.facts.tmux_sessions:
+            step.state, step.why = "running", f"running on the host (tmux session {session})"
             return
-        if step.name in force:
+        if step.name in self.force:
             step.state, step.why = "todo", "forced (--force)"
             return
         if rec is None or "rc" not in rec:
@@ -318,113 +325,127 @@ def build_plan(
         else:
             step.state, step.why = "done", "up to date"
 
-    # conda ----------------------------------------------------------------------------
-    conda_step = Step("conda", "conda")
-    conda: Optional[CondaInstall] = None
-    conda_exe = ""
-    tos_block_env = False
+
+class CondaOutcome(NamedTuple):
+    step: Step
+    install: Optional[CondaInstall]  # the conda the env is made with: found, or the one to install
+    exe: str  # its conda executable ("" for a venv)
+    tos_blocks_env: bool  # a found conda whose default channels need the Anaconda ToS, not accepted
+
+
+def plan_conda(inp: Inputs) -> CondaOutcome:
+    facts, spec, layout, force = inp.facts, inp.spec, inp.layout, inp.force
+    step = Step("conda", "conda")
     if not spec.uses_conda:
-        conda_step.state, conda_step.why = "skip", "venv manager: no conda needed"
+        step.state, step.why = "skip", "venv manager: no conda needed"
+        return CondaOutcome(step, None, "", False)
+    found, prefix = _pick_conda(facts, spec, layout)
+    flavor = "miniforge" if spec.manager == "miniforge" else "miniconda"
+    exe = posixpath.join(prefix, "bin", "conda")
+    url = spec.conda.installer_url or default_installer_url(spec, facts.arch)
+    step.title = f"install {'Miniforge' if flavor == 'miniforge' else 'Miniconda'} -> {prefix}"
+    step.argv = ["bash", layout.script("install_conda.sh"), "--flavor", flavor, "--prefix", prefix,
+                 "--url", url, "--download-dir", layout.downloads]
+    if spec.conda.installer_sha256:
+        step.argv += ["--sha256", spec.conda.installer_sha256]
+    step.fingerprint = fingerprint("conda", flavor, prefix, url, spec.conda.installer_sha256)
+    step.detached, step.timeout_s = True, inp.install_s
+    rec = _record(facts, "conda")
+    failed_here = bool(rec and rec.get("fingerprint") == step.fingerprint and rec.get("rc") not in (0, None))
+    ours = found is not None and found.prefix.rstrip("/") == prefix.rstrip("/") and (
+        bool(rec) or prefix.startswith(facts.workdir.rstrip("/") + "/"))
+    if found is not None and not failed_here and "conda" not in force:
+        conda = found
+        step.title = f"conda at {found.prefix}"
+        step.state = "done"
+        step.why = "installed" if ours else f"using the existing conda at {found.prefix} ({found.version or 'version ?'})"
+    elif found is not None and "conda" in force and not ours:
+        conda = found
+        step.state = "blocked"
+        step.why = f"the conda at {found.prefix} was not installed by orch: --force conda would modify it"
+        step.hint = "set conda.use_existing: false in the env spec to install orch's own"
     else:
-        found, prefix = _pick_conda(facts, spec, layout)
-        flavor = "miniforge" if spec.manager == "miniforge" else "miniconda"
-        conda_exe = posixpath.join(prefix, "bin", "conda")
-        url = spec.conda.installer_url or default_installer_url(spec, facts.arch)
-        conda_step.title = f"install {'Miniforge' if flavor == 'miniforge' else 'Miniconda'} -> {prefix}"
-        conda_step.argv = ["bash", layout.script("install_conda.sh"), "--flavor", flavor, "--prefix", prefix,
-                           "--url", url, "--download-dir", layout.downloads]
-        if spec.conda.installer_sha256:
-            conda_step.argv += ["--sha256", spec.conda.installer_sha256]
-        conda_step.fingerprint = fingerprint("conda", flavor, prefix, url, spec.conda.installer_sha256)
-        conda_step.detached, conda_step.timeout_s = True, install_minutes
-        rec = _record(facts, "conda")
-        failed_here = bool(rec and rec.get("fingerprint") == conda_step.fingerprint and rec.get("rc") not in (0, None))
-        ours = found is not None and found.prefix.rstrip("/") == prefix.rstrip("/") and (
-            bool(rec) or prefix.startswith(facts.workdir.rstrip("/") + "/"))
-        if found is not None and not failed_here and "conda" not in force:
-            conda = found
-            conda_step.title = f"conda at {found.prefix}"
-            conda_step.state = "done"
-            conda_step.why = "installed" if ours else f"using the existing conda at {found.prefix} ({found.version or 'version ?'})"
-        elif found is not None and "conda" in force and not ours:
-            conda = found
-            conda_step.state = "blocked"
-            conda_step.why = f"the conda at {found.prefix} was not installed by orch: --force conda would modify it"
-            conda_step.hint = "set conda.use_existing: false in the env spec to install orch's own"
-        else:
-            conda = CondaInstall(prefix=prefix, conda_forge=flavor == "miniforge")
-            state_of(conda_step, exists=found is not None, missing_why=f"no conda at {prefix}")
-            if conda_step.state == "todo" and not failed_here and "conda" not in force:
-                conda_step.why = "no usable conda on the host" if not facts.conda or not spec.conda.use_existing \
-                    else f"no conda at {prefix}"
-            if not url.startswith("file://") and not (facts.has("curl") or facts.has("wget")):
-                conda_step.state, conda_step.why = "blocked", "neither curl nor wget on the host to download the installer"
-                conda_step.blocked_code = "host"
-        if spec.manager == "conda" and not accepted:
-            if conda_step.state == "todo":
-                conda_step.state, conda_step.why, conda_step.hint = "blocked", TOS_MESSAGE, TOS_HINT
-            elif conda is not None and conda.tos_plugin and not conda.conda_forge:
-                tos_block_env = True
-        if spec.manager == "conda" and accepted:
-            conda_step.notes.append("Anaconda ToS accepted by the user (recorded with `conda tos accept`)")
-    steps.append(conda_step)
+        conda = CondaInstall(prefix=prefix, conda_forge=flavor == "miniforge")
+        inp.judge(step, exists=found is not None, missing_why=f"no conda at {prefix}")
+        if step.state == "todo" and not failed_here and "conda" not in force:
+            step.why = "no usable conda on the host" if not facts.conda or not spec.conda.use_existing \
+                else f"no conda at {prefix}"
+        if not url.startswith("file://") and not (facts.has("curl") or facts.has("wget")):
+            step.state, step.why = "blocked", "neither curl nor wget on the host to download the installer"
+            step.blocked_code = "host"
+    tos_blocks_env = False
+    if spec.manager == "conda" and not inp.accepted:
+        if step.state == "todo":
+            step.state, step.why, step.hint = "blocked", TOS_MESSAGE, TOS_HINT
+        elif conda.tos_plugin and not conda.conda_forge:
+            tos_blocks_env = True
+    if spec.manager == "conda" and inp.accepted:
+        step.notes.append("Anaconda ToS accepted by the user (recorded with `conda tos accept`)")
+    return CondaOutcome(step, conda, exe, tos_blocks_env)
 
-    # env ------------------------------------------------------------------------------
-    env_step = Step("env", f"{spec.manager} env {spec.name} -> {layout.env_prefix}")
-    base: Optional[PythonInfo] = None
+
+def plan_env(inp: Inputs, conda: CondaOutcome, base: Optional[PythonInfo], base_why: str) -> Step:
+    """`base`/`base_why`: the host python a venv is made from, or why there is none (venv only)."""
+    spec, layout, env_info = inp.spec, inp.layout, inp.env_info
+    step = Step("env", f"{spec.manager} env {spec.name} -> {layout.env_prefix}")
     if spec.manager == "venv":
-        base, why_not = _base_python(facts, spec.python)
         py_arg = base.path if base else spec.python
-        env_step.argv = ["bash", layout.script("make_env.sh"), "--manager", "venv", "--prefix", layout.env_prefix,
-                         "--python", py_arg]
+        step.argv = ["bash", layout.script("make_env.sh"), "--manager", "venv", "--prefix", layout.env_prefix,
+                     "--python", py_arg]
         if spec.system_site_packages:
-            env_step.argv.append("--system-site-packages")
-        env_step.fingerprint = fingerprint("env", "venv", spec.python, base.minor if base else "",
-                                           spec.system_site_packages, layout.env_prefix)
+            step.argv.append("--system-site-packages")
+        step.fingerprint = fingerprint("env", "venv", spec.python, base.minor if base else "",
+                                       spec.system_site_packages, layout.env_prefix)
     else:
-        why_not = ""
-        env_step.argv = ["bash", layout.script("make_env.sh"), "--manager", spec.manager, "--prefix",
-                         layout.env_prefix, "--python", spec.python, "--conda", conda_exe]
-        if spec.manager == "conda" and accepted:
-            env_step.argv.append("--accept-tos")
-        env_step.fingerprint = fingerprint("env", spec.manager, spec.python, conda.prefix if conda else "",
-                                           layout.env_prefix)
-    state_of(env_step, exists=env_info is not None, missing_why=f"the env is missing at {layout.env_prefix}")
-    if env_step.state == "todo" and env_info is not None:
-        env_step.argv.append("--recreate")  # an env from another spec: rebuild it
-        env_step.notes.append("the existing env is removed and created again")
-    if why_not and env_step.state != "done":
-        env_step.state, env_step.why, env_step.blocked_code = "blocked", why_not, "host"
-    if tos_block_env:
-        if env_step.state != "done":
-            env_step.state, env_step.why, env_step.hint = "blocked", TOS_MESSAGE + f" (conda at {conda.prefix})", TOS_HINT
-    env_step.timeout_s = install_minutes
-    env_step.detached = spec.uses_conda  # conda create downloads; venv creation takes seconds
-    steps.append(env_step)
+        step.argv = ["bash", layout.script("make_env.sh"), "--manager", spec.manager, "--prefix",
+                     layout.env_prefix, "--python", spec.python, "--conda", conda.exe]
+        if spec.manager == "conda" and inp.accepted:
+            step.argv.append("--accept-tos")
+        step.fingerprint = fingerprint("env", spec.manager, spec.python,
+                                       conda.install.prefix if conda.install else "", layout.env_prefix)
+    inp.judge(step, exists=env_info is not None, missing_why=f"the env is missing at {layout.env_prefix}")
+    if step.state == "todo" and env_info is not None:
+        step.argv.append("--recreate")  # an env from another spec: rebuild it
+        step.notes.append("the existing env is removed and created again")
+    if base_why and step.state != "done":
+        step.state, step.why, step.blocked_code = "blocked", base_why, "host"
+    if conda.tos_blocks_env and step.state != "done":
+        step.state, step.why, step.hint = "blocked", TOS_MESSAGE + f" (conda at {conda.install.prefix})", TOS_HINT
+    step.timeout_s = inp.install_s
+    step.detached = spec.uses_conda  # conda create downloads; venv creation takes seconds
+    return step
 
-    # torch ----------------------------------------------------------------------------
+
+def torch_choice(inp: Inputs, base: Optional[PythonInfo]) -> TorchChoice:
+    """Which torch the env gets, from the spec, the driver and the GPUs (or the one it has)."""
+    spec, gpu, env_info = inp.spec, inp.facts.gpu, inp.env_info
     preinstalled = ""
     if spec.torch.version == "preinstalled":
         src = env_info or (base if spec.system_site_packages else None)
         preinstalled = (src.packages.get("torch") or "") if src else ""
-    choice = select_torch(version=spec.torch.version, cuda=spec.torch.cuda, driver_cuda=gpu.cuda_version,
-                          compute_caps=caps, has_gpu=gpu.ok, preinstalled_version=preinstalled)
-    torch_step = Step("torch", f"torch {choice.describe()}")
+    return select_torch(version=spec.torch.version, cuda=spec.torch.cuda, driver_cuda=gpu.cuda_version,
+                        compute_caps=inp.caps, has_gpu=gpu.ok, preinstalled_version=preinstalled)
+
+
+def plan_torch(inp: Inputs, choice: TorchChoice, env_step: Step, base: Optional[PythonInfo]) -> Step:
+    facts, spec, gpu, env_info = inp.facts, inp.spec, inp.facts.gpu, inp.env_info
+    env_py = inp.layout.env_python
+    step = Step("torch", f"torch {choice.describe()}")
     # Which instance of the env the later steps were installed into: recreating the env (a new
     # spec, --force env, deleted by hand) empties it, so everything after it is redone.
     env_rec = _record(facts, "env") if env_step.state == "done" else None
     env_instance = (env_rec or {}).get("started", "new")
-    torch_step.fingerprint = fingerprint("torch", env_step.fingerprint, env_instance, choice.mode,
-                                         choice.requirement, choice.index_url)
-    torch_step.notes.extend(choice.notes)
+    step.fingerprint = fingerprint("torch", env_step.fingerprint, env_instance, choice.mode,
+                                   choice.requirement, choice.index_url)
+    step.notes.extend(choice.notes)
     if choice.reason:
-        torch_step.notes.insert(0, choice.reason)
+        step.notes.insert(0, choice.reason)
     installed_torch = (env_info.packages.get("torch") if env_info else None) or ""
     if choice.mode == "none":
-        torch_step.state, torch_step.why = "skip", "the env spec asks for no torch"
+        step.state, step.why = "skip", "the env spec asks for no torch"
     elif choice.mode == "preinstalled":
-        torch_step.argv = [env_py, "-c", 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)']
-        state_of(torch_step, exists=bool(installed_torch), missing_why="torch is not importable in the env")
+        step.argv = [env_py, "-c", 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)']
+        inp.judge(step, exists=bool(installed_torch), missing_why="torch is not importable in the env")
         # The probe looked at the python that is to provide torch: without it no later step can work.
         sees_base = base is not None and spec.system_site_packages
         if env_info is not None:
@@ -436,130 +457,186 @@ def build_plan(
             source, where = base, f"{base.path} (the python the venv is made from)"
         else:
             source, where = None, ""
-        if source is not None and not source.packages.get("torch") and torch_step.state != "done":
-            torch_step.state = "blocked"
-            torch_step.why = f"torch is missing from {where}, and torch: preinstalled installs none"
-            torch_step.hint = (f"install torch into {base.path if sees_base else env_py}, or set torch.version: auto "
-                               "in the env spec so bootstrap installs the build for the host's driver")
-            torch_step.blocked_code = "host"
+        if source is not None and not source.packages.get("torch") and step.state != "done":
+            step.state = "blocked"
+            step.why = f"torch is missing from {where}, and torch: preinstalled installs none"
+            step.hint = (f"install torch into {base.path if sees_base else env_py}, or set torch.version: auto "
+                         "in the env spec so bootstrap installs the build for the host's driver")
+            step.blocked_code = "host"
     else:
-        torch_step.argv = [env_py, "-m", "pip", "install", *choice.pip_args()]
-        if "torch" in force:
-            torch_step.argv.append("--force-reinstall")
-        torch_step.detached, torch_step.timeout_s = True, install_minutes
-        state_of(torch_step, exists=bool(installed_torch), missing_why="torch is missing from the env")
-    if choice.blocked and torch_step.state != "done":
-        torch_step.state, torch_step.why = "blocked", choice.blocked
-        torch_step.blocked_code = "host" if spec.torch.version == spec.torch.cuda == "auto" else "config"
-    if gpu_broken and spec.torch.cuda == "auto" and choice.mode == "install" and torch_step.state != "done":
-        torch_step.state, torch_step.why = "blocked", f"GPU problem: {gpu.diagnosis.message}"
-        torch_step.hint = gpu.diagnosis.hint or "fix the driver, or pin torch.cuda: cpu"
-        torch_step.blocked_code = "host"
-    steps.append(torch_step)
+        step.argv = [env_py, "-m", "pip", "install", *choice.pip_args()]
+        if "torch" in inp.force:
+            step.argv.append("--force-reinstall")
+        step.detached, step.timeout_s = True, inp.install_s
+        inp.judge(step, exists=bool(installed_torch), missing_why="torch is missing from the env")
+    if choice.blocked and step.state != "done":
+        step.state, step.why = "blocked", choice.blocked
+        step.blocked_code = "host" if spec.torch.version == spec.torch.cuda == "auto" else "config"
+    gpu_broken = gpu.diagnosis.kind in GPU_ERRORS
+    if gpu_broken and spec.torch.cuda == "auto" and choice.mode == "install" and step.state != "done":
+        step.state, step.why = "blocked", f"GPU problem: {gpu.diagnosis.message}"
+        step.hint = gpu.diagnosis.hint or "fix the driver, or pin torch.cuda: cpu"
+        step.blocked_code = "host"
+    return step
 
-    # packages -------------------------------------------------------------------------
-    pkg_step = Step("packages", f"pip packages ({len(spec.packages)})")
-    pkg_step.fingerprint = fingerprint("packages", torch_step.fingerprint, sorted(spec.packages))
+
+def plan_packages(inp: Inputs, torch_step: Step) -> Step:
+    spec = inp.spec
+    step = Step("packages", f"pip packages ({len(spec.packages)})")
+    step.fingerprint = fingerprint("packages", torch_step.fingerprint, sorted(spec.packages))
     if not spec.packages:
-        pkg_step.state, pkg_step.why = "skip", "no packages in the env spec"
-    else:
-        pkg_step.title = "pip " + " ".join(spec.packages)
-        pkg_step.argv = [env_py, "-m", "pip", "install", *spec.packages]
-        if "packages" in force:
-            pkg_step.argv += ["--force-reinstall", "--no-deps"]
-        pkg_step.detached, pkg_step.timeout_s = True, install_minutes
-        state_of(pkg_step, exists=env_info is not None)
-    steps.append(pkg_step)
+        step.state, step.why = "skip", "no packages in the env spec"
+        return step
+    step.title = "pip " + " ".join(spec.packages)
+    step.argv = [inp.layout.env_python, "-m", "pip", "install", *spec.packages]
+    if "packages" in inp.force:
+        step.argv += ["--force-reinstall", "--no-deps"]
+    step.detached, step.timeout_s = True, inp.install_s
+    inp.judge(step, exists=inp.env_info is not None)
+    return step
 
-    # flash-attn -----------------------------------------------------------------------
-    t_version, t_cuda, t_installed = torch_facts(choice, env_info, base, spec)
+
+def flash_attn_choice(inp: Inputs, torch_version: str, torch_cuda: Optional[str],
+                      base: Optional[PythonInfo]) -> flashattn.FAResolution:
+    """A wheel, a source build, or skipped, for the torch the env has (or is about to get)."""
+    facts, spec, gpu, env_info = inp.facts, inp.spec, inp.facts.gpu, inp.env_info
     py_minor = env_info.minor if env_info else (base.minor if base else spec.python)
     fa_inp = flashattn.FAInputs(
-        compute_caps=caps, gpu_names=[g.name for g in gpu.gpus if g.cc_tuple is not None] if gpu.ok else [],
-        driver_cuda=gpu.cuda_version, torch_version=t_version, torch_cuda=t_cuda, python=py_minor,
+        compute_caps=inp.caps, gpu_names=[g.name for g in gpu.gpus if g.cc_tuple is not None] if gpu.ok else [],
+        driver_cuda=gpu.cuda_version, torch_version=torch_version, torch_cuda=torch_cuda, python=py_minor,
         glibc=facts.glibc, arch=facts.arch or "x86_64", nvcc_version=facts.nvcc_version, nvcc_path=facts.nvcc_path,
         conda_available=spec.uses_conda, ram_gb=facts.mem_available_gb, cpus=facts.cpus or 1,
         ninja=facts.has("ninja"),
     )
-    fa = flashattn.resolve(fa_inp, wanted=spec.flash_attn.wanted, required=spec.flash_attn.required,
-                           version=spec.flash_attn.version)
-    fa_step = Step("flash-attn", "flash-attn")
-    fa_step.notes.extend(fa.notes)
+    return flashattn.resolve(fa_inp, wanted=spec.flash_attn.wanted, required=spec.flash_attn.required,
+                             version=spec.flash_attn.version)
+
+
+def plan_flash_attn(inp: Inputs, fa: flashattn.FAResolution, torch_step: Step, conda_exe: str,
+                    torch_installed: bool) -> Step:
+    spec, layout, env_info = inp.spec, inp.layout, inp.env_info
+    step = Step("flash-attn", "flash-attn")
+    step.notes.extend(fa.notes)
     if fa.kind == "skip":
-        fa_step.state, fa_step.why = "skip", fa.reason
-    elif fa.kind == "unsupported":
+        step.state, step.why = "skip", fa.reason
+        return step
+    if fa.kind == "unsupported":
         if spec.flash_attn.required:
-            fa_step.state, fa_step.why = "blocked", fa.reason
-            fa_step.hint = "flash_attn.required is true in the env spec; set it to false to continue without"
-            fa_step.blocked_code = "host"
+            step.state, step.why = "blocked", fa.reason
+            step.hint = "flash_attn.required is true in the env spec; set it to false to continue without"
+            step.blocked_code = "host"
         else:
-            fa_step.state, fa_step.why = "skip", fa.reason
+            step.state, step.why = "skip", fa.reason
+        return step
+    step.title = f"flash-attn {fa.describe()}"
+    argv = ["bash", layout.script("build_flash_attn.sh"), "--python", layout.env_python, "--version", fa.version]
+    if fa.kind == "wheel":
+        argv += ["--wheel-url", fa.url, "--wheel", fa.wheel]
+        step.timeout_s = inp.install_s
     else:
-        fa_step.title = f"flash-attn {fa.describe()}"
-        argv = ["bash", layout.script("build_flash_attn.sh"), "--python", env_py, "--version", fa.version]
-        if fa.kind == "wheel":
-            argv += ["--wheel-url", fa.url, "--wheel", fa.wheel]
-            fa_step.timeout_s = install_minutes
-        else:
-            argv.append("--source")
-            if fa.conda_cuda_version:
-                argv += ["--conda", conda_exe, "--conda-cuda", fa.conda_cuda_version]
-            elif fa.cuda_home:
-                argv += ["--cuda-home", fa.cuda_home]
-            fa_step.env = dict(fa.env)
-            fa_step.timeout_s = spec.timeouts.flash_attn_build * 60
-        fa_step.argv = argv
-        fa_step.detached = True
-        fa_step.fingerprint = fingerprint("flash-attn", torch_step.fingerprint, fa.kind, fa.version, fa.wheel,
-                                          fa.env.get("FLASH_ATTN_CUDA_ARCHS", ""), fa.conda_cuda_version)
-        have = (env_info.packages.get("flash-attn") if env_info else None) or ""
-        state_of(fa_step, exists=bool(have), extra_ok=have.split("+")[0] == fa.version.split("+")[0],
-                 missing_why=f"flash-attn {fa.version} is not installed in the env (found {have or 'none'})")
-        if fa.kind == "source" and not facts.has("gcc") and fa_step.state != "done":
-            fa_step.state, fa_step.why = "blocked", "a source build needs gcc/g++ on the host (apt-get install build-essential)"
-            fa_step.blocked_code = "host"
-        if not t_installed and fa_step.state == "todo":
-            fa_step.notes.append("planned from the torch about to be installed; re-planned from the real one before it runs")
-    steps.append(fa_step)
+        argv.append("--source")
+        if fa.conda_cuda_version:
+            argv += ["--conda", conda_exe, "--conda-cuda", fa.conda_cuda_version]
+        elif fa.cuda_home:
+            argv += ["--cuda-home", fa.cuda_home]
+        step.env = dict(fa.env)
+        step.timeout_s = spec.timeouts.flash_attn_build * 60
+    step.argv = argv
+    step.detached = True
+    step.fingerprint = fingerprint("flash-attn", torch_step.fingerprint, fa.kind, fa.version, fa.wheel,
+                                   fa.env.get("FLASH_ATTN_CUDA_ARCHS", ""), fa.conda_cuda_version)
+    have = (env_info.packages.get("flash-attn") if env_info else None) or ""
+    inp.judge(step, exists=bool(have), extra_ok=have.split("+")[0] == fa.version.split("+")[0],
+              missing_why=f"flash-attn {fa.version} is not installed in the env (found {have or 'none'})")
+    if fa.kind == "source" and not inp.facts.has("gcc") and step.state != "done":
+        step.state, step.why = "blocked", "a source build needs gcc/g++ on the host (apt-get install build-essential)"
+        step.blocked_code = "host"
+    if not torch_installed and step.state == "todo":
+        step.notes.append("planned from the torch about to be installed; re-planned from the real one before it runs")
+    return step
 
-    # verify ---------------------------------------------------------------------------
-    verify_step = Step("verify", "verify: torch, GPUs, bf16 matmul, SDPA flash vs math, flash-attn vs SDPA")
-    verify_step.argv = [env_py, layout.script("verify.py"), "--out", layout.verify_json]
+
+def plan_verify(inp: Inputs, choice: TorchChoice, torch_cuda: Optional[str], fa: flashattn.FAResolution,
+                built_on: Sequence[Step], verify_digest: str) -> Step:
+    """`built_on`: the torch, packages and flash-attn steps, whose results it checks."""
+    layout, facts = inp.layout, inp.facts
+    torch_step, pkg_step, fa_step = built_on
+    step = Step("verify", "verify: torch, GPUs, bf16 matmul, SDPA flash vs math, flash-attn vs SDPA")
+    step.argv = [layout.env_python, layout.script("verify.py"), "--out", layout.verify_json]
     if fa.installs:
-        verify_step.argv.append("--expect-flash-attn")
-    if gpu.ok and (t_cuda is not None) and choice.mode != "none":
-        verify_step.argv.append("--expect-cuda")
+        step.argv.append("--expect-flash-attn")
+    if facts.gpu.ok and (torch_cuda is not None) and choice.mode != "none":
+        step.argv.append("--expect-cuda")
     if choice.mode == "none":
-        verify_step.argv.append("--no-torch-ok")
-    verify_step.fingerprint = fingerprint("verify", torch_step.fingerprint, pkg_step.fingerprint,
-                                          fa_step.fingerprint or fa.kind, verify_digest, verify_step.argv[3:])
-    verify_step.timeout_s = 600
+        step.argv.append("--no-torch-ok")
+    step.fingerprint = fingerprint("verify", torch_step.fingerprint, pkg_step.fingerprint,
+                                   fa_step.fingerprint or fa.kind, verify_digest, step.argv[3:])
+    step.timeout_s = 600
     verify_ok = bool(facts.verify and facts.verify.get("ok"))
-    state_of(verify_step, exists=env_info is not None, extra_ok=verify_ok,
-             missing_why="the last verification did not pass" if env_info else "the env is missing")
-    if force and "verify" not in force and verify_step.state == "done":
-        verify_step.state, verify_step.why = "todo", "re-verify after the forced step"
-    steps.append(verify_step)
+    env_exists = inp.env_info is not None
+    inp.judge(step, exists=env_exists, extra_ok=verify_ok,
+              missing_why="the last verification did not pass" if env_exists else "the env is missing")
+    if inp.force and "verify" not in inp.force and step.state == "done":
+        step.state, step.why = "todo", "re-verify after the forced step"
+    return step
 
-    if not facts.has("tmux"):
-        for s in steps:
-            if s.detached and s.state in ("todo", "running"):
-                s.state, s.why = "blocked", "tmux is missing on the host (long steps run detached in tmux)"
-                s.hint = "install tmux on the host (apt-get install tmux)"
-                s.blocked_code = "host"
-                break
-    # A step after a blocked one cannot run: show it as waiting for the blocker.
+
+def _block_without_tmux(steps: Sequence[Step], facts: HostFacts) -> None:
+    """The first detached step to run is blocked on a host without tmux."""
+    if facts.has("tmux"):
+        return
+    for s in steps:
+        if s.detached and s.state in ("todo", "running"):
+            s.state, s.why = "blocked", "tmux is missing on the host (long steps run detached in tmux)"
+            s.hint = "install tmux on the host (apt-get install tmux)"
+            s.blocked_code = "host"
+            return
+
+
+def _block_after_blocker(steps: Sequence[Step]) -> None:
+    """A step after a blocked one cannot run: show it as waiting for the blocker."""
     blocker: Optional[Step] = None
     for s in steps:
         if blocker is not None and s.state in ("todo", "running"):
             s.state, s.why, s.blocked_code = "blocked", f"needs {blocker.name} (blocked)", blocker.blocked_code
         elif s.state == "blocked" and blocker is None:
             blocker = s
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+
+def build_plan(
+    facts: HostFacts,
+    spec: EnvSpec,
+    *,
+    host: str,
+    host_python: str = "",
+    force: Sequence[str] = (),
+    accept_tos: bool = False,
+    verify_digest: str = "",
+) -> Plan:
+    inp = Inputs(facts, spec, Layout(facts.workdir, spec.name), tuple(force),
+                 accepted=accept_tos or spec.accept_anaconda_tos)
+    base, base_why = _base_python(facts, spec.python) if spec.manager == "venv" else (None, "")
+    conda = plan_conda(inp)
+    env_step = plan_env(inp, conda, base, base_why)
+    choice = torch_choice(inp, base)
+    torch_step = plan_torch(inp, choice, env_step, base)
+    pkg_step = plan_packages(inp, torch_step)
+    torch_version, torch_cuda, torch_installed = torch_facts(choice, inp.env_info, base, spec)
+    fa = flash_attn_choice(inp, torch_version, torch_cuda, base)
+    fa_step = plan_flash_attn(inp, fa, torch_step, conda.exe, torch_installed)
+    verify_step = plan_verify(inp, choice, torch_cuda, fa, (torch_step, pkg_step, fa_step), verify_digest)
+
+    steps = [conda.step, env_step, torch_step, pkg_step, fa_step, verify_step]
+    _block_without_tmux(steps, facts)
+    _block_after_blocker(steps)
+    warnings: List[str] = []
     if facts.disk_path and facts.disk_free_gb < 15 and any(s.state == "todo" for s in steps):
         warnings.append(f"only {facts.disk_free_gb:.0f} GiB free at {facts.disk_path}: torch needs ~5-10 GiB")
-
-    return Plan(host=host, spec=spec, facts=facts, layout=layout, torch=choice, flash_attn=fa, conda=conda,
-                steps=steps, host_python=host_python, warnings=warnings)
+    return Plan(host=host, spec=spec, facts=facts, layout=inp.layout, torch=choice, flash_attn=fa,
+                conda=conda.install, steps=steps, host_python=host_python, warnings=warnings)
 
 
 def state_json(plan: Plan, previous: Optional[dict] = None, now: float = 0.0) -> dict:

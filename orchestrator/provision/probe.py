@@ -1,8 +1,9 @@
 """The host probe: one script, one SSH round trip, every fact bootstrap and `hosts check` need.
 
-`probe_command(workdir, pythons)` returns the shell text to run on the host (bash -c with
-the script as one quoted argument, the workdir and the interpreters to inspect as
-positional arguments). The script prints sections::
+The script is bootstrap/probe.sh. `probe_command(workdir, pythons)` returns the shell text
+to run on the host: bash -c with the script's text as one quoted argument, then its options
+(the tools to look for, the nvidia-smi fields this module parses), the workdir and the
+interpreters to inspect. The script prints sections::
 
     @@orch:begin NAME
     ...raw output of the section's commands...
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.provision import gpu as gpu_mod
+from orchestrator.provision import scripts
 from orchestrator.transport import shell
 from orchestrator.config.project import control_char
 
@@ -29,134 +31,22 @@ PROBE_VERSION = 1
 TOOLS = ("bash", "tmux", "rsync", "git", "gcc", "g++", "make", "ninja", "curl", "wget", "sha256sum",
          "nvcc", "nvidia-smi", "conda", "python3", "timeout")
 
-# Runs with bash on the host. $1 = workdir (absolute, or relative to $HOME), $2.. = interpreters
-# to inspect (env pythons; relative ones are under the workdir).
-# No `set -e`: a failing probe command is a fact to report, not a reason to stop.
-PROBE_SCRIPT = r"""
-WORKDIR="$1"; shift
-case "$WORKDIR" in /*) ;; "~") WORKDIR="$HOME" ;; "~/"*) WORKDIR="$HOME/${WORKDIR#\~/}" ;; *) WORKDIR="$HOME/$WORKDIR" ;; esac
-export LC_ALL=C
-T=""; if command -v timeout >/dev/null 2>&1; then T="timeout 30"; fi
-sec() { printf '@@orch:begin %s\n' "$1"; }
-endsec() { printf '\n@@orch:end %s %s\n' "$1" "$2"; }
-run() { local name="$1"; shift; sec "$name"; "$@" 2>&1; endsec "$name" "$?"; }
-PYSNIP=$(cat <<'PYEOF'
-import sys, json
-d = {"executable": sys.executable, "version": "%d.%d.%d" % tuple(sys.version_info[:3]),
-     "prefix": sys.prefix, "base_prefix": getattr(sys, "base_prefix", sys.prefix)}
-try:
-    import ensurepip, venv
-    d["venv"] = True
-except Exception:
-    d["venv"] = False
-try:
-    import importlib.util, os, re
-    spec = importlib.util.find_spec("torch")  # finds it without importing it (fast)
-    if spec is not None and spec.origin:
-        with open(os.path.join(os.path.dirname(spec.origin), "version.py")) as f:
-            m = re.search(r"^cuda\b[^=]*=\s*['\"]([0-9.]+)['\"]", f.read(), re.M)
-        d["torch_cuda"] = m.group(1) if m else None
-except Exception:
-    pass
-try:
-    from importlib.metadata import version, PackageNotFoundError
-    for pkg in ("torch", "flash-attn", "ninja", "transformers", "pip"):
-        try:
-            d[pkg] = version(pkg)
-        except PackageNotFoundError:
-            d[pkg] = None
-except Exception:
-    pass
-print(json.dumps(d))
-PYEOF
-)
-pyinfo() { if [ -x "$1" ]; then $T "$1" -c "$PYSNIP" 2>/dev/null || echo '{"broken": true}'; else echo '{"missing": true}'; fi; }
 
-run probe-version echo __PROBE_VERSION__
-run uname uname -srm
-run os-release cat /etc/os-release
-sec glibc; { getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -n 1; }; endsec glibc $?
-run nproc nproc
-sec meminfo; grep -E '^(MemTotal|MemAvailable|SwapTotal):' /proc/meminfo 2>&1; endsec meminfo $?
-sec disk; d="$WORKDIR"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" 2>&1; endsec disk $?
-# One value a section, printed as it is: a path with a newline stays one value.
-sec home; printf '%s' "$HOME"; endsec home 0
-sec workdir; printf '%s' "$WORKDIR"; endsec workdir 0
-sec workdir-exists; [ -d "$WORKDIR" ] && echo yes; endsec workdir-exists 0
-sec which; for t in __TOOLS__; do printf '%s=%s\n' "$t" "$(command -v "$t" 2>/dev/null)"; done; endsec which 0
-if command -v tmux >/dev/null 2>&1; then run tmux tmux -V; fi
-
-# nvidia-smi: the query (with a retry without compute_cap for old drivers), XML, header.
-if command -v nvidia-smi >/dev/null 2>&1; then
-  out=$($T nvidia-smi --query-gpu=__FIELDS__ --format=csv,noheader,nounits 2>&1); rc=$?
-  sec nvidia-smi-query; printf '%s' "$out"; endsec nvidia-smi-query $rc
-  if printf '%s' "$out" | grep -q 'is not a valid field'; then
-    out=$($T nvidia-smi --query-gpu=__FIELDS_NOCC__ --format=csv,noheader,nounits 2>&1); rc=$?
-    sec nvidia-smi-query-nocc; printf '%s' "$out"; endsec nvidia-smi-query-nocc $rc
-  fi
-  if [ "$rc" = 0 ]; then
-    xml=$($T nvidia-smi -q -x 2>&1); xrc=$?
-    sec nvidia-smi-xml; printf '%s' "$xml"; endsec nvidia-smi-xml $xrc
-    if ! printf '%s' "$xml" | grep -q '<cuda_version>[0-9]'; then
-      sec nvidia-smi-plain; $T nvidia-smi 2>&1 | head -n 12; endsec nvidia-smi-plain $?
-    fi
-  fi
-else
-  sec nvidia-smi-query; echo "nvidia-smi: command not found"; endsec nvidia-smi-query 127
-fi
-
-sec nvcc
-n=$(command -v nvcc 2>/dev/null); [ -z "$n" ] && [ -x /usr/local/cuda/bin/nvcc ] && n=/usr/local/cuda/bin/nvcc
-if [ -n "$n" ]; then printf 'path=%s\n' "$n"; $T "$n" --version 2>&1; endsec nvcc $?; else endsec nvcc 127; fi
-
-sec conda
-seen=""
-c=$(command -v conda 2>/dev/null)
-for exe in "$c" "${CONDA_EXE:-}" "$WORKDIR/miniconda3/bin/conda" "$WORKDIR/miniforge3/bin/conda" \
-    "$HOME/miniconda3/bin/conda" "$HOME/anaconda3/bin/conda" "$HOME/miniforge3/bin/conda" \
-    "$HOME/mambaforge/bin/conda" "/opt/conda/bin/conda" "/opt/miniconda3/bin/conda" "/opt/miniforge3/bin/conda"; do
-  [ -n "$exe" ] && [ -x "$exe" ] || continue
-  p=$(cd "$(dirname "$exe")/.." 2>/dev/null && pwd -P) || continue
-  case " $seen " in *" $p "*) continue;; esac; seen="$seen $p"
-  [ -x "$p/bin/conda" ] || continue
-  v=$(ls "$p"/conda-meta/ 2>/dev/null | sed -n 's/^conda-\([0-9][0-9.]*\)-.*\.json$/\1/p' | head -n 1)
-  tos=0; ls "$p"/conda-meta/conda-anaconda-tos-*.json >/dev/null 2>&1 && tos=1
-  forge=0; grep -qs conda-forge "$p/.condarc" && forge=1
-  printf 'prefix=%s version=%s tos_plugin=%s conda_forge=%s\n' "$p" "$v" "$tos" "$forge"
-done
-endsec conda 0
-
-sec pythons
-seen=""
-for name in python3 python3.8 python3.9 python3.10 python3.11 python3.12 python3.13 python3.14; do
-  p=$(command -v "$name" 2>/dev/null) || continue
-  r=$(readlink -f "$p" 2>/dev/null || printf '%s' "$p")
-  case " $seen " in *" $r "*) continue;; esac; seen="$seen $r"
-  printf 'name=%s path=%s\n' "$name" "$p"; pyinfo "$p"
-done
-endsec pythons 0
-
-sec envs; for p in "$@"; do case "$p" in /*) ;; *) p="$WORKDIR/$p" ;; esac; printf 'path=%s\n' "$p"; pyinfo "$p"; done; endsec envs 0
-sec state; cat "$WORKDIR/bootstrap/state.json" 2>/dev/null; endsec state $?
-sec results; for f in "$WORKDIR"/bootstrap/logs/*.result; do [ -f "$f" ] && { cat "$f"; echo; }; done; endsec results 0
-sec verify; cat "$WORKDIR/bootstrap/verify.json" 2>/dev/null; endsec verify $?
-sec tmux-sessions; tmux -S "$WORKDIR/tmux.sock" list-sessions -F '#{session_name}' 2>/dev/null; endsec tmux-sessions $?
-"""
+def probe_script(project_root: Optional[Path] = None) -> str:
+    """The text of bootstrap/probe.sh (the project's copy when it has one, else orch's)."""
+    return scripts.read_scripts(["probe.sh"], project_root)["probe.sh"]
 
 
-def probe_script() -> str:
-    return (PROBE_SCRIPT.replace("__PROBE_VERSION__", str(PROBE_VERSION))
-            .replace("__TOOLS__", " ".join(TOOLS))
-            .replace("__FIELDS__", ",".join(gpu_mod.QUERY_FIELDS))
-            .replace("__FIELDS_NOCC__", ",".join(gpu_mod.QUERY_FIELDS_NO_CC)))
-
-
-def probe_command(workdir: str, pythons: Sequence[str] = ()) -> str:
-    """Shell text that runs the probe on the host (one round trip)."""
+def probe_command(workdir: str, pythons: Sequence[str] = (), project_root: Optional[Path] = None) -> str:
+    """Shell text that runs the probe on the host: the script travels inside the command
+    (one round trip, nothing uploaded), its inputs as arguments after it."""
     # --norc: bash started by sshd (stdin a socket) reads ~/.bashrc even for -c, and a
     # ~/.bashrc without an "interactive only" guard that prepends to PATH (pyenv, conda init)
     # would hide the host's extra_path from `command -v python3`.
-    return shell.join(["bash", "--norc", "-c", probe_script(), "orch-probe", workdir, *pythons])
+    return shell.join(["bash", "--norc", "-c", probe_script(project_root), "orch-probe",
+                       "--version", str(PROBE_VERSION), "--tools", " ".join(TOOLS),
+                       "--fields", ",".join(gpu_mod.QUERY_FIELDS), "--fields-nocc", ",".join(gpu_mod.QUERY_FIELDS_NO_CC),
+                       "--", workdir, *pythons])
 
 
 # --- facts ----------------------------------------------------------------------------
@@ -524,11 +414,12 @@ def fact_rows(facts: HostFacts) -> List[Tuple[str, str]]:
 # --- effects: run it, save it -----------------------------------------------------------
 
 
-def run_probe(transport: Any, pythons: Sequence[str] = (), timeout: float = 120.0) -> HostFacts:
+def run_probe(transport: Any, pythons: Sequence[str] = (), timeout: float = 120.0,
+              project_root: Optional[Path] = None) -> HostFacts:
     """One round trip: run the probe over `transport` and parse it."""
     from orchestrator.errors import ExitCode, OrchError
 
-    result = transport.run(probe_command(transport.workdir, pythons), check=False, timeout=timeout)
+    result = transport.run(probe_command(transport.workdir, pythons, project_root), check=False, timeout=timeout)
     facts = parse_probe(result.stdout, transport.workdir)
     if "probe-version" not in parse_sections(result.stdout):
         raise OrchError(f"the host probe failed (exit {result.rc}): {(result.stderr or result.stdout).strip()[:500]}",

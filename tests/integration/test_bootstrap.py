@@ -183,10 +183,10 @@ def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
     assert "nothing to do" in again.stderr
     assert p.sshd.logins() == logins + 1
 
-    # `orch hosts show` (the lead wires show_host to it): the recorded facts and environment.
+    # what `orch hosts show` prints: the recorded facts and environment.
     from rich.console import Console
 
-    from orchestrator.commands.bootstrap import show_host
+    from orchestrator.commands.hosts import show_host
     from orchestrator.config.project import Project
 
     console = Console(record=True, width=200)

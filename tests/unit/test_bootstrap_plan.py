@@ -308,17 +308,22 @@ def test_repo_env_specs_load():
 
 
 @pytest.mark.parametrize("data,words", [
-    ({"manager": "pip"}, "key manager: expected conda | miniforge | venv, got 'pip'"),
+    ({"manager": "pip"}, "key 'manager': expected one of conda, miniforge, venv, got 'pip'"),
     ({"python": 3.1}, 'unquoted 3.10 reads as 3.1'),
-    ({"torch": {"version": "latest"}}, "key torch.version: expected auto, none, preinstalled"),
-    ({"torch": {"cuda": "12.1"}}, "key torch.cuda: expected auto, cpu or a variant such as cu121"),
-    ({"flash_attn": {"wanted": "yes"}}, "key flash_attn.wanted: expected true or false"),
+    ({"torch": {"version": "latest"}}, "key 'torch.version': expected auto, none, preinstalled"),
+    ({"torch": {"cuda": "12.1"}}, "key 'torch.cuda': expected auto, cpu or a variant such as cu121"),
+    ({"flash_attn": {"wanted": "yes"}}, "key 'flash_attn.wanted': expected true or false, got 'yes'"),
     ({"packages": ["torch==2.2"]}, "no torch/flash-attn here"),
-    ({"packages": "transformers"}, "key packages: expected a list of pip requirement strings"),
-    ({"conda": {"installer_sha256": "abc"}}, "key conda.installer_sha256: expected 64 hex digits"),
+    ({"packages": "transformers"}, "key 'packages': expected a list of strings, got 'transformers'"),
+    ({"conda": {"installer_sha256": "abc"}}, "key 'conda.installer_sha256': expected 64 hex digits"),
     ({"conda": {"prefix": "relative/path"}}, "an absolute path without spaces"),
     ({"manager": "venv", "torch": {"version": "preinstalled"}}, "system_site_packages: true"),
-    ({"colour": "red"}, "unknown key colour"),
+    ({"colour": "red"}, "unknown key 'colour' (known keys here: manager, python, packages,"),
+    ({"torch": {"colour": "red"}}, "unknown key 'torch.colour' (known keys here: version, cuda)"),
+    ({"torch": "auto"}, "key 'torch': expected a mapping, got 'auto'"),
+    ({"conda": {"prefix": "/opt/x\ny"}}, "key 'conda.prefix': expected no control characters"),
+    ({"timeouts": {"install": 0}}, "key 'timeouts.install': expected a positive number (minutes), got 0.0"),
+    ({"timeouts": {"install": "1h"}}, "key 'timeouts.install': expected a number, got '1h'"),
 ])
 def test_env_spec_errors_name_file_key_and_expectation(data, words):
     with pytest.raises(OrchError) as exc:
@@ -326,6 +331,14 @@ def test_env_spec_errors_name_file_key_and_expectation(data, words):
     assert exc.value.code == ExitCode.CONFIG
     assert str(exc.value).startswith("configs/envs/x.yaml: ")
     assert words in str(exc.value)
+
+
+def test_env_spec_empty_sections_and_defaults():
+    """`torch:` with every line commented out is the defaults; a venv's python defaults to system."""
+    s = envspec.parse({"manager": "venv", "torch": None, "packages": None}, "v")
+    assert (s.python, s.torch.version, s.packages, s.path) == ("system", "auto", [], "configs/envs/v.yaml")
+    c = envspec.parse({"python": 3.12, "packages": [" einops "], "conda": {"installer_sha256": "AB" * 32}}, "c")
+    assert (c.python, c.packages, c.conda.installer_sha256) == ("3.12", ["einops"], "ab" * 32)
 
 
 def test_missing_env_spec_lists_the_known_ones(tmp_path):

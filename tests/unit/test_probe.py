@@ -1,7 +1,9 @@
 """The host probe: the real script run here with nvidia-smi/nvcc shims replaying the H200
 fixtures (and the documented failures), and its pure parsers on raw outputs."""
 import json
+import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -194,7 +196,30 @@ def test_problems_for_missing_tools():
 
 
 def test_probe_command_is_one_quoted_bash_invocation():
+    """bootstrap/probe.sh's text travels inside the one command (one round trip, no upload)."""
     cmd = probe.probe_command("/w/it's here", ["envs/default/bin/python"])
     assert cmd.startswith("bash --norc -c ") and "'/w/it'\"'\"'s here'" in cmd  # --norc: see probe_command
-    assert "nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used,utilization.gpu," \
-           "compute_cap,pci.bus_id" in cmd
+    argv = shlex.split(cmd)
+    script = (Path(__file__).resolve().parents[2] / "bootstrap" / "probe.sh").read_text()
+    assert argv[:5] == ["bash", "--norc", "-c", script, "orch-probe"]
+    assert argv[argv.index("--fields") + 1] == ("index,name,uuid,driver_version,memory.total,memory.used,"
+                                                "utilization.gpu,compute_cap,pci.bus_id")
+    assert argv[-3:] == ["--", "/w/it's here", "envs/default/bin/python"]
+
+
+def test_the_probe_script_runs_by_itself_and_says_how_when_called_wrong(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "bootstrap" / "probe.sh"
+    wrong = subprocess.run(["bash", str(script), str(tmp_path)], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "usage: probe.sh" in wrong.stderr
+    ok = subprocess.run(["bash", str(script), "--version", "7", "--tools", "bash", "--fields", "index",
+                         "--fields-nocc", "index", str(tmp_path)], capture_output=True, text=True)
+    sections = probe.parse_sections(ok.stdout)
+    assert sections["probe-version"].text == "7" and sections["workdir"].text == str(tmp_path)
+    assert sections["which"].text.startswith("bash=/")
+
+
+def test_a_project_with_its_own_probe_script_uses_it(tmp_path):
+    (tmp_path / "bootstrap").mkdir()
+    (tmp_path / "bootstrap" / "probe.sh").write_text("echo the probe of this project")
+    assert "the probe of this project" in probe.probe_command("/w", [], project_root=tmp_path)
+    assert "the probe of this project" not in probe.probe_command("/w", [], project_root=tmp_path / "elsewhere")
