@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.config import experiments
-from orchestrator.runs import hostctl as hostops, launch as runner
+from orchestrator.runs import hostctl as hostops, launch as runner, records
 from orchestrator import output
 from orchestrator.transport import shell
 from orchestrator.transport.connect import open_transport
@@ -122,13 +122,13 @@ def _remember(run_dir, record, rows: List[JobRow]) -> None:
     states = {r.name: r.state for r in rows}
     if record.get("job_states") != states:
         record["job_states"] = states
-        runner.save_record(run_dir, record)
+        records.save_record(run_dir, record)
 
 
 def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> None:
     """--wait: live status until the jobs end (Ctrl-C only stops watching), then fetch."""
     run_dir = project.run_dir(run_id)
-    record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+    record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
     rows = _watch(transport, record, doc, run_id, 1.0, output.err if not output.quiet() else _nowhere())
     _remember(run_dir, record, rows)
     if run_state(rows) != "done":
@@ -213,7 +213,7 @@ def register(app: typer.Typer) -> None:
                 raise OrchError(f"--resume relaunches a run as it was launched; {', '.join(given)} cannot change it",
                                 ExitCode.USAGE, hint="start a new run to change its config, host or name")
             run_dir = project.existing_run(resume)
-            record = runner.load_record(run_dir)
+            record = records.load_record(run_dir)
             if not experiments.names_experiment(experiment, record.get("experiment"), resume):
                 raise OrchError(f"run {resume} is of experiment {record.get('experiment')!r}, not {experiment!r}",
                                 ExitCode.USAGE, hint=f"orch run {record.get('experiment')} --resume {resume}")
@@ -235,7 +235,7 @@ def register(app: typer.Typer) -> None:
             check_min_accuracy(metrics)
             return
         exp, _ = experiments.load(project, experiment, set_)
-        run_id = check_name("run", name) if name else runner.new_run_id(project, exp)
+        run_id = check_name("run", name) if name else records.new_run_id(project, exp)
         host_name = host or exp.host
         if dry_run:
             from orchestrator.config.hosts import resolve_host
@@ -277,7 +277,7 @@ def register(app: typer.Typer) -> None:
         project = Project.find()
         run_dir = project.existing_run(run_id)
         run_id = run_dir.name
-        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
             if not remote.get("exists"):
@@ -311,7 +311,7 @@ def register(app: typer.Typer) -> None:
         """Tail (or follow) a job's log over SSH."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
-        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         names = [j["name"] for j in doc["jobs"]]
         if job is not None and job not in names:
             raise OrchError(f"run {run_id} has no job {job!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
@@ -357,7 +357,7 @@ def register(app: typer.Typer) -> None:
         """Stop a run's jobs (or some of them) and mark them cancelled."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
-        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         names = [j["name"] for j in doc["jobs"]]
         for name in job or []:
             if name not in names:
@@ -384,7 +384,7 @@ def register(app: typer.Typer) -> None:
         """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
-        record = runner.load_record(run_dir)
+        record = records.load_record(run_dir)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
         done = sum(r.state == "done" for r in outcome["rows"])
@@ -415,7 +415,7 @@ def register(app: typer.Typer) -> None:
         items = []
         for run_dir in project.list_runs():
             try:
-                record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+                record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
             except OrchError as exc:
                 # One damaged folder must not hide the others.
                 items.append({"run": run_dir.name, "experiment": None, "host": None, "kind": "?",

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List
 from xml.etree import ElementTree as ET
 
-from orchestrator.runs import codesync, hostctl as hostops, launch as runner
+from orchestrator.runs import codesync, hostctl as hostops, launch as runner, records
 from orchestrator.config import experiments
 from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
@@ -114,7 +114,7 @@ def step_run(ctx: SmokeContext) -> str:
     ctx.run_id = f"smoke-check-{time.strftime('%Y%m%d-%H%M%S')}"
     launched = runner.launch(ctx.project, ctx.transport, exp, ctx.run_id)
     ctx.launched = True
-    doc = runner.load_resolved(ctx.project.run_dir(ctx.run_id))
+    doc = records.load_resolved(ctx.project.run_dir(ctx.run_id))
     deadline = time.time() + ctx.timeout
     while True:
         remote = hostops.remote_status(ctx.transport, ctx.workdir, launched.code_hash, ctx.run_id)
