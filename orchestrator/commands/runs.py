@@ -146,10 +146,19 @@ def _nowhere() -> Console:
 
 
 def _evaluate(project: Project, run_id: str) -> dict:
+    metrics = _evaluate_dir(project.run_dir(run_id))
+    output.say(f"results in {escape(str(project.run_dir(run_id)))} (metrics.json, predictions.csv, report.md)")
+    return metrics
+
+
+def _evaluate_dir(run_dir) -> dict:
+    """Evaluate a fetched run (no plots: they are `orch eval RUN --plots`) and show the summary on stderr."""
+    from orchestrator.commands.results_view import print_summary
     from orchestrator.results.evaluate import evaluate_run
 
-    metrics = evaluate_run(project.run_dir(run_id), console=None if output.quiet() else output.err)
-    output.say(f"results in {escape(str(project.run_dir(run_id)))} (metrics.json, report.md, plots/)")
+    metrics = evaluate_run(run_dir)
+    if not output.quiet():
+        print_summary(output.err, metrics, run_dir)
     return metrics
 
 
@@ -396,10 +405,8 @@ def register(app: typer.Typer) -> None:
             output.say(f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
                        f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)", markup=False)
         if outcome["complete"] and not no_eval:
-            from orchestrator.results.evaluate import evaluate_run
-
             try:
-                metrics = evaluate_run(run_dir, console=None if output.quiet() else output.err)
+                metrics = _evaluate_dir(run_dir)
             except KeyboardInterrupt:
                 raise OrchError(f"interrupted while evaluating {run_dir.name}; its fetched results are verified "
                                 f"in {run_dir / 'jobs'}", ExitCode.INTERRUPTED,

@@ -135,7 +135,7 @@ def step_fetch_eval(ctx: SmokeContext) -> str:
     from orchestrator.results.evaluate import check_min_accuracy, evaluate_run
 
     runner.fetch(ctx.project, ctx.transport, ctx.run_id, partial=False)
-    metrics = evaluate_run(ctx.project.run_dir(ctx.run_id), console=None)
+    metrics = evaluate_run(ctx.project.run_dir(ctx.run_id))
     check_min_accuracy(metrics)
     return f"accuracy {metrics['accuracy']:.3f} (threshold {metrics.get('min_accuracy', 0):.2f})"
 
