@@ -138,7 +138,8 @@ def software_facts(run: RunData) -> Dict[str, Any]:
 
 def ids_digest(ids: Iterable[str]) -> str:
     """sha256 of the sorted test ids: two runs with the same digest scored the same texts."""
-    return hashlib.sha256("".join(tid + "\n" for tid in sorted(ids)).encode("utf-8")).hexdigest()
+    ordered = sorted(ids)
+    return hashlib.sha256(("\n".join(ordered) + "\n" if ordered else "").encode("utf-8")).hexdigest()
 
 
 @dataclass

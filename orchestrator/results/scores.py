@@ -18,6 +18,7 @@ import math
 import os
 import stat
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -160,6 +161,23 @@ def load_run(run_dir: Path, jobs_dir: Optional[Path] = None) -> RunData:
 
 # --------------------------------------------------------------------------- one score file
 
+_scan_once = json.JSONDecoder().scan_once  # the C scanner behind json.loads
+
+
+def _parse_line(text: str) -> Any:
+    """``json.loads(text)``, skipping its Python wrappers for the usual line (one object,
+    then only JSON whitespace): the same scanner, the same object.  Anything else goes
+    through json.loads itself, so its errors are json.loads's."""
+    if text[:1] == "{":
+        try:
+            value, end = _scan_once(text, 0)
+        except (StopIteration, ValueError):
+            return json.loads(text)
+        if not text[end:].strip(" \t\n\r"):
+            return value
+    return json.loads(text)
+
+
 
 def listed_file(job: JobRecord, name: str) -> Dict[str, Any]:
     """The manifest's entry for a file the job's role must produce (the manifest must list it)."""
@@ -193,9 +211,8 @@ def _read_scores(job: JobRecord) -> List[Dict[str, Any]]:
     digest = hashlib.sha256()
     rows: List[Dict[str, Any]] = []
     problem: Optional[str] = None  # the first unparseable line; reported unless the hash says "corrupt"
-    loads = json.loads
     with open(path, "rb") as fh:
-        for lineno, line in enumerate(iter(lambda: fh.readline(MAX_LINE + 1), b""), 1):
+        for lineno, line in enumerate(iter(partial(fh.readline, MAX_LINE + 1), b""), 1):
             digest.update(line)
             if problem is not None:
                 continue
@@ -205,9 +222,12 @@ def _read_scores(job: JobRecord) -> List[Dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                row = loads(line.decode("utf-8", errors="replace"))
+                row = _parse_line(line.decode("utf-8", errors="replace"))
             except json.JSONDecodeError as exc:
                 problem = f"{path}:{lineno}: not valid JSON ({exc.msg})"
+                continue
+            except RecursionError:
+                problem = f"{path}:{lineno}: not valid JSON (nested too deeply)"
                 continue
             if not isinstance(row, dict):
                 problem = f"{path}:{lineno}: expected a JSON object"
