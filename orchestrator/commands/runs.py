@@ -14,7 +14,7 @@ from rich.text import Text
 
 from orchestrator.config import experiments
 from orchestrator import backends
-from orchestrator.runs import hostctl as hostops, launch as runner
+from orchestrator.runs import hostctl as hostops, launch as runner, records
 from remote.jobstate import ACTIVE
 from orchestrator import output
 from orchestrator.transport import shell
@@ -124,13 +124,13 @@ def _remember(run_dir, record, rows: List[StatusRow]) -> None:
     states = {r.name: r.state for r in rows}
     if record.get("job_states") != states:
         record["job_states"] = states
-        runner.save_record(run_dir, record)
+        records.save_record(run_dir, record)
 
 
 def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> None:
     """--wait: live status until the jobs end (Ctrl-C only stops watching), then fetch."""
     run_dir = project.run_dir(run_id)
-    record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+    record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
     rows = _watch(transport, record, doc, run_id, 1.0, output.err if not output.quiet() else _nowhere())
     _remember(run_dir, record, rows)
     if run_state(rows) != "done":
@@ -148,10 +148,19 @@ def _nowhere() -> Console:
 
 
 def _evaluate(project: Project, run_id: str) -> dict:
+    metrics = _evaluate_dir(project.run_dir(run_id))
+    output.say(f"results in {escape(str(project.run_dir(run_id)))} (metrics.json, predictions.csv, report.md)")
+    return metrics
+
+
+def _evaluate_dir(run_dir) -> dict:
+    """Evaluate a fetched run (no plots: they are `orch eval RUN --plots`) and show the summary on stderr."""
+    from orchestrator.commands.results_view import print_summary
     from orchestrator.results.evaluate import evaluate_run
 
-    metrics = evaluate_run(project.run_dir(run_id), console=None if output.quiet() else output.err)
-    output.say(f"results in {escape(str(project.run_dir(run_id)))} (metrics.json, report.md, plots/)")
+    metrics = evaluate_run(run_dir)
+    if not output.quiet():
+        print_summary(output.err, metrics, run_dir)
     return metrics
 
 
@@ -215,7 +224,7 @@ def register(app: typer.Typer) -> None:
                 raise OrchError(f"--resume relaunches a run as it was launched; {', '.join(given)} cannot change it",
                                 ExitCode.USAGE, hint="start a new run to change its config, host or name")
             run_dir = project.existing_run(resume)
-            record = runner.load_record(run_dir)
+            record = records.load_record(run_dir)
             if not experiments.names_experiment(experiment, record.get("experiment"), resume):
                 raise OrchError(f"run {resume} is of experiment {record.get('experiment')!r}, not {experiment!r}",
                                 ExitCode.USAGE, hint=f"orch run {record.get('experiment')} --resume {resume}")
@@ -237,7 +246,7 @@ def register(app: typer.Typer) -> None:
             check_min_accuracy(metrics)
             return
         exp, _ = experiments.load(project, experiment, set_)
-        run_id = check_name("run", name) if name else runner.new_run_id(project, exp)
+        run_id = check_name("run", name) if name else records.new_run_id(project, exp)
         host_name = host or exp.host
         if dry_run:
             from orchestrator.config.hosts import resolve_host
@@ -279,7 +288,7 @@ def register(app: typer.Typer) -> None:
         project = Project.find()
         run_dir = project.existing_run(run_id)
         run_id = run_dir.name
-        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             backend = backends.for_record(record)
             remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
@@ -314,7 +323,7 @@ def register(app: typer.Typer) -> None:
         """Tail (or follow) a job's log over SSH."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
-        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         names = [j["name"] for j in doc["jobs"]]
         if job is not None and job not in names:
             raise OrchError(f"run {run_id} has no job {job!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
@@ -363,7 +372,7 @@ def register(app: typer.Typer) -> None:
         """Stop a run's jobs (or some of them) and mark them cancelled."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
-        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         names = [j["name"] for j in doc["jobs"]]
         for name in job or []:
             if name not in names:
@@ -391,7 +400,7 @@ def register(app: typer.Typer) -> None:
         """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
-        record = runner.load_record(run_dir)
+        record = records.load_record(run_dir)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
         done = sum(r.state == "done" for r in outcome["rows"])
@@ -403,10 +412,8 @@ def register(app: typer.Typer) -> None:
             output.say(f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
                        f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)", markup=False)
         if outcome["complete"] and not no_eval:
-            from orchestrator.results.evaluate import evaluate_run
-
             try:
-                metrics = evaluate_run(run_dir, console=None if output.quiet() else output.err)
+                metrics = _evaluate_dir(run_dir)
             except KeyboardInterrupt:
                 raise OrchError(f"interrupted while evaluating {run_dir.name}; its fetched results are verified "
                                 f"in {run_dir / 'jobs'}", ExitCode.INTERRUPTED,
@@ -422,7 +429,7 @@ def register(app: typer.Typer) -> None:
         items = []
         for run_dir in project.list_runs():
             try:
-                record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+                record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
             except OrchError as exc:
                 # One damaged folder must not hide the others.
                 items.append({"run": run_dir.name, "experiment": None, "host": None, "kind": "?",

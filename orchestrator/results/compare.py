@@ -6,7 +6,10 @@ test ids (with the same labels); with ``force`` they are compared on the ids the
 
 McNemar's exact test: of the texts exactly one of two runs classifies correctly, b went
 to run A and c to run B; under "equally accurate" b ~ Binomial(b + c, 1/2), and the
-two-sided p-value is scipy.stats.binomtest(b, b + c).
+two-sided p-value is 2 P(X <= min(b, c)), at most 1 (what scipy.stats.binomtest gives
+for p = 1/2), summed in exact integers.
+
+The table is printed by commands/results_view.py; this module only computes it.
 """
 from __future__ import annotations
 
@@ -18,23 +21,22 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.results.evaluate import Evaluation, RunData, Scores, name_examples, evaluate, load_run, load_scores
+from orchestrator.results.evaluate import Evaluation, evaluate
+from orchestrator.results.scores import RunData, Scores, load_run, load_scores, name_examples
 
 
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value from the discordant counts b and c."""
     if b < 0 or c < 0:
         raise ValueError("discordant counts must be >= 0")
-    if b + c == 0:
-        return 1.0
-    try:
-        from scipy.stats import binomtest
-    except ImportError:  # scipy comes with scikit-learn; this is only a fallback
-        import math
-
-        n, k = b + c, min(b, c)
-        return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n)
-    return float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
+    n, k = b + c, min(b, c)
+    if 2 * k >= n:
+        return 1.0  # b == c (or none): the most likely split, nothing is less likely than it
+    term = tail = 1  # C(n, 0); then C(n, i) from C(n, i - 1), all in exact integers
+    for i in range(1, k + 1):
+        term = term * (n - i + 1) // i
+        tail += term
+    return min(1.0, 2 * tail / 2**n)  # int / int: correctly rounded, however large
 
 
 def mcnemar_pair(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str, Any]:
@@ -178,68 +180,3 @@ def compare_runs(runs: Sequence[Tuple[str, Path]], *, force: bool = False, per_t
         "test_sets_differ": differ,
         "per_token": per_token,
     }
-
-
-def print_comparison(console: Any, result: Dict[str, Any]) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from rich.markup import escape
-
-    from orchestrator.results.evaluate import BAND_TITLES, describe_bands
-    from orchestrator.results.report import VERDICT_STYLE, ci, compute_time, count, num, pct
-    from orchestrator.commands.tables import add_column, add_name_column
-
-    scoring = "per-token NLL" if result["per_token"] else "raw NLL"
-    table = Table(title=f"{len(result['runs'])} run(s) on {result['n_common']} shared test texts ({scoring})",
-                  title_justify="left")
-    add_name_column(table, "run", [r["run_id"] for r in result["runs"]])
-    for col, justify in [("kind", "left"), ("init", "left"), ("accuracy (95% CI)", "right"),
-                         ("macro-F1", "right"), ("verdict (bands)", "left"), ("compute time", "right"),
-                         ("train tokens", "right")]:
-        add_column(table, col, justify)
-    for r in result["runs"]:
-        style = VERDICT_STYLE.get(r["verdict"], "")
-        verdict = f"[{style}]{escape(r['verdict'])}[/]" if style else escape(r["verdict"])
-        # The bootstrap interval is not symmetric near 100%: print it, not "± half-width".
-        accuracy = f"{pct(r['accuracy'])} ({ci(r['accuracy_ci95'])})" if r["accuracy_ci95"] else pct(r["accuracy"])
-        spent = compute_time(r["gpu_seconds"], r["job_seconds"])
-        table.add_row(escape(r["run_id"]), escape(r["kind"]), escape(str(r["init"])), accuracy, num(r["macro_f1"]),
-                      f"{verdict} ({escape(r['bands'])})", spent, count(r["train_tokens"]))
-    console.print(table)
-    used = sorted({r["bands"] for r in result["runs"]})
-    console.print("bands: " + "; ".join(f"{b} = {BAND_TITLES.get(b, b)} ({describe_bands(b)})" for b in used)
-                  + (" — the runs were judged against different bands" if len(used) > 1 else ""),
-                  markup=False, highlight=False)
-    if any(r["compute"] == "cpu" for r in result["runs"]):
-        console.print("compute time: sum of the jobs' wall times, on GPUs, or on the CPU where no job had a GPU",
-                      markup=False, highlight=False)
-    if result["test_sets_differ"]:
-        console.print(f"note: the runs' test sets differ; compared on the {result['n_common']} ids they share (--force)",
-                      highlight=False)
-    if not result["pairs"]:
-        return
-    several = len(result["pairs"]) > 1
-    pt = Table(title="McNemar's exact test (pairs of runs, same test texts)", title_justify="left")
-    add_name_column(pt, "A", [p["a"] for p in result["pairs"]])
-    add_name_column(pt, "B", [p["b"] for p in result["pairs"]])
-    columns = [("only A right", "right"), ("only B right", "right"),
-               ("accuracy A − B", "right"), ("p-value", "right")] + ([("p (Holm)", "right")] if several else [])
-    for col, justify in columns:
-        add_column(pt, col, justify)
-    for p in result["pairs"]:
-        pt.add_row(Text(p["a"]), Text(p["b"]), str(p["a_only"]), str(p["b_only"]), f"{100 * p['accuracy_diff']:+.2f} pts",
-                   _p(p["p_value"]), *([_p(p["p_holm"])] if several else []))
-    console.print(pt)
-    if several:
-        console.print(f"p (Holm): adjusted for the {len(result['pairs'])} comparisons made (Holm-Bonferroni); "
-                      "judge significance by this column", highlight=False)
-
-
-def _p(value: float) -> str:
-    return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
-
-
-def resolve_runs(project: Any, names: Sequence[str]) -> List[Tuple[str, Path]]:
-    return [(name, project.existing_run(name)) for name in names]
-

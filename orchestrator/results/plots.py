@@ -7,17 +7,41 @@
 
 Every figure carries the run id, experiment and model kind (a heading, and the PNG's
 Title/Description text), so a copied plot still says what it is.
+
+Drawing costs seconds (matplotlib), so it is a step of its own: ``plots/drawn.json``
+records what the PNGs were drawn from (a key over the evaluation's metrics and score
+files), and :func:`current` says whether the plots there are this evaluation's.
+matplotlib is imported only when a plot is drawn.
 """
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from orchestrator.results.evaluate import Evaluation, calibration_bins, confidence_margin, margin
+from remote.files import atomic_write_bytes
+
+from orchestrator.results.metrics import calibration_bins, confidence_margin, log_softmax, margin, roc_curve
+from orchestrator.results.scores import Scores
 
 DPI = 100
+VERSION = 1  # part of the cache key: raise it when a figure changes, so old PNGs are redrawn
+INDEX = "drawn.json"  # {"key": ..., "plots": [file names]}, written after the PNGs
+NAMES = ("margin_hist.png", "roc.png", "accuracy_by_length.png", "calibration.png")
+
+
+@dataclass
+class PlotData:
+    """What the figures are drawn from: an evaluation's metrics and its score table."""
+
+    metrics: Dict[str, Any]
+    scores: Scores
+    score: np.ndarray  # (n, C) raw log-joint
+    score_norm: np.ndarray  # (n, C) per-token
 
 
 def _figure(ncols: int = 2, width: float = 10.0, height: float = 4.0):
@@ -30,13 +54,13 @@ def _figure(ncols: int = 2, width: float = 10.0, height: float = 4.0):
     return fig, axes
 
 
-def run_label(ev: Evaluation) -> str:
+def run_label(ev: PlotData) -> str:
     """What a figure is of: 'run smoke-20261126-101500 · experiment smoke · ar (init scratch)'."""
     m = ev.metrics
     return f"run {m['run_id']} · experiment {m['experiment']} · {m['kind']} (init {m['init']})"
 
 
-def _save(fig, path: Path, ev: Evaluation, what: str) -> Path:
+def _save(fig, path: Path, ev: PlotData, what: str) -> Path:
     label = run_label(ev)
     fig.suptitle(label, fontsize="medium")
     tmp = path.with_name(f".{path.name}.tmp")
@@ -76,11 +100,11 @@ def fitted_unit_range(values, pad: float = 0.05) -> tuple:
     return max(0.0, lo - pad * span - 0.02), min(1.0, hi + pad * span + 0.02)
 
 
-def _variants(ev: Evaluation):
+def _variants(ev: PlotData):
     return [("raw NLL", ev.score, "nats"), ("per-token NLL", ev.score_norm, "nats per token")]
 
 
-def margin_histogram(ev: Evaluation, path: Path) -> Path:
+def margin_histogram(ev: PlotData, path: Path) -> Path:
     s = ev.scores
     binary = len(s.classes) == 2
     fig, axes = _figure()
@@ -104,10 +128,7 @@ def margin_histogram(ev: Evaluation, path: Path) -> Path:
     return _save(fig, path, ev, "margin histogram")
 
 
-def roc_plot(ev: Evaluation, path: Path) -> Path:
-    from scipy.special import logsumexp
-    from sklearn.metrics import roc_curve
-
+def roc_plot(ev: PlotData, path: Path) -> Path:
     s = ev.scores
     fig, axes = _figure(width=9.0)
     m = ev.metrics
@@ -115,12 +136,12 @@ def roc_plot(ev: Evaluation, path: Path) -> Path:
         if len(s.classes) == 2:
             curves = [("margin", s.y == 1, margin(score))]
         else:
-            log_post = score - logsumexp(score, axis=1, keepdims=True)
+            log_post = log_softmax(score)
             curves = [(f"{c} vs rest", s.y == i, log_post[:, i]) for i, c in enumerate(s.classes)]
         drawn = 0
         for name, truth, value in curves:
             if 0 < truth.sum() < truth.size:
-                fpr, tpr, _ = roc_curve(truth, value)
+                fpr, tpr = roc_curve(truth, value)
                 ax.plot(fpr, tpr, label=name)
                 drawn += 1
         if drawn:
@@ -135,7 +156,7 @@ def roc_plot(ev: Evaluation, path: Path) -> Path:
     return _save(fig, path, ev, "ROC curve")
 
 
-def accuracy_by_length(ev: Evaluation, path: Path) -> Path:
+def accuracy_by_length(ev: PlotData, path: Path) -> Path:
     buckets = ev.metrics["by_length"]
     fig, axes = _figure(ncols=1, width=7.0)
     ax = axes[0]
@@ -157,7 +178,7 @@ def accuracy_by_length(ev: Evaluation, path: Path) -> Path:
     return _save(fig, path, ev, "accuracy by text length")
 
 
-def calibration_plot(ev: Evaluation, path: Path) -> Path:
+def calibration_plot(ev: PlotData, path: Path) -> Path:
     s = ev.scores
     fig, axes = _figure()
     for ax, (title, score, unit) in zip(axes, _variants(ev)):
@@ -175,12 +196,47 @@ def calibration_plot(ev: Evaluation, path: Path) -> Path:
     return _save(fig, path, ev, "calibration of the margin")
 
 
-def write_plots(ev: Evaluation, out_dir: Path) -> List[Path]:
+def current(out_dir: Path, key: str) -> Optional[List[Path]]:
+    """The plots in OUT_DIR when they were drawn for KEY and are all there, else None."""
+    try:
+        index = json.loads((Path(out_dir) / INDEX).read_text())
+        names = index["plots"] if index.get("key") == key else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if not isinstance(names, list) or sorted(names) != sorted(NAMES):
+        return None
+    paths = [Path(out_dir) / name for name in names]
+    return paths if all(p.is_file() and not p.is_symlink() for p in paths) else None
+
+
+def remove(out_dir: Path) -> None:
+    """Remove the plots orch drew into OUT_DIR (and nothing else there): they belong to
+    another evaluation than the one just written."""
+    out_dir = Path(out_dir)
+    for name in (INDEX, *NAMES):
+        try:
+            os.unlink(out_dir / name)
+        except FileNotFoundError:
+            pass
+    try:
+        out_dir.rmdir()
+    except OSError:  # absent, or holds files of the user's
+        pass
+
+
+def write_plots(out_dir: Path, key: str, ev: PlotData) -> List[Path]:
+    """Draw every figure into OUT_DIR, then record KEY as what they were drawn from."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [
+    try:
+        os.unlink(out_dir / INDEX)  # while drawing, no claim about what is there
+    except FileNotFoundError:
+        pass
+    paths = [
         margin_histogram(ev, out_dir / "margin_hist.png"),
         roc_plot(ev, out_dir / "roc.png"),
         accuracy_by_length(ev, out_dir / "accuracy_by_length.png"),
         calibration_plot(ev, out_dir / "calibration.png"),
     ]
+    atomic_write_bytes(str(out_dir / INDEX), json.dumps({"key": key, "plots": [p.name for p in paths]}).encode())
+    return paths

@@ -1,7 +1,9 @@
-"""Render an evaluation: metrics.json, predictions.csv, report.md and the terminal summary.
+"""Write an evaluation's files: metrics.json, predictions.csv and report.md (markdown
+text; the terminal summary is the commands' job, in commands/results_view.py).
 
 Files are written temp-then-rename, like everything else in a run folder, so a reader
-never sees half a file and a re-run simply replaces them.
+never sees half a file and a re-run simply replaces them.  The number formats here are
+shared with the terminal tables, so a figure reads the same in both.
 """
 from __future__ import annotations
 
@@ -12,18 +14,17 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+import numpy as np
 import yaml
 
 from remote.files import atomic_write_bytes
 
-from orchestrator.results.evaluate import Evaluation
+from orchestrator.results.scores import Scores
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
 REPORT = "report.md"
 PLOTS = "plots"
-
-VERDICT_STYLE = {"Excellent": "bold green", "Good": "green", "Acceptable": "yellow", "Failed": "bold red"}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -108,25 +109,30 @@ class SafeWriter:
     def writerow(self, row: Iterable[Any]) -> None:
         self._w.writerow([csv_cell(v) for v in row])
 
+    def writerows_safe(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Rows whose every text cell already went through csv_cell."""
+        self._w.writerows(rows)
 
-def predictions_csv(ev: Evaluation) -> str:
+
+def predictions_csv(scores: Scores, pred: np.ndarray, pred_norm: np.ndarray) -> str:
     """id,label,nll_<class>...,prediction,tokens_<class>...,prediction_per_token."""
-    s = ev.scores
-    classes = s.classes
+    classes = scores.classes
     buf = io.StringIO()
     w = SafeWriter(buf)
     w.writerow(["id", "label", *[f"nll_{c}" for c in classes], "prediction",
                 *[f"tokens_{c}" for c in classes], "prediction_per_token"])
-    labels, pred, pred_n = s.labels, ev.pred, ev.pred_norm
-    nll, tokens = s.nll.tolist(), s.tokens.astype(int).tolist()
-    for i, tid in enumerate(s.ids):
-        w.writerow([tid, labels[i], *nll[i], classes[pred[i]], *tokens[i], classes[pred_n[i]]])
+    # Column by column: the few class names are made safe once, the ids in one pass.
+    safe = np.array([csv_cell(c) for c in classes], dtype=object)
+    ids = list(map(csv_cell, scores.ids))
+    columns = [ids, safe[scores.y].tolist(), *scores.nll.T.tolist(), safe[pred].tolist(),
+               *scores.tokens.astype(np.int64).T.tolist(), safe[pred_norm].tolist()]
+    w.writerows_safe(zip(*columns))
     return buf.getvalue()
 
 
-def write_predictions(run_dir: Path, ev: Evaluation) -> Path:
+def write_predictions(run_dir: Path, scores: Scores, pred: np.ndarray, pred_norm: np.ndarray) -> Path:
     path = Path(run_dir) / PREDICTIONS
-    atomic_write(path, predictions_csv(ev))
+    atomic_write(path, predictions_csv(scores, pred, pred_norm))
     return path
 
 
@@ -140,7 +146,8 @@ def md_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> List[str]:
     return lines + [""]
 
 
-def _metric_rows(m: Dict[str, Any]) -> List[List[str]]:
+def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
+    """The headline metrics, raw and per-token: report.md's table and the terminal's."""
     t = m["per_token"]
     return [
         ["accuracy", pct(m["accuracy"]), pct(t["accuracy"])],
@@ -152,8 +159,9 @@ def _metric_rows(m: Dict[str, Any]) -> List[List[str]]:
     ]
 
 
-def report_markdown(ev: Evaluation, plot_files: Sequence[Path] = ()) -> str:
-    m = ev.metrics
+def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: Sequence[Path] = ()) -> str:
+    """report.md of metrics M; EXPERIMENT is run.yaml's experiment section; PLOT_FILES
+    the plots that exist for exactly these metrics (none: it says how to draw them)."""
     t = m["per_token"]
     v = m["verdict"]
     classes = m["classes"]
@@ -169,7 +177,7 @@ def report_markdown(ev: Evaluation, plot_files: Sequence[Path] = ()) -> str:
         "",
         "## Metrics",
         "",
-        *md_table(["metric", "raw NLL", "per-token NLL"], _metric_rows(m)),
+        *md_table(["metric", "raw NLL", "per-token NLL"], metric_rows(m)),
         "## Per class",
         "",
         *md_table(
@@ -202,10 +210,11 @@ def report_markdown(ev: Evaluation, plot_files: Sequence[Path] = ()) -> str:
              for b in m["calibration"]],
         ),
     ]
-    if plot_files:
-        out += ["## Plots", ""]
-        for p in plot_files:
-            out += [f"![{p.stem}]({PLOTS}/{p.name})", ""]
+    out += ["## Plots", ""]
+    for p in plot_files:
+        out += [f"![{p.stem}]({PLOTS}/{p.name})", ""]
+    if not plot_files:
+        out += [f"Not drawn: `orch eval {m['run_id']} --plots` draws them into {PLOTS}/.", ""]
     facts = m["facts"]
     out += ["## Host and software", "", *md_table(["fact", "value"], [[k, facts[k]] for k in facts if facts[k] is not None])]
     tm = m["timings"]
@@ -231,7 +240,7 @@ def report_markdown(ev: Evaluation, plot_files: Sequence[Path] = ()) -> str:
         "## Config",
         "",
         "```yaml",
-        yaml.safe_dump(ev.run.config.get("experiment") or {}, sort_keys=False).rstrip(),
+        yaml.safe_dump(experiment, sort_keys=False).rstrip(),
         "```",
         "",
         f"Bootstrap: {m['bootstrap']['resamples']} resamples, seed {m['bootstrap']['seed']}, "
@@ -241,63 +250,16 @@ def report_markdown(ev: Evaluation, plot_files: Sequence[Path] = ()) -> str:
     return "\n".join(out)
 
 
-def write_all(ev: Evaluation, plots: bool = True) -> List[Path]:
-    """metrics.json, predictions.csv, plots/*.png (optional) and report.md in the run folder."""
-    run_dir = ev.run.run_dir
-    plot_files: List[Path] = []
-    if plots:
-        from orchestrator.results.plots import write_plots
-
-        plot_files = write_plots(ev, run_dir / PLOTS)
-    ev.metrics["files"] = {
+def write_all(run_dir: Path, metrics: Dict[str, Any], scores: Scores, pred: np.ndarray, pred_norm: np.ndarray,
+              experiment: Dict[str, Any], plot_files: Sequence[Path] = ()) -> List[Path]:
+    """metrics.json, predictions.csv and report.md in the run folder; PLOT_FILES are the
+    plots already in plots/ for these metrics (listed, not drawn, here)."""
+    run_dir = Path(run_dir)
+    metrics["files"] = {
         "metrics": METRICS, "predictions": PREDICTIONS, "report": REPORT,
         "plots": [f"{PLOTS}/{p.name}" for p in plot_files],
     }
-    written = [write_metrics(run_dir, ev.metrics), write_predictions(run_dir, ev)]
+    written = [write_metrics(run_dir, metrics), write_predictions(run_dir, scores, pred, pred_norm)]
     report = run_dir / REPORT
-    atomic_write(report, report_markdown(ev, plot_files))
-    return written + plot_files + [report]
-
-
-# --------------------------------------------------------------------------- terminal
-
-
-def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path] = None) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
-
-    m = metrics
-    v = m["verdict"]
-    style = VERDICT_STYLE.get(v["label"], "bold")
-    # Titles and cells as Text: the init path is a --set value, class names come from the data.
-    table = Table(title=Text(f"run {m['run_id']} · {m['kind']} · init {m['init']} · {m['n']} test texts"),
-                  title_justify="left")
-    table.add_column("metric")
-    table.add_column("raw NLL", justify="right")
-    table.add_column("per-token NLL", justify="right")
-    for row in _metric_rows(m):
-        table.add_row(*row)
-    for c in m["classes"]:
-        pc, tc = m["per_class"][c], m["per_token"]["per_class"][c]
-        table.add_row(Text(f"class {c}: precision / recall"), f"{pc['precision']:.3f} / {pc['recall']:.3f}",
-                      f"{tc['precision']:.3f} / {tc['recall']:.3f}")
-    console.print(table)
-    cm = Table(title="confusion matrix, raw NLL", caption="rows: true class, columns: predicted",
-               title_justify="left", caption_justify="left")
-    cm.add_column("true \\ pred")
-    for c in m["classes"]:
-        cm.add_column(Text(str(c)), justify="right")
-    for c, row in zip(m["classes"], m["confusion_matrix"]):
-        cm.add_row(Text(str(c)), *[str(x) for x in row])
-    console.print(cm)
-    console.print(
-        f"verdict: [{style}]{escape(v['label'])}[/] — accuracy {pct(m['accuracy'])} (95% CI {ci(m['accuracy_ci95'])}) "
-        f"on the {v['title']} bands ({v['thresholds']}); prior {escape(m['prior']['applied'])}; "
-        f"compute time {compute_time(m['gpu_seconds'], m['timings']['wall_seconds'])}",
-        highlight=False, soft_wrap=True,  # one line: a terminal wraps it, a pipe keeps it whole
-    )
-    if run_dir is not None:
-        console.print(f"wrote {run_dir / METRICS}, {PREDICTIONS}, {REPORT}"
-                      + (f" and {len(m.get('files', {}).get('plots', []))} plots" if m.get("files", {}).get("plots") else ""),
-                      highlight=False, markup=False)
+    atomic_write(report, report_markdown(metrics, experiment, plot_files))
+    return written + [report]

@@ -36,7 +36,6 @@ from orchestrator.transport.base import Transport
 RESULTS = ("status.json", "manifest.json", "scores.jsonl")  # fetched whole, verified
 BOUNDED = ("log.txt", "progress.jsonl")  # fetched as a tail when big
 TAIL_BYTES = 1 << 20
-SCORING_ROLES = ("class", "classifier")
 
 
 
@@ -294,7 +293,7 @@ def verify_job(job_dir: Path, role: str) -> List[str]:
     file, of the listed size and sha256."""
     from remote.files import sha256_file
 
-    from orchestrator.results.evaluate import ROLE_FILES
+    from orchestrator.results.scores import ROLE_FILES
     from orchestrator.runs.hostdocs import BadDocument, check_manifest, read_local
 
     name = job_dir.name
@@ -329,20 +328,20 @@ def verify(run_dir: Path, stage: Path, planned: Sequence[Dict], done: Sequence[s
     Each finished scoring job's files against its manifest, then the completeness rule
     (docs/CONTRACT.md): the whole merge when every scoring job is done, else each finished
     job on its own and the same test texts in each."""
-    from orchestrator.results import evaluate
+    from orchestrator.results import scores
 
     problems: List[str] = []
     for job in planned:
-        if job["name"] in done and job.get("role") in SCORING_ROLES:
+        if job["name"] in done and job.get("role") in scores.SCORING_ROLES:
             problems += verify_job(stage / job["name"], job["role"])
     if problems:
         return problems
     try:
-        run = evaluate.load_run(run_dir, jobs_dir=stage)
+        run = scores.load_run(run_dir, jobs_dir=stage)
         if complete:
-            evaluate.load_scores(run)
+            scores.load_scores(run)
         else:
-            evaluate.check_partial(run, list(done))
+            scores.check_partial(run, list(done))
     except OrchError as exc:
         problems.append(exc.message)
     return problems

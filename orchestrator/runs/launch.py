@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,48 +18,9 @@ from orchestrator.runs import codesync, hostctl as hostops, plan as jobplan, sta
 from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport.files import use_rsync
-from orchestrator.config.project import Project, safe_name
+from orchestrator.config.project import Project
+from orchestrator.runs.records import load_record, load_resolved, save_record, write_atomic
 from orchestrator.transport.base import Transport
-
-def new_run_id(project: Project, exp: Experiment) -> str:
-    """EXPERIMENT-YYYYmmdd-HHMMSS, with -2, -3... when a sweep launches within a second."""
-    base = f"{safe_name(exp.name)[:40]}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_id, n = base, 1
-    while project.run_dir(run_id).exists():
-        n += 1
-        run_id = f"{base}-{n}"
-    return run_id
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def load_record(run_dir: Path) -> Dict:
-    try:
-        return json.loads((run_dir / "local.json").read_text())
-    except (OSError, ValueError):
-        raise OrchError(f"{run_dir}/local.json is missing or unreadable: not a run launched by orch",
-                        ExitCode.RUN_STATE)
-
-
-def load_resolved(run_dir: Path) -> Dict:
-    path = run_dir / "run.yaml"
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise OrchError(f"{path} is unreadable: {exc}", ExitCode.RUN_STATE,
-                        hint="the same file is on the host in <workdir>/runs/<run>/run.yaml")
-    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list) or "experiment" not in doc:
-        raise OrchError(f"{path} is not a run record (no jobs/experiment)", ExitCode.RUN_STATE)
-    return doc
-
-
-def save_record(run_dir: Path, record: Dict) -> None:
-    write_atomic(run_dir / "local.json", json.dumps(record, indent=2) + "\n")
 
 
 def classes_for(exp: Experiment, root: Path) -> List[str]:

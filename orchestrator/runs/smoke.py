@@ -12,7 +12,7 @@ from typing import Callable, Dict, List
 from xml.etree import ElementTree as ET
 
 from orchestrator import backends
-from orchestrator.runs import codesync, hostctl as hostops, launch as runner
+from orchestrator.runs import codesync, hostctl as hostops, launch as runner, records
 from orchestrator.config import experiments
 from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
@@ -116,7 +116,7 @@ def step_run(ctx: SmokeContext) -> str:
     ctx.run_id = f"smoke-check-{time.strftime('%Y%m%d-%H%M%S')}"
     launched = runner.launch(ctx.project, ctx.transport, exp, ctx.run_id)
     ctx.launched = True
-    doc = runner.load_resolved(ctx.project.run_dir(ctx.run_id))
+    doc = records.load_resolved(ctx.project.run_dir(ctx.run_id))
     deadline = time.time() + ctx.timeout
     while True:
         remote = hostops.remote_status(ctx.transport, ctx.workdir, launched.code_hash, ctx.run_id,
@@ -138,7 +138,7 @@ def step_fetch_eval(ctx: SmokeContext) -> str:
     from orchestrator.results.evaluate import check_min_accuracy, evaluate_run
 
     runner.fetch(ctx.project, ctx.transport, ctx.run_id, partial=False)
-    metrics = evaluate_run(ctx.project.run_dir(ctx.run_id), console=None)
+    metrics = evaluate_run(ctx.project.run_dir(ctx.run_id))
     check_min_accuracy(metrics)
     return f"accuracy {metrics['accuracy']:.3f} (threshold {metrics.get('min_accuracy', 0):.2f})"
 

@@ -148,7 +148,7 @@ def test_the_table_says_what_it_measured(tmp_path):
     and whether a time was spent on a GPU or a CPU."""
     from rich.console import Console
 
-    from orchestrator.results.compare import print_comparison
+    from orchestrator.commands.results_view import print_comparison
 
     ra, rb = _runs(tmp_path)  # a: poc bands, GPU; b: mdlm bands, GPU
     perfect = margin_texts({"0": [-1] * 6, "1": [1] * 6})

@@ -136,7 +136,8 @@ def _two_default_named_runs(project):
 def test_compare_table_shows_whole_run_ids_at_80_columns(project):
     from rich.console import Console
 
-    from orchestrator.results.compare import compare_runs, print_comparison
+    from orchestrator.commands.results_view import print_comparison
+    from orchestrator.results.compare import compare_runs
 
     dirs = _two_default_named_runs(project)
     console = Console(width=80, record=True)

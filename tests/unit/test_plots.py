@@ -41,7 +41,7 @@ def test_every_png_names_its_run_experiment_and_kind(tmp_path):
 
     texts = margin_texts({"0": [-5, -4, -3, -6, 2, -1, -2, -8], "1": [5, 4, 3, -1, -2, 6, 7, 1]})
     run_dir = make_run(tmp_path, "plotted-run", texts, kind="mdlm", init="scratch")
-    evaluate_run(run_dir)
+    evaluate_run(run_dir, plots=True)
     pngs = sorted((run_dir / "plots").glob("*.png"))
     assert len(pngs) == 4
     for png in pngs:
@@ -63,5 +63,5 @@ def test_the_heading_is_drawn_on_the_figure(tmp_path, monkeypatch):
         return original(fig, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", spy)
-    evaluate_run(make_run(tmp_path, "headed"))
+    evaluate_run(make_run(tmp_path, "headed"), plots=True)
     assert len(drawn) == 4 and all(t == "run headed · experiment exp · ar (init scratch)" for t in drawn), drawn
