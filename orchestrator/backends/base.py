@@ -15,6 +15,11 @@ class JobBackend:
         it must wait ``after`` for a turn on a shared device.  Default: nowhere in particular
         (a scheduler that allocates devices itself)."""
 
+    def detached_steps(self, transport, layout):
+        """How bootstrap's long steps run detached on the host (launch / poll / log_tail /
+        describe / stop_hint; see orchestrator/backends/tmux_steps.py)."""
+        raise NotImplementedError(f"the {self.name} backend cannot run bootstrap steps detached")
+
     def plan_fields(self) -> Dict:
         """What the launch plan tells the host side about this backend."""
         return {"backend": self.name}

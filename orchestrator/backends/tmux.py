@@ -29,3 +29,8 @@ class TmuxBackend(JobBackend):
             if gpu in last_on_gpu:
                 job.after = [last_on_gpu[gpu]]
             last_on_gpu[gpu] = job.name
+
+    def detached_steps(self, transport, layout):
+        from orchestrator.backends.tmux_steps import TmuxSteps
+
+        return TmuxSteps(transport, layout)

@@ -17,6 +17,7 @@ import hashlib
 import time
 from typing import Dict, List, Optional, Sequence
 
+from orchestrator import backends
 from orchestrator.config.envspec import EnvSpec
 from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError
@@ -104,7 +105,8 @@ def bootstrap(
         if dry_run:
             return {"dry_run": True, "plan": plan.to_dict(), "facts": facts.to_dict()}
 
-        runner = Runner(transport, plan, host, progress)
+        runner = Runner(transport, plan, host, progress,
+                        detached=backends.for_host(cfg).detached_steps(transport, plan.layout))
         ran: List[str] = []
         if plan.pending:
             runner.lock.acquire(break_lock, warn=progress.warn)

@@ -5,6 +5,7 @@ import pytest
 from orchestrator.config import envspec
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.provision import plan as bp
+from orchestrator.backends import tmux_steps
 from orchestrator.provision import steps
 from orchestrator.provision.progress import Progress
 
@@ -148,7 +149,7 @@ def test_a_lost_lock_stops_following():
 def test_parse_poll_reads_the_markers_and_the_log_chunk():
     text = ("@@now 1700000000\n@@started {\"started\": 1699999990}\n@@alive 1\n@@result \n@@lock ok\n"
             "@@chunk 12\nhello\n@@chunk x")
-    info, chunk = steps.parse_poll(text)
+    info, chunk = tmux_steps.parse_poll(text)
     assert info == {"now": 1700000000.0, "started": {"started": 1699999990}, "alive": True, "result": None,
                     "lock": "ok", "chunk": 12}
     assert chunk == "hello\n@@chunk x"  # the log's own text is never parsed as markers
