@@ -45,8 +45,8 @@ from orchestrator.results.scores import RunData, Scores, load_run, load_scores, 
 def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, Any]:
     """{"mode", "applied", "counts", "log_prior"}: log prior per class (``classes`` order).
 
-    ``train`` takes the class frequencies from the class jobs' manifest ``train_texts``
-    (or a ``train_counts`` mapping in any scoring manifest). A discriminative classifier's
+    ``train`` takes the class frequencies from the class jobs' manifest ``train_texts``.
+    A discriminative classifier's
     scores are posteriors that already hold the training frequencies, so no prior is
     added to them.
     """
@@ -60,11 +60,7 @@ def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, 
         return {**uniform, "applied": "none (classifier scores are posteriors)"}
     counts: Dict[str, int] = {}
     for job in run.scoring_jobs():
-        given = (job.manifest or {}).get("train_counts")
-        if isinstance(given, dict):
-            counts.update({str(c): v for c, v in given.items()})
-    for job in run.scoring_jobs():
-        if job.role == "class" and job.label not in counts:
+        if job.role == "class":
             counts[job.label] = (job.manifest or {}).get("train_texts")  # type: ignore[index]
     bad = [c for c in classes if isinstance(counts.get(c), bool) or not isinstance(counts.get(c), int) or counts[c] <= 0]
     if bad:

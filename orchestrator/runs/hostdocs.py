@@ -93,14 +93,15 @@ def check_status(doc: Any) -> Dict[str, Any]:
 def check_progress(doc: Any) -> Dict[str, Any]:
     """One line of progress.jsonl."""
     return _check(doc, {"t": "num?", "phase": "text?", "step": "int?", "total": "int?", "loss": "num?",
-                        "tokens_per_s": "num?", "eta_s": "num?"})
+                        "tokens_per_s": "num?", "eta_s": "num?", "lr": "num?"})
 
 
 def check_manifest(doc: Any) -> Dict[str, Any]:
     """manifest.json, written last by remote/run_job.py."""
     _check(doc, {"job": "text?", "role": "text?", "label": "text?", "files": "object", "n_test": "count",
                  "classes": "texts", "train_texts": "count?", "train_tokens": "count?", "timings": "object?",
-                 "train_counts": "object?", "device": "text?", "gpu_name": "text?", "torch": "text?",
+                 "steps": "count?", "tokens_seen": "count?", "train_s": "num?", "val_loss": "num?",
+                 "finished": "num?", "tokenizer_sha256": "text?", "python": "text?", "device": "text?", "gpu_name": "text?", "torch": "text?",
                  "transformers": "text?", "kind": "text?", "init": "text?"}, required=("files",))
     for name, meta in doc["files"].items():
         if "/" in name or name in ("", ".", "..") or name not in RESULT_FILES:
@@ -108,10 +109,9 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
         _check(meta, {"size": "count"}, required=("size", "sha256"))
         if not (isinstance(meta["sha256"], str) and SHA256.fullmatch(meta["sha256"])):
             raise BadDocument(f"'files.{name}.sha256' must be 64 hex digits, got {_short(meta['sha256'])}")
-    for key in ("timings", "train_counts"):
-        for k, v in (doc.get(key) or {}).items():
-            if not _is_num(v):
-                raise BadDocument(f"'{key}.{k}' must be a number, got {_short(v)}")
+    for k, v in (doc.get("timings") or {}).items():
+        if not _is_num(v):
+            raise BadDocument(f"'timings.{k}' must be a number, got {_short(v)}")
     return doc
 
 

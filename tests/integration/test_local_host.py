@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import timing
+from contractdoc import documented
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,9 +28,23 @@ def test_run_smoke_wait_on_local_host(ssh_project):
     metrics = json.loads((p.run_dir("loc") / "metrics.json").read_text())
     assert metrics["accuracy"] >= 0.8
     assert (p.run_dir("loc") / "report.md").is_file()
+    # plots are drawn on request (a fetch does not wait for matplotlib)
+    assert not any((p.run_dir("loc") / "plots").glob("*.png"))
+    plots = p.orch("eval", "loc", "--plots", timeout=300)
+    assert plots.returncode == 0, plots.stdout + plots.stderr
     assert any((p.run_dir("loc") / "plots").glob("*.png"))
     # local keeps its host files inside the project, under .orch/local
-    assert (p.root / ".orch" / "local" / "runs" / "loc" / "jobs" / "class-0" / "status.json").is_file()
+    job = p.root / ".orch" / "local" / "runs" / "loc" / "jobs" / "class-0"
+    assert (job / "status.json").is_file()
+    # What the payload wrote has exactly the keys docs/CONTRACT.md lists (hostctl's and the
+    # wrapper's documents: tests/unit/test_contract_keys.py).
+    docs = documented()
+    assert set(json.loads((job / "manifest.json").read_text())) == docs["manifest.json/keys"]
+    for name in ("scores.jsonl", "progress.jsonl"):
+        seen = set()
+        for line in (job / name).read_text().splitlines():
+            seen |= set(json.loads(line))
+        assert seen == docs[f"{name}/keys"], name
 
 
 def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):
