@@ -38,6 +38,11 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
+def atomic_write_text(path, text: str) -> None:
+    """Any whole text file, on either side (the controller's run records and reports too)."""
+    atomic_write_bytes(str(path), text.encode("utf-8"))
+
+
 def atomic_write_json(path: str, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
 

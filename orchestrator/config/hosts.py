@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
+from remote.files import atomic_write_text
 from remote.spec import SpecError, build
 
 from orchestrator.errors import ExitCode, OrchError
@@ -213,8 +214,5 @@ def set_host_key(project: Project, name: str, key: str, value) -> Path:
         raise OrchError(f"host {name!r} has no file {rel} to record {key} in", ExitCode.CONFIG, hint=hint)
     data = read_mapping(path) if path.is_file() else {}
     data[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
     return path

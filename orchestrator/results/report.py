@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import yaml
 
-from remote.files import atomic_write_bytes
+from remote.files import atomic_write_text
 
 from orchestrator.results.scores import Scores
 
@@ -73,13 +73,9 @@ def count(n: Optional[float]) -> str:
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write(path: Path, text: str) -> None:
-    atomic_write_bytes(str(path), text.encode("utf-8"))
-
-
 def write_metrics(run_dir: Path, metrics: Dict[str, Any]) -> Path:
     path = Path(run_dir) / METRICS
-    atomic_write(path, json.dumps(metrics, indent=2, default=str) + "\n")
+    atomic_write_text(path, json.dumps(metrics, indent=2, default=str) + "\n")
     return path
 
 
@@ -132,7 +128,7 @@ def predictions_csv(scores: Scores, pred: np.ndarray, pred_norm: np.ndarray) -> 
 
 def write_predictions(run_dir: Path, scores: Scores, pred: np.ndarray, pred_norm: np.ndarray) -> Path:
     path = Path(run_dir) / PREDICTIONS
-    atomic_write(path, predictions_csv(scores, pred, pred_norm))
+    atomic_write_text(path, predictions_csv(scores, pred, pred_norm))
     return path
 
 
@@ -261,5 +257,5 @@ def write_all(run_dir: Path, metrics: Dict[str, Any], scores: Scores, pred: np.n
     }
     written = [write_metrics(run_dir, metrics), write_predictions(run_dir, scores, pred, pred_norm)]
     report = run_dir / REPORT
-    atomic_write(report, report_markdown(metrics, experiment, plot_files))
+    atomic_write_text(report, report_markdown(metrics, experiment, plot_files))
     return written + [report]

@@ -19,7 +19,8 @@ from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport.files import use_rsync
 from orchestrator.config.project import Project
-from orchestrator.runs.records import load_record, load_resolved, save_record, write_atomic
+from orchestrator.runs.records import load_record, load_resolved, save_record
+from remote.files import atomic_write_text
 from orchestrator.transport.base import Transport
 
 
@@ -131,7 +132,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
     }
     save_record(local_dir, record)
-    write_atomic(local_dir / "run.yaml", text)  # the local record first: see launch()
+    atomic_write_text(local_dir / "run.yaml", text)  # the local record first: see launch()
     transport.put_text(text, f"{remote_run}/run.yaml")
 
     code = hostops.code_dir(state.workdir, code_hash)

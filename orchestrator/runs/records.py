@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Dict
 
 import yaml
 
+from remote.files import atomic_write_text
 from remote.spec import Experiment
 
 from orchestrator.config.project import Project, safe_name
@@ -28,13 +28,6 @@ def new_run_id(project: Project, exp: Experiment) -> str:
         n += 1
         run_id = f"{base}-{n}"
     return run_id
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load_record(run_dir: Path) -> Dict:
@@ -58,4 +51,4 @@ def load_resolved(run_dir: Path) -> Dict:
 
 
 def save_record(run_dir: Path, record: Dict) -> None:
-    write_atomic(run_dir / "local.json", json.dumps(record, indent=2) + "\n")
+    atomic_write_text(run_dir / "local.json", json.dumps(record, indent=2) + "\n")
