@@ -6,13 +6,14 @@ stop_hint, so another backend can run long steps its own way (e.g. as batch jobs
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Tuple
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.provision import hostlock
-from orchestrator.provision.plan import Layout, Step
-from orchestrator.provision.probe import parse_json_object
+from orchestrator.contract.hostdocs import parse_json_object
 from orchestrator.transport import shell
+
+if TYPE_CHECKING:  # types only: provision uses this module, not the other way round
+    from orchestrator.provision.plan import Layout, Step
 
 # Static shell programs; their inputs arrive as positional arguments ("$1"...), quoted by shell.join.
 _LAUNCH = r"""
@@ -33,7 +34,7 @@ printf '@@started %s\n' "$(head -c 400 "$started" 2>/dev/null | tr -d '\n')"
 if tmux -S "$sock" has-session -t "=$name" 2>/dev/null; then echo "@@alive 1"; else echo "@@alive 0"; fi
 printf '@@result %s\n' "$(head -c 400 "$res" 2>/dev/null | tr -d '\n')"
 LOCK="${7:-}"; LOCK_TOKEN="${8:-}"
-""" + hostlock.POLL_SNIPPET + r"""
+@@LOCK_SNIPPET@@
 size=$(wc -c < "$log" 2>/dev/null || echo 0); size=$((size + 0))
 n=$((size - off)); [ "$n" -lt 0 ] && n=0; [ "$n" -gt 65536 ] && n=65536
 printf '@@chunk %s\n' "$n"
@@ -83,11 +84,14 @@ class TmuxSteps:
             raise OrchError(f"could not start step {step.name} in tmux on {host}: "
                             f"{(res.stderr or res.stdout).strip()[:400]}", ExitCode.REMOTE)
 
-    def poll(self, step: Step, offset: int, lock_args: List[str]) -> Tuple[dict, str]:
-        """-> (now / started / alive / result / lock / chunk size, the log's text from offset)."""
+    def poll(self, step: Step, offset: int, lock) -> Tuple[dict, str]:
+        """-> (now / started / alive / result / lock / chunk size, the log's text from offset).
+        ``lock``: the bootstrap lock (orchestrator/provision/hostlock.py); each poll refreshes
+        it with its constant ``POLL_SNIPPET`` and ``poll_args()``."""
         layout = self.layout
-        argv = ["bash", "-c", _POLL, "orch-poll", layout.log(step.name), str(offset), layout.result(step.name),
-                layout.tmux_socket, self.session(step), layout.started(step.name), *lock_args]
+        script = _POLL.replace("@@LOCK_SNIPPET@@", lock.POLL_SNIPPET)
+        argv = ["bash", "-c", script, "orch-poll", layout.log(step.name), str(offset), layout.result(step.name),
+                layout.tmux_socket, self.session(step), layout.started(step.name), *lock.poll_args()]
         return parse_poll(self.t.run(shell.join(argv), check=False, timeout=60).stdout)
 
     def log_tail(self, step: Step) -> str:

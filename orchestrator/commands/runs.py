@@ -14,7 +14,8 @@ from rich.text import Text
 
 from orchestrator.config import experiments
 from orchestrator import backends
-from orchestrator.runs import hostctl as hostops, launch as runner, records
+from orchestrator.contract import records
+from orchestrator.runs import hostctl as hostops, launch as runner
 from remote.jobstate import ACTIVE
 from orchestrator import output
 from orchestrator.transport import shell

@@ -94,6 +94,8 @@ def describe_owner(raw: str) -> str:
 class HostLock:
     """The lock at ``path`` on the host behind ``transport``; ``purpose`` names the holder's command."""
 
+    POLL_SNIPPET = POLL_SNIPPET  # for pollers that only see the lock (backends/tmux_steps.py)
+
     def __init__(self, transport, path: str, host: str, purpose: str):
         self.t = transport
         self.path = path

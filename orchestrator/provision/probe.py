@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from orchestrator.contract.hostdocs import parse_json_object
 from orchestrator.provision import gpu as gpu_mod
 from orchestrator.provision import scripts
 from orchestrator.transport import shell
@@ -276,14 +277,6 @@ def parse_pythons(text: str) -> List[PythonInfo]:
         m = re.match(r"^(?:name=(\S+) )?path=(.*)$", line)
         header = {"name": m.group(1) or "", "path": m.group(2)} if m else None
     return out
-
-
-def parse_json_object(text: str) -> Optional[Dict[str, Any]]:
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def parse_results(text: str) -> Dict[str, Dict[str, Any]]:

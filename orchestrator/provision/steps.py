@@ -112,7 +112,7 @@ class Runner:
                     f"`{detached.stop_hint(step)}`")
         try:
             while True:
-                info, chunk = detached.poll(step, offset, self.lock.poll_args())
+                info, chunk = detached.poll(step, offset, self.lock)
                 if info.get("lock") == "lost":
                     raise self.lock.lost_error()
                 offset += info.get("chunk", 0)

@@ -28,8 +28,8 @@ import numpy as np
 from remote.spec import Experiment, SpecError, build
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.runs.hostdocs import BadDocument, check_manifest, check_status, read_local
-from orchestrator.runs.records import load_resolved
+from orchestrator.contract.hostdocs import BadDocument, check_manifest, check_status, read_local
+from orchestrator.contract.records import load_resolved
 
 SCORING_ROLES = ("class", "classifier")
 ROLE_FILES = {"class": ("scores.jsonl",), "classifier": ("scores.jsonl",), "pretrain": ()}  # what each role produces

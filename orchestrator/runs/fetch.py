@@ -294,7 +294,7 @@ def verify_job(job_dir: Path, role: str) -> List[str]:
     from remote.files import sha256_file
 
     from orchestrator.results.scores import ROLE_FILES
-    from orchestrator.runs.hostdocs import BadDocument, check_manifest, read_local
+    from orchestrator.contract.hostdocs import BadDocument, check_manifest, read_local
 
     name = job_dir.name
     try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from orchestrator.transport import diskspace, shell
-from orchestrator.runs import hostdocs
+from orchestrator.contract import hostdocs
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs.plan import hostctl
 from orchestrator.config.project import control_char

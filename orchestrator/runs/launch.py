@@ -19,7 +19,7 @@ from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport.files import use_rsync
 from orchestrator.config.project import Project
-from orchestrator.runs.records import load_record, load_resolved, save_record
+from orchestrator.contract.records import load_record, load_resolved, save_record
 from remote.files import atomic_write_text
 from orchestrator.transport.base import Transport
 

@@ -12,7 +12,8 @@ from typing import Callable, Dict, List
 from xml.etree import ElementTree as ET
 
 from orchestrator import backends
-from orchestrator.runs import codesync, hostctl as hostops, launch as runner, records
+from orchestrator.contract import records
+from orchestrator.runs import codesync, hostctl as hostops, launch as runner
 from orchestrator.config import experiments
 from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError

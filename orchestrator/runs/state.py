@@ -125,7 +125,7 @@ def listed_state(recorded: Optional[str], rows: List[StatusRow]) -> Optional[str
 
 def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[StatusRow]:
     """Rows from fetched files (for `orch runs` without contacting the host)."""
-    from orchestrator.runs.hostdocs import BadDocument, check_status, read_local
+    from orchestrator.contract.hostdocs import BadDocument, check_status, read_local
 
     rows = []
     for job in planned:

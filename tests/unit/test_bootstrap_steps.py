@@ -30,6 +30,8 @@ class Recorder(Progress):
 
 
 class FakeLock:
+    POLL_SNIPPET = ""
+
     def poll_args(self):
         return ["LOCK", "TOKEN"]
 
@@ -57,8 +59,8 @@ class FakeBackend:
     def launch(self, step, argv, host):
         self.launched.append(argv)
 
-    def poll(self, step, offset, lock_args):
-        assert lock_args == ["LOCK", "TOKEN"]  # every poll refreshes the bootstrap lock
+    def poll(self, step, offset, lock):
+        assert lock.poll_args() == ["LOCK", "TOKEN"]  # every poll refreshes the bootstrap lock
         self.offsets.append(offset)
         return self.polls.pop(0)
 

@@ -1,9 +1,9 @@
-"""Documents from a host are checked against docs/CONTRACT.md (orchestrator/runs/hostdocs.py),
+"""Documents from a host are checked against docs/CONTRACT.md (orchestrator/contract/hostdocs.py),
 and a bad one makes its job `unknown`, never a traceback (orchestrator/runs/state.py)."""
 import pytest
 
-from orchestrator.runs import hostdocs
-from orchestrator.runs.hostdocs import BadDocument
+from orchestrator.contract import hostdocs
+from orchestrator.contract.hostdocs import BadDocument
 from orchestrator.runs.state import rows_from_remote
 
 GOOD_STATUS = {"state": "running", "pid": 12, "exit_code": None, "created": 1.0, "started": 2.0, "ended": None,

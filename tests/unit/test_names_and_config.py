@@ -49,7 +49,7 @@ def test_default_names_are_made_safe_but_given_names_are_checked():
 
 def test_new_run_ids_are_legal_and_unique(tmp_path):
     from orchestrator.config.project import Project
-    from orchestrator.runs.records import new_run_id
+    from orchestrator.contract.records import new_run_id
 
     (tmp_path / "runs").mkdir()
     project = Project(tmp_path)

@@ -192,3 +192,11 @@ def read_local(path: Path, check: Callable[[Any], Dict[str, Any]], limit: int = 
         raise BadDocument(f"not valid JSON ({exc})") from None
     return check(doc)
 
+
+def parse_json_object(text: str) -> Optional[Dict[str, Any]]:
+    """A JSON object from a host's text, or None (anything else, or not JSON)."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
