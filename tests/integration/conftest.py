@@ -27,6 +27,15 @@ REPO = Path(__file__).resolve().parents[2]
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test here starts a real sshd and drives the real CLI (seconds to minutes):
+    all are `slow`, so `pytest -m "not slow"` is the quick inner loop."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.slow)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
