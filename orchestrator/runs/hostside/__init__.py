@@ -1,0 +1,1 @@
+"""Programs the controller ships to a host inline (read as text, never imported here)."""
