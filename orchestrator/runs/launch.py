@@ -167,6 +167,10 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         raise
     sent = 0
     if reply.launch is None:
+        # Nothing of the run is on the host: a record written for the guess goes until the
+        # command that launches, so a failed transfer leaves no run that never was.
+        for name in ("local.json", "run.yaml"):
+            (local_dir / name).unlink(missing_ok=True)
         if not reply.code:
             sent = transport.push_tree(project.root, files, f"{state.workdir}/code/{staging_name}")
         for key, rel in sorted(data_at.items()):
