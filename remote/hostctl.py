@@ -137,8 +137,13 @@ def cmd_launch(opts) -> dict:
     or, on a backend with a queue, once it is queued - so a wrapper that cannot even start
     (a code snapshot gone, a folder owned by another live wrapper) is reported, not
     announced as launched."""
-    plan = json.load(sys.stdin)
-    backend = backends.get(plan.get("backend") or "tmux", opts.workdir, plan.get("options"))
+    return launch(json.load(sys.stdin), opts.workdir)
+
+
+def launch(plan: dict, workdir: str) -> dict:
+    """cmd_launch's work, for a caller that has the plan already (the controller's
+    check-and-launch program, which runs in-process to spare a second interpreter)."""
+    backend = backends.get(plan.get("backend") or "tmux", workdir, plan.get("options"))
     run_id = plan.get("run_id") or ""
     results: Dict[str, dict] = {}
     handles: Dict[str, str] = dict(plan.get("handles") or {})  # jobs already done, for dependencies

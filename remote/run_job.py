@@ -17,20 +17,23 @@ config, a missing checkpoint) print one line on stderr and exit with code 2.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import sys
 import time
+
+_STARTED = time.time()  # import_s counts from here: this module's imports, torch's, the kind's
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional  # noqa: E402
 
-import yaml
+import yaml  # noqa: E402
 
-from remote.data import DataError, load_splits, load_unlabelled
-from remote.errors import JobError
-from remote.files import atomic_write_json, atomic_write_jsonl, sha256_file, stable_seed
-from remote.spec import Experiment, SpecError, load_experiment, to_dict
+from remote.data import DataError, load_splits, load_unlabelled  # noqa: E402
+from remote.errors import JobError  # noqa: E402
+from remote.files import atomic_write_json, atomic_write_jsonl, sha256_file, stable_seed  # noqa: E402
+from remote.spec import Experiment, SpecError, load_experiment, to_dict  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -296,9 +299,20 @@ def _device(model):
 
 # ---------------------------------------------------------------- manifest
 
+def _version(module: str) -> Optional[str]:
+    """A package's version without importing it when the job did not (a kind without transformers)."""
+    if module in sys.modules:
+        return getattr(sys.modules[module], "__version__", None)
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # noqa: BLE001 - not installed, or no metadata: the manifest says null
+        return None
+
+
 def write_manifest(job: Job, result: Dict[str, Any]) -> None:
     import torch
-    import transformers
 
     files = {}
     for name in result.pop("files"):
@@ -309,7 +323,7 @@ def write_manifest(job: Job, result: Dict[str, Any]) -> None:
         "job": job.name, "role": job.role, "label": job.label, "kind": job.exp.model.kind,
         "init": job.exp.model.init, "files": files, **result,
         "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
-        "torch": torch.__version__, "transformers": transformers.__version__,
+        "torch": torch.__version__, "transformers": _version("transformers"),
         "python": platform.python_version(), "finished": time.time(),
     }
     atomic_write_json(os.path.join(job.dir, "manifest.json"), manifest)
@@ -325,15 +339,20 @@ def run(run_dir: str, name: str) -> None:
         os.remove(stale)  # a rerun: the old manifest must not vouch for new files
     from remote.kinds import get_kind
 
-    get_kind(job.exp.model.kind)  # fail fast on a kind this snapshot lacks
+    # tqdm bars garble log.txt: off before anything of Hugging Face's is imported.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Only what this job's kind needs (remote/kinds/__init__.py imports one kind module);
+    # this also fails fast on a kind this snapshot lacks.
+    get_kind(pretrain_kind_name(job.exp.model.kind) if job.role == "pretrain" else job.exp.model.kind)
     configure_threads(job.exp.train)
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()  # tqdm bars garble log.txt
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    import_s = round(time.time() - _STARTED, 3)
     log(f"job {job.name} ({job.role}{', label ' + repr(job.label) if job.label is not None else ''}):"
-        f" kind {job.exp.model.kind}, init {job.exp.model.init}")
+        f" kind {job.exp.model.kind}, init {job.exp.model.init} (imports {import_s:.1f}s)")
     t0 = time.time()
     result = {"pretrain": run_pretrain, "class": run_class, "classifier": run_classifier}[job.role](job)
+    result["timings"] = {"import_s": import_s, **result.get("timings", {})}
     write_manifest(job, result)
     log(f"job {job.name} finished in {time.time() - t0:.1f}s")
 

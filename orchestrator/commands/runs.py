@@ -12,10 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.config import experiments
 from orchestrator import backends
 from orchestrator.contract import records
-from orchestrator.runs import hostctl as hostops, launch as runner
+from orchestrator.runs import hostctl as hostops
 from remote.jobstate import ACTIVE
 from orchestrator import output
 from orchestrator.transport import shell
@@ -138,6 +137,8 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
         why = "; ".join(f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != "done")
         raise OrchError(f"run {run_id} ended {run_state(rows)}: {why}", ExitCode.RUN_STATE,
                         hint=f"`orch logs {run_id} JOB` shows why; `orch run {experiment} --resume {run_id}` retries")
+    from orchestrator.runs import launch as runner
+
     runner.fetch(project, transport, run_id, partial=False)
 
 
@@ -212,7 +213,9 @@ def register(app: typer.Typer) -> None:
 
         Prints the run id on stdout (`R=$(orch run smoke)`); what it does goes to stderr.
         """
+        from orchestrator.config import experiments
         from orchestrator.results.evaluate import check_min_accuracy
+        from orchestrator.runs import launch as runner
 
         project = Project.find()
         if dry_run and (resume or wait):
@@ -402,6 +405,8 @@ def register(app: typer.Typer) -> None:
         project = Project.find()
         run_dir = project.existing_run(run_id)
         record = records.load_record(run_dir)
+        from orchestrator.runs import launch as runner
+
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
         done = sum(r.state == "done" for r in outcome["rows"])

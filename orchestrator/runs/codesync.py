@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from orchestrator.transport import shell
-from orchestrator.transport.files import push_files
 from orchestrator.transport.base import Transport
 
 SYNC_DIRS = ("remote", "bootstrap", "configs")
@@ -146,7 +145,7 @@ def check_command(workdir: str, code_hash: str) -> str:
     return shell.join(["sh", "-c", _CHECK, "sh", f"{workdir}/code", marker, str(STALE_STAGING_MINUTES)])
 
 
-def sync_code(transport: Transport, root: Path, workdir: str, rsync: bool) -> Tuple[str, int]:
+def sync_code(transport: Transport, root: Path, workdir: str) -> Tuple[str, int]:
     """Make sure <workdir>/code/<hash>/ exists on the host; return (hash, files sent)."""
     files = snapshot_files(root)
     code_hash = snapshot_hash(root, files)
@@ -157,7 +156,7 @@ def sync_code(transport: Transport, root: Path, workdir: str, rsync: bool) -> Tu
     unique = secrets.token_hex(6)
     staging = f"{workdir}/code/.staging-{code_hash}-{unique}"
     transport.run(shell.join(["mkdir", "-p", "--", staging]))
-    sent = push_files(transport, root, files, staging, rsync)
+    sent = transport.push_tree(root, files, staging)
     transport.run(shell.join([transport.host.python_or_default, "-S", "-c", _PUBLISH, staging, dest,
                               f"{workdir}/code/.staging-broken-{code_hash}-{unique}"]))
     return code_hash, sent

@@ -74,6 +74,12 @@ def prepare(transport: Transport, backend: Optional[JobBackend] = None) -> HostS
     host = transport.host
     out = transport.run(shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default])).stdout
     facts, gpus = parse_prepare(out)
+    return state_from_facts(host, facts, gpus, backend)
+
+
+def state_from_facts(host, facts: Dict[str, str], gpus: List[str], backend: Optional[JobBackend] = None) -> HostState:
+    """The host as prepare's records describe it (also what the check-and-launch program
+    prints); a workdir orch cannot use or a missing tool is one clear error."""
     if "error" in facts:
         raise OrchError(f"{host.name}: {facts['error']!r}", ExitCode.REMOTE, hint="check `workdir` in the host config")
     workdir = facts.get("workdir", "")
@@ -116,6 +122,21 @@ def _json(transport: Transport, command: str, check, stdin: Optional[str] = None
     what the host prints is untrusted, so a reply that is too big, not JSON or not of the
     contract's shape is one message, never a traceback."""
     host = transport.host.name
+    text = reply_text(transport, command, stdin, timeout)
+    try:
+        doc = json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError, RecursionError):
+        raise OrchError(f"host helper on {host} printed no JSON: {text[-300:]!r}", ExitCode.REMOTE)
+    try:
+        return check(doc)
+    except hostdocs.BadDocument as exc:
+        raise OrchError(f"host helper on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE) from None
+
+
+def reply_text(transport: Transport, command: str, stdin: Optional[str] = None,
+               timeout: float = CHANGE_TIMEOUT_S) -> str:
+    """What a host helper command printed, once it succeeded (bounded: untrusted)."""
+    host = transport.host.name
     res = transport.run(command, check=False, stdin=stdin, max_output=hostdocs.MAX_REPLY_BYTES, timeout=timeout)
     if res.overflow:
         raise OrchError(f"host helper on {host} printed more than {hostdocs.MAX_REPLY_BYTES >> 20} MB: "
@@ -126,14 +147,7 @@ def _json(transport: Transport, command: str, check, stdin: Optional[str] = None
             raise diskspace.host_no_space(transport, res.stderr)
         tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
         raise OrchError(f"host helper failed on {host} (exit {res.rc}): " + " | ".join(tail), ExitCode.REMOTE)
-    try:
-        doc = json.loads(res.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError, RecursionError):
-        raise OrchError(f"host helper on {host} printed no JSON: {res.stdout[-300:]!r}", ExitCode.REMOTE)
-    try:
-        return check(doc)
-    except hostdocs.BadDocument as exc:
-        raise OrchError(f"host helper on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE) from None
+    return res.stdout
 
 
 def remote_status(transport: Transport, workdir: str, code_hash: str, run_id: str,
@@ -141,11 +155,6 @@ def remote_status(transport: Transport, workdir: str, code_hash: str, run_id: st
     cmd = _hostctl(transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id),
                    *_backend_args(backend))
     return _json(transport, cmd, hostdocs.check_status_reply, timeout=STATUS_TIMEOUT_S)
-
-
-def remote_launch(transport: Transport, workdir: str, code_hash: str, plan: Dict) -> Dict:
-    cmd = _hostctl(transport, workdir, code_hash, "launch")
-    return _json(transport, cmd, hostdocs.check_launch_reply, stdin=json.dumps(plan))
 
 
 def remote_cancel(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str],

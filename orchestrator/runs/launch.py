@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -14,10 +15,8 @@ import yaml
 from remote.spec import Experiment, to_dict
 
 from orchestrator import backends
-from orchestrator.runs import codesync, hostctl as hostops, plan as jobplan, staging
-from orchestrator.transport import shell
+from orchestrator.runs import codesync, hostctl as hostops, hostlaunch, plan as jobplan, staging
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.transport.files import use_rsync
 from orchestrator.config.project import Project
 from orchestrator.contract.records import load_record, load_resolved, save_record
 from remote.files import atomic_write_text
@@ -46,10 +45,14 @@ def classes_for(exp: Experiment, root: Path) -> List[str]:
     return classes
 
 
+def wanted_modules(exp: Experiment) -> List[str]:
+    """What every job of EXP imports on the host."""
+    return ["torch", "transformers", "tokenizers"] + (["datasets"] if exp.data.source == "hf" else [])
+
+
 def check_host_python(transport: Transport, exp: Experiment, state: hostops.HostState) -> None:
     """Refuse before launch what would make every job fail at import on the host."""
-    wanted = ["torch", "transformers", "tokenizers"] + (["datasets"] if exp.data.source == "hf" else [])
-    missing = state.missing_modules(wanted)
+    missing = state.missing_modules(wanted_modules(exp))
     if not missing:
         return
     host = transport.host
@@ -97,50 +100,101 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
 
 
 def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str, local_dir: Path) -> Launched:
+    """Warm (code and data on the host, its workdir and GPUs known from the last launch):
+    one command checks and launches.  Otherwise the first command says what is missing,
+    the transport sends it, and a second one publishes the code and launches
+    (orchestrator/runs/hostlaunch.py)."""
+    host = transport.host
     classes = classes_for(exp, project.root)
-    backend = backends.for_host(transport.host)
-    state = hostops.prepare(transport, backend)
-    check_host_python(transport, exp, state)
-    remote_run = hostops.run_dir(state.workdir, run_id)
-    if transport.run(shell.join(["test", "-e", remote_run]), check=False).rc == 0:
-        raise OrchError(f"run {run_id!r} already exists on {transport.host.name} ({remote_run})", ExitCode.RUN_STATE,
-                        hint="pick another --name")
-    rsync = use_rsync(transport, state.tools.get("rsync")) if not transport.host.is_local else False
-    code_hash, sent = codesync.sync_code(transport, project.root, state.workdir, rsync)
-    staged = staging.stage_data(transport, exp, project.root, state.workdir, rsync)
-    planned = jobplan.plan_jobs(exp, classes)
-    backend.place(planned, state.gpus)
+    backend = backends.for_host(host)
+    files = codesync.snapshot_files(project.root)
+    code_hash = codesync.snapshot_hash(project.root, files)
+    data = staging.local_data_files(exp, project.root)
+    data_at = staging.staged_names(data)  # key -> path under the workdir
+    staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"  # this launch's own: another may send the same code
+    request = {"code_hash": code_hash, "staging": staging_name, "modules": wanted_modules(exp),
+               "tools": list(backend.tools), "list_gpus": not host.gpus, "data": sorted(set(data_at.values())),
+               "run_dir": f"runs/{run_id}"}
 
-    resolved = to_dict(exp)
-    for key, host_path in staged.items():
-        resolved["data"][key] = host_path
-    if not resolved["data"]["classes"]:
-        resolved["data"]["classes"] = classes
-    doc = {
-        "run_id": run_id,
-        "code_hash": code_hash,
-        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "host": transport.host.name,
-        "experiment": resolved,
-        "jobs": [j.to_dict() for j in planned],
-    }
-    text = yaml.safe_dump(doc, sort_keys=False)
-    record = {
-        "run_id": run_id, "host": transport.host.name, "experiment": exp.name, "workdir": state.workdir,
-        "code_hash": code_hash, "launched_at": time.time(), "gpus": state.gpus, "state": "launched",
-        "backend": backend.name,
-        "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
-    }
-    save_record(local_dir, record)
-    atomic_write_text(local_dir / "run.yaml", text)  # the local record first: see launch()
-    transport.put_text(text, f"{remote_run}/run.yaml")
+    def planned_for(workdir: str, gpus: List[str]) -> Dict:
+        """Record the run locally for this workdir and these GPUs (before anything of it
+        can reach the host: see launch()), and return the request that launches it."""
+        planned = jobplan.plan_jobs(exp, classes)
+        backend.place(planned, gpus)
+        resolved = to_dict(exp)
+        for key, rel in data_at.items():
+            resolved["data"][key] = f"{workdir}/{rel}"
+        if not resolved["data"]["classes"]:
+            resolved["data"]["classes"] = classes
+        doc = {
+            "run_id": run_id,
+            "code_hash": code_hash,
+            "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "host": host.name,
+            "experiment": resolved,
+            "jobs": [j.to_dict() for j in planned],
+        }
+        text = yaml.safe_dump(doc, sort_keys=False)
+        save_record(local_dir, {
+            "run_id": run_id, "host": host.name, "experiment": exp.name, "workdir": workdir,
+            "code_hash": code_hash, "launched_at": time.time(), "gpus": list(gpus), "state": "launched",
+            "backend": backend.name, "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        })
+        atomic_write_text(local_dir / "run.yaml", text)
+        remote_run = hostops.run_dir(workdir, run_id)
+        plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, hostops.code_dir(workdir, code_hash),
+                                   planned, backend.plan_fields())
+        return {**request, "workdir": workdir, "gpus": None if host.gpus else list(gpus),
+                "plan": plan, "run_yaml": text}
 
-    code = hostops.code_dir(state.workdir, code_hash)
-    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned,
-                               backend.plan_fields())
-    result = hostops.remote_launch(transport, state.workdir, code_hash, plan)
-    check_started(result, plan, run_id, exp.name)
-    return Launched(run_id, transport.host.name, doc["jobs"], code_hash, sent)
+    known = hostlaunch.known_host(project.root, host)
+    last = planned_for(known["workdir"], list(host.gpus) or known["gpus"]) if known else request
+    try:
+        reply = hostlaunch.check_and_launch(transport, backend, last)
+        state = reply.state
+        transport.learn_tools(state.tools)
+        hostlaunch.remember(project.root, host, reply)
+        if reply.run_exists:
+            raise hostlaunch.NotLaunched(f"run {run_id!r} already exists on {host.name} "
+                                         f"({hostops.run_dir(state.workdir, run_id)})",
+                                         ExitCode.RUN_STATE, hint="pick another --name")
+        if reply.launch is None:
+            try:
+                check_host_python(transport, exp, state)
+            except OrchError as exc:
+                raise hostlaunch.NotLaunched(exc.message, exc.code, exc.hint) from None
+    except hostlaunch.NotLaunched:
+        shutil.rmtree(local_dir, ignore_errors=True)  # the host refused before starting anything: the name is free
+        raise
+    sent = 0
+    if reply.launch is None:
+        # Nothing of the run is on the host: a record written for the guess goes until the
+        # command that launches, so a failed transfer leaves no run that never was.
+        for name in ("local.json", "run.yaml"):
+            (local_dir / name).unlink(missing_ok=True)
+        if not reply.code:
+            sent = transport.push_tree(project.root, files, f"{state.workdir}/code/{staging_name}")
+        for key, rel in sorted(data_at.items()):
+            if rel in reply.missing_data:
+                transport.push_file(data[key], f"{state.workdir}/{rel}")
+                reply.missing_data.remove(rel)  # two keys may name one file
+        last = planned_for(state.workdir, state.gpus)
+        if not reply.code:
+            last["publish"] = staging_name
+        reply = hostlaunch.check_and_launch(transport, backend, last)
+        if reply.launch is None:
+            raise OrchError(f"{host.name} did not launch {run_id}: " + _still_missing(reply, code_hash),
+                            ExitCode.REMOTE, hint=f"`orch run {exp.name}` again; if it persists, check "
+                            f"{state.workdir}/code and {state.workdir}/data on {host.name}")
+    check_started(reply.launch, last["plan"], run_id, exp.name)
+    return Launched(run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash, sent)
+
+
+def _still_missing(reply: "hostlaunch.Reply", code_hash: str) -> str:
+    what = ([] if reply.code else [f"code snapshot {code_hash}"]) + reply.missing_data
+    if reply.run_exists:
+        what.append("(its run folder appeared meanwhile)")
+    return ("it still lacks " + ", ".join(what)) if what else "its facts changed while launching"
 
 
 def check_started(result: Dict, plan: Dict, run_id: str, experiment: str) -> None:
@@ -166,7 +220,23 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     record, doc = load_record(local_dir), load_resolved(local_dir)
     workdir = record["workdir"]
     backend = backends.for_record(record)
-    status = hostops.remote_status(transport, workdir, record["code_hash"], run_id, backend)
+    code_hash = record["code_hash"]
+    staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"
+    request = {"code_hash": code_hash, "staging": staging_name, "tools": list(backend.tools), "run_dir": f"runs/{run_id}",
+               "fresh": False, "workdir": workdir, "gpus": None}
+    try:
+        status = hostops.remote_status(transport, workdir, code_hash, run_id, backend)
+    except OrchError as exc:
+        if exc.code != ExitCode.REMOTE:
+            raise
+        # The host helper lives in the run's code snapshot: it may never have been published
+        # (a launch interrupted before its last command) or been cleaned away.
+        reply = hostlaunch.check_and_launch(transport, backend, request)
+        if reply.code:
+            raise
+        _resend_code(project, transport, reply, record, run_id, staging_name)
+        hostlaunch.check_and_launch(transport, backend, {**request, "publish": staging_name})
+        status = hostops.remote_status(transport, workdir, code_hash, run_id, backend)
     from orchestrator.runs.state import rows_from_remote
 
     rows = rows_from_remote(status, doc["jobs"], backend)
@@ -188,18 +258,32 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
                         hint=f"`orch fetch-results {run_id}`")
     planned = [jobplan.PlannedJob(**j) for j in doc["jobs"] if j["name"] in todo]
     remote_run = hostops.run_dir(workdir, run_id)
-    # The host's copy may be missing (a launch interrupted before it was written, a run
-    # folder deleted on the host): the jobs read their config from it, so put it back.
-    transport.put_text((local_dir / "run.yaml").read_text(), f"{remote_run}/run.yaml")
-    code = hostops.code_dir(workdir, record["code_hash"])
-    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned,
-                               backend.plan_fields())
-    result = hostops.remote_launch(transport, workdir, record["code_hash"], plan)
-    check_started(result, plan, run_id, record.get("experiment") or "EXPERIMENT")
+    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run,
+                               hostops.code_dir(workdir, code_hash), planned, backend.plan_fields())
+    # The host's run.yaml may be missing (a launch interrupted before it was written, a run
+    # folder deleted on the host): the jobs read their config from it, so it goes along.
+    request.update(plan=plan, run_yaml=(local_dir / "run.yaml").read_text())
+    reply = hostlaunch.check_and_launch(transport, backend, request)
+    if reply.launch is None:
+        raise OrchError(f"{transport.host.name} did not relaunch {run_id}: " + _still_missing(reply, code_hash),
+                        ExitCode.REMOTE, hint=f"its workdir there is {reply.state.workdir}, the run's is {workdir}")
+    check_started(reply.launch, plan, run_id, record.get("experiment") or "EXPERIMENT")
     record["state"] = "launched"
     record.pop("job_states", None)  # seen before the relaunch: `orch runs` must not show them as current
     save_record(local_dir, record)
     return todo
+
+
+def _resend_code(project: Project, transport: Transport, reply: "hostlaunch.Reply", record: Dict, run_id: str,
+                 staging_name: str) -> None:
+    """Send the run's code snapshot again, if the code here is still that code."""
+    files = codesync.snapshot_files(project.root)
+    if codesync.snapshot_hash(project.root, files) != record["code_hash"]:
+        raise OrchError(f"run {run_id}'s code snapshot {record['code_hash']} is not on {transport.host.name}, and the "
+                        "code here has changed since", ExitCode.RUN_STATE,
+                        hint=f"launch it as a new run: `orch run {record.get('experiment') or 'EXPERIMENT'}`")
+    transport.learn_tools(reply.state.tools)
+    transport.push_tree(project.root, files, f"{record['workdir']}/code/{staging_name}")
 
 
 def fetch(project: Project, transport: Transport, run_id: str, partial: bool, full_logs: bool = False) -> Dict:
@@ -239,12 +323,11 @@ def _fetch(project: Project, transport: Transport, run_id: str, local_dir: Path,
             ExitCode.RUN_STATE,
             hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial",
         )
-    rsync = use_rsync(transport) if not transport.host.is_local else False
     again = f"`orch fetch-results {run_id}` fetches again"
     staging = fetching.Staging(local_dir)
     try:
         pulled = fetching.pull(transport, hostops.run_dir(record["workdir"], run_id) + "/jobs", staging.jobs,
-                               local_dir / "jobs", [j["name"] for j in doc["jobs"]], rsync, full_logs, run_id)
+                               local_dir / "jobs", [j["name"] for j in doc["jobs"]], full_logs, run_id)
         problems = pulled.refused + fetching.verify(local_dir, staging.jobs, doc["jobs"],
                                                     [r.name for r in rows if r.state == "done"], not unfinished)
         if problems:

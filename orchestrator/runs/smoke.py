@@ -17,7 +17,6 @@ from orchestrator.runs import codesync, hostctl as hostops, launch as runner
 from orchestrator.config import experiments
 from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.transport.files import use_rsync
 from orchestrator.config.project import Project
 from orchestrator.runs.state import rows_from_remote
 from remote.jobstate import TERMINAL
@@ -62,8 +61,8 @@ class Skip(Exception):
 def step_connect(ctx: SmokeContext) -> str:
     state = hostops.prepare(ctx.transport, backends.for_host(ctx.transport.host))
     ctx.workdir, ctx.gpus = state.workdir, state.gpus
-    how = "" if ctx.transport.host.is_local else " (host key verified)"
-    return f"{ctx.transport.host.display()}{how}, workdir {state.workdir}"
+    ctx.transport.learn_tools(state.tools)
+    return f"{ctx.transport.host.display()}{ctx.transport.verified}, workdir {state.workdir}"
 
 
 def step_probe(ctx: SmokeContext) -> str:
@@ -88,8 +87,7 @@ def step_imports(ctx: SmokeContext) -> str:
 
 
 def step_sync(ctx: SmokeContext) -> str:
-    rsync = use_rsync(ctx.transport) if not ctx.transport.host.is_local else False
-    ctx.code_hash, sent = codesync.sync_code(ctx.transport, ctx.project.root, ctx.workdir, rsync)
+    ctx.code_hash, sent = codesync.sync_code(ctx.transport, ctx.project.root, ctx.workdir)
     return f"code {ctx.code_hash} ({sent} files sent)"
 
 

@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import re
-import secrets
 from pathlib import Path
 from typing import Dict, List
 
 from remote.files import sha256_file
 from remote.spec import DataSpec, Experiment
 
-from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.transport.files import rsync_file
 from orchestrator.config.project import control_char
-from orchestrator.transport.base import Transport
 
 DATA_KEYS = ("path", "test_path", "unlabelled_path")
 
@@ -41,17 +37,6 @@ def local_data_files(exp: Experiment, root: Path) -> Dict[str, Path]:
     return out
 
 
-# Claim (rename to $2) a part of $1 left by an interrupted upload.  Only parts unchanged
-# for 2 minutes (ctime: rsync's final rename sets it, its -t does not) - a younger one
-# may be another launch's finished upload about to be renamed into place.
-_CLAIM_PART = r"""
-for f in "$1".part "$1".part-*; do
-  [ -f "$f" ] && [ -n "$(find "$f" -maxdepth 0 -cmin +2)" ] && mv -- "$f" "$2" 2>/dev/null && exit 0
-done
-exit 0
-"""
-
-
 def _missing_hint(path: Path, root: Path, key: str) -> str:
     try:
         parts = path.resolve().relative_to(root.resolve()).parts
@@ -65,36 +50,10 @@ def _missing_hint(path: Path, root: Path, key: str) -> str:
     return f"paths in an experiment are relative to the project folder; use --set data.{key}=FILE"
 
 
-def stage_data(transport: Transport, exp: Experiment, root: Path, workdir: str, rsync: bool) -> Dict[str, str]:
-    """Upload the experiment's data files if the host lacks them; return key -> host path."""
-    files = local_data_files(exp, root)
-    if not files:
-        return {}
-    staged: Dict[str, str] = {}
-    for key, path in files.items():
-        staged[key] = f"{workdir}/data/{sha256_file(str(path))[:16]}-{path.name}"
-    targets = sorted(set(staged.values()))
-    check = shell.join(["sh", "-c", 'for f in "$@"; do [ -f "$f" ] || echo "$f"; done', "sh", *targets])
-    missing = set(transport.run(check).stdout.split("\n")) & set(targets)
-    for key, path in files.items():
-        target = staged[key]
-        if target in missing:
-            transport.run(shell.join(["mkdir", "-p", "--", f"{workdir}/data"]))
-            if transport.host.is_local:
-                transport.put_file(path, target)
-            elif rsync:
-                # rsync to a temp name of this upload's own, then rename: a half upload never
-                # looks staged, and two launches staging the same file at once do not
-                # rename each other's temp away.  A part an interrupted upload left is
-                # claimed first (one rename: only one upload gets it), so rsync resumes it.
-                tmp = f"{target}.part-{secrets.token_hex(6)}"
-                transport.run(shell.join(["sh", "-c", _CLAIM_PART, "sh", target, tmp]))
-                rsync_file(transport, path, tmp)
-                transport.run(shell.join(["mv", "-f", "--", tmp, target]))  # same name, same bytes
-            else:
-                transport.put_file(path, target)
-            missing.discard(target)
-    return staged
+def staged_names(files: Dict[str, Path]) -> Dict[str, str]:
+    """data.<key> -> where its file lives under the workdir: data/<sha256[:16]>-<name>
+    (content-addressed: a file is sent once, whichever run needs it)."""
+    return {key: f"data/{sha256_file(str(path))[:16]}-{path.name}" for key, path in files.items()}
 
 
 def scan_labels(path: Path, spec: DataSpec) -> List[str]:

@@ -67,6 +67,9 @@ def temp_name(name: str) -> str:
 
 class Transport:
     host: HostConfig
+    _copier = None  # how files move (transport/files.py), picked on first use
+    _host_tools: Optional[dict] = None  # tools the host is known to have (tool -> bool)
+    verified = ""  # how the host was authenticated, in words for a summary line
 
     @property
     def workdir(self) -> str:
@@ -100,6 +103,34 @@ class Transport:
 
     def put_file(self, local_path: Path, remote_path: str) -> None:
         raise NotImplementedError
+
+    def learn_tools(self, tools: dict) -> None:
+        """What a probe found on the host (tool -> present): spares asking again when the
+        copier is picked."""
+        self._host_tools = {**(self._host_tools or {}), **tools}
+
+    def _pick_copier(self):
+        raise NotImplementedError
+
+    @property
+    def copier(self):
+        if self._copier is None:
+            self._copier = self._pick_copier()
+        return self._copier
+
+    def push_tree(self, root: Path, files, dest_dir: str) -> int:
+        """root/<f> -> dest_dir/<f> (an existing folder) for each f; returns files sent."""
+        return self.copier.push_tree(root, files, dest_dir)
+
+    def push_file(self, local_path: Path, remote_path: str) -> None:
+        """One file into an existing folder; it appears whole or not at all."""
+        self.copier.push_file(local_path, remote_path)
+
+    def pull(self, remote_dir: str, stage: Path, seed: Path, spec):
+        """Folders of REMOTE_DIR into the fresh local folder STAGE, never following a link
+        (transport/pull.py); SEED: an earlier verified copy whose unchanged files need not
+        travel again."""
+        return self.copier.pull(remote_dir, stage, seed, spec)
 
     def rsync_rsh(self) -> Optional[List[str]]:
         """The `ssh` argv rsync should use (same host-key rules); None for a local host."""
@@ -164,19 +195,24 @@ class LocalTransport(Transport):
             raise
         return proc.wait()
 
-    def _local(self, remote_path: str) -> Path:
+    def _pick_copier(self):
+        from orchestrator.transport.files import LocalCopier
+
+        return LocalCopier(self)
+
+    def local_path(self, remote_path: str) -> Path:
         path = Path(remote_path).expanduser()
         return path if path.is_absolute() else Path.home() / path
 
     def put_text(self, text, remote_path):
-        dest = self._local(remote_path)
+        dest = self.local_path(remote_path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(temp_name(dest.name))
         tmp.write_text(text)
         os.replace(tmp, dest)
 
     def put_file(self, local_path, remote_path):
-        dest = self._local(remote_path)
+        dest = self.local_path(remote_path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(temp_name(dest.name))
         shutil.copyfile(local_path, tmp)

@@ -341,6 +341,13 @@ class SSHTransport(Transport):
         chan.exec_command(shell.with_path(self.host.extra_path, command))
         return chan
 
+    verified = " (host key verified)"
+
+    def _pick_copier(self):
+        from orchestrator.transport.files import pick_remote
+
+        return pick_remote(self, (self._host_tools or {}).get("rsync"))
+
     def rsync_rsh(self) -> Optional[List[str]]:
         # rsync rides this verified connection instead of logging in again with OpenSSH.
         if self._bridge is None:

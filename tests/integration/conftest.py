@@ -60,6 +60,12 @@ class Sshd:
     def logins(self) -> int:
         return self.log.read_text(errors="replace").count("Accepted publickey")
 
+    def sessions(self, kind: str = "command") -> int:
+        """Channels sshd started so far, of KIND: "command" (an exec: a remote command or
+        an rsync transfer) or "subsystem 'sftp'".  LogLevel VERBOSE logs one
+        "Starting session: KIND ..." line for each."""
+        return self.log.read_text(errors="replace").count(f"Starting session: {kind} ")
+
     def known_hosts_line(self) -> str:
         return f"[127.0.0.1]:{self.port} {self.host_key_pub}\n"
 

@@ -103,13 +103,18 @@ def test_ctrl_c_mid_launch_keeps_a_resumable_record(ssh_project, monkeypatch):
     monkeypatch.chdir(p.root)
     project = Project(p.root)
     exp, _ = experiments.load(project, "smoke", ["train.steps=10"])
-    with open_transport(project, "local", False) as transport:
-        def interrupted(text, path):
-            raise KeyboardInterrupt
+    real = runner.hostlaunch.check_and_launch
 
-        monkeypatch.setattr(transport, "put_text", interrupted)
+    def interrupted(transport, backend, request):
+        if "plan" in request:  # the command that would launch: the local record is written
+            raise KeyboardInterrupt
+        return real(transport, backend, request)
+
+    monkeypatch.setattr(runner.hostlaunch, "check_and_launch", interrupted)
+    with open_transport(project, "local", False) as transport:
         with pytest.raises(OrchError) as err:
             runner.launch(project, transport, exp, "cut")
+    monkeypatch.setattr(runner.hostlaunch, "check_and_launch", real)
     assert err.value.code == ExitCode.INTERRUPTED
     assert "some of its jobs may not have started" in err.value.message
     assert "orch run smoke --resume cut" in err.value.hint

@@ -32,6 +32,8 @@ def run_all(run_dir, names):
 def check_contract(run_dir, name, n_lines):
     jd = run_dir / "jobs" / name
     manifest = json.loads((jd / "manifest.json").read_text())
+    # Issue 15: what the job spent importing (torch, its kind) before its first progress line.
+    assert set(manifest["timings"]) == {"import_s", "train_s", "score_s"} and manifest["timings"]["import_s"] > 0
     entry = manifest["files"]["scores.jsonl"]
     assert entry == {"size": os.path.getsize(jd / "scores.jsonl"), "sha256": sha256_file(str(jd / "scores.jsonl"))}
     for key in ("job", "role", "n_test", "classes", "train_texts", "train_tokens", "timings", "device",

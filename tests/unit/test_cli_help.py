@@ -59,3 +59,31 @@ def test_readme_exit_code_table_matches_the_code():
     readme = (REPO / "README.md").read_text()
     rows = re.findall(r"^\| (\d+) \| (.+) \|$", readme, flags=re.M)
     assert [(int(c), m.replace("`", "")) for c, m in rows] == [(int(c), m) for c, m in exit_code_table()]
+
+
+def test_root_help_table_matches_the_commands_own_help():
+    """`orch --help` is printed from cli.COMMANDS without loading Typer: each summary
+    there must be the first sentence of the command's own help, and no command missing."""
+    import typer
+
+    from orchestrator.cli import COMMANDS
+    from orchestrator.commands import app as typer_app
+
+    typer_app.register_commands(["--help"])  # every command module
+    group = typer.main.get_command(typer_app.app)
+    assert sorted(group.commands) == sorted(COMMANDS)
+    for name, (_, summary) in COMMANDS.items():
+        own = " ".join((group.commands[name].help or "").split("\n\n")[0].split())
+        assert own == summary, name
+
+
+def test_root_help_loads_no_command_machinery():
+    """Issue 15: `orch --help` costs the interpreter's start-up, not Typer's and Rich's."""
+    code = ("import sys, runpy; sys.argv = ['orch', '--help']; import orchestrator.cli as c; c.main(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('typer', 'click', 'rich', 'yaml', 'paramiko', 'remote', 'orchestrator')), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=timing.scaled(60))
+    assert proc.returncode == 0, proc.stderr
+    assert "Exit codes: 0 success;" in proc.stdout and "fetch-results" in proc.stdout
+    assert proc.stderr.strip() == "['orchestrator', 'orchestrator.cli', 'orchestrator.commands', 'orchestrator.errors']"

@@ -63,7 +63,7 @@ def test_sync_removes_staging_folders_older_than_an_hour(tmp_path):
     calls = []
     run = transport.run
     transport.run = lambda command, **kw: calls.append(command) or run(command, **kw)
-    assert sync_code(transport, root, str(workdir), rsync=False) == (code_hash, 0)
+    assert sync_code(transport, root, str(workdir)) == (code_hash, 0)
     assert len(calls) == 1  # the cleanup rides the round trip that checks for the snapshot
     assert not old.exists() and fresh.is_dir() and old_snapshot.is_dir()
     assert (workdir / "code" / code_hash / ".complete").is_file()
@@ -122,7 +122,7 @@ def test_files_arrive_0644_or_0755_whatever_the_local_mode(tmp_path):
     (root / "configs" / "envs" / "default.yaml").chmod(0o666)
     workdir = tmp_path / "host"
     transport = LocalTransport(HostConfig(name="local", workdir=str(workdir), python=sys.executable))
-    code_hash, sent = sync_code(transport, root, str(workdir), rsync=False)
+    code_hash, sent = sync_code(transport, root, str(workdir))
     snap = workdir / "code" / code_hash
     modes = {p.relative_to(snap).as_posix(): oct(p.stat().st_mode & 0o7777) for p in snap.rglob("*")
              if p.is_file() and p.name != ".complete"}
@@ -157,7 +157,7 @@ def test_concurrent_syncs_publish_one_snapshot_and_never_delete_it(tmp_path):
     def one():
         transport = LocalTransport(HostConfig(name="local", workdir=str(workdir), python=sys.executable))
         try:
-            results.append(sync_code(transport, root, str(workdir), rsync=False))
+            results.append(sync_code(transport, root, str(workdir)))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -182,7 +182,7 @@ def test_a_folder_without_the_marker_is_set_aside_not_trusted(tmp_path):
     (broken / "remote").mkdir(parents=True)
     (broken / "remote" / "half.py").write_text("")
     transport = LocalTransport(HostConfig(name="local", workdir=str(workdir), python=sys.executable))
-    assert sync_code(transport, root, str(workdir), rsync=False)[0] == code_hash
+    assert sync_code(transport, root, str(workdir))[0] == code_hash
     assert (broken / ".complete").is_file() and not (broken / "remote" / "half.py").exists()
     aside = [p for p in (workdir / "code").iterdir() if p.name.startswith(".staging-broken-")]
     assert len(aside) == 1 and (aside[0] / "remote" / "half.py").exists()  # removed later as stale staging
