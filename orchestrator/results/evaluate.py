@@ -213,6 +213,7 @@ def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[s
         "min_accuracy": spec.min_accuracy,
         "meets_min_accuracy": raw["accuracy"] >= spec.min_accuracy,
         "test_ids_sha256": ids_digest(scores.ids),
+        "tokenizer_sha256": scores.tokenizer_sha256,
     }
     ev.metrics = m
     return ev

@@ -78,6 +78,7 @@ class Scores:
     nll: np.ndarray  # (n, C)
     tokens: np.ndarray  # (n, C) tokens each class model scored
     se: np.ndarray  # (n, C) standard error of the estimate, NaN when not given
+    tokenizer_sha256: Optional[str] = None  # the class jobs' shared tokenizer (check_tokenization)
 
     @property
     def n(self) -> int:
@@ -91,7 +92,8 @@ class Scores:
         """The rows of ``ids``, in that order (every id must be present)."""
         where = dict(zip(self.ids, range(len(self.ids))))
         rows = np.fromiter(map(where.__getitem__, ids), dtype=np.int64, count=len(ids))
-        return Scores(list(ids), self.classes, self.y[rows], self.nll[rows], self.tokens[rows], self.se[rows])
+        return Scores(list(ids), self.classes, self.y[rows], self.nll[rows], self.tokens[rows], self.se[rows],
+                      self.tokenizer_sha256)
 
 
 def _read_json(path: Path, what: str) -> Dict[str, Any]:
@@ -577,7 +579,49 @@ def load_scores(run: RunData) -> Scores:
     if scores.n != n_test:
         raise OrchError(f"the score files hold {scores.n} test texts, but the manifests' n_test is {n_test}",
                         ExitCode.DATA, hint="the jobs' results were cut short or changed on the host")
+    scores.tokenizer_sha256 = check_tokenization(jobs, scores)
     return scores
+
+
+def check_tokenization(jobs: Sequence[JobRecord], scores: Scores) -> Optional[str]:
+    """The class jobs must have read every text with the same tokenizer: their manifests'
+    ``tokenizer_sha256`` must be equal, and every text must have the same token count in
+    every class model.  The masks MDLM draws for a text depend on its token count, so the
+    common random numbers behind a paired class difference hold only then; and a class
+    decision that depends on which BPE a job happened to train is not a decision.
+
+    Returns the shared fingerprint, or None for a run whose manifests record none (runs
+    made before it was recorded: nothing to compare, so no check).  A classifier job is
+    one model: there is nothing to compare."""
+    class_jobs = [j for j in jobs if j.role == "class"]
+    if not class_jobs:
+        return None
+    prints = {j.name: (j.manifest or {}).get("tokenizer_sha256") for j in class_jobs}
+    if all(v is None for v in prints.values()):
+        return None
+    groups: Dict[Optional[str], List[str]] = {}
+    for name, value in prints.items():
+        groups.setdefault(value, []).append(name)
+    if len(groups) > 1:
+        desc = "; ".join(f"{'none recorded' if v is None else v[:16]} in job(s) {name_examples(names)}"
+                         for v, names in groups.items())
+        raise OrchError(f"the class jobs did not use the same tokenizer (manifest tokenizer_sha256): {desc}",
+                        ExitCode.DATA,
+                        hint="each class model must read a text as the same tokens for their scores to be "
+                             "compared: train the tokenizer once (a pretrain job) or re-run the class jobs")
+    ref_job = class_jobs[0]
+    ref = scores.classes.index(ref_job.label)
+    for job in class_jobs[1:]:
+        c = scores.classes.index(job.label)
+        odd = np.flatnonzero(scores.tokens[:, c] != scores.tokens[:, ref])
+        if odd.size:
+            shown = [f"{scores.ids[i]} ({int(scores.tokens[i, c])} tokens here, {int(scores.tokens[i, ref])} "
+                     f"in job {ref_job.name!r})" for i in odd[:MAX_EXAMPLES]]
+            raise OrchError(f"job {job.name!r}: {odd.size} text(s) have another token count than in job "
+                            f"{ref_job.name!r} although both record the same tokenizer: "
+                            f"{name_examples(shown, odd.size)}", ExitCode.DATA,
+                            hint="the jobs did not tokenize the same test texts the same way: re-run the jobs")
+    return next(iter(groups))
 
 
 def check_partial(run: RunData, names: Sequence[str]) -> None:

@@ -43,10 +43,13 @@ def make_run(
     train_texts: Optional[Dict[str, int]] = None,
     job_seconds: float = 60.0,
     rows_hook=None,
+    tokenizer: Optional[str] = "ab" * 32,
 ) -> Path:
     """Write runs/<run_id>/ with run.yaml, local.json and one folder per job.
 
     ``rows_hook(job, rows) -> rows`` may corrupt a job's score rows before they are written.
+    ``tokenizer``: the tokenizer_sha256 every class job's manifest records (None: none, as
+    in runs made before it was recorded).
     """
     texts = list(texts if texts is not None else margin_texts({"0": [-5, -4, -3, -6, 2], "1": [5, 4, 3, -1, -2]}))
     run_dir = root / "runs" / run_id
@@ -101,6 +104,8 @@ def make_run(
         }
         if not classifier:
             manifest["train_texts"] = train_texts.get(job["label"])
+            if tokenizer is not None:
+                manifest["tokenizer_sha256"] = tokenizer
         (job_dir / "manifest.json").write_text(json.dumps(manifest))
     return run_dir
 
@@ -169,8 +174,10 @@ def test_bootstrap_is_seeded_and_sane():
 
 def test_length_normalisation_can_change_the_prediction(tmp_path):
     # class-0 model: 100 nats over 50 tokens (2/token); class-1 model: 90 nats over 30 tokens (3/token)
+    # (token counts differ between class models only in runs that record no tokenizer: see
+    # test_merge_refuses_class_jobs_that_tokenized_differently)
     texts = [("a", "0", {"0": (100.0, 50), "1": (90.0, 30)}), ("b", "1", {"0": (80.0, 20), "1": (85.0, 40)})]
-    m = run_eval(make_run(tmp_path, texts=texts))
+    m = run_eval(make_run(tmp_path, texts=texts, tokenizer=None))
     assert m["accuracy"] == 0.0  # raw: a -> 1, b -> 0
     assert m["per_token"]["accuracy"] == 1.0  # per token: a -> 0 (2 < 3), b -> 1 (2.125 < 4)
     assert m["per_token"]["verdict"] == "Excellent" and m["verdict"]["label"] == "Failed"
@@ -325,6 +332,29 @@ def _rewrite(run_dir: Path, job: str, data: bytes, **manifest) -> None:
 
 def _lines(run_dir: Path, job: str) -> List[bytes]:
     return (run_dir / "jobs" / job / "scores.jsonl").read_bytes().splitlines(keepends=True)
+
+
+def test_merge_refuses_class_jobs_that_tokenized_differently(tmp_path):
+    # A tampered (or nondeterministic) tokenizer fingerprint: refused, naming both jobs.
+    run_dir = make_run(tmp_path / "a")
+    _edit_manifest(run_dir, "c1", lambda m: m.update(tokenizer_sha256="cd" * 32))
+    err = refusal(run_dir)
+    assert err.code == ExitCode.DATA and "same tokenizer" in err.message
+    assert "'c0'" in err.message and "'c1'" in err.message and "cdcdcdcd" in err.message
+    assert not (run_dir / "metrics.json").exists()
+    # One job that records none while the other does is a disagreement too.
+    run_dir = make_run(tmp_path / "b")
+    _edit_manifest(run_dir, "c0", lambda m: m.pop("tokenizer_sha256"))
+    assert "none recorded in job(s) 'c0'" in refusal(run_dir).message
+    # Same fingerprint, other token counts for a text: refused with the ids and both counts.
+    run_dir = make_run(tmp_path / "c", rows_hook=lambda job, rows: [
+        {**r, "tokens": 21} if job == "c1" and r["id"] in ("0/1", "1/2") else r for r in rows])
+    err = refusal(run_dir)
+    assert "'c1'" in err.message and "2 text(s)" in err.message and "'c0'" in err.message
+    assert "0/1 (21 tokens here, 20 in job 'c0')" in err.message
+    # The shared fingerprint is in metrics.json; a run that records none is not checked.
+    assert run_eval(make_run(tmp_path / "d"))["tokenizer_sha256"] == "ab" * 32
+    assert run_eval(make_run(tmp_path / "e", tokenizer=None))["tokenizer_sha256"] is None
 
 
 def test_completeness_is_the_runs_own_expectation_not_the_manifests(tmp_path):
