@@ -40,6 +40,7 @@ from orchestrator.results.metrics import (
     predict,
 )
 from orchestrator.results.scores import RunData, Scores, load_run, load_scores, name_examples, scores_digest
+from orchestrator.results.uncertainty import paired_summary
 
 
 def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, Any]:
@@ -153,6 +154,7 @@ class Evaluation:
     score: np.ndarray  # (n, C) raw log-joint
     score_norm: np.ndarray  # (n, C) per-token
     metrics: Dict[str, Any] = field(default_factory=dict)
+    margin_se: Optional[np.ndarray] = None  # (n,) paired SE of each raw margin (kinds with draws)
 
     @cached_property
     def pred(self) -> np.ndarray:
@@ -184,6 +186,7 @@ def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[s
         norm["accuracy_ci95"] = raw["accuracy_ci95"]
     length = scores.tokens.mean(axis=1)
     timings = job_timings(run)
+    paired, ev.margin_se = paired_summary(score, scores.draws, scores.se)
     exp = run.experiment
     m: Dict[str, Any] = {
         "schema": 1,
@@ -206,6 +209,7 @@ def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[s
         "mean_tokens": float(length.mean()),
         "scored_tokens": int(scores.tokens.sum()),
         "mean_se": None if np.all(np.isnan(scores.se)) else float(np.nanmean(scores.se)),
+        "paired": paired,
         "timings": timings,
         "gpu_seconds": timings["gpu_seconds"],
         "train_tokens": timings["train_tokens"],
@@ -263,5 +267,5 @@ def evaluate_run(run_dir: Path, *, prior: Optional[str] = None, bands: Optional[
         plotting.remove(out_dir)
         plot_files = []
     report.write_all(run_dir, ev.metrics, ev.scores, ev.pred, ev.pred_norm, ev.run.config.get("experiment") or {},
-                     plot_files)
+                     plot_files, margin_se=ev.margin_se, score=ev.score)
     return ev.metrics

@@ -62,6 +62,46 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+# --------------------------------------------------------------------------- paired uncertainty
+
+Z95 = 1.959963984540054  # the two-sided 95% point of N(0, 1)
+
+
+def decision_pair(score: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(a, b) class indices per text such that margin(score) = score[a] - score[b]:
+    binary (1, 0); more classes the top-1 and the runner-up."""
+    n, k = score.shape
+    if k == 2:
+        return np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    order = np.argsort(-score, axis=1, kind="stable")
+    return order[:, 0], order[:, 1]
+
+
+def paired_margin_se(score: np.ndarray, draws: np.ndarray) -> Optional[np.ndarray]:
+    """Standard error of each text's margin (see :func:`margin`) under the shared draws.
+
+    ``draws`` (n, C, K): the per-draw NLL estimates, draw j of a text being the same random
+    draw (the same masked copy) in every class model, and each class's NLL their mean.
+    The margin score[a] - score[b] is then the mean over j of d_j = draws[b, j] - draws[a, j]
+    (plus a prior that is the same for every draw), so its standard error is the sample
+    standard deviation of the d_j over sqrt(K): the per-class standard errors would
+    count the noise the two classes share, which cancels in the difference.  None when
+    K < 2 (one draw says nothing about its own spread)."""
+    n, _, k = draws.shape
+    if k < 2:
+        return None
+    a, b = decision_pair(score)
+    rows = np.arange(n)
+    d = draws[rows, b] - draws[rows, a]  # (n, K)
+    return d.std(axis=1, ddof=1) / np.sqrt(k)
+
+
+def not_significant(margin_value: np.ndarray, se: np.ndarray, z: float = Z95) -> np.ndarray:
+    """True where the decision could flip within the estimator's noise: |margin| <= z se
+    (a tie with no spread counts as not significant)."""
+    return np.abs(margin_value) <= z * se
+
+
 # --------------------------------------------------------------------------- accuracy
 
 

@@ -34,7 +34,8 @@ from orchestrator.runs.records import load_resolved
 SCORING_ROLES = ("class", "classifier")
 ROLE_FILES = {"class": ("scores.jsonl",), "classifier": ("scores.jsonl",), "pretrain": ()}  # what each role produces
 MAX_EXAMPLES = 5  # ids named in an error message
-MAX_LINE = 1 << 16  # a score row is about 150 bytes: a longer line is not one
+MAX_LINE = 1 << 20  # a score row is ~150 bytes plus ~20 a draw (K <= ~50,000): a longer line is not one
+DRAWS_RTOL = 1e-9  # a row's nll is the mean of its draws, to float precision
 
 
 # --------------------------------------------------------------------------- the run
@@ -79,6 +80,7 @@ class Scores:
     tokens: np.ndarray  # (n, C) tokens each class model scored
     se: np.ndarray  # (n, C) standard error of the estimate, NaN when not given
     tokenizer_sha256: Optional[str] = None  # the class jobs' shared tokenizer (check_tokenization)
+    draws: Optional[np.ndarray] = None  # (n, C, K) per-draw estimates (draw j shared by the classes), or None
 
     @property
     def n(self) -> int:
@@ -93,7 +95,7 @@ class Scores:
         where = dict(zip(self.ids, range(len(self.ids))))
         rows = np.fromiter(map(where.__getitem__, ids), dtype=np.int64, count=len(ids))
         return Scores(list(ids), self.classes, self.y[rows], self.nll[rows], self.tokens[rows], self.se[rows],
-                      self.tokenizer_sha256)
+                      self.tokenizer_sha256, None if self.draws is None else self.draws[rows])
 
 
 def _read_json(path: Path, what: str) -> Dict[str, Any]:
@@ -318,6 +320,11 @@ def _row_problem(row: Dict[str, Any], job: str, job_class: Optional[str], col: D
         return f"{where}: text {tid!r}: tokens must be a positive integer, got {tokens!r}"
     if se is not None and (isinstance(se, bool) or not isinstance(se, (int, float)) or not _is_float(se)):
         return f"{where}: text {tid!r}: se must be a number or null, got {se!r}"
+    if "draws" in row:
+        draws = row["draws"]
+        if not isinstance(draws, list) or not draws or not all(
+                type(d) in (int, float) and _finite(d) for d in draws):
+            return f"{where}: text {tid!r}: draws must be a non-empty list of finite numbers"
     if cls not in col:
         return f"{where}: text {tid!r}: class {cls!r} is not one of the classes {classes}"
     if job_class is not None and cls != job_class:
@@ -339,6 +346,41 @@ class _Columns:
     nll: np.ndarray
     tokens: np.ndarray
     se: np.ndarray
+    draws: Optional[np.ndarray] = None  # (rows, K) or None when no row has draws
+
+
+def _draw_problem(job: str, rows: List[Dict[str, Any]], nll: np.ndarray) -> Tuple[Optional[np.ndarray], Optional[str]]:
+    """(the rows' draws as a (rows, K) array or None, None) or (None, what is wrong):
+    every row or none has draws, all the same number of them, and each row's nll is
+    their mean (the draws are what the estimate was made of)."""
+    have = ["draws" in r for r in rows]
+    if not any(have):
+        return None, None
+    def where(r):
+        return f"job {job!r}, scores.jsonl line {r.get('_where', '?')}: text {r.get('id')!r}"
+    if not all(have):
+        r = rows[have.index(False)]
+        return None, f"{where(r)}: has no draws, while other rows of the job have them"
+    column = _column(rows, "draws")
+    if not all(type(d) is list and d for d in column):
+        return None, None  # _row_problem words it
+    k = len(column[0])
+    if any(len(d) != k for d in column):
+        r = next(r for r in rows if len(r["draws"]) != k)
+        return None, f"{where(r)}: has {len(r['draws'])} draws, the job's first row {k}"
+    if not _types(list(chain.from_iterable(column))) <= {int, float}:
+        return None, None  # _row_problem words it
+    try:
+        draws = np.array(column, dtype=np.float64)
+    except OverflowError:
+        return None, None
+    if not np.isfinite(draws).all():
+        return None, None
+    off = np.abs(draws.mean(axis=1) - nll) > DRAWS_RTOL * np.maximum(np.abs(nll), 1.0)
+    if off.any():
+        r = rows[int(np.flatnonzero(off)[0])]
+        return None, f"{where(r)}: nll {r['nll']!r} is not the mean of its draws"
+    return draws, None
 
 
 def _job_columns(job: str, job_class: Optional[str], rows: List[Dict[str, Any]], col: Dict[str, int],
@@ -368,7 +410,12 @@ def _job_columns(job: str, job_class: Optional[str], rows: List[Dict[str, Any]],
         ok &= cls_i == col[job_class]
     if not ok.all():
         return None, first_problem()
-    return _Columns(job, rows, ids, label_i, cls_i, nll_a, tokens_a.astype(np.float64), se_a), None
+    draws, problem = _draw_problem(job, rows, nll_a)
+    if problem is not None:
+        return None, problem
+    if draws is None and any("draws" in r for r in rows):
+        return None, first_problem()
+    return _Columns(job, rows, ids, label_i, cls_i, nll_a, tokens_a.astype(np.float64), se_a, draws), None
 
 
 def merge_scores(
@@ -408,7 +455,7 @@ def merge_scores(
     table = _join(parts, classes, col)  # refuses duplicates and label disagreements
     if bad_row is not None:
         raise OrchError(bad_row, ExitCode.DATA)
-    ids, first_job, y, nll, tokens, se, have = table
+    ids, first_job, y, nll, tokens, se, have, draws = table
     n = len(ids)
     if not n:
         raise OrchError("the score files hold no test texts", ExitCode.DATA)
@@ -424,7 +471,7 @@ def merge_scores(
                 ExitCode.DATA,
                 hint="every class model must score the same test texts: re-run or re-fetch the job",
             )
-    return Scores(ids, classes, y, nll, tokens, se)
+    return Scores(ids, classes, y, nll, tokens, se, draws=draws)
 
 
 def _join(parts: List[_Columns], classes: List[str], col: Dict[str, int]):
@@ -476,7 +523,24 @@ def _join(parts: List[_Columns], classes: List[str], col: Dict[str, int]):
     se = np.full((n, k), np.nan)
     have = np.zeros((n, k), dtype=bool)
     nll[code, cls], tokens[code, cls], se[code, cls], have[code, cls] = cat("nll"), cat("tokens"), cat("se"), True
-    return ids, first_job_name, first_label, nll, tokens, se, have
+    return ids, first_job_name, first_label, nll, tokens, se, have, _join_draws(parts, code, cls, n, k)
+
+
+def _join_draws(parts: List[_Columns], code: np.ndarray, cls: np.ndarray, n: int, k: int) -> Optional[np.ndarray]:
+    """(n, C, K) per-draw estimates when every job has draws, the same number of them;
+    None when no job has any.  A mix cannot be paired: refused, naming the jobs."""
+    counts = {p.job: (None if p.draws is None else p.draws.shape[1]) for p in parts}
+    if not parts or all(v is None for v in counts.values()):
+        return None
+    if len(set(counts.values())) > 1:
+        desc = ", ".join(f"{job!r}: {'none' if v is None else v}" for job, v in counts.items())
+        raise OrchError(f"the jobs' score rows carry different numbers of draws per text ({desc})", ExitCode.DATA,
+                        hint="the class models must score the same draws (score.mdlm_draws) for their "
+                             "difference to be paired: re-run the jobs with one config")
+    n_draws = next(iter(counts.values()))
+    out = np.full((n, k, n_draws), np.nan)
+    out[code, cls] = np.concatenate([p.draws for p in parts])
+    return out
 
 
 # --------------------------------------------------------------------------- a run's scores

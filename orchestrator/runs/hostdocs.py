@@ -101,8 +101,8 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
     _check(doc, {"job": "text?", "role": "text?", "label": "text?", "files": "object", "n_test": "count",
                  "classes": "texts", "train_texts": "count?", "train_tokens": "count?", "timings": "object?",
                  "train_counts": "object?", "device": "text?", "gpu_name": "text?", "torch": "text?",
-                 "transformers": "text?", "kind": "text?", "init": "text?", "tokenizer_sha256": "text?",
-                 "mdlm_draws": "count?"}, required=("files",))
+                 "transformers": "text?", "kind": "text?", "init": "text?", "tokenizer_sha256": "text?"},
+           required=("files",))
     for name, meta in doc["files"].items():
         if "/" in name or name in ("", ".", "..") or name not in RESULT_FILES:
             raise BadDocument(f"'files' lists {name!r}, which is not a result file ({', '.join(RESULT_FILES)})")

@@ -18,8 +18,8 @@ from orchestrator.results.metrics import bands_for, bootstrap_ci, verdict
 from orchestrator.results.scores import load_run, merge_scores
 
 # --------------------------------------------------------------------------- builder
-# A text: (id, true label, {class: (nll, tokens)}).
-Text = Tuple[str, str, Dict[str, Tuple[float, int]]]
+# A text: (id, true label, {class: (nll, tokens) or (nll, tokens, per-draw estimates)}).
+Text = Tuple[str, str, Dict[str, tuple]]
 
 
 def margin_texts(margins: Dict[str, Sequence[float]], base: float = 100.0, tokens: int = 20) -> List[Text]:
@@ -83,8 +83,10 @@ def make_run(
         for tid, label, scores in texts:
             for c in (classes if classifier else [job["label"]]):
                 if c in scores:
-                    nll, tokens = scores[c]
+                    nll, tokens = scores[c][:2]
                     rows.append({"id": tid, "label": label, "class": c, "nll": nll, "tokens": tokens, "se": None})
+                    if len(scores[c]) > 2:
+                        rows[-1]["draws"] = list(scores[c][2])
         if rows_hook is not None:
             rows = rows_hook(job["name"], rows)
         job_dir = run_dir / "jobs" / job["name"]
@@ -357,6 +359,75 @@ def test_merge_refuses_class_jobs_that_tokenized_differently(tmp_path):
     assert run_eval(make_run(tmp_path / "e", tokenizer=None))["tokenizer_sha256"] is None
 
 
+def draw_texts(diffs: Dict[str, Sequence[Sequence[float]]], base: float = 100.0) -> List[Text]:
+    """Binary texts with per-draw values: class 1's draws are all ``base``, class 0's
+    ``base + d_j``, so the per-draw margin is d_j (score 1 - score 0)."""
+    out = []
+    for label, rows in diffs.items():
+        for i, d in enumerate(rows):
+            zero = [base + x for x in d]
+            out.append((f"{label}/{i}", label, {"0": (sum(zero) / len(zero), 20, zero),
+                                                "1": (base, 20, [base] * len(d))}))
+    return out
+
+
+def test_paired_margin_and_its_se_from_shared_draws(tmp_path):
+    # margins: "0/0" -> mean -3, sd 1 (sure); "0/1" -> mean -1, sd 2 (not sure); "1/0" -> mean 4, sd 0
+    texts = draw_texts({"0": [[-2, -4, -3, -3], [1, -3, 1, -3]], "1": [[4, 4, 4, 4], [0.5, -0.5, 0.5, -0.5]]})
+    run_dir = make_run(tmp_path, texts=texts, kind="mdlm")
+    m = evaluate_run(run_dir)
+    p = m["paired"]
+    se = [np.std([-2, -4, -3, -3], ddof=1) / 2, np.std([1, -3, 1, -3], ddof=1) / 2, 0.0,
+          np.std([0.5, -0.5, 0.5, -0.5], ddof=1) / 2]
+    assert p["draws"] == 4 and p["mean_margin_se"] == pytest.approx(np.mean(se))
+    # not significant: "0/1" (|-1| <= 1.96 x 1.155) and "1/1" (|0| <= 1.96 x 0.289)
+    assert p["not_significant_n"] == 2 and p["not_significant"] == pytest.approx(0.5)
+    with open(run_dir / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["margin"]) for r in rows] == pytest.approx([-3, -1, 4, 0])
+    assert [float(r["margin_se"]) for r in rows] == pytest.approx(se)
+    report = (run_dir / "report.md").read_text()
+    assert "## Monte Carlo noise of the decisions" in report and "50.0%" in report and "(2 of 4)" in report
+    # An exact kind has no draws: no paired section, no margin columns.
+    m = evaluate_run(make_run(tmp_path / "ar"))
+    assert m["paired"] is None
+    assert "margin_se" not in (tmp_path / "ar" / "runs" / "r1" / "predictions.csv").read_text().splitlines()[0]
+    assert "Monte Carlo noise" not in (tmp_path / "ar" / "runs" / "r1" / "report.md").read_text()
+
+
+def test_paired_se_of_three_classes_is_the_top_two(tmp_path):
+    # classes a, b, c; draws of c always far worse: the decision is between a and b
+    texts = [("t", "a", {"a": (10.0, 5, [9.0, 11.0, 10.0]), "b": (11.0, 5, [11.0, 11.0, 11.0]),
+                         "c": (50.0, 5, [50.0, 50.0, 50.0])}),
+             ("u", "b", {"a": (12.0, 5, [12.0, 12.0, 12.0]), "b": (10.0, 5, [10.0, 10.0, 10.0]),
+                         "c": (30.0, 5, [30.0, 30.0, 30.0])})]
+    m = run_eval(make_run(tmp_path, texts=texts, classes=("a", "b", "c"), kind="mdlm"))
+    # text t: d_j = nll_b - nll_a = (2, 0, 1): sd 1, SE 1/sqrt(3); margin 1 <= 1.96/sqrt(3)
+    assert m["paired"]["mean_margin_se"] == pytest.approx((1 / np.sqrt(3) + 0) / 2)
+    assert m["paired"]["not_significant_n"] == 1
+
+
+def test_merge_refuses_inconsistent_draws(tmp_path):
+    texts = draw_texts({"0": [[-2, -4], [1, -3]], "1": [[4, 4], [1, 0]]})
+
+    def hook(change):
+        return lambda job, rows: [change(r) if job == "c1" and r["id"] == "1/0" else r for r in rows]
+    cases = [
+        (lambda r: {**r, "draws": [r["nll"], r["nll"] + 1]}, "is not the mean of its draws"),
+        (lambda r: {**r, "draws": [r["nll"]] * 3}, "has 3 draws, the job's first row 2"),
+        (lambda r: {k: v for k, v in r.items() if k != "draws"}, "has no draws, while other rows"),
+        (lambda r: {**r, "draws": ["100", "100"]}, "draws must be a non-empty list of finite numbers"),
+        (lambda r: {**r, "draws": []}, "draws must be a non-empty list"),
+    ]
+    for i, (change, words) in enumerate(cases):
+        err = refusal(make_run(tmp_path / str(i), texts=texts, kind="mdlm", rows_hook=hook(change)))
+        assert err.code == ExitCode.DATA and words in err.message and "'c1'" in err.message, (words, err.message)
+    # One job with draws and one without cannot be paired.
+    drop = lambda job, rows: [{k: v for k, v in r.items() if k != "draws"} for r in rows] if job == "c0" else rows
+    err = refusal(make_run(tmp_path / "mix", texts=texts, kind="mdlm", rows_hook=drop))
+    assert "different numbers of draws" in err.message and "'c0': none" in err.message
+
+
 def test_completeness_is_the_runs_own_expectation_not_the_manifests(tmp_path):
     """docs/CONTRACT.md "Completeness": a cut-short score file with a manifest to match fails."""
     # One job cut short, its manifest rewritten to match: the other job names the missing text.
@@ -427,7 +498,7 @@ def test_scores_are_streamed_line_by_line(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert "longer than 64 KB, not a score row" in err.message and "scores.jsonl:1" in err.message
+    assert "longer than 1024 KB, not a score row" in err.message and "scores.jsonl:1" in err.message
     assert peak < 8 << 20, peak
 
 
