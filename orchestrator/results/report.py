@@ -173,6 +173,27 @@ def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
     return rows
 
 
+def yardstick_section(m: Dict[str, Any]) -> List[str]:
+    """The model beside naive Bayes and TF-IDF logistic regression on the same split."""
+    y = m.get("yardsticks")
+    if y is None:
+        return []
+    out = ["## Yardsticks", ""]
+    if not y.get("available"):
+        return out + [f"Not computed: {y.get('reason')}.", ""]
+    table = [["this run", pct(m["accuracy"]), ci(m["accuracy_ci95"]), "", "", ""]]
+    for r in y["rows"]:
+        table.append([r["title"], pct(r["accuracy"]), ci(r["accuracy_ci95"]), r["model_only"], r["yardstick_only"],
+                      f"{r['p_value']:.3g}"])
+    return out + [
+        f"Trained on the run's own {y['train_texts']} training texts and scored on its {m['n']} test texts "
+        f"(scikit-learn {y.get('sklearn')}, {y.get('seconds')} s). McNemar's exact test of this run against each: "
+        "*run only* / *yardstick only* count the texts only one of the two gets right.",
+        "",
+        *md_table(["classifier", "accuracy", "95% CI", "run only", "yardstick only", "McNemar p"], table),
+    ]
+
+
 def paired_section(m: Dict[str, Any]) -> List[str]:
     """How sure the decisions are given the estimator's random draws (kinds with draws)."""
     p = m.get("paired")
@@ -209,8 +230,10 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
     out = [
         f"# Run `{m['run_id']}`: {v['label']}",
         "",
-        f"**{v['label']}** on the {v['title']} bands ({v['thresholds']}): accuracy "
-        f"**{pct(m['accuracy'])}** (95% CI {ci(m['accuracy_ci95'])}) on {m['n']} test texts; "
+        (f"**{v['label']}** on the {v['title']} bands ({v['thresholds']}): accuracy "
+         if v.get("basis", "bands") == "bands" else
+         f"**{v['label']}**, judged against the yardsticks ({v['thresholds']}): accuracy ")
+        + f"**{pct(m['accuracy'])}** (95% CI {ci(m['accuracy_ci95'])}) on {m['n']} test texts; "
         f"per-token normalised: {pct(t['accuracy'])} ({t['verdict']}).",
         "",
         f"Model kind `{m['kind']}`, init `{m['init']}`, experiment `{m['experiment']}`; prior: "
@@ -240,6 +263,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
             [[f"{b['min_tokens']:g}–{b['max_tokens']:g}", b["n"], pct(b["accuracy"]), pct(b["accuracy_per_token"])]
              for b in m["by_length"]],
         ),
+        *yardstick_section(m),
         *paired_section(m),
         "## Calibration of the margin",
         "",

@@ -111,6 +111,12 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     backend.place(planned, state.gpus)
 
     resolved = to_dict(exp)
+    local_files = staging.local_data_files(exp, project.root) if staged else {}
+    if not resolved["data"].get("name"):  # before the paths become host paths: eval.bands_dataset matches it
+        from remote.data import dataset_name
+
+        named = local_files.get("path")
+        resolved["data"]["name"] = dataset_name(str(named) if named else exp.data.path, exp.data.source)
     for key, host_path in staged.items():
         resolved["data"][key] = host_path
     if not resolved["data"]["classes"]:
@@ -129,6 +135,8 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         "code_hash": code_hash, "launched_at": time.time(), "gpus": state.gpus, "state": "launched",
         "backend": backend.name,
         "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        # Where the data the host reads came from: evaluation trains the yardsticks on it.
+        "data_files": {key: {"local": str(path), "host": staged[key]} for key, path in local_files.items()},
     }
     save_record(local_dir, record)
     write_atomic(local_dir / "run.yaml", text)  # the local record first: see launch()

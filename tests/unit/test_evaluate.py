@@ -44,12 +44,15 @@ def make_run(
     job_seconds: float = 60.0,
     rows_hook=None,
     tokenizer: Optional[str] = "ab" * 32,
+    data_path: str = "/data/imdb/train.jsonl",
+    local_extra: Optional[dict] = None,
 ) -> Path:
     """Write runs/<run_id>/ with run.yaml, local.json and one folder per job.
 
     ``rows_hook(job, rows) -> rows`` may corrupt a job's score rows before they are written.
     ``tokenizer``: the tokenizer_sha256 every class job's manifest records (None: none, as
-    in runs made before it was recorded).
+    in runs made before it was recorded).  ``data_path``: run.yaml's data.path (the
+    data set's name comes from it: imdb, whose bands apply).
     """
     texts = list(texts if texts is not None else margin_texts({"0": [-5, -4, -3, -6, 2], "1": [5, 4, 3, -1, -2]}))
     run_dir = root / "runs" / run_id
@@ -65,7 +68,7 @@ def make_run(
         "host": "nigel",
         "experiment": {
             "name": "exp",
-            "data": {"path": "/data/train.jsonl", "classes": list(classes)},
+            "data": {"path": data_path, "classes": list(classes)},
             "model": {"kind": kind, "init": init},
             "eval": eval_cfg or {},
         },
@@ -76,6 +79,7 @@ def make_run(
     (run_dir / "local.json").write_text(json.dumps({
         "run_id": run_id, "host": "nigel", "experiment": "exp", "launched_at": 1764150000.0,
         "host_facts": {"gpus": ["NVIDIA H200"], "driver": "570.1", "cuda": "12.8", "torch": "2.11.0"},
+        **(local_extra or {}),
     }))
     train_texts = train_texts or {c: 100 for c in classes}
     for job in jobs:
@@ -428,6 +432,84 @@ def test_merge_refuses_inconsistent_draws(tmp_path):
     assert "different numbers of draws" in err.message and "'c0': none" in err.message
 
 
+TINY = Path(__file__).resolve().parents[2] / "configs" / "data" / "tiny_sentiment.jsonl"
+
+
+def tiny_run(root: Path, wrong_every: int = 3, drop: int = 0, **kw) -> Path:
+    """A run over the bundled tiny data as `orch run` records it (the staged host path in
+    run.yaml, the local file in local.json), scored on the split the jobs would make: the
+    model gets every WRONG_EVERY-th test text wrong."""
+    from remote.data import load_splits
+    from remote.files import sha256_file
+    from remote.spec import DataSpec
+
+    test = load_splits(DataSpec(path=str(TINY)), log=lambda _: None).test
+    texts = [(e.id, e.label, {e.label: (10.0, 12), str(1 - int(e.label)): (11.0 if i % wrong_every else 9.0, 12)})
+             for i, e in enumerate(test)][drop:]
+    host = f"/w/data/{sha256_file(str(TINY))[:16]}-{TINY.name}"
+    return make_run(root, texts=texts, data_path=host, local_extra={
+        "data_files": {"path": {"local": str(TINY), "host": host}}}, **kw)
+
+
+def test_yardsticks_beside_the_model_on_the_runs_own_split(tmp_path, monkeypatch):
+    run_dir = tiny_run(tmp_path)
+    m = evaluate_run(run_dir)
+    y = m["yardsticks"]
+    assert y["available"] and y["train_texts"] == 480 and m["n"] == 120
+    assert [r["name"] for r in y["rows"]] == ["nb", "tfidf_lr"]
+    for r in y["rows"]:
+        assert r["accuracy"] > 0.9 and r["accuracy_ci95"][0] <= r["accuracy"] <= r["accuracy_ci95"][1]
+        # McNemar of the model (2/3 right) against a yardstick that is nearly always right
+        assert r["yardstick_only"] > r["model_only"] and r["p_value"] < 1e-6
+    # Not IMDB: the bands (IMDB's) do not judge it, the yardsticks do.
+    v = m["verdict"]
+    assert v["dataset"] == "tiny_sentiment" and v["basis"] == "yardsticks" and v["label"] == "Below the yardsticks"
+    assert m["per_token"]["verdict"] == "Below the yardsticks"
+    report = (run_dir / "report.md").read_text()
+    assert "## Yardsticks" in report and "TF-IDF uni+bigram logistic regression" in report
+    assert "judged against the yardsticks" in report and "McNemar p" in report
+    # Cached: evaluating again trains nothing.
+    from orchestrator.results import yardsticks
+
+    assert (run_dir / "yardsticks.json").is_file()
+    monkeypatch.setattr(yardsticks, "_fit_predict", lambda *a: pytest.fail("trained again"))
+    assert evaluate_run(run_dir)["yardsticks"]["rows"] == y["rows"]
+    # orch compare reads the cache too
+    from orchestrator.results.compare import compare_runs
+
+    assert compare_runs([("r1", run_dir)])["runs"][0]["verdict"] == "Below the yardsticks"
+
+
+def test_bands_apply_to_their_own_data_set_or_where_told(tmp_path):
+    # a perfect model on the tiny data: on par with (or above) the yardsticks
+    m = evaluate_run(tiny_run(tmp_path / "a", wrong_every=10 ** 6))
+    assert m["verdict"]["basis"] == "yardsticks" and m["verdict"]["label"] in (
+        "On par with the yardsticks", "Beats the yardsticks")
+    # eval.bands_dataset "*" (or the data set's own name) applies the bands anyway
+    m = evaluate_run(tiny_run(tmp_path / "b", eval_cfg={"bands_dataset": "*"}))
+    assert m["verdict"]["basis"] == "bands" and m["verdict"]["label"] == "Acceptable"  # 80/120 = 66.7%
+    # a --bands override on the command line is explicit: applied
+    m = evaluate_run(tiny_run(tmp_path / "c"), bands="poc")
+    assert m["verdict"]["basis"] == "bands"
+
+
+def test_yardsticks_say_why_they_are_missing(tmp_path):
+    # the run's data file is not here (the fixture's /data/imdb/train.jsonl): bands apply (IMDB), no rows
+    run_dir = make_run(tmp_path / "a")
+    m = evaluate_run(run_dir)
+    assert not m["yardsticks"]["available"] and "no local copy" in m["yardsticks"]["reason"]
+    assert "Not computed: data.path: no local copy" in (run_dir / "report.md").read_text()
+    # not IMDB and no yardsticks: not judged
+    m = evaluate_run(make_run(tmp_path / "b", data_path="/data/reviews.jsonl"))
+    assert m["verdict"]["label"] == "Not judged" and m["verdict"]["dataset"] == "reviews"
+    # a local file whose test split is not the scored texts
+    reason = evaluate_run(tiny_run(tmp_path / "c", drop=1))["yardsticks"]["reason"]
+    assert reason == "the local data's test split (120 texts) is not the 119 texts the jobs scored"
+    run_dir = make_run(tmp_path / "d", data_path=f"/w/data/x-{TINY.name}", local_extra={
+        "data_files": {"path": {"local": str(TINY), "host": "x"}}})
+    assert "no local copy" in evaluate_run(run_dir)["yardsticks"]["reason"]  # other bytes than the host's
+
+
 def test_completeness_is_the_runs_own_expectation_not_the_manifests(tmp_path):
     """docs/CONTRACT.md "Completeness": a cut-short score file with a manifest to match fails."""
     # One job cut short, its manifest rewritten to match: the other job names the missing text.
@@ -656,10 +738,19 @@ def test_evaluate_run_prints_nothing(tmp_path, capsys):
     assert capsys.readouterr() == ("", "")
     import ast
 
+    def imported(nodes):
+        names = [a.name for node in nodes if isinstance(node, ast.Import) for a in node.names]
+        return names + [node.module or "" for node in nodes if isinstance(node, ast.ImportFrom)]
+
     for path in (Path(__file__).resolve().parents[2] / "orchestrator" / "results").glob("*.py"):
-        names = [a.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import) for a in node.names]
-        names += [node.module or "" for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)]
-        assert not [n for n in names if n.split(".")[0] in ("rich", "typer", "sklearn", "scipy")], path
+        tree = ast.parse(path.read_text())
+        names = imported(list(ast.walk(tree)))
+        assert not [n for n in names if n.split(".")[0] in ("rich", "typer", "scipy")], path
+        # scikit-learn: only where the yardsticks are computed, and only when they are
+        top = imported(tree.body)
+        assert not [n for n in top if n.split(".")[0] == "sklearn"], path
+        if path.name != "yardsticks.py":
+            assert not [n for n in names if n.split(".")[0] == "sklearn"], path
 
 
 def test_min_accuracy_is_recorded(tmp_path):
