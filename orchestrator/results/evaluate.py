@@ -40,7 +40,7 @@ from orchestrator.results.metrics import (
     predict,
 )
 from orchestrator.results.scores import RunData, Scores, load_run, load_scores, name_examples, scores_digest
-from orchestrator.results.uncertainty import paired_summary
+from orchestrator.results.uncertainty import accuracy_with_mc_noise, paired_summary
 from orchestrator.results import yardsticks as ystk
 
 
@@ -212,6 +212,10 @@ def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[s
     raw = classification_metrics(scores.y, score, scores.classes, band_set, resamples)
     same = np.array_equal(ev.pred, ev.pred_norm)  # then the bootstrap would repeat itself
     norm = classification_metrics(scores.y, score_norm, scores.classes, band_set, 0 if same else resamples)
+    mc = accuracy_with_mc_noise(scores.y, scores.draws, prior_info["log_prior"], resamples)
+    texts_ci = raw["accuracy_ci95"]
+    if mc is not None:  # the interval holds the estimator's noise too (the text-only one is kept)
+        raw["accuracy_ci95"] = mc["accuracy_ci95"]
     if same:
         norm["accuracy_ci95"] = raw["accuracy_ci95"]
     length = scores.tokens.mean(axis=1)
@@ -239,6 +243,8 @@ def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[s
         "scored_tokens": int(scores.tokens.sum()),
         "mean_se": None if np.all(np.isnan(scores.se)) else float(np.nanmean(scores.se)),
         "paired": paired,
+        "accuracy_ci95_texts": texts_ci,
+        "mc_noise": mc,
         "timings": timings,
         "gpu_seconds": timings["gpu_seconds"],
         "train_tokens": timings["train_tokens"],

@@ -160,7 +160,8 @@ def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
     t = m["per_token"]
     rows = [
         ["accuracy", pct(m["accuracy"]), pct(t["accuracy"])],
-        ["95% CI (bootstrap)", ci(m["accuracy_ci95"]), ci(t["accuracy_ci95"])],
+        ["95% CI (bootstrap" + (", texts + draws)" if m.get("mc_noise") else ")"), ci(m["accuracy_ci95"]),
+         ci(t["accuracy_ci95"])],
         ["correct / n", f"{m['correct']} / {m['n']}", f"{t['correct']} / {t['n']}"],
         ["macro-F1", num(m["macro_f1"]), num(t["macro_f1"])],
         ["ROC-AUC" + (" (margin)" if m.get("positive_class") else " (one-vs-rest)"), num(m["roc_auc"]), num(t["roc_auc"])],
@@ -218,6 +219,22 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
     if p.get("class_se_ratio"):
         out += [f"The per-class standard errors are {p['class_se_ratio']:.1f}× the paired one: they count noise "
                 "that the shared draws cancel in the difference.", ""]
+    mc = m.get("mc_noise")
+    if mc:
+        def share(x):
+            return "n/a" if x is None else f"{100 * x:.0f}%"
+        out += [
+            f"The accuracy's 95% interval, {ci(mc['accuracy_ci95'])}, holds both sources of noise: each bootstrap "
+            f"resample redraws the test texts and, paired across the classes, each text's {mc['draws']} draws "
+            f"({mc['resamples']} resamples, {mc['mc_resamples']} of the draws). Of its variance, test-set sampling "
+            f"causes **{share(mc['share_texts'])}** and the estimator's draws **{share(mc['share_mc'])}**.",
+            "",
+            *md_table(["noise", "95% interval"], [
+                ["test-set sampling alone (scores as they are)", ci(mc["texts_only_ci95"])],
+                ["the draws alone (test set as it is)", ci(mc["mc_only_ci95"])],
+                ["both", ci(mc["accuracy_ci95"])],
+            ]),
+        ]
     return out
 
 

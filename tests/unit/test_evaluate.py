@@ -411,6 +411,33 @@ def test_paired_se_of_three_classes_is_the_top_two(tmp_path):
     assert m["paired"]["not_significant_n"] == 1
 
 
+def test_accuracy_interval_holds_the_draws_noise(tmp_path):
+    # 200 class-1 texts whose per-draw margins are (3, -1, -1, 3): right as scored (mean 1),
+    # but a redraw of the 4 draws keeps the margin > 0 only with P(at least two 3s) = 11/16;
+    # 200 class-0 texts with a sure margin of -5 on every draw.
+    texts = draw_texts({"1": [[3, -1, -1, 3]] * 200, "0": [[-5] * 4] * 200})
+    run_dir = make_run(tmp_path / "noisy", texts=texts, kind="mdlm")
+    m = evaluate_run(run_dir)
+    mc = m["mc_noise"]
+    assert m["accuracy"] == 1.0 and m["accuracy_ci95_texts"] == [1.0, 1.0]  # every text right: no test-set spread
+    assert mc["mc_mean_accuracy"] == pytest.approx((200 * 11 / 16 + 200) / 400, abs=0.01)
+    assert m["accuracy_ci95"] == mc["accuracy_ci95"] and m["accuracy_ci95"][0] < 0.87
+    assert mc["share_mc"] == 1.0 and mc["share_texts"] == 0.0
+    assert mc == run_eval(run_dir)["mc_noise"]  # seeded
+    report = (run_dir / "report.md").read_text()
+    assert "95% CI (bootstrap, texts + draws)" in report and "the estimator's draws **100%**" in report
+    # Sure decisions: the draws add nothing, the interval is the test set's.
+    texts = draw_texts({"1": [[3, 2, 4, 3]] * 30 + [[-1, -2, -1, -2]] * 10, "0": [[-5, -4, -5, -6]] * 40})
+    m = run_eval(make_run(tmp_path / "sure", texts=texts, kind="mdlm"))
+    mc = m["mc_noise"]
+    assert mc["mc_only_ci95"] == [0.875, 0.875] and mc["share_mc"] == 0.0 and mc["share_texts"] == 1.0
+    lo, hi = m["accuracy_ci95"]
+    assert lo < 0.875 < hi and m["accuracy_ci95_texts"][0] == pytest.approx(lo, abs=0.03)
+    # Exact kinds: no draws, the interval is the test set's alone.
+    m = run_eval(make_run(tmp_path / "ar"))
+    assert m["mc_noise"] is None and m["accuracy_ci95"] == m["accuracy_ci95_texts"]
+
+
 def test_merge_refuses_inconsistent_draws(tmp_path):
     texts = draw_texts({"0": [[-2, -4], [1, -3]], "1": [[4, 4], [1, 0]]})
 
