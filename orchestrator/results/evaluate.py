@@ -187,8 +187,8 @@ def judge(run: RunData, bands_override: Optional[str], band_set: str, raw: Dict[
     else:
         verdict.update(label=ystk.verdict(rows), title="yardsticks",
                        thresholds=f"McNemar p < {ystk.ALPHA} against naive Bayes and TF-IDF logistic regression "
-                                  f"on the same split (the {band_set} bands are {spec.bands_dataset}'s; "
-                                  f"this data set is {dataset})")
+                                  f"on the same split; the {band_set} bands are for {spec.bands_dataset}, "
+                                  f"this data set is {dataset}")
         norm["verdict"] = ystk.verdict(ystk.rows(found, y, pred_norm, 0)) if rows else verdict["label"]
     return {"verdict": verdict, "yardsticks": section}
 
