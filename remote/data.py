@@ -283,6 +283,22 @@ def cap_stratified(rows: List[Example], cap: int, seed: int, salt: str) -> List[
     return [e for e in rows if e.id in keep]
 
 
+def dataset_name(path: str, source: str = "file") -> str:
+    """The name a data path gives a data set: a HF name's last part, the folder of a file
+    named train/test/data..., else the file's name without its extensions (and without
+    the sha256 prefix a staged copy carries)."""
+    if source == "hf":
+        return path.rstrip("/").rsplit("/", 1)[-1].lower()
+    name = os.path.basename(path)
+    folder = os.path.basename(os.path.dirname(path))
+    stem = name.split(".")[0].lower()
+    if len(stem) > 17 and stem[16] == "-" and all(c in "0123456789abcdef" for c in stem[:16]):
+        stem = stem[17:]  # <workdir>/data/<sha256[:16]>-<name>: a staged copy
+    if stem in ("train", "test", "data", "labelled", "labeled", "all") and folder:
+        return folder.lower()
+    return stem
+
+
 def natural_key(label: str):
     return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
 

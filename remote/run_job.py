@@ -232,8 +232,9 @@ def run_class(job: Job) -> Dict[str, Any]:
 
     results, score_s = score_test(job, kind, model, tok, splits.test, encode)
     rows = [{"id": e.id, "label": e.label, "class": job.label, "nll": float(nll), "tokens": int(n),
-             "se": None if se is None else float(se)}
-            for e, (nll, n, se) in zip(splits.test, results)]
+             "se": None if se is None else float(se),
+             **({} if draws is None else {"draws": [float(d) for d in draws]})}
+            for e, (nll, n, se, draws) in zip(splits.test, results)]
     atomic_write_jsonl(os.path.join(job.dir, "scores.jsonl"), rows)
     return {"files": ["scores.jsonl"], "n_test": len(splits.test), "classes": splits.classes, **stats,
             "val_loss": val_loss,
@@ -267,7 +268,7 @@ def run_classifier(job: Job) -> Dict[str, Any]:
 
     results, score_s = score_test(job, kind, model, tok, splits.test, encode)
     rows = [{"id": e.id, "label": e.label, "class": c, "nll": float(nll[index[c]]), "tokens": int(n), "se": None}
-            for e, (nll, n, _) in zip(splits.test, results) for c in splits.classes]
+            for e, (nll, n, *_) in zip(splits.test, results) for c in splits.classes]
     atomic_write_jsonl(os.path.join(job.dir, "scores.jsonl"), rows)
     return {"files": ["scores.jsonl"], "n_test": len(splits.test), "classes": splits.classes, **stats,
             "val_loss": val_loss,

@@ -25,7 +25,8 @@ def text_seed(text_id: str, score_seed: int) -> int:
 def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_spec, tokenizer, *,
                 dtype: str, job_dir: str, compile: bool = False,
                 log: Callable[[str], None] = print) -> List[Tuple]:
-    """[(nll, tokens, se)] in the order of ``ids``; progress lines with phase "score".
+    """[(nll, tokens, se, draws)] in the order of ``ids`` (draws: the per-draw estimates of
+    a kind that makes them, else None); progress lines with phase "score".
 
     ``compile``: run through torch.compile with dynamic shapes (every batch has its own
     length, so static shapes would recompile per batch): the whole scoring function for
@@ -47,9 +48,11 @@ def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_sp
             input_ids, attention_mask = collate([ids[i] for i in idx], pad_id, device)
             seeds = [text_seed(text_ids[i], score_spec.seed) for i in idx]
             with autocast(device, dtype):
-                nll, tokens, se = score_fn(fwd, input_ids, attention_mask, seeds, score_spec, tokenizer)
+                out = score_fn(fwd, input_ids, attention_mask, seeds, score_spec, tokenizer)
+            nll, tokens, se = out[:3]
+            draws = out[3] if len(out) > 3 else None
             for j, i in enumerate(idx):
-                results[i] = (nll[j], tokens[j], se[j])
+                results[i] = (nll[j], tokens[j], se[j], None if draws is None else draws[j])
             done = start + len(idx)
             if (b + 1) % every == 0 or done == len(order):
                 elapsed = time.time() - t0

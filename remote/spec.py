@@ -42,6 +42,9 @@ class DataSpec:
     max_test: int = 0  # cap on test texts (0 = all), stratified
     max_unlabelled: int = 0
     clean_html: bool = True  # "<br />" -> newline, other tags dropped
+    # What the data set is called, for eval.bands_dataset; "" -> named at launch from
+    # data.path (data/imdb/train.jsonl.gz -> imdb, reviews.csv -> reviews; hf: the name).
+    name: str = ""
 
 
 @dataclass
@@ -102,6 +105,10 @@ class ScoreSpec:
 class EvalSpec:
     prior: str = "uniform"  # uniform | train (class frequencies of the training set)
     bands: str = "auto"  # auto | poc | mdlm: which verdict bands head the report
+    # The data set the bands were written for (both built-in sets are IMDB's): applied to
+    # it only; any other data is judged against the yardsticks. "*": every data set.
+    bands_dataset: str = "imdb"
+    yardsticks: bool = True  # naive Bayes + TF-IDF logistic regression on the run's own split
     bootstrap: int = 1000
     min_accuracy: float = 0.0  # smoke threshold
 

@@ -49,10 +49,17 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
     console.print(cm)
     console.print(
         f"verdict: [{style}]{escape(v['label'])}[/] — accuracy {pct(m['accuracy'])} (95% CI {ci(m['accuracy_ci95'])}) "
-        f"on the {v['title']} bands ({v['thresholds']}); prior {escape(m['prior']['applied'])}; "
+        + (f"on the {v['title']} bands ({v['thresholds']}); " if v.get("basis", "bands") == "bands" else
+           f"against the yardsticks ({escape(v['thresholds'])}); ")
+        + f"prior {escape(m['prior']['applied'])}; "
         f"compute time {compute_time(m['gpu_seconds'], m['timings']['wall_seconds'])}",
         highlight=False, soft_wrap=True,  # one line: a terminal wraps it, a pipe keeps it whole
     )
+    ys = (m.get("yardsticks") or {}).get("rows") or []
+    if ys:
+        console.print("yardsticks on the same split: " + "; ".join(
+            f"{r['title']} {pct(r['accuracy'])} (McNemar p {r['p_value']:.3g})" for r in ys),
+            highlight=False, markup=False, soft_wrap=True)
     if run_dir is not None:
         drawn = (m.get("files") or {}).get("plots") or []
         console.print(f"wrote {run_dir / METRICS}, {PREDICTIONS}, {REPORT}"

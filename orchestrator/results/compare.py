@@ -21,38 +21,10 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.results import yardsticks as ystk
 from orchestrator.results.evaluate import Evaluation, evaluate
+from orchestrator.results.metrics import mcnemar_exact, mcnemar_pair  # noqa: F401 (part of this module's API)
 from orchestrator.results.scores import RunData, Scores, load_run, load_scores, name_examples
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts b and c."""
-    if b < 0 or c < 0:
-        raise ValueError("discordant counts must be >= 0")
-    n, k = b + c, min(b, c)
-    if 2 * k >= n:
-        return 1.0  # b == c (or none): the most likely split, nothing is less likely than it
-    term = tail = 1  # C(n, 0); then C(n, i) from C(n, i - 1), all in exact integers
-    for i in range(1, k + 1):
-        term = term * (n - i + 1) // i
-        tail += term
-    return min(1.0, 2 * tail / 2**n)  # int / int: correctly rounded, however large
-
-
-def mcnemar_pair(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str, Any]:
-    """Counts of the 2x2 agreement table and the exact McNemar p-value."""
-    a = np.asarray(correct_a, dtype=bool)
-    b = np.asarray(correct_b, dtype=bool)
-    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    return {
-        "n": int(a.size),
-        "both_correct": int(np.sum(a & b)),
-        "a_only": a_only,
-        "b_only": b_only,
-        "both_wrong": int(np.sum(~a & ~b)),
-        "accuracy_diff": float(a.mean() - b.mean()) if a.size else 0.0,
-        "p_value": mcnemar_exact(a_only, b_only),
-    }
 
 
 @dataclass
@@ -163,7 +135,9 @@ def compare_runs(runs: Sequence[Tuple[str, Path]], *, force: bool = False, per_t
     rows, correct = [], []
     for x in loaded:
         try:
-            ev = evaluate(x.run, x.scores.subset(ids))
+            # the yardsticks `orch eval` cached, if any: a comparison trains nothing
+            found = ystk.predictions(x.run, x.scores, x.run.run_dir, compute=False)
+            ev = evaluate(x.run, x.scores.subset(ids), yardsticks=ystk.subset(found, x.scores, ids))
         except OrchError as exc:
             raise _in_run(x.name, exc) from None
         rows.append(_row(x.name, ev, per_token))

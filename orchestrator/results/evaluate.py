@@ -40,6 +40,8 @@ from orchestrator.results.metrics import (
     predict,
 )
 from orchestrator.results.scores import RunData, Scores, load_run, load_scores, name_examples, scores_digest
+from orchestrator.results.uncertainty import accuracy_with_mc_noise, paired_summary
+from orchestrator.results import yardsticks as ystk
 
 
 def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, Any]:
@@ -149,6 +151,7 @@ class Evaluation:
     score: np.ndarray  # (n, C) raw log-joint
     score_norm: np.ndarray  # (n, C) per-token
     metrics: Dict[str, Any] = field(default_factory=dict)
+    margin_se: Optional[np.ndarray] = None  # (n,) paired SE of each raw margin (kinds with draws)
 
     @cached_property
     def pred(self) -> np.ndarray:
@@ -159,9 +162,38 @@ class Evaluation:
         return predict(self.score_norm)
 
 
+def judge(run: RunData, bands_override: Optional[str], band_set: str, raw: Dict[str, Any], norm: Dict[str, Any],
+          found: Optional[Dict[str, Any]], y: np.ndarray, pred: np.ndarray, pred_norm: np.ndarray,
+          resamples: int) -> Dict[str, Any]:
+    """The verdict, and the yardstick rows.  The bands judge only the data set they were
+    written for (eval.bands_dataset; a --bands given on the command line always); any
+    other data set is judged against the yardsticks.  Sets norm["verdict"] alike."""
+    spec = run.experiment.eval
+    dataset = ystk.run_dataset(run)
+    use_bands = bands_override is not None or spec.bands_dataset in ("*", dataset)
+    rows = ystk.rows(found, y, pred, resamples) if found and found.get("available") else []
+    section = {"available": bool(rows), "reason": None if rows else (found or {}).get("reason", "not computed"),
+               "rows": rows}
+    if rows:
+        section.update({k: found.get(k) for k in ("train_texts", "seconds", "sklearn", "settings")})
+    verdict = {"bands": band_set, "dataset": dataset, "bands_dataset": spec.bands_dataset,
+               "basis": "bands" if use_bands else "yardsticks"}
+    if use_bands:
+        verdict.update(label=raw["verdict"], title=BAND_TITLES[band_set], thresholds=describe_bands(band_set))
+    else:
+        verdict.update(label=ystk.verdict(rows), title="yardsticks",
+                       thresholds=f"McNemar p < {ystk.ALPHA} against naive Bayes and TF-IDF logistic regression "
+                                  f"on the same split; the {band_set} bands are for {spec.bands_dataset}, "
+                                  f"this data set is {dataset}")
+        norm["verdict"] = ystk.verdict(ystk.rows(found, y, pred_norm, 0)) if rows else verdict["label"]
+    return {"verdict": verdict, "yardsticks": section}
+
+
 def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[str] = None,
-             bands: Optional[str] = None, resamples: Optional[int] = None) -> Evaluation:
-    """Compute every metric of a loaded run (pure: reads nothing but the run's score files)."""
+             bands: Optional[str] = None, resamples: Optional[int] = None,
+             yardsticks: Optional[Dict[str, Any]] = None) -> Evaluation:
+    """Compute every metric of a loaded run (pure: reads nothing but the run's score
+    files).  ``yardsticks``: their predictions (yardsticks.predictions), None: not shown."""
     spec = run.experiment.eval
     scores = scores if scores is not None else load_scores(run)
     resamples = spec.bootstrap if resamples is None else resamples
@@ -176,10 +208,15 @@ def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[s
     raw = classification_metrics(scores.y, score, scores.classes, band_set, resamples)
     same = np.array_equal(ev.pred, ev.pred_norm)  # then the bootstrap would repeat itself
     norm = classification_metrics(scores.y, score_norm, scores.classes, band_set, 0 if same else resamples)
+    mc = accuracy_with_mc_noise(scores.y, scores.draws, prior_info["log_prior"], resamples)
+    texts_ci = raw["accuracy_ci95"]
+    if mc is not None:  # the interval holds the estimator's noise too (the text-only one is kept)
+        raw["accuracy_ci95"] = mc["accuracy_ci95"]
     if same:
         norm["accuracy_ci95"] = raw["accuracy_ci95"]
     length = scores.tokens.mean(axis=1)
     timings = job_timings(run)
+    paired, ev.margin_se = paired_summary(score, scores.draws, scores.se)
     exp = run.experiment
     m: Dict[str, Any] = {
         "schema": 1,
@@ -193,8 +230,7 @@ def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[s
         "positive_class": scores.classes[1] if len(scores.classes) == 2 else None,
         "prior": prior_info,
         **{k: v for k, v in raw.items() if k != "verdict"},
-        "verdict": {"label": raw["verdict"], "bands": band_set, "title": BAND_TITLES[band_set],
-                    "thresholds": describe_bands(band_set)},
+        **judge(run, bands, band_set, raw, norm, yardsticks, scores.y, ev.pred, ev.pred_norm, resamples),
         "per_token": norm,
         "bootstrap": {"resamples": resamples, "seed": BOOTSTRAP_SEED, "level": CI_LEVEL, "method": BOOTSTRAP_METHOD},
         "by_length": length_buckets(scores.y, {"accuracy": ev.pred, "accuracy_per_token": ev.pred_norm}, length),
@@ -202,6 +238,9 @@ def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[s
         "mean_tokens": float(length.mean()),
         "scored_tokens": int(scores.tokens.sum()),
         "mean_se": None if np.all(np.isnan(scores.se)) else float(np.nanmean(scores.se)),
+        "paired": paired,
+        "accuracy_ci95_texts": texts_ci,
+        "mc_noise": mc,
         "timings": timings,
         "gpu_seconds": timings["gpu_seconds"],
         "train_tokens": timings["train_tokens"],
@@ -209,6 +248,7 @@ def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[s
         "min_accuracy": spec.min_accuracy,
         "meets_min_accuracy": raw["accuracy"] >= spec.min_accuracy,
         "test_ids_sha256": ids_digest(scores.ids),
+        "tokenizer_sha256": scores.tokenizer_sha256,
     }
     ev.metrics = m
     return ev
@@ -248,7 +288,10 @@ def evaluate_run(run_dir: Path, *, prior: Optional[str] = None, bands: Optional[
     eval.min_accuracy: call :func:`check_min_accuracy` for that.
     """
     run_dir = Path(run_dir)
-    ev = evaluate(load_run(run_dir), prior=prior, bands=bands)
+    run = load_run(run_dir)
+    scores = load_scores(run)
+    found = ystk.predictions(run, scores, run_dir) if run.experiment.eval.yardsticks else None
+    ev = evaluate(run, scores, prior=prior, bands=bands, yardsticks=found)
     out_dir = run_dir / report.PLOTS
     key = plots_key(ev)
     plot_files = plotting.current(out_dir, key)
@@ -258,5 +301,5 @@ def evaluate_run(run_dir: Path, *, prior: Optional[str] = None, bands: Optional[
         plotting.remove(out_dir)
         plot_files = []
     report.write_all(run_dir, ev.metrics, ev.scores, ev.pred, ev.pred_norm, ev.run.config.get("experiment") or {},
-                     plot_files)
+                     plot_files, margin_se=ev.margin_se, score=ev.score)
     return ev.metrics

@@ -62,6 +62,46 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+# --------------------------------------------------------------------------- paired uncertainty
+
+Z95 = 1.959963984540054  # the two-sided 95% point of N(0, 1)
+
+
+def decision_pair(score: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(a, b) class indices per text such that margin(score) = score[a] - score[b]:
+    binary (1, 0); more classes the top-1 and the runner-up."""
+    n, k = score.shape
+    if k == 2:
+        return np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    order = np.argsort(-score, axis=1, kind="stable")
+    return order[:, 0], order[:, 1]
+
+
+def paired_margin_se(score: np.ndarray, draws: np.ndarray) -> Optional[np.ndarray]:
+    """Standard error of each text's margin (see :func:`margin`) under the shared draws.
+
+    ``draws`` (n, C, K): the per-draw NLL estimates, draw j of a text being the same random
+    draw (the same masked copy) in every class model, and each class's NLL their mean.
+    The margin score[a] - score[b] is then the mean over j of d_j = draws[b, j] - draws[a, j]
+    (plus a prior that is the same for every draw), so its standard error is the sample
+    standard deviation of the d_j over sqrt(K): the per-class standard errors would
+    count the noise the two classes share, which cancels in the difference.  None when
+    K < 2 (one draw says nothing about its own spread)."""
+    n, _, k = draws.shape
+    if k < 2:
+        return None
+    a, b = decision_pair(score)
+    rows = np.arange(n)
+    d = draws[rows, b] - draws[rows, a]  # (n, K)
+    return d.std(axis=1, ddof=1) / np.sqrt(k)
+
+
+def not_significant(margin_value: np.ndarray, se: np.ndarray, z: float = Z95) -> np.ndarray:
+    """True where the decision could flip within the estimator's noise: |margin| <= z se
+    (a tie with no spread counts as not significant)."""
+    return np.abs(margin_value) <= z * se
+
+
 # --------------------------------------------------------------------------- accuracy
 
 
@@ -211,6 +251,39 @@ def classification_metrics(
         "confusion_matrix": cm.tolist(),
         "roc_auc": roc_auc(y, score),
         "verdict": verdict(accuracy, bands),
+    }
+
+
+# --------------------------------------------------------------------------- McNemar
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts b and c."""
+    if b < 0 or c < 0:
+        raise ValueError("discordant counts must be >= 0")
+    n, k = b + c, min(b, c)
+    if 2 * k >= n:
+        return 1.0  # b == c (or none): the most likely split, nothing is less likely than it
+    term = tail = 1  # C(n, 0); then C(n, i) from C(n, i - 1), all in exact integers
+    for i in range(1, k + 1):
+        term = term * (n - i + 1) // i
+        tail += term
+    return min(1.0, 2 * tail / 2**n)  # int / int: correctly rounded, however large
+
+
+def mcnemar_pair(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str, Any]:
+    """Counts of the 2x2 agreement table and the exact McNemar p-value."""
+    a = np.asarray(correct_a, dtype=bool)
+    b = np.asarray(correct_b, dtype=bool)
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    return {
+        "n": int(a.size),
+        "both_correct": int(np.sum(a & b)),
+        "a_only": a_only,
+        "b_only": b_only,
+        "both_wrong": int(np.sum(~a & ~b)),
+        "accuracy_diff": float(a.mean() - b.mean()) if a.size else 0.0,
+        "p_value": mcnemar_exact(a_only, b_only),
     }
 
 

@@ -110,25 +110,34 @@ class SafeWriter:
         self._w.writerows(rows)
 
 
-def predictions_csv(scores: Scores, pred: np.ndarray, pred_norm: np.ndarray) -> str:
-    """id,label,nll_<class>...,prediction,tokens_<class>...,prediction_per_token."""
+def predictions_csv(scores: Scores, pred: np.ndarray, pred_norm: np.ndarray,
+                    margin_se: Optional[np.ndarray] = None, score: Optional[np.ndarray] = None) -> str:
+    """id,label,nll_<class>...,prediction,tokens_<class>...,prediction_per_token, and for a
+    kind with draws (MARGIN_SE given, with the raw SCORE) margin,margin_se: the decision's
+    margin (metrics.margin) and its paired standard error."""
     classes = scores.classes
     buf = io.StringIO()
     w = SafeWriter(buf)
+    paired = margin_se is not None and score is not None
     w.writerow(["id", "label", *[f"nll_{c}" for c in classes], "prediction",
-                *[f"tokens_{c}" for c in classes], "prediction_per_token"])
+                *[f"tokens_{c}" for c in classes], "prediction_per_token", *(["margin", "margin_se"] if paired else [])])
     # Column by column: the few class names are made safe once, the ids in one pass.
     safe = np.array([csv_cell(c) for c in classes], dtype=object)
     ids = list(map(csv_cell, scores.ids))
     columns = [ids, safe[scores.y].tolist(), *scores.nll.T.tolist(), safe[pred].tolist(),
                *scores.tokens.astype(np.int64).T.tolist(), safe[pred_norm].tolist()]
+    if paired:
+        from orchestrator.results.metrics import margin
+
+        columns += [margin(score).tolist(), margin_se.tolist()]
     w.writerows_safe(zip(*columns))
     return buf.getvalue()
 
 
-def write_predictions(run_dir: Path, scores: Scores, pred: np.ndarray, pred_norm: np.ndarray) -> Path:
+def write_predictions(run_dir: Path, scores: Scores, pred: np.ndarray, pred_norm: np.ndarray,
+                      margin_se: Optional[np.ndarray] = None, score: Optional[np.ndarray] = None) -> Path:
     path = Path(run_dir) / PREDICTIONS
-    atomic_write_text(path, predictions_csv(scores, pred, pred_norm))
+    atomic_write_text(path, predictions_csv(scores, pred, pred_norm, margin_se, score))
     return path
 
 
@@ -145,14 +154,84 @@ def md_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> List[str]:
 def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
     """The headline metrics, raw and per-token: report.md's table and the terminal's."""
     t = m["per_token"]
-    return [
+    rows = [
         ["accuracy", pct(m["accuracy"]), pct(t["accuracy"])],
-        ["95% CI (bootstrap)", ci(m["accuracy_ci95"]), ci(t["accuracy_ci95"])],
+        ["95% CI (bootstrap" + (", texts + draws)" if m.get("mc_noise") else ")"), ci(m["accuracy_ci95"]),
+         ci(t["accuracy_ci95"])],
         ["correct / n", f"{m['correct']} / {m['n']}", f"{t['correct']} / {t['n']}"],
         ["macro-F1", num(m["macro_f1"]), num(t["macro_f1"])],
         ["ROC-AUC" + (" (margin)" if m.get("positive_class") else " (one-vs-rest)"), num(m["roc_auc"]), num(t["roc_auc"])],
         ["verdict", m["verdict"]["label"], t["verdict"]],
     ]
+    paired = m.get("paired") or {}
+    if paired.get("not_significant") is not None:  # dividing by the token count leaves z as it is
+        share = pct(paired["not_significant"], 1)
+        rows.append([f"decisions not significant (95%, {paired['draws']} draws)", share, share])
+    return rows
+
+
+def yardstick_section(m: Dict[str, Any]) -> List[str]:
+    """The model beside naive Bayes and TF-IDF logistic regression on the same split."""
+    y = m.get("yardsticks")
+    if y is None:
+        return []
+    out = ["## Yardsticks", ""]
+    if not y.get("available"):
+        return out + [f"Not computed: {y.get('reason')}.", ""]
+    table = [["this run", pct(m["accuracy"]), ci(m["accuracy_ci95"]), "", "", ""]]
+    for r in y["rows"]:
+        table.append([r["title"], pct(r["accuracy"]), ci(r["accuracy_ci95"]), r["model_only"], r["yardstick_only"],
+                      f"{r['p_value']:.3g}"])
+    return out + [
+        f"Trained on the run's own {y['train_texts']} training texts and scored on its {m['n']} test texts "
+        f"(scikit-learn {y.get('sklearn')}, {y.get('seconds')} s). McNemar's exact test of this run against each: "
+        "*run only* / *yardstick only* count the texts only one of the two gets right.",
+        "",
+        *md_table(["classifier", "accuracy", "95% CI", "run only", "yardstick only", "McNemar p"], table),
+    ]
+
+
+def paired_section(m: Dict[str, Any]) -> List[str]:
+    """How sure the decisions are given the estimator's random draws (kinds with draws)."""
+    p = m.get("paired")
+    if not p:
+        return []
+    out = ["## Monte Carlo noise of the decisions", ""]
+    if p.get("not_significant") is None:
+        return out + [f"{p['draws']} draw per text: {p.get('note', 'no spread to estimate the noise from')}.", ""]
+    out += [
+        f"Each text was scored with {p['draws']} random draws shared by every class model, so the margin between "
+        f"the two leading classes has a paired standard error (the spread of the per-draw difference; "
+        f"`margin_se` in {PREDICTIONS}). **{pct(p['not_significant'], 1)}** of the decisions "
+        f"({p['not_significant_n']} of {m['n']}) are not significant at {p['level']:.0%} "
+        f"(|margin| ≤ {p['z']:.2f} SE): more draws could flip them.",
+        "",
+        *md_table(["quantity", "nats"], [
+            ["mean paired SE of the margin", num(p["mean_margin_se"], 3)],
+            ["median paired SE of the margin", num(p["median_margin_se"], 3)],
+            ["mean per-class SE (score rows)", num(p["mean_class_se"], 3)],
+        ]),
+    ]
+    if p.get("class_se_ratio"):
+        out += [f"The per-class standard errors are {p['class_se_ratio']:.1f}× the paired one: they count noise "
+                "that the shared draws cancel in the difference.", ""]
+    mc = m.get("mc_noise")
+    if mc:
+        def share(x):
+            return "n/a" if x is None else f"{100 * x:.0f}%"
+        out += [
+            f"The accuracy's 95% interval, {ci(mc['accuracy_ci95'])}, holds both sources of noise: each bootstrap "
+            f"resample redraws the test texts and, paired across the classes, each text's {mc['draws']} draws "
+            f"({mc['resamples']} resamples, {mc['mc_resamples']} of the draws). Of its variance, test-set sampling "
+            f"causes **{share(mc['share_texts'])}** and the estimator's draws **{share(mc['share_mc'])}**.",
+            "",
+            *md_table(["noise", "95% interval"], [
+                ["test-set sampling alone (scores as they are)", ci(mc["texts_only_ci95"])],
+                ["the draws alone (test set as it is)", ci(mc["mc_only_ci95"])],
+                ["both", ci(mc["accuracy_ci95"])],
+            ]),
+        ]
+    return out
 
 
 def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: Sequence[Path] = ()) -> str:
@@ -164,8 +243,10 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
     out = [
         f"# Run `{m['run_id']}`: {v['label']}",
         "",
-        f"**{v['label']}** on the {v['title']} bands ({v['thresholds']}): accuracy "
-        f"**{pct(m['accuracy'])}** (95% CI {ci(m['accuracy_ci95'])}) on {m['n']} test texts; "
+        (f"**{v['label']}** on the {v['title']} bands ({v['thresholds']}): accuracy "
+         if v.get("basis", "bands") == "bands" else
+         f"**{v['label']}**, judged against the yardsticks ({v['thresholds']}): accuracy ")
+        + f"**{pct(m['accuracy'])}** (95% CI {ci(m['accuracy_ci95'])}) on {m['n']} test texts; "
         f"per-token normalised: {pct(t['accuracy'])} ({t['verdict']}).",
         "",
         f"Model kind `{m['kind']}`, init `{m['init']}`, experiment `{m['experiment']}`; prior: "
@@ -195,6 +276,8 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
             [[f"{b['min_tokens']:g}–{b['max_tokens']:g}", b["n"], pct(b["accuracy"]), pct(b["accuracy_per_token"])]
              for b in m["by_length"]],
         ),
+        *yardstick_section(m),
+        *paired_section(m),
         "## Calibration of the margin",
         "",
         "Top-1 minus top-2 score (nats, raw), in quantile bins; *implied* is sigmoid(margin), "
@@ -247,7 +330,8 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
 
 
 def write_all(run_dir: Path, metrics: Dict[str, Any], scores: Scores, pred: np.ndarray, pred_norm: np.ndarray,
-              experiment: Dict[str, Any], plot_files: Sequence[Path] = ()) -> List[Path]:
+              experiment: Dict[str, Any], plot_files: Sequence[Path] = (), *,
+              margin_se: Optional[np.ndarray] = None, score: Optional[np.ndarray] = None) -> List[Path]:
     """metrics.json, predictions.csv and report.md in the run folder; PLOT_FILES are the
     plots already in plots/ for these metrics (listed, not drawn, here)."""
     run_dir = Path(run_dir)
@@ -255,7 +339,7 @@ def write_all(run_dir: Path, metrics: Dict[str, Any], scores: Scores, pred: np.n
         "metrics": METRICS, "predictions": PREDICTIONS, "report": REPORT,
         "plots": [f"{PLOTS}/{p.name}" for p in plot_files],
     }
-    written = [write_metrics(run_dir, metrics), write_predictions(run_dir, scores, pred, pred_norm)]
+    written = [write_metrics(run_dir, metrics), write_predictions(run_dir, scores, pred, pred_norm, margin_se, score)]
     report = run_dir / REPORT
     atomic_write_text(report, report_markdown(metrics, experiment, plot_files))
     return written + [report]

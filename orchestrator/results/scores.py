@@ -34,7 +34,8 @@ from orchestrator.contract.records import load_resolved
 SCORING_ROLES = ("class", "classifier")
 ROLE_FILES = {"class": ("scores.jsonl",), "classifier": ("scores.jsonl",), "pretrain": ()}  # what each role produces
 MAX_EXAMPLES = 5  # ids named in an error message
-MAX_LINE = 1 << 16  # a score row is about 150 bytes: a longer line is not one
+MAX_LINE = 1 << 20  # a score row is ~150 bytes plus ~20 a draw (K <= ~50,000): a longer line is not one
+DRAWS_RTOL = 1e-9  # a row's nll is the mean of its draws, to float precision
 
 
 # --------------------------------------------------------------------------- the run
@@ -78,6 +79,8 @@ class Scores:
     nll: np.ndarray  # (n, C)
     tokens: np.ndarray  # (n, C) tokens each class model scored
     se: np.ndarray  # (n, C) standard error of the estimate, NaN when not given
+    tokenizer_sha256: Optional[str] = None  # the class jobs' shared tokenizer (check_tokenization)
+    draws: Optional[np.ndarray] = None  # (n, C, K) per-draw estimates (draw j shared by the classes), or None
 
     @property
     def n(self) -> int:
@@ -91,7 +94,8 @@ class Scores:
         """The rows of ``ids``, in that order (every id must be present)."""
         where = dict(zip(self.ids, range(len(self.ids))))
         rows = np.fromiter(map(where.__getitem__, ids), dtype=np.int64, count=len(ids))
-        return Scores(list(ids), self.classes, self.y[rows], self.nll[rows], self.tokens[rows], self.se[rows])
+        return Scores(list(ids), self.classes, self.y[rows], self.nll[rows], self.tokens[rows], self.se[rows],
+                      self.tokenizer_sha256, None if self.draws is None else self.draws[rows])
 
 
 def _read_json(path: Path, what: str) -> Dict[str, Any]:
@@ -316,6 +320,11 @@ def _row_problem(row: Dict[str, Any], job: str, job_class: Optional[str], col: D
         return f"{where}: text {tid!r}: tokens must be a positive integer, got {tokens!r}"
     if se is not None and (isinstance(se, bool) or not isinstance(se, (int, float)) or not _is_float(se)):
         return f"{where}: text {tid!r}: se must be a number or null, got {se!r}"
+    if "draws" in row:
+        draws = row["draws"]
+        if not isinstance(draws, list) or not draws or not all(
+                type(d) in (int, float) and _finite(d) for d in draws):
+            return f"{where}: text {tid!r}: draws must be a non-empty list of finite numbers"
     if cls not in col:
         return f"{where}: text {tid!r}: class {cls!r} is not one of the classes {classes}"
     if job_class is not None and cls != job_class:
@@ -337,6 +346,41 @@ class _Columns:
     nll: np.ndarray
     tokens: np.ndarray
     se: np.ndarray
+    draws: Optional[np.ndarray] = None  # (rows, K) or None when no row has draws
+
+
+def _draw_problem(job: str, rows: List[Dict[str, Any]], nll: np.ndarray) -> Tuple[Optional[np.ndarray], Optional[str]]:
+    """(the rows' draws as a (rows, K) array or None, None) or (None, what is wrong):
+    every row or none has draws, all the same number of them, and each row's nll is
+    their mean (the draws are what the estimate was made of)."""
+    have = ["draws" in r for r in rows]
+    if not any(have):
+        return None, None
+    def where(r):
+        return f"job {job!r}, scores.jsonl line {r.get('_where', '?')}: text {r.get('id')!r}"
+    if not all(have):
+        r = rows[have.index(False)]
+        return None, f"{where(r)}: has no draws, while other rows of the job have them"
+    column = _column(rows, "draws")
+    if not all(type(d) is list and d for d in column):
+        return None, None  # _row_problem words it
+    k = len(column[0])
+    if any(len(d) != k for d in column):
+        r = next(r for r in rows if len(r["draws"]) != k)
+        return None, f"{where(r)}: has {len(r['draws'])} draws, the job's first row {k}"
+    if not _types(list(chain.from_iterable(column))) <= {int, float}:
+        return None, None  # _row_problem words it
+    try:
+        draws = np.array(column, dtype=np.float64)
+    except OverflowError:
+        return None, None
+    if not np.isfinite(draws).all():
+        return None, None
+    off = np.abs(draws.mean(axis=1) - nll) > DRAWS_RTOL * np.maximum(np.abs(nll), 1.0)
+    if off.any():
+        r = rows[int(np.flatnonzero(off)[0])]
+        return None, f"{where(r)}: nll {r['nll']!r} is not the mean of its draws"
+    return draws, None
 
 
 def _job_columns(job: str, job_class: Optional[str], rows: List[Dict[str, Any]], col: Dict[str, int],
@@ -366,7 +410,12 @@ def _job_columns(job: str, job_class: Optional[str], rows: List[Dict[str, Any]],
         ok &= cls_i == col[job_class]
     if not ok.all():
         return None, first_problem()
-    return _Columns(job, rows, ids, label_i, cls_i, nll_a, tokens_a.astype(np.float64), se_a), None
+    draws, problem = _draw_problem(job, rows, nll_a)
+    if problem is not None:
+        return None, problem
+    if draws is None and any("draws" in r for r in rows):
+        return None, first_problem()
+    return _Columns(job, rows, ids, label_i, cls_i, nll_a, tokens_a.astype(np.float64), se_a, draws), None
 
 
 def merge_scores(
@@ -406,7 +455,7 @@ def merge_scores(
     table = _join(parts, classes, col)  # refuses duplicates and label disagreements
     if bad_row is not None:
         raise OrchError(bad_row, ExitCode.DATA)
-    ids, first_job, y, nll, tokens, se, have = table
+    ids, first_job, y, nll, tokens, se, have, draws = table
     n = len(ids)
     if not n:
         raise OrchError("the score files hold no test texts", ExitCode.DATA)
@@ -422,7 +471,7 @@ def merge_scores(
                 ExitCode.DATA,
                 hint="every class model must score the same test texts: re-run or re-fetch the job",
             )
-    return Scores(ids, classes, y, nll, tokens, se)
+    return Scores(ids, classes, y, nll, tokens, se, draws=draws)
 
 
 def _join(parts: List[_Columns], classes: List[str], col: Dict[str, int]):
@@ -474,7 +523,24 @@ def _join(parts: List[_Columns], classes: List[str], col: Dict[str, int]):
     se = np.full((n, k), np.nan)
     have = np.zeros((n, k), dtype=bool)
     nll[code, cls], tokens[code, cls], se[code, cls], have[code, cls] = cat("nll"), cat("tokens"), cat("se"), True
-    return ids, first_job_name, first_label, nll, tokens, se, have
+    return ids, first_job_name, first_label, nll, tokens, se, have, _join_draws(parts, code, cls, n, k)
+
+
+def _join_draws(parts: List[_Columns], code: np.ndarray, cls: np.ndarray, n: int, k: int) -> Optional[np.ndarray]:
+    """(n, C, K) per-draw estimates when every job has draws, the same number of them;
+    None when no job has any.  A mix cannot be paired: refused, naming the jobs."""
+    counts = {p.job: (None if p.draws is None else p.draws.shape[1]) for p in parts}
+    if not parts or all(v is None for v in counts.values()):
+        return None
+    if len(set(counts.values())) > 1:
+        desc = ", ".join(f"{job!r}: {'none' if v is None else v}" for job, v in counts.items())
+        raise OrchError(f"the jobs' score rows carry different numbers of draws per text ({desc})", ExitCode.DATA,
+                        hint="the class models must score the same draws (score.mdlm_draws) for their "
+                             "difference to be paired: re-run the jobs with one config")
+    n_draws = next(iter(counts.values()))
+    out = np.full((n, k, n_draws), np.nan)
+    out[code, cls] = np.concatenate([p.draws for p in parts])
+    return out
 
 
 # --------------------------------------------------------------------------- a run's scores
@@ -577,7 +643,49 @@ def load_scores(run: RunData) -> Scores:
     if scores.n != n_test:
         raise OrchError(f"the score files hold {scores.n} test texts, but the manifests' n_test is {n_test}",
                         ExitCode.DATA, hint="the jobs' results were cut short or changed on the host")
+    scores.tokenizer_sha256 = check_tokenization(jobs, scores)
     return scores
+
+
+def check_tokenization(jobs: Sequence[JobRecord], scores: Scores) -> Optional[str]:
+    """The class jobs must have read every text with the same tokenizer: their manifests'
+    ``tokenizer_sha256`` must be equal, and every text must have the same token count in
+    every class model.  The masks MDLM draws for a text depend on its token count, so the
+    common random numbers behind a paired class difference hold only then; and a class
+    decision that depends on which BPE a job happened to train is not a decision.
+
+    Returns the shared fingerprint, or None for a run whose manifests record none (runs
+    made before it was recorded: nothing to compare, so no check).  A classifier job is
+    one model: there is nothing to compare."""
+    class_jobs = [j for j in jobs if j.role == "class"]
+    if not class_jobs:
+        return None
+    prints = {j.name: (j.manifest or {}).get("tokenizer_sha256") for j in class_jobs}
+    if all(v is None for v in prints.values()):
+        return None
+    groups: Dict[Optional[str], List[str]] = {}
+    for name, value in prints.items():
+        groups.setdefault(value, []).append(name)
+    if len(groups) > 1:
+        desc = "; ".join(f"{'none recorded' if v is None else v[:16]} in job(s) {name_examples(names)}"
+                         for v, names in groups.items())
+        raise OrchError(f"the class jobs did not use the same tokenizer (manifest tokenizer_sha256): {desc}",
+                        ExitCode.DATA,
+                        hint="each class model must read a text as the same tokens for their scores to be "
+                             "compared: train the tokenizer once (a pretrain job) or re-run the class jobs")
+    ref_job = class_jobs[0]
+    ref = scores.classes.index(ref_job.label)
+    for job in class_jobs[1:]:
+        c = scores.classes.index(job.label)
+        odd = np.flatnonzero(scores.tokens[:, c] != scores.tokens[:, ref])
+        if odd.size:
+            shown = [f"{scores.ids[i]} ({int(scores.tokens[i, c])} tokens here, {int(scores.tokens[i, ref])} "
+                     f"in job {ref_job.name!r})" for i in odd[:MAX_EXAMPLES]]
+            raise OrchError(f"job {job.name!r}: {odd.size} text(s) have another token count than in job "
+                            f"{ref_job.name!r} although both record the same tokenizer: "
+                            f"{name_examples(shown, odd.size)}", ExitCode.DATA,
+                            hint="the jobs did not tokenize the same test texts the same way: re-run the jobs")
+    return next(iter(groups))
 
 
 def check_partial(run: RunData, names: Sequence[str]) -> None:

@@ -122,6 +122,11 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         planned = jobplan.plan_jobs(exp, classes)
         backend.place(planned, gpus)
         resolved = to_dict(exp)
+        if not resolved["data"].get("name"):  # before the paths become host paths: eval.bands_dataset matches it
+            from remote.data import dataset_name
+
+            named = data.get("path")
+            resolved["data"]["name"] = dataset_name(str(named) if named else exp.data.path, exp.data.source)
         for key, rel in data_at.items():
             resolved["data"][key] = f"{workdir}/{rel}"
         if not resolved["data"]["classes"]:
@@ -139,6 +144,8 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
             "run_id": run_id, "host": host.name, "experiment": exp.name, "workdir": workdir,
             "code_hash": code_hash, "launched_at": time.time(), "gpus": list(gpus), "state": "launched",
             "backend": backend.name, "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            # Where the data the host reads came from: evaluation trains the yardsticks on it.
+            "data_files": {key: {"local": str(path), "host": f"{workdir}/{data_at[key]}"} for key, path in data.items()},
         })
         atomic_write_text(local_dir / "run.yaml", text)
         remote_run = hostops.run_dir(workdir, run_id)

@@ -44,7 +44,8 @@ def test_run_smoke_wait_on_local_host(ssh_project):
         seen = set()
         for line in (job / name).read_text().splitlines():
             seen |= set(json.loads(line))
-        assert seen == docs[f"{name}/keys"], name
+        # the smoke run is an AR model: exact scores carry no MDLM `draws`
+        assert seen == docs[f"{name}/keys"] - {"draws"}, name
 
 
 def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):

@@ -89,6 +89,14 @@ def test_run_status_logs_fetch(ssh_project, tmp_path):
     assert "results verified" in fetched.stderr
     metrics = json.loads((p.run_dir("life") / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.7
+    # The yardsticks, trained here on the data file the run was launched with, on its split.
+    record = json.loads((p.run_dir("life") / "local.json").read_text())
+    assert record["data_files"]["path"]["host"].endswith("-tiny_sentiment.jsonl")
+    y = metrics["yardsticks"]
+    assert y["available"] and [r["name"] for r in y["rows"]] == ["nb", "tfidf_lr"], y
+    assert metrics["verdict"]["dataset"] == "tiny_sentiment" and metrics["verdict"]["basis"] == "yardsticks"
+    report = (p.run_dir("life") / "report.md").read_text()
+    assert "## Yardsticks" in report and "naive Bayes" in report
     for job in ("class-0", "class-1"):
         d = p.run_dir("life") / "jobs" / job
         assert {"scores.jsonl", "manifest.json", "status.json", "log.txt"} <= {f.name for f in d.iterdir()}

@@ -163,10 +163,11 @@ def test_estimate_matches_exact_nelbo(stratify):
     exact = exact_nelbo(model, ids[0])
     spec = ScoreSpec(batch_size=1024, mdlm_draws=3000, mdlm_stratify=stratify)
     with torch.inference_mode():
-        (est,), (tokens,), (se,) = mdlm.score_batch(model, ids, attn, [7], spec, tok)
+        (est,), (tokens,), (se,), (draws,) = mdlm.score_batch(model, ids, attn, [7], spec, tok)
     assert tokens == 5
     assert se is not None and 0 < se < 0.03 * exact  # the check below has teeth
     assert abs(est - exact) < 3 * se, (est, exact, se)
+    assert len(draws) == 3000 and sum(draws) / 3000 == pytest.approx(est, rel=1e-12)
 
 
 def test_draw_masks_strata_and_determinism():

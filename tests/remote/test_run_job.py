@@ -41,7 +41,12 @@ def check_contract(run_dir, name, n_lines):
         assert key in manifest, key
     rows = read_jsonl(jd / "scores.jsonl")
     assert len(rows) == n_lines
-    assert set(rows[0]) == {"id", "label", "class", "nll", "tokens", "se"}
+    kind = manifest["kind"]
+    extra = {"draws"} if kind == "mdlm" else set()  # per-draw estimates: the controller pairs them
+    assert all(set(r) == {"id", "label", "class", "nll", "tokens", "se"} | extra for r in rows)
+    if extra:
+        assert all(len(r["draws"]) == len(rows[0]["draws"]) > 1 for r in rows)
+        assert all(abs(sum(r["draws"]) / len(r["draws"]) - r["nll"]) <= 1e-9 * abs(r["nll"]) for r in rows)
     progress = read_jsonl(jd / "progress.jsonl")
     assert {p["phase"] for p in progress} == {"train", "score"}
     for p in progress:
@@ -217,8 +222,8 @@ def test_masked_kinds_run_through_the_same_jobs(tmp_path, kind):
     pytest.importorskip({"mdlm": "remote.kinds.mdlm", "mlm-pll": "remote.kinds.pll"}[kind])
     run_dir = write_run(tmp_path / "run", experiment(model__kind=kind), class_jobs())
     run_all(run_dir, ["neg", "pos"])
-    for name in ("neg", "pos"):
-        check_contract(run_dir, name, 120)
+    manifests = [check_contract(run_dir, name, 120) for name in ("neg", "pos")]
+    assert manifests[0]["tokenizer_sha256"] == manifests[1]["tokenizer_sha256"]
     assert accuracy(run_dir, ["neg", "pos"]) >= 0.8
     # a relaunch reloads the kind's own checkpoint format and reproduces the scores
     before = read_jsonl(run_dir / "jobs" / "neg" / "scores.jsonl")

@@ -104,8 +104,8 @@ def test_compare_prefixes_errors_that_do_not_name_the_run(tmp_path):
 
 def test_compare_per_token(tmp_path):
     texts = [("x", "0", {"0": (100.0, 50), "1": (90.0, 30)}), ("y", "1", {"0": (80.0, 20), "1": (85.0, 40)})]
-    r = make_run(tmp_path, "n", texts)
-    other = make_run(tmp_path, "m", texts)
+    r = make_run(tmp_path, "n", texts, tokenizer=None)  # per-class token counts: runs recording no tokenizer
+    other = make_run(tmp_path, "m", texts, tokenizer=None)
     raw = compare_runs([("n", r), ("m", other)])
     norm = compare_runs([("n", r), ("m", other)], per_token=True)
     assert raw["runs"][0]["accuracy"] == 0.0 and norm["runs"][0]["accuracy"] == 1.0

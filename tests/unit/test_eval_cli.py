@@ -48,6 +48,22 @@ def test_eval_named_run(project):
     assert not (run_dir / "plots").exists()
 
 
+def test_eval_refuses_a_tampered_tokenizer_fingerprint(project, monkeypatch, capsys):
+    run_dir = make_run(project, "r1")
+    manifest = run_dir / "jobs" / "c0" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "tokenizer_sha256": "0" * 64}))
+    err = failure(invoke("eval", "r1", "--no-plots"))
+    assert err.code == ExitCode.DATA and "same tokenizer" in err.message and "'c0'" in err.message
+    # through cli.main: one message, no traceback, the data exit code
+    monkeypatch.setattr(sys, "argv", ["orch", "eval", "r1", "--no-plots"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == ExitCode.DATA
+    printed = capsys.readouterr().err
+    assert "same tokenizer" in printed and "Traceback" not in printed
+    assert not (run_dir / "metrics.json").exists()
+
+
 def test_eval_defaults_to_the_newest_run(project):
     old = make_run(project, "old")
     new = make_run(project, "new", margin_texts({"0": [-1, -1], "1": [1, 1]}))
