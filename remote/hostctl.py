@@ -249,14 +249,17 @@ def cmd_cancel(opts) -> dict:
             continue
         os.makedirs(d, exist_ok=True)
         open(os.path.join(d, "cancel"), "w").close()
-        was_alive = bool((held.get(name) or {}).get("alive"))
+        info = held.get(name) or {}
+        # A job still queued has no wrapper yet: nobody will write `cancelled` but us.
+        was_alive = bool(info.get("alive")) and not info.get("queued")
         if name in handles:
             backend.stop(handles[name])
         # A wrapper its backend cannot show (a deleted tmux socket) still owns the folder:
-        # signal it directly - only that pid, and only while it holds the lock.
+        # signal it directly - only that pid, only while it holds the lock, and only where
+        # jobs run on this machine (a compute node's pid is some other process here).
         owner = lock_holder(d)
         signalled = False
-        if owner and owner == status.get("pid"):
+        if owner and owner == status.get("pid") and backend.same_host:
             try:
                 os.kill(owner, signal.SIGTERM)
                 signalled = True
@@ -276,7 +279,8 @@ def cmd_cancel(opts) -> dict:
                 results.append({"name": name, "state": status.get("state") or "running", "changed": False,
                                 "error": f"its wrapper (pid {owner}) is still stopping"})
                 continue
-            status.update(state="cancelled", ended=time.time(), reason="cancelled by the user (wrapper gone)")
+            why = "before it started" if info.get("queued") else "(wrapper gone)"
+            status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
             atomic_write_json(os.path.join(d, "status.json"), status)
         results.append({"name": name, "state": status["state"], "changed": True})
     return {"jobs": results}

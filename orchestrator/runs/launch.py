@@ -136,7 +136,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
 
     code = hostops.code_dir(state.workdir, code_hash)
     plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned,
-                               backend.plan_fields())
+                               backend)
     result = hostops.remote_launch(transport, state.workdir, code_hash, plan)
     check_started(result, plan, run_id, exp.name)
     return Launched(run_id, transport.host.name, doc["jobs"], code_hash, sent)
@@ -164,7 +164,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     local_dir = project.existing_run(run_id)
     record, doc = load_record(local_dir), load_resolved(local_dir)
     workdir = record["workdir"]
-    backend = backends.for_record(record)
+    backend = backends.for_record(record, transport.host)
     status = hostops.remote_status(transport, workdir, record["code_hash"], run_id, backend)
     from orchestrator.runs.state import rows_from_remote
 
@@ -192,7 +192,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     transport.put_text((local_dir / "run.yaml").read_text(), f"{remote_run}/run.yaml")
     code = hostops.code_dir(workdir, record["code_hash"])
     plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run, code, planned,
-                               backend.plan_fields())
+                               backend)
     result = hostops.remote_launch(transport, workdir, record["code_hash"], plan)
     check_started(result, plan, run_id, record.get("experiment") or "EXPERIMENT")
     record["state"] = "launched"

@@ -35,7 +35,7 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
     backend.place(planned, list(host.gpus))
     remote_run = hostops.run_dir(workdir, run_id)
     code = hostops.code_dir(workdir, code_hash)
-    plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, code, planned, backend.plan_fields())
+    plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, code, planned, backend)
     return {
         "run_id": run_id, "host": host.name, "workdir": workdir, "code_hash": code_hash,
         "code_files": [{"path": rel, "bytes": (root / rel).stat().st_size,

@@ -1,0 +1,49 @@
+"""Slurm: each job is one sbatch submission from the cluster's login node.
+
+Slurm hands out GPUs (the host's `slurm.gres` / `gpus_per_job`), orders jobs (afterok
+dependencies, set by the host side) and may stop a job and start it again (requeue, time
+limit): the wrapper is told so (`--requeueable`), checkpoints on Slurm's warning signal and
+asks for the requeue itself; the batch script `exec`s the command so that signal reaches it.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from orchestrator.backends.base import JobBackend
+from orchestrator.config.slurm import SlurmOptions
+
+
+class SlurmBackend(JobBackend):
+    name = "slurm"
+    tools = ("sbatch", "squeue", "scontrol", "scancel")
+    install_hint = ("run orch against the cluster's login node, where Slurm's client commands are on PATH "
+                    "(or add their folder to the host config's `extra_path`)")
+    lost_sight = "Slurm does not show it"
+    id_column = "Slurm id"
+    exec_command = True
+
+    def __init__(self, options: Optional[SlurmOptions] = None):
+        self.options = options or SlurmOptions()
+
+    def job_env(self, job) -> Dict[str, str]:
+        return {}  # CUDA_VISIBLE_DEVICES is Slurm's to set (from --gres)
+
+    def wrapper_args(self) -> List[str]:
+        return ["--requeueable", "--max-requeues", str(self.options.max_requeues)]
+
+    def plan_fields(self) -> Dict:
+        return {"backend": self.name, "options": {"sbatch": self.options.sbatch_args(),
+                                                  "modules": list(self.options.modules),
+                                                  "warn_before": self.options.warn_before}}
+
+    def detail(self, info: Dict) -> str:
+        state, reason = str(info.get("state") or ""), str(info.get("reason") or "")
+        if not state:
+            return ""
+        words = state + (f": {reason}" if reason and reason != "None" else "")
+        if info.get("node") and state not in ("PENDING",):
+            words += f" on {info['node']}"
+        return words
+
+    def ident(self, info: Dict) -> str:
+        return str(info.get("job_id") or "")
