@@ -96,7 +96,9 @@ class SlurmBackend(Backend):
         argv.append(script)
         proc = self._run(*argv)
         if proc.returncode != 0:
-            raise BackendError("sbatch refused it: " + (proc.stderr.strip().splitlines() or ["no message"])[-1])
+            said = (proc.stderr.strip().splitlines() or ["no message"])[-1].replace("sbatch: error: ", "")
+            user = " ".join(str(a) for a in self.options.get("sbatch") or [])
+            raise BackendError(f"sbatch refused it: {said}" + (f" (the host's slurm: options: {user})" if user else ""))
         job_id = proc.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"
         if not job_id.isdigit():
             raise BackendError(f"sbatch printed no job id: {proc.stdout.strip()[:200]!r}")
