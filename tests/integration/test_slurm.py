@@ -198,7 +198,8 @@ def test_requeue_resumes_from_checkpoint_with_equal_scores(p):
 @pytest.mark.slow
 def test_time_limit_checkpoints_requeues_then_fails_after_max_requeues(p):
     p.write_host("cluster", scheduler="slurm", slurm={"partition": p.cluster.partition, "gres": "gpu:1",
-                                                      "time": "1", "warn_before": 30, "max_requeues": 1})
+                                                      "time": "2", "warn_before": 60, "max_requeues": 1})
+    # Slurm's signal timing is coarse (tens of seconds): a minute leaves time to start training.
     p.orch("run", "smoke", "--host", "cluster", "--name", "tl", *LONG, "--set", "data.classes=[\"0\",\"1\"]",
            check=True)
     jobs = wait(p, "tl", lambda j: "requeued (1)" in (j["class-0"]["reason"] or ""), "a requeue", timeout=240)
@@ -211,4 +212,4 @@ def test_time_limit_checkpoints_requeues_then_fails_after_max_requeues(p):
     assert "time limit again after 1 requeues" in jobs["class-0"]["reason"], jobs["class-0"]
     assert jobs["class-0"]["requeues"] == 1
     log = (p.remote_job("tl", "class-0") / "log.txt").read_text()
-    assert "resuming from" in log
+    assert "checkpoint saved" in log and "resuming from" in log, log
