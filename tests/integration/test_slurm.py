@@ -75,7 +75,14 @@ def slurm_job(p, job_id) -> dict:
     return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
 
 
-def test_run_status_fetch_metrics_through_slurm(p):
+def test_run_status_fetch_metrics_through_slurm(p, tmp_path):
+    # Environment modules: a stand-in `module` on the login node's PATH (exported to the job).
+    tools = tmp_path / "modules-bin"
+    tools.mkdir()
+    (tools / "module").write_text('#!/bin/sh\necho "module $* (stand-in)"\n')
+    (tools / "module").chmod(0o755)
+    p.write_host("cluster", scheduler="slurm", extra_path=[str(tools)],
+                 slurm={"partition": p.cluster.partition, "gres": "gpu:1", "modules": ["testmod/1.0"]})
     before = p.sshd.logins()
     proc = p.orch("run", "smoke", "--host", "cluster", "--name", "s1", *FAST, check=True)
     assert proc.stdout == "s1\n" and "launched s1 on cluster" in proc.stderr
@@ -101,6 +108,8 @@ def test_run_status_fetch_metrics_through_slurm(p):
     assert manifest["slurm"] == {"job_id": ids["class-0"], "requeues": 0}
     logs = p.orch("logs", "s1", "class-1", "-n", "100", check=True).stdout
     assert "train step" in logs
+    # The module was loaded in the batch job, before python started.
+    assert "module load testmod/1.0 (stand-in)" in (p.remote_job("s1", "class-0") / "slurm.out").read_text()
 
 
 def test_pretrain_runs_first_by_afterok_dependency(p):
