@@ -39,6 +39,10 @@ class JobBackend:
         reason), shown after the job's state; "" when there is nothing to add."""
         return ""
 
+    def host_problems(self, facts) -> List:
+        """What `orch hosts check` finds wrong with a host for this backend (its probe facts)."""
+        return []
+
     def ident(self, info: Dict) -> str:
         """The job's id in the backend, for the status table's ``id_column``."""
         return ""

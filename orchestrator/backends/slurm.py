@@ -45,5 +45,11 @@ class SlurmBackend(JobBackend):
             words += f" on {info['node']}"
         return words
 
+    def host_problems(self, facts) -> List:
+        from orchestrator.provision.probe import slurm_problems
+
+        return slurm_problems(facts, self.options.partition, self.options.gres or
+                              ("gpu" if self.options.gpus_per_job else ""))
+
     def ident(self, info: Dict) -> str:
         return str(info.get("job_id") or "")

@@ -125,6 +125,9 @@ class HostFacts:
     verify: Optional[Dict[str, Any]] = None
     tmux_sessions: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    # A Slurm login node (sinfo found): one entry per partition line,
+    # {"partition", "available", "time_limit", "nodes", "gres"}; None: no sinfo there.
+    slurm_partitions: Optional[List[Dict[str, str]]] = None
 
     def has(self, tool: str) -> bool:
         return bool(self.tools.get(tool))
@@ -278,6 +281,37 @@ def parse_pythons(text: str) -> List[PythonInfo]:
     return out
 
 
+def parse_sinfo(text: str) -> List[Dict[str, str]]:
+    """`sinfo -h -o '%P|%a|%l|%D|%G'` -> partitions ('*' marks the default one)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 5 or not parts[0]:
+            continue
+        name = parts[0]
+        out.append({"partition": name.rstrip("*"), "default": "yes" if name.endswith("*") else "",
+                    "available": parts[1], "time_limit": parts[2], "nodes": parts[3], "gres": parts[4]})
+    return out
+
+
+def slurm_problems(facts: HostFacts, partition: str = "", gres: str = "") -> List["Problem"]:
+    """What keeps a `scheduler: slurm` host from running jobs, from its probe."""
+    if facts.slurm_partitions is None:
+        return [Problem("error", "no `sinfo` on this host: `scheduler: slurm` needs a Slurm login node",
+                        "check `hostname:`, or add the folder of Slurm's commands to `extra_path`")]
+    names = {p["partition"] for p in facts.slurm_partitions}
+    out = []
+    for wanted in [p for p in partition.split(",") if p]:
+        if wanted not in names:
+            out.append(Problem("error", f"slurm.partition {wanted!r} is not a partition here "
+                                        f"(sinfo lists: {', '.join(sorted(names)) or 'none'})",
+                               "set slurm.partition to one of those"))
+    if gres.startswith("gpu") and not any("gpu" in p["gres"] for p in facts.slurm_partitions):
+        out.append(Problem("error", "slurm.gres asks for GPUs, but no partition here has GPU gres",
+                           "check `sinfo -o '%P %G'` on the login node"))
+    return out
+
+
 def parse_json_object(text: str) -> Optional[Dict[str, Any]]:
     try:
         data = json.loads(text)
@@ -351,6 +385,8 @@ def parse_probe(text: str, workdir: str, now: Optional[float] = None) -> HostFac
     facts.state = (parse_json_object(body("state")) or {}) if s.get("state") and s["state"].rc == 0 else {}
     facts.results = parse_results(body("results"))
     facts.verify = parse_json_object(body("verify")) if s.get("verify") and s["verify"].rc == 0 else None
+    if "sinfo" in s:
+        facts.slurm_partitions = parse_sinfo(body("sinfo"))
     facts.tmux_sessions = [x.strip() for x in body("tmux-sessions").splitlines() if x.strip()] \
         if s.get("tmux-sessions") and s["tmux-sessions"].rc == 0 else []
     return facts
@@ -408,7 +444,10 @@ def fact_rows(facts: HostFacts) -> List[Tuple[str, str]]:
         ("tools", f"tmux {facts.tmux_version or 'missing'}, rsync {'ok' if facts.has('rsync') else 'missing'}, "
                   f"ninja {'ok' if facts.has('ninja') else 'missing'}, gcc {'ok' if facts.has('gcc') else 'missing'}, "
                   f"curl {'ok' if facts.has('curl') else 'missing'}"),
-    ]
+    ] + ([("slurm", "; ".join(f"{p['partition']}{' (default)' if p['default'] else ''}: {p['available']}, "
+                              f"{p['nodes']} nodes, limit {p['time_limit']}, gres {p['gres']}"
+                              for p in facts.slurm_partitions) or "sinfo lists no partition")]
+         if facts.slurm_partitions is not None else [])
 
 
 # --- effects: run it, save it -----------------------------------------------------------

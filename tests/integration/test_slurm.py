@@ -163,6 +163,18 @@ def test_cancel_pending_and_running_then_resume_only_what_is_not_done(p):
     assert on_host["state"] == "cancelled"
 
 
+def test_hosts_check_reads_sinfo(p):
+    doc = json.loads(p.orch("hosts", "check", "cluster", "--json", check=True).stdout)
+    parts = {x["partition"]: x for x in doc["slurm_partitions"]}
+    assert parts["gpu"]["gres"].startswith("gpu:fake:2") and parts["gpu"]["default"] == "yes"
+    assert not [x for x in doc["problems"] if "slurm" in x["message"]]
+    table = p.orch("hosts", "check", "cluster").stdout
+    assert "gres gpu:fake:2" in table
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "nosuch"})
+    doc = json.loads(p.orch("hosts", "check", "cluster", "--json").stdout)
+    assert any("'nosuch' is not a partition here (sinfo lists: gpu)" in x["message"] for x in doc["problems"])
+
+
 def test_hostile_and_refused_slurm_values(p):
     p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu --wrap=touch /tmp/pwned", "gres": "gpu:1"})
     bad = p.orch("run", "smoke", "--host", "cluster", "--name", "h1", *FAST)
