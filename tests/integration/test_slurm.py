@@ -175,6 +175,27 @@ def test_hosts_check_reads_sinfo(p):
     assert any("'nosuch' is not a partition here (sinfo lists: gpu)" in x["message"] for x in doc["problems"])
 
 
+def test_smoke_through_slurm_and_the_step_that_fails(p):
+    proc = p.orch("smoke", "cluster", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+    assert steps["smoke run (through the host's job backend)"]["status"] == "passed"
+    assert steps["fetch + evaluate"]["status"] == "passed" and steps["cleanup"]["status"] == "passed"
+    # Jobs that stay in the queue past the timeout: the failing step says so, with Slurm's reason.
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": p.cluster.partition, "gres": "gpu:1",
+                                                      "extra_args": ["--begin=now+1hour"]})
+    proc = p.orch("smoke", "cluster", "--json", "--timeout", "5", "--set", "train.steps=10")
+    assert proc.returncode == 1
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+    run = steps["smoke run (through the host's job backend)"]
+    assert run["status"] == "failed" and "pending (PENDING: BeginTime)" in run["detail"], run
+    assert steps["cleanup"]["status"] == "passed"
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "nosuch"})
+    proc = p.orch("smoke", "cluster", "--json")
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+    assert proc.returncode == 1 and steps["probe"]["status"] == "failed" and "nosuch" in steps["probe"]["detail"]
+
+
 def test_hostile_and_refused_slurm_values(p):
     p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu --wrap=touch /tmp/pwned", "gres": "gpu:1"})
     bad = p.orch("run", "smoke", "--host", "cluster", "--name", "h1", *FAST)
