@@ -1,6 +1,7 @@
 """Run one job's payload and keep its status.json true, whatever happens to the payload.
 
-    python -m remote.wrapper --job-dir DIR [--requires JOB]... [--after JOB]... -- CMD...
+    python -m remote.wrapper --job-dir DIR [--requires JOB]... [--after JOB]... \
+        [--requeueable [--max-requeues N]] -- CMD...
 
 Standard library only: it runs before (and regardless of) torch.  tmux only hosts this
 process; the exit code is recorded here, so a crash, a kill or a lost tmux session never
@@ -13,6 +14,10 @@ dies with the process, so it is never stale) for its whole life and writes its p
 it.  A second wrapper for the same folder - a `--resume` while the first still runs
 behind a deleted tmux socket - finds the lock held and exits without touching
 status.json.  remote/hostctl.py asks the lock whether a job is alive.
+
+--requeueable (Slurm): the scheduler may stop the job and run it again, so a stop the user
+did not ask for is recorded as `waiting`, not as an end, and the time-limit warning
+(SIGUSR1) checkpoints the payload and requeues the job (class Requeue).
 """
 from __future__ import annotations
 

@@ -59,6 +59,18 @@ def job_name(job: dict) -> str:
     return f"orch-{job.get('run_id', '')}-{job['name']}"
 
 
+def _rows(text: str) -> Dict[str, dict]:
+    """`ID|STATE|REASON|NODES|PARTITION` lines (squeue -o, sacct -P) -> by job id.  Other
+    lines (a job step's `123.batch`, noise) are skipped; sacct's "CANCELLED by 0" is CANCELLED."""
+    rows = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 5 and parts[0].isdigit():
+            rows[parts[0]] = {"state": parts[1].split()[0] if parts[1].strip() else "", "reason": parts[2],
+                              "node": parts[3], "partition": parts[4]}
+    return rows
+
+
 class SlurmBackend(Backend):
     name = "slurm"
     same_host = False  # jobs run on compute nodes: a pid in a job folder is not a process here
@@ -141,13 +153,7 @@ class SlurmBackend(Backend):
             if "Invalid job id" in proc.stderr:
                 return {}
             raise BackendError("squeue failed: " + (proc.stderr.strip().splitlines() or ["no message"])[-1])
-        rows = {}
-        for line in proc.stdout.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) >= 5 and parts[0].isdigit():
-                rows[parts[0]] = {"state": parts[1].split()[0] if parts[1] else "", "reason": parts[2],
-                                  "node": parts[3], "partition": parts[4]}
-        return rows
+        return _rows(proc.stdout)
 
     def _sacct(self, ids: List[str]) -> Dict[str, dict]:
         """Slurm's accounting, where the cluster keeps it (it is not required: rc != 0 -> {})."""
@@ -156,16 +162,7 @@ class SlurmBackend(Backend):
                                   capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             return {}
-        if proc.returncode != 0:
-            return {}
-        rows = {}
-        for line in proc.stdout.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) >= 5 and parts[0].isdigit():
-                # "CANCELLED by 0" -> CANCELLED
-                rows[parts[0]] = {"state": parts[1].split()[0] if parts[1] else "", "reason": parts[2],
-                                  "node": parts[3], "partition": parts[4]}
-        return rows
+        return _rows(proc.stdout) if proc.returncode == 0 else {}
 
     def stop(self, handle: str) -> None:
         if handle.isdigit():
