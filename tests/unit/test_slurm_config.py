@@ -78,3 +78,18 @@ def test_hostile_slurm_values_refused_with_the_key(project, body, key):
 def test_unknown_scheduler_names_both():
     with pytest.raises(OrchError, match="unknown scheduler"):
         backends.get("pbs")
+
+
+def test_sinfo_parsed_and_slurm_problems_named():
+    from orchestrator.provision.probe import HostFacts, parse_sinfo, slurm_problems
+
+    parts = parse_sinfo("gpu*|up|2-00:00:00|4|gpu:a100:4(S:0-1)\ncpu|up|7-00:00:00|10|(null)\nnoise\n")
+    assert parts[0] == {"partition": "gpu", "default": "yes", "available": "up", "time_limit": "2-00:00:00",
+                        "nodes": "4", "gres": "gpu:a100:4(S:0-1)"}
+    facts = HostFacts(workdir="/w", slurm_partitions=parts)
+    assert slurm_problems(facts, "gpu", "gpu:1") == []
+    assert "'big' is not a partition here (sinfo lists: cpu, gpu)" in slurm_problems(facts, "big")[0].message
+    no_gpu = HostFacts(workdir="/w", slurm_partitions=parts[1:])
+    assert "no partition here has GPU gres" in slurm_problems(no_gpu, "", "gpu:1")[0].message
+    assert "no `sinfo`" in slurm_problems(HostFacts(workdir="/w"))[0].message
+    assert HostFacts.from_dict(facts.to_dict()).slurm_partitions == parts
