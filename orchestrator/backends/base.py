@@ -39,6 +39,12 @@ class JobBackend:
         reason), shown after the job's state; "" when there is nothing to add."""
         return ""
 
+    how_jobs_run = ""  # for `orch run --dry-run`: "each a detached tmux session on the host"
+
+    def preview_job(self, item: Dict) -> List[str]:
+        """`orch run --dry-run`: how one launch-plan item is started on the host."""
+        return [item["command"]]
+
     def host_problems(self, facts) -> List:
         """What `orch hosts check` finds wrong with a host for this backend (its probe facts)."""
         return []

@@ -36,6 +36,15 @@ class SlurmBackend(JobBackend):
                                                   "modules": list(self.options.modules),
                                                   "warn_before": self.options.warn_before}}
 
+    how_jobs_run = "each one sbatch submission from the login node, GPUs from Slurm"
+
+    def preview_job(self, item: Dict) -> List[str]:
+        # The options remote/backends/slurm.py adds itself are in docs/CONTRACT.md.
+        deps = " --dependency=afterok:<ids of " + ", ".join(item["requires"]) + ">" if item.get("requires") else ""
+        return [f"sbatch --job-name=orch-<run>-{item['name']} ...{deps} "
+                + " ".join(self.options.sbatch_args()) + f" {item['job_dir']}/slurm.sh",
+                *(f"module load {m}" for m in self.options.modules), item["command"]]
+
     def detail(self, info: Dict) -> str:
         state, reason = str(info.get("state") or ""), str(info.get("reason") or "")
         if not state:

@@ -197,6 +197,9 @@ def test_smoke_through_slurm_and_the_step_that_fails(p):
 
 
 def test_hostile_and_refused_slurm_values(p):
+    dry = p.orch("run", "smoke", "--host", "cluster", "--name", "dry", *FAST, "--dry-run", check=True).stdout
+    assert "each one sbatch submission from the login node" in dry
+    assert "--partition=gpu --gres=gpu:1" in dry and "exec env PYTHONPATH=" in dry and "--requeueable" in dry
     p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu --wrap=touch /tmp/pwned", "gres": "gpu:1"})
     bad = p.orch("run", "smoke", "--host", "cluster", "--name", "h1", *FAST)
     assert bad.returncode == 3 and "slurm.partition" in bad.stderr and "Traceback" not in bad.stderr
