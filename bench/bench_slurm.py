@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -55,7 +56,11 @@ def main() -> int:
     p = None
     try:
         p = make_project(tmp / "project", tmp / "hostwork", server)
-        p.write_host("cluster", scheduler="slurm", slurm={"partition": cluster.partition, "gres": "gpu:1"})
+        # Jobs held in the queue (--begin) while the controller is timed: on a 2-core machine
+        # jobs training beside it would time the CPU contention, not orch.
+        p.write_host("cluster", scheduler="slurm", slurm={"partition": cluster.partition, "gres": "gpu:1",
+                                                          "extra_args": ["--begin=now+1hour"]})
+        load_before = os.getloadavg()[0]
         twenty_class_data(p.root / "configs" / "data" / "twenty.jsonl")
         long = ["--set", "train.steps=100000", "--set", "train.log_every=5"]
         twenty = ["--set", "data.path=configs/data/twenty.jsonl"]
@@ -69,6 +74,14 @@ def main() -> int:
             proc = p.orch("run", "smoke", "--host", "cluster", "--name", name, *long, *extra)
             assert proc.returncode == 0, proc.stderr
             clear()
+        # Baseline at the same moments: the same launch on the tmux host (same sshd), jobs
+        # cancelled at once.
+        tmux_runs = []
+        for i in range(args.repeats):
+            t, proc = timed(p, "run", "smoke", "--host", "testhost", "--name", f"t{i}", *long)
+            assert proc.returncode == 0, proc.stderr
+            tmux_runs.append(t)
+            p.orch("cancel", f"t{i}")
         results = {}
         for label, extra in (("2", []), ("20", twenty)):
             times, logins = [], []
@@ -81,9 +94,14 @@ def main() -> int:
                 if i < args.repeats - 1 or label == "2":
                     clear()
             results[label] = (times, logins)
-        # status of the last 20-job run, its jobs still queued or running
-        status_times, status_logins = [], []
+        # Baseline at the same moment: `orch status` of a finished 2-job tmux run (same sshd).
+        proc = p.orch("run", "smoke", "--host", "testhost", "--name", "tmuxbase", "--set", "train.steps=2")
+        assert proc.returncode == 0, proc.stderr
+        p.wait_state("tmuxbase")
+        # status of the last 20-job run, its jobs still queued
+        status_times, status_logins, tmux_times = [], [], []
         for _ in range(args.repeats):
+            tmux_times.append(timed(p, "status", "tmuxbase", "--json")[0])
             before = server.logins()
             t, proc = timed(p, "status", f"r20-{args.repeats - 1}", "--json")
             assert proc.returncode == 0, proc.stderr
@@ -91,8 +109,10 @@ def main() -> int:
             status_times.append(t)
             status_logins.append(server.logins() - before)
         clear()
+        load_after = os.getloadavg()[0]
 
         # Requeue overhead: a training job requeued, released, training again.
+        p.write_host("cluster", scheduler="slurm", slurm={"partition": cluster.partition, "gres": "gpu:1"})
         proc = p.orch("run", "smoke", "--host", "cluster", "--name", "rq", *long, "--set", "train.checkpoint_every=5")
         assert proc.returncode == 0, proc.stderr
         job_dir = p.remote_job("rq", "class-0")
@@ -131,15 +151,19 @@ def main() -> int:
         f"Measured {time.strftime('%Y-%m-%d')} with `python bench/bench_slurm.py` on: {machine()}.",
         "Slurm 22.05 (Debian's slurm-wlm) as one node on 127.0.0.1 (tests/integration/slurmbed.py), reached "
         f"through a real OpenSSH sshd as the login node; medians of {args.repeats} runs of the real `orch` CLI.",
+        "Jobs were held in the queue (`--begin=now+1hour`) while `orch run` and `orch status` were timed;",
+        f"the machine is shared: its 1-minute load average was {load_before:.1f} before and {load_after:.1f} after.",
         "",
         "| what | measured | target |",
         "|---|---|---|",
         row("`orch run` until every job is submitted, 2 classes", results["2"][0], "<= 3 s"),
         f"| ... SSH logins | {sorted(set(results['2'][1]))} | 1 |",
+        row("baseline: `orch run` of the same 2 classes on a tmux host, same sshd", tmux_runs, "-"),
         row("`orch run` until every job is submitted, 20 classes (20 sbatch)", results["20"][0], "<= 3 s"),
         f"| ... SSH logins | {sorted(set(results['20'][1]))} | 1 |",
         row("`orch status` of the 20-job run (files + one squeue)", status_times, "<= 1 s"),
         f"| ... SSH logins | {sorted(set(status_logins))} | exactly 1 |",
+        row("baseline, same moments: `orch status` of a finished 2-job tmux run", tmux_times, "-"),
         f"| requeue: `scontrol requeue` -> job PENDING again (Slurm) | {held:.2f} s | - |",
         f"| requeue: -> resumed from its checkpoint (released at once; includes python + torch start-up) "
         f"| {resumed:.2f} s | - |",

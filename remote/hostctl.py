@@ -291,15 +291,28 @@ def cmd_cancel(opts) -> dict:
 FOLLOW_POLL_S = 0.5
 
 
-def _ended(job_dir: str, backend: backends.Backend, run_id: str) -> bool:
+ASK_BACKEND_EVERY_S = 5.0  # a job waiting in a Slurm queue for hours: squeue now and then, not twice a second
+
+
+def _ended(job_dir: str, backend: backends.Backend, run_id: str, asked: Optional[Dict[str, tuple]] = None) -> bool:
     """No process of the job is left: an end state is recorded and no wrapper holds the
-    folder, or nobody holds it at all (a lost job)."""
+    folder, or nobody holds it at all (a lost job).  ``asked``: the backend's last answer
+    per job, reused for ASK_BACKEND_EVERY_S where a backend call costs (a scheduler)."""
     if lock_holder(job_dir) is not None:
         return False
     if read_dict(os.path.join(job_dir, "status.json")).get("state") in TERMINAL:
         return True
     handle = job_handle(job_dir, backend, run_id)
-    return handle is None or not (backend.alive({"j": handle}).get("j") or {}).get("alive")
+    if handle is None:
+        return True
+    if asked is not None and not backend.starts_at_once:
+        when, alive = asked.get(job_dir, (0.0, True))
+        if time.time() - when < ASK_BACKEND_EVERY_S:
+            return not alive
+    alive = bool((backend.alive({"j": handle}).get("j") or {}).get("alive"))
+    if asked is not None:
+        asked[job_dir] = (time.time(), alive)
+    return not alive
 
 
 def _tail_start(path: str, lines: int) -> int:
@@ -331,11 +344,13 @@ def cmd_follow(opts) -> int:
     for d in opts.job_dir:
         offsets[d] = _tail_start(os.path.join(d, "log.txt"), opts.lines)
     done: set = set()
+    asked: Dict[str, tuple] = {}
     while True:
         for d in opts.job_dir:
             if d in done:
                 continue
-            finished = _ended(d, backend, os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(d)))))
+            finished = _ended(d, backend, os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(d)))),
+                              asked)
             try:
                 with open(os.path.join(d, "log.txt"), "rb") as fh:
                     fh.seek(offsets[d])

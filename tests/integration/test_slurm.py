@@ -108,6 +108,8 @@ def test_run_status_fetch_metrics_through_slurm(p, tmp_path):
     assert manifest["slurm"] == {"job_id": ids["class-0"], "requeues": 0}
     logs = p.orch("logs", "s1", "class-1", "-n", "100", check=True).stdout
     assert "train step" in logs
+    followed = p.orch("logs", "s1", "-f", "-n", "5", check=True, timeout=60).stdout  # ends: every job has
+    assert "==> class-0 <==" in followed and "exit 0" in followed
     # The module was loaded in the batch job, before python started.
     assert "module load testmod/1.0 (stand-in)" in (p.remote_job("s1", "class-0") / "slurm.out").read_text()
 
