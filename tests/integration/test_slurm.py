@@ -1,7 +1,10 @@
 """`scheduler: slurm` hosts end to end: the real orch CLI, the real sshd, a real Slurm (slurmbed.py).
 
 The login node is the test's sshd (its sessions get SLURM_CONF); jobs run under slurmd on
-the same machine, on the same filesystem, as on a cluster's shared one.
+the same machine, on the same filesystem, as on a cluster's shared one.  Skipped (with the
+reason) only where Slurm is not installed or not root; CI installs it (.ci/run).  The tests
+that train for minutes (requeue, time limit, smoke) are marked slow: `-m "not slow"` runs
+the rest in about four minutes on a busy 2-core machine.
 """
 import json
 import os
@@ -109,7 +112,7 @@ def test_run_status_fetch_metrics_through_slurm(p, tmp_path):
     logs = p.orch("logs", "s1", "class-1", "-n", "100", check=True).stdout
     assert "train step" in logs
     followed = p.orch("logs", "s1", "-f", "-n", "5", check=True, timeout=60).stdout  # ends: every job has
-    assert "==> class-0 <==" in followed and "exit 0" in followed
+    assert "class-0" in followed and "class-1" in followed and "exit 0" in followed
     # The module was loaded in the batch job, before python started.
     assert "module load testmod/1.0 (stand-in)" in (p.remote_job("s1", "class-0") / "slurm.out").read_text()
 
@@ -177,6 +180,7 @@ def test_hosts_check_reads_sinfo(p):
     assert any("'nosuch' is not a partition here (sinfo lists: gpu)" in x["message"] for x in doc["problems"])
 
 
+@pytest.mark.slow
 def test_smoke_through_slurm_and_the_step_that_fails(p):
     proc = p.orch("smoke", "cluster", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -216,6 +220,7 @@ def test_hostile_and_refused_slurm_values(p):
     assert not (p.remote_root / ".." / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_requeue_resumes_from_checkpoint_with_equal_scores(p):
     steps = ["--set", "train.steps=150", "--set", "train.log_every=5", "--set", "data.classes=[\"0\",\"1\"]"]
     p.orch("run", "smoke", "--host", "cluster", "--name", "plain", *steps, check=True)
