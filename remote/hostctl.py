@@ -254,14 +254,17 @@ def cmd_cancel(opts) -> dict:
             continue
         os.makedirs(d, exist_ok=True)
         open(os.path.join(d, "cancel"), "w").close()
-        was_alive = bool((held.get(name) or {}).get("alive"))
+        info = held.get(name) or {}
+        # A job still queued has no wrapper yet: nobody will write `cancelled` but us.
+        was_alive = bool(info.get("alive")) and not info.get("queued")
         if name in handles:
             backend.stop(handles[name])
         # A wrapper its backend cannot show (a deleted tmux socket) still owns the folder:
-        # signal it directly - only that pid, and only while it holds the lock.
+        # signal it directly - only that pid, only while it holds the lock, and only where
+        # jobs run on this machine (a compute node's pid is some other process here).
         owner = lock_holder(d)
         signalled = False
-        if owner and owner == status.get("pid"):
+        if owner and owner == status.get("pid") and backend.same_host:
             try:
                 os.kill(owner, signal.SIGTERM)
                 signalled = True
@@ -281,7 +284,8 @@ def cmd_cancel(opts) -> dict:
                 results.append({"name": name, "state": status.get("state") or "running", "changed": False,
                                 "error": f"its wrapper (pid {owner}) is still stopping"})
                 continue
-            status.update(state="cancelled", ended=time.time(), reason="cancelled by the user (wrapper gone)")
+            why = "before it started" if info.get("queued") else "(wrapper gone)"
+            status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
             atomic_write_json(os.path.join(d, "status.json"), status)
         results.append({"name": name, "state": status["state"], "changed": True})
     return {"jobs": results}
@@ -292,15 +296,28 @@ def cmd_cancel(opts) -> dict:
 FOLLOW_POLL_S = 0.5
 
 
-def _ended(job_dir: str, backend: backends.Backend, run_id: str) -> bool:
+ASK_BACKEND_EVERY_S = 5.0  # a job waiting in a Slurm queue for hours: squeue now and then, not twice a second
+
+
+def _ended(job_dir: str, backend: backends.Backend, run_id: str, asked: Optional[Dict[str, tuple]] = None) -> bool:
     """No process of the job is left: an end state is recorded and no wrapper holds the
-    folder, or nobody holds it at all (a lost job)."""
+    folder, or nobody holds it at all (a lost job).  ``asked``: the backend's last answer
+    per job, reused for ASK_BACKEND_EVERY_S where a backend call costs (a scheduler)."""
     if lock_holder(job_dir) is not None:
         return False
     if read_dict(os.path.join(job_dir, "status.json")).get("state") in TERMINAL:
         return True
     handle = job_handle(job_dir, backend, run_id)
-    return handle is None or not (backend.alive({"j": handle}).get("j") or {}).get("alive")
+    if handle is None:
+        return True
+    if asked is not None and not backend.starts_at_once:
+        when, alive = asked.get(job_dir, (0.0, True))
+        if time.time() - when < ASK_BACKEND_EVERY_S:
+            return not alive
+    alive = bool((backend.alive({"j": handle}).get("j") or {}).get("alive"))
+    if asked is not None:
+        asked[job_dir] = (time.time(), alive)
+    return not alive
 
 
 def _tail_start(path: str, lines: int) -> int:
@@ -332,11 +349,13 @@ def cmd_follow(opts) -> int:
     for d in opts.job_dir:
         offsets[d] = _tail_start(os.path.join(d, "log.txt"), opts.lines)
     done: set = set()
+    asked: Dict[str, tuple] = {}
     while True:
         for d in opts.job_dir:
             if d in done:
                 continue
-            finished = _ended(d, backend, os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(d)))))
+            finished = _ended(d, backend, os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(d)))),
+                              asked)
             try:
                 with open(os.path.join(d, "log.txt"), "rb") as fh:
                     fh.seek(offsets[d])

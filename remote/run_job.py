@@ -327,6 +327,11 @@ def write_manifest(job: Job, result: Dict[str, Any]) -> None:
         "torch": torch.__version__, "transformers": _version("transformers"),
         "python": platform.python_version(), "finished": time.time(),
     }
+    if os.environ.get("SLURM_JOB_ID"):
+        # Under Slurm: which batch job it was, and how often Slurm requeued it (preemption,
+        # time limits) before it finished - each rerun resumed from the checkpoint.
+        manifest["slurm"] = {"job_id": os.environ["SLURM_JOB_ID"],
+                             "requeues": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
     atomic_write_json(os.path.join(job.dir, "manifest.json"), manifest)
 
 

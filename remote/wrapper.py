@@ -1,6 +1,7 @@
 """Run one job's payload and keep its status.json true, whatever happens to the payload.
 
-    python -m remote.wrapper --job-dir DIR [--requires JOB]... [--after JOB]... -- CMD...
+    python -m remote.wrapper --job-dir DIR [--requires JOB]... [--after JOB]... \
+        [--requeueable [--max-requeues N]] -- CMD...
 
 Standard library only: it runs before (and regardless of) torch.  tmux only hosts this
 process; the exit code is recorded here, so a crash, a kill or a lost tmux session never
@@ -13,6 +14,10 @@ dies with the process, so it is never stale) for its whole life and writes its p
 it.  A second wrapper for the same folder - a `--resume` while the first still runs
 behind a deleted tmux socket - finds the lock held and exits without touching
 status.json.  remote/hostctl.py asks the lock whether a job is alive.
+
+--requeueable (Slurm): the scheduler may stop the job and run it again, so a stop the user
+did not ask for is recorded as `waiting`, not as an end, and the time-limit warning
+(SIGUSR1) checkpoints the payload and requeues the job (class Requeue).
 """
 from __future__ import annotations
 
@@ -178,12 +183,55 @@ class Job:
     def cancel_requested(self) -> bool:
         return os.path.exists(os.path.join(self.dir, "cancel"))
 
-    def finish_after_signal(self) -> int:
-        state = "cancelled" if self.cancel_requested() else "failed"
-        reason = "cancelled by the user" if state == "cancelled" else f"killed by signal {self.signalled}"
+    def finish_after_signal(self, scheduler: Optional["Requeue"] = None) -> int:
+        """Record how a signalled job ended.  Under a scheduler that stops and reruns jobs
+        (``scheduler``, Slurm), a stop the user did not ask for is not an end: the job was
+        checkpointed, and the scheduler either runs it again or says how it ended (hostctl
+        records that, docs/CONTRACT.md)."""
         code = self.child.returncode if self.child is not None else None
-        self.save(state=state, ended=time.time(), exit_code=code, reason=reason)
+        if self.cancel_requested():
+            self.save(state="cancelled", ended=time.time(), exit_code=code, reason="cancelled by the user")
+        elif scheduler is not None and scheduler.warned:
+            return scheduler.requeue(self, code)
+        elif scheduler is not None:
+            self.save(state="waiting", exit_code=code,
+                      reason=f"stopped by the scheduler (signal {self.signalled}): checkpointed; "
+                             "requeued or ended, as the scheduler says")
+        else:
+            self.save(state="failed", ended=time.time(), exit_code=code, reason=f"killed by signal {self.signalled}")
         return 128 + (self.signalled or 15)
+
+
+class Requeue:
+    """--requeueable: the job runs under Slurm, which warns it (SIGUSR1, sbatch
+    `--signal=B:USR1@N`) before its time limit.  On the warning the payload checkpoints
+    (SIGTERM) and the wrapper asks Slurm to requeue the job, which then resumes from its
+    checkpoint - at most ``limit`` times, so a job that never gets done is not rerun forever."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # times Slurm has rerun this job
+        self.job_id = os.environ.get("SLURM_JOB_ID", "")
+        self.warned = False
+
+    def requeue(self, job: "Job", code: Optional[int]) -> int:
+        if code == 0:  # it finished before the warning took effect
+            job.save(state="done", ended=time.time(), exit_code=0, reason="")
+            return 0
+        if self.count >= self.limit or not self.job_id:
+            job.save(state="failed", ended=time.time(), exit_code=code,
+                     reason=f"reached its time limit again after {self.count} requeues (the host's "
+                            f"slurm.max_requeues is {self.limit})")
+            return 1
+        job.save(state="waiting", exit_code=code,
+                 reason=f"checkpointed before its time limit; requeued ({self.count + 1})")
+        # Slurm stops this process as part of the requeue: nothing may follow that matters.
+        proc = subprocess.run(["scontrol", "requeue", self.job_id], capture_output=True, text=True)
+        if proc.returncode != 0:
+            job.save(state="failed", ended=time.time(),
+                     reason=f"reached its time limit; Slurm refused to requeue it: {proc.stderr.strip()[:200]}")
+            return 1
+        return 0
 
 
 def failure_reason(code: int, tail: bytes, job: Optional["Job"] = None) -> str:
@@ -259,6 +307,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--job-dir", required=True)
     parser.add_argument("--requires", action="append", default=[])
     parser.add_argument("--after", action="append", default=[])
+    parser.add_argument("--requeueable", action="store_true",
+                        help="Slurm may stop and rerun the job (see Requeue)")
+    parser.add_argument("--max-requeues", type=int, default=5)
     opts = parser.parse_args(argv[:split])
     command = argv[split + 1:]
     os.makedirs(opts.job_dir, exist_ok=True)
@@ -269,22 +320,28 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_OWNED
     job = Job(opts.job_dir)
     job.reserve()
+    scheduler = Requeue(opts.max_requeues) if opts.requeueable else None
+    if scheduler is not None:
+        job.status["requeues"] = scheduler.count
 
     def on_signal(signum, _frame):
-        job.signalled = signum
+        if scheduler is not None and signum == signal.SIGUSR1:
+            scheduler.warned = True  # the time limit is near: checkpoint, then requeue
+        if job.signalled is None or signum != signal.SIGUSR1:
+            job.signalled = signum
         if job.child is not None and job.child.poll() is None:
             try:
                 os.killpg(job.child.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT) + ((signal.SIGUSR1,) if scheduler else ()):
         signal.signal(sig, on_signal)
 
     job.save()
     reason = wait_for(job, opts.requires, opts.after)
     if job.signalled is not None:
-        return job.finish_after_signal()
+        return job.finish_after_signal(scheduler)
     if reason:
         job.save(state="failed", ended=time.time(), reason=reason)
         return 1
@@ -321,9 +378,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = job.child.wait()
         if job.signalled is None and code < 0:
             job.signalled = -code
-        if job.signalled is not None:
+        if job.signalled is not None and not (scheduler is not None and code == 0):
             log.write(f"[orch] stopped by signal {job.signalled}\n".encode())
-            return job.finish_after_signal()
+            log.close()
+            return job.finish_after_signal(scheduler)
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} exit {code}\n".encode())
     finally:
         log.close()

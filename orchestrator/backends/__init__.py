@@ -16,11 +16,16 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.hosts import SCHEDULERS as NAMES
 
 
-def get(name: str, options=None) -> JobBackend:
+def get(name: str, host=None) -> JobBackend:
+    """The backend NAME, with HOST's options for it (its `slurm:` block) when given."""
     if name == "tmux":
         from orchestrator.backends.tmux import TmuxBackend
 
         return TmuxBackend()
+    if name == "slurm":
+        from orchestrator.backends.slurm import SlurmBackend
+
+        return SlurmBackend(getattr(host, "slurm", None))
     raise OrchError(f"unknown scheduler {name!r}", ExitCode.CONFIG, hint=f"known: {', '.join(NAMES)}")
 
 
@@ -29,6 +34,7 @@ def for_host(host) -> JobBackend:
     return get(getattr(host, "scheduler", "tmux") or "tmux", host)
 
 
-def for_record(record: dict) -> JobBackend:
-    """The backend a run was launched with (runs launched before backends existed: tmux)."""
-    return get(record.get("backend") or "tmux")
+def for_record(record: dict, host=None) -> JobBackend:
+    """The backend a run was launched with (runs launched before backends existed: tmux);
+    HOST: for a relaunch (`--resume`), whose jobs take the host's current options."""
+    return get(record.get("backend") or "tmux", host)

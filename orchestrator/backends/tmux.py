@@ -11,6 +11,10 @@ class TmuxBackend(JobBackend):
     tools = ("tmux",)
     install_hint = "install it on the host, e.g. `sudo apt-get install -y tmux`"
     lost_sight = "tmux socket gone"  # its session is not listed, the wrapper holds the folder
+    how_jobs_run = "each a detached tmux session on the host"
+
+    def preview_job(self, item: Dict) -> List[str]:
+        return [f"session {item['session']}: {item['command']}"]
 
     def place(self, jobs: List, gpus: Sequence[str]) -> None:
         """GPUs round-robin; a job whose GPU is taken waits (``after``) for the previous job

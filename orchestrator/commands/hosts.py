@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import output
+from orchestrator import backends, output
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport.connect import open_transport
 from orchestrator.config.hosts import list_hosts, resolve_host
@@ -56,7 +56,8 @@ def check_cmd(
     start = time.time()
     with open_transport(project, host, trust_new_host_key) as transport:
         facts = run_probe(transport, project_root=project.root)
-    found = problems(facts)
+    cfg = resolve_host(project, host)
+    found = problems(facts) + backends.for_host(cfg).host_problems(facts)
     save_facts(project.root, host, facts)
     if as_json:
         data = facts.to_dict()
@@ -64,7 +65,6 @@ def check_cmd(
         data["seconds"] = round(time.time() - start, 2)
         print(json.dumps(data, default=str))
         return
-    cfg = resolve_host(project, host)
     # `local` is this machine, reached without SSH: there was no host key to verify.
     title = f"{host}: {cfg.display()} ({time.time() - start:.1f} s)" if cfg.is_local else \
         f"{host}: {cfg.display()} (host key verified, {time.time() - start:.1f} s)"

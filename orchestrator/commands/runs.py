@@ -39,10 +39,14 @@ def follow_hint(run_id: str) -> str:
     return f"  follow: orch status {run_id} --watch, or orch logs {run_id} JOB -f"
 
 
-def status_table(run_id: str, host: str, rows: List[StatusRow]) -> Table:
+def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) -> Table:
     # Cells are Text, not markup: reasons, GPU names and phases come from the host.
     table = Table(title=Text(f"{run_id} on {host}: {run_state(rows)}"), title_justify="left")
-    for col in ("job", "GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"):
+    id_column = backend.id_column if backend is not None else ""
+    requeued = any(r.requeues for r in rows)
+    cols = ["job"] + ([id_column] if id_column else []) + ["GPU", "state", "phase", "step/total", "loss",
+                                                           "tokens/s", "ETA", "elapsed"] + (["requeues"] if requeued else [])
+    for col in cols:
         table.add_column(col, justify="right" if col not in ("job", "state", "phase") else "left")
     colours = {"done": "green", "running": "cyan", "failed": "red", "lost": "red", "cancelled": "yellow",
                "unknown": "magenta"}
@@ -53,8 +57,10 @@ def status_table(run_id: str, host: str, rows: List[StatusRow]) -> Table:
             state.append(f" ({r.reason})")
         elif r.note:
             state.append(f" ({r.note})")
-        table.add_row(Text(r.name), Text(r.gpu or "-"), state, Text(r.phase or "-"), steps, _fmt(r.loss, ".4f"),
-                      _fmt(r.tokens_per_s, ",.0f"), fmt_duration(r.eta_s), fmt_duration(r.elapsed_s))
+        ident = [Text(backend.ident(r.backend) or "-")] if id_column else []
+        table.add_row(Text(r.name), *ident, Text(r.gpu or "-"), state, Text(r.phase or "-"), steps,
+                      _fmt(r.loss, ".4f"), _fmt(r.tokens_per_s, ",.0f"), fmt_duration(r.eta_s),
+                      fmt_duration(r.elapsed_s), *([str(r.requeues)] if requeued else []))
     return table
 
 
@@ -107,11 +113,11 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
                     return rows
                 time.sleep(interval)
                 rows = poll()
-        with Live(status_table(run_id, host, rows), console=view, refresh_per_second=4) as live:
+        with Live(status_table(run_id, host, rows, backends.for_record(record)), console=view, refresh_per_second=4) as live:
             while run_state(rows) == "running":
                 time.sleep(interval)
                 rows = poll()
-                live.update(status_table(run_id, host, rows))
+                live.update(status_table(run_id, host, rows, backends.for_record(record)))
         view.print()
         return rows
     except KeyboardInterrupt:
@@ -308,7 +314,7 @@ def register(app: typer.Typer) -> None:
                                   "jobs": [r.to_dict() for r in rows]}))
                 return
             if not watch:
-                output.out.print(status_table(run_id, record["host"], rows))
+                output.out.print(status_table(run_id, record["host"], rows, backend))
                 return
             rows = _watch(transport, record, doc, run_id, interval, output.out)
             _remember(run_dir, record, rows)

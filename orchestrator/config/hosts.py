@@ -15,10 +15,11 @@ from remote.spec import SpecError, build
 
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.project import Project, check_name, control_char
+from orchestrator.config.slurm import SlurmOptions, check as check_slurm
 from orchestrator.config.yamlfile import read_mapping
 
 LOCAL = "local"
-SCHEDULERS = ("tmux",)  # job backends a host may name (orchestrator/backends/)
+SCHEDULERS = ("tmux", "slurm")  # job backends a host may name (orchestrator/backends/)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class HostFile:
     keepalive: int = 15
     description: str = ""
     scheduler: str = "tmux"  # how jobs run there: one of SCHEDULERS (orchestrator/backends/)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)  # sbatch options (scheduler: slurm)
 
 
 @dataclass
@@ -71,7 +73,9 @@ _NO_CONTROL = ("hostname", "user", "identity_file", "known_hosts_file", "proxy_j
 def check_values(host: HostFile, where: str) -> None:
     if host.scheduler not in SCHEDULERS:
         raise OrchError(f"{where}: key 'scheduler': expected one of {', '.join(SCHEDULERS)}, got {host.scheduler!r}",
-                        ExitCode.CONFIG, hint="tmux runs jobs in detached tmux sessions on the host itself")
+                        ExitCode.CONFIG, hint="tmux runs jobs in detached tmux sessions on the host itself; "
+                                              "slurm submits them with sbatch from a cluster's login node")
+    check_slurm(host.slurm, where)
     for key in _NO_CONTROL:
         value = getattr(host, key)
         for i, item in enumerate(value if isinstance(value, list) else [value]):
@@ -103,7 +107,9 @@ def _from_file(path: Path, name: str, defaults: Optional[Dict] = None) -> HostCo
     if name != LOCAL and not base.hostname:
         raise OrchError(f"{path}: key 'hostname': required (the host's DNS name or address)", ExitCode.CONFIG)
     check_values(base, str(path))
-    return HostConfig(**dataclasses.asdict(base), name=name, source=str(path))
+    # Field by field, not asdict(): that would turn the nested `slurm` options into a dict.
+    return HostConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, name=name,
+                      source=str(path))
 
 
 def ssh_config_path() -> Path:

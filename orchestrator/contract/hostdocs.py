@@ -84,7 +84,7 @@ def _check(doc: Any, fields: Dict[str, str], required: Tuple[str, ...] = ()) -> 
 def check_status(doc: Any) -> Dict[str, Any]:
     """status.json, written by remote/wrapper.py."""
     _check(doc, {"pid": "int?", "exit_code": "int?", "created": "num?", "started": "num?", "ended": "num?",
-                 "gpu": "text?", "reason": "text?"}, required=("state",))
+                 "gpu": "text?", "reason": "text?", "requeues": "count?"}, required=("state",))
     if doc["state"] not in STATES:
         raise BadDocument(f"'state' must be one of {', '.join(STATES)}, got {_short(doc['state'])}")
     return doc
@@ -102,7 +102,7 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
                  "classes": "texts", "train_texts": "count?", "train_tokens": "count?", "timings": "object?",
                  "steps": "count?", "tokens_seen": "count?", "train_s": "num?", "val_loss": "num?",
                  "finished": "num?", "tokenizer_sha256": "text?", "python": "text?", "device": "text?", "gpu_name": "text?", "torch": "text?",
-                 "transformers": "text?", "kind": "text?", "init": "text?"}, required=("files",))
+                 "transformers": "text?", "kind": "text?", "init": "text?", "slurm": "object?"}, required=("files",))
     for name, meta in doc["files"].items():
         if "/" in name or name in ("", ".", "..") or name not in RESULT_FILES:
             raise BadDocument(f"'files' lists {name!r}, which is not a result file ({', '.join(RESULT_FILES)})")

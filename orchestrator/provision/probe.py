@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.contract.hostdocs import parse_json_object
+from orchestrator.errors import Problem  # noqa: F401 (callers and tests name it here)
 from orchestrator.provision import gpu as gpu_mod
 from orchestrator.provision import scripts
 from orchestrator.transport import shell
@@ -126,6 +127,9 @@ class HostFacts:
     verify: Optional[Dict[str, Any]] = None
     tmux_sessions: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    # A Slurm login node (sinfo found): one entry per partition line,
+    # {"partition", "available", "time_limit", "nodes", "gres"}; None: no sinfo there.
+    slurm_partitions: Optional[List[Dict[str, str]]] = None
 
     def has(self, tool: str) -> bool:
         return bool(self.tools.get(tool))
@@ -279,6 +283,19 @@ def parse_pythons(text: str) -> List[PythonInfo]:
     return out
 
 
+def parse_sinfo(text: str) -> List[Dict[str, str]]:
+    """`sinfo -h -o '%P|%a|%l|%D|%G'` -> partitions ('*' marks the default one)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 5 or not parts[0]:
+            continue
+        name = parts[0]
+        out.append({"partition": name.rstrip("*"), "default": "yes" if name.endswith("*") else "",
+                    "available": parts[1], "time_limit": parts[2], "nodes": parts[3], "gres": parts[4]})
+    return out
+
+
 def parse_results(text: str) -> Dict[str, Dict[str, Any]]:
     out = {}
     for line in text.splitlines():
@@ -344,19 +361,14 @@ def parse_probe(text: str, workdir: str, now: Optional[float] = None) -> HostFac
     facts.state = (parse_json_object(body("state")) or {}) if s.get("state") and s["state"].rc == 0 else {}
     facts.results = parse_results(body("results"))
     facts.verify = parse_json_object(body("verify")) if s.get("verify") and s["verify"].rc == 0 else None
+    if "sinfo" in s:
+        facts.slurm_partitions = parse_sinfo(body("sinfo"))
     facts.tmux_sessions = [x.strip() for x in body("tmux-sessions").splitlines() if x.strip()] \
         if s.get("tmux-sessions") and s["tmux-sessions"].rc == 0 else []
     return facts
 
 
 # --- checks for `orch hosts check` ------------------------------------------------------
-
-
-@dataclass
-class Problem:
-    level: str  # error | warning
-    message: str
-    hint: str = ""
 
 
 def problems(facts: HostFacts, *, need_gpu: bool = False, min_disk_gb: float = 20.0) -> List[Problem]:
@@ -401,7 +413,10 @@ def fact_rows(facts: HostFacts) -> List[Tuple[str, str]]:
         ("tools", f"tmux {facts.tmux_version or 'missing'}, rsync {'ok' if facts.has('rsync') else 'missing'}, "
                   f"ninja {'ok' if facts.has('ninja') else 'missing'}, gcc {'ok' if facts.has('gcc') else 'missing'}, "
                   f"curl {'ok' if facts.has('curl') else 'missing'}"),
-    ]
+    ] + ([("slurm", "; ".join(f"{p['partition']}{' (default)' if p['default'] else ''}: {p['available']}, "
+                              f"{p['nodes']} nodes, limit {p['time_limit']}, gres {p['gres']}"
+                              for p in facts.slurm_partitions) or "sinfo lists no partition")]
+         if facts.slurm_partitions is not None else [])
 
 
 # --- effects: run it, save it -----------------------------------------------------------

@@ -17,11 +17,11 @@ from orchestrator.backends.base import JobBackend
 # It prints NUL-terminated key=value records: a value (the workdir is the host's) may hold
 # any byte but NUL, so a newline in a path cannot start a record of its own.
 _PREPARE = r'''
-wd="$1"; py="$2"
+wd="$1"; py="$2"; shift 2  # then: the tools the job backend needs
 rec() { printf '%s=%s\0' "$1" "$2"; }
 mkdir -p -- "$wd" && cd -- "$wd" || { rec error "cannot create workdir $wd"; exit 0; }
 rec workdir "$PWD"
-for t in tmux rsync nvidia-smi; do
+for t in tmux rsync nvidia-smi "$@"; do
   if command -v "$t" >/dev/null 2>&1; then rec "$t" yes; else rec "$t" no; fi
 done
 if command -v "$py" >/dev/null 2>&1 || [ -x "$py" ]; then
@@ -72,7 +72,9 @@ def prepare(transport: Transport, backend: Optional[JobBackend] = None) -> HostS
     """Create the workdir, resolve it to an absolute path, and check the tools orch needs
     (the python, and what the job backend runs jobs with; None: no jobs, no backend)."""
     host = transport.host
-    out = transport.run(shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default])).stdout
+    extra = [t for t in (backend.tools if backend else ()) if t not in ("tmux", "rsync", "nvidia-smi")]
+    out = transport.run(shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default,
+                                    *extra])).stdout
     facts, gpus = parse_prepare(out)
     return state_from_facts(host, facts, gpus, backend)
 

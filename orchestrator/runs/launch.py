@@ -150,7 +150,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         atomic_write_text(local_dir / "run.yaml", text)
         remote_run = hostops.run_dir(workdir, run_id)
         plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, hostops.code_dir(workdir, code_hash),
-                                   planned, backend.plan_fields())
+                                   planned, backend)
         return {**request, "workdir": workdir, "gpus": None if host.gpus else list(gpus),
                 "plan": plan, "run_yaml": text}
 
@@ -226,7 +226,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     local_dir = project.existing_run(run_id)
     record, doc = load_record(local_dir), load_resolved(local_dir)
     workdir = record["workdir"]
-    backend = backends.for_record(record)
+    backend = backends.for_record(record, transport.host)
     code_hash = record["code_hash"]
     staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"
     request = {"code_hash": code_hash, "staging": staging_name, "tools": list(backend.tools), "run_dir": f"runs/{run_id}",
@@ -266,7 +266,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     planned = [jobplan.PlannedJob(**j) for j in doc["jobs"] if j["name"] in todo]
     remote_run = hostops.run_dir(workdir, run_id)
     plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run,
-                               hostops.code_dir(workdir, code_hash), planned, backend.plan_fields())
+                               hostops.code_dir(workdir, code_hash), planned, backend)
     # The host's run.yaml may be missing (a launch interrupted before it was written, a run
     # folder deleted on the host): the jobs read their config from it, so it goes along.
     request.update(plan=plan, run_yaml=(local_dir / "run.yaml").read_text())

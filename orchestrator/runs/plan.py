@@ -71,24 +71,32 @@ def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
     return jobs
 
 
-def job_command(python: str, run_dir: str, code_dir: str, job: PlannedJob) -> str:
-    """The shell text tmux runs for one job: the wrapper around the payload."""
+def job_command(python: str, run_dir: str, code_dir: str, job: PlannedJob, backend=None) -> str:
+    """The shell text a job backend runs for one job: the wrapper around the payload.
+    ``backend``: the run's JobBackend (None: tmux), which adds its environment and wrapper
+    options, and may ask that the command replace the shell (a Slurm batch script)."""
     wrapper = [python, "-m", "remote.wrapper", "--job-dir", f"{run_dir}/jobs/{job.name}"]
     for dep in job.requires:
         wrapper += ["--requires", dep]
     for dep in job.after:
         wrapper += ["--after", dep]
+    if backend is not None:
+        wrapper += backend.wrapper_args()
     payload = [python, "-m", "remote.run_job", "--run-dir", run_dir, "--job", job.name]
-    env = {"PYTHONPATH": code_dir, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": job.gpu}
+    env = {"PYTHONPATH": code_dir, "PYTHONUNBUFFERED": "1"}
+    env.update(backend.job_env(job) if backend is not None else {"CUDA_VISIBLE_DEVICES": job.gpu})
+    command = shell.with_env(wrapper + ["--"] + payload, env)
+    if backend is not None and backend.exec_command:
+        command = "exec " + command
     # cd inside the quoted command, not tmux's `new-session -c DIR`: tmux expands #(...)
     # and #{...} in DIR, so a workdir holding `#(cmd)` ran cmd on every launch.
-    return shell.in_dir(code_dir, shell.with_env(wrapper + ["--"] + payload, env))
+    return shell.in_dir(code_dir, command)
 
 
 def launch_plan(run_id: str, python: str, run_dir: str, code_dir: str, jobs: Sequence[PlannedJob],
-                backend: Optional[Dict] = None, handles: Optional[Dict[str, str]] = None) -> Dict:
+                backend=None, handles: Optional[Dict[str, str]] = None) -> Dict:
     """What `remote.hostctl launch` reads on stdin (docs/CONTRACT.md, "hostctl launch").
-    ``backend``: the job backend's plan fields; ``handles``: jobs already done, by name
+    ``backend``: the run's JobBackend (None: tmux); ``handles``: jobs already done, by name
     (a resume), for backends that wire dependencies themselves."""
     items = []
     for job in jobs:
@@ -97,10 +105,12 @@ def launch_plan(run_id: str, python: str, run_dir: str, code_dir: str, jobs: Seq
             # Only for the hostctl of snapshots made before the command did its own cd
             # (a resumed old run): it passes `cwd` to tmux -c, which expands #(...).
             item["cwd"] = code_dir
-        item.update({"job_dir": f"{run_dir}/jobs/{job.name}", "command": job_command(python, run_dir, code_dir, job),
+        item.update({"job_dir": f"{run_dir}/jobs/{job.name}",
+                     "command": job_command(python, run_dir, code_dir, job, backend),
                      "requires": list(job.requires), "after": list(job.after)})
         items.append(item)
-    plan = {"run_id": run_id, **(backend or {"backend": "tmux"}), "jobs": items}
+    plan = {"run_id": run_id, **(backend.plan_fields() if backend is not None else {"backend": "tmux"}),
+            "jobs": items}
     if handles:
         plan["handles"] = dict(handles)
     return plan

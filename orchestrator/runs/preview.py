@@ -35,13 +35,15 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
     backend.place(planned, list(host.gpus))
     remote_run = hostops.run_dir(workdir, run_id)
     code = hostops.code_dir(workdir, code_hash)
-    plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, code, planned, backend.plan_fields())
+    plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, code, planned, backend)
     return {
         "run_id": run_id, "host": host.name, "workdir": workdir, "code_hash": code_hash,
         "code_files": [{"path": rel, "bytes": (root / rel).stat().st_size,
                         "mode": oct(codesync.host_mode(root / rel))[2:]} for rel in files],
         "data": data, "classes": classes,
         "gpus": list(host.gpus), "jobs": [j.to_dict() for j in planned], "launch": plan["jobs"],
+        "backend": backend.name, "how_jobs_run": backend.how_jobs_run,
+        "start": [backend.preview_job(item) for item in plan["jobs"]],
     }
 
 
@@ -59,12 +61,12 @@ def render(p: Dict) -> List[str]:
             out.append(f"  {d['bytes']:>9}  {d['key']}: {d['local']} -> {d['host_path']}")
     gpus = ", ".join(p["gpus"]) if p["gpus"] else "those nvidia-smi lists on the host at launch (none: CPU)"
     out.append(f"classes: {', '.join(p['classes'])}; GPUs: {gpus}")
-    out.append(f"jobs ({len(p['jobs'])}), each a detached tmux session on the host:")
-    for job, item in zip(p["jobs"], p["launch"]):
+    out.append(f"jobs ({len(p['jobs'])}), {p['how_jobs_run']}:")
+    for job, start in zip(p["jobs"], p["start"]):
         extra = "".join(f", {k} {', '.join(job[k])}" for k in ("requires", "after") if job[k])
         label = f" label {job['label']!r}" if job["label"] is not None else ""
         out.append(f"  {job['name']} ({job['role']}{label}, GPU {job['gpu'] or '-'}{extra})")
-        out.append(f"    session {item['session']}: {item['command']}")
+        out.extend(f"    {line}" for line in start)
     if not p["workdir"].startswith("/"):
         out.append(f"workdir {p['workdir']} is relative: it lands under the login's home on the host")
     return out

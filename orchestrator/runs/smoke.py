@@ -71,6 +71,10 @@ def step_probe(ctx: SmokeContext) -> str:
 
     facts = run_probe(ctx.transport)
     save_facts(ctx.project.root, ctx.transport.host.name, facts)
+    # What the job backend needs of the host (Slurm: a partition that exists, GPU gres).
+    errors = [p for p in backends.for_host(ctx.transport.host).host_problems(facts) if p.level == "error"]
+    if errors:
+        raise OrchError(errors[0].message, ExitCode.FAILED, hint=errors[0].hint)
     return f"{facts.os}, {facts.cpus} CPUs; GPU: {summary(facts.gpu)}"
 
 
@@ -124,7 +128,10 @@ def step_run(ctx: SmokeContext) -> str:
         if all(r.state in TERMINAL + ("lost",) for r in rows):
             break
         if time.time() > deadline:
-            raise OrchError(f"run {ctx.run_id} did not finish in {ctx.timeout:.0f} s", ExitCode.FAILED)
+            # Say where each job is stuck: a scheduler's queue state and reason included.
+            stuck = ", ".join(f"{r.name} {r.state}" + (f" ({r.note})" if r.note else "")
+                              for r in rows if r.state not in TERMINAL + ("lost",))
+            raise OrchError(f"run {ctx.run_id} did not finish in {ctx.timeout:.0f} s: {stuck}", ExitCode.FAILED)
         time.sleep(1.0)
     bad = [r for r in rows if r.state != "done"]
     if bad:
@@ -156,7 +163,7 @@ STEPS: List = [
     ("sync code", step_sync),
     ("env imports torch+transformers", step_imports),
     ("GPU kernels (bf16 matmul, SDPA, flash-attn)", step_kernels),
-    ("smoke run in tmux", step_run),
+    ("smoke run (through the host's job backend)", step_run),
     ("fetch + evaluate", step_fetch_eval),
     ("cleanup", step_cleanup),
 ]

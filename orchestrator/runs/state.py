@@ -28,6 +28,7 @@ class StatusRow:
     note: str = ""  # e.g. "tmux socket gone", or what a scheduler says of it: shown after the state
     owner: Optional[int] = None  # pid of the live wrapper that owns the job folder, if any
     backend: Dict = field(default_factory=dict)  # what the job backend knows (a session, a queue state)
+    requeues: int = 0  # times a scheduler stopped and reran the job (Slurm requeues)
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -78,6 +79,7 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "", backend=None) -> Statu
         note=note,
         owner=owner if isinstance(owner, int) else None,
         backend=dict(info),
+        requeues=status.get("requeues") or 0,
     )
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 from remote.backends.base import Backend, BackendError
 
-NAMES = ("tmux",)
+NAMES = ("tmux", "slurm")
 
 
 def get(name: str, workdir: str, options: Optional[dict] = None) -> Backend:
@@ -19,6 +19,10 @@ def get(name: str, workdir: str, options: Optional[dict] = None) -> Backend:
         from remote.backends.tmux import TmuxBackend
 
         return TmuxBackend(workdir, options)
+    if name == "slurm":
+        from remote.backends.slurm import SlurmBackend
+
+        return SlurmBackend(workdir, options)
     raise BackendError(f"unknown job backend {name!r} (known: {', '.join(NAMES)})")
 
 

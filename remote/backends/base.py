@@ -22,6 +22,9 @@ class Backend:
     # True when a started job runs at once (tmux): launch then waits for its wrapper's first
     # status.json.  False when it may wait in a queue (Slurm): submission is the start.
     starts_at_once = True
+    # True when jobs run on this machine (tmux): a wrapper's pid is a process here that
+    # hostctl may signal.  False where they run elsewhere (Slurm compute nodes).
+    same_host = True
 
     def __init__(self, workdir: str, options: Optional[dict] = None):
         self.workdir = workdir

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 import testprocs
@@ -88,7 +88,8 @@ class Sshd:
         testprocs.terminate([pid] + [int(c) for c in children])
 
 
-def start_sshd(root: Path) -> Sshd:
+def start_sshd(root: Path, extra_config: Sequence[str] = ()) -> Sshd:
+    """``extra_config``: more sshd_config lines (the Slurm test bed's `SetEnv SLURM_CONF=...`)."""
     _need(SSHD)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -104,7 +105,7 @@ def start_sshd(root: Path) -> Sshd:
         f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {pid_file}",
         f"AuthorizedKeysFile {auth}", "PubkeyAuthentication yes", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp",
-        "LogLevel VERBOSE", "MaxStartups 50", "MaxSessions 50",
+        "LogLevel VERBOSE", "MaxStartups 50", "MaxSessions 50", *extra_config,
     ]
     if os.geteuid() == 0:
         lines.append("PermitRootLogin prohibit-password")
