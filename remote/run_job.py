@@ -43,7 +43,9 @@ def log(msg: str) -> None:
 
 
 @dataclass
-class Job:
+class ResolvedJob:
+    """The job this process runs, resolved from the run's run.yaml."""
+
     run_dir: str
     name: str
     role: str
@@ -68,7 +70,7 @@ class Job:
         return None
 
 
-def load_job(run_dir: str, name: str) -> Job:
+def load_job(run_dir: str, name: str) -> ResolvedJob:
     path = os.path.join(run_dir, "run.yaml")
     if not os.path.isfile(path):
         raise JobError(f"{path}: no such file (is --run-dir the run's folder?)")
@@ -90,7 +92,7 @@ def load_job(run_dir: str, name: str) -> Job:
     label = None if j.get("label") is None else str(j["label"])
     if role == "class" and label is None:
         raise JobError(f"{path}: job {name!r}: a class job needs a label")
-    return Job(run_dir, name, role, label, [str(r) for r in j.get("requires") or []], exp, jobs)
+    return ResolvedJob(run_dir, name, role, label, [str(r) for r in j.get("requires") or []], exp, jobs)
 
 
 # ---------------------------------------------------------------- model + tokenizer
@@ -106,7 +108,7 @@ def _init_name(init: str) -> str:
     return os.path.abspath(init) if os.path.isdir(init) else init
 
 
-def model_and_tokenizer(job: Job, kind, tokenizer_texts: Callable[[], List[str]], from_pretrain: bool,
+def model_and_tokenizer(job: ResolvedJob, kind, tokenizer_texts: Callable[[], List[str]], from_pretrain: bool,
                         seed: int, **build_kwargs):
     """(model, tokenizer, trained): the job's own finished model if there is one, else the
     starting point (pretrain checkpoint, HF init, or a scratch config + new BPE)."""
@@ -146,7 +148,7 @@ def encoder(kind):
     return getattr(kind, "encode", tokenizers.encode)
 
 
-def train_or_reuse(job: Job, kind, model, tok, trained: bool, data, cfg, phase: str) -> Dict[str, Any]:
+def train_or_reuse(job: ResolvedJob, kind, model, tok, trained: bool, data, cfg, phase: str) -> Dict[str, Any]:
     """Train (resuming if a checkpoint is there) and save ckpt/final, or reuse its stats."""
     from remote import checkpoint, tokenizer as tokenizers
     from remote.train import resolve_device, train
@@ -172,7 +174,7 @@ def train_or_reuse(job: Job, kind, model, tok, trained: bool, data, cfg, phase: 
 
 # ---------------------------------------------------------------- roles
 
-def run_pretrain(job: Job) -> Dict[str, Any]:
+def run_pretrain(job: ResolvedJob) -> Dict[str, Any]:
     from remote.kinds import get_kind
     from remote import tokenizer as tokenizers
     from remote.train import Texts
@@ -201,7 +203,7 @@ def run_pretrain(job: Job) -> Dict[str, Any]:
             "tokenizer_sha256": _fingerprint(tok), "device": _device(model).type}
 
 
-def run_class(job: Job) -> Dict[str, Any]:
+def run_class(job: ResolvedJob) -> Dict[str, Any]:
     from remote.kinds import get_kind
     from remote.train import Texts, mean_loss
 
@@ -242,7 +244,7 @@ def run_class(job: Job) -> Dict[str, Any]:
             "tokenizer_sha256": _fingerprint(tok), "device": device.type}
 
 
-def run_classifier(job: Job) -> Dict[str, Any]:
+def run_classifier(job: ResolvedJob) -> Dict[str, Any]:
     from remote.kinds import get_kind
     from remote.train import Texts, mean_loss
 
@@ -276,7 +278,7 @@ def run_classifier(job: Job) -> Dict[str, Any]:
             "tokenizer_sha256": _fingerprint(tok), "device": _device(model).type}
 
 
-def score_test(job: Job, kind, model, tok, test, encode):
+def score_test(job: ResolvedJob, kind, model, tok, test, encode):
     """(per-text results, seconds): every test text under this job's trained model."""
     from remote.score import score_texts
 
@@ -312,7 +314,7 @@ def _version(module: str) -> Optional[str]:
         return None
 
 
-def write_manifest(job: Job, result: Dict[str, Any]) -> None:
+def write_manifest(job: ResolvedJob, result: Dict[str, Any]) -> None:
     import torch
 
     files = {}

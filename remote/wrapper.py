@@ -115,7 +115,9 @@ def take_lock(job_dir: str) -> Optional[int]:
     return fd  # not inheritable (PEP 446): the payload does not keep the folder owned
 
 
-class Job:
+class SupervisedJob:
+    """The job folder this wrapper owns: its status.json, kept true whatever the payload does."""
+
     def __init__(self, job_dir: str):
         self.dir = job_dir
         self.status_path = os.path.join(job_dir, "status.json")
@@ -214,7 +216,7 @@ class Requeue:
         self.job_id = os.environ.get("SLURM_JOB_ID", "")
         self.warned = False
 
-    def requeue(self, job: "Job", code: Optional[int]) -> int:
+    def requeue(self, job: "SupervisedJob", code: Optional[int]) -> int:
         if code == 0:  # it finished before the warning took effect
             job.save(state="done", ended=time.time(), exit_code=0, reason="")
             return 0
@@ -234,7 +236,7 @@ class Requeue:
         return 0
 
 
-def failure_reason(code: int, tail: bytes, job: Optional["Job"] = None) -> str:
+def failure_reason(code: int, tail: bytes, job: Optional["SupervisedJob"] = None) -> str:
     """`exit code N: <the payload's last error line>` (its one-line `error: ...` if any),
     after "no space left on the host's <workdir> (N MB free)" when the disk is why."""
     text = tail.decode("utf-8", "replace")
@@ -253,7 +255,7 @@ class Log:
     """log.txt, append only; a write that fails (a full disk) stops the logging, never the
     wrapper: the job's end must still be recorded."""
 
-    def __init__(self, path: str, job: "Job"):
+    def __init__(self, path: str, job: "SupervisedJob"):
         self.job = job
         self.fh = open(path, "ab", buffering=0)
 
@@ -276,7 +278,7 @@ class Log:
             self.fh = None
 
 
-def wait_for(job: Job, requires: List[str], after: List[str]) -> Optional[str]:
+def wait_for(job: SupervisedJob, requires: List[str], after: List[str]) -> Optional[str]:
     """Block until dependencies allow a start; return a failure reason, or None to go."""
     runs_dir = os.path.dirname(job.dir)
     pending = [(name, True) for name in requires] + [(name, False) for name in after]
@@ -318,7 +320,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"remote.wrapper: {opts.job_dir} is owned by a live wrapper (pid {holder}); not starting a second "
               "one", file=sys.stderr)
         return EXIT_OWNED
-    job = Job(opts.job_dir)
+    job = SupervisedJob(opts.job_dir)
     job.reserve()
     scheduler = Requeue(opts.max_requeues) if opts.requeueable else None
     if scheduler is not None:

@@ -42,7 +42,9 @@ DRAWS_RTOL = 1e-9  # a row's nll is the mean of its draws, to float precision
 
 
 @dataclass
-class JobRecord:
+class FetchedJob:
+    """A job of a fetched run, as evaluation reads it: its plan entry, status and manifest."""
+
     name: str
     role: str
     label: Optional[str]
@@ -59,13 +61,13 @@ class RunData:
     config: Dict[str, Any]  # run.yaml as read
     experiment: Experiment
     local: Dict[str, Any]  # local.json ({} when absent)
-    jobs: List[JobRecord]
+    jobs: List[FetchedJob]
 
     @property
     def scoring_role(self) -> str:
         return "classifier" if self.experiment.model.kind == "classifier" else "class"
 
-    def scoring_jobs(self) -> List[JobRecord]:
+    def scoring_jobs(self) -> List[FetchedJob]:
         return [j for j in self.jobs if j.role == self.scoring_role]
 
 
@@ -149,7 +151,7 @@ def load_run(run_dir: Path, jobs_dir: Optional[Path] = None) -> RunData:
         job_dir = jobs_dir / raw["name"]
         label = raw.get("label")
         jobs.append(
-            JobRecord(
+            FetchedJob(
                 name=raw["name"],
                 role=str(raw.get("role", "")),
                 label=None if label is None else str(label),
@@ -183,7 +185,7 @@ def _parse_line(text: str) -> Any:
 
 
 
-def listed_file(job: JobRecord, name: str) -> Dict[str, Any]:
+def listed_file(job: FetchedJob, name: str) -> Dict[str, Any]:
     """The manifest's entry for a file the job's role must produce (the manifest must list it)."""
     entry = ((job.manifest or {}).get("files") or {}).get(name)
     if not isinstance(entry, dict):
@@ -192,7 +194,7 @@ def listed_file(job: JobRecord, name: str) -> Dict[str, Any]:
     return entry
 
 
-def _read_scores(job: JobRecord) -> List[Dict[str, Any]]:
+def _read_scores(job: FetchedJob) -> List[Dict[str, Any]]:
     """The rows of a job's scores.jsonl, read line by line and hashed as they are read;
     the file must be a regular file of the manifest's size and sha256.  Each row carries
     its line number as ``_where`` (for messages)."""
@@ -546,7 +548,7 @@ def _join_draws(parts: List[_Columns], code: np.ndarray, cls: np.ndarray, n: int
 # --------------------------------------------------------------------------- a run's scores
 
 
-def expected_n_test(jobs: Sequence[JobRecord]) -> int:
+def expected_n_test(jobs: Sequence[FetchedJob]) -> int:
     """The run's number of test texts: every scoring job's manifest must give the same n_test."""
     seen: Dict[int, List[str]] = {}
     for job in jobs:
@@ -562,7 +564,7 @@ def expected_n_test(jobs: Sequence[JobRecord]) -> int:
     return next(iter(seen))
 
 
-def check_job_rows(job: JobRecord, rows: List[Dict[str, Any]], classes: Sequence[str], n_test: int) -> List[str]:
+def check_job_rows(job: FetchedJob, rows: List[Dict[str, Any]], classes: Sequence[str], n_test: int) -> List[str]:
     """One job on its own (a partial fetch cannot merge): one row per test text (class job)
     or per test text and class (classifier), none twice.  Returns the job's test ids."""
     ids = _strings(_column(rows, "id"))
@@ -647,7 +649,7 @@ def load_scores(run: RunData) -> Scores:
     return scores
 
 
-def check_tokenization(jobs: Sequence[JobRecord], scores: Scores) -> Optional[str]:
+def check_tokenization(jobs: Sequence[FetchedJob], scores: Scores) -> Optional[str]:
     """The class jobs must have read every text with the same tokenizer: their manifests'
     ``tokenizer_sha256`` must be equal, and every text must have the same token count in
     every class model.  The masks MDLM draws for a text depend on its token count, so the

@@ -15,7 +15,7 @@ from remote import wrapper
 def job(tmp_path):
     job_dir = tmp_path / "work" / "runs" / "r" / "jobs" / "neg"
     job_dir.mkdir(parents=True)
-    job = wrapper.Job(str(job_dir))
+    job = wrapper.SupervisedJob(str(job_dir))
     job.reserve()
     job.save()
     return job
