@@ -17,7 +17,7 @@ ABOUT = ("Run per-class generative text-classifier experiments on GPU hosts over
 # in the order `orch --help` lists them.  tests/unit/test_cli_help.py checks each summary
 # against the command's own help.
 COMMANDS: Dict[str, Tuple[str, str]] = {
-    "run": ("runs", "Sync code, stage data and launch one detached tmux job per class; returns at once."),
+    "run": ("runs", "Sync code, stage data and launch one job per class (tmux, or Slurm on a cluster); returns at once."),
     "status": ("runs", "One table of a run's jobs, read from the host in one SSH round trip."),
     "logs": ("runs", "Tail (or follow) a job's log over SSH."),
     "cancel": ("runs", "Stop a run's jobs (or some of them) and mark them cancelled."),

@@ -215,7 +215,7 @@ def register(app: typer.Typer) -> None:
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):
-        """Sync code, stage data and launch one detached tmux job per class; returns at once.
+        """Sync code, stage data and launch one job per class (tmux, or Slurm on a cluster); returns at once.
 
         Prints the run id on stdout (`R=$(orch run smoke)`); what it does goes to stderr.
         """
