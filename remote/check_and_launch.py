@@ -24,7 +24,8 @@ try:  # the shell's name for it (as `cd` left it, links kept), as hostctl.prepar
 except OSError:
     pass
 rec("workdir", wd)
-for tool in ("tmux", "rsync", "nvidia-smi"):
+# The usual three, then whatever else the job backend needs (Slurm: sbatch, squeue, ...).
+for tool in ["tmux", "rsync", "nvidia-smi"] + [t for t in req.get("tools", []) if t not in ("tmux", "rsync", "nvidia-smi")]:
     rec(tool, "yes" if shutil.which(tool) else "no")
 rec("python", "yes")
 modules = {}
