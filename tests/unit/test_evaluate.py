@@ -362,6 +362,10 @@ def test_merge_refuses_class_jobs_that_tokenized_differently(tmp_path):
     err = refusal(run_dir)
     assert "'c1'" in err.message and "2 text(s)" in err.message and "'c0'" in err.message
     assert "0/1 (21 tokens here, 20 in job 'c0')" in err.message
+    # A fingerprint that is not text is a bad manifest (hostdocs checks its type).
+    run_dir = make_run(tmp_path / "f")
+    _edit_manifest(run_dir, "c0", lambda m: m.update(tokenizer_sha256=5))
+    assert "bad manifest.json" in refusal(run_dir).message
     # The shared fingerprint is in metrics.json; a run that records none is not checked.
     assert run_eval(make_run(tmp_path / "d"))["tokenizer_sha256"] == "ab" * 32
     assert run_eval(make_run(tmp_path / "e", tokenizer=None))["tokenizer_sha256"] is None
