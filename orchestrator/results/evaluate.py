@@ -170,7 +170,8 @@ def judge(run: RunData, bands_override: Optional[str], band_set: str, raw: Dict[
     other data set is judged against the yardsticks.  Sets norm["verdict"] alike."""
     spec = run.experiment.eval
     dataset = ystk.run_dataset(run)
-    use_bands = bands_override is not None or spec.bands_dataset in ("*", dataset)
+    # A run launched before the data set was named keeps being judged as it was: by the bands.
+    use_bands = bands_override is not None or dataset is None or spec.bands_dataset in ("*", dataset)
     rows = ystk.rows(found, y, pred, resamples) if found and found.get("available") else []
     section = {"available": bool(rows), "reason": None if rows else (found or {}).get("reason", "not computed"),
                "rows": rows}
@@ -290,7 +291,8 @@ def evaluate_run(run_dir: Path, *, prior: Optional[str] = None, bands: Optional[
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     scores = load_scores(run)
-    found = ystk.predictions(run, scores, run_dir) if run.experiment.eval.yardsticks else None
+    found = (ystk.predictions(run, scores, run_dir) if run.experiment.eval.yardsticks else
+             {"available": False, "reason": "turned off (eval.yardsticks: false)"})
     ev = evaluate(run, scores, prior=prior, bands=bands, yardsticks=found)
     out_dir = run_dir / report.PLOTS
     key = plots_key(ev)

@@ -52,16 +52,17 @@ SETTINGS = {
 # --------------------------------------------------------------------------- the data set's name
 
 
-def run_dataset(run: RunData) -> str:
-    """data.name as launched (``orch run`` fills it in), else from the local data path
-    local.json records, else from run.yaml's path."""
+def run_dataset(run: RunData) -> Optional[str]:
+    """data.name as launched (``orch run`` fills it in), else the name of the local data
+    file local.json records; None for a run launched before either was recorded (its
+    run.yaml holds only the staged host path, whose folder says nothing)."""
     data = run.experiment.data
     if data.name:
         return data.name.lower()
     local = (run.local.get("data_files") or {}).get("path")
     if isinstance(local, dict) and isinstance(local.get("local"), str):
         return dataset_name(local["local"], data.source)
-    return dataset_name(data.path, data.source)
+    return dataset_name(data.path, data.source) if data.source == "hf" else None
 
 
 # --------------------------------------------------------------------------- the run's texts

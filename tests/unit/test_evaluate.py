@@ -16,6 +16,7 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.evaluate import evaluate, evaluate_run
 from orchestrator.results.metrics import bands_for, bootstrap_ci, verdict
 from orchestrator.results.scores import load_run, merge_scores
+from remote.data import dataset_name
 
 # --------------------------------------------------------------------------- builder
 # A text: (id, true label, {class: (nll, tokens) or (nll, tokens, per-draw estimates)}).
@@ -46,13 +47,15 @@ def make_run(
     tokenizer: Optional[str] = "ab" * 32,
     data_path: str = "/data/imdb/train.jsonl",
     local_extra: Optional[dict] = None,
+    data_name: Optional[str] = "",
 ) -> Path:
     """Write runs/<run_id>/ with run.yaml, local.json and one folder per job.
 
     ``rows_hook(job, rows) -> rows`` may corrupt a job's score rows before they are written.
     ``tokenizer``: the tokenizer_sha256 every class job's manifest records (None: none, as
     in runs made before it was recorded).  ``data_path``: run.yaml's data.path (the
-    data set's name comes from it: imdb, whose bands apply).
+    data set's name comes from it, as `orch run` names it: imdb, whose bands apply);
+    ``data_name`` None leaves data.name out (a run launched before it was recorded).
     """
     texts = list(texts if texts is not None else margin_texts({"0": [-5, -4, -3, -6, 2], "1": [5, 4, 3, -1, -2]}))
     run_dir = root / "runs" / run_id
@@ -68,7 +71,8 @@ def make_run(
         "host": "nigel",
         "experiment": {
             "name": "exp",
-            "data": {"path": data_path, "classes": list(classes)},
+            "data": {"path": data_path, "classes": list(classes),
+                     **({} if data_name is None else {"name": data_name or dataset_name(data_path)})},
             "model": {"kind": kind, "init": init},
             "eval": eval_cfg or {},
         },
@@ -358,6 +362,10 @@ def test_merge_refuses_class_jobs_that_tokenized_differently(tmp_path):
     err = refusal(run_dir)
     assert "'c1'" in err.message and "2 text(s)" in err.message and "'c0'" in err.message
     assert "0/1 (21 tokens here, 20 in job 'c0')" in err.message
+    # A fingerprint that is not text is a bad manifest (hostdocs checks its type).
+    run_dir = make_run(tmp_path / "f")
+    _edit_manifest(run_dir, "c0", lambda m: m.update(tokenizer_sha256=5))
+    assert "bad manifest.json" in refusal(run_dir).message
     # The shared fingerprint is in metrics.json; a run that records none is not checked.
     assert run_eval(make_run(tmp_path / "d"))["tokenizer_sha256"] == "ab" * 32
     assert run_eval(make_run(tmp_path / "e", tokenizer=None))["tokenizer_sha256"] is None
@@ -518,6 +526,12 @@ def test_bands_apply_to_their_own_data_set_or_where_told(tmp_path):
     # a --bands override on the command line is explicit: applied
     m = evaluate_run(tiny_run(tmp_path / "c"), bands="poc")
     assert m["verdict"]["basis"] == "bands"
+    # a run launched before the data set was named (no data.name, no data_files): as before, the bands
+    m = evaluate_run(make_run(tmp_path / "d", data_path="/w/data/0123456789abcdef-reviews.jsonl", data_name=None))
+    assert m["verdict"]["basis"] == "bands" and m["verdict"]["dataset"] is None
+    # eval.yardsticks: false
+    m = evaluate_run(tiny_run(tmp_path / "e", eval_cfg={"yardsticks": False}))
+    assert m["yardsticks"]["reason"] == "turned off (eval.yardsticks: false)" and m["verdict"]["label"] == "Not judged"
 
 
 def test_yardsticks_say_why_they_are_missing(tmp_path):
