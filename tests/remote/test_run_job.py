@@ -18,6 +18,8 @@ import timing
 import torch
 
 from remote import run_job
+
+pytestmark = pytest.mark.slow  # each test trains and scores real (tiny) models in subprocesses
 from remote.files import sha256_file
 
 from runkit import (ROOT, TINY, accuracy, class_jobs, experiment, job, read_jsonl, run_job_cmd, run_job_process,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from remote import tokenizer as tokenizers
 from remote.data import load_splits
 from remote.spec import DataSpec
@@ -16,6 +18,7 @@ def train_texts():
     return [e.text for e in load_splits(DataSpec(path=str(TINY)), log=lambda m: None).train]
 
 
+@pytest.mark.slow
 def test_bpe_is_deterministic_within_and_across_processes():
     texts = train_texts()
     a = tokenizers.fingerprint(tokenizers.train_bpe(texts, 300, 64))

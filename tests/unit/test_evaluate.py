@@ -707,6 +707,7 @@ def test_evaluate_run_writes_every_output(tmp_path):
     assert not [p for p in run_dir.rglob(".*") if p.is_file()]
 
 
+@pytest.mark.slow  # draws the plots twice
 def test_plots_are_a_step_of_their_own_and_never_stale(tmp_path, monkeypatch):
     """Without plots=True nothing is drawn and report.md says how to draw them; plots drawn
     for an evaluation are kept (not redrawn) while it stays the same, and removed when it
