@@ -11,10 +11,12 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.transport.base import Transport
+
+if TYPE_CHECKING:  # types only: base.py reaches this module through its copiers
+    from orchestrator.transport.base import Transport
 
 NOT_REGULAR = "not a regular file on the host (a link, fifo or device): refused"
 
