@@ -97,7 +97,7 @@ def pull_from_source(source: Source, stage: Path, spec: PullSpec) -> Pulled:
 
 def _rsync_once(transport, remote_dir: str, stage: Path, seed: Path, dirs: Sequence[str], names: Sequence[str],
                 max_size: Optional[int]) -> str:
-    from orchestrator.transport.files import run_rsync
+    from orchestrator.transport.rsync import run_rsync
 
     # Exactly the wanted folders' files: `/job` matches the folder (or a link standing in
     # for it, which rsync then names as skipped), `/job/name` each file.
