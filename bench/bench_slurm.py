@@ -172,6 +172,12 @@ def main() -> int:
         "Without the release, Slurm holds a requeued batch job for about 2 minutes (its BeginTime);",
         "on a real cluster that hold, and the wait for a free node, dominate the requeue time.",
         "",
+        "Reading: the absolute times are this shared machine's (the tmux baselines, taken at the same",
+        "moments, are as slow: `orch --help` alone took ~1.9 s under that load, against 0.6 s for",
+        "`orch status` on the idle machine above).  What Slurm adds is small: one sbatch is ~10 ms and",
+        "one squeue for a whole run ~15 ms here, so 20 classes cost about as much as 2, and status on",
+        "the Slurm host is no slower than on the tmux host.  Every command is one SSH login.",
+        "",
     ])
     out = Path(args.out)
     text = out.read_text() if out.exists() else ""
