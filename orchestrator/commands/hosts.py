@@ -49,7 +49,7 @@ def check_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
     quiet: bool = output.quiet_option(),
 ):
-    """Connect (verifying the host key) and report OS, python, tmux, rsync and GPUs."""
+    """Connect (verifying the host key) and report OS, python, tmux, rsync, GPUs (and Slurm partitions)."""
     from orchestrator.provision.probe import fact_rows, problems, run_probe, save_facts
 
     project = Project.find()

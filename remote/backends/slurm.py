@@ -100,10 +100,11 @@ class SlurmBackend(Backend):
                 "--kill-on-invalid-dep=yes"]
         # Only on jobs of this same submission: a required job that is done already needs no
         # wait (and Slurm may have forgotten its id); the wrapper checks it is done anyway.
-        deps = [self.submitted[name] for name in job.get("requires") or [] if name in self.submitted]
-        deps += [self.submitted[name] for name in job.get("after") or [] if name in self.submitted]
+        # requires: must end done (afterok); after: must end, however (afterany).
+        deps = [f"{kind}:" + ":".join(ids) for kind, key in (("afterok", "requires"), ("afterany", "after"))
+                for ids in [[self.submitted[n] for n in job.get(key) or [] if n in self.submitted]] if ids]
         if deps:
-            argv.append("--dependency=afterok:" + ":".join(deps))
+            argv.append("--dependency=" + ",".join(deps))
         argv += [str(a) for a in self.options.get("sbatch") or []]  # the host's `slurm:` options
         argv.append(script)
         proc = self._run(*argv)

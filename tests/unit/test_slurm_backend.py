@@ -67,6 +67,9 @@ def test_submit_passes_options_as_argv_items_and_afterok_only_within_the_launch(
     assert "--dependency=afterok:41" in second and not any(a.startswith("--dependency") for a in first)
     assert second[-3:] == ["--partition=gpu", "--gres=gpu:1", str(neg / "slurm.sh")]
     assert "--signal=B:USR1@90" in second and "--requeue" in second and f"--output={neg}/slurm.out" in second
+    fake_slurm.answer("sbatch", "44\n")
+    backend.submit({**job, "name": "pos", "after": ["neg"]}, {})
+    assert "--dependency=afterok:41,afterany:42" in fake_slurm.calls("sbatch")[-1]
     # A resume: the required job is done already (not in this launch): no dependency on it.
     again = get("slurm", str(tmp_path), {})
     fake_slurm.answer("sbatch", "43\n")
@@ -133,7 +136,7 @@ def _status(job_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _wait_for(pred, what, timeout=30):
+def _wait_for(pred, what, timeout=120):  # a guard against hangs on a busy machine, not a speed claim
     deadline = time.time() + timeout
     while time.time() < deadline:
         if pred():
@@ -151,7 +154,7 @@ def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path
         _wait_for(lambda: "training" in (job / "log.txt").read_text() if (job / "log.txt").exists() else False,
                   "the payload to start")
         proc.send_signal(signal.SIGUSR1)  # Slurm's --signal=B:USR1@N: the time limit is near
-        proc.wait(timeout=30)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -175,7 +178,7 @@ def test_a_stop_by_slurm_is_not_an_end_but_a_cancel_is(tmp_path, fake_slurm):
             if cancel:
                 (job / "cancel").touch()
             proc.send_signal(signal.SIGTERM)  # a requeue, a preemption, or scancel
-            proc.wait(timeout=30)
+            proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
