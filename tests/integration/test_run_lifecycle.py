@@ -15,9 +15,10 @@ FAST = ["--set", "train.steps=30", "--set", "train.log_every=5"]
 # change that adds one must say why here.
 STATUS_IMPORTS = {
     "orchestrator", "orchestrator.backends", "orchestrator.backends.base", "orchestrator.backends.tmux",
-    "orchestrator.cli",
+    # (orchestrator.cli itself runs as __main__; the Typer app no longer imports it)
     "orchestrator.commands", "orchestrator.commands.app", "orchestrator.commands.runs", "orchestrator.commands.tables",
     "orchestrator.config", "orchestrator.config.hosts", "orchestrator.config.project", "orchestrator.config.yamlfile",
+    "orchestrator.config.slurm",  # a host file may hold a slurm: block, validated with the rest of it
     "orchestrator.errors", "orchestrator.output",
     "orchestrator.contract", "orchestrator.contract.hostdocs", "orchestrator.contract.records",
     "orchestrator.runs", "orchestrator.runs.hostctl", "orchestrator.runs.plan", "orchestrator.runs.state",
