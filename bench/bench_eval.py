@@ -21,6 +21,7 @@ the four PNGs from scratch, then the cached case).
 With --write, the "## Evaluation" section of the given markdown file is replaced (or
 appended); the rest of the file is left as it is.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ def reference(run_dir: Path) -> Tuple[float, float, float]:
     step = max(1, min(RESAMPLES, 4_000_000 // n))  # at most 4M indices at a time
     for start in range(0, RESAMPLES, step):
         idx = rng.integers(0, n, (min(step, RESAMPLES - start), n))
-        boot[start:start + idx.shape[0]] = correct[idx].mean(axis=1)
+        boot[start : start + idx.shape[0]] = correct[idx].mean(axis=1)
     low, high = np.percentile(boot, [2.5, 97.5])
     return float(correct.mean()), float(low), float(high)
 
@@ -87,30 +88,79 @@ def make_run(project: Path, run_id: str, n: int, seed: int = 0) -> Path:
     nll = np.round(rng.normal(3.0, 0.2, (n, 2)) * tokens[:, None], 4)
     nll[np.arange(n), labels] -= np.round(rng.normal(0.12, 0.2, n) * tokens, 4)
     run_dir = project / "runs" / run_id
-    jobs = [{"name": f"class-{c}", "role": "class", "label": str(c), "requires": [], "after": [], "gpu": "0"}
-            for c in (0, 1)]
-    doc = {"run_id": run_id, "code_hash": "0" * 12, "created": "2026-11-26T10:15:00Z", "host": "bench",
-           "experiment": {"name": "bench", "data": {"path": "/data/x.jsonl", "classes": ["0", "1"]},
-                          "model": {"kind": "ar", "init": "scratch"}, "eval": {"bootstrap": RESAMPLES}},
-           "jobs": jobs}
+    jobs = [
+        {"name": f"class-{c}", "role": "class", "label": str(c), "requires": [], "after": [], "gpu": "0"}
+        for c in (0, 1)
+    ]
+    doc = {
+        "run_id": run_id,
+        "code_hash": "0" * 12,
+        "created": "2026-11-26T10:15:00Z",
+        "host": "bench",
+        "experiment": {
+            "name": "bench",
+            "data": {"path": "/data/x.jsonl", "classes": ["0", "1"]},
+            "model": {"kind": "ar", "init": "scratch"},
+            "eval": {"bootstrap": RESAMPLES},
+        },
+        "jobs": jobs,
+    }
     run_dir.mkdir(parents=True)
     (run_dir / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    (run_dir / "local.json").write_text(json.dumps({"run_id": run_id, "host": "bench", "experiment": "bench",
-                                                    "launched_at": 1764150000.0, "state": "fetched"}))
+    (run_dir / "local.json").write_text(
+        json.dumps(
+            {"run_id": run_id, "host": "bench", "experiment": "bench", "launched_at": 1764150000.0, "state": "fetched"}
+        )
+    )
     for c, job in enumerate(jobs):
-        lines = [json.dumps({"id": f"test/{i}", "label": str(labels[i]), "class": str(c), "nll": float(nll[i, c]),
-                             "tokens": int(tokens[i]), "se": None}) for i in range(n)]
+        lines = [
+            json.dumps(
+                {
+                    "id": f"test/{i}",
+                    "label": str(labels[i]),
+                    "class": str(c),
+                    "nll": float(nll[i, c]),
+                    "tokens": int(tokens[i]),
+                    "se": None,
+                }
+            )
+            for i in range(n)
+        ]
         data = ("\n".join(lines) + "\n").encode()
         job_dir = run_dir / "jobs" / job["name"]
         job_dir.mkdir(parents=True)
         (job_dir / "scores.jsonl").write_bytes(data)
-        (job_dir / "status.json").write_text(json.dumps({"state": "done", "pid": 1, "exit_code": 0, "created": 1.0,
-                                                         "started": 2.0, "ended": 62.0, "gpu": "0", "reason": ""}))
-        (job_dir / "manifest.json").write_text(json.dumps({
-            "job": job["name"], "role": "class", "label": str(c), "n_test": n, "classes": ["0", "1"],
-            "files": {"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}},
-            "train_texts": 1000, "train_tokens": 100000, "timings": {"train_s": 50.0, "score_s": 10.0},
-            "device": "cuda", "gpu_name": "bench"}))
+        (job_dir / "status.json").write_text(
+            json.dumps(
+                {
+                    "state": "done",
+                    "pid": 1,
+                    "exit_code": 0,
+                    "created": 1.0,
+                    "started": 2.0,
+                    "ended": 62.0,
+                    "gpu": "0",
+                    "reason": "",
+                }
+            )
+        )
+        (job_dir / "manifest.json").write_text(
+            json.dumps(
+                {
+                    "job": job["name"],
+                    "role": "class",
+                    "label": str(c),
+                    "n_test": n,
+                    "classes": ["0", "1"],
+                    "files": {"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}},
+                    "train_texts": 1000,
+                    "train_tokens": 100000,
+                    "timings": {"train_s": 50.0, "score_s": 10.0},
+                    "device": "cuda",
+                    "gpu_name": "bench",
+                }
+            )
+        )
     return run_dir
 
 
@@ -223,24 +273,38 @@ def main() -> int:
             m = evaluate_run(run_dir, plots=False)  # warm-up, and the numbers to check against
             acc, low, high = reference(run_dir)
             assert abs(m["accuracy"] - acc) < 1e-12, (m["accuracy"], acc)
-            notes.append(f"{n} texts: accuracy {acc:.4f}; 95% CI orch {m['accuracy_ci95'][0]:.4f}–"
-                         f"{m['accuracy_ci95'][1]:.4f}, reference {low:.4f}–{high:.4f}")
+            notes.append(
+                f"{n} texts: accuracy {acc:.4f}; 95% CI orch {m['accuracy_ci95'][0]:.4f}–"
+                f"{m['accuracy_ci95'][1]:.4f}, reference {low:.4f}–{high:.4f}"
+            )
 
-            a, b = interleave(lambda: in_process(lambda: evaluate_run(run_dir, plots=False)),
-                              lambda: in_process(lambda: reference(run_dir)), args.repeats)
+            a, b = interleave(
+                lambda run_dir=run_dir: in_process(lambda: evaluate_run(run_dir, plots=False)),
+                lambda run_dir=run_dir: in_process(lambda: reference(run_dir)),
+                args.repeats,
+            )
             cpu_a, cpu_b = [x[0] for x in a], [x[0] for x in b]
-            rows.append(f"| {n:,} | in-process: `evaluate_run()` vs `reference()` | {spread(cpu_a)} | "
-                        f"{spread(cpu_b)} | **{ratio(cpu_a, cpu_b)}** |")
+            rows.append(
+                f"| {n:,} | in-process: `evaluate_run()` vs `reference()` | {spread(cpu_a)} | "
+                f"{spread(cpu_b)} | **{ratio(cpu_a, cpu_b)}** |"
+            )
 
             orch = [sys.executable, "-m", "orchestrator.cli", "eval", run_id, "--no-plots"]
             ref = [sys.executable, str(Path(__file__).resolve()), "--reference", str(run_dir)]
-            a, b = interleave(lambda: subprocess_cost(orch, env, Path(args.orch_root)),
-                              lambda: subprocess_cost(ref, env, REPO), args.repeats)
+            a, b = interleave(
+                lambda orch=orch: subprocess_cost(orch, env, Path(args.orch_root)),
+                lambda ref=ref: subprocess_cost(ref, env, REPO),
+                args.repeats,
+            )
             cpu_a, cpu_b = [x[0] for x in a], [x[0] for x in b]
             wall_a, wall_b = [x[1] for x in a], [x[1] for x in b]
-            rows.append(f"| {n:,} | CLI process, CPU: `orch eval` vs reference | {spread(cpu_a)} | {spread(cpu_b)} | "
-                        f"**{ratio(cpu_a, cpu_b)}** |")
-            rows.append(f"| {n:,} | CLI process, wall | {spread(wall_a)} | {spread(wall_b)} | {ratio(wall_a, wall_b)} |")
+            rows.append(
+                f"| {n:,} | CLI process, CPU: `orch eval` vs reference | {spread(cpu_a)} | {spread(cpu_b)} | "
+                f"**{ratio(cpu_a, cpu_b)}** |"
+            )
+            rows.append(
+                f"| {n:,} | CLI process, wall | {spread(wall_a)} | {spread(wall_b)} | {ratio(wall_a, wall_b)} |"
+            )
 
             plots = [sys.executable, "-m", "orchestrator.cli", "eval", run_id, "--plots"]
             fresh, cached = [], []
@@ -248,29 +312,34 @@ def main() -> int:
                 shutil.rmtree(run_dir / "plots", ignore_errors=True)
                 fresh.append(subprocess_cost(plots, env, Path(args.orch_root))[0])
                 cached.append(subprocess_cost(plots, env, Path(args.orch_root))[0])
-            rows.append(f"| {n:,} | `orch eval --plots`, CPU: 4 PNGs drawn / already drawn (cached) | {spread(fresh)} | "
-                        f"{spread(cached)} | |")
+            rows.append(
+                f"| {n:,} | `orch eval --plots`, CPU: 4 PNGs drawn / already drawn (cached) | {spread(fresh)} | "
+                f"{spread(cached)} | |"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = loadavg()
-    text = "\n".join([
-        SECTION,
-        "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python bench/bench_eval.py --repeats {args.repeats}` on: "
-        f"{machine()}. Load average (1/5/15 min) before {load_before}, after {load_after}.",
-        "",
-        "A = orch, B = the numpy reference (read the score files with `json.loads` per line, accuracy, "
-        f"{RESAMPLES:,}-resample percentile bootstrap by index resampling). A and B interleaved, "
-        f"{args.repeats} repeats each; median (min, max) CPU seconds (user+sys), ratio of medians first.",
-        "",
-        "| texts | what | A (orch) | B (reference) | A / B |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-        "Targets (issue 15): `orch eval` on 25,000 texts ≤ 2× the numpy reference without plots; the 25k report "
-        "with plots ≤ 3 s CPU. Both sides agree on the numbers: " + "; ".join(notes) + ".",
-        "",
-    ])
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"Measured {time.strftime('%Y-%m-%d %H:%M')} with "
+            f"`python bench/bench_eval.py --repeats {args.repeats}` on: "
+            f"{machine()}. Load average (1/5/15 min) before {load_before}, after {load_after}.",
+            "",
+            "A = orch, B = the numpy reference (read the score files with `json.loads` per line, accuracy, "
+            f"{RESAMPLES:,}-resample percentile bootstrap by index resampling). A and B interleaved, "
+            f"{args.repeats} repeats each; median (min, max) CPU seconds (user+sys), ratio of medians first.",
+            "",
+            "| texts | what | A (orch) | B (reference) | A / B |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            "Targets (issue 15): `orch eval` on 25,000 texts ≤ 2× the numpy reference without plots; the 25k report "
+            "with plots ≤ 3 s CPU. Both sides agree on the numbers: " + "; ".join(notes) + ".",
+            "",
+        ]
+    )
     print(text)
     if args.write:
         path = Path(args.write)
@@ -280,7 +349,7 @@ def main() -> int:
             new = old.rstrip("\n") + "\n\n" + text
         else:
             end = old.find("\n## ", start + len(SECTION))
-            new = old[:start] + text + (old[end + 1:] if end >= 0 else "")
+            new = old[:start] + text + (old[end + 1 :] if end >= 0 else "")
         path.write_text(new)
     return 0
 

@@ -20,6 +20,7 @@ is read before and after each pair.  The sshd log (LogLevel VERBOSE) gives the r
 commands (exec channels) of each launch.  A real OpenSSH sshd on 127.0.0.1 with real
 tmux and rsync: the integration tests' test bed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,8 +101,14 @@ class Bench:
         self.rows: List[str] = []
         self.notes: List[str] = []
 
-    def pair(self, what: str, floor: str, a: Callable[[], Tuple[float, float]], b: Callable[[], Tuple[float, float]],
-             measure: Tuple[str, ...] = ("CPU", "wall")) -> None:
+    def pair(
+        self,
+        what: str,
+        floor: str,
+        a: Callable[[], Tuple[float, float]],
+        b: Callable[[], Tuple[float, float]],
+        measure: Tuple[str, ...] = ("CPU", "wall"),
+    ) -> None:
         before = loadavg()
         out_a, out_b = interleave(a, b, self.repeats)
         after = loadavg()
@@ -109,8 +116,10 @@ class Bench:
             if name not in measure:
                 continue
             va, vb = [x[i] for x in out_a], [x[i] for x in out_b]
-            self.rows.append(f"| {what} | {floor} | {name} | **{ratio(va, vb)}** | {spread(va)} | {spread(vb)} | "
-                             f"{before} → {after} |")
+            self.rows.append(
+                f"| {what} | {floor} | {name} | **{ratio(va, vb)}** | {spread(va)} | {spread(vb)} | "
+                f"{before} → {after} |"
+            )
         print(self.rows[-1], flush=True)
 
 
@@ -125,16 +134,32 @@ def main() -> int:
     if args.before:
         old_tree = tmp / "before"
         old_tree.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.before, "orchestrator", "remote"],
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.before, "orchestrator", "remote"], capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "x", "-C", str(old_tree)], input=archive, check=True)
     server = start_sshd(tmp / "sshd")
     p = make_project(tmp / "project", tmp / "hostwork", server)
     bench = Bench(args.repeats)
     py = sys.executable
     orch = [py, "-m", "orchestrator.cli"]
-    ssh = ["ssh", "-q", "-i", str(server.client_key), "-p", str(server.port), "-o", f"UserKnownHostsFile={server.known_hosts}",
-           "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-F", "/dev/null", f"{getpass.getuser()}@127.0.0.1"]
+    ssh = [
+        "ssh",
+        "-q",
+        "-i",
+        str(server.client_key),
+        "-p",
+        str(server.port),
+        "-o",
+        f"UserKnownHostsFile={server.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-F",
+        "/dev/null",
+        f"{getpass.getuser()}@127.0.0.1",
+    ]
     try:
         # A finished run to ask about and fetch; it stages the code and the data once.
         p.orch("run", "smoke", "--host", "testhost", "--name", "base", "--set", "train.steps=2", check=True)
@@ -144,18 +169,43 @@ def main() -> int:
         from orchestrator.runs.plan import hostctl
 
         wd = record["workdir"]
-        status_cmd = hostctl(py, f"{wd}/code/{record['code_hash']}", "status", "--run-dir", f"{wd}/runs/base",
-                             "--workdir", wd)
+        status_cmd = hostctl(
+            py, f"{wd}/code/{record['code_hash']}", "status", "--run-dir", f"{wd}/runs/base", "--workdir", wd
+        )
 
-        bench.pair("`orch --help`", "`python -c pass`",
-                   lambda: cost([*orch, "--help"], p.env, p.root), lambda: cost([py, "-c", "pass"], p.env, p.root))
-        bench.pair("`orch status RUN`", "minimal Paramiko client, same `hostctl status` command",
-                   lambda: cost([*orch, "status", "base"], p.env, p.root),
-                   lambda: cost([py, "-c", PARAMIKO_CLIENT, "127.0.0.1", str(server.port), getpass.getuser(),
-                                 str(server.client_key), str(server.known_hosts), status_cmd], p.env, p.root))
-        bench.pair("`orch status RUN`", "`ssh host true` (OpenSSH)",
-                   lambda: cost([*orch, "status", "base"], p.env, p.root),
-                   lambda: cost([*ssh, "true"], p.env, p.root), measure=("CPU",))
+        bench.pair(
+            "`orch --help`",
+            "`python -c pass`",
+            lambda: cost([*orch, "--help"], p.env, p.root),
+            lambda: cost([py, "-c", "pass"], p.env, p.root),
+        )
+        bench.pair(
+            "`orch status RUN`",
+            "minimal Paramiko client, same `hostctl status` command",
+            lambda: cost([*orch, "status", "base"], p.env, p.root),
+            lambda: cost(
+                [
+                    py,
+                    "-c",
+                    PARAMIKO_CLIENT,
+                    "127.0.0.1",
+                    str(server.port),
+                    getpass.getuser(),
+                    str(server.client_key),
+                    str(server.known_hosts),
+                    status_cmd,
+                ],
+                p.env,
+                p.root,
+            ),
+        )
+        bench.pair(
+            "`orch status RUN`",
+            "`ssh host true` (OpenSSH)",
+            lambda: cost([*orch, "status", "base"], p.env, p.root),
+            lambda: cost([*ssh, "true"], p.env, p.root),
+            measure=("CPU",),
+        )
 
         tmux_floor = [*ssh, "tmux -L orch-floor new-session -d true"]
         count = {"n": 0}
@@ -173,23 +223,43 @@ def main() -> int:
                 commands[kind].append(server.sessions() - before)
                 p.orch("cancel", name, check=True)  # untimed: the next launch finds an idle host
                 return result
+
             return go
 
-        bench.pair("warm `orch run smoke` (code and data on the host)", "`ssh host 'tmux new-session -d true'`",
-                   launch("warm"), lambda: cost(tmux_floor, p.env, p.root), measure=("wall",))
-        bench.pair("cold `orch run smoke` (code changed, data sent)", "`ssh host 'tmux new-session -d true'`",
-                   launch("cold"), lambda: cost(tmux_floor, p.env, p.root), measure=("wall",))
-        bench.notes.append(f"exec channels per warm launch (sshd log): {sorted(set(commands['warm']))}; "
-                           f"per cold launch: {sorted(set(commands['cold']))} (2 of them rsync: code, data)")
+        bench.pair(
+            "warm `orch run smoke` (code and data on the host)",
+            "`ssh host 'tmux new-session -d true'`",
+            launch("warm"),
+            lambda: cost(tmux_floor, p.env, p.root),
+            measure=("wall",),
+        )
+        bench.pair(
+            "cold `orch run smoke` (code changed, data sent)",
+            "`ssh host 'tmux new-session -d true'`",
+            launch("cold"),
+            lambda: cost(tmux_floor, p.env, p.root),
+            measure=("wall",),
+        )
+        bench.notes.append(
+            f"exec channels per warm launch (sshd log): {sorted(set(commands['warm']))}; "
+            f"per cold launch: {sorted(set(commands['cold']))} (2 of them rsync: code, data)"
+        )
 
         if old_tree is not None:
             old_env = dict(p.env, PYTHONPATH=str(old_tree))
             rev = f"`{args.before}`"
-            bench.pair("`orch --help`", rev + " `orch --help`",
-                       lambda: cost([*orch, "--help"], p.env, p.root), lambda: cost([*orch, "--help"], old_env, p.root))
-            bench.pair("`orch status RUN`", rev + " `orch status RUN`",
-                       lambda: cost([*orch, "status", "base"], p.env, p.root),
-                       lambda: cost([*orch, "status", "base"], old_env, p.root))
+            bench.pair(
+                "`orch --help`",
+                rev + " `orch --help`",
+                lambda: cost([*orch, "--help"], p.env, p.root),
+                lambda: cost([*orch, "--help"], old_env, p.root),
+            )
+            bench.pair(
+                "`orch status RUN`",
+                rev + " `orch status RUN`",
+                lambda: cost([*orch, "status", "base"], p.env, p.root),
+                lambda: cost([*orch, "status", "base"], old_env, p.root),
+            )
 
             def old_launch() -> Tuple[float, float]:
                 count["n"] += 1
@@ -200,47 +270,60 @@ def main() -> int:
                 p.orch("cancel", name, check=True)
                 return result
 
-            bench.pair("warm `orch run smoke`", rev + " warm `orch run smoke`", launch("warm"), old_launch,
-                       measure=("wall",))
-            bench.notes.append(f"exec channels + SFTP sessions per warm launch of {rev}: {sorted(set(commands['old']))}")
+            bench.pair(
+                "warm `orch run smoke`", rev + " warm `orch run smoke`", launch("warm"), old_launch, measure=("wall",)
+            )
+            bench.notes.append(
+                f"exec channels + SFTP sessions per warm launch of {rev}: {sorted(set(commands['old']))}"
+            )
 
         dest = tmp / "rsync-copy"
 
         def plain_rsync() -> Tuple[float, float]:
             shutil.rmtree(dest, ignore_errors=True)
-            return cost(["rsync", "-r", "-t", "-e", " ".join(ssh[:-1]), f"{ssh[-1]}:{wd}/runs/base/jobs/", f"{dest}/"],
-                        p.env, p.root)
+            return cost(
+                ["rsync", "-r", "-t", "-e", " ".join(ssh[:-1]), f"{ssh[-1]}:{wd}/runs/base/jobs/", f"{dest}/"],
+                p.env,
+                p.root,
+            )
 
-        bench.pair("`orch fetch-results RUN --no-eval` (unchanged run)", "`rsync -r -t -e ssh` of the job folders",
-                   lambda: cost([*orch, "fetch-results", "base", "--no-eval"], p.env, p.root), plain_rsync)
+        bench.pair(
+            "`orch fetch-results RUN --no-eval` (unchanged run)",
+            "`rsync -r -t -e ssh` of the job folders",
+            lambda: cost([*orch, "fetch-results", "base", "--no-eval"], p.env, p.root),
+            plain_rsync,
+        )
     finally:
         stop_project(p)
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    text = "\n".join([
-        SECTION,
-        "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `python bench/bench_floor.py --repeats {args.repeats}` "
-        f"on: {machine()}.",
-        "A and B interleaved, each figure min/median/max of the repeats in seconds; the ratio is of the medians;",
-        "load average (1, 5, 15 min) before → after each pair.  The machine was shared with other work while",
-        "this ran: the load column says how much.",
-        "",
-        "| A (orch) | B (the floor) | measure | A/B | A, s | B, s | load |",
-        "|---|---|---|---|---|---|---|",
-        *bench.rows,
-        "",
-        *[f"- {n}" for n in bench.notes],
-        "",
-    ])
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with "
+            f"`python bench/bench_floor.py --repeats {args.repeats}` "
+            f"on: {machine()}.",
+            "A and B interleaved, each figure min/median/max of the repeats in seconds; the ratio is of the medians;",
+            "load average (1, 5, 15 min) before → after each pair.  The machine was shared with other work while",
+            "this ran: the load column says how much.",
+            "",
+            "| A (orch) | B (the floor) | measure | A/B | A, s | B, s | load |",
+            "|---|---|---|---|---|---|---|",
+            *bench.rows,
+            "",
+            *[f"- {n}" for n in bench.notes],
+            "",
+        ]
+    )
     print(text)
     if args.write:
         path = Path(args.write)
         old = path.read_text() if path.exists() else ""
         if SECTION in old:
             head, rest = old.split(SECTION, 1)
-            tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+            tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
             new = head + text + tail.lstrip("\n")
         else:
             new = old.rstrip("\n") + "\n\n" + text

@@ -11,6 +11,7 @@ through the real orch CLI and a real OpenSSH sshd in front of a real slurmctld:
     requeue hold) to its first training step after the resume
 Writes (or replaces) the section "## Slurm host" of the --out file, with the machine named.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,11 @@ def main() -> int:
         p = make_project(tmp / "project", tmp / "hostwork", server)
         # Jobs held in the queue (--begin) while the controller is timed: on a 2-core machine
         # jobs training beside it would time the CPU contention, not orch.
-        p.write_host("cluster", scheduler="slurm", slurm={"partition": cluster.partition, "gres": "gpu:1",
-                                                          "extra_args": ["--begin=now+1hour"]})
+        p.write_host(
+            "cluster",
+            scheduler="slurm",
+            slurm={"partition": cluster.partition, "gres": "gpu:1", "extra_args": ["--begin=now+1hour"]},
+        )
         load_before = os.getloadavg()[0]
         twenty_class_data(p.root / "configs" / "data" / "twenty.jsonl")
         long = ["--set", "train.steps=100000", "--set", "train.log_every=5"]
@@ -145,45 +149,48 @@ def main() -> int:
         med = statistics.median(values)
         return f"| {name} | {med:.2f} s (min {min(values):.2f}, max {max(values):.2f}) | {target} |"
 
-    section = "\n".join([
-        HEADING,
-        "",
-        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/bench_slurm.py` on: {machine()}.",
-        "Slurm 22.05 (Debian's slurm-wlm) as one node on 127.0.0.1 (tests/integration/slurmbed.py), reached "
-        f"through a real OpenSSH sshd as the login node; medians of {args.repeats} runs of the real `orch` CLI.",
-        "Jobs were held in the queue (`--begin=now+1hour`) while `orch run` and `orch status` were timed;",
-        f"the machine is shared: its 1-minute load average was {load_before:.1f} before and {load_after:.1f} after.",
-        "",
-        "| what | measured | target |",
-        "|---|---|---|",
-        row("`orch run` until every job is submitted, 2 classes", results["2"][0], "<= 3 s"),
-        f"| ... SSH logins | {sorted(set(results['2'][1]))} | 1 |",
-        row("baseline: `orch run` of the same 2 classes on a tmux host, same sshd", tmux_runs, "-"),
-        row("`orch run` until every job is submitted, 20 classes (20 sbatch)", results["20"][0], "<= 3 s"),
-        f"| ... SSH logins | {sorted(set(results['20'][1]))} | 1 |",
-        row("`orch status` of the 20-job run (files + one squeue)", status_times, "<= 1 s"),
-        f"| ... SSH logins | {sorted(set(status_logins))} | exactly 1 |",
-        row("baseline, same moments: `orch status` of a finished 2-job tmux run", tmux_times, "-"),
-        f"| requeue: `scontrol requeue` -> job PENDING again (Slurm) | {held:.2f} s | - |",
-        f"| requeue: -> resumed from its checkpoint (released at once; includes python + torch start-up) "
-        f"| {resumed:.2f} s | - |",
-        f"| requeue: -> training again (next progress line) | {training:.2f} s | - |",
-        "",
-        "Without the release, Slurm holds a requeued batch job for about 2 minutes (its BeginTime);",
-        "on a real cluster that hold, and the wait for a free node, dominate the requeue time.",
-        "",
-        "Reading: the absolute times are this shared machine's (the tmux baselines, taken at the same",
-        "moments, are as slow: `orch --help` alone took ~1.9 s under that load, against 0.6 s for",
-        "`orch status` on the idle machine above).  What Slurm adds is small: one sbatch is ~10 ms and",
-        "one squeue for a whole run ~15 ms here (18 more sbatch calls for 20 classes: ~0.2 s; the rest",
-        "of the difference is this machine's load), and status on the Slurm host is no slower than on",
-        "the tmux host.  Every command is one SSH login; the <= 3 s / <= 1 s targets were not met here.",
-        "",
-    ])
+    section = "\n".join(
+        [
+            HEADING,
+            "",
+            f"Measured {time.strftime('%Y-%m-%d')} with `python bench/bench_slurm.py` on: {machine()}.",
+            "Slurm 22.05 (Debian's slurm-wlm) as one node on 127.0.0.1 (tests/integration/slurmbed.py), reached "
+            f"through a real OpenSSH sshd as the login node; medians of {args.repeats} runs of the real `orch` CLI.",
+            "Jobs were held in the queue (`--begin=now+1hour`) while `orch run` and `orch status` were timed;",
+            f"the machine is shared: its 1-minute load average was {load_before:.1f} before "
+            f"and {load_after:.1f} after.",
+            "",
+            "| what | measured | target |",
+            "|---|---|---|",
+            row("`orch run` until every job is submitted, 2 classes", results["2"][0], "<= 3 s"),
+            f"| ... SSH logins | {sorted(set(results['2'][1]))} | 1 |",
+            row("baseline: `orch run` of the same 2 classes on a tmux host, same sshd", tmux_runs, "-"),
+            row("`orch run` until every job is submitted, 20 classes (20 sbatch)", results["20"][0], "<= 3 s"),
+            f"| ... SSH logins | {sorted(set(results['20'][1]))} | 1 |",
+            row("`orch status` of the 20-job run (files + one squeue)", status_times, "<= 1 s"),
+            f"| ... SSH logins | {sorted(set(status_logins))} | exactly 1 |",
+            row("baseline, same moments: `orch status` of a finished 2-job tmux run", tmux_times, "-"),
+            f"| requeue: `scontrol requeue` -> job PENDING again (Slurm) | {held:.2f} s | - |",
+            f"| requeue: -> resumed from its checkpoint (released at once; includes python + torch start-up) "
+            f"| {resumed:.2f} s | - |",
+            f"| requeue: -> training again (next progress line) | {training:.2f} s | - |",
+            "",
+            "Without the release, Slurm holds a requeued batch job for about 2 minutes (its BeginTime);",
+            "on a real cluster that hold, and the wait for a free node, dominate the requeue time.",
+            "",
+            "Reading: the absolute times are this shared machine's (the tmux baselines, taken at the same",
+            "moments, are as slow: `orch --help` alone took ~1.9 s under that load, against 0.6 s for",
+            "`orch status` on the idle machine above).  What Slurm adds is small: one sbatch is ~10 ms and",
+            "one squeue for a whole run ~15 ms here (18 more sbatch calls for 20 classes: ~0.2 s; the rest",
+            "of the difference is this machine's load), and status on the Slurm host is no slower than on",
+            "the tmux host.  Every command is one SSH login; the <= 3 s / <= 1 s targets were not met here.",
+            "",
+        ]
+    )
     out = Path(args.out)
     text = out.read_text() if out.exists() else ""
     if HEADING in text:
-        text = text[:text.index(HEADING)].rstrip("\n") + "\n"
+        text = text[: text.index(HEADING)].rstrip("\n") + "\n"
     out.write_text((text + "\n" if text else "") + section)
     print(section)
     return 0

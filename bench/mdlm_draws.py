@@ -17,6 +17,7 @@ A round's draws are made by scoring with score.seed = 1000 + round (a text's see
 only on its id and score.seed, so every class model sees the same masks).  CPU is fine
 for the smoke-sized runs; torch threads = --threads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,8 @@ def load(run_dir: str):
     import torch  # noqa: F401
     import yaml
 
-    from remote import checkpoint, tokenizer as tokenizers
+    from remote import checkpoint
+    from remote import tokenizer as tokenizers
     from remote.data import load_splits
     from remote.kinds import get_kind
     from remote.spec import load_experiment
@@ -58,8 +60,7 @@ def draws_for(exp, kind, models, tok, ids, tids, k: int, seed: int) -> np.ndarra
     from remote.score import score_texts
 
     spec = dataclasses.replace(exp.score, seed=seed, mdlm_draws=k)
-    res = [score_texts(m, kind, ids, tids, spec, tok, dtype="fp32", job_dir="/tmp", log=lambda _: None)
-           for m in models]
+    res = [score_texts(m, kind, ids, tids, spec, tok, dtype="fp32", job_dir="/tmp", log=lambda _: None) for m in models]
     return np.stack([np.array([r[3] for r in rc]) for rc in res], axis=1)
 
 
@@ -77,13 +78,19 @@ def reseed(args, loaded) -> None:
     margins, ses, preds = np.array(margins), np.array(ses), np.array(preds)
     flipped = (preds != preds[0]).any(axis=0)
     flagged = np.abs(margins[0]) <= Z95 * ses[0]
-    print(f"K={args.draws}, {args.seeds} seeds, n={len(y)}: accuracy per seed "
-          f"{np.round((preds == y).mean(axis=1), 4).tolist()}")
-    print(f"decisions that flip across seeds: {flipped.sum()} ({flipped.mean():.1%}); flagged not significant "
-          f"by the first seed: {flagged.sum()}, of which {(flipped & flagged).sum()} flipped; unflagged that "
-          f"flipped: {(flipped & ~flagged).sum()} of {(~flagged).sum()}")
-    print(f"mean paired SE of the margin {ses.mean():.3f} nats; sd of the margin over seeds "
-          f"{margins.std(axis=0, ddof=1).mean():.3f}")
+    print(
+        f"K={args.draws}, {args.seeds} seeds, n={len(y)}: accuracy per seed "
+        f"{np.round((preds == y).mean(axis=1), 4).tolist()}"
+    )
+    print(
+        f"decisions that flip across seeds: {flipped.sum()} ({flipped.mean():.1%}); flagged not significant "
+        f"by the first seed: {flagged.sum()}, of which {(flipped & flagged).sum()} flipped; unflagged that "
+        f"flipped: {(flipped & ~flagged).sum()} of {(~flagged).sum()}"
+    )
+    print(
+        f"mean paired SE of the margin {ses.mean():.3f} nats; sd of the margin over seeds "
+        f"{margins.std(axis=0, ddof=1).mean():.3f}"
+    )
 
 
 def adaptive(args, loaded) -> None:
@@ -91,8 +98,9 @@ def adaptive(args, loaded) -> None:
 
     exp, kind, models, tok, ids, tids, y = loaded
     rounds = args.max // args.round
-    d = np.concatenate([draws_for(exp, kind, models, tok, ids, tids, args.round, 1000 + r)
-                        for r in range(rounds)], axis=2)  # (n, C, max)
+    d = np.concatenate(
+        [draws_for(exp, kind, models, tok, ids, tids, args.round, 1000 + r) for r in range(rounds)], axis=2
+    )  # (n, C, max)
 
     def accuracy(draws):
         return float(np.mean(np.argmax(-draws.mean(axis=2), axis=1) == y))
@@ -106,13 +114,15 @@ def adaptive(args, loaded) -> None:
     used = np.full(n, args.round)
     open_ = np.ones(n, dtype=bool)
     for r in range(1, rounds):
-        part = d[:, :, :args.round * r]
+        part = d[:, :, : args.round * r]
         score = -part.mean(axis=2)
         open_ &= np.abs(margin(score)) < args.z * paired_margin_se(score, part)
         used[open_] += args.round
-    final = np.array([np.argmax(-d[i, :, :used[i]].mean(axis=1)) for i in range(n)])
-    print(f"adaptive: accuracy {np.mean(final == y):.4f} with {used.mean():.2f} draws per text on average "
-          f"({used.mean() / args.max:.1%} of fixed K={args.max}); {np.mean(used == args.max):.1%} of texts reached max")
+    final = np.array([np.argmax(-d[i, :, : used[i]].mean(axis=1)) for i in range(n)])
+    print(
+        f"adaptive: accuracy {np.mean(final == y):.4f} with {used.mean():.2f} draws per text on average "
+        f"({used.mean() / args.max:.1%} of fixed K={args.max}); {np.mean(used == args.max):.1%} of texts reached max"
+    )
 
 
 def main() -> None:

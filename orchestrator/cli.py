@@ -5,6 +5,7 @@ Start-up is paid on every command, so this module imports nothing beyond the sta
 library and the command table (orchestrator/commands/__init__.py): `orch --help` lists it
 without loading Typer, Rich, YAML or any command's module.
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,9 +1,9 @@
 """One error type for every expected failure, caught once in cli.main()."""
+
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import enum
+from dataclasses import dataclass
 
 
 class ExitCode(enum.IntEnum):

@@ -25,7 +25,9 @@ except OSError:
     pass
 rec("workdir", wd)
 # The usual three, then whatever else the job backend needs (Slurm: sbatch, squeue, ...).
-for tool in ["tmux", "rsync", "nvidia-smi"] + [t for t in req.get("tools", []) if t not in ("tmux", "rsync", "nvidia-smi")]:
+for tool in ["tmux", "rsync", "nvidia-smi"] + [
+    t for t in req.get("tools", []) if t not in ("tmux", "rsync", "nvidia-smi")
+]:
     rec(tool, "yes" if shutil.which(tool) else "no")
 rec("python", "yes")
 modules = {}
@@ -38,8 +40,13 @@ for name in req.get("modules", []):
 gpus = []
 if req.get("list_gpus") and shutil.which("nvidia-smi"):
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=120).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        ).stdout
         gpus = [line.strip() for line in out.decode(errors="replace").splitlines() if line.strip()]
     except (OSError, subprocess.SubprocessError):
         pass
@@ -52,8 +59,12 @@ os.makedirs(code, exist_ok=True)
 for entry in os.listdir(code):
     path = os.path.join(code, entry)
     try:
-        if entry.startswith(".staging-") and os.path.isdir(path) and not os.path.islink(path) \
-                and time.time() - os.lstat(path).st_mtime > req.get("stale_s", 3600):
+        if (
+            entry.startswith(".staging-")
+            and os.path.isdir(path)
+            and not os.path.islink(path)
+            and time.time() - os.lstat(path).st_mtime > req.get("stale_s", 3600)
+        ):
             shutil.rmtree(path, ignore_errors=True)
     except OSError:
         pass
@@ -70,7 +81,7 @@ if publish:
     if not os.path.isfile(marker):
         if os.path.isdir(dest):
             try:  # a folder without the marker is no snapshot: set it aside for the cleanup
-                os.rename(dest, os.path.join(code, ".staging-broken-" + publish[len(".staging-"):]))
+                os.rename(dest, os.path.join(code, ".staging-broken-" + publish[len(".staging-") :]))
             except OSError:
                 pass
         try:
@@ -81,13 +92,23 @@ if publish:
     if os.path.isdir(staging):
         shutil.rmtree(staging, ignore_errors=True)
 
-reply = {"code": os.path.isfile(marker), "missing_data": [p for p in req.get("data", []) if not os.path.isfile(p)],
-         "run_exists": bool(req.get("run_dir")) and os.path.lexists(req["run_dir"]), "launch": None}
+reply = {
+    "code": os.path.isfile(marker),
+    "missing_data": [p for p in req.get("data", []) if not os.path.isfile(p)],
+    "run_exists": bool(req.get("run_dir")) and os.path.lexists(req["run_dir"]),
+    "launch": None,
+}
 fresh = req.get("fresh", True)  # a new run; a resume relaunches into its existing folder
-ready = (reply["code"] and not reply["missing_data"] and not (fresh and reply["run_exists"])
-         and req.get("plan") is not None
-         and wd == req.get("workdir") and all(shutil.which(t) for t in req.get("tools", []))
-         and all(modules.values()) and (req.get("gpus") is None or gpus == req["gpus"]))
+ready = (
+    reply["code"]
+    and not reply["missing_data"]
+    and not (fresh and reply["run_exists"])
+    and req.get("plan") is not None
+    and wd == req.get("workdir")
+    and all(shutil.which(t) for t in req.get("tools", []))
+    and all(modules.values())
+    and (req.get("gpus") is None or gpus == req["gpus"])
+)
 if not ready:
     if not reply["code"] and req.get("staging"):
         os.makedirs(os.path.join(code, req["staging"]), exist_ok=True)

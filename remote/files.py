@@ -3,6 +3,7 @@
 Standard library only.  Every whole-file write goes to a temp file in the same folder
 and is renamed over the target (``os.replace``), so a reader never sees half a file.
 """
+
 from __future__ import annotations
 
 import hashlib

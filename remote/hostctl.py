@@ -13,6 +13,7 @@ job is started, found and stopped is the job backend's (remote/backends/).  Comm
 run as argv lists, never through a shell; the one shell string, the job command the
 backend starts, was quoted by the controller.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,25 +104,35 @@ def cmd_status(opts) -> dict:
             # limit, a node failure): record it now, so the state outlives the backend's memory.
             status = _record_end(d, status, ended)
         log = os.path.join(d, "log.txt")
-        jobs.append({
-            "name": name,
-            "status": status,
-            "progress": last_line(os.path.join(d, "progress.jsonl")),
-            "alive": alive,
-            # The pid of the live wrapper that owns the folder (None: nobody): a job whose
-            # backend lost sight of it (a deleted tmux socket) is still running, not lost.
-            "owner": owner,
-            "backend": info,
-            "manifest": os.path.exists(os.path.join(d, "manifest.json")),
-            "log_bytes": os.path.getsize(log) if os.path.exists(log) else 0,
-        })
-    return {"run_dir": run_dir, "exists": os.path.isdir(run_dir), "now": time.time(), "backend": backend.name,
-            "jobs": jobs}
+        jobs.append(
+            {
+                "name": name,
+                "status": status,
+                "progress": last_line(os.path.join(d, "progress.jsonl")),
+                "alive": alive,
+                # The pid of the live wrapper that owns the folder (None: nobody): a job whose
+                # backend lost sight of it (a deleted tmux socket) is still running, not lost.
+                "owner": owner,
+                "backend": info,
+                "manifest": os.path.exists(os.path.join(d, "manifest.json")),
+                "log_bytes": os.path.getsize(log) if os.path.exists(log) else 0,
+            }
+        )
+    return {
+        "run_dir": run_dir,
+        "exists": os.path.isdir(run_dir),
+        "now": time.time(),
+        "backend": backend.name,
+        "jobs": jobs,
+    }
 
 
 def _record_end(job_dir: str, status, ended: dict) -> dict:
-    doc = dict(status) if isinstance(status, dict) else {"pid": None, "exit_code": None, "created": None,
-                                                        "started": None, "gpu": ""}
+    doc = (
+        dict(status)
+        if isinstance(status, dict)
+        else {"pid": None, "exit_code": None, "created": None, "started": None, "gpu": ""}
+    )
     doc.update(state=ended.get("state", "failed"), ended=time.time(), reason=str(ended.get("reason", "")))
     try:
         atomic_write_json(os.path.join(job_dir, "status.json"), doc)
@@ -153,9 +164,12 @@ def launch(plan: dict, workdir: str) -> dict:
         name, job_dir = item["name"], item["job_dir"]
         owner = lock_holder(job_dir)
         if owner is not None:
-            results[name] = {"name": name, "started": False,
-                             "error": f"job {name} is still running: its wrapper (pid {owner}) holds {job_dir}/lock "
-                                      "(its backend does not show it, e.g. the tmux socket was deleted)"}
+            results[name] = {
+                "name": name,
+                "started": False,
+                "error": f"job {name} is still running: its wrapper (pid {owner}) holds {job_dir}/lock "
+                "(its backend does not show it, e.g. the tmux socket was deleted)",
+            }
             continue
         os.makedirs(job_dir, exist_ok=True)
         # Set the previous attempt's state aside (not deleted): if the job does not start,
@@ -170,8 +184,9 @@ def launch(plan: dict, workdir: str) -> dict:
             _put_back(job_dir)
             continue
         handles[name] = handle
-        atomic_write_json(os.path.join(job_dir, HANDLE_FILE),
-                          {"backend": backend.name, "handle": handle, "submitted": time.time()})
+        atomic_write_json(
+            os.path.join(job_dir, HANDLE_FILE), {"backend": backend.name, "handle": handle, "submitted": time.time()}
+        )
         launched.append(item)
     if backend.starts_at_once:
         _wait_started(backend, launched, handles, results)
@@ -195,8 +210,9 @@ def launch(plan: dict, workdir: str) -> dict:
     return {"backend": backend.name, "jobs": [results[item["name"]] for item in plan["jobs"]]}
 
 
-def _wait_started(backend: backends.Backend, launched: List[dict], handles: Dict[str, str],
-                  results: Dict[str, dict]) -> None:
+def _wait_started(
+    backend: backends.Backend, launched: List[dict], handles: Dict[str, str], results: Dict[str, dict]
+) -> None:
     deadline = time.time() + START_WAIT_S
     pending = list(launched)
     while pending:
@@ -218,16 +234,25 @@ def _wait_started(backend: backends.Backend, launched: List[dict], handles: Dict
 def _started(item: dict, alive: bool) -> Optional[dict]:
     """Whether the job's new wrapper is up: a result, or None while we cannot tell yet."""
     name, job_dir = item["name"], item["job_dir"]
-    status = read_dict(os.path.join(job_dir, "status.json")) or None  # read after alive: one that wrote it and ended counts
+    status = (
+        read_dict(os.path.join(job_dir, "status.json")) or None
+    )  # read after alive: one that wrote it and ended counts
     if status is not None:
         state = status.get("state")
         if state in ("failed", "cancelled"):
-            return {"name": name, "started": False, "error": f"{state} at once: {status.get('reason') or 'see log.txt'}"}
+            return {
+                "name": name,
+                "started": False,
+                "error": f"{state} at once: {status.get('reason') or 'see log.txt'}",
+            }
         return {"name": name, "started": True, "error": ""}
     if not alive:
         owner = lock_holder(job_dir)
-        why = (f"its folder is owned by another live wrapper (pid {owner})" if owner is not None
-               else "the wrapper did not start (see log.txt; is the code snapshot there?)")
+        why = (
+            f"its folder is owned by another live wrapper (pid {owner})"
+            if owner is not None
+            else "the wrapper did not start (see log.txt; is the code snapshot there?)"
+        )
         return {"name": name, "started": False, "error": f"the job ended at once: {why}"}
     return None
 
@@ -281,8 +306,14 @@ def cmd_cancel(opts) -> dict:
         if status.get("state") not in TERMINAL:
             owner = lock_holder(d)
             if owner is not None:
-                results.append({"name": name, "state": status.get("state") or "running", "changed": False,
-                                "error": f"its wrapper (pid {owner}) is still stopping"})
+                results.append(
+                    {
+                        "name": name,
+                        "state": status.get("state") or "running",
+                        "changed": False,
+                        "error": f"its wrapper (pid {owner}) is still stopping",
+                    }
+                )
                 continue
             why = "before it started" if info.get("queued") else "(wrapper gone)"
             status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
@@ -354,8 +385,9 @@ def cmd_follow(opts) -> int:
         for d in opts.job_dir:
             if d in done:
                 continue
-            finished = _ended(d, backend, os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(d)))),
-                              asked)
+            finished = _ended(
+                d, backend, os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(d)))), asked
+            )
             try:
                 with open(os.path.join(d, "log.txt"), "rb") as fh:
                     fh.seek(offsets[d])

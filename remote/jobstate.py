@@ -16,6 +16,7 @@ Derived by the controller from those files and the job backend (never written to
     lost       not ended, and neither the backend nor a live wrapper holds it any more
     unknown    its files break the contract, so nothing can be said
 """
+
 from __future__ import annotations
 
 WAITING, RUNNING, DONE, FAILED, CANCELLED = "waiting", "running", "done", "failed", "cancelled"

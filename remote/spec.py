@@ -4,6 +4,7 @@ Standard library only, so the controller can validate configs without torch and 
 host can read the resolved ``run.yaml`` without the controller.  Every error names
 where the value came from, the dotted key and what was expected.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -129,8 +130,7 @@ class Experiment:
     def check(self, where: str) -> None:
         if self.model.kind not in MODEL_KINDS:
             raise SpecError(
-                f"{where}: key 'model.kind': expected one of {', '.join(MODEL_KINDS)},"
-                f" got {self.model.kind!r}"
+                f"{where}: key 'model.kind': expected one of {', '.join(MODEL_KINDS)}, got {self.model.kind!r}"
             )
         if self.data.source not in ("file", "hf"):
             raise SpecError(f"{where}: key 'data.source': expected 'file' or 'hf', got {self.data.source!r}")
@@ -148,6 +148,7 @@ class Experiment:
 
     def _check_ranges(self, where: str) -> None:
         """Numbers a job would otherwise choke on (or silently misread) after launch."""
+
         def need(key: str, ok: bool, expected: str) -> None:
             if not ok:
                 section, name = key.split(".")
@@ -258,9 +259,7 @@ def build(cls: Any, raw: Dict[str, Any], where: str, prefix: str = "") -> Any:
     kwargs = {}
     for key, value in raw.items():
         if key not in names:
-            raise SpecError(
-                f"{where}: unknown key '{prefix}{key}' (known keys here: {', '.join(names)})"
-            )
+            raise SpecError(f"{where}: unknown key '{prefix}{key}' (known keys here: {', '.join(names)})")
         kwargs[key] = _coerce(hints[key], value, prefix + key, where)
     return cls(**kwargs)
 

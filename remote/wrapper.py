@@ -19,6 +19,7 @@ status.json.  remote/hostctl.py asks the lock whether a job is alive.
 did not ask for is recorded as `waiting`, not as an end, and the time-limit warning
 (SIGUSR1) checkpoints the payload and requeues the job (class Requeue).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -123,9 +124,16 @@ class SupervisedJob:
         self.status_path = os.path.join(job_dir, "status.json")
         self.spare_path = self.status_path + ".spare"
         self.disk_full = False  # a write of ours met ENOSPC
-        self.status = {"state": "waiting", "pid": os.getpid(), "exit_code": None, "created": time.time(),
-                       "started": None, "ended": None, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-                       "reason": ""}
+        self.status = {
+            "state": "waiting",
+            "pid": os.getpid(),
+            "exit_code": None,
+            "created": time.time(),
+            "started": None,
+            "ended": None,
+            "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "reason": "",
+        }
         self.child: Optional[subprocess.Popen] = None
         self.signalled: Optional[int] = None
 
@@ -157,8 +165,11 @@ class SupervisedJob:
                 try:
                     self._save_into_spare()
                 except OSError as again:
-                    print(f"[orch] cannot record {self.status['state']} in {self.status_path}: {again}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"[orch] cannot record {self.status['state']} in {self.status_path}: {again}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             # else: the last state recorded stands until the end state, which has its room
             return
         if self.status["state"] in TERMINAL:
@@ -196,9 +207,12 @@ class SupervisedJob:
         elif scheduler is not None and scheduler.warned:
             return scheduler.requeue(self, code)
         elif scheduler is not None:
-            self.save(state="waiting", exit_code=code,
-                      reason=f"stopped by the scheduler (signal {self.signalled}): checkpointed; "
-                             "requeued or ended, as the scheduler says")
+            self.save(
+                state="waiting",
+                exit_code=code,
+                reason=f"stopped by the scheduler (signal {self.signalled}): checkpointed; "
+                "requeued or ended, as the scheduler says",
+            )
         else:
             self.save(state="failed", ended=time.time(), exit_code=code, reason=f"killed by signal {self.signalled}")
         return 128 + (self.signalled or 15)
@@ -221,17 +235,25 @@ class Requeue:
             job.save(state="done", ended=time.time(), exit_code=0, reason="")
             return 0
         if self.count >= self.limit or not self.job_id:
-            job.save(state="failed", ended=time.time(), exit_code=code,
-                     reason=f"reached its time limit again after {self.count} requeues (the host's "
-                            f"slurm.max_requeues is {self.limit})")
+            job.save(
+                state="failed",
+                ended=time.time(),
+                exit_code=code,
+                reason=f"reached its time limit again after {self.count} requeues (the host's "
+                f"slurm.max_requeues is {self.limit})",
+            )
             return 1
-        job.save(state="waiting", exit_code=code,
-                 reason=f"checkpointed before its time limit; requeued ({self.count + 1})")
+        job.save(
+            state="waiting", exit_code=code, reason=f"checkpointed before its time limit; requeued ({self.count + 1})"
+        )
         # Slurm stops this process as part of the requeue: nothing may follow that matters.
         proc = subprocess.run(["scontrol", "requeue", self.job_id], capture_output=True, text=True)
         if proc.returncode != 0:
-            job.save(state="failed", ended=time.time(),
-                     reason=f"reached its time limit; Slurm refused to requeue it: {proc.stderr.strip()[:200]}")
+            job.save(
+                state="failed",
+                ended=time.time(),
+                reason=f"reached its time limit; Slurm refused to requeue it: {proc.stderr.strip()[:200]}",
+            )
             return 1
         return 0
 
@@ -240,8 +262,8 @@ def failure_reason(code: int, tail: bytes, job: Optional["SupervisedJob"] = None
     """`exit code N: <the payload's last error line>` (its one-line `error: ...` if any),
     after "no space left on the host's <workdir> (N MB free)" when the disk is why."""
     text = tail.decode("utf-8", "replace")
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("error:") or "Error:" in l]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:") or "Error:" in line]
     last = (errors or lines or [""])[-1]
     reason = f"exit code {code}: {last[:200]}" if last else f"exit code {code}"
     if job is not None:
@@ -309,16 +331,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--job-dir", required=True)
     parser.add_argument("--requires", action="append", default=[])
     parser.add_argument("--after", action="append", default=[])
-    parser.add_argument("--requeueable", action="store_true",
-                        help="Slurm may stop and rerun the job (see Requeue)")
+    parser.add_argument("--requeueable", action="store_true", help="Slurm may stop and rerun the job (see Requeue)")
     parser.add_argument("--max-requeues", type=int, default=5)
     opts = parser.parse_args(argv[:split])
-    command = argv[split + 1:]
+    command = argv[split + 1 :]
     os.makedirs(opts.job_dir, exist_ok=True)
     if take_lock(opts.job_dir) is None:
         holder = lock_holder(opts.job_dir)
-        print(f"remote.wrapper: {opts.job_dir} is owned by a live wrapper (pid {holder}); not starting a second "
-              "one", file=sys.stderr)
+        print(
+            f"remote.wrapper: {opts.job_dir} is owned by a live wrapper (pid {holder}); not starting a second one",
+            file=sys.stderr,
+        )
         return EXIT_OWNED
     job = SupervisedJob(opts.job_dir)
     job.reserve()
@@ -353,8 +376,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}\n".encode())
         try:
             # A new process group, so a signal reaches the payload and its workers.
-            job.child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            job.child = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            )
         except OSError as exc:
             log.write(f"[orch] cannot start: {exc}\n".encode())
             job.save(state="failed", ended=time.time(), exit_code=127, reason=f"cannot start: {exc}")
@@ -387,8 +411,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} exit {code}\n".encode())
     finally:
         log.close()
-    job.save(state="done" if code == 0 else "failed", ended=time.time(), exit_code=code,
-             reason="" if code == 0 else failure_reason(code, tail, job))
+    job.save(
+        state="done" if code == 0 else "failed",
+        ended=time.time(),
+        exit_code=code,
+        reason="" if code == 0 else failure_reason(code, tail, job),
+    )
     return code
 
 

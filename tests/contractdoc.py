@@ -5,6 +5,7 @@ job keys: ...", under a section heading (`## status.json`) or a command's name
 (**`launch`**). ``documented()`` returns {"<section>/<label>": {keys}}, e.g.
 {"status.json/keys": {...}, "launch/reply keys": {...}}.
 """
+
 import re
 from pathlib import Path
 from typing import Dict, Set
@@ -22,7 +23,7 @@ def documented(text: str = "") -> Dict[str, Set[str]]:
         if not before:
             continue
         context = (before[-1].group(1) or before[-1].group(2)).split(" (")[0].strip()
-        body = re.split(r";|\.\s|\.$|\s\(", text[m.end():], maxsplit=1)[0]
+        body = re.split(r";|\.\s|\.$|\s\(", text[m.end() :], maxsplit=1)[0]
         out[f"{context}/{m.group(1).lower()}"] = set(re.findall(r"`([^`]+)`", body))
     return out
 

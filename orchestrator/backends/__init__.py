@@ -8,12 +8,12 @@ launch plan, and how to say what the backend knows about a job.  Starting, findi
 stopping jobs is the host side's (remote/backends/, called by remote.hostctl), in the
 same one round trip per command as before.
 """
+
 from __future__ import annotations
 
 from orchestrator.backends.base import JobBackend
-from orchestrator.errors import ExitCode, OrchError
-
 from orchestrator.config.hosts import SCHEDULERS as NAMES
+from orchestrator.errors import ExitCode, OrchError
 
 
 def get(name: str, host=None) -> JobBackend:

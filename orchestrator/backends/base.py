@@ -1,4 +1,5 @@
 """The controller side of a job backend (see orchestrator/backends/__init__.py)."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Sequence

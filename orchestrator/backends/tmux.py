@@ -1,4 +1,5 @@
 """tmux: jobs in detached sessions on the host itself; orch hands out its GPUs."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Sequence

@@ -4,12 +4,13 @@ The step runner (orchestrator/provision/steps.py) gets this from the host's job 
 (``TmuxBackend.detached_steps``) and only calls launch / poll / log_tail / describe /
 stop_hint, so another backend can run long steps its own way (e.g. as batch jobs).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, List, Tuple
 
-from orchestrator.errors import ExitCode, OrchError
 from orchestrator.contract.hostdocs import parse_json_object
+from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import shell
 
 if TYPE_CHECKING:  # types only: provision uses this module, not the other way round
@@ -77,12 +78,28 @@ class TmuxSteps:
         """Start argv (run_step.sh ... --path-file self.path_file(step)) detached; return once
         run_step.sh has begun (its `started` file), else raise."""
         layout = self.layout
-        res = self.t.run(shell.join(["bash", "-c", _LAUNCH, "orch-launch", layout.tmux_socket, self.session(step),
-                                     self.path_file(step), layout.started(step.name), shell.join(argv)]),
-                         check=False, timeout=60)
+        res = self.t.run(
+            shell.join(
+                [
+                    "bash",
+                    "-c",
+                    _LAUNCH,
+                    "orch-launch",
+                    layout.tmux_socket,
+                    self.session(step),
+                    self.path_file(step),
+                    layout.started(step.name),
+                    shell.join(argv),
+                ]
+            ),
+            check=False,
+            timeout=60,
+        )
         if res.rc != 0:
-            raise OrchError(f"could not start step {step.name} in tmux on {host}: "
-                            f"{(res.stderr or res.stdout).strip()[:400]}", ExitCode.REMOTE)
+            raise OrchError(
+                f"could not start step {step.name} in tmux on {host}: {(res.stderr or res.stdout).strip()[:400]}",
+                ExitCode.REMOTE,
+            )
 
     def poll(self, step: Step, offset: int, lock) -> Tuple[dict, str]:
         """-> (now / started / alive / result / lock / chunk size, the log's text from offset).
@@ -90,13 +107,25 @@ class TmuxSteps:
         it with its constant ``POLL_SNIPPET`` and ``poll_args()``."""
         layout = self.layout
         script = _POLL.replace("@@LOCK_SNIPPET@@", lock.POLL_SNIPPET)
-        argv = ["bash", "-c", script, "orch-poll", layout.log(step.name), str(offset), layout.result(step.name),
-                layout.tmux_socket, self.session(step), layout.started(step.name), *lock.poll_args()]
+        argv = [
+            "bash",
+            "-c",
+            script,
+            "orch-poll",
+            layout.log(step.name),
+            str(offset),
+            layout.result(step.name),
+            layout.tmux_socket,
+            self.session(step),
+            layout.started(step.name),
+            *lock.poll_args(),
+        ]
         return parse_poll(self.t.run(shell.join(argv), check=False, timeout=60).stdout)
 
     def log_tail(self, step: Step) -> str:
-        res = self.t.run(shell.join(["bash", "-c", _TAIL, "orch-tail", self.layout.log(step.name)]),
-                         check=False, timeout=60)
+        res = self.t.run(
+            shell.join(["bash", "-c", _TAIL, "orch-tail", self.layout.log(step.name)]), check=False, timeout=60
+        )
         return res.stdout
 
 

@@ -1,5 +1,6 @@
 """The Typer app behind `orch`: assembled here, loaded by orchestrator/cli.py only when a
 command runs (or for a command's --help), so that `orch --help` needs none of it."""
+
 from __future__ import annotations
 
 import importlib
@@ -8,8 +9,7 @@ import sys
 import typer
 
 from orchestrator import output
-from orchestrator.commands import COMMAND_MODULES
-from orchestrator.commands import ABOUT, exit_codes_line
+from orchestrator.commands import ABOUT, COMMAND_MODULES, exit_codes_line
 from orchestrator.errors import ExitCode, OrchError
 
 app = typer.Typer(
@@ -64,13 +64,15 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit."),
-          quiet: bool = output.quiet_option()) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    quiet: bool = output.quiet_option(),
+) -> None:
     # A callback keeps Typer in command-group mode even when only one command module
     # is loaded (see _register_commands), so `orch smoke HOST` is never parsed as `orch HOST`.
     pass
-
 
 
 def register_commands(argv=None) -> None:

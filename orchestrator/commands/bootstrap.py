@@ -4,6 +4,7 @@ The flow (probe -> plan -> steps -> verify) is orchestrator/provision/bootstrap.
 what it does to a `Progress`, which this module renders: the facts and the plan as tables
 (stdout with --dry-run, else stderr), each step's output and timing on stderr.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,9 @@ from orchestrator.provision.steps import fmt_s
 STATE_STYLE = {"done": "green", "todo": "yellow", "running": "cyan", "blocked": "red", "skip": "dim"}
 
 
+_FORCE_HELP = f"Redo this step even if done (then re-verify): {', '.join(STEPS)}."
+
+
 def render_facts(facts: probe.HostFacts, title: str, console: Console) -> None:
     table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -39,9 +43,11 @@ def render_facts(facts: probe.HostFacts, title: str, console: Console) -> None:
 
 def render_plan(plan: Plan, show_commands: bool, console: Console) -> None:
     spec = plan.spec
-    console.print(f"[bold]env {escape(spec.name)}[/] ({escape(spec.path)}): {escape(spec.manager)}, "
-                  f"python {escape(str(spec.python))} -> "
-                  f"{escape(plan.env_python)}")
+    console.print(
+        f"[bold]env {escape(spec.name)}[/] ({escape(spec.path)}): {escape(spec.manager)}, "
+        f"python {escape(str(spec.python))} -> "
+        f"{escape(plan.env_python)}"
+    )
     table = Table(title=None, show_lines=False, box=None, pad_edge=False)
     table.add_column("step", style="bold")
     table.add_column("state")
@@ -60,9 +66,12 @@ def render_plan(plan: Plan, show_commands: bool, console: Console) -> None:
             what += f"\n[dim]$ ({mode})[/] {escape(s.command)}"
         table.add_row(s.name, f"[{style}]{s.state}[/]", what)
     host_state = "done" if plan.host_config_done else "todo"
-    table.add_row("config", f"[{STATE_STYLE[host_state]}]{host_state}[/]",
-                  escape(f"host config python = {plan.env_python}") + (
-                      "" if plan.host_config_done else f"\n[dim]now: {escape(plan.host_python or '(unset)')}[/]"))
+    table.add_row(
+        "config",
+        f"[{STATE_STYLE[host_state]}]{host_state}[/]",
+        escape(f"host config python = {plan.env_python}")
+        + ("" if plan.host_config_done else f"\n[dim]now: {escape(plan.host_python or '(unset)')}[/]"),
+    )
     console.print(table)
     for w in plan.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
@@ -72,16 +81,25 @@ def render_verify(result: Optional[dict], out: Console) -> None:
     if not result:
         out.print("verify: no result recorded")
         return
-    head = (f"torch {result.get('torch')} (CUDA {result.get('torch_cuda')}), python {result.get('python')}, "
-            f"GPUs: {', '.join(g['name'] + ' sm' + g['capability'].replace('.', '') for g in result.get('gpus', [])) or 'none visible'}")
+    gpus = ", ".join(g["name"] + " sm" + g["capability"].replace(".", "") for g in result.get("gpus", []))
+    head = (
+        f"torch {result.get('torch')} (CUDA {result.get('torch_cuda')}), python {result.get('python')}, "
+        f"GPUs: {gpus or 'none visible'}"
+    )
     colour = "green" if result.get("ok") else "red"
     out.print(f"[{colour}]verify {'ok' if result.get('ok') else 'FAILED'}[/]: {escape(head)}")
     for name, c in sorted((result.get("checks") or {}).items()):
         status = c.get("status", "?")
         style = {"ok": "green", "failed": "red", "skipped": "dim"}.get(status, "")
-        detail = c.get("reason") or c.get("error") or ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in c.items() if k in ("rel_err", "max_abs_err", "varlen_max_abs_err", "device", "version"))
+        detail = (
+            c.get("reason")
+            or c.get("error")
+            or ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in c.items()
+                if k in ("rel_err", "max_abs_err", "varlen_max_abs_err", "device", "version")
+            )
+        )
         out.print(f"  [{style}]{escape(str(status)):>7}[/] {escape(str(name))}: {escape(str(detail))}")
 
 
@@ -137,25 +155,42 @@ class RichProgress(Progress):
         if ran:
             output.say(f"[green]bootstrap of {escape(host)} complete[/] ({escape(', '.join(ran))}) in {fmt_s(seconds)}")
         else:
-            output.say(f"[green]nothing to do[/]: {escape(host)} is bootstrapped with env {escape(env)} "
-                       f"({seconds:.1f} s)")
+            output.say(
+                f"[green]nothing to do[/]: {escape(host)} is bootstrapped with env {escape(env)} ({seconds:.1f} s)"
+            )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("bootstrap")
     def bootstrap_cmd(
-        host: str = typer.Argument(..., metavar="HOST",
-                                   help="Host name (configs/hosts/NAME.yaml, an ~/.ssh/config alias, or local)."),
-        env: Optional[str] = typer.Option(None, "--env", metavar="ENV", help="Env spec configs/envs/NAME.yaml (default: the one "
-                                          "this host was bootstrapped with, else `default`)."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Probe and show the plan (facts, steps, exact commands); change nothing."),
-        force: List[str] = typer.Option([], "--force", metavar="STEP", help=f"Redo this step even if done (then re-verify): {', '.join(STEPS)}."),
-        accept_anaconda_tos: bool = typer.Option(False, "--accept-anaconda-tos", help="Accept the Anaconda Terms of "
-                                                 "Service for Miniconda's default channels (or use manager: miniforge)."),
-        trust_new_host_key: bool = typer.Option(False, "--trust-new-host-key", help="Record an unknown host key (trust on first use)."),
+        host: str = typer.Argument(
+            ..., metavar="HOST", help="Host name (configs/hosts/NAME.yaml, an ~/.ssh/config alias, or local)."
+        ),
+        env: Optional[str] = typer.Option(
+            None,
+            "--env",
+            metavar="ENV",
+            help="Env spec configs/envs/NAME.yaml (default: the one this host was bootstrapped with, else `default`).",
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Probe and show the plan (facts, steps, exact commands); change nothing."
+        ),
+        force: List[str] = typer.Option([], "--force", metavar="STEP", help=_FORCE_HELP),
+        accept_anaconda_tos: bool = typer.Option(
+            False,
+            "--accept-anaconda-tos",
+            help="Accept the Anaconda Terms of Service for Miniconda's default channels (or use manager: miniforge).",
+        ),
+        trust_new_host_key: bool = typer.Option(
+            False, "--trust-new-host-key", help="Record an unknown host key (trust on first use)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the plan (with --dry-run) or the result as JSON."),
-        break_lock: bool = typer.Option(False, "--break-lock", help="Take the host's bootstrap lock even if another "
-                                        "bootstrap seems to hold it (use when that one is known to be dead)."),
+        break_lock: bool = typer.Option(
+            False,
+            "--break-lock",
+            help="Take the host's bootstrap lock even if another "
+            "bootstrap seems to hold it (use when that one is known to be dead).",
+        ),
         quiet: bool = output.quiet_option(),
     ):
         """Take a host to a verified environment: probe, Miniconda, env, torch, flash-attn, verify.
@@ -163,8 +198,16 @@ def register(app: typer.Typer) -> None:
         Idempotent: a re-run after success does nothing; after a failure it resumes at the failed step.
         """
         project = Project.find()
-        result = bootstrap(project, host, env=env, dry_run=dry_run, force=force,
-                           accept_anaconda_tos=accept_anaconda_tos, trust_new_host_key=trust_new_host_key,
-                           break_lock=break_lock, progress=RichProgress(dry_run=dry_run, json_mode=as_json))
+        result = bootstrap(
+            project,
+            host,
+            env=env,
+            dry_run=dry_run,
+            force=force,
+            accept_anaconda_tos=accept_anaconda_tos,
+            trust_new_host_key=trust_new_host_key,
+            break_lock=break_lock,
+            progress=RichProgress(dry_run=dry_run, json_mode=as_json),
+        )
         if as_json:
             print(json.dumps(result, default=str))

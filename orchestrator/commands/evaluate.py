@@ -1,4 +1,5 @@
 """`orch eval [RUN]` and `orch compare RUN...`: local, offline, read the fetched score files."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def eval_command(
     run: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
     prior: Optional[str] = typer.Option(None, "--prior", metavar="uniform|train", help="Override eval.prior."),
     bands: Optional[str] = typer.Option(None, "--bands", metavar="auto|poc|mdlm", help="Override eval.bands."),
-    plots: bool = typer.Option(False, "--plots/--no-plots",
-                               help="Also draw plots/*.png (a few seconds; kept while the results do not change)."),
+    plots: bool = typer.Option(
+        False, "--plots/--no-plots", help="Also draw plots/*.png (a few seconds; kept while the results do not change)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout instead of the tables."),
     quiet: bool = output.quiet_option(),
 ) -> None:
@@ -44,13 +46,16 @@ def eval_command(
 
 
 def compare_command(
-    runs: List[str] = typer.Argument(..., metavar="RUN...", help="Run ids to compare (two or more for the pairwise tests)."),
+    runs: List[str] = typer.Argument(
+        ..., metavar="RUN...", help="Run ids to compare (two or more for the pairwise tests)."
+    ),
     force: bool = typer.Option(False, "--force", help="Compare runs with different test sets on the ids they share."),
     per_token: bool = typer.Option(False, "--per-token", help="Use the per-token (length-normalised) predictions."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     quiet: bool = output.quiet_option(),
 ) -> None:
-    """Table across runs (kind, init, accuracy and 95% CI, F1, verdict, compute time, tokens) and McNemar's exact test per pair."""
+    """Table across runs (kind, init, accuracy and 95% CI, F1, verdict, compute time, tokens) and McNemar's exact
+    test per pair."""
     from orchestrator.commands.results_view import print_comparison
     from orchestrator.config.project import Project
     from orchestrator.results.compare import compare_runs

@@ -1,4 +1,5 @@
 """hosts list / check / show."""
+
 from __future__ import annotations
 
 import json
@@ -11,24 +12,37 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import backends, output
-from orchestrator.errors import ExitCode, OrchError
-from orchestrator.transport.connect import open_transport
 from orchestrator.config.hosts import list_hosts, resolve_host
 from orchestrator.config.project import Project
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.transport.connect import open_transport
 
 console = output.out
 hosts_app = typer.Typer(help="Configured hosts: list, check, show.", no_args_is_help=True)
 
 
 @hosts_app.command("list")
-def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
-             quiet: bool = output.quiet_option()):
+def list_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."), quiet: bool = output.quiet_option()
+):
     """Hosts from configs/hosts/*.yaml, ~/.ssh/config aliases, and the built-in `local`."""
     project = Project.find()
     hosts = list_hosts(project)
     if as_json:
-        print(json.dumps([{"name": h.name, "address": h.display(), "workdir": h.workdir, "python": h.python,
-                           "source": h.source} for h in hosts]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": h.name,
+                        "address": h.display(),
+                        "workdir": h.workdir,
+                        "python": h.python,
+                        "source": h.source,
+                    }
+                    for h in hosts
+                ]
+            )
+        )
         return
     table = Table(title="hosts", title_justify="left")
     for col in ("name", "address", "workdir", "python", "from"):
@@ -37,15 +51,18 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON for 
         if h.description.startswith("INVALID: "):
             table.add_row(escape(h.name), f"[red]{escape(h.description)}[/]", "", "", escape(h.source))
             continue
-        table.add_row(escape(h.name), escape(h.display()), escape(h.workdir), escape(h.python or "(python3)"),
-                      escape(h.source))
+        table.add_row(
+            escape(h.name), escape(h.display()), escape(h.workdir), escape(h.python or "(python3)"), escape(h.source)
+        )
     console.print(table)
 
 
 @hosts_app.command("check")
 def check_cmd(
     host: str = typer.Argument(..., metavar="HOST", help="Host name."),
-    trust_new_host_key: bool = typer.Option(False, "--trust-new-host-key", help="Record an unknown host key (trust on first use)."),
+    trust_new_host_key: bool = typer.Option(
+        False, "--trust-new-host-key", help="Record an unknown host key (trust on first use)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
     quiet: bool = output.quiet_option(),
 ):
@@ -66,8 +83,11 @@ def check_cmd(
         print(json.dumps(data, default=str))
         return
     # `local` is this machine, reached without SSH: there was no host key to verify.
-    title = f"{host}: {cfg.display()} ({time.time() - start:.1f} s)" if cfg.is_local else \
-        f"{host}: {cfg.display()} (host key verified, {time.time() - start:.1f} s)"
+    title = (
+        f"{host}: {cfg.display()} ({time.time() - start:.1f} s)"
+        if cfg.is_local
+        else f"{host}: {cfg.display()} (host key verified, {time.time() - start:.1f} s)"
+    )
     table = Table(title=escape(title), title_justify="left", show_header=False)
     for label, value in fact_rows(facts):
         table.add_row(label, escape(value))
@@ -78,8 +98,7 @@ def check_cmd(
 
 
 @hosts_app.command("show")
-def show_cmd(host: str = typer.Argument(..., metavar="HOST", help="Host name."),
-             quiet: bool = output.quiet_option()):
+def show_cmd(host: str = typer.Argument(..., metavar="HOST", help="Host name."), quiet: bool = output.quiet_option()):
     """The facts and environment recorded for a host by `hosts check` / `bootstrap` (no SSH)."""
     project = Project.find()
     resolve_host(project, host)  # an unknown name says so, before "nothing recorded"
@@ -94,12 +113,20 @@ def show_host(project: Project, name: str, out: Console = output.out) -> None:
 
     saved = probe.load_facts(project.root, name)
     if saved is None:
-        raise OrchError(f"no facts recorded for host {name!r}", ExitCode.RUN_STATE,
-                        hint=f"run `orch hosts check {name}` or `orch bootstrap {name}`")
+        raise OrchError(
+            f"no facts recorded for host {name!r}",
+            ExitCode.RUN_STATE,
+            hint=f"run `orch hosts check {name}` or `orch bootstrap {name}`",
+        )
     facts, data = saved
     age = time.time() - (facts.probed_at or 0)
-    table = Table(title=Text(f"{name} — probed {fmt_s(age)} ago (workdir {facts.workdir})"), title_justify="left",
-                  show_header=False, box=None, pad_edge=False)
+    table = Table(
+        title=Text(f"{name} — probed {fmt_s(age)} ago (workdir {facts.workdir})"),
+        title_justify="left",
+        show_header=False,
+        box=None,
+        pad_edge=False,
+    )
     table.add_column(style="bold")
     table.add_column()
     for label, value in probe.fact_rows(facts):

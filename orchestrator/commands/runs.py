@@ -1,4 +1,5 @@
 """run / status / logs / cancel / fetch-results / runs."""
+
 from __future__ import annotations
 
 import json
@@ -12,19 +13,20 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import backends
+from orchestrator import backends, output
+from orchestrator.commands.tables import add_column, add_name_column
+from orchestrator.config.project import Project, check_name
 from orchestrator.contract import records
+from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import hostctl as hostops
-from remote.jobstate import ACTIVE
-from orchestrator import output
+from orchestrator.runs.state import StatusRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
 from orchestrator.transport import shell
 from orchestrator.transport.connect import open_transport
-from orchestrator.errors import ExitCode, OrchError
-from orchestrator.config.project import Project, check_name
-from orchestrator.runs.state import StatusRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
-from orchestrator.commands.tables import add_column, add_name_column
+from remote.jobstate import ACTIVE
 
-TRUST = typer.Option(False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use).")
+TRUST = typer.Option(
+    False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use)."
+)
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
@@ -44,12 +46,22 @@ def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) ->
     table = Table(title=Text(f"{run_id} on {host}: {run_state(rows)}"), title_justify="left")
     id_column = backend.id_column if backend is not None else ""
     requeued = any(r.requeues for r in rows)
-    cols = ["job"] + ([id_column] if id_column else []) + ["GPU", "state", "phase", "step/total", "loss",
-                                                           "tokens/s", "ETA", "elapsed"] + (["requeues"] if requeued else [])
+    cols = (
+        ["job"]
+        + ([id_column] if id_column else [])
+        + ["GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"]
+        + (["requeues"] if requeued else [])
+    )
     for col in cols:
         table.add_column(col, justify="right" if col not in ("job", "state", "phase") else "left")
-    colours = {"done": "green", "running": "cyan", "failed": "red", "lost": "red", "cancelled": "yellow",
-               "unknown": "magenta"}
+    colours = {
+        "done": "green",
+        "running": "cyan",
+        "failed": "red",
+        "lost": "red",
+        "cancelled": "yellow",
+        "unknown": "magenta",
+    }
     for r in rows:
         steps = f"{r.step}/{r.total}" if r.step is not None else "-"
         state = Text(r.state, style=colours.get(r.state, "white"))
@@ -58,9 +70,19 @@ def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) ->
         elif r.note:
             state.append(f" ({r.note})")
         ident = [Text(backend.ident(r.backend) or "-")] if id_column else []
-        table.add_row(Text(r.name), *ident, Text(r.gpu or "-"), state, Text(r.phase or "-"), steps,
-                      _fmt(r.loss, ".4f"), _fmt(r.tokens_per_s, ",.0f"), fmt_duration(r.eta_s),
-                      fmt_duration(r.elapsed_s), *([str(r.requeues)] if requeued else []))
+        table.add_row(
+            Text(r.name),
+            *ident,
+            Text(r.gpu or "-"),
+            state,
+            Text(r.phase or "-"),
+            steps,
+            _fmt(r.loss, ".4f"),
+            _fmt(r.tokens_per_s, ",.0f"),
+            fmt_duration(r.eta_s),
+            fmt_duration(r.elapsed_s),
+            *([str(r.requeues)] if requeued else []),
+        )
     return table
 
 
@@ -90,14 +112,17 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
                     raise OrchError(exc.message, exc.code, hint=f"the jobs keep running on {host}; {again}") from None
                 wait_s = RECONNECT_WAITS_S[attempt]
                 attempt += 1
-                output.say(f"[yellow]connection to {escape(host)} lost[/] ({escape(exc.message)}); "
-                           f"retrying in {wait_s} s ({attempt}/{len(RECONNECT_WAITS_S)})")
+                output.say(
+                    f"[yellow]connection to {escape(host)} lost[/] ({escape(exc.message)}); "
+                    f"retrying in {wait_s} s ({attempt}/{len(RECONNECT_WAITS_S)})"
+                )
                 transport.close()  # the next command opens a fresh connection
                 time.sleep(wait_s)
 
     def summary(rows: List[StatusRow]) -> str:
-        return f"{run_id}: " + ", ".join(f"{r.name} {r.state}" + (f" {r.step}/{r.total}" if r.total else "")
-                                         for r in rows)
+        return f"{run_id}: " + ", ".join(
+            f"{r.name} {r.state}" + (f" {r.step}/{r.total}" if r.total else "") for r in rows
+        )
 
     try:
         rows = poll()
@@ -113,7 +138,9 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
                     return rows
                 time.sleep(interval)
                 rows = poll()
-        with Live(status_table(run_id, host, rows, backends.for_record(record)), console=view, refresh_per_second=4) as live:
+        with Live(
+            status_table(run_id, host, rows, backends.for_record(record)), console=view, refresh_per_second=4
+        ) as live:
             while run_state(rows) == "running":
                 time.sleep(interval)
                 rows = poll()
@@ -121,8 +148,9 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
         view.print()
         return rows
     except KeyboardInterrupt:
-        raise OrchError(f"stopped watching {run_id}; its jobs keep running on {host}", ExitCode.INTERRUPTED,
-                        hint=again) from None
+        raise OrchError(
+            f"stopped watching {run_id}; its jobs keep running on {host}", ExitCode.INTERRUPTED, hint=again
+        ) from None
 
 
 def _remember(run_dir, record, rows: List[StatusRow]) -> None:
@@ -140,9 +168,14 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
     rows = _watch(transport, record, doc, run_id, 1.0, output.err if not output.quiet() else _nowhere())
     _remember(run_dir, record, rows)
     if run_state(rows) != "done":
-        why = "; ".join(f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != "done")
-        raise OrchError(f"run {run_id} ended {run_state(rows)}: {why}", ExitCode.RUN_STATE,
-                        hint=f"`orch logs {run_id} JOB` shows why; `orch run {experiment} --resume {run_id}` retries")
+        why = "; ".join(
+            f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != "done"
+        )
+        raise OrchError(
+            f"run {run_id} ended {run_state(rows)}: {why}",
+            ExitCode.RUN_STATE,
+            hint=f"`orch logs {run_id} JOB` shows why; `orch run {experiment} --resume {run_id}` retries",
+        )
     from orchestrator.runs import launch as runner
 
     runner.fetch(project, transport, run_id, partial=False)
@@ -172,11 +205,16 @@ def _evaluate_dir(run_dir) -> dict:
     return metrics
 
 
-def _run_result(run_id: str, host: str, jobs, code_hash: str, files_sent=None, seconds=None,
-                metrics=None, relaunched=None) -> dict:
+def _run_result(
+    run_id: str, host: str, jobs, code_hash: str, files_sent=None, seconds=None, metrics=None, relaunched=None
+) -> dict:
     """`orch run --json`: what a script needs to follow the run."""
-    doc = {"run": run_id, "host": host, "jobs": [j["name"] if isinstance(j, dict) else j for j in jobs],
-           "code_hash": code_hash}
+    doc = {
+        "run": run_id,
+        "host": host,
+        "jobs": [j["name"] if isinstance(j, dict) else j for j in jobs],
+        "code_hash": code_hash,
+    }
     if files_sent is not None:
         doc["files_sent"] = files_sent
     if seconds is not None:
@@ -199,19 +237,32 @@ def _print_result(run_id: str, as_json: bool, result: dict) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
-        experiment: str = typer.Argument(..., metavar="EXPERIMENT",
-                                         help="Experiment name (configs/experiments/NAME.yaml) or a path to a YAML file."),
-        host: Optional[str] = typer.Option(None, "--host", "-H", metavar="HOST",
-                                           help="Host to run on (default: the experiment's `host`)."),
-        name: Optional[str] = typer.Option(None, "--name", metavar="RUN", help="Run id (default: EXPERIMENT-YYYYmmdd-HHMMSS)."),
-        set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                       help="Override an experiment key: --set train.steps=200 (repeatable)."),
-        resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
-                                             help="Relaunch the failed/lost/cancelled jobs of this run."),
-        wait: bool = typer.Option(False, "--wait", help="Stay: show live status until the jobs end, then fetch and evaluate."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="List the files that would be sent and the jobs that "
-                                     "would start, without contacting the host."),
-        as_json: bool = typer.Option(False, "--json", help="Print the run as JSON (run, host, jobs, ...) instead of its id."),
+        experiment: str = typer.Argument(
+            ..., metavar="EXPERIMENT", help="Experiment name (configs/experiments/NAME.yaml) or a path to a YAML file."
+        ),
+        host: Optional[str] = typer.Option(
+            None, "--host", "-H", metavar="HOST", help="Host to run on (default: the experiment's `host`)."
+        ),
+        name: Optional[str] = typer.Option(
+            None, "--name", metavar="RUN", help="Run id (default: EXPERIMENT-YYYYmmdd-HHMMSS)."
+        ),
+        set_: List[str] = typer.Option(
+            [], "--set", metavar="KEY=VALUE", help="Override an experiment key: --set train.steps=200 (repeatable)."
+        ),
+        resume: Optional[str] = typer.Option(
+            None, "--resume", metavar="RUN", help="Relaunch the failed/lost/cancelled jobs of this run."
+        ),
+        wait: bool = typer.Option(
+            False, "--wait", help="Stay: show live status until the jobs end, then fetch and evaluate."
+        ),
+        dry_run: bool = typer.Option(
+            False,
+            "--dry-run",
+            help="List the files that would be sent and the jobs that would start, without contacting the host.",
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the run as JSON (run, host, jobs, ...) instead of its id."
+        ),
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):
@@ -225,19 +276,27 @@ def register(app: typer.Typer) -> None:
 
         project = Project.find()
         if dry_run and (resume or wait):
-            raise OrchError("--dry-run previews a new launch: it cannot be combined with "
-                            + ("--resume" if resume else "--wait"), ExitCode.USAGE)
+            raise OrchError(
+                "--dry-run previews a new launch: it cannot be combined with " + ("--resume" if resume else "--wait"),
+                ExitCode.USAGE,
+            )
         if resume:
             # A run keeps its resolved config and pinned code: nothing may change it now.
             given = [flag for flag, value in (("--set", set_), ("--name", name), ("--host", host)) if value]
             if given:
-                raise OrchError(f"--resume relaunches a run as it was launched; {', '.join(given)} cannot change it",
-                                ExitCode.USAGE, hint="start a new run to change its config, host or name")
+                raise OrchError(
+                    f"--resume relaunches a run as it was launched; {', '.join(given)} cannot change it",
+                    ExitCode.USAGE,
+                    hint="start a new run to change its config, host or name",
+                )
             run_dir = project.existing_run(resume)
             record = records.load_record(run_dir)
             if not experiments.names_experiment(experiment, record.get("experiment"), resume):
-                raise OrchError(f"run {resume} is of experiment {record.get('experiment')!r}, not {experiment!r}",
-                                ExitCode.USAGE, hint=f"orch run {record.get('experiment')} --resume {resume}")
+                raise OrchError(
+                    f"run {resume} is of experiment {record.get('experiment')!r}, not {experiment!r}",
+                    ExitCode.USAGE,
+                    hint=f"orch run {record.get('experiment')} --resume {resume}",
+                )
             with open_transport(project, record["host"], trust_new_host_key) as transport:
                 todo = runner.resume(project, transport, resume)
                 output.say(f"relaunched {', '.join(todo)} of {resume} on {escape(record['host'])}")
@@ -251,8 +310,11 @@ def register(app: typer.Typer) -> None:
                 _wait_fetch(project, transport, resume, record.get("experiment") or experiment)
             metrics = _evaluate(project, resume)
             if as_json:
-                _print_result(resume, True, _run_result(resume, record["host"], todo, record["code_hash"],
-                                                        relaunched=todo, metrics=metrics))
+                _print_result(
+                    resume,
+                    True,
+                    _run_result(resume, record["host"], todo, record["code_hash"], relaunched=todo, metrics=metrics),
+                )
             check_min_accuracy(metrics)
             return
         exp, _ = experiments.load(project, experiment, set_)
@@ -269,8 +331,10 @@ def register(app: typer.Typer) -> None:
             launched = runner.launch(project, transport, exp, run_id)
             jobs = ", ".join(f"{j['name']}" + (f"@gpu{j['gpu']}" if j["gpu"] else "") for j in launched.jobs)
             seconds = time.time() - start
-            output.say(f"launched [bold]{escape(run_id)}[/] on {escape(host_name)}: {escape(jobs)} "
-                       f"(code {launched.code_hash}, {launched.files_sent} files sent, {seconds:.1f} s)")
+            output.say(
+                f"launched [bold]{escape(run_id)}[/] on {escape(host_name)}: {escape(jobs)} "
+                f"(code {launched.code_hash}, {launched.files_sent} files sent, {seconds:.1f} s)"
+            )
             result = _run_result(run_id, host_name, launched.jobs, launched.code_hash, launched.files_sent, seconds)
             if not wait:
                 output.say(follow_hint(run_id), markup=False)
@@ -281,15 +345,22 @@ def register(app: typer.Typer) -> None:
             _wait_fetch(project, transport, run_id, exp.name)
         metrics = _evaluate(project, run_id)
         if as_json:
-            _print_result(run_id, True, _run_result(run_id, host_name, launched.jobs, launched.code_hash,
-                                                    launched.files_sent, seconds, metrics=metrics))
+            _print_result(
+                run_id,
+                True,
+                _run_result(
+                    run_id, host_name, launched.jobs, launched.code_hash, launched.files_sent, seconds, metrics=metrics
+                ),
+            )
         check_min_accuracy(metrics)
 
     @app.command()
     def status(
         run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
         watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until every job has ended."),
-        interval: float = typer.Option(2.0, "--interval", metavar="SECONDS", help="Seconds between refreshes with --watch."),
+        interval: float = typer.Option(
+            2.0, "--interval", metavar="SECONDS", help="Seconds between refreshes with --watch."
+        ),
         as_json: bool = JSON,
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
@@ -303,15 +374,26 @@ def register(app: typer.Typer) -> None:
             backend = backends.for_record(record)
             remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
             if not remote.get("exists"):
-                raise OrchError(f"run {run_id} is not on {record['host']} ({remote.get('run_dir')}): deleted there, "
-                                "or its launch was interrupted", ExitCode.RUN_STATE,
-                                hint=f"fetched results, if any, are in {run_dir}; `orch run "
-                                     f"{record.get('experiment')} --resume {run_id}` launches its jobs again")
+                raise OrchError(
+                    f"run {run_id} is not on {record['host']} ({remote.get('run_dir')}): deleted there, "
+                    "or its launch was interrupted",
+                    ExitCode.RUN_STATE,
+                    hint=f"fetched results, if any, are in {run_dir}; `orch run "
+                    f"{record.get('experiment')} --resume {run_id}` launches its jobs again",
+                )
             rows = rows_from_remote(remote, doc["jobs"], backend)
             _remember(run_dir, record, rows)
             if as_json:
-                print(json.dumps({"run": run_id, "host": record["host"], "state": run_state(rows),
-                                  "jobs": [r.to_dict() for r in rows]}))
+                print(
+                    json.dumps(
+                        {
+                            "run": run_id,
+                            "host": record["host"],
+                            "state": run_state(rows),
+                            "jobs": [r.to_dict() for r in rows],
+                        }
+                    )
+                )
                 return
             if not watch:
                 output.out.print(status_table(run_id, record["host"], rows, backend))
@@ -350,20 +432,29 @@ def register(app: typer.Typer) -> None:
             if follow:
                 # The host helper prints the logs as they grow and ends when the jobs end,
                 # whatever backend runs them (a Slurm job's wrapper is on another node).
-                command = hostops.follow_command(transport, record["workdir"], record["code_hash"], run_id, selected,
-                                                 lines, backend)
+                command = hostops.follow_command(
+                    transport, record["workdir"], record["code_hash"], run_id, selected, lines, backend
+                )
                 try:
                     rc = transport.stream(command)
                 except KeyboardInterrupt:
                     return  # Ctrl-C is how one stops following: not an error
                 except OrchError as exc:
-                    raise OrchError(exc.message, exc.code, hint=f"the job keeps running; `orch logs {run_id}"
-                                    f" {job or ''} -f` follows again".replace("  ", " ")) from None
+                    raise OrchError(
+                        exc.message,
+                        exc.code,
+                        hint=f"the job keeps running; `orch logs {run_id} {job or ''} -f` follows again".replace(
+                            "  ", " "
+                        ),
+                    ) from None
                 if rc != 0:
-                    raise OrchError(f"following the logs of {run_id} failed on {record['host']} (exit {rc})",
-                                    ExitCode.REMOTE, hint=f"`orch logs {run_id} {job or ''}` shows their end"
-                                    .replace("  ", " ") + " (runs launched by an orch older than `logs -f` on its "
-                                    "host helper cannot be followed)")
+                    raise OrchError(
+                        f"following the logs of {run_id} failed on {record['host']} (exit {rc})",
+                        ExitCode.REMOTE,
+                        hint=f"`orch logs {run_id} {job or ''}` shows their end".replace("  ", " ")
+                        + " (runs launched by an orch older than `logs -f` on its "
+                        "host helper cannot be followed)",
+                    )
                 return
             files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
             command = shell.join(["tail", "-n", str(lines), "--", *files]) + " 2>/dev/null"
@@ -388,15 +479,21 @@ def register(app: typer.Typer) -> None:
             if name not in names:
                 raise OrchError(f"run {run_id} has no job {name!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            result = hostops.remote_cancel(transport, record["workdir"], record["code_hash"], run_id, list(job or []),
-                                           backends.for_record(record))
+            result = hostops.remote_cancel(
+                transport, record["workdir"], record["code_hash"], run_id, list(job or []), backends.for_record(record)
+            )
         stuck = [item for item in result["jobs"] if item.get("error")]
         for item in result["jobs"]:  # what happened to each job: the command's result, on stdout
-            verb = item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"
+            verb = (
+                item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"
+            )
             output.out.print(f"{item['name']}: {verb}", markup=False)
         if stuck:
-            raise OrchError(f"{', '.join(i['name'] for i in stuck)} did not stop yet", ExitCode.RUN_STATE,
-                            hint=f"`orch status {run_id}` shows when they end; `orch cancel {run_id}` again to retry")
+            raise OrchError(
+                f"{', '.join(i['name'] for i in stuck)} did not stop yet",
+                ExitCode.RUN_STATE,
+                hint=f"`orch status {run_id}` shows when they end; `orch cancel {run_id}` again to retry",
+            )
 
     @app.command("fetch-results")
     def fetch_results(
@@ -416,20 +513,28 @@ def register(app: typer.Typer) -> None:
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
         done = sum(r.state == "done" for r in outcome["rows"])
-        output.say(f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
-                   markup=False)
+        output.say(
+            f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
+            markup=False,
+        )
         from orchestrator.runs.fetch import TAIL_BYTES
 
         for name, size in outcome["cut"].items():
-            output.say(f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
-                       f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)", markup=False)
+            output.say(
+                f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
+                f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)",
+                markup=False,
+            )
         if outcome["complete"] and not no_eval:
             try:
                 metrics = _evaluate_dir(run_dir)
             except KeyboardInterrupt:
-                raise OrchError(f"interrupted while evaluating {run_dir.name}; its fetched results are verified "
-                                f"in {run_dir / 'jobs'}", ExitCode.INTERRUPTED,
-                                hint=f"`orch eval {run_dir.name}` evaluates them") from None
+                raise OrchError(
+                    f"interrupted while evaluating {run_dir.name}; its fetched results are verified "
+                    f"in {run_dir / 'jobs'}",
+                    ExitCode.INTERRUPTED,
+                    hint=f"`orch eval {run_dir.name}` evaluates them",
+                ) from None
             output.say(f"accuracy {metrics['accuracy']:.4f} -> {run_dir / 'metrics.json'}", markup=False)
         elif not outcome["complete"]:
             output.say("partial run: not evaluated (every class job must be done)")
@@ -444,9 +549,19 @@ def register(app: typer.Typer) -> None:
                 record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
             except OrchError as exc:
                 # One damaged folder must not hide the others.
-                items.append({"run": run_dir.name, "experiment": None, "host": None, "kind": "?",
-                              "state": "unreadable", "launched": "-", "jobs": {}, "accuracy": None,
-                              "error": exc.message})
+                items.append(
+                    {
+                        "run": run_dir.name,
+                        "experiment": None,
+                        "host": None,
+                        "kind": "?",
+                        "state": "unreadable",
+                        "launched": "-",
+                        "jobs": {},
+                        "accuracy": None,
+                        "error": exc.message,
+                    }
+                )
                 continue
             rows = rows_from_local(run_dir, doc["jobs"])
             seen = record.get("job_states") or {}
@@ -458,10 +573,18 @@ def register(app: typer.Typer) -> None:
             except (OSError, ValueError, AttributeError):
                 acc = None
             state = listed_state(record.get("state"), rows)
-            items.append({"run": run_dir.name, "experiment": record.get("experiment"), "host": record.get("host"),
-                          "kind": doc["experiment"]["model"]["kind"], "state": state,
-                          "launched": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("launched_at", 0))),
-                          "jobs": {r.name: r.state for r in rows}, "accuracy": acc})
+            items.append(
+                {
+                    "run": run_dir.name,
+                    "experiment": record.get("experiment"),
+                    "host": record.get("host"),
+                    "kind": doc["experiment"]["model"]["kind"],
+                    "state": state,
+                    "launched": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("launched_at", 0))),
+                    "jobs": {r.name: r.state for r in rows},
+                    "accuracy": acc,
+                }
+            )
         if as_json:
             print(json.dumps(items))
             return
@@ -471,6 +594,13 @@ def register(app: typer.Typer) -> None:
             add_column(table, col)
         for it in items:
             acc = f"{it['accuracy']:.4f}" if it["accuracy"] is not None else "-"
-            table.add_row(escape(it["run"]), escape(str(it["experiment"])), escape(it["kind"]), escape(str(it["host"])),
-                          it["launched"], escape(str(it["state"])), acc)
+            table.add_row(
+                escape(it["run"]),
+                escape(str(it["experiment"])),
+                escape(it["kind"]),
+                escape(str(it["host"])),
+                it["launched"],
+                escape(str(it["state"])),
+                acc,
+            )
         output.out.print(table)

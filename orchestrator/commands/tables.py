@@ -1,4 +1,5 @@
 """Rich table columns shared by `orch compare` and `orch runs`."""
+
 from __future__ import annotations
 
 from typing import Any, Iterable

@@ -25,6 +25,7 @@ types; `_check` adds what a type cannot say (version patterns, which keys go tog
       install: 60
       flash_attn_build: 300
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,11 +36,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Literal, Tuple, get_args
 
-from remote.spec import SpecError, build
-
+from orchestrator.config.project import check_name, control_char
 from orchestrator.config.yamlfile import read_mapping
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.config.project import check_name, control_char
+from remote.spec import SpecError, build
 
 Manager = Literal["conda", "miniforge", "venv"]
 MANAGERS = get_args(Manager)
@@ -131,41 +131,81 @@ def _check(spec: EnvSpec, raw: Dict[str, Any], where: str) -> None:
         need("packages", not control_char(p.strip()), "requirements without control characters (newline, tab, ...)", p)
         need("packages", bool(p.strip()), "a list of pip requirement strings", p)
         need("packages", not p.strip().startswith("-"), "requirements, not pip options", p)
-        need("packages", not re.match(r"^\s*(torch|flash[-_]attn)\b", p, re.IGNORECASE),
-             "no torch/flash-attn here (use the torch: and flash_attn: keys)", p)
+        need(
+            "packages",
+            not re.match(r"^\s*(torch|flash[-_]attn)\b", p, re.IGNORECASE),
+            "no torch/flash-attn here (use the torch: and flash_attn: keys)",
+            p,
+        )
     spec.packages = [p.strip() for p in spec.packages]
 
     if "python" not in raw and not spec.uses_conda:
         spec.python = "system"
     # yaml: python: 3.10 -> 3.1
     need("python", spec.python != "3.1", 'a quoted version such as "3.10" (unquoted 3.10 reads as 3.1)', 3.1)
-    need("python", bool(re.fullmatch(r"3\.\d+", spec.python)) or (spec.manager == "venv" and spec.python == "system"),
-         '"3.X"' + (' or "system"' if spec.manager == "venv" else ""), spec.python)
+    need(
+        "python",
+        bool(re.fullmatch(r"3\.\d+", spec.python)) or (spec.manager == "venv" and spec.python == "system"),
+        '"3.X"' + (' or "system"' if spec.manager == "venv" else ""),
+        spec.python,
+    )
 
     t = spec.torch
-    need("torch.version", t.version in ("auto", "none", "preinstalled") or bool(re.fullmatch(r"\d+\.\d+(\.\d+)?", t.version)),
-         'auto, none, preinstalled or a version such as "2.2" or "2.2.2"', t.version)
-    need("torch.cuda", t.cuda in ("auto", "cpu") or bool(re.fullmatch(r"cu\d{3}", t.cuda)),
-         "auto, cpu or a variant such as cu121", t.cuda)
+    need(
+        "torch.version",
+        t.version in ("auto", "none", "preinstalled") or bool(re.fullmatch(r"\d+\.\d+(\.\d+)?", t.version)),
+        'auto, none, preinstalled or a version such as "2.2" or "2.2.2"',
+        t.version,
+    )
+    need(
+        "torch.cuda",
+        t.cuda in ("auto", "cpu") or bool(re.fullmatch(r"cu\d{3}", t.cuda)),
+        "auto, cpu or a variant such as cu121",
+        t.cuda,
+    )
 
     fa = spec.flash_attn
-    need("flash_attn.version", fa.version == "auto" or bool(_VERSION_RE.fullmatch(fa.version)),
-         'auto or a version such as "2.5.6"', fa.version)
+    need(
+        "flash_attn.version",
+        fa.version == "auto" or bool(_VERSION_RE.fullmatch(fa.version)),
+        'auto or a version such as "2.5.6"',
+        fa.version,
+    )
     need("flash_attn.required", not (fa.required and not fa.wanted), "false when flash_attn.wanted is false", True)
 
-    need("system_site_packages", not (spec.system_site_packages and spec.manager != "venv"),
-         "false unless manager is venv", True)
-    need("torch.version", not (t.version == "preinstalled" and spec.manager == "venv" and not spec.system_site_packages),
-         "not preinstalled in a venv without system_site_packages: true", "preinstalled")
+    need(
+        "system_site_packages",
+        not (spec.system_site_packages and spec.manager != "venv"),
+        "false unless manager is venv",
+        True,
+    )
+    need(
+        "torch.version",
+        not (t.version == "preinstalled" and spec.manager == "venv" and not spec.system_site_packages),
+        "not preinstalled in a venv without system_site_packages: true",
+        "preinstalled",
+    )
 
     c = spec.conda
-    need("conda.installer_url", not c.installer_url or bool(re.match(r"^(https?|file)://", c.installer_url)),
-         "an https://, http:// or file:// URL", c.installer_url)
+    need(
+        "conda.installer_url",
+        not c.installer_url or bool(re.match(r"^(https?|file)://", c.installer_url)),
+        "an https://, http:// or file:// URL",
+        c.installer_url,
+    )
     c.installer_sha256 = c.installer_sha256.lower()
-    need("conda.installer_sha256", not c.installer_sha256 or bool(re.fullmatch(r"[0-9a-f]{64}", c.installer_sha256)),
-         "64 hex digits", c.installer_sha256)
-    need("conda.prefix", not c.prefix or (c.prefix.startswith("/") and " " not in c.prefix),
-         "an absolute path without spaces (the installer refuses spaces)", c.prefix)
+    need(
+        "conda.installer_sha256",
+        not c.installer_sha256 or bool(re.fullmatch(r"[0-9a-f]{64}", c.installer_sha256)),
+        "64 hex digits",
+        c.installer_sha256,
+    )
+    need(
+        "conda.prefix",
+        not c.prefix or (c.prefix.startswith("/") and " " not in c.prefix),
+        "an absolute path without spaces (the installer refuses spaces)",
+        c.prefix,
+    )
     need("conda", not raw.get("conda") or spec.uses_conda, "no conda: section when manager is venv", raw.get("conda"))
 
     for key in ("install", "flash_attn_build"):
@@ -199,6 +239,5 @@ def load(project_root: Path, name: str) -> EnvSpec:
     rel = f"configs/envs/{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-        raise OrchError(f"no env spec {rel}", ExitCode.CONFIG,
-                        hint=f"known envs: {', '.join(known) or 'none'}")
+        raise OrchError(f"no env spec {rel}", ExitCode.CONFIG, hint=f"known envs: {', '.join(known) or 'none'}")
     return parse(read_mapping(path, rel), name, rel)

@@ -1,4 +1,5 @@
 """Experiment configs: configs/experiments/NAME.yaml -> a validated remote.spec.Experiment."""
+
 from __future__ import annotations
 
 import os
@@ -7,11 +8,10 @@ from typing import Dict, List, Sequence, Tuple
 
 import yaml
 
-from remote.spec import Experiment, SpecError, load_experiment, set_dotted
-
-from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.project import Project
 from orchestrator.config.yamlfile import read_mapping
+from orchestrator.errors import ExitCode, OrchError
+from remote.spec import Experiment, SpecError, load_experiment, set_dotted
 
 
 def is_path(arg: str) -> bool:
@@ -29,9 +29,12 @@ def experiment_path(project: Project, name: str) -> Path:
         if candidate.is_file():
             return candidate.resolve()
         what = "is a folder, not a YAML file" if candidate.is_dir() else "does not exist"
-        raise OrchError(f"experiment file {name} {what}" + (f" (looked for {candidate.resolve()})"
-                                                           if not candidate.is_absolute() else ""),
-                        ExitCode.CONFIG, hint=hint + "; a name runs configs/experiments/NAME.yaml")
+        raise OrchError(
+            f"experiment file {name} {what}"
+            + (f" (looked for {candidate.resolve()})" if not candidate.is_absolute() else ""),
+            ExitCode.CONFIG,
+            hint=hint + "; a name runs configs/experiments/NAME.yaml",
+        )
     path = project.configs / "experiments" / f"{name}.yaml"
     if not path.is_file():
         raise OrchError(f"no experiment {name!r} ({path} does not exist)", ExitCode.CONFIG, hint=hint)
@@ -79,4 +82,4 @@ def load(project: Project, name: str, overrides: Sequence[str] = ()) -> Tuple[Ex
             where += " (with --set " + " ".join(overrides) + ")"
         return load_experiment(raw, where), raw
     except SpecError as exc:
-        raise OrchError(str(exc), ExitCode.CONFIG)
+        raise OrchError(str(exc), ExitCode.CONFIG) from None

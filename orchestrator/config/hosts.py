@@ -1,4 +1,5 @@
 """Host configs: configs/hosts/NAME.yaml, ~/.ssh/config aliases, and the built-in `local`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,13 +11,13 @@ from typing import Dict, List, Optional
 
 import yaml
 
+from orchestrator.config.project import Project, check_name, control_char
+from orchestrator.config.slurm import SlurmOptions
+from orchestrator.config.slurm import check as check_slurm
+from orchestrator.config.yamlfile import read_mapping
+from orchestrator.errors import ExitCode, OrchError
 from remote.files import atomic_write_text
 from remote.spec import SpecError, build
-
-from orchestrator.errors import ExitCode, OrchError
-from orchestrator.config.project import Project, check_name, control_char
-from orchestrator.config.slurm import SlurmOptions, check as check_slurm
-from orchestrator.config.yamlfile import read_mapping
 
 LOCAL = "local"
 SCHEDULERS = ("tmux", "slurm")  # job backends a host may name (orchestrator/backends/)
@@ -66,15 +67,27 @@ class HostConfig(HostFile):
 # Values that become paths, names or arguments on a host.  A control character in one is
 # read differently by a line-based parser, a shell or tmux (a workdir with a newline
 # once made code and runs land in another folder), so it is refused, not escaped.
-_NO_CONTROL = ("hostname", "user", "identity_file", "known_hosts_file", "proxy_jump", "workdir", "python",
-               "extra_path", "gpus")
+_NO_CONTROL = (
+    "hostname",
+    "user",
+    "identity_file",
+    "known_hosts_file",
+    "proxy_jump",
+    "workdir",
+    "python",
+    "extra_path",
+    "gpus",
+)
 
 
 def check_values(host: HostFile, where: str) -> None:
     if host.scheduler not in SCHEDULERS:
-        raise OrchError(f"{where}: key 'scheduler': expected one of {', '.join(SCHEDULERS)}, got {host.scheduler!r}",
-                        ExitCode.CONFIG, hint="tmux runs jobs in detached tmux sessions on the host itself; "
-                                              "slurm submits them with sbatch from a cluster's login node")
+        raise OrchError(
+            f"{where}: key 'scheduler': expected one of {', '.join(SCHEDULERS)}, got {host.scheduler!r}",
+            ExitCode.CONFIG,
+            hint="tmux runs jobs in detached tmux sessions on the host itself; "
+            "slurm submits them with sbatch from a cluster's login node",
+        )
     check_slurm(host.slurm, where)
     for key in _NO_CONTROL:
         value = getattr(host, key)
@@ -82,9 +95,12 @@ def check_values(host: HostFile, where: str) -> None:
             bad = control_char(str(item))
             if bad:
                 at = f"{key}[{i}]" if isinstance(value, list) else key
-                raise OrchError(f"{where}: key {at!r}: contains a control character ({bad}): {str(item)!r}",
-                                ExitCode.CONFIG, hint=f"write {at} without newlines, tabs or other control "
-                                                      "characters (a host path must be one plain line)")
+                raise OrchError(
+                    f"{where}: key {at!r}: contains a control character ({bad}): {str(item)!r}",
+                    ExitCode.CONFIG,
+                    hint=f"write {at} without newlines, tabs or other control "
+                    "characters (a host path must be one plain line)",
+                )
 
 
 def _state_dir(project: Project) -> Path:
@@ -103,13 +119,12 @@ def _from_file(path: Path, name: str, defaults: Optional[Dict] = None) -> HostCo
     try:
         base = build(HostFile, raw, str(path))
     except SpecError as exc:
-        raise OrchError(str(exc), ExitCode.CONFIG)
+        raise OrchError(str(exc), ExitCode.CONFIG) from None
     if name != LOCAL and not base.hostname:
         raise OrchError(f"{path}: key 'hostname': required (the host's DNS name or address)", ExitCode.CONFIG)
     check_values(base, str(path))
     # Field by field, not asdict(): that would turn the nested `slurm` options into a dict.
-    return HostConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, name=name,
-                      source=str(path))
+    return HostConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, name=name, source=str(path))
 
 
 def ssh_config_path() -> Path:
@@ -215,8 +230,9 @@ def set_host_key(project: Project, name: str, key: str, value) -> Path:
         else:
             # A host file does not read ~/.ssh/config, so `hostname: ALIAS` would not
             # resolve: the file needs the values the alias stands for.
-            hint = (f"create {rel} with what {ssh_config_path()} resolves `{name}` to:\n"
-                    + host_yaml(alias, **{key: value}).rstrip("\n"))
+            hint = f"create {rel} with what {ssh_config_path()} resolves `{name}` to:\n" + host_yaml(
+                alias, **{key: value}
+            ).rstrip("\n")
         raise OrchError(f"host {name!r} has no file {rel} to record {key} in", ExitCode.CONFIG, hint=hint)
     data = read_mapping(path) if path.is_file() else {}
     data[key] = value

@@ -1,4 +1,5 @@
 """Find the project directory (the one holding configs/), like git finds its repo."""
+
 from __future__ import annotations
 
 import os
@@ -84,7 +85,9 @@ class Project:
             return runs[-1]
         path = self.run_dir(run_id)
         if not (path / "run.yaml").is_file():
-            raise OrchError(f"no run named {run_id!r} in {self.runs}", ExitCode.RUN_STATE, hint="`orch runs` lists them")
+            raise OrchError(
+                f"no run named {run_id!r} in {self.runs}", ExitCode.RUN_STATE, hint="`orch runs` lists them"
+            )
         return path
 
     def list_runs(self) -> List[Path]:

@@ -6,6 +6,7 @@ shell), and each value is still checked here against what Slurm accepts for it: 
 that is not one plain word would at best make every submission fail on the cluster, at
 worst be read as another option.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,9 +26,31 @@ _MEM = re.compile(r"[0-9]+[KMGT]?")
 _TIME = re.compile(r"[0-9]+(:[0-9]{1,2}){0,2}|[0-9]+-[0-9]{1,2}(:[0-9]{1,2}){0,2}")
 _MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+/@-]*")
 # Options orch sets itself on every job (docs/CONTRACT.md, "Slurm"): extra_args may not move them.
-RESERVED = ("--job-name", "-J", "--output", "-o", "--error", "-e", "--chdir", "-D", "--dependency", "-d",
-            "--parsable", "--wrap", "--signal", "--open-mode", "--requeue", "--no-requeue", "--array", "-a",
-            "--kill-on-invalid-dep", "--export", "--test-only", "--hold", "-H")
+RESERVED = (
+    "--job-name",
+    "-J",
+    "--output",
+    "-o",
+    "--error",
+    "-e",
+    "--chdir",
+    "-D",
+    "--dependency",
+    "-d",
+    "--parsable",
+    "--wrap",
+    "--signal",
+    "--open-mode",
+    "--requeue",
+    "--no-requeue",
+    "--array",
+    "-a",
+    "--kill-on-invalid-dep",
+    "--export",
+    "--test-only",
+    "--hold",
+    "-H",
+)
 
 
 @dataclass
@@ -48,9 +71,11 @@ class SlurmOptions:
 
     def sbatch_args(self) -> List[str]:
         """The user's options as sbatch argv items (`--key=value`, one item each)."""
-        args = [f"--{key.replace('_', '-')}={getattr(self, key)}"
-                for key in ("partition", "account", "time", "gres", "qos", "constraint", "mem")
-                if getattr(self, key)]
+        args = [
+            f"--{key.replace('_', '-')}={getattr(self, key)}"
+            for key in ("partition", "account", "time", "gres", "qos", "constraint", "mem")
+            if getattr(self, key)
+        ]
         if self.gpus_per_job:
             args.append(f"--gpus={self.gpus_per_job}")
         if self.cpus_per_task:
@@ -58,17 +83,20 @@ class SlurmOptions:
         return args + list(self.extra_args)
 
 
-_PATTERNS = {"partition": (_WORDS, "a partition name (or several, comma-separated), e.g. gpu"),
-             "account": (_WORD, "an account name, e.g. def-vincent"),
-             "qos": (_WORD, "a QOS name, e.g. normal"),
-             "constraint": (_CONSTRAINT, "node features, e.g. a100 or a100&ib"),
-             "gres": (_GRES, "a generic resource, e.g. gpu:1 or gpu:a100:1"),
-             "mem": (_MEM, "memory per node, e.g. 32G or 32000"),
-             "time": (_TIME, "a time limit: minutes, HH:MM:SS or D-HH:MM:SS, e.g. \"02:00:00\"")}
+_PATTERNS = {
+    "partition": (_WORDS, "a partition name (or several, comma-separated), e.g. gpu"),
+    "account": (_WORD, "an account name, e.g. def-vincent"),
+    "qos": (_WORD, "a QOS name, e.g. normal"),
+    "constraint": (_CONSTRAINT, "node features, e.g. a100 or a100&ib"),
+    "gres": (_GRES, "a generic resource, e.g. gpu:1 or gpu:a100:1"),
+    "mem": (_MEM, "memory per node, e.g. 32G or 32000"),
+    "time": (_TIME, 'a time limit: minutes, HH:MM:SS or D-HH:MM:SS, e.g. "02:00:00"'),
+}
 
 
 def check(opts: SlurmOptions, where: str) -> None:
     """One clear message for the first value Slurm would not read as intended."""
+
     def bad(key: str, value, why: str, hint: str) -> OrchError:
         return OrchError(f"{where}: key 'slurm.{key}': {why}: {value!r}", ExitCode.CONFIG, hint=hint)
 
@@ -80,22 +108,37 @@ def check(opts: SlurmOptions, where: str) -> None:
         if getattr(opts, key) < low:
             raise bad(key, getattr(opts, key), f"must be at least {low}", f"give slurm.{key} an integer >= {low}")
     if opts.gres and opts.gpus_per_job:
-        raise bad("gpus_per_job", opts.gpus_per_job, "set together with slurm.gres",
-                  "ask for GPUs one way: `gres: gpu:1` or `gpus_per_job: 1`")
+        raise bad(
+            "gpus_per_job",
+            opts.gpus_per_job,
+            "set together with slurm.gres",
+            "ask for GPUs one way: `gres: gpu:1` or `gpus_per_job: 1`",
+        )
     for i, arg in enumerate(opts.extra_args):
         at = f"extra_args[{i}]"
         if control_char(arg):
-            raise bad(at, arg, f"contains a control character ({control_char(arg)})",
-                      "each item is one sbatch argument on one line")
+            raise bad(
+                at,
+                arg,
+                f"contains a control character ({control_char(arg)})",
+                "each item is one sbatch argument on one line",
+            )
         if not arg.startswith("-"):
-            raise bad(at, arg, "not an option (each item is one sbatch flag, e.g. --mail-type=END)",
-                      "write `--flag=value` as one item; a separate value item would be read as the job script")
+            raise bad(
+                at,
+                arg,
+                "not an option (each item is one sbatch flag, e.g. --mail-type=END)",
+                "write `--flag=value` as one item; a separate value item would be read as the job script",
+            )
         name = arg.split("=", 1)[0]
         # sbatch takes -ofile for -o file, and any unambiguous prefix of a long option (--dep=).
-        if any((len(r) == 2 and arg.startswith(r)) or (name.startswith("--") and r.startswith(name))
-               for r in RESERVED):
+        if any((len(r) == 2 and arg.startswith(r)) or (name.startswith("--") and r.startswith(name)) for r in RESERVED):
             raise bad(at, arg, f"orch sets {name} itself on every job", "leave it out of extra_args")
     for i, module in enumerate(opts.modules):
         if not _MODULE.fullmatch(module):
-            raise bad(f"modules[{i}]", module, "expected a module name, e.g. cuda/12.4",
-                      "one module per item: letters, digits and _ . + / @ -")
+            raise bad(
+                f"modules[{i}]",
+                module,
+                "expected a module name, e.g. cuda/12.4",
+                "one module per item: letters, digits and _ . + / @ -",
+            )

@@ -1,4 +1,5 @@
 """Read a YAML config file into a mapping, with errors that name the file."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ wrong and how) when it does not.  Callers turn that into a job shown as
 ``unknown (bad status.json: ...)`` or into one OrchError; never into a traceback.
 Keys the contract does not name are allowed (a newer host side may add some).
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,20 @@ def _check(doc: Any, fields: Dict[str, str], required: Tuple[str, ...] = ()) -> 
 
 def check_status(doc: Any) -> Dict[str, Any]:
     """status.json, written by remote/wrapper.py."""
-    _check(doc, {"pid": "int?", "exit_code": "int?", "created": "num?", "started": "num?", "ended": "num?",
-                 "gpu": "text?", "reason": "text?", "requeues": "count?"}, required=("state",))
+    _check(
+        doc,
+        {
+            "pid": "int?",
+            "exit_code": "int?",
+            "created": "num?",
+            "started": "num?",
+            "ended": "num?",
+            "gpu": "text?",
+            "reason": "text?",
+            "requeues": "count?",
+        },
+        required=("state",),
+    )
     if doc["state"] not in STATES:
         raise BadDocument(f"'state' must be one of {', '.join(STATES)}, got {_short(doc['state'])}")
     return doc
@@ -92,17 +105,52 @@ def check_status(doc: Any) -> Dict[str, Any]:
 
 def check_progress(doc: Any) -> Dict[str, Any]:
     """One line of progress.jsonl."""
-    return _check(doc, {"t": "num?", "phase": "text?", "step": "int?", "total": "int?", "loss": "num?",
-                        "tokens_per_s": "num?", "eta_s": "num?", "lr": "num?"})
+    return _check(
+        doc,
+        {
+            "t": "num?",
+            "phase": "text?",
+            "step": "int?",
+            "total": "int?",
+            "loss": "num?",
+            "tokens_per_s": "num?",
+            "eta_s": "num?",
+            "lr": "num?",
+        },
+    )
 
 
 def check_manifest(doc: Any) -> Dict[str, Any]:
     """manifest.json, written last by remote/run_job.py."""
-    _check(doc, {"job": "text?", "role": "text?", "label": "text?", "files": "object", "n_test": "count",
-                 "classes": "texts", "train_texts": "count?", "train_tokens": "count?", "timings": "object?",
-                 "steps": "count?", "tokens_seen": "count?", "train_s": "num?", "val_loss": "num?",
-                 "finished": "num?", "tokenizer_sha256": "text?", "python": "text?", "device": "text?", "gpu_name": "text?", "torch": "text?",
-                 "transformers": "text?", "kind": "text?", "init": "text?", "slurm": "object?"}, required=("files",))
+    _check(
+        doc,
+        {
+            "job": "text?",
+            "role": "text?",
+            "label": "text?",
+            "files": "object",
+            "n_test": "count",
+            "classes": "texts",
+            "train_texts": "count?",
+            "train_tokens": "count?",
+            "timings": "object?",
+            "steps": "count?",
+            "tokens_seen": "count?",
+            "train_s": "num?",
+            "val_loss": "num?",
+            "finished": "num?",
+            "tokenizer_sha256": "text?",
+            "python": "text?",
+            "device": "text?",
+            "gpu_name": "text?",
+            "torch": "text?",
+            "transformers": "text?",
+            "kind": "text?",
+            "init": "text?",
+            "slurm": "object?",
+        },
+        required=("files",),
+    )
     for name, meta in doc["files"].items():
         if "/" in name or name in ("", ".", "..") or name not in RESULT_FILES:
             raise BadDocument(f"'files' lists {name!r}, which is not a result file ({', '.join(RESULT_FILES)})")
@@ -117,8 +165,18 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
 
 def _job_reply(raw: Any) -> Dict[str, Any]:
     """One job of a `hostctl status` reply; a bad status or progress marks the job, not the reply."""
-    _check(raw, {"name": "text", "alive": "bool", "manifest": "bool", "log_bytes": "count", "owner": "int?",
-                 "backend": "object?"}, required=("name",))
+    _check(
+        raw,
+        {
+            "name": "text",
+            "alive": "bool",
+            "manifest": "bool",
+            "log_bytes": "count",
+            "owner": "int?",
+            "backend": "object?",
+        },
+        required=("name",),
+    )
     job = dict(raw)
     # What the job backend knows (a session, a queue state and its reason): shown as text.
     backend = job.get("backend") or {}
@@ -172,7 +230,9 @@ def check_cancel_reply(doc: Any) -> Dict[str, Any]:
     return _check_list_reply(doc, {"name": "text", "state": "text", "changed": "bool"})
 
 
-def read_local(path: Path, check: Callable[[Any], Dict[str, Any]], limit: int = MAX_DOC_BYTES) -> Optional[Dict[str, Any]]:
+def read_local(
+    path: Path, check: Callable[[Any], Dict[str, Any]], limit: int = MAX_DOC_BYTES
+) -> Optional[Dict[str, Any]]:
     """A fetched host document: None when absent; BadDocument when it is not a regular
     file, too big, not JSON, or not of the contract's shape."""
     try:

@@ -4,6 +4,7 @@ knows about it since), read and written in one place.
 Everything that reads a run folder (launch, resume, fetch, status, evaluation) goes
 through these functions, so they sit below all of them and import nothing of theirs.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -11,10 +12,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict
 
-from remote.files import atomic_write_text
-
 from orchestrator.config.project import Project, safe_name
 from orchestrator.errors import ExitCode, OrchError
+from remote.files import atomic_write_text
 
 if TYPE_CHECKING:
     from remote.spec import Experiment
@@ -34,8 +34,9 @@ def load_record(run_dir: Path) -> Dict:
     try:
         return json.loads((run_dir / "local.json").read_text())
     except (OSError, ValueError):
-        raise OrchError(f"{run_dir}/local.json is missing or unreadable: not a run launched by orch",
-                        ExitCode.RUN_STATE)
+        raise OrchError(
+            f"{run_dir}/local.json is missing or unreadable: not a run launched by orch", ExitCode.RUN_STATE
+        ) from None
 
 
 def load_resolved(run_dir: Path) -> Dict:
@@ -46,8 +47,11 @@ def load_resolved(run_dir: Path) -> Dict:
         # libyaml's safe loader when there is one: a run.yaml of many jobs loads 10x faster.
         doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as exc:
-        raise OrchError(f"{path} is unreadable: {exc}", ExitCode.RUN_STATE,
-                        hint="the same file is on the host in <workdir>/runs/<run>/run.yaml")
+        raise OrchError(
+            f"{path} is unreadable: {exc}",
+            ExitCode.RUN_STATE,
+            hint="the same file is on the host in <workdir>/runs/<run>/run.yaml",
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list) or "experiment" not in doc:
         raise OrchError(f"{path} is not a run record (no jobs/experiment)", ExitCode.RUN_STATE)
     return doc

@@ -5,6 +5,7 @@ attempt (in this run, up to ``ATTEMPTS``, or a later run) asks for the rest with
 Range request. Only a file whose size and sha256 match is renamed to ``target``; a
 mismatch deletes the partial file, so a bad download is never resumed or used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,11 +37,24 @@ class _Progress:
         if output.quiet():
             return
         if output.err.is_terminal:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                       TransferSpeedColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                TransferSpeedColumn(), TimeRemainingColumn(), console=output.err, transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=output.err,
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task(label, total=total)
 
@@ -54,8 +68,7 @@ class _Progress:
             step = min(10, int(10 * done / self.total))
             if step > self.last_step:
                 self.last_step = step
-                output.say(f"{self.label}: {done / 1e6:.1f} of {self.total / 1e6:.1f} MB ({10 * step}%)",
-                           markup=False)
+                output.say(f"{self.label}: {done / 1e6:.1f} of {self.total / 1e6:.1f} MB ({10 * step}%)", markup=False)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -140,25 +153,34 @@ def fetch(url: str, target: Path, *, sha256: str, size: Optional[int] = None, la
             reason = getattr(exc, "reason", None) or exc
             have = part.stat().st_size if part.exists() else 0
             if isinstance(exc, urllib.error.HTTPError) and exc.code not in (408, 429, 500, 502, 503, 504):
-                raise OrchError(f"downloading {url} failed: HTTP {exc.code} {exc.reason}", ExitCode.UNREACHABLE,
-                                hint="check the URL (--url)") from None
+                raise OrchError(
+                    f"downloading {url} failed: HTTP {exc.code} {exc.reason}",
+                    ExitCode.UNREACHABLE,
+                    hint="check the URL (--url)",
+                ) from None
             if attempt + 1 == ATTEMPTS:
-                raise OrchError(f"downloading {url} failed: {reason}", ExitCode.UNREACHABLE,
-                                hint=f"run the same command again: it resumes at {have / 1e6:.1f} MB "
-                                     f"({part})" if have else "check the network and run it again") from None
+                raise OrchError(
+                    f"downloading {url} failed: {reason}",
+                    ExitCode.UNREACHABLE,
+                    hint=f"run the same command again: it resumes at {have / 1e6:.1f} MB ({part})"
+                    if have
+                    else "check the network and run it again",
+                ) from None
             wait = RETRY_WAIT_S[min(attempt, len(RETRY_WAIT_S) - 1)]
-            output.say(f"download interrupted at {have / 1e6:.1f} MB ({reason}); resuming in {wait} s",
-                       markup=False)
+            output.say(f"download interrupted at {have / 1e6:.1f} MB ({reason}); resuming in {wait} s", markup=False)
             time.sleep(wait)
     got_size = part.stat().st_size if part.exists() else 0
     got_sha = sha256_of(part) if part.exists() else ""
     if (size is not None and got_size != size) or got_sha != sha256:
         part.unlink(missing_ok=True)  # never resume from, or use, bytes that are not the file
-        what = f"{got_size} bytes, sha256 {got_sha}" + (f"; expected {size} bytes," if size is not None else
-                                                          "; expected")
-        raise OrchError(f"{url} is not the expected file ({what} sha256 {sha256}): refused",
-                        ExitCode.DATA, hint="the partial download was deleted; if the source really changed, "
-                        "check docs/DATA.md, else run the command again")
+        what = f"{got_size} bytes, sha256 {got_sha}" + (
+            f"; expected {size} bytes," if size is not None else "; expected"
+        )
+        raise OrchError(
+            f"{url} is not the expected file ({what} sha256 {sha256}): refused",
+            ExitCode.DATA,
+            hint="the partial download was deleted; if the source really changed, "
+            "check docs/DATA.md, else run the command again",
+        )
     os.replace(part, target)
     return target
-

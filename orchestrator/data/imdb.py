@@ -16,6 +16,7 @@ The archive is never unpacked to disk: its members are read from the tar stream 
 every member has been checked against the release's layout (no absolute or ../ paths, no
 links or devices, only the names the release has). See docs/DATA.md.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -27,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from orchestrator.data import download
 from orchestrator import output
+from orchestrator.data import download
 from orchestrator.errors import ExitCode, OrchError
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -41,8 +42,10 @@ EXPECTED = {"train": 25000, "test": 25000, "unsup": 50000}
 
 REVIEW = re.compile(r"aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt")
 DIRS = re.compile(r"aclImdb(/(train|test)(/(pos|neg))?|/train/unsup)?/?")
-OTHER_FILES = re.compile(r"aclImdb/(README|imdb\.vocab|imdbEr\.txt|(train|test)/labeledBow\.feat|train/unsupBow\.feat|"
-                         r"(train|test)/urls_(pos|neg)\.txt|train/urls_unsup\.txt)")
+OTHER_FILES = re.compile(
+    r"aclImdb/(README|imdb\.vocab|imdbEr\.txt|(train|test)/labeledBow\.feat|train/unsupBow\.feat|"
+    r"(train|test)/urls_(pos|neg)\.txt|train/urls_unsup\.txt)"
+)
 MAX_REVIEW_BYTES = 1 << 20  # the longest review is ~14 kB
 
 
@@ -93,9 +96,12 @@ def read_reviews(archive: Path) -> Dict[str, List[dict]]:
                 if label == "unsup":
                     found["unsup"].append(((0, number), {"id": key, "text": text}))
                 else:
-                    found[split].append(((0 if label == "neg" else 1, number),
-                                         {"id": key, "text": text, "label": 0 if label == "neg" else 1,
-                                          "rating": rating}))
+                    found[split].append(
+                        (
+                            (0 if label == "neg" else 1, number),
+                            {"id": key, "text": text, "label": 0 if label == "neg" else 1, "rating": rating},
+                        )
+                    )
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
         raise ArchiveError(f"cannot read the archive ({exc})") from None
     return {split: [row for _, row in sorted(rows, key=lambda r: r[0])] for split, rows in found.items()}
@@ -130,24 +136,33 @@ def get(project_root: Path, *, url: str = URL, sha256: str = SHA256, force: bool
     try:
         splits = read_reviews(archive)
     except ArchiveError as exc:
-        raise OrchError(f"{archive}: {exc}: refused, nothing was written", ExitCode.DATA,
-                        hint="delete the archive and run `orch data get imdb` again; if it persists, the source "
-                             "is not the aclImdb v1 release") from None
+        raise OrchError(
+            f"{archive}: {exc}: refused, nothing was written",
+            ExitCode.DATA,
+            hint="delete the archive and run `orch data get imdb` again; if it persists, the source "
+            "is not the aclImdb v1 release",
+        ) from None
     counts = {split: len(rows) for split, rows in splits.items()}
     if official and counts != EXPECTED:
         raise OrchError(f"{archive} holds {counts} reviews, not the release's {EXPECTED}: refused", ExitCode.DATA)
     for split in ("train", "test"):
         labels = {row["label"] for row in splits[split]}
         if labels != {0, 1}:
-            raise OrchError(f"{archive}: the {split} split has labels {sorted(labels)}, not neg and pos: refused",
-                            ExitCode.DATA)
+            raise OrchError(
+                f"{archive}: the {split} split has labels {sorted(labels)}, not neg and pos: refused", ExitCode.DATA
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         write_jsonl_gz(out_dir / f"{split}.jsonl.gz", rows)
-    source = {"dataset": "Large Movie Review Dataset v1.0 (Maas et al., ACL 2011)", "url": url, "sha256": sha256,
-              "archive": str(archive.relative_to(project_root)), "counts": counts,
-              "files": {s: f"data/imdb/{s}.jsonl.gz" for s in splits},
-              "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    source = {
+        "dataset": "Large Movie Review Dataset v1.0 (Maas et al., ACL 2011)",
+        "url": url,
+        "sha256": sha256,
+        "archive": str(archive.relative_to(project_root)),
+        "counts": counts,
+        "files": {s: f"data/imdb/{s}.jsonl.gz" for s in splits},
+        "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     tmp = source_file.with_name(".SOURCE.json.tmp")
     tmp.write_text(json.dumps(source, indent=2) + "\n")
     os.replace(tmp, source_file)

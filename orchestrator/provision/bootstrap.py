@@ -11,6 +11,7 @@ moves text between them and the host:
 A re-run after success is the probe alone: "nothing to do". What happens along the way is
 reported to a `Progress` (orchestrator/provision/progress.py); `orch bootstrap` renders it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,10 +62,17 @@ def _probe(transport, spec: EnvSpec, project: Project) -> probe.HostFacts:
 
 
 def _summary(plan: Plan, facts: probe.HostFacts) -> dict:
-    return {"env": plan.spec.name, "env_python": plan.env_python, "spec_digest": plan.spec.digest(),
-            "torch": plan.torch.describe(), "flash_attn": plan.flash_attn.describe(),
-            "flash_attn_kind": plan.flash_attn.kind, "steps": {s.name: s.state for s in plan.steps},
-            "verify": facts.verify, "updated": time.time()}
+    return {
+        "env": plan.spec.name,
+        "env_python": plan.env_python,
+        "spec_digest": plan.spec.digest(),
+        "torch": plan.torch.describe(),
+        "flash_attn": plan.flash_attn.describe(),
+        "flash_attn_kind": plan.flash_attn.kind,
+        "steps": {s.name: s.state for s in plan.steps},
+        "verify": facts.verify,
+        "updated": time.time(),
+    }
 
 
 def bootstrap(
@@ -94,8 +102,15 @@ def bootstrap(
     start = time.time()
 
     def plan_for(facts: probe.HostFacts) -> Plan:
-        return build_plan(facts, spec, host=host, host_python=cfg.python, force=sorted(force_left),
-                          accept_tos=accept_anaconda_tos, verify_digest=digest)
+        return build_plan(
+            facts,
+            spec,
+            host=host,
+            host_python=cfg.python,
+            force=sorted(force_left),
+            accept_tos=accept_anaconda_tos,
+            verify_digest=digest,
+        )
 
     with open_transport(project, host, trust_new_host_key) as transport:
         facts = _probe(transport, spec, project)
@@ -105,8 +120,9 @@ def bootstrap(
         if dry_run:
             return {"dry_run": True, "plan": plan.to_dict(), "facts": facts.to_dict()}
 
-        runner = Runner(transport, plan, host, progress,
-                        detached=backends.for_host(cfg).detached_steps(transport, plan.layout))
+        runner = Runner(
+            transport, plan, host, progress, detached=backends.for_host(cfg).detached_steps(transport, plan.layout)
+        )
         ran: List[str] = []
         if plan.pending:
             runner.lock.acquire(break_lock, warn=progress.warn)
@@ -123,8 +139,11 @@ def bootstrap(
                 if step.state == "blocked":
                     raise _blocked_error(step)
                 if step.name in ran:
-                    raise OrchError(f"step {step.name} succeeded but is still not done on the host: {step.why}",
-                                    ExitCode.REMOTE, hint=f"inspect {plan.layout.log(step.name)}")
+                    raise OrchError(
+                        f"step {step.name} succeeded but is still not done on the host: {step.why}",
+                        ExitCode.REMOTE,
+                        hint=f"inspect {plan.layout.log(step.name)}",
+                    )
                 runner.plan = plan
                 rc, step_log = runner.run_step(step)
                 ran.append(step.name)

@@ -16,6 +16,7 @@ Facts come from github.com/Dao-AILab/flash-attention at each tag in RELEASES: se
 wheel name and URL, nvcc minimum, python_requires, the build's env vars), the README, and
 .github/workflows/publish.yml (which torch / CUDA / python / platform got wheels).
 """
+
 from __future__ import annotations
 
 import re
@@ -71,21 +72,107 @@ def _torch_range(first: str, last: str) -> Tuple[str, ...]:
 
 # Newest first. Wheels were built for x86_64 only in these releases.
 RELEASES: Tuple[Release, ...] = (
-    Release("2.8.3.post1", "11.7", "3.9", _torch_range("2.4", "2.8"), ("12",), ("3.9", "3.13"), "2.32",
-            ("x86_64",), True, True, True, "2.2", (("2.4", "3.13"),),
-            notes="wheel-name fix for CUDA 13 torch (#2618)"),
-    Release("2.8.0.post2", "11.7", "3.9", _torch_range("2.4", "2.7"), ("12",), ("3.9", "3.13"), "2.32",
-            ("x86_64",), True, True, True, "2.2"),
-    Release("2.7.4.post1", "11.7", "3.9", _torch_range("2.2", "2.6"), ("12",), ("3.9", "3.13"), "",
-            ("x86_64",), False, True, True, "2.2"),
-    Release("2.7.0.post2", "11.7", "3.8", _torch_range("2.1", "2.5"), ("11", "12"), ("3.8", "3.12"), "",
-            ("x86_64",), False, False, False, "1.12"),
-    Release("2.6.3", "11.6", "3.8", _torch_range("2.0", "2.4"), ("118", "123"), ("3.8", "3.12"), "",
-            ("x86_64",), False, False, False, "1.12"),
-    Release("2.5.9.post1", "11.6", "3.7", _torch_range("1.12", "2.3"), ("118", "122"), ("3.8", "3.12"), "",
-            ("x86_64",), False, False, False, "1.12"),
-    Release("2.5.6", "11.6", "3.7", _torch_range("1.12", "2.2"), ("118", "122"), ("3.7", "3.11"), "",
-            ("x86_64",), False, False, False, "1.12", notes="platform hard-coded linux_x86_64"),
+    Release(
+        "2.8.3.post1",
+        "11.7",
+        "3.9",
+        _torch_range("2.4", "2.8"),
+        ("12",),
+        ("3.9", "3.13"),
+        "2.32",
+        ("x86_64",),
+        True,
+        True,
+        True,
+        "2.2",
+        (("2.4", "3.13"),),
+        notes="wheel-name fix for CUDA 13 torch (#2618)",
+    ),
+    Release(
+        "2.8.0.post2",
+        "11.7",
+        "3.9",
+        _torch_range("2.4", "2.7"),
+        ("12",),
+        ("3.9", "3.13"),
+        "2.32",
+        ("x86_64",),
+        True,
+        True,
+        True,
+        "2.2",
+    ),
+    Release(
+        "2.7.4.post1",
+        "11.7",
+        "3.9",
+        _torch_range("2.2", "2.6"),
+        ("12",),
+        ("3.9", "3.13"),
+        "",
+        ("x86_64",),
+        False,
+        True,
+        True,
+        "2.2",
+    ),
+    Release(
+        "2.7.0.post2",
+        "11.7",
+        "3.8",
+        _torch_range("2.1", "2.5"),
+        ("11", "12"),
+        ("3.8", "3.12"),
+        "",
+        ("x86_64",),
+        False,
+        False,
+        False,
+        "1.12",
+    ),
+    Release(
+        "2.6.3",
+        "11.6",
+        "3.8",
+        _torch_range("2.0", "2.4"),
+        ("118", "123"),
+        ("3.8", "3.12"),
+        "",
+        ("x86_64",),
+        False,
+        False,
+        False,
+        "1.12",
+    ),
+    Release(
+        "2.5.9.post1",
+        "11.6",
+        "3.7",
+        _torch_range("1.12", "2.3"),
+        ("118", "122"),
+        ("3.8", "3.12"),
+        "",
+        ("x86_64",),
+        False,
+        False,
+        False,
+        "1.12",
+    ),
+    Release(
+        "2.5.6",
+        "11.6",
+        "3.7",
+        _torch_range("1.12", "2.2"),
+        ("118", "122"),
+        ("3.7", "3.11"),
+        "",
+        ("x86_64",),
+        False,
+        False,
+        False,
+        "1.12",
+        notes="platform hard-coded linux_x86_64",
+    ),
 )
 RELEASES_BY_VERSION: Dict[str, Release] = {r.version: r for r in RELEASES}
 
@@ -132,8 +219,10 @@ class FAResolution:
             return f"prebuilt wheel {self.wheel}"
         if self.kind == "source":
             archs = self.env.get("FLASH_ATTN_CUDA_ARCHS", "80;90 (fixed by this version)")
-            return (f"source build of flash-attn {self.version} (archs {archs}, MAX_JOBS={self.env.get('MAX_JOBS')}, "
-                    f"nvcc {self.nvcc})")
+            return (
+                f"source build of flash-attn {self.version} (archs {archs}, MAX_JOBS={self.env.get('MAX_JOBS')}, "
+                f"nvcc {self.nvcc})"
+            )
         return self.reason
 
     def to_dict(self) -> dict:
@@ -176,19 +265,27 @@ def _wheel_problem(rel: Release, inp: FAInputs, abi: bool) -> Tuple[str, str]:
     if cu is None:
         return "", f"no wheel for CUDA {vtuple(inp.torch_cuda or '0')[0]}.x torch builds"
     py = vtuple(inp.python)
-    if not (vtuple(rel.wheel_python[0]) <= py <= vtuple(rel.wheel_python[1])) or (tminor, inp.python) in rel.wheel_excludes:
+    if (
+        not (vtuple(rel.wheel_python[0]) <= py <= vtuple(rel.wheel_python[1]))
+        or (tminor, inp.python) in rel.wheel_excludes
+    ):
         return "", f"no wheel for python {inp.python} with torch {tminor}"
     if rel.wheel_glibc_min and inp.glibc and vtuple(inp.glibc) < vtuple(rel.wheel_glibc_min):
-        return "", (f"its wheels were built on ubuntu-22.04 and need glibc >= {rel.wheel_glibc_min}; "
-                    f"this host has {inp.glibc} (would fail with GLIBC_{rel.wheel_glibc_min} not found)")
+        return "", (
+            f"its wheels were built on ubuntu-22.04 and need glibc >= {rel.wheel_glibc_min}; "
+            f"this host has {inp.glibc} (would fail with GLIBC_{rel.wheel_glibc_min} not found)"
+        )
     return wheel_name(rel.version, cu, tminor, abi, inp.python, inp.arch), ""
 
 
 def _nvcc_plan(rel: Release, inp: FAInputs, res: FAResolution) -> str:
     """Choose the nvcc for a source build; '' when fine, else why it cannot be built."""
     torch_major = vtuple(inp.torch_cuda or "0")[0]
-    need = max(vtuple(rel.nvcc_min), (11, 8) if any(cc[0] == 9 for cc in inp.compute_caps) else (0,),
-               (12, 8) if any(cc[0] >= 10 for cc in inp.compute_caps) else (0,))
+    need = max(
+        vtuple(rel.nvcc_min),
+        (11, 8) if any(cc[0] == 9 for cc in inp.compute_caps) else (0,),
+        (12, 8) if any(cc[0] >= 10 for cc in inp.compute_caps) else (0,),
+    )
     need_s = ".".join(str(x) for x in need)
     if inp.nvcc_version:
         sys_v = vtuple(inp.nvcc_version)
@@ -197,8 +294,11 @@ def _nvcc_plan(rel: Release, inp: FAInputs, res: FAResolution) -> str:
             if inp.nvcc_path.endswith("/bin/nvcc"):
                 res.cuda_home = inp.nvcc_path[: -len("/bin/nvcc")]
             return ""
-        why_sys = (f"the system nvcc {inp.nvcc_version} does not match torch's CUDA {inp.torch_cuda} (the major must be "
-                   f"equal)" if sys_v[0] != torch_major else f"the system nvcc {inp.nvcc_version} is older than {need_s}")
+        why_sys = (
+            f"the system nvcc {inp.nvcc_version} does not match torch's CUDA {inp.torch_cuda} (the major must be equal)"
+            if sys_v[0] != torch_major
+            else f"the system nvcc {inp.nvcc_version} is older than {need_s}"
+        )
     else:
         why_sys = "there is no system nvcc"
     if inp.conda_available:
@@ -208,9 +308,11 @@ def _nvcc_plan(rel: Release, inp: FAInputs, res: FAResolution) -> str:
         res.conda_cuda_version = f"{want[0]}.{want[1]}"
         res.nvcc = f"conda-forge cuda-nvcc {res.conda_cuda_version} in the env ({why_sys})"
         return ""
-    return (f"{why_sys}; a source build needs nvcc {torch_major}.x (>= {need_s}) to match torch's CUDA "
-            f"{inp.torch_cuda}: install that CUDA toolkit and put its bin/ on the host's extra_path, "
-            "or use a conda/miniforge env (it installs cuda-nvcc)")
+    return (
+        f"{why_sys}; a source build needs nvcc {torch_major}.x (>= {need_s}) to match torch's CUDA "
+        f"{inp.torch_cuda}: install that CUDA toolkit and put its bin/ on the host's extra_path, "
+        "or use a conda/miniforge env (it installs cuda-nvcc)"
+    )
 
 
 def _source_plan(rel: Release, inp: FAInputs, res: FAResolution) -> str:
@@ -237,8 +339,10 @@ def _source_plan(rel: Release, inp: FAInputs, res: FAResolution) -> str:
         del res.env["FLASH_ATTENTION_FORCE_BUILD"]  # unknown release: let its setup.py try its own wheel first
     newest_wheel_torch = rel.wheel_torch[-1] if rel.wheel_torch else ""
     if newest_wheel_torch and inp.torch_version and vtuple(minor_of(inp.torch_version)) > vtuple(newest_wheel_torch):
-        res.notes.append(f"torch {minor_of(inp.torch_version)} is newer than any torch flash-attn {rel.version} "
-                         f"was released for ({newest_wheel_torch}); the build may fail")
+        res.notes.append(
+            f"torch {minor_of(inp.torch_version)} is newer than any torch flash-attn {rel.version} "
+            f"was released for ({newest_wheel_torch}); the build may fail"
+        )
     res.notes.append(f"expect 10 min - 2 h of compiling (MAX_JOBS={jobs}; ninja is installed and checked first)")
     return ""
 
@@ -276,14 +380,19 @@ def resolve(
 
     if not inp.compute_caps:
         return no("no NVIDIA GPU with a known compute capability")
-    old = [(cc, name) for cc, name in zip(inp.compute_caps, list(inp.gpu_names) + [""] * len(inp.compute_caps))
-           if cc < (8, 0)]
+    old = [
+        (cc, name)
+        for cc, name in zip(inp.compute_caps, list(inp.gpu_names) + [""] * len(inp.compute_caps))
+        if cc < (8, 0)
+    ]
     if old:
         cc, name = old[0]
         arch = "Turing" if cc == (7, 5) else "Volta" if cc[0] == 7 else "pre-Volta"
         if len(old) == len(inp.compute_caps):
-            return no(f"{name or 'the GPU'} (sm_{cc[0]}{cc[1]}, {arch}) is not supported by flash-attn 2, "
-                      "which needs Ampere (sm_80) or newer")
+            return no(
+                f"{name or 'the GPU'} (sm_{cc[0]}{cc[1]}, {arch}) is not supported by flash-attn 2, "
+                "which needs Ampere (sm_80) or newer"
+            )
         res.notes.append(f"{name} (sm_{cc[0]}{cc[1]}) cannot use flash-attn; only the Ampere+ GPUs can")
     caps = [cc for cc in inp.compute_caps if cc >= (8, 0)]
     if not inp.torch_version:
@@ -294,17 +403,33 @@ def resolve(
         return no(f"Blackwell GPUs need torch built with CUDA >= 12.8 (this torch has CUDA {inp.torch_cuda})")
     abi = inp.cxx11_abi if inp.cxx11_abi is not None else predicted_cxx11_abi(inp.torch_version)
     if inp.cxx11_abi is None:
-        res.notes.append(f"C++11 ABI {str(abi).upper()} predicted from torch {inp.torch_version} (pip wheels); "
-                         "the build step re-checks it with the env's torch")
+        res.notes.append(
+            f"C++11 ABI {str(abi).upper()} predicted from torch {inp.torch_version} (pip wheels); "
+            "the build step re-checks it with the env's torch"
+        )
     fa_inp = FAInputs(**{**asdict(inp), "compute_caps": caps})
 
     if version not in ("", "auto", None):
         rel = RELEASES_BY_VERSION.get(version)
         if rel is None:
-            res.notes.append(f"flash-attn {version} is not in the built-in release table: its setup.py guesses a "
-                             "wheel URL itself, else it builds from source")
-            rel = Release(version, "11.7", "3.9", (), (), ("0", "0"), "", (), vtuple(version) >= (2, 8),
-                          vtuple(version) >= (2, 7, 3), vtuple(version) >= (2, 7, 3), "2.2")
+            res.notes.append(
+                f"flash-attn {version} is not in the built-in release table: its setup.py guesses a "
+                "wheel URL itself, else it builds from source"
+            )
+            rel = Release(
+                version,
+                "11.7",
+                "3.9",
+                (),
+                (),
+                ("0", "0"),
+                "",
+                (),
+                vtuple(version) >= (2, 8),
+                vtuple(version) >= (2, 7, 3),
+                vtuple(version) >= (2, 7, 3),
+                "2.2",
+            )
         gpu = _gpu_problem(rel, caps)
         if gpu:
             return no(f"flash-attn {version} (pinned): {gpu}")
@@ -342,8 +467,10 @@ def resolve(
         attempt = FAResolution(kind="unsupported", required=required, notes=list(base_notes))
         problem = _source_plan(rel, fa_inp, attempt)
         if not problem:
-            attempt.reason = (f"no release wheel fits ({why_not[0] if why_not else 'none'}): "
-                              f"build flash-attn {rel.version} from source")
+            attempt.reason = (
+                f"no release wheel fits ({why_not[0] if why_not else 'none'}): "
+                f"build flash-attn {rel.version} from source"
+            )
             return attempt
         first_problem = first_problem or f"flash-attn {rel.version} cannot be built: {problem}"
     if first_problem:
@@ -354,45 +481,83 @@ def resolve(
 # --- build-log diagnoses ----------------------------------------------------------------
 
 _LOG_PATTERNS: Sequence[Tuple[str, str, str]] = (
-    (r"CondaToSNonInteractiveError|Terms of Service have not been accepted",
-     "the Anaconda channels' Terms of Service were not accepted",
-     "pass --accept-anaconda-tos (or accept_anaconda_tos: true in the env spec), or use manager: miniforge"),
-    (r"The detected CUDA version \(([\d.]+)\) mismatches the version that was used to compile\s+PyTorch \(([\d.]+)\)",
-     "nvcc/torch CUDA mismatch: nvcc {0} vs torch built with CUDA {1}",
-     "the nvcc major must equal torch.version.cuda's major; use a matching toolkit or conda cuda-nvcc"),
-    (r"FlashAttention is only supported on CUDA 11\.\d+ and above",
-     "nvcc is too old for flash-attn", "install a newer CUDA toolkit (or conda cuda-nvcc)"),
-    (r"nvcc was not found|CUDA_HOME environment variable is not set|No CUDA runtime is found",
-     "nvcc / CUDA_HOME not found", "install a CUDA toolkit whose major matches torch, or use a conda env (cuda-nvcc)"),
-    (r"could not find ninja|Ninja is required|ninja: command not found",
-     "ninja is missing: the build falls back to the slow distutils backend",
-     "pip install ninja in the env and check `ninja --version` returns 0"),
-    (r"No module named 'torch'",
-     "torch is not visible to the build (pip build isolation)",
-     "install torch first and build with --no-build-isolation"),
-    (r"undefined symbol: _ZN|undefined symbol",
-     "undefined symbol at import: the binary was built for another torch version or C++ ABI",
-     "match torch major.minor and the cxx11 ABI flag; reinstall with --no-cache-dir or FLASH_ATTENTION_FORCE_BUILD=TRUE"),
-    (r"GLIBC_[\d.]+' not found",
-     "the prebuilt binary needs a newer glibc than the host has",
-     "use a release built on ubuntu-20.04 (<= 2.7.4.post1) or build from source"),
-    (r"FlashAttention only supports Ampere GPUs or newer|no kernel image is available",
-     "this GPU is not supported by this flash-attn build", "use torch SDPA (pre-Ampere) or flash-attn >= 2.8 with CUDA >= 12.8 (Blackwell)"),
+    (
+        r"CondaToSNonInteractiveError|Terms of Service have not been accepted",
+        "the Anaconda channels' Terms of Service were not accepted",
+        "pass --accept-anaconda-tos (or accept_anaconda_tos: true in the env spec), or use manager: miniforge",
+    ),
+    (
+        r"The detected CUDA version \(([\d.]+)\) mismatches the version that was used to compile"
+        r"\s+PyTorch \(([\d.]+)\)",
+        "nvcc/torch CUDA mismatch: nvcc {0} vs torch built with CUDA {1}",
+        "the nvcc major must equal torch.version.cuda's major; use a matching toolkit or conda cuda-nvcc",
+    ),
+    (
+        r"FlashAttention is only supported on CUDA 11\.\d+ and above",
+        "nvcc is too old for flash-attn",
+        "install a newer CUDA toolkit (or conda cuda-nvcc)",
+    ),
+    (
+        r"nvcc was not found|CUDA_HOME environment variable is not set|No CUDA runtime is found",
+        "nvcc / CUDA_HOME not found",
+        "install a CUDA toolkit whose major matches torch, or use a conda env (cuda-nvcc)",
+    ),
+    (
+        r"could not find ninja|Ninja is required|ninja: command not found",
+        "ninja is missing: the build falls back to the slow distutils backend",
+        "pip install ninja in the env and check `ninja --version` returns 0",
+    ),
+    (
+        r"No module named 'torch'",
+        "torch is not visible to the build (pip build isolation)",
+        "install torch first and build with --no-build-isolation",
+    ),
+    (
+        r"undefined symbol: _ZN|undefined symbol",
+        "undefined symbol at import: the binary was built for another torch version or C++ ABI",
+        "match torch major.minor and the cxx11 ABI flag; "
+        "reinstall with --no-cache-dir or FLASH_ATTENTION_FORCE_BUILD=TRUE",
+    ),
+    (
+        r"GLIBC_[\d.]+' not found",
+        "the prebuilt binary needs a newer glibc than the host has",
+        "use a release built on ubuntu-20.04 (<= 2.7.4.post1) or build from source",
+    ),
+    (
+        r"FlashAttention only supports Ampere GPUs or newer|no kernel image is available",
+        "this GPU is not supported by this flash-attn build",
+        "use torch SDPA (pre-Ampere) or flash-attn >= 2.8 with CUDA >= 12.8 (Blackwell)",
+    ),
     (r"No space left on device", "the disk is full", "free space in the workdir (and ~/.cache/pip)"),
-    (r"Could not find a version that satisfies the requirement|No matching distribution found",
-     "pip found no matching package", "check the version pins and that the host can reach the package index"),
-    (r"Temporary failure in name resolution|Failed to establish a new connection|Network is unreachable|Could not resolve host",
-     "the host cannot reach the internet (downloads fail)", "check the host's network/proxy settings"),
-    (r"sha256 mismatch", "the downloaded installer's sha256 does not match", "retry; if it persists, check the URL and sha256"),
-    (r"(^|\s)Killed(\s|$)|killed signal|signal 9|out of memory|Cannot allocate memory|exit code 137|rc=137",
-     "the build was killed, most likely out of RAM (OOM killer)",
-     "lower MAX_JOBS (about RAM_GB/9) and NVCC_THREADS, or add swap"),
+    (
+        r"Could not find a version that satisfies the requirement|No matching distribution found",
+        "pip found no matching package",
+        "check the version pins and that the host can reach the package index",
+    ),
+    (
+        r"Temporary failure in name resolution|Failed to establish a new connection"
+        r"|Network is unreachable|Could not resolve host",
+        "the host cannot reach the internet (downloads fail)",
+        "check the host's network/proxy settings",
+    ),
+    (
+        r"sha256 mismatch",
+        "the downloaded installer's sha256 does not match",
+        "retry; if it persists, check the URL and sha256",
+    ),
+    (
+        r"(^|\s)Killed(\s|$)|killed signal|signal 9|out of memory|Cannot allocate memory|exit code 137|rc=137",
+        "the build was killed, most likely out of RAM (OOM killer)",
+        "lower MAX_JOBS (about RAM_GB/9) and NVCC_THREADS, or add swap",
+    ),
 )
 
 
 # Outside a build (the torch step checks `import torch`), a missing torch is just missing.
-_TORCH_MISSING = ("torch is not installed in the env's python",
-                  "install torch into the python the env is made from, or set torch.version: auto in the env spec")
+_TORCH_MISSING = (
+    "torch is not installed in the env's python",
+    "install torch into the python the env is made from, or set torch.version: auto in the env spec",
+)
 _BUILD_STEPS = ("flash-attn", None)
 
 
@@ -412,6 +577,10 @@ def diagnose_log(text: str, rc: Optional[int] = None, step: Optional[str] = None
             except IndexError:
                 found.append((what, fix))
     if rc in (137, -9) and not any("killed" in w for w, _ in found):
-        found.append(("the step was killed (exit 137), most likely out of RAM",
-                      "lower MAX_JOBS (about RAM_GB/9) and NVCC_THREADS, or add swap"))
+        found.append(
+            (
+                "the step was killed (exit 137), most likely out of RAM",
+                "lower MAX_JOBS (about RAM_GB/9) and NVCC_THREADS, or add swap",
+            )
+        )
     return found

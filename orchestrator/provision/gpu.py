@@ -11,6 +11,7 @@ runs nvidia-smi on the host, and the raw text and exit codes come here. Three so
   ``--query-gpu`` field.
 - the plain ``nvidia-smi`` header ("CUDA Version: 13.0"): fallback for the same.
 """
+
 from __future__ import annotations
 
 import re
@@ -262,8 +263,7 @@ def diagnose(rc: Optional[int], output: str) -> GpuDiagnosis:
     if _NO_DRIVER in text or rc == 9:
         return GpuDiagnosis(
             "no_driver",
-            "nvidia-smi could not communicate with the NVIDIA driver: the driver is not installed "
-            "or not loaded",
+            "nvidia-smi could not communicate with the NVIDIA driver: the driver is not installed or not loaded",
             hint="install/load the NVIDIA driver (check `lsmod | grep nvidia`, dmesg), then re-run",
         )
     if _NO_DEVICES in text or rc == 6:
@@ -274,13 +274,17 @@ def diagnose(rc: Optional[int], output: str) -> GpuDiagnosis:
             "CUDA_VISIBLE_DEVICES is not the issue for nvidia-smi)",
         )
     if rc == 4:
-        return GpuDiagnosis("no_permission", "nvidia-smi: insufficient permissions", hint="check /dev/nvidia* permissions")
+        return GpuDiagnosis(
+            "no_permission", "nvidia-smi: insufficient permissions", hint="check /dev/nvidia* permissions"
+        )
     if rc == 12:
         return GpuDiagnosis(
             "no_driver", "nvidia-smi: the NVML shared library was not found", hint="reinstall the NVIDIA driver"
         )
     if rc == 15:
-        return GpuDiagnosis("failed", "nvidia-smi: a GPU has fallen off the bus", hint="reboot the host; check dmesg for Xid errors")
+        return GpuDiagnosis(
+            "failed", "nvidia-smi: a GPU has fallen off the bus", hint="reboot the host; check dmesg for Xid errors"
+        )
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return GpuDiagnosis("failed", f"nvidia-smi failed (exit {rc}): {first or 'no output'}")
 

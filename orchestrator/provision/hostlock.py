@@ -15,6 +15,7 @@ lost the network, and is taken over with a warning naming the old owner;
 the holder's token, so a controller whose lock was taken over never removes its
 successor's.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -25,8 +26,8 @@ import time
 import uuid
 from typing import List
 
-from orchestrator.transport import shell
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.transport import shell
 
 STALE_S = 300
 HEARTBEAT_S = 30
@@ -67,7 +68,8 @@ exit $rc
 # Appended to a poll: touch the lock if it is still ours, say whether it is.
 POLL_SNIPPET = r"""
 if [ -n "${LOCK:-}" ]; then
-  if grep -qF "$LOCK_TOKEN" "$LOCK/owner.json" 2>/dev/null; then touch "$LOCK"; echo "@@lock ok"; else echo "@@lock lost"; fi
+  if grep -qF "$LOCK_TOKEN" "$LOCK/owner.json" 2>/dev/null; then touch "$LOCK"; echo "@@lock ok"
+  else echo "@@lock lost"; fi
 fi
 """
 
@@ -105,18 +107,38 @@ class HostLock:
         self.held = False
 
     def owner_json(self) -> str:
-        return json.dumps({"token": self.token, "controller": socket.gethostname(), "user": getpass.getuser(),
-                           "pid": os.getpid(), "started": time.time(), "command": self.purpose}, sort_keys=True)
+        return json.dumps(
+            {
+                "token": self.token,
+                "controller": socket.gethostname(),
+                "user": getpass.getuser(),
+                "pid": os.getpid(),
+                "started": time.time(),
+                "command": self.purpose,
+            },
+            sort_keys=True,
+        )
 
     def acquire(self, break_lock: bool = False, warn=None) -> None:
         """Take the lock or raise OrchError (RUN_STATE) naming who holds it."""
-        argv = ["bash", "-c", _ACQUIRE, "orch-lock", self.path, self.owner_json(), str(STALE_S),
-                "1" if break_lock else "0"]
+        argv = [
+            "bash",
+            "-c",
+            _ACQUIRE,
+            "orch-lock",
+            self.path,
+            self.owner_json(),
+            str(STALE_S),
+            "1" if break_lock else "0",
+        ]
         res = self.t.run(shell.join(argv), check=False, timeout=60)
         info = _parse(res.stdout)
         if res.rc != 0 or not ({"acquired", "held"} & set(info)):
-            raise OrchError(f"could not take the bootstrap lock {self.path} on {self.host}: "
-                            f"{(res.stderr or res.stdout).strip()[:300]}", ExitCode.REMOTE)
+            raise OrchError(
+                f"could not take the bootstrap lock {self.path} on {self.host}: "
+                f"{(res.stderr or res.stdout).strip()[:300]}",
+                ExitCode.REMOTE,
+            )
         old, age = info.get("old", ""), info.get("age", "")
         if "held" in info:
             since = f", last heartbeat {age} s ago" if age else ""
@@ -124,7 +146,8 @@ class HostLock:
                 f"another `{self.purpose}` holds the lock on {self.host}: {describe_owner(old)}{since}",
                 ExitCode.RUN_STATE,
                 hint=f"wait for it to finish; if it is no longer running (its controller crashed or lost the network), "
-                     f"re-run with --break-lock (a lock untouched for {STALE_S // 60} minutes is taken over by itself)")
+                f"re-run with --break-lock (a lock untouched for {STALE_S // 60} minutes is taken over by itself)",
+            )
         self.held = True
         if old and warn is not None:
             how = "broke" if break_lock else f"took over a stale (untouched for {age} s)"
@@ -145,14 +168,17 @@ class HostLock:
             return
         self.held = False
         try:
-            self.t.run(shell.join(["bash", "-c", _RELEASE, "orch-unlock", self.path, self.token]), check=False,
-                       timeout=30)
+            self.t.run(
+                shell.join(["bash", "-c", _RELEASE, "orch-unlock", self.path, self.token]), check=False, timeout=30
+            )
         except OrchError:
             pass  # unreachable now: the lock goes stale and the next bootstrap takes it over
 
-
     def lost_error(self) -> OrchError:
         self.held = False
-        return OrchError(f"the lock of `{self.purpose}` on {self.host} ({self.path}) was taken by another controller "
-                         "while this one ran", ExitCode.RUN_STATE,
-                         hint="let that one finish; this one stopped following (the step itself goes on in tmux)")
+        return OrchError(
+            f"the lock of `{self.purpose}` on {self.host} ({self.path}) was taken by another controller "
+            "while this one ran",
+            ExitCode.RUN_STATE,
+            hint="let that one finish; this one stopped following (the step itself goes on in tmux)",
+        )

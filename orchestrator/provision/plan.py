@@ -18,6 +18,7 @@ exit code; a step is done when the recorded fingerprint matches and it succeeded
 Each step has its own function (`plan_conda` ... `plan_verify`) taking the `Inputs` and the
 earlier steps it builds on; `build_plan` composes them, then blocks what cannot run yet.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,13 +27,12 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from orchestrator.provision import flashattn
-from orchestrator.transport import shell
-from remote.backends.tmux import tmux_socket
-
 from orchestrator.config.envspec import EnvSpec
+from orchestrator.provision import flashattn
 from orchestrator.provision.probe import CondaInstall, HostFacts, PythonInfo
 from orchestrator.provision.torch_select import TorchChoice, select_torch, split_local, variant_cuda
+from orchestrator.transport import shell
+from remote.backends.tmux import tmux_socket
 
 STEPS = ("conda", "env", "torch", "packages", "flash-attn", "verify")
 STATES = ("done", "todo", "running", "blocked", "skip")
@@ -44,8 +44,10 @@ TOS_MESSAGE = (
     "Miniconda's default channels (repo.anaconda.com/pkgs/main and /pkgs/r) require accepting the Anaconda "
     "Terms of Service (enforced since 2025: CondaToSNonInteractiveError)"
 )
-TOS_HINT = ("accept them with `orch bootstrap HOST --accept-anaconda-tos` or `accept_anaconda_tos: true` in the "
-            "env spec, or use `manager: miniforge` (conda-forge only, no ToS)")
+TOS_HINT = (
+    "accept them with `orch bootstrap HOST --accept-anaconda-tos` or `accept_anaconda_tos: true` in the "
+    "env spec, or use `manager: miniforge` (conda-forge only, no ToS)"
+)
 GPU_ERRORS = ("no_driver", "mismatch", "no_devices", "no_permission", "failed")
 
 
@@ -148,9 +150,17 @@ class Step:
         return shell.with_env(self.argv, self.env) if self.env else shell.join(self.argv)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "title": self.title, "state": self.state, "why": self.why,
-                "command": self.command, "fingerprint": self.fingerprint, "detached": self.detached,
-                "notes": list(self.notes), "hint": self.hint}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "state": self.state,
+            "why": self.why,
+            "command": self.command,
+            "fingerprint": self.fingerprint,
+            "detached": self.detached,
+            "notes": list(self.notes),
+            "hint": self.hint,
+        }
 
 
 @dataclass
@@ -190,10 +200,16 @@ class Plan:
         return not self.pending
 
     def to_dict(self) -> dict:
-        return {"host": self.host, "env": self.spec.name, "env_python": self.env_python,
-                "torch": self.torch.to_dict(), "flash_attn": self.flash_attn.to_dict(),
-                "conda": self.conda.prefix if self.conda else None,
-                "steps": [s.to_dict() for s in self.steps], "warnings": list(self.warnings)}
+        return {
+            "host": self.host,
+            "env": self.spec.name,
+            "env_python": self.env_python,
+            "torch": self.torch.to_dict(),
+            "flash_attn": self.flash_attn.to_dict(),
+            "conda": self.conda.prefix if self.conda else None,
+            "steps": [s.to_dict() for s in self.steps],
+            "warnings": list(self.warnings),
+        }
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -222,14 +238,17 @@ def _base_python(facts: HostFacts, request: str) -> Tuple[Optional[PythonInfo], 
         if chosen is None:
             return None, "no python3 on the host's PATH"
     else:
-        chosen = next((p for p in usable if p.minor == request and p.venv), None) or \
-            next((p for p in usable if p.minor == request), None)
+        chosen = next((p for p in usable if p.minor == request and p.venv), None) or next(
+            (p for p in usable if p.minor == request), None
+        )
         if chosen is None:
             have = ", ".join(sorted({p.minor for p in usable})) or "none"
             return None, f"no python {request} on the host (found: {have}); install it, or use manager: conda"
     if not chosen.venv:
-        return None, (f"{chosen.path} ({chosen.version}) cannot create venvs (no venv/ensurepip module; "
-                      f"Debian/Ubuntu: apt-get install python{chosen.minor}-venv)")
+        return None, (
+            f"{chosen.path} ({chosen.version}) cannot create venvs (no venv/ensurepip module; "
+            f"Debian/Ubuntu: apt-get install python{chosen.minor}-venv)"
+        )
     return chosen, ""
 
 
@@ -251,8 +270,9 @@ def _pick_conda(facts: HostFacts, spec: EnvSpec, layout: Layout) -> Tuple[Option
     return None, prefix
 
 
-def torch_facts(plan_torch: TorchChoice, env: Optional[PythonInfo], base: Optional[PythonInfo],
-                spec: EnvSpec) -> Tuple[str, Optional[str], bool]:
+def torch_facts(
+    plan_torch: TorchChoice, env: Optional[PythonInfo], base: Optional[PythonInfo], spec: EnvSpec
+) -> Tuple[str, Optional[str], bool]:
     """(torch version, its CUDA or None, installed?) — installed facts win over the choice."""
     source = env
     if source is None and spec.torch.version == "preinstalled" and spec.system_site_packages:
@@ -314,8 +334,10 @@ class Inputs:
         if rec is None or "rc" not in rec:
             step.state, step.why = "todo", "not done yet"
         elif rec.get("fingerprint") != step.fingerprint:
-            step.state, step.why = "todo", "its inputs changed since it last ran" if rec.get("rc") == 0 else \
-                "failed last time with other inputs"
+            step.state, step.why = (
+                "todo",
+                "its inputs changed since it last ran" if rec.get("rc") == 0 else "failed last time with other inputs",
+            )
         elif rec.get("rc") != 0:
             step.state, step.why = "todo", f"failed last time (exit {rec.get('rc')}): resuming here"
         elif not exists:
@@ -344,21 +366,36 @@ def plan_conda(inp: Inputs) -> CondaOutcome:
     exe = posixpath.join(prefix, "bin", "conda")
     url = spec.conda.installer_url or default_installer_url(spec, facts.arch)
     step.title = f"install {'Miniforge' if flavor == 'miniforge' else 'Miniconda'} -> {prefix}"
-    step.argv = ["bash", layout.script("install_conda.sh"), "--flavor", flavor, "--prefix", prefix,
-                 "--url", url, "--download-dir", layout.downloads]
+    step.argv = [
+        "bash",
+        layout.script("install_conda.sh"),
+        "--flavor",
+        flavor,
+        "--prefix",
+        prefix,
+        "--url",
+        url,
+        "--download-dir",
+        layout.downloads,
+    ]
     if spec.conda.installer_sha256:
         step.argv += ["--sha256", spec.conda.installer_sha256]
     step.fingerprint = fingerprint("conda", flavor, prefix, url, spec.conda.installer_sha256)
     step.detached, step.timeout_s = True, inp.install_s
     rec = _record(facts, "conda")
     failed_here = bool(rec and rec.get("fingerprint") == step.fingerprint and rec.get("rc") not in (0, None))
-    ours = found is not None and found.prefix.rstrip("/") == prefix.rstrip("/") and (
-        bool(rec) or prefix.startswith(facts.workdir.rstrip("/") + "/"))
+    ours = (
+        found is not None
+        and found.prefix.rstrip("/") == prefix.rstrip("/")
+        and (bool(rec) or prefix.startswith(facts.workdir.rstrip("/") + "/"))
+    )
     if found is not None and not failed_here and "conda" not in force:
         conda = found
         step.title = f"conda at {found.prefix}"
         step.state = "done"
-        step.why = "installed" if ours else f"using the existing conda at {found.prefix} ({found.version or 'version ?'})"
+        step.why = (
+            "installed" if ours else f"using the existing conda at {found.prefix} ({found.version or 'version ?'})"
+        )
     elif found is not None and "conda" in force and not ours:
         conda = found
         step.state = "blocked"
@@ -368,8 +405,11 @@ def plan_conda(inp: Inputs) -> CondaOutcome:
         conda = CondaInstall(prefix=prefix, conda_forge=flavor == "miniforge")
         inp.judge(step, exists=found is not None, missing_why=f"no conda at {prefix}")
         if step.state == "todo" and not failed_here and "conda" not in force:
-            step.why = "no usable conda on the host" if not facts.conda or not spec.conda.use_existing \
+            step.why = (
+                "no usable conda on the host"
+                if not facts.conda or not spec.conda.use_existing
                 else f"no conda at {prefix}"
+            )
         if not url.startswith("file://") and not (facts.has("curl") or facts.has("wget")):
             step.state, step.why = "blocked", "neither curl nor wget on the host to download the installer"
             step.blocked_code = "host"
@@ -390,19 +430,39 @@ def plan_env(inp: Inputs, conda: CondaOutcome, base: Optional[PythonInfo], base_
     step = Step("env", f"{spec.manager} env {spec.name} -> {layout.env_prefix}")
     if spec.manager == "venv":
         py_arg = base.path if base else spec.python
-        step.argv = ["bash", layout.script("make_env.sh"), "--manager", "venv", "--prefix", layout.env_prefix,
-                     "--python", py_arg]
+        step.argv = [
+            "bash",
+            layout.script("make_env.sh"),
+            "--manager",
+            "venv",
+            "--prefix",
+            layout.env_prefix,
+            "--python",
+            py_arg,
+        ]
         if spec.system_site_packages:
             step.argv.append("--system-site-packages")
-        step.fingerprint = fingerprint("env", "venv", spec.python, base.minor if base else "",
-                                       spec.system_site_packages, layout.env_prefix)
+        step.fingerprint = fingerprint(
+            "env", "venv", spec.python, base.minor if base else "", spec.system_site_packages, layout.env_prefix
+        )
     else:
-        step.argv = ["bash", layout.script("make_env.sh"), "--manager", spec.manager, "--prefix",
-                     layout.env_prefix, "--python", spec.python, "--conda", conda.exe]
+        step.argv = [
+            "bash",
+            layout.script("make_env.sh"),
+            "--manager",
+            spec.manager,
+            "--prefix",
+            layout.env_prefix,
+            "--python",
+            spec.python,
+            "--conda",
+            conda.exe,
+        ]
         if spec.manager == "conda" and inp.accepted:
             step.argv.append("--accept-tos")
-        step.fingerprint = fingerprint("env", spec.manager, spec.python,
-                                       conda.install.prefix if conda.install else "", layout.env_prefix)
+        step.fingerprint = fingerprint(
+            "env", spec.manager, spec.python, conda.install.prefix if conda.install else "", layout.env_prefix
+        )
     inp.judge(step, exists=env_info is not None, missing_why=f"the env is missing at {layout.env_prefix}")
     if step.state == "todo" and env_info is not None:
         step.argv.append("--recreate")  # an env from another spec: rebuild it
@@ -423,8 +483,14 @@ def torch_choice(inp: Inputs, base: Optional[PythonInfo]) -> TorchChoice:
     if spec.torch.version == "preinstalled":
         src = env_info or (base if spec.system_site_packages else None)
         preinstalled = (src.packages.get("torch") or "") if src else ""
-    return select_torch(version=spec.torch.version, cuda=spec.torch.cuda, driver_cuda=gpu.cuda_version,
-                        compute_caps=inp.caps, has_gpu=gpu.ok, preinstalled_version=preinstalled)
+    return select_torch(
+        version=spec.torch.version,
+        cuda=spec.torch.cuda,
+        driver_cuda=gpu.cuda_version,
+        compute_caps=inp.caps,
+        has_gpu=gpu.ok,
+        preinstalled_version=preinstalled,
+    )
 
 
 def plan_torch(inp: Inputs, choice: TorchChoice, env_step: Step, base: Optional[PythonInfo]) -> Step:
@@ -435,8 +501,9 @@ def plan_torch(inp: Inputs, choice: TorchChoice, env_step: Step, base: Optional[
     # spec, --force env, deleted by hand) empties it, so everything after it is redone.
     env_rec = _record(facts, "env") if env_step.state == "done" else None
     env_instance = (env_rec or {}).get("started", "new")
-    step.fingerprint = fingerprint("torch", env_step.fingerprint, env_instance, choice.mode,
-                                   choice.requirement, choice.index_url)
+    step.fingerprint = fingerprint(
+        "torch", env_step.fingerprint, env_instance, choice.mode, choice.requirement, choice.index_url
+    )
     step.notes.extend(choice.notes)
     if choice.reason:
         step.notes.insert(0, choice.reason)
@@ -449,8 +516,10 @@ def plan_torch(inp: Inputs, choice: TorchChoice, env_step: Step, base: Optional[
         # The probe looked at the python that is to provide torch: without it no later step can work.
         sees_base = base is not None and spec.system_site_packages
         if env_info is not None:
-            source, where = env_info, f"the env's python ({env_py})" + (
-                f", which sees the packages of {base.path}" if sees_base else "")
+            source, where = (
+                env_info,
+                f"the env's python ({env_py})" + (f", which sees the packages of {base.path}" if sees_base else ""),
+            )
         elif sees_base and base.prefix == (base.base_prefix or base.prefix):
             # (a venv made from a venv's python sees its *base* interpreter's packages, which
             # the probe did not look at: only a base interpreter is judged before the env exists)
@@ -460,8 +529,10 @@ def plan_torch(inp: Inputs, choice: TorchChoice, env_step: Step, base: Optional[
         if source is not None and not source.packages.get("torch") and step.state != "done":
             step.state = "blocked"
             step.why = f"torch is missing from {where}, and torch: preinstalled installs none"
-            step.hint = (f"install torch into {base.path if sees_base else env_py}, or set torch.version: auto "
-                         "in the env spec so bootstrap installs the build for the host's driver")
+            step.hint = (
+                f"install torch into {base.path if sees_base else env_py}, or set torch.version: auto "
+                "in the env spec so bootstrap installs the build for the host's driver"
+            )
             step.blocked_code = "host"
     else:
         step.argv = [env_py, "-m", "pip", "install", *choice.pip_args()]
@@ -496,24 +567,36 @@ def plan_packages(inp: Inputs, torch_step: Step) -> Step:
     return step
 
 
-def flash_attn_choice(inp: Inputs, torch_version: str, torch_cuda: Optional[str],
-                      base: Optional[PythonInfo]) -> flashattn.FAResolution:
+def flash_attn_choice(
+    inp: Inputs, torch_version: str, torch_cuda: Optional[str], base: Optional[PythonInfo]
+) -> flashattn.FAResolution:
     """A wheel, a source build, or skipped, for the torch the env has (or is about to get)."""
     facts, spec, gpu, env_info = inp.facts, inp.spec, inp.facts.gpu, inp.env_info
     py_minor = env_info.minor if env_info else (base.minor if base else spec.python)
     fa_inp = flashattn.FAInputs(
-        compute_caps=inp.caps, gpu_names=[g.name for g in gpu.gpus if g.cc_tuple is not None] if gpu.ok else [],
-        driver_cuda=gpu.cuda_version, torch_version=torch_version, torch_cuda=torch_cuda, python=py_minor,
-        glibc=facts.glibc, arch=facts.arch or "x86_64", nvcc_version=facts.nvcc_version, nvcc_path=facts.nvcc_path,
-        conda_available=spec.uses_conda, ram_gb=facts.mem_available_gb, cpus=facts.cpus or 1,
+        compute_caps=inp.caps,
+        gpu_names=[g.name for g in gpu.gpus if g.cc_tuple is not None] if gpu.ok else [],
+        driver_cuda=gpu.cuda_version,
+        torch_version=torch_version,
+        torch_cuda=torch_cuda,
+        python=py_minor,
+        glibc=facts.glibc,
+        arch=facts.arch or "x86_64",
+        nvcc_version=facts.nvcc_version,
+        nvcc_path=facts.nvcc_path,
+        conda_available=spec.uses_conda,
+        ram_gb=facts.mem_available_gb,
+        cpus=facts.cpus or 1,
         ninja=facts.has("ninja"),
     )
-    return flashattn.resolve(fa_inp, wanted=spec.flash_attn.wanted, required=spec.flash_attn.required,
-                             version=spec.flash_attn.version)
+    return flashattn.resolve(
+        fa_inp, wanted=spec.flash_attn.wanted, required=spec.flash_attn.required, version=spec.flash_attn.version
+    )
 
 
-def plan_flash_attn(inp: Inputs, fa: flashattn.FAResolution, torch_step: Step, conda_exe: str,
-                    torch_installed: bool) -> Step:
+def plan_flash_attn(
+    inp: Inputs, fa: flashattn.FAResolution, torch_step: Step, conda_exe: str, torch_installed: bool
+) -> Step:
     spec, layout, env_info = inp.spec, inp.layout, inp.env_info
     step = Step("flash-attn", "flash-attn")
     step.notes.extend(fa.notes)
@@ -543,11 +626,22 @@ def plan_flash_attn(inp: Inputs, fa: flashattn.FAResolution, torch_step: Step, c
         step.timeout_s = spec.timeouts.flash_attn_build * 60
     step.argv = argv
     step.detached = True
-    step.fingerprint = fingerprint("flash-attn", torch_step.fingerprint, fa.kind, fa.version, fa.wheel,
-                                   fa.env.get("FLASH_ATTN_CUDA_ARCHS", ""), fa.conda_cuda_version)
+    step.fingerprint = fingerprint(
+        "flash-attn",
+        torch_step.fingerprint,
+        fa.kind,
+        fa.version,
+        fa.wheel,
+        fa.env.get("FLASH_ATTN_CUDA_ARCHS", ""),
+        fa.conda_cuda_version,
+    )
     have = (env_info.packages.get("flash-attn") if env_info else None) or ""
-    inp.judge(step, exists=bool(have), extra_ok=have.split("+")[0] == fa.version.split("+")[0],
-              missing_why=f"flash-attn {fa.version} is not installed in the env (found {have or 'none'})")
+    inp.judge(
+        step,
+        exists=bool(have),
+        extra_ok=have.split("+")[0] == fa.version.split("+")[0],
+        missing_why=f"flash-attn {fa.version} is not installed in the env (found {have or 'none'})",
+    )
     if fa.kind == "source" and not inp.facts.has("gcc") and step.state != "done":
         step.state, step.why = "blocked", "a source build needs gcc/g++ on the host (apt-get install build-essential)"
         step.blocked_code = "host"
@@ -556,8 +650,14 @@ def plan_flash_attn(inp: Inputs, fa: flashattn.FAResolution, torch_step: Step, c
     return step
 
 
-def plan_verify(inp: Inputs, choice: TorchChoice, torch_cuda: Optional[str], fa: flashattn.FAResolution,
-                built_on: Sequence[Step], verify_digest: str) -> Step:
+def plan_verify(
+    inp: Inputs,
+    choice: TorchChoice,
+    torch_cuda: Optional[str],
+    fa: flashattn.FAResolution,
+    built_on: Sequence[Step],
+    verify_digest: str,
+) -> Step:
     """`built_on`: the torch, packages and flash-attn steps, whose results it checks."""
     layout, facts = inp.layout, inp.facts
     torch_step, pkg_step, fa_step = built_on
@@ -569,13 +669,23 @@ def plan_verify(inp: Inputs, choice: TorchChoice, torch_cuda: Optional[str], fa:
         step.argv.append("--expect-cuda")
     if choice.mode == "none":
         step.argv.append("--no-torch-ok")
-    step.fingerprint = fingerprint("verify", torch_step.fingerprint, pkg_step.fingerprint,
-                                   fa_step.fingerprint or fa.kind, verify_digest, step.argv[3:])
+    step.fingerprint = fingerprint(
+        "verify",
+        torch_step.fingerprint,
+        pkg_step.fingerprint,
+        fa_step.fingerprint or fa.kind,
+        verify_digest,
+        step.argv[3:],
+    )
     step.timeout_s = 600
     verify_ok = bool(facts.verify and facts.verify.get("ok"))
     env_exists = inp.env_info is not None
-    inp.judge(step, exists=env_exists, extra_ok=verify_ok,
-              missing_why="the last verification did not pass" if env_exists else "the env is missing")
+    inp.judge(
+        step,
+        exists=env_exists,
+        extra_ok=verify_ok,
+        missing_why="the last verification did not pass" if env_exists else "the env is missing",
+    )
     if inp.force and "verify" not in inp.force and step.state == "done":
         step.state, step.why = "todo", "re-verify after the forced step"
     return step
@@ -616,8 +726,9 @@ def build_plan(
     accept_tos: bool = False,
     verify_digest: str = "",
 ) -> Plan:
-    inp = Inputs(facts, spec, Layout(facts.workdir, spec.name), tuple(force),
-                 accepted=accept_tos or spec.accept_anaconda_tos)
+    inp = Inputs(
+        facts, spec, Layout(facts.workdir, spec.name), tuple(force), accepted=accept_tos or spec.accept_anaconda_tos
+    )
     base, base_why = _base_python(facts, spec.python) if spec.manager == "venv" else (None, "")
     conda = plan_conda(inp)
     env_step = plan_env(inp, conda, base, base_why)
@@ -635,8 +746,18 @@ def build_plan(
     warnings: List[str] = []
     if facts.disk_path and facts.disk_free_gb < 15 and any(s.state == "todo" for s in steps):
         warnings.append(f"only {facts.disk_free_gb:.0f} GiB free at {facts.disk_path}: torch needs ~5-10 GiB")
-    return Plan(host=host, spec=spec, facts=facts, layout=inp.layout, torch=choice, flash_attn=fa,
-                conda=conda.install, steps=steps, host_python=host_python, warnings=warnings)
+    return Plan(
+        host=host,
+        spec=spec,
+        facts=facts,
+        layout=inp.layout,
+        torch=choice,
+        flash_attn=fa,
+        conda=conda.install,
+        steps=steps,
+        host_python=host_python,
+        warnings=warnings,
+    )
 
 
 def state_json(plan: Plan, previous: Optional[dict] = None, now: float = 0.0) -> dict:
@@ -646,8 +767,14 @@ def state_json(plan: Plan, previous: Optional[dict] = None, now: float = 0.0) ->
         rec = plan.facts.results.get(s.name)
         if rec is not None:
             steps[s.name] = dict(rec)
-    return {"version": 1, "env": plan.spec.name, "env_python": plan.env_python, "spec_digest": plan.spec.digest(),
-            "updated": now, "steps": steps}
+    return {
+        "version": 1,
+        "env": plan.spec.name,
+        "env_python": plan.env_python,
+        "spec_digest": plan.spec.digest(),
+        "updated": now,
+        "steps": steps,
+    }
 
 
 def validate_force(names: Sequence[str]) -> List[str]:

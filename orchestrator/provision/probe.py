@@ -13,6 +13,7 @@ and `parse_probe(text, workdir)` turns that into `HostFacts`. Every parser is a 
 function over raw command output, tested on real fixtures; failures (no nvidia-smi, a
 dead driver, missing tools) become facts and diagnoses, never exceptions.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,16 +23,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from orchestrator.config.project import control_char
 from orchestrator.contract.hostdocs import parse_json_object
 from orchestrator.errors import Problem  # noqa: F401 (callers and tests name it here)
 from orchestrator.provision import gpu as gpu_mod
 from orchestrator.provision import scripts
 from orchestrator.transport import shell
-from orchestrator.config.project import control_char
 
 PROBE_VERSION = 1
-TOOLS = ("bash", "tmux", "rsync", "git", "gcc", "g++", "make", "ninja", "curl", "wget", "sha256sum",
-         "nvcc", "nvidia-smi", "conda", "python3", "timeout")
+TOOLS = (
+    "bash",
+    "tmux",
+    "rsync",
+    "git",
+    "gcc",
+    "g++",
+    "make",
+    "ninja",
+    "curl",
+    "wget",
+    "sha256sum",
+    "nvcc",
+    "nvidia-smi",
+    "conda",
+    "python3",
+    "timeout",
+)
 
 
 def probe_script(project_root: Optional[Path] = None) -> str:
@@ -45,10 +62,26 @@ def probe_command(workdir: str, pythons: Sequence[str] = (), project_root: Optio
     # --norc: bash started by sshd (stdin a socket) reads ~/.bashrc even for -c, and a
     # ~/.bashrc without an "interactive only" guard that prepends to PATH (pyenv, conda init)
     # would hide the host's extra_path from `command -v python3`.
-    return shell.join(["bash", "--norc", "-c", probe_script(project_root), "orch-probe",
-                       "--version", str(PROBE_VERSION), "--tools", " ".join(TOOLS),
-                       "--fields", ",".join(gpu_mod.QUERY_FIELDS), "--fields-nocc", ",".join(gpu_mod.QUERY_FIELDS_NO_CC),
-                       "--", workdir, *pythons])
+    return shell.join(
+        [
+            "bash",
+            "--norc",
+            "-c",
+            probe_script(project_root),
+            "orch-probe",
+            "--version",
+            str(PROBE_VERSION),
+            "--tools",
+            " ".join(TOOLS),
+            "--fields",
+            ",".join(gpu_mod.QUERY_FIELDS),
+            "--fields-nocc",
+            ",".join(gpu_mod.QUERY_FIELDS_NO_CC),
+            "--",
+            workdir,
+            *pythons,
+        ]
+    )
 
 
 # --- facts ----------------------------------------------------------------------------
@@ -116,7 +149,9 @@ class HostFacts:
     workdir_exists: bool = False
     tools: Dict[str, str] = field(default_factory=dict)
     tmux_version: str = ""
-    gpu: gpu_mod.GpuReport = field(default_factory=lambda: gpu_mod.GpuReport(gpu_mod.GpuDiagnosis("missing", "not probed")))
+    gpu: gpu_mod.GpuReport = field(
+        default_factory=lambda: gpu_mod.GpuReport(gpu_mod.GpuDiagnosis("missing", "not probed"))
+    )
     nvcc_path: str = ""
     nvcc_version: str = ""
     conda: List[CondaInstall] = field(default_factory=list)
@@ -140,8 +175,11 @@ class HostFacts:
     @classmethod
     def from_dict(cls, data: dict) -> "HostFacts":
         data = dict(data)
-        data["gpu"] = gpu_mod.GpuReport.from_dict(data["gpu"]) if data.get("gpu") else gpu_mod.GpuReport(
-            gpu_mod.GpuDiagnosis("missing", "not probed"))
+        data["gpu"] = (
+            gpu_mod.GpuReport.from_dict(data["gpu"])
+            if data.get("gpu")
+            else gpu_mod.GpuReport(gpu_mod.GpuDiagnosis("missing", "not probed"))
+        )
         data["conda"] = [CondaInstall(**c) for c in data.get("conda", [])]
         data["pythons"] = [PythonInfo(**p) for p in data.get("pythons", [])]
         data["envs"] = {k: PythonInfo(**v) for k, v in data.get("envs", {}).items()}
@@ -291,8 +329,16 @@ def parse_sinfo(text: str) -> List[Dict[str, str]]:
         if len(parts) != 5 or not parts[0]:
             continue
         name = parts[0]
-        out.append({"partition": name.rstrip("*"), "default": "yes" if name.endswith("*") else "",
-                    "available": parts[1], "time_limit": parts[2], "nodes": parts[3], "gres": parts[4]})
+        out.append(
+            {
+                "partition": name.rstrip("*"),
+                "default": "yes" if name.endswith("*") else "",
+                "available": parts[1],
+                "time_limit": parts[2],
+                "nodes": parts[3],
+                "gres": parts[4],
+            }
+        )
     return out
 
 
@@ -316,9 +362,13 @@ def gpu_report_from_sections(sections: Dict[str, Section], which: Dict[str, str]
     plain = sections.get("nvidia-smi-plain")
     return gpu_mod.build_report(
         smi_path=which.get("nvidia-smi", ""),
-        query_rc=query.rc, query_out=query.text, query_fields=fields,
-        xml_rc=xml.rc if xml else None, xml_out=xml.text if xml else "",
-        plain_rc=plain.rc if plain else None, plain_out=plain.text if plain else "",
+        query_rc=query.rc,
+        query_out=query.text,
+        query_fields=fields,
+        xml_rc=xml.rc if xml else None,
+        xml_out=xml.text if xml else "",
+        plain_rc=plain.rc if plain else None,
+        plain_out=plain.text if plain else "",
     )
 
 
@@ -347,8 +397,10 @@ def parse_probe(text: str, workdir: str, now: Optional[float] = None) -> HostFac
     if resolved.startswith("/"):
         facts.workdir = resolved
     if control_char(facts.workdir) or control_char(facts.home):
-        facts.warnings.append(f"the workdir resolves to {facts.workdir!r} on the host (home {facts.home!r}): "
-                              "a path with a control character is not usable")
+        facts.warnings.append(
+            f"the workdir resolves to {facts.workdir!r} on the host (home {facts.home!r}): "
+            "a path with a control character is not usable"
+        )
     facts.tools = parse_which(body("which"))
     m = re.search(r"tmux (\S+)", body("tmux"))
     facts.tmux_version = m.group(1) if m else ""
@@ -363,8 +415,11 @@ def parse_probe(text: str, workdir: str, now: Optional[float] = None) -> HostFac
     facts.verify = parse_json_object(body("verify")) if s.get("verify") and s["verify"].rc == 0 else None
     if "sinfo" in s:
         facts.slurm_partitions = parse_sinfo(body("sinfo"))
-    facts.tmux_sessions = [x.strip() for x in body("tmux-sessions").splitlines() if x.strip()] \
-        if s.get("tmux-sessions") and s["tmux-sessions"].rc == 0 else []
+    facts.tmux_sessions = (
+        [x.strip() for x in body("tmux-sessions").splitlines() if x.strip()]
+        if s.get("tmux-sessions") and s["tmux-sessions"].rc == 0
+        else []
+    )
     return facts
 
 
@@ -376,15 +431,25 @@ def problems(facts: HostFacts, *, need_gpu: bool = False, min_disk_gb: float = 2
     for w in facts.warnings:
         out.append(Problem("error", w))
     if not facts.has("tmux"):
-        out.append(Problem("error", "tmux is missing: jobs and long bootstrap steps run detached in tmux",
-                           "install it on the host (apt-get install tmux / dnf install tmux)"))
+        out.append(
+            Problem(
+                "error",
+                "tmux is missing: jobs and long bootstrap steps run detached in tmux",
+                "install it on the host (apt-get install tmux / dnf install tmux)",
+            )
+        )
     if not facts.has("rsync"):
         out.append(Problem("warning", "rsync is missing: code sync needs it", "apt-get install rsync"))
     if not facts.has("curl") and not facts.has("wget"):
         out.append(Problem("warning", "neither curl nor wget: installers cannot be downloaded"))
     if facts.disk_path and facts.disk_free_gb < min_disk_gb:
-        out.append(Problem("warning", f"only {facts.disk_free_gb:.0f} GiB free at {facts.disk_path} (workdir)",
-                           f"an env with torch needs ~10 GiB, a flash-attn build more; aim for >= {min_disk_gb:.0f} GiB"))
+        out.append(
+            Problem(
+                "warning",
+                f"only {facts.disk_free_gb:.0f} GiB free at {facts.disk_path} (workdir)",
+                f"an env with torch needs ~10 GiB, a flash-attn build more; aim for >= {min_disk_gb:.0f} GiB",
+            )
+        )
     d = facts.gpu.diagnosis
     if not d.ok:
         level = "error" if (need_gpu or d.kind != "missing") else "warning"
@@ -396,12 +461,15 @@ def problems(facts: HostFacts, *, need_gpu: bool = False, min_disk_gb: float = 2
 
 def fact_rows(facts: HostFacts) -> List[Tuple[str, str]]:
     """(label, value) rows for tables (`hosts show`, bootstrap --dry-run)."""
+
     def tool(name: str) -> str:
         return facts.tools.get(name) or "missing"
 
     pythons = ", ".join(f"{p.version} ({p.path})" for p in facts.pythons if p.version) or "none"
-    conda = ", ".join(f"{c.prefix} ({c.version or '?'}{', ToS plugin' if c.tos_plugin else ''})"
-                      for c in facts.conda) or "none"
+    conda = (
+        ", ".join(f"{c.prefix} ({c.version or '?'}{', ToS plugin' if c.tos_plugin else ''})" for c in facts.conda)
+        or "none"
+    )
     return [
         ("os", f"{facts.os} ({facts.kernel}, {facts.arch}, glibc {facts.glibc or '?'})"),
         ("cpu / ram", f"{facts.cpus} cores, {facts.mem_total_gb:.0f} GiB RAM ({facts.mem_available_gb:.0f} available)"),
@@ -410,32 +478,53 @@ def fact_rows(facts: HostFacts) -> List[Tuple[str, str]]:
         ("nvcc", f"{facts.nvcc_version} ({facts.nvcc_path})" if facts.nvcc_version else "none"),
         ("conda", conda),
         ("python", pythons),
-        ("tools", f"tmux {facts.tmux_version or 'missing'}, rsync {'ok' if facts.has('rsync') else 'missing'}, "
-                  f"ninja {'ok' if facts.has('ninja') else 'missing'}, gcc {'ok' if facts.has('gcc') else 'missing'}, "
-                  f"curl {'ok' if facts.has('curl') else 'missing'}"),
-    ] + ([("slurm", "; ".join(f"{p['partition']}{' (default)' if p['default'] else ''}: {p['available']}, "
-                              f"{p['nodes']} nodes, limit {p['time_limit']}, gres {p['gres']}"
-                              for p in facts.slurm_partitions) or "sinfo lists no partition")]
-         if facts.slurm_partitions is not None else [])
+        (
+            "tools",
+            f"tmux {facts.tmux_version or 'missing'}, rsync {'ok' if facts.has('rsync') else 'missing'}, "
+            f"ninja {'ok' if facts.has('ninja') else 'missing'}, gcc {'ok' if facts.has('gcc') else 'missing'}, "
+            f"curl {'ok' if facts.has('curl') else 'missing'}",
+        ),
+    ] + (
+        [
+            (
+                "slurm",
+                "; ".join(
+                    f"{p['partition']}{' (default)' if p['default'] else ''}: {p['available']}, "
+                    f"{p['nodes']} nodes, limit {p['time_limit']}, gres {p['gres']}"
+                    for p in facts.slurm_partitions
+                )
+                or "sinfo lists no partition",
+            )
+        ]
+        if facts.slurm_partitions is not None
+        else []
+    )
 
 
 # --- effects: run it, save it -----------------------------------------------------------
 
 
-def run_probe(transport: Any, pythons: Sequence[str] = (), timeout: float = 120.0,
-              project_root: Optional[Path] = None) -> HostFacts:
+def run_probe(
+    transport: Any, pythons: Sequence[str] = (), timeout: float = 120.0, project_root: Optional[Path] = None
+) -> HostFacts:
     """One round trip: run the probe over `transport` and parse it."""
     from orchestrator.errors import ExitCode, OrchError
 
     result = transport.run(probe_command(transport.workdir, pythons, project_root), check=False, timeout=timeout)
     facts = parse_probe(result.stdout, transport.workdir)
     if "probe-version" not in parse_sections(result.stdout):
-        raise OrchError(f"the host probe failed (exit {result.rc}): {(result.stderr or result.stdout).strip()[:500]}",
-                        ExitCode.HOST_TOOLS, hint="the probe needs bash and coreutils on the host")
+        raise OrchError(
+            f"the host probe failed (exit {result.rc}): {(result.stderr or result.stdout).strip()[:500]}",
+            ExitCode.HOST_TOOLS,
+            hint="the probe needs bash and coreutils on the host",
+        )
     if control_char(facts.workdir) or control_char(facts.home):
-        raise OrchError(f"{transport.host.name}: the workdir resolves to {facts.workdir!r} on the host, which "
-                        "contains a control character", ExitCode.CONFIG,
-                        hint="set `workdir` in the host config to a plain absolute path")
+        raise OrchError(
+            f"{transport.host.name}: the workdir resolves to {facts.workdir!r} on the host, which "
+            "contains a control character",
+            ExitCode.CONFIG,
+            hint="set `workdir` in the host config to a plain absolute path",
+        )
     return facts
 
 

@@ -4,6 +4,7 @@ provision/ never prints (no rich, no typer): the flow and the step runner call t
 methods, and `orch bootstrap` (orchestrator/commands/bootstrap.py) renders them. This base
 says nothing, which is what a caller that only wants the result passes.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Sequence

@@ -4,6 +4,7 @@ A project that carries its own bootstrap/ (the orch checkout itself, or a copy o
 that one; otherwise orch's own, next to its package. The controller ships a script's text
 to the host itself (uploaded for the steps, inline for the probe): the host needs no copy.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,10 @@ def read_scripts(names: Sequence[str], project_root: Optional[Path] = None) -> D
     folder = scripts_dir(names, project_root)
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
-        raise OrchError(f"bootstrap scripts missing in {folder}: {', '.join(missing)}", ExitCode.CONFIG,
-                        hint="they ship with orch (its bootstrap/ folder): reinstall orch from its checkout, "
-                             "or copy that folder into the project")
+        raise OrchError(
+            f"bootstrap scripts missing in {folder}: {', '.join(missing)}",
+            ExitCode.CONFIG,
+            hint="they ship with orch (its bootstrap/ folder): reinstall orch from its checkout, "
+            "or copy that folder into the project",
+        )
     return {n: (folder / n).read_text() for n in names}

@@ -7,6 +7,7 @@ dropped connection does not stop it: the host's job backend starts it and polls 
 result file (``JobBackend.detached_steps``, e.g. orchestrator/backends/tmux_steps.py);
 `Runner` follows it, reporting through a `Progress`.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,8 @@ done
 _WRITE = r"""
 mkdir -p "$(dirname "$2")" && printf '%s\n' "$1" > "$2.tmp.$$" && mv -f "$2.tmp.$$" "$2"
 """
+
+
 def fmt_s(seconds: float) -> str:
     """12s, 3m05s, 2h10m: how long a step ran, in messages."""
     seconds = int(max(0, seconds))
@@ -50,8 +53,15 @@ def fmt_s(seconds: float) -> str:
 class Runner:
     """Runs the plan's steps over one transport, holding the host's bootstrap lock."""
 
-    def __init__(self, transport, plan: Plan, host: str, progress: Optional[Progress] = None,
-                 lock: Optional[hostlock.HostLock] = None, detached=None):
+    def __init__(
+        self,
+        transport,
+        plan: Plan,
+        host: str,
+        progress: Optional[Progress] = None,
+        lock: Optional[hostlock.HostLock] = None,
+        detached=None,
+    ):
         self.t = transport
         self.plan = plan  # replaced by the flow after each re-plan; its layout stays the same
         self.host = host
@@ -108,8 +118,10 @@ class Runner:
 
     def _follow(self, step: Step, detached) -> Tuple[int, str]:
         offset, partial, last_status = 0, "", time.time()
-        reattach = (f"it keeps running on the host; `orch bootstrap {self.host}` reattaches; stop it with "
-                    f"`{detached.stop_hint(step)}`")
+        reattach = (
+            f"it keeps running on the host; `orch bootstrap {self.host}` reattaches; stop it with "
+            f"`{detached.stop_hint(step)}`"
+        )
         try:
             while True:
                 info, chunk = detached.poll(step, offset, self.lock)
@@ -134,13 +146,19 @@ class Runner:
                         self.progress.step_done(step, result.get("ended", 0) - result.get("started", 0))
                     return rc, detached.log_tail(step)
                 if not info.get("alive"):
-                    raise OrchError(f"step {step.name}: its {detached.describe(step)} is gone without a result "
-                                    "(killed? host rebooted?)", ExitCode.REMOTE,
-                                    hint=f"re-run `orch bootstrap {self.host}` to start it again; "
-                                         f"log: {self.plan.layout.log(step.name)}")
+                    raise OrchError(
+                        f"step {step.name}: its {detached.describe(step)} is gone without a result "
+                        "(killed? host rebooted?)",
+                        ExitCode.REMOTE,
+                        hint=f"re-run `orch bootstrap {self.host}` to start it again; "
+                        f"log: {self.plan.layout.log(step.name)}",
+                    )
                 if elapsed > step.timeout_s:
-                    raise OrchError(f"step {step.name} is still running after {fmt_s(elapsed)} "
-                                    f"(timeout {fmt_s(step.timeout_s)})", ExitCode.REMOTE, hint=reattach)
+                    raise OrchError(
+                        f"step {step.name} is still running after {fmt_s(elapsed)} (timeout {fmt_s(step.timeout_s)})",
+                        ExitCode.REMOTE,
+                        hint=reattach,
+                    )
                 if time.time() - last_status >= STATUS_EVERY_S:
                     self.progress.step_running(step, elapsed)
                     last_status = time.time()
@@ -153,13 +171,15 @@ def failure(step: Step, rc: int, log: str, layout: Layout, host: str) -> OrchErr
     """The error for a step that exited rc: known failures diagnosed, the log's last lines."""
     found = flashattn.diagnose_log(log, rc, step.name)
     # the log's own lines, without run_step.sh's bookkeeping and pip's upgrade notices
-    tail = [line for line in log.strip().splitlines()
-            if line.strip() and not line.startswith(("[orch]", "[notice]"))][-12:]
+    tail = [line for line in log.strip().splitlines() if line.strip() and not line.startswith(("[orch]", "[notice]"))][
+        -12:
+    ]
     message = f"bootstrap step {step.name} failed on {host} (exit {rc})"
     if found:
         message += "\n  diagnosis: " + "\n  diagnosis: ".join(w for w, _ in found)
     message += "\n  last lines of the log:\n    " + "\n    ".join(tail)
     hint = "; ".join(f for _, f in found) if found else ""
-    hint = (hint + "; " if hint else "") + (f"full log on the host: {layout.log(step.name)}; "
-                                            f"re-run `orch bootstrap {host}` to resume at this step")
+    hint = (hint + "; " if hint else "") + (
+        f"full log on the host: {layout.log(step.name)}; re-run `orch bootstrap {host}` to resume at this step"
+    )
     return OrchError(message, ExitCode.REMOTE, hint=hint)

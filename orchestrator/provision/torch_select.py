@@ -6,6 +6,7 @@ matters: we take the highest CUDA variant that is <= the driver's maximum CUDA v
 run on an older 12.x driver, but with a reduced feature set (no PTX JIT), so we do not
 rely on it unless the user pins the variant.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,15 @@ LATEST_KNOWN = "2.11"
 # Minimum Linux driver for each CUDA major under minor-version compatibility, and the
 # GA driver of some toolkits (CUDA release notes, table 3).
 DRIVER_FLOOR_MAJOR = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
-DRIVER_FLOOR_GA = {"11.8": "520.61.05", "12.1": "530.30.02", "12.4": "550.54.14", "12.6": "560.28.03",
-                   "12.8": "570.26", "12.9": "575.51.03", "13.0": "580.65.06"}
+DRIVER_FLOOR_GA = {
+    "11.8": "520.61.05",
+    "12.1": "530.30.02",
+    "12.4": "550.54.14",
+    "12.6": "560.28.03",
+    "12.8": "570.26",
+    "12.9": "575.51.03",
+    "13.0": "580.65.06",
+}
 
 
 def vtuple(version: str) -> Tuple[int, ...]:
@@ -143,7 +151,9 @@ def _variants_for(version: str) -> Tuple[Tuple[str, ...], Optional[str]]:
     return (), f"torch {version} is older than the built-in table (from 2.1)"
 
 
-def gpu_cuda_bounds(compute_caps: Sequence[Tuple[int, int]]) -> Tuple[Tuple[int, ...], Optional[Tuple[int, ...]], List[str]]:
+def gpu_cuda_bounds(
+    compute_caps: Sequence[Tuple[int, int]],
+) -> Tuple[Tuple[int, ...], Optional[Tuple[int, ...]], List[str]]:
     """The CUDA builds the GPUs themselves need: Blackwell kernels (sm_100/sm_120) ship only
     in cu128+ builds; CUDA 13 dropped Volta and older (sm < 7.5)."""
     min_cuda: Tuple[int, ...] = (0,)
@@ -180,8 +190,12 @@ def select_torch(
         return TorchChoice(mode="none", reason="the env spec asks for no torch")
     if version == "preinstalled":
         base, local = split_local(preinstalled_version) if preinstalled_version else ("", None)
-        choice = TorchChoice(mode="preinstalled", version=base, variant=local or "",
-                             reason="the env spec uses the torch already installed (no download)")
+        choice = TorchChoice(
+            mode="preinstalled",
+            version=base,
+            variant=local or "",
+            reason="the env spec uses the torch already installed (no download)",
+        )
         if not preinstalled_version:
             choice.notes.append("torch is not visible yet; the torch step checks it after the env exists")
         return choice
@@ -193,8 +207,12 @@ def select_torch(
         return TorchChoice(mode="install", version=v, variant="cpu", reason=reason)
 
     if cuda != "auto" and not re.fullmatch(r"cu\d{3}", cuda):
-        return TorchChoice(mode="install", version=version, variant=cuda,
-                           blocked=f"torch.cuda {cuda!r} is not a variant like cu121, cpu or auto")
+        return TorchChoice(
+            mode="install",
+            version=version,
+            variant=cuda,
+            blocked=f"torch.cuda {cuda!r} is not a variant like cu121, cpu or auto",
+        )
 
     driver_t = vtuple(driver_cuda) if driver_cuda else (99, 9)
     min_cuda, max_cuda, gpu_why = gpu_cuda_bounds(compute_caps)
@@ -211,11 +229,15 @@ def select_torch(
         cu = vtuple(variant_cuda(cuda) or "0")
         if driver_cuda and cu > driver_t:
             if cu[0] > driver_t[0]:
-                choice.blocked = (f"{cuda} needs a driver for CUDA {cu[0]}.x (>= {DRIVER_FLOOR_MAJOR.get(cu[0], '?')}); "
-                                  f"this driver supports CUDA {driver_cuda}")
+                choice.blocked = (
+                    f"{cuda} needs a driver for CUDA {cu[0]}.x (>= {DRIVER_FLOOR_MAJOR.get(cu[0], '?')}); "
+                    f"this driver supports CUDA {driver_cuda}"
+                )
                 return choice
-            choice.notes.append(f"{cuda} is newer than the driver's CUDA {driver_cuda}: it runs under minor-version "
-                                "compatibility (no PTX JIT); prefer a variant <= the driver's CUDA")
+            choice.notes.append(
+                f"{cuda} is newer than the driver's CUDA {driver_cuda}: it runs under minor-version "
+                "compatibility (no PTX JIT); prefer a variant <= the driver's CUDA"
+            )
         if cu < min_cuda or (max_cuda is not None and cu >= max_cuda):
             choice.blocked = f"{cuda} does not fit these GPUs: {'; '.join(gpu_why)}"
         return choice
@@ -246,15 +268,22 @@ def select_torch(
     compat = [p for p in pairs if p[0][0] == driver_t[0]]
     if compat:
         cu, _, v, var = max(compat, key=lambda p: (-p[0][1], p[1]))  # lowest minor, newest torch
-        notes.append(f"{var} is newer than the driver's CUDA {driver_cuda}: it runs under CUDA minor-version "
-                     f"compatibility (driver >= {DRIVER_FLOOR_MAJOR.get(cu[0], '?')}), without PTX JIT; "
-                     "a driver update is recommended")
+        notes.append(
+            f"{var} is newer than the driver's CUDA {driver_cuda}: it runs under CUDA minor-version "
+            f"compatibility (driver >= {DRIVER_FLOOR_MAJOR.get(cu[0], '?')}), without PTX JIT; "
+            "a driver update is recommended"
+        )
         reason = f"no {what} build <= CUDA {driver_cuda}; nearest CUDA {cu[0]}.x build{extra}"
         return TorchChoice(mode="install", version=v, variant=var, reason=reason, notes=notes)
     return TorchChoice(
-        mode="install", version=version if version != "auto" else "", variant="", notes=notes,
-        blocked=(f"no CUDA build of {what} fits the driver's CUDA {driver_cuda}{extra}; "
-                 "update the NVIDIA driver or pin torch.version / torch.cuda"),
+        mode="install",
+        version=version if version != "auto" else "",
+        variant="",
+        notes=notes,
+        blocked=(
+            f"no CUDA build of {what} fits the driver's CUDA {driver_cuda}{extra}; "
+            "update the NVIDIA driver or pin torch.version / torch.cuda"
+        ),
     )
 
 

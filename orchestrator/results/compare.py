@@ -11,14 +11,13 @@ for p = 1/2), summed in exact integers.
 
 The table is printed by commands/results_view.py; this module only computes it.
 """
+
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
-
-import numpy as np
 
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import yardsticks as ystk
@@ -77,7 +76,10 @@ def common_ids(loaded: Sequence[Loaded], force: bool) -> Tuple[List[str], bool]:
         parts = []
         for x, s in zip(loaded, sets):
             only = sorted(s - shared)
-            parts.append(f"{x.name!r} has {len(s)}" + (f" ({len(only)} not in every run, e.g. {name_examples(only)})" if only else ""))
+            parts.append(
+                f"{x.name!r} has {len(s)}"
+                + (f" ({len(only)} not in every run, e.g. {name_examples(only)})" if only else "")
+            )
         raise OrchError(
             "the runs scored different test sets: " + "; ".join(parts),
             ExitCode.USAGE,
@@ -92,7 +94,8 @@ def common_ids(loaded: Sequence[Loaded], force: bool) -> Tuple[List[str], bool]:
         bad = [tid for tid, label in zip(x.scores.ids, x.scores.labels) if tid in shared and ref[tid] != label]
         if bad:
             raise OrchError(
-                f"runs {loaded[0].name!r} and {x.name!r} give different labels to {len(bad)} test id(s): {name_examples(bad)}",
+                f"runs {loaded[0].name!r} and {x.name!r} give different labels to {len(bad)} test id(s): "
+                f"{name_examples(bad)}",
                 ExitCode.DATA,
                 hint="they were scored on different data sets",
             )

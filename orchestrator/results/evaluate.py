@@ -12,6 +12,7 @@ reuses it without touching the run folders; :func:`evaluate_run` writes metrics.
 predictions.csv and report.md, and the plots when asked (see :func:`evaluate_run`).
 Loading and merging the scores is ``scores.py``; the metric arithmetic ``metrics.py``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,9 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 import numpy as np
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.results import plots as plotting, report
+from orchestrator.results import plots as plotting
+from orchestrator.results import report
+from orchestrator.results import yardsticks as ystk
 from orchestrator.results.metrics import (
     BAND_TITLES,
     BOOTSTRAP_METHOD,
@@ -41,7 +44,6 @@ from orchestrator.results.metrics import (
 )
 from orchestrator.results.scores import RunData, Scores, load_run, load_scores, name_examples, scores_digest
 from orchestrator.results.uncertainty import accuracy_with_mc_noise, paired_summary
-from orchestrator.results import yardsticks as ystk
 
 
 def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, Any]:
@@ -64,7 +66,9 @@ def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, 
     for job in run.scoring_jobs():
         if job.role == "class":
             counts[job.label] = (job.manifest or {}).get("train_texts")  # type: ignore[index]
-    bad = [c for c in classes if isinstance(counts.get(c), bool) or not isinstance(counts.get(c), int) or counts[c] <= 0]
+    bad = [
+        c for c in classes if isinstance(counts.get(c), bool) or not isinstance(counts.get(c), int) or counts[c] <= 0
+    ]
     if bad:
         raise OrchError(
             f"eval.prior is 'train' but the manifests give no positive train_texts for class(es) {name_examples(bad)}",
@@ -104,23 +108,34 @@ def job_timings(run: RunData) -> Dict[str, Any]:
                 gpu_s += seconds
         timings = manifest.get("timings") if isinstance(manifest.get("timings"), dict) else {}
         jobs[job.name] = {
-            "role": job.role, "label": job.label, "state": status.get("state", "pending"),
-            "seconds": seconds, "gpu": job.gpu, "device": manifest.get("device"),
-            "gpu_name": manifest.get("gpu_name"), "train_texts": manifest.get("train_texts"),
-            "train_tokens": manifest.get("train_tokens"), **timings,
+            "role": job.role,
+            "label": job.label,
+            "state": status.get("state", "pending"),
+            "seconds": seconds,
+            "gpu": job.gpu,
+            "device": manifest.get("device"),
+            "gpu_name": manifest.get("gpu_name"),
+            "train_texts": manifest.get("train_texts"),
+            "train_tokens": manifest.get("train_tokens"),
+            **timings,
         }
     train_tokens = sum(
-        j.manifest["train_tokens"] for j in run.jobs
-        if j.manifest and isinstance(j.manifest.get("train_tokens"), int) and not isinstance(j.manifest.get("train_tokens"), bool)
+        j.manifest["train_tokens"]
+        for j in run.jobs
+        if j.manifest
+        and isinstance(j.manifest.get("train_tokens"), int)
+        and not isinstance(j.manifest.get("train_tokens"), bool)
     )
     return {"jobs": jobs, "gpu_seconds": gpu_s, "wall_seconds": wall_s, "train_tokens": int(train_tokens)}
 
 
 def software_facts(run: RunData) -> Dict[str, Any]:
     """Host / GPU / software facts from local.json and the manifests (first value wins)."""
-    facts: Dict[str, Any] = {"host": run.config.get("host") or run.local.get("host"),
-                             "code_hash": run.config.get("code_hash"),
-                             "created": None if run.config.get("created") is None else str(run.config["created"])}
+    facts: Dict[str, Any] = {
+        "host": run.config.get("host") or run.local.get("host"),
+        "code_hash": run.config.get("code_hash"),
+        "created": None if run.config.get("created") is None else str(run.config["created"]),
+    }
     if run.local.get("gpus") is not None:  # written by `orch run` from the host probe
         facts["gpus"] = run.local["gpus"]
     host_facts = run.local.get("host_facts")
@@ -162,9 +177,18 @@ class Evaluation:
         return predict(self.score_norm)
 
 
-def judge(run: RunData, bands_override: Optional[str], band_set: str, raw: Dict[str, Any], norm: Dict[str, Any],
-          found: Optional[Dict[str, Any]], y: np.ndarray, pred: np.ndarray, pred_norm: np.ndarray,
-          resamples: int) -> Dict[str, Any]:
+def judge(
+    run: RunData,
+    bands_override: Optional[str],
+    band_set: str,
+    raw: Dict[str, Any],
+    norm: Dict[str, Any],
+    found: Optional[Dict[str, Any]],
+    y: np.ndarray,
+    pred: np.ndarray,
+    pred_norm: np.ndarray,
+    resamples: int,
+) -> Dict[str, Any]:
     """The verdict, and the yardstick rows.  The bands judge only the data set they were
     written for (eval.bands_dataset; a --bands given on the command line always); any
     other data set is judged against the yardsticks.  Sets norm["verdict"] alike."""
@@ -173,26 +197,42 @@ def judge(run: RunData, bands_override: Optional[str], band_set: str, raw: Dict[
     # A run launched before the data set was named keeps being judged as it was: by the bands.
     use_bands = bands_override is not None or dataset is None or spec.bands_dataset in ("*", dataset)
     rows = ystk.rows(found, y, pred, resamples) if found and found.get("available") else []
-    section = {"available": bool(rows), "reason": None if rows else (found or {}).get("reason", "not computed"),
-               "rows": rows}
+    section = {
+        "available": bool(rows),
+        "reason": None if rows else (found or {}).get("reason", "not computed"),
+        "rows": rows,
+    }
     if rows:
         section.update({k: found.get(k) for k in ("train_texts", "seconds", "sklearn", "settings")})
-    verdict = {"bands": band_set, "dataset": dataset, "bands_dataset": spec.bands_dataset,
-               "basis": "bands" if use_bands else "yardsticks"}
+    verdict = {
+        "bands": band_set,
+        "dataset": dataset,
+        "bands_dataset": spec.bands_dataset,
+        "basis": "bands" if use_bands else "yardsticks",
+    }
     if use_bands:
         verdict.update(label=raw["verdict"], title=BAND_TITLES[band_set], thresholds=describe_bands(band_set))
     else:
-        verdict.update(label=ystk.verdict(rows), title="yardsticks",
-                       thresholds=f"McNemar p < {ystk.ALPHA} against naive Bayes and TF-IDF logistic regression "
-                                  f"on the same split; the {band_set} bands are for {spec.bands_dataset}, "
-                                  f"this data set is {dataset}")
+        verdict.update(
+            label=ystk.verdict(rows),
+            title="yardsticks",
+            thresholds=f"McNemar p < {ystk.ALPHA} against naive Bayes and TF-IDF logistic regression "
+            f"on the same split; the {band_set} bands are for {spec.bands_dataset}, "
+            f"this data set is {dataset}",
+        )
         norm["verdict"] = ystk.verdict(ystk.rows(found, y, pred_norm, 0)) if rows else verdict["label"]
     return {"verdict": verdict, "yardsticks": section}
 
 
-def evaluate(run: RunData, scores: Optional[Scores] = None, *, prior: Optional[str] = None,
-             bands: Optional[str] = None, resamples: Optional[int] = None,
-             yardsticks: Optional[Dict[str, Any]] = None) -> Evaluation:
+def evaluate(
+    run: RunData,
+    scores: Optional[Scores] = None,
+    *,
+    prior: Optional[str] = None,
+    bands: Optional[str] = None,
+    resamples: Optional[int] = None,
+    yardsticks: Optional[Dict[str, Any]] = None,
+) -> Evaluation:
     """Compute every metric of a loaded run (pure: reads nothing but the run's score
     files).  ``yardsticks``: their predictions (yardsticks.predictions), None: not shown."""
     spec = run.experiment.eval
@@ -275,8 +315,9 @@ def plots_key(ev: Evaluation) -> str:
     return h.hexdigest()
 
 
-def evaluate_run(run_dir: Path, *, prior: Optional[str] = None, bands: Optional[str] = None,
-                 plots: bool = False) -> Dict[str, Any]:
+def evaluate_run(
+    run_dir: Path, *, prior: Optional[str] = None, bands: Optional[str] = None, plots: bool = False
+) -> Dict[str, Any]:
     """Evaluate a fetched run: write metrics.json, predictions.csv and report.md into
     ``run_dir`` and return the metrics.
 
@@ -291,17 +332,31 @@ def evaluate_run(run_dir: Path, *, prior: Optional[str] = None, bands: Optional[
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     scores = load_scores(run)
-    found = (ystk.predictions(run, scores, run_dir) if run.experiment.eval.yardsticks else
-             {"available": False, "reason": "turned off (eval.yardsticks: false)"})
+    found = (
+        ystk.predictions(run, scores, run_dir)
+        if run.experiment.eval.yardsticks
+        else {"available": False, "reason": "turned off (eval.yardsticks: false)"}
+    )
     ev = evaluate(run, scores, prior=prior, bands=bands, yardsticks=found)
     out_dir = run_dir / report.PLOTS
     key = plots_key(ev)
     plot_files = plotting.current(out_dir, key)
     if plot_files is None and plots:
-        plot_files = plotting.write_plots(out_dir, key, plotting.PlotData(ev.metrics, ev.scores, ev.score, ev.score_norm))
+        plot_files = plotting.write_plots(
+            out_dir, key, plotting.PlotData(ev.metrics, ev.scores, ev.score, ev.score_norm)
+        )
     elif plot_files is None:
         plotting.remove(out_dir)
         plot_files = []
-    report.write_all(run_dir, ev.metrics, ev.scores, ev.pred, ev.pred_norm, ev.run.config.get("experiment") or {},
-                     plot_files, margin_se=ev.margin_se, score=ev.score)
+    report.write_all(
+        run_dir,
+        ev.metrics,
+        ev.scores,
+        ev.pred,
+        ev.pred_norm,
+        ev.run.config.get("experiment") or {},
+        plot_files,
+        margin_se=ev.margin_se,
+        score=ev.score,
+    )
     return ev.metrics

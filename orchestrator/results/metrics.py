@@ -6,6 +6,7 @@ arithmetic costs.  Where a definition could be read two ways, the docstring says
 one is meant (they match scikit-learn's ``accuracy_score``, ``precision_recall_fscore_support``
 with ``zero_division=0``, ``confusion_matrix`` and ``roc_auc_score``).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -228,8 +229,12 @@ def precision_recall_f1(cm: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def classification_metrics(
-    y: np.ndarray, score: np.ndarray, classes: Sequence[str], bands: str,
-    resamples: int, seed: int = BOOTSTRAP_SEED,
+    y: np.ndarray,
+    score: np.ndarray,
+    classes: Sequence[str],
+    bands: str,
+    resamples: int,
+    seed: int = BOOTSTRAP_SEED,
 ) -> Dict[str, Any]:
     """Accuracy (+ bootstrap CI), macro-F1, per-class P/R/F1, confusion matrix, ROC-AUC, verdict."""
     k = len(classes)
@@ -245,7 +250,12 @@ def classification_metrics(
         "n": int(len(y)),
         "macro_f1": float(f1.mean()),
         "per_class": {
-            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            c: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, c in enumerate(classes)
         },
         "confusion_matrix": cm.tolist(),
@@ -298,7 +308,9 @@ def quantile_bins(values: np.ndarray, n_bins: int) -> List[np.ndarray]:
     return [m for m in masks if m.any()]
 
 
-def length_buckets(y: np.ndarray, preds: Dict[str, np.ndarray], length: np.ndarray, n_buckets: int = 5) -> List[Dict[str, Any]]:
+def length_buckets(
+    y: np.ndarray, preds: Dict[str, np.ndarray], length: np.ndarray, n_buckets: int = 5
+) -> List[Dict[str, Any]]:
     """Accuracy per text-length bucket (quantiles of the token count; equal lengths share a bucket)."""
     out = []
     for mask in quantile_bins(length, n_buckets):
@@ -319,8 +331,13 @@ def calibration_bins(correct: np.ndarray, conf_margin: np.ndarray, n_bins: int =
     out = []
     for mask in quantile_bins(conf_margin, n_bins):
         m = conf_margin[mask]
-        out.append({
-            "margin_min": float(m.min()), "margin_max": float(m.max()), "n": int(mask.sum()),
-            "accuracy": float(correct[mask].mean()), "implied": float(sigmoid(m).mean()),
-        })
+        out.append(
+            {
+                "margin_min": float(m.min()),
+                "margin_max": float(m.max()),
+                "n": int(mask.sum()),
+                "accuracy": float(correct[mask].mean()),
+                "implied": float(sigmoid(m).mean()),
+            }
+        )
     return out

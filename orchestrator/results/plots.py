@@ -13,6 +13,7 @@ records what the PNGs were drawn from (a key over the evaluation's metrics and s
 files), and :func:`current` says whether the plots there are this evaluation's.
 matplotlib is imported only when a plot is drawn.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from remote.files import atomic_write_bytes
-
 from orchestrator.results.metrics import calibration_bins, confidence_margin, log_softmax, margin, roc_curve
 from orchestrator.results.scores import Scores
+from remote.files import atomic_write_bytes
 
 DPI = 100
 VERSION = 1  # part of the cache key: raise it when a figure changes, so old PNGs are redrawn
@@ -64,8 +64,11 @@ def _save(fig, path: Path, ev: PlotData, what: str) -> Path:
     label = run_label(ev)
     fig.suptitle(label, fontsize="medium")
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", metadata={"Title": f"{what}: {label}",
-                                             "Description": f"{what}, {label}; written by orch eval"})
+    fig.savefig(
+        tmp,
+        format="png",
+        metadata={"Title": f"{what}: {label}", "Description": f"{what}, {label}; written by orch eval"},
+    )
     tmp.replace(path)
     return path
 
@@ -132,7 +135,9 @@ def roc_plot(ev: PlotData, path: Path) -> Path:
     s = ev.scores
     fig, axes = _figure(width=9.0)
     m = ev.metrics
-    for ax, (title, score, _), auc in zip(axes, _variants(ev), [m.get("roc_auc"), m.get("per_token", {}).get("roc_auc")]):
+    for ax, (title, score, _), auc in zip(
+        axes, _variants(ev), [m.get("roc_auc"), m.get("per_token", {}).get("roc_auc")]
+    ):
         if len(s.classes) == 2:
             curves = [("margin", s.y == 1, margin(score))]
         else:
@@ -186,8 +191,9 @@ def calibration_plot(ev: PlotData, path: Path) -> Path:
         centre = [(b["margin_min"] + b["margin_max"]) / 2 for b in bins]
         ax.plot(centre, [b["accuracy"] for b in bins], marker="o", label="observed accuracy")
         if unit == "nats":
-            ax.plot(centre, [b["implied"] for b in bins], marker="x", linestyle="--",
-                    label="sigmoid(margin) (calibrated)")
+            ax.plot(
+                centre, [b["implied"] for b in bins], marker="x", linestyle="--", label="sigmoid(margin) (calibrated)"
+            )
         ax.set_ylim(0.0, 1.02)
         ax.set_xlabel(f"top-1 − top-2 margin [{unit}] (quantile bins)")
         ax.set_ylabel("accuracy")

@@ -5,6 +5,7 @@ Files are written temp-then-rename, like everything else in a run folder, so a r
 never sees half a file and a re-run simply replaces them.  The number formats here are
 shared with the terminal tables, so a figure reads the same in both.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,9 +18,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import yaml
 
-from remote.files import atomic_write_text
-
 from orchestrator.results.scores import Scores
+from remote.files import atomic_write_text
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
@@ -110,8 +110,13 @@ class SafeWriter:
         self._w.writerows(rows)
 
 
-def predictions_csv(scores: Scores, pred: np.ndarray, pred_norm: np.ndarray,
-                    margin_se: Optional[np.ndarray] = None, score: Optional[np.ndarray] = None) -> str:
+def predictions_csv(
+    scores: Scores,
+    pred: np.ndarray,
+    pred_norm: np.ndarray,
+    margin_se: Optional[np.ndarray] = None,
+    score: Optional[np.ndarray] = None,
+) -> str:
     """id,label,nll_<class>...,prediction,tokens_<class>...,prediction_per_token, and for a
     kind with draws (MARGIN_SE given, with the raw SCORE) margin,margin_se: the decision's
     margin (metrics.margin) and its paired standard error."""
@@ -119,13 +124,28 @@ def predictions_csv(scores: Scores, pred: np.ndarray, pred_norm: np.ndarray,
     buf = io.StringIO()
     w = SafeWriter(buf)
     paired = margin_se is not None and score is not None
-    w.writerow(["id", "label", *[f"nll_{c}" for c in classes], "prediction",
-                *[f"tokens_{c}" for c in classes], "prediction_per_token", *(["margin", "margin_se"] if paired else [])])
+    w.writerow(
+        [
+            "id",
+            "label",
+            *[f"nll_{c}" for c in classes],
+            "prediction",
+            *[f"tokens_{c}" for c in classes],
+            "prediction_per_token",
+            *(["margin", "margin_se"] if paired else []),
+        ]
+    )
     # Column by column: the few class names are made safe once, the ids in one pass.
     safe = np.array([csv_cell(c) for c in classes], dtype=object)
     ids = list(map(csv_cell, scores.ids))
-    columns = [ids, safe[scores.y].tolist(), *scores.nll.T.tolist(), safe[pred].tolist(),
-               *scores.tokens.astype(np.int64).T.tolist(), safe[pred_norm].tolist()]
+    columns = [
+        ids,
+        safe[scores.y].tolist(),
+        *scores.nll.T.tolist(),
+        safe[pred].tolist(),
+        *scores.tokens.astype(np.int64).T.tolist(),
+        safe[pred_norm].tolist(),
+    ]
     if paired:
         from orchestrator.results.metrics import margin
 
@@ -134,8 +154,14 @@ def predictions_csv(scores: Scores, pred: np.ndarray, pred_norm: np.ndarray,
     return buf.getvalue()
 
 
-def write_predictions(run_dir: Path, scores: Scores, pred: np.ndarray, pred_norm: np.ndarray,
-                      margin_se: Optional[np.ndarray] = None, score: Optional[np.ndarray] = None) -> Path:
+def write_predictions(
+    run_dir: Path,
+    scores: Scores,
+    pred: np.ndarray,
+    pred_norm: np.ndarray,
+    margin_se: Optional[np.ndarray] = None,
+    score: Optional[np.ndarray] = None,
+) -> Path:
     path = Path(run_dir) / PREDICTIONS
     atomic_write_text(path, predictions_csv(scores, pred, pred_norm, margin_se, score))
     return path
@@ -156,11 +182,18 @@ def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
     t = m["per_token"]
     rows = [
         ["accuracy", pct(m["accuracy"]), pct(t["accuracy"])],
-        ["95% CI (bootstrap" + (", texts + draws)" if m.get("mc_noise") else ")"), ci(m["accuracy_ci95"]),
-         ci(t["accuracy_ci95"])],
+        [
+            "95% CI (bootstrap" + (", texts + draws)" if m.get("mc_noise") else ")"),
+            ci(m["accuracy_ci95"]),
+            ci(t["accuracy_ci95"]),
+        ],
         ["correct / n", f"{m['correct']} / {m['n']}", f"{t['correct']} / {t['n']}"],
         ["macro-F1", num(m["macro_f1"]), num(t["macro_f1"])],
-        ["ROC-AUC" + (" (margin)" if m.get("positive_class") else " (one-vs-rest)"), num(m["roc_auc"]), num(t["roc_auc"])],
+        [
+            "ROC-AUC" + (" (margin)" if m.get("positive_class") else " (one-vs-rest)"),
+            num(m["roc_auc"]),
+            num(t["roc_auc"]),
+        ],
         ["verdict", m["verdict"]["label"], t["verdict"]],
     ]
     paired = m.get("paired") or {}
@@ -180,8 +213,16 @@ def yardstick_section(m: Dict[str, Any]) -> List[str]:
         return out + [f"Not computed: {y.get('reason')}.", ""]
     table = [["this run", pct(m["accuracy"]), ci(m["accuracy_ci95"]), "", "", ""]]
     for r in y["rows"]:
-        table.append([r["title"], pct(r["accuracy"]), ci(r["accuracy_ci95"]), r["model_only"], r["yardstick_only"],
-                      f"{r['p_value']:.3g}"])
+        table.append(
+            [
+                r["title"],
+                pct(r["accuracy"]),
+                ci(r["accuracy_ci95"]),
+                r["model_only"],
+                r["yardstick_only"],
+                f"{r['p_value']:.3g}",
+            ]
+        )
     return out + [
         f"Trained on the run's own {y['train_texts']} training texts and scored on its {m['n']} test texts "
         f"(scikit-learn {y.get('sklearn')}, {y.get('seconds')} s). McNemar's exact test of this run against each: "
@@ -206,30 +247,41 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
         f"({p['not_significant_n']} of {m['n']}) are not significant at {p['level']:.0%} "
         f"(|margin| ≤ {p['z']:.2f} SE): more draws could flip them.",
         "",
-        *md_table(["quantity", "nats"], [
-            ["mean paired SE of the margin", num(p["mean_margin_se"], 3)],
-            ["median paired SE of the margin", num(p["median_margin_se"], 3)],
-            ["mean per-class SE (score rows)", num(p["mean_class_se"], 3)],
-        ]),
+        *md_table(
+            ["quantity", "nats"],
+            [
+                ["mean paired SE of the margin", num(p["mean_margin_se"], 3)],
+                ["median paired SE of the margin", num(p["median_margin_se"], 3)],
+                ["mean per-class SE (score rows)", num(p["mean_class_se"], 3)],
+            ],
+        ),
     ]
     if p.get("class_se_ratio"):
-        out += [f"The per-class standard errors are {p['class_se_ratio']:.1f}× the paired one: they count noise "
-                "that the shared draws cancel in the difference.", ""]
+        out += [
+            f"The per-class standard errors are {p['class_se_ratio']:.1f}× the paired one: they count noise "
+            "that the shared draws cancel in the difference.",
+            "",
+        ]
     mc = m.get("mc_noise")
     if mc:
+
         def share(x):
             return "n/a" if x is None else f"{100 * x:.0f}%"
+
         out += [
             f"The accuracy's 95% interval, {ci(mc['accuracy_ci95'])}, holds both sources of noise: each bootstrap "
             f"resample redraws the test texts and, paired across the classes, each text's {mc['draws']} draws "
             f"({mc['resamples']} resamples, {mc['mc_resamples']} of the draws). Of its variance, test-set sampling "
             f"causes **{share(mc['share_texts'])}** and the estimator's draws **{share(mc['share_mc'])}**.",
             "",
-            *md_table(["noise", "95% interval"], [
-                ["test-set sampling alone (scores as they are)", ci(mc["texts_only_ci95"])],
-                ["the draws alone (test set as it is)", ci(mc["mc_only_ci95"])],
-                ["both", ci(mc["accuracy_ci95"])],
-            ]),
+            *md_table(
+                ["noise", "95% interval"],
+                [
+                    ["test-set sampling alone (scores as they are)", ci(mc["texts_only_ci95"])],
+                    ["the draws alone (test set as it is)", ci(mc["mc_only_ci95"])],
+                    ["both", ci(mc["accuracy_ci95"])],
+                ],
+            ),
         ]
     return out
 
@@ -243,9 +295,11 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
     out = [
         f"# Run `{m['run_id']}`: {v['label']}",
         "",
-        (f"**{v['label']}** on the {v['title']} bands ({v['thresholds']}): accuracy "
-         if v.get("basis", "bands") == "bands" else
-         f"**{v['label']}**, judged against the yardsticks ({v['thresholds']}): accuracy ")
+        (
+            f"**{v['label']}** on the {v['title']} bands ({v['thresholds']}): accuracy "
+            if v.get("basis", "bands") == "bands"
+            else f"**{v['label']}**, judged against the yardsticks ({v['thresholds']}): accuracy "
+        )
         + f"**{pct(m['accuracy'])}** (95% CI {ci(m['accuracy_ci95'])}) on {m['n']} test texts; "
         f"per-token normalised: {pct(t['accuracy'])} ({t['verdict']}).",
         "",
@@ -259,9 +313,18 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         "",
         *md_table(
             ["class", "test texts", "precision", "recall", "F1", "precision (per token)", "recall (per token)"],
-            [[c, m["class_counts"][c], num(m["per_class"][c]["precision"]), num(m["per_class"][c]["recall"]),
-              num(m["per_class"][c]["f1"]), num(t["per_class"][c]["precision"]), num(t["per_class"][c]["recall"])]
-             for c in classes],
+            [
+                [
+                    c,
+                    m["class_counts"][c],
+                    num(m["per_class"][c]["precision"]),
+                    num(m["per_class"][c]["recall"]),
+                    num(m["per_class"][c]["f1"]),
+                    num(t["per_class"][c]["precision"]),
+                    num(t["per_class"][c]["recall"]),
+                ]
+                for c in classes
+            ],
         ),
         "## Confusion matrix",
         "",
@@ -273,8 +336,10 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         "",
         *md_table(
             ["tokens", "texts", "accuracy", "accuracy (per token)"],
-            [[f"{b['min_tokens']:g}–{b['max_tokens']:g}", b["n"], pct(b["accuracy"]), pct(b["accuracy_per_token"])]
-             for b in m["by_length"]],
+            [
+                [f"{b['min_tokens']:g}–{b['max_tokens']:g}", b["n"], pct(b["accuracy"]), pct(b["accuracy_per_token"])]
+                for b in m["by_length"]
+            ],
         ),
         *yardstick_section(m),
         *paired_section(m),
@@ -285,8 +350,10 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         "",
         *md_table(
             ["margin", "texts", "accuracy", "implied"],
-            [[f"{b['margin_min']:.3g}–{b['margin_max']:.3g}", b["n"], pct(b["accuracy"]), pct(b["implied"])]
-             for b in m["calibration"]],
+            [
+                [f"{b['margin_min']:.3g}–{b['margin_max']:.3g}", b["n"], pct(b["accuracy"]), pct(b["implied"])]
+                for b in m["calibration"]
+            ],
         ),
     ]
     out += ["## Plots", ""]
@@ -295,27 +362,59 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
     if not plot_files:
         out += [f"Not drawn: `orch eval {m['run_id']} --plots` draws them into {PLOTS}/.", ""]
     facts = m["facts"]
-    out += ["## Host and software", "", *md_table(["fact", "value"], [[k, facts[k]] for k in facts if facts[k] is not None])]
+    out += [
+        "## Host and software",
+        "",
+        *md_table(["fact", "value"], [[k, facts[k]] for k in facts if facts[k] is not None]),
+    ]
     tm = m["timings"]
     job_rows = []
     for name, j in tm["jobs"].items():
-        job_rows.append([name, j["role"], j["label"] if j["label"] is not None else "", j["state"],
-                         duration(j["seconds"]), num(j.get("train_s"), 1), num(j.get("score_s"), 1),
-                         j.get("device") or "", j.get("gpu_name") or "", count(j.get("train_texts")),
-                         count(j.get("train_tokens"))])
+        job_rows.append(
+            [
+                name,
+                j["role"],
+                j["label"] if j["label"] is not None else "",
+                j["state"],
+                duration(j["seconds"]),
+                num(j.get("train_s"), 1),
+                num(j.get("score_s"), 1),
+                j.get("device") or "",
+                j.get("gpu_name") or "",
+                count(j.get("train_texts")),
+                count(j.get("train_tokens")),
+            ]
+        )
     out += [
         "## Timings",
         "",
-        (f"GPU time {duration(m['gpu_seconds'])} (sum of job wall times on a GPU), all jobs "
-         f"{duration(tm['wall_seconds'])}; " if m["gpu_seconds"] else
-         f"compute time {compute_time(0, tm['wall_seconds'])} (sum of job wall times; no job ran on a GPU); ")
+        (
+            f"GPU time {duration(m['gpu_seconds'])} (sum of job wall times on a GPU), all jobs "
+            f"{duration(tm['wall_seconds'])}; "
+            if m["gpu_seconds"]
+            else f"compute time {compute_time(0, tm['wall_seconds'])} (sum of job wall times; no job ran on a GPU); "
+        )
         + f"training tokens {count(m['train_tokens'])}; "
         f"scored tokens {count(m['scored_tokens'])}"
         + (f"; mean standard error of a score {m['mean_se']:.3g} nats" if m.get("mean_se") is not None else "")
         + ".",
         "",
-        *md_table(["job", "role", "class", "state", "wall", "train s", "score s", "device", "GPU",
-                   "train texts", "train tokens"], job_rows),
+        *md_table(
+            [
+                "job",
+                "role",
+                "class",
+                "state",
+                "wall",
+                "train s",
+                "score s",
+                "device",
+                "GPU",
+                "train texts",
+                "train tokens",
+            ],
+            job_rows,
+        ),
         "## Config",
         "",
         "```yaml",
@@ -329,14 +428,25 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
     return "\n".join(out)
 
 
-def write_all(run_dir: Path, metrics: Dict[str, Any], scores: Scores, pred: np.ndarray, pred_norm: np.ndarray,
-              experiment: Dict[str, Any], plot_files: Sequence[Path] = (), *,
-              margin_se: Optional[np.ndarray] = None, score: Optional[np.ndarray] = None) -> List[Path]:
+def write_all(
+    run_dir: Path,
+    metrics: Dict[str, Any],
+    scores: Scores,
+    pred: np.ndarray,
+    pred_norm: np.ndarray,
+    experiment: Dict[str, Any],
+    plot_files: Sequence[Path] = (),
+    *,
+    margin_se: Optional[np.ndarray] = None,
+    score: Optional[np.ndarray] = None,
+) -> List[Path]:
     """metrics.json, predictions.csv and report.md in the run folder; PLOT_FILES are the
     plots already in plots/ for these metrics (listed, not drawn, here)."""
     run_dir = Path(run_dir)
     metrics["files"] = {
-        "metrics": METRICS, "predictions": PREDICTIONS, "report": REPORT,
+        "metrics": METRICS,
+        "predictions": PREDICTIONS,
+        "report": REPORT,
         "plots": [f"{PLOTS}/{p.name}" for p in plot_files],
     }
     written = [write_metrics(run_dir, metrics), write_predictions(run_dir, scores, pred, pred_norm, margin_se, score)]

@@ -10,6 +10,7 @@ The merge is columnar: each score file is parsed a line at a time (and hashed as
 read), its fields become columns, and the checks and the join are numpy and dict
 operations over those columns.  Python only walks rows one by one to word a refusal.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,11 +26,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from remote.spec import Experiment, SpecError, build
-
-from orchestrator.errors import ExitCode, OrchError
 from orchestrator.contract.hostdocs import BadDocument, check_manifest, check_status, read_local
 from orchestrator.contract.records import load_resolved
+from orchestrator.errors import ExitCode, OrchError
+from remote.spec import Experiment, SpecError, build
 
 SCORING_ROLES = ("class", "classifier")
 ROLE_FILES = {"class": ("scores.jsonl",), "classifier": ("scores.jsonl",), "pretrain": ()}  # what each role produces
@@ -96,8 +96,16 @@ class Scores:
         """The rows of ``ids``, in that order (every id must be present)."""
         where = dict(zip(self.ids, range(len(self.ids))))
         rows = np.fromiter(map(where.__getitem__, ids), dtype=np.int64, count=len(ids))
-        return Scores(list(ids), self.classes, self.y[rows], self.nll[rows], self.tokens[rows], self.se[rows],
-                      self.tokenizer_sha256, None if self.draws is None else self.draws[rows])
+        return Scores(
+            list(ids),
+            self.classes,
+            self.y[rows],
+            self.nll[rows],
+            self.tokens[rows],
+            self.se[rows],
+            self.tokenizer_sha256,
+            None if self.draws is None else self.draws[rows],
+        )
 
 
 def _read_json(path: Path, what: str) -> Dict[str, Any]:
@@ -118,9 +126,12 @@ def _read_host_doc(path: Path, what: str, check) -> Optional[Dict[str, Any]]:
     try:
         return read_local(path, check)
     except BadDocument as exc:
-        raise OrchError(f"{path}: bad {what}: {exc}", ExitCode.DATA,
-                        hint="the host's files are not what orch's contract says: fetch the run again, or look at "
-                             "that job's folder on the host") from None
+        raise OrchError(
+            f"{path}: bad {what}: {exc}",
+            ExitCode.DATA,
+            hint="the host's files are not what orch's contract says: fetch the run again, or look at "
+            "that job's folder on the host",
+        ) from None
 
 
 def load_run(run_dir: Path, jobs_dir: Optional[Path] = None) -> RunData:
@@ -184,13 +195,15 @@ def _parse_line(text: str) -> Any:
     return json.loads(text)
 
 
-
 def listed_file(job: FetchedJob, name: str) -> Dict[str, Any]:
     """The manifest's entry for a file the job's role must produce (the manifest must list it)."""
     entry = ((job.manifest or {}).get("files") or {}).get(name)
     if not isinstance(entry, dict):
-        raise OrchError(f"job {job.name!r}: manifest.json does not list {name}, which a {job.role} job must produce",
-                        ExitCode.DATA, hint="the job's results are incomplete or were changed on the host")
+        raise OrchError(
+            f"job {job.name!r}: manifest.json does not list {name}, which a {job.role} job must produce",
+            ExitCode.DATA,
+            hint="the job's results are incomplete or were changed on the host",
+        )
     return entry
 
 
@@ -203,11 +216,15 @@ def _read_scores(job: FetchedJob) -> List[Dict[str, Any]]:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise OrchError(f"job {job.name!r}: {path} is missing although manifest.json says the job finished",
-                        ExitCode.DATA) from None
+        raise OrchError(
+            f"job {job.name!r}: {path} is missing although manifest.json says the job finished", ExitCode.DATA
+        ) from None
     if not stat.S_ISREG(st.st_mode):
-        raise OrchError(f"job {job.name!r}: {path} is not a regular file", ExitCode.DATA,
-                        hint="fetch the run again (a fetch never writes links)")
+        raise OrchError(
+            f"job {job.name!r}: {path} is not a regular file",
+            ExitCode.DATA,
+            hint="fetch the run again (a fetch never writes links)",
+        )
     if st.st_size != expected["size"]:
         raise OrchError(
             f"job {job.name!r}: scores.jsonl has {st.st_size} bytes, manifest.json says {expected['size']}",
@@ -305,8 +322,9 @@ def _is_float(value: Any) -> bool:
     return True
 
 
-def _row_problem(row: Dict[str, Any], job: str, job_class: Optional[str], col: Dict[str, int],
-                 classes: List[str]) -> Optional[str]:
+def _row_problem(
+    row: Dict[str, Any], job: str, job_class: Optional[str], col: Dict[str, int], classes: List[str]
+) -> Optional[str]:
     """What is wrong with one score row (None: nothing). The columnar checks find that a
     job has a bad row; this words the first one."""
     where = f"job {job!r}, scores.jsonl line {row.get('_where', '?')}"
@@ -324,8 +342,7 @@ def _row_problem(row: Dict[str, Any], job: str, job_class: Optional[str], col: D
         return f"{where}: text {tid!r}: se must be a number or null, got {se!r}"
     if "draws" in row:
         draws = row["draws"]
-        if not isinstance(draws, list) or not draws or not all(
-                type(d) in (int, float) and _finite(d) for d in draws):
+        if not isinstance(draws, list) or not draws or not all(type(d) in (int, float) and _finite(d) for d in draws):
             return f"{where}: text {tid!r}: draws must be a non-empty list of finite numbers"
     if cls not in col:
         return f"{where}: text {tid!r}: class {cls!r} is not one of the classes {classes}"
@@ -358,8 +375,10 @@ def _draw_problem(job: str, rows: List[Dict[str, Any]], nll: np.ndarray) -> Tupl
     have = ["draws" in r for r in rows]
     if not any(have):
         return None, None
+
     def where(r):
         return f"job {job!r}, scores.jsonl line {r.get('_where', '?')}: text {r.get('id')!r}"
+
     if not all(have):
         r = rows[have.index(False)]
         return None, f"{where(r)}: has no draws, while other rows of the job have them"
@@ -385,8 +404,9 @@ def _draw_problem(job: str, rows: List[Dict[str, Any]], nll: np.ndarray) -> Tupl
     return draws, None
 
 
-def _job_columns(job: str, job_class: Optional[str], rows: List[Dict[str, Any]], col: Dict[str, int],
-                 classes: List[str]) -> Tuple[Optional[_Columns], Optional[str]]:
+def _job_columns(
+    job: str, job_class: Optional[str], rows: List[Dict[str, Any]], col: Dict[str, int], classes: List[str]
+) -> Tuple[Optional[_Columns], Optional[str]]:
     """(columns, None) when every row is valid, else (None, the first bad row's problem)."""
 
     def first_problem() -> str:
@@ -395,8 +415,12 @@ def _job_columns(job: str, job_class: Optional[str], rows: List[Dict[str, Any]],
     n = len(rows)
     ids, labels, cls = _column(rows, "id"), _column(rows, "label"), _column(rows, "class")
     nll, tokens, se = _column(rows, "nll"), _column(rows, "tokens"), _column(rows, "se")
-    if not (_types(ids) | _types(labels) | _types(cls)) <= _ID_TYPES or not _types(nll) <= {int, float} \
-            or not _types(tokens) <= {int} or not _types(se) <= {int, float, type(None)}:
+    if (
+        not (_types(ids) | _types(labels) | _types(cls)) <= _ID_TYPES
+        or not _types(nll) <= {int, float}
+        or not _types(tokens) <= {int}
+        or not _types(se) <= {int, float, type(None)}
+    ):
         return None, first_problem()
     try:
         nll_a = np.array(nll, dtype=np.float64)
@@ -420,9 +444,7 @@ def _job_columns(job: str, job_class: Optional[str], rows: List[Dict[str, Any]],
     return _Columns(job, rows, ids, label_i, cls_i, nll_a, tokens_a.astype(np.float64), se_a, draws), None
 
 
-def merge_scores(
-    job_rows: Sequence[Tuple[str, Optional[str], List[Dict[str, Any]]]], classes: Sequence[str]
-) -> Scores:
+def merge_scores(job_rows: Sequence[Tuple[str, Optional[str], List[Dict[str, Any]]]], classes: Sequence[str]) -> Scores:
     """Merge per-job score rows into one (text x class) table, refusing anything inconsistent.
 
     ``job_rows`` holds (job name, the class the job scores or None for all, rows).
@@ -439,7 +461,9 @@ def merge_scores(
     for job, job_class, _ in job_rows:
         for c in [job_class] if job_class is not None else classes:
             if c not in col:
-                raise OrchError(f"job {job!r} scores class {c!r}, which is not one of the classes {classes}", ExitCode.DATA)
+                raise OrchError(
+                    f"job {job!r} scores class {c!r}, which is not one of the classes {classes}", ExitCode.DATA
+                )
             if c in owner:
                 raise OrchError(f"class {c!r} is scored by two jobs: {owner[c]!r} and {job!r}", ExitCode.DATA)
             owner[c] = job
@@ -511,8 +535,11 @@ def _join(parts: List[_Columns], classes: List[str], col: Dict[str, int]):
                 )
             odd = np.flatnonzero(disagree & mine)
             if odd.size:
-                shown = [f"{all_ids[i]} ({classes[label[i]]!r} here, {classes[first_label[code[i]]]!r} in job "
-                         f"{first_job_name[code[i]]!r})" for i in odd[:MAX_EXAMPLES]]
+                shown = [
+                    f"{all_ids[i]} ({classes[label[i]]!r} here, {classes[first_label[code[i]]]!r} in job "
+                    f"{first_job_name[code[i]]!r})"
+                    for i in odd[:MAX_EXAMPLES]
+                ]
                 raise OrchError(
                     f"job {part.job!r}: {odd.size} text(s) carry a different label than in another job: "
                     f"{name_examples(shown, odd.size)}",
@@ -536,9 +563,12 @@ def _join_draws(parts: List[_Columns], code: np.ndarray, cls: np.ndarray, n: int
         return None
     if len(set(counts.values())) > 1:
         desc = ", ".join(f"{job!r}: {'none' if v is None else v}" for job, v in counts.items())
-        raise OrchError(f"the jobs' score rows carry different numbers of draws per text ({desc})", ExitCode.DATA,
-                        hint="the class models must score the same draws (score.mdlm_draws) for their "
-                             "difference to be paired: re-run the jobs with one config")
+        raise OrchError(
+            f"the jobs' score rows carry different numbers of draws per text ({desc})",
+            ExitCode.DATA,
+            hint="the class models must score the same draws (score.mdlm_draws) for their "
+            "difference to be paired: re-run the jobs with one config",
+        )
     n_draws = next(iter(counts.values()))
     out = np.full((n, k, n_draws), np.nan)
     out[code, cls] = np.concatenate([p.draws for p in parts])
@@ -554,13 +584,19 @@ def expected_n_test(jobs: Sequence[FetchedJob]) -> int:
     for job in jobs:
         n = (job.manifest or {}).get("n_test")
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise OrchError(f"job {job.name!r}: manifest.json gives no n_test (the number of test texts), got {n!r}",
-                            ExitCode.DATA, hint="the job's results are incomplete or were changed on the host")
+            raise OrchError(
+                f"job {job.name!r}: manifest.json gives no n_test (the number of test texts), got {n!r}",
+                ExitCode.DATA,
+                hint="the job's results are incomplete or were changed on the host",
+            )
         seen.setdefault(n, []).append(job.name)
     if len(seen) > 1:
         desc = ", ".join(f"{n} in {name_examples(names)}" for n, names in sorted(seen.items()))
-        raise OrchError(f"the jobs' manifests disagree on n_test: {desc}", ExitCode.DATA,
-                        hint="every job of a run scores the same test texts: a job's results were cut short or changed")
+        raise OrchError(
+            f"the jobs' manifests disagree on n_test: {desc}",
+            ExitCode.DATA,
+            hint="every job of a run scores the same test texts: a job's results were cut short or changed",
+        )
     return next(iter(seen))
 
 
@@ -573,13 +609,17 @@ def check_job_rows(job: FetchedJob, rows: List[Dict[str, Any]], classes: Sequenc
     if len(distinct) != len(pairs):
         seen: set = set()
         twice = [str(p[0]) for p in pairs if p in seen or seen.add(p)]  # word the refusal: the repeats, in order
-        raise OrchError(f"job {job.name!r}: {len(twice)} text(s) scored more than once for the same class: "
-                        f"{name_examples(twice)}", ExitCode.DATA)
+        raise OrchError(
+            f"job {job.name!r}: {len(twice)} text(s) scored more than once for the same class: {name_examples(twice)}",
+            ExitCode.DATA,
+        )
     per_text = len(classes) if job.role == "classifier" else 1
     if len(pairs) != n_test * per_text:
-        raise OrchError(f"job {job.name!r}: scores.jsonl has {len(pairs)} rows, but n_test {n_test} needs "
-                        f"{n_test * per_text}", ExitCode.DATA,
-                        hint="the job's results were cut short or changed on the host")
+        raise OrchError(
+            f"job {job.name!r}: scores.jsonl has {len(pairs)} rows, but n_test {n_test} needs {n_test * per_text}",
+            ExitCode.DATA,
+            hint="the job's results were cut short or changed on the host",
+        )
     return sorted(set(ids) - {None})
 
 
@@ -591,11 +631,19 @@ def check_same_texts(ids_of: Dict[str, List[str]]) -> None:
         other = set(ids_of[name])
         if other != first:
             extra, missing = sorted(other - first), sorted(first - other)
-            raise OrchError(f"job {name!r} scored other test texts than job {names[0]!r}: "
-                            + "; ".join(part for part in (
-                                f"{len(extra)} only in {name!r}: {name_examples(extra)}" if extra else "",
-                                f"{len(missing)} only in {names[0]!r}: {name_examples(missing)}" if missing else "")
-                                if part), ExitCode.DATA, hint="every job of a run scores the same test texts")
+            raise OrchError(
+                f"job {name!r} scored other test texts than job {names[0]!r}: "
+                + "; ".join(
+                    part
+                    for part in (
+                        f"{len(extra)} only in {name!r}: {name_examples(extra)}" if extra else "",
+                        f"{len(missing)} only in {names[0]!r}: {name_examples(missing)}" if missing else "",
+                    )
+                    if part
+                ),
+                ExitCode.DATA,
+                hint="every job of a run scores the same test texts",
+            )
 
 
 def run_classes(run: RunData) -> List[str]:
@@ -612,8 +660,11 @@ def run_classes(run: RunData) -> List[str]:
     if seen:
         found = list(next(iter(seen)))
         if configured and set(found) != set(configured):
-            raise OrchError(f"the jobs' manifests give the classes {found}, but run.yaml says {configured}",
-                            ExitCode.DATA, hint="the host's results are not this run's")
+            raise OrchError(
+                f"the jobs' manifests give the classes {found}, but run.yaml says {configured}",
+                ExitCode.DATA,
+                hint="the host's results are not this run's",
+            )
         return found
     if run.experiment.data.classes:
         return list(run.experiment.data.classes)
@@ -625,13 +676,15 @@ def load_scores(run: RunData) -> Scores:
     jobs = run.scoring_jobs()
     if not jobs:
         raise OrchError(
-            f"run {run.run_id!r} has no {run.scoring_role!r} job to evaluate (model.kind is {run.experiment.model.kind!r})",
+            f"run {run.run_id!r} has no {run.scoring_role!r} job to evaluate "
+            f"(model.kind is {run.experiment.model.kind!r})",
             ExitCode.RUN_STATE,
         )
     incomplete = [j.name for j in jobs if j.manifest is None]
     if incomplete:
         raise OrchError(
-            f"run {run.run_id!r}: job(s) {name_examples(incomplete)} have no manifest.json here, so their results are not complete",
+            f"run {run.run_id!r}: job(s) {name_examples(incomplete)} have no manifest.json here, "
+            "so their results are not complete",
             ExitCode.RUN_STATE,
             hint=f"`orch status {run.run_id}` shows the jobs; `orch fetch-results {run.run_id}` pulls finished results",
         )
@@ -643,8 +696,11 @@ def load_scores(run: RunData) -> Scores:
     job_rows = [(j.name, j.label if j.role == "class" else None, _read_scores(j)) for j in jobs]
     scores = merge_scores(job_rows, classes)
     if scores.n != n_test:
-        raise OrchError(f"the score files hold {scores.n} test texts, but the manifests' n_test is {n_test}",
-                        ExitCode.DATA, hint="the jobs' results were cut short or changed on the host")
+        raise OrchError(
+            f"the score files hold {scores.n} test texts, but the manifests' n_test is {n_test}",
+            ExitCode.DATA,
+            hint="the jobs' results were cut short or changed on the host",
+        )
     scores.tokenizer_sha256 = check_tokenization(jobs, scores)
     return scores
 
@@ -669,24 +725,34 @@ def check_tokenization(jobs: Sequence[FetchedJob], scores: Scores) -> Optional[s
     for name, value in prints.items():
         groups.setdefault(value, []).append(name)
     if len(groups) > 1:
-        desc = "; ".join(f"{'none recorded' if v is None else v[:16]} in job(s) {name_examples(names)}"
-                         for v, names in groups.items())
-        raise OrchError(f"the class jobs did not use the same tokenizer (manifest tokenizer_sha256): {desc}",
-                        ExitCode.DATA,
-                        hint="each class model must read a text as the same tokens for their scores to be "
-                             "compared: train the tokenizer once (a pretrain job) or re-run the class jobs")
+        desc = "; ".join(
+            f"{'none recorded' if v is None else v[:16]} in job(s) {name_examples(names)}"
+            for v, names in groups.items()
+        )
+        raise OrchError(
+            f"the class jobs did not use the same tokenizer (manifest tokenizer_sha256): {desc}",
+            ExitCode.DATA,
+            hint="each class model must read a text as the same tokens for their scores to be "
+            "compared: train the tokenizer once (a pretrain job) or re-run the class jobs",
+        )
     ref_job = class_jobs[0]
     ref = scores.classes.index(ref_job.label)
     for job in class_jobs[1:]:
         c = scores.classes.index(job.label)
         odd = np.flatnonzero(scores.tokens[:, c] != scores.tokens[:, ref])
         if odd.size:
-            shown = [f"{scores.ids[i]} ({int(scores.tokens[i, c])} tokens here, {int(scores.tokens[i, ref])} "
-                     f"in job {ref_job.name!r})" for i in odd[:MAX_EXAMPLES]]
-            raise OrchError(f"job {job.name!r}: {odd.size} text(s) have another token count than in job "
-                            f"{ref_job.name!r} although both record the same tokenizer: "
-                            f"{name_examples(shown, odd.size)}", ExitCode.DATA,
-                            hint="the jobs did not tokenize the same test texts the same way: re-run the jobs")
+            shown = [
+                f"{scores.ids[i]} ({int(scores.tokens[i, c])} tokens here, {int(scores.tokens[i, ref])} "
+                f"in job {ref_job.name!r})"
+                for i in odd[:MAX_EXAMPLES]
+            ]
+            raise OrchError(
+                f"job {job.name!r}: {odd.size} text(s) have another token count than in job "
+                f"{ref_job.name!r} although both record the same tokenizer: "
+                f"{name_examples(shown, odd.size)}",
+                ExitCode.DATA,
+                hint="the jobs did not tokenize the same test texts the same way: re-run the jobs",
+            )
     return next(iter(groups))
 
 

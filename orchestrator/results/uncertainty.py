@@ -7,6 +7,7 @@ remote/score.py).  The decision between two classes then has a paired standard e
 the spread over j of the per-draw class difference (metrics.paired_margin_se), which is
 what decides the class, not the per-class standard errors in score rows.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -16,8 +17,9 @@ import numpy as np
 from orchestrator.results.metrics import BOOTSTRAP_SEED, CI_LEVEL, Z95, margin, not_significant, paired_margin_se
 
 
-def paired_summary(score: np.ndarray, draws: Optional[np.ndarray], class_se: np.ndarray
-                   ) -> Tuple[Optional[Dict[str, Any]], Optional[np.ndarray]]:
+def paired_summary(
+    score: np.ndarray, draws: Optional[np.ndarray], class_se: np.ndarray
+) -> Tuple[Optional[Dict[str, Any]], Optional[np.ndarray]]:
     """(metrics.json's ``paired`` section, each text's margin SE) - (None, None) for scores
     without draws (exact kinds: nothing is random)."""
     if draws is None:
@@ -25,16 +27,29 @@ def paired_summary(score: np.ndarray, draws: Optional[np.ndarray], class_se: np.
     k = int(draws.shape[2])
     se = paired_margin_se(score, draws)
     if se is None:
-        return {"draws": k, "level": CI_LEVEL, "z": Z95, "not_significant": None, "not_significant_n": None,
-                "mean_margin_se": None, "median_margin_se": None, "mean_class_se": None, "class_se_ratio": None,
-                "note": "one draw per text: no spread to estimate the noise from (score.mdlm_draws >= 2)"}, None
+        return {
+            "draws": k,
+            "level": CI_LEVEL,
+            "z": Z95,
+            "not_significant": None,
+            "not_significant_n": None,
+            "mean_margin_se": None,
+            "median_margin_se": None,
+            "mean_class_se": None,
+            "class_se_ratio": None,
+            "note": "one draw per text: no spread to estimate the noise from (score.mdlm_draws >= 2)",
+        }, None
     flip = not_significant(margin(score), se)
     mean_se = float(se.mean())
     class_se = float(np.nanmean(class_se)) if not np.all(np.isnan(class_se)) else None
     return {
-        "draws": k, "level": CI_LEVEL, "z": Z95,
-        "not_significant": float(flip.mean()), "not_significant_n": int(flip.sum()),
-        "mean_margin_se": mean_se, "median_margin_se": float(np.median(se)),
+        "draws": k,
+        "level": CI_LEVEL,
+        "z": Z95,
+        "not_significant": float(flip.mean()),
+        "not_significant_n": int(flip.sum()),
+        "mean_margin_se": mean_se,
+        "median_margin_se": float(np.median(se)),
         "mean_class_se": class_se,
         "class_se_ratio": None if class_se is None or mean_se == 0 else class_se / mean_se,
     }, se
@@ -51,8 +66,9 @@ def _interval(values: np.ndarray, level: float = CI_LEVEL) -> List[float]:
     return [float(low), float(high)]
 
 
-def accuracy_with_mc_noise(y: np.ndarray, draws: Optional[np.ndarray], log_prior: Sequence[float],
-                           resamples: int, seed: int = BOOTSTRAP_SEED) -> Optional[Dict[str, Any]]:
+def accuracy_with_mc_noise(
+    y: np.ndarray, draws: Optional[np.ndarray], log_prior: Sequence[float], resamples: int, seed: int = BOOTSTRAP_SEED
+) -> Optional[Dict[str, Any]]:
     """The accuracy's bootstrap interval with the estimator's noise in it, and how much of
     its width each source causes.  None without draws (or with one draw, or no resamples).
 
@@ -88,7 +104,10 @@ def accuracy_with_mc_noise(y: np.ndarray, draws: Optional[np.ndarray], log_prior
     total = var_texts + var_mc
     return {
         "method": "bootstrap over texts x resampled draws (paired across classes)",
-        "resamples": resamples, "mc_resamples": mc_resamples, "draws": k, "seed": seed,
+        "resamples": resamples,
+        "mc_resamples": mc_resamples,
+        "draws": k,
+        "seed": seed,
         "accuracy_ci95": _interval(both),
         "texts_only_ci95": _interval(texts_only),
         "mc_only_ci95": _interval(right_mc),

@@ -21,6 +21,7 @@ The predictions are cached in ``runs/<id>/yardsticks.json`` under a key of the d
 hashes, the data settings and the scikit-learn version, so re-evaluating costs nothing.
 scikit-learn is imported only when they are computed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,10 +34,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from orchestrator.results.scores import RunData, Scores
 from remote.data import dataset_name
 from remote.files import sha256_file
-
-from orchestrator.results.scores import RunData, Scores
 
 CACHE = "yardsticks.json"
 VERSION = 1  # bump when the models or their settings change
@@ -45,7 +45,7 @@ NAMES = {"nb": "naive Bayes (uni+bigram counts)", "tfidf_lr": "TF-IDF uni+bigram
 SETTINGS = {
     "nb": "CountVectorizer(ngram_range=(1, 2), min_df=2) + MultinomialNB()",
     "tfidf_lr": "TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True) + "
-                "LogisticRegression(C=10, max_iter=2000)",
+    "LogisticRegression(C=10, max_iter=2000)",
 }
 
 
@@ -95,8 +95,10 @@ def _local_files(run: RunData) -> Tuple[Optional[Dict[str, str]], Optional[str]]
                 except OSError:
                     continue
         if found is None:
-            return None, (f"data.{key}: no local copy of the file the run used (looked for "
-                          f"{', '.join(repr(c) for c in candidates)} with sha256 {want}...)")
+            return None, (
+                f"data.{key}: no local copy of the file the run used (looked for "
+                f"{', '.join(repr(c) for c in candidates)} with sha256 {want}...)"
+            )
         out[key] = found
     return out, None
 
@@ -116,9 +118,18 @@ def _key(run: RunData, files: Dict[str, str], scores: Scores, sklearn_version: s
     data = dataclasses.asdict(run.experiment.data)
     for k in DATA_KEYS:
         data.pop(k, None)
-    h.update(json.dumps({"v": VERSION, "sklearn": sklearn_version, "data": data,
-                         "files": {k: Path(run.experiment.data.__dict__[k]).name for k in files},
-                         "classes": scores.classes}, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {
+                "v": VERSION,
+                "sklearn": sklearn_version,
+                "data": data,
+                "files": {k: Path(run.experiment.data.__dict__[k]).name for k in files},
+                "classes": scores.classes,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     h.update("\n".join(scores.ids).encode())
     return h.hexdigest()
 
@@ -153,8 +164,9 @@ def _read_cache(path: Path, key: str, n: int, k: int) -> Optional[Dict[str, Any]
     return {**doc, "predictions": preds}
 
 
-def predictions(run: RunData, scores: Scores, cache_dir: Optional[Path] = None, *,
-                compute: bool = True) -> Dict[str, Any]:
+def predictions(
+    run: RunData, scores: Scores, cache_dir: Optional[Path] = None, *, compute: bool = True
+) -> Dict[str, Any]:
     """{"available": True, "predictions": {name: (n,) class index, in scores.ids order},
     "train_texts", "seconds", "sklearn", "data"} or {"available": False, "reason"}.
 
@@ -180,8 +192,10 @@ def predictions(run: RunData, scores: Scores, cache_dir: Optional[Path] = None, 
         return {"available": False, "reason": reason}
     by_id = {e.id: e for e in splits.test}
     if set(by_id) != set(scores.ids):
-        return {"available": False, "reason": f"the local data's test split ({len(by_id)} texts) is not the "
-                                              f"{scores.n} texts the jobs scored"}
+        return {
+            "available": False,
+            "reason": f"the local data's test split ({len(by_id)} texts) is not the {scores.n} texts the jobs scored",
+        }
     col = {c: i for i, c in enumerate(scores.classes)}
     test = [by_id[i] for i in scores.ids]
     if [col.get(e.label, -1) for e in test] != scores.y.tolist():
@@ -189,9 +203,15 @@ def predictions(run: RunData, scores: Scores, cache_dir: Optional[Path] = None, 
     train = [e for e in splits.train if e.label in col]
     t0 = time.time()
     preds = _fit_predict([e.text for e in train], np.array([col[e.label] for e in train]), [e.text for e in test])
-    doc = {"available": True, "key": key, "sklearn": sklearn.__version__, "train_texts": len(train),
-           "seconds": round(time.time() - t0, 2), "data": {k: os.path.abspath(v) for k, v in files.items()},
-           "settings": SETTINGS}
+    doc = {
+        "available": True,
+        "key": key,
+        "sklearn": sklearn.__version__,
+        "train_texts": len(train),
+        "seconds": round(time.time() - t0, 2),
+        "data": {k: os.path.abspath(v) for k, v in files.items()},
+        "settings": SETTINGS,
+    }
     if cache is not None:
         from remote.files import atomic_write_json
 
@@ -221,10 +241,19 @@ def rows(found: Dict[str, Any], y: np.ndarray, pred: np.ndarray, resamples: int)
     for name, p in found["predictions"].items():
         correct = p == y
         mc = mcnemar_pair(model_correct, correct)
-        out.append({"name": name, "title": NAMES[name], "accuracy": float(correct.mean()),
-                    "accuracy_ci95": bootstrap_ci(correct, resamples), "correct": int(correct.sum()),
-                    "model_only": mc["a_only"], "yardstick_only": mc["b_only"],
-                    "accuracy_diff": mc["accuracy_diff"], "p_value": mc["p_value"]})
+        out.append(
+            {
+                "name": name,
+                "title": NAMES[name],
+                "accuracy": float(correct.mean()),
+                "accuracy_ci95": bootstrap_ci(correct, resamples),
+                "correct": int(correct.sum()),
+                "model_only": mc["a_only"],
+                "yardstick_only": mc["b_only"],
+                "accuracy_diff": mc["accuracy_diff"],
+                "p_value": mc["p_value"],
+            }
+        )
     return out
 
 

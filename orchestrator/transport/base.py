@@ -3,6 +3,7 @@
 Both transports take shell text built by orchestrator.transport.shell and offer the same calls,
 so everything above them is written once.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, List, Optional, Tuple
 
-from orchestrator.transport import shell
-from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.hosts import HostConfig
-
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.transport import shell
 
 # What a host prints is untrusted: a command's output is read up to this much, then the
 # command is stopped and Result.overflow says so (its output is cut there).
@@ -52,8 +52,7 @@ def read_capped(read: Callable[[int], bytes], limit: int, on_overflow: Callable[
 def _failed(command: str, result: Result, host: str) -> OrchError:
     tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
     return OrchError(
-        f"command failed on {host} (exit {result.rc}): {command[:300]}"
-        + ("\n  " + "\n  ".join(tail) if tail else ""),
+        f"command failed on {host} (exit {result.rc}): {command[:300]}" + ("\n  " + "\n  ".join(tail) if tail else ""),
         ExitCode.REMOTE,
     )
 
@@ -79,13 +78,23 @@ class Transport:
     def _exec(self, command: str, timeout: Optional[float], stdin: Optional[str], max_output: int) -> Result:
         raise NotImplementedError
 
-    def run(self, command: str, *, check: bool = True, timeout: Optional[float] = None,
-            stdin: Optional[str] = None, max_output: int = MAX_OUTPUT) -> Result:
+    def run(
+        self,
+        command: str,
+        *,
+        check: bool = True,
+        timeout: Optional[float] = None,
+        stdin: Optional[str] = None,
+        max_output: int = MAX_OUTPUT,
+    ) -> Result:
         command = shell.with_path(self.host.extra_path, command)
         result = self._exec(command, timeout, stdin, max_output)
         if check and result.overflow:
-            raise OrchError(f"a command on {self.host.name} printed more than {max_output >> 20} MB, so orch stopped it: "
-                            f"{command[:300]}", ExitCode.REMOTE)
+            raise OrchError(
+                f"a command on {self.host.name} printed more than {max_output >> 20} MB, so orch stopped it: "
+                f"{command[:300]}",
+                ExitCode.REMOTE,
+            )
         if check and result.rc != 0:
             from orchestrator.transport.diskspace import host_no_space, says_no_space
 
@@ -154,15 +163,22 @@ class LocalTransport(Transport):
         return str(Path(self.host.workdir).expanduser())
 
     def _exec(self, command, timeout, stdin, max_output):
-        proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=str(Path.home()))
+        proc = subprocess.Popen(
+            ["bash", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=str(Path.home()),
+        )
         got: dict = {}
 
         def drain(name, stream):
             got[name] = read_capped(stream.read1, max_output, proc.kill)
 
-        readers = [threading.Thread(target=drain, args=(n, s), daemon=True)
-                   for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+        readers = [
+            threading.Thread(target=drain, args=(n, s), daemon=True)
+            for n, s in (("out", proc.stdout), ("err", proc.stderr))
+        ]
         for t in readers:
             t.start()
         try:
@@ -176,7 +192,9 @@ class LocalTransport(Transport):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise OrchError(f"command timed out after {timeout:.0f} s on local: {command[:200]}", ExitCode.REMOTE)
+            raise OrchError(
+                f"command timed out after {timeout:.0f} s on local: {command[:200]}", ExitCode.REMOTE
+            ) from None
         for t in readers:
             t.join()
         (out, over_out), (err, over_err) = got["out"], got["err"]

@@ -1,13 +1,14 @@
 """Open the one transport a CLI command uses, and check the host has what orch needs."""
+
 from __future__ import annotations
 
 import contextlib
 from typing import Iterator
 
-from orchestrator.transport import shell
-from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.hosts import resolve_host
 from orchestrator.config.project import Project
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.transport import shell
 from orchestrator.transport.base import LocalTransport, Transport
 
 
@@ -28,9 +29,7 @@ def open_transport(project: Project, host_name: str, trust_new_host_key: bool = 
 
 def require_tools(transport: Transport, tools=("tmux",)) -> None:
     """Fail early, with a specific message, when the host lacks a tool orch drives."""
-    checks = " ; ".join(
-        f"command -v {shell.quote(t)} >/dev/null 2>&1 || echo missing:{shell.quote(t)}" for t in tools
-    )
+    checks = " ; ".join(f"command -v {shell.quote(t)} >/dev/null 2>&1 || echo missing:{shell.quote(t)}" for t in tools)
     out = transport.run(checks).stdout.split()
     missing = [w.split(":", 1)[1] for w in out if w.startswith("missing:")]
     if missing:

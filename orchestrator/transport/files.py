@@ -8,6 +8,7 @@
 Everything above the transport calls Transport.push_tree / push_file / pull and never
 asks which of these it got.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,7 @@ def local_rsync() -> bool:
 
 
 def remote_has(transport, tool: str) -> bool:
-    return transport.run(shell.join(["sh", "-c", 'command -v "$1" >/dev/null 2>&1', "sh", tool]),
-                         check=False).rc == 0
+    return transport.run(shell.join(["sh", "-c", 'command -v "$1" >/dev/null 2>&1', "sh", tool]), check=False).rc == 0
 
 
 def host_mode(path: Path) -> int:
@@ -88,8 +88,17 @@ class RsyncCopier(Copier):
 
     def push_tree(self, root, files, dest_dir):
         # u=rwX,go=rX: X keeps an execute bit only where there was one (and on folders).
-        argv = ["rsync", "-a", "--chmod=u=rwX,go=rX", "--out-format=%n", "--files-from=-", "--from0",
-                *self._rsh(), f"{root}/", self.transport.rsync_target(dest_dir + "/")]
+        argv = [
+            "rsync",
+            "-a",
+            "--chmod=u=rwX,go=rX",
+            "--out-format=%n",
+            "--files-from=-",
+            "--from0",
+            *self._rsh(),
+            f"{root}/",
+            self.transport.rsync_target(dest_dir + "/"),
+        ]
         out = run_rsync(self.transport, argv, push=True, stdin="\0".join(files)).stdout
         return sum(1 for line in out.splitlines() if line and not line.endswith("/"))
 
@@ -98,8 +107,18 @@ class RsyncCopier(Copier):
         # when complete, so a half upload never looks present and two launches sending the
         # same file do not meet.  --partial-dir keeps what an interrupted upload sent, and
         # the next one resumes from it (rsync checks the whole file's checksum at the end).
-        run_rsync(self.transport, ["rsync", "-a", "--partial-dir=.rsync-partial", *self._rsh(), str(local_path),
-                                   self.transport.rsync_target(remote_path)], push=True)
+        run_rsync(
+            self.transport,
+            [
+                "rsync",
+                "-a",
+                "--partial-dir=.rsync-partial",
+                *self._rsh(),
+                str(local_path),
+                self.transport.rsync_target(remote_path),
+            ],
+            push=True,
+        )
 
     def pull(self, remote_dir, stage, seed, spec):
         from orchestrator.transport.pull import pull_rsync

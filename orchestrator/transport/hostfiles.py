@@ -5,6 +5,7 @@ SFTP's READDIR reports lstat's attributes (a link is a link); a local read opens
 folder's entries relative to its descriptor with O_NOFOLLOW (and O_NONBLOCK, so a fifo
 never blocks), and checks fstat before reading.
 """
+
 from __future__ import annotations
 
 import errno
@@ -57,8 +58,10 @@ class SftpSource(Source):
     def files(self, job):
         # READDIR attributes are lstat's: a link is reported as a link.
         try:
-            return {a.filename: (stat.S_ISREG(a.st_mode or 0), a.st_size or 0)
-                    for a in self.sftp.listdir_attr(f"{self.root}/{job}")}
+            return {
+                a.filename: (stat.S_ISREG(a.st_mode or 0), a.st_size or 0)
+                for a in self.sftp.listdir_attr(f"{self.root}/{job}")
+            }
         except (OSError, EOFError) as exc:
             raise self._fail(f"{self.root}/{job}", exc) from None
 

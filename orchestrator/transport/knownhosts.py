@@ -15,6 +15,7 @@ As in OpenSSH, ``@cert-authority`` lines are skipped (orch does not verify host
 certificates: such a host is unknown until its own key is trusted) and a malformed line
 is skipped, not fatal.
 """
+
 from __future__ import annotations
 
 import base64
@@ -137,7 +138,7 @@ def _key_blob(key_type: str, b64: str) -> Optional[bytes]:
     if len(blob) < 4:
         return None
     (n,) = struct.unpack(">I", blob[:4])
-    if blob[4:4 + n] != key_type.encode():
+    if blob[4 : 4 + n] != key_type.encode():
         return None
     return blob
 

@@ -7,6 +7,7 @@ happens, one more short connection looks at what the port sends, so the user rea
 instead of a library's words. Connection failures get the operating system's reason in
 words, not "[Errno None] Unable to connect to port 1".
 """
+
 from __future__ import annotations
 
 import socket

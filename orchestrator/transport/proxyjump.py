@@ -12,13 +12,14 @@ file and known_hosts file (ssh would use its defaults: the local user name and
 ~/.ssh/id_*) - a bastion usually takes the same key, and this keeps one host file
 enough to describe the whole route.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import List, Optional, Tuple
 
-from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.hosts import HostConfig, ssh_config_path
+from orchestrator.errors import ExitCode, OrchError
 
 MAX_HOPS = 8
 
@@ -31,7 +32,7 @@ def parse_hop(spec: str) -> Tuple[str, str, Optional[int]]:
     """``[ssh://][user@]host[:port]`` -> (user, host, port or None); raises ValueError."""
     text = spec.strip()
     if text.startswith("ssh://"):
-        text = text[len("ssh://"):].rstrip("/")
+        text = text[len("ssh://") :].rstrip("/")
     user, _, rest = text.rpartition("@")
     if rest.startswith("["):  # [v6 address]:port
         host, sep, tail = rest[1:].partition("]")
@@ -64,18 +65,24 @@ def _hop(spec: str, target: HostConfig, where: str) -> Tuple[HostConfig, str]:
     try:
         user, name, port = parse_hop(spec)
     except ValueError as exc:
-        raise OrchError(f"{where}: proxy_jump hop {spec!r}: {exc}", ExitCode.CONFIG,
-                        hint="each hop is [user@]host[:port], hops separated by commas")
+        raise OrchError(
+            f"{where}: proxy_jump hop {spec!r}: {exc}",
+            ExitCode.CONFIG,
+            hint="each hop is [user@]host[:port], hops separated by commas",
+        ) from None
     entry = _ssh_config_entry(name)
     identity = (entry.get("identityfile") or [""])[0]
     known = (entry.get("userknownhostsfile") or "").split()
     try:
         port = port or int(entry.get("port", 22))
     except ValueError:
-        raise OrchError(f"{ssh_config_path()}: Port of {name!r} is not a number", ExitCode.CONFIG)
+        raise OrchError(f"{ssh_config_path()}: Port of {name!r} is not a number", ExitCode.CONFIG) from None
     hop = replace(
-        target, name=name, source=f"proxy_jump of {target.name}",
-        hostname=entry.get("hostname", name), port=port,
+        target,
+        name=name,
+        source=f"proxy_jump of {target.name}",
+        hostname=entry.get("hostname", name),
+        port=port,
         user=user or entry.get("user", "") or target.user,
         identity_file=identity or target.identity_file,
         known_hosts_file=known[0] if known else target.known_hosts_file,
@@ -92,14 +99,19 @@ def chain(host: HostConfig) -> List[HostConfig]:
     seen: List[str] = []
     while not is_none(spec):
         if spec in seen:
-            raise OrchError(f"{where}: ProxyJump loops ({' -> '.join(seen + [spec])})", ExitCode.CONFIG,
-                            hint="a jump host's own ProxyJump leads back to itself; set `ProxyJump none` for it "
-                                 "in ~/.ssh/config")
+            raise OrchError(
+                f"{where}: ProxyJump loops ({' -> '.join(seen + [spec])})",
+                ExitCode.CONFIG,
+                hint="a jump host's own ProxyJump leads back to itself; set `ProxyJump none` for it in ~/.ssh/config",
+            )
         seen.append(spec)
         parts = [p for p in spec.split(",")]
         if any(not p.strip() for p in parts):
-            raise OrchError(f"{where}: proxy_jump {spec!r} has an empty hop", ExitCode.CONFIG,
-                            hint="hops are [user@]host[:port], separated by commas")
+            raise OrchError(
+                f"{where}: proxy_jump {spec!r} has an empty hop",
+                ExitCode.CONFIG,
+                hint="hops are [user@]host[:port], separated by commas",
+            )
         resolved = [_hop(p, host, where) for p in parts]
         hops = [h for h, _ in resolved] + hops
         if len(hops) > MAX_HOPS:

@@ -5,6 +5,7 @@ Source (hostfiles.py: lstat first, no-follow opens), rsync runs without -l/-D.  
 way nothing but regular files lands, each created new, and a file listed as "tail" is
 taken as its last ``tail_bytes`` unless the spec asks for it whole.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,12 +44,12 @@ def _create(path: Path) -> int:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _from_line_start(data: bytes) -> bytes:
     cut = data.find(b"\n")
-    return data[cut + 1:] if 0 <= cut < len(data) - 1 else data
+    return data[cut + 1 :] if 0 <= cut < len(data) - 1 else data
 
 
 def _copy(source: Source, job: str, name: str, size: int, dest: Path, spec: PullSpec, pulled: Pulled) -> None:
@@ -95,8 +96,15 @@ def pull_from_source(source: Source, stage: Path, spec: PullSpec) -> Pulled:
     return pulled
 
 
-def _rsync_once(transport, remote_dir: str, stage: Path, seed: Path, dirs: Sequence[str], names: Sequence[str],
-                max_size: Optional[int]) -> str:
+def _rsync_once(
+    transport,
+    remote_dir: str,
+    stage: Path,
+    seed: Path,
+    dirs: Sequence[str],
+    names: Sequence[str],
+    max_size: Optional[int],
+) -> str:
     from orchestrator.transport.rsync import run_rsync
 
     # Exactly the wanted folders' files: `/job` matches the folder (or a link standing in
@@ -106,8 +114,17 @@ def _rsync_once(transport, remote_dir: str, stage: Path, seed: Path, dirs: Seque
         filters += [f"--include=/{job}"] + [f"--include=/{job}/{n}" for n in names]
     filters.append("--exclude=*")
     # -r -t and nothing of -a's -l -p -o -g -D: a link, device or fifo is skipped and named.
-    argv = ["rsync", "-r", "-t", "--no-links", "--no-devices", "--no-specials", "--checksum", "--info=skip1",
-            "--prune-empty-dirs"]
+    argv = [
+        "rsync",
+        "-r",
+        "-t",
+        "--no-links",
+        "--no-devices",
+        "--no-specials",
+        "--checksum",
+        "--info=skip1",
+        "--prune-empty-dirs",
+    ]
     if seed.is_dir():
         argv.append(f"--link-dest={seed.resolve()}")  # unchanged files: hard links to the verified copy
     if max_size is not None:

@@ -10,6 +10,7 @@ verified connection, relaying stdin, stdout, stderr and the exit status.
 Threads, not a select loop: rsync streams both ways at once, and a blocking write in
 one direction must never stop the other from draining.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,9 +82,11 @@ class RsyncBridge:
                 send(b"E", f"orch: could not open an SSH channel for rsync: {exc}\n".encode())
                 send(b"X", struct.pack(">i", 255))
                 return
-            pumps = [threading.Thread(target=self._to_host, args=(conn, chan), daemon=True),
-                     threading.Thread(target=self._from_host, args=(chan.recv, b"O", send), daemon=True),
-                     threading.Thread(target=self._from_host, args=(chan.recv_stderr, b"E", send), daemon=True)]
+            pumps = [
+                threading.Thread(target=self._to_host, args=(conn, chan), daemon=True),
+                threading.Thread(target=self._from_host, args=(chan.recv, b"O", send), daemon=True),
+                threading.Thread(target=self._from_host, args=(chan.recv_stderr, b"E", send), daemon=True),
+            ]
             for t in pumps:
                 t.start()
             pumps[1].join()

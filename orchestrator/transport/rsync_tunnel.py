@@ -13,6 +13,7 @@ X exit status), 4 bytes big-endian length, payload; X's payload is a signed 4-by
 
 Standard library only, run with ``python -S``: it starts in tens of milliseconds.
 """
+
 import json
 import os
 import select
@@ -28,7 +29,7 @@ def remote_command(args):
     i = 0
     while i < len(args) and args[i].startswith("-"):
         i += 2 if args[i] in ("-l", "-p") else 1
-    return " ".join(args[i + 1:])
+    return " ".join(args[i + 1 :])
 
 
 def _pump_stdin(sock):
@@ -84,7 +85,7 @@ def main(argv):
             (n,) = struct.unpack(">I", buf[1:5])
             if len(buf) < 5 + n:
                 break
-            kind, payload, buf = buf[:1], buf[5:5 + n], buf[5 + n:]
+            kind, payload, buf = buf[:1], buf[5 : 5 + n], buf[5 + n :]
             if kind == b"O":
                 _write_all(1, payload)
             elif kind == b"E":

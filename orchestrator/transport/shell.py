@@ -3,6 +3,7 @@
 Every remote command is built as a list of strings and quoted here, once, with shlex.
 Never f-string a shell command anywhere else.
 """
+
 from __future__ import annotations
 
 import re

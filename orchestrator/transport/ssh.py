@@ -7,6 +7,7 @@ negations, hashed names) and refuse unknown keys unless the user explicitly trus
 new one; a changed or revoked key is always refused.  ProxyJump chains
 (orchestrator/transport/proxyjump.py) verify every hop the same way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,9 +18,9 @@ from typing import List, Optional
 
 import paramiko
 
-from orchestrator.transport import knownhosts, portcheck, shell
-from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.hosts import HostConfig
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.transport import knownhosts, portcheck, shell
 from orchestrator.transport.base import Result, Transport, temp_name
 
 # Paramiko logs failures from its transport thread (with tracebacks) through `logging`;
@@ -61,7 +62,7 @@ class _CheckHostKey(paramiko.MissingHostKeyPolicy):
 
 
 def _fingerprint(key: paramiko.PKey) -> str:
-    return knownhosts.fingerprint(key.asbytes())[len("SHA256:"):]
+    return knownhosts.fingerprint(key.asbytes())[len("SHA256:") :]
 
 
 def _write_remote(sftp, path: str, data: bytes) -> None:
@@ -103,11 +104,14 @@ class SSHTransport(Transport):
         """A direct-tcpip channel from a verified hop to the next host of the chain."""
         try:
             return client.get_transport().open_channel(
-                "direct-tcpip", (nxt.hostname, nxt.port), ("127.0.0.1", 0), timeout=nxt.connect_timeout)
+                "direct-tcpip", (nxt.hostname, nxt.port), ("127.0.0.1", 0), timeout=nxt.connect_timeout
+            )
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise OrchError(f"{label} cannot reach {nxt.hostname}:{nxt.port}: {exc or type(exc).__name__}",
-                            ExitCode.UNREACHABLE, hint="check the hop order in proxy_jump and that the jump host "
-                                                       "allows TCP forwarding")
+            raise OrchError(
+                f"{label} cannot reach {nxt.hostname}:{nxt.port}: {exc or type(exc).__name__}",
+                ExitCode.UNREACHABLE,
+                hint="check the hop order in proxy_jump and that the jump host allows TCP forwarding",
+            ) from None
 
     def _open(self, host: HostConfig, sock=None, label: str = "") -> paramiko.SSHClient:
         # A bare Paramiko client: Fabric's Connection adds ~60 ms of imports (invoke) and
@@ -116,10 +120,12 @@ class SSHTransport(Transport):
         if host.identity_file:
             key_file = Path(host.identity_file).expanduser()
             if not key_file.is_file():
-                raise OrchError(f"identity_file {key_file} of host {host.name} does not exist"
-                                + (f" ({host.source})" if host.source else ""), ExitCode.CONFIG,
-                                hint="fix identity_file in the host config, or remove it to use your SSH agent "
-                                     "and default keys")
+                raise OrchError(
+                    f"identity_file {key_file} of host {host.name} does not exist"
+                    + (f" ({host.source})" if host.source else ""),
+                    ExitCode.CONFIG,
+                    hint="fix identity_file in the host config, or remove it to use your SSH agent and default keys",
+                )
             kwargs["key_filename"] = [str(key_file)]
         if host.user:
             kwargs["username"] = host.user
@@ -141,9 +147,15 @@ class SSHTransport(Transport):
         client.set_missing_host_key_policy(policy)
         where = label or host.display()
         try:
-            client.connect(host.hostname, port=host.port, timeout=host.connect_timeout,
-                           banner_timeout=host.connect_timeout, auth_timeout=host.connect_timeout,
-                           transport_factory=transport_factory, **kwargs)
+            client.connect(
+                host.hostname,
+                port=host.port,
+                timeout=host.connect_timeout,
+                banner_timeout=host.connect_timeout,
+                auth_timeout=host.connect_timeout,
+                transport_factory=transport_factory,
+                **kwargs,
+            )
         except _HostKeyRefused as exc:
             client.close()
             raise self._key_error(host, where, known, exc.verdict, exc.key) from None
@@ -152,32 +164,37 @@ class SSHTransport(Transport):
             raise OrchError(
                 f"SSH authentication failed for {where}: {exc}",
                 ExitCode.UNREACHABLE,
-                hint="check `user` and `identity_file` in the host config, and that the key is in the host's authorized_keys",
-            )
+                hint="check `user` and `identity_file` in the host config, "
+                "and that the key is in the host's authorized_keys",
+            ) from None
         except paramiko.SSHException as exc:
             client.close()
             if portcheck.banner_failure(exc):
-                found = portcheck.describe_non_ssh(host.hostname, host.port, host.connect_timeout,
-                                                   f"{host.hostname}:{host.port}")
+                found = portcheck.describe_non_ssh(
+                    host.hostname, host.port, host.connect_timeout, f"{host.hostname}:{host.port}"
+                )
                 if found:
-                    raise OrchError(found, ExitCode.UNREACHABLE,
-                                    hint=f"check `port` (sshd listens on 22 unless told otherwise) and `hostname` of "
-                                         f"host {host.name}" + (f" in {host.source}" if host.source else "")) from None
-            raise OrchError(f"SSH connection to {where} failed: {exc}", ExitCode.UNREACHABLE)
+                    raise OrchError(
+                        found,
+                        ExitCode.UNREACHABLE,
+                        hint=f"check `port` (sshd listens on 22 unless told otherwise) and `hostname` of "
+                        f"host {host.name}" + (f" in {host.source}" if host.source else ""),
+                    ) from None
+            raise OrchError(f"SSH connection to {where} failed: {exc}", ExitCode.UNREACHABLE) from None
         except (socket.timeout, TimeoutError) as exc:
             client.close()
             raise OrchError(
                 f"cannot reach {where}: connection timed out after {host.connect_timeout:.0f} s ({exc})",
                 ExitCode.UNREACHABLE,
                 hint="is the host up and the address/port right? behind a bastion? set proxy_jump",
-            )
+            ) from None
         except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
             client.close()
             raise OrchError(
                 f"cannot reach {where}: {portcheck.os_reason(exc, host.port)}",
                 ExitCode.UNREACHABLE,
                 hint="is the host up, sshd running and the hostname/port right?",
-            )
+            ) from None
         if known.is_revoked(client.get_transport().get_remote_server_key()):
             client.close()
             raise self._key_error(host, where, known, knownhosts.Verdict("revoked"), None)
@@ -186,33 +203,44 @@ class SSHTransport(Transport):
         client.get_transport().set_keepalive(host.keepalive)
         return client
 
-    def _key_error(self, host: HostConfig, where: str, known: knownhosts.KnownHosts,
-                   verdict: knownhosts.Verdict, key: Optional[paramiko.PKey]) -> OrchError:
+    def _key_error(
+        self,
+        host: HostConfig,
+        where: str,
+        known: knownhosts.KnownHosts,
+        verdict: knownhosts.Verdict,
+        key: Optional[paramiko.PKey],
+    ) -> OrchError:
         path = known.path
         if verdict.status == "revoked":
-            return OrchError(f"the SSH host key of {where} is marked @revoked in {path}: refusing to connect",
-                             ExitCode.HOST_KEY,
-                             hint="a revoked key must never be accepted; ask the host's admin what happened")
+            return OrchError(
+                f"the SSH host key of {where} is marked @revoked in {path}: refusing to connect",
+                ExitCode.HOST_KEY,
+                hint="a revoked key must never be accepted; ask the host's admin what happened",
+            )
         offered = f"{key.get_name()} SHA256:{_fingerprint(key)}"
         if verdict.status == "changed":
-            lines = "; ".join(e.describe() + (f" (pattern {e.hosts})" if not e.hashed else " (hashed name)")
-                              for e in verdict.matching)
+            lines = "; ".join(
+                e.describe() + (f" (pattern {e.hosts})" if not e.hashed else " (hashed name)") for e in verdict.matching
+            )
             return OrchError(
-                f"the SSH host key of {where} has CHANGED (got {offered}; {path} expects {lines}): "
-                "refusing to connect",
+                f"the SSH host key of {where} has CHANGED (got {offered}; {path} expects {lines}): refusing to connect",
                 ExitCode.HOST_KEY,
                 hint=f"if the host was really reinstalled, remove the line(s) above from {path} "
                 f"(ssh-keygen -R '{host_key_name(host)}' -f {path} removes exact and hashed entries; edit "
                 "pattern lines by hand) after checking the new key out of band",
             )
-        certs = (" orch does not check host certificates (@cert-authority lines): trust the host's own key."
-                 if known.cert_authorities else "")
+        certs = (
+            " orch does not check host certificates (@cert-authority lines): trust the host's own key."
+            if known.cert_authorities
+            else ""
+        )
         return OrchError(
             f"the SSH host key of {where} is not in {path} (it offers {offered}): refusing an unknown host",
             ExitCode.HOST_KEY,
             hint="compare that fingerprint with the one the host's admin gives you (on the host: "
-                 "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then re-run with --trust-new-host-key "
-                 "to record it." + certs,
+            "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then re-run with --trust-new-host-key "
+            "to record it." + certs,
         )
 
     # -- commands -----------------------------------------------------------------
@@ -241,8 +269,9 @@ class SSHTransport(Transport):
                 chan.sendall(stdin.encode())
             chan.shutdown_write()
             got = {}
-            reader = threading.Thread(target=lambda: got.update(err=read_capped(chan.recv_stderr, max_output, chan.close)),
-                                      daemon=True)
+            reader = threading.Thread(
+                target=lambda: got.update(err=read_capped(chan.recv_stderr, max_output, chan.close)), daemon=True
+            )
             reader.start()
             out, over_out = read_capped(chan.recv, max_output, chan.close)
             reader.join(timeout)
@@ -256,10 +285,11 @@ class SSHTransport(Transport):
                 # No exit status because the connection died under the command.
                 raise EOFError("the connection closed before the command ended")
         except socket.timeout:
-            raise OrchError(f"command timed out after {timeout:.0f} s on {self.host.name}: {command[:200]}",
-                            ExitCode.REMOTE)
+            raise OrchError(
+                f"command timed out after {timeout:.0f} s on {self.host.name}: {command[:200]}", ExitCode.REMOTE
+            ) from None
         except (socket.error, EOFError, paramiko.SSHException) as exc:
-            raise self._lost(exc)
+            raise self._lost(exc) from None
         return Result(out.decode(errors="replace"), err.decode(errors="replace"), rc)
 
     def stream(self, command, out=sys.stdout):
@@ -282,7 +312,7 @@ class SSHTransport(Transport):
             finally:
                 chan.close()
         except (socket.error, EOFError, paramiko.SSHException) as exc:
-            raise self._lost(exc)
+            raise self._lost(exc) from None
         if rc == -1:  # the stream ended with no exit status: the connection dropped under it
             raise self._lost("it closed while streaming")
         return rc
@@ -332,8 +362,9 @@ class SSHTransport(Transport):
 
             if host_is_full(self, size):
                 raise host_no_space(self, f"writing {remote_path}") from None
-            raise OrchError(f"could not write {remote_path} on {self.host.name} over SFTP: {exc}",
-                            ExitCode.REMOTE) from None
+            raise OrchError(
+                f"could not write {remote_path} on {self.host.name} over SFTP: {exc}", ExitCode.REMOTE
+            ) from None
 
     def _exec_channel(self, command: str):
         """A new channel running ``command`` (for rsync, through orchestrator/transport/rsync_bridge.py)."""

@@ -5,6 +5,7 @@ job folder, status.json, the wrapper's lock, the cancel marker - and asks a back
 what differs: start a job detached from the SSH connection, say which jobs it still holds,
 stop one.  Standard library only.
 """
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,5 @@
 """The interface every job backend implements (host side).  Standard library only."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional

@@ -9,6 +9,7 @@ MinJobAge, so everything durable is in the job folder; Slurm is asked only while
 Every command is an argv list (no shell); the one shell text is the batch script this
 module writes, whose every value is quoted with shlex.  Standard library only.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,30 +23,60 @@ SCRIPT = "slurm.sh"  # in the job folder: what sbatch runs (and reruns from the 
 OUTPUT = "slurm.out"  # the batch job's own output (the wrapper writes log.txt itself)
 
 # Slurm states in which the job is still Slurm's (queued, starting, running, being requeued).
-LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
-        "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"}
+LIVE = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "RESV_DEL_HOLD",
+}
 # Ended without the wrapper having had a say: the state orch records, and why in Slurm's words.
-ENDED = {"CANCELLED": "cancelled", "TIMEOUT": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
-         "BOOT_FAIL": "failed", "DEADLINE": "failed", "FAILED": "failed", "PREEMPTED": "failed"}
-WHY = {"TIMEOUT": "Slurm stopped it at its time limit", "NODE_FAIL": "its node failed",
-       "OUT_OF_MEMORY": "Slurm killed it: out of memory", "BOOT_FAIL": "its node failed to boot",
-       "DEADLINE": "Slurm stopped it at its deadline",
-       "PREEMPTED": "preempted by Slurm and not requeued", "CANCELLED": "cancelled in Slurm (scancel)",
-       "FAILED": "the Slurm batch job failed before the wrapper ran (see slurm.out in the job folder)"}
+ENDED = {
+    "CANCELLED": "cancelled",
+    "TIMEOUT": "failed",
+    "NODE_FAIL": "failed",
+    "OUT_OF_MEMORY": "failed",
+    "BOOT_FAIL": "failed",
+    "DEADLINE": "failed",
+    "FAILED": "failed",
+    "PREEMPTED": "failed",
+}
+WHY = {
+    "TIMEOUT": "Slurm stopped it at its time limit",
+    "NODE_FAIL": "its node failed",
+    "OUT_OF_MEMORY": "Slurm killed it: out of memory",
+    "BOOT_FAIL": "its node failed to boot",
+    "DEADLINE": "Slurm stopped it at its deadline",
+    "PREEMPTED": "preempted by Slurm and not requeued",
+    "CANCELLED": "cancelled in Slurm (scancel)",
+    "FAILED": "the Slurm batch job failed before the wrapper ran (see slurm.out in the job folder)",
+}
 SQUEUE_FORMAT = "%i|%T|%r|%N|%P"
 
 # Environment modules: `module` is a shell function that a non-login batch shell may lack.
-_MODULE_INIT = ('command -v module >/dev/null 2>&1 || for f in /etc/profile.d/lmod.sh '
-                '/usr/share/lmod/lmod/init/bash /etc/profile.d/modules.sh /usr/share/modules/init/bash; '
-                'do [ -r "$f" ] && . "$f" && break; done')
+_MODULE_INIT = (
+    "command -v module >/dev/null 2>&1 || for f in /etc/profile.d/lmod.sh "
+    "/usr/share/lmod/lmod/init/bash /etc/profile.d/modules.sh /usr/share/modules/init/bash; "
+    'do [ -r "$f" ] && . "$f" && break; done'
+)
 
 
 def batch_script(job: dict, modules: List[str]) -> str:
     """The batch script of JOB: load the modules, then replace the shell by the job command
     (quoted by the controller), so that `--signal=B:...` reaches the wrapper itself."""
-    lines = ["#!/bin/bash",
-             f"# orch job {shlex.quote(str(job.get('run_id', '')))}/{shlex.quote(job['name'])}: "
-             "Slurm reruns this script from the top when it requeues the job"]
+    lines = [
+        "#!/bin/bash",
+        f"# orch job {shlex.quote(str(job.get('run_id', '')))}/{shlex.quote(job['name'])}: "
+        "Slurm reruns this script from the top when it requeues the job",
+    ]
     if modules:
         lines.append(_MODULE_INIT)
         for module in modules:
@@ -66,8 +97,12 @@ def _rows(text: str) -> Dict[str, dict]:
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) >= 5 and parts[0].isdigit():
-            rows[parts[0]] = {"state": parts[1].split()[0] if parts[1].strip() else "", "reason": parts[2],
-                              "node": parts[3], "partition": parts[4]}
+            rows[parts[0]] = {
+                "state": parts[1].split()[0] if parts[1].strip() else "",
+                "reason": parts[2],
+                "node": parts[3],
+                "partition": parts[4],
+            }
     return rows
 
 
@@ -84,9 +119,9 @@ class SlurmBackend(Backend):
         try:
             return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError:
-            raise BackendError(f"{argv[0]} not found on this host (is it a Slurm login node?)")
+            raise BackendError(f"{argv[0]} not found on this host (is it a Slurm login node?)") from None
         except subprocess.TimeoutExpired:
-            raise BackendError(f"{argv[0]} did not answer in {timeout:.0f} s (is slurmctld up?)")
+            raise BackendError(f"{argv[0]} did not answer in {timeout:.0f} s (is slurmctld up?)") from None
 
     def submit(self, job: dict, handles: Dict[str, str]) -> str:
         job_dir = job["job_dir"]
@@ -95,14 +130,26 @@ class SlurmBackend(Backend):
             fh.write(batch_script(job, [str(m) for m in self.options.get("modules") or []]))
         os.chmod(script, 0o755)
         warn = int(self.options.get("warn_before") or 120)
-        argv = ["sbatch", "--parsable", f"--job-name={job_name(job)}", f"--output={os.path.join(job_dir, OUTPUT)}",
-                "--open-mode=append", f"--chdir={job_dir}", "--requeue", f"--signal=B:USR1@{warn}",
-                "--kill-on-invalid-dep=yes"]
+        argv = [
+            "sbatch",
+            "--parsable",
+            f"--job-name={job_name(job)}",
+            f"--output={os.path.join(job_dir, OUTPUT)}",
+            "--open-mode=append",
+            f"--chdir={job_dir}",
+            "--requeue",
+            f"--signal=B:USR1@{warn}",
+            "--kill-on-invalid-dep=yes",
+        ]
         # Only on jobs of this same submission: a required job that is done already needs no
         # wait (and Slurm may have forgotten its id); the wrapper checks it is done anyway.
         # requires: must end done (afterok); after: must end, however (afterany).
-        deps = [f"{kind}:" + ":".join(ids) for kind, key in (("afterok", "requires"), ("afterany", "after"))
-                for ids in [[self.submitted[n] for n in job.get(key) or [] if n in self.submitted]] if ids]
+        deps = [
+            f"{kind}:" + ":".join(ids)
+            for kind, key in (("afterok", "requires"), ("afterany", "after"))
+            for ids in [[self.submitted[n] for n in job.get(key) or [] if n in self.submitted]]
+            if ids
+        ]
         if deps:
             argv.append("--dependency=" + ",".join(deps))
         argv += [str(a) for a in self.options.get("sbatch") or []]  # the host's `slurm:` options
@@ -131,19 +178,28 @@ class SlurmBackend(Backend):
                 out[name] = {"alive": False, "job_id": handle}
                 continue
             state, reason = row["state"], row["reason"]
-            info = {"alive": state in LIVE, "job_id": handle, "state": state, "reason": reason,
-                    "node": row.get("node", ""), "partition": row.get("partition", "")}
+            info = {
+                "alive": state in LIVE,
+                "job_id": handle,
+                "state": state,
+                "reason": reason,
+                "node": row.get("node", ""),
+                "partition": row.get("partition", ""),
+            }
             if state == "PENDING":
                 info["queued"] = True  # never started (or requeued): no wrapper to wait for
             if state in ENDED:
                 if state == "CANCELLED" and reason == "DependencyNeverSatisfied":
-                    info["ended"] = {"state": "failed", "reason": "a job it requires did not end done "
-                                                                  "(Slurm: DependencyNeverSatisfied)"}
+                    info["ended"] = {
+                        "state": "failed",
+                        "reason": "a job it requires did not end done (Slurm: DependencyNeverSatisfied)",
+                    }
                 else:
                     why = WHY.get(state, state)
-                    info["ended"] = {"state": ENDED[state],
-                                     "reason": f"{why} (Slurm: {state}" + (f", {reason})" if reason and reason != "None"
-                                                                           else ")")}
+                    info["ended"] = {
+                        "state": ENDED[state],
+                        "reason": f"{why} (Slurm: {state}" + (f", {reason})" if reason and reason != "None" else ")"),
+                    }
             out[name] = info
         return out
 
@@ -159,8 +215,12 @@ class SlurmBackend(Backend):
     def _sacct(self, ids: List[str]) -> Dict[str, dict]:
         """Slurm's accounting, where the cluster keeps it (it is not required: rc != 0 -> {})."""
         try:
-            proc = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(ids), "-o", "JobID,State,Reason,NodeList,Partition"],
-                                  capture_output=True, text=True, timeout=30)
+            proc = subprocess.run(
+                ["sacct", "-n", "-P", "-X", "-j", ",".join(ids), "-o", "JobID,State,Reason,NodeList,Partition"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return {}
         return _rows(proc.stdout) if proc.returncode == 0 else {}

@@ -3,6 +3,7 @@
 tmux only hosts the process: the wrapper inside records how the job ends, so a session
 that vanishes without an end state is a job nobody holds any more (docs/CONTRACT.md).
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -33,6 +33,7 @@ The ``classifier`` kind differs: it trains on all classes at once, so its
 Modules are imported lazily, so a kind whose module is missing or broken does not stop
 the others from running.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -50,6 +50,7 @@ for every class model: every class model is asked about exactly the same masked
 copies (common random numbers), so the class difference is not drowned in sampling
 noise (Li et al. 2023).
 """
+
 from __future__ import annotations
 
 import math
@@ -58,7 +59,12 @@ from typing import List, Optional, Tuple
 import torch
 
 from remote.models import (
-    MaskedLM, build_masked_lm, load_masked_lm, masked_token_nll, model_device, save_masked_lm,
+    MaskedLM,
+    build_masked_lm,
+    load_masked_lm,
+    masked_token_nll,
+    model_device,
+    save_masked_lm,
     sum_masked_nll,
 )
 

@@ -3,6 +3,7 @@
 Works as root (CI) and as a normal user (a laptop): as a normal user sshd runs without
 privilege separation and only that user can log in, which is all we need.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -102,10 +103,21 @@ def start_sshd(root: Path, extra_config: Sequence[str] = ()) -> Sshd:
     port = _free_port()
     log, pid_file, cfg = root / "sshd.log", root / "sshd.pid", root / "sshd_config"
     lines = [
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {pid_file}",
-        f"AuthorizedKeysFile {auth}", "PubkeyAuthentication yes", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp",
-        "LogLevel VERBOSE", "MaxStartups 50", "MaxSessions 50", *extra_config,
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {host_key}",
+        f"PidFile {pid_file}",
+        f"AuthorizedKeysFile {auth}",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "Subsystem sftp internal-sftp",
+        "LogLevel VERBOSE",
+        "MaxStartups 50",
+        "MaxSessions 50",
+        *extra_config,
     ]
     if os.geteuid() == 0:
         lines.append("PermitRootLogin prohibit-password")
@@ -113,7 +125,7 @@ def start_sshd(root: Path, extra_config: Sequence[str] = ()) -> Sshd:
     cfg.write_text("\n".join(lines) + "\n")
     subprocess.run([SSHD, "-t", "-f", str(cfg)], check=True)
     subprocess.run([SSHD, "-f", str(cfg), "-E", str(log)], check=True)
-    pub = (Path(str(host_key) + ".pub").read_text().split())
+    pub = Path(str(host_key) + ".pub").read_text().split()
     known = root / "known_hosts"
     server = Sshd(port, root, f"{pub[0]} {pub[1]}", client_key, known, log, pid_file)
     known.write_text(server.known_hosts_line())
@@ -147,16 +159,29 @@ class OrchProject:
 
     def orch(self, *args: str, timeout: float = 300, check: bool = False, input: Optional[str] = None):
         """Run the real CLI; ``timeout`` (idle-machine seconds, stretched by the load) only catches hangs."""
-        proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, timeout=timing.scaled(timeout), input=input)
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timing.scaled(timeout),
+            input=input,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"orch {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=_ctrl_c_reaches_it)
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_ctrl_c_reaches_it,
+        )
 
     def start(self, *args: str) -> "Running":
         """The real CLI in the background, its output read as it comes (see Running.wait_for)."""
@@ -164,9 +189,13 @@ class OrchProject:
 
     def write_host(self, name: str = "testhost", **overrides) -> Path:
         data = {
-            "hostname": "127.0.0.1", "port": self.sshd.port, "user": getpass.getuser(),
-            "identity_file": str(self.sshd.client_key), "known_hosts_file": str(self.sshd.known_hosts),
-            "workdir": str(self.remote_root), "python": sys.executable,
+            "hostname": "127.0.0.1",
+            "port": self.sshd.port,
+            "user": getpass.getuser(),
+            "identity_file": str(self.sshd.client_key),
+            "known_hosts_file": str(self.sshd.known_hosts),
+            "workdir": str(self.remote_root),
+            "python": sys.executable,
             "connect_timeout": round(timing.scaled(5), 1),  # a busy machine is slow to answer too
         }
         data.update(overrides)
@@ -215,8 +244,10 @@ class Running:
         self.out: List[str] = []
         self.err: List[str] = []
         self._changed = threading.Condition()
-        self._readers = [threading.Thread(target=self._read, args=(stream, sink), daemon=True)
-                         for stream, sink in ((proc.stdout, self.out), (proc.stderr, self.err))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+            for stream, sink in ((proc.stdout, self.out), (proc.stderr, self.err))
+        ]
         for t in self._readers:
             t.start()
 
@@ -242,8 +273,9 @@ class Running:
         with self._changed:
             while text not in self.stdout + self.stderr:
                 if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
-                    raise AssertionError(f"orch ended ({self.proc.returncode}) without printing {text!r}:\n"
-                                         f"{self.stdout}\n{self.stderr}")
+                    raise AssertionError(
+                        f"orch ended ({self.proc.returncode}) without printing {text!r}:\n{self.stdout}\n{self.stderr}"
+                    )
                 left = deadline - time.time()
                 if left <= 0:
                     raise AssertionError(f"orch printed no {text!r} in time:\n{self.stdout}\n{self.stderr}")

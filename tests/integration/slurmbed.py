@@ -11,6 +11,7 @@ looks like any cluster's, with sbatch/squeue/scontrol on PATH and a working defa
 Needs root (mknod, slurmd launching jobs); CI runs as root.  Everything started is stopped by
 PID in `stop()`, after every job of the cluster is cancelled.
 """
+
 from __future__ import annotations
 
 import os
@@ -107,45 +108,60 @@ def start_cluster(root: Path, gpus: int = 2, cpus: int = 2) -> SlurmCluster:
         devices.append(dev)
     conf = root / "slurm.conf"
     ctld_port, d_port = _free_port(), _free_port()
-    conf.write_text("\n".join([
-        "ClusterName=orchtest",
-        f"SlurmctldHost={node}(127.0.0.1)",
-        f"SlurmctldPort={ctld_port}",
-        f"SlurmdPort={d_port}",
-        "AuthType=auth/munge",
-        f"AuthInfo=socket={munge}/munge.sock",
-        "CredType=cred/munge",
-        "CommunicationParameters=NoCtldInAddrAny,NoInAddrAny",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
-        "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_Core",
-        "AccountingStorageType=accounting_storage/none",
-        "JobAcctGatherType=jobacct_gather/none",
-        "GresTypes=gpu",
-        "SlurmUser=root",
-        "SlurmdUser=root",
-        f"StateSaveLocation={root}/state",
-        f"SlurmdSpoolDir={root}/spool",
-        f"SlurmctldPidFile={root}/slurmctld.pid",
-        f"SlurmdPidFile={root}/slurmd.pid",
-        f"SlurmctldLogFile={root}/log/slurmctld.log",
-        f"SlurmdLogFile={root}/log/slurmd.log",
-        "ReturnToService=2",
-        "MinJobAge=300",
-        "KillWait=5",
-        "MpiDefault=none",
-        f"NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=2000 Gres=gpu:fake:{gpus} State=UNKNOWN",
-        f"PartitionName=gpu Nodes={node} Default=YES MaxTime=INFINITE State=UP",
-        "",
-    ]))
+    conf.write_text(
+        "\n".join(
+            [
+                "ClusterName=orchtest",
+                f"SlurmctldHost={node}(127.0.0.1)",
+                f"SlurmctldPort={ctld_port}",
+                f"SlurmdPort={d_port}",
+                "AuthType=auth/munge",
+                f"AuthInfo=socket={munge}/munge.sock",
+                "CredType=cred/munge",
+                "CommunicationParameters=NoCtldInAddrAny,NoInAddrAny",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core",
+                "AccountingStorageType=accounting_storage/none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "GresTypes=gpu",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                f"StateSaveLocation={root}/state",
+                f"SlurmdSpoolDir={root}/spool",
+                f"SlurmctldPidFile={root}/slurmctld.pid",
+                f"SlurmdPidFile={root}/slurmd.pid",
+                f"SlurmctldLogFile={root}/log/slurmctld.log",
+                f"SlurmdLogFile={root}/log/slurmd.log",
+                "ReturnToService=2",
+                "MinJobAge=300",
+                "KillWait=5",
+                "MpiDefault=none",
+                f"NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=2000 Gres=gpu:fake:{gpus} State=UNKNOWN",
+                f"PartitionName=gpu Nodes={node} Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
+    )
     (root / "gres.conf").write_text("".join(f"NodeName={node} Name=gpu Type=fake File={d}\n" for d in devices))
     pids = [munge / "munged.pid", root / "slurmctld.pid", root / "slurmd.pid"]
     cluster = SlurmCluster(root, conf, node, "gpu", pids)
     try:
-        subprocess.run(["/usr/sbin/munged", f"--key-file={key}", f"--socket={munge}/munge.sock",
-                        f"--pid-file={pids[0]}", f"--log-file={munge}/munged.log", f"--seed-file={munge}/seed",
-                        "--force"], check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            [
+                "/usr/sbin/munged",
+                f"--key-file={key}",
+                f"--socket={munge}/munge.sock",
+                f"--pid-file={pids[0]}",
+                f"--log-file={munge}/munged.log",
+                f"--seed-file={munge}/seed",
+                "--force",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         subprocess.run(["/usr/sbin/slurmctld", "-f", str(conf)], check=True, env=cluster.env, timeout=30)
         subprocess.run(["/usr/sbin/slurmd", "-f", str(conf)], check=True, env=cluster.env, timeout=30)
         deadline = time.time() + 60

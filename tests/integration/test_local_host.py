@@ -1,4 +1,5 @@
 """The built-in `local` host: the README's first command, without SSH."""
+
 import json
 import re
 from pathlib import Path
@@ -74,8 +75,18 @@ def test_same_name_launched_twice_at_once_starts_once(ssh_project):
 def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project):
     p = ssh_project
     # A tokenizer smaller than its special tokens + bytes makes the job fail on the host.
-    proc = p.orch("run", "smoke", "--name", "bad", "--wait", "--set", "model.kind=classifier",
-                  "--set", "model.init=/nonexistent/checkpoint", timeout=120)
+    proc = p.orch(
+        "run",
+        "smoke",
+        "--name",
+        "bad",
+        "--wait",
+        "--set",
+        "model.kind=classifier",
+        "--set",
+        "model.init=/nonexistent/checkpoint",
+        timeout=120,
+    )
     assert proc.returncode == 8, proc.stdout + proc.stderr
     assert "ended failed" in proc.stderr and "exit code 2: error:" in proc.stderr
     status = json.loads(p.orch("status", "bad", "--json").stdout)
@@ -95,10 +106,10 @@ def test_ctrl_c_mid_launch_keeps_a_resumable_record(ssh_project, monkeypatch):
     """Interrupted after the local record is written but before the host has the run:
     the user gets one message saying how to go on, and --resume launches it."""
     from orchestrator.config import experiments
+    from orchestrator.config.project import Project
+    from orchestrator.errors import ExitCode, OrchError
     from orchestrator.runs import launch as runner
     from orchestrator.transport.connect import open_transport
-    from orchestrator.errors import ExitCode, OrchError
-    from orchestrator.config.project import Project
 
     p = ssh_project
     monkeypatch.chdir(p.root)

@@ -1,4 +1,5 @@
 """run -> status -> logs -> fetch-results, end to end through the real sshd, real tmux, real rsync."""
+
 import json
 import subprocess
 import sys
@@ -14,18 +15,44 @@ FAST = ["--set", "train.steps=30", "--set", "train.log_every=5"]
 # these of the project's modules, and none of the heavy libraries evaluation uses.  A
 # change that adds one must say why here.
 STATUS_IMPORTS = {
-    "orchestrator", "orchestrator.backends", "orchestrator.backends.base", "orchestrator.backends.tmux",
+    "orchestrator",
+    "orchestrator.backends",
+    "orchestrator.backends.base",
+    "orchestrator.backends.tmux",
     # (orchestrator.cli itself runs as __main__; the Typer app no longer imports it)
-    "orchestrator.commands", "orchestrator.commands.app", "orchestrator.commands.runs", "orchestrator.commands.tables",
-    "orchestrator.config", "orchestrator.config.hosts", "orchestrator.config.project", "orchestrator.config.yamlfile",
+    "orchestrator.commands",
+    "orchestrator.commands.app",
+    "orchestrator.commands.runs",
+    "orchestrator.commands.tables",
+    "orchestrator.config",
+    "orchestrator.config.hosts",
+    "orchestrator.config.project",
+    "orchestrator.config.yamlfile",
     "orchestrator.config.slurm",  # a host file may hold a slurm: block, validated with the rest of it
-    "orchestrator.errors", "orchestrator.output",
-    "orchestrator.contract", "orchestrator.contract.hostdocs", "orchestrator.contract.records",
-    "orchestrator.runs", "orchestrator.runs.hostctl", "orchestrator.runs.plan", "orchestrator.runs.state",
-    "orchestrator.transport", "orchestrator.transport.base", "orchestrator.transport.connect",
-    "orchestrator.transport.diskspace", "orchestrator.transport.knownhosts", "orchestrator.transport.portcheck",
-    "orchestrator.transport.proxyjump", "orchestrator.transport.shell", "orchestrator.transport.ssh",
-    "remote", "remote.backends", "remote.backends.base", "remote.backends.tmux", "remote.files", "remote.jobstate",
+    "orchestrator.errors",
+    "orchestrator.output",
+    "orchestrator.contract",
+    "orchestrator.contract.hostdocs",
+    "orchestrator.contract.records",
+    "orchestrator.runs",
+    "orchestrator.runs.hostctl",
+    "orchestrator.runs.plan",
+    "orchestrator.runs.state",
+    "orchestrator.transport",
+    "orchestrator.transport.base",
+    "orchestrator.transport.connect",
+    "orchestrator.transport.diskspace",
+    "orchestrator.transport.knownhosts",
+    "orchestrator.transport.portcheck",
+    "orchestrator.transport.proxyjump",
+    "orchestrator.transport.shell",
+    "orchestrator.transport.ssh",
+    "remote",
+    "remote.backends",
+    "remote.backends.base",
+    "remote.backends.tmux",
+    "remote.files",
+    "remote.jobstate",
     "remote.spec",
 }
 HEAVY = ("numpy", "scipy", "sklearn", "matplotlib", "pandas", "torch", "transformers")
@@ -35,12 +62,15 @@ def status_imports(p, tmp_path) -> set:
     """The project modules a real `orch status` has loaded when it exits; fails if it
     loaded any of HEAVY."""
     out = tmp_path / "modules.json"
-    code = ("import atexit, json, runpy, sys\n"
-            f"atexit.register(lambda: open({str(out)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
-            "sys.argv = ['orch', 'status', 'life', '--json']\n"
-            "runpy.run_module('orchestrator.cli', run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=p.root, env=p.env, capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import atexit, json, runpy, sys\n"
+        f"atexit.register(lambda: open({str(out)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+        "sys.argv = ['orch', 'status', 'life', '--json']\n"
+        "runpy.run_module('orchestrator.cli', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=p.root, env=p.env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = set(json.loads(out.read_text()))
     assert not {n.split(".")[0] for n in names} & set(HEAVY), sorted(n for n in names if n.split(".")[0] in HEAVY)

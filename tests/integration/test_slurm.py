@@ -6,6 +6,7 @@ reason) only where Slurm is not installed or not root; CI installs it (.ci/run).
 that train for minutes (requeue, time limit, smoke) are marked slow: `-m "not slow"` runs
 the rest in about four minutes on a busy 2-core machine.
 """
+
 import json
 import os
 import time
@@ -84,8 +85,12 @@ def test_run_status_fetch_metrics_through_slurm(p, tmp_path):
     tools.mkdir()
     (tools / "module").write_text('#!/bin/sh\necho "module $* (stand-in)"\n')
     (tools / "module").chmod(0o755)
-    p.write_host("cluster", scheduler="slurm", extra_path=[str(tools)],
-                 slurm={"partition": p.cluster.partition, "gres": "gpu:1", "modules": ["testmod/1.0"]})
+    p.write_host(
+        "cluster",
+        scheduler="slurm",
+        extra_path=[str(tools)],
+        slurm={"partition": p.cluster.partition, "gres": "gpu:1", "modules": ["testmod/1.0"]},
+    )
     before = p.sshd.logins()
     proc = p.orch("run", "smoke", "--host", "cluster", "--name", "s1", *FAST, check=True)
     assert proc.stdout == "s1\n" and "launched s1 on cluster" in proc.stderr
@@ -118,9 +123,22 @@ def test_run_status_fetch_metrics_through_slurm(p, tmp_path):
 
 
 def test_pretrain_runs_first_by_afterok_dependency(p):
-    p.orch("run", "smoke", "--host", "cluster", "--name", "pre", *FAST, "--set", "pretrain.enabled=true",
-           "--set", "pretrain.steps=10", "--set", "data.unlabelled_path=configs/data/tiny_sentiment.jsonl",
-           check=True)
+    p.orch(
+        "run",
+        "smoke",
+        "--host",
+        "cluster",
+        "--name",
+        "pre",
+        *FAST,
+        "--set",
+        "pretrain.enabled=true",
+        "--set",
+        "pretrain.steps=10",
+        "--set",
+        "data.unlabelled_path=configs/data/tiny_sentiment.jsonl",
+        check=True,
+    )
     ids = {j["name"]: j["backend"]["job_id"] for j in status(p, "pre")["jobs"]}
     assert list(ids) == ["pretrain", "class-0", "class-1"]
     for name in ("class-0", "class-1"):
@@ -188,8 +206,11 @@ def test_smoke_through_slurm_and_the_step_that_fails(p):
     assert steps["smoke run (through the host's job backend)"]["status"] == "passed"
     assert steps["fetch + evaluate"]["status"] == "passed" and steps["cleanup"]["status"] == "passed"
     # Jobs that stay in the queue past the timeout: the failing step says so, with Slurm's reason.
-    p.write_host("cluster", scheduler="slurm", slurm={"partition": p.cluster.partition, "gres": "gpu:1",
-                                                      "extra_args": ["--begin=now+1hour"]})
+    p.write_host(
+        "cluster",
+        scheduler="slurm",
+        slurm={"partition": p.cluster.partition, "gres": "gpu:1", "extra_args": ["--begin=now+1hour"]},
+    )
     proc = p.orch("smoke", "cluster", "--json", "--timeout", "5", "--set", "train.steps=10")
     assert proc.returncode == 1
     steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
@@ -222,7 +243,7 @@ def test_hostile_and_refused_slurm_values(p):
 
 @pytest.mark.slow
 def test_requeue_resumes_from_checkpoint_with_equal_scores(p):
-    steps = ["--set", "train.steps=150", "--set", "train.log_every=5", "--set", "data.classes=[\"0\",\"1\"]"]
+    steps = ["--set", "train.steps=150", "--set", "train.log_every=5", "--set", 'data.classes=["0","1"]']
     p.orch("run", "smoke", "--host", "cluster", "--name", "plain", *steps, check=True)
     p.orch("run", "smoke", "--host", "cluster", "--name", "again", *steps, check=True)
     jobs = wait(p, "again", lambda j: (j["class-0"]["step"] or 0) >= 20, "class-0 training", timeout=300)
@@ -241,19 +262,22 @@ def test_requeue_resumes_from_checkpoint_with_equal_scores(p):
     log = (p.remote_job("again", "class-0") / "log.txt").read_text()
     assert "checkpoint saved" in log and "resuming from" in log
     for job in ("class-0", "class-1"):
-        assert ((p.remote_job("again", job) / "scores.jsonl").read_bytes()
-                == (p.remote_job("plain", job) / "scores.jsonl").read_bytes())
+        assert (p.remote_job("again", job) / "scores.jsonl").read_bytes() == (
+            p.remote_job("plain", job) / "scores.jsonl"
+        ).read_bytes()
     manifest = json.loads((p.remote_job("again", "class-0") / "manifest.json").read_text())
     assert manifest["slurm"]["requeues"] == 1
 
 
 @pytest.mark.slow
 def test_time_limit_checkpoints_requeues_then_fails_after_max_requeues(p):
-    p.write_host("cluster", scheduler="slurm", slurm={"partition": p.cluster.partition, "gres": "gpu:1",
-                                                      "time": "2", "warn_before": 60, "max_requeues": 1})
+    p.write_host(
+        "cluster",
+        scheduler="slurm",
+        slurm={"partition": p.cluster.partition, "gres": "gpu:1", "time": "2", "warn_before": 60, "max_requeues": 1},
+    )
     # Slurm's signal timing is coarse (tens of seconds): a minute leaves time to start training.
-    p.orch("run", "smoke", "--host", "cluster", "--name", "tl", *LONG, "--set", "data.classes=[\"0\",\"1\"]",
-           check=True)
+    p.orch("run", "smoke", "--host", "cluster", "--name", "tl", *LONG, "--set", 'data.classes=["0","1"]', check=True)
     jobs = wait(p, "tl", lambda j: "requeued (1)" in (j["class-0"]["reason"] or ""), "a requeue", timeout=240)
     job_id = jobs["class-0"]["backend"]["job_id"]
     deadline = time.time() + timing.scaled(60)

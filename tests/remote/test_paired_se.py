@@ -8,20 +8,25 @@ estimated from K values, so z follows Student's t with K - 1 degrees of freedom
 (std sqrt((K-1)/(K-3)), 1.07 for K = 16).  The exact margin comes from enumerating
 every mask set (test_mdlm.exact_nelbo).  Seeded: the same z's every run.
 """
+
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
+from test_mdlm import encode, exact_nelbo, make_tokenizer, one_thread, tiny_model  # noqa: F401 (fixture)
 
 from orchestrator.results.metrics import Z95, paired_margin_se
 from remote.kinds import mdlm
 from remote.spec import ScoreSpec
 
-from test_mdlm import encode, exact_nelbo, make_tokenizer, one_thread, tiny_model  # noqa: F401 (fixture)
-
-TEXTS = ["w1 w2 w3 w4 w5 w6", "w7 w8 w9 w10 w11", "w10 w11 w12 w13 w14 w15 w1", "w3 w3 w5 w7",
-         "w0 w9 w2 w8 w4 w6", "w5 w1 w12 w14 w2"]
+TEXTS = [
+    "w1 w2 w3 w4 w5 w6",
+    "w7 w8 w9 w10 w11",
+    "w10 w11 w12 w13 w14 w15 w1",
+    "w3 w3 w5 w7",
+    "w0 w9 w2 w8 w4 w6",
+    "w5 w1 w12 w14 w2",
+]
 
 
 def test_paired_se_is_calibrated_against_repeated_seeds():
@@ -30,8 +35,9 @@ def test_paired_se_is_calibrated_against_repeated_seeds():
     ids, attn = encode(tok, TEXTS)
     n = len(TEXTS)
     # margin = score(class b) - score(class a) = nll_a - nll_b; exact, pads stripped
-    exact = np.array([exact_nelbo(a, ids[i][attn[i].bool()]) - exact_nelbo(b, ids[i][attn[i].bool()])
-                      for i in range(n)])
+    exact = np.array(
+        [exact_nelbo(a, ids[i][attn[i].bool()]) - exact_nelbo(b, ids[i][attn[i].bool()]) for i in range(n)]
+    )
     K, S = 16, 150
     seeds = [1000 * s + i for s in range(S) for i in range(n)]  # S independent score seeds per text
     spec = ScoreSpec(batch_size=1024, mdlm_draws=K)

@@ -1,15 +1,15 @@
 """The bootstrap step runner, without a host: following a detached step through a fake
 backend (what TmuxSteps reads from tmux and the step's files), and the poll parser."""
-import pytest
 
+import pytest
+from hostfixtures import make_facts
+
+from orchestrator.backends import tmux_steps
 from orchestrator.config import envspec
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.provision import plan as bp
-from orchestrator.backends import tmux_steps
 from orchestrator.provision import steps
 from orchestrator.provision.progress import Progress
-
-from hostfixtures import make_facts
 
 
 class Recorder(Progress):
@@ -71,8 +71,9 @@ class FakeBackend:
 def _runner(polls, state="todo"):
     facts = make_facts()
     plan = bp.build_plan(facts, envspec.parse({"manager": "venv"}, "v"), host="h")
-    step = bp.Step("packages", "pip einops", state=state, argv=["pip", "install", "einops"], detached=True,
-                   fingerprint="f1")
+    step = bp.Step(
+        "packages", "pip einops", state=state, argv=["pip", "install", "einops"], detached=True, fingerprint="f1"
+    )
     progress = Recorder()
     backend = FakeBackend(polls)
     return steps.Runner(object(), plan, "h", progress, lock=FakeLock(), detached=backend), step, progress, backend
@@ -92,10 +93,12 @@ def no_sleep(monkeypatch):
 def test_a_detached_step_is_launched_and_followed_to_its_result():
     lines = "".join(f"line {i}\n" for i in range(45))
     chunks = ["Collecting einops\nDownlo", "ading einops\n\n", lines]
-    runner, step, progress, backend = _runner([
-        *(_info(c) for c in chunks),
-        _info("no newline at the end", alive=False, result={"rc": 0, "started": 90, "ended": 130}),
-    ])
+    runner, step, progress, backend = _runner(
+        [
+            *(_info(c) for c in chunks),
+            _info("no newline at the end", alive=False, result={"rc": 0, "started": 90, "ended": 130}),
+        ]
+    )
     rc, log = runner.run_step(step)
     assert (rc, log) == (0, "the whole log")
     argv = backend.launched[0]
@@ -149,9 +152,17 @@ def test_a_lost_lock_stops_following():
 
 
 def test_parse_poll_reads_the_markers_and_the_log_chunk():
-    text = ("@@now 1700000000\n@@started {\"started\": 1699999990}\n@@alive 1\n@@result \n@@lock ok\n"
-            "@@chunk 12\nhello\n@@chunk x")
+    text = (
+        '@@now 1700000000\n@@started {"started": 1699999990}\n@@alive 1\n@@result \n@@lock ok\n'
+        "@@chunk 12\nhello\n@@chunk x"
+    )
     info, chunk = tmux_steps.parse_poll(text)
-    assert info == {"now": 1700000000.0, "started": {"started": 1699999990}, "alive": True, "result": None,
-                    "lock": "ok", "chunk": 12}
+    assert info == {
+        "now": 1700000000.0,
+        "started": {"started": 1699999990},
+        "alive": True,
+        "result": None,
+        "lock": "ok",
+        "chunk": 12,
+    }
     assert chunk == "hello\n@@chunk x"  # the log's own text is never parsed as markers

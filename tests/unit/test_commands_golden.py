@@ -1,15 +1,16 @@
 """Golden files for every command orch generates for a host: a change shows up as a diff."""
+
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from orchestrator.transport import shell
+from orchestrator.backends.tmux import TmuxBackend
 from orchestrator.runs.codesync import check_command
 from orchestrator.runs.hostctl import _PREPARE
-from orchestrator.backends.tmux import TmuxBackend
 from orchestrator.runs.plan import hostctl, launch_plan, plan_jobs
+from orchestrator.transport import shell
 from remote.spec import Experiment, load_experiment
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -53,14 +54,31 @@ def test_launch_plan_pretrain_two_gpus():
 
 
 def test_hostctl_and_prepare_commands():
-    text = "\n".join([
-        hostctl("python3", "/w/code/h", "status", "--run-dir", "/w/runs/r", "--workdir", "/w"),
-        hostctl("/home/a b/py", "/w/code/h", "cancel", "--run-dir", "/w/runs/r", "--workdir", "/w", "--job", "neg"),
-        shell.join(["sh", "-c", _PREPARE, "sh", "orch", "python3"]),
-        hostctl("python3", "/w/code/h", "follow", "--lines", "40", "--job-dir", "/w/runs/r/jobs/neg", "--workdir", "/w"),
-        shell.with_path(["/opt/cuda/bin", "/x y"], shell.join(["nvidia-smi", "-L"])),
-        check_command("/w", "h"),
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                hostctl("python3", "/w/code/h", "status", "--run-dir", "/w/runs/r", "--workdir", "/w"),
+                hostctl(
+                    "/home/a b/py", "/w/code/h", "cancel", "--run-dir", "/w/runs/r", "--workdir", "/w", "--job", "neg"
+                ),
+                shell.join(["sh", "-c", _PREPARE, "sh", "orch", "python3"]),
+                hostctl(
+                    "python3",
+                    "/w/code/h",
+                    "follow",
+                    "--lines",
+                    "40",
+                    "--job-dir",
+                    "/w/runs/r/jobs/neg",
+                    "--workdir",
+                    "/w",
+                ),
+                shell.with_path(["/opt/cuda/bin", "/x y"], shell.join(["nvidia-smi", "-L"])),
+                check_command("/w", "h"),
+            ]
+        )
+        + "\n"
+    )
     check_golden("host_commands.txt", text)
 
 

@@ -1,4 +1,5 @@
 """`orch compare`: the table across runs and McNemar's exact test on a hand-computed case."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.results.compare import compare_runs, holm, mcnemar_exact, mcnemar_pair
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.results.compare import compare_runs, holm, mcnemar_exact, mcnemar_pair
 
 try:  # the synthetic run builder lives with the evaluation tests
     from .test_evaluate import make_run, margin_texts
@@ -76,8 +77,10 @@ def test_compare_refuses_different_test_sets_unless_forced(tmp_path):
 
 def test_compare_refuses_same_ids_with_other_labels(tmp_path):
     ra, _ = _runs(tmp_path)
-    flipped = [(tid, "1" if label == "0" else "0", s) for tid, label, s in margin_texts(
-        {"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]})]
+    flipped = [
+        (tid, "1" if label == "0" else "0", s)
+        for tid, label, s in margin_texts({"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]})
+    ]
     rd = make_run(tmp_path, "d", flipped)
     with pytest.raises(OrchError, match="different labels to 12 test id"):
         compare_runs([("a", ra), ("d", rd)])

@@ -5,6 +5,7 @@ tmux server (stdlib only, no torch), and `bootstrap/run_step.sh`. The payload's 
 (progress.jsonl, scores.jsonl, manifest.json) are checked against a real job in
 tests/integration/test_local_host.py, which runs one anyway.
 """
+
 import json
 import os
 import subprocess
@@ -13,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from contractdoc import documented
+
 from orchestrator.runs.plan import PlannedJob, launch_plan
 from remote.backends.tmux import tmux_socket
 
@@ -29,8 +30,14 @@ def keys(name):
 
 
 def _hostctl(workdir, *args, stdin=None):
-    proc = subprocess.run([sys.executable, "-m", "remote.hostctl", *args, "--workdir", str(workdir)], input=stdin,
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "remote.hostctl", *args, "--workdir", str(workdir)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -50,10 +57,23 @@ def workdir(tmp_path):
 
 
 def test_the_contract_lists_keys_for_every_host_document():
-    for name in ("status.json/keys", "backend.json/keys", "progress.jsonl/keys", "scores.jsonl/keys",
-                 "manifest.json/keys", "launch/plan keys", "launch/plan job keys", "launch/reply keys",
-                 "launch/job keys", "status/reply keys", "status/job keys", "cancel/reply keys", "cancel/job keys",
-                 "Bootstrap files/keys of `.started`", "Bootstrap files/keys of `.result`"):
+    for name in (
+        "status.json/keys",
+        "backend.json/keys",
+        "progress.jsonl/keys",
+        "scores.jsonl/keys",
+        "manifest.json/keys",
+        "launch/plan keys",
+        "launch/plan job keys",
+        "launch/reply keys",
+        "launch/job keys",
+        "status/reply keys",
+        "status/job keys",
+        "cancel/reply keys",
+        "cancel/job keys",
+        "Bootstrap files/keys of `.started`",
+        "Bootstrap files/keys of `.result`",
+    ):
         assert keys(name), name
 
 
@@ -64,8 +84,9 @@ def test_hostctl_and_the_wrapper_write_exactly_the_documented_keys(workdir):
     plan = launch_plan("r1", py, str(run_dir), str(REPO), jobs)
     payload = {"quick": [py, "-c", "pass"], "slow": [py, "-c", "import time; time.sleep(300)"]}
     for item in plan["jobs"]:  # trivial payloads, the real wrapper around them
-        item["command"] = " ".join([py, "-m", "remote.wrapper", "--job-dir", item["job_dir"], "--"]
-                                   + [f"'{a}'" for a in payload[item["name"]]])
+        item["command"] = " ".join(
+            [py, "-m", "remote.wrapper", "--job-dir", item["job_dir"], "--"] + [f"'{a}'" for a in payload[item["name"]]]
+        )
     assert set(plan) <= keys("launch/plan keys") and {"run_id", "backend", "jobs"} <= set(plan)
     for item in plan["jobs"]:
         assert set(item) == keys("launch/plan job keys")
@@ -99,8 +120,13 @@ def test_hostctl_and_the_wrapper_write_exactly_the_documented_keys(workdir):
 
 def test_run_step_writes_exactly_the_documented_keys(tmp_path):
     logs = tmp_path / "logs"
-    proc = subprocess.run(["bash", str(REPO / "bootstrap" / "run_step.sh"), "demo", "f00d", str(logs), "--",
-                           "true"], capture_output=True, text=True, timeout=60, env={**os.environ})
+    proc = subprocess.run(
+        ["bash", str(REPO / "bootstrap" / "run_step.sh"), "demo", "f00d", str(logs), "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads((logs / "demo.started").read_text())) == keys("Bootstrap files/keys of `.started`")
     assert set(json.loads((logs / "demo.result").read_text())) == keys("Bootstrap files/keys of `.result`")

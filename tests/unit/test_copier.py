@@ -1,4 +1,5 @@
 """Transport.copier: rsync, SFTP or a plain copy is decided once, inside the transport."""
+
 from orchestrator.config.hosts import HostConfig
 from orchestrator.transport import files
 from orchestrator.transport.base import LocalTransport
@@ -16,6 +17,7 @@ class FakeSSH:
 
         class R:
             rc = 0 if self.has_rsync else 1
+
         return R()
 
 

@@ -1,4 +1,5 @@
 """`orch eval` / `orch compare` through the real Typer app (and cli.main for exit codes)."""
+
 from __future__ import annotations
 
 import json
@@ -197,8 +198,15 @@ def test_runs_shows_the_job_states_status_recorded(project):
     result = invoke("runs", "--json")
     assert result.exit_code == 0, result.output
     states = {item["run"]: item["state"] for item in json.loads(result.output)}
-    assert states == {"all-done": "done", "one-failed": "failed", "busy": "running", "stopped": "cancelled",
-                      "half-seen": "launched", "never-seen": "launched", "got": "fetched"}
+    assert states == {
+        "all-done": "done",
+        "one-failed": "failed",
+        "busy": "running",
+        "stopped": "cancelled",
+        "half-seen": "launched",
+        "never-seen": "launched",
+        "got": "fetched",
+    }
 
 
 def test_follow_hint_names_two_commands_not_a_pipe():

@@ -1,4 +1,5 @@
 """Local evaluation: synthetic run folders (written per docs/CONTRACT.md) with known scores."""
+
 from __future__ import annotations
 
 import csv
@@ -63,7 +64,9 @@ def make_run(
     if classifier:
         jobs = [{"name": "classifier", "role": "classifier", "label": None, "requires": [], "after": [], "gpu": "0"}]
     else:
-        jobs = [{"name": f"c{c}", "role": "class", "label": c, "requires": [], "after": [], "gpu": "0"} for c in classes]
+        jobs = [
+            {"name": f"c{c}", "role": "class", "label": c, "requires": [], "after": [], "gpu": "0"} for c in classes
+        ]
     doc = {
         "run_id": run_id,
         "code_hash": "abc123",
@@ -71,8 +74,11 @@ def make_run(
         "host": "nigel",
         "experiment": {
             "name": "exp",
-            "data": {"path": data_path, "classes": list(classes),
-                     **({} if data_name is None else {"name": data_name or dataset_name(data_path)})},
+            "data": {
+                "path": data_path,
+                "classes": list(classes),
+                **({} if data_name is None else {"name": data_name or dataset_name(data_path)}),
+            },
             "model": {"kind": kind, "init": init},
             "eval": eval_cfg or {},
         },
@@ -80,16 +86,23 @@ def make_run(
     }
     run_dir.mkdir(parents=True)
     (run_dir / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    (run_dir / "local.json").write_text(json.dumps({
-        "run_id": run_id, "host": "nigel", "experiment": "exp", "launched_at": 1764150000.0,
-        "host_facts": {"gpus": ["NVIDIA H200"], "driver": "570.1", "cuda": "12.8", "torch": "2.11.0"},
-        **(local_extra or {}),
-    }))
+    (run_dir / "local.json").write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "host": "nigel",
+                "experiment": "exp",
+                "launched_at": 1764150000.0,
+                "host_facts": {"gpus": ["NVIDIA H200"], "driver": "570.1", "cuda": "12.8", "torch": "2.11.0"},
+                **(local_extra or {}),
+            }
+        )
+    )
     train_texts = train_texts or {c: 100 for c in classes}
     for job in jobs:
         rows = []
         for tid, label, scores in texts:
-            for c in (classes if classifier else [job["label"]]):
+            for c in classes if classifier else [job["label"]]:
                 if c in scores:
                     nll, tokens = scores[c][:2]
                     rows.append({"id": tid, "label": label, "class": c, "nll": nll, "tokens": tokens, "se": None})
@@ -101,16 +114,32 @@ def make_run(
         job_dir.mkdir(parents=True)
         data = "".join(json.dumps(r) + "\n" for r in rows).encode()
         (job_dir / "scores.jsonl").write_bytes(data)
-        (job_dir / "status.json").write_text(json.dumps({
-            "state": "done", "pid": 1, "exit_code": 0, "created": 1764150000.0,
-            "started": 1764150001.0, "ended": 1764150001.0 + job_seconds, "gpu": "0", "reason": "",
-        }))
+        (job_dir / "status.json").write_text(
+            json.dumps(
+                {
+                    "state": "done",
+                    "pid": 1,
+                    "exit_code": 0,
+                    "created": 1764150000.0,
+                    "started": 1764150001.0,
+                    "ended": 1764150001.0 + job_seconds,
+                    "gpu": "0",
+                    "reason": "",
+                }
+            )
+        )
         manifest = {
-            "job": job["name"], "role": job["role"],
+            "job": job["name"],
+            "role": job["role"],
             "files": {"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}},
-            "n_test": len(texts), "classes": list(classes),
-            "timings": {"train_s": 12.5, "score_s": 4.5}, "device": "cuda", "gpu_name": "NVIDIA H200",
-            "torch": "2.11.0", "transformers": "5.17.0", "train_tokens": 1000,
+            "n_test": len(texts),
+            "classes": list(classes),
+            "timings": {"train_s": 12.5, "score_s": 4.5},
+            "device": "cuda",
+            "gpu_name": "NVIDIA H200",
+            "torch": "2.11.0",
+            "transformers": "5.17.0",
+            "train_tokens": 1000,
         }
         if not classifier:
             manifest["train_texts"] = train_texts.get(job["label"])
@@ -218,11 +247,22 @@ def test_train_prior_needs_train_counts(tmp_path):
 @pytest.mark.parametrize(
     "acc,bands,expected",
     [
-        (0.8501, "poc", "Excellent"), (0.85, "poc", "Good"), (17 / 20, "poc", "Good"), (0.75, "poc", "Good"),
-        (0.7499, "poc", "Acceptable"), (0.65, "poc", "Acceptable"), (13 / 20, "poc", "Acceptable"),
-        (0.6499, "poc", "Failed"), (0.0, "poc", "Failed"), (1.0, "poc", "Excellent"),
-        (0.9001, "mdlm", "Excellent"), (0.90, "mdlm", "Good"), (0.85, "mdlm", "Good"),
-        (0.8499, "mdlm", "Acceptable"), (0.80, "mdlm", "Acceptable"), (0.7999, "mdlm", "Failed"),
+        (0.8501, "poc", "Excellent"),
+        (0.85, "poc", "Good"),
+        (17 / 20, "poc", "Good"),
+        (0.75, "poc", "Good"),
+        (0.7499, "poc", "Acceptable"),
+        (0.65, "poc", "Acceptable"),
+        (13 / 20, "poc", "Acceptable"),
+        (0.6499, "poc", "Failed"),
+        (0.0, "poc", "Failed"),
+        (1.0, "poc", "Excellent"),
+        (0.9001, "mdlm", "Excellent"),
+        (0.90, "mdlm", "Good"),
+        (0.85, "mdlm", "Good"),
+        (0.8499, "mdlm", "Acceptable"),
+        (0.80, "mdlm", "Acceptable"),
+        (0.7999, "mdlm", "Failed"),
     ],
 )
 def test_verdict_band_boundaries(acc, bands, expected):
@@ -260,7 +300,9 @@ def test_classifier_kind_and_three_classes(tmp_path):
 
 
 def test_refuses_a_text_missing_from_one_class_model(tmp_path):
-    run_dir = make_run(tmp_path, rows_hook=lambda job, rows: [r for r in rows if not (job == "c1" and r["id"] == "0/3")])
+    run_dir = make_run(
+        tmp_path, rows_hook=lambda job, rows: [r for r in rows if not (job == "c1" and r["id"] == "0/3")]
+    )
     err = refusal(run_dir)
     assert err.code == ExitCode.DATA
     assert "'c1'" in err.message and "0/3" in err.message and "1 of 10" in err.message
@@ -283,14 +325,22 @@ def test_refuses_label_disagreement(tmp_path):
 
 
 def test_refuses_a_row_for_another_class(tmp_path):
-    err = refusal(make_run(tmp_path, rows_hook=lambda job, rows: [dict(r, **{"class": "1"}) for r in rows] if job == "c0" else rows))
+    err = refusal(
+        make_run(
+            tmp_path, rows_hook=lambda job, rows: [dict(r, **{"class": "1"}) for r in rows] if job == "c0" else rows
+        )
+    )
     assert "this job's class is '0'" in err.message
 
 
 @pytest.mark.parametrize(
     "field,value,words",
-    [("nll", float("nan"), "nll must be a finite number"), ("tokens", 0, "tokens must be a positive integer"),
-     ("label", "7", "label '7'"), ("id", None, "needs string fields")],
+    [
+        ("nll", float("nan"), "nll must be a finite number"),
+        ("tokens", 0, "tokens must be a positive integer"),
+        ("label", "7", "label '7'"),
+        ("id", None, "needs string fields"),
+    ],
 )
 def test_refuses_malformed_rows(tmp_path, field, value, words):
     hook = lambda job, rows: [dict(rows[0], **{field: value}), *rows[1:]] if job == "c0" else rows  # noqa: E731
@@ -336,8 +386,13 @@ def _edit_manifest(run_dir: Path, job: str, change) -> None:
 def _rewrite(run_dir: Path, job: str, data: bytes, **manifest) -> None:
     """What a host can do: new scores and a manifest that vouches for them."""
     (run_dir / "jobs" / job / "scores.jsonl").write_bytes(data)
-    _edit_manifest(run_dir, job, lambda m: m.update(
-        files={"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}, **manifest))
+    _edit_manifest(
+        run_dir,
+        job,
+        lambda m: m.update(
+            files={"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}, **manifest
+        ),
+    )
 
 
 def _lines(run_dir: Path, job: str) -> List[bytes]:
@@ -357,8 +412,12 @@ def test_merge_refuses_class_jobs_that_tokenized_differently(tmp_path):
     _edit_manifest(run_dir, "c0", lambda m: m.pop("tokenizer_sha256"))
     assert "none recorded in job(s) 'c0'" in refusal(run_dir).message
     # Same fingerprint, other token counts for a text: refused with the ids and both counts.
-    run_dir = make_run(tmp_path / "c", rows_hook=lambda job, rows: [
-        {**r, "tokens": 21} if job == "c1" and r["id"] in ("0/1", "1/2") else r for r in rows])
+    run_dir = make_run(
+        tmp_path / "c",
+        rows_hook=lambda job, rows: [
+            {**r, "tokens": 21} if job == "c1" and r["id"] in ("0/1", "1/2") else r for r in rows
+        ],
+    )
     err = refusal(run_dir)
     assert "'c1'" in err.message and "2 text(s)" in err.message and "'c0'" in err.message
     assert "0/1 (21 tokens here, 20 in job 'c0')" in err.message
@@ -378,8 +437,9 @@ def draw_texts(diffs: Dict[str, Sequence[Sequence[float]]], base: float = 100.0)
     for label, rows in diffs.items():
         for i, d in enumerate(rows):
             zero = [base + x for x in d]
-            out.append((f"{label}/{i}", label, {"0": (sum(zero) / len(zero), 20, zero),
-                                                "1": (base, 20, [base] * len(d))}))
+            out.append(
+                (f"{label}/{i}", label, {"0": (sum(zero) / len(zero), 20, zero), "1": (base, 20, [base] * len(d))})
+            )
     return out
 
 
@@ -389,8 +449,12 @@ def test_paired_margin_and_its_se_from_shared_draws(tmp_path):
     run_dir = make_run(tmp_path, texts=texts, kind="mdlm")
     m = evaluate_run(run_dir)
     p = m["paired"]
-    se = [np.std([-2, -4, -3, -3], ddof=1) / 2, np.std([1, -3, 1, -3], ddof=1) / 2, 0.0,
-          np.std([0.5, -0.5, 0.5, -0.5], ddof=1) / 2]
+    se = [
+        np.std([-2, -4, -3, -3], ddof=1) / 2,
+        np.std([1, -3, 1, -3], ddof=1) / 2,
+        0.0,
+        np.std([0.5, -0.5, 0.5, -0.5], ddof=1) / 2,
+    ]
     assert p["draws"] == 4 and p["mean_margin_se"] == pytest.approx(np.mean(se))
     # not significant: "0/1" (|-1| <= 1.96 x 1.155) and "1/1" (|0| <= 1.96 x 0.289)
     assert p["not_significant_n"] == 2 and p["not_significant"] == pytest.approx(0.5)
@@ -409,10 +473,22 @@ def test_paired_margin_and_its_se_from_shared_draws(tmp_path):
 
 def test_paired_se_of_three_classes_is_the_top_two(tmp_path):
     # classes a, b, c; draws of c always far worse: the decision is between a and b
-    texts = [("t", "a", {"a": (10.0, 5, [9.0, 11.0, 10.0]), "b": (11.0, 5, [11.0, 11.0, 11.0]),
-                         "c": (50.0, 5, [50.0, 50.0, 50.0])}),
-             ("u", "b", {"a": (12.0, 5, [12.0, 12.0, 12.0]), "b": (10.0, 5, [10.0, 10.0, 10.0]),
-                         "c": (30.0, 5, [30.0, 30.0, 30.0])})]
+    texts = [
+        (
+            "t",
+            "a",
+            {"a": (10.0, 5, [9.0, 11.0, 10.0]), "b": (11.0, 5, [11.0, 11.0, 11.0]), "c": (50.0, 5, [50.0, 50.0, 50.0])},
+        ),
+        (
+            "u",
+            "b",
+            {
+                "a": (12.0, 5, [12.0, 12.0, 12.0]),
+                "b": (10.0, 5, [10.0, 10.0, 10.0]),
+                "c": (30.0, 5, [30.0, 30.0, 30.0]),
+            },
+        ),
+    ]
     m = run_eval(make_run(tmp_path, texts=texts, classes=("a", "b", "c"), kind="mdlm"))
     # text t: d_j = nll_b - nll_a = (2, 0, 1): sd 1, SE 1/sqrt(3); margin 1 <= 1.96/sqrt(3)
     assert m["paired"]["mean_margin_se"] == pytest.approx((1 / np.sqrt(3) + 0) / 2)
@@ -451,6 +527,7 @@ def test_merge_refuses_inconsistent_draws(tmp_path):
 
     def hook(change):
         return lambda job, rows: [change(r) if job == "c1" and r["id"] == "1/0" else r for r in rows]
+
     cases = [
         (lambda r: {**r, "draws": [r["nll"], r["nll"] + 1]}, "is not the mean of its draws"),
         (lambda r: {**r, "draws": [r["nll"]] * 3}, "has 3 draws, the job's first row 2"),
@@ -461,8 +538,11 @@ def test_merge_refuses_inconsistent_draws(tmp_path):
     for i, (change, words) in enumerate(cases):
         err = refusal(make_run(tmp_path / str(i), texts=texts, kind="mdlm", rows_hook=hook(change)))
         assert err.code == ExitCode.DATA and words in err.message and "'c1'" in err.message, (words, err.message)
+
     # One job with draws and one without cannot be paired.
-    drop = lambda job, rows: [{k: v for k, v in r.items() if k != "draws"} for r in rows] if job == "c0" else rows
+    def drop(job, rows):
+        return [{k: v for k, v in r.items() if k != "draws"} for r in rows] if job == "c0" else rows
+
     err = refusal(make_run(tmp_path / "mix", texts=texts, kind="mdlm", rows_hook=drop))
     assert "different numbers of draws" in err.message and "'c0': none" in err.message
 
@@ -479,11 +559,18 @@ def tiny_run(root: Path, wrong_every: int = 3, drop: int = 0, **kw) -> Path:
     from remote.spec import DataSpec
 
     test = load_splits(DataSpec(path=str(TINY)), log=lambda _: None).test
-    texts = [(e.id, e.label, {e.label: (10.0, 12), str(1 - int(e.label)): (11.0 if i % wrong_every else 9.0, 12)})
-             for i, e in enumerate(test)][drop:]
+    texts = [
+        (e.id, e.label, {e.label: (10.0, 12), str(1 - int(e.label)): (11.0 if i % wrong_every else 9.0, 12)})
+        for i, e in enumerate(test)
+    ][drop:]
     host = f"/w/data/{sha256_file(str(TINY))[:16]}-{TINY.name}"
-    return make_run(root, texts=texts, data_path=host, local_extra={
-        "data_files": {"path": {"local": str(TINY), "host": host}}}, **kw)
+    return make_run(
+        root,
+        texts=texts,
+        data_path=host,
+        local_extra={"data_files": {"path": {"local": str(TINY), "host": host}}},
+        **kw,
+    )
 
 
 def test_yardsticks_beside_the_model_on_the_runs_own_split(tmp_path, monkeypatch):
@@ -517,9 +604,11 @@ def test_yardsticks_beside_the_model_on_the_runs_own_split(tmp_path, monkeypatch
 
 def test_bands_apply_to_their_own_data_set_or_where_told(tmp_path):
     # a perfect model on the tiny data: on par with (or above) the yardsticks
-    m = evaluate_run(tiny_run(tmp_path / "a", wrong_every=10 ** 6))
+    m = evaluate_run(tiny_run(tmp_path / "a", wrong_every=10**6))
     assert m["verdict"]["basis"] == "yardsticks" and m["verdict"]["label"] in (
-        "On par with the yardsticks", "Beats the yardsticks")
+        "On par with the yardsticks",
+        "Beats the yardsticks",
+    )
     # eval.bands_dataset "*" (or the data set's own name) applies the bands anyway
     m = evaluate_run(tiny_run(tmp_path / "b", eval_cfg={"bands_dataset": "*"}))
     assert m["verdict"]["basis"] == "bands" and m["verdict"]["label"] == "Acceptable"  # 80/120 = 66.7%
@@ -546,8 +635,11 @@ def test_yardsticks_say_why_they_are_missing(tmp_path):
     # a local file whose test split is not the scored texts
     reason = evaluate_run(tiny_run(tmp_path / "c", drop=1))["yardsticks"]["reason"]
     assert reason == "the local data's test split (120 texts) is not the 119 texts the jobs scored"
-    run_dir = make_run(tmp_path / "d", data_path=f"/w/data/x-{TINY.name}", local_extra={
-        "data_files": {"path": {"local": str(TINY), "host": "x"}}})
+    run_dir = make_run(
+        tmp_path / "d",
+        data_path=f"/w/data/x-{TINY.name}",
+        local_extra={"data_files": {"path": {"local": str(TINY), "host": "x"}}},
+    )
     assert "no local copy" in evaluate_run(run_dir)["yardsticks"]["reason"]  # other bytes than the host's
 
 
@@ -661,14 +753,20 @@ def test_merge_names_the_first_job_with_a_problem():
     odd = [dict(r, label="1") if r["id"] == "t1" else r for r in bad[:2]] + [dict(good[2], **{"class": "1"})]
     with pytest.raises(OrchError) as info:
         merge_scores([("neg", "0", good), ("pos", "1", odd)], ["0", "1"])
-    assert info.value.message == ("job 'pos': 1 text(s) carry a different label than in another job: "
-                                  "\"t1 ('1' here, '0' in job 'neg')\"")
+    assert info.value.message == (
+        "job 'pos': 1 text(s) carry a different label than in another job: \"t1 ('1' here, '0' in job 'neg')\""
+    )
 
 
-@pytest.mark.parametrize("field,value,words", [
-    ("tokens", 10**30, "tokens must be a positive integer"), ("nll", 10**400, "nll must be a finite number"),
-    ("se", 10**400, "se must be a number or null"), ("nll", "1.5", "nll must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("tokens", 10**30, "tokens must be a positive integer"),
+        ("nll", 10**400, "nll must be a finite number"),
+        ("se", 10**400, "se must be a number or null"),
+        ("nll", "1.5", "nll must be a finite number"),
+    ],
+)
 def test_numbers_beyond_any_float_are_refused_not_a_traceback(field, value, words):
     rows = [{"id": f"t{i}", "label": "0", "class": "0", "nll": 1.0, "tokens": 1} for i in range(3)]
     rows[1] = dict(rows[1], **{field: value}, _where=2)
@@ -684,21 +782,47 @@ def test_evaluate_run_writes_every_output(tmp_path):
     metrics = evaluate_run(run_dir, plots=True)
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk["accuracy"] == metrics["accuracy"] == pytest.approx(0.7)
-    for key in ("accuracy_ci95", "macro_f1", "per_class", "confusion_matrix", "roc_auc", "per_token", "verdict",
-                "by_length", "calibration", "timings", "test_ids_sha256", "files"):
+    for key in (
+        "accuracy_ci95",
+        "macro_f1",
+        "per_class",
+        "confusion_matrix",
+        "roc_auc",
+        "per_token",
+        "verdict",
+        "by_length",
+        "calibration",
+        "timings",
+        "test_ids_sha256",
+        "files",
+    ):
         assert key in on_disk
     with open(run_dir / "predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0])[:5] == ["id", "label", "nll_0", "nll_1", "prediction"]
     assert len(rows) == 10
     first = {r["id"]: r for r in rows}["0/4"]  # margin +2 on a class-0 text
-    assert (first["label"], float(first["nll_0"]), float(first["nll_1"]), first["prediction"]) == ("0", 102.0, 100.0, "1")
+    assert (first["label"], float(first["nll_0"]), float(first["nll_1"]), first["prediction"]) == (
+        "0",
+        102.0,
+        100.0,
+        "1",
+    )
     plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
     assert plots == ["accuracy_by_length.png", "calibration.png", "margin_hist.png", "roc.png"]
     assert all((run_dir / "plots" / p).stat().st_size > 1000 for p in plots)
     report = (run_dir / "report.md").read_text()
-    for words in ("Acceptable", "70.00%", "## Per class", "## Confusion matrix", "## Timings", "NVIDIA H200",
-                  "plots/roc.png", "kind: ar", "## Host and software"):
+    for words in (
+        "Acceptable",
+        "70.00%",
+        "## Per class",
+        "## Confusion matrix",
+        "## Timings",
+        "NVIDIA H200",
+        "plots/roc.png",
+        "kind: ar",
+        "## Host and software",
+    ):
         assert words in report
     text = summary(metrics, run_dir, width=120)
     assert "Acceptable" in text and "70.00%" in text and "confusion matrix" in text and "4 plots in plots/" in text
@@ -815,11 +939,18 @@ def test_25k_texts_merge_and_score_like_a_direct_computation(tmp_path):
     tokens = rng.integers(20, 513, n)
     nll = np.round(rng.normal(3.0, 0.2, (n, 2)) * tokens[:, None], 3)
     nll[np.arange(n), labels] -= np.round(rng.normal(0.1, 0.2, n) * tokens, 3)
-    texts = [(f"test/{i}", str(labels[i]), {"0": (float(nll[i, 0]), int(tokens[i])), "1": (float(nll[i, 1]), int(tokens[i]))})
-             for i in range(n)]
+    texts = [
+        (
+            f"test/{i}",
+            str(labels[i]),
+            {"0": (float(nll[i, 0]), int(tokens[i])), "1": (float(nll[i, 1]), int(tokens[i]))},
+        )
+        for i in range(n)
+    ]
     order = rng.permutation(n)
-    run_dir = make_run(tmp_path, texts=texts,
-                       rows_hook=lambda job, rows: [rows[i] for i in order] if job == "c1" else rows)
+    run_dir = make_run(
+        tmp_path, texts=texts, rows_hook=lambda job, rows: [rows[i] for i in order] if job == "c1" else rows
+    )
     m = evaluate_run(run_dir)
     pred = np.argmin(nll, axis=1)  # equal priors: the smaller NLL wins
     assert m["n"] == n and m["correct"] == int(np.sum(pred == labels))
@@ -834,14 +965,20 @@ def test_25k_texts_merge_and_score_like_a_direct_computation(tmp_path):
     sample = rng.integers(0, n, 50)
     for i in sample:
         row = rows[i]
-        assert (float(row["nll_0"]), float(row["nll_1"]), row["label"], row["prediction"]) == \
-            (nll[i, 0], nll[i, 1], str(labels[i]), str(pred[i]))
+        assert (float(row["nll_0"]), float(row["nll_1"]), row["label"], row["prediction"]) == (
+            nll[i, 0],
+            nll[i, 1],
+            str(labels[i]),
+            str(pred[i]),
+        )
 
 
 def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path):
     """Every text cell orch writes to a CSV, header included, goes through report.csv_cell."""
-    texts = [("=cmd|' /C calc'!A0", "=A", {"=A": (1.0, 3), "-1": (2.0, 3)}),
-             ("@x", "-1", {"=A": (2.0, 3), "-1": (1.0, 3)})]
+    texts = [
+        ("=cmd|' /C calc'!A0", "=A", {"=A": (1.0, 3), "-1": (2.0, 3)}),
+        ("@x", "-1", {"=A": (2.0, 3), "-1": (1.0, 3)}),
+    ]
     run_dir = make_run(tmp_path, texts=texts, classes=("=A", "-1"))
     evaluate_run(run_dir, plots=False)
     with open(run_dir / "predictions.csv", newline="") as fh:
@@ -853,11 +990,22 @@ def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path
     assert "-1" in cells  # a number-like label stays as it is
 
 
-@pytest.mark.parametrize("cell, written", [
-    ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
-    ("+SUM(1,2)", "'+SUM(1,2)"), ("-2+3", "'-2+3"), ("@cmd", "'@cmd"), ("\tx", "'\tx"), ("\rx", "'\rx"),
-    ("-1", "-1"), ("+1.5e3", "+1.5e3"), ("pos", "pos"), (-612.4, -612.4), (3, 3),
-])
+@pytest.mark.parametrize(
+    "cell, written",
+    [
+        ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+        ("+SUM(1,2)", "'+SUM(1,2)"),
+        ("-2+3", "'-2+3"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-1", "-1"),
+        ("+1.5e3", "+1.5e3"),
+        ("pos", "pos"),
+        (-612.4, -612.4),
+        (3, 3),
+    ],
+)
 def test_csv_cells_that_would_be_formulas_are_quoted(cell, written):
     """OWASP CSV injection: a leading quote; plain numbers (a "-1" label) stay numbers."""
     from orchestrator.results.report import csv_cell

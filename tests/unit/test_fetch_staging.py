@@ -1,13 +1,14 @@
 """orchestrator/runs/fetch.py without a host: the staging folder, the swap, recovery from an
 interrupted swap, and the `local` source that never follows a link."""
+
 import os
 import re
 
 import pytest
 
-from orchestrator.runs import fetch
-from orchestrator.errors import OrchError
 from orchestrator.config.hosts import HostConfig
+from orchestrator.errors import OrchError
+from orchestrator.runs import fetch
 from orchestrator.transport.base import LocalTransport
 from orchestrator.transport.hostfiles import NOT_REGULAR, LocalSource
 
@@ -78,8 +79,15 @@ def test_pull_from_local_refuses_by_name_and_copies_the_rest(tmp_path):
     (job / "log.txt").write_bytes(b"x" * (fetch.TAIL_BYTES + 10) + b"\nlast line\n")
     stage = tmp_path / "run" / ".fetch-1" / "jobs"
     stage.mkdir(parents=True)
-    pulled = fetch.pull(LocalTransport(HostConfig(name="local", workdir=str(tmp_path / "host"))), str(tmp_path / "host" / "jobs"),
-                        stage, tmp_path / "run" / "jobs", ["neg", "pos"], False, "r1")
+    pulled = fetch.pull(
+        LocalTransport(HostConfig(name="local", workdir=str(tmp_path / "host"))),
+        str(tmp_path / "host" / "jobs"),
+        stage,
+        tmp_path / "run" / "jobs",
+        ["neg", "pos"],
+        False,
+        "r1",
+    )
     assert pulled.refused == [f"neg/manifest.json: {NOT_REGULAR}"]
     assert (stage / "neg" / "scores.jsonl").read_bytes() == b"ok\n"
     assert not (stage / "neg" / "manifest.json").exists()

@@ -1,15 +1,16 @@
 """hostops.prepare on the local transport: workdir resolution and specific tool errors."""
+
 import os
 import shutil
 import sys
 
 import pytest
 
+from orchestrator.backends.tmux import TmuxBackend
+from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs.hostctl import prepare
-from orchestrator.config.hosts import HostConfig
 from orchestrator.transport.base import LocalTransport
-from orchestrator.backends.tmux import TmuxBackend
 from remote.backends.tmux import tmux_socket
 
 

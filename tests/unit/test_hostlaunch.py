@@ -1,5 +1,6 @@
 """runs/hostlaunch.py: the check-and-launch program on the `local` transport, and what
 the controller makes of a reply it cannot trust."""
+
 import json
 
 import pytest
@@ -16,8 +17,15 @@ def _local(tmp_path):
 
 def test_missing_code_and_data_are_reported_and_readied_nothing_launched(tmp_path):
     t = _local(tmp_path)
-    request = {"code_hash": "abc", "staging": ".staging-abc-1", "modules": [], "tools": [], "list_gpus": False,
-               "data": ["data/x-d.jsonl"], "run_dir": "runs/r1"}
+    request = {
+        "code_hash": "abc",
+        "staging": ".staging-abc-1",
+        "modules": [],
+        "tools": [],
+        "list_gpus": False,
+        "data": ["data/x-d.jsonl"],
+        "run_dir": "runs/r1",
+    }
     reply = hostlaunch.check_and_launch(t, None, request)
     assert (reply.code, reply.missing_data, reply.run_exists, reply.launch) == (False, ["data/x-d.jsonl"], False, None)
     assert reply.state.workdir == str(tmp_path / "host")
@@ -40,9 +48,15 @@ class Lying(LocalTransport):
         return Result(self.stdout, "", 0)
 
 
-@pytest.mark.parametrize("reply", ["{", '{"code": "yes", "missing_data": [], "run_exists": false}',
-                                   '{"code": true, "missing_data": [1], "run_exists": false}',
-                                   '{"code": true, "missing_data": [], "run_exists": false, "launch": {"jobs": 3}}'])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "{",
+        '{"code": "yes", "missing_data": [], "run_exists": false}',
+        '{"code": true, "missing_data": [1], "run_exists": false}',
+        '{"code": true, "missing_data": [], "run_exists": false, "launch": {"jobs": 3}}',
+    ],
+)
 def test_a_reply_off_the_contract_is_one_message(tmp_path, reply):
     out = f"workdir={tmp_path}\0python=yes\0reply={reply}\0"
     with pytest.raises(OrchError) as err:

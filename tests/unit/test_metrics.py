@@ -1,4 +1,5 @@
 """results/metrics.py: numpy metrics give the textbook (scikit-learn) numbers, ties included."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,8 +62,9 @@ def test_bootstrap_draws_the_same_distribution_as_resampling_texts():
     correct = np.random.default_rng(1).random(2000) < 0.83
     fast = M.bootstrap_ci(correct, 20_000, seed=3)
     rng = np.random.default_rng(4)
-    direct = np.concatenate([correct[rng.integers(0, correct.size, (1000, correct.size))].mean(axis=1)
-                             for _ in range(20)])
+    direct = np.concatenate(
+        [correct[rng.integers(0, correct.size, (1000, correct.size))].mean(axis=1) for _ in range(20)]
+    )
     slow = np.percentile(direct, [2.5, 97.5])
     assert fast == pytest.approx(slow, abs=0.004)  # the interval is ~0.033 wide; MC error ~0.001
     assert M.bootstrap_ci(correct, 1000, seed=0) == M.bootstrap_ci(correct, 1000, seed=0)

@@ -1,12 +1,14 @@
 import pytest
 
-from orchestrator.errors import OrchError
-from orchestrator.config.project import check_name
 from orchestrator.config.experiments import parse_overrides
+from orchestrator.config.project import check_name
+from orchestrator.errors import OrchError
 from remote.spec import SpecError, load_experiment, set_dotted
 
 
-@pytest.mark.parametrize("bad", ["", "-rf", "a b", "a;b", "$(x)", "a/b", "..", "exp.v2", "a:b", "x" * 65, "`id`", "a\nb"])
+@pytest.mark.parametrize(
+    "bad", ["", "-rf", "a b", "a;b", "$(x)", "a/b", "..", "exp.v2", "a:b", "x" * 65, "`id`", "a\nb"]
+)
 def test_illegal_names_refused(bad):
     with pytest.raises(OrchError) as err:
         check_name("run", bad)
@@ -60,13 +62,16 @@ def test_new_run_ids_are_legal_and_unique(tmp_path):
     assert new_run_id(project, exp) == first + "-2"
 
 
-@pytest.mark.parametrize("key,value,expected", [
-    ("train.batch_size", 0, "expected an integer >= 1"),
-    ("train.steps", -5, "expected an integer >= 1 (or set epochs)"),
-    ("data.test_fraction", 1.5, "expected a number in (0, 1)"),
-    ("score.mdlm_draws", 0, "expected an integer >= 1"),
-    ("model.dropout", 1.0, "expected a number in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("train.batch_size", 0, "expected an integer >= 1"),
+        ("train.steps", -5, "expected an integer >= 1 (or set epochs)"),
+        ("data.test_fraction", 1.5, "expected a number in (0, 1)"),
+        ("score.mdlm_draws", 0, "expected an integer >= 1"),
+        ("model.dropout", 1.0, "expected a number in [0, 1)"),
+    ],
+)
 def test_out_of_range_numbers_refused_at_load(key, value, expected):
     raw = {"data": {"path": "x"}}
     set_dotted(raw, key, value)

@@ -1,4 +1,5 @@
 """The evaluation plots say what they are and draw what they claim."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,9 +13,18 @@ except ImportError:
     from test_evaluate import make_run, margin_texts
 
 
-@pytest.mark.parametrize("values", [
-    [-7.3, -0.2, 0.4, 12.9], [0.3, 0.9, 4.1], [-5.0, -0.01], [-1e-3, 2e-3], [0.0, 0.0], [3.0], [-2.5, 0.0, 2.5],
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [-7.3, -0.2, 0.4, 12.9],
+        [0.3, 0.9, 4.1],
+        [-5.0, -0.01],
+        [-1e-3, 2e-3],
+        [0.0, 0.0],
+        [3.0],
+        [-2.5, 0.0, 2.5],
+    ],
+)
 def test_no_histogram_bin_straddles_the_decision_line(values):
     values = np.array(values)
     edges = zero_aligned_bins(values, 20)

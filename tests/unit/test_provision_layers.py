@@ -1,5 +1,6 @@
 """provision/ decides and acts, it never prints: no rich, no typer, no command modules.
 Its progress goes through orchestrator/provision/progress.py, rendered by the command."""
+
 import ast
 from pathlib import Path
 

@@ -3,6 +3,7 @@
 The real thing is tested end to end in tests/integration/test_slurm.py; here, what Slurm
 says (every state, a purged id, a refusal) is scripted, and so is `scontrol requeue`.
 """
+
 import json
 import os
 import signal
@@ -36,7 +37,8 @@ def fake_slurm(tmp_path, monkeypatch):
             f"open({str(log)!r}, 'a').write(json.dumps(sys.argv) + '\\n')\n"
             f"answer = os.path.join({str(tmp_path)!r}, {tool!r} + '.answer')\n"
             "rc, out, err = json.load(open(answer)) if os.path.exists(answer) else (0, '', '')\n"
-            "sys.stdout.write(out); sys.stderr.write(err); sys.exit(rc)\n")
+            "sys.stdout.write(out); sys.stderr.write(err); sys.exit(rc)\n"
+        )
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
 
@@ -47,15 +49,18 @@ def fake_slurm(tmp_path, monkeypatch):
         def calls(self, tool=None):
             if not log.exists():
                 return []
-            rows = [json.loads(l) for l in log.read_text().splitlines()]
+            rows = [json.loads(line) for line in log.read_text().splitlines()]
             return [r for r in rows if tool is None or os.path.basename(r[0]) == tool]
 
     return Fake()
 
 
 def test_submit_passes_options_as_argv_items_and_afterok_only_within_the_launch(tmp_path, fake_slurm):
-    backend = get("slurm", str(tmp_path), {"sbatch": ["--partition=gpu", "--gres=gpu:1"],
-                                            "modules": ["cuda/12.4"], "warn_before": 90})
+    backend = get(
+        "slurm",
+        str(tmp_path),
+        {"sbatch": ["--partition=gpu", "--gres=gpu:1"], "modules": ["cuda/12.4"], "warn_before": 90},
+    )
     pre, neg = tmp_path / "pre", tmp_path / "neg"
     pre.mkdir(), neg.mkdir()
     fake_slurm.answer("sbatch", "41\n")
@@ -75,14 +80,17 @@ def test_submit_passes_options_as_argv_items_and_afterok_only_within_the_launch(
     fake_slurm.answer("sbatch", "43\n")
     again.submit(job, {"pretrain": "41"})
     assert not any(a.startswith("--dependency") for a in fake_slurm.calls("sbatch")[-1])
-    fake_slurm.answer("sbatch", "", rc=1, err="sbatch: error: Batch job submission failed: Invalid partition name specified\n")
+    fake_slurm.answer(
+        "sbatch", "", rc=1, err="sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    )
     with pytest.raises(BackendError, match="sbatch refused it: Batch job submission failed: Invalid partition"):
         backend.submit(job, {})
 
 
 def test_batch_script_quotes_modules_and_execs_the_command():
-    text = batch_script({"name": "neg", "run_id": "r", "command": "cd /c && exec env A=1 py -m remote.wrapper"},
-                        ["cuda/12.4", "a b"])
+    text = batch_script(
+        {"name": "neg", "run_id": "r", "command": "cd /c && exec env A=1 py -m remote.wrapper"}, ["cuda/12.4", "a b"]
+    )
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash" and lines[-1] == "cd /c && exec env A=1 py -m remote.wrapper"
     assert "module load cuda/12.4 ||" in text and "module load 'a b' ||" in text
@@ -90,9 +98,12 @@ def test_batch_script_quotes_modules_and_execs_the_command():
 
 def test_alive_maps_slurm_states_and_reasons(tmp_path, fake_slurm):
     backend = get("slurm", str(tmp_path), {})
-    fake_slurm.answer("squeue", "1|PENDING|Priority||gpu\n2|RUNNING|None|node7|gpu\n3|TIMEOUT|TimeLimit|node7|gpu\n"
-                                "4|CANCELLED|DependencyNeverSatisfied||gpu\n5|OUT_OF_MEMORY|OutOfMemory|n1|gpu\n"
-                                "6|CANCELLED|None|n1|gpu\n")
+    fake_slurm.answer(
+        "squeue",
+        "1|PENDING|Priority||gpu\n2|RUNNING|None|node7|gpu\n3|TIMEOUT|TimeLimit|node7|gpu\n"
+        "4|CANCELLED|DependencyNeverSatisfied||gpu\n5|OUT_OF_MEMORY|OutOfMemory|n1|gpu\n"
+        "6|CANCELLED|None|n1|gpu\n",
+    )
     fake_slurm.answer("sacct", "", rc=1, err="Slurm accounting storage is disabled")
     got = backend.alive({"a": "1", "b": "2", "c": "3", "d": "4", "e": "5", "f": "6", "gone": "99"})
     assert got["a"]["alive"] and got["a"]["queued"] and got["a"]["reason"] == "Priority"
@@ -110,25 +121,54 @@ def test_alive_maps_slurm_states_and_reasons(tmp_path, fake_slurm):
 
 def test_how_status_words_slurm_and_a_forgotten_job_is_lost():
     backend = ControllerSlurm()
-    pending = job_row({"name": "neg", "alive": True, "backend": {"job_id": "7", "state": "PENDING",
-                                                                  "reason": "Resources"}}, 0.0, "", backend)
+    pending = job_row(
+        {"name": "neg", "alive": True, "backend": {"job_id": "7", "state": "PENDING", "reason": "Resources"}},
+        0.0,
+        "",
+        backend,
+    )
     assert pending.state == "pending" and pending.note == "PENDING: Resources" and backend.ident(pending.backend) == "7"
-    running = job_row({"name": "neg", "alive": True, "status": {"state": "running", "requeues": 2},
-                       "backend": {"job_id": "7", "state": "RUNNING", "reason": "None", "node": "g1"}}, 0.0, "", backend)
+    running = job_row(
+        {
+            "name": "neg",
+            "alive": True,
+            "status": {"state": "running", "requeues": 2},
+            "backend": {"job_id": "7", "state": "RUNNING", "reason": "None", "node": "g1"},
+        },
+        0.0,
+        "",
+        backend,
+    )
     assert running.note == "RUNNING on g1" and running.requeues == 2
-    gone = job_row({"name": "neg", "alive": False, "status": {"state": "running"}, "backend": {"job_id": "7"}},
-                   0.0, "", backend)
+    gone = job_row(
+        {"name": "neg", "alive": False, "status": {"state": "running"}, "backend": {"job_id": "7"}}, 0.0, "", backend
+    )
     assert gone.state == "lost"
 
 
 def _wrapper(job_dir: Path, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "remote.wrapper", "--job-dir", str(job_dir), "--requeueable",
-                             "--max-requeues", "1", "--", sys.executable, "-c",
-                             "import signal, sys, time\n"
-                             "signal.signal(signal.SIGTERM, lambda *a: (print('checkpoint saved', flush=True), sys.exit(143)))\n"
-                             "print('training', flush=True)\n"
-                             "time.sleep(60)\n"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "remote.wrapper",
+            "--job-dir",
+            str(job_dir),
+            "--requeueable",
+            "--max-requeues",
+            "1",
+            "--",
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: (print('checkpoint saved', flush=True), sys.exit(143)))\n"
+            "print('training', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _status(job_dir: Path) -> dict:
@@ -151,8 +191,10 @@ def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path
     env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="77", SLURM_RESTART_COUNT=restarts)
     proc = _wrapper(job, env)
     try:
-        _wait_for(lambda: "training" in (job / "log.txt").read_text() if (job / "log.txt").exists() else False,
-                  "the payload to start")
+        _wait_for(
+            lambda: "training" in (job / "log.txt").read_text() if (job / "log.txt").exists() else False,
+            "the payload to start",
+        )
         proc.send_signal(signal.SIGUSR1)  # Slurm's --signal=B:USR1@N: the time limit is near
         proc.wait(timeout=120)
     finally:
@@ -174,7 +216,7 @@ def test_a_stop_by_slurm_is_not_an_end_but_a_cancel_is(tmp_path, fake_slurm):
         job = tmp_path / f"job-{cancel}"
         proc = _wrapper(job, env)
         try:
-            _wait_for(lambda: _status(job).get("state") == "running", "running")
+            _wait_for(lambda job=job: _status(job).get("state") == "running", "running")
             if cancel:
                 (job / "cancel").touch()
             proc.send_signal(signal.SIGTERM)  # a requeue, a preemption, or scancel

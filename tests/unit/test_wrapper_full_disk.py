@@ -2,6 +2,7 @@
 spare it reserved at start), with the disk named as the reason.  The real ENOSPC path runs
 in tests/integration/test_hostile_host.py on a small tmpfs; here a write that fails with
 ENOSPC stands in for it."""
+
 import errno
 import json
 import os
