@@ -6,6 +6,7 @@ Multinomial Naive Bayes (unigram, uni+bigram counts) and TF-IDF uni+bigram logis
 regression, trained on the experiment's training texts (after caps) and scored on its
 test texts: the bars a per-class generative classifier has to clear.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.experiments import load  # noqa: E402
-from orchestrator.project import Project  # noqa: E402
+from orchestrator.config.experiments import load  # noqa: E402
+from orchestrator.config.project import Project  # noqa: E402
 from remote.data import load_splits  # noqa: E402
 
 
@@ -45,7 +46,9 @@ def main() -> int:
         "multinomial NB, unigram counts": (CountVectorizer(), MultinomialNB()),
         "multinomial NB, uni+bigram": (CountVectorizer(ngram_range=(1, 2)), MultinomialNB()),
         "TF-IDF uni+bigram logistic regression": (
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2), LogisticRegression(C=10, max_iter=2000)),
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
+            LogisticRegression(C=10, max_iter=2000),
+        ),
     }
     print("| baseline | accuracy | seconds |\n|---|---|---|")
     for name, (vec, clf) in models.items():

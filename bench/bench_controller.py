@@ -11,6 +11,7 @@ Measures, against a real OpenSSH sshd on 127.0.0.1 with real tmux and rsync:
   - `orch fetch-results` of a finished run: time and SSH logins (1)
 Writes a markdown table with the machine it ran on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ def machine() -> str:
     cpus = os.cpu_count()
     mem = ""
     try:
-        kb = int([l for l in open("/proc/meminfo") if l.startswith("MemTotal")][0].split()[1])
+        kb = int([line for line in open("/proc/meminfo") if line.startswith("MemTotal")][0].split()[1])
         mem = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, IndexError):
         pass
@@ -110,29 +111,31 @@ def main() -> int:
         med = statistics.median(values)
         return f"| {name} | {med:.2f} {unit} (min {min(values):.2f}, max {max(values):.2f}) | {target} |"
 
-    text = "\n".join([
-        "# Controller benchmarks (loopback sshd)",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/bench_controller.py` on: {machine()}.",
-        "Real OpenSSH sshd on 127.0.0.1, real tmux and rsync; each figure is the median of "
-        f"{args.repeats} runs of the real `orch` CLI (process start-up included).",
-        "The test host's login shell sources a ~/.bashrc that initialises pyenv: every SSH command",
-        "pays ~0.14 s for it there (`ssh host true` = 0.14 s), whatever orch does.",
-        "",
-        "| what | measured | target |",
-        "|---|---|---|",
-        row("`orch status` wall time (warm host)", status_times, "<= 0.5 s"),
-        f"| `orch status` SSH logins | {sorted(set(logins))} | exactly 1 |",
-        row("`orch run` until all jobs running (data staged)", run_times, "<= 3 s"),
-        f"| re-sync of unchanged code: files transferred | {sorted(set(resync_files))} | 0 |",
-        f"| cold `orch run` (code snapshot + data sent), one sample | {cold_t:.2f} s | <= 3 s |",
-        f"| cold `orch run` SSH logins (rsync rides the one connection) | [{cold_logins}] | 1 |",
-        row("`orch run` after a code change (new snapshot rsync'd)", changed_times, "<= 3 s"),
-        f"| `orch run` after a code change: SSH logins | {sorted(set(changed_logins))} | 1 |",
-        row("`orch fetch-results --no-eval` (finished run)", fetch_times, "<= 2 s"),
-        f"| `orch fetch-results` SSH logins | {sorted(set(fetch_logins))} | 1 |",
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Controller benchmarks (loopback sshd)",
+            "",
+            f"Measured {time.strftime('%Y-%m-%d')} with `python bench/bench_controller.py` on: {machine()}.",
+            "Real OpenSSH sshd on 127.0.0.1, real tmux and rsync; each figure is the median of "
+            f"{args.repeats} runs of the real `orch` CLI (process start-up included).",
+            "The test host's login shell sources a ~/.bashrc that initialises pyenv: every SSH command",
+            "pays ~0.14 s for it there (`ssh host true` = 0.14 s), whatever orch does.",
+            "",
+            "| what | measured | target |",
+            "|---|---|---|",
+            row("`orch status` wall time (warm host)", status_times, "<= 0.5 s"),
+            f"| `orch status` SSH logins | {sorted(set(logins))} | exactly 1 |",
+            row("`orch run` until all jobs running (data staged)", run_times, "<= 3 s"),
+            f"| re-sync of unchanged code: files transferred | {sorted(set(resync_files))} | 0 |",
+            f"| cold `orch run` (code snapshot + data sent), one sample | {cold_t:.2f} s | <= 3 s |",
+            f"| cold `orch run` SSH logins (rsync rides the one connection) | [{cold_logins}] | 1 |",
+            row("`orch run` after a code change (new snapshot rsync'd)", changed_times, "<= 3 s"),
+            f"| `orch run` after a code change: SSH logins | {sorted(set(changed_logins))} | 1 |",
+            row("`orch fetch-results --no-eval` (finished run)", fetch_times, "<= 2 s"),
+            f"| `orch fetch-results` SSH logins | {sorted(set(fetch_logins))} | 1 |",
+            "",
+        ]
+    )
     Path(args.out).write_text(text)
     print(text)
     return 0

@@ -18,6 +18,7 @@ The MDLM curve trains one MDLM per class on ``--curve-data`` through ``remote.ru
 
 Results are printed and written as a markdown table to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,15 @@ def synthetic_tokenizer(vocab_size: int):
     vocab.update({f"w{i}": len(SPECIALS) + i for i in range(vocab_size)})
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", mask_token="<mask>", model_max_length=1_000_000)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_max_length=1_000_000,
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -137,8 +145,16 @@ def bench_kind(name: str, spec: ModelSpec, tok, args, use_compile: bool, device:
     score_seq_s = sb * n / t
     score_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     note = {"mdlm": f"K={args.mdlm_k} draws/text", "mlm-pll": f"L passes/text, {sb} texts/call"}.get(name, "")
-    return {"kind": name, "compile": use_compile, "params_m": n_params / 1e6, "train_tok_s": train_tok_s,
-            "score_seq_s": score_seq_s, "train_mem": train_mem, "score_mem": score_mem, "note": note}
+    return {
+        "kind": name,
+        "compile": use_compile,
+        "params_m": n_params / 1e6,
+        "train_tok_s": train_tok_s,
+        "score_seq_s": score_seq_s,
+        "train_mem": train_mem,
+        "score_mem": score_mem,
+        "note": note,
+    }
 
 
 def mdlm_curve(args, device: torch.device) -> List[Dict]:
@@ -153,12 +169,28 @@ def mdlm_curve(args, device: torch.device) -> List[Dict]:
     from remote.spec import load_experiment, set_dotted, to_dict
 
     raw = yaml.safe_load(open(os.path.join(ROOT, "configs", "experiments", "smoke.yaml")))
-    overrides = {"model.kind": "mdlm", "data.path": os.path.abspath(args.curve_data), "train.device": device.type,
-                 "train.steps": args.curve_steps, "score.mdlm_draws": max(args.curve_k)}
+    overrides = {
+        "model.kind": "mdlm",
+        "data.path": os.path.abspath(args.curve_data),
+        "train.device": device.type,
+        "train.steps": args.curve_steps,
+        "score.mdlm_draws": max(args.curve_k),
+    }
     if not args.tiny:
-        overrides.update({"model.n_layer": 6, "model.n_embd": 512, "model.n_head": 8, "model.max_len": args.seq,
-                          "model.vocab_size": 16000, "train.batch_size": 32, "train.lr": 3e-4,
-                          "train.log_every": 50, "score.batch_size": 64, "data.max_test": args.curve_max_test})
+        overrides.update(
+            {
+                "model.n_layer": 6,
+                "model.n_embd": 512,
+                "model.n_head": 8,
+                "model.max_len": args.seq,
+                "model.vocab_size": 16000,
+                "train.batch_size": 32,
+                "train.lr": 3e-4,
+                "train.log_every": 50,
+                "score.batch_size": 64,
+                "data.max_test": args.curve_max_test,
+            }
+        )
     for item in args.curve_set:
         key, value = item.split("=", 1)
         overrides[key] = yaml.safe_load(value)
@@ -167,8 +199,10 @@ def mdlm_curve(args, device: torch.device) -> List[Dict]:
     exp = load_experiment(raw, "bench mdlm curve")
     splits = load_splits(exp.data, log=lambda m: None)
     run_dir = tempfile.mkdtemp(prefix="bench-mdlm-")
-    jobs = [{"name": f"c{i}", "role": "class", "label": c, "requires": [], "after": [], "gpu": ""}
-            for i, c in enumerate(splits.classes)]
+    jobs = [
+        {"name": f"c{i}", "role": "class", "label": c, "requires": [], "after": [], "gpu": ""}
+        for i, c in enumerate(splits.classes)
+    ]
     with open(os.path.join(run_dir, "run.yaml"), "w") as f:
         yaml.safe_dump({"run_id": "bench", "experiment": to_dict(exp), "jobs": jobs}, f)
     t0 = time.time()
@@ -180,19 +214,23 @@ def mdlm_curve(args, device: torch.device) -> List[Dict]:
     kind = get_kind("mdlm")
     models = []
     for j in jobs:
-        model, tok = checkpoint.load_final(checkpoint.final_dir(os.path.join(run_dir, "jobs", j["name"])),
-                                           kind, exp.model)
+        model, tok = checkpoint.load_final(
+            checkpoint.final_dir(os.path.join(run_dir, "jobs", j["name"])), kind, exp.model
+        )
         models.append(model.to(device).eval())
     ids = tokenizers.encode(tok, [e.text for e in splits.test], exp.model.max_len)
     text_ids = [e.id for e in splits.test]
     rows = []
     for k in args.curve_k:
-        spec = ScoreSpec(batch_size=exp.score.batch_size, mdlm_draws=k, mdlm_stratify=exp.score.mdlm_stratify,
-                         seed=exp.score.seed)
+        spec = ScoreSpec(
+            batch_size=exp.score.batch_size, mdlm_draws=k, mdlm_stratify=exp.score.mdlm_stratify, seed=exp.score.seed
+        )
         sync(device)
         t1 = time.time()
-        per_class = [score_texts(m, kind, ids, text_ids, spec, tok, dtype=exp.train.dtype, job_dir=run_dir,
-                                 log=lambda m: None) for m in models]
+        per_class = [
+            score_texts(m, kind, ids, text_ids, spec, tok, dtype=exp.train.dtype, job_dir=run_dir, log=lambda m: None)
+            for m in models
+        ]
         sync(device)
         secs = time.time() - t1
         correct, ses = 0, []
@@ -200,9 +238,15 @@ def mdlm_curve(args, device: torch.device) -> List[Dict]:
             nlls = [res[i][0] for res in per_class]
             correct += splits.classes[min(range(len(nlls)), key=nlls.__getitem__)] == e.label
             ses.extend(res[i][2] for res in per_class if res[i][2] is not None)
-        rows.append({"k": k, "accuracy": correct / len(splits.test),
-                     "se": sum(ses) / len(ses) if ses else None,
-                     "score_s": secs, "texts_s": len(splits.test) * len(models) / secs})
+        rows.append(
+            {
+                "k": k,
+                "accuracy": correct / len(splits.test),
+                "se": sum(ses) / len(ses) if ses else None,
+                "score_s": secs,
+                "texts_s": len(splits.test) * len(models) / secs,
+            }
+        )
         print(f"mdlm K={k}: accuracy {rows[-1]['accuracy']:.4f}, {secs:.1f}s", flush=True)
     for r in rows:
         r.update(n_test=len(splits.test), train_s=train_s, shape=f"{exp.model.n_layer}L/{exp.model.n_embd}d")
@@ -217,32 +261,43 @@ def markdown(results: List[Dict], curve: Optional[List[Dict]], args, device: tor
     import transformers
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (no GPU)"
-    lines = [f"## remote/ benchmark, {datetime.date.today().isoformat()}", "",
-             f"- device: {gpu}; torch {torch.__version__}; transformers {transformers.__version__}",
-             f"- shape: {args.n_layer} layers, {args.n_embd} wide, {args.n_head} heads, {args.seq} tokens, "
-             f"vocabulary {args.vocab} + 5; train batch {args.batch}, score batch {args.score_batch}; "
-             f"dtype {args.dtype} (auto = bf16 autocast on CUDA)",
-             f"- {args.warmup} warm-up + {args.iters} timed iterations each; random token ids, no padding", "",
-             "| kind | compile | params (M) | train tokens/s | score sequences/s | train mem (GiB) |"
-             " score mem (GiB) | note |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## remote/ benchmark, {datetime.date.today().isoformat()}",
+        "",
+        f"- device: {gpu}; torch {torch.__version__}; transformers {transformers.__version__}",
+        f"- shape: {args.n_layer} layers, {args.n_embd} wide, {args.n_head} heads, {args.seq} tokens, "
+        f"vocabulary {args.vocab} + 5; train batch {args.batch}, score batch {args.score_batch}; "
+        f"dtype {args.dtype} (auto = bf16 autocast on CUDA)",
+        f"- {args.warmup} warm-up + {args.iters} timed iterations each; random token ids, no padding",
+        "",
+        "| kind | compile | params (M) | train tokens/s | score sequences/s | train mem (GiB) |"
+        " score mem (GiB) | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['kind']} | {r['compile']} | | | | | | error: {r['error']} |")
             continue
-        lines.append(f"| {r['kind']} | {r['compile']} | {r['params_m']:.1f} | {fmt(r['train_tok_s'])} |"
-                     f" {fmt(r['score_seq_s'], ',.1f')} | {fmt(r['train_mem'], '.1f')} | {fmt(r['score_mem'], '.1f')} |"
-                     f" {r['note']} |")
+        lines.append(
+            f"| {r['kind']} | {r['compile']} | {r['params_m']:.1f} | {fmt(r['train_tok_s'])} |"
+            f" {fmt(r['score_seq_s'], ',.1f')} | {fmt(r['train_mem'], '.1f')} | {fmt(r['score_mem'], '.1f')} |"
+            f" {r['note']} |"
+        )
     if curve:
         c0 = curve[0]
-        lines += ["", f"### MDLM scoring: accuracy and cost against K ({c0['shape']}, {c0['n_test']} test texts,"
-                      f" class models trained in {c0['train_s']:.0f}s)", "",
-                  "| K | accuracy | mean SE of one text's NELBO estimate (nats) | scoring s (all classes)"
-                  " | texts x classes / s |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"### MDLM scoring: accuracy and cost against K ({c0['shape']}, {c0['n_test']} test texts,"
+            f" class models trained in {c0['train_s']:.0f}s)",
+            "",
+            "| K | accuracy | mean SE of one text's NELBO estimate (nats) | scoring s (all classes)"
+            " | texts x classes / s |",
+            "|---|---|---|---|---|",
+        ]
         for r in curve:
-            lines.append(f"| {r['k']} | {r['accuracy']:.4f} | {fmt(r['se'], '.2f')} | {r['score_s']:.1f} |"
-                         f" {r['texts_s']:.1f} |")
+            lines.append(
+                f"| {r['k']} | {r['accuracy']:.4f} | {fmt(r['se'], '.2f')} | {r['score_s']:.1f} | {r['texts_s']:.1f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -265,14 +320,23 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=30.0, help="max seconds of timed calls per measurement")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--curve", action=argparse.BooleanOptionalAction, default=True,
-                    help="also measure MDLM accuracy/cost against K (needs remote/kinds/mdlm.py)")
+    ap.add_argument(
+        "--curve",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure MDLM accuracy/cost against K (needs remote/kinds/mdlm.py)",
+    )
     ap.add_argument("--curve-data", default=os.path.join(ROOT, "configs", "data", "tiny_sentiment.jsonl"))
     ap.add_argument("--curve-k", default="1,2,4,8,16,32")
     ap.add_argument("--curve-steps", type=int, default=2000)
     ap.add_argument("--curve-max-test", type=int, default=2000)
-    ap.add_argument("--curve-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="experiment override for the curve's jobs, e.g. train.epochs=2")
+    ap.add_argument(
+        "--curve-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="experiment override for the curve's jobs, e.g. train.epochs=2",
+    )
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.md"))
     args = ap.parse_args()
     if args.tiny:
@@ -284,8 +348,11 @@ def main() -> None:
         if args.compile == "both":
             args.compile = "off"
     args.curve_k = [int(k) for k in str(args.curve_k).split(",")]
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     if device.type == "cpu" and args.tiny:
         torch.set_num_threads(1)  # tiny matmuls: extra threads only spin (see TrainSpec.cpu_threads)
 
@@ -298,8 +365,10 @@ def main() -> None:
             print(f"--- {name} compile={use_compile}", flush=True)
             try:
                 r = bench_kind(name, spec, tok, args, use_compile, device)
-                print(f"{name}: train {r['train_tok_s']:,.0f} tokens/s, score {r['score_seq_s']:,.1f} sequences/s",
-                      flush=True)
+                print(
+                    f"{name}: train {r['train_tok_s']:,.0f} tokens/s, score {r['score_seq_s']:,.1f} sequences/s",
+                    flush=True,
+                )
             except Exception as e:  # one kind failing (missing module, OOM) must not lose the others
                 traceback.print_exc()
                 r = {"kind": name, "compile": use_compile, "error": f"{type(e).__name__}: {str(e)[:120]}"}

@@ -7,6 +7,7 @@ classes well but not trivially.  Some texts carry IMDB-style ``<br />`` markup.
 
     python bench/make_tiny_data.py [--out PATH] [--per-class 300] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,24 +15,90 @@ import json
 import os
 import random
 
-SUBJECTS = ["the movie", "this film", "the story", "the plot", "the acting", "the cast", "the script",
-            "the ending", "the director's work", "the soundtrack", "the dialogue", "the second half",
-            "the lead actor", "the cinematography", "the pacing"]
+SUBJECTS = [
+    "the movie",
+    "this film",
+    "the story",
+    "the plot",
+    "the acting",
+    "the cast",
+    "the script",
+    "the ending",
+    "the director's work",
+    "the soundtrack",
+    "the dialogue",
+    "the second half",
+    "the lead actor",
+    "the cinematography",
+    "the pacing",
+]
 LINKS = ["was", "felt", "seemed", "is", "turned out", "came across as", "remained", "looked"]
 WORDS = {
-    "1": ["wonderful", "brilliant", "moving", "delightful", "superb", "charming", "gripping", "beautiful",
-          "hilarious", "touching", "excellent", "fresh", "memorable", "powerful", "clever", "lovely"],
-    "0": ["boring", "awful", "dull", "terrible", "clumsy", "tedious", "predictable", "lifeless", "bland",
-          "painful", "weak", "messy", "forgettable", "silly", "flat", "annoying"],
+    "1": [
+        "wonderful",
+        "brilliant",
+        "moving",
+        "delightful",
+        "superb",
+        "charming",
+        "gripping",
+        "beautiful",
+        "hilarious",
+        "touching",
+        "excellent",
+        "fresh",
+        "memorable",
+        "powerful",
+        "clever",
+        "lovely",
+    ],
+    "0": [
+        "boring",
+        "awful",
+        "dull",
+        "terrible",
+        "clumsy",
+        "tedious",
+        "predictable",
+        "lifeless",
+        "bland",
+        "painful",
+        "weak",
+        "messy",
+        "forgettable",
+        "silly",
+        "flat",
+        "annoying",
+    ],
 }
 CLOSERS = {
-    "1": ["I loved every minute.", "Highly recommended.", "I would watch it again.", "A real gem.",
-          "Ten out of ten.", "Go and see it.", "It made my day."],
-    "0": ["I want my money back.", "Avoid it.", "A waste of time.", "I nearly fell asleep.",
-          "Two out of ten.", "Skip this one.", "I walked out early."],
+    "1": [
+        "I loved every minute.",
+        "Highly recommended.",
+        "I would watch it again.",
+        "A real gem.",
+        "Ten out of ten.",
+        "Go and see it.",
+        "It made my day.",
+    ],
+    "0": [
+        "I want my money back.",
+        "Avoid it.",
+        "A waste of time.",
+        "I nearly fell asleep.",
+        "Two out of ten.",
+        "Skip this one.",
+        "I walked out early.",
+    ],
 }
-FILLERS = ["I saw it last weekend.", "My friends picked it.", "It runs about two hours.",
-           "The trailer promised a lot.", "It is based on a novel.", "The theatre was half full."]
+FILLERS = [
+    "I saw it last weekend.",
+    "My friends picked it.",
+    "It runs about two hours.",
+    "The trailer promised a lot.",
+    "It is based on a novel.",
+    "The theatre was half full.",
+]
 
 
 def review(rng: random.Random, label: str) -> str:
@@ -62,8 +129,9 @@ def main() -> None:
     rows = []
     for i in range(args.per_class):
         for label in ("0", "1"):
-            rows.append({"id": f"tiny/{'pos' if label == '1' else 'neg'}/{i}", "text": review(rng, label),
-                         "label": int(label)})
+            rows.append(
+                {"id": f"tiny/{'pos' if label == '1' else 'neg'}/{i}", "text": review(rng, label), "label": int(label)}
+            )
     with open(args.out, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")

@@ -8,6 +8,7 @@ Run with the env's own interpreter (by absolute path). Checks:
 On a CPU host the GPU checks are "skipped" with the reason. Exit 0 when no check failed.
 Standard library + torch only; works on python >= 3.7.
 """
+
 import argparse
 import json
 import os
@@ -24,8 +25,11 @@ def check(results, name, fn):
     try:
         out = fn()
     except Exception as exc:  # a check that crashes is a failed check, with the reason
-        out = {"status": "failed", "error": "%s: %s" % (type(exc).__name__, exc),
-               "trace": traceback.format_exc(limit=3)[-1500:]}
+        out = {
+            "status": "failed",
+            "error": "%s: %s" % (type(exc).__name__, exc),
+            "trace": traceback.format_exc(limit=3)[-1500:],
+        }
     out.setdefault("status", "ok")
     out["seconds"] = round(time.time() - t0, 3)
     results["checks"][name] = out
@@ -43,9 +47,19 @@ def main(argv=None):
     ap.add_argument("--no-torch-ok", action="store_true", help="an env without torch is fine")
     args = ap.parse_args(argv)
 
-    res = {"ok": True, "time": time.time(), "python": platform.python_version(), "executable": sys.executable,
-           "torch": None, "torch_cuda": None, "cxx11_abi": None, "cuda_available": False, "gpus": [],
-           "flash_attn": None, "checks": {}}
+    res = {
+        "ok": True,
+        "time": time.time(),
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "torch": None,
+        "torch_cuda": None,
+        "cxx11_abi": None,
+        "cuda_available": False,
+        "gpus": [],
+        "flash_attn": None,
+        "checks": {},
+    }
     try:
         import torch
     except Exception as exc:
@@ -63,8 +77,14 @@ def main(argv=None):
     if cuda:
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            res["gpus"].append({"index": i, "name": p.name, "capability": "%d.%d" % (p.major, p.minor),
-                                "memory_gib": round(p.total_memory / 2 ** 30, 1)})
+            res["gpus"].append(
+                {
+                    "index": i,
+                    "name": p.name,
+                    "capability": "%d.%d" % (p.major, p.minor),
+                    "memory_gib": round(p.total_memory / 2**30, 1),
+                }
+            )
     elif args.expect_cuda:
         res["cuda_error"] = "torch.cuda.is_available() is False"
     device = "cuda" if cuda else "cpu"
@@ -87,12 +107,15 @@ def main(argv=None):
     def sdpa(q, k, v, backend):
         """q, k, v: (B, H, L, D). backend: 'flash' | 'math'."""
         import torch.nn.functional as F
+
         try:
             from torch.nn.attention import SDPBackend, sdpa_kernel
+
             ctx = sdpa_kernel(SDPBackend.FLASH_ATTENTION if backend == "flash" else SDPBackend.MATH)
         except ImportError:  # torch < 2.3
-            ctx = torch.backends.cuda.sdp_kernel(enable_flash=backend == "flash", enable_math=backend == "math",
-                                                 enable_mem_efficient=False)
+            ctx = torch.backends.cuda.sdp_kernel(
+                enable_flash=backend == "flash", enable_math=backend == "math", enable_mem_efficient=False
+            )
         with ctx:
             return F.scaled_dot_product_attention(q, k, v)
 
@@ -112,14 +135,18 @@ def main(argv=None):
             import flash_attn
         except ImportError as exc:
             if "undefined symbol" in str(exc) or "flash_attn_2_cuda" in str(exc):
-                return {"status": "failed", "error": "flash-attn does not import: %s" % exc,
-                        "diagnosis": "built for another torch version or C++ ABI; rebuild it"}
+                return {
+                    "status": "failed",
+                    "error": "flash-attn does not import: %s" % exc,
+                    "diagnosis": "built for another torch version or C++ ABI; rebuild it",
+                }
             if args.expect_flash_attn:
                 return {"status": "failed", "error": "flash-attn is not installed: %s" % exc}
             return skipped("flash-attn is not installed (experiments use torch SDPA)")
         res["flash_attn"] = flash_attn.__version__
         from flash_attn import flash_attn_func
         from flash_attn.flash_attn_interface import flash_attn_varlen_qkvpacked_func
+
         if not cuda:
             return skipped("flash-attn %s imports, but %s" % (flash_attn.__version__, no_gpu))
         if cc < (8, 0):
@@ -134,8 +161,13 @@ def main(argv=None):
         varlen = flash_attn_varlen_qkvpacked_func(qkv_packed, cu_seqlens, L, 0.0, causal=False)
         err_varlen = (varlen.reshape(B, L, H, D).float() - ref).abs().max().item()
         ok = err_dense < TOL and err_varlen < TOL
-        return {"status": "ok" if ok else "failed", "max_abs_err": err_dense, "varlen_max_abs_err": err_varlen,
-                "tol": TOL, "version": flash_attn.__version__}
+        return {
+            "status": "ok" if ok else "failed",
+            "max_abs_err": err_dense,
+            "varlen_max_abs_err": err_varlen,
+            "tol": TOL,
+            "version": flash_attn.__version__,
+        }
 
     check(res, "bf16_matmul", bf16_matmul)
     check(res, "sdpa_flash_vs_math", sdpa_flash_vs_math)

@@ -1,111 +1,41 @@
-"""The `orch` command: Typer app assembly and the one place errors are caught."""
+"""The `orch` command: the command table, `orch --help`, and the hand-over to the Typer app
+(orchestrator/commands/app.py), which is imported only when a command runs.
+
+Start-up is paid on every command, so this module imports nothing beyond the standard
+library and the command table (orchestrator/commands/__init__.py): `orch --help` lists it
+without loading Typer, Rich, YAML or any command's module.
+"""
+
 from __future__ import annotations
 
 import sys
 
-import typer
-
-from . import output
-from .errors import ExitCode, OrchError, exit_code_table
-
-app = typer.Typer(
-    name="orch",
-    help="Run per-class generative text-classifier experiments on GPU hosts over SSH.\n\n"
-         "Results (tables, JSON, logs, run ids) go to stdout; progress, warnings and errors to stderr.",
-    epilog="Exit codes: " + "; ".join(f"{int(code)} {why}" for code, why in exit_code_table()) + ".",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-err_console = output.err
+from orchestrator.commands import ABOUT, COMMAND_MODULES, COMMANDS, ROOT_OPTIONS, exit_codes_line  # noqa: F401 (re-exported for tests)
 
 
-def _readable_help() -> None:
-    """Typer >= 0.16 labels every parameter in --help with its Python type (`<bool>` on a
-    flag, `<str>`, `<list[str]>`): show the metavar a parameter declares, and nothing for
-    flags, as command-line tools do."""
-    from typer import core
-
-    def option_type(self, ctx):
-        if getattr(self, "is_flag", False):
-            return None
-        return self.metavar or (self.name or "value").upper()
-
-    def argument_type(self, ctx):
-        return None  # the argument's name (its metavar) is already in the first column
-
-    def usage_name(self):  # NAME / [NAME] / JOB... as usage lines write them (Typer: {NAME})
-        name = self.display_name_raw
-        if self.nargs != 1 and not name.endswith("..."):
-            name += "..."
-        return name if self.required else f"[{name}]"
-
-    for name, display in (("TyperOption", option_type), ("TyperArgument", argument_type)):
-        cls = getattr(core, name, None)
-        if cls is not None and hasattr(cls, "display_type_rich"):
-            cls.display_type_rich = display
-    argument = getattr(core, "TyperArgument", None)
-    if argument is not None and hasattr(argument, "_usage_display_name"):
-        argument._usage_display_name = usage_name
-
-
-_readable_help()
-
-
-def _version(value: bool) -> None:
-    if value:
-        from . import __version__
-
-        print(f"orch {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit."),
-          quiet: bool = output.quiet_option()) -> None:
-    # A callback keeps Typer in command-group mode even when only one command module
-    # is loaded (see _register_commands), so `orch smoke HOST` is never parsed as `orch HOST`.
-    pass
-
-
-# command -> the module that defines it.  Only the module a command needs is imported,
-# which keeps `orch status` quick; `orch --help` and unknown words load them all.
-COMMAND_MODULES = {
-    "run": "runs", "status": "runs", "logs": "runs", "cancel": "runs", "fetch-results": "runs", "runs": "runs",
-    "hosts": "hosts", "eval": "evaluate", "compare": "evaluate", "bootstrap": "bootstrap", "smoke": "smoke",
-    "data": "data",
-}
-
-
-def _register_commands(argv=None) -> None:
-    import importlib
-
-    argv = sys.argv[1:] if argv is None else argv
-    first = next((a for a in argv if not a.startswith("-")), None)
-    wanted = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else sorted(set(COMMAND_MODULES.values()))
-    for name in wanted:
-        importlib.import_module(f"orchestrator.commands.{name}").register(app)
-
-
-_register_commands()
+def root_help() -> str:
+    width = max(len(n) for n in [*COMMANDS, *(o for o, _ in ROOT_OPTIONS)]) + 2
+    lines = ["Usage: orch [OPTIONS] COMMAND [ARGS]...", "", *ABOUT.split("\n"), "", "Options:"]
+    lines += [f"  {opt:<{width}}{text}" for opt, text in ROOT_OPTIONS]
+    lines += ["", "Commands:"] + [f"  {name:<{width}}{summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines + ["", exit_codes_line(), ""])
 
 
 def main() -> None:
-    try:
-        # Standalone mode: click prints usage errors itself and exits 2; our own
-        # failures arrive here as OrchError and become one message and a named code.
-        app(prog_name="orch")
-    except OrchError as exc:
-        # The message is data (it may quote remote output like "[orch] ..."): no markup.
-        err_console.print("[bold red]error:[/] ", end="")
-        err_console.print(exc.message, markup=False, soft_wrap=True)
-        if exc.hint:
-            err_console.print(f"  hint: {exc.hint}", markup=False, soft_wrap=True)
-        sys.exit(int(exc.code))
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
+    if sys.argv[1:] == ["--help"]:
+        sys.stdout.write(root_help())
+        return
+    from orchestrator.commands.app import run
+
+    run()
+
+
+def __getattr__(name: str):
+    if name == "app":  # the Typer app, for tests that drive it in-process
+        from orchestrator.commands.app import app
+
+        return app
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """One error type for every expected failure, caught once in cli.main()."""
+
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class ExitCode(enum.IntEnum):
@@ -50,3 +52,12 @@ class OrchError(Exception):
 
     def __str__(self) -> str:
         return self.message + (f"\n  hint: {self.hint}" if self.hint else "")
+
+
+@dataclass
+class Problem:
+    """Something found wrong with a host (probe, job backend): one line and how to fix it."""
+
+    level: str  # error | warning
+    message: str
+    hint: str = ""

@@ -7,6 +7,7 @@
 - Output that is not a terminal is never hard-wrapped: rich would cut lines at 80 columns
   (COLUMNS is ignored there too), which breaks grep and copy-paste of ids and paths.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -72,5 +73,11 @@ def _quiet_option(value: bool) -> bool:
 
 def quiet_option() -> Any:
     """`--quiet/-q` for a command: silence progress messages (data and errors still print)."""
-    return typer.Option(False, "--quiet", "-q", callback=_quiet_option, is_eager=True,
-                        help="No progress messages on stderr (results on stdout and errors still print).")
+    return typer.Option(
+        False,
+        "--quiet",
+        "-q",
+        callback=_quiet_option,
+        is_eager=True,
+        help="No progress messages on stderr (results on stdout and errors still print).",
+    )

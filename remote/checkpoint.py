@@ -10,6 +10,7 @@ pretrain job's) and what a relaunched job scores from without retraining.  HF mo
 are saved with ``save_pretrained`` (reloaded by passing the folder to the kind's
 ``build_model``); other models as a state dict (reloaded into a freshly built model).
 """
+
 from __future__ import annotations
 
 import json

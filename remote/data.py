@@ -7,6 +7,7 @@ of (seed, text id), never by Python's per-process ``hash`` or by file order.
 
 Labels are always strings ("0", "1", "pos"...), whatever type the file holds.
 """
+
 from __future__ import annotations
 
 import csv
@@ -65,6 +66,7 @@ def clean_html(text: str) -> str:
 
 # ---------------------------------------------------------------- file readers
 
+
 def detect_format(path: str, fmt: str = "auto") -> str:
     if fmt in ("jsonl", "csv", "tsv"):
         return fmt
@@ -98,8 +100,9 @@ def label_str(value: object) -> Optional[str]:
     return str(value)
 
 
-def _make_example(row: Dict, where: str, fallback_id: str, fields: Tuple[str, str, str],
-                  need_label: bool, clean: bool) -> Example:
+def _make_example(
+    row: Dict, where: str, fallback_id: str, fields: Tuple[str, str, str], need_label: bool, clean: bool
+) -> Example:
     text_field, label_field, id_field = fields
     if text_field not in row:
         raise DataError(f"{where}: missing field '{text_field}' (fields here: {', '.join(map(str, row))})")
@@ -197,8 +200,10 @@ def _drop_empty(rows: List[Example], where: str) -> List[Example]:
     """Texts that are empty (or only markup) have no tokens to score: leave them out, say so."""
     kept = [r for r in rows if r.text.strip()]
     if len(kept) < len(rows):
-        sys.stderr.write(f"data: {where}: skipped {len(rows) - len(kept)} empty text(s)"
-                         f" (e.g. id {next(r.id for r in rows if not r.text.strip())!r})\n")
+        sys.stderr.write(
+            f"data: {where}: skipped {len(rows) - len(kept)} empty text(s)"
+            f" (e.g. id {next(r.id for r in rows if not r.text.strip())!r})\n"
+        )
     return kept
 
 
@@ -207,16 +212,18 @@ def read_hf(name: str, split: str, spec: DataSpec, need_label: bool = True) -> L
     try:
         import datasets  # lazy: only hosts using source=hf need it
     except ImportError:
-        raise DataError("data.source is 'hf' but the `datasets` package is not installed"
-                        " on this host (pip install datasets)") from None
+        raise DataError(
+            "data.source is 'hf' but the `datasets` package is not installed on this host (pip install datasets)"
+        ) from None
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as e:  # network, unknown name or split: all user-fixable
         raise DataError(f"cannot load Hugging Face dataset {name!r} split {split!r}: {e}") from None
     fields = (spec.text_field, spec.label_field, spec.id_field)
-    rows = [_make_example(row, f"{name}[{split}] row {i}", f"{name}/{split}:{i}", fields, need_label,
-                          spec.clean_html)
-            for i, row in enumerate(ds)]
+    rows = [
+        _make_example(row, f"{name}[{split}] row {i}", f"{name}/{split}:{i}", fields, need_label, spec.clean_html)
+        for i, row in enumerate(ds)
+    ]
     rows = _drop_empty(rows, f"{name}[{split}]")
     if not rows:
         raise DataError(f"{name}[{split}]: no texts")
@@ -228,19 +235,21 @@ def _check_unique_ids(rows: List[Example], where: str) -> None:
     seen = set()
     for e in rows:
         if e.id in seen:
-            raise DataError(f"{where}: duplicate id {e.id!r} (ids key the scores; set data.id_field"
-                            " to a unique field or remove it to use <file>:<line>)")
+            raise DataError(
+                f"{where}: duplicate id {e.id!r} (ids key the scores; set data.id_field"
+                " to a unique field or remove it to use <file>:<line>)"
+            )
         seen.add(e.id)
 
 
 # ---------------------------------------------------------------- splitting
 
+
 def _rank(seed: int, salt: str, ex: Example) -> int:
     return stable_seed(seed, salt, ex.id)
 
 
-def stratified_split(rows: List[Example], fraction: float, seed: int, salt: str
-                     ) -> Tuple[List[Example], List[Example]]:
+def stratified_split(rows: List[Example], fraction: float, seed: int, salt: str) -> Tuple[List[Example], List[Example]]:
     """(rest, held_out): round(n_c * fraction) texts of each class c held out.
 
     Which texts are held out depends only on (seed, salt, id), so the split is the same
@@ -283,6 +292,22 @@ def cap_stratified(rows: List[Example], cap: int, seed: int, salt: str) -> List[
     return [e for e in rows if e.id in keep]
 
 
+def dataset_name(path: str, source: str = "file") -> str:
+    """The name a data path gives a data set: a HF name's last part, the folder of a file
+    named train/test/data..., else the file's name without its extensions (and without
+    the sha256 prefix a staged copy carries)."""
+    if source == "hf":
+        return path.rstrip("/").rsplit("/", 1)[-1].lower()
+    name = os.path.basename(path)
+    folder = os.path.basename(os.path.dirname(path))
+    stem = name.split(".")[0].lower()
+    if len(stem) > 17 and stem[16] == "-" and all(c in "0123456789abcdef" for c in stem[:16]):
+        stem = stem[17:]  # <workdir>/data/<sha256[:16]>-<name>: a staged copy
+    if stem in ("train", "test", "data", "labelled", "labeled", "all") and folder:
+        return folder.lower()
+    return stem
+
+
 def natural_key(label: str):
     return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
 
@@ -303,8 +328,9 @@ def load_splits(spec: DataSpec, log=print) -> Splits:
             test = read_file(spec.test_path, spec)
         else:
             if not 0 < spec.test_fraction < 1:
-                raise DataError(f"data.test_fraction must be in (0, 1) when data.test_path is empty,"
-                                f" got {spec.test_fraction}")
+                raise DataError(
+                    f"data.test_fraction must be in (0, 1) when data.test_path is empty, got {spec.test_fraction}"
+                )
             labelled, test = stratified_split(labelled, spec.test_fraction, spec.seed, "test")
     train, val = stratified_split(labelled, spec.val_fraction, spec.seed, "val")
 
@@ -312,8 +338,10 @@ def load_splits(spec: DataSpec, log=print) -> Splits:
     classes = list(spec.classes) if spec.classes else seen
     missing = [c for c in classes if c not in seen]
     if missing:
-        raise DataError(f"data.classes: no training texts with label {', '.join(map(repr, missing))}"
-                        f" (labels in the training data: {', '.join(seen)})")
+        raise DataError(
+            f"data.classes: no training texts with label {', '.join(map(repr, missing))}"
+            f" (labels in the training data: {', '.join(seen)})"
+        )
     if len(classes) < 2:
         raise DataError(f"need at least 2 classes, found {classes} in {spec.path}")
     wanted = set(classes)
@@ -341,6 +369,6 @@ def load_unlabelled(spec: DataSpec) -> List[Example]:
         raise DataError("data.unlabelled_path is empty: the pretrain stage has no texts")
     rows = [Example(e.id, e.text, None) for e in rows]
     if spec.max_unlabelled > 0 and len(rows) > spec.max_unlabelled:
-        keep = {e.id for e in sorted(rows, key=lambda e: _rank(spec.seed, "unlabelled", e))[:spec.max_unlabelled]}
+        keep = {e.id for e in sorted(rows, key=lambda e: _rank(spec.seed, "unlabelled", e))[: spec.max_unlabelled]}
         rows = [e for e in rows if e.id in keep]
     return rows

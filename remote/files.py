@@ -3,11 +3,13 @@
 Standard library only.  Every whole-file write goes to a temp file in the same folder
 and is renamed over the target (``os.replace``), so a reader never sees half a file.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from typing import Any, Iterable
 
@@ -35,6 +37,11 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Any whole text file, on either side (the controller's run records and reports too)."""
+    atomic_write_bytes(str(path), text.encode("utf-8"))
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
@@ -68,3 +75,26 @@ def stable_seed(*parts: Any) -> int:
     """
     key = "\x1f".join(str(p) for p in parts).encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") & ((1 << 63) - 1)
+
+
+def read_json(path: str, max_bytes: int = 1 << 20):
+    """A JSON file a job or the host wrote, or None: never blocks on a fifo someone put in
+    its place, never reads more than MAX_BYTES (hostctl and the wrapper read these)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return json.loads(os.read(fd, max_bytes))
+    except (OSError, ValueError, RecursionError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_dict(path: str) -> dict:
+    """A status-like file as a dict ({} when absent or not an object): for decisions on the host."""
+    doc = read_json(path)
+    return doc if isinstance(doc, dict) else {}

@@ -1,13 +1,19 @@
 """Host-side helper the controller calls over SSH: one round trip per operation.
 
-    python3 -m remote.hostctl status --run-dir R --workdir W
-    python3 -m remote.hostctl launch --workdir W < plan.json
-    python3 -m remote.hostctl cancel --run-dir R --workdir W [--job J]...
+    python3 -S -m remote.hostctl status --run-dir R --workdir W [--backend B]
+    python3 -S -m remote.hostctl launch --workdir W < plan.json
+    python3 -S -m remote.hostctl cancel --run-dir R --workdir W [--job J]... [--backend B]
+    python3 -S -m remote.hostctl follow --job-dir D [--job-dir D]... [--lines N] [--backend B]
 
-Standard library only (any python3 on the host will do; torch is not needed).  Output is
-one JSON document on stdout.  Commands are run as argv lists, never through a shell;
-the one shell string, the job command that tmux runs, was quoted by the controller.
+Standard library only (any python3 on the host will do; torch is not needed).  status,
+launch and cancel print one JSON document on stdout (docs/CONTRACT.md, "hostctl");
+follow streams log text until the jobs end.  What is the same for every way of running a
+job lives here (the job folder, status.json, the wrapper's lock, the cancel marker); how a
+job is started, found and stopped is the job backend's (remote/backends/).  Commands are
+run as argv lists, never through a shell; the one shell string, the job command the
+backend starts, was quoted by the controller.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,40 +21,18 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
 
-from remote.wrapper import (LOW_SPACE_BYTES, TERMINAL, free_bytes, lock_holder, no_space_reason, read_dict,
-                            read_json, write_json)
+from remote import backends
+from remote.files import atomic_write_json, read_dict, read_json
+from remote.jobstate import TERMINAL
+from remote.wrapper import LOW_SPACE_BYTES, free_bytes, lock_holder, no_space_reason
 
 # How long launch waits for a new wrapper's first status.json (it writes it first thing).
 START_WAIT_S = 10.0
-
-
-def tmux_socket(workdir: str) -> str:
-    """<workdir>/tmux.sock, unless that is too long for a unix socket (~107 bytes): then
-    /tmp/orch-<hash of that path>.sock, still one per workdir.  A pure function of the
-    absolute workdir, so the controller (bootstrap) computes the same path."""
-    import hashlib
-    import posixpath
-
-    path = posixpath.join(workdir, "tmux.sock")
-    if len(path.encode()) <= 100:
-        return path
-    return f"/tmp/orch-{hashlib.sha256(path.encode()).hexdigest()[:16]}.sock"
-
-
-def tmux(sock: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["tmux", "-S", sock, *args], capture_output=True, text=True)
-
-
-def live_sessions(sock: str) -> List[str]:
-    if not os.path.exists(sock):
-        return []
-    proc = tmux(sock, "list-sessions", "-F", "#{session_name}")
-    return proc.stdout.split() if proc.returncode == 0 else []
+HANDLE_FILE = "backend.json"  # which backend started the job, and its handle there
 
 
 def last_line(path: str, max_bytes: int = 8192) -> Optional[dict]:
@@ -76,56 +60,116 @@ def last_line(path: str, max_bytes: int = 8192) -> Optional[dict]:
     return None
 
 
-def session_name(run_id: str, job: str) -> str:
-    return f"orch-{run_id}-{job}"
+def job_handle(job_dir: str, backend: backends.Backend, run_id: str) -> Optional[str]:
+    """The handle the backend gave the job when it started it (None: never started).
+    A tmux job started before backend.json existed is found by its session name."""
+    doc = read_dict(os.path.join(job_dir, HANDLE_FILE))
+    if doc.get("backend") == backend.name and isinstance(doc.get("handle"), str):
+        return doc["handle"]
+    if backend.name == "tmux" and not doc:
+        from remote.backends.tmux import session_name
+
+        return session_name(run_id, os.path.basename(os.path.normpath(job_dir)))
+    return None
+
+
+def _job_dirs(run_dir: str, names: List[str]) -> List[str]:
+    jobs_dir = os.path.join(run_dir, "jobs")
+    if not names:
+        names = sorted(os.listdir(jobs_dir)) if os.path.isdir(jobs_dir) else []
+    return [os.path.join(jobs_dir, n) for n in names]
 
 
 def cmd_status(opts) -> dict:
     run_dir = opts.run_dir
     run_id = os.path.basename(os.path.normpath(run_dir))
-    jobs_dir = os.path.join(run_dir, "jobs")
-    alive = set(live_sessions(opts.sock))
+    backend = backends.get(opts.backend, opts.workdir)
+    dirs = [d for d in _job_dirs(run_dir, []) if os.path.isdir(d)]
+    handles = {}
+    for d in dirs:
+        handle = job_handle(d, backend, run_id)
+        if handle is not None:
+            handles[os.path.basename(d)] = handle
+    held = backend.alive(handles) if handles else {}
     jobs = []
-    names = sorted(os.listdir(jobs_dir)) if os.path.isdir(jobs_dir) else []
-    for name in names:
-        d = os.path.join(jobs_dir, name)
-        if not os.path.isdir(d):
-            continue
+    for d in dirs:
+        name = os.path.basename(d)
+        info = dict(held.get(name) or {"alive": False})
+        alive = bool(info.pop("alive", False))
+        ended = info.pop("ended", None)
+        status = read_json(os.path.join(d, "status.json"))
+        owner = lock_holder(d)
+        if ended and not alive and owner is None and not (isinstance(status, dict) and status.get("state") in TERMINAL):
+            # The backend saw the job end in a way its wrapper could not record (a time
+            # limit, a node failure): record it now, so the state outlives the backend's memory.
+            status = _record_end(d, status, ended)
         log = os.path.join(d, "log.txt")
-        jobs.append({
-            "name": name,
-            "status": read_json(os.path.join(d, "status.json")),
-            "progress": last_line(os.path.join(d, "progress.jsonl")),
-            "alive": session_name(run_id, name) in alive,
-            # The pid of the live wrapper that owns the folder (None: nobody): a job whose
-            # tmux socket was deleted is still running, not lost.
-            "owner": lock_holder(d),
-            "manifest": os.path.exists(os.path.join(d, "manifest.json")),
-            "log_bytes": os.path.getsize(log) if os.path.exists(log) else 0,
-        })
-    return {"run_dir": run_dir, "exists": os.path.isdir(run_dir), "now": time.time(), "jobs": jobs}
+        jobs.append(
+            {
+                "name": name,
+                "status": status,
+                "progress": last_line(os.path.join(d, "progress.jsonl")),
+                "alive": alive,
+                # The pid of the live wrapper that owns the folder (None: nobody): a job whose
+                # backend lost sight of it (a deleted tmux socket) is still running, not lost.
+                "owner": owner,
+                "backend": info,
+                "manifest": os.path.exists(os.path.join(d, "manifest.json")),
+                "log_bytes": os.path.getsize(log) if os.path.exists(log) else 0,
+            }
+        )
+    return {
+        "run_dir": run_dir,
+        "exists": os.path.isdir(run_dir),
+        "now": time.time(),
+        "backend": backend.name,
+        "jobs": jobs,
+    }
+
+
+def _record_end(job_dir: str, status, ended: dict) -> dict:
+    doc = (
+        dict(status)
+        if isinstance(status, dict)
+        else {"pid": None, "exit_code": None, "created": None, "started": None, "gpu": ""}
+    )
+    doc.update(state=ended.get("state", "failed"), ended=time.time(), reason=str(ended.get("reason", "")))
+    try:
+        atomic_write_json(os.path.join(job_dir, "status.json"), doc)
+    except OSError:
+        pass  # a full disk: shown as it is now, recorded by a later status
+    return doc
 
 
 def cmd_launch(opts) -> dict:
-    """Start each planned job in its own detached tmux session; report what happened.
+    """Start each planned job through the backend; report what happened.
 
-    A job counts as started once its wrapper has written status.json (its first act), so
-    a wrapper that cannot even start - a code snapshot gone, a folder owned by another
-    live wrapper - is reported, not announced as launched."""
-    plan = json.load(sys.stdin)
+    A job counts as started once its wrapper has written status.json (its first act) -
+    or, on a backend with a queue, once it is queued - so a wrapper that cannot even start
+    (a code snapshot gone, a folder owned by another live wrapper) is reported, not
+    announced as launched."""
+    return launch(json.load(sys.stdin), opts.workdir)
+
+
+def launch(plan: dict, workdir: str) -> dict:
+    """cmd_launch's work, for a caller that has the plan already (the controller's
+    check-and-launch program, which runs in-process to spare a second interpreter)."""
+    backend = backends.get(plan.get("backend") or "tmux", workdir, plan.get("options"))
+    run_id = plan.get("run_id") or ""
     results: Dict[str, dict] = {}
-    alive = set(live_sessions(opts.sock))
+    handles: Dict[str, str] = dict(plan.get("handles") or {})  # jobs already done, for dependencies
     launched = []
     for item in plan["jobs"]:
-        name, session, job_dir = item["name"], item["session"], item["job_dir"]
-        if session in alive:
-            results[name] = {"name": name, "started": False, "error": "already running"}
-            continue
+        item.setdefault("run_id", run_id)
+        name, job_dir = item["name"], item["job_dir"]
         owner = lock_holder(job_dir)
         if owner is not None:
-            results[name] = {"name": name, "started": False,
-                             "error": f"job {name} is still running: its wrapper (pid {owner}) holds {job_dir}/lock "
-                                      "(its tmux session is not visible, e.g. the tmux socket was deleted)"}
+            results[name] = {
+                "name": name,
+                "started": False,
+                "error": f"job {name} is still running: its wrapper (pid {owner}) holds {job_dir}/lock "
+                "(its backend does not show it, e.g. the tmux socket was deleted)",
+            }
             continue
         os.makedirs(job_dir, exist_ok=True)
         # Set the previous attempt's state aside (not deleted): if the job does not start,
@@ -133,31 +177,22 @@ def cmd_launch(opts) -> dict:
         status_path = os.path.join(job_dir, "status.json")
         if os.path.exists(status_path):
             os.replace(status_path, status_path + ".previous")
-        # No `-c DIR`: tmux expands #(...) in it.  The command does its own `cd`.
-        proc = tmux(opts.sock, "new-session", "-d", "-s", session, item["command"])
-        if proc.returncode != 0:
-            results[name] = {"name": name, "started": False, "error": proc.stderr.strip() or "tmux new-session failed"}
+        try:
+            handle = backend.submit(item, handles)
+        except backends.BackendError as exc:
+            results[name] = {"name": name, "started": False, "error": str(exc)}
             _put_back(job_dir)
             continue
+        handles[name] = handle
+        atomic_write_json(
+            os.path.join(job_dir, HANDLE_FILE), {"backend": backend.name, "handle": handle, "submitted": time.time()}
+        )
         launched.append(item)
-    deadline = time.time() + START_WAIT_S
-    pending = list(launched)
-    while pending:
-        still = []
-        for item in pending:
-            verdict = _started(opts.sock, item)
-            if verdict is None:
-                still.append(item)
-            else:
-                results[item["name"]] = verdict
-        pending = still
-        if pending:
-            if time.time() >= deadline:
-                break
-            time.sleep(0.05)
-    for item in pending:  # slow to start but its session is alive: it is on its way
-        results[item["name"]] = {"name": item["name"], "started": True, "error": ""}
+    if backend.starts_at_once:
+        _wait_started(backend, launched, handles, results)
     for item in launched:
+        results.setdefault(item["name"], {"name": item["name"], "started": True, "error": ""})
+        results[item["name"]]["handle"] = handles[item["name"]]
         job_dir = item["job_dir"]
         if results[item["name"]]["started"]:
             for stale in ("cancel", "status.json.previous"):
@@ -172,25 +207,53 @@ def cmd_launch(opts) -> dict:
         free = None if result["started"] else free_bytes(item["job_dir"])
         if free is not None and free < LOW_SPACE_BYTES:
             result["error"] = no_space_reason(item["job_dir"]) + (f": {result['error']}" if result["error"] else "")
-    return {"jobs": [results[item["name"]] for item in plan["jobs"]]}
+    return {"backend": backend.name, "jobs": [results[item["name"]] for item in plan["jobs"]]}
 
 
-def _started(sock: str, item: dict) -> Optional[dict]:
+def _wait_started(
+    backend: backends.Backend, launched: List[dict], handles: Dict[str, str], results: Dict[str, dict]
+) -> None:
+    deadline = time.time() + START_WAIT_S
+    pending = list(launched)
+    while pending:
+        held = backend.alive({item["name"]: handles[item["name"]] for item in pending})
+        still = []
+        for item in pending:
+            verdict = _started(item, bool((held.get(item["name"]) or {}).get("alive")))
+            if verdict is None:
+                still.append(item)
+            else:
+                results[item["name"]] = verdict
+        pending = still
+        if pending:
+            if time.time() >= deadline:
+                break  # slow to start but still held by the backend: it is on its way
+            time.sleep(0.05)
+
+
+def _started(item: dict, alive: bool) -> Optional[dict]:
     """Whether the job's new wrapper is up: a result, or None while we cannot tell yet."""
     name, job_dir = item["name"], item["job_dir"]
-    status_path = os.path.join(job_dir, "status.json")
-    gone = tmux(sock, "has-session", "-t", "=" + item["session"]).returncode != 0
-    status = read_dict(status_path) or None  # read after has-session: a wrapper that wrote it and ended counts
+    status = (
+        read_dict(os.path.join(job_dir, "status.json")) or None
+    )  # read after alive: one that wrote it and ended counts
     if status is not None:
         state = status.get("state")
         if state in ("failed", "cancelled"):
-            return {"name": name, "started": False, "error": f"{state} at once: {status.get('reason') or 'see log.txt'}"}
+            return {
+                "name": name,
+                "started": False,
+                "error": f"{state} at once: {status.get('reason') or 'see log.txt'}",
+            }
         return {"name": name, "started": True, "error": ""}
-    if gone:
+    if not alive:
         owner = lock_holder(job_dir)
-        why = (f"its folder is owned by another live wrapper (pid {owner})" if owner is not None
-               else "the wrapper did not start (see log.txt; is the code snapshot there?)")
-        return {"name": name, "started": False, "error": f"tmux session ended at once: {why}"}
+        why = (
+            f"its folder is owned by another live wrapper (pid {owner})"
+            if owner is not None
+            else "the wrapper did not start (see log.txt; is the code snapshot there?)"
+        )
+        return {"name": name, "started": False, "error": f"the job ended at once: {why}"}
     return None
 
 
@@ -202,31 +265,31 @@ def _put_back(job_dir: str) -> None:
 
 
 def cmd_cancel(opts) -> dict:
-    run_dir = opts.run_dir
-    run_id = os.path.basename(os.path.normpath(run_dir))
-    jobs_dir = os.path.join(run_dir, "jobs")
-    if opts.job:
-        names = opts.job
-    else:
-        names = sorted(os.listdir(jobs_dir)) if os.path.isdir(jobs_dir) else []
+    run_id = os.path.basename(os.path.normpath(opts.run_dir))
+    backend = backends.get(opts.backend, opts.workdir)
+    dirs = _job_dirs(opts.run_dir, opts.job)
+    handles = {os.path.basename(d): h for d in dirs for h in [job_handle(d, backend, run_id)] if h is not None}
+    held = backend.alive(handles) if handles else {}
     results = []
-    alive = set(live_sessions(opts.sock))
-    for name in names:
-        d = os.path.join(jobs_dir, name)
+    for d in dirs:
+        name = os.path.basename(d)
         status = read_dict(os.path.join(d, "status.json"))
         if status.get("state") in TERMINAL:
             results.append({"name": name, "state": status["state"], "changed": False})
             continue
         os.makedirs(d, exist_ok=True)
         open(os.path.join(d, "cancel"), "w").close()
-        session = session_name(run_id, name)
-        was_alive = session in alive
-        tmux(opts.sock, "kill-session", "-t", "=" + session)
-        # A wrapper whose tmux session we cannot see (its socket deleted) still owns the
-        # folder: signal it directly - only that pid, and only while it holds the lock.
+        info = held.get(name) or {}
+        # A job still queued has no wrapper yet: nobody will write `cancelled` but us.
+        was_alive = bool(info.get("alive")) and not info.get("queued")
+        if name in handles:
+            backend.stop(handles[name])
+        # A wrapper its backend cannot show (a deleted tmux socket) still owns the folder:
+        # signal it directly - only that pid, only while it holds the lock, and only where
+        # jobs run on this machine (a compute node's pid is some other process here).
         owner = lock_holder(d)
         signalled = False
-        if owner and owner == status.get("pid"):
+        if owner and owner == status.get("pid") and backend.same_host:
             try:
                 os.kill(owner, signal.SIGTERM)
                 signalled = True
@@ -243,31 +306,137 @@ def cmd_cancel(opts) -> dict:
         if status.get("state") not in TERMINAL:
             owner = lock_holder(d)
             if owner is not None:
-                results.append({"name": name, "state": status.get("state") or "running", "changed": False,
-                                "error": f"its wrapper (pid {owner}) is still stopping"})
+                results.append(
+                    {
+                        "name": name,
+                        "state": status.get("state") or "running",
+                        "changed": False,
+                        "error": f"its wrapper (pid {owner}) is still stopping",
+                    }
+                )
                 continue
-            status.update(state="cancelled", ended=time.time(), reason="cancelled by the user (wrapper gone)")
-            write_json(os.path.join(d, "status.json"), status)
+            why = "before it started" if info.get("queued") else "(wrapper gone)"
+            status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
+            atomic_write_json(os.path.join(d, "status.json"), status)
         results.append({"name": name, "state": status["state"], "changed": True})
     return {"jobs": results}
+
+
+# --------------------------------------------------------------------------- follow
+
+FOLLOW_POLL_S = 0.5
+
+
+ASK_BACKEND_EVERY_S = 5.0  # a job waiting in a Slurm queue for hours: squeue now and then, not twice a second
+
+
+def _ended(job_dir: str, backend: backends.Backend, run_id: str, asked: Optional[Dict[str, tuple]] = None) -> bool:
+    """No process of the job is left: an end state is recorded and no wrapper holds the
+    folder, or nobody holds it at all (a lost job).  ``asked``: the backend's last answer
+    per job, reused for ASK_BACKEND_EVERY_S where a backend call costs (a scheduler)."""
+    if lock_holder(job_dir) is not None:
+        return False
+    if read_dict(os.path.join(job_dir, "status.json")).get("state") in TERMINAL:
+        return True
+    handle = job_handle(job_dir, backend, run_id)
+    if handle is None:
+        return True
+    if asked is not None and not backend.starts_at_once:
+        when, alive = asked.get(job_dir, (0.0, True))
+        if time.time() - when < ASK_BACKEND_EVERY_S:
+            return not alive
+    alive = bool((backend.alive({"j": handle}).get("j") or {}).get("alive"))
+    if asked is not None:
+        asked[job_dir] = (time.time(), alive)
+    return not alive
+
+
+def _tail_start(path: str, lines: int) -> int:
+    """The offset of the last LINES lines of PATH (0 when shorter)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 65536 * max(1, lines // 100 + 1)))
+            data = fh.read()
+    except OSError:
+        return 0
+    cut = len(data)
+    for _ in range(lines + (1 if data.endswith(b"\n") else 0)):
+        cut = data.rfind(b"\n", 0, cut)
+        if cut < 0:
+            return size - len(data)
+    return size - len(data) + cut + 1
+
+
+def cmd_follow(opts) -> int:
+    """Print the last lines of each job's log.txt, then what they append, until every job
+    has ended (whatever backend runs it: the wrapper's files are the truth).  Several jobs:
+    a `==> JOB <==` line whenever the output switches job, as tail(1) does."""
+    backend = backends.get(opts.backend, opts.workdir)
+    out = sys.stdout.buffer
+    offsets: Dict[str, int] = {}
+    last_job = None
+    for d in opts.job_dir:
+        offsets[d] = _tail_start(os.path.join(d, "log.txt"), opts.lines)
+    done: set = set()
+    asked: Dict[str, tuple] = {}
+    while True:
+        for d in opts.job_dir:
+            if d in done:
+                continue
+            finished = _ended(
+                d, backend, os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(d)))), asked
+            )
+            try:
+                with open(os.path.join(d, "log.txt"), "rb") as fh:
+                    fh.seek(offsets[d])
+                    data = fh.read(1 << 20)
+            except OSError:
+                data = b""
+            if data:
+                if len(opts.job_dir) > 1 and last_job != d:
+                    out.write(f"\n==> {os.path.basename(os.path.normpath(d))} <==\n".encode())
+                    last_job = d
+                out.write(data)
+                out.flush()
+                offsets[d] += len(data)
+            elif finished:  # read once more after it ended: nothing is lost at the end
+                done.add(d)
+        if len(done) == len(opts.job_dir):
+            return 0
+        time.sleep(FOLLOW_POLL_S)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="remote.hostctl")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("status")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--workdir", required=True)
-    p = sub.add_parser("launch")
-    p.add_argument("--workdir", required=True)
-    p = sub.add_parser("cancel")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--job", action="append", default=[])
+    for name in ("status", "cancel", "launch", "follow"):
+        p = sub.add_parser(name)
+        p.add_argument("--workdir", required=True)
+        if name in ("status", "cancel"):
+            p.add_argument("--run-dir", required=True)
+        if name != "launch":
+            p.add_argument("--backend", default="tmux", choices=backends.NAMES)
+        if name == "cancel":
+            p.add_argument("--job", action="append", default=[])
+        if name == "follow":
+            p.add_argument("--job-dir", action="append", required=True)
+            p.add_argument("--lines", type=int, default=40)
     opts = parser.parse_args(argv)
-    opts.sock = tmux_socket(os.path.abspath(opts.workdir))
+    opts.workdir = os.path.abspath(opts.workdir)
+    if opts.cmd == "follow":
+        try:
+            return cmd_follow(opts)
+        except (KeyboardInterrupt, BrokenPipeError):
+            return 0
     handlers: Dict = {"status": cmd_status, "launch": cmd_launch, "cancel": cmd_cancel}
-    json.dump(handlers[opts.cmd](opts), sys.stdout)
+    try:
+        reply = handlers[opts.cmd](opts)
+    except backends.BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    json.dump(reply, sys.stdout)
     sys.stdout.write("\n")
     return 0
 

@@ -15,22 +15,26 @@ Then ``manifest.json``, last.  A relaunched job resumes from ``ckpt/last.pt``, o
 straight to scoring when ``ckpt/final/`` exists.  Errors the user can fix (data,
 config, a missing checkpoint) print one line on stderr and exit with code 2.
 """
+
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
 
-import yaml
+_STARTED = time.time()  # import_s counts from here: this module's imports, torch's, the kind's
 
-from remote.data import DataError, load_splits, load_unlabelled
-from remote.errors import JobError
-from remote.files import atomic_write_json, atomic_write_jsonl, sha256_file, stable_seed
-from remote.spec import Experiment, SpecError, load_experiment, to_dict
+import argparse  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any, Callable, Dict, List, Optional  # noqa: E402
+
+import yaml  # noqa: E402
+
+from remote.data import DataError, load_splits, load_unlabelled  # noqa: E402
+from remote.errors import JobError  # noqa: E402
+from remote.files import atomic_write_json, atomic_write_jsonl, sha256_file, stable_seed  # noqa: E402
+from remote.spec import Experiment, SpecError, load_experiment, to_dict  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -40,7 +44,9 @@ def log(msg: str) -> None:
 
 
 @dataclass
-class Job:
+class ResolvedJob:
+    """The job this process runs, resolved from the run's run.yaml."""
+
     run_dir: str
     name: str
     role: str
@@ -65,7 +71,7 @@ class Job:
         return None
 
 
-def load_job(run_dir: str, name: str) -> Job:
+def load_job(run_dir: str, name: str) -> ResolvedJob:
     path = os.path.join(run_dir, "run.yaml")
     if not os.path.isfile(path):
         raise JobError(f"{path}: no such file (is --run-dir the run's folder?)")
@@ -87,10 +93,11 @@ def load_job(run_dir: str, name: str) -> Job:
     label = None if j.get("label") is None else str(j["label"])
     if role == "class" and label is None:
         raise JobError(f"{path}: job {name!r}: a class job needs a label")
-    return Job(run_dir, name, role, label, [str(r) for r in j.get("requires") or []], exp, jobs)
+    return ResolvedJob(run_dir, name, role, label, [str(r) for r in j.get("requires") or []], exp, jobs)
 
 
 # ---------------------------------------------------------------- model + tokenizer
+
 
 def pretrain_kind_name(kind: str) -> str:
     # The classifier has no LM loss: its backbone is pretrained as a causal LM ("ar"),
@@ -103,12 +110,15 @@ def _init_name(init: str) -> str:
     return os.path.abspath(init) if os.path.isdir(init) else init
 
 
-def model_and_tokenizer(job: Job, kind, tokenizer_texts: Callable[[], List[str]], from_pretrain: bool,
-                        seed: int, **build_kwargs):
+def model_and_tokenizer(
+    job: ResolvedJob, kind, tokenizer_texts: Callable[[], List[str]], from_pretrain: bool, seed: int, **build_kwargs
+):
     """(model, tokenizer, trained): the job's own finished model if there is one, else the
     starting point (pretrain checkpoint, HF init, or a scratch config + new BPE)."""
-    from remote import checkpoint, tokenizer as tokenizers
     import torch
+
+    from remote import checkpoint
+    from remote import tokenizer as tokenizers
 
     spec = job.exp.model
     if checkpoint.has_final(job.dir):
@@ -143,23 +153,40 @@ def encoder(kind):
     return getattr(kind, "encode", tokenizers.encode)
 
 
-def train_or_reuse(job: Job, kind, model, tok, trained: bool, data, cfg, phase: str) -> Dict[str, Any]:
+def train_or_reuse(job: ResolvedJob, kind, model, tok, trained: bool, data, cfg, phase: str) -> Dict[str, Any]:
     """Train (resuming if a checkpoint is there) and save ckpt/final, or reuse its stats."""
-    from remote import checkpoint, tokenizer as tokenizers
+    from remote import checkpoint
+    from remote import tokenizer as tokenizers
     from remote.train import resolve_device, train
 
     if trained:
         model.to(resolve_device(cfg.device))  # load_final leaves it on the CPU
         info = checkpoint.read_info(checkpoint.final_dir(job.dir))
         return {k: info.get(k) for k in ("steps", "tokens_seen", "train_s", "train_texts", "train_tokens")}
-    config = {"job": job.name, "role": job.role, "label": job.label, "phase": phase,
-              "data": to_dict(job.exp.data), "model": to_dict(job.exp.model), "train": to_dict(cfg)}
-    stats = train(model, kind, data, cfg, job_dir=job.dir, phase=phase, pad_id=tok.pad_token_id,
-                  config=config, log=log)
+    config = {
+        "job": job.name,
+        "role": job.role,
+        "label": job.label,
+        "phase": phase,
+        "data": to_dict(job.exp.data),
+        "model": to_dict(job.exp.model),
+        "train": to_dict(cfg),
+    }
+    stats = train(model, kind, data, cfg, job_dir=job.dir, phase=phase, pad_id=tok.pad_token_id, config=config, log=log)
     stats.update(train_texts=len(data.ids), train_tokens=data.n_tokens)
-    checkpoint.save_final(job.dir, model, tok, kind, {
-        **stats, "job": job.name, "kind": job.exp.model.kind, "tokenizer_sha256": tokenizers.fingerprint(tok),
-        "config": config})
+    checkpoint.save_final(
+        job.dir,
+        model,
+        tok,
+        kind,
+        {
+            **stats,
+            "job": job.name,
+            "kind": job.exp.model.kind,
+            "tokenizer_sha256": tokenizers.fingerprint(tok),
+            "config": config,
+        },
+    )
     last = checkpoint.last_path(job.dir)
     if os.path.exists(last):
         os.remove(last)  # the optimizer state is big and no longer needed
@@ -169,9 +196,10 @@ def train_or_reuse(job: Job, kind, model, tok, trained: bool, data, cfg, phase: 
 
 # ---------------------------------------------------------------- roles
 
-def run_pretrain(job: Job) -> Dict[str, Any]:
-    from remote.kinds import get_kind
+
+def run_pretrain(job: ResolvedJob) -> Dict[str, Any]:
     from remote import tokenizer as tokenizers
+    from remote.kinds import get_kind
     from remote.train import Texts
 
     exp = job.exp
@@ -193,52 +221,80 @@ def run_pretrain(job: Job) -> Dict[str, Any]:
     encode = getattr(kind, "encode", None) or tokenizers.encode_windows
     data = Texts(encode(tok, texts(), exp.model.max_len)) if not trained else Texts([])
     stats = train_or_reuse(job, kind, model, tok, trained, data, exp.pretrain, "pretrain")
-    return {"files": [], "n_test": 0, "classes": [], **stats,
-            "timings": {"train_s": stats["train_s"], "score_s": 0.0},
-            "tokenizer_sha256": _fingerprint(tok), "device": _device(model).type}
+    return {
+        "files": [],
+        "n_test": 0,
+        "classes": [],
+        **stats,
+        "timings": {"train_s": stats["train_s"], "score_s": 0.0},
+        "tokenizer_sha256": _fingerprint(tok),
+        "device": _device(model).type,
+    }
 
 
-def run_class(job: Job) -> Dict[str, Any]:
+def run_class(job: ResolvedJob) -> Dict[str, Any]:
     from remote.kinds import get_kind
     from remote.train import Texts, mean_loss
 
     exp = job.exp
     splits = load_splits(exp.data, log=log)
     if job.label not in splits.classes:
-        raise JobError(f"job {job.name!r}: label {job.label!r} is not a class of the data"
-                       f" (classes: {', '.join(splits.classes)})")
+        raise JobError(
+            f"job {job.name!r}: label {job.label!r} is not a class of the data (classes: {', '.join(splits.classes)})"
+        )
     kind = get_kind(exp.model.kind)
     if getattr(kind, "needs_labels", False):
-        raise JobError(f"job {job.name!r} has role class but model.kind {exp.model.kind!r} trains on all"
-                       " classes at once: it needs one job with role classifier")
-    model, tok, trained = model_and_tokenizer(job, kind, lambda: [e.text for e in splits.train], True,
-                                              exp.train.seed)
+        raise JobError(
+            f"job {job.name!r} has role class but model.kind {exp.model.kind!r} trains on all"
+            " classes at once: it needs one job with role classifier"
+        )
+    model, tok, trained = model_and_tokenizer(job, kind, lambda: [e.text for e in splits.train], True, exp.train.seed)
     encode = encoder(kind)
     own = splits.train_of(job.label)
-    log(f"class {job.label!r}: {len(own)} training texts, {len(splits.test)} test texts,"
-        f" classes {splits.classes}")
+    log(f"class {job.label!r}: {len(own)} training texts, {len(splits.test)} test texts, classes {splits.classes}")
     data = Texts(encode(tok, [e.text for e in own], exp.model.max_len))
     stats = train_or_reuse(job, kind, model, tok, trained, data, exp.train, "train")
     device = _device(model)
     val = splits.val_of(job.label)
     val_loss = None
     if val:
-        val_loss = mean_loss(model, kind, Texts(encode(tok, [e.text for e in val], exp.model.max_len)),
-                             exp.train, pad_id=tok.pad_token_id, seed=exp.score.seed)
+        val_loss = mean_loss(
+            model,
+            kind,
+            Texts(encode(tok, [e.text for e in val], exp.model.max_len)),
+            exp.train,
+            pad_id=tok.pad_token_id,
+            seed=exp.score.seed,
+        )
         log(f"validation loss {val_loss:.4f} on {len(val)} texts")
 
     results, score_s = score_test(job, kind, model, tok, splits.test, encode)
-    rows = [{"id": e.id, "label": e.label, "class": job.label, "nll": float(nll), "tokens": int(n),
-             "se": None if se is None else float(se)}
-            for e, (nll, n, se) in zip(splits.test, results)]
+    rows = [
+        {
+            "id": e.id,
+            "label": e.label,
+            "class": job.label,
+            "nll": float(nll),
+            "tokens": int(n),
+            "se": None if se is None else float(se),
+            **({} if draws is None else {"draws": [float(d) for d in draws]}),
+        }
+        for e, (nll, n, se, draws) in zip(splits.test, results)
+    ]
     atomic_write_jsonl(os.path.join(job.dir, "scores.jsonl"), rows)
-    return {"files": ["scores.jsonl"], "n_test": len(splits.test), "classes": splits.classes, **stats,
-            "val_loss": val_loss,
-            "timings": {"train_s": stats["train_s"], "score_s": score_s},
-            "tokenizer_sha256": _fingerprint(tok), "device": device.type}
+    return {
+        "files": ["scores.jsonl"],
+        "n_test": len(splits.test),
+        "classes": splits.classes,
+        **stats,
+        "val_loss": val_loss,
+        "timings": {"train_s": stats["train_s"], "score_s": score_s},
+        "tokenizer_sha256": _fingerprint(tok),
+        "device": device.type,
+    }
 
 
-def run_classifier(job: Job) -> Dict[str, Any]:
+def run_classifier(job: ResolvedJob) -> Dict[str, Any]:
     from remote.kinds import get_kind
     from remote.train import Texts, mean_loss
 
@@ -248,39 +304,57 @@ def run_classifier(job: Job) -> Dict[str, Any]:
     if not getattr(kind, "needs_labels", False):
         raise JobError(f"job {job.name!r} has role classifier but model.kind is {exp.model.kind!r}")
     index = {c: i for i, c in enumerate(splits.classes)}
-    model, tok, trained = model_and_tokenizer(job, kind, lambda: [e.text for e in splits.train], True,
-                                              exp.train.seed, num_labels=len(splits.classes))
+    model, tok, trained = model_and_tokenizer(
+        job, kind, lambda: [e.text for e in splits.train], True, exp.train.seed, num_labels=len(splits.classes)
+    )
     encode = encoder(kind)
-    data = Texts(encode(tok, [e.text for e in splits.train], exp.model.max_len),
-                 [index[e.label] for e in splits.train])
+    data = Texts(encode(tok, [e.text for e in splits.train], exp.model.max_len), [index[e.label] for e in splits.train])
     log(f"classifier: {len(data.ids)} training texts, {len(splits.test)} test texts, classes {splits.classes}")
     stats = train_or_reuse(job, kind, model, tok, trained, data, exp.train, "train")
     val_loss = None
     if splits.val:
-        val = Texts(encode(tok, [e.text for e in splits.val], exp.model.max_len),
-                    [index[e.label] for e in splits.val])
+        val = Texts(encode(tok, [e.text for e in splits.val], exp.model.max_len), [index[e.label] for e in splits.val])
         val_loss = mean_loss(model, kind, val, exp.train, pad_id=tok.pad_token_id, seed=exp.score.seed)
         log(f"validation loss {val_loss:.4f} on {len(splits.val)} texts")
 
     results, score_s = score_test(job, kind, model, tok, splits.test, encode)
-    rows = [{"id": e.id, "label": e.label, "class": c, "nll": float(nll[index[c]]), "tokens": int(n), "se": None}
-            for e, (nll, n, _) in zip(splits.test, results) for c in splits.classes]
+    rows = [
+        {"id": e.id, "label": e.label, "class": c, "nll": float(nll[index[c]]), "tokens": int(n), "se": None}
+        for e, (nll, n, *_) in zip(splits.test, results)
+        for c in splits.classes
+    ]
     atomic_write_jsonl(os.path.join(job.dir, "scores.jsonl"), rows)
-    return {"files": ["scores.jsonl"], "n_test": len(splits.test), "classes": splits.classes, **stats,
-            "val_loss": val_loss,
-            "timings": {"train_s": stats["train_s"], "score_s": score_s},
-            "tokenizer_sha256": _fingerprint(tok), "device": _device(model).type}
+    return {
+        "files": ["scores.jsonl"],
+        "n_test": len(splits.test),
+        "classes": splits.classes,
+        **stats,
+        "val_loss": val_loss,
+        "timings": {"train_s": stats["train_s"], "score_s": score_s},
+        "tokenizer_sha256": _fingerprint(tok),
+        "device": _device(model).type,
+    }
 
 
-def score_test(job: Job, kind, model, tok, test, encode):
+def score_test(job: ResolvedJob, kind, model, tok, test, encode):
     """(per-text results, seconds): every test text under this job's trained model."""
     from remote.score import score_texts
 
     exp = job.exp
     t0 = time.time()
     ids = encode(tok, [e.text for e in test], exp.model.max_len)
-    results = score_texts(model, kind, ids, [e.id for e in test], exp.score, tok, dtype=exp.train.dtype,
-                          job_dir=job.dir, compile=exp.train.compile, log=log)
+    results = score_texts(
+        model,
+        kind,
+        ids,
+        [e.id for e in test],
+        exp.score,
+        tok,
+        dtype=exp.train.dtype,
+        job_dir=job.dir,
+        compile=exp.train.compile,
+        log=log,
+    )
     return results, round(time.time() - t0, 3)
 
 
@@ -296,9 +370,21 @@ def _device(model):
 
 # ---------------------------------------------------------------- manifest
 
-def write_manifest(job: Job, result: Dict[str, Any]) -> None:
+
+def _version(module: str) -> Optional[str]:
+    """A package's version without importing it when the job did not (a kind without transformers)."""
+    if module in sys.modules:
+        return getattr(sys.modules[module], "__version__", None)
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # noqa: BLE001 - not installed, or no metadata: the manifest says null
+        return None
+
+
+def write_manifest(job: ResolvedJob, result: Dict[str, Any]) -> None:
     import torch
-    import transformers
 
     files = {}
     for name in result.pop("files"):
@@ -306,16 +392,31 @@ def write_manifest(job: Job, result: Dict[str, Any]) -> None:
         files[name] = {"size": os.path.getsize(path), "sha256": sha256_file(path)}
     cuda = result.get("device") == "cuda"
     manifest = {
-        "job": job.name, "role": job.role, "label": job.label, "kind": job.exp.model.kind,
-        "init": job.exp.model.init, "files": files, **result,
+        "job": job.name,
+        "role": job.role,
+        "label": job.label,
+        "kind": job.exp.model.kind,
+        "init": job.exp.model.init,
+        "files": files,
+        **result,
         "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
-        "torch": torch.__version__, "transformers": transformers.__version__,
-        "python": platform.python_version(), "finished": time.time(),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "python": platform.python_version(),
+        "finished": time.time(),
     }
+    if os.environ.get("SLURM_JOB_ID"):
+        # Under Slurm: which batch job it was, and how often Slurm requeued it (preemption,
+        # time limits) before it finished - each rerun resumed from the checkpoint.
+        manifest["slurm"] = {
+            "job_id": os.environ["SLURM_JOB_ID"],
+            "requeues": int(os.environ.get("SLURM_RESTART_COUNT") or 0),
+        }
     atomic_write_json(os.path.join(job.dir, "manifest.json"), manifest)
 
 
 # ---------------------------------------------------------------- entry point
+
 
 def run(run_dir: str, name: str) -> None:
     job = load_job(os.path.abspath(run_dir), name)
@@ -325,22 +426,30 @@ def run(run_dir: str, name: str) -> None:
         os.remove(stale)  # a rerun: the old manifest must not vouch for new files
     from remote.kinds import get_kind
 
-    get_kind(job.exp.model.kind)  # fail fast on a kind this snapshot lacks
+    # tqdm bars garble log.txt: off before anything of Hugging Face's is imported.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Only what this job's kind needs (remote/kinds/__init__.py imports one kind module);
+    # this also fails fast on a kind this snapshot lacks.
+    get_kind(pretrain_kind_name(job.exp.model.kind) if job.role == "pretrain" else job.exp.model.kind)
     configure_threads(job.exp.train)
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()  # tqdm bars garble log.txt
-    log(f"job {job.name} ({job.role}{', label ' + repr(job.label) if job.label is not None else ''}):"
-        f" kind {job.exp.model.kind}, init {job.exp.model.init}")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    import_s = round(time.time() - _STARTED, 3)
+    log(
+        f"job {job.name} ({job.role}{', label ' + repr(job.label) if job.label is not None else ''}):"
+        f" kind {job.exp.model.kind}, init {job.exp.model.init} (imports {import_s:.1f}s)"
+    )
     t0 = time.time()
     result = {"pretrain": run_pretrain, "class": run_class, "classifier": run_classifier}[job.role](job)
+    result["timings"] = {"import_s": import_s, **result.get("timings", {})}
     write_manifest(job, result)
     log(f"job {job.name} finished in {time.time() - t0:.1f}s")
 
 
 def configure_threads(cfg) -> None:
-    from remote.train import resolve_device
     import torch
+
+    from remote.train import resolve_device
 
     if resolve_device(cfg.device).type == "cpu" and cfg.cpu_threads > 0:
         torch.set_num_threads(cfg.cpu_threads)

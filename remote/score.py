@@ -6,6 +6,7 @@ order.  Each text gets a seed that depends only on (text id, score.seed): masked
 draw their masks from it, so every class model sees the same draws for a text
 ("common random numbers") and the class difference is not drowned in sampling noise.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,10 +23,21 @@ def text_seed(text_id: str, score_seed: int) -> int:
     return stable_seed("score", text_id, score_seed)
 
 
-def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_spec, tokenizer, *,
-                dtype: str, job_dir: str, compile: bool = False,
-                log: Callable[[str], None] = print) -> List[Tuple]:
-    """[(nll, tokens, se)] in the order of ``ids``; progress lines with phase "score".
+def score_texts(
+    model,
+    kind,
+    ids: List[List[int]],
+    text_ids: List[str],
+    score_spec,
+    tokenizer,
+    *,
+    dtype: str,
+    job_dir: str,
+    compile: bool = False,
+    log: Callable[[str], None] = print,
+) -> List[Tuple]:
+    """[(nll, tokens, se, draws)] in the order of ``ids`` (draws: the per-draw estimates of
+    a kind that makes them, else None); progress lines with phase "score".
 
     ``compile``: run through torch.compile with dynamic shapes (every batch has its own
     length, so static shapes would recompile per batch): the whole scoring function for
@@ -43,19 +55,27 @@ def score_texts(model, kind, ids: List[List[int]], text_ids: List[str], score_sp
     score_fn, fwd = compiled(kind.score_batch, kind, model, compile, dynamic=True)
     with torch.inference_mode():
         for b, start in enumerate(range(0, len(order), score_spec.batch_size)):
-            idx = order[start:start + score_spec.batch_size]
+            idx = order[start : start + score_spec.batch_size]
             input_ids, attention_mask = collate([ids[i] for i in idx], pad_id, device)
             seeds = [text_seed(text_ids[i], score_spec.seed) for i in idx]
             with autocast(device, dtype):
-                nll, tokens, se = score_fn(fwd, input_ids, attention_mask, seeds, score_spec, tokenizer)
+                out = score_fn(fwd, input_ids, attention_mask, seeds, score_spec, tokenizer)
+            nll, tokens, se = out[:3]
+            draws = out[3] if len(out) > 3 else None
             for j, i in enumerate(idx):
-                results[i] = (nll[j], tokens[j], se[j])
+                results[i] = (nll[j], tokens[j], se[j], None if draws is None else draws[j])
             done = start + len(idx)
             if (b + 1) % every == 0 or done == len(order):
                 elapsed = time.time() - t0
-                row = {"t": time.time(), "phase": "score", "step": done, "total": len(order), "loss": None,
-                       "tokens_per_s": round(sum(len(ids[i]) for i in order[:done]) / max(elapsed, 1e-9), 1),
-                       "eta_s": round(elapsed / done * (len(order) - done), 1)}
+                row = {
+                    "t": time.time(),
+                    "phase": "score",
+                    "step": done,
+                    "total": len(order),
+                    "loss": None,
+                    "tokens_per_s": round(sum(len(ids[i]) for i in order[:done]) / max(elapsed, 1e-9), 1),
+                    "eta_s": round(elapsed / done * (len(order) - done), 1),
+                }
                 append_jsonl(progress_path, row)
                 log(f"score {done}/{len(order)} texts, {done / max(elapsed, 1e-9):.1f} texts/s")
     return results

@@ -4,6 +4,7 @@ Standard library only, so the controller can validate configs without torch and 
 host can read the resolved ``run.yaml`` without the controller.  Every error names
 where the value came from, the dotted key and what was expected.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,6 +43,9 @@ class DataSpec:
     max_test: int = 0  # cap on test texts (0 = all), stratified
     max_unlabelled: int = 0
     clean_html: bool = True  # "<br />" -> newline, other tags dropped
+    # What the data set is called, for eval.bands_dataset; "" -> named at launch from
+    # data.path (data/imdb/train.jsonl.gz -> imdb, reviews.csv -> reviews; hf: the name).
+    name: str = ""
 
 
 @dataclass
@@ -102,6 +106,10 @@ class ScoreSpec:
 class EvalSpec:
     prior: str = "uniform"  # uniform | train (class frequencies of the training set)
     bands: str = "auto"  # auto | poc | mdlm: which verdict bands head the report
+    # The data set the bands were written for (both built-in sets are IMDB's): applied to
+    # it only; any other data is judged against the yardsticks. "*": every data set.
+    bands_dataset: str = "imdb"
+    yardsticks: bool = True  # naive Bayes + TF-IDF logistic regression on the run's own split
     bootstrap: int = 1000
     min_accuracy: float = 0.0  # smoke threshold
 
@@ -122,8 +130,7 @@ class Experiment:
     def check(self, where: str) -> None:
         if self.model.kind not in MODEL_KINDS:
             raise SpecError(
-                f"{where}: key 'model.kind': expected one of {', '.join(MODEL_KINDS)},"
-                f" got {self.model.kind!r}"
+                f"{where}: key 'model.kind': expected one of {', '.join(MODEL_KINDS)}, got {self.model.kind!r}"
             )
         if self.data.source not in ("file", "hf"):
             raise SpecError(f"{where}: key 'data.source': expected 'file' or 'hf', got {self.data.source!r}")
@@ -141,6 +148,7 @@ class Experiment:
 
     def _check_ranges(self, where: str) -> None:
         """Numbers a job would otherwise choke on (or silently misread) after launch."""
+
         def need(key: str, ok: bool, expected: str) -> None:
             if not ok:
                 section, name = key.split(".")
@@ -182,10 +190,16 @@ class Experiment:
         need("eval.min_accuracy", 0.0 <= ev.min_accuracy <= 1.0, "a number in [0, 1]")
 
 
+_KINDS = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+
+
 def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(c) for c in typing.get_args(tp))
     if origin in (list, List):
-        return "a list"
+        (item,) = typing.get_args(tp) or (None,)
+        return f"a list of {_KINDS[item]}" if item in _KINDS else "a list"
     if origin in (dict, Dict):
         return "a mapping"
     if dataclasses.is_dataclass(tp):
@@ -200,6 +214,10 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
             raise bad
         return build(tp, value, where, prefix=key + ".")
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:  # a choice among fixed values, e.g. Literal["conda", "venv"]
+        if isinstance(value, bool) or value not in typing.get_args(tp):
+            raise bad
+        return value
     if origin in (list, List):
         if not isinstance(value, list):
             raise bad
@@ -241,9 +259,7 @@ def build(cls: Any, raw: Dict[str, Any], where: str, prefix: str = "") -> Any:
     kwargs = {}
     for key, value in raw.items():
         if key not in names:
-            raise SpecError(
-                f"{where}: unknown key '{prefix}{key}' (known keys here: {', '.join(names)})"
-            )
+            raise SpecError(f"{where}: unknown key '{prefix}{key}' (known keys here: {', '.join(names)})")
         kwargs[key] = _coerce(hints[key], value, prefix + key, where)
     return cls(**kwargs)
 

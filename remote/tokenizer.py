@@ -8,6 +8,7 @@ is deterministic for identical input (checked by tests/remote/test_tokenizer.py)
 the jobs agree without having to wait for one another.  With a pretrain stage the
 tokenizer is trained once on the pretrain texts and saved with its checkpoint.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,11 @@ def train_bpe(texts: Sequence[str], vocab_size: int, max_len: int) -> PreTrained
     tok.train_from_iterator(texts, trainer, length=len(texts))
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK, mask_token=MASK,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        mask_token=MASK,
         model_max_length=max_len,
     )
 
@@ -117,8 +122,9 @@ def encode(tokenizer, texts: Sequence[str], max_len: int) -> List[List[int]]:
     out: List[List[int]] = []
     step = 4096  # the fast tokenizer encodes a list in parallel; chunks bound memory
     for i in range(0, len(texts), step):
-        enc = tokenizer(list(texts[i:i + step]), add_special_tokens=False,
-                        truncation=True, max_length=max_len - 2)["input_ids"]
+        enc = tokenizer(list(texts[i : i + step]), add_special_tokens=False, truncation=True, max_length=max_len - 2)[
+            "input_ids"
+        ]
         out.extend([first] + ids + [last] for ids in enc)
     return out
 
@@ -137,13 +143,13 @@ def encode_windows(tokenizer, texts: Sequence[str], max_len: int) -> List[List[i
     out: List[List[int]] = []
     step = 4096
     for i in range(0, len(texts), step):
-        enc = tokenizer(list(texts[i:i + step]), add_special_tokens=False)["input_ids"]
+        enc = tokenizer(list(texts[i : i + step]), add_special_tokens=False)["input_ids"]
         for ids in enc:
             framed = [first] + ids + [last]
             starts = list(range(0, max(len(framed) - width, 0) + 1, width))
             if starts[-1] + width < len(framed):
                 starts.append(len(framed) - width)
-            out.extend(framed[s:s + width] for s in starts)
+            out.extend(framed[s : s + width] for s in starts)
     return out
 
 

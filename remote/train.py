@@ -10,6 +10,7 @@ so a batch holds texts of similar length (little padding) while the order stays 
 Everything random is seeded, so a CPU run is deterministic, and a run resumed from
 ``ckpt/last.pt`` continues exactly where the checkpoint was taken.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,6 +34,7 @@ BUCKET_BATCHES = 64  # batches per length-sorted chunk: bigger = less padding, l
 @dataclass
 class Texts:
     """Encoded texts (token ids, framing included) and, for the classifier, class indices."""
+
     ids: List[List[int]]
     labels: Optional[List[int]] = None
 
@@ -43,12 +45,15 @@ class Texts:
 
 # ---------------------------------------------------------------- device / precision
 
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise JobError("train.device is 'cuda' but no CUDA GPU is visible to this job"
-                       f" (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r})")
+        raise JobError(
+            "train.device is 'cuda' but no CUDA GPU is visible to this job"
+            f" (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r})"
+        )
     if name not in ("cpu", "cuda"):
         raise JobError(f"train.device: expected auto, cpu or cuda, got {name!r}")
     return torch.device(name)
@@ -92,6 +97,7 @@ def compiled(fn, kind, model: torch.nn.Module, enabled: bool, **compile_kw):
 
 # ---------------------------------------------------------------- batches
 
+
 def batch_plan(lengths: List[int], batch_size: int, seed: int, epoch: int) -> List[List[int]]:
     """The micro-batches (lists of text indices) of one epoch; a pure function of its inputs."""
     rng = random.Random(stable_seed(seed, "batches", epoch))
@@ -100,8 +106,8 @@ def batch_plan(lengths: List[int], batch_size: int, seed: int, epoch: int) -> Li
     chunk = batch_size * BUCKET_BATCHES
     batches = []
     for start in range(0, len(order), chunk):
-        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
     rng.shuffle(batches)  # so the long batches do not all come at the end of a chunk
     return batches
 
@@ -112,8 +118,8 @@ def collate(seqs: List[List[int]], pad_id: int, device: torch.device):
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
     non_blocking = device.type == "cuda"
     if non_blocking:
         ids, mask = ids.pin_memory(), mask.pin_memory()
@@ -143,13 +149,12 @@ def make_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.o
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
-                             fused=device.type == "cuda")
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
 
 
 # ---------------------------------------------------------------- stop on SIGTERM
+
 
 class _StopFlag:
     """SIGTERM/SIGHUP (the wrapper forwards them) ask the loop to checkpoint and exit."""
@@ -176,8 +181,19 @@ class _StopFlag:
 
 # ---------------------------------------------------------------- the loop
 
-def train(model: torch.nn.Module, kind, data: Texts, cfg, *, job_dir: str, phase: str,
-          pad_id: int, config: Dict[str, Any], log: Callable[[str], None] = print) -> Dict[str, Any]:
+
+def train(
+    model: torch.nn.Module,
+    kind,
+    data: Texts,
+    cfg,
+    *,
+    job_dir: str,
+    phase: str,
+    pad_id: int,
+    config: Dict[str, Any],
+    log: Callable[[str], None] = print,
+) -> Dict[str, Any]:
     """Train ``model`` in place; resume from ``<job_dir>/ckpt/last.pt`` if it is there.
 
     ``cfg`` is a TrainSpec (or PretrainSpec); ``config`` is the resolved config saved
@@ -211,18 +227,28 @@ def train(model: torch.nn.Module, kind, data: Texts, cfg, *, job_dir: str, phase
     loss_fn, fwd = compiled(kind.train_loss, kind, model, cfg.compile)
     if cfg.compile:
         whole = getattr(kind, "compile_whole_loss", False)
-        log(f"{phase}: torch.compile on ({'the loss with the model' if whole else 'the model'});"
-            " the first steps of each new batch shape compile")
+        log(
+            f"{phase}: torch.compile on ({'the loss with the model' if whole else 'the model'});"
+            " the first steps of each new batch shape compile"
+        )
     model.train()
     extra = {}
 
     def save_last():
-        checkpoint.save_last(job_dir, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "step": step, "total": total, "lr": lr_at(step, cfg, total),
-            "tokens_seen": tokens_seen, "train_s": train_s + time.time() - t_run,
-            "rng": checkpoint.rng_state(device, generator), "config": config,
-        })
+        checkpoint.save_last(
+            job_dir,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "total": total,
+                "lr": lr_at(step, cfg, total),
+                "tokens_seen": tokens_seen,
+                "train_s": train_s + time.time() - t_run,
+                "rng": checkpoint.rng_state(device, generator),
+                "config": config,
+            },
+        )
 
     plans: Dict[int, List[List[int]]] = {}
 
@@ -233,8 +259,10 @@ def train(model: torch.nn.Module, kind, data: Texts, cfg, *, job_dir: str, phase
             plans[epoch] = batch_plan(lengths, cfg.batch_size, cfg.seed, epoch)
         return plans[epoch][k % micro_per_epoch]
 
-    log(f"{phase}: {len(lengths)} texts, {sum(lengths)} tokens, {total} steps of"
-        f" {cfg.batch_size}x{cfg.grad_accum} texts on {device}")
+    log(
+        f"{phase}: {len(lengths)} texts, {sum(lengths)} tokens, {total} steps of"
+        f" {cfg.batch_size}x{cfg.grad_accum} texts on {device}"
+    )
     start_step, t_run = step, time.time()
     # The loss is summed on the device and read once per log interval: a .item() per
     # step would stall the GPU queue.
@@ -269,16 +297,25 @@ def train(model: torch.nn.Module, kind, data: Texts, cfg, *, job_dir: str, phase
                 now = time.time()
                 elapsed = now - t_log
                 rate = (now - t_run) / max(step - start_step, 1)
-                row = {"t": now, "phase": phase, "step": step, "total": total,
-                       "loss": round(float(loss_sum.item()) / max(loss_n, 1), 5), "lr": lr,
-                       "tokens_per_s": round(tok_log / max(elapsed, 1e-9), 1),
-                       "eta_s": round(rate * (total - step), 1)}
+                row = {
+                    "t": now,
+                    "phase": phase,
+                    "step": step,
+                    "total": total,
+                    "loss": round(float(loss_sum.item()) / max(loss_n, 1), 5),
+                    "lr": lr,
+                    "tokens_per_s": round(tok_log / max(elapsed, 1e-9), 1),
+                    "eta_s": round(rate * (total - step), 1),
+                }
                 append_jsonl(progress_path, row)
-                log(f"{phase} step {step}/{total} loss {row['loss']:.4f} lr {lr:.2e}"
-                    f" {row['tokens_per_s']:.0f} tok/s eta {row['eta_s']:.0f}s")
+                log(
+                    f"{phase} step {step}/{total} loss {row['loss']:.4f} lr {lr:.2e}"
+                    f" {row['tokens_per_s']:.0f} tok/s eta {row['eta_s']:.0f}s"
+                )
                 t_log, loss_sum, loss_n, tok_log = now, torch.zeros((), device=device), 0, 0
             if (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and not last) or (
-                    stop.signum and not last):
+                stop.signum and not last
+            ):
                 save_last()
             if stop.signum and not last:
                 log(f"{phase}: signal {stop.signum} at step {step}: checkpoint saved, exiting")
@@ -297,7 +334,7 @@ def mean_loss(model, kind, data: Texts, cfg, *, pad_id: int, seed: int) -> float
     order = sorted(range(len(data.ids)), key=lambda i: len(data.ids[i]))
     total, count = 0.0, 0
     for start in range(0, len(order), cfg.batch_size):
-        idx = order[start:start + cfg.batch_size]
+        idx = order[start : start + cfg.batch_size]
         input_ids, attention_mask = collate([data.ids[i] for i in idx], pad_id, device)
         extra = {"labels": torch.tensor([data.labels[i] for i in idx], device=device)} if data.labels else {}
         with autocast(device, cfg.dtype):

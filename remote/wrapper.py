@@ -1,6 +1,7 @@
 """Run one job's payload and keep its status.json true, whatever happens to the payload.
 
-    python -m remote.wrapper --job-dir DIR [--requires JOB]... [--after JOB]... -- CMD...
+    python -m remote.wrapper --job-dir DIR [--requires JOB]... [--after JOB]... \
+        [--requeueable [--max-requeues N]] -- CMD...
 
 Standard library only: it runs before (and regardless of) torch.  tmux only hosts this
 process; the exit code is recorded here, so a crash, a kill or a lost tmux session never
@@ -13,7 +14,12 @@ dies with the process, so it is never stale) for its whole life and writes its p
 it.  A second wrapper for the same folder - a `--resume` while the first still runs
 behind a deleted tmux socket - finds the lock held and exits without touching
 status.json.  remote/hostctl.py asks the lock whether a job is alive.
+
+--requeueable (Slurm): the scheduler may stop the job and run it again, so a stop the user
+did not ask for is recorded as `waiting`, not as an end, and the time-limit warning
+(SIGUSR1) checkpoints the payload and requeues the job (class Requeue).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,32 +28,17 @@ import fcntl
 import json
 import os
 import signal
-import stat
 import subprocess
 import sys
 import time
 from typing import List, Optional
 
-TERMINAL = ("done", "failed", "cancelled")
+from remote.files import atomic_write_json, read_dict
+from remote.jobstate import TERMINAL
+
 POLL_S = 1.0
 SPARE_BYTES = 64 << 10  # room kept for the final status.json: a full disk must not hide how a job ended
 LOW_SPACE_BYTES = 1 << 20  # less free than this when a job fails: the disk is the reason
-
-
-def write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)  # never leave a half-written temp file behind (a full disk)
-        except OSError:
-            pass
-        raise
 
 
 def free_bytes(path: str) -> Optional[int]:
@@ -64,35 +55,13 @@ def workdir_of(job_dir: str) -> str:
 
 
 def no_space_reason(job_dir: str) -> str:
-    """The words the controller shows for a full disk (orchestrator/diskspace.py says the same)."""
+    """The words the controller shows for a full disk (orchestrator/transport/diskspace.py says the same)."""
     free = free_bytes(job_dir)
     return f"no space left on the host's {workdir_of(job_dir)} ({(free or 0) >> 20} MB free)"
 
 
 def says_no_space(text: str) -> bool:
     return "No space left on device" in text or "[Errno 28]" in text or "Disk quota exceeded" in text
-
-
-def read_json(path: str, max_bytes: int = 1 << 20):
-    """A job's JSON file, or None; never blocks on a fifo, never reads more than max_bytes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return json.loads(os.read(fd, max_bytes))
-    except (OSError, ValueError, RecursionError):
-        return None
-    finally:
-        os.close(fd)
-
-
-def read_dict(path: str) -> dict:
-    """A status file as a dict ({} when absent or not an object): for decisions on the host."""
-    doc = read_json(path)
-    return doc if isinstance(doc, dict) else {}
 
 
 LOCK_NAME = "lock"
@@ -147,15 +116,24 @@ def take_lock(job_dir: str) -> Optional[int]:
     return fd  # not inheritable (PEP 446): the payload does not keep the folder owned
 
 
-class Job:
+class SupervisedJob:
+    """The job folder this wrapper owns: its status.json, kept true whatever the payload does."""
+
     def __init__(self, job_dir: str):
         self.dir = job_dir
         self.status_path = os.path.join(job_dir, "status.json")
         self.spare_path = self.status_path + ".spare"
         self.disk_full = False  # a write of ours met ENOSPC
-        self.status = {"state": "waiting", "pid": os.getpid(), "exit_code": None, "created": time.time(),
-                       "started": None, "ended": None, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-                       "reason": ""}
+        self.status = {
+            "state": "waiting",
+            "pid": os.getpid(),
+            "exit_code": None,
+            "created": time.time(),
+            "started": None,
+            "ended": None,
+            "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "reason": "",
+        }
         self.child: Optional[subprocess.Popen] = None
         self.signalled: Optional[int] = None
 
@@ -178,7 +156,7 @@ class Job:
     def save(self, **changes) -> None:
         self.status.update(changes)
         try:
-            write_json(self.status_path, self.status)
+            atomic_write_json(self.status_path, self.status)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -187,8 +165,11 @@ class Job:
                 try:
                     self._save_into_spare()
                 except OSError as again:
-                    print(f"[orch] cannot record {self.status['state']} in {self.status_path}: {again}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"[orch] cannot record {self.status['state']} in {self.status_path}: {again}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             # else: the last state recorded stands until the end state, which has its room
             return
         if self.status["state"] in TERMINAL:
@@ -215,20 +196,74 @@ class Job:
     def cancel_requested(self) -> bool:
         return os.path.exists(os.path.join(self.dir, "cancel"))
 
-    def finish_after_signal(self) -> int:
-        state = "cancelled" if self.cancel_requested() else "failed"
-        reason = "cancelled by the user" if state == "cancelled" else f"killed by signal {self.signalled}"
+    def finish_after_signal(self, scheduler: Optional["Requeue"] = None) -> int:
+        """Record how a signalled job ended.  Under a scheduler that stops and reruns jobs
+        (``scheduler``, Slurm), a stop the user did not ask for is not an end: the job was
+        checkpointed, and the scheduler either runs it again or says how it ended (hostctl
+        records that, docs/CONTRACT.md)."""
         code = self.child.returncode if self.child is not None else None
-        self.save(state=state, ended=time.time(), exit_code=code, reason=reason)
+        if self.cancel_requested():
+            self.save(state="cancelled", ended=time.time(), exit_code=code, reason="cancelled by the user")
+        elif scheduler is not None and scheduler.warned:
+            return scheduler.requeue(self, code)
+        elif scheduler is not None:
+            self.save(
+                state="waiting",
+                exit_code=code,
+                reason=f"stopped by the scheduler (signal {self.signalled}): checkpointed; "
+                "requeued or ended, as the scheduler says",
+            )
+        else:
+            self.save(state="failed", ended=time.time(), exit_code=code, reason=f"killed by signal {self.signalled}")
         return 128 + (self.signalled or 15)
 
 
-def failure_reason(code: int, tail: bytes, job: Optional["Job"] = None) -> str:
+class Requeue:
+    """--requeueable: the job runs under Slurm, which warns it (SIGUSR1, sbatch
+    `--signal=B:USR1@N`) before its time limit.  On the warning the payload checkpoints
+    (SIGTERM) and the wrapper asks Slurm to requeue the job, which then resumes from its
+    checkpoint - at most ``limit`` times, so a job that never gets done is not rerun forever."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # times Slurm has rerun this job
+        self.job_id = os.environ.get("SLURM_JOB_ID", "")
+        self.warned = False
+
+    def requeue(self, job: "SupervisedJob", code: Optional[int]) -> int:
+        if code == 0:  # it finished before the warning took effect
+            job.save(state="done", ended=time.time(), exit_code=0, reason="")
+            return 0
+        if self.count >= self.limit or not self.job_id:
+            job.save(
+                state="failed",
+                ended=time.time(),
+                exit_code=code,
+                reason=f"reached its time limit again after {self.count} requeues (the host's "
+                f"slurm.max_requeues is {self.limit})",
+            )
+            return 1
+        job.save(
+            state="waiting", exit_code=code, reason=f"checkpointed before its time limit; requeued ({self.count + 1})"
+        )
+        # Slurm stops this process as part of the requeue: nothing may follow that matters.
+        proc = subprocess.run(["scontrol", "requeue", self.job_id], capture_output=True, text=True)
+        if proc.returncode != 0:
+            job.save(
+                state="failed",
+                ended=time.time(),
+                reason=f"reached its time limit; Slurm refused to requeue it: {proc.stderr.strip()[:200]}",
+            )
+            return 1
+        return 0
+
+
+def failure_reason(code: int, tail: bytes, job: Optional["SupervisedJob"] = None) -> str:
     """`exit code N: <the payload's last error line>` (its one-line `error: ...` if any),
     after "no space left on the host's <workdir> (N MB free)" when the disk is why."""
     text = tail.decode("utf-8", "replace")
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("error:") or "Error:" in l]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:") or "Error:" in line]
     last = (errors or lines or [""])[-1]
     reason = f"exit code {code}: {last[:200]}" if last else f"exit code {code}"
     if job is not None:
@@ -242,7 +277,7 @@ class Log:
     """log.txt, append only; a write that fails (a full disk) stops the logging, never the
     wrapper: the job's end must still be recorded."""
 
-    def __init__(self, path: str, job: "Job"):
+    def __init__(self, path: str, job: "SupervisedJob"):
         self.job = job
         self.fh = open(path, "ab", buffering=0)
 
@@ -265,7 +300,7 @@ class Log:
             self.fh = None
 
 
-def wait_for(job: Job, requires: List[str], after: List[str]) -> Optional[str]:
+def wait_for(job: SupervisedJob, requires: List[str], after: List[str]) -> Optional[str]:
     """Block until dependencies allow a start; return a failure reason, or None to go."""
     runs_dir = os.path.dirname(job.dir)
     pending = [(name, True) for name in requires] + [(name, False) for name in after]
@@ -296,32 +331,42 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--job-dir", required=True)
     parser.add_argument("--requires", action="append", default=[])
     parser.add_argument("--after", action="append", default=[])
+    parser.add_argument("--requeueable", action="store_true", help="Slurm may stop and rerun the job (see Requeue)")
+    parser.add_argument("--max-requeues", type=int, default=5)
     opts = parser.parse_args(argv[:split])
-    command = argv[split + 1:]
+    command = argv[split + 1 :]
     os.makedirs(opts.job_dir, exist_ok=True)
     if take_lock(opts.job_dir) is None:
         holder = lock_holder(opts.job_dir)
-        print(f"remote.wrapper: {opts.job_dir} is owned by a live wrapper (pid {holder}); not starting a second "
-              "one", file=sys.stderr)
+        print(
+            f"remote.wrapper: {opts.job_dir} is owned by a live wrapper (pid {holder}); not starting a second one",
+            file=sys.stderr,
+        )
         return EXIT_OWNED
-    job = Job(opts.job_dir)
+    job = SupervisedJob(opts.job_dir)
     job.reserve()
+    scheduler = Requeue(opts.max_requeues) if opts.requeueable else None
+    if scheduler is not None:
+        job.status["requeues"] = scheduler.count
 
     def on_signal(signum, _frame):
-        job.signalled = signum
+        if scheduler is not None and signum == signal.SIGUSR1:
+            scheduler.warned = True  # the time limit is near: checkpoint, then requeue
+        if job.signalled is None or signum != signal.SIGUSR1:
+            job.signalled = signum
         if job.child is not None and job.child.poll() is None:
             try:
                 os.killpg(job.child.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT) + ((signal.SIGUSR1,) if scheduler else ()):
         signal.signal(sig, on_signal)
 
     job.save()
     reason = wait_for(job, opts.requires, opts.after)
     if job.signalled is not None:
-        return job.finish_after_signal()
+        return job.finish_after_signal(scheduler)
     if reason:
         job.save(state="failed", ended=time.time(), reason=reason)
         return 1
@@ -331,8 +376,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}\n".encode())
         try:
             # A new process group, so a signal reaches the payload and its workers.
-            job.child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            job.child = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            )
         except OSError as exc:
             log.write(f"[orch] cannot start: {exc}\n".encode())
             job.save(state="failed", ended=time.time(), exit_code=127, reason=f"cannot start: {exc}")
@@ -358,14 +404,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = job.child.wait()
         if job.signalled is None and code < 0:
             job.signalled = -code
-        if job.signalled is not None:
+        if job.signalled is not None and not (scheduler is not None and code == 0):
             log.write(f"[orch] stopped by signal {job.signalled}\n".encode())
-            return job.finish_after_signal()
+            log.close()
+            return job.finish_after_signal(scheduler)
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} exit {code}\n".encode())
     finally:
         log.close()
-    job.save(state="done" if code == 0 else "failed", ended=time.time(), exit_code=code,
-             reason="" if code == 0 else failure_reason(code, tail, job))
+    job.save(
+        state="done" if code == 0 else "failed",
+        ended=time.time(),
+        exit_code=code,
+        reason="" if code == 0 else failure_reason(code, tail, job),
+    )
     return code
 
 

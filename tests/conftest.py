@@ -5,6 +5,7 @@ pytest's temporary directory. Fixtures stop what they started; whatever is still
 when the session ends is listed, killed, and fails the run, so a leak is fixed rather
 than left to eat a shared machine (jobs with train.steps=100000 once ran on for 16 min).
 """
+
 from __future__ import annotations
 
 import sys

@@ -5,6 +5,7 @@ from, or names on its command line, a folder under pytest's temporary directory:
 is how a fixture finds what it must stop, and how the session finds what outlived it.
 Linux /proc only; elsewhere nothing is found (and nothing is killed).
 """
+
 from __future__ import annotations
 
 import os

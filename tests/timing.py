@@ -5,6 +5,7 @@ machine shared with other work (load average 10-23) everything takes several tim
 longer than on an idle one, and a fixed limit turns that into a false failure.
 ORCH_TEST_TIME_SCALE fixes the factor (e.g. 4 on a slow CI runner).
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """`orch eval [RUN]` and `orch compare RUN...`: local, offline, read the fetched score files."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from .. import output
-from ..errors import ExitCode, OrchError
+from orchestrator import output
+from orchestrator.errors import ExitCode, OrchError
 
 
 def _check_choice(option: str, value: Optional[str], choices: tuple) -> None:
@@ -19,38 +20,48 @@ def eval_command(
     run: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
     prior: Optional[str] = typer.Option(None, "--prior", metavar="uniform|train", help="Override eval.prior."),
     bands: Optional[str] = typer.Option(None, "--bands", metavar="auto|poc|mdlm", help="Override eval.bands."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots/*.png."),
+    plots: bool = typer.Option(
+        False, "--plots/--no-plots", help="Also draw plots/*.png (a few seconds; kept while the results do not change)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout instead of the tables."),
     quiet: bool = output.quiet_option(),
 ) -> None:
-    """Evaluate a fetched run: metrics.json, predictions.csv, report.md and plots in runs/RUN/.
+    """Evaluate a fetched run: metrics.json, predictions.csv and report.md in runs/RUN/ (--plots: and plots/).
 
     Exits 1 when the run sets eval.min_accuracy and the accuracy falls below it.
     """
-    from ..evaluate import check_min_accuracy, evaluate_run
-    from ..project import Project
+    from orchestrator.commands.results_view import print_summary
+    from orchestrator.config.project import Project
+    from orchestrator.results.evaluate import check_min_accuracy, evaluate_run
 
     _check_choice("--prior", prior, ("uniform", "train"))
     _check_choice("--bands", bands, ("auto", "poc", "mdlm"))
     run_dir = Project.find().existing_run(run)
-    metrics = evaluate_run(run_dir, None if as_json else output.out, prior=prior, bands=bands, plots=plots)
+    metrics = evaluate_run(run_dir, prior=prior, bands=bands, plots=plots)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, default=str))
+    else:
+        print_summary(output.out, metrics, run_dir)
     check_min_accuracy(metrics)
 
 
 def compare_command(
-    runs: List[str] = typer.Argument(..., metavar="RUN...", help="Run ids to compare (two or more for the pairwise tests)."),
+    runs: List[str] = typer.Argument(
+        ..., metavar="RUN...", help="Run ids to compare (two or more for the pairwise tests)."
+    ),
     force: bool = typer.Option(False, "--force", help="Compare runs with different test sets on the ids they share."),
     per_token: bool = typer.Option(False, "--per-token", help="Use the per-token (length-normalised) predictions."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     quiet: bool = output.quiet_option(),
 ) -> None:
-    """Table across runs (kind, init, accuracy and 95% CI, F1, verdict, compute time, tokens) and McNemar's exact test per pair."""
-    from ..compare import compare_runs, print_comparison, resolve_runs
-    from ..project import Project
+    """Table across runs (kind, init, accuracy and 95% CI, F1, verdict, compute time, tokens) and McNemar's exact
+    test per pair."""
+    from orchestrator.commands.results_view import print_comparison
+    from orchestrator.config.project import Project
+    from orchestrator.results.compare import compare_runs
 
-    result = compare_runs(resolve_runs(Project.find(), runs), force=force, per_token=per_token)
+    project = Project.find()
+    result = compare_runs([(name, project.existing_run(name)) for name in runs], force=force, per_token=per_token)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

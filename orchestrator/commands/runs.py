@@ -1,8 +1,8 @@
 """run / status / logs / cancel / fetch-results / runs."""
+
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import List, Optional
 
@@ -13,14 +13,20 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .. import experiments, hostops, output, runner, shell
-from ..connect import open_transport
-from ..errors import ExitCode, OrchError
-from ..project import Project, check_name
-from ..runstate import JobRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
-from ..tables import add_column, add_name_column
+from orchestrator import backends, output
+from orchestrator.commands.tables import add_column, add_name_column
+from orchestrator.config.project import Project, check_name
+from orchestrator.contract import records
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs import hostctl as hostops
+from orchestrator.runs.state import StatusRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
+from orchestrator.transport import shell
+from orchestrator.transport.connect import open_transport
+from remote.jobstate import ACTIVE
 
-TRUST = typer.Option(False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use).")
+TRUST = typer.Option(
+    False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use)."
+)
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
@@ -35,13 +41,27 @@ def follow_hint(run_id: str) -> str:
     return f"  follow: orch status {run_id} --watch, or orch logs {run_id} JOB -f"
 
 
-def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
+def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) -> Table:
     # Cells are Text, not markup: reasons, GPU names and phases come from the host.
     table = Table(title=Text(f"{run_id} on {host}: {run_state(rows)}"), title_justify="left")
-    for col in ("job", "GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"):
+    id_column = backend.id_column if backend is not None else ""
+    requeued = any(r.requeues for r in rows)
+    cols = (
+        ["job"]
+        + ([id_column] if id_column else [])
+        + ["GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"]
+        + (["requeues"] if requeued else [])
+    )
+    for col in cols:
         table.add_column(col, justify="right" if col not in ("job", "state", "phase") else "left")
-    colours = {"done": "green", "running": "cyan", "failed": "red", "lost": "red", "cancelled": "yellow",
-               "unknown": "magenta"}
+    colours = {
+        "done": "green",
+        "running": "cyan",
+        "failed": "red",
+        "lost": "red",
+        "cancelled": "yellow",
+        "unknown": "magenta",
+    }
     for r in rows:
         steps = f"{r.step}/{r.total}" if r.step is not None else "-"
         state = Text(r.state, style=colours.get(r.state, "white"))
@@ -49,15 +69,27 @@ def status_table(run_id: str, host: str, rows: List[JobRow]) -> Table:
             state.append(f" ({r.reason})")
         elif r.note:
             state.append(f" ({r.note})")
-        table.add_row(Text(r.name), Text(r.gpu or "-"), state, Text(r.phase or "-"), steps, _fmt(r.loss, ".4f"),
-                      _fmt(r.tokens_per_s, ",.0f"), fmt_duration(r.eta_s), fmt_duration(r.elapsed_s))
+        ident = [Text(backend.ident(r.backend) or "-")] if id_column else []
+        table.add_row(
+            Text(r.name),
+            *ident,
+            Text(r.gpu or "-"),
+            state,
+            Text(r.phase or "-"),
+            steps,
+            _fmt(r.loss, ".4f"),
+            _fmt(r.tokens_per_s, ",.0f"),
+            fmt_duration(r.eta_s),
+            fmt_duration(r.elapsed_s),
+            *([str(r.requeues)] if requeued else []),
+        )
     return table
 
 
 RECONNECT_WAITS_S = (2, 5, 10, 20, 30)  # about a minute of retries: a laptop changing networks
 
 
-def _watch(transport, record, doc, run_id: str, interval: float, view: Console) -> List[JobRow]:
+def _watch(transport, record, doc, run_id: str, interval: float, view: Console) -> List[StatusRow]:
     """Refresh the status table in place on ``view`` until no job is pending, waiting or running.
 
     A dropped connection is retried (the jobs do not need us); Ctrl-C only stops watching.
@@ -68,25 +100,29 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
     host = record["host"]
     again = f"`orch status {run_id} --watch` picks up again; `orch cancel {run_id}` stops the jobs"
 
-    def poll() -> List[JobRow]:
+    def poll() -> List[StatusRow]:
         attempt = 0
         while True:
             try:
-                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
-                return rows_from_remote(remote, doc["jobs"])
+                backend = backends.for_record(record)
+                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+                return rows_from_remote(remote, doc["jobs"], backend)
             except OrchError as exc:
                 if exc.code != ExitCode.UNREACHABLE or attempt == len(RECONNECT_WAITS_S):
                     raise OrchError(exc.message, exc.code, hint=f"the jobs keep running on {host}; {again}") from None
                 wait_s = RECONNECT_WAITS_S[attempt]
                 attempt += 1
-                output.say(f"[yellow]connection to {escape(host)} lost[/] ({escape(exc.message)}); "
-                           f"retrying in {wait_s} s ({attempt}/{len(RECONNECT_WAITS_S)})")
+                output.say(
+                    f"[yellow]connection to {escape(host)} lost[/] ({escape(exc.message)}); "
+                    f"retrying in {wait_s} s ({attempt}/{len(RECONNECT_WAITS_S)})"
+                )
                 transport.close()  # the next command opens a fresh connection
                 time.sleep(wait_s)
 
-    def summary(rows: List[JobRow]) -> str:
-        return f"{run_id}: " + ", ".join(f"{r.name} {r.state}" + (f" {r.step}/{r.total}" if r.total else "")
-                                         for r in rows)
+    def summary(rows: List[StatusRow]) -> str:
+        return f"{run_id}: " + ", ".join(
+            f"{r.name} {r.state}" + (f" {r.step}/{r.total}" if r.total else "") for r in rows
+        )
 
     try:
         rows = poll()
@@ -102,36 +138,46 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
                     return rows
                 time.sleep(interval)
                 rows = poll()
-        with Live(status_table(run_id, host, rows), console=view, refresh_per_second=4) as live:
+        with Live(
+            status_table(run_id, host, rows, backends.for_record(record)), console=view, refresh_per_second=4
+        ) as live:
             while run_state(rows) == "running":
                 time.sleep(interval)
                 rows = poll()
-                live.update(status_table(run_id, host, rows))
+                live.update(status_table(run_id, host, rows, backends.for_record(record)))
         view.print()
         return rows
     except KeyboardInterrupt:
-        raise OrchError(f"stopped watching {run_id}; its jobs keep running on {host}", ExitCode.INTERRUPTED,
-                        hint=again) from None
+        raise OrchError(
+            f"stopped watching {run_id}; its jobs keep running on {host}", ExitCode.INTERRUPTED, hint=again
+        ) from None
 
 
-def _remember(run_dir, record, rows: List[JobRow]) -> None:
+def _remember(run_dir, record, rows: List[StatusRow]) -> None:
     """Keep the last job states seen in the local record, for `orch runs` (no SSH)."""
     states = {r.name: r.state for r in rows}
     if record.get("job_states") != states:
         record["job_states"] = states
-        runner.save_record(run_dir, record)
+        records.save_record(run_dir, record)
 
 
 def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> None:
     """--wait: live status until the jobs end (Ctrl-C only stops watching), then fetch."""
     run_dir = project.run_dir(run_id)
-    record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+    record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
     rows = _watch(transport, record, doc, run_id, 1.0, output.err if not output.quiet() else _nowhere())
     _remember(run_dir, record, rows)
     if run_state(rows) != "done":
-        why = "; ".join(f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != "done")
-        raise OrchError(f"run {run_id} ended {run_state(rows)}: {why}", ExitCode.RUN_STATE,
-                        hint=f"`orch logs {run_id} JOB` shows why; `orch run {experiment} --resume {run_id}` retries")
+        why = "; ".join(
+            f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != "done"
+        )
+        raise OrchError(
+            f"run {run_id} ended {run_state(rows)}: {why}",
+            ExitCode.RUN_STATE,
+            hint=f"`orch logs {run_id} JOB` shows why; `orch run {experiment} --resume {run_id}` retries",
+        )
+    from orchestrator.runs import launch as runner
+
     runner.fetch(project, transport, run_id, partial=False)
 
 
@@ -143,18 +189,32 @@ def _nowhere() -> Console:
 
 
 def _evaluate(project: Project, run_id: str) -> dict:
-    from ..evaluate import evaluate_run
-
-    metrics = evaluate_run(project.run_dir(run_id), console=None if output.quiet() else output.err)
-    output.say(f"results in {escape(str(project.run_dir(run_id)))} (metrics.json, report.md, plots/)")
+    metrics = _evaluate_dir(project.run_dir(run_id))
+    output.say(f"results in {escape(str(project.run_dir(run_id)))} (metrics.json, predictions.csv, report.md)")
     return metrics
 
 
-def _run_result(run_id: str, host: str, jobs, code_hash: str, files_sent=None, seconds=None,
-                metrics=None, relaunched=None) -> dict:
+def _evaluate_dir(run_dir) -> dict:
+    """Evaluate a fetched run (no plots: they are `orch eval RUN --plots`) and show the summary on stderr."""
+    from orchestrator.commands.results_view import print_summary
+    from orchestrator.results.evaluate import evaluate_run
+
+    metrics = evaluate_run(run_dir)
+    if not output.quiet():
+        print_summary(output.err, metrics, run_dir)
+    return metrics
+
+
+def _run_result(
+    run_id: str, host: str, jobs, code_hash: str, files_sent=None, seconds=None, metrics=None, relaunched=None
+) -> dict:
     """`orch run --json`: what a script needs to follow the run."""
-    doc = {"run": run_id, "host": host, "jobs": [j["name"] if isinstance(j, dict) else j for j in jobs],
-           "code_hash": code_hash}
+    doc = {
+        "run": run_id,
+        "host": host,
+        "jobs": [j["name"] if isinstance(j, dict) else j for j in jobs],
+        "code_hash": code_hash,
+    }
     if files_sent is not None:
         doc["files_sent"] = files_sent
     if seconds is not None:
@@ -177,43 +237,66 @@ def _print_result(run_id: str, as_json: bool, result: dict) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
-        experiment: str = typer.Argument(..., metavar="EXPERIMENT",
-                                         help="Experiment name (configs/experiments/NAME.yaml) or a path to a YAML file."),
-        host: Optional[str] = typer.Option(None, "--host", "-H", metavar="HOST",
-                                           help="Host to run on (default: the experiment's `host`)."),
-        name: Optional[str] = typer.Option(None, "--name", metavar="RUN", help="Run id (default: EXPERIMENT-YYYYmmdd-HHMMSS)."),
-        set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                       help="Override an experiment key: --set train.steps=200 (repeatable)."),
-        resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
-                                             help="Relaunch the failed/lost/cancelled jobs of this run."),
-        wait: bool = typer.Option(False, "--wait", help="Stay: show live status until the jobs end, then fetch and evaluate."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="List the files that would be sent and the jobs that "
-                                     "would start, without contacting the host."),
-        as_json: bool = typer.Option(False, "--json", help="Print the run as JSON (run, host, jobs, ...) instead of its id."),
+        experiment: str = typer.Argument(
+            ..., metavar="EXPERIMENT", help="Experiment name (configs/experiments/NAME.yaml) or a path to a YAML file."
+        ),
+        host: Optional[str] = typer.Option(
+            None, "--host", "-H", metavar="HOST", help="Host to run on (default: the experiment's `host`)."
+        ),
+        name: Optional[str] = typer.Option(
+            None, "--name", metavar="RUN", help="Run id (default: EXPERIMENT-YYYYmmdd-HHMMSS)."
+        ),
+        set_: List[str] = typer.Option(
+            [], "--set", metavar="KEY=VALUE", help="Override an experiment key: --set train.steps=200 (repeatable)."
+        ),
+        resume: Optional[str] = typer.Option(
+            None, "--resume", metavar="RUN", help="Relaunch the failed/lost/cancelled jobs of this run."
+        ),
+        wait: bool = typer.Option(
+            False, "--wait", help="Stay: show live status until the jobs end, then fetch and evaluate."
+        ),
+        dry_run: bool = typer.Option(
+            False,
+            "--dry-run",
+            help="List the files that would be sent and the jobs that would start, without contacting the host.",
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the run as JSON (run, host, jobs, ...) instead of its id."
+        ),
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):
-        """Sync code, stage data and launch one detached tmux job per class; returns at once.
+        """Sync code, stage data and launch one job per class (tmux, or Slurm on a cluster); returns at once.
 
         Prints the run id on stdout (`R=$(orch run smoke)`); what it does goes to stderr.
         """
-        from ..evaluate import check_min_accuracy
+        from orchestrator.config import experiments
+        from orchestrator.results.evaluate import check_min_accuracy
+        from orchestrator.runs import launch as runner
 
         project = Project.find()
         if dry_run and (resume or wait):
-            raise OrchError("--dry-run previews a new launch: it cannot be combined with "
-                            + ("--resume" if resume else "--wait"), ExitCode.USAGE)
+            raise OrchError(
+                "--dry-run previews a new launch: it cannot be combined with " + ("--resume" if resume else "--wait"),
+                ExitCode.USAGE,
+            )
         if resume:
             # A run keeps its resolved config and pinned code: nothing may change it now.
             given = [flag for flag, value in (("--set", set_), ("--name", name), ("--host", host)) if value]
             if given:
-                raise OrchError(f"--resume relaunches a run as it was launched; {', '.join(given)} cannot change it",
-                                ExitCode.USAGE, hint="start a new run to change its config, host or name")
+                raise OrchError(
+                    f"--resume relaunches a run as it was launched; {', '.join(given)} cannot change it",
+                    ExitCode.USAGE,
+                    hint="start a new run to change its config, host or name",
+                )
             run_dir = project.existing_run(resume)
-            record = runner.load_record(run_dir)
+            record = records.load_record(run_dir)
             if not experiments.names_experiment(experiment, record.get("experiment"), resume):
-                raise OrchError(f"run {resume} is of experiment {record.get('experiment')!r}, not {experiment!r}",
-                                ExitCode.USAGE, hint=f"orch run {record.get('experiment')} --resume {resume}")
+                raise OrchError(
+                    f"run {resume} is of experiment {record.get('experiment')!r}, not {experiment!r}",
+                    ExitCode.USAGE,
+                    hint=f"orch run {record.get('experiment')} --resume {resume}",
+                )
             with open_transport(project, record["host"], trust_new_host_key) as transport:
                 todo = runner.resume(project, transport, resume)
                 output.say(f"relaunched {', '.join(todo)} of {resume} on {escape(record['host'])}")
@@ -227,16 +310,19 @@ def register(app: typer.Typer) -> None:
                 _wait_fetch(project, transport, resume, record.get("experiment") or experiment)
             metrics = _evaluate(project, resume)
             if as_json:
-                _print_result(resume, True, _run_result(resume, record["host"], todo, record["code_hash"],
-                                                        relaunched=todo, metrics=metrics))
+                _print_result(
+                    resume,
+                    True,
+                    _run_result(resume, record["host"], todo, record["code_hash"], relaunched=todo, metrics=metrics),
+                )
             check_min_accuracy(metrics)
             return
         exp, _ = experiments.load(project, experiment, set_)
-        run_id = check_name("run", name) if name else runner.new_run_id(project, exp)
+        run_id = check_name("run", name) if name else records.new_run_id(project, exp)
         host_name = host or exp.host
         if dry_run:
-            from ..hosts import resolve_host
-            from ..preview import preview, render
+            from orchestrator.config.hosts import resolve_host
+            from orchestrator.runs.preview import preview, render
 
             print("\n".join(render(preview(project, exp, run_id, resolve_host(project, host_name)))))
             return
@@ -245,8 +331,10 @@ def register(app: typer.Typer) -> None:
             launched = runner.launch(project, transport, exp, run_id)
             jobs = ", ".join(f"{j['name']}" + (f"@gpu{j['gpu']}" if j["gpu"] else "") for j in launched.jobs)
             seconds = time.time() - start
-            output.say(f"launched [bold]{escape(run_id)}[/] on {escape(host_name)}: {escape(jobs)} "
-                       f"(code {launched.code_hash}, {launched.files_sent} files sent, {seconds:.1f} s)")
+            output.say(
+                f"launched [bold]{escape(run_id)}[/] on {escape(host_name)}: {escape(jobs)} "
+                f"(code {launched.code_hash}, {launched.files_sent} files sent, {seconds:.1f} s)"
+            )
             result = _run_result(run_id, host_name, launched.jobs, launched.code_hash, launched.files_sent, seconds)
             if not wait:
                 output.say(follow_hint(run_id), markup=False)
@@ -257,15 +345,22 @@ def register(app: typer.Typer) -> None:
             _wait_fetch(project, transport, run_id, exp.name)
         metrics = _evaluate(project, run_id)
         if as_json:
-            _print_result(run_id, True, _run_result(run_id, host_name, launched.jobs, launched.code_hash,
-                                                    launched.files_sent, seconds, metrics=metrics))
+            _print_result(
+                run_id,
+                True,
+                _run_result(
+                    run_id, host_name, launched.jobs, launched.code_hash, launched.files_sent, seconds, metrics=metrics
+                ),
+            )
         check_min_accuracy(metrics)
 
     @app.command()
     def status(
         run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
         watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until every job has ended."),
-        interval: float = typer.Option(2.0, "--interval", metavar="SECONDS", help="Seconds between refreshes with --watch."),
+        interval: float = typer.Option(
+            2.0, "--interval", metavar="SECONDS", help="Seconds between refreshes with --watch."
+        ),
         as_json: bool = JSON,
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
@@ -274,22 +369,34 @@ def register(app: typer.Typer) -> None:
         project = Project.find()
         run_dir = project.existing_run(run_id)
         run_id = run_dir.name
-        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
+            backend = backends.for_record(record)
+            remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
             if not remote.get("exists"):
-                raise OrchError(f"run {run_id} is not on {record['host']} ({remote.get('run_dir')}): deleted there, "
-                                "or its launch was interrupted", ExitCode.RUN_STATE,
-                                hint=f"fetched results, if any, are in {run_dir}; `orch run "
-                                     f"{record.get('experiment')} --resume {run_id}` launches its jobs again")
-            rows = rows_from_remote(remote, doc["jobs"])
+                raise OrchError(
+                    f"run {run_id} is not on {record['host']} ({remote.get('run_dir')}): deleted there, "
+                    "or its launch was interrupted",
+                    ExitCode.RUN_STATE,
+                    hint=f"fetched results, if any, are in {run_dir}; `orch run "
+                    f"{record.get('experiment')} --resume {run_id}` launches its jobs again",
+                )
+            rows = rows_from_remote(remote, doc["jobs"], backend)
             _remember(run_dir, record, rows)
             if as_json:
-                print(json.dumps({"run": run_id, "host": record["host"], "state": run_state(rows),
-                                  "jobs": [r.to_dict() for r in rows]}))
+                print(
+                    json.dumps(
+                        {
+                            "run": run_id,
+                            "host": record["host"],
+                            "state": run_state(rows),
+                            "jobs": [r.to_dict() for r in rows],
+                        }
+                    )
+                )
                 return
             if not watch:
-                output.out.print(status_table(run_id, record["host"], rows))
+                output.out.print(status_table(run_id, record["host"], rows, backend))
                 return
             rows = _watch(transport, record, doc, run_id, interval, output.out)
             _remember(run_dir, record, rows)
@@ -308,37 +415,49 @@ def register(app: typer.Typer) -> None:
         """Tail (or follow) a job's log over SSH."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
-        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         names = [j["name"] for j in doc["jobs"]]
         if job is not None and job not in names:
             raise OrchError(f"run {run_id} has no job {job!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
         remote_run = hostops.run_dir(record["workdir"], run_id)
         selected = [job] if job else names
-        files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
+        backend = backends.for_record(record)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            pid = None
             if follow:
-                # Following a job that has ended would never return: just print its end.
-                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id)
-                rows = {r.name: r for r in rows_from_remote(remote, doc["jobs"])}
-                follow = any(rows[n].state in ("running", "waiting") for n in selected)
-                gnu_tail = not (transport.host.is_local and sys.platform == "darwin")  # BSD tail: no --pid
-                if follow and len(selected) == 1 and gnu_tail:
-                    # tail --pid ends with the job's wrapper, so `logs -f` returns when the job ends.
-                    by_name = {j.get("name"): j for j in remote.get("jobs", [])}
-                    pid = ((by_name.get(selected[0]) or {}).get("status") or {}).get("pid")
-            argv = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + \
-                ([f"--pid={int(pid)}"] if pid else []) + ["--"] + files
-            command = shell.join(argv) + ("" if follow else " 2>/dev/null")
+                # Following jobs that have all ended would print their end and return at once:
+                # say so with the plain tail instead.
+                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+                rows = {r.name: r for r in rows_from_remote(remote, doc["jobs"], backend)}
+                follow = any(rows[n].state in ACTIVE for n in selected)
             if follow:
+                # The host helper prints the logs as they grow and ends when the jobs end,
+                # whatever backend runs them (a Slurm job's wrapper is on another node).
+                command = hostops.follow_command(
+                    transport, record["workdir"], record["code_hash"], run_id, selected, lines, backend
+                )
                 try:
-                    transport.stream(command)
+                    rc = transport.stream(command)
                 except KeyboardInterrupt:
-                    pass  # Ctrl-C is how one stops following: not an error
+                    return  # Ctrl-C is how one stops following: not an error
                 except OrchError as exc:
-                    raise OrchError(exc.message, exc.code, hint=f"the job keeps running; `orch logs {run_id}"
-                                    f" {job or ''} -f` follows again".replace("  ", " ")) from None
+                    raise OrchError(
+                        exc.message,
+                        exc.code,
+                        hint=f"the job keeps running; `orch logs {run_id} {job or ''} -f` follows again".replace(
+                            "  ", " "
+                        ),
+                    ) from None
+                if rc != 0:
+                    raise OrchError(
+                        f"following the logs of {run_id} failed on {record['host']} (exit {rc})",
+                        ExitCode.REMOTE,
+                        hint=f"`orch logs {run_id} {job or ''}` shows their end".replace("  ", " ")
+                        + " (runs launched by an orch older than `logs -f` on its "
+                        "host helper cannot be followed)",
+                    )
                 return
+            files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
+            command = shell.join(["tail", "-n", str(lines), "--", *files]) + " 2>/dev/null"
             res = transport.run(command, check=False)
             print(res.stdout, end="")
             if not res.stdout and res.rc != 0:
@@ -354,20 +473,27 @@ def register(app: typer.Typer) -> None:
         """Stop a run's jobs (or some of them) and mark them cancelled."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
-        record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         names = [j["name"] for j in doc["jobs"]]
         for name in job or []:
             if name not in names:
                 raise OrchError(f"run {run_id} has no job {name!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            result = hostops.remote_cancel(transport, record["workdir"], record["code_hash"], run_id, list(job or []))
+            result = hostops.remote_cancel(
+                transport, record["workdir"], record["code_hash"], run_id, list(job or []), backends.for_record(record)
+            )
         stuck = [item for item in result["jobs"] if item.get("error")]
         for item in result["jobs"]:  # what happened to each job: the command's result, on stdout
-            verb = item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"
+            verb = (
+                item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"
+            )
             output.out.print(f"{item['name']}: {verb}", markup=False)
         if stuck:
-            raise OrchError(f"{', '.join(i['name'] for i in stuck)} did not stop yet", ExitCode.RUN_STATE,
-                            hint=f"`orch status {run_id}` shows when they end; `orch cancel {run_id}` again to retry")
+            raise OrchError(
+                f"{', '.join(i['name'] for i in stuck)} did not stop yet",
+                ExitCode.RUN_STATE,
+                hint=f"`orch status {run_id}` shows when they end; `orch cancel {run_id}` again to retry",
+            )
 
     @app.command("fetch-results")
     def fetch_results(
@@ -381,26 +507,34 @@ def register(app: typer.Typer) -> None:
         """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
-        record = runner.load_record(run_dir)
+        record = records.load_record(run_dir)
+        from orchestrator.runs import launch as runner
+
         with open_transport(project, record["host"], trust_new_host_key) as transport:
             outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
         done = sum(r.state == "done" for r in outcome["rows"])
-        output.say(f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
-                   markup=False)
-        from ..fetch import TAIL_BYTES
+        output.say(
+            f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
+            markup=False,
+        )
+        from orchestrator.runs.fetch import TAIL_BYTES
 
         for name, size in outcome["cut"].items():
-            output.say(f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
-                       f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)", markup=False)
+            output.say(
+                f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
+                f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)",
+                markup=False,
+            )
         if outcome["complete"] and not no_eval:
-            from ..evaluate import evaluate_run
-
             try:
-                metrics = evaluate_run(run_dir, console=None if output.quiet() else output.err)
+                metrics = _evaluate_dir(run_dir)
             except KeyboardInterrupt:
-                raise OrchError(f"interrupted while evaluating {run_dir.name}; its fetched results are verified "
-                                f"in {run_dir / 'jobs'}", ExitCode.INTERRUPTED,
-                                hint=f"`orch eval {run_dir.name}` evaluates them") from None
+                raise OrchError(
+                    f"interrupted while evaluating {run_dir.name}; its fetched results are verified "
+                    f"in {run_dir / 'jobs'}",
+                    ExitCode.INTERRUPTED,
+                    hint=f"`orch eval {run_dir.name}` evaluates them",
+                ) from None
             output.say(f"accuracy {metrics['accuracy']:.4f} -> {run_dir / 'metrics.json'}", markup=False)
         elif not outcome["complete"]:
             output.say("partial run: not evaluated (every class job must be done)")
@@ -412,12 +546,22 @@ def register(app: typer.Typer) -> None:
         items = []
         for run_dir in project.list_runs():
             try:
-                record, doc = runner.load_record(run_dir), runner.load_resolved(run_dir)
+                record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
             except OrchError as exc:
                 # One damaged folder must not hide the others.
-                items.append({"run": run_dir.name, "experiment": None, "host": None, "kind": "?",
-                              "state": "unreadable", "launched": "-", "jobs": {}, "accuracy": None,
-                              "error": exc.message})
+                items.append(
+                    {
+                        "run": run_dir.name,
+                        "experiment": None,
+                        "host": None,
+                        "kind": "?",
+                        "state": "unreadable",
+                        "launched": "-",
+                        "jobs": {},
+                        "accuracy": None,
+                        "error": exc.message,
+                    }
+                )
                 continue
             rows = rows_from_local(run_dir, doc["jobs"])
             seen = record.get("job_states") or {}
@@ -429,10 +573,18 @@ def register(app: typer.Typer) -> None:
             except (OSError, ValueError, AttributeError):
                 acc = None
             state = listed_state(record.get("state"), rows)
-            items.append({"run": run_dir.name, "experiment": record.get("experiment"), "host": record.get("host"),
-                          "kind": doc["experiment"]["model"]["kind"], "state": state,
-                          "launched": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("launched_at", 0))),
-                          "jobs": {r.name: r.state for r in rows}, "accuracy": acc})
+            items.append(
+                {
+                    "run": run_dir.name,
+                    "experiment": record.get("experiment"),
+                    "host": record.get("host"),
+                    "kind": doc["experiment"]["model"]["kind"],
+                    "state": state,
+                    "launched": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("launched_at", 0))),
+                    "jobs": {r.name: r.state for r in rows},
+                    "accuracy": acc,
+                }
+            )
         if as_json:
             print(json.dumps(items))
             return
@@ -442,6 +594,13 @@ def register(app: typer.Typer) -> None:
             add_column(table, col)
         for it in items:
             acc = f"{it['accuracy']:.4f}" if it["accuracy"] is not None else "-"
-            table.add_row(escape(it["run"]), escape(str(it["experiment"])), escape(it["kind"]), escape(str(it["host"])),
-                          it["launched"], escape(str(it["state"])), acc)
+            table.add_row(
+                escape(it["run"]),
+                escape(str(it["experiment"])),
+                escape(it["kind"]),
+                escape(str(it["host"])),
+                it["launched"],
+                escape(str(it["state"])),
+                acc,
+            )
         output.out.print(table)

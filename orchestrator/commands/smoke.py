@@ -1,4 +1,5 @@
 """orch smoke HOST."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,11 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from .. import output
-from ..connect import open_transport
-from ..errors import ExitCode, OrchError
-from ..project import Project
-from ..smoke import SmokeContext, Step, as_json, junit_xml, run_checklist
+from orchestrator import output
+from orchestrator.config.project import Project
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs.smoke import SmokeContext, Step, as_json, junit_xml, run_checklist
+from orchestrator.transport.connect import open_transport
 
 MARK = {"passed": "[green]PASS[/]", "failed": "[red]FAIL[/]", "skipped": "[yellow]SKIP[/]"}
 
@@ -22,11 +23,16 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def smoke(
         host: str = typer.Argument(..., metavar="HOST", help="Host to check (`local` for this machine)."),
-        experiment: str = typer.Option("smoke", "--experiment", metavar="EXPERIMENT",
-                                       help="Experiment for the tiny end-to-end run."),
-        set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override an experiment key (repeatable)."),
+        experiment: str = typer.Option(
+            "smoke", "--experiment", metavar="EXPERIMENT", help="Experiment for the tiny end-to-end run."
+        ),
+        set_: List[str] = typer.Option(
+            [], "--set", metavar="KEY=VALUE", help="Override an experiment key (repeatable)."
+        ),
         timeout: float = typer.Option(600.0, "--timeout", metavar="SECONDS", help="Seconds to wait for the tiny run."),
-        junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Write JUnit XML (one test case per step)."),
+        junit: Optional[Path] = typer.Option(
+            None, "--junit", metavar="FILE", help="Write JUnit XML (one test case per step)."
+        ),
         as_json_: bool = typer.Option(False, "--json", help="Print JSON for scripts instead of the checklist."),
         trust_new_host_key: bool = typer.Option(False, "--trust-new-host-key", help="Record an unknown host key."),
         quiet: bool = output.quiet_option(),
@@ -54,8 +60,10 @@ def register(app: typer.Typer) -> None:
                 status.stop()
             if not as_json_:
                 # The detail quotes the host (errors, GPU names): text, not markup.
-                out.print(f"  {MARK[step.status]} {escape(step.name):<44} {step.seconds:6.1f} s  {escape(step.detail)}",
-                          soft_wrap=True)
+                out.print(
+                    f"  {MARK[step.status]} {escape(step.name):<44} {step.seconds:6.1f} s  {escape(step.detail)}",
+                    soft_wrap=True,
+                )
 
         steps: List[Step] = []
         try:

@@ -10,7 +10,9 @@ A kind module provides
         loss: scalar tensor, mean over the predicted tokens; n_tokens: how many
         (an int, or a 0-dim tensor to spare a host-device sync per batch).
     score_batch(model, input_ids, attention_mask, seeds, score_spec, tokenizer)
-        -> (nll: list[float], tokens: list[int], se: list[float | None])
+        -> (nll: list[float], tokens: list[int], se: list[float | None][, draws: list[list[float]]])
+        draws (kinds that estimate by random draws, i.e. mdlm): each text's per-draw
+        estimates, draw j the same random draw in every class model; nll is their mean.
         Called under torch.inference_mode (and bf16 autocast on CUDA); log-softmax and
         cross-entropy are computed in fp32.  seeds[i] = a stable hash of (text id,
         score.seed), so every class model sees the same random draws for a text.
@@ -31,6 +33,7 @@ The ``classifier`` kind differs: it trains on all classes at once, so its
 Modules are imported lazily, so a kind whose module is missing or broken does not stop
 the others from running.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -8,6 +8,7 @@ The first token is given, not predicted, so
 i.e. the end marker </s> is predicted (it tells the model where the text stops) and
 <s> is not.  The same rule holds for every class model, so differences are exact.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,9 @@ def _token_nll(model, input_ids, attention_mask):
     """
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
     target = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
-    nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
-                          ignore_index=-100, reduction="none")
+    nll = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
+    )
     return nll.view(target.shape)
 
 

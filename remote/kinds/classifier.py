@@ -5,6 +5,7 @@ state of the last non-pad token (``</s>``, which under causal attention has seen
 whole text).  HF init / pretrain checkpoint: AutoModelForSequenceClassification
 (a fresh head on the pretrained body).  Scores are -log p(class | text), one per class.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,9 @@ def build_model(spec, tokenizer, pretrained=None, num_labels: int = 2) -> torch.
         config = gpt2_config(spec, tokenizer, num_labels=num_labels)
         model = from_config(GPT2ForSequenceClassification, config, spec)
     else:
-        model = from_pretrained(AutoModelForSequenceClassification, pretrained, spec, num_labels=num_labels,
-                                ignore_mismatched_sizes=True)
+        model = from_pretrained(
+            AutoModelForSequenceClassification, pretrained, spec, num_labels=num_labels, ignore_mismatched_sizes=True
+        )
     # GPT-2-style heads find the last real token through pad_token_id: it must be a
     # token that never occurs in a text (fit_vocab sets it from the tokenizer).
     fit_vocab(model, tokenizer)

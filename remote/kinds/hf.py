@@ -1,4 +1,5 @@
 """Helpers shared by the kinds built on Hugging Face transformers models (ar, classifier)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -8,7 +9,6 @@ import transformers
 from transformers import GPT2Config
 
 from remote.errors import JobError
-
 
 # transformers renamed from_pretrained's torch_dtype to dtype in 4.56 (hosts may run 4.40+).
 _DTYPE_KW = "dtype" if tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56) else "torch_dtype"

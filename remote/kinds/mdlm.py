@@ -50,6 +50,7 @@ for every class model: every class model is asked about exactly the same masked
 copies (common random numbers), so the class difference is not drowned in sampling
 noise (Li et al. 2023).
 """
+
 from __future__ import annotations
 
 import math
@@ -58,7 +59,12 @@ from typing import List, Optional, Tuple
 import torch
 
 from remote.models import (
-    MaskedLM, build_masked_lm, load_masked_lm, masked_token_nll, model_device, save_masked_lm,
+    MaskedLM,
+    build_masked_lm,
+    load_masked_lm,
+    masked_token_nll,
+    model_device,
+    save_masked_lm,
     sum_masked_nll,
 )
 
@@ -145,7 +151,8 @@ def draw_masks(n: int, draws: int, seed: int, stratify: str) -> Tuple[torch.Tens
 
 
 def score_batch(model: MaskedLM, input_ids, attention_mask, seeds: List[int], score_spec, tokenizer):
-    """NELBO estimate per text: (nll, tokens, se) lists, one entry per row of the batch.
+    """NELBO estimate per text: (nll, tokens, se, draws) lists, one entry per row of the
+    batch; ``draws[i]`` holds text i's K per-draw estimates (nll[i] is their mean).
 
     The K masked copies of the B texts are B*K rows, run through the model
     ``score_spec.batch_size`` rows at a time (the K copies of a text have its length,
@@ -188,4 +195,6 @@ def score_batch(model: MaskedLM, input_ids, attention_mask, seeds: List[int], sc
     se = estimates.std(dim=1, correction=1) / math.sqrt(K) if K > 1 else None
     nll_out = [float(x) for x in mean]
     se_out = [float(x) for x in se] if se is not None else [None] * B
-    return nll_out, [int(n) for n in n_text], se_out
+    # Draw j of a text is the same masked copy in every class model, so the controller
+    # pairs them: the spread of the per-draw class difference is the decision's noise.
+    return nll_out, [int(n) for n in n_text], se_out, estimates.tolist()

@@ -18,6 +18,7 @@ teaches the model to predict tokens it can see, which PLL never asks for but doe
 harm).  Loss = mean cross-entropy over the chosen tokens.  As in scoring, the
 [MASK] logit is -inf: the answer is never [MASK], so no mass is wasted on it.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -25,7 +26,12 @@ from typing import List, Optional, Tuple
 import torch
 
 from remote.models import (
-    MaskedLM, build_masked_lm, load_masked_lm, masked_token_nll, model_device, save_masked_lm,
+    MaskedLM,
+    build_masked_lm,
+    load_masked_lm,
+    masked_token_nll,
+    model_device,
+    save_masked_lm,
     sum_masked_nll,
 )
 

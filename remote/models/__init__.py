@@ -18,6 +18,7 @@ N positions where the boolean ``select`` is true -- whatever sits inside:
 The wrapper also carries what the losses need but ``train_loss`` is not given: the
 mask token id and the ids of the special tokens that are never masked nor scored.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,15 +50,13 @@ def special_token_ids(tokenizer) -> list[int]:
     """
     ids = {
         getattr(tokenizer, name, None)
-        for name in ("pad_token_id", "mask_token_id", "bos_token_id", "eos_token_id",
-                     "cls_token_id", "sep_token_id")
+        for name in ("pad_token_id", "mask_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id")
     }
     return sorted(i for i in ids if i is not None)
 
 
 class MaskedLM(nn.Module):
-    def __init__(self, net: nn.Module, mode: str, mask_token_id: int, special_ids: list[int],
-                 vocab_size: int) -> None:
+    def __init__(self, net: nn.Module, mode: str, mask_token_id: int, special_ids: list[int], vocab_size: int) -> None:
         super().__init__()
         if mode not in ("bidir", "hf-head", "hf", "hf-nomask"):
             raise ValueError(f"unknown masked-LM mode {mode!r}")
@@ -231,8 +230,9 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def sum_masked_nll(model: MaskedLM, lengths: torch.Tensor, build: Callable, batch_size: int,
-                   active: Optional[torch.Tensor] = None) -> torch.Tensor:
+def sum_masked_nll(
+    model: MaskedLM, lengths: torch.Tensor, build: Callable, batch_size: int, active: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Per-row sums of -log p(target | masked input) over R masked copies of texts.
 
     The rows (every masked copy of every text of a scoring batch) are never held in

@@ -24,6 +24,7 @@ Shape of the network (Sahoo et al. 2024, `models/dit.py`, with time conditioning
   memory-efficient kernels on CUDA), or through flash-attn's varlen kernel when that
   package is importable and ``attention`` allows it; flash-attn is never required.
 """
+
 from __future__ import annotations
 
 import math
@@ -123,8 +124,9 @@ class AttnMeta:
             return False
         if _flash_varlen_qkvpacked is None:
             if self.attention == "flash" and not _warned_no_flash:
-                print("bidir: model.attention=flash but flash-attn is not importable;"
-                      " using torch SDPA", file=sys.stderr)
+                print(
+                    "bidir: model.attention=flash but flash-attn is not importable; using torch SDPA", file=sys.stderr
+                )
                 _warned_no_flash = True
             return False
         # flash-attn runs on CUDA in half precision only (bf16 under autocast).
@@ -185,8 +187,12 @@ class SelfAttention(nn.Module):
             y = _flash_attention(q, k, v, meta.varlen, dropout_p)
         else:  # SDPA wants [B, H, L, D]
             y = F.scaled_dot_product_attention(
-                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                attn_mask=meta.sdpa_mask, dropout_p=dropout_p, is_causal=False,
+                q.transpose(1, 2),
+                k.transpose(1, 2),
+                v.transpose(1, 2),
+                attn_mask=meta.sdpa_mask,
+                dropout_p=dropout_p,
+                is_causal=False,
             ).transpose(1, 2)
         return self.proj(y.reshape(B, L, C))
 

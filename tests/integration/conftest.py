@@ -3,6 +3,7 @@
 Works as root (CI) and as a normal user (a laptop): as a normal user sshd runs without
 privilege separation and only that user can log in, which is all we need.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -14,17 +15,26 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 import testprocs
 import timing
 import yaml
 
-from remote.hostctl import tmux_socket
+from remote.backends.tmux import tmux_socket
 
 REPO = Path(__file__).resolve().parents[2]
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test here starts a real sshd and drives the real CLI (seconds to minutes):
+    all are `slow`, so `pytest -m "not slow"` is the quick inner loop."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.slow)
 
 
 def _free_port() -> int:
@@ -51,6 +61,12 @@ class Sshd:
     def logins(self) -> int:
         return self.log.read_text(errors="replace").count("Accepted publickey")
 
+    def sessions(self, kind: str = "command") -> int:
+        """Channels sshd started so far, of KIND: "command" (an exec: a remote command or
+        an rsync transfer) or "subsystem 'sftp'".  LogLevel VERBOSE logs one
+        "Starting session: KIND ..." line for each."""
+        return self.log.read_text(errors="replace").count(f"Starting session: {kind} ")
+
     def known_hosts_line(self) -> str:
         return f"[127.0.0.1]:{self.port} {self.host_key_pub}\n"
 
@@ -73,7 +89,8 @@ class Sshd:
         testprocs.terminate([pid] + [int(c) for c in children])
 
 
-def start_sshd(root: Path) -> Sshd:
+def start_sshd(root: Path, extra_config: Sequence[str] = ()) -> Sshd:
+    """``extra_config``: more sshd_config lines (the Slurm test bed's `SetEnv SLURM_CONF=...`)."""
     _need(SSHD)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -86,10 +103,21 @@ def start_sshd(root: Path) -> Sshd:
     port = _free_port()
     log, pid_file, cfg = root / "sshd.log", root / "sshd.pid", root / "sshd_config"
     lines = [
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {pid_file}",
-        f"AuthorizedKeysFile {auth}", "PubkeyAuthentication yes", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp",
-        "LogLevel VERBOSE", "MaxStartups 50", "MaxSessions 50",
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {host_key}",
+        f"PidFile {pid_file}",
+        f"AuthorizedKeysFile {auth}",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "Subsystem sftp internal-sftp",
+        "LogLevel VERBOSE",
+        "MaxStartups 50",
+        "MaxSessions 50",
+        *extra_config,
     ]
     if os.geteuid() == 0:
         lines.append("PermitRootLogin prohibit-password")
@@ -97,7 +125,7 @@ def start_sshd(root: Path) -> Sshd:
     cfg.write_text("\n".join(lines) + "\n")
     subprocess.run([SSHD, "-t", "-f", str(cfg)], check=True)
     subprocess.run([SSHD, "-f", str(cfg), "-E", str(log)], check=True)
-    pub = (Path(str(host_key) + ".pub").read_text().split())
+    pub = Path(str(host_key) + ".pub").read_text().split()
     known = root / "known_hosts"
     server = Sshd(port, root, f"{pub[0]} {pub[1]}", client_key, known, log, pid_file)
     known.write_text(server.known_hosts_line())
@@ -131,16 +159,29 @@ class OrchProject:
 
     def orch(self, *args: str, timeout: float = 300, check: bool = False, input: Optional[str] = None):
         """Run the real CLI; ``timeout`` (idle-machine seconds, stretched by the load) only catches hangs."""
-        proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, timeout=timing.scaled(timeout), input=input)
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timing.scaled(timeout),
+            input=input,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"orch {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=_ctrl_c_reaches_it)
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_ctrl_c_reaches_it,
+        )
 
     def start(self, *args: str) -> "Running":
         """The real CLI in the background, its output read as it comes (see Running.wait_for)."""
@@ -148,9 +189,13 @@ class OrchProject:
 
     def write_host(self, name: str = "testhost", **overrides) -> Path:
         data = {
-            "hostname": "127.0.0.1", "port": self.sshd.port, "user": getpass.getuser(),
-            "identity_file": str(self.sshd.client_key), "known_hosts_file": str(self.sshd.known_hosts),
-            "workdir": str(self.remote_root), "python": sys.executable,
+            "hostname": "127.0.0.1",
+            "port": self.sshd.port,
+            "user": getpass.getuser(),
+            "identity_file": str(self.sshd.client_key),
+            "known_hosts_file": str(self.sshd.known_hosts),
+            "workdir": str(self.remote_root),
+            "python": sys.executable,
             "connect_timeout": round(timing.scaled(5), 1),  # a busy machine is slow to answer too
         }
         data.update(overrides)
@@ -199,8 +244,10 @@ class Running:
         self.out: List[str] = []
         self.err: List[str] = []
         self._changed = threading.Condition()
-        self._readers = [threading.Thread(target=self._read, args=(stream, sink), daemon=True)
-                         for stream, sink in ((proc.stdout, self.out), (proc.stderr, self.err))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+            for stream, sink in ((proc.stdout, self.out), (proc.stderr, self.err))
+        ]
         for t in self._readers:
             t.start()
 
@@ -226,8 +273,9 @@ class Running:
         with self._changed:
             while text not in self.stdout + self.stderr:
                 if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
-                    raise AssertionError(f"orch ended ({self.proc.returncode}) without printing {text!r}:\n"
-                                         f"{self.stdout}\n{self.stderr}")
+                    raise AssertionError(
+                        f"orch ended ({self.proc.returncode}) without printing {text!r}:\n{self.stdout}\n{self.stderr}"
+                    )
                 left = deadline - time.time()
                 if left <= 0:
                     raise AssertionError(f"orch printed no {text!r} in time:\n{self.stdout}\n{self.stderr}")

@@ -1,4 +1,5 @@
 """Helpers for the hostile-input tests: a project fixture that leaves no process behind."""
+
 from __future__ import annotations
 
 import os

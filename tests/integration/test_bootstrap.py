@@ -9,6 +9,7 @@ The Miniconda step runs against a LOCAL FAKE INSTALLER built by the test, with t
 command-line contract as the real Miniconda3-*.sh (`-b` batch, `-u` update, `-p PREFIX`),
 served from a file:// URL with its sha256: the real download cannot be reached from CI.
 """
+
 import hashlib
 import importlib.util
 import json
@@ -60,8 +61,9 @@ def _host_python_bin(tmp_path) -> str:
     folder = tmp_path / "host-python"
     folder.mkdir(exist_ok=True)
     shim = folder / "python3"
-    shim.write_text(HOST_PYTHON_SHIM.replace("__REAL__", sys.executable)
-                    .replace("__SITE__", sysconfig.get_paths()["purelib"]))
+    shim.write_text(
+        HOST_PYTHON_SHIM.replace("__REAL__", sys.executable).replace("__SITE__", sysconfig.get_paths()["purelib"])
+    )
     shim.chmod(0o755)
     return str(folder)
 
@@ -117,8 +119,10 @@ def test_dry_run_shows_the_h200_plan_and_changes_nothing(ssh_project, tmp_path):
 
 def _base_python_without_torch():
     """A base interpreter (not a venv) that can make venvs and has no torch, or None."""
-    probe = ("import sys, importlib.util as u, ensurepip, venv; "
-             "sys.exit(0 if sys.prefix == sys.base_prefix and u.find_spec('torch') is None else 1)")
+    probe = (
+        "import sys, importlib.util as u, ensurepip, venv; "
+        "sys.exit(0 if sys.prefix == sys.base_prefix and u.find_spec('torch') is None else 1)"
+    )
     for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
         if os.path.exists(candidate) and subprocess.run([candidate, "-c", probe], capture_output=True).returncode == 0:
             return candidate
@@ -183,11 +187,11 @@ def test_bootstrap_venv_then_nothing_to_do(ssh_project, tmp_path):
     assert "nothing to do" in again.stderr
     assert p.sshd.logins() == logins + 1
 
-    # `orch hosts show` (the lead wires show_host to it): the recorded facts and environment.
+    # what `orch hosts show` prints: the recorded facts and environment.
     from rich.console import Console
 
-    from orchestrator.commands.bootstrap import show_host
-    from orchestrator.project import Project
+    from orchestrator.commands.hosts import show_host
+    from orchestrator.config.project import Project
 
     console = Console(record=True, width=200)
     show_host(Project(p.root), "testhost", console)
@@ -202,9 +206,18 @@ def test_two_bootstraps_of_one_host_do_not_run_at_once(ssh_project, tmp_path):
     p = ssh_project
     _host_with_h200_shims(p, tmp_path)
     wheel = _tiny_wheel(tmp_path)
-    _write_env(p, "slowpkg", {"manager": "venv", "python": "system", "system_site_packages": True,
-                              "torch": {"version": "preinstalled"}, "flash_attn": {"wanted": False},
-                              "packages": [str(wheel)]})
+    _write_env(
+        p,
+        "slowpkg",
+        {
+            "manager": "venv",
+            "python": "system",
+            "system_site_packages": True,
+            "torch": {"version": "preinstalled"},
+            "flash_attn": {"wanted": False},
+            "packages": [str(wheel)],
+        },
+    )
     lock = p.remote_root / "bootstrap" / "lock"
     first = p.popen("bootstrap", "testhost", "--env", "slowpkg")
     try:
@@ -226,12 +239,13 @@ def test_two_bootstraps_of_one_host_do_not_run_at_once(ssh_project, tmp_path):
     assert not lock.exists()  # released when done
 
     # A holder that died without releasing: refused while fresh, taken with --break-lock.
-    from orchestrator import hostlock
-    from orchestrator.hosts import HostConfig
-    from orchestrator.transport import LocalTransport
+    from orchestrator.config.hosts import HostConfig
+    from orchestrator.provision import hostlock
+    from orchestrator.transport.base import LocalTransport
 
-    dead = hostlock.HostLock(LocalTransport(HostConfig(name="local", workdir=str(p.remote_root))), str(lock),
-                             "laptop", "orch bootstrap")
+    dead = hostlock.HostLock(
+        LocalTransport(HostConfig(name="local", workdir=str(p.remote_root))), str(lock), "laptop", "orch bootstrap"
+    )
     dead.acquire()
     refused = p.orch("bootstrap", "testhost", "--env", "slowpkg", "--force", "packages", timeout=120)
     assert refused.returncode == 8 and "--break-lock" in refused.stderr
@@ -250,7 +264,9 @@ def _tiny_wheel(folder: Path) -> Path:
     files = {
         "orchtestpkg/__init__.py": "VALUE = 42\n",
         "orchtestpkg-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: orchtestpkg\nVersion: 0.1\n",
-        "orchtestpkg-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: orch-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "orchtestpkg-0.1.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: orch-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     record = "".join(f"{name},,\n" for name in files) + "orchtestpkg-0.1.dist-info/RECORD,,\n"
     with zipfile.ZipFile(path, "w") as z:
@@ -267,9 +283,18 @@ def test_failed_step_is_diagnosed_then_resumed_and_force_redoes_one_step(ssh_pro
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     wheel = wheels / "orchtestpkg-0.1-py3-none-any.whl"  # does not exist yet: the packages step fails
-    _write_env(p, "resume", {"manager": "venv", "python": "system", "system_site_packages": True,
-                             "torch": {"version": "preinstalled"}, "flash_attn": {"wanted": False},
-                             "packages": [str(wheel)]})
+    _write_env(
+        p,
+        "resume",
+        {
+            "manager": "venv",
+            "python": "system",
+            "system_site_packages": True,
+            "torch": {"version": "preinstalled"},
+            "flash_attn": {"wanted": False},
+            "packages": [str(wheel)],
+        },
+    )
     first = p.orch("bootstrap", "testhost", "--env", "resume", timeout=240)
     assert first.returncode == 7, first.stdout + first.stderr  # ExitCode.REMOTE
     assert "bootstrap step packages failed on testhost" in first.stderr
@@ -344,9 +369,18 @@ def test_miniconda_step_with_a_local_fake_installer(ssh_project, tmp_path):
     real_python = _host_python(_host_python_bin(tmp_path)) if IN_VENV else os.path.realpath(sys.executable)
     installer.write_text(FAKE_INSTALLER.replace("__REALPY__", real_python))
     sha = hashlib.sha256(installer.read_bytes()).hexdigest()
-    _write_env(p, "conda-fake", {"manager": "conda", "python": "3.11", "torch": {"version": "preinstalled"},
-                                 "flash_attn": {"wanted": False}, "packages": [],
-                                 "conda": {"installer_url": installer.as_uri(), "installer_sha256": sha}})
+    _write_env(
+        p,
+        "conda-fake",
+        {
+            "manager": "conda",
+            "python": "3.11",
+            "torch": {"version": "preinstalled"},
+            "flash_attn": {"wanted": False},
+            "packages": [],
+            "conda": {"installer_url": installer.as_uri(), "installer_sha256": sha},
+        },
+    )
     bashrc = Path.home() / ".bashrc"
     bashrc_before = bashrc.read_bytes() if bashrc.exists() else None
 
@@ -365,7 +399,9 @@ def test_miniconda_step_with_a_local_fake_installer(ssh_project, tmp_path):
     assert f"create -y -p {p.remote_root}/envs/conda-fake python=3.11 pip" in calls
     assert "init" not in calls.split()  # never `conda init`: rc files are not touched
     assert (prefix / "tos-accepted.txt").read_text().split() == [
-        "https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r"]
+        "https://repo.anaconda.com/pkgs/main",
+        "https://repo.anaconda.com/pkgs/r",
+    ]
     assert (bashrc.read_bytes() if bashrc.exists() else None) == bashrc_before
     assert _configured_python(p) == str(p.remote_root / "envs" / "conda-fake" / "bin" / "python")
 
@@ -376,9 +412,24 @@ def test_miniconda_step_with_a_local_fake_installer(ssh_project, tmp_path):
 def test_install_conda_refuses_a_bad_checksum(tmp_path):
     installer = tmp_path / "Miniforge3-Linux-x86_64.sh"
     installer.write_text("#!/bin/bash\necho should-not-run\n")
-    proc = subprocess.run(["bash", str(REPO / "bootstrap" / "install_conda.sh"), "--flavor", "miniforge",
-                           "--prefix", str(tmp_path / "mf"), "--url", installer.as_uri(), "--sha256", "0" * 64,
-                           "--download-dir", str(tmp_path / "dl")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO / "bootstrap" / "install_conda.sh"),
+            "--flavor",
+            "miniforge",
+            "--prefix",
+            str(tmp_path / "mf"),
+            "--url",
+            installer.as_uri(),
+            "--sha256",
+            "0" * 64,
+            "--download-dir",
+            str(tmp_path / "dl"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 5 and "sha256 mismatch" in proc.stderr and "should-not-run" not in proc.stdout
     assert not (tmp_path / "mf").exists()
 
@@ -391,9 +442,19 @@ def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tm
     p = ssh_project
     _host_with_h200_shims(p, tmp_path)
     missing = tmp_path / "orchtestpkg-0.1-py3-none-any.whl"
-    _write_env(p, "slow", {"manager": "venv", "python": "system", "system_site_packages": True,
-                           "torch": {"version": "preinstalled"}, "flash_attn": {"wanted": False},
-                           "packages": [str(missing)], "timeouts": {"install": 1.0}})
+    _write_env(
+        p,
+        "slow",
+        {
+            "manager": "venv",
+            "python": "system",
+            "system_site_packages": True,
+            "torch": {"version": "preinstalled"},
+            "flash_attn": {"wanted": False},
+            "packages": [str(missing)],
+            "timeouts": {"install": 1.0},
+        },
+    )
     assert p.orch("bootstrap", "testhost", "--env", "slow", timeout=240).returncode == 7  # packages fails
     plan = json.loads(p.orch("bootstrap", "testhost", "--env", "slow", "--dry-run", "--json", check=True).stdout)
     step = next(s for s in plan["plan"]["steps"] if s["name"] == "packages")
@@ -403,12 +464,24 @@ def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tm
 
     def start(release: Path):
         """A step that runs until the test creates ``release`` (at most 10 minutes)."""
-        body = (f"echo slow-step-begins; for i in $(seq 3000); do [ -e {shlex.quote(str(release))} ] && break; "
-                "sleep 0.2; done; echo slow-step-done")
-        inner = ["bash", str(work / "bootstrap" / "scripts" / "run_step.sh"), "packages", step["fingerprint"], logs,
-                 "--", "bash", "-c", body]
-        subprocess.run(["tmux", "-S", sock, "new-session", "-d", "-s", "orch-bootstrap-packages", shlex.join(inner)],
-                       check=True)
+        body = (
+            f"echo slow-step-begins; for i in $(seq 3000); do [ -e {shlex.quote(str(release))} ] && break; "
+            "sleep 0.2; done; echo slow-step-done"
+        )
+        inner = [
+            "bash",
+            str(work / "bootstrap" / "scripts" / "run_step.sh"),
+            "packages",
+            step["fingerprint"],
+            logs,
+            "--",
+            "bash",
+            "-c",
+            body,
+        ]
+        subprocess.run(
+            ["tmux", "-S", sock, "new-session", "-d", "-s", "orch-bootstrap-packages", shlex.join(inner)], check=True
+        )
 
     # 1. reattach: the step finishes while we follow it; then verify runs.
     release = tmp_path / "release-step"
@@ -423,12 +496,28 @@ def test_a_detached_step_is_reattached_and_times_out_with_a_hint(ssh_project, tm
     assert "slow-step-done" in follow.stderr and "complete (packages, verify)" in follow.stderr
 
     # 2. timeout (timeouts.install: 0.1 minutes): the controller gives up, the step keeps running.
-    _write_env(p, "slow", {"manager": "venv", "python": "system", "system_site_packages": True,
-                           "torch": {"version": "preinstalled"}, "flash_attn": {"wanted": False},
-                           "packages": [str(missing)], "timeouts": {"install": 0.1}})
-    step = next(s for s in json.loads(p.orch("bootstrap", "testhost", "--env", "slow", "--force", "packages",
-                                             "--dry-run", "--json", check=True).stdout)["plan"]["steps"]
-                if s["name"] == "packages")
+    _write_env(
+        p,
+        "slow",
+        {
+            "manager": "venv",
+            "python": "system",
+            "system_site_packages": True,
+            "torch": {"version": "preinstalled"},
+            "flash_attn": {"wanted": False},
+            "packages": [str(missing)],
+            "timeouts": {"install": 0.1},
+        },
+    )
+    step = next(
+        s
+        for s in json.loads(
+            p.orch(
+                "bootstrap", "testhost", "--env", "slow", "--force", "packages", "--dry-run", "--json", check=True
+            ).stdout
+        )["plan"]["steps"]
+        if s["name"] == "packages"
+    )
     start(tmp_path / "never-released")
     try:
         proc = p.orch("bootstrap", "testhost", "--env", "slow", timeout=240)
@@ -468,32 +557,62 @@ def _fake_env(tmp_path, facts: str) -> Path:
 
 
 def test_build_script_takes_the_wheel_for_the_real_abi(tmp_path):
-    from orchestrator import flashattn
+    from orchestrator.provision import flashattn
 
     py = _fake_env(tmp_path, "2.2.2 12.1 TRUE cp39 x86_64")  # a torch built with the new ABI
     wheel = flashattn.wheel_name("2.5.6", "122", "2.2", False, "3.9", "x86_64")
-    proc = subprocess.run(["bash", str(REPO / "bootstrap" / "build_flash_attn.sh"), "--python", str(py),
-                           "--version", "2.5.6", "--wheel-url", flashattn.wheel_url("2.5.6", wheel), "--wheel", wheel],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO / "bootstrap" / "build_flash_attn.sh"),
+            "--python",
+            str(py),
+            "--version",
+            "2.5.6",
+            "--wheel-url",
+            flashattn.wheel_url("2.5.6", wheel),
+            "--wheel",
+            wheel,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "taking that wheel instead" in proc.stdout and "imports ok" in proc.stdout
     calls = (py.parent / "pip-calls.log").read_text().splitlines()
     assert calls[0].startswith("-m pip install packaging psutil ninja einops")
-    assert calls[-1] == ("-m pip install --no-deps --no-cache-dir https://github.com/Dao-AILab/flash-attention/"
-                         "releases/download/v2.5.6/flash_attn-2.5.6+cu122torch2.2cxx11abiTRUE-cp39-cp39-linux_x86_64.whl")
+    assert calls[-1] == (
+        "-m pip install --no-deps --no-cache-dir https://github.com/Dao-AILab/flash-attention/"
+        "releases/download/v2.5.6/flash_attn-2.5.6+cu122torch2.2cxx11abiTRUE-cp39-cp39-linux_x86_64.whl"
+    )
 
 
 def test_build_script_refuses_an_nvcc_of_another_major(tmp_path):
-    from orchestrator import flashattn
+    from orchestrator.provision import flashattn
 
     py = _fake_env(tmp_path, "2.4.1 12.1 FALSE cp311 x86_64")
     cuda = tmp_path / "cuda"
     (cuda / "bin").mkdir(parents=True)
-    (cuda / "bin" / "nvcc").write_text("#!/bin/bash\ncat " + shlex.quote(str(hostfixtures.FIXTURES / "nvcc-version.txt")) + "\n")
+    (cuda / "bin" / "nvcc").write_text(
+        "#!/bin/bash\ncat " + shlex.quote(str(hostfixtures.FIXTURES / "nvcc-version.txt")) + "\n"
+    )
     (cuda / "bin" / "nvcc").chmod(0o755)
-    proc = subprocess.run(["bash", str(REPO / "bootstrap" / "build_flash_attn.sh"), "--python", str(py),
-                           "--version", "2.6.3", "--source", "--cuda-home", str(cuda)],
-                          capture_output=True, text=True, env=dict(os.environ, MAX_JOBS="2"))
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO / "bootstrap" / "build_flash_attn.sh"),
+            "--python",
+            str(py),
+            "--version",
+            "2.6.3",
+            "--source",
+            "--cuda-home",
+            str(cuda),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, MAX_JOBS="2"),
+    )
     assert proc.returncode == 7
     found = flashattn.diagnose_log(proc.stdout + proc.stderr, proc.returncode)
     assert found and found[0][0] == "nvcc/torch CUDA mismatch: nvcc 13.0 vs torch built with CUDA 12.1"

@@ -2,6 +2,7 @@
 internet): a small archive with the aclImdb v1 layout, built here, stands for the release.
 Full download, resume after a dropped connection and across runs, a bad checksum and an
 unsafe archive refused, and the IMDB experiments reading the result as shipped."""
+
 from __future__ import annotations
 
 import gzip
@@ -31,6 +32,7 @@ def build_archive(path: Path, extra: Optional[List[tarfile.TarInfo]] = None) -> 
     """A gzipped tar with the release's layout and file names (<n>_<rating>.txt)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+
         def add(name: str, data: Optional[bytes] = None) -> None:
             info = tarfile.TarInfo(name)
             if data is None:
@@ -95,7 +97,7 @@ class Server:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if outer.cut_next_after is not None:
-                    body, outer.cut_next_after = body[:outer.cut_next_after], None
+                    body, outer.cut_next_after = body[: outer.cut_next_after], None
                     self.wfile.write(body)
                     self.wfile.flush()
                     self.connection.shutdown(2)  # the connection drops mid-file
@@ -136,22 +138,38 @@ def test_get_downloads_verifies_and_writes_the_three_splits(ssh_project, archive
     p, server = ssh_project, archive_server
     proc = get(p, server, "--sha256", server.sha256)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.splitlines() == ["data/imdb/train.jsonl.gz  6 reviews", "data/imdb/test.jsonl.gz  5 reviews",
-                                        "data/imdb/unsup.jsonl.gz  2 reviews"]
+    assert proc.stdout.splitlines() == [
+        "data/imdb/train.jsonl.gz  6 reviews",
+        "data/imdb/test.jsonl.gz  5 reviews",
+        "data/imdb/unsup.jsonl.gz  2 reviews",
+    ]
     assert "sha256 ok" in proc.stderr and "Traceback" not in proc.stderr
     out = p.root / "data" / "imdb"
     train = read_jsonl_gz(out / "train.jsonl.gz")
     # neg before pos, by review number; the text as in the file (markup and all)
-    assert [r["id"] for r in train] == ["train/neg/0_3", "train/neg/1_1", "train/neg/10_2",
-                                        "train/pos/0_9", "train/pos/1_7", "train/pos/2_10"]
+    assert [r["id"] for r in train] == [
+        "train/neg/0_3",
+        "train/neg/1_1",
+        "train/neg/10_2",
+        "train/pos/0_9",
+        "train/pos/1_7",
+        "train/pos/2_10",
+    ]
     assert train[0] == {"id": "train/neg/0_3", "text": "Dull.<br /><br />Really dull.", "label": 0, "rating": 3}
     assert train[3]["text"] == "Great fun — a café scene!" and train[3]["label"] == 1
     raw = gzip.open(out / "train.jsonl.gz").read().decode("utf-8")
     assert "café" in raw and "\\u0010" in raw  # as the shared files: UTF-8 kept, control characters escaped
     assert [r["id"] for r in read_jsonl_gz(out / "test.jsonl.gz")] == [
-        "test/neg/0_2", "test/neg/1_4", "test/pos/0_8", "test/pos/1_10", "test/pos/2_7"]
-    assert read_jsonl_gz(out / "unsup.jsonl.gz") == [{"id": "train/unsup/0_0", "text": "Watched it on Tuesday."},
-                                                     {"id": "train/unsup/1_0", "text": "My cousin liked it."}]
+        "test/neg/0_2",
+        "test/neg/1_4",
+        "test/pos/0_8",
+        "test/pos/1_10",
+        "test/pos/2_7",
+    ]
+    assert read_jsonl_gz(out / "unsup.jsonl.gz") == [
+        {"id": "train/unsup/0_0", "text": "Watched it on Tuesday."},
+        {"id": "train/unsup/1_0", "text": "My cousin liked it."},
+    ]
     source = json.loads((out / "SOURCE.json").read_text())
     assert source["sha256"] == server.sha256 and source["counts"] == {"train": 6, "test": 5, "unsup": 2}
     assert (p.root / "data" / "downloads" / "aclImdb_v1.tar.gz").read_bytes() == server.data
@@ -204,13 +222,16 @@ def _member(name: str, kind=tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
     return info
 
 
-@pytest.mark.parametrize("bad, words", [
-    (_member("aclImdb/../evil.txt"), "points outside the archive's folder"),
-    (_member("/tmp/evil.txt"), "points outside the archive's folder"),
-    (_member("aclImdb/train/pos/3_8.txt", tarfile.SYMTYPE, "/etc/passwd"), "is a link"),
-    (_member("aclImdb/train/pos/4_8.txt", tarfile.LNKTYPE, "aclImdb/README"), "is a link"),
-    (_member("aclImdb/train/extra.sh"), "unexpected member 'aclImdb/train/extra.sh'"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (_member("aclImdb/../evil.txt"), "points outside the archive's folder"),
+        (_member("/tmp/evil.txt"), "points outside the archive's folder"),
+        (_member("aclImdb/train/pos/3_8.txt", tarfile.SYMTYPE, "/etc/passwd"), "is a link"),
+        (_member("aclImdb/train/pos/4_8.txt", tarfile.LNKTYPE, "aclImdb/README"), "is a link"),
+        (_member("aclImdb/train/extra.sh"), "unexpected member 'aclImdb/train/extra.sh'"),
+    ],
+)
 def test_an_unsafe_or_unexpected_archive_is_refused_and_nothing_is_written(ssh_project, tmp_path, bad, words):
     p = ssh_project
     data = build_archive(tmp_path / "evil.tar.gz", extra=[bad])
@@ -232,33 +253,66 @@ def test_the_imdb_experiments_read_the_files_as_shipped_and_test_on_the_test_spl
     assert "`orch data get imdb` downloads it" in missing.stderr
     assert get(p, server, "--sha256", server.sha256).returncode == 0
 
-    from orchestrator import experiments, staging
-    from orchestrator.project import Project
+    from orchestrator.config import experiments
+    from orchestrator.config.project import Project
+    from orchestrator.runs import staging
 
     for name in ("imdb-scratch-ar", "imdb-scratch-mdlm"):
         exp, _ = experiments.load(Project(p.root), name)
         files = staging.local_data_files(exp, p.root)
         assert {k: v.relative_to(p.root).as_posix() for k, v in files.items()} == {
-            "path": "data/imdb/train.jsonl.gz", "test_path": "data/imdb/test.jsonl.gz",
-            "unlabelled_path": "data/imdb/unsup.jsonl.gz"}
+            "path": "data/imdb/train.jsonl.gz",
+            "test_path": "data/imdb/test.jsonl.gz",
+            "unlabelled_path": "data/imdb/unsup.jsonl.gz",
+        }
 
     # The shipped recipe, shrunk to seconds on a CPU: pretrain on unsup + train, one job a
     # class, scored on the official test split (every test review, ids test/...).
-    tiny = ["--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "model.n_head=2",
-            "--set", "model.max_len=32", "--set", "model.vocab_size=300", "--set", "pretrain.epochs=1",
-            "--set", "pretrain.batch_size=4", "--set", "train.epochs=1", "--set", "train.batch_size=2",
-            "--set", "eval.min_accuracy=0"]
-    proc = p.orch("run", "imdb-scratch-ar", "--host", "local", "--name", "imdb-tiny", "--wait", "--json", *tiny,
-                  timeout=600)
+    tiny = [
+        "--set",
+        "model.n_layer=1",
+        "--set",
+        "model.n_embd=32",
+        "--set",
+        "model.n_head=2",
+        "--set",
+        "model.max_len=32",
+        "--set",
+        "model.vocab_size=300",
+        "--set",
+        "pretrain.epochs=1",
+        "--set",
+        "pretrain.batch_size=4",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        "eval.min_accuracy=0",
+    ]
+    proc = p.orch(
+        "run", "imdb-scratch-ar", "--host", "local", "--name", "imdb-tiny", "--wait", "--json", *tiny, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     metrics = json.loads((p.run_dir("imdb-tiny") / "metrics.json").read_text())
     assert metrics["n"] == 5
     scores = (p.run_dir("imdb-tiny") / "jobs" / "neg" / "scores.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["id"] for line in scores) == [
-        "test/neg/0_2", "test/neg/1_4", "test/pos/0_8", "test/pos/1_10", "test/pos/2_7"]
+        "test/neg/0_2",
+        "test/neg/1_4",
+        "test/pos/0_8",
+        "test/pos/1_10",
+        "test/pos/2_7",
+    ]
 
     # The benchmark machine's copy of the train and unsup files still works, with a seeded split.
-    shared = ["--set", "data.path=data/imdb/train.jsonl.gz", "--set", "data.test_path=", "--set",
-              "data.unlabelled_path=data/imdb/unsup.jsonl.gz"]
+    shared = [
+        "--set",
+        "data.path=data/imdb/train.jsonl.gz",
+        "--set",
+        "data.test_path=",
+        "--set",
+        "data.unlabelled_path=data/imdb/unsup.jsonl.gz",
+    ]
     exp, _ = experiments.load(Project(p.root), "imdb-scratch-ar", [s for s in shared if s != "--set"])
     assert exp.data.test_path == "" and 0 < exp.data.test_fraction < 1

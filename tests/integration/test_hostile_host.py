@@ -12,6 +12,7 @@ One finished run (`base`, the bundled `smoke` experiment, 10 steps) is made per 
 and cloned under a fresh id for each test (the host's run folder and the local record
 right after launch), so the tests cost one training, not one each.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,7 +22,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -43,7 +43,7 @@ MARKUP = "[bold]loud[/] [link=https://evil.example]click[/link] [/] [red]"
 def stop_host_processes(workdir: Path) -> None:
     """Stop the tmux server of a test host's workdir and every job process started from it
     (found by the test's own unique path, then ended by pid)."""
-    from remote.hostctl import tmux_socket
+    from remote.backends.tmux import tmux_socket
 
     subprocess.run(["tmux", "-S", tmux_socket(str(workdir)), "kill-server"], capture_output=True)
     deadline = time.time() + 30
@@ -130,8 +130,19 @@ def base(sshd, tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     p = make_project(root / "project", root / "hostwork", sshd)
     try:
-        p.orch("run", "smoke", "--host", "testhost", "--name", "base", "--set", "train.steps=10",
-               "--set", "train.log_every=5", check=True)
+        p.orch(
+            "run",
+            "smoke",
+            "--host",
+            "testhost",
+            "--name",
+            "base",
+            "--set",
+            "train.steps=10",
+            "--set",
+            "train.log_every=5",
+            check=True,
+        )
         pristine = root / "pristine"
         shutil.copytree(p.run_dir("base"), pristine)
         assert [j["state"] for j in p.wait_state("base")] == ["done", "done"]
@@ -290,16 +301,23 @@ INCOMPLETE = {
     "truncated, manifest to match": (lambda h: rewrite_scores(h.job("class-0"), _drop_last), "1 of 120"),
     "truncated, n_test to match": (lambda h: rewrite_scores(h.job("class-0"), _drop_last, n_test=119), "n_test"),
     "scores.jsonl left out of the manifest": (
-        lambda h: _edit_manifest(h.job("class-1"), lambda m: m.update(files={})), "does not list scores.jsonl"),
+        lambda h: _edit_manifest(h.job("class-1"), lambda m: m.update(files={})),
+        "does not list scores.jsonl",
+    ),
     "one id swapped for another": (lambda h: rewrite_scores(h.job("class-1"), _rename_last), "forged/other"),
     "a duplicate row for a missing one": (lambda h: rewrite_scores(h.job("class-0"), _dup_first), "more than once"),
     "manifest is a list": (lambda h: (h.job("class-0") / "manifest.json").write_text("[1]"), "manifest.json"),
-    "manifest files is a list": (lambda h: _edit_manifest(h.job("class-0"), lambda m: m.update(files=[1])),
-                                 "manifest.json"),
+    "manifest files is a list": (
+        lambda h: _edit_manifest(h.job("class-0"), lambda m: m.update(files=[1])),
+        "manifest.json",
+    ),
     "n_test a string": (lambda h: _edit_manifest(h.job("class-1"), lambda m: m.update(n_test="120")), "n_test"),
     "manifest lists a path outside the job": (
-        lambda h: _edit_manifest(h.job("class-0"), lambda m: m["files"].update({"../../../x": {"size": 1, "sha256": "0"}})),
-        "../../../x"),
+        lambda h: _edit_manifest(
+            h.job("class-0"), lambda m: m["files"].update({"../../../x": {"size": 1, "sha256": "0"}})
+        ),
+        "../../../x",
+    ),
 }
 
 
@@ -356,8 +374,13 @@ def test_bad_host_documents_make_the_job_unknown_not_a_traceback(hostile, case):
     assert as_json.returncode == 0, as_json.stderr
     jobs = {j["name"]: j for j in json.loads(as_json.stdout)["jobs"]}
     assert jobs["class-0"]["state"] == "unknown" and jobs["class-1"]["state"] == "done"
-    for args in (("logs", h.run, "class-0", "-f"), ("fetch-results", h.run), ("run", "smoke", "--resume", h.run),
-                 ("runs",), ("cancel", h.run, "class-1")):
+    for args in (
+        ("logs", h.run, "class-0", "-f"),
+        ("fetch-results", h.run),
+        ("run", "smoke", "--resume", h.run),
+        ("runs",),
+        ("cancel", h.run, "class-1"),
+    ):
         proc = h.orch(*args, timeout=60)
         no_traceback(proc)
         assert proc.returncode in (0, 8), (args, proc.stderr)
@@ -366,8 +389,8 @@ def test_bad_host_documents_make_the_job_unknown_not_a_traceback(hostile, case):
 BAD_REPLIES = {
     # what the host helper prints instead of its JSON reply -> words in the message
     "a list": ("print('[1]')", "expected a JSON object"),
-    "jobs a string": ("print('{\"exists\": true, \"jobs\": \"x\"}')", "jobs"),
-    "a job without a name": ("print('{\"exists\": true, \"now\": 1, \"jobs\": [{\"name\": 5}]}')", "name"),
+    "jobs a string": ('print(\'{"exists": true, "jobs": "x"}\')', "jobs"),
+    "a job without a name": ('print(\'{"exists": true, "now": 1, "jobs": [{"name": 5}]}\')', "name"),
     "40 MB of output": ("import sys\nfor _ in range(40):\n    sys.stdout.write('x' * (1 << 20))", "MB"),
 }
 
@@ -416,8 +439,19 @@ def test_markup_in_host_text_and_set_values_prints_literally(hostile, base):
     assert "exp[bold]x[/]" in runs.stdout
 
     # A user's --set value reaches the host and comes back in a failure reason.
-    launched = p.orch("run", "smoke", "--host", "testhost", "--name", "mk", "--set", "model.init=ckpts/[/best]",
-                      "--set", "name=[red]exp", *FAST)
+    launched = p.orch(
+        "run",
+        "smoke",
+        "--host",
+        "testhost",
+        "--name",
+        "mk",
+        "--set",
+        "model.init=ckpts/[/best]",
+        "--set",
+        "name=[red]exp",
+        *FAST,
+    )
     no_traceback(launched)
     assert launched.returncode == 0, launched.stderr
     jobs = p.wait_state("mk")
@@ -509,7 +543,9 @@ def test_ctrl_c_during_fetch_says_what_was_kept(hostile, tmp_path):
     slow = tmp_path / "slowbin"
     slow.mkdir()
     marker = tmp_path / "rsync-started"
-    (slow / "rsync").write_text(f"#!/bin/sh\nsleep 60 &\necho $$ $! > {marker}\nwait\nexec {shutil.which('rsync')} \"$@\"\n")
+    (slow / "rsync").write_text(
+        f'#!/bin/sh\nsleep 60 &\necho $$ $! > {marker}\nwait\nexec {shutil.which("rsync")} "$@"\n'
+    )
     (slow / "rsync").chmod(0o755)
     h.p.write_host(extra_path=[str(slow)])
     proc = h.p.popen("fetch-results", h.run)
@@ -523,7 +559,7 @@ def test_ctrl_c_during_fetch_says_what_was_kept(hostile, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in (marker.read_text().split() if marker.exists() else []):
+        for pid in marker.read_text().split() if marker.exists() else []:
             try:
                 os.kill(int(pid), signal.SIGKILL)  # the fake rsync and its sleep, on the "host"
             except (ProcessLookupError, ValueError):
@@ -548,7 +584,9 @@ def full_host(sshd, tmp_path):
         pytest.skip("mounting a small tmpfs needs root")
     mount = tmp_path / "hostwork"
     mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], capture_output=True, text=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
     p = make_project(tmp_path / "project", mount, sshd)
@@ -600,7 +638,9 @@ def test_launch_onto_a_full_disk_says_so_over_rsync_and_sftp(full_host, tmp_path
     # Room for the code (a few hundred KB), not for a 24 MB data file.
     with open(filler, "r+b") as fh:
         fh.truncate(filler.stat().st_size - (4 << 20))
-    rows = [json.loads(line) for line in (p.root / "configs" / "data" / "tiny_sentiment.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (p.root / "configs" / "data" / "tiny_sentiment.jsonl").read_text().splitlines()
+    ]
     with open(p.root / "big.jsonl", "w") as fh:
         i = 0
         while fh.tell() < 24 << 20:
@@ -617,15 +657,26 @@ def test_a_job_that_fills_the_disk_is_failed_with_the_reason_and_resume_says_so(
     """Issue 9.12: the wrapper records a failure even on a full disk (it reserved the room
     at start), and `--resume` on a full disk is a message, not a Paramiko traceback."""
     p = full_host
-    p.orch("run", "smoke", "--host", "testhost", "--name", "fills", "--set", "train.steps=100000",
-           "--set", "train.log_every=1", check=True)
+    p.orch(
+        "run",
+        "smoke",
+        "--host",
+        "testhost",
+        "--name",
+        "fills",
+        "--set",
+        "train.steps=100000",
+        "--set",
+        "train.log_every=1",
+        check=True,
+    )
     deadline = time.time() + 120
     progress = p.remote_job("fills", "class-0") / "progress.jsonl"
     while not (progress.exists() and progress.stat().st_size > 0) and time.time() < deadline:
         time.sleep(0.5)
     fill(p.remote_root)
     jobs = {j["name"]: j for j in p.wait_state("fills", states=("done", "failed", "cancelled", "lost"), timeout=180)}
-    for name, job in jobs.items():
+    for job in jobs.values():
         assert job["state"] == "failed", jobs
         assert f"no space left on the host's {p.remote_root}" in job["reason"], jobs
     table = p.orch("status", "fills")

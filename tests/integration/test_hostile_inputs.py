@@ -2,6 +2,7 @@
 
 Every test checks the laptop's and the host's files afterwards: nothing executed, nothing
 written outside the configured folders, nothing secret shipped."""
+
 import json
 import os
 import stat
@@ -33,7 +34,7 @@ def test_tmux_format_syntax_in_paths_and_values_is_literal(p, tmp_path):
     pydir = tmp_path / "py #(touch PWNED_tmux_py)"
     pydir.mkdir()
     python = pydir / "python3"
-    python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
     python.chmod(0o755)
     p.write_host(workdir=str(workdir), python=str(python))
     data = p.root / "d #(touch PWNED_tmux_data).jsonl"
@@ -41,9 +42,21 @@ def test_tmux_format_syntax_in_paths_and_values_is_literal(p, tmp_path):
     label = {"0": "#(touch PWNED_tmux_label)", "1": "#{pane_id}"}
     data.write_text("".join(json.dumps({**r, "label": label[str(r["label"])]}) + "\n" for r in rows))
     desc = "#(touch PWNED_tmux_desc) #{session_name}"
-    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "fmt", *FAST, "--set", f"data.path={json.dumps(data.name)}",
-                  "--set", f"description={json.dumps(desc)}",
-                  "--set", "data.class_names={'#(touch PWNED_tmux_label)': neg, '#{pane_id}': pos}")
+    proc = p.orch(
+        "run",
+        "smoke",
+        "--host",
+        "testhost",
+        "--name",
+        "fmt",
+        *FAST,
+        "--set",
+        f"data.path={json.dumps(data.name)}",
+        "--set",
+        f"description={json.dumps(desc)}",
+        "--set",
+        "data.class_names={'#(touch PWNED_tmux_label)': neg, '#{pane_id}': pos}",
+    )
     assert proc.returncode == 0, proc.stderr
     jobs = p.wait_state("fmt")
     assert [j["state"] for j in jobs] == ["done", "done"], jobs
@@ -65,18 +78,21 @@ def test_run_names_with_control_characters_are_refused(p, name):
         assert other.returncode == 2 and "illegal run name" in other.stderr, (cmd, other.stderr)
 
 
-@pytest.mark.parametrize("key,value", [
-    ("workdir", "{tmp}/a\nb/host"),
-    ("workdir", "{tmp}/host\n"),
-    ("workdir", "{tmp}/ho\rst"),
-    ("python", "{python}\n/bin/sh"),
-    ("identity_file", "{key}\n"),
-    ("known_hosts_file", "{known}\t"),
-    ("extra_path", ["/usr/bin", "/opt/x\ny"]),
-    ("hostname", "127.0.0.1\n"),
-    ("user", "me\x1b"),
-    ("proxy_jump", "a\nb"),
-])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("workdir", "{tmp}/a\nb/host"),
+        ("workdir", "{tmp}/host\n"),
+        ("workdir", "{tmp}/ho\rst"),
+        ("python", "{python}\n/bin/sh"),
+        ("identity_file", "{key}\n"),
+        ("known_hosts_file", "{known}\t"),
+        ("extra_path", ["/usr/bin", "/opt/x\ny"]),
+        ("hostname", "127.0.0.1\n"),
+        ("user", "me\x1b"),
+        ("proxy_jump", "a\nb"),
+    ],
+)
 def test_control_characters_in_host_paths_are_config_errors(p, tmp_path, key, value):
     """A workdir with a newline once made the line-based prepare parse pick another folder:
     code, data and runs were written outside the configured workdir."""
@@ -94,17 +110,31 @@ def test_control_characters_in_host_paths_are_config_errors(p, tmp_path, key, va
 def test_a_data_file_name_with_a_newline_is_refused(p):
     data = p.root / "two\nlines.jsonl"
     data.write_bytes((p.root / "configs/data/tiny_sentiment.jsonl").read_bytes())
-    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "nl", *FAST, "--set", f"data.path={json.dumps(data.name)}")
+    proc = p.orch(
+        "run", "smoke", "--host", "testhost", "--name", "nl", *FAST, "--set", f"data.path={json.dumps(data.name)}"
+    )
     assert proc.returncode == 3 and "control character" in proc.stderr and "data.path" in proc.stderr, proc.stderr
     assert not (p.remote_root / "data").exists()
 
 
-SECRETS = {"remote/run_job.py~": "HF_TOKEN=hf_secret1", "remote/.#train.py": "x", "remote/#train.py#": "x",
-           "remote/.train.py.swp": "x", "remote/train.py.orig": "x", "remote/train.py.bak": "x",
-           "remote/.netrc": "machine h password p", "configs/.pypirc": "password: p",
-           "bootstrap/aws_secret.sh": "x", "configs/experiments/hf_token.yaml": "x", "remote/.env": "K=v",
-           "remote/.env.prod": "K=v", "bootstrap/id_ed25519": "KEY", "remote/cert.pem": "x",
-           "remote/notes.txt": "not code", "configs/envs/private.key": "x"}
+SECRETS = {
+    "remote/run_job.py~": "HF_TOKEN=hf_secret1",
+    "remote/.#train.py": "x",
+    "remote/#train.py#": "x",
+    "remote/.train.py.swp": "x",
+    "remote/train.py.orig": "x",
+    "remote/train.py.bak": "x",
+    "remote/.netrc": "machine h password p",
+    "configs/.pypirc": "password: p",
+    "bootstrap/aws_secret.sh": "x",
+    "configs/experiments/hf_token.yaml": "x",
+    "remote/.env": "K=v",
+    "remote/.env.prod": "K=v",
+    "bootstrap/id_ed25519": "KEY",
+    "remote/cert.pem": "x",
+    "remote/notes.txt": "not code",
+    "configs/envs/private.key": "x",
+}
 
 
 def _careless_tree(p):
@@ -117,8 +147,11 @@ def _careless_tree(p):
 
 def _shipped(p):
     (snapshot,) = [d for d in (p.remote_root / "code").iterdir() if not d.name.startswith(".")]
-    return snapshot, {f.relative_to(snapshot).as_posix(): stat.S_IMODE(f.stat().st_mode) for f in snapshot.rglob("*")
-                      if f.is_file() and f.name != ".complete" and "__pycache__" not in f.parts}  # (the host's own)
+    return snapshot, {
+        f.relative_to(snapshot).as_posix(): stat.S_IMODE(f.stat().st_mode)
+        for f in snapshot.rglob("*")
+        if f.is_file() and f.name != ".complete" and "__pycache__" not in f.parts
+    }  # (the host's own)
 
 
 def test_secrets_never_reach_the_host_and_modes_are_0644_0755(p):
@@ -142,8 +175,11 @@ def test_dry_run_lists_what_a_launch_sends_without_contacting_the_host(p):
     dry = p.orch("run", "smoke", "--host", "testhost", "--name", "dry", *FAST, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert p.sshd.logins() == logins and not p.remote_root.exists()  # never contacted
-    listed = {line.split()[-1]: line.split()[:2] for line in dry.stdout.splitlines() if line.startswith("  ")
-              and len(line.split()) == 3}
+    listed = {
+        line.split()[-1]: line.split()[:2]
+        for line in dry.stdout.splitlines()
+        if line.startswith("  ") and len(line.split()) == 3
+    }
     assert "remote/extra_new.py" in listed and listed["remote/spec.py"][1] == "644"
     assert listed["bootstrap/make_env.sh"][1] == "755"
     assert int(listed["remote/run_job.py"][0]) == (p.root / "remote/run_job.py").stat().st_size

@@ -1,11 +1,12 @@
 """known_hosts patterns and ProxyJump chains, through the real sshd (issue 9, items 4-5)."""
+
 import getpass
 import os
 
 import pytest
 from hostile import new_key
 
-from orchestrator.knownhosts import hash_host
+from orchestrator.transport.knownhosts import hash_host
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +44,13 @@ def test_known_hosts_patterns_decide_like_ssh(ssh_project, tmp_path, case):
     p = ssh_project
     template, expected, line = KEY_CASES[case]
     other, other2 = new_key(tmp_path / "other"), new_key(tmp_path / "other2")
-    text = template.format(port=p.sshd.port, real=p.sshd.host_key_pub, other=other, other2=other2,
-                           hashed=hash_host(f"[127.0.0.1]:{p.sshd.port}", os.urandom(20)))
+    text = template.format(
+        port=p.sshd.port,
+        real=p.sshd.host_key_pub,
+        other=other,
+        other2=other2,
+        hashed=hash_host(f"[127.0.0.1]:{p.sshd.port}", os.urandom(20)),
+    )
     known = tmp_path / "known_hosts"
     known.write_text(text)
     p.write_host(known_hosts_file=str(known))
@@ -88,8 +94,10 @@ def test_a_hop_with_an_unknown_key_is_refused_by_name(ssh_project, tmp_path):
     empty.write_text("")
     cfg = tmp_path / "ssh_config"
     # hop2 is an alias with its own settings, among them a known_hosts file without the key.
-    cfg.write_text(f"Host hop2\n    HostName 127.0.0.1\n    Port {p.sshd.port}\n    User {_user()}\n"
-                   f"    IdentityFile {p.sshd.client_key}\n    UserKnownHostsFile {empty}\n")
+    cfg.write_text(
+        f"Host hop2\n    HostName 127.0.0.1\n    Port {p.sshd.port}\n    User {_user()}\n"
+        f"    IdentityFile {p.sshd.client_key}\n    UserKnownHostsFile {empty}\n"
+    )
     p.env["ORCH_SSH_CONFIG"] = str(cfg)
     p.write_host(proxy_jump=f"{_user()}@127.0.0.1:{p.sshd.port},hop2")
     before = p.sshd.logins()

@@ -1,6 +1,7 @@
 """What a user sees when the connection drops or they press Ctrl-C, through the real sshd:
 watching retries, Ctrl-C only stops watching, `logs -f` ends with the job and reports a
 drop, and --resume puts back a run folder the host lost."""
+
 import json
 import shutil
 import signal
@@ -14,8 +15,19 @@ pytestmark = pytest.mark.integration
 
 def test_watch_retries_a_dropped_connection_and_ctrl_c_only_stops_watching(ssh_project):
     p = ssh_project
-    p.orch("run", "smoke", "--host", "testhost", "--name", "w", "--set", "train.steps=100000",
-           "--set", "train.log_every=5", check=True)
+    p.orch(
+        "run",
+        "smoke",
+        "--host",
+        "testhost",
+        "--name",
+        "w",
+        "--set",
+        "train.steps=100000",
+        "--set",
+        "train.log_every=5",
+        check=True,
+    )
     watcher = p.start("status", "w", "--watch", "--interval", "0.5")
     try:
         watcher.wait_for("w: class-0 running")  # connected and polled once
@@ -43,15 +55,37 @@ def test_watch_retries_a_dropped_connection_and_ctrl_c_only_stops_watching(ssh_p
 
 def test_logs_follow_ends_with_the_job_and_a_drop_is_an_error(ssh_project):
     p = ssh_project
-    p.orch("run", "smoke", "--host", "testhost", "--name", "f", "--set", "train.steps=40",
-           "--set", "train.log_every=5", check=True)
+    p.orch(
+        "run",
+        "smoke",
+        "--host",
+        "testhost",
+        "--name",
+        "f",
+        "--set",
+        "train.steps=40",
+        "--set",
+        "train.log_every=5",
+        check=True,
+    )
     followed = p.orch("logs", "f", "class-0", "-f", timeout=180)  # returns when the job ends
     assert followed.returncode == 0, followed.stderr
     assert "train step" in followed.stdout
     assert p.wait_state("f", timeout=60)[0]["state"] == "done"
 
-    p.orch("run", "smoke", "--host", "testhost", "--name", "g", "--set", "train.steps=100000",
-           "--set", "train.log_every=5", check=True)
+    p.orch(
+        "run",
+        "smoke",
+        "--host",
+        "testhost",
+        "--name",
+        "g",
+        "--set",
+        "train.steps=100000",
+        "--set",
+        "train.log_every=5",
+        check=True,
+    )
     follower = p.start("logs", "g", "class-0", "-f")
     try:
         follower.wait_for("train step")  # the log is streaming

@@ -1,4 +1,5 @@
 """Concurrent launches and a deleted tmux socket, through the real sshd and tmux (issue 9, items 6-7)."""
+
 import json
 import os
 import subprocess
@@ -33,12 +34,25 @@ def test_concurrent_launches_with_new_code_all_run(p):
     succeeds and every job finishes (the second sync once deleted the first's snapshot)."""
     (p.root / "remote" / "fresh_module.py").write_text("FRESH = 1\n")
     n = 4
-    procs = [p.popen("run", "smoke", "--host", "testhost", "--name", f"cc{i}", "--set", "train.steps=3",
-                     "--set", "train.log_every=1") for i in range(n)]
+    procs = [
+        p.popen(
+            "run",
+            "smoke",
+            "--host",
+            "testhost",
+            "--name",
+            f"cc{i}",
+            "--set",
+            "train.steps=3",
+            "--set",
+            "train.log_every=1",
+        )
+        for i in range(n)
+    ]
     outs = [(proc.wait(timeout=300), *proc.communicate()) for proc in procs]
     for rc, out, err in outs:
         assert rc == 0, out + err
-        assert "launched" in err and out.strip().startswith("cc"), out + err
+        assert "launched" in err and out.strip() == f"cc{outs.index((rc, out, err))}"
     snapshots = [d.name for d in (p.remote_root / "code").iterdir()]
     assert len([s for s in snapshots if not s.startswith(".")]) == 1, snapshots
     assert not [s for s in snapshots if s.startswith(".staging")], snapshots  # each loser dropped its copy
@@ -51,10 +65,12 @@ def test_a_launch_whose_jobs_cannot_start_never_exits_0(p):
     """The wrappers cannot start (as when the race deleted the snapshot under them: python
     takes a moment to fail its import): `orch run` says so instead of "launched"."""
     shim = p.root / "py-shim"
-    shim.write_text("#!/bin/sh\n"
-                    'case "$*" in *"-m remote.wrapper"*) sleep 1; echo "No module named remote.wrapper" >&2; '
-                    "exit 1 ;; esac\n"
-                    f'exec {sys.executable} "$@"\n')
+    shim.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *"-m remote.wrapper"*) sleep 1; echo "No module named remote.wrapper" >&2; '
+        "exit 1 ;; esac\n"
+        f'exec {sys.executable} "$@"\n'
+    )
     shim.chmod(0o755)
     p.write_host(python=str(shim))
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "gone", "--set", "train.steps=3")
@@ -90,8 +106,7 @@ def test_deleted_tmux_socket_is_running_not_lost_and_never_duplicated(p):
     (p.remote_root / "tmux.sock").unlink()
 
     states = _status(p, "sock")
-    assert {j: (s["state"], s["note"]) for j, s in states.items()} == {
-        j: ("running", "tmux socket gone") for j in jobs}
+    assert {j: (s["state"], s["note"]) for j, s in states.items()} == {j: ("running", "tmux socket gone") for j in jobs}
     table = p.orch("status", "sock").stdout
     assert table.count("running (tmux socket gone)") == 2, table
 
@@ -103,10 +118,24 @@ def test_deleted_tmux_socket_is_running_not_lost_and_never_duplicated(p):
     # The host helper itself refuses to start a job whose folder a live wrapper owns.
     code = json.loads((p.run_dir("sock") / "local.json").read_text())["code_hash"]
     snapshot = p.remote_root / "code" / code
-    plan = {"jobs": [{"name": "class-0", "session": "orch-sock-class-0",
-                      "job_dir": str(p.remote_job("sock", "class-0")), "command": "touch PWNED_second"}]}
-    launch = subprocess.run([sys.executable, "-S", "-m", "remote.hostctl", "launch", "--workdir", str(p.remote_root)],
-                            cwd=snapshot, input=json.dumps(plan), capture_output=True, text=True, check=True)
+    plan = {
+        "jobs": [
+            {
+                "name": "class-0",
+                "session": "orch-sock-class-0",
+                "job_dir": str(p.remote_job("sock", "class-0")),
+                "command": "touch PWNED_second",
+            }
+        ]
+    }
+    launch = subprocess.run(
+        [sys.executable, "-S", "-m", "remote.hostctl", "launch", "--workdir", str(p.remote_root)],
+        cwd=snapshot,
+        input=json.dumps(plan),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     (result,) = json.loads(launch.stdout)["jobs"]
     assert not result["started"] and f"pid {pids['class-0']}" in result["error"]
     assert json.loads((p.remote_job("sock", "class-0") / "status.json").read_text())["state"] == "running"

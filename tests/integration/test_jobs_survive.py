@@ -1,4 +1,5 @@
 """Jobs outlive the controller and its connections; cancel, lost and resume behave."""
+
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ def progress_steps(p, run, job):
     path = p.remote_job(run, job) / "progress.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(l)["step"] for l in path.read_text().splitlines() if '"train"' in l]
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if '"train"' in line]
 
 
 def wait_for(pred, timeout=120, what="condition"):

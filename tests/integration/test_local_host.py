@@ -1,10 +1,12 @@
 """The built-in `local` host: the README's first command, without SSH."""
+
 import json
 import re
 from pathlib import Path
 
 import pytest
 import timing
+from contractdoc import documented
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,9 +29,24 @@ def test_run_smoke_wait_on_local_host(ssh_project):
     metrics = json.loads((p.run_dir("loc") / "metrics.json").read_text())
     assert metrics["accuracy"] >= 0.8
     assert (p.run_dir("loc") / "report.md").is_file()
+    # plots are drawn on request (a fetch does not wait for matplotlib)
+    assert not any((p.run_dir("loc") / "plots").glob("*.png"))
+    plots = p.orch("eval", "loc", "--plots", timeout=300)
+    assert plots.returncode == 0, plots.stdout + plots.stderr
     assert any((p.run_dir("loc") / "plots").glob("*.png"))
     # local keeps its host files inside the project, under .orch/local
-    assert (p.root / ".orch" / "local" / "runs" / "loc" / "jobs" / "class-0" / "status.json").is_file()
+    job = p.root / ".orch" / "local" / "runs" / "loc" / "jobs" / "class-0"
+    assert (job / "status.json").is_file()
+    # What the payload wrote has exactly the keys docs/CONTRACT.md lists (hostctl's and the
+    # wrapper's documents: tests/unit/test_contract_keys.py).
+    docs = documented()
+    assert set(json.loads((job / "manifest.json").read_text())) == docs["manifest.json/keys"] - {"slurm"}
+    for name in ("scores.jsonl", "progress.jsonl"):
+        seen = set()
+        for line in (job / name).read_text().splitlines():
+            seen |= set(json.loads(line))
+        # the smoke run is an AR model: exact scores carry no MDLM `draws`
+        assert seen == docs[f"{name}/keys"] - {"draws"}, name
 
 
 def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):
@@ -58,8 +75,18 @@ def test_same_name_launched_twice_at_once_starts_once(ssh_project):
 def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project):
     p = ssh_project
     # A tokenizer smaller than its special tokens + bytes makes the job fail on the host.
-    proc = p.orch("run", "smoke", "--name", "bad", "--wait", "--set", "model.kind=classifier",
-                  "--set", "model.init=/nonexistent/checkpoint", timeout=120)
+    proc = p.orch(
+        "run",
+        "smoke",
+        "--name",
+        "bad",
+        "--wait",
+        "--set",
+        "model.kind=classifier",
+        "--set",
+        "model.init=/nonexistent/checkpoint",
+        timeout=120,
+    )
     assert proc.returncode == 8, proc.stdout + proc.stderr
     assert "ended failed" in proc.stderr and "exit code 2: error:" in proc.stderr
     status = json.loads(p.orch("status", "bad", "--json").stdout)
@@ -78,22 +105,28 @@ def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project
 def test_ctrl_c_mid_launch_keeps_a_resumable_record(ssh_project, monkeypatch):
     """Interrupted after the local record is written but before the host has the run:
     the user gets one message saying how to go on, and --resume launches it."""
-    from orchestrator import experiments, runner
-    from orchestrator.connect import open_transport
+    from orchestrator.config import experiments
+    from orchestrator.config.project import Project
     from orchestrator.errors import ExitCode, OrchError
-    from orchestrator.project import Project
+    from orchestrator.runs import launch as runner
+    from orchestrator.transport.connect import open_transport
 
     p = ssh_project
     monkeypatch.chdir(p.root)
     project = Project(p.root)
     exp, _ = experiments.load(project, "smoke", ["train.steps=10"])
-    with open_transport(project, "local", False) as transport:
-        def interrupted(text, path):
-            raise KeyboardInterrupt
+    real = runner.hostlaunch.check_and_launch
 
-        monkeypatch.setattr(transport, "put_text", interrupted)
+    def interrupted(transport, backend, request):
+        if "plan" in request:  # the command that would launch: the local record is written
+            raise KeyboardInterrupt
+        return real(transport, backend, request)
+
+    monkeypatch.setattr(runner.hostlaunch, "check_and_launch", interrupted)
+    with open_transport(project, "local", False) as transport:
         with pytest.raises(OrchError) as err:
             runner.launch(project, transport, exp, "cut")
+    monkeypatch.setattr(runner.hostlaunch, "check_and_launch", real)
     assert err.value.code == ExitCode.INTERRUPTED
     assert "some of its jobs may not have started" in err.value.message
     assert "orch run smoke --resume cut" in err.value.hint

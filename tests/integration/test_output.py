@@ -1,5 +1,6 @@
 """What scripts and pipes get from the real CLI: data on stdout, messages on stderr, no
 hard wrapping when not a terminal, --json and --quiet (host `local`: no SSH needed)."""
+
 import json
 import os
 
@@ -55,6 +56,12 @@ def test_run_wait_quiet_json_is_one_json_document_and_results_follow_the_umask(s
     run = p.run_dir("waited")
     mask = os.umask(0o022)
     os.umask(mask)
-    for path in [run / "metrics.json", run / "predictions.csv", run / "report.md", run / "run.yaml",
-                 run / "jobs" / "class-0" / "scores.jsonl", run / "jobs" / "class-0" / "manifest.json"]:
+    for path in [
+        run / "metrics.json",
+        run / "predictions.csv",
+        run / "report.md",
+        run / "run.yaml",
+        run / "jobs" / "class-0" / "scores.jsonl",
+        run / "jobs" / "class-0" / "manifest.json",
+    ]:
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, (path, oct(path.stat().st_mode))

@@ -1,5 +1,8 @@
 """run -> status -> logs -> fetch-results, end to end through the real sshd, real tmux, real rsync."""
+
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -8,12 +11,82 @@ pytestmark = pytest.mark.integration
 FAST = ["--set", "train.steps=30", "--set", "train.log_every=5"]
 
 
-def test_run_status_logs_fetch(ssh_project):
+# Issue 15: start-up proportional to the command.  `orch status` over SSH imports exactly
+# these of the project's modules, and none of the heavy libraries evaluation uses.  A
+# change that adds one must say why here.
+STATUS_IMPORTS = {
+    "orchestrator",
+    "orchestrator.backends",
+    "orchestrator.backends.base",
+    "orchestrator.backends.tmux",
+    # (orchestrator.cli itself runs as __main__; the Typer app no longer imports it)
+    "orchestrator.commands",
+    "orchestrator.commands.app",
+    "orchestrator.commands.runs",
+    "orchestrator.commands.tables",
+    "orchestrator.config",
+    "orchestrator.config.hosts",
+    "orchestrator.config.project",
+    "orchestrator.config.yamlfile",
+    "orchestrator.config.slurm",  # a host file may hold a slurm: block, validated with the rest of it
+    "orchestrator.errors",
+    "orchestrator.output",
+    "orchestrator.contract",
+    "orchestrator.contract.hostdocs",
+    "orchestrator.contract.records",
+    "orchestrator.runs",
+    "orchestrator.runs.hostctl",
+    "orchestrator.runs.plan",
+    "orchestrator.runs.state",
+    "orchestrator.transport",
+    "orchestrator.transport.base",
+    "orchestrator.transport.connect",
+    "orchestrator.transport.diskspace",
+    "orchestrator.transport.knownhosts",
+    "orchestrator.transport.portcheck",
+    "orchestrator.transport.proxyjump",
+    "orchestrator.transport.shell",
+    "orchestrator.transport.ssh",
+    "remote",
+    "remote.backends",
+    "remote.backends.base",
+    "remote.backends.tmux",
+    "remote.files",
+    "remote.jobstate",
+    "remote.spec",
+}
+HEAVY = ("numpy", "scipy", "sklearn", "matplotlib", "pandas", "torch", "transformers")
+
+
+def status_imports(p, tmp_path) -> set:
+    """The project modules a real `orch status` has loaded when it exits; fails if it
+    loaded any of HEAVY."""
+    out = tmp_path / "modules.json"
+    code = (
+        "import atexit, json, runpy, sys\n"
+        f"atexit.register(lambda: open({str(out)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+        "sys.argv = ['orch', 'status', 'life', '--json']\n"
+        "runpy.run_module('orchestrator.cli', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=p.root, env=p.env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = set(json.loads(out.read_text()))
+    assert not {n.split(".")[0] for n in names} & set(HEAVY), sorted(n for n in names if n.split(".")[0] in HEAVY)
+    return {n for n in names if n.split(".")[0] in ("orchestrator", "remote")}
+
+
+def test_run_status_logs_fetch(ssh_project, tmp_path):
     p = ssh_project
-    before = p.sshd.logins()
+    before, commands, sftp = p.sshd.logins(), p.sshd.sessions(), p.sshd.sessions("subsystem 'sftp'")
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "life", *FAST, check=True)
     # A cold launch (code and data rsync'd) is still one login: rsync rides the verified connection.
     assert p.sshd.logins() == before + 1
+    # ... and the two rsync transfers (code, data) + 2 commands: one says what is missing,
+    # one publishes the code and launches (issue 15).  Nothing goes over SFTP.
+    assert p.sshd.sessions() == commands + 2 + 2
+    assert p.sshd.sessions("subsystem 'sftp'") == sftp
     # stdout is the run id alone, for scripts (R=$(orch run ...)); what it did is on stderr.
     assert proc.stdout == "life\n"
     assert "launched life on testhost" in proc.stderr and "orch status life --watch" in proc.stderr
@@ -31,6 +104,7 @@ def test_run_status_logs_fetch(ssh_project):
     assert p.sshd.logins() == logins + 1, "status must use exactly one SSH login"
     doc = json.loads(status.stdout)
     assert doc["run"] == "life" and [j["name"] for j in doc["jobs"]] == ["class-0", "class-1"]
+    assert status_imports(p, tmp_path) == STATUS_IMPORTS
     assert all(j["state"] in ("waiting", "running", "done") for j in doc["jobs"])
 
     jobs = p.wait_state("life")
@@ -46,6 +120,14 @@ def test_run_status_logs_fetch(ssh_project):
     assert "results verified" in fetched.stderr
     metrics = json.loads((p.run_dir("life") / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.7
+    # The yardsticks, trained here on the data file the run was launched with, on its split.
+    record = json.loads((p.run_dir("life") / "local.json").read_text())
+    assert record["data_files"]["path"]["host"].endswith("-tiny_sentiment.jsonl")
+    y = metrics["yardsticks"]
+    assert y["available"] and [r["name"] for r in y["rows"]] == ["nb", "tfidf_lr"], y
+    assert metrics["verdict"]["dataset"] == "tiny_sentiment" and metrics["verdict"]["basis"] == "yardsticks"
+    report = (p.run_dir("life") / "report.md").read_text()
+    assert "## Yardsticks" in report and "naive Bayes" in report
     for job in ("class-0", "class-1"):
         d = p.run_dir("life") / "jobs" / job
         assert {"scores.jsonl", "manifest.json", "status.json", "log.txt"} <= {f.name for f in d.iterdir()}
@@ -69,15 +151,17 @@ def test_existing_run_id_refused_and_unchanged_code_not_resent(ssh_project):
     p.orch("run", "smoke", "--host", "testhost", "--name", "one", *FAST, check=True)
     again = p.orch("run", "smoke", "--host", "testhost", "--name", "one", *FAST)
     assert again.returncode == 8 and "already exists" in again.stderr and "Traceback" not in again.stderr
-    logins = p.sshd.logins()
+    logins, commands, sftp = p.sshd.logins(), p.sshd.sessions(), p.sshd.sessions("subsystem 'sftp'")
     second = p.orch("run", "smoke", "--host", "testhost", "--name", "two", *FAST, check=True)
-    assert "0 files sent" in second.stderr
-    # Code unchanged and data staged: no rsync, the whole launch is one SSH login.
+    assert ", 0 files sent" in second.stderr
+    # Code unchanged and data staged: no rsync, the whole launch is one SSH login running
+    # one command, which checks the host has everything and launches (issue 15).
     assert p.sshd.logins() == logins + 1
+    assert p.sshd.sessions() == commands + 1 and p.sshd.sessions("subsystem 'sftp'") == sftp
     # A code change makes a new snapshot; the running run keeps its own.
     (p.root / "remote" / "extra_module.py").write_text("X = 1\n")
     third = p.orch("run", "smoke", "--host", "testhost", "--name", "three", *FAST, check=True)
-    assert "0 files sent" not in third.stderr
+    assert ", 0 files sent" not in third.stderr
     assert len(list((p.remote_root / "code").iterdir())) == 2
     for run in ("one", "two", "three"):
         assert [j["state"] for j in p.wait_state(run)] == ["done", "done"]

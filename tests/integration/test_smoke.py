@@ -1,4 +1,5 @@
 """`orch smoke` against the real sshd test host: a passing host and a broken one."""
+
 import json
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """Host keys are verified, failures are specific, hostile values never execute."""
+
 import json
 import os
 import subprocess
@@ -39,8 +40,10 @@ def test_refusal_shows_the_fingerprint_and_trust_keeps_the_file_intact(ssh_proje
     known = tmp_path / "known_hosts"
     # A file as users have them: a CA line, a comment, a malformed line, and no final newline.
     other = "other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxqtR6u6Jb8f5Y3m2aV3Vq7Z8CwAUbJHqf0b1y2c3d4"
-    known.write_text("@cert-authority *.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO3rxN\n"
-                     "# a comment\nnot a key line\n" + other)
+    known.write_text(
+        "@cert-authority *.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO3rxN\n"
+        "# a comment\nnot a key line\n" + other
+    )
     p.write_host(known_hosts_file=str(known))
     refused = p.orch("hosts", "check", "testhost")
     assert refused.returncode == 4, refused.stderr
@@ -81,7 +84,7 @@ def test_changed_host_key_always_refused(ssh_project, tmp_path):
     p = ssh_project
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    typ, key = (other.with_suffix(".pub").read_text().split()[:2])
+    typ, key = other.with_suffix(".pub").read_text().split()[:2]
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:{p.sshd.port} {typ} {key}\n")
     p.write_host(known_hosts_file=str(known))
@@ -157,11 +160,16 @@ class _Listener:
         self.sock.close()
 
 
-@pytest.mark.parametrize("reply, expected", [
-    (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
-     "127.0.0.1:{port} answered but is not an SSH server (it sent 'HTTP/1.1 400 Bad Request')"),
-    (None, "127.0.0.1:{port} accepted the connection but sent no SSH banner within 2 s"),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        (
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+            "127.0.0.1:{port} answered but is not an SSH server (it sent 'HTTP/1.1 400 Bad Request')",
+        ),
+        (None, "127.0.0.1:{port} accepted the connection but sent no SSH banner within 2 s"),
+    ],
+)
 def test_a_port_that_is_not_ssh_is_named_in_one_line(ssh_project, reply, expected):
     p = ssh_project
     listener = _Listener(reply)
@@ -177,8 +185,19 @@ def test_a_port_that_is_not_ssh_is_named_in_one_line(ssh_project, reply, expecte
     assert proc.stdout == ""
 
 
-HOSTILE = ["a b", "q'uote", 'dq"x', "semi;touch PWNED", "$(touch PWNED)", "`touch PWNED`", "new\nline", "-rf",
-           "#(touch PWNED)", "#{session_name}", "trail\n"]
+HOSTILE = [
+    "a b",
+    "q'uote",
+    'dq"x',
+    "semi;touch PWNED",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "new\nline",
+    "-rf",
+    "#(touch PWNED)",
+    "#{session_name}",
+    "trail\n",
+]
 
 
 @pytest.mark.parametrize("value", HOSTILE)
@@ -187,7 +206,9 @@ def test_hostile_run_and_job_names_refused(ssh_project, value):
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", value)
     assert proc.returncode in (2, 3), proc.stderr
     assert "illegal run name" in proc.stderr or "Usage" in proc.stderr or "No such option" in proc.stderr
-    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "ok", "--set", f"data.class_names={{'0': {json.dumps(value)}}}")
+    proc = p.orch(
+        "run", "smoke", "--host", "testhost", "--name", "ok", "--set", f"data.class_names={{'0': {json.dumps(value)}}}"
+    )
     assert proc.returncode == 3 and "not allowed" in proc.stderr
     assert not (p.remote_root / "runs").exists()
 
@@ -203,9 +224,20 @@ def test_hostile_paths_and_values_are_data_not_code(ssh_project, tmp_path):
     data_dir.mkdir()
     (data_dir / "my data;`touch PWNED5`.jsonl").write_bytes((p.root / "configs/data/tiny_sentiment.jsonl").read_bytes())
     desc = "$(touch PWNED6); `touch PWNED7` 'x' \"y\"\nnext"
-    proc = p.orch("run", "smoke", "--host", "testhost", "--name", "evil",
-                  "--set", f"data.path={data_dir.name}/my data;`touch PWNED5`.jsonl",
-                  "--set", f"description={json.dumps(desc)}", "--set", "train.steps=5")
+    proc = p.orch(
+        "run",
+        "smoke",
+        "--host",
+        "testhost",
+        "--name",
+        "evil",
+        "--set",
+        f"data.path={data_dir.name}/my data;`touch PWNED5`.jsonl",
+        "--set",
+        f"description={json.dumps(desc)}",
+        "--set",
+        "train.steps=5",
+    )
     assert proc.returncode == 0, proc.stderr
     assert (workdir / "runs" / "evil" / "run.yaml").is_file()
     jobs = p.wait_state("evil")
@@ -217,7 +249,7 @@ def test_hostile_paths_and_values_are_data_not_code(ssh_project, tmp_path):
     assert resolved["experiment"]["data"]["path"].endswith("-my data;`touch PWNED5`.jsonl")
     assert p.orch("logs", "evil", "class-0", check=True).stdout
     p.orch("fetch-results", "evil", check=True)
-    for root, dirs, files in os.walk(tmp_path):
+    for root, _dirs, files in os.walk(tmp_path):
         assert not [f for f in files if f.startswith("PWNED")], (root, files)
     home = os.path.expanduser("~")
     assert not [f for f in os.listdir(home) if f.startswith("PWNED")]
@@ -257,6 +289,6 @@ def test_proxy_jump_through_a_bastion(ssh_project):
     before = p.sshd.logins()
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "jump", "--set", "train.steps=5")
     assert proc.returncode == 0, proc.stderr
-    assert "0 files sent" not in proc.stderr  # code went through rsync over the jump
+    assert ", 0 files sent" not in proc.stderr  # code went through rsync over the jump
     assert p.sshd.logins() == before + 2  # rsync made no login of its own
     assert [j["state"] for j in p.wait_state("jump")] == ["done", "done"]

@@ -3,6 +3,7 @@
 The run.yaml follows docs/CONTRACT.md: the resolved experiment (every key filled in,
 absolute data paths) plus the job list.
 """
+
 from __future__ import annotations
 
 import collections
@@ -50,8 +51,14 @@ def class_jobs(requires: Iterable[str] = ()) -> List[Dict]:
 
 def write_run(run_dir: Path, exp: Dict, jobs: List[Dict]) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"run_id": run_dir.name, "code_hash": "test", "created": "2026-01-01T00:00:00Z", "host": "local",
-           "experiment": exp, "jobs": jobs}
+    doc = {
+        "run_id": run_dir.name,
+        "code_hash": "test",
+        "created": "2026-01-01T00:00:00Z",
+        "host": "local",
+        "experiment": exp,
+        "jobs": jobs,
+    }
     (run_dir / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return run_dir
 

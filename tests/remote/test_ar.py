@@ -1,4 +1,5 @@
 """remote/kinds/ar.py and classifier.py: exact NLL, padding, identical models."""
+
 from __future__ import annotations
 
 import copy
@@ -6,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from remote.kinds import ar, classifier, get_kind, KindError
 from remote import tokenizer as tokenizers
+from remote.kinds import KindError, ar, classifier, get_kind
 from remote.spec import ModelSpec, ScoreSpec
 from remote.train import collate
 
@@ -51,10 +52,13 @@ def test_padding_and_batch_composition_do_not_change_scores(tok):
     model = tiny(ar, tok)
     ids = tokenizers.encode(tok, TEXTS, 32)
     with torch.inference_mode():
-        together = ar.score_batch(model, *collate(ids, tok.pad_token_id, torch.device("cpu")), [0] * 3,
-                                  ScoreSpec(), tok)[0]
-        alone = [ar.score_batch(model, *collate([s], tok.pad_token_id, torch.device("cpu")), [0],
-                                ScoreSpec(), tok)[0][0] for s in ids]
+        together = ar.score_batch(
+            model, *collate(ids, tok.pad_token_id, torch.device("cpu")), [0] * 3, ScoreSpec(), tok
+        )[0]
+        alone = [
+            ar.score_batch(model, *collate([s], tok.pad_token_id, torch.device("cpu")), [0], ScoreSpec(), tok)[0][0]
+            for s in ids
+        ]
     assert together == pytest.approx(alone, rel=1e-5)
 
 
@@ -63,8 +67,9 @@ def test_identical_models_give_identical_nll(tok):
     b = copy.deepcopy(a)
     batch = collate(tokenizers.encode(tok, TEXTS, 32), tok.pad_token_id, torch.device("cpu"))
     with torch.inference_mode():
-        assert ar.score_batch(a, *batch, [1, 2, 3], ScoreSpec(), tok) == \
-            ar.score_batch(b, *batch, [1, 2, 3], ScoreSpec(), tok)
+        assert ar.score_batch(a, *batch, [1, 2, 3], ScoreSpec(), tok) == ar.score_batch(
+            b, *batch, [1, 2, 3], ScoreSpec(), tok
+        )
 
 
 def test_train_loss_is_mean_over_predicted_tokens(tok):
@@ -84,8 +89,9 @@ def test_classifier_scores_are_class_log_probs(tok):
     batch = collate(ids, tok.pad_token_id, torch.device("cpu"))
     with torch.inference_mode():
         nll, tokens, _ = classifier.score_batch(model, *batch, [0] * 3, ScoreSpec(), tok)
-        alone = classifier.score_batch(model, *collate(ids[1:2], tok.pad_token_id, torch.device("cpu")),
-                                       [0], ScoreSpec(), tok)[0][0]
+        alone = classifier.score_batch(
+            model, *collate(ids[1:2], tok.pad_token_id, torch.device("cpu")), [0], ScoreSpec(), tok
+        )[0][0]
     assert len(nll) == 3 and all(len(row) == 3 for row in nll)
     for row in nll:
         assert sum(torch.exp(-torch.tensor(row)).tolist()) == pytest.approx(1.0, abs=1e-6)

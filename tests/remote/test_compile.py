@@ -1,8 +1,8 @@
 """train.compile=true runs the jobs through torch.compile (remote.train.compiled) and
 gives the eager run's scores.  Compiling is slow on a CPU (tens of seconds per graph),
 so this runs one short class job per path."""
-import pytest
 
+import pytest
 import timing
 from runkit import class_jobs, experiment, read_jsonl, run_job_process, write_run
 

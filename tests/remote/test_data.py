@@ -1,4 +1,5 @@
 """remote/data.py: formats, gzip, errors with line numbers, the deterministic split."""
+
 from __future__ import annotations
 
 import gzip
@@ -22,17 +23,21 @@ def write_jsonl(path, rows, gz=False):
 
 
 def labelled(n_per_class=50, classes=(0, 1)):
-    return [{"id": f"c{c}/{i}", "text": f"text {i} of class {c}", "label": c}
-            for i in range(n_per_class) for c in classes]
+    return [
+        {"id": f"c{c}/{i}", "text": f"text {i} of class {c}", "label": c} for i in range(n_per_class) for c in classes
+    ]
 
 
 def test_jsonl_labels_are_strings_and_ids_fall_back_to_file_line(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        {"id": "a", "text": "one<br />two <i>three</i> 1 < 2", "label": 1},
-        {"text": "no id", "label": "neg"},
-        "",  # blank lines are skipped but still counted
-        {"text": "float label", "label": 2.5},
-    ])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"id": "a", "text": "one<br />two <i>three</i> 1 < 2", "label": 1},
+            {"text": "no id", "label": "neg"},
+            "",  # blank lines are skipped but still counted
+            {"text": "float label", "label": 2.5},
+        ],
+    )
     rows = read_file(path, DataSpec(path=path))
     assert [r.label for r in rows] == ["1", "neg", "2.5"]
     assert [r.id for r in rows] == ["a", "d.jsonl:2", "d.jsonl:4"]
@@ -59,15 +64,18 @@ def test_csv_with_quoted_newlines_and_tsv(tmp_path):
     assert rows[0].label == "3" and rows[0].id == "d.tsv.gz:2"
 
 
-@pytest.mark.parametrize("lines, message", [
-    (['{"text": "a", "label": 0}', '{"text": "b", "label": 1}', '{"text": broken'], r"d\.jsonl:3: not valid JSON"),
-    (['{"text": "a", "label": 0}', '{"label": 1}'], r"d\.jsonl:2: missing field 'text'"),
-    (['{"text": "a"}'], r"d\.jsonl:1: missing field 'label'"),
-    (['{"text": "a", "label": null}'], r"d\.jsonl:1: field 'label' is empty"),
-    (['[1, 2]'], r"d\.jsonl:1: expected a JSON object"),
-    (['{"text": 5, "label": 0}'], r"d\.jsonl:1: field 'text' is not a string"),
-    (['{"id": "x", "text": "a", "label": 0}', '{"id": "x", "text": "b", "label": 1}'], "duplicate id 'x'"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (['{"text": "a", "label": 0}', '{"text": "b", "label": 1}', '{"text": broken'], r"d\.jsonl:3: not valid JSON"),
+        (['{"text": "a", "label": 0}', '{"label": 1}'], r"d\.jsonl:2: missing field 'text'"),
+        (['{"text": "a"}'], r"d\.jsonl:1: missing field 'label'"),
+        (['{"text": "a", "label": null}'], r"d\.jsonl:1: field 'label' is empty"),
+        (["[1, 2]"], r"d\.jsonl:1: expected a JSON object"),
+        (['{"text": 5, "label": 0}'], r"d\.jsonl:1: field 'text' is not a string"),
+        (['{"id": "x", "text": "a", "label": 0}', '{"id": "x", "text": "b", "label": 1}'], "duplicate id 'x'"),
+    ],
+)
 def test_jsonl_errors_name_file_and_line(tmp_path, lines, message):
     path = write_jsonl(tmp_path / "d.jsonl", lines)
     with pytest.raises(DataError, match=message):
@@ -76,7 +84,7 @@ def test_jsonl_errors_name_file_and_line(tmp_path, lines, message):
 
 def test_csv_errors_name_file_and_line(tmp_path):
     p = tmp_path / "d.csv"
-    p.write_text("text,label\nok,1\n\"two\nlines\",0\ntoo,many,fields\n")
+    p.write_text('text,label\nok,1\n"two\nlines",0\ntoo,many,fields\n')
     with pytest.raises(DataError, match=r"d\.csv:5: 3 fields, the header has 2"):
         read_file(str(p), DataSpec(path=str(p)))
     q = tmp_path / "e.csv"
@@ -108,8 +116,10 @@ def test_split_is_stratified_deterministic_and_independent_of_file_order(tmp_pat
 def test_caps_val_split_test_path_and_classes(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", labelled(40, classes=(0, 1, 2)))
     test = write_jsonl(tmp_path / "t.jsonl", [{"id": f"t{i}", "text": "x", "label": i % 3} for i in range(30)])
-    s = load_splits(DataSpec(path=path, test_path=test, val_fraction=0.25, max_per_class=20, max_test=12,
-                             classes=["2", "0"]), log=lambda m: None)
+    s = load_splits(
+        DataSpec(path=path, test_path=test, val_fraction=0.25, max_per_class=20, max_test=12, classes=["2", "0"]),
+        log=lambda m: None,
+    )
     assert s.classes == ["2", "0"]  # the configured order is kept
     assert len(s.train_of("0")) == 20 and len(s.train_of("2")) == 20 and not s.train_of("1")
     assert len(s.val_of("0")) == 10  # 25% of 40, taken before the cap
@@ -135,9 +145,11 @@ def test_hf_source_through_a_stand_in_datasets_module(monkeypatch):
     import types
 
     calls = []
-    splits = {"train": [{"text": f"t{i}", "label": i % 2} for i in range(20)],
-              "test": [{"text": f"s{i}", "label": i % 2} for i in range(6)],
-              "unsupervised": [{"text": f"u{i}", "label": -1} for i in range(4)]}
+    splits = {
+        "train": [{"text": f"t{i}", "label": i % 2} for i in range(20)],
+        "test": [{"text": f"s{i}", "label": i % 2} for i in range(6)],
+        "unsupervised": [{"text": f"u{i}", "label": -1} for i in range(4)],
+    }
 
     def load_dataset(name, split):
         calls.append((name, split))

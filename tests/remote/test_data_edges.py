@@ -1,4 +1,5 @@
 """Data files as users really have them: spreadsheet CSVs, empty reviews."""
+
 from remote.data import read_file
 from remote.spec import DataSpec
 
@@ -12,8 +13,10 @@ def test_csv_with_byte_order_mark(tmp_path):
 
 def test_empty_and_markup_only_texts_are_skipped_with_a_note(tmp_path, capsys):
     path = tmp_path / "d.jsonl"
-    path.write_text('{"id": "a", "text": "fine", "label": 0}\n{"id": "b", "text": "", "label": 1}\n'
-                    '{"id": "c", "text": "<br /><br />", "label": 1}\n{"id": "d", "text": "ok", "label": 1}\n')
+    path.write_text(
+        '{"id": "a", "text": "fine", "label": 0}\n{"id": "b", "text": "", "label": 1}\n'
+        '{"id": "c", "text": "<br /><br />", "label": 1}\n{"id": "d", "text": "ok", "label": 1}\n'
+    )
     rows = read_file(str(path), DataSpec())
     assert [r.id for r in rows] == ["a", "d"]
     assert "skipped 2 empty text(s)" in capsys.readouterr().err

@@ -9,6 +9,7 @@
 - a backbone that takes no padding mask is fed unpadded equal-length chunks;
 - a tiny two-class set is classified near-perfectly after brief training.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,12 +46,14 @@ def make_tokenizer(n_words: int = N_WORDS) -> PreTrainedTokenizerFast:
     vocab.update({f"w{i}": len(specials) + i for i in range(n_words)})
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
-    )
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        unk_token="<unk>", mask_token="<mask>",
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        mask_token="<mask>",
     )
 
 
@@ -163,10 +166,11 @@ def test_estimate_matches_exact_nelbo(stratify):
     exact = exact_nelbo(model, ids[0])
     spec = ScoreSpec(batch_size=1024, mdlm_draws=3000, mdlm_stratify=stratify)
     with torch.inference_mode():
-        (est,), (tokens,), (se,) = mdlm.score_batch(model, ids, attn, [7], spec, tok)
+        (est,), (tokens,), (se,), (draws,) = mdlm.score_batch(model, ids, attn, [7], spec, tok)
     assert tokens == 5
     assert se is not None and 0 < se < 0.03 * exact  # the check below has teeth
     assert abs(est - exact) < 3 * se, (est, exact, se)
+    assert len(draws) == 3000 and sum(draws) / 3000 == pytest.approx(est, rel=1e-12)
 
 
 def test_draw_masks_strata_and_determinism():
@@ -284,8 +288,13 @@ class _NoMaskNet(torch.nn.Module):
 def test_backbone_without_padding_mask_gets_equal_length_chunks():
     tok = make_tokenizer()
     model = tiny_model(tok, seed=6)
-    nomask = MaskedLM(_NoMaskNet(model.net, tok.pad_token_id), "hf-nomask", model.mask_token_id,
-                      model.special_ids.tolist(), model.vocab_size)
+    nomask = MaskedLM(
+        _NoMaskNet(model.net, tok.pad_token_id),
+        "hf-nomask",
+        model.mask_token_id,
+        model.special_ids.tolist(),
+        model.vocab_size,
+    )
     assert not nomask.supports_padding_mask
     ids, attn = encode(tok, ["w1 w2 w3", "w4 w5 w6 w7 w8", "w9 w10 w11", "w12"])
     spec = ScoreSpec(batch_size=5, mdlm_draws=4)
@@ -305,8 +314,9 @@ def test_save_and_load_round_trip(tmp_path):
     ids, attn = encode(tok, ["w1 w2 w3 w4", "w5 w6"])
     sspec = ScoreSpec(mdlm_draws=4)
     with torch.inference_mode():
-        assert mdlm.score_batch(model, ids, attn, [1, 2], sspec, tok) == \
-            mdlm.score_batch(loaded, ids, attn, [1, 2], sspec, tok)
+        assert mdlm.score_batch(model, ids, attn, [1, 2], sspec, tok) == mdlm.score_batch(
+            loaded, ids, attn, [1, 2], sspec, tok
+        )
 
 
 # ------------------------------------------------------------ classification ----
@@ -359,7 +369,6 @@ def test_two_class_synthetic_is_classified():
     tok = make_tokenizer()
     train = synthetic_two_class(60, seed=0)
     test = synthetic_two_class(25, seed=1)
-    class_models = {c: train_tiny(mdlm, tok, [t for t, y in train if y == c], seed=i)
-                    for i, c in enumerate(("a", "b"))}
+    class_models = {c: train_tiny(mdlm, tok, [t for t, y in train if y == c], seed=i) for i, c in enumerate(("a", "b"))}
     acc = classify(mdlm, tok, class_models, test, ScoreSpec(batch_size=64, mdlm_draws=8))
     assert acc >= 0.9, acc

@@ -8,6 +8,7 @@
 - MLM masking follows 15% with 80/10/10;
 - a tiny two-class set is classified near-perfectly after brief training.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,8 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import (
-    BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM,
-    RobertaConfig, RobertaForMaskedLM,
+    BertConfig,
+    BertForMaskedLM,
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    RobertaConfig,
+    RobertaForMaskedLM,
 )
 
 from remote.kinds import mdlm, pll
@@ -106,7 +111,8 @@ def test_mlm_masking_is_15_percent_80_10_10():
     model = tiny_model(tok)
     seen = []
     model.register_forward_pre_hook(
-        lambda m, args, kwargs: seen.append((args[0].clone(), kwargs["select"].clone())), with_kwargs=True)
+        lambda m, args, kwargs: seen.append((args[0].clone(), kwargs["select"].clone())), with_kwargs=True
+    )
     ids, attn = encode(tok, [" ".join(f"w{i % N_WORDS}" for i in range(60))] * 50)
     with torch.no_grad():
         loss, n = pll.train_loss(model, ids, attn, torch.Generator().manual_seed(0))
@@ -131,16 +137,33 @@ def hf_folders(tmp_path, tok):
     V = len(tok)
     torch.manual_seed(0)
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    roberta = RobertaForMaskedLM(RobertaConfig(
-        vocab_size=V, pad_token_id=tok.pad_token_id, bos_token_id=1, eos_token_id=2,
-        max_position_embeddings=64 + 2 + tok.pad_token_id, **small))
-    bert = BertForMaskedLM(BertConfig(vocab_size=V, pad_token_id=tok.pad_token_id,
-                                      max_position_embeddings=64, **small))
-    distil = DistilBertForMaskedLM(DistilBertConfig(
-        vocab_size=V, pad_token_id=tok.pad_token_id, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-        max_position_embeddings=64))
-    return {"roberta": _save(tmp_path, "roberta", roberta), "bert": _save(tmp_path, "bert", bert),
-            "distilbert": _save(tmp_path, "distil", distil)}
+    roberta = RobertaForMaskedLM(
+        RobertaConfig(
+            vocab_size=V,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=1,
+            eos_token_id=2,
+            max_position_embeddings=64 + 2 + tok.pad_token_id,
+            **small,
+        )
+    )
+    bert = BertForMaskedLM(BertConfig(vocab_size=V, pad_token_id=tok.pad_token_id, max_position_embeddings=64, **small))
+    distil = DistilBertForMaskedLM(
+        DistilBertConfig(
+            vocab_size=V,
+            pad_token_id=tok.pad_token_id,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=64,
+        )
+    )
+    return {
+        "roberta": _save(tmp_path, "roberta", roberta),
+        "bert": _save(tmp_path, "bert", bert),
+        "distilbert": _save(tmp_path, "distil", distil),
+    }
 
 
 def test_hf_inits_load_train_and_score(tmp_path):
@@ -171,8 +194,9 @@ def test_hf_inits_load_train_and_score(tmp_path):
         reloaded = pll.load_model(SPEC, tok, str(out)).eval()
         model.eval()
         with torch.inference_mode():
-            assert pll.score_batch(reloaded, ids, attn, [0] * 3, ScoreSpec(), tok)[0] == \
-                pytest.approx(pll.score_batch(model, ids, attn, [0] * 3, ScoreSpec(), tok)[0], rel=1e-6)
+            assert pll.score_batch(reloaded, ids, attn, [0] * 3, ScoreSpec(), tok)[0] == pytest.approx(
+                pll.score_batch(model, ids, attn, [0] * 3, ScoreSpec(), tok)[0], rel=1e-6
+            )
 
 
 def test_hf_init_refuses_texts_longer_than_its_positions(tmp_path):
@@ -190,7 +214,8 @@ def test_two_class_synthetic_is_classified():
     tok = make_tokenizer()
     train = helpers.synthetic_two_class(60, seed=0)
     test = helpers.synthetic_two_class(25, seed=1)
-    class_models = {c: helpers.train_tiny(pll, tok, [t for t, y in train if y == c], seed=i)
-                    for i, c in enumerate(("a", "b"))}
+    class_models = {
+        c: helpers.train_tiny(pll, tok, [t for t, y in train if y == c], seed=i) for i, c in enumerate(("a", "b"))
+    }
     acc = helpers.classify(pll, tok, class_models, test, ScoreSpec(batch_size=64))
     assert acc >= 0.9, acc

@@ -5,6 +5,7 @@ Covers the per-class flow (ar), the classifier, a pretrain stage, the file contr
 after SIGTERM and after SIGKILL (same result as an uninterrupted run), and a relaunch
 of a finished job (no retraining).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,12 +17,23 @@ import time
 import pytest
 import timing
 import torch
+from runkit import (
+    ROOT,
+    TINY,
+    accuracy,
+    class_jobs,
+    experiment,
+    job,
+    read_jsonl,
+    run_job_cmd,
+    run_job_process,
+    write_run,
+)
 
 from remote import run_job
 from remote.files import sha256_file
 
-from runkit import (ROOT, TINY, accuracy, class_jobs, experiment, job, read_jsonl, run_job_cmd, run_job_process,
-                    write_run)
+pytestmark = pytest.mark.slow  # each test trains and scores real (tiny) models in subprocesses
 
 
 def run_all(run_dir, names):
@@ -32,14 +44,32 @@ def run_all(run_dir, names):
 def check_contract(run_dir, name, n_lines):
     jd = run_dir / "jobs" / name
     manifest = json.loads((jd / "manifest.json").read_text())
+    # Issue 15: what the job spent importing (torch, its kind) before its first progress line.
+    assert set(manifest["timings"]) == {"import_s", "train_s", "score_s"} and manifest["timings"]["import_s"] > 0
     entry = manifest["files"]["scores.jsonl"]
     assert entry == {"size": os.path.getsize(jd / "scores.jsonl"), "sha256": sha256_file(str(jd / "scores.jsonl"))}
-    for key in ("job", "role", "n_test", "classes", "train_texts", "train_tokens", "timings", "device",
-                "gpu_name", "torch", "transformers"):
+    for key in (
+        "job",
+        "role",
+        "n_test",
+        "classes",
+        "train_texts",
+        "train_tokens",
+        "timings",
+        "device",
+        "gpu_name",
+        "torch",
+        "transformers",
+    ):
         assert key in manifest, key
     rows = read_jsonl(jd / "scores.jsonl")
     assert len(rows) == n_lines
-    assert set(rows[0]) == {"id", "label", "class", "nll", "tokens", "se"}
+    kind = manifest["kind"]
+    extra = {"draws"} if kind == "mdlm" else set()  # per-draw estimates: the controller pairs them
+    assert all(set(r) == {"id", "label", "class", "nll", "tokens", "se"} | extra for r in rows)
+    if extra:
+        assert all(len(r["draws"]) == len(rows[0]["draws"]) > 1 for r in rows)
+        assert all(abs(sum(r["draws"]) / len(r["draws"]) - r["nll"]) <= 1e-9 * abs(r["nll"]) for r in rows)
     progress = read_jsonl(jd / "progress.jsonl")
     assert {p["phase"] for p in progress} == {"train", "score"}
     for p in progress:
@@ -60,8 +90,11 @@ def test_per_class_ar_classifies_the_tiny_set(tmp_path):
 
 
 def test_classifier_classifies_the_tiny_set(tmp_path):
-    run_dir = write_run(tmp_path / "run", experiment(model__kind="classifier", data__val_fraction=0.1),
-                        [job("classifier", "classifier")])
+    run_dir = write_run(
+        tmp_path / "run",
+        experiment(model__kind="classifier", data__val_fraction=0.1),
+        [job("classifier", "classifier")],
+    )
     run_all(run_dir, ["classifier"])
     manifest = check_contract(run_dir, "classifier", 2 * 120)
     assert manifest["val_loss"] is not None
@@ -71,10 +104,18 @@ def test_classifier_classifies_the_tiny_set(tmp_path):
 @pytest.mark.parametrize("kind", ["ar", "classifier"])
 def test_pretrain_then_class_jobs_share_its_tokenizer(tmp_path, kind):
     unlabelled = tmp_path / "unsup.jsonl"
-    unlabelled.write_text("".join(json.dumps({"text": json.loads(line)["text"]}) + "\n"
-                                  for line in TINY.read_text().splitlines()[::3]))
-    exp = experiment(model__kind=kind, data__unlabelled_path=str(unlabelled), pretrain__enabled=True,
-                     pretrain__steps=15, pretrain__lr=0.003, pretrain__log_every=5, train__steps=40)
+    unlabelled.write_text(
+        "".join(json.dumps({"text": json.loads(line)["text"]}) + "\n" for line in TINY.read_text().splitlines()[::3])
+    )
+    exp = experiment(
+        model__kind=kind,
+        data__unlabelled_path=str(unlabelled),
+        pretrain__enabled=True,
+        pretrain__steps=15,
+        pretrain__lr=0.003,
+        pretrain__log_every=5,
+        train__steps=40,
+    )
     pre = job("pretrain", "pretrain")
     jobs = [pre] + (class_jobs(["pretrain"]) if kind == "ar" else [job("classifier", "classifier", None, ["pretrain"])])
     run_dir = write_run(tmp_path / "run", exp, jobs)
@@ -135,8 +176,9 @@ def test_killed_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     # 1. SIGTERM (what the wrapper forwards on cancel): checkpoint at once, exit 143.
-    proc = subprocess.Popen(run_job_cmd(run_dir, "neg"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        run_job_cmd(run_dir, "neg"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     _wait_for_step(proc, progress, 20)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=timing.scaled(60))
@@ -145,13 +187,14 @@ def test_killed_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
     assert stopped_at >= 20 and read_jsonl(progress)[-1]["step"] == stopped_at
 
     # 2. Relaunch, then SIGKILL (no chance to save): the periodic checkpoint remains.
-    proc = subprocess.Popen(run_job_cmd(run_dir, "neg"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        run_job_cmd(run_dir, "neg"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     _wait_for_step(proc, progress, stopped_at + 20)
     proc.kill()
     proc.communicate(timeout=timing.scaled(60))
     steps = [r["step"] for r in read_jsonl(progress) if r["phase"] == "train"]
-    resumed_steps = steps[steps.index(stopped_at) + 1:]
+    resumed_steps = steps[steps.index(stopped_at) + 1 :]
     assert resumed_steps[0] == (stopped_at // 5 + 1) * 5  # continued, did not start over at 5
     ckpt_step = torch.load(jd / "ckpt" / "last.pt", weights_only=False)["step"]
     assert ckpt_step % 10 == 0 and ckpt_step > stopped_at
@@ -183,16 +226,24 @@ def _gpt2_like_folder(folder):
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                       show_progress=False))
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                  model_max_length=64)
+    raw.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<|endoftext|>", eos_token="<|endoftext|>", model_max_length=64
+    )
     assert tok.pad_token is None
     tok.save_pretrained(folder)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=64, n_layer=2, n_head=2,
-                               bos_token_id=0, eos_token_id=0)).save_pretrained(folder)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=64, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
+    ).save_pretrained(folder)
 
 
 @pytest.mark.parametrize("kind", ["ar", "classifier"])
@@ -215,8 +266,8 @@ def test_masked_kinds_run_through_the_same_jobs(tmp_path, kind):
     pytest.importorskip({"mdlm": "remote.kinds.mdlm", "mlm-pll": "remote.kinds.pll"}[kind])
     run_dir = write_run(tmp_path / "run", experiment(model__kind=kind), class_jobs())
     run_all(run_dir, ["neg", "pos"])
-    for name in ("neg", "pos"):
-        check_contract(run_dir, name, 120)
+    manifests = [check_contract(run_dir, name, 120) for name in ("neg", "pos")]
+    assert manifests[0]["tokenizer_sha256"] == manifests[1]["tokenizer_sha256"]
     assert accuracy(run_dir, ["neg", "pos"]) >= 0.8
     # a relaunch reloads the kind's own checkpoint format and reproduces the scores
     before = read_jsonl(run_dir / "jobs" / "neg" / "scores.jsonl")

@@ -1,32 +1,43 @@
 """remote/tokenizer.py: the scratch BPE is deterministic (every class job must build the
 same one), round-trips through save/load, and frames + truncates texts."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
+from runkit import ROOT, TINY
+
 from remote import tokenizer as tokenizers
 from remote.data import load_splits
 from remote.spec import DataSpec
-
-from runkit import ROOT, TINY
 
 
 def train_texts():
     return [e.text for e in load_splits(DataSpec(path=str(TINY)), log=lambda m: None).train]
 
 
+@pytest.mark.slow
 def test_bpe_is_deterministic_within_and_across_processes():
     texts = train_texts()
     a = tokenizers.fingerprint(tokenizers.train_bpe(texts, 300, 64))
     b = tokenizers.fingerprint(tokenizers.train_bpe(texts, 300, 64))
     assert a == b
     # Another process (another hash seed, another thread schedule), as in another job.
-    code = ("import sys; sys.path.insert(0, 'tests/remote');"
-            "from test_tokenizer import train_texts; from remote import tokenizer as t;"
-            "print(t.fingerprint(t.train_bpe(train_texts(), 300, 64)))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123", "RAYON_NUM_THREADS": "1"})
+    code = (
+        "import sys; sys.path.insert(0, 'tests/remote');"
+        "from test_tokenizer import train_texts; from remote import tokenizer as t;"
+        "print(t.fingerprint(t.train_bpe(train_texts(), 300, 64)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123", "RAYON_NUM_THREADS": "1"},
+    )
     assert out.stdout.strip().splitlines()[-1] == a
 
 

@@ -1,4 +1,5 @@
 """remote/train.py pieces: schedule, batches, step counting, determinism."""
+
 from __future__ import annotations
 
 import json
@@ -6,13 +7,12 @@ import math
 
 import pytest
 import torch
+from runkit import TINY
 
 from remote import tokenizer as tokenizers
 from remote.kinds import ar
 from remote.spec import ModelSpec, TrainSpec
 from remote.train import Texts, batch_plan, lr_at, total_steps, train
-
-from runkit import TINY
 
 
 def test_lr_warmup_then_cosine_to_min():
@@ -54,8 +54,17 @@ def test_training_is_deterministic_on_cpu(tmp_path):
         torch.manual_seed(0)
         model = ar.build_model(ModelSpec(n_layer=1, n_embd=32, n_head=2, max_len=48), tok, None)
         (tmp_path / run).mkdir()
-        stats = train(model, ar, data, cfg, job_dir=str(tmp_path / run), phase="train",
-                      pad_id=tok.pad_token_id, config={}, log=lambda m: None)
+        stats = train(
+            model,
+            ar,
+            data,
+            cfg,
+            job_dir=str(tmp_path / run),
+            phase="train",
+            pad_id=tok.pad_token_id,
+            config={},
+            log=lambda m: None,
+        )
         assert stats["steps"] == 6 and stats["tokens_seen"] > 0
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])

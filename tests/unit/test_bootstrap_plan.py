@@ -1,15 +1,16 @@
 """The bootstrap plan: facts + env spec -> ordered steps (done / todo / blocked / skip), why,
 exact commands, fingerprints; plus the env spec loader."""
+
 import copy
 from pathlib import Path
 
 import pytest
-
-from orchestrator import bootstrap_plan as bp
-from orchestrator import envspec, probe
-from orchestrator.errors import ExitCode, OrchError
-
 from hostfixtures import make_facts, run_probe_locally, with_env_python, write_gpu_shims
+
+from orchestrator.config import envspec
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.provision import plan as bp
+from orchestrator.provision import probe
 
 REPO = Path(__file__).resolve().parents[2]
 W = "/home/u/orch"
@@ -60,18 +61,32 @@ def test_default_spec_on_the_h200_needs_the_anaconda_tos(h200_facts):
 
 def test_default_spec_on_the_h200_plan_and_exact_commands(h200_facts):
     plan = bp.build_plan(h200_facts, envspec.load(REPO, "default"), host="nigel", accept_tos=True, host_python="")
-    assert states(plan) == {"conda": "todo", "env": "todo", "torch": "todo", "packages": "todo",
-                            "flash-attn": "todo", "verify": "todo"}
+    assert states(plan) == {
+        "conda": "todo",
+        "env": "todo",
+        "torch": "todo",
+        "packages": "todo",
+        "flash-attn": "todo",
+        "verify": "todo",
+    }
     s = {x.name: x for x in plan.steps}
     assert s["conda"].command == (
         f"bash {W}/bootstrap/scripts/install_conda.sh --flavor miniconda --prefix {W}/miniconda3 "
         f"--url https://repo.anaconda.com/miniconda/Miniconda3-latest-Linux-x86_64.sh "
-        f"--download-dir {W}/bootstrap/downloads")
-    assert s["env"].command == (f"bash {W}/bootstrap/scripts/make_env.sh --manager conda --prefix {W}/envs/default "
-                                f"--python 3.11 --conda {W}/miniconda3/bin/conda --accept-tos")
-    assert s["torch"].command == (f"{W}/envs/default/bin/python -m pip install 'torch==2.11.*' "
-                                  "--index-url https://download.pytorch.org/whl/cu130")
-    assert s["packages"].command == f"{W}/envs/default/bin/python -m pip install 'transformers>=4.40' 'tokenizers>=0.15' 'pyyaml>=6' 'datasets>=2.18'"
+        f"--download-dir {W}/bootstrap/downloads"
+    )
+    assert s["env"].command == (
+        f"bash {W}/bootstrap/scripts/make_env.sh --manager conda --prefix {W}/envs/default "
+        f"--python 3.11 --conda {W}/miniconda3/bin/conda --accept-tos"
+    )
+    assert s["torch"].command == (
+        f"{W}/envs/default/bin/python -m pip install 'torch==2.11.*' --index-url https://download.pytorch.org/whl/cu130"
+    )
+    assert (
+        s["packages"].command
+        == f"{W}/envs/default/bin/python -m pip install 'transformers>=4.40' 'tokenizers>=0.15' 'pyyaml>=6' "
+        "'datasets>=2.18'"
+    )
     # torch 2.11 has no flash-attn release wheel: source build of the newest release, for sm90 only,
     # with the host's nvcc 13.0 (= torch's CUDA major); MAX_JOBS from this machine's RAM/cores.
     fa = s["flash-attn"]
@@ -80,21 +95,24 @@ def test_default_spec_on_the_h200_plan_and_exact_commands(h200_facts):
     assert fa.command.startswith("env FLASH_ATTENTION_FORCE_BUILD=TRUE MAX_JOBS=")
     assert f"build_flash_attn.sh --python {W}/envs/default/bin/python --version 2.8.3.post1 --source" in fa.command
     assert fa.detached and fa.timeout_s == 300 * 60
-    assert s["verify"].command == (f"{W}/envs/default/bin/python {W}/bootstrap/scripts/verify.py --out "
-                                   f"{W}/bootstrap/verify.json --expect-flash-attn --expect-cuda")
+    assert s["verify"].command == (
+        f"{W}/envs/default/bin/python {W}/bootstrap/scripts/verify.py --out "
+        f"{W}/bootstrap/verify.json --expect-flash-attn --expect-cuda"
+    )
     assert not plan.nothing_to_do and not plan.host_config_done
     assert plan.to_dict()["torch"]["variant"] == "cu130"
 
 
 def test_mdlm_seed_pin_on_an_a100_uses_the_2_5_6_wheel():
-    facts = make_facts(gpus=[("NVIDIA A100-SXM4-80GB", "8.0", 81920)], driver="535.129.03", cuda="12.2",
-                       glibc="2.31")
+    facts = make_facts(gpus=[("NVIDIA A100-SXM4-80GB", "8.0", 81920)], driver="535.129.03", cuda="12.2", glibc="2.31")
     plan = bp.build_plan(facts, envspec.load(REPO, "mdlm-seed"), host="nigel", accept_tos=True)
     assert plan.torch.requirement == "torch==2.2.*" and plan.torch.variant == "cu121"
     assert plan.flash_attn.kind == "wheel"
     assert plan.flash_attn.wheel == "flash_attn-2.5.6+cu122torch2.2cxx11abiFALSE-cp39-cp39-linux_x86_64.whl"
-    assert "--wheel-url https://github.com/Dao-AILab/flash-attention/releases/download/v2.5.6/" \
-           "flash_attn-2.5.6+cu122torch2.2cxx11abiFALSE-cp39-cp39-linux_x86_64.whl" in plan.step("flash-attn").command
+    assert (
+        "--wheel-url https://github.com/Dao-AILab/flash-attention/releases/download/v2.5.6/"
+        "flash_attn-2.5.6+cu122torch2.2cxx11abiFALSE-cp39-cp39-linux_x86_64.whl" in plan.step("flash-attn").command
+    )
     assert "--python 3.9" in plan.step("env").command
 
 
@@ -126,11 +144,22 @@ def test_existing_conda_is_reused_and_its_tos_plugin_respected():
 def test_venv_spec_on_a_cpu_host():
     facts = make_facts(gpus=(), pythons=[("python3", "/usr/bin/python3", "3.11.2", True, "2.13.0+cpu")])
     plan = bp.build_plan(facts, envspec.load(REPO, "venv"), host="h")
-    assert states(plan) == {"conda": "skip", "env": "todo", "torch": "todo", "packages": "todo",
-                            "flash-attn": "skip", "verify": "todo"}
-    assert plan.step("env").command == (f"bash {W}/bootstrap/scripts/make_env.sh --manager venv --prefix "
-                                        f"{W}/envs/venv --python /usr/bin/python3 --system-site-packages")
-    assert plan.step("torch").argv[1:3] == ["-c", 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)']
+    assert states(plan) == {
+        "conda": "skip",
+        "env": "todo",
+        "torch": "todo",
+        "packages": "todo",
+        "flash-attn": "skip",
+        "verify": "todo",
+    }
+    assert plan.step("env").command == (
+        f"bash {W}/bootstrap/scripts/make_env.sh --manager venv --prefix "
+        f"{W}/envs/venv --python /usr/bin/python3 --system-site-packages"
+    )
+    assert plan.step("torch").argv[1:3] == [
+        "-c",
+        'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)',
+    ]
     assert not plan.step("torch").detached
     assert "no NVIDIA GPU" in plan.step("flash-attn").why
     assert "--expect-cuda" not in plan.step("verify").command
@@ -161,8 +190,13 @@ def simulate(facts, s, rc_for=None, **kw):
             return facts
         clock[0] += 1
         rc = rc_for.get(step.name, 0)
-        facts.results[step.name] = {"step": step.name, "fingerprint": step.fingerprint, "rc": rc,
-                                    "started": clock[0], "ended": clock[0]}
+        facts.results[step.name] = {
+            "step": step.name,
+            "fingerprint": step.fingerprint,
+            "rc": rc,
+            "started": clock[0],
+            "ended": clock[0],
+        }
         if rc:
             return facts
         if step.name == "conda":
@@ -197,18 +231,31 @@ def test_a_changed_package_list_does_not_rebuild_flash_attn():
     facts = _all_done(make_facts(nvcc="13.0", nvcc_path="/usr/local/cuda/bin/nvcc"), s)
     s2 = spec(manager="conda", packages=["transformers>=4.40", "einops"])
     plan = bp.build_plan(facts, s2, host="h", accept_tos=True)
-    assert states(plan) == {"conda": "done", "env": "done", "torch": "done", "packages": "todo",
-                            "flash-attn": "done", "verify": "todo"}
+    assert states(plan) == {
+        "conda": "done",
+        "env": "done",
+        "torch": "done",
+        "packages": "todo",
+        "flash-attn": "done",
+        "verify": "todo",
+    }
     assert plan.step("packages").why == "its inputs changed since it last ran"
 
 
 def test_a_changed_python_rebuilds_the_env_and_everything_after_it():
     s = spec(manager="conda", packages=["transformers>=4.40"])
     facts = _all_done(make_facts(nvcc="13.0", nvcc_path="/usr/local/cuda/bin/nvcc"), s)
-    plan = bp.build_plan(facts, spec(manager="conda", python="3.12", packages=["transformers>=4.40"]),
-                         host="h", accept_tos=True)
-    assert states(plan) == {"conda": "done", "env": "todo", "torch": "todo", "packages": "todo",
-                            "flash-attn": "todo", "verify": "todo"}
+    plan = bp.build_plan(
+        facts, spec(manager="conda", python="3.12", packages=["transformers>=4.40"]), host="h", accept_tos=True
+    )
+    assert states(plan) == {
+        "conda": "done",
+        "env": "todo",
+        "torch": "todo",
+        "packages": "todo",
+        "flash-attn": "todo",
+        "verify": "todo",
+    }
     assert plan.step("env").argv[-1] == "--recreate"
 
 
@@ -227,13 +274,25 @@ def test_resume_after_a_failure_and_force():
     # --force torch: redo it (and re-verify), leave the rest alone
     done = _all_done(facts, s)
     plan3 = bp.build_plan(done, s, host="h", accept_tos=True, force=["torch"])
-    assert states(plan3) == {"conda": "done", "env": "done", "torch": "todo", "packages": "done",
-                             "flash-attn": "done", "verify": "todo"}
+    assert states(plan3) == {
+        "conda": "done",
+        "env": "done",
+        "torch": "todo",
+        "packages": "done",
+        "flash-attn": "done",
+        "verify": "todo",
+    }
     assert plan3.step("torch").argv[-1] == "--force-reinstall"
     # --force env recreates it, so everything installed into it is redone
     plan4 = bp.build_plan(done, s, host="h", accept_tos=True, force=["env"])
-    assert states(plan4) == {"conda": "done", "env": "todo", "torch": "todo", "packages": "todo",
-                             "flash-attn": "todo", "verify": "todo"}
+    assert states(plan4) == {
+        "conda": "done",
+        "env": "todo",
+        "torch": "todo",
+        "packages": "todo",
+        "flash-attn": "todo",
+        "verify": "todo",
+    }
     assert plan4.step("env").argv[-1] == "--recreate"
     with pytest.raises(OrchError) as exc:
         bp.validate_force(["nope"])
@@ -298,7 +357,12 @@ def test_state_json_collects_the_host_records():
 def test_repo_env_specs_load():
     d = envspec.load(REPO, "default")
     assert (d.manager, d.python, d.torch.version, d.flash_attn.wanted, d.flash_attn.required) == (
-        "conda", "3.11", "auto", True, False)
+        "conda",
+        "3.11",
+        "auto",
+        True,
+        False,
+    )
     v = envspec.load(REPO, "venv")
     assert (v.manager, v.python, v.system_site_packages, v.torch.version) == ("venv", "system", True, "preinstalled")
     m = envspec.load(REPO, "mdlm-seed")
@@ -306,25 +370,41 @@ def test_repo_env_specs_load():
     assert d.digest() != m.digest()
 
 
-@pytest.mark.parametrize("data,words", [
-    ({"manager": "pip"}, "key manager: expected conda | miniforge | venv, got 'pip'"),
-    ({"python": 3.1}, 'unquoted 3.10 reads as 3.1'),
-    ({"torch": {"version": "latest"}}, "key torch.version: expected auto, none, preinstalled"),
-    ({"torch": {"cuda": "12.1"}}, "key torch.cuda: expected auto, cpu or a variant such as cu121"),
-    ({"flash_attn": {"wanted": "yes"}}, "key flash_attn.wanted: expected true or false"),
-    ({"packages": ["torch==2.2"]}, "no torch/flash-attn here"),
-    ({"packages": "transformers"}, "key packages: expected a list of pip requirement strings"),
-    ({"conda": {"installer_sha256": "abc"}}, "key conda.installer_sha256: expected 64 hex digits"),
-    ({"conda": {"prefix": "relative/path"}}, "an absolute path without spaces"),
-    ({"manager": "venv", "torch": {"version": "preinstalled"}}, "system_site_packages: true"),
-    ({"colour": "red"}, "unknown key colour"),
-])
+@pytest.mark.parametrize(
+    "data,words",
+    [
+        ({"manager": "pip"}, "key 'manager': expected one of conda, miniforge, venv, got 'pip'"),
+        ({"python": 3.1}, "unquoted 3.10 reads as 3.1"),
+        ({"torch": {"version": "latest"}}, "key 'torch.version': expected auto, none, preinstalled"),
+        ({"torch": {"cuda": "12.1"}}, "key 'torch.cuda': expected auto, cpu or a variant such as cu121"),
+        ({"flash_attn": {"wanted": "yes"}}, "key 'flash_attn.wanted': expected true or false, got 'yes'"),
+        ({"packages": ["torch==2.2"]}, "no torch/flash-attn here"),
+        ({"packages": "transformers"}, "key 'packages': expected a list of strings, got 'transformers'"),
+        ({"conda": {"installer_sha256": "abc"}}, "key 'conda.installer_sha256': expected 64 hex digits"),
+        ({"conda": {"prefix": "relative/path"}}, "an absolute path without spaces"),
+        ({"manager": "venv", "torch": {"version": "preinstalled"}}, "system_site_packages: true"),
+        ({"colour": "red"}, "unknown key 'colour' (known keys here: manager, python, packages,"),
+        ({"torch": {"colour": "red"}}, "unknown key 'torch.colour' (known keys here: version, cuda)"),
+        ({"torch": "auto"}, "key 'torch': expected a mapping, got 'auto'"),
+        ({"conda": {"prefix": "/opt/x\ny"}}, "key 'conda.prefix': expected no control characters"),
+        ({"timeouts": {"install": 0}}, "key 'timeouts.install': expected a positive number (minutes), got 0.0"),
+        ({"timeouts": {"install": "1h"}}, "key 'timeouts.install': expected a number, got '1h'"),
+    ],
+)
 def test_env_spec_errors_name_file_key_and_expectation(data, words):
     with pytest.raises(OrchError) as exc:
         envspec.parse(data, "x", "configs/envs/x.yaml")
     assert exc.value.code == ExitCode.CONFIG
     assert str(exc.value).startswith("configs/envs/x.yaml: ")
     assert words in str(exc.value)
+
+
+def test_env_spec_empty_sections_and_defaults():
+    """`torch:` with every line commented out is the defaults; a venv's python defaults to system."""
+    s = envspec.parse({"manager": "venv", "torch": None, "packages": None}, "v")
+    assert (s.python, s.torch.version, s.packages, s.path) == ("system", "auto", [], "configs/envs/v.yaml")
+    c = envspec.parse({"python": 3.12, "packages": [" einops "], "conda": {"installer_sha256": "AB" * 32}}, "c")
+    assert (c.python, c.packages, c.conda.installer_sha256) == ("3.12", ["einops"], "ab" * 32)
 
 
 def test_missing_env_spec_lists_the_known_ones(tmp_path):
@@ -342,8 +422,10 @@ def test_preinstalled_torch_missing_from_the_base_python_is_blocked_in_the_plan(
     plan = bp.build_plan(facts, envspec.load(REPO, "venv"), host="h")
     torch = plan.step("torch")
     assert plan.step("env").state == "todo" and torch.state == "blocked" and torch.blocked_code == "host"
-    assert torch.why == ("torch is missing from /usr/bin/python3 (the python the venv is made from), "
-                         "and torch: preinstalled installs none")
+    assert torch.why == (
+        "torch is missing from /usr/bin/python3 (the python the venv is made from), "
+        "and torch: preinstalled installs none"
+    )
     assert "install torch into /usr/bin/python3" in torch.hint and "torch.version: auto" in torch.hint
     assert "build isolation" not in torch.why + torch.hint
     assert [plan.step(n).state for n in ("packages", "verify")] == ["blocked", "blocked"]
@@ -362,10 +444,12 @@ def test_preinstalled_torch_missing_from_the_base_python_is_blocked_in_the_plan(
 
 
 def test_a_failed_torch_import_is_diagnosed_as_missing_torch_not_build_isolation():
-    from orchestrator import flashattn
+    from orchestrator.provision import flashattn
 
-    log = "Traceback (most recent call last):\n  File \"<string>\", line 1\nModuleNotFoundError: No module named 'torch'"
-    (what, fix), = flashattn.diagnose_log(log, 1, "torch")
+    log = (
+        "Traceback (most recent call last):\n  File \"<string>\", line 1\nModuleNotFoundError: No module named 'torch'"
+    )
+    ((what, fix),) = flashattn.diagnose_log(log, 1, "torch")
     assert what == "torch is not installed in the env's python" and "torch.version: auto" in fix
     assert "build isolation" in flashattn.diagnose_log(log, 1, "flash-attn")[0][0]
 
@@ -373,8 +457,13 @@ def test_a_failed_torch_import_is_diagnosed_as_missing_torch_not_build_isolation
 @pytest.mark.parametrize("gpu", [("NVIDIA A100-SXM4-80GB", "8.0", 81920), ("NVIDIA H100 80GB HBM3", "9.0", 81559)])
 def test_what_the_readme_says_each_env_gives_on_cuda_12_4(gpu):
     """README, 'Which env': a driver for CUDA 12.4 with an A100 or H100."""
-    facts = make_facts(gpus=[gpu], cuda="12.4", driver="550.54.14", glibc="2.35",
-                       pythons=[("python3", "/usr/bin/python3", "3.10.12", True, None)])
+    facts = make_facts(
+        gpus=[gpu],
+        cuda="12.4",
+        driver="550.54.14",
+        glibc="2.35",
+        pythons=[("python3", "/usr/bin/python3", "3.10.12", True, None)],
+    )
     default = bp.build_plan(facts, envspec.load(REPO, "default"), host="nigel", accept_tos=True)
     assert (default.spec.python, default.torch.requirement, default.torch.variant) == ("3.11", "torch==2.6.*", "cu124")
     assert (default.flash_attn.kind, default.flash_attn.version) == ("wheel", "2.8.3.post1")

@@ -1,4 +1,5 @@
 """Every command answers --help, as a user would call it (a fresh process each)."""
+
 import os
 import subprocess
 import sys
@@ -14,23 +15,39 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("command", sorted(COMMAND_MODULES) + ["hosts list", "hosts check", "hosts show"])
 def test_help(command):
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=timing.scaled(60))
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timing.scaled(60),
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"orch {command}" in " ".join(proc.stdout.split())
 
 
 def test_unknown_command_and_option_are_usage_errors():
     for argv in (["nosuch"], ["status", "--bogus"]):
-        proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], cwd=REPO, capture_output=True,
-                              text=True, timeout=timing.scaled(60))
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *argv],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timing.scaled(60),
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("command", sorted(COMMAND_MODULES) + ["hosts check"])
 def test_help_shows_metavars_not_python_types(command):
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=timing.scaled(60), env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timing.scaled(60),
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 0, proc.stderr
     for python_type in ("<bool>", "<str>", "<int>", "<float>", "<list", "<path>", "[[", "...."):
         assert python_type not in proc.stdout, (python_type, proc.stdout)
@@ -42,8 +59,14 @@ def test_help_shows_metavars_not_python_types(command):
 def test_root_help_lists_the_exit_codes():
     from orchestrator.errors import ExitCode
 
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--help"], cwd=REPO, capture_output=True,
-                          text=True, timeout=timing.scaled(60), env={**os.environ, "COLUMNS": "400"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timing.scaled(60),
+        env={**os.environ, "COLUMNS": "400"},
+    )
     text = " ".join(proc.stdout.split())
     assert "Exit codes: 0 success;" in text
     for code in ExitCode:
@@ -59,3 +82,34 @@ def test_readme_exit_code_table_matches_the_code():
     readme = (REPO / "README.md").read_text()
     rows = re.findall(r"^\| (\d+) \| (.+) \|$", readme, flags=re.M)
     assert [(int(c), m.replace("`", "")) for c, m in rows] == [(int(c), m) for c, m in exit_code_table()]
+
+
+def test_root_help_table_matches_the_commands_own_help():
+    """`orch --help` is printed from cli.COMMANDS without loading Typer: each summary
+    there must be the first sentence of the command's own help, and no command missing."""
+    import typer
+
+    from orchestrator.cli import COMMANDS
+    from orchestrator.commands import app as typer_app
+
+    typer_app.register_commands(["--help"])  # every command module
+    group = typer.main.get_command(typer_app.app)
+    assert sorted(group.commands) == sorted(COMMANDS)
+    for name, (_, summary) in COMMANDS.items():
+        own = " ".join((group.commands[name].help or "").split("\n\n")[0].split())
+        assert own == summary, name
+
+
+def test_root_help_loads_no_command_machinery():
+    """Issue 15: `orch --help` costs the interpreter's start-up, not Typer's and Rich's."""
+    code = (
+        "import sys, runpy; sys.argv = ['orch', '--help']; import orchestrator.cli as c; c.main(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('typer', 'click', 'rich', 'yaml', 'paramiko', 'remote', 'orchestrator')), file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=timing.scaled(60)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Exit codes: 0 success;" in proc.stdout and "fetch-results" in proc.stdout
+    assert proc.stderr.strip() == "['orchestrator', 'orchestrator.cli', 'orchestrator.commands', 'orchestrator.errors']"

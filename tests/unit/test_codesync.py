@@ -1,4 +1,5 @@
 """Code snapshots: what goes in them, and the staging folders interrupted syncs leave."""
+
 from __future__ import annotations
 
 import os
@@ -6,17 +7,22 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.codesync import snapshot_files, snapshot_hash, sync_code
-from orchestrator.hosts import HostConfig
-from orchestrator.transport import LocalTransport
+from orchestrator.config.hosts import HostConfig
+from orchestrator.runs.codesync import snapshot_files, snapshot_hash, sync_code
+from orchestrator.transport.base import LocalTransport
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _project(root: Path) -> Path:
-    for rel, text in {"remote/run_job.py": "X = 1\n", "bootstrap/env.sh": "true\n",
-                      "configs/experiments/smoke.yaml": "name: smoke\n", "configs/envs/default.yaml": "name: d\n",
-                      "configs/hosts/nigel.yaml": "hostname: nigel.example\n", "configs/data/tiny.jsonl": "{}\n"}.items():
+    for rel, text in {
+        "remote/run_job.py": "X = 1\n",
+        "bootstrap/env.sh": "true\n",
+        "configs/experiments/smoke.yaml": "name: smoke\n",
+        "configs/envs/default.yaml": "name: d\n",
+        "configs/hosts/nigel.yaml": "hostname: nigel.example\n",
+        "configs/data/tiny.jsonl": "{}\n",
+    }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return root
@@ -25,8 +31,12 @@ def _project(root: Path) -> Path:
 def test_host_configs_stay_out_of_the_snapshot(tmp_path):
     root = _project(tmp_path / "proj")
     files = snapshot_files(root)
-    assert files == ["bootstrap/env.sh", "configs/envs/default.yaml", "configs/experiments/smoke.yaml",
-                     "remote/run_job.py"]
+    assert files == [
+        "bootstrap/env.sh",
+        "configs/envs/default.yaml",
+        "configs/experiments/smoke.yaml",
+        "remote/run_job.py",
+    ]
     before = snapshot_hash(root, files)
     # `orch bootstrap` recording `python:` must not make a new snapshot
     (root / "configs/hosts/nigel.yaml").write_text("hostname: nigel.example\npython: /opt/env/bin/python\n")
@@ -63,18 +73,35 @@ def test_sync_removes_staging_folders_older_than_an_hour(tmp_path):
     calls = []
     run = transport.run
     transport.run = lambda command, **kw: calls.append(command) or run(command, **kw)
-    assert sync_code(transport, root, str(workdir), rsync=False) == (code_hash, 0)
+    assert sync_code(transport, root, str(workdir)) == (code_hash, 0)
     assert len(calls) == 1  # the cleanup rides the round trip that checks for the snapshot
     assert not old.exists() and fresh.is_dir() and old_snapshot.is_dir()
     assert (workdir / "code" / code_hash / ".complete").is_file()
 
 
 # Files a careless working tree holds next to the code: none may reach a host.
-SECRETS = ["remote/run_job.py~", "remote/.#run_job.py", "remote/#run_job.py#", "remote/.run_job.py.swp",
-           "remote/run_job.py.swp", "remote/run_job.py.orig", "remote/run_job.py.bak", "remote/.netrc",
-           "configs/.pypirc", "bootstrap/my_secret.sh", "configs/experiments/hf_token.yaml", "remote/token.py",
-           "remote/.env", "remote/.env.local", "bootstrap/id_ed25519", "remote/server.pem", "remote/deploy.key",
-           "remote/notes.txt", "bootstrap/blob.bin", "configs/creds.json"]
+SECRETS = [
+    "remote/run_job.py~",
+    "remote/.#run_job.py",
+    "remote/#run_job.py#",
+    "remote/.run_job.py.swp",
+    "remote/run_job.py.swp",
+    "remote/run_job.py.orig",
+    "remote/run_job.py.bak",
+    "remote/.netrc",
+    "configs/.pypirc",
+    "bootstrap/my_secret.sh",
+    "configs/experiments/hf_token.yaml",
+    "remote/token.py",
+    "remote/.env",
+    "remote/.env.local",
+    "bootstrap/id_ed25519",
+    "remote/server.pem",
+    "remote/deploy.key",
+    "remote/notes.txt",
+    "bootstrap/blob.bin",
+    "configs/creds.json",
+]
 
 
 def _plant(root: Path) -> None:
@@ -88,8 +115,13 @@ def test_outside_git_only_the_allow_list_is_shipped(tmp_path):
     (root / "remote" / "tokenizer.py").write_text("T = 1\n")  # "token" inside a word is fine
     _plant(root)
     files = snapshot_files(root)
-    assert files == ["bootstrap/env.sh", "configs/envs/default.yaml", "configs/experiments/smoke.yaml",
-                     "remote/run_job.py", "remote/tokenizer.py"]
+    assert files == [
+        "bootstrap/env.sh",
+        "configs/envs/default.yaml",
+        "configs/experiments/smoke.yaml",
+        "remote/run_job.py",
+        "remote/tokenizer.py",
+    ]
 
 
 def test_in_git_tracked_files_plus_allowed_untracked_never_secrets(tmp_path):
@@ -111,8 +143,14 @@ def test_in_git_tracked_files_plus_allowed_untracked_never_secrets(tmp_path):
     (root / "remote" / "ignored.py").write_text("I = 1\n")
     subprocess.run(git + ["add", "-f", "remote/.env"], check=True)  # tracked by mistake: still never shipped
     files = snapshot_files(root)
-    assert files == ["bootstrap/env.sh", "configs/envs/default.yaml", "configs/experiments/smoke.yaml",
-                     "remote/new_module.py", "remote/notes.txt", "remote/run_job.py"]
+    assert files == [
+        "bootstrap/env.sh",
+        "configs/envs/default.yaml",
+        "configs/experiments/smoke.yaml",
+        "remote/new_module.py",
+        "remote/notes.txt",
+        "remote/run_job.py",
+    ]
 
 
 def test_files_arrive_0644_or_0755_whatever_the_local_mode(tmp_path):
@@ -122,12 +160,19 @@ def test_files_arrive_0644_or_0755_whatever_the_local_mode(tmp_path):
     (root / "configs" / "envs" / "default.yaml").chmod(0o666)
     workdir = tmp_path / "host"
     transport = LocalTransport(HostConfig(name="local", workdir=str(workdir), python=sys.executable))
-    code_hash, sent = sync_code(transport, root, str(workdir), rsync=False)
+    code_hash, sent = sync_code(transport, root, str(workdir))
     snap = workdir / "code" / code_hash
-    modes = {p.relative_to(snap).as_posix(): oct(p.stat().st_mode & 0o7777) for p in snap.rglob("*")
-             if p.is_file() and p.name != ".complete"}
-    assert modes == {"remote/run_job.py": "0o644", "bootstrap/env.sh": "0o755", "configs/envs/default.yaml": "0o644",
-                     "configs/experiments/smoke.yaml": "0o644"}
+    modes = {
+        p.relative_to(snap).as_posix(): oct(p.stat().st_mode & 0o7777)
+        for p in snap.rglob("*")
+        if p.is_file() and p.name != ".complete"
+    }
+    assert modes == {
+        "remote/run_job.py": "0o644",
+        "bootstrap/env.sh": "0o755",
+        "configs/envs/default.yaml": "0o644",
+        "configs/experiments/smoke.yaml": "0o644",
+    }
 
 
 def test_concurrent_syncs_publish_one_snapshot_and_never_delete_it(tmp_path):
@@ -157,7 +202,7 @@ def test_concurrent_syncs_publish_one_snapshot_and_never_delete_it(tmp_path):
     def one():
         transport = LocalTransport(HostConfig(name="local", workdir=str(workdir), python=sys.executable))
         try:
-            results.append(sync_code(transport, root, str(workdir), rsync=False))
+            results.append(sync_code(transport, root, str(workdir)))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -182,7 +227,7 @@ def test_a_folder_without_the_marker_is_set_aside_not_trusted(tmp_path):
     (broken / "remote").mkdir(parents=True)
     (broken / "remote" / "half.py").write_text("")
     transport = LocalTransport(HostConfig(name="local", workdir=str(workdir), python=sys.executable))
-    assert sync_code(transport, root, str(workdir), rsync=False)[0] == code_hash
+    assert sync_code(transport, root, str(workdir))[0] == code_hash
     assert (broken / ".complete").is_file() and not (broken / "remote" / "half.py").exists()
     aside = [p for p in (workdir / "code").iterdir() if p.name.startswith(".staging-broken-")]
     assert len(aside) == 1 and (aside[0] / "remote" / "half.py").exists()  # removed later as stale staging

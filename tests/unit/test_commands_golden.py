@@ -1,14 +1,16 @@
 """Golden files for every command orch generates for a host: a change shows up as a diff."""
+
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from orchestrator import shell
-from orchestrator.codesync import check_command
-from orchestrator.hostops import _PREPARE
-from orchestrator.jobs import hostctl, launch_plan, plan_jobs
+from orchestrator.backends.tmux import TmuxBackend
+from orchestrator.runs.codesync import check_command
+from orchestrator.runs.hostctl import _PREPARE
+from orchestrator.runs.plan import hostctl, launch_plan, plan_jobs
+from orchestrator.transport import shell
 from remote.spec import Experiment, load_experiment
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -29,7 +31,8 @@ def experiment(**data) -> Experiment:
 
 def test_launch_plan_two_classes_one_gpu():
     exp = experiment()
-    jobs = plan_jobs(exp, ["0", "1"], ["0"])
+    jobs = plan_jobs(exp, ["0", "1"])
+    TmuxBackend().place(jobs, ["0"])
     assert [j.after for j in jobs] == [[], ["neg"]]  # one GPU: pos waits its turn
     plan = launch_plan("exp-1", "/opt/env/bin/python", "/w/runs/exp-1", "/w/code/abc", jobs)
     check_golden("launch_two_classes_one_gpu.json", json.dumps(plan, indent=1) + "\n")
@@ -38,7 +41,8 @@ def test_launch_plan_two_classes_one_gpu():
 def test_launch_plan_pretrain_two_gpus():
     raw = {"name": "exp", "data": {"path": "d.jsonl", "unlabelled_path": "u.jsonl"}, "pretrain": {"enabled": True}}
     exp = load_experiment(raw, "test")
-    jobs = plan_jobs(exp, ["0", "1", "2"], ["0", "1"])
+    jobs = plan_jobs(exp, ["0", "1", "2"])
+    TmuxBackend().place(jobs, ["0", "1"])
     assert [(j.name, j.gpu, j.requires, j.after) for j in jobs] == [
         ("pretrain", "0", [], []),
         ("class-0", "0", ["pretrain"], []),
@@ -50,14 +54,31 @@ def test_launch_plan_pretrain_two_gpus():
 
 
 def test_hostctl_and_prepare_commands():
-    text = "\n".join([
-        hostctl("python3", "/w/code/h", "status", "--run-dir", "/w/runs/r", "--workdir", "/w"),
-        hostctl("/home/a b/py", "/w/code/h", "cancel", "--run-dir", "/w/runs/r", "--workdir", "/w", "--job", "neg"),
-        shell.join(["sh", "-c", _PREPARE, "sh", "orch", "python3"]),
-        shell.join(["tail", "-n", "40", "-F", "--", "/w/runs/r/jobs/neg/log.txt"]),
-        shell.with_path(["/opt/cuda/bin", "/x y"], shell.join(["nvidia-smi", "-L"])),
-        check_command("/w", "h"),
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                hostctl("python3", "/w/code/h", "status", "--run-dir", "/w/runs/r", "--workdir", "/w"),
+                hostctl(
+                    "/home/a b/py", "/w/code/h", "cancel", "--run-dir", "/w/runs/r", "--workdir", "/w", "--job", "neg"
+                ),
+                shell.join(["sh", "-c", _PREPARE, "sh", "orch", "python3"]),
+                hostctl(
+                    "python3",
+                    "/w/code/h",
+                    "follow",
+                    "--lines",
+                    "40",
+                    "--job-dir",
+                    "/w/runs/r/jobs/neg",
+                    "--workdir",
+                    "/w",
+                ),
+                shell.with_path(["/opt/cuda/bin", "/x y"], shell.join(["nvidia-smi", "-L"])),
+                check_command("/w", "h"),
+            ]
+        )
+        + "\n"
+    )
     check_golden("host_commands.txt", text)
 
 

@@ -1,4 +1,5 @@
 """`orch compare`: the table across runs and McNemar's exact test on a hand-computed case."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.compare import compare_runs, holm, mcnemar_exact, mcnemar_pair
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.results.compare import compare_runs, holm, mcnemar_exact, mcnemar_pair
 
 try:  # the synthetic run builder lives with the evaluation tests
     from .test_evaluate import make_run, margin_texts
@@ -76,8 +77,10 @@ def test_compare_refuses_different_test_sets_unless_forced(tmp_path):
 
 def test_compare_refuses_same_ids_with_other_labels(tmp_path):
     ra, _ = _runs(tmp_path)
-    flipped = [(tid, "1" if label == "0" else "0", s) for tid, label, s in margin_texts(
-        {"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]})]
+    flipped = [
+        (tid, "1" if label == "0" else "0", s)
+        for tid, label, s in margin_texts({"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]})
+    ]
     rd = make_run(tmp_path, "d", flipped)
     with pytest.raises(OrchError, match="different labels to 12 test id"):
         compare_runs([("a", ra), ("d", rd)])
@@ -104,8 +107,8 @@ def test_compare_prefixes_errors_that_do_not_name_the_run(tmp_path):
 
 def test_compare_per_token(tmp_path):
     texts = [("x", "0", {"0": (100.0, 50), "1": (90.0, 30)}), ("y", "1", {"0": (80.0, 20), "1": (85.0, 40)})]
-    r = make_run(tmp_path, "n", texts)
-    other = make_run(tmp_path, "m", texts)
+    r = make_run(tmp_path, "n", texts, tokenizer=None)  # per-class token counts: runs recording no tokenizer
+    other = make_run(tmp_path, "m", texts, tokenizer=None)
     raw = compare_runs([("n", r), ("m", other)])
     norm = compare_runs([("n", r), ("m", other)], per_token=True)
     assert raw["runs"][0]["accuracy"] == 0.0 and norm["runs"][0]["accuracy"] == 1.0
@@ -148,7 +151,7 @@ def test_the_table_says_what_it_measured(tmp_path):
     and whether a time was spent on a GPU or a CPU."""
     from rich.console import Console
 
-    from orchestrator.compare import print_comparison
+    from orchestrator.commands.results_view import print_comparison
 
     ra, rb = _runs(tmp_path)  # a: poc bands, GPU; b: mdlm bands, GPU
     perfect = margin_texts({"0": [-1] * 6, "1": [1] * 6})

@@ -1,4 +1,5 @@
 """`orch eval` / `orch compare` through the real Typer app (and cli.main for exit codes)."""
+
 from __future__ import annotations
 
 import json
@@ -46,6 +47,22 @@ def test_eval_named_run(project):
     assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] == pytest.approx(0.7)
     assert (run_dir / "predictions.csv").is_file() and (run_dir / "report.md").is_file()
     assert not (run_dir / "plots").exists()
+
+
+def test_eval_refuses_a_tampered_tokenizer_fingerprint(project, monkeypatch, capsys):
+    run_dir = make_run(project, "r1")
+    manifest = run_dir / "jobs" / "c0" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "tokenizer_sha256": "0" * 64}))
+    err = failure(invoke("eval", "r1", "--no-plots"))
+    assert err.code == ExitCode.DATA and "same tokenizer" in err.message and "'c0'" in err.message
+    # through cli.main: one message, no traceback, the data exit code
+    monkeypatch.setattr(sys, "argv", ["orch", "eval", "r1", "--no-plots"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == ExitCode.DATA
+    printed = capsys.readouterr().err
+    assert "same tokenizer" in printed and "Traceback" not in printed
+    assert not (run_dir / "metrics.json").exists()
 
 
 def test_eval_defaults_to_the_newest_run(project):
@@ -136,7 +153,8 @@ def _two_default_named_runs(project):
 def test_compare_table_shows_whole_run_ids_at_80_columns(project):
     from rich.console import Console
 
-    from orchestrator.compare import compare_runs, print_comparison
+    from orchestrator.commands.results_view import print_comparison
+    from orchestrator.results.compare import compare_runs
 
     dirs = _two_default_named_runs(project)
     console = Console(width=80, record=True)
@@ -180,8 +198,15 @@ def test_runs_shows_the_job_states_status_recorded(project):
     result = invoke("runs", "--json")
     assert result.exit_code == 0, result.output
     states = {item["run"]: item["state"] for item in json.loads(result.output)}
-    assert states == {"all-done": "done", "one-failed": "failed", "busy": "running", "stopped": "cancelled",
-                      "half-seen": "launched", "never-seen": "launched", "got": "fetched"}
+    assert states == {
+        "all-done": "done",
+        "one-failed": "failed",
+        "busy": "running",
+        "stopped": "cancelled",
+        "half-seen": "launched",
+        "never-seen": "launched",
+        "got": "fetched",
+    }
 
 
 def test_follow_hint_names_two_commands_not_a_pipe():

@@ -1,11 +1,11 @@
 """Local evaluation: synthetic run folders (written per docs/CONTRACT.md) with known scores."""
+
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
 import math
-import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -14,19 +14,14 @@ import pytest
 import yaml
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.evaluate import (
-    bands_for,
-    bootstrap_ci,
-    evaluate,
-    evaluate_run,
-    load_run,
-    merge_scores,
-    verdict,
-)
+from orchestrator.results.evaluate import evaluate, evaluate_run
+from orchestrator.results.metrics import bands_for, bootstrap_ci, verdict
+from orchestrator.results.scores import load_run, merge_scores
+from remote.data import dataset_name
 
 # --------------------------------------------------------------------------- builder
-# A text: (id, true label, {class: (nll, tokens)}).
-Text = Tuple[str, str, Dict[str, Tuple[float, int]]]
+# A text: (id, true label, {class: (nll, tokens) or (nll, tokens, per-draw estimates)}).
+Text = Tuple[str, str, Dict[str, tuple]]
 
 
 def margin_texts(margins: Dict[str, Sequence[float]], base: float = 100.0, tokens: int = 20) -> List[Text]:
@@ -50,10 +45,18 @@ def make_run(
     train_texts: Optional[Dict[str, int]] = None,
     job_seconds: float = 60.0,
     rows_hook=None,
+    tokenizer: Optional[str] = "ab" * 32,
+    data_path: str = "/data/imdb/train.jsonl",
+    local_extra: Optional[dict] = None,
+    data_name: Optional[str] = "",
 ) -> Path:
     """Write runs/<run_id>/ with run.yaml, local.json and one folder per job.
 
     ``rows_hook(job, rows) -> rows`` may corrupt a job's score rows before they are written.
+    ``tokenizer``: the tokenizer_sha256 every class job's manifest records (None: none, as
+    in runs made before it was recorded).  ``data_path``: run.yaml's data.path (the
+    data set's name comes from it, as `orch run` names it: imdb, whose bands apply);
+    ``data_name`` None leaves data.name out (a run launched before it was recorded).
     """
     texts = list(texts if texts is not None else margin_texts({"0": [-5, -4, -3, -6, 2], "1": [5, 4, 3, -1, -2]}))
     run_dir = root / "runs" / run_id
@@ -61,7 +64,9 @@ def make_run(
     if classifier:
         jobs = [{"name": "classifier", "role": "classifier", "label": None, "requires": [], "after": [], "gpu": "0"}]
     else:
-        jobs = [{"name": f"c{c}", "role": "class", "label": c, "requires": [], "after": [], "gpu": "0"} for c in classes]
+        jobs = [
+            {"name": f"c{c}", "role": "class", "label": c, "requires": [], "after": [], "gpu": "0"} for c in classes
+        ]
     doc = {
         "run_id": run_id,
         "code_hash": "abc123",
@@ -69,7 +74,11 @@ def make_run(
         "host": "nigel",
         "experiment": {
             "name": "exp",
-            "data": {"path": "/data/train.jsonl", "classes": list(classes)},
+            "data": {
+                "path": data_path,
+                "classes": list(classes),
+                **({} if data_name is None else {"name": data_name or dataset_name(data_path)}),
+            },
             "model": {"kind": kind, "init": init},
             "eval": eval_cfg or {},
         },
@@ -77,37 +86,65 @@ def make_run(
     }
     run_dir.mkdir(parents=True)
     (run_dir / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    (run_dir / "local.json").write_text(json.dumps({
-        "run_id": run_id, "host": "nigel", "experiment": "exp", "launched_at": 1764150000.0,
-        "host_facts": {"gpus": ["NVIDIA H200"], "driver": "570.1", "cuda": "12.8", "torch": "2.11.0"},
-    }))
+    (run_dir / "local.json").write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "host": "nigel",
+                "experiment": "exp",
+                "launched_at": 1764150000.0,
+                "host_facts": {"gpus": ["NVIDIA H200"], "driver": "570.1", "cuda": "12.8", "torch": "2.11.0"},
+                **(local_extra or {}),
+            }
+        )
+    )
     train_texts = train_texts or {c: 100 for c in classes}
     for job in jobs:
         rows = []
         for tid, label, scores in texts:
-            for c in (classes if classifier else [job["label"]]):
+            for c in classes if classifier else [job["label"]]:
                 if c in scores:
-                    nll, tokens = scores[c]
+                    nll, tokens = scores[c][:2]
                     rows.append({"id": tid, "label": label, "class": c, "nll": nll, "tokens": tokens, "se": None})
+                    if len(scores[c]) > 2:
+                        rows[-1]["draws"] = list(scores[c][2])
         if rows_hook is not None:
             rows = rows_hook(job["name"], rows)
         job_dir = run_dir / "jobs" / job["name"]
         job_dir.mkdir(parents=True)
         data = "".join(json.dumps(r) + "\n" for r in rows).encode()
         (job_dir / "scores.jsonl").write_bytes(data)
-        (job_dir / "status.json").write_text(json.dumps({
-            "state": "done", "pid": 1, "exit_code": 0, "created": 1764150000.0,
-            "started": 1764150001.0, "ended": 1764150001.0 + job_seconds, "gpu": "0", "reason": "",
-        }))
+        (job_dir / "status.json").write_text(
+            json.dumps(
+                {
+                    "state": "done",
+                    "pid": 1,
+                    "exit_code": 0,
+                    "created": 1764150000.0,
+                    "started": 1764150001.0,
+                    "ended": 1764150001.0 + job_seconds,
+                    "gpu": "0",
+                    "reason": "",
+                }
+            )
+        )
         manifest = {
-            "job": job["name"], "role": job["role"],
+            "job": job["name"],
+            "role": job["role"],
             "files": {"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}},
-            "n_test": len(texts), "classes": list(classes),
-            "timings": {"train_s": 12.5, "score_s": 4.5}, "device": "cuda", "gpu_name": "NVIDIA H200",
-            "torch": "2.11.0", "transformers": "5.17.0", "train_tokens": 1000,
+            "n_test": len(texts),
+            "classes": list(classes),
+            "timings": {"train_s": 12.5, "score_s": 4.5},
+            "device": "cuda",
+            "gpu_name": "NVIDIA H200",
+            "torch": "2.11.0",
+            "transformers": "5.17.0",
+            "train_tokens": 1000,
         }
         if not classifier:
             manifest["train_texts"] = train_texts.get(job["label"])
+            if tokenizer is not None:
+                manifest["tokenizer_sha256"] = tokenizer
         (job_dir / "manifest.json").write_text(json.dumps(manifest))
     return run_dir
 
@@ -118,8 +155,19 @@ def run_eval(run_dir: Path, **kw) -> dict:
 
 def refusal(run_dir: Path) -> OrchError:
     with pytest.raises(OrchError) as info:
-        evaluate_run(run_dir, plots=False)
+        evaluate_run(run_dir)
     return info.value
+
+
+def summary(metrics: dict, run_dir: Optional[Path] = None, width: int = 200) -> str:
+    """What `orch eval` prints for METRICS."""
+    from rich.console import Console
+
+    from orchestrator.commands.results_view import print_summary
+
+    console = Console(record=True, width=width)
+    print_summary(console, metrics, run_dir)
+    return console.export_text()
 
 
 # --------------------------------------------------------------------------- metrics
@@ -165,8 +213,10 @@ def test_bootstrap_is_seeded_and_sane():
 
 def test_length_normalisation_can_change_the_prediction(tmp_path):
     # class-0 model: 100 nats over 50 tokens (2/token); class-1 model: 90 nats over 30 tokens (3/token)
+    # (token counts differ between class models only in runs that record no tokenizer: see
+    # test_merge_refuses_class_jobs_that_tokenized_differently)
     texts = [("a", "0", {"0": (100.0, 50), "1": (90.0, 30)}), ("b", "1", {"0": (80.0, 20), "1": (85.0, 40)})]
-    m = run_eval(make_run(tmp_path, texts=texts))
+    m = run_eval(make_run(tmp_path, texts=texts, tokenizer=None))
     assert m["accuracy"] == 0.0  # raw: a -> 1, b -> 0
     assert m["per_token"]["accuracy"] == 1.0  # per token: a -> 0 (2 < 3), b -> 1 (2.125 < 4)
     assert m["per_token"]["verdict"] == "Excellent" and m["verdict"]["label"] == "Failed"
@@ -197,11 +247,22 @@ def test_train_prior_needs_train_counts(tmp_path):
 @pytest.mark.parametrize(
     "acc,bands,expected",
     [
-        (0.8501, "poc", "Excellent"), (0.85, "poc", "Good"), (17 / 20, "poc", "Good"), (0.75, "poc", "Good"),
-        (0.7499, "poc", "Acceptable"), (0.65, "poc", "Acceptable"), (13 / 20, "poc", "Acceptable"),
-        (0.6499, "poc", "Failed"), (0.0, "poc", "Failed"), (1.0, "poc", "Excellent"),
-        (0.9001, "mdlm", "Excellent"), (0.90, "mdlm", "Good"), (0.85, "mdlm", "Good"),
-        (0.8499, "mdlm", "Acceptable"), (0.80, "mdlm", "Acceptable"), (0.7999, "mdlm", "Failed"),
+        (0.8501, "poc", "Excellent"),
+        (0.85, "poc", "Good"),
+        (17 / 20, "poc", "Good"),
+        (0.75, "poc", "Good"),
+        (0.7499, "poc", "Acceptable"),
+        (0.65, "poc", "Acceptable"),
+        (13 / 20, "poc", "Acceptable"),
+        (0.6499, "poc", "Failed"),
+        (0.0, "poc", "Failed"),
+        (1.0, "poc", "Excellent"),
+        (0.9001, "mdlm", "Excellent"),
+        (0.90, "mdlm", "Good"),
+        (0.85, "mdlm", "Good"),
+        (0.8499, "mdlm", "Acceptable"),
+        (0.80, "mdlm", "Acceptable"),
+        (0.7999, "mdlm", "Failed"),
     ],
 )
 def test_verdict_band_boundaries(acc, bands, expected):
@@ -239,7 +300,9 @@ def test_classifier_kind_and_three_classes(tmp_path):
 
 
 def test_refuses_a_text_missing_from_one_class_model(tmp_path):
-    run_dir = make_run(tmp_path, rows_hook=lambda job, rows: [r for r in rows if not (job == "c1" and r["id"] == "0/3")])
+    run_dir = make_run(
+        tmp_path, rows_hook=lambda job, rows: [r for r in rows if not (job == "c1" and r["id"] == "0/3")]
+    )
     err = refusal(run_dir)
     assert err.code == ExitCode.DATA
     assert "'c1'" in err.message and "0/3" in err.message and "1 of 10" in err.message
@@ -262,14 +325,22 @@ def test_refuses_label_disagreement(tmp_path):
 
 
 def test_refuses_a_row_for_another_class(tmp_path):
-    err = refusal(make_run(tmp_path, rows_hook=lambda job, rows: [dict(r, **{"class": "1"}) for r in rows] if job == "c0" else rows))
+    err = refusal(
+        make_run(
+            tmp_path, rows_hook=lambda job, rows: [dict(r, **{"class": "1"}) for r in rows] if job == "c0" else rows
+        )
+    )
     assert "this job's class is '0'" in err.message
 
 
 @pytest.mark.parametrize(
     "field,value,words",
-    [("nll", float("nan"), "nll must be a finite number"), ("tokens", 0, "tokens must be a positive integer"),
-     ("label", "7", "label '7'"), ("id", None, "needs string fields")],
+    [
+        ("nll", float("nan"), "nll must be a finite number"),
+        ("tokens", 0, "tokens must be a positive integer"),
+        ("label", "7", "label '7'"),
+        ("id", None, "needs string fields"),
+    ],
 )
 def test_refuses_malformed_rows(tmp_path, field, value, words):
     hook = lambda job, rows: [dict(rows[0], **{field: value}), *rows[1:]] if job == "c0" else rows  # noqa: E731
@@ -315,12 +386,261 @@ def _edit_manifest(run_dir: Path, job: str, change) -> None:
 def _rewrite(run_dir: Path, job: str, data: bytes, **manifest) -> None:
     """What a host can do: new scores and a manifest that vouches for them."""
     (run_dir / "jobs" / job / "scores.jsonl").write_bytes(data)
-    _edit_manifest(run_dir, job, lambda m: m.update(
-        files={"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}, **manifest))
+    _edit_manifest(
+        run_dir,
+        job,
+        lambda m: m.update(
+            files={"scores.jsonl": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}, **manifest
+        ),
+    )
 
 
 def _lines(run_dir: Path, job: str) -> List[bytes]:
     return (run_dir / "jobs" / job / "scores.jsonl").read_bytes().splitlines(keepends=True)
+
+
+def test_merge_refuses_class_jobs_that_tokenized_differently(tmp_path):
+    # A tampered (or nondeterministic) tokenizer fingerprint: refused, naming both jobs.
+    run_dir = make_run(tmp_path / "a")
+    _edit_manifest(run_dir, "c1", lambda m: m.update(tokenizer_sha256="cd" * 32))
+    err = refusal(run_dir)
+    assert err.code == ExitCode.DATA and "same tokenizer" in err.message
+    assert "'c0'" in err.message and "'c1'" in err.message and "cdcdcdcd" in err.message
+    assert not (run_dir / "metrics.json").exists()
+    # One job that records none while the other does is a disagreement too.
+    run_dir = make_run(tmp_path / "b")
+    _edit_manifest(run_dir, "c0", lambda m: m.pop("tokenizer_sha256"))
+    assert "none recorded in job(s) 'c0'" in refusal(run_dir).message
+    # Same fingerprint, other token counts for a text: refused with the ids and both counts.
+    run_dir = make_run(
+        tmp_path / "c",
+        rows_hook=lambda job, rows: [
+            {**r, "tokens": 21} if job == "c1" and r["id"] in ("0/1", "1/2") else r for r in rows
+        ],
+    )
+    err = refusal(run_dir)
+    assert "'c1'" in err.message and "2 text(s)" in err.message and "'c0'" in err.message
+    assert "0/1 (21 tokens here, 20 in job 'c0')" in err.message
+    # A fingerprint that is not text is a bad manifest (hostdocs checks its type).
+    run_dir = make_run(tmp_path / "f")
+    _edit_manifest(run_dir, "c0", lambda m: m.update(tokenizer_sha256=5))
+    assert "bad manifest.json" in refusal(run_dir).message
+    # The shared fingerprint is in metrics.json; a run that records none is not checked.
+    assert run_eval(make_run(tmp_path / "d"))["tokenizer_sha256"] == "ab" * 32
+    assert run_eval(make_run(tmp_path / "e", tokenizer=None))["tokenizer_sha256"] is None
+
+
+def draw_texts(diffs: Dict[str, Sequence[Sequence[float]]], base: float = 100.0) -> List[Text]:
+    """Binary texts with per-draw values: class 1's draws are all ``base``, class 0's
+    ``base + d_j``, so the per-draw margin is d_j (score 1 - score 0)."""
+    out = []
+    for label, rows in diffs.items():
+        for i, d in enumerate(rows):
+            zero = [base + x for x in d]
+            out.append(
+                (f"{label}/{i}", label, {"0": (sum(zero) / len(zero), 20, zero), "1": (base, 20, [base] * len(d))})
+            )
+    return out
+
+
+def test_paired_margin_and_its_se_from_shared_draws(tmp_path):
+    # margins: "0/0" -> mean -3, sd 1 (sure); "0/1" -> mean -1, sd 2 (not sure); "1/0" -> mean 4, sd 0
+    texts = draw_texts({"0": [[-2, -4, -3, -3], [1, -3, 1, -3]], "1": [[4, 4, 4, 4], [0.5, -0.5, 0.5, -0.5]]})
+    run_dir = make_run(tmp_path, texts=texts, kind="mdlm")
+    m = evaluate_run(run_dir)
+    p = m["paired"]
+    se = [
+        np.std([-2, -4, -3, -3], ddof=1) / 2,
+        np.std([1, -3, 1, -3], ddof=1) / 2,
+        0.0,
+        np.std([0.5, -0.5, 0.5, -0.5], ddof=1) / 2,
+    ]
+    assert p["draws"] == 4 and p["mean_margin_se"] == pytest.approx(np.mean(se))
+    # not significant: "0/1" (|-1| <= 1.96 x 1.155) and "1/1" (|0| <= 1.96 x 0.289)
+    assert p["not_significant_n"] == 2 and p["not_significant"] == pytest.approx(0.5)
+    with open(run_dir / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["margin"]) for r in rows] == pytest.approx([-3, -1, 4, 0])
+    assert [float(r["margin_se"]) for r in rows] == pytest.approx(se)
+    report = (run_dir / "report.md").read_text()
+    assert "## Monte Carlo noise of the decisions" in report and "50.0%" in report and "(2 of 4)" in report
+    # An exact kind has no draws: no paired section, no margin columns.
+    m = evaluate_run(make_run(tmp_path / "ar"))
+    assert m["paired"] is None
+    assert "margin_se" not in (tmp_path / "ar" / "runs" / "r1" / "predictions.csv").read_text().splitlines()[0]
+    assert "Monte Carlo noise" not in (tmp_path / "ar" / "runs" / "r1" / "report.md").read_text()
+
+
+def test_paired_se_of_three_classes_is_the_top_two(tmp_path):
+    # classes a, b, c; draws of c always far worse: the decision is between a and b
+    texts = [
+        (
+            "t",
+            "a",
+            {"a": (10.0, 5, [9.0, 11.0, 10.0]), "b": (11.0, 5, [11.0, 11.0, 11.0]), "c": (50.0, 5, [50.0, 50.0, 50.0])},
+        ),
+        (
+            "u",
+            "b",
+            {
+                "a": (12.0, 5, [12.0, 12.0, 12.0]),
+                "b": (10.0, 5, [10.0, 10.0, 10.0]),
+                "c": (30.0, 5, [30.0, 30.0, 30.0]),
+            },
+        ),
+    ]
+    m = run_eval(make_run(tmp_path, texts=texts, classes=("a", "b", "c"), kind="mdlm"))
+    # text t: d_j = nll_b - nll_a = (2, 0, 1): sd 1, SE 1/sqrt(3); margin 1 <= 1.96/sqrt(3)
+    assert m["paired"]["mean_margin_se"] == pytest.approx((1 / np.sqrt(3) + 0) / 2)
+    assert m["paired"]["not_significant_n"] == 1
+
+
+def test_accuracy_interval_holds_the_draws_noise(tmp_path):
+    # 200 class-1 texts whose per-draw margins are (3, -1, -1, 3): right as scored (mean 1),
+    # but a redraw of the 4 draws keeps the margin > 0 only with P(at least two 3s) = 11/16;
+    # 200 class-0 texts with a sure margin of -5 on every draw.
+    texts = draw_texts({"1": [[3, -1, -1, 3]] * 200, "0": [[-5] * 4] * 200})
+    run_dir = make_run(tmp_path / "noisy", texts=texts, kind="mdlm")
+    m = evaluate_run(run_dir)
+    mc = m["mc_noise"]
+    assert m["accuracy"] == 1.0 and m["accuracy_ci95_texts"] == [1.0, 1.0]  # every text right: no test-set spread
+    assert mc["mc_mean_accuracy"] == pytest.approx((200 * 11 / 16 + 200) / 400, abs=0.01)
+    assert m["accuracy_ci95"] == mc["accuracy_ci95"] and m["accuracy_ci95"][0] < 0.87
+    assert mc["share_mc"] == 1.0 and mc["share_texts"] == 0.0
+    assert mc == run_eval(run_dir)["mc_noise"]  # seeded
+    report = (run_dir / "report.md").read_text()
+    assert "95% CI (bootstrap, texts + draws)" in report and "the estimator's draws **100%**" in report
+    # Sure decisions: the draws add nothing, the interval is the test set's.
+    texts = draw_texts({"1": [[3, 2, 4, 3]] * 30 + [[-1, -2, -1, -2]] * 10, "0": [[-5, -4, -5, -6]] * 40})
+    m = run_eval(make_run(tmp_path / "sure", texts=texts, kind="mdlm"))
+    mc = m["mc_noise"]
+    assert mc["mc_only_ci95"] == [0.875, 0.875] and mc["share_mc"] == 0.0 and mc["share_texts"] == 1.0
+    lo, hi = m["accuracy_ci95"]
+    assert lo < 0.875 < hi and m["accuracy_ci95_texts"][0] == pytest.approx(lo, abs=0.03)
+    # Exact kinds: no draws, the interval is the test set's alone.
+    m = run_eval(make_run(tmp_path / "ar"))
+    assert m["mc_noise"] is None and m["accuracy_ci95"] == m["accuracy_ci95_texts"]
+
+
+def test_merge_refuses_inconsistent_draws(tmp_path):
+    texts = draw_texts({"0": [[-2, -4], [1, -3]], "1": [[4, 4], [1, 0]]})
+
+    def hook(change):
+        return lambda job, rows: [change(r) if job == "c1" and r["id"] == "1/0" else r for r in rows]
+
+    cases = [
+        (lambda r: {**r, "draws": [r["nll"], r["nll"] + 1]}, "is not the mean of its draws"),
+        (lambda r: {**r, "draws": [r["nll"]] * 3}, "has 3 draws, the job's first row 2"),
+        (lambda r: {k: v for k, v in r.items() if k != "draws"}, "has no draws, while other rows"),
+        (lambda r: {**r, "draws": ["100", "100"]}, "draws must be a non-empty list of finite numbers"),
+        (lambda r: {**r, "draws": []}, "draws must be a non-empty list"),
+    ]
+    for i, (change, words) in enumerate(cases):
+        err = refusal(make_run(tmp_path / str(i), texts=texts, kind="mdlm", rows_hook=hook(change)))
+        assert err.code == ExitCode.DATA and words in err.message and "'c1'" in err.message, (words, err.message)
+
+    # One job with draws and one without cannot be paired.
+    def drop(job, rows):
+        return [{k: v for k, v in r.items() if k != "draws"} for r in rows] if job == "c0" else rows
+
+    err = refusal(make_run(tmp_path / "mix", texts=texts, kind="mdlm", rows_hook=drop))
+    assert "different numbers of draws" in err.message and "'c0': none" in err.message
+
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "data" / "tiny_sentiment.jsonl"
+
+
+def tiny_run(root: Path, wrong_every: int = 3, drop: int = 0, **kw) -> Path:
+    """A run over the bundled tiny data as `orch run` records it (the staged host path in
+    run.yaml, the local file in local.json), scored on the split the jobs would make: the
+    model gets every WRONG_EVERY-th test text wrong."""
+    from remote.data import load_splits
+    from remote.files import sha256_file
+    from remote.spec import DataSpec
+
+    test = load_splits(DataSpec(path=str(TINY)), log=lambda _: None).test
+    texts = [
+        (e.id, e.label, {e.label: (10.0, 12), str(1 - int(e.label)): (11.0 if i % wrong_every else 9.0, 12)})
+        for i, e in enumerate(test)
+    ][drop:]
+    host = f"/w/data/{sha256_file(str(TINY))[:16]}-{TINY.name}"
+    return make_run(
+        root,
+        texts=texts,
+        data_path=host,
+        local_extra={"data_files": {"path": {"local": str(TINY), "host": host}}},
+        **kw,
+    )
+
+
+def test_yardsticks_beside_the_model_on_the_runs_own_split(tmp_path, monkeypatch):
+    run_dir = tiny_run(tmp_path)
+    m = evaluate_run(run_dir)
+    y = m["yardsticks"]
+    assert y["available"] and y["train_texts"] == 480 and m["n"] == 120
+    assert [r["name"] for r in y["rows"]] == ["nb", "tfidf_lr"]
+    for r in y["rows"]:
+        assert r["accuracy"] > 0.9 and r["accuracy_ci95"][0] <= r["accuracy"] <= r["accuracy_ci95"][1]
+        # McNemar of the model (2/3 right) against a yardstick that is nearly always right
+        assert r["yardstick_only"] > r["model_only"] and r["p_value"] < 1e-6
+    # Not IMDB: the bands (IMDB's) do not judge it, the yardsticks do.
+    v = m["verdict"]
+    assert v["dataset"] == "tiny_sentiment" and v["basis"] == "yardsticks" and v["label"] == "Below the yardsticks"
+    assert m["per_token"]["verdict"] == "Below the yardsticks"
+    report = (run_dir / "report.md").read_text()
+    assert "## Yardsticks" in report and "TF-IDF uni+bigram logistic regression" in report
+    assert "judged against the yardsticks" in report and "McNemar p" in report
+    # Cached: evaluating again trains nothing.
+    from orchestrator.results import yardsticks
+
+    assert (run_dir / "yardsticks.json").is_file()
+    monkeypatch.setattr(yardsticks, "_fit_predict", lambda *a: pytest.fail("trained again"))
+    assert evaluate_run(run_dir)["yardsticks"]["rows"] == y["rows"]
+    # orch compare reads the cache too
+    from orchestrator.results.compare import compare_runs
+
+    assert compare_runs([("r1", run_dir)])["runs"][0]["verdict"] == "Below the yardsticks"
+
+
+def test_bands_apply_to_their_own_data_set_or_where_told(tmp_path):
+    # a perfect model on the tiny data: on par with (or above) the yardsticks
+    m = evaluate_run(tiny_run(tmp_path / "a", wrong_every=10**6))
+    assert m["verdict"]["basis"] == "yardsticks" and m["verdict"]["label"] in (
+        "On par with the yardsticks",
+        "Beats the yardsticks",
+    )
+    # eval.bands_dataset "*" (or the data set's own name) applies the bands anyway
+    m = evaluate_run(tiny_run(tmp_path / "b", eval_cfg={"bands_dataset": "*"}))
+    assert m["verdict"]["basis"] == "bands" and m["verdict"]["label"] == "Acceptable"  # 80/120 = 66.7%
+    # a --bands override on the command line is explicit: applied
+    m = evaluate_run(tiny_run(tmp_path / "c"), bands="poc")
+    assert m["verdict"]["basis"] == "bands"
+    # a run launched before the data set was named (no data.name, no data_files): as before, the bands
+    m = evaluate_run(make_run(tmp_path / "d", data_path="/w/data/0123456789abcdef-reviews.jsonl", data_name=None))
+    assert m["verdict"]["basis"] == "bands" and m["verdict"]["dataset"] is None
+    # eval.yardsticks: false
+    m = evaluate_run(tiny_run(tmp_path / "e", eval_cfg={"yardsticks": False}))
+    assert m["yardsticks"]["reason"] == "turned off (eval.yardsticks: false)" and m["verdict"]["label"] == "Not judged"
+
+
+def test_yardsticks_say_why_they_are_missing(tmp_path):
+    # the run's data file is not here (the fixture's /data/imdb/train.jsonl): bands apply (IMDB), no rows
+    run_dir = make_run(tmp_path / "a")
+    m = evaluate_run(run_dir)
+    assert not m["yardsticks"]["available"] and "no local copy" in m["yardsticks"]["reason"]
+    assert "Not computed: data.path: no local copy" in (run_dir / "report.md").read_text()
+    # not IMDB and no yardsticks: not judged
+    m = evaluate_run(make_run(tmp_path / "b", data_path="/data/reviews.jsonl"))
+    assert m["verdict"]["label"] == "Not judged" and m["verdict"]["dataset"] == "reviews"
+    # a local file whose test split is not the scored texts
+    reason = evaluate_run(tiny_run(tmp_path / "c", drop=1))["yardsticks"]["reason"]
+    assert reason == "the local data's test split (120 texts) is not the 119 texts the jobs scored"
+    run_dir = make_run(
+        tmp_path / "d",
+        data_path=f"/w/data/x-{TINY.name}",
+        local_extra={"data_files": {"path": {"local": str(TINY), "host": "x"}}},
+    )
+    assert "no local copy" in evaluate_run(run_dir)["yardsticks"]["reason"]  # other bytes than the host's
 
 
 def test_completeness_is_the_runs_own_expectation_not_the_manifests(tmp_path):
@@ -360,7 +680,7 @@ def test_a_classifier_job_must_score_every_text_for_every_class(tmp_path):
 
 def test_partial_check_of_finished_jobs(tmp_path):
     """`fetch-results --partial`: each finished job on its own, and the same texts in each."""
-    from orchestrator.evaluate import check_partial
+    from orchestrator.results.scores import check_partial
 
     run_dir = make_run(tmp_path / "a")
     check_partial(load_run(run_dir), ["c0", "c1"])
@@ -393,7 +713,7 @@ def test_scores_are_streamed_line_by_line(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert "longer than 64 KB, not a score row" in err.message and "scores.jsonl:1" in err.message
+    assert "longer than 1024 KB, not a score row" in err.message and "scores.jsonl:1" in err.message
     assert peak < 8 << 20, peak
 
 
@@ -411,53 +731,159 @@ def test_merge_names_examples_and_counts():
         merge_scores([("a", "0", rows0)], ["0", "1"])
 
 
+def test_merge_takes_integer_ids_and_labels_as_text():
+    rows0 = [{"id": i, "label": i % 2, "class": 0, "nll": 1.0 + i, "tokens": 3} for i in range(4)]
+    rows1 = [dict(r, **{"class": "1", "nll": 2.0, "se": 0.5}) for r in reversed(rows0)]
+    s = merge_scores([("neg", "0", rows0), ("pos", "1", rows1)], ["0", "1"])
+    assert s.ids == ["0", "1", "2", "3"] and s.labels == ["0", "1", "0", "1"]
+    assert s.nll.tolist() == [[1.0, 2.0], [2.0, 2.0], [3.0, 2.0], [4.0, 2.0]]
+    assert np.isnan(s.se[:, 0]).all() and (s.se[:, 1] == 0.5).all()
+
+
+def test_merge_names_the_first_job_with_a_problem():
+    """Jobs are judged in order, as a reader would: a duplicate in the first job is named
+    before a malformed row in the second; inside one job a malformed row comes first."""
+    good = [{"id": f"t{i}", "label": "0", "class": "0", "nll": 1.0, "tokens": 1} for i in range(3)]
+    bad = [dict(r, **{"class": "1"}) for r in good]
+    bad[2] = dict(bad[2], tokens=True)
+    with pytest.raises(OrchError, match="job 'neg': 1 text\\(s\\) scored more than once"):
+        merge_scores([("neg", "0", good + good[:1]), ("pos", "1", bad)], ["0", "1"])
+    with pytest.raises(OrchError, match="job 'pos', scores.jsonl line \\?: text 't2': tokens must be"):
+        merge_scores([("neg", "0", good), ("pos", "1", bad + bad[:1])], ["0", "1"])
+    odd = [dict(r, label="1") if r["id"] == "t1" else r for r in bad[:2]] + [dict(good[2], **{"class": "1"})]
+    with pytest.raises(OrchError) as info:
+        merge_scores([("neg", "0", good), ("pos", "1", odd)], ["0", "1"])
+    assert info.value.message == (
+        "job 'pos': 1 text(s) carry a different label than in another job: \"t1 ('1' here, '0' in job 'neg')\""
+    )
+
+
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("tokens", 10**30, "tokens must be a positive integer"),
+        ("nll", 10**400, "nll must be a finite number"),
+        ("se", 10**400, "se must be a number or null"),
+        ("nll", "1.5", "nll must be a finite number"),
+    ],
+)
+def test_numbers_beyond_any_float_are_refused_not_a_traceback(field, value, words):
+    rows = [{"id": f"t{i}", "label": "0", "class": "0", "nll": 1.0, "tokens": 1} for i in range(3)]
+    rows[1] = dict(rows[1], **{field: value}, _where=2)
+    with pytest.raises(OrchError, match=f"job 'neg', scores.jsonl line 2: text 't1': {words}"):
+        merge_scores([("neg", "0", rows), ("pos", "1", [dict(r, **{"class": "1"}) for r in rows])], ["0", "1"])
+
+
 # --------------------------------------------------------------------------- outputs
 
 
 def test_evaluate_run_writes_every_output(tmp_path):
-    from rich.console import Console
-
     run_dir = make_run(tmp_path)
-    console = Console(record=True, width=120)
-    metrics = evaluate_run(run_dir, console)
+    metrics = evaluate_run(run_dir, plots=True)
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk["accuracy"] == metrics["accuracy"] == pytest.approx(0.7)
-    for key in ("accuracy_ci95", "macro_f1", "per_class", "confusion_matrix", "roc_auc", "per_token", "verdict",
-                "by_length", "calibration", "timings", "test_ids_sha256", "files"):
+    for key in (
+        "accuracy_ci95",
+        "macro_f1",
+        "per_class",
+        "confusion_matrix",
+        "roc_auc",
+        "per_token",
+        "verdict",
+        "by_length",
+        "calibration",
+        "timings",
+        "test_ids_sha256",
+        "files",
+    ):
         assert key in on_disk
     with open(run_dir / "predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0])[:5] == ["id", "label", "nll_0", "nll_1", "prediction"]
     assert len(rows) == 10
     first = {r["id"]: r for r in rows}["0/4"]  # margin +2 on a class-0 text
-    assert (first["label"], float(first["nll_0"]), float(first["nll_1"]), first["prediction"]) == ("0", 102.0, 100.0, "1")
+    assert (first["label"], float(first["nll_0"]), float(first["nll_1"]), first["prediction"]) == (
+        "0",
+        102.0,
+        100.0,
+        "1",
+    )
     plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
     assert plots == ["accuracy_by_length.png", "calibration.png", "margin_hist.png", "roc.png"]
     assert all((run_dir / "plots" / p).stat().st_size > 1000 for p in plots)
     report = (run_dir / "report.md").read_text()
-    for words in ("Acceptable", "70.00%", "## Per class", "## Confusion matrix", "## Timings", "NVIDIA H200",
-                  "plots/roc.png", "kind: ar", "## Host and software"):
+    for words in (
+        "Acceptable",
+        "70.00%",
+        "## Per class",
+        "## Confusion matrix",
+        "## Timings",
+        "NVIDIA H200",
+        "plots/roc.png",
+        "kind: ar",
+        "## Host and software",
+    ):
         assert words in report
-    text = console.export_text()
-    assert "Acceptable" in text and "70.00%" in text and "confusion matrix" in text
+    text = summary(metrics, run_dir, width=120)
+    assert "Acceptable" in text and "70.00%" in text and "confusion matrix" in text and "4 plots in plots/" in text
     # a re-run replaces the files and leaves no temporaries
-    evaluate_run(run_dir, plots=False)
+    evaluate_run(run_dir)
     assert not [p for p in run_dir.rglob(".*") if p.is_file()]
+
+
+@pytest.mark.slow  # draws the plots twice
+def test_plots_are_a_step_of_their_own_and_never_stale(tmp_path, monkeypatch):
+    """Without plots=True nothing is drawn and report.md says how to draw them; plots drawn
+    for an evaluation are kept (not redrawn) while it stays the same, and removed when it
+    changes, so report.md, metrics.json and plots/ always describe the same evaluation."""
+    from matplotlib.figure import Figure
+
+    drawn = []
+    original = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **kw: drawn.append(1) or original(fig, *a, **kw))
+    run_dir = make_run(tmp_path, train_texts={"0": 900, "1": 100})
+    plot_dir = run_dir / "plots"
+
+    def report_plots():
+        return sorted(line for line in (run_dir / "report.md").read_text().splitlines() if line.startswith("!["))
+
+    metrics = evaluate_run(run_dir)
+    assert not plot_dir.exists() and not drawn and metrics["files"]["plots"] == []
+    assert "Not drawn: `orch eval r1 --plots` draws them into plots/." in (run_dir / "report.md").read_text()
+    assert "(plots: `orch eval r1 --plots`)" in summary(metrics, run_dir)
+
+    metrics = evaluate_run(run_dir, plots=True)
+    assert len(drawn) == 4 and len(metrics["files"]["plots"]) == 4 and len(report_plots()) == 4
+    stamp = {p.name: p.stat().st_mtime_ns for p in plot_dir.iterdir()}
+    assert evaluate_run(run_dir, plots=True)["files"]["plots"] == metrics["files"]["plots"]
+    assert evaluate_run(run_dir)["files"]["plots"] == metrics["files"]["plots"]  # same results: still theirs
+    assert len(drawn) == 4 and {p.name: p.stat().st_mtime_ns for p in plot_dir.iterdir()} == stamp
+    assert len(report_plots()) == 4
+
+    (plot_dir / "notes.txt").write_text("mine")  # a user's file in plots/ is never touched
+    changed = evaluate_run(run_dir, prior="train")  # other metrics: the old plots would lie
+    assert changed["files"]["plots"] == [] and sorted(p.name for p in plot_dir.iterdir()) == ["notes.txt"]
+    assert report_plots() == []
+    evaluate_run(run_dir, prior="train", plots=True)
+    assert len(drawn) == 8 and len(report_plots()) == 4
+
+    (plot_dir / "roc.png").unlink()  # one gone: drawn again, not listed as if there
+    assert len(evaluate_run(run_dir, prior="train", plots=True)["files"]["plots"]) == 4 and len(drawn) == 12
 
 
 def test_cpu_only_run_reports_its_job_time_not_gpu_time_0s(tmp_path):
     from rich.console import Console
 
-    from orchestrator.compare import compare_runs, print_comparison
+    from orchestrator.commands.results_view import print_comparison
+    from orchestrator.results.compare import compare_runs
 
     run_dir = make_run(tmp_path, job_seconds=7)  # two jobs: 14 s in all
     for manifest in run_dir.glob("jobs/*/manifest.json"):
         doc = json.loads(manifest.read_text())
         manifest.write_text(json.dumps({**doc, "device": "cpu", "gpu_name": None}))
-    console = Console(record=True, width=200)
-    metrics = evaluate_run(run_dir, console, plots=False)
+    metrics = evaluate_run(run_dir)
     assert metrics["gpu_seconds"] == 0
-    verdict = [line for line in console.export_text().splitlines() if line.startswith("verdict:")][0]
+    verdict = [line for line in summary(metrics).splitlines() if line.startswith("verdict:")][0]
     assert "GPU time" not in verdict and verdict.endswith("compute time 14s CPU")
     report = (run_dir / "report.md").read_text()
     assert "GPU time" not in report and "compute time 14s CPU" in report
@@ -467,21 +893,34 @@ def test_cpu_only_run_reports_its_job_time_not_gpu_time_0s(tmp_path):
 
 
 def test_gpu_run_reports_gpu_time(tmp_path):
-    from rich.console import Console
-
-    console = Console(record=True, width=200)
-    evaluate_run(make_run(tmp_path, job_seconds=7), console, plots=False)
-    verdict = [line for line in console.export_text().splitlines() if line.startswith("verdict:")][0]
+    metrics = evaluate_run(make_run(tmp_path, job_seconds=7))
+    verdict = [line for line in summary(metrics).splitlines() if line.startswith("verdict:")][0]
     assert verdict.endswith("compute time 14s GPU")
 
 
-def test_evaluate_run_is_silent_without_console(tmp_path, capsys):
-    evaluate_run(make_run(tmp_path), plots=False)
-    assert capsys.readouterr().out == ""
+def test_evaluate_run_prints_nothing(tmp_path, capsys):
+    """Printing is the commands' job (commands/results_view.py); results/ never imports rich."""
+    evaluate_run(make_run(tmp_path))
+    assert capsys.readouterr() == ("", "")
+    import ast
+
+    def imported(nodes):
+        names = [a.name for node in nodes if isinstance(node, ast.Import) for a in node.names]
+        return names + [node.module or "" for node in nodes if isinstance(node, ast.ImportFrom)]
+
+    for path in (Path(__file__).resolve().parents[2] / "orchestrator" / "results").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = imported(list(ast.walk(tree)))
+        assert not [n for n in names if n.split(".")[0] in ("rich", "typer", "scipy")], path
+        # scikit-learn: only where the yardsticks are computed, and only when they are
+        top = imported(tree.body)
+        assert not [n for n in top if n.split(".")[0] == "sklearn"], path
+        if path.name != "yardsticks.py":
+            assert not [n for n in names if n.split(".")[0] == "sklearn"], path
 
 
 def test_min_accuracy_is_recorded(tmp_path):
-    from orchestrator.evaluate import check_min_accuracy
+    from orchestrator.results.evaluate import check_min_accuracy
 
     m = run_eval(make_run(tmp_path, eval_cfg={"min_accuracy": 0.8}))
     assert m["meets_min_accuracy"] is False
@@ -489,27 +928,57 @@ def test_min_accuracy_is_recorded(tmp_path):
         check_min_accuracy(m)
 
 
-def test_25k_texts_under_five_seconds(tmp_path):
+@pytest.mark.slow
+def test_25k_texts_merge_and_score_like_a_direct_computation(tmp_path):
+    """At the size of IMDB's test set, with the two jobs' rows in different orders, the
+    merged table and its metrics are what a direct per-text computation gives.
+    (How fast: bench/bench_eval.py, not a timed test.)"""
     rng = np.random.default_rng(0)
     n = 25_000
     labels = rng.integers(0, 2, n)
     tokens = rng.integers(20, 513, n)
-    nll = rng.normal(3.0, 0.2, (n, 2)) * tokens[:, None]
-    nll[np.arange(n), labels] -= rng.normal(0.1, 0.2, n) * tokens
-    texts = [(f"test/{i}", str(labels[i]), {"0": (float(nll[i, 0]), int(tokens[i])), "1": (float(nll[i, 1]), int(tokens[i]))})
-             for i in range(n)]
-    run_dir = make_run(tmp_path, texts=texts)
-    start = time.process_time()  # CPU time: other processes on a busy CI box do not count
+    nll = np.round(rng.normal(3.0, 0.2, (n, 2)) * tokens[:, None], 3)
+    nll[np.arange(n), labels] -= np.round(rng.normal(0.1, 0.2, n) * tokens, 3)
+    texts = [
+        (
+            f"test/{i}",
+            str(labels[i]),
+            {"0": (float(nll[i, 0]), int(tokens[i])), "1": (float(nll[i, 1]), int(tokens[i]))},
+        )
+        for i in range(n)
+    ]
+    order = rng.permutation(n)
+    run_dir = make_run(
+        tmp_path, texts=texts, rows_hook=lambda job, rows: [rows[i] for i in order] if job == "c1" else rows
+    )
     m = evaluate_run(run_dir)
-    elapsed = time.process_time() - start
-    assert m["n"] == n and 0.6 < m["accuracy"] < 0.9
-    assert elapsed < 5.0, f"evaluation of 25k texts took {elapsed:.1f} s"
+    pred = np.argmin(nll, axis=1)  # equal priors: the smaller NLL wins
+    assert m["n"] == n and m["correct"] == int(np.sum(pred == labels))
+    assert m["accuracy"] == pytest.approx(np.mean(pred == labels))
+    assert m["confusion_matrix"] == [[int(np.sum((labels == a) & (pred == b))) for b in (0, 1)] for a in (0, 1)]
+    lo, hi = m["accuracy_ci95"]
+    se = math.sqrt(m["accuracy"] * (1 - m["accuracy"]) / n)
+    assert lo < m["accuracy"] < hi and abs((hi - lo) - 2 * 1.96 * se) < 0.3 * se
+    with open(run_dir / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["id"] for r in rows] == [f"test/{i}" for i in range(n)]  # the first job's order
+    sample = rng.integers(0, n, 50)
+    for i in sample:
+        row = rows[i]
+        assert (float(row["nll_0"]), float(row["nll_1"]), row["label"], row["prediction"]) == (
+            nll[i, 0],
+            nll[i, 1],
+            str(labels[i]),
+            str(pred[i]),
+        )
 
 
 def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path):
     """Every text cell orch writes to a CSV, header included, goes through report.csv_cell."""
-    texts = [("=cmd|' /C calc'!A0", "=A", {"=A": (1.0, 3), "-1": (2.0, 3)}),
-             ("@x", "-1", {"=A": (2.0, 3), "-1": (1.0, 3)})]
+    texts = [
+        ("=cmd|' /C calc'!A0", "=A", {"=A": (1.0, 3), "-1": (2.0, 3)}),
+        ("@x", "-1", {"=A": (2.0, 3), "-1": (1.0, 3)}),
+    ]
     run_dir = make_run(tmp_path, texts=texts, classes=("=A", "-1"))
     evaluate_run(run_dir, plots=False)
     with open(run_dir / "predictions.csv", newline="") as fh:
@@ -521,13 +990,24 @@ def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path
     assert "-1" in cells  # a number-like label stays as it is
 
 
-@pytest.mark.parametrize("cell, written", [
-    ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
-    ("+SUM(1,2)", "'+SUM(1,2)"), ("-2+3", "'-2+3"), ("@cmd", "'@cmd"), ("\tx", "'\tx"), ("\rx", "'\rx"),
-    ("-1", "-1"), ("+1.5e3", "+1.5e3"), ("pos", "pos"), (-612.4, -612.4), (3, 3),
-])
+@pytest.mark.parametrize(
+    "cell, written",
+    [
+        ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+        ("+SUM(1,2)", "'+SUM(1,2)"),
+        ("-2+3", "'-2+3"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-1", "-1"),
+        ("+1.5e3", "+1.5e3"),
+        ("pos", "pos"),
+        (-612.4, -612.4),
+        (3, 3),
+    ],
+)
 def test_csv_cells_that_would_be_formulas_are_quoted(cell, written):
     """OWASP CSV injection: a leading quote; plain numbers (a "-1" label) stay numbers."""
-    from orchestrator.report import csv_cell
+    from orchestrator.results.report import csv_cell
 
     assert csv_cell(cell) == written

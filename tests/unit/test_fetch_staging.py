@@ -1,13 +1,16 @@
-"""orchestrator/fetch.py without a host: the staging folder, the swap, recovery from an
+"""orchestrator/runs/fetch.py without a host: the staging folder, the swap, recovery from an
 interrupted swap, and the `local` source that never follows a link."""
+
 import os
 import re
 
 import pytest
 
-from orchestrator import fetch
+from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import OrchError
-from orchestrator.hostfiles import NOT_REGULAR, LocalSource
+from orchestrator.runs import fetch
+from orchestrator.transport.base import LocalTransport
+from orchestrator.transport.hostfiles import NOT_REGULAR, LocalSource
 
 
 def _verified(run_dir, text=b"old\n"):
@@ -69,13 +72,6 @@ def test_the_local_source_never_follows_a_link_or_blocks_on_a_fifo(tmp_path):
 
 
 def test_pull_from_local_refuses_by_name_and_copies_the_rest(tmp_path):
-    class Local:
-        class host:
-            is_local = True
-
-        def _local(self, path):
-            return tmp_path / "host" / "jobs"
-
     job = tmp_path / "host" / "jobs" / "neg"
     job.mkdir(parents=True)
     (job / "scores.jsonl").write_bytes(b"ok\n")
@@ -83,7 +79,15 @@ def test_pull_from_local_refuses_by_name_and_copies_the_rest(tmp_path):
     (job / "log.txt").write_bytes(b"x" * (fetch.TAIL_BYTES + 10) + b"\nlast line\n")
     stage = tmp_path / "run" / ".fetch-1" / "jobs"
     stage.mkdir(parents=True)
-    pulled = fetch.pull(Local(), "jobs", stage, tmp_path / "run" / "jobs", ["neg", "pos"], False, False, "r1")
+    pulled = fetch.pull(
+        LocalTransport(HostConfig(name="local", workdir=str(tmp_path / "host"))),
+        str(tmp_path / "host" / "jobs"),
+        stage,
+        tmp_path / "run" / "jobs",
+        ["neg", "pos"],
+        False,
+        "r1",
+    )
     assert pulled.refused == [f"neg/manifest.json: {NOT_REGULAR}"]
     assert (stage / "neg" / "scores.jsonl").read_bytes() == b"ok\n"
     assert not (stage / "neg" / "manifest.json").exists()

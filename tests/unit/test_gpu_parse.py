@@ -1,9 +1,9 @@
 """nvidia-smi parsers and diagnoses, on the real H200 outputs and the documented failures."""
+
 import pytest
-
-from orchestrator import gpu
-
 from hostfixtures import FAILURES, FIXTURES
+
+from orchestrator.provision import gpu
 
 
 def fixture(name: str) -> str:
@@ -36,14 +36,19 @@ def test_plain_header_and_list():
     (g,) = gpu.parse_list(fixture("nvidia-smi-L.txt"))
     assert (g.index, g.name, g.uuid) == (0, "NVIDIA H200", "GPU-19dd46cf-e7ba-50d1-f00f-aebf654ff5d8")
     # the `-q` text form
-    assert gpu.parse_plain_header("Driver Version                            : 535.129.03\n"
-                                  "CUDA Version                              : 12.2\n") == ("535.129.03", "12.2")
+    assert gpu.parse_plain_header(
+        "Driver Version                            : 535.129.03\nCUDA Version                              : 12.2\n"
+    ) == ("535.129.03", "12.2")
 
 
 def test_full_report_from_the_fixture():
-    report = gpu.build_report(smi_path="/usr/local/nvidia/bin/nvidia-smi", query_rc=0,
-                              query_out=fixture("nvidia-smi-query.csv"), xml_rc=0,
-                              xml_out=fixture("nvidia-smi-q-x.xml"))
+    report = gpu.build_report(
+        smi_path="/usr/local/nvidia/bin/nvidia-smi",
+        query_rc=0,
+        query_out=fixture("nvidia-smi-query.csv"),
+        xml_rc=0,
+        xml_out=fixture("nvidia-smi-q-x.xml"),
+    )
     assert report.ok and report.diagnosis.kind == "ok"
     assert report.driver_version == "580.159.04" and report.cuda_version == "13.0"
     assert report.compute_caps() == [(9, 0)]
@@ -57,9 +62,16 @@ def test_old_driver_without_compute_cap_falls_back_to_the_name_table():
     line = "0, Tesla T4, GPU-aaaa, 470.82.01, 15109, 0, 0, 00000000:00:04.0\n"
     xml_without_cuda = fixture("nvidia-smi-q-x.xml").replace("<cuda_version>13.0</cuda_version>", "")
     header = "| NVIDIA-SMI 470.82.01    Driver Version: 470.82.01    CUDA Version: 11.4     |"
-    report = gpu.build_report(smi_path="nvidia-smi", query_rc=0, query_out=line,
-                              query_fields=gpu.QUERY_FIELDS_NO_CC, xml_rc=0, xml_out=xml_without_cuda,
-                              plain_rc=0, plain_out=header)
+    report = gpu.build_report(
+        smi_path="nvidia-smi",
+        query_rc=0,
+        query_out=line,
+        query_fields=gpu.QUERY_FIELDS_NO_CC,
+        xml_rc=0,
+        xml_out=xml_without_cuda,
+        plain_rc=0,
+        plain_out=header,
+    )
     assert report.ok
     (g,) = report.gpus
     assert g.compute_cap == "7.5" and g.compute_cap_source == "name table"
@@ -72,11 +84,14 @@ def test_invalid_field_message_is_recognised():
     assert not gpu.is_invalid_field(fixture("nvidia-smi-query.csv"))
 
 
-@pytest.mark.parametrize("mode,kind,words", [
-    ("no-driver", "no_driver", "could not communicate with the NVIDIA driver"),
-    ("mismatch", "mismatch", "driver/library version mismatch"),
-    ("no-devices", "no_devices", "found no GPUs"),
-])
+@pytest.mark.parametrize(
+    "mode,kind,words",
+    [
+        ("no-driver", "no_driver", "could not communicate with the NVIDIA driver"),
+        ("mismatch", "mismatch", "driver/library version mismatch"),
+        ("no-devices", "no_devices", "found no GPUs"),
+    ],
+)
 def test_documented_failures_become_diagnoses(mode, kind, words):
     message, rc = FAILURES[mode]
     d = gpu.diagnose(rc, message)
@@ -103,27 +118,52 @@ def test_garbage_query_output_is_a_diagnosis_not_an_exception():
 
 
 def test_multi_gpu_query():
-    text = ("0, NVIDIA A100-SXM4-80GB, GPU-a, 535.129.03, 81920, 10, 5, 8.0, 00000000:07:00.0\n"
-            "1, NVIDIA A100-SXM4-80GB, GPU-b, 535.129.03, 81920, [N/A], [N/A], 8.0, 00000000:0F:00.0\n")
+    text = (
+        "0, NVIDIA A100-SXM4-80GB, GPU-a, 535.129.03, 81920, 10, 5, 8.0, 00000000:07:00.0\n"
+        "1, NVIDIA A100-SXM4-80GB, GPU-b, 535.129.03, 81920, [N/A], [N/A], 8.0, 00000000:0F:00.0\n"
+    )
     gpus = gpu.parse_query_csv(text)
     assert [g.index for g in gpus] == [0, 1] and gpus[1].memory_used_mib is None
     report = gpu.build_report(smi_path="nvidia-smi", query_rc=0, query_out=text)
     assert gpu.summary(report).startswith("2x NVIDIA A100-SXM4-80GB (sm_80, 80 GiB)")
 
 
-@pytest.mark.parametrize("name,cc", [
-    ("Tesla T4", "7.5"), ("Tesla V100-SXM2-16GB", "7.0"), ("NVIDIA A100-SXM4-80GB", "8.0"),
-    ("NVIDIA A100 80GB PCIe", "8.0"), ("NVIDIA A10G", "8.6"), ("NVIDIA GeForce RTX 3090", "8.6"),
-    ("NVIDIA RTX A6000", "8.6"), ("NVIDIA GeForce RTX 4090", "8.9"), ("NVIDIA L4", "8.9"),
-    ("NVIDIA L40S", "8.9"), ("NVIDIA RTX 6000 Ada Generation", "8.9"), ("NVIDIA H100 80GB HBM3", "9.0"),
-    ("NVIDIA H200", "9.0"), ("NVIDIA GH200 480GB", "9.0"), ("NVIDIA B200", "10.0"),
-    ("NVIDIA GeForce RTX 5090", "12.0"), ("Tesla P100-PCIE-16GB", "6.0"), ("Tesla K80", "3.7"),
-    ("Some Future GPU", None),
-])
+@pytest.mark.parametrize(
+    "name,cc",
+    [
+        ("Tesla T4", "7.5"),
+        ("Tesla V100-SXM2-16GB", "7.0"),
+        ("NVIDIA A100-SXM4-80GB", "8.0"),
+        ("NVIDIA A100 80GB PCIe", "8.0"),
+        ("NVIDIA A10G", "8.6"),
+        ("NVIDIA GeForce RTX 3090", "8.6"),
+        ("NVIDIA RTX A6000", "8.6"),
+        ("NVIDIA GeForce RTX 4090", "8.9"),
+        ("NVIDIA L4", "8.9"),
+        ("NVIDIA L40S", "8.9"),
+        ("NVIDIA RTX 6000 Ada Generation", "8.9"),
+        ("NVIDIA H100 80GB HBM3", "9.0"),
+        ("NVIDIA H200", "9.0"),
+        ("NVIDIA GH200 480GB", "9.0"),
+        ("NVIDIA B200", "10.0"),
+        ("NVIDIA GeForce RTX 5090", "12.0"),
+        ("Tesla P100-PCIE-16GB", "6.0"),
+        ("Tesla K80", "3.7"),
+        ("Some Future GPU", None),
+    ],
+)
 def test_compute_capability_name_table(name, cc):
     assert gpu.compute_cap_from_name(name) == cc
 
 
 def test_arch_names():
     assert [gpu.arch_name(c) for c in [(7, 0), (7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (12, 0)]] == [
-        "Volta", "Turing", "Ampere", "Ampere", "Ada", "Hopper", "Blackwell", "Blackwell"]
+        "Volta",
+        "Turing",
+        "Ampere",
+        "Ampere",
+        "Ada",
+        "Hopper",
+        "Blackwell",
+        "Blackwell",
+    ]

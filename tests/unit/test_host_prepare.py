@@ -1,15 +1,17 @@
 """hostops.prepare on the local transport: workdir resolution and specific tool errors."""
+
 import os
 import shutil
 import sys
 
 import pytest
 
+from orchestrator.backends.tmux import TmuxBackend
+from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.hostops import prepare
-from orchestrator.hosts import HostConfig
-from orchestrator.transport import LocalTransport
-from remote.hostctl import tmux_socket
+from orchestrator.runs.hostctl import prepare
+from orchestrator.transport.base import LocalTransport
+from remote.backends.tmux import tmux_socket
 
 
 def _path_without(tmp_path, missing):
@@ -33,8 +35,9 @@ def test_missing_tmux_is_a_specific_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", _path_without(tmp_path, {"tmux"}))
     host = HostConfig(name="local", workdir=str(tmp_path / "w"), python=sys.executable)
     with pytest.raises(OrchError) as err:
-        prepare(LocalTransport(host))
+        prepare(LocalTransport(host), TmuxBackend())
     assert err.value.code == ExitCode.HOST_TOOLS and "has no tmux" in err.value.message
+    assert prepare(LocalTransport(host)).tools["tmux"] is False  # no backend asked for: no jobs, no tmux needed
 
 
 def test_missing_python_is_a_specific_error(tmp_path):
@@ -57,7 +60,7 @@ def test_tmux_socket_stays_short():
 
 
 def test_prepare_output_is_records_not_lines():
-    from orchestrator.hostops import parse_prepare
+    from orchestrator.runs.hostctl import parse_prepare
 
     out = "Welcome to the cluster\nworkdir=/home/a\nb/orch\0tmux=yes\0gpu=0\0gpu=1\0python=yes\0"
     facts, gpus = parse_prepare(out)

@@ -1,29 +1,41 @@
-"""Documents from a host are checked against docs/CONTRACT.md (orchestrator/hostdocs.py),
-and a bad one makes its job `unknown`, never a traceback (orchestrator/runstate.py)."""
+"""Documents from a host are checked against docs/CONTRACT.md (orchestrator/contract/hostdocs.py),
+and a bad one makes its job `unknown`, never a traceback (orchestrator/runs/state.py)."""
+
 import pytest
 
-from orchestrator import hostdocs
-from orchestrator.hostdocs import BadDocument
-from orchestrator.runstate import rows_from_remote
+from orchestrator.contract import hostdocs
+from orchestrator.contract.hostdocs import BadDocument
+from orchestrator.runs.state import rows_from_remote
 
-GOOD_STATUS = {"state": "running", "pid": 12, "exit_code": None, "created": 1.0, "started": 2.0, "ended": None,
-               "gpu": "0", "reason": ""}
+GOOD_STATUS = {
+    "state": "running",
+    "pid": 12,
+    "exit_code": None,
+    "created": 1.0,
+    "started": 2.0,
+    "ended": None,
+    "gpu": "0",
+    "reason": "",
+}
 
 
-@pytest.mark.parametrize("doc, words", [
-    ([1, 2], "expected a JSON object, got [1, 2]"),
-    ("done", "expected a JSON object"),
-    ({}, "no 'state'"),
-    ({"state": ["done"]}, "'state' must be one of"),
-    ({"state": "exploded"}, "'state' must be one of"),
-    ({"state": "running", "started": "abc"}, "'started' must be a number or null, got 'abc'"),
-    ({"state": "running", "started": float("nan")}, "'started' must be a number"),
-    ({"state": "running", "pid": "1; rm -rf ~"}, "'pid' must be an integer"),
-    ({"state": "running", "pid": True}, "'pid' must be an integer"),
-    ({"state": "failed", "exit_code": "x"}, "'exit_code' must be an integer"),
-    ({"state": "failed", "reason": ["x"]}, "'reason' must be a string"),
-    ({"state": "failed", "reason": "x" * 5000}, "at most 4096"),
-])
+@pytest.mark.parametrize(
+    "doc, words",
+    [
+        ([1, 2], "expected a JSON object, got [1, 2]"),
+        ("done", "expected a JSON object"),
+        ({}, "no 'state'"),
+        ({"state": ["done"]}, "'state' must be one of"),
+        ({"state": "exploded"}, "'state' must be one of"),
+        ({"state": "running", "started": "abc"}, "'started' must be a number or null, got 'abc'"),
+        ({"state": "running", "started": float("nan")}, "'started' must be a number"),
+        ({"state": "running", "pid": "1; rm -rf ~"}, "'pid' must be an integer"),
+        ({"state": "running", "pid": True}, "'pid' must be an integer"),
+        ({"state": "failed", "exit_code": "x"}, "'exit_code' must be an integer"),
+        ({"state": "failed", "reason": ["x"]}, "'reason' must be a string"),
+        ({"state": "failed", "reason": "x" * 5000}, "at most 4096"),
+    ],
+)
 def test_bad_status_documents_are_named(doc, words):
     with pytest.raises(BadDocument) as info:
         hostdocs.check_status(doc)
@@ -40,24 +52,37 @@ def test_good_documents_pass_and_extra_keys_are_allowed():
 
 
 def test_a_bad_document_makes_its_job_unknown_not_the_reply_a_crash():
-    reply = hostdocs.check_status_reply({"exists": True, "now": 10.0, "jobs": [
-        {"name": "a", "status": {"state": "done", "started": "abc"}, "alive": False},
-        {"name": "b", "status": dict(GOOD_STATUS), "progress": "loss", "alive": True},
-        {"name": "c", "status": dict(GOOD_STATUS), "progress": {"phase": "train", "step": 3, "total": 9},
-         "alive": True},
-    ]})
+    reply = hostdocs.check_status_reply(
+        {
+            "exists": True,
+            "now": 10.0,
+            "jobs": [
+                {"name": "a", "status": {"state": "done", "started": "abc"}, "alive": False},
+                {"name": "b", "status": dict(GOOD_STATUS), "progress": "loss", "alive": True},
+                {
+                    "name": "c",
+                    "status": dict(GOOD_STATUS),
+                    "progress": {"phase": "train", "step": 3, "total": 9},
+                    "alive": True,
+                },
+            ],
+        }
+    )
     rows = {r.name: r for r in rows_from_remote(reply, [{"name": n, "gpu": ""} for n in "abc"])}
     assert rows["a"].state == "unknown" and rows["a"].reason.startswith("bad status.json: 'started'")
     assert rows["b"].state == "unknown" and rows["b"].reason.startswith("bad progress.jsonl: expected a JSON object")
     assert rows["c"].state == "running" and rows["c"].step == 3
 
 
-@pytest.mark.parametrize("doc, words", [
-    ([1], "expected a JSON object"),
-    ({"exists": True, "jobs": "x"}, "'jobs' must be a list"),
-    ({"exists": True, "jobs": [{"name": 5}]}, "jobs[0]: 'name' must be a string"),
-    ({"exists": "yes", "jobs": []}, "'exists' must be true or false"),
-])
+@pytest.mark.parametrize(
+    "doc, words",
+    [
+        ([1], "expected a JSON object"),
+        ({"exists": True, "jobs": "x"}, "'jobs' must be a list"),
+        ({"exists": True, "jobs": [{"name": 5}]}, "jobs[0]: 'name' must be a string"),
+        ({"exists": "yes", "jobs": []}, "'exists' must be true or false"),
+    ],
+)
 def test_a_bad_host_helper_reply_is_named(doc, words):
     with pytest.raises(BadDocument) as info:
         hostdocs.check_status_reply(doc)

@@ -1,5 +1,6 @@
-"""The bootstrap lock (orchestrator/hostlock.py), run by real bash on this machine's
+"""The bootstrap lock (orchestrator/provision/hostlock.py), run by real bash on this machine's
 filesystem through the `local` transport: mkdir atomicity, owners, staleness, heartbeat."""
+
 import json
 import os
 import re
@@ -11,10 +12,11 @@ import pytest
 import testprocs
 import timing
 
-from orchestrator import hostlock, shell
+from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.hosts import HostConfig
-from orchestrator.transport import LocalTransport
+from orchestrator.provision import hostlock
+from orchestrator.transport import shell
+from orchestrator.transport.base import LocalTransport
 
 
 def _transport(tmp_path):
@@ -22,8 +24,9 @@ def _transport(tmp_path):
 
 
 def _lock(tmp_path, path=None):
-    return hostlock.HostLock(_transport(tmp_path), str(path or tmp_path / "w" / "bootstrap" / "lock"), "nigel",
-                             "orch bootstrap")
+    return hostlock.HostLock(
+        _transport(tmp_path), str(path or tmp_path / "w" / "bootstrap" / "lock"), "nigel", "orch bootstrap"
+    )
 
 
 def test_second_holder_is_refused_with_the_owner_named(tmp_path):
@@ -78,8 +81,9 @@ def test_heartbeat_keeps_the_lock_fresh_only_while_the_command_runs(tmp_path, mo
     lock.acquire()
     old = time.time() - 1000
     os.utime(path, (old, old))
-    res = lock.t.run(shell.join(lock.with_heartbeat(["bash", "-c", "sleep 2.5; echo done; exit 3"])), check=False,
-                     timeout=30)
+    res = lock.t.run(
+        shell.join(lock.with_heartbeat(["bash", "-c", "sleep 2.5; echo done; exit 3"])), check=False, timeout=30
+    )
     assert res.rc == 3 and res.stdout.strip() == "done"  # the command's own exit code and output
     touched = path.stat().st_mtime
     assert touched > time.time() - 10

@@ -1,8 +1,8 @@
 import pytest
 
+from orchestrator.config.hosts import list_hosts, resolve_host, set_host_key
+from orchestrator.config.project import Project
 from orchestrator.errors import OrchError
-from orchestrator.hosts import list_hosts, resolve_host, set_host_key
-from orchestrator.project import Project
 
 
 @pytest.fixture
@@ -29,9 +29,15 @@ def test_host_file_validated_with_file_key_and_expectation(project):
 def test_ssh_config_alias_with_proxyjump(project, tmp_path):
     (tmp_path / "ssh_config").write_text(
         "Host nigel2\n  HostName nigel.example.org\n  User vincent\n  Port 2222\n"
-        "  IdentityFile ~/.ssh/id_x\n  ProxyJump jump@bastion:22\n")
+        "  IdentityFile ~/.ssh/id_x\n  ProxyJump jump@bastion:22\n"
+    )
     host = resolve_host(project, "nigel2")
-    assert (host.hostname, host.user, host.port, host.proxy_jump) == ("nigel.example.org", "vincent", 2222, "jump@bastion:22")
+    assert (host.hostname, host.user, host.port, host.proxy_jump) == (
+        "nigel.example.org",
+        "vincent",
+        2222,
+        "jump@bastion:22",
+    )
     assert host.identity_file.endswith(".ssh/id_x")
     assert "nigel2" in [h.name for h in list_hosts(project)]
 
@@ -53,16 +59,22 @@ def test_recording_a_key_for_an_ssh_alias_hints_the_resolved_yaml(project, tmp_p
 
     (tmp_path / "ssh_config").write_text(
         "Host gpubox\n  HostName gpu.example.org\n  User yes\n  Port 2222\n"
-        "  IdentityFile ~/.ssh/id_x\n  ProxyJump jump@bastion:22\n")
+        "  IdentityFile ~/.ssh/id_x\n  ProxyJump jump@bastion:22\n"
+    )
     alias = resolve_host(project, "gpubox")
     with pytest.raises(OrchError) as info:
         set_host_key(project, "gpubox", "python", "/opt/env: 3/bin/python")
     first, _, block = info.value.hint.partition("\n")
     assert "configs/hosts/gpubox.yaml" in first and str(tmp_path / "ssh_config") in first
     assert "hostname: gpubox" not in block  # would not resolve: a host file does not read ~/.ssh/config
-    assert yaml.safe_load(block) == {"hostname": "gpu.example.org", "port": 2222, "user": "yes",
-                                     "identity_file": alias.identity_file, "proxy_jump": "jump@bastion:22",
-                                     "python": "/opt/env: 3/bin/python"}  # "yes" and ": " quoted
+    assert yaml.safe_load(block) == {
+        "hostname": "gpu.example.org",
+        "port": 2222,
+        "user": "yes",
+        "identity_file": alias.identity_file,
+        "proxy_jump": "jump@bastion:22",
+        "python": "/opt/env: 3/bin/python",
+    }  # "yes" and ": " quoted
     # Pasted as told, the file reaches the same host the alias did.
     (project.configs / "hosts" / "gpubox.yaml").write_text(block + "\n")
     host = resolve_host(project, "gpubox")

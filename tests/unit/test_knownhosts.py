@@ -1,49 +1,56 @@
 """known_hosts matching as OpenSSH's match_hostname()/match_pattern_list() does it, and the
 key check built on it (ok / changed / unknown / revoked)."""
+
 import base64
 import os
 
 import paramiko
 import pytest
 
-from orchestrator import knownhosts
-from orchestrator.knownhosts import hash_host, match_hostname, match_pattern, match_pattern_list
+from orchestrator.transport import knownhosts
+from orchestrator.transport.knownhosts import hash_host, match_hostname, match_pattern, match_pattern_list
 
 
-@pytest.mark.parametrize("string,pattern,expected", [
-    ("127.0.0.1", "127.0.0.1", True),
-    ("127.0.0.1", "127.0.0.*", True),
-    ("127.0.0.1", "127.0.0.?", True),
-    ("127.0.0.10", "127.0.0.?", False),
-    ("[127.0.0.1]:2301", "[127.0.0.*]:2301", True),  # brackets are literal, not a class
-    ("[127.0.0.1]:2301", "[127.0.0.*]:2302", False),
-    ("[127.0.0.1]:2301", "127.0.0.*", False),  # a port-22 pattern never names another port
-    ("[127.0.0.1]:2301", "*", True),
-    ("", "*", True),
-    ("abc", "a*c", True),
-    ("abc", "a*b", False),
-    ("aXbXc", "a*b*c", True),
-    ("a", "**", True),
-    ("host.example.com", "*.example.com", True),
-    ("example.com", "*.example.com", False),
-    ("a[1]", "a[1]", True),
-])
+@pytest.mark.parametrize(
+    "string,pattern,expected",
+    [
+        ("127.0.0.1", "127.0.0.1", True),
+        ("127.0.0.1", "127.0.0.*", True),
+        ("127.0.0.1", "127.0.0.?", True),
+        ("127.0.0.10", "127.0.0.?", False),
+        ("[127.0.0.1]:2301", "[127.0.0.*]:2301", True),  # brackets are literal, not a class
+        ("[127.0.0.1]:2301", "[127.0.0.*]:2302", False),
+        ("[127.0.0.1]:2301", "127.0.0.*", False),  # a port-22 pattern never names another port
+        ("[127.0.0.1]:2301", "*", True),
+        ("", "*", True),
+        ("abc", "a*c", True),
+        ("abc", "a*b", False),
+        ("aXbXc", "a*b*c", True),
+        ("a", "**", True),
+        ("host.example.com", "*.example.com", True),
+        ("example.com", "*.example.com", False),
+        ("a[1]", "a[1]", True),
+    ],
+)
 def test_match_pattern(string, pattern, expected):
     assert match_pattern(string, pattern) is expected
 
 
-@pytest.mark.parametrize("host,patterns,expected", [
-    ("gpu1", "gpu1,gpu2", 1),
-    ("gpu2", "gpu1,gpu2", 1),
-    ("gpu3", "gpu1,gpu2", 0),
-    ("gpu1", "gpu*,!gpu1", -1),  # a negation excludes the line, whatever else matches
-    ("gpu1", "!gpu1,gpu*", -1),
-    ("gpu2", "gpu*,!gpu1", 1),
-    ("gpu1", "!gpu2", 0),  # a negation alone never makes a match
-    ("GPU1", "gpu1", 1),  # case-insensitive, both sides
-    ("gpu1", "GPU*", 1),
-    ("[10.0.0.5]:22", "[10.0.0.*]:22,![10.0.0.5]:22", -1),
-])
+@pytest.mark.parametrize(
+    "host,patterns,expected",
+    [
+        ("gpu1", "gpu1,gpu2", 1),
+        ("gpu2", "gpu1,gpu2", 1),
+        ("gpu3", "gpu1,gpu2", 0),
+        ("gpu1", "gpu*,!gpu1", -1),  # a negation excludes the line, whatever else matches
+        ("gpu1", "!gpu1,gpu*", -1),
+        ("gpu2", "gpu*,!gpu1", 1),
+        ("gpu1", "!gpu2", 0),  # a negation alone never makes a match
+        ("GPU1", "gpu1", 1),  # case-insensitive, both sides
+        ("gpu1", "GPU*", 1),
+        ("[10.0.0.5]:22", "[10.0.0.*]:22,![10.0.0.5]:22", -1),
+    ],
+)
 def test_match_hostname(host, patterns, expected):
     assert match_hostname(host, patterns) == expected
 
@@ -69,23 +76,26 @@ def keys(tmp_path):
 NAME = "[127.0.0.1]:2301"
 
 
-@pytest.mark.parametrize("line,expected", [
-    ("[127.0.0.1]:2301 {other}", "changed"),
-    ("[127.0.0.*]:2301 {other}", "changed"),  # the report's case: ssh(1) says CHANGED
-    ("[127.0.0.?]:2301 {other}", "changed"),
-    ("* {other}", "changed"),
-    ("nigel,[127.0.0.1]:2301 {other}", "changed"),
-    ("{hashed} {other}", "changed"),
-    ("[127.0.0.*]:2301,![127.0.0.1]:2301 {other}", "unknown"),  # negated: the line does not apply
-    ("[127.0.0.*]:2301,![127.0.0.1]:2301 {real}", "unknown"),
-    ("127.0.0.* {other}", "unknown"),  # port 22 only
-    ("[127.0.0.*]:2301 {real}", "ok"),
-    ("{hashed} {real}", "ok"),
-    ("[127.0.0.*]:2301 {other}\n[127.0.0.1]:2301 {real}", "ok"),  # any matching line with the key
-    ("[127.0.0.1]:2301 {real}\n@revoked * {real}", "revoked"),
-    ("@cert-authority * {other}", "unknown"),
-    ("garbage\n[127.0.0.1]:2301 ssh-ed25519 !!notbase64", "unknown"),
-])
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ("[127.0.0.1]:2301 {other}", "changed"),
+        ("[127.0.0.*]:2301 {other}", "changed"),  # the report's case: ssh(1) says CHANGED
+        ("[127.0.0.?]:2301 {other}", "changed"),
+        ("* {other}", "changed"),
+        ("nigel,[127.0.0.1]:2301 {other}", "changed"),
+        ("{hashed} {other}", "changed"),
+        ("[127.0.0.*]:2301,![127.0.0.1]:2301 {other}", "unknown"),  # negated: the line does not apply
+        ("[127.0.0.*]:2301,![127.0.0.1]:2301 {real}", "unknown"),
+        ("127.0.0.* {other}", "unknown"),  # port 22 only
+        ("[127.0.0.*]:2301 {real}", "ok"),
+        ("{hashed} {real}", "ok"),
+        ("[127.0.0.*]:2301 {other}\n[127.0.0.1]:2301 {real}", "ok"),  # any matching line with the key
+        ("[127.0.0.1]:2301 {real}\n@revoked * {real}", "revoked"),
+        ("@cert-authority * {other}", "unknown"),
+        ("garbage\n[127.0.0.1]:2301 ssh-ed25519 !!notbase64", "unknown"),
+    ],
+)
 def test_check(keys, line, expected):
     (real, real_text), (_, other_text) = keys
     hashed = hash_host(NAME, os.urandom(20))

@@ -1,12 +1,14 @@
 import pytest
 
+from orchestrator.config.experiments import parse_overrides
+from orchestrator.config.project import check_name
 from orchestrator.errors import OrchError
-from orchestrator.project import check_name
-from orchestrator.experiments import parse_overrides
 from remote.spec import SpecError, load_experiment, set_dotted
 
 
-@pytest.mark.parametrize("bad", ["", "-rf", "a b", "a;b", "$(x)", "a/b", "..", "exp.v2", "a:b", "x" * 65, "`id`", "a\nb"])
+@pytest.mark.parametrize(
+    "bad", ["", "-rf", "a b", "a;b", "$(x)", "a/b", "..", "exp.v2", "a:b", "x" * 65, "`id`", "a\nb"]
+)
 def test_illegal_names_refused(bad):
     with pytest.raises(OrchError) as err:
         check_name("run", bad)
@@ -38,18 +40,18 @@ def test_overrides_keep_types():
 
 
 def test_default_names_are_made_safe_but_given_names_are_checked():
-    from orchestrator.jobs import plan_jobs
+    from orchestrator.runs.plan import plan_jobs
 
     exp = load_experiment({"name": "imdb-v1.5", "data": {"path": "x"}}, "t")
-    assert [j.name for j in plan_jobs(exp, ["0.0", "1.0"], [])] == ["class-0_0", "class-1_0"]
+    assert [j.name for j in plan_jobs(exp, ["0.0", "1.0"])] == ["class-0_0", "class-1_0"]
     exp = load_experiment({"data": {"path": "x", "class_names": {"0": "neg.v2", "1": "pos"}}}, "t")
     with pytest.raises(OrchError, match="not allowed"):
-        plan_jobs(exp, ["0", "1"], [])
+        plan_jobs(exp, ["0", "1"])
 
 
 def test_new_run_ids_are_legal_and_unique(tmp_path):
-    from orchestrator.project import Project
-    from orchestrator.runner import new_run_id
+    from orchestrator.config.project import Project
+    from orchestrator.contract.records import new_run_id
 
     (tmp_path / "runs").mkdir()
     project = Project(tmp_path)
@@ -60,13 +62,16 @@ def test_new_run_ids_are_legal_and_unique(tmp_path):
     assert new_run_id(project, exp) == first + "-2"
 
 
-@pytest.mark.parametrize("key,value,expected", [
-    ("train.batch_size", 0, "expected an integer >= 1"),
-    ("train.steps", -5, "expected an integer >= 1 (or set epochs)"),
-    ("data.test_fraction", 1.5, "expected a number in (0, 1)"),
-    ("score.mdlm_draws", 0, "expected an integer >= 1"),
-    ("model.dropout", 1.0, "expected a number in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("train.batch_size", 0, "expected an integer >= 1"),
+        ("train.steps", -5, "expected an integer >= 1 (or set epochs)"),
+        ("data.test_fraction", 1.5, "expected a number in (0, 1)"),
+        ("score.mdlm_draws", 0, "expected an integer >= 1"),
+        ("model.dropout", 1.0, "expected a number in [0, 1)"),
+    ],
+)
 def test_out_of_range_numbers_refused_at_load(key, value, expected):
     raw = {"data": {"path": "x"}}
     set_dotted(raw, key, value)
@@ -76,8 +81,8 @@ def test_out_of_range_numbers_refused_at_load(key, value, expected):
 
 
 def test_job_names_must_differ_ignoring_case():
-    from orchestrator.jobs import plan_jobs
+    from orchestrator.runs.plan import plan_jobs
 
     exp = load_experiment({"data": {"path": "x", "class_names": {"0": "Neg", "1": "neg"}}}, "t")
     with pytest.raises(OrchError, match="ignoring case"):
-        plan_jobs(exp, ["0", "1"], [])
+        plan_jobs(exp, ["0", "1"])

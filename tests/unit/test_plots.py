@@ -1,10 +1,11 @@
 """The evaluation plots say what they are and draw what they claim."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from orchestrator.plots import fitted_unit_range, zero_aligned_bins
+from orchestrator.results.plots import fitted_unit_range, zero_aligned_bins
 
 try:  # the synthetic run builder lives with the evaluation tests
     from .test_evaluate import make_run, margin_texts
@@ -12,9 +13,18 @@ except ImportError:
     from test_evaluate import make_run, margin_texts
 
 
-@pytest.mark.parametrize("values", [
-    [-7.3, -0.2, 0.4, 12.9], [0.3, 0.9, 4.1], [-5.0, -0.01], [-1e-3, 2e-3], [0.0, 0.0], [3.0], [-2.5, 0.0, 2.5],
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [-7.3, -0.2, 0.4, 12.9],
+        [0.3, 0.9, 4.1],
+        [-5.0, -0.01],
+        [-1e-3, 2e-3],
+        [0.0, 0.0],
+        [3.0],
+        [-2.5, 0.0, 2.5],
+    ],
+)
 def test_no_histogram_bin_straddles_the_decision_line(values):
     values = np.array(values)
     edges = zero_aligned_bins(values, 20)
@@ -37,11 +47,11 @@ def test_accuracy_axis_fits_the_data_but_stays_in_0_1():
 def test_every_png_names_its_run_experiment_and_kind(tmp_path):
     from PIL import Image
 
-    from orchestrator.evaluate import evaluate_run
+    from orchestrator.results.evaluate import evaluate_run
 
     texts = margin_texts({"0": [-5, -4, -3, -6, 2, -1, -2, -8], "1": [5, 4, 3, -1, -2, 6, 7, 1]})
     run_dir = make_run(tmp_path, "plotted-run", texts, kind="mdlm", init="scratch")
-    evaluate_run(run_dir)
+    evaluate_run(run_dir, plots=True)
     pngs = sorted((run_dir / "plots").glob("*.png"))
     assert len(pngs) == 4
     for png in pngs:
@@ -53,7 +63,7 @@ def test_the_heading_is_drawn_on_the_figure(tmp_path, monkeypatch):
     """The label is on the picture itself (a suptitle), not only in the file's metadata."""
     from matplotlib.figure import Figure
 
-    from orchestrator.evaluate import evaluate_run
+    from orchestrator.results.evaluate import evaluate_run
 
     drawn = []
     original = Figure.savefig
@@ -63,5 +73,5 @@ def test_the_heading_is_drawn_on_the_figure(tmp_path, monkeypatch):
         return original(fig, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", spy)
-    evaluate_run(make_run(tmp_path, "headed"))
+    evaluate_run(make_run(tmp_path, "headed"), plots=True)
     assert len(drawn) == 4 and all(t == "run headed · experiment exp · ar (init scratch)" for t in drawn), drawn

@@ -1,22 +1,25 @@
 """The host probe: the real script run here with nvidia-smi/nvcc shims replaying the H200
 fixtures (and the documented failures), and its pure parsers on raw outputs."""
+
 import json
+import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from orchestrator import probe
-
 from hostfixtures import FIXTURES, run_probe_locally, write_gpu_shims
+
+from orchestrator.provision import probe
 
 
 @pytest.fixture(scope="module")
 def shims(tmp_path_factory):
     root = tmp_path_factory.mktemp("shims")
-    return {mode: write_gpu_shims(root / mode, mode) for mode in
-            ("ok", "old-driver", "no-driver", "mismatch", "no-devices")}
+    return {
+        mode: write_gpu_shims(root / mode, mode) for mode in ("ok", "old-driver", "no-driver", "mismatch", "no-devices")
+    }
 
 
 def test_probe_on_the_h200_replay(shims, tmp_path):
@@ -46,8 +49,9 @@ def test_probe_old_driver_retries_without_compute_cap(shims, tmp_path):
     assert facts.gpu.cuda_version == "13.0"  # from the plain header: the XML had no <cuda_version>
 
 
-@pytest.mark.parametrize("mode,kind", [("no-driver", "no_driver"), ("mismatch", "mismatch"),
-                                       ("no-devices", "no_devices")])
+@pytest.mark.parametrize(
+    "mode,kind", [("no-driver", "no_driver"), ("mismatch", "mismatch"), ("no-devices", "no_devices")]
+)
 def test_probe_gpu_failures(shims, tmp_path, mode, kind):
     facts = probe.parse_probe(run_probe_locally(str(tmp_path), [shims[mode]]), str(tmp_path))
     assert facts.gpu.diagnosis.kind == kind and not facts.gpu.ok
@@ -75,8 +79,9 @@ def test_probe_reads_state_results_verify_and_env_pythons(tmp_path):
     env_bin = work / "envs" / "x" / "bin"
     env_bin.mkdir(parents=True)
     (env_bin / "python").symlink_to(sys.executable)
-    facts = probe.parse_probe(run_probe_locally(str(work), [], pythons=["envs/x/bin/python", "/nope/bin/python"]),
-                              str(work))
+    facts = probe.parse_probe(
+        run_probe_locally(str(work), [], pythons=["envs/x/bin/python", "/nope/bin/python"]), str(work)
+    )
     assert facts.workdir_exists
     assert facts.state["steps"]["env"]["rc"] == 0
     assert facts.results["env"]["fingerprint"] == "abc" and facts.results["torch"]["rc"] == 1
@@ -130,14 +135,17 @@ def test_garbage_output_is_a_warning():
     assert facts.warnings and any(p.level == "error" for p in probe.problems(facts))
 
 
-@pytest.mark.parametrize("text,version", [
-    ("glibc 2.36", "2.36"),
-    ("ldd (Ubuntu GLIBC 2.35-0ubuntu3.8) 2.35", "2.35"),
-    ("ldd (GNU libc) 2.28", "2.28"),
-    ("ldd (Debian GLIBC 2.31-13+deb11u11) 2.31", "2.31"),
-    ("musl libc (x86_64)\nVersion 1.2.4", ""),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "text,version",
+    [
+        ("glibc 2.36", "2.36"),
+        ("ldd (Ubuntu GLIBC 2.35-0ubuntu3.8) 2.35", "2.35"),
+        ("ldd (GNU libc) 2.28", "2.28"),
+        ("ldd (Debian GLIBC 2.31-13+deb11u11) 2.31", "2.31"),
+        ("musl libc (x86_64)\nVersion 1.2.4", ""),
+        ("", ""),
+    ],
+)
 def test_parse_glibc(text, version):
     assert probe.parse_glibc(text) == version
 
@@ -145,8 +153,10 @@ def test_parse_glibc(text, version):
 def test_parse_meminfo_df_os_release():
     mem = "MemTotal:       131072000 kB\nMemAvailable:   130023424 kB\nSwapTotal:             0 kB\n"
     assert probe.parse_meminfo(mem) == (125.0, 124.0, 0.0)
-    df = ("Filesystem     1024-blocks     Used Available Capacity Mounted on\n"
-          "/dev/vda         264212084 17825792  67108864      21% /\n")
+    df = (
+        "Filesystem     1024-blocks     Used Available Capacity Mounted on\n"
+        "/dev/vda         264212084 17825792  67108864      21% /\n"
+    )
     assert probe.parse_df(df) == ("/", 64.0)
     assert probe.parse_os_release('PRETTY_NAME="Ubuntu 24.04.3 LTS"\nNAME="Ubuntu"\n') == "Ubuntu 24.04.3 LTS"
     assert probe.parse_os_release('NAME="Rocky Linux"\nVERSION_ID="8.9"\n') == "Rocky Linux 8.9"
@@ -154,23 +164,38 @@ def test_parse_meminfo_df_os_release():
 
 def test_parse_nvcc_fixture():
     assert probe.parse_nvcc("path=/usr/local/cuda/bin/nvcc\n" + (FIXTURES / "nvcc-version.txt").read_text()) == (
-        "/usr/local/cuda/bin/nvcc", "13.0")
+        "/usr/local/cuda/bin/nvcc",
+        "13.0",
+    )
     assert probe.parse_nvcc("") == ("", "")
 
 
 def test_parse_conda_and_pythons():
     (c,) = probe.parse_conda("prefix=/home/u/miniconda3 version=24.11.3 tos_plugin=1 conda_forge=0\n")
     assert (c.prefix, c.version, c.tos_plugin, c.conda_forge, c.usable) == (
-        "/home/u/miniconda3", "24.11.3", True, False, True)
+        "/home/u/miniconda3",
+        "24.11.3",
+        True,
+        False,
+        True,
+    )
     assert c.conda == "/home/u/miniconda3/bin/conda"
     assert not probe.CondaInstall("/x", "4.5.1").usable
-    text = ('name=python3 path=/usr/bin/python3\n{"executable": "/usr/bin/python3", "version": "3.12.3", '
-            '"prefix": "/usr", "base_prefix": "/usr", "venv": false, "torch": "2.11.0+cu130", "torch_cuda": "13.0", '
-            '"flash-attn": null}\n'
-            'name=python3.9 path=/usr/bin/python3.9\n{"broken": true}\n')
+    text = (
+        'name=python3 path=/usr/bin/python3\n{"executable": "/usr/bin/python3", "version": "3.12.3", '
+        '"prefix": "/usr", "base_prefix": "/usr", "venv": false, "torch": "2.11.0+cu130", "torch_cuda": "13.0", '
+        '"flash-attn": null}\n'
+        'name=python3.9 path=/usr/bin/python3.9\n{"broken": true}\n'
+    )
     a, b = probe.parse_pythons(text)
     assert (a.name, a.version, a.minor, a.venv, a.packages["torch"], a.torch_cuda) == (
-        "python3", "3.12.3", "3.12", False, "2.11.0+cu130", "13.0")
+        "python3",
+        "3.12.3",
+        "3.12",
+        False,
+        "2.11.0+cu130",
+        "13.0",
+    )
     assert b.broken and b.version == ""
 
 
@@ -194,7 +219,46 @@ def test_problems_for_missing_tools():
 
 
 def test_probe_command_is_one_quoted_bash_invocation():
+    """bootstrap/probe.sh's text travels inside the one command (one round trip, no upload)."""
     cmd = probe.probe_command("/w/it's here", ["envs/default/bin/python"])
     assert cmd.startswith("bash --norc -c ") and "'/w/it'\"'\"'s here'" in cmd  # --norc: see probe_command
-    assert "nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used,utilization.gpu," \
-           "compute_cap,pci.bus_id" in cmd
+    argv = shlex.split(cmd)
+    script = (Path(__file__).resolve().parents[2] / "bootstrap" / "probe.sh").read_text()
+    assert argv[:5] == ["bash", "--norc", "-c", script, "orch-probe"]
+    assert argv[argv.index("--fields") + 1] == (
+        "index,name,uuid,driver_version,memory.total,memory.used,utilization.gpu,compute_cap,pci.bus_id"
+    )
+    assert argv[-3:] == ["--", "/w/it's here", "envs/default/bin/python"]
+
+
+def test_the_probe_script_runs_by_itself_and_says_how_when_called_wrong(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "bootstrap" / "probe.sh"
+    wrong = subprocess.run(["bash", str(script), str(tmp_path)], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "usage: probe.sh" in wrong.stderr
+    ok = subprocess.run(
+        [
+            "bash",
+            str(script),
+            "--version",
+            "7",
+            "--tools",
+            "bash",
+            "--fields",
+            "index",
+            "--fields-nocc",
+            "index",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    sections = probe.parse_sections(ok.stdout)
+    assert sections["probe-version"].text == "7" and sections["workdir"].text == str(tmp_path)
+    assert sections["which"].text.startswith("bash=/")
+
+
+def test_a_project_with_its_own_probe_script_uses_it(tmp_path):
+    (tmp_path / "bootstrap").mkdir()
+    (tmp_path / "bootstrap" / "probe.sh").write_text("echo the probe of this project")
+    assert "the probe of this project" in probe.probe_command("/w", [], project_root=tmp_path)
+    assert "the probe of this project" not in probe.probe_command("/w", [], project_root=tmp_path / "elsewhere")

@@ -1,19 +1,23 @@
 """ProxyJump chains resolved as ssh(1) resolves them."""
+
 import pytest
 
+from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.hosts import HostConfig
-from orchestrator.proxyjump import chain, parse_hop
+from orchestrator.transport.proxyjump import chain, parse_hop
 
 
-@pytest.mark.parametrize("spec,expected", [
-    ("bastion", ("", "bastion", None)),
-    ("me@bastion", ("me", "bastion", None)),
-    ("me@bastion:2222", ("me", "bastion", 2222)),
-    ("ssh://me@bastion:2222", ("me", "bastion", 2222)),
-    ("[::1]:2222", ("", "::1", 2222)),
-    ("a@b@host", ("a@b", "host", None)),
-])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("bastion", ("", "bastion", None)),
+        ("me@bastion", ("me", "bastion", None)),
+        ("me@bastion:2222", ("me", "bastion", 2222)),
+        ("ssh://me@bastion:2222", ("me", "bastion", 2222)),
+        ("[::1]:2222", ("", "::1", 2222)),
+        ("a@b@host", ("a@b", "host", None)),
+    ],
+)
 def test_parse_hop(spec, expected):
     assert parse_hop(spec) == expected
 
@@ -25,8 +29,14 @@ def test_parse_hop_refuses(spec):
 
 
 def _target(**kw):
-    base = dict(name="gpu", hostname="10.0.0.5", user="vin", identity_file="/k/id", known_hosts_file="/k/kh",
-                source="configs/hosts/gpu.yaml")
+    base = dict(
+        name="gpu",
+        hostname="10.0.0.5",
+        user="vin",
+        identity_file="/k/id",
+        known_hosts_file="/k/kh",
+        source="configs/hosts/gpu.yaml",
+    )
     base.update(kw)
     return HostConfig(**base)
 
@@ -44,8 +54,10 @@ def test_none_and_empty_mean_no_jump(ssh_config):
 
 
 def test_two_hops_in_order_each_with_its_own_settings(ssh_config):
-    ssh_config.write_text("Host hop2\n  HostName 10.0.0.2\n  Port 2202\n  User op\n  IdentityFile /k/op\n"
-                          "  UserKnownHostsFile /k/kh2 /k/kh3\n")
+    ssh_config.write_text(
+        "Host hop2\n  HostName 10.0.0.2\n  Port 2202\n  User op\n  IdentityFile /k/op\n"
+        "  UserKnownHostsFile /k/kh2 /k/kh3\n"
+    )
     hops = chain(_target(proxy_jump="jump@10.0.0.1:2201,hop2"))
     assert [(h.hostname, h.port, h.user, h.identity_file, h.known_hosts_file) for h in hops] == [
         ("10.0.0.1", 2201, "jump", "/k/id", "/k/kh"),  # unconfigured: the target's key and known_hosts
@@ -55,9 +67,11 @@ def test_two_hops_in_order_each_with_its_own_settings(ssh_config):
 
 
 def test_the_first_hops_own_proxyjump_goes_first(ssh_config):
-    ssh_config.write_text("Host inner\n  HostName 10.0.0.2\n  ProxyJump outer\n"
-                          "Host outer\n  HostName 10.0.0.1\n  ProxyJump none\n"
-                          "Host *\n  ProxyJump ignored-for-later-hops\n")
+    ssh_config.write_text(
+        "Host inner\n  HostName 10.0.0.2\n  ProxyJump outer\n"
+        "Host outer\n  HostName 10.0.0.1\n  ProxyJump none\n"
+        "Host *\n  ProxyJump ignored-for-later-hops\n"
+    )
     hops = chain(_target(proxy_jump="inner,10.0.0.3"))
     assert [h.hostname for h in hops] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
 

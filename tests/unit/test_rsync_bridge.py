@@ -1,7 +1,8 @@
-"""rsync through orchestrator/rsync_tunnel.py + rsync_bridge.py, with the SSH channel
+"""rsync through orchestrator/transport/rsync_tunnel.py + rsync_bridge.py, with the SSH channel
 replaced by a local process (same methods as a Paramiko channel), so the relay itself --
 both directions at once, stderr, exit codes, failures -- is tested with real rsync here;
 the integration tests run the same path over the real sshd."""
+
 import os
 import shutil
 import subprocess
@@ -10,9 +11,9 @@ import threading
 import pytest
 import timing
 
-from orchestrator import shell
-from orchestrator.rsync_bridge import RsyncBridge
-from orchestrator.rsync_tunnel import remote_command
+from orchestrator.transport import shell
+from orchestrator.transport.rsync_bridge import RsyncBridge
+from orchestrator.transport.rsync_tunnel import remote_command
 
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="needs rsync")
 
@@ -21,8 +22,9 @@ class ProcessChannel:
     """The part of paramiko.Channel the bridge uses, backed by `bash -c command`."""
 
     def __init__(self, command: str):
-        self.proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            ["bash", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         self.commands = [command]
 
     def recv(self, n):
@@ -61,13 +63,19 @@ def bridge():
 
 
 def _rsync(bridge, *args):
-    return subprocess.run(["rsync", "-a", "-e", shell.join(bridge.rsh()), *args], capture_output=True, text=True,
-                          timeout=timing.scaled(120))
+    return subprocess.run(
+        ["rsync", "-a", "-e", shell.join(bridge.rsh()), *args],
+        capture_output=True,
+        text=True,
+        timeout=timing.scaled(120),
+    )
 
 
 def test_remote_command_is_joined_like_ssh_does():
-    assert remote_command(["-l", "me", "-p", "2222", "host", "rsync", "--server", "-logDtpre.iLsfxCIvu", ".", "/a b"]) \
+    assert (
+        remote_command(["-l", "me", "-p", "2222", "host", "rsync", "--server", "-logDtpre.iLsfxCIvu", ".", "/a b"])
         == "rsync --server -logDtpre.iLsfxCIvu . /a b"
+    )
     assert remote_command(["host", "echo", "hi"]) == "echo hi"
 
 
@@ -134,6 +142,10 @@ def test_tunnel_without_its_bridge_says_so(tmp_path):
     rsh = b.rsh()
     b.close()
     (tmp_path / "f").write_text("x")
-    res = subprocess.run(["rsync", "-a", "-e", shell.join(rsh), str(tmp_path / "f"), f"orch:{tmp_path}/g"],
-                         capture_output=True, text=True, timeout=timing.scaled(60))
+    res = subprocess.run(
+        ["rsync", "-a", "-e", shell.join(rsh), str(tmp_path / "f"), f"orch:{tmp_path}/g"],
+        capture_output=True,
+        text=True,
+        timeout=timing.scaled(60),
+    )
     assert res.returncode != 0 and "cannot reach the orch process that started rsync" in res.stderr

@@ -1,17 +1,22 @@
-"""Verifying a fetched job against its manifest (orchestrator/fetch.py: verify_job)."""
+"""Verifying a fetched job against its manifest (orchestrator/runs/fetch.py: verify_job)."""
+
 import hashlib
 import json
 import os
 
-from orchestrator.fetch import verify_job
+from orchestrator.runs.fetch import verify_job
 
 
 def _job(tmp_path, text=b'{"id": "a"}\n', **manifest_extra):
     d = tmp_path / "neg"
     d.mkdir()
     (d / "scores.jsonl").write_bytes(text)
-    manifest = {"files": {"scores.jsonl": {"size": len(text), "sha256": hashlib.sha256(text).hexdigest()}},
-                "n_test": 1, "classes": ["0", "1"], **manifest_extra}
+    manifest = {
+        "files": {"scores.jsonl": {"size": len(text), "sha256": hashlib.sha256(text).hexdigest()}},
+        "n_test": 1,
+        "classes": ["0", "1"],
+        **manifest_extra,
+    }
     (d / "manifest.json").write_text(json.dumps(manifest))
     return d
 
@@ -45,10 +50,15 @@ def test_the_manifest_must_list_what_the_role_produces(tmp_path):
 
 def test_a_manifest_of_the_wrong_shape_is_named_not_a_crash(tmp_path):
     d = _job(tmp_path)
-    for text, words in (("[1]", "expected a JSON object"), ('{"files": [1]}', "'files' must be an object"),
-                        ('{"files": {"../x": {"size": 1, "sha256": "00"}}}', "'../x'"),
-                        ('{"files": {}, "n_test": "5"}', "'n_test' must be an integer"),
-                        ("{" * 100000, "not valid JSON")):
+    for text, words in (
+        ("[1]", "expected a JSON object"),
+        ('{"files": [1]}', "'files' must be an object"),
+        ('{"files": {"../x": {"size": 1, "sha256": "00"}}}', "'../x'"),
+        ('{"files": {}, "n_test": "5"}', "'n_test' must be an integer"),
+        ("{" * 100000, "not valid JSON"),
+    ):
         (d / "manifest.json").write_text(text)
         problems = verify_job(d, "class")
-        assert len(problems) == 1 and problems[0].startswith("neg: bad manifest.json") and words in problems[0], problems
+        assert len(problems) == 1 and problems[0].startswith("neg: bad manifest.json") and words in problems[0], (
+            problems
+        )

@@ -2,6 +2,7 @@
 spare it reserved at start), with the disk named as the reason.  The real ENOSPC path runs
 in tests/integration/test_hostile_host.py on a small tmpfs; here a write that fails with
 ENOSPC stands in for it."""
+
 import errno
 import json
 import os
@@ -15,7 +16,7 @@ from remote import wrapper
 def job(tmp_path):
     job_dir = tmp_path / "work" / "runs" / "r" / "jobs" / "neg"
     job_dir.mkdir(parents=True)
-    job = wrapper.Job(str(job_dir))
+    job = wrapper.SupervisedJob(str(job_dir))
     job.reserve()
     job.save()
     return job
@@ -25,7 +26,7 @@ def _full_disk(monkeypatch):
     def no_room(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    monkeypatch.setattr(wrapper, "write_json", no_room)
+    monkeypatch.setattr(wrapper, "atomic_write_json", no_room)
 
 
 def test_the_spare_is_reserved_and_removed_after_a_normal_end(job):
@@ -46,7 +47,7 @@ def test_a_failure_on_a_full_disk_is_recorded_with_the_reason(job, monkeypatch, 
     assert status["reason"].startswith(f"no space left on the host's {tmp_path / 'work'} (")
     assert "MB free): exit code 1: OSError: [Errno 28]" in status["reason"]
     assert not os.path.exists(job.spare_path)
-    assert [p for p in os.listdir(os.path.dirname(job.status_path)) if ".tmp." in p] == []
+    assert [p for p in os.listdir(os.path.dirname(job.status_path)) if ".tmp" in p] == []
 
 
 def test_a_log_write_that_fails_stops_logging_not_the_wrapper(job, tmp_path):
@@ -65,13 +66,15 @@ def test_a_log_write_that_fails_stops_logging_not_the_wrapper(job, tmp_path):
     assert job.disk_full and log.fh is None
 
 
-def test_write_json_leaves_no_temp_file_when_the_write_fails(tmp_path, monkeypatch):
+def test_an_atomic_write_leaves_no_temp_file_when_it_fails(tmp_path, monkeypatch):
     target = tmp_path / "status.json"
 
     def fail(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(wrapper.os, "fsync", fail)
+    from remote import files
+
+    monkeypatch.setattr(files.os, "fsync", fail)
     with pytest.raises(OSError):
-        wrapper.write_json(str(target), {"state": "done"})
+        files.atomic_write_json(str(target), {"state": "done"})
     assert os.listdir(tmp_path) == []

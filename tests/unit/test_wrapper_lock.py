@@ -1,4 +1,5 @@
 """One job folder, one live wrapper: the lock remote/wrapper.py holds for its life."""
+
 import json
 import os
 import signal
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.runstate import job_row
+from orchestrator.backends.tmux import TmuxBackend
+from orchestrator.runs.state import job_row
 from remote.wrapper import EXIT_OWNED, lock_holder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,8 +19,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _wrapper(job_dir: Path, *payload: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "remote.wrapper", "--job-dir", str(job_dir), "--", *payload],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "remote.wrapper", "--job-dir", str(job_dir), "--", *payload],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait(pred, what, timeout=20):
@@ -84,16 +90,19 @@ def test_lock_holder_without_a_lock_file(tmp_path):
     assert lock_holder(str(tmp_path)) is None
 
 
-@pytest.mark.parametrize("state,alive,owner,shown,note", [
-    ("running", True, 12, "running", ""),
-    ("running", False, 12, "running", "tmux socket gone"),
-    ("waiting", False, 12, "waiting", "tmux socket gone"),
-    (None, False, 12, "waiting", "tmux socket gone"),
-    ("running", False, None, "lost", ""),
-    (None, False, None, "lost", ""),
-    ("done", False, None, "done", ""),
-])
+@pytest.mark.parametrize(
+    "state,alive,owner,shown,note",
+    [
+        ("running", True, 12, "running", ""),
+        ("running", False, 12, "running", "tmux socket gone"),
+        ("waiting", False, 12, "waiting", "tmux socket gone"),
+        (None, False, 12, "waiting", "tmux socket gone"),
+        ("running", False, None, "lost", ""),
+        (None, False, None, "lost", ""),
+        ("done", False, None, "done", ""),
+    ],
+)
 def test_a_held_lock_is_running_not_lost(state, alive, owner, shown, note):
     raw = {"name": "neg", "status": {"state": state, "pid": 12} if state else None, "alive": alive, "owner": owner}
-    row = job_row(raw, now=0.0)
+    row = job_row(raw, now=0.0, backend=TmuxBackend())
     assert (row.state, row.note) == (shown, note)

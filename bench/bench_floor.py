@@ -1,0 +1,335 @@
+"""The controller against the floor (issue 15): each `orch` command next to the least
+that could do its job, measured side by side on a loopback sshd.
+
+    python bench/bench_floor.py [--repeats 7] [--write docs/BENCHMARKS-controller.md]
+
+Pairs (A = orch, B = the floor), A and B alternating within each repeat (which goes first
+alternates too, so a change in the machine's load hits both):
+
+  `orch --help`                 vs `python -c pass`                                 (CPU)
+  `orch status RUN`             vs a minimal Paramiko client running the identical
+                                   `remote.hostctl status` command                   (CPU, wall)
+  `orch status RUN`             vs OpenSSH `ssh host true`                          (CPU)
+  warm `orch run smoke`         vs `ssh host 'tmux new-session -d true'`            (wall)
+  cold `orch run smoke`         vs the same (code changed, host's data removed)     (wall)
+  `orch fetch-results --no-eval` vs `rsync -e ssh` of the run's job folders          (CPU)
+
+CPU is user+sys of the process and its children (wait4), wall is elapsed time; every
+figure is min/median/max over the repeats, ratios are of medians, and the load average
+is read before and after each pair.  The sshd log (LogLevel VERBOSE) gives the remote
+commands (exec channels) of each launch.  A real OpenSSH sshd on 127.0.0.1 with real
+tmux and rsync: the integration tests' test bed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_eval import interleave, loadavg  # noqa: E402
+from integration.conftest import make_project, start_sshd, stop_project  # noqa: E402
+
+SECTION = "## The controller at the floor (issue 15)"
+LONG = ["--set", "train.steps=100000"]
+
+# B for `orch status`: the least a Python client can do to run the same host command.
+PARAMIKO_CLIENT = r"""
+import sys, paramiko
+host, port, user, key, known, command = sys.argv[1:7]
+client = paramiko.SSHClient()
+client.load_host_keys(known)
+client.connect(host, int(port), username=user, key_filename=key, allow_agent=False, look_for_keys=False)
+_, out, _ = client.exec_command(command)
+data = out.read()
+client.close()
+assert data.strip().endswith(b"}"), data[-200:]
+"""
+
+
+def cost(argv: List[str], env: Dict[str, str], cwd: Path, check: bool = True) -> Tuple[float, float]:
+    """(CPU user+sys of the process and its waited-for children, wall) of one command."""
+    wall = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - wall
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if check and os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{err}")
+    return usage.ru_utime + usage.ru_stime, wall
+
+
+def spread(values: List[float]) -> str:
+    return f"{statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def ratio(a: List[float], b: List[float]) -> str:
+    return f"{statistics.median(a) / statistics.median(b):.2f}×"
+
+
+def machine() -> str:
+    model = f"{os.cpu_count()} CPUs"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        model = f"{fields.get('Model name', '').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    import platform
+
+    return f"{model}; {platform.platform()}, Python {platform.python_version()}"
+
+
+class Bench:
+    def __init__(self, repeats: int):
+        self.repeats = repeats
+        self.rows: List[str] = []
+        self.notes: List[str] = []
+
+    def pair(
+        self,
+        what: str,
+        floor: str,
+        a: Callable[[], Tuple[float, float]],
+        b: Callable[[], Tuple[float, float]],
+        measure: Tuple[str, ...] = ("CPU", "wall"),
+    ) -> None:
+        before = loadavg()
+        out_a, out_b = interleave(a, b, self.repeats)
+        after = loadavg()
+        for i, name in ((0, "CPU"), (1, "wall")):
+            if name not in measure:
+                continue
+            va, vb = [x[i] for x in out_a], [x[i] for x in out_b]
+            self.rows.append(
+                f"| {what} | {floor} | {name} | **{ratio(va, vb)}** | {spread(va)} | {spread(vb)} | "
+                f"{before} → {after} |"
+            )
+        print(self.rows[-1], flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--write", metavar="MARKDOWN", help="replace (or append) this file's section with the results")
+    ap.add_argument("--before", metavar="REV", help="also time the controller of git revision REV against this one")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="orch-floor-"))
+    old_tree = None
+    if args.before:
+        old_tree = tmp / "before"
+        old_tree.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.before, "orchestrator", "remote"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "x", "-C", str(old_tree)], input=archive, check=True)
+    server = start_sshd(tmp / "sshd")
+    p = make_project(tmp / "project", tmp / "hostwork", server)
+    bench = Bench(args.repeats)
+    py = sys.executable
+    orch = [py, "-m", "orchestrator.cli"]
+    ssh = [
+        "ssh",
+        "-q",
+        "-i",
+        str(server.client_key),
+        "-p",
+        str(server.port),
+        "-o",
+        f"UserKnownHostsFile={server.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-F",
+        "/dev/null",
+        f"{getpass.getuser()}@127.0.0.1",
+    ]
+    try:
+        # A finished run to ask about and fetch; it stages the code and the data once.
+        p.orch("run", "smoke", "--host", "testhost", "--name", "base", "--set", "train.steps=2", check=True)
+        p.wait_state("base")
+        p.orch("fetch-results", "base", "--no-eval", check=True)
+        record = json.loads((p.run_dir("base") / "local.json").read_text())
+        from orchestrator.runs.plan import hostctl
+
+        wd = record["workdir"]
+        status_cmd = hostctl(
+            py, f"{wd}/code/{record['code_hash']}", "status", "--run-dir", f"{wd}/runs/base", "--workdir", wd
+        )
+
+        bench.pair(
+            "`orch --help`",
+            "`python -c pass`",
+            lambda: cost([*orch, "--help"], p.env, p.root),
+            lambda: cost([py, "-c", "pass"], p.env, p.root),
+        )
+        bench.pair(
+            "`orch status RUN`",
+            "minimal Paramiko client, same `hostctl status` command",
+            lambda: cost([*orch, "status", "base"], p.env, p.root),
+            lambda: cost(
+                [
+                    py,
+                    "-c",
+                    PARAMIKO_CLIENT,
+                    "127.0.0.1",
+                    str(server.port),
+                    getpass.getuser(),
+                    str(server.client_key),
+                    str(server.known_hosts),
+                    status_cmd,
+                ],
+                p.env,
+                p.root,
+            ),
+        )
+        bench.pair(
+            "`orch status RUN`",
+            "`ssh host true` (OpenSSH)",
+            lambda: cost([*orch, "status", "base"], p.env, p.root),
+            lambda: cost([*ssh, "true"], p.env, p.root),
+            measure=("CPU",),
+        )
+
+        tmux_floor = [*ssh, "tmux -L orch-floor new-session -d true"]
+        count = {"n": 0}
+        commands: Dict[str, List[int]] = {"warm": [], "cold": []}
+
+        def launch(kind: str) -> Callable[[], Tuple[float, float]]:
+            def go() -> Tuple[float, float]:
+                count["n"] += 1
+                name = f"{kind}{count['n']}"
+                if kind == "cold":  # new code and no data on the host: both are sent
+                    (p.root / "remote" / "bench_touch.py").write_text(f"X = {count['n']}\n")
+                    shutil.rmtree(p.remote_root / "data", ignore_errors=True)
+                before = server.sessions()
+                result = cost([*orch, "run", "smoke", "--host", "testhost", "--name", name, *LONG], p.env, p.root)
+                commands[kind].append(server.sessions() - before)
+                p.orch("cancel", name, check=True)  # untimed: the next launch finds an idle host
+                return result
+
+            return go
+
+        bench.pair(
+            "warm `orch run smoke` (code and data on the host)",
+            "`ssh host 'tmux new-session -d true'`",
+            launch("warm"),
+            lambda: cost(tmux_floor, p.env, p.root),
+            measure=("wall",),
+        )
+        bench.pair(
+            "cold `orch run smoke` (code changed, data sent)",
+            "`ssh host 'tmux new-session -d true'`",
+            launch("cold"),
+            lambda: cost(tmux_floor, p.env, p.root),
+            measure=("wall",),
+        )
+        bench.notes.append(
+            f"exec channels per warm launch (sshd log): {sorted(set(commands['warm']))}; "
+            f"per cold launch: {sorted(set(commands['cold']))} (2 of them rsync: code, data)"
+        )
+
+        if old_tree is not None:
+            old_env = dict(p.env, PYTHONPATH=str(old_tree))
+            rev = f"`{args.before}`"
+            bench.pair(
+                "`orch --help`",
+                rev + " `orch --help`",
+                lambda: cost([*orch, "--help"], p.env, p.root),
+                lambda: cost([*orch, "--help"], old_env, p.root),
+            )
+            bench.pair(
+                "`orch status RUN`",
+                rev + " `orch status RUN`",
+                lambda: cost([*orch, "status", "base"], p.env, p.root),
+                lambda: cost([*orch, "status", "base"], old_env, p.root),
+            )
+
+            def old_launch() -> Tuple[float, float]:
+                count["n"] += 1
+                name = f"old{count['n']}"
+                before = server.sessions() + server.sessions("subsystem 'sftp'")
+                result = cost([*orch, "run", "smoke", "--host", "testhost", "--name", name, *LONG], old_env, p.root)
+                commands.setdefault("old", []).append(server.sessions() + server.sessions("subsystem 'sftp'") - before)
+                p.orch("cancel", name, check=True)
+                return result
+
+            bench.pair(
+                "warm `orch run smoke`", rev + " warm `orch run smoke`", launch("warm"), old_launch, measure=("wall",)
+            )
+            bench.notes.append(
+                f"exec channels + SFTP sessions per warm launch of {rev}: {sorted(set(commands['old']))}"
+            )
+
+        dest = tmp / "rsync-copy"
+
+        def plain_rsync() -> Tuple[float, float]:
+            shutil.rmtree(dest, ignore_errors=True)
+            return cost(
+                ["rsync", "-r", "-t", "-e", " ".join(ssh[:-1]), f"{ssh[-1]}:{wd}/runs/base/jobs/", f"{dest}/"],
+                p.env,
+                p.root,
+            )
+
+        bench.pair(
+            "`orch fetch-results RUN --no-eval` (unchanged run)",
+            "`rsync -r -t -e ssh` of the job folders",
+            lambda: cost([*orch, "fetch-results", "base", "--no-eval"], p.env, p.root),
+            plain_rsync,
+        )
+    finally:
+        stop_project(p)
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with "
+            f"`python bench/bench_floor.py --repeats {args.repeats}` "
+            f"on: {machine()}.",
+            "A and B interleaved, each figure min/median/max of the repeats in seconds; the ratio is of the medians;",
+            "load average (1, 5, 15 min) before → after each pair.  The machine was shared with other work while",
+            "this ran: the load column says how much.",
+            "",
+            "| A (orch) | B (the floor) | measure | A/B | A, s | B, s | load |",
+            "|---|---|---|---|---|---|---|",
+            *bench.rows,
+            "",
+            *[f"- {n}" for n in bench.notes],
+            "",
+        ]
+    )
+    print(text)
+    if args.write:
+        path = Path(args.write)
+        old = path.read_text() if path.exists() else ""
+        if SECTION in old:
+            head, rest = old.split(SECTION, 1)
+            tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
+            new = head + text + tail.lstrip("\n")
+        else:
+            new = old.rstrip("\n") + "\n\n" + text
+        path.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

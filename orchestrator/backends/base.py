@@ -1,0 +1,60 @@
+"""The controller side of a job backend (see orchestrator/backends/__init__.py)."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+
+class JobBackend:
+    name = ""
+    tools: Sequence[str] = ()  # host tools `prepare` must find, with ...
+    install_hint = ""  # ... how to get them
+    lost_sight = "its backend does not show it"  # a live wrapper the backend cannot see
+    id_column = ""  # header of the status table's column for the backend's job id ("" = none)
+
+    def place(self, jobs: List, gpus: Sequence[str]) -> None:
+        """Say where each planned job runs: its ``gpu`` (CUDA_VISIBLE_DEVICES) and the jobs
+        it must wait ``after`` for a turn on a shared device.  Default: nowhere in particular
+        (a scheduler that allocates devices itself)."""
+
+    def job_env(self, job) -> Dict[str, str]:
+        """Environment the job's command sets for the wrapper (besides PYTHONPATH)."""
+        return {"CUDA_VISIBLE_DEVICES": job.gpu}
+
+    def wrapper_args(self) -> List[str]:
+        """Extra `remote.wrapper` options for every job of this backend."""
+        return []
+
+    exec_command = False  # the job command replaces the shell (`exec`) so signals reach the wrapper
+
+    def detached_steps(self, transport, layout):
+        """How bootstrap's long steps run detached on the host (launch / poll / log_tail /
+        describe / stop_hint; see orchestrator/backends/tmux_steps.py)."""
+        raise NotImplementedError(f"the {self.name} backend cannot run bootstrap steps detached")
+
+    def plan_fields(self) -> Dict:
+        """What the launch plan tells the host side about this backend."""
+        return {"backend": self.name}
+
+    def hostctl_args(self) -> List[str]:
+        """Arguments hostctl's status / cancel / follow need to reach this backend."""
+        return ["--backend", self.name]
+
+    def detail(self, info: Dict) -> str:
+        """One short phrase of what the backend knows about a job (a queue state and its
+        reason), shown after the job's state; "" when there is nothing to add."""
+        return ""
+
+    how_jobs_run = ""  # for `orch run --dry-run`: "each a detached tmux session on the host"
+
+    def preview_job(self, item: Dict) -> List[str]:
+        """`orch run --dry-run`: how one launch-plan item is started on the host."""
+        return [item["command"]]
+
+    def host_problems(self, facts) -> List:
+        """What `orch hosts check` finds wrong with a host for this backend (its probe facts)."""
+        return []
+
+    def ident(self, info: Dict) -> str:
+        """The job's id in the backend, for the status table's ``id_column``."""
+        return ""

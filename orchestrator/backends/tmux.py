@@ -1,0 +1,41 @@
+"""tmux: jobs in detached sessions on the host itself; orch hands out its GPUs."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+from orchestrator.backends.base import JobBackend
+
+
+class TmuxBackend(JobBackend):
+    name = "tmux"
+    tools = ("tmux",)
+    install_hint = "install it on the host, e.g. `sudo apt-get install -y tmux`"
+    lost_sight = "tmux socket gone"  # its session is not listed, the wrapper holds the folder
+    how_jobs_run = "each a detached tmux session on the host"
+
+    def preview_job(self, item: Dict) -> List[str]:
+        return [f"session {item['session']}: {item['command']}"]
+
+    def place(self, jobs: List, gpus: Sequence[str]) -> None:
+        """GPUs round-robin; a job whose GPU is taken waits (``after``) for the previous job
+        on that GPU, so more jobs than GPUs simply queue on the host.  A pretrain job runs
+        alone, before the rest, on the first GPU."""
+        if not gpus:
+            return
+        last_on_gpu: Dict[str, str] = {}
+        rest = jobs
+        if jobs and jobs[0].role == "pretrain":
+            jobs[0].gpu = gpus[0]
+            rest = jobs[1:]
+        for i, job in enumerate(rest):
+            gpu = gpus[i % len(gpus)]
+            job.gpu = gpu
+            if gpu in last_on_gpu:
+                job.after = [last_on_gpu[gpu]]
+            last_on_gpu[gpu] = job.name
+
+    def detached_steps(self, transport, layout):
+        from orchestrator.backends.tmux_steps import TmuxSteps
+
+        return TmuxSteps(transport, layout)

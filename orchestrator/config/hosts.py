@@ -1,0 +1,240 @@
+"""Host configs: configs/hosts/NAME.yaml, ~/.ssh/config aliases, and the built-in `local`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+from orchestrator.config.project import Project, check_name, control_char
+from orchestrator.config.slurm import SlurmOptions
+from orchestrator.config.slurm import check as check_slurm
+from orchestrator.config.yamlfile import read_mapping
+from orchestrator.errors import ExitCode, OrchError
+from remote.files import atomic_write_text
+from remote.spec import SpecError, build
+
+LOCAL = "local"
+SCHEDULERS = ("tmux", "slurm")  # job backends a host may name (orchestrator/backends/)
+
+
+@dataclass
+class HostFile:
+    """The keys a configs/hosts/NAME.yaml may hold (OpenSSH names where there is one)."""
+
+    hostname: str = ""
+    port: int = 22
+    user: str = ""
+    identity_file: str = ""
+    known_hosts_file: str = "~/.ssh/known_hosts"
+    proxy_jump: str = ""
+    workdir: str = "~/orch"  # where code, data and runs live on the host
+    python: str = ""  # interpreter the jobs use there (bootstrap fills it in)
+    extra_path: List[str] = field(default_factory=list)  # prepended to PATH remotely
+    gpus: List[str] = field(default_factory=list)  # [] -> every GPU nvidia-smi lists
+    connect_timeout: float = 10.0
+    keepalive: int = 15
+    description: str = ""
+    scheduler: str = "tmux"  # how jobs run there: one of SCHEDULERS (orchestrator/backends/)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)  # sbatch options (scheduler: slurm)
+
+
+@dataclass
+class HostConfig(HostFile):
+    name: str = ""
+    source: str = ""  # where it came from: a file path, "~/.ssh/config" or "built-in"
+
+    @property
+    def is_local(self) -> bool:
+        return self.name == LOCAL
+
+    @property
+    def python_or_default(self) -> str:
+        return self.python or "python3"
+
+    def display(self) -> str:
+        if self.is_local:
+            return "local (this machine, no SSH)"
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{self.hostname}:{self.port}"
+
+
+# Values that become paths, names or arguments on a host.  A control character in one is
+# read differently by a line-based parser, a shell or tmux (a workdir with a newline
+# once made code and runs land in another folder), so it is refused, not escaped.
+_NO_CONTROL = (
+    "hostname",
+    "user",
+    "identity_file",
+    "known_hosts_file",
+    "proxy_jump",
+    "workdir",
+    "python",
+    "extra_path",
+    "gpus",
+)
+
+
+def check_values(host: HostFile, where: str) -> None:
+    if host.scheduler not in SCHEDULERS:
+        raise OrchError(
+            f"{where}: key 'scheduler': expected one of {', '.join(SCHEDULERS)}, got {host.scheduler!r}",
+            ExitCode.CONFIG,
+            hint="tmux runs jobs in detached tmux sessions on the host itself; "
+            "slurm submits them with sbatch from a cluster's login node",
+        )
+    check_slurm(host.slurm, where)
+    for key in _NO_CONTROL:
+        value = getattr(host, key)
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            bad = control_char(str(item))
+            if bad:
+                at = f"{key}[{i}]" if isinstance(value, list) else key
+                raise OrchError(
+                    f"{where}: key {at!r}: contains a control character ({bad}): {str(item)!r}",
+                    ExitCode.CONFIG,
+                    hint=f"write {at} without newlines, tabs or other control "
+                    "characters (a host path must be one plain line)",
+                )
+
+
+def _state_dir(project: Project) -> Path:
+    return project.root / ".orch" / "hosts"
+
+
+def host_file(project: Project, name: str) -> Path:
+    if name == LOCAL:
+        return _state_dir(project) / "local.yaml"
+    return project.configs / "hosts" / f"{name}.yaml"
+
+
+def _from_file(path: Path, name: str, defaults: Optional[Dict] = None) -> HostConfig:
+    raw = dict(defaults or {})
+    raw.update(read_mapping(path))
+    try:
+        base = build(HostFile, raw, str(path))
+    except SpecError as exc:
+        raise OrchError(str(exc), ExitCode.CONFIG) from None
+    if name != LOCAL and not base.hostname:
+        raise OrchError(f"{path}: key 'hostname': required (the host's DNS name or address)", ExitCode.CONFIG)
+    check_values(base, str(path))
+    # Field by field, not asdict(): that would turn the nested `slurm` options into a dict.
+    return HostConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, name=name, source=str(path))
+
+
+def ssh_config_path() -> Path:
+    return Path(os.environ.get("ORCH_SSH_CONFIG", "~/.ssh/config")).expanduser()
+
+
+def _ssh_aliases() -> List[str]:
+    import paramiko
+
+    path = ssh_config_path()
+    if not path.is_file():
+        return []
+    cfg = paramiko.SSHConfig.from_path(str(path))
+    return sorted(h for h in cfg.get_hostnames() if not any(c in h for c in "*?!"))
+
+
+def _from_ssh_config(name: str) -> Optional[HostConfig]:
+    import paramiko
+
+    if name not in _ssh_aliases():
+        return None
+    entry = paramiko.SSHConfig.from_path(str(ssh_config_path())).lookup(name)
+    identity = entry.get("identityfile") or [""]
+    host = HostConfig(
+        name=name,
+        source=str(ssh_config_path()),
+        hostname=entry.get("hostname", name),
+        port=int(entry.get("port", 22)),
+        user=entry.get("user", ""),
+        identity_file=identity[0],
+        known_hosts_file=(entry.get("userknownhostsfile") or "~/.ssh/known_hosts").split()[0],
+        proxy_jump=entry.get("proxyjump", ""),
+        connect_timeout=float(entry.get("connecttimeout", 10)),
+    )
+    check_values(host, f"{ssh_config_path()} (Host {name})")
+    return host
+
+
+def resolve_host(project: Project, name: str) -> HostConfig:
+    check_name("host", name)
+    if name == LOCAL:
+        path = host_file(project, LOCAL)
+        # Built-in: everything under the project's .orch/local unless overridden.
+        defaults = {"workdir": str(project.root / ".orch" / "local"), "python": sys.executable}
+        if path.is_file():
+            return _from_file(path, LOCAL, defaults)
+        # The controller's own interpreter: `pip install -e .[host]` puts torch beside it.
+        return HostConfig(name=LOCAL, source="built-in", workdir=defaults["workdir"], python=sys.executable)
+    path = host_file(project, name)
+    if path.is_file():
+        return _from_file(path, name)
+    alias = _from_ssh_config(name)
+    if alias is not None:
+        return alias
+    raise OrchError(
+        f"unknown host {name!r}: no {path.relative_to(project.root)} and no `Host {name}` in {ssh_config_path()}",
+        ExitCode.CONFIG,
+        hint="`orch hosts list` shows the known hosts; add configs/hosts/NAME.yaml with at least `hostname:`",
+    )
+
+
+def list_hosts(project: Project) -> List[HostConfig]:
+    hosts = [resolve_host(project, LOCAL)]
+    folder = project.configs / "hosts"
+    names = set()
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.yaml")):
+            names.add(path.stem)
+            try:
+                hosts.append(_from_file(path, path.stem))
+            except OrchError as exc:  # one broken file must not hide the other hosts
+                hosts.append(HostConfig(name=path.stem, source=str(path), description=f"INVALID: {exc.message}"))
+    for alias in _ssh_aliases():
+        if alias not in names and alias != LOCAL:
+            entry = _from_ssh_config(alias)
+            if entry is not None:
+                hosts.append(entry)
+    return hosts
+
+
+def host_yaml(host: HostConfig, **extra) -> str:
+    """A configs/hosts/NAME.yaml body for HOST: its connection values that differ from a
+    host file's defaults (hostname always), then EXTRA; quoted by YAML itself."""
+    defaults = HostFile()
+    data = {"hostname": host.hostname}
+    for key in ("port", "user", "identity_file", "known_hosts_file", "proxy_jump", "connect_timeout"):
+        if getattr(host, key) != getattr(defaults, key):
+            data[key] = getattr(host, key)
+    data.update(extra)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def set_host_key(project: Project, name: str, key: str, value) -> Path:
+    """Rewrite one key of a host's YAML file (for `local`, its file under .orch/)."""
+    if key not in {f.name for f in dataclasses.fields(HostFile)}:
+        raise OrchError(f"unknown host key {key!r}", ExitCode.CONFIG)
+    path = host_file(project, name)
+    if not path.is_file() and name != LOCAL:
+        rel = path.relative_to(project.root)
+        alias = _from_ssh_config(name)
+        if alias is None:
+            hint = f"create {rel} with at least `hostname:` and `{key}:`"
+        else:
+            # A host file does not read ~/.ssh/config, so `hostname: ALIAS` would not
+            # resolve: the file needs the values the alias stands for.
+            hint = f"create {rel} with what {ssh_config_path()} resolves `{name}` to:\n" + host_yaml(
+                alias, **{key: value}
+            ).rstrip("\n")
+        raise OrchError(f"host {name!r} has no file {rel} to record {key} in", ExitCode.CONFIG, hint=hint)
+    data = read_mapping(path) if path.is_file() else {}
+    data[key] = value
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return path

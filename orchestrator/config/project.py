@@ -1,0 +1,98 @@
+"""Find the project directory (the one holding configs/), like git finds its repo."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from orchestrator.errors import ExitCode, OrchError
+
+# Run and job names end up in paths, tmux session names and shell commands: keep them
+# to a conservative alphabet and refuse anything else instead of mangling it.  No "."
+# or ":": tmux silently rewrites them in session names, and then a live job looks lost.
+# Matched with fullmatch: `$` would also match before a final newline ("run\n").
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def safe_name(text: str) -> str:
+    """A legal name derived from free text (experiment names, labels): for names orch
+    makes up itself; names the user gives are checked, never rewritten."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_-")[:64]
+    return name or "x"
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise OrchError(
+            f"illegal {kind} name {name!r}",
+            ExitCode.USAGE,
+            hint=f"a {kind} name is 1-64 characters from A-Z a-z 0-9 _ - and starts with a letter or digit",
+        )
+    return name
+
+
+def control_char(text: str) -> Optional[str]:
+    """The first control character in TEXT, written as an escape (e.g. '\\n'), or None.
+    A path with one is read differently by a line-based parser, a shell or tmux."""
+    for ch in text:
+        if ord(ch) < 32 or 127 <= ord(ch) < 160:
+            return repr(ch)[1:-1]
+    return None
+
+
+@dataclass
+class Project:
+    root: Path
+
+    @classmethod
+    def find(cls, start: Optional[Path] = None) -> "Project":
+        env = os.environ.get("ORCH_PROJECT")
+        if env:
+            root = Path(env).expanduser().resolve()
+            if not (root / "configs").is_dir():
+                raise OrchError(f"ORCH_PROJECT={env} has no configs/ folder", ExitCode.CONFIG)
+            return cls(root)
+        here = (start or Path.cwd()).resolve()
+        for candidate in [here, *here.parents]:
+            if (candidate / "configs").is_dir() and (candidate / "remote").is_dir():
+                return cls(candidate)
+        raise OrchError(
+            f"no orch project found in {here} or any parent folder",
+            ExitCode.CONFIG,
+            hint="run orch inside a project (a folder with configs/ and remote/), or set ORCH_PROJECT",
+        )
+
+    @property
+    def configs(self) -> Path:
+        return self.root / "configs"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / check_name("run", run_id)
+
+    def existing_run(self, run_id: Optional[str]) -> Path:
+        """The folder of RUN, or of the newest run when RUN is None."""
+        if run_id is None:
+            runs = self.list_runs()
+            if not runs:
+                raise OrchError("no runs yet", ExitCode.RUN_STATE, hint="start one with `orch run EXPERIMENT`")
+            return runs[-1]
+        path = self.run_dir(run_id)
+        if not (path / "run.yaml").is_file():
+            raise OrchError(
+                f"no run named {run_id!r} in {self.runs}", ExitCode.RUN_STATE, hint="`orch runs` lists them"
+            )
+        return path
+
+    def list_runs(self) -> List[Path]:
+        """Local runs, oldest first (by launch time recorded in the folder)."""
+        if not self.runs.is_dir():
+            return []
+        found = [p for p in self.runs.iterdir() if (p / "run.yaml").is_file()]
+        return sorted(found, key=lambda p: ((p / "run.yaml").stat().st_mtime, p.name))

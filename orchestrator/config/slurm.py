@@ -1,0 +1,144 @@
+"""The `slurm:` block of a host config: sbatch options for a `scheduler: slurm` host.
+
+Each key maps to the sbatch option of the same name (``cpus_per_task`` -> ``--cpus-per-task``).
+The options travel to the host as separate argv items of one sbatch call (never through a
+shell), and each value is still checked here against what Slurm accepts for it: a value
+that is not one plain word would at best make every submission fail on the cluster, at
+worst be read as another option.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import List
+
+from orchestrator.config.project import control_char
+from orchestrator.errors import ExitCode, OrchError
+
+# What each option may hold (Slurm's own syntax, a little narrower).
+_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")  # partition, account, qos names
+_WORDS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(,[A-Za-z0-9_][A-Za-z0-9_.+-]*)*")  # a list of partitions
+_CONSTRAINT = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.+&|*!()\[\]:,-]*")  # features: a100&ib, [rack1|rack2]
+_GRES = re.compile(r"[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+){0,2}(,[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+){0,2})*")  # gpu:a100:1
+_MEM = re.compile(r"[0-9]+[KMGT]?")
+# minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS
+_TIME = re.compile(r"[0-9]+(:[0-9]{1,2}){0,2}|[0-9]+-[0-9]{1,2}(:[0-9]{1,2}){0,2}")
+_MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+/@-]*")
+# Options orch sets itself on every job (docs/CONTRACT.md, "Slurm"): extra_args may not move them.
+RESERVED = (
+    "--job-name",
+    "-J",
+    "--output",
+    "-o",
+    "--error",
+    "-e",
+    "--chdir",
+    "-D",
+    "--dependency",
+    "-d",
+    "--parsable",
+    "--wrap",
+    "--signal",
+    "--open-mode",
+    "--requeue",
+    "--no-requeue",
+    "--array",
+    "-a",
+    "--kill-on-invalid-dep",
+    "--export",
+    "--test-only",
+    "--hold",
+    "-H",
+)
+
+
+@dataclass
+class SlurmOptions:
+    partition: str = ""
+    account: str = ""
+    time: str = ""  # per job; one that reaches it is checkpointed and requeued
+    gres: str = ""  # e.g. gpu:1 or gpu:a100:1
+    gpus_per_job: int = 0  # --gpus=N (instead of gres)
+    cpus_per_task: int = 0
+    mem: str = ""
+    qos: str = ""
+    constraint: str = ""
+    extra_args: List[str] = field(default_factory=list)  # other sbatch flags, one argv item each
+    modules: List[str] = field(default_factory=list)  # `module load` in the job before python starts
+    warn_before: int = 120  # seconds before the time limit when the job checkpoints and requeues itself
+    max_requeues: int = 5  # a job that keeps reaching its limit is failed after this many requeues
+
+    def sbatch_args(self) -> List[str]:
+        """The user's options as sbatch argv items (`--key=value`, one item each)."""
+        args = [
+            f"--{key.replace('_', '-')}={getattr(self, key)}"
+            for key in ("partition", "account", "time", "gres", "qos", "constraint", "mem")
+            if getattr(self, key)
+        ]
+        if self.gpus_per_job:
+            args.append(f"--gpus={self.gpus_per_job}")
+        if self.cpus_per_task:
+            args.append(f"--cpus-per-task={self.cpus_per_task}")
+        return args + list(self.extra_args)
+
+
+_PATTERNS = {
+    "partition": (_WORDS, "a partition name (or several, comma-separated), e.g. gpu"),
+    "account": (_WORD, "an account name, e.g. def-vincent"),
+    "qos": (_WORD, "a QOS name, e.g. normal"),
+    "constraint": (_CONSTRAINT, "node features, e.g. a100 or a100&ib"),
+    "gres": (_GRES, "a generic resource, e.g. gpu:1 or gpu:a100:1"),
+    "mem": (_MEM, "memory per node, e.g. 32G or 32000"),
+    "time": (_TIME, 'a time limit: minutes, HH:MM:SS or D-HH:MM:SS, e.g. "02:00:00"'),
+}
+
+
+def check(opts: SlurmOptions, where: str) -> None:
+    """One clear message for the first value Slurm would not read as intended."""
+
+    def bad(key: str, value, why: str, hint: str) -> OrchError:
+        return OrchError(f"{where}: key 'slurm.{key}': {why}: {value!r}", ExitCode.CONFIG, hint=hint)
+
+    for key, (pattern, what) in _PATTERNS.items():
+        value = getattr(opts, key)
+        if value and not pattern.fullmatch(value):
+            raise bad(key, value, f"expected {what}", f"write slurm.{key} as {what}, or leave it out")
+    for key, low in (("gpus_per_job", 0), ("cpus_per_task", 0), ("max_requeues", 0), ("warn_before", 10)):
+        if getattr(opts, key) < low:
+            raise bad(key, getattr(opts, key), f"must be at least {low}", f"give slurm.{key} an integer >= {low}")
+    if opts.gres and opts.gpus_per_job:
+        raise bad(
+            "gpus_per_job",
+            opts.gpus_per_job,
+            "set together with slurm.gres",
+            "ask for GPUs one way: `gres: gpu:1` or `gpus_per_job: 1`",
+        )
+    for i, arg in enumerate(opts.extra_args):
+        at = f"extra_args[{i}]"
+        if control_char(arg):
+            raise bad(
+                at,
+                arg,
+                f"contains a control character ({control_char(arg)})",
+                "each item is one sbatch argument on one line",
+            )
+        if not arg.startswith("-"):
+            raise bad(
+                at,
+                arg,
+                "not an option (each item is one sbatch flag, e.g. --mail-type=END)",
+                "write `--flag=value` as one item; a separate value item would be read as the job script",
+            )
+        name = arg.split("=", 1)[0]
+        # sbatch takes -ofile for -o file, and any unambiguous prefix of a long option (--dep=).
+        if any((len(r) == 2 and arg.startswith(r)) or (name.startswith("--") and r.startswith(name)) for r in RESERVED):
+            raise bad(at, arg, f"orch sets {name} itself on every job", "leave it out of extra_args")
+    for i, module in enumerate(opts.modules):
+        if not _MODULE.fullmatch(module):
+            raise bad(
+                f"modules[{i}]",
+                module,
+                "expected a module name, e.g. cuda/12.4",
+                "one module per item: letters, digits and _ . + / @ -",
+            )

@@ -1,0 +1,262 @@
+"""Check every document read from a host against the types in docs/CONTRACT.md.
+
+A host is untrusted input: its status.json, progress lines, manifest.json and the host
+helper's replies may hold any JSON of any size.  Each ``check_*`` returns the document
+when it has the contract's types and raises :class:`BadDocument` (saying which key is
+wrong and how) when it does not.  Callers turn that into a job shown as
+``unknown (bad status.json: ...)`` or into one OrchError; never into a traceback.
+Keys the contract does not name are allowed (a newer host side may add some).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from remote.jobstate import RECORDED
+
+MAX_REPLY_BYTES = 16 << 20  # a host helper's reply: a 1000-job status is about 1 MB
+MAX_DOC_BYTES = 4 << 20  # one status.json / manifest.json of a fetched copy
+MAX_TEXT = 4096  # a free-text field (a failure reason): longer is not a status
+
+STATES = RECORDED  # what status.json may say (remote/jobstate.py)
+SHA256 = re.compile(r"[0-9a-f]{64}")
+# What a job folder may hold that orch fetches (docs/CONTRACT.md); nothing else is read.
+RESULT_FILES = ("scores.jsonl",)
+
+
+class BadDocument(ValueError):
+    """A host document that does not have the contract's shape."""
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_text(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= MAX_TEXT
+
+
+KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "num": (_is_num, "a number"),
+    "int": (_is_int, "an integer"),
+    "count": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "text": (_is_text, f"a string (at most {MAX_TEXT} characters)"),
+    "texts": (lambda v: isinstance(v, list) and all(_is_text(x) for x in v), "a list of strings"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _check(doc: Any, fields: Dict[str, str], required: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """``fields``: key -> kind, with a trailing ``?`` when null is allowed."""
+    if not isinstance(doc, dict):
+        raise BadDocument(f"expected a JSON object, got {_short(doc)}")
+    for key in required:
+        if key not in doc:
+            raise BadDocument(f"no {key!r}")
+    for key, kind in fields.items():
+        if key not in doc:
+            continue
+        nullable = kind.endswith("?")
+        ok, want = KINDS[kind.rstrip("?")]
+        value = doc[key]
+        if value is None and nullable:
+            continue
+        if not ok(value):
+            raise BadDocument(f"{key!r} must be {want}{' or null' if nullable else ''}, got {_short(value)}")
+    return doc
+
+
+def check_status(doc: Any) -> Dict[str, Any]:
+    """status.json, written by remote/wrapper.py."""
+    _check(
+        doc,
+        {
+            "pid": "int?",
+            "exit_code": "int?",
+            "created": "num?",
+            "started": "num?",
+            "ended": "num?",
+            "gpu": "text?",
+            "reason": "text?",
+            "requeues": "count?",
+        },
+        required=("state",),
+    )
+    if doc["state"] not in STATES:
+        raise BadDocument(f"'state' must be one of {', '.join(STATES)}, got {_short(doc['state'])}")
+    return doc
+
+
+def check_progress(doc: Any) -> Dict[str, Any]:
+    """One line of progress.jsonl."""
+    return _check(
+        doc,
+        {
+            "t": "num?",
+            "phase": "text?",
+            "step": "int?",
+            "total": "int?",
+            "loss": "num?",
+            "tokens_per_s": "num?",
+            "eta_s": "num?",
+            "lr": "num?",
+        },
+    )
+
+
+def check_manifest(doc: Any) -> Dict[str, Any]:
+    """manifest.json, written last by remote/run_job.py."""
+    _check(
+        doc,
+        {
+            "job": "text?",
+            "role": "text?",
+            "label": "text?",
+            "files": "object",
+            "n_test": "count",
+            "classes": "texts",
+            "train_texts": "count?",
+            "train_tokens": "count?",
+            "timings": "object?",
+            "steps": "count?",
+            "tokens_seen": "count?",
+            "train_s": "num?",
+            "val_loss": "num?",
+            "finished": "num?",
+            "tokenizer_sha256": "text?",
+            "python": "text?",
+            "device": "text?",
+            "gpu_name": "text?",
+            "torch": "text?",
+            "transformers": "text?",
+            "kind": "text?",
+            "init": "text?",
+            "slurm": "object?",
+        },
+        required=("files",),
+    )
+    for name, meta in doc["files"].items():
+        if "/" in name or name in ("", ".", "..") or name not in RESULT_FILES:
+            raise BadDocument(f"'files' lists {name!r}, which is not a result file ({', '.join(RESULT_FILES)})")
+        _check(meta, {"size": "count"}, required=("size", "sha256"))
+        if not (isinstance(meta["sha256"], str) and SHA256.fullmatch(meta["sha256"])):
+            raise BadDocument(f"'files.{name}.sha256' must be 64 hex digits, got {_short(meta['sha256'])}")
+    for k, v in (doc.get("timings") or {}).items():
+        if not _is_num(v):
+            raise BadDocument(f"'timings.{k}' must be a number, got {_short(v)}")
+    return doc
+
+
+def _job_reply(raw: Any) -> Dict[str, Any]:
+    """One job of a `hostctl status` reply; a bad status or progress marks the job, not the reply."""
+    _check(
+        raw,
+        {
+            "name": "text",
+            "alive": "bool",
+            "manifest": "bool",
+            "log_bytes": "count",
+            "owner": "int?",
+            "backend": "object?",
+        },
+        required=("name",),
+    )
+    job = dict(raw)
+    # What the job backend knows (a session, a queue state and its reason): shown as text.
+    backend = job.get("backend") or {}
+    for key, value in backend.items():
+        if not (_is_text(key) and (value is None or _is_text(value) or _is_num(value) or isinstance(value, bool))):
+            raise BadDocument(f"'backend.{_short(key)}' must be a string, a number or null, got {_short(value)}")
+    for key, name, check in (("status", "status.json", check_status), ("progress", "progress.jsonl", check_progress)):
+        if job.get(key) is None:
+            continue
+        try:
+            check(job[key])
+        except BadDocument as exc:
+            job[key] = None
+            job.setdefault("bad", f"bad {name}: {exc}")
+    return job
+
+
+def check_status_reply(doc: Any) -> Dict[str, Any]:
+    """`python -m remote.hostctl status`."""
+    _check(doc, {"run_dir": "text", "exists": "bool", "now": "num"}, required=("exists", "jobs"))
+    if not isinstance(doc["jobs"], list):
+        raise BadDocument(f"'jobs' must be a list, got {_short(doc['jobs'])}")
+    jobs = []
+    for i, raw in enumerate(doc["jobs"]):
+        try:
+            jobs.append(_job_reply(raw))
+        except BadDocument as exc:
+            raise BadDocument(f"jobs[{i}]: {exc}") from None
+    return {**doc, "jobs": jobs}
+
+
+def _check_list_reply(doc: Any, fields: Dict[str, str]) -> Dict[str, Any]:
+    _check(doc, {}, required=("jobs",))
+    if not isinstance(doc["jobs"], list):
+        raise BadDocument(f"'jobs' must be a list, got {_short(doc['jobs'])}")
+    for i, job in enumerate(doc["jobs"]):
+        try:
+            _check(job, fields, required=tuple(fields))
+        except BadDocument as exc:
+            raise BadDocument(f"jobs[{i}]: {exc}") from None
+    return doc
+
+
+def check_launch_reply(doc: Any) -> Dict[str, Any]:
+    """`python -m remote.hostctl launch`."""
+    return _check_list_reply(doc, {"name": "text", "started": "bool", "error": "text"})  # "handle": optional text
+
+
+def check_cancel_reply(doc: Any) -> Dict[str, Any]:
+    """`python -m remote.hostctl cancel`."""
+    return _check_list_reply(doc, {"name": "text", "state": "text", "changed": "bool"})
+
+
+def read_local(
+    path: Path, check: Callable[[Any], Dict[str, Any]], limit: int = MAX_DOC_BYTES
+) -> Optional[Dict[str, Any]]:
+    """A fetched host document: None when absent; BadDocument when it is not a regular
+    file, too big, not JSON, or not of the contract's shape."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadDocument("not a regular file")
+    if st.st_size > limit:
+        raise BadDocument(f"{st.st_size} bytes, more than the {limit >> 20} MB a {path.name} may have")
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read(limit + 1))
+    except OSError as exc:
+        raise BadDocument(f"unreadable ({exc.strerror})") from None
+    except (ValueError, RecursionError) as exc:
+        raise BadDocument(f"not valid JSON ({exc})") from None
+    return check(doc)
+
+
+def parse_json_object(text: str) -> Optional[Dict[str, Any]]:
+    """A JSON object from a host's text, or None (anything else, or not JSON)."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None

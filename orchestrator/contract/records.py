@@ -1,0 +1,61 @@
+"""The local run record: runs/<id>/run.yaml (what was launched) and local.json (what orch
+knows about it since), read and written in one place.
+
+Everything that reads a run folder (launch, resume, fetch, status, evaluation) goes
+through these functions, so they sit below all of them and import nothing of theirs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict
+
+from orchestrator.config.project import Project, safe_name
+from orchestrator.errors import ExitCode, OrchError
+from remote.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from remote.spec import Experiment
+
+
+def new_run_id(project: Project, exp: "Experiment") -> str:
+    """EXPERIMENT-YYYYmmdd-HHMMSS, with -2, -3... when a sweep launches within a second."""
+    base = f"{safe_name(exp.name)[:40]}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_id, n = base, 1
+    while project.run_dir(run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+def load_record(run_dir: Path) -> Dict:
+    try:
+        return json.loads((run_dir / "local.json").read_text())
+    except (OSError, ValueError):
+        raise OrchError(
+            f"{run_dir}/local.json is missing or unreadable: not a run launched by orch", ExitCode.RUN_STATE
+        ) from None
+
+
+def load_resolved(run_dir: Path) -> Dict:
+    import yaml  # here: `orch runs` and `status` pay for it only when they read a record
+
+    path = run_dir / "run.yaml"
+    try:
+        # libyaml's safe loader when there is one: a run.yaml of many jobs loads 10x faster.
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError) as exc:
+        raise OrchError(
+            f"{path} is unreadable: {exc}",
+            ExitCode.RUN_STATE,
+            hint="the same file is on the host in <workdir>/runs/<run>/run.yaml",
+        ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list) or "experiment" not in doc:
+        raise OrchError(f"{path} is not a run record (no jobs/experiment)", ExitCode.RUN_STATE)
+    return doc
+
+
+def save_record(run_dir: Path, record: Dict) -> None:
+    atomic_write_text(run_dir / "local.json", json.dumps(record, indent=2) + "\n")

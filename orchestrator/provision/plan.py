@@ -1,0 +1,788 @@
+"""Host facts + env spec -> the ordered bootstrap steps, each done / todo / blocked / skip, why,
+and the exact command. Pure: no I/O; orchestrator/provision/bootstrap.py runs what this decides.
+
+Steps, in order (each depends on the ones before it):
+
+    conda       install Miniconda/Miniforge into the workdir (or reuse a usable conda)
+    env         create the env (conda create -p / python -m venv) at <workdir>/envs/<name>
+    torch       pip install torch for the driver's CUDA (or check a preinstalled one)
+    packages    pip install the spec's packages
+    flash-attn  prebuilt wheel or source build (or skipped, with the reason)
+    verify      bootstrap/verify.py with the env's python -> verify.json
+
+Idempotence: every step has a fingerprint of the inputs that define its result, chained
+to the steps it builds on (a new python version redoes everything after it; a new package
+list does not rebuild flash-attn). The host records each finished step's fingerprint and
+exit code; a step is done when the recorded fingerprint matches and it succeeded.
+
+Each step has its own function (`plan_conda` ... `plan_verify`) taking the `Inputs` and the
+earlier steps it builds on; `build_plan` composes them, then blocks what cannot run yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from orchestrator.config.envspec import EnvSpec
+from orchestrator.provision import flashattn
+from orchestrator.provision.probe import CondaInstall, HostFacts, PythonInfo
+from orchestrator.provision.torch_select import TorchChoice, select_torch, split_local, variant_cuda
+from orchestrator.transport import shell
+from remote.backends.tmux import tmux_socket
+
+STEPS = ("conda", "env", "torch", "packages", "flash-attn", "verify")
+STATES = ("done", "todo", "running", "blocked", "skip")
+SCRIPTS = ("run_step.sh", "install_conda.sh", "make_env.sh", "build_flash_attn.sh", "verify.py")
+
+MINICONDA_URL = "https://repo.anaconda.com/miniconda/Miniconda3-latest-Linux-{arch}.sh"
+MINIFORGE_URL = "https://github.com/conda-forge/miniforge/releases/latest/download/Miniforge3-Linux-{arch}.sh"
+TOS_MESSAGE = (
+    "Miniconda's default channels (repo.anaconda.com/pkgs/main and /pkgs/r) require accepting the Anaconda "
+    "Terms of Service (enforced since 2025: CondaToSNonInteractiveError)"
+)
+TOS_HINT = (
+    "accept them with `orch bootstrap HOST --accept-anaconda-tos` or `accept_anaconda_tos: true` in the "
+    "env spec, or use `manager: miniforge` (conda-forge only, no ToS)"
+)
+GPU_ERRORS = ("no_driver", "mismatch", "no_devices", "no_permission", "failed")
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where bootstrap keeps things on the host (all under the workdir)."""
+
+    workdir: str
+    env_name: str
+
+    def _p(self, *parts: str) -> str:
+        return posixpath.join(self.workdir, *parts)
+
+    @property
+    def root(self) -> str:
+        return self._p("bootstrap")
+
+    @property
+    def scripts(self) -> str:
+        return self._p("bootstrap", "scripts")
+
+    def script(self, name: str) -> str:
+        return posixpath.join(self.scripts, name)
+
+    @property
+    def logs(self) -> str:
+        return self._p("bootstrap", "logs")
+
+    def log(self, step: str) -> str:
+        return posixpath.join(self.logs, f"{step}.log")
+
+    def result(self, step: str) -> str:
+        return posixpath.join(self.logs, f"{step}.result")
+
+    def started(self, step: str) -> str:
+        return posixpath.join(self.logs, f"{step}.started")
+
+    @property
+    def state(self) -> str:
+        return self._p("bootstrap", "state.json")
+
+    @property
+    def lock(self) -> str:
+        """Held while a bootstrap runs steps (orchestrator/provision/hostlock.py)."""
+        return self._p("bootstrap", "lock")
+
+    @property
+    def verify_json(self) -> str:
+        return self._p("bootstrap", "verify.json")
+
+    @property
+    def downloads(self) -> str:
+        return self._p("bootstrap", "downloads")
+
+    @property
+    def env_prefix(self) -> str:
+        return self._p("envs", self.env_name)
+
+    @property
+    def env_python(self) -> str:
+        return posixpath.join(self.env_prefix, "bin", "python")
+
+    @property
+    def tmux_socket(self) -> str:
+        # The jobs' tmux server: same rule as the host helper (short path for long workdirs).
+        return tmux_socket(self._p())
+
+    @staticmethod
+    def session(step: str) -> str:
+        return f"orch-bootstrap-{step}"
+
+    def conda_prefix(self, manager: str) -> str:
+        return self._p("miniforge3" if manager == "miniforge" else "miniconda3")
+
+
+@dataclass
+class Step:
+    name: str
+    title: str
+    state: str = "todo"  # done | todo | running | blocked | skip
+    why: str = ""
+    argv: List[str] = field(default_factory=list)
+    env: Dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    detached: bool = False  # long: runs in tmux on the host, the controller tails its log
+    timeout_s: float = 600.0
+    hint: str = ""
+    blocked_code: str = "config"  # config: the spec/flags must change | host: the host lacks something
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def command(self) -> str:
+        """The exact shell text the step runs on the host (inside run_step.sh)."""
+        if not self.argv:
+            return ""
+        return shell.with_env(self.argv, self.env) if self.env else shell.join(self.argv)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "state": self.state,
+            "why": self.why,
+            "command": self.command,
+            "fingerprint": self.fingerprint,
+            "detached": self.detached,
+            "notes": list(self.notes),
+            "hint": self.hint,
+        }
+
+
+@dataclass
+class Plan:
+    host: str
+    spec: EnvSpec
+    facts: HostFacts
+    layout: Layout
+    torch: TorchChoice
+    flash_attn: flashattn.FAResolution
+    conda: Optional[CondaInstall]  # the conda used (existing or to be installed)
+    steps: List[Step]
+    host_python: str = ""  # the host config's python now
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def env_python(self) -> str:
+        return self.layout.env_python
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+    @property
+    def pending(self) -> List[Step]:
+        return [s for s in self.steps if s.state in ("todo", "running", "blocked")]
+
+    @property
+    def blocked(self) -> Optional[Step]:
+        return next((s for s in self.steps if s.state == "blocked"), None)
+
+    @property
+    def host_config_done(self) -> bool:
+        return self.host_python == self.layout.env_python
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.pending
+
+    def to_dict(self) -> dict:
+        return {
+            "host": self.host,
+            "env": self.spec.name,
+            "env_python": self.env_python,
+            "torch": self.torch.to_dict(),
+            "flash_attn": self.flash_attn.to_dict(),
+            "conda": self.conda.prefix if self.conda else None,
+            "steps": [s.to_dict() for s in self.steps],
+            "warnings": list(self.warnings),
+        }
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _record(facts: HostFacts, step: str) -> Optional[dict]:
+    """The newest record of a step: the host-written result file, else state.json."""
+    rec = facts.results.get(step)
+    if rec is None:
+        rec = (facts.state.get("steps") or {}).get(step)
+    return rec if isinstance(rec, dict) else None
+
+
+def _env_info(facts: HostFacts, path: str) -> Optional[PythonInfo]:
+    info = facts.envs.get(path)
+    if info is None or info.missing or info.broken or not info.version:
+        return None
+    return info
+
+
+def _base_python(facts: HostFacts, request: str) -> Tuple[Optional[PythonInfo], str]:
+    """The host python a venv is made from: (info, '') or (None, why not)."""
+    usable = [p for p in facts.pythons if p.version and not p.broken]
+    if request == "system":
+        chosen = next((p for p in usable if p.name == "python3"), usable[0] if usable else None)
+        if chosen is None:
+            return None, "no python3 on the host's PATH"
+    else:
+        chosen = next((p for p in usable if p.minor == request and p.venv), None) or next(
+            (p for p in usable if p.minor == request), None
+        )
+        if chosen is None:
+            have = ", ".join(sorted({p.minor for p in usable})) or "none"
+            return None, f"no python {request} on the host (found: {have}); install it, or use manager: conda"
+    if not chosen.venv:
+        return None, (
+            f"{chosen.path} ({chosen.version}) cannot create venvs (no venv/ensurepip module; "
+            f"Debian/Ubuntu: apt-get install python{chosen.minor}-venv)"
+        )
+    return chosen, ""
+
+
+def _pick_conda(facts: HostFacts, spec: EnvSpec, layout: Layout) -> Tuple[Optional[CondaInstall], str]:
+    """(conda found on the host to use, its prefix) — None when it must be installed at prefix."""
+    prefix = spec.conda.prefix or layout.conda_prefix(spec.manager)
+    for c in facts.conda:
+        if c.prefix.rstrip("/") == prefix.rstrip("/"):
+            return c, prefix
+    # a custom prefix the probe does not scan: its base python is in facts.envs
+    if spec.conda.prefix and _env_info(facts, posixpath.join(prefix, "bin", "python")):
+        return CondaInstall(prefix=prefix), prefix
+    if spec.conda.use_existing and not spec.conda.prefix:
+        usable = [c for c in facts.conda if c.usable]
+        if spec.manager == "miniforge":
+            usable.sort(key=lambda c: not c.conda_forge)
+        if usable:
+            return usable[0], usable[0].prefix
+    return None, prefix
+
+
+def torch_facts(
+    plan_torch: TorchChoice, env: Optional[PythonInfo], base: Optional[PythonInfo], spec: EnvSpec
+) -> Tuple[str, Optional[str], bool]:
+    """(torch version, its CUDA or None, installed?) — installed facts win over the choice."""
+    source = env
+    if source is None and spec.torch.version == "preinstalled" and spec.system_site_packages:
+        source = base  # a --system-site-packages venv will see the base python's torch
+    installed = (source.packages.get("torch") if source else None) or ""
+    if installed:
+        base_v, local = split_local(installed)
+        cuda = source.torch_cuda if source and source.torch_cuda else variant_cuda(local or "")
+        if cuda is None and local is None and plan_torch.mode == "install":
+            cuda = plan_torch.cuda
+        return base_v, cuda, True
+    if plan_torch.mode == "install" and not plan_torch.blocked:
+        return plan_torch.version, plan_torch.cuda, False
+    return "", None, False
+
+
+def default_installer_url(spec: EnvSpec, arch: str) -> str:
+    template = MINIFORGE_URL if spec.manager == "miniforge" else MINICONDA_URL
+    return template.format(arch=arch or "x86_64")
+
+
+# --- one function per step --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every step is planned from: the probed host, the env spec, and the user's flags."""
+
+    facts: HostFacts
+    spec: EnvSpec
+    layout: Layout
+    force: Tuple[str, ...] = ()
+    accepted: bool = False  # the Anaconda ToS, by --accept-anaconda-tos or in the spec
+
+    @property
+    def env_info(self) -> Optional[PythonInfo]:
+        """The env's python as probed; None when it is missing or broken."""
+        return _env_info(self.facts, self.layout.env_python)
+
+    @property
+    def install_s(self) -> float:
+        return self.spec.timeouts.install * 60
+
+    @property
+    def caps(self) -> List[Tuple[int, int]]:
+        gpu = self.facts.gpu
+        return gpu.compute_caps() if gpu.ok else []
+
+    def judge(self, step: Step, exists: bool, extra_ok: bool = True, missing_why: str = "") -> None:
+        """done / todo from the recorded fingerprint; running when its tmux session is alive."""
+        rec = _record(self.facts, step.name)
+        session = self.layout.session(step.name)
+        if session in self.facts.tmux_sessions:
+            step.state, step.why = "running", f"running on the host (tmux session {session})"
+            return
+        if step.name in self.force:
+            step.state, step.why = "todo", "forced (--force)"
+            return
+        if rec is None or "rc" not in rec:
+            step.state, step.why = "todo", "not done yet"
+        elif rec.get("fingerprint") != step.fingerprint:
+            step.state, step.why = (
+                "todo",
+                "its inputs changed since it last ran" if rec.get("rc") == 0 else "failed last time with other inputs",
+            )
+        elif rec.get("rc") != 0:
+            step.state, step.why = "todo", f"failed last time (exit {rec.get('rc')}): resuming here"
+        elif not exists:
+            step.state, step.why = "todo", missing_why or "its result is missing on the host"
+        elif not extra_ok:
+            step.state, step.why = "todo", missing_why
+        else:
+            step.state, step.why = "done", "up to date"
+
+
+class CondaOutcome(NamedTuple):
+    step: Step
+    install: Optional[CondaInstall]  # the conda the env is made with: found, or the one to install
+    exe: str  # its conda executable ("" for a venv)
+    tos_blocks_env: bool  # a found conda whose default channels need the Anaconda ToS, not accepted
+
+
+def plan_conda(inp: Inputs) -> CondaOutcome:
+    facts, spec, layout, force = inp.facts, inp.spec, inp.layout, inp.force
+    step = Step("conda", "conda")
+    if not spec.uses_conda:
+        step.state, step.why = "skip", "venv manager: no conda needed"
+        return CondaOutcome(step, None, "", False)
+    found, prefix = _pick_conda(facts, spec, layout)
+    flavor = "miniforge" if spec.manager == "miniforge" else "miniconda"
+    exe = posixpath.join(prefix, "bin", "conda")
+    url = spec.conda.installer_url or default_installer_url(spec, facts.arch)
+    step.title = f"install {'Miniforge' if flavor == 'miniforge' else 'Miniconda'} -> {prefix}"
+    step.argv = [
+        "bash",
+        layout.script("install_conda.sh"),
+        "--flavor",
+        flavor,
+        "--prefix",
+        prefix,
+        "--url",
+        url,
+        "--download-dir",
+        layout.downloads,
+    ]
+    if spec.conda.installer_sha256:
+        step.argv += ["--sha256", spec.conda.installer_sha256]
+    step.fingerprint = fingerprint("conda", flavor, prefix, url, spec.conda.installer_sha256)
+    step.detached, step.timeout_s = True, inp.install_s
+    rec = _record(facts, "conda")
+    failed_here = bool(rec and rec.get("fingerprint") == step.fingerprint and rec.get("rc") not in (0, None))
+    ours = (
+        found is not None
+        and found.prefix.rstrip("/") == prefix.rstrip("/")
+        and (bool(rec) or prefix.startswith(facts.workdir.rstrip("/") + "/"))
+    )
+    if found is not None and not failed_here and "conda" not in force:
+        conda = found
+        step.title = f"conda at {found.prefix}"
+        step.state = "done"
+        step.why = (
+            "installed" if ours else f"using the existing conda at {found.prefix} ({found.version or 'version ?'})"
+        )
+    elif found is not None and "conda" in force and not ours:
+        conda = found
+        step.state = "blocked"
+        step.why = f"the conda at {found.prefix} was not installed by orch: --force conda would modify it"
+        step.hint = "set conda.use_existing: false in the env spec to install orch's own"
+    else:
+        conda = CondaInstall(prefix=prefix, conda_forge=flavor == "miniforge")
+        inp.judge(step, exists=found is not None, missing_why=f"no conda at {prefix}")
+        if step.state == "todo" and not failed_here and "conda" not in force:
+            step.why = (
+                "no usable conda on the host"
+                if not facts.conda or not spec.conda.use_existing
+                else f"no conda at {prefix}"
+            )
+        if not url.startswith("file://") and not (facts.has("curl") or facts.has("wget")):
+            step.state, step.why = "blocked", "neither curl nor wget on the host to download the installer"
+            step.blocked_code = "host"
+    tos_blocks_env = False
+    if spec.manager == "conda" and not inp.accepted:
+        if step.state == "todo":
+            step.state, step.why, step.hint = "blocked", TOS_MESSAGE, TOS_HINT
+        elif conda.tos_plugin and not conda.conda_forge:
+            tos_blocks_env = True
+    if spec.manager == "conda" and inp.accepted:
+        step.notes.append("Anaconda ToS accepted by the user (recorded with `conda tos accept`)")
+    return CondaOutcome(step, conda, exe, tos_blocks_env)
+
+
+def plan_env(inp: Inputs, conda: CondaOutcome, base: Optional[PythonInfo], base_why: str) -> Step:
+    """`base`/`base_why`: the host python a venv is made from, or why there is none (venv only)."""
+    spec, layout, env_info = inp.spec, inp.layout, inp.env_info
+    step = Step("env", f"{spec.manager} env {spec.name} -> {layout.env_prefix}")
+    if spec.manager == "venv":
+        py_arg = base.path if base else spec.python
+        step.argv = [
+            "bash",
+            layout.script("make_env.sh"),
+            "--manager",
+            "venv",
+            "--prefix",
+            layout.env_prefix,
+            "--python",
+            py_arg,
+        ]
+        if spec.system_site_packages:
+            step.argv.append("--system-site-packages")
+        step.fingerprint = fingerprint(
+            "env", "venv", spec.python, base.minor if base else "", spec.system_site_packages, layout.env_prefix
+        )
+    else:
+        step.argv = [
+            "bash",
+            layout.script("make_env.sh"),
+            "--manager",
+            spec.manager,
+            "--prefix",
+            layout.env_prefix,
+            "--python",
+            spec.python,
+            "--conda",
+            conda.exe,
+        ]
+        if spec.manager == "conda" and inp.accepted:
+            step.argv.append("--accept-tos")
+        step.fingerprint = fingerprint(
+            "env", spec.manager, spec.python, conda.install.prefix if conda.install else "", layout.env_prefix
+        )
+    inp.judge(step, exists=env_info is not None, missing_why=f"the env is missing at {layout.env_prefix}")
+    if step.state == "todo" and env_info is not None:
+        step.argv.append("--recreate")  # an env from another spec: rebuild it
+        step.notes.append("the existing env is removed and created again")
+    if base_why and step.state != "done":
+        step.state, step.why, step.blocked_code = "blocked", base_why, "host"
+    if conda.tos_blocks_env and step.state != "done":
+        step.state, step.why, step.hint = "blocked", TOS_MESSAGE + f" (conda at {conda.install.prefix})", TOS_HINT
+    step.timeout_s = inp.install_s
+    step.detached = spec.uses_conda  # conda create downloads; venv creation takes seconds
+    return step
+
+
+def torch_choice(inp: Inputs, base: Optional[PythonInfo]) -> TorchChoice:
+    """Which torch the env gets, from the spec, the driver and the GPUs (or the one it has)."""
+    spec, gpu, env_info = inp.spec, inp.facts.gpu, inp.env_info
+    preinstalled = ""
+    if spec.torch.version == "preinstalled":
+        src = env_info or (base if spec.system_site_packages else None)
+        preinstalled = (src.packages.get("torch") or "") if src else ""
+    return select_torch(
+        version=spec.torch.version,
+        cuda=spec.torch.cuda,
+        driver_cuda=gpu.cuda_version,
+        compute_caps=inp.caps,
+        has_gpu=gpu.ok,
+        preinstalled_version=preinstalled,
+    )
+
+
+def plan_torch(inp: Inputs, choice: TorchChoice, env_step: Step, base: Optional[PythonInfo]) -> Step:
+    facts, spec, gpu, env_info = inp.facts, inp.spec, inp.facts.gpu, inp.env_info
+    env_py = inp.layout.env_python
+    step = Step("torch", f"torch {choice.describe()}")
+    # Which instance of the env the later steps were installed into: recreating the env (a new
+    # spec, --force env, deleted by hand) empties it, so everything after it is redone.
+    env_rec = _record(facts, "env") if env_step.state == "done" else None
+    env_instance = (env_rec or {}).get("started", "new")
+    step.fingerprint = fingerprint(
+        "torch", env_step.fingerprint, env_instance, choice.mode, choice.requirement, choice.index_url
+    )
+    step.notes.extend(choice.notes)
+    if choice.reason:
+        step.notes.insert(0, choice.reason)
+    installed_torch = (env_info.packages.get("torch") if env_info else None) or ""
+    if choice.mode == "none":
+        step.state, step.why = "skip", "the env spec asks for no torch"
+    elif choice.mode == "preinstalled":
+        step.argv = [env_py, "-c", 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)']
+        inp.judge(step, exists=bool(installed_torch), missing_why="torch is not importable in the env")
+        # The probe looked at the python that is to provide torch: without it no later step can work.
+        sees_base = base is not None and spec.system_site_packages
+        if env_info is not None:
+            source, where = (
+                env_info,
+                f"the env's python ({env_py})" + (f", which sees the packages of {base.path}" if sees_base else ""),
+            )
+        elif sees_base and base.prefix == (base.base_prefix or base.prefix):
+            # (a venv made from a venv's python sees its *base* interpreter's packages, which
+            # the probe did not look at: only a base interpreter is judged before the env exists)
+            source, where = base, f"{base.path} (the python the venv is made from)"
+        else:
+            source, where = None, ""
+        if source is not None and not source.packages.get("torch") and step.state != "done":
+            step.state = "blocked"
+            step.why = f"torch is missing from {where}, and torch: preinstalled installs none"
+            step.hint = (
+                f"install torch into {base.path if sees_base else env_py}, or set torch.version: auto "
+                "in the env spec so bootstrap installs the build for the host's driver"
+            )
+            step.blocked_code = "host"
+    else:
+        step.argv = [env_py, "-m", "pip", "install", *choice.pip_args()]
+        if "torch" in inp.force:
+            step.argv.append("--force-reinstall")
+        step.detached, step.timeout_s = True, inp.install_s
+        inp.judge(step, exists=bool(installed_torch), missing_why="torch is missing from the env")
+    if choice.blocked and step.state != "done":
+        step.state, step.why = "blocked", choice.blocked
+        step.blocked_code = "host" if spec.torch.version == spec.torch.cuda == "auto" else "config"
+    gpu_broken = gpu.diagnosis.kind in GPU_ERRORS
+    if gpu_broken and spec.torch.cuda == "auto" and choice.mode == "install" and step.state != "done":
+        step.state, step.why = "blocked", f"GPU problem: {gpu.diagnosis.message}"
+        step.hint = gpu.diagnosis.hint or "fix the driver, or pin torch.cuda: cpu"
+        step.blocked_code = "host"
+    return step
+
+
+def plan_packages(inp: Inputs, torch_step: Step) -> Step:
+    spec = inp.spec
+    step = Step("packages", f"pip packages ({len(spec.packages)})")
+    step.fingerprint = fingerprint("packages", torch_step.fingerprint, sorted(spec.packages))
+    if not spec.packages:
+        step.state, step.why = "skip", "no packages in the env spec"
+        return step
+    step.title = "pip " + " ".join(spec.packages)
+    step.argv = [inp.layout.env_python, "-m", "pip", "install", *spec.packages]
+    if "packages" in inp.force:
+        step.argv += ["--force-reinstall", "--no-deps"]
+    step.detached, step.timeout_s = True, inp.install_s
+    inp.judge(step, exists=inp.env_info is not None)
+    return step
+
+
+def flash_attn_choice(
+    inp: Inputs, torch_version: str, torch_cuda: Optional[str], base: Optional[PythonInfo]
+) -> flashattn.FAResolution:
+    """A wheel, a source build, or skipped, for the torch the env has (or is about to get)."""
+    facts, spec, gpu, env_info = inp.facts, inp.spec, inp.facts.gpu, inp.env_info
+    py_minor = env_info.minor if env_info else (base.minor if base else spec.python)
+    fa_inp = flashattn.FAInputs(
+        compute_caps=inp.caps,
+        gpu_names=[g.name for g in gpu.gpus if g.cc_tuple is not None] if gpu.ok else [],
+        driver_cuda=gpu.cuda_version,
+        torch_version=torch_version,
+        torch_cuda=torch_cuda,
+        python=py_minor,
+        glibc=facts.glibc,
+        arch=facts.arch or "x86_64",
+        nvcc_version=facts.nvcc_version,
+        nvcc_path=facts.nvcc_path,
+        conda_available=spec.uses_conda,
+        ram_gb=facts.mem_available_gb,
+        cpus=facts.cpus or 1,
+        ninja=facts.has("ninja"),
+    )
+    return flashattn.resolve(
+        fa_inp, wanted=spec.flash_attn.wanted, required=spec.flash_attn.required, version=spec.flash_attn.version
+    )
+
+
+def plan_flash_attn(
+    inp: Inputs, fa: flashattn.FAResolution, torch_step: Step, conda_exe: str, torch_installed: bool
+) -> Step:
+    spec, layout, env_info = inp.spec, inp.layout, inp.env_info
+    step = Step("flash-attn", "flash-attn")
+    step.notes.extend(fa.notes)
+    if fa.kind == "skip":
+        step.state, step.why = "skip", fa.reason
+        return step
+    if fa.kind == "unsupported":
+        if spec.flash_attn.required:
+            step.state, step.why = "blocked", fa.reason
+            step.hint = "flash_attn.required is true in the env spec; set it to false to continue without"
+            step.blocked_code = "host"
+        else:
+            step.state, step.why = "skip", fa.reason
+        return step
+    step.title = f"flash-attn {fa.describe()}"
+    argv = ["bash", layout.script("build_flash_attn.sh"), "--python", layout.env_python, "--version", fa.version]
+    if fa.kind == "wheel":
+        argv += ["--wheel-url", fa.url, "--wheel", fa.wheel]
+        step.timeout_s = inp.install_s
+    else:
+        argv.append("--source")
+        if fa.conda_cuda_version:
+            argv += ["--conda", conda_exe, "--conda-cuda", fa.conda_cuda_version]
+        elif fa.cuda_home:
+            argv += ["--cuda-home", fa.cuda_home]
+        step.env = dict(fa.env)
+        step.timeout_s = spec.timeouts.flash_attn_build * 60
+    step.argv = argv
+    step.detached = True
+    step.fingerprint = fingerprint(
+        "flash-attn",
+        torch_step.fingerprint,
+        fa.kind,
+        fa.version,
+        fa.wheel,
+        fa.env.get("FLASH_ATTN_CUDA_ARCHS", ""),
+        fa.conda_cuda_version,
+    )
+    have = (env_info.packages.get("flash-attn") if env_info else None) or ""
+    inp.judge(
+        step,
+        exists=bool(have),
+        extra_ok=have.split("+")[0] == fa.version.split("+")[0],
+        missing_why=f"flash-attn {fa.version} is not installed in the env (found {have or 'none'})",
+    )
+    if fa.kind == "source" and not inp.facts.has("gcc") and step.state != "done":
+        step.state, step.why = "blocked", "a source build needs gcc/g++ on the host (apt-get install build-essential)"
+        step.blocked_code = "host"
+    if not torch_installed and step.state == "todo":
+        step.notes.append("planned from the torch about to be installed; re-planned from the real one before it runs")
+    return step
+
+
+def plan_verify(
+    inp: Inputs,
+    choice: TorchChoice,
+    torch_cuda: Optional[str],
+    fa: flashattn.FAResolution,
+    built_on: Sequence[Step],
+    verify_digest: str,
+) -> Step:
+    """`built_on`: the torch, packages and flash-attn steps, whose results it checks."""
+    layout, facts = inp.layout, inp.facts
+    torch_step, pkg_step, fa_step = built_on
+    step = Step("verify", "verify: torch, GPUs, bf16 matmul, SDPA flash vs math, flash-attn vs SDPA")
+    step.argv = [layout.env_python, layout.script("verify.py"), "--out", layout.verify_json]
+    if fa.installs:
+        step.argv.append("--expect-flash-attn")
+    if facts.gpu.ok and (torch_cuda is not None) and choice.mode != "none":
+        step.argv.append("--expect-cuda")
+    if choice.mode == "none":
+        step.argv.append("--no-torch-ok")
+    step.fingerprint = fingerprint(
+        "verify",
+        torch_step.fingerprint,
+        pkg_step.fingerprint,
+        fa_step.fingerprint or fa.kind,
+        verify_digest,
+        step.argv[3:],
+    )
+    step.timeout_s = 600
+    verify_ok = bool(facts.verify and facts.verify.get("ok"))
+    env_exists = inp.env_info is not None
+    inp.judge(
+        step,
+        exists=env_exists,
+        extra_ok=verify_ok,
+        missing_why="the last verification did not pass" if env_exists else "the env is missing",
+    )
+    if inp.force and "verify" not in inp.force and step.state == "done":
+        step.state, step.why = "todo", "re-verify after the forced step"
+    return step
+
+
+def _block_without_tmux(steps: Sequence[Step], facts: HostFacts) -> None:
+    """The first detached step to run is blocked on a host without tmux."""
+    if facts.has("tmux"):
+        return
+    for s in steps:
+        if s.detached and s.state in ("todo", "running"):
+            s.state, s.why = "blocked", "tmux is missing on the host (long steps run detached in tmux)"
+            s.hint = "install tmux on the host (apt-get install tmux)"
+            s.blocked_code = "host"
+            return
+
+
+def _block_after_blocker(steps: Sequence[Step]) -> None:
+    """A step after a blocked one cannot run: show it as waiting for the blocker."""
+    blocker: Optional[Step] = None
+    for s in steps:
+        if blocker is not None and s.state in ("todo", "running"):
+            s.state, s.why, s.blocked_code = "blocked", f"needs {blocker.name} (blocked)", blocker.blocked_code
+        elif s.state == "blocked" and blocker is None:
+            blocker = s
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+
+def build_plan(
+    facts: HostFacts,
+    spec: EnvSpec,
+    *,
+    host: str,
+    host_python: str = "",
+    force: Sequence[str] = (),
+    accept_tos: bool = False,
+    verify_digest: str = "",
+) -> Plan:
+    inp = Inputs(
+        facts, spec, Layout(facts.workdir, spec.name), tuple(force), accepted=accept_tos or spec.accept_anaconda_tos
+    )
+    base, base_why = _base_python(facts, spec.python) if spec.manager == "venv" else (None, "")
+    conda = plan_conda(inp)
+    env_step = plan_env(inp, conda, base, base_why)
+    choice = torch_choice(inp, base)
+    torch_step = plan_torch(inp, choice, env_step, base)
+    pkg_step = plan_packages(inp, torch_step)
+    torch_version, torch_cuda, torch_installed = torch_facts(choice, inp.env_info, base, spec)
+    fa = flash_attn_choice(inp, torch_version, torch_cuda, base)
+    fa_step = plan_flash_attn(inp, fa, torch_step, conda.exe, torch_installed)
+    verify_step = plan_verify(inp, choice, torch_cuda, fa, (torch_step, pkg_step, fa_step), verify_digest)
+
+    steps = [conda.step, env_step, torch_step, pkg_step, fa_step, verify_step]
+    _block_without_tmux(steps, facts)
+    _block_after_blocker(steps)
+    warnings: List[str] = []
+    if facts.disk_path and facts.disk_free_gb < 15 and any(s.state == "todo" for s in steps):
+        warnings.append(f"only {facts.disk_free_gb:.0f} GiB free at {facts.disk_path}: torch needs ~5-10 GiB")
+    return Plan(
+        host=host,
+        spec=spec,
+        facts=facts,
+        layout=inp.layout,
+        torch=choice,
+        flash_attn=fa,
+        conda=conda.install,
+        steps=steps,
+        host_python=host_python,
+        warnings=warnings,
+    )
+
+
+def state_json(plan: Plan, previous: Optional[dict] = None, now: float = 0.0) -> dict:
+    """The consolidated host-side state file: each step's last fingerprint, exit code and times."""
+    steps: Dict[str, dict] = dict((previous or {}).get("steps") or {})
+    for s in plan.steps:
+        rec = plan.facts.results.get(s.name)
+        if rec is not None:
+            steps[s.name] = dict(rec)
+    return {
+        "version": 1,
+        "env": plan.spec.name,
+        "env_python": plan.env_python,
+        "spec_digest": plan.spec.digest(),
+        "updated": now,
+        "steps": steps,
+    }
+
+
+def validate_force(names: Sequence[str]) -> List[str]:
+    from orchestrator.errors import ExitCode, OrchError
+
+    out = []
+    for n in names:
+        if n not in STEPS:
+            raise OrchError(f"--force {n}: no such step", ExitCode.USAGE, hint=f"steps: {', '.join(STEPS)}")
+        out.append(n)
+    return out

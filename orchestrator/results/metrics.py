@@ -1,0 +1,343 @@
+"""Metrics of a classifier's scores: pure functions of numpy arrays, no I/O.
+
+``y`` is the (n,) true class index, ``score`` the (n, C) score of each class (higher wins).
+Everything is numpy: no scipy or scikit-learn import, so an evaluation costs what its
+arithmetic costs.  Where a definition could be read two ways, the docstring says which
+one is meant (they match scikit-learn's ``accuracy_score``, ``precision_recall_fscore_support``
+with ``zero_division=0``, ``confusion_matrix`` and ``roc_auc_score``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from orchestrator.errors import ExitCode, OrchError
+
+# The seed plan's verdict bands, highest first: (label, lower bound in %, strict?).
+# "Excellent > 85%" is strict; "Good 75-85%" includes 75%.
+BANDS: Dict[str, List[Tuple[str, float, bool]]] = {
+    "poc": [("Excellent", 85.0, True), ("Good", 75.0, False), ("Acceptable", 65.0, False)],
+    "mdlm": [("Excellent", 90.0, True), ("Good", 85.0, False), ("Acceptable", 80.0, False)],
+}
+BAND_TITLES = {"poc": "proof-of-concept per-class LM", "mdlm": "full MDLM"}
+FAILED = "Failed"
+BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
+BOOTSTRAP_METHOD = "percentile"
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def predict(score: np.ndarray) -> np.ndarray:
+    return np.argmax(score, axis=1)
+
+
+def margin(score: np.ndarray) -> np.ndarray:
+    """Binary: score(classes[1]) - score(classes[0]). More classes: top-1 minus top-2."""
+    if score.shape[1] == 2:
+        return score[:, 1] - score[:, 0]
+    return confidence_margin(score)
+
+
+def confidence_margin(score: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 score (>= 0): how sure the prediction is, in score units."""
+    if score.shape[1] == 2:
+        return np.abs(score[:, 1] - score[:, 0])
+    top = np.partition(score, -2, axis=1)
+    return top[:, -1] - top[:, -2]
+
+
+def log_softmax(score: np.ndarray) -> np.ndarray:
+    """Log posterior per class (rank-safe where softmax would saturate)."""
+    top = score.max(axis=1, keepdims=True)
+    return score - (top + np.log(np.exp(score - top).sum(axis=1, keepdims=True)))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), without overflow for large |x| and to full relative precision."""
+    x = np.asarray(x, dtype=float)
+    e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+# --------------------------------------------------------------------------- paired uncertainty
+
+Z95 = 1.959963984540054  # the two-sided 95% point of N(0, 1)
+
+
+def decision_pair(score: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(a, b) class indices per text such that margin(score) = score[a] - score[b]:
+    binary (1, 0); more classes the top-1 and the runner-up."""
+    n, k = score.shape
+    if k == 2:
+        return np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    order = np.argsort(-score, axis=1, kind="stable")
+    return order[:, 0], order[:, 1]
+
+
+def paired_margin_se(score: np.ndarray, draws: np.ndarray) -> Optional[np.ndarray]:
+    """Standard error of each text's margin (see :func:`margin`) under the shared draws.
+
+    ``draws`` (n, C, K): the per-draw NLL estimates, draw j of a text being the same random
+    draw (the same masked copy) in every class model, and each class's NLL their mean.
+    The margin score[a] - score[b] is then the mean over j of d_j = draws[b, j] - draws[a, j]
+    (plus a prior that is the same for every draw), so its standard error is the sample
+    standard deviation of the d_j over sqrt(K): the per-class standard errors would
+    count the noise the two classes share, which cancels in the difference.  None when
+    K < 2 (one draw says nothing about its own spread)."""
+    n, _, k = draws.shape
+    if k < 2:
+        return None
+    a, b = decision_pair(score)
+    rows = np.arange(n)
+    d = draws[rows, b] - draws[rows, a]  # (n, K)
+    return d.std(axis=1, ddof=1) / np.sqrt(k)
+
+
+def not_significant(margin_value: np.ndarray, se: np.ndarray, z: float = Z95) -> np.ndarray:
+    """True where the decision could flip within the estimator's noise: |margin| <= z se
+    (a tie with no spread counts as not significant)."""
+    return np.abs(margin_value) <= z * se
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def bootstrap_ci(
+    correct: np.ndarray, resamples: int, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL
+) -> Optional[List[float]]:
+    """Percentile bootstrap interval of the accuracy, seeded.
+
+    Resampling n texts with replacement from a set where k of n are right gives a
+    Binomial(n, k/n) count of right ones, exactly: so each resample's accuracy is drawn as
+    ``rng.binomial(n, k/n) / n`` (numpy's default generator, seeded), which is the same
+    distribution as drawing n indices, at O(resamples) rather than O(n x resamples) cost.
+    The interval is the (1-level)/2 and (1+level)/2 percentiles (linear interpolation)
+    of the resampled accuracies.
+    """
+    correct = np.asarray(correct, dtype=bool)
+    if resamples <= 0:
+        return None
+    if correct.size < 2 or np.all(correct == correct[0]):
+        value = float(correct.mean())
+        return [value, value]
+    n = correct.size
+    rng = np.random.default_rng(seed)
+    draws = rng.binomial(n, correct.mean(), size=resamples) / n
+    tail = (1.0 - level) / 2.0
+    low, high = np.percentile(draws, [100.0 * tail, 100.0 * (1.0 - tail)])
+    return [float(low), float(high)]
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def bands_for(kind: str, setting: str) -> str:
+    if setting == "auto":
+        return "mdlm" if kind == "mdlm" else "poc"
+    if setting not in BANDS:
+        raise OrchError(f"eval.bands: expected auto, poc or mdlm, got {setting!r}", ExitCode.CONFIG)
+    return setting
+
+
+def verdict(accuracy: float, bands: str) -> str:
+    """The seed plan's verdict for an accuracy in [0, 1] (bands "poc" or "mdlm")."""
+    pct = round(accuracy * 100.0, 9)  # 0.85 must count as exactly 85%
+    for label, bound, strict in BANDS[bands]:
+        if pct > bound or (not strict and pct == bound):
+            return label
+    return FAILED
+
+
+def describe_bands(bands: str) -> str:
+    (e, eb, _), (g, gb, _), (a, ab, _) = BANDS[bands]
+    return f"{e} > {eb:g}%, {g} {gb:g}-{eb:g}%, {a} {ab:g}-{gb:g}%, {FAILED} < {ab:g}%"
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values``, ties sharing the mean of their ranks."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)  # rank of the last of each group of equal values
+    return (upper - (counts - 1) / 2.0)[inverse.reshape(-1)]
+
+
+def binary_auc(truth: np.ndarray, value: np.ndarray) -> Optional[float]:
+    """Area under the ROC curve: the probability that a random positive scores above a
+    random negative, ties counting one half (Mann-Whitney U / (n_pos n_neg)).  None
+    when one side is empty."""
+    truth = np.asarray(truth, dtype=bool)
+    n_pos = int(truth.sum())
+    n_neg = truth.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = _average_ranks(np.asarray(value, dtype=float))
+    return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> Optional[float]:
+    """Binary: the AUC of the margin. More classes: the macro mean of one-vs-rest AUCs on
+    the log posterior. None when the test set holds one class."""
+    k = score.shape[1]
+    if len(np.unique(y)) < 2:
+        return None  # undefined with one class present
+    if k == 2:
+        return binary_auc(y == 1, margin(score))
+    log_post = log_softmax(score)
+    aucs = [binary_auc(y == c, log_post[:, c]) for c in range(k)]
+    aucs = [a for a in aucs if a is not None]
+    return float(np.mean(aucs)) if aucs else None
+
+
+def roc_curve(truth: np.ndarray, value: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct threshold, from (0, 0)."""
+    truth = np.asarray(truth, dtype=bool)
+    order = np.argsort(-np.asarray(value, dtype=float), kind="mergesort")
+    value, truth = np.asarray(value, dtype=float)[order], truth[order]
+    last = np.r_[np.flatnonzero(np.diff(value)), truth.size - 1]  # the last index of each threshold
+    tps = np.cumsum(truth)[last]
+    fps = last + 1 - tps
+    tpr = np.r_[0.0, tps / max(1, truth.sum())]
+    fpr = np.r_[0.0, fps / max(1, truth.size - truth.sum())]
+    return fpr, tpr
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) counts: rows the true class, columns the predicted one."""
+    return np.bincount(np.asarray(y) * k + np.asarray(pred), minlength=k * k).reshape(k, k)
+
+
+def precision_recall_f1(cm: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per class precision, recall, F1 and support from a confusion matrix; a ratio with
+    a zero denominator is 0 (scikit-learn's zero_division=0)."""
+    tp = np.diag(cm).astype(float)
+    predicted, support = cm.sum(axis=0), cm.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        denom = predicted + support  # 2tp + fp + fn
+        f1 = np.where(denom > 0, 2.0 * tp / denom, 0.0)
+    return precision, recall, f1, support
+
+
+def classification_metrics(
+    y: np.ndarray,
+    score: np.ndarray,
+    classes: Sequence[str],
+    bands: str,
+    resamples: int,
+    seed: int = BOOTSTRAP_SEED,
+) -> Dict[str, Any]:
+    """Accuracy (+ bootstrap CI), macro-F1, per-class P/R/F1, confusion matrix, ROC-AUC, verdict."""
+    k = len(classes)
+    pred = predict(score)
+    correct = pred == y
+    accuracy = float(correct.mean()) if correct.size else 0.0
+    cm = confusion_matrix(y, pred, k)
+    precision, recall, f1, support = precision_recall_f1(cm)
+    return {
+        "accuracy": accuracy,
+        "accuracy_ci95": bootstrap_ci(correct, resamples, seed),
+        "correct": int(correct.sum()),
+        "n": int(len(y)),
+        "macro_f1": float(f1.mean()),
+        "per_class": {
+            c: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": cm.tolist(),
+        "roc_auc": roc_auc(y, score),
+        "verdict": verdict(accuracy, bands),
+    }
+
+
+# --------------------------------------------------------------------------- McNemar
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts b and c."""
+    if b < 0 or c < 0:
+        raise ValueError("discordant counts must be >= 0")
+    n, k = b + c, min(b, c)
+    if 2 * k >= n:
+        return 1.0  # b == c (or none): the most likely split, nothing is less likely than it
+    term = tail = 1  # C(n, 0); then C(n, i) from C(n, i - 1), all in exact integers
+    for i in range(1, k + 1):
+        term = term * (n - i + 1) // i
+        tail += term
+    return min(1.0, 2 * tail / 2**n)  # int / int: correctly rounded, however large
+
+
+def mcnemar_pair(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str, Any]:
+    """Counts of the 2x2 agreement table and the exact McNemar p-value."""
+    a = np.asarray(correct_a, dtype=bool)
+    b = np.asarray(correct_b, dtype=bool)
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    return {
+        "n": int(a.size),
+        "both_correct": int(np.sum(a & b)),
+        "a_only": a_only,
+        "b_only": b_only,
+        "both_wrong": int(np.sum(~a & ~b)),
+        "accuracy_diff": float(a.mean() - b.mean()) if a.size else 0.0,
+        "p_value": mcnemar_exact(a_only, b_only),
+    }
+
+
+# --------------------------------------------------------------------------- breakdowns
+
+
+def quantile_bins(values: np.ndarray, n_bins: int) -> List[np.ndarray]:
+    """Boolean masks of quantile bins of ``values`` (equal values share a bin; empty bins dropped)."""
+    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, n_bins + 1)))
+    which = np.searchsorted(edges[1:-1], values, side="right") if edges.size > 1 else np.zeros(len(values), int)
+    masks = [which == b for b in range(max(edges.size - 1, 1))]
+    return [m for m in masks if m.any()]
+
+
+def length_buckets(
+    y: np.ndarray, preds: Dict[str, np.ndarray], length: np.ndarray, n_buckets: int = 5
+) -> List[Dict[str, Any]]:
+    """Accuracy per text-length bucket (quantiles of the token count; equal lengths share a bucket)."""
+    out = []
+    for mask in quantile_bins(length, n_buckets):
+        row: Dict[str, Any] = {
+            "min_tokens": float(length[mask].min()),
+            "max_tokens": float(length[mask].max()),
+            "n": int(mask.sum()),
+        }
+        for name, pred in preds.items():
+            row[name] = float(np.mean(pred[mask] == y[mask]))
+        out.append(row)
+    return out
+
+
+def calibration_bins(correct: np.ndarray, conf_margin: np.ndarray, n_bins: int = 10) -> List[Dict[str, Any]]:
+    """Accuracy against the top-1 margin (quantile bins). ``implied`` is the accuracy the
+    margin claims if the scores were calibrated log-likelihoods: sigmoid(margin) (binary)."""
+    out = []
+    for mask in quantile_bins(conf_margin, n_bins):
+        m = conf_margin[mask]
+        out.append(
+            {
+                "margin_min": float(m.min()),
+                "margin_max": float(m.max()),
+                "n": int(mask.sum()),
+                "accuracy": float(correct[mask].mean()),
+                "implied": float(sigmoid(m).mean()),
+            }
+        )
+    return out

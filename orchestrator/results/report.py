@@ -1,0 +1,455 @@
+"""Write an evaluation's files: metrics.json, predictions.csv and report.md (markdown
+text; the terminal summary is the commands' job, in commands/results_view.py).
+
+Files are written temp-then-rename, like everything else in a run folder, so a reader
+never sees half a file and a re-run simply replaces them.  The number formats here are
+shared with the terminal tables, so a figure reads the same in both.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import yaml
+
+from orchestrator.results.scores import Scores
+from remote.files import atomic_write_text
+
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.csv"
+REPORT = "report.md"
+PLOTS = "plots"
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def pct(x: Optional[float], digits: int = 2) -> str:
+    return "n/a" if x is None else f"{100.0 * x:.{digits}f}%"
+
+
+def ci(interval: Optional[Sequence[float]], digits: int = 2) -> str:
+    if not interval:
+        return "n/a"
+    return f"{100.0 * interval[0]:.{digits}f}–{100.0 * interval[1]:.{digits}f}%"
+
+
+def num(x: Optional[float], digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "n/a"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m:02d}m"
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def compute_time(gpu_seconds: float, job_seconds: Optional[float]) -> str:
+    """'3m00s GPU' (job wall times on a GPU), or '14s CPU' when no job had a GPU: a CPU-only
+    run's cost is its job time, and "0s" of GPU time would read as "took no time"."""
+    return f"{duration(gpu_seconds)} GPU" if gpu_seconds else f"{duration(job_seconds)} CPU"
+
+
+def count(n: Optional[float]) -> str:
+    if n is None:
+        return "n/a"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.1f}{suffix}"
+    return str(int(n))
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_metrics(run_dir: Path, metrics: Dict[str, Any]) -> Path:
+    path = Path(run_dir) / METRICS
+    atomic_write_text(path, json.dumps(metrics, indent=2, default=str) + "\n")
+    return path
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell made safe to open in a spreadsheet: one that would start a formula gets
+    a leading single quote, as OWASP's CSV-injection guidance says.  Numbers are left
+    alone, and so is text that is just a number ("-1", a common label): a spreadsheet
+    reads it as that number, not as a formula."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
+
+
+class SafeWriter:
+    """csv.writer whose text cells go through csv_cell: every CSV orch writes uses it.
+    Lines end in CRLF (RFC 4180): with "\n" alone, csv leaves a cell holding a bare "\r"
+    unquoted, and a reader splits the row there."""
+
+    def __init__(self, buf: io.StringIO):
+        self._w = csv.writer(buf, lineterminator="\r\n")
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._w.writerow([csv_cell(v) for v in row])
+
+    def writerows_safe(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Rows whose every text cell already went through csv_cell."""
+        self._w.writerows(rows)
+
+
+def predictions_csv(
+    scores: Scores,
+    pred: np.ndarray,
+    pred_norm: np.ndarray,
+    margin_se: Optional[np.ndarray] = None,
+    score: Optional[np.ndarray] = None,
+) -> str:
+    """id,label,nll_<class>...,prediction,tokens_<class>...,prediction_per_token, and for a
+    kind with draws (MARGIN_SE given, with the raw SCORE) margin,margin_se: the decision's
+    margin (metrics.margin) and its paired standard error."""
+    classes = scores.classes
+    buf = io.StringIO()
+    w = SafeWriter(buf)
+    paired = margin_se is not None and score is not None
+    w.writerow(
+        [
+            "id",
+            "label",
+            *[f"nll_{c}" for c in classes],
+            "prediction",
+            *[f"tokens_{c}" for c in classes],
+            "prediction_per_token",
+            *(["margin", "margin_se"] if paired else []),
+        ]
+    )
+    # Column by column: the few class names are made safe once, the ids in one pass.
+    safe = np.array([csv_cell(c) for c in classes], dtype=object)
+    ids = list(map(csv_cell, scores.ids))
+    columns = [
+        ids,
+        safe[scores.y].tolist(),
+        *scores.nll.T.tolist(),
+        safe[pred].tolist(),
+        *scores.tokens.astype(np.int64).T.tolist(),
+        safe[pred_norm].tolist(),
+    ]
+    if paired:
+        from orchestrator.results.metrics import margin
+
+        columns += [margin(score).tolist(), margin_se.tolist()]
+    w.writerows_safe(zip(*columns))
+    return buf.getvalue()
+
+
+def write_predictions(
+    run_dir: Path,
+    scores: Scores,
+    pred: np.ndarray,
+    pred_norm: np.ndarray,
+    margin_se: Optional[np.ndarray] = None,
+    score: Optional[np.ndarray] = None,
+) -> Path:
+    path = Path(run_dir) / PREDICTIONS
+    atomic_write_text(path, predictions_csv(scores, pred, pred_norm, margin_se, score))
+    return path
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> List[str]:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
+    """The headline metrics, raw and per-token: report.md's table and the terminal's."""
+    t = m["per_token"]
+    rows = [
+        ["accuracy", pct(m["accuracy"]), pct(t["accuracy"])],
+        [
+            "95% CI (bootstrap" + (", texts + draws)" if m.get("mc_noise") else ")"),
+            ci(m["accuracy_ci95"]),
+            ci(t["accuracy_ci95"]),
+        ],
+        ["correct / n", f"{m['correct']} / {m['n']}", f"{t['correct']} / {t['n']}"],
+        ["macro-F1", num(m["macro_f1"]), num(t["macro_f1"])],
+        [
+            "ROC-AUC" + (" (margin)" if m.get("positive_class") else " (one-vs-rest)"),
+            num(m["roc_auc"]),
+            num(t["roc_auc"]),
+        ],
+        ["verdict", m["verdict"]["label"], t["verdict"]],
+    ]
+    paired = m.get("paired") or {}
+    if paired.get("not_significant") is not None:  # dividing by the token count leaves z as it is
+        share = pct(paired["not_significant"], 1)
+        rows.append([f"decisions not significant (95%, {paired['draws']} draws)", share, share])
+    return rows
+
+
+def yardstick_section(m: Dict[str, Any]) -> List[str]:
+    """The model beside naive Bayes and TF-IDF logistic regression on the same split."""
+    y = m.get("yardsticks")
+    if y is None:
+        return []
+    out = ["## Yardsticks", ""]
+    if not y.get("available"):
+        return out + [f"Not computed: {y.get('reason')}.", ""]
+    table = [["this run", pct(m["accuracy"]), ci(m["accuracy_ci95"]), "", "", ""]]
+    for r in y["rows"]:
+        table.append(
+            [
+                r["title"],
+                pct(r["accuracy"]),
+                ci(r["accuracy_ci95"]),
+                r["model_only"],
+                r["yardstick_only"],
+                f"{r['p_value']:.3g}",
+            ]
+        )
+    return out + [
+        f"Trained on the run's own {y['train_texts']} training texts and scored on its {m['n']} test texts "
+        f"(scikit-learn {y.get('sklearn')}, {y.get('seconds')} s). McNemar's exact test of this run against each: "
+        "*run only* / *yardstick only* count the texts only one of the two gets right.",
+        "",
+        *md_table(["classifier", "accuracy", "95% CI", "run only", "yardstick only", "McNemar p"], table),
+    ]
+
+
+def paired_section(m: Dict[str, Any]) -> List[str]:
+    """How sure the decisions are given the estimator's random draws (kinds with draws)."""
+    p = m.get("paired")
+    if not p:
+        return []
+    out = ["## Monte Carlo noise of the decisions", ""]
+    if p.get("not_significant") is None:
+        return out + [f"{p['draws']} draw per text: {p.get('note', 'no spread to estimate the noise from')}.", ""]
+    out += [
+        f"Each text was scored with {p['draws']} random draws shared by every class model, so the margin between "
+        f"the two leading classes has a paired standard error (the spread of the per-draw difference; "
+        f"`margin_se` in {PREDICTIONS}). **{pct(p['not_significant'], 1)}** of the decisions "
+        f"({p['not_significant_n']} of {m['n']}) are not significant at {p['level']:.0%} "
+        f"(|margin| ≤ {p['z']:.2f} SE): more draws could flip them.",
+        "",
+        *md_table(
+            ["quantity", "nats"],
+            [
+                ["mean paired SE of the margin", num(p["mean_margin_se"], 3)],
+                ["median paired SE of the margin", num(p["median_margin_se"], 3)],
+                ["mean per-class SE (score rows)", num(p["mean_class_se"], 3)],
+            ],
+        ),
+    ]
+    if p.get("class_se_ratio"):
+        out += [
+            f"The per-class standard errors are {p['class_se_ratio']:.1f}× the paired one: they count noise "
+            "that the shared draws cancel in the difference.",
+            "",
+        ]
+    mc = m.get("mc_noise")
+    if mc:
+
+        def share(x):
+            return "n/a" if x is None else f"{100 * x:.0f}%"
+
+        out += [
+            f"The accuracy's 95% interval, {ci(mc['accuracy_ci95'])}, holds both sources of noise: each bootstrap "
+            f"resample redraws the test texts and, paired across the classes, each text's {mc['draws']} draws "
+            f"({mc['resamples']} resamples, {mc['mc_resamples']} of the draws). Of its variance, test-set sampling "
+            f"causes **{share(mc['share_texts'])}** and the estimator's draws **{share(mc['share_mc'])}**.",
+            "",
+            *md_table(
+                ["noise", "95% interval"],
+                [
+                    ["test-set sampling alone (scores as they are)", ci(mc["texts_only_ci95"])],
+                    ["the draws alone (test set as it is)", ci(mc["mc_only_ci95"])],
+                    ["both", ci(mc["accuracy_ci95"])],
+                ],
+            ),
+        ]
+    return out
+
+
+def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: Sequence[Path] = ()) -> str:
+    """report.md of metrics M; EXPERIMENT is run.yaml's experiment section; PLOT_FILES
+    the plots that exist for exactly these metrics (none: it says how to draw them)."""
+    t = m["per_token"]
+    v = m["verdict"]
+    classes = m["classes"]
+    out = [
+        f"# Run `{m['run_id']}`: {v['label']}",
+        "",
+        (
+            f"**{v['label']}** on the {v['title']} bands ({v['thresholds']}): accuracy "
+            if v.get("basis", "bands") == "bands"
+            else f"**{v['label']}**, judged against the yardsticks ({v['thresholds']}): accuracy "
+        )
+        + f"**{pct(m['accuracy'])}** (95% CI {ci(m['accuracy_ci95'])}) on {m['n']} test texts; "
+        f"per-token normalised: {pct(t['accuracy'])} ({t['verdict']}).",
+        "",
+        f"Model kind `{m['kind']}`, init `{m['init']}`, experiment `{m['experiment']}`; prior: "
+        f"{m['prior']['mode']} (applied: {m['prior']['applied']}).",
+        "",
+        "## Metrics",
+        "",
+        *md_table(["metric", "raw NLL", "per-token NLL"], metric_rows(m)),
+        "## Per class",
+        "",
+        *md_table(
+            ["class", "test texts", "precision", "recall", "F1", "precision (per token)", "recall (per token)"],
+            [
+                [
+                    c,
+                    m["class_counts"][c],
+                    num(m["per_class"][c]["precision"]),
+                    num(m["per_class"][c]["recall"]),
+                    num(m["per_class"][c]["f1"]),
+                    num(t["per_class"][c]["precision"]),
+                    num(t["per_class"][c]["recall"]),
+                ]
+                for c in classes
+            ],
+        ),
+        "## Confusion matrix",
+        "",
+        "Rows: true class; columns: predicted class.",
+        "",
+        *md_table(["raw NLL", *classes], [[c, *row] for c, row in zip(classes, m["confusion_matrix"])]),
+        *md_table(["per-token NLL", *classes], [[c, *row] for c, row in zip(classes, t["confusion_matrix"])]),
+        "## Accuracy by text length",
+        "",
+        *md_table(
+            ["tokens", "texts", "accuracy", "accuracy (per token)"],
+            [
+                [f"{b['min_tokens']:g}–{b['max_tokens']:g}", b["n"], pct(b["accuracy"]), pct(b["accuracy_per_token"])]
+                for b in m["by_length"]
+            ],
+        ),
+        *yardstick_section(m),
+        *paired_section(m),
+        "## Calibration of the margin",
+        "",
+        "Top-1 minus top-2 score (nats, raw), in quantile bins; *implied* is sigmoid(margin), "
+        "the accuracy the margin would mean if the scores were calibrated log-likelihoods.",
+        "",
+        *md_table(
+            ["margin", "texts", "accuracy", "implied"],
+            [
+                [f"{b['margin_min']:.3g}–{b['margin_max']:.3g}", b["n"], pct(b["accuracy"]), pct(b["implied"])]
+                for b in m["calibration"]
+            ],
+        ),
+    ]
+    out += ["## Plots", ""]
+    for p in plot_files:
+        out += [f"![{p.stem}]({PLOTS}/{p.name})", ""]
+    if not plot_files:
+        out += [f"Not drawn: `orch eval {m['run_id']} --plots` draws them into {PLOTS}/.", ""]
+    facts = m["facts"]
+    out += [
+        "## Host and software",
+        "",
+        *md_table(["fact", "value"], [[k, facts[k]] for k in facts if facts[k] is not None]),
+    ]
+    tm = m["timings"]
+    job_rows = []
+    for name, j in tm["jobs"].items():
+        job_rows.append(
+            [
+                name,
+                j["role"],
+                j["label"] if j["label"] is not None else "",
+                j["state"],
+                duration(j["seconds"]),
+                num(j.get("train_s"), 1),
+                num(j.get("score_s"), 1),
+                j.get("device") or "",
+                j.get("gpu_name") or "",
+                count(j.get("train_texts")),
+                count(j.get("train_tokens")),
+            ]
+        )
+    out += [
+        "## Timings",
+        "",
+        (
+            f"GPU time {duration(m['gpu_seconds'])} (sum of job wall times on a GPU), all jobs "
+            f"{duration(tm['wall_seconds'])}; "
+            if m["gpu_seconds"]
+            else f"compute time {compute_time(0, tm['wall_seconds'])} (sum of job wall times; no job ran on a GPU); "
+        )
+        + f"training tokens {count(m['train_tokens'])}; "
+        f"scored tokens {count(m['scored_tokens'])}"
+        + (f"; mean standard error of a score {m['mean_se']:.3g} nats" if m.get("mean_se") is not None else "")
+        + ".",
+        "",
+        *md_table(
+            [
+                "job",
+                "role",
+                "class",
+                "state",
+                "wall",
+                "train s",
+                "score s",
+                "device",
+                "GPU",
+                "train texts",
+                "train tokens",
+            ],
+            job_rows,
+        ),
+        "## Config",
+        "",
+        "```yaml",
+        yaml.safe_dump(experiment, sort_keys=False).rstrip(),
+        "```",
+        "",
+        f"Bootstrap: {m['bootstrap']['resamples']} resamples, seed {m['bootstrap']['seed']}, "
+        f"{m['bootstrap']['method']} interval. Test ids sha256 `{m['test_ids_sha256'][:16]}`.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_all(
+    run_dir: Path,
+    metrics: Dict[str, Any],
+    scores: Scores,
+    pred: np.ndarray,
+    pred_norm: np.ndarray,
+    experiment: Dict[str, Any],
+    plot_files: Sequence[Path] = (),
+    *,
+    margin_se: Optional[np.ndarray] = None,
+    score: Optional[np.ndarray] = None,
+) -> List[Path]:
+    """metrics.json, predictions.csv and report.md in the run folder; PLOT_FILES are the
+    plots already in plots/ for these metrics (listed, not drawn, here)."""
+    run_dir = Path(run_dir)
+    metrics["files"] = {
+        "metrics": METRICS,
+        "predictions": PREDICTIONS,
+        "report": REPORT,
+        "plots": [f"{PLOTS}/{p.name}" for p in plot_files],
+    }
+    written = [write_metrics(run_dir, metrics), write_predictions(run_dir, scores, pred, pred_norm, margin_se, score)]
+    report = run_dir / REPORT
+    atomic_write_text(report, report_markdown(metrics, experiment, plot_files))
+    return written + [report]

@@ -1,0 +1,117 @@
+"""The estimator's own noise: how sure each class decision is, given the random draws an
+estimating kind (MDLM) scored with.  Pure numpy over the merged scores, no I/O.
+
+A kind that estimates by random draws writes each text's per-draw estimates, and draw j
+of a text is the same random draw in every class model (common random numbers,
+remote/score.py).  The decision between two classes then has a paired standard error:
+the spread over j of the per-draw class difference (metrics.paired_margin_se), which is
+what decides the class, not the per-class standard errors in score rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from orchestrator.results.metrics import BOOTSTRAP_SEED, CI_LEVEL, Z95, margin, not_significant, paired_margin_se
+
+
+def paired_summary(
+    score: np.ndarray, draws: Optional[np.ndarray], class_se: np.ndarray
+) -> Tuple[Optional[Dict[str, Any]], Optional[np.ndarray]]:
+    """(metrics.json's ``paired`` section, each text's margin SE) - (None, None) for scores
+    without draws (exact kinds: nothing is random)."""
+    if draws is None:
+        return None, None
+    k = int(draws.shape[2])
+    se = paired_margin_se(score, draws)
+    if se is None:
+        return {
+            "draws": k,
+            "level": CI_LEVEL,
+            "z": Z95,
+            "not_significant": None,
+            "not_significant_n": None,
+            "mean_margin_se": None,
+            "median_margin_se": None,
+            "mean_class_se": None,
+            "class_se_ratio": None,
+            "note": "one draw per text: no spread to estimate the noise from (score.mdlm_draws >= 2)",
+        }, None
+    flip = not_significant(margin(score), se)
+    mean_se = float(se.mean())
+    class_se = float(np.nanmean(class_se)) if not np.all(np.isnan(class_se)) else None
+    return {
+        "draws": k,
+        "level": CI_LEVEL,
+        "z": Z95,
+        "not_significant": float(flip.mean()),
+        "not_significant_n": int(flip.sum()),
+        "mean_margin_se": mean_se,
+        "median_margin_se": float(np.median(se)),
+        "mean_class_se": class_se,
+        "class_se_ratio": None if class_se is None or mean_se == 0 else class_se / mean_se,
+    }, se
+
+
+# --------------------------------------------------------------------------- the accuracy's interval
+
+MC_WORK = 1e8  # at most this many (text x class x draw) gathers for the draw resampling: ~1-2 s
+
+
+def _interval(values: np.ndarray, level: float = CI_LEVEL) -> List[float]:
+    tail = (1.0 - level) / 2.0
+    low, high = np.percentile(values, [100.0 * tail, 100.0 * (1.0 - tail)])
+    return [float(low), float(high)]
+
+
+def accuracy_with_mc_noise(
+    y: np.ndarray, draws: Optional[np.ndarray], log_prior: Sequence[float], resamples: int, seed: int = BOOTSTRAP_SEED
+) -> Optional[Dict[str, Any]]:
+    """The accuracy's bootstrap interval with the estimator's noise in it, and how much of
+    its width each source causes.  None without draws (or with one draw, or no resamples).
+
+    Each resample redraws the scoring (every text's K draws resampled with replacement,
+    the same draw indices for every class: the draws are paired) and then the test set
+    (n texts with replacement, drawn exactly as metrics.bootstrap_ci does: the count right
+    is Binomial(n, the share right under the redrawn scoring)).  Three spreads come out:
+    test-set sampling alone (the scores as they are), Monte Carlo noise alone (the test
+    set as it is) and both; each source's share is its variance over the sum of the two
+    (they add: the test texts and the draws are independent).  Resampling the K
+    stratified draws treats them as independent, which overstates their noise a little:
+    the interval errs wide.  The draw resampling costs n*C*K per resample; beyond
+    MC_WORK in all, fewer resamples are drawn for it (``mc_resamples``)."""
+    if draws is None or resamples <= 0 or draws.shape[2] < 2:
+        return None
+    n, c, k = draws.shape
+    lp = np.asarray(log_prior, dtype=float)[None, :]
+    rng = np.random.default_rng(seed)
+    mc_resamples = int(max(50, min(resamples, MC_WORK // max(1, n * c * k))))
+    right_mc = np.empty(mc_resamples)
+    # Only the differences to one class decide: with two classes that is one (n, K) array.
+    rel = draws[:, 1:, :] - draws[:, :1, :]  # (n, C-1, K): nll_c - nll_0, per draw
+    lp_rel = lp[:, 1:] - lp[:, :1]
+    for r in range(mc_resamples):
+        pick = rng.integers(0, k, size=(n, 1, k))  # draw indices, the same for every class: paired
+        score_rel = -np.take_along_axis(rel, pick, axis=2).mean(axis=2) + lp_rel  # score_c - score_0
+        best = np.argmax(np.concatenate([np.zeros((n, 1)), score_rel], axis=1), axis=1)
+        right_mc[r] = np.mean(best == y)
+    observed = np.mean(np.argmax(-draws.mean(axis=2) + lp, axis=1) == y)
+    texts_only = rng.binomial(n, observed, size=resamples) / n
+    both = rng.binomial(n, np.resize(right_mc, resamples)) / n
+    var_texts, var_mc = float(np.var(texts_only)), float(np.var(right_mc))
+    total = var_texts + var_mc
+    return {
+        "method": "bootstrap over texts x resampled draws (paired across classes)",
+        "resamples": resamples,
+        "mc_resamples": mc_resamples,
+        "draws": k,
+        "seed": seed,
+        "accuracy_ci95": _interval(both),
+        "texts_only_ci95": _interval(texts_only),
+        "mc_only_ci95": _interval(right_mc),
+        "mc_mean_accuracy": float(right_mc.mean()),
+        "share_texts": None if total == 0 else var_texts / total,
+        "share_mc": None if total == 0 else var_mc / total,
+    }

@@ -1,0 +1,186 @@
+"""Operations on a host's run folders, each one SSH round trip through remote.hostctl."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from orchestrator.transport import diskspace, shell
+from orchestrator.contract import hostdocs
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs.plan import hostctl
+from orchestrator.config.project import control_char
+from orchestrator.transport.base import Transport
+from orchestrator.backends.base import JobBackend
+
+# A constant script: values arrive as positional parameters, never spliced into the text.
+# It prints NUL-terminated key=value records: a value (the workdir is the host's) may hold
+# any byte but NUL, so a newline in a path cannot start a record of its own.
+_PREPARE = r'''
+wd="$1"; py="$2"; shift 2  # then: the tools the job backend needs
+rec() { printf '%s=%s\0' "$1" "$2"; }
+mkdir -p -- "$wd" && cd -- "$wd" || { rec error "cannot create workdir $wd"; exit 0; }
+rec workdir "$PWD"
+for t in tmux rsync nvidia-smi "$@"; do
+  if command -v "$t" >/dev/null 2>&1; then rec "$t" yes; else rec "$t" no; fi
+done
+if command -v "$py" >/dev/null 2>&1 || [ -x "$py" ]; then
+  rec python yes
+  # Which of the payload's packages the interpreter can import (find_spec: nothing is
+  # imported, so this costs the interpreter's start-up, not torch's).
+  "$py" -c 'import importlib.util as u, sys
+for m in ("torch", "transformers", "tokenizers", "datasets"):
+    sys.stdout.write("module_%s=%s\0" % (m, "yes" if u.find_spec(m) else "no"))' 2>/dev/null
+else
+  rec python no
+fi
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | while IFS= read -r i; do rec gpu "$i"; done
+fi
+'''
+
+
+def parse_prepare(out: str) -> Tuple[Dict[str, str], List[str]]:
+    # -> (facts, GPU indices); records without '=' (noise from a login script) are ignored.
+    facts: Dict[str, str] = {}
+    gpus: List[str] = []
+    for record in out.split("\0"):
+        key, eq, value = record.partition("=")
+        if not eq:
+            continue
+        key = key.rsplit("\n", 1)[-1].strip()  # a login script's chatter may precede the first record
+        if key == "gpu":
+            gpus.append(value.strip())
+        elif key:
+            facts.setdefault(key, value)
+    return facts, gpus
+
+
+@dataclass
+class HostState:
+    workdir: str  # absolute
+    tools: Dict[str, bool]
+    gpus: List[str]
+    modules: Dict[str, bool] = field(default_factory=dict)  # importable by the host's python
+
+    def missing_modules(self, wanted: List[str]) -> List[str]:
+        """Those of ``wanted`` the probe found missing (unknown counts as present)."""
+        return [m for m in wanted if self.modules.get(m) is False]
+
+
+def prepare(transport: Transport, backend: Optional[JobBackend] = None) -> HostState:
+    """Create the workdir, resolve it to an absolute path, and check the tools orch needs
+    (the python, and what the job backend runs jobs with; None: no jobs, no backend)."""
+    host = transport.host
+    extra = [t for t in (backend.tools if backend else ()) if t not in ("tmux", "rsync", "nvidia-smi")]
+    out = transport.run(shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default,
+                                    *extra])).stdout
+    facts, gpus = parse_prepare(out)
+    return state_from_facts(host, facts, gpus, backend)
+
+
+def state_from_facts(host, facts: Dict[str, str], gpus: List[str], backend: Optional[JobBackend] = None) -> HostState:
+    """The host as prepare's records describe it (also what the check-and-launch program
+    prints); a workdir orch cannot use or a missing tool is one clear error."""
+    if "error" in facts:
+        raise OrchError(f"{host.name}: {facts['error']!r}", ExitCode.REMOTE, hint="check `workdir` in the host config")
+    workdir = facts.get("workdir", "")
+    if not workdir.startswith("/") or control_char(workdir):
+        # A relative workdir is under the login's home: a home with a newline in it would
+        # put code and runs where no later command looks.
+        raise OrchError(f"{host.name}: the workdir resolves to {workdir!r} on the host, which orch cannot use "
+                        "(not an absolute path, or it contains a control character)", ExitCode.CONFIG,
+                        hint="set `workdir` in the host config to a plain absolute path")
+    tools = {t: facts.get(t) == "yes" for t in ("tmux", "rsync", "nvidia-smi", "python")}
+    missing = [t for t in (backend.tools if backend else ()) if facts.get(t) != "yes"]
+    if missing:
+        raise OrchError(f"{host.name} has no {', '.join(missing)}, which orch's {backend.name} backend runs jobs with "
+                        "(they must keep running without the SSH connection)", ExitCode.HOST_TOOLS,
+                        hint=backend.install_hint)
+    if not tools["python"]:
+        raise OrchError(f"{host.name} has no python interpreter {host.python_or_default!r}", ExitCode.HOST_TOOLS,
+                        hint="run `orch bootstrap " + host.name + "` or set `python:` in the host config")
+    if host.gpus:
+        gpus = list(host.gpus)
+    modules = {k[len("module_"):]: v == "yes" for k, v in facts.items() if k.startswith("module_")}
+    return HostState(workdir=workdir, tools=tools, gpus=gpus, modules=modules)
+
+
+def code_dir(workdir: str, code_hash: str) -> str:
+    return f"{workdir}/code/{code_hash}"
+
+
+def run_dir(workdir: str, run_id: str) -> str:
+    return f"{workdir}/runs/{run_id}"
+
+
+STATUS_TIMEOUT_S = 120  # one status round trip reads a few files per job: a host helper that hangs is broken
+CHANGE_TIMEOUT_S = 900  # launch and cancel start / stop tmux sessions, up to 15 s for each job's wrapper
+
+
+def _json(transport: Transport, command: str, check, stdin: Optional[str] = None,
+          timeout: float = CHANGE_TIMEOUT_S) -> Dict:
+    """Run a host helper command and return its reply, checked by ``check`` (hostdocs):
+    what the host prints is untrusted, so a reply that is too big, not JSON or not of the
+    contract's shape is one message, never a traceback."""
+    host = transport.host.name
+    text = reply_text(transport, command, stdin, timeout)
+    try:
+        doc = json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError, RecursionError):
+        raise OrchError(f"host helper on {host} printed no JSON: {text[-300:]!r}", ExitCode.REMOTE)
+    try:
+        return check(doc)
+    except hostdocs.BadDocument as exc:
+        raise OrchError(f"host helper on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE) from None
+
+
+def reply_text(transport: Transport, command: str, stdin: Optional[str] = None,
+               timeout: float = CHANGE_TIMEOUT_S) -> str:
+    """What a host helper command printed, once it succeeded (bounded: untrusted)."""
+    host = transport.host.name
+    res = transport.run(command, check=False, stdin=stdin, max_output=hostdocs.MAX_REPLY_BYTES, timeout=timeout)
+    if res.overflow:
+        raise OrchError(f"host helper on {host} printed more than {hostdocs.MAX_REPLY_BYTES >> 20} MB: "
+                        "not a reply orch reads", ExitCode.REMOTE,
+                        hint="the host's code snapshot or python is not what orch sent; check <workdir>/code there")
+    if res.rc != 0:
+        if diskspace.says_no_space(res.stderr):
+            raise diskspace.host_no_space(transport, res.stderr)
+        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+        raise OrchError(f"host helper failed on {host} (exit {res.rc}): " + " | ".join(tail), ExitCode.REMOTE)
+    return res.stdout
+
+
+def remote_status(transport: Transport, workdir: str, code_hash: str, run_id: str,
+                  backend: Optional[JobBackend] = None) -> Dict:
+    cmd = _hostctl(transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id),
+                   *_backend_args(backend))
+    return _json(transport, cmd, hostdocs.check_status_reply, timeout=STATUS_TIMEOUT_S)
+
+
+def remote_cancel(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str],
+                  backend: Optional[JobBackend] = None) -> Dict:
+    args = ["cancel", "--run-dir", run_dir(workdir, run_id), *_backend_args(backend)]
+    for job in jobs:
+        args += ["--job", job]
+    return _json(transport, _hostctl(transport, workdir, code_hash, *args), hostdocs.check_cancel_reply)
+
+
+def follow_command(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str], lines: int,
+                   backend: Optional[JobBackend] = None) -> str:
+    """Shell text that prints the jobs' logs as they grow and ends when every job has ended,
+    whatever runs them (`remote.hostctl follow`)."""
+    args = ["follow", "--lines", str(lines), *_backend_args(backend)]
+    for job in jobs:
+        args += ["--job-dir", f"{run_dir(workdir, run_id)}/jobs/{job}"]
+    return _hostctl(transport, workdir, code_hash, *args)
+
+
+def _backend_args(backend: Optional[JobBackend]) -> List[str]:
+    # A tmux run needs none: the hostctl of snapshots made before backends knew no --backend.
+    return [] if backend is None or backend.name == "tmux" else backend.hostctl_args()
+
+
+def _hostctl(transport: Transport, workdir: str, code_hash: str, *args: str) -> str:
+    return hostctl(transport.host.python_or_default, code_dir(workdir, code_hash), *args, "--workdir", workdir)

@@ -1,0 +1,115 @@
+"""Launch in as few round trips as the work allows (issue 15).
+
+The controller knows the code hash and the data hashes before it connects, and - from
+the last launch on this host (HOSTS_CACHE) - the host's absolute workdir and GPUs.  So
+one command (remote/check_and_launch.py) reports the host's facts, what of the code and
+data it lacks, and launches the run when nothing is missing and the facts still hold.
+Otherwise it readies what the transfers need (a staging folder, the data folder), the
+transport sends only what is missing, and a second command publishes the code snapshot and
+launches.  Warm: 1 command; cold: the transfers + 2 commands.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs import hostctl as hostops
+from orchestrator.contract import hostdocs
+from orchestrator.transport import shell
+from orchestrator.transport.base import Transport
+
+# Creates and enters the workdir, then hands over to the host's python (stdin, the
+# request, passes through); without one, says so in prepare's records.
+_SHELL = r'''
+wd="$1"; py="$2"
+rec() { printf '%s=%s\0' "$1" "$2"; }
+mkdir -p -- "$wd" && cd -- "$wd" || { rec error "cannot create workdir $wd"; exit 0; }
+if command -v "$py" >/dev/null 2>&1 || [ -x "$py" ]; then exec "$py" -c "$3"; fi
+rec workdir "$PWD"; rec python no
+for t in tmux rsync nvidia-smi; do
+  if command -v "$t" >/dev/null 2>&1; then rec "$t" yes; else rec "$t" no; fi
+done
+'''
+# Host-side, so it lives in remote/; sent inline because it runs before the snapshot is there.
+_PROGRAM = Path(__file__).resolve().parents[2] / "remote" / "check_and_launch.py"
+HOSTS_CACHE = Path(".orch") / "hosts"  # under the project: <host>.launch.json
+
+
+class NotLaunched(OrchError):
+    """The host said why it cannot run the launch at all: nothing of the run is there."""
+
+
+@dataclass
+class Reply:
+    state: hostops.HostState
+    code: bool  # the snapshot is complete on the host
+    missing_data: List[str]  # of the request's data paths (relative to the workdir)
+    run_exists: bool
+    launch: Optional[Dict]  # hostctl launch's reply; None: not launched
+    listed_gpus: List[str]  # what the host itself lists (state.gpus may be the config's)
+
+
+def command(transport: Transport) -> str:
+    return shell.join(["sh", "-c", _SHELL, "sh", transport.workdir, transport.host.python_or_default,
+                       _PROGRAM.read_text()])
+
+
+def check_and_launch(transport: Transport, backend, request: Dict) -> Reply:
+    """One round trip; raises what prepare raises (a workdir orch cannot use, a missing
+    tool or python), and one message for a reply that is not the contract's."""
+    out = hostops.reply_text(transport, command(transport), stdin=json.dumps(request))
+    facts, gpus = hostops.parse_prepare(out)
+    try:
+        state = hostops.state_from_facts(transport.host, facts, gpus, backend)
+    except OrchError as exc:
+        # The host launches only with its tools and python there: nothing was started.
+        raise NotLaunched(exc.message, exc.code, exc.hint) from None
+    host = transport.host.name
+    if "reply" not in facts:
+        raise OrchError(f"the launch check on {host} printed no reply: {out[-300:]!r}", ExitCode.REMOTE,
+                        hint=f"is {transport.host.python_or_default!r} on {host} a python 3?")
+    try:
+        doc = json.loads(facts["reply"])
+        if not (isinstance(doc, dict) and isinstance(doc.get("code"), bool) and isinstance(doc.get("run_exists"), bool)
+                and isinstance(doc.get("missing_data"), list)
+                and all(isinstance(p, str) for p in doc["missing_data"])):
+            raise hostdocs.BadDocument("not {code: bool, missing_data: [str], run_exists: bool, launch}")
+        launched = None if doc.get("launch") is None else hostdocs.check_launch_reply(doc["launch"])
+    except (ValueError, RecursionError, hostdocs.BadDocument) as exc:
+        raise OrchError(f"the launch check on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE) from None
+    return Reply(state, doc["code"], doc["missing_data"], doc["run_exists"], launched, gpus)
+
+
+def _cache_file(root: Path, host) -> Path:
+    return root / HOSTS_CACHE / f"{host.name}.launch.json"
+
+
+def known_host(root: Path, host) -> Optional[Dict]:
+    """What the last launch learnt of HOST (workdir, gpus), if its config has not changed
+    since; None otherwise.  Only a guess: the host checks it before launching."""
+    try:
+        doc = json.loads(_cache_file(root, host).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("config") != [host.workdir, host.python_or_default]:
+        return None
+    if not isinstance(doc.get("workdir"), str) or not isinstance(doc.get("gpus"), list):
+        return None
+    return doc
+
+
+def remember(root: Path, host, reply: Reply) -> None:
+    path = _cache_file(root, host)
+    doc = {"config": [host.workdir, host.python_or_default], "workdir": reply.state.workdir,
+           "gpus": reply.listed_gpus}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # only a cache: the next launch asks the host again

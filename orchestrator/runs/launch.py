@@ -1,0 +1,354 @@
+"""`orch run` / `--resume` / `fetch-results`: the few steps that touch a host for a run."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List
+
+import yaml
+
+from remote.spec import Experiment, to_dict
+
+from orchestrator import backends
+from orchestrator.runs import codesync, hostctl as hostops, hostlaunch, plan as jobplan, staging
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.config.project import Project
+from orchestrator.contract.records import load_record, load_resolved, save_record
+from remote.files import atomic_write_text
+from orchestrator.transport.base import Transport
+
+
+def classes_for(exp: Experiment, root: Path) -> List[str]:
+    """The classes of a run, checked before launch rather than failing on the host."""
+    wanted = list(exp.data.classes)
+    if exp.data.source != "file":
+        if not wanted:
+            raise OrchError("data.classes is required when the host loads the dataset itself (data.source: hf)",
+                            ExitCode.CONFIG, hint="e.g. --set 'data.classes=[\"0\",\"1\"]'")
+        found = wanted
+    else:
+        path = staging.local_data_files(exp, root)["path"]
+        found = staging.scan_labels(path, exp.data)
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            raise OrchError(f"data.classes: no texts labelled {', '.join(map(repr, missing))} in {path.name}",
+                            ExitCode.CONFIG, hint="labels in the file: " + ", ".join(found))
+    classes = wanted or found
+    if len(set(classes)) < 2:
+        raise OrchError(f"a classifier needs at least 2 classes, got {classes}", ExitCode.CONFIG,
+                        hint="check data.label_field and data.classes")
+    return classes
+
+
+def wanted_modules(exp: Experiment) -> List[str]:
+    """What every job of EXP imports on the host."""
+    return ["torch", "transformers", "tokenizers"] + (["datasets"] if exp.data.source == "hf" else [])
+
+
+def check_host_python(transport: Transport, exp: Experiment, state: hostops.HostState) -> None:
+    """Refuse before launch what would make every job fail at import on the host."""
+    missing = state.missing_modules(wanted_modules(exp))
+    if not missing:
+        return
+    host = transport.host
+    why = ("`datasets` loads data.source: hf; " if "datasets" in missing else "")
+    raise OrchError(f"{host.name}'s python ({host.python_or_default}) cannot import {', '.join(missing)}, "
+                    f"which experiment {exp.name} needs", ExitCode.HOST_TOOLS,
+                    hint=why + f"add them to the env spec's packages and run `orch bootstrap {host.name}`, or set "
+                    "`python:` in the host config to an interpreter that has them"
+                    + ("; or use a local data file (data.source: file)" if "datasets" in missing else ""))
+
+
+@dataclass
+class Launched:
+    run_id: str
+    host: str
+    jobs: List[Dict]
+    code_hash: str
+    files_sent: int
+
+
+def launch(project: Project, transport: Transport, exp: Experiment, run_id: str) -> Launched:
+    local_dir = project.run_dir(run_id)
+    try:
+        # Claim the name first (mkdir is atomic): two launches of one name cannot race.
+        local_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise OrchError(f"run {run_id!r} already exists in {local_dir}", ExitCode.RUN_STATE,
+                        hint=f"pick another --name, or `orch run {exp.name} --resume {run_id}` to relaunch unfinished jobs")
+    try:
+        return _launch(project, transport, exp, run_id, local_dir)
+    except BaseException as exc:
+        # Before run.yaml is written here, nothing of the run is on the host: give the name
+        # back.  From then on the local record stays (it is written before anything of the
+        # run reaches the host), so `status`, `cancel` and `--resume` can always reach it.
+        recorded = (local_dir / "run.yaml").exists()
+        if not recorded:
+            shutil.rmtree(local_dir, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):
+            if not recorded:
+                raise OrchError(f"interrupted: nothing of run {run_id} was launched", ExitCode.INTERRUPTED) from None
+            raise OrchError(f"interrupted while launching {run_id}: some of its jobs may not have started",
+                            ExitCode.INTERRUPTED, hint=f"`orch status {run_id}` shows which; "
+                            f"`orch run {exp.name} --resume {run_id}` starts the rest") from None
+        raise
+
+
+def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str, local_dir: Path) -> Launched:
+    """Warm (code and data on the host, its workdir and GPUs known from the last launch):
+    one command checks and launches.  Otherwise the first command says what is missing,
+    the transport sends it, and a second one publishes the code and launches
+    (orchestrator/runs/hostlaunch.py)."""
+    host = transport.host
+    classes = classes_for(exp, project.root)
+    backend = backends.for_host(host)
+    files = codesync.snapshot_files(project.root)
+    code_hash = codesync.snapshot_hash(project.root, files)
+    data = staging.local_data_files(exp, project.root)
+    data_at = staging.staged_names(data)  # key -> path under the workdir
+    staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"  # this launch's own: another may send the same code
+    request = {"code_hash": code_hash, "staging": staging_name, "modules": wanted_modules(exp),
+               "tools": list(backend.tools), "list_gpus": not host.gpus, "data": sorted(set(data_at.values())),
+               "run_dir": f"runs/{run_id}"}
+
+    def planned_for(workdir: str, gpus: List[str]) -> Dict:
+        """Record the run locally for this workdir and these GPUs (before anything of it
+        can reach the host: see launch()), and return the request that launches it."""
+        planned = jobplan.plan_jobs(exp, classes)
+        backend.place(planned, gpus)
+        resolved = to_dict(exp)
+        if not resolved["data"].get("name"):  # before the paths become host paths: eval.bands_dataset matches it
+            from remote.data import dataset_name
+
+            named = data.get("path")
+            resolved["data"]["name"] = dataset_name(str(named) if named else exp.data.path, exp.data.source)
+        for key, rel in data_at.items():
+            resolved["data"][key] = f"{workdir}/{rel}"
+        if not resolved["data"]["classes"]:
+            resolved["data"]["classes"] = classes
+        doc = {
+            "run_id": run_id,
+            "code_hash": code_hash,
+            "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "host": host.name,
+            "experiment": resolved,
+            "jobs": [j.to_dict() for j in planned],
+        }
+        text = yaml.safe_dump(doc, sort_keys=False)
+        save_record(local_dir, {
+            "run_id": run_id, "host": host.name, "experiment": exp.name, "workdir": workdir,
+            "code_hash": code_hash, "launched_at": time.time(), "gpus": list(gpus), "state": "launched",
+            "backend": backend.name, "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            # Where the data the host reads came from: evaluation trains the yardsticks on it.
+            "data_files": {key: {"local": str(path), "host": f"{workdir}/{data_at[key]}"} for key, path in data.items()},
+        })
+        atomic_write_text(local_dir / "run.yaml", text)
+        remote_run = hostops.run_dir(workdir, run_id)
+        plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, hostops.code_dir(workdir, code_hash),
+                                   planned, backend)
+        return {**request, "workdir": workdir, "gpus": None if host.gpus else list(gpus),
+                "plan": plan, "run_yaml": text}
+
+    known = hostlaunch.known_host(project.root, host)
+    last = planned_for(known["workdir"], list(host.gpus) or known["gpus"]) if known else request
+    try:
+        reply = hostlaunch.check_and_launch(transport, backend, last)
+        state = reply.state
+        transport.learn_tools(state.tools)
+        hostlaunch.remember(project.root, host, reply)
+        if reply.run_exists:
+            raise hostlaunch.NotLaunched(f"run {run_id!r} already exists on {host.name} "
+                                         f"({hostops.run_dir(state.workdir, run_id)})",
+                                         ExitCode.RUN_STATE, hint="pick another --name")
+        if reply.launch is None:
+            try:
+                check_host_python(transport, exp, state)
+            except OrchError as exc:
+                raise hostlaunch.NotLaunched(exc.message, exc.code, exc.hint) from None
+    except hostlaunch.NotLaunched:
+        shutil.rmtree(local_dir, ignore_errors=True)  # the host refused before starting anything: the name is free
+        raise
+    sent = 0
+    if reply.launch is None:
+        # Nothing of the run is on the host: a record written for the guess goes until the
+        # command that launches, so a failed transfer leaves no run that never was.
+        for name in ("local.json", "run.yaml"):
+            (local_dir / name).unlink(missing_ok=True)
+        if not reply.code:
+            sent = transport.push_tree(project.root, files, f"{state.workdir}/code/{staging_name}")
+        for key, rel in sorted(data_at.items()):
+            if rel in reply.missing_data:
+                transport.push_file(data[key], f"{state.workdir}/{rel}")
+                reply.missing_data.remove(rel)  # two keys may name one file
+        last = planned_for(state.workdir, state.gpus)
+        if not reply.code:
+            last["publish"] = staging_name
+        reply = hostlaunch.check_and_launch(transport, backend, last)
+        if reply.launch is None:
+            raise OrchError(f"{host.name} did not launch {run_id}: " + _still_missing(reply, code_hash),
+                            ExitCode.REMOTE, hint=f"`orch run {exp.name}` again; if it persists, check "
+                            f"{state.workdir}/code and {state.workdir}/data on {host.name}")
+    check_started(reply.launch, last["plan"], run_id, exp.name)
+    return Launched(run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash, sent)
+
+
+def _still_missing(reply: "hostlaunch.Reply", code_hash: str) -> str:
+    what = ([] if reply.code else [f"code snapshot {code_hash}"]) + reply.missing_data
+    if reply.run_exists:
+        what.append("(its run folder appeared meanwhile)")
+    return ("it still lacks " + ", ".join(what)) if what else "its facts changed while launching"
+
+
+def check_started(result: Dict, plan: Dict, run_id: str, experiment: str) -> None:
+    """Every planned job must be reported started: a launch that left one out never
+    passes for a success (its jobs would die while `orch run` said "launched")."""
+    reported = {j.get("name"): j for j in result.get("jobs", []) if isinstance(j, dict)}
+    problems = []
+    for item in plan["jobs"]:
+        got = reported.get(item["name"])
+        if got is None:
+            problems.append(f"{item['name']}: the host helper did not report it")
+        elif got.get("started") is not True:
+            problems.append(f"{item['name']}: {got.get('error') or 'not started'}")
+    if problems:
+        raise OrchError("jobs did not start: " + "; ".join(problems), ExitCode.REMOTE,
+                        hint=f"`orch status {run_id}` shows each job; `orch logs {run_id} JOB` what it printed; "
+                             f"`orch run {experiment} --resume {run_id}` starts the rest")
+
+
+def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
+    """Relaunch the jobs of RUN that are not done (failed, lost, cancelled, never started)."""
+    local_dir = project.existing_run(run_id)
+    record, doc = load_record(local_dir), load_resolved(local_dir)
+    workdir = record["workdir"]
+    backend = backends.for_record(record, transport.host)
+    code_hash = record["code_hash"]
+    staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"
+    request = {"code_hash": code_hash, "staging": staging_name, "tools": list(backend.tools), "run_dir": f"runs/{run_id}",
+               "fresh": False, "workdir": workdir, "gpus": None}
+    try:
+        status = hostops.remote_status(transport, workdir, code_hash, run_id, backend)
+    except OrchError as exc:
+        if exc.code != ExitCode.REMOTE:
+            raise
+        # The host helper lives in the run's code snapshot: it may never have been published
+        # (a launch interrupted before its last command) or been cleaned away.
+        reply = hostlaunch.check_and_launch(transport, backend, request)
+        if reply.code:
+            raise
+        _resend_code(project, transport, reply, record, run_id, staging_name)
+        hostlaunch.check_and_launch(transport, backend, {**request, "publish": staging_name})
+        status = hostops.remote_status(transport, workdir, code_hash, run_id, backend)
+    from orchestrator.runs.state import rows_from_remote
+
+    rows = rows_from_remote(status, doc["jobs"], backend)
+    unknown = [r for r in rows if r.state == "unknown"]
+    if unknown:
+        # It may be running: starting it again could put two trainers in one folder.
+        raise OrchError("cannot resume " + "; ".join(f"{r.name}: its state is unknown ({r.reason})" for r in unknown),
+                        ExitCode.RUN_STATE,
+                        hint=f"look at those jobs' folders under {hostops.run_dir(workdir, run_id)}/jobs on the host; "
+                             "remove a job's bad status.json there to let --resume start it again")
+    busy = [r.name + (f" (wrapper pid {r.owner}, {r.note})" if r.note else "")
+            for r in rows if r.state in ("running", "waiting")]
+    todo = [r.name for r in rows if r.state not in ("done", "running", "waiting")]
+    if not todo:
+        if busy:
+            raise OrchError(f"nothing to resume: {', '.join(busy)} still running", ExitCode.RUN_STATE,
+                            hint=f"`orch cancel {run_id} JOB` stops a job first")
+        raise OrchError(f"nothing to resume: every job of {run_id} is done", ExitCode.RUN_STATE,
+                        hint=f"`orch fetch-results {run_id}`")
+    planned = [jobplan.PlannedJob(**j) for j in doc["jobs"] if j["name"] in todo]
+    remote_run = hostops.run_dir(workdir, run_id)
+    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run,
+                               hostops.code_dir(workdir, code_hash), planned, backend)
+    # The host's run.yaml may be missing (a launch interrupted before it was written, a run
+    # folder deleted on the host): the jobs read their config from it, so it goes along.
+    request.update(plan=plan, run_yaml=(local_dir / "run.yaml").read_text())
+    reply = hostlaunch.check_and_launch(transport, backend, request)
+    if reply.launch is None:
+        raise OrchError(f"{transport.host.name} did not relaunch {run_id}: " + _still_missing(reply, code_hash),
+                        ExitCode.REMOTE, hint=f"its workdir there is {reply.state.workdir}, the run's is {workdir}")
+    check_started(reply.launch, plan, run_id, record.get("experiment") or "EXPERIMENT")
+    record["state"] = "launched"
+    record.pop("job_states", None)  # seen before the relaunch: `orch runs` must not show them as current
+    save_record(local_dir, record)
+    return todo
+
+
+def _resend_code(project: Project, transport: Transport, reply: "hostlaunch.Reply", record: Dict, run_id: str,
+                 staging_name: str) -> None:
+    """Send the run's code snapshot again, if the code here is still that code."""
+    files = codesync.snapshot_files(project.root)
+    if codesync.snapshot_hash(project.root, files) != record["code_hash"]:
+        raise OrchError(f"run {run_id}'s code snapshot {record['code_hash']} is not on {transport.host.name}, and the "
+                        "code here has changed since", ExitCode.RUN_STATE,
+                        hint=f"launch it as a new run: `orch run {record.get('experiment') or 'EXPERIMENT'}`")
+    transport.learn_tools(reply.state.tools)
+    transport.push_tree(project.root, files, f"{record['workdir']}/code/{staging_name}")
+
+
+def fetch(project: Project, transport: Transport, run_id: str, partial: bool, full_logs: bool = False) -> Dict:
+    """Pull RUN's job files, verify them, and only then replace runs/<id>/jobs (see fetch.py).
+
+    Whatever goes wrong, Ctrl-C included, the previous verified copy stays as it was, and
+    the message says so."""
+    from orchestrator.runs.fetch import kept_note
+
+    local_dir = project.existing_run(run_id)
+    kept = kept_note(local_dir)
+    try:
+        return _fetch(project, transport, run_id, local_dir, partial, full_logs, kept)
+    except KeyboardInterrupt:
+        raise OrchError(f"interrupted: the fetch of {run_id} stopped; {kept}", ExitCode.INTERRUPTED,
+                        hint=f"`orch fetch-results {run_id}` fetches again") from None
+
+
+def _fetch(project: Project, transport: Transport, run_id: str, local_dir: Path, partial: bool, full_logs: bool,
+           kept: str) -> Dict:
+    from orchestrator.runs import fetch as fetching
+    from orchestrator.runs.state import rows_from_remote, run_state
+
+    record, doc = load_record(local_dir), load_resolved(local_dir)
+    backend = backends.for_record(record)
+    status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+    if not status.get("exists"):
+        raise OrchError(f"run {run_id} is not on {transport.host.name} any more", ExitCode.RUN_STATE)
+    rows = rows_from_remote(status, doc["jobs"], backend)
+    # The pretrain job produces a checkpoint, not scores.
+    scored = [r for r in rows if r.name != "pretrain"]
+    unfinished = [r for r in scored if r.state != "done"]
+    if unfinished and not partial:
+        raise OrchError(
+            "run is not complete: " + ", ".join(f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == "unknown" else "")
+                                                for r in unfinished),
+            ExitCode.RUN_STATE,
+            hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial",
+        )
+    again = f"`orch fetch-results {run_id}` fetches again"
+    staging = fetching.Staging(local_dir)
+    try:
+        pulled = fetching.pull(transport, hostops.run_dir(record["workdir"], run_id) + "/jobs", staging.jobs,
+                               local_dir / "jobs", [j["name"] for j in doc["jobs"]], full_logs, run_id)
+        problems = pulled.refused + fetching.verify(local_dir, staging.jobs, doc["jobs"],
+                                                    [r.name for r in rows if r.state == "done"], not unfinished)
+        if problems:
+            raise OrchError("fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{kept}",
+                            ExitCode.RUN_STATE, hint=again + " once the host's files are mended")
+        staging.swap_in()
+    except OrchError as exc:
+        if kept in exc.message:
+            raise
+        raise OrchError(f"{exc.message}; {kept}", exc.code, hint=exc.hint or again) from None
+    finally:
+        staging.discard()
+    record["state"] = "fetched" if not unfinished else "partial"
+    record["fetched_at"] = time.time()
+    record["job_states"] = {r.name: r.state for r in rows}
+    save_record(local_dir, record)
+    return {"complete": not unfinished, "rows": rows, "state": run_state(rows), "cut": pulled.cut}

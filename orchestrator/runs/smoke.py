@@ -1,0 +1,214 @@
+"""`orch smoke HOST`: a CI-style checklist that proves a host can run experiments.
+
+Each step is timed; the first failure stops the checklist (later steps are skipped),
+but a launched run is always cleaned up on the host.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List
+from xml.etree import ElementTree as ET
+
+from orchestrator import backends
+from orchestrator.contract import records
+from orchestrator.runs import codesync, hostctl as hostops, launch as runner
+from orchestrator.config import experiments
+from orchestrator.transport import shell
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.config.project import Project
+from orchestrator.runs.state import rows_from_remote
+from remote.jobstate import TERMINAL
+from orchestrator.transport.base import Transport
+
+_IMPORTS = (
+    "import json, sys\n"
+    "import torch, transformers\n"
+    "print(json.dumps({'python': sys.version.split()[0], 'torch': torch.__version__,"
+    " 'cuda': torch.version.cuda, 'cuda_available': torch.cuda.is_available(),"
+    " 'transformers': transformers.__version__}))\n"
+)
+
+
+@dataclass
+class Step:
+    name: str
+    status: str = "pending"  # passed | failed | skipped
+    seconds: float = 0.0
+    detail: str = ""
+    data: Dict = field(default_factory=dict)
+
+
+@dataclass
+class SmokeContext:
+    project: Project
+    transport: Transport
+    experiment: str
+    overrides: List[str]
+    timeout: float
+    run_id: str = ""
+    workdir: str = ""
+    code_hash: str = ""
+    gpus: List[str] = field(default_factory=list)
+    launched: bool = False
+
+
+class Skip(Exception):
+    """The step does not apply to this host (e.g. GPU kernels on a CPU host)."""
+
+
+def step_connect(ctx: SmokeContext) -> str:
+    state = hostops.prepare(ctx.transport, backends.for_host(ctx.transport.host))
+    ctx.workdir, ctx.gpus = state.workdir, state.gpus
+    ctx.transport.learn_tools(state.tools)
+    return f"{ctx.transport.host.display()}{ctx.transport.verified}, workdir {state.workdir}"
+
+
+def step_probe(ctx: SmokeContext) -> str:
+    from orchestrator.provision.gpu import summary
+    from orchestrator.provision.probe import run_probe, save_facts
+
+    facts = run_probe(ctx.transport)
+    save_facts(ctx.project.root, ctx.transport.host.name, facts)
+    # What the job backend needs of the host (Slurm: a partition that exists, GPU gres).
+    errors = [p for p in backends.for_host(ctx.transport.host).host_problems(facts) if p.level == "error"]
+    if errors:
+        raise OrchError(errors[0].message, ExitCode.FAILED, hint=errors[0].hint)
+    return f"{facts.os}, {facts.cpus} CPUs; GPU: {summary(facts.gpu)}"
+
+
+def step_imports(ctx: SmokeContext) -> str:
+    python = ctx.transport.host.python_or_default
+    res = ctx.transport.run(shell.join([python, "-c", _IMPORTS]), check=False, timeout=120)
+    if res.rc != 0:
+        last = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise OrchError(f"{python} cannot import torch and transformers: {last[0]}", ExitCode.FAILED,
+                        hint=f"run `orch bootstrap {ctx.transport.host.name}`, or point `python:` at an env that has them")
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    cuda = f"CUDA {info['cuda']}, GPU visible" if info["cuda_available"] else "no CUDA GPU visible"
+    return f"python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, {cuda}"
+
+
+def step_sync(ctx: SmokeContext) -> str:
+    ctx.code_hash, sent = codesync.sync_code(ctx.transport, ctx.project.root, ctx.workdir)
+    return f"code {ctx.code_hash} ({sent} files sent)"
+
+
+def step_kernels(ctx: SmokeContext) -> str:
+    python = ctx.transport.host.python_or_default
+    code = hostops.code_dir(ctx.workdir, ctx.code_hash)
+    res = ctx.transport.run(shell.in_dir(code, shell.join([python, "bootstrap/verify.py"])), check=False, timeout=300)
+    try:
+        report = json.loads(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise OrchError(f"bootstrap/verify.py printed no report: {(res.stderr or res.stdout)[-300:]}", ExitCode.FAILED)
+    checks = report.get("checks", {})
+    failed = {k: v for k, v in checks.items() if v.get("status") == "failed"}
+    if failed:
+        raise OrchError("kernel checks failed: " + "; ".join(f"{k}: {v.get('error', v)}" for k, v in failed.items()),
+                        ExitCode.FAILED)
+    ran = [k for k, v in checks.items() if v.get("status") == "ok"]
+    if not report.get("cuda_available"):
+        raise Skip("no CUDA GPU: bf16 matmul ran on the CPU, SDPA/flash-attn GPU checks skipped")
+    return "passed: " + ", ".join(ran)
+
+
+def step_run(ctx: SmokeContext) -> str:
+    exp, _ = experiments.load(ctx.project, ctx.experiment, ctx.overrides)
+    ctx.run_id = f"smoke-check-{time.strftime('%Y%m%d-%H%M%S')}"
+    launched = runner.launch(ctx.project, ctx.transport, exp, ctx.run_id)
+    ctx.launched = True
+    doc = records.load_resolved(ctx.project.run_dir(ctx.run_id))
+    deadline = time.time() + ctx.timeout
+    while True:
+        remote = hostops.remote_status(ctx.transport, ctx.workdir, launched.code_hash, ctx.run_id,
+                                       backends.for_host(ctx.transport.host))
+        rows = rows_from_remote(remote, doc["jobs"], backends.for_host(ctx.transport.host))
+        if all(r.state in TERMINAL + ("lost",) for r in rows):
+            break
+        if time.time() > deadline:
+            # Say where each job is stuck: a scheduler's queue state and reason included.
+            stuck = ", ".join(f"{r.name} {r.state}" + (f" ({r.note})" if r.note else "")
+                              for r in rows if r.state not in TERMINAL + ("lost",))
+            raise OrchError(f"run {ctx.run_id} did not finish in {ctx.timeout:.0f} s: {stuck}", ExitCode.FAILED)
+        time.sleep(1.0)
+    bad = [r for r in rows if r.state != "done"]
+    if bad:
+        raise OrchError("jobs did not finish: " + ", ".join(f"{r.name} {r.state} {r.reason}".strip() for r in bad),
+                        ExitCode.FAILED, hint=f"`orch logs {ctx.run_id}` shows their output")
+    return f"{ctx.run_id}: {', '.join(r.name for r in rows)} done on {ctx.transport.host.name}"
+
+
+def step_fetch_eval(ctx: SmokeContext) -> str:
+    from orchestrator.results.evaluate import check_min_accuracy, evaluate_run
+
+    runner.fetch(ctx.project, ctx.transport, ctx.run_id, partial=False)
+    metrics = evaluate_run(ctx.project.run_dir(ctx.run_id))
+    check_min_accuracy(metrics)
+    return f"accuracy {metrics['accuracy']:.3f} (threshold {metrics.get('min_accuracy', 0):.2f})"
+
+
+def step_cleanup(ctx: SmokeContext) -> str:
+    if not ctx.launched:
+        raise Skip("nothing was launched")
+    hostops.remote_cancel(ctx.transport, ctx.workdir, ctx.code_hash, ctx.run_id, [], backends.for_host(ctx.transport.host))
+    ctx.transport.run(shell.join(["rm", "-rf", "--", hostops.run_dir(ctx.workdir, ctx.run_id)]))
+    return f"removed {hostops.run_dir(ctx.workdir, ctx.run_id)} (local record kept in runs/{ctx.run_id})"
+
+
+STEPS: List = [
+    ("connect", step_connect),
+    ("probe", step_probe),
+    ("sync code", step_sync),
+    ("env imports torch+transformers", step_imports),
+    ("GPU kernels (bf16 matmul, SDPA, flash-attn)", step_kernels),
+    ("smoke run (through the host's job backend)", step_run),
+    ("fetch + evaluate", step_fetch_eval),
+    ("cleanup", step_cleanup),
+]
+
+
+def run_checklist(ctx: SmokeContext, on_start: Callable[[str], None], on_end: Callable[[Step], None]) -> List[Step]:
+    steps: List[Step] = []
+    failed = False
+    for name, fn in STEPS:
+        step = Step(name)
+        if failed and fn is not step_cleanup:
+            step.status, step.detail = "skipped", "an earlier step failed"
+        else:
+            on_start(name)
+            start = time.time()
+            try:
+                step.detail = fn(ctx)
+                step.status = "passed"
+            except Skip as exc:
+                step.status, step.detail = "skipped", str(exc)
+            except OrchError as exc:
+                step.status, step.detail = "failed", str(exc)
+                failed = True
+            step.seconds = round(time.time() - start, 2)
+        steps.append(step)
+        on_end(step)
+    return steps
+
+
+def junit_xml(host: str, steps: List[Step]) -> str:
+    suite = ET.Element("testsuite", name=f"orch smoke {host}", tests=str(len(steps)),
+                       failures=str(sum(s.status == "failed" for s in steps)),
+                       skipped=str(sum(s.status == "skipped" for s in steps)),
+                       time=f"{sum(s.seconds for s in steps):.2f}")
+    for s in steps:
+        case = ET.SubElement(suite, "testcase", classname=f"orch.smoke.{host}", name=s.name, time=f"{s.seconds:.2f}")
+        if s.status == "failed":
+            ET.SubElement(case, "failure", message=s.detail.splitlines()[0] if s.detail else "failed").text = s.detail
+        elif s.status == "skipped":
+            ET.SubElement(case, "skipped", message=s.detail)
+        else:
+            ET.SubElement(case, "system-out").text = s.detail
+    return ET.tostring(suite, encoding="unicode")
+
+
+def as_json(host: str, steps: List[Step], seconds: float) -> Dict:
+    return {"host": host, "ok": not any(s.status == "failed" for s in steps), "seconds": round(seconds, 2),
+            "steps": [asdict(s) for s in steps]}

@@ -1,0 +1,155 @@
+"""Pure: the host's raw job files -> what a user sees (state, progress, ETA)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from remote.jobstate import ACTIVE, LOST, PENDING, UNKNOWN, WAITING
+
+
+@dataclass
+class StatusRow:
+    """One job as `orch status` shows it: its state (remote/jobstate.py) and last progress."""
+
+    name: str
+    state: str  # one of remote.jobstate.SHOWN
+    gpu: str = ""
+    phase: str = ""
+    step: Optional[int] = None
+    total: Optional[int] = None
+    loss: Optional[float] = None
+    tokens_per_s: Optional[float] = None
+    eta_s: Optional[float] = None
+    elapsed_s: Optional[float] = None
+    exit_code: Optional[int] = None
+    reason: str = ""
+    has_results: bool = False
+    note: str = ""  # e.g. "tmux socket gone", or what a scheduler says of it: shown after the state
+    owner: Optional[int] = None  # pid of the live wrapper that owns the job folder, if any
+    backend: Dict = field(default_factory=dict)  # what the job backend knows (a session, a queue state)
+    requeues: int = 0  # times a scheduler stopped and reran the job (Slurm requeues)
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+
+def job_row(raw: Dict, now: float, planned_gpu: str = "", backend=None) -> StatusRow:
+    """``raw``: one job of a `hostctl status` reply as hostdocs.check_status_reply left it
+    (a job whose documents broke the contract carries ``bad`` and shows as unknown).
+    ``backend``: the run's JobBackend, which words what its scheduler knows of a job."""
+    if raw.get("bad"):
+        return StatusRow(name=raw["name"], state=UNKNOWN, gpu=planned_gpu, reason=raw["bad"],
+                         has_results=bool(raw.get("manifest")))
+    status = raw.get("status") or {}
+    progress = raw.get("progress") or {}
+    info = raw.get("backend") or {}
+    state = status.get("state") or PENDING
+    alive = raw.get("alive", False)  # the job backend still holds it (a tmux session, a queued Slurm job)
+    owner = raw.get("owner")  # a live wrapper holds the job folder's lock (remote/wrapper.py)
+    note = backend.detail(info) if backend is not None and alive else ""
+    if owner is not None and not alive and state in ACTIVE:
+        # Its backend does not show it (a deleted tmux socket) but the wrapper lives:
+        # still running, never lost - resuming it would start a second trainer.
+        state = WAITING if state == PENDING else state
+        alive, note = True, (backend.lost_sight if backend is not None else "its backend does not show it")
+    if state in ACTIVE and not alive:
+        # The wrapper would have recorded an end state; the backend no longer holds the job
+        # and no wrapper holds the folder (host rebooted, wrapper SIGKILLed, an interrupted
+        # launch that never started it): `--resume` may start it again.
+        state = LOST
+    started, ended = status.get("started"), status.get("ended")
+    elapsed = None
+    if started:
+        elapsed = (ended or now) - started
+    return StatusRow(
+        name=raw["name"],
+        state=state,
+        gpu=status.get("gpu", planned_gpu) or planned_gpu,
+        phase=progress.get("phase", ""),
+        step=progress.get("step"),
+        total=progress.get("total"),
+        loss=progress.get("loss"),
+        tokens_per_s=progress.get("tokens_per_s"),
+        eta_s=progress.get("eta_s") if state == "running" else None,
+        elapsed_s=elapsed,
+        exit_code=status.get("exit_code"),
+        reason=status.get("reason", "") or "",
+        has_results=bool(raw.get("manifest")),
+        note=note,
+        owner=owner if isinstance(owner, int) else None,
+        backend=dict(info),
+        requeues=status.get("requeues") or 0,
+    )
+
+
+def rows_from_remote(remote: Dict, planned: List[Dict], backend=None) -> List[StatusRow]:
+    """Rows for every planned job, in plan order (a job with no folder yet is lost: never
+    started, so `--resume` starts it)."""
+    by_name = {j["name"]: j for j in remote.get("jobs", [])}
+    now = remote.get("now", 0.0)
+    rows = []
+    for job in planned:
+        raw = by_name.get(job["name"], {"name": job["name"]})
+        rows.append(job_row(raw, now, job.get("gpu", ""), backend))
+    return rows
+
+
+def run_state(rows: List[StatusRow]) -> str:
+    states = {r.state for r in rows}
+    if not rows:
+        return "empty"
+    if states == {"done"}:
+        return "done"
+    if states & set(ACTIVE):
+        return "running"
+    if "failed" in states or "lost" in states:
+        return "failed"
+    if "cancelled" in states:
+        return "cancelled"
+    return "mixed"
+
+
+def listed_state(recorded: Optional[str], rows: List[StatusRow]) -> Optional[str]:
+    """The state `orch runs` shows, from local.json's state and the rows' last known states.
+
+    Until results are fetched, local.json says "launched" whatever happened since; the job
+    states `orch status` last saw (or fetched status files) are newer, so they decide once
+    every job has one. Fetched runs stay "fetched"; a partial fetch shows a failure.
+    """
+    states = {r.state for r in rows}
+    if recorded in (None, "launched") and rows and "unknown" not in states:
+        return run_state(rows)
+    if recorded != "fetched" and states & {"failed", "cancelled", "lost"}:
+        return "failed" if states & {"failed", "lost"} else "cancelled"
+    return recorded
+
+
+def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[StatusRow]:
+    """Rows from fetched files (for `orch runs` without contacting the host)."""
+    from orchestrator.contract.hostdocs import BadDocument, check_status, read_local
+
+    rows = []
+    for job in planned:
+        d = run_dir / "jobs" / job["name"]
+        raw: Dict = {"name": job["name"], "alive": False, "manifest": (d / "manifest.json").is_file()}
+        try:
+            raw["status"] = read_local(d / "status.json", check_status)
+        except BadDocument as exc:
+            raw["status"], raw["bad"] = None, f"bad status.json: {exc}"
+        row = job_row(raw, 0.0, job.get("gpu", ""))
+        if raw["status"] is None:
+            row.state = "unknown"
+        elif row.state == "lost":
+            row.state = (raw["status"] or {}).get("state", "unknown")  # last known, not fetched since
+        rows.append(row)
+    return rows
+
+
+def fmt_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,43 @@
+"""Running rsync (through rsync_tunnel/rsync_bridge on the SSH connection): its failures in
+its own words, and a full disk said as whose disk and how much is left."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import List, Optional
+
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.transport import diskspace
+
+IO_ERRORS = (11, 12, 23)  # rsync: file I/O error, protocol stream error, partial transfer
+
+
+def run_rsync(
+    transport, argv: List[str], *, push: bool, local_dir: Optional[Path] = None, stdin: str = ""
+) -> subprocess.CompletedProcess:
+    """Run rsync (``push``: to the host).  A failure keeps rsync's own words, and a full
+    disk says whose disk and how much is left."""
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        err = proc.stderr.strip()
+        # rsync itself sometimes loses its receiver's last words when that process dies
+        # mid-transfer (exit 11 and an empty stderr: seen with plain OpenSSH as the remote
+        # shell too), so a full disk is also recognised by the host's free space.
+        if diskspace.says_no_space(err) or (
+            push and proc.returncode in IO_ERRORS and diskspace.host_is_full(transport)
+        ):
+            why = _reason(err) if err else f"rsync exit {proc.returncode}, its own message lost"
+            if push:
+                raise diskspace.host_no_space(transport, why)
+            raise diskspace.local_no_space(local_dir or Path.cwd(), why)
+        raise OrchError(
+            f"rsync failed (exit {proc.returncode}): {err[-800:] or 'it printed no reason'}", ExitCode.REMOTE
+        )
+    return proc
+
+
+def _reason(err: str) -> str:
+    """rsync's line that says why (it ends with the summary "rsync error: ... (code N)")."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    return next((line for line in lines if diskspace.says_no_space(line)), lines[-1] if lines else "")

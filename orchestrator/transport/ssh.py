@@ -1,0 +1,405 @@
+"""The SSH transport: one verified Paramiko connection per CLI command.
+
+Commands, SFTP and rsync (through orchestrator/transport/rsync_bridge.py) all ride that one
+connection.  Many tools accept any host key (AutoAddPolicy, StrictHostKeyChecking=no).
+We read the user's known_hosts as ssh(1) does (orchestrator/transport/knownhosts.py: patterns,
+negations, hashed names) and refuse unknown keys unless the user explicitly trusts a
+new one; a changed or revoked key is always refused.  ProxyJump chains
+(orchestrator/transport/proxyjump.py) verify every hop the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import paramiko
+
+from orchestrator.config.hosts import HostConfig
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.transport import knownhosts, portcheck, shell
+from orchestrator.transport.base import Result, Transport, temp_name
+
+# Paramiko logs failures from its transport thread (with tracebacks) through `logging`;
+# with no handler configured, Python prints them on stderr ahead of orch's own message.
+# Every failure reaches the user as one OrchError instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+class _HostKeyRefused(paramiko.SSHException):
+    """Raised inside connect() by _CheckHostKey; turned into an OrchError by _open."""
+
+    def __init__(self, verdict: knownhosts.Verdict, key: paramiko.PKey):
+        super().__init__(verdict.status)
+        self.verdict = verdict
+        self.key = key
+
+
+class _CheckHostKey(paramiko.MissingHostKeyPolicy):
+    """Decide every offered key with knownhosts (the client's own HostKeys stay empty, so
+    paramiko asks us each time): wildcards, negations and hashed names count as ssh(1)
+    counts them.  An unknown key is recorded only with --trust-new-host-key."""
+
+    def __init__(self, known: knownhosts.KnownHosts, trust_new: bool):
+        self.known = known
+        self.trust_new = trust_new
+        self.recorded: Optional[str] = None
+
+    def missing_host_key(self, client, hostname, key):
+        verdict = self.known.check(hostname, key)
+        if verdict.status == "ok":
+            return
+        if verdict.status == "unknown" and self.trust_new:
+            # Append instead of rewriting: the user's file keeps its comments, markers,
+            # patterns and hashed entries.
+            knownhosts.append(self.known.path, f"{hostname} {key.get_name()} {key.get_base64()}")
+            self.recorded = f"{key.get_name()} {knownhosts.fingerprint(key.asbytes())}"
+            return
+        raise _HostKeyRefused(verdict, key)
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    return knownhosts.fingerprint(key.asbytes())[len("SHA256:") :]
+
+
+def _write_remote(sftp, path: str, data: bytes) -> None:
+    with sftp.open(path, "w") as fh:
+        fh.write(data)
+
+
+def host_key_name(host: HostConfig) -> str:
+    return knownhosts.host_key_name(host.hostname, host.port)
+
+
+class SSHTransport(Transport):
+    def __init__(self, host: HostConfig, trust_new_host_key: bool = False):
+        self.host = host
+        self.trust_new_host_key = trust_new_host_key
+        self._conn: Optional[paramiko.SSHClient] = None
+        self._jump_clients: List[paramiko.SSHClient] = []
+        self._sftp = None
+        self._bridge = None  # serves rsync's remote shell over this connection, once needed
+
+    # -- connection ---------------------------------------------------------------
+
+    def _connection(self):
+        if self._conn is None:
+            from orchestrator.transport import proxyjump
+
+            hops = proxyjump.chain(self.host)
+            sock = None
+            for i, hop in enumerate(hops):
+                label = f"jump host {hop.name} ({hop.display()}, hop {i + 1} of {len(hops)} to {self.host.name})"
+                client = self._open(hop, sock, label)
+                self._jump_clients.append(client)
+                nxt = hops[i + 1] if i + 1 < len(hops) else self.host
+                sock = self._tunnel(client, label, nxt)
+            self._conn = self._open(self.host, sock)
+        return self._conn
+
+    def _tunnel(self, client: paramiko.SSHClient, label: str, nxt: HostConfig):
+        """A direct-tcpip channel from a verified hop to the next host of the chain."""
+        try:
+            return client.get_transport().open_channel(
+                "direct-tcpip", (nxt.hostname, nxt.port), ("127.0.0.1", 0), timeout=nxt.connect_timeout
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise OrchError(
+                f"{label} cannot reach {nxt.hostname}:{nxt.port}: {exc or type(exc).__name__}",
+                ExitCode.UNREACHABLE,
+                hint="check the hop order in proxy_jump and that the jump host allows TCP forwarding",
+            ) from None
+
+    def _open(self, host: HostConfig, sock=None, label: str = "") -> paramiko.SSHClient:
+        # A bare Paramiko client: Fabric's Connection adds ~60 ms of imports (invoke) and
+        # an AutoAddPolicy we would only have to undo.
+        kwargs = {"allow_agent": True, "look_for_keys": not host.identity_file}
+        if host.identity_file:
+            key_file = Path(host.identity_file).expanduser()
+            if not key_file.is_file():
+                raise OrchError(
+                    f"identity_file {key_file} of host {host.name} does not exist"
+                    + (f" ({host.source})" if host.source else ""),
+                    ExitCode.CONFIG,
+                    hint="fix identity_file in the host config, or remove it to use your SSH agent and default keys",
+                )
+            kwargs["key_filename"] = [str(key_file)]
+        if host.user:
+            kwargs["username"] = host.user
+        if sock is not None:
+            kwargs["sock"] = sock
+        known_file = Path(host.known_hosts_file).expanduser()
+        known = knownhosts.load(known_file)
+        name = host_key_name(host)
+        known_types = known.key_types(name)
+
+        def transport_factory(sock, **kw):
+            t = paramiko.Transport(sock, **kw)
+            opts = t.get_security_options()
+            opts.key_types = knownhosts.preferred_key_types(known_types, tuple(opts.key_types))
+            return t
+
+        client = paramiko.SSHClient()
+        policy = _CheckHostKey(known, self.trust_new_host_key)
+        client.set_missing_host_key_policy(policy)
+        where = label or host.display()
+        try:
+            client.connect(
+                host.hostname,
+                port=host.port,
+                timeout=host.connect_timeout,
+                banner_timeout=host.connect_timeout,
+                auth_timeout=host.connect_timeout,
+                transport_factory=transport_factory,
+                **kwargs,
+            )
+        except _HostKeyRefused as exc:
+            client.close()
+            raise self._key_error(host, where, known, exc.verdict, exc.key) from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise OrchError(
+                f"SSH authentication failed for {where}: {exc}",
+                ExitCode.UNREACHABLE,
+                hint="check `user` and `identity_file` in the host config, "
+                "and that the key is in the host's authorized_keys",
+            ) from None
+        except paramiko.SSHException as exc:
+            client.close()
+            if portcheck.banner_failure(exc):
+                found = portcheck.describe_non_ssh(
+                    host.hostname, host.port, host.connect_timeout, f"{host.hostname}:{host.port}"
+                )
+                if found:
+                    raise OrchError(
+                        found,
+                        ExitCode.UNREACHABLE,
+                        hint=f"check `port` (sshd listens on 22 unless told otherwise) and `hostname` of "
+                        f"host {host.name}" + (f" in {host.source}" if host.source else ""),
+                    ) from None
+            raise OrchError(f"SSH connection to {where} failed: {exc}", ExitCode.UNREACHABLE) from None
+        except (socket.timeout, TimeoutError) as exc:
+            client.close()
+            raise OrchError(
+                f"cannot reach {where}: connection timed out after {host.connect_timeout:.0f} s ({exc})",
+                ExitCode.UNREACHABLE,
+                hint="is the host up and the address/port right? behind a bastion? set proxy_jump",
+            ) from None
+        except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
+            client.close()
+            raise OrchError(
+                f"cannot reach {where}: {portcheck.os_reason(exc, host.port)}",
+                ExitCode.UNREACHABLE,
+                hint="is the host up, sshd running and the hostname/port right?",
+            ) from None
+        if known.is_revoked(client.get_transport().get_remote_server_key()):
+            client.close()
+            raise self._key_error(host, where, known, knownhosts.Verdict("revoked"), None)
+        if policy.recorded:
+            print(f"recorded new host key for {name} ({policy.recorded}) in {known_file}", file=sys.stderr)
+        client.get_transport().set_keepalive(host.keepalive)
+        return client
+
+    def _key_error(
+        self,
+        host: HostConfig,
+        where: str,
+        known: knownhosts.KnownHosts,
+        verdict: knownhosts.Verdict,
+        key: Optional[paramiko.PKey],
+    ) -> OrchError:
+        path = known.path
+        if verdict.status == "revoked":
+            return OrchError(
+                f"the SSH host key of {where} is marked @revoked in {path}: refusing to connect",
+                ExitCode.HOST_KEY,
+                hint="a revoked key must never be accepted; ask the host's admin what happened",
+            )
+        offered = f"{key.get_name()} SHA256:{_fingerprint(key)}"
+        if verdict.status == "changed":
+            lines = "; ".join(
+                e.describe() + (f" (pattern {e.hosts})" if not e.hashed else " (hashed name)") for e in verdict.matching
+            )
+            return OrchError(
+                f"the SSH host key of {where} has CHANGED (got {offered}; {path} expects {lines}): refusing to connect",
+                ExitCode.HOST_KEY,
+                hint=f"if the host was really reinstalled, remove the line(s) above from {path} "
+                f"(ssh-keygen -R '{host_key_name(host)}' -f {path} removes exact and hashed entries; edit "
+                "pattern lines by hand) after checking the new key out of band",
+            )
+        certs = (
+            " orch does not check host certificates (@cert-authority lines): trust the host's own key."
+            if known.cert_authorities
+            else ""
+        )
+        return OrchError(
+            f"the SSH host key of {where} is not in {path} (it offers {offered}): refusing an unknown host",
+            ExitCode.HOST_KEY,
+            hint="compare that fingerprint with the one the host's admin gives you (on the host: "
+            "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then re-run with --trust-new-host-key "
+            "to record it." + certs,
+        )
+
+    # -- commands -----------------------------------------------------------------
+
+    @property
+    def workdir(self) -> str:
+        # SSH commands and SFTP start in the login's home: ~/x is simply x.
+        wd = self.host.workdir
+        if wd == "~":
+            return "."
+        return wd[2:] if wd.startswith("~/") else wd
+
+    def _exec(self, command, timeout, stdin, max_output):
+        # Straight on a Paramiko channel rather than Fabric's run(): invoke feeds stdin
+        # with a sleep per read and polls for the exit, which cost seconds per command.
+        import threading
+
+        from orchestrator.transport.base import read_capped
+
+        conn = self._connection()
+        try:
+            chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin.encode())
+            chan.shutdown_write()
+            got = {}
+            reader = threading.Thread(
+                target=lambda: got.update(err=read_capped(chan.recv_stderr, max_output, chan.close)), daemon=True
+            )
+            reader.start()
+            out, over_out = read_capped(chan.recv, max_output, chan.close)
+            reader.join(timeout)
+            err, over_err = got.get("err", (b"", False))
+            if over_out or over_err:
+                chan.close()  # stops the command (SIGPIPE on its next write)
+                return Result(out.decode(errors="replace"), err.decode(errors="replace"), -1, True)
+            rc = chan.recv_exit_status()
+            chan.close()
+            if rc == -1 and not conn.get_transport().is_active():
+                # No exit status because the connection died under the command.
+                raise EOFError("the connection closed before the command ended")
+        except socket.timeout:
+            raise OrchError(
+                f"command timed out after {timeout:.0f} s on {self.host.name}: {command[:200]}", ExitCode.REMOTE
+            ) from None
+        except (socket.error, EOFError, paramiko.SSHException) as exc:
+            raise self._lost(exc) from None
+        return Result(out.decode(errors="replace"), err.decode(errors="replace"), rc)
+
+    def stream(self, command, out=sys.stdout):
+        from orchestrator.transport import shell
+
+        conn = self._connection()
+        try:
+            chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
+            chan.set_combine_stderr(True)
+            chan.exec_command(shell.with_path(self.host.extra_path, command))
+            try:
+                while True:
+                    data = chan.recv(65536)
+                    if not data:
+                        break
+                    out.write(data.decode(errors="replace"))
+                    out.flush()
+                # Waits for the exit status; -1 when the channel closed without one.
+                rc = chan.recv_exit_status()
+            finally:
+                chan.close()
+        except (socket.error, EOFError, paramiko.SSHException) as exc:
+            raise self._lost(exc) from None
+        if rc == -1:  # the stream ended with no exit status: the connection dropped under it
+            raise self._lost("it closed while streaming")
+        return rc
+
+    def _lost(self, why) -> OrchError:
+        return OrchError(f"lost the SSH connection to {self.host.display()}: {why}", ExitCode.UNREACHABLE)
+
+    def _sftp_client(self):
+        if self._sftp is None:
+            self._sftp = self._connection().open_sftp()
+        return self._sftp
+
+    def _mkdirs(self, remote_dir: str) -> None:
+        from orchestrator.transport import shell
+
+        self.run(shell.join(["mkdir", "-p", "--", remote_dir]))
+
+    def put_text(self, text, remote_path):
+        data = text.encode()
+        self.sftp_write(remote_path, len(data), lambda sftp, tmp: _write_remote(sftp, tmp, data))
+
+    def put_file(self, local_path, remote_path):
+        size = Path(local_path).stat().st_size
+        self.sftp_write(remote_path, size, lambda sftp, tmp: sftp.put(str(local_path), tmp))
+
+    def sftp_write(self, remote_path: str, size: int, write, mkdirs: bool = True) -> None:
+        """``write(sftp, tmp)`` into a temp name beside REMOTE_PATH, then rename it over.
+        SFTP reports a full disk as a bare "Failure": ask the host how much room is left."""
+        import posixpath
+
+        if mkdirs:
+            self._mkdirs(posixpath.dirname(remote_path) or ".")
+        sftp = self._sftp_client()
+        # A unique temp name: two launches writing one path at once must not share it.
+        tmp = posixpath.join(posixpath.dirname(remote_path), temp_name(posixpath.basename(remote_path)))
+        try:
+            write(sftp, tmp)
+            sftp.posix_rename(tmp, remote_path)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if not self._connection().get_transport().is_active():
+                raise self._lost(exc) from None
+            try:
+                sftp.remove(tmp)
+            except (OSError, EOFError, paramiko.SSHException):
+                pass
+            from orchestrator.transport.diskspace import host_is_full, host_no_space
+
+            if host_is_full(self, size):
+                raise host_no_space(self, f"writing {remote_path}") from None
+            raise OrchError(
+                f"could not write {remote_path} on {self.host.name} over SFTP: {exc}", ExitCode.REMOTE
+            ) from None
+
+    def _exec_channel(self, command: str):
+        """A new channel running ``command`` (for rsync, through orchestrator/transport/rsync_bridge.py)."""
+        chan = self._connection().get_transport().open_session(timeout=self.host.connect_timeout)
+        chan.exec_command(shell.with_path(self.host.extra_path, command))
+        return chan
+
+    verified = " (host key verified)"
+
+    def _pick_copier(self):
+        from orchestrator.transport.files import pick_remote
+
+        return pick_remote(self, (self._host_tools or {}).get("rsync"))
+
+    def rsync_rsh(self) -> Optional[List[str]]:
+        # rsync rides this verified connection instead of logging in again with OpenSSH.
+        if self._bridge is None:
+            from orchestrator.transport.rsync_bridge import RsyncBridge
+
+            self._bridge = RsyncBridge(self._exec_channel)
+        return self._bridge.rsh()
+
+    def rsync_target(self, remote_path: str) -> str:
+        # The host part only tells rsync the path is remote: the bridge knows the host.
+        return f"orch:{remote_path}"
+
+    def close(self):
+        if self._bridge is not None:
+            self._bridge.close()
+            self._bridge = None
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        while self._jump_clients:  # the hops last, nearest the host first
+            self._jump_clients.pop().close()

@@ -1,0 +1,57 @@
+"""The interface every job backend implements (host side).  Standard library only."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+
+class BackendError(Exception):
+    """A job could not be started or stopped; the message is one line for the user."""
+
+
+class Backend:
+    """One instance per hostctl call.
+
+    A job is a plan item (docs/CONTRACT.md, "hostctl"): ``name``, ``job_dir``, ``command``
+    (shell text, quoted by the controller: the wrapper around the payload), ``requires`` /
+    ``after`` (names of jobs it depends on).  A backend gives each job it starts a handle
+    (a tmux session name, a Slurm job id), which hostctl records in ``<job_dir>/backend.json``
+    and hands back to ``alive`` and ``stop``.
+    """
+
+    name = ""
+    # True when a started job runs at once (tmux): launch then waits for its wrapper's first
+    # status.json.  False when it may wait in a queue (Slurm): submission is the start.
+    starts_at_once = True
+    # True when jobs run on this machine (tmux): a wrapper's pid is a process here that
+    # hostctl may signal.  False where they run elsewhere (Slurm compute nodes).
+    same_host = True
+
+    def __init__(self, workdir: str, options: Optional[dict] = None):
+        self.workdir = workdir
+        self.options = dict(options or {})
+
+    def submit(self, job: dict, handles: Dict[str, str]) -> str:
+        """Start JOB detached from this connection; return its handle.  ``handles``: the
+        handles of jobs started earlier in the same launch (and of those already done), by
+        name, for backends that express dependencies themselves."""
+        raise NotImplementedError
+
+    def alive(self, handles: Dict[str, str]) -> Dict[str, dict]:
+        """For each job (name -> handle): ``{"alive": bool, ...}``, in as few calls to the
+        scheduler as possible (status is one round trip for a whole run).  Extra keys are
+        what the backend knows and the controller may show (a queue state, a reason, a node);
+        ``ended`` = ``{"state", "reason"}`` when the backend knows the job ended in a way its
+        wrapper could not record (a Slurm time limit)."""
+        raise NotImplementedError
+
+    def stop(self, handle: str) -> None:
+        """Stop the job (its wrapper records `cancelled` when it gets the signal)."""
+        raise NotImplementedError
+
+    def describe(self, handle: str) -> str:
+        """How a user reaches the job by hand, for messages (e.g. `tmux -S SOCK attach -t NAME`)."""
+        return handle
+
+    def required_tools(self) -> List[str]:
+        return []

@@ -1,0 +1,236 @@
+"""Slurm: each job is one batch job, submitted with sbatch from the login node.
+
+The job's handle is its Slurm job id.  Slurm places the job (GPUs from --gres), orders it
+after the jobs it requires (afterok), and may stop it and run it again (requeue, time
+limit): the batch script `exec`s the wrapper so Slurm's signals reach it, and the wrapper
+(--requeueable) records such a stop as not-an-end.  Slurm forgets a finished job after
+MinJobAge, so everything durable is in the job folder; Slurm is asked only while it knows.
+
+Every command is an argv list (no shell); the one shell text is the batch script this
+module writes, whose every value is quoted with shlex.  Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from typing import Dict, List, Optional
+
+from remote.backends.base import Backend, BackendError
+
+SCRIPT = "slurm.sh"  # in the job folder: what sbatch runs (and reruns from the top on a requeue)
+OUTPUT = "slurm.out"  # the batch job's own output (the wrapper writes log.txt itself)
+
+# Slurm states in which the job is still Slurm's (queued, starting, running, being requeued).
+LIVE = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "RESV_DEL_HOLD",
+}
+# Ended without the wrapper having had a say: the state orch records, and why in Slurm's words.
+ENDED = {
+    "CANCELLED": "cancelled",
+    "TIMEOUT": "failed",
+    "NODE_FAIL": "failed",
+    "OUT_OF_MEMORY": "failed",
+    "BOOT_FAIL": "failed",
+    "DEADLINE": "failed",
+    "FAILED": "failed",
+    "PREEMPTED": "failed",
+}
+WHY = {
+    "TIMEOUT": "Slurm stopped it at its time limit",
+    "NODE_FAIL": "its node failed",
+    "OUT_OF_MEMORY": "Slurm killed it: out of memory",
+    "BOOT_FAIL": "its node failed to boot",
+    "DEADLINE": "Slurm stopped it at its deadline",
+    "PREEMPTED": "preempted by Slurm and not requeued",
+    "CANCELLED": "cancelled in Slurm (scancel)",
+    "FAILED": "the Slurm batch job failed before the wrapper ran (see slurm.out in the job folder)",
+}
+SQUEUE_FORMAT = "%i|%T|%r|%N|%P"
+
+# Environment modules: `module` is a shell function that a non-login batch shell may lack.
+_MODULE_INIT = (
+    "command -v module >/dev/null 2>&1 || for f in /etc/profile.d/lmod.sh "
+    "/usr/share/lmod/lmod/init/bash /etc/profile.d/modules.sh /usr/share/modules/init/bash; "
+    'do [ -r "$f" ] && . "$f" && break; done'
+)
+
+
+def batch_script(job: dict, modules: List[str]) -> str:
+    """The batch script of JOB: load the modules, then replace the shell by the job command
+    (quoted by the controller), so that `--signal=B:...` reaches the wrapper itself."""
+    lines = [
+        "#!/bin/bash",
+        f"# orch job {shlex.quote(str(job.get('run_id', '')))}/{shlex.quote(job['name'])}: "
+        "Slurm reruns this script from the top when it requeues the job",
+    ]
+    if modules:
+        lines.append(_MODULE_INIT)
+        for module in modules:
+            q = shlex.quote(module)
+            lines.append(f"module load {q} || {{ echo orch: module load {q} failed >&2; exit 3; }}")
+    lines.append(job["command"])
+    return "\n".join(lines) + "\n"
+
+
+def job_name(job: dict) -> str:
+    return f"orch-{job.get('run_id', '')}-{job['name']}"
+
+
+def _rows(text: str) -> Dict[str, dict]:
+    """`ID|STATE|REASON|NODES|PARTITION` lines (squeue -o, sacct -P) -> by job id.  Other
+    lines (a job step's `123.batch`, noise) are skipped; sacct's "CANCELLED by 0" is CANCELLED."""
+    rows = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 5 and parts[0].isdigit():
+            rows[parts[0]] = {
+                "state": parts[1].split()[0] if parts[1].strip() else "",
+                "reason": parts[2],
+                "node": parts[3],
+                "partition": parts[4],
+            }
+    return rows
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    same_host = False  # jobs run on compute nodes: a pid in a job folder is not a process here
+    starts_at_once = False  # a submitted job may wait in the queue: submission is the start
+
+    def __init__(self, workdir: str, options: Optional[dict] = None):
+        super().__init__(workdir, options)
+        self.submitted: Dict[str, str] = {}  # jobs submitted by this launch, by name
+
+    def _run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            raise BackendError(f"{argv[0]} not found on this host (is it a Slurm login node?)") from None
+        except subprocess.TimeoutExpired:
+            raise BackendError(f"{argv[0]} did not answer in {timeout:.0f} s (is slurmctld up?)") from None
+
+    def submit(self, job: dict, handles: Dict[str, str]) -> str:
+        job_dir = job["job_dir"]
+        script = os.path.join(job_dir, SCRIPT)
+        with open(script, "w") as fh:
+            fh.write(batch_script(job, [str(m) for m in self.options.get("modules") or []]))
+        os.chmod(script, 0o755)
+        warn = int(self.options.get("warn_before") or 120)
+        argv = [
+            "sbatch",
+            "--parsable",
+            f"--job-name={job_name(job)}",
+            f"--output={os.path.join(job_dir, OUTPUT)}",
+            "--open-mode=append",
+            f"--chdir={job_dir}",
+            "--requeue",
+            f"--signal=B:USR1@{warn}",
+            "--kill-on-invalid-dep=yes",
+        ]
+        # Only on jobs of this same submission: a required job that is done already needs no
+        # wait (and Slurm may have forgotten its id); the wrapper checks it is done anyway.
+        # requires: must end done (afterok); after: must end, however (afterany).
+        deps = [
+            f"{kind}:" + ":".join(ids)
+            for kind, key in (("afterok", "requires"), ("afterany", "after"))
+            for ids in [[self.submitted[n] for n in job.get(key) or [] if n in self.submitted]]
+            if ids
+        ]
+        if deps:
+            argv.append("--dependency=" + ",".join(deps))
+        argv += [str(a) for a in self.options.get("sbatch") or []]  # the host's `slurm:` options
+        argv.append(script)
+        proc = self._run(*argv)
+        if proc.returncode != 0:
+            said = (proc.stderr.strip().splitlines() or ["no message"])[-1].replace("sbatch: error: ", "")
+            user = " ".join(str(a) for a in self.options.get("sbatch") or [])
+            raise BackendError(f"sbatch refused it: {said}" + (f" (the host's slurm: options: {user})" if user else ""))
+        job_id = proc.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"
+        if not job_id.isdigit():
+            raise BackendError(f"sbatch printed no job id: {proc.stdout.strip()[:200]!r}")
+        self.submitted[job["name"]] = job_id
+        return job_id
+
+    def alive(self, handles: Dict[str, str]) -> Dict[str, dict]:
+        ids = sorted({h for h in handles.values() if h.isdigit()}, key=int)
+        known = self._squeue(ids) if ids else {}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            known.update(self._sacct(missing))  # a cluster with accounting remembers longer
+        out = {}
+        for name, handle in handles.items():
+            row = known.get(handle)
+            if row is None:
+                out[name] = {"alive": False, "job_id": handle}
+                continue
+            state, reason = row["state"], row["reason"]
+            info = {
+                "alive": state in LIVE,
+                "job_id": handle,
+                "state": state,
+                "reason": reason,
+                "node": row.get("node", ""),
+                "partition": row.get("partition", ""),
+            }
+            if state == "PENDING":
+                info["queued"] = True  # never started (or requeued): no wrapper to wait for
+            if state in ENDED:
+                if state == "CANCELLED" and reason == "DependencyNeverSatisfied":
+                    info["ended"] = {
+                        "state": "failed",
+                        "reason": "a job it requires did not end done (Slurm: DependencyNeverSatisfied)",
+                    }
+                else:
+                    why = WHY.get(state, state)
+                    info["ended"] = {
+                        "state": ENDED[state],
+                        "reason": f"{why} (Slurm: {state}" + (f", {reason})" if reason and reason != "None" else ")"),
+                    }
+            out[name] = info
+        return out
+
+    def _squeue(self, ids: List[str]) -> Dict[str, dict]:
+        proc = self._run("squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", SQUEUE_FORMAT)
+        if proc.returncode != 0:
+            # squeue fails outright when every id has been purged ("Invalid job id specified").
+            if "Invalid job id" in proc.stderr:
+                return {}
+            raise BackendError("squeue failed: " + (proc.stderr.strip().splitlines() or ["no message"])[-1])
+        return _rows(proc.stdout)
+
+    def _sacct(self, ids: List[str]) -> Dict[str, dict]:
+        """Slurm's accounting, where the cluster keeps it (it is not required: rc != 0 -> {})."""
+        try:
+            proc = subprocess.run(
+                ["sacct", "-n", "-P", "-X", "-j", ",".join(ids), "-o", "JobID,State,Reason,NodeList,Partition"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        return _rows(proc.stdout) if proc.returncode == 0 else {}
+
+    def stop(self, handle: str) -> None:
+        if handle.isdigit():
+            self._run("scancel", handle)
+
+    def describe(self, handle: str) -> str:
+        return f"Slurm job {handle} (scontrol show job {handle})"
+
+    def required_tools(self) -> List[str]:
+        return ["sbatch", "squeue", "scontrol", "scancel"]

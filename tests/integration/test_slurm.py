@@ -1,0 +1,291 @@
+"""`scheduler: slurm` hosts end to end: the real orch CLI, the real sshd, a real Slurm (slurmbed.py).
+
+The login node is the test's sshd (its sessions get SLURM_CONF); jobs run under slurmd on
+the same machine, on the same filesystem, as on a cluster's shared one.  Skipped (with the
+reason) only where Slurm is not installed or not root; CI installs it (.ci/run).  The tests
+that train for minutes (requeue, time limit, smoke) are marked slow: `-m "not slow"` runs
+the rest in about four minutes on a busy 2-core machine.
+"""
+
+import json
+import os
+import time
+
+import pytest
+import timing
+from conftest import make_project, start_sshd, stop_project
+from slurmbed import missing_tools, start_cluster
+
+pytestmark = pytest.mark.integration
+
+FAST = ["--set", "train.steps=20", "--set", "train.log_every=5"]
+LONG = ["--set", "train.steps=100000", "--set", "train.log_every=5"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"no Slurm here ({', '.join(missing)} missing): `apt-get install slurm-wlm munge` (.ci/run does)")
+    if os.geteuid() != 0:
+        pytest.skip("the Slurm test bed needs root (mknod for its fake GPUs, slurmd starting jobs); CI runs as root")
+    bed = start_cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield bed
+    finally:
+        bed.stop()
+
+
+@pytest.fixture(scope="module")
+def login(cluster, tmp_path_factory):
+    """The cluster's login node: an sshd whose sessions find the cluster (SLURM_CONF)."""
+    server = start_sshd(tmp_path_factory.mktemp("login"), [f"SetEnv SLURM_CONF={cluster.conf}"])
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def p(cluster, login, tmp_path):
+    project = make_project(tmp_path / "project", tmp_path / "hostwork", login)
+    project.write_host("cluster", scheduler="slurm", slurm={"partition": cluster.partition, "gres": "gpu:1"})
+    project.cluster = cluster
+    try:
+        yield project
+    finally:  # pass or fail: no job of the test stays queued or running
+        cluster.cmd("scancel", "--quiet", "--user", str(os.getuid()), check=False)
+        cluster.wait_idle(30)
+        stop_project(project)
+
+
+def status(p, run_id):
+    return json.loads(p.orch("status", run_id, "--json", check=True).stdout)
+
+
+def wait(p, run_id, pred, what, timeout=180):
+    deadline = time.time() + timing.scaled(timeout)
+    last = None
+    while time.time() < deadline:
+        last = status(p, run_id)
+        if pred({j["name"]: j for j in last["jobs"]}):
+            return {j["name"]: j for j in last["jobs"]}
+        time.sleep(0.5)
+    raise AssertionError(f"{run_id}: no {what} in time; last status: {last}")
+
+
+def slurm_job(p, job_id) -> dict:
+    out = p.cluster.cmd("scontrol", "show", "job", "-o", str(job_id)).stdout
+    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+
+
+def test_run_status_fetch_metrics_through_slurm(p, tmp_path):
+    # Environment modules: a stand-in `module` on the login node's PATH (exported to the job).
+    tools = tmp_path / "modules-bin"
+    tools.mkdir()
+    (tools / "module").write_text('#!/bin/sh\necho "module $* (stand-in)"\n')
+    (tools / "module").chmod(0o755)
+    p.write_host(
+        "cluster",
+        scheduler="slurm",
+        extra_path=[str(tools)],
+        slurm={"partition": p.cluster.partition, "gres": "gpu:1", "modules": ["testmod/1.0"]},
+    )
+    before = p.sshd.logins()
+    proc = p.orch("run", "smoke", "--host", "cluster", "--name", "s1", *FAST, check=True)
+    assert proc.stdout == "s1\n" and "launched s1 on cluster" in proc.stderr
+    assert p.sshd.logins() == before + 1, "every job is submitted in the launch's one SSH round trip"
+    logins = p.sshd.logins()
+    doc = status(p, "s1")
+    assert p.sshd.logins() == logins + 1, "status (files + squeue) is one SSH round trip"
+    ids = {j["name"]: j["backend"]["job_id"] for j in doc["jobs"]}
+    assert sorted(ids) == ["class-0", "class-1"] and all(i.isdigit() for i in ids.values()), doc
+    for name, job_id in ids.items():
+        info = slurm_job(p, job_id)
+        assert info["JobName"] == f"orch-s1-{name}" and info["Partition"] == p.cluster.partition
+        assert info["Requeue"] == "1" and "gpu:1" in info.get("TresPerNode", "")
+    jobs = wait(p, "s1", lambda j: all(x["state"] == "done" for x in j.values()), "done")
+    assert all(j["step"] == j["total"] for j in jobs.values()), jobs
+    table = p.orch("status", "s1", check=True).stdout
+    assert "Slurm id" in table and ids["class-0"] in table
+    fetched = p.orch("fetch-results", "s1", check=True)
+    assert "results verified" in fetched.stderr
+    metrics = json.loads((p.run_dir("s1") / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.5
+    manifest = json.loads((p.run_dir("s1") / "jobs" / "class-0" / "manifest.json").read_text())
+    assert manifest["slurm"] == {"job_id": ids["class-0"], "requeues": 0}
+    logs = p.orch("logs", "s1", "class-1", "-n", "100", check=True).stdout
+    assert "train step" in logs
+    followed = p.orch("logs", "s1", "-f", "-n", "5", check=True, timeout=60).stdout  # ends: every job has
+    assert "class-0" in followed and "class-1" in followed and "exit 0" in followed
+    # The module was loaded in the batch job, before python started.
+    assert "module load testmod/1.0 (stand-in)" in (p.remote_job("s1", "class-0") / "slurm.out").read_text()
+
+
+def test_pretrain_runs_first_by_afterok_dependency(p):
+    p.orch(
+        "run",
+        "smoke",
+        "--host",
+        "cluster",
+        "--name",
+        "pre",
+        *FAST,
+        "--set",
+        "pretrain.enabled=true",
+        "--set",
+        "pretrain.steps=10",
+        "--set",
+        "data.unlabelled_path=configs/data/tiny_sentiment.jsonl",
+        check=True,
+    )
+    ids = {j["name"]: j["backend"]["job_id"] for j in status(p, "pre")["jobs"]}
+    assert list(ids) == ["pretrain", "class-0", "class-1"]
+    for name in ("class-0", "class-1"):
+        dep = slurm_job(p, ids[name]).get("Dependency", "")
+        # Slurm clears a dependency once met: right after launch pretrain is still starting.
+        assert dep in (f"afterok:{ids['pretrain']}(unfulfilled)", "(null)"), dep
+    jobs = wait(p, "pre", lambda j: all(x["state"] == "done" for x in j.values()), "done", timeout=300)
+    assert jobs["pretrain"]["state"] == "done"
+    log = (p.remote_job("pre", "class-0") / "log.txt").read_text()
+    assert "pretrain checkpoint" in log
+
+
+def test_cancel_pending_and_running_then_resume_only_what_is_not_done(p):
+    # Each job takes both GPUs: class-1 waits in Slurm's queue (Resources) while class-0 runs.
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": p.cluster.partition, "gres": "gpu:2"})
+    p.orch("run", "smoke", "--host", "cluster", "--name", "c1", *FAST, "--set", "train.steps=60", check=True)
+    jobs = wait(p, "c1", lambda j: j["class-1"]["backend"].get("state") == "PENDING", "class-1 queued")
+    assert jobs["class-1"]["state"] == "pending"
+    assert jobs["class-1"]["backend"]["reason"] in ("Resources", "Priority"), jobs["class-1"]
+    cancelled = p.orch("cancel", "c1", "class-1")
+    assert cancelled.returncode == 0, cancelled.stderr
+    jobs = wait(p, "c1", lambda j: j["class-0"]["state"] == "done", "class-0 done")
+    assert jobs["class-1"]["state"] == "cancelled" and "before it started" in jobs["class-1"]["reason"]
+    first_id = jobs["class-1"]["backend"]["job_id"]
+    assert p.cluster.job_state(first_id) == "CANCELLED"
+    done_id = jobs["class-0"]["backend"]["job_id"]
+    p.orch("run", "smoke", "--resume", "c1", check=True)
+    jobs = wait(p, "c1", lambda j: j["class-1"]["state"] == "done", "class-1 done")
+    assert jobs["class-1"]["backend"]["job_id"] != first_id  # resubmitted ...
+    assert jobs["class-0"]["backend"]["job_id"] == done_id  # ... and only it
+    assert p.orch("fetch-results", "c1").returncode == 0
+
+    # A running job: cancelled by orch (scancel + the wrapper's own record) ...
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": p.cluster.partition, "gres": "gpu:1"})
+    p.orch("run", "smoke", "--host", "cluster", "--name", "c2", *LONG, check=True)
+    jobs = wait(p, "c2", lambda j: all(x["state"] == "running" for x in j.values()), "running")
+    assert p.orch("cancel", "c2", "class-0").returncode == 0
+    # ... and one killed in Slurm behind orch's back (scancel by hand): Slurm's word is recorded.
+    p.cluster.cmd("scancel", jobs["class-1"]["backend"]["job_id"])
+    jobs = wait(p, "c2", lambda j: all(x["state"] == "cancelled" for x in j.values()), "cancelled")
+    assert jobs["class-0"]["reason"] == "cancelled by the user"
+    assert "scancel" in jobs["class-1"]["reason"] and "Slurm: CANCELLED" in jobs["class-1"]["reason"]
+    # Recorded in the job folder: it outlives Slurm's memory of the job (MinJobAge).
+    on_host = json.loads((p.remote_job("c2", "class-1") / "status.json").read_text())
+    assert on_host["state"] == "cancelled"
+
+
+def test_hosts_check_reads_sinfo(p):
+    doc = json.loads(p.orch("hosts", "check", "cluster", "--json", check=True).stdout)
+    parts = {x["partition"]: x for x in doc["slurm_partitions"]}
+    assert parts["gpu"]["gres"].startswith("gpu:fake:2") and parts["gpu"]["default"] == "yes"
+    assert not [x for x in doc["problems"] if "slurm" in x["message"]]
+    table = p.orch("hosts", "check", "cluster").stdout
+    assert "gres gpu:fake:2" in table
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "nosuch"})
+    doc = json.loads(p.orch("hosts", "check", "cluster", "--json").stdout)
+    assert any("'nosuch' is not a partition here (sinfo lists: gpu)" in x["message"] for x in doc["problems"])
+
+
+@pytest.mark.slow
+def test_smoke_through_slurm_and_the_step_that_fails(p):
+    proc = p.orch("smoke", "cluster", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+    assert steps["smoke run (through the host's job backend)"]["status"] == "passed"
+    assert steps["fetch + evaluate"]["status"] == "passed" and steps["cleanup"]["status"] == "passed"
+    # Jobs that stay in the queue past the timeout: the failing step says so, with Slurm's reason.
+    p.write_host(
+        "cluster",
+        scheduler="slurm",
+        slurm={"partition": p.cluster.partition, "gres": "gpu:1", "extra_args": ["--begin=now+1hour"]},
+    )
+    proc = p.orch("smoke", "cluster", "--json", "--timeout", "5", "--set", "train.steps=10")
+    assert proc.returncode == 1
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+    run = steps["smoke run (through the host's job backend)"]
+    assert run["status"] == "failed" and "pending (PENDING: BeginTime)" in run["detail"], run
+    assert steps["cleanup"]["status"] == "passed"
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "nosuch"})
+    proc = p.orch("smoke", "cluster", "--json")
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+    assert proc.returncode == 1 and steps["probe"]["status"] == "failed" and "nosuch" in steps["probe"]["detail"]
+
+
+def test_hostile_and_refused_slurm_values(p):
+    dry = p.orch("run", "smoke", "--host", "cluster", "--name", "dry", *FAST, "--dry-run", check=True).stdout
+    assert "each one sbatch submission from the login node" in dry
+    assert "--partition=gpu --gres=gpu:1" in dry and "exec env PYTHONPATH=" in dry and "--requeueable" in dry
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu --wrap=touch /tmp/pwned", "gres": "gpu:1"})
+    bad = p.orch("run", "smoke", "--host", "cluster", "--name", "h1", *FAST)
+    assert bad.returncode == 3 and "slurm.partition" in bad.stderr and "Traceback" not in bad.stderr
+    p.write_host("cluster", scheduler="slurm", slurm={"extra_args": ["--output=/etc/x"]})
+    bad = p.orch("run", "smoke", "--host", "cluster", "--name", "h2", *FAST)
+    assert bad.returncode == 3 and "extra_args[0]" in bad.stderr and "orch sets --output" in bad.stderr
+    # Well-formed but unknown to the cluster: Slurm's own refusal, in one message, per job.
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "nosuch"})
+    refused = p.orch("run", "smoke", "--host", "cluster", "--name", "h3", *FAST)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "sbatch refused it" in refused.stderr and "nosuch" in refused.stderr
+    assert not (p.remote_root / ".." / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_requeue_resumes_from_checkpoint_with_equal_scores(p):
+    steps = ["--set", "train.steps=150", "--set", "train.log_every=5", "--set", 'data.classes=["0","1"]']
+    p.orch("run", "smoke", "--host", "cluster", "--name", "plain", *steps, check=True)
+    p.orch("run", "smoke", "--host", "cluster", "--name", "again", *steps, check=True)
+    jobs = wait(p, "again", lambda j: (j["class-0"]["step"] or 0) >= 20, "class-0 training", timeout=300)
+    job_id = jobs["class-0"]["backend"]["job_id"]
+    p.cluster.cmd("scontrol", "requeue", job_id)
+    deadline = time.time() + timing.scaled(60)
+    while p.cluster.job_state(job_id) != "PENDING" and time.time() < deadline:
+        time.sleep(0.2)
+    mid = status(p, "again")["jobs"][0]
+    assert mid["state"] in ("waiting", "running"), mid  # never an end: Slurm runs it again
+    p.cluster.release(job_id)  # Slurm holds a requeued job ~2 min (BeginTime)
+    jobs = wait(p, "again", lambda j: all(x["state"] == "done" for x in j.values()), "done", timeout=300)
+    wait(p, "plain", lambda j: all(x["state"] == "done" for x in j.values()), "done", timeout=300)
+    assert jobs["class-0"]["requeues"] == 1 and jobs["class-1"]["requeues"] == 0
+    assert jobs["class-0"]["backend"]["job_id"] == job_id  # the same Slurm job, run again
+    log = (p.remote_job("again", "class-0") / "log.txt").read_text()
+    assert "checkpoint saved" in log and "resuming from" in log
+    for job in ("class-0", "class-1"):
+        assert (p.remote_job("again", job) / "scores.jsonl").read_bytes() == (
+            p.remote_job("plain", job) / "scores.jsonl"
+        ).read_bytes()
+    manifest = json.loads((p.remote_job("again", "class-0") / "manifest.json").read_text())
+    assert manifest["slurm"]["requeues"] == 1
+
+
+@pytest.mark.slow
+def test_time_limit_checkpoints_requeues_then_fails_after_max_requeues(p):
+    p.write_host(
+        "cluster",
+        scheduler="slurm",
+        slurm={"partition": p.cluster.partition, "gres": "gpu:1", "time": "2", "warn_before": 60, "max_requeues": 1},
+    )
+    # Slurm's signal timing is coarse (tens of seconds): a minute leaves time to start training.
+    p.orch("run", "smoke", "--host", "cluster", "--name", "tl", *LONG, "--set", 'data.classes=["0","1"]', check=True)
+    jobs = wait(p, "tl", lambda j: "requeued (1)" in (j["class-0"]["reason"] or ""), "a requeue", timeout=240)
+    job_id = jobs["class-0"]["backend"]["job_id"]
+    deadline = time.time() + timing.scaled(60)
+    while p.cluster.job_state(job_id) != "PENDING" and time.time() < deadline:
+        time.sleep(0.2)
+    p.cluster.release(job_id)
+    jobs = wait(p, "tl", lambda j: j["class-0"]["state"] == "failed", "failed", timeout=300)
+    assert "time limit again after 1 requeues" in jobs["class-0"]["reason"], jobs["class-0"]
+    assert jobs["class-0"]["requeues"] == 1
+    log = (p.remote_job("tl", "class-0") / "log.txt").read_text()
+    assert "checkpoint saved" in log and "resuming from" in log, log

@@ -1,0 +1,89 @@
+"""The controller's packages import only those below them (docs/ARCHITECTURE.md, "The
+house"), remote/ never imports the controller, and the controller never imports torch.
+
+Read from the source (every import statement, at any depth, except those under
+``if TYPE_CHECKING:``), so a lazy import inside a function counts as much as one at the top.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# Lowest first; a package may import any package earlier in this list, never a later one.
+ORDER = [
+    "errors",
+    "output",
+    "data",
+    "config",
+    "transport",
+    "contract",
+    "results",
+    "backends",
+    "provision",
+    "runs",
+    "commands",
+    "cli",
+]
+HEAVY = ("torch", "transformers", "tokenizers")
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for n in ast.walk(node))
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "orchestrator":
+                yield from (f"orchestrator.{a.name}" for a in node.names)
+            else:
+                yield node.module
+
+
+def _package(path: Path) -> str:
+    rel = path.relative_to(REPO / "orchestrator")
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+CONTROLLER = sorted(
+    p for p in (REPO / "orchestrator").rglob("*.py") if p.name != "__init__.py" or p.parent.name != "orchestrator"
+)
+
+
+@pytest.mark.parametrize("path", CONTROLLER, ids=lambda p: str(p.relative_to(REPO)))
+def test_a_package_imports_only_packages_below_it(path):
+    me = _package(path)
+    assert me in ORDER, f"{me}: a new package; place it in ORDER here and in docs/ARCHITECTURE.md"
+    above = set(ORDER[ORDER.index(me) + 1 :])
+    bad = [m for m in _imports(path) if m.startswith("orchestrator.") and m.split(".")[1] in above]
+    assert not bad, f"{path.relative_to(REPO)} ({me}) imports {bad}, which sit above it"
+    heavy = [m for m in _imports(path) if m.split(".")[0] in HEAVY]
+    assert not heavy, f"the controller never imports torch and friends: {path.relative_to(REPO)} imports {heavy}"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "remote").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO)))
+def test_remote_never_imports_the_controller(path):
+    bad = [m for m in _imports(path) if m.split(".")[0] == "orchestrator"]
+    assert not bad, f"{path.relative_to(REPO)} imports {bad}"
+
+
+def test_the_controller_uses_only_standard_library_modules_of_remote():
+    # the modules a controller may import from remote/ without the host's dependencies
+    allowed = {
+        "remote.spec",
+        "remote.data",
+        "remote.files",
+        "remote.jobstate",
+        "remote.backends",
+        "remote.backends.tmux",
+        "remote.backends.base",
+    }
+    used = {m for p in CONTROLLER for m in _imports(p) if m.split(".")[0] == "remote"}
+    assert used <= allowed, sorted(used - allowed)

@@ -1,0 +1,87 @@
+"""results/metrics.py: numpy metrics give the textbook (scikit-learn) numbers, ties included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.results import metrics as M
+
+
+def _data(n: int, k: int, seed: int):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    score = np.round(rng.normal(0.0, 1.0, (n, k)) + 0.8 * np.eye(k)[y], 1)  # rounded: many ties
+    return y, score
+
+
+@pytest.mark.parametrize("k,seed", [(2, 0), (2, 1), (3, 2), (4, 3)])
+def test_classification_metrics_match_scikit_learn(k, seed):
+    skm = pytest.importorskip("sklearn.metrics")
+    y, score = _data(400, k, seed)
+    score[:, k - 1] -= 5.0  # the last class is (almost) never predicted: zero division for its precision
+    m = M.classification_metrics(y, score, [f"c{i}" for i in range(k)], "poc", resamples=0)
+    pred = score.argmax(axis=1)
+    labels = list(range(k))
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-15)
+    assert m["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=labels).tolist()
+    p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    for i in labels:
+        got = m["per_class"][f"c{i}"]
+        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx((p[i], r[i], f[i], s[i]))
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0))
+    if k == 2:
+        want = skm.roc_auc_score(y == 1, score[:, 1] - score[:, 0])
+    else:
+        log_post = M.log_softmax(score)
+        want = np.mean([skm.roc_auc_score(y == c, log_post[:, c]) for c in labels])
+    assert m["roc_auc"] == pytest.approx(want, abs=1e-12)
+
+
+def test_auc_counts_ties_as_half_and_is_undefined_for_one_class():
+    # positives 3, 2, 2; negatives 2, 1: pairs (3>2, 3>1, 2=2, 2>1, 2=2, 2>1) -> (1+1+.5+1+.5+1)/6
+    truth = np.array([1, 1, 1, 0, 0], dtype=bool)
+    assert M.binary_auc(truth, np.array([3.0, 2, 2, 2, 1])) == pytest.approx(5 / 6)
+    assert M.binary_auc(np.ones(3, bool), np.arange(3.0)) is None
+    assert M.roc_auc(np.zeros(4, int), np.zeros((4, 2))) is None
+
+
+def test_roc_curve_runs_from_0_0_to_1_1_and_encloses_the_auc():
+    y, score = _data(300, 2, 5)
+    value = score[:, 1] - score[:, 0]
+    fpr, tpr = M.roc_curve(y == 1, value)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids: ties count half
+    assert area == pytest.approx(M.binary_auc(y == 1, value), abs=1e-12)
+
+
+def test_bootstrap_draws_the_same_distribution_as_resampling_texts():
+    """Binomial(n, k/n) counts are what resampling n texts with replacement gives: the
+    interval agrees with a direct index-resampling bootstrap up to Monte Carlo error."""
+    correct = np.random.default_rng(1).random(2000) < 0.83
+    fast = M.bootstrap_ci(correct, 20_000, seed=3)
+    rng = np.random.default_rng(4)
+    direct = np.concatenate(
+        [correct[rng.integers(0, correct.size, (1000, correct.size))].mean(axis=1) for _ in range(20)]
+    )
+    slow = np.percentile(direct, [2.5, 97.5])
+    assert fast == pytest.approx(slow, abs=0.004)  # the interval is ~0.033 wide; MC error ~0.001
+    assert M.bootstrap_ci(correct, 1000, seed=0) == M.bootstrap_ci(correct, 1000, seed=0)
+    assert M.bootstrap_ci(correct, 1000, seed=0) != M.bootstrap_ci(correct, 1000, seed=1)
+
+
+def test_sigmoid_and_log_softmax_are_stable():
+    assert M.sigmoid(np.array([-800.0, 0.0, 800.0])).tolist() == [0.0, 0.5, 1.0]
+    special = pytest.importorskip("scipy.special")
+    x = np.linspace(-30, 30, 61)
+    assert np.allclose(M.sigmoid(x), special.expit(x), rtol=1e-12, atol=1e-300)
+    score = np.array([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    assert np.allclose(M.log_softmax(score), special.log_softmax(score, axis=1))
+
+
+def test_margins():
+    score = np.array([[1.0, 4.0, 2.0], [5.0, 0.0, 1.0]])
+    assert M.confidence_margin(score).tolist() == [2.0, 4.0]
+    assert M.margin(score[:, :2]).tolist() == [3.0, -5.0]
+    assert M.confidence_margin(score[:, :2]).tolist() == [3.0, 5.0]

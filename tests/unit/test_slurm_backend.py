@@ -1,0 +1,229 @@
+"""The Slurm backend's host side with fake Slurm commands, and the wrapper's requeue path.
+
+The real thing is tested end to end in tests/integration/test_slurm.py; here, what Slurm
+says (every state, a purged id, a refusal) is scripted, and so is `scontrol requeue`.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.backends.slurm import SlurmBackend as ControllerSlurm
+from orchestrator.runs.state import job_row
+from remote.backends import BackendError, get
+from remote.backends.slurm import batch_script
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """sbatch / squeue / scontrol / scancel / sacct scripts that log their argv and answer
+    from files the test writes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.jsonl"
+    for tool in ("sbatch", "squeue", "scontrol", "scancel", "sacct"):
+        script = bin_dir / tool
+        script.write_text(
+            f"#!{sys.executable}\n"
+            "import json, os, sys\n"
+            f"open({str(log)!r}, 'a').write(json.dumps(sys.argv) + '\\n')\n"
+            f"answer = os.path.join({str(tmp_path)!r}, {tool!r} + '.answer')\n"
+            "rc, out, err = json.load(open(answer)) if os.path.exists(answer) else (0, '', '')\n"
+            "sys.stdout.write(out); sys.stderr.write(err); sys.exit(rc)\n"
+        )
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+    class Fake:
+        def answer(self, tool, out="", rc=0, err=""):
+            (tmp_path / f"{tool}.answer").write_text(json.dumps([rc, out, err]))
+
+        def calls(self, tool=None):
+            if not log.exists():
+                return []
+            rows = [json.loads(line) for line in log.read_text().splitlines()]
+            return [r for r in rows if tool is None or os.path.basename(r[0]) == tool]
+
+    return Fake()
+
+
+def test_submit_passes_options_as_argv_items_and_afterok_only_within_the_launch(tmp_path, fake_slurm):
+    backend = get(
+        "slurm",
+        str(tmp_path),
+        {"sbatch": ["--partition=gpu", "--gres=gpu:1"], "modules": ["cuda/12.4"], "warn_before": 90},
+    )
+    pre, neg = tmp_path / "pre", tmp_path / "neg"
+    pre.mkdir(), neg.mkdir()
+    fake_slurm.answer("sbatch", "41\n")
+    assert backend.submit({"name": "pretrain", "run_id": "r", "job_dir": str(pre), "command": "exec true"}, {}) == "41"
+    fake_slurm.answer("sbatch", "42;cluster\n")
+    job = {"name": "neg", "run_id": "r", "job_dir": str(neg), "command": "exec true", "requires": ["pretrain"]}
+    assert backend.submit(job, {}) == "42"
+    first, second = fake_slurm.calls("sbatch")
+    assert "--dependency=afterok:41" in second and not any(a.startswith("--dependency") for a in first)
+    assert second[-3:] == ["--partition=gpu", "--gres=gpu:1", str(neg / "slurm.sh")]
+    assert "--signal=B:USR1@90" in second and "--requeue" in second and f"--output={neg}/slurm.out" in second
+    fake_slurm.answer("sbatch", "44\n")
+    backend.submit({**job, "name": "pos", "after": ["neg"]}, {})
+    assert "--dependency=afterok:41,afterany:42" in fake_slurm.calls("sbatch")[-1]
+    # A resume: the required job is done already (not in this launch): no dependency on it.
+    again = get("slurm", str(tmp_path), {})
+    fake_slurm.answer("sbatch", "43\n")
+    again.submit(job, {"pretrain": "41"})
+    assert not any(a.startswith("--dependency") for a in fake_slurm.calls("sbatch")[-1])
+    fake_slurm.answer(
+        "sbatch", "", rc=1, err="sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    )
+    with pytest.raises(BackendError, match="sbatch refused it: Batch job submission failed: Invalid partition"):
+        backend.submit(job, {})
+
+
+def test_batch_script_quotes_modules_and_execs_the_command():
+    text = batch_script(
+        {"name": "neg", "run_id": "r", "command": "cd /c && exec env A=1 py -m remote.wrapper"}, ["cuda/12.4", "a b"]
+    )
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash" and lines[-1] == "cd /c && exec env A=1 py -m remote.wrapper"
+    assert "module load cuda/12.4 ||" in text and "module load 'a b' ||" in text
+
+
+def test_alive_maps_slurm_states_and_reasons(tmp_path, fake_slurm):
+    backend = get("slurm", str(tmp_path), {})
+    fake_slurm.answer(
+        "squeue",
+        "1|PENDING|Priority||gpu\n2|RUNNING|None|node7|gpu\n3|TIMEOUT|TimeLimit|node7|gpu\n"
+        "4|CANCELLED|DependencyNeverSatisfied||gpu\n5|OUT_OF_MEMORY|OutOfMemory|n1|gpu\n"
+        "6|CANCELLED|None|n1|gpu\n",
+    )
+    fake_slurm.answer("sacct", "", rc=1, err="Slurm accounting storage is disabled")
+    got = backend.alive({"a": "1", "b": "2", "c": "3", "d": "4", "e": "5", "f": "6", "gone": "99"})
+    assert got["a"]["alive"] and got["a"]["queued"] and got["a"]["reason"] == "Priority"
+    assert got["b"]["alive"] and got["b"]["node"] == "node7" and "queued" not in got["b"]
+    assert not got["c"]["alive"] and got["c"]["ended"]["state"] == "failed"
+    assert "time limit" in got["c"]["ended"]["reason"] and "TIMEOUT, TimeLimit" in got["c"]["ended"]["reason"]
+    assert got["d"]["ended"]["state"] == "failed" and "requires" in got["d"]["ended"]["reason"]
+    assert "out of memory" in got["e"]["ended"]["reason"]
+    assert got["f"]["ended"]["state"] == "cancelled"
+    assert got["gone"] == {"alive": False, "job_id": "99"}  # purged: lost unless its files say it ended
+    squeue = fake_slurm.calls("squeue")
+    assert len(squeue) == 1 and "1,2,3,4,5,6,99" in squeue[0]  # one call for the whole run
+    assert len(fake_slurm.calls("sacct")) == 1  # asked only about the one squeue forgot
+
+
+def test_how_status_words_slurm_and_a_forgotten_job_is_lost():
+    backend = ControllerSlurm()
+    pending = job_row(
+        {"name": "neg", "alive": True, "backend": {"job_id": "7", "state": "PENDING", "reason": "Resources"}},
+        0.0,
+        "",
+        backend,
+    )
+    assert pending.state == "pending" and pending.note == "PENDING: Resources" and backend.ident(pending.backend) == "7"
+    running = job_row(
+        {
+            "name": "neg",
+            "alive": True,
+            "status": {"state": "running", "requeues": 2},
+            "backend": {"job_id": "7", "state": "RUNNING", "reason": "None", "node": "g1"},
+        },
+        0.0,
+        "",
+        backend,
+    )
+    assert running.note == "RUNNING on g1" and running.requeues == 2
+    gone = job_row(
+        {"name": "neg", "alive": False, "status": {"state": "running"}, "backend": {"job_id": "7"}}, 0.0, "", backend
+    )
+    assert gone.state == "lost"
+
+
+def _wrapper(job_dir: Path, env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "remote.wrapper",
+            "--job-dir",
+            str(job_dir),
+            "--requeueable",
+            "--max-requeues",
+            "1",
+            "--",
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: (print('checkpoint saved', flush=True), sys.exit(143)))\n"
+            "print('training', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _status(job_dir: Path) -> dict:
+    path = job_dir / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _wait_for(pred, what, timeout=120):  # a guard against hangs on a busy machine, not a speed claim
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("restarts, expected", [("0", "waiting"), ("1", "failed")])
+def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path, fake_slurm, restarts, expected):
+    job = tmp_path / "job"
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="77", SLURM_RESTART_COUNT=restarts)
+    proc = _wrapper(job, env)
+    try:
+        _wait_for(
+            lambda: "training" in (job / "log.txt").read_text() if (job / "log.txt").exists() else False,
+            "the payload to start",
+        )
+        proc.send_signal(signal.SIGUSR1)  # Slurm's --signal=B:USR1@N: the time limit is near
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    status = _status(job)
+    assert status["state"] == expected and status["requeues"] == int(restarts)
+    assert "checkpoint saved" in (job / "log.txt").read_text()
+    if expected == "waiting":
+        assert "requeued (1)" in status["reason"]
+        assert fake_slurm.calls("scontrol")[-1][1:] == ["requeue", "77"]
+    else:
+        assert "time limit again after 1 requeues" in status["reason"] and not fake_slurm.calls("scontrol")
+
+
+def test_a_stop_by_slurm_is_not_an_end_but_a_cancel_is(tmp_path, fake_slurm):
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="78")
+    for cancel in (False, True):
+        job = tmp_path / f"job-{cancel}"
+        proc = _wrapper(job, env)
+        try:
+            _wait_for(lambda job=job: _status(job).get("state") == "running", "running")
+            if cancel:
+                (job / "cancel").touch()
+            proc.send_signal(signal.SIGTERM)  # a requeue, a preemption, or scancel
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        status = _status(job)
+        assert status["state"] == ("cancelled" if cancel else "waiting"), status
+        assert not fake_slurm.calls("scontrol")  # only the time-limit warning asks for a requeue

@@ -1,0 +1,124 @@
+"""The `slurm:` host block: hostile values refused with one message; options become argv items."""
+
+import pytest
+
+from orchestrator import backends
+from orchestrator.config.hosts import resolve_host
+from orchestrator.config.project import Project
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs.plan import PlannedJob, job_command, launch_plan
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "configs" / "hosts").mkdir(parents=True)
+    (tmp_path / "remote").mkdir()
+    monkeypatch.setenv("ORCH_SSH_CONFIG", str(tmp_path / "ssh_config"))
+    return Project(tmp_path)
+
+
+def write(project, body: str):
+    (project.configs / "hosts" / "cluster.yaml").write_text("hostname: login.example.org\nscheduler: slurm\n" + body)
+    return resolve_host(project, "cluster")
+
+
+def test_slurm_block_becomes_sbatch_argv_items(project):
+    host = write(
+        project,
+        "slurm:\n  partition: gpu\n  account: def-v\n  time: '02:00:00'\n  gres: 'gpu:a100:1'\n"
+        "  cpus_per_task: 8\n  mem: 32G\n  extra_args: ['--mail-type=END']\n"
+        "  modules: [cuda/12.4, python/3.11]\n",
+    )
+    backend = backends.for_host(host)
+    assert backend.name == "slurm"
+    assert host.slurm.sbatch_args() == [
+        "--partition=gpu",
+        "--account=def-v",
+        "--time=02:00:00",
+        "--gres=gpu:a100:1",
+        "--mem=32G",
+        "--cpus-per-task=8",
+        "--mail-type=END",
+    ]
+    plan = launch_plan(
+        "r1",
+        "/env/py",
+        "/w/runs/r1",
+        "/w/code/h",
+        [
+            PlannedJob(name="pretrain", role="pretrain"),
+            PlannedJob(name="neg", role="class", label="0", requires=["pretrain"]),
+        ],
+        backend,
+    )
+    assert plan["backend"] == "slurm"
+    assert plan["options"]["modules"] == ["cuda/12.4", "python/3.11"]
+    assert plan["options"]["sbatch"][0] == "--partition=gpu"
+    neg = plan["jobs"][1]["command"]
+    # exec: Slurm's warning signal (B:USR1) reaches the wrapper; Slurm sets CUDA_VISIBLE_DEVICES.
+    assert neg.startswith("cd /w/code/h && exec env PYTHONPATH=/w/code/h PYTHONUNBUFFERED=1 /env/py -m remote.wrapper")
+    assert "CUDA_VISIBLE_DEVICES" not in neg
+    assert "--requires pretrain --requeueable --max-requeues 5 --" in neg
+
+
+def test_tmux_command_is_unchanged_by_the_seam():
+    job = PlannedJob(name="neg", role="class", gpu="1")
+    assert job_command("py", "/w/r", "/w/c", job) == job_command("py", "/w/r", "/w/c", job, backends.get("tmux"))
+
+
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ("  partition: 'gpu --wrap=rm'\n", "slurm.partition"),
+        ("  partition: '-x'\n", "slurm.partition"),
+        ('  account: "a\\nb"\n', "slurm.account"),
+        ("  time: 'two hours'\n", "slurm.time"),
+        ("  time: '1:00:00; reboot'\n", "slurm.time"),
+        ("  gres: 'gpu:1 --uid=0'\n", "slurm.gres"),
+        ("  mem: '32 G'\n", "slurm.mem"),
+        ("  qos: '$(id)'\n", "slurm.qos"),
+        ("  constraint: 'a100`id`'\n", "slurm.constraint"),
+        ("  cpus_per_task: -1\n", "slurm.cpus_per_task"),
+        ("  extra_args: ['--output=/etc/passwd']\n", "slurm.extra_args[0]"),
+        ("  extra_args: ['--dep=afterok:1']\n", "slurm.extra_args[0]"),
+        ("  extra_args: ['-o/tmp/x']\n", "slurm.extra_args[0]"),
+        ("  extra_args: ['script.sh']\n", "slurm.extra_args[0]"),
+        ('  extra_args: ["--comment=a\\nb"]\n', "slurm.extra_args[0]"),
+        ("  modules: ['cuda; rm -rf ~']\n", "slurm.modules[0]"),
+        ("  modules: ['-f']\n", "slurm.modules[0]"),
+        ("  gres: 'gpu:1'\n  gpus_per_job: 1\n", "slurm.gpus_per_job"),
+        ("  partiton: gpu\n", "slurm.partiton"),
+    ],
+)
+def test_hostile_slurm_values_refused_with_the_key(project, body, key):
+    with pytest.raises(OrchError) as info:
+        write(project, "slurm:\n" + body)
+    assert key in info.value.message and "cluster.yaml" in info.value.message
+    assert info.value.code == ExitCode.CONFIG
+
+
+def test_unknown_scheduler_names_both():
+    with pytest.raises(OrchError, match="unknown scheduler"):
+        backends.get("pbs")
+
+
+def test_sinfo_parsed_and_slurm_problems_named():
+    from orchestrator.backends.slurm import slurm_problems
+    from orchestrator.provision.probe import HostFacts, parse_sinfo
+
+    parts = parse_sinfo("gpu*|up|2-00:00:00|4|gpu:a100:4(S:0-1)\ncpu|up|7-00:00:00|10|(null)\nnoise\n")
+    assert parts[0] == {
+        "partition": "gpu",
+        "default": "yes",
+        "available": "up",
+        "time_limit": "2-00:00:00",
+        "nodes": "4",
+        "gres": "gpu:a100:4(S:0-1)",
+    }
+    facts = HostFacts(workdir="/w", slurm_partitions=parts)
+    assert slurm_problems(facts, "gpu", "gpu:1") == []
+    assert "'big' is not a partition here (sinfo lists: cpu, gpu)" in slurm_problems(facts, "big")[0].message
+    no_gpu = HostFacts(workdir="/w", slurm_partitions=parts[1:])
+    assert "no partition here has GPU gres" in slurm_problems(no_gpu, "", "gpu:1")[0].message
+    assert "no `sinfo`" in slurm_problems(HostFacts(workdir="/w"))[0].message
+    assert HostFacts.from_dict(facts.to_dict()).slurm_partitions == parts
