@@ -141,3 +141,8 @@ sec state; cat "$WORKDIR/bootstrap/state.json" 2>/dev/null; endsec state $?
 sec results; for f in "$WORKDIR"/bootstrap/logs/*.result; do [ -f "$f" ] && { cat "$f"; echo; }; done; endsec results 0
 sec verify; cat "$WORKDIR/bootstrap/verify.json" 2>/dev/null; endsec verify $?
 sec tmux-sessions; tmux -S "$WORKDIR/tmux.sock" list-sessions -F '#{session_name}' 2>/dev/null; endsec tmux-sessions $?
+# A Slurm host: this user's queued and running jobs (name|working dir): a bootstrap step's
+# batch job runs from $WORKDIR/bootstrap (orchestrator/backends/slurm_steps.py).
+if command -v squeue >/dev/null 2>&1; then
+  sec slurm-jobs; $T squeue -h -u "$(id -un)" -o '%j|%Z' 2>&1; endsec slurm-jobs $?
+fi

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 
 class JobBackend:
@@ -24,6 +24,12 @@ class JobBackend:
     def wrapper_args(self) -> List[str]:
         """Extra `remote.wrapper` options for every job of this backend."""
         return []
+
+    def gpu_partitions(self) -> Optional[str]:
+        """Where the jobs' GPUs are, when not on the machine bootstrap probes: the scheduler's
+        partitions (comma-separated; "" = all) whose GPU types the plan reads from it (Slurm:
+        sinfo's gres).  None (tmux): the jobs use the probed machine's own GPUs."""
+        return None
 
     exec_command = False  # the job command replaces the shell (`exec`) so signals reach the wrapper
 

@@ -58,6 +58,14 @@ class SlurmBackend(JobBackend):
             item["command"],
         ]
 
+    def gpu_partitions(self) -> Optional[str]:
+        return self.options.partition
+
+    def detached_steps(self, transport, layout):
+        from orchestrator.backends.slurm_steps import SlurmSteps
+
+        return SlurmSteps(transport, layout, self.options)
+
     def detail(self, info: Dict) -> str:
         state, reason = str(info.get("state") or ""), str(info.get("reason") or "")
         if not state:

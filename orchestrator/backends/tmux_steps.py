@@ -59,6 +59,10 @@ class TmuxSteps:
         self.t = transport
         self.layout = layout
 
+    def must_detach(self, step: Step) -> bool:
+        """Whether a step the plan runs attached must run detached anyway: never in tmux."""
+        return False
+
     def session(self, step: Step) -> str:
         return self.layout.session(step.name)
 

@@ -100,6 +100,7 @@ def bootstrap(
     step_scripts = read_scripts(project)
     digest = verify_digest(step_scripts)
     start = time.time()
+    backend = backends.for_host(cfg)
 
     def plan_for(facts: probe.HostFacts) -> Plan:
         return build_plan(
@@ -110,6 +111,7 @@ def bootstrap(
             force=sorted(force_left),
             accept_tos=accept_anaconda_tos,
             verify_digest=digest,
+            slurm_partition=backend.gpu_partitions(),
         )
 
     with open_transport(project, host, trust_new_host_key) as transport:
@@ -120,9 +122,7 @@ def bootstrap(
         if dry_run:
             return {"dry_run": True, "plan": plan.to_dict(), "facts": facts.to_dict()}
 
-        runner = Runner(
-            transport, plan, host, progress, detached=backends.for_host(cfg).detached_steps(transport, plan.layout)
-        )
+        runner = Runner(transport, plan, host, progress, detached=backend.detached_steps(transport, plan.layout))
         ran: List[str] = []
         if plan.pending:
             runner.lock.acquire(break_lock, warn=progress.warn)

@@ -380,3 +380,54 @@ def summary(report: GpuReport) -> str:
 
 def as_dict(report: GpuReport) -> dict:
     return report.to_dict()
+
+
+# --- GPU types from Slurm's gres (a login node without nvidia-smi) -------------------
+
+_GRES_GPU = re.compile(r"(?:^|,)gpu(?::([A-Za-z][A-Za-z0-9_.-]*))?:(\d+)")
+
+
+@dataclass
+class GresGpus:
+    """The GPU types `sinfo`'s gres names, as compute capabilities (what the compute nodes have)."""
+
+    caps: List[Tuple[int, int]] = field(default_factory=list)  # one per known type, sorted
+    names: List[str] = field(default_factory=list)  # the gres type of each cap
+    notes: List[str] = field(default_factory=list)  # types without a known capability, untyped gres
+
+    @property
+    def found(self) -> bool:
+        return bool(self.caps)
+
+
+def gres_gpu_types(gres: str) -> List[str]:
+    """`gpu:a100:4(S:0-1),gpu:v100:2` -> ['a100', 'v100']; an untyped `gpu:4` gives ''."""
+    return [m.group(1) or "" for m in _GRES_GPU.finditer((gres or "").strip())]
+
+
+def caps_from_gres(gres_fields: Sequence[str]) -> GresGpus:
+    """GPU types from sinfo's %G column (one field per partition line) -> compute capabilities.
+
+    The type names are site-chosen (`a100`, `h100`, `nvidia_a100-sxm4-80gb`, `l40s`...): they
+    are read with the same name table as old drivers' GPU names (underscores as spaces, so
+    `nvidia_a100` reads as A100).  A type the table does not know, or gres without a type,
+    is said in a note and gives no capability: the caller falls back as without GPUs."""
+    out = GresGpus()
+    seen = set()
+    for gres in gres_fields:
+        for kind in gres_gpu_types(gres):
+            if kind in seen:
+                continue
+            seen.add(kind)
+            if not kind:
+                out.notes.append("sinfo lists GPUs without a type (gres gpu:N): their compute capability is unknown")
+                continue
+            cc = parse_cc(compute_cap_from_name(kind.replace("_", " ")))
+            if cc is None:
+                out.notes.append(f"sinfo GPU type {kind!r} has no known compute capability")
+                continue
+            out.caps.append(cc)
+            out.names.append(kind)
+    pairs = sorted(zip(out.caps, out.names))
+    out.caps, out.names = [c for c, _ in pairs], [n for _, n in pairs]
+    return out

@@ -29,6 +29,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from orchestrator.config.envspec import EnvSpec
 from orchestrator.provision import flashattn
+from orchestrator.provision.gpu import GresGpus, caps_from_gres
 from orchestrator.provision.probe import CondaInstall, HostFacts, PythonInfo
 from orchestrator.provision.torch_select import TorchChoice, select_torch, split_local, variant_cuda
 from orchestrator.transport import shell
@@ -136,7 +137,7 @@ class Step:
     argv: List[str] = field(default_factory=list)
     env: Dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
-    detached: bool = False  # long: runs in tmux on the host, the controller tails its log
+    detached: bool = False  # long: runs detached on the host (its backend's detached_steps), its log tailed
     timeout_s: float = 600.0
     hint: str = ""
     blocked_code: str = "config"  # config: the spec/flags must change | host: the host lacks something
@@ -306,6 +307,9 @@ class Inputs:
     layout: Layout
     force: Tuple[str, ...] = ()
     accepted: bool = False  # the Anaconda ToS, by --accept-anaconda-tos or in the spec
+    # A Slurm host's `slurm.partition` (comma-separated; "" = all), whose GPU types sinfo names;
+    # None: not a Slurm host (its jobs run where the probe ran).
+    slurm_partition: Optional[str] = None
 
     @property
     def env_info(self) -> Optional[PythonInfo]:
@@ -319,7 +323,27 @@ class Inputs:
     @property
     def caps(self) -> List[Tuple[int, int]]:
         gpu = self.facts.gpu
-        return gpu.compute_caps() if gpu.ok else []
+        if gpu.ok:
+            return gpu.compute_caps()
+        return self.slurm_gpus.caps
+
+    @property
+    def gpu_names(self) -> List[str]:
+        gpu = self.facts.gpu
+        if gpu.ok:
+            return [g.name for g in gpu.gpus if g.cc_tuple is not None]
+        return self.slurm_gpus.names
+
+    @property
+    def slurm_gpus(self) -> GresGpus:
+        """A Slurm login node without nvidia-smi (the GPUs are on the compute nodes): the GPU
+        types sinfo's gres names, in the host's partitions (all when it names none)."""
+        if self.slurm_partition is None or self.facts.gpu.diagnosis.kind != "missing":
+            return GresGpus()
+        wanted = {p for p in self.slurm_partition.split(",") if p}
+        return caps_from_gres(
+            [p["gres"] for p in self.facts.slurm_partitions or [] if not wanted or p["partition"] in wanted]
+        )
 
     def judge(self, step: Step, exists: bool, extra_ok: bool = True, missing_why: str = "") -> None:
         """done / todo from the recorded fingerprint; running when its tmux session is alive."""
@@ -327,6 +351,9 @@ class Inputs:
         session = self.layout.session(step.name)
         if session in self.facts.tmux_sessions:
             step.state, step.why = "running", f"running on the host (tmux session {session})"
+            return
+        if session in self.facts.slurm_jobs:
+            step.state, step.why = "running", f"queued or running as Slurm job {session}"
             return
         if step.name in self.force:
             step.state, step.why = "todo", "forced (--force)"
@@ -575,7 +602,7 @@ def flash_attn_choice(
     py_minor = env_info.minor if env_info else (base.minor if base else spec.python)
     fa_inp = flashattn.FAInputs(
         compute_caps=inp.caps,
-        gpu_names=[g.name for g in gpu.gpus if g.cc_tuple is not None] if gpu.ok else [],
+        gpu_names=inp.gpu_names,
         driver_cuda=gpu.cuda_version,
         torch_version=torch_version,
         torch_cuda=torch_cuda,
@@ -725,9 +752,15 @@ def build_plan(
     force: Sequence[str] = (),
     accept_tos: bool = False,
     verify_digest: str = "",
+    slurm_partition: Optional[str] = None,
 ) -> Plan:
     inp = Inputs(
-        facts, spec, Layout(facts.workdir, spec.name), tuple(force), accepted=accept_tos or spec.accept_anaconda_tos
+        facts,
+        spec,
+        Layout(facts.workdir, spec.name),
+        tuple(force),
+        accepted=accept_tos or spec.accept_anaconda_tos,
+        slurm_partition=slurm_partition,
     )
     base, base_why = _base_python(facts, spec.python) if spec.manager == "venv" else (None, "")
     conda = plan_conda(inp)
@@ -744,6 +777,14 @@ def build_plan(
     _block_without_tmux(steps, facts)
     _block_after_blocker(steps)
     warnings: List[str] = []
+    slurm_gpus = inp.slurm_gpus
+    if slurm_gpus.found:
+        warnings.append(
+            "no nvidia-smi on this login node: GPU types from sinfo ("
+            + ", ".join(f"{n} sm_{c[0]}{c[1]}" for c, n in zip(slurm_gpus.caps, slurm_gpus.names))
+            + ")"
+        )
+    warnings += [f"{note}: flash-attn cannot target it" for note in slurm_gpus.notes]
     if facts.disk_path and facts.disk_free_gb < 15 and any(s.state == "todo" for s in steps):
         warnings.append(f"only {facts.disk_free_gb:.0f} GiB free at {facts.disk_path}: torch needs ~5-10 GiB")
     return Plan(

@@ -165,6 +165,8 @@ class HostFacts:
     # A Slurm login node (sinfo found): one entry per partition line,
     # {"partition", "available", "time_limit", "nodes", "gres"}; None: no sinfo there.
     slurm_partitions: Optional[List[Dict[str, str]]] = None
+    # The names of this user's live Slurm jobs started from <workdir>/bootstrap (bootstrap steps).
+    slurm_jobs: List[str] = field(default_factory=list)
 
     def has(self, tool: str) -> bool:
         return bool(self.tools.get(tool))
@@ -342,6 +344,16 @@ def parse_sinfo(text: str) -> List[Dict[str, str]]:
     return out
 
 
+def parse_slurm_jobs(text: str, chdir: str) -> List[str]:
+    """`squeue -h -o '%j|%Z'` -> the names of the jobs whose working directory is chdir."""
+    out = []
+    for line in text.splitlines():
+        name, sep, where = line.strip().partition("|")
+        if sep and name and where.rstrip("/") == chdir.rstrip("/"):
+            out.append(name)
+    return out
+
+
 def parse_results(text: str) -> Dict[str, Dict[str, Any]]:
     out = {}
     for line in text.splitlines():
@@ -415,6 +427,8 @@ def parse_probe(text: str, workdir: str, now: Optional[float] = None) -> HostFac
     facts.verify = parse_json_object(body("verify")) if s.get("verify") and s["verify"].rc == 0 else None
     if "sinfo" in s:
         facts.slurm_partitions = parse_sinfo(body("sinfo"))
+    if s.get("slurm-jobs") and s["slurm-jobs"].rc == 0:
+        facts.slurm_jobs = parse_slurm_jobs(body("slurm-jobs"), facts.workdir.rstrip("/") + "/bootstrap")
     facts.tmux_sessions = (
         [x.strip() for x in body("tmux-sessions").splitlines() if x.strip()]
         if s.get("tmux-sessions") and s["tmux-sessions"].rc == 0

@@ -94,7 +94,7 @@ class Runner:
 
     def run_step(self, step: Step) -> Tuple[int, str]:
         """-> (exit code, output/log tail). Raises OrchError on timeouts and interrupts."""
-        if step.detached:
+        if step.detached or self._must_detach(step):
             return self._run_detached(step)
         self.progress.step_started(step)
         t0 = time.time()
@@ -105,6 +105,12 @@ class Runner:
             self.progress.step_output([] if step.name == "verify" else out.strip().splitlines()[-6:])
             self.progress.step_done(step, time.time() - t0)
         return res.rc, out
+
+    def _must_detach(self, step: Step) -> bool:
+        """A step the plan runs attached that the backend runs detached anyway (on a Slurm
+        host: verify, which needs a compute node's GPU)."""
+        must = getattr(self.detached, "must_detach", None)
+        return bool(must and must(step))
 
     def _run_detached(self, step: Step) -> Tuple[int, str]:
         detached = self.detached
@@ -117,7 +123,7 @@ class Runner:
         return self._follow(step, detached)
 
     def _follow(self, step: Step, detached) -> Tuple[int, str]:
-        offset, partial, last_status = 0, "", time.time()
+        offset, partial, last_status, queue = 0, "", time.time(), ""
         reattach = (
             f"it keeps running on the host; `orch bootstrap {self.host}` reattaches; stop it with "
             f"`{detached.stop_hint(step)}`"
@@ -135,6 +141,9 @@ class Runner:
                 shown = [line.rstrip() for line in lines if line.strip()]
                 if shown or skipped:
                     self.progress.step_output(shown, skipped)
+                if info.get("queue") and info["queue"] != queue:  # a batch job's queue state, in words
+                    queue = info["queue"]
+                    self.progress.note(f"step {step.name}: {queue}")
                 started = info.get("started") or {}
                 elapsed = info.get("now", time.time()) - started.get("started", info.get("now", time.time()))
                 result = info.get("result")
@@ -159,7 +168,7 @@ class Runner:
                         ExitCode.REMOTE,
                         hint=reattach,
                     )
-                if time.time() - last_status >= STATUS_EVERY_S:
+                if started and time.time() - last_status >= STATUS_EVERY_S:  # (a queued job: its note says)
                     self.progress.step_running(step, elapsed)
                     last_status = time.time()
                 time.sleep(POLL_S)

@@ -83,6 +83,7 @@ def test_the_controller_uses_only_standard_library_modules_of_remote():
         "remote.jobstate",
         "remote.backends",
         "remote.backends.tmux",
+        "remote.backends.slurm",  # stdlib only: its batch script and live states (backends/slurm_steps.py)
         "remote.backends.base",
     }
     used = {m for p in CONTROLLER for m in _imports(p) if m.split(".")[0] == "remote"}
