@@ -202,7 +202,10 @@ def predictions(
         return {"available": False, "reason": "the local data labels the test texts otherwise than the score files"}
     train = [e for e in splits.train if e.label in col]
     t0 = time.time()
-    preds = _fit_predict([e.text for e in train], np.array([col[e.label] for e in train]), [e.text for e in test])
+    try:
+        preds = _fit_predict([e.text for e in train], np.array([col[e.label] for e in train]), [e.text for e in test])
+    except ValueError as exc:  # e.g. too few texts: no word occurs in two of them (min_df=2)
+        return {"available": False, "reason": f"the yardsticks cannot be fitted on {len(train)} training texts: {exc}"}
     doc = {
         "available": True,
         "key": key,
