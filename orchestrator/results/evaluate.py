@@ -216,7 +216,8 @@ def judge(
         verdict.update(
             label=ystk.verdict(rows),
             title="yardsticks",
-            thresholds=f"McNemar p < {ystk.ALPHA} against naive Bayes and TF-IDF logistic regression "
+            thresholds=f"a difference counts when McNemar gives p < {ystk.ALPHA}, against naive Bayes "
+            "and TF-IDF logistic regression "
             f"on the same split; the {band_set} bands are for {spec.bands_dataset}, "
             f"this data set is {dataset}",
         )
