@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import pytest
+import slurmbed
 import testprocs
 import timing
 import yaml
@@ -327,3 +328,29 @@ def ssh_project(sshd, tmp_path) -> OrchProject:
         yield project
     finally:  # pass or fail: a failed test must not leave train.steps=100000 jobs running
         stop_project(project)
+
+
+# The one-node Slurm cluster (tests/integration/slurmbed.py) and its login node, one per test
+# module that asks for them (test_slurm.py, test_slurm_bootstrap.py).
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = slurmbed.missing_tools()
+    if missing:
+        pytest.skip(f"no Slurm here ({', '.join(missing)} missing): `apt-get install slurm-wlm munge` (.ci/run does)")
+    if os.geteuid() != 0:
+        pytest.skip("the Slurm test bed needs root (mknod for its fake GPUs, slurmd starting jobs); CI runs as root")
+    bed = slurmbed.start_cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield bed
+    finally:
+        bed.stop()
+
+
+@pytest.fixture(scope="module")
+def login(cluster, tmp_path_factory):
+    """The cluster's login node: an sshd whose sessions find the cluster (SLURM_CONF)."""
+    server = start_sshd(tmp_path_factory.mktemp("login"), [f"SetEnv SLURM_CONF={cluster.conf}"])
+    try:
+        yield server
+    finally:
+        server.stop()

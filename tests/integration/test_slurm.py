@@ -13,37 +13,12 @@ import time
 
 import pytest
 import timing
-from conftest import make_project, start_sshd, stop_project
-from slurmbed import missing_tools, start_cluster
+from conftest import make_project, stop_project
 
 pytestmark = pytest.mark.integration
 
 FAST = ["--set", "train.steps=20", "--set", "train.log_every=5"]
 LONG = ["--set", "train.steps=100000", "--set", "train.log_every=5"]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"no Slurm here ({', '.join(missing)} missing): `apt-get install slurm-wlm munge` (.ci/run does)")
-    if os.geteuid() != 0:
-        pytest.skip("the Slurm test bed needs root (mknod for its fake GPUs, slurmd starting jobs); CI runs as root")
-    bed = start_cluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        yield bed
-    finally:
-        bed.stop()
-
-
-@pytest.fixture(scope="module")
-def login(cluster, tmp_path_factory):
-    """The cluster's login node: an sshd whose sessions find the cluster (SLURM_CONF)."""
-    server = start_sshd(tmp_path_factory.mktemp("login"), [f"SetEnv SLURM_CONF={cluster.conf}"])
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

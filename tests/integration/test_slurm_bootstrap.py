@@ -13,8 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import timing
-from conftest import make_project, start_sshd, stop_project
-from slurmbed import missing_tools, start_cluster
+from conftest import make_project, stop_project
 from test_bootstrap import _host_python_bin, needs_torch
 
 from orchestrator import backends
@@ -28,29 +27,6 @@ from orchestrator.provision.steps import Runner
 from orchestrator.transport.connect import open_transport
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"no Slurm here ({', '.join(missing)} missing): `apt-get install slurm-wlm munge` (.ci/run does)")
-    if os.geteuid() != 0:
-        pytest.skip("the Slurm test bed needs root (mknod for its fake GPUs, slurmd starting jobs); CI runs as root")
-    bed = start_cluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        yield bed
-    finally:
-        bed.stop()
-
-
-@pytest.fixture(scope="module")
-def login(cluster, tmp_path_factory):
-    server = start_sshd(tmp_path_factory.mktemp("login"), [f"SetEnv SLURM_CONF={cluster.conf}"])
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
