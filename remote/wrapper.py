@@ -244,7 +244,9 @@ class Requeue:
             )
             return 1
         job.save(
-            state="waiting", exit_code=code, reason=f"checkpointed before its time limit; requeued ({self.count + 1})"
+            state="waiting",
+            exit_code=code,
+            reason=f"stopped before its time limit (checkpointed if training had begun); requeued ({self.count + 1})",
         )
         # Slurm stops this process as part of the requeue: nothing may follow that matters.
         proc = subprocess.run(["scontrol", "requeue", self.job_id], capture_output=True, text=True)
@@ -383,6 +385,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             log.write(f"[orch] cannot start: {exc}\n".encode())
             job.save(state="failed", ended=time.time(), exit_code=127, reason=f"cannot start: {exc}")
             return 127
+        if job.signalled is not None:
+            # The signal came while the payload was being started, before on_signal could
+            # pass it on: pass it on now, or the payload would run as if never stopped.
+            try:
+                os.killpg(job.child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         job.save(state="running", started=time.time())
         assert job.child.stdout is not None
         out = sys.stdout.buffer

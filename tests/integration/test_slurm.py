@@ -263,4 +263,10 @@ def test_time_limit_checkpoints_requeues_then_fails_after_max_requeues(p):
     assert "time limit again after 1 requeues" in jobs["class-0"]["reason"], jobs["class-0"]
     assert jobs["class-0"]["requeues"] == 1
     log = (p.remote_job("tl", "class-0") / "log.txt").read_text()
-    assert "checkpoint saved" in log and "resuming from" in log, log
+    first, _, second = log.partition("[orch] stopped by signal 10")
+    assert second.count("start:") == 1, log  # run once again, then never more
+    # On a slow machine the first warning can come before training begins (nothing to save);
+    # resuming itself is test_requeue_resumes_from_checkpoint_with_equal_scores's to check.
+    if "checkpoint saved" in first:
+        assert "resuming from" in second, log
+    assert "checkpoint saved" in second or "train step" not in second, log
