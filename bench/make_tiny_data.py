@@ -6,6 +6,11 @@ little cross-class noise ("not bad", a stray word), so that a tiny model separat
 classes well but not trivially.  Some texts carry IMDB-style ``<br />`` markup.
 
     python bench/make_tiny_data.py [--out PATH] [--per-class 300] [--seed 0]
+                                   [--unlabelled-out PATH] [--unlabelled 400]
+
+It also writes configs/data/tiny_unlabelled.jsonl: texts of both classes without labels,
+from their own random stream (the labelled file's bytes do not depend on it), for
+experiments and studies that pretrain (data.unlabelled_path).
 """
 
 from __future__ import annotations
@@ -124,6 +129,10 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(here, "..", "configs", "data", "tiny_sentiment.jsonl"))
     ap.add_argument("--per-class", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--unlabelled-out", default=os.path.join(here, "..", "configs", "data", "tiny_unlabelled.jsonl")
+    )
+    ap.add_argument("--unlabelled", type=int, default=400)
     args = ap.parse_args()
     rng = random.Random(args.seed)
     rows = []
@@ -136,6 +145,12 @@ def main() -> None:
         for row in rows:
             f.write(json.dumps(row) + "\n")
     print(f"wrote {len(rows)} texts to {os.path.normpath(args.out)} ({os.path.getsize(args.out)} bytes)")
+    unlabelled_rng = random.Random(f"unlabelled-{args.seed}")
+    with open(args.unlabelled_out, "w", encoding="utf-8") as f:
+        for i in range(args.unlabelled):
+            label = unlabelled_rng.choice(("0", "1"))
+            f.write(json.dumps({"id": f"tiny/unsup/{i}", "text": review(unlabelled_rng, label)}) + "\n")
+    print(f"wrote {args.unlabelled} unlabelled texts to {os.path.normpath(args.unlabelled_out)}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import yaml  # noqa: E402
 from remote.data import DataError, load_splits, load_unlabelled  # noqa: E402
 from remote.errors import JobError  # noqa: E402
 from remote.files import atomic_write_json, atomic_write_jsonl, sha256_file, stable_seed  # noqa: E402
-from remote.spec import Experiment, SpecError, load_experiment, to_dict  # noqa: E402
+from remote.spec import Experiment, SpecError, load_experiment, pretrain_kind_name, to_dict  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -63,6 +63,11 @@ class ResolvedJob:
         """The ``ckpt/final`` of the pretrain job this job requires, if any."""
         from remote import checkpoint
 
+        if self.exp.pretrain.enabled and self.exp.pretrain.from_run:  # a shared one (a study's)
+            other = os.path.join(os.path.dirname(os.path.normpath(self.run_dir)), self.exp.pretrain.from_run)
+            folder = checkpoint.final_dir(os.path.join(other, "jobs", "pretrain"))
+            checkpoint.read_info(folder)
+            return folder
         for name in self.requires:
             if self.jobs.get(name, {}).get("role") == "pretrain":
                 folder = checkpoint.final_dir(os.path.join(self.run_dir, "jobs", name))
@@ -97,12 +102,6 @@ def load_job(run_dir: str, name: str) -> ResolvedJob:
 
 
 # ---------------------------------------------------------------- model + tokenizer
-
-
-def pretrain_kind_name(kind: str) -> str:
-    # The classifier has no LM loss: its backbone is pretrained as a causal LM ("ar"),
-    # and AutoModelForSequenceClassification puts a fresh head on it.
-    return "ar" if kind == "classifier" else kind
 
 
 def _init_name(init: str) -> str:

@@ -8,6 +8,7 @@ where the value came from, the dotted key and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
@@ -92,6 +93,9 @@ class PretrainSpec(TrainSpec):
     # Also pretrain on the training split's texts (never the test texts): more
     # in-domain text for the backbone, as in the 88.9% IMDB anchor (unsup + train).
     include_train: bool = True
+    # Another run's pretrain job to start from instead of one of this run's own (a study's
+    # members with the same pretraining share one): that run's id, on the same host workdir.
+    from_run: str = ""
 
 
 @dataclass
@@ -144,6 +148,11 @@ class Experiment:
             raise SpecError(f"{where}: key 'model.n_embd': must be divisible by model.n_head")
         if self.pretrain.enabled and not self.data.unlabelled_path and self.data.source == "file":
             raise SpecError(f"{where}: key 'data.unlabelled_path': required when pretrain.enabled is true")
+        if self.pretrain.from_run and not _RUN_ID.match(self.pretrain.from_run):
+            raise SpecError(
+                f"{where}: key 'pretrain.from_run': expected a run id (letters, digits, _ and -), "
+                f"got {self.pretrain.from_run!r}"
+            )
         self._check_ranges(where)
 
     def _check_ranges(self, where: str) -> None:
@@ -189,6 +198,9 @@ class Experiment:
         need("eval.bootstrap", ev.bootstrap >= 0, "an integer >= 0")
         need("eval.min_accuracy", 0.0 <= ev.min_accuracy <= 1.0, "a number in [0, 1]")
 
+
+# A run id as the controller allows it (orchestrator/config/project.py NAME_RE).
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 _KINDS = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
 
@@ -262,6 +274,13 @@ def build(cls: Any, raw: Dict[str, Any], where: str, prefix: str = "") -> Any:
             raise SpecError(f"{where}: unknown key '{prefix}{key}' (known keys here: {', '.join(names)})")
         kwargs[key] = _coerce(hints[key], value, prefix + key, where)
     return cls(**kwargs)
+
+
+def pretrain_kind_name(kind: str) -> str:
+    """The model kind a pretrain job trains for an experiment of KIND.  The classifier has
+    no LM loss: its backbone is pretrained as a causal LM ("ar"), and
+    AutoModelForSequenceClassification puts a fresh head on it."""
+    return "ar" if kind == "classifier" else kind
 
 
 def load_experiment(raw: Dict[str, Any], where: str) -> Experiment:

@@ -302,14 +302,23 @@ class Log:
             self.fh = None
 
 
+def dependency_dir(job_dir: str, name: str) -> str:
+    """The folder of a job this one depends on: JOB of the same run, or RUN/JOB of another
+    run in the same workdir (a study's shared pretrain job)."""
+    jobs_dir = os.path.dirname(job_dir)
+    if "/" in name:
+        run, _, other = name.partition("/")
+        return os.path.join(os.path.dirname(os.path.dirname(jobs_dir)), run, "jobs", other)
+    return os.path.join(jobs_dir, name)
+
+
 def wait_for(job: SupervisedJob, requires: List[str], after: List[str]) -> Optional[str]:
     """Block until dependencies allow a start; return a failure reason, or None to go."""
-    runs_dir = os.path.dirname(job.dir)
     pending = [(name, True) for name in requires] + [(name, False) for name in after]
     while pending:
         still = []
         for name, must_succeed in pending:
-            status = read_dict(os.path.join(runs_dir, name, "status.json"))
+            status = read_dict(os.path.join(dependency_dir(job.dir, name), "status.json"))
             state = status.get("state")
             if state not in TERMINAL:
                 still.append((name, must_succeed))

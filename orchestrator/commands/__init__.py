@@ -46,6 +46,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
         "smoke",
         "CI-style check: connect, probe, env, GPU kernels, a tiny per-class run, fetch, evaluate, clean up.",
     ),
+    "study": ("study", "A whole comparison (members x seeds) as one unit: run, status, fetch, report, resume."),
     "data": ("data", "Data sets the shipped experiments use: get."),
     "hosts": ("hosts", "Configured hosts: list, check, show."),
 }

@@ -43,6 +43,9 @@ def control_char(text: str) -> Optional[str]:
     return None
 
 
+STUDIES = "studies"  # runs/studies/: not a run
+
+
 @dataclass
 class Project:
     root: Path
@@ -74,7 +77,21 @@ class Project:
         return self.root / "runs"
 
     def run_dir(self, run_id: str) -> Path:
+        if run_id == STUDIES:
+            raise OrchError(
+                f"illegal run name {run_id!r}: runs/{STUDIES}/ holds the studies",
+                ExitCode.USAGE,
+                hint="pick another --name",
+            )
         return self.runs / check_name("run", run_id)
+
+    @property
+    def studies(self) -> Path:
+        return self.runs / STUDIES
+
+    def study_dir(self, name: str) -> Path:
+        """runs/studies/NAME/: the study's record (study.json) and its report."""
+        return self.studies / check_name("study", name)
 
     def existing_run(self, run_id: Optional[str]) -> Path:
         """The folder of RUN, or of the newest run when RUN is None."""

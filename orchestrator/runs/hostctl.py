@@ -1,4 +1,5 @@
 """Operations on a host's run folders, each one SSH round trip through remote.hostctl."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from orchestrator.backends.base import JobBackend
 # A constant script: values arrive as positional parameters, never spliced into the text.
 # It prints NUL-terminated key=value records: a value (the workdir is the host's) may hold
 # any byte but NUL, so a newline in a path cannot start a record of its own.
-_PREPARE = r'''
+_PREPARE = r"""
 wd="$1"; py="$2"; shift 2  # then: the tools the job backend needs
 rec() { printf '%s=%s\0' "$1" "$2"; }
 mkdir -p -- "$wd" && cd -- "$wd" || { rec error "cannot create workdir $wd"; exit 0; }
@@ -37,7 +38,7 @@ fi
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | while IFS= read -r i; do rec gpu "$i"; done
 fi
-'''
+"""
 
 
 def parse_prepare(out: str) -> Tuple[Dict[str, str], List[str]]:
@@ -73,8 +74,9 @@ def prepare(transport: Transport, backend: Optional[JobBackend] = None) -> HostS
     (the python, and what the job backend runs jobs with; None: no jobs, no backend)."""
     host = transport.host
     extra = [t for t in (backend.tools if backend else ()) if t not in ("tmux", "rsync", "nvidia-smi")]
-    out = transport.run(shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default,
-                                    *extra])).stdout
+    out = transport.run(
+        shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default, *extra])
+    ).stdout
     facts, gpus = parse_prepare(out)
     return state_from_facts(host, facts, gpus, backend)
 
@@ -88,21 +90,30 @@ def state_from_facts(host, facts: Dict[str, str], gpus: List[str], backend: Opti
     if not workdir.startswith("/") or control_char(workdir):
         # A relative workdir is under the login's home: a home with a newline in it would
         # put code and runs where no later command looks.
-        raise OrchError(f"{host.name}: the workdir resolves to {workdir!r} on the host, which orch cannot use "
-                        "(not an absolute path, or it contains a control character)", ExitCode.CONFIG,
-                        hint="set `workdir` in the host config to a plain absolute path")
+        raise OrchError(
+            f"{host.name}: the workdir resolves to {workdir!r} on the host, which orch cannot use "
+            "(not an absolute path, or it contains a control character)",
+            ExitCode.CONFIG,
+            hint="set `workdir` in the host config to a plain absolute path",
+        )
     tools = {t: facts.get(t) == "yes" for t in ("tmux", "rsync", "nvidia-smi", "python")}
     missing = [t for t in (backend.tools if backend else ()) if facts.get(t) != "yes"]
     if missing:
-        raise OrchError(f"{host.name} has no {', '.join(missing)}, which orch's {backend.name} backend runs jobs with "
-                        "(they must keep running without the SSH connection)", ExitCode.HOST_TOOLS,
-                        hint=backend.install_hint)
+        raise OrchError(
+            f"{host.name} has no {', '.join(missing)}, which orch's {backend.name} backend runs jobs with "
+            "(they must keep running without the SSH connection)",
+            ExitCode.HOST_TOOLS,
+            hint=backend.install_hint,
+        )
     if not tools["python"]:
-        raise OrchError(f"{host.name} has no python interpreter {host.python_or_default!r}", ExitCode.HOST_TOOLS,
-                        hint="run `orch bootstrap " + host.name + "` or set `python:` in the host config")
+        raise OrchError(
+            f"{host.name} has no python interpreter {host.python_or_default!r}",
+            ExitCode.HOST_TOOLS,
+            hint="run `orch bootstrap " + host.name + "` or set `python:` in the host config",
+        )
     if host.gpus:
         gpus = list(host.gpus)
-    modules = {k[len("module_"):]: v == "yes" for k, v in facts.items() if k.startswith("module_")}
+    modules = {k[len("module_") :]: v == "yes" for k, v in facts.items() if k.startswith("module_")}
     return HostState(workdir=workdir, tools=tools, gpus=gpus, modules=modules)
 
 
@@ -118,8 +129,9 @@ STATUS_TIMEOUT_S = 120  # one status round trip reads a few files per job: a hos
 CHANGE_TIMEOUT_S = 900  # launch and cancel start / stop tmux sessions, up to 15 s for each job's wrapper
 
 
-def _json(transport: Transport, command: str, check, stdin: Optional[str] = None,
-          timeout: float = CHANGE_TIMEOUT_S) -> Dict:
+def _json(
+    transport: Transport, command: str, check, stdin: Optional[str] = None, timeout: float = CHANGE_TIMEOUT_S
+) -> Dict:
     """Run a host helper command and return its reply, checked by ``check`` (hostdocs):
     what the host prints is untrusted, so a reply that is too big, not JSON or not of the
     contract's shape is one message, never a traceback."""
@@ -135,15 +147,18 @@ def _json(transport: Transport, command: str, check, stdin: Optional[str] = None
         raise OrchError(f"host helper on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE) from None
 
 
-def reply_text(transport: Transport, command: str, stdin: Optional[str] = None,
-               timeout: float = CHANGE_TIMEOUT_S) -> str:
+def reply_text(
+    transport: Transport, command: str, stdin: Optional[str] = None, timeout: float = CHANGE_TIMEOUT_S
+) -> str:
     """What a host helper command printed, once it succeeded (bounded: untrusted)."""
     host = transport.host.name
     res = transport.run(command, check=False, stdin=stdin, max_output=hostdocs.MAX_REPLY_BYTES, timeout=timeout)
     if res.overflow:
-        raise OrchError(f"host helper on {host} printed more than {hostdocs.MAX_REPLY_BYTES >> 20} MB: "
-                        "not a reply orch reads", ExitCode.REMOTE,
-                        hint="the host's code snapshot or python is not what orch sent; check <workdir>/code there")
+        raise OrchError(
+            f"host helper on {host} printed more than {hostdocs.MAX_REPLY_BYTES >> 20} MB: not a reply orch reads",
+            ExitCode.REMOTE,
+            hint="the host's code snapshot or python is not what orch sent; check <workdir>/code there",
+        )
     if res.rc != 0:
         if diskspace.says_no_space(res.stderr):
             raise diskspace.host_no_space(transport, res.stderr)
@@ -152,23 +167,81 @@ def reply_text(transport: Transport, command: str, stdin: Optional[str] = None,
     return res.stdout
 
 
-def remote_status(transport: Transport, workdir: str, code_hash: str, run_id: str,
-                  backend: Optional[JobBackend] = None) -> Dict:
-    cmd = _hostctl(transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id),
-                   *_backend_args(backend))
+def remote_status(
+    transport: Transport, workdir: str, code_hash: str, run_id: str, backend: Optional[JobBackend] = None
+) -> Dict:
+    cmd = _hostctl(
+        transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id), *_backend_args(backend)
+    )
     return _json(transport, cmd, hostdocs.check_status_reply, timeout=STATUS_TIMEOUT_S)
 
 
-def remote_cancel(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str],
-                  backend: Optional[JobBackend] = None) -> Dict:
+def remote_status_many(
+    transport: Transport, runs: List[Tuple[str, str, str, Optional[JobBackend]]]
+) -> Dict[str, object]:
+    """`remote_status` of many runs of one host in one SSH round trip (a study's).
+    ``runs``: (workdir, code_hash, run_id, backend).  Returns run id -> its checked reply,
+    or the OrchError that run's reply gave (one broken run does not hide the others)."""
+    import secrets
+
+    mark = "orch-status-" + secrets.token_hex(8)  # unguessable: a reply cannot fake an end
+    parts = []
+    for workdir, code_hash, run_id, backend in runs:
+        cmd = _hostctl(
+            transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id), *_backend_args(backend)
+        )
+        parts.append(f"{{ {cmd}; }} 2>&1; printf '\\n%s %s\\n' {shell.quote(mark)} \"$?\"")
+    host = transport.host.name
+    res = transport.run(
+        "; ".join(parts), check=False, max_output=hostdocs.MAX_REPLY_BYTES * min(len(runs), 4), timeout=STATUS_TIMEOUT_S
+    )
+    if res.overflow:
+        raise OrchError(f"host helpers on {host} printed more than orch reads for {len(runs)} runs", ExitCode.REMOTE)
+    # stdout: REPLY1 \n MARK RC1 \n REPLY2 \n MARK RC2 \n ...
+    chunks = res.stdout.split("\n" + mark + " ")
+    replies: Dict[str, object] = {}
+    for i, (_, _, run_id, _) in enumerate(runs):
+        if i + 1 >= len(chunks):
+            replies[run_id] = OrchError(f"no status reply from {host} for {run_id}", ExitCode.REMOTE)
+            continue
+        text = chunks[i] if i == 0 else chunks[i].partition("\n")[2]
+        rc = chunks[i + 1].partition("\n")[0].strip()
+        if rc != "0":
+            tail = " | ".join(text.strip().splitlines()[-3:])
+            replies[run_id] = OrchError(f"host helper failed on {host} (exit {rc}): {tail}", ExitCode.REMOTE)
+            continue
+        try:
+            replies[run_id] = hostdocs.check_status_reply(json.loads(text.strip().splitlines()[-1]))
+        except (ValueError, IndexError, RecursionError):
+            replies[run_id] = OrchError(f"host helper on {host} printed no JSON for {run_id}", ExitCode.REMOTE)
+        except hostdocs.BadDocument as exc:
+            replies[run_id] = OrchError(f"host helper on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE)
+    return replies
+
+
+def remote_cancel(
+    transport: Transport,
+    workdir: str,
+    code_hash: str,
+    run_id: str,
+    jobs: List[str],
+    backend: Optional[JobBackend] = None,
+) -> Dict:
     args = ["cancel", "--run-dir", run_dir(workdir, run_id), *_backend_args(backend)]
     for job in jobs:
         args += ["--job", job]
     return _json(transport, _hostctl(transport, workdir, code_hash, *args), hostdocs.check_cancel_reply)
 
 
-def follow_command(transport: Transport, workdir: str, code_hash: str, run_id: str, jobs: List[str], lines: int,
-                   backend: Optional[JobBackend] = None) -> str:
+def follow_command(
+    transport: Transport,
+    workdir: str,
+    code_hash: str,
+    run_id: str,
+    jobs: List[str],
+    lines: int,
+    backend: Optional[JobBackend] = None,
+) -> str:
     """Shell text that prints the jobs' logs as they grow and ends when every job has ended,
     whatever runs them (`remote.hostctl follow`)."""
     args = ["follow", "--lines", str(lines), *_backend_args(backend)]

@@ -2,6 +2,7 @@
 
 Nothing here touches the network, so the generated commands are golden-file tested.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -46,14 +47,19 @@ def class_job_name(exp: Experiment, label: str) -> str:
 
 def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
     """One job per class (or one classifier job), plus an optional pretrain job first that
-    every other job requires.  Where each runs (GPUs, turns) is the job backend's call
+    every other job requires (or, with pretrain.from_run, another run's pretrain job).  Where each runs (GPUs, turns) is the job backend's call
     (``JobBackend.place``)."""
     if not classes:
-        raise OrchError("the experiment has no classes (data.classes is empty and no labels were found)",
-                        ExitCode.CONFIG)
+        raise OrchError(
+            "the experiment has no classes (data.classes is empty and no labels were found)", ExitCode.CONFIG
+        )
     jobs: List[PlannedJob] = []
     requires: List[str] = []
-    if exp.pretrain.enabled:
+    if exp.pretrain.enabled and exp.pretrain.from_run:
+        # Another run's pretrain job (a study's shared one): RUN/JOB names it in the same
+        # host workdir, and the wrapper waits for it to end done like for one of its own.
+        requires = [f"{exp.pretrain.from_run}/pretrain"]
+    elif exp.pretrain.enabled:
         jobs.append(PlannedJob(name="pretrain", role="pretrain"))
         requires = ["pretrain"]
     if exp.model.kind == "classifier":
@@ -64,8 +70,11 @@ def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
         name = class_job_name(exp, label)
         # Case-folded: job folders must not collide on a macOS/Windows laptop either.
         if name.lower() in names or name.lower() == "pretrain":
-            raise OrchError(f"two classes map to the job name {name!r} (names are compared ignoring case)",
-                            ExitCode.CONFIG, hint="give each class a distinct name in data.class_names")
+            raise OrchError(
+                f"two classes map to the job name {name!r} (names are compared ignoring case)",
+                ExitCode.CONFIG,
+                hint="give each class a distinct name in data.class_names",
+            )
         names.add(name.lower())
         jobs.append(PlannedJob(name=name, role="class", label=label, requires=list(requires)))
     return jobs
@@ -93,8 +102,15 @@ def job_command(python: str, run_dir: str, code_dir: str, job: PlannedJob, backe
     return shell.in_dir(code_dir, command)
 
 
-def launch_plan(run_id: str, python: str, run_dir: str, code_dir: str, jobs: Sequence[PlannedJob],
-                backend=None, handles: Optional[Dict[str, str]] = None) -> Dict:
+def launch_plan(
+    run_id: str,
+    python: str,
+    run_dir: str,
+    code_dir: str,
+    jobs: Sequence[PlannedJob],
+    backend=None,
+    handles: Optional[Dict[str, str]] = None,
+) -> Dict:
     """What `remote.hostctl launch` reads on stdin (docs/CONTRACT.md, "hostctl launch").
     ``backend``: the run's JobBackend (None: tmux); ``handles``: jobs already done, by name
     (a resume), for backends that wire dependencies themselves."""
@@ -105,12 +121,16 @@ def launch_plan(run_id: str, python: str, run_dir: str, code_dir: str, jobs: Seq
             # Only for the hostctl of snapshots made before the command did its own cd
             # (a resumed old run): it passes `cwd` to tmux -c, which expands #(...).
             item["cwd"] = code_dir
-        item.update({"job_dir": f"{run_dir}/jobs/{job.name}",
-                     "command": job_command(python, run_dir, code_dir, job, backend),
-                     "requires": list(job.requires), "after": list(job.after)})
+        item.update(
+            {
+                "job_dir": f"{run_dir}/jobs/{job.name}",
+                "command": job_command(python, run_dir, code_dir, job, backend),
+                "requires": list(job.requires),
+                "after": list(job.after),
+            }
+        )
         items.append(item)
-    plan = {"run_id": run_id, **(backend.plan_fields() if backend is not None else {"backend": "tmux"}),
-            "jobs": items}
+    plan = {"run_id": run_id, **(backend.plan_fields() if backend is not None else {"backend": "tmux"}), "jobs": items}
     if handles:
         plan["handles"] = dict(handles)
     return plan

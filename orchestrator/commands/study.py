@@ -1,0 +1,236 @@
+"""orch study run / status / fetch / report / resume: a whole comparison as one unit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Dict, List, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator import output
+from orchestrator.commands.tables import add_name_column
+from orchestrator.config.project import Project
+from orchestrator.errors import ExitCode, OrchError
+
+study_app = typer.Typer(
+    help="A whole comparison (members x seeds) as one unit: run, status, fetch, report, resume.",
+    no_args_is_help=True,
+)
+TRUST = typer.Option(
+    False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use)."
+)
+ONLY = typer.Option([], "--only", metavar="MEMBER", help="Only this member's runs (repeatable).")
+STUDY = typer.Argument(..., metavar="STUDY", help="Study name (configs/studies/NAME.yaml) or a path to a YAML file.")
+
+
+class Hosts:
+    """One transport per host, opened when first needed and closed at the end."""
+
+    def __init__(self, project: Project, trust: bool):
+        self.project, self.trust = project, trust
+        self.stack = contextlib.ExitStack()
+        self.open: Dict[str, object] = {}
+
+    def __call__(self, host: str):
+        from orchestrator.transport.connect import open_transport
+
+        if host not in self.open:
+            self.open[host] = self.stack.enter_context(open_transport(self.project, host, self.trust))
+        return self.open[host]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stack.close()
+
+
+def _say(text: str) -> None:
+    output.say(text, markup=False)
+
+
+def _recorded(project: Project, name: str) -> Dict:
+    from orchestrator.config.experiments import is_path
+    from orchestrator.runs import study as studies
+
+    if is_path(name):  # a path to the study file: its record is under the study's name
+        from orchestrator.config import studies as config
+
+        name = config.load(project, name).name
+    return studies.load_record(project, name)
+
+
+@study_app.command("run")
+def run_cmd(
+    study: str = STUDY,
+    host: Optional[str] = typer.Option(None, "--host", "-H", metavar="HOST", help="Host (default: the study's)."),
+    only: List[str] = ONLY,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (runs, jobs, shared pretrains, time) only."),
+    trust_new_host_key: bool = TRUST,
+    quiet: bool = output.quiet_option(),
+):
+    """Launch every run of a study (members x seeds) that is not launched yet; returns at once."""
+    from orchestrator.config import studies as config
+    from orchestrator.runs import study as studies
+
+    project = Project.find()
+    plan = config.load(project, study, host)
+    chosen = studies.with_owners(plan, config.only(plan, only), project)
+    if dry_run:
+        for line in studies.preview(project, plan, chosen):
+            print(line)
+        return
+    todo = [r for r in chosen if not project.run_dir(r.run_id).exists()]
+    if not todo:
+        raise OrchError(
+            f"every run of study {plan.name}" + (f" ({', '.join(only)})" if only else "") + " is launched already",
+            ExitCode.RUN_STATE,
+            hint=f"`orch study status {plan.name}`; `orch study resume {plan.name}` relaunches what failed",
+        )
+    studies.save_record(project, plan)
+    with Hosts(project, trust_new_host_key) as hosts:
+        studies.launch_runs(project, hosts(plan.host), plan, todo, _say)
+    _say(f"  follow: orch study status {plan.name}")
+    print(plan.name)
+
+
+def status_table(name: str, views) -> Table:
+    from orchestrator.runs.state import fmt_duration
+
+    table = Table(title=Text(f"study {name}"), title_justify="left")
+    add_name_column(table, "run", [v.run_id for v in views])
+    for col in ("member", "seed", "state", "jobs", "progress", "ETA"):
+        table.add_column(col, justify="right" if col in ("seed", "jobs", "ETA") else "left", overflow="fold")
+    colours = {"done": "green", "fetched": "green", "running": "cyan", "failed": "red", "lost": "red"}
+    for v in views:
+        state = Text(v.state, style=colours.get(v.state, "white"))
+        if v.reason:
+            state.append(f" ({v.reason})")  # host text: Text, never markup
+        table.add_row(
+            Text(v.run_id),
+            Text(v.member),
+            str(v.seed),
+            state,
+            f"{v.jobs_done}/{v.jobs}" if v.jobs else "-",
+            Text(v.progress or "-"),
+            fmt_duration(v.eta_s),
+        )
+    return table
+
+
+@study_app.command("status")
+def status_cmd(
+    study: str = STUDY,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    trust_new_host_key: bool = TRUST,
+    quiet: bool = output.quiet_option(),
+):
+    """One table: each run of the study (member x seed) with its state, progress and ETA."""
+    from orchestrator.runs import study as studies
+
+    project = Project.find()
+    record = _recorded(project, study)
+    with Hosts(project, trust_new_host_key) as hosts:
+        views = studies.status(project, record, hosts)
+    if as_json:
+        print(json.dumps({"study": record["name"], "runs": [v.to_dict() for v in views]}))
+        return
+    output.out.print(status_table(record["name"], views))
+
+
+@study_app.command("fetch")
+def fetch_cmd(
+    study: str = STUDY,
+    trust_new_host_key: bool = TRUST,
+    quiet: bool = output.quiet_option(),
+):
+    """Fetch, verify and evaluate every finished run of the study not fetched yet (run it again for the rest)."""
+    from orchestrator.results.evaluate import evaluate_run
+    from orchestrator.runs import launch as runner
+    from orchestrator.runs import study as studies
+
+    project = Project.find()
+    record = _recorded(project, study)
+    problems = []
+    with Hosts(project, trust_new_host_key) as hosts:
+        views = studies.status(project, record, hosts)
+        for v in views:
+            if v.state == "fetched":
+                continue
+            if not studies.ready_to_fetch(v):
+                _say(f"{v.run_id}: {v.state}" + (f" ({v.reason})" if v.reason else "") + ": not fetched")
+                continue
+            run_dir = project.run_dir(v.run_id)
+            host = json.loads((run_dir / "local.json").read_text())["host"]
+            try:
+                runner.fetch(project, hosts(host), v.run_id, partial=False)
+                evaluate_run(run_dir)
+            except OrchError as exc:
+                problems.append(f"{v.run_id}: {exc.message}")
+                _say(f"{v.run_id}: {exc.message}")
+                continue
+            v.state = "fetched"
+            _say(f"fetched and evaluated {v.run_id}")
+    done = sum(v.state == "fetched" for v in views)
+    _say(f"{done} of {len(views)} runs of {record['name']} fetched")
+    if problems:
+        raise OrchError(
+            f"{len(problems)} runs could not be fetched: " + "; ".join(problems[:3]),
+            ExitCode.RUN_STATE,
+            hint=f"`orch study fetch {record['name']}` tries again; the copies fetched before are kept",
+        )
+
+
+@study_app.command("report")
+def report_cmd(
+    study: str = STUDY,
+    quiet: bool = output.quiet_option(),
+):
+    """Write runs/studies/STUDY/report.md, table.csv, table.json and plots from what is fetched (no SSH)."""
+    from orchestrator.runs import study as studies
+
+    project = Project.find()
+    record = _recorded(project, study)
+    out_dir = project.study_dir(record["name"])
+    table = studies.report(project, record, out_dir)
+    missing = table.get("missing") or []
+    if missing:
+        _say(f"{len(missing)} runs missing from the report (report.md lists them)")
+    print(out_dir / "report.md")
+
+
+@study_app.command("resume")
+def resume_cmd(
+    study: str = STUDY,
+    trust_new_host_key: bool = TRUST,
+    quiet: bool = output.quiet_option(),
+):
+    """Launch the study's runs never launched and relaunch the failed, lost or cancelled jobs of the others."""
+    from orchestrator.config import studies as config
+    from orchestrator.runs import study as studies
+
+    project = Project.find()
+    record = _recorded(project, study)
+    with Hosts(project, trust_new_host_key) as hosts:
+        views = studies.status(project, record, hosts)
+        todo = [v for v in views if v.state == "not launched" or studies.resumable(v)]
+        if not todo:
+            raise OrchError(
+                f"nothing to resume in study {record['name']}: every run is launched and none failed",
+                ExitCode.RUN_STATE,
+                hint=f"`orch study status {record['name']}`",
+            )
+        plan = (
+            config.load(project, record["file"], record["host"])
+            if any(v.state == "not launched" for v in todo)
+            else None
+        )
+        studies.resume_runs(project, hosts, record, plan, todo, _say)
+    print(record["name"])
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(study_app, name="study")

@@ -1,0 +1,386 @@
+"""A study's runs on their host: launch, status, fetch, resume (docs/STUDIES.md).
+
+Each (member, seed) is an ordinary run (runs/<run-id>/, `orch runs` lists it) whose
+local.json names its study; the study's own record is runs/studies/NAME/study.json, the
+resolved study (every run, which pretrain it shares, a fingerprint of its config).  It is
+written before the first run is launched and never silently rewritten: a study file
+changed since its runs were launched is refused for the runs it would change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from orchestrator import backends
+from orchestrator.config.project import Project
+from orchestrator.config.studies import Study, StudyRun
+from orchestrator.contract import records
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import launch as runner
+from orchestrator.runs.state import rows_from_local, rows_from_remote, run_state
+from orchestrator.transport.base import Transport
+from remote.files import atomic_write_text
+
+RECORD = "study.json"
+
+
+def record_path(project: Project, name: str) -> Path:
+    return project.study_dir(name) / RECORD
+
+
+def load_record(project: Project, name: str) -> Dict:
+    path = record_path(project, name)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise OrchError(
+            f"study {name!r} has not been launched ({path} does not exist)",
+            ExitCode.RUN_STATE,
+            hint=f"`orch study run {name}` launches it",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise OrchError(f"{path} is unreadable: {exc}", ExitCode.RUN_STATE) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
+        raise OrchError(f"{path} is not a study record (no runs)", ExitCode.RUN_STATE)
+    return doc
+
+
+def save_record(project: Project, study: Study) -> Dict:
+    """Write study.json for STUDY, or check it against the one there: a run already launched
+    must be the run this study file makes now."""
+    path = record_path(project, study.name)
+    doc = {**study.resolved(), "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if path.exists():
+        old = load_record(project, study.name)
+        before = {r["run_id"]: r.get("fingerprint") for r in old["runs"]}
+        changed = [
+            r.run_id
+            for r in study.runs
+            if r.run_id in before and before[r.run_id] != r.fingerprint() and project.run_dir(r.run_id).exists()
+        ]
+        if changed:
+            raise OrchError(
+                f"study {study.name} changed since {', '.join(changed[:3])}"
+                + (" ..." if len(changed) > 3 else "")
+                + " were launched: a study's runs keep the config they were launched with",
+                ExitCode.RUN_STATE,
+                hint=f"give the changed study another name, or remove runs/{study.name}-* and {path} to start over",
+            )
+        doc["created"] = old.get("created", doc["created"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+def with_owners(study: Study, chosen: List[StudyRun], project: Project) -> List[StudyRun]:
+    """CHOSEN plus the runs that train a pretrain one of them starts from (when not launched
+    yet), owners first: a run never waits for a pretrain job nobody launched."""
+    wanted = {r.run_id for r in chosen}
+    for run in chosen:
+        if run.pretrain_from and not project.run_dir(run.pretrain_from).exists():
+            wanted.add(run.pretrain_from)
+    ordered = [r for r in study.runs if r.run_id in wanted]
+    return [r for r in ordered if r.owns_pretrain] + [r for r in ordered if not r.owns_pretrain]
+
+
+def mark_run(project: Project, run: StudyRun, study: str) -> None:
+    """Name the study in the run's local.json: `orch runs` and the report group by it."""
+    run_dir = project.run_dir(run.run_id)
+    record = records.load_record(run_dir)
+    record["study"] = {"name": study, "member": run.member, "seed": run.seed}
+    records.save_record(run_dir, record)
+
+
+def launch_runs(
+    project: Project, transport: Transport, study: Study, runs: List[StudyRun], say: Callable[[str], None]
+) -> List[str]:
+    """Launch RUNS (owners of shared pretrains first); return the run ids launched.  A run
+    whose pretrain owner failed to launch is not launched (it would wait for nothing)."""
+    launched: List[str] = []
+    failed: Dict[str, str] = {}
+    for run in runs:
+        if run.pretrain_from in failed:
+            failed[run.run_id] = f"its pretrain run {run.pretrain_from} did not launch"
+            say(f"{run.run_id}: not launched: {failed[run.run_id]}")
+            continue
+        start = time.time()
+        try:
+            result = runner.launch(project, transport, run.exp, run.run_id)
+        except OrchError as exc:
+            failed[run.run_id] = exc.message
+            say(f"{run.run_id}: not launched: {exc.message}")
+            continue
+        mark_run(project, run, study.name)
+        launched.append(run.run_id)
+        shared = f", pretrain of {run.pretrain_from}" if run.pretrain_from else ""
+        say(
+            f"launched {run.run_id} ({run.member}, seed {run.seed}): "
+            f"{', '.join(j['name'] for j in result.jobs)}{shared} ({time.time() - start:.1f} s)"
+        )
+    if failed:
+        first = next(iter(failed.items()))
+        raise OrchError(
+            f"{len(failed)} of {len(runs)} runs of study {study.name} did not launch (first: {first[0]}: {first[1]})",
+            ExitCode.REMOTE,
+            hint=f"`orch study resume {study.name}` launches what is missing once the cause is fixed",
+        )
+    return launched
+
+
+@dataclass
+class RunView:
+    """One run of a study as `orch study status` shows it."""
+
+    member: str
+    seed: int
+    run_id: str
+    state: str  # not launched | running | done | failed | cancelled | fetched | unknown | ...
+    jobs_done: int = 0
+    jobs: int = 0
+    progress: str = ""  # the least advanced running job: "class-0 train 40/100"
+    eta_s: Optional[float] = None
+    reason: str = ""
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+
+def _view(entry: Dict, rows, local_state: Optional[str] = None) -> RunView:
+    view = RunView(entry["member"], entry["seed"], entry["run_id"], local_state or run_state(rows))
+    view.jobs = len(rows)
+    view.jobs_done = sum(r.state == "done" for r in rows)
+    running = [r for r in rows if r.state == "running"]
+    if running:
+        slow = min(running, key=lambda r: (r.step or 0) / (r.total or 1))
+        view.progress = f"{slow.name} {slow.phase or 'running'}" + (f" {slow.step}/{slow.total}" if slow.total else "")
+        etas = [r.eta_s for r in running if r.eta_s is not None]
+        view.eta_s = max(etas) if etas else None
+    bad = [r for r in rows if r.state in ("failed", "lost", "cancelled", "unknown")]
+    if bad:
+        view.reason = f"{bad[0].name} {bad[0].state}" + (f": {bad[0].reason}" if bad[0].reason else "")
+    waiting = [r for r in rows if r.state == "waiting" and r.reason]
+    if not view.progress and waiting:
+        view.progress = f"{waiting[0].name}: {waiting[0].reason}"
+    return view
+
+
+def run_entries(record: Dict, members: Optional[List[str]] = None) -> List[Dict]:
+    return [r for r in record["runs"] if not members or r["member"] in members]
+
+
+def status(project: Project, record: Dict, transport_for: Callable[[str], Transport]) -> List[RunView]:
+    """Every run of the study: fetched ones from their local files, the others from their
+    host, one SSH round trip per host (hostctl status of all its runs at once)."""
+    views: Dict[str, RunView] = {}
+    by_host: Dict[str, List] = {}
+    for entry in record["runs"]:
+        run_dir = project.runs / entry["run_id"]
+        if not (run_dir / "local.json").is_file():
+            views[entry["run_id"]] = RunView(entry["member"], entry["seed"], entry["run_id"], "not launched")
+            continue
+        local, doc = records.load_record(run_dir), records.load_resolved(run_dir)
+        if local.get("state") == "fetched":
+            views[entry["run_id"]] = _view(entry, rows_from_local(run_dir, doc["jobs"]), "fetched")
+            continue
+        by_host.setdefault(local["host"], []).append((entry, local, doc))
+    for host, items in by_host.items():
+        transport = transport_for(host)
+        asked = [
+            (local["workdir"], local["code_hash"], entry["run_id"], backends.for_record(local))
+            for entry, local, _ in items
+        ]
+        try:
+            replies = hostops.remote_status_many(transport, asked)
+        except OrchError as exc:
+            replies = {entry["run_id"]: exc for entry, _, _ in items}
+        for (entry, local, doc), (_, _, run_id, backend) in zip(items, asked):
+            reply = replies.get(run_id)
+            if isinstance(reply, OrchError):
+                views[run_id] = RunView(entry["member"], entry["seed"], run_id, "unknown", reason=reply.message)
+            elif not reply.get("exists"):
+                views[run_id] = RunView(
+                    entry["member"],
+                    entry["seed"],
+                    run_id,
+                    "lost",
+                    reason=f"not on {host} (deleted there, or its launch was interrupted)",
+                )
+            else:
+                rows = rows_from_remote(reply, doc["jobs"], backend)
+                local["job_states"] = {r.name: r.state for r in rows}  # `orch runs` and the report read them
+                records.save_record(project.runs / run_id, local)
+                views[run_id] = _view(entry, rows)
+    return [views[e["run_id"]] for e in record["runs"]]
+
+
+def ready_to_fetch(view: RunView) -> bool:
+    return view.state == "done"
+
+
+def resumable(view: RunView) -> bool:
+    return view.state in ("failed", "cancelled", "lost", "mixed")
+
+
+# ------------------------------------------------------------------ dry run: the plan
+
+PATH_KEYS = ("path", "test_path", "unlabelled_path", "name")  # host paths in a run.yaml: not the config
+
+
+def config_signature(exp_doc: Dict) -> str:
+    """What makes two runs cost the same: the config without seeds, the shared-pretrain
+    link and the data's paths (a run.yaml holds host paths)."""
+    doc = json.loads(json.dumps(exp_doc))
+    for section in ("train", "pretrain", "score"):
+        doc.get(section, {}).pop("seed", None)
+    doc.get("pretrain", {}).pop("from_run", None)
+    for key in PATH_KEYS:
+        doc.get("data", {}).pop(key, None)
+    doc.pop("name", None), doc.pop("host", None), doc.pop("description", None)
+    return json.dumps(doc, sort_keys=True)
+
+
+def measured_seconds(project: Project, host: str) -> Dict[str, Dict[str, float]]:
+    """Config signature -> {role: seconds of one job} from the evaluated runs of HOST."""
+    found: Dict[str, Dict[str, float]] = {}
+    for run_dir in project.list_runs():
+        try:
+            local = records.load_record(run_dir)
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            doc = records.load_resolved(run_dir)
+        except (OrchError, OSError, ValueError):
+            continue
+        if local.get("host") != host or not isinstance(metrics, dict):
+            continue
+        jobs = (metrics.get("timings") or {}).get("jobs") or {}
+        per_role: Dict[str, float] = {}
+        for job in jobs.values():
+            if isinstance(job, dict) and isinstance(job.get("seconds"), (int, float)):
+                per_role[str(job.get("role"))] = max(per_role.get(str(job.get("role")), 0.0), float(job["seconds"]))
+        if per_role:
+            found[config_signature(doc["experiment"])] = per_role
+    return found
+
+
+def preview(project: Project, study: Study, chosen: List[StudyRun]) -> List[str]:
+    """`orch study run --dry-run`: the runs, their jobs, who shares which pretrain, and a
+    time estimate from this host's evaluated runs of the same config where there is one."""
+    from orchestrator.runs.plan import plan_jobs
+    from orchestrator.runs.state import fmt_duration
+    from remote.spec import to_dict
+
+    classes = runner.classes_for(chosen[0].exp, project.root) if chosen else []
+    measured = measured_seconds(project, study.host)
+    sharers: Dict[str, int] = {}
+    for run in study.runs:
+        if run.pretrain_from:
+            sharers[run.pretrain_from] = sharers.get(run.pretrain_from, 0) + 1
+    todo = [r for r in chosen if not project.run_dir(r.run_id).exists()]
+    lines = [
+        f"study {study.name} on {study.host}: {len(study.members)} members x {len(study.seeds)} seeds = "
+        f"{len(study.runs)} runs; {len(todo)} of the {len(chosen)} chosen would launch now (base {study.base})",
+    ]
+    width = max(len(r.run_id) for r in chosen) if chosen else 3
+    lines.append(f"{'run':<{width}}  {'member':<12} {'seed':>4}  {'jobs':<28} {'pretrain':<32} estimate")
+    total, unknown = 0.0, 0
+    for run in chosen:
+        jobs = plan_jobs(run.exp, classes)
+        names = ", ".join(j.name for j in jobs)
+        if run.pretrain_from:
+            pre = f"from {run.pretrain_from}"
+        elif run.exp.pretrain.enabled:
+            pre = f"trains it (shared by {sharers.get(run.run_id, 0)} more)"
+        else:
+            pre = "-"
+        per_role = measured.get(config_signature(to_dict(run.exp)))
+        if per_role:
+            seconds = sum(per_role.get(j.role, 0.0) for j in jobs)
+            total += seconds
+            est = fmt_duration(seconds)
+        else:
+            unknown += 1
+            est = "-"
+        state = "" if run in todo else "  (launched)"
+        lines.append(f"{run.run_id:<{width}}  {run.member:<12} {run.seed:>4}  {names:<28} {pre:<32} {est}{state}")
+    if unknown == len(chosen):
+        lines.append(f"job time: no estimate (no evaluated run of these configs on {study.host} yet)")
+    else:
+        lines.append(
+            f"job time: about {fmt_duration(total)} summed over jobs, from {study.host}'s evaluated runs"
+            + (f"; no estimate for {unknown} runs" if unknown else "")
+        )
+    return lines
+
+
+# ------------------------------------------------------------------ resume, report
+
+
+def resume_runs(
+    project: Project,
+    transport_for: Callable[[str], Transport],
+    record: Dict,
+    plan: Optional[Study],
+    todo: List[RunView],
+    say: Callable[[str], None],
+) -> None:
+    """Relaunch TODO: runs that train a shared pretrain first (the others wait for it)."""
+    entries = {e["run_id"]: e for e in record["runs"]}
+    ordered = sorted(todo, key=lambda v: bool(entries[v.run_id].get("pretrain_from")))
+    if plan is not None:
+        save_record(project, plan)  # refuses a study file changed for launched runs
+    by_id = {r.run_id: r for r in plan.runs} if plan is not None else {}
+    problems = []
+    for view in ordered:
+        try:
+            if view.state == "not launched":
+                if view.run_id not in by_id:
+                    raise OrchError(f"the study file no longer makes run {view.run_id}", ExitCode.RUN_STATE)
+                launch_runs(project, transport_for(record["host"]), plan, [by_id[view.run_id]], say)
+                continue
+            local = records.load_record(project.run_dir(view.run_id))
+            relaunched = runner.resume(project, transport_for(local["host"]), view.run_id)
+            say(f"relaunched {', '.join(relaunched)} of {view.run_id}")
+        except OrchError as exc:
+            problems.append(f"{view.run_id}: {exc.message}")
+            say(f"{view.run_id}: {exc.message}")
+    if problems:
+        raise OrchError(f"{len(problems)} runs were not resumed: " + "; ".join(problems[:3]), ExitCode.RUN_STATE)
+
+
+def member_runs(project: Project, record: Dict) -> List:
+    """What the report gets: each run's fetched folder, or why it has none (from the local
+    record: no SSH)."""
+    from orchestrator.results.study_report import MemberRun
+
+    out = []
+    for entry in record["runs"]:
+        run_dir = project.runs / entry["run_id"]
+        missing = ""
+        if not (run_dir / "local.json").is_file():
+            missing = "not launched"
+        else:
+            local = records.load_record(run_dir)
+            if local.get("state") != "fetched" or not (run_dir / "jobs").is_dir():
+                states = local.get("job_states") or {}
+                bad = {k: v for k, v in states.items() if v in ("failed", "lost", "cancelled", "unknown")}
+                if bad:
+                    missing = "; ".join(f"{k} {v}" for k, v in sorted(bad.items()))
+                elif states and set(states.values()) == {"done"}:
+                    missing = "done, not fetched yet (`orch study fetch`)"
+                else:
+                    missing = "not finished when last seen (`orch study status`)"
+        out.append(
+            MemberRun(entry["member"], int(entry["seed"]), entry["run_id"], None if missing else run_dir, missing)
+        )
+    return out
+
+
+def report(project: Project, record: Dict, out_dir: Path) -> Dict:
+    from orchestrator.results.study_report import write_study_report
+
+    return write_study_report(out_dir, record, member_runs(project, record))
