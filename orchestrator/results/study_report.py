@@ -172,7 +172,13 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
 def _bands_section(table: Dict[str, Any]) -> List[str]:
     out = ["## Verdict bands", ""]
     if not table["bands"]:
-        return out + ["None applied.", ""]
+        why = (
+            f"the bands judge only data set {esc(table.get('bands_dataset') or 'n/a')} (eval.bands_dataset), this "
+            f"study's is {esc(table['data']['dataset'] or 'unnamed')}: each run was judged against the yardsticks"
+            if table["data"]["n_test"] is not None
+            else "no run has results yet"
+        )
+        return out + [f"None applied: {why}.", ""]
     for b, spec in table["bands"].items():
         out.append(f"- `{b}` ({spec['title']}): {spec['thresholds']}.")
     judged = table.get("bands_dataset")
@@ -210,8 +216,9 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
     out = [
         f"# Study {esc(table['study'])}: results",
         "",
-        f"Each of {len(members)} members starts from the experiment {esc(table['base'])} with its own overrides "
-        f"and runs once per seed ({', '.join(map(str, table['seeds']))}) on host {esc(table['host'] or 'n/a')}; "
+        f"The study has {len(members)} member{'' if len(members) == 1 else 's'}: each starts from the experiment "
+        f"{esc(table['base'])} with its own overrides and runs once per seed "
+        f"({', '.join(map(str, table['seeds']))}) on host {esc(table['host'] or 'n/a')}; "
         f"{n_runs} of the {planned} planned runs have results. "
         + _data_sentence(table)
         + f" Code: {code_}"

@@ -96,7 +96,7 @@ def _evaluate(mr: MemberRun) -> Evaluation:
         raise _in_run(mr.run_id, exc) from None
 
 
-class TestSet:
+class ReferenceSet:
     """The study's test set, fixed by the first run with results; every other run is checked against it."""
 
     def __init__(self, first: MemberRun, ev: Evaluation):
@@ -236,7 +236,7 @@ def _zscore(score: np.ndarray) -> np.ndarray:
 
 
 def _ensemble_seed(
-    name: str, seed: int, parts: List[Tuple[SeedResult, np.ndarray]], test: TestSet, band_set: str
+    seed: int, parts: List[Tuple[SeedResult, np.ndarray]], test: ReferenceSet, band_set: str
 ) -> SeedResult:
     """PARTS: each component's seed result and its alignment to the reference order."""
     combined = sum(_zscore(sr.evaluation.score_norm[rows]) for sr, rows in parts)  # type: ignore[union-attr]
@@ -312,7 +312,7 @@ def study_table(
     _check_plan(study, members)
     planned: List[int] = list(study.get("seeds") or [])
     by_key = {(mr.member, mr.seed): mr for mr in members}
-    test: Optional[TestSet] = None
+    test: Optional[ReferenceSet] = None
     results: Dict[str, List[SeedResult]] = {}
     rows: List[Dict[str, Any]] = []
     missing_all: List[Dict[str, Any]] = []
@@ -331,7 +331,7 @@ def study_table(
                 continue
             ev = _evaluate(mr)
             if test is None:
-                test = TestSet(mr, ev)
+                test = ReferenceSet(mr, ev)
                 dataset = ystk.run_dataset(ev.run)
                 bands_dataset = ev.run.experiment.eval.bands_dataset
             rows_ = test.align(mr, ev)
@@ -366,7 +366,7 @@ def study_table(
                 )
                 continue
             seeds.append(
-                _ensemble_seed(ens, seed, [(have[p][seed], aligned[(p, seed)]) for p in parts], test, band_set)
+                _ensemble_seed(seed, [(have[p][seed], aligned[(p, seed)]) for p in parts], test, band_set)
             )  # type: ignore[arg-type]
         row = {"name": ens, "type": "ensemble", "components": list(parts), "kind": "ensemble"}
         row.update(_summary(seeds, planned, missing))
@@ -398,7 +398,7 @@ def study_table(
             "missing": missing_all,
             "bands": {
                 b: {"title": BAND_TITLES[b], "thresholds": describe_bands(b)}
-                for b in sorted({r["bands"] for r in rows if r["bands"]})
+                for b in sorted({r["bands"] for r in rows if r["bands"] and r["verdict_basis"] == "bands"})
             },
             "bands_dataset": bands_dataset,
             "ensemble_method": ENSEMBLE_METHOD,

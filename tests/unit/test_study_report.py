@@ -58,7 +58,7 @@ def margins(member: str, seed: int) -> List[float]:
     return out
 
 
-def member_run(root: Path, member: str, seed: int, texts_hook=None) -> MemberRun:
+def member_run(root: Path, member: str, seed: int, texts_hook=None, **run_kw) -> MemberRun:
     d = margins(member, seed)
     if member == "mdlm":
         # two draws per text, -d and 3d: their mean is d, the first draw alone flips every decision
@@ -68,7 +68,7 @@ def member_run(root: Path, member: str, seed: int, texts_hook=None) -> MemberRun
     if texts_hook is not None:
         texts = texts_hook(texts)
     run_id = f"{member}-s{seed}"
-    run_dir = make_run(root, run_id, texts, kind=KINDS[member], job_seconds=30 + seed)
+    run_dir = make_run(root, run_id, texts, kind=KINDS[member], job_seconds=30 + seed, **run_kw)
     return MemberRun(member, seed, run_id, run_dir)
 
 
@@ -183,6 +183,21 @@ def test_a_member_with_no_results_yet(tmp_path):
     assert all("mdlm" not in (p["a"], p["b"]) for p in table["pairs"])  # nothing to test it on
     assert table["draw_curves"] == {}
     assert "accuracy_vs_draws.png: not drawn, no MDLM member has results yet" in table["plot_notes"]
+
+
+def test_the_bands_judge_only_their_own_data_set(tmp_path):
+    # not IMDB: each run was judged against the yardsticks (here: none, no local data), so the mean gets no band
+    study = {**STUDY, "members": {"gpt2": {"model.kind": "ar"}}}
+    runs = [member_run(tmp_path, "gpt2", s, data_path="/data/sst2/train.jsonl") for s in (0, 1)]
+    out = tmp_path / "out"
+    table = write_study_report(out, study, runs)
+    g = rows_by_name(table)["gpt2"]
+    assert (g["verdict"], g["verdict_basis"]) == (None, "yardsticks") and table["data"]["dataset"] == "sst2"
+    assert [s["verdict"] for s in g["seeds"]] == ["Not judged", "Not judged"]
+    report = (out / "report.md").read_text()
+    assert "per run, vs yardsticks: Not judged, Not judged |" in report
+    assert "None applied: the bands judge only data set imdb (eval.bands_dataset), this study's is sst2" in report
+    assert not table["bands"] and table["bands_dataset"] == "imdb"
 
 
 # --------------------------------------------------------------------------- ensembles
