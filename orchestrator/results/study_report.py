@@ -63,8 +63,10 @@ def mean_sd(mean: Any, sd: Any) -> str:
 def _verdict(row: Dict[str, Any]) -> str:
     if row["verdict"] is not None:
         return f"{row['verdict']} ({row['bands']})"
+    labels = [esc(s["verdict"]) for s in row["seeds"] if s["verdict"]]
     if row["verdict_basis"] == "yardsticks":
-        return "per run, vs yardsticks: " + ", ".join(esc(s["verdict"]) for s in row["seeds"] if s["verdict"])
+        # an ensemble has no yardstick verdict of its own: its components were judged
+        return "per run, vs yardsticks: " + ", ".join(labels) if labels else "not judged (not the bands' data set)"
     return "n/a"
 
 
@@ -114,7 +116,7 @@ RESULTS_HEADER = [
 ]
 
 
-def _what_was_run(study: Dict[str, Any], table: Dict[str, Any]) -> List[str]:
+def _what_was_run(table: Dict[str, Any]) -> List[str]:
     rows = []
     for r in table["rows"]:
         if r["type"] == "member":
@@ -225,7 +227,7 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
         + (" (the runs differ in code!)" if len(table["code_hashes"]) > 1 else "")
         + ".",
         "",
-        *_what_was_run(study, table),
+        *_what_was_run(table),
         "## Results",
         "",
         "Accuracy mean ± sample sd over the seeds with results (percentage points); each seed's 95% interval "
