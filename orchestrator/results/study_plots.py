@@ -1,0 +1,190 @@
+"""A study's figures (matplotlib's Agg canvas, as plots.py):
+
+    plots/accuracy_by_member.png  each seed's accuracy with its 95% interval, the mean over
+                                  seeds, and behind each row the verdict bands it is judged by
+    plots/accuracy_vs_draws.png   MDLM members: the accuracy when each text's score is the
+                                  mean of its first k draws, k = 1..K (runs with per-draw values)
+
+Every figure names its study in a heading and in the PNG's Title/Description text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from orchestrator.results.metrics import BANDS, FAILED
+from orchestrator.results.plots import _figure, fitted_unit_range
+from orchestrator.results.study_table import SeedResult
+
+BY_MEMBER = "accuracy_by_member.png"
+VS_DRAWS = "accuracy_vs_draws.png"
+BAND_COLOURS = {"Excellent": "#1a9850", "Good": "#91cf60", "Acceptable": "#fee08b", FAILED: "#fc8d59"}
+MAX_DRAW_POINTS = 40  # k values drawn on the draws axis (log-spaced beyond this)
+
+
+def _save(fig, path: Path, study: str, what: str) -> Path:
+    label = f"study {_plain(study)}"
+    fig.suptitle(f"{what} · {label}", fontsize="medium")
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(
+        tmp,
+        format="png",
+        metadata={"Title": f"{what}: {label}", "Description": f"{what}, {label}; written by orch study report"},
+    )
+    tmp.replace(path)
+    return path
+
+
+def _plain(text: str) -> str:
+    """Text matplotlib shows as written: a '$' would start mathtext (and a bad formula raises)."""
+    return str(text).replace("$", r"\$")
+
+
+def band_ranges(band_set: str) -> List[Tuple[str, float, float]]:
+    """(label, low, high) in [0, 1] of each verdict band, highest first."""
+    out, top = [], 1.0
+    for label, bound, _ in BANDS[band_set]:
+        out.append((label, bound / 100.0, top))
+        top = bound / 100.0
+    return out + [(FAILED, 0.0, top)]
+
+
+def accuracy_by_member(path: Path, table: Dict[str, Any]) -> Path:
+    rows = [r for r in table["rows"]]
+    fig, axes = _figure(ncols=1, width=max(6.0, 1.3 * len(rows) + 2.0), height=4.5)
+    ax = axes[0]
+    shown: List[float] = []
+    for i, row in enumerate(rows):
+        seeds = row["seeds"]
+        offsets = np.linspace(-0.25, 0.25, len(seeds)) if len(seeds) > 1 else [0.0]
+        for dx, rec in zip(offsets, seeds):
+            acc, interval = rec["accuracy"], rec["accuracy_ci95"]
+            yerr = None
+            if interval:
+                yerr = [[max(0.0, acc - interval[0])], [max(0.0, interval[1] - acc)]]
+                shown += list(interval)
+            ax.errorbar(i + dx, acc, yerr=yerr, fmt="o", color="black", markersize=5, capsize=3, linewidth=1)
+            shown.append(acc)
+        if row["accuracy_mean"] is not None:
+            ax.hlines(row["accuracy_mean"], i - 0.35, i + 0.35, colors="tab:blue", linewidth=2.5)
+        if not row["complete"]:
+            ax.annotate(
+                f"{row['n_done']}/{row['n_planned']} seeds",
+                (i, 0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                fontsize="small",
+                color="tab:red",
+            )
+    low, high = fitted_unit_range(shown)
+    for i, row in enumerate(rows):  # the bands each row is judged by, behind it
+        if row.get("bands") and row.get("verdict_basis") == "bands":
+            for label, lo, hi in band_ranges(row["bands"]):
+                ax.fill_between(
+                    [i - 0.45, i + 0.45], lo, hi, color=BAND_COLOURS[label], alpha=0.25, linewidth=0, zorder=0
+                )
+    handles = [
+        ax.fill_between([], [], [], color=c, alpha=0.25, linewidth=0, label=f"band: {label}")
+        for label, c in BAND_COLOURS.items()
+    ]
+    ax.set_ylim(low, high)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_xticks(range(len(rows)), [_plain(r["name"]) for r in rows], rotation=20 if len(rows) > 5 else 0)
+    ax.set_ylabel("accuracy (each seed, 95% CI; bar: mean)")
+    ax.grid(axis="y", linewidth=0.5, alpha=0.5)
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path, str(table["study"]), "accuracy by member")
+
+
+def draw_curve(ev) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(k values, accuracy with each text scored by the mean of its first k draws), or
+    None when the run has no per-draw values (or one draw)."""
+    draws = ev.scores.draws
+    if draws is None or draws.shape[2] < 2:
+        return None
+    k_all = draws.shape[2]
+    ks = (
+        np.unique(np.geomspace(1, k_all, MAX_DRAW_POINTS).round().astype(int))
+        if k_all > MAX_DRAW_POINTS
+        else np.arange(1, k_all + 1)
+    )
+    lp = np.asarray(ev.prior["log_prior"], dtype=float)[None, :]
+    cum = np.cumsum(draws, axis=2)
+    acc = np.array([np.mean(np.argmax(-cum[:, :, k - 1] / k + lp, axis=1) == ev.scores.y) for k in ks])
+    return ks, acc
+
+
+def draw_curves(table: Dict[str, Any], results: Dict[str, List[SeedResult]]) -> Tuple[Dict[str, list], str]:
+    """{member: [(seed, ks, acc)...]} for the MDLM members with per-draw values, and a
+    note saying why there is no curve when none."""
+    mdlm = [r["name"] for r in table["rows"] if r["type"] == "member" and r["kind"] == "mdlm"]
+    if not mdlm:
+        return {}, "no MDLM member in this study"
+    if not any(results[name] for name in mdlm):
+        return {}, "no MDLM member has results yet"
+    curves: Dict[str, list] = {}
+    for name in mdlm:
+        for sr in results[name]:
+            curve = draw_curve(sr.evaluation)
+            if curve is not None:
+                curves.setdefault(name, []).append((sr.seed, *curve))
+    if not curves:
+        return {}, "the MDLM members' score files hold no per-draw values (score rows without `draws`, or one draw)"
+    return curves, ""
+
+
+def accuracy_vs_draws(path: Path, table: Dict[str, Any], curves: Dict[str, list]) -> Path:
+    fig, axes = _figure(ncols=1, width=7.0, height=4.5)
+    ax = axes[0]
+    shown: List[float] = []
+    for colour, (name, runs) in zip(["C0", "C1", "C2", "C3", "C4", "C5", "C6"] * 10, curves.items()):
+        for j, (seed, ks, acc) in enumerate(runs):
+            ax.plot(
+                ks,
+                acc,
+                marker=".",
+                color=colour,
+                alpha=0.85,
+                label=f"{_plain(name)}, seed {seed}",
+                linestyle=["-", "--", ":", "-."][j % 4],
+            )
+            shown += acc.tolist()
+    kmax = max(int(ks[-1]) for runs in curves.values() for _, ks, _ in runs)
+    if kmax > 16:
+        ax.set_xscale("log")
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(*fitted_unit_range(shown))
+    ax.set_xlabel("draws per text (k): each score the mean of the first k draws")
+    ax.set_ylabel("accuracy (one line per seed)")
+    ax.grid(linewidth=0.5, alpha=0.5)
+    ax.legend(fontsize="small", loc="lower right")
+    return _save(fig, path, str(table["study"]), "accuracy vs MDLM draws")
+
+
+def write_plots(
+    out_dir: Path, table: Dict[str, Any], curves: Dict[str, list], curves_note: str
+) -> Tuple[List[Path], List[str]]:
+    """(the PNGs drawn into OUT_DIR, notes on those not drawn); CURVES and CURVES_NOTE
+    are :func:`draw_curves`'s."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    drawn, notes = [], []
+    if any(r["seeds"] for r in table["rows"]):
+        drawn.append(accuracy_by_member(out_dir / BY_MEMBER, table))
+    else:
+        notes.append(f"{BY_MEMBER}: not drawn, no run has results yet")
+    if curves:
+        drawn.append(accuracy_vs_draws(out_dir / VS_DRAWS, table, curves))
+    else:
+        notes.append(f"{VS_DRAWS}: not drawn, {curves_note}")
+    for stale in {BY_MEMBER, VS_DRAWS} - {p.name for p in drawn}:
+        (out_dir / stale).unlink(missing_ok=True)  # an earlier report's figure no longer holds
+    return drawn, notes

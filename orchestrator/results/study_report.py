@@ -1,0 +1,375 @@
+"""A study's report: runs/studies/<name>/report.md, table.csv, table.json and plots/.
+
+:func:`write_study_report` is the entry point (``orch study report`` calls it).  The
+numbers come from ``study_table.py`` (every run evaluated as ``orch eval`` does, the
+members' rows, the ensembles, McNemar with Holm's correction: its docstring says how each
+is computed); the figures from ``study_plots.py``.  This module only writes them:
+
+- ``report.md``: a short results section to paste into a paper draft: what was run, on
+  what data, with which code and software, the table, the pairwise tests, the verdict
+  bands and what is missing;
+- ``table.json``: the same numbers in full precision (what this function returns);
+- ``table.csv``: one line per row and seed (``seed`` "mean" for the row's aggregate), its
+  text cells made safe for spreadsheets (report.csv_cell).
+
+Names and facts a host produced are untrusted: in report.md they are escaped so they
+render as the text they are (no links, images, HTML or emphasis of their own), and the
+tables go through report.md_table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+from orchestrator.results.report import PLOTS, SafeWriter, ci, compute_time, md_table, num, pct
+from orchestrator.results.study_plots import draw_curves, write_plots
+from orchestrator.results.study_table import ENSEMBLE_METHOD, MemberRun, study_table
+from remote.files import atomic_write_text
+
+__all__ = ["MemberRun", "write_study_report", "REPORT", "TABLE_CSV", "TABLE_JSON"]
+
+REPORT = "report.md"
+TABLE_CSV = "table.csv"
+TABLE_JSON = "table.json"
+
+# Markdown's punctuation that could make text a link, image, emphasis, code or heading,
+# and the characters that start HTML.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#!~])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def esc(value: Any) -> str:
+    """VALUE as literal markdown text on one line."""
+    text = _CONTROL.sub(" ", str(value))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def code(value: Any) -> str:
+    """VALUE as an inline code span (nothing inside one is markup; only a backtick could end it)."""
+    return "`" + _CONTROL.sub(" ", str(value)).replace("`", "'") + "`"
+
+
+def mean_sd(mean: Any, sd: Any) -> str:
+    if mean is None:
+        return "n/a"
+    return pct(mean) + (f" ± {100.0 * sd:.2f}" if sd is not None else " (one seed)")
+
+
+def _verdict(row: Dict[str, Any]) -> str:
+    if row["verdict"] is not None:
+        return f"{row['verdict']} ({row['bands']})"
+    labels = [esc(s["verdict"]) for s in row["seeds"] if s["verdict"]]
+    if row["verdict_basis"] == "yardsticks":
+        # an ensemble has no yardstick verdict of its own: its components were judged
+        return "per run, vs yardsticks: " + ", ".join(labels) if labels else "not judged (not the bands' data set)"
+    return "n/a"
+
+
+def _seed_cells(row: Dict[str, Any]) -> str:
+    return "; ".join(f"s{s['seed']} {pct(s['accuracy'])} ({ci(s['accuracy_ci95'])})" for s in row["seeds"]) or "none"
+
+
+def _name(row: Dict[str, Any]) -> str:
+    return esc(row["name"]) + ("" if row["complete"] else " \\*")
+
+
+def results_rows(table: Dict[str, Any]) -> List[List[str]]:
+    out = []
+    for r in table["rows"]:
+        out.append(
+            [
+                _name(r),
+                f"{r['n_done']}/{r['n_planned']}",
+                mean_sd(r["accuracy_mean"], r["accuracy_sd"]),
+                _seed_cells(r),
+                num(r["macro_f1_mean"]),
+                num(r["roc_auc_mean"]),
+                mean_sd(r["per_token_accuracy_mean"], r["per_token_accuracy_sd"]),
+                num(r["per_token_macro_f1_mean"]),
+                num(r["per_token_roc_auc_mean"]),
+                compute_time(r["gpu_seconds"], r["job_seconds"]) if r["n_done"] else "n/a",
+                num(r["train_tokens_per_s"], 0),
+                _verdict(r),
+            ]
+        )
+    return out
+
+
+RESULTS_HEADER = [
+    "member",
+    "seeds",
+    "accuracy (mean ± sd)",
+    "each seed (95% CI)",
+    "macro-F1",
+    "ROC-AUC",
+    "per-token accuracy",
+    "per-token macro-F1",
+    "per-token ROC-AUC",
+    "compute (all seeds)",
+    "train tokens/s",
+    "verdict of the mean",
+]
+
+
+def _what_was_run(table: Dict[str, Any]) -> List[str]:
+    rows = []
+    for r in table["rows"]:
+        if r["type"] == "member":
+            what = ", ".join(f"{esc(k)} = {esc(v)}" for k, v in r["overrides"].items()) or "the base as it is"
+        else:
+            what = "ensemble of " + " + ".join(esc(c) for c in r["components"])
+        runs = ", ".join(code(s["run_id"]) for s in r["seeds"]) or "—"
+        rows.append([esc(r["name"]), what, esc(r["kind"] or "n/a"), runs])
+    return md_table(["member", "overrides on the base", "model kind", "runs with results"], rows)
+
+
+def _data_sentence(table: Dict[str, Any]) -> str:
+    d = table["data"]
+    if d["n_test"] is None:
+        return "No run has results yet, so there is no test set to describe."
+    return (
+        f"Every run was scored on the same {d['n_test']} test texts of data set {esc(d['dataset'] or 'unnamed')} "
+        f"(classes {', '.join(esc(c) for c in d['classes'])}; test ids sha256 {code(d['test_ids_sha256'][:16])}), "
+        f"checked run by run against {code(d['checked_against'])}: the same ids with the same labels."
+    )
+
+
+def _pairs_section(table: Dict[str, Any]) -> List[str]:
+    pairs = table["pairs"]
+    out = ["## Pairwise tests", ""]
+    if not pairs:
+        return out + ["Fewer than two rows have results: nothing to compare.", ""]
+    out += [
+        "McNemar's exact test on the predictions pooled over the seeds both rows have: each seed's two runs are "
+        "paired text by text, and *A only* / *B only* count, over those seeds, the texts only one of the two gets "
+        f"right. Holm's correction runs across the {table['pairs_tested']} pairs tested.",
+        "",
+    ]
+    rows = []
+    for p in pairs:
+        if p["p_value"] is None:
+            rows.append([esc(p["a"]), esc(p["b"]), "none", "", "", "", "", "no seed in common", ""])
+            continue
+        rows.append(
+            [
+                esc(p["a"]),
+                esc(p["b"]),
+                ", ".join(map(str, p["seeds"])),
+                p["n"],
+                p["a_only"],
+                p["b_only"],
+                f"{100.0 * p['accuracy_diff']:+.2f} pp",
+                f"{p['p_value']:.3g}",
+                f"{p['p_holm']:.3g}",
+            ]
+        )
+    return out + md_table(["A", "B", "seeds", "texts", "A only", "B only", "A − B", "p", "p (Holm)"], rows)
+
+
+def _bands_section(table: Dict[str, Any]) -> List[str]:
+    out = ["## Verdict bands", ""]
+    if not table["bands"]:
+        why = (
+            f"the bands judge only data set {esc(table.get('bands_dataset') or 'n/a')} (eval.bands_dataset), this "
+            f"study's is {esc(table['data']['dataset'] or 'unnamed')}: each run was judged against the yardsticks"
+            if table["data"]["n_test"] is not None
+            else "no run has results yet"
+        )
+        return out + [f"None applied: {why}.", ""]
+    for b, spec in table["bands"].items():
+        out.append(f"- `{b}` ({spec['title']}): {spec['thresholds']}.")
+    judged = table.get("bands_dataset")
+    out += [
+        "",
+        "A member's verdict is its mean accuracy's band, from the band set its runs were judged by "
+        f"(eval.bands; `mdlm` for MDLM, `poc` otherwise). The bands judge only data set {esc(judged or 'n/a')} "
+        "(eval.bands_dataset); a run on another data set is judged against the yardsticks, run by run.",
+        "",
+    ]
+    return out
+
+
+def _missing_section(table: Dict[str, Any]) -> List[str]:
+    out = ["## What is missing", ""]
+    if not table["missing"]:
+        return out + ["Nothing: every planned run has results.", ""]
+    out += [
+        "Rows marked \\* average only the seeds that have results (the *seeds* column says how many); "
+        "nothing is averaged as if the seed set were complete.",
+        "",
+    ]
+    rows = [
+        [esc(m["member"]), m["seed"], code(m["run_id"]) if m["run_id"] else "—", esc(m["why"])]
+        for m in table["missing"]
+    ]
+    return out + md_table(["member", "seed", "run", "why"], rows)
+
+
+def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
+    n_runs = sum(r["n_done"] for r in table["rows"] if r["type"] == "member")
+    planned = sum(r["n_planned"] for r in table["rows"] if r["type"] == "member")
+    members = [r for r in table["rows"] if r["type"] == "member"]
+    code_ = ", ".join(code(h) for h in table["code_hashes"]) or "not recorded"
+    out = [
+        f"# Study {esc(table['study'])}: results",
+        "",
+        f"The study has {len(members)} member{'' if len(members) == 1 else 's'}: each starts from the experiment "
+        f"{esc(table['base'])} with its own overrides and runs once per seed "
+        f"({', '.join(map(str, table['seeds']))}) on host {esc(table['host'] or 'n/a')}; "
+        f"{n_runs} of the {planned} planned runs have results. "
+        + _data_sentence(table)
+        + f" Code: {code_}"
+        + (" (the runs differ in code!)" if len(table["code_hashes"]) > 1 else "")
+        + ".",
+        "",
+        *_what_was_run(table),
+        "## Results",
+        "",
+        "Accuracy mean ± sample sd over the seeds with results (percentage points); each seed's 95% interval "
+        "is its run's bootstrap interval (with the estimator's draws where a kind has them), as `orch eval` gives "
+        "it. Macro-F1 and ROC-AUC are means over the seeds; per-token columns score each class by its "
+        "likelihood per token. Compute is the sum over the seeds' jobs; train tokens/s the mean over seeds.",
+        "",
+        *md_table(RESULTS_HEADER, results_rows(table)),
+    ]
+    if any(r["type"] == "ensemble" for r in table["rows"]):
+        out += [
+            f"Ensembles: {ENSEMBLE_METHOD} (z-scores put model families whose NLL scales differ on one "
+            "scale); the per-token columns do not apply to them.",
+            "",
+        ]
+    out += _pairs_section(table)
+    out += _bands_section(table)
+    out += ["## Software and hosts", ""]
+    out += md_table(["fact", "value(s)"], [[esc(k), esc("; ".join(v))] for k, v in table["software"].items()])
+    out += ["## Plots", ""]
+    for name in table["plots"]:
+        out += [f"![{Path(name).stem}]({name})", ""]
+    out += [f"{esc(n)}." for n in table["plot_notes"]] + ([""] if table["plot_notes"] else [])
+    out += _missing_section(table)
+    return "\n".join(out)
+
+
+CSV_HEADER = [
+    "row",
+    "type",
+    "seed",
+    "run_id",
+    "seeds_done",
+    "seeds_planned",
+    "accuracy",
+    "accuracy_sd",
+    "accuracy_ci95_low",
+    "accuracy_ci95_high",
+    "macro_f1",
+    "roc_auc",
+    "per_token_accuracy",
+    "per_token_accuracy_sd",
+    "per_token_macro_f1",
+    "per_token_roc_auc",
+    "gpu_seconds",
+    "job_seconds",
+    "train_tokens_per_s",
+    "verdict",
+    "bands",
+    "note",
+]
+
+
+def _blank(v: Any) -> Any:
+    return "" if v is None else v
+
+
+def table_csv(table: Dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = SafeWriter(buf)
+    w.writerow(CSV_HEADER)
+    for r in table["rows"]:
+        w.writerow(
+            map(
+                _blank,
+                [
+                    r["name"],
+                    r["type"],
+                    "mean",
+                    "",
+                    r["n_done"],
+                    r["n_planned"],
+                    r["accuracy_mean"],
+                    r["accuracy_sd"],
+                    None,
+                    None,
+                    r["macro_f1_mean"],
+                    r["roc_auc_mean"],
+                    r["per_token_accuracy_mean"],
+                    r["per_token_accuracy_sd"],
+                    r["per_token_macro_f1_mean"],
+                    r["per_token_roc_auc_mean"],
+                    r["gpu_seconds"],
+                    r["job_seconds"],
+                    r["train_tokens_per_s"],
+                    r["verdict"],
+                    r["bands"],
+                    r["note"],
+                ],
+            )
+        )
+        for s in r["seeds"]:
+            t = s["per_token"] or {}
+            low, high = s["accuracy_ci95"] or (None, None)
+            w.writerow(
+                map(
+                    _blank,
+                    [
+                        r["name"],
+                        r["type"],
+                        s["seed"],
+                        s["run_id"],
+                        None,
+                        None,
+                        s["accuracy"],
+                        None,
+                        low,
+                        high,
+                        s["macro_f1"],
+                        s["roc_auc"],
+                        t.get("accuracy"),
+                        None,
+                        t.get("macro_f1"),
+                        t.get("roc_auc"),
+                        s["gpu_seconds"],
+                        s["job_seconds"],
+                        s["train_tokens_per_s"],
+                        s["verdict"],
+                        r["bands"],
+                        "",
+                    ],
+                )
+            )
+    return buf.getvalue()
+
+
+def write_study_report(out_dir: Path, study: Dict[str, Any], members: Sequence[MemberRun]) -> Dict[str, Any]:
+    """Evaluate the study's runs and write report.md, table.csv, table.json and plots/
+    into OUT_DIR (runs/studies/<name>/); return the table (table.json's content)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table, results = study_table(study, members)
+    curves, why = draw_curves(table, results)
+    table["draw_curves"] = {
+        name: [{"seed": seed, "k": ks.tolist(), "accuracy": acc.tolist()} for seed, ks, acc in runs]
+        for name, runs in curves.items()
+    }
+    drawn, notes = write_plots(out_dir / PLOTS, table, curves, why)
+    table["plots"] = [f"{PLOTS}/{p.name}" for p in drawn]
+    table["plot_notes"] = notes
+    table["files"] = {"report": REPORT, "csv": TABLE_CSV, "json": TABLE_JSON}
+    atomic_write_text(out_dir / TABLE_JSON, json.dumps(table, indent=2, default=str) + "\n")
+    atomic_write_text(out_dir / TABLE_CSV, table_csv(table))
+    atomic_write_text(out_dir / REPORT, report_markdown(study, table))
+    return table

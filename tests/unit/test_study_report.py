@@ -1,0 +1,349 @@
+"""The study report: 3 members x 2 seeds of real run folders with known scores, evaluated,
+tabled, tested pairwise (McNemar pooled over seeds, Holm), ensembled, drawn and written."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+import pytest
+
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.results.metrics import mcnemar_exact
+from orchestrator.results.report import ci, pct
+from orchestrator.results.study_report import MemberRun, mean_sd, write_study_report
+
+try:  # the synthetic run builder lives with the evaluation tests
+    from .test_evaluate import draw_texts, make_run
+except ImportError:
+    from test_evaluate import draw_texts, make_run
+
+# Ten texts: 0/0..0/4 are class "0", 1/0..1/4 class "1" (in this order: index 0..9).
+IDS = [f"0/{i}" for i in range(5)] + [f"1/{i}" for i in range(5)]
+# The texts each (member, seed) gets wrong.
+WRONG = {
+    ("gpt2", 0): {0, 1},  # 8/10
+    ("gpt2", 1): {2},  # 9/10
+    ("mdlm", 0): {0, 5, 6, 7},  # 6/10
+    ("mdlm", 1): {1, 2, 8},  # 7/10
+    ("classifier", 0): set(),  # 10/10
+    ("classifier", 1): {9},  # 9/10
+    ("classifier", 2): {3, 4},  # 8/10 (the study with a third seed)
+}
+KINDS = {"gpt2": "ar", "mdlm": "mdlm", "classifier": "classifier"}
+STUDY = {
+    "name": "seed-plan",
+    "base": "imdb-scratch-ar",
+    "host": "nigel",
+    "seeds": [0, 1],
+    "members": {name: {"model.kind": kind} for name, kind in KINDS.items()},
+    "ensembles": {},
+}
+
+
+def margins(member: str, seed: int) -> List[float]:
+    """Each text's margin score("1") - score("0"): its sign right unless WRONG says so;
+    gpt2 is surer when right (2) than when wrong (1), MDLM's scale is 50 times larger."""
+    wrong = WRONG[(member, seed)]
+    out = []
+    for i in range(10):
+        sign = (1 if i >= 5 else -1) * (-1 if i in wrong else 1)
+        size = {"gpt2": 1.0 if i in wrong else 2.0, "mdlm": 50.0, "classifier": 1.5}[member]
+        out.append(sign * size)
+    return out
+
+
+def member_run(root: Path, member: str, seed: int, texts_hook=None, **run_kw) -> MemberRun:
+    d = margins(member, seed)
+    if member == "mdlm":
+        # two draws per text, -d and 3d: their mean is d, the first draw alone flips every decision
+        texts = draw_texts({"0": [[-x, 3 * x] for x in d[:5]], "1": [[-x, 3 * x] for x in d[5:]]})
+    else:
+        texts = [(tid, tid[0], {"0": (100.0 + x, 20), "1": (100.0, 20)}) for tid, x in zip(IDS, d)]
+    if texts_hook is not None:
+        texts = texts_hook(texts)
+    run_id = f"{member}-s{seed}"
+    run_dir = make_run(root, run_id, texts, kind=KINDS[member], job_seconds=30 + seed, **run_kw)
+    return MemberRun(member, seed, run_id, run_dir)
+
+
+def all_runs(root: Path, seeds: Sequence[int] = (0, 1)) -> List[MemberRun]:
+    return [member_run(root, m, s) for m in KINDS for s in seeds]
+
+
+def rows_by_name(table: Dict) -> Dict[str, Dict]:
+    return {r["name"]: r for r in table["rows"]}
+
+
+def pair(table: Dict, a: str, b: str) -> Dict:
+    (p,) = [p for p in table["pairs"] if (p["a"], p["b"]) == (a, b)]
+    return p
+
+
+def read_csv(path: Path) -> List[Dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def test_members_mean_sd_and_seed_intervals(tmp_path):
+    out = tmp_path / "runs" / "studies" / "seed-plan"
+    table = write_study_report(out, STUDY, all_runs(tmp_path))
+    rows = rows_by_name(table)
+    sd = math.sqrt(2 * 0.05**2)  # two seeds 0.1 apart: sample sd
+    for name, accs in {"gpt2": [0.8, 0.9], "mdlm": [0.6, 0.7], "classifier": [1.0, 0.9]}.items():
+        r = rows[name]
+        assert [s["accuracy"] for s in r["seeds"]] == pytest.approx(accs)
+        assert r["accuracy_mean"] == pytest.approx(np.mean(accs)) and r["accuracy_sd"] == pytest.approx(sd)
+        assert (r["n_done"], r["n_planned"], r["complete"], r["note"]) == (2, 2, True, "")
+        for s in r["seeds"]:  # each seed's interval is its run's bootstrap interval
+            lo, hi = s["accuracy_ci95"]
+            assert lo <= s["accuracy"] <= hi
+        assert r["macro_f1_mean"] is not None and r["roc_auc_mean"] is not None
+    # the per-token variant: equal token counts, so the same decisions
+    assert rows["gpt2"]["per_token_accuracy_mean"] == pytest.approx(0.85)
+    # verdicts of the mean, by each member's band set: 85% is Good (Excellent is > 85%), MDLM's bands are stricter
+    assert (rows["gpt2"]["verdict"], rows["gpt2"]["bands"]) == ("Good", "poc")
+    assert (rows["mdlm"]["verdict"], rows["mdlm"]["bands"]) == ("Failed", "mdlm")
+    assert rows["classifier"]["verdict"] == "Excellent"
+    # compute: GPU time summed over the seeds' jobs (2 class jobs of 30 s and 31 s), train throughput 1000/12.5
+    assert rows["gpt2"]["gpu_seconds"] == 2 * 30 + 2 * 31 and rows["classifier"]["gpu_seconds"] == 30 + 31
+    assert rows["gpt2"]["train_tokens_per_s"] == pytest.approx(80.0)
+    # the data and the software, as evaluate found them
+    d = table["data"]
+    assert d["n_test"] == 10 and d["dataset"] == "imdb" and d["classes"] == ["0", "1"]
+    assert table["code_hashes"] == ["abc123"] and table["software"]["torch"] == ["2.11.0"]
+    assert table["missing"] == [] and json.loads((out / "table.json").read_text()) == table
+
+
+def test_pairs_are_mcnemar_on_seed_pooled_predictions_with_holm(tmp_path):
+    table = write_study_report(tmp_path / "out", STUDY, all_runs(tmp_path))
+    # by hand, from WRONG: (A only, B only) per seed, summed over both seeds
+    g_m = pair(table, "gpt2", "mdlm")  # s0 (3, 1), s1 (2, 0)
+    g_c = pair(table, "gpt2", "classifier")  # s0 (0, 2), s1 (1, 1)
+    m_c = pair(table, "mdlm", "classifier")  # s0 (0, 4), s1 (1, 3)
+    assert (g_m["a_only"], g_m["b_only"], g_m["n"], g_m["seeds"]) == (5, 1, 20, [0, 1])
+    assert (g_c["a_only"], g_c["b_only"]) == (1, 3) and (m_c["a_only"], m_c["b_only"]) == (1, 7)
+    assert g_m["p_value"] == pytest.approx(14 / 64)  # 2 (1 + 6) / 2^6
+    assert g_c["p_value"] == pytest.approx(10 / 16)  # 2 (1 + 4) / 2^4
+    assert m_c["p_value"] == pytest.approx(18 / 256)  # 2 (1 + 8) / 2^8
+    # Holm over the three: 3 x 18/256 = 0.2109; 2 x 14/64 = 0.4375; 1 x 0.625
+    assert m_c["p_holm"] == pytest.approx(3 * 18 / 256)
+    assert g_m["p_holm"] == pytest.approx(0.4375) and g_c["p_holm"] == pytest.approx(0.625)
+    assert table["pairs_tested"] == 3
+    # the sums, not a per-seed test: McNemar of the pooled counts
+    assert [g_m["p_value"], m_c["p_value"]] == [mcnemar_exact(5, 1), mcnemar_exact(1, 7)]
+
+
+def test_a_missing_seed_is_marked_not_averaged_as_complete(tmp_path):
+    study = {**STUDY, "seeds": [0, 1, 2]}
+    runs = all_runs(tmp_path) + [
+        member_run(tmp_path, "classifier", 2),
+        MemberRun("gpt2", 2, "gpt2-s2", None, "failed: exit code 1: CUDA out of memory"),
+    ]  # mdlm seed 2: never launched
+    out = tmp_path / "out"
+    table = write_study_report(out, study, runs)
+    rows = rows_by_name(table)
+    g = rows["gpt2"]
+    assert (g["n_done"], g["n_planned"], g["complete"], g["seeds_done"]) == (2, 3, False, [0, 1])
+    assert g["note"] == "2 of 3 seeds; seed 2: failed: exit code 1: CUDA out of memory"
+    assert g["accuracy_mean"] == pytest.approx(0.85)  # over the two seeds it has, and said so
+    assert rows["mdlm"]["note"] == "2 of 3 seeds; seed 2: not launched"
+    assert rows["classifier"]["complete"] and rows["classifier"]["n_done"] == 3
+    assert table["missing"] == [
+        {"member": "gpt2", "seed": 2, "run_id": "gpt2-s2", "why": "failed: exit code 1: CUDA out of memory"},
+        {"member": "mdlm", "seed": 2, "run_id": None, "why": "not launched"},
+    ]
+    # the pairs pool only the seeds both rows have
+    assert pair(table, "gpt2", "classifier")["seeds"] == [0, 1]
+    report = (out / "report.md").read_text()
+    assert "| gpt2 \\* | 2/3 |" in report and "| classifier | 3/3 |" in report
+    missing = report.split("## What is missing")[1]
+    assert "failed: exit code 1: CUDA out of memory" in missing and "not launched" in missing
+    assert "`gpt2-s2`" in missing
+    csv_rows = read_csv(out / "table.csv")
+    (g_mean,) = [r for r in csv_rows if r["row"] == "gpt2" and r["seed"] == "mean"]
+    assert (g_mean["seeds_done"], g_mean["seeds_planned"], g_mean["note"]) == ("2", "3", g["note"])
+
+
+def test_a_member_with_no_results_yet(tmp_path):
+    runs = [r for r in all_runs(tmp_path) if r.member != "mdlm"]
+    runs.append(MemberRun("mdlm", 0, "mdlm-s0", None, "running"))
+    table = write_study_report(tmp_path / "out", STUDY, runs)
+    m = rows_by_name(table)["mdlm"]
+    assert m["n_done"] == 0 and m["accuracy_mean"] is None and m["verdict"] is None
+    assert m["note"] == "0 of 2 seeds; seed 0: running; seed 1: not launched"
+    assert all("mdlm" not in (p["a"], p["b"]) for p in table["pairs"])  # nothing to test it on
+    assert table["draw_curves"] == {}
+    assert "accuracy_vs_draws.png: not drawn, no MDLM member has results yet" in table["plot_notes"]
+
+
+def test_the_bands_judge_only_their_own_data_set(tmp_path):
+    # not IMDB: each run was judged against the yardsticks (here: none, no local data), so the mean gets no band
+    study = {**STUDY, "members": {"gpt2": {"model.kind": "ar"}}}
+    runs = [member_run(tmp_path, "gpt2", s, data_path="/data/sst2/train.jsonl") for s in (0, 1)]
+    out = tmp_path / "out"
+    table = write_study_report(out, study, runs)
+    g = rows_by_name(table)["gpt2"]
+    assert (g["verdict"], g["verdict_basis"]) == (None, "yardsticks") and table["data"]["dataset"] == "sst2"
+    assert [s["verdict"] for s in g["seeds"]] == ["Not judged", "Not judged"]
+    report = (out / "report.md").read_text()
+    assert "per run, vs yardsticks: Not judged, Not judged |" in report
+    assert "None applied: the bands judge only data set imdb (eval.bands_dataset), this study's is sst2" in report
+    assert not table["bands"] and table["bands_dataset"] == "imdb"
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+def zscored_norm(member: str, seed: int) -> np.ndarray:
+    """The per-token class scores the evaluation computes (uniform prior, 20 tokens), z-scored over the run."""
+    d = np.array(margins(member, seed))
+    nll = np.stack([100.0 + d, np.full(10, 100.0)], axis=1)
+    s = -nll / 20 + math.log(0.5) / 20
+    return (s - s.mean()) / s.std()
+
+
+def test_ensemble_is_a_row_evaluated_like_a_member(tmp_path):
+    study = {**STUDY, "ensembles": {"duo": ["gpt2", "mdlm"]}}
+    out = tmp_path / "out"
+    table = write_study_report(out, study, all_runs(tmp_path))
+    duo = rows_by_name(table)["duo"]
+    assert duo["type"] == "ensemble" and duo["components"] == ["gpt2", "mdlm"] and duo["n_done"] == 2
+    y = np.array([0] * 5 + [1] * 5)
+    accs = []
+    for seed, rec in zip([0, 1], duo["seeds"]):
+        combined = zscored_norm("gpt2", seed) + zscored_norm("mdlm", seed)
+        margin = combined[:, 1] - combined[:, 0]
+        assert np.abs(margin).min() > 1e-6  # no tie decides this test
+        accs.append(float(np.mean((margin > 0) == (y == 1))))
+        assert rec["accuracy"] == pytest.approx(accs[-1])
+        lo, hi = rec["accuracy_ci95"]
+        assert lo <= rec["accuracy"] <= hi and rec["macro_f1"] is not None and rec["roc_auc"] is not None
+        assert rec["runs"] == [f"gpt2-s{seed}", f"mdlm-s{seed}"]
+    assert duo["accuracy_mean"] == pytest.approx(np.mean(accs))
+    # z-scoring matters: a plain sum of the scores would follow MDLM (50 times the scale) alone
+    assert duo["accuracy_mean"] != pytest.approx(rows_by_name(table)["mdlm"]["accuracy_mean"])
+    assert duo["verdict"] is not None and duo["bands"] == "poc"  # mixed families: the proof-of-concept bands
+    # in the pairwise tests: 4 rows, 6 pairs, Holm over all 6
+    assert table["pairs_tested"] == 6 and pair(table, "gpt2", "duo")["n"] == 20
+    report = (out / "report.md").read_text()
+    assert "| duo |" in report and "z-scored" in report
+
+
+def test_ensemble_seed_needs_every_component(tmp_path):
+    study = {**STUDY, "ensembles": {"duo": ["gpt2", "classifier"]}}
+    runs = [r for r in all_runs(tmp_path) if (r.member, r.seed) != ("classifier", 1)]
+    duo = rows_by_name(write_study_report(tmp_path / "out", study, runs))["duo"]
+    assert duo["seeds_done"] == [0] and duo["note"] == "1 of 2 seeds; seed 1: no results from classifier"
+
+
+def test_bad_ensembles_and_unplanned_runs_are_refused(tmp_path):
+    runs = all_runs(tmp_path, seeds=(0,))
+    with pytest.raises(OrchError, match="unknown member") as info:
+        write_study_report(tmp_path / "o", {**STUDY, "ensembles": {"duo": ["gpt2", "bert"]}}, runs)
+    assert info.value.code == ExitCode.CONFIG
+    with pytest.raises(OrchError, match="does not plan"):
+        write_study_report(tmp_path / "o", STUDY, runs + [MemberRun("gpt2", 7, "x", None, "running")])
+
+
+# --------------------------------------------------------------------------- one test set
+
+
+def test_a_run_with_other_test_ids_is_refused_by_name(tmp_path):
+    runs = all_runs(tmp_path)
+    runs[3] = member_run(tmp_path / "other", "mdlm", 1, texts_hook=lambda t: t[:-1])  # 1/4 dropped
+    with pytest.raises(OrchError) as info:
+        write_study_report(tmp_path / "out", STUDY, runs)
+    err = info.value
+    assert err.code == ExitCode.RUN_STATE
+    assert "different test sets" in err.message and "'mdlm-s1' (member 'mdlm', seed 1)" in err.message
+    assert "scored 9 test ids, run 'gpt2-s0' 10" in err.message and "1/4" in err.message
+    assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_a_run_with_other_labels_is_refused_by_name(tmp_path):
+    runs = all_runs(tmp_path)
+
+    def relabel(texts):
+        return [(tid, "1" if tid == "0/3" else label, s) for tid, label, s in texts]
+
+    runs[5] = member_run(tmp_path / "other", "classifier", 1, texts_hook=relabel)
+    with pytest.raises(OrchError, match=r"'classifier-s1' .* other labels than run 'gpt2-s0' to 1 test id\(s\): '0/3'"):
+        write_study_report(tmp_path / "out", STUDY, runs)
+
+
+# --------------------------------------------------------------------------- the files
+
+
+def test_csv_json_and_report_agree(tmp_path):
+    out = tmp_path / "out"
+    table = write_study_report(out, {**STUDY, "ensembles": {"duo": ["gpt2", "mdlm"]}}, all_runs(tmp_path))
+    assert json.loads((out / "table.json").read_text()) == table
+    report = (out / "report.md").read_text()
+    results = report.split("## Results")[1].split("## Pairwise tests")[0]
+    csv_rows = read_csv(out / "table.csv")
+    assert len(csv_rows) == 4 * 3  # per row: the mean and two seeds
+    for r in table["rows"]:
+        (mean,) = [c for c in csv_rows if c["row"] == r["name"] and c["seed"] == "mean"]
+        assert float(mean["accuracy"]) == r["accuracy_mean"] and float(mean["accuracy_sd"]) == r["accuracy_sd"]
+        assert float(mean["macro_f1"]) == r["macro_f1_mean"] and mean["verdict"] == r["verdict"]
+        line = next(li for li in results.splitlines() if li.startswith(f"| {r['name']} |"))
+        assert mean_sd(r["accuracy_mean"], r["accuracy_sd"]) in line and f"{r['macro_f1_mean']:.4f}" in line
+        for s in r["seeds"]:
+            (c,) = [c for c in csv_rows if c["row"] == r["name"] and c["seed"] == str(s["seed"])]
+            assert float(c["accuracy"]) == s["accuracy"] and c["run_id"] == s["run_id"]
+            assert [float(c["accuracy_ci95_low"]), float(c["accuracy_ci95_high"])] == s["accuracy_ci95"]
+            assert f"s{s['seed']} {pct(s['accuracy'])} ({ci(s['accuracy_ci95'])})" in line
+    for p in table["pairs"]:
+        assert f"| {p['a']} | {p['b']} | 0, 1 | 20 | {p['a_only']} | {p['b_only']} |" in report
+        assert f"{p['p_holm']:.3g} |" in report
+    # what a researcher needs to cite it
+    assert "imdb-scratch-ar" in report and "`abc123`" in report and "10 test texts of data set imdb" in report
+    assert "model.kind = mdlm" in report and "## Verdict bands" in report and "Excellent > 90%" in report
+    assert "| torch | 2.11.0 |" in report and "Nothing: every planned run has results." in report
+
+
+def test_plots_are_drawn_with_the_draw_curve(tmp_path):
+    out = tmp_path / "out"
+    table = write_study_report(out, STUDY, all_runs(tmp_path))
+    for name in ("accuracy_by_member.png", "accuracy_vs_draws.png"):
+        assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"![{name[:-4]}](plots/{name})" in (out / "report.md").read_text()
+    assert table["plots"] == ["plots/accuracy_by_member.png", "plots/accuracy_vs_draws.png"]
+    # the first draw alone (-d) flips every decision, both draws' mean is the score
+    curves = table["draw_curves"]["mdlm"]
+    assert [c["k"] for c in curves] == [[1, 2], [1, 2]]
+    assert [c["accuracy"] for c in curves] == [pytest.approx([0.4, 0.6]), pytest.approx([0.3, 0.7])]
+    # a study without MDLM: the draws plot is left out (an earlier one removed) and the report says why
+    study = {**STUDY, "members": {"gpt2": {"model.kind": "ar"}, "classifier": {"model.kind": "classifier"}}}
+    runs = [r for r in all_runs(tmp_path / "b") if r.member != "mdlm"]
+    table = write_study_report(out, study, runs)
+    assert not (out / "plots" / "accuracy_vs_draws.png").exists()
+    assert table["plot_notes"] == ["accuracy_vs_draws.png: not drawn, no MDLM member in this study"]
+    assert "accuracy\\_vs\\_draws.png: not drawn, no MDLM member in this study." in (out / "report.md").read_text()
+
+
+def test_untrusted_names_render_as_text(tmp_path):
+    evil = '=HYPERLINK("x")|<img src=x>[a](http://e)'
+    study = {**STUDY, "members": {evil: {"model.kind": "ar"}, "mdlm": {"model.kind": "mdlm"}}}
+    runs = [
+        MemberRun(evil, r.seed, r.run_id, r.run_dir) if r.member == "gpt2" else r
+        for r in all_runs(tmp_path)
+        if r.member != "classifier"
+    ]
+    out = tmp_path / "out"
+    write_study_report(out, study, runs)
+    report = (out / "report.md").read_text()
+    assert "<img" not in report and "](http" not in report and "&lt;img src=x&gt;" in report
+    assert '=HYPERLINK\\("x"\\)\\|' in report  # the pipe escaped: the table keeps its columns
+    text = (out / "table.csv").read_text()
+    cells = [row[0] for row in csv.reader(io.StringIO(text))][1:]
+    assert cells[0] == "'" + evil  # a spreadsheet reads it as text, not a formula
