@@ -129,9 +129,7 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(here, "..", "configs", "data", "tiny_sentiment.jsonl"))
     ap.add_argument("--per-class", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--unlabelled-out", default=os.path.join(here, "..", "configs", "data", "tiny_unlabelled.jsonl")
-    )
+    ap.add_argument("--unlabelled-out", default=os.path.join(here, "..", "configs", "data", "tiny_unlabelled.jsonl"))
     ap.add_argument("--unlabelled", type=int, default=400)
     args = ap.parse_args()
     rng = random.Random(args.seed)

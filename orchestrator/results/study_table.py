@@ -365,9 +365,7 @@ def study_table(
                     {"member": ens, "seed": seed, "run_id": None, "why": f"no results from {', '.join(lacking)}"}
                 )
                 continue
-            seeds.append(
-                _ensemble_seed(seed, [(have[p][seed], aligned[(p, seed)]) for p in parts], test, band_set)
-            )  # type: ignore[arg-type]
+            seeds.append(_ensemble_seed(seed, [(have[p][seed], aligned[(p, seed)]) for p in parts], test, band_set))  # type: ignore[arg-type]
         row = {"name": ens, "type": "ensemble", "components": list(parts), "kind": "ensemble"}
         row.update(_summary(seeds, planned, missing))
         _mean_verdict(row, [s.record for s in seeds], band_set)
