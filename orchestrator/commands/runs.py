@@ -583,6 +583,7 @@ def register(app: typer.Typer) -> None:
                     "launched": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("launched_at", 0))),
                     "jobs": {r.name: r.state for r in rows},
                     "accuracy": acc,
+                    "study": (record.get("study") or {}).get("name") if isinstance(record.get("study"), dict) else None,
                 }
             )
         if as_json:
@@ -596,7 +597,7 @@ def register(app: typer.Typer) -> None:
             acc = f"{it['accuracy']:.4f}" if it["accuracy"] is not None else "-"
             table.add_row(
                 escape(it["run"]),
-                escape(str(it["experiment"])),
+                escape(str(it["experiment"]) + (f" (study {it['study']})" if it.get("study") else "")),
                 escape(it["kind"]),
                 escape(str(it["host"])),
                 it["launched"],

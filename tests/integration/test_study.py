@@ -1,0 +1,133 @@
+"""Studies end to end on the real loopback sshd: a 3-member x 2-seed study runs with
+shared pretrain jobs, is fetched and reported; a study with a failed member reports the
+rest, says what is missing, and resumes it."""
+
+import json
+import re
+import time
+
+import pytest
+import timing
+import yaml
+
+TINY = {
+    "data.unlabelled_path": "configs/data/tiny_unlabelled.jsonl",
+    "pretrain.enabled": True,
+    "pretrain.steps": 8,
+    "pretrain.log_every": 4,
+    "train.steps": 10,
+    "train.log_every": 5,
+    "score.mdlm_draws": 2,
+    "eval.bootstrap": 100,
+}
+
+
+def write_study(p, name, members, seeds, shared=None, ensembles=None):
+    doc = {"base": "smoke", "host": "testhost", "seeds": seeds, "set": shared or {}, "members": members}
+    if ensembles:
+        doc["ensembles"] = ensembles
+    path = p.root / "configs" / "studies" / f"{name}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def wait_ended(p, study, timeout=600):
+    deadline = time.time() + timing.scaled(timeout)
+    last = None
+    while time.time() < deadline:
+        proc = p.orch("study", "status", study, "--json")
+        if proc.returncode == 0:
+            last = json.loads(proc.stdout)["runs"]
+            if all(r["state"] in ("done", "failed", "cancelled", "fetched") for r in last):
+                return {r["run_id"]: r for r in last}
+        time.sleep(1.0)
+    raise AssertionError(f"study {study} did not end in {timeout} s; last status: {last}")
+
+
+@pytest.mark.slow
+def test_a_study_runs_shares_pretrains_fetches_and_reports(ssh_project):
+    p = ssh_project
+    write_study(
+        p,
+        "st",
+        {"gpt2": {"model.kind": "ar"}, "mdlm": {"model.kind": "mdlm"}, "clf": {"model.kind": "classifier"}},
+        [0, 1],
+        TINY,
+        {"gpt2-mdlm": ["gpt2", "mdlm"]},
+    )
+    plan = p.orch("study", "run", "st", "--dry-run", check=True).stdout
+    assert "3 members x 2 seeds = 6 runs" in plan and "from st-gpt2-s0" in plan and "from st-gpt2-s1" in plan
+    assert not (p.root / "runs" / "studies").exists()  # a dry run changes nothing
+
+    launched = p.orch("study", "run", "st", check=True)
+    assert launched.stdout.strip() == "st"
+    runs = wait_ended(p, "st")
+    assert {r["state"] for r in runs.values()} == {"done"}, runs
+    assert [(r["member"], r["seed"]) for r in runs.values()] == [
+        ("gpt2", 0), ("gpt2", 1), ("mdlm", 0), ("mdlm", 1), ("clf", 0), ("clf", 1)
+    ]  # fmt: skip
+
+    # Four pretrain jobs for six runs: the classifier starts from the GPT's of its seed.
+    pretrains = sorted(d.parent.parent.name for d in (p.remote_root / "runs").glob("st-*/jobs/pretrain"))
+    assert pretrains == ["st-gpt2-s0", "st-gpt2-s1", "st-mdlm-s0", "st-mdlm-s1"]
+    log = (p.remote_job("st-clf-s1", "classifier") / "log.txt").read_text()
+    assert "starting from the pretrain checkpoint" in log and "runs/st-gpt2-s1/jobs/pretrain/ckpt/final" in log
+
+    # Every member is an ordinary run, listed with its study.
+    listed = {r["run"]: r for r in json.loads(p.orch("runs", "--json", check=True).stdout)}
+    assert {k for k, v in listed.items() if v["study"] == "st"} == set(runs)
+
+    fetched = p.orch("study", "fetch", "st", check=True, timeout=600)
+    assert "6 of 6 runs of st fetched" in fetched.stderr
+    again = p.orch("study", "fetch", "st", check=True)  # resumable: nothing left to do
+    assert "6 of 6 runs of st fetched" in again.stderr and "fetched and evaluated" not in again.stderr
+
+    report = p.orch("study", "report", "st", check=True, timeout=600)
+    out_dir = p.root / "runs" / "studies" / "st"
+    assert report.stdout.strip() == str(out_dir / "report.md")
+    table = json.loads((out_dir / "table.json").read_text())
+    assert [r["name"] for r in table["rows"]] == ["gpt2", "mdlm", "clf", "gpt2-mdlm"]
+    assert not table["missing"]
+    text = (out_dir / "report.md").read_text()
+    assert "McNemar" in text and "Holm" in text and (out_dir / "table.csv").is_file()
+    assert (out_dir / "plots" / "accuracy_by_member.png").is_file()
+
+    refused = p.orch("study", "run", "st")
+    assert refused.returncode == 8 and "launched already" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
+def test_a_failed_member_is_reported_missing_and_resumed(ssh_project):
+    p = ssh_project
+    # No GPU here: a member that insists on CUDA fails on the host, after launch.
+    write_study(
+        p,
+        "br",
+        {"ok": {"model.kind": "ar"}, "broken": {"model.kind": "ar", "train.device": "cuda"}},
+        [0],
+        {"train.steps": 5, "eval.bootstrap": 100},
+    )
+    p.orch("study", "run", "br", check=True)
+    runs = wait_ended(p, "br")
+    assert runs["br-ok-s0"]["state"] == "done" and runs["br-broken-s0"]["state"] == "failed"
+    assert "no CUDA GPU" in runs["br-broken-s0"]["reason"]
+
+    fetched = p.orch("study", "fetch", "br", check=True, timeout=600)
+    assert "1 of 2 runs of br fetched" in fetched.stderr and "br-broken-s0: failed" in fetched.stderr
+    p.orch("study", "report", "br", check=True, timeout=600)
+    out_dir = p.root / "runs" / "studies" / "br"
+    table = json.loads((out_dir / "table.json").read_text())
+    assert [m["run_id"] for m in table["missing"]] == ["br-broken-s0"]
+    assert "failed" in table["missing"][0]["why"]
+    report = (out_dir / "report.md").read_text()
+    assert "br-broken-s0" in report.split("What is missing")[1]
+
+    resumed = p.orch("study", "resume", "br", check=True)
+    assert "relaunched class-0, class-1 of br-broken-s0" in resumed.stderr
+    deadline = time.time() + timing.scaled(300)
+    log = p.remote_job("br-broken-s0", "class-0") / "log.txt"
+    while len(re.findall(r"^\[orch\] \S+ \S+ exit ", log.read_text(), re.M)) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    runs = wait_ended(p, "br")
+    assert runs["br-broken-s0"]["state"] == "failed" and runs["br-ok-s0"]["state"] == "fetched"
+    assert log.read_text().count(" start: ") == 2
