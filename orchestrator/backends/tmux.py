@@ -35,6 +35,15 @@ class TmuxBackend(JobBackend):
                 job.after = [last_on_gpu[gpu]]
             last_on_gpu[gpu] = job.name
 
+    def queue_env(self, job, run_dir: str) -> Dict[str, str]:
+        """A job with a GPU queues for it in the host-wide line (remote/gpuqueue.py): ``place``
+        only orders the jobs of one run, and another run may use the same GPUs.  An
+        environment variable, not a wrapper option: a resumed run's jobs start the wrapper
+        of its own, older snapshot, which would refuse an option it does not know."""
+        from orchestrator.runs.plan import gpu_queue_dir
+
+        return {"ORCH_GPU_QUEUE": gpu_queue_dir(run_dir)} if job.gpu else {}
+
     def detached_steps(self, transport, layout):
         from orchestrator.backends.tmux_steps import TmuxSteps
 
