@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Dict, List, Sequence
 
 from orchestrator.backends.base import JobBackend
+
+
+def gpu_queue_dir(run_dir: str) -> str:
+    """The host's GPU queue, ``<workdir>/gpu-queue``, from a run's ``<workdir>/runs/<run-id>``
+    (docs/CONTRACT.md): shared by every run of the workdir."""
+    return posixpath.join(posixpath.dirname(posixpath.dirname(run_dir.rstrip("/"))), "gpu-queue")
 
 
 class TmuxBackend(JobBackend):
@@ -40,8 +47,6 @@ class TmuxBackend(JobBackend):
         only orders the jobs of one run, and another run may use the same GPUs.  An
         environment variable, not a wrapper option: a resumed run's jobs start the wrapper
         of its own, older snapshot, which would refuse an option it does not know."""
-        from orchestrator.runs.plan import gpu_queue_dir
-
         return {"ORCH_GPU_QUEUE": gpu_queue_dir(run_dir)} if job.gpu else {}
 
     def detached_steps(self, transport, layout):

@@ -4,7 +4,6 @@ Nothing here touches the network, so the generated commands are golden-file test
 """
 from __future__ import annotations
 
-import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -70,12 +69,6 @@ def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
         names.add(name.lower())
         jobs.append(PlannedJob(name=name, role="class", label=label, requires=list(requires)))
     return jobs
-
-
-def gpu_queue_dir(run_dir: str) -> str:
-    """The host's GPU queue, ``<workdir>/gpu-queue``, from a run's ``<workdir>/runs/<run-id>``
-    (docs/CONTRACT.md): shared by every run of the workdir."""
-    return posixpath.join(posixpath.dirname(posixpath.dirname(run_dir.rstrip("/"))), "gpu-queue")
 
 
 def job_command(python: str, run_dir: str, code_dir: str, job: PlannedJob, backend=None) -> str:

@@ -14,7 +14,8 @@ import pytest
 from contractdoc import documented
 
 from orchestrator import backends
-from orchestrator.runs.plan import PlannedJob, gpu_queue_dir, job_command
+from orchestrator.backends.tmux import gpu_queue_dir
+from orchestrator.runs.plan import PlannedJob, job_command
 from remote import gpuqueue
 
 REPO = Path(__file__).resolve().parents[2]
