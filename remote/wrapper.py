@@ -1,7 +1,7 @@
 """Run one job's payload and keep its status.json true, whatever happens to the payload.
 
     python -m remote.wrapper --job-dir DIR [--requires JOB]... [--after JOB]... \
-        [--requeueable [--max-requeues N]] -- CMD...
+        [--requeueable [--max-requeues N]] [--gpu-queue DIR] -- CMD...
 
 Standard library only: it runs before (and regardless of) torch.  tmux only hosts this
 process; the exit code is recorded here, so a crash, a kill or a lost tmux session never
@@ -14,6 +14,12 @@ dies with the process, so it is never stale) for its whole life and writes its p
 it.  A second wrapper for the same folder - a `--resume` while the first still runs
 behind a deleted tmux socket - finds the lock held and exits without touching
 status.json.  remote/hostctl.py asks the lock whether a job is alive.
+
+--gpu-queue DIR (tmux hosts; the controller sets $ORCH_GPU_QUEUE, its default): once the
+job's dependencies allow a start, it queues for the GPUs of its CUDA_VISIBLE_DEVICES in
+DIR's host-wide line per GPU (remote/gpuqueue.py) and holds them while its payload runs,
+so jobs of different runs never share a GPU; while it waits, status.json's reason says its
+place ("waiting for GPU 0: 2nd in line (behind run r1 job class-1)").
 
 --requeueable (Slurm): the scheduler may stop the job and run it again, so a stop the user
 did not ask for is recorded as `waiting`, not as an end, and the time-limit warning
@@ -31,8 +37,9 @@ import signal
 import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+from remote import gpuqueue
 from remote.files import atomic_write_json, read_dict
 from remote.jobstate import TERMINAL
 
@@ -332,6 +339,30 @@ def wait_for(job: SupervisedJob, requires: List[str], after: List[str]) -> Optio
     return None
 
 
+def queue_for_gpus(job: SupervisedJob, queue_dir: str) -> Tuple[Optional[gpuqueue.Held], str]:
+    """Wait in the host-wide line of each GPU the job sees (none for a CPU job) and take
+    them: (the held GPUs, "") - or (None, "") when a signal ended the wait, or (None, a
+    failure reason) when the queue cannot be used."""
+    gpus = gpuqueue.devices(job.status["gpu"])
+    if not gpus:
+        return None, ""
+    run_id = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(job.dir))))
+    me = {"pid": os.getpid(), "run": run_id, "job": os.path.basename(os.path.abspath(job.dir))}
+
+    def report(reason: str) -> None:
+        if reason != job.status.get("reason"):
+            job.save(reason=reason)
+
+    try:
+        held = gpuqueue.wait_turn(queue_dir, gpus, me, stop=lambda: job.signalled is not None, report=report)
+    except OSError as exc:
+        reason = f"cannot queue for GPU {','.join(gpus)} in {queue_dir}: {exc}"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            reason = f"{no_space_reason(job.dir)}: {reason}"
+        return None, reason
+    return held, ""
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv:
@@ -344,6 +375,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--after", action="append", default=[])
     parser.add_argument("--requeueable", action="store_true", help="Slurm may stop and rerun the job (see Requeue)")
     parser.add_argument("--max-requeues", type=int, default=5)
+    # The controller sets ORCH_GPU_QUEUE (tmux jobs with a GPU): an option would stop the
+    # older wrapper of a resumed run's snapshot from starting at all.
+    parser.add_argument(
+        "--gpu-queue",
+        default=os.environ.get("ORCH_GPU_QUEUE", ""),
+        help="the host-wide GPU queue folder (default: $ORCH_GPU_QUEUE; tmux hosts)",
+    )
     opts = parser.parse_args(argv[:split])
     command = argv[split + 1 :]
     os.makedirs(opts.job_dir, exist_ok=True)
@@ -376,19 +414,38 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     job.save()
     reason = wait_for(job, opts.requires, opts.after)
-    if job.signalled is not None:
-        return job.finish_after_signal(scheduler)
-    if reason:
-        job.save(state="failed", ended=time.time(), reason=reason)
-        return 1
+    held = None
+    if opts.gpu_queue and not reason and job.signalled is None:
+        held, reason = queue_for_gpus(job, opts.gpu_queue)
+    try:
+        if job.signalled is not None:
+            return job.finish_after_signal(scheduler)
+        if reason:
+            job.save(state="failed", ended=time.time(), reason=reason)
+            return 1
+        return run_payload(job, command, scheduler, held)
+    finally:
+        if held is not None:
+            held.release()  # after the end state is recorded: the next job starts after it
 
-    log = Log(os.path.join(opts.job_dir, "log.txt"), job)
+
+def run_payload(
+    job: SupervisedJob, command: List[str], scheduler: Optional[Requeue], held: Optional[gpuqueue.Held]
+) -> int:
+    """Run the payload (holding ``held``'s GPUs) to its end and record how it ended."""
+    log = Log(os.path.join(job.dir, "log.txt"), job)
     try:
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}\n".encode())
         try:
             # A new process group, so a signal reaches the payload and its workers.
+            # The payload inherits the GPU locks: a payload whose wrapper is killed keeps
+            # its GPU taken until it ends too.
             job.child = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=tuple(held.fds) if held is not None else (),
             )
         except OSError as exc:
             log.write(f"[orch] cannot start: {exc}\n".encode())
@@ -401,7 +458,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 os.killpg(job.child.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        job.save(state="running", started=time.time())
+        job.save(state="running", started=time.time(), reason="")
         assert job.child.stdout is not None
         out = sys.stdout.buffer
         tail = b""  # the end of the output, for a failure reason status can show

@@ -25,6 +25,12 @@ class JobBackend:
         """Extra `remote.wrapper` options for every job of this backend."""
         return []
 
+    def queue_env(self, job, run_dir: str) -> Dict[str, str]:
+        """Environment that keeps JOB off a GPU another run's job holds (``run_dir``: the
+        run's folder on the host).  Default: none (a scheduler that allocates GPUs keeps
+        jobs apart itself)."""
+        return {}
+
     def gpu_partitions(self) -> Optional[str]:
         """Where the jobs' GPUs are, when not on the machine bootstrap probes: the scheduler's
         partitions (comma-separated; "" = all) whose GPU types the plan reads from it (Slurm:

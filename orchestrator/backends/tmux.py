@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Dict, List, Sequence
 
 from orchestrator.backends.base import JobBackend
+
+
+def gpu_queue_dir(run_dir: str) -> str:
+    """The host's GPU queue, ``<workdir>/gpu-queue``, from a run's ``<workdir>/runs/<run-id>``
+    (docs/CONTRACT.md): shared by every run of the workdir."""
+    return posixpath.join(posixpath.dirname(posixpath.dirname(run_dir.rstrip("/"))), "gpu-queue")
 
 
 class TmuxBackend(JobBackend):
@@ -34,6 +41,13 @@ class TmuxBackend(JobBackend):
             if gpu in last_on_gpu:
                 job.after = [last_on_gpu[gpu]]
             last_on_gpu[gpu] = job.name
+
+    def queue_env(self, job, run_dir: str) -> Dict[str, str]:
+        """A job with a GPU queues for it in the host-wide line (remote/gpuqueue.py): ``place``
+        only orders the jobs of one run, and another run may use the same GPUs.  An
+        environment variable, not a wrapper option: a resumed run's jobs start the wrapper
+        of its own, older snapshot, which would refuse an option it does not know."""
+        return {"ORCH_GPU_QUEUE": gpu_queue_dir(run_dir)} if job.gpu else {}
 
     def detached_steps(self, transport, layout):
         from orchestrator.backends.tmux_steps import TmuxSteps

@@ -67,6 +67,9 @@ def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) ->
         state = Text(r.state, style=colours.get(r.state, "white"))
         if r.reason and r.state in ("failed", "cancelled", "unknown"):
             state.append(f" ({r.reason})")
+        elif r.state == "waiting" and (r.reason or r.note):
+            # What it waits for: its place in a GPU's line, a scheduler's stop, ...
+            state.append(" (" + "; ".join(x for x in (r.reason, r.note) if x) + ")")
         elif r.note:
             state.append(f" ({r.note})")
         ident = [Text(backend.ident(r.backend) or "-")] if id_column else []

@@ -84,18 +84,22 @@ def job_command(python: str, run_dir: str, code_dir: str, job: PlannedJob, backe
     """The shell text a job backend runs for one job: the wrapper around the payload.
     ``backend``: the run's JobBackend (None: tmux), which adds its environment and wrapper
     options, and may ask that the command replace the shell (a Slurm batch script)."""
+    if backend is None:
+        from orchestrator.backends.tmux import TmuxBackend
+
+        backend = TmuxBackend()
     wrapper = [python, "-m", "remote.wrapper", "--job-dir", f"{run_dir}/jobs/{job.name}"]
     for dep in job.requires:
         wrapper += ["--requires", dep]
     for dep in job.after:
         wrapper += ["--after", dep]
-    if backend is not None:
-        wrapper += backend.wrapper_args()
+    wrapper += backend.wrapper_args()
     payload = [python, "-m", "remote.run_job", "--run-dir", run_dir, "--job", job.name]
     env = {"PYTHONPATH": code_dir, "PYTHONUNBUFFERED": "1"}
-    env.update(backend.job_env(job) if backend is not None else {"CUDA_VISIBLE_DEVICES": job.gpu})
+    env.update(backend.job_env(job))
+    env.update(backend.queue_env(job, run_dir))
     command = shell.with_env(wrapper + ["--"] + payload, env)
-    if backend is not None and backend.exec_command:
+    if backend.exec_command:
         command = "exec " + command
     # cd inside the quoted command, not tmux's `new-session -c DIR`: tmux expands #(...)
     # and #{...} in DIR, so a workdir holding `#(cmd)` ran cmd on every launch.

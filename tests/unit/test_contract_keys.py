@@ -71,6 +71,8 @@ def test_the_contract_lists_keys_for_every_host_document():
         "status/job keys",
         "cancel/reply keys",
         "cancel/job keys",
+        "GPU queue/ticket keys",
+        "GPU queue/lock keys",
         "Bootstrap files/keys of `.started`",
         "Bootstrap files/keys of `.result`",
     ):
