@@ -13,7 +13,12 @@ from orchestrator.cli import COMMAND_MODULES
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("command", sorted(COMMAND_MODULES) + ["hosts list", "hosts check", "hosts show"])
+@pytest.mark.parametrize(
+    "command",
+    sorted(COMMAND_MODULES)
+    + ["hosts list", "hosts check", "hosts show"]
+    + [f"study {c}" for c in ("run", "status", "fetch", "report", "resume")],
+)
 def test_help(command):
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"],
@@ -53,7 +58,7 @@ def test_help_shows_metavars_not_python_types(command):
         assert python_type not in proc.stdout, (python_type, proc.stdout)
     usage = next(line for line in proc.stdout.splitlines() if "Usage:" in line)
     assert "{" not in usage, usage  # EXPERIMENT, not Typer's {EXPERIMENT}
-    assert "--quiet" in proc.stdout or command in ("hosts", "data")  # groups: their commands take it
+    assert "--quiet" in proc.stdout or command in ("hosts", "data", "study")  # groups: their commands take it
 
 
 def test_root_help_lists_the_exit_codes():
