@@ -173,6 +173,23 @@ class OrchProject:
             raise AssertionError(f"orch {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def cancel(self, *args: str, attempts: int = 4) -> subprocess.CompletedProcess:
+        """`orch cancel ARGS` as a user runs it on a loaded machine: a wrapper may take longer
+        than cancel's wait to stop, and cancel then says so (exit 8, "still stopping") and
+        asks to be run again.  Returns the last attempt, with every attempt's stdout."""
+        said = []
+        for _ in range(attempts):
+            proc = self.orch("cancel", *args)
+            said.append(proc.stdout)
+            if proc.returncode == 0:
+                break
+            if proc.returncode != 8 or "still stopping" not in proc.stdout + proc.stderr:
+                break
+        proc.stdout = "".join(said)
+        if proc.returncode != 0:
+            raise AssertionError(f"orch cancel {' '.join(args)} failed ({proc.returncode}):\n{said}\n{proc.stderr}")
+        return proc
+
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "orchestrator.cli", *args],

@@ -50,14 +50,7 @@ def test_watch_retries_a_dropped_connection_and_ctrl_c_only_stops_watching(ssh_p
     assert "orch status w --watch" in err and "Traceback" not in err
     states = {j["name"]: j["state"] for j in json.loads(p.orch("status", "w", "--json", check=True).stdout)["jobs"]}
     assert states == {"class-0": "running", "class-1": "running"}
-    # On a loaded machine a wrapper may take longer than cancel's wait to stop: cancel says
-    # so (exit 8, "still stopping") and asks to be run again, which is what a user does.
-    for _ in range(4):
-        cancel = p.orch("cancel", "w")
-        if cancel.returncode == 0:
-            break
-        assert cancel.returncode == 8 and "still stopping" in cancel.stdout + cancel.stderr, cancel.stderr
-    assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    p.cancel("w")
 
 
 def test_logs_follow_ends_with_the_job_and_a_drop_is_an_error(ssh_project):
@@ -102,7 +95,7 @@ def test_logs_follow_ends_with_the_job_and_a_drop_is_an_error(ssh_project):
     stderr = follower.stderr
     assert follower.proc.returncode == 5, stderr
     assert "lost the SSH connection" in stderr and "orch logs g class-0 -f" in stderr
-    p.orch("cancel", "g", check=True)
+    p.cancel("g")
 
 
 def test_resume_puts_back_a_run_folder_the_host_lost(ssh_project):

@@ -55,7 +55,7 @@ def test_cancel_lost_and_resume_from_checkpoint(ssh_project):
     wait_for(lambda: all(len(progress_steps(p, "cr", j)) >= 3 for j in ("class-0", "class-1")), what="training")
 
     # Cancel one job: it is marked cancelled, the other keeps running.
-    out = p.orch("cancel", "cr", "class-0", check=True)
+    out = p.cancel("cr", "class-0")
     assert "class-0: cancelled" in out.stdout
     states = {j["name"]: j["state"] for j in json.loads(p.orch("status", "cr", "--json", check=True).stdout)["jobs"]}
     assert states == {"class-0": "cancelled", "class-1": "running"}
@@ -88,7 +88,7 @@ def test_cancel_lost_and_resume_from_checkpoint(ssh_project):
         assert steps.count(5) == 1 and steps[-1] > before[job], f"{job} restarted from scratch: {steps}"
     nothing = p.orch("run", "smoke", "--resume", "cr")
     assert nothing.returncode == 8 and "still running" in nothing.stderr
-    p.orch("cancel", "cr", check=True)
+    p.cancel("cr")
     states = {j["name"]: j["state"] for j in json.loads(p.orch("status", "cr", "--json", check=True).stdout)["jobs"]}
     assert states == {"class-0": "cancelled", "class-1": "cancelled"}
 
