@@ -176,6 +176,7 @@ class Plan:
     steps: List[Step]
     host_python: str = ""  # the host config's python now
     warnings: List[str] = field(default_factory=list)
+    slurm: bool = False  # a Slurm host: some detached steps run as batch jobs (backends/slurm_steps.py)
 
     @property
     def env_python(self) -> str:
@@ -798,6 +799,7 @@ def build_plan(
         steps=steps,
         host_python=host_python,
         warnings=warnings,
+        slurm=inp.slurm_partition is not None,
     )
 
 

@@ -89,6 +89,17 @@ def test_verify_and_a_flash_attn_source_build_are_jobs_downloads_stay_on_the_log
     assert isinstance(backends.get("slurm").detached_steps(None, host.layout), SlurmSteps)
 
 
+def test_the_dry_run_says_which_steps_will_be_slurm_jobs():
+    from orchestrator.commands.bootstrap import step_mode
+
+    verify = step("verify", detached=True)
+    pkgs = step("packages", ["pip", "install", "einops"], detached=True)
+    assert step_mode(verify, slurm=True) == "a Slurm batch job on a compute node"
+    assert step_mode(pkgs, slurm=True) == "detached in tmux"  # downloads stay on the login node
+    assert step_mode(verify, slurm=False) == "detached in tmux"
+    assert step_mode(step("probe"), slurm=False) == "attached"
+
+
 def test_launch_submits_argv_items_and_a_script_that_loads_modules_then_execs_the_step(host):
     argv = ["bash", "/w/run_step.sh", "verify", "f1", "/w/logs", "--", "sh", "-c", "echo $HOME; echo 'built'"]
     host.steps.launch(step("verify"), argv, "cluster")

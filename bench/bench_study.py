@@ -1,0 +1,158 @@
+"""Studies (issue 14): `orch study status` of a 5-member x 3-seed study on a loopback sshd
+(wall time, and SSH logins per call from the sshd log), and the bundled smoke study end to
+end on this machine's CPU (host `local`): run, wait, fetch, report.
+
+    python bench/bench_study.py [--repeats 5] [--write docs/BENCHMARKS.md]
+
+The status study's runs are tiny (2 training steps) so that its 30 jobs end quickly; status
+reads the same files whatever the jobs did.  A real OpenSSH sshd on 127.0.0.1 with real
+tmux and rsync: the integration tests' test bed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_eval import loadavg  # noqa: E402
+from bench_floor import machine  # noqa: E402
+from integration.conftest import make_project, start_sshd, stop_project  # noqa: E402
+
+SECTION = "## Studies (issue 14)"
+
+
+def wait_study(p, name: str, timeout: float = 3600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        proc = p.orch("study", "status", name, "--json")
+        if proc.returncode == 0:
+            runs = json.loads(proc.stdout)["runs"]
+            if all(r["state"] in ("done", "failed", "cancelled", "fetched") for r in runs):
+                bad = [r for r in runs if r["state"] != "done" and r["state"] != "fetched"]
+                if bad:
+                    raise SystemExit(f"study {name}: runs did not end done: {bad}")
+                return
+        time.sleep(2)
+    raise SystemExit(f"study {name} did not end in {timeout} s")
+
+
+def status_bench(p, repeats: int) -> dict:
+    study = {
+        "base": "smoke",
+        "host": "testhost",
+        "seeds": [0, 1, 2],
+        "set": {"train.steps": 2, "score.mdlm_draws": 1, "eval.bootstrap": 10},
+        "members": {
+            "gpt2": {"model.kind": "ar"},
+            "roberta": {"model.kind": "mlm-pll"},
+            "simple": {"model.kind": "mdlm", "score.mdlm_stratify": "t"},
+            "mdlm": {"model.kind": "mdlm"},
+            "clf": {"model.kind": "classifier"},
+        },
+    }
+    (p.root / "configs" / "studies" / "five.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    t = time.perf_counter()
+    p.orch("study", "run", "five", check=True, timeout=1800)
+    launch_s = time.perf_counter() - t
+    wait_study(p, "five")
+    p.orch("study", "status", "five", check=True)  # warm the page cache like a user's second look
+    walls, per_call = [], []
+    load_before = loadavg()
+    for _ in range(repeats):
+        before = p.sshd.logins()
+        t = time.perf_counter()
+        p.orch("study", "status", "five", check=True)
+        walls.append(time.perf_counter() - t)
+        time.sleep(0.5)  # sshd writes its log line after the session
+        per_call.append(p.sshd.logins() - before)
+    return {
+        "runs": 15,
+        "jobs": 30,
+        "launch_s": launch_s,
+        "status_s": walls,
+        "logins": per_call,
+        "load": (load_before, loadavg()),
+    }
+
+
+def smoke_study(p) -> dict:
+    t0 = time.perf_counter()
+    p.orch("study", "run", "smoke-study", check=True, timeout=1800)
+    launched = time.perf_counter() - t0
+    wait_study(p, "smoke-study")
+    ended = time.perf_counter() - t0
+    p.orch("study", "fetch", "smoke-study", check=True, timeout=1800)
+    fetched = time.perf_counter() - t0
+    p.orch("study", "report", "smoke-study", check=True, timeout=1800)
+    total = time.perf_counter() - t0
+    table = json.loads((p.root / "runs" / "studies" / "smoke-study" / "table.json").read_text())
+    acc = {r["name"]: r["accuracy_mean"] for r in table["rows"]}
+    return {"launched_s": launched, "ended_s": ended, "fetched_s": fetched, "total_s": total, "accuracy": acc}
+
+
+def render(status: dict, smoke: dict, repeats: int) -> str:
+    med = statistics.median(status["status_s"])
+    lines = [
+        SECTION,
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} by `python bench/bench_study.py --repeats {repeats}` on {machine()}.",
+        "",
+        f"- `orch study status` of a 5-member x 3-seed study ({status['runs']} runs, {status['jobs']} jobs, "
+        f"none fetched, so every run is read from the host) on a loopback sshd: median {med:.2f} s "
+        f"(min {min(status['status_s']):.2f}, max {max(status['status_s']):.2f}) over {repeats} calls; "
+        f"SSH logins per call: {sorted(set(status['logins']))} (target: one per host, <= 1 s). "
+        f"Load average {status['load'][0]} before, {status['load'][1]} after.",
+        f"- Launching that study (15 runs, one connection, one or two commands per run): {status['launch_s']:.1f} s.",
+        f"- The bundled smoke study (3 members x 2 seeds, 4 shared pretrain jobs, 10 class jobs, host `local`, "
+        f"CPU): launched in {smoke['launched_s']:.0f} s, every run ended at {smoke['ended_s']:.0f} s, fetched and "
+        f"evaluated at {smoke['fetched_s']:.0f} s, report written at {smoke['total_s']:.0f} s (wall, from "
+        "`orch study run`). Accuracy means over the 2 seeds: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in smoke["accuracy"].items() if v is not None)
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--write", type=Path, help="replace this section of that Markdown file")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_sshd(Path(tmp) / "sshd")
+        p = make_project(Path(tmp) / "project", Path(tmp) / "hostwork", server)
+        try:
+            status = status_bench(p, args.repeats)
+            smoke = smoke_study(p)
+        finally:
+            stop_project(p)
+            server.stop()
+    text = render(status, smoke, args.repeats)
+    print(text)
+    if args.write:
+        doc = args.write.read_text()
+        if SECTION in doc:
+            head, _, rest = doc.partition(SECTION)
+            tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
+            doc = head + text + tail.lstrip("\n")
+        else:
+            doc = doc.rstrip("\n") + "\n\n" + text
+        args.write.write_text(doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
