@@ -30,3 +30,15 @@ SHOWN = RECORDED + (PENDING, LOST, UNKNOWN)  # every state `orch status` can sho
 
 def is_terminal(state: object) -> bool:
     return state in TERMINAL
+
+
+def dependency_dir(job_dir: str, name: str) -> str:
+    """The folder of a job that the job in JOB_DIR depends on: JOB of the same run, or
+    RUN/JOB of another run in the same workdir (a study's shared pretrain job)."""
+    import os
+
+    jobs_dir = os.path.dirname(os.path.normpath(job_dir))
+    if "/" in name:
+        run, _, other = name.partition("/")
+        return os.path.join(os.path.dirname(os.path.dirname(jobs_dir)), run, "jobs", other)
+    return os.path.join(jobs_dir, name)

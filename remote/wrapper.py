@@ -41,7 +41,7 @@ from typing import List, Optional, Tuple
 
 from remote import gpuqueue
 from remote.files import atomic_write_json, read_dict
-from remote.jobstate import TERMINAL
+from remote.jobstate import TERMINAL, dependency_dir
 
 POLL_S = 1.0
 SPARE_BYTES = 64 << 10  # room kept for the final status.json: a full disk must not hide how a job ended
@@ -307,16 +307,6 @@ class Log:
             except OSError:
                 pass
             self.fh = None
-
-
-def dependency_dir(job_dir: str, name: str) -> str:
-    """The folder of a job this one depends on: JOB of the same run, or RUN/JOB of another
-    run in the same workdir (a study's shared pretrain job)."""
-    jobs_dir = os.path.dirname(job_dir)
-    if "/" in name:
-        run, _, other = name.partition("/")
-        return os.path.join(os.path.dirname(os.path.dirname(jobs_dir)), run, "jobs", other)
-    return os.path.join(jobs_dir, name)
 
 
 def wait_for(job: SupervisedJob, requires: List[str], after: List[str]) -> Optional[str]:

@@ -18,6 +18,8 @@ import subprocess
 from typing import Dict, List, Optional
 
 from remote.backends.base import Backend, BackendError
+from remote.files import read_dict
+from remote.jobstate import dependency_dir
 
 SCRIPT = "slurm.sh"  # in the job folder: what sbatch runs (and reruns from the top on a requeue)
 OUTPUT = "slurm.out"  # the batch job's own output (the wrapper writes log.txt itself)
@@ -141,13 +143,14 @@ class SlurmBackend(Backend):
             f"--signal=B:USR1@{warn}",
             "--kill-on-invalid-dep=yes",
         ]
-        # Only on jobs of this same submission: a required job that is done already needs no
-        # wait (and Slurm may have forgotten its id); the wrapper checks it is done anyway.
-        # requires: must end done (afterok); after: must end, however (afterany).
+        # On jobs of this same submission, and on jobs submitted before (a resume, another
+        # run's shared pretrain job) that Slurm still holds: a required job that is done
+        # already needs no wait (and Slurm may have forgotten its id); the wrapper checks it
+        # is done anyway.  requires: must end done (afterok); after: must end, however (afterany).
         deps = [
             f"{kind}:" + ":".join(ids)
             for kind, key in (("afterok", "requires"), ("afterany", "after"))
-            for ids in [[self.submitted[n] for n in job.get(key) or [] if n in self.submitted]]
+            for ids in [[i for i in (self._dependency(job_dir, n) for n in job.get(key) or []) if i]]
             if ids
         ]
         if deps:
@@ -164,6 +167,22 @@ class SlurmBackend(Backend):
             raise BackendError(f"sbatch printed no job id: {proc.stdout.strip()[:200]!r}")
         self.submitted[job["name"]] = job_id
         return job_id
+
+    def _dependency(self, job_dir: str, name: str) -> str:
+        """The Slurm job id to wait for before the job that depends on NAME: the one this
+        launch submitted, else the one recorded in NAME's folder while Slurm still holds it
+        ("" for none: ended, or never a Slurm job)."""
+        if name in self.submitted:
+            return self.submitted[name]
+        doc = read_dict(os.path.join(dependency_dir(job_dir, name), "backend.json"))
+        handle = str(doc.get("handle") or "") if doc.get("backend") == self.name else ""
+        if not handle.isdigit():
+            return ""
+        try:
+            row = self._squeue([handle]).get(handle)
+        except BackendError:
+            return ""  # the wrapper still waits for it
+        return handle if row and row["state"] in LIVE else ""
 
     def alive(self, handles: Dict[str, str]) -> Dict[str, dict]:
         ids = sorted({h for h in handles.values() if h.isdigit()}, key=int)

@@ -87,6 +87,34 @@ def test_submit_passes_options_as_argv_items_and_afterok_only_within_the_launch(
         backend.submit(job, {})
 
 
+def test_a_required_job_submitted_before_is_waited_for_while_slurm_holds_it(tmp_path, fake_slurm):
+    """A resume whose required job still runs, and a study run whose shared pretrain job is
+    another run's (RUN/JOB): afterok on the recorded id while squeue lists it live."""
+    pre = tmp_path / "runs" / "owner" / "jobs" / "pretrain"
+    own = tmp_path / "runs" / "member" / "jobs" / "pretrain"
+    clf = tmp_path / "runs" / "member" / "jobs" / "classifier"
+    for d in (pre, own, clf):
+        d.mkdir(parents=True)
+    (pre / "backend.json").write_text(json.dumps({"backend": "slurm", "handle": "41"}))
+    (own / "backend.json").write_text(json.dumps({"backend": "slurm", "handle": "40"}))
+    job = {"name": "classifier", "run_id": "member", "job_dir": str(clf), "command": "exec true"}
+    backend = get("slurm", str(tmp_path), {})
+    for required, live, expected in (
+        ("owner/pretrain", "RUNNING", "--dependency=afterok:41"),
+        ("pretrain", "PENDING", "--dependency=afterok:40"),
+        ("owner/pretrain", "COMPLETED", None),  # ended: nothing to wait for (the wrapper checks it is done)
+    ):
+        handle = "41" if required.startswith("owner") else "40"
+        fake_slurm.answer("squeue", f"{handle}|{live}|None|n1|gpu\n")
+        fake_slurm.answer("sbatch", "50\n")
+        backend.submit({**job, "requires": [required]}, {})
+        deps = [a for a in fake_slurm.calls("sbatch")[-1] if a.startswith("--dependency")]
+        assert deps == ([expected] if expected else []), (required, live)
+    fake_slurm.answer("squeue", "", rc=1, err="slurm_load_jobs error: Invalid job id specified\n")  # purged
+    backend.submit({**job, "requires": ["owner/pretrain"]}, {})
+    assert not any(a.startswith("--dependency") for a in fake_slurm.calls("sbatch")[-1])
+
+
 def test_batch_script_quotes_modules_and_execs_the_command():
     text = batch_script(
         {"name": "neg", "run_id": "r", "command": "cd /c && exec env A=1 py -m remote.wrapper"}, ["cuda/12.4", "a b"]
