@@ -9,7 +9,6 @@ from typing import Dict, List, Optional, Tuple
 from orchestrator.transport import diskspace, shell
 from orchestrator.contract import hostdocs
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.runs.plan import hostctl
 from orchestrator.config.project import control_char
 from orchestrator.transport.base import Transport
 from orchestrator.backends.base import JobBackend
@@ -115,6 +114,14 @@ def state_from_facts(host, facts: Dict[str, str], gpus: List[str], backend: Opti
         gpus = list(host.gpus)
     modules = {k[len("module_") :]: v == "yes" for k, v in facts.items() if k.startswith("module_")}
     return HostState(workdir=workdir, tools=tools, gpus=gpus, modules=modules)
+
+
+def hostctl(python: str, code_dir: str, *args: str) -> str:
+    """Shell text to run the stdlib host helper (remote/hostctl.py) from a code snapshot.
+
+    -S: it needs no site-packages, and skipping them saves start-up on every status call.
+    """
+    return shell.in_dir(code_dir, shell.join([python, "-S", "-m", "remote.hostctl", *args]))
 
 
 def code_dir(workdir: str, code_hash: str) -> str:

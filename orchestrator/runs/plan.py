@@ -138,11 +138,3 @@ def launch_plan(
     if handles:
         plan["handles"] = dict(handles)
     return plan
-
-
-def hostctl(python: str, code_dir: str, *args: str) -> str:
-    """Shell text to run the stdlib host helper from a code snapshot.
-
-    -S: it needs no site-packages, and skipping them saves start-up on every status call.
-    """
-    return shell.in_dir(code_dir, shell.join([python, "-S", "-m", "remote.hostctl", *args]))
