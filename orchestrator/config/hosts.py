@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import yaml
-
 from orchestrator.config.project import Project, check_name, control_char
 from orchestrator.config.slurm import SlurmOptions
 from orchestrator.config.slurm import check as check_slurm
-from orchestrator.config.yamlfile import read_mapping
 from orchestrator.errors import ExitCode, OrchError
-from remote.files import atomic_write_text
-from remote.spec import SpecError, build
+
+# YAML, the spec builder and file writing are imported where a host file is read or
+# written: `orch status` and every transport import this module for HostConfig alone.
 
 LOCAL = "local"
 SCHEDULERS = ("tmux", "slurm")  # job backends a host may name (orchestrator/backends/)
@@ -113,9 +112,24 @@ def host_file(project: Project, name: str) -> Path:
     return project.configs / "hosts" / f"{name}.yaml"
 
 
-def _from_file(path: Path, name: str, defaults: Optional[Dict] = None) -> HostConfig:
+def _from_file(path: Path, name: str, defaults: Optional[Dict] = None, cache: Optional[Path] = None) -> HostConfig:
+    """The host config in PATH.  CACHE: a JSON file that keeps the result for the file's
+    exact text, so that the next command (`orch status` above all) skips YAML and the
+    spec builder while the file is unchanged."""
+    try:
+        text = path.read_text()
+    except OSError:
+        text = None  # read_mapping says why
+    key = {"file": str(path), "text": text, "defaults": defaults or {}}
+    if cache is not None and text is not None:
+        found = _cached(cache, key, name, path)
+        if found is not None:
+            return found
+    from orchestrator.config.yamlfile import read_mapping
+    from remote.spec import SpecError, build
+
     raw = dict(defaults or {})
-    raw.update(read_mapping(path))
+    raw.update(read_mapping(path, text=text))
     try:
         base = build(HostFile, raw, str(path))
     except SpecError as exc:
@@ -123,8 +137,42 @@ def _from_file(path: Path, name: str, defaults: Optional[Dict] = None) -> HostCo
     if name != LOCAL and not base.hostname:
         raise OrchError(f"{path}: key 'hostname': required (the host's DNS name or address)", ExitCode.CONFIG)
     check_values(base, str(path))
+    if cache is not None and text is not None:
+        _keep(cache, key, base)
     # Field by field, not asdict(): that would turn the nested `slurm` options into a dict.
     return HostConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, name=name, source=str(path))
+
+
+def _cache_file(project: Project, name: str) -> Path:
+    return _state_dir(project) / f"{name}.config.json"  # beside <host>.launch.json (runs/hostlaunch.py)
+
+
+def _cached(cache: Path, key: Dict, name: str, path: Path) -> Optional[HostConfig]:
+    """The config CACHE keeps for KEY (the file, its text, the defaults), checked again as a
+    file's values are; None when there is none, or it is for other text or other fields."""
+    try:
+        doc = json.loads(cache.read_text())
+        if not isinstance(doc, dict) or doc.get("key") != key:
+            return None
+        values = dict(doc["host"])
+        if set(values) != {f.name for f in dataclasses.fields(HostFile)}:
+            return None  # written by another version of HostFile
+        values["slurm"] = SlurmOptions(**values["slurm"])
+        host = HostConfig(**values, name=name, source=str(path))
+        check_values(host, str(path))
+    except (OSError, ValueError, TypeError, KeyError, OrchError):
+        return None
+    return host
+
+
+def _keep(cache: Path, key: Dict, base: HostFile) -> None:
+    from remote.files import atomic_write_text
+
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache, json.dumps({"key": key, "host": dataclasses.asdict(base)}, indent=1) + "\n")
+    except OSError:
+        pass  # only a cache: a read-only project parses the YAML every time
 
 
 def ssh_config_path() -> Path:
@@ -170,12 +218,12 @@ def resolve_host(project: Project, name: str) -> HostConfig:
         # Built-in: everything under the project's .orch/local unless overridden.
         defaults = {"workdir": str(project.root / ".orch" / "local"), "python": sys.executable}
         if path.is_file():
-            return _from_file(path, LOCAL, defaults)
+            return _from_file(path, LOCAL, defaults, _cache_file(project, LOCAL))
         # The controller's own interpreter: `pip install -e .[host]` puts torch beside it.
         return HostConfig(name=LOCAL, source="built-in", workdir=defaults["workdir"], python=sys.executable)
     path = host_file(project, name)
     if path.is_file():
-        return _from_file(path, name)
+        return _from_file(path, name, cache=_cache_file(project, name))
     alias = _from_ssh_config(name)
     if alias is not None:
         return alias
@@ -214,6 +262,8 @@ def host_yaml(host: HostConfig, **extra) -> str:
         if getattr(host, key) != getattr(defaults, key):
             data[key] = getattr(host, key)
     data.update(extra)
+    import yaml
+
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
@@ -234,6 +284,11 @@ def set_host_key(project: Project, name: str, key: str, value) -> Path:
                 alias, **{key: value}
             ).rstrip("\n")
         raise OrchError(f"host {name!r} has no file {rel} to record {key} in", ExitCode.CONFIG, hint=hint)
+    import yaml
+
+    from orchestrator.config.yamlfile import read_mapping
+    from remote.files import atomic_write_text
+
     data = read_mapping(path) if path.is_file() else {}
     data[key] = value
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

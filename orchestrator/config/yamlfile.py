@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import yaml
 
 from orchestrator.errors import ExitCode, OrchError
 
 
-def read_mapping(path: Path, label: Union[str, Path, None] = None) -> Dict:
+def read_mapping(path: Path, label: Union[str, Path, None] = None, text: Optional[str] = None) -> Dict:
+    """PATH's mapping (TEXT: its contents, already read)."""
     label = label or path
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text() if text is None else text) or {}
     except yaml.YAMLError as exc:
         raise OrchError(f"{label}: not valid YAML: {exc}", ExitCode.CONFIG) from None
     except OSError as exc:
