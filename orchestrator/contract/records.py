@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict
+from typing import TYPE_CHECKING, Dict, List
 
 from orchestrator.config.project import Project, safe_name
 from orchestrator.errors import ExitCode, OrchError
@@ -55,6 +55,27 @@ def load_resolved(run_dir: Path) -> Dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list) or "experiment" not in doc:
         raise OrchError(f"{path} is not a run record (no jobs/experiment)", ExitCode.RUN_STATE)
     return doc
+
+
+def planned_jobs(run_dir: Path, record: Dict) -> List[Dict]:
+    """The run's jobs in plan order, with what `orch status` needs of each (name, gpu):
+    from local.json's ``planned_jobs`` (written at launch, so that status parses no YAML),
+    else from run.yaml (runs recorded before local.json kept them, or a record edited by hand)."""
+    jobs = record.get("planned_jobs")
+    if (
+        isinstance(jobs, list)
+        and jobs
+        and all(
+            isinstance(j, dict) and isinstance(j.get("name"), str) and isinstance(j.get("gpu", ""), str) for j in jobs
+        )
+    ):
+        return jobs
+    return load_resolved(run_dir)["jobs"]
+
+
+def job_summary(jobs: List[Dict]) -> List[Dict]:
+    """What local.json keeps of run.yaml's jobs for planned_jobs()."""
+    return [{"name": j["name"], "gpu": j.get("gpu", "") or ""} for j in jobs]
 
 
 def save_record(run_dir: Path, record: Dict) -> None:

@@ -18,7 +18,7 @@ from orchestrator import backends
 from orchestrator.runs import codesync, hostctl as hostops, hostlaunch, plan as jobplan, staging
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.project import Project
-from orchestrator.contract.records import load_record, load_resolved, save_record
+from orchestrator.contract.records import job_summary, load_record, load_resolved, save_record
 from remote.files import atomic_write_text
 from orchestrator.transport.base import Transport
 
@@ -146,6 +146,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
             "backend": backend.name, "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
             # Where the data the host reads came from: evaluation trains the yardsticks on it.
             "data_files": {key: {"local": str(path), "host": f"{workdir}/{data_at[key]}"} for key, path in data.items()},
+            "planned_jobs": job_summary(doc["jobs"]),  # `orch status` reads these instead of run.yaml's YAML
         })
         atomic_write_text(local_dir / "run.yaml", text)
         remote_run = hostops.run_dir(workdir, run_id)
