@@ -14,12 +14,14 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import backends, output
+from orchestrator.commands import quickstatus
+from orchestrator.commands.statustable import render
 from orchestrator.commands.tables import add_column, add_name_column
 from orchestrator.config.project import Project, check_name
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import hostctl as hostops
-from orchestrator.runs.state import StatusRow, fmt_duration, listed_state, rows_from_local, rows_from_remote, run_state
+from orchestrator.runs.state import StatusRow, listed_state, rows_from_local, rows_from_remote, run_state
 from orchestrator.transport import shell
 from orchestrator.transport.connect import open_transport
 from remote.jobstate import ACTIVE
@@ -30,63 +32,15 @@ TRUST = typer.Option(
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
-def _fmt(value, spec: str = "") -> str:
-    if value is None:
-        return "-"
-    return format(value, spec) if spec else str(value)
-
-
 def follow_hint(run_id: str) -> str:
     # Two alternatives, not a pipeline: "a | b" reads as shell syntax someone might paste.
     return f"  follow: orch status {run_id} --watch, or orch logs {run_id} JOB -f"
 
 
-def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) -> Table:
-    # Cells are Text, not markup: reasons, GPU names and phases come from the host.
-    table = Table(title=Text(f"{run_id} on {host}: {run_state(rows)}"), title_justify="left")
-    id_column = backend.id_column if backend is not None else ""
-    requeued = any(r.requeues for r in rows)
-    cols = (
-        ["job"]
-        + ([id_column] if id_column else [])
-        + ["GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"]
-        + (["requeues"] if requeued else [])
-    )
-    for col in cols:
-        table.add_column(col, justify="right" if col not in ("job", "state", "phase") else "left")
-    colours = {
-        "done": "green",
-        "running": "cyan",
-        "failed": "red",
-        "lost": "red",
-        "cancelled": "yellow",
-        "unknown": "magenta",
-    }
-    for r in rows:
-        steps = f"{r.step}/{r.total}" if r.step is not None else "-"
-        state = Text(r.state, style=colours.get(r.state, "white"))
-        if r.reason and r.state in ("failed", "cancelled", "unknown"):
-            state.append(f" ({r.reason})")
-        elif r.state == "waiting" and (r.reason or r.note):
-            # What it waits for: its place in a GPU's line, a scheduler's stop, ...
-            state.append(" (" + "; ".join(x for x in (r.reason, r.note) if x) + ")")
-        elif r.note:
-            state.append(f" ({r.note})")
-        ident = [Text(backend.ident(r.backend) or "-")] if id_column else []
-        table.add_row(
-            Text(r.name),
-            *ident,
-            Text(r.gpu or "-"),
-            state,
-            Text(r.phase or "-"),
-            steps,
-            _fmt(r.loss, ".4f"),
-            _fmt(r.tokens_per_s, ",.0f"),
-            fmt_duration(r.eta_s),
-            fmt_duration(r.elapsed_s),
-            *([str(r.requeues)] if requeued else []),
-        )
-    return table
+def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) -> Text:
+    """The status table (commands/statustable.py) for a Rich view (`status --watch`): the
+    same lines plain `orch status` prints, its state colours as Rich styles."""
+    return Text.from_ansi(render(run_id, host, rows, backend, colour=True).rstrip("\n"))
 
 
 RECONNECT_WAITS_S = (2, 5, 10, 20, 30)  # about a minute of retries: a laptop changing networks
@@ -156,12 +110,7 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
         ) from None
 
 
-def _remember(run_dir, record, rows: List[StatusRow]) -> None:
-    """Keep the last job states seen in the local record, for `orch runs` (no SSH)."""
-    states = {r.name: r.state for r in rows}
-    if record.get("job_states") != states:
-        record["job_states"] = states
-        records.save_record(run_dir, record)
+_remember = quickstatus.remember
 
 
 def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> None:
@@ -369,38 +318,17 @@ def register(app: typer.Typer) -> None:
         quiet: bool = output.quiet_option(),
     ):
         """One table of a run's jobs, read from the host in one SSH round trip."""
+        if as_json or not watch:
+            # What orch/cli.py runs without Typer for the plain forms (commands/quickstatus.py).
+            quickstatus.show(run_id, as_json, trust_new_host_key)
+            return
         project = Project.find()
         run_dir = project.existing_run(run_id)
         run_id = run_dir.name
-        record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
+        record = records.load_record(run_dir)
+        doc = {"jobs": records.planned_jobs(run_dir, record)}
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            backend = backends.for_record(record)
-            remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
-            if not remote.get("exists"):
-                raise OrchError(
-                    f"run {run_id} is not on {record['host']} ({remote.get('run_dir')}): deleted there, "
-                    "or its launch was interrupted",
-                    ExitCode.RUN_STATE,
-                    hint=f"fetched results, if any, are in {run_dir}; `orch run "
-                    f"{record.get('experiment')} --resume {run_id}` launches its jobs again",
-                )
-            rows = rows_from_remote(remote, doc["jobs"], backend)
-            _remember(run_dir, record, rows)
-            if as_json:
-                print(
-                    json.dumps(
-                        {
-                            "run": run_id,
-                            "host": record["host"],
-                            "state": run_state(rows),
-                            "jobs": [r.to_dict() for r in rows],
-                        }
-                    )
-                )
-                return
-            if not watch:
-                output.out.print(status_table(run_id, record["host"], rows, backend))
-                return
+            quickstatus.host_rows(transport, run_dir, record, doc["jobs"])  # the run is there at all
             rows = _watch(transport, record, doc, run_id, interval, output.out)
             _remember(run_dir, record, rows)
         if run_state(rows) in ("failed", "cancelled"):

@@ -6,56 +6,18 @@ import sys
 
 import pytest
 
+from tests.unit.test_quickstatus import NEVER, STATUS_MODULES
+
 pytestmark = pytest.mark.integration
 
 FAST = ["--set", "train.steps=30", "--set", "train.log_every=5"]
 
 
 # Issue 15: start-up proportional to the command.  `orch status` over SSH imports exactly
-# these of the project's modules, and none of the heavy libraries evaluation uses.  A
-# change that adds one must say why here.
-STATUS_IMPORTS = {
-    "orchestrator",
-    "orchestrator.backends",
-    "orchestrator.backends.base",
-    "orchestrator.backends.tmux",
-    # (orchestrator.cli itself runs as __main__; the Typer app no longer imports it)
-    "orchestrator.commands",
-    "orchestrator.commands.app",
-    "orchestrator.commands.runs",
-    "orchestrator.commands.tables",
-    "orchestrator.config",
-    "orchestrator.config.hosts",
-    "orchestrator.config.project",
-    "orchestrator.config.yamlfile",
-    "orchestrator.config.slurm",  # a host file may hold a slurm: block, validated with the rest of it
-    "orchestrator.errors",
-    "orchestrator.output",
-    "orchestrator.contract",
-    "orchestrator.contract.hostdocs",
-    "orchestrator.contract.records",
-    "orchestrator.runs",
-    "orchestrator.runs.hostctl",
-    "orchestrator.runs.plan",
-    "orchestrator.runs.state",
-    "orchestrator.transport",
-    "orchestrator.transport.base",
-    "orchestrator.transport.connect",
-    "orchestrator.transport.diskspace",
-    "orchestrator.transport.knownhosts",
-    "orchestrator.transport.portcheck",
-    "orchestrator.transport.proxyjump",
-    "orchestrator.transport.shell",
-    "orchestrator.transport.ssh",
-    "remote",
-    "remote.backends",
-    "remote.backends.base",
-    "remote.backends.tmux",
-    "remote.files",
-    "remote.jobstate",
-    "remote.spec",
-}
-HEAVY = ("numpy", "scipy", "sklearn", "matplotlib", "pandas", "torch", "transformers")
+# these of the project's modules (the one list, with why: tests/unit/test_quickstatus.py),
+# and none of Typer, Rich or the heavy libraries evaluation uses.
+STATUS_IMPORTS = STATUS_MODULES
+HEAVY = NEVER + ("pandas",)
 
 
 def status_imports(p, tmp_path) -> set:

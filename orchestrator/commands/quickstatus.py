@@ -1,0 +1,135 @@
+"""`orch status [RUN] [--json]` without Typer, Rich or YAML (issue 15: status costs what a
+minimal Paramiko client running the same host command costs, plus little).
+
+orchestrator/cli.py hands a command line here first.  Only the plain forms are taken:
+`[-q] status [RUN] [--json] [--trust-new-host-key] [-q]`.  Anything else (`--help`,
+`--watch`, `--interval`, an unknown option, a second argument) returns None and goes the
+Typer way, so help texts, usage errors (one message, exit 2) and the live view stay
+exactly Typer's.  The Typer command (commands/runs.py) calls show() for the same forms:
+one implementation of what status prints.
+
+tests/unit/test_quickstatus.py pins the modules this path imports.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional, Tuple
+
+from orchestrator.errors import ExitCode, OrchError
+
+QUIET = ("-q", "--quiet")
+
+
+def parse(argv: List[str]) -> Optional[Tuple[Optional[str], bool, bool]]:
+    """(RUN or None, --json, --trust-new-host-key) for a plain `status` command line;
+    None for anything else (Typer parses it, and words any error)."""
+    i = 0
+    while i < len(argv) and argv[i] in QUIET:  # the root's --quiet (status prints no progress)
+        i += 1
+    if argv[i : i + 1] != ["status"]:
+        return None
+    run_id: Optional[str] = None
+    as_json = trust = False
+    for arg in argv[i + 1 :]:
+        if arg == "--json":
+            as_json = True
+        elif arg == "--trust-new-host-key":
+            trust = True
+        elif arg in QUIET:
+            pass
+        elif arg.startswith("-") or run_id is not None:
+            return None
+        else:
+            run_id = arg
+    return run_id, as_json, trust
+
+
+def show(run_id: Optional[str], as_json: bool, trust_new_host_key: bool, out=None) -> List:
+    """Read the run's job states from its host in one round trip, remember them in
+    local.json (for `orch runs`), and print the table or the JSON on ``out`` (stdout).
+    Returns the rows."""
+    from orchestrator import backends
+    from orchestrator.commands.statustable import render, use_colour
+    from orchestrator.config.project import Project
+    from orchestrator.contract import records
+    from orchestrator.runs.state import run_state
+    from orchestrator.transport.connect import open_transport
+
+    out = out or sys.stdout
+    project = Project.find()
+    run_dir = project.existing_run(run_id)
+    run_id = run_dir.name
+    record = records.load_record(run_dir)
+    planned = records.planned_jobs(run_dir, record)
+    with open_transport(project, record["host"], trust_new_host_key) as transport:
+        rows = host_rows(transport, run_dir, record, planned)
+    remember(run_dir, record, rows)
+    if as_json:
+        doc = {"run": run_id, "host": record["host"], "state": run_state(rows), "jobs": [r.to_dict() for r in rows]}
+        out.write(json.dumps(doc) + "\n")
+    else:
+        out.write(render(run_id, record["host"], rows, backends.for_record(record), colour=use_colour(out)))
+    out.flush()
+    return rows
+
+
+def host_rows(transport, run_dir, record, planned) -> List:
+    """The run's rows as its host reports them (one round trip); an error when the host
+    has no such run."""
+    from orchestrator import backends
+    from orchestrator.runs import hostctl as hostops
+    from orchestrator.runs.state import rows_from_remote
+
+    run_id = run_dir.name
+    backend = backends.for_record(record)
+    remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+    if not remote.get("exists"):
+        raise OrchError(
+            f"run {run_id} is not on {record['host']} ({remote.get('run_dir')}): deleted there, "
+            "or its launch was interrupted",
+            ExitCode.RUN_STATE,
+            hint=f"fetched results, if any, are in {run_dir}; `orch run "
+            f"{record.get('experiment')} --resume {run_id}` launches its jobs again",
+        )
+    return rows_from_remote(remote, planned, backend)
+
+
+def remember(run_dir, record, rows) -> None:
+    """Keep the last job states seen in the local record, for `orch runs` (no SSH)."""
+    from orchestrator.contract import records
+
+    states = {r.name: r.state for r in rows}
+    if record.get("job_states") != states:
+        record["job_states"] = states
+        records.save_record(run_dir, record)
+
+
+def error(exc: OrchError, stream=None) -> None:
+    """An OrchError as the Typer app prints it: "error: MESSAGE" and "  hint: HINT" on
+    stderr, plain text (the message may quote what a host printed)."""
+    from orchestrator.commands.statustable import use_colour
+
+    stream = stream or sys.stderr
+    label = "\x1b[1;31merror:\x1b[0m" if use_colour(stream) else "error:"
+    stream.write(f"{label} {exc.message}\n")
+    if exc.hint:
+        stream.write(f"  hint: {exc.hint}\n")
+    stream.flush()
+
+
+def main(argv: List[str]) -> Optional[int]:
+    """The exit code of a plain `orch status` command line; None when it is not one."""
+    parsed = parse(argv)
+    if parsed is None:
+        return None
+    try:
+        show(*parsed)
+    except OrchError as exc:
+        error(exc)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    return 0

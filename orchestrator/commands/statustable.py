@@ -1,0 +1,124 @@
+"""The `orch status` table as plain text: standard library only, so that `orch status`
+prints it without loading Rich (orchestrator/commands/quickstatus.py), and `--watch`
+shows the same table in a Rich Live view (commands/runs.py wraps these lines).
+
+Every cell that came from the host (reasons, GPU names, phases, scheduler notes) is
+untrusted: there is no markup to interpret here, and control characters (an escape
+sequence, a newline that would start a fake row) are written as visible escapes.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from typing import List, Optional, Sequence
+
+from orchestrator.runs.state import StatusRow, fmt_duration, run_state
+
+# The colours the Rich table used for a state word (ANSI SGR codes), shown on a terminal.
+STATE_COLOURS = {
+    "done": "32",  # green
+    "running": "36",  # cyan
+    "failed": "31",  # red
+    "lost": "31",
+    "cancelled": "33",  # yellow
+    "unknown": "35",  # magenta
+}
+LEFT = ("job", "state", "phase")  # text columns; the others are numbers, right-aligned
+GAP = "  "
+
+
+def visible(text: str) -> str:
+    """TEXT on one line, with every control character (C0, DEL, C1) as its escape."""
+    if not any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text):
+        return text
+    return "".join(repr(ch)[1:-1] if ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in text)
+
+
+def width(text: str) -> int:
+    """Terminal columns TEXT takes: East Asian wide characters two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def use_colour(stream) -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set or TERM=dumb (as Rich does)."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _fmt(value, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec) if spec else str(value)
+
+
+def _state(r: StatusRow) -> str:
+    """The state word and what explains it, as the table shows it."""
+    if r.reason and r.state in ("failed", "cancelled", "unknown"):
+        return f"{r.state} ({r.reason})"
+    if r.state == "waiting" and (r.reason or r.note):
+        # What it waits for: its place in a GPU's line, a scheduler's stop, ...
+        return f"{r.state} (" + "; ".join(x for x in (r.reason, r.note) if x) + ")"
+    if r.note:
+        return f"{r.state} ({r.note})"
+    return r.state
+
+
+def columns(rows: Sequence[StatusRow], backend=None) -> List[str]:
+    id_column = backend.id_column if backend is not None else ""
+    return (
+        ["job"]
+        + ([id_column] if id_column else [])
+        + ["GPU", "state", "phase", "step/total", "loss", "tokens/s", "ETA", "elapsed"]
+        + (["requeues"] if any(r.requeues for r in rows) else [])
+    )
+
+
+def cells(r: StatusRow, backend=None, requeued: bool = False) -> List[str]:
+    id_column = backend.id_column if backend is not None else ""
+    return [
+        r.name,
+        *([backend.ident(r.backend) or "-"] if id_column else []),
+        r.gpu or "-",
+        _state(r),
+        r.phase or "-",
+        f"{r.step}/{r.total}" if r.step is not None else "-",
+        _fmt(r.loss, ".4f"),
+        _fmt(r.tokens_per_s, ",.0f"),
+        fmt_duration(r.eta_s),
+        fmt_duration(r.elapsed_s),
+        *([str(r.requeues)] if requeued else []),
+    ]
+
+
+def render(run_id: str, host: str, rows: Sequence[StatusRow], backend=None, colour: bool = False) -> str:
+    """The title line ("RUN on HOST: STATE"), a header, a rule, then one line per job.
+
+    Lines are never wrapped or cut: a long reason stays whole on its row (grep and
+    copy-paste find it), and a terminal folds what does not fit."""
+    head = columns(rows, backend)
+    requeued = "requeues" in head
+    body = [[visible(c) for c in cells(r, backend, requeued)] for r in rows]
+    widths = [max([width(h)] + [width(line[i]) for line in body]) for i, h in enumerate(head)]
+    state_at = head.index("state")
+
+    def line(values: Sequence[str], states: Optional[str] = None) -> str:
+        out = []
+        for i, (name, value) in enumerate(zip(head, values)):
+            pad = " " * (widths[i] - width(value))
+            if i == len(head) - 1 and name in LEFT:
+                pad = ""  # no trailing blanks
+            if colour and states is not None and i == state_at and states in STATE_COLOURS:
+                word, rest = value[: len(states)], value[len(states) :]
+                value = f"\x1b[{STATE_COLOURS[states]}m{word}\x1b[0m{rest}"
+            out.append(value + pad if name in LEFT else pad + value)
+        return GAP.join(out).rstrip()
+
+    title = visible(f"{run_id} on {host}: {run_state(list(rows))}")
+    lines = [title, line(head), GAP.join("-" * w for w in widths)]
+    lines += [line(values, r.state) for values, r in zip(body, rows)]
+    return "\n".join(lines) + "\n"
