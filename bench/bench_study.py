@@ -24,6 +24,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "integration"))  # its conftest imports slurmbed
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_eval import loadavg  # noqa: E402

@@ -35,6 +35,45 @@ def pytest_configure(config):
         config.option.timeout = timing.scaled(ini)
 
 
+# The files that take longest (minutes: Slurm time limits, studies, bootstraps), longest
+# first.  pytest-xdist (--dist loadfile) hands files to workers in collection order, so
+# starting these first keeps one long file from being the tail of the whole run.
+LONGEST_FIRST = (
+    "integration/test_slurm_requeue.py",
+    "integration/test_slurm.py",
+    "integration/test_study.py",
+    "integration/test_bootstrap.py",
+    "integration/test_hostile_host.py",
+    "integration/test_interruptions.py",
+    "remote/test_compile.py",
+    "integration/test_jobs_survive.py",
+    "integration/test_study_partial.py",
+    "integration/test_slurm_bootstrap.py",
+    "integration/test_output.py",
+    "integration/test_run_lifecycle.py",
+    "remote/test_run_job.py",
+    "integration/test_job_ownership.py",
+    "integration/test_gpu_queue.py",
+    "integration/test_local_host.py",
+    "integration/test_ssh_security.py",
+    "integration/test_hostile_inputs.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    here = Path(__file__).resolve().parent
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def key(item):
+        try:
+            rel = Path(str(item.fspath)).resolve().relative_to(here).as_posix()
+        except ValueError:
+            rel = ""
+        return rank.get(rel, len(rank))
+
+    items.sort(key=key)  # stable: the rest keep their order, as do a file's own tests
+
+
 def _basetemp(session) -> str:
     factory = getattr(session.config, "_tmp_path_factory", None)
     base = getattr(factory, "_basetemp", None)  # None: no test used tmp_path, nothing was started there

@@ -1,14 +1,10 @@
 """Studies end to end on the real loopback sshd: a 3-member x 2-seed study runs with
-shared pretrain jobs, is fetched and reported; a study with a failed member reports the
-rest, says what is missing, and resumes it."""
+shared pretrain jobs, is fetched and reported (a failed member: test_study_partial.py)."""
 
 import json
-import re
-import time
 
 import pytest
-import timing
-import yaml
+from studycases import wait_ended, write_study
 
 TINY = {
     "data.unlabelled_path": "configs/data/tiny_unlabelled.jsonl",
@@ -20,28 +16,6 @@ TINY = {
     "score.mdlm_draws": 2,
     "eval.bootstrap": 100,
 }
-
-
-def write_study(p, name, members, seeds, shared=None, ensembles=None):
-    doc = {"base": "smoke", "host": "testhost", "seeds": seeds, "set": shared or {}, "members": members}
-    if ensembles:
-        doc["ensembles"] = ensembles
-    path = p.root / "configs" / "studies" / f"{name}.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
-def wait_ended(p, study, timeout=600):
-    deadline = time.time() + timing.scaled(timeout)
-    last = None
-    while time.time() < deadline:
-        proc = p.orch("study", "status", study, "--json")
-        if proc.returncode == 0:
-            last = json.loads(proc.stdout)["runs"]
-            if all(r["state"] in ("done", "failed", "cancelled", "fetched") for r in last):
-                return {r["run_id"]: r for r in last}
-        time.sleep(1.0)
-    raise AssertionError(f"study {study} did not end in {timeout} s; last status: {last}")
 
 
 @pytest.mark.slow
@@ -94,40 +68,3 @@ def test_a_study_runs_shares_pretrains_fetches_and_reports(ssh_project):
 
     refused = p.orch("study", "run", "st")
     assert refused.returncode == 8 and "launched already" in refused.stderr and "Traceback" not in refused.stderr
-
-
-@pytest.mark.slow
-def test_a_failed_member_is_reported_missing_and_resumed(ssh_project):
-    p = ssh_project
-    # No GPU here: a member that insists on CUDA fails on the host, after launch.
-    write_study(
-        p,
-        "br",
-        {"ok": {"model.kind": "ar"}, "broken": {"model.kind": "ar", "train.device": "cuda"}},
-        [0],
-        {"train.steps": 5, "eval.bootstrap": 100},
-    )
-    p.orch("study", "run", "br", check=True)
-    runs = wait_ended(p, "br")
-    assert runs["br-ok-s0"]["state"] == "done" and runs["br-broken-s0"]["state"] == "failed"
-    assert "no CUDA GPU" in runs["br-broken-s0"]["reason"]
-
-    fetched = p.orch("study", "fetch", "br", check=True, timeout=600)
-    assert "1 of 2 runs of br fetched" in fetched.stderr and "br-broken-s0: failed" in fetched.stderr
-    p.orch("study", "report", "br", check=True, timeout=600)
-    out_dir = p.root / "runs" / "studies" / "br"
-    table = json.loads((out_dir / "table.json").read_text())
-    assert [m["run_id"] for m in table["missing"]] == ["br-broken-s0"]
-    assert "failed" in table["missing"][0]["why"]
-    report = (out_dir / "report.md").read_text()
-    assert "br-broken-s0" in report.split("What is missing")[1]
-
-    resumed = p.orch("study", "resume", "br", check=True)
-    assert "relaunched class-0, class-1 of br-broken-s0" in resumed.stderr
-    deadline = time.time() + timing.scaled(300)
-    log = p.remote_job("br-broken-s0", "class-0") / "log.txt"
-    while len(re.findall(r"^\[orch\] \S+ \S+ exit ", log.read_text(), re.M)) < 2 and time.time() < deadline:
-        time.sleep(0.5)
-    runs = wait_ended(p, "br")
-    assert runs["br-broken-s0"]["state"] == "failed" and runs["br-ok-s0"]["state"] == "fetched"
-    assert log.read_text().count(" start: ") == 2

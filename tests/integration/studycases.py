@@ -1,0 +1,30 @@
+"""What the study test files share: a study config written into the test project, and a
+wait for every run of a study to end."""
+
+import json
+import time
+
+import timing
+import yaml
+
+
+def write_study(p, name, members, seeds, shared=None, ensembles=None):
+    doc = {"base": "smoke", "host": "testhost", "seeds": seeds, "set": shared or {}, "members": members}
+    if ensembles:
+        doc["ensembles"] = ensembles
+    path = p.root / "configs" / "studies" / f"{name}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def wait_ended(p, study, timeout=600):
+    deadline = time.time() + timing.scaled(timeout)
+    last = None
+    while time.time() < deadline:
+        proc = p.orch("study", "status", study, "--json")
+        if proc.returncode == 0:
+            last = json.loads(proc.stdout)["runs"]
+            if all(r["state"] in ("done", "failed", "cancelled", "fetched") for r in last):
+                return {r["run_id"]: r for r in last}
+        time.sleep(1.0)
+    raise AssertionError(f"study {study} did not end in {timeout} s; last status: {last}")
