@@ -348,7 +348,7 @@ def ssh_project(sshd, tmp_path) -> OrchProject:
 
 
 # The one-node Slurm cluster (tests/integration/slurmbed.py) and its login node, one per test
-# module that asks for them (test_slurm.py, test_slurm_bootstrap.py).
+# module that asks for them (test_slurm.py, test_slurm_requeue.py, test_slurm_bootstrap.py).
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     missing = slurmbed.missing_tools()
