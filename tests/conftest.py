@@ -40,12 +40,12 @@ def pytest_configure(config):
 # starting these first keeps one long file from being the tail of the whole run.
 LONGEST_FIRST = (
     "integration/test_slurm_requeue.py",
+    "remote/test_compile.py",  # torch.compile on a CPU: minutes of inductor's C++ compiling
     "integration/test_slurm.py",
     "integration/test_study.py",
     "integration/test_bootstrap.py",
     "integration/test_hostile_host.py",
     "integration/test_interruptions.py",
-    "remote/test_compile.py",
     "integration/test_jobs_survive.py",
     "integration/test_study_partial.py",
     "integration/test_slurm_bootstrap.py",
