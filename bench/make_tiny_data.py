@@ -8,7 +8,7 @@ classes well but not trivially.  Some texts carry IMDB-style ``<br />`` markup.
     python bench/make_tiny_data.py [--out PATH] [--per-class 300] [--seed 0]
                                    [--unlabelled-out PATH] [--unlabelled 400]
 
-It also writes configs/data/tiny_unlabelled.jsonl: texts of both classes without labels,
+It also writes tiny_unlabelled.jsonl beside it (configs/data/ by default): texts of both classes without labels,
 from their own random stream (the labelled file's bytes do not depend on it), for
 experiments and studies that pretrain (data.unlabelled_path).
 """
@@ -129,7 +129,7 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(here, "..", "configs", "data", "tiny_sentiment.jsonl"))
     ap.add_argument("--per-class", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--unlabelled-out", default=os.path.join(here, "..", "configs", "data", "tiny_unlabelled.jsonl"))
+    ap.add_argument("--unlabelled-out", default="", help="default: tiny_unlabelled.jsonl beside --out")
     ap.add_argument("--unlabelled", type=int, default=400)
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -143,6 +143,8 @@ def main() -> None:
         for row in rows:
             f.write(json.dumps(row) + "\n")
     print(f"wrote {len(rows)} texts to {os.path.normpath(args.out)} ({os.path.getsize(args.out)} bytes)")
+    if not args.unlabelled_out:
+        args.unlabelled_out = os.path.join(os.path.dirname(os.path.abspath(args.out)), "tiny_unlabelled.jsonl")
     unlabelled_rng = random.Random(f"unlabelled-{args.seed}")
     with open(args.unlabelled_out, "w", encoding="utf-8") as f:
         for i in range(args.unlabelled):

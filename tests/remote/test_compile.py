@@ -18,23 +18,22 @@ def _scores(tmp_path, name, **overrides):
     return {r["id"]: r for r in read_jsonl(run_dir / "jobs" / "neg" / "scores.jsonl")}, proc
 
 
-def _cuda() -> bool:
+def _compile_here() -> bool:
+    import os
+
     import torch
 
-    return torch.cuda.is_available()
+    return torch.cuda.is_available() or os.environ.get("ORCH_TEST_COMPILE") == "1"
 
 
-# The compiled path (remote.train.compiled) is one for every kind; on a CPU, where inductor
-# compiles C++ for minutes, one kind checks it; on a GPU machine both run.
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "ar",
-        pytest.param(
-            "mdlm", marks=pytest.mark.skipif("not _cuda()", reason="compiling a second kind on a CPU costs minutes")
-        ),
-    ],
+# train.compile is for GPU hosts.  On a CPU, inductor compiles C++ for many minutes (over
+# ten for one kind on a busy 2-core CI machine, past the per-test limit), so there the test
+# runs only when asked: ORCH_TEST_COMPILE=1 python3 -m pytest tests/remote/test_compile.py
+# (bench/bench_remote.py --compile both, in bench/gpu_session.sh, also compiles on a lent GPU).
+@pytest.mark.skipif(
+    "not _compile_here()", reason="torch.compile on a CPU takes many minutes: set ORCH_TEST_COMPILE=1 to run it"
 )
+@pytest.mark.parametrize("kind", ["ar", "mdlm"])
 def test_compiled_job_gives_the_eager_scores(tmp_path, kind):
     eager, _ = _scores(tmp_path, "eager", model__kind=kind)
     compiled, proc = _scores(tmp_path, "compiled", model__kind=kind, train__compile=True)
