@@ -1,6 +1,7 @@
 """Host-side helper the controller calls over SSH: one round trip per operation.
 
     python3 -S -m remote.hostctl status --run-dir R --workdir W [--backend B]
+    python3 -S -m remote.hostctl status-all --run-dir R [--run-dir R]... --workdir W [--backend B]
     python3 -S -m remote.hostctl launch --workdir W < plan.json
     python3 -S -m remote.hostctl cancel --run-dir R --workdir W [--job J]... [--backend B]
     python3 -S -m remote.hostctl follow --job-dir D [--job-dir D]... [--lines N] [--backend B]
@@ -81,49 +82,61 @@ def _job_dirs(run_dir: str, names: List[str]) -> List[str]:
 
 
 def cmd_status(opts) -> dict:
-    run_dir = opts.run_dir
-    run_id = os.path.basename(os.path.normpath(run_dir))
-    backend = backends.get(opts.backend, opts.workdir)
-    dirs = [d for d in _job_dirs(run_dir, []) if os.path.isdir(d)]
-    handles = {}
-    for d in dirs:
-        handle = job_handle(d, backend, run_id)
-        if handle is not None:
-            handles[os.path.basename(d)] = handle
+    return run_states([opts.run_dir], backends.get(opts.backend, opts.workdir))[0]
+
+
+def cmd_status_all(opts) -> dict:
+    """`status` of many runs (a study's) in one process: the backend is asked once for the
+    jobs of all of them (one `tmux list-sessions`, one `squeue`), not once per run."""
+    return {"replies": run_states(opts.run_dir, backends.get(opts.backend, opts.workdir))}
+
+
+def run_states(run_dirs: List[str], backend: backends.Backend) -> List[dict]:
+    found = []
+    handles = {}  # "<i>/<job>" -> handle: job names repeat across runs, the keys must not
+    for i, run_dir in enumerate(run_dirs):
+        run_id = os.path.basename(os.path.normpath(run_dir))
+        dirs = [d for d in _job_dirs(run_dir, []) if os.path.isdir(d)]
+        for d in dirs:
+            handle = job_handle(d, backend, run_id)
+            if handle is not None:
+                handles[f"{i}/{os.path.basename(d)}"] = handle
+        found.append((run_dir, dirs))
     held = backend.alive(handles) if handles else {}
-    jobs = []
-    for d in dirs:
-        name = os.path.basename(d)
-        info = dict(held.get(name) or {"alive": False})
-        alive = bool(info.pop("alive", False))
-        ended = info.pop("ended", None)
-        status = read_json(os.path.join(d, "status.json"))
-        owner = lock_holder(d)
-        if ended and not alive and owner is None and not (isinstance(status, dict) and status.get("state") in TERMINAL):
-            # The backend saw the job end in a way its wrapper could not record (a time
-            # limit, a node failure): record it now, so the state outlives the backend's memory.
-            status = _record_end(d, status, ended)
-        log = os.path.join(d, "log.txt")
-        jobs.append(
-            {
-                "name": name,
-                "status": status,
-                "progress": last_line(os.path.join(d, "progress.jsonl")),
-                "alive": alive,
-                # The pid of the live wrapper that owns the folder (None: nobody): a job whose
-                # backend lost sight of it (a deleted tmux socket) is still running, not lost.
-                "owner": owner,
-                "backend": info,
-                "manifest": os.path.exists(os.path.join(d, "manifest.json")),
-                "log_bytes": os.path.getsize(log) if os.path.exists(log) else 0,
-            }
-        )
+    return [
+        {
+            "run_dir": run_dir,
+            "exists": os.path.isdir(run_dir),
+            "now": time.time(),
+            "backend": backend.name,
+            "jobs": [_job_state(d, held.get(f"{i}/{os.path.basename(d)}")) for d in dirs],
+        }
+        for i, (run_dir, dirs) in enumerate(found)
+    ]
+
+
+def _job_state(d: str, held: Optional[dict]) -> dict:
+    info = dict(held or {"alive": False})
+    alive = bool(info.pop("alive", False))
+    ended = info.pop("ended", None)
+    status = read_json(os.path.join(d, "status.json"))
+    owner = lock_holder(d)
+    if ended and not alive and owner is None and not (isinstance(status, dict) and status.get("state") in TERMINAL):
+        # The backend saw the job end in a way its wrapper could not record (a time
+        # limit, a node failure): record it now, so the state outlives the backend's memory.
+        status = _record_end(d, status, ended)
+    log = os.path.join(d, "log.txt")
     return {
-        "run_dir": run_dir,
-        "exists": os.path.isdir(run_dir),
-        "now": time.time(),
-        "backend": backend.name,
-        "jobs": jobs,
+        "name": os.path.basename(d),
+        "status": status,
+        "progress": last_line(os.path.join(d, "progress.jsonl")),
+        "alive": alive,
+        # The pid of the live wrapper that owns the folder (None: nobody): a job whose
+        # backend lost sight of it (a deleted tmux socket) is still running, not lost.
+        "owner": owner,
+        "backend": info,
+        "manifest": os.path.exists(os.path.join(d, "manifest.json")),
+        "log_bytes": os.path.getsize(log) if os.path.exists(log) else 0,
     }
 
 
@@ -411,11 +424,13 @@ def cmd_follow(opts) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="remote.hostctl")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("status", "cancel", "launch", "follow"):
+    for name in ("status", "status-all", "cancel", "launch", "follow"):
         p = sub.add_parser(name)
         p.add_argument("--workdir", required=True)
         if name in ("status", "cancel"):
             p.add_argument("--run-dir", required=True)
+        if name == "status-all":
+            p.add_argument("--run-dir", action="append", required=True)
         if name != "launch":
             p.add_argument("--backend", default="tmux", choices=backends.NAMES)
         if name == "cancel":
@@ -430,7 +445,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_follow(opts)
         except (KeyboardInterrupt, BrokenPipeError):
             return 0
-    handlers: Dict = {"status": cmd_status, "launch": cmd_launch, "cancel": cmd_cancel}
+    handlers: Dict = {"status": cmd_status, "status-all": cmd_status_all, "launch": cmd_launch, "cancel": cmd_cancel}
     try:
         reply = handlers[opts.cmd](opts)
     except backends.BackendError as exc:

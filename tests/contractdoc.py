@@ -12,7 +12,7 @@ from typing import Dict, Set
 
 CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "CONTRACT.md"
 _LABEL = re.compile(r"(?:^|(?<=[.;] )|(?<=\n))((?:(?:[A-Z][a-z]*|[a-z]+) ){0,2}[Kk]eys(?: of `[^`]+`)?): ")
-_CONTEXT = re.compile(r"^## (.+)$|\*\*`(\w+)[^`]*`\*\*", re.M)
+_CONTEXT = re.compile(r"^## (.+)$|\*\*`([\w-]+)[^`]*`\*\*", re.M)
 
 
 def documented(text: str = "") -> Dict[str, Set[str]]:

@@ -188,31 +188,95 @@ def remote_status_many(
 ) -> Dict[str, object]:
     """`remote_status` of many runs of one host in one SSH round trip (a study's).
     ``runs``: (workdir, code_hash, run_id, backend).  Returns run id -> its checked reply,
-    or the OrchError that run's reply gave (one broken run does not hide the others)."""
+    or the OrchError that run's reply gave (one broken run does not hide the others).
+
+    Runs that share a snapshot and a backend are asked in one `hostctl status-all`
+    process (one python start, one question to the backend); a snapshot made before
+    status-all existed says "invalid choice", and its runs are asked one `status` each,
+    in a second round trip."""
+    groups: Dict[Tuple, List[Tuple[str, str]]] = {}
+    for workdir, code_hash, run_id, backend in runs:
+        key = (workdir, code_hash, tuple(_backend_args(backend)))
+        groups.setdefault(key, []).append((run_id, run_dir(workdir, run_id)))
+    commands = [
+        _hostctl(transport, workdir, code_hash, "status-all", *[a for _, d in members for a in ("--run-dir", d)], *args)
+        for (workdir, code_hash, args), members in groups.items()
+    ]
+    host = transport.host.name
+    replies: Dict[str, object] = {}
+    older = []
+    for (key, members), (rc, text) in zip(groups.items(), _each_reply(transport, commands, len(runs))):
+        if rc == "2" and "invalid choice" in text:
+            older += [r for r in runs if (r[0], r[1], tuple(_backend_args(r[3]))) == key]
+            continue
+        for (run_id, _), reply in zip(members, _status_all_replies(host, rc, text, len(members))):
+            replies[run_id] = reply
+    if older:
+        replies.update(_status_each(transport, older))
+    return replies
+
+
+def _status_all_replies(host: str, rc: Optional[str], text: str, count: int) -> List[object]:
+    """The checked replies of one `status-all` (or the error each of its runs gets)."""
+    if rc is None:
+        return [OrchError(f"no status reply from {host}", ExitCode.REMOTE)] * count
+    if rc != "0":
+        tail = " | ".join(text.strip().splitlines()[-3:])
+        return [OrchError(f"host helper failed on {host} (exit {rc}): {tail}", ExitCode.REMOTE)] * count
+    try:
+        doc = json.loads(text.strip().splitlines()[-1])
+        listed = doc["replies"] if isinstance(doc, dict) else None
+    except (ValueError, IndexError, KeyError, RecursionError):
+        listed = None
+    if not isinstance(listed, list) or len(listed) != count:
+        return [OrchError(f"host helper on {host} printed no status-all reply orch can use", ExitCode.REMOTE)] * count
+    out: List[object] = []
+    for item in listed:
+        try:
+            out.append(hostdocs.check_status_reply(item))
+        except hostdocs.BadDocument as exc:
+            out.append(OrchError(f"host helper on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE))
+    return out
+
+
+def _each_reply(transport: Transport, commands: List[str], runs: int) -> List[Tuple[Optional[str], str]]:
+    """Run host helper commands one after another in one round trip; (exit code or None
+    when the output ended early, output) of each.  Each output ends with an unguessable
+    mark and its exit code, so a reply cannot fake the end of another."""
     import secrets
 
-    mark = "orch-status-" + secrets.token_hex(8)  # unguessable: a reply cannot fake an end
-    parts = []
-    for workdir, code_hash, run_id, backend in runs:
-        cmd = _hostctl(
-            transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id), *_backend_args(backend)
-        )
-        parts.append(f"{{ {cmd}; }} 2>&1; printf '\\n%s %s\\n' {shell.quote(mark)} \"$?\"")
+    mark = "orch-status-" + secrets.token_hex(8)
+    parts = [f"{{ {cmd}; }} 2>&1; printf '\\n%s %s\\n' {shell.quote(mark)} \"$?\"" for cmd in commands]
     host = transport.host.name
     res = transport.run(
-        "; ".join(parts), check=False, max_output=hostdocs.MAX_REPLY_BYTES * min(len(runs), 4), timeout=STATUS_TIMEOUT_S
+        "; ".join(parts), check=False, max_output=hostdocs.MAX_REPLY_BYTES * min(runs, 4), timeout=STATUS_TIMEOUT_S
     )
     if res.overflow:
-        raise OrchError(f"host helpers on {host} printed more than orch reads for {len(runs)} runs", ExitCode.REMOTE)
+        raise OrchError(f"host helpers on {host} printed more than orch reads for {runs} runs", ExitCode.REMOTE)
     # stdout: REPLY1 \n MARK RC1 \n REPLY2 \n MARK RC2 \n ...
     chunks = res.stdout.split("\n" + mark + " ")
-    replies: Dict[str, object] = {}
-    for i, (_, _, run_id, _) in enumerate(runs):
+    out: List[Tuple[Optional[str], str]] = []
+    for i in range(len(commands)):
         if i + 1 >= len(chunks):
-            replies[run_id] = OrchError(f"no status reply from {host} for {run_id}", ExitCode.REMOTE)
+            out.append((None, ""))
             continue
         text = chunks[i] if i == 0 else chunks[i].partition("\n")[2]
-        rc = chunks[i + 1].partition("\n")[0].strip()
+        out.append((chunks[i + 1].partition("\n")[0].strip(), text))
+    return out
+
+
+def _status_each(transport: Transport, runs: List[Tuple[str, str, str, Optional[JobBackend]]]) -> Dict[str, object]:
+    """One `hostctl status` per run, all in one round trip (snapshots without status-all)."""
+    commands = [
+        _hostctl(transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id), *_backend_args(b))
+        for workdir, code_hash, run_id, b in runs
+    ]
+    host = transport.host.name
+    replies: Dict[str, object] = {}
+    for (_, _, run_id, _), (rc, text) in zip(runs, _each_reply(transport, commands, len(runs))):
+        if rc is None:
+            replies[run_id] = OrchError(f"no status reply from {host} for {run_id}", ExitCode.REMOTE)
+            continue
         if rc != "0":
             tail = " | ".join(text.strip().splitlines()[-3:])
             replies[run_id] = OrchError(f"host helper failed on {host} (exit {rc}): {tail}", ExitCode.REMOTE)

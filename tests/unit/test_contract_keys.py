@@ -69,6 +69,7 @@ def test_the_contract_lists_keys_for_every_host_document():
         "launch/job keys",
         "status/reply keys",
         "status/job keys",
+        "status-all/reply keys",
         "cancel/reply keys",
         "cancel/job keys",
         "GPU queue/ticket keys",
@@ -109,6 +110,13 @@ def test_hostctl_and_the_wrapper_write_exactly_the_documented_keys(workdir):
     assert set(status) == keys("status/reply keys")
     for job in status["jobs"]:
         assert set(job) == keys("status/job keys")
+    # a study's status: many runs in one process, the same reply for each
+    both = _hostctl(workdir, "status-all", "--run-dir", str(run_dir), "--run-dir", str(workdir / "runs" / "gone"))
+    assert set(both) == keys("status-all/reply keys")
+    mine, gone = both["replies"]
+    assert set(mine) == keys("status/reply keys")
+    assert [j["name"] for j in mine["jobs"]] == [j["name"] for j in status["jobs"]]
+    assert gone["exists"] is False and gone["jobs"] == []
 
     cancel = _hostctl(workdir, "cancel", "--run-dir", str(run_dir))
     assert set(cancel) == keys("cancel/reply keys")
