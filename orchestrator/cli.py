@@ -4,7 +4,8 @@
 Start-up is paid on every command, so this module imports nothing beyond the standard
 library and the command table (orchestrator/commands/__init__.py): `orch --help` lists it
 without loading Typer, Rich, YAML or any command's module, and a plain `orch status` runs
-without them (orchestrator/commands/quickstatus.py).
+without them (orchestrator/commands/quickstatus.py), as does a plain `orch study status NAME`
+(commands/studystatus.py).
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ def main() -> None:
     if sys.argv[1:] == ["--help"]:
         sys.stdout.write(root_help())
         return
-    if "status" in sys.argv[1:3]:  # plain `orch status`: no Typer, Rich or YAML (commands/quickstatus.py)
+    if "status" in sys.argv[1:4]:  # plain `orch [study] status`: no Typer, Rich or YAML (commands/quickstatus.py)
         from orchestrator.commands import quickstatus
 
         code = quickstatus.main(sys.argv[1:])
+        if code is None and "study" in sys.argv[1:3]:
+            from orchestrator.commands import studystatus
+
+            code = studystatus.main(sys.argv[1:])
         if code is not None:
             sys.exit(code)
     from orchestrator.commands.app import run

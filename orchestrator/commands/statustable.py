@@ -18,6 +18,7 @@ from orchestrator.runs.state import StatusRow, fmt_duration, run_state
 # The colours the Rich table used for a state word (ANSI SGR codes), shown on a terminal.
 STATE_COLOURS = {
     "done": "32",  # green
+    "fetched": "32",
     "running": "36",  # cyan
     "failed": "31",  # red
     "lost": "31",
@@ -102,23 +103,38 @@ def render(run_id: str, host: str, rows: Sequence[StatusRow], backend=None, colo
     copy-paste find it), and a terminal folds what does not fit."""
     head = columns(rows, backend)
     requeued = "requeues" in head
-    body = [[visible(c) for c in cells(r, backend, requeued)] for r in rows]
-    widths = [max([width(h)] + [width(line[i]) for line in body]) for i, h in enumerate(head)]
-    state_at = head.index("state")
+    body = [cells(r, backend, requeued) for r in rows]
+    title = f"{run_id} on {host}: {run_state(list(rows))}"
+    return table(title, head, body, [r.state for r in rows], LEFT, colour)
 
-    def line(values: Sequence[str], states: Optional[str] = None) -> str:
+
+def table(
+    title: str,
+    head: Sequence[str],
+    body: Sequence[Sequence[str]],
+    states: Sequence[str],
+    left: Sequence[str],
+    colour: bool = False,
+) -> str:
+    """TITLE, a header, a rule, one line per row: columns named in LEFT left-aligned, the
+    others right-aligned; the "state" column's leading word (STATES, one a row) coloured on
+    a terminal.  Every cell is made visible (control characters escaped) here."""
+    body = [[visible(c) for c in values] for values in body]
+    widths = [max([width(h)] + [width(line[i]) for line in body]) for i, h in enumerate(head)]
+    state_at = list(head).index("state")
+
+    def line(values: Sequence[str], state: Optional[str] = None) -> str:
         out = []
         for i, (name, value) in enumerate(zip(head, values)):
             pad = " " * (widths[i] - width(value))
-            if i == len(head) - 1 and name in LEFT:
+            if i == len(head) - 1 and name in left:
                 pad = ""  # no trailing blanks
-            if colour and states is not None and i == state_at and states in STATE_COLOURS:
-                word, rest = value[: len(states)], value[len(states) :]
-                value = f"\x1b[{STATE_COLOURS[states]}m{word}\x1b[0m{rest}"
-            out.append(value + pad if name in LEFT else pad + value)
+            if colour and state is not None and i == state_at and state in STATE_COLOURS:
+                word, rest = value[: len(state)], value[len(state) :]
+                value = f"\x1b[{STATE_COLOURS[state]}m{word}\x1b[0m{rest}"
+            out.append(value + pad if name in left else pad + value)
         return GAP.join(out).rstrip()
 
-    title = visible(f"{run_id} on {host}: {run_state(list(rows))}")
-    lines = [title, line(head), GAP.join("-" * w for w in widths)]
-    lines += [line(values, r.state) for values, r in zip(body, rows)]
+    lines = [visible(title), line(head), GAP.join("-" * w for w in widths)]
+    lines += [line(values, state) for values, state in zip(body, states)]
     return "\n".join(lines) + "\n"

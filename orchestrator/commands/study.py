@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Dict, List, Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from orchestrator import output
-from orchestrator.commands.tables import add_name_column
+from orchestrator.commands.studystatus import Hosts
 from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError
 
@@ -24,28 +21,6 @@ TRUST = typer.Option(
 )
 ONLY = typer.Option([], "--only", metavar="MEMBER", help="Only this member's runs (repeatable).")
 STUDY = typer.Argument(..., metavar="STUDY", help="Study name (configs/studies/NAME.yaml) or a path to a YAML file.")
-
-
-class Hosts:
-    """One transport per host, opened when first needed and closed at the end."""
-
-    def __init__(self, project: Project, trust: bool):
-        self.project, self.trust = project, trust
-        self.stack = contextlib.ExitStack()
-        self.open: Dict[str, object] = {}
-
-    def __call__(self, host: str):
-        from orchestrator.transport.connect import open_transport
-
-        if host not in self.open:
-            self.open[host] = self.stack.enter_context(open_transport(self.project, host, self.trust))
-        return self.open[host]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stack.close()
 
 
 def _say(text: str) -> None:
@@ -97,30 +72,6 @@ def run_cmd(
     print(plan.name)
 
 
-def status_table(name: str, views) -> Table:
-    from orchestrator.runs.state import fmt_duration
-
-    table = Table(title=Text(f"study {name}"), title_justify="left")
-    add_name_column(table, "run", [v.run_id for v in views])
-    for col in ("member", "seed", "state", "jobs", "progress", "ETA"):
-        table.add_column(col, justify="right" if col in ("seed", "jobs", "ETA") else "left", overflow="fold")
-    colours = {"done": "green", "fetched": "green", "running": "cyan", "failed": "red", "lost": "red"}
-    for v in views:
-        state = Text(v.state, style=colours.get(v.state, "white"))
-        if v.reason:
-            state.append(f" ({v.reason})")  # host text: Text, never markup
-        table.add_row(
-            Text(v.run_id),
-            Text(v.member),
-            str(v.seed),
-            state,
-            f"{v.jobs_done}/{v.jobs}" if v.jobs else "-",
-            Text(v.progress or "-"),
-            fmt_duration(v.eta_s),
-        )
-    return table
-
-
 @study_app.command("status")
 def status_cmd(
     study: str = STUDY,
@@ -129,16 +80,10 @@ def status_cmd(
     quiet: bool = output.quiet_option(),
 ):
     """One table: each run of the study (member x seed) with its state, progress and ETA."""
-    from orchestrator.runs import study as studies
+    from orchestrator.commands import studystatus
 
     project = Project.find()
-    record = _recorded(project, study)
-    with Hosts(project, trust_new_host_key) as hosts:
-        views = studies.status(project, record, hosts)
-    if as_json:
-        print(json.dumps({"study": record["name"], "runs": [v.to_dict() for v in views]}))
-        return
-    output.out.print(status_table(record["name"], views))
+    studystatus.show(_recorded(project, study), project, as_json, trust_new_host_key)
 
 
 @study_app.command("fetch")

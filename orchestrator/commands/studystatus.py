@@ -1,0 +1,126 @@
+"""`orch study status NAME [--json]` without Typer, Rich or YAML (issue 14: a study's
+status costs about what one run's `orch status` costs).
+
+orchestrator/cli.py hands a command line here (through quickstatus.main) before Typer.
+Only the plain forms are taken: `study status NAME [--json] [--trust-new-host-key] [-q]`
+with NAME a study's name; a path to a study file (its record is under the name inside
+it, which needs YAML), `--help` and anything unusual go the Typer way, whose command
+(commands/study.py) calls show() too: one implementation of what the table prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional, Tuple
+
+from orchestrator.commands.quickstatus import QUIET, error
+from orchestrator.errors import ExitCode, OrchError
+
+LEFT = ("run", "member", "state", "progress")
+HEAD = ("run", "member", "seed", "state", "jobs", "progress", "ETA")
+
+
+def parse(argv: List[str]) -> Optional[Tuple[str, bool, bool]]:
+    """(NAME, --json, --trust-new-host-key) for a plain `study status NAME` command line;
+    None for anything else."""
+    i = 0
+    while i < len(argv) and argv[i] in QUIET:
+        i += 1
+    if argv[i : i + 2] != ["study", "status"]:
+        return None
+    name: Optional[str] = None
+    as_json = trust = False
+    for arg in argv[i + 2 :]:
+        if arg == "--json":
+            as_json = True
+        elif arg == "--trust-new-host-key":
+            trust = True
+        elif arg in QUIET:
+            pass
+        elif arg.startswith("-") or name is not None or "/" in arg or arg.endswith((".yaml", ".yml")):
+            return None
+        else:
+            name = arg
+    return (name, as_json, trust) if name is not None else None
+
+
+class Hosts:
+    """One transport per host, opened when first needed and closed at the end."""
+
+    def __init__(self, project, trust: bool):
+        import contextlib
+
+        self.project, self.trust = project, trust
+        self.stack = contextlib.ExitStack()
+        self.open: dict = {}
+
+    def __call__(self, host: str):
+        from orchestrator.transport.connect import open_transport
+
+        if host not in self.open:
+            self.open[host] = self.stack.enter_context(open_transport(self.project, host, self.trust))
+        return self.open[host]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stack.close()
+
+
+def render(name: str, views, colour: bool = False) -> str:
+    from orchestrator.commands.statustable import table
+    from orchestrator.runs.state import fmt_duration
+
+    body = [
+        [
+            v.run_id,
+            v.member,
+            str(v.seed),
+            v.state + (f" ({v.reason})" if v.reason else ""),
+            f"{v.jobs_done}/{v.jobs}" if v.jobs else "-",
+            v.progress or "-",
+            fmt_duration(v.eta_s),
+        ]
+        for v in views
+    ]
+    return table(f"study {name}", HEAD, body, [v.state for v in views], LEFT, colour)
+
+
+def show(record: dict, project, as_json: bool, trust_new_host_key: bool, out=None) -> List:
+    """Every run of the study's state (one round trip per host), printed as the table or
+    as JSON on ``out`` (stdout).  Returns the views."""
+    from orchestrator.commands.statustable import use_colour
+    from orchestrator.runs import study_status
+
+    out = out or sys.stdout
+    with Hosts(project, trust_new_host_key) as hosts:
+        views = study_status.status(project, record, hosts)
+    if as_json:
+        out.write(json.dumps({"study": record["name"], "runs": [v.to_dict() for v in views]}) + "\n")
+    else:
+        out.write(render(record["name"], views, colour=use_colour(out)))
+    out.flush()
+    return views
+
+
+def main(argv: List[str]) -> Optional[int]:
+    """The exit code of a plain `orch study status NAME` command line; None when it is not one."""
+    parsed = parse(argv)
+    if parsed is None:
+        return None
+    name, as_json, trust = parsed
+    try:
+        from orchestrator.config.project import Project
+        from orchestrator.runs.study_status import load_record
+
+        project = Project.find()
+        show(load_record(project, name), project, as_json, trust)
+    except OrchError as exc:
+        error(exc)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    return 0

@@ -1,0 +1,111 @@
+"""`orch study status NAME` without Typer, Rich or YAML (issue 14's status benchmark): which
+command lines take the quick path, the plain table it prints, and the modules it imports."""
+
+import json
+import socket
+
+import pytest
+import yaml
+from test_quickstatus import NEVER, STATUS_MODULES, _modules_after, _project
+
+from orchestrator.commands import studystatus
+from orchestrator.config.hosts import resolve_host
+from orchestrator.contract import records
+from orchestrator.errors import ExitCode
+from orchestrator.runs.study_status import RunView
+
+
+@pytest.mark.parametrize(
+    "argv, parsed",
+    [
+        (["study", "status", "s1"], ("s1", False, False)),
+        (["-q", "study", "status", "s1", "--json"], ("s1", True, False)),
+        (["study", "status", "--trust-new-host-key", "s1", "-q"], ("s1", False, True)),
+    ],
+)
+def test_plain_study_status_command_lines_take_the_quick_path(argv, parsed):
+    assert studystatus.parse(argv) == parsed
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["study", "status"],  # Typer says what is missing
+        ["study", "status", "--help"],
+        ["study", "status", "s1", "s2"],
+        ["study", "status", "configs/studies/s1.yaml"],  # a file: its record is under the name inside it
+        ["study", "status", "s1.yaml"],
+        ["study", "status", "s1", "--bogus"],
+        ["study", "run", "s1"],
+        ["status", "s1"],
+    ],
+)
+def test_anything_else_goes_to_typer(argv):
+    assert studystatus.parse(argv) is None
+
+
+def test_table_lines_up_and_shows_host_text_escaped():
+    views = [
+        RunView("gpt2", 0, "s-gpt2-s0", "running", 1, 2, "class-0 train 40/100", 90.0),
+        RunView("mdlm", 1, "s-mdlm-s1", "failed", 1, 2, reason="class-1 failed: boom\x1b[2J\nfake row"),
+        RunView("clf", 0, "s-clf-s0", "not launched"),
+    ]
+    lines = studystatus.render("s", views).splitlines()
+    assert lines[0] == "study s" and lines[1].split() == ["run", "member", "seed", "state", "jobs", "progress", "ETA"]
+    assert len(lines) == 3 + 3  # no host text starts a line of its own
+    assert "\\x1b[2J\\nfake row" in lines[4] and "\x1b" not in "".join(lines)
+    assert lines[3].split()[:5] == ["s-gpt2-s0", "gpt2", "0", "running", "1/2"]
+    assert lines[5].split()[3:6] == ["not", "launched", "-"]
+    coloured = studystatus.render("s", views, colour=True).splitlines()
+    assert "\x1b[36mrunning\x1b[0m" in coloured[3] and "\x1b[31mfailed\x1b[0m (class-1" in coloured[4]
+
+
+def test_orch_study_status_imports_what_orch_status_does_and_the_study_record(tmp_path):
+    """A study of one run on an unreachable host and one not launched: the quick path runs
+    (no Typer, Rich, YAML or config machinery), the host's run is `unknown` with the reason."""
+    project = _project(tmp_path / "p")
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    key = tmp_path / "id_test"
+    key.write_text("not a key: the connection fails before it is read\n")
+    (project.configs / "hosts" / "box.yaml").write_text(
+        yaml.safe_dump({"hostname": "127.0.0.1", "port": port, "identity_file": str(key), "connect_timeout": 5})
+    )
+    run_dir = project.runs / "s-a-s0"
+    run_dir.mkdir()
+    (run_dir / "run.yaml").write_text("run_id: s-a-s0\n")
+    jobs = [{"name": "class-0", "gpu": "0"}]
+    records.save_record(
+        run_dir, {"run_id": "s-a-s0", "host": "box", "workdir": "/w", "code_hash": "abc", "planned_jobs": jobs}
+    )
+    resolve_host(project, "box")
+    runs = [{"member": "a", "seed": 0, "run_id": "s-a-s0"}, {"member": "b", "seed": 0, "run_id": "s-b-s0"}]
+    study_dir = project.runs / "studies" / "s"
+    study_dir.mkdir(parents=True)
+    (study_dir / "study.json").write_text(json.dumps({"name": "s", "runs": runs}))
+    out = tmp_path / "modules.json"
+    proc = _modules_after(["orch", "study", "status", "s", "--json"], project.root, out)
+    assert proc.returncode == 0, proc.stderr
+    shown = {r["run_id"]: r for r in json.loads(proc.stdout)["runs"]}
+    assert shown["s-a-s0"]["state"] == "unknown" and "cannot reach" in shown["s-a-s0"]["reason"]
+    assert shown["s-b-s0"]["state"] == "not launched"
+    names = set(json.loads(out.read_text()))
+    ours = {n for n in names if n.split(".")[0] in ("orchestrator", "remote")}
+    expected = (STATUS_MODULES - {"orchestrator.commands.quickstatus"}) | {
+        "orchestrator.commands.quickstatus",  # tried first: not a plain `orch status`
+        "orchestrator.commands.studystatus",
+        "orchestrator.runs.study_status",
+    }
+    assert ours == expected, (sorted(ours - expected), sorted(expected - ours))
+    tops = {n.split(".")[0] for n in names}
+    assert not tops & set(NEVER), sorted(tops & set(NEVER))
+    assert "yaml" not in tops or "invoke" in tops
+
+
+def test_a_study_never_launched_is_one_message(tmp_path):
+    project = _project(tmp_path / "p")
+    proc = _modules_after(["orch", "study", "status", "nope"], project.root, tmp_path / "m.json")
+    assert proc.returncode == ExitCode.RUN_STATE, proc.stderr
+    assert proc.stderr.startswith("error: study 'nope' has not been launched"), proc.stderr
+    assert "orch study run nope" in proc.stderr and "Traceback" not in proc.stderr
