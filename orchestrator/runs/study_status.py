@@ -126,8 +126,10 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
                 )
             else:
                 rows = rows_from_remote(reply, jobs, backend)
-                local["job_states"] = {r.name: r.state for r in rows}  # `orch runs` and the report read them
-                records.save_record(project.runs / run_id, local)
+                states = {r.name: r.state for r in rows}  # `orch runs` and the report read them
+                if local.get("job_states") != states:
+                    local["job_states"] = states
+                    records.save_record(project.runs / run_id, local)
                 views[run_id] = _view(entry, rows)
     return [views[e["run_id"]] for e in record["runs"]]
 
