@@ -516,7 +516,7 @@ def torch_choice(inp: Inputs, base: Optional[PythonInfo]) -> TorchChoice:
         cuda=spec.torch.cuda,
         driver_cuda=gpu.cuda_version,
         compute_caps=inp.caps,
-        has_gpu=gpu.ok,
+        has_gpu=gpu.ok or inp.slurm_gpus.found,  # a login node's compute nodes: GPUs, driver unseen
         preinstalled_version=preinstalled,
     )
 
@@ -693,7 +693,8 @@ def plan_verify(
     step.argv = [layout.env_python, layout.script("verify.py"), "--out", layout.verify_json]
     if fa.installs:
         step.argv.append("--expect-flash-attn")
-    if facts.gpu.ok and (torch_cuda is not None) and choice.mode != "none":
+    # GPUs seen here, or by sinfo on a login node (verify then runs as a job on one of them)
+    if (facts.gpu.ok or inp.slurm_gpus.found) and (torch_cuda is not None) and choice.mode != "none":
         step.argv.append("--expect-cuda")
     if choice.mode == "none":
         step.argv.append("--no-torch-ok")

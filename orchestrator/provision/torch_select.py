@@ -183,6 +183,8 @@ def select_torch(
         (use what the env already has, e.g. a venv with --system-site-packages), "2.2" or "2.2.1".
     cuda: "auto", "cpu" or a variant such as "cu121".
     driver_cuda: the driver's max CUDA version from nvidia-smi ("13.0"); "" when unknown.
+    has_gpu: the jobs' machines have NVIDIA GPUs (probed here, or named by a Slurm cluster's
+        sinfo when the login node has no nvidia-smi: then driver_cuda is "").
     """
     version = str(version).strip()
     cuda = str(cuda).strip()
@@ -200,8 +202,7 @@ def select_torch(
             choice.notes.append("torch is not visible yet; the torch step checks it after the env exists")
         return choice
 
-    gpu_ok = has_gpu and bool(driver_cuda)
-    if cuda == "cpu" or (cuda == "auto" and not gpu_ok):
+    if cuda == "cpu" or (cuda == "auto" and not has_gpu):
         v = LATEST_KNOWN if version == "auto" else version
         reason = "CPU build: no usable NVIDIA GPU/driver found" if cuda == "auto" else "CPU build as pinned"
         return TorchChoice(mode="install", version=v, variant="cpu", reason=reason)
@@ -255,14 +256,26 @@ def select_torch(
             if cu < min_cuda or (max_cuda is not None and cu >= max_cuda):
                 continue
             pairs.append((cu, vtuple(v), v, var))
-    exact = [p for p in pairs if p[0] <= driver_t]
     what = "torch" if version == "auto" else f"torch {version}"
     extra = f" ({'; '.join(gpu_why)})" if gpu_why else ""
+    if not driver_cuda and pairs:
+        # GPUs without a visible driver: a Slurm login node (the GPUs, from sinfo, are on the
+        # compute nodes).  The newest torch's lowest CUDA build that fits the GPUs asks the
+        # least of a driver orch cannot see; verify, a Slurm job on a GPU, checks it there.
+        newest = max(p[1] for p in pairs)
+        cu, _, v, var = min(p for p in pairs if p[1] == newest)
+        floor = DRIVER_FLOOR_GA.get(f"{cu[0]}.{cu[1]}", DRIVER_FLOOR_MAJOR.get(cu[0], "?"))
+        notes.append(
+            f"the GPUs' driver is not visible here (no nvidia-smi): {var}, the lowest CUDA build of torch {v} "
+            f"that fits the GPUs, needs driver >= {floor} on the compute nodes; verify checks it on a GPU, "
+            "and torch.cuda pins another"
+        )
+        reason = f"lowest CUDA build of the newest {what} that fits the GPUs; the driver is not visible{extra}"
+        return TorchChoice(mode="install", version=v, variant=var, reason=reason, notes=notes)
+    exact = [p for p in pairs if p[0] <= driver_t]
     if exact:
         cu, _, v, var = max(exact)
-        if not driver_cuda:
-            notes.append("the driver's max CUDA version is unknown; picked the newest variant")
-        reason = f"highest CUDA build of {what} <= the driver's CUDA {driver_cuda or '?'}{extra}"
+        reason = f"highest CUDA build of {what} <= the driver's CUDA {driver_cuda}{extra}"
         return TorchChoice(mode="install", version=v, variant=var, reason=reason, notes=notes)
     # Minor-version compatibility: same CUDA major, driver above the major's floor.
     compat = [p for p in pairs if p[0][0] == driver_t[0]]

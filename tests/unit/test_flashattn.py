@@ -387,6 +387,20 @@ def test_torch_auto_selection(driver_cuda, caps, version, variant):
     assert c.pip_args() == [f"torch=={version}.*", "--index-url", f"https://download.pytorch.org/whl/{variant}"]
 
 
+@pytest.mark.parametrize(
+    "caps, variant",
+    [([(8, 0)], "cu126"), ([(9, 0), (8, 0)], "cu126"), ([(10, 0)], "cu128"), ([(7, 0)], "cu126")],
+)
+def test_gpus_without_a_visible_driver_get_the_lowest_cuda_build_that_fits_them(caps, variant):
+    """A Slurm login node: sinfo names the GPUs, nvidia-smi is on the compute nodes only."""
+    c = select_torch(driver_cuda="", compute_caps=caps)
+    assert (c.version, c.variant, c.blocked) == ("2.11", variant, "")
+    assert any("driver is not visible" in n and f"{variant}" in n for n in c.notes), c.notes
+    assert select_torch(driver_cuda="", has_gpu=False).variant == "cpu"  # no GPUs anywhere: as before
+    pinned = select_torch(driver_cuda="", cuda="cu130", compute_caps=caps)
+    assert pinned.variant == "cu130" and not (pinned.blocked and "driver" in pinned.blocked)
+
+
 def test_torch_pins_and_limits():
     seed = select_torch(version="2.2", driver_cuda="12.2", compute_caps=[(8, 0)])
     assert (seed.requirement, seed.variant) == ("torch==2.2.*", "cu121")

@@ -331,6 +331,22 @@ def test_a_slurm_login_node_without_nvidia_smi_builds_for_its_partitions_gpus(pa
     assert any("GPU types from sinfo" in w for w in plan.warnings)
 
 
+def test_a_login_node_without_nvidia_smi_gets_a_cuda_torch_for_its_partitions_gpus():
+    """torch: auto on a login node: the GPUs are sinfo's, the driver unseen; a CPU build
+    would only fail later, in verify on the compute node."""
+    facts = make_facts(gpu_kind="missing", nvcc="12.8", nvcc_path="/usr/local/cuda/bin/nvcc")
+    facts.slurm_partitions = SINFO
+    s = envspec.parse({"manager": "venv", "flash_attn": {"wanted": False}}, "default")
+    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    assert (plan.torch.version, plan.torch.variant) == ("2.11", "cu126"), plan.torch
+    assert any("driver is not visible" in n for n in plan.torch.notes)
+    torch_step = next(st for st in plan.steps if st.name == "torch")
+    assert "https://download.pytorch.org/whl/cu126" in torch_step.argv
+    assert "--expect-cuda" in next(st for st in plan.steps if st.name == "verify").argv  # run on a GPU node
+    cpu_only = bp.build_plan(facts, s, host="cluster", slurm_partition="cpu")  # no GPU gres there
+    assert cpu_only.torch.variant == "cpu"
+
+
 def test_without_gpu_gres_or_off_slurm_flash_attn_falls_back_as_before():
     s = envspec.parse(
         {"manager": "venv", "torch": {"version": "2.8.0", "cuda": "cu128"}, "flash_attn": {"version": "2.8.3"}},
