@@ -4,6 +4,12 @@
 #   build_flash_attn.sh --python ENV/bin/python --version V --wheel-url URL --wheel NAME
 #   build_flash_attn.sh --python ENV/bin/python --version V --source
 #                       [--cuda-home DIR | --conda CONDA --conda-cuda X.Y]
+#                       [--fetch-only DIR | --wheelhouse DIR]
+#
+# A Slurm cluster's compute nodes often have no internet, so there a source build is two
+# steps: --fetch-only DIR, on the login node, installs the build tools (and conda's nvcc)
+# into the env on the shared filesystem and downloads flash-attn's sdist into DIR; then
+# --wheelhouse DIR, on a compute node, downloads nothing: it builds from DIR's sdist.
 #
 # Source builds read MAX_JOBS, NVCC_THREADS, FLASH_ATTN_CUDA_ARCHS and
 # FLASH_ATTENTION_FORCE_BUILD=TRUE from the environment (the controller sets them).
@@ -12,7 +18,7 @@
 # ABI mismatch ("undefined symbol") fails here and not in the first job.
 set -euo pipefail
 
-py=""; version=""; wheel_url=""; wheel=""; source=0; cuda_home=""; conda=""; conda_cuda=""
+py=""; version=""; wheel_url=""; wheel=""; source=0; cuda_home=""; conda=""; conda_cuda=""; fetch=""; house=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --python) py="$2"; shift 2 ;;
@@ -23,6 +29,8 @@ while [ $# -gt 0 ]; do
     --cuda-home) cuda_home="$2"; shift 2 ;;
     --conda) conda="$2"; shift 2 ;;
     --conda-cuda) conda_cuda="$2"; shift 2 ;;
+    --fetch-only) fetch="$2"; shift 2 ;;
+    --wheelhouse) house="$2"; shift 2 ;;
     *) echo "build_flash_attn.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -41,13 +49,17 @@ if [ "$torch_cuda" = none ]; then
   echo "error: torch $torch_v is a CPU build: flash-attn needs a CUDA torch" >&2; exit 3
 fi
 
-echo "== build requirements (packaging psutil ninja einops)"
-"$py" -m pip install packaging psutil ninja einops wheel setuptools
+if [ -n "$house" ]; then
+  echo "== build requirements: installed by the fetch step (no downloads here)"
+else
+  echo "== build requirements (packaging psutil ninja einops)"
+  "$py" -m pip install packaging psutil ninja einops wheel setuptools
+fi
 echo "== ninja"
 if ! ninja --version; then
   echo "error: ninja --version failed: could not find ninja (a build without it takes hours)" >&2; exit 4
 fi
-"$py" -m pip uninstall -y flash-attn >/dev/null 2>&1 || true
+[ -n "$fetch" ] || "$py" -m pip uninstall -y flash-attn >/dev/null 2>&1 || true  # (a fetch keeps the old one)
 
 if [ -n "$wheel_url" ]; then
   torch_minor=$(echo "$torch_v" | cut -d. -f1,2)
@@ -72,13 +84,27 @@ if [ -n "$wheel_url" ]; then
 else
   [ "$source" = 1 ] || { echo "build_flash_attn.sh: give --wheel-url or --source" >&2; exit 2; }
   if [ -n "$conda_cuda" ]; then
-    echo "== nvcc from conda-forge: cuda-nvcc $conda_cuda into $envprefix"
-    "$conda" install -y -p "$envprefix" --override-channels -c conda-forge \
-      "cuda-version=$conda_cuda" cuda-nvcc cuda-cudart-dev cuda-libraries-dev
+    if [ -z "$house" ]; then
+      echo "== nvcc from conda-forge: cuda-nvcc $conda_cuda into $envprefix"
+      "$conda" install -y -p "$envprefix" --override-channels -c conda-forge \
+        "cuda-version=$conda_cuda" cuda-nvcc cuda-cudart-dev cuda-libraries-dev
+    fi
     cuda_home="$envprefix"
     for inc in "$envprefix"/targets/*/include; do
       [ -d "$inc" ] && export CPATH="$inc${CPATH:+:$CPATH}"
     done
+  fi
+  if [ -n "$fetch" ]; then
+    echo "== downloading flash-attn $version's sdist into $fetch (the build runs where there may be no internet)"
+    mkdir -p "$fetch"
+    # pip reads the sdist's metadata by running its setup.py, which imports torch (so no build
+    # isolation) and, unless told to skip it, looks for nvcc, which a login node may lack.
+    FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE "$py" -m pip download --no-deps --no-build-isolation \
+      --no-binary flash-attn --dest "$fetch" "flash-attn==$version"
+    [ -e "$fetch/flash_attn-$version.tar.gz" ] || [ -e "$fetch/flash-attn-$version.tar.gz" ] || {
+      echo "error: pip download left no flash-attn $version sdist in $fetch" >&2; exit 8; }
+    echo "fetched: the build step installs from $fetch"
+    exit 0
   fi
   if [ -z "$cuda_home" ] && [ -x /usr/local/cuda/bin/nvcc ]; then cuda_home=/usr/local/cuda; fi
   if [ -n "$cuda_home" ]; then
@@ -98,7 +124,12 @@ else
   fi
   echo "== building flash-attn $version from source: MAX_JOBS=${MAX_JOBS:-?} NVCC_THREADS=${NVCC_THREADS:-?}" \
        "FLASH_ATTN_CUDA_ARCHS=${FLASH_ATTN_CUDA_ARCHS:-default} CUDA_HOME=${CUDA_HOME:-?}"
-  "$py" -m pip install -v --no-build-isolation --no-deps --no-cache-dir "flash-attn==$version"
+  if [ -n "$house" ]; then
+    "$py" -m pip install -v --no-index --find-links "$house" --no-build-isolation --no-deps --no-cache-dir \
+      "flash-attn==$version"
+  else
+    "$py" -m pip install -v --no-build-isolation --no-deps --no-cache-dir "flash-attn==$version"
+  fi
 fi
 
 echo "== import check"

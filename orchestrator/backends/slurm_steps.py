@@ -6,8 +6,11 @@ and a CPU-time limit):
 - ``verify`` (torch on the GPU, bf16 matmul, flash-attn vs SDPA) and a flash-attn *source
   build* (an hour of nvcc on every core) run as Slurm batch jobs with the host's ``slurm:``
   options (partition, account, time, gres, ...), so they see the compute nodes' GPUs and do
-  not load the login node.  The build still pip-installs its build tools and flash-attn's
-  sdist: the compute nodes must reach PyPI (or its proxy) for it.
+  not load the login node.  The build downloads nothing: the step before it,
+  ``flash-attn-fetch`` on the login node, installed the build tools (and conda's nvcc) into
+  the env and fetched flash-attn's sdist into ``bootstrap/wheelhouse`` on the shared
+  filesystem, and the job installs from there with ``--no-index`` (compute nodes often
+  have no internet).
 - Everything else (Miniconda, the env, torch, pip packages, a prebuilt flash-attn wheel)
   downloads, and runs on the login node as on any host: detached in tmux (TmuxSteps), or
   attached when the plan says the step is short.  It installs into the workdir, which is on

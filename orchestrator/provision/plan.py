@@ -35,7 +35,7 @@ from orchestrator.provision.torch_select import TorchChoice, select_torch, split
 from orchestrator.transport import shell
 from remote.backends.tmux import tmux_socket
 
-STEPS = ("conda", "env", "torch", "packages", "flash-attn", "verify")
+STEPS = ("conda", "env", "torch", "packages", "flash-attn-fetch", "flash-attn", "verify")
 STATES = ("done", "todo", "running", "blocked", "skip")
 SCRIPTS = ("run_step.sh", "install_conda.sh", "make_env.sh", "build_flash_attn.sh", "verify.py")
 
@@ -93,6 +93,11 @@ class Layout:
     @property
     def state(self) -> str:
         return self._p("bootstrap", "state.json")
+
+    @property
+    def wheelhouse(self) -> str:
+        """Sources fetched on a login node for a build on a compute node without internet."""
+        return self._p("bootstrap", "wheelhouse")
 
     @property
     def lock(self) -> str:
@@ -678,6 +683,30 @@ def plan_flash_attn(
     return step
 
 
+def plan_flash_attn_fetch(inp: Inputs, fa_step: Step) -> Optional[Step]:
+    """On a Slurm host a flash-attn source build is a batch job on a compute node, which
+    often has no internet: this step, on the login node, does the build's downloads first
+    (build tools and conda's nvcc into the env on the shared filesystem, flash-attn's sdist
+    into the wheelhouse), and the build then installs from there with --no-index."""
+    if inp.slurm_partition is None or "--source" not in fa_step.argv or fa_step.state == "skip":
+        return None
+    step = Step("flash-attn-fetch", "flash-attn: build tools and sources, fetched on the login node")
+    house = posixpath.join(inp.layout.wheelhouse, "flash-attn")
+    step.argv = [*fa_step.argv, "--fetch-only", house]
+    step.env = dict(fa_step.env)
+    step.detached = True  # downloads: minutes (conda's nvcc: a GiB)
+    step.timeout_s = inp.install_s
+    step.fingerprint = fingerprint("flash-attn-fetch", fa_step.fingerprint)
+    fa_step.argv += ["--wheelhouse", house]
+    if fa_step.state == "done":
+        step.state, step.why = "skip", "flash-attn is installed"
+        return step
+    inp.judge(step, exists=True)
+    if fa_step.state == "blocked" and step.state != "done":
+        step.state, step.why, step.blocked_code, step.hint = "blocked", fa_step.why, fa_step.blocked_code, fa_step.hint
+    return step
+
+
 def plan_verify(
     inp: Inputs,
     choice: TorchChoice,
@@ -773,9 +802,10 @@ def build_plan(
     torch_version, torch_cuda, torch_installed = torch_facts(choice, inp.env_info, base, spec)
     fa = flash_attn_choice(inp, torch_version, torch_cuda, base)
     fa_step = plan_flash_attn(inp, fa, torch_step, conda.exe, torch_installed)
+    fetch_step = plan_flash_attn_fetch(inp, fa_step)
     verify_step = plan_verify(inp, choice, torch_cuda, fa, (torch_step, pkg_step, fa_step), verify_digest)
 
-    steps = [conda.step, env_step, torch_step, pkg_step, fa_step, verify_step]
+    steps = [conda.step, env_step, torch_step, pkg_step, *([fetch_step] if fetch_step else []), fa_step, verify_step]
     _block_without_tmux(steps, facts)
     _block_after_blocker(steps)
     warnings: List[str] = []

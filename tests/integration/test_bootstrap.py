@@ -538,6 +538,12 @@ here="$(dirname "$0")"
 case "$*" in
   *"import sys, platform, torch"*) echo "__FACTS__" ;;
   "-m pip install"*) echo "$*" >> "$here/pip-calls.log" ;;
+  "-m pip download"*)  # an sdist into --dest, as pip does
+    echo "FLASH_ATTENTION_SKIP_CUDA_BUILD=${FLASH_ATTENTION_SKIP_CUDA_BUILD:-} $*" >> "$here/pip-calls.log"
+    args=("$@"); for i in "${!args[@]}"; do
+      case "${args[$i]}" in --dest) dest="${args[$((i + 1))]}" ;; flash-attn==*) ver="${args[$i]#flash-attn==}" ;; esac
+    done
+    [ -n "${FAKE_PIP_NO_SDIST:-}" ] || touch "$dest/flash_attn-$ver.tar.gz" ;;
   "-m pip uninstall"*) ;;
   *"import flash_attn"*) echo "flash_attn 2.5.6 imports ok" ;;
   *) echo "fake python: $*" >&2; exit 1 ;;
@@ -585,6 +591,41 @@ def test_build_script_takes_the_wheel_for_the_real_abi(tmp_path):
         "-m pip install --no-deps --no-cache-dir https://github.com/Dao-AILab/flash-attention/"
         "releases/download/v2.5.6/flash_attn-2.5.6+cu122torch2.2cxx11abiTRUE-cp39-cp39-linux_x86_64.whl"
     )
+
+
+def test_build_script_fetches_on_a_login_node_then_builds_with_no_downloads(tmp_path):
+    """Slurm: --fetch-only on the login node downloads; --wheelhouse on the compute node
+    (no internet there) installs the build tools from nowhere and flash-attn from the sdist."""
+    py = _fake_env(tmp_path, "2.8.0 12.8 TRUE cp311 x86_64")
+    cuda = tmp_path / "cuda"
+    (cuda / "bin").mkdir(parents=True)
+    (cuda / "bin" / "nvcc").write_text("#!/bin/bash\necho 'Cuda compilation tools, release 12.8, V12.8.93'\n")
+    (cuda / "bin" / "nvcc").chmod(0o755)
+    house = tmp_path / "w d" / "wheelhouse"
+    script = ["bash", str(REPO / "bootstrap" / "build_flash_attn.sh"), "--python", str(py), "--version", "2.8.3"]
+    script += ["--source", "--cuda-home", str(cuda)]
+    env = dict(os.environ, MAX_JOBS="2")
+    fetch = subprocess.run([*script, "--fetch-only", str(house)], capture_output=True, text=True, env=env)
+    assert fetch.returncode == 0, fetch.stdout + fetch.stderr
+    assert (house / "flash_attn-2.8.3.tar.gz").is_file() and "nvcc" not in fetch.stdout.split("== downloading")[1]
+    log = py.parent / "pip-calls.log"
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("-m pip install packaging psutil ninja einops")
+    assert calls[1].startswith("FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE -m pip download --no-deps --no-build-isolation")
+    assert len(calls) == 2  # nothing installed yet
+    log.unlink()
+    build = subprocess.run([*script, "--wheelhouse", str(house)], capture_output=True, text=True, env=env)
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert log.read_text().splitlines() == [
+        f"-m pip install -v --no-index --find-links {house} --no-build-isolation --no-deps --no-cache-dir "
+        "flash-attn==2.8.3"
+    ]
+    assert "imports ok" in build.stdout
+    empty = tmp_path / "empty"
+    missing = subprocess.run(
+        [*script, "--fetch-only", str(empty)], capture_output=True, text=True, env=dict(env, FAKE_PIP_NO_SDIST="1")
+    )
+    assert missing.returncode == 8 and f"left no flash-attn 2.8.3 sdist in {empty}" in missing.stderr
 
 
 def test_build_script_refuses_an_nvcc_of_another_major(tmp_path):

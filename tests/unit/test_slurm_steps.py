@@ -347,6 +347,26 @@ def test_a_login_node_without_nvidia_smi_gets_a_cuda_torch_for_its_partitions_gp
     assert cpu_only.torch.variant == "cpu"
 
 
+def test_a_source_build_on_slurm_fetches_on_the_login_node_and_builds_offline_as_a_job():
+    """Compute nodes often have no internet: the downloads are a login-node step before the
+    build job, and the build installs from the wheelhouse with --no-index."""
+    s = envspec.parse(
+        {"manager": "venv", "torch": {"version": "2.8.0", "cuda": "cu128"}, "flash_attn": {"version": "2.8.3"}},
+        "default",
+    )
+    plan = bp.build_plan(_login_node_facts(), s, host="cluster", slurm_partition="gpu")
+    names = [st.name for st in plan.steps]
+    assert names.index("flash-attn-fetch") == names.index("flash-attn") - 1
+    fetch, build = (next(st for st in plan.steps if st.name == n) for n in ("flash-attn-fetch", "flash-attn"))
+    house = fetch.argv[fetch.argv.index("--fetch-only") + 1]
+    assert house.startswith(plan.layout.root) and build.argv[build.argv.index("--wheelhouse") + 1] == house
+    assert "--fetch-only" not in build.argv and fetch.state == "todo" and fetch.detached
+    assert not slurm_steps.runs_as_job(fetch) and slurm_steps.runs_as_job(build)
+    assert fetch.fingerprint != build.fingerprint
+    tmux_host = bp.build_plan(_login_node_facts(), s, host="box")  # not Slurm: the build downloads itself
+    assert "flash-attn-fetch" not in [st.name for st in tmux_host.steps]
+
+
 def test_without_gpu_gres_or_off_slurm_flash_attn_falls_back_as_before():
     s = envspec.parse(
         {"manager": "venv", "torch": {"version": "2.8.0", "cuda": "cu128"}, "flash_attn": {"version": "2.8.3"}},
