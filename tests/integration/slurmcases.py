@@ -12,10 +12,12 @@ FAST = ["--set", "train.steps=20", "--set", "train.log_every=5"]
 LONG = ["--set", "train.steps=100000", "--set", "train.log_every=5"]
 
 
-def slurm_project(cluster, login, tmp_path):
-    """The body of each Slurm test file's `p` fixture (a generator: `yield from` it)."""
+def slurm_project(cluster, login, tmp_path, slurm=None, **host):
+    """The body of each Slurm test file's `p` fixture (a generator: `yield from` it).
+    SLURM: more `slurm:` keys; HOST: more host config keys."""
     project = make_project(tmp_path / "project", tmp_path / "hostwork", login)
-    project.write_host("cluster", scheduler="slurm", slurm={"partition": cluster.partition, "gres": "gpu:1"})
+    slurm = {"partition": cluster.partition, "gres": "gpu:1", **(slurm or {})}
+    project.write_host("cluster", scheduler="slurm", slurm=slurm, **host)
     project.cluster = cluster
     try:
         yield project

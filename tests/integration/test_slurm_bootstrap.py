@@ -7,13 +7,12 @@ bootstrap/run_step.sh and the real lock, and the probe that finds a live step to
 """
 
 import json
-import os
 import time
 from types import SimpleNamespace
 
 import pytest
 import timing
-from conftest import make_project, stop_project
+from slurmcases import slurm_project
 from test_bootstrap import _host_python_bin, needs_torch
 
 from orchestrator import backends
@@ -31,25 +30,13 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def p(cluster, login, tmp_path, monkeypatch):
-    project = make_project(tmp_path / "project", tmp_path / "hostwork", login)
-    monkeypatch.setenv("ORCH_SSH_CONFIG", project.env["ORCH_SSH_CONFIG"])  # in-process transports too
     tools = tmp_path / "modules-bin"  # a stand-in `module` on the login node's PATH (exported to the job)
     tools.mkdir()
     (tools / "module").write_text('#!/bin/sh\necho "module $* (stand-in)"\n')
     (tools / "module").chmod(0o755)
-    project.write_host(
-        "cluster",
-        scheduler="slurm",
-        extra_path=[str(tools)],
-        slurm={"partition": cluster.partition, "gres": "gpu:1", "modules": ["cuda/test"]},
-    )
-    project.cluster = cluster
-    try:
+    for project in slurm_project(cluster, login, tmp_path, slurm={"modules": ["cuda/test"]}, extra_path=[str(tools)]):
+        monkeypatch.setenv("ORCH_SSH_CONFIG", project.env["ORCH_SSH_CONFIG"])  # in-process transports too
         yield project
-    finally:  # pass or fail: no job of the test stays queued or running
-        cluster.cmd("scancel", "--quiet", "--user", str(os.getuid()), check=False)
-        cluster.wait_idle(30)
-        stop_project(project)
 
 
 class Notes(Progress):
