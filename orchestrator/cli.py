@@ -4,7 +4,8 @@
 Start-up is paid on every command, so this module imports nothing beyond the standard
 library and the command table (orchestrator/commands/__init__.py): `orch --help` lists it
 without loading Typer, Rich, YAML or any command's module, and a plain `orch status` runs
-without them (orchestrator/commands/quickstatus.py).
+without them (orchestrator/commands/quickstatus.py), a plain `orch fetch-results` without
+Typer (orchestrator/commands/quickfetch.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def main() -> None:
         from orchestrator.commands import quickstatus
 
         code = quickstatus.main(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+    if "fetch-results" in sys.argv[1:3]:  # plain `orch fetch-results`: no Typer (commands/quickfetch.py)
+        from orchestrator.commands import quickfetch
+
+        code = quickfetch.main(sys.argv[1:])
         if code is not None:
             sys.exit(code)
     from orchestrator.commands.app import run
