@@ -4,15 +4,18 @@
 Start-up is paid on every command, so this module imports nothing beyond the standard
 library and the command table (orchestrator/commands/__init__.py): `orch --help` lists it
 without loading Typer, Rich, YAML or any command's module, and a plain `orch status` runs
-without them (orchestrator/commands/quickstatus.py), a plain `orch fetch-results` without
-Typer (orchestrator/commands/quickfetch.py).
+without them (orchestrator/commands/quickstatus.py); plain `orch fetch-results` and
+`orch eval` run without Typer (quickfetch.py, quickeval.py).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 from orchestrator.commands import ABOUT, COMMAND_MODULES, COMMANDS, ROOT_OPTIONS, exit_codes_line  # noqa: F401 (re-exported for tests)
+
+QUICK = {"status": "quickstatus", "fetch-results": "quickfetch", "eval": "quickeval"}
 
 
 def root_help() -> str:
@@ -27,18 +30,14 @@ def main() -> None:
     if sys.argv[1:] == ["--help"]:
         sys.stdout.write(root_help())
         return
-    if "status" in sys.argv[1:3]:  # plain `orch status`: no Typer, Rich or YAML (commands/quickstatus.py)
-        from orchestrator.commands import quickstatus
-
-        code = quickstatus.main(sys.argv[1:])
-        if code is not None:
-            sys.exit(code)
-    if "fetch-results" in sys.argv[1:3]:  # plain `orch fetch-results`: no Typer (commands/quickfetch.py)
-        from orchestrator.commands import quickfetch
-
-        code = quickfetch.main(sys.argv[1:])
-        if code is not None:
-            sys.exit(code)
+    # Plain command lines of these go without Typer: `orch status` without Rich or YAML
+    # either (commands/quickstatus.py), `fetch-results` and `eval` (quickfetch.py, quickeval.py).
+    for command, module in QUICK.items():
+        if command in sys.argv[1:3]:
+            quick = importlib.import_module(f"orchestrator.commands.{module}")
+            code = quick.main(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
     from orchestrator.commands.app import run
 
     run()
