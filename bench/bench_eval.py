@@ -16,7 +16,8 @@ A and B alternate within each repeat (which goes first alternates too), so a cha
 the machine's load hits both; the report gives min/median/max, the ratio of medians, and
 the load average before and after.  CPU is user+sys of the process (for subprocesses,
 from wait4), wall is elapsed time.  `orch eval --plots` is timed on its own (drawing
-the four PNGs from scratch, then the cached case).
+the four PNGs from scratch, then the cached case).  The controller's modules are
+byte-compiled first, as an installed orch's are.
 
 With --write, the "## Evaluation" section of the given markdown file is replaced (or
 appended); the rest of the file is left as it is.
@@ -259,6 +260,10 @@ def main() -> int:
     sys.path.insert(0, args.orch_root)
     from orchestrator.results.evaluate import evaluate_run
 
+    # Bytecode as an installed orch has it (pip compiles on install): the CLI rows run with
+    # PYTHONDONTWRITEBYTECODE=1, so without it every `orch eval` would compile its modules.
+    trees = [str(Path(args.orch_root) / d) for d in ("orchestrator", "remote")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *trees], stdout=subprocess.DEVNULL, check=True)
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-eval-"))
     load_before = loadavg()
     rows: List[str] = []

@@ -4,15 +4,19 @@
 Start-up is paid on every command, so this module imports nothing beyond the standard
 library and the command table (orchestrator/commands/__init__.py): `orch --help` lists it
 without loading Typer, Rich, YAML or any command's module, and a plain `orch status` runs
-without them (orchestrator/commands/quickstatus.py), as does a plain `orch study status NAME`
-(commands/studystatus.py).
+without them (orchestrator/commands/quickstatus.py), nor a plain `orch study status NAME`
+(studystatus.py); plain `orch fetch-results` and `orch eval` run without Typer (quickfetch.py,
+quickeval.py).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 from orchestrator.commands import ABOUT, COMMAND_MODULES, COMMANDS, ROOT_OPTIONS, exit_codes_line  # noqa: F401 (re-exported for tests)
+
+QUICK = {"status": "quickstatus", "study": "studystatus", "fetch-results": "quickfetch", "eval": "quickeval"}
 
 
 def root_help() -> str:
@@ -27,16 +31,15 @@ def main() -> None:
     if sys.argv[1:] == ["--help"]:
         sys.stdout.write(root_help())
         return
-    if "status" in sys.argv[1:4]:  # plain `orch [study] status`: no Typer, Rich or YAML (commands/quickstatus.py)
-        from orchestrator.commands import quickstatus
-
-        code = quickstatus.main(sys.argv[1:])
-        if code is None and "study" in sys.argv[1:3]:
-            from orchestrator.commands import studystatus
-
-            code = studystatus.main(sys.argv[1:])
-        if code is not None:
-            sys.exit(code)
+    # Plain command lines of these go without Typer: `orch status` and `orch study status`
+    # without Rich or YAML either (commands/quickstatus.py, studystatus.py), `fetch-results`
+    # and `eval` (quickfetch.py, quickeval.py).
+    for command, module in QUICK.items():
+        if command in sys.argv[1:3]:
+            quick = importlib.import_module(f"orchestrator.commands.{module}")
+            code = quick.main(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
     from orchestrator.commands.app import run
 
     run()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer
 from rich.console import Console, ConsoleDimensions
 
 # Wide enough that no line is ever folded; tables are only as wide as their content.
@@ -73,6 +72,8 @@ def _quiet_option(value: bool) -> bool:
 
 def quiet_option() -> Any:
     """`--quiet/-q` for a command: silence progress messages (data and errors still print)."""
+    import typer  # here: the Typer-free paths (commands/quickfetch.py) print through this module too
+
     return typer.Option(
         False,
         "--quiet",

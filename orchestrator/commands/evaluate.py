@@ -8,12 +8,6 @@ from typing import List, Optional
 import typer
 
 from orchestrator import output
-from orchestrator.errors import ExitCode, OrchError
-
-
-def _check_choice(option: str, value: Optional[str], choices: tuple) -> None:
-    if value is not None and value not in choices:
-        raise OrchError(f"{option}: expected one of {', '.join(choices)}, got {value!r}", ExitCode.USAGE)
 
 
 def eval_command(
@@ -30,19 +24,10 @@ def eval_command(
 
     Exits 1 when the run sets eval.min_accuracy and the accuracy falls below it.
     """
-    from orchestrator.commands.results_view import print_summary
-    from orchestrator.config.project import Project
-    from orchestrator.results.evaluate import check_min_accuracy, evaluate_run
+    # One implementation with the quick path that cli.py takes for plain command lines.
+    from orchestrator.commands.quickeval import evaluate
 
-    _check_choice("--prior", prior, ("uniform", "train"))
-    _check_choice("--bands", bands, ("auto", "poc", "mdlm"))
-    run_dir = Project.find().existing_run(run)
-    metrics = evaluate_run(run_dir, prior=prior, bands=bands, plots=plots)
-    if as_json:
-        typer.echo(json.dumps(metrics, indent=2, default=str))
-    else:
-        print_summary(output.out, metrics, run_dir)
-    check_min_accuracy(metrics)
+    evaluate(run, prior, bands, plots, as_json)
 
 
 def compare_command(

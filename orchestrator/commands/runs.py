@@ -147,14 +147,9 @@ def _evaluate(project: Project, run_id: str) -> dict:
 
 
 def _evaluate_dir(run_dir) -> dict:
-    """Evaluate a fetched run (no plots: they are `orch eval RUN --plots`) and show the summary on stderr."""
-    from orchestrator.commands.results_view import print_summary
-    from orchestrator.results.evaluate import evaluate_run
+    from orchestrator.commands.quickfetch import evaluate_dir
 
-    metrics = evaluate_run(run_dir)
-    if not output.quiet():
-        print_summary(output.err, metrics, run_dir)
-    return metrics
+    return evaluate_dir(run_dir)
 
 
 def _run_result(
@@ -436,39 +431,10 @@ def register(app: typer.Typer) -> None:
         quiet: bool = output.quiet_option(),
     ):
         """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
-        project = Project.find()
-        run_dir = project.existing_run(run_id)
-        record = records.load_record(run_dir)
-        from orchestrator.runs import launch as runner
+        # One implementation with the quick path that cli.py takes for plain command lines.
+        from orchestrator.commands.quickfetch import fetch_results as fetch
 
-        with open_transport(project, record["host"], trust_new_host_key) as transport:
-            outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
-        done = sum(r.state == "done" for r in outcome["rows"])
-        output.say(
-            f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
-            markup=False,
-        )
-        from orchestrator.runs.fetch import TAIL_BYTES
-
-        for name, size in outcome["cut"].items():
-            output.say(
-                f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
-                f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)",
-                markup=False,
-            )
-        if outcome["complete"] and not no_eval:
-            try:
-                metrics = _evaluate_dir(run_dir)
-            except KeyboardInterrupt:
-                raise OrchError(
-                    f"interrupted while evaluating {run_dir.name}; its fetched results are verified "
-                    f"in {run_dir / 'jobs'}",
-                    ExitCode.INTERRUPTED,
-                    hint=f"`orch eval {run_dir.name}` evaluates them",
-                ) from None
-            output.say(f"accuracy {metrics['accuracy']:.4f} -> {run_dir / 'metrics.json'}", markup=False)
-        elif not outcome["complete"]:
-            output.say("partial run: not evaluated (every class job must be done)")
+        fetch(run_id, partial, no_eval, full_logs, trust_new_host_key)
 
     @app.command("runs")
     def runs_list(as_json: bool = JSON, quiet: bool = output.quiet_option()):

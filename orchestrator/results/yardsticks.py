@@ -18,8 +18,8 @@ ids the score files hold: otherwise the yardsticks are left out and the report s
 Data a host downloaded itself (``data.source: hf``) is not here: no yardsticks.
 
 The predictions are cached in ``runs/<id>/yardsticks.json`` under a key of the data's
-hashes, the data settings and the scikit-learn version, so re-evaluating costs nothing.
-scikit-learn is imported only when they are computed.
+hashes, the data settings and the scikit-learn version (read from its metadata), so
+re-evaluating costs nothing: scikit-learn is imported only when they are computed.
 """
 
 from __future__ import annotations
@@ -134,6 +134,28 @@ def _key(run: RunData, files: Dict[str, str], scores: Scores, sklearn_version: s
     return h.hexdigest()
 
 
+def _sklearn_version() -> Optional[str]:
+    """scikit-learn's version, or None when it is not installed: from its installed
+    metadata, not by importing it (``import sklearn`` loads scipy, ~1 s of CPU that a
+    cached evaluation must not pay).  An imported sklearn is asked itself."""
+    import sys
+
+    if "sklearn" in sys.modules:
+        return sys.modules["sklearn"].__version__
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scikit-learn")
+    except PackageNotFoundError:  # importable without metadata (a source tree): ask it
+        import sklearn
+
+        return sklearn.__version__
+
+
 def _fit_predict(train_texts: List[str], train_y: np.ndarray, test_texts: List[str]) -> Dict[str, np.ndarray]:
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -176,11 +198,10 @@ def predictions(
     if files is None:
         return {"available": False, "reason": reason}
     cache = Path(cache_dir) / CACHE if cache_dir is not None else None
-    try:
-        import sklearn
-    except ImportError:
+    sklearn_version = _sklearn_version()
+    if sklearn_version is None:
         return {"available": False, "reason": "scikit-learn is not installed here (pip install scikit-learn)"}
-    key = _key(run, files, scores, sklearn.__version__)
+    key = _key(run, files, scores, sklearn_version)
     if cache is not None:
         cached = _read_cache(cache, key, scores.n, len(scores.classes))
         if cached is not None:
@@ -209,7 +230,7 @@ def predictions(
     doc = {
         "available": True,
         "key": key,
-        "sklearn": sklearn.__version__,
+        "sklearn": sklearn_version,
         "train_texts": len(train),
         "seconds": round(time.time() - t0, 2),
         "data": {k: os.path.abspath(v) for k, v in files.items()},

@@ -602,6 +602,27 @@ def test_yardsticks_beside_the_model_on_the_runs_own_split(tmp_path, monkeypatch
     assert compare_runs([("r1", run_dir)])["runs"][0]["verdict"] == "Below the yardsticks"
 
 
+def test_a_cached_evaluation_imports_no_scikit_learn_scipy_or_matplotlib(tmp_path):
+    # Evaluation is paid on every fetch (issue 15): once the yardsticks are cached,
+    # re-evaluating must not load scikit-learn (which loads scipy), nor matplotlib without plots.
+    import subprocess
+    import sys
+
+    run_dir = tiny_run(tmp_path)
+    first = evaluate_run(run_dir)["yardsticks"]
+    code = (
+        "import sys, json\n"
+        "from orchestrator.results.evaluate import evaluate_run\n"
+        f"m = evaluate_run({str(run_dir)!r})\n"
+        "print(json.dumps({'rows': m['yardsticks']['rows'], "
+        "'loaded': sorted(k for k in ('sklearn', 'scipy', 'matplotlib') if k in sys.modules)}))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    doc = json.loads(out.stdout)
+    assert doc["loaded"] == [] and doc["rows"] == json.loads(json.dumps(first["rows"]))
+
+
 def test_bands_apply_to_their_own_data_set_or_where_told(tmp_path):
     # a perfect model on the tiny data: on par with (or above) the yardsticks
     m = evaluate_run(tiny_run(tmp_path / "a", wrong_every=10**6))

@@ -1,0 +1,102 @@
+"""`orch eval`: evaluate a fetched run; its plain command lines without Typer (issue 15:
+an evaluation costs what the arithmetic over its texts costs, not a fixed tax).
+
+orchestrator/cli.py hands a command line here first.  Only the plain forms are taken:
+`[-q] eval [RUN] [--prior uniform|train] [--bands auto|poc|mdlm] [--plots|--no-plots]
+[--json] [-q]`.  Anything else (`--help`, an unknown option, a second argument, an option
+without its value) returns None and goes the Typer way, so help texts and usage errors
+stay exactly Typer's.  Typer's parsing builds a pydantic adapter per parameter (~0.2 s of
+CPU on a small machine); the Typer command (commands/evaluate.py) calls :func:`evaluate`
+too: one implementation of the command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Dict, List, Optional
+
+from orchestrator.errors import ExitCode, OrchError
+
+QUIET = ("-q", "--quiet")
+VALUED = {"--prior": "prior", "--bands": "bands"}
+FLAGS = {"--plots": ("plots", True), "--no-plots": ("plots", False), "--json": ("as_json", True)}
+
+
+def parse(argv: List[str]) -> Optional[Dict[str, Any]]:
+    """{"run", "prior", "bands", "plots", "as_json", "quiet"} for a plain `eval` command
+    line; None for anything else (Typer parses it, and words any error)."""
+    i = 0
+    quiet = False
+    while i < len(argv) and argv[i] in QUIET:  # the root's --quiet
+        quiet = True
+        i += 1
+    if argv[i : i + 1] != ["eval"]:
+        return None
+    parsed: Dict[str, Any] = {"run": None, "prior": None, "bands": None, "plots": False, "as_json": False}
+    rest = argv[i + 1 :]
+    j = 0
+    while j < len(rest):
+        arg = rest[j]
+        if arg in FLAGS:
+            key, value = FLAGS[arg]
+            parsed[key] = value
+        elif arg in VALUED and j + 1 < len(rest) and not rest[j + 1].startswith("-"):
+            parsed[VALUED[arg]] = rest[j + 1]
+            j += 1
+        elif arg in QUIET:
+            quiet = True
+        elif arg.startswith("-") or parsed["run"] is not None:
+            return None
+        else:
+            parsed["run"] = arg
+        j += 1
+    parsed["quiet"] = quiet
+    return parsed
+
+
+def _check_choice(option: str, value: Optional[str], choices: tuple) -> None:
+    if value is not None and value not in choices:
+        raise OrchError(f"{option}: expected one of {', '.join(choices)}, got {value!r}", ExitCode.USAGE)
+
+
+def evaluate(run: Optional[str], prior: Optional[str], bands: Optional[str], plots: bool, as_json: bool) -> None:
+    """Evaluate a fetched run: metrics.json, predictions.csv and report.md in runs/RUN/
+    (with PLOTS: and plots/); the summary, or metrics.json with AS_JSON, on stdout.
+    Exits 1 (OrchError FAILED) when the run sets eval.min_accuracy and falls below it."""
+    from orchestrator.config.project import Project
+    from orchestrator.results.evaluate import check_min_accuracy, evaluate_run
+
+    _check_choice("--prior", prior, ("uniform", "train"))
+    _check_choice("--bands", bands, ("auto", "poc", "mdlm"))
+    run_dir = Project.find().existing_run(run)
+    metrics = evaluate_run(run_dir, prior=prior, bands=bands, plots=plots)
+    if as_json:
+        sys.stdout.write(json.dumps(metrics, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+    else:
+        from orchestrator import output
+        from orchestrator.commands.results_view import print_summary
+
+        print_summary(output.out, metrics, run_dir)
+    check_min_accuracy(metrics)
+
+
+def main(argv: List[str]) -> Optional[int]:
+    """The exit code of a plain `orch eval` command line; None when it is not one."""
+    parsed = parse(argv)
+    if parsed is None:
+        return None
+    from orchestrator import output
+    from orchestrator.commands.quickstatus import error
+
+    output.set_quiet(parsed.pop("quiet"))
+    try:
+        evaluate(**parsed)
+    except OrchError as exc:
+        error(exc)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    return 0

@@ -1,0 +1,116 @@
+"""`orch fetch-results`: pull, verify, evaluate; its plain command lines without Typer
+(issue 15: a fetch costs what rsync and the evaluation of its texts cost, plus little).
+
+orchestrator/cli.py hands a command line here first.  Only the plain forms are taken:
+`[-q] fetch-results [RUN] [--no-eval] [--partial] [--full-logs] [--trust-new-host-key] [-q]`.
+Anything else (`--help`, an unknown option, a second argument) returns None and goes the
+Typer way, so help texts and usage errors (one message, exit 2) stay exactly Typer's.
+Typer's parsing is what is spared: it builds a pydantic adapter per parameter (~0.2 s of
+CPU on a small machine) and loads every command of the module.  The Typer command
+(commands/runs.py) calls :func:`fetch_results` too: one implementation of the command.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, List, Optional
+
+from orchestrator.errors import ExitCode, OrchError
+
+QUIET = ("-q", "--quiet")
+FLAGS = {"--no-eval": "no_eval", "--partial": "partial", "--full-logs": "full_logs", "--trust-new-host-key": "trust"}
+
+
+def parse(argv: List[str]) -> Optional[Dict[str, Any]]:
+    """{"run_id", "no_eval", "partial", "full_logs", "trust", "quiet"} for a plain
+    `fetch-results` command line; None for anything else (Typer parses it)."""
+    i = 0
+    quiet = False
+    while i < len(argv) and argv[i] in QUIET:  # the root's --quiet
+        quiet = True
+        i += 1
+    if argv[i : i + 1] != ["fetch-results"]:
+        return None
+    parsed: Dict[str, Any] = {"run_id": None, **{v: False for v in FLAGS.values()}}
+    for arg in argv[i + 1 :]:
+        if arg in FLAGS:
+            parsed[FLAGS[arg]] = True
+        elif arg in QUIET:
+            quiet = True
+        elif arg.startswith("-") or parsed["run_id"] is not None:
+            return None
+        else:
+            parsed["run_id"] = arg
+    parsed["quiet"] = quiet
+    return parsed
+
+
+def evaluate_dir(run_dir) -> dict:
+    """Evaluate a fetched run (no plots: they are `orch eval RUN --plots`) and show the summary on stderr."""
+    from orchestrator import output
+    from orchestrator.commands.results_view import print_summary
+    from orchestrator.results.evaluate import evaluate_run
+
+    metrics = evaluate_run(run_dir)
+    if not output.quiet():
+        print_summary(output.err, metrics, run_dir)
+    return metrics
+
+
+def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs: bool, trust: bool) -> None:
+    """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
+    from orchestrator import output
+    from orchestrator.config.project import Project
+    from orchestrator.contract import records
+    from orchestrator.runs import launch as runner
+    from orchestrator.runs.fetch import TAIL_BYTES
+    from orchestrator.transport.connect import open_transport
+
+    project = Project.find()
+    run_dir = project.existing_run(run_id)
+    record = records.load_record(run_dir)
+    with open_transport(project, record["host"], trust) as transport:
+        outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
+    done = sum(r.state == "done" for r in outcome["rows"])
+    output.say(
+        f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
+        markup=False,
+    )
+    for name, size in outcome["cut"].items():
+        output.say(
+            f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
+            f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)",
+            markup=False,
+        )
+    if outcome["complete"] and not no_eval:
+        try:
+            metrics = evaluate_dir(run_dir)
+        except KeyboardInterrupt:
+            raise OrchError(
+                f"interrupted while evaluating {run_dir.name}; its fetched results are verified in {run_dir / 'jobs'}",
+                ExitCode.INTERRUPTED,
+                hint=f"`orch eval {run_dir.name}` evaluates them",
+            ) from None
+        output.say(f"accuracy {metrics['accuracy']:.4f} -> {run_dir / 'metrics.json'}", markup=False)
+    elif not outcome["complete"]:
+        output.say("partial run: not evaluated (every class job must be done)")
+
+
+def main(argv: List[str]) -> Optional[int]:
+    """The exit code of a plain `orch fetch-results` command line; None when it is not one."""
+    parsed = parse(argv)
+    if parsed is None:
+        return None
+    from orchestrator import output
+    from orchestrator.commands.quickstatus import error
+
+    output.set_quiet(parsed.pop("quiet"))
+    try:
+        fetch_results(**parsed)
+    except OrchError as exc:
+        error(exc)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    return 0
