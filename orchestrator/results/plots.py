@@ -92,12 +92,18 @@ def run_label(ev: PlotData) -> str:
 
 def _save(fig, path: Path, ev: PlotData, what: str) -> Path:
     label = run_label(ev)
-    fig.suptitle(label, fontsize="medium")
+    return save_png(fig, path, title=label, label=label, what=what, writer="orch eval")
+
+
+def save_png(fig, path: Path, *, title: str, label: str, what: str, writer: str) -> Path:
+    """Write FIG as PATH (a temporary file renamed into place: a reader never sees half a
+    PNG), with TITLE above it and what it shows in the PNG's metadata."""
+    fig.suptitle(title, fontsize="medium")
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(
         tmp,
         format="png",
-        metadata={"Title": f"{what}: {label}", "Description": f"{what}, {label}; written by orch eval"},
+        metadata={"Title": f"{what}: {label}", "Description": f"{what}, {label}; written by {writer}"},
     )
     tmp.replace(path)
     return path

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from orchestrator.results.metrics import BANDS, FAILED
-from orchestrator.results.plots import _figure, fitted_unit_range
+from orchestrator.results.plots import _figure, fitted_unit_range, save_png
 from orchestrator.results.study_table import SeedResult
 
 BY_MEMBER = "accuracy_by_member.png"
@@ -27,15 +27,7 @@ MAX_DRAW_POINTS = 40  # k values drawn on the draws axis (log-spaced beyond this
 
 def _save(fig, path: Path, study: str, what: str) -> Path:
     label = f"study {_plain(study)}"
-    fig.suptitle(f"{what} · {label}", fontsize="medium")
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(
-        tmp,
-        format="png",
-        metadata={"Title": f"{what}: {label}", "Description": f"{what}, {label}; written by orch study report"},
-    )
-    tmp.replace(path)
-    return path
+    return save_png(fig, path, title=f"{what} · {label}", label=label, what=what, writer="orch study report")
 
 
 def _plain(text: str) -> str:
