@@ -31,7 +31,7 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from orchestrator.backends.tmux_steps import TmuxSteps, parse_poll
+from orchestrator.backends.tmux_steps import POLL_END, TmuxSteps, parse_poll
 from orchestrator.config.slurm import SlurmOptions
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import shell
@@ -53,8 +53,9 @@ case "$id" in ''|*[!0-9]*) echo "sbatch printed no job id: $out" >&2; exit 1 ;; 
 printf '%s\n' "$id" > "$jobid"
 printf '@@job %s\n' "$id"
 """
-_POLL = r"""
-log="$1"; off="$2"; res="$3"; jobid="$4"; started="$5"
+_POLL = (
+    r"""
+log="$1"; off="$2"; res="$3"; jobid="$4"; started="$5"; LOCK="${6:-}"; LOCK_TOKEN="${7:-}"
 printf '@@now %s\n' "$(date +%s)"
 printf '@@started %s\n' "$(head -c 400 "$started" 2>/dev/null | tr -d '\n')"
 id=$(head -c 40 "$jobid" 2>/dev/null | tr -dc '0-9')
@@ -69,15 +70,9 @@ if [ -n "$id" ]; then
 fi
 echo "@@alive $alive"
 printf '@@queue %s %s\n' "$id" "$(printf '%s' "$q" | tr -d '\n' | head -c 200)"
-printf '@@result %s\n' "$(head -c 400 "$res" 2>/dev/null | tr -d '\n')"
-LOCK="${6:-}"; LOCK_TOKEN="${7:-}"
-@@LOCK_SNIPPET@@
-size=$(wc -c < "$log" 2>/dev/null || echo 0); size=$((size + 0))
-n=$((size - off)); [ "$n" -lt 0 ] && n=0; [ "$n" -gt 65536 ] && n=65536
-printf '@@chunk %s\n' "$n"
-[ "$n" -gt 0 ] && tail -c +"$((off + 1))" "$log" | head -c "$n"
-exit 0
 """
+    + POLL_END
+)
 # The step's log; when the job ended before run_step.sh wrote one (a module that would not
 # load, a bad node), the batch job's own output says why.
 _TAIL = r"""

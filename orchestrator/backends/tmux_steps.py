@@ -28,13 +28,10 @@ while [ $i -lt 100 ]; do [ -f "$started" ] && exit 0; sleep 0.1; i=$((i + 1)); d
 echo "the tmux session $name did not start its step" >&2
 exit 1
 """
-_POLL = r"""
-log="$1"; off="$2"; res="$3"; sock="$4"; name="$5"; started="$6"
-printf '@@now %s\n' "$(date +%s)"
-printf '@@started %s\n' "$(head -c 400 "$started" 2>/dev/null | tr -d '\n')"
-if tmux -S "$sock" has-session -t "=$name" 2>/dev/null; then echo "@@alive 1"; else echo "@@alive 0"; fi
+# How every poll script ends (a tmux step's, a Slurm step's): the result file, the bootstrap
+# lock refreshed (LOCK, LOCK_TOKEN, set before), the log's next chunk from offset $off.
+POLL_END = r"""
 printf '@@result %s\n' "$(head -c 400 "$res" 2>/dev/null | tr -d '\n')"
-LOCK="${7:-}"; LOCK_TOKEN="${8:-}"
 @@LOCK_SNIPPET@@
 size=$(wc -c < "$log" 2>/dev/null || echo 0); size=$((size + 0))
 n=$((size - off)); [ "$n" -lt 0 ] && n=0; [ "$n" -gt 65536 ] && n=65536
@@ -42,6 +39,14 @@ printf '@@chunk %s\n' "$n"
 [ "$n" -gt 0 ] && tail -c +"$((off + 1))" "$log" | head -c "$n"
 exit 0
 """
+_POLL = (
+    r"""
+log="$1"; off="$2"; res="$3"; sock="$4"; name="$5"; started="$6"; LOCK="${7:-}"; LOCK_TOKEN="${8:-}"
+printf '@@now %s\n' "$(date +%s)"
+printf '@@started %s\n' "$(head -c 400 "$started" 2>/dev/null | tr -d '\n')"
+if tmux -S "$sock" has-session -t "=$name" 2>/dev/null; then echo "@@alive 1"; else echo "@@alive 0"; fi"""
+    + POLL_END
+)
 _TAIL = r"""tail -c 200000 "$1" 2>/dev/null; exit 0"""
 
 
