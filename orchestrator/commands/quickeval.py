@@ -16,9 +16,9 @@ import json
 import sys
 from typing import Any, Dict, List, Optional
 
+from orchestrator.commands.quickpath import plain, run
 from orchestrator.errors import ExitCode, OrchError
 
-QUIET = ("-q", "--quiet")
 VALUED = {"--prior": "prior", "--bands": "bands"}
 FLAGS = {"--plots": ("plots", True), "--no-plots": ("plots", False), "--json": ("as_json", True)}
 
@@ -26,31 +26,17 @@ FLAGS = {"--plots": ("plots", True), "--no-plots": ("plots", False), "--json": (
 def parse(argv: List[str]) -> Optional[Dict[str, Any]]:
     """{"run", "prior", "bands", "plots", "as_json", "quiet"} for a plain `eval` command
     line; None for anything else (Typer parses it, and words any error)."""
-    i = 0
-    quiet = False
-    while i < len(argv) and argv[i] in QUIET:  # the root's --quiet
-        quiet = True
-        i += 1
-    if argv[i : i + 1] != ["eval"]:
+    found = plain(argv, ["eval"], flags=FLAGS, valued=VALUED)
+    if found is None:
         return None
-    parsed: Dict[str, Any] = {"run": None, "prior": None, "bands": None, "plots": False, "as_json": False}
-    rest = argv[i + 1 :]
-    j = 0
-    while j < len(rest):
-        arg = rest[j]
-        if arg in FLAGS:
-            key, value = FLAGS[arg]
-            parsed[key] = value
-        elif arg in VALUED and j + 1 < len(rest) and not rest[j + 1].startswith("-"):
-            parsed[VALUED[arg]] = rest[j + 1]
-            j += 1
-        elif arg in QUIET:
-            quiet = True
-        elif arg.startswith("-") or parsed["run"] is not None:
-            return None
+    run_id, given, quiet = found
+    parsed: Dict[str, Any] = {"run": run_id, "prior": None, "bands": None, "plots": False, "as_json": False}
+    for option, value in given:  # in order: the last of --plots / --no-plots wins
+        if option in VALUED:
+            parsed[VALUED[option]] = value
         else:
-            parsed["run"] = arg
-        j += 1
+            key, flag = FLAGS[option]
+            parsed[key] = flag
     parsed["quiet"] = quiet
     return parsed
 
@@ -88,15 +74,6 @@ def main(argv: List[str]) -> Optional[int]:
     if parsed is None:
         return None
     from orchestrator import output
-    from orchestrator.commands.quickstatus import error
 
     output.set_quiet(parsed.pop("quiet"))
-    try:
-        evaluate(**parsed)
-    except OrchError as exc:
-        error(exc)
-        return int(exc.code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return int(ExitCode.INTERRUPTED)
-    return 0
+    return run(lambda: evaluate(**parsed))

@@ -12,35 +12,23 @@ CPU on a small machine) and loads every command of the module.  The Typer comman
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Dict, List, Optional
 
+from orchestrator.commands.quickpath import plain, run
 from orchestrator.errors import ExitCode, OrchError
 
-QUIET = ("-q", "--quiet")
 FLAGS = {"--no-eval": "no_eval", "--partial": "partial", "--full-logs": "full_logs", "--trust-new-host-key": "trust"}
 
 
 def parse(argv: List[str]) -> Optional[Dict[str, Any]]:
     """{"run_id", "no_eval", "partial", "full_logs", "trust", "quiet"} for a plain
     `fetch-results` command line; None for anything else (Typer parses it)."""
-    i = 0
-    quiet = False
-    while i < len(argv) and argv[i] in QUIET:  # the root's --quiet
-        quiet = True
-        i += 1
-    if argv[i : i + 1] != ["fetch-results"]:
+    found = plain(argv, ["fetch-results"], flags=FLAGS)
+    if found is None:
         return None
-    parsed: Dict[str, Any] = {"run_id": None, **{v: False for v in FLAGS.values()}}
-    for arg in argv[i + 1 :]:
-        if arg in FLAGS:
-            parsed[FLAGS[arg]] = True
-        elif arg in QUIET:
-            quiet = True
-        elif arg.startswith("-") or parsed["run_id"] is not None:
-            return None
-        else:
-            parsed["run_id"] = arg
+    run_id, given, quiet = found
+    parsed: Dict[str, Any] = {"run_id": run_id, **{v: False for v in FLAGS.values()}}
+    parsed.update({FLAGS[option]: True for option, _ in given})
     parsed["quiet"] = quiet
     return parsed
 
@@ -102,15 +90,6 @@ def main(argv: List[str]) -> Optional[int]:
     if parsed is None:
         return None
     from orchestrator import output
-    from orchestrator.commands.quickstatus import error
 
     output.set_quiet(parsed.pop("quiet"))
-    try:
-        fetch_results(**parsed)
-    except OrchError as exc:
-        error(exc)
-        return int(exc.code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return int(ExitCode.INTERRUPTED)
-    return 0
+    return run(lambda: fetch_results(**parsed))

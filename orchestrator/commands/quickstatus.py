@@ -17,33 +17,19 @@ import json
 import sys
 from typing import List, Optional, Tuple
 
+from orchestrator.commands.quickpath import plain, run
 from orchestrator.errors import ExitCode, OrchError
-
-QUIET = ("-q", "--quiet")
 
 
 def parse(argv: List[str]) -> Optional[Tuple[Optional[str], bool, bool]]:
     """(RUN or None, --json, --trust-new-host-key) for a plain `status` command line;
     None for anything else (Typer parses it, and words any error)."""
-    i = 0
-    while i < len(argv) and argv[i] in QUIET:  # the root's --quiet (status prints no progress)
-        i += 1
-    if argv[i : i + 1] != ["status"]:
+    found = plain(argv, ["status"], flags=("--json", "--trust-new-host-key"))
+    if found is None:
         return None
-    run_id: Optional[str] = None
-    as_json = trust = False
-    for arg in argv[i + 1 :]:
-        if arg == "--json":
-            as_json = True
-        elif arg == "--trust-new-host-key":
-            trust = True
-        elif arg in QUIET:
-            pass
-        elif arg.startswith("-") or run_id is not None:
-            return None
-        else:
-            run_id = arg
-    return run_id, as_json, trust
+    run_id, given, _ = found
+    options = {option for option, _ in given}
+    return run_id, "--json" in options, "--trust-new-host-key" in options
 
 
 def show(run_id: Optional[str], as_json: bool, trust_new_host_key: bool, out=None) -> List:
@@ -106,30 +92,7 @@ def remember(run_dir, record, rows) -> None:
         records.save_record(run_dir, record)
 
 
-def error(exc: OrchError, stream=None) -> None:
-    """An OrchError as the Typer app prints it: "error: MESSAGE" and "  hint: HINT" on
-    stderr, plain text (the message may quote what a host printed)."""
-    from orchestrator.commands.statustable import use_colour
-
-    stream = stream or sys.stderr
-    label = "\x1b[1;31merror:\x1b[0m" if use_colour(stream) else "error:"
-    stream.write(f"{label} {exc.message}\n")
-    if exc.hint:
-        stream.write(f"  hint: {exc.hint}\n")
-    stream.flush()
-
-
 def main(argv: List[str]) -> Optional[int]:
     """The exit code of a plain `orch status` command line; None when it is not one."""
     parsed = parse(argv)
-    if parsed is None:
-        return None
-    try:
-        show(*parsed)
-    except OrchError as exc:
-        error(exc)
-        return int(exc.code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return int(ExitCode.INTERRUPTED)
-    return 0
+    return None if parsed is None else run(lambda: show(*parsed))

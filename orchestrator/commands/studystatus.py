@@ -14,8 +14,7 @@ import json
 import sys
 from typing import List, Optional, Tuple
 
-from orchestrator.commands.quickstatus import QUIET, error
-from orchestrator.errors import ExitCode, OrchError
+from orchestrator.commands.quickpath import plain, run
 
 LEFT = ("run", "member", "state", "progress")
 HEAD = ("run", "member", "seed", "state", "jobs", "progress", "ETA")
@@ -23,26 +22,13 @@ HEAD = ("run", "member", "seed", "state", "jobs", "progress", "ETA")
 
 def parse(argv: List[str]) -> Optional[Tuple[str, bool, bool]]:
     """(NAME, --json, --trust-new-host-key) for a plain `study status NAME` command line;
-    None for anything else."""
-    i = 0
-    while i < len(argv) and argv[i] in QUIET:
-        i += 1
-    if argv[i : i + 2] != ["study", "status"]:
+    None for anything else (a path to a study file included)."""
+    found = plain(argv, ["study", "status"], flags=("--json", "--trust-new-host-key"))
+    if found is None or found[0] is None or "/" in found[0] or found[0].endswith((".yaml", ".yml")):
         return None
-    name: Optional[str] = None
-    as_json = trust = False
-    for arg in argv[i + 2 :]:
-        if arg == "--json":
-            as_json = True
-        elif arg == "--trust-new-host-key":
-            trust = True
-        elif arg in QUIET:
-            pass
-        elif arg.startswith("-") or name is not None or "/" in arg or arg.endswith((".yaml", ".yml")):
-            return None
-        else:
-            name = arg
-    return (name, as_json, trust) if name is not None else None
+    name, given, _ = found
+    options = {option for option, _ in given}
+    return name, "--json" in options, "--trust-new-host-key" in options
 
 
 class Hosts:
@@ -111,16 +97,12 @@ def main(argv: List[str]) -> Optional[int]:
     if parsed is None:
         return None
     name, as_json, trust = parsed
-    try:
+
+    def command() -> None:
         from orchestrator.config.project import Project
         from orchestrator.runs.study_status import load_record
 
         project = Project.find()
         show(load_record(project, name), project, as_json, trust)
-    except OrchError as exc:
-        error(exc)
-        return int(exc.code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return int(ExitCode.INTERRUPTED)
-    return 0
+
+    return run(command)

@@ -196,6 +196,7 @@ STATUS_MODULES = {
     "orchestrator.backends.base",
     "orchestrator.backends.tmux",
     "orchestrator.commands",
+    "orchestrator.commands.quickpath",  # the plain command line, errors as Typer prints them
     "orchestrator.commands.quickstatus",
     "orchestrator.commands.statustable",
     "orchestrator.config",
