@@ -240,7 +240,9 @@ def _modules_after(argv, cwd: Path, out: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_orch_status_imports_exactly_these_modules(tmp_path):
+def unreachable_run(tmp_path: Path, run_id: str) -> Project:
+    """A project with run RUN_ID on host `box`, which refuses connections (after every module
+    of a status path is loaded), its host file cached as `orch run` leaves it."""
     project = _project(tmp_path / "p")
     with socket.socket() as s:  # a port nobody listens on: the connection is refused
         s.bind(("127.0.0.1", 0))
@@ -250,14 +252,19 @@ def test_orch_status_imports_exactly_these_modules(tmp_path):
     (project.configs / "hosts" / "box.yaml").write_text(
         yaml.safe_dump({"hostname": "127.0.0.1", "port": port, "identity_file": str(key), "connect_timeout": 5})
     )
-    run_dir = project.runs / "r1"
+    run_dir = project.runs / run_id
     run_dir.mkdir()
-    (run_dir / "run.yaml").write_text("run_id: r1\n")
+    (run_dir / "run.yaml").write_text(f"run_id: {run_id}\n")
     jobs = [{"name": "class-0", "gpu": "0"}]
     records.save_record(
-        run_dir, {"run_id": "r1", "host": "box", "workdir": "/w", "code_hash": "abc", "planned_jobs": jobs}
+        run_dir, {"run_id": run_id, "host": "box", "workdir": "/w", "code_hash": "abc", "planned_jobs": jobs}
     )
     resolve_host(project, "box")  # as `orch run` left it: the host file's values cached
+    return project
+
+
+def test_orch_status_imports_exactly_these_modules(tmp_path):
+    project = unreachable_run(tmp_path, "r1")
     out = tmp_path / "modules.json"
     proc = _modules_after(["orch", "status", "r1"], project.root, out)
     assert proc.returncode == 5 and "cannot reach" in proc.stderr, proc.stderr  # UNREACHABLE, as always

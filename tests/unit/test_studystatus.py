@@ -2,15 +2,11 @@
 command lines take the quick path, the plain table it prints, and the modules it imports."""
 
 import json
-import socket
 
 import pytest
-import yaml
-from test_quickstatus import NEVER, STATUS_MODULES, _modules_after, _project
+from test_quickstatus import NEVER, STATUS_MODULES, _modules_after, _project, unreachable_run
 
 from orchestrator.commands import studystatus
-from orchestrator.config.hosts import resolve_host
-from orchestrator.contract import records
 from orchestrator.errors import ExitCode
 from orchestrator.runs.study_status import RunView
 
@@ -63,23 +59,7 @@ def test_table_lines_up_and_shows_host_text_escaped():
 def test_orch_study_status_imports_what_orch_status_does_and_the_study_record(tmp_path):
     """A study of one run on an unreachable host and one not launched: the quick path runs
     (no Typer, Rich, YAML or config machinery), the host's run is `unknown` with the reason."""
-    project = _project(tmp_path / "p")
-    with socket.socket() as s:  # a port nobody listens on: the connection is refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    key = tmp_path / "id_test"
-    key.write_text("not a key: the connection fails before it is read\n")
-    (project.configs / "hosts" / "box.yaml").write_text(
-        yaml.safe_dump({"hostname": "127.0.0.1", "port": port, "identity_file": str(key), "connect_timeout": 5})
-    )
-    run_dir = project.runs / "s-a-s0"
-    run_dir.mkdir()
-    (run_dir / "run.yaml").write_text("run_id: s-a-s0\n")
-    jobs = [{"name": "class-0", "gpu": "0"}]
-    records.save_record(
-        run_dir, {"run_id": "s-a-s0", "host": "box", "workdir": "/w", "code_hash": "abc", "planned_jobs": jobs}
-    )
-    resolve_host(project, "box")
+    project = unreachable_run(tmp_path, "s-a-s0")
     runs = [{"member": "a", "seed": 0, "run_id": "s-a-s0"}, {"member": "b", "seed": 0, "run_id": "s-b-s0"}]
     study_dir = project.runs / "studies" / "s"
     study_dir.mkdir(parents=True)
