@@ -240,8 +240,19 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
     out = ["## Monte Carlo noise of the decisions", ""]
     if p.get("not_significant") is None:
         return out + [f"{p['draws']} draw per text: {p.get('note', 'no spread to estimate the noise from')}.", ""]
+    ad = m.get("adaptive")
+    if ad:
+        out += [
+            f"**Adaptive draws** (rounds of {ad['round']}, at most {ad['max']}, z {ad['z']:g}): a text got more draws "
+            f"only while its decision was not settled (|paired margin| ≤ z SE). **{ad['draws_mean']:.1f} draws per "
+            f"text** on average ({ad['draws_min']}–{ad['draws_max']}; {ad['at_max']} of {m['n']} texts reached "
+            f"{ad['max']}), **{ad['forward_passes']} forward passes** (class models × draws): "
+            f"{pct(ad['share_of_fixed_max'], 1)} of fixed K = {ad['max']}'s {ad['fixed_max_forward_passes']}.",
+            "",
+        ]
+    drawn = f"its own number (at most {p['draws']}) of" if ad else str(p["draws"])
     out += [
-        f"Each text was scored with {p['draws']} random draws shared by every class model, so the margin between "
+        f"Each text was scored with {drawn} random draws shared by every class model, so the margin between "
         f"the two leading classes has a paired standard error (the spread of the per-draw difference; "
         f"`margin_se` in {PREDICTIONS}). **{pct(p['not_significant'], 1)}** of the decisions "
         f"({p['not_significant_n']} of {m['n']}) are not significant at {p['level']:.0%} "
