@@ -212,9 +212,10 @@ def run_score(job, encoder, log=print) -> Dict[str, Any]:
     prior = log_prior(splits, exp.eval.prior)
     t0 = time.time()
     ids = encoder(kind)(tok, [e.text for e in splits.test], exp.model.max_len)
+    ad = exp.score.adaptive
     log(
-        f"adaptive draws over {len(splits.test)} test texts, {len(models)} class models: round {exp.score.adaptive.round},"
-        f" max {exp.score.adaptive.max}, z {exp.score.adaptive.z}"
+        f"adaptive draws, {len(splits.test)} test texts, {len(models)} class models:"
+        f" round {ad.round}, max {ad.max}, z {ad.z}"
     )
     out = score_rounds(
         models,
