@@ -113,6 +113,7 @@ def score_rounds(
     tokens = [0] * n
     open_ = list(range(n))
     passes = 0
+    scored_tokens = 0  # token positions run through a model, for tokens_per_s
     r = 0
     t0 = time.time()
     while open_:
@@ -138,6 +139,7 @@ def score_rounds(
                 draws[i][c].extend(float(x) for x in d)
                 tokens[i] = int(n_tok)
         passes += size * len(open_) * n_classes
+        scored_tokens += sum(len(x) for x in batch_ids) * size * n_classes
         r += 1
         still = [i for i in open_ if len(draws[i][0]) < ad.max and not settled(draws[i], prior, ad.z)]
         elapsed = time.time() - t0
@@ -149,7 +151,7 @@ def score_rounds(
                 "step": n - len(still),  # texts done
                 "total": n,
                 "loss": None,
-                "tokens_per_s": round(sum(len(x) for x in batch_ids) * size * n_classes / max(elapsed, 1e-9), 1),
+                "tokens_per_s": round(scored_tokens / max(elapsed, 1e-9), 1),
                 "eta_s": None,
             },
         )
