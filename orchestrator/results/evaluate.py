@@ -283,7 +283,11 @@ def evaluate(
         "paired": paired,
         "accuracy_ci95_texts": texts_ci,
         "mc_noise": mc,
-        "adaptive": adaptive_summary(scores.draws, exp.score.adaptive) if exp.score.is_adaptive else None,
+        "adaptive": (
+            adaptive_summary(scores.draws, exp.score.adaptive, scores.y, prior_info["log_prior"])
+            if exp.score.is_adaptive
+            else None
+        ),
         "timings": timings,
         "gpu_seconds": timings["gpu_seconds"],
         "train_tokens": timings["train_tokens"],

@@ -247,8 +247,14 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
             f"only while its decision was not settled (|paired margin| ≤ z SE). **{ad['draws_mean']:.1f} draws per "
             f"text** on average ({ad['draws_min']}–{ad['draws_max']}; {ad['at_max']} of {m['n']} texts reached "
             f"{ad['max']}), **{ad['forward_passes']} forward passes** (class models × draws): "
-            f"{pct(ad['share_of_fixed_max'], 1)} of fixed K = {ad['max']}'s {ad['fixed_max_forward_passes']}.",
+            f"{pct(ad['share_of_fixed_max'], 1)} of fixed K = {ad['max']}'s {ad['fixed_max_forward_passes']}. "
+            "Had max been smaller, the same rounds cut there would have given (the first row, max = round, "
+            "is fixed K = round scoring):",
             "",
+            *md_table(
+                ["max draws", "accuracy", "forward passes"],
+                [[str(r["max"]), pct(r["accuracy"]), str(r["forward_passes"])] for r in ad.get("by_max") or []],
+            ),
         ]
     drawn = f"its own number (at most {p['draws']}) of" if ad else str(p["draws"])
     out += [

@@ -124,16 +124,33 @@ def accuracy_with_mc_noise(
     }
 
 
-def adaptive_summary(draws: Optional[np.ndarray], spec) -> Optional[Dict[str, Any]]:
+def adaptive_summary(
+    draws: Optional[np.ndarray], spec, y: np.ndarray, log_prior: Sequence[float]
+) -> Optional[Dict[str, Any]]:
     """metrics.json's ``adaptive`` for a run with ``score.mdlm_draws: adaptive`` (``spec``:
     score.adaptive): draws per text and forward passes (class models x draws), counted
-    from the merged score rows, and what fixed K = max would have cost."""
+    from the merged score rows, what fixed K = max would have cost, and ``by_max``: the
+    accuracy and forward passes had ``max`` been a smaller multiple of ``round``.  That
+    curve comes from this run's draws alone: rounds draw the same masks whatever ``max``
+    is, so a smaller max is the same run with each text cut at its first max' draws."""
     if draws is None:
         return None
-    n, c, _ = draws.shape
+    n, c, k_all = draws.shape
     per_text = (~np.isnan(draws[:, 0, :])).sum(axis=1)
     passes = int(per_text.sum()) * c
     fixed = n * c * int(spec.max)
+    lp = np.asarray(log_prior, dtype=float)[None, :]
+    cum = np.cumsum(np.nan_to_num(draws), axis=2)  # (n, C, K): sums of the first j+1 draws
+    caps, m = [], 1
+    while m * spec.round < spec.max:
+        caps.append(m * spec.round)
+        m *= 2
+    by_max = []
+    for cap in caps + [int(spec.max)]:
+        used = np.minimum(per_text, cap)
+        nll = cum[np.arange(n), :, used - 1] / used[:, None]
+        acc = float(np.mean(np.argmax(-nll + lp, axis=1) == y))
+        by_max.append({"max": int(cap), "accuracy": acc, "forward_passes": int(used.sum()) * c})
     return {
         "round": int(spec.round),
         "max": int(spec.max),
@@ -146,4 +163,5 @@ def adaptive_summary(draws: Optional[np.ndarray], spec) -> Optional[Dict[str, An
         "forward_passes": passes,
         "fixed_max_forward_passes": fixed,
         "share_of_fixed_max": passes / fixed if fixed else None,
+        "by_max": by_max,
     }

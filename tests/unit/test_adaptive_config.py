@@ -109,12 +109,19 @@ def test_evaluation_of_per_text_draw_counts(tmp_path):
     assert (ad["draws_mean"], ad["draws_min"], ad["draws_max"], ad["draws_total"], ad["at_max"]) == (4.0, 2, 6, 12, 1)
     assert ad["forward_passes"] == 24 and ad["fixed_max_forward_passes"] == 36
     assert ad["share_of_fixed_max"] == pytest.approx(24 / 36)
+    # The same rounds cut at a smaller max: round 2 alone is fixed K = 2 (text t1 wrong).
+    assert ad["by_max"] == [
+        {"max": 2, "accuracy": pytest.approx(2 / 3), "forward_passes": 12},
+        {"max": 4, "accuracy": 1.0, "forward_passes": 20},
+        {"max": 6, "accuracy": 1.0, "forward_passes": 24},
+    ]
     # Each text's paired SE is over its own draws.
     se = [np.std(np.subtract(d0, d1), ddof=1) / np.sqrt(len(d0)) for _, d1, d0 in per_text]
     assert m["paired"]["mean_margin_se"] == pytest.approx(np.mean(se))
     assert m["mc_noise"] is not None and m["accuracy"] == 1.0
     report = (run_dir / "report.md").read_text()
     assert "**Adaptive draws** (rounds of 2, at most 6, z 2)" in report and "**24 forward passes**" in report
+    assert "| max draws | accuracy | forward passes |" in report and "| 4 | 100.00% | 20 |" in report
 
 
 def test_merge_refuses_a_text_with_other_draw_counts_per_class(tmp_path):
