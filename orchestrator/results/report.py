@@ -199,7 +199,12 @@ def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
     paired = m.get("paired") or {}
     if paired.get("not_significant") is not None:  # dividing by the token count leaves z as it is
         share = pct(paired["not_significant"], 1)
-        rows.append([f"decisions not significant (95%, {paired['draws']} draws)", share, share])
+        drawn = "adaptive" if m.get("adaptive") else paired["draws"]
+        rows.append([f"decisions not significant (95%, {drawn} draws)", share, share])
+    ad = m.get("adaptive")
+    if ad:  # what the adaptive draws spent (scoring is shared: the same for both columns)
+        spent = f"{ad['draws_mean']:.1f} / {ad['forward_passes']} ({pct(ad['share_of_fixed_max'], 1)} of K={ad['max']})"
+        rows.append(["draws per text / forward passes", spent, spent])
     return rows
 
 

@@ -122,6 +122,8 @@ def test_evaluation_of_per_text_draw_counts(tmp_path):
     report = (run_dir / "report.md").read_text()
     assert "**Adaptive draws** (rounds of 2, at most 6, z 2)" in report and "**24 forward passes**" in report
     assert "| max draws | accuracy | forward passes |" in report and "| 4 | 100.00% | 20 |" in report
+    assert "| draws per text / forward passes | 4.0 / 24 (66.7% of K=6) |" in report
+    assert "decisions not significant (95%, adaptive draws)" in report
 
 
 def test_merge_refuses_a_text_with_other_draw_counts_per_class(tmp_path):
