@@ -407,6 +407,9 @@ def _draw_problem(
     if not _types(list(chain.from_iterable(column))) <= {int, float}:
         return None, None  # _row_problem words it
     lengths = np.fromiter(map(len, column), dtype=np.int64, count=len(column))
+    if ragged and not (lengths == k).all() and lengths.min() < 2:
+        r = rows[int(np.argmin(lengths))]
+        return None, f"{where(r)}: has 1 draw, while other texts have more (adaptive draws give every text at least 2)"
     try:
         if (lengths == k).all():
             draws = np.array(column, dtype=np.float64)

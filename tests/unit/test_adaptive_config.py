@@ -132,3 +132,9 @@ def test_merge_refuses_a_text_with_other_draw_counts_per_class(tmp_path):
     assert (
         err.code == ExitCode.DATA and "another number of draws for one class" in err.message and "'t1'" in err.message
     )
+
+
+def test_merge_refuses_a_single_draw_among_adaptive_counts(tmp_path):
+    per_text = [("0", [10.0], [20.0]), ("1", [15.0, 13.0, 14.0, 16.0], [14.0, 15.0, 13.0, 15.0])]
+    err = refusal(adaptive_run(tmp_path, texts_with_draws(per_text)))
+    assert err.code == ExitCode.DATA and "'t0': has 1 draw" in err.message and "'score'" in err.message
