@@ -105,7 +105,7 @@ class AdaptiveSpec:
 
     round: int = 4  # draws per round, and so the least a text gets (an SE needs >= 2)
     max: int = 64  # the most draws a text gets
-    z: float = 2.0  # a text is settled once |paired margin| >= z * its paired SE
+    z: float = 2.0  # a text is settled once |paired margin| > z * its paired SE
 
 
 @dataclass
