@@ -6,14 +6,13 @@ Loads the class models of a run made with ``--host local`` (``.orch/local/runs/R
     python bench/mdlm_draws.py reseed RUN --draws 8 --seeds 6
         re-scores with SEEDS score seeds: accuracy per seed, how many decisions flip, and
         whether the paired SE of the first seed (the one `orch eval` reports) flagged them
-    python bench/mdlm_draws.py adaptive RUN --round 4 --max 64 --z 2
-        simulates adaptive draws (docs/ADAPTIVE_DRAWS.md): rounds of ROUND draws, each
-        its own stratified set with its own seed, the same masks for every class; after
-        each round only texts with paired |margin| / SE < Z get another, up to MAX.
-        Prints the accuracy of fixed K = 1, 2, 4, ... next to the adaptive one and its
-        draws per text.
+    python bench/mdlm_draws.py adaptive RUN --round 4 --max 64 --z 2 3 [--plot curve.png]
+        accuracy and forward passes of fixed K = 1, 2, 4, ..., MAX (each scored as a run
+        with score.mdlm_draws = K, the run's score.seed) against adaptive draws for each
+        Z, run by the score job's own code (remote/adaptive.py: score_rounds), as a
+        markdown table; --plot draws accuracy against forward passes.
 
-A round's draws are made by scoring with score.seed = 1000 + round (a text's seed depends
+reseed's draws are made by scoring with score.seed = 1000 + seed (a text's seed depends
 only on its id and score.seed, so every class model sees the same masks).  CPU is fine
 for the smoke-sized runs; torch threads = --threads.
 """
@@ -94,35 +93,76 @@ def reseed(args, loaded) -> None:
 
 
 def adaptive(args, loaded) -> None:
-    from orchestrator.results.metrics import margin, paired_margin_se
+    """Fixed K = 1, 2, 4, ..., max (each scored as a run with score.mdlm_draws = K would) against
+    the real adaptive rounds (remote/adaptive.py) for each --z: accuracy and forward passes."""
+    from remote import adaptive as rounds
+    from remote.spec import AdaptiveSpec
 
     exp, kind, models, tok, ids, tids, y = loaded
-    rounds = args.max // args.round
-    d = np.concatenate(
-        [draws_for(exp, kind, models, tok, ids, tids, args.round, 1000 + r) for r in range(rounds)], axis=2
-    )  # (n, C, max)
-
-    def accuracy(draws):
-        return float(np.mean(np.argmax(-draws.mean(axis=2), axis=1) == y))
-
-    n = len(y)
-    print(f"n={n}, {len(models)} classes, rounds of {args.round} draws, max {args.max}, z {args.z}")
+    n, c = len(y), len(models)
+    prior = np.array(rounds.log_prior(loaded_splits(exp), exp.eval.prior))
+    print(f"n={n}, {c} classes, prior {exp.eval.prior}; adaptive rounds of {args.round}, max {args.max}")
+    print("| scoring | accuracy | draws per text | forward passes | share of fixed K = max |")
+    print("|---|---|---|---|---|")
+    points = {"fixed": [], "adaptive": []}
     k = 1
-    while k <= args.max:
-        print(f"fixed K={k:4d}: accuracy {accuracy(d[:, :, :k]):.4f}")
-        k *= 2
-    used = np.full(n, args.round)
-    open_ = np.ones(n, dtype=bool)
-    for r in range(1, rounds):
-        part = d[:, :, : args.round * r]
-        score = -part.mean(axis=2)
-        open_ &= np.abs(margin(score)) < args.z * paired_margin_se(score, part)
-        used[open_] += args.round
-    final = np.array([np.argmax(-d[i, :, : used[i]].mean(axis=1)) for i in range(n)])
-    print(
-        f"adaptive: accuracy {np.mean(final == y):.4f} with {used.mean():.2f} draws per text on average "
-        f"({used.mean() / args.max:.1%} of fixed K={args.max}); {np.mean(used == args.max):.1%} of texts reached max"
-    )
+    while True:
+        d = draws_for(exp, kind, models, tok, ids, tids, k, exp.score.seed)
+        acc = float(np.mean(np.argmax(-d.mean(axis=2) + prior, axis=1) == y))
+        points["fixed"].append((k, acc, n * c * k))
+        print(f"| fixed K = {k} | {acc:.2%} | {k} | {n * c * k} | {k / args.max:.1%} |")
+        if k >= args.max:
+            break
+        k = min(2 * k, args.max)
+    for z in args.z:
+        spec = dataclasses.replace(
+            exp.score, mdlm_draws="adaptive", adaptive=AdaptiveSpec(round=args.round, max=args.max, z=z)
+        )
+        out = rounds.score_rounds(
+            models, kind, ids, tids, spec, tok, list(prior), dtype="fp32", job_dir="/tmp", log=lambda _: None
+        )
+        nll = np.array([[np.mean(dc) for dc in dt] for dt in out["draws"]])
+        acc = float(np.mean(np.argmax(-nll + prior, axis=1) == y))
+        per_text = np.array([len(dt[0]) for dt in out["draws"]])
+        points["adaptive"].append((z, acc, out["forward_passes"]))
+        print(
+            f"| adaptive, round {args.round}, max {args.max}, z {z:g} | {acc:.2%} | {per_text.mean():.1f} "
+            f"({np.mean(per_text >= args.max):.1%} of texts reach max) | {out['forward_passes']} "
+            f"| {out['forward_passes'] / (n * c * args.max):.1%} |"
+        )
+    if args.plot:
+        plot(points, args, args.plot)
+
+
+def loaded_splits(exp):
+    from remote.data import load_splits
+
+    return load_splits(exp.data, log=lambda _: None)
+
+
+def plot(points, args, path: str) -> None:
+    """Accuracy against forward passes: the fixed-K curve and the adaptive points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    k, acc, passes = zip(*points["fixed"])
+    ax.plot(passes, acc, "o-", label="fixed K")
+    for kk, a, p in points["fixed"]:
+        ax.annotate(f"K={kk}", (p, a), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    for z, a, p in points["adaptive"]:
+        ax.plot([p], [a], "s", label=f"adaptive z={z:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("forward passes (class models x draws, all test texts)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"fixed K vs adaptive draws (round {args.round}, max {args.max})")
+    ax.grid(linewidth=0.5, alpha=0.5)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot: {path}")
 
 
 def main() -> None:
@@ -134,7 +174,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--round", type=int, default=4)
     ap.add_argument("--max", type=int, default=64)
-    ap.add_argument("--z", type=float, default=2.0)
+    ap.add_argument("--z", type=float, nargs="+", default=[2.0], help="adaptive: one or more stop rules")
+    ap.add_argument("--plot", default="", help="adaptive: draw accuracy against forward passes into this PNG")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     import torch

@@ -10,6 +10,9 @@ Reads ``DIR/run.yaml`` (docs/CONTRACT.md), does the job's role and writes its fi
   test text; write ``scores.jsonl``.
 - ``classifier``: one discriminative model over all classes; one score line per test
   text per class.
+- ``score`` (``score.mdlm_draws: adaptive``; the class jobs then only train): every class
+  model scores the test texts in rounds of shared draws (remote/adaptive.py); one score
+  line per test text per class.
 
 Then ``manifest.json``, last.  A relaunched job resumes from ``ckpt/last.pt``, or goes
 straight to scoring when ``ckpt/final/`` exists.  Errors the user can fix (data,
@@ -93,8 +96,8 @@ def load_job(run_dir: str, name: str) -> ResolvedJob:
         raise JobError(f"{path}: no job named {name!r} (jobs: {', '.join(jobs)})")
     j = jobs[name]
     role = j.get("role")
-    if role not in ("pretrain", "class", "classifier"):
-        raise JobError(f"{path}: job {name!r}: role must be pretrain, class or classifier, got {role!r}")
+    if role not in ("pretrain", "class", "classifier", "score"):
+        raise JobError(f"{path}: job {name!r}: role must be pretrain, class, classifier or score, got {role!r}")
     label = None if j.get("label") is None else str(j["label"])
     if role == "class" and label is None:
         raise JobError(f"{path}: job {name!r}: a class job needs a label")
@@ -267,6 +270,19 @@ def run_class(job: ResolvedJob) -> Dict[str, Any]:
         )
         log(f"validation loss {val_loss:.4f} on {len(val)} texts")
 
+    if exp.score.is_adaptive:
+        # The run's score job scores with every class model at once (remote/adaptive.py).
+        log("score.mdlm_draws is adaptive: the run's score job scores the test texts")
+        return {
+            "files": [],
+            "n_test": 0,
+            "classes": splits.classes,
+            **stats,
+            "val_loss": val_loss,
+            "timings": {"train_s": stats["train_s"], "score_s": 0.0},
+            "tokenizer_sha256": _fingerprint(tok),
+            "device": device.type,
+        }
     results, score_s = score_test(job, kind, model, tok, splits.test, encode)
     rows = [
         {
@@ -333,6 +349,12 @@ def run_classifier(job: ResolvedJob) -> Dict[str, Any]:
         "tokenizer_sha256": _fingerprint(tok),
         "device": _device(model).type,
     }
+
+
+def run_score(job: ResolvedJob) -> Dict[str, Any]:
+    from remote.adaptive import run_score as score_in_rounds
+
+    return score_in_rounds(job, encoder, log=log)
 
 
 def score_test(job: ResolvedJob, kind, model, tok, test, encode):
@@ -439,7 +461,8 @@ def run(run_dir: str, name: str) -> None:
         f" kind {job.exp.model.kind}, init {job.exp.model.init} (imports {import_s:.1f}s)"
     )
     t0 = time.time()
-    result = {"pretrain": run_pretrain, "class": run_class, "classifier": run_classifier}[job.role](job)
+    roles = {"pretrain": run_pretrain, "class": run_class, "classifier": run_classifier, "score": run_score}
+    result = roles[job.role](job)
     result["timings"] = {"import_s": import_s, **result.get("timings", {})}
     write_manifest(job, result)
     log(f"job {job.name} finished in {time.time() - t0:.1f}s")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -35,6 +35,8 @@ def score_texts(
     job_dir: str,
     compile: bool = False,
     log: Callable[[str], None] = print,
+    seed_of: Optional[Callable[[str], int]] = None,
+    progress: bool = True,
 ) -> List[Tuple]:
     """[(nll, tokens, se, draws)] in the order of ``ids`` (draws: the per-draw estimates of
     a kind that makes them, else None); progress lines with phase "score".
@@ -42,7 +44,13 @@ def score_texts(
     ``compile``: run through torch.compile with dynamic shapes (every batch has its own
     length, so static shapes would recompile per batch): the whole scoring function for
     kinds that trace whole (see ``remote.train.compiled``), else the model.
+
+    ``seed_of``: a text id -> its seed (default ``text_seed`` with ``score.seed``; the rounds
+    of adaptive draws give each round its own); ``progress``: write progress lines (a
+    caller that makes many passes writes its own).
     """
+    if seed_of is None:
+        seed_of = lambda text_id: text_seed(text_id, score_spec.seed)  # noqa: E731
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -57,7 +65,7 @@ def score_texts(
         for b, start in enumerate(range(0, len(order), score_spec.batch_size)):
             idx = order[start : start + score_spec.batch_size]
             input_ids, attention_mask = collate([ids[i] for i in idx], pad_id, device)
-            seeds = [text_seed(text_ids[i], score_spec.seed) for i in idx]
+            seeds = [seed_of(text_ids[i]) for i in idx]
             with autocast(device, dtype):
                 out = score_fn(fwd, input_ids, attention_mask, seeds, score_spec, tokenizer)
             nll, tokens, se = out[:3]
@@ -65,7 +73,7 @@ def score_texts(
             for j, i in enumerate(idx):
                 results[i] = (nll[j], tokens[j], se[j], None if draws is None else draws[j])
             done = start + len(idx)
-            if (b + 1) % every == 0 or done == len(order):
+            if progress and ((b + 1) % every == 0 or done == len(order)):
                 elapsed = time.time() - t0
                 row = {
                     "t": time.time(),

@@ -11,7 +11,7 @@ import dataclasses
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 MODEL_KINDS = ("ar", "mdlm", "mlm-pll", "classifier")
 
@@ -99,11 +99,27 @@ class PretrainSpec(TrainSpec):
 
 
 @dataclass
+class AdaptiveSpec:
+    """``score.mdlm_draws: adaptive``: draws added in rounds to the texts whose class
+    decision is not settled yet (docs/ADAPTIVE_DRAWS.md)."""
+
+    round: int = 4  # draws per round, and so the least a text gets (an SE needs >= 2)
+    max: int = 64  # the most draws a text gets
+    z: float = 2.0  # a text is settled once |paired margin| > z * its paired SE
+
+
+@dataclass
 class ScoreSpec:
     batch_size: int = 32
-    mdlm_draws: int = 8  # K draws per text for the MDLM NELBO estimate
+    # K draws per text for the MDLM NELBO estimate, or "adaptive" (see AdaptiveSpec)
+    mdlm_draws: Union[int, str] = 8
     mdlm_stratify: str = "k"  # k (number of masked tokens) | t
     seed: int = 1234
+    adaptive: AdaptiveSpec = field(default_factory=AdaptiveSpec)
+
+    @property
+    def is_adaptive(self) -> bool:
+        return self.mdlm_draws == "adaptive"
 
 
 @dataclass
@@ -142,6 +158,18 @@ class Experiment:
             raise SpecError(f"{where}: key 'data.path': required (a JSONL/CSV file or a dataset name)")
         if self.score.mdlm_stratify not in ("k", "t"):
             raise SpecError(f"{where}: key 'score.mdlm_stratify': expected 'k' or 't'")
+        if isinstance(self.score.mdlm_draws, str):
+            if self.score.mdlm_draws != "adaptive":
+                raise SpecError(
+                    f"{where}: key 'score.mdlm_draws': expected an integer >= 1 or 'adaptive', "
+                    f"got {self.score.mdlm_draws!r}"
+                )
+            if self.model.kind != "mdlm":
+                raise SpecError(
+                    f"{where}: key 'score.mdlm_draws': 'adaptive' needs model.kind mdlm (the only kind "
+                    f"that scores with random draws), got model.kind {self.model.kind!r}; give an integer "
+                    "or leave it out"
+                )
         if self.eval.prior not in ("uniform", "train"):
             raise SpecError(f"{where}: key 'eval.prior': expected 'uniform' or 'train'")
         if self.model.n_embd % max(self.model.n_head, 1):
@@ -194,7 +222,16 @@ class Experiment:
             need(f"{section}.device", t.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda")
             need(f"{section}.dtype", t.dtype in ("auto", "fp32", "bf16"), "auto, fp32 or bf16")
         need("score.batch_size", sc.batch_size >= 1, "an integer >= 1")
-        need("score.mdlm_draws", sc.mdlm_draws >= 1, "an integer >= 1")
+        if not sc.is_adaptive:
+            need("score.mdlm_draws", sc.mdlm_draws >= 1, "an integer >= 1 or 'adaptive'")
+        ad = sc.adaptive
+        for key, ok, expected in (
+            ("round", ad.round >= 2, "an integer >= 2 (a paired SE needs two draws)"),
+            ("max", ad.max >= ad.round, f"an integer >= score.adaptive.round ({ad.round})"),
+            ("z", ad.z > 0, "a number > 0"),
+        ):
+            if not ok:
+                raise SpecError(f"{where}: key 'score.adaptive.{key}': expected {expected}, got {getattr(ad, key)!r}")
         need("eval.bootstrap", ev.bootstrap >= 0, "an integer >= 0")
         need("eval.min_accuracy", 0.0 <= ev.min_accuracy <= 1.0, "a number in [0, 1]")
 
@@ -209,6 +246,8 @@ def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
         return "one of " + ", ".join(str(c) for c in typing.get_args(tp))
+    if origin is Union:
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
     if origin in (list, List):
         (item,) = typing.get_args(tp) or (None,)
         return f"a list of {_KINDS[item]}" if item in _KINDS else "a list"
@@ -226,6 +265,13 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
             raise bad
         return build(tp, value, where, prefix=key + ".")
     origin = typing.get_origin(tp)
+    if origin is Union:  # e.g. score.mdlm_draws: an integer or a word; check() says which words
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(option, value, key, where)
+            except SpecError:
+                continue
+        raise bad
     if origin is typing.Literal:  # a choice among fixed values, e.g. Literal["conda", "venv"]
         if isinstance(value, bool) or value not in typing.get_args(tp):
             raise bad

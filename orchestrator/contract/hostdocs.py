@@ -148,6 +148,7 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
             "kind": "text?",
             "init": "text?",
             "slurm": "object?",
+            "adaptive": "object?",
         },
         required=("files",),
     )

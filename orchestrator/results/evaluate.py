@@ -43,7 +43,7 @@ from orchestrator.results.metrics import (
     predict,
 )
 from orchestrator.results.scores import RunData, Scores, load_run, load_scores, name_examples, scores_digest
-from orchestrator.results.uncertainty import accuracy_with_mc_noise, paired_summary
+from orchestrator.results.uncertainty import accuracy_with_mc_noise, adaptive_summary, paired_summary
 
 
 def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, Any]:
@@ -63,7 +63,7 @@ def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, 
     if run.scoring_role == "classifier":
         return {**uniform, "applied": "none (classifier scores are posteriors)"}
     counts: Dict[str, int] = {}
-    for job in run.scoring_jobs():
+    for job in run.jobs:  # every class job, also where a joint score job scored (adaptive draws)
         if job.role == "class":
             counts[job.label] = (job.manifest or {}).get("train_texts")  # type: ignore[index]
     bad = [
@@ -283,6 +283,11 @@ def evaluate(
         "paired": paired,
         "accuracy_ci95_texts": texts_ci,
         "mc_noise": mc,
+        "adaptive": (
+            adaptive_summary(scores.draws, exp.score.adaptive, scores.y, prior_info["log_prior"])
+            if exp.score.is_adaptive
+            else None
+        ),
         "timings": timings,
         "gpu_seconds": timings["gpu_seconds"],
         "train_tokens": timings["train_tokens"],

@@ -87,14 +87,18 @@ def paired_margin_se(score: np.ndarray, draws: np.ndarray) -> Optional[np.ndarra
     (plus a prior that is the same for every draw), so its standard error is the sample
     standard deviation of the d_j over sqrt(K): the per-class standard errors would
     count the noise the two classes share, which cancels in the difference.  None when
-    K < 2 (one draw says nothing about its own spread)."""
+    K < 2 (one draw says nothing about its own spread).  Adaptive draws: text i has K_i
+    draws (NaN after them, K_i >= 2 for every text), and its SE uses its own K_i."""
     n, _, k = draws.shape
     if k < 2:
         return None
     a, b = decision_pair(score)
     rows = np.arange(n)
     d = draws[rows, b] - draws[rows, a]  # (n, K)
-    return d.std(axis=1, ddof=1) / np.sqrt(k)
+    if not np.isnan(d).any():
+        return d.std(axis=1, ddof=1) / np.sqrt(k)
+    k_i = (~np.isnan(d)).sum(axis=1)
+    return np.nanstd(d, axis=1, ddof=1) / np.sqrt(k_i)
 
 
 def not_significant(margin_value: np.ndarray, se: np.ndarray, z: float = Z95) -> np.ndarray:

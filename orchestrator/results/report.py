@@ -199,7 +199,12 @@ def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
     paired = m.get("paired") or {}
     if paired.get("not_significant") is not None:  # dividing by the token count leaves z as it is
         share = pct(paired["not_significant"], 1)
-        rows.append([f"decisions not significant (95%, {paired['draws']} draws)", share, share])
+        drawn = "adaptive" if m.get("adaptive") else paired["draws"]
+        rows.append([f"decisions not significant (95%, {drawn} draws)", share, share])
+    ad = m.get("adaptive")
+    if ad:  # what the adaptive draws spent (scoring is shared: the same for both columns)
+        spent = f"{ad['draws_mean']:.1f} / {ad['forward_passes']} ({pct(ad['share_of_fixed_max'], 1)} of K={ad['max']})"
+        rows.append(["draws per text / forward passes", spent, spent])
     return rows
 
 
@@ -240,8 +245,25 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
     out = ["## Monte Carlo noise of the decisions", ""]
     if p.get("not_significant") is None:
         return out + [f"{p['draws']} draw per text: {p.get('note', 'no spread to estimate the noise from')}.", ""]
+    ad = m.get("adaptive")
+    if ad:
+        out += [
+            f"**Adaptive draws** (rounds of {ad['round']}, at most {ad['max']}, z {ad['z']:g}): a text got more draws "
+            f"only while its decision was not settled (|paired margin| ≤ z SE). **{ad['draws_mean']:.1f} draws per "
+            f"text** on average ({ad['draws_min']}–{ad['draws_max']}; {ad['at_max']} of {m['n']} texts reached "
+            f"{ad['max']}), **{ad['forward_passes']} forward passes** (class models × draws): "
+            f"{pct(ad['share_of_fixed_max'], 1)} of fixed K = {ad['max']}'s {ad['fixed_max_forward_passes']}. "
+            "Had max been smaller, the same rounds cut there would have given (the first row, max = round, "
+            "is fixed K = round scoring):",
+            "",
+            *md_table(
+                ["max draws", "accuracy", "forward passes"],
+                [[str(r["max"]), pct(r["accuracy"]), str(r["forward_passes"])] for r in ad.get("by_max") or []],
+            ),
+        ]
+    drawn = f"its own number (at most {p['draws']}) of" if ad else str(p["draws"])
     out += [
-        f"Each text was scored with {p['draws']} random draws shared by every class model, so the margin between "
+        f"Each text was scored with {drawn} random draws shared by every class model, so the margin between "
         f"the two leading classes has a paired standard error (the spread of the per-draw difference; "
         f"`margin_se` in {PREDICTIONS}). **{pct(p['not_significant'], 1)}** of the decisions "
         f"({p['not_significant_n']} of {m['n']}) are not significant at {p['level']:.0%} "

@@ -31,8 +31,10 @@ from orchestrator.contract.records import load_resolved
 from orchestrator.errors import ExitCode, OrchError
 from remote.spec import Experiment, SpecError, build
 
-SCORING_ROLES = ("class", "classifier")
-ROLE_FILES = {"class": ("scores.jsonl",), "classifier": ("scores.jsonl",), "pretrain": ()}  # what each role produces
+SCORING_ROLES = ("class", "classifier", "score")
+# What each role produces; a class job of an adaptive-draws run only trains (its run's
+# score job scores), so what a run's jobs must produce is also decided by scoring_role.
+ROLE_FILES = {"class": ("scores.jsonl",), "classifier": ("scores.jsonl",), "score": ("scores.jsonl",), "pretrain": ()}
 MAX_EXAMPLES = 5  # ids named in an error message
 MAX_LINE = 1 << 20  # a score row is ~150 bytes plus ~20 a draw (K <= ~50,000): a longer line is not one
 DRAWS_RTOL = 1e-9  # a row's nll is the mean of its draws, to float precision
@@ -65,10 +67,18 @@ class RunData:
 
     @property
     def scoring_role(self) -> str:
-        return "classifier" if self.experiment.model.kind == "classifier" else "class"
+        return scoring_role(self.experiment)
 
     def scoring_jobs(self) -> List[FetchedJob]:
         return [j for j in self.jobs if j.role == self.scoring_role]
+
+
+def scoring_role(exp: Experiment) -> str:
+    """The role of the jobs whose score files a run is evaluated from: ``classifier``, the
+    joint ``score`` job of an adaptive-draws run, else the ``class`` jobs."""
+    if exp.model.kind == "classifier":
+        return "classifier"
+    return "score" if exp.score.is_adaptive else "class"
 
 
 @dataclass
@@ -82,7 +92,9 @@ class Scores:
     tokens: np.ndarray  # (n, C) tokens each class model scored
     se: np.ndarray  # (n, C) standard error of the estimate, NaN when not given
     tokenizer_sha256: Optional[str] = None  # the class jobs' shared tokenizer (check_tokenization)
-    draws: Optional[np.ndarray] = None  # (n, C, K) per-draw estimates (draw j shared by the classes), or None
+    # (n, C, K) per-draw estimates (draw j shared by the classes), or None; with adaptive
+    # draws a text has K_i <= K of them, the rest NaN (the same K_i for every class)
+    draws: Optional[np.ndarray] = None
 
     @property
     def n(self) -> int:
@@ -368,10 +380,13 @@ class _Columns:
     draws: Optional[np.ndarray] = None  # (rows, K) or None when no row has draws
 
 
-def _draw_problem(job: str, rows: List[Dict[str, Any]], nll: np.ndarray) -> Tuple[Optional[np.ndarray], Optional[str]]:
+def _draw_problem(
+    job: str, rows: List[Dict[str, Any]], nll: np.ndarray, ragged: bool = False
+) -> Tuple[Optional[np.ndarray], Optional[str]]:
     """(the rows' draws as a (rows, K) array or None, None) or (None, what is wrong):
-    every row or none has draws, all the same number of them, and each row's nll is
-    their mean (the draws are what the estimate was made of)."""
+    every row or none has draws, all the same number of them (``ragged``, a job that scores
+    every class: any number, NaN-padded to the longest, paired per text by _join_draws),
+    and each row's nll is their mean (the draws are what the estimate was made of)."""
     have = ["draws" in r for r in rows]
     if not any(have):
         return None, None
@@ -386,18 +401,29 @@ def _draw_problem(job: str, rows: List[Dict[str, Any]], nll: np.ndarray) -> Tupl
     if not all(type(d) is list and d for d in column):
         return None, None  # _row_problem words it
     k = len(column[0])
-    if any(len(d) != k for d in column):
+    if not ragged and any(len(d) != k for d in column):
         r = next(r for r in rows if len(r["draws"]) != k)
         return None, f"{where(r)}: has {len(r['draws'])} draws, the job's first row {k}"
     if not _types(list(chain.from_iterable(column))) <= {int, float}:
         return None, None  # _row_problem words it
+    lengths = np.fromiter(map(len, column), dtype=np.int64, count=len(column))
+    if ragged and not (lengths == k).all() and lengths.min() < 2:
+        r = rows[int(np.argmin(lengths))]
+        return None, f"{where(r)}: has 1 draw, while other texts have more (adaptive draws give every text at least 2)"
     try:
-        draws = np.array(column, dtype=np.float64)
+        if (lengths == k).all():
+            draws = np.array(column, dtype=np.float64)
+            flat = draws
+        else:
+            flat = np.fromiter(chain.from_iterable(column), dtype=np.float64, count=int(lengths.sum()))
+            draws = np.full((len(column), int(lengths.max())), np.nan)
+            draws[np.arange(draws.shape[1])[None, :] < lengths[:, None]] = flat
     except OverflowError:
         return None, None
-    if not np.isfinite(draws).all():
+    if not np.isfinite(flat).all():
         return None, None
-    off = np.abs(draws.mean(axis=1) - nll) > DRAWS_RTOL * np.maximum(np.abs(nll), 1.0)
+    mean = draws.mean(axis=1) if (lengths == k).all() else np.nansum(draws, axis=1) / lengths
+    off = np.abs(mean - nll) > DRAWS_RTOL * np.maximum(np.abs(nll), 1.0)
     if off.any():
         r = rows[int(np.flatnonzero(off)[0])]
         return None, f"{where(r)}: nll {r['nll']!r} is not the mean of its draws"
@@ -436,7 +462,7 @@ def _job_columns(
         ok &= cls_i == col[job_class]
     if not ok.all():
         return None, first_problem()
-    draws, problem = _draw_problem(job, rows, nll_a)
+    draws, problem = _draw_problem(job, rows, nll_a, ragged=job_class is None)
     if problem is not None:
         return None, problem
     if draws is None and any("draws" in r for r in rows):
@@ -552,12 +578,15 @@ def _join(parts: List[_Columns], classes: List[str], col: Dict[str, int]):
     se = np.full((n, k), np.nan)
     have = np.zeros((n, k), dtype=bool)
     nll[code, cls], tokens[code, cls], se[code, cls], have[code, cls] = cat("nll"), cat("tokens"), cat("se"), True
-    return ids, first_job_name, first_label, nll, tokens, se, have, _join_draws(parts, code, cls, n, k)
+    return ids, first_job_name, first_label, nll, tokens, se, have, _join_draws(parts, code, cls, n, k, ids)
 
 
-def _join_draws(parts: List[_Columns], code: np.ndarray, cls: np.ndarray, n: int, k: int) -> Optional[np.ndarray]:
+def _join_draws(
+    parts: List[_Columns], code: np.ndarray, cls: np.ndarray, n: int, k: int, ids: Sequence[str] = ()
+) -> Optional[np.ndarray]:
     """(n, C, K) per-draw estimates when every job has draws, the same number of them;
-    None when no job has any.  A mix cannot be paired: refused, naming the jobs."""
+    None when no job has any.  A mix cannot be paired: refused, naming the jobs; so is a
+    text with another number of draws for one class than for another (adaptive draws)."""
     counts = {p.job: (None if p.draws is None else p.draws.shape[1]) for p in parts}
     if not parts or all(v is None for v in counts.values()):
         return None
@@ -572,6 +601,17 @@ def _join_draws(parts: List[_Columns], code: np.ndarray, cls: np.ndarray, n: int
     n_draws = next(iter(counts.values()))
     out = np.full((n, k, n_draws), np.nan)
     out[code, cls] = np.concatenate([p.draws for p in parts])
+    per_class = (~np.isnan(out)).sum(axis=2)  # (n, C); a missing (text, class) is refused later
+    scored = (per_class > 0).all(axis=1)
+    odd = np.flatnonzero(scored & (per_class.min(axis=1) != per_class.max(axis=1)))
+    if odd.size:
+        shown = [ids[i] if ids else int(i) for i in odd[:MAX_EXAMPLES]]
+        raise OrchError(
+            f"{odd.size} text(s) have another number of draws for one class than for another: "
+            f"{name_examples(shown, odd.size)}",
+            ExitCode.DATA,
+            hint="the class models must score the same draws of a text for their difference to be paired",
+        )
     return out
 
 
@@ -613,7 +653,7 @@ def check_job_rows(job: FetchedJob, rows: List[Dict[str, Any]], classes: Sequenc
             f"job {job.name!r}: {len(twice)} text(s) scored more than once for the same class: {name_examples(twice)}",
             ExitCode.DATA,
         )
-    per_text = len(classes) if job.role == "classifier" else 1
+    per_text = 1 if job.role == "class" else len(classes)
     if len(pairs) != n_test * per_text:
         raise OrchError(
             f"job {job.name!r}: scores.jsonl has {len(pairs)} rows, but n_test {n_test} needs {n_test * per_text}",
@@ -668,7 +708,7 @@ def run_classes(run: RunData) -> List[str]:
         return found
     if run.experiment.data.classes:
         return list(run.experiment.data.classes)
-    return sorted({j.label for j in run.scoring_jobs() if j.label is not None})
+    return sorted({j.label for j in run.jobs if j.role == "class" and j.label is not None})
 
 
 def load_scores(run: RunData) -> Scores:

@@ -97,7 +97,7 @@ def draw_curve(ev) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """(k values, accuracy with each text scored by the mean of its first k draws), or
     None when the run has no per-draw values (or one draw)."""
     draws = ev.scores.draws
-    if draws is None or draws.shape[2] < 2:
+    if draws is None or draws.shape[2] < 2 or np.isnan(draws).any():  # adaptive: no common prefixes
         return None
     k_all = draws.shape[2]
     ks = (

@@ -24,7 +24,7 @@ def paired_summary(
     without draws (exact kinds: nothing is random)."""
     if draws is None:
         return None, None
-    k = int(draws.shape[2])
+    k = int(draws.shape[2])  # adaptive draws: the most any text got (metrics.json's adaptive says more)
     se = paired_margin_se(score, draws)
     if se is None:
         return {
@@ -92,12 +92,19 @@ def accuracy_with_mc_noise(
     # Only the differences to one class decide: with two classes that is one (n, K) array.
     rel = draws[:, 1:, :] - draws[:, :1, :]  # (n, C-1, K): nll_c - nll_0, per draw
     lp_rel = lp[:, 1:] - lp[:, :1]
+    ragged = bool(np.isnan(draws).any())  # adaptive draws: text i has its own K_i, NaN after them
+    k_i = (~np.isnan(draws[:, 0, :])).sum(axis=1)[:, None, None]
     for r in range(mc_resamples):
-        pick = rng.integers(0, k, size=(n, 1, k))  # draw indices, the same for every class: paired
-        score_rel = -np.take_along_axis(rel, pick, axis=2).mean(axis=2) + lp_rel  # score_c - score_0
+        if ragged:  # K_i indices among text i's own draws, the mean over those K_i
+            pick = np.minimum((rng.random((n, 1, k)) * k_i).astype(np.int64), k_i - 1)
+            taken = np.take_along_axis(rel, pick, axis=2)
+            score_rel = -np.where(np.arange(k)[None, None, :] < k_i, taken, 0.0).sum(axis=2) / k_i[:, :, 0] + lp_rel
+        else:
+            pick = rng.integers(0, k, size=(n, 1, k))  # draw indices, the same for every class: paired
+            score_rel = -np.take_along_axis(rel, pick, axis=2).mean(axis=2) + lp_rel  # score_c - score_0
         best = np.argmax(np.concatenate([np.zeros((n, 1)), score_rel], axis=1), axis=1)
         right_mc[r] = np.mean(best == y)
-    observed = np.mean(np.argmax(-draws.mean(axis=2) + lp, axis=1) == y)
+    observed = np.mean(np.argmax(-(np.nanmean(draws, axis=2) if ragged else draws.mean(axis=2)) + lp, axis=1) == y)
     texts_only = rng.binomial(n, observed, size=resamples) / n
     both = rng.binomial(n, np.resize(right_mc, resamples)) / n
     var_texts, var_mc = float(np.var(texts_only)), float(np.var(right_mc))
@@ -114,4 +121,47 @@ def accuracy_with_mc_noise(
         "mc_mean_accuracy": float(right_mc.mean()),
         "share_texts": None if total == 0 else var_texts / total,
         "share_mc": None if total == 0 else var_mc / total,
+    }
+
+
+def adaptive_summary(
+    draws: Optional[np.ndarray], spec, y: np.ndarray, log_prior: Sequence[float]
+) -> Optional[Dict[str, Any]]:
+    """metrics.json's ``adaptive`` for a run with ``score.mdlm_draws: adaptive`` (``spec``:
+    score.adaptive): draws per text and forward passes (class models x draws), counted
+    from the merged score rows, what fixed K = max would have cost, and ``by_max``: the
+    accuracy and forward passes had ``max`` been a smaller multiple of ``round``.  That
+    curve comes from this run's draws alone: rounds draw the same masks whatever ``max``
+    is, so a smaller max is the same run with each text cut at its first max' draws."""
+    if draws is None:
+        return None
+    n, c, k_all = draws.shape
+    per_text = (~np.isnan(draws[:, 0, :])).sum(axis=1)
+    passes = int(per_text.sum()) * c
+    fixed = n * c * int(spec.max)
+    lp = np.asarray(log_prior, dtype=float)[None, :]
+    cum = np.cumsum(np.nan_to_num(draws), axis=2)  # (n, C, K): sums of the first j+1 draws
+    caps, m = [], 1
+    while m * spec.round < spec.max:
+        caps.append(m * spec.round)
+        m *= 2
+    by_max = []
+    for cap in caps + [int(spec.max)]:
+        used = np.minimum(per_text, cap)
+        nll = cum[np.arange(n), :, used - 1] / used[:, None]
+        acc = float(np.mean(np.argmax(-nll + lp, axis=1) == y))
+        by_max.append({"max": int(cap), "accuracy": acc, "forward_passes": int(used.sum()) * c})
+    return {
+        "round": int(spec.round),
+        "max": int(spec.max),
+        "z": float(spec.z),
+        "draws_mean": float(per_text.mean()),
+        "draws_min": int(per_text.min()),
+        "draws_max": int(per_text.max()),
+        "draws_total": int(per_text.sum()),
+        "at_max": int((per_text >= spec.max).sum()),
+        "forward_passes": passes,
+        "fixed_max_forward_passes": fixed,
+        "share_of_fixed_max": passes / fixed if fixed else None,
+        "by_max": by_max,
     }

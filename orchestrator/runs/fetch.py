@@ -190,8 +190,10 @@ def verify(run_dir: Path, stage: Path, planned: Sequence[Dict], done: Sequence[s
     from orchestrator.results import scores
 
     problems: List[str] = []
+    # An adaptive-draws run's class jobs only train: its score job is what scores.
+    roles = ("score",) if any(job.get("role") == "score" for job in planned) else scores.SCORING_ROLES
     for job in planned:
-        if job["name"] in done and job.get("role") in scores.SCORING_ROLES:
+        if job["name"] in done and job.get("role") in roles:
             problems += verify_job(stage / job["name"], job["role"])
     if problems:
         return problems

@@ -21,7 +21,7 @@ class PlannedJob:
     """A job of a run's plan, as run.yaml records it (docs/CONTRACT.md)."""
 
     name: str
-    role: str  # pretrain | class | classifier
+    role: str  # pretrain | class | classifier | score
     label: Optional[str] = None
     requires: List[str] = field(default_factory=list)
     after: List[str] = field(default_factory=list)
@@ -45,10 +45,15 @@ def class_job_name(exp: Experiment, label: str) -> str:
         ) from exc
 
 
+SCORE_JOB = "score"  # the joint scoring job of an adaptive-draws run
+
+
 def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
     """One job per class (or one classifier job), plus an optional pretrain job first that
-    every other job requires (or, with pretrain.from_run, another run's pretrain job).  Where each runs (GPUs, turns) is the job backend's call
-    (``JobBackend.place``)."""
+    every other job requires (or, with pretrain.from_run, another run's pretrain job).
+    With ``score.mdlm_draws: adaptive`` the class jobs only train, and one ``score`` job,
+    which requires them all, scores with every class model at once (docs/ADAPTIVE_DRAWS.md).
+    Where each runs (GPUs, turns) is the job backend's call (``JobBackend.place``)."""
     if not classes:
         raise OrchError(
             "the experiment has no classes (data.classes is empty and no labels were found)", ExitCode.CONFIG
@@ -66,10 +71,11 @@ def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
         jobs.append(PlannedJob(name="classifier", role="classifier", requires=list(requires)))
         return jobs
     names = set()
+    reserved = ("pretrain", SCORE_JOB) if exp.score.is_adaptive else ("pretrain",)
     for label in classes:
         name = class_job_name(exp, label)
         # Case-folded: job folders must not collide on a macOS/Windows laptop either.
-        if name.lower() in names or name.lower() == "pretrain":
+        if name.lower() in names or name.lower() in reserved:
             raise OrchError(
                 f"two classes map to the job name {name!r} (names are compared ignoring case)",
                 ExitCode.CONFIG,
@@ -77,6 +83,8 @@ def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
             )
         names.add(name.lower())
         jobs.append(PlannedJob(name=name, role="class", label=label, requires=list(requires)))
+    if exp.score.is_adaptive:
+        jobs.append(PlannedJob(name=SCORE_JOB, role="score", requires=[j.name for j in jobs if j.role == "class"]))
     return jobs
 
 
