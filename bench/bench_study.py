@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -69,6 +70,9 @@ def status_bench(p, repeats: int) -> dict:
     launch_s = time.perf_counter() - t
     wait_study(p, "five")
     p.orch("study", "status", "five", check=True)  # warm the page cache like a user's second look
+    settle = time.time() + 120  # the study's own 30 jobs have just ended: let their load decay
+    while os.getloadavg()[0] > 2.5 and time.time() < settle:
+        time.sleep(5)
     one_run = json.loads((p.root / "runs" / "studies" / "five" / "study.json").read_text())["runs"][0]["run_id"]
     walls, per_call, singles = [], [], []
     load_before = loadavg()
