@@ -14,6 +14,7 @@ Publication (``sync_code``) is race-free: each sync fills its own staging folder
 publishes it with one rename; a complete snapshot is never deleted, so two launches
 that send the same new code at once both end up on the one complete snapshot.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -42,10 +43,36 @@ ALLOW = (
 )
 # Never shipped, tracked or not (matched against every part of the path).
 NEVER = (
-    "*~", ".#*", "#*#", "*.swp", "*.swo", ".*.sw?", "*.orig", "*.bak", "*.rej",  # editors, patches
-    ".netrc", ".pypirc", ".git-credentials", ".npmrc", ".env", ".env.*", "*.env", "*secret*",
-    "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
-    "*.pyc", "__pycache__", ".DS_Store", "*.tmp", ".git",
+    "*~",
+    ".#*",
+    "#*#",
+    "*.swp",
+    "*.swo",
+    ".*.sw?",
+    "*.orig",
+    "*.bak",
+    "*.rej",  # editors, patches
+    ".netrc",
+    ".pypirc",
+    ".git-credentials",
+    ".npmrc",
+    ".env",
+    ".env.*",
+    "*.env",
+    "*secret*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.pyc",
+    "__pycache__",
+    ".DS_Store",
+    "*.tmp",
+    ".git",
 )
 # "token" as a word (hf_token, .token, tokens.json), not as part of one (tokenizer.py).
 _TOKEN_WORD = re.compile(r"(?:^|[^a-z])tokens?(?:[^a-z]|$)", re.IGNORECASE)
@@ -88,8 +115,9 @@ print("present")
 
 def _never(rel: str) -> bool:
     parts = rel.split("/")
-    return any(fnmatch.fnmatch(part, pat) for part in parts for pat in NEVER) or \
-        any(_TOKEN_WORD.search(part) for part in parts)
+    return any(fnmatch.fnmatch(part, pat) for part in parts for pat in NEVER) or any(
+        _TOKEN_WORD.search(part) for part in parts
+    )
 
 
 def _allowed(rel: str) -> bool:
@@ -98,8 +126,7 @@ def _allowed(rel: str) -> bool:
 
 def _git(root: Path, *args: str) -> Optional[List[str]]:
     try:
-        proc = subprocess.run(["git", "-C", str(root), *args, "-z", "--", *SYNC_DIRS],
-                              capture_output=True, check=True)
+        proc = subprocess.run(["git", "-C", str(root), *args, "-z", "--", *SYNC_DIRS], capture_output=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
     return [f for f in proc.stdout.decode().split("\0") if f]
@@ -157,6 +184,17 @@ def sync_code(transport: Transport, root: Path, workdir: str) -> Tuple[str, int]
     staging = f"{workdir}/code/.staging-{code_hash}-{unique}"
     transport.run(shell.join(["mkdir", "-p", "--", staging]))
     sent = transport.push_tree(root, files, staging)
-    transport.run(shell.join([transport.host.python_or_default, "-S", "-c", _PUBLISH, staging, dest,
-                              f"{workdir}/code/.staging-broken-{code_hash}-{unique}"]))
+    transport.run(
+        shell.join(
+            [
+                transport.host.python_or_default,
+                "-S",
+                "-c",
+                _PUBLISH,
+                staging,
+                dest,
+                f"{workdir}/code/.staging-broken-{code_hash}-{unique}",
+            ]
+        )
+    )
     return code_hash, sent

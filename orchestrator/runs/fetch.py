@@ -17,6 +17,7 @@ What a host sends is untrusted, and the verified copy on the laptop is precious:
 - Logs and progress files are fetched as their last TAIL_BYTES unless asked for whole;
   a cut log starts with a line saying so.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -35,7 +36,6 @@ from orchestrator.transport.pull import Pulled, PullSpec, check_tree
 RESULTS = ("status.json", "manifest.json", "scores.jsonl")  # fetched whole, verified
 BOUNDED = ("log.txt", "progress.jsonl")  # fetched as a tail when big
 TAIL_BYTES = 1 << 20
-
 
 
 # --------------------------------------------------------------------------- staging
@@ -120,16 +120,25 @@ def kept_note(run_dir: Path) -> str:
 def _cut_prefix(name: str, size: int, run_id: str) -> bytes:
     if name != "log.txt":
         return b""  # progress.jsonl stays JSON lines; the fetch message says it was cut
-    return (f"[orch] log cut by fetch-results: these are the last {TAIL_BYTES >> 20} MB of {size} bytes; "
-            f"`orch fetch-results {run_id} --full-logs` fetches all of it\n").encode()
+    return (
+        f"[orch] log cut by fetch-results: these are the last {TAIL_BYTES >> 20} MB of {size} bytes; "
+        f"`orch fetch-results {run_id} --full-logs` fetches all of it\n"
+    ).encode()
 
 
-def pull(transport: Transport, remote_jobs: str, stage: Path, seed: Path, jobs: Sequence[str],
-         full_logs: bool, run_id: str) -> Pulled:
+def pull(
+    transport: Transport, remote_jobs: str, stage: Path, seed: Path, jobs: Sequence[str], full_logs: bool, run_id: str
+) -> Pulled:
     """Copy the host's ``remote_jobs/<job>/<file>`` for the planned JOBS into STAGE (the
     transport picks how: rsync seeded from SEED, SFTP, or a local copy)."""
-    spec = PullSpec(dirs=jobs, whole=RESULTS, tail=BOUNDED, tail_bytes=TAIL_BYTES, full=full_logs,
-                    cut_note=lambda name, size: _cut_prefix(name, size, run_id))
+    spec = PullSpec(
+        dirs=jobs,
+        whole=RESULTS,
+        tail=BOUNDED,
+        tail_bytes=TAIL_BYTES,
+        full=full_logs,
+        cut_note=lambda name, size: _cut_prefix(name, size, run_id),
+    )
     try:
         pulled = transport.pull(remote_jobs, stage, seed, spec)
     except OSError as exc:
@@ -150,10 +159,9 @@ def verify_job(job_dir: Path, role: str) -> List[str]:
     """The files of one finished job against its manifest: the manifest has the contract's
     shape and lists every file the role must produce; each listed file is here, a regular
     file, of the listed size and sha256."""
-    from remote.files import sha256_file
-
-    from orchestrator.results.scores import ROLE_FILES
     from orchestrator.contract.hostdocs import BadDocument, check_manifest, read_local
+    from orchestrator.results.scores import ROLE_FILES
+    from remote.files import sha256_file
 
     name = job_dir.name
     try:
@@ -163,8 +171,11 @@ def verify_job(job_dir: Path, role: str) -> List[str]:
     if manifest is None:
         return [f"{name}: no manifest.json (results incomplete)"]
     files = manifest["files"]
-    problems = [f"{name}: manifest.json does not list {f}, which a {role} job must produce"
-                for f in ROLE_FILES.get(role, ()) if f not in files]
+    problems = [
+        f"{name}: manifest.json does not list {f}, which a {role} job must produce"
+        for f in ROLE_FILES.get(role, ())
+        if f not in files
+    ]
     for fname, meta in files.items():
         path = job_dir / fname
         try:

@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from orchestrator.transport import diskspace, shell
+from orchestrator.backends.base import JobBackend
+from orchestrator.config.project import control_char
 from orchestrator.contract import hostdocs
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.config.project import control_char
+from orchestrator.transport import diskspace, shell
 from orchestrator.transport.base import Transport
-from orchestrator.backends.base import JobBackend
 
 # A constant script: values arrive as positional parameters, never spliced into the text.
 # It prints NUL-terminated key=value records: a value (the workdir is the host's) may hold
@@ -147,7 +147,7 @@ def _json(
     try:
         doc = json.loads(text.strip().splitlines()[-1])
     except (ValueError, IndexError, RecursionError):
-        raise OrchError(f"host helper on {host} printed no JSON: {text[-300:]!r}", ExitCode.REMOTE)
+        raise OrchError(f"host helper on {host} printed no JSON: {text[-300:]!r}", ExitCode.REMOTE) from None
     try:
         return check(doc)
     except hostdocs.BadDocument as exc:

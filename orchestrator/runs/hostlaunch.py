@@ -8,6 +8,7 @@ Otherwise it readies what the transfers need (a staging folder, the data folder)
 transport sends only what is missing, and a second command publishes the code snapshot and
 launches.  Warm: 1 command; cold: the transfers + 2 commands.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from orchestrator.contract import hostdocs
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import hostctl as hostops
-from orchestrator.contract import hostdocs
 from orchestrator.transport import shell
 from orchestrator.transport.base import Transport
 
 # Creates and enters the workdir, then hands over to the host's python (stdin, the
 # request, passes through); without one, says so in prepare's records.
-_SHELL = r'''
+_SHELL = r"""
 wd="$1"; py="$2"
 rec() { printf '%s=%s\0' "$1" "$2"; }
 mkdir -p -- "$wd" && cd -- "$wd" || { rec error "cannot create workdir $wd"; exit 0; }
@@ -33,7 +34,7 @@ rec workdir "$PWD"; rec python no
 for t in tmux rsync nvidia-smi; do
   if command -v "$t" >/dev/null 2>&1; then rec "$t" yes; else rec "$t" no; fi
 done
-'''
+"""
 # Host-side, so it lives in remote/; sent inline because it runs before the snapshot is there.
 _PROGRAM = Path(__file__).resolve().parents[2] / "remote" / "check_and_launch.py"
 HOSTS_CACHE = Path(".orch") / "hosts"  # under the project: <host>.launch.json
@@ -54,8 +55,9 @@ class Reply:
 
 
 def command(transport: Transport) -> str:
-    return shell.join(["sh", "-c", _SHELL, "sh", transport.workdir, transport.host.python_or_default,
-                       _PROGRAM.read_text()])
+    return shell.join(
+        ["sh", "-c", _SHELL, "sh", transport.workdir, transport.host.python_or_default, _PROGRAM.read_text()]
+    )
 
 
 def check_and_launch(transport: Transport, backend, request: Dict) -> Reply:
@@ -70,13 +72,20 @@ def check_and_launch(transport: Transport, backend, request: Dict) -> Reply:
         raise NotLaunched(exc.message, exc.code, exc.hint) from None
     host = transport.host.name
     if "reply" not in facts:
-        raise OrchError(f"the launch check on {host} printed no reply: {out[-300:]!r}", ExitCode.REMOTE,
-                        hint=f"is {transport.host.python_or_default!r} on {host} a python 3?")
+        raise OrchError(
+            f"the launch check on {host} printed no reply: {out[-300:]!r}",
+            ExitCode.REMOTE,
+            hint=f"is {transport.host.python_or_default!r} on {host} a python 3?",
+        )
     try:
         doc = json.loads(facts["reply"])
-        if not (isinstance(doc, dict) and isinstance(doc.get("code"), bool) and isinstance(doc.get("run_exists"), bool)
-                and isinstance(doc.get("missing_data"), list)
-                and all(isinstance(p, str) for p in doc["missing_data"])):
+        if not (
+            isinstance(doc, dict)
+            and isinstance(doc.get("code"), bool)
+            and isinstance(doc.get("run_exists"), bool)
+            and isinstance(doc.get("missing_data"), list)
+            and all(isinstance(p, str) for p in doc["missing_data"])
+        ):
             raise hostdocs.BadDocument("not {code: bool, missing_data: [str], run_exists: bool, launch}")
         launched = None if doc.get("launch") is None else hostdocs.check_launch_reply(doc["launch"])
     except (ValueError, RecursionError, hostdocs.BadDocument) as exc:
@@ -104,8 +113,7 @@ def known_host(root: Path, host) -> Optional[Dict]:
 
 def remember(root: Path, host, reply: Reply) -> None:
     path = _cache_file(root, host)
-    doc = {"config": [host.workdir, host.python_or_default], "workdir": reply.state.workdir,
-           "gpus": reply.listed_gpus}
+    doc = {"config": [host.workdir, host.python_or_default], "workdir": reply.state.workdir, "gpus": reply.listed_gpus}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

@@ -1,4 +1,5 @@
 """`orch run` / `--resume` / `fetch-results`: the few steps that touch a host for a run."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,15 +13,16 @@ from typing import Dict, List
 
 import yaml
 
-from remote.spec import Experiment, to_dict
-
 from orchestrator import backends
-from orchestrator.runs import codesync, hostctl as hostops, hostlaunch, plan as jobplan, staging
-from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.project import Project
 from orchestrator.contract.records import job_summary, load_record, load_resolved, save_record
-from remote.files import atomic_write_text
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs import codesync, hostlaunch, staging
+from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import plan as jobplan
 from orchestrator.transport.base import Transport
+from remote.files import atomic_write_text
+from remote.spec import Experiment, to_dict
 
 
 def classes_for(exp: Experiment, root: Path) -> List[str]:
@@ -28,20 +30,29 @@ def classes_for(exp: Experiment, root: Path) -> List[str]:
     wanted = list(exp.data.classes)
     if exp.data.source != "file":
         if not wanted:
-            raise OrchError("data.classes is required when the host loads the dataset itself (data.source: hf)",
-                            ExitCode.CONFIG, hint="e.g. --set 'data.classes=[\"0\",\"1\"]'")
+            raise OrchError(
+                "data.classes is required when the host loads the dataset itself (data.source: hf)",
+                ExitCode.CONFIG,
+                hint='e.g. --set \'data.classes=["0","1"]\'',
+            )
         found = wanted
     else:
         path = staging.local_data_files(exp, root)["path"]
         found = staging.scan_labels(path, exp.data)
         missing = [c for c in wanted if c not in found]
         if missing:
-            raise OrchError(f"data.classes: no texts labelled {', '.join(map(repr, missing))} in {path.name}",
-                            ExitCode.CONFIG, hint="labels in the file: " + ", ".join(found))
+            raise OrchError(
+                f"data.classes: no texts labelled {', '.join(map(repr, missing))} in {path.name}",
+                ExitCode.CONFIG,
+                hint="labels in the file: " + ", ".join(found),
+            )
     classes = wanted or found
     if len(set(classes)) < 2:
-        raise OrchError(f"a classifier needs at least 2 classes, got {classes}", ExitCode.CONFIG,
-                        hint="check data.label_field and data.classes")
+        raise OrchError(
+            f"a classifier needs at least 2 classes, got {classes}",
+            ExitCode.CONFIG,
+            hint="check data.label_field and data.classes",
+        )
     return classes
 
 
@@ -56,12 +67,15 @@ def check_host_python(transport: Transport, exp: Experiment, state: hostops.Host
     if not missing:
         return
     host = transport.host
-    why = ("`datasets` loads data.source: hf; " if "datasets" in missing else "")
-    raise OrchError(f"{host.name}'s python ({host.python_or_default}) cannot import {', '.join(missing)}, "
-                    f"which experiment {exp.name} needs", ExitCode.HOST_TOOLS,
-                    hint=why + f"add them to the env spec's packages and run `orch bootstrap {host.name}`, or set "
-                    "`python:` in the host config to an interpreter that has them"
-                    + ("; or use a local data file (data.source: file)" if "datasets" in missing else ""))
+    why = "`datasets` loads data.source: hf; " if "datasets" in missing else ""
+    raise OrchError(
+        f"{host.name}'s python ({host.python_or_default}) cannot import {', '.join(missing)}, "
+        f"which experiment {exp.name} needs",
+        ExitCode.HOST_TOOLS,
+        hint=why + f"add them to the env spec's packages and run `orch bootstrap {host.name}`, or set "
+        "`python:` in the host config to an interpreter that has them"
+        + ("; or use a local data file (data.source: file)" if "datasets" in missing else ""),
+    )
 
 
 @dataclass
@@ -79,8 +93,11 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
         # Claim the name first (mkdir is atomic): two launches of one name cannot race.
         local_dir.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
-        raise OrchError(f"run {run_id!r} already exists in {local_dir}", ExitCode.RUN_STATE,
-                        hint=f"pick another --name, or `orch run {exp.name} --resume {run_id}` to relaunch unfinished jobs")
+        raise OrchError(
+            f"run {run_id!r} already exists in {local_dir}",
+            ExitCode.RUN_STATE,
+            hint=f"pick another --name, or `orch run {exp.name} --resume {run_id}` to relaunch unfinished jobs",
+        ) from None
     try:
         return _launch(project, transport, exp, run_id, local_dir)
     except BaseException as exc:
@@ -93,9 +110,11 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
         if isinstance(exc, KeyboardInterrupt):
             if not recorded:
                 raise OrchError(f"interrupted: nothing of run {run_id} was launched", ExitCode.INTERRUPTED) from None
-            raise OrchError(f"interrupted while launching {run_id}: some of its jobs may not have started",
-                            ExitCode.INTERRUPTED, hint=f"`orch status {run_id}` shows which; "
-                            f"`orch run {exp.name} --resume {run_id}` starts the rest") from None
+            raise OrchError(
+                f"interrupted while launching {run_id}: some of its jobs may not have started",
+                ExitCode.INTERRUPTED,
+                hint=f"`orch status {run_id}` shows which; `orch run {exp.name} --resume {run_id}` starts the rest",
+            ) from None
         raise
 
 
@@ -112,9 +131,15 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     data = staging.local_data_files(exp, project.root)
     data_at = staging.staged_names(data)  # key -> path under the workdir
     staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"  # this launch's own: another may send the same code
-    request = {"code_hash": code_hash, "staging": staging_name, "modules": wanted_modules(exp),
-               "tools": list(backend.tools), "list_gpus": not host.gpus, "data": sorted(set(data_at.values())),
-               "run_dir": f"runs/{run_id}"}
+    request = {
+        "code_hash": code_hash,
+        "staging": staging_name,
+        "modules": wanted_modules(exp),
+        "tools": list(backend.tools),
+        "list_gpus": not host.gpus,
+        "data": sorted(set(data_at.values())),
+        "run_dir": f"runs/{run_id}",
+    }
 
     def planned_for(workdir: str, gpus: List[str]) -> Dict:
         """Record the run locally for this workdir and these GPUs (before anything of it
@@ -140,20 +165,38 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
             "jobs": [j.to_dict() for j in planned],
         }
         text = yaml.safe_dump(doc, sort_keys=False)
-        save_record(local_dir, {
-            "run_id": run_id, "host": host.name, "experiment": exp.name, "workdir": workdir,
-            "code_hash": code_hash, "launched_at": time.time(), "gpus": list(gpus), "state": "launched",
-            "backend": backend.name, "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
-            # Where the data the host reads came from: evaluation trains the yardsticks on it.
-            "data_files": {key: {"local": str(path), "host": f"{workdir}/{data_at[key]}"} for key, path in data.items()},
-            "planned_jobs": job_summary(doc["jobs"]),  # `orch status` reads these instead of run.yaml's YAML
-        })
+        save_record(
+            local_dir,
+            {
+                "run_id": run_id,
+                "host": host.name,
+                "experiment": exp.name,
+                "workdir": workdir,
+                "code_hash": code_hash,
+                "launched_at": time.time(),
+                "gpus": list(gpus),
+                "state": "launched",
+                "backend": backend.name,
+                "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                # Where the data the host reads came from: evaluation trains the yardsticks on it.
+                "data_files": {
+                    key: {"local": str(path), "host": f"{workdir}/{data_at[key]}"} for key, path in data.items()
+                },
+                "planned_jobs": job_summary(doc["jobs"]),  # `orch status` reads these instead of run.yaml's YAML
+            },
+        )
         atomic_write_text(local_dir / "run.yaml", text)
         remote_run = hostops.run_dir(workdir, run_id)
-        plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, hostops.code_dir(workdir, code_hash),
-                                   planned, backend)
-        return {**request, "workdir": workdir, "gpus": None if host.gpus else list(gpus),
-                "plan": plan, "run_yaml": text}
+        plan = jobplan.launch_plan(
+            run_id, host.python_or_default, remote_run, hostops.code_dir(workdir, code_hash), planned, backend
+        )
+        return {
+            **request,
+            "workdir": workdir,
+            "gpus": None if host.gpus else list(gpus),
+            "plan": plan,
+            "run_yaml": text,
+        }
 
     known = hostlaunch.known_host(project.root, host)
     last = planned_for(known["workdir"], list(host.gpus) or known["gpus"]) if known else request
@@ -163,9 +206,11 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         transport.learn_tools(state.tools)
         hostlaunch.remember(project.root, host, reply)
         if reply.run_exists:
-            raise hostlaunch.NotLaunched(f"run {run_id!r} already exists on {host.name} "
-                                         f"({hostops.run_dir(state.workdir, run_id)})",
-                                         ExitCode.RUN_STATE, hint="pick another --name")
+            raise hostlaunch.NotLaunched(
+                f"run {run_id!r} already exists on {host.name} ({hostops.run_dir(state.workdir, run_id)})",
+                ExitCode.RUN_STATE,
+                hint="pick another --name",
+            )
         if reply.launch is None:
             try:
                 check_host_python(transport, exp, state)
@@ -191,9 +236,12 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
             last["publish"] = staging_name
         reply = hostlaunch.check_and_launch(transport, backend, last)
         if reply.launch is None:
-            raise OrchError(f"{host.name} did not launch {run_id}: " + _still_missing(reply, code_hash),
-                            ExitCode.REMOTE, hint=f"`orch run {exp.name}` again; if it persists, check "
-                            f"{state.workdir}/code and {state.workdir}/data on {host.name}")
+            raise OrchError(
+                f"{host.name} did not launch {run_id}: " + _still_missing(reply, code_hash),
+                ExitCode.REMOTE,
+                hint=f"`orch run {exp.name}` again; if it persists, check "
+                f"{state.workdir}/code and {state.workdir}/data on {host.name}",
+            )
     check_started(reply.launch, last["plan"], run_id, exp.name)
     return Launched(run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash, sent)
 
@@ -217,9 +265,12 @@ def check_started(result: Dict, plan: Dict, run_id: str, experiment: str) -> Non
         elif got.get("started") is not True:
             problems.append(f"{item['name']}: {got.get('error') or 'not started'}")
     if problems:
-        raise OrchError("jobs did not start: " + "; ".join(problems), ExitCode.REMOTE,
-                        hint=f"`orch status {run_id}` shows each job; `orch logs {run_id} JOB` what it printed; "
-                             f"`orch run {experiment} --resume {run_id}` starts the rest")
+        raise OrchError(
+            "jobs did not start: " + "; ".join(problems),
+            ExitCode.REMOTE,
+            hint=f"`orch status {run_id}` shows each job; `orch logs {run_id} JOB` what it printed; "
+            f"`orch run {experiment} --resume {run_id}` starts the rest",
+        )
 
 
 def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
@@ -230,8 +281,15 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     backend = backends.for_record(record, transport.host)
     code_hash = record["code_hash"]
     staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"
-    request = {"code_hash": code_hash, "staging": staging_name, "tools": list(backend.tools), "run_dir": f"runs/{run_id}",
-               "fresh": False, "workdir": workdir, "gpus": None}
+    request = {
+        "code_hash": code_hash,
+        "staging": staging_name,
+        "tools": list(backend.tools),
+        "run_dir": f"runs/{run_id}",
+        "fresh": False,
+        "workdir": workdir,
+        "gpus": None,
+    }
     try:
         status = hostops.remote_status(transport, workdir, code_hash, run_id, backend)
     except OrchError as exc:
@@ -251,30 +309,45 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     unknown = [r for r in rows if r.state == "unknown"]
     if unknown:
         # It may be running: starting it again could put two trainers in one folder.
-        raise OrchError("cannot resume " + "; ".join(f"{r.name}: its state is unknown ({r.reason})" for r in unknown),
-                        ExitCode.RUN_STATE,
-                        hint=f"look at those jobs' folders under {hostops.run_dir(workdir, run_id)}/jobs on the host; "
-                             "remove a job's bad status.json there to let --resume start it again")
-    busy = [r.name + (f" (wrapper pid {r.owner}, {r.note})" if r.note else "")
-            for r in rows if r.state in ("running", "waiting")]
+        raise OrchError(
+            "cannot resume " + "; ".join(f"{r.name}: its state is unknown ({r.reason})" for r in unknown),
+            ExitCode.RUN_STATE,
+            hint=f"look at those jobs' folders under {hostops.run_dir(workdir, run_id)}/jobs on the host; "
+            "remove a job's bad status.json there to let --resume start it again",
+        )
+    busy = [
+        r.name + (f" (wrapper pid {r.owner}, {r.note})" if r.note else "")
+        for r in rows
+        if r.state in ("running", "waiting")
+    ]
     todo = [r.name for r in rows if r.state not in ("done", "running", "waiting")]
     if not todo:
         if busy:
-            raise OrchError(f"nothing to resume: {', '.join(busy)} still running", ExitCode.RUN_STATE,
-                            hint=f"`orch cancel {run_id} JOB` stops a job first")
-        raise OrchError(f"nothing to resume: every job of {run_id} is done", ExitCode.RUN_STATE,
-                        hint=f"`orch fetch-results {run_id}`")
+            raise OrchError(
+                f"nothing to resume: {', '.join(busy)} still running",
+                ExitCode.RUN_STATE,
+                hint=f"`orch cancel {run_id} JOB` stops a job first",
+            )
+        raise OrchError(
+            f"nothing to resume: every job of {run_id} is done",
+            ExitCode.RUN_STATE,
+            hint=f"`orch fetch-results {run_id}`",
+        )
     planned = [jobplan.PlannedJob(**j) for j in doc["jobs"] if j["name"] in todo]
     remote_run = hostops.run_dir(workdir, run_id)
-    plan = jobplan.launch_plan(run_id, transport.host.python_or_default, remote_run,
-                               hostops.code_dir(workdir, code_hash), planned, backend)
+    plan = jobplan.launch_plan(
+        run_id, transport.host.python_or_default, remote_run, hostops.code_dir(workdir, code_hash), planned, backend
+    )
     # The host's run.yaml may be missing (a launch interrupted before it was written, a run
     # folder deleted on the host): the jobs read their config from it, so it goes along.
     request.update(plan=plan, run_yaml=(local_dir / "run.yaml").read_text())
     reply = hostlaunch.check_and_launch(transport, backend, request)
     if reply.launch is None:
-        raise OrchError(f"{transport.host.name} did not relaunch {run_id}: " + _still_missing(reply, code_hash),
-                        ExitCode.REMOTE, hint=f"its workdir there is {reply.state.workdir}, the run's is {workdir}")
+        raise OrchError(
+            f"{transport.host.name} did not relaunch {run_id}: " + _still_missing(reply, code_hash),
+            ExitCode.REMOTE,
+            hint=f"its workdir there is {reply.state.workdir}, the run's is {workdir}",
+        )
     check_started(reply.launch, plan, run_id, record.get("experiment") or "EXPERIMENT")
     record["state"] = "launched"
     record.pop("job_states", None)  # seen before the relaunch: `orch runs` must not show them as current
@@ -282,14 +355,18 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     return todo
 
 
-def _resend_code(project: Project, transport: Transport, reply: "hostlaunch.Reply", record: Dict, run_id: str,
-                 staging_name: str) -> None:
+def _resend_code(
+    project: Project, transport: Transport, reply: "hostlaunch.Reply", record: Dict, run_id: str, staging_name: str
+) -> None:
     """Send the run's code snapshot again, if the code here is still that code."""
     files = codesync.snapshot_files(project.root)
     if codesync.snapshot_hash(project.root, files) != record["code_hash"]:
-        raise OrchError(f"run {run_id}'s code snapshot {record['code_hash']} is not on {transport.host.name}, and the "
-                        "code here has changed since", ExitCode.RUN_STATE,
-                        hint=f"launch it as a new run: `orch run {record.get('experiment') or 'EXPERIMENT'}`")
+        raise OrchError(
+            f"run {run_id}'s code snapshot {record['code_hash']} is not on {transport.host.name}, and the "
+            "code here has changed since",
+            ExitCode.RUN_STATE,
+            hint=f"launch it as a new run: `orch run {record.get('experiment') or 'EXPERIMENT'}`",
+        )
     transport.learn_tools(reply.state.tools)
     transport.push_tree(project.root, files, f"{record['workdir']}/code/{staging_name}")
 
@@ -306,12 +383,16 @@ def fetch(project: Project, transport: Transport, run_id: str, partial: bool, fu
     try:
         return _fetch(project, transport, run_id, local_dir, partial, full_logs, kept)
     except KeyboardInterrupt:
-        raise OrchError(f"interrupted: the fetch of {run_id} stopped; {kept}", ExitCode.INTERRUPTED,
-                        hint=f"`orch fetch-results {run_id}` fetches again") from None
+        raise OrchError(
+            f"interrupted: the fetch of {run_id} stopped; {kept}",
+            ExitCode.INTERRUPTED,
+            hint=f"`orch fetch-results {run_id}` fetches again",
+        ) from None
 
 
-def _fetch(project: Project, transport: Transport, run_id: str, local_dir: Path, partial: bool, full_logs: bool,
-           kept: str) -> Dict:
+def _fetch(
+    project: Project, transport: Transport, run_id: str, local_dir: Path, partial: bool, full_logs: bool, kept: str
+) -> Dict:
     from orchestrator.runs import fetch as fetching
     from orchestrator.runs.state import rows_from_remote, run_state
 
@@ -326,21 +407,34 @@ def _fetch(project: Project, transport: Transport, run_id: str, local_dir: Path,
     unfinished = [r for r in scored if r.state != "done"]
     if unfinished and not partial:
         raise OrchError(
-            "run is not complete: " + ", ".join(f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == "unknown" else "")
-                                                for r in unfinished),
+            "run is not complete: "
+            + ", ".join(
+                f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == "unknown" else "") for r in unfinished
+            ),
             ExitCode.RUN_STATE,
             hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial",
         )
     again = f"`orch fetch-results {run_id}` fetches again"
     staging = fetching.Staging(local_dir)
     try:
-        pulled = fetching.pull(transport, hostops.run_dir(record["workdir"], run_id) + "/jobs", staging.jobs,
-                               local_dir / "jobs", [j["name"] for j in doc["jobs"]], full_logs, run_id)
-        problems = pulled.refused + fetching.verify(local_dir, staging.jobs, doc["jobs"],
-                                                    [r.name for r in rows if r.state == "done"], not unfinished)
+        pulled = fetching.pull(
+            transport,
+            hostops.run_dir(record["workdir"], run_id) + "/jobs",
+            staging.jobs,
+            local_dir / "jobs",
+            [j["name"] for j in doc["jobs"]],
+            full_logs,
+            run_id,
+        )
+        problems = pulled.refused + fetching.verify(
+            local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == "done"], not unfinished
+        )
         if problems:
-            raise OrchError("fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{kept}",
-                            ExitCode.RUN_STATE, hint=again + " once the host's files are mended")
+            raise OrchError(
+                "fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{kept}",
+                ExitCode.RUN_STATE,
+                hint=again + " once the host's files are mended",
+            )
         staging.swap_in()
     except OrchError as exc:
         if kept in exc.message:

@@ -8,12 +8,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from orchestrator.config.project import check_name, safe_name
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.transport import shell
 from remote.backends.tmux import session_name
 from remote.spec import Experiment
-
-from orchestrator.transport import shell
-from orchestrator.errors import ExitCode, OrchError
-from orchestrator.config.project import check_name, safe_name
 
 
 @dataclass

@@ -6,18 +6,20 @@ data files to stage, the jobs and the commands tmux would run.  What only the ho
 tell (is the snapshot or the data already there, which GPUs it has, where a relative
 workdir lands) is said, not guessed.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List
 
-from remote.files import sha256_file
-from remote.spec import Experiment
-
 from orchestrator import backends
-from orchestrator.runs import codesync, hostctl as hostops, plan as jobplan, staging
 from orchestrator.config.hosts import HostConfig
 from orchestrator.config.project import Project
+from orchestrator.runs import codesync, staging
+from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import plan as jobplan
 from orchestrator.runs.launch import classes_for
+from remote.files import sha256_file
+from remote.spec import Experiment
 
 
 def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) -> Dict:
@@ -27,8 +29,14 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
     workdir = host.workdir  # as configured; a relative one is resolved on the host at launch
     data = []
     for key, path in staging.local_data_files(exp, root).items():
-        data.append({"key": f"data.{key}", "local": str(path), "bytes": path.stat().st_size,
-                     "host_path": f"{workdir}/data/{sha256_file(str(path))[:16]}-{path.name}"})
+        data.append(
+            {
+                "key": f"data.{key}",
+                "local": str(path),
+                "bytes": path.stat().st_size,
+                "host_path": f"{workdir}/data/{sha256_file(str(path))[:16]}-{path.name}",
+            }
+        )
     classes = classes_for(exp, root)
     backend = backends.for_host(host)
     planned = jobplan.plan_jobs(exp, classes)
@@ -37,12 +45,21 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
     code = hostops.code_dir(workdir, code_hash)
     plan = jobplan.launch_plan(run_id, host.python_or_default, remote_run, code, planned, backend)
     return {
-        "run_id": run_id, "host": host.name, "workdir": workdir, "code_hash": code_hash,
-        "code_files": [{"path": rel, "bytes": (root / rel).stat().st_size,
-                        "mode": oct(codesync.host_mode(root / rel))[2:]} for rel in files],
-        "data": data, "classes": classes,
-        "gpus": list(host.gpus), "jobs": [j.to_dict() for j in planned], "launch": plan["jobs"],
-        "backend": backend.name, "how_jobs_run": backend.how_jobs_run,
+        "run_id": run_id,
+        "host": host.name,
+        "workdir": workdir,
+        "code_hash": code_hash,
+        "code_files": [
+            {"path": rel, "bytes": (root / rel).stat().st_size, "mode": oct(codesync.host_mode(root / rel))[2:]}
+            for rel in files
+        ],
+        "data": data,
+        "classes": classes,
+        "gpus": list(host.gpus),
+        "jobs": [j.to_dict() for j in planned],
+        "launch": plan["jobs"],
+        "backend": backend.name,
+        "how_jobs_run": backend.how_jobs_run,
         "start": [backend.preview_job(item) for item in plan["jobs"]],
     }
 
@@ -50,9 +67,11 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
 def render(p: Dict) -> List[str]:
     """Plain lines (never Rich markup: file names and values are the user's)."""
     code_bytes = sum(f["bytes"] for f in p["code_files"])
-    out = [f"dry run: run {p['run_id']} on {p['host']} - nothing sent, the host not contacted",
-           f"code snapshot {p['code_hash']}: {len(p['code_files'])} files, {code_bytes} bytes, sent to "
-           f"{p['workdir']}/code/{p['code_hash']}/ unless the host has it already (checked at launch)"]
+    out = [
+        f"dry run: run {p['run_id']} on {p['host']} - nothing sent, the host not contacted",
+        f"code snapshot {p['code_hash']}: {len(p['code_files'])} files, {code_bytes} bytes, sent to "
+        f"{p['workdir']}/code/{p['code_hash']}/ unless the host has it already (checked at launch)",
+    ]
     for f in p["code_files"]:
         out.append(f"  {f['bytes']:>9}  {f['mode']}  {f['path']}")
     if p["data"]:
@@ -70,4 +89,3 @@ def render(p: Dict) -> List[str]:
     if not p["workdir"].startswith("/"):
         out.append(f"workdir {p['workdir']} is relative: it lands under the login's home on the host")
     return out
-

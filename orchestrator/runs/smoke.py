@@ -3,6 +3,7 @@
 Each step is timed; the first failure stops the checklist (later steps are skipped),
 but a launched run is always cleaned up on the host.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,15 +13,17 @@ from typing import Callable, Dict, List
 from xml.etree import ElementTree as ET
 
 from orchestrator import backends
-from orchestrator.contract import records
-from orchestrator.runs import codesync, hostctl as hostops, launch as runner
 from orchestrator.config import experiments
-from orchestrator.transport import shell
-from orchestrator.errors import ExitCode, OrchError
 from orchestrator.config.project import Project
+from orchestrator.contract import records
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs import codesync
+from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import launch as runner
 from orchestrator.runs.state import rows_from_remote
-from remote.jobstate import TERMINAL
+from orchestrator.transport import shell
 from orchestrator.transport.base import Transport
+from remote.jobstate import TERMINAL
 
 _IMPORTS = (
     "import json, sys\n"
@@ -83,8 +86,11 @@ def step_imports(ctx: SmokeContext) -> str:
     res = ctx.transport.run(shell.join([python, "-c", _IMPORTS]), check=False, timeout=120)
     if res.rc != 0:
         last = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise OrchError(f"{python} cannot import torch and transformers: {last[0]}", ExitCode.FAILED,
-                        hint=f"run `orch bootstrap {ctx.transport.host.name}`, or point `python:` at an env that has them")
+        raise OrchError(
+            f"{python} cannot import torch and transformers: {last[0]}",
+            ExitCode.FAILED,
+            hint=f"run `orch bootstrap {ctx.transport.host.name}`, or point `python:` at an env that has them",
+        )
     info = json.loads(res.stdout.strip().splitlines()[-1])
     cuda = f"CUDA {info['cuda']}, GPU visible" if info["cuda_available"] else "no CUDA GPU visible"
     return f"python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, {cuda}"
@@ -102,12 +108,16 @@ def step_kernels(ctx: SmokeContext) -> str:
     try:
         report = json.loads(res.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise OrchError(f"bootstrap/verify.py printed no report: {(res.stderr or res.stdout)[-300:]}", ExitCode.FAILED)
+        raise OrchError(
+            f"bootstrap/verify.py printed no report: {(res.stderr or res.stdout)[-300:]}", ExitCode.FAILED
+        ) from None
     checks = report.get("checks", {})
     failed = {k: v for k, v in checks.items() if v.get("status") == "failed"}
     if failed:
-        raise OrchError("kernel checks failed: " + "; ".join(f"{k}: {v.get('error', v)}" for k, v in failed.items()),
-                        ExitCode.FAILED)
+        raise OrchError(
+            "kernel checks failed: " + "; ".join(f"{k}: {v.get('error', v)}" for k, v in failed.items()),
+            ExitCode.FAILED,
+        )
     ran = [k for k, v in checks.items() if v.get("status") == "ok"]
     if not report.get("cuda_available"):
         raise Skip("no CUDA GPU: bf16 matmul ran on the CPU, SDPA/flash-attn GPU checks skipped")
@@ -122,21 +132,28 @@ def step_run(ctx: SmokeContext) -> str:
     doc = records.load_resolved(ctx.project.run_dir(ctx.run_id))
     deadline = time.time() + ctx.timeout
     while True:
-        remote = hostops.remote_status(ctx.transport, ctx.workdir, launched.code_hash, ctx.run_id,
-                                       backends.for_host(ctx.transport.host))
+        remote = hostops.remote_status(
+            ctx.transport, ctx.workdir, launched.code_hash, ctx.run_id, backends.for_host(ctx.transport.host)
+        )
         rows = rows_from_remote(remote, doc["jobs"], backends.for_host(ctx.transport.host))
         if all(r.state in TERMINAL + ("lost",) for r in rows):
             break
         if time.time() > deadline:
             # Say where each job is stuck: a scheduler's queue state and reason included.
-            stuck = ", ".join(f"{r.name} {r.state}" + (f" ({r.note})" if r.note else "")
-                              for r in rows if r.state not in TERMINAL + ("lost",))
+            stuck = ", ".join(
+                f"{r.name} {r.state}" + (f" ({r.note})" if r.note else "")
+                for r in rows
+                if r.state not in TERMINAL + ("lost",)
+            )
             raise OrchError(f"run {ctx.run_id} did not finish in {ctx.timeout:.0f} s: {stuck}", ExitCode.FAILED)
         time.sleep(1.0)
     bad = [r for r in rows if r.state != "done"]
     if bad:
-        raise OrchError("jobs did not finish: " + ", ".join(f"{r.name} {r.state} {r.reason}".strip() for r in bad),
-                        ExitCode.FAILED, hint=f"`orch logs {ctx.run_id}` shows their output")
+        raise OrchError(
+            "jobs did not finish: " + ", ".join(f"{r.name} {r.state} {r.reason}".strip() for r in bad),
+            ExitCode.FAILED,
+            hint=f"`orch logs {ctx.run_id}` shows their output",
+        )
     return f"{ctx.run_id}: {', '.join(r.name for r in rows)} done on {ctx.transport.host.name}"
 
 
@@ -152,7 +169,9 @@ def step_fetch_eval(ctx: SmokeContext) -> str:
 def step_cleanup(ctx: SmokeContext) -> str:
     if not ctx.launched:
         raise Skip("nothing was launched")
-    hostops.remote_cancel(ctx.transport, ctx.workdir, ctx.code_hash, ctx.run_id, [], backends.for_host(ctx.transport.host))
+    hostops.remote_cancel(
+        ctx.transport, ctx.workdir, ctx.code_hash, ctx.run_id, [], backends.for_host(ctx.transport.host)
+    )
     ctx.transport.run(shell.join(["rm", "-rf", "--", hostops.run_dir(ctx.workdir, ctx.run_id)]))
     return f"removed {hostops.run_dir(ctx.workdir, ctx.run_id)} (local record kept in runs/{ctx.run_id})"
 
@@ -194,10 +213,14 @@ def run_checklist(ctx: SmokeContext, on_start: Callable[[str], None], on_end: Ca
 
 
 def junit_xml(host: str, steps: List[Step]) -> str:
-    suite = ET.Element("testsuite", name=f"orch smoke {host}", tests=str(len(steps)),
-                       failures=str(sum(s.status == "failed" for s in steps)),
-                       skipped=str(sum(s.status == "skipped" for s in steps)),
-                       time=f"{sum(s.seconds for s in steps):.2f}")
+    suite = ET.Element(
+        "testsuite",
+        name=f"orch smoke {host}",
+        tests=str(len(steps)),
+        failures=str(sum(s.status == "failed" for s in steps)),
+        skipped=str(sum(s.status == "skipped" for s in steps)),
+        time=f"{sum(s.seconds for s in steps):.2f}",
+    )
     for s in steps:
         case = ET.SubElement(suite, "testcase", classname=f"orch.smoke.{host}", name=s.name, time=f"{s.seconds:.2f}")
         if s.status == "failed":
@@ -210,5 +233,9 @@ def junit_xml(host: str, steps: List[Step]) -> str:
 
 
 def as_json(host: str, steps: List[Step], seconds: float) -> Dict:
-    return {"host": host, "ok": not any(s.status == "failed" for s in steps), "seconds": round(seconds, 2),
-            "steps": [asdict(s) for s in steps]}
+    return {
+        "host": host,
+        "ok": not any(s.status == "failed" for s in steps),
+        "seconds": round(seconds, 2),
+        "steps": [asdict(s) for s in steps],
+    }

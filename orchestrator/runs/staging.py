@@ -1,15 +1,15 @@
 """Data staging: local data files go to <workdir>/data/<sha256[:16]>-<name>, once."""
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 from typing import Dict, List
 
+from orchestrator.config.project import control_char
+from orchestrator.errors import ExitCode, OrchError
 from remote.files import sha256_file
 from remote.spec import DataSpec, Experiment
-
-from orchestrator.errors import ExitCode, OrchError
-from orchestrator.config.project import control_char
 
 DATA_KEYS = ("path", "test_path", "unlabelled_path")
 
@@ -26,13 +26,19 @@ def local_data_files(exp: Experiment, root: Path) -> Dict[str, Path]:
         path = Path(value).expanduser()
         path = path if path.is_absolute() else (root / path)
         if not path.is_file():
-            raise OrchError(f"data.{key}: {value} does not exist (looked for {path})", ExitCode.CONFIG,
-                            hint=_missing_hint(path, root, key))
+            raise OrchError(
+                f"data.{key}: {value} does not exist (looked for {path})",
+                ExitCode.CONFIG,
+                hint=_missing_hint(path, root, key),
+            )
         bad = control_char(path.name)
         if bad:
             # The staged name is <sha>-<file name> on the host, listed line by line.
-            raise OrchError(f"data.{key}: the file name {path.name!r} contains a control character ({bad})",
-                            ExitCode.CONFIG, hint="rename the file to a name without newlines or tabs")
+            raise OrchError(
+                f"data.{key}: the file name {path.name!r} contains a control character ({bad})",
+                ExitCode.CONFIG,
+                hint="rename the file to a name without newlines or tabs",
+            )
         out[key] = path.resolve()
     return out
 
@@ -64,7 +70,7 @@ def scan_labels(path: Path, spec: DataSpec) -> List[str]:
     try:
         rows = read_file(str(path), spec)
     except DataError as exc:
-        raise OrchError(str(exc), ExitCode.DATA, hint=_data_hint(str(exc), spec))
+        raise OrchError(str(exc), ExitCode.DATA, hint=_data_hint(str(exc), spec)) from None
     return sorted({row.label for row in rows}, key=natural_key)
 
 
@@ -73,8 +79,10 @@ def _data_hint(message: str, spec: DataSpec) -> str:
     if "missing field" in message or "missing column" in message:
         return "set data.text_field / data.label_field to the file's field names"
     if "no texts" in message:
-        return (f"the file holds no non-empty texts: write one labelled text per line, e.g. "
-                f'{{"{spec.text_field}": "...", "{spec.label_field}": "pos"}} (or a CSV with a header row)')
+        return (
+            f"the file holds no non-empty texts: write one labelled text per line, e.g. "
+            f'{{"{spec.text_field}": "...", "{spec.label_field}": "pos"}} (or a CSV with a header row)'
+        )
     if re.search(r":\d+: ", message):
         return "fix that line of the file"
     return "check the file (see data.format, data.text_field, data.label_field)"

@@ -1,4 +1,5 @@
 """Pure: the host's raw job files -> what a user sees (state, progress, ETA)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -39,8 +40,9 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "", backend=None) -> Statu
     (a job whose documents broke the contract carries ``bad`` and shows as unknown).
     ``backend``: the run's JobBackend, which words what its scheduler knows of a job."""
     if raw.get("bad"):
-        return StatusRow(name=raw["name"], state=UNKNOWN, gpu=planned_gpu, reason=raw["bad"],
-                         has_results=bool(raw.get("manifest")))
+        return StatusRow(
+            name=raw["name"], state=UNKNOWN, gpu=planned_gpu, reason=raw["bad"], has_results=bool(raw.get("manifest"))
+        )
     status = raw.get("status") or {}
     progress = raw.get("progress") or {}
     info = raw.get("backend") or {}
