@@ -749,11 +749,16 @@ def plan_verify(
     return step
 
 
-def _block_without_tmux(steps: Sequence[Step], facts: HostFacts) -> None:
-    """The first detached step to run is blocked on a host without tmux."""
+def _block_without_tmux(steps: Sequence[Step], facts: HostFacts, slurm: bool) -> None:
+    """The first detached step to run is blocked on a host without tmux; on a Slurm host
+    the steps that run as batch jobs (verify, a flash-attn source build) need none."""
     if facts.has("tmux"):
         return
+    from orchestrator.backends.slurm_steps import runs_as_job  # (it imports this module's types only)
+
     for s in steps:
+        if slurm and runs_as_job(s):
+            continue
         if s.detached and s.state in ("todo", "running"):
             s.state, s.why = "blocked", "tmux is missing on the host (long steps run detached in tmux)"
             s.hint = "install tmux on the host (apt-get install tmux)"
@@ -806,7 +811,7 @@ def build_plan(
     verify_step = plan_verify(inp, choice, torch_cuda, fa, (torch_step, pkg_step, fa_step), verify_digest)
 
     steps = [conda.step, env_step, torch_step, pkg_step, *([fetch_step] if fetch_step else []), fa_step, verify_step]
-    _block_without_tmux(steps, facts)
+    _block_without_tmux(steps, facts, slurm=inp.slurm_partition is not None)
     _block_after_blocker(steps)
     warnings: List[str] = []
     slurm_gpus = inp.slurm_gpus

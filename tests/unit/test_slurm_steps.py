@@ -367,6 +367,28 @@ def test_a_source_build_on_slurm_fetches_on_the_login_node_and_builds_offline_as
     assert "flash-attn-fetch" not in [st.name for st in tmux_host.steps]
 
 
+def test_a_login_node_without_tmux_runs_the_batch_job_steps_and_blocks_only_login_node_ones():
+    s = envspec.parse(
+        {"manager": "venv", "torch": {"version": "2.8.0", "cuda": "cu128"}, "flash_attn": {"version": "2.8.3"}},
+        "default",
+    )
+    facts = _login_node_facts()
+    before = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    done = {
+        st.name: {"fingerprint": st.fingerprint, "rc": 0}
+        for st in before.steps[: before.steps.index(next(st for st in before.steps if st.name == "flash-attn-fetch"))]
+    }
+    facts.state = {"steps": done}  # the env and torch are there
+    facts.tools = {**facts.tools, "tmux": False}
+    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    fetch = next(st for st in plan.steps if st.name == "flash-attn-fetch")
+    assert fetch.state == "blocked" and "tmux is missing" in fetch.why, fetch  # a login-node download
+    done["flash-attn-fetch"] = {"fingerprint": fetch.fingerprint, "rc": 0}  # fetched earlier
+    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    build = next(st for st in plan.steps if st.name == "flash-attn")
+    assert build.state == "todo" and slurm_steps.runs_as_job(build)  # a batch job: no tmux needed
+
+
 def test_without_gpu_gres_or_off_slurm_flash_attn_falls_back_as_before():
     s = envspec.parse(
         {"manager": "venv", "torch": {"version": "2.8.0", "cuda": "cu128"}, "flash_attn": {"version": "2.8.3"}},
