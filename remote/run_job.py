@@ -57,6 +57,7 @@ class ResolvedJob:
     requires: List[str]
     exp: Experiment
     jobs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    timings: Dict[str, float] = field(default_factory=dict)  # stages measured on the way (tokenizer_s)
 
     @property
     def dir(self) -> str:
@@ -138,6 +139,7 @@ def model_and_tokenizer(
         texts = tokenizer_texts()
         t0 = time.time()
         tok = tokenizers.train_bpe(texts, spec.vocab_size, spec.max_len)
+        job.timings["tokenizer_s"] = round(time.time() - t0, 3)
         log(f"trained a BPE tokenizer on {len(texts)} texts: {len(tok)} tokens in {time.time() - t0:.1f}s")
         model = kind.build_model(spec, tok, None, **build_kwargs)
     else:
@@ -452,7 +454,7 @@ def run(run_dir: str, name: str) -> None:
     # Only what this job's kind needs (remote/kinds/__init__.py imports one kind module);
     # this also fails fast on a kind this snapshot lacks.
     get_kind(pretrain_kind_name(job.exp.model.kind) if job.role == "pretrain" else job.exp.model.kind)
-    configure_threads(job.exp.train)
+    configure_threads(job)
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
     import_s = round(time.time() - _STARTED, 3)
@@ -463,18 +465,50 @@ def run(run_dir: str, name: str) -> None:
     t0 = time.time()
     roles = {"pretrain": run_pretrain, "class": run_class, "classifier": run_classifier, "score": run_score}
     result = roles[job.role](job)
-    result["timings"] = {"import_s": import_s, **result.get("timings", {})}
+    result["timings"] = {
+        "import_s": import_s,
+        **job.timings,
+        **result.get("timings", {}),
+        **peak_memory_mib(result.get("device") == "cuda"),
+    }
     write_manifest(job, result)
     log(f"job {job.name} finished in {time.time() - t0:.1f}s")
 
 
-def configure_threads(cfg) -> None:
+def cpu_threads(job: ResolvedJob) -> int:
+    """Torch intra-op threads for this job on a CPU host.
+
+    The pretrain job runs alone and has its own section's setting.  The joint score job
+    also runs alone, once every class job has ended: it gets the cores they had together.
+    """
+    if job.role == "pretrain":
+        return job.exp.pretrain.cpu_threads
+    if job.role == "score":
+        classes = sum(1 for r in job.requires if job.jobs.get(r, {}).get("role") == "class")
+        return job.exp.train.cpu_threads * max(1, classes)
+    return job.exp.train.cpu_threads
+
+
+def configure_threads(job: ResolvedJob) -> None:
     import torch
 
     from remote.train import resolve_device
 
-    if resolve_device(cfg.device).type == "cpu" and cfg.cpu_threads > 0:
-        torch.set_num_threads(cfg.cpu_threads)
+    cfg = job.exp.pretrain if job.role == "pretrain" else job.exp.train
+    if resolve_device(cfg.device).type == "cpu":
+        torch.set_num_threads(min(cpu_threads(job), os.cpu_count() or 1))
+
+
+def peak_memory_mib(cuda: bool) -> Dict[str, float]:
+    """The process's peak resident memory (and the GPU's peak allocation) in MiB."""
+    import resource
+
+    import torch
+
+    out = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # KiB on Linux
+    if cuda and torch.cuda.is_available():
+        out["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 def user_errors():

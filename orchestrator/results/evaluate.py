@@ -117,6 +117,7 @@ def job_timings(run: RunData) -> Dict[str, Any]:
             "gpu_name": manifest.get("gpu_name"),
             "train_texts": manifest.get("train_texts"),
             "train_tokens": manifest.get("train_tokens"),
+            "tokens_seen": manifest.get("tokens_seen"),
             **timings,
         }
     train_tokens = sum(

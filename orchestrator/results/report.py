@@ -61,6 +61,17 @@ def compute_time(gpu_seconds: float, job_seconds: Optional[float]) -> str:
     return f"{duration(gpu_seconds)} GPU" if gpu_seconds else f"{duration(job_seconds)} CPU"
 
 
+def rate(amount: Optional[float], seconds: Optional[float]) -> Optional[float]:
+    return amount / seconds if amount and seconds else None
+
+
+def memory(rss_mib: Optional[float], cuda_mib: Optional[float]) -> str:
+    """Peak resident memory of the job's process (and its GPU's peak allocation)."""
+    if rss_mib is None:
+        return "n/a"
+    return f"{rss_mib / 1024:.2f} GiB" + (f" (GPU {cuda_mib / 1024:.2f} GiB)" if cuda_mib is not None else "")
+
+
 def count(n: Optional[float]) -> str:
     if n is None:
         return "n/a"
@@ -399,12 +410,16 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
                 j["label"] if j["label"] is not None else "",
                 j["state"],
                 duration(j["seconds"]),
+                num(j.get("import_s"), 1),
+                num(j.get("tokenizer_s"), 1) if j.get("tokenizer_s") is not None else "",
                 num(j.get("train_s"), 1),
                 num(j.get("score_s"), 1),
                 j.get("device") or "",
                 j.get("gpu_name") or "",
                 count(j.get("train_texts")),
                 count(j.get("train_tokens")),
+                count(rate(j.get("tokens_seen"), j.get("train_s"))),
+                memory(j.get("peak_rss_mib"), j.get("peak_cuda_mib")),
             ]
         )
     out += [
@@ -428,12 +443,16 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
                 "class",
                 "state",
                 "wall",
+                "import s",
+                "tokenizer s",
                 "train s",
                 "score s",
                 "device",
                 "GPU",
                 "train texts",
                 "train tokens",
+                "train tok/s",
+                "peak memory",
             ],
             job_rows,
         ),
