@@ -7,6 +7,14 @@ split (all classes, in the split's deterministic order); the `tokenizers` BPE tr
 is deterministic for identical input (checked by tests/remote/test_tokenizer.py), so
 the jobs agree without having to wait for one another.  With a pretrain stage the
 tokenizer is trained once on the pretrain texts and saved with its checkpoint.
+
+The scratch BPE is a ``ScratchTokenizer``, a thin wrapper over the ``tokenizers``
+library, so a from-scratch job never imports transformers (~1.5 s of CPU at start-up,
+more than half of what torch costs).  It behaves like the PreTrainedTokenizerFast it
+replaces for everything remote/ uses (same ids, same fingerprint), and ``save`` writes
+the files ``save_pretrained`` writes, so ``AutoTokenizer`` still loads a checkpoint's
+tokenizer.  Tokenizers of HF inits stay transformers tokenizers, imported only when
+one is loaded.
 """
 
 from __future__ import annotations
@@ -14,19 +22,116 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import List, Sequence
-
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from typing import Dict, List, Optional, Sequence, Union
 
 from remote.errors import JobError
 
 PAD, BOS, EOS, UNK, MASK = "<pad>", "<s>", "</s>", "<unk>", "<mask>"
 SPECIALS = [PAD, BOS, EOS, UNK, MASK]  # ids 0..4 in a scratch tokenizer
+# Written next to a saved scratch tokenizer: ``load`` rebuilds a ScratchTokenizer from
+# such a folder without transformers; HF tools ignore the file.
+MARKER = "orch_tokenizer.json"
+_ROLES = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token")
 
 
-def train_bpe(texts: Sequence[str], vocab_size: int, max_len: int) -> PreTrainedTokenizerFast:
+class ScratchTokenizer:
+    """The scratch BPE as remote/ uses a tokenizer, without transformers.
+
+    Mirrors PreTrainedTokenizerFast for the attributes and calls remote/ and its tests
+    use: the special tokens and their ids (no cls/sep), ``len``, ``model_max_length``,
+    ``special_tokens_map``, ``backend_tokenizer``, ``__call__`` with ``truncation`` and
+    ``max_length``, ``convert_tokens_to_ids``, ``decode`` and ``save_pretrained``.
+    tests/remote/test_tokenizer.py checks each against PreTrainedTokenizerFast.
+    """
+
+    cls_token = sep_token = None
+    cls_token_id = sep_token_id = None
+
+    def __init__(self, backend, model_max_length: int, specials: Optional[Dict[str, str]] = None) -> None:
+        self.backend_tokenizer = backend
+        self.model_max_length = model_max_length
+        specials = specials or dict(zip(_ROLES, (BOS, EOS, UNK, PAD, MASK)))
+        for role in _ROLES:
+            token = specials.get(role)
+            setattr(self, role, token)
+            setattr(self, f"{role}_id", None if token is None else backend.token_to_id(token))
+
+    @property
+    def special_tokens_map(self) -> Dict[str, str]:
+        return {role: getattr(self, role) for role in _ROLES if getattr(self, role) is not None}
+
+    def __len__(self) -> int:
+        return self.backend_tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def __call__(
+        self,
+        text: Union[str, Sequence[str]],
+        add_special_tokens: bool = True,
+        truncation: bool = False,
+        max_length: Optional[int] = None,
+    ) -> Dict[str, list]:
+        """``{"input_ids": ...}`` for one text or a list (encoded in parallel, in Rust).
+
+        Truncation keeps the first ``max_length`` tokens, what the fast tokenizer's
+        right-side truncation gives for a single sequence; slicing here rather than
+        enabling it on the backend leaves the backend's state (and the fingerprint)
+        untouched.
+        """
+        limit = (self.model_max_length if max_length is None else max_length) if truncation else None
+        single = isinstance(text, str)
+        encodings = self.backend_tokenizer.encode_batch(
+            [text] if single else list(text), add_special_tokens=add_special_tokens
+        )
+        ids = [e.ids if limit is None else e.ids[:limit] for e in encodings]
+        return {"input_ids": ids[0] if single else ids}
+
+    def convert_tokens_to_ids(self, tokens: Union[str, Sequence[str]]):
+        def one(token: str) -> Optional[int]:
+            i = self.backend_tokenizer.token_to_id(token)
+            return self.unk_token_id if i is None else i
+
+        return one(tokens) if isinstance(tokens, str) else [one(t) for t in tokens]
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        return self.backend_tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def save_pretrained(self, folder: str) -> None:
+        """The files transformers' ``save_pretrained`` writes, plus the MARKER.
+
+        ``tokenizer_class`` is PreTrainedTokenizerFast, the class every transformers
+        version has for a bare tokenizer.json (v5 calls it TokenizersBackend and saves
+        that name, which v4 does not know); special_tokens_map.json is what v4 writes.
+        """
+        os.makedirs(folder, exist_ok=True)
+        self.backend_tokenizer.save(os.path.join(folder, "tokenizer.json"))
+        config = {
+            "backend": "tokenizers",
+            **self.special_tokens_map,
+            "model_max_length": self.model_max_length,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        }
+        for name, obj in (
+            ("tokenizer_config.json", config),
+            ("special_tokens_map.json", self.special_tokens_map),
+            (MARKER, {"class": "ScratchTokenizer"}),
+        ):
+            with open(os.path.join(folder, name), "w") as f:
+                json.dump(obj, f, indent=2, sort_keys=True)
+                f.write("\n")
+
+    @classmethod
+    def from_folder(cls, folder: str) -> "ScratchTokenizer":
+        from tokenizers import Tokenizer
+
+        with open(os.path.join(folder, "tokenizer_config.json")) as f:
+            config = json.load(f)
+        backend = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+        return cls(backend, int(config["model_max_length"]), {r: config.get(r) for r in _ROLES})
+
+
+def train_bpe(texts: Sequence[str], vocab_size: int, max_len: int) -> ScratchTokenizer:
     """A GPT-2 style byte-level BPE (no unknown characters) with our special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -40,15 +145,11 @@ def train_bpe(texts: Sequence[str], vocab_size: int, max_len: int) -> PreTrained
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer, length=len(texts))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token=PAD,
-        bos_token=BOS,
-        eos_token=EOS,
-        unk_token=UNK,
-        mask_token=MASK,
-        model_max_length=max_len,
-    )
+    # The no-op template PreTrainedTokenizerFast sets when it wraps a tokenizer
+    # (transformers 5): set here too, the fingerprint and the saved tokenizer.json are
+    # those the HF-wrapped BPE had.  It adds nothing: encode frames texts itself.
+    tok.post_processor = processors.TemplateProcessing(single="$A", pair="$A:0 $B:1", special_tokens=[])
+    return ScratchTokenizer(tok, max_len)
 
 
 def from_pretrained(name_or_path: str, masked: bool):
@@ -56,6 +157,8 @@ def from_pretrained(name_or_path: str, masked: bool):
 
     Adding a token grows the vocabulary: ``kinds.*.build_model`` resizes the embeddings.
     """
+    from transformers import AutoTokenizer
+
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path)
     except Exception as e:  # no internet, unknown name, not a folder
@@ -159,4 +262,12 @@ def save(tokenizer, folder: str) -> None:
 
 
 def load(folder: str):
+    """A scratch tokenizer (MARKER in the folder) without transformers, else AutoTokenizer's.
+
+    Checkpoints written before the MARKER existed load through AutoTokenizer as before.
+    """
+    if os.path.isfile(os.path.join(folder, MARKER)):
+        return ScratchTokenizer.from_folder(folder)
+    from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(folder)
