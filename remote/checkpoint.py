@@ -9,6 +9,9 @@ and renamed, so a kill mid-write leaves the previous checkpoint intact.
 pretrain job's) and what a relaunched job scores from without retraining.  HF models
 are saved with ``save_pretrained`` (reloaded by passing the folder to the kind's
 ``build_model``); other models as a state dict (reloaded into a freshly built model).
+The tokenizer is saved in HF's format (tokenizer.json, tokenizer_config.json), so
+``AutoTokenizer`` reads it; a scratch BPE adds ``orch_tokenizer.json``, by which
+``tokenizer.load`` rebuilds it without importing transformers.
 """
 
 from __future__ import annotations
