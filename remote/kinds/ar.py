@@ -7,15 +7,18 @@ The first token is given, not predicted, so
 
 i.e. the end marker </s> is predicted (it tells the model where the text stops) and
 <s> is not.  The same rule holds for every class model, so differences are exact.
+
+From scratch the model is :class:`remote.models.gpt.GPT` (plain torch: a job starts
+without importing transformers); a pretrained init (a hub name or an HF folder) is
+loaded with transformers' ``AutoModelForCausalLM``.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
-from remote.kinds.hf import fit_vocab, from_config, from_pretrained, gpt2_config
+from remote.models import gpt
 
 masked = False
 compile_whole_loss = True  # train_loss / score_batch trace whole: compiled with the model (remote.train)
@@ -23,11 +26,33 @@ compile_whole_loss = True  # train_loss / score_batch trace whole: compiled with
 
 def build_model(spec, tokenizer, pretrained=None) -> torch.nn.Module:
     if pretrained is None:
-        config = gpt2_config(spec, tokenizer)
-        model = from_config(GPT2LMHeadModel, config, spec)
-    else:
-        model = from_pretrained(AutoModelForCausalLM, pretrained, spec)
+        from remote.tokenizer import effective_max_len
+
+        return gpt.GPT(gpt.config_for(spec, len(tokenizer), effective_max_len(tokenizer, spec.max_len)))
+    from transformers import AutoModelForCausalLM  # pretrained inits only
+
+    from remote.kinds.hf import fit_vocab, from_pretrained
+
+    model = from_pretrained(AutoModelForCausalLM, pretrained, spec)
     fit_vocab(model, tokenizer)
+    return model
+
+
+def save_model(model, folder: str) -> None:
+    """The plain GPT as its shape + state dict; an HF model with save_pretrained."""
+    if isinstance(model, gpt.GPT):
+        gpt.save(model, folder)
+    else:
+        model.save_pretrained(folder)
+
+
+def load_model(spec, tokenizer, folder: str) -> torch.nn.Module:
+    """Inverse of :func:`save_model`: the checkpoint's shape, the spec's run-time choices."""
+    shape = gpt.saved_shape(folder, len(tokenizer))
+    if shape is None:
+        return build_model(spec, tokenizer, folder)
+    model = gpt.GPT(gpt.config_for(spec, **shape))
+    model.load_state_dict(gpt.saved_state(folder))
     return model
 
 
@@ -38,7 +63,8 @@ def _token_nll(model, input_ids, attention_mask):
     ignore_index rather than boolean selection: no host-device sync, and the shapes
     stay static for torch.compile.
     """
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    out = model(input_ids=input_ids, attention_mask=attention_mask)
+    logits = (out if isinstance(out, torch.Tensor) else out.logits)[:, :-1]  # GPT, or an HF model's output
     target = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
     nll = F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"

@@ -1,18 +1,19 @@
 """Discriminative sequence classifier over all classes: the upper-bound baseline.
 
-Scratch: GPT-2 shape of ModelSpec with a classification head reading the hidden
-state of the last non-pad token (``</s>``, which under causal attention has seen the
-whole text).  HF init / pretrain checkpoint: AutoModelForSequenceClassification
-(a fresh head on the pretrained body).  Scores are -log p(class | text), one per class.
+Scratch: the plain-torch GPT-2 of ModelSpec's shape with a classification head reading
+the hidden state of the last real token (``</s>``, which under causal attention has
+seen the whole text): :class:`remote.models.gpt.GPTClassifier`.  From the ar pretrain
+job's checkpoint: that GPT as the body, a fresh head.  HF init:
+AutoModelForSequenceClassification (a fresh head on the pretrained body).  Scores are
+-log p(class | text), one per class.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification, GPT2ForSequenceClassification
 
-from remote.kinds.hf import fit_vocab, from_config, from_pretrained, gpt2_config
+from remote.models import gpt
 
 masked = False
 needs_labels = True  # trained on every class at once: train_loss takes labels=
@@ -21,20 +22,46 @@ compile_whole_loss = True  # see remote.train.compiled
 
 def build_model(spec, tokenizer, pretrained=None, num_labels: int = 2) -> torch.nn.Module:
     if pretrained is None:
-        config = gpt2_config(spec, tokenizer, num_labels=num_labels)
-        model = from_config(GPT2ForSequenceClassification, config, spec)
-    else:
-        model = from_pretrained(
-            AutoModelForSequenceClassification, pretrained, spec, num_labels=num_labels, ignore_mismatched_sizes=True
-        )
+        from remote.tokenizer import effective_max_len
+
+        config = gpt.config_for(spec, len(tokenizer), effective_max_len(tokenizer, spec.max_len))
+        return gpt.GPTClassifier(config, num_labels)
+    from transformers import AutoModelForSequenceClassification  # pretrained inits only
+
+    from remote.kinds.hf import fit_vocab, from_pretrained
+
+    model = from_pretrained(
+        AutoModelForSequenceClassification, pretrained, spec, num_labels=num_labels, ignore_mismatched_sizes=True
+    )
     # GPT-2-style heads find the last real token through pad_token_id: it must be a
     # token that never occurs in a text (fit_vocab sets it from the tokenizer).
     fit_vocab(model, tokenizer)
     return model
 
 
+def save_model(model, folder: str) -> None:
+    if isinstance(model, gpt.GPTClassifier):
+        gpt.save(model, folder)
+    else:
+        model.save_pretrained(folder)
+
+
+def load_model(spec, tokenizer, folder: str, num_labels: int = 2) -> torch.nn.Module:
+    """A classifier's own checkpoint, or the ar pretrain job's GPT as the body of a new one."""
+    shape = gpt.saved_shape(folder, len(tokenizer))
+    if shape is None:
+        return build_model(spec, tokenizer, folder, num_labels=num_labels)
+    own = "num_labels" in shape
+    if own and shape.pop("num_labels") != num_labels:
+        raise gpt.JobError(f"{folder}: a classifier for a different number of classes than {num_labels}")
+    model = gpt.GPTClassifier(gpt.config_for(spec, **shape), num_labels)
+    (model if own else model.transformer).load_state_dict(gpt.saved_state(folder))
+    return model
+
+
 def _log_probs(model, input_ids, attention_mask):
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    out = model(input_ids=input_ids, attention_mask=attention_mask)
+    logits = out if isinstance(out, torch.Tensor) else out.logits  # GPTClassifier, or an HF model's output
     return F.log_softmax(logits.float(), dim=-1)
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the kinds built on Hugging Face transformers models (ar, classifier)."""
+"""Helpers for the kinds' Hugging Face inits (ar and classifier from a hub name or an HF folder)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import importlib.util
 
 import torch
 import transformers
-from transformers import GPT2Config
 
 from remote.errors import JobError
 
@@ -17,16 +16,6 @@ _DTYPE_KW = "dtype" if tuple(int(x) for x in transformers.__version__.split(".")
 def _is_attn_error(e: Exception) -> bool:
     text = str(e).lower()
     return "attn" in text or "attention" in text
-
-
-def from_config(model_cls, config, spec):
-    """A fresh model with SDPA attention (eager where this transformers lacks SDPA for it)."""
-    try:
-        return model_cls._from_config(config, attn_implementation=attn_implementation(spec))
-    except (ValueError, ImportError) as e:
-        if not _is_attn_error(e):
-            raise
-        return model_cls._from_config(config)
 
 
 def attn_implementation(spec) -> str:
@@ -42,26 +31,6 @@ def attn_implementation(spec) -> str:
             return "flash_attention_2"
         print("model.attention=flash: flash-attn is not installed here, using SDPA")
     return "sdpa"
-
-
-def gpt2_config(spec, tokenizer, **extra) -> GPT2Config:
-    """The from-scratch GPT-2 shape of ModelSpec, sized to the tokenizer."""
-    from remote.tokenizer import effective_max_len
-
-    return GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=effective_max_len(tokenizer, spec.max_len),
-        n_embd=spec.n_embd,
-        n_layer=spec.n_layer,
-        n_head=spec.n_head,
-        resid_pdrop=spec.dropout,
-        embd_pdrop=spec.dropout,
-        attn_pdrop=spec.dropout,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **extra,
-    )
 
 
 def from_pretrained(auto_cls, name_or_path: str, spec, **kwargs):
