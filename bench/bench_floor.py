@@ -52,6 +52,7 @@ from bench_eval import interleave, loadavg  # noqa: E402
 from integration.conftest import make_project, start_sshd, stop_project  # noqa: E402
 
 SECTION = "## The controller at the floor (issue 15)"
+SECTION_STARTUP = "## A smoke job's start-up on the host (issue 15 item 4)"
 LONG = ["--set", "train.steps=100000"]
 
 # B for `orch status`: the least a Python client can do to run the same host command.
@@ -127,6 +128,7 @@ class Bench:
         self.rows: List[str] = []
         self.notes: List[str] = []
         self.startup: List[str] = []
+        self.startup_notes: List[str] = []
 
     def pair(
         self,
@@ -159,6 +161,7 @@ def main() -> int:
     ap.add_argument(
         "--startup-runs", type=int, default=3, help="smoke runs whose class jobs' start-up is measured (0: none)"
     )
+    ap.add_argument("--startup-only", action="store_true", help="measure only the smoke jobs' start-up (no pairs)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="orch-floor-"))
     old_tree = None
@@ -209,151 +212,159 @@ def main() -> int:
             py, f"{wd}/code/{record['code_hash']}", "status", "--run-dir", f"{wd}/runs/base", "--workdir", wd
         )
 
-        bench.pair(
-            "`orch --help`",
-            "`python -c pass`",
-            lambda: cost([*orch, "--help"], p.env, p.root),
-            lambda: cost([py, "-c", "pass"], p.env, p.root),
-        )
-        bench.pair(
-            "`orch status RUN`",
-            "minimal Paramiko client, same `hostctl status` command",
-            lambda: cost([*orch, "status", "base"], p.env, p.root),
-            lambda: cost(
-                [
-                    py,
-                    "-c",
-                    PARAMIKO_CLIENT,
-                    "127.0.0.1",
-                    str(server.port),
-                    getpass.getuser(),
-                    str(server.client_key),
-                    str(server.known_hosts),
-                    status_cmd,
-                ],
-                p.env,
-                p.root,
-            ),
-        )
-        bench.pair(
-            "`orch status RUN`",
-            "`ssh host true` (OpenSSH)",
-            lambda: cost([*orch, "status", "base"], p.env, p.root),
-            lambda: cost([*ssh, "true"], p.env, p.root),
-            measure=("CPU",),
-        )
-
-        tmux_floor = [*ssh, "tmux -L orch-floor new-session -d true"]
-        count = {"n": 0}
-        commands: Dict[str, List[int]] = {"warm": [], "cold": []}
-
-        def launch(kind: str) -> Callable[[], Tuple[float, float]]:
-            def go() -> Tuple[float, float]:
-                count["n"] += 1
-                name = f"{kind}{count['n']}"
-                if kind == "cold":  # new code and no data on the host: both are sent
-                    (p.root / "remote" / "bench_touch.py").write_text(f"X = {count['n']}\n")
-                    shutil.rmtree(p.remote_root / "data", ignore_errors=True)
-                before = server.sessions()
-                result = cost([*orch, "run", "smoke", "--host", "testhost", "--name", name, *LONG], p.env, p.root)
-                commands[kind].append(server.sessions() - before)
-                p.orch("cancel", name, check=True)  # untimed: the next launch finds an idle host
-                return result
-
-            return go
-
-        bench.pair(
-            "warm `orch run smoke` (code and data on the host)",
-            "`ssh host 'tmux new-session -d true'`",
-            launch("warm"),
-            lambda: cost(tmux_floor, p.env, p.root),
-            measure=("wall",),
-        )
-        bench.pair(
-            "cold `orch run smoke` (code changed, data sent)",
-            "`ssh host 'tmux new-session -d true'`",
-            launch("cold"),
-            lambda: cost(tmux_floor, p.env, p.root),
-            measure=("wall",),
-        )
-        bench.notes.append(
-            f"exec channels per warm launch (sshd log): {sorted(set(commands['warm']))}; "
-            f"per cold launch: {sorted(set(commands['cold']))} (2 of them rsync: code, data)"
-        )
-
-        if old_tree is not None:
-            old_env = dict(p.env, PYTHONPATH=str(old_tree))
-            rev = f"`{args.before}`"
+        if not args.startup_only:  # the pairs (item 1-3)
             bench.pair(
                 "`orch --help`",
-                rev + " `orch --help`",
+                "`python -c pass`",
                 lambda: cost([*orch, "--help"], p.env, p.root),
-                lambda: cost([*orch, "--help"], old_env, p.root),
+                lambda: cost([py, "-c", "pass"], p.env, p.root),
             )
             bench.pair(
                 "`orch status RUN`",
-                rev + " `orch status RUN`",
+                "minimal Paramiko client, same `hostctl status` command",
                 lambda: cost([*orch, "status", "base"], p.env, p.root),
-                lambda: cost([*orch, "status", "base"], old_env, p.root),
+                lambda: cost(
+                    [
+                        py,
+                        "-c",
+                        PARAMIKO_CLIENT,
+                        "127.0.0.1",
+                        str(server.port),
+                        getpass.getuser(),
+                        str(server.client_key),
+                        str(server.known_hosts),
+                        status_cmd,
+                    ],
+                    p.env,
+                    p.root,
+                ),
+            )
+            bench.pair(
+                "`orch status RUN`",
+                "`ssh host true` (OpenSSH)",
+                lambda: cost([*orch, "status", "base"], p.env, p.root),
+                lambda: cost([*ssh, "true"], p.env, p.root),
+                measure=("CPU",),
             )
 
-            def old_launch() -> Tuple[float, float]:
-                count["n"] += 1
-                name = f"old{count['n']}"
-                before = server.sessions() + server.sessions("subsystem 'sftp'")
-                result = cost([*orch, "run", "smoke", "--host", "testhost", "--name", name, *LONG], old_env, p.root)
-                commands.setdefault("old", []).append(server.sessions() + server.sessions("subsystem 'sftp'") - before)
-                p.orch("cancel", name, check=True)
-                return result
+            tmux_floor = [*ssh, "tmux -L orch-floor new-session -d true"]
+            count = {"n": 0}
+            commands: Dict[str, List[int]] = {"warm": [], "cold": []}
+
+            def launch(kind: str) -> Callable[[], Tuple[float, float]]:
+                def go() -> Tuple[float, float]:
+                    count["n"] += 1
+                    name = f"{kind}{count['n']}"
+                    if kind == "cold":  # new code and no data on the host: both are sent
+                        (p.root / "remote" / "bench_touch.py").write_text(f"X = {count['n']}\n")
+                        shutil.rmtree(p.remote_root / "data", ignore_errors=True)
+                    before = server.sessions()
+                    result = cost([*orch, "run", "smoke", "--host", "testhost", "--name", name, *LONG], p.env, p.root)
+                    commands[kind].append(server.sessions() - before)
+                    p.orch("cancel", name, check=True)  # untimed: the next launch finds an idle host
+                    return result
+
+                return go
 
             bench.pair(
-                "warm `orch run smoke`", rev + " warm `orch run smoke`", launch("warm"), old_launch, measure=("wall",)
+                "warm `orch run smoke` (code and data on the host)",
+                "`ssh host 'tmux new-session -d true'`",
+                launch("warm"),
+                lambda: cost(tmux_floor, p.env, p.root),
+                measure=("wall",),
+            )
+            bench.pair(
+                "cold `orch run smoke` (code changed, data sent)",
+                "`ssh host 'tmux new-session -d true'`",
+                launch("cold"),
+                lambda: cost(tmux_floor, p.env, p.root),
+                measure=("wall",),
             )
             bench.notes.append(
-                f"exec channels + SFTP sessions per warm launch of {rev}: {sorted(set(commands['old']))}"
+                f"exec channels per warm launch (sshd log): {sorted(set(commands['warm']))}; "
+                f"per cold launch: {sorted(set(commands['cold']))} (2 of them rsync: code, data)"
             )
 
-        dest = tmp / "rsync-copy"
+            if old_tree is not None:
+                old_env = dict(p.env, PYTHONPATH=str(old_tree))
+                rev = f"`{args.before}`"
+                bench.pair(
+                    "`orch --help`",
+                    rev + " `orch --help`",
+                    lambda: cost([*orch, "--help"], p.env, p.root),
+                    lambda: cost([*orch, "--help"], old_env, p.root),
+                )
+                bench.pair(
+                    "`orch status RUN`",
+                    rev + " `orch status RUN`",
+                    lambda: cost([*orch, "status", "base"], p.env, p.root),
+                    lambda: cost([*orch, "status", "base"], old_env, p.root),
+                )
 
-        def plain_rsync() -> Tuple[float, float]:
-            shutil.rmtree(dest, ignore_errors=True)
-            return cost(
-                ["rsync", "-r", "-t", "-e", " ".join(ssh[:-1]), f"{ssh[-1]}:{wd}/runs/base/jobs/", f"{dest}/"],
-                p.env,
-                p.root,
+                def old_launch() -> Tuple[float, float]:
+                    count["n"] += 1
+                    name = f"old{count['n']}"
+                    before = server.sessions() + server.sessions("subsystem 'sftp'")
+                    result = cost([*orch, "run", "smoke", "--host", "testhost", "--name", name, *LONG], old_env, p.root)
+                    commands.setdefault("old", []).append(
+                        server.sessions() + server.sessions("subsystem 'sftp'") - before
+                    )
+                    p.orch("cancel", name, check=True)
+                    return result
+
+                bench.pair(
+                    "warm `orch run smoke`",
+                    rev + " warm `orch run smoke`",
+                    launch("warm"),
+                    old_launch,
+                    measure=("wall",),
+                )
+                bench.notes.append(
+                    f"exec channels + SFTP sessions per warm launch of {rev}: {sorted(set(commands['old']))}"
+                )
+
+            dest = tmp / "rsync-copy"
+
+            def plain_rsync() -> Tuple[float, float]:
+                shutil.rmtree(dest, ignore_errors=True)
+                return cost(
+                    ["rsync", "-r", "-t", "-e", " ".join(ssh[:-1]), f"{ssh[-1]}:{wd}/runs/base/jobs/", f"{dest}/"],
+                    p.env,
+                    p.root,
+                )
+
+            bench.pair(
+                "`orch fetch-results RUN --no-eval` (unchanged run)",
+                "`rsync -r -t -e ssh` of the job folders",
+                lambda: cost([*orch, "fetch-results", "base", "--no-eval"], p.env, p.root),
+                plain_rsync,
             )
-
-        bench.pair(
-            "`orch fetch-results RUN --no-eval` (unchanged run)",
-            "`rsync -r -t -e ssh` of the job folders",
-            lambda: cost([*orch, "fetch-results", "base", "--no-eval"], p.env, p.root),
-            plain_rsync,
-        )
-        # With evaluation (the default): the first evaluation of the run (its yardsticks
-        # trained) is untimed, as the fetch above made it; what is timed is every later one.
-        p.orch("eval", "base", check=True)
-        n_texts = json.loads((p.run_dir("base") / "metrics.json").read_text())["n"]
-        fetch, rsync = bench.pair(
-            "`orch fetch-results RUN` (unchanged run, evaluated)",
-            "`rsync -r -t -e ssh` of the job folders",
-            lambda: cost([*orch, "fetch-results", "base"], p.env, p.root),
-            plain_rsync,
-        )
-        evaluation, _ = bench.pair(
-            f"`orch eval RUN` alone ({n_texts} texts, no plots)",
-            "numpy reference process (bench_eval.py --reference)",
-            lambda: cost([*orch, "eval", "base", "--no-plots"], p.env, p.root),
-            lambda: cost(
-                [py, str(REPO / "bench" / "bench_eval.py"), "--reference", str(p.run_dir("base"))], p.env, p.root
-            ),
-            measure=("CPU",),
-        )
-        med = {k: statistics.median(x[0] for x in v) for k, v in (("f", fetch), ("r", rsync), ("e", evaluation))}
-        bench.notes.append(
-            f"target `orch fetch-results` (evaluated) <= 3 x rsync CPU + the evaluation of its texts: "
-            f"{med['f']:.3f} s against 3 x {med['r']:.3f} + {med['e']:.3f} = {3 * med['r'] + med['e']:.3f} s "
-            f"(`orch eval` alone as the evaluation): **{med['f'] / (3 * med['r'] + med['e']):.2f}x** of the allowance"
-        )
+            # With evaluation (the default): the first evaluation of the run (its yardsticks
+            # trained) is untimed, as the fetch above made it; what is timed is every later one.
+            p.orch("eval", "base", check=True)
+            n_texts = json.loads((p.run_dir("base") / "metrics.json").read_text())["n"]
+            fetch, rsync = bench.pair(
+                "`orch fetch-results RUN` (unchanged run, evaluated)",
+                "`rsync -r -t -e ssh` of the job folders",
+                lambda: cost([*orch, "fetch-results", "base"], p.env, p.root),
+                plain_rsync,
+            )
+            evaluation, _ = bench.pair(
+                f"`orch eval RUN` alone ({n_texts} texts, no plots)",
+                "numpy reference process (bench_eval.py --reference)",
+                lambda: cost([*orch, "eval", "base", "--no-plots"], p.env, p.root),
+                lambda: cost(
+                    [py, str(REPO / "bench" / "bench_eval.py"), "--reference", str(p.run_dir("base"))], p.env, p.root
+                ),
+                measure=("CPU",),
+            )
+            med = {k: statistics.median(x[0] for x in v) for k, v in (("f", fetch), ("r", rsync), ("e", evaluation))}
+            bench.notes.append(
+                f"target `orch fetch-results` (evaluated) <= 3 x rsync CPU + the evaluation of its texts: "
+                f"{med['f']:.3f} s against 3 x {med['r']:.3f} + {med['e']:.3f} = {3 * med['r'] + med['e']:.3f} s "
+                f"(`orch eval` alone as the evaluation): "
+                f"**{med['f'] / (3 * med['r'] + med['e']):.2f}x** of the allowance"
+            )
         # Item 4: a smoke class job's start-up on the host, against its wall time.  The
         # shipped smoke run (two class jobs side by side on this machine), run to the end.
         startup: List[Dict[str, float]] = []
@@ -382,7 +393,7 @@ def main() -> int:
                 f"| floor: `python -c '{STARTUP_FLOOR}'` alone (CPU, wall), s | "
                 f"{spread([f[0] for f in floor])}; {spread([f[1] for f in floor])} | |",
             ]
-            bench.notes.append(
+            bench.startup_notes.append(
                 f"start-up: {len(startup)} class jobs of {args.startup_runs} `orch run smoke` runs "
                 f"(two class jobs side by side each); load {load_before} → {loadavg()}"
             )
@@ -391,51 +402,59 @@ def main() -> int:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    text = "\n".join(
-        [
-            SECTION,
-            "",
-            f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with "
-            f"`python bench/bench_floor.py --repeats {args.repeats}` "
-            f"on: {machine()}.",
-            "A and B interleaved, each figure min/median/max of the repeats in seconds; the ratio is of the medians;",
-            "load average (1, 5, 15 min) before → after each pair.  The machine was shared with other work while",
-            "this ran: the load column says how much.  The controller's modules are byte-compiled first (as an",
-            "installed orch's are), so no command pays for compiling them.",
-            "",
-            "| A (orch) | B (the floor) | measure | A/B | A, s | B, s | load |",
-            "|---|---|---|---|---|---|---|",
-            *bench.rows,
-            "",
-            *[f"- {n}" for n in bench.notes],
-            "",
-            *(
-                [
-                    "A smoke class job on the host (issue 15 item 4): its start-up against its wall time, "
-                    "min/median/max over the jobs.",
-                    "",
-                    "| a smoke class job | measured | target |",
-                    "|---|---|---|",
-                    *bench.startup,
-                    "",
-                ]
-                if bench.startup
-                else []
-            ),
-        ]
+    pairs = [
+        SECTION,
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with "
+        f"`python bench/bench_floor.py --repeats {args.repeats}` "
+        f"on: {machine()}.",
+        "A and B interleaved, each figure min/median/max of the repeats in seconds; the ratio is of the medians;",
+        "load average (1, 5, 15 min) before → after each pair.  The machine was shared with other work while",
+        "this ran: the load column says how much.  The controller's modules are byte-compiled first (as an",
+        "installed orch's are), so no command pays for compiling them.",
+        "",
+        "| A (orch) | B (the floor) | measure | A/B | A, s | B, s | load |",
+        "|---|---|---|---|---|---|---|",
+        *bench.rows,
+        "",
+        *[f"- {n}" for n in bench.notes],
+        "",
+    ]
+    startup = [
+        SECTION_STARTUP,
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `python bench/bench_floor.py"
+        f"{' --startup-only' if args.startup_only else ''} --startup-runs {args.startup_runs}` on: {machine()}.",
+        "A smoke class job on the host: its start-up against its wall time, min/median/max over the jobs.",
+        "",
+        "| a smoke class job | measured | target |",
+        "|---|---|---|",
+        *bench.startup,
+        "",
+        *[f"- {n}" for n in bench.startup_notes],
+        "",
+    ]
+    sections = ([] if args.startup_only else [(SECTION, pairs)]) + (
+        [(SECTION_STARTUP, startup)] if bench.startup else []
     )
-    print(text)
-    if args.write:
-        path = Path(args.write)
-        old = path.read_text() if path.exists() else ""
-        if SECTION in old:
-            head, rest = old.split(SECTION, 1)
-            tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
-            new = head + text + tail.lstrip("\n")
-        else:
-            new = old.rstrip("\n") + "\n\n" + text
-        path.write_text(new)
+    for section, text_lines in sections:
+        text = "\n".join(text_lines)
+        print(text)
+        if args.write:
+            replace_section(Path(args.write), section, text)
     return 0
+
+
+def replace_section(path: Path, section: str, text: str) -> None:
+    """Replace the markdown section headed ``section`` (up to the next ``## ``), or append it."""
+    old = path.read_text() if path.exists() else ""
+    if section in old:
+        head, rest = old.split(section, 1)
+        tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
+        new = head + text + tail
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
 
 
 if __name__ == "__main__":

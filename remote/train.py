@@ -27,6 +27,7 @@ import torch
 from remote import checkpoint
 from remote.errors import JobError
 from remote.files import append_jsonl, stable_seed
+from remote.optim import AdamW
 
 BUCKET_BATCHES = 64  # batches per length-sorted chunk: bigger = less padding, less randomness
 
@@ -144,13 +145,14 @@ def lr_at(step: int, cfg, total: int) -> float:
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
 
 
-def make_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> AdamW:
+    """AdamW (remote/optim.py: torch.optim's update without its torch._dynamo import)."""
     # Weight decay on matrices (linear layers, embeddings) only, not on biases and norms.
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
+    return AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
 # ---------------------------------------------------------------- stop on SIGTERM
