@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -301,3 +302,20 @@ def test_cpu_threads_follow_the_jobs_section_and_the_score_job_inherits_its_clas
         return run_job.cpu_threads(run_job.ResolvedJob("r", name, j["role"], None, j.get("requires", []), exp, jobs))
 
     assert [threads(n) for n in ("pretrain", "neg", "pos", "score")] == [3, 1, 1, 2]
+
+
+@pytest.mark.parametrize("kind", ["ar", "mdlm", "classifier"])
+def test_a_scratch_job_imports_neither_transformers_nor_dynamo(tmp_path, kind):
+    """Issue 15 item 4: a from-scratch job's start-up is torch's import, not transformers'
+    (~6 s CPU for GPT-2's modules) nor torch._dynamo's (~2.5 s, pulled in by torch.optim)."""
+    name = "classifier" if kind == "classifier" else "neg"
+    jobs = [job("classifier", "classifier")] if kind == "classifier" else class_jobs()
+    run_dir = write_run(tmp_path / "run", experiment(model__kind=kind, train__steps=3), jobs)
+    code = (
+        "import sys\nfrom remote import run_job\n"
+        f"code = run_job.main(['--run-dir', {str(run_dir)!r}, '--job', {name!r}])\n"
+        "print('IMPORTED', code, sorted(m for m in ('transformers', 'torch._dynamo') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1] == "IMPORTED 0 []"
