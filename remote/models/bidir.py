@@ -36,12 +36,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from remote.models.shape import check_shape
+
 try:  # optional: the compiled flash-attn extension (see notes A5)
     from flash_attn import flash_attn_varlen_qkvpacked_func as _flash_varlen_qkvpacked
 except Exception:  # ImportError, or a broken build raising OSError/RuntimeError on import
     _flash_varlen_qkvpacked = None
 
-ATTENTION_CHOICES = ("auto", "sdpa", "flash")
 _warned_no_flash = False
 
 
@@ -61,12 +62,9 @@ class BidirConfig:
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        check_shape(self.n_embd, self.n_head, self.attention)
         if (self.n_embd // self.n_head) % 2:
             raise ValueError("rotary embeddings need an even head dimension (n_embd / n_head)")
-        if self.attention not in ATTENTION_CHOICES:
-            raise ValueError(f"attention must be one of {ATTENTION_CHOICES}, got {self.attention!r}")
 
 
 # ----------------------------------------------------------------------- rotary ----

@@ -31,13 +31,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from remote.errors import JobError
+from remote.models.shape import check_shape
 
 try:  # optional: the flash-attn package (model.attention: flash); never required
     from flash_attn import flash_attn_func as _flash_attn_func
 except Exception:  # ImportError, or a broken build raising OSError/RuntimeError on import
     _flash_attn_func = None
 
-ATTENTION_CHOICES = ("auto", "sdpa", "flash")
 _warned_no_flash = False
 
 
@@ -52,10 +52,7 @@ class GPTConfig:
     attention: str = "auto"  # auto / sdpa: torch SDPA; flash: flash-attn when installed
 
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if self.attention not in ATTENTION_CHOICES:
-            raise ValueError(f"attention must be one of {ATTENTION_CHOICES}, got {self.attention!r}")
+        check_shape(self.n_embd, self.n_head, self.attention)
 
 
 def _use_flash(q: torch.Tensor, attention: str) -> bool:

@@ -86,3 +86,15 @@ def run_job_process(run_dir: Path, name: str, **kwargs) -> subprocess.CompletedP
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     kwargs.setdefault("timeout", timing.scaled(300))  # a guard against a hang, stretched on a busy machine
     return subprocess.run(run_job_cmd(run_dir, name), cwd=ROOT, env=env, capture_output=True, text=True, **kwargs)
+
+
+# ---------------------------------------------------------------- small models in-process
+
+REVIEWS = ["The movie was wonderful and moving.", "Awful.", "The plot felt predictable, the acting flat and dull."]
+
+
+def python_output(code: str) -> str:
+    """The last line a fresh ``python -c code`` prints, run from the repository root."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout.strip().splitlines()[-1]

@@ -6,26 +6,14 @@ import copy
 
 import pytest
 import torch
+from runkit import REVIEWS as TEXTS
 
 from remote import tokenizer as tokenizers
 from remote.kinds import KindError, ar, classifier, get_kind
 from remote.spec import ModelSpec, ScoreSpec
 from remote.train import collate
 
-TEXTS = ["The movie was wonderful and moving.", "Awful.", "The plot felt predictable, the acting flat and dull."]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tokenizers.train_bpe(TEXTS * 5, 300, 32)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(kind, tok, **kw):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from runkit import REVIEWS as TEXTS
+from runkit import python_output
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
 from remote import checkpoint
@@ -17,21 +17,7 @@ from remote.models.gpt import GPT, GPTClassifier, GPTConfig, load_hf_state_dict
 from remote.spec import ModelSpec, ScoreSpec
 from remote.train import collate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TEXTS = ["The movie was wonderful and moving.", "Awful.", "The plot felt predictable, the acting flat and dull."]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tokenizers.train_bpe(TEXTS * 5, 300, 32)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pair(vocab: int, n_layer: int = 2, n_embd: int = 32, n_head: int = 4, n_positions: int = 32):
@@ -159,6 +145,4 @@ def test_a_scratch_ar_model_is_built_without_importing_transformers():
         "m = get_kind('ar').build_model(ModelSpec(), T())\n"
         "print(type(m).__name__, 'transformers' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["GPT", "False"]
+    assert python_output(code).split() == ["GPT", "False"]

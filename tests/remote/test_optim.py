@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from runkit import python_output
 
 from remote.optim import AdamW
 
@@ -86,6 +85,4 @@ def test_training_imports_no_dynamo():
         "opt.step(); opt.zero_grad(); opt.load_state_dict(opt.state_dict())\n"
         "print('torch._dynamo' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    assert python_output(code) == "False"

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -25,6 +24,7 @@ from runkit import (
     class_jobs,
     experiment,
     job,
+    python_output,
     read_jsonl,
     run_job_cmd,
     run_job_process,
@@ -316,6 +316,4 @@ def test_a_scratch_job_imports_neither_transformers_nor_dynamo(tmp_path, kind):
         f"code = run_job.main(['--run-dir', {str(run_dir)!r}, '--job', {name!r}])\n"
         "print('IMPORTED', code, sorted(m for m in ('transformers', 'torch._dynamo') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.splitlines()[-1] == "IMPORTED 0 []"
+    assert python_output(code) == "IMPORTED 0 []"
