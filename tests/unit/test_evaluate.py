@@ -19,6 +19,8 @@ from orchestrator.results.metrics import bands_for, bootstrap_ci, verdict
 from orchestrator.results.scores import load_run, merge_scores
 from remote.data import dataset_name
 
+ROOT = Path(__file__).resolve().parents[2]
+
 # --------------------------------------------------------------------------- builder
 # A text: (id, true label, {class: (nll, tokens) or (nll, tokens, per-draw estimates)}).
 Text = Tuple[str, str, Dict[str, tuple]]
@@ -1032,3 +1034,28 @@ def test_csv_cells_that_would_be_formulas_are_quoted(cell, written):
     from orchestrator.results.report import csv_cell
 
     assert csv_cell(cell) == written
+
+
+def test_yardsticks_tokenize_once_and_predict_as_the_textbook_pipelines():
+    """The TF-IDF rows come from the naive Bayes counts (one tokenization); the
+    predictions are those of TfidfVectorizer + LogisticRegression and CountVectorizer +
+    MultinomialNB fitted the usual way (the oracle)."""
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import MultinomialNB
+
+    from orchestrator.results.yardsticks import _fit_predict
+
+    rows = [json.loads(line) for line in (ROOT / "configs" / "data" / "tiny_sentiment.jsonl").read_text().splitlines()]
+    texts, y = [r["text"] for r in rows], np.array([int(r["label"]) for r in rows])
+    order = np.random.default_rng(0).permutation(len(texts))
+    train = [texts[i] for i in order[:300]]
+    test = [texts[i] for i in order[300:]]
+    train_y = y[order[:300]]
+    got = _fit_predict(train, train_y, test)
+    counts = CountVectorizer(ngram_range=(1, 2), min_df=2)
+    nb = MultinomialNB().fit(counts.fit_transform(train), train_y).predict(counts.transform(test))
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    lr = LogisticRegression(C=10, max_iter=2000).fit(tfidf.fit_transform(train), train_y)
+    assert got["nb"].tolist() == nb.tolist()
+    assert got["tfidf_lr"].tolist() == lr.predict(tfidf.transform(test)).tolist()
