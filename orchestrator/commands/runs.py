@@ -46,8 +46,29 @@ def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) ->
 RECONNECT_WAITS_S = (2, 5, 10, 20, 30)  # about a minute of retries: a laptop changing networks
 
 
-def _watch(transport, record, doc, run_id: str, interval: float, view: Console) -> List[StatusRow]:
+class Backoff:
+    """Seconds to the next poll: ``base`` after a change, then 1.5x longer each time
+    nothing changed, up to ``cap``.  `run --wait` on an hour-long run polled every second
+    and spent ~400 s of CPU (one host-helper call each) watching numbers that move every
+    minute or two."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base, self.cap, self.now = base, max(cap, base), base
+        self.last: object = None
+
+    def after(self, seen: object) -> float:
+        self.now = self.base if seen != self.last else min(self.now * 1.5, self.cap)
+        self.last = seen
+        return self.now
+
+
+def _watch(
+    transport, record, doc, run_id: str, interval: float, view: Console, max_interval: Optional[float] = None
+) -> List[StatusRow]:
     """Refresh the status table in place on ``view`` until no job is pending, waiting or running.
+
+    Polls every ``interval`` seconds, or, with ``max_interval``, back off towards it while
+    nothing changes (:class:`Backoff`).
 
     A dropped connection is retried (the jobs do not need us); Ctrl-C only stops watching.
     Without a terminal (a pipe, a CI log), one line per change instead of a live table.
@@ -81,6 +102,11 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
             f"{r.name} {r.state}" + (f" {r.step}/{r.total}" if r.total else "") for r in rows
         )
 
+    pace = Backoff(interval, max_interval or interval)
+
+    def wait(rows: List[StatusRow]) -> None:
+        time.sleep(pace.after([(r.state, r.phase, r.step) for r in rows]))
+
     try:
         rows = poll()
         if not view.is_terminal:
@@ -93,13 +119,13 @@ def _watch(transport, record, doc, run_id: str, interval: float, view: Console) 
                     last, last_t = key, time.time()
                 if run_state(rows) != "running":
                     return rows
-                time.sleep(interval)
+                wait(rows)
                 rows = poll()
         with Live(
             status_table(run_id, host, rows, backends.for_record(record)), console=view, refresh_per_second=4
         ) as live:
             while run_state(rows) == "running":
-                time.sleep(interval)
+                wait(rows)
                 rows = poll()
                 live.update(status_table(run_id, host, rows, backends.for_record(record)))
         view.print()
@@ -117,7 +143,8 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
     """--wait: live status until the jobs end (Ctrl-C only stops watching), then fetch."""
     run_dir = project.run_dir(run_id)
     record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
-    rows = _watch(transport, record, doc, run_id, 1.0, output.err if not output.quiet() else _nowhere())
+    view = output.err if not output.quiet() else _nowhere()
+    rows = _watch(transport, record, doc, run_id, 1.0, view, max_interval=5.0)
     _remember(run_dir, record, rows)
     if run_state(rows) != "done":
         why = "; ".join(

@@ -276,3 +276,15 @@ def test_orch_status_imports_exactly_these_modules(tmp_path):
     assert not tops & set(NEVER), sorted(tops & set(NEVER))
     # YAML only where Paramiko brings it (its invoke dependency, when installed, vendors it).
     assert "yaml" not in tops or "invoke" in tops
+
+
+def test_run_wait_backs_off_while_nothing_changes_and_returns_at_once_on_a_change():
+    from orchestrator.commands.runs import Backoff
+
+    pace = Backoff(1.0, 10.0)
+    same = [("running", "train", 50)]
+    delays = [pace.after(same) for _ in range(8)]
+    assert delays[0] == 1.0 and delays == sorted(delays) and delays[-1] == 10.0
+    assert pace.after([("running", "train", 100)]) == 1.0  # a step moved: back to the base
+    steady = Backoff(2.0, 2.0)  # `status --watch --interval 2`: the user's interval, always
+    assert {steady.after(same) for _ in range(5)} == {2.0}
