@@ -43,11 +43,11 @@ def class_models(tok):
     return [a, b]
 
 
-def rounds(tmp_path, models, tok, spec, prior=(0.0, 0.0)):
+def rounds(tmp_path, models, tok, spec, prior=(0.0, 0.0), log=lambda m: None):
     ids = [tok(t)["input_ids"] for t in TEXTS]
     tids = [f"t{i}" for i in range(len(TEXTS))]
     return adaptive.score_rounds(
-        models, mdlm, ids, tids, spec, tok, list(prior), dtype="fp32", job_dir=str(tmp_path), log=lambda m: None
+        models, mdlm, ids, tids, spec, tok, list(prior), dtype="fp32", job_dir=str(tmp_path), log=log
     )
 
 
@@ -80,7 +80,10 @@ def test_identical_seeds_give_identical_draws_other_seeds_other_draws(tmp_path):
 
 def test_settled_texts_stop_early_and_every_text_is_bounded(tmp_path):
     tok = make_tokenizer()
-    out = rounds(tmp_path, class_models(tok), tok, spec(round=3, max=8))
+    lines = []
+    out = rounds(tmp_path, class_models(tok), tok, spec(round=3, max=8), log=lines.append)
+    # Within a round the log says how far each class model's pass is (minutes per round at scale).
+    assert any(line.startswith("round 1, class model 2/2: score ") for line in lines), lines
     counts = [len(d[0]) for d in out["draws"]]
     assert min(counts) >= 3 and max(counts) <= 8
     assert len(set(counts)) > 1, counts  # some settled early, some went on
