@@ -475,18 +475,21 @@ def run(run_dir: str, name: str) -> None:
     log(f"job {job.name} finished in {time.time() - t0:.1f}s")
 
 
+def train_section(job: ResolvedJob):
+    """The TrainSpec the job runs under: ``pretrain`` for the pretrain job, else ``train``."""
+    return job.exp.pretrain if job.role == "pretrain" else job.exp.train
+
+
 def cpu_threads(job: ResolvedJob) -> int:
     """Torch intra-op threads for this job on a CPU host.
 
     The pretrain job runs alone and has its own section's setting.  The joint score job
     also runs alone, once every class job has ended: it gets the cores they had together.
     """
-    if job.role == "pretrain":
-        return job.exp.pretrain.cpu_threads
     if job.role == "score":
         classes = sum(1 for r in job.requires if job.jobs.get(r, {}).get("role") == "class")
         return job.exp.train.cpu_threads * max(1, classes)
-    return job.exp.train.cpu_threads
+    return train_section(job).cpu_threads
 
 
 def configure_threads(job: ResolvedJob) -> None:
@@ -494,8 +497,7 @@ def configure_threads(job: ResolvedJob) -> None:
 
     from remote.train import resolve_device
 
-    cfg = job.exp.pretrain if job.role == "pretrain" else job.exp.train
-    if resolve_device(cfg.device).type == "cpu":
+    if resolve_device(train_section(job).device).type == "cpu":
         torch.set_num_threads(min(cpu_threads(job), os.cpu_count() or 1))
 
 

@@ -26,9 +26,7 @@ compile_whole_loss = True  # train_loss / score_batch trace whole: compiled with
 
 def build_model(spec, tokenizer, pretrained=None) -> torch.nn.Module:
     if pretrained is None:
-        from remote.tokenizer import effective_max_len
-
-        return gpt.GPT(gpt.config_for(spec, len(tokenizer), effective_max_len(tokenizer, spec.max_len)))
+        return gpt.GPT(gpt.scratch_config(spec, tokenizer))
     from transformers import AutoModelForCausalLM  # pretrained inits only
 
     from remote.kinds.hf import fit_vocab, from_pretrained
@@ -38,12 +36,7 @@ def build_model(spec, tokenizer, pretrained=None) -> torch.nn.Module:
     return model
 
 
-def save_model(model, folder: str) -> None:
-    """The plain GPT as its shape + state dict; an HF model with save_pretrained."""
-    if isinstance(model, gpt.GPT):
-        gpt.save(model, folder)
-    else:
-        model.save_pretrained(folder)
+save_model = gpt.save  # the plain GPT as its shape + state dict; an HF model with save_pretrained
 
 
 def load_model(spec, tokenizer, folder: str) -> torch.nn.Module:
@@ -63,8 +56,7 @@ def _token_nll(model, input_ids, attention_mask):
     ignore_index rather than boolean selection: no host-device sync, and the shapes
     stay static for torch.compile.
     """
-    out = model(input_ids=input_ids, attention_mask=attention_mask)
-    logits = (out if isinstance(out, torch.Tensor) else out.logits)[:, :-1]  # GPT, or an HF model's output
+    logits = gpt.logits_of(model(input_ids=input_ids, attention_mask=attention_mask))[:, :-1]
     target = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
     nll = F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from remote.errors import JobError
 from remote.models import gpt
 
 masked = False
@@ -22,10 +23,7 @@ compile_whole_loss = True  # see remote.train.compiled
 
 def build_model(spec, tokenizer, pretrained=None, num_labels: int = 2) -> torch.nn.Module:
     if pretrained is None:
-        from remote.tokenizer import effective_max_len
-
-        config = gpt.config_for(spec, len(tokenizer), effective_max_len(tokenizer, spec.max_len))
-        return gpt.GPTClassifier(config, num_labels)
+        return gpt.GPTClassifier(gpt.scratch_config(spec, tokenizer), num_labels)
     from transformers import AutoModelForSequenceClassification  # pretrained inits only
 
     from remote.kinds.hf import fit_vocab, from_pretrained
@@ -39,11 +37,7 @@ def build_model(spec, tokenizer, pretrained=None, num_labels: int = 2) -> torch.
     return model
 
 
-def save_model(model, folder: str) -> None:
-    if isinstance(model, gpt.GPTClassifier):
-        gpt.save(model, folder)
-    else:
-        model.save_pretrained(folder)
+save_model = gpt.save  # GPTClassifier as its shape + state dict; an HF model with save_pretrained
 
 
 def load_model(spec, tokenizer, folder: str, num_labels: int = 2) -> torch.nn.Module:
@@ -53,15 +47,14 @@ def load_model(spec, tokenizer, folder: str, num_labels: int = 2) -> torch.nn.Mo
         return build_model(spec, tokenizer, folder, num_labels=num_labels)
     own = "num_labels" in shape
     if own and shape.pop("num_labels") != num_labels:
-        raise gpt.JobError(f"{folder}: a classifier for a different number of classes than {num_labels}")
+        raise JobError(f"{folder}: a classifier for a different number of classes than {num_labels}")
     model = gpt.GPTClassifier(gpt.config_for(spec, **shape), num_labels)
     (model if own else model.transformer).load_state_dict(gpt.saved_state(folder))
     return model
 
 
 def _log_probs(model, input_ids, attention_mask):
-    out = model(input_ids=input_ids, attention_mask=attention_mask)
-    logits = out if isinstance(out, torch.Tensor) else out.logits  # GPTClassifier, or an HF model's output
+    logits = gpt.logits_of(model(input_ids=input_ids, attention_mask=attention_mask))
     return F.log_softmax(logits.float(), dim=-1)
 
 

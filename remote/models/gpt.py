@@ -214,8 +214,24 @@ def config_for(spec, vocab_size: int, n_positions: int, **shape) -> GPTConfig:
         raise JobError(f"model: {e}") from None
 
 
+def scratch_config(spec, tokenizer) -> GPTConfig:
+    """ModelSpec's shape, sized to the tokenizer (positions capped at what it accepts)."""
+    from remote.tokenizer import effective_max_len
+
+    return config_for(spec, len(tokenizer), effective_max_len(tokenizer, spec.max_len))
+
+
+def logits_of(out) -> torch.Tensor:
+    """The logits of a forward pass: this module's models return them, HF models an output object."""
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
 def save(model: nn.Module, folder: str) -> None:
-    """``gpt.json`` (the shape; + num_labels for a classifier) and ``model.pt``."""
+    """``gpt.json`` (the shape; + num_labels for a classifier) and ``model.pt``; a Hugging
+    Face model (a pretrained init's) with its own ``save_pretrained``."""
+    if not isinstance(model, (GPT, GPTClassifier)):
+        model.save_pretrained(folder)
+        return
     shape: Dict[str, Any] = {
         k: v for k, v in dataclasses.asdict(model.config).items() if k not in ("dropout", "attention")
     }
