@@ -180,21 +180,20 @@ def ssh_config_path() -> Path:
 
 
 def _ssh_aliases() -> List[str]:
-    import paramiko
+    from orchestrator.config.sshconfig import ssh_config_hosts
 
     path = ssh_config_path()
     if not path.is_file():
         return []
-    cfg = paramiko.SSHConfig.from_path(str(path))
-    return sorted(h for h in cfg.get_hostnames() if not any(c in h for c in "*?!"))
+    return sorted({h for h in ssh_config_hosts(path) if not any(c in h for c in "*?!")})
 
 
 def _from_ssh_config(name: str) -> Optional[HostConfig]:
-    import paramiko
+    from orchestrator.config.sshconfig import read_ssh_config
 
     if name not in _ssh_aliases():
         return None
-    entry = paramiko.SSHConfig.from_path(str(ssh_config_path())).lookup(name)
+    entry = read_ssh_config(ssh_config_path()).lookup(name)
     identity = entry.get("identityfile") or [""]
     host = HostConfig(
         name=name,

@@ -55,9 +55,9 @@ def _ssh_config_entry(name: str) -> dict:
     path = ssh_config_path()
     if not path.is_file():
         return {}
-    import paramiko
+    from orchestrator.config.sshconfig import read_ssh_config
 
-    return paramiko.SSHConfig.from_path(str(path)).lookup(name)
+    return read_ssh_config(path).lookup(name)
 
 
 def _hop(spec: str, target: HostConfig, where: str) -> Tuple[HostConfig, str]:

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import paramiko
-
 from orchestrator.config.hosts import HostConfig
+from orchestrator.config.sshconfig import paramiko
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import knownhosts, portcheck, shell
 from orchestrator.transport.base import Result, Transport, temp_name
