@@ -39,8 +39,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -157,6 +158,223 @@ class Bench:
         return out_a, out_b
 
 
+@dataclass
+class Bed:
+    """The test bed every measurement runs against: a loopback sshd and a project whose
+    finished run `base` is fetched, and the commands that reach them."""
+
+    server: Any
+    p: Any  # integration.conftest's OrchProject
+    tmp: Path
+    py: str
+    orch: List[str]
+    ssh: List[str]  # OpenSSH to the same host, the floor's client
+    wd: str  # the run's workdir on the host
+    status_cmd: str  # the host command `orch status base` runs
+
+
+def command_pairs(bench: Bench, bed: Bed) -> None:
+    """Items 1-2: `--help` and `status` against the least that does the same."""
+    p = bed.p
+    bench.pair(
+        "`orch --help`",
+        "`python -c pass`",
+        lambda: cost([*bed.orch, "--help"], p.env, p.root),
+        lambda: cost([bed.py, "-c", "pass"], p.env, p.root),
+    )
+    server = bed.server
+    client = [bed.py, "-c", PARAMIKO_CLIENT, "127.0.0.1", str(server.port), getpass.getuser()]
+    client += [str(server.client_key), str(server.known_hosts), bed.status_cmd]
+    bench.pair(
+        "`orch status RUN`",
+        "minimal Paramiko client, same `hostctl status` command",
+        lambda: cost([*bed.orch, "status", "base"], p.env, p.root),
+        lambda: cost(client, p.env, p.root),
+    )
+    bench.pair(
+        "`orch status RUN`",
+        "`ssh host true` (OpenSSH)",
+        lambda: cost([*bed.orch, "status", "base"], p.env, p.root),
+        lambda: cost([*bed.ssh, "true"], p.env, p.root),
+        measure=("CPU",),
+    )
+
+
+def launch_pairs(bench: Bench, bed: Bed, before: Optional[str], old_tree: Optional[Path]) -> None:
+    """Item 1: warm and cold launches (wall) and their remote commands from the sshd log;
+    with --before, this controller's launch against that revision's."""
+    p, server = bed.p, bed.server
+    tmux_floor = [*bed.ssh, "tmux -L orch-floor new-session -d true"]
+    count = {"n": 0}
+    commands: Dict[str, List[int]] = {"warm": [], "cold": [], "old": []}
+
+    def launch(kind: str, env: Dict[str, str]) -> Callable[[], Tuple[float, float]]:
+        def go() -> Tuple[float, float]:
+            count["n"] += 1
+            name = f"{kind}{count['n']}"
+            if kind == "cold":  # new code and no data on the host: both are sent
+                (p.root / "remote" / "bench_touch.py").write_text(f"X = {count['n']}\n")
+                shutil.rmtree(p.remote_root / "data", ignore_errors=True)
+            opened = server.sessions() + server.sessions("subsystem 'sftp'")
+            result = cost([*bed.orch, "run", "smoke", "--host", "testhost", "--name", name, *LONG], env, p.root)
+            commands[kind].append(server.sessions() + server.sessions("subsystem 'sftp'") - opened)
+            p.orch("cancel", name, check=True)  # untimed: the next launch finds an idle host
+            return result
+
+        return go
+
+    floor = "`ssh host 'tmux new-session -d true'`"
+    bench.pair(
+        "warm `orch run smoke` (code and data on the host)",
+        floor,
+        launch("warm", p.env),
+        lambda: cost(tmux_floor, p.env, p.root),
+        measure=("wall",),
+    )
+    bench.pair(
+        "cold `orch run smoke` (code changed, data sent)",
+        floor,
+        launch("cold", p.env),
+        lambda: cost(tmux_floor, p.env, p.root),
+        measure=("wall",),
+    )
+    bench.notes.append(
+        f"exec channels + SFTP sessions per warm launch (sshd log): {sorted(set(commands['warm']))}; "
+        f"per cold launch: {sorted(set(commands['cold']))} (2 of them rsync: code, data)"
+    )
+    if old_tree is None:
+        return
+    old_env = dict(p.env, PYTHONPATH=str(old_tree))
+    rev = f"`{before}`"
+    bench.pair(
+        "`orch --help`",
+        rev + " `orch --help`",
+        lambda: cost([*bed.orch, "--help"], p.env, p.root),
+        lambda: cost([*bed.orch, "--help"], old_env, p.root),
+    )
+    bench.pair(
+        "`orch status RUN`",
+        rev + " `orch status RUN`",
+        lambda: cost([*bed.orch, "status", "base"], p.env, p.root),
+        lambda: cost([*bed.orch, "status", "base"], old_env, p.root),
+    )
+    bench.pair("warm `orch run smoke`", rev + " warm `orch run smoke`", launch("warm", p.env), launch("old", old_env))
+    bench.notes.append(f"exec channels + SFTP sessions per warm launch of {rev}: {sorted(set(commands['old']))}")
+
+
+def fetch_pairs(bench: Bench, bed: Bed) -> None:
+    """Item 3: fetch against rsync of the same files, evaluation against the numpy
+    reference, and the fetch target (<= 3 x rsync CPU + the evaluation of its texts)."""
+    p = bed.p
+    dest = bed.tmp / "rsync-copy"
+
+    def plain_rsync() -> Tuple[float, float]:
+        shutil.rmtree(dest, ignore_errors=True)
+        rsh = " ".join(bed.ssh[:-1])
+        return cost(
+            ["rsync", "-r", "-t", "-e", rsh, f"{bed.ssh[-1]}:{bed.wd}/runs/base/jobs/", f"{dest}/"], p.env, p.root
+        )
+
+    floor = "`rsync -r -t -e ssh` of the job folders"
+    bench.pair(
+        "`orch fetch-results RUN --no-eval` (unchanged run)",
+        floor,
+        lambda: cost([*bed.orch, "fetch-results", "base", "--no-eval"], p.env, p.root),
+        plain_rsync,
+    )
+    # With evaluation (the default): the first evaluation of the run (its yardsticks
+    # trained) is untimed, as the fetch above made it; what is timed is every later one.
+    p.orch("eval", "base", check=True)
+    n_texts = json.loads((p.run_dir("base") / "metrics.json").read_text())["n"]
+    fetch, rsync = bench.pair(
+        "`orch fetch-results RUN` (unchanged run, evaluated)",
+        floor,
+        lambda: cost([*bed.orch, "fetch-results", "base"], p.env, p.root),
+        plain_rsync,
+    )
+    reference = [bed.py, str(REPO / "bench" / "bench_eval.py"), "--reference", str(p.run_dir("base"))]
+    evaluation, _ = bench.pair(
+        f"`orch eval RUN` alone ({n_texts} texts, no plots)",
+        "numpy reference process (bench_eval.py --reference)",
+        lambda: cost([*bed.orch, "eval", "base", "--no-plots"], p.env, p.root),
+        lambda: cost(reference, p.env, p.root),
+        measure=("CPU",),
+    )
+    med = {k: statistics.median(x[0] for x in v) for k, v in (("f", fetch), ("r", rsync), ("e", evaluation))}
+    bench.notes.append(
+        f"target `orch fetch-results` (evaluated) <= 3 x rsync CPU + the evaluation of its texts: "
+        f"{med['f']:.3f} s against 3 x {med['r']:.3f} + {med['e']:.3f} = {3 * med['r'] + med['e']:.3f} s "
+        f"(`orch eval` alone as the evaluation): "
+        f"**{med['f'] / (3 * med['r'] + med['e']):.2f}x** of the allowance"
+    )
+
+
+def startup_jobs(bench: Bench, bed: Bed, runs: int) -> None:
+    """Item 4: a smoke class job's start-up on the host against its wall time; the shipped
+    smoke run (two class jobs side by side on this machine), run to the end."""
+    p = bed.p
+    startup: List[Dict[str, float]] = []
+    load_before = loadavg()
+    for i in range(runs):
+        name = f"startup{i}"
+        p.orch("run", "smoke", "--host", "testhost", "--name", name, check=True)
+        p.wait_state(name, timeout=900)
+        p.orch("fetch-results", name, "--no-eval", check=True)
+        startup += job_startup(p.run_dir(name))
+    if not startup:
+        return
+    floor = [cost([bed.py, "-c", STARTUP_FLOOR], p.env, p.root) for _ in range(runs)]
+
+    def col(key: str) -> str:
+        return spread([j[key] for j in startup if key in j])
+
+    shares = [j["share"] for j in startup]
+    bench.startup = [
+        f"| share of the wall time before the first progress line | **{statistics.median(shares):.0%}** "
+        f"(min {min(shares):.0%}, max {max(shares):.0%}) | < 25% |",
+        f"| start → first progress line, s | {col('before')} | |",
+        f"| job wall time (status.json started → ended), s | {col('wall')} | |",
+        f"| of which imports (manifest `import_s`: run_job's, torch's, the kind's), s | {col('import_s')} | |",
+        f"| training (`train_s`), s | {col('train_s')} | |",
+        f"| scoring (`score_s`), s | {col('score_s')} | |",
+        f"| floor: `python -c '{STARTUP_FLOOR}'` alone (CPU, wall), s | "
+        f"{spread([f[0] for f in floor])}; {spread([f[1] for f in floor])} | |",
+    ]
+    bench.startup_notes.append(
+        f"start-up: {len(startup)} class jobs of {runs} `orch run smoke` runs "
+        f"(two class jobs side by side each); load {load_before} → {loadavg()}"
+    )
+
+
+def open_bed(tmp: Path) -> Bed:
+    server = start_sshd(tmp / "sshd")
+    p = make_project(tmp / "project", tmp / "hostwork", server)
+    bed = Bed(server, p, tmp, sys.executable, [sys.executable, "-m", "orchestrator.cli"], [], "", "")
+    bed.ssh = ["ssh", "-q", "-i", str(server.client_key), "-p", str(server.port)]
+    bed.ssh += ["-o", f"UserKnownHostsFile={server.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+    bed.ssh += ["-o", "BatchMode=yes", "-F", "/dev/null", f"{getpass.getuser()}@127.0.0.1"]
+    try:
+        # A finished run to ask about and fetch; it stages the code and the data once.
+        p.orch("run", "smoke", "--host", "testhost", "--name", "base", "--set", "train.steps=2", check=True)
+        p.wait_state("base")
+        p.orch("fetch-results", "base", "--no-eval", check=True)
+    except BaseException:
+        close_bed(bed)
+        raise
+    from orchestrator.runs.hostctl import hostctl
+
+    record = json.loads((p.run_dir("base") / "local.json").read_text())
+    bed.wd = record["workdir"]
+    code = f"{bed.wd}/code/{record['code_hash']}"
+    bed.status_cmd = hostctl(bed.py, code, "status", "--run-dir", f"{bed.wd}/runs/base", "--workdir", bed.wd)
+    return bed
+
+
+def close_bed(bed: Bed) -> None:
+    stop_project(bed.p)
+    bed.server.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
@@ -176,236 +394,27 @@ def main() -> int:
             ["git", "-C", str(REPO), "archive", args.before, "orchestrator", "remote"], capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "x", "-C", str(old_tree)], input=archive, check=True)
-    server = start_sshd(tmp / "sshd")
-    p = make_project(tmp / "project", tmp / "hostwork", server)
+    bed = open_bed(tmp)
     # Bytecode as an installed orch has it (pip compiles on install; a first import writes
     # it): with PYTHONDONTWRITEBYTECODE=1 in the environment and no __pycache__, every `orch`
     # command would compile its modules from source, ~0.1-0.2 s that no user pays twice.
-    trees = [REPO / "orchestrator", REPO / "remote", p.root / "remote"] + ([old_tree] if old_tree else [])
+    trees = [REPO / "orchestrator", REPO / "remote", bed.p.root / "remote"] + ([old_tree] if old_tree else [])
     subprocess.run([sys.executable, "-m", "compileall", "-q", *map(str, trees)], stdout=subprocess.DEVNULL, check=True)
     bench = Bench(args.repeats)
-    py = sys.executable
-    orch = [py, "-m", "orchestrator.cli"]
-    ssh = [
-        "ssh",
-        "-q",
-        "-i",
-        str(server.client_key),
-        "-p",
-        str(server.port),
-        "-o",
-        f"UserKnownHostsFile={server.known_hosts}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "BatchMode=yes",
-        "-F",
-        "/dev/null",
-        f"{getpass.getuser()}@127.0.0.1",
-    ]
     try:
-        # A finished run to ask about and fetch; it stages the code and the data once.
-        p.orch("run", "smoke", "--host", "testhost", "--name", "base", "--set", "train.steps=2", check=True)
-        p.wait_state("base")
-        p.orch("fetch-results", "base", "--no-eval", check=True)
-        record = json.loads((p.run_dir("base") / "local.json").read_text())
-        from orchestrator.runs.hostctl import hostctl
-
-        wd = record["workdir"]
-        status_cmd = hostctl(
-            py, f"{wd}/code/{record['code_hash']}", "status", "--run-dir", f"{wd}/runs/base", "--workdir", wd
-        )
-
-        if not args.startup_only:  # the pairs (item 1-3)
-            bench.pair(
-                "`orch --help`",
-                "`python -c pass`",
-                lambda: cost([*orch, "--help"], p.env, p.root),
-                lambda: cost([py, "-c", "pass"], p.env, p.root),
-            )
-            bench.pair(
-                "`orch status RUN`",
-                "minimal Paramiko client, same `hostctl status` command",
-                lambda: cost([*orch, "status", "base"], p.env, p.root),
-                lambda: cost(
-                    [
-                        py,
-                        "-c",
-                        PARAMIKO_CLIENT,
-                        "127.0.0.1",
-                        str(server.port),
-                        getpass.getuser(),
-                        str(server.client_key),
-                        str(server.known_hosts),
-                        status_cmd,
-                    ],
-                    p.env,
-                    p.root,
-                ),
-            )
-            bench.pair(
-                "`orch status RUN`",
-                "`ssh host true` (OpenSSH)",
-                lambda: cost([*orch, "status", "base"], p.env, p.root),
-                lambda: cost([*ssh, "true"], p.env, p.root),
-                measure=("CPU",),
-            )
-
-            tmux_floor = [*ssh, "tmux -L orch-floor new-session -d true"]
-            count = {"n": 0}
-            commands: Dict[str, List[int]] = {"warm": [], "cold": []}
-
-            def launch(kind: str) -> Callable[[], Tuple[float, float]]:
-                def go() -> Tuple[float, float]:
-                    count["n"] += 1
-                    name = f"{kind}{count['n']}"
-                    if kind == "cold":  # new code and no data on the host: both are sent
-                        (p.root / "remote" / "bench_touch.py").write_text(f"X = {count['n']}\n")
-                        shutil.rmtree(p.remote_root / "data", ignore_errors=True)
-                    before = server.sessions()
-                    result = cost([*orch, "run", "smoke", "--host", "testhost", "--name", name, *LONG], p.env, p.root)
-                    commands[kind].append(server.sessions() - before)
-                    p.orch("cancel", name, check=True)  # untimed: the next launch finds an idle host
-                    return result
-
-                return go
-
-            bench.pair(
-                "warm `orch run smoke` (code and data on the host)",
-                "`ssh host 'tmux new-session -d true'`",
-                launch("warm"),
-                lambda: cost(tmux_floor, p.env, p.root),
-                measure=("wall",),
-            )
-            bench.pair(
-                "cold `orch run smoke` (code changed, data sent)",
-                "`ssh host 'tmux new-session -d true'`",
-                launch("cold"),
-                lambda: cost(tmux_floor, p.env, p.root),
-                measure=("wall",),
-            )
-            bench.notes.append(
-                f"exec channels per warm launch (sshd log): {sorted(set(commands['warm']))}; "
-                f"per cold launch: {sorted(set(commands['cold']))} (2 of them rsync: code, data)"
-            )
-
-            if old_tree is not None:
-                old_env = dict(p.env, PYTHONPATH=str(old_tree))
-                rev = f"`{args.before}`"
-                bench.pair(
-                    "`orch --help`",
-                    rev + " `orch --help`",
-                    lambda: cost([*orch, "--help"], p.env, p.root),
-                    lambda: cost([*orch, "--help"], old_env, p.root),
-                )
-                bench.pair(
-                    "`orch status RUN`",
-                    rev + " `orch status RUN`",
-                    lambda: cost([*orch, "status", "base"], p.env, p.root),
-                    lambda: cost([*orch, "status", "base"], old_env, p.root),
-                )
-
-                def old_launch() -> Tuple[float, float]:
-                    count["n"] += 1
-                    name = f"old{count['n']}"
-                    before = server.sessions() + server.sessions("subsystem 'sftp'")
-                    result = cost([*orch, "run", "smoke", "--host", "testhost", "--name", name, *LONG], old_env, p.root)
-                    commands.setdefault("old", []).append(
-                        server.sessions() + server.sessions("subsystem 'sftp'") - before
-                    )
-                    p.orch("cancel", name, check=True)
-                    return result
-
-                bench.pair(
-                    "warm `orch run smoke`",
-                    rev + " warm `orch run smoke`",
-                    launch("warm"),
-                    old_launch,
-                    measure=("wall",),
-                )
-                bench.notes.append(
-                    f"exec channels + SFTP sessions per warm launch of {rev}: {sorted(set(commands['old']))}"
-                )
-
-            dest = tmp / "rsync-copy"
-
-            def plain_rsync() -> Tuple[float, float]:
-                shutil.rmtree(dest, ignore_errors=True)
-                return cost(
-                    ["rsync", "-r", "-t", "-e", " ".join(ssh[:-1]), f"{ssh[-1]}:{wd}/runs/base/jobs/", f"{dest}/"],
-                    p.env,
-                    p.root,
-                )
-
-            bench.pair(
-                "`orch fetch-results RUN --no-eval` (unchanged run)",
-                "`rsync -r -t -e ssh` of the job folders",
-                lambda: cost([*orch, "fetch-results", "base", "--no-eval"], p.env, p.root),
-                plain_rsync,
-            )
-            # With evaluation (the default): the first evaluation of the run (its yardsticks
-            # trained) is untimed, as the fetch above made it; what is timed is every later one.
-            p.orch("eval", "base", check=True)
-            n_texts = json.loads((p.run_dir("base") / "metrics.json").read_text())["n"]
-            fetch, rsync = bench.pair(
-                "`orch fetch-results RUN` (unchanged run, evaluated)",
-                "`rsync -r -t -e ssh` of the job folders",
-                lambda: cost([*orch, "fetch-results", "base"], p.env, p.root),
-                plain_rsync,
-            )
-            evaluation, _ = bench.pair(
-                f"`orch eval RUN` alone ({n_texts} texts, no plots)",
-                "numpy reference process (bench_eval.py --reference)",
-                lambda: cost([*orch, "eval", "base", "--no-plots"], p.env, p.root),
-                lambda: cost(
-                    [py, str(REPO / "bench" / "bench_eval.py"), "--reference", str(p.run_dir("base"))], p.env, p.root
-                ),
-                measure=("CPU",),
-            )
-            med = {k: statistics.median(x[0] for x in v) for k, v in (("f", fetch), ("r", rsync), ("e", evaluation))}
-            bench.notes.append(
-                f"target `orch fetch-results` (evaluated) <= 3 x rsync CPU + the evaluation of its texts: "
-                f"{med['f']:.3f} s against 3 x {med['r']:.3f} + {med['e']:.3f} = {3 * med['r'] + med['e']:.3f} s "
-                f"(`orch eval` alone as the evaluation): "
-                f"**{med['f'] / (3 * med['r'] + med['e']):.2f}x** of the allowance"
-            )
-        # Item 4: a smoke class job's start-up on the host, against its wall time.  The
-        # shipped smoke run (two class jobs side by side on this machine), run to the end.
-        startup: List[Dict[str, float]] = []
-        load_before = loadavg()
-        for i in range(args.startup_runs):
-            name = f"startup{i}"
-            p.orch("run", "smoke", "--host", "testhost", "--name", name, check=True)
-            p.wait_state(name, timeout=900)
-            p.orch("fetch-results", name, "--no-eval", check=True)
-            startup += job_startup(p.run_dir(name))
-        if startup:
-            floor = [cost([py, "-c", STARTUP_FLOOR], p.env, p.root) for _ in range(args.startup_runs)]
-
-            def col(key: str) -> str:
-                return spread([j[key] for j in startup if key in j])
-
-            bench.startup = [
-                f"| share of the wall time before the first progress line | "
-                f"**{statistics.median(j['share'] for j in startup):.0%}** "
-                f"(min {min(j['share'] for j in startup):.0%}, max {max(j['share'] for j in startup):.0%}) | < 25% |",
-                f"| start → first progress line, s | {col('before')} | |",
-                f"| job wall time (status.json started → ended), s | {col('wall')} | |",
-                f"| of which imports (manifest `import_s`: run_job's, torch's, the kind's), s | {col('import_s')} | |",
-                f"| training (`train_s`), s | {col('train_s')} | |",
-                f"| scoring (`score_s`), s | {col('score_s')} | |",
-                f"| floor: `python -c '{STARTUP_FLOOR}'` alone (CPU, wall), s | "
-                f"{spread([f[0] for f in floor])}; {spread([f[1] for f in floor])} | |",
-            ]
-            bench.startup_notes.append(
-                f"start-up: {len(startup)} class jobs of {args.startup_runs} `orch run smoke` runs "
-                f"(two class jobs side by side each); load {load_before} → {loadavg()}"
-            )
+        if not args.startup_only:
+            command_pairs(bench, bed)
+            launch_pairs(bench, bed, args.before, old_tree)
+            fetch_pairs(bench, bed)
+        startup_jobs(bench, bed, args.startup_runs)
     finally:
-        stop_project(p)
-        server.stop()
+        close_bed(bed)
         shutil.rmtree(tmp, ignore_errors=True)
+    write_sections(bench, args)
+    return 0
 
+
+def write_sections(bench: Bench, args: argparse.Namespace) -> None:
     pairs = [
         SECTION,
         "",
@@ -446,7 +455,6 @@ def main() -> int:
         print(text)
         if args.write:
             replace_section(Path(args.write), section, text)
-    return 0
 
 
 def replace_section(path: Path, section: str, text: str) -> None:

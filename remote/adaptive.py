@@ -133,8 +133,7 @@ def score_rounds(
                 compile=compile,
                 log=log,
                 seed_of=lambda tid, r=r: round_seed(tid, score_spec.seed, r),
-                progress=False,
-                label=f"round {r + 1}, class model {c + 1}/{n_classes}: ",
+                pass_of_many=f"round {r + 1}, class model {c + 1}/{n_classes}: ",
             )
             for i, (_, n_tok, _, d) in zip(open_, results):
                 draws[i][c].extend(float(x) for x in d)

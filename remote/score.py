@@ -36,8 +36,7 @@ def score_texts(
     compile: bool = False,
     log: Callable[[str], None] = print,
     seed_of: Optional[Callable[[str], int]] = None,
-    progress: bool = True,
-    label: str = "",
+    pass_of_many: str = "",
 ) -> List[Tuple]:
     """[(nll, tokens, se, draws)] in the order of ``ids`` (draws: the per-draw estimates of
     a kind that makes them, else None); progress lines with phase "score".
@@ -47,9 +46,11 @@ def score_texts(
     kinds that trace whole (see ``remote.train.compiled``), else the model.
 
     ``seed_of``: a text id -> its seed (default ``text_seed`` with ``score.seed``; the rounds
-    of adaptive draws give each round its own); ``progress``: write progress lines (a
-    caller that makes many passes writes its own; the log still says how far the pass
-    is, prefixed with ``label``: a round of 5k IMDB texts is minutes on a CPU).
+    of adaptive draws give each round its own).
+
+    ``pass_of_many``: this call is one pass of a caller that makes many (which writes the
+    progress lines itself); the text names the pass in the log, which still says how far
+    the pass is: a round of 5k IMDB texts is minutes on a CPU.
     """
     if seed_of is None:
         seed_of = lambda text_id: text_seed(text_id, score_spec.seed)  # noqa: E731
@@ -77,8 +78,8 @@ def score_texts(
             done = start + len(idx)
             if (b + 1) % every == 0 or done == len(order):
                 elapsed = time.time() - t0
-                log(f"{label}score {done}/{len(order)} texts, {done / max(elapsed, 1e-9):.1f} texts/s")
-                if not progress:
+                log(f"{pass_of_many}score {done}/{len(order)} texts, {done / max(elapsed, 1e-9):.1f} texts/s")
+                if pass_of_many:
                     continue
                 row = {
                     "t": time.time(),
