@@ -88,6 +88,18 @@ def check_values(host: HostFile, where: str) -> None:
             "slurm submits them with sbatch from a cluster's login node",
         )
     check_slurm(host.slurm, where)
+    if not 0 < host.port < 65536:
+        raise OrchError(
+            f"{where}: key 'port': expected a port number from 1 to 65535, got {host.port}",
+            ExitCode.CONFIG,
+            hint="the port sshd listens on (22 unless the host's admin says otherwise)",
+        )
+    if not host.connect_timeout > 0:
+        raise OrchError(
+            f"{where}: key 'connect_timeout': expected seconds above 0, got {host.connect_timeout}",
+            ExitCode.CONFIG,
+            hint="how long to wait for the host to answer, e.g. 10",
+        )
     for key in _NO_CONTROL:
         value = getattr(host, key)
         for i, item in enumerate(value if isinstance(value, list) else [value]):
@@ -188,25 +200,40 @@ def _ssh_aliases() -> List[str]:
     return sorted({h for h in ssh_config_hosts(path) if not any(c in h for c in "*?!")})
 
 
+def _ssh_number(entry: Dict, key: str, default: float, where: str) -> float:
+    """An OpenSSH keyword's number (Port, ConnectTimeout) as ssh(1) would read it, or one
+    message naming the file, the host and the keyword."""
+    raw = entry.get(key.lower(), default)
+    try:
+        return float(raw) if key == "ConnectTimeout" else int(raw)
+    except (TypeError, ValueError):
+        raise OrchError(
+            f"{where}: {key} {raw!r} is not a number",
+            ExitCode.CONFIG,
+            hint=f"fix the {key} line for this host in the SSH config file",
+        ) from None
+
+
 def _from_ssh_config(name: str) -> Optional[HostConfig]:
-    from orchestrator.config.sshconfig import read_ssh_config
+    from orchestrator.config.sshconfig import ssh_config_entry
 
     if name not in _ssh_aliases():
         return None
-    entry = read_ssh_config(ssh_config_path()).lookup(name)
+    where = f"{ssh_config_path()} (Host {name})"
+    entry = ssh_config_entry(ssh_config_path(), name)
     identity = entry.get("identityfile") or [""]
     host = HostConfig(
         name=name,
         source=str(ssh_config_path()),
         hostname=entry.get("hostname", name),
-        port=int(entry.get("port", 22)),
+        port=int(_ssh_number(entry, "Port", 22, where)),
         user=entry.get("user", ""),
         identity_file=identity[0],
         known_hosts_file=(entry.get("userknownhostsfile") or "~/.ssh/known_hosts").split()[0],
         proxy_jump=entry.get("proxyjump", ""),
-        connect_timeout=float(entry.get("connecttimeout", 10)),
+        connect_timeout=_ssh_number(entry, "ConnectTimeout", 10, where),
     )
-    check_values(host, f"{ssh_config_path()} (Host {name})")
+    check_values(host, where)
     return host
 
 

@@ -18,7 +18,9 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import List
+from typing import Dict, List
+
+from orchestrator.errors import ExitCode, OrchError
 
 
 def _import_paramiko():
@@ -41,9 +43,20 @@ _MATCH_EXEC = re.compile(r"^\s*match\b.*\bexec\b", re.IGNORECASE | re.MULTILINE)
 _HOST_LINE = re.compile(r"^\s*host(?:\s*=\s*|\s+)(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
+def _unreadable(path: Path, exc: Exception) -> OrchError:
+    return OrchError(
+        f"{path}: cannot read this SSH config file: {exc}",
+        ExitCode.CONFIG,
+        hint="fix that line (`ssh -G HOST` shows how ssh reads the file), or point ORCH_SSH_CONFIG at another file",
+    )
+
+
 def read_ssh_config(path: Path) -> "paramiko.SSHConfig":
     """PATH parsed by Paramiko, with ``Match exec`` working when the file uses it."""
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     config_module = sys.modules["paramiko.config"]
     if config_module.invoke is None and _MATCH_EXEC.search(text):
         try:
@@ -52,7 +65,19 @@ def read_ssh_config(path: Path) -> "paramiko.SSHConfig":
             pass  # Paramiko then raises its own ImportError at the Match line, as without orch
         else:
             config_module.invoke = invoke
-    return paramiko.SSHConfig.from_text(text)
+    try:
+        return paramiko.SSHConfig.from_text(text)
+    except (paramiko.ssh_exception.ConfigParseError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def ssh_config_entry(path: Path, name: str) -> Dict:
+    """What PATH says for host NAME (Paramiko's lookup: lower-case keys, Match blocks applied)."""
+    config = read_ssh_config(path)
+    try:
+        return config.lookup(name)
+    except (paramiko.ssh_exception.ConfigParseError, paramiko.ssh_exception.CouldNotCanonicalize, ValueError) as exc:
+        raise _unreadable(path, exc) from None
 
 
 def ssh_config_hosts(path: Path) -> List[str]:
@@ -60,7 +85,10 @@ def ssh_config_hosts(path: Path) -> List[str]:
 
     Not Paramiko's SSHConfig.get_hostnames(), which raises KeyError on any file that also
     has a ``Match`` block."""
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     names: List[str] = []
     for value in _HOST_LINE.findall(text):
         try:

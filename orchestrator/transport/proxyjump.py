@@ -55,9 +55,9 @@ def _ssh_config_entry(name: str) -> dict:
     path = ssh_config_path()
     if not path.is_file():
         return {}
-    from orchestrator.config.sshconfig import read_ssh_config
+    from orchestrator.config.sshconfig import ssh_config_entry
 
-    return read_ssh_config(path).lookup(name)
+    return ssh_config_entry(path, name)
 
 
 def _hop(spec: str, target: HostConfig, where: str) -> Tuple[HostConfig, str]:

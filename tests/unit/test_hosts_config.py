@@ -90,3 +90,31 @@ def test_recording_a_key_for_a_plain_alias_needs_only_hostname(project, tmp_path
     with pytest.raises(OrchError) as info:
         set_host_key(project, "box", "python", "/p")
     assert yaml.safe_load(info.value.hint.partition("\n")[2]) == {"hostname": "box", "python": "/p"}
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ("  Port twenty\n", r"ssh_config \(Host box\): Port 'twenty' is not a number"),
+        ("  Port 99999\n", r"ssh_config \(Host box\): key 'port': expected a port number from 1 to 65535, got 99999"),
+        ("  ConnectTimeout soon\n", r"ssh_config \(Host box\): ConnectTimeout 'soon' is not a number"),
+        ('Host "unbalanced\n', r"ssh_config: cannot read this SSH config file: Unparsable host"),
+    ],
+)
+def test_a_bad_ssh_config_value_is_one_message_naming_the_file_and_host(project, tmp_path, lines, message):
+    # Each of these was a ValueError or ConfigParseError traceback (or, for the port, a
+    # connection attempt to port 99999).
+    (tmp_path / "ssh_config").write_text("Host box\n  HostName 127.0.0.1\n" + lines)
+    with pytest.raises(OrchError, match=message) as caught:
+        resolve_host(project, "box")
+    assert caught.value.hint
+
+
+def test_a_host_file_port_or_timeout_out_of_range_is_refused(project):
+    path = project.configs / "hosts" / "gpu.yaml"
+    path.write_text("hostname: h\nport: 0\n")
+    with pytest.raises(OrchError, match=r"gpu.yaml: key 'port': expected a port number from 1 to 65535, got 0"):
+        resolve_host(project, "gpu")
+    path.write_text("hostname: h\nconnect_timeout: -1\n")
+    with pytest.raises(OrchError, match=r"key 'connect_timeout': expected seconds above 0, got -1"):
+        resolve_host(project, "gpu")
