@@ -223,21 +223,14 @@ def launch_pairs(bench: Bench, bed: Bed, before: Optional[str], old_tree: Option
 
         return go
 
-    floor = "`ssh host 'tmux new-session -d true'`"
-    bench.pair(
-        "warm `orch run smoke` (code and data on the host)",
-        floor,
-        launch("warm", p.env),
-        lambda: cost(tmux_floor, p.env, p.root),
-        measure=("wall",),
-    )
-    bench.pair(
-        "cold `orch run smoke` (code changed, data sent)",
-        floor,
-        launch("cold", p.env),
-        lambda: cost(tmux_floor, p.env, p.root),
-        measure=("wall",),
-    )
+    for kind, what in (("warm", "code and data on the host"), ("cold", "code changed, data sent")):
+        bench.pair(
+            f"{kind} `orch run smoke` ({what})",
+            "`ssh host 'tmux new-session -d true'`",
+            launch(kind, p.env),
+            lambda: cost(tmux_floor, p.env, p.root),
+            measure=("wall",),
+        )
     bench.notes.append(
         f"exec channels + SFTP sessions per warm launch (sshd log): {sorted(set(commands['warm']))}; "
         f"per cold launch: {sorted(set(commands['cold']))} (2 of them rsync: code, data)"

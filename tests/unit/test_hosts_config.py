@@ -110,11 +110,14 @@ def test_a_bad_ssh_config_value_is_one_message_naming_the_file_and_host(project,
     assert caught.value.hint
 
 
-def test_a_host_file_port_or_timeout_out_of_range_is_refused(project):
-    path = project.configs / "hosts" / "gpu.yaml"
-    path.write_text("hostname: h\nport: 0\n")
-    with pytest.raises(OrchError, match=r"gpu.yaml: key 'port': expected a port number from 1 to 65535, got 0"):
-        resolve_host(project, "gpu")
-    path.write_text("hostname: h\nconnect_timeout: -1\n")
-    with pytest.raises(OrchError, match=r"key 'connect_timeout': expected seconds above 0, got -1"):
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("port: 0", r"gpu.yaml: key 'port': expected a port number from 1 to 65535, got 0"),
+        ("connect_timeout: -1", r"gpu.yaml: key 'connect_timeout': expected seconds above 0, got -1"),
+    ],
+)
+def test_a_host_file_port_or_timeout_out_of_range_is_refused(project, line, message):
+    (project.configs / "hosts" / "gpu.yaml").write_text(f"hostname: h\n{line}\n")
+    with pytest.raises(OrchError, match=message):
         resolve_host(project, "gpu")
