@@ -470,7 +470,7 @@ def register(app: typer.Typer) -> None:
         items = []
         for run_dir in project.list_runs():
             try:
-                record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
+                record, doc = records.load_record(run_dir, to_reach=False), records.load_resolved(run_dir)
             except OrchError as exc:
                 # One damaged folder must not hide the others.
                 items.append(

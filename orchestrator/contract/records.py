@@ -30,13 +30,34 @@ def new_run_id(project: Project, exp: "Experiment") -> str:
     return run_id
 
 
-def load_record(run_dir: Path) -> Dict:
+# What a command needs of local.json to reach the run on its host.
+WHERE_KEYS = ("host", "workdir", "code_hash")
+
+
+def load_record(run_dir: Path, *, to_reach: bool = True) -> Dict:
+    """RUN_DIR's local.json.  ``to_reach``: the command goes to the run's host, so the record
+    must say where the run is (WHERE_KEYS); `orch runs` lists whatever is there."""
+    path = run_dir / "local.json"
     try:
-        return json.loads((run_dir / "local.json").read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
+        raise OrchError(f"{path} is missing or unreadable: not a run launched by orch", ExitCode.RUN_STATE) from None
+    if not isinstance(record, dict):
         raise OrchError(
-            f"{run_dir}/local.json is missing or unreadable: not a run launched by orch", ExitCode.RUN_STATE
-        ) from None
+            f"{path} is not a run record: a JSON object was expected, found {type(record).__name__}",
+            ExitCode.RUN_STATE,
+            hint="orch writes this file at launch; restore it from a backup, or launch the run again",
+        )
+    wanted = WHERE_KEYS if to_reach else [k for k in WHERE_KEYS if k in record]
+    bad = [k for k in wanted if not isinstance(record.get(k), str) or not record[k]]
+    if bad:
+        raise OrchError(
+            f"{path} does not say where the run is: {', '.join(repr(k) for k in bad)} "
+            "missing or not a non-empty string",
+            ExitCode.RUN_STATE,
+            hint="orch writes this file at launch; restore it from a backup, or launch the run again",
+        )
+    return record
 
 
 def load_resolved(run_dir: Path) -> Dict:

@@ -302,3 +302,38 @@ def test_run_wait_backs_off_while_nothing_changes_and_returns_at_once_on_a_chang
     assert pace.after([("running", "train", 100)]) == 1.0  # a step moved: back to the base
     steady = Backoff(2.0, 2.0)  # `status --watch --interval 2`: the user's interval, always
     assert {steady.after(same) for _ in range(5)} == {2.0}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[1, 2]", "is not a run record: a JSON object was expected, found list"),
+        ('{"host": 3, "workdir": "/w", "code_hash": "abc"}', "does not say where the run is: 'host'"),
+        ('{"host": "box", "workdir": "/w"}', "does not say where the run is: 'code_hash'"),
+        ("{bad", "is missing or unreadable"),
+    ],
+)
+def test_a_damaged_local_json_is_one_message_for_status_and_listed_as_unreadable(tmp_path, text, message):
+    # A hand-edited local.json once reached `orch status` as AttributeError: 'list' object
+    # has no attribute 'get'.
+    project = unreachable_run(tmp_path, "r1")
+    (project.runs / "r1" / "local.json").write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "status", "r1"],
+        cwd=project.root,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=timing.scaled(60),
+    )
+    assert proc.returncode == 8 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_orch_runs_reads_a_partial_record_but_not_a_wrong_typed_one(tmp_path):
+    run_dir = tmp_path / "r1"
+    run_dir.mkdir()
+    (run_dir / "local.json").write_text('{"host": "box", "experiment": "smoke"}')
+    assert records.load_record(run_dir, to_reach=False) == {"host": "box", "experiment": "smoke"}
+    (run_dir / "local.json").write_text('{"host": ["box"]}')
+    with pytest.raises(OrchError, match="does not say where the run is: 'host'"):
+        records.load_record(run_dir, to_reach=False)
