@@ -130,7 +130,7 @@ def _from_file(path: Path, name: str, defaults: Optional[Dict] = None, cache: Op
     spec builder while the file is unchanged."""
     try:
         text = path.read_text()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         text = None  # read_mapping says why
     key = {"file": str(path), "text": text, "defaults": defaults or {}}
     if cache is not None and text is not None:

@@ -19,6 +19,12 @@ def read_mapping(path: Path, label: Union[str, Path, None] = None, text: Optiona
         raise OrchError(f"{label}: not valid YAML: {exc}", ExitCode.CONFIG) from None
     except OSError as exc:
         raise OrchError(f"{label}: cannot read: {exc.strerror}", ExitCode.CONFIG) from None
+    except UnicodeDecodeError as exc:
+        raise OrchError(
+            f"{label}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r})",
+            ExitCode.CONFIG,
+            hint="a config file is YAML saved as UTF-8 text",
+        ) from None
     if not isinstance(data, dict):
         raise OrchError(f"{label}: expected a mapping of keys at the top level", ExitCode.CONFIG)
     return data

@@ -121,3 +121,12 @@ def test_a_host_file_port_or_timeout_out_of_range_is_refused(project, line, mess
     (project.configs / "hosts" / "gpu.yaml").write_text(f"hostname: h\n{line}\n")
     with pytest.raises(OrchError, match=message):
         resolve_host(project, "gpu")
+
+
+def test_a_host_file_that_is_not_utf8_is_one_message(project):
+    # Was a UnicodeDecodeError traceback; `orch hosts list` marks the file INVALID instead.
+    (project.configs / "hosts" / "gpu.yaml").write_bytes(b"hostname: h\n\xbb\xff\n")
+    with pytest.raises(OrchError, match=r"gpu.yaml: not UTF-8 text \(byte 12: b'\\xbb'\)") as caught:
+        resolve_host(project, "gpu")
+    assert caught.value.hint
+    assert any("not UTF-8" in h.description for h in list_hosts(project) if h.name == "gpu")
