@@ -358,7 +358,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def logs(
-        run_id: str = typer.Argument(..., metavar="RUN"),
+        run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
         job: Optional[str] = typer.Argument(None, metavar="JOB", help="Job name (default: every job)."),
         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop)."),
         lines: int = typer.Option(40, "--lines", "-n", metavar="N", help="Lines to show from the end."),
@@ -368,6 +368,7 @@ def register(app: typer.Typer) -> None:
         """Tail (or follow) a job's log over SSH."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
+        run_id = run_dir.name  # the newest run's, when none was named
         record, doc = records.load_record(run_dir), records.load_resolved(run_dir)
         names = [j["name"] for j in doc["jobs"]]
         if job is not None and job not in names:

@@ -75,6 +75,8 @@ def test_run_status_logs_fetch(ssh_project, tmp_path):
 
     logs = p.orch("logs", "life", "class-0", "-n", "200", check=True)
     assert "train step" in logs.stdout and "[orch]" in logs.stdout
+    newest = p.orch("logs", "-n", "200", check=True)  # no RUN: the newest run, as status and fetch-results
+    assert "job class-0" in newest.stdout and "job class-1" in newest.stdout
 
     logins = p.sshd.logins()
     fetched = p.orch("fetch-results", "life", check=True)
