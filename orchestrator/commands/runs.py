@@ -173,6 +173,14 @@ def _evaluate(project: Project, run_id: str) -> dict:
     return metrics
 
 
+def check_min_accuracy(metrics: dict) -> None:
+    # Imported here, after an evaluation has loaded numpy anyway: a launch without --wait
+    # must not pay for results.evaluate's imports (~0.3 s CPU).
+    from orchestrator.results.evaluate import check_min_accuracy as check
+
+    check(metrics)
+
+
 def _evaluate_dir(run_dir) -> dict:
     from orchestrator.commands.quickfetch import evaluate_dir
 
@@ -245,7 +253,6 @@ def register(app: typer.Typer) -> None:
         Prints the run id on stdout (`R=$(orch run smoke)`); what it does goes to stderr.
         """
         from orchestrator.config import experiments
-        from orchestrator.results.evaluate import check_min_accuracy
         from orchestrator.runs import launch as runner
 
         project = Project.find()

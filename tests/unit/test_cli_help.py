@@ -1,6 +1,7 @@
 """Every command answers --help, as a user would call it (a fresh process each)."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,26 @@ def test_root_help_loads_no_command_machinery():
     assert proc.returncode == 0, proc.stderr
     assert "Exit codes: 0 success;" in proc.stdout and "fetch-results" in proc.stdout
     assert proc.stderr.strip() == "['orchestrator', 'orchestrator.cli', 'orchestrator.commands', 'orchestrator.errors']"
+
+
+def test_a_launch_loads_no_evaluation_machinery(tmp_path):
+    """`orch run` without --wait only launches: numpy and the evaluation modules (~0.3 s
+    CPU) are for --wait's evaluation.  --dry-run takes the same path up to the launch."""
+    code = (
+        "import sys, runpy, atexit\n"
+        "atexit.register(lambda: print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'scipy')"
+        " or m.startswith('orchestrator.results')), file=sys.stderr))\n"
+        "sys.argv = ['orch', 'run', 'smoke', '--dry-run']\n"
+        "runpy.run_module('orchestrator.cli', run_name='__main__')\n"
+    )
+    project = tmp_path / "p"  # a copy: the launch path caches host facts in the project's .orch/
+    for part in ("configs", "remote"):
+        shutil.copytree(REPO / part, project / part, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ORCH_SSH_CONFIG": str(tmp_path / "none")}
+    env.pop("ORCH_PROJECT", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True, timeout=timing.scaled(60)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "would launch" in proc.stdout + proc.stderr or "session orch-smoke" in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr[-2000:]
