@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 CHECK = """
@@ -62,3 +64,40 @@ def test_match_exec_runs_its_command_as_ssh_reads_it(tmp_path):
     got = resolve_in_fresh_interpreter(tmp_path, config)
     assert (got["hostname"], got["user"], got["port"]) == ("gpu.example.org", "ann", 2200)
     assert got["invoke_after"]  # imported only because this file asked for it
+
+
+def test_include_brings_in_hosts_as_ssh_reads_them(tmp_path, monkeypatch):
+    from orchestrator.config.hosts import list_hosts, resolve_host
+    from orchestrator.config.project import Project
+
+    home = tmp_path / "home"
+    (home / ".ssh" / "config.d").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    (home / ".ssh" / "config.d" / "10-gpu").write_text("Host gpu\n  HostName gpu.example.org\n  Port 2200\n")
+    (home / ".ssh" / "config.d" / "20-lab").write_text("Host lab\n  HostName lab.example.org\n")
+    (home / ".ssh" / "extra").write_text("  User ann\n")  # included inside a Host block: that block's
+    config = home / ".ssh" / "config"
+    config.write_text(
+        "Include config.d/*\n"  # relative: under ~/.ssh, wildcards in lexical order
+        "Include ~/.ssh/nothing-here-*\n"  # matches nothing: skipped, as ssh does
+        "Host box\n  HostName box.example.org\n  Include extra\n  Port 2022\n"  # Port stays box's
+    )
+    monkeypatch.setenv("ORCH_SSH_CONFIG", str(config))
+    project_dir = tmp_path / "p"
+    (project_dir / "configs" / "hosts").mkdir(parents=True)
+    (project_dir / "remote").mkdir()
+    project = Project(project_dir)
+    gpu, box = resolve_host(project, "gpu"), resolve_host(project, "box")
+    assert (gpu.hostname, gpu.port) == ("gpu.example.org", 2200)
+    assert (box.hostname, box.user, box.port) == ("box.example.org", "ann", 2022)
+    assert {"gpu", "lab", "box"} <= {h.name for h in list_hosts(project)}
+
+
+def test_an_include_loop_is_one_message(tmp_path, monkeypatch):
+    from orchestrator.config.sshconfig import read_ssh_config
+    from orchestrator.errors import OrchError
+
+    config = tmp_path / "config"
+    config.write_text(f"Include {config}\nHost a\n  HostName a\n")
+    with pytest.raises(OrchError, match="Include nested more than 16 deep"):
+        read_ssh_config(config)
