@@ -221,6 +221,17 @@ def _from_ssh_config(name: str) -> Optional[HostConfig]:
         return None
     where = f"{ssh_config_path()} (Host {name})"
     entry = ssh_config_entry(ssh_config_path(), name)
+    if entry.get("proxycommand") and not entry.get("proxyjump"):
+        # ssh(1) would reach the host through that command; connecting directly instead
+        # would fail with a misleading "cannot reach", or reach another machine.
+        words = entry["proxycommand"].split()
+        bastion = words[-1] if len(words) > 2 and words[0].endswith("ssh") and "-W" in words else "BASTION"
+        raise OrchError(
+            f"{where}: ProxyCommand {entry['proxycommand']!r}: orch does not run proxy commands",
+            ExitCode.CONFIG,
+            hint=f"for `ssh -W %h:%p {bastion}` write `ProxyJump {bastion}` instead (orch follows ProxyJump, "
+            f"verifying every hop's host key), or configs/hosts/{name}.yaml with `proxy_jump: {bastion}`",
+        )
     identity = entry.get("identityfile") or [""]
     host = HostConfig(
         name=name,

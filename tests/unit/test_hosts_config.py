@@ -130,3 +130,15 @@ def test_a_host_file_that_is_not_utf8_is_one_message(project):
         resolve_host(project, "gpu")
     assert caught.value.hint
     assert any("not UTF-8" in h.description for h in list_hosts(project) if h.name == "gpu")
+
+
+def test_a_proxycommand_alias_is_refused_not_connected_to_directly(project, tmp_path):
+    (tmp_path / "ssh_config").write_text(
+        "Host gpu\n  HostName 10.0.0.5\n  ProxyCommand ssh -W %h:%p bastion\n"
+        "Host both\n  HostName 10.0.0.6\n  ProxyCommand ssh -W %h:%p bastion\n  ProxyJump bastion\n"
+    )
+    with pytest.raises(OrchError, match=r"\(Host gpu\): ProxyCommand 'ssh -W 10.0.0.5:22 bastion'") as caught:
+        resolve_host(project, "gpu")
+    assert "ProxyJump bastion" in caught.value.hint
+    # With ProxyJump too, ssh(1) uses the first one it reads; orch follows the ProxyJump.
+    assert resolve_host(project, "both").proxy_jump == "bastion"
