@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
 import os
 import sys
@@ -32,6 +33,9 @@ class HostFile:
     identity_file: str = ""
     known_hosts_file: str = "~/.ssh/known_hosts"
     proxy_jump: str = ""
+    # A local command whose stdin/stdout is the connection, as OpenSSH's ProxyCommand (run by
+    # /bin/sh; %h %p %r %n %% expanded).  One of proxy_jump and proxy_command, not both.
+    proxy_command: str = ""
     workdir: str = "~/orch"  # where code, data and runs live on the host
     python: str = ""  # interpreter the jobs use there (bootstrap fills it in)
     extra_path: List[str] = field(default_factory=list)  # prepended to PATH remotely
@@ -72,6 +76,7 @@ _NO_CONTROL = (
     "identity_file",
     "known_hosts_file",
     "proxy_jump",
+    "proxy_command",
     "workdir",
     "python",
     "extra_path",
@@ -93,6 +98,13 @@ def check_values(host: HostFile, where: str) -> None:
             f"{where}: key 'port': expected a port number from 1 to 65535, got {host.port}",
             ExitCode.CONFIG,
             hint="the port sshd listens on (22 unless the host's admin says otherwise)",
+        )
+    if host.proxy_command and host.proxy_jump and host.proxy_jump.lower() != "none":
+        raise OrchError(
+            f"{where}: both proxy_jump and proxy_command are set",
+            ExitCode.CONFIG,
+            hint="keep one: proxy_jump (orch connects through each hop, verifying its host key) "
+            "or proxy_command (a local command carries the connection)",
         )
     if not host.connect_timeout > 0:
         raise OrchError(
@@ -136,7 +148,7 @@ def _from_file(path: Path, name: str, defaults: Optional[Dict] = None, cache: Op
     if cache is not None and text is not None:
         found = _cached(cache, key, name, path)
         if found is not None:
-            return found
+            return _tokens_expanded(found)
     from orchestrator.config.yamlfile import read_mapping
     from remote.spec import SpecError, build
 
@@ -152,7 +164,17 @@ def _from_file(path: Path, name: str, defaults: Optional[Dict] = None, cache: Op
     if cache is not None and text is not None:
         _keep(cache, key, base)
     # Field by field, not asdict(): that would turn the nested `slurm` options into a dict.
-    return HostConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, name=name, source=str(path))
+    return _tokens_expanded(
+        HostConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, name=name, source=str(path))
+    )
+
+
+def _tokens_expanded(host: HostConfig) -> HostConfig:
+    """A host file's HOST with its proxy_command's %-tokens expanded (an SSH config alias's
+    come expanded by Paramiko)."""
+    if host.proxy_command:
+        host.proxy_command = "" if _is_none(host.proxy_command) else expand_proxy_command(host)
+    return host
 
 
 def _cache_file(project: Project, name: str) -> Path:
@@ -214,6 +236,32 @@ def _ssh_number(entry: Dict, key: str, default: float, where: str) -> float:
         ) from None
 
 
+def _is_none(value: Optional[str]) -> bool:
+    return not value or value.strip().lower() == "none"
+
+
+def expand_proxy_command(host: HostConfig) -> str:
+    """HOST's proxy_command with OpenSSH's tokens: %h hostname, %p port, %r user, %n the name
+    as given, %% a percent sign."""
+    values = {"h": host.hostname, "p": str(host.port), "r": host.user or getpass.getuser(), "n": host.name, "%": "%"}
+    out, text, i = [], host.proxy_command, 0
+    while i < len(text):
+        if text[i] != "%":
+            out.append(text[i])
+            i += 1
+            continue
+        token = text[i + 1 : i + 2]
+        if token not in values:
+            raise OrchError(
+                f"{host.source or host.name}: proxy_command {text!r}: unknown token %{token}",
+                ExitCode.CONFIG,
+                hint="tokens are %h (hostname), %p (port), %r (user), %n (host name as given), %% (a percent sign)",
+            )
+        out.append(values[token])
+        i += 2
+    return "".join(out)
+
+
 def _from_ssh_config(name: str) -> Optional[HostConfig]:
     from orchestrator.config.sshconfig import ssh_config_entry
 
@@ -221,17 +269,6 @@ def _from_ssh_config(name: str) -> Optional[HostConfig]:
         return None
     where = f"{ssh_config_path()} (Host {name})"
     entry = ssh_config_entry(ssh_config_path(), name)
-    if entry.get("proxycommand") and not entry.get("proxyjump"):
-        # ssh(1) would reach the host through that command; connecting directly instead
-        # would fail with a misleading "cannot reach", or reach another machine.
-        words = entry["proxycommand"].split()
-        bastion = words[-1] if len(words) > 2 and words[0].endswith("ssh") and "-W" in words else "BASTION"
-        raise OrchError(
-            f"{where}: ProxyCommand {entry['proxycommand']!r}: orch does not run proxy commands",
-            ExitCode.CONFIG,
-            hint=f"for `ssh -W %h:%p {bastion}` write `ProxyJump {bastion}` instead (orch follows ProxyJump, "
-            f"verifying every hop's host key), or configs/hosts/{name}.yaml with `proxy_jump: {bastion}`",
-        )
     identity = entry.get("identityfile") or [""]
     host = HostConfig(
         name=name,
@@ -242,6 +279,9 @@ def _from_ssh_config(name: str) -> Optional[HostConfig]:
         identity_file=identity[0],
         known_hosts_file=(entry.get("userknownhostsfile") or "~/.ssh/known_hosts").split()[0],
         proxy_jump=entry.get("proxyjump", ""),
+        # Paramiko has expanded its %-tokens already.  ssh(1) takes the first of ProxyJump
+        # and ProxyCommand it reads; Paramiko cannot say which came first: ProxyJump wins.
+        proxy_command="" if entry.get("proxyjump") or _is_none(entry.get("proxycommand")) else entry["proxycommand"],
         connect_timeout=_ssh_number(entry, "ConnectTimeout", 10, where),
     )
     check_values(host, where)
@@ -295,9 +335,11 @@ def host_yaml(host: HostConfig, **extra) -> str:
     host file's defaults (hostname always), then EXTRA; quoted by YAML itself."""
     defaults = HostFile()
     data = {"hostname": host.hostname}
-    for key in ("port", "user", "identity_file", "known_hosts_file", "proxy_jump", "connect_timeout"):
+    for key in ("port", "user", "identity_file", "known_hosts_file", "proxy_jump", "proxy_command", "connect_timeout"):
         if getattr(host, key) != getattr(defaults, key):
             data[key] = getattr(host, key)
+    if "proxy_command" in data:  # expanded already: a % in it is a percent sign
+        data["proxy_command"] = data["proxy_command"].replace("%", "%%")
     data.update(extra)
     import yaml
 

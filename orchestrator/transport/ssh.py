@@ -28,6 +28,16 @@ from orchestrator.transport.base import Result, Transport, temp_name
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
+class _ProxyCommand(paramiko.ProxyCommand):
+    """Paramiko's ProxyCommand, closed at most once: its close() signals the command's PID
+    whether or not it has ended and been reaped, and Paramiko closes the socket again from
+    its exit handler (a ProcessLookupError traceback after a failed connection)."""
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+
+
 class _HostKeyRefused(paramiko.SSHException):
     """Raised inside connect() by _CheckHostKey; turned into an OrchError by _open."""
 
@@ -89,7 +99,7 @@ class SSHTransport(Transport):
             from orchestrator.transport import proxyjump
 
             hops = proxyjump.chain(self.host)
-            sock = None
+            sock = self._proxy(self.host) if self.host.proxy_command and not hops else None
             for i, hop in enumerate(hops):
                 label = f"jump host {hop.name} ({hop.display()}, hop {i + 1} of {len(hops)} to {self.host.name})"
                 client = self._open(hop, sock, label)
@@ -98,6 +108,35 @@ class SSHTransport(Transport):
                 sock = self._tunnel(client, label, nxt)
             self._conn = self._open(self.host, sock)
         return self._conn
+
+    def _proxy(self, host: HostConfig):
+        """HOST's connection carried by its proxy_command, run by /bin/sh as ssh(1) runs it
+        (`exec`, so closing the connection ends the command itself, not only its shell)."""
+        return _ProxyCommand(shell.join(["/bin/sh", "-c", "exec " + host.proxy_command]))
+
+    def _proxy_error(self, host: HostConfig, where: str, sock, exc: BaseException) -> OrchError:
+        """Why a connection through a proxy_command failed, with the command's own last
+        words when it has ended (its stderr: local output, shown as plain text)."""
+        import subprocess
+
+        process = sock.process
+        try:
+            process.wait(timeout=1)  # a command that closed the pipe is ending: its exit code
+        except subprocess.TimeoutExpired:
+            pass
+        if process.returncode is None:
+            detail = str(exc) or type(exc).__name__
+        else:  # Paramiko's own words ("No existing session") would only say the pipe closed
+            tail = process.stderr.read(4096).decode("utf-8", "replace").strip().splitlines()
+            detail = f"the command exited with code {process.returncode}" + (
+                f": {ascii(tail[-1])[1:-1]}" if tail else ""
+            )
+        return OrchError(
+            f"SSH connection to {where} through proxy_command {host.proxy_command!r} failed: {detail}",
+            ExitCode.UNREACHABLE,
+            hint="run the command by hand: it must connect its stdin/stdout to the host's sshd"
+            + (f" ({host.source})" if host.source else ""),
+        )
 
     def _tunnel(self, client: paramiko.SSHClient, label: str, nxt: HostConfig):
         """A direct-tcpip channel from a verified hop to the next host of the chain."""
@@ -146,15 +185,24 @@ class SSHTransport(Transport):
         client.set_missing_host_key_policy(policy)
         where = label or host.display()
         try:
-            client.connect(
-                host.hostname,
-                port=host.port,
-                timeout=host.connect_timeout,
-                banner_timeout=host.connect_timeout,
-                auth_timeout=host.connect_timeout,
-                transport_factory=transport_factory,
-                **kwargs,
-            )
+            try:
+                client.connect(
+                    host.hostname,
+                    port=host.port,
+                    timeout=host.connect_timeout,
+                    banner_timeout=host.connect_timeout,
+                    auth_timeout=host.connect_timeout,
+                    transport_factory=transport_factory,
+                    **kwargs,
+                )
+            except (paramiko.SSHException, OSError) as exc:
+                # Through a proxy command, "no SSH banner" or a reset says the command
+                # failed: probing the host's port directly (below) would be beside the point.
+                proxied = isinstance(sock, paramiko.ProxyCommand)
+                if proxied and not isinstance(exc, (_HostKeyRefused, paramiko.AuthenticationException)):
+                    client.close()
+                    raise self._proxy_error(host, where, sock, exc) from None
+                raise
         except _HostKeyRefused as exc:
             client.close()
             raise self._key_error(host, where, known, exc.verdict, exc.key) from None
@@ -398,7 +446,16 @@ class SSHTransport(Transport):
             self._sftp.close()
             self._sftp = None
         if self._conn is not None:
-            self._conn.close()
+            sock = self._conn.get_transport().sock if self._conn.get_transport() else None
+            self._conn.close()  # a proxy command gets SIGTERM here (Paramiko's ProxyCommand.close)
             self._conn = None
+            if isinstance(sock, paramiko.ProxyCommand):
+                import subprocess
+
+                try:
+                    sock.process.wait(timeout=5)  # reaped: no command outlives the connection
+                except subprocess.TimeoutExpired:  # it ignored SIGTERM
+                    sock.process.kill()
+                    sock.process.wait()
         while self._jump_clients:  # the hops last, nearest the host first
             self._jump_clients.pop().close()

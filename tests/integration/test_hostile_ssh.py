@@ -2,6 +2,7 @@
 
 import getpass
 import os
+import sys
 
 import pytest
 from hostile import new_key
@@ -140,3 +141,71 @@ def test_proxy_jump_none_means_direct(ssh_project, tmp_path):
     assert p.sshd.logins() == before + 1
     p.write_host(proxy_jump="none")  # the same word in a host file
     assert p.orch("hosts", "check", "testhost").returncode == 0
+
+
+RELAY = r"""
+import os, socket, sys, threading
+host, port, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(marker, "a") as fh:
+    fh.write(f"{os.getpid()} {host}:{port}\n")
+conn = socket.create_connection((host, port))
+def up():
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        conn.sendall(data)
+    conn.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    os.write(1, data)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone too
+        return fh.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_proxy_command_carries_the_connection_and_ends_with_it(ssh_project, tmp_path):
+    p = ssh_project
+    relay, marker = tmp_path / "relay.py", tmp_path / "relayed"
+    relay.write_text(RELAY)
+    p.write_host(proxy_command=f"{sys.executable} {relay} %h %p {marker}")
+    before = p.sshd.logins()
+    checked = p.orch("hosts", "check", "testhost", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert p.sshd.logins() == before + 1
+    pid, target = marker.read_text().split()
+    assert target == f"127.0.0.1:{p.sshd.port}"  # %h and %p, expanded
+    assert not _alive(int(pid))  # the command ended with the connection
+    # The same from an ~/.ssh/config alias, with a run: code sync and the fetch's rsync ride
+    # the connection the command carries.
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(
+        f"Host viaproxy\n    HostName 127.0.0.1\n    Port {p.sshd.port}\n    User {_user()}\n"
+        f"    IdentityFile {p.sshd.client_key}\n    UserKnownHostsFile {p.sshd.known_hosts}\n"
+        f"    ProxyCommand {sys.executable} {relay} %h %p {marker}\n"
+    )
+    p.env["ORCH_SSH_CONFIG"] = str(cfg)
+    (p.root / "configs" / "hosts" / "testhost.yaml").unlink()
+    p.write_host("viaproxy_unused")  # a host file needs no proxy to exist beside the alias
+    checked = p.orch("hosts", "check", "viaproxy", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert len(marker.read_text().splitlines()) == 2
+
+
+def test_a_failing_proxy_command_says_so_with_its_own_words(ssh_project):
+    p = ssh_project
+    p.write_host(proxy_command="sh -c 'echo no route to the lab >&2; exit 7'")
+    proc = p.orch("hosts", "check", "testhost")
+    assert proc.returncode == 5, proc.stderr
+    assert "through proxy_command" in proc.stderr and "exited with code 7: no route to the lab" in proc.stderr
+    assert "Traceback" not in proc.stderr

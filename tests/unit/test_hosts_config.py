@@ -132,13 +132,33 @@ def test_a_host_file_that_is_not_utf8_is_one_message(project):
     assert any("not UTF-8" in h.description for h in list_hosts(project) if h.name == "gpu")
 
 
-def test_a_proxycommand_alias_is_refused_not_connected_to_directly(project, tmp_path):
+def test_proxy_command_from_an_ssh_config_alias_and_a_host_file(project, tmp_path):
     (tmp_path / "ssh_config").write_text(
         "Host gpu\n  HostName 10.0.0.5\n  ProxyCommand ssh -W %h:%p bastion\n"
         "Host both\n  HostName 10.0.0.6\n  ProxyCommand ssh -W %h:%p bastion\n  ProxyJump bastion\n"
+        "Host plain\n  HostName 10.0.0.7\n  ProxyCommand none\n"
     )
-    with pytest.raises(OrchError, match=r"\(Host gpu\): ProxyCommand 'ssh -W 10.0.0.5:22 bastion'") as caught:
-        resolve_host(project, "gpu")
-    assert "ProxyJump bastion" in caught.value.hint
-    # With ProxyJump too, ssh(1) uses the first one it reads; orch follows the ProxyJump.
-    assert resolve_host(project, "both").proxy_jump == "bastion"
+    assert resolve_host(project, "gpu").proxy_command == "ssh -W 10.0.0.5:22 bastion"  # Paramiko's expansion
+    both = resolve_host(project, "both")  # ssh(1) takes whichever it reads first; orch, ProxyJump
+    assert (both.proxy_jump, both.proxy_command) == ("bastion", "")
+    assert resolve_host(project, "plain").proxy_command == ""
+    path = project.configs / "hosts" / "box.yaml"
+    box = "hostname: box.example.org\nport: 2222\nuser: ann\n"
+    path.write_text(box + "proxy_command: 'relay %h %p as %r for %n 100%%'\n")
+    expanded = "relay box.example.org 2222 as ann for box 100%"
+    assert resolve_host(project, "box").proxy_command == expanded
+    assert resolve_host(project, "box").proxy_command == expanded  # from the cache, expanded the same
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ("proxy_command: nc %h %q", r"box.yaml: proxy_command 'nc %h %q': unknown token %q"),
+        ("proxy_command: nc %h %p\nproxy_jump: bastion", r"box.yaml: both proxy_jump and proxy_command are set"),
+        ('proxy_command: "nc\\n%h"', r"key 'proxy_command': contains a control character"),
+    ],
+)
+def test_a_bad_proxy_command_is_one_message(project, lines, message):
+    (project.configs / "hosts" / "box.yaml").write_text(f"hostname: box\n{lines}\n")
+    with pytest.raises(OrchError, match=message):
+        resolve_host(project, "box")
