@@ -186,8 +186,14 @@ def test_proxy_command_carries_the_connection_and_ends_with_it(ssh_project, tmp_
     pid, target = marker.read_text().split()
     assert target == f"127.0.0.1:{p.sshd.port}"  # %h and %p, expanded
     assert not _alive(int(pid))  # the command ended with the connection
-    # The same from an ~/.ssh/config alias, with a run: code sync and the fetch's rsync ride
-    # the connection the command carries.
+    # A run: the code sync, the launch and the fetch's rsync all ride the connection it carries.
+    p.orch("run", "smoke", "--host", "testhost", "--name", "px", "--set", "train.steps=2", check=True)
+    assert [j["state"] for j in p.wait_state("px")] == ["done", "done"]
+    fetched = p.orch("fetch-results", "px", "--no-eval", check=True)
+    assert "results verified" in fetched.stderr
+    pids = [int(line.split()[0]) for line in marker.read_text().splitlines()]
+    assert len(pids) >= 4 and not any(_alive(pid) for pid in pids)  # check, run, status, fetch
+    # The same from an ~/.ssh/config alias.
     cfg = tmp_path / "ssh_config"
     cfg.write_text(
         f"Host viaproxy\n    HostName 127.0.0.1\n    Port {p.sshd.port}\n    User {_user()}\n"
@@ -195,11 +201,10 @@ def test_proxy_command_carries_the_connection_and_ends_with_it(ssh_project, tmp_
         f"    ProxyCommand {sys.executable} {relay} %h %p {marker}\n"
     )
     p.env["ORCH_SSH_CONFIG"] = str(cfg)
-    (p.root / "configs" / "hosts" / "testhost.yaml").unlink()
-    p.write_host("viaproxy_unused")  # a host file needs no proxy to exist beside the alias
+    relayed = len(marker.read_text().splitlines())
     checked = p.orch("hosts", "check", "viaproxy", "--json")
     assert checked.returncode == 0, checked.stderr
-    assert len(marker.read_text().splitlines()) == 2
+    assert len(marker.read_text().splitlines()) == relayed + 1
 
 
 def test_a_failing_proxy_command_says_so_with_its_own_words(ssh_project):
