@@ -91,6 +91,7 @@ def test_run_names_with_control_characters_are_refused(p, name):
         ("hostname", "127.0.0.1\n"),
         ("user", "me\x1b"),
         ("proxy_jump", "a\nb"),
+        ("proxy_command", "nc %h %p\nrm -rf ~"),
     ],
 )
 def test_control_characters_in_host_paths_are_config_errors(p, tmp_path, key, value):

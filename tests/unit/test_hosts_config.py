@@ -111,16 +111,19 @@ def test_a_bad_ssh_config_value_is_one_message_naming_the_file_and_host(project,
 
 
 @pytest.mark.parametrize(
-    "line, message",
+    "lines, message",
     [
-        ("port: 0", r"gpu.yaml: key 'port': expected a port number from 1 to 65535, got 0"),
-        ("connect_timeout: -1", r"gpu.yaml: key 'connect_timeout': expected seconds above 0, got -1"),
+        ("port: 0", r"box.yaml: key 'port': expected a port number from 1 to 65535, got 0"),
+        ("connect_timeout: -1", r"box.yaml: key 'connect_timeout': expected seconds above 0, got -1"),
+        ("proxy_command: nc %h %q", r"box.yaml: proxy_command 'nc %h %q': unknown token %q"),
+        ("proxy_command: nc %h %p\nproxy_jump: bastion", r"box.yaml: both proxy_jump and proxy_command are set"),
+        ('proxy_command: "nc\\n%h"', r"key 'proxy_command': contains a control character"),
     ],
 )
-def test_a_host_file_port_or_timeout_out_of_range_is_refused(project, line, message):
-    (project.configs / "hosts" / "gpu.yaml").write_text(f"hostname: h\n{line}\n")
+def test_a_bad_host_file_value_is_one_message(project, lines, message):
+    (project.configs / "hosts" / "box.yaml").write_text(f"hostname: box\n{lines}\n")
     with pytest.raises(OrchError, match=message):
-        resolve_host(project, "gpu")
+        resolve_host(project, "box")
 
 
 def test_a_host_file_that_is_not_utf8_is_one_message(project):
@@ -148,17 +151,3 @@ def test_proxy_command_from_an_ssh_config_alias_and_a_host_file(project, tmp_pat
     expanded = "relay box.example.org 2222 as ann for box 100%"
     assert resolve_host(project, "box").proxy_command == expanded
     assert resolve_host(project, "box").proxy_command == expanded  # from the cache, expanded the same
-
-
-@pytest.mark.parametrize(
-    "lines, message",
-    [
-        ("proxy_command: nc %h %q", r"box.yaml: proxy_command 'nc %h %q': unknown token %q"),
-        ("proxy_command: nc %h %p\nproxy_jump: bastion", r"box.yaml: both proxy_jump and proxy_command are set"),
-        ('proxy_command: "nc\\n%h"', r"key 'proxy_command': contains a control character"),
-    ],
-)
-def test_a_bad_proxy_command_is_one_message(project, lines, message):
-    (project.configs / "hosts" / "box.yaml").write_text(f"hostname: box\n{lines}\n")
-    with pytest.raises(OrchError, match=message):
-        resolve_host(project, "box")
