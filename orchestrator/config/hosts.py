@@ -6,6 +6,7 @@ import dataclasses
 import getpass
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,7 @@ def check_values(host: HostFile, where: str) -> None:
             ExitCode.CONFIG,
             hint="the port sshd listens on (22 unless the host's admin says otherwise)",
         )
-    if host.proxy_command and host.proxy_jump and host.proxy_jump.lower() != "none":
+    if host.proxy_command and not is_none(host.proxy_jump):
         raise OrchError(
             f"{where}: both proxy_jump and proxy_command are set",
             ExitCode.CONFIG,
@@ -173,7 +174,7 @@ def _tokens_expanded(host: HostConfig) -> HostConfig:
     """A host file's HOST with its proxy_command's %-tokens expanded (an SSH config alias's
     come expanded by Paramiko)."""
     if host.proxy_command:
-        host.proxy_command = "" if _is_none(host.proxy_command) else expand_proxy_command(host)
+        host.proxy_command = "" if is_none(host.proxy_command) else expand_proxy_command(host)
     return host
 
 
@@ -236,30 +237,26 @@ def _ssh_number(entry: Dict, key: str, default: float, where: str) -> float:
         ) from None
 
 
-def _is_none(value: Optional[str]) -> bool:
-    return not value or value.strip().lower() == "none"
+def is_none(value: Optional[str]) -> bool:
+    """An empty ProxyJump/ProxyCommand value, or OpenSSH's explicit ``none``."""
+    return not value or not value.strip() or value.strip().lower() == "none"
 
 
 def expand_proxy_command(host: HostConfig) -> str:
     """HOST's proxy_command with OpenSSH's tokens: %h hostname, %p port, %r user, %n the name
     as given, %% a percent sign."""
     values = {"h": host.hostname, "p": str(host.port), "r": host.user or getpass.getuser(), "n": host.name, "%": "%"}
-    out, text, i = [], host.proxy_command, 0
-    while i < len(text):
-        if text[i] != "%":
-            out.append(text[i])
-            i += 1
-            continue
-        token = text[i + 1 : i + 2]
-        if token not in values:
+
+    def token(found: "re.Match[str]") -> str:
+        if found.group(1) not in values:
             raise OrchError(
-                f"{host.source or host.name}: proxy_command {text!r}: unknown token %{token}",
+                f"{host.source or host.name}: proxy_command {host.proxy_command!r}: unknown token %{found.group(1)}",
                 ExitCode.CONFIG,
                 hint="tokens are %h (hostname), %p (port), %r (user), %n (host name as given), %% (a percent sign)",
             )
-        out.append(values[token])
-        i += 2
-    return "".join(out)
+        return values[found.group(1)]
+
+    return re.sub(r"%(.?)", token, host.proxy_command, flags=re.DOTALL)
 
 
 def _from_ssh_config(name: str) -> Optional[HostConfig]:
@@ -281,7 +278,7 @@ def _from_ssh_config(name: str) -> Optional[HostConfig]:
         proxy_jump=entry.get("proxyjump", ""),
         # Paramiko has expanded its %-tokens already.  ssh(1) takes the first of ProxyJump
         # and ProxyCommand it reads; Paramiko cannot say which came first: ProxyJump wins.
-        proxy_command="" if entry.get("proxyjump") or _is_none(entry.get("proxycommand")) else entry["proxycommand"],
+        proxy_command="" if entry.get("proxyjump") or is_none(entry.get("proxycommand")) else entry["proxycommand"],
         connect_timeout=_ssh_number(entry, "ConnectTimeout", 10, where),
     )
     check_values(host, where)

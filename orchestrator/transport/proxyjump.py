@@ -18,14 +18,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import List, Optional, Tuple
 
-from orchestrator.config.hosts import HostConfig, ssh_config_path
+from orchestrator.config.hosts import HostConfig, is_none, ssh_config_path
 from orchestrator.errors import ExitCode, OrchError
 
 MAX_HOPS = 8
-
-
-def is_none(spec: str) -> bool:
-    return not spec.strip() or spec.strip().lower() == "none"
 
 
 def parse_hop(spec: str) -> Tuple[str, str, Optional[int]]:
