@@ -313,7 +313,7 @@ def main() -> int:
 
             plots = [sys.executable, "-m", "orchestrator.cli", "eval", run_id, "--plots"]
             fresh, cached = [], []
-            for _ in range(max(1, args.repeats // 2)):
+            for _ in range(args.repeats):
                 shutil.rmtree(run_dir / "plots", ignore_errors=True)
                 fresh.append(subprocess_cost(plots, env, Path(args.orch_root))[0])
                 cached.append(subprocess_cost(plots, env, Path(args.orch_root))[0])
