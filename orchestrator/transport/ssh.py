@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import List, Optional
 
@@ -29,9 +30,38 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class _ProxyCommand(paramiko.ProxyCommand):
-    """Paramiko's ProxyCommand, closed at most once: its close() signals the command's PID
-    whether or not it has ended and been reaped, and Paramiko closes the socket again from
-    its exit handler (a ProcessLookupError traceback after a failed connection)."""
+    """Paramiko's ProxyCommand, with its stderr read as it comes and closed at most once.
+
+    Paramiko pipes the command's stderr and never reads it: a command that writes more
+    than a pipe holds (64 KiB; `ssh -v -W %h:%p bastion` does in a few connections) would
+    block, and the connection with it.  A thread keeps the last TAIL bytes, for the
+    message when the command fails.  Paramiko's close() signals the command's PID whether
+    or not it has ended and been reaped, and Paramiko closes the socket again from its
+    exit handler (a ProcessLookupError traceback after a failed connection)."""
+
+    TAIL = 4096
+
+    def __init__(self, command_line: str):
+        super().__init__(command_line)
+        self._stderr_tail = b""
+        self._stderr_reader = threading.Thread(target=self._read_stderr, name="proxy_command stderr", daemon=True)
+        self._stderr_reader.start()
+
+    def _read_stderr(self) -> None:
+        stream = self.process.stderr
+        while True:
+            try:
+                chunk = stream.read(65536)
+            except (OSError, ValueError):
+                return
+            if not chunk:
+                return
+            self._stderr_tail = (self._stderr_tail + chunk)[-self.TAIL :]
+
+    def stderr_tail(self, timeout: float = 1.0) -> str:
+        """The last words of an ended command's stderr (waiting up to TIMEOUT for the pipe to close)."""
+        self._stderr_reader.join(timeout)
+        return self._stderr_tail.decode("utf-8", "replace")
 
     def close(self):
         if self.process.poll() is None:
@@ -127,7 +157,7 @@ class SSHTransport(Transport):
         if process.returncode is None:
             detail = str(exc) or type(exc).__name__
         else:  # Paramiko's own words ("No existing session") would only say the pipe closed
-            tail = process.stderr.read(4096).decode("utf-8", "replace").strip().splitlines()
+            tail = sock.stderr_tail().strip().splitlines()
             detail = f"the command exited with code {process.returncode}" + (
                 f": {ascii(tail[-1])[1:-1]}" if tail else ""
             )
@@ -303,8 +333,6 @@ class SSHTransport(Transport):
     def _exec(self, command, timeout, stdin, max_output):
         # Straight on a Paramiko channel rather than Fabric's run(): invoke feeds stdin
         # with a sleep per read and polls for the exit, which cost seconds per command.
-        import threading
-
         from orchestrator.transport.base import read_capped
 
         conn = self._connection()

@@ -148,6 +148,8 @@ import os, socket, sys, threading
 host, port, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with open(marker, "a") as fh:
     fh.write(f"{os.getpid()} {host}:{port}\n")
+for i in range(int(sys.argv[4]) if len(sys.argv) > 4 else 0):  # chatter, as `ssh -v -W` writes
+    os.write(2, b"debug1: %d bytes of chatter on stderr\n" % i)
 conn = socket.create_connection((host, port))
 def up():
     while True:
@@ -205,6 +207,23 @@ def test_proxy_command_carries_the_connection_and_ends_with_it(ssh_project, tmp_
     checked = p.orch("hosts", "check", "viaproxy", "--json")
     assert checked.returncode == 0, checked.stderr
     assert len(marker.read_text().splitlines()) == relayed + 1
+
+
+def test_a_proxy_command_that_writes_much_to_stderr_does_not_stall(ssh_project, tmp_path):
+    # 10,000 lines (~400 KB) on stderr: more than a pipe holds, which nobody read before.
+    p = ssh_project
+    relay, marker = tmp_path / "relay.py", tmp_path / "relayed"
+    relay.write_text(RELAY)
+    p.write_host(proxy_command=f"{sys.executable} {relay} %h %p {marker} 10000")
+    checked = p.orch("hosts", "check", "testhost", "--json", timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    assert "chatter" not in checked.stderr  # the command's stderr is not relayed while it works
+    (pid,) = [int(line.split()[0]) for line in marker.read_text().splitlines()]
+    assert not _alive(pid)
+    # A failing command's last words are found after any amount of chatter.
+    p.write_host(proxy_command="sh -c 'seq 100000 >&2; echo no route to the lab >&2; exit 7'")
+    proc = p.orch("hosts", "check", "testhost")
+    assert proc.returncode == 5 and "exited with code 7: no route to the lab" in proc.stderr, proc.stderr
 
 
 def test_a_failing_proxy_command_says_so_with_its_own_words(ssh_project):
