@@ -1,6 +1,6 @@
 """Evaluation cost: `orch eval` against a numpy reference on the same score files.
 
-    python bench/bench_eval.py [--repeats 5] [--write docs/BENCHMARKS-controller.md]
+    python bench/bench_eval.py [--repeats 5] [--before REV] [--write docs/BENCHMARKS-controller.md]
     python bench/bench_eval.py --reference RUN_DIR      (the reference, as a process of its own)
 
 Synthetic runs of 120 and 25,000 test texts (two class jobs, files as docs/CONTRACT.md
@@ -16,7 +16,8 @@ A and B alternate within each repeat (which goes first alternates too), so a cha
 the machine's load hits both; the report gives min/median/max, the ratio of medians, and
 the load average before and after.  CPU is user+sys of the process (for subprocesses,
 from wait4), wall is elapsed time.  `orch eval --plots` is timed on its own (drawing
-the four PNGs from scratch, then the cached case).  The controller's modules are
+the four PNGs from scratch, then the cached case); with --before REV, also against REV's
+controller (`git archive`), the two interleaved.  The controller's modules are
 byte-compiled first, as an installed orch's are.
 
 With --write, the "## Evaluation" section of the given markdown file is replaced (or
@@ -251,6 +252,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="120,25000")
     ap.add_argument("--orch-root", default=str(REPO), help="the checkout whose `orch eval` the CLI rows time")
     ap.add_argument("--write", metavar="MARKDOWN", help="replace the '## Evaluation' section of this file")
+    ap.add_argument("--before", metavar="REV", help="also time `orch eval --plots` of git revision REV, interleaved")
     args = ap.parse_args()
     if args.reference:
         acc, low, high = reference(Path(args.reference))
@@ -265,6 +267,15 @@ def main() -> int:
     trees = [str(Path(args.orch_root) / d) for d in ("orchestrator", "remote")]
     subprocess.run([sys.executable, "-m", "compileall", "-q", *trees], stdout=subprocess.DEVNULL, check=True)
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-eval-"))
+    old_tree = None
+    if args.before:  # REV's orchestrator/ and remote/, byte-compiled as above
+        old_tree = tmp / "before"
+        old_tree.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.before, "orchestrator", "remote"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "x", "-C", str(old_tree)], input=archive, check=True)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(old_tree)], stdout=subprocess.DEVNULL, check=True)
     load_before = loadavg()
     rows: List[str] = []
     notes: List[str] = []
@@ -321,6 +332,18 @@ def main() -> int:
                 f"| {n:,} | `orch eval --plots`, CPU: 4 PNGs drawn / already drawn (cached) | {spread(fresh)} | "
                 f"{spread(cached)} | |"
             )
+            if old_tree is not None:
+
+                def drawn(root: Path, run_dir=run_dir, plots=plots) -> Tuple[float, float]:
+                    shutil.rmtree(run_dir / "plots", ignore_errors=True)
+                    return subprocess_cost(plots, env, root)
+
+                a, b = interleave(lambda: drawn(Path(args.orch_root)), lambda: drawn(old_tree), args.repeats)
+                cpu_a, cpu_b = [x[0] for x in a], [x[0] for x in b]
+                rows.append(
+                    f"| {n:,} | `orch eval --plots`, CPU, 4 PNGs drawn: this checkout (A) vs `{args.before}` (B) | "
+                    f"{spread(cpu_a)} | {spread(cpu_b)} | **{ratio(cpu_a, cpu_b)}** |"
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = loadavg()
@@ -329,7 +352,9 @@ def main() -> int:
             SECTION,
             "",
             f"Measured {time.strftime('%Y-%m-%d %H:%M')} with "
-            f"`python bench/bench_eval.py --repeats {args.repeats}` on: "
+            f"`python bench/bench_eval.py --repeats {args.repeats}"
+            + (f" --before {args.before}" if args.before else "")
+            + "` on: "
             f"{machine()}. Load average (1/5/15 min) before {load_before}, after {load_after}.",
             "",
             "A = orch, B = the numpy reference (read the score files with `json.loads` per line, accuracy, "
