@@ -379,7 +379,7 @@ def main() -> int:
             new = old.rstrip("\n") + "\n\n" + text
         else:
             end = old.find("\n## ", start + len(SECTION))
-            new = old[:start] + text + (old[end + 1 :] if end >= 0 else "")
+            new = old[:start] + text + ("\n" + old[end + 1 :] if end >= 0 else "")
         path.write_text(new)
     return 0
 
