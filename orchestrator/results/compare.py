@@ -23,7 +23,8 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import yardsticks as ystk
 from orchestrator.results.evaluate import Evaluation, evaluate
 from orchestrator.results.metrics import mcnemar_exact, mcnemar_pair  # noqa: F401 (part of this module's API)
-from orchestrator.results.scores import RunData, Scores, load_run, load_scores, name_examples
+from orchestrator.results.scores import RunData, load_run, load_scores
+from orchestrator.results.scoretable import Scores, name_examples
 
 
 @dataclass

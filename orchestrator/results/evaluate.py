@@ -42,7 +42,8 @@ from orchestrator.results.metrics import (
     length_buckets,
     predict,
 )
-from orchestrator.results.scores import RunData, Scores, load_run, load_scores, name_examples, scores_digest
+from orchestrator.results.scores import RunData, load_run, load_scores, scores_digest
+from orchestrator.results.scoretable import Scores, name_examples
 from orchestrator.results.uncertainty import accuracy_with_mc_noise, adaptive_summary, paired_summary
 
 

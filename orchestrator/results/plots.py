@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from orchestrator.results.metrics import calibration_bins, confidence_margin, log_softmax, margin, roc_curve
-from orchestrator.results.scores import Scores
+from orchestrator.results.scoretable import Scores
 from remote.files import atomic_write_bytes
 
 DPI = 100

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import yaml
 
-from orchestrator.results.scores import Scores
+from orchestrator.results.scoretable import Scores
 from remote.files import atomic_write_text
 
 METRICS = "metrics.json"

@@ -54,7 +54,8 @@ from orchestrator.results import yardsticks as ystk
 from orchestrator.results.compare import _in_run, holm
 from orchestrator.results.evaluate import Evaluation, evaluate, ids_digest, software_facts
 from orchestrator.results.metrics import BAND_TITLES, classification_metrics, describe_bands, mcnemar_pair, verdict
-from orchestrator.results.scores import load_run, load_scores, name_examples
+from orchestrator.results.scores import load_run, load_scores
+from orchestrator.results.scoretable import name_examples
 
 SCHEMA = 1
 ENSEMBLE_METHOD = "per-token class scores of each member z-scored over all texts and classes of its run, summed, argmax"

@@ -34,7 +34,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from orchestrator.results.scores import RunData, Scores
+from orchestrator.results.scores import RunData
+from orchestrator.results.scoretable import Scores
 from remote.data import dataset_name
 from remote.files import sha256_file
 

@@ -16,7 +16,8 @@ import yaml
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.evaluate import evaluate, evaluate_run
 from orchestrator.results.metrics import bands_for, bootstrap_ci, verdict
-from orchestrator.results.scores import load_run, merge_scores
+from orchestrator.results.scores import load_run
+from orchestrator.results.scoretable import merge_scores
 from remote.data import dataset_name
 
 ROOT = Path(__file__).resolve().parents[2]
