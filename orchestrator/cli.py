@@ -61,8 +61,8 @@ def finish(code) -> None:
     """End the process with CODE (as ``sys.exit`` takes it) without the interpreter's teardown.
 
     Unloading modules at exit is CPU the user waits for and nothing needs: ~0.3 s after
-    matplotlib drew a report, ~0.05 s after numpy, a third of the whole `orch eval --plots`
-    overhead (bench/bench_eval.py).  The exit handlers still run (atexit: logging, temporary
+    matplotlib drew a report (of the ~2 s that drawing adds to `orch eval`), ~0.05 s after
+    numpy (docs/BENCHMARKS-controller.md).  The exit handlers still run (atexit: logging, temporary
     folders, Paramiko's transports) and the standard streams are flushed; only module and
     object teardown is skipped.  Where a thread that is not a daemon still runs, the
     interpreter's own exit waits for it, as it always did.
