@@ -238,6 +238,18 @@ def machine() -> str:
     return f"{model}; {platform.platform()}, Python {platform.python_version()}, numpy {numpy.__version__}"
 
 
+def revision_tree(rev: str, dest: Path) -> Path:
+    """Git revision REV's orchestrator/ and remote/ in DEST, byte-compiled (as an installed
+    orch's are), to time that revision's controller beside this one."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "orchestrator", "remote"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "x", "-C", str(dest)], input=archive, check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest)], stdout=subprocess.DEVNULL, check=True)
+    return dest
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -267,15 +279,7 @@ def main() -> int:
     trees = [str(Path(args.orch_root) / d) for d in ("orchestrator", "remote")]
     subprocess.run([sys.executable, "-m", "compileall", "-q", *trees], stdout=subprocess.DEVNULL, check=True)
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-eval-"))
-    old_tree = None
-    if args.before:  # REV's orchestrator/ and remote/, byte-compiled as above
-        old_tree = tmp / "before"
-        old_tree.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", args.before, "orchestrator", "remote"], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "x", "-C", str(old_tree)], input=archive, check=True)
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(old_tree)], stdout=subprocess.DEVNULL, check=True)
+    old_tree = revision_tree(args.before, tmp / "before") if args.before else None
     load_before = loadavg()
     rows: List[str] = []
     notes: List[str] = []

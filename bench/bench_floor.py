@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "integration"))  # conftest imports slurmbed, testprocs, timing
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_eval import interleave, loadavg  # noqa: E402
+from bench_eval import interleave, loadavg, revision_tree  # noqa: E402
 from integration.conftest import make_project, start_sshd, stop_project  # noqa: E402
 
 SECTION = "## The controller at the floor (issue 15)"
@@ -379,19 +379,12 @@ def main() -> int:
     ap.add_argument("--startup-only", action="store_true", help="measure only the smoke jobs' start-up (no pairs)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="orch-floor-"))
-    old_tree = None
-    if args.before:
-        old_tree = tmp / "before"
-        old_tree.mkdir(parents=True)
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", args.before, "orchestrator", "remote"], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "x", "-C", str(old_tree)], input=archive, check=True)
+    old_tree = revision_tree(args.before, tmp / "before") if args.before else None
     bed = open_bed(tmp)
     # Bytecode as an installed orch has it (pip compiles on install; a first import writes
     # it): with PYTHONDONTWRITEBYTECODE=1 in the environment and no __pycache__, every `orch`
     # command would compile its modules from source, ~0.1-0.2 s that no user pays twice.
-    trees = [REPO / "orchestrator", REPO / "remote", bed.p.root / "remote"] + ([old_tree] if old_tree else [])
+    trees = [REPO / "orchestrator", REPO / "remote", bed.p.root / "remote"]
     subprocess.run([sys.executable, "-m", "compileall", "-q", *map(str, trees)], stdout=subprocess.DEVNULL, check=True)
     bench = Bench(args.repeats)
     try:

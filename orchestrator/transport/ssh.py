@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -37,7 +38,8 @@ class _ProxyCommand(paramiko.ProxyCommand):
     block, and the connection with it.  A thread keeps the last TAIL bytes, for the
     message when the command fails.  Paramiko's close() signals the command's PID whether
     or not it has ended and been reaped, and Paramiko closes the socket again from its
-    exit handler (a ProcessLookupError traceback after a failed connection)."""
+    exit handler (a ProcessLookupError traceback after a failed connection); this close()
+    ends the command once and reaps it, so no command outlives its connection."""
 
     TAIL = 4096
 
@@ -66,6 +68,11 @@ class _ProxyCommand(paramiko.ProxyCommand):
     def close(self):
         if self.process.poll() is None:
             self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # it ignored SIGTERM
+                self.process.kill()
+                self.process.wait()
 
 
 class _HostKeyRefused(paramiko.SSHException):
@@ -147,8 +154,6 @@ class SSHTransport(Transport):
     def _proxy_error(self, host: HostConfig, where: str, sock, exc: BaseException) -> OrchError:
         """Why a connection through a proxy_command failed, with the command's own last
         words when it has ended (its stderr: local output, shown as plain text)."""
-        import subprocess
-
         process = sock.process
         try:
             process.wait(timeout=1)  # a command that closed the pipe is ending: its exit code
@@ -228,7 +233,7 @@ class SSHTransport(Transport):
             except (paramiko.SSHException, OSError) as exc:
                 # Through a proxy command, "no SSH banner" or a reset says the command
                 # failed: probing the host's port directly (below) would be beside the point.
-                proxied = isinstance(sock, paramiko.ProxyCommand)
+                proxied = isinstance(sock, _ProxyCommand)
                 if proxied and not isinstance(exc, (_HostKeyRefused, paramiko.AuthenticationException)):
                     client.close()
                     raise self._proxy_error(host, where, sock, exc) from None
@@ -474,16 +479,7 @@ class SSHTransport(Transport):
             self._sftp.close()
             self._sftp = None
         if self._conn is not None:
-            sock = self._conn.get_transport().sock if self._conn.get_transport() else None
-            self._conn.close()  # a proxy command gets SIGTERM here (Paramiko's ProxyCommand.close)
+            self._conn.close()  # a proxy_command ends here too (_ProxyCommand.close)
             self._conn = None
-            if isinstance(sock, paramiko.ProxyCommand):
-                import subprocess
-
-                try:
-                    sock.process.wait(timeout=5)  # reaped: no command outlives the connection
-                except subprocess.TimeoutExpired:  # it ignored SIGTERM
-                    sock.process.kill()
-                    sock.process.wait()
         while self._jump_clients:  # the hops last, nearest the host first
             self._jump_clients.pop().close()
