@@ -59,7 +59,12 @@ class SlurmCluster:
         return out or None
 
     def release(self, job_id: str) -> None:
-        """Start a requeued job now: Slurm holds a requeued batch job ~2 minutes (BeginTime)."""
+        """Start a requeued job now: Slurm holds a requeued batch job ~2 minutes (BeginTime).
+
+        Not within the second of the requeue: slurmd revoked the killed run's credential with
+        one-second resolution, and a relaunch in that same second is refused ("Job credential
+        revoked", the job FAILED with no line of output).  Slurm's own hold avoids exactly that."""
+        time.sleep(2)
         self.cmd("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False)
 
     def wait_idle(self, timeout: float = 60) -> None:
