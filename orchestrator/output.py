@@ -10,9 +10,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, List
 
-from rich.console import Console, ConsoleDimensions
+from rich.console import Console, ConsoleDimensions, ConsoleRenderable, RenderHook
+from rich.measure import Measurement
+from rich.segment import Segment
+
+from orchestrator import terminal
 
 # Wide enough that no line is ever folded; tables are only as wide as their content.
 UNWRAPPED_WIDTH = 10_000
@@ -34,8 +38,36 @@ class _Console(Console):
         Console.size.fset(self, new_size)
 
 
-def console(stderr: bool = False) -> Console:
-    return _Console(stderr=stderr, highlight=False)
+class _NoControls:
+    """A renderable as Rich renders it, with no control character in its text: host text
+    (a GPU name, a reason, a line of output) can reach any table or message, and Rich
+    passes ESC through.  Rich's own cursor and colour codes are control segments and
+    styles, not text, so they are untouched."""
+
+    def __init__(self, inner: ConsoleRenderable):
+        self.inner = inner
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterable[Segment]:
+        for segment in console.render(self.inner, options):
+            if segment.control is None and terminal.has_control(segment.text):
+                segment = Segment(terminal.shown(segment.text), segment.style)
+            yield segment
+
+    def __rich_measure__(self, console: Console, options: Any) -> Measurement:
+        return Measurement.get(console, options, self.inner)
+
+
+class _SafetyNet(RenderHook):
+    """Under every print of our consoles: the last guard, whatever a command forgot."""
+
+    def process_renderables(self, renderables: List[ConsoleRenderable]) -> List[ConsoleRenderable]:
+        return [_NoControls(r) for r in renderables]
+
+
+def console(stderr: bool = False, **options: Any) -> Console:
+    made = _Console(stderr=stderr, highlight=False, **options)
+    made.push_render_hook(_SafetyNet())
+    return made
 
 
 out = console()  # data
@@ -61,7 +93,7 @@ def say(*objects: Any, **kwargs: Any) -> None:
 def warn(text: str) -> None:
     """A warning on stderr, shown even with --quiet; ``text`` is plain (never markup)."""
     err.print("[yellow]warning:[/] ", end="")
-    err.print(text, markup=False, soft_wrap=True)
+    err.print(terminal.shown(text), markup=False, soft_wrap=True)
 
 
 def _quiet_option(value: bool) -> bool:

@@ -55,14 +55,16 @@ def plain(
 
 def error(exc: OrchError, stream=None) -> None:
     """An OrchError as the Typer app prints it: "error: MESSAGE" and "  hint: HINT" on
-    stderr, plain text (the message may quote what a host printed)."""
+    stderr, plain text (the message may quote what a host printed: its control characters
+    are shown as escapes, orchestrator/terminal.py)."""
     from orchestrator.commands.statustable import use_colour
+    from orchestrator.terminal import shown
 
     stream = stream or sys.stderr
     label = "\x1b[1;31merror:\x1b[0m" if use_colour(stream) else "error:"
-    stream.write(f"{label} {exc.message}\n")
+    stream.write(f"{label} {shown(exc.message)}\n")
     if exc.hint:
-        stream.write(f"  hint: {exc.hint}\n")
+        stream.write(f"  hint: {shown(exc.hint)}\n")
     stream.flush()
 
 

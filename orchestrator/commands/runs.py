@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import List, Optional
 
@@ -13,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import backends, output
+from orchestrator import backends, output, terminal
 from orchestrator.commands import quickstatus
 from orchestrator.commands.statustable import render
 from orchestrator.commands.tables import add_column, add_name_column
@@ -396,8 +397,9 @@ def register(app: typer.Typer) -> None:
                 command = hostops.follow_command(
                     transport, record["workdir"], record["code_hash"], run_id, selected, lines, backend
                 )
+                shown = terminal.LogStream(sys.stdout)  # the host's log text, without its controls
                 try:
-                    rc = transport.stream(command)
+                    rc = transport.stream(command, out=shown)
                 except KeyboardInterrupt:
                     return  # Ctrl-C is how one stops following: not an error
                 except OrchError as exc:
@@ -408,6 +410,8 @@ def register(app: typer.Typer) -> None:
                             "  ", " "
                         ),
                     ) from None
+                finally:
+                    shown.close()
                 if rc != 0:
                     raise OrchError(
                         f"following the logs of {run_id} failed on {record['host']} (exit {rc})",
@@ -420,7 +424,7 @@ def register(app: typer.Typer) -> None:
             files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
             command = shell.join(["tail", "-n", str(lines), "--", *files]) + " 2>/dev/null"
             res = transport.run(command, check=False)
-            print(res.stdout, end="")
+            print(terminal.log_text(res.stdout), end="")
             if not res.stdout and res.rc != 0:
                 raise OrchError(f"no log yet for {job or run_id}", ExitCode.RUN_STATE)
 

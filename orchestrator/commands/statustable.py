@@ -14,6 +14,7 @@ import unicodedata
 from typing import List, Optional, Sequence
 
 from orchestrator.runs.state import StatusRow, fmt_duration, run_state
+from orchestrator.terminal import visible
 
 # The colours the Rich table used for a state word (ANSI SGR codes), shown on a terminal.
 STATE_COLOURS = {
@@ -27,13 +28,6 @@ STATE_COLOURS = {
 }
 LEFT = ("job", "state", "phase")  # text columns; the others are numbers, right-aligned
 GAP = "  "
-
-
-def visible(text: str) -> str:
-    """TEXT on one line, with every control character (C0, DEL, C1) as its escape."""
-    if not any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text):
-        return text
-    return "".join(repr(ch)[1:-1] if ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in text)
 
 
 def width(text: str) -> int:

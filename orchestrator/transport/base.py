@@ -202,7 +202,13 @@ class LocalTransport(Transport):
 
     def stream(self, command, out=sys.stdout):
         command = shell.with_path(self.host.extra_path, command)
-        proc = subprocess.Popen(["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            ["bash", "-c", command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            encoding="utf-8",
+            errors="replace",  # a log is not promised to be UTF-8
+        )
         assert proc.stdout is not None
         try:
             for line in proc.stdout:

@@ -10,6 +10,7 @@ new one; a changed or revoked key is always refused.  ProxyJump chains
 
 from __future__ import annotations
 
+import codecs
 import logging
 import socket
 import subprocess
@@ -376,6 +377,8 @@ class SSHTransport(Transport):
         from orchestrator.transport import shell
 
         conn = self._connection()
+        # One decoder for the whole stream: a character split between two reads stays whole.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
             chan.set_combine_stderr(True)
@@ -383,10 +386,10 @@ class SSHTransport(Transport):
             try:
                 while True:
                     data = chan.recv(65536)
+                    out.write(decoder.decode(data, final=not data))
+                    out.flush()
                     if not data:
                         break
-                    out.write(data.decode(errors="replace"))
-                    out.flush()
                 # Waits for the exit status; -1 when the channel closed without one.
                 rc = chan.recv_exit_status()
             finally:

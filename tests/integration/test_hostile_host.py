@@ -19,6 +19,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,7 +35,12 @@ from tests.integration.test_run_lifecycle import FAST
 pytestmark = pytest.mark.integration
 
 JOBS = ("class-0", "class-1")
+LONG = ["--set", "train.steps=100000", "--set", "train.log_every=5"]  # runs until cancelled
 MARKUP = "[bold]loud[/] [link=https://evil.example]click[/link] [/] [red]"
+# Control sequences a terminal acts on: write the clipboard, set the title, clear the
+# screen, report the cursor (typed into the shell), move it; C1 CSI, NUL, DEL, backspace.
+ESCAPES = "\x1b]52;c;ZXZpbA==\x07\x1b]0;owned\x1b\\\x1b[2J\x9b6n\x1b[1;1H\x00\x7f\x08"
+SHOWN = "\\x1b]52;c;ZXZpbA==\\x07"  # how the first of them reaches the terminal
 
 
 # --------------------------------------------------------------------------- helpers
@@ -474,6 +480,69 @@ def test_markup_in_host_text_and_set_values_prints_literally(hostile, base):
     compared = h.orch("compare", h.run)
     no_traceback(compared)
     assert compared.returncode == 0 and "ckpts/[/best]" in compared.stdout, compared.stderr
+
+
+def acting_controls(text: str) -> list:
+    """Control characters in TEXT a terminal would act on: all but newline, tab, carriage
+    return and colour (SGR) sequences."""
+    return [
+        ch for ch in re.sub(r"\x1b\[[0-9;]*m", "", text) if ord(ch) < 32 and ch not in "\n\t\r" or 127 <= ord(ch) < 160
+    ]
+
+
+def test_control_characters_from_the_host_never_reach_the_terminal(hostile):
+    """A log, a failure reason, a host helper's error output: escape sequences in them are
+    shown as escapes (`\\x1b]52;...`), never passed to the terminal; a log keeps its colour."""
+    h = hostile
+    with open(h.job("class-0") / "log.txt", "a", encoding="utf-8") as fh:
+        fh.write(f"evil {ESCAPES} \x1b[32mgreen\x1b[0m end\n")
+    logs = h.orch("logs", h.run, "class-0", "-n", "1", check=True)
+    assert SHOWN in logs.stdout and "\\x1b[2J" in logs.stdout and "\\x9b6n" in logs.stdout, logs.stdout
+    assert "\x1b[32mgreen\x1b[0m end" in logs.stdout and not acting_controls(logs.stdout), logs.stdout
+
+    status = json.loads((h.job("class-1") / "status.json").read_text())
+    status.update(state="failed", exit_code=1, reason=f"exit code 1: {ESCAPES}")
+    (h.job("class-1") / "status.json").write_text(json.dumps(status))
+    table = h.orch("status", h.run)
+    assert table.returncode == 0 and SHOWN in table.stdout and not acting_controls(table.stdout), table.stdout
+
+    # The host helper fails with escape sequences on stderr: `orch status` (its standard-
+    # library path) and `orch fetch-results` (the Typer app) quote them as escapes.
+    record_path = h.local() / "local.json"
+    record = json.loads(record_path.read_text())
+    evil = h.p.remote_root / "code" / "evil-escapes"
+    shutil.copytree(h.p.remote_root / "code" / record["code_hash"], evil)
+    (evil / "remote" / "hostctl.py").write_text(f"import sys\nsys.stderr.write({ESCAPES!r} + '\\n')\nsys.exit(1)\n")
+    record["code_hash"] = evil.name
+    record_path.write_text(json.dumps(record))
+    for args in (("status", h.run), ("fetch-results", h.run)):
+        proc = h.orch(*args, timeout=60)
+        no_traceback(proc)
+        assert proc.returncode == 7, (args, proc.stderr)
+        assert SHOWN in proc.stderr and not acting_controls(proc.stdout + proc.stderr), (args, proc.stderr)
+
+
+def test_a_followed_log_reaches_the_terminal_whole_and_without_its_controls(base):
+    """`orch logs -f` streams through the SSH channel in pieces: a character split between
+    two of them stays whole, and escape sequences are shown as escapes."""
+    p, _ = base
+    p.orch("run", "smoke", "--host", "testhost", "--name", "evil-f", *LONG, check=True)
+    follower = p.start("logs", "evil-f", "class-0", "-f")
+    try:
+        follower.wait_for("train step")
+        text = f"evil {ESCAPES} \x1b[32mgreen\x1b[0m\n" + "\u20ac" * 100_000 + "\nafter-the-euros\n"
+        fd = os.open(p.remote_job("evil-f", "class-0") / "log.txt", os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, text.encode())  # one write: no line of the job's lands inside it
+        finally:
+            os.close(fd)
+        follower.wait_for("after-the-euros")
+    finally:
+        p.cancel("evil-f")
+        follower.finish()
+    out = follower.stdout
+    assert "\u20ac" * 100_000 in out and "\ufffd" not in out
+    assert SHOWN in out and "\x1b[32mgreen\x1b[0m" in out and not acting_controls(out)
 
 
 # --------------------------------------------------------------------------- 13. size limits

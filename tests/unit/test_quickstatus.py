@@ -14,12 +14,13 @@ import yaml
 
 from orchestrator import backends
 from orchestrator.commands import quickstatus
-from orchestrator.commands.statustable import render, visible, width
+from orchestrator.commands.statustable import render, width
 from orchestrator.config.hosts import _cache_file, resolve_host
 from orchestrator.config.project import Project
 from orchestrator.contract import records
 from orchestrator.errors import OrchError
 from orchestrator.runs.state import StatusRow
+from orchestrator.terminal import visible
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -209,6 +210,7 @@ STATUS_MODULES = {
     "orchestrator.errors",
     "orchestrator.runs",
     "orchestrator.runs.hostctl",
+    "orchestrator.terminal",  # host text (reasons, errors quoting the host) shown without its controls
     "orchestrator.runs.state",
     "orchestrator.transport",
     "orchestrator.transport.base",
