@@ -3,7 +3,8 @@
 - ``LocalCopier``: host `local`, plain copies;
 - ``RsyncCopier``: rsync over the verified SSH connection (see rsync_bridge.py), when
   both sides have rsync - delta transfers, resumable uploads;
-- ``SftpCopier``: SFTP over the same connection when rsync is missing on either side.
+- ``SftpCopier``: SFTP over the same connection when rsync is missing on either side, or
+  this machine's is one orch cannot use (older than 3.1, or openrsync: macOS's own).
 
 Everything above the transport calls Transport.push_tree / push_file / pull and never
 asks which of these it got.
@@ -11,8 +12,11 @@ asks which of these it got.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -20,9 +24,35 @@ from typing import List, Optional, Sequence
 from orchestrator.transport import shell
 from orchestrator.transport.rsync import run_rsync
 
+# The oldest rsync whose options orch uses (a pull's --info=skip1 came in 3.1.0).  macOS
+# ships rsync 2.6.9 (to 15.3) or openrsync (15.4 on), which have neither that nor
+# --files-from: with them every transfer failed on an unknown option.
+RSYNC_FLOOR = (3, 1, 0)
+
+
+@functools.lru_cache(maxsize=None)
+def local_rsync_problem() -> Optional[str]:
+    """Why this machine's rsync will not do (missing, openrsync, older than RSYNC_FLOOR);
+    None when it will.  Asked once per process (`rsync --version`: a few ms)."""
+    path = shutil.which("rsync")
+    if path is None:
+        return "rsync is missing on this machine"
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, errors="replace", timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"this machine's rsync ({path}) did not say its version ({exc})"
+    first = out.strip().splitlines()[0].strip() if out.strip() else "no version"
+    m = re.match(r"rsync\s+version\s+v?(\d+)\.(\d+)\.(\d+)", first)
+    if m is None:
+        return f"this machine's rsync ({path}) is not rsync 3.1 or newer: {first[:80]!r}"
+    version = tuple(int(x) for x in m.groups())
+    if version < RSYNC_FLOOR:
+        return f"this machine's rsync ({path}) is {'.'.join(map(str, version))}; orch needs 3.1 or newer"
+    return None
+
 
 def local_rsync() -> bool:
-    return shutil.which("rsync") is not None
+    return local_rsync_problem() is None
 
 
 def remote_has(transport, tool: str) -> bool:
@@ -158,10 +188,11 @@ class SftpCopier(Copier):
 def pick_remote(transport, host_has_rsync: Optional[bool]) -> Copier:
     """rsync when both sides have it; otherwise say so once and use SFTP.
     ``host_has_rsync``: None when not known yet (then one command asks the host)."""
-    ok_here = local_rsync()
-    ok_there = ok_here and (remote_has(transport, "rsync") if host_has_rsync is None else host_has_rsync)
-    if ok_here and ok_there:
+    here = local_rsync_problem()
+    ok_there = here is None and (remote_has(transport, "rsync") if host_has_rsync is None else host_has_rsync)
+    if ok_there:
         return RsyncCopier(transport)
-    side = "this machine" if not ok_here else transport.host.name
-    print(f"warning: rsync is missing on {side}; falling back to SFTP (slower, no delta transfer)", file=sys.stderr)
+    why = here or f"rsync is missing on {transport.host.name}"
+    fix = " (install rsync 3.1 or newer here, e.g. `brew install rsync`, for delta transfers)" if here else ""
+    print(f"warning: {why}; falling back to SFTP (slower, no delta transfer){fix}", file=sys.stderr)
     return SftpCopier(transport)

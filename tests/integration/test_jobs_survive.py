@@ -93,18 +93,33 @@ def test_cancel_lost_and_resume_from_checkpoint(ssh_project):
     assert states == {"class-0": "cancelled", "class-1": "cancelled"}
 
 
-def test_sftp_fallback_when_rsync_missing_locally(ssh_project, tmp_path):
+# macOS's own rsync from 15.4 on: it has neither --files-from nor --info, and this one
+# fails any transfer, as the real one did on orch's options.
+OPENRSYNC = """#!/bin/sh
+if [ "$1" = --version ]; then printf 'openrsync: protocol version 29\\nrsync version 2.6.9 compatible\\n'; exit 0; fi
+echo "openrsync: unrecognized option '$1'" >&2; exit 1
+"""
+
+
+@pytest.mark.parametrize("local_rsync", ["missing", "openrsync"])
+def test_sftp_fallback_when_rsync_missing_locally(ssh_project, tmp_path, local_rsync):
     p = ssh_project
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    # A PATH with everything the controller needs except rsync.
+    # A PATH with everything the controller needs except rsync (or with macOS's openrsync).
     for tool in ("ssh", "ssh-keygen", "git", "sh", "bash", "tail"):
         found = shutil.which(tool)
         if found:
             os.symlink(found, bindir / tool)
+    if local_rsync == "openrsync":
+        (bindir / "rsync").write_text(OPENRSYNC)
+        (bindir / "rsync").chmod(0o755)
     p.env["PATH"] = str(bindir)
     proc = p.orch("run", "smoke", "--host", "testhost", "--name", "sftp", "--set", "train.steps=10", check=True)
     assert "falling back to SFTP" in proc.stderr
+    if local_rsync == "openrsync":
+        assert "is not rsync 3.1 or newer: 'openrsync: protocol version 29'" in proc.stderr, proc.stderr
+        assert "brew install rsync" in proc.stderr
     assert (p.remote_root / "code").is_dir()
     jobs = p.wait_state("sftp")
     assert [j["state"] for j in jobs] == ["done", "done"]

@@ -1,5 +1,7 @@
 """Transport.copier: rsync, SFTP or a plain copy is decided once, inside the transport."""
 
+import pytest
+
 from orchestrator.config.hosts import HostConfig
 from orchestrator.transport import files
 from orchestrator.transport.base import LocalTransport
@@ -22,14 +24,14 @@ class FakeSSH:
 
 
 def test_rsync_when_both_sides_have_it_known_from_the_probe(monkeypatch):
-    monkeypatch.setattr(files, "local_rsync", lambda: True)
+    monkeypatch.setattr(files, "local_rsync_problem", lambda: None)
     t = FakeSSH(has_rsync=False)
     assert isinstance(files.pick_remote(t, True), files.RsyncCopier)
     assert t.commands == []  # the probe's answer spared a round trip
 
 
 def test_sftp_when_the_host_lacks_rsync_asked_once(monkeypatch, capsys):
-    monkeypatch.setattr(files, "local_rsync", lambda: True)
+    monkeypatch.setattr(files, "local_rsync_problem", lambda: None)
     t = FakeSSH(has_rsync=False)
     assert isinstance(files.pick_remote(t, None), files.SftpCopier)
     assert len(t.commands) == 1
@@ -37,10 +39,55 @@ def test_sftp_when_the_host_lacks_rsync_asked_once(monkeypatch, capsys):
 
 
 def test_sftp_without_asking_when_this_machine_lacks_rsync(monkeypatch, capsys):
-    monkeypatch.setattr(files, "local_rsync", lambda: False)
+    monkeypatch.setattr(files, "local_rsync_problem", lambda: "rsync is missing on this machine")
     t = FakeSSH(has_rsync=True)
     assert isinstance(files.pick_remote(t, None), files.SftpCopier)
     assert t.commands == [] and "rsync is missing on this machine" in capsys.readouterr().err
+
+
+@pytest.fixture
+def rsync_on_path(tmp_path, monkeypatch):
+    """Put an `rsync` that prints VERSION_TEXT for --version first on PATH (None: no rsync)."""
+
+    def put(version_text):
+        bindir = tmp_path / "bin"
+        bindir.mkdir(exist_ok=True)
+        if version_text is not None:
+            (bindir / "rsync").write_text(f"#!/bin/sh\nprintf '%s\\n' {version_text!r}\n")
+            (bindir / "rsync").chmod(0o755)
+        monkeypatch.setenv("PATH", str(bindir))
+        files.local_rsync_problem.cache_clear()
+        return files.local_rsync_problem()
+
+    yield put
+    files.local_rsync_problem.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "version_text, problem",
+    [
+        ("rsync  version 3.2.7  protocol version 31", None),  # Debian 12
+        ("rsync  version v3.4.1  protocol version 32", None),  # Homebrew's prints a v
+        ("rsync  version 3.1.0  protocol version 31", None),
+        ("rsync  version 3.0.9  protocol version 30", "is 3.0.9; orch needs 3.1 or newer"),
+        ("rsync  version 2.6.9  protocol version 29", "is 2.6.9; orch needs 3.1 or newer"),  # macOS to 15.3
+        ("openrsync: protocol version 29", "is not rsync 3.1 or newer: 'openrsync: protocol version 29'"),
+        ("", "is not rsync 3.1 or newer: 'no version'"),
+        (None, "rsync is missing on this machine"),
+    ],
+)
+def test_this_machines_rsync_is_used_only_when_it_has_orchs_options(rsync_on_path, version_text, problem):
+    found = rsync_on_path(version_text)
+    assert found == problem if problem is None else problem in found
+
+
+def test_an_unusable_rsync_here_means_sftp_and_says_how_to_fix_it(rsync_on_path, capsys):
+    rsync_on_path("rsync  version 2.6.9  protocol version 29")
+    t = FakeSSH(has_rsync=True)
+    assert isinstance(files.pick_remote(t, None), files.SftpCopier)
+    err = capsys.readouterr().err
+    assert t.commands == [] and "is 2.6.9; orch needs 3.1 or newer; falling back to SFTP" in err
+    assert "brew install rsync" in err
 
 
 def test_local_transport_copies_and_keeps_git_modes(tmp_path):
