@@ -16,6 +16,10 @@ What a host sends is untrusted, and the verified copy on the laptop is precious:
   not sent again.
 - Logs and progress files are fetched as their last TAIL_BYTES unless asked for whole;
   a cut log starts with a line saying so.
+- Nothing fills the laptop's disk: status.json and manifest.json come first, each at most
+  DOC_BYTES; the result files then come only as big as those manifests declare, and only
+  if they fit in this disk's free space with RESERVE_BYTES to spare (else nothing more is
+  fetched and the message says how much the host claims).
 """
 
 from __future__ import annotations
@@ -33,9 +37,13 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport.base import Transport
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
 
-RESULTS = ("status.json", "manifest.json", "scores.jsonl")  # fetched whole, verified
+DOCS = ("status.json", "manifest.json")  # fetched first, whole up to DOC_BYTES
+RESULT_FILES = ("scores.jsonl",)  # then as big as the manifest declares; verified
+RESULTS = DOCS + RESULT_FILES
 BOUNDED = ("log.txt", "progress.jsonl")  # fetched as a tail when big
 TAIL_BYTES = 1 << 20
+DOC_BYTES = TAIL_BYTES  # a real one is a few KB
+RESERVE_BYTES = 256 << 20  # the free space a fetch leaves on this machine's disk at least
 
 
 # --------------------------------------------------------------------------- staging
@@ -130,26 +138,95 @@ def pull(
     transport: Transport, remote_jobs: str, stage: Path, seed: Path, jobs: Sequence[str], full_logs: bool, run_id: str
 ) -> Pulled:
     """Copy the host's ``remote_jobs/<job>/<file>`` for the planned JOBS into STAGE (the
-    transport picks how: rsync seeded from SEED, SFTP, or a local copy)."""
-    spec = PullSpec(
+    transport picks how: rsync seeded from SEED, SFTP, or a local copy): the documents and
+    log tails, then the result files their manifests declare, then (``full_logs``) the
+    logs whole."""
+    docs = PullSpec(
         dirs=jobs,
-        whole=RESULTS,
+        names=DOCS + (() if full_logs else BOUNDED),
+        max_bytes=DOC_BYTES,
         tail=BOUNDED,
-        tail_bytes=TAIL_BYTES,
-        full=full_logs,
         cut_note=lambda name, size: _cut_prefix(name, size, run_id),
     )
+    pulled = _pull(transport, remote_jobs, stage, seed, docs)
+    declared = declared_sizes(stage, jobs)
+    if declared:
+        check_room(stage, seed, declared)
+        results = PullSpec(dirs=list(declared), names=RESULT_FILES, max_bytes=max(1, *declared.values()))
+        _merge(pulled, _pull(transport, remote_jobs, stage, seed, results))
+    if full_logs:  # asked for: whole, however big
+        _merge(pulled, _pull(transport, remote_jobs, stage, seed, PullSpec(dirs=jobs, names=BOUNDED)))
+    check_tree(stage, pulled)
+    pulled.refused = list(dict.fromkeys(pulled.refused))
+    return pulled
+
+
+def _merge(into: Pulled, more: Pulled) -> None:
+    into.refused += more.refused
+    into.cut.update(more.cut)
+
+
+def _pull(transport: Transport, remote_jobs: str, stage: Path, seed: Path, spec: PullSpec) -> Pulled:
     try:
-        pulled = transport.pull(remote_jobs, stage, seed, spec)
+        return transport.pull(remote_jobs, stage, seed, spec)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             from orchestrator.transport.diskspace import local_no_space
 
             raise local_no_space(stage.parent.parent, str(exc)) from None
         raise OrchError(f"fetching into {stage} failed: {exc}", ExitCode.RUN_STATE) from None
-    check_tree(stage, pulled)
-    pulled.refused = list(dict.fromkeys(pulled.refused))
-    return pulled
+
+
+def declared_sizes(stage: Path, jobs: Sequence[str]) -> Dict[str, int]:
+    """Job -> the size its staged manifest declares for its result file (jobs without a
+    readable one are left out: verification names what is wrong with them)."""
+    from orchestrator.contract.hostdocs import BadDocument, check_manifest, read_local
+
+    sizes = {}
+    for job in jobs:
+        try:
+            manifest = read_local(stage / job / "manifest.json", check_manifest)
+        except BadDocument:
+            continue
+        meta = (manifest or {}).get("files", {}).get(RESULT_FILES[0])
+        if meta is not None:
+            sizes[job] = meta["size"]
+    return sizes
+
+
+def check_room(stage: Path, seed: Path, declared: Dict[str, int]) -> None:
+    """Refuse, before any is sent, result files that would leave this disk with less than
+    RESERVE_BYTES free.  A file the verified copy already holds at that size costs nothing
+    (rsync hard-links it; an SFTP fetch of it is rare enough to ignore)."""
+    new = {}
+    for job, size in declared.items():
+        try:
+            same = os.stat(seed / job / RESULT_FILES[0]).st_size == size
+        except OSError:
+            same = False
+        if not same:
+            new[job] = size
+    need = sum(new.values())
+    free = shutil.disk_usage(stage).free
+    if need and need + RESERVE_BYTES > free:
+        biggest = max(new, key=new.get)
+        raise OrchError(
+            f"the host says this run's results are {size_words(need)} ({biggest}/{RESULT_FILES[0]}: "
+            f"{size_words(new[biggest])}), and this machine has {size_words(free)} free where they would go "
+            f"({stage.parent.parent}); nothing more was fetched (a fetch leaves {size_words(RESERVE_BYTES)} free)",
+            ExitCode.RUN_STATE,
+            hint="free space there and fetch again (if that size is wrong, look at the manifest.json on the host)",
+        )
+
+
+def size_words(n: int) -> str:
+    """N bytes for a person: 12.3 MB, 4.0 GB, 5.0 PB (powers of 1024)."""
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1024:
+            return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} PB"
 
 
 # --------------------------------------------------------------------------- verifying

@@ -426,9 +426,14 @@ def _fetch(
             full_logs,
             run_id,
         )
-        problems = pulled.refused + fetching.verify(
-            local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == "done"], not unfinished
-        )
+        refused = {line.split(": ", 1)[0] for line in pulled.refused}
+        problems = pulled.refused + [
+            line  # a file refused above is not also "missing"
+            for line in fetching.verify(
+                local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == "done"], not unfinished
+            )
+            if line.split(": ", 1)[0] not in refused
+        ]
         if problems:
             raise OrchError(
                 "fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{kept}",

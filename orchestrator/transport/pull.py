@@ -2,8 +2,11 @@
 
 Every transport pulls through here (Transport.pull): `local` and SFTP read through a
 Source (hostfiles.py: lstat first, no-follow opens), rsync runs without -l/-D.  Either
-way nothing but regular files lands, each created new, and a file listed as "tail" is
-taken as its last ``tail_bytes`` unless the spec asks for it whole.
+way nothing but regular files lands, each created new, and nothing bigger than the
+spec's ``max_bytes``: a file over it is refused by name, or taken as its last
+``max_bytes`` when it is one of the spec's ``tail`` names (a log).  rsync skips such a
+file (--max-size) and runs with that file-size limit (RLIMIT_FSIZE), so not even an rsync
+on the host that ignores --max-size can write more.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from orchestrator.transport.hostfiles import NOT_REGULAR, Source
 @dataclass
 class PullSpec:
     dirs: Sequence[str]  # the folders under the remote folder to pull (a missing one is skipped)
-    whole: Sequence[str]  # file names pulled whole
-    tail: Sequence[str]  # file names pulled as their last tail_bytes when bigger ...
-    tail_bytes: int
-    full: bool = False  # ... unless this says whole
+    names: Sequence[str]  # the file names to pull from each
+    max_bytes: Optional[int] = None  # a file bigger than this is refused ...
+    tail: Sequence[str] = ()  # ... or, with one of these names, taken as its last max_bytes
     cut_note: Callable[[str, int], bytes] = lambda name, size: b""  # the first line of a cut file
+
+    def over(self, job: str, name: str, size: int) -> str:
+        return f"{job}/{name}: {size} bytes, over the {self.max_bytes} this fetch takes of it: refused"
 
 
 @dataclass
@@ -55,10 +60,10 @@ def _from_line_start(data: bytes) -> bytes:
 def _copy(source: Source, job: str, name: str, size: int, dest: Path, spec: PullSpec, pulled: Pulled) -> None:
     fd = _create(dest / name)
     try:
-        if name in spec.tail and not spec.full and size > spec.tail_bytes:
+        if spec.max_bytes is not None and size > spec.max_bytes:
             pulled.cut[f"{job}/{name}"] = size
             tail: List[bytes] = []
-            source.read(job, name, size - spec.tail_bytes, spec.tail_bytes, tail.append)
+            source.read(job, name, size - spec.max_bytes, spec.max_bytes, tail.append)
             _write_all(fd, spec.cut_note(name, size) + _from_line_start(b"".join(tail)))
         else:
             source.read(job, name, 0, size, lambda data: _write_all(fd, data))
@@ -79,13 +84,16 @@ def pull_from_source(source: Source, stage: Path, spec: PullSpec) -> Pulled:
             continue
         files = source.files(job)
         dest = stage / job
-        dest.mkdir()
-        for name in (*spec.whole, *spec.tail):
+        dest.mkdir(exist_ok=True)  # an earlier pull of the same fetch may have made it
+        for name in spec.names:
             if name not in files:
                 continue
             regular, size = files[name]
             if not regular:
                 pulled.refused.append(f"{job}/{name}: {NOT_REGULAR}")
+                continue
+            if spec.max_bytes is not None and size > spec.max_bytes and name not in spec.tail:
+                pulled.refused.append(spec.over(job, name, size))
                 continue
             try:
                 _copy(source, job, name, size, dest, spec, pulled)
@@ -96,22 +104,14 @@ def pull_from_source(source: Source, stage: Path, spec: PullSpec) -> Pulled:
     return pulled
 
 
-def _rsync_once(
-    transport,
-    remote_dir: str,
-    stage: Path,
-    seed: Path,
-    dirs: Sequence[str],
-    names: Sequence[str],
-    max_size: Optional[int],
-) -> str:
+def _rsync_once(transport, remote_dir: str, stage: Path, seed: Path, spec: PullSpec) -> str:
     from orchestrator.transport.rsync import run_rsync
 
     # Exactly the wanted folders' files: `/job` matches the folder (or a link standing in
     # for it, which rsync then names as skipped), `/job/name` each file.
     filters = []
-    for job in dirs:
-        filters += [f"--include=/{job}"] + [f"--include=/{job}/{n}" for n in names]
+    for job in spec.dirs:
+        filters += [f"--include=/{job}"] + [f"--include=/{job}/{n}" for n in spec.names]
     filters.append("--exclude=*")
     # -r -t and nothing of -a's -l -p -o -g -D: a link, device or fifo is skipped and named.
     argv = [
@@ -127,10 +127,10 @@ def _rsync_once(
     ]
     if seed.is_dir():
         argv.append(f"--link-dest={seed.resolve()}")  # unchanged files: hard links to the verified copy
-    if max_size is not None:
-        argv.append(f"--max-size={max_size}")
+    if spec.max_bytes is not None:
+        argv.append(f"--max-size={spec.max_bytes}")
     argv += [*filters, "-e", shell.join(transport.rsync_rsh()), transport.rsync_target(remote_dir + "/"), f"{stage}/"]
-    proc = run_rsync(transport, argv, push=False, local_dir=stage)
+    proc = run_rsync(transport, argv, push=False, local_dir=stage, max_file_bytes=spec.max_bytes)
     return proc.stdout + proc.stderr
 
 
@@ -140,28 +140,25 @@ def pull_rsync(transport, remote_dir: str, stage: Path, seed: Path, spec: PullSp
     from orchestrator.transport.hostfiles import SftpSource
 
     pulled = Pulled()
-    if spec.full:
-        out = _rsync_once(transport, remote_dir, stage, seed, spec.dirs, (*spec.whole, *spec.tail), None)
-    else:
-        out = _rsync_once(transport, remote_dir, stage, seed, spec.dirs, spec.whole, None)
-        out += _rsync_once(transport, remote_dir, stage, seed, spec.dirs, spec.tail, spec.tail_bytes)
+    out = _rsync_once(transport, remote_dir, stage, seed, spec)
     for job in spec.dirs:
         if f'skipping non-regular file "{job}"' in out:
             pulled.refused.append(f"{job}: not a directory on the host (a link?): refused")
-        for name in (*spec.whole, *spec.tail):
+        for name in spec.names:
             if f'skipping non-regular file "{job}/{name}"' in out:
                 pulled.refused.append(f"{job}/{name}: {NOT_REGULAR}")
-    over = [(job, name) for job in spec.dirs for name in spec.tail if f"{job}/{name} is over max-size" in out]
-    if over:
-        source = SftpSource(transport, remote_dir)
-        for job, name in over:
-            found = source.lstat(job, name)
-            if found is None:
-                continue
-            regular, size = found
-            if not regular:
-                pulled.refused.append(f"{job}/{name}: {NOT_REGULAR}")
-                continue
+    over = [(job, name) for job in spec.dirs for name in spec.names if f"{job}/{name} is over max-size" in out]
+    source = SftpSource(transport, remote_dir) if over else None
+    for job, name in over:
+        found = source.lstat(job, name)
+        if found is None:
+            continue
+        regular, size = found
+        if not regular:
+            pulled.refused.append(f"{job}/{name}: {NOT_REGULAR}")
+        elif name not in spec.tail:
+            pulled.refused.append(spec.over(job, name, size))
+        else:
             (stage / job).mkdir(exist_ok=True)
             _copy(source, job, name, size, stage / job, spec, pulled)
     return pulled

@@ -3,9 +3,11 @@ its own words, and a full disk said as whose disk and how much is left."""
 
 from __future__ import annotations
 
+import resource
+import signal
 import subprocess
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import diskspace
@@ -13,12 +15,38 @@ from orchestrator.transport import diskspace
 IO_ERRORS = (11, 12, 23)  # rsync: file I/O error, protocol stream error, partial transfer
 
 
+def _file_size_limit(max_bytes: int) -> Callable[[], None]:
+    """For the child before it runs rsync: no file it writes may grow past MAX_BYTES.  A
+    write past it fails with EFBIG (SIGXFSZ ignored, so rsync reports it in its own words),
+    whatever the sender sends."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit
+
+
 def run_rsync(
-    transport, argv: List[str], *, push: bool, local_dir: Optional[Path] = None, stdin: str = ""
+    transport,
+    argv: List[str],
+    *,
+    push: bool,
+    local_dir: Optional[Path] = None,
+    stdin: str = "",
+    max_file_bytes: Optional[int] = None,
 ) -> subprocess.CompletedProcess:
-    """Run rsync (``push``: to the host).  A failure keeps rsync's own words, and a full
-    disk says whose disk and how much is left."""
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, errors="replace")
+    """Run rsync (``push``: to the host; ``max_file_bytes``: the most any file it writes
+    here may hold).  A failure keeps rsync's own words, and a full disk says whose disk and
+    how much is left."""
+    proc = subprocess.run(
+        argv,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        preexec_fn=_file_size_limit(max_file_bytes) if max_file_bytes is not None else None,
+    )
     if proc.returncode != 0:
         err = proc.stderr.strip()
         # rsync itself sometimes loses its receiver's last words when that process dies

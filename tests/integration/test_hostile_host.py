@@ -573,6 +573,36 @@ def test_a_huge_log_is_fetched_as_a_tail_unless_asked(hostile):
 FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+SUM(1,2)", "-2+3", "@cmd", "\tTAB", "\rCR"]
 
 
+@pytest.mark.parametrize("copier", ["rsync", "sftp"])
+def test_results_bigger_than_declared_or_than_this_disk_never_travel(hostile, tmp_path, copier):
+    """A host can make a result file as big as it likes, or claim it is: the laptop takes a
+    file only as big as its manifest declares, and only if that fits on its disk."""
+    h = hostile
+    if copier == "sftp":
+        h.p.env["PATH"] = path_without_rsync(tmp_path)
+    scores = h.job("class-0") / "scores.jsonl"
+    good = scores.read_bytes()
+    with open(scores, "ab") as fh:
+        fh.write(b"x" * (3 << 20))  # grew 3 MB past its manifest
+    grown = h.orch("fetch-results", h.run, "--no-eval", timeout=60)
+    no_traceback(grown)
+    assert grown.returncode == 8, grown.stderr
+    assert f"class-0/scores.jsonl: {len(good) + (3 << 20)} bytes, over the " in grown.stderr, grown.stderr
+    assert "this fetch takes of it: refused" in grown.stderr and "scores.jsonl: missing" not in grown.stderr
+    assert not (h.local() / "jobs").exists() and not list(h.local().glob(".fetch-*"))
+
+    scores.write_bytes(good)
+    manifest = json.loads((h.job("class-1") / "manifest.json").read_text())
+    manifest["files"]["scores.jsonl"]["size"] = 5 << 50  # 5 PB, says the host
+    (h.job("class-1") / "manifest.json").write_text(json.dumps(manifest))
+    claimed = h.orch("fetch-results", h.run, "--no-eval", timeout=60)
+    no_traceback(claimed)
+    assert claimed.returncode == 8, claimed.stderr
+    assert "the host says this run's results are 5.0 PB (class-1/scores.jsonl: 5.0 PB)" in claimed.stderr
+    assert "nothing more was fetched" in claimed.stderr and "previous verified copy" not in claimed.stderr
+    assert not (h.local() / "jobs").exists() and not list(h.local().glob(".fetch-*"))
+
+
 def test_formulas_in_ids_are_escaped_in_predictions_csv(hostile):
     """Issue 9.15: ids (and labels) starting with = + - @ tab or CR are prefixed with a quote."""
     h = hostile

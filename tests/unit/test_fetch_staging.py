@@ -1,8 +1,11 @@
 """orchestrator/runs/fetch.py without a host: the staging folder, the swap, recovery from an
 interrupted swap, and the `local` source that never follows a link."""
 
+import hashlib
+import json
 import os
 import re
+from collections import namedtuple
 
 import pytest
 
@@ -71,26 +74,126 @@ def test_the_local_source_never_follows_a_link_or_blocks_on_a_fifo(tmp_path):
             source.read("neg", name, 0, 100, got.append)
 
 
+def _manifest(job, scores: bytes, declared=None) -> None:
+    """A finished job's manifest vouching for SCORES (``declared``: the size it claims)."""
+    files = {
+        "scores.jsonl": {
+            "size": len(scores) if declared is None else declared,
+            "sha256": hashlib.sha256(scores).hexdigest(),
+        }
+    }
+    (job / "manifest.json").write_text(json.dumps({"files": files, "n_test": 1, "classes": ["0", "1"]}))
+
+
+def _pull_local(tmp_path, jobs, full_logs=False):
+    stage = tmp_path / "run" / ".fetch-1" / "jobs"
+    stage.mkdir(parents=True, exist_ok=True)
+    pulled = fetch.pull(
+        LocalTransport(HostConfig(name="local", workdir=str(tmp_path / "host"))),
+        str(tmp_path / "host" / "jobs"),
+        stage,
+        tmp_path / "run" / "jobs",
+        jobs,
+        full_logs,
+        "r1",
+    )
+    return pulled, stage
+
+
 def test_pull_from_local_refuses_by_name_and_copies_the_rest(tmp_path):
     job = tmp_path / "host" / "jobs" / "neg"
     job.mkdir(parents=True)
     (job / "scores.jsonl").write_bytes(b"ok\n")
     (job / "manifest.json").symlink_to("/etc/hostname")
     (job / "log.txt").write_bytes(b"x" * (fetch.TAIL_BYTES + 10) + b"\nlast line\n")
-    stage = tmp_path / "run" / ".fetch-1" / "jobs"
-    stage.mkdir(parents=True)
-    pulled = fetch.pull(
-        LocalTransport(HostConfig(name="local", workdir=str(tmp_path / "host"))),
-        str(tmp_path / "host" / "jobs"),
-        stage,
-        tmp_path / "run" / "jobs",
-        ["neg", "pos"],
-        False,
-        "r1",
-    )
+    pos = tmp_path / "host" / "jobs" / "pos"
+    pos.mkdir()
+    (pos / "scores.jsonl").write_bytes(b"fine\n")
+    _manifest(pos, b"fine\n")
+    pulled, stage = _pull_local(tmp_path, ["neg", "pos"])
     assert pulled.refused == [f"neg/manifest.json: {NOT_REGULAR}"]
-    assert (stage / "neg" / "scores.jsonl").read_bytes() == b"ok\n"
-    assert not (stage / "neg" / "manifest.json").exists()
+    assert (stage / "pos" / "scores.jsonl").read_bytes() == b"fine\n"
+    # No manifest vouches for neg's scores: they are not even fetched.
+    assert not (stage / "neg" / "manifest.json").exists() and not (stage / "neg" / "scores.jsonl").exists()
     log = (stage / "neg" / "log.txt").read_bytes()
     assert log.startswith(b"[orch] log cut by fetch-results") and log.endswith(b"\nlast line\n")
     assert b"orch fetch-results r1 --full-logs" in log and pulled.cut == {"neg/log.txt": fetch.TAIL_BYTES + 21}
+
+
+def test_results_come_no_bigger_than_the_manifests_declare(tmp_path):
+    """A host whose result file outgrew its manifest (or that lies about it) is refused by
+    name before the bytes travel; documents over DOC_BYTES too."""
+    host = tmp_path / "host" / "jobs"
+    for name, scores, declared in (("neg", b"a\n" * 10, 4), ("pos", b"b\n", None)):
+        (host / name).mkdir(parents=True)
+        (host / name / "scores.jsonl").write_bytes(scores)
+        _manifest(host / name, scores, declared)
+    (host / "big").mkdir()
+    (host / "big" / "status.json").write_bytes(b" " * (fetch.DOC_BYTES + 1))
+    pulled, stage = _pull_local(tmp_path, ["neg", "pos", "big"])
+    assert pulled.refused == [
+        f"big/status.json: {fetch.DOC_BYTES + 1} bytes, over the {fetch.DOC_BYTES} this fetch takes of it: refused",
+        "neg/scores.jsonl: 20 bytes, over the 4 this fetch takes of it: refused",
+    ]
+    assert not (stage / "neg" / "scores.jsonl").exists() and not (stage / "big" / "status.json").exists()
+    assert (stage / "pos" / "scores.jsonl").read_bytes() == b"b\n"
+
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def test_results_that_would_fill_this_disk_are_refused_before_they_travel(tmp_path, monkeypatch):
+    host = tmp_path / "host" / "jobs"
+    (host / "neg").mkdir(parents=True)
+    (host / "neg" / "scores.jsonl").write_bytes(b"x\n")
+    _manifest(host / "neg", b"x\n", declared=5 << 40)  # the host claims 5 TB
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: Usage(100 << 30, 80 << 30, 20 << 30))
+    with pytest.raises(OrchError) as caught:
+        _pull_local(tmp_path, ["neg"])
+    assert caught.value.message == (
+        "the host says this run's results are 5.0 TB (neg/scores.jsonl: 5.0 TB), and this machine has 20.0 GB "
+        f"free where they would go ({tmp_path / 'run'}); nothing more was fetched (a fetch leaves 256.0 MB free)"
+    )
+    assert not (tmp_path / "run" / ".fetch-1" / "jobs" / "neg" / "scores.jsonl").exists()
+
+
+def test_files_the_verified_copy_holds_at_that_size_need_no_room(tmp_path, monkeypatch):
+    seed = tmp_path / "run" / "jobs" / "neg"
+    seed.mkdir(parents=True)
+    (seed / "scores.jsonl").write_bytes(b"x" * 1000)
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: Usage(1 << 30, 1 << 30, fetch.RESERVE_BYTES + 10))
+    fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000})  # already here: fits
+    with pytest.raises(OrchError, match=r"results are 1010 bytes \(neg/scores.jsonl: 999 bytes\)"):
+        fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 999, "pos": 11})
+
+
+def test_rsync_writes_no_file_past_its_limit_whatever_it_is_sent(tmp_path):
+    """The file-size limit a pull's rsync runs under (RLIMIT_FSIZE), with a real rsync that
+    is told nothing of it: it stops at the limit with its own words."""
+    from orchestrator.transport.rsync import run_rsync
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big").write_bytes(b"x" * 200_000)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(OrchError) as caught:
+        run_rsync(None, ["rsync", "-r", f"{tmp_path / 'src'}/", f"{dest}/"], push=False, max_file_bytes=65536)
+    assert "File too large" in caught.value.message, caught.value.message
+    assert all(p.stat().st_size <= 65536 for p in dest.rglob("*") if p.is_file())
+    assert run_rsync(None, ["rsync", "-r", f"{tmp_path / 'src'}/", f"{dest}/"], push=False).returncode == 0
+    assert (dest / "big").stat().st_size == 200_000
+
+
+@pytest.mark.parametrize(
+    "n, words",
+    [
+        (0, "0 bytes"),
+        (1023, "1023 bytes"),
+        (1024, "1.0 KB"),
+        (12_900_000, "12.3 MB"),
+        (5 << 50, "5.0 PB"),
+        (3 << 60, "3,072.0 PB"),
+    ],
+)
+def test_sizes_read_as_people_say_them(n, words):
+    assert fetch.size_words(n) == words
