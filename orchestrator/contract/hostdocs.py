@@ -258,6 +258,6 @@ def parse_json_object(text: str) -> Optional[Dict[str, Any]]:
     """A JSON object from a host's text, or None (anything else, or not JSON)."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: '[' * 10**5
         return None
     return data if isinstance(data, dict) else None

@@ -6,7 +6,6 @@ but a launched run is always cleaned up on the host.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List
@@ -91,9 +90,21 @@ def step_imports(ctx: SmokeContext) -> str:
             ExitCode.FAILED,
             hint=f"run `orch bootstrap {ctx.transport.host.name}`, or point `python:` at an env that has them",
         )
-    info = json.loads(res.stdout.strip().splitlines()[-1])
-    cuda = f"CUDA {info['cuda']}, GPU visible" if info["cuda_available"] else "no CUDA GPU visible"
-    return f"python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, {cuda}"
+    info = _report(res, f"{python} -c 'import torch, transformers'")
+    cuda = f"CUDA {info.get('cuda')}, GPU visible" if info.get("cuda_available") is True else "no CUDA GPU visible"
+    return f"python {info.get('python')}, torch {info.get('torch')}, transformers {info.get('transformers')}, {cuda}"
+
+
+def _report(res, what: str) -> Dict:
+    """The JSON object a check on the host printed as its last line.  Untrusted, like all
+    it prints: anything else (noise after it, not JSON, not an object) is one message."""
+    from orchestrator.contract.hostdocs import parse_json_object
+
+    lines = res.stdout.strip().splitlines()
+    report = parse_json_object(lines[-1]) if lines else None
+    if report is None:
+        raise OrchError(f"{what} printed no report: {(res.stderr or res.stdout)[-300:]!r}", ExitCode.FAILED)
+    return report
 
 
 def step_sync(ctx: SmokeContext) -> str:
@@ -105,13 +116,9 @@ def step_kernels(ctx: SmokeContext) -> str:
     python = ctx.transport.host.python_or_default
     code = hostops.code_dir(ctx.workdir, ctx.code_hash)
     res = ctx.transport.run(shell.in_dir(code, shell.join([python, "bootstrap/verify.py"])), check=False, timeout=300)
-    try:
-        report = json.loads(res.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise OrchError(
-            f"bootstrap/verify.py printed no report: {(res.stderr or res.stdout)[-300:]}", ExitCode.FAILED
-        ) from None
-    checks = report.get("checks", {})
+    report = _report(res, "bootstrap/verify.py")
+    checks = report.get("checks")
+    checks = {k: v for k, v in checks.items() if isinstance(v, dict)} if isinstance(checks, dict) else {}
     failed = {k: v for k, v in checks.items() if v.get("status") == "failed"}
     if failed:
         raise OrchError(

@@ -48,3 +48,20 @@ def test_smoke_fails_on_host_whose_python_lacks_torch(ssh_project, tmp_path):
     assert run.returncode == 6, run.stdout + run.stderr
     assert "cannot import torch, transformers, tokenizers" in run.stderr and "orch bootstrap testhost" in run.stderr
     assert not (p.remote_root / "runs" / "nolibs").exists() and not p.run_dir("nolibs").exists()
+
+
+def test_smoke_says_so_when_the_hosts_python_prints_noise_after_its_report(ssh_project, tmp_path):
+    """A host's python that prints more after what orch asked (a sitecustomize, a shell rc,
+    or a hostile host: deeply nested brackets) fails a step with a message, no traceback."""
+    p = ssh_project
+    noisy = tmp_path / "noisy-python"
+    noisy.write_text(f'#!/bin/sh\n"{sys.executable}" "$@"\nrc=$?\nprintf "%0100000d\\n" 0 | tr 0 [\nexit $rc\n')
+    noisy.chmod(0o755)
+    p.write_host(python=str(noisy))
+    proc = p.orch("smoke", "testhost", "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+    failed = [s for s in steps.values() if s["status"] == "failed"]
+    assert [s["name"] for s in failed] == ["env imports torch+transformers"], failed
+    assert "printed no report: " in failed[0]["detail"] and "[[[[" in failed[0]["detail"]

@@ -105,3 +105,11 @@ def test_read_local_refuses_links_and_big_files(tmp_path):
     with pytest.raises(BadDocument, match="more than"):
         hostdocs.read_local(big, hostdocs.check_status)
     assert hostdocs.read_local(tmp_path / "absent.json", hostdocs.check_status) is None
+
+
+def test_a_json_object_from_host_text_is_that_or_none_whatever_the_text():
+    from orchestrator.contract.hostdocs import parse_json_object
+
+    assert parse_json_object('{"a": 1}') == {"a": 1}
+    for text in ("[1]", "not json", "", "[" * 100_000, '{"a": ' * 100_000, "1e999999"):
+        assert parse_json_object(text) is None
