@@ -89,8 +89,8 @@ def describe_owner(raw: str) -> str:
         o = json.loads(raw)
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(o["started"])))
         return f"{o.get('user', '?')}@{o.get('controller', '?')} (pid {o.get('pid', '?')}), started {started}"
-    except (ValueError, KeyError, TypeError):
-        return "an unknown owner"
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError, OSError):
+        return "an unknown owner"  # owner.json is the host's: anything may be in it
 
 
 class HostLock:

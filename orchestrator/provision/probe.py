@@ -288,19 +288,18 @@ def parse_conda(text: str) -> List[CondaInstall]:
 
 def _python_info(header: Dict[str, str], json_line: str) -> PythonInfo:
     info = PythonInfo(path=header.get("path", ""), name=header.get("name", ""))
-    try:
-        data = json.loads(json_line)
-    except json.JSONDecodeError:
+    data = parse_json_object(json_line)
+    if data is None:
         info.broken = True
         return info
     info.missing = bool(data.get("missing"))
     info.broken = bool(data.get("broken"))
-    info.version = data.get("version", "")
-    info.executable = data.get("executable", "")
-    info.prefix = data.get("prefix", "")
-    info.base_prefix = data.get("base_prefix", "")
+    info.version, info.executable, info.prefix = (str(data.get(k) or "") for k in ("version", "executable", "prefix"))
+    info.base_prefix = str(data.get("base_prefix") or "")
     info.venv = bool(data.get("venv", False))
-    info.packages = {k: data.get(k) for k in ("torch", "flash-attn", "ninja", "transformers", "pip") if k in data}
+    packages = ("torch", "flash-attn", "ninja", "transformers", "pip")
+    # A version string, or null where the package is not installed; nothing else counts.
+    info.packages = {k: data[k] for k in packages if k in data and (data[k] is None or isinstance(data[k], str))}
     info.torch_cuda = data.get("torch_cuda")
     return info
 

@@ -113,3 +113,10 @@ def test_unheld_lock_changes_nothing(tmp_path):
     lock = _lock(tmp_path)
     assert lock.with_heartbeat(["true"]) == ["true"] and lock.poll_args() == []
     lock.release()  # no-op, no error
+
+
+@pytest.mark.parametrize("raw", ["[" * 100_000, '{"started": 1e300}', '{"started": "x"}', "[1]", "not json"])
+def test_an_owner_file_of_any_shape_reads_as_an_unknown_owner(raw):
+    from orchestrator.provision.hostlock import describe_owner
+
+    assert describe_owner(raw) == "an unknown owner"

@@ -262,3 +262,16 @@ def test_a_project_with_its_own_probe_script_uses_it(tmp_path):
     (tmp_path / "bootstrap" / "probe.sh").write_text("echo the probe of this project")
     assert "the probe of this project" in probe.probe_command("/w", [], project_root=tmp_path)
     assert "the probe of this project" not in probe.probe_command("/w", [], project_root=tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize(
+    "line", ["[1, 2]", '"text"', "7", "[" * 100_000, '{"version": ["3"], "torch": {"x": 1}, "base_prefix": 5}']
+)
+def test_a_python_line_of_the_wrong_shape_is_a_broken_or_plain_python_not_a_crash(line):
+    from orchestrator.provision.probe import _python_info
+
+    info = _python_info({"path": "/p/python", "name": "x"}, line)
+    if line.startswith("{"):
+        assert (info.version, info.base_prefix, info.packages) == ("['3']", "5", {})
+    else:
+        assert info.broken
