@@ -401,18 +401,24 @@ BAD_REPLIES = {
 }
 
 
+def swap_host_helper(h: Host, snapshot: str, script: str) -> None:
+    """The host runs SCRIPT as its hostctl: a copy of the run's code snapshot named
+    SNAPSHOT, which the run's local record now points at."""
+    record_path = h.local() / "local.json"
+    record = json.loads(record_path.read_text())
+    evil = h.p.remote_root / "code" / snapshot
+    shutil.copytree(h.p.remote_root / "code" / record["code_hash"], evil)
+    (evil / "remote" / "hostctl.py").write_text(script + "\n")
+    record["code_hash"] = evil.name
+    record_path.write_text(json.dumps(record))
+
+
 @pytest.mark.parametrize("case", list(BAD_REPLIES))
 def test_a_host_helper_that_lies_gets_a_message(hostile, case):
     """The host owns the code snapshot too: what its hostctl prints is untrusted."""
     h = hostile
     script, words = BAD_REPLIES[case]
-    record_path = h.local() / "local.json"
-    record = json.loads(record_path.read_text())
-    evil = h.p.remote_root / "code" / f"evil{abs(hash(case)) % 10**6}"
-    shutil.copytree(h.p.remote_root / "code" / record["code_hash"], evil)
-    (evil / "remote" / "hostctl.py").write_text(script + "\n")
-    record["code_hash"] = evil.name
-    record_path.write_text(json.dumps(record))
+    swap_host_helper(h, f"evil{abs(hash(case)) % 10**6}", script)
     for args in (("status", h.run), ("fetch-results", h.run)):
         proc = h.orch(*args, timeout=60)
         no_traceback(proc)
@@ -508,13 +514,7 @@ def test_control_characters_from_the_host_never_reach_the_terminal(hostile):
 
     # The host helper fails with escape sequences on stderr: `orch status` (its standard-
     # library path) and `orch fetch-results` (the Typer app) quote them as escapes.
-    record_path = h.local() / "local.json"
-    record = json.loads(record_path.read_text())
-    evil = h.p.remote_root / "code" / "evil-escapes"
-    shutil.copytree(h.p.remote_root / "code" / record["code_hash"], evil)
-    (evil / "remote" / "hostctl.py").write_text(f"import sys\nsys.stderr.write({ESCAPES!r} + '\\n')\nsys.exit(1)\n")
-    record["code_hash"] = evil.name
-    record_path.write_text(json.dumps(record))
+    swap_host_helper(h, "evil-escapes", f"import sys\nsys.stderr.write({ESCAPES!r} + '\\n')\nsys.exit(1)")
     for args in (("status", h.run), ("fetch-results", h.run)):
         proc = h.orch(*args, timeout=60)
         no_traceback(proc)
