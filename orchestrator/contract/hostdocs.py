@@ -11,7 +11,6 @@ Keys the contract does not name are allowed (a newer host side may add some).
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import stat
@@ -39,12 +38,28 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# Bounds a real value never nears, so arithmetic on what passed (sums, differences,
+# float(), int()) can neither overflow nor reach inf: 10**400 is valid JSON.
+NUM_MAX = 1e15
+INT_MAX = 2**63
+TIME_MAX = 1e11  # seconds since 1970: the year 5138
+
+
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= NUM_MAX  # NaN fails too
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and -INT_MAX < v < INT_MAX
+
+
+def _is_time(v: Any) -> bool:
+    return _is_num(v) and 0 <= v <= TIME_MAX
+
+
+def number(v: Any) -> Optional[float]:
+    """V as a float when it is a number a real value could be (see NUM_MAX), else None."""
+    return float(v) if _is_num(v) else None
 
 
 def _is_text(v: Any) -> bool:
@@ -52,9 +67,10 @@ def _is_text(v: Any) -> bool:
 
 
 KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
-    "num": (_is_num, "a number"),
-    "int": (_is_int, "an integer"),
-    "count": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "num": (_is_num, f"a number (at most {NUM_MAX:g} in size)"),
+    "time": (_is_time, f"a time (seconds since 1970, 0 to {TIME_MAX:g})"),
+    "int": (_is_int, "an integer (64-bit)"),
+    "count": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (64-bit)"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "text": (_is_text, f"a string (at most {MAX_TEXT} characters)"),
     "texts": (lambda v: isinstance(v, list) and all(_is_text(x) for x in v), "a list of strings"),
@@ -89,9 +105,9 @@ def check_status(doc: Any) -> Dict[str, Any]:
         {
             "pid": "int?",
             "exit_code": "int?",
-            "created": "num?",
-            "started": "num?",
-            "ended": "num?",
+            "created": "time?",
+            "started": "time?",
+            "ended": "time?",
             "gpu": "text?",
             "reason": "text?",
             "requeues": "count?",
@@ -108,7 +124,7 @@ def check_progress(doc: Any) -> Dict[str, Any]:
     return _check(
         doc,
         {
-            "t": "num?",
+            "t": "time?",
             "phase": "text?",
             "step": "int?",
             "total": "int?",
@@ -138,7 +154,7 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
             "tokens_seen": "count?",
             "train_s": "num?",
             "val_loss": "num?",
-            "finished": "num?",
+            "finished": "time?",
             "tokenizer_sha256": "text?",
             "python": "text?",
             "device": "text?",
@@ -197,7 +213,7 @@ def _job_reply(raw: Any) -> Dict[str, Any]:
 
 def check_status_reply(doc: Any) -> Dict[str, Any]:
     """`python -m remote.hostctl status`."""
-    _check(doc, {"run_dir": "text", "exists": "bool", "now": "num"}, required=("exists", "jobs"))
+    _check(doc, {"run_dir": "text", "exists": "bool", "now": "time"}, required=("exists", "jobs"))
     if not isinstance(doc["jobs"], list):
         raise BadDocument(f"'jobs' must be a list, got {_short(doc['jobs'])}")
     jobs = []
@@ -254,10 +270,25 @@ def read_local(
     return check(doc)
 
 
+MAX_DEPTH = 32  # nesting a fact document has (it has 3); deeper fails later encoders and dataclasses
+
+
+def _shallow(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                return False
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return True
+
+
 def parse_json_object(text: str) -> Optional[Dict[str, Any]]:
-    """A JSON object from a host's text, or None (anything else, or not JSON)."""
+    """A JSON object from a host's text, nested at most MAX_DEPTH deep, or None (anything
+    else, or not JSON)."""
     try:
         data = json.loads(text)
     except (ValueError, TypeError, RecursionError):  # RecursionError: '[' * 10**5
         return None
-    return data if isinstance(data, dict) else None
+    return data if isinstance(data, dict) and _shallow(data) else None

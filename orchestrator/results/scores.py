@@ -218,6 +218,9 @@ def _read_scores(job: FetchedJob) -> List[Dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 problem = f"{path}:{lineno}: not valid JSON ({exc.msg})"
                 continue
+            except ValueError as exc:  # an integer of over 4300 digits: valid JSON, refused by int()
+                problem = f"{path}:{lineno}: not a score row ({str(exc)[:80]})"
+                continue
             except RecursionError:
                 problem = f"{path}:{lineno}: not valid JSON (nested too deeply)"
                 continue

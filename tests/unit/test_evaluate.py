@@ -369,6 +369,12 @@ def test_refuses_incomplete_and_corrupt_jobs(tmp_path):
     err = refusal(run_dir)
     assert "scores.jsonl:1" in err.message and "not valid JSON" in err.message
 
+    # Valid JSON that int() refuses (over 4300 digits) is a bad row too, not a traceback.
+    run_dir = make_run(tmp_path / "c2")
+    _rewrite(run_dir, "c0", b'{"id": "a", "nll": ' + b"9" * 5000 + b"}\n")
+    err = refusal(run_dir)
+    assert "scores.jsonl:1: not a score row" in err.message and err.code == ExitCode.DATA
+
     # A manifest that leaves scores.jsonl out, or has no file list at all, vouches for nothing.
     run_dir = make_run(tmp_path / "d")
     _edit_manifest(run_dir, "c0", lambda m: m.update(files={}))

@@ -27,8 +27,16 @@ GOOD_STATUS = {
         ({}, "no 'state'"),
         ({"state": ["done"]}, "'state' must be one of"),
         ({"state": "exploded"}, "'state' must be one of"),
-        ({"state": "running", "started": "abc"}, "'started' must be a number or null, got 'abc'"),
-        ({"state": "running", "started": float("nan")}, "'started' must be a number"),
+        (
+            {"state": "running", "started": "abc"},
+            "'started' must be a time (seconds since 1970, 0 to 1e+11) or null, got 'abc'",
+        ),
+        ({"state": "running", "started": float("nan")}, "'started' must be a time"),
+        ({"state": "running", "started": 1e300}, "'started' must be a time"),
+        ({"state": "running", "started": -1.0}, "'started' must be a time"),
+        ({"state": "running", "started": 10**400}, "'started' must be a time"),
+        ({"state": "failed", "exit_code": 10**400}, "'exit_code' must be an integer (64-bit) or null"),
+        ({"state": "failed", "requeues": 2**63}, "'requeues' must be an integer >= 0 (64-bit) or null"),
         ({"state": "running", "pid": "1; rm -rf ~"}, "'pid' must be an integer"),
         ({"state": "running", "pid": True}, "'pid' must be an integer"),
         ({"state": "failed", "exit_code": "x"}, "'exit_code' must be an integer"),
@@ -111,5 +119,17 @@ def test_a_json_object_from_host_text_is_that_or_none_whatever_the_text():
     from orchestrator.contract.hostdocs import parse_json_object
 
     assert parse_json_object('{"a": 1}') == {"a": 1}
-    for text in ("[1]", "not json", "", "[" * 100_000, '{"a": ' * 100_000, "1e999999"):
+    assert parse_json_object('{"a": ' + "[" * 30 + "]" * 30 + "}") is not None
+    deep = '{"a": ' + "[" * 600 + "]" * 600 + "}"  # json reads it; saving the facts would not
+    for text in ("[1]", "not json", "", "[" * 100_000, '{"a": ' * 100_000, "1e999999", deep):
         assert parse_json_object(text) is None
+
+
+@pytest.mark.parametrize("value", [10**400, 1e300, -1e300, float("inf"), float("nan")])
+def test_numbers_no_real_value_nears_are_refused_before_any_arithmetic(value):
+    """10**400 is valid JSON: it once reached math.isfinite (OverflowError), float() and
+    sums of times (inf) in the status table, a traceback each."""
+    with pytest.raises(hostdocs.BadDocument, match="'loss' must be a number"):
+        hostdocs.check_progress({"loss": value})
+    with pytest.raises(hostdocs.BadDocument, match="'now' must be a time"):
+        hostdocs.check_status_reply({"exists": True, "now": value, "jobs": []})
