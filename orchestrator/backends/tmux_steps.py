@@ -7,9 +7,10 @@ stop_hint, so another backend can run long steps its own way (e.g. as batch jobs
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, List, Tuple
 
-from orchestrator.contract.hostdocs import parse_json_object
+from orchestrator.contract.hostdocs import number, parse_json_object
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import shell
 
@@ -139,11 +140,18 @@ class TmuxSteps:
 
 
 def parse_poll(text: str) -> Tuple[dict, str]:
+    """What a poll of a detached step printed (the host's words: a value of the wrong
+    form is left out, as if not said)."""
     info: dict = {}
     head, sep, rest = text.partition("@@chunk ")
     for line in head.splitlines():
         if line.startswith("@@now "):
-            info["now"] = float(line[6:].strip() or 0)
+            try:
+                now = number(float(line[6:].strip()))
+            except ValueError:
+                now = None
+            if now is not None:
+                info["now"] = now
         elif line.startswith("@@alive "):
             info["alive"] = line[8:].strip() == "1"
         elif line.startswith("@@started "):
@@ -155,5 +163,5 @@ def parse_poll(text: str) -> Tuple[dict, str]:
     chunk = ""
     if sep:
         count, _, chunk = rest.partition("\n")
-        info["chunk"] = int(count.strip() or 0)
+        info["chunk"] = int(count.strip()) if re.fullmatch(r"[0-9]{1,15}", count.strip()) else 0
     return info, chunk

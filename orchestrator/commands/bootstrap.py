@@ -90,15 +90,27 @@ def render_verify(result: Optional[dict], out: Console) -> None:
     if not result:
         out.print("verify: no result recorded")
         return
-    gpus = ", ".join(g["name"] + " sm" + g["capability"].replace(".", "") for g in result.get("gpus", []))
+    # The host's verify.py wrote this: anything may be in it, so each part is taken only
+    # in the shape verify.py gives it.
+    listed = result.get("gpus")
+    gpus = ", ".join(
+        f"{g.get('name')} sm{str(g.get('capability')).replace('.', '')}"
+        for g in (listed if isinstance(listed, list) else [])
+        if isinstance(g, dict)
+    )
     head = (
         f"torch {result.get('torch')} (CUDA {result.get('torch_cuda')}), python {result.get('python')}, "
         f"GPUs: {gpus or 'none visible'}"
     )
     colour = "green" if result.get("ok") else "red"
     out.print(f"[{colour}]verify {'ok' if result.get('ok') else 'FAILED'}[/]: {escape(head)}")
-    for name, c in sorted((result.get("checks") or {}).items()):
+    checks = result.get("checks")
+    for name, c in sorted(checks.items() if isinstance(checks, dict) else (), key=lambda item: str(item[0])):
+        if not isinstance(c, dict):
+            c = {"status": "?", "reason": f"unreadable check result: {str(c)[:80]}"}
         status = c.get("status", "?")
+        if not isinstance(status, str):
+            status = "?"
         style = {"ok": "green", "failed": "red", "skipped": "dim"}.get(status, "")
         detail = (
             c.get("reason")
@@ -109,7 +121,9 @@ def render_verify(result: Optional[dict], out: Console) -> None:
                 if k in ("rel_err", "max_abs_err", "varlen_max_abs_err", "device", "version")
             )
         )
-        out.print(f"  [{style}]{escape(str(status)):>7}[/] {escape(str(name))}: {escape(str(detail))}")
+        label = f"{escape(status):>7}"
+        label = f"[{style}]{label}[/]" if style else label  # "[]...[/]" is not markup Rich reads
+        out.print(f"  {label} {escape(str(name))}: {escape(str(detail))}")
 
 
 class RichProgress(Progress):

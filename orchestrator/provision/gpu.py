@@ -104,7 +104,7 @@ class GpuReport:
 def parse_cc(value: Optional[str]) -> Optional[Tuple[int, int]]:
     if not value:
         return None
-    m = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", str(value))
+    m = re.fullmatch(r"\s*([0-9]{1,3})\.([0-9]{1,3})\s*", str(value))
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
@@ -138,7 +138,7 @@ def compute_cap_from_name(name: str) -> Optional[str]:
 
 def _int_or_none(text: str) -> Optional[int]:
     text = text.strip()
-    m = re.match(r"^(\d+)", text)
+    m = re.match(r"^([0-9]{1,18})(?![0-9])", text)  # [0-9]: \d takes any script's digits
     return int(m.group(1)) if m else None
 
 
@@ -156,7 +156,7 @@ def parse_query_csv(text: str, fields: Sequence[str] = QUERY_FIELDS) -> List[Gpu
         if len(parts) != len(fields):
             raise ValueError(f"nvidia-smi query line has {len(parts)} fields, expected {len(fields)}: {line!r}")
         row = dict(zip(fields, parts))
-        if not row.get("index", "").isdigit():
+        if not re.fullmatch(r"[0-9]{1,6}", row.get("index", "")):
             raise ValueError(f"not an nvidia-smi query line: {line!r}")
         gpu = Gpu(index=int(row["index"]), name=row.get("name", ""))
         gpu.uuid = row.get("uuid", "")
@@ -198,7 +198,7 @@ def parse_xml(text: str) -> XmlInfo:
         cuda_version=(root.findtext("cuda_version") or "").strip(),
     )
     attached = (root.findtext("attached_gpus") or "").strip()
-    info.attached_gpus = int(attached) if attached.isdigit() else None
+    info.attached_gpus = int(attached) if re.fullmatch(r"[0-9]{1,6}", attached) else None
     for i, node in enumerate(root.findall("gpu")):
         gpu = Gpu(index=i, name=(node.findtext("product_name") or "").strip())
         gpu.uuid = (node.findtext("uuid") or "").strip()
@@ -207,12 +207,12 @@ def parse_xml(text: str) -> XmlInfo:
         gpu.memory_used_mib = _int_or_none(node.findtext("fb_memory_usage/used") or "")
         gpu.utilization_pct = _int_or_none(node.findtext("utilization/gpu_util") or "")
         info.gpus.append(gpu)
-    if _na(info.cuda_version):
+    if not re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}", info.cuda_version):  # N/A, or not a version
         info.cuda_version = ""
     return info
 
 
-_HEADER_RE = re.compile(r"Driver Version:\s*([\d.]+).*?CUDA Version:\s*([\d.]+|N/A)")
+_HEADER_RE = re.compile(r"Driver Version:\s*([0-9.]+).*?CUDA Version:\s*([0-9]{1,3}\.[0-9]{1,3}|N/A)")
 
 
 def parse_plain_header(text: str) -> Tuple[str, str]:
@@ -222,14 +222,14 @@ def parse_plain_header(text: str) -> Tuple[str, str]:
         cuda = m.group(2)
         return m.group(1), "" if cuda == "N/A" else cuda
     driver = re.search(r"Driver Version\s*:\s*([\d.]+)", text)
-    cuda = re.search(r"CUDA Version\s*:\s*([\d.]+)", text)
+    cuda = re.search(r"CUDA Version\s*:\s*([0-9]{1,3}\.[0-9]{1,3})", text)
     return (driver.group(1) if driver else "", cuda.group(1) if cuda else "")
 
 
 def parse_list(text: str) -> List[Gpu]:
     """``nvidia-smi -L`` -> GPUs (index, name, uuid)."""
     gpus = []
-    for m in re.finditer(r"^GPU (\d+): (.+?) \(UUID: ([^)]+)\)", text, re.MULTILINE):
+    for m in re.finditer(r"^GPU ([0-9]{1,6}): (.+?) \(UUID: ([^)]+)\)", text, re.MULTILINE):
         gpus.append(Gpu(index=int(m.group(1)), name=m.group(2).strip(), uuid=m.group(3).strip()))
     return gpus
 

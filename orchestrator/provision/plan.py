@@ -226,7 +226,8 @@ def _record(facts: HostFacts, step: str) -> Optional[dict]:
     """The newest record of a step: the host-written result file, else state.json."""
     rec = facts.results.get(step)
     if rec is None:
-        rec = (facts.state.get("steps") or {}).get(step)
+        steps = facts.state.get("steps")
+        rec = steps.get(step) if isinstance(steps, dict) else None  # state.json is the host's
     return rec if isinstance(rec, dict) else None
 
 
@@ -841,7 +842,8 @@ def build_plan(
 
 def state_json(plan: Plan, previous: Optional[dict] = None, now: float = 0.0) -> dict:
     """The consolidated host-side state file: each step's last fingerprint, exit code and times."""
-    steps: Dict[str, dict] = dict((previous or {}).get("steps") or {})
+    kept = (previous or {}).get("steps")
+    steps: Dict[str, dict] = {k: v for k, v in kept.items() if isinstance(v, dict)} if isinstance(kept, dict) else {}
     for s in plan.steps:
         rec = plan.facts.results.get(s.name)
         if rec is not None:

@@ -191,8 +191,9 @@ class HostFacts:
 
 # --- parsers (pure) ---------------------------------------------------------------------
 
+CUDA_VERSION = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}")  # what a CUDA version looks like (12.4)
 _BEGIN = re.compile(r"^@@orch:begin (\S+)$")
-_END = re.compile(r"^@@orch:end (\S+) (-?\d+)$")
+_END = re.compile(r"^@@orch:end (\S+) (-?[0-9]{1,9})$")  # [0-9]: \d takes any script's digits
 
 
 def parse_sections(text: str) -> Dict[str, Section]:
@@ -242,7 +243,7 @@ def parse_meminfo(text: str) -> Tuple[float, float, float]:
     """-> (total GB, available GB, swap GB), GB = 10^9 bytes... no: GiB, as `free -g` shows."""
     values = {}
     for line in text.splitlines():
-        m = re.match(r"^(\w+):\s+(\d+)\s*kB", line)
+        m = re.match(r"^(\w+):\s+([0-9]{1,18})\s*kB", line)
         if m:
             values[m.group(1)] = int(m.group(2)) / (1024 * 1024)
     total = values.get("MemTotal", 0.0)
@@ -253,7 +254,7 @@ def parse_df(text: str) -> Tuple[str, float]:
     """`df -Pk DIR` -> (mount point, free GiB)."""
     for line in text.splitlines()[1:]:
         parts = line.split()
-        if len(parts) >= 6 and parts[3].isdigit():
+        if len(parts) >= 6 and re.fullmatch(r"[0-9]{1,18}", parts[3]):
             return parts[5], round(int(parts[3]) / (1024 * 1024), 1)
     return "", 0.0
 
@@ -300,7 +301,8 @@ def _python_info(header: Dict[str, str], json_line: str) -> PythonInfo:
     packages = ("torch", "flash-attn", "ninja", "transformers", "pip")
     # A version string, or null where the package is not installed; nothing else counts.
     info.packages = {k: data[k] for k in packages if k in data and (data[k] is None or isinstance(data[k], str))}
-    info.torch_cuda = data.get("torch_cuda")
+    cuda = data.get("torch_cuda")  # "12.4", or null for a CPU build
+    info.torch_cuda = cuda if isinstance(cuda, str) and CUDA_VERSION.fullmatch(cuda) else None
     return info
 
 
@@ -399,7 +401,7 @@ def parse_probe(text: str, workdir: str, now: Optional[float] = None) -> HostFac
     facts.os = parse_os_release(body("os-release"))
     facts.glibc = parse_glibc(body("glibc"))
     n = body("nproc").strip()
-    facts.cpus = int(n) if n.isdigit() else 0
+    facts.cpus = int(n) if re.fullmatch(r"[0-9]{1,6}", n) else 0  # isdigit() takes "²", which int() refuses
     facts.mem_total_gb, facts.mem_available_gb, facts.swap_gb = parse_meminfo(body("meminfo"))
     facts.disk_path, facts.disk_free_gb = parse_df(body("disk"))
     facts.home = body("home")

@@ -15,6 +15,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from orchestrator import backends
+from orchestrator.contract.hostdocs import number
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.provision import flashattn, hostlock
 from orchestrator.provision.plan import Layout, Plan, Step
@@ -24,6 +25,7 @@ from orchestrator.transport import shell
 POLL_S = 1.0
 STATUS_EVERY_S = 30.0
 MAX_LINES_PER_POLL = 40
+MAX_PARTIAL = 64 << 10  # of a line still without its end, what is kept for when it ends
 
 # Static shell programs; their inputs arrive as positional arguments ("$1"...), quoted by shell.join.
 _UPLOAD = r"""
@@ -135,7 +137,7 @@ class Runner:
                     raise self.lock.lost_error()
                 offset += info.get("chunk", 0)
                 lines = (partial + chunk).split("\n")
-                partial = lines.pop()
+                partial = lines.pop()[-MAX_PARTIAL:]  # a host's line without an end: its end only
                 skipped = max(0, len(lines) - MAX_LINES_PER_POLL)
                 lines = lines[skipped:]
                 shown = [line.rstrip() for line in lines if line.strip()]
@@ -144,15 +146,18 @@ class Runner:
                 if info.get("queue") and info["queue"] != queue:  # a batch job's queue state, in words
                     queue = info["queue"]
                     self.progress.note(f"step {step.name}: {queue}")
+                now = info.get("now", time.time())
                 started = info.get("started") or {}
-                elapsed = info.get("now", time.time()) - started.get("started", info.get("now", time.time()))
+                began = number(started.get("started"))
+                elapsed = now - began if began is not None else 0.0
                 result = info.get("result")
                 if result is not None and "rc" in result:
                     if partial.strip():
                         self.progress.step_output([partial.rstrip()])
-                    rc = int(result["rc"])
+                    rc = result["rc"] if type(result["rc"]) is int and -256 < result["rc"] < 256 else 1
                     if rc == 0:
-                        self.progress.step_done(step, result.get("ended", 0) - result.get("started", 0))
+                        took = (number(result.get("ended")) or 0.0) - (number(result.get("started")) or 0.0)
+                        self.progress.step_done(step, took)
                     return rc, detached.log_tail(step)
                 if not info.get("alive"):
                     raise OrchError(

@@ -474,3 +474,24 @@ def test_what_the_readme_says_each_env_gives_on_cuda_12_4(gpu):
     # without the ToS flag both stop at the conda step
     for env in ("default", "mdlm-seed"):
         assert bp.build_plan(facts, envspec.load(REPO, env), host="nigel").step("conda").state == "blocked"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"ok": True, "gpus": ["H200"], "checks": ["x"]},
+        {"ok": False, "gpus": [{"name": 5, "capability": 9.0}], "checks": {"sdpa": "ok", 3: {"status": 1}}},
+        {"gpus": "none", "checks": {"bf16": {"status": "ok", "rel_err": 0.001}}},
+    ],
+)
+def test_a_verify_result_of_any_shape_renders_without_a_traceback(result):
+    """`orch hosts show` and bootstrap render what the host's verify.py wrote."""
+    import io
+
+    from orchestrator import output
+    from orchestrator.commands.bootstrap import render_verify
+
+    out = output.console(file=io.StringIO())
+    render_verify(result, out)
+    text = out.file.getvalue()
+    assert text.startswith("verify ")

@@ -166,3 +166,38 @@ def test_parse_poll_reads_the_markers_and_the_log_chunk():
         "chunk": 12,
     }
     assert chunk == "hello\n@@chunk x"  # the log's own text is never parsed as markers
+
+
+@pytest.mark.parametrize(
+    "text, info",
+    [
+        ("@@now abc\n@@chunk zz\nlog", {"chunk": 0}),
+        ("@@now inf\n@@now nan\n@@chunk ²\nlog", {"chunk": 0}),
+        ("@@now 1e400\n@@chunk " + "9" * 5000 + "\nlog", {"chunk": 0}),
+        (
+            "@@started " + "[" * 100_000 + "\n@@result [1]\n@@chunk 3\nlog",
+            {"started": None, "result": None, "chunk": 3},
+        ),
+    ],
+)
+def test_a_poll_of_the_wrong_form_leaves_out_what_it_cannot_mean(text, info):
+    """The host wrote the poll's answer: what is not a number where one belongs is not said."""
+    assert tmux_steps.parse_poll(text) == (info, "log")
+
+
+@pytest.mark.parametrize(
+    "result, started, rc",
+    [
+        ({"rc": "x", "started": "a", "ended": None}, {"started": "b"}, 1),
+        ({"rc": 1e300}, {"started": 10**400}, 1),
+        ({"rc": None}, None, 1),
+        ({"rc": True}, {"started": [1]}, 1),
+        ({"rc": 0, "started": 1e300, "ended": "z"}, {"started": float("inf")}, 0),
+    ],
+)
+def test_a_result_of_the_wrong_form_ends_the_step_failed_not_in_a_traceback(result, started, rc):
+    info = {"now": 100.0, "started": started, "alive": False, "result": result, "chunk": 0}
+    runner, step, progress, _ = _runner([(info, "x" * 200_000)])
+    assert runner.run_step(step) == (rc, "the whole log")
+    if rc == 0:
+        assert progress.events[-1] == ("done", "packages", 0.0)

@@ -275,3 +275,21 @@ def test_a_python_line_of_the_wrong_shape_is_a_broken_or_plain_python_not_a_cras
         assert (info.version, info.base_prefix, info.packages) == ("['3']", "5", {})
     else:
         assert info.broken
+
+
+def test_numbers_in_probe_output_are_ascii_digits_of_a_sane_length():
+    """`"²".isdigit()` is True and int() refuses it; 5000 digits are refused by int() too."""
+    from orchestrator.provision.probe import parse_df, parse_meminfo, parse_sections
+
+    assert parse_meminfo("MemTotal: " + "9" * 5000 + " kB\nMemAvailable: 1048576 kB") == (0.0, 1.0, 0.0)
+    assert parse_df("Filesystem 1K-blocks Used Available Capacity Mounted\n/dev/x 1 2 ² 5% /") == ("", 0.0)
+    assert parse_sections("@@orch:begin x\nbody\n@@orch:end x " + "9" * 5000)["x"].rc is None
+
+
+@pytest.mark.parametrize("cuda", ["abc", ".", "12", "1e5", "١٢.٤"])
+def test_a_cuda_version_that_is_not_one_is_unknown(cuda):
+    from orchestrator.provision.gpu import parse_plain_header, parse_xml
+
+    xml = f"<nvidia_smi_log><driver_version>550.1</driver_version><cuda_version>{cuda}</cuda_version></nvidia_smi_log>"
+    assert parse_xml(xml).cuda_version == ""
+    assert parse_plain_header(f"Driver Version: 550.1   CUDA Version: {cuda} |")[1] == ""
