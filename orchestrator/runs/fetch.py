@@ -17,9 +17,9 @@ What a host sends is untrusted, and the verified copy on the laptop is precious:
 - Logs and progress files are fetched as their last TAIL_BYTES unless asked for whole;
   a cut log starts with a line saying so.
 - Nothing fills the laptop's disk: status.json and manifest.json come first, each at most
-  DOC_BYTES; the result files then come only as big as those manifests declare, and only
-  if they fit in this disk's free space with RESERVE_BYTES to spare (else nothing more is
-  fetched and the message says how much the host claims).
+  DOC_BYTES; the result files then come no bigger than the largest those manifests
+  declare, and only if that many of that size fit in this disk's free space with
+  RESERVE_BYTES to spare (else nothing more is fetched and the message says how much).
 """
 
 from __future__ import annotations
@@ -195,25 +195,28 @@ def declared_sizes(stage: Path, jobs: Sequence[str]) -> Dict[str, int]:
 
 
 def check_room(stage: Path, seed: Path, declared: Dict[str, int]) -> None:
-    """Refuse, before any is sent, result files that would leave this disk with less than
-    RESERVE_BYTES free.  A file the verified copy already holds at that size costs nothing
-    (rsync hard-links it; an SFTP fetch of it is rare enough to ignore)."""
-    new = {}
+    """Refuse, before any is sent, result files that could leave this disk with less than
+    RESERVE_BYTES free.  Each file may come as big as the largest declared (one limit per
+    transfer), so that is what each counts for; one the verified copy already holds at its
+    declared size counts for nothing (rsync hard-links it)."""
+    limit = max(declared.values())
+    new = []
     for job, size in declared.items():
         try:
             same = os.stat(seed / job / RESULT_FILES[0]).st_size == size
         except OSError:
             same = False
         if not same:
-            new[job] = size
-    need = sum(new.values())
+            new.append(job)
+    need = len(new) * limit
     free = shutil.disk_usage(stage).free
     if need and need + RESERVE_BYTES > free:
-        biggest = max(new, key=new.get)
+        biggest = max(new, key=lambda job: declared[job])
         raise OrchError(
-            f"the host says this run's results are {size_words(need)} ({biggest}/{RESULT_FILES[0]}: "
-            f"{size_words(new[biggest])}), and this machine has {size_words(free)} free where they would go "
-            f"({stage.parent.parent}); nothing more was fetched (a fetch leaves {size_words(RESERVE_BYTES)} free)",
+            f"this run's results may take up to {size_words(need)} here ({len(new)} x {size_words(limit)}: "
+            f"the largest {RESULT_FILES[0]} the host declares, {biggest}'s), and this machine has "
+            f"{size_words(free)} free where they would go ({stage.parent.parent}); nothing more was fetched "
+            f"(a fetch leaves {size_words(RESERVE_BYTES)} free)",
             ExitCode.RUN_STATE,
             hint="free space there and fetch again (if that size is wrong, look at the manifest.json on the host)",
         )

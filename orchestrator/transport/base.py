@@ -13,7 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, List, Optional, Tuple
+from typing import IO, Any, Callable, List, Optional, Tuple
 
 from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import ExitCode, OrchError
@@ -47,6 +47,40 @@ def read_capped(read: Callable[[int], bytes], limit: int, on_overflow: Callable[
             on_overflow()
             return b"".join(chunks), True
         chunks.append(data)
+
+
+def run_capped(
+    argv: List[str], stdin: Optional[str], max_output: int, timeout: Optional[float] = None, **popen: Any
+) -> Result:
+    """Run ARGV to its end, each of its output streams read up to MAX_OUTPUT bytes: past
+    that it is killed and ``overflow`` set (what a host can make a command print must not
+    grow without bound here).  After TIMEOUT seconds it is killed and TimeoutExpired raised."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    got: dict = {}
+
+    def drain(name, stream):
+        got[name] = read_capped(stream.read1, max_output, proc.kill)
+
+    streams = (("out", proc.stdout), ("err", proc.stderr))
+    readers = [threading.Thread(target=drain, args=(n, s), daemon=True) for n, s in streams]
+    for t in readers:
+        t.start()
+    try:
+        if stdin is not None:
+            proc.stdin.write(stdin.encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    for t in readers:
+        t.join()
+    (out, over_out), (err, over_err) = got["out"], got["err"]
+    return Result(out.decode(errors="replace"), err.decode(errors="replace"), rc, over_out or over_err)
 
 
 def _failed(command: str, result: Result, host: str) -> OrchError:
@@ -163,42 +197,12 @@ class LocalTransport(Transport):
         return str(Path(self.host.workdir).expanduser())
 
     def _exec(self, command, timeout, stdin, max_output):
-        proc = subprocess.Popen(
-            ["bash", "-c", command],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=str(Path.home()),
-        )
-        got: dict = {}
-
-        def drain(name, stream):
-            got[name] = read_capped(stream.read1, max_output, proc.kill)
-
-        readers = [
-            threading.Thread(target=drain, args=(n, s), daemon=True)
-            for n, s in (("out", proc.stdout), ("err", proc.stderr))
-        ]
-        for t in readers:
-            t.start()
         try:
-            if stdin is not None:
-                proc.stdin.write(stdin.encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        try:
-            rc = proc.wait(timeout=timeout)
+            return run_capped(["bash", "-c", command], stdin, max_output, timeout, cwd=str(Path.home()))
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
             raise OrchError(
                 f"command timed out after {timeout:.0f} s on local: {command[:200]}", ExitCode.REMOTE
             ) from None
-        for t in readers:
-            t.join()
-        (out, over_out), (err, over_err) = got["out"], got["err"]
-        return Result(out.decode(errors="replace"), err.decode(errors="replace"), rc, over_out or over_err)
 
     def stream(self, command, out=sys.stdout):
         command = shell.with_path(self.host.extra_path, command)

@@ -13,6 +13,7 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import diskspace
 
 IO_ERRORS = (11, 12, 23)  # rsync: file I/O error, protocol stream error, partial transfer
+MAX_OUTPUT = 16 << 20  # of rsync's output (file names, skips, the host's messages) per stream
 
 
 def _file_size_limit(max_bytes: int) -> Callable[[], None]:
@@ -39,14 +40,21 @@ def run_rsync(
     """Run rsync (``push``: to the host; ``max_file_bytes``: the most any file it writes
     here may hold).  A failure keeps rsync's own words, and a full disk says whose disk and
     how much is left."""
-    proc = subprocess.run(
+    from orchestrator.transport.base import run_capped
+
+    # rsync passes on what the host's side prints (its stderr, through the tunnel): capped.
+    res = run_capped(
         argv,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        errors="replace",
+        stdin,
+        MAX_OUTPUT,
         preexec_fn=_file_size_limit(max_file_bytes) if max_file_bytes is not None else None,
     )
+    proc = subprocess.CompletedProcess(argv, res.rc, res.stdout, res.stderr)
+    if res.overflow:
+        raise OrchError(
+            f"rsync printed more than {MAX_OUTPUT >> 20} MB (what the host sends back is capped): stopped",
+            ExitCode.REMOTE,
+        )
     if proc.returncode != 0:
         err = proc.stderr.strip()
         # rsync itself sometimes loses its receiver's last words when that process dies

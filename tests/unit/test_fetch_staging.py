@@ -151,8 +151,9 @@ def test_results_that_would_fill_this_disk_are_refused_before_they_travel(tmp_pa
     with pytest.raises(OrchError) as caught:
         _pull_local(tmp_path, ["neg"])
     assert caught.value.message == (
-        "the host says this run's results are 5.0 TB (neg/scores.jsonl: 5.0 TB), and this machine has 20.0 GB "
-        f"free where they would go ({tmp_path / 'run'}); nothing more was fetched (a fetch leaves 256.0 MB free)"
+        "this run's results may take up to 5.0 TB here (1 x 5.0 TB: the largest scores.jsonl the host declares, "
+        f"neg's), and this machine has 20.0 GB free where they would go ({tmp_path / 'run'}); nothing more was "
+        "fetched (a fetch leaves 256.0 MB free)"
     )
     assert not (tmp_path / "run" / ".fetch-1" / "jobs" / "neg" / "scores.jsonl").exists()
 
@@ -163,7 +164,8 @@ def test_files_the_verified_copy_holds_at_that_size_need_no_room(tmp_path, monke
     (seed / "scores.jsonl").write_bytes(b"x" * 1000)
     monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: Usage(1 << 30, 1 << 30, fetch.RESERVE_BYTES + 10))
     fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000})  # already here: fits
-    with pytest.raises(OrchError, match=r"results are 1010 bytes \(neg/scores.jsonl: 999 bytes\)"):
+    # Each file may come as big as the largest declared: one that declares 11 bytes too.
+    with pytest.raises(OrchError, match=r"may take up to 2.0 KB here \(2 x 999 bytes: .* neg's\)"):
         fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 999, "pos": 11})
 
 
@@ -197,3 +199,13 @@ def test_rsync_writes_no_file_past_its_limit_whatever_it_is_sent(tmp_path):
 )
 def test_sizes_read_as_people_say_them(n, words):
     assert fetch.size_words(n) == words
+
+
+def test_rsync_output_is_read_only_up_to_its_cap(monkeypatch):
+    """rsync passes on what the host's side prints; a host that prints without end is cut
+    off and the transfer stopped, not read into memory."""
+    from orchestrator.transport import rsync
+
+    monkeypatch.setattr(rsync, "MAX_OUTPUT", 1 << 20)
+    with pytest.raises(OrchError, match="rsync printed more than 1 MB"):
+        rsync.run_rsync(None, ["sh", "-c", "yes 'remote: noise' >&2"], push=False)
