@@ -359,7 +359,8 @@ def load_scores(run: RunData) -> Scores:
     n_test = expected_n_test(jobs)
     classes = run_classes(run)
     job_rows = [(j.name, j.label if j.role == "class" else None, _read_scores(j)) for j in jobs]
-    scores = merge_scores(job_rows, classes)
+    score = run.experiment.score
+    scores = merge_scores(job_rows, classes, max_draws=score.adaptive.max if score.is_adaptive else score.mdlm_draws)
     if scores.n != n_test:
         raise OrchError(
             f"the score files hold {scores.n} test texts, but the manifests' n_test is {n_test}",

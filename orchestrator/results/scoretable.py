@@ -166,12 +166,14 @@ class _Columns:
 
 
 def _draw_problem(
-    job: str, rows: List[Dict[str, Any]], nll: np.ndarray, ragged: bool = False
+    job: str, rows: List[Dict[str, Any]], nll: np.ndarray, ragged: bool = False, max_draws: Optional[int] = None
 ) -> Tuple[Optional[np.ndarray], Optional[str]]:
     """(the rows' draws as a (rows, K) array or None, None) or (None, what is wrong):
     every row or none has draws, all the same number of them (``ragged``, a job that scores
     every class: any number, NaN-padded to the longest, paired per text by _join_draws),
-    and each row's nll is their mean (the draws are what the estimate was made of)."""
+    at most ``max_draws`` (the run's own setting: the padded array is rows x the longest,
+    so one row a host made long must not decide its size), and each row's nll is their
+    mean (the draws are what the estimate was made of)."""
     have = ["draws" in r for r in rows]
     if not any(have):
         return None, None
@@ -185,6 +187,9 @@ def _draw_problem(
     column = _column(rows, "draws")
     if not all(type(d) is list and d for d in column):
         return None, None  # _row_problem words it
+    if max_draws is not None and any(len(d) > max_draws for d in column):
+        r = next(r for r in rows if len(r["draws"]) > max_draws)
+        return None, f"{where(r)}: has {len(r['draws'])} draws, more than the run's {max_draws} a text can get"
     k = len(column[0])
     if not ragged and any(len(d) != k for d in column):
         r = next(r for r in rows if len(r["draws"]) != k)
@@ -216,7 +221,12 @@ def _draw_problem(
 
 
 def _job_columns(
-    job: str, job_class: Optional[str], rows: List[Dict[str, Any]], col: Dict[str, int], classes: List[str]
+    job: str,
+    job_class: Optional[str],
+    rows: List[Dict[str, Any]],
+    col: Dict[str, int],
+    classes: List[str],
+    max_draws: Optional[int] = None,
 ) -> Tuple[Optional[_Columns], Optional[str]]:
     """(columns, None) when every row is valid, else (None, the first bad row's problem)."""
 
@@ -247,7 +257,7 @@ def _job_columns(
         ok &= cls_i == col[job_class]
     if not ok.all():
         return None, first_problem()
-    draws, problem = _draw_problem(job, rows, nll_a, ragged=job_class is None)
+    draws, problem = _draw_problem(job, rows, nll_a, ragged=job_class is None, max_draws=max_draws)
     if problem is not None:
         return None, problem
     if draws is None and any("draws" in r for r in rows):
@@ -255,10 +265,16 @@ def _job_columns(
     return _Columns(job, rows, ids, label_i, cls_i, nll_a, tokens_a.astype(np.float64), se_a, draws), None
 
 
-def merge_scores(job_rows: Sequence[Tuple[str, Optional[str], List[Dict[str, Any]]]], classes: Sequence[str]) -> Scores:
+def merge_scores(
+    job_rows: Sequence[Tuple[str, Optional[str], List[Dict[str, Any]]]],
+    classes: Sequence[str],
+    max_draws: Optional[int] = None,
+) -> Scores:
     """Merge per-job score rows into one (text x class) table, refusing anything inconsistent.
 
-    ``job_rows`` holds (job name, the class the job scores or None for all, rows).
+    ``job_rows`` holds (job name, the class the job scores or None for all, rows);
+    ``max_draws``: the most draws a row may carry (the run's score.mdlm_draws, or its
+    score.adaptive.max).
     Refused, with example ids and the job named: malformed rows, a class outside
     ``classes``, a row for another class than the job's, duplicate (id, class) rows,
     a text whose label differs between rows, and texts some class has no score for.
@@ -285,7 +301,7 @@ def merge_scores(job_rows: Sequence[Tuple[str, Optional[str], List[Dict[str, Any
     parts: List[_Columns] = []
     bad_row: Optional[str] = None  # the first malformed row, in the first job that has one
     for job, job_class, rows in job_rows:
-        part, bad_row = _job_columns(job, job_class, rows, col, classes)
+        part, bad_row = _job_columns(job, job_class, rows, col, classes, max_draws)
         if bad_row is not None:
             break  # the jobs before it may still hold a duplicate or a disagreement, named first
         parts.append(part)

@@ -761,6 +761,20 @@ def test_merge_names_examples_and_counts():
         merge_scores([("a", "0", rows0)], ["0", "1"])
 
 
+def test_a_row_with_more_draws_than_the_run_allows_is_refused_before_any_padding():
+    """Adaptive draws are NaN-padded to the longest row: one row a host made 400,000 draws
+    long would have asked for rows x 400,000 floats."""
+    rows = []
+    for i in range(3):
+        for c in ("0", "1"):
+            draws = [1.0] * (400_000 if (i, c) == (2, "1") else 2)
+            rows.append({"id": f"t{i}", "label": "0", "class": c, "nll": 1.0, "tokens": 1, "draws": draws})
+    with pytest.raises(OrchError, match="has 400000 draws, more than the run's 64 a text can get") as info:
+        merge_scores([("score", None, rows)], ["0", "1"], max_draws=64)
+    assert "text 't2'" in info.value.message
+    assert merge_scores([("score", None, rows[:4])], ["0", "1"], max_draws=64).n == 2
+
+
 def test_merge_takes_integer_ids_and_labels_as_text():
     rows0 = [{"id": i, "label": i % 2, "class": 0, "nll": 1.0 + i, "tokens": 3} for i in range(4)]
     rows1 = [dict(r, **{"class": "1", "nll": 2.0, "se": 0.5}) for r in reversed(rows0)]
