@@ -23,7 +23,10 @@ def _file_size_limit(max_bytes: int) -> Callable[[], None]:
 
     def limit() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+        # The soft limit is the one enforced; the hard one stays (raising it is refused).
+        _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        soft = max_bytes if hard == resource.RLIM_INFINITY else min(max_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
     return limit
 

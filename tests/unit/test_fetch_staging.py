@@ -209,3 +209,21 @@ def test_rsync_output_is_read_only_up_to_its_cap(monkeypatch):
     monkeypatch.setattr(rsync, "MAX_OUTPUT", 1 << 20)
     with pytest.raises(OrchError, match="rsync printed more than 1 MB"):
         rsync.run_rsync(None, ["sh", "-c", "yes 'remote: noise' >&2"], push=False)
+
+
+@pytest.mark.parametrize("hard, soft", [(-1, 5000), (3000, 3000), (9000, 5000)])
+def test_the_file_size_limit_lowers_only_the_soft_limit_within_the_hard_one(monkeypatch, hard, soft):
+    """Raising a hard limit is refused to a user (a traceback from inside Popen): the limit a
+    pull runs under keeps the hard one and sets the soft one, never above it."""
+    import resource
+    import signal
+
+    from orchestrator.transport import rsync
+
+    hard = resource.RLIM_INFINITY if hard == -1 else hard
+    calls = []
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (hard, hard))
+    monkeypatch.setattr(resource, "setrlimit", lambda what, limits: calls.append((what, limits)))
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    rsync._file_size_limit(5000)()
+    assert calls == [(resource.RLIMIT_FSIZE, (soft, hard))]
