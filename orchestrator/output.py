@@ -91,9 +91,10 @@ def say(*objects: Any, **kwargs: Any) -> None:
 
 
 def warn(text: str) -> None:
-    """A warning on stderr, shown even with --quiet; ``text`` is plain (never markup)."""
+    """A warning on stderr, shown even with --quiet; ``text`` is plain (never markup; its
+    control characters are escaped by the console's safety net)."""
     err.print("[yellow]warning:[/] ", end="")
-    err.print(terminal.shown(text), markup=False, soft_wrap=True)
+    err.print(text, markup=False, soft_wrap=True)
 
 
 def _quiet_option(value: bool) -> bool:

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from orchestrator import output, terminal
+from orchestrator import output
 from orchestrator.commands import ABOUT, COMMAND_MODULES, exit_codes_line
 from orchestrator.errors import ExitCode, OrchError
 
@@ -94,12 +94,12 @@ def run() -> None:
         # failures arrive here as OrchError and become one message and a named code.
         app(prog_name="orch")
     except OrchError as exc:
-        # The message is data (it may quote remote output like "[orch] ..."): no markup,
-        # and no control characters (orchestrator/terminal.py).
+        # The message is data (it may quote remote output like "[orch] ..."): no markup.
+        # Its control characters are escaped by the console itself (output.py).
         err_console.print("[bold red]error:[/] ", end="")
-        err_console.print(terminal.shown(exc.message), markup=False, soft_wrap=True)
+        err_console.print(exc.message, markup=False, soft_wrap=True)
         if exc.hint:
-            err_console.print(f"  hint: {terminal.shown(exc.hint)}", markup=False, soft_wrap=True)
+            err_console.print(f"  hint: {exc.hint}", markup=False, soft_wrap=True)
         sys.exit(int(exc.code))
     except KeyboardInterrupt:
         err_console.print("interrupted")

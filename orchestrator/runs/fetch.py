@@ -33,13 +33,13 @@ import stat
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+from orchestrator.contract.hostdocs import RESULT_FILES
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport.base import Transport
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
 
 DOCS = ("status.json", "manifest.json")  # fetched first, whole up to DOC_BYTES
-RESULT_FILES = ("scores.jsonl",)  # then as big as the manifest declares; verified
-RESULTS = DOCS + RESULT_FILES
+# then RESULT_FILES (the contract's, hostdocs.py), as big as the manifests declare; verified
 BOUNDED = ("log.txt", "progress.jsonl")  # fetched as a tail when big
 TAIL_BYTES = 1 << 20
 DOC_BYTES = TAIL_BYTES  # a real one is a few KB

@@ -51,10 +51,6 @@ def local_rsync_problem() -> Optional[str]:
     return None
 
 
-def local_rsync() -> bool:
-    return local_rsync_problem() is None
-
-
 def remote_has(transport, tool: str) -> bool:
     return transport.run(shell.join(["sh", "-c", 'command -v "$1" >/dev/null 2>&1', "sh", tool]), check=False).rc == 0
 
