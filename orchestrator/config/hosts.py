@@ -43,6 +43,9 @@ class HostFile:
     gpus: List[str] = field(default_factory=list)  # [] -> every GPU nvidia-smi lists
     connect_timeout: float = 10.0
     keepalive: int = 15
+    # Seconds a transfer (rsync, SFTP) may go without a byte from the host before it is
+    # stopped: a stalled or hostile host must not hold a fetch forever.
+    io_timeout: float = 300.0
     description: str = ""
     scheduler: str = "tmux"  # how jobs run there: one of SCHEDULERS (orchestrator/backends/)
     slurm: SlurmOptions = field(default_factory=SlurmOptions)  # sbatch options (scheduler: slurm)
@@ -112,6 +115,12 @@ def check_values(host: HostFile, where: str) -> None:
             f"{where}: key 'connect_timeout': expected seconds above 0, got {host.connect_timeout}",
             ExitCode.CONFIG,
             hint="how long to wait for the host to answer, e.g. 10",
+        )
+    if not host.io_timeout >= 1:
+        raise OrchError(
+            f"{where}: key 'io_timeout': expected seconds, at least 1, got {host.io_timeout}",
+            ExitCode.CONFIG,
+            hint="how long a transfer may wait for the host's next byte, e.g. 300",
         )
     for key in _NO_CONTROL:
         value = getattr(host, key)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from orchestrator.transport import shell
-from orchestrator.transport.rsync import run_rsync
+from orchestrator.transport.rsync import run_rsync, timeout_option
 
 # The oldest rsync whose options orch uses (a pull's --info=skip1 came in 3.1.0).  macOS
 # ships rsync 2.6.9 (to 15.3) or openrsync (15.4 on), which have neither that nor
@@ -109,8 +109,9 @@ class LocalCopier(Copier):
 class RsyncCopier(Copier):
     name = "rsync"
 
-    def _rsh(self) -> List[str]:
-        return ["-e", shell.join(self.transport.rsync_rsh())]
+    def _link(self) -> List[str]:
+        """How rsync reaches the host: the SSH connection, and the host's idle timeout."""
+        return [timeout_option(self.transport.host), "-e", shell.join(self.transport.rsync_rsh())]
 
     def push_tree(self, root, files, dest_dir):
         # u=rwX,go=rX: X keeps an execute bit only where there was one (and on folders).
@@ -121,7 +122,7 @@ class RsyncCopier(Copier):
             "--out-format=%n",
             "--files-from=-",
             "--from0",
-            *self._rsh(),
+            *self._link(),
             f"{root}/",
             self.transport.rsync_target(dest_dir + "/"),
         ]
@@ -139,7 +140,7 @@ class RsyncCopier(Copier):
                 "rsync",
                 "-a",
                 "--partial-dir=.rsync-partial",
-                *self._rsh(),
+                *self._link(),
                 str(local_path),
                 self.transport.rsync_target(remote_path),
             ],

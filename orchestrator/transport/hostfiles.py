@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # types only: base.py reaches this module through its copiers
     from orchestrator.transport.base import Transport
 
 NOT_REGULAR = "not a regular file on the host (a link, fifo or device): refused"
+MAX_ENTRIES = 100_000  # of one folder listed over SFTP (a run's jobs, a job's files)
 
 
 class Source:
@@ -45,25 +46,41 @@ class SftpSource(Source):
         self.sftp = transport._sftp_client()  # noqa: SLF001 - the one connection
 
     def _fail(self, what: str, exc: Exception) -> OrchError:
-        return OrchError(f"reading {what} on {self.transport.host.name} over SFTP failed: {exc}", ExitCode.REMOTE)
+        return self.transport.sftp_error(f"reading {what}", exc)
+
+    def _listing(self, path: str):
+        """A folder's entries (READDIR attributes are lstat's: a link is reported as a
+        link), at most MAX_ENTRIES of them: paramiko's listdir_attr collects whatever the
+        server sends, and a hostile one can send names without end."""
+        from orchestrator.config.sshconfig import paramiko  # loaded already: this is an SSH host
+
+        try:
+            for count, attr in enumerate(self.sftp.listdir_iter(path), 1):
+                if count > MAX_ENTRIES:
+                    raise OrchError(
+                        f"{self.transport.host.name} lists more than {MAX_ENTRIES} entries in {path} over SFTP: "
+                        "refused (no run folder holds that many)",
+                        ExitCode.REMOTE,
+                        hint="look at that folder on the host; a broken or hostile SFTP server sends names without end",
+                    )
+                yield attr
+        except (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise self._fail(path, exc) from None
 
     def jobs(self):
         try:
-            return {a.filename: stat.S_ISDIR(a.st_mode or 0) for a in self.sftp.listdir_attr(self.root)}
+            return {a.filename: stat.S_ISDIR(a.st_mode or 0) for a in self._listing(self.root)}
         except FileNotFoundError:
             return {}
-        except (OSError, EOFError) as exc:
-            raise self._fail(self.root, exc) from None
 
     def files(self, job):
-        # READDIR attributes are lstat's: a link is reported as a link.
+        path = f"{self.root}/{job}"
         try:
-            return {
-                a.filename: (stat.S_ISREG(a.st_mode or 0), a.st_size or 0)
-                for a in self.sftp.listdir_attr(f"{self.root}/{job}")
-            }
-        except (OSError, EOFError) as exc:
-            raise self._fail(f"{self.root}/{job}", exc) from None
+            return {a.filename: (stat.S_ISREG(a.st_mode or 0), a.st_size or 0) for a in self._listing(path)}
+        except FileNotFoundError as exc:
+            raise self._fail(path, exc) from None
 
     def lstat(self, job, name) -> Optional[Tuple[bool, int]]:
         try:

@@ -105,7 +105,7 @@ def pull_from_source(source: Source, stage: Path, spec: PullSpec) -> Pulled:
 
 
 def _rsync_once(transport, remote_dir: str, stage: Path, seed: Path, spec: PullSpec) -> str:
-    from orchestrator.transport.rsync import run_rsync
+    from orchestrator.transport.rsync import run_rsync, timeout_option
 
     # Exactly the wanted folders' files: `/job` matches the folder (or a link standing in
     # for it, which rsync then names as skipped), `/job/name` each file.
@@ -129,7 +129,8 @@ def _rsync_once(transport, remote_dir: str, stage: Path, seed: Path, spec: PullS
         argv.append(f"--link-dest={seed.resolve()}")  # unchanged files: hard links to the verified copy
     if spec.max_bytes is not None:
         argv.append(f"--max-size={spec.max_bytes}")
-    argv += [*filters, "-e", shell.join(transport.rsync_rsh()), transport.rsync_target(remote_dir + "/"), f"{stage}/"]
+    argv += [*filters, timeout_option(transport.host), "-e", shell.join(transport.rsync_rsh())]
+    argv += [transport.rsync_target(remote_dir + "/"), f"{stage}/"]
     proc = run_rsync(transport, argv, push=False, local_dir=stage, max_file_bytes=spec.max_bytes)
     return proc.stdout + proc.stderr
 

@@ -13,7 +13,18 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import diskspace
 
 IO_ERRORS = (11, 12, 23)  # rsync: file I/O error, protocol stream error, partial transfer
+IO_TIMEOUT = 30  # rsync: no data for --timeout seconds
 MAX_OUTPUT = 16 << 20  # of rsync's output (file names, skips, the host's messages) per stream
+
+
+def io_seconds(host) -> int:
+    return max(1, round(host.io_timeout))
+
+
+def timeout_option(host) -> str:
+    """rsync's own idle timeout, from the host's io_timeout: a stalled or hostile host
+    cannot hold a transfer forever (rsync then exits 30)."""
+    return f"--timeout={io_seconds(host)}"
 
 
 def _file_size_limit(max_bytes: int) -> Callable[[], None]:
@@ -41,8 +52,8 @@ def run_rsync(
     max_file_bytes: Optional[int] = None,
 ) -> subprocess.CompletedProcess:
     """Run rsync (``push``: to the host; ``max_file_bytes``: the most any file it writes
-    here may hold).  A failure keeps rsync's own words, and a full disk says whose disk and
-    how much is left."""
+    here may hold).  A failure keeps rsync's own words, a full disk says whose disk and
+    how much is left, and a stall (ARGV has timeout_option) how long the host was silent."""
     from orchestrator.transport.base import run_capped
 
     # rsync passes on what the host's side prints (its stderr, through the tunnel): capped.
@@ -70,6 +81,14 @@ def run_rsync(
             if push:
                 raise diskspace.host_no_space(transport, why)
             raise diskspace.local_no_space(local_dir or Path.cwd(), why)
+        if proc.returncode == IO_TIMEOUT:
+            raise OrchError(
+                f"{transport.host.name} sent nothing for {io_seconds(transport.host)} s: "
+                f"rsync stopped ({_reason(err) or 'exit 30'})",
+                ExitCode.REMOTE,
+                hint=f"the host or the link to it is stalled: `orch hosts check {transport.host.name}`; "
+                "a slow link can have a longer io_timeout in the host file",
+            )
         raise OrchError(
             f"rsync failed (exit {proc.returncode}): {err[-800:] or 'it printed no reason'}", ExitCode.REMOTE
         )

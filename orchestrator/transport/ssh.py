@@ -405,8 +405,30 @@ class SSHTransport(Transport):
 
     def _sftp_client(self):
         if self._sftp is None:
-            self._sftp = self._connection().open_sftp()
+            # paramiko's open_sftp() waits for the server's answer without a limit: a
+            # channel with the host's io_timeout makes each read (the handshake's too) raise
+            # socket.timeout when a stalled or hostile host sends nothing.
+            try:
+                chan = self._connection().get_transport().open_session(timeout=self.host.connect_timeout)
+                chan.settimeout(self.host.io_timeout)
+                chan.invoke_subsystem("sftp")
+                self._sftp = paramiko.SFTPClient(chan)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise self.sftp_error("opening SFTP", exc) from None
         return self._sftp
+
+    def sftp_error(self, what: str, exc: BaseException) -> OrchError:
+        """An SFTP failure as one message: a stall says how long the host was silent."""
+        if isinstance(exc, socket.timeout):
+            return OrchError(
+                f"{what} on {self.host.name}: the host sent nothing for {self.host.io_timeout:.0f} s over SFTP",
+                ExitCode.REMOTE,
+                hint=f"the host or the link to it is stalled: `orch hosts check {self.host.name}`; "
+                "a slow link can have a longer io_timeout in the host file",
+            )
+        if not self._connection().get_transport().is_active():
+            return self._lost(exc)
+        return OrchError(f"{what} on {self.host.name} over SFTP failed: {exc}", ExitCode.REMOTE)
 
     def _mkdirs(self, remote_dir: str) -> None:
         from orchestrator.transport import shell
@@ -435,8 +457,8 @@ class SSHTransport(Transport):
             write(sftp, tmp)
             sftp.posix_rename(tmp, remote_path)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            if not self._connection().get_transport().is_active():
-                raise self._lost(exc) from None
+            if isinstance(exc, socket.timeout) or not self._connection().get_transport().is_active():
+                raise self.sftp_error(f"writing {remote_path}", exc) from None
             try:
                 sftp.remove(tmp)
             except (OSError, EOFError, paramiko.SSHException):

@@ -90,8 +90,9 @@ class Sshd:
         testprocs.terminate([pid] + [int(c) for c in children])
 
 
-def start_sshd(root: Path, extra_config: Sequence[str] = ()) -> Sshd:
-    """``extra_config``: more sshd_config lines (the Slurm test bed's `SetEnv SLURM_CONF=...`)."""
+def start_sshd(root: Path, extra_config: Sequence[str] = (), sftp: str = "internal-sftp") -> Sshd:
+    """``extra_config``: more sshd_config lines (the Slurm test bed's `SetEnv SLURM_CONF=...`);
+    ``sftp``: the command that serves the SFTP subsystem."""
     _need(SSHD)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -114,7 +115,7 @@ def start_sshd(root: Path, extra_config: Sequence[str] = ()) -> Sshd:
         "KbdInteractiveAuthentication no",
         "UsePAM no",
         "StrictModes no",
-        "Subsystem sftp internal-sftp",
+        f"Subsystem sftp {sftp}",
         "LogLevel VERBOSE",
         "MaxStartups 50",
         "MaxSessions 50",

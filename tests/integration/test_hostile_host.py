@@ -23,12 +23,14 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from orchestrator.transport.hostfiles import MAX_ENTRIES
 from tests.integration.conftest import make_project
 from tests.integration.test_run_lifecycle import FAST
 
@@ -670,6 +672,73 @@ def test_ctrl_c_during_fetch_says_what_was_kept(hostile, tmp_path):
     assert "untouched" in stderr and f"orch fetch-results {h.run}" in stderr, stderr
     assert (h.local("class-0") / "scores.jsonl").read_bytes() == good
     assert not list(h.local().glob(".fetch-*"))
+
+
+# --------------------------------------------------------------------------- a stalled or endless host
+
+
+def test_a_host_that_stalls_an_rsync_transfer_is_left_after_its_io_timeout(hostile, tmp_path):
+    """A host whose rsync never answers: the fetch stops once the host has been silent for
+    the host file's io_timeout, says so, and keeps the verified copy."""
+    h = hostile
+    h.orch("fetch-results", h.run, "--no-eval", check=True)
+    good = (h.local("class-0") / "scores.jsonl").read_bytes()
+    stall = tmp_path / "stallbin"
+    stall.mkdir()
+    marker = tmp_path / "rsync-pid"
+    (stall / "rsync").write_text(f"#!/bin/sh\necho $$ > {marker}\nexec sleep 600\n")
+    (stall / "rsync").chmod(0o755)
+    h.p.write_host(extra_path=[str(stall)], io_timeout=2)
+    try:
+        proc = h.orch("fetch-results", h.run, timeout=120)
+    finally:
+        if marker.exists():
+            try:
+                os.kill(int(marker.read_text()), signal.SIGKILL)  # the stalled "host" rsync
+            except (ProcessLookupError, ValueError):
+                pass
+    no_traceback(proc)
+    assert proc.returncode == 7, proc.stderr
+    assert "testhost sent nothing for 2 s: rsync stopped" in proc.stderr, proc.stderr
+    assert "io_timeout" in proc.stderr
+    assert (h.local("class-0") / "scores.jsonl").read_bytes() == good
+    assert not list(h.local().glob(".fetch-*"))
+
+
+@pytest.fixture(scope="module")
+def odd_sftp(tmp_path_factory):
+    """An sshd whose SFTP subsystem is tests/integration/odd_sftp_server.py, doing what
+    the returned file says ("stall" or "endless")."""
+    from tests.integration.conftest import start_sshd
+
+    root = tmp_path_factory.mktemp("odd-sftp")
+    mode = root / "mode"
+    mode.write_text("stall")
+    server = start_sshd(root / "sshd", sftp=f"{sys.executable} {Path(__file__).parent / 'odd_sftp_server.py'} {mode}")
+    yield server, mode
+    server.stop()
+
+
+@pytest.mark.parametrize("mode", ["stall", "endless"])
+def test_an_sftp_server_that_stalls_or_lists_without_end_is_left(hostile, odd_sftp, tmp_path, mode):
+    """Over SFTP (no rsync here), a server that never answers is left after io_timeout, and
+    one that lists names without end is refused after MAX_ENTRIES of them: one message,
+    exit 7, and nothing written to the run folder."""
+    h = hostile
+    server, mode_file = odd_sftp
+    mode_file.write_text(mode)
+    h.p.env["PATH"] = path_without_rsync(tmp_path)
+    h.p.write_host(
+        port=server.port, known_hosts_file=str(server.known_hosts), identity_file=str(server.client_key), io_timeout=2
+    )
+    proc = h.orch("fetch-results", h.run, "--no-eval", timeout=120)
+    no_traceback(proc)
+    assert proc.returncode == 7, proc.stderr
+    if mode == "stall":
+        assert "testhost: the host sent nothing for 2 s over SFTP" in proc.stderr, proc.stderr
+    else:
+        assert f"testhost lists more than {MAX_ENTRIES} entries in {h.p.remote_root}/runs/{h.run}/jobs" in proc.stderr
+    assert not (h.local() / "jobs").exists() and not list(h.local().glob(".fetch-*"))
 
 
 # --------------------------------------------------------------------------- 12. full disk

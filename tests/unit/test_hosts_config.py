@@ -115,6 +115,7 @@ def test_a_bad_ssh_config_value_is_one_message_naming_the_file_and_host(project,
     [
         ("port: 0", r"box.yaml: key 'port': expected a port number from 1 to 65535, got 0"),
         ("connect_timeout: -1", r"box.yaml: key 'connect_timeout': expected seconds above 0, got -1"),
+        ("io_timeout: 0.5", r"box.yaml: key 'io_timeout': expected seconds, at least 1, got 0.5"),
         ("proxy_command: nc %h %q", r"box.yaml: proxy_command 'nc %h %q': unknown token %q"),
         ("proxy_command: nc %h %p\nproxy_jump: bastion", r"box.yaml: both proxy_jump and proxy_command are set"),
         ('proxy_command: "nc\\n%h"', r"key 'proxy_command': contains a control character"),
