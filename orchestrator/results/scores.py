@@ -27,7 +27,7 @@ from orchestrator.contract.hostdocs import BadDocument, check_manifest, check_st
 from orchestrator.contract.records import load_resolved
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import scoretable
-from orchestrator.results.room import memory_shortfall
+from orchestrator.results.room import MemoryBudget, memory_shortfall
 from orchestrator.results.scoretable import MAX_EXAMPLES, JobColumns, ScoreMerge, Scores, name_examples
 from remote.spec import Experiment, SpecError, build
 
@@ -275,7 +275,8 @@ def expected_n_test(jobs: Sequence[FetchedJob]) -> int:
 
 
 def check_memory(jobs: Sequence[FetchedJob]) -> None:
-    """Refuse score files this machine has not the memory to read (results/room.py)."""
+    """Refuse score files this machine has not the memory to read, by their size
+    (results/room.py; what they take as they are read is counted by a MemoryBudget)."""
     short = memory_shortfall(sum(listed_file(j, "scores.jsonl")["size"] for j in jobs))
     if short:
         raise OrchError(
@@ -285,7 +286,7 @@ def check_memory(jobs: Sequence[FetchedJob]) -> None:
         )
 
 
-def check_job_rows(job: FetchedJob, classes: Sequence[str], n_test: int) -> List[str]:
+def check_job_rows(job: FetchedJob, classes: Sequence[str], n_test: int, budget: MemoryBudget) -> List[str]:
     """One job on its own (a partial fetch cannot merge): valid rows, one per test text
     (class job) or per test text and class (classifier), none twice.  Returns the job's
     test ids."""
@@ -296,7 +297,7 @@ def check_job_rows(job: FetchedJob, classes: Sequence[str], n_test: int) -> List
             f"job {job.name!r} scores class {job_class!r}, which is not one of the classes {list(classes)}",
             ExitCode.DATA,
         )
-    part = JobColumns(job.name, job_class, col, list(classes))
+    part = JobColumns(job.name, job_class, col, list(classes), budget=budget)
     problem = _read_scores(job, part.add)
     columns, problem = part.finish() if problem is None else (None, problem)
     if problem is not None:
@@ -469,7 +470,8 @@ def check_partial(run: RunData, names: Sequence[str]) -> None:
     n_test = expected_n_test(jobs)
     classes = run_classes(run)
     check_memory(jobs)
-    ids_of = {j.name: check_job_rows(j, classes, n_test) for j in jobs}
+    budget = MemoryBudget()  # each job's columns are let go once checked, but count them all
+    ids_of = {j.name: check_job_rows(j, classes, n_test, budget) for j in jobs}
     check_same_texts(ids_of)
 
 

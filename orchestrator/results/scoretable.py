@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.results.room import MemoryBudget
 
 MAX_EXAMPLES = 5  # ids named in an error message
 DRAWS_RTOL = 1e-9  # a row's nll is the mean of its draws, to float precision
@@ -163,6 +164,11 @@ class _Columns:
     se: np.ndarray
     draws: Optional[np.ndarray] = None  # (rows, K) or None when no row has draws
 
+    def nbytes(self) -> int:
+        """About what these columns hold in memory (an id: its text, a str and a list slot)."""
+        arrays = (self.lines, self.label, self.cls, self.nll, self.tokens, self.se, self.draws)
+        return sum(a.nbytes for a in arrays if a is not None) + sum(map(len, self.ids)) + 64 * len(self.ids)
+
 
 def _where(job: str, line: Any, tid: Any) -> str:
     return f"job {job!r}, scores.jsonl line {line}: text {tid!r}"
@@ -280,8 +286,17 @@ class JobColumns:
     ``finish`` return the first problem, or None).  Across chunks the job must stay one
     job: draws in every row or in none, and (a job of one class) the same number of them."""
 
-    def __init__(self, job: str, job_class: Optional[str], col: Dict[str, int], classes: List[str], max_draws=None):
+    def __init__(
+        self,
+        job: str,
+        job_class: Optional[str],
+        col: Dict[str, int],
+        classes: List[str],
+        max_draws: Optional[int] = None,
+        budget: Optional[MemoryBudget] = None,
+    ):
         self.job, self.job_class, self.col, self.classes, self.max_draws = job, job_class, col, classes, max_draws
+        self.budget = budget  # what the columns may take in memory (None: no limit)
         self.parts: List[_Columns] = []
 
     def add(self, rows: List[Dict[str, Any]]) -> Optional[str]:
@@ -304,6 +319,9 @@ class JobColumns:
                     f"{_where(self.job, r.get('_where', '?'), r.get('id'))}: has {part.draws.shape[1]} draws, "
                     f"the job's first row {first.shape[1]}"
                 )
+        if self.budget is not None:
+            last = int(part.lines[-1])
+            self.budget.charge(part.nbytes(), f"job {self.job!r}, scores.jsonl line {last if last >= 0 else '?'}")
         self.parts.append(part)
         return None
 
@@ -373,11 +391,16 @@ class ScoreMerge:
     """
 
     def __init__(
-        self, owners: Sequence[Tuple[str, Optional[str]]], classes: Sequence[str], max_draws: Optional[int] = None
+        self,
+        owners: Sequence[Tuple[str, Optional[str]]],
+        classes: Sequence[str],
+        max_draws: Optional[int] = None,
+        budget: Optional[MemoryBudget] = None,
     ):
         self.classes = [str(c) for c in classes]
         self.col = {c: i for i, c in enumerate(self.classes)}
         self.max_draws = max_draws
+        self.budget = budget if budget is not None else MemoryBudget()
         if len(self.col) != len(self.classes) or len(self.classes) < 2:
             raise OrchError(f"need at least two distinct classes, got {self.classes}", ExitCode.DATA)
         self.owner: Dict[str, str] = {}  # class -> job that scores it
@@ -398,7 +421,7 @@ class ScoreMerge:
         self.parts: List[_Columns] = []
 
     def job(self, name: str) -> JobColumns:
-        return JobColumns(name, self.job_class[name], self.col, self.classes, self.max_draws)
+        return JobColumns(name, self.job_class[name], self.col, self.classes, self.max_draws, self.budget)
 
     def done(self, part: JobColumns, problem: Optional[str]) -> None:
         """The job's rows are all added (PROBLEM: the first one found while adding)."""

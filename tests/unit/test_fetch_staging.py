@@ -178,11 +178,11 @@ def test_results_this_machine_has_not_the_memory_to_check_are_not_fetched(tmp_pa
     (seed / "scores.jsonl").write_bytes(b"x" * 1000)
     (tmp_path / "s" / "jobs").mkdir(parents=True)
     monkeypatch.setattr(room, "available_memory", lambda: (1 << 30) + room.RESERVE)
-    fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000, "pos": 400 << 20})
+    fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000, "pos": 2047 << 20})
     with pytest.raises(OrchError) as caught:
-        fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000, "pos": 420 << 20})
+        fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000, "pos": 2100 << 20})
     assert caught.value.message.startswith(
-        "this run's results are too big for this machine: evaluating 420.0 MB of score files takes about 1.0 GB "
+        "this run's results are too big for this machine: evaluating 2.1 GB of score files takes at least 1.0 GB "
         "of memory, and this machine has 1.2 GB available; nothing more was fetched"
     ), caught.value.message
     assert caught.value.code == ExitCode.RUN_STATE and "more memory" in caught.value.hint

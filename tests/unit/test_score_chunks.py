@@ -143,3 +143,19 @@ def test_a_run_too_big_for_this_machines_memory_is_refused_before_reading(tmp_pa
 def test_available_memory_is_read_here():
     have = room.available_memory()
     assert have is not None and 0 < have <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_rows_that_take_more_memory_than_their_bytes_suggest_are_stopped_as_they_are_read(tmp_path, monkeypatch):
+    """The files' size passes the check before reading (each byte takes at least half a
+    byte), but the columns read so far, and as much again for the join, do not fit: the
+    read stops at the job and line where they stopped fitting."""
+    run_dir = make_run(tmp_path, texts=texts(1500, k=2), kind="mdlm")
+    size = sum(p.stat().st_size for p in run_dir.glob("jobs/*/scores.jsonl"))
+    monkeypatch.setattr(room, "available_memory", lambda: room.RESERVE + size * 3 // 2)  # fits job c0 alone
+    with pytest.raises(OrchError) as caught:
+        load_scores(load_run(run_dir))
+    assert caught.value.code == ExitCode.RUN_STATE and caught.value.hint
+    assert caught.value.message.startswith("the run's results are too big for this machine: its score files take ")
+    assert "held at job 'c1', scores.jsonl line 3000, and as much again to join them" in caught.value.message
+    monkeypatch.setattr(room, "available_memory", lambda: room.RESERVE + 4 * size)
+    assert load_scores(load_run(run_dir)).n == 3000
