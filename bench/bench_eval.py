@@ -79,8 +79,9 @@ def reference(run_dir: Path) -> Tuple[float, float, float]:
 # --------------------------------------------------------------------------- synthetic runs
 
 
-def make_run(project: Path, run_id: str, n: int, seed: int = 0) -> Path:
-    """runs/RUN_ID with two finished class jobs scoring N texts (IMDB-like lengths)."""
+def make_run(project: Path, run_id: str, n: int, seed: int = 0, draws: int = 0) -> Path:
+    """runs/RUN_ID with two finished class jobs scoring N texts (IMDB-like lengths); with
+    DRAWS, an MDLM run whose rows carry that many per-draw estimates (nll their mean)."""
     import numpy as np
     import yaml
 
@@ -89,6 +90,10 @@ def make_run(project: Path, run_id: str, n: int, seed: int = 0) -> Path:
     tokens = rng.integers(20, 513, n)
     nll = np.round(rng.normal(3.0, 0.2, (n, 2)) * tokens[:, None], 4)
     nll[np.arange(n), labels] -= np.round(rng.normal(0.12, 0.2, n) * tokens, 4)
+    per_draw = None
+    if draws:
+        per_draw = np.round(nll[:, :, None] + rng.normal(0, 5.0, (n, 2, draws)), 4)
+        nll = per_draw.mean(axis=2)
     run_dir = project / "runs" / run_id
     jobs = [
         {"name": f"class-{c}", "role": "class", "label": str(c), "requires": [], "after": [], "gpu": "0"}
@@ -102,7 +107,8 @@ def make_run(project: Path, run_id: str, n: int, seed: int = 0) -> Path:
         "experiment": {
             "name": "bench",
             "data": {"path": "/data/x.jsonl", "classes": ["0", "1"]},
-            "model": {"kind": "ar", "init": "scratch"},
+            "model": {"kind": "mdlm" if draws else "ar", "init": "scratch"},
+            **({"score": {"mdlm_draws": draws}} if draws else {}),
             "eval": {"bootstrap": RESAMPLES},
         },
         "jobs": jobs,
@@ -124,6 +130,7 @@ def make_run(project: Path, run_id: str, n: int, seed: int = 0) -> Path:
                     "nll": float(nll[i, c]),
                     "tokens": int(tokens[i]),
                     "se": None,
+                    **({"draws": per_draw[i, c].tolist()} if draws else {}),
                 }
             )
             for i in range(n)

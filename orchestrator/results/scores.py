@@ -19,14 +19,16 @@ import stat
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from orchestrator.contract.hostdocs import BadDocument, check_manifest, check_status, read_local
 from orchestrator.contract.records import load_resolved
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.results.scoretable import MAX_EXAMPLES, Scores, merge_scores, name_examples, text_field
+from orchestrator.results import scoretable
+from orchestrator.results.room import MemoryBudget, memory_shortfall
+from orchestrator.results.scoretable import MAX_EXAMPLES, JobColumns, ScoreMerge, Scores, name_examples
 from remote.spec import Experiment, SpecError, build
 
 SCORING_ROLES = ("class", "classifier", "score")
@@ -176,10 +178,13 @@ def listed_file(job: FetchedJob, name: str) -> Dict[str, Any]:
     return entry
 
 
-def _read_scores(job: FetchedJob) -> List[Dict[str, Any]]:
-    """The rows of a job's scores.jsonl, read line by line and hashed as they are read;
-    the file must be a regular file of the manifest's size and sha256.  Each row carries
-    its line number as ``_where`` (for messages)."""
+def _read_scores(job: FetchedJob, add: Callable[[List[Dict[str, Any]]], Optional[str]]) -> Optional[str]:
+    """Hand the rows of a job's scores.jsonl to ADD a chunk at a time (at most CHUNK_ROWS
+    rows, or the rows of CHUNK_BYTES of the file: one row may be 1 MB), reading the file
+    line by line and hashing it as it is read; the file must be a regular file of the
+    manifest's size and sha256.  Each row carries its line number as ``_where`` (for
+    messages).  Returns the first problem (an unparseable line, or what ADD found), once
+    the hash has said the file is the one the manifest lists."""
     path = job.dir / "scores.jsonl"
     expected = listed_file(job, "scores.jsonl")
     try:
@@ -202,7 +207,8 @@ def _read_scores(job: FetchedJob) -> List[Dict[str, Any]]:
         )
     digest = hashlib.sha256()
     rows: List[Dict[str, Any]] = []
-    problem: Optional[str] = None  # the first unparseable line; reported unless the hash says "corrupt"
+    held = 0  # bytes of the lines in ROWS
+    problem: Optional[str] = None  # the first one; reported unless the hash says "corrupt"
     with open(path, "rb") as fh:
         for lineno, line in enumerate(iter(partial(fh.readline, MAX_LINE + 1), b""), 1):
             digest.update(line)
@@ -229,15 +235,18 @@ def _read_scores(job: FetchedJob) -> List[Dict[str, Any]]:
                 continue
             row["_where"] = lineno
             rows.append(row)
+            held += len(line)
+            if len(rows) >= scoretable.CHUNK_ROWS or held >= scoretable.CHUNK_BYTES:
+                problem, rows, held = add(rows), [], 0
+        if problem is None:
+            problem = add(rows)
     if digest.hexdigest() != expected["sha256"]:
         raise OrchError(
             f"job {job.name!r}: scores.jsonl does not match the sha256 in manifest.json",
             ExitCode.DATA,
             hint="the copy is corrupt or was changed: fetch the run again",
         )
-    if problem:
-        raise OrchError(problem, ExitCode.DATA)
-    return rows
+    return problem
 
 
 # --------------------------------------------------------------------------- a run's scores
@@ -265,11 +274,36 @@ def expected_n_test(jobs: Sequence[FetchedJob]) -> int:
     return next(iter(seen))
 
 
-def check_job_rows(job: FetchedJob, rows: List[Dict[str, Any]], classes: Sequence[str], n_test: int) -> List[str]:
-    """One job on its own (a partial fetch cannot merge): one row per test text (class job)
-    or per test text and class (classifier), none twice.  Returns the job's test ids."""
-    ids = text_field(rows, "id")
-    pairs = list(zip(ids, text_field(rows, "class")))
+def check_memory(jobs: Sequence[FetchedJob]) -> None:
+    """Refuse score files this machine has not the memory to read, by their size
+    (results/room.py; what they take as they are read is counted by a MemoryBudget)."""
+    short = memory_shortfall(sum(listed_file(j, "scores.jsonl")["size"] for j in jobs))
+    if short:
+        raise OrchError(
+            f"the run's results are too big for this machine: {short}",
+            ExitCode.RUN_STATE,
+            hint="evaluate the run on a machine with more memory (copy its runs/ folder there)",
+        )
+
+
+def check_job_rows(job: FetchedJob, classes: Sequence[str], n_test: int, budget: MemoryBudget) -> List[str]:
+    """One job on its own (a partial fetch cannot merge): valid rows, one per test text
+    (class job) or per test text and class (classifier), none twice.  Returns the job's
+    test ids."""
+    job_class = job.label if job.role == "class" else None
+    col = {c: i for i, c in enumerate(classes)}
+    if job_class is not None and job_class not in col:
+        raise OrchError(
+            f"job {job.name!r} scores class {job_class!r}, which is not one of the classes {list(classes)}",
+            ExitCode.DATA,
+        )
+    part = JobColumns(job.name, job_class, col, list(classes), budget=budget)
+    problem = _read_scores(job, part.add)
+    columns, problem = part.finish() if problem is None else (None, problem)
+    if problem is not None:
+        raise OrchError(problem, ExitCode.DATA)
+    ids = columns.ids
+    pairs = list(zip(ids, columns.cls.tolist()))
     distinct = dict.fromkeys(pairs)
     if len(distinct) != len(pairs):
         seen: set = set()
@@ -285,7 +319,7 @@ def check_job_rows(job: FetchedJob, rows: List[Dict[str, Any]], classes: Sequenc
             ExitCode.DATA,
             hint="the job's results were cut short or changed on the host",
         )
-    return sorted(set(ids) - {None})
+    return sorted(set(ids))
 
 
 def check_same_texts(ids_of: Dict[str, List[str]]) -> None:
@@ -358,9 +392,14 @@ def load_scores(run: RunData) -> Scores:
             raise OrchError(f"run.yaml: class job {job.name!r} has no label", ExitCode.CONFIG)
     n_test = expected_n_test(jobs)
     classes = run_classes(run)
-    job_rows = [(j.name, j.label if j.role == "class" else None, _read_scores(j)) for j in jobs]
+    check_memory(jobs)
     score = run.experiment.score
-    scores = merge_scores(job_rows, classes, max_draws=score.adaptive.max if score.is_adaptive else score.mdlm_draws)
+    max_draws = score.adaptive.max if score.is_adaptive else score.mdlm_draws
+    merge = ScoreMerge([(j.name, j.label if j.role == "class" else None) for j in jobs], classes, max_draws)
+    for j in jobs:
+        part = merge.job(j.name)
+        merge.done(part, _read_scores(j, part.add))
+    scores = merge.result()
     if scores.n != n_test:
         raise OrchError(
             f"the score files hold {scores.n} test texts, but the manifests' n_test is {n_test}",
@@ -430,7 +469,9 @@ def check_partial(run: RunData, names: Sequence[str]) -> None:
         return
     n_test = expected_n_test(jobs)
     classes = run_classes(run)
-    ids_of = {j.name: check_job_rows(j, _read_scores(j), classes, n_test) for j in jobs}
+    check_memory(jobs)
+    budget = MemoryBudget()  # each job's columns are let go once checked, but count them all
+    ids_of = {j.name: check_job_rows(j, classes, n_test, budget) for j in jobs}
     check_same_texts(ids_of)
 
 

@@ -4,6 +4,10 @@ score rows (orchestrator/results/scores.py reads them from the files).
 The merge is columnar: each job's rows become columns, and the checks and the join are
 numpy and dict operations over those columns.  Python only walks rows one by one to word
 a refusal, which names the job, the line and example ids.
+
+Rows arrive a chunk at a time (``JobColumns.add``): a chunk's row dicts are dropped once
+they are columns, so the memory a score file takes is its numbers as float64 and its ids,
+not a dict per row (~5x the file).  A host decides how big a valid file is.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.results.room import MemoryBudget
 
 MAX_EXAMPLES = 5  # ids named in an error message
 DRAWS_RTOL = 1e-9  # a row's nll is the mean of its draws, to float precision
@@ -89,11 +94,6 @@ def _strings(values: List[Any]) -> List[Optional[str]]:
     return list(map(_scalar_str, values))
 
 
-def text_field(rows: Sequence[Dict[str, Any]], key: str) -> List[Optional[str]]:
-    """Field KEY of every row as a string (ints written as text), None where it is neither."""
-    return _strings(_column(rows, key))
-
-
 def name_examples(items: Sequence[Any], total: Optional[int] = None) -> str:
     """The first few ITEMS, and how many more there are of TOTAL (default: len(ITEMS))."""
     shown = ", ".join(repr(x) for x in list(items)[:MAX_EXAMPLES])
@@ -155,7 +155,7 @@ class _Columns:
     """One job's rows as columns, every row valid."""
 
     job: str
-    rows: List[Dict[str, Any]]
+    lines: np.ndarray  # each row's line in its file (-1: not from a file), for messages
     ids: List[str]
     label: np.ndarray  # class index of each row's label
     cls: np.ndarray  # class index of each row's class
@@ -163,6 +163,15 @@ class _Columns:
     tokens: np.ndarray
     se: np.ndarray
     draws: Optional[np.ndarray] = None  # (rows, K) or None when no row has draws
+
+    def nbytes(self) -> int:
+        """About what these columns hold in memory (an id: its text, a str and a list slot)."""
+        arrays = (self.lines, self.label, self.cls, self.nll, self.tokens, self.se, self.draws)
+        return sum(a.nbytes for a in arrays if a is not None) + sum(map(len, self.ids)) + 64 * len(self.ids)
+
+
+def _where(job: str, line: Any, tid: Any) -> str:
+    return f"job {job!r}, scores.jsonl line {line}: text {tid!r}"
 
 
 def _draw_problem(
@@ -179,7 +188,7 @@ def _draw_problem(
         return None, None
 
     def where(r):
-        return f"job {job!r}, scores.jsonl line {r.get('_where', '?')}: text {r.get('id')!r}"
+        return _where(job, r.get("_where", "?"), r.get("id"))
 
     if not all(have):
         r = rows[have.index(False)]
@@ -262,7 +271,94 @@ def _job_columns(
         return None, problem
     if draws is None and any("draws" in r for r in rows):
         return None, first_problem()
-    return _Columns(job, rows, ids, label_i, cls_i, nll_a, tokens_a.astype(np.float64), se_a, draws), None
+    lines = np.fromiter((r.get("_where", -1) for r in rows), dtype=np.int64, count=n)
+    return _Columns(job, lines, ids, label_i, cls_i, nll_a, tokens_a.astype(np.float64), se_a, draws), None
+
+
+# Rows turned into columns at a time: a chunk's dicts (~3-5x their JSON) are all that is
+# held of them.
+CHUNK_ROWS = 8192
+CHUNK_BYTES = 1 << 20
+
+
+class JobColumns:
+    """One job's rows, added a chunk at a time, kept as columns once valid (``add`` and
+    ``finish`` return the first problem, or None).  Across chunks the job must stay one
+    job: draws in every row or in none, and (a job of one class) the same number of them."""
+
+    def __init__(
+        self,
+        job: str,
+        job_class: Optional[str],
+        col: Dict[str, int],
+        classes: List[str],
+        max_draws: Optional[int] = None,
+        budget: Optional[MemoryBudget] = None,
+    ):
+        self.job, self.job_class, self.col, self.classes, self.max_draws = job, job_class, col, classes, max_draws
+        self.budget = budget  # what the columns may take in memory (None: no limit)
+        self.parts: List[_Columns] = []
+
+    def add(self, rows: List[Dict[str, Any]]) -> Optional[str]:
+        if not rows:
+            return None
+        part, problem = _job_columns(self.job, self.job_class, rows, self.col, self.classes, self.max_draws)
+        if problem is not None:
+            return problem
+        if self.parts:
+            first = self.parts[0].draws
+            r = rows[0]
+            if (first is None) != (part.draws is None):
+                return f"{_where(self.job, r.get('_where', '?'), r.get('id'))}: " + (
+                    "has no draws, while other rows of the job have them"
+                    if part.draws is None
+                    else "has draws, while other rows of the job have none"
+                )
+            if first is not None and self.job_class is not None and part.draws.shape[1] != first.shape[1]:
+                return (
+                    f"{_where(self.job, r.get('_where', '?'), r.get('id'))}: has {part.draws.shape[1]} draws, "
+                    f"the job's first row {first.shape[1]}"
+                )
+        if self.budget is not None:
+            last = int(part.lines[-1])
+            self.budget.charge(part.nbytes(), f"job {self.job!r}, scores.jsonl line {last if last >= 0 else '?'}")
+        self.parts.append(part)
+        return None
+
+    def finish(self) -> Tuple[Optional[_Columns], Optional[str]]:
+        """(the job's columns, None), or (None, a problem only the whole job shows)."""
+        parts = self.parts
+        if not parts:
+            empty = np.zeros(0)
+            ints = np.zeros(0, dtype=np.int64)
+            return _Columns(self.job, ints, [], ints, ints, empty, empty, empty), None
+        if len(parts) == 1:
+            return parts[0], None
+        draws = None
+        if parts[0].draws is not None:
+            width = max(p.draws.shape[1] for p in parts)
+            draws = np.full((sum(len(p.ids) for p in parts), width), np.nan)
+            at = 0
+            for p in parts:
+                draws[at : at + len(p.ids), : p.draws.shape[1]] = p.draws
+                at += len(p.ids)
+                p.draws = None  # copied: let it go now, not after the whole job
+            counts = (~np.isnan(draws)).sum(axis=1)
+            if not (counts == width).all() and counts.min() < 2:  # as _draw_problem, across chunks
+                i = int(np.argmin(counts))
+                line = int(np.concatenate([p.lines for p in parts])[i])
+                tid = list(chain.from_iterable(p.ids for p in parts))[i]
+                return None, (
+                    f"{_where(self.job, line if line >= 0 else '?', tid)}: has 1 draw, while other texts have "
+                    "more (adaptive draws give every text at least 2)"
+                )
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        ids = list(chain.from_iterable(p.ids for p in parts))
+        self.parts = []
+        columns = _Columns(
+            self.job, cat("lines"), ids, cat("label"), cat("cls"), cat("nll"), cat("tokens"), cat("se"), draws
+        )
+        return columns, None
 
 
 def merge_scores(
@@ -274,57 +370,88 @@ def merge_scores(
 
     ``job_rows`` holds (job name, the class the job scores or None for all, rows);
     ``max_draws``: the most draws a row may carry (the run's score.mdlm_draws, or its
-    score.adaptive.max).
+    score.adaptive.max).  ScoreMerge does the same from rows that come a chunk at a time.
+    """
+    merge = ScoreMerge([(job, job_class) for job, job_class, _ in job_rows], classes, max_draws)
+    for job, _, rows in job_rows:
+        part = merge.job(job)
+        merge.done(part, part.add(rows))
+    return merge.result()
+
+
+class ScoreMerge:
+    """The merge of a run's jobs, one job after the other: ``job(name)`` gives its
+    JobColumns to add rows to, ``done(part, problem)`` ends it, ``result()`` joins.
+
     Refused, with example ids and the job named: malformed rows, a class outside
     ``classes``, a row for another class than the job's, duplicate (id, class) rows,
     a text whose label differs between rows, and texts some class has no score for.
-    Jobs are judged in order: the first job with a problem is the one named.
+    Jobs are judged in order: the first job with a problem is the one named (a duplicate
+    or a label disagreement among the jobs before a malformed row is named first).
     """
-    classes = [str(c) for c in classes]
-    col = {c: i for i, c in enumerate(classes)}
-    if len(col) != len(classes) or len(classes) < 2:
-        raise OrchError(f"need at least two distinct classes, got {classes}", ExitCode.DATA)
-    owner: Dict[str, str] = {}  # class -> job that scores it
-    for job, job_class, _ in job_rows:
-        for c in [job_class] if job_class is not None else classes:
-            if c not in col:
-                raise OrchError(
-                    f"job {job!r} scores class {c!r}, which is not one of the classes {classes}", ExitCode.DATA
-                )
-            if c in owner:
-                raise OrchError(f"class {c!r} is scored by two jobs: {owner[c]!r} and {job!r}", ExitCode.DATA)
-            owner[c] = job
-    unscored = [c for c in classes if c not in owner]
-    if unscored:
-        raise OrchError(f"no job scores class(es) {name_examples(unscored)}", ExitCode.DATA)
 
-    parts: List[_Columns] = []
-    bad_row: Optional[str] = None  # the first malformed row, in the first job that has one
-    for job, job_class, rows in job_rows:
-        part, bad_row = _job_columns(job, job_class, rows, col, classes, max_draws)
-        if bad_row is not None:
-            break  # the jobs before it may still hold a duplicate or a disagreement, named first
-        parts.append(part)
-    table = _join(parts, classes, col)  # refuses duplicates and label disagreements
-    if bad_row is not None:
-        raise OrchError(bad_row, ExitCode.DATA)
-    ids, first_job, y, nll, tokens, se, have, draws = table
-    n = len(ids)
-    if not n:
-        raise OrchError("the score files hold no test texts", ExitCode.DATA)
-    for j, c in enumerate(classes):
-        missing = np.flatnonzero(~have[:, j])
-        if missing.size:
-            named = [f"{ids[i]} (scored in job {first_job[i]!r})" for i in missing[:MAX_EXAMPLES]]
-            more = missing.size - len(named)
-            raise OrchError(
-                f"job {owner[c]!r} has no class-{c!r} score for {missing.size} of {n} test text(s): "
-                + ", ".join(named)
-                + (f" (and {more} more)" if more > 0 else ""),
-                ExitCode.DATA,
-                hint="every class model must score the same test texts: re-run or re-fetch the job",
-            )
-    return Scores(ids, classes, y, nll, tokens, se, draws=draws)
+    def __init__(
+        self,
+        owners: Sequence[Tuple[str, Optional[str]]],
+        classes: Sequence[str],
+        max_draws: Optional[int] = None,
+        budget: Optional[MemoryBudget] = None,
+    ):
+        self.classes = [str(c) for c in classes]
+        self.col = {c: i for i, c in enumerate(self.classes)}
+        self.max_draws = max_draws
+        self.budget = budget if budget is not None else MemoryBudget()
+        if len(self.col) != len(self.classes) or len(self.classes) < 2:
+            raise OrchError(f"need at least two distinct classes, got {self.classes}", ExitCode.DATA)
+        self.owner: Dict[str, str] = {}  # class -> job that scores it
+        self.job_class = dict(owners)
+        for job, job_class in owners:
+            for c in [job_class] if job_class is not None else self.classes:
+                if c not in self.col:
+                    raise OrchError(
+                        f"job {job!r} scores class {c!r}, which is not one of the classes {self.classes}",
+                        ExitCode.DATA,
+                    )
+                if c in self.owner:
+                    raise OrchError(f"class {c!r} is scored by two jobs: {self.owner[c]!r} and {job!r}", ExitCode.DATA)
+                self.owner[c] = job
+        unscored = [c for c in self.classes if c not in self.owner]
+        if unscored:
+            raise OrchError(f"no job scores class(es) {name_examples(unscored)}", ExitCode.DATA)
+        self.parts: List[_Columns] = []
+
+    def job(self, name: str) -> JobColumns:
+        return JobColumns(name, self.job_class[name], self.col, self.classes, self.max_draws, self.budget)
+
+    def done(self, part: JobColumns, problem: Optional[str]) -> None:
+        """The job's rows are all added (PROBLEM: the first one found while adding)."""
+        columns = None
+        if problem is None:
+            columns, problem = part.finish()
+        if problem is not None:
+            _join(self.parts, self.classes, self.col)  # a duplicate or disagreement before it is named first
+            raise OrchError(problem, ExitCode.DATA)
+        self.parts.append(columns)
+
+    def result(self) -> Scores:
+        classes = self.classes
+        ids, first_job, y, nll, tokens, se, have, draws = _join(self.parts, classes, self.col)
+        n = len(ids)
+        if not n:
+            raise OrchError("the score files hold no test texts", ExitCode.DATA)
+        for j, c in enumerate(classes):
+            missing = np.flatnonzero(~have[:, j])
+            if missing.size:
+                named = [f"{ids[i]} (scored in job {first_job[i]!r})" for i in missing[:MAX_EXAMPLES]]
+                more = missing.size - len(named)
+                raise OrchError(
+                    f"job {self.owner[c]!r} has no class-{c!r} score for {missing.size} of {n} test text(s): "
+                    + ", ".join(named)
+                    + (f" (and {more} more)" if more > 0 else ""),
+                    ExitCode.DATA,
+                    hint="every class model must score the same test texts: re-run or re-fetch the job",
+                )
+        return Scores(ids, classes, y, nll, tokens, se, draws=draws)
 
 
 def _join(parts: List[_Columns], classes: List[str], col: Dict[str, int]):
@@ -401,7 +528,12 @@ def _join_draws(
         )
     n_draws = next(iter(counts.values()))
     out = np.full((n, k, n_draws), np.nan)
-    out[code, cls] = np.concatenate([p.draws for p in parts])
+    at = 0
+    for p in parts:  # job by job: no concatenated copy of every job's draws
+        rows = slice(at, at + len(p.ids))
+        out[code[rows], cls[rows]] = p.draws
+        at += len(p.ids)
+        p.draws = None  # the table holds them now (no part is read after its join): let it go
     per_class = (~np.isnan(out)).sum(axis=2)  # (n, C); a missing (text, class) is refused later
     scored = (per_class > 0).all(axis=1)
     odd = np.flatnonzero(scored & (per_class.min(axis=1) != per_class.max(axis=1)))

@@ -35,6 +35,7 @@ from typing import Dict, List, Sequence
 
 from orchestrator.contract.hostdocs import RESULT_FILES
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.results.room import memory_shortfall, size_words
 from orchestrator.transport.base import Transport
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
 
@@ -196,9 +197,10 @@ def declared_sizes(stage: Path, jobs: Sequence[str]) -> Dict[str, int]:
 
 def check_room(stage: Path, seed: Path, declared: Dict[str, int]) -> None:
     """Refuse, before any is sent, result files that could leave this disk with less than
-    RESERVE_BYTES free.  Each file may come as big as the largest declared (one limit per
-    transfer), so that is what each counts for; one the verified copy already holds at its
-    declared size counts for nothing (rsync hard-links it)."""
+    RESERVE_BYTES free, or that this machine has not the memory to check (results/room.py).
+    On disk, each file may come as big as the largest declared (one limit per transfer),
+    so that is what each counts for; one the verified copy already holds at its declared
+    size counts for nothing (rsync hard-links it)."""
     limit = max(declared.values())
     new = []
     for job, size in declared.items():
@@ -220,16 +222,14 @@ def check_room(stage: Path, seed: Path, declared: Dict[str, int]) -> None:
             ExitCode.RUN_STATE,
             hint="free space there and fetch again (if that size is wrong, look at the manifest.json on the host)",
         )
-
-
-def size_words(n: int) -> str:
-    """N bytes for a person: 12.3 MB, 4.0 GB, 5.0 PB (powers of 1024)."""
-    value = float(n)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if value < 1024:
-            return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:,.1f} PB"
+    short = memory_shortfall(sum(declared.values()))
+    if short:  # a fetch checks what it pulled by reading it all
+        raise OrchError(
+            f"this run's results are too big for this machine: {short}; nothing more was fetched",
+            ExitCode.RUN_STATE,
+            hint="fetch and evaluate the run on a machine with more memory (if that size is wrong, look at the "
+            "manifest.json files on the host)",
+        )
 
 
 # --------------------------------------------------------------------------- verifying

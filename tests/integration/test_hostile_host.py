@@ -607,6 +607,31 @@ def test_results_bigger_than_declared_or_than_this_disk_never_travel(hostile, tm
     assert not (h.local() / "jobs").exists() and not list(h.local().glob(".fetch-*"))
 
 
+def test_results_too_big_for_this_machines_memory_never_travel(hostile):
+    """Results that fit on the disk but whose checking would take more memory than this
+    machine has available: refused by their declared size, before any is sent, and the
+    verified copy kept."""
+    from orchestrator.results import room
+    from orchestrator.runs import fetch
+
+    h = hostile
+    h.orch("fetch-results", h.run, "--no-eval", check=True)
+    good = (h.local("class-1") / "scores.jsonl").read_bytes()
+    claim = 2 * room.available_memory() + (1 << 30)  # at least half a byte of memory a byte: more than there is
+    if claim + fetch.RESERVE_BYTES > shutil.disk_usage(h.local()).free:  # class-0 is here already: it counts 0
+        pytest.skip("this disk has less room than twice this machine's memory: the disk check would refuse first")
+    manifest = json.loads((h.job("class-1") / "manifest.json").read_text())
+    manifest["files"]["scores.jsonl"]["size"] = claim
+    (h.job("class-1") / "manifest.json").write_text(json.dumps(manifest))
+    proc = h.orch("fetch-results", h.run, "--no-eval", timeout=60)
+    no_traceback(proc)
+    assert proc.returncode == 8, proc.stderr
+    assert "this run's results are too big for this machine: evaluating " in proc.stderr, proc.stderr
+    assert "of memory, and this machine has " in proc.stderr and "nothing more was fetched" in proc.stderr
+    assert (h.local("class-1") / "scores.jsonl").read_bytes() == good
+    assert not list(h.local().glob(".fetch-*"))
+
+
 def test_formulas_in_ids_are_escaped_in_predictions_csv(hostile):
     """Issue 9.15: ids (and labels) starting with = + - @ tab or CR are prefixed with a quote."""
     h = hostile

@@ -10,7 +10,8 @@ from collections import namedtuple
 import pytest
 
 from orchestrator.config.hosts import HostConfig
-from orchestrator.errors import OrchError
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.results import room
 from orchestrator.runs import fetch
 from orchestrator.transport.base import LocalTransport
 from orchestrator.transport.hostfiles import NOT_REGULAR, LocalSource
@@ -169,6 +170,24 @@ def test_files_the_verified_copy_holds_at_that_size_need_no_room(tmp_path, monke
         fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 999, "pos": 11})
 
 
+def test_results_this_machine_has_not_the_memory_to_check_are_not_fetched(tmp_path, monkeypatch):
+    """A fetch reads all it pulls to check it: score files that would take more memory than
+    this machine has available are refused before any is sent, even ones already here."""
+    seed = tmp_path / "run" / "jobs" / "neg"
+    seed.mkdir(parents=True)
+    (seed / "scores.jsonl").write_bytes(b"x" * 1000)
+    (tmp_path / "s" / "jobs").mkdir(parents=True)
+    monkeypatch.setattr(room, "available_memory", lambda: (1 << 30) + room.RESERVE)
+    fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000, "pos": 2047 << 20})
+    with pytest.raises(OrchError) as caught:
+        fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000, "pos": 2100 << 20})
+    assert caught.value.message.startswith(
+        "this run's results are too big for this machine: evaluating 2.1 GB of score files takes at least 1.0 GB "
+        "of memory, and this machine has 1.2 GB available; nothing more was fetched"
+    ), caught.value.message
+    assert caught.value.code == ExitCode.RUN_STATE and "more memory" in caught.value.hint
+
+
 def test_rsync_writes_no_file_past_its_limit_whatever_it_is_sent(tmp_path):
     """The file-size limit a pull's rsync runs under (RLIMIT_FSIZE), with a real rsync that
     is told nothing of it: it stops at the limit with its own words."""
@@ -198,7 +217,7 @@ def test_rsync_writes_no_file_past_its_limit_whatever_it_is_sent(tmp_path):
     ],
 )
 def test_sizes_read_as_people_say_them(n, words):
-    assert fetch.size_words(n) == words
+    assert room.size_words(n) == words
 
 
 def test_rsync_output_is_read_only_up_to_its_cap(monkeypatch):
