@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
+from docsection import replace_section
+
 REPO = Path(__file__).resolve().parents[1]
 RESAMPLES = 1000
 SECTION = "## Evaluation"
@@ -383,15 +385,7 @@ def main() -> int:
     )
     print(text)
     if args.write:
-        path = Path(args.write)
-        old = path.read_text() if path.exists() else ""
-        start = old.find(SECTION)
-        if start < 0:
-            new = old.rstrip("\n") + "\n\n" + text
-        else:
-            end = old.find("\n## ", start + len(SECTION))
-            new = old[:start] + text + ("\n" + old[end + 1 :] if end >= 0 else "")
-        path.write_text(new)
+        replace_section(Path(args.write), SECTION, text)
     return 0
 
 

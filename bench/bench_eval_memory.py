@@ -78,6 +78,7 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from bench_eval import loadavg, machine, make_project, make_run, revision_tree
+    from docsection import replace_section
 
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-mem-"))
     trees = [("this checkout", REPO)]
@@ -119,15 +120,7 @@ def main() -> int:
     )
     print(text)
     if args.write:
-        path = Path(args.write)
-        old = path.read_text() if path.exists() else ""
-        start = old.find(SECTION)
-        if start < 0:
-            new = old.rstrip("\n") + "\n\n" + text
-        else:
-            end = old.find("\n## ", start + len(SECTION))
-            new = old[:start] + text + ("\n" + old[end + 1 :] if end >= 0 else "")
-        path.write_text(new)
+        replace_section(Path(args.write), SECTION, text)
     return 0
 
 

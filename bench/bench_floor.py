@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))  # conftest imports slur
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_eval import interleave, loadavg, revision_tree  # noqa: E402
+from docsection import replace_section  # noqa: E402
 from integration.conftest import make_project, start_sshd, stop_project  # noqa: E402
 
 SECTION = "## The controller at the floor (issue 15)"
@@ -441,18 +442,6 @@ def write_sections(bench: Bench, args: argparse.Namespace) -> None:
         print(text)
         if args.write:
             replace_section(Path(args.write), section, text)
-
-
-def replace_section(path: Path, section: str, text: str) -> None:
-    """Replace the markdown section headed ``section`` (up to the next ``## ``), or append it."""
-    old = path.read_text() if path.exists() else ""
-    if section in old:
-        head, rest = old.split(section, 1)
-        tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 if __name__ == "__main__":
