@@ -42,8 +42,22 @@ def size_words(n: int) -> str:
 
 
 def available_memory() -> Optional[int]:
-    """Bytes this machine can give a process without swapping: Linux's MemAvailable, else
-    (macOS) its physical memory; None when neither can be read."""
+    """Bytes this machine can give a process without swapping: Linux's MemAvailable, or
+    less when this process's cgroup (a container, a login node's slice) has a memory limit
+    closer than that; (macOS) its physical memory; None when none of these can be read."""
+    have = _meminfo_available()
+    room = cgroup_room()
+    if room is not None:
+        have = room if have is None else min(have, room)
+    if have is not None:
+        return have
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _meminfo_available() -> Optional[int]:
     try:
         with open("/proc/meminfo", "rb") as fh:
             for line in fh:
@@ -51,10 +65,49 @@ def available_memory() -> Optional[int]:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _read_int(path: str) -> Optional[int]:
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
+        with open(path) as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):  # missing, or "max" (no limit)
         return None
+
+
+def cgroup_room(root: str = "/sys/fs/cgroup", proc: str = "/proc/self/cgroup") -> Optional[int]:
+    """The least room (limit less usage) over this process's cgroup and the ones above it,
+    cgroup v2 (memory.max, memory.current) or v1's memory controller (memory.limit_in_bytes,
+    memory.usage_in_bytes); None without a limit.  A kernel kills a cgroup's process at its
+    limit whatever MemAvailable says."""
+    try:
+        with open(proc) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    places = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            places.append((root, parts[2], "memory.max", "memory.current"))
+        elif "memory" in parts[1].split(","):
+            places.append((os.path.join(root, "memory"), parts[2], "memory.limit_in_bytes", "memory.usage_in_bytes"))
+    rooms = []
+    for base, path, limit_name, usage_name in places:
+        folder = path.strip("/")
+        while True:
+            here = os.path.join(base, folder) if folder else base
+            limit = _read_int(os.path.join(here, limit_name))
+            if limit is not None and limit < 1 << 60:  # v1 writes "no limit" as ~2**63
+                usage = _read_int(os.path.join(here, usage_name)) or 0
+                rooms.append(max(0, limit - usage))
+            if not folder:
+                break
+            folder = os.path.dirname(folder)
+    return min(rooms) if rooms else None
 
 
 def memory_shortfall(score_bytes: int) -> Optional[str]:

@@ -159,3 +159,35 @@ def test_rows_that_take_more_memory_than_their_bytes_suggest_are_stopped_as_they
     assert "held at job 'c1', scores.jsonl line 3000, and as much again to join them" in caught.value.message
     monkeypatch.setattr(room, "available_memory", lambda: room.RESERVE + 4 * size)
     assert load_scores(load_run(run_dir)).n == 3000
+
+
+def _cgroup(tmp_path, proc_line: str, files: dict):
+    for rel, text in files.items():
+        path = tmp_path / "cg" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "self-cgroup").write_text(proc_line)
+    return room.cgroup_room(str(tmp_path / "cg"), str(tmp_path / "self-cgroup"))
+
+
+def test_a_cgroup_memory_limit_is_the_room_this_process_has(tmp_path):
+    """In a container or a login node's slice the kernel kills at the cgroup's limit,
+    whatever /proc/meminfo says: the least room over the cgroup and its parents counts."""
+    v2 = {
+        "memory.max": "max\n",  # the root: no limit
+        "user.slice/memory.max": "4294967296\n",
+        "user.slice/memory.current": "1073741824\n",
+        "user.slice/app/memory.max": "max\n",
+        "user.slice/app/memory.current": "10\n",
+    }
+    assert _cgroup(tmp_path / "a", "0::/user.slice/app\n", v2) == 3 << 30
+    v1 = {
+        "memory/docker/abc/memory.limit_in_bytes": "2147483648\n",
+        "memory/docker/abc/memory.usage_in_bytes": "536870912\n",
+        "memory/memory.limit_in_bytes": "9223372036854771712\n",  # v1's "no limit"
+    }
+    assert _cgroup(tmp_path / "b", "4:memory:/docker/abc\n0::/\n", v1) == 3 << 29
+    assert _cgroup(tmp_path / "c", "0::/\n", {"memory.max": "max\n"}) is None
+    assert _cgroup(tmp_path / "d", "garbage\n", {}) is None
+    assert room.cgroup_room(str(tmp_path), str(tmp_path / "no-such-file")) is None
