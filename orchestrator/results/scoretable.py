@@ -7,7 +7,8 @@ a refusal, which names the job, the line and example ids.
 
 Rows arrive a chunk at a time (``JobColumns.add``): a chunk's row dicts are dropped once
 they are columns, so the memory a score file takes is its numbers as float64 and its ids,
-not a dict per row (~5x the file).  A host decides how big a valid file is.
+not a dict per row (7-11x the file: docs/BENCHMARKS-controller.md, "Evaluation
+memory").  A host decides how big a valid file is; room.MemoryBudget counts what they take.
 """
 
 from __future__ import annotations
