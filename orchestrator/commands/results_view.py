@@ -55,11 +55,13 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
             f"{tc['precision']:.3f} / {tc['recall']:.3f}",
         )
     console.print(table)
+    caption = "rows: true class, columns: predicted"
     cm = Table(
         title="confusion matrix, raw NLL",
-        caption="rows: true class, columns: predicted",
+        caption=caption,
         title_justify="left",
         caption_justify="left",
+        min_width=len(caption),  # a caption wraps at the table's width: two classes made it two lines
     )
     cm.add_column("true \\ pred")
     for c in m["classes"]:

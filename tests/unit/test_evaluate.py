@@ -870,6 +870,7 @@ def test_evaluate_run_writes_every_output(tmp_path):
         assert words in report
     text = summary(metrics, run_dir, width=120)
     assert "Acceptable" in text and "70.00%" in text and "confusion matrix" in text and "4 plots in plots/" in text
+    assert "\nrows: true class, columns: predicted\n" in text  # one line, though two classes make a narrow table
     # a re-run replaces the files and leaves no temporaries
     evaluate_run(run_dir)
     assert not [p for p in run_dir.rglob(".*") if p.is_file()]
