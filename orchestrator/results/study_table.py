@@ -438,7 +438,7 @@ def _merge_facts(facts: List[Dict[str, Any]]) -> Dict[str, List[str]]:
         for key, value in f.items():
             if value is None or key == "created":
                 continue
-            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            text = (", ".join(map(str, value)) or "none") if isinstance(value, list) else str(value)
             if text not in out.setdefault(key, []):
                 out[key].append(text)
     return out

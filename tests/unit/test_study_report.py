@@ -347,3 +347,10 @@ def test_untrusted_names_render_as_text(tmp_path):
     text = (out / "table.csv").read_text()
     cells = [row[0] for row in csv.reader(io.StringIO(text))][1:]
     assert cells[0] == "'" + evil  # a spreadsheet reads it as text, not a formula
+
+
+def test_a_run_without_gpus_says_none_in_the_software_facts():
+    from orchestrator.results.study_table import _merge_facts
+
+    merged = _merge_facts([{"gpus": [], "torch": "2.13.0"}, {"gpus": ["NVIDIA H200"], "created": "x"}])
+    assert merged == {"gpus": ["none", "NVIDIA H200"], "torch": ["2.13.0"]}
