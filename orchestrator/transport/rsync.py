@@ -54,7 +54,7 @@ def run_rsync(
     """Run rsync (``push``: to the host; ``max_file_bytes``: the most any file it writes
     here may hold).  A failure keeps rsync's own words, a full disk says whose disk and
     how much is left, and a stall (ARGV has timeout_option) how long the host was silent."""
-    from orchestrator.transport.base import run_capped
+    from orchestrator.transport.base import run_capped, stall_hint
 
     # rsync passes on what the host's side prints (its stderr, through the tunnel): capped.
     res = run_capped(
@@ -86,8 +86,7 @@ def run_rsync(
                 f"{transport.host.name} sent nothing for {io_seconds(transport.host)} s: "
                 f"rsync stopped ({_reason(err) or 'exit 30'})",
                 ExitCode.REMOTE,
-                hint=f"the host or the link to it is stalled: `orch hosts check {transport.host.name}`; "
-                "a slow link can have a longer io_timeout in the host file",
+                hint=stall_hint(transport.host.name),
             )
         raise OrchError(
             f"rsync failed (exit {proc.returncode}): {err[-800:] or 'it printed no reason'}", ExitCode.REMOTE

@@ -23,7 +23,7 @@ from orchestrator.config.hosts import HostConfig
 from orchestrator.config.sshconfig import paramiko
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import knownhosts, portcheck, shell
-from orchestrator.transport.base import Result, Transport, temp_name
+from orchestrator.transport.base import Result, Transport, stall_hint, temp_name
 
 # Paramiko logs failures from its transport thread (with tracebacks) through `logging`;
 # with no handler configured, Python prints them on stderr ahead of orch's own message.
@@ -423,8 +423,7 @@ class SSHTransport(Transport):
             return OrchError(
                 f"{what} on {self.host.name}: the host sent nothing for {self.host.io_timeout:.0f} s over SFTP",
                 ExitCode.REMOTE,
-                hint=f"the host or the link to it is stalled: `orch hosts check {self.host.name}`; "
-                "a slow link can have a longer io_timeout in the host file",
+                hint=stall_hint(self.host.name),
             )
         if not self._connection().get_transport().is_active():
             return self._lost(exc)
