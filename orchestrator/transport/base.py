@@ -92,7 +92,8 @@ def _failed(command: str, result: Result, host: str) -> OrchError:
 
 
 def stall_hint(host: str) -> str:
-    """What to do when a transfer (rsync, SFTP) heard nothing from HOST for its io_timeout."""
+    """What to do when a transfer (rsync, SFTP) or a quick command heard nothing from HOST for
+    its io_timeout."""
     return (
         f"the host or the link to it is stalled: `orch hosts check {host}`; "
         "a slow link can have a longer io_timeout in the host file"

@@ -342,20 +342,28 @@ class SSHTransport(Transport):
         from orchestrator.transport.base import read_capped
 
         conn = self._connection()
+        # A command given no timeout of its own (mkdir, the run's prepare, `tail` for `orch
+        # logs`) is quick: a host silent for its io_timeout is stalled, not busy.
+        idle = timeout if timeout is not None else self.host.io_timeout
         try:
             chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
-            chan.settimeout(timeout)
+            chan.settimeout(idle)
             chan.exec_command(command)
             if stdin is not None:
                 chan.sendall(stdin.encode())
             chan.shutdown_write()
             got = {}
-            reader = threading.Thread(
-                target=lambda: got.update(err=read_capped(chan.recv_stderr, max_output, chan.close)), daemon=True
-            )
+
+            def read_stderr():
+                try:
+                    got["err"] = read_capped(chan.recv_stderr, max_output, chan.close)
+                except socket.timeout:
+                    pass  # stdout's read times out too and says so
+
+            reader = threading.Thread(target=read_stderr, daemon=True)
             reader.start()
             out, over_out = read_capped(chan.recv, max_output, chan.close)
-            reader.join(timeout)
+            reader.join(idle)
             err, over_err = got.get("err", (b"", False))
             if over_out or over_err:
                 chan.close()  # stops the command (SIGPIPE on its next write)
@@ -366,6 +374,12 @@ class SSHTransport(Transport):
                 # No exit status because the connection died under the command.
                 raise EOFError("the connection closed before the command ended")
         except socket.timeout:
+            if timeout is None:
+                raise OrchError(
+                    f"{self.host.name} sent nothing for {idle:.0f} s, so orch stopped waiting for: {command[:200]}",
+                    ExitCode.REMOTE,
+                    hint=stall_hint(self.host.name),
+                ) from None
             raise OrchError(
                 f"command timed out after {timeout:.0f} s on {self.host.name}: {command[:200]}", ExitCode.REMOTE
             ) from None

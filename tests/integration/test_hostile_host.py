@@ -730,6 +730,31 @@ def test_a_host_that_stalls_an_rsync_transfer_is_left_after_its_io_timeout(hosti
     assert not list(h.local().glob(".fetch-*"))
 
 
+def test_a_quick_command_on_a_stalled_host_is_left_after_its_io_timeout(hostile, tmp_path):
+    """`orch logs` runs `tail` on the host with no timeout of its own: a host that never
+    answers is left once it has been silent for io_timeout, with one message and a hint."""
+    h = hostile
+    stall = tmp_path / "stallbin"
+    stall.mkdir()
+    marker = tmp_path / "tail-pid"
+    (stall / "tail").write_text(f"#!/bin/sh\necho $$ > {marker}\nexec sleep 600\n")
+    (stall / "tail").chmod(0o755)
+    h.p.write_host(extra_path=[str(stall)], io_timeout=2)
+    try:
+        proc = h.orch("logs", h.run, timeout=120)
+    finally:
+        if marker.exists():
+            try:
+                os.kill(int(marker.read_text()), signal.SIGKILL)  # the stalled "host" tail
+            except (ProcessLookupError, ValueError):
+                pass
+    no_traceback(proc)
+    assert marker.exists(), proc.stderr  # the fake tail really ran on the host
+    assert proc.returncode == 7, proc.stderr
+    assert "testhost sent nothing for 2 s, so orch stopped waiting for" in proc.stderr, proc.stderr
+    assert "io_timeout" in proc.stderr
+
+
 @pytest.fixture(scope="module")
 def odd_sftp(tmp_path_factory):
     """An sshd whose SFTP subsystem is tests/integration/odd_sftp_server.py, doing what
