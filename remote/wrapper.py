@@ -39,7 +39,7 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
-from remote import gpuqueue
+from remote import gpuqueue, warm
 from remote.files import atomic_write_json, read_dict
 from remote.jobstate import TERMINAL, dependency_dir
 
@@ -426,16 +426,19 @@ def run_payload(
     log = Log(os.path.join(job.dir, "log.txt"), job)
     try:
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}\n".encode())
+        keep = tuple(held.fds) if held is not None else ()
+        started = time.time()  # before the start: a worker still importing torch is start-up too
         try:
             # A new process group, so a signal reaches the payload and its workers.
             # The payload inherits the GPU locks: a payload whose wrapper is killed keeps
-            # its GPU taken until it ends too.
-            job.child = subprocess.Popen(
+            # its GPU taken until it ends too.  Forked by the host's warm worker when it
+            # may be (torch already imported; remote/warm.py), else started cold.
+            job.child = warm.forked(command, keep) or subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                pass_fds=tuple(held.fds) if held is not None else (),
+                pass_fds=keep,
             )
         except OSError as exc:
             log.write(f"[orch] cannot start: {exc}\n".encode())
@@ -448,7 +451,9 @@ def run_payload(
                 os.killpg(job.child.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        job.save(state="running", started=time.time(), reason="")
+        job.save(state="running", started=started, reason="")
+        if isinstance(job.child, warm.WarmChild):
+            log.write(f"[orch] forked by the warm worker: pid {job.child.pid}, torch already imported\n".encode())
         assert job.child.stdout is not None
         out = sys.stdout.buffer
         tail = b""  # the end of the output, for a failure reason status can show
@@ -476,11 +481,12 @@ def run_payload(
         log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} exit {code}\n".encode())
     finally:
         log.close()
+    lost = getattr(job.child, "lost", "")
     job.save(
         state="done" if code == 0 else "failed",
         ended=time.time(),
         exit_code=code,
-        reason="" if code == 0 else failure_reason(code, tail, job),
+        reason=lost or ("" if code == 0 else failure_reason(code, tail, job)),
     )
     return code
 

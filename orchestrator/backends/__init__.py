@@ -21,7 +21,7 @@ def get(name: str, host=None) -> JobBackend:
     if name == "tmux":
         from orchestrator.backends.tmux import TmuxBackend
 
-        return TmuxBackend()
+        return TmuxBackend(host)
     if name == "slurm":
         from orchestrator.backends.slurm import SlurmBackend
 

@@ -21,6 +21,17 @@ class TmuxBackend(JobBackend):
     lost_sight = "tmux socket gone"  # its session is not listed, the wrapper holds the folder
     how_jobs_run = "each a detached tmux session on the host"
 
+    def __init__(self, host=None):
+        # The host's warm worker (remote/warm.py) keeps torch imported for this long after a job.
+        self.warm_s = getattr(host, "warm_worker", 0.0) if host is not None else 0.0
+
+    def job_env(self, job) -> Dict[str, str]:
+        env = super().job_env(job)
+        if self.warm_s > 0:
+            # An environment variable, not a wrapper option: an older snapshot's wrapper ignores it.
+            env["ORCH_WARM_S"] = f"{self.warm_s:g}"
+        return env
+
     def preview_job(self, item: Dict) -> List[str]:
         return [f"session {item['session']}: {item['command']}"]
 

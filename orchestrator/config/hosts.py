@@ -43,9 +43,12 @@ class HostFile:
     gpus: List[str] = field(default_factory=list)  # [] -> every GPU nvidia-smi lists
     connect_timeout: float = 10.0
     keepalive: int = 15
-    # Seconds a transfer (rsync, SFTP) may go without a byte from the host before it is
-    # stopped: a stalled or hostile host must not hold a fetch forever.
+    # Seconds a transfer (rsync, SFTP) or a quick command may go without a byte from the
+    # host before it is stopped: a stalled or hostile host must not hold orch forever.
     io_timeout: float = 300.0
+    # Seconds the host's warm worker (remote/warm.py: torch imported once, jobs forked from
+    # it) waits for the next job before it leaves; 0 turns it off.  tmux hosts only.
+    warm_worker: float = 600.0
     description: str = ""
     scheduler: str = "tmux"  # how jobs run there: one of SCHEDULERS (orchestrator/backends/)
     slurm: SlurmOptions = field(default_factory=SlurmOptions)  # sbatch options (scheduler: slurm)
@@ -121,6 +124,12 @@ def check_values(host: HostFile, where: str) -> None:
             f"{where}: key 'io_timeout': expected seconds, at least 1, got {host.io_timeout}",
             ExitCode.CONFIG,
             hint="how long a transfer may wait for the host's next byte, e.g. 300",
+        )
+    if not host.warm_worker >= 0:
+        raise OrchError(
+            f"{where}: key 'warm_worker': expected seconds, 0 or more, got {host.warm_worker}",
+            ExitCode.CONFIG,
+            hint="how long the host keeps torch imported for the next job, e.g. 600; 0 turns it off",
         )
     for key in _NO_CONTROL:
         value = getattr(host, key)

@@ -1,0 +1,506 @@
+"""The warm worker: a process on a tmux host that imports torch once and forks each job's
+payload from there, so a job does not spend its first seconds importing torch.
+
+    python -m remote.warm --name NAME [--idle SECONDS] [--preload MOD,...] [--allow MOD,...]
+
+Why: a smoke class job spent ~58% of its wall time before its first progress line, most of
+it importing torch (docs/BENCHMARKS-controller.md, issue 15).  A forked child starts with
+torch already in memory.  The wrapper (remote/wrapper.py) asks the worker for its payload
+when the controller set ORCH_WARM_S (the host file's `warm_worker`); it starts the worker
+itself, as the tmux session ``orch-warm-<key>`` on its own tmux server, when none answers.
+Anything that goes wrong here only means the payload starts cold, as before.
+
+One worker per key: the python, the code snapshot (the cwd) and the environment variables
+read while torch imports (``import_env``).  A job whose key differs never reaches it.
+
+Only what the wrapper would have run: ``PYTHON -m remote.run_job ...`` from the snapshot,
+with the wrapper's environment and cwd.  The socket is in Linux's abstract namespace, so
+both ends check the other's uid (SO_PEERCRED): another user can neither use a worker nor
+stand in for one.
+
+Protocol (one connection per payload): the request is one JSON line ``{"argv", "env",
+"cwd"}`` sent with the payload's stdout (and the GPU locks it must hold) as SCM_RIGHTS
+descriptors.  Replies are JSON lines: ``{"pid": N}`` once the child runs in its own
+session, then ``{"exit": CODE}`` (Popen's returncode: -N for signal N) when it ends; or
+``{"refused": "why"}``.
+
+Lifetime: the worker leaves after ``--idle`` seconds without a request or a live child.
+On SIGHUP/SIGTERM (its tmux session or server killed) it takes no new request and
+leaves once its children have ended; the wrappers, killed with the same server, stop them.
+Standard library only, until the preload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import importlib
+import json
+import os
+import select
+import shlex
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+MODULE = "remote.run_job"
+PRELOAD = "torch,numpy,yaml,tokenizers"
+REPLY_WAIT_S = 120.0  # the worker may still be importing torch: on a busy host that takes a while
+START_WAIT_S = 5.0  # a worker just started binds its socket within this
+MAX_REQUEST = 1 << 20
+ROOM = " " * 1024  # the worker's last argument: room for a child's command line (retitle)
+# Read while torch (and the libraries it loads) import: a worker imported under other values
+# would give a job the wrong threads or libraries.  CUDA_VISIBLE_DEVICES is read later, at
+# CUDA's first use, in the child: it may differ.
+_IMPORT_PREFIXES = ("OMP_", "MKL_", "KMP_", "GOMP_", "OPENBLAS_", "TORCH", "PYTORCH", "LD_", "PYTHON", "CUDA_")
+_PER_JOB = ("CUDA_VISIBLE_DEVICES",)
+
+
+def import_env(env: Dict[str, str]) -> Dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(_IMPORT_PREFIXES) and k not in _PER_JOB}
+
+
+def key_of(python: str, cwd: str, env: Dict[str, str]) -> str:
+    text = json.dumps([os.path.realpath(python), os.path.realpath(cwd), sorted(import_env(env).items())])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def socket_name(key: str) -> str:
+    return f"orch-warm-{os.getuid()}-{key}"
+
+
+def session_name(key: str) -> str:
+    return f"orch-warm-{key}"
+
+
+def loaded_files() -> Dict[str, tuple]:
+    """The files of the top-level modules imported so far, with their identity on disk."""
+    out = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if "." in name or not path:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        out[path] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", raw)[1]
+
+
+def _send(sock: socket.socket, message: dict) -> None:
+    sock.sendall(json.dumps(message).encode() + b"\n")
+
+
+class _Lines:
+    """JSON lines from a socket, read as they come."""
+
+    def __init__(self, sock: socket.socket, data: bytes = b""):
+        self.sock = sock
+        self.buf = data
+
+    def next(self) -> Optional[dict]:
+        """The next message; None at EOF.  Raises socket.timeout / BlockingIOError as the socket does."""
+        while b"\n" not in self.buf:
+            more = self.sock.recv(65536)
+            if not more:
+                return None
+            self.buf += more
+            if len(self.buf) > MAX_REQUEST:
+                raise ValueError("message too long")
+        line, self.buf = self.buf.split(b"\n", 1)
+        message = json.loads(line)
+        if not isinstance(message, dict):
+            raise ValueError("not a JSON object")
+        return message
+
+
+# ---------------------------------------------------------------- the worker
+
+
+class Worker:
+    def __init__(self, name: str, idle_s: float, allow: List[str]):
+        self.name = name
+        self.idle_s = idle_s
+        self.allow = allow
+        self.python = os.path.realpath(sys.executable)
+        self.cwd = os.path.realpath(os.getcwd())
+        self.env = import_env(dict(os.environ))
+        self.children: Dict[int, socket.socket] = {}
+        self.loaded: Dict[str, tuple] = {}  # the preloaded modules' files, as they were when imported
+        self.stopping = False
+        self.listener: Optional[socket.socket] = None
+        self.wake_r, self.wake_w = os.pipe()
+
+    def bind(self) -> bool:
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.listener.bind("\0" + self.name)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False  # another worker of this key serves already
+            raise
+        self.listener.listen(64)  # requests wait here while the preload runs
+        return True
+
+    def serve(self) -> int:
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select: report an exit at once
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        last = time.monotonic()
+        while True:
+            self._reap()
+            if self.stopping and self.listener is not None:
+                self.listener.close()  # new requests are refused: their payloads start cold
+                self.listener = None
+            if not self.children and (self.stopping or time.monotonic() - last > self.idle_s):
+                return 0
+            ready = select.select([self.wake_r] + ([self.listener] if self.listener else []), [], [], 1.0)[0]
+            if self.wake_r in ready:
+                try:
+                    os.read(self.wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            if self.listener is not None and self.listener in ready:
+                conn, _ = self.listener.accept()
+                last = time.monotonic()
+                try:
+                    self._handle(conn)
+                except (OSError, ValueError) as exc:
+                    print(f"[orch-warm] a request failed: {exc}", flush=True)
+                    conn.close()
+
+    def _stop(self, *_):
+        self.stopping = True
+
+    def _refuse(self, conn: socket.socket, why: str) -> None:
+        try:
+            _send(conn, {"refused": why})
+        finally:
+            conn.close()
+
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        if _peer_uid(conn) != os.getuid():
+            conn.close()
+            return
+        data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 16)
+        try:
+            req = _Lines(conn, data).next()
+            why = self._check(req, fds)
+            if why:
+                return self._refuse(conn, why)
+            if select.select([conn], [], [], 0)[0] and conn.recv(1, socket.MSG_PEEK) == b"":
+                conn.close()  # the wrapper stopped waiting (and started its payload cold)
+                return
+            pid = os.fork()
+            if pid == 0:
+                self._child(conn, req, fds)  # never returns
+        finally:
+            for fd in fds:
+                os.close(fd)
+        # The wrapper signals the payload's process group: it must exist before the pid is told.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if os.getpgid(pid) == pid:
+                    break
+            except ProcessLookupError:
+                break
+            time.sleep(0.001)
+        self.children[pid] = conn
+        try:
+            _send(conn, {"pid": pid})
+        except OSError:
+            os.kill(pid, signal.SIGKILL)  # nobody supervises it: it must not run
+
+    def _check(self, req: Optional[dict], fds: List[int]) -> str:
+        if not req or not fds:
+            return "no request"
+        argv, env, cwd = req.get("argv"), req.get("env"), req.get("cwd")
+        if not (isinstance(argv, list) and len(argv) >= 3 and all(isinstance(a, str) for a in argv)):
+            return "no argv"
+        if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            return "no env"
+        if os.path.realpath(argv[0]) != self.python:
+            return f"python {argv[0]} is not this worker's {self.python}"
+        if argv[1] != "-m" or argv[2] not in self.allow:
+            return f"this worker runs only {', '.join(self.allow)}"
+        if not isinstance(cwd, str) or os.path.realpath(cwd) != self.cwd:
+            return f"cwd {cwd} is not this worker's {self.cwd}"
+        if import_env(env) != self.env:
+            return "the environment torch imports under differs from this worker's"
+        if self.loaded != loaded_files():
+            self.stopping = True  # e.g. bootstrap installed another torch: this worker has retired
+            return "the libraries it imported have changed on disk since"
+        return ""
+
+    def _child(self, conn: socket.socket, req: dict, fds: List[int]) -> None:
+        code = 1
+        try:
+            os.setsid()  # its own process group: the wrapper's signals reach it and its workers
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for sock in [conn, *self.children.values()] + ([self.listener] if self.listener else []):
+                sock.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(fds[0], 1)
+            os.dup2(fds[0], 2)
+            # fds[1:] (the GPU locks the wrapper holds) stay open: holding them holds the GPUs.
+            for fd in (devnull, fds[0]):
+                if fd > 2:
+                    os.close(fd)
+            sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+            sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+            os.chdir(req["cwd"])
+            os.environ.clear()
+            os.environ.update(req["env"])
+            if "numpy" in sys.modules:  # as a cold start would: numpy's global state seeded afresh
+                sys.modules["numpy"].random.seed()
+            import runpy
+
+            argv = req["argv"]
+            retitle(argv)
+            sys.argv = [argv[2]] + argv[3:]
+            runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
+                print(exc.code, file=sys.stderr)
+        except KeyboardInterrupt:
+            code = 128 + signal.SIGINT
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(code)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is not None:
+                try:
+                    _send(conn, {"exit": os.waitstatus_to_exitcode(status)})
+                except OSError:
+                    pass  # its wrapper is gone
+                conn.close()
+
+
+def retitle(argv: List[str]) -> None:
+    """Show ARGV as this process's command line (ps, pgrep, /proc/PID/cmdline), as a cold
+    start would: a forked child otherwise shows the worker's.  It is written over the
+    worker's own arguments, which ``--room`` made long enough; what does not fit is cut."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (proc(5) fields 48, 49)
+        data = b"\0".join(os.fsencode(a) for a in argv)[: end - start - 1]
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            mem.write(data.ljust(end - start, b"\0"))
+    except (OSError, ValueError, IndexError):
+        pass  # a cosmetic: the job runs the same
+
+
+# ---------------------------------------------------------------- the wrapper's side
+
+
+class WarmChild:
+    """A payload the worker forked, with what the wrapper uses of a Popen: pid, stdout,
+    poll(), wait(), returncode.  ``lost``: why the exit code is unknown (the worker died)."""
+
+    def __init__(self, sock: socket.socket, lines: _Lines, pid: int, stdout):
+        self.sock = sock
+        self.lines = lines
+        self.pid = pid
+        self.stdout = stdout
+        self.returncode: Optional[int] = None
+        self.orphaned = False  # the worker's connection ended without an exit code
+        self.lost = ""
+
+    def _take(self, message: Optional[dict], block: bool) -> None:
+        if self.returncode is not None:  # a poll from a signal handler took the exit already
+            return
+        if message is None:  # the worker is gone: the payload's own end is all there is to wait for
+            self.orphaned = True
+        elif isinstance(message.get("exit"), int):
+            self.returncode = message["exit"]
+        if self.orphaned:
+            while block and _alive(self.pid):
+                time.sleep(0.2)
+            if not _alive(self.pid):
+                self.lost = "the warm worker that started it was killed, so its exit code is unknown"
+                self.returncode = 1
+        if self.returncode is not None:
+            self.sock.close()
+
+    def _next(self, block: bool) -> None:
+        if self.orphaned:
+            return self._take(None, block)
+        self.sock.setblocking(block)
+        try:
+            message = self.lines.next()
+        except (BlockingIOError, InterruptedError):
+            return
+        except (OSError, ValueError):
+            message = None
+        self._take(message, block)
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None:
+            self._next(block=False)
+        return self.returncode
+
+    def wait(self) -> int:
+        while self.returncode is None:
+            self._next(block=True)
+        return self.returncode
+
+
+def _alive(pid: int) -> bool:
+    """Whether PID still runs (a zombie nobody reaps has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+def spawn(key: str, argv: List[str], env: Dict[str, str], cwd: str, keep_fds=()) -> Optional[WarmChild]:
+    """ARGV forked by the worker of KEY, or None when no worker takes it (start it cold)."""
+    if not hasattr(socket, "send_fds"):  # Python < 3.9
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect("\0" + socket_name(key))
+        if _peer_uid(sock) != os.getuid():
+            sock.close()  # someone else's socket under our name: never hand it our job
+            return None
+    except OSError:
+        sock.close()
+        return None
+    read_end, write_end = os.pipe()
+    try:
+        sock.settimeout(REPLY_WAIT_S)
+        request = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode() + b"\n"
+        socket.send_fds(sock, [request], [write_end, *keep_fds])
+        os.close(write_end)
+        write_end = -1
+        lines = _Lines(sock)
+        reply = lines.next()
+    except (OSError, ValueError):
+        reply = None
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+    if not reply or not isinstance(reply.get("pid"), int):
+        sock.close()
+        os.close(read_end)
+        if reply and reply.get("refused"):
+            print(f"[orch] the warm worker refused the job ({reply['refused']}): starting it cold", flush=True)
+        return None
+    sock.settimeout(None)
+    return WarmChild(sock, lines, reply["pid"], os.fdopen(read_end, "rb"))
+
+
+def start(key: str, python: str, cwd: str, idle_s: float) -> bool:
+    """Start the worker of KEY as a session of the tmux server this wrapper runs in."""
+    tmux = os.environ.get("TMUX", "")
+    server = tmux.rsplit(",", 2)[0] if tmux.count(",") >= 2 else ""
+    if not server:
+        return False
+    env = {k: os.environ[k] for k in ("PYTHONPATH", "PYTHONUNBUFFERED") if k in os.environ}
+    command = "cd -- %s && exec env %s %s" % (
+        shlex.quote(cwd),
+        " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()),
+        shlex.join([python, "-m", "remote.warm", "--name", socket_name(key), "--idle", str(idle_s), "--room", ROOM]),
+    )
+    try:
+        # A duplicate session (another wrapper started it first) fails here, harmlessly.
+        subprocess.run(
+            ["tmux", "-S", server, "new-session", "-d", "-s", session_name(key), command],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def forked(argv: List[str], keep_fds=()) -> Optional[WarmChild]:
+    """ARGV as a warm worker's child when this job may use one (ORCH_WARM_S set, ARGV is
+    ``PYTHON -m remote.run_job``), starting the worker if none answers; else None."""
+    try:
+        idle_s = float(os.environ.get("ORCH_WARM_S") or 0)
+    except ValueError:
+        return None
+    if idle_s <= 0 or len(argv) < 3 or argv[1:3] != ["-m", MODULE]:
+        return None
+    env, cwd = dict(os.environ), os.getcwd()
+    key = key_of(argv[0], cwd, env)
+    child = spawn(key, argv, env, cwd, keep_fds)
+    if child is not None or not start(key, argv[0], cwd, idle_s):
+        return child
+    deadline = time.monotonic() + START_WAIT_S
+    while child is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        child = spawn(key, argv, env, cwd, keep_fds)
+    return child
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m remote.warm", description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True, help="the socket's name (remote.warm.socket_name)")
+    parser.add_argument("--idle", type=float, default=600.0, help="seconds without a job before it leaves")
+    parser.add_argument("--preload", default=PRELOAD, help="modules imported once, before any fork")
+    parser.add_argument("--allow", default=MODULE, help="the modules it may run (python -m MODULE)")
+    parser.add_argument("--room", default="", help="blanks: room in the command line for a child's (retitle)")
+    opts = parser.parse_args(argv)
+    worker = Worker(opts.name, opts.idle, [m for m in opts.allow.split(",") if m])
+    if not worker.bind():
+        return 0
+    for module in [m for m in opts.preload.split(",") if m]:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            if module == "torch":
+                print(f"[orch-warm] cannot import torch ({exc}): jobs start cold", flush=True)
+                return 1
+    worker.loaded = loaded_files()
+    print(f"[orch-warm] pid {os.getpid()}: serving {worker.cwd} ({opts.preload} imported)", flush=True)
+    return worker.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""The warm worker (remote/warm.py), as real processes: a worker forks payloads for its
+clients, relays their exit codes, refuses what it must not run, and leaves when idle or
+stopped.  The payload is tests/unit/warm_payload.py; the worker preloads json, not torch.
+The wrapper's use of it, inside a real tmux server, is in tests/remote/test_wrapper_warm.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from remote import warm
+
+ROOT = Path(__file__).resolve().parents[2]
+OTHER_PYTHON = "/usr/bin/python3"  # one another user may run (ours may sit in root's home)
+as_another_user = pytest.mark.skipif(
+    os.getuid() != 0 or not os.access(OTHER_PYTHON, os.X_OK),
+    reason="needs root and a system python to act as another user",
+)
+MODULE = "tests.unit.warm_payload"
+
+
+def env(**extra):
+    out = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    out["PYTHONPATH"] = str(ROOT)
+    out.update(extra)
+    return out
+
+
+def wait_until(check, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class Worker:
+    def __init__(self, idle=30.0, preload="json", pythonpath=""):
+        self.key = "test-" + uuid.uuid4().hex[:12]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "remote.warm", "--name", warm.socket_name(self.key), "--idle", str(idle)]
+            + ["--preload", preload, "--allow", MODULE, "--room", warm.ROOM],
+            cwd=ROOT,
+            env=env(**({"PYTHONPATH": f"{ROOT}:{pythonpath}"} if pythonpath else {})),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.groups = []
+        assert wait_until(self.bound), self.proc.communicate(timeout=5)
+
+    def bound(self) -> bool:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect("\0" + warm.socket_name(self.key))
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    def spawn(self, *args, python=sys.executable, module=MODULE, **extra):
+        child = warm.spawn(self.key, [python, "-m", module, *args], env(**extra), str(ROOT))
+        if child is not None:
+            self.groups.append(child.pid)
+        return child
+
+    def stop(self):
+        for pgid in self.groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def worker():
+    w = Worker()
+    yield w
+    w.stop()
+
+
+def test_a_payload_runs_forked_with_the_clients_argv_env_cwd_and_exit_code(worker):
+    child = worker.spawn("echo", "x y", WARM_TEST="from the wrapper")
+    assert child is not None
+    assert child.pid != worker.proc.pid
+    out = child.stdout.read().decode()
+    assert child.wait() == 3
+    assert "argv ['echo', 'x y']" in out
+    assert f"cwd {ROOT}" in out
+    assert "env from the wrapper" in out
+    assert "own group True" in out  # the wrapper's killpg reaches it
+    assert "to stderr" in out  # stderr shares the stdout pipe, as the wrapper's Popen has it
+    # ps and pgrep see the job's command line, as for a cold start, not the worker's
+    assert f"cmdline {sys.executable} -m {MODULE} echo x y\n" in out
+
+
+def test_a_signalled_payload_is_reported_as_popen_reports_it(worker):
+    child = worker.spawn("sleep")
+    assert child.stdout.readline() == b"ready\n"
+    assert child.poll() is None
+    os.killpg(child.pid, signal.SIGTERM)
+    assert child.wait() == -signal.SIGTERM
+    assert not child.lost
+
+
+@pytest.mark.parametrize("case", ["module", "python", "import-env"])
+def test_a_request_the_worker_must_not_run_is_refused_and_it_goes_on(worker, case, capsys):
+    if case == "module":
+        child = worker.spawn("status", module="remote.hostctl")
+    elif case == "python":
+        child = worker.spawn("echo", python="/bin/sh")
+    else:
+        child = worker.spawn("echo", OMP_NUM_THREADS="97")  # torch would have imported under another value
+    assert child is None
+    assert "starting it cold" in capsys.readouterr().out
+    again = worker.spawn("echo")
+    assert again is not None and again.wait() == 3
+
+
+def test_a_worker_whose_libraries_changed_on_disk_retires(tmp_path):
+    """Bootstrap may install another torch into the same env: a worker holding the old one
+    in memory refuses the next job (it starts cold) and leaves."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "warmlib.py").write_text("VERSION = 1\n")
+    w = Worker(preload="json,warmlib", pythonpath=str(lib))
+    try:
+        assert w.spawn("echo", PYTHONPATH=f"{ROOT}:{lib}").wait() == 3
+        (lib / "warmlib.py").write_text("VERSION = 2  # reinstalled\n")
+        assert w.spawn("echo", PYTHONPATH=f"{ROOT}:{lib}") is None
+        assert w.proc.wait(timeout=15) == 0
+    finally:
+        w.stop()
+
+
+@as_another_user
+def test_another_user_gets_nothing_from_the_worker(worker):
+    script = (
+        "import json, os, socket\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        f"s.connect({chr(0) + warm.socket_name(worker.key)!r})\n"
+        "r, w = os.pipe()\n"
+        f"req = {{'argv': [{sys.executable!r}, '-m', {MODULE!r}, 'echo'], 'env': {{}}, 'cwd': {str(ROOT)!r}}}\n"
+        "try:\n"
+        "    socket.send_fds(s, [json.dumps(req).encode() + b'\\n'], [w])\n"
+        "    s.settimeout(10)\n"
+        "    print(repr(s.recv(100)))\n"
+        "except (BrokenPipeError, ConnectionResetError):\n"
+        "    print('closed')\n"
+    )
+    out = subprocess.run(
+        [OTHER_PYTHON, "-c", script], user=65534, group=65534, capture_output=True, text=True, timeout=30
+    )
+    assert out.stdout.strip() in ("b''", "closed"), out  # closed unanswered, nothing forked
+    assert worker.spawn("echo").wait() == 3
+
+
+@as_another_user
+def test_another_users_socket_under_the_workers_name_is_never_handed_a_job():
+    """The name is in the abstract namespace, which anyone may bind first: the client checks
+    the server's uid and sends it nothing."""
+    key = "test-" + uuid.uuid4().hex[:12]
+    script = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        f"s.bind({chr(0) + warm.socket_name(key)!r})\n"
+        "s.listen(1)\n"
+        "print('bound', flush=True)\n"
+        "c, _ = s.accept()\n"
+        "c.settimeout(10)\n"
+        "print('got', repr(c.recv(100)), flush=True)\n"
+    )
+    squatter = subprocess.Popen(
+        [OTHER_PYTHON, "-c", script], user=65534, group=65534, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert squatter.stdout.readline() == "bound\n"
+        child = warm.spawn(key, [sys.executable, "-m", MODULE, "echo"], env(WARM_TEST="secret"), str(ROOT))
+        assert child is None
+        assert squatter.stdout.readline() == "got b''\n"  # connected, then left: no request, no environment
+    finally:
+        squatter.kill()
+        squatter.communicate(timeout=10)
+
+
+def test_an_idle_worker_leaves():
+    w = Worker(idle=1)
+    try:
+        assert w.proc.wait(timeout=15) == 0
+        assert warm.spawn(w.key, [sys.executable, "-m", MODULE, "echo"], env(), str(ROOT)) is None
+    finally:
+        w.stop()
+
+
+def test_a_stopped_worker_takes_no_new_job_and_leaves_once_its_children_end(worker):
+    child = worker.spawn("sleep")
+    assert child.stdout.readline() == b"ready\n"
+    worker.proc.send_signal(signal.SIGHUP)  # its tmux session was killed
+    assert wait_until(lambda: not worker.bound(), timeout=10)
+    assert worker.proc.poll() is None  # still there for its child
+    assert worker.spawn("echo") is None
+    os.killpg(child.pid, signal.SIGTERM)
+    assert child.wait() == -signal.SIGTERM  # the exit code still reaches the wrapper
+    assert worker.proc.wait(timeout=15) == 0
+
+
+def test_a_killed_worker_leaves_its_payload_and_the_wrapper_says_the_exit_code_is_lost(worker):
+    child = worker.spawn("sleep")
+    assert child.stdout.readline() == b"ready\n"
+    worker.proc.kill()
+    worker.proc.wait(timeout=10)
+    assert child.poll() is None  # the payload still runs: nothing to report yet
+    os.killpg(child.pid, signal.SIGTERM)
+    assert child.wait() == 1
+    assert "exit code is unknown" in child.lost
+
+
+def test_the_key_follows_python_snapshot_and_import_environment(tmp_path):
+    base = warm.key_of(sys.executable, str(tmp_path), {"OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": "0"})
+    assert base == warm.key_of(sys.executable, str(tmp_path), {"OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": "1"})
+    assert base == warm.key_of(sys.executable, str(tmp_path), {"OMP_NUM_THREADS": "2", "TMUX_PANE": "%3"})
+    assert base != warm.key_of(sys.executable, str(tmp_path), {"OMP_NUM_THREADS": "1"})
+    assert base != warm.key_of(sys.executable, str(tmp_path / "other"), {"OMP_NUM_THREADS": "2"})
+    assert json.dumps(base)  # a plain string: it names a socket and a tmux session
+
+
+def test_only_a_run_job_payload_with_orch_warm_s_set_goes_to_a_worker(monkeypatch):
+    monkeypatch.delenv("ORCH_WARM_S", raising=False)
+    assert warm.forked([sys.executable, "-m", "remote.run_job", "--job", "x"]) is None
+    monkeypatch.setenv("ORCH_WARM_S", "600")
+    monkeypatch.delenv("TMUX", raising=False)  # no tmux server to start one in, and none answers
+    assert warm.forked([sys.executable, "-m", "remote.wrapper"]) is None
+    assert warm.forked([sys.executable, "-m", "remote.run_job", "--job", "x"]) is None

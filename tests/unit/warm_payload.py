@@ -1,0 +1,23 @@
+"""A payload for tests/unit/test_warm.py, run by the warm worker as `python -m tests.unit.warm_payload MODE`.
+
+echo: print what a job would see (argv, cwd, an environment variable, its process group)
+and exit 3.  sleep: say "ready", then sleep until signalled.
+"""
+
+import os
+import sys
+import time
+
+mode = sys.argv[1]
+if mode == "echo":
+    print("argv", sys.argv[1:])
+    print("cwd", os.getcwd())
+    print("env", os.environ.get("WARM_TEST", "<unset>"))
+    print("own group", os.getpgid(0) == os.getpid())
+    with open("/proc/self/cmdline", "rb") as fh:
+        print("cmdline", " ".join(a.decode() for a in fh.read().split(b"\0") if a))
+    print("to stderr", file=sys.stderr)
+    sys.exit(3)
+if mode == "sleep":
+    print("ready", flush=True)
+    time.sleep(120)
