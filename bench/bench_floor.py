@@ -18,7 +18,8 @@ alternates too, so a change in the machine's load hits both):
 
 and, without a pair, a smoke class job's start-up on the host: the time from its start
 to its first progress line against its wall time (status.json, progress.jsonl and the
-manifest's timings of --startup-runs shipped `orch run smoke` runs).
+manifest's timings of --startup-runs rounds of shipped `orch run smoke` runs: started
+cold, with the warm worker starting, and with it waiting; remote/warm.py).
 
 CPU is user+sys of the process and its children (wait4), wall is elapsed time; every
 figure is min/median/max over the repeats, ratios are of medians, and the load average
@@ -303,40 +304,86 @@ def fetch_pairs(bench: Bench, bed: Bed) -> None:
     )
 
 
+# How a class job can start on a tmux host (remote/warm.py), in the order each round runs them.
+STARTS = (
+    ("cold", "cold start (`warm_worker: 0`)"),
+    ("first", "first run (the warm worker starts with it)"),
+    ("warm", "later runs (warm worker waiting)"),
+)
+
+
+def stop_warm_workers(bed: Bed) -> None:
+    """End the host's warm workers (their tmux sessions) and wait until they have gone."""
+    import testprocs
+
+    sock = Path(bed.wd) / "tmux.sock"
+    sessions = subprocess.run(
+        ["tmux", "-S", str(sock), "list-sessions", "-F", "#{session_name}"], capture_output=True, text=True
+    ).stdout.split()
+    for session in sessions:
+        if session.startswith("orch-warm-"):
+            subprocess.run(["tmux", "-S", str(sock), "kill-session", "-t", "=" + session], capture_output=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if not [c for c in testprocs.processes_under([bed.wd]).values() if "remote.warm" in c]:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("a warm worker did not leave within 30 s")
+
+
 def startup_jobs(bench: Bench, bed: Bed, runs: int) -> None:
     """Item 4: a smoke class job's start-up on the host against its wall time; the shipped
-    smoke run (two class jobs side by side on this machine), run to the end."""
+    smoke run (two class jobs side by side on this machine), run to the end.  Each round
+    runs it cold (`warm_worker: 0`), then with no warm worker on the host (the first run
+    starts one and its jobs wait while it imports torch), then again with that worker."""
     p = bed.p
-    startup: List[Dict[str, float]] = []
+    startup: Dict[str, List[Dict[str, float]]] = {kind: [] for kind, _ in STARTS}
     load_before = loadavg()
     for i in range(runs):
-        name = f"startup{i}"
-        p.orch("run", "smoke", "--host", "testhost", "--name", name, check=True)
-        p.wait_state(name, timeout=900)
-        p.orch("fetch-results", name, "--no-eval", check=True)
-        startup += job_startup(p.run_dir(name))
-    if not startup:
+        for kind, _ in STARTS:
+            if kind == "cold":
+                p.write_host(warm_worker=0)
+            else:
+                p.write_host()
+            if kind == "first":
+                stop_warm_workers(bed)
+            name = f"startup-{kind}{i}"
+            p.orch("run", "smoke", "--host", "testhost", "--name", name, check=True)
+            p.wait_state(name, timeout=900)
+            p.orch("fetch-results", name, "--no-eval", check=True)
+            startup[kind] += job_startup(p.run_dir(name))
+    p.write_host()
+    if not runs:
         return
     floor = [cost([bed.py, "-c", STARTUP_FLOOR], p.env, p.root) for _ in range(runs)]
 
-    def col(key: str) -> str:
-        return spread([j[key] for j in startup if key in j])
+    def row(what: str, key: str, target: str = "") -> str:
+        cells = []
+        for kind, _ in STARTS:
+            values = [j[key] for j in startup[kind] if key in j]
+            if key == "share":
+                cells.append(f"**{statistics.median(values):.0%}** (min {min(values):.0%}, max {max(values):.0%})")
+            else:
+                cells.append(spread(values))
+        return f"| {what} | {' | '.join(cells)} | {target} |"
 
-    shares = [j["share"] for j in startup]
     bench.startup = [
-        f"| share of the wall time before the first progress line | **{statistics.median(shares):.0%}** "
-        f"(min {min(shares):.0%}, max {max(shares):.0%}) | < 25% |",
-        f"| start → first progress line, s | {col('before')} | |",
-        f"| job wall time (status.json started → ended), s | {col('wall')} | |",
-        f"| of which imports (manifest `import_s`: run_job's, torch's, the kind's), s | {col('import_s')} | |",
-        f"| training (`train_s`), s | {col('train_s')} | |",
-        f"| scoring (`score_s`), s | {col('score_s')} | |",
-        f"| floor: `python -c '{STARTUP_FLOOR}'` alone (CPU, wall), s | "
-        f"{spread([f[0] for f in floor])}; {spread([f[1] for f in floor])} | |",
+        f"| a smoke class job | {' | '.join(label for _, label in STARTS)} | target |",
+        "|---|" + "---|" * len(STARTS) + "---|",
+        row("share of the wall time before the first progress line", "share", "< 25%"),
+        row("start → first progress line, s", "before"),
+        row("job wall time (status.json started → ended), s", "wall"),
+        row("of which imports (manifest `import_s`, counted in the job's process), s", "import_s"),
+        row("training (`train_s`), s", "train_s"),
+        row("scoring (`score_s`), s", "score_s"),
     ]
     bench.startup_notes.append(
-        f"start-up: {len(startup)} class jobs of {runs} `orch run smoke` runs "
-        f"(two class jobs side by side each); load {load_before} → {loadavg()}"
+        f"floor: `python -c '{STARTUP_FLOOR}'` alone: CPU {spread([f[0] for f in floor])} s, "
+        f"wall {spread([f[1] for f in floor])} s"
+    )
+    bench.startup_notes.append(
+        f"start-up: {runs} rounds of 3 `orch run smoke` runs (cold, first, warm; two class jobs side by "
+        f"side each, {2 * runs} jobs per column); load {load_before} → {loadavg()}"
     )
 
 
@@ -427,8 +474,6 @@ def write_sections(bench: Bench, args: argparse.Namespace) -> None:
         f"{' --startup-only' if args.startup_only else ''} --startup-runs {args.startup_runs}` on: {machine()}.",
         "A smoke class job on the host: its start-up against its wall time, min/median/max over the jobs.",
         "",
-        "| a smoke class job | measured | target |",
-        "|---|---|---|",
         *bench.startup,
         "",
         *[f"- {n}" for n in bench.startup_notes],
