@@ -37,6 +37,7 @@ import yaml  # noqa: E402
 from remote.data import DataError, load_splits, load_unlabelled  # noqa: E402
 from remote.errors import JobError  # noqa: E402
 from remote.files import atomic_write_json, atomic_write_jsonl, sha256_file, stable_seed  # noqa: E402
+from remote.quickexit import exit_now  # noqa: E402
 from remote.spec import Experiment, SpecError, load_experiment, pretrain_kind_name, to_dict  # noqa: E402
 
 EXIT_USER_ERROR = 2
@@ -530,23 +531,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
     return 0
-
-
-def exit_now(code: int) -> None:
-    """Exit without the interpreter's teardown.
-
-    Unloading torch and its thread pools took 1.2-1.5 s after the job's last line on a
-    busy 2-core host, time the wrapper (and a waiting class job, and the user) spent
-    waiting for an exit code.  Every result file is written and closed by then (the
-    kernel has the data; os._exit loses only Python's own buffers), so only the standard
-    streams need flushing.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from remote.quickexit import exit_now
+
 MODULE = "remote.run_job"
 PRELOAD = "torch,numpy,yaml,tokenizers"
 REPLY_WAIT_S = 120.0  # the worker may still be importing torch: on a busy host that takes a while
@@ -293,12 +295,7 @@ class Worker:
 
             traceback.print_exc()
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
-            os._exit(code)
+            exit_now(code)
 
     def _reap(self) -> None:
         while self.children:
@@ -490,6 +487,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     worker = Worker(opts.name, opts.idle, [m for m in opts.allow.split(",") if m])
     if not worker.bind():
         return 0
+    import warnings
+
+    # Python 3.12+ warns on every fork of a process with another thread; torch's import
+    # leaves one idle (OpenMP's), and its at-fork handlers give the child a fresh pool.
+    warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
     for module in [m for m in opts.preload.split(",") if m]:
         try:
             importlib.import_module(module)

@@ -15,6 +15,7 @@ right after launch), so the tests cost one training, not one each.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -702,26 +703,34 @@ def test_ctrl_c_during_fetch_says_what_was_kept(hostile, tmp_path):
 # --------------------------------------------------------------------------- a stalled or endless host
 
 
+@contextlib.contextmanager
+def stalled(h, tmp_path, tool):
+    """The host's TOOL never answers (a fake first on its PATH), and io_timeout is 2 s;
+    yields the file the fake writes its pid into, and kills it after."""
+    stall = tmp_path / "stallbin"
+    stall.mkdir()
+    marker = tmp_path / f"{tool}-pid"
+    (stall / tool).write_text(f"#!/bin/sh\necho $$ > {marker}\nexec sleep 600\n")
+    (stall / tool).chmod(0o755)
+    h.p.write_host(extra_path=[str(stall)], io_timeout=2)
+    try:
+        yield marker
+    finally:
+        if marker.exists():
+            try:
+                os.kill(int(marker.read_text()), signal.SIGKILL)  # the stalled "host" tool
+            except (ProcessLookupError, ValueError):
+                pass
+
+
 def test_a_host_that_stalls_an_rsync_transfer_is_left_after_its_io_timeout(hostile, tmp_path):
     """A host whose rsync never answers: the fetch stops once the host has been silent for
     the host file's io_timeout, says so, and keeps the verified copy."""
     h = hostile
     h.orch("fetch-results", h.run, "--no-eval", check=True)
     good = (h.local("class-0") / "scores.jsonl").read_bytes()
-    stall = tmp_path / "stallbin"
-    stall.mkdir()
-    marker = tmp_path / "rsync-pid"
-    (stall / "rsync").write_text(f"#!/bin/sh\necho $$ > {marker}\nexec sleep 600\n")
-    (stall / "rsync").chmod(0o755)
-    h.p.write_host(extra_path=[str(stall)], io_timeout=2)
-    try:
+    with stalled(h, tmp_path, "rsync"):
         proc = h.orch("fetch-results", h.run, timeout=120)
-    finally:
-        if marker.exists():
-            try:
-                os.kill(int(marker.read_text()), signal.SIGKILL)  # the stalled "host" rsync
-            except (ProcessLookupError, ValueError):
-                pass
     no_traceback(proc)
     assert proc.returncode == 7, proc.stderr
     assert "testhost sent nothing for 2 s: rsync stopped" in proc.stderr, proc.stderr
@@ -734,20 +743,8 @@ def test_a_quick_command_on_a_stalled_host_is_left_after_its_io_timeout(hostile,
     """`orch logs` runs `tail` on the host with no timeout of its own: a host that never
     answers is left once it has been silent for io_timeout, with one message and a hint."""
     h = hostile
-    stall = tmp_path / "stallbin"
-    stall.mkdir()
-    marker = tmp_path / "tail-pid"
-    (stall / "tail").write_text(f"#!/bin/sh\necho $$ > {marker}\nexec sleep 600\n")
-    (stall / "tail").chmod(0o755)
-    h.p.write_host(extra_path=[str(stall)], io_timeout=2)
-    try:
+    with stalled(h, tmp_path, "tail") as marker:
         proc = h.orch("logs", h.run, timeout=120)
-    finally:
-        if marker.exists():
-            try:
-                os.kill(int(marker.read_text()), signal.SIGKILL)  # the stalled "host" tail
-            except (ProcessLookupError, ValueError):
-                pass
     no_traceback(proc)
     assert marker.exists(), proc.stderr  # the fake tail really ran on the host
     assert proc.returncode == 7, proc.stderr

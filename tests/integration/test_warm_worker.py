@@ -35,7 +35,18 @@ def log(p, run, job) -> str:
 
 
 def workers(p) -> dict:
-    return {pid: cmd for pid, cmd in testprocs.processes_under([str(p.remote_root)]).items() if "remote.warm" in cmd}
+    """The host's warm workers: not their children, which show the worker's command line
+    for the instant before they take the job's."""
+    found = {pid: cmd for pid, cmd in testprocs.processes_under([str(p.remote_root)]).items() if "remote.warm" in cmd}
+    return {pid: cmd for pid, cmd in found.items() if parent(pid) not in found}
+
+
+def parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def cmdline(pid: int) -> str:
