@@ -252,11 +252,13 @@ class Worker:
     def _child(self, conn: socket.socket, req: dict, fds: List[int]) -> None:
         code = 1
         try:
-            os.setsid()  # its own process group: the wrapper's signals reach it and its workers
+            # The worker's handlers go first: the wrapper may signal the child the instant
+            # it learns its pid (a cancel that came while it waited), which setsid allows.
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            os.setsid()  # its own process group: the wrapper's signals reach it and its workers
             for sock in [conn, *self.children.values()] + ([self.listener] if self.listener else []):
                 sock.close()
             os.close(self.wake_r)

@@ -117,6 +117,17 @@ def test_a_signalled_payload_is_reported_as_popen_reports_it(worker):
     assert not child.lost
 
 
+def test_a_payload_signalled_the_moment_its_pid_is_known_stops(worker):
+    """A cancel that came while the wrapper waited for the worker is passed on as soon as
+    the pid arrives: the child must not be running the worker's handlers by then (it did,
+    and ignored the SIGTERM: a cancelled job trained on)."""
+    for _ in range(30):
+        child = worker.spawn("sleep")
+        os.killpg(child.pid, signal.SIGTERM)
+        assert wait_until(lambda c=child: c.poll() is not None, timeout=10), "the payload ignored SIGTERM"
+        assert child.returncode == -signal.SIGTERM
+
+
 @pytest.mark.parametrize("case", ["module", "python", "import-env"])
 def test_a_request_the_worker_must_not_run_is_refused_and_it_goes_on(worker, case, capsys):
     if case == "module":
