@@ -123,7 +123,7 @@ def check_values(host: HostFile, where: str) -> None:
         raise OrchError(
             f"{where}: key 'io_timeout': expected seconds, at least 1, got {host.io_timeout}",
             ExitCode.CONFIG,
-            hint="how long a transfer may wait for the host's next byte, e.g. 300",
+            hint="how long a transfer or a quick command may wait for the host's next byte, e.g. 300",
         )
     if not host.warm_worker >= 0:
         raise OrchError(
