@@ -258,6 +258,8 @@ class Worker:
             for sig in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            # The job's command line before its pid is told, so ps and pkill never see the worker's.
+            retitle(req["argv"])
             os.setsid()  # its own process group: the wrapper's signals reach it and its workers
             for sock in [conn, *self.children.values()] + ([self.listener] if self.listener else []):
                 sock.close()
@@ -281,7 +283,6 @@ class Worker:
             import runpy
 
             argv = req["argv"]
-            retitle(argv)
             sys.argv = [argv[2]] + argv[3:]
             runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
             code = 0

@@ -117,12 +117,15 @@ def test_a_signalled_payload_is_reported_as_popen_reports_it(worker):
     assert not child.lost
 
 
-def test_a_payload_signalled_the_moment_its_pid_is_known_stops(worker):
+def test_a_payload_signalled_the_moment_its_pid_is_known_stops_and_shows_its_command(worker):
     """A cancel that came while the wrapper waited for the worker is passed on as soon as
     the pid arrives: the child must not be running the worker's handlers by then (it did,
     and ignored the SIGTERM: a cancelled job trained on)."""
     for _ in range(30):
         child = worker.spawn("sleep")
+        # ... and ps, pgrep and pkill see the job's command line from then on, not the worker's
+        with open(f"/proc/{child.pid}/cmdline", "rb") as fh:
+            assert f"-m\0{MODULE}\0sleep".encode() in fh.read()
         os.killpg(child.pid, signal.SIGTERM)
         assert wait_until(lambda c=child: c.poll() is not None, timeout=10), "the payload ignored SIGTERM"
         assert child.returncode == -signal.SIGTERM
