@@ -16,16 +16,21 @@ from pathlib import Path
 from typing import Dict, Iterable, List
 
 
+def parent_pid(pid: int) -> int:
+    """PID's parent, or 0 when it is gone (or not ours to read)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _ancestors() -> set:
     """This process and its parents: never ours to kill."""
     seen, pid = set(), os.getpid()
     while pid > 1 and pid not in seen:
         seen.add(pid)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            pid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
+        pid = parent_pid(pid)
     return seen
 
 

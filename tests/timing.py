@@ -9,6 +9,7 @@ ORCH_TEST_TIME_SCALE fixes the factor (e.g. 4 on a slow CI runner).
 from __future__ import annotations
 
 import os
+import time
 
 MAX_FACTOR = 8.0
 
@@ -28,3 +29,13 @@ def load_factor() -> float:
 def scaled(seconds: float) -> float:
     """A limit of ``seconds`` on an idle machine, stretched by the current load."""
     return seconds * load_factor()
+
+
+def wait_for(pred, timeout: float = 120, what: str = "condition", poll: float = 0.5) -> None:
+    """Return once ``pred()`` is true; fail after ``timeout`` seconds (scaled by the load)."""
+    deadline = time.time() + scaled(timeout)
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -5,10 +5,9 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
-import timing
+from timing import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -20,15 +19,6 @@ def progress_steps(p, run, job):
     if not path.is_file():
         return []
     return [json.loads(line)["step"] for line in path.read_text().splitlines() if '"train"' in line]
-
-
-def wait_for(pred, timeout=120, what="condition"):
-    deadline = time.time() + timing.scaled(timeout)
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_jobs_survive_controller_kill_and_dropped_connections(ssh_project):

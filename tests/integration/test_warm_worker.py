@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 import testprocs
@@ -21,12 +20,7 @@ FORKED = re.compile(r"\[orch\] forked by the warm worker: pid (\d+)")
 
 
 def wait_for(pred, timeout=120, what="condition"):
-    deadline = time.time() + timing.scaled(timeout)
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    timing.wait_for(pred, timeout, what, poll=0.2)
 
 
 def log(p, run, job) -> str:
@@ -38,15 +32,7 @@ def workers(p) -> dict:
     """The host's warm workers: not their children, which show the worker's command line
     for the instant before they take the job's."""
     found = {pid: cmd for pid, cmd in testprocs.processes_under([str(p.remote_root)]).items() if "remote.warm" in cmd}
-    return {pid: cmd for pid, cmd in found.items() if parent(pid) not in found}
-
-
-def parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return int(fh.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
+    return {pid: cmd for pid, cmd in found.items() if testprocs.parent_pid(pid) not in found}
 
 
 def cmdline(pid: int) -> str:
