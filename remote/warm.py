@@ -10,10 +10,15 @@ when the controller set ORCH_WARM_S (the host file's `warm_worker`); it starts t
 itself, as the tmux session ``orch-warm-<key>`` on its own tmux server, when none answers.
 Anything that goes wrong here only means the payload starts cold, as before.
 
-One worker per key: the python, the code snapshot (the cwd) and the environment variables
-read while torch imports (``import_env``).  A job whose key differs never reaches it.
+One worker per key: the python, the worker's own code (``code_id``) and the environment
+variables read while torch imports (``import_env``).  A job whose key differs never reaches
+it.  The code snapshot is not in the key: after a code change (a new snapshot) the next
+run's jobs still find torch imported.  So a child runs its snapshot's code as a cold start
+would: it drops the modules the worker took from its own snapshot and puts the job's cwd
+first on sys.path; and the worker imports its preloads from the site, never a snapshot, and
+refuses a job whose snapshot has a module of the same name (a cold start would import that).
 
-Only what the wrapper would have run: ``PYTHON -m remote.run_job ...`` from the snapshot,
+Only what the wrapper would have run: ``PYTHON -m remote.run_job ...`` from its snapshot,
 with the wrapper's environment and cwd.  The socket is in Linux's abstract namespace, so
 both ends check the other's uid (SO_PEERCRED): another user can neither use a worker nor
 stand in for one.
@@ -63,12 +68,39 @@ _IMPORT_PREFIXES = ("OMP_", "MKL_", "KMP_", "GOMP_", "OPENBLAS_", "TORCH", "PYTO
 _PER_JOB = ("CUDA_VISIBLE_DEVICES",)
 
 
-def import_env(env: Dict[str, str]) -> Dict[str, str]:
+SNAPSHOT = "<snapshot>"
+
+
+def _import_vars(env: Dict[str, str]) -> Dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(_IMPORT_PREFIXES) and k not in _PER_JOB}
 
 
-def key_of(python: str, cwd: str, env: Dict[str, str]) -> str:
-    text = json.dumps([os.path.realpath(python), os.path.realpath(cwd), sorted(import_env(env).items())])
+def import_env(env: Dict[str, str], cwd: str) -> Dict[str, str]:
+    """The variables torch imports under, for a job started in CWD (its code snapshot).  A
+    PYTHONPATH entry naming the snapshot reads SNAPSHOT: each child puts its own there."""
+    out = _import_vars(env)
+    if "PYTHONPATH" in out:
+        here = os.path.realpath(cwd)
+        entries = out["PYTHONPATH"].split(os.pathsep)
+        same = [e and os.path.realpath(os.path.join(cwd, e)) == here for e in entries]
+        out["PYTHONPATH"] = os.pathsep.join(SNAPSHOT if s else e for e, s in zip(entries, same))
+    return out
+
+
+def code_id() -> str:
+    """The worker's own code (this file and what it imports from remote/): the protocol a
+    wrapper and its worker must share.  Snapshots that agree on it share a worker."""
+    from remote import quickexit
+
+    digest = hashlib.sha256()
+    for path in (__file__, quickexit.__file__):
+        with open(path, "rb") as fh:
+            digest.update(hashlib.sha256(fh.read()).digest())
+    return digest.hexdigest()
+
+
+def key_of(python: str, env: Dict[str, str], cwd: str, code: str) -> str:
+    text = json.dumps([os.path.realpath(python), code, sorted(import_env(env, cwd).items())])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -78,6 +110,32 @@ def socket_name(key: str) -> str:
 
 def session_name(key: str) -> str:
     return f"orch-warm-{key}"
+
+
+def module_names(folder: str) -> set:
+    """The top-level modules a `python -m` started in FOLDER would import from it first."""
+    names = set()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return names
+    for entry in entries:
+        if entry.name.endswith(".py"):
+            names.add(entry.name[:-3])
+        elif entry.name.endswith(".so"):  # an extension module: name.cpython-311-x86_64-linux-gnu.so
+            names.add(entry.name.split(".", 1)[0])
+        elif os.path.isfile(os.path.join(entry.path, "__init__.py")):
+            names.add(entry.name)  # a folder without one is a namespace portion: it never shadows
+    return names
+
+
+def _under(module, folder: str) -> bool:
+    """Whether MODULE was imported from FOLDER."""
+    try:
+        paths = [getattr(module, "__file__", None)] + list(getattr(module, "__path__", None) or [])
+    except Exception:  # torch.classes and its like answer __path__ with objects of their own
+        paths = [getattr(module, "__file__", None)]
+    return any(isinstance(p, str) and os.path.realpath(p).startswith(folder + os.sep) for p in paths)
 
 
 def loaded_files() -> Dict[str, tuple]:
@@ -136,10 +194,12 @@ class Worker:
         self.idle_s = idle_s
         self.allow = allow
         self.python = os.path.realpath(sys.executable)
-        self.cwd = os.path.realpath(os.getcwd())
-        self.env = import_env(dict(os.environ))
+        self.home = os.path.realpath(os.getcwd())  # the snapshot it started from: its own code
+        self.env = import_env(dict(os.environ), self.home)
+        self.path = list(sys.path)  # as python started it: each child's, with its snapshot for home
         self.children: Dict[int, socket.socket] = {}
         self.loaded: Dict[str, tuple] = {}  # the preloaded modules' files, as they were when imported
+        self.preloaded: set = set()  # their top-level names: a snapshot holding one would shadow it
         self.stopping = False
         self.listener: Optional[socket.socket] = None
         self.wake_r, self.wake_w = os.pipe()
@@ -240,9 +300,12 @@ class Worker:
             return f"python {argv[0]} is not this worker's {self.python}"
         if argv[1] != "-m" or argv[2] not in self.allow:
             return f"this worker runs only {', '.join(self.allow)}"
-        if not isinstance(cwd, str) or os.path.realpath(cwd) != self.cwd:
-            return f"cwd {cwd} is not this worker's {self.cwd}"
-        if import_env(env) != self.env:
+        if not isinstance(cwd, str) or not os.path.isdir(cwd):
+            return f"cwd {cwd} is no folder"
+        shadowed = sorted(module_names(cwd) & self.preloaded)
+        if shadowed:
+            return f"{cwd} has its own {shadowed[0]}, which this worker imported from elsewhere"
+        if import_env(env, cwd) != self.env:
             return "the environment torch imports under differs from this worker's"
         if self.loaded != loaded_files():
             self.stopping = True  # e.g. bootstrap installed another torch: this worker has retired
@@ -278,6 +341,7 @@ class Worker:
             os.chdir(req["cwd"])
             os.environ.clear()
             os.environ.update(req["env"])
+            self._take_snapshot()
             if "numpy" in sys.modules:  # as a cold start would: numpy's global state seeded afresh
                 sys.modules["numpy"].random.seed()
             import runpy
@@ -299,6 +363,16 @@ class Worker:
             traceback.print_exc()
         finally:
             exit_now(code)
+
+    def _take_snapshot(self) -> None:
+        """Import from the job's snapshot (the cwd), as ``python -m`` started there would:
+        forget the modules the worker took from its own (remote/), and put the cwd first."""
+        for name, module in list(sys.modules.items()):
+            if name != "__main__" and _under(module, self.home):
+                del sys.modules[name]
+        here = os.getcwd()
+        sys.path[:] = [here if os.path.isabs(p) and os.path.realpath(p) == self.home else p for p in self.path]
+        importlib.invalidate_caches()
 
     def _reap(self) -> None:
         while self.children:
@@ -440,7 +514,7 @@ def start(key: str, python: str, cwd: str, idle_s: float) -> bool:
     server = tmux.rsplit(",", 2)[0] if tmux.count(",") >= 2 else ""
     if not server:
         return False
-    env = {k: os.environ[k] for k in ("PYTHONPATH", "PYTHONUNBUFFERED") if k in os.environ}
+    env = _import_vars(dict(os.environ))  # the tmux server's own may differ: the worker needs the job's
     command = "cd -- %s && exec env %s %s" % (
         shlex.quote(cwd),
         " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()),
@@ -468,7 +542,7 @@ def forked(argv: List[str], keep_fds=()) -> Optional[WarmChild]:
     if idle_s <= 0 or len(argv) < 3 or argv[1:3] != ["-m", MODULE]:
         return None
     env, cwd = dict(os.environ), os.getcwd()
-    key = key_of(argv[0], cwd, env)
+    key = key_of(argv[0], env, cwd, code_id())
     child = spawn(key, argv, env, cwd, keep_fds)
     if child is not None or not start(key, argv[0], cwd, idle_s):
         return child
@@ -490,6 +564,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     worker = Worker(opts.name, opts.idle, [m for m in opts.allow.split(",") if m])
     if not worker.bind():
         return 0
+    # Preloads come from the site, never from a snapshot: each child puts its own first.
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != worker.home]
     import warnings
 
     # Python 3.12+ warns on every fork of a process with another thread; torch's import
@@ -503,7 +579,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"[orch-warm] cannot import torch ({exc}): jobs start cold", flush=True)
                 return 1
     worker.loaded = loaded_files()
-    print(f"[orch-warm] pid {os.getpid()}: serving {worker.cwd} ({opts.preload} imported)", flush=True)
+    worker.preloaded = {n.split(".", 1)[0] for n, m in sys.modules.items() if getattr(m, "__file__", None)}
+    worker.preloaded -= {"__main__"} | {n for n, m in sys.modules.items() if _under(m, worker.home)}
+    print(f"[orch-warm] pid {os.getpid()}: serving {worker.python} ({opts.preload} imported)", flush=True)
     return worker.serve()
 
 

@@ -1,6 +1,7 @@
 """The host's warm worker (remote/warm.py), end to end through the real sshd and tmux: class
 jobs are forked from a process that imported torch once, look like cold jobs to ps and to
-the controller, stop when cancelled, and the worker goes with its tmux server.  With the
+the controller, stop when cancelled, run new code after a code change (the same worker),
+and the worker goes with its tmux server.  With the
 host file's `warm_worker: 0` the jobs start cold."""
 
 import json
@@ -61,11 +62,18 @@ def test_jobs_are_forked_warm_look_cold_and_stop_when_cancelled(ssh_project):
     assert "results verified" in fetched.stderr
     assert json.loads((p.run_dir("warm") / "metrics.json").read_text())["accuracy"] > 0.7
 
-    # A long job: forked by the same worker; ps shows its own command line; cancel stops it.
+    # After a code change (a new snapshot), a long job: forked by the same worker, running the
+    # new code; ps shows its own command line; cancel stops it.
+    (worker,) = workers(p)
+    with (p.root / "remote" / "train.py").open("a") as fh:
+        fh.write("\nprint('[new code] train.py of the second snapshot', flush=True)\n")
     p.orch("run", "smoke", "--host", "testhost", "--name", "warmlong", *LONG, check=True)
     wait_for(lambda: all(FORKED.search(log(p, "warmlong", j)) for j in ("class-0", "class-1")), what="forks")
     pids = {j: int(FORKED.search(log(p, "warmlong", j)).group(1)) for j in ("class-0", "class-1")}
-    assert len(workers(p)) == 1
+    assert list(workers(p)) == [worker]
+    snapshots = {json.loads((p.run_dir(r) / "local.json").read_text())["code_hash"] for r in ("warm", "warmlong")}
+    assert len(snapshots) == 2, snapshots
+    wait_for(lambda: all("[new code]" in log(p, "warmlong", j) for j in ("class-0", "class-1")), what="new code")
     for job, pid in pids.items():
         assert f"-m remote.run_job --run-dir {p.remote_root}/runs/warmlong --job {job}" in cmdline(pid)
     out = p.cancel("warmlong", "class-0")

@@ -1,12 +1,13 @@
 """The warm worker (remote/warm.py), as real processes: a worker forks payloads for its
 clients, relays their exit codes, refuses what it must not run, and leaves when idle or
 stopped.  The payload is tests/unit/warm_payload.py; the worker preloads json, not torch.
-The wrapper's use of it, inside a real tmux server, is in tests/remote/test_wrapper_warm.py."""
+The wrapper's use of it, through the real sshd and tmux, is in tests/integration/test_warm_worker.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -145,6 +146,39 @@ def test_a_request_the_worker_must_not_run_is_refused_and_it_goes_on(worker, cas
     assert again is not None and again.wait() == 3
 
 
+def snapshot(folder: Path) -> Path:
+    """Another code snapshot: the payload and the remote package, copied."""
+    shutil.copytree(ROOT / "remote", folder / "remote", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "tests" / "unit").mkdir(parents=True)
+    shutil.copy(ROOT / "tests/unit/warm_payload.py", folder / "tests/unit/warm_payload.py")
+    return folder
+
+
+def test_a_job_of_another_snapshot_runs_that_snapshots_code(worker, tmp_path):
+    """After a code change the next run's jobs come from another snapshot: the worker (started
+    from ROOT) serves them, and they import their own code, as a cold start there would."""
+    other = snapshot(tmp_path / "other")
+    child = warm.spawn(worker.key, [sys.executable, "-m", MODULE, "where"], env(PYTHONPATH=str(other)), str(other))
+    assert child is not None
+    worker.groups.append(child.pid)
+    out = child.stdout.read().decode()
+    assert child.wait() == 0, out
+    assert f"payload {other}/tests/unit/warm_payload.py\n" in out
+    assert f"remote {other}/remote/__init__.py\n" in out  # not the worker's own remote package
+    assert f"path0 {other}\n" in out
+    # ... and the worker's own snapshot is served as before
+    assert f"remote {ROOT}/remote/__init__.py\n" in worker.spawn("where").stdout.read().decode()
+
+
+def test_a_snapshot_with_its_own_copy_of_a_preloaded_module_starts_cold(worker, tmp_path, capsys):
+    other = snapshot(tmp_path / "other")
+    (other / "json.py").write_text("raise SystemExit('a cold start imports this json')\n")
+    child = warm.spawn(worker.key, [sys.executable, "-m", MODULE, "echo"], env(PYTHONPATH=str(other)), str(other))
+    assert child is None
+    assert "has its own json" in capsys.readouterr().out
+    assert worker.spawn("echo").wait() == 3
+
+
 def test_a_worker_whose_libraries_changed_on_disk_retires(tmp_path):
     """Bootstrap may install another torch into the same env: a worker holding the old one
     in memory refuses the next job (it starts cold) and leaves."""
@@ -243,13 +277,40 @@ def test_a_killed_worker_leaves_its_payload_and_the_wrapper_says_the_exit_code_i
     assert "exit code is unknown" in child.lost
 
 
-def test_the_key_follows_python_snapshot_and_import_environment(tmp_path):
-    base = warm.key_of(sys.executable, str(tmp_path), {"OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": "0"})
-    assert base == warm.key_of(sys.executable, str(tmp_path), {"OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": "1"})
-    assert base == warm.key_of(sys.executable, str(tmp_path), {"OMP_NUM_THREADS": "2", "TMUX_PANE": "%3"})
-    assert base != warm.key_of(sys.executable, str(tmp_path), {"OMP_NUM_THREADS": "1"})
-    assert base != warm.key_of(sys.executable, str(tmp_path / "other"), {"OMP_NUM_THREADS": "2"})
+def test_the_key_follows_python_worker_code_and_import_environment_not_the_snapshot(tmp_path):
+    a, b = str(tmp_path / "code" / "a"), str(tmp_path / "code" / "b")
+
+    def key(cwd=a, python=sys.executable, code="code1", **env):
+        return warm.key_of(python, {"OMP_NUM_THREADS": "2", "PYTHONPATH": cwd, **env}, cwd, code)
+
+    base = key()
+    # another snapshot (on PYTHONPATH as the job's cwd), another GPU, another tmux pane: one worker
+    assert base == key(cwd=b) == key(CUDA_VISIBLE_DEVICES="1") == key(TMUX_PANE="%3")
+    # what torch imports under, or the worker's own code, or another python: another worker
+    assert base != key(OMP_NUM_THREADS="1")
+    assert base != key(PYTHONPATH=f"{a}:/lib")
+    assert base != key(PYTHONPATH=b)  # not the job's snapshot: it stays in the key
+    assert base != key(code="code2")
+    assert base != key(python="/bin/sh")
     assert json.dumps(base)  # a plain string: it names a socket and a tmux session
+
+
+def test_a_module_is_under_the_folder_its_file_or_package_path_is_in(tmp_path):
+    import types
+
+    module = types.ModuleType("m")
+    module.__file__ = str(tmp_path / "m.py")
+    assert warm._under(module, str(tmp_path)) and not warm._under(module, str(tmp_path / "m"))
+    package = types.ModuleType("p")
+    package.__path__ = [str(tmp_path / "p")]
+    assert warm._under(package, str(tmp_path))
+    odd = types.ModuleType("torch.classes")
+    odd.__path__ = object()  # torch.classes answers with an object of its own: the worker died on it
+    assert not warm._under(odd, str(tmp_path))
+
+
+def test_the_worker_code_id_is_its_own_source():
+    assert warm.code_id() == warm.code_id() and len(warm.code_id()) == 64
 
 
 def test_only_a_run_job_payload_with_orch_warm_s_set_goes_to_a_worker(monkeypatch):

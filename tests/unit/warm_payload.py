@@ -1,7 +1,8 @@
 """A payload for tests/unit/test_warm.py, run by the warm worker as `python -m tests.unit.warm_payload MODE`.
 
 echo: print what a job would see (argv, cwd, an environment variable, its process group)
-and exit 3.  sleep: say "ready", then sleep until signalled.
+and exit 3.  sleep: say "ready", then sleep until signalled.  where: print the files its
+code came from (this module, the `remote` package) and sys.path's first entry.
 """
 
 import os
@@ -18,6 +19,12 @@ if mode == "echo":
         print("cmdline", " ".join(a.decode() for a in fh.read().split(b"\0") if a))
     print("to stderr", file=sys.stderr)
     sys.exit(3)
+if mode == "where":
+    import remote
+
+    print("payload", __file__)
+    print("remote", remote.__file__)
+    print("path0", sys.path[0])
 if mode == "sleep":
     print("ready", flush=True)
     time.sleep(120)
