@@ -19,7 +19,8 @@ alternates too, so a change in the machine's load hits both):
 and, without a pair, a smoke class job's start-up on the host: the time from its start
 to its first progress line against its wall time (status.json, progress.jsonl and the
 manifest's timings of --startup-runs rounds of shipped `orch run smoke` runs: started
-cold, with the warm worker starting, and with it waiting; remote/warm.py).
+cold, with the warm worker starting, with it waiting, and with it waiting after a code
+change; remote/warm.py).
 
 CPU is user+sys of the process and its children (wait4), wall is elapsed time; every
 figure is min/median/max over the repeats, ratios are of medians, and the load average
@@ -309,6 +310,7 @@ STARTS = (
     ("cold", "cold start (`warm_worker: 0`)"),
     ("first", "first run (the warm worker starts with it)"),
     ("warm", "later runs (warm worker waiting)"),
+    ("edited", "after a code change (warm worker waiting)"),
 )
 
 
@@ -335,7 +337,8 @@ def startup_jobs(bench: Bench, bed: Bed, runs: int) -> None:
     """Item 4: a smoke class job's start-up on the host against its wall time; the shipped
     smoke run (two class jobs side by side on this machine), run to the end.  Each round
     runs it cold (`warm_worker: 0`), then with no warm worker on the host (the first run
-    starts one and its jobs wait while it imports torch), then again with that worker."""
+    starts one and its jobs wait while it imports torch), then again with that worker, then
+    once more after a code edit (a new snapshot, sent by that launch)."""
     p = bed.p
     startup: Dict[str, List[Dict[str, float]]] = {kind: [] for kind, _ in STARTS}
     load_before = loadavg()
@@ -347,6 +350,9 @@ def startup_jobs(bench: Bench, bed: Bed, runs: int) -> None:
                 p.write_host()
             if kind == "first":
                 stop_warm_workers(bed)
+            if kind == "edited":
+                with (p.root / "remote" / "train.py").open("a") as fh:
+                    fh.write(f"# bench_floor: a code edit, round {i}\n")
             name = f"startup-{kind}{i}"
             p.orch("run", "smoke", "--host", "testhost", "--name", name, check=True)
             p.wait_state(name, timeout=900)
@@ -382,7 +388,8 @@ def startup_jobs(bench: Bench, bed: Bed, runs: int) -> None:
         f"wall {spread([f[1] for f in floor])} s"
     )
     bench.startup_notes.append(
-        f"start-up: {runs} rounds of 3 `orch run smoke` runs (cold, first, warm; two class jobs side by "
+        f"start-up: {runs} rounds of {len(STARTS)} `orch run smoke` runs ({', '.join(k for k, _ in STARTS)}; "
+        "two class jobs side by "
         f"side each, {2 * runs} jobs per column); load {load_before} → {loadavg()}"
     )
 

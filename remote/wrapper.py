@@ -300,6 +300,9 @@ class Log:
                 self.job.disk_full = True
             self.close()
 
+    def line(self, text: str) -> None:
+        self.write(f"{text}\n".encode())
+
     def close(self) -> None:
         if self.fh is not None:
             try:
@@ -425,7 +428,7 @@ def run_payload(
     """Run the payload (holding ``held``'s GPUs) to its end and record how it ended."""
     log = Log(os.path.join(job.dir, "log.txt"), job)
     try:
-        log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}\n".encode())
+        log.line(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}")
         keep = tuple(held.fds) if held is not None else ()
         started = time.time()  # before the start: a worker still importing torch is start-up too
         try:
@@ -433,7 +436,7 @@ def run_payload(
             # The payload inherits the GPU locks: a payload whose wrapper is killed keeps
             # its GPU taken until it ends too.  Forked by the host's warm worker when it
             # may be (torch already imported; remote/warm.py), else started cold.
-            job.child = warm.forked(command, keep) or subprocess.Popen(
+            job.child = warm.forked(command, keep, say=log.line) or subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -441,7 +444,7 @@ def run_payload(
                 pass_fds=keep,
             )
         except OSError as exc:
-            log.write(f"[orch] cannot start: {exc}\n".encode())
+            log.line(f"[orch] cannot start: {exc}")
             job.save(state="failed", ended=time.time(), exit_code=127, reason=f"cannot start: {exc}")
             return 127
         if job.signalled is not None:
@@ -453,7 +456,7 @@ def run_payload(
                 pass
         job.save(state="running", started=started, reason="")
         if isinstance(job.child, warm.WarmChild):
-            log.write(f"[orch] forked by the warm worker: pid {job.child.pid}, torch already imported\n".encode())
+            log.line(f"[orch] forked by the warm worker: pid {job.child.pid}, torch already imported")
         assert job.child.stdout is not None
         out = sys.stdout.buffer
         tail = b""  # the end of the output, for a failure reason status can show
@@ -475,10 +478,10 @@ def run_payload(
         if job.signalled is None and code < 0:
             job.signalled = -code
         if job.signalled is not None and not (scheduler is not None and code == 0):
-            log.write(f"[orch] stopped by signal {job.signalled}\n".encode())
+            log.line(f"[orch] stopped by signal {job.signalled}")
             log.close()
             return job.finish_after_signal(scheduler)
-        log.write(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} exit {code}\n".encode())
+        log.line(f"[orch] {time.strftime('%Y-%m-%d %H:%M:%S')} exit {code}")
     finally:
         log.close()
     lost = getattr(job.child, "lost", "")

@@ -46,8 +46,8 @@ def wait_until(check, timeout=15.0):
 
 
 class Worker:
-    def __init__(self, idle=30.0, preload="json", pythonpath=""):
-        self.key = "test-" + uuid.uuid4().hex[:12]
+    def __init__(self, idle=30.0, preload="json", pythonpath="", key=""):
+        self.key = key or "test-" + uuid.uuid4().hex[:12]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "remote.warm", "--name", warm.socket_name(self.key), "--idle", str(idle)]
             + ["--preload", preload, "--allow", MODULE, "--room", warm.ROOM],
@@ -132,16 +132,18 @@ def test_a_payload_signalled_the_moment_its_pid_is_known_stops_and_shows_its_com
         assert child.returncode == -signal.SIGTERM
 
 
-@pytest.mark.parametrize("case", ["module", "python", "import-env"])
-def test_a_request_the_worker_must_not_run_is_refused_and_it_goes_on(worker, case, capsys):
-    if case == "module":
-        child = worker.spawn("status", module="remote.hostctl")
-    elif case == "python":
-        child = worker.spawn("echo", python="/bin/sh")
-    else:
-        child = worker.spawn("echo", OMP_NUM_THREADS="97")  # torch would have imported under another value
-    assert child is None
-    assert "starting it cold" in capsys.readouterr().out
+@pytest.mark.parametrize(
+    "case, why",
+    [("module", "runs only"), ("python", "is not this worker's"), ("import-env", "environment torch imports")],
+)
+def test_a_request_the_worker_must_not_run_is_refused_and_it_goes_on(worker, case, why):
+    with pytest.raises(warm.Declined, match=why):
+        if case == "module":
+            worker.spawn("status", module="remote.hostctl")
+        elif case == "python":
+            worker.spawn("echo", python="/bin/sh")
+        else:
+            worker.spawn("echo", OMP_NUM_THREADS="97")  # torch would have imported under another value
     again = worker.spawn("echo")
     assert again is not None and again.wait() == 3
 
@@ -170,12 +172,11 @@ def test_a_job_of_another_snapshot_runs_that_snapshots_code(worker, tmp_path):
     assert f"remote {ROOT}/remote/__init__.py\n" in worker.spawn("where").stdout.read().decode()
 
 
-def test_a_snapshot_with_its_own_copy_of_a_preloaded_module_starts_cold(worker, tmp_path, capsys):
+def test_a_snapshot_with_its_own_copy_of_a_preloaded_module_starts_cold(worker, tmp_path):
     other = snapshot(tmp_path / "other")
     (other / "json.py").write_text("raise SystemExit('a cold start imports this json')\n")
-    child = warm.spawn(worker.key, [sys.executable, "-m", MODULE, "echo"], env(PYTHONPATH=str(other)), str(other))
-    assert child is None
-    assert "has its own json" in capsys.readouterr().out
+    with pytest.raises(warm.Declined, match="has its own json"):
+        warm.spawn(worker.key, [sys.executable, "-m", MODULE, "echo"], env(PYTHONPATH=str(other)), str(other))
     assert worker.spawn("echo").wait() == 3
 
 
@@ -189,7 +190,8 @@ def test_a_worker_whose_libraries_changed_on_disk_retires(tmp_path):
     try:
         assert w.spawn("echo", PYTHONPATH=f"{ROOT}:{lib}").wait() == 3
         (lib / "warmlib.py").write_text("VERSION = 2  # reinstalled\n")
-        assert w.spawn("echo", PYTHONPATH=f"{ROOT}:{lib}") is None
+        with pytest.raises(warm.Declined, match="changed on disk"):
+            w.spawn("echo", PYTHONPATH=f"{ROOT}:{lib}")
         assert w.proc.wait(timeout=15) == 0
     finally:
         w.stop()
@@ -237,8 +239,8 @@ def test_another_users_socket_under_the_workers_name_is_never_handed_a_job():
     )
     try:
         assert squatter.stdout.readline() == "bound\n"
-        child = warm.spawn(key, [sys.executable, "-m", MODULE, "echo"], env(WARM_TEST="secret"), str(ROOT))
-        assert child is None
+        with pytest.raises(warm.Declined, match="another user"):
+            warm.spawn(key, [sys.executable, "-m", MODULE, "echo"], env(WARM_TEST="secret"), str(ROOT))
         assert squatter.stdout.readline() == "got b''\n"  # connected, then left: no request, no environment
     finally:
         squatter.kill()
@@ -319,4 +321,20 @@ def test_only_a_run_job_payload_with_orch_warm_s_set_goes_to_a_worker(monkeypatc
     monkeypatch.setenv("ORCH_WARM_S", "600")
     monkeypatch.delenv("TMUX", raising=False)  # no tmux server to start one in, and none answers
     assert warm.forked([sys.executable, "-m", "remote.wrapper"]) is None
-    assert warm.forked([sys.executable, "-m", "remote.run_job", "--job", "x"]) is None
+    said = []
+    assert warm.forked([sys.executable, "-m", "remote.run_job", "--job", "x"], say=said.append) is None
+    assert said == ["[orch] no tmux server to start a warm worker in: starting the job cold"]
+
+
+def test_a_declined_job_starts_cold_at_once_and_says_why(monkeypatch):
+    """The wrapper writes what SAY gets into the job's log.txt.  A refusal is final: no
+    worker is started and none waited for (that path would say "no tmux server" here)."""
+    monkeypatch.setenv("ORCH_WARM_S", "600")
+    monkeypatch.delenv("TMUX", raising=False)
+    w = Worker(key=warm.key_of(sys.executable, dict(os.environ), os.getcwd(), warm.code_id()))
+    try:
+        said = []
+        assert warm.forked([sys.executable, "-m", "remote.run_job", "--job", "x"], say=said.append) is None
+        assert said == [f"[orch] the warm worker declined the job (this worker runs only {MODULE}): starting it cold"]
+    finally:
+        w.stop()
