@@ -295,7 +295,10 @@ def train(
             step += 1
 
             last = step == total
-            if step % max(cfg.log_every, 1) == 0 or last or stop.signum:
+            # The first step is logged too: it shows at once that training is under way
+            # (and its loss at init) instead of after log_every steps, which can be minutes.
+            first = step == start_step + 1
+            if step % max(cfg.log_every, 1) == 0 or first or last or stop.signum:
                 now = time.time()
                 elapsed = now - t_log
                 rate = (now - t_run) / max(step - start_step, 1)

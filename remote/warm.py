@@ -51,7 +51,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from remote.quickexit import exit_now
 
@@ -129,13 +129,15 @@ def module_names(folder: str) -> set:
     return names
 
 
-def _under(module, folder: str) -> bool:
-    """Whether MODULE was imported from FOLDER."""
+def _under(module, folders: Tuple[str, ...]) -> bool:
+    """Whether MODULE was imported from one of FOLDERS, as spelled on sys.path (no realpath:
+    on each of torch's ~1,500 modules that took 80 ms)."""
     try:
         paths = [getattr(module, "__file__", None)] + list(getattr(module, "__path__", None) or [])
     except Exception:  # torch.classes and its like answer __path__ with objects of their own
         paths = [getattr(module, "__file__", None)]
-    return any(isinstance(p, str) and os.path.realpath(p).startswith(folder + os.sep) for p in paths)
+    prefixes = tuple(f.rstrip(os.sep) + os.sep for f in folders)
+    return any(isinstance(p, str) and p.startswith(prefixes) for p in paths)
 
 
 def loaded_files() -> Dict[str, tuple]:
@@ -195,6 +197,8 @@ class Worker:
         self.allow = allow
         self.python = os.path.realpath(sys.executable)
         self.home = os.path.realpath(os.getcwd())  # the snapshot it started from: its own code
+        # ... as sys.path spells it (cwd for -m, PYTHONPATH): a child puts its own there
+        self.homes = tuple({self.home} | {p for p in sys.path if os.path.realpath(p or ".") == self.home})
         self.env = import_env(dict(os.environ), self.home)
         self.path = list(sys.path)  # as python started it: each child's, with its snapshot for home
         self.children: Dict[int, socket.socket] = {}
@@ -371,7 +375,7 @@ class Worker:
         for name in self.own:
             sys.modules.pop(name, None)
         here = os.getcwd()
-        sys.path[:] = [here if os.path.isabs(p) and os.path.realpath(p) == self.home else p for p in self.path]
+        sys.path[:] = [here if p in self.homes else p for p in self.path]
         importlib.invalidate_caches()
 
     def _reap(self) -> None:
@@ -583,7 +587,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not worker.bind():
         return 0
     # Preloads come from the site, never from a snapshot: each child puts its own first.
-    sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != worker.home]
+    sys.path[:] = [p for p in sys.path if p not in worker.homes]
     import warnings
 
     # Python 3.12+ warns on every fork of a process with another thread; torch's import
@@ -598,8 +602,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return 1
     worker.loaded = loaded_files()
     worker.preloaded = {n.split(".", 1)[0] for n, m in sys.modules.items() if getattr(m, "__file__", None)}
-    # Listed once: realpath on each of torch's ~1,500 modules took a child 80 ms.
-    worker.own = [n for n, m in sys.modules.items() if n != "__main__" and _under(m, worker.home)]
+    worker.own = [n for n, m in sys.modules.items() if n != "__main__" and _under(m, worker.homes)]
     worker.preloaded -= {"__main__"} | {n.split(".", 1)[0] for n in worker.own}
     print(f"[orch-warm] pid {os.getpid()}: serving {worker.python} ({opts.preload} imported)", flush=True)
     return worker.serve()

@@ -204,7 +204,8 @@ def test_killed_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
     proc.communicate(timeout=timing.scaled(60))
     steps = [r["step"] for r in read_jsonl(progress) if r["phase"] == "train"]
     resumed_steps = steps[steps.index(stopped_at) + 1 :]
-    assert resumed_steps[0] == (stopped_at // 5 + 1) * 5  # continued, did not start over at 5
+    # continued (its first step, then every 5th), did not start over at 1
+    assert resumed_steps[0] == stopped_at + 1 and all(s % 5 == 0 for s in resumed_steps[1:]), resumed_steps
     ckpt_step = torch.load(jd / "ckpt" / "last.pt", weights_only=False)["step"]
     assert ckpt_step % 10 == 0 and ckpt_step > stopped_at
     assert not (jd / "manifest.json").exists()
@@ -213,7 +214,7 @@ def test_killed_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
     n_before = len(steps)
     run_all(run_dir, ["neg"])
     steps = [r["step"] for r in read_jsonl(progress) if r["phase"] == "train"]
-    assert steps[n_before] == ckpt_step + 5 and steps[-1] == 100
+    assert steps[n_before : n_before + 2] == [ckpt_step + 1, ckpt_step + 5] and steps[-1] == 100
     assert not (jd / "ckpt" / "last.pt").exists() and (jd / "ckpt" / "final").is_dir()
     # ... and ends exactly where the uninterrupted run did.
     assert read_jsonl(jd / "scores.jsonl") == read_jsonl(ref / "jobs" / "neg" / "scores.jsonl")

@@ -302,13 +302,13 @@ def test_a_module_is_under_the_folder_its_file_or_package_path_is_in(tmp_path):
 
     module = types.ModuleType("m")
     module.__file__ = str(tmp_path / "m.py")
-    assert warm._under(module, str(tmp_path)) and not warm._under(module, str(tmp_path / "m"))
+    assert warm._under(module, ("/elsewhere", str(tmp_path))) and not warm._under(module, (str(tmp_path / "m"),))
     package = types.ModuleType("p")
     package.__path__ = [str(tmp_path / "p")]
-    assert warm._under(package, str(tmp_path))
+    assert warm._under(package, (str(tmp_path) + "/",))
     odd = types.ModuleType("torch.classes")
     odd.__path__ = object()  # torch.classes answers with an object of its own: the worker died on it
-    assert not warm._under(odd, str(tmp_path))
+    assert not warm._under(odd, (str(tmp_path),))
 
 
 def test_the_worker_code_id_is_its_own_source():
