@@ -10,13 +10,14 @@ when the controller set ORCH_WARM_S (the host file's `warm_worker`); it starts t
 itself, as the tmux session ``orch-warm-<key>`` on its own tmux server, when none answers.
 Anything that goes wrong here only means the payload starts cold, as before.
 
-One worker per key: the python, the worker's own code (``code_id``) and the environment
-variables read while torch imports (``import_env``).  A job whose key differs never reaches
-it.  The code snapshot is not in the key: after a code change (a new snapshot) the next
-run's jobs still find torch imported.  So a child runs its snapshot's code as a cold start
-would: it drops the modules the worker took from its own snapshot and puts the job's cwd
-first on sys.path; and the worker imports its preloads from the site, never a snapshot, and
-refuses a job whose snapshot has a module of the same name (a cold start would import that).
+One worker per key: the python, the worker's own code (``code_id``), the environment
+variables read while torch imports (``import_env``) and the tmux server (the workdir's).  A
+job whose key differs never reaches it.  The code snapshot is not in the key: after a code
+change (a new snapshot) the next run's jobs still find torch imported.  So a child runs its
+snapshot's code as a cold start would: it drops the modules the worker took from its own
+snapshot and puts its own where the worker's was on sys.path; the worker imports its
+preloads with its snapshot off sys.path, and refuses a job whose snapshot has a module of
+the same name as one it imported (a cold start would import that one).
 
 Only what the wrapper would have run: ``PYTHON -m remote.run_job ...`` from its snapshot,
 with the wrapper's environment and cwd.  The socket is in Linux's abstract namespace, so
@@ -99,8 +100,11 @@ def code_id() -> str:
     return digest.hexdigest()
 
 
-def key_of(python: str, env: Dict[str, str], cwd: str, code: str) -> str:
-    text = json.dumps([os.path.realpath(python), code, sorted(import_env(env, cwd).items())])
+def key_of(python: str, env: Dict[str, str], cwd: str, code: str, server: str) -> str:
+    """SERVER: the tmux server the worker runs in, one per workdir.  The socket's name is
+    the user's across the host: without it, the jobs of one workdir would be children of
+    a worker in another's server, and go with it."""
+    text = json.dumps([os.path.realpath(python), code, sorted(import_env(env, cwd).items()), server])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -517,12 +521,14 @@ def spawn(key: str, argv: List[str], env: Dict[str, str], cwd: str, keep_fds=())
     return WarmChild(sock, lines, reply["pid"], os.fdopen(read_end, "rb"))
 
 
-def start(key: str, python: str, cwd: str, idle_s: float) -> bool:
-    """Start the worker of KEY as a session of the tmux server this wrapper runs in."""
+def tmux_server() -> str:
+    """The socket of the tmux server this process runs in ("" outside tmux)."""
     tmux = os.environ.get("TMUX", "")
-    server = tmux.rsplit(",", 2)[0] if tmux.count(",") >= 2 else ""
-    if not server:
-        return False
+    return tmux.rsplit(",", 2)[0] if tmux.count(",") >= 2 else ""
+
+
+def start(key: str, python: str, cwd: str, idle_s: float, server: str) -> None:
+    """Start the worker of KEY as a session of the tmux server SERVER."""
     env = _import_vars(dict(os.environ))  # the tmux server's own may differ: the worker needs the job's
     command = "cd -- %s && exec env %s %s" % (
         shlex.quote(cwd),
@@ -537,8 +543,7 @@ def start(key: str, python: str, cwd: str, idle_s: float) -> bool:
             timeout=30,
         )
     except (OSError, subprocess.SubprocessError):
-        return False
-    return True
+        pass  # no worker will listen: the job starts cold after START_WAIT_S
 
 
 def forked(argv: List[str], keep_fds=(), say=print) -> Optional[WarmChild]:
@@ -554,15 +559,17 @@ def forked(argv: List[str], keep_fds=(), say=print) -> Optional[WarmChild]:
     if not hasattr(socket, "send_fds"):
         say(f"[orch] Python {sys.version.split()[0]} cannot hand a warm worker the job (3.9+): starting it cold")
         return None
+    server = tmux_server()
+    if not server:
+        say("[orch] no tmux server to start a warm worker in: starting the job cold")
+        return None
     env, cwd = dict(os.environ), os.getcwd()
-    key = key_of(argv[0], env, cwd, code_id())
+    key = key_of(argv[0], env, cwd, code_id(), server)
     try:
         child = spawn(key, argv, env, cwd, keep_fds)
         if child is not None:
             return child
-        if not start(key, argv[0], cwd, idle_s):
-            say("[orch] no tmux server to start a warm worker in: starting the job cold")
-            return None
+        start(key, argv[0], cwd, idle_s, server)
         deadline = time.monotonic() + START_WAIT_S
         while child is None and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -282,18 +282,19 @@ def test_a_killed_worker_leaves_its_payload_and_the_wrapper_says_the_exit_code_i
 def test_the_key_follows_python_worker_code_and_import_environment_not_the_snapshot(tmp_path):
     a, b = str(tmp_path / "code" / "a"), str(tmp_path / "code" / "b")
 
-    def key(cwd=a, python=sys.executable, code="code1", **env):
-        return warm.key_of(python, {"OMP_NUM_THREADS": "2", "PYTHONPATH": cwd, **env}, cwd, code)
+    def key(cwd=a, python=sys.executable, code="code1", server="/w/tmux.sock", **env):
+        return warm.key_of(python, {"OMP_NUM_THREADS": "2", "PYTHONPATH": cwd, **env}, cwd, code, server)
 
     base = key()
     # another snapshot (on PYTHONPATH as the job's cwd), another GPU, another tmux pane: one worker
     assert base == key(cwd=b) == key(CUDA_VISIBLE_DEVICES="1") == key(TMUX_PANE="%3")
-    # what torch imports under, or the worker's own code, or another python: another worker
+    # what torch imports under, the worker's own code, another python or workdir: another worker
     assert base != key(OMP_NUM_THREADS="1")
     assert base != key(PYTHONPATH=f"{a}:/lib")
     assert base != key(PYTHONPATH=b)  # not the job's snapshot: it stays in the key
     assert base != key(code="code2")
     assert base != key(python="/bin/sh")
+    assert base != key(server="/other/tmux.sock")
     assert json.dumps(base)  # a plain string: it names a socket and a tmux session
 
 
@@ -328,10 +329,11 @@ def test_only_a_run_job_payload_with_orch_warm_s_set_goes_to_a_worker(monkeypatc
 
 def test_a_declined_job_starts_cold_at_once_and_says_why(monkeypatch):
     """The wrapper writes what SAY gets into the job's log.txt.  A refusal is final: no
-    worker is started and none waited for (that path would say "no tmux server" here)."""
+    worker is started and none waited for (that path would say "no warm worker listened" here)."""
     monkeypatch.setenv("ORCH_WARM_S", "600")
-    monkeypatch.delenv("TMUX", raising=False)
-    w = Worker(key=warm.key_of(sys.executable, dict(os.environ), os.getcwd(), warm.code_id()))
+    monkeypatch.setenv("TMUX", "/nowhere/tmux.sock,1,0")  # no server there: none is started
+    key = warm.key_of(sys.executable, dict(os.environ), os.getcwd(), warm.code_id(), "/nowhere/tmux.sock")
+    w = Worker(key=key)
     try:
         said = []
         assert warm.forked([sys.executable, "-m", "remote.run_job", "--job", "x"], say=said.append) is None
