@@ -104,6 +104,8 @@ def test_a_payload_runs_forked_with_the_clients_argv_env_cwd_and_exit_code(worke
     assert f"cwd {ROOT}" in out
     assert "env from the wrapper" in out
     assert "own group True" in out  # the wrapper's killpg reaches it
+    # a full collection walked torch's ~170k objects in a child: 0.1 s of a smoke job's scoring
+    assert "frozen True" in out
     assert "to stderr" in out  # stderr shares the stdout pipe, as the wrapper's Popen has it
     # ps and pgrep see the job's command line, as for a cold start, not the worker's
     assert f"cmdline {sys.executable} -m {MODULE} echo x y\n" in out

@@ -15,6 +15,9 @@ if mode == "echo":
     print("cwd", os.getcwd())
     print("env", os.environ.get("WARM_TEST", "<unset>"))
     print("own group", os.getpgid(0) == os.getpid())
+    import gc
+
+    print("frozen", gc.get_freeze_count() > 0)  # the preload's objects: out of the collector's sight
     with open("/proc/self/cmdline", "rb") as fh:
         print("cmdline", " ".join(a.decode() for a in fh.read().split(b"\0") if a))
     print("to stderr", file=sys.stderr)
