@@ -376,7 +376,8 @@ class Worker:
 
     def _take_snapshot(self) -> None:
         """Import from the job's snapshot (the cwd), as ``python -m`` started there would:
-        forget the modules the worker took from its own (remote/), and put the cwd first."""
+        forget the modules the worker took from its own (remote/), and put the cwd where
+        the worker's snapshot was on sys.path."""
         for name in self.own:
             sys.modules.pop(name, None)
         here = os.getcwd()
