@@ -317,6 +317,7 @@ STARTS = (
 def stop_warm_workers(bed: Bed) -> None:
     """End the host's warm workers (their tmux sessions) and wait until they have gone."""
     import testprocs
+    from timing import wait_for
 
     sock = Path(bed.wd) / "tmux.sock"
     sessions = subprocess.run(
@@ -325,12 +326,12 @@ def stop_warm_workers(bed: Bed) -> None:
     for session in sessions:
         if session.startswith("orch-warm-"):
             subprocess.run(["tmux", "-S", str(sock), "kill-session", "-t", "=" + session], capture_output=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if not [c for c in testprocs.processes_under([bed.wd]).values() if "remote.warm" in c]:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("a warm worker did not leave within 30 s")
+    wait_for(
+        lambda: not [c for c in testprocs.processes_under([bed.wd]).values() if "remote.warm" in c],
+        30,
+        "the warm workers to leave",
+        poll=0.1,
+    )
 
 
 def startup_jobs(bench: Bench, bed: Bed, runs: int) -> None:

@@ -401,13 +401,19 @@ class Worker:
                 conn.close()
 
 
+def _stat(pid="self") -> List[bytes]:
+    """/proc/PID/stat's fields after the command name (proc(5) fields 3 on: state first).
+    Raises OSError when PID is gone."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        return fh.read().rsplit(b")", 1)[1].split()
+
+
 def retitle(argv: List[str]) -> None:
     """Show ARGV as this process's command line (ps, pgrep, /proc/PID/cmdline), as a cold
     start would: a forked child otherwise shows the worker's.  It is written over the
     worker's own arguments, which ``--room`` made long enough; what does not fit is cut."""
     try:
-        with open("/proc/self/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
+        fields = _stat()
         start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (proc(5) fields 48, 49)
         data = b"\0".join(os.fsencode(a) for a in argv)[: end - start - 1]
         with open("/proc/self/mem", "r+b", buffering=0) as mem:
@@ -475,8 +481,7 @@ class WarmChild:
 def _alive(pid: int) -> bool:
     """Whether PID still runs (a zombie nobody reaps has ended)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+        return _stat(pid)[0] not in (b"Z", b"X")
     except (OSError, IndexError):
         return False
 
