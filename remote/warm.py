@@ -211,6 +211,7 @@ class Worker:
         self.preloaded: set = set()  # their top-level names: a snapshot holding one would shadow it
         self.own: List[str] = []  # the modules it took from its own snapshot (home): a child forgets them
         self.stopping = False
+        self.unfit = ""  # why no child may be forked from this worker at all (it declines every job)
         self.listener: Optional[socket.socket] = None
         self.wake_r, self.wake_w = os.pipe()
 
@@ -299,6 +300,8 @@ class Worker:
             os.kill(pid, signal.SIGKILL)  # nobody supervises it: it must not run
 
     def _check(self, req: Optional[dict], fds: List[int]) -> str:
+        if self.unfit:
+            return self.unfit
         if not req or not fds:
             return "no request"
         argv, env, cwd = req.get("argv"), req.get("env"), req.get("cwd")
@@ -589,6 +592,19 @@ def forked(argv: List[str], keep_fds=(), say=print) -> Optional[WarmChild]:
     return child
 
 
+def cuda_in_use() -> str:
+    """Why a child forked now could not use CUDA ("" when it could).  CUDA does not survive a
+    fork: a child of a process that initialised it fails at its first CUDA call.  torch's own
+    import never initialises it, but a sitecustomize or a preload might."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    try:
+        started = bool(cuda.is_initialized()) if cuda is not None else False
+    except Exception:  # a torch too broken to say: the children would not fare better
+        started = True
+    return "CUDA was initialised before the fork (a forked job could not use the GPU)" if started else ""
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m remote.warm", description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="the socket's name (remote.warm.socket_name)")
@@ -614,6 +630,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if module == "torch":
                 print(f"[orch-warm] cannot import torch ({exc}): jobs start cold", flush=True)
                 return 1
+    worker.unfit = cuda_in_use()
     worker.loaded = loaded_files()
     worker.preloaded = {n.split(".", 1)[0] for n, m in sys.modules.items() if getattr(m, "__file__", None)}
     worker.own = [n for n, m in sys.modules.items() if n != "__main__" and _under(m, worker.homes)]
@@ -623,7 +640,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # scoring 0.1 s) nor copy the pages they touch (Python's gc.freeze, made for pre-fork).
     gc.collect()
     gc.freeze()
-    print(f"[orch-warm] pid {os.getpid()}: serving {worker.python} ({opts.preload} imported)", flush=True)
+    serving = f"declining every job: {worker.unfit}" if worker.unfit else f"serving {worker.python}"
+    print(f"[orch-warm] pid {os.getpid()}: {serving} ({opts.preload} imported)", flush=True)
     return worker.serve()
 
 

@@ -76,7 +76,8 @@ class Worker:
             self.groups.append(child.pid)
         return child
 
-    def stop(self):
+    def stop(self) -> str:
+        """Kill it and its payloads; its output."""
         for pgid in self.groups:
             try:
                 os.killpg(pgid, signal.SIGKILL)
@@ -84,7 +85,7 @@ class Worker:
                 pass
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.communicate(timeout=10)
+        return self.proc.communicate(timeout=10)[0]
 
 
 @pytest.fixture
@@ -197,6 +198,33 @@ def test_a_worker_whose_libraries_changed_on_disk_retires(tmp_path):
         assert w.proc.wait(timeout=15) == 0
     finally:
         w.stop()
+
+
+def test_a_worker_that_finds_cuda_initialised_after_its_preload_declines_every_job(tmp_path):
+    """CUDA does not survive a fork.  A preload that initialised it (here a stand-in torch
+    saying so) leaves a worker that declines each job at once, saying why: the job starts
+    cold, and the next one does not start another worker only to wait for the same."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "cudastarted.py").write_text(
+        "import sys, types\n"
+        "sys.modules['torch'] = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))\n"
+    )
+    w = Worker(preload="json,cudastarted", pythonpath=str(lib))
+    try:
+        for _ in range(2):
+            with pytest.raises(warm.Declined, match="CUDA was initialised before the fork"):
+                w.spawn("echo", PYTHONPATH=f"{ROOT}:{lib}")
+        assert w.proc.poll() is None  # still there to decline the next one
+    finally:
+        out = w.stop()
+    assert "declining every job: CUDA was initialised" in out
+
+
+def test_importing_torch_leaves_cuda_uninitialised():
+    """What the worker's fork relies on, with the torch installed here."""
+    pytest.importorskip("torch")
+    assert warm.cuda_in_use() == ""
 
 
 @as_another_user
