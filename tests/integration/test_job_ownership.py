@@ -4,10 +4,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from hostile import kill_processes_under, trainers_under
+from timing import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -18,15 +18,6 @@ LONG = ["--set", "train.steps=100000", "--set", "train.checkpoint_every=10", "--
 def p(ssh_project):
     yield ssh_project
     kill_processes_under(ssh_project.root.parent)
-
-
-def wait_for(pred, timeout=120, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_concurrent_launches_with_new_code_all_run(p):

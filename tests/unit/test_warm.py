@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import timing
 
 from remote import warm
 
@@ -37,7 +38,9 @@ def env(**extra):
 
 
 def wait_until(check, timeout=15.0):
-    deadline = time.time() + timeout
+    """Whether CHECK came true within TIMEOUT seconds (scaled by the load, as timing.wait_for);
+    each caller asserts with its own message."""
+    deadline = time.time() + timing.scaled(timeout)
     while time.time() < deadline:
         if check():
             return True
