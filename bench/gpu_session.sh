@@ -13,7 +13,7 @@
 #
 # Every part runs under its own `timeout`, so one slow part cannot eat the others' time,
 # and writes what it found under $OUT (the device tool brings back at most 8 files):
-#   env.txt, smoke.json, smoke.xml, verify.json, bench.md          (part bench)
+#   env.txt, smoke.json, smoke.xml, verify.json, warm.txt, bench.md (part bench)
 #   imdb.md, imdb-log.txt                                          (part imdb)
 # Copy the tables into docs/BENCHMARKS.md with the device line from env.txt.
 set -uo pipefail
@@ -21,11 +21,12 @@ set -uo pipefail
 part="${1:-}"
 OUT="${OUT:?OUT must name a folder for the results}"
 mkdir -p "$OUT"
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 ORCH=("$PY" -m orchestrator.cli)
 DATA="${GPU_DATA:-.gpu-data}"
-STAMP=$(date -u +%Y%m%d-%H%M%S)  # run names must be new: orch refuses to reuse one
+export STAMP="${STAMP:-$(date -u +%Y%m%d-%H%M%S)}"  # run names must be new: orch refuses to reuse one
 export PYTHONUNBUFFERED=1
 
 # A part's own budget: seconds it may take, and the call's remaining time is the limit.
@@ -67,6 +68,29 @@ imdb_sets() { # the experiment overrides that point the IMDB configs at the carr
     --set "data.test_path=" --set "data.test_fraction=0.2"
 }
 
+warm_check() { # the warm worker on a GPU: a job forked from it must still get CUDA (the
+  # worker never initialises it; remote/warm.py declines every job if a preload did)
+  local wd=.orch/local/runs
+  "${ORCH[@]}" run smoke --host local --wait --name "gpu-warm1-$STAMP" > /dev/null 2>&1
+  ( while sleep 0.2; do nvidia-smi --query-compute-apps=pid,process_name --format=csv,noheader 2>/dev/null; done ) \
+    > "$OUT/warm-apps.txt" &
+  local poller=$!
+  "${ORCH[@]}" run smoke --host local --wait --name "gpu-warm2-$STAMP" > /dev/null 2>&1
+  kill "$poller" 2>/dev/null; wait "$poller" 2>/dev/null
+  {
+    echo "# second smoke run, with the worker the first one started"
+    for job in "$wd/gpu-warm2-$STAMP"/jobs/*/; do
+      echo "## $job"
+      grep -h "warm worker\|exit" "$job/log.txt"
+      "$PY" -c 'import json, sys; m = json.load(open(sys.argv[1])); print("device", m.get("device"), m.get("gpu_name"), m.get("timings"))' \
+        "$job/manifest.json" 2>&1
+    done
+    echo "## pids nvidia-smi listed during it"; sort -u "$OUT/warm-apps.txt"
+  } > "$OUT/warm.txt" 2>&1
+  rm -f "$OUT/warm-apps.txt"
+  cat "$OUT/warm.txt"
+}
+
 part_bench() { # NOTE: sized for one H100/H200; about 6 minutes
   env_facts
   run_part smoke 150 "${ORCH[@]}" smoke local --json --junit "$OUT/smoke.xml" > "$OUT/smoke.json"
@@ -78,6 +102,7 @@ part_bench() { # NOTE: sized for one H100/H200; about 6 minutes
   run_part bench-pll-cls 60 "$PY" bench/bench_remote.py --kinds mlm-pll,classifier --compile off --no-curve \
     --warmup 2 --iters 5 --budget 5 --out "$OUT/bench-other.md"
   cat "$OUT/bench-other.md" >> "$OUT/bench.md" 2>/dev/null; rm -f "$OUT/bench-other.md"
+  run_part warm 75 bash "$SELF" warm-check  # last: the figures above matter more
 }
 
 part_imdb() { # about 8 minutes: the from-scratch IMDB recipes, pretraining shortened to fit
@@ -100,6 +125,7 @@ part_imdb() { # about 8 minutes: the from-scratch IMDB recipes, pretraining shor
 
 case "$part" in
   bench) part_bench ;;
+  warm-check) warm_check; exit 0 ;;  # run_part's timeout needs a command, not a function
   imdb) shift; part_imdb "$@" ;;
   rehearse)
     # The same commands at toy size on this machine's CPU: catches a broken command line,
@@ -110,6 +136,7 @@ case "$part" in
     GPU_DATA="$tiny"; DATA="$tiny"
     env_facts
     run_part smoke 300 "${ORCH[@]}" smoke local --json --junit "$OUT/smoke.xml" > "$OUT/smoke.json"
+    run_part warm 120 bash "$SELF" warm-check
     run_part bench 300 "$PY" bench/bench_remote.py --tiny --kinds ar,mdlm --no-curve --out "$OUT/bench.md"
     shift
     part_imdb --set model.n_layer=1 --set model.n_embd=32 --set model.n_head=2 --set model.max_len=64 \
