@@ -130,7 +130,7 @@ class EvalSpec:
     # it only; any other data is judged against the yardsticks. "*": every data set.
     bands_dataset: str = "imdb"
     yardsticks: bool = True  # naive Bayes + TF-IDF logistic regression on the run's own split
-    bootstrap: int = 1000
+    bootstrap: int = 1000  # resamples of the draws in an MDLM run's accuracy interval; 0: no intervals
     min_accuracy: float = 0.0  # smoke threshold
 
 

@@ -122,7 +122,7 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     for r in result["runs"]:
         style = VERDICT_STYLE.get(r["verdict"], "")
         verdict = f"[{style}]{escape(r['verdict'])}[/]" if style else escape(r["verdict"])
-        # The bootstrap interval is not symmetric near 100%: print it, not "± half-width".
+        # The interval is not symmetric near 100%: print it, not "± half-width".
         accuracy = f"{pct(r['accuracy'])} ({ci(r['accuracy_ci95'])})" if r["accuracy_ci95"] else pct(r["accuracy"])
         spent = compute_time(r["gpu_seconds"], r["job_seconds"])
         table.add_row(

@@ -250,7 +250,7 @@ def evaluate(
     ev = Evaluation(run, scores, prior_info, band_set, score, score_norm)
 
     raw = classification_metrics(scores.y, score, scores.classes, band_set, resamples)
-    same = np.array_equal(ev.pred, ev.pred_norm)  # then the bootstrap would repeat itself
+    same = np.array_equal(ev.pred, ev.pred_norm)  # then its interval would repeat itself
     norm = classification_metrics(scores.y, score_norm, scores.classes, band_set, 0 if same else resamples)
     mc = accuracy_with_mc_noise(scores.y, scores.draws, prior_info["log_prior"], resamples)
     texts_ci = raw["accuracy_ci95"]

@@ -231,7 +231,7 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
         "## Results",
         "",
         "Accuracy mean ± sample sd over the seeds with results (percentage points); each seed's 95% interval "
-        "is its run's bootstrap interval (with the estimator's draws where a kind has them), as `orch eval` gives "
+        "is its run's Jeffreys interval (with the estimator's draws where a kind has them), as `orch eval` gives "
         "it. Macro-F1 and ROC-AUC are means over the seeds; per-token columns score each class by its "
         "likelihood per token. Compute is the sum over the seeds' jobs; train tokens/s the mean over seeds.",
         "",

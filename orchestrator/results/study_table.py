@@ -37,7 +37,7 @@ with the widest spread decide alone; standardising each run's scores puts every 
 on one scale (a shift common to all classes of a text does not move the argmax, the
 per-run scale does).  The per-token scores are used so long and short texts weigh alike.
 The ensemble is then scored like a member (metrics.classification_metrics: accuracy with
-its bootstrap CI, macro-F1, ROC-AUC, verdict) and takes part in the pairwise tests.
+its 95% interval, macro-F1, ROC-AUC, verdict) and takes part in the pairwise tests.
 """
 
 from __future__ import annotations

@@ -10,11 +10,22 @@ what decides the class, not the per-class standard errors in score rows.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from orchestrator.results.metrics import BOOTSTRAP_SEED, CI_LEVEL, Z95, margin, not_significant, paired_margin_se
+from orchestrator.results.metrics import (
+    BOOTSTRAP_SEED,
+    CI_LEVEL,
+    Z95,
+    accuracy_ci,
+    interval,
+    jeffreys_draws,
+    jeffreys_var,
+    margin,
+    not_significant,
+    paired_margin_se,
+)
 
 
 def paired_summary(
@@ -57,25 +68,21 @@ def paired_summary(
 
 # --------------------------------------------------------------------------- the accuracy's interval
 
+MIX_DRAWS = 100_000  # accuracies drawn from the mixture over the redrawn scorings
 MC_WORK = 1e8  # at most this many (text x class x draw) gathers for the draw resampling: ~1-2 s
-
-
-def _interval(values: np.ndarray, level: float = CI_LEVEL) -> List[float]:
-    tail = (1.0 - level) / 2.0
-    low, high = np.percentile(values, [100.0 * tail, 100.0 * (1.0 - tail)])
-    return [float(low), float(high)]
 
 
 def accuracy_with_mc_noise(
     y: np.ndarray, draws: Optional[np.ndarray], log_prior: Sequence[float], resamples: int, seed: int = BOOTSTRAP_SEED
 ) -> Optional[Dict[str, Any]]:
-    """The accuracy's bootstrap interval with the estimator's noise in it, and how much of
+    """The accuracy's interval with the estimator's noise in it, and how much of
     its width each source causes.  None without draws (or with one draw, or no resamples).
 
     Each resample redraws the scoring (every text's K draws resampled with replacement,
-    the same draw indices for every class: the draws are paired) and then the test set
-    (n texts with replacement, drawn exactly as metrics.bootstrap_ci does: the count right
-    is Binomial(n, the share right under the redrawn scoring)).  Three spreads come out:
+    the same draw indices for every class: the draws are paired) and then the accuracy
+    given the test set: from Beta(k + 1/2, n - k + 1/2), k the count right under the
+    redrawn scoring (the Jeffreys posterior that metrics.accuracy_ci takes its interval
+    from; the same ends at the edges, from the run's own count).  Three spreads come out:
     test-set sampling alone (the scores as they are), Monte Carlo noise alone (the test
     set as it is) and both; each source's share is its variance over the sum of the two
     (they add: the test texts and the draws are independent).  Resampling the K
@@ -104,20 +111,21 @@ def accuracy_with_mc_noise(
             score_rel = -np.take_along_axis(rel, pick, axis=2).mean(axis=2) + lp_rel  # score_c - score_0
         best = np.argmax(np.concatenate([np.zeros((n, 1)), score_rel], axis=1), axis=1)
         right_mc[r] = np.mean(best == y)
-    observed = np.mean(np.argmax(-(np.nanmean(draws, axis=2) if ragged else draws.mean(axis=2)) + lp, axis=1) == y)
-    texts_only = rng.binomial(n, observed, size=resamples) / n
-    both = rng.binomial(n, np.resize(right_mc, resamples)) / n
-    var_texts, var_mc = float(np.var(texts_only)), float(np.var(right_mc))
+    observed = int(np.sum(np.argmax(-(np.nanmean(draws, axis=2) if ragged else draws.mean(axis=2)) + lp, axis=1) == y))
+    # Beta draws cost nothing beside the draw resampling: enough of them that the interval's
+    # ends do not move with the seed (1,000 moved them by ~0.1 posterior sd).
+    both = jeffreys_draws(rng, np.rint(np.resize(right_mc, max(resamples, MIX_DRAWS)) * n), n)
+    var_texts, var_mc = jeffreys_var(observed, n), float(np.var(right_mc))
     total = var_texts + var_mc
     return {
-        "method": "bootstrap over texts x resampled draws (paired across classes)",
+        "method": "Jeffreys posterior of the count right, mixed over resampled draws (paired across classes)",
         "resamples": resamples,
         "mc_resamples": mc_resamples,
         "draws": k,
         "seed": seed,
-        "accuracy_ci95": _interval(both),
-        "texts_only_ci95": _interval(texts_only),
-        "mc_only_ci95": _interval(right_mc),
+        "accuracy_ci95": interval(both, observed, n),
+        "texts_only_ci95": accuracy_ci(np.arange(n) < observed),
+        "mc_only_ci95": interval(right_mc),  # the scoring's noise alone: no edge rule
         "mc_mean_accuracy": float(right_mc.mean()),
         "share_texts": None if total == 0 else var_texts / total,
         "share_mc": None if total == 0 else var_mc / total,

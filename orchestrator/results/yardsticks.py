@@ -260,9 +260,9 @@ def subset(found: Dict[str, Any], scores: Scores, ids: List[str]) -> Dict[str, A
 
 
 def rows(found: Dict[str, Any], y: np.ndarray, pred: np.ndarray, resamples: int) -> List[Dict[str, Any]]:
-    """One row per yardstick: accuracy (bootstrap CI) and McNemar of the model against it
+    """One row per yardstick: accuracy (95% interval) and McNemar of the model against it
     (``model_only``: texts only the model gets right; ``yardstick_only``: only it)."""
-    from orchestrator.results.metrics import bootstrap_ci, mcnemar_pair
+    from orchestrator.results.metrics import accuracy_ci, mcnemar_pair
 
     model_correct = pred == y
     out = []
@@ -274,7 +274,7 @@ def rows(found: Dict[str, Any], y: np.ndarray, pred: np.ndarray, resamples: int)
                 "name": name,
                 "title": NAMES[name],
                 "accuracy": float(correct.mean()),
-                "accuracy_ci95": bootstrap_ci(correct, resamples),
+                "accuracy_ci95": accuracy_ci(correct) if resamples > 0 else None,
                 "correct": int(correct.sum()),
                 "model_only": mc["a_only"],
                 "yardstick_only": mc["b_only"],

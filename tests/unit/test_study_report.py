@@ -103,7 +103,7 @@ def test_members_mean_sd_and_seed_intervals(tmp_path):
         assert [s["accuracy"] for s in r["seeds"]] == pytest.approx(accs)
         assert r["accuracy_mean"] == pytest.approx(np.mean(accs)) and r["accuracy_sd"] == pytest.approx(sd)
         assert (r["n_done"], r["n_planned"], r["complete"], r["note"]) == (2, 2, True, "")
-        for s in r["seeds"]:  # each seed's interval is its run's bootstrap interval
+        for s in r["seeds"]:  # each seed's interval is its run's own
             lo, hi = s["accuracy_ci95"]
             assert lo <= s["accuracy"] <= hi
         assert r["macro_f1_mean"] is not None and r["roc_auc_mean"] is not None
