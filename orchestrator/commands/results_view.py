@@ -28,6 +28,7 @@ from orchestrator.results.report import (
     metric_rows,
     num,
     pct,
+    unsettled,
 )
 
 VERDICT_STYLE = {"Excellent": "bold green", "Good": "green", "Acceptable": "yellow", "Failed": "bold red"}
@@ -81,6 +82,8 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
         highlight=False,
         soft_wrap=True,  # one line: a terminal wraps it, a pipe keeps it whole
     )
+    if unsettled(v):
+        console.print(escape(unsettled(v)), highlight=False, soft_wrap=True)
     ys = (m.get("yardsticks") or {}).get("rows") or []
     if ys:
         console.print(

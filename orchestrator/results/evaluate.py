@@ -41,6 +41,7 @@ from orchestrator.results.metrics import (
     describe_bands,
     length_buckets,
     predict,
+    verdict_span,
 )
 from orchestrator.results.scores import RunData, load_run, load_scores, scores_digest
 from orchestrator.results.scoretable import Scores, name_examples
@@ -213,7 +214,12 @@ def judge(
         "basis": "bands" if use_bands else "yardsticks",
     }
     if use_bands:
-        verdict.update(label=raw["verdict"], title=BAND_TITLES[band_set], thresholds=describe_bands(band_set))
+        verdict.update(
+            label=raw["verdict"],
+            title=BAND_TITLES[band_set],
+            thresholds=describe_bands(band_set),
+            span=verdict_span(raw["accuracy_ci95"], band_set),
+        )
     else:
         verdict.update(
             label=ystk.verdict(rows),

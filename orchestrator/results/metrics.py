@@ -178,6 +178,16 @@ def verdict(accuracy: float, bands: str) -> str:
     return FAILED
 
 
+def verdict_span(interval: Optional[Sequence[float]], bands: str) -> List[str]:
+    """The verdicts the accuracy's 95% INTERVAL reaches, best first: one when the test set
+    settles the band, more when the interval crosses a band's edge (empty without one)."""
+    if not interval:
+        return []
+    labels = [label for label, _, _ in BANDS[bands]] + [FAILED]
+    top, bottom = labels.index(verdict(interval[1], bands)), labels.index(verdict(interval[0], bands))
+    return labels[top : bottom + 1]
+
+
 def describe_bands(bands: str) -> str:
     (e, eb, _), (g, gb, _), (a, ab, _) = BANDS[bands]
     return f"{e} > {eb:g}%, {g} {gb:g}-{eb:g}%, {a} {ab:g}-{gb:g}%, {FAILED} < {ab:g}%"

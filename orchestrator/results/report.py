@@ -45,6 +45,14 @@ def ci(interval: Optional[Sequence[float]], digits: int = 2) -> str:
     return f"{100.0 * interval[0]:.{digits}f}–{100.0 * interval[1]:.{digits}f}%"
 
 
+def unsettled(verdict: Dict[str, Any]) -> str:
+    """A sentence when the accuracy's 95% interval crosses a band's edge ("" when it does not)."""
+    span = verdict.get("span") or []
+    if len(span) < 2:
+        return ""
+    return f"The 95% interval reaches {', '.join(span[:-1])} and {span[-1]}: this test set does not settle the band."
+
+
 def num(x: Optional[float], digits: int = 4) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -340,7 +348,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
             else f"**{v['label']}**, judged against the yardsticks ({v['thresholds']}): accuracy "
         )
         + f"**{pct(m['accuracy'])}** (95% CI {ci(m['accuracy_ci95'])}) on {m['n']} test texts; "
-        f"per-token normalised: {pct(t['accuracy'])} ({t['verdict']}).",
+        f"per-token normalised: {pct(t['accuracy'])} ({t['verdict']}). " + unsettled(v),
         "",
         f"Model kind `{m['kind']}`, init `{m['init']}`, experiment `{m['experiment']}`; prior: "
         f"{m['prior']['mode']} (applied: {m['prior']['applied']}).",

@@ -654,6 +654,23 @@ def test_a_cached_evaluation_imports_no_scikit_learn_scipy_or_matplotlib(tmp_pat
     assert doc["loaded"] == [] and doc["rows"] == json.loads(json.dumps(first["rows"]))
 
 
+def test_a_band_the_interval_crosses_is_called_unsettled(tmp_path):
+    """86 of 100 right is Excellent on the poc bands (> 85%), but its 95% interval (78-91%)
+    reaches Good: the report and the terminal say so.  900 of 1,000 settles Excellent."""
+    texts = margin_texts({"1": [1.0] * 43 + [-1.0] * 7, "0": [-1.0] * 43 + [1.0] * 7})
+    run_dir = make_run(tmp_path / "near", texts=texts)
+    m = evaluate_run(run_dir)
+    assert m["accuracy"] == 0.86 and m["verdict"]["label"] == "Excellent"
+    assert m["verdict"]["span"] == ["Excellent", "Good"]
+    said = "The 95% interval reaches Excellent and Good: this test set does not settle the band."
+    assert said in (run_dir / "report.md").read_text()
+    assert said in summary(m)
+    texts = margin_texts({"1": [1.0] * 450 + [-1.0] * 50, "0": [-1.0] * 450 + [1.0] * 50})
+    run_dir = make_run(tmp_path / "far", texts=texts)
+    m = evaluate_run(run_dir)
+    assert m["verdict"]["span"] == ["Excellent"] and "does not settle" not in (run_dir / "report.md").read_text()
+
+
 def test_bands_apply_to_their_own_data_set_or_where_told(tmp_path):
     # a perfect model on the tiny data: on par with (or above) the yardsticks
     m = evaluate_run(tiny_run(tmp_path / "a", wrong_every=10**6))

@@ -82,3 +82,11 @@ def test_margins():
     assert M.confidence_margin(score).tolist() == [2.0, 4.0]
     assert M.margin(score[:, :2]).tolist() == [3.0, -5.0]
     assert M.confidence_margin(score[:, :2]).tolist() == [3.0, 5.0]
+
+
+def test_verdict_span_lists_the_bands_the_interval_reaches_best_first():
+    assert M.verdict_span([0.84, 0.86], "poc") == ["Excellent", "Good"]
+    assert M.verdict_span([0.60, 0.90], "poc") == ["Excellent", "Good", "Acceptable", "Failed"]
+    assert M.verdict_span([0.86, 0.99], "poc") == ["Excellent"]
+    assert M.verdict_span([0.75, 0.80], "poc") == ["Good"]  # 75% is Good: the band includes it
+    assert M.verdict_span(None, "poc") == []
