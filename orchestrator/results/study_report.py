@@ -145,9 +145,12 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
     if not pairs:
         return out + ["Fewer than two rows have results: nothing to compare.", ""]
     out += [
-        "McNemar's exact test on the predictions pooled over the seeds both rows have: each seed's two runs are "
-        "paired text by text, and *A only* / *B only* count, over those seeds, the texts only one of the two gets "
-        f"right. Holm's correction runs across the {table['pairs_tested']} pairs tested.",
+        "Texts are the unit: over the seeds both rows have, each text's difference is the share of those seeds "
+        "in which A gets it right minus the share in which B does, and the test is the exact sign-flip test of "
+        "those differences (with one seed, McNemar's exact test). *A better* / *B better* count the texts whose "
+        "difference favours A / B. A text is not counted once per seed: seeds of one model mostly agree on a "
+        f"text, and treating them as new texts finds differences that are not there. Holm's correction runs "
+        f"across the {table['pairs_tested']} pairs tested.",
         "",
     ]
     rows = []
@@ -168,7 +171,7 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
                 f"{p['p_holm']:.3g}",
             ]
         )
-    return out + md_table(["A", "B", "seeds", "texts", "A only", "B only", "A − B", "p", "p (Holm)"], rows)
+    return out + md_table(["A", "B", "seeds", "texts", "A better", "B better", "A − B", "p", "p (Holm)"], rows)
 
 
 def _bands_section(table: Dict[str, Any]) -> List[str]:

@@ -20,12 +20,13 @@ whose data set the bands are not for (eval.bands_dataset) was judged against the
 yardsticks instead, and then the mean gets no band verdict (``verdict`` None).  Training
 throughput is the jobs' recorded train_tokens over their recorded train_s.
 
-**Pairs.**  For two rows, each seed both have pairs the two runs text by text; the
-correct/incorrect vectors are pooled over those seeds, so b and c (texts only one of the
-two gets right) are summed over seeds, and McNemar's exact test (metrics.mcnemar_pair)
-is taken on the sums.  The rows' headline (raw-score) predictions are used, as in
-``orch compare``.  Holm's correction (compare.holm) runs across every pair that shares a
-seed; a pair with no seed in common has no test.
+**Pairs.**  For two rows, each seed both have pairs the two runs text by text, and the
+test takes texts as its unit (pairtest.paired_over_seeds: the sign-flip test of each
+text's seed-averaged difference; McNemar's exact test at one seed).  Summing McNemar's
+counts over seeds instead would count each text once per seed and find differences that
+are not there (pairtest says how often).  The rows' headline (raw-score) predictions are
+used, as in ``orch compare``.  Holm's correction (compare.holm) runs across every pair
+that shares a seed; a pair with no seed in common has no test.
 
 **Ensembles.**  ``ensembles: {name: [m1, m2, ...]}`` adds a row per name.  For each seed
 every component has, each component's per-token class scores (the evaluation's
@@ -53,7 +54,8 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import yardsticks as ystk
 from orchestrator.results.compare import _in_run, holm
 from orchestrator.results.evaluate import Evaluation, evaluate, ids_digest, software_facts
-from orchestrator.results.metrics import BAND_TITLES, classification_metrics, describe_bands, mcnemar_pair, verdict
+from orchestrator.results.metrics import BAND_TITLES, classification_metrics, describe_bands, verdict
+from orchestrator.results.pairtest import paired_over_seeds
 from orchestrator.results.scores import load_run, load_scores
 from orchestrator.results.scoretable import name_examples
 
@@ -415,11 +417,7 @@ def _pairs(rows: List[Dict[str, Any]], results: Dict[str, List[SeedResult]]) -> 
         common = sorted(set(sa) & set(sb))
         pair: Dict[str, Any] = {"a": a, "b": b, "seeds": common}
         if common:
-            pair.update(
-                mcnemar_pair(
-                    np.concatenate([sa[s].correct for s in common]), np.concatenate([sb[s].correct for s in common])
-                )
-            )
+            pair.update(paired_over_seeds([sa[s].correct for s in common], [sb[s].correct for s in common]))
         else:
             pair.update(n=0, p_value=None)
         pairs.append(pair)

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.results.metrics import mcnemar_exact
 from orchestrator.results.report import ci, pct
 from orchestrator.results.study_report import MemberRun, mean_sd, write_study_report
 
@@ -123,23 +122,25 @@ def test_members_mean_sd_and_seed_intervals(tmp_path):
     assert table["missing"] == [] and json.loads((out / "table.json").read_text()) == table
 
 
-def test_pairs_are_mcnemar_on_seed_pooled_predictions_with_holm(tmp_path):
+def test_pairs_test_texts_over_the_seeds_with_holm(tmp_path):
     table = write_study_report(tmp_path / "out", STUDY, all_runs(tmp_path))
-    # by hand, from WRONG: (A only, B only) per seed, summed over both seeds
-    g_m = pair(table, "gpt2", "mdlm")  # s0 (3, 1), s1 (2, 0)
-    g_c = pair(table, "gpt2", "classifier")  # s0 (0, 2), s1 (1, 1)
-    m_c = pair(table, "mdlm", "classifier")  # s0 (0, 4), s1 (1, 3)
-    assert (g_m["a_only"], g_m["b_only"], g_m["n"], g_m["seeds"]) == (5, 1, 20, [0, 1])
+    # by hand, from WRONG: each text's count of seeds right, A's minus B's
+    g_m = pair(table, "gpt2", "mdlm")  # [1,1,1,2,2,2,2,2,2,2] - [1,1,1,2,2,1,1,1,1,2]: +1 on 4 texts
+    g_c = pair(table, "gpt2", "classifier")  # - [2,2,2,2,2,2,2,2,2,1]: -1 on 3 texts, +1 on one
+    m_c = pair(table, "mdlm", "classifier")  # -1 on 7 texts, +1 on one
+    assert (g_m["a_only"], g_m["b_only"], g_m["ties"], g_m["n"], g_m["seeds"]) == (4, 0, 6, 10, [0, 1])
     assert (g_c["a_only"], g_c["b_only"]) == (1, 3) and (m_c["a_only"], m_c["b_only"]) == (1, 7)
-    assert g_m["p_value"] == pytest.approx(14 / 64)  # 2 (1 + 6) / 2^6
-    assert g_c["p_value"] == pytest.approx(10 / 16)  # 2 (1 + 4) / 2^4
-    assert m_c["p_value"] == pytest.approx(18 / 256)  # 2 (1 + 8) / 2^8
-    # Holm over the three: 3 x 18/256 = 0.2109; 2 x 14/64 = 0.4375; 1 x 0.625
+    assert g_m["accuracy_diff"] == pytest.approx(0.85 - 0.65)
+    assert g_m["p_value"] == pytest.approx(2 / 16)  # all four signs alike
+    assert g_c["p_value"] == pytest.approx(10 / 16)  # |2X - 4| >= 2
+    assert m_c["p_value"] == pytest.approx(18 / 256)  # |2X - 8| >= 6
+    # Holm over the three: 3 x 18/256 = 0.2109; 2 x 2/16 = 0.25; 1 x 0.625
     assert m_c["p_holm"] == pytest.approx(3 * 18 / 256)
-    assert g_m["p_holm"] == pytest.approx(0.4375) and g_c["p_holm"] == pytest.approx(0.625)
+    assert g_m["p_holm"] == pytest.approx(0.25) and g_c["p_holm"] == pytest.approx(0.625)
     assert table["pairs_tested"] == 3
-    # the sums, not a per-seed test: McNemar of the pooled counts
-    assert [g_m["p_value"], m_c["p_value"]] == [mcnemar_exact(5, 1), mcnemar_exact(1, 7)]
+    # (Summing McNemar's counts over the seeds said (5, 1) for gpt2 - mdlm: texts 0-2, which each
+    # gets right at one seed, entered as discordant pairs of both signs.)
+    assert all(p["test"].startswith("sign-flip test") for p in table["pairs"])
 
 
 def test_a_missing_seed_is_marked_not_averaged_as_complete(tmp_path):
@@ -233,7 +234,7 @@ def test_ensemble_is_a_row_evaluated_like_a_member(tmp_path):
     assert duo["accuracy_mean"] != pytest.approx(rows_by_name(table)["mdlm"]["accuracy_mean"])
     assert duo["verdict"] is not None and duo["bands"] == "poc"  # mixed families: the proof-of-concept bands
     # in the pairwise tests: 4 rows, 6 pairs, Holm over all 6
-    assert table["pairs_tested"] == 6 and pair(table, "gpt2", "duo")["n"] == 20
+    assert table["pairs_tested"] == 6 and pair(table, "gpt2", "duo")["n"] == 10  # texts, over both seeds
     report = (out / "report.md").read_text()
     assert "| duo |" in report and "z-scored" in report
 
@@ -303,7 +304,7 @@ def test_csv_json_and_report_agree(tmp_path):
             assert [float(c["accuracy_ci95_low"]), float(c["accuracy_ci95_high"])] == s["accuracy_ci95"]
             assert f"s{s['seed']} {pct(s['accuracy'])} ({ci(s['accuracy_ci95'])})" in line
     for p in table["pairs"]:
-        assert f"| {p['a']} | {p['b']} | 0, 1 | 20 | {p['a_only']} | {p['b_only']} |" in report
+        assert f"| {p['a']} | {p['b']} | 0, 1 | 10 | {p['a_only']} | {p['b_only']} |" in report
         assert f"{p['p_holm']:.3g} |" in report
     # what a researcher needs to cite it
     assert "imdb-scratch-ar" in report and "`abc123`" in report and "10 test texts of data set imdb" in report

@@ -1,0 +1,66 @@
+"""The study's paired test over seeds (orchestrator/results/pairtest.py): exact where it
+says so, McNemar at one seed, and no evidence from seeds that merely repeat each other."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from orchestrator.results import pairtest
+from orchestrator.results.metrics import mcnemar_exact
+from orchestrator.results.pairtest import paired_over_seeds, sign_flip_p
+
+
+@pytest.mark.parametrize("b,c", [(5, 1), (30, 6), (0, 7), (100, 80), (3, 3), (0, 0), (1500, 1400)])
+def test_one_seed_is_mcnemars_exact_test(b, c):
+    a = np.array([True] * b + [False] * c + [True] * 4 + [False] * 2)
+    other = np.array([False] * b + [True] * c + [True] * 4 + [False] * 2)
+    got = paired_over_seeds(a[None, :], other[None, :])
+    assert (got["a_only"], got["b_only"], got["ties"], got["n"]) == (b, c, 6, b + c + 6)
+    assert got["p_value"] == mcnemar_exact(b, c)
+    # the sign-flip distribution itself gives the same (it is McNemar's conditional test)
+    assert sign_flip_p(np.array([1] * b + [-1] * c)) == pytest.approx(mcnemar_exact(b, c), rel=1e-9)
+
+
+def test_the_exact_p_value_is_the_share_of_sign_flips_as_extreme():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        diff = rng.integers(-3, 4, size=int(rng.integers(1, 13)))
+        nonzero = np.abs(diff[diff != 0])
+        observed = abs(int(diff.sum()))
+        flips = list(itertools.product((1, -1), repeat=nonzero.size))
+        share = sum(abs(int(np.dot(s, nonzero))) >= observed for s in flips) / len(flips)
+        assert sign_flip_p(diff) == pytest.approx(share, abs=1e-12)
+
+
+def test_seeds_that_repeat_each_other_add_no_evidence():
+    """Three seeds that agree on every text: the texts are the same 8-to-2 split as one
+    seed's, and so is the p-value (summing McNemar's counts said 24 to 6, p = 0.0014)."""
+    a = np.array([True] * 8 + [False] * 2 + [True] * 10)
+    b = np.array([False] * 8 + [True] * 2 + [True] * 10)
+    one = paired_over_seeds(a[None, :], b[None, :])
+    three = paired_over_seeds(np.tile(a, (3, 1)), np.tile(b, (3, 1)))
+    assert three["p_value"] == pytest.approx(one["p_value"]) == pytest.approx(mcnemar_exact(8, 2))
+    assert mcnemar_exact(24, 6) < 0.002
+
+
+def test_seeds_that_disagree_count_by_how_much():
+    # text 0: A right at both seeds, B at neither (+2); text 1: A at one seed (+1); text 2: B at one (-1)
+    a = np.array([[True, True, False], [True, False, False]])
+    b = np.array([[False, False, False], [False, False, True]])
+    got = paired_over_seeds(a, b)
+    assert (got["a_only"], got["b_only"], got["ties"]) == (2, 1, 0)
+    assert got["accuracy_diff"] == pytest.approx(3 / 6 - 1 / 6)
+    # sum 2: of the 8 sign patterns of (2, 1, 1), |sum| >= 2 for all but (2,-1,-1) and (-2,1,1)
+    assert got["p_value"] == pytest.approx(6 / 8)
+
+
+def test_beyond_the_exact_limit_the_normal_approximation_agrees(monkeypatch):
+    rng = np.random.default_rng(1)
+    diff = rng.integers(-3, 4, size=4000)
+    diff = diff[diff != 0][:2900]
+    diff[:60] = np.abs(diff[:60])  # a real difference, so the p-value is small
+    exact = sign_flip_p(diff)
+    monkeypatch.setattr(pairtest, "EXACT_MAX", 10)
+    assert sign_flip_p(diff) == pytest.approx(exact, rel=0.005)
+    assert 1e-4 < exact < 0.2
