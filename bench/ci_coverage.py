@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from docsection import replace_section  # noqa: E402
+from docsection import write_or_print  # noqa: E402
 
 from orchestrator.results.metrics import accuracy_ci  # noqa: E402
 
@@ -93,11 +93,7 @@ def main() -> int:
             "",
         ]
     )
-    if args.write:
-        replace_section(args.write, SECTION, text)
-        print(f"wrote {args.write}")
-    else:
-        print(text)
+    write_or_print(args.write, SECTION, text)
     return 0
 
 

@@ -15,3 +15,12 @@ def replace_section(path: Path, section: str, text: str) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + text
     path.write_text(new)
+
+
+def write_or_print(path: "Path | None", section: str, text: str) -> None:
+    """Replace the section in PATH (a --write argument), or print the text when there is none."""
+    if path:
+        replace_section(path, section, text)
+        print(f"wrote {path}")
+    else:
+        print(text)
