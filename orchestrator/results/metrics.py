@@ -126,12 +126,19 @@ def accuracy_ci(correct: np.ndarray, level: float = CI_LEVEL) -> Optional[List[f
     agree (docs/RESULTS.md, "The accuracy's interval", from bench/ci_coverage.py).
     """
     correct = np.asarray(correct, dtype=bool)
-    if correct.size == 0:
-        return None
-    n, right = correct.size, int(correct.sum())
+    return jeffreys_ci(int(correct.sum()), correct.size, level) if correct.size else None
+
+
+def jeffreys_ci(right: int, n: int, level: float = CI_LEVEL) -> List[float]:
+    """The Jeffreys interval of RIGHT of N (accuracy_ci)."""
     tail = (1.0 - level) / 2.0
     a, b = right + 0.5, n - right + 0.5
-    return [0.0 if right == 0 else betadist.ppf(tail, a, b), 1.0 if right == n else betadist.ppf(1.0 - tail, a, b)]
+    return _edges(betadist.ppf(tail, a, b), betadist.ppf(1.0 - tail, a, b), right, n)
+
+
+def _edges(low: float, high: float, right: int, n: int) -> List[float]:
+    """The Jeffreys interval's ends at the edges: 0 below when none of N is right, 1 above when all are."""
+    return [0.0 if right == 0 else float(low), 1.0 if right == n else float(high)]
 
 
 def jeffreys_draws(rng: np.random.Generator, right: np.ndarray, n: int) -> np.ndarray:
@@ -153,9 +160,7 @@ def interval(draws: np.ndarray, right: Optional[int] = None, n: int = 0, level: 
     is right, 1 above when all are."""
     tail = (1.0 - level) / 2.0
     low, high = np.percentile(draws, [100.0 * tail, 100.0 * (1.0 - tail)])
-    if right is None:
-        return [float(low), float(high)]
-    return [0.0 if right == 0 else float(low), 1.0 if right == n else float(high)]
+    return [float(low), float(high)] if right is None else _edges(low, high, right, n)
 
 
 # --------------------------------------------------------------------------- verdicts

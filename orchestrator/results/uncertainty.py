@@ -18,8 +18,8 @@ from orchestrator.results.metrics import (
     BOOTSTRAP_SEED,
     CI_LEVEL,
     Z95,
-    accuracy_ci,
     interval,
+    jeffreys_ci,
     jeffreys_draws,
     jeffreys_var,
     margin,
@@ -124,7 +124,7 @@ def accuracy_with_mc_noise(
         "draws": k,
         "seed": seed,
         "accuracy_ci95": interval(both, observed, n),
-        "texts_only_ci95": accuracy_ci(np.arange(n) < observed),
+        "texts_only_ci95": jeffreys_ci(observed, n),
         "mc_only_ci95": interval(right_mc),  # the scoring's noise alone: no edge rule
         "mc_mean_accuracy": float(right_mc.mean()),
         "share_texts": None if total == 0 else var_texts / total,
