@@ -82,8 +82,9 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
         highlight=False,
         soft_wrap=True,  # one line: a terminal wraps it, a pipe keeps it whole
     )
-    if unsettled(v):
-        console.print(escape(unsettled(v)), highlight=False, soft_wrap=True)
+    note = unsettled(v)
+    if note:
+        console.print(escape(note), highlight=False, soft_wrap=True)
     ys = (m.get("yardsticks") or {}).get("rows") or []
     if ys:
         console.print(

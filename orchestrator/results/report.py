@@ -25,11 +25,8 @@ METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
 REPORT = "report.md"
 PLOTS = "plots"
-# metrics.json's bootstrap.method, as report.md names it (docs/RESULTS.md, "The accuracy's interval")
-INTERVALS = {
-    "jeffreys": "the Jeffreys interval of the count right (exact Beta quantiles)",
-    "percentile": "percentile bootstrap of the texts",
-}
+# How the accuracy's intervals are made (metrics.accuracy_ci; docs/RESULTS.md, "The accuracy's interval")
+INTERVALS = "the Jeffreys interval of the count right (exact Beta quantiles)"
 
 
 # --------------------------------------------------------------------------- formatting
@@ -476,7 +473,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         yaml.safe_dump(experiment, sort_keys=False).rstrip(),
         "```",
         "",
-        f"95% intervals: {INTERVALS.get(m['bootstrap']['method'], m['bootstrap']['method'])}"
+        f"95% intervals: {INTERVALS}"
         + (
             f" ({m['bootstrap']['resamples']} resamples of the draws, seed {m['bootstrap']['seed']})"
             if m.get("mc_noise")
