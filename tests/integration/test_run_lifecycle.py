@@ -84,6 +84,10 @@ def test_run_status_logs_fetch(ssh_project, tmp_path):
     assert "results verified" in fetched.stderr
     metrics = json.loads((p.run_dir("life") / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.7
+    # The Jeffreys interval, which keeps some width even when every text is right
+    lo, hi = metrics["accuracy_ci95"]
+    assert metrics["bootstrap"]["method"] == "jeffreys" and lo < hi and lo <= metrics["accuracy"] <= hi
+    assert "95% CI (Jeffreys)" in (p.run_dir("life") / "report.md").read_text()
     # The yardsticks, trained here on the data file the run was launched with, on its split.
     record = json.loads((p.run_dir("life") / "local.json").read_text())
     assert record["data_files"]["path"]["host"].endswith("-tiny_sentiment.jsonl")

@@ -64,6 +64,17 @@ def test_a_study_runs_shares_pretrains_fetches_and_reports(ssh_project):
     assert not table["missing"]
     text = (out_dir / "report.md").read_text()
     assert "McNemar" in text and "Holm" in text and (out_dir / "table.csv").is_file()
+    # Each seed's interval is the Jeffreys interval: never zero-width, even at 100%.
+    for row in table["rows"]:
+        for s in row["seeds"]:
+            lo, hi = s["accuracy_ci95"]
+            assert lo < hi and lo <= s["accuracy"] <= hi, (row["name"], s)
+    # The pairwise tests count each test text once over both seeds, not once per seed.
+    n_test = table["data"]["n_test"]
+    for pair in table["pairs"]:
+        assert pair["seeds"] == [0, 1] and pair["n"] == n_test, pair
+        assert pair["a_only"] + pair["b_only"] + pair["ties"] == n_test and pair["test"].startswith("sign-flip")
+    assert "| A better | B better |" in text
     assert (out_dir / "plots" / "accuracy_by_member.png").is_file()
 
     refused = p.orch("study", "run", "st")
