@@ -31,3 +31,12 @@ def test_the_cdf_matches_scipy_and_inverts_the_quantile(a, b):
     for q in np.linspace(0.01, 0.99, 9).tolist():
         assert betadist.cdf(betadist.ppf(q, a, b), a, b) == pytest.approx(q, abs=1e-9)
     assert betadist.cdf(0.0, a, b) == 0.0 and betadist.cdf(1.0, a, b) == 1.0
+
+
+@pytest.mark.parametrize("df", [1, 1.7, 2, 3, 4.5, 10, 100, 1000, 25_000])
+def test_students_t_matches_scipy(df):
+    stats = pytest.importorskip("scipy.stats")
+    for q in (1e-6, 0.025, 0.3, 0.5, 0.7, 0.975, 0.995):
+        assert betadist.t_ppf(q, df) == pytest.approx(float(stats.t.ppf(q, df)), rel=1e-9, abs=1e-12)
+    for t in (-30.0, -2.0, 0.0, 0.4, 1.96, 12.7):
+        assert betadist.t_sf(t, df) == pytest.approx(float(stats.t.sf(t, df)), abs=1e-12)
