@@ -5,8 +5,8 @@ predictions (McNemar on counts summed over seeds) counts a text once per seed, a
 each seed had brought new texts; but a trained model gets mostly the same texts right
 whatever its seed, so the repeats are not independent and the test finds differences
 that are not there: with two members of equal accuracy it said "different" (p < 0.05)
-in 13% of studies at 2 seeds, 22% at 3 and 32% at 5 (bench/pair_test_size.py,
-docs/RESULTS.md).
+in 10% of studies of 1,000 texts at 2 seeds, 17% at 3 and 28% at 5
+(bench/seed_uncertainty.py, docs/RESULTS.md).
 
 Here each text gets its seed-averaged difference d = (seeds A gets it right - seeds B
 gets it right) / S, and the test is the paired sign-flip (permutation) test of the d over
@@ -15,6 +15,18 @@ one seed d is -1, 0 or 1 and the test is exactly McNemar's exact test.  Its p-va
 exact (the sign-flip distribution, convolved per magnitude of d) up to EXACT_MAX texts
 that differ, and beyond that its normal approximation with a continuity correction, which
 there agrees with the exact value to within half a percent of it.
+
+That test takes the seeds' models as given: it asks whether these trained models differ
+on the population of texts.  Whether the members do, whatever their seeds, also depends
+on how far a member's accuracy moves from seed to seed, which the texts cannot show: with
+25,000 texts, seed luck of 0.7 points (sd) made the text-only test say "different" for
+equal members in 42-45% of studies.  So from two seeds up the
+p-value is the larger of that test's and the one that also counts the seeds' variance of
+the difference (seedvar.diff_p: the texts' and the seeds' parts of its interval, the
+seeds' with S - 1 degrees of freedom): a pair is called different only when both say so.
+At one seed the seeds' variance cannot be seen, the test stays McNemar's, and the report
+says so.
+``diff_ci95`` is the difference's 95% interval from the same two terms.
 """
 
 from __future__ import annotations
@@ -25,9 +37,14 @@ from typing import Any, Dict
 import numpy as np
 
 from orchestrator.results.metrics import mcnemar_exact
+from orchestrator.results.seedvar import diff_ci, diff_p, spread
 
 EXACT_MAX = 3000  # texts with d != 0 up to which the sign-flip distribution is enumerated
-TEST = "sign-flip test of the seed-averaged per-text difference (McNemar's exact test at one seed)"
+TEST = "McNemar's exact test (one seed: seed-to-seed variation not measured)"
+TEST_SEEDS = (
+    "the larger p of the sign-flip test of the seed-averaged per-text difference and the interval "
+    "over the texts' and the seeds' variance (t with seeds - 1 df)"
+)
 
 
 def paired_over_seeds(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str, Any]:
@@ -35,21 +52,30 @@ def paired_over_seeds(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str,
 
     ``a_only`` / ``b_only``: the texts A (B) gets right in more of the seeds than the other
     (at one seed: right where the other is wrong); ``accuracy_diff``: A's mean accuracy
-    over the seeds minus B's; ``p_value``: two-sided."""
+    over the seeds minus B's, ``diff_ci95`` its interval; ``se_texts`` / ``se_seeds``: the
+    standard errors of accuracy_diff from the texts and from the seeds (0 at one seed);
+    ``p_value``: two-sided, by ``test``."""
     a = np.atleast_2d(np.asarray(correct_a, dtype=bool))
     b = np.atleast_2d(np.asarray(correct_b, dtype=bool))
     seeds, n = a.shape
     diff = a.sum(axis=0).astype(np.int64) - b.sum(axis=0)  # seeds * d, an integer per text
     a_only, b_only = int(np.sum(diff > 0)), int(np.sum(diff < 0))
-    p_value = mcnemar_exact(a_only, b_only) if seeds == 1 else sign_flip_p(diff)
+    sp = spread(a.astype(np.int8) - b.astype(np.int8))
+    if seeds == 1:
+        p_value, test = mcnemar_exact(a_only, b_only), TEST
+    else:
+        p_value, test = max(sign_flip_p(diff), diff_p(sp)), TEST_SEEDS
     return {
         "n": int(n),
         "a_only": a_only,
         "b_only": b_only,
         "ties": int(n - a_only - b_only),
-        "accuracy_diff": float(a.mean() - b.mean()) if n else 0.0,
+        "accuracy_diff": sp.mean,
+        "diff_ci95": diff_ci(sp),
+        "se_texts": sqrt(sp.text_var),
+        "se_seeds": sqrt(sp.seed_var),
         "p_value": p_value,
-        "test": TEST,
+        "test": test,
     }
 
 

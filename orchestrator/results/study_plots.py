@@ -62,6 +62,10 @@ def accuracy_by_member(path: Path, table: Dict[str, Any]) -> Path:
             shown.append(acc)
         if row["accuracy_mean"] is not None:
             ax.hlines(row["accuracy_mean"], i - 0.35, i + 0.35, colors="tab:blue", linewidth=2.5)
+        if row.get("accuracy_mean_ci95"):  # the mean's interval over texts and seeds
+            lo, hi = row["accuracy_mean_ci95"]
+            ax.fill_between([i - 0.35, i + 0.35], lo, hi, color="tab:blue", alpha=0.15, linewidth=0, zorder=1)
+            shown += [lo, hi]
         if not row["complete"]:
             ax.annotate(
                 f"{row['n_done']}/{row['n_planned']} seeds",
@@ -87,7 +91,7 @@ def accuracy_by_member(path: Path, table: Dict[str, Any]) -> Path:
     ax.set_ylim(low, high)
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_xticks(range(len(rows)), [_plain(r["name"]) for r in rows], rotation=20 if len(rows) > 5 else 0)
-    ax.set_ylabel("accuracy (each seed, 95% CI; bar: mean)")
+    ax.set_ylabel("accuracy (each seed, 95% CI; bar: mean, shaded: its 95% CI)")
     ax.grid(axis="y", linewidth=0.5, alpha=0.5)
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path, str(table["study"]), "accuracy by member")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from orchestrator.results.report import PLOTS, SafeWriter, ci, compute_time, md_table, num, pct
+from orchestrator.results.seedvar import P_FLOOR
 from orchestrator.results.study_plots import draw_curves, write_plots
 from orchestrator.results.study_table import ENSEMBLE_METHOD, MemberRun, study_table
 from remote.files import atomic_write_text
@@ -62,12 +63,20 @@ def mean_sd(mean: Any, sd: Any) -> str:
 
 def _verdict(row: Dict[str, Any]) -> str:
     if row["verdict"] is not None:
-        return f"{row['verdict']} ({row['bands']})"
+        span = row.get("verdict_span") or []
+        unsettled = f"; its interval reaches {' to '.join([span[0], span[-1]])}" if len(span) > 1 else ""
+        return f"{row['verdict']} ({row['bands']}{unsettled})"
     labels = [esc(s["verdict"]) for s in row["seeds"] if s["verdict"]]
     if row["verdict_basis"] == "yardsticks":
         # an ensemble has no yardstick verdict of its own: its components were judged
         return "per run, vs yardsticks: " + ", ".join(labels) if labels else "not judged (not the bands' data set)"
     return "n/a"
+
+
+def _mean_ci(row: Dict[str, Any]) -> str:
+    if row["accuracy_mean_ci95"] is None:
+        return "n/a"
+    return ci(row["accuracy_mean_ci95"]) + (" (one seed: texts only)" if row["n_done"] == 1 else "")
 
 
 def _seed_cells(row: Dict[str, Any]) -> str:
@@ -86,6 +95,7 @@ def results_rows(table: Dict[str, Any]) -> List[List[str]]:
                 _name(r),
                 f"{r['n_done']}/{r['n_planned']}",
                 mean_sd(r["accuracy_mean"], r["accuracy_sd"]),
+                _mean_ci(r),
                 _seed_cells(r),
                 num(r["macro_f1_mean"]),
                 num(r["roc_auc_mean"]),
@@ -104,6 +114,7 @@ RESULTS_HEADER = [
     "member",
     "seeds",
     "accuracy (mean ± sd)",
+    "95% CI of the mean (texts and seeds)",
     "each seed (95% CI)",
     "macro-F1",
     "ROC-AUC",
@@ -149,14 +160,23 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
         "in which A gets it right minus the share in which B does, and the test is the exact sign-flip test of "
         "those differences (with one seed, McNemar's exact test). *A better* / *B better* count the texts whose "
         "difference favours A / B. A text is not counted once per seed: seeds of one model mostly agree on a "
-        f"text, and treating them as new texts finds differences that are not there. Holm's correction runs "
-        f"across the {table['pairs_tested']} pairs tested.",
+        "text, and treating them as new texts finds differences that are not there. From two seeds up, p is "
+        "the larger of that test's and one that also counts how far the difference moves from seed to seed "
+        "(Student's t with seeds − 1 degrees of freedom): with many texts, seed luck is larger than the texts' "
+        "noise, and a test of the texts alone calls it a difference. The 95% interval of A − B counts both. "
+        f"Holm's correction runs across the {table['pairs_tested']} pairs tested.",
         "",
     ]
+    if any(p["p_value"] is not None and len(p["seeds"]) == 1 for p in pairs):
+        out += [
+            "Pairs with one seed in common test the two trained models, not the members: how far a member's "
+            "accuracy moves from seed to seed is not measured there.",
+            "",
+        ]
     rows = []
     for p in pairs:
         if p["p_value"] is None:
-            rows.append([esc(p["a"]), esc(p["b"]), "none", "", "", "", "", "no seed in common", ""])
+            rows.append([esc(p["a"]), esc(p["b"]), "none", "", "", "", "", "", "no seed in common", ""])
             continue
         rows.append(
             [
@@ -167,11 +187,21 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
                 p["a_only"],
                 p["b_only"],
                 f"{100.0 * p['accuracy_diff']:+.2f} pp",
-                f"{p['p_value']:.3g}",
-                f"{p['p_holm']:.3g}",
+                _diff_ci(p["diff_ci95"]),
+                _p(p["p_value"]),
+                _p(p["p_holm"]),
             ]
         )
-    return out + md_table(["A", "B", "seeds", "texts", "A better", "B better", "A − B", "p", "p (Holm)"], rows)
+    header = ["A", "B", "seeds", "texts", "A better", "B better", "A − B", "95% CI of A − B", "p", "p (Holm)"]
+    return out + md_table(header, rows)
+
+
+def _diff_ci(interval: Sequence[float]) -> str:
+    return f"{100.0 * interval[0]:+.2f} to {100.0 * interval[1]:+.2f} pp"
+
+
+def _p(p: float) -> str:
+    return f"≤ {P_FLOOR:g}" if p <= P_FLOOR else f"{p:.3g}"
 
 
 def _bands_section(table: Dict[str, Any]) -> List[str]:
@@ -190,7 +220,9 @@ def _bands_section(table: Dict[str, Any]) -> List[str]:
     out += [
         "",
         "A member's verdict is its mean accuracy's band, from the band set its runs were judged by "
-        f"(eval.bands; `mdlm` for MDLM, `poc` otherwise). The bands judge only data set {esc(judged or 'n/a')} "
+        "(eval.bands; `mdlm` for MDLM, `poc` otherwise); where the mean's 95% interval reaches another band, "
+        "the verdict says so, and the study does not settle the band."
+        f" The bands judge only data set {esc(judged or 'n/a')} "
         "(eval.bands_dataset); a run on another data set is judged against the yardsticks, run by run.",
         "",
     ]
@@ -233,10 +265,14 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
         *_what_was_run(table),
         "## Results",
         "",
-        "Accuracy mean ± sample sd over the seeds with results (percentage points); each seed's 95% interval "
-        "is its run's Jeffreys interval (with the estimator's draws where a kind has them), as `orch eval` gives "
-        "it. Macro-F1 and ROC-AUC are means over the seeds; per-token columns score each class by its "
-        "likelihood per token. Compute is the sum over the seeds' jobs; train tokens/s the mean over seeds.",
+        "Accuracy mean ± sample sd over the seeds with results (percentage points). The mean's 95% interval "
+        "counts both the test texts and the seeds: a seed's accuracy moves by more than a large test set can "
+        "show, and with few seeds that is known only roughly (Student's t with seeds − 1 degrees of freedom), "
+        "so the interval is wide at two seeds; at one seed it is the run's own and seed-to-seed variation is "
+        "not measured. Each seed's 95% interval is its run's Jeffreys interval (with the estimator's draws where "
+        "a kind has them), as `orch eval` gives it. Macro-F1 and ROC-AUC are means over the seeds; per-token "
+        "columns score each class by its likelihood per token. Compute is the sum over the seeds' jobs; "
+        "train tokens/s the mean over seeds.",
         "",
         *md_table(RESULTS_HEADER, results_rows(table)),
     ]
@@ -305,8 +341,7 @@ def table_csv(table: Dict[str, Any]) -> str:
                     r["n_planned"],
                     r["accuracy_mean"],
                     r["accuracy_sd"],
-                    None,
-                    None,
+                    *(r["accuracy_mean_ci95"] or (None, None)),
                     r["macro_f1_mean"],
                     r["roc_auc_mean"],
                     r["per_token_accuracy_mean"],

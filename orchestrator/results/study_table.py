@@ -12,17 +12,23 @@ must hold the same test ids, with the same labels and the same classes, as the f
 with results; one that does not is refused (ExitCode.RUN_STATE), naming it and what differs.
 
 **A member's row** is the mean ± sample sd (n - 1) of its seeds' accuracies, over the
-seeds that have results, and says how many of the planned seeds those are: a member that
+seeds that have results, with the mean's 95% interval over both the test texts and the
+seeds (seedvar.mean_accuracy_ci: a seed's accuracy moves by more than 25,000 texts can
+show; at one seed the run's own interval, and seed-to-seed variation is not measured),
+and says how many of the planned seeds those are: a member that
 lost a seed is marked (``complete`` false, ``note`` "2 of 3 seeds; seed 2: failed: ...")
 and its missing seeds are listed, never averaged as if the set were whole.  The verdict
 of the mean uses the band set the runs were judged by (eval.bands, by model kind); a run
 whose data set the bands are not for (eval.bands_dataset) was judged against the
-yardsticks instead, and then the mean gets no band verdict (``verdict`` None).  Training
+yardsticks instead, and then the mean gets no band verdict (``verdict`` None).
+``verdict_span`` lists the bands the mean's interval reaches (more than one: the study
+does not settle the band).  Training
 throughput is the jobs' recorded train_tokens over their recorded train_s.
 
 **Pairs.**  For two rows, each seed both have pairs the two runs text by text, and the
 test takes texts as its unit (pairtest.paired_over_seeds: the sign-flip test of each
-text's seed-averaged difference; McNemar's exact test at one seed).  Summing McNemar's
+text's seed-averaged difference; McNemar's exact test at one seed), and from two seeds up
+also the seeds' variance of the difference (the larger p of the two).  Summing McNemar's
 counts over seeds instead would count each text once per seed and find differences that
 are not there (pairtest says how often).  The rows' headline (raw-score) predictions are
 used, as in ``orch compare``.  Holm's correction (compare.holm) runs across every pair
@@ -54,10 +60,11 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import yardsticks as ystk
 from orchestrator.results.compare import _in_run, holm
 from orchestrator.results.evaluate import Evaluation, evaluate, ids_digest, software_facts
-from orchestrator.results.metrics import BAND_TITLES, classification_metrics, describe_bands, verdict
+from orchestrator.results.metrics import BAND_TITLES, classification_metrics, describe_bands, verdict, verdict_span
 from orchestrator.results.pairtest import paired_over_seeds
 from orchestrator.results.scores import load_run, load_scores
 from orchestrator.results.scoretable import name_examples
+from orchestrator.results.seedvar import mean_accuracy_ci
 
 SCHEMA = 1
 ENSEMBLE_METHOD = "per-token class scores of each member z-scored over all texts and classes of its run, summed, argmax"
@@ -204,11 +211,20 @@ def _summary(seeds: List[SeedResult], planned: Sequence[int], missing: List[Dict
         out[f"{key}_mean"], out[f"{key}_sd"] = _mean_sd([r[key] for r in recs])
         pt = [r["per_token"][key] for r in recs if r.get("per_token")]
         out[f"per_token_{key}_mean"], out[f"per_token_{key}_sd"] = _mean_sd(pt)
+    out["accuracy_mean_ci95"] = _mean_ci(seeds)
     out["gpu_seconds"] = float(sum(r["gpu_seconds"] or 0.0 for r in recs))
     out["job_seconds"] = float(sum(r["job_seconds"] or 0.0 for r in recs))
     out["train_tokens_per_s"], _ = _mean_sd([r.get("train_tokens_per_s") for r in recs])
     out["note"] = _note(out)
     return out
+
+
+def _mean_ci(seeds: List[SeedResult]) -> Optional[List[float]]:
+    """The mean accuracy's interval over texts and seeds; at one seed the run's own (which
+    holds the estimator's draws where a kind has them)."""
+    if len(seeds) < 2:
+        return seeds[0].record["accuracy_ci95"] if seeds else None
+    return mean_accuracy_ci(np.stack([s.correct for s in seeds]))
 
 
 def _note(row: Dict[str, Any]) -> str:
@@ -222,10 +238,12 @@ def _note(row: Dict[str, Any]) -> str:
 def _mean_verdict(row: Dict[str, Any], recs: List[Dict[str, Any]], band_set: Optional[str]) -> None:
     """verdict / verdict_basis of the mean (see the module doc)."""
     row["bands"] = band_set
+    row["verdict_span"] = []
     if not recs:
         row["verdict"], row["verdict_basis"] = None, None
     elif band_set and all(r["verdict_basis"] == "bands" for r in recs):
         row["verdict"], row["verdict_basis"] = verdict(row["accuracy_mean"], band_set), "bands"
+        row["verdict_span"] = verdict_span(row["accuracy_mean_ci95"], band_set)
     else:
         row["verdict"], row["verdict_basis"] = None, "yardsticks"
 

@@ -73,8 +73,15 @@ def test_a_study_runs_shares_pretrains_fetches_and_reports(ssh_project):
     n_test = table["data"]["n_test"]
     for pair in table["pairs"]:
         assert pair["seeds"] == [0, 1] and pair["n"] == n_test, pair
-        assert pair["a_only"] + pair["b_only"] + pair["ties"] == n_test and pair["test"].startswith("sign-flip")
-    assert "| A better | B better |" in text
+        assert pair["a_only"] + pair["b_only"] + pair["ties"] == n_test
+        # from two seeds up the test also counts how far the difference moves from seed to seed
+        assert pair["test"].startswith("the larger p of the sign-flip test"), pair
+        assert pair["diff_ci95"][0] <= pair["accuracy_diff"] <= pair["diff_ci95"][1], pair
+    # Each row's mean has an interval over texts and seeds, never narrower than its texts allow.
+    for row in table["rows"]:
+        lo, hi = row["accuracy_mean_ci95"]
+        assert lo < hi and lo <= row["accuracy_mean"] <= hi, row
+    assert "| A better | B better |" in text and "95% CI of the mean (texts and seeds)" in text
     assert (out_dir / "plots" / "accuracy_by_member.png").is_file()
 
     refused = p.orch("study", "run", "st")

@@ -8,7 +8,8 @@ import pytest
 
 from orchestrator.results import pairtest
 from orchestrator.results.metrics import mcnemar_exact
-from orchestrator.results.pairtest import paired_over_seeds, sign_flip_p
+from orchestrator.results.pairtest import TEST, TEST_SEEDS, paired_over_seeds, sign_flip_p
+from orchestrator.results.seedvar import diff_p, spread
 
 
 @pytest.mark.parametrize("b,c", [(5, 1), (30, 6), (0, 7), (100, 80), (3, 3), (0, 0), (1500, 1400)])
@@ -18,6 +19,7 @@ def test_one_seed_is_mcnemars_exact_test(b, c):
     got = paired_over_seeds(a[None, :], other[None, :])
     assert (got["a_only"], got["b_only"], got["ties"], got["n"]) == (b, c, 6, b + c + 6)
     assert got["p_value"] == mcnemar_exact(b, c)
+    assert got["test"] == TEST and got["se_seeds"] == 0.0  # one seed: its variation is not seen
     # the sign-flip distribution itself gives the same (it is McNemar's conditional test)
     assert sign_flip_p(np.array([1] * b + [-1] * c)) == pytest.approx(mcnemar_exact(b, c), rel=1e-9)
 
@@ -52,7 +54,9 @@ def test_seeds_that_disagree_count_by_how_much():
     assert (got["a_only"], got["b_only"], got["ties"]) == (2, 1, 0)
     assert got["accuracy_diff"] == pytest.approx(3 / 6 - 1 / 6)
     # sum 2: of the 8 sign patterns of (2, 1, 1), |sum| >= 2 for all but (2,-1,-1) and (-2,1,1)
-    assert got["p_value"] == pytest.approx(6 / 8)
+    assert sign_flip_p(a.sum(axis=0).astype(int) - b.sum(axis=0)) == pytest.approx(6 / 8)
+    # from two seeds up the p-value is the larger of that and the test that counts the seeds
+    assert got["p_value"] == pytest.approx(max(6 / 8, diff_p(spread(a.astype(int) - b))))
 
 
 def test_beyond_the_exact_limit_the_normal_approximation_agrees(monkeypatch):
@@ -64,3 +68,22 @@ def test_beyond_the_exact_limit_the_normal_approximation_agrees(monkeypatch):
     monkeypatch.setattr(pairtest, "EXACT_MAX", 10)
     assert sign_flip_p(diff) == pytest.approx(exact, rel=0.005)
     assert 1e-4 < exact < 0.2
+
+
+def seeds_of(accuracies, n=2000):
+    """(seeds, n) correctness: seed s gets its first round(acc * n) texts right."""
+    return np.array([np.arange(n) < round(acc * n) for acc in accuracies])
+
+
+def test_seed_luck_is_not_called_a_difference():
+    """A's two seeds moved by 8 points; its mean is 3 points above B's.  The texts alone
+    (2,000 of them) call that certain; the seeds say it is seed luck until more are run."""
+    a, b = seeds_of([0.84, 0.92]), seeds_of([0.85, 0.85])
+    got = paired_over_seeds(a, b)
+    text_only = sign_flip_p(a.sum(axis=0).astype(int) - b.sum(axis=0))
+    assert text_only < 1e-10 and got["p_value"] > 0.3 and got["test"] == TEST_SEEDS
+    assert got["accuracy_diff"] == pytest.approx(0.03) and got["diff_ci95"][0] < 0 < got["diff_ci95"][1]
+    assert got["se_seeds"] == pytest.approx(0.04)  # sd of the seeds' differences (-1, +7 points) over sqrt(2)
+    # seeds that agree leave the texts' verdict standing
+    steady = paired_over_seeds(seeds_of([0.88, 0.88, 0.88]), seeds_of([0.85, 0.85, 0.85]))
+    assert steady["p_value"] < 1e-10 and steady["diff_ci95"][0] > 0

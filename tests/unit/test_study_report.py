@@ -131,16 +131,53 @@ def test_pairs_test_texts_over_the_seeds_with_holm(tmp_path):
     assert (g_m["a_only"], g_m["b_only"], g_m["ties"], g_m["n"], g_m["seeds"]) == (4, 0, 6, 10, [0, 1])
     assert (g_c["a_only"], g_c["b_only"]) == (1, 3) and (m_c["a_only"], m_c["b_only"]) == (1, 7)
     assert g_m["accuracy_diff"] == pytest.approx(0.85 - 0.65)
-    assert g_m["p_value"] == pytest.approx(2 / 16)  # all four signs alike
-    assert g_c["p_value"] == pytest.approx(10 / 16)  # |2X - 4| >= 2
-    assert m_c["p_value"] == pytest.approx(18 / 256)  # |2X - 8| >= 6
-    # Holm over the three: 3 x 18/256 = 0.2109; 2 x 2/16 = 0.25; 1 x 0.625
-    assert m_c["p_holm"] == pytest.approx(3 * 18 / 256)
-    assert g_m["p_holm"] == pytest.approx(0.25) and g_c["p_holm"] == pytest.approx(0.625)
+    # the texts' sign-flip test by hand
+    flips = {"gm": 2 / 16, "gc": 10 / 16, "mc": 18 / 256}  # all four signs alike; |2X - 4| >= 2; |2X - 8| >= 6
+    # and the test that also counts the seeds, by hand: each text's seed-averaged difference
+    # (the texts' term) and the seeds' differences in accuracy (the seeds' term, t with 1 df)
+    seeds_diff = {"gm": (0.2, 0.2), "gc": (-0.2, 0.0), "mc": (-0.4, -0.2)}
+    per_text = {
+        "gm": [0] * 5 + [0.5] * 4 + [0],
+        "gc": [-0.5] * 3 + [0] * 6 + [0.5],
+        "mc": [-0.5] * 3 + [0] * 2 + [-0.5] * 4 + [0.5],
+    }
+    want = {
+        k: max(
+            flips[k], seed_aware_p(np.mean(per_text[k]), np.var(per_text[k]) / 10, np.var(seeds_diff[k], ddof=1) / 2)
+        )
+        for k in flips
+    }
+    assert want["gm"] == flips["gm"]  # gpt2 beat mdlm by 20 points at both seeds: no seed term
+    assert want["mc"] > 0.2 > flips["mc"]  # 40 and 20 points: the seeds say less than the texts
+    got = {"gm": g_m, "gc": g_c, "mc": m_c}
+    for k, p in got.items():
+        assert p["p_value"] == pytest.approx(want[k], rel=1e-5), k
+    # Holm over the three
+    order = sorted(want, key=want.get)
+    holm, running = {}, 0.0
+    for i, k in enumerate(order):
+        running = max(running, min(1.0, (3 - i) * want[k]))
+        holm[k] = running
+    for k, p in got.items():
+        assert p["p_holm"] == pytest.approx(holm[k], rel=1e-5), k
     assert table["pairs_tested"] == 3
     # (Summing McNemar's counts over the seeds said (5, 1) for gpt2 - mdlm: texts 0-2, which each
     # gets right at one seed, entered as discordant pairs of both signs.)
-    assert all(p["test"].startswith("sign-flip test") for p in table["pairs"])
+    assert all(p["test"].startswith("the larger p of the sign-flip test") for p in table["pairs"])
+
+
+def seed_aware_p(d, text_var, seed_var):
+    """The level at which d's interval (normal texts' part, t(1 df) seeds' part in quadrature) reaches 0."""
+    stats = pytest.importorskip("scipy.stats")
+    optimize = pytest.importorskip("scipy.optimize")
+    if seed_var == 0:
+        return 2 * stats.norm.sf(abs(d) / np.sqrt(text_var))
+
+    def gap(log_p):
+        p = np.exp(log_p)
+        return np.hypot(stats.norm.isf(p / 2) * np.sqrt(text_var), stats.t.isf(p / 2, 1) * np.sqrt(seed_var)) - abs(d)
+
+    return float(np.exp(optimize.brentq(gap, np.log(1e-8), 0.0, xtol=1e-12)))
 
 
 def test_a_missing_seed_is_marked_not_averaged_as_complete(tmp_path):
@@ -298,6 +335,9 @@ def test_csv_json_and_report_agree(tmp_path):
         assert float(mean["macro_f1"]) == r["macro_f1_mean"] and mean["verdict"] == r["verdict"]
         line = next(li for li in results.splitlines() if li.startswith(f"| {r['name']} |"))
         assert mean_sd(r["accuracy_mean"], r["accuracy_sd"]) in line and f"{r['macro_f1_mean']:.4f}" in line
+        # the mean's interval over texts and seeds, in both files
+        assert [float(mean["accuracy_ci95_low"]), float(mean["accuracy_ci95_high"])] == r["accuracy_mean_ci95"]
+        assert f"| {ci(r['accuracy_mean_ci95'])} |" in line
         for s in r["seeds"]:
             (c,) = [c for c in csv_rows if c["row"] == r["name"] and c["seed"] == str(s["seed"])]
             assert float(c["accuracy"]) == s["accuracy"] and c["run_id"] == s["run_id"]
@@ -355,3 +395,22 @@ def test_a_run_without_gpus_says_none_in_the_software_facts():
 
     merged = _merge_facts([{"gpus": [], "torch": "2.13.0"}, {"gpus": ["NVIDIA H200"], "created": "x"}])
     assert merged == {"gpus": ["none", "NVIDIA H200"], "torch": ["2.13.0"]}
+
+
+def test_the_means_interval_counts_the_seeds_and_says_when_the_band_is_unsettled(tmp_path):
+    out = tmp_path / "out"
+    table = write_study_report(out, STUDY, all_runs(tmp_path))
+    g = rows_by_name(table)["gpt2"]  # 80% and 90% on 10 texts: 2 seeds that differ by 10 points
+    low, high = g["accuracy_mean_ci95"]
+    assert low < min(s["accuracy_ci95"][0] for s in g["seeds"]) and high == 1.0
+    assert g["verdict"] == "Good" and g["verdict_span"][0] == "Excellent" and len(g["verdict_span"]) > 2
+    results = (out / "report.md").read_text().split("## Results")[1]
+    line = next(li for li in results.splitlines() if li.startswith("| gpt2 |"))
+    assert f"Good (poc; its interval reaches Excellent to {g['verdict_span'][-1]})" in line
+    # one seed: the run's own interval (with MDLM's draws), and the report says the seeds are not measured
+    one = write_study_report(tmp_path / "one", {**STUDY, "seeds": [0]}, all_runs(tmp_path / "again", seeds=(0,)))
+    for r in one["rows"]:
+        assert r["accuracy_mean_ci95"] == r["seeds"][0]["accuracy_ci95"]
+    text = (tmp_path / "one" / "report.md").read_text()
+    assert "(one seed: texts only)" in text and "accuracy moves from seed to seed is not measured" in text
+    assert all(p["test"].startswith("McNemar's exact test") for p in one["pairs"])
