@@ -1,20 +1,39 @@
-"""How often a study's pairwise test says "different" when the two members are equally good.
+"""How often a study's numbers say what is true when the seeds, not only the test texts, vary.
 
-    python bench/pair_test_size.py [--trials 2000] [--write docs/RESULTS.md]
+    python bench/seed_uncertainty.py [--trials 1000] [--write docs/RESULTS.md]
 
-Each trial draws a fresh test set of 1,000 texts and two members of equal accuracy (80%
-on the population of texts): each member gets a text right or wrong as a trained model
-does, mostly the same way whatever its seed (a seed flips a text's outcome with probability
-5%).  Both members run S seeds on the same texts, and two tests are taken at p < 0.05:
+Each trial draws a fresh population sample of test texts and two members that run S seeds
+on them.  A text's outcome at a seed is a trained model's: right when the text's ease plus
+the seed's luck plus noise clears the member's threshold (a probit model):
 
-- ``pooled``: McNemar's exact test on the counts summed over the seeds (what orch's study
-  report did before): each text counted once per seed;
-- ``orch``: pairtest.paired_over_seeds as it is (texts the unit, the sign-flip test of the
-  seed-averaged difference).
+- a text's ease is shared by both members in part (correlation 0.7: texts hard for one
+  model are mostly hard for the other);
+- the seed's luck moves the member's whole accuracy at that seed (its sd in points is the
+  scenario's "seed sd");
+- the noise flips a text's outcome at one seed against another (~7% of texts);
+- the threshold makes the member's accuracy, averaged over seeds and texts, exactly its
+  true accuracy (80%, or 80% + the scenario's difference for member A).
 
-A correct test says "different" in 5% of the trials.  The same runs with member A at 83%
-give each test's power (what share of real 3-point differences it finds).  No timing: the
-figures do not depend on the machine.
+Scenarios: 1,000 texts whose seeds add no luck (the case bench/pair_test_size.py measured
+before), and 25,000 texts (an IMDB test split) whose seeds move the accuracy by 0.7
+points.  Measured at each number of seeds, over --trials studies:
+
+- pair tests at p < 0.05: how often each says "different" for equal members (a correct
+  test: 5% or less) and how often it finds member A's real lead: **orch**
+  (pairtest.paired_over_seeds), the texts alone (the sign-flip test of the seed-averaged
+  per-text difference, what orch used before), McNemar on counts summed over seeds;
+- a row's 95% interval for its mean accuracy: how often it holds the true 80% (a correct
+  interval: 95% or more) and its mean width: **orch** (seedvar.mean_accuracy_ci), the
+  Jeffreys interval of the pooled count (the texts alone), and mean ± t sd / sqrt(S) (the
+  seeds alone).
+
+And, for 25,000 texts with 0.7 points of seed luck, how often two designs orch weighed and
+did not take say "different" for equal members (each, like orch, the larger p of it and
+the sign-flip test): Welch's t over the same two variance terms with Satterthwaite's
+degrees of freedom, and orch's interval with the texts' noise taken out of the seeds'
+term (two-way ANOVA, a negative variance clamped to 0).
+
+No timing: the figures do not depend on the machine.
 """
 
 from __future__ import annotations
@@ -22,6 +41,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -31,64 +51,184 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from docsection import write_or_print  # noqa: E402
 
-from orchestrator.results.metrics import mcnemar_exact  # noqa: E402
-from orchestrator.results.pairtest import paired_over_seeds  # noqa: E402
+from orchestrator.results import betadist  # noqa: E402
+from orchestrator.results.metrics import jeffreys_ci, mcnemar_exact  # noqa: E402
+from orchestrator.results.pairtest import paired_over_seeds, sign_flip_p  # noqa: E402
+from orchestrator.results.seedvar import Spread, diff_p, mean_accuracy_ci, spread  # noqa: E402
 
-SECTION = "## The pairwise test's false alarms"
-TEXTS, FLIP, ALPHA = 1000, 0.05, 0.05
+SECTION = "## Seeds as a source of uncertainty"
+ALPHA, ACCURACY, SHARED, NOISE = 0.05, 0.80, 0.7, 0.35
 SEEDS = (1, 2, 3, 5)
+# (texts, seed sd in accuracy points, member A's lead in points for the power columns)
+SCENARIOS = ((1000, 0.0, 3.0), (25_000, 0.7, 1.0))
+NORMAL = NormalDist()
 
 
-def member(rng: np.random.Generator, accuracy: float, seeds: int) -> np.ndarray:
-    """(seeds, texts) correctness: a per-text outcome, flipped by each seed with probability FLIP."""
-    usual = rng.random(TEXTS) < (accuracy - FLIP) / (1 - 2 * FLIP)  # so that the mean is ACCURACY
-    return np.array([usual ^ (rng.random(TEXTS) < FLIP) for _ in range(seeds)])
+def member(rng: np.random.Generator, ease: np.ndarray, accuracy: float, seeds: int, seed_sd: float) -> np.ndarray:
+    """(seeds, texts) correctness under the probit model of the module doc."""
+    z = NORMAL.inv_cdf(accuracy)
+    # the seed's luck on the latent scale that moves the accuracy by SEED_SD points (first order)
+    luck_sd = seed_sd / 100.0 * np.sqrt(1.0 + NOISE**2) / NORMAL.pdf(z)
+    threshold = -z * np.sqrt(1.0 + NOISE**2 + luck_sd**2)
+    luck = rng.normal(0.0, luck_sd, size=(seeds, 1)) if luck_sd else 0.0
+    return ease[None, :] + luck + rng.normal(0.0, NOISE, size=(seeds, ease.size)) > threshold
 
 
-def rejections(rng: np.random.Generator, seeds: int, acc_a: float, trials: int):
-    pooled = ours = 0
+def eases(rng: np.random.Generator, texts: int):
+    common = rng.normal(size=texts)
+    mix = lambda: SHARED * common + np.sqrt(1 - SHARED**2) * rng.normal(size=texts)  # noqa: E731
+    return mix(), mix()
+
+
+def trial(rng, texts, seeds, seed_sd, lead):
+    ease_a, ease_b = eases(rng, texts)
+    a = member(rng, ease_a, ACCURACY + lead / 100.0, seeds, seed_sd)
+    b = member(rng, ease_b, ACCURACY, seeds, seed_sd)
+    summed = mcnemar_exact(int(np.sum(a & ~b)), int(np.sum(~a & b)))
+    text_only = sign_flip_p(a.sum(axis=0).astype(np.int64) - b.sum(axis=0))
+    return paired_over_seeds(a, b)["p_value"], text_only, summed, b
+
+
+def welch_p(sp: Spread) -> float:
+    var = sp.text_var + sp.seed_var
+    df = var**2 / (sp.text_var**2 / (sp.texts - 1) + sp.seed_var**2 / (sp.seeds - 1))
+    return 2.0 * betadist.t_sf(abs(sp.mean) / np.sqrt(var), df)
+
+
+def anova_spread(x: np.ndarray) -> Spread:
+    x = x.astype(float)
+    seeds, texts = x.shape
+    per_text, per_seed = x.mean(axis=0), x.mean(axis=1)
+    resid = x - per_text[None, :] - per_seed[:, None] + x.mean()
+    noise = float(np.sum(resid**2)) / ((seeds - 1) * (texts - 1))
+    seed_var = max(0.0, float(per_seed.var(ddof=1)) - noise / texts) / seeds
+    return Spread(float(x.mean()), seeds, texts, float(per_text.var()) / texts, seed_var)
+
+
+def weighed(rng, texts, seed_sd, seeds, trials):
+    """False alarms of the two designs not taken (module doc)."""
+    alarms = np.zeros(2)
     for _ in range(trials):
-        a, b = member(rng, acc_a, seeds), member(rng, 0.80, seeds)
-        pooled += mcnemar_exact(int(np.sum(a & ~b)), int(np.sum(~a & b))) < ALPHA
-        ours += paired_over_seeds(a, b)["p_value"] < ALPHA
-    return pooled / trials, ours / trials
+        ease_a, ease_b = eases(rng, texts)
+        a = member(rng, ease_a, ACCURACY, seeds, seed_sd)
+        b = member(rng, ease_b, ACCURACY, seeds, seed_sd)
+        d = a.astype(np.int8) - b.astype(np.int8)
+        flip = sign_flip_p(a.sum(axis=0).astype(np.int64) - b.sum(axis=0))
+        alarms += np.array([max(flip, welch_p(spread(d))), max(flip, diff_p(anova_spread(d)))]) < ALPHA
+    return [f"{v / trials:.1%}" for v in alarms]
+
+
+def intervals(b: np.ndarray):
+    """orch's, the texts' alone, the seeds' alone: each (holds the truth, width)."""
+    seeds, texts = b.shape
+    pooled = jeffreys_ci(int(round(b.mean() * texts)), texts)
+    per_seed = b.mean(axis=1)
+    if seeds > 1:
+        half = betadist.t_ppf(0.975, seeds - 1) * per_seed.std(ddof=1) / np.sqrt(seeds)
+        seeds_only = [per_seed.mean() - half, per_seed.mean() + half]
+    else:
+        seeds_only = None
+    return [
+        (ci[0] <= ACCURACY <= ci[1], ci[1] - ci[0]) if ci else None for ci in (mean_accuracy_ci(b), pooled, seeds_only)
+    ]
+
+
+def cell(rng, texts, seed_sd, lead, seeds, trials):
+    alarms = np.zeros(3)
+    found = np.zeros(2)
+    held, width, counted = np.zeros(3), np.zeros(3), np.zeros(3)
+    for _ in range(trials):
+        *ps, b = trial(rng, texts, seeds, seed_sd, 0.0)
+        alarms += np.array(ps) < ALPHA
+        for j, got in enumerate(intervals(b)):
+            if got:
+                held[j] += got[0]
+                width[j] += got[1]
+                counted[j] += 1
+        *ps, _ = trial(rng, texts, seeds, seed_sd, lead)
+        found += np.array(ps[:2]) < ALPHA
+    share = lambda x, n: [f"{v / m:.1%}" if m else "n/a" for v, m in zip(x, n)]  # noqa: E731
+    return (
+        share(alarms, [trials] * 3),
+        share(found, [trials] * 2),
+        share(held, counted),
+        [f"{100 * w / m:.2f}" if m else "n/a" for w, m in zip(width, counted)],
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--write", type=Path, help="replace the section in this markdown file")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    lines = [
-        "| seeds | equal members: says different, **orch** (summed counts) "
-        "| A 83% vs B 80%: finds it, **orch** (summed counts) |",
+    tests = [
+        "| texts, seed sd | seeds | equal members: says different, **orch** (texts alone) (summed counts) "
+        "| A ahead: finds it, **orch** (texts alone) |",
+        "|---|---|---|---|",
+    ]
+    cis = [
+        "| texts, seed sd | seeds | holds the true accuracy, **orch** (texts alone) (seeds alone) "
+        "| mean width, points, **orch** (texts alone) (seeds alone) |",
+        "|---|---|---|---|",
+    ]
+    for texts, seed_sd, lead in SCENARIOS:
+        for seeds in SEEDS:
+            alarms, found, held, width = cell(rng, texts, seed_sd, lead, seeds, args.trials)
+            where = f"{texts:,}, {seed_sd:g} pt"
+            tests.append(
+                f"| {where} | {seeds} | **{alarms[0]}** ({alarms[1]}) ({alarms[2]}) "
+                f"| **{found[0]}** ({found[1]}), A {lead:g} pt ahead |"
+            )
+            cis.append(
+                f"| {where} | {seeds} | **{held[0]}** ({held[1]}) ({held[2]}) "
+                f"| **{width[0]}** ({width[1]}) ({width[2]}) |"
+            )
+            print(tests[-1], cis[-1], sep="\n", flush=True)
+    texts, seed_sd, _ = SCENARIOS[1]
+    others = [
+        "| seeds | equal members: says different, Welch–Satterthwaite | ANOVA-corrected seeds' term |",
         "|---|---|---|",
     ]
-    for seeds in SEEDS:
-        size = rejections(rng, seeds, 0.80, args.trials)
-        power = rejections(rng, seeds, 0.83, args.trials)
-        lines.append(f"| {seeds} | **{size[1]:.1%}** ({size[0]:.1%}) | **{power[1]:.1%}** ({power[0]:.1%}) |")
-        print(lines[-1], flush=True)
+    for seeds in (2, 3):
+        welch, anova = weighed(rng, texts, seed_sd, seeds, args.trials)
+        others.append(f"| {seeds} | {welch} | {anova} |")
+        print(others[-1], flush=True)
     se = 100 * (ALPHA * (1 - ALPHA) / args.trials) ** 0.5
     text = "\n".join(
         [
             SECTION,
             "",
-            "The study report's pairwise test takes texts as its unit (`results/pairtest.py`): each text's",
-            "difference is the share of the seeds in which A gets it right minus the share in which B does, and",
-            "the test is the exact sign-flip test of those differences (McNemar's exact test at one seed).",
-            "Before, McNemar's counts were summed over the seeds, which counts each text once per seed; but a",
-            "trained model gets mostly the same texts right whatever its seed, so the seeds are not new texts.",
+            "A seed's run is one draw of a trained model: its accuracy moves from seed to seed by an amount no",
+            "single run shows, and on a large test set that movement is larger than the texts' own noise.  So",
+            "a study row's mean accuracy gets an interval over both (`results/seedvar.py`): the texts' part",
+            "(Jeffreys at the effective number of texts) and the seeds' part (Student's t with seeds − 1",
+            "degrees of freedom on the seeds' spread) added in quadrature.  A pair's p-value, from two seeds",
+            "up, is the larger of the texts' sign-flip test and the level at which the same kind of interval",
+            "for A − B reaches 0.  At one seed nothing can be said about the seeds; the report says so.",
             "",
-            f'How often each says "different" at p < {ALPHA}, over {args.trials} simulated studies per cell',
-            f"(`python bench/pair_test_size.py --write docs/RESULTS.md`): {TEXTS:,} fresh test texts per study, two",
-            f"members of equal accuracy (80%), each seed flipping a text's outcome with probability {FLIP:.0%}; and",
-            'the same with member A at 83%.  A correct test says "different" for equal members 5% of the time',
-            f"(± {se:.1f} points of simulation noise here).  The summed counts' extra power at several seeds",
-            "is the same error: they find differences whether or not they are there.",
+            f"Simulated (`python bench/seed_uncertainty.py --write docs/RESULTS.md`, {args.trials} studies per",
+            "cell; the model is in the script's docstring): 1,000 texts whose seeds add no luck, and 25,000",
+            'texts whose seeds move the accuracy by 0.7 points (sd).  A correct test says "different" for',
+            f"equal members 5% of the time or less (± {se:.1f} points of simulation noise here); a correct",
+            "interval holds the truth 95% of the time or more.",
             "",
-            *lines,
+            *tests,
+            "",
+            *cis,
+            "",
+            f"Designs weighed and not taken, at {texts:,} texts with {seed_sd:g} points of seed luck (each the",
+            "larger p of it and the sign-flip test, as orch's is): Welch's t with Satterthwaite's degrees of",
+            "freedom estimates them from the same few seeds, and two seeds that agree by chance make it sure",
+            "of itself; taking the texts' noise out of the seeds' term (two-way ANOVA) leaves a negative",
+            'variance to clamp.  How often each says "different" for equal members:',
+            "",
+            *others,
+            "",
+            "What it costs: at two seeds the seeds' part has one degree of freedom (t = 12.7), so the",
+            "interval is wide and the test finds little; the seeds' spread is then known too roughly to",
+            "say more.  Three seeds (t = 4.3) are the least for a claim about a member rather than",
+            "about its runs; five do much better.",
             "",
         ]
     )
