@@ -135,12 +135,15 @@ def report_cmd(
     quiet: bool = output.quiet_option(),
 ):
     """Write runs/studies/STUDY/report.md, table.csv, table.json and plots from what is fetched (no SSH)."""
+    from orchestrator.results.study_report import summary_lines
     from orchestrator.runs import study as studies
 
     project = Project.find()
     record = _recorded(project, study)
     out_dir = project.study_dir(record["name"])
     table = studies.report(project, record, out_dir)
+    for line in summary_lines(table):
+        _say(line)
     missing = table.get("missing") or []
     if missing:
         _say(f"{len(missing)} runs missing from the report (report.md lists them)")

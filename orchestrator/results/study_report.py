@@ -392,6 +392,42 @@ def table_csv(table: Dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+def summary_lines(table: Dict[str, Any]) -> List[str]:
+    """What `orch study report` says on the terminal: each row's mean, its interval over texts
+    and seeds, its verdict; then the pairs that differ after Holm's correction (plain text)."""
+    out = []
+    for r in table["rows"]:
+        if r["accuracy_mean"] is None:
+            out.append(f"{r['name']}: no results")
+            continue
+        seeds = f"{r['n_done']} of {r['n_planned']} seeds" if not r["complete"] else f"{r['n_done']} seeds"
+        verdict = "" if r["verdict"] is None else f"; {_verdict(r)}"
+        interval = ci(r["accuracy_mean_ci95"])
+        out.append(
+            f"{r['name']}: {mean_sd(r['accuracy_mean'], r['accuracy_sd'])}, 95% CI {interval} ({seeds}){verdict}"
+        )
+    tested = [p for p in table["pairs"] if p["p_holm"] is not None]
+    differ = [p for p in tested if p["p_holm"] < 0.05]
+    for p in differ:
+        (better, worse), (lo, hi) = (p["a"], p["b"]), p["diff_ci95"]
+        if p["accuracy_diff"] < 0:
+            (better, worse), (lo, hi) = (p["b"], p["a"]), (-hi, -lo)
+        out.append(
+            f"{better} beats {worse} by {100.0 * abs(p['accuracy_diff']):.2f} pp "
+            f"(95% CI {_diff_ci([lo, hi])}, p (Holm) {_p(p['p_holm'])})"
+        )
+    if tested and not differ:
+        out.append(f"no pair differs at p (Holm) < 0.05 ({len(tested)} pairs tested)")
+    fewest = min((len(p["seeds"]) for p in tested), default=0)
+    if fewest == 1:
+        out.append(
+            "pairs over one seed compare two trained models, not the members: seed-to-seed variation is not measured"
+        )
+    elif fewest == 2 and not differ:
+        out.append("with two seeds the seeds' spread is known from one degree of freedom: more seeds say more")
+    return out
+
+
 def write_study_report(out_dir: Path, study: Dict[str, Any], members: Sequence[MemberRun]) -> Dict[str, Any]:
     """Evaluate the study's runs and write report.md, table.csv, table.json and plots/
     into OUT_DIR (runs/studies/<name>/); return the table (table.json's content)."""

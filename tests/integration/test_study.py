@@ -59,6 +59,9 @@ def test_a_study_runs_shares_pretrains_fetches_and_reports(ssh_project):
     report = p.orch("study", "report", "st", check=True, timeout=600)
     out_dir = p.root / "runs" / "studies" / "st"
     assert report.stdout.strip() == str(out_dir / "report.md")
+    # the terminal summary: every row with its interval over texts and seeds
+    for name in ("gpt2", "mdlm", "clf", "gpt2-mdlm"):
+        assert f"\n{name}: " in "\n" + report.stderr and "95% CI" in report.stderr, report.stderr
     table = json.loads((out_dir / "table.json").read_text())
     assert [r["name"] for r in table["rows"]] == ["gpt2", "mdlm", "clf", "gpt2-mdlm"]
     assert not table["missing"]

@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.report import ci, pct
-from orchestrator.results.study_report import MemberRun, mean_sd, write_study_report
+from orchestrator.results.study_report import MemberRun, mean_sd, summary_lines, write_study_report
 
 try:  # the synthetic run builder lives with the evaluation tests
     from .test_evaluate import draw_texts, make_run
@@ -414,3 +414,25 @@ def test_the_means_interval_counts_the_seeds_and_says_when_the_band_is_unsettled
     text = (tmp_path / "one" / "report.md").read_text()
     assert "(one seed: texts only)" in text and "accuracy moves from seed to seed is not measured" in text
     assert all(p["test"].startswith("McNemar's exact test") for p in one["pairs"])
+
+
+def test_the_terminal_summary_gives_each_rows_interval_and_what_differs(tmp_path):
+    table = write_study_report(tmp_path / "out", STUDY, all_runs(tmp_path))
+    lines = summary_lines(table)
+    g = rows_by_name(table)["gpt2"]
+    assert lines[0] == (
+        f"gpt2: {mean_sd(g['accuracy_mean'], g['accuracy_sd'])}, 95% CI {ci(g['accuracy_mean_ci95'])} (2 seeds); "
+        f"Good (poc; its interval reaches Excellent to {g['verdict_span'][-1]})"
+    )
+    # 10 texts and two seeds: nothing differs, and the summary says why more seeds would help
+    assert lines[-2:] == [
+        "no pair differs at p (Holm) < 0.05 (3 pairs tested)",
+        "with two seeds the seeds' spread is known from one degree of freedom: more seeds say more",
+    ]
+    # a pair that differs is told the right way round, B ahead of A included
+    pair = {"a": "x", "b": "y", "seeds": [0], "accuracy_diff": -0.031, "diff_ci95": [-0.05, -0.012], "p_holm": 0.002}
+    told = summary_lines({"rows": [], "pairs": [pair]})
+    assert told == [
+        "y beats x by 3.10 pp (95% CI +1.20 to +5.00 pp, p (Holm) 0.002)",
+        "pairs over one seed compare two trained models, not the members: seed-to-seed variation is not measured",
+    ]
