@@ -190,6 +190,15 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
             "judge significance by this column",
             highlight=False,
         )
+    console.print(SEEDS_NOTE, markup=False, highlight=False)
+
+
+# McNemar conditions on the trained runs: a seed's luck is invisible to it (docs/RESULTS.md,
+# "Seeds as a source of uncertainty"), so a difference here is between runs, not methods.
+SEEDS_NOTE = (
+    "McNemar compares these runs as trained: how far a run's accuracy moves from seed to seed is not "
+    "measured here; `orch study` runs members over seeds and counts it"
+)
 
 
 def _p(value: float) -> str:

@@ -124,6 +124,8 @@ def test_compare_cli(project):
     assert result.exit_code == 0, result.output
     assert "McNemar" in result.output and "0.2188" in result.output and "mdlm" in result.output
     assert "Holm" not in result.output  # one pair: nothing to adjust
+    # a difference between two runs is not one between methods: the seeds' luck is not in it
+    assert "moves from seed to seed is not measured here; `orch study`" in " ".join(result.output.split())
     make_run(project, "d", margin_texts({"0": [1, 1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]}))
     three = invoke("compare", "a", "b", "d")
     assert three.exit_code == 0 and "p (Holm)" in three.output and "3 comparisons" in three.output
