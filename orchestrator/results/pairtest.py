@@ -1,4 +1,5 @@
-"""The paired test of two rows of a study over the seeds both have: texts are the unit.
+"""The paired test of two rows of a study over the seeds both have: texts are the unit, and
+from two seeds up the seeds count too.
 
 Each seed's two runs score the same test texts.  Pooling the seeds by stacking their
 predictions (McNemar on counts summed over seeds) counts a text once per seed, as if

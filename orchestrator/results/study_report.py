@@ -73,7 +73,7 @@ def _verdict(row: Dict[str, Any]) -> str:
     return "n/a"
 
 
-def _mean_ci(row: Dict[str, Any]) -> str:
+def _mean_ci_cell(row: Dict[str, Any]) -> str:
     if row["accuracy_mean_ci95"] is None:
         return "n/a"
     return ci(row["accuracy_mean_ci95"]) + (" (one seed: texts only)" if row["n_done"] == 1 else "")
@@ -95,7 +95,7 @@ def results_rows(table: Dict[str, Any]) -> List[List[str]]:
                 _name(r),
                 f"{r['n_done']}/{r['n_planned']}",
                 mean_sd(r["accuracy_mean"], r["accuracy_sd"]),
-                _mean_ci(r),
+                _mean_ci_cell(r),
                 _seed_cells(r),
                 num(r["macro_f1_mean"]),
                 num(r["roc_auc_mean"]),
