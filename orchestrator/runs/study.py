@@ -123,13 +123,16 @@ PATH_KEYS = ("path", "test_path", "unlabelled_path", "name")  # host paths in a 
 
 def config_signature(exp_doc: Dict) -> str:
     """What makes two runs cost the same: the config without seeds, the shared-pretrain
-    link and the data's paths (a run.yaml holds host paths)."""
+    link, the data's paths (a run.yaml holds host paths) and its class list."""
     doc = json.loads(json.dumps(exp_doc))
     for section in ("train", "pretrain", "score"):
         doc.get(section, {}).pop("seed", None)
     doc.get("pretrain", {}).pop("from_run", None)
     for key in PATH_KEYS:
         doc.get("data", {}).pop(key, None)
+    # a config leaves classes empty to take them from the data; the launched run.yaml lists
+    # them.  Jobs are matched by role (class name) anyway, so they are not part of the cost key.
+    doc.get("data", {}).pop("classes", None)
     doc.pop("name", None), doc.pop("host", None), doc.pop("description", None)
     return json.dumps(doc, sort_keys=True)
 

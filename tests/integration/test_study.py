@@ -55,6 +55,10 @@ def test_a_study_runs_shares_pretrains_fetches_and_reports(ssh_project):
     assert "6 of 6 runs of st fetched" in fetched.stderr
     again = p.orch("study", "fetch", "st", check=True)  # resumable: nothing left to do
     assert "6 of 6 runs of st fetched" in again.stderr and "fetched and evaluated" not in again.stderr
+    # the evaluated runs now give the dry run its estimate (the config takes its classes from the data)
+    assert "job time: no estimate" in plan  # before the study: nothing measured
+    replan = p.orch("study", "run", "st", "--dry-run", check=True).stdout
+    assert "job time: about" in replan and "no estimate" not in replan, replan
 
     report = p.orch("study", "report", "st", check=True, timeout=600)
     out_dir = p.root / "runs" / "studies" / "st"

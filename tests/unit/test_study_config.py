@@ -139,5 +139,8 @@ def test_config_signature_ignores_seeds_and_paths():
     a = {"name": "x", "data": {"path": "/h/a"}, "train": {"seed": 1, "steps": 5}, "pretrain": {"from_run": "r"}}
     b = {"name": "y", "data": {"path": "/h/b"}, "train": {"seed": 2, "steps": 5}, "pretrain": {"from_run": ""}}
     assert running.config_signature(a) == running.config_signature(b)
+    # a study's config leaves the classes to the data; the run.yaml it launched lists them
+    a["data"]["classes"], b["data"]["classes"] = [], ["0", "1"]
+    assert running.config_signature(a) == running.config_signature(b)
     b["train"]["steps"] = 6
     assert running.config_signature(a) != running.config_signature(b)
