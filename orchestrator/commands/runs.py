@@ -530,7 +530,9 @@ def register(app: typer.Typer) -> None:
         for col in ("experiment", "kind", "host", "launched", "state", "accuracy"):
             add_column(table, col)
         for it in items:
-            acc = f"{it['accuracy']:.4f}" if it["accuracy"] is not None else "-"
+            # a percentage, as every other command prints an accuracy (--json keeps the fraction)
+            acc = it["accuracy"]
+            acc = f"{100.0 * acc:.2f}%" if isinstance(acc, (int, float)) and not isinstance(acc, bool) else "-"
             table.add_row(
                 escape(it["run"]),
                 escape(str(it["experiment"]) + (f" (study {it['study']})" if it.get("study") else "")),

@@ -84,6 +84,7 @@ def test_run_status_logs_fetch(ssh_project, tmp_path):
     assert "results verified" in fetched.stderr
     metrics = json.loads((p.run_dir("life") / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.7
+    assert f"accuracy {100 * metrics['accuracy']:.2f}% -> " in fetched.stderr  # a percentage, as everywhere
     # The Jeffreys interval, which keeps some width even when every text is right
     lo, hi = metrics["accuracy_ci95"]
     assert metrics["bootstrap"]["method"] == "jeffreys" and lo < hi and lo <= metrics["accuracy"] <= hi

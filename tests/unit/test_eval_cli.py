@@ -174,6 +174,11 @@ def test_runs_table_shows_whole_run_ids_at_80_columns(project, monkeypatch):
     assert result.exit_code == 0, result.output
     for name in DEFAULT_IDS:
         assert name in result.output, result.output
+    # evaluated: the accuracy as a percentage, as `orch eval` and `orch compare` print it
+    assert invoke("eval", DEFAULT_IDS[0]).exit_code == 0
+    listed = invoke("runs").output
+    line = next(li for li in listed.splitlines() if DEFAULT_IDS[0] in li)
+    assert "83.33%" in line and "0.8333" not in line, listed
 
 
 def _launched_not_fetched(project, name, job_states):
