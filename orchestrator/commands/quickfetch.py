@@ -79,7 +79,9 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
                 ExitCode.INTERRUPTED,
                 hint=f"`orch eval {run_dir.name}` evaluates them",
             ) from None
-        output.say(f"accuracy {100.0 * metrics['accuracy']:.2f}% -> {run_dir / 'metrics.json'}", markup=False)
+        from orchestrator.results.report import pct  # numpy is loaded already: evaluate_dir imported it
+
+        output.say(f"accuracy {pct(metrics['accuracy'])} -> {run_dir / 'metrics.json'}", markup=False)
     elif not outcome["complete"]:
         output.say("partial run: not evaluated (every class job must be done)")
 

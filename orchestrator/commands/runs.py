@@ -530,7 +530,8 @@ def register(app: typer.Typer) -> None:
         for col in ("experiment", "kind", "host", "launched", "state", "accuracy"):
             add_column(table, col)
         for it in items:
-            # a percentage, as every other command prints an accuracy (--json keeps the fraction)
+            # a percentage, as report.pct prints one (not imported: it would load numpy for a listing);
+            # --json keeps the fraction
             acc = it["accuracy"]
             acc = f"{100.0 * acc:.2f}%" if isinstance(acc, (int, float)) and not isinstance(acc, bool) else "-"
             table.add_row(

@@ -129,14 +129,15 @@ def accuracy_ci(correct: np.ndarray, level: float = CI_LEVEL) -> Optional[List[f
     return jeffreys_ci(int(correct.sum()), correct.size, level) if correct.size else None
 
 
-def jeffreys_ci(right: int, n: int, level: float = CI_LEVEL) -> List[float]:
-    """The Jeffreys interval of RIGHT of N (accuracy_ci)."""
+def jeffreys_ci(right: float, n: float, level: float = CI_LEVEL) -> List[float]:
+    """The Jeffreys interval of RIGHT of N (accuracy_ci); both may be effective counts
+    (fractional: seedvar.mean_accuracy_ci)."""
     tail = (1.0 - level) / 2.0
     a, b = right + 0.5, n - right + 0.5
     return _edges(betadist.ppf(tail, a, b), betadist.ppf(1.0 - tail, a, b), right, n)
 
 
-def _edges(low: float, high: float, right: int, n: int) -> List[float]:
+def _edges(low: float, high: float, right: float, n: float) -> List[float]:
     """The Jeffreys interval's ends at the edges: 0 below when none of N is right, 1 above when all are."""
     return [0.0 if right == 0 else float(low), 1.0 if right == n else float(high)]
 

@@ -51,7 +51,7 @@ from typing import List
 import numpy as np
 
 from orchestrator.results import betadist
-from orchestrator.results.metrics import CI_LEVEL
+from orchestrator.results.metrics import CI_LEVEL, jeffreys_ci
 
 P_FLOOR = 1e-8  # p-values below this are reported as this (an upper bound): the t quantiles' range
 
@@ -98,10 +98,7 @@ def mean_accuracy_ci(correct: np.ndarray, level: float = CI_LEVEL) -> List[float
     # the texts' part: Jeffreys at the effective number of texts (n itself at one seed, or
     # when every text is right, or none)
     n_eff = float(n) if sp.text_var <= 0.0 else min(float(n), p * (1.0 - p) / sp.text_var)
-    tail = (1.0 - level) / 2.0
-    a, b = p * n_eff + 0.5, (1.0 - p) * n_eff + 0.5
-    low = 0.0 if p <= 0.0 else betadist.ppf(tail, a, b)
-    high = 1.0 if p >= 1.0 else betadist.ppf(1.0 - tail, a, b)
+    low, high = jeffreys_ci(p * n_eff, n_eff, level)
     h = _seed_half(sp, 1.0 - level)
     return [max(0.0, p - sqrt((p - low) ** 2 + h * h)), min(1.0, p + sqrt((high - p) ** 2 + h * h))]
 
