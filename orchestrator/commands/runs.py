@@ -448,6 +448,14 @@ def register(app: typer.Typer) -> None:
                 transport, record["workdir"], record["code_hash"], run_id, list(job or []), backends.for_record(record)
             )
         stuck = [item for item in result["jobs"] if item.get("error")]
+        # `orch runs` (no SSH) shows the last states seen: a cancel has seen them
+        seen = dict(record.get("job_states") or {})
+        seen.update(
+            {i["name"]: "cancelled" if i["changed"] else i["state"] for i in result["jobs"] if not i.get("error")}
+        )
+        if seen != record.get("job_states"):
+            record["job_states"] = seen
+            records.save_record(run_dir, record)
         for item in result["jobs"]:  # what happened to each job: the command's result, on stdout
             verb = (
                 item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"

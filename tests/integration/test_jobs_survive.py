@@ -79,6 +79,10 @@ def test_cancel_lost_and_resume_from_checkpoint(ssh_project):
     nothing = p.orch("run", "smoke", "--resume", "cr")
     assert nothing.returncode == 8 and "still running" in nothing.stderr
     p.cancel("cr")
+    # `orch runs` (no SSH) shows what the cancel saw, without an `orch status` first
+    listed = {r["run"]: r for r in json.loads(p.orch("runs", "--json", check=True).stdout)}
+    assert listed["cr"]["jobs"] == {"class-0": "cancelled", "class-1": "cancelled"}
+    assert listed["cr"]["state"] == "cancelled"
     states = {j["name"]: j["state"] for j in json.loads(p.orch("status", "cr", "--json", check=True).stdout)["jobs"]}
     assert states == {"class-0": "cancelled", "class-1": "cancelled"}
 
