@@ -25,6 +25,7 @@ from orchestrator.results.report import (
     ci,
     compute_time,
     count,
+    judged,
     metric_rows,
     num,
     pct,
@@ -72,11 +73,7 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
     console.print(cm)
     console.print(
         f"verdict: [{style}]{escape(v['label'])}[/] — accuracy {pct(m['accuracy'])} (95% CI {ci(m['accuracy_ci95'])}) "
-        + (
-            f"on the {v['title']} bands ({v['thresholds']}); "
-            if v.get("basis", "bands") == "bands"
-            else f"against the yardsticks ({escape(v['thresholds'])}); "
-        )
+        + f"{escape(judged(v))}; "
         + f"prior {escape(m['prior']['applied'])}; "
         f"compute time {compute_time(m['gpu_seconds'], m['timings']['wall_seconds'])}",
         highlight=False,
@@ -105,6 +102,11 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
         )
 
 
+def judged_by(row: Dict[str, Any]) -> str:
+    """What a compared run's verdict came from: its band set, or its yardsticks."""
+    return row["bands"] if row.get("basis", "bands") == "bands" else "yardsticks"
+
+
 def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     """`orch compare`: the runs table and McNemar's test per pair (results/compare.py's result)."""
     scoring = "per-token NLL" if result["per_token"] else "raw NLL"
@@ -118,7 +120,7 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
         ("init", "left"),
         ("accuracy (95% CI)", "right"),
         ("macro-F1", "right"),
-        ("verdict (bands)", "left"),
+        ("verdict (judged by)", "left"),
         ("compute time", "right"),
         ("train tokens", "right"),
     ]:
@@ -135,19 +137,28 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
             escape(str(r["init"])),
             accuracy,
             num(r["macro_f1"]),
-            f"{verdict} ({escape(r['bands'])})",
+            f"{verdict} ({escape(judged_by(r))})",
             spent,
             count(r["train_tokens"]),
         )
     console.print(table)
-    used = sorted({r["bands"] for r in result["runs"]})
-    console.print(
-        "bands: "
-        + "; ".join(f"{b} = {BAND_TITLES.get(b, b)} ({describe_bands(b)})" for b in used)
-        + (" — the runs were judged against different bands" if len(used) > 1 else ""),
-        markup=False,
-        highlight=False,
-    )
+    used = sorted({judged_by(r) for r in result["runs"]})
+    bands = [b for b in used if b != "yardsticks"]
+    if bands:
+        console.print(
+            "bands: "
+            + "; ".join(f"{b} = {BAND_TITLES.get(b, b)} ({describe_bands(b)})" for b in bands)
+            + (" — the runs were judged on different grounds" if len(used) > 1 else ""),
+            markup=False,
+            highlight=False,
+        )
+    if "yardsticks" in used:
+        console.print(
+            "yardsticks: judged against the run's own yardstick classifiers (McNemar p < 0.05), or not judged "
+            "where the bands are for another data set and the yardsticks were off",
+            markup=False,
+            highlight=False,
+        )
     if any(r["compute"] == "cpu" for r in result["runs"]):
         console.print(
             "compute time: sum of the jobs' wall times, on GPUs, or on the CPU where no job had a GPU",

@@ -118,6 +118,7 @@ def _row(name: str, ev: Evaluation, per_token: bool) -> Dict[str, Any]:
         "roc_auc": head["roc_auc"],
         "verdict": head["verdict"] if per_token else m["verdict"]["label"],
         "bands": m["verdict"]["bands"],
+        "basis": m["verdict"].get("basis", "bands"),  # bands, or the yardsticks the run was judged against
         "compute": "gpu" if m["gpu_seconds"] else "cpu",  # what the time below was spent on
         "gpu_seconds": m["gpu_seconds"],
         "job_seconds": m.get("timings", {}).get("wall_seconds", 0.0),

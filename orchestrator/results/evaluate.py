@@ -221,13 +221,14 @@ def judge(
             span=verdict_span(raw["accuracy_ci95"], band_set),
         )
     else:
+        elsewhere = f"the {band_set} bands are for {spec.bands_dataset}, this data set is {dataset}"
         verdict.update(
             label=ystk.verdict(rows),
             title="yardsticks",
             thresholds=f"a difference counts when McNemar gives p < {ystk.ALPHA}, against naive Bayes "
-            "and TF-IDF logistic regression "
-            f"on the same split; the {band_set} bands are for {spec.bands_dataset}, "
-            f"this data set is {dataset}",
+            f"and TF-IDF logistic regression on the same split; {elsewhere}"
+            if rows
+            else f"{elsewhere}, and the yardsticks were not computed ({section['reason']})",
         )
         norm["verdict"] = ystk.verdict(ystk.rows(found, y, pred_norm, 0)) if rows else verdict["label"]
     return {"verdict": verdict, "yardsticks": section}

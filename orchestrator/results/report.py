@@ -192,6 +192,33 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+# Markdown's punctuation that could make text a link, image, emphasis, code or heading,
+# and the characters that start HTML.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#!~])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def esc(value: Any) -> str:
+    """VALUE as literal markdown text on one line: class names and other text from the data
+    or the host render as the text they are (no links, images, HTML or emphasis)."""
+    text = _CONTROL.sub(" ", str(value))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def code(value: Any) -> str:
+    """VALUE as an inline code span (nothing inside one is markup; only a backtick could end it)."""
+    return "`" + _CONTROL.sub(" ", str(value)).replace("`", "'") + "`"
+
+
+def fenced(text: str, info: str = "") -> List[str]:
+    """TEXT as a fenced code block whose fence no line of it can close: longer than any run
+    of backticks in it (a class name of three backticks would otherwise end the block)."""
+    longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + info, text, fence]
+
+
 def md_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> List[str]:
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
@@ -330,24 +357,29 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
     return out
 
 
+def judged(v: Dict[str, Any]) -> str:
+    """What verdict V was judged on, to follow its label: the bands, the yardsticks, or why neither."""
+    if v.get("basis", "bands") == "bands":
+        return f"on the {v['title']} bands ({v['thresholds']})"
+    if v["label"] == "Not judged":
+        return f"({v['thresholds']})"
+    return f"judged against the yardsticks ({v['thresholds']})"
+
+
 def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: Sequence[Path] = ()) -> str:
     """report.md of metrics M; EXPERIMENT is run.yaml's experiment section; PLOT_FILES
     the plots that exist for exactly these metrics (none: it says how to draw them)."""
     t = m["per_token"]
     v = m["verdict"]
-    classes = m["classes"]
+    classes = [esc(c) for c in m["classes"]]
     out = [
-        f"# Run `{m['run_id']}`: {v['label']}",
+        f"# Run {code(m['run_id'])}: {v['label']}",
         "",
-        (
-            f"**{v['label']}** on the {v['title']} bands ({v['thresholds']}): accuracy "
-            if v.get("basis", "bands") == "bands"
-            else f"**{v['label']}**, judged against the yardsticks ({v['thresholds']}): accuracy "
-        )
+        f"**{v['label']}** {judged(v)}: accuracy "
         + f"**{pct(m['accuracy'])}** (95% CI {ci(m['accuracy_ci95'])}) on {m['n']} test texts; "
         f"per-token normalised: {pct(t['accuracy'])} ({t['verdict']}). " + unsettled(v),
         "",
-        f"Model kind `{m['kind']}`, init `{m['init']}`, experiment `{m['experiment']}`; prior: "
+        f"Model kind {code(m['kind'])}, init {code(m['init'])}, experiment {code(m['experiment'])}; prior: "
         f"{m['prior']['mode']} (applied: {m['prior']['applied']}).",
         "",
         "## Metrics",
@@ -359,7 +391,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
             ["class", "test texts", "precision", "recall", "F1", "precision (per token)", "recall (per token)"],
             [
                 [
-                    c,
+                    shown,
                     m["class_counts"][c],
                     num(m["per_class"][c]["precision"]),
                     num(m["per_class"][c]["recall"]),
@@ -367,7 +399,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
                     num(t["per_class"][c]["precision"]),
                     num(t["per_class"][c]["recall"]),
                 ]
-                for c in classes
+                for c, shown in zip(m["classes"], classes)
             ],
         ),
         "## Confusion matrix",
@@ -409,24 +441,24 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
     out += [
         "## Host and software",
         "",
-        *md_table(["fact", "value"], [[k, facts[k]] for k in facts if facts[k] is not None]),
+        *md_table(["fact", "value"], [[esc(k), esc(facts[k])] for k in facts if facts[k] is not None]),
     ]
     tm = m["timings"]
     job_rows = []
     for name, j in tm["jobs"].items():
         job_rows.append(
             [
-                name,
-                j["role"],
-                j["label"] if j["label"] is not None else "",
-                j["state"],
+                esc(name),
+                esc(j["role"]),
+                esc(j["label"]) if j["label"] is not None else "",
+                esc(j["state"]),
                 duration(j["seconds"]),
                 num(j.get("import_s"), 1),
                 num(j.get("tokenizer_s"), 1) if j.get("tokenizer_s") is not None else "",
                 num(j.get("train_s"), 1),
                 num(j.get("score_s"), 1),
-                j.get("device") or "",
-                j.get("gpu_name") or "",
+                esc(j.get("device") or ""),
+                esc(j.get("gpu_name") or ""),
                 count(j.get("train_texts")),
                 count(j.get("train_tokens")),
                 count(rate(j.get("tokens_seen"), j.get("train_s"))),
@@ -469,9 +501,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         ),
         "## Config",
         "",
-        "```yaml",
-        yaml.safe_dump(experiment, sort_keys=False).rstrip(),
-        "```",
+        *fenced(yaml.safe_dump(experiment, sort_keys=False).rstrip(), "yaml"),
         "",
         f"95% intervals: {INTERVALS}"
         + (

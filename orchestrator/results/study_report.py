@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from orchestrator.results.report import PLOTS, SafeWriter, ci, compute_time, md_table, num, pct
+from orchestrator.results.report import PLOTS, SafeWriter, ci, code, compute_time, esc, md_table, num, pct
 from orchestrator.results.seedvar import P_FLOOR
 from orchestrator.results.study_plots import draw_curves, write_plots
 from orchestrator.results.study_table import ENSEMBLE_METHOD, MemberRun, study_table
@@ -36,23 +35,6 @@ __all__ = ["MemberRun", "write_study_report", "REPORT", "TABLE_CSV", "TABLE_JSON
 REPORT = "report.md"
 TABLE_CSV = "table.csv"
 TABLE_JSON = "table.json"
-
-# Markdown's punctuation that could make text a link, image, emphasis, code or heading,
-# and the characters that start HTML.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#!~])")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def esc(value: Any) -> str:
-    """VALUE as literal markdown text on one line."""
-    text = _CONTROL.sub(" ", str(value))
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def code(value: Any) -> str:
-    """VALUE as an inline code span (nothing inside one is markup; only a backtick could end it)."""
-    return "`" + _CONTROL.sub(" ", str(value)).replace("`", "'") + "`"
 
 
 def mean_sd(mean: Any, sd: Any) -> str:

@@ -171,4 +171,37 @@ def test_the_table_says_what_it_measured(tmp_path):
     assert "Failed (mdlm)" in line_b and "3m00s GPU" in line_b
     assert "compute time" in text and "GPU time" not in text
     assert "bands: mdlm = full MDLM (" in text and "poc = proof-of-concept per-class LM (" in text
-    assert "judged against different bands" in text
+    assert "judged on different grounds" in text
+
+
+def test_a_verdict_from_the_yardsticks_is_not_labelled_with_bands():
+    """A run judged against its yardsticks (bands for another data set) says so, and the
+    bands' footnote names only band sets some run was judged on."""
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.commands.results_view import print_comparison
+
+    row = {
+        "run_id": "r",
+        "kind": "ar",
+        "init": "scratch",
+        "accuracy": 0.99,
+        "accuracy_ci95": [0.96, 1.0],
+        "macro_f1": 0.99,
+        "verdict": "No different from the best yardstick",
+        "bands": "poc",
+        "basis": "yardsticks",
+        "compute": "cpu",
+        "gpu_seconds": 0.0,
+        "job_seconds": 10.0,
+        "train_tokens": 1000,
+    }
+    buf = io.StringIO()
+    print_comparison(
+        Console(file=buf, width=300),
+        {"runs": [row], "n_common": 120, "per_token": False, "pairs": [], "test_sets_differ": False},
+    )
+    text = buf.getvalue()
+    assert "(yardsticks)" in text and "(poc)" not in text and "bands: " not in text

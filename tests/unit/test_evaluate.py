@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -675,7 +676,7 @@ def test_bands_apply_to_their_own_data_set_or_where_told(tmp_path):
     # a perfect model on the tiny data: on par with (or above) the yardsticks
     m = evaluate_run(tiny_run(tmp_path / "a", wrong_every=10**6))
     assert m["verdict"]["basis"] == "yardsticks" and m["verdict"]["label"] in (
-        "On par with the yardsticks",
+        "No different from the best yardstick",
         "Beats the yardsticks",
     )
     # eval.bands_dataset "*" (or the data set's own name) applies the bands anyway
@@ -688,8 +689,13 @@ def test_bands_apply_to_their_own_data_set_or_where_told(tmp_path):
     m = evaluate_run(make_run(tmp_path / "d", data_path="/w/data/0123456789abcdef-reviews.jsonl", data_name=None))
     assert m["verdict"]["basis"] == "bands" and m["verdict"]["dataset"] is None
     # eval.yardsticks: false
-    m = evaluate_run(tiny_run(tmp_path / "e", eval_cfg={"yardsticks": False}))
+    off = tiny_run(tmp_path / "e", eval_cfg={"yardsticks": False})
+    m = evaluate_run(off)
     assert m["yardsticks"]["reason"] == "turned off (eval.yardsticks: false)" and m["verdict"]["label"] == "Not judged"
+    # and it says why, not "judged against the yardsticks"
+    assert "yardsticks were not computed (turned off (eval.yardsticks: false))" in m["verdict"]["thresholds"]
+    report = (off / "report.md").read_text()
+    assert "judged against the yardsticks" not in report and "**Not judged** (the" in report
 
 
 def test_yardsticks_say_why_they_are_missing(tmp_path):
@@ -1120,3 +1126,52 @@ def test_yardsticks_tokenize_once_and_predict_as_the_textbook_pipelines():
     lr = LogisticRegression(C=10, max_iter=2000).fit(tfidf.fit_transform(train), train_y)
     assert got["nb"].tolist() == nb.tolist()
     assert got["tfidf_lr"].tolist() == lr.predict(tfidf.transform(test)).tolist()
+
+
+def test_report_md_shows_class_names_as_text_not_markup(tmp_path):
+    """Class names come from the data and back from the host: in report.md an HTML tag, a
+    link or emphasis in one renders as the characters it is, and cannot break a table."""
+    names = ("<b>pos</b>", "neg|*bad*[x](http://e)")
+    texts = [
+        ("a", names[0], {names[0]: (1.0, 3), names[1]: (2.0, 3)}),
+        ("b", names[1], {names[0]: (2.0, 3), names[1]: (1.0, 3)}),
+    ]
+    run_dir = make_run(tmp_path, texts=texts, classes=names)
+    evaluate_run(run_dir, plots=False)
+    report = (run_dir / "report.md").read_text()
+    prose = report.split("## Config")[0]  # the config's fenced block shows the YAML as it is
+    assert "<b>" not in prose and "&lt;b&gt;pos&lt;/b&gt;" in prose
+    assert "neg\\|\\*bad\\*\\[x\\]\\(http://e\\)" in report
+    # the per-class table's rows still have its header's number of cells
+    cells = lambda line: len(re.split(r"(?<!\\)\|", line))  # noqa: E731
+    header = next(line for line in report.splitlines() if line.startswith("| class |"))
+    row = next(line for line in report.splitlines() if line.startswith("| neg"))
+    assert cells(row) == cells(header)
+
+
+def test_a_fenced_block_cannot_be_closed_by_its_text():
+    from orchestrator.results.report import fenced
+
+    block = fenced("classes:\n- '```'\n- x", "yaml")
+    assert block[0] == "````yaml" and block[-1] == "````"
+    assert fenced("plain")[0] == "```"
+
+
+@pytest.mark.parametrize(
+    "tests, label",
+    [
+        ([(0.90, 0.01, +1), (0.85, 0.001, +1)], "Beats the yardsticks"),
+        ([(0.90, 0.01, -1), (0.85, 0.03, -1)], "Below the yardsticks"),
+        ([(0.90, 0.01, -1), (0.70, 0.01, +1)], "Between the yardsticks"),
+        # significantly below the best, no different from the weaker one: not "between" them
+        ([(0.90, 0.001, -1), (0.82, 0.40, -1)], "Below a yardstick"),
+        # no different from the best, but below the other: the test against it is not ignored
+        ([(0.90, 0.28, -1), (0.88, 1e-6, -1)], "Below a yardstick"),
+        ([(0.90, 0.28, -1), (0.70, 1e-6, +1)], "No different from the best yardstick"),
+    ],
+)
+def test_yardstick_verdict_claims_only_what_a_test_showed(tests, label):
+    from orchestrator.results.yardsticks import verdict
+
+    rows = [{"accuracy": acc, "p_value": p, "accuracy_diff": sign * 0.02} for acc, p, sign in tests]
+    assert verdict(rows) == label
