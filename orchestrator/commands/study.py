@@ -146,7 +146,7 @@ def report_cmd(
         _say(line)
     missing = table.get("missing") or []
     if missing:
-        _say(f"{len(missing)} runs missing from the report (report.md lists them)")
+        _say(f"{len(missing)} run{'' if len(missing) == 1 else 's'} missing from the report (report.md lists them)")
     print(out_dir / "report.md")
 
 

@@ -4,7 +4,10 @@
 Everything is numpy: no scipy or scikit-learn import, so an evaluation costs what its
 arithmetic costs.  Where a definition could be read two ways, the docstring says which
 one is meant (they match scikit-learn's ``accuracy_score``, ``precision_recall_fscore_support``
-with ``zero_division=0``, ``confusion_matrix`` and ``roc_auc_score``).
+with ``zero_division=0``, ``confusion_matrix`` and ``roc_auc_score``; macro-F1 averages the
+classes that occur among the true or the predicted labels, as ``f1_score(average="macro")``
+does without ``labels``: a class with no test text that is never predicted has nothing to
+score, and counting it as F1 0 would pull the mean down for a fact about the split).
 """
 
 from __future__ import annotations
@@ -270,6 +273,12 @@ def precision_recall_f1(cm: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndar
     return precision, recall, f1, support
 
 
+def macro_f1(cm: np.ndarray, f1: np.ndarray) -> float:
+    """The mean F1 over the classes that are a true or a predicted label (module doc)."""
+    present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
 def classification_metrics(
     y: np.ndarray,
     score: np.ndarray,
@@ -290,7 +299,7 @@ def classification_metrics(
         "accuracy_ci95": accuracy_ci(correct) if resamples > 0 else None,
         "correct": int(correct.sum()),
         "n": int(len(y)),
-        "macro_f1": float(f1.mean()),
+        "macro_f1": macro_f1(cm, f1),
         "per_class": {
             c: {
                 "precision": float(precision[i]),

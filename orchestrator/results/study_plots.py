@@ -78,22 +78,27 @@ def accuracy_by_member(path: Path, table: Dict[str, Any]) -> Path:
                 color="tab:red",
             )
     low, high = fitted_unit_range(shown)
+    drawn = set()
     for i, row in enumerate(rows):  # the bands each row is judged by, behind it
         if row.get("bands") and row.get("verdict_basis") == "bands":
             for label, lo, hi in band_ranges(row["bands"]):
                 ax.fill_between(
                     [i - 0.45, i + 0.45], lo, hi, color=BAND_COLOURS[label], alpha=0.25, linewidth=0, zorder=0
                 )
+                drawn.add(label)
+    # a legend entry only for a band some row shows
     handles = [
         ax.fill_between([], [], [], color=c, alpha=0.25, linewidth=0, label=f"band: {label}")
         for label, c in BAND_COLOURS.items()
+        if label in drawn
     ]
     ax.set_ylim(low, high)
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_xticks(range(len(rows)), [_plain(r["name"]) for r in rows], rotation=20 if len(rows) > 5 else 0)
     ax.set_ylabel("accuracy (each seed, 95% CI; bar: mean, shaded: its 95% CI)")
     ax.grid(axis="y", linewidth=0.5, alpha=0.5)
-    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if handles:
+        ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path, str(table["study"]), "accuracy by member")
 
 

@@ -382,7 +382,8 @@ def summary_lines(table: Dict[str, Any]) -> List[str]:
         if r["accuracy_mean"] is None:
             out.append(f"{r['name']}: no results")
             continue
-        seeds = f"{r['n_done']} of {r['n_planned']} seeds" if not r["complete"] else f"{r['n_done']} seeds"
+        noun = "seed" if r["n_planned"] == 1 else "seeds"
+        seeds = f"{r['n_done']} of {r['n_planned']} {noun}" if not r["complete"] else f"{r['n_done']} {noun}"
         verdict = "" if r["verdict"] is None else f"; {_verdict(r)}"
         interval = ci(r["accuracy_mean_ci95"])
         out.append(

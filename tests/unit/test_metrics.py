@@ -90,3 +90,23 @@ def test_verdict_span_lists_the_bands_the_interval_reaches_best_first():
     assert M.verdict_span([0.86, 0.99], "poc") == ["Excellent"]
     assert M.verdict_span([0.75, 0.80], "poc") == ["Good"]  # 75% is Good: the band includes it
     assert M.verdict_span(None, "poc") == []
+
+
+def test_macro_f1_leaves_out_a_class_that_neither_occurs_nor_is_predicted():
+    """Three classes, the third with no test text and never predicted: scikit-learn's
+    macro-F1 (labels from the data) averages the two that occur."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    y = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    pred = np.array([0, 0, 1, 1, 1, 0, 0, 1])
+    score = np.zeros((8, 3))
+    score[np.arange(8), pred] = 1.0
+    got = M.classification_metrics(y, score, ["a", "b", "c"], "poc", resamples=0)
+    assert got["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(y, pred, average="macro"))
+    assert got["per_class"]["c"]["support"] == 0
+    # a class that is predicted but never true still counts (its F1 is 0), as in scikit-learn
+    pred2 = pred.copy()
+    pred2[0] = 2
+    score2 = np.zeros((8, 3))
+    score2[np.arange(8), pred2] = 1.0
+    got2 = M.classification_metrics(y, score2, ["a", "b", "c"], "poc", resamples=0)
+    assert got2["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(y, pred2, average="macro"))
