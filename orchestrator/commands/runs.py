@@ -306,7 +306,11 @@ def register(app: typer.Typer) -> None:
             from orchestrator.config.hosts import resolve_host
             from orchestrator.runs.preview import preview, render
 
-            print("\n".join(render(preview(project, exp, run_id, resolve_host(project, host_name)))))
+            if project.run_dir(run_id).exists():  # the launch would refuse it: say so now
+                raise runner.name_taken(project, exp, run_id)
+
+            plan = preview(project, exp, run_id, resolve_host(project, host_name))
+            print(json.dumps(plan, indent=2) if as_json else "\n".join(render(plan)))
             return
         start = time.time()
         with open_transport(project, host_name, trust_new_host_key) as transport:

@@ -87,17 +87,22 @@ class Launched:
     files_sent: int
 
 
+def name_taken(project: Project, exp: Experiment, run_id: str) -> OrchError:
+    """The error for a run name that is already a local run (a launch, or its dry run)."""
+    return OrchError(
+        f"run {run_id!r} already exists in {project.run_dir(run_id)}",
+        ExitCode.RUN_STATE,
+        hint=f"pick another --name, or `orch run {exp.name} --resume {run_id}` to relaunch unfinished jobs",
+    )
+
+
 def launch(project: Project, transport: Transport, exp: Experiment, run_id: str) -> Launched:
     local_dir = project.run_dir(run_id)
     try:
         # Claim the name first (mkdir is atomic): two launches of one name cannot race.
         local_dir.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
-        raise OrchError(
-            f"run {run_id!r} already exists in {local_dir}",
-            ExitCode.RUN_STATE,
-            hint=f"pick another --name, or `orch run {exp.name} --resume {run_id}` to relaunch unfinished jobs",
-        ) from None
+        raise name_taken(project, exp, run_id) from None
     try:
         return _launch(project, transport, exp, run_id, local_dir)
     except BaseException as exc:

@@ -9,6 +9,7 @@ workdir lands) is said, not guessed.
 
 from __future__ import annotations
 
+import json
 from typing import Dict, List
 
 from orchestrator import backends
@@ -19,7 +20,7 @@ from orchestrator.runs import hostctl as hostops
 from orchestrator.runs import plan as jobplan
 from orchestrator.runs.launch import classes_for
 from remote.files import sha256_file
-from remote.spec import Experiment
+from remote.spec import Experiment, to_dict
 
 
 def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) -> Dict:
@@ -47,6 +48,7 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
     return {
         "run_id": run_id,
         "host": host.name,
+        "experiment": to_dict(exp),  # as resolved (files and --set applied): run.yaml's section before its host paths
         "workdir": workdir,
         "code_hash": code_hash,
         "code_files": [
@@ -74,6 +76,8 @@ def render(p: Dict) -> List[str]:
     ]
     for f in p["code_files"]:
         out.append(f"  {f['bytes']:>9}  {f['mode']}  {f['path']}")
+    out.append("experiment, as resolved (files and --set applied):")
+    out.extend(f"  {line}" for line in settings(p["experiment"]))
     if p["data"]:
         out.append("data, each sent unless the host has it already (checked at launch):")
         for d in p["data"]:
@@ -88,4 +92,15 @@ def render(p: Dict) -> List[str]:
         out.extend(f"    {line}" for line in start)
     if not p["workdir"].startswith("/"):
         out.append(f"workdir {p['workdir']} is relative: it lands under the login's home on the host")
+    return out
+
+
+def settings(doc: Dict, prefix: str = "") -> List[str]:
+    """One ``section.key: value`` line per setting of the resolved experiment DOC."""
+    out = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and value:
+            out.extend(settings(value, f"{prefix}{key}."))
+        else:
+            out.append(f"{prefix}{key}: {json.dumps(value, ensure_ascii=False)}")
     return out

@@ -186,10 +186,15 @@ def test_dry_run_lists_what_a_launch_sends_without_contacting_the_host(p):
     assert int(listed["remote/run_job.py"][0]) == (p.root / "remote/run_job.py").stat().st_size
     assert not set(SECRETS) & set(listed)
     assert "session orch-dry-class-0" in dry.stdout and "remote.run_job" in dry.stdout
+    assert "  train.steps: 5" in dry.stdout  # the experiment as resolved: --set shows
     assert not (p.root / "runs" / "dry").exists()
+    plan = json.loads(p.orch("run", "smoke", "--host", "testhost", *FAST, "--dry-run", "--json", check=True).stdout)
+    assert plan["experiment"]["train"]["steps"] == 5 and {f["path"] for f in plan["code_files"]} == set(listed)
     p.write_host(port=1)  # a dry run never connects, so an unreachable host is fine
     assert p.orch("run", "smoke", "--host", "testhost", "--dry-run").returncode == 0
     p.write_host()
     p.orch("run", "smoke", "--host", "testhost", "--name", "sent", *FAST, check=True)
     assert set(_shipped(p)[1]) == set(listed)  # exactly what the dry run listed
     assert [j["state"] for j in p.wait_state("sent")] == ["done", "done"]
+    taken = p.orch("run", "smoke", "--host", "testhost", "--name", "sent", "--dry-run")
+    assert taken.returncode == 8 and "run 'sent' already exists" in taken.stderr  # as the launch would say
