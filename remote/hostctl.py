@@ -21,13 +21,12 @@ import argparse
 import json
 import os
 import signal
-import stat
 import sys
 import time
 from typing import Dict, List, Optional
 
 from remote import backends
-from remote.files import atomic_write_json, read_dict, read_json
+from remote.files import BadFile, atomic_write_json, load_json, open_regular, parse_json, read_dict
 from remote.jobstate import TERMINAL
 from remote.wrapper import LOW_SPACE_BYTES, free_bytes, lock_holder, no_space_reason
 
@@ -37,28 +36,44 @@ HANDLE_FILE = "backend.json"  # which backend started the job, and its handle th
 
 
 def last_line(path: str, max_bytes: int = 8192) -> Optional[dict]:
-    """The last complete JSON line of a file, reading only its tail."""
-    try:
-        # O_NONBLOCK and a regular-file check: a fifo in a job folder must not hang status.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
+    """The last complete line of a JSONL file as JSON, reading only its tail; None when
+    the file is absent or holds no complete line yet.  BadFile when the file is not a
+    regular file (a fifo must not hang status) or its last complete line is not JSON:
+    an older line is never passed off as the job's latest progress.  A trailing fragment
+    without its newline (a line being appended, or cut off by a crash) is not a line yet."""
+    fd = open_regular(path)
+    if fd is None:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        size = os.fstat(fd).st_size
-        os.lseek(fd, max(0, size - max_bytes), os.SEEK_SET)
-        lines = os.read(fd, max_bytes).splitlines()
-    except OSError:
-        return None
+        # From one byte before the tail: whether that byte is a newline tells a whole
+        # first line from a cut one.
+        start = max(0, os.fstat(fd).st_size - max_bytes - 1)
+        os.lseek(fd, start, os.SEEK_SET)
+        data = os.read(fd, max_bytes + 1)
+    except OSError as exc:
+        raise BadFile(f"unreadable ({exc.strerror})") from None
     finally:
         os.close(fd)
-    for raw in reversed(lines):
-        try:
-            return json.loads(raw)
-        except ValueError:
-            continue
-    return None
+    data = data[: data.rfind(b"\n") + 1]  # complete lines only
+    if start > 0:
+        data = data[data.find(b"\n") + 1 :]  # the line the tail starts in the middle of
+    lines = [line for line in data.splitlines() if line.strip()]
+    if not lines:
+        if start > 0:
+            raise BadFile(f"its last line is longer than {max_bytes} bytes")
+        return None
+    try:
+        return parse_json(lines[-1])
+    except BadFile as exc:
+        raise BadFile(f"last line {exc}") from None
+
+
+def _read(reader, path: str):
+    """(document, None), or (None, what is wrong) for a file that is there but unreadable."""
+    try:
+        return reader(path), None
+    except BadFile as exc:
+        return None, str(exc)
 
 
 def job_handle(job_dir: str, backend: backends.Backend, run_id: str) -> Optional[str]:
@@ -119,17 +134,24 @@ def _job_state(d: str, held: Optional[dict]) -> dict:
     info = dict(held or {"alive": False})
     alive = bool(info.pop("alive", False))
     ended = info.pop("ended", None)
-    status = read_json(os.path.join(d, "status.json"))
+    # "No status.json" and "a status.json that cannot be read" are different answers:
+    # the first is a job not started yet (or lost), the second is unknown (CONTRACT.md).
+    status, status_error = _read(load_json, os.path.join(d, "status.json"))
+    progress, progress_error = _read(last_line, os.path.join(d, "progress.jsonl"))
     owner = lock_holder(d)
-    if ended and not alive and owner is None and not (isinstance(status, dict) and status.get("state") in TERMINAL):
+    recordable = status_error is None and (status is None or isinstance(status, dict))
+    if ended and not alive and owner is None and recordable and (status or {}).get("state") not in TERMINAL:
         # The backend saw the job end in a way its wrapper could not record (a time
         # limit, a node failure): record it now, so the state outlives the backend's memory.
+        # Never over a status.json orch cannot read: that stays as found, for a person.
         status = _record_end(d, status, ended)
     log = os.path.join(d, "log.txt")
     return {
         "name": os.path.basename(d),
         "status": status,
-        "progress": last_line(os.path.join(d, "progress.jsonl")),
+        "status_error": status_error,
+        "progress": progress,
+        "progress_error": progress_error,
         "alive": alive,
         # The pid of the live wrapper that owns the folder (None: nobody): a job whose
         # backend lost sight of it (a deleted tmux socket) is still running, not lost.

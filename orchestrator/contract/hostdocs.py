@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from orchestrator.terminal import visible
 from remote.jobstate import RECORDED
 
 MAX_REPLY_BYTES = 16 << 20  # a host helper's reply: a 1000-job status is about 1 MB
@@ -191,6 +192,8 @@ def _job_reply(raw: Any) -> Dict[str, Any]:
             "log_bytes": "count",
             "owner": "int?",
             "backend": "object?",
+            "status_error": "text?",
+            "progress_error": "text?",
         },
         required=("name",),
     )
@@ -201,6 +204,14 @@ def _job_reply(raw: Any) -> Dict[str, Any]:
         if not (_is_text(key) and (value is None or _is_text(value) or _is_num(value) or isinstance(value, bool))):
             raise BadDocument(f"'backend.{_short(key)}' must be a string, a number or null, got {_short(value)}")
     for key, name, check in (("status", "status.json", check_status), ("progress", "progress.jsonl", check_progress)):
+        error = job.get(key + "_error")
+        if error is not None:
+            # The file is there but the host could not read a document from it (not JSON,
+            # a fifo, too big): unknown, never "no status.json yet" - that would make a
+            # finished job lost, and `--resume` would run it again.
+            job[key] = None
+            job.setdefault("bad", f"bad {name}: {_said(error)}")
+            continue
         if job.get(key) is None:
             continue
         try:
@@ -209,6 +220,15 @@ def _job_reply(raw: Any) -> Dict[str, Any]:
             job[key] = None
             job.setdefault("bad", f"bad {name}: {exc}")
     return job
+
+
+MAX_SAID = 160  # what a host says is wrong with a file, as a status reason
+
+
+def _said(text: str) -> str:
+    """A host's words on one line, control characters escaped, at most MAX_SAID long."""
+    text = visible(text)
+    return text if len(text) <= MAX_SAID else text[: MAX_SAID - 3] + "..."
 
 
 def check_status_reply(doc: Any) -> Dict[str, Any]:

@@ -215,17 +215,26 @@ def test_a_symlink_from_the_host_is_never_written_through(hostile, tmp_path):
     assert bashrc.read_text() == "alias ll='ls -l'\n"
     assert not symlinks_under(h.p.root / "runs")
 
-    # A fifo (a read would block forever) and a symlinked log are refused over SFTP too.
+    # A fifo in place of progress.jsonl: the host helper never opens it, and the job is
+    # unknown, so nothing is fetched.
     scores.unlink()
     scores.write_bytes(good)
     os.mkfifo(h.job("class-1") / "progress.jsonl.fifo")
     (h.job("class-1") / "progress.jsonl").unlink()
     os.rename(h.job("class-1") / "progress.jsonl.fifo", h.job("class-1") / "progress.jsonl")
+    unknown = h.orch("fetch-results", h.run, "--no-eval", timeout=60)
+    assert unknown.returncode == 8, unknown.stderr
+    assert "bad progress.jsonl: a fifo, not a regular file" in " ".join(unknown.stderr.split())
+    # A fifo log (a read would block forever) and a symlinked log are refused over SFTP too.
+    (h.job("class-1") / "progress.jsonl").unlink()
+    os.mkfifo(h.job("class-1") / "log.txt.fifo")
+    (h.job("class-1") / "log.txt").unlink()
+    os.rename(h.job("class-1") / "log.txt.fifo", h.job("class-1") / "log.txt")
     (h.job("class-0") / "log.txt").unlink()
     (h.job("class-0") / "log.txt").symlink_to("/etc/passwd")
     third = h.orch("fetch-results", h.run, "--no-eval", timeout=60)
     assert third.returncode == 8, third.stderr
-    assert "class-1/progress.jsonl" in third.stderr and "class-0/log.txt" in third.stderr
+    assert "class-1/log.txt" in third.stderr and "class-0/log.txt" in third.stderr
     assert not (h.local() / "jobs").exists()  # nothing verified was ever here
     assert bashrc.read_text() == "alias ll='ls -l'\n"
 
@@ -365,6 +374,7 @@ BAD_DOCS = {
     "progress line is a number": ("progress.jsonl", "5\n"),
     "progress line is a string": ("progress.jsonl", '"loss"\n'),
     "progress step is a string": ("progress.jsonl", '{"phase": "train", "step": "x", "total": 10}\n'),
+    "progress last line cut": ("progress.jsonl", '{"phase": "train", "step": 1}\n{"phase": "train", "st\n'),
 }
 
 
@@ -393,6 +403,57 @@ def test_bad_host_documents_make_the_job_unknown_not_a_traceback(hostile, case):
         proc = h.orch(*args, timeout=60)
         no_traceback(proc)
         assert proc.returncode in (0, 8), (args, proc.stderr)
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+UNREADABLE_STATUS = {
+    # how class-0's status.json (done, verified) is damaged -> the reason's start
+    "truncated JSON": (lambda path: path.write_text('{"state": "running", "pid": 1'), "not valid JSON"),
+    "5000 digits": (lambda path: path.write_text("1" * 5000), "not valid JSON (a number with too many digits)"),
+    "nested 100000 deep": (lambda path: path.write_text("[" * 100_000 + "]" * 100_000), "not valid JSON (nested"),
+    "a fifo": (_fifo, "a fifo, not a regular file"),
+    "a symlink to a device": (lambda path: (path.unlink(), path.symlink_to("/dev/zero")), "a symlink, not a regular"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE_STATUS))
+def test_an_unreadable_status_json_is_unknown_and_resume_refuses_it(hostile, case):
+    """A status.json that is there but holds no document is not "no status.json": the job
+    was shown lost, and --resume ran a finished, verified job again over its files."""
+    h = hostile
+    damage, words = UNREADABLE_STATUS[case]
+    job = h.job("class-0")
+    kept = {name: (job / name).read_bytes() for name in ("scores.jsonl", "manifest.json", "progress.jsonl")}
+    damage(job / "status.json")
+    damaged = os.lstat(job / "status.json")
+    table = h.orch("status", h.run, timeout=60)  # a fifo must not hang it
+    no_traceback(table)
+    assert table.returncode == 0, table.stderr
+    assert "unknown (bad status.json: " in " ".join(table.stdout.split()), table.stdout
+    as_json = h.orch("status", h.run, "--json", timeout=60)
+    jobs = {j["name"]: j for j in json.loads(as_json.stdout)["jobs"]}
+    assert jobs["class-0"]["state"] == "unknown", jobs
+    assert jobs["class-0"]["reason"].startswith("bad status.json: " + words), jobs
+    assert jobs["class-1"]["state"] == "done"
+    resumed = h.orch("run", "smoke", "--resume", h.run, timeout=120)
+    no_traceback(resumed)
+    said = " ".join(resumed.stderr.split())
+    assert resumed.returncode == 8, resumed.stderr
+    assert "cannot resume class-0: its state is unknown (bad status.json: " in said, said
+    assert "remove a job's bad status.json" in said, said
+    # Nothing was started or rewritten: the damaged file is as it was, the results too.
+    after = os.lstat(job / "status.json")
+    assert (after.st_mode, after.st_ino, after.st_mtime_ns) == (
+        damaged.st_mode,
+        damaged.st_ino,
+        damaged.st_mtime_ns,
+    )
+    assert not (job / "status.json.previous").exists()
+    assert {name: (job / name).read_bytes() for name in kept} == kept
 
 
 BAD_REPLIES = {
