@@ -253,8 +253,10 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
         "so the interval is wide at two seeds; at one seed it is the run's own and seed-to-seed variation is "
         "not measured. Each seed's 95% interval is its run's Jeffreys interval (with the estimator's draws where "
         "a kind has them), as `orch eval` gives it. Macro-F1 and ROC-AUC are means over the seeds; per-token "
-        "columns score each class by its likelihood per token. Compute is the sum over the seeds' jobs; "
-        "train tokens/s the mean over seeds.",
+        "columns score each class by its likelihood per token. Compute is the sum over the seeds' own jobs: a "
+        "pretraining job that members share (`orch study run --dry-run` shows which) is counted once, in the "
+        "member whose runs train it, not in the members that start from it. Train tokens/s is the mean over "
+        "seeds.",
         "",
         *md_table(RESULTS_HEADER, results_rows(table)),
     ]
