@@ -44,7 +44,9 @@ class HostFile:
     connect_timeout: float = 10.0
     keepalive: int = 15
     # Seconds a transfer (rsync, SFTP) or a quick command may go without a byte from the
-    # host before it is stopped: a stalled or hostile host must not hold orch forever.
+    # host before it is stopped, and a quick command may take to exit once its output has
+    # ended: a stalled or hostile host must not hold orch forever.  A command run with a
+    # timeout of its own (`orch status`) is stopped at that overall limit instead.
     io_timeout: float = 300.0
     # Seconds the host's warm worker (remote/warm.py: torch imported once, jobs forked from
     # it) waits for the next job before it leaves; 0 turns it off.  tmux hosts only.

@@ -100,6 +100,27 @@ def stall_hint(host: str) -> str:
     )
 
 
+def brief(command: str, limit: int = 200) -> str:
+    """COMMAND in short for a message: one line, cut at LIMIT characters."""
+    text = " ".join(command.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def timed_out(host: str, seconds: float, command: str) -> OrchError:
+    """A command given an overall time limit (``timeout=``) that did not end within it, on
+    either transport: one message and a hint (exit code 7, as every stalled command)."""
+    return OrchError(
+        f"command timed out after {seconds:.0f} s on {host}: {brief(command)}",
+        ExitCode.REMOTE,
+        hint=unfinished_hint(host, seconds),
+    )
+
+
+def unfinished_hint(host: str, seconds: float) -> str:
+    """What to do when a command on HOST did not end within SECONDS (it may still run there)."""
+    return f"the host did not finish in {seconds:.0f} s; check it with `orch hosts check {host}`"
+
+
 def temp_name(name: str) -> str:
     """A temp name beside NAME that no concurrent upload of the same file shares."""
     import secrets
@@ -130,6 +151,10 @@ class Transport:
         stdin: Optional[str] = None,
         max_output: int = MAX_OUTPUT,
     ) -> Result:
+        """Run COMMAND to its exit status.  ``timeout``: seconds from start to exit status,
+        however the host paces its output (OrchError, exit 7, past it).  Without one the
+        command is a quick one: over SSH it is stopped once the host has been silent for
+        its io_timeout, or has ended the output but not exited within it."""
         command = shell.with_path(self.host.extra_path, command)
         result = self._exec(command, timeout, stdin, max_output)
         if check and result.overflow:
@@ -209,9 +234,7 @@ class LocalTransport(Transport):
         try:
             return run_capped(["bash", "-c", command], stdin, max_output, timeout, cwd=str(Path.home()))
         except subprocess.TimeoutExpired:
-            raise OrchError(
-                f"command timed out after {timeout:.0f} s on local: {command[:200]}", ExitCode.REMOTE
-            ) from None
+            raise timed_out(self.host.name, timeout, command) from None
 
     def stream(self, command, out=sys.stdout):
         command = shell.with_path(self.host.extra_path, command)

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,7 +24,7 @@ from orchestrator.config.hosts import HostConfig
 from orchestrator.config.sshconfig import paramiko
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import knownhosts, portcheck, shell
-from orchestrator.transport.base import Result, Transport, stall_hint, temp_name
+from orchestrator.transport.base import Result, Transport, brief, stall_hint, temp_name, timed_out, unfinished_hint
 
 # Paramiko logs failures from its transport thread (with tracebacks) through `logging`;
 # with no handler configured, Python prints them on stderr ahead of orch's own message.
@@ -115,6 +116,56 @@ def _fingerprint(key: paramiko.PKey) -> str:
 def _write_remote(sftp, path: str, data: bytes) -> None:
     with sftp.open(path, "w") as fh:
         fh.write(data)
+
+
+class _Deadline:
+    """How long the next wait on a command's channel may last.
+
+    ``idle`` bounds each wait: a read (silence between two bytes) and, once the output has
+    ended, the wait for the exit status.  ``overall`` (seconds, or None) bounds the whole
+    command, start to exit status: a host that trickles a byte now and then, or closes its
+    output and never exits, is left when it runs out.  Paramiko's channel timeout alone
+    bounds one read at a time, and recv_exit_status() waits without any bound."""
+
+    def __init__(self, idle: float, overall: Optional[float] = None, clock=time.monotonic):
+        self.idle = idle
+        self.overall = overall
+        self._clock = clock
+        self._end = None if overall is None else clock() + overall
+
+    def wait_s(self) -> float:
+        """Seconds the next wait may take; socket.timeout once the overall limit has passed."""
+        if self._end is None:
+            return self.idle
+        left = self._end - self._clock()
+        if left <= 0:
+            raise socket.timeout(f"no exit status within {self.overall:.0f} s")
+        return min(self.idle, left)
+
+    def recv(self, chan, read):
+        """``read`` (chan.recv or chan.recv_stderr) with this wait's limit on the channel."""
+
+        def bounded(nbytes: int) -> bytes:
+            chan.settimeout(self.wait_s())
+            return read(nbytes)
+
+        return bounded
+
+    def exit_status(self, chan) -> int:
+        """The command's exit status (-1: the channel closed without one), waited for no
+        longer than the next wait may take; socket.timeout past that."""
+        if not chan.status_event.wait(self.wait_s()):
+            raise socket.timeout("no exit status")
+        return chan.recv_exit_status()  # set by now: returns at once
+
+
+def _close(chan) -> None:
+    """Close a command's channel on the way out of a failure, which stays the error."""
+    if chan is not None:
+        try:
+            chan.close()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
 
 
 def host_key_name(host: HostConfig) -> str:
@@ -342,12 +393,19 @@ class SSHTransport(Transport):
         from orchestrator.transport.base import read_capped
 
         conn = self._connection()
-        # A command given no timeout of its own (mkdir, the run's prepare, `tail` for `orch
-        # logs`) is quick: a host silent for its io_timeout is stalled, not busy.
-        idle = timeout if timeout is not None else self.host.io_timeout
+        # A command given a timeout (`orch status`: STATUS_TIMEOUT_S) must reach its exit
+        # status within it, however the host paces its output.  One given none (mkdir, the
+        # run's prepare, `tail` for `orch logs`) is quick: a host silent for its io_timeout,
+        # or one that ended the output but has not exited io_timeout later, is stalled.
+        if timeout is not None:
+            limits = _Deadline(timeout, timeout)
+        else:
+            limits = _Deadline(self.host.io_timeout)
+        ended = False  # the output ended: what is left is the wait for the exit status
+        chan = None
         try:
             chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
-            chan.settimeout(idle)
+            chan.settimeout(limits.wait_s())
             chan.exec_command(command)
             if stdin is not None:
                 chan.sendall(stdin.encode())
@@ -356,34 +414,37 @@ class SSHTransport(Transport):
 
             def read_stderr():
                 try:
-                    got["err"] = read_capped(chan.recv_stderr, max_output, chan.close)
+                    got["err"] = read_capped(limits.recv(chan, chan.recv_stderr), max_output, chan.close)
                 except socket.timeout:
                     pass  # stdout's read times out too and says so
 
             reader = threading.Thread(target=read_stderr, daemon=True)
             reader.start()
-            out, over_out = read_capped(chan.recv, max_output, chan.close)
-            reader.join(idle)
+            out, over_out = read_capped(limits.recv(chan, chan.recv), max_output, chan.close)
+            ended = True
+            reader.join(limits.wait_s())
             err, over_err = got.get("err", (b"", False))
             if over_out or over_err:
                 chan.close()  # stops the command (SIGPIPE on its next write)
                 return Result(out.decode(errors="replace"), err.decode(errors="replace"), -1, True)
-            rc = chan.recv_exit_status()
+            rc = limits.exit_status(chan)
             chan.close()
             if rc == -1 and not conn.get_transport().is_active():
                 # No exit status because the connection died under the command.
                 raise EOFError("the connection closed before the command ended")
         except socket.timeout:
-            if timeout is None:
-                raise OrchError(
-                    f"{self.host.name} sent nothing for {idle:.0f} s, so orch stopped waiting for: {command[:200]}",
-                    ExitCode.REMOTE,
-                    hint=stall_hint(self.host.name),
-                ) from None
+            _close(chan)  # leave the command (its next write gets SIGPIPE)
+            if timeout is not None:
+                raise timed_out(self.host.name, timeout, command) from None
+            if ended:
+                raise self._no_exit(command) from None
             raise OrchError(
-                f"command timed out after {timeout:.0f} s on {self.host.name}: {command[:200]}", ExitCode.REMOTE
+                f"{self.host.name} sent nothing for {limits.idle:.0f} s, so orch stopped waiting for: {brief(command)}",
+                ExitCode.REMOTE,
+                hint=stall_hint(self.host.name),
             ) from None
         except (socket.error, EOFError, paramiko.SSHException) as exc:
+            _close(chan)
             raise self._lost(exc) from None
         return Result(out.decode(errors="replace"), err.decode(errors="replace"), rc)
 
@@ -393,26 +454,42 @@ class SSHTransport(Transport):
         conn = self._connection()
         # One decoder for the whole stream: a character split between two reads stays whole.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        command = shell.with_path(self.host.extra_path, command)
         try:
             chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
             chan.set_combine_stderr(True)
-            chan.exec_command(shell.with_path(self.host.extra_path, command))
+            chan.exec_command(command)
             try:
+                # Followed logs may be quiet for hours: no limit while they flow (Ctrl-C
+                # stops following).  Once the output has ended, the exit status is due.
                 while True:
                     data = chan.recv(65536)
                     out.write(decoder.decode(data, final=not data))
                     out.flush()
                     if not data:
                         break
-                # Waits for the exit status; -1 when the channel closed without one.
-                rc = chan.recv_exit_status()
+                # -1 when the channel closed without one.
+                rc = _Deadline(self.host.io_timeout).exit_status(chan)
             finally:
                 chan.close()
+        except socket.timeout:
+            raise self._no_exit(command) from None
         except (socket.error, EOFError, paramiko.SSHException) as exc:
             raise self._lost(exc) from None
         if rc == -1:  # the stream ended with no exit status: the connection dropped under it
             raise self._lost("it closed while streaming")
         return rc
+
+    def _no_exit(self, command: str) -> OrchError:
+        """A command with no timeout of its own that ended its output but had no exit
+        status io_timeout later (a helper that closed stdout and hangs)."""
+        idle = self.host.io_timeout
+        return OrchError(
+            f"{self.host.name} ended the output but did not exit within {idle:.0f} s, "
+            f"so orch stopped waiting for: {brief(command)}",
+            ExitCode.REMOTE,
+            hint=unfinished_hint(self.host.name, idle) + "; a slow host can have a longer io_timeout in the host file",
+        )
 
     def _lost(self, why) -> OrchError:
         return OrchError(f"lost the SSH connection to {self.host.display()}: {why}", ExitCode.UNREACHABLE)
