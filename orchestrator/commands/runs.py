@@ -465,7 +465,9 @@ def register(app: typer.Typer) -> None:
         run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
         partial: bool = typer.Option(False, "--partial", help="Fetch what exists even if some jobs have not finished."),
         no_eval: bool = typer.Option(False, "--no-eval", help="Do not evaluate after fetching."),
-        full_logs: bool = typer.Option(False, "--full-logs", help="Fetch whole logs (default: the last 1 MB of each)."),
+        full_logs: bool = typer.Option(
+            False, "--full-logs", help="Fetch whole logs, up to 1 GiB each (default: the last 1 MB of each)."
+        ),
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):

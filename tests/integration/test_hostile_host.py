@@ -568,6 +568,14 @@ def test_a_huge_log_is_fetched_as_a_tail_unless_asked(hostile):
     assert (h.local("class-0") / "log.txt").read_bytes() == (h.job("class-0") / "log.txt").read_bytes()
     h.orch("fetch-results", h.run, "--no-eval", "--full-logs", check=True)
     assert fetched.stat().st_size == log.stat().st_size
+    # Over the 1 GiB --full-logs takes of a log: it keeps its tail, the fetch goes on.
+    with open(log, "r+b") as fh:
+        fh.truncate((2 << 30) - 25)  # sparse
+        fh.seek(0, os.SEEK_END)
+        fh.write(b"the last line of the log\n")
+    proc = h.orch("fetch-results", h.run, "--no-eval", "--full-logs", check=True)
+    assert fetched.stat().st_size <= (1 << 20) + 1024 and fetched.read_bytes().endswith(b"the last line of the log\n")
+    assert "class-1/log.txt is 2048.0 MB on the host, over the 1 GiB --full-logs fetches" in proc.stderr, proc.stderr
 
 
 # --------------------------------------------------------------------------- 15. CSV
