@@ -96,7 +96,9 @@ def count(n: Optional[float]) -> str:
 
 def write_metrics(run_dir: Path, metrics: Dict[str, Any]) -> Path:
     path = Path(run_dir) / METRICS
-    atomic_write_text(path, json.dumps(metrics, indent=2, default=str) + "\n")
+    # allow_nan=False: NaN and Infinity are not JSON; a metric that came out non-finite is
+    # a bug to raise here, not a file that json.loads elsewhere (or jq) cannot read.
+    atomic_write_text(path, json.dumps(metrics, indent=2, default=str, allow_nan=False) + "\n")
     return path
 
 

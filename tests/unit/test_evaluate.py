@@ -16,6 +16,7 @@ import yaml
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.evaluate import evaluate, evaluate_run
 from orchestrator.results.metrics import accuracy_ci, bands_for, verdict
+from orchestrator.results.report import write_metrics
 from orchestrator.results.scores import load_run
 from orchestrator.results.scoretable import merge_scores
 from remote.data import dataset_name
@@ -361,6 +362,13 @@ def test_refuses_a_row_for_another_class(tmp_path):
     "field,value,words",
     [
         ("nll", float("nan"), "nll must be a finite number"),
+        # The contract's bound on every number (1e15): 1.7e308 is finite, but its sums are not.
+        ("nll", 1.7e308, "nll must be a finite number at most 1e+15 in size, got 1.7e+308"),
+        ("nll", -1e16, "nll must be a finite number at most 1e+15 in size"),
+        ("se", float("inf"), "se must be a finite number from 0 to 1e+15, or null, got inf"),
+        ("se", float("nan"), "se must be a finite number from 0 to 1e+15, or null"),
+        ("se", -0.5, "se must be a finite number from 0 to 1e+15, or null, got -0.5"),
+        ("se", 1e16, "se must be a finite number from 0 to 1e+15, or null"),
         ("tokens", 0, "tokens must be a positive integer"),
         ("label", "7", "label '7'"),
         ("id", None, "needs string fields"),
@@ -846,7 +854,7 @@ def test_merge_names_the_first_job_with_a_problem():
     [
         ("tokens", 10**30, "tokens must be a positive integer"),
         ("nll", 10**400, "nll must be a finite number"),
-        ("se", 10**400, "se must be a number or null"),
+        ("se", 10**400, "se must be a finite number from 0 to 1e\\+15, or null"),
         ("nll", "1.5", "nll must be a finite number"),
     ],
 )
@@ -860,10 +868,22 @@ def test_numbers_beyond_any_float_are_refused_not_a_traceback(field, value, word
 # --------------------------------------------------------------------------- outputs
 
 
+def _not_json(word):
+    raise AssertionError(f"metrics.json holds {word}, which is not JSON")
+
+
+def test_metrics_json_is_never_written_with_nan_or_infinity(tmp_path):
+    """NaN and Infinity are not JSON (jq and strict parsers refuse the file): a metric that
+    came out non-finite fails the write rather than making such a file."""
+    with pytest.raises(ValueError):
+        write_metrics(tmp_path, {"accuracy": float("inf")})
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_evaluate_run_writes_every_output(tmp_path):
     run_dir = make_run(tmp_path)
     metrics = evaluate_run(run_dir, plots=True)
-    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    on_disk = json.loads((run_dir / "metrics.json").read_text(), parse_constant=_not_json)
     assert on_disk["accuracy"] == metrics["accuracy"] == pytest.approx(0.7)
     for key in (
         "accuracy_ci95",
