@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from orchestrator.results.scoretable import Scores
+from orchestrator.terminal import visible
 from remote.files import atomic_write_text
 
 METRICS = "metrics.json"
@@ -108,11 +109,16 @@ _PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def csv_cell(value: Any) -> Any:
-    """A text cell made safe to open in a spreadsheet: one that would start a formula gets
-    a leading single quote, as OWASP's CSV-injection guidance says.  Numbers are left
-    alone, and so is text that is just a number ("-1", a common label): a spreadsheet
-    reads it as that number, not as a formula."""
-    if not isinstance(value, str) or not value.startswith(FORMULA_START) or _PLAIN_NUMBER.fullmatch(value):
+    """A text cell made safe to open in a spreadsheet: its control characters (C0, DEL,
+    C1, and the invisible format characters; a test id from the host may hold any) shown
+    as their escapes, as on the terminal (terminal.visible: ESC as ``\\x1b``); then one that
+    would start a formula gets a leading single quote, as OWASP's CSV-injection guidance
+    says.  Numbers are left alone, and so is text that is just a number ("-1", a common
+    label): a spreadsheet reads it as that number, not as a formula."""
+    if not isinstance(value, str):
+        return value
+    value = visible(value)
+    if not value.startswith(FORMULA_START) or _PLAIN_NUMBER.fullmatch(value):
         return value
     return "'" + value
 

@@ -1094,6 +1094,23 @@ def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path
     assert "-1" in cells  # a number-like label stays as it is
 
 
+def test_predictions_csv_shows_control_characters_in_ids_as_escapes(tmp_path):
+    """A host's test id holding ESC, NUL or a newline: predictions.csv shows the escapes,
+    never the raw characters (a terminal `cat`, a viewer, a spreadsheet acts on them)."""
+    texts = [
+        ("t0\x1b]0;owned\x07", "0", {"0": (1.0, 3), "1": (2.0, 3)}),
+        ("t1\n=cmd\x00\x9b", "1", {"0": (2.0, 3), "1": (1.0, 3)}),
+    ]
+    run_dir = make_run(tmp_path, texts=texts)
+    evaluate_run(run_dir, plots=False)
+    raw = (run_dir / "predictions.csv").read_text()
+    assert not [ch for ch in raw if (ord(ch) < 32 or 127 <= ord(ch) < 160) and ch not in "\r\n"]
+    assert raw.count("\n") == 3  # header and two rows: no id spans lines
+    with open(run_dir / "predictions.csv", newline="") as fh:
+        ids = [row[0] for row in list(csv.reader(fh))[1:]]
+    assert sorted(ids) == ["t0\\x1b]0;owned\\x07", "t1\\n=cmd\\x00\\x9b"]
+
+
 @pytest.mark.parametrize(
     "cell, written",
     [
@@ -1101,8 +1118,11 @@ def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path
         ("+SUM(1,2)", "'+SUM(1,2)"),
         ("-2+3", "'-2+3"),
         ("@cmd", "'@cmd"),
-        ("\tx", "'\tx"),
-        ("\rx", "'\rx"),
+        ("\tx", "\\tx"),  # a control is shown as its escape: then no formula starts
+        ("\rx", "\\rx"),
+        ("id\x1b[2J\x00\x9b\x7f", "id\\x1b[2J\\x00\\x9b\\x7f"),
+        ("a\nb\u202ec", "a\\nb\\u202ec"),
+        ("=\x1b", "'=\\x1b"),
         ("-1", "-1"),
         ("+1.5e3", "+1.5e3"),
         ("pos", "pos"),
