@@ -51,7 +51,7 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
     from orchestrator.config.project import Project
     from orchestrator.contract import records
     from orchestrator.runs import launch as runner
-    from orchestrator.runs.fetch import TAIL_BYTES
+    from orchestrator.runs.fetch import FULL_LOG_BYTES, TAIL_BYTES
     from orchestrator.transport.connect import open_transport
 
     project = Project.find()
@@ -65,6 +65,18 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
         markup=False,
     )
     for name, size in outcome["cut"].items():
+        if name in outcome.get("over_cap", {}):
+            job, file = name.split("/", 1)
+            output.say(
+                f"  {name} is {size / (1 << 20):.1f} MB on the host, over the {FULL_LOG_BYTES >> 30} GiB "
+                f"--full-logs fetches of a log: fetched its last {TAIL_BYTES >> 20} MB "
+                f"(`orch logs {run_dir.name} {job} -n N` shows more of it on the host)"
+                if file == "log.txt"
+                else f"  {name} is {size / (1 << 20):.1f} MB on the host, over the {FULL_LOG_BYTES >> 30} GiB "
+                f"--full-logs fetches of a file: fetched its last {TAIL_BYTES >> 20} MB",
+                markup=False,
+            )
+            continue
         output.say(
             f"  {name} is {size / (1 << 20):.1f} MB on the host: fetched its last "
             f"{TAIL_BYTES >> 20} MB (--full-logs fetches all of it)",

@@ -429,6 +429,17 @@ def register(app: typer.Typer) -> None:
             command = shell.join(["tail", "-n", str(lines), "--", *files]) + " 2>/dev/null"
             res = transport.run(command, check=False)
             print(terminal.log_text(res.stdout), end="")
+            if res.overflow:  # the host printed more than a command's output may be: its end is missing
+                sys.stdout.flush()
+                from orchestrator.transport.base import MAX_OUTPUT
+
+                what = f"the last {lines} lines of {job or 'the logs of ' + run_id}"
+                output.warn(
+                    f"{what} are more than {MAX_OUTPUT >> 20} MB, so orch stopped reading them there: "
+                    f"the output above is cut and their end is missing; a smaller -n shows the end "
+                    f"(`orch logs {run_id} {job or ''} -n 100`), and `orch fetch-results {run_id} --full-logs` "
+                    "copies whole logs".replace("  ", " ")
+                )
             if not res.stdout and res.rc != 0:
                 raise OrchError(f"no log yet for {job or run_id}", ExitCode.RUN_STATE)
 
@@ -477,7 +488,9 @@ def register(app: typer.Typer) -> None:
         run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
         partial: bool = typer.Option(False, "--partial", help="Fetch what exists even if some jobs have not finished."),
         no_eval: bool = typer.Option(False, "--no-eval", help="Do not evaluate after fetching."),
-        full_logs: bool = typer.Option(False, "--full-logs", help="Fetch whole logs (default: the last 1 MB of each)."),
+        full_logs: bool = typer.Option(
+            False, "--full-logs", help="Fetch whole logs, up to 1 GiB each (default: the last 1 MB of each)."
+        ),
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from orchestrator.results.scoretable import Scores
+from orchestrator.terminal import visible
 from remote.files import atomic_write_text
 
 METRICS = "metrics.json"
@@ -96,7 +97,9 @@ def count(n: Optional[float]) -> str:
 
 def write_metrics(run_dir: Path, metrics: Dict[str, Any]) -> Path:
     path = Path(run_dir) / METRICS
-    atomic_write_text(path, json.dumps(metrics, indent=2, default=str) + "\n")
+    # allow_nan=False: NaN and Infinity are not JSON; a metric that came out non-finite is
+    # a bug to raise here, not a file that json.loads elsewhere (or jq) cannot read.
+    atomic_write_text(path, json.dumps(metrics, indent=2, default=str, allow_nan=False) + "\n")
     return path
 
 
@@ -106,11 +109,16 @@ _PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def csv_cell(value: Any) -> Any:
-    """A text cell made safe to open in a spreadsheet: one that would start a formula gets
-    a leading single quote, as OWASP's CSV-injection guidance says.  Numbers are left
-    alone, and so is text that is just a number ("-1", a common label): a spreadsheet
-    reads it as that number, not as a formula."""
-    if not isinstance(value, str) or not value.startswith(FORMULA_START) or _PLAIN_NUMBER.fullmatch(value):
+    """A text cell made safe to open in a spreadsheet: its control characters (C0, DEL,
+    C1, and the invisible format characters; a test id from the host may hold any) shown
+    as their escapes, as on the terminal (terminal.visible: ESC as ``\\x1b``); then one that
+    would start a formula gets a leading single quote, as OWASP's CSV-injection guidance
+    says.  Numbers are left alone, and so is text that is just a number ("-1", a common
+    label): a spreadsheet reads it as that number, not as a formula."""
+    if not isinstance(value, str):
+        return value
+    value = visible(value)
+    if not value.startswith(FORMULA_START) or _PLAIN_NUMBER.fullmatch(value):
         return value
     return "'" + value
 

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from orchestrator.contract.hostdocs import NUM_MAX
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.room import MemoryBudget
 
@@ -106,18 +107,12 @@ MAX_TOKENS = (1 << 63) - 1  # what an int64 column holds; no text has more token
 
 
 def _finite(value: Any) -> bool:
+    """A number the contract allows (docs/CONTRACT.md: at most NUM_MAX in size): finite,
+    and far enough from float's limits that sums, differences and squares stay finite."""
     try:
-        return math.isfinite(value)
+        return math.isfinite(value) and abs(value) <= NUM_MAX
     except OverflowError:  # an integer beyond any float
         return False
-
-
-def _is_float(value: Any) -> bool:
-    try:
-        float(value)
-    except OverflowError:
-        return False
-    return True
 
 
 def _row_problem(
@@ -133,15 +128,15 @@ def _row_problem(
     if tid is None or label is None or cls is None:
         return f"{where}: needs string fields id, label and class"
     if isinstance(nll, bool) or not isinstance(nll, (int, float)) or not _finite(nll):
-        return f"{where}: text {tid!r}: nll must be a finite number, got {nll!r}"
+        return f"{where}: text {tid!r}: nll must be a finite number at most {NUM_MAX:g} in size, got {nll!r}"
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1 or tokens > MAX_TOKENS:
         return f"{where}: text {tid!r}: tokens must be a positive integer, got {tokens!r}"
-    if se is not None and (isinstance(se, bool) or not isinstance(se, (int, float)) or not _is_float(se)):
-        return f"{where}: text {tid!r}: se must be a number or null, got {se!r}"
+    if se is not None and (isinstance(se, bool) or not isinstance(se, (int, float)) or not _finite(se) or se < 0):
+        return f"{where}: text {tid!r}: se must be a finite number from 0 to {NUM_MAX:g}, or null, got {se!r}"
     if "draws" in row:
         draws = row["draws"]
         if not isinstance(draws, list) or not draws or not all(type(d) in (int, float) and _finite(d) for d in draws):
-            return f"{where}: text {tid!r}: draws must be a non-empty list of finite numbers"
+            return f"{where}: text {tid!r}: draws must be a non-empty list of finite numbers at most {NUM_MAX:g}"
     if cls not in col:
         return f"{where}: text {tid!r}: class {cls!r} is not one of the classes {classes}"
     if job_class is not None and cls != job_class:
@@ -220,7 +215,7 @@ def _draw_problem(
             draws[np.arange(draws.shape[1])[None, :] < lengths[:, None]] = flat
     except OverflowError:
         return None, None
-    if not np.isfinite(flat).all():
+    if not (np.abs(flat) <= NUM_MAX).all():  # NaN and inf fail too
         return None, None
     mean = draws.mean(axis=1) if (lengths == k).all() else np.nansum(draws, axis=1) / lengths
     off = np.abs(mean - nll) > DRAWS_RTOL * np.maximum(np.abs(nll), 1.0)
@@ -262,7 +257,11 @@ def _job_columns(
     ids, labels, cls = _strings(ids), _strings(labels), _strings(cls)
     cls_i = np.fromiter(map(col.get, cls, repeat(-1)), dtype=np.int64, count=n)
     label_i = np.fromiter(map(col.get, labels, repeat(-1)), dtype=np.int64, count=n)
-    ok = np.isfinite(nll_a) & (tokens_a >= 1) & (cls_i >= 0) & (label_i >= 0)
+    if int(np.isnan(se_a).sum()) != se.count(None):  # se's NaN means null; a NaN sent is no number
+        return None, first_problem()
+    with np.errstate(invalid="ignore"):  # NaN compares False
+        ok = (np.abs(nll_a) <= NUM_MAX) & ~((se_a < 0) | (se_a > NUM_MAX) | np.isinf(se_a))
+    ok &= (tokens_a >= 1) & (cls_i >= 0) & (label_i >= 0)
     if job_class is not None:
         ok &= cls_i == col[job_class]
     if not ok.all():

@@ -41,7 +41,9 @@ ALLOW = (
     ("configs/envs/", (".yaml", ".yml")),
     ("configs/experiments/", (".yaml", ".yml")),
 )
-# Never shipped, tracked or not (matched against every part of the path).
+# Never shipped, tracked or not (matched against every part of the path, ignoring case:
+# `Prod_SECRET.yaml` and `ID_ED25519` are as secret as their lower-case spellings, and
+# fnmatch is case-sensitive on Linux and macOS).  Patterns are written in lower case.
 NEVER = (
     "*~",
     ".#*",
@@ -56,14 +58,23 @@ NEVER = (
     ".pypirc",
     ".git-credentials",
     ".npmrc",
-    ".env",
-    ".env.*",
+    ".pgpass",
+    ".htpasswd",
+    ".env*",  # .env, .env.prod, .envrc (direnv)
     "*.env",
     "*secret*",
+    "credentials",  # ~/.aws/credentials
+    "credentials.*",
+    "*credentials*.json",  # gcloud application_default_credentials.json
+    "*service-account*.json",
+    "*service_account*.json",
     "*.pem",
     "*.key",
     "*.p12",
     "*.pfx",
+    "*.ppk",
+    "*.jks",
+    "*.keystore",
     "id_rsa*",
     "id_dsa*",
     "id_ecdsa*",
@@ -115,7 +126,7 @@ print("present")
 
 def _never(rel: str) -> bool:
     parts = rel.split("/")
-    return any(fnmatch.fnmatch(part, pat) for part in parts for pat in NEVER) or any(
+    return any(fnmatch.fnmatchcase(part.lower(), pat) for part in parts for pat in NEVER) or any(
         _TOKEN_WORD.search(part) for part in parts
     )
 

@@ -15,7 +15,10 @@ What a host sends is untrusted, and the verified copy on the laptop is precious:
   written to, since rsync writes a changed file as a new one), so unchanged files are
   not sent again.
 - Logs and progress files are fetched as their last TAIL_BYTES unless asked for whole;
-  a cut log starts with a line saying so.
+  a cut log starts with a line saying so.  Asked for whole (--full-logs), each comes whole
+  only up to FULL_LOG_BYTES (one bigger keeps its tail, and the message says so), and only
+  if they all fit in this disk's free space with RESERVE_BYTES to spare (else nothing
+  more is fetched, and the message says how much).
 - Nothing fills the laptop's disk: status.json and manifest.json come first, each at most
   DOC_BYTES; the result files then come no bigger than the largest those manifests
   declare, and only if that many of that size fit in this disk's free space with
@@ -37,6 +40,7 @@ from orchestrator.contract.hostdocs import RESULT_FILES
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.room import memory_shortfall, size_words
 from orchestrator.transport.base import Transport
+from orchestrator.transport.hostfiles import NOT_REGULAR
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
 
 DOCS = ("status.json", "manifest.json")  # fetched first, whole up to DOC_BYTES
@@ -45,6 +49,9 @@ BOUNDED = ("log.txt", "progress.jsonl")  # fetched as a tail when big
 TAIL_BYTES = 1 << 20
 DOC_BYTES = TAIL_BYTES  # a real one is a few KB
 RESERVE_BYTES = 256 << 20  # the free space a fetch leaves on this machine's disk at least
+# The most --full-logs takes of one log: a log this big is read with `orch logs` on the
+# host, not copied to a laptop (a runaway or hostile job writes logs without end).
+FULL_LOG_BYTES = 1 << 30
 
 
 # --------------------------------------------------------------------------- staging
@@ -141,10 +148,10 @@ def pull(
     """Copy the host's ``remote_jobs/<job>/<file>`` for the planned JOBS into STAGE (the
     transport picks how: rsync seeded from SEED, SFTP, or a local copy): the documents and
     log tails, then the result files their manifests declare, then (``full_logs``) the
-    logs whole."""
+    logs whole (those the tails left cut, up to FULL_LOG_BYTES each)."""
     docs = PullSpec(
         dirs=jobs,
-        names=DOCS + (() if full_logs else BOUNDED),
+        names=DOCS + BOUNDED,
         max_bytes=DOC_BYTES,
         tail=BOUNDED,
         cut_note=lambda name, size: _cut_prefix(name, size, run_id),
@@ -155,11 +162,38 @@ def pull(
         check_room(stage, seed, declared)
         results = PullSpec(dirs=list(declared), names=RESULT_FILES, max_bytes=max(1, *declared.values()))
         _merge(pulled, _pull(transport, remote_jobs, stage, seed, results))
-    if full_logs:  # asked for: whole, however big
-        _merge(pulled, _pull(transport, remote_jobs, stage, seed, PullSpec(dirs=jobs, names=BOUNDED)))
+    if full_logs and pulled.cut:
+        _pull_whole_logs(transport, remote_jobs, stage, seed, pulled)
     check_tree(stage, pulled)
     pulled.refused = list(dict.fromkeys(pulled.refused))
     return pulled
+
+
+def _pull_whole_logs(transport: Transport, remote_jobs: str, stage: Path, seed: Path, pulled: Pulled) -> None:
+    """--full-logs: fetch whole the logs the first pass cut (their sizes are known from it),
+    each up to FULL_LOG_BYTES, into a folder of their own; each that arrives replaces its
+    tail.  A log over the limit (or one that grew past it meanwhile) keeps its tail and is
+    named in ``pulled.over_cap``: the fetch goes on, since a log is no result."""
+    wanted = {key: size for key, size in pulled.cut.items() if size <= FULL_LOG_BYTES}
+    pulled.over_cap.update({key: size for key, size in pulled.cut.items() if size > FULL_LOG_BYTES})
+    if not wanted:
+        return
+    check_log_room(stage, seed, wanted)
+    whole = stage.parent / "whole-logs"
+    whole.mkdir(exist_ok=True)
+    jobs = sorted({key.split("/", 1)[0] for key in wanted})
+    got = _pull(transport, remote_jobs, whole, seed, PullSpec(dirs=jobs, names=BOUNDED, max_bytes=FULL_LOG_BYTES))
+    check_tree(whole, got)
+    bad = {line.split(": ", 1)[0]: line for line in got.refused}
+    for key, size in wanted.items():
+        job, name = key.split("/", 1)
+        if key in bad and NOT_REGULAR in bad[key]:
+            pulled.refused.append(bad[key])
+        elif (whole / job / name).is_file():
+            os.replace(whole / job / name, stage / job / name)
+            del pulled.cut[key]
+        else:  # grew past the limit since the first pass (or went away): its tail stays
+            pulled.over_cap[key] = size
 
 
 def _merge(into: Pulled, more: Pulled) -> None:
@@ -230,6 +264,34 @@ def check_room(stage: Path, seed: Path, declared: Dict[str, int]) -> None:
             hint="fetch and evaluate the run on a machine with more memory (if that size is wrong, look at the "
             "manifest.json files on the host)",
         )
+
+
+def check_log_room(stage: Path, seed: Path, sizes: Dict[str, int]) -> None:
+    """Refuse, before any is sent, whole logs (``"job/name"`` -> size on the host) that
+    could leave this disk with less than RESERVE_BYTES free; one the verified copy already
+    holds at that size counts for nothing (rsync hard-links it).  Each log counts for its
+    size on the host: a log still growing adds little, and none comes over FULL_LOG_BYTES."""
+    new = {key: size for key, size in sizes.items() if not _same_size(seed / key, size)}
+    need = sum(new.values())
+    free = shutil.disk_usage(stage).free
+    if need and need + RESERVE_BYTES > free:
+        biggest = max(new, key=lambda key: new[key])
+        logs = f"{len(new)} log" + ("s" if len(new) > 1 else "")
+        raise OrchError(
+            f"this run's whole logs take {size_words(need)} here ({logs}, the largest {biggest}: "
+            f"{size_words(new[biggest])}), and this machine has {size_words(free)} free where they would go "
+            f"({stage.parent.parent}); nothing more was fetched (a fetch leaves {size_words(RESERVE_BYTES)} free)",
+            ExitCode.RUN_STATE,
+            hint="free space there and fetch again, or fetch without --full-logs (the last "
+            f"{TAIL_BYTES >> 20} MB of each log)",
+        )
+
+
+def _same_size(path: Path, size: int) -> bool:
+    try:
+        return os.stat(path).st_size == size
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- verifying

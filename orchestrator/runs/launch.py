@@ -456,4 +456,10 @@ def _fetch(
     record["fetched_at"] = time.time()
     record["job_states"] = {r.name: r.state for r in rows}
     save_record(local_dir, record)
-    return {"complete": not unfinished, "rows": rows, "state": run_state(rows), "cut": pulled.cut}
+    return {
+        "complete": not unfinished,
+        "rows": rows,
+        "state": run_state(rows),
+        "cut": pulled.cut,
+        "over_cap": pulled.over_cap,
+    }

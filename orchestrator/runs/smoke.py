@@ -6,8 +6,9 @@ but a launched run is always cleaned up on the host.
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List
 from xml.etree import ElementTree as ET
 
@@ -219,7 +220,22 @@ def run_checklist(ctx: SmokeContext, on_start: Callable[[str], None], on_end: Ca
     return steps
 
 
+# Characters XML 1.0 does not allow (C0 controls but tab, newline and carriage return;
+# lone surrogates; U+FFFE, U+FFFF), and DEL and the C1 controls it discourages.  ElementTree
+# writes them as they are, making a file no parser reads: a step's detail quotes the host,
+# whose output can hold an ESC.
+_NOT_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    """TEXT with each character XML may not carry shown as its escape (ESC as ``\\x1b``)."""
+    return _NOT_XML.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def junit_xml(host: str, steps: List[Step]) -> str:
+    """A JUnit XML report of STEPS; the host's text in it is made XML-safe (_xml_text)."""
+    steps = [replace(s, name=_xml_text(s.name), detail=_xml_text(s.detail)) for s in steps]
+    host = _xml_text(host)
     suite = ET.Element(
         "testsuite",
         name=f"orch smoke {host}",

@@ -39,6 +39,7 @@ class PullSpec:
 class Pulled:
     refused: List[str] = field(default_factory=list)  # "dir/file: why", for the verification message
     cut: Dict[str, int] = field(default_factory=dict)  # "dir/file" -> its size on the host
+    over_cap: Dict[str, int] = field(default_factory=dict)  # of those, too big to fetch whole when asked
 
 
 def _create(path: Path) -> int:

@@ -629,6 +629,33 @@ def test_a_huge_log_is_fetched_as_a_tail_unless_asked(hostile):
     assert (h.local("class-0") / "log.txt").read_bytes() == (h.job("class-0") / "log.txt").read_bytes()
     h.orch("fetch-results", h.run, "--no-eval", "--full-logs", check=True)
     assert fetched.stat().st_size == log.stat().st_size
+    # Over the 1 GiB --full-logs takes of a log: it keeps its tail, the fetch goes on.
+    with open(log, "r+b") as fh:
+        fh.truncate((2 << 30) - 25)  # sparse
+        fh.seek(0, os.SEEK_END)
+        fh.write(b"the last line of the log\n")
+    proc = h.orch("fetch-results", h.run, "--no-eval", "--full-logs", check=True)
+    assert fetched.stat().st_size <= (1 << 20) + 1024 and fetched.read_bytes().endswith(b"the last line of the log\n")
+    assert "class-1/log.txt is 2048.0 MB on the host, over the 1 GiB --full-logs fetches" in proc.stderr, proc.stderr
+
+
+def test_logs_says_when_it_cut_what_the_host_printed(hostile):
+    """`orch logs` reads at most MAX_OUTPUT of a host's output: past that, its end is
+    missing, and a notice on stderr says so and how to see it, rather than cutting silently."""
+    from orchestrator.transport.base import MAX_OUTPUT
+
+    h = hostile
+    with open(h.job("class-0") / "log.txt", "w") as fh:
+        fh.write("x" * (MAX_OUTPUT + (1 << 20)) + "\nthe end\n")
+    proc = h.orch("logs", h.run, "class-0", "-n", "5", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout) == MAX_OUTPUT and "the end" not in proc.stdout
+    assert proc.stderr.count("warning:") == 1, proc.stderr
+    assert "the last 5 lines of class-0 are more than 64 MB, so orch stopped reading them there" in proc.stderr
+    assert f"`orch logs {h.run} class-0 -n 100`" in proc.stderr and "--full-logs" in proc.stderr
+    (h.job("class-0") / "log.txt").write_text("short\n")
+    proc = h.orch("logs", h.run, "class-0", "-n", "5", check=True)
+    assert proc.stdout == "short\n" and "warning" not in proc.stderr
 
 
 # --------------------------------------------------------------------------- 15. CSV

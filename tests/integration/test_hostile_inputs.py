@@ -135,6 +135,10 @@ SECRETS = {
     "remote/cert.pem": "x",
     "remote/notes.txt": "not code",
     "configs/envs/private.key": "x",
+    "configs/experiments/Prod_SECRET.yaml": "x",  # case does not make a secret shareable
+    "configs/envs/MySecret.yml": "x",
+    "bootstrap/ID_ED25519.sh": "x",
+    "bootstrap/Secret_env.py": "x",
 }
 
 

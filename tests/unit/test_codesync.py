@@ -101,6 +101,19 @@ SECRETS = [
     "remote/notes.txt",
     "bootstrap/blob.bin",
     "configs/creds.json",
+    # Case does not make a secret shareable (fnmatch is case-sensitive on Linux and macOS).
+    "configs/experiments/Prod_SECRET.yaml",
+    "configs/envs/MySecret.yml",
+    "bootstrap/ID_ED25519.sh",
+    "bootstrap/Secret_env.py",
+    "remote/.ENV",
+    "remote/Server.PEM",
+    # Other credential files.
+    "configs/envs/credentials.yaml",
+    "configs/experiments/gcp-service-account-prod.json",
+    "remote/application_default_credentials.json",
+    "remote/.envrc",
+    "remote/.pgpass",
 ]
 
 

@@ -17,6 +17,7 @@ import yaml
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.evaluate import evaluate, evaluate_run
 from orchestrator.results.metrics import accuracy_ci, bands_for, verdict
+from orchestrator.results.report import write_metrics
 from orchestrator.results.scores import load_run
 from orchestrator.results.scoretable import merge_scores
 from remote.data import dataset_name
@@ -362,6 +363,13 @@ def test_refuses_a_row_for_another_class(tmp_path):
     "field,value,words",
     [
         ("nll", float("nan"), "nll must be a finite number"),
+        # The contract's bound on every number (1e15): 1.7e308 is finite, but its sums are not.
+        ("nll", 1.7e308, "nll must be a finite number at most 1e+15 in size, got 1.7e+308"),
+        ("nll", -1e16, "nll must be a finite number at most 1e+15 in size"),
+        ("se", float("inf"), "se must be a finite number from 0 to 1e+15, or null, got inf"),
+        ("se", float("nan"), "se must be a finite number from 0 to 1e+15, or null"),
+        ("se", -0.5, "se must be a finite number from 0 to 1e+15, or null, got -0.5"),
+        ("se", 1e16, "se must be a finite number from 0 to 1e+15, or null"),
         ("tokens", 0, "tokens must be a positive integer"),
         ("label", "7", "label '7'"),
         ("id", None, "needs string fields"),
@@ -852,7 +860,7 @@ def test_merge_names_the_first_job_with_a_problem():
     [
         ("tokens", 10**30, "tokens must be a positive integer"),
         ("nll", 10**400, "nll must be a finite number"),
-        ("se", 10**400, "se must be a number or null"),
+        ("se", 10**400, "se must be a finite number from 0 to 1e\\+15, or null"),
         ("nll", "1.5", "nll must be a finite number"),
     ],
 )
@@ -866,10 +874,22 @@ def test_numbers_beyond_any_float_are_refused_not_a_traceback(field, value, word
 # --------------------------------------------------------------------------- outputs
 
 
+def _not_json(word):
+    raise AssertionError(f"metrics.json holds {word}, which is not JSON")
+
+
+def test_metrics_json_is_never_written_with_nan_or_infinity(tmp_path):
+    """NaN and Infinity are not JSON (jq and strict parsers refuse the file): a metric that
+    came out non-finite fails the write rather than making such a file."""
+    with pytest.raises(ValueError):
+        write_metrics(tmp_path, {"accuracy": float("inf")})
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_evaluate_run_writes_every_output(tmp_path):
     run_dir = make_run(tmp_path)
     metrics = evaluate_run(run_dir, plots=True)
-    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    on_disk = json.loads((run_dir / "metrics.json").read_text(), parse_constant=_not_json)
     assert on_disk["accuracy"] == metrics["accuracy"] == pytest.approx(0.7)
     for key in (
         "accuracy_ci95",
@@ -1080,6 +1100,23 @@ def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path
     assert "-1" in cells  # a number-like label stays as it is
 
 
+def test_predictions_csv_shows_control_characters_in_ids_as_escapes(tmp_path):
+    """A host's test id holding ESC, NUL or a newline: predictions.csv shows the escapes,
+    never the raw characters (a terminal `cat`, a viewer, a spreadsheet acts on them)."""
+    texts = [
+        ("t0\x1b]0;owned\x07", "0", {"0": (1.0, 3), "1": (2.0, 3)}),
+        ("t1\n=cmd\x00\x9b", "1", {"0": (2.0, 3), "1": (1.0, 3)}),
+    ]
+    run_dir = make_run(tmp_path, texts=texts)
+    evaluate_run(run_dir, plots=False)
+    raw = (run_dir / "predictions.csv").read_text()
+    assert not [ch for ch in raw if (ord(ch) < 32 or 127 <= ord(ch) < 160) and ch not in "\r\n"]
+    assert raw.count("\n") == 3  # header and two rows: no id spans lines
+    with open(run_dir / "predictions.csv", newline="") as fh:
+        ids = [row[0] for row in list(csv.reader(fh))[1:]]
+    assert sorted(ids) == ["t0\\x1b]0;owned\\x07", "t1\\n=cmd\\x00\\x9b"]
+
+
 @pytest.mark.parametrize(
     "cell, written",
     [
@@ -1087,8 +1124,11 @@ def test_predictions_csv_escapes_formulas_in_ids_labels_and_class_names(tmp_path
         ("+SUM(1,2)", "'+SUM(1,2)"),
         ("-2+3", "'-2+3"),
         ("@cmd", "'@cmd"),
-        ("\tx", "'\tx"),
-        ("\rx", "'\rx"),
+        ("\tx", "\\tx"),  # a control is shown as its escape: then no formula starts
+        ("\rx", "\\rx"),
+        ("id\x1b[2J\x00\x9b\x7f", "id\\x1b[2J\\x00\\x9b\\x7f"),
+        ("a\nb\u202ec", "a\\nb\\u202ec"),
+        ("=\x1b", "'=\\x1b"),
         ("-1", "-1"),
         ("+1.5e3", "+1.5e3"),
         ("pos", "pos"),

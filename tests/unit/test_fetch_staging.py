@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from collections import namedtuple
 
 import pytest
@@ -119,6 +120,52 @@ def test_pull_from_local_refuses_by_name_and_copies_the_rest(tmp_path):
     log = (stage / "neg" / "log.txt").read_bytes()
     assert log.startswith(b"[orch] log cut by fetch-results") and log.endswith(b"\nlast line\n")
     assert b"orch fetch-results r1 --full-logs" in log and pulled.cut == {"neg/log.txt": fetch.TAIL_BYTES + 21}
+
+
+def test_full_logs_come_whole_up_to_the_limit_and_a_bigger_one_keeps_its_tail(tmp_path):
+    """--full-logs: a log over FULL_LOG_BYTES (here a sparse 2 GB one) is not written to
+    this disk; it keeps its tail and is named, and the rest of the fetch goes on."""
+    host = tmp_path / "host" / "jobs"
+    for name in ("neg", "pos"):
+        (host / name).mkdir(parents=True)
+        (host / name / "scores.jsonl").write_bytes(b"x\n")
+        _manifest(host / name, b"x\n")
+    whole = b"y" * (fetch.TAIL_BYTES + 10) + b"\nlast line\n"
+    (host / "pos" / "log.txt").write_bytes(whole)
+    with open(host / "neg" / "log.txt", "wb") as fh:
+        fh.truncate(2 << 30)  # sparse: costs no disk
+        fh.seek(0, os.SEEK_END)
+        fh.write(b"\nthe last line\n")
+    big = (2 << 30) + 15
+    pulled, stage = _pull_local(tmp_path, ["neg", "pos"], full_logs=True)
+    assert pulled.refused == []
+    assert (stage / "pos" / "log.txt").read_bytes() == whole
+    assert pulled.cut == {"neg/log.txt": big} and pulled.over_cap == {"neg/log.txt": big}
+    log = stage / "neg" / "log.txt"
+    assert log.stat().st_size < fetch.TAIL_BYTES + 1024 and log.read_bytes().endswith(b"\nthe last line\n")
+    assert (stage / "neg" / "scores.jsonl").read_bytes() == b"x\n" and (stage / "pos" / "scores.jsonl").exists()
+    assert not (stage.parent / "whole-logs" / "neg").exists()
+
+
+def test_full_logs_that_would_fill_this_disk_are_refused_before_they_travel(tmp_path, monkeypatch):
+    host = tmp_path / "host" / "jobs" / "neg"
+    host.mkdir(parents=True)
+    with open(host / "log.txt", "wb") as fh:
+        fh.truncate(2 << 20)
+    free = [fetch.RESERVE_BYTES + (1 << 20)]
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: Usage(1 << 40, 1 << 40, free[0]))
+    with pytest.raises(OrchError) as caught:
+        _pull_local(tmp_path, ["neg"], full_logs=True)
+    assert caught.value.message == (
+        "this run's whole logs take 2.0 MB here (1 log, the largest neg/log.txt: 2.0 MB), and this machine "
+        f"has 257.0 MB free where they would go ({tmp_path / 'run'}); nothing more was fetched "
+        "(a fetch leaves 256.0 MB free)"
+    )
+    assert caught.value.code == ExitCode.RUN_STATE and "without --full-logs" in caught.value.hint
+    free[0] += 2 << 20  # room enough: it comes whole
+    shutil.rmtree(tmp_path / "run" / ".fetch-1")  # (what Staging.discard does)
+    pulled, stage = _pull_local(tmp_path, ["neg"], full_logs=True)
+    assert (stage / "neg" / "log.txt").read_bytes() == b"\0" * (2 << 20) and pulled.cut == {}
 
 
 def test_results_come_no_bigger_than_the_manifests_declare(tmp_path):

@@ -120,6 +120,10 @@ def test_control_characters_from_the_host_are_shown_escaped():
     assert "oops\\nclass-9  done\\r\\x07\\x9b" in lines[3] and "0\\x1b[2J" in lines[3]
     assert lines[0] == "r1 on host\\x1b]0;x\\x07: failed"
     assert visible("plain") == "plain" and visible("a\tb") == "a\\tb"
+    # Nor can a bidi override reorder the rest of the line, or a zero-width space hide in it.
+    text = render("r1", "h", [StatusRow(name="class-0", state="failed", reason="\u202egnp.exe\u200b\u2028x")])
+    assert "\u202e" not in text and "\u200b" not in text and "\u2028" not in text
+    assert "failed (\\u202egnp.exe\\u200b\\u2028x)" in text
 
 
 def test_colour_marks_only_the_state_word_and_resets():

@@ -35,6 +35,38 @@ def test_visible_is_one_line_with_every_control_escaped():
     assert not acting_controls(terminal.visible(EVIL + "\n"), keep="")
 
 
+# Host text that reorders or hides what the terminal shows: a right-to-left override
+# (U+202E: "exe.pdf" shown as "fdp.exe"), isolates, zero-width space and joiner, BOM, a
+# tag character, the line and paragraph separators.
+BIDI = "ok \u202eexe.pdf\u202c \u2066x\u2069 a\u200bb\u200dc\ufeff\U000e0041 l1\u2028l2\u2029"
+BIDI_ESCAPED = "ok \\u202eexe.pdf\\u202c \\u2066x\\u2069 a\\u200bb\\u200dc\\ufeff\\U000e0041 l1\\u2028l2\\u2029"
+
+
+def test_format_characters_and_separators_are_escaped_like_controls():
+    assert terminal.visible(BIDI) == BIDI_ESCAPED
+    assert terminal.shown("reason:\n\t" + BIDI) == "reason:\n\t" + BIDI_ESCAPED
+    assert terminal.log_text("\x1b[32m" + BIDI + "\r\n") == "\x1b[32m" + BIDI_ESCAPED + "\r\n"
+    assert terminal.has_control("\u202e") and terminal.has_control("a\u200b")
+    assert terminal.visible("Arabic \u0627\u0644\u0639 Hebrew \u05e9\u05dc\u05d5\u05dd é 漢 \u2192") == (
+        "Arabic \u0627\u0644\u0639 Hebrew \u05e9\u05dc\u05d5\u05dd é 漢 \u2192"
+    )  # right-to-left letters themselves are text, not controls
+    sink = io.StringIO()
+    stream = terminal.LogStream(sink)
+    stream.write("a\u202e")
+    stream.write("b\n")
+    stream.close()
+    assert sink.getvalue() == "a\\u202eb\n"
+
+
+def test_every_format_character_unicodedata_knows_is_escaped():
+    """terminal.py writes the Cf ranges out; none this Python's unicodedata knows is missing."""
+    import unicodedata
+
+    every = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cf", "Zl", "Zp")]
+    missed = [f"U+{ord(ch):04X}" for ch in every if terminal.visible(ch) == ch or terminal.log_text(ch) == ch]
+    assert not missed
+
+
 def test_shown_keeps_lines_and_tabs_only():
     text = "error on host:\n\tline " + EVIL + "\r\x1b[31mred\x1b[0m"
     out = terminal.shown(text)
@@ -88,6 +120,11 @@ def test_every_rich_print_drops_host_controls_but_keeps_its_own_codes():
     assert "\\x1b]52;c;ZXZpbA==" in out and "\\x1b[2J" in out
     assert not acting_controls(out)
     assert "\x1b[1m" in out  # the header's own bold: a style, not text
+    table = Table("job", "reason")
+    table.add_row("class-0", Text("failed: " + BIDI))
+    out = rendered(table)
+    assert "\\u202eexe.pdf\\u202c" in out
+    assert not [ch for ch in out if ch != terminal.visible(ch) and ch not in "\n\x1b"]
     plain = rendered("note " + EVIL, markup=False)
     assert "\\x1b]0;owned" in plain and not acting_controls(plain)
     # Rich's own control segments (a Live view moving the cursor) pass.
