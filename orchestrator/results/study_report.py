@@ -58,7 +58,7 @@ def _verdict(row: Dict[str, Any]) -> str:
 def _mean_ci_cell(row: Dict[str, Any]) -> str:
     if row["accuracy_mean_ci95"] is None:
         return "n/a"
-    return ci(row["accuracy_mean_ci95"]) + (" (one seed: texts only)" if row["n_done"] == 1 else "")
+    return ci(row["accuracy_mean_ci95"]) + (" (one seed: the run's own interval)" if row["n_done"] == 1 else "")
 
 
 def _seed_cells(row: Dict[str, Any]) -> str:

@@ -412,7 +412,7 @@ def test_the_means_interval_counts_the_seeds_and_says_when_the_band_is_unsettled
     for r in one["rows"]:
         assert r["accuracy_mean_ci95"] == r["seeds"][0]["accuracy_ci95"]
     text = (tmp_path / "one" / "report.md").read_text()
-    assert "(one seed: texts only)" in text and "accuracy moves from seed to seed is not measured" in text
+    assert "(one seed: the run's own interval)" in text and "accuracy moves from seed to seed is not measured" in text
     assert all(p["test"].startswith("McNemar's exact test") for p in one["pairs"])
 
 
