@@ -12,6 +12,8 @@ score, and counting it as F1 0 would pull the mean down for a fact about the spl
 
 from __future__ import annotations
 
+from math import sqrt
+from statistics import NormalDist
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -320,6 +322,7 @@ def classification_metrics(
 
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value from the discordant counts b and c."""
+    b, c = int(b), int(c)  # numpy integers would overflow in the exact sums below
     if b < 0 or c < 0:
         raise ValueError("discordant counts must be >= 0")
     n, k = b + c, min(b, c)
@@ -330,6 +333,39 @@ def mcnemar_exact(b: int, c: int) -> float:
         term = term * (n - i + 1) // i
         tail += term
     return min(1.0, 2 * tail / 2**n)  # int / int: correctly rounded, however large
+
+
+def mcnemar_diff_ci(b: int, c: int, n: int, level: float = CI_LEVEL) -> List[float]:
+    """The interval of the paired difference (B - C) / N that goes with mcnemar_exact: it
+    holds 0 exactly when McNemar's p-value is LEVEL's alpha or more.
+
+    The difference is (2 pi - 1) M / N, pi = B / M of the M = B + C texts that differ: the
+    Clopper-Pearson interval of pi (the inverse of the exact test), at the observed M, or
+    +-(the Clopper-Pearson upper end of 0 of N) when no text differs.  That takes M as
+    fixed, which misses M's own noise when the difference is large (10% against 1% of 120
+    texts: it held the truth 72% of the time), so the Wald interval widens it where that is
+    wider (then 95%, and 94-99% from 60 to 1,000 texts and 0 to 20% each way: simulated).
+    The Wald interval alone ignored the test: 5 texts to 0 of 120 gave +0.6 to +7.7 points
+    beside p = 0.0625."""
+    b, c, n = int(b), int(c), int(n)
+    m, alpha = b + c, 1.0 - level
+    if n == 0:
+        return [0.0, 0.0]
+    if m == 0:
+        edge = _clopper_pearson(0, n, alpha)[1]
+        low, high = -edge, edge
+    else:
+        pi_low, pi_high = _clopper_pearson(b, m, alpha)
+        low, high = (2.0 * pi_low - 1.0) * m / n, (2.0 * pi_high - 1.0) * m / n
+    d = (b - c) / n
+    half = NormalDist().inv_cdf(1.0 - alpha / 2.0) * sqrt(max(0.0, (m / n - d * d) / n))
+    return [max(-1.0, min(low, d - half)), min(1.0, max(high, d + half))]
+
+
+def _clopper_pearson(k: int, n: int, alpha: float) -> Tuple[float, float]:
+    low = 0.0 if k == 0 else betadist.ppf(alpha / 2.0, k, n - k + 1)
+    high = 1.0 if k == n else betadist.ppf(1.0 - alpha / 2.0, k + 1, n - k)
+    return float(low), float(high)
 
 
 def mcnemar_pair(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str, Any]:

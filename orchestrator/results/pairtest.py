@@ -27,7 +27,8 @@ the difference (seedvar.diff_p: the texts' and the seeds' parts of its interval,
 seeds' with S - 1 degrees of freedom): a pair is called different only when both say so.
 At one seed the seeds' variance cannot be seen, the test stays McNemar's, and the report
 says so.
-``diff_ci95`` is the difference's 95% interval from the same two terms.
+``diff_ci95`` is the difference's 95% interval from the same two terms; at one seed, the
+one that goes with McNemar's test (metrics.mcnemar_diff_ci: it holds 0 exactly when p >= 0.05).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from orchestrator.results.metrics import mcnemar_exact
+from orchestrator.results.metrics import mcnemar_diff_ci, mcnemar_exact
 from orchestrator.results.seedvar import diff_ci, diff_p, spread
 
 EXACT_MAX = 3000  # texts with d != 0 up to which the sign-flip distribution is enumerated
@@ -64,15 +65,17 @@ def paired_over_seeds(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str,
     sp = spread(a.astype(np.int8) - b.astype(np.int8))
     if seeds == 1:
         p_value, test = mcnemar_exact(a_only, b_only), TEST
+        interval = mcnemar_diff_ci(a_only, b_only, n)
     else:
         p_value, test = max(sign_flip_p(diff), diff_p(sp)), TEST_SEEDS
+        interval = diff_ci(sp)
     return {
         "n": int(n),
         "a_only": a_only,
         "b_only": b_only,
         "ties": int(n - a_only - b_only),
         "accuracy_diff": sp.mean,
-        "diff_ci95": diff_ci(sp),
+        "diff_ci95": interval,
         "se_texts": sqrt(sp.text_var),
         "se_seeds": sqrt(sp.seed_var),
         "p_value": p_value,

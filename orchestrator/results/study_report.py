@@ -139,13 +139,15 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
         return out + ["Fewer than two rows have results: nothing to compare.", ""]
     out += [
         "Texts are the unit: over the seeds both rows have, each text's difference is the share of those seeds "
-        "in which A gets it right minus the share in which B does, and the test is the exact sign-flip test of "
-        "those differences (with one seed, McNemar's exact test). *A better* / *B better* count the texts whose "
+        "in which A gets it right minus the share in which B does, and the test is the sign-flip test of those "
+        "differences (exact up to 3,000 texts that differ, its normal approximation beyond; with one seed, "
+        "McNemar's exact test). *A better* / *B better* count the texts whose "
         "difference favours A / B. A text is not counted once per seed: seeds of one model mostly agree on a "
         "text, and treating them as new texts finds differences that are not there. From two seeds up, p is "
         "the larger of that test's and one that also counts how far the difference moves from seed to seed "
         "(Student's t with seeds − 1 degrees of freedom): with many texts, seed luck is larger than the texts' "
-        "noise, and a test of the texts alone calls it a difference. The 95% interval of A − B counts both. "
+        "noise, and a test of the texts alone calls it a difference. The 95% interval of A − B counts both; "
+        "with one seed it is the interval that goes with McNemar's test (it holds 0 exactly when p ≥ 0.05). "
         f"Holm's correction runs across the {table['pairs_tested']} pairs tested.",
         "",
     ]

@@ -110,3 +110,31 @@ def test_macro_f1_leaves_out_a_class_that_neither_occurs_nor_is_predicted():
     score2[np.arange(8), pred2] = 1.0
     got2 = M.classification_metrics(y, score2, ["a", "b", "c"], "poc", resamples=0)
     assert got2["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(y, pred2, average="macro"))
+
+
+def test_mcnemar_difference_interval_holds_zero_exactly_when_the_test_does():
+    """The interval beside McNemar's p-value agrees with it at every count (the Wald
+    interval alone said +0.6 to +7.7 points beside p = 0.0625 for 5 texts to 0 of 120)."""
+    for n in (60, 120, 500):
+        for b in range(30):
+            for c in range(30):
+                low, high = M.mcnemar_diff_ci(b, c, n)
+                assert low <= (b - c) / n <= high
+                assert (low > 0 or high < 0) == (M.mcnemar_exact(b, c) < 0.05), (b, c, n)
+    low, high = M.mcnemar_diff_ci(5, 0, 120)
+    assert low < 0 < high and M.mcnemar_exact(5, 0) == pytest.approx(0.0625)
+
+
+def test_mcnemar_difference_interval_by_hand():
+    stats = pytest.importorskip("scipy.stats")
+    # no text differs: the difference is within +-(the Clopper-Pearson upper end of 0 of n), not 0 wide
+    edge = stats.beta.ppf(0.975, 1, 120)
+    assert M.mcnemar_diff_ci(0, 0, 120) == pytest.approx([-edge, edge])
+    # 12 of 15 differing texts favour A: Clopper-Pearson for pi at m = 15, scaled to (2 pi - 1) m / n
+    lo_pi, hi_pi = stats.beta.ppf(0.025, 12, 4), stats.beta.ppf(0.975, 13, 3)
+    exact = [(2 * lo_pi - 1) * 15 / 120, (2 * hi_pi - 1) * 15 / 120]
+    d = 9 / 120
+    wald = [d - 1.959964 * np.sqrt((15 / 120 - d * d) / 120), d + 1.959964 * np.sqrt((15 / 120 - d * d) / 120)]
+    assert M.mcnemar_diff_ci(12, 3, 120) == pytest.approx([min(exact[0], wald[0]), max(exact[1], wald[1])], abs=1e-6)
+    # numpy counts do not overflow the exact test
+    assert M.mcnemar_exact(np.int64(700), np.int64(650)) == pytest.approx(stats.binomtest(650, 1350).pvalue, rel=1e-9)

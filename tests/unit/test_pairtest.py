@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from orchestrator.results import pairtest
-from orchestrator.results.metrics import mcnemar_exact
+from orchestrator.results.metrics import mcnemar_diff_ci, mcnemar_exact
 from orchestrator.results.pairtest import TEST, TEST_SEEDS, paired_over_seeds, sign_flip_p
 from orchestrator.results.seedvar import diff_p, spread
 
@@ -44,6 +44,8 @@ def test_seeds_that_repeat_each_other_add_no_evidence():
     three = paired_over_seeds(np.tile(a, (3, 1)), np.tile(b, (3, 1)))
     assert three["p_value"] == pytest.approx(one["p_value"]) == pytest.approx(mcnemar_exact(8, 2))
     assert mcnemar_exact(24, 6) < 0.002
+    # at one seed the difference's interval is the one that goes with McNemar's test
+    assert one["diff_ci95"] == mcnemar_diff_ci(8, 2, 20)
 
 
 def test_seeds_that_disagree_count_by_how_much():
