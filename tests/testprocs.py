@@ -78,17 +78,18 @@ def terminate(pids: Iterable[int], grace_s: float = 5.0) -> None:
         except OSError:
             pass
     deadline = time.time() + grace_s
-    while time.time() < deadline and any(_alive(p) for p in pids):
+    while time.time() < deadline and any(alive(p) for p in pids):
         time.sleep(0.1)
     for pid in pids:
-        if _alive(pid):
+        if alive(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """PID runs (a zombie has ended)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):

@@ -5,6 +5,7 @@ import os
 import sys
 
 import pytest
+import testprocs
 from hostile import new_key
 
 from orchestrator.transport.knownhosts import hash_host
@@ -167,15 +168,6 @@ while True:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone too
-        return fh.read().split(")")[-1].split()[0] != "Z"
-
-
 def test_proxy_command_carries_the_connection_and_ends_with_it(ssh_project, tmp_path):
     p = ssh_project
     relay, marker = tmp_path / "relay.py", tmp_path / "relayed"
@@ -187,14 +179,14 @@ def test_proxy_command_carries_the_connection_and_ends_with_it(ssh_project, tmp_
     assert p.sshd.logins() == before + 1
     pid, target = marker.read_text().split()
     assert target == f"127.0.0.1:{p.sshd.port}"  # %h and %p, expanded
-    assert not _alive(int(pid))  # the command ended with the connection
+    assert not testprocs.alive(int(pid))  # the command ended with the connection
     # A run: the code sync, the launch and the fetch's rsync all ride the connection it carries.
     p.orch("run", "smoke", "--host", "testhost", "--name", "px", "--set", "train.steps=2", check=True)
     assert [j["state"] for j in p.wait_state("px")] == ["done", "done"]
     fetched = p.orch("fetch-results", "px", "--no-eval", check=True)
     assert "results verified" in fetched.stderr
     pids = [int(line.split()[0]) for line in marker.read_text().splitlines()]
-    assert len(pids) >= 4 and not any(_alive(pid) for pid in pids)  # check, run, status, fetch
+    assert len(pids) >= 4 and not any(testprocs.alive(pid) for pid in pids)  # check, run, status, fetch
     # The same from an ~/.ssh/config alias.
     cfg = tmp_path / "ssh_config"
     cfg.write_text(
@@ -219,7 +211,7 @@ def test_a_proxy_command_that_writes_much_to_stderr_does_not_stall(ssh_project, 
     assert checked.returncode == 0, checked.stderr
     assert "chatter" not in checked.stderr  # the command's stderr is not relayed while it works
     (pid,) = [int(line.split()[0]) for line in marker.read_text().splitlines()]
-    assert not _alive(pid)
+    assert not testprocs.alive(pid)
     # A failing command's last words are found after any amount of chatter.
     p.write_host(proxy_command="sh -c 'seq 100000 >&2; echo no route to the lab >&2; exit 7'")
     proc = p.orch("hosts", "check", "testhost")

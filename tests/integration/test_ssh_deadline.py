@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import testprocs
 import timing
 
 from orchestrator.config.hosts import HostConfig
@@ -40,15 +41,6 @@ HELPERS = {
     "os.close(1); os.close(2)\n"
     f"time.sleep({LIVES_S})\n",
 }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone too
-        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Helpers:
@@ -82,7 +74,9 @@ class Helpers:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        timing.wait_for(lambda: not any(_alive(pid) for pid in self.pids()), 30, "the host helpers to die", 0.1)
+        timing.wait_for(
+            lambda: not any(testprocs.alive(pid) for pid in self.pids()), 30, "the host helpers to die", 0.1
+        )
 
 
 @pytest.fixture
@@ -143,7 +137,7 @@ def test_orch_status_gives_up_on_a_helper_that_never_finishes(host, monkeypatch,
     assert err.message.startswith("command timed out after 3 s on testhost: "), err.message
     assert "remote.hostctl status" in err.message and "\n" not in err.message
     assert "the host did not finish in 3 s; check it with `orch hosts check testhost`" in err.hint
-    assert helpers.pids() and all(_alive(pid) for pid in helpers.pids())  # it ran, and runs on
+    assert helpers.pids() and all(testprocs.alive(pid) for pid in helpers.pids())  # it ran, and runs on
     assert t.run("echo still here").stdout == "still here\n"  # the connection is still good
 
 
