@@ -190,7 +190,7 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
             Text(p["b"]),
             str(p["a_only"]),
             str(p["b_only"]),
-            f"{100 * p['accuracy_diff']:+.2f} pts",
+            f"{100 * p['accuracy_diff']:+.2f} pp",
             _p(p["p_value"]),
             *([_p(p["p_holm"])] if several else []),
         )

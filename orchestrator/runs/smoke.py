@@ -167,11 +167,12 @@ def step_run(ctx: SmokeContext) -> str:
 
 def step_fetch_eval(ctx: SmokeContext) -> str:
     from orchestrator.results.evaluate import check_min_accuracy, evaluate_run
+    from orchestrator.results.report import pct
 
     runner.fetch(ctx.project, ctx.transport, ctx.run_id, partial=False)
     metrics = evaluate_run(ctx.project.run_dir(ctx.run_id))
     check_min_accuracy(metrics)
-    return f"accuracy {metrics['accuracy']:.3f} (threshold {metrics.get('min_accuracy', 0):.2f})"
+    return f"accuracy {pct(metrics['accuracy'])} (threshold {pct(metrics.get('min_accuracy', 0))})"
 
 
 def step_cleanup(ctx: SmokeContext) -> str:
