@@ -151,10 +151,19 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
         why = "; ".join(
             f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != "done"
         )
+        failed = [r for r in rows if r.state != "done"]
+        # exit code 2 is a job's config or data error (remote/run_job.py): a resume relaunches
+        # the same config, so it would fail the same way
+        user_error = all(r.reason.startswith("exit code 2") for r in failed)
         raise OrchError(
             f"run {run_id} ended {run_state(rows)}: {why}",
             ExitCode.RUN_STATE,
-            hint=f"`orch logs {run_id} JOB` shows why; `orch run {experiment} --resume {run_id}` retries",
+            hint=f"`orch logs {run_id} JOB` shows why; "
+            + (
+                "the run's config or data is wrong: fix it and start a new run (a resume would fail the same way)"
+                if user_error
+                else f"`orch run {experiment} --resume {run_id}` retries"
+            ),
         )
     from orchestrator.runs import launch as runner
 

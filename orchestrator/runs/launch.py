@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import yaml
 
-from orchestrator import backends
+from orchestrator import backends, output
 from orchestrator.config.project import Project
 from orchestrator.contract.records import job_summary, load_record, load_resolved, save_record
 from orchestrator.errors import ExitCode, OrchError
@@ -49,10 +49,14 @@ def classes_for(exp: Experiment, root: Path) -> List[str]:
     classes = wanted or found
     if len(set(classes)) < 2:
         raise OrchError(
-            f"a classifier needs at least 2 classes, got {classes}",
+            f"a classifier needs at least 2 classes, got {classes}"
+            + (f" in {staging.local_data_files(exp, root)['path']}" if exp.data.source == "file" else ""),
             ExitCode.CONFIG,
             hint="check data.label_field and data.classes",
         )
+    if exp.data.source == "file":
+        for warning in staging.check_splits(exp, root, classes):
+            output.warn(warning)
     return classes
 
 

@@ -74,10 +74,50 @@ def scan_labels(path: Path, spec: DataSpec) -> List[str]:
     return sorted({row.label for row in rows}, key=natural_key)
 
 
+FEW_TRAIN = 10  # a class with fewer training texts than this gets a warning before launch
+
+
+def check_splits(exp: Experiment, root: Path, classes: List[str]) -> List[str]:
+    """Split the local data exactly as the jobs will (remote.data.load_splits, with the
+    run's CLASSES) and refuse what would make every job fail on the host - no test texts,
+    a class with no training texts - before anything is sent.  Returns warnings for what
+    runs but measures little: a class with fewer than FEW_TRAIN training texts, or with no
+    test texts (its recall is undefined and it leaves macro-F1)."""
+    from dataclasses import replace
+
+    from remote.data import DataError, load_splits
+
+    files = local_data_files(exp, root)
+    spec = replace(
+        exp.data,
+        path=str(files["path"]),
+        test_path=str(files["test_path"]) if "test_path" in files else "",
+        classes=list(classes),
+    )
+    try:
+        splits = load_splits(spec, log=lambda _: None)
+    except DataError as exc:
+        raise OrchError(str(exc), ExitCode.DATA, hint=_data_hint(str(exc), spec)) from None
+    warnings = []
+    for c in splits.classes:
+        train, test = len(splits.train_of(c)), sum(e.label == c for e in splits.test)
+        if train < FEW_TRAIN or test == 0:
+            warnings.append(
+                f"class {c!r}: {train} training text{'' if train == 1 else 's'} and {test} test "
+                f"text{'' if test == 1 else 's'} after the split: "
+                + ("its model learns from almost nothing" if train < FEW_TRAIN else "nothing measures it")
+            )
+    return warnings
+
+
 def _data_hint(message: str, spec: DataSpec) -> str:
     """How to fix what remote.data found: the message says where (file, or file:line)."""
     if "missing field" in message or "missing column" in message:
         return "set data.text_field / data.label_field to the file's field names"
+    if "no test texts" in message:
+        return "the split left no test texts: raise data.test_fraction, or give data.test_path"
+    if "no training texts" in message:
+        return "every text of that class went to the test or validation split: add texts, or lower the fractions"
     if "no texts" in message:
         return (
             f"the file holds no non-empty texts: write one labelled text per line, e.g. "

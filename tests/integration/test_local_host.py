@@ -51,6 +51,7 @@ def test_run_smoke_wait_on_local_host(ssh_project):
 
 def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):
     p = ssh_project
+    logins = p.sshd.logins()
     bad = p.root / "bad.jsonl"
     bad.write_text('{"text": "fine", "label": 0}\n{"text": "also fine", "label": 1}\n{"text": "broken", "label": \n')
     proc = p.orch("run", "smoke", "--name", "bad", "--set", "data.path=bad.jsonl")
@@ -59,6 +60,11 @@ def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):
     assert not p.run_dir("bad").exists()
     missing = p.orch("run", "smoke", "--name", "bad", "--set", "data.path=nowhere.jsonl")
     assert missing.returncode == 3 and "data.path: nowhere.jsonl does not exist" in missing.stderr
+    # well-formed, but the jobs' own split leaves no test texts: every job would fail on the host
+    bad.write_text("".join(f'{{"text": "text {i}", "label": {i % 2}}}\n' for i in range(3)))
+    empty = p.orch("run", "smoke", "--name", "bad", "--set", "data.path=bad.jsonl")
+    assert empty.returncode == 9 and "no test texts" in empty.stderr and "data.test_fraction" in empty.stderr
+    assert not p.run_dir("bad").exists() and p.sshd.logins() == logins  # refused before any login
 
 
 def test_same_name_launched_twice_at_once_starts_once(ssh_project):
@@ -89,6 +95,8 @@ def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project
     )
     assert proc.returncode == 8, proc.stdout + proc.stderr
     assert "ended failed" in proc.stderr and "exit code 2: error:" in proc.stderr
+    # a config error fails the same way again: the hint says so instead of offering --resume
+    assert "a resume would fail the same way" in proc.stderr and "--resume bad` retries" not in proc.stderr
     status = json.loads(p.orch("status", "bad", "--json").stdout)
     assert all(j["state"] == "failed" and j["reason"].startswith("exit code 2: error:") for j in status["jobs"])
     watch = p.orch("status", "bad", "--watch")
