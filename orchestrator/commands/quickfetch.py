@@ -33,15 +33,17 @@ def parse(argv: List[str]) -> Optional[Dict[str, Any]]:
     return parsed
 
 
-def evaluate_dir(run_dir) -> dict:
-    """Evaluate a fetched run (no plots: they are `orch eval RUN --plots`) and show the summary on stderr."""
+def evaluate_dir(run_dir, as_result: bool) -> dict:
+    """Evaluate a fetched run (no plots: they are `orch eval RUN --plots`) and show its
+    summary: AS_RESULT on stdout, as `orch eval` does (fetch-results' result), else on
+    stderr unless --quiet (`run --wait`, whose stdout is the run id)."""
     from orchestrator import output
     from orchestrator.commands.results_view import print_summary
     from orchestrator.results.evaluate import evaluate_run
 
     metrics = evaluate_run(run_dir)
-    if not output.quiet():
-        print_summary(output.err, metrics, run_dir)
+    if as_result or not output.quiet():
+        print_summary(output.out if as_result else output.err, metrics, run_dir)
     return metrics
 
 
@@ -84,7 +86,7 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
         )
     if outcome["complete"] and not no_eval:
         try:
-            metrics = evaluate_dir(run_dir)
+            metrics = evaluate_dir(run_dir, as_result=True)
         except KeyboardInterrupt:
             raise OrchError(
                 f"interrupted while evaluating {run_dir.name}; its fetched results are verified in {run_dir / 'jobs'}",

@@ -194,7 +194,7 @@ def check_min_accuracy(metrics: dict) -> None:
 def _evaluate_dir(run_dir) -> dict:
     from orchestrator.commands.quickfetch import evaluate_dir
 
-    return evaluate_dir(run_dir)
+    return evaluate_dir(run_dir, as_result=False)
 
 
 def _run_result(

@@ -37,6 +37,9 @@ def test_run_prints_the_run_id_alone_and_everything_else_on_stderr(ssh_project):
     assert cancel.stdout.splitlines() == ["class-0: already done", "class-1: already done"]
     listed = p.orch("runs", check=True)
     assert all(run in listed.stdout for run in ("scripted", "asjson", "quiet1", "quiet2")) and listed.stderr == ""
+    # fetch-results' evaluation is its result: on stdout, as `orch eval` prints it, and kept by --quiet
+    fetched = p.orch("-q", "fetch-results", "quiet1", check=True)
+    assert "accuracy" in fetched.stdout and "confusion matrix" in fetched.stdout and fetched.stderr == ""
 
     missing = p.orch("status", "nosuch")
     assert missing.returncode == 8 and missing.stdout == ""
