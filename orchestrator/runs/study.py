@@ -34,27 +34,38 @@ from orchestrator.transport.base import Transport
 from remote.files import atomic_write_text
 
 
+def check_unchanged(project: Project, study: Study) -> Optional[Dict]:
+    """Refuse STUDY when a run it would keep was launched from another config of it (a
+    study's runs keep the config they were launched with); the study.json there, or None."""
+    path = record_path(project, study.name)
+    if not path.exists():
+        return None
+    old = load_record(project, study.name)
+    before = {r["run_id"]: r.get("fingerprint") for r in old["runs"]}
+    changed = [
+        r.run_id
+        for r in study.runs
+        if r.run_id in before and before[r.run_id] != r.fingerprint() and project.run_dir(r.run_id).exists()
+    ]
+    if changed:
+        several = len(changed) > 1
+        raise OrchError(
+            f"study {study.name} changed since {'runs' if several else 'run'} {', '.join(changed[:3])}"
+            + (" ..." if len(changed) > 3 else "")
+            + f" {'were' if several else 'was'} launched: a study's runs keep the config they were launched with",
+            ExitCode.RUN_STATE,
+            hint=f"give the changed study another name, or remove runs/{study.name}-* and {path} to start over",
+        )
+    return old
+
+
 def save_record(project: Project, study: Study) -> Dict:
     """Write study.json for STUDY, or check it against the one there: a run already launched
     must be the run this study file makes now."""
     path = record_path(project, study.name)
     doc = {**study.resolved(), "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    if path.exists():
-        old = load_record(project, study.name)
-        before = {r["run_id"]: r.get("fingerprint") for r in old["runs"]}
-        changed = [
-            r.run_id
-            for r in study.runs
-            if r.run_id in before and before[r.run_id] != r.fingerprint() and project.run_dir(r.run_id).exists()
-        ]
-        if changed:
-            raise OrchError(
-                f"study {study.name} changed since {', '.join(changed[:3])}"
-                + (" ..." if len(changed) > 3 else "")
-                + " were launched: a study's runs keep the config they were launched with",
-                ExitCode.RUN_STATE,
-                hint=f"give the changed study another name, or remove runs/{study.name}-* and {path} to start over",
-            )
+    old = check_unchanged(project, study)
+    if old is not None:
         doc["created"] = old.get("created", doc["created"])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
@@ -166,6 +177,7 @@ def preview(project: Project, study: Study, chosen: List[StudyRun]) -> List[str]
     from orchestrator.runs.state import fmt_duration
     from remote.spec import to_dict
 
+    check_unchanged(project, study)  # the launch would refuse it: so does its dry run
     classes = runner.classes_for(chosen[0].exp, project.root) if chosen else []
     measured = measured_seconds(project, study.host)
     sharers: Dict[str, int] = {}
@@ -186,7 +198,8 @@ def preview(project: Project, study: Study, chosen: List[StudyRun]) -> List[str]
         if run.pretrain_from:
             pre = f"from {run.pretrain_from}"
         elif run.exp.pretrain.enabled:
-            pre = f"trains it (shared by {sharers.get(run.run_id, 0)} more)"
+            shared = sharers.get(run.run_id, 0)
+            pre = f"trains it (shared by {shared} more)" if shared else "trains its own"
         else:
             pre = "-"
         per_role = measured.get(config_signature(to_dict(run.exp)))

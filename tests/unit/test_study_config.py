@@ -126,8 +126,13 @@ def test_record_refuses_a_study_changed_since_its_runs_were_launched(project):
     assert json.loads(running.record_path(project, "st").read_text())["members"]["mdlm"] == {"model.kind": "mdlm"}
     (project.runs / "st-gpt2-s0").mkdir(parents=True)  # launched
     write(project, {**BASE, "set": {**BASE["set"], "train.steps": 5}})
-    with pytest.raises(OrchError, match="changed since st-gpt2-s0"):
-        running.save_record(project, studies.load(project, "st"))
+    changed = studies.load(project, "st")
+    with pytest.raises(OrchError, match="changed since run st-gpt2-s0 was launched"):
+        running.save_record(project, changed)
+    # the dry run says what the launch would: not "would launch now"
+    with pytest.raises(OrchError, match="changed since run st-gpt2-s0 was launched") as err:
+        running.preview(project, changed, changed.runs)
+    assert err.value.code == ExitCode.RUN_STATE
 
 
 def test_a_run_cannot_be_named_like_the_studies_folder(project):
