@@ -96,7 +96,9 @@ def run() -> None:
     except OrchError as exc:
         # The message is data (it may quote remote output like "[orch] ..."): no markup.
         # Its control characters are escaped by the console itself (output.py).
-        err_console.print("[bold red]error:[/] ", end="")
+        # Ctrl-C stops a command, it is not the command's failure: its message says what stopped
+        if exc.code != ExitCode.INTERRUPTED:
+            err_console.print("[bold red]error:[/] ", end="")
         err_console.print(exc.message, markup=False, soft_wrap=True)
         if exc.hint:
             err_console.print(f"  hint: {exc.hint}", markup=False, soft_wrap=True)

@@ -54,15 +54,16 @@ def plain(
 
 
 def error(exc: OrchError, stream=None) -> None:
-    """An OrchError as the Typer app prints it: "error: MESSAGE" and "  hint: HINT" on
+    """An OrchError as the Typer app prints it: "error: MESSAGE" (the message alone for Ctrl-C) and "  hint: HINT" on
     stderr, plain text (the message may quote what a host printed: its control characters
     are shown as escapes, orchestrator/terminal.py)."""
     from orchestrator.commands.statustable import use_colour
     from orchestrator.terminal import shown
 
     stream = stream or sys.stderr
-    label = "\x1b[1;31merror:\x1b[0m" if use_colour(stream) else "error:"
-    stream.write(f"{label} {shown(exc.message)}\n")
+    label = "\x1b[1;31merror:\x1b[0m " if use_colour(stream) else "error: "
+    # Ctrl-C stops a command, it is not the command's failure: its message says what stopped
+    stream.write(f"{'' if exc.code == ExitCode.INTERRUPTED else label}{shown(exc.message)}\n")
     if exc.hint:
         stream.write(f"  hint: {shown(exc.hint)}\n")
     stream.flush()

@@ -414,7 +414,12 @@ def register(app: typer.Typer) -> None:
                 try:
                     rc = transport.stream(command, out=shown)
                 except KeyboardInterrupt:
-                    return  # Ctrl-C is how one stops following: not an error
+                    # Ctrl-C is how one stops following: said as such, with the code every Ctrl-C gets
+                    raise OrchError(
+                        f"stopped following {run_id}; its jobs keep running on {record['host']}",
+                        ExitCode.INTERRUPTED,
+                        hint=f"`orch logs {run_id} {job or ''} -f` follows again".replace("  ", " "),
+                    ) from None
                 except OrchError as exc:
                     raise OrchError(
                         exc.message,

@@ -46,7 +46,7 @@ def test_watch_retries_a_dropped_connection_and_ctrl_c_only_stops_watching(ssh_p
     assert "w: class-0 running" in out, out
     assert "connection to testhost lost" in err and "retrying in 2 s" in err, (out, err, watcher.proc.returncode)
     assert watcher.proc.returncode == 130, err
-    assert "stopped watching w; its jobs keep running on testhost" in err
+    assert "stopped watching w; its jobs keep running on testhost" in err and "error:" not in err
     assert "orch status w --watch" in err and "Traceback" not in err
     states = {j["name"]: j["state"] for j in json.loads(p.orch("status", "w", "--json", check=True).stdout)["jobs"]}
     assert states == {"class-0": "running", "class-1": "running"}
@@ -95,6 +95,16 @@ def test_logs_follow_ends_with_the_job_and_a_drop_is_an_error(ssh_project):
     stderr = follower.stderr
     assert follower.proc.returncode == 5, stderr
     assert "lost the SSH connection" in stderr and "orch logs g class-0 -f" in stderr
+    # Ctrl-C stops following: 130, as every Ctrl-C, and said as a stop, not an error
+    follower = p.start("logs", "g", "class-0", "-f")
+    try:
+        follower.wait_for("train step")
+        follower.proc.send_signal(signal.SIGINT)
+    finally:
+        follower.finish()
+    assert follower.proc.returncode == 130, follower.stderr
+    assert follower.stderr.startswith("stopped following g; its jobs keep running on testhost")
+    assert "error:" not in follower.stderr and "Traceback" not in follower.stderr
     p.cancel("g")
 
 
