@@ -118,6 +118,11 @@ def _write_remote(sftp, path: str, data: bytes) -> None:
         fh.write(data)
 
 
+# The whole of a command given no timeout of its own (mkdir, `tail`, the launch's checks):
+# each takes seconds; a host still trickling output to one after ten minutes is not working.
+QUICK_LIMIT_S = 600.0
+
+
 class _Deadline:
     """How long the next wait on a command's channel may last.
 
@@ -150,6 +155,10 @@ class _Deadline:
             return read(nbytes)
 
         return bounded
+
+    def expired(self) -> bool:
+        """The overall limit has passed (what a socket.timeout then means)."""
+        return self._end is not None and self._clock() >= self._end
 
     def exit_status(self, chan) -> int:
         """The command's exit status (-1: the channel closed without one), waited for no
@@ -396,11 +405,12 @@ class SSHTransport(Transport):
         # A command given a timeout (`orch status`: STATUS_TIMEOUT_S) must reach its exit
         # status within it, however the host paces its output.  One given none (mkdir, the
         # run's prepare, `tail` for `orch logs`) is quick: a host silent for its io_timeout,
-        # or one that ended the output but has not exited io_timeout later, is stalled.
+        # or one that ended the output but has not exited io_timeout later, is stalled; and
+        # one that trickles a byte now and then is left after QUICK_LIMIT_S all the same.
         if timeout is not None:
             limits = _Deadline(timeout, timeout)
         else:
-            limits = _Deadline(self.host.io_timeout)
+            limits = _Deadline(self.host.io_timeout, max(QUICK_LIMIT_S, self.host.io_timeout))
         ended = False  # the output ended: what is left is the wait for the exit status
         chan = None
         try:
@@ -434,8 +444,8 @@ class SSHTransport(Transport):
                 raise EOFError("the connection closed before the command ended")
         except socket.timeout:
             _close(chan)  # leave the command (its next write gets SIGPIPE)
-            if timeout is not None:
-                raise timed_out(self.host.name, timeout, command) from None
+            if timeout is not None or limits.expired():
+                raise timed_out(self.host.name, limits.overall, command) from None
             if ended:
                 raise self._no_exit(command) from None
             raise OrchError(

@@ -149,6 +149,19 @@ def test_a_trickle_is_left_at_the_timeout_and_not_the_idle_limit(host):
     assert err.code == ExitCode.REMOTE and "timed out after 4 s on testhost" in err.message
 
 
+def test_a_quick_command_that_trickles_is_left_at_the_quick_limit(host, monkeypatch):
+    """A command given no timeout (mkdir, `tail`) is idle-limited, and has an overall one
+    too: a byte every 0.3 s never trips io_timeout, and must not hold orch forever."""
+    from orchestrator.transport import ssh
+
+    connect, helpers = host
+    t = connect(io_timeout=2)
+    monkeypatch.setattr(ssh, "QUICK_LIMIT_S", 4.0)
+    err, took = _fails(t.run, helpers.command("trickle"))
+    _in_time(took, 4)
+    assert err.code == ExitCode.REMOTE and "timed out after 4 s on testhost" in err.message
+
+
 def test_a_quick_command_that_closes_its_output_and_hangs_is_left_after_io_timeout(host):
     connect, helpers = host
     t = connect(io_timeout=2)

@@ -39,9 +39,11 @@ def test_an_overall_limit_cuts_the_waits_and_ends_them():
 def test_the_idle_limit_still_bounds_a_wait_inside_a_longer_overall_one():
     clock = Clock()
     limits = _Deadline(5, 300, clock=clock)
-    assert limits.wait_s() == 5
+    assert limits.wait_s() == 5 and not limits.expired()
     clock.now += 298
     assert limits.wait_s() == pytest.approx(2)
+    clock.now += 2
+    assert limits.expired() and not _Deadline(5, clock=clock).expired()  # no overall limit: never
 
 
 class Trickle:
