@@ -40,7 +40,16 @@ BOOTSTRAP_METHOD = "jeffreys"
 
 
 def predict(score: np.ndarray) -> np.ndarray:
+    """Each text's best class; a tie goes to the first of the tied classes (``tied`` counts them)."""
     return np.argmax(score, axis=1)
+
+
+def tied(score: np.ndarray) -> int:
+    """Texts whose best score two or more classes share: predict() decided them by class
+    order, not by the models (identical class models decide every text that way)."""
+    if score.size == 0:
+        return 0
+    return int(np.sum((score == score.max(axis=1, keepdims=True)).sum(axis=1) > 1))
 
 
 def margin(score: np.ndarray) -> np.ndarray:
@@ -301,6 +310,7 @@ def classification_metrics(
         "accuracy_ci95": accuracy_ci(correct) if resamples > 0 else None,
         "correct": int(correct.sum()),
         "n": int(len(y)),
+        "tied": tied(score),
         "macro_f1": macro_f1(cm, f1),
         "per_class": {
             c: {

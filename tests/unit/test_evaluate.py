@@ -1215,3 +1215,19 @@ def test_yardstick_verdict_claims_only_what_a_test_showed(tests, label):
 
     rows = [{"accuracy": acc, "p_value": p, "accuracy_diff": sign * 0.02} for acc, p, sign in tests]
     assert verdict(rows) == label
+
+
+def test_texts_decided_by_a_tie_are_counted_in_the_report(tmp_path):
+    """Three texts that both class models score alike: argmax gave them the first class,
+    and report.md says how many were decided that way."""
+
+    def scores(i, label):
+        if i < 3:
+            return {"neg": (2.0, 4), "pos": (2.0, 4)}
+        return {label: (1.0, 4), ("neg" if label == "pos" else "pos"): (2.0, 4)}
+
+    texts = [(f"t{i}", label, scores(i, label)) for i, label in enumerate(["neg", "pos"] * 4)]
+    run_dir = make_run(tmp_path, texts=texts, classes=("neg", "pos"))
+    m = evaluate_run(run_dir, plots=False)
+    assert m["tied"] == 3 and m["per_token"]["tied"] == 3
+    assert "| tied best scores (went to the first class) | 3 | 3 |" in (run_dir / "report.md").read_text()

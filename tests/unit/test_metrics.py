@@ -138,3 +138,12 @@ def test_mcnemar_difference_interval_by_hand():
     assert M.mcnemar_diff_ci(12, 3, 120) == pytest.approx([min(exact[0], wald[0]), max(exact[1], wald[1])], abs=1e-6)
     # numpy counts do not overflow the exact test
     assert M.mcnemar_exact(np.int64(700), np.int64(650)) == pytest.approx(stats.binomtest(650, 1350).pvalue, rel=1e-9)
+
+
+def test_tied_best_scores_are_counted():
+    """Identical class models score every text alike: argmax decides by class order, and
+    the metrics say how many texts that decided."""
+    score = np.array([[1.0, 1.0], [2.0, 1.0], [0.5, 0.5], [0.0, 3.0]])
+    assert M.tied(score) == 2
+    got = M.classification_metrics(np.array([0, 0, 1, 1]), score, ["a", "b"], "poc", resamples=0)
+    assert got["tied"] == 2 and M.tied(np.zeros((0, 2))) == 0
