@@ -546,7 +546,7 @@ def test_markup_in_host_text_and_set_values_prints_literally(hostile, base):
     shutil.copy(p.remote_root / "runs" / "base" / "jobs" / "class-0" / "status.json", h.job("class-0"))
     fetched = h.orch("fetch-results", h.run)
     no_traceback(fetched)
-    assert fetched.returncode == 0 and "ckpts/[/best]" in fetched.stderr, fetched.stderr
+    assert fetched.returncode == 0 and "ckpts/[/best]" in fetched.stdout.replace("\n", ""), fetched.stderr
     compared = h.orch("compare", h.run)
     no_traceback(compared)
     assert compared.returncode == 0 and "ckpts/[/best]" in compared.stdout, compared.stderr
