@@ -86,3 +86,19 @@ def test_job_names_must_differ_ignoring_case():
     exp = load_experiment({"data": {"path": "x", "class_names": {"0": "Neg", "1": "neg"}}}, "t")
     with pytest.raises(OrchError, match="ignoring case"):
         plan_jobs(exp, ["0", "1"])
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
+    """YAML keeps the last of two equal keys silently: a config file may not have them."""
+    from orchestrator.config.yamlfile import read_mapping
+    from orchestrator.errors import ExitCode
+
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: smoke\ntrain:\n  steps: 100\n  lr: 0.001\n  steps: 5\n")
+    with pytest.raises(OrchError) as err:
+        read_mapping(path)
+    assert err.value.code == ExitCode.CONFIG and str(path) in err.value.message
+    assert "key 'steps' is given twice (first on line 3)" in err.value.message and "line 5" in err.value.message
+    # the same key in two different mappings is fine, and so are the shipped configs
+    path.write_text("train:\n  steps: 1\npretrain:\n  steps: 2\n")
+    assert read_mapping(path) == {"train": {"steps": 1}, "pretrain": {"steps": 2}}
