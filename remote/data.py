@@ -137,7 +137,8 @@ def _read_jsonl(path: str, fields, need_label: bool, clean: bool) -> Iterator[Ex
                 continue
             where = f"{path}:{lineno}"
             try:
-                row = json.loads(raw.decode("utf-8").rstrip("\r\n"))
+                # utf-8-sig on the first line: an editor's (or an export's) byte-order mark
+                row = json.loads(raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n"))
             except UnicodeDecodeError as e:
                 raise DataError(f"{where}: not UTF-8 ({e.reason})") from None
             except json.JSONDecodeError as e:
