@@ -354,7 +354,7 @@ def register(app: typer.Typer) -> None:
         run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
         watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until every job has ended."),
         interval: float = typer.Option(
-            2.0, "--interval", metavar="SECONDS", help="Seconds between refreshes with --watch."
+            2.0, "--interval", min=0.5, metavar="SECONDS", help="Seconds between refreshes with --watch (0.5 or more)."
         ),
         as_json: bool = JSON,
         trust_new_host_key: bool = TRUST,

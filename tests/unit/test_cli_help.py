@@ -33,7 +33,7 @@ def test_help(command):
 
 
 def test_unknown_command_and_option_are_usage_errors():
-    for argv in (["nosuch"], ["status", "--bogus"]):
+    for argv in (["nosuch"], ["status", "--bogus"], ["status", "r", "--watch", "--interval", "0"]):
         proc = subprocess.run(
             [sys.executable, "-m", "orchestrator.cli", *argv],
             cwd=REPO,
