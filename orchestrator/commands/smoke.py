@@ -41,6 +41,11 @@ def register(app: typer.Typer) -> None:
         project = Project.find()
         if junit is not None and not junit.parent.is_dir():
             raise OrchError(f"--junit {junit}: folder {junit.parent} does not exist", ExitCode.USAGE)
+        # A wrong experiment or --set is the user's to fix (exit 3) before any host is asked:
+        # found at the run step, it cost a connection and a probe and read as a failed check.
+        from orchestrator.config import experiments
+
+        experiments.load(project, experiment, list(set_))
         start = time.time()
         # The checklist is the report (stdout); with --json the JSON is, and the checklist is progress.
         out = output.err if as_json_ else output.out

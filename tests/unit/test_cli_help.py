@@ -142,3 +142,15 @@ def test_a_launch_loads_no_evaluation_machinery(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "would launch" in proc.stdout + proc.stderr or "session orch-smoke" in proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr[-2000:]
+
+
+def test_smoke_refuses_a_wrong_set_before_asking_the_host():
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "smoke", "nosuchhost", "--set", "train.stpes=3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timing.scaled(60),
+    )
+    # exit 3 for the config (not 1 for a failed check, nor an unknown-host error first)
+    assert proc.returncode == 3 and "unknown key 'train.stpes'" in proc.stderr and "Traceback" not in proc.stderr
