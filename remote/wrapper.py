@@ -328,6 +328,10 @@ def wait_for(job: SupervisedJob, requires: List[str], after: List[str]) -> Optio
         if pending:
             if job.signalled is not None:
                 return None
+            names = [name for name, _ in pending]
+            why = f"waiting for job{'s' if len(names) > 1 else ''} {', '.join(names)} to end"
+            if why != job.status.get("reason"):  # `orch status`: waiting (waiting for job pretrain to end)
+                job.save(reason=why)
             time.sleep(POLL_S)
     return None
 

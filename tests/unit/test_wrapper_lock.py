@@ -106,3 +106,32 @@ def test_a_held_lock_is_running_not_lost(state, alive, owner, shown, note):
     raw = {"name": "neg", "status": {"state": state, "pid": 12} if state else None, "alive": alive, "owner": owner}
     row = job_row(raw, now=0.0, backend=TmuxBackend())
     assert (row.state, row.note) == (shown, note)
+
+
+def test_a_job_waiting_for_another_says_which(tmp_path, procs):
+    """A class job behind its pretrain job shows why it waits, and starts once that is done."""
+    jobs = tmp_path / "jobs"
+    (jobs / "pretrain").mkdir(parents=True)
+    (jobs / "pretrain" / "status.json").write_text(json.dumps({"state": "running"}))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "remote.wrapper", "--job-dir", str(jobs / "class-0"), "--requires", "pretrain"]
+        + ["--", "true"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    procs.append(waiting)
+    status = jobs / "class-0" / "status.json"
+
+    def said(reason):
+        try:
+            return json.loads(status.read_text()).get("reason") == reason
+        except (OSError, ValueError):
+            return False
+
+    _wait(lambda: said("waiting for job pretrain to end"), "the waiting reason")
+    assert json.loads(status.read_text())["state"] == "waiting"
+    (jobs / "pretrain" / "status.json").write_text(json.dumps({"state": "done"}))
+    _wait(lambda: json.loads(status.read_text())["state"] == "done", "the job to run once pretrain is done")
+    assert json.loads(status.read_text())["reason"] == ""
