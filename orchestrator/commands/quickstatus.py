@@ -18,7 +18,6 @@ import sys
 from typing import List, Optional, Tuple
 
 from orchestrator.commands.quickpath import plain, run
-from orchestrator.errors import ExitCode, OrchError
 
 
 def parse(argv: List[str]) -> Optional[Tuple[Optional[str], bool, bool]]:
@@ -72,13 +71,7 @@ def host_rows(transport, run_dir, record, planned) -> List:
     backend = backends.for_record(record)
     remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
     if not remote.get("exists"):
-        raise OrchError(
-            f"run {run_id} is not on {record['host']} ({remote.get('run_dir')}): deleted there, "
-            "or its launch was interrupted",
-            ExitCode.RUN_STATE,
-            hint=f"fetched results, if any, are in {run_dir}; `orch run "
-            f"{record.get('experiment')} --resume {run_id}` launches its jobs again",
-        )
+        raise hostops.not_on_host(run_dir, record, remote.get("run_dir"))
     return rows_from_remote(remote, planned, backend)
 
 

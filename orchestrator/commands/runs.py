@@ -402,6 +402,8 @@ def register(app: typer.Typer) -> None:
                 # Following jobs that have all ended would print their end and return at once:
                 # say so with the plain tail instead.
                 remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+                if not remote.get("exists"):
+                    raise hostops.not_on_host(run_dir, record, remote_run)
                 rows = {r.name: r for r in rows_from_remote(remote, doc["jobs"], backend)}
                 follow = any(rows[n].state in ACTIVE for n in selected)
             if follow:
@@ -440,8 +442,16 @@ def register(app: typer.Typer) -> None:
                     )
                 return
             files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
-            command = shell.join(["tail", "-n", str(lines), "--", *files]) + " 2>/dev/null"
+            # exit 3 when the run's folder is gone: not "no log yet"
+            command = (
+                shell.join(["test", "-d", remote_run])
+                + " || exit 3; "
+                + shell.join(["tail", "-n", str(lines), "--", *files])
+                + " 2>/dev/null"
+            )
             res = transport.run(command, check=False)
+            if res.rc == 3 and not res.stdout:
+                raise hostops.not_on_host(run_dir, record, remote_run)
             print(terminal.log_text(res.stdout), end="")
             if res.overflow:  # the host printed more than a command's output may be: its end is missing
                 sys.stdout.flush()
@@ -476,6 +486,8 @@ def register(app: typer.Typer) -> None:
             result = hostops.remote_cancel(
                 transport, record["workdir"], record["code_hash"], run_id, list(job or []), backends.for_record(record)
             )
+        if not result["jobs"] and not job:  # every job of a run that is there has a folder
+            raise hostops.not_on_host(run_dir, record, hostops.run_dir(record["workdir"], run_id))
         stuck = [item for item in result["jobs"] if item.get("error")]
         # `orch runs` (no SSH) shows the last states seen: a cancel has seen them
         seen = dict(record.get("job_states") or {})

@@ -290,6 +290,18 @@ def _status_each(transport: Transport, runs: List[Tuple[str, str, str, Optional[
     return replies
 
 
+def not_on_host(run_dir, record: Dict, where: Optional[str]) -> OrchError:
+    """The error for a run whose folder the host no longer has (status, logs, cancel, fetch).
+    RUN_DIR: its local folder; RECORD: its local.json; WHERE: its folder on the host."""
+    run_id = run_dir.name
+    return OrchError(
+        f"run {run_id} is not on {record['host']} ({where}): deleted there, or its launch was interrupted",
+        ExitCode.RUN_STATE,
+        hint=f"fetched results, if any, are in {run_dir}; `orch run "
+        f"{record.get('experiment')} --resume {run_id}` launches its jobs again",
+    )
+
+
 def remote_cancel(
     transport: Transport,
     workdir: str,

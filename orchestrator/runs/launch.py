@@ -409,7 +409,7 @@ def _fetch(
     backend = backends.for_record(record)
     status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
     if not status.get("exists"):
-        raise OrchError(f"run {run_id} is not on {transport.host.name} any more", ExitCode.RUN_STATE)
+        raise hostops.not_on_host(local_dir, record, status.get("run_dir"))
     rows = rows_from_remote(status, doc["jobs"], backend)
     # The pretrain job produces a checkpoint, not scores.
     scored = [r for r in rows if r.name != "pretrain"]

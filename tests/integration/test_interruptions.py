@@ -116,6 +116,16 @@ def test_resume_puts_back_a_run_folder_the_host_lost(ssh_project):
     status = p.orch("status", "lostdir")
     assert status.returncode == 8 and "is not on testhost" in status.stderr
     assert "--resume lostdir" in status.stderr
+    # every command that asks the host says the same, not "no log yet" or nothing at all
+    for argv in (
+        ["logs", "lostdir"],
+        ["logs", "lostdir", "class-0", "-f"],
+        ["cancel", "lostdir"],
+        ["fetch-results", "lostdir"],
+    ):
+        asked = p.orch(*argv)
+        assert asked.returncode == 8 and "run lostdir is not on testhost" in asked.stderr, (argv, asked.stderr)
+        assert "--resume lostdir" in asked.stderr
     resumed = p.orch("run", "smoke", "--resume", "lostdir", check=True)
     assert "relaunched class-0, class-1" in resumed.stderr and resumed.stdout == "lostdir\n"
     assert [j["state"] for j in p.wait_state("lostdir")] == ["done", "done"]
