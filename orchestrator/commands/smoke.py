@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
         set_: List[str] = typer.Option(
             [], "--set", metavar="KEY=VALUE", help="Override an experiment key (repeatable)."
         ),
-        timeout: float = typer.Option(600.0, "--timeout", metavar="SECONDS", help="Seconds to wait for the tiny run."),
+        timeout: float = typer.Option(
+            600.0, "--timeout", min=1.0, metavar="SECONDS", help="Seconds to wait for the tiny run (1 or more)."
+        ),
         junit: Optional[Path] = typer.Option(
             None, "--junit", metavar="FILE", help="Write JUnit XML (one test case per step)."
         ),

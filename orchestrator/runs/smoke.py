@@ -153,7 +153,7 @@ def step_run(ctx: SmokeContext) -> str:
                 for r in rows
                 if r.state not in TERMINAL + ("lost",)
             )
-            raise OrchError(f"run {ctx.run_id} did not finish in {ctx.timeout:.0f} s: {stuck}", ExitCode.FAILED)
+            raise OrchError(f"run {ctx.run_id} did not finish in {ctx.timeout:g} s: {stuck}", ExitCode.FAILED)
         time.sleep(1.0)
     bad = [r for r in rows if r.state != "done"]
     if bad:
