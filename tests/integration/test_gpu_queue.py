@@ -55,8 +55,9 @@ def test_two_runs_take_turns_on_one_gpu(ssh_project):
         )
         a, b = _status(p, "a"), _status(p, "b")
         assert {j["state"] for j in [*a.values(), *b.values()]} == {"waiting"}
-        # Each run's second job waits for its first (`after`), not yet in the GPU's line.
-        assert a["class-1"]["reason"] == "" and b["class-1"]["reason"] == ""
+        # Each run's second job waits for its first (`after`), not yet in the GPU's line, and says so.
+        behind = "waiting for job class-0 to end"
+        assert a["class-1"]["reason"] == behind and b["class-1"]["reason"] == behind
         table = p.orch("status", "b", check=True).stdout
         assert f"waiting ({second})" in table, table
     finally:
