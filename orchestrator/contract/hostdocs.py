@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from orchestrator.terminal import visible
+from remote.files import too_deep
 from remote.jobstate import RECORDED
 
 MAX_REPLY_BYTES = 16 << 20  # a host helper's reply: a 1000-job status is about 1 MB
@@ -293,17 +294,6 @@ def read_local(
 MAX_DEPTH = 32  # nesting a fact document has (it has 3); deeper fails later encoders and dataclasses
 
 
-def _shallow(value: Any) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > MAX_DEPTH:
-                return False
-            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
-    return True
-
-
 def parse_json_object(text: str) -> Optional[Dict[str, Any]]:
     """A JSON object from a host's text, nested at most MAX_DEPTH deep, or None (anything
     else, or not JSON)."""
@@ -311,4 +301,4 @@ def parse_json_object(text: str) -> Optional[Dict[str, Any]]:
         data = json.loads(text)
     except (ValueError, TypeError, RecursionError):  # RecursionError: '[' * 10**5
         return None
-    return data if isinstance(data, dict) and _shallow(data) else None
+    return data if isinstance(data, dict) and not too_deep(data, MAX_DEPTH) else None
