@@ -64,19 +64,20 @@ def draws_for(exp, kind, models, tok, ids, tids, k: int, seed: int) -> np.ndarra
 
 
 def reseed(args, loaded) -> None:
-    from orchestrator.results.metrics import Z95, margin, paired_margin_se
+    from orchestrator.results.metrics import decision_critical, draws_per_text, margin, paired_margin_se
 
     exp, kind, models, tok, ids, tids, y = loaded
-    margins, ses, preds = [], [], []
+    margins, ses, preds, crits = [], [], [], []
     for s in range(args.seeds):
         d = draws_for(exp, kind, models, tok, ids, tids, args.draws, 1000 + s)
         score = -d.mean(axis=2)
         margins.append(margin(score))
         ses.append(paired_margin_se(score, d))
+        crits.append(decision_critical(draws_per_text(d)))
         preds.append(np.argmax(score, axis=1))
     margins, ses, preds = np.array(margins), np.array(ses), np.array(preds)
     flipped = (preds != preds[0]).any(axis=0)
-    flagged = np.abs(margins[0]) <= Z95 * ses[0]
+    flagged = np.abs(margins[0]) <= crits[0] * ses[0]  # the evaluation's rule (metrics.not_significant)
     print(
         f"K={args.draws}, {args.seeds} seeds, n={len(y)}: accuracy per seed "
         f"{np.round((preds == y).mean(axis=1), 4).tolist()}"

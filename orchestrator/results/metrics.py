@@ -82,8 +82,6 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- paired uncertainty
 
-Z95 = 1.959963984540054  # the two-sided 95% point of N(0, 1)
-
 
 def decision_pair(score: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(a, b) class indices per text such that margin(score) = score[a] - score[b]:
@@ -118,10 +116,30 @@ def paired_margin_se(score: np.ndarray, draws: np.ndarray) -> Optional[np.ndarra
     return np.nanstd(d, axis=1, ddof=1) / np.sqrt(k_i)
 
 
-def not_significant(margin_value: np.ndarray, se: np.ndarray, z: float = Z95) -> np.ndarray:
-    """True where the decision could flip within the estimator's noise: |margin| <= z se
-    (a tie with no spread counts as not significant)."""
-    return np.abs(margin_value) <= z * se
+def draws_per_text(draws: np.ndarray) -> np.ndarray:
+    """(n,) how many draws each text got: K, or fewer for adaptive draws (NaN after them)."""
+    return (~np.isnan(draws[:, 0, :])).sum(axis=1)
+
+
+def decision_critical(k: np.ndarray, level: float = CI_LEVEL) -> np.ndarray:
+    """(n,) the two-sided LEVEL point of Student's t with k - 1 degrees of freedom, for a
+    margin whose SE is a sample standard deviation of k draws over sqrt(k).
+
+    Why not z (1.96): the SE is itself estimated from k draws, so margin / SE is t with
+    k - 1 degrees of freedom (tests/remote/test_paired_se.py measures it), and at the
+    default k = 8, 1.96 flags a decision the draws could flip as settled 9% of the time
+    instead of 5% (t_7 = 2.36; at k = 4, t_3 = 3.18)."""
+    k = np.asarray(k)
+    out = np.full(k.shape, np.inf)  # fewer than 2 draws: no spread, never significant
+    for ki in np.unique(k[k >= 2]):
+        out[k == ki] = betadist.t_ppf(0.5 + level / 2.0, float(ki) - 1.0)
+    return out
+
+
+def not_significant(margin_value: np.ndarray, se: np.ndarray, critical: np.ndarray) -> np.ndarray:
+    """True where the decision could flip within the estimator's noise: |margin| <= critical se
+    (a tie with no spread counts as not significant); ``critical`` from decision_critical."""
+    return np.abs(margin_value) <= critical * se
 
 
 # --------------------------------------------------------------------------- accuracy

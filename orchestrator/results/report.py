@@ -295,6 +295,16 @@ def yardstick_section(m: Dict[str, Any]) -> List[str]:
     ]
 
 
+def critical_words(c: Dict[str, Any]) -> str:
+    """The not-significant rule in words: |margin| <= t SE, t Student's at draws - 1 d.f."""
+    if c["df_min"] == c["df_max"]:
+        return f"|margin| ≤ {c['min']:.2f} SE, Student's t with {c['df_min']} degrees of freedom"
+    return (
+        f"|margin| ≤ t SE, t Student's with each text's draws − 1 degrees of freedom: "
+        f"{c['max']:.2f} at {c['df_min'] + 1} draws to {c['min']:.2f} at {c['df_max'] + 1}"
+    )
+
+
 def paired_section(m: Dict[str, Any]) -> List[str]:
     """How sure the decisions are given the estimator's random draws (kinds with draws)."""
     p = m.get("paired")
@@ -325,7 +335,7 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
         f"the two leading classes has a paired standard error (the spread of the per-draw difference; "
         f"`margin_se` in {PREDICTIONS}). **{pct(p['not_significant'], 1)}** of the decisions "
         f"({p['not_significant_n']} of {m['n']}) are not significant at {p['level']:.0%} "
-        f"(|margin| ≤ {p['z']:.2f} SE): more draws could flip them.",
+        f"({critical_words(p['critical'])}): more draws could flip them.",
         "",
         *md_table(
             ["quantity", "nats"],

@@ -17,7 +17,8 @@ import numpy as np
 from orchestrator.results.metrics import (
     BOOTSTRAP_SEED,
     CI_LEVEL,
-    Z95,
+    decision_critical,
+    draws_per_text,
     interval,
     jeffreys_ci,
     jeffreys_draws,
@@ -41,7 +42,7 @@ def paired_summary(
         return {
             "draws": k,
             "level": CI_LEVEL,
-            "z": Z95,
+            "critical": None,
             "not_significant": None,
             "not_significant_n": None,
             "mean_margin_se": None,
@@ -50,13 +51,22 @@ def paired_summary(
             "class_se_ratio": None,
             "note": "one draw per text: no spread to estimate the noise from (score.mdlm_draws >= 2)",
         }, None
-    flip = not_significant(margin(score), se)
+    k_i = draws_per_text(draws)
+    crit = decision_critical(k_i)
+    flip = not_significant(margin(score), se, crit)
     mean_se = float(se.mean())
     class_se = float(np.nanmean(class_se)) if not np.all(np.isnan(class_se)) else None
     return {
         "draws": k,
         "level": CI_LEVEL,
-        "z": Z95,
+        # Student's t at each text's draws - 1 degrees of freedom: one value for fixed K,
+        # the range over the texts for adaptive draws.
+        "critical": {
+            "df_min": int(k_i.min()) - 1,
+            "df_max": int(k_i.max()) - 1,
+            "min": float(crit.min()),
+            "max": float(crit.max()),
+        },
         "not_significant": float(flip.mean()),
         "not_significant_n": int(flip.sum()),
         "mean_margin_se": mean_se,

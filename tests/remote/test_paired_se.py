@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from test_mdlm import encode, exact_nelbo, make_tokenizer, one_thread, tiny_model  # noqa: F401 (fixture)
 
-from orchestrator.results.metrics import Z95, paired_margin_se
+from orchestrator.results.metrics import decision_critical, paired_margin_se
 from remote.kinds import mdlm
 from remote.spec import ScoreSpec
 
@@ -52,8 +52,11 @@ def test_paired_se_is_calibrated_against_repeated_seeds():
     t_std = np.sqrt((K - 1) / (K - 3))
     assert abs(z.mean()) < 0.12, z.mean()
     assert 0.85 * t_std < z.std() < 1.15 * t_std, z.std()
-    outside = float(np.mean(np.abs(z) > Z95))
+    outside = float(np.mean(np.abs(z) > 1.959963984540054))
     assert 0.025 < outside < 0.10, outside  # t_15: 6.9% beyond 1.96
+    # The evaluation's rule (Student's t at K - 1 d.f.) is the one that holds 5%.
+    t_outside = float(np.mean(np.abs(z) > decision_critical(np.array([K]))[0]))
+    assert 0.025 < t_outside < 0.075, t_outside
     for i in range(n):  # no text is off on its own
         zi = z[i::n]
         assert abs(zi.mean()) < 0.35 and 0.7 < zi.std() < 1.5, (i, zi.mean(), zi.std())

@@ -495,7 +495,7 @@ def test_paired_margin_and_its_se_from_shared_draws(tmp_path):
         np.std([0.5, -0.5, 0.5, -0.5], ddof=1) / 2,
     ]
     assert p["draws"] == 4 and p["mean_margin_se"] == pytest.approx(np.mean(se))
-    # not significant: "0/1" (|-1| <= 1.96 x 1.155) and "1/1" (|0| <= 1.96 x 0.289)
+    # not significant at t_3 = 3.18: "0/1" (|-1| <= 3.18 x 1.155) and "1/1" (|0| <= 3.18 x 0.289)
     assert p["not_significant_n"] == 2 and p["not_significant"] == pytest.approx(0.5)
     with open(run_dir / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -529,7 +529,7 @@ def test_paired_se_of_three_classes_is_the_top_two(tmp_path):
         ),
     ]
     m = run_eval(make_run(tmp_path, texts=texts, classes=("a", "b", "c"), kind="mdlm"))
-    # text t: d_j = nll_b - nll_a = (2, 0, 1): sd 1, SE 1/sqrt(3); margin 1 <= 1.96/sqrt(3)
+    # text t: d_j = nll_b - nll_a = (2, 0, 1): sd 1, SE 1/sqrt(3); margin 1 <= t_2 (4.30)/sqrt(3)
     assert m["paired"]["mean_margin_se"] == pytest.approx((1 / np.sqrt(3) + 0) / 2)
     assert m["paired"]["not_significant_n"] == 1
 
@@ -1235,3 +1235,20 @@ def test_texts_decided_by_a_tie_are_counted_in_the_report(tmp_path):
     m = evaluate_run(run_dir, plots=False)
     assert m["tied"] == 3 and m["per_token"]["tied"] == 3
     assert "| tied best scores (went to the first class) | 3 | 3 |" in (run_dir / "report.md").read_text()
+
+
+def test_not_significant_uses_student_t_at_the_draws_degrees_of_freedom(tmp_path):
+    from orchestrator.results.metrics import decision_critical
+
+    # t quantiles (two-sided 95%) at 3 and 7 d.f., and none for a text without spread
+    assert decision_critical(np.array([4, 8, 4])) == pytest.approx([3.182446, 2.364624, 3.182446], abs=1e-6)
+    assert np.isinf(decision_critical(np.array([1]))[0])
+    # "0/0": margin -2, SE 0.924 from 4 draws: 1.96 SE = 1.81 would call it significant,
+    # t_3 SE = 2.94 does not (4 draws cannot settle it).
+    texts = draw_texts({"0": [[-0.4, -3.6, -0.4, -3.6]], "1": [[4, 4, 4, 4]]})
+    run_dir = make_run(tmp_path, texts=texts, kind="mdlm")
+    p = evaluate_run(run_dir)["paired"]
+    assert p["not_significant_n"] == 1
+    assert p["critical"] == {"df_min": 3, "df_max": 3, "min": pytest.approx(3.182446), "max": pytest.approx(3.182446)}
+    report = (run_dir / "report.md").read_text()
+    assert "(|margin| ≤ 3.18 SE, Student's t with 3 degrees of freedom)" in report
