@@ -9,14 +9,14 @@ prints what it computed.  Everything from a run (ids, class names, init paths) i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from orchestrator.commands.tables import add_column, add_name_column
-from orchestrator.results.metrics import BAND_TITLES, describe_bands
+from orchestrator.results.metrics import BAND_TITLES, applied_to, describe_bands
 from orchestrator.results.report import (
     METRICS,
     PLOTS,
@@ -107,6 +107,16 @@ def judged_by(row: Dict[str, Any]) -> str:
     return row["bands"] if row.get("basis", "bands") == "bands" else "yardsticks"
 
 
+def _applied(bands: str, runs: List[Dict[str, Any]]) -> str:
+    """ ", applied for comparison to a discriminative classifier (run c1)" for the runs that
+    band set judged but was not written for."""
+    others = [r for r in runs if judged_by(r) == bands and applied_to(bands, r["kind"])]
+    if not others:
+        return ""
+    kinds = sorted({applied_to(bands, r["kind"]) for r in others})
+    return f", applied for comparison to {' and '.join(kinds)} ({', '.join(r['run_id'] for r in others)})"
+
+
 def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     """`orch compare`: the runs table and McNemar's test per pair (results/compare.py's result)."""
     scoring = "per-token NLL" if result["per_token"] else "raw NLL"
@@ -147,7 +157,9 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
     if bands:
         console.print(
             "bands: "
-            + "; ".join(f"{b} = {BAND_TITLES.get(b, b)} ({describe_bands(b)})" for b in bands)
+            + "; ".join(
+                f"{b} = {BAND_TITLES.get(b, b)} ({describe_bands(b)}){_applied(b, result['runs'])}" for b in bands
+            )
             + (" — the runs were judged on different grounds" if len(used) > 1 else ""),
             markup=False,
             highlight=False,

@@ -34,6 +34,7 @@ from orchestrator.results.metrics import (
     BOOTSTRAP_METHOD,
     BOOTSTRAP_SEED,
     CI_LEVEL,
+    applied_to,
     bands_for,
     calibration_bins,
     classification_metrics,
@@ -217,6 +218,7 @@ def judge(
         verdict.update(
             label=raw["verdict"],
             title=BAND_TITLES[band_set],
+            applied_to=applied_to(band_set, run.experiment.model.kind),
             thresholds=describe_bands(band_set),
             span=verdict_span(raw["accuracy_ci95"], band_set),
         )

@@ -28,6 +28,17 @@ BANDS: Dict[str, List[Tuple[str, float, bool]]] = {
     "mdlm": [("Excellent", 90.0, True), ("Good", 85.0, False), ("Acceptable", 80.0, False)],
 }
 BAND_TITLES = {"poc": "proof-of-concept per-class LM", "mdlm": "full MDLM"}
+# The model kinds each band set was written for: the seed plan's bands judge per-class LMs
+# (poc: any of them; mdlm: MDLM).  A discriminative classifier or an ensemble is judged on
+# them only for comparison, and its verdict says so (applied_to).
+BANDS_WRITTEN_FOR = {"poc": ("ar", "mdlm", "mlm-pll"), "mdlm": ("mdlm",)}
+KIND_NOUNS = {
+    "ar": "an autoregressive LM",
+    "mdlm": "an MDLM",
+    "mlm-pll": "a masked LM (pseudo-log-likelihood)",
+    "classifier": "a discriminative classifier",
+    "ensemble": "an ensemble",
+}
 FAILED = "Failed"
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
@@ -224,6 +235,18 @@ def verdict_span(interval: Optional[Sequence[float]], bands: str) -> List[str]:
     labels = [label for label, _, _ in BANDS[bands]] + [FAILED]
     top, bottom = labels.index(verdict(interval[1], bands)), labels.index(verdict(interval[0], bands))
     return labels[top : bottom + 1]
+
+
+def applied_to(bands: str, kind: str) -> Optional[str]:
+    """None when BANDS was written for model KIND; else what KIND is ("a discriminative
+    classifier"), which the band set judges only for comparison."""
+    return None if kind in BANDS_WRITTEN_FOR[bands] else KIND_NOUNS.get(kind, kind)
+
+
+def strictest_bands(sets: Sequence[str]) -> str:
+    """The band set with the highest Excellent threshold among SETS (an ensemble of members
+    judged on different sets is judged on the strictest, not on the kindest)."""
+    return max(sets, key=lambda b: BANDS[b][0][1])
 
 
 def describe_bands(bands: str) -> str:

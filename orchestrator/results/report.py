@@ -380,7 +380,8 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
 def judged(v: Dict[str, Any]) -> str:
     """What verdict V was judged on, to follow its label: the bands, the yardsticks, or why neither."""
     if v.get("basis", "bands") == "bands":
-        return f"on the {v['title']} bands ({v['thresholds']})"
+        fit = f", applied to {v['applied_to']} for comparison" if v.get("applied_to") else ""
+        return f"on the {v['title']} bands ({v['thresholds']}){fit}"
     if v["label"] == "Not judged":
         return f"({v['thresholds']})"
     return f"judged against the yardsticks ({v['thresholds']})"

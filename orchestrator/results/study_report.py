@@ -199,12 +199,19 @@ def _bands_section(table: Dict[str, Any]) -> List[str]:
         )
         return out + [f"None applied: {why}.", ""]
     for b, spec in table["bands"].items():
-        out.append(f"- `{b}` ({spec['title']}): {spec['thresholds']}.")
+        others = spec.get("applied_to") or {}
+        also = (
+            "; applied for comparison to " + ", ".join(f"{code(name)} ({esc(what)})" for name, what in others.items())
+            if others
+            else ""
+        )
+        out.append(f"- `{b}` ({spec['title']}): {spec['thresholds']}{also}.")
     judged = table.get("bands_dataset")
     out += [
         "",
         "A member's verdict is its mean accuracy's band, from the band set its runs were judged by "
-        "(eval.bands; `mdlm` for MDLM, `poc` otherwise); where the mean's 95% interval reaches another band, "
+        "(eval.bands; `mdlm` for MDLM, `poc` otherwise; an ensemble of members judged on different sets, "
+        "the strictest of them); where the mean's 95% interval reaches another band, "
         "the verdict says so, and the study does not settle the band."
         f" The bands judge only data set {esc(judged or 'n/a')} "
         "(eval.bands_dataset); a run on another data set is judged against the yardsticks, run by run.",

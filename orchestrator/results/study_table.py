@@ -60,7 +60,15 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import yardsticks as ystk
 from orchestrator.results.compare import _in_run, holm
 from orchestrator.results.evaluate import Evaluation, evaluate, ids_digest, software_facts
-from orchestrator.results.metrics import BAND_TITLES, classification_metrics, describe_bands, verdict, verdict_span
+from orchestrator.results.metrics import (
+    BAND_TITLES,
+    applied_to,
+    classification_metrics,
+    describe_bands,
+    strictest_bands,
+    verdict,
+    verdict_span,
+)
 from orchestrator.results.pairtest import paired_over_seeds
 from orchestrator.results.scores import load_run, load_scores
 from orchestrator.results.scoretable import name_examples
@@ -375,8 +383,8 @@ def study_table(
     by_member = {r["name"]: r for r in rows}
     for ens, parts in (study.get("ensembles") or {}).items():
         sets = {p: by_member[p]["bands"] for p in parts}
-        band_set = next(iter(sets.values())) if len(set(sets.values())) == 1 else "poc"
-        band_set = band_set or "poc"
+        # Members judged on different sets: the ensemble gets the strictest of them.
+        band_set = strictest_bands([b for b in sets.values() if b] or ["poc"])
         have = {p: {s.seed: s for s in results[p]} for p in parts}
         seeds, missing = [], []
         for seed in planned:
@@ -416,7 +424,16 @@ def study_table(
             "pairs_tested": sum(p["p_value"] is not None for p in pairs),
             "missing": missing_all,
             "bands": {
-                b: {"title": BAND_TITLES[b], "thresholds": describe_bands(b)}
+                b: {
+                    "title": BAND_TITLES[b],
+                    "thresholds": describe_bands(b),
+                    # members judged on B only for comparison: {member: what it is}
+                    "applied_to": {
+                        r["name"]: applied_to(b, r["kind"])
+                        for r in rows
+                        if r["bands"] == b and r["verdict_basis"] == "bands" and applied_to(b, r["kind"])
+                    },
+                }
                 for b in sorted({r["bands"] for r in rows if r["bands"] and r["verdict_basis"] == "bands"})
             },
             "bands_dataset": bands_dataset,

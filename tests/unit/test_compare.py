@@ -205,3 +205,39 @@ def test_a_verdict_from_the_yardsticks_is_not_labelled_with_bands():
     )
     text = buf.getvalue()
     assert "(yardsticks)" in text and "(poc)" not in text and "bands: " not in text
+
+
+def test_bands_applied_to_a_kind_they_were_not_written_for_say_so(tmp_path):
+    """The seed plan's bands are for per-class LMs: a discriminative classifier judged on
+    them is judged for comparison, and the table's footnote and report.md say so."""
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.commands.results_view import print_comparison
+    from orchestrator.results.metrics import applied_to, strictest_bands
+
+    assert applied_to("poc", "ar") is None and applied_to("poc", "mdlm") is None
+    assert applied_to("mdlm", "ar") == "an autoregressive LM"
+    assert applied_to("poc", "classifier") == "a discriminative classifier"
+    assert strictest_bands(["poc", "mdlm"]) == "mdlm" and strictest_bands(["poc"]) == "poc"
+    base = {
+        "init": "scratch",
+        "accuracy": 0.9,
+        "accuracy_ci95": [0.85, 0.94],
+        "macro_f1": 0.9,
+        "verdict": "Excellent",
+        "bands": "poc",
+        "basis": "bands",
+        "compute": "cpu",
+        "gpu_seconds": 0.0,
+        "job_seconds": 10.0,
+        "train_tokens": 1000,
+    }
+    runs = [{**base, "run_id": "lm", "kind": "ar"}, {**base, "run_id": "clf", "kind": "classifier"}]
+    buf = io.StringIO()
+    print_comparison(
+        Console(file=buf, width=400),
+        {"runs": runs, "n_common": 120, "per_token": False, "pairs": [], "test_sets_differ": False},
+    )
+    assert "applied for comparison to a discriminative classifier (clf)" in buf.getvalue()

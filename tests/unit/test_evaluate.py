@@ -1252,3 +1252,12 @@ def test_not_significant_uses_student_t_at_the_draws_degrees_of_freedom(tmp_path
     assert p["critical"] == {"df_min": 3, "df_max": 3, "min": pytest.approx(3.182446), "max": pytest.approx(3.182446)}
     report = (run_dir / "report.md").read_text()
     assert "(|margin| ≤ 3.18 SE, Student's t with 3 degrees of freedom)" in report
+
+
+def test_a_classifier_is_judged_on_the_lm_bands_for_comparison_only(tmp_path):
+    run_dir = make_run(tmp_path, kind="classifier")
+    v = evaluate_run(run_dir)["verdict"]
+    assert v["basis"] == "bands" and v["bands"] == "poc" and v["applied_to"] == "a discriminative classifier"
+    report = (run_dir / "report.md").read_text()
+    assert "bands (" in report and "), applied to a discriminative classifier for comparison" in report
+    assert run_eval(make_run(tmp_path / "lm"))["verdict"]["applied_to"] is None

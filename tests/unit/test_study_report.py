@@ -269,11 +269,16 @@ def test_ensemble_is_a_row_evaluated_like_a_member(tmp_path):
     assert duo["accuracy_mean"] == pytest.approx(np.mean(accs))
     # z-scoring matters: a plain sum of the scores would follow MDLM (50 times the scale) alone
     assert duo["accuracy_mean"] != pytest.approx(rows_by_name(table)["mdlm"]["accuracy_mean"])
-    assert duo["verdict"] is not None and duo["bands"] == "poc"  # mixed families: the proof-of-concept bands
+    # members judged on different sets (gpt2: poc, mdlm: mdlm): the strictest, not the kindest
+    assert duo["verdict"] is not None and duo["bands"] == "mdlm"
+    assert table["bands"]["mdlm"]["applied_to"] == {"duo": "an ensemble"}
+    assert table["bands"]["poc"]["applied_to"] == {"classifier": "a discriminative classifier"}
     # in the pairwise tests: 4 rows, 6 pairs, Holm over all 6
     assert table["pairs_tested"] == 6 and pair(table, "gpt2", "duo")["n"] == 10  # texts, over both seeds
     report = (out / "report.md").read_text()
     assert "| duo |" in report and "z-scored" in report
+    assert "applied for comparison to `classifier` (a discriminative classifier)." in report
+    assert "applied for comparison to `duo` (an ensemble)." in report
 
 
 def test_ensemble_seed_needs_every_component(tmp_path):
