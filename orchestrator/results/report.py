@@ -203,20 +203,20 @@ def _cell(value: Any) -> str:
 # Markdown's punctuation that could make text a link, image, emphasis, code or heading,
 # and the characters that start HTML.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#!~])")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def esc(value: Any) -> str:
     """VALUE as literal markdown text on one line: class names and other text from the data
-    or the host render as the text they are (no links, images, HTML or emphasis)."""
-    text = _CONTROL.sub(" ", str(value))
+    or the host render as the text they are (no links, images, HTML or emphasis), and their
+    control and invisible format characters (a bidi override) as escapes, as on a terminal."""
+    text = visible(str(value))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def code(value: Any) -> str:
     """VALUE as an inline code span (nothing inside one is markup; only a backtick could end it)."""
-    return "`" + _CONTROL.sub(" ", str(value)).replace("`", "'") + "`"
+    return "`" + visible(str(value)).replace("`", "'") + "`"
 
 
 def fenced(text: str, info: str = "") -> List[str]:

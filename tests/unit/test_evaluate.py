@@ -1261,3 +1261,16 @@ def test_a_classifier_is_judged_on_the_lm_bands_for_comparison_only(tmp_path):
     report = (run_dir / "report.md").read_text()
     assert "bands (" in report and "), applied to a discriminative classifier for comparison" in report
     assert run_eval(make_run(tmp_path / "lm"))["verdict"]["applied_to"] is None
+
+
+def test_report_text_shows_controls_and_bidi_overrides_as_escapes():
+    """report.md is read in viewers that honour bidi overrides and C1 controls: host or data
+    text in it shows them as escapes, as the terminal does, in plain text and code spans."""
+    from orchestrator.results.report import code, esc
+
+    name = "gpu\u202eexe.pdf\x9b31m\x1b]52;c;x\x07\u200b"
+    for out in (esc(name), code(name)):
+        assert not any(ch in out for ch in "\u202e\x9b\x1b\x07\u200b"), out
+        assert "u202e" in out and "x9b" in out and "x1b" in out and "u200b" in out
+    assert esc("a\tb\nc") == "a\\\\tb\\\\nc"  # one line; the backslash is literal in markdown
+    assert code("a`b") == "`a'b`"
