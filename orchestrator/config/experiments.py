@@ -77,6 +77,13 @@ def load(project: Project, name: str, overrides: Sequence[str] = ()) -> Tuple[Ex
     where = str(path)
     try:
         for key, value in parse_overrides(overrides):
+            if key == "name":  # run.yaml records it, and `--resume` checks the run against it
+                raise OrchError(
+                    f"--set name={value}: an experiment's name comes from its file ({path.name}); "
+                    "--set cannot change it",
+                    ExitCode.CONFIG,
+                    hint=f"copy {path} to a file named as you want the experiment called",
+                )
             set_dotted(raw, key, value)
         if overrides:
             where += " (with --set " + " ".join(overrides) + ")"

@@ -102,3 +102,20 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
     # the same key in two different mappings is fine, and so are the shipped configs
     path.write_text("train:\n  steps: 1\npretrain:\n  steps: 2\n")
     assert read_mapping(path) == {"train": {"steps": 1}, "pretrain": {"steps": 2}}
+
+
+def test_set_cannot_rename_the_experiment():
+    """run.yaml records the name and `--resume` checks the run against it: a --set name=
+    would make `orch run smoke --resume RUN` refuse the run it launched."""
+    from pathlib import Path
+
+    from orchestrator.config.experiments import load
+    from orchestrator.config.project import Project
+    from orchestrator.errors import ExitCode
+
+    project = Project(Path(__file__).resolve().parents[2])
+    with pytest.raises(OrchError) as err:
+        load(project, "smoke", ["train.steps=3", "name=other"])
+    assert err.value.code == ExitCode.CONFIG and "--set name=other" in err.value.message
+    assert "smoke.yaml" in err.value.message and "copy" in err.value.hint
+    assert load(project, "smoke", ["train.steps=3"])[0].name == "smoke"
