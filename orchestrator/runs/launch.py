@@ -51,7 +51,8 @@ def classes_for(exp: Experiment, root: Path) -> List[str]:
         raise OrchError(
             f"a classifier needs at least 2 classes, got {classes}"
             + (f" in {staging.local_data_files(exp, root)['path']}" if exp.data.source == "file" else ""),
-            ExitCode.CONFIG,
+            # data.classes naming one class is the config's fault; a file with one label, the data's
+            ExitCode.CONFIG if wanted else ExitCode.DATA,
             hint="check data.label_field and data.classes",
         )
     if exp.data.source == "file":

@@ -30,3 +30,21 @@ def test_the_jobs_split_is_checked_before_launch(tmp_path):
     warnings = check_splits(exp_for(lines), tmp_path, ["0", "1", "2"])
     assert len(warnings) == 1 and warnings[0].startswith("class '2': ") and "learns from almost nothing" in warnings[0]
     assert check_splits(exp_for([(i, i % 2) for i in range(200)]), tmp_path, ["0", "1"]) == []
+
+
+def test_data_of_one_class_is_a_data_error_and_one_class_asked_a_config_error(tmp_path):
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.runs.launch import classes_for
+    from remote.spec import Experiment
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"text {i}", "label": "pos"}) + "\n" for i in range(30)))
+    exp = Experiment()
+    exp.data.path = str(data)
+    with pytest.raises(OrchError) as err:
+        classes_for(exp, tmp_path)
+    assert err.value.code == ExitCode.DATA and "at least 2 classes, got ['pos'] in " in err.value.message
+    exp.data.classes = ["pos"]
+    with pytest.raises(OrchError) as err:
+        classes_for(exp, tmp_path)
+    assert err.value.code == ExitCode.CONFIG
