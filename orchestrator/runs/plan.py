@@ -74,7 +74,14 @@ def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
     for label in classes:
         name = class_job_name(exp, label)
         # Case-folded: job folders must not collide on a macOS/Windows laptop either.
-        if name.lower() in names or name.lower() in reserved:
+        if name.lower() in reserved:
+            raise OrchError(
+                f"class {label!r} maps to the job name {name!r}, which orch keeps for its "
+                f"{'pretraining' if name.lower() == 'pretrain' else 'scoring'} job (names are compared ignoring case)",
+                ExitCode.CONFIG,
+                hint=f"give class {label!r} another name in data.class_names",
+            )
+        if name.lower() in names:
             raise OrchError(
                 f"two classes map to the job name {name!r} (names are compared ignoring case)",
                 ExitCode.CONFIG,

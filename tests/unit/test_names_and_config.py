@@ -119,3 +119,18 @@ def test_set_cannot_rename_the_experiment():
     assert err.value.code == ExitCode.CONFIG and "--set name=other" in err.value.message
     assert "smoke.yaml" in err.value.message and "copy" in err.value.hint
     assert load(project, "smoke", ["train.steps=3"])[0].name == "smoke"
+
+
+def test_a_class_named_like_orchs_own_jobs_is_told_so():
+    from orchestrator.errors import ExitCode
+    from orchestrator.runs.plan import plan_jobs
+
+    exp = load_experiment({"data": {"path": "x", "class_names": {"0": "Pretrain", "1": "pos"}}}, "t")
+    with pytest.raises(OrchError) as err:
+        plan_jobs(exp, ["0", "1"])
+    assert err.value.code == ExitCode.CONFIG
+    assert "class '0' maps to the job name 'Pretrain', which orch keeps for its pretraining job" in err.value.message
+    assert "give class '0' another name" in err.value.hint
+    exp = load_experiment({"data": {"path": "x", "class_names": {"0": "Pos", "1": "pos"}}}, "t")
+    with pytest.raises(OrchError, match="two classes map to the job name 'pos'"):
+        plan_jobs(exp, ["0", "1"])
