@@ -83,6 +83,11 @@ def memory(rss_mib: Optional[float], cuda_mib: Optional[float]) -> str:
     return f"{rss_mib / 1024:.2f} GiB" + (f" (GPU {cuda_mib / 1024:.2f} GiB)" if cuda_mib is not None else "")
 
 
+def whole(x: Optional[float]) -> str:
+    """A rate such as tokens/s as `orch status` shows it: 7,822."""
+    return "n/a" if x is None else f"{x:,.0f}"
+
+
 def count(n: Optional[float]) -> str:
     if n is None:
         return "n/a"

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from orchestrator.results.report import PLOTS, SafeWriter, ci, code, compute_time, esc, md_table, num, pct
+from orchestrator.results.report import PLOTS, SafeWriter, ci, code, compute_time, esc, md_table, num, pct, whole
 from orchestrator.results.seedvar import P_FLOOR
 from orchestrator.results.study_plots import draw_curves, write_plots
 from orchestrator.results.study_table import ENSEMBLE_METHOD, MemberRun, study_table
@@ -85,7 +85,7 @@ def results_rows(table: Dict[str, Any]) -> List[List[str]]:
                 num(r["per_token_macro_f1_mean"]),
                 num(r["per_token_roc_auc_mean"]),
                 compute_time(r["gpu_seconds"], r["job_seconds"]) if r["n_done"] else "n/a",
-                num(r["train_tokens_per_s"], 0),
+                whole(r["train_tokens_per_s"]),
                 _verdict(r),
             ]
         )

@@ -441,3 +441,9 @@ def test_the_terminal_summary_gives_each_rows_interval_and_what_differs(tmp_path
         "y beats x by 3.10 pp (95% CI +1.20 to +5.00 pp, p (Holm) 0.002)",
         "pairs over one seed compare two trained models, not the members: seed-to-seed variation is not measured",
     ]
+
+
+def test_train_tokens_per_s_reads_as_in_orch_status():
+    from orchestrator.results.report import whole
+
+    assert (whole(7831.4), whole(80.0), whole(None)) == ("7,831", "80", "n/a")
