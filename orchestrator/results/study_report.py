@@ -220,6 +220,15 @@ def _bands_section(table: Dict[str, Any]) -> List[str]:
     return out
 
 
+def _why(text: str) -> str:
+    """A missing run's reason: its `orch ...` commands (between backticks) as code spans,
+    the rest as plain text, so the backticks orch wrote are not shown escaped."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # an odd number of backticks: no pairs to trust
+        return esc(text)
+    return "".join(code(p) if i % 2 else esc(p) for i, p in enumerate(parts))
+
+
 def _missing_section(table: Dict[str, Any]) -> List[str]:
     out = ["## What is missing", ""]
     if not table["missing"]:
@@ -230,7 +239,7 @@ def _missing_section(table: Dict[str, Any]) -> List[str]:
         "",
     ]
     rows = [
-        [esc(m["member"]), m["seed"], code(m["run_id"]) if m["run_id"] else "—", esc(m["why"])]
+        [esc(m["member"]), m["seed"], code(m["run_id"]) if m["run_id"] else "—", _why(m["why"])]
         for m in table["missing"]
     ]
     return out + md_table(["member", "seed", "run", "why"], rows)

@@ -447,3 +447,17 @@ def test_train_tokens_per_s_reads_as_in_orch_status():
     from orchestrator.results.report import whole
 
     assert (whole(7831.4), whole(80.0), whole(None)) == ("7,831", "80", "n/a")
+
+
+def test_what_is_missing_shows_orchs_commands_as_code():
+    from orchestrator.results.study_report import _missing_section
+
+    table = {
+        "missing": [
+            {"member": "gpt2", "seed": 1, "run_id": "s-gpt2-s1", "why": "done, not fetched yet (`orch study fetch`)"},
+            {"member": "mdlm", "seed": 0, "run_id": None, "why": "odd ` text *x*"},
+        ]
+    }
+    text = "\n".join(_missing_section(table))
+    assert "| done, not fetched yet \\(`orch study fetch`\\) |" in text
+    assert "| odd \\` text \\*x\\* |" in text
