@@ -177,6 +177,15 @@ def print_comparison(console: Any, result: Dict[str, Any]) -> None:
             markup=False,
             highlight=False,
         )
+    borrowed = [r for r in result["runs"] if r.get("pretrain_from")]
+    if borrowed:
+        console.print(
+            "compute time and train tokens count each run's own jobs: "
+            + "; ".join(f"{r['run_id']} starts from the pretraining of run {r['pretrain_from']}" for r in borrowed)
+            + ", which is not counted in it",
+            markup=False,
+            highlight=False,
+        )
     if result["test_sets_differ"]:
         console.print(
             f"note: the runs' test sets differ; compared on the {result['n_common']} ids they share (--force)",

@@ -106,6 +106,7 @@ def common_ids(loaded: Sequence[Loaded], force: bool) -> Tuple[List[str], bool]:
 def _row(name: str, ev: Evaluation, per_token: bool) -> Dict[str, Any]:
     m = ev.metrics
     head = m["per_token"] if per_token else m
+    pre = ev.run.experiment.pretrain
     return {
         "run_id": name,
         "kind": m["kind"],
@@ -124,6 +125,8 @@ def _row(name: str, ev: Evaluation, per_token: bool) -> Dict[str, Any]:
         "job_seconds": m.get("timings", {}).get("wall_seconds", 0.0),
         "train_tokens": m["train_tokens"],
         "scored_tokens": m["scored_tokens"],
+        # the run whose pretraining this one starts from: its compute is counted there, not here
+        "pretrain_from": (pre.from_run or None) if pre.enabled else None,
     }
 
 

@@ -241,3 +241,24 @@ def test_bands_applied_to_a_kind_they_were_not_written_for_say_so(tmp_path):
         {"runs": runs, "n_common": 120, "per_token": False, "pairs": [], "test_sets_differ": False},
     )
     assert "applied for comparison to a discriminative classifier (clf)" in buf.getvalue()
+
+
+def test_a_run_that_starts_from_another_runs_pretraining_is_footnoted(tmp_path):
+    """Its compute counts its own jobs only (as the study report does): the footnote says
+    which run's pretraining it starts from, so it does not look cheaper than it was."""
+    import io
+
+    import yaml
+    from rich.console import Console
+
+    from orchestrator.commands.results_view import print_comparison
+
+    ra, rb = _runs(tmp_path)
+    doc = yaml.safe_load((rb / "run.yaml").read_text())
+    doc["experiment"]["pretrain"] = {"enabled": True, "from_run": "study-gpt2-s0"}
+    (rb / "run.yaml").write_text(yaml.safe_dump(doc))
+    result = compare_runs([("a", ra), ("b", rb)])
+    assert [r["pretrain_from"] for r in result["runs"]] == [None, "study-gpt2-s0"]
+    buf = io.StringIO()
+    print_comparison(Console(file=buf, width=400), result)
+    assert "b starts from the pretraining of run study-gpt2-s0, which is not counted in it" in buf.getvalue()
