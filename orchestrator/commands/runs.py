@@ -489,14 +489,7 @@ def register(app: typer.Typer) -> None:
         if not result["jobs"] and not job:  # every job of a run that is there has a folder
             raise hostops.not_on_host(run_dir, record, hostops.run_dir(record["workdir"], run_id))
         stuck = [item for item in result["jobs"] if item.get("error")]
-        # `orch runs` (no SSH) shows the last states seen: a cancel has seen them
-        seen = dict(record.get("job_states") or {})
-        seen.update(
-            {i["name"]: "cancelled" if i["changed"] else i["state"] for i in result["jobs"] if not i.get("error")}
-        )
-        if seen != record.get("job_states"):
-            record["job_states"] = seen
-            records.save_record(run_dir, record)
+        hostops.note_cancel(run_dir, record, result)  # `orch runs` (no SSH) shows the last states seen
         for item in result["jobs"]:  # what happened to each job: the command's result, on stdout
             verb = (
                 item["error"] if item.get("error") else "cancelled" if item["changed"] else f"already {item['state']}"

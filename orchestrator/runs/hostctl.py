@@ -294,12 +294,30 @@ def not_on_host(run_dir, record: Dict, where: Optional[str]) -> OrchError:
     """The error for a run whose folder the host no longer has (status, logs, cancel, fetch).
     RUN_DIR: its local folder; RECORD: its local.json; WHERE: its folder on the host."""
     run_id = run_dir.name
+    if record.get("host_removed"):  # orch itself removed it (orch smoke's cleanup)
+        return OrchError(
+            f"run {run_id} is not on {record['host']} ({where}): {record['host_removed']}",
+            ExitCode.RUN_STATE,
+            hint=f"its fetched results are in {run_dir}",
+        )
     return OrchError(
         f"run {run_id} is not on {record['host']} ({where}): deleted there, or its launch was interrupted",
         ExitCode.RUN_STATE,
         hint=f"fetched results, if any, are in {run_dir}; `orch run "
         f"{record.get('experiment')} --resume {run_id}` launches its jobs again",
     )
+
+
+def note_cancel(run_dir, record: Dict, result: Dict) -> None:
+    """Keep what a cancel saw in local.json's job_states, which `orch runs` shows without
+    SSH: each job it stopped as cancelled, the others in the state they were in."""
+    from orchestrator.contract import records
+
+    seen = dict(record.get("job_states") or {})
+    seen.update({i["name"]: "cancelled" if i["changed"] else i["state"] for i in result["jobs"] if not i.get("error")})
+    if seen != record.get("job_states"):
+        record["job_states"] = seen
+        records.save_record(run_dir, record)
 
 
 def remote_cancel(

@@ -55,6 +55,7 @@ class SmokeContext:
     code_hash: str = ""
     gpus: List[str] = field(default_factory=list)
     launched: bool = False
+    failed: bool = False  # an earlier step failed: cleanup keeps the run's logs on the host
 
 
 class Skip(Exception):
@@ -178,11 +179,22 @@ def step_fetch_eval(ctx: SmokeContext) -> str:
 def step_cleanup(ctx: SmokeContext) -> str:
     if not ctx.launched:
         raise Skip("nothing was launched")
-    hostops.remote_cancel(
+    result = hostops.remote_cancel(
         ctx.transport, ctx.workdir, ctx.code_hash, ctx.run_id, [], backends.for_host(ctx.transport.host)
     )
-    ctx.transport.run(shell.join(["rm", "-rf", "--", hostops.run_dir(ctx.workdir, ctx.run_id)]))
-    return f"removed {hostops.run_dir(ctx.workdir, ctx.run_id)} (local record kept in runs/{ctx.run_id})"
+    local = ctx.project.run_dir(ctx.run_id)
+    record = records.load_record(local)
+    hostops.note_cancel(local, record, result)  # `orch runs` shows where the check's jobs ended
+    where = hostops.run_dir(ctx.workdir, ctx.run_id)
+    if ctx.failed:  # the failure's evidence: `orch logs` reads it there
+        return (
+            f"stopped its jobs; kept {where} on {ctx.transport.host.name} for `orch logs {ctx.run_id}` "
+            "(remove it there when done)"
+        )
+    ctx.transport.run(shell.join(["rm", "-rf", "--", where]))
+    record["host_removed"] = "orch smoke removed it after its check passed"
+    records.save_record(local, record)
+    return f"removed {where} (local record and results kept in runs/{ctx.run_id})"
 
 
 STEPS: List = [
@@ -214,7 +226,7 @@ def run_checklist(ctx: SmokeContext, on_start: Callable[[str], None], on_end: Ca
                 step.status, step.detail = "skipped", str(exc)
             except OrchError as exc:
                 step.status, step.detail = "failed", str(exc)
-                failed = True
+                failed = ctx.failed = True
             step.seconds = round(time.time() - start, 2)
         steps.append(step)
         on_end(step)

@@ -23,6 +23,10 @@ def test_smoke_passes_on_loopback_host(ssh_project, tmp_path):
     assert by_name["fetch + evaluate"]["status"] == "passed"
     assert by_name["cleanup"]["status"] == "passed"
     assert list((p.remote_root / "runs").iterdir()) == []  # remote files cleaned up
+    (listed,) = json.loads(p.orch("runs", "--json").stdout)
+    assert listed["run"].startswith("smoke-check-") and listed["state"] == "fetched"
+    status = p.orch("status", listed["run"])
+    assert status.returncode == 8 and "orch smoke removed it after its check passed" in status.stderr
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == str(len(report["steps"])) and suite.get("failures") == "0"
     assert len(suite.findall("testcase")) == len(report["steps"])
@@ -65,3 +69,20 @@ def test_smoke_says_so_when_the_hosts_python_prints_noise_after_its_report(ssh_p
     failed = [s for s in steps.values() if s["status"] == "failed"]
     assert [s["name"] for s in failed] == ["env imports torch+transformers"], failed
     assert "printed no report: " in failed[0]["detail"] and "[[[[" in failed[0]["detail"]
+
+
+def test_a_check_that_times_out_keeps_its_logs_and_says_its_jobs_were_stopped(ssh_project):
+    """The run step's failure points at `orch logs`: cleanup stops the jobs but keeps the
+    run on the host for it, and `orch runs` no longer shows the check as launched."""
+    p = ssh_project
+    proc = p.orch("smoke", "testhost", "--timeout", "1", "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+    run_step = steps["smoke run (through the host's job backend)"]
+    assert run_step["status"] == "failed" and "did not finish in 1 s" in run_step["detail"]
+    assert steps["cleanup"]["status"] == "passed" and "for `orch logs smoke-check-" in steps["cleanup"]["detail"]
+    (listed,) = json.loads(p.orch("runs", "--json").stdout)
+    assert listed["state"] == "cancelled" and set(listed["jobs"].values()) <= {"cancelled", "done", "failed"}
+    assert (p.remote_root / "runs" / listed["run"]).is_dir()
+    logs = p.orch("logs", listed["run"])
+    assert logs.returncode == 0, logs.stdout + logs.stderr
