@@ -82,6 +82,14 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
     note = unsettled(v)
     if note:
         console.print(escape(note), highlight=False, soft_wrap=True)
+    if m.get("config_edited"):
+        console.print(
+            "note: run.yaml was edited after the run was launched; report.md shows the edited config, "
+            "not necessarily the one the jobs ran",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     ys = (m.get("yardsticks") or {}).get("rows") or []
     if ys:
         console.print(

@@ -78,6 +78,34 @@ def load_resolved(run_dir: Path) -> Dict:
     return doc
 
 
+def config_edited(run_dir: Path, record: Dict) -> bool:
+    """Whether RUN_DIR/run.yaml differs from the one written at launch (local.json's
+    config_sha256; runs recorded before it was kept: never)."""
+    import hashlib
+
+    want = record.get("config_sha256")
+    if not isinstance(want, str):
+        return False
+    try:
+        return hashlib.sha256((run_dir / "run.yaml").read_bytes()).hexdigest() != want
+    except OSError:
+        return True
+
+
+def check_config_unchanged(run_dir: Path, record: Dict, workdir: str) -> None:
+    """Refuse to relaunch jobs of a run whose run.yaml was edited here: the jobs read their
+    config from it, so the relaunched ones would train under another config than the
+    finished ones, and the run would report one config for both."""
+    if config_edited(run_dir, record):
+        raise OrchError(
+            f"{run_dir / 'run.yaml'} was changed after the run was launched (its sha256 is not the "
+            "one local.json recorded): resuming would run its jobs under another config than its finished jobs",
+            ExitCode.RUN_STATE,
+            hint=f"put the launched file back (the host keeps it as {workdir}/runs/{run_dir.name}/run.yaml); "
+            "to run the edited config, start a new run from an experiment file",
+        )
+
+
 def planned_jobs(run_dir: Path, record: Dict) -> List[Dict]:
     """The run's jobs in plan order, with what `orch status` needs of each (name, gpu):
     from local.json's ``planned_jobs`` (written at launch, so that status parses no YAML),

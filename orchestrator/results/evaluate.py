@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
+from orchestrator.contract.records import config_edited
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import plots as plotting
 from orchestrator.results import report
@@ -305,6 +306,8 @@ def evaluate(
         "facts": software_facts(run),
         "min_accuracy": spec.min_accuracy,
         "meets_min_accuracy": raw["accuracy"] >= spec.min_accuracy,
+        # run.yaml edited here after launch: the report's config is not what the jobs ran
+        "config_edited": config_edited(run.run_dir, run.local),
         "test_ids_sha256": ids_digest(scores.ids),
         "tokenizer_sha256": scores.tokenizer_sha256,
     }

@@ -527,6 +527,15 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         ),
         "## Config",
         "",
+        *(
+            [
+                "**run.yaml was edited after the run was launched** (its sha256 is not the one local.json "
+                "recorded): this is the edited file, not necessarily the config the jobs ran.",
+                "",
+            ]
+            if m.get("config_edited")
+            else []
+        ),
         *fenced(yaml.safe_dump(experiment, sort_keys=False).rstrip(), "yaml"),
         "",
         f"95% intervals: {INTERVALS}"

@@ -15,7 +15,7 @@ import yaml
 
 from orchestrator import backends, output
 from orchestrator.config.project import Project
-from orchestrator.contract.records import job_summary, load_record, load_resolved, save_record
+from orchestrator.contract.records import check_config_unchanged, job_summary, load_record, load_resolved, save_record
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import codesync, hostlaunch, staging
 from orchestrator.runs import hostctl as hostops
@@ -288,6 +288,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     local_dir = project.existing_run(run_id)
     record, doc = load_record(local_dir), load_resolved(local_dir)
     workdir = record["workdir"]
+    check_config_unchanged(local_dir, record, workdir)
     backend = backends.for_record(record, transport.host)
     code_hash = record["code_hash"]
     staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"

@@ -108,6 +108,13 @@ def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project
     assert wrong.returncode == 2 and "is of experiment 'smoke'" in wrong.stderr
     runs = {r["run"]: r for r in json.loads(p.orch("runs", "--json", check=True).stdout)}
     assert runs["bad"]["state"] == "failed"
+    # run.yaml edited here: the relaunched jobs would run another config than the run records
+    run_yaml = p.run_dir("bad") / "run.yaml"
+    launched = run_yaml.read_text()
+    run_yaml.write_text(launched.replace("init: /nonexistent/checkpoint", "init: scratch"))
+    edited = p.orch("run", "smoke", "--resume", "bad")
+    assert edited.returncode == 8 and "run.yaml was changed after the run was launched" in edited.stderr
+    assert "/runs/bad/run.yaml" in edited.stderr and "Traceback" not in edited.stderr
 
 
 def test_ctrl_c_mid_launch_keeps_a_resumable_record(ssh_project, monkeypatch):

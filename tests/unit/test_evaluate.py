@@ -1274,3 +1274,15 @@ def test_report_text_shows_controls_and_bidi_overrides_as_escapes():
         assert "u202e" in out and "x9b" in out and "x1b" in out and "u200b" in out
     assert esc("a\tb\nc") == "a\\\\tb\\\\nc"  # one line; the backslash is literal in markdown
     assert code("a`b") == "`a'b`"
+
+
+def test_a_run_yaml_edited_after_launch_is_flagged_in_the_report(tmp_path):
+    run_dir = make_run(tmp_path)
+    sha = hashlib.sha256((run_dir / "run.yaml").read_bytes()).hexdigest()
+    local = json.loads((run_dir / "local.json").read_text())
+    (run_dir / "local.json").write_text(json.dumps({**local, "config_sha256": sha}))
+    assert evaluate_run(run_dir)["config_edited"] is False
+    assert "was edited after the run was launched" not in (run_dir / "report.md").read_text()
+    (run_dir / "run.yaml").write_text((run_dir / "run.yaml").read_text().replace("init: scratch", "init: gpt2"))
+    assert evaluate_run(run_dir)["config_edited"] is True
+    assert "**run.yaml was edited after the run was launched**" in (run_dir / "report.md").read_text()
