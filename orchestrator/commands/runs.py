@@ -258,7 +258,10 @@ def register(app: typer.Typer) -> None:
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):
-        """Sync code, stage data and launch one job per class (tmux, or Slurm on a cluster); returns at once.
+        """Sync code, stage data and launch the run's jobs (tmux, or Slurm on a cluster); returns at once.
+
+        Jobs: one per class (a classifier run has one), a `pretrain` job first when pretrain.enabled,
+        a `score` job last when score.mdlm_draws=adaptive.
 
         Prints the run id on stdout (`R=$(orch run smoke)`); what it does goes to stderr.
         """
