@@ -355,7 +355,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def status(
         run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
-        watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until every job has ended."),
+        watch: bool = typer.Option(
+            False,
+            "--watch",
+            "-w",
+            help="Refresh in place until every job has ended; exit 8 if the run ended failed, lost or cancelled.",
+        ),
         interval: float = typer.Option(
             2.0, "--interval", min=0.5, metavar="SECONDS", help="Seconds between refreshes with --watch (0.5 or more)."
         ),
