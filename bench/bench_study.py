@@ -3,6 +3,7 @@
 end on this machine's CPU (host `local`): run, wait, fetch, report.
 
     python bench/bench_study.py [--repeats 5] [--write docs/BENCHMARKS.md]
+    python bench/bench_study.py --smoke-only     # the smoke study alone (a few minutes), its line printed
 
 The status study's runs are tiny (2 training steps) so that its 30 jobs end quickly; status
 reads the same files whatever the jobs did.  A real OpenSSH sshd on 127.0.0.1 with real
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -119,7 +121,30 @@ def smoke_study(p) -> dict:
     total = time.perf_counter() - t0
     table = json.loads((p.root / "runs" / "studies" / "smoke-study" / "table.json").read_text())
     acc = {r["name"]: r["accuracy_mean"] for r in table["rows"]}
-    return {"launched_s": launched, "ended_s": ended, "fetched_s": fetched, "total_s": total, "accuracy": acc}
+    return {
+        "launched_s": launched,
+        "ended_s": ended,
+        "fetched_s": fetched,
+        "total_s": total,
+        "accuracy": acc,
+        **study_shape(p.root, "smoke-study"),
+    }
+
+
+def study_shape(root: Path, name: str) -> dict:
+    """Members, seeds, runs and jobs of the study as launched (its study.json and each run's run.yaml)."""
+    record = json.loads((root / "runs" / "studies" / name / "study.json").read_text())
+    roles: Counter = Counter()
+    for run in record["runs"]:
+        doc = yaml.safe_load((root / "runs" / run["run_id"] / "run.yaml").read_text())
+        roles.update(j["role"] for j in doc["jobs"])
+    return {
+        "members": len(record["members"]),
+        "seeds": len(record["seeds"]),
+        "runs": len(record["runs"]),
+        "pretrain_jobs": roles["pretrain"],
+        "other_jobs": sum(n for role, n in roles.items() if role != "pretrain"),
+    }
 
 
 def render(status: dict, smoke: dict, repeats: int) -> str:
@@ -138,31 +163,45 @@ def render(status: dict, smoke: dict, repeats: int) -> str:
         f"(min {min(status['single_s']):.2f}, max {max(status['single_s']):.2f}); the study's 15 runs cost "
         f"{med / single:.2f}x one run's status.",
         f"- Launching that study (15 runs, one connection, one or two commands per run): {status['launch_s']:.1f} s.",
-        f"- The bundled smoke study (3 members x 2 seeds, 4 shared pretrain jobs, 10 class jobs, host `local`, "
-        f"CPU): launched in {smoke['launched_s']:.0f} s, every run ended at {smoke['ended_s']:.0f} s, fetched and "
-        f"evaluated at {smoke['fetched_s']:.0f} s, report written at {smoke['total_s']:.0f} s (wall, from "
-        "`orch study run`). Accuracy means over the 2 seeds: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in smoke["accuracy"].items() if v is not None)
-        + ".",
+        smoke_line(smoke),
         "",
     ]
     return "\n".join(lines)
+
+
+def smoke_line(smoke: dict) -> str:
+    return (
+        f"- The bundled smoke study ({smoke['members']} members x {smoke['seeds']} seeds, {smoke['runs']} runs, "
+        f"{smoke['pretrain_jobs']} pretrain jobs (shared where members pretrain alike), {smoke['other_jobs']} "
+        f"class and classifier jobs, host `local`, CPU): launched in {smoke['launched_s']:.0f} s, every run ended "
+        f"at {smoke['ended_s']:.0f} s, fetched and evaluated at {smoke['fetched_s']:.0f} s, report written at "
+        f"{smoke['total_s']:.0f} s (wall, from `orch study run`). Accuracy means over the {smoke['seeds']} seeds: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in smoke["accuracy"].items() if v is not None)
+        + "."
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--write", type=Path, help="replace this section of that Markdown file")
+    ap.add_argument("--smoke-only", action="store_true", help="only the smoke study: print its line (no --write)")
     args = ap.parse_args()
+    if args.smoke_only and args.write:
+        ap.error("--smoke-only prints one line of the section; --write needs the whole section")
     with tempfile.TemporaryDirectory() as tmp:
         server = start_sshd(Path(tmp) / "sshd")
         p = make_project(Path(tmp) / "project", Path(tmp) / "hostwork", server)
         try:
-            status = status_bench(p, args.repeats)
+            status = None if args.smoke_only else status_bench(p, args.repeats)
             smoke = smoke_study(p)
         finally:
             stop_project(p)
             server.stop()
+    if status is None:
+        print(f"Measured {time.strftime('%Y-%m-%d')} by `python bench/bench_study.py --smoke-only` on {machine()}.")
+        print(smoke_line(smoke))
+        return 0
     text = render(status, smoke, args.repeats)
     print(text)
     if args.write:

@@ -23,15 +23,18 @@ class ExitCode(enum.IntEnum):
 # What each code means to a user: `orch --help` and the README's table print these.
 EXIT_CODE_MEANING = {
     ExitCode.OK: "success",
-    ExitCode.FAILED: "a check ran and failed (smoke, eval.min_accuracy, verification)",
+    ExitCode.FAILED: "a check ran and failed (smoke, eval.min_accuracy)",
     ExitCode.USAGE: "bad command line",
     ExitCode.CONFIG: "a config file or value is wrong",
     ExitCode.HOST_KEY: "unknown, changed or revoked SSH host key",
     ExitCode.UNREACHABLE: "cannot connect or authenticate, or the connection was lost",
     ExitCode.HOST_TOOLS: "the host lacks something orch needs (tmux, rsync, python packages)",
     ExitCode.REMOTE: "a command on the host failed",
-    ExitCode.RUN_STATE: "the run is not in a state that allows this (exists, incomplete, failed)",
-    ExitCode.DATA: "input data is malformed",
+    ExitCode.RUN_STATE: (
+        "the run is not in a state that allows this (exists, incomplete, failed), "
+        "or its fetched results failed verification"
+    ),
+    ExitCode.DATA: "input data is malformed, or the class jobs' scores are inconsistent",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

@@ -22,7 +22,7 @@ ABOUT = (
 COMMANDS: Dict[str, Tuple[str, str]] = {
     "run": (
         "runs",
-        "Sync code, stage data and launch one job per class (tmux, or Slurm on a cluster); returns at once.",
+        "Sync code, stage data and launch the run's jobs (tmux, or Slurm on a cluster); returns at once.",
     ),
     "status": ("runs", "One table of a run's jobs, read from the host in one SSH round trip."),
     "logs": ("runs", "Tail (or follow) a job's log over SSH."),

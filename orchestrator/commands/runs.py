@@ -258,7 +258,10 @@ def register(app: typer.Typer) -> None:
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):
-        """Sync code, stage data and launch one job per class (tmux, or Slurm on a cluster); returns at once.
+        """Sync code, stage data and launch the run's jobs (tmux, or Slurm on a cluster); returns at once.
+
+        Jobs: one per class (a classifier run has one), a `pretrain` job first when pretrain.enabled,
+        a `score` job last when score.mdlm_draws=adaptive.
 
         Prints the run id on stdout (`R=$(orch run smoke)`); what it does goes to stderr.
         """
@@ -352,7 +355,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def status(
         run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
-        watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until every job has ended."),
+        watch: bool = typer.Option(
+            False,
+            "--watch",
+            "-w",
+            help="Refresh in place until every job has ended; exit 8 if the run ended failed, lost or cancelled.",
+        ),
         interval: float = typer.Option(
             2.0, "--interval", min=0.5, metavar="SECONDS", help="Seconds between refreshes with --watch (0.5 or more)."
         ),

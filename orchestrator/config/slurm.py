@@ -1,6 +1,8 @@
 """The `slurm:` block of a host config: sbatch options for a `scheduler: slurm` host.
 
-Each key maps to the sbatch option of the same name (``cpus_per_task`` -> ``--cpus-per-task``).
+partition, account, time, gres, cpus_per_task, mem, qos and constraint map to the sbatch
+option of the same name (``cpus_per_task`` -> ``--cpus-per-task``), gpus_per_job to ``--gpus``,
+extra_args are passed as they are; modules, warn_before and max_requeues are orch's own.
 The options travel to the host as separate argv items of one sbatch call (never through a
 shell), and each value is still checked here against what Slurm accepts for it: a value
 that is not one plain word would at best make every submission fail on the cluster, at
