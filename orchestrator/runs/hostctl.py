@@ -116,12 +116,39 @@ def state_from_facts(host, facts: Dict[str, str], gpus: List[str], backend: Opti
     return HostState(workdir=workdir, tools=tools, gpus=gpus, modules=modules)
 
 
+# The exit status and stderr line of a host helper command whose code snapshot is not on the
+# host (its workdir cleaned or deleted, or a launch interrupted before publishing it): told
+# apart from the helper's own failures, so the user gets what happened instead of `cd: ...`.
+NO_SNAPSHOT_RC = 66
+NO_SNAPSHOT_MARK = "orch-no-snapshot"
+
+
 def hostctl(python: str, code_dir: str, *args: str) -> str:
     """Shell text to run the stdlib host helper (remote/hostctl.py) from a code snapshot.
 
     -S: it needs no site-packages, and skipping them saves start-up on every status call.
+    An if, not `exit`: status chains several of these in one shell (_each_reply).
     """
-    return shell.in_dir(code_dir, shell.join([python, "-S", "-m", "remote.hostctl", *args]))
+    q = shell.quote(code_dir)
+    return (
+        f"if cd {q} 2>/dev/null; then {shell.join([python, '-S', '-m', 'remote.hostctl', *args])}; "
+        f"else printf '%s %s\\n' {NO_SNAPSHOT_MARK} {q} >&2; (exit {NO_SNAPSHOT_RC}); fi"
+    )
+
+
+def helper_failed(host: str, rc: object, text: str) -> OrchError:
+    """The error of a host helper command that exited RC with output TEXT."""
+    if str(rc) == str(NO_SNAPSHOT_RC) and NO_SNAPSHOT_MARK in text:
+        where = text.split(NO_SNAPSHOT_MARK, 1)[1].strip().splitlines()[0][:300] if text else ""
+        return OrchError(
+            f"the run's code snapshot is not on {host} ({where}): the workdir there was cleaned or deleted, "
+            "or the run's launch was interrupted before its code was sent",
+            ExitCode.RUN_STATE,
+            hint="`orch run EXPERIMENT --resume RUN` sends the code again while the code here is the run's; "
+            "a run whose workdir is gone needs a new run",
+        )
+    tail = " | ".join(text.strip().splitlines()[-3:])
+    return OrchError(f"host helper failed on {host} (exit {rc}): {tail}", ExitCode.REMOTE)
 
 
 def code_dir(workdir: str, code_hash: str) -> str:
@@ -169,8 +196,7 @@ def reply_text(
     if res.rc != 0:
         if diskspace.says_no_space(res.stderr):
             raise diskspace.host_no_space(transport, res.stderr)
-        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
-        raise OrchError(f"host helper failed on {host} (exit {res.rc}): " + " | ".join(tail), ExitCode.REMOTE)
+        raise helper_failed(host, res.rc, res.stderr or res.stdout)
     return res.stdout
 
 
@@ -221,8 +247,7 @@ def _status_all_replies(host: str, rc: Optional[str], text: str, count: int) -> 
     if rc is None:
         return [OrchError(f"no status reply from {host}", ExitCode.REMOTE)] * count
     if rc != "0":
-        tail = " | ".join(text.strip().splitlines()[-3:])
-        return [OrchError(f"host helper failed on {host} (exit {rc}): {tail}", ExitCode.REMOTE)] * count
+        return [helper_failed(host, rc, text)] * count
     try:
         doc = json.loads(text.strip().splitlines()[-1])
         listed = doc["replies"] if isinstance(doc, dict) else None
@@ -278,8 +303,7 @@ def _status_each(transport: Transport, runs: List[Tuple[str, str, str, Optional[
             replies[run_id] = OrchError(f"no status reply from {host} for {run_id}", ExitCode.REMOTE)
             continue
         if rc != "0":
-            tail = " | ".join(text.strip().splitlines()[-3:])
-            replies[run_id] = OrchError(f"host helper failed on {host} (exit {rc}): {tail}", ExitCode.REMOTE)
+            replies[run_id] = helper_failed(host, rc, text)
             continue
         try:
             replies[run_id] = hostdocs.check_status_reply(json.loads(text.strip().splitlines()[-1]))

@@ -292,6 +292,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     backend = backends.for_record(record, transport.host)
     code_hash = record["code_hash"]
     staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"
+    data_at = _recorded_data(record, workdir)
     request = {
         "code_hash": code_hash,
         "staging": staging_name,
@@ -300,11 +301,12 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
         "fresh": False,
         "workdir": workdir,
         "gpus": None,
+        "data": sorted(data_at),  # a relaunched job reads them: the host must still have them
     }
     try:
         status = hostops.remote_status(transport, workdir, code_hash, run_id, backend)
     except OrchError as exc:
-        if exc.code != ExitCode.REMOTE:
+        if exc.code not in (ExitCode.REMOTE, ExitCode.RUN_STATE):
             raise
         # The host helper lives in the run's code snapshot: it may never have been published
         # (a launch interrupted before its last command) or been cleaned away.
@@ -353,6 +355,10 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     # folder deleted on the host): the jobs read their config from it, so it goes along.
     request.update(plan=plan, run_yaml=(local_dir / "run.yaml").read_text())
     reply = hostlaunch.check_and_launch(transport, backend, request)
+    if reply.launch is None and reply.code and reply.missing_data:
+        # The host lost the data (its workdir's data/ cleaned): send the same files again.
+        _resend_data(transport, reply.missing_data, data_at, workdir, run_id)
+        reply = hostlaunch.check_and_launch(transport, backend, request)
     if reply.launch is None:
         raise OrchError(
             f"{transport.host.name} did not relaunch {run_id}: " + _still_missing(reply, code_hash),
@@ -364,6 +370,34 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     record.pop("job_states", None)  # seen before the relaunch: `orch runs` must not show them as current
     save_record(local_dir, record)
     return todo
+
+
+def _recorded_data(record: Dict, workdir: str) -> Dict[str, Path]:
+    """The run's data files as launched: path under the workdir -> the local file it came
+    from (local.json's data_files; runs recorded before it: none, nothing is checked)."""
+    out = {}
+    for item in (record.get("data_files") or {}).values():
+        host, local = item.get("host") if isinstance(item, dict) else None, (item or {}).get("local")
+        if isinstance(host, str) and isinstance(local, str) and host.startswith(workdir + "/data/"):
+            out[host[len(workdir) + 1 :]] = Path(local)
+    return out
+
+
+def _resend_data(transport: Transport, missing: List[str], data_at: Dict[str, Path], workdir: str, run_id: str) -> None:
+    """Send the run's data files the host no longer has, if the files here are still the
+    ones launched (their content-addressed names say so)."""
+    for rel in missing:
+        local = data_at.get(rel)
+        if local is None:
+            continue  # not one of ours: check_and_launch says what is still missing
+        if not local.is_file() or staging.staged_names({"f": local})["f"] != rel:
+            raise OrchError(
+                f"run {run_id}'s data file {workdir}/{rel} is not on {transport.host.name} any more, and "
+                f"{local} here is {'gone' if not local.is_file() else 'not the same file'}",
+                ExitCode.RUN_STATE,
+                hint="put the launched file back at that path, or start a new run",
+            )
+        transport.push_file(local, f"{workdir}/{rel}")
 
 
 def _resend_code(

@@ -145,3 +145,24 @@ def test_fetch_refuses_incomplete_run_unless_partial(ssh_project):
     assert "partial run: not evaluated" in partial.stderr
     assert not (p.run_dir("slow") / "metrics.json").exists()
     p.cancel("slow")
+
+
+def test_a_run_whose_host_workdir_was_wiped_says_so_and_resumes(ssh_project):
+    """The host's workdir cleaned away under a stopped run: every command says the run's
+    code snapshot is gone (not a raw `cd:` error), and --resume sends the code, the data
+    and the run again, so the suggested recovery works."""
+    import shutil
+
+    p = ssh_project
+    p.orch("run", "smoke", "--host", "testhost", "--name", "wiped", *FAST, check=True)
+    p.wait_state("wiped")
+    shutil.rmtree(p.remote_root)
+    for args in (["status", "wiped"], ["cancel", "wiped"], ["fetch-results", "wiped"], ["logs", "wiped", "class-0"]):
+        proc = p.orch(*args)
+        assert proc.returncode == 8, (args, proc.stdout + proc.stderr)
+        said = "is not on testhost" if args[0] == "logs" else "the run's code snapshot is not on testhost"
+        assert said in proc.stderr and "cd:" not in proc.stderr, args
+        assert "--resume" in proc.stderr
+    resumed = p.orch("run", "smoke", "--resume", "wiped", "--wait", timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (p.run_dir("wiped") / "metrics.json").is_file()
