@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import List, Optional, Tuple
 
 from orchestrator.commands.quickpath import plain, run
@@ -81,8 +82,7 @@ def remember(run_dir, record, rows) -> None:
 
     states = {r.name: r.state for r in rows}
     if record.get("job_states") != states:
-        record["job_states"] = states
-        records.save_record(run_dir, record)
+        record.update(records.update_record(run_dir, {"job_states": states, "job_states_at": time.time()}))
 
 
 def main(argv: List[str]) -> Optional[int]:

@@ -226,6 +226,11 @@ def _print_result(run_id: str, as_json: bool, result: dict) -> None:
         print(run_id, flush=True)
 
 
+def _number(value: object) -> float:
+    """A time kept in local.json, or 0 when it is not a number (an old or hand-edited record)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
@@ -553,8 +558,11 @@ def register(app: typer.Typer) -> None:
                 continue
             rows = rows_from_local(run_dir, doc["jobs"])
             seen = record.get("job_states") or {}
-            for r in rows:  # not fetched yet: the states `orch status` last saw
-                if r.state == "unknown" and r.name in seen:
+            # The states `orch status` or `orch cancel` last saw: for jobs not fetched yet, and
+            # for all when seen after the last fetch (a partial fetch's copy says "running").
+            newer = _number(record.get("job_states_at")) > _number(record.get("fetched_at"))
+            for r in rows:
+                if r.name in seen and (r.state == "unknown" or newer):
                     r.state = seen[r.name]
             try:
                 acc = json.loads((run_dir / "metrics.json").read_text()).get("accuracy")

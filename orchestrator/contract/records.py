@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 from orchestrator.config.project import Project, safe_name
 from orchestrator.errors import ExitCode, OrchError
@@ -128,4 +128,24 @@ def job_summary(jobs: List[Dict]) -> List[Dict]:
 
 
 def save_record(run_dir: Path, record: Dict) -> None:
+    """Write RECORD whole: for a record being made (launch).  A later change to a record
+    goes through update_record, which cannot undo another command's change."""
     atomic_write_text(run_dir / "local.json", json.dumps(record, indent=2) + "\n")
+
+
+def update_record(run_dir: Path, changes: Dict, drop: Sequence[str] = ()) -> Dict:
+    """Set CHANGES' keys (and remove DROP's) in RUN_DIR's local.json as it is now, under a
+    lock, and return the record written.  Two commands on one run (a `status --watch`
+    beside a fetch or a cancel) each change only their own keys: saving a copy read
+    earlier would put back what the other wrote meanwhile (a fetch's "partial" became
+    "launched" again)."""
+    import fcntl
+
+    with open(run_dir / ".local.json.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        record = load_record(run_dir, to_reach=False)
+        record.update(changes)
+        for key in drop:
+            record.pop(key, None)
+        save_record(run_dir, record)
+    return record

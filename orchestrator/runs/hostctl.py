@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -340,8 +341,7 @@ def note_cancel(run_dir, record: Dict, result: Dict) -> None:
     seen = dict(record.get("job_states") or {})
     seen.update({i["name"]: "cancelled" if i["changed"] else i["state"] for i in result["jobs"] if not i.get("error")})
     if seen != record.get("job_states"):
-        record["job_states"] = seen
-        records.save_record(run_dir, record)
+        record.update(records.update_record(run_dir, {"job_states": seen, "job_states_at": time.time()}))
 
 
 def remote_cancel(

@@ -15,7 +15,14 @@ import yaml
 
 from orchestrator import backends, output
 from orchestrator.config.project import Project
-from orchestrator.contract.records import check_config_unchanged, job_summary, load_record, load_resolved, save_record
+from orchestrator.contract.records import (
+    check_config_unchanged,
+    job_summary,
+    load_record,
+    load_resolved,
+    save_record,
+    update_record,
+)
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import codesync, hostlaunch, staging
 from orchestrator.runs import hostctl as hostops
@@ -366,9 +373,8 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
             hint=f"its workdir there is {reply.state.workdir}, the run's is {workdir}",
         )
     check_started(reply.launch, plan, run_id, record.get("experiment") or "EXPERIMENT")
-    record["state"] = "launched"
-    record.pop("job_states", None)  # seen before the relaunch: `orch runs` must not show them as current
-    save_record(local_dir, record)
+    # the states seen before the relaunch: `orch runs` must not show them as current
+    update_record(local_dir, {"state": "launched"}, drop=("job_states", "job_states_at"))
     return todo
 
 

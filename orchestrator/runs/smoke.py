@@ -192,8 +192,7 @@ def step_cleanup(ctx: SmokeContext) -> str:
             "(remove it there when done)"
         )
     ctx.transport.run(shell.join(["rm", "-rf", "--", where]))
-    record["host_removed"] = "orch smoke removed it after its check passed"
-    records.save_record(local, record)
+    records.update_record(local, {"host_removed": "orch smoke removed it after its check passed"})
     return f"removed {where} (local record and results kept in runs/{ctx.run_id})"
 
 

@@ -85,10 +85,9 @@ def with_owners(study: Study, chosen: List[StudyRun], project: Project) -> List[
 
 def mark_run(project: Project, run: StudyRun, study: str) -> None:
     """Name the study in the run's local.json: `orch runs` and the report group by it."""
-    run_dir = project.run_dir(run.run_id)
-    record = records.load_record(run_dir)
-    record["study"] = {"name": study, "member": run.member, "seed": run.seed}
-    records.save_record(run_dir, record)
+    records.update_record(
+        project.run_dir(run.run_id), {"study": {"name": study, "member": run.member, "seed": run.seed}}
+    )
 
 
 def launch_runs(

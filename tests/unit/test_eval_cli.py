@@ -222,3 +222,38 @@ def test_follow_hint_names_two_commands_not_a_pipe():
     hint = follow_hint("smoke-20261126-031341")
     assert "|" not in hint
     assert "orch status smoke-20261126-031341 --watch, or orch logs smoke-20261126-031341 JOB -f" in hint
+
+
+def test_record_updates_never_undo_another_commands_change(project):
+    """A `status --watch` holding a copy read before a fetch or a cancel must not put the
+    old state back; `orch runs` then shows the states seen after the last fetch."""
+    import threading
+
+    from orchestrator.commands.quickstatus import remember
+    from orchestrator.contract import records
+    from orchestrator.runs.state import StatusRow
+
+    run_dir = make_run(project, "lu1")
+    stale = records.load_record(run_dir, to_reach=False)  # what the watch read when it started
+    # a partial fetch meanwhile: its copy of the jobs says one is still running
+    records.update_record(run_dir, {"state": "partial", "fetched_at": 100.0, "job_states": {"c0": "done"}})
+    (run_dir / "jobs" / "c1" / "status.json").write_text(json.dumps({"state": "running", "started": 1.0}))
+    remember(run_dir, stale, [StatusRow(name="c0", state="done"), StatusRow(name="c1", state="cancelled")])
+    now = json.loads((run_dir / "local.json").read_text())
+    assert now["state"] == "partial" and now["fetched_at"] == 100.0
+    assert now["job_states"] == {"c0": "done", "c1": "cancelled"} and now["job_states_at"] > 100.0
+    (item,) = json.loads(invoke("runs", "--json").output)
+    assert item["jobs"] == {"c0": "done", "c1": "cancelled"} and item["state"] == "cancelled"
+
+    # many writers at once, each its own key: none is lost
+    def write(i):
+        for j in range(20):
+            records.update_record(run_dir, {f"k{i}": j})
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = records.load_record(run_dir, to_reach=False)
+    assert [final[f"k{i}"] for i in range(4)] == [19] * 4 and final["state"] == "partial"
