@@ -18,7 +18,7 @@ from orchestrator import backends, output, terminal
 from orchestrator.commands import quickstatus
 from orchestrator.commands.statustable import render
 from orchestrator.commands.tables import add_column, add_name_column
-from orchestrator.config.project import Project, check_name
+from orchestrator.config.project import Project, check_name, launched_at, not_a_run
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import hostctl as hostops
@@ -537,8 +537,10 @@ def register(app: typer.Typer) -> None:
         """List local runs and their last known states (no SSH)."""
         project = Project.find()
         items = []
-        for run_dir in project.list_runs():
+        for run_dir in sorted(project.run_folders(), key=lambda p: (launched_at(p), p.name)):
             try:
+                if not (run_dir / "run.yaml").is_file():
+                    raise not_a_run(run_dir)
                 record, doc = records.load_record(run_dir, to_reach=False), records.load_resolved(run_dir)
             except OrchError as exc:
                 # One damaged folder must not hide the others.
@@ -604,3 +606,6 @@ def register(app: typer.Typer) -> None:
                 acc,
             )
         output.out.print(table)
+        for it in items:  # what is wrong with each unreadable folder, and how to mend it
+            if it.get("error"):
+                output.out.print(f"{it['run']}: {it['error']}", markup=False, highlight=False, soft_wrap=True)

@@ -102,14 +102,59 @@ class Project:
             return runs[-1]
         path = self.run_dir(run_id)
         if not (path / "run.yaml").is_file():
+            if path.is_dir():
+                raise not_a_run(path)
             raise OrchError(
                 f"no run named {run_id!r} in {self.runs}", ExitCode.RUN_STATE, hint="`orch runs` lists them"
             )
         return path
 
     def list_runs(self) -> List[Path]:
-        """Local runs, oldest first (by launch time recorded in the folder)."""
+        """Local runs, oldest first by the launch time local.json records (run.yaml's
+        modification time where it records none: touching a file must not make a run the
+        newest, which `orch status` with no RUN picks)."""
         if not self.runs.is_dir():
             return []
         found = [p for p in self.runs.iterdir() if (p / "run.yaml").is_file()]
-        return sorted(found, key=lambda p: ((p / "run.yaml").stat().st_mtime, p.name))
+        return sorted(found, key=lambda p: (launched_at(p), p.name))
+
+    def run_folders(self) -> List[Path]:
+        """Every folder in runs/ but the studies': runs, and folders that are not (or no
+        longer) whole runs, which `orch runs` lists with what is wrong."""
+        if not self.runs.is_dir():
+            return []
+        return sorted(p for p in self.runs.iterdir() if p.is_dir() and p.name != STUDIES and not p.name.startswith("."))
+
+
+def launched_at(run_dir: Path) -> float:
+    """When RUN_DIR's run was launched (local.json), else its run.yaml's modification time."""
+    import json
+
+    try:
+        value = json.loads((run_dir / "local.json").read_text()).get("launched_at")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        return (run_dir / "run.yaml").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def not_a_run(path: Path) -> OrchError:
+    """The error for a folder in runs/ that holds no run.yaml: what it is, and what to do."""
+    if not any(path.iterdir()):
+        return OrchError(
+            f"{path} is an empty folder: a launch stopped before it recorded the run, so nothing of it reached a host",
+            ExitCode.RUN_STATE,
+            hint=f"remove it (`rmdir {path}`) to use the name again",
+        )
+    if (path / "local.json").is_file():
+        return OrchError(
+            f"{path} has no run.yaml (the run's resolved config): removed, or never written",
+            ExitCode.RUN_STATE,
+            hint="the host keeps the same file as <workdir>/runs/" + path.name + "/run.yaml (local.json "
+            "names the host and workdir): copy it back here",
+        )
+    return OrchError(f"{path} is not a run folder (no run.yaml, no local.json)", ExitCode.RUN_STATE)

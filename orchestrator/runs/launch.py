@@ -14,7 +14,7 @@ from typing import Dict, List
 import yaml
 
 from orchestrator import backends, output
-from orchestrator.config.project import Project
+from orchestrator.config.project import Project, not_a_run
 from orchestrator.contract.records import (
     check_config_unchanged,
     job_summary,
@@ -101,6 +101,9 @@ class Launched:
 
 def name_taken(project: Project, exp: Experiment, run_id: str) -> OrchError:
     """The error for a run name that is already a local run (a launch, or its dry run)."""
+    folder = project.run_dir(run_id)
+    if folder.is_dir() and not (folder / "run.yaml").is_file():
+        return not_a_run(folder)  # an empty folder left by a killed launch: --resume could not use it
     return OrchError(
         f"run {run_id!r} already exists in {project.run_dir(run_id)}",
         ExitCode.RUN_STATE,

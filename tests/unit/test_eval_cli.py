@@ -257,3 +257,27 @@ def test_record_updates_never_undo_another_commands_change(project):
         t.join()
     final = records.load_record(run_dir, to_reach=False)
     assert [final[f"k{i}"] for i in range(4)] == [19] * 4 and final["state"] == "partial"
+
+
+def test_folders_that_are_not_whole_runs_are_listed_with_what_to_do(project):
+    from orchestrator.config.project import Project
+
+    (project / "runs" / "killed").mkdir(parents=True)  # a launch killed before it recorded anything
+    half = make_run(project, "half")
+    (half / "run.yaml").unlink()
+    older, newer = make_run(project, "older"), make_run(project, "newer")
+    for run_dir, at in ((older, 100.0), (newer, 200.0)):
+        record = json.loads((run_dir / "local.json").read_text())
+        (run_dir / "local.json").write_text(json.dumps({**record, "launched_at": at}))
+    os.utime(older / "run.yaml")  # touched after the newer run: still the older launch
+    assert Project(project).existing_run(None) == newer
+    listed = {it["run"]: it for it in json.loads(invoke("runs", "--json").output)}
+    assert listed["killed"]["state"] == "unreadable" and "is an empty folder" in listed["killed"]["error"]
+    assert "has no run.yaml" in listed["half"]["error"]
+    table = invoke("runs").output
+    assert "killed: " in table and "is an empty folder" in table
+    for args in (["eval", "killed"], ["eval", "half"]):
+        err = failure(invoke(*args))
+        assert err.code == ExitCode.RUN_STATE and "no run named" not in err.message
+    assert "rmdir" in failure(invoke("eval", "killed")).hint
+    assert "copy it back here" in failure(invoke("eval", "half")).hint
