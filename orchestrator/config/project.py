@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from orchestrator.errors import ExitCode, OrchError
 
@@ -126,20 +126,22 @@ class Project:
         return sorted(p for p in self.runs.iterdir() if p.is_dir() and p.name != STUDIES and not p.name.startswith("."))
 
 
-def launched_at(run_dir: Path) -> float:
-    """When RUN_DIR's run was launched (local.json), else its run.yaml's modification time."""
+def launched_at(run_dir: Path) -> Tuple[float, float]:
+    """A sort key for when RUN_DIR's run was launched: local.json's launched_at, then its
+    run.yaml's modification time (runs that record no launch time, or record the same)."""
     import json
 
     try:
+        mtime = (run_dir / "run.yaml").stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    try:
         value = json.loads((run_dir / "local.json").read_text()).get("launched_at")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return float(value), mtime
     except (OSError, ValueError, AttributeError):
         pass
-    try:
-        return (run_dir / "run.yaml").stat().st_mtime
-    except OSError:
-        return 0.0
+    return mtime, mtime
 
 
 def not_a_run(path: Path) -> OrchError:
