@@ -280,8 +280,8 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
     ]
     if any(r["type"] == "ensemble" for r in table["rows"]):
         out += [
-            f"Ensembles: {ENSEMBLE_METHOD} (z-scores put model families whose NLL scales differ on one "
-            "scale); the per-token columns do not apply to them.",
+            f"Ensembles: {ENSEMBLE_METHOD} (this puts model families whose NLL scales differ on one "
+            "scale, set by what decides: the class margins); the per-token columns do not apply to them.",
             "",
         ]
     out += _pairs_section(table)

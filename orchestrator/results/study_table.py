@@ -36,13 +36,17 @@ that shares a seed; a pair with no seed in common has no test.
 
 **Ensembles.**  ``ensembles: {name: [m1, m2, ...]}`` adds a row per name.  For each seed
 every component has, each component's per-token class scores (the evaluation's
-``score_norm``) are z-scored over all texts and classes of that run, summed over the
-components, and the argmax is the ensemble's prediction.  Why z-scores: the raw scores are
-negative log-likelihoods whose scale differs between model families (an AR model's exact
-NLL, an MDLM's bound, a classifier's log posterior), so a plain sum would let the family
-with the widest spread decide alone; standardising each run's scores puts every member
-on one scale (a shift common to all classes of a text does not move the argmax, the
-per-run scale does).  The per-token scores are used so long and short texts weigh alike.
+``score_norm``) are centred per text (each class's score less the text's mean over the
+classes) and divided by the standard deviation of those centred scores over the run, summed
+over the components, and the argmax is the ensemble's prediction.  Why scaled: the raw scores
+are negative log-likelihoods whose scale differs between model families (an AR model's exact
+NLL, an MDLM's bound, a classifier's log posterior), so a plain sum would let the family with
+the widest spread decide alone.  Why centred first: a shift common to all classes of a text
+(how hard the text is to model) does not move the argmax, so it must not set a member's
+weight either; z-scoring the raw scores did, and gave less say to a member whose texts vary
+in difficulty, whatever its class margins.  Centred, each member's scale is the spread of
+its class margins (for two classes, the root mean square of its margins), which is what
+decides.  The per-token scores are used so long and short texts weigh alike.
 The ensemble is then scored like a member (metrics.classification_metrics: accuracy with
 its 95% interval, macro-F1, ROC-AUC, verdict) and takes part in the pairwise tests.
 """
@@ -75,7 +79,10 @@ from orchestrator.results.scoretable import name_examples
 from orchestrator.results.seedvar import mean_accuracy_ci
 
 SCHEMA = 1
-ENSEMBLE_METHOD = "per-token class scores of each member z-scored over all texts and classes of its run, summed, argmax"
+ENSEMBLE_METHOD = (
+    "per-token class scores of each member, centred per text and divided by their standard deviation over "
+    "its run (the spread of its class margins), summed, argmax"
+)
 
 
 @dataclass
@@ -259,16 +266,20 @@ def _mean_verdict(row: Dict[str, Any], recs: List[Dict[str, Any]], band_set: Opt
 # --------------------------------------------------------------------------- rows
 
 
-def _zscore(score: np.ndarray) -> np.ndarray:
-    sd = float(score.std())
-    return (score - score.mean()) / (sd if sd > 0 else 1.0)
+def margin_scaled(score: np.ndarray) -> np.ndarray:
+    """SCORE (n, C) centred per text across the classes and divided by the standard
+    deviation of the centred scores (their root mean square): the per-text shift that no
+    decision depends on removed, and the member's margins put on a unit scale."""
+    centred = score - score.mean(axis=1, keepdims=True)
+    sd = float(np.sqrt(np.mean(centred**2)))
+    return centred / (sd if sd > 0 else 1.0)
 
 
 def _ensemble_seed(
     seed: int, parts: List[Tuple[SeedResult, np.ndarray]], test: ReferenceSet, band_set: str
 ) -> SeedResult:
     """PARTS: each component's seed result and its alignment to the reference order."""
-    combined = sum(_zscore(sr.evaluation.score_norm[rows]) for sr, rows in parts)  # type: ignore[union-attr]
+    combined = sum(margin_scaled(sr.evaluation.score_norm[rows]) for sr, rows in parts)  # type: ignore[union-attr]
     first = parts[0][0].evaluation.run.experiment.eval  # type: ignore[union-attr]
     cm = classification_metrics(test.y, combined, test.classes, band_set, first.bootstrap)
     recs = [sr.record for sr, _ in parts]

@@ -241,12 +241,15 @@ def test_the_bands_judge_only_their_own_data_set(tmp_path):
 # --------------------------------------------------------------------------- ensembles
 
 
-def zscored_norm(member: str, seed: int) -> np.ndarray:
-    """The per-token class scores the evaluation computes (uniform prior, 20 tokens), z-scored over the run."""
+def scaled_norm(member: str, seed: int) -> np.ndarray:
+    """The per-token class scores the evaluation computes (uniform prior, 20 tokens), centred
+    per text and divided by their root mean square: for two classes, each text's scores are
+    -/+ margin / 2, over the root mean square of margin / 2."""
     d = np.array(margins(member, seed))
     nll = np.stack([100.0 + d, np.full(10, 100.0)], axis=1)
     s = -nll / 20 + math.log(0.5) / 20
-    return (s - s.mean()) / s.std()
+    half = (s[:, 1] - s[:, 0]) / 2
+    return np.stack([-half, half], axis=1) / np.sqrt(np.mean(half**2))
 
 
 def test_ensemble_is_a_row_evaluated_like_a_member(tmp_path):
@@ -258,7 +261,7 @@ def test_ensemble_is_a_row_evaluated_like_a_member(tmp_path):
     y = np.array([0] * 5 + [1] * 5)
     accs = []
     for seed, rec in zip([0, 1], duo["seeds"]):
-        combined = zscored_norm("gpt2", seed) + zscored_norm("mdlm", seed)
+        combined = scaled_norm("gpt2", seed) + scaled_norm("mdlm", seed)
         margin = combined[:, 1] - combined[:, 0]
         assert np.abs(margin).min() > 1e-6  # no tie decides this test
         accs.append(float(np.mean((margin > 0) == (y == 1))))
@@ -267,7 +270,7 @@ def test_ensemble_is_a_row_evaluated_like_a_member(tmp_path):
         assert lo <= rec["accuracy"] <= hi and rec["macro_f1"] is not None and rec["roc_auc"] is not None
         assert rec["runs"] == [f"gpt2-s{seed}", f"mdlm-s{seed}"]
     assert duo["accuracy_mean"] == pytest.approx(np.mean(accs))
-    # z-scoring matters: a plain sum of the scores would follow MDLM (50 times the scale) alone
+    # the scaling matters: a plain sum of the scores would follow MDLM (50 times the scale) alone
     assert duo["accuracy_mean"] != pytest.approx(rows_by_name(table)["mdlm"]["accuracy_mean"])
     # members judged on different sets (gpt2: poc, mdlm: mdlm): the strictest, not the kindest
     assert duo["verdict"] is not None and duo["bands"] == "mdlm"
@@ -276,7 +279,7 @@ def test_ensemble_is_a_row_evaluated_like_a_member(tmp_path):
     # in the pairwise tests: 4 rows, 6 pairs, Holm over all 6
     assert table["pairs_tested"] == 6 and pair(table, "gpt2", "duo")["n"] == 10  # texts, over both seeds
     report = (out / "report.md").read_text()
-    assert "| duo |" in report and "z-scored" in report
+    assert "| duo |" in report and "centred per text" in report
     assert "applied for comparison to `classifier` (a discriminative classifier)." in report
     assert "applied for comparison to `duo` (an ensemble)." in report
 
@@ -461,3 +464,17 @@ def test_what_is_missing_shows_orchs_commands_as_code():
     text = "\n".join(_missing_section(table))
     assert "| done, not fetched yet \\(`orch study fetch`\\) |" in text
     assert "| odd \\` text \\*x\\* |" in text
+
+
+def test_a_members_weight_is_set_by_its_margins_not_by_how_texts_differ():
+    """A shift common to a text's classes decides nothing: it must not change a member's
+    scaled scores (z-scoring the raw scores shrank a member whose texts vary in difficulty)."""
+    from orchestrator.results.study_table import margin_scaled
+
+    rng = np.random.default_rng(0)
+    score = rng.normal(size=(50, 3))
+    shift = rng.normal(scale=100.0, size=(50, 1))
+    assert np.allclose(margin_scaled(score + shift), margin_scaled(score))
+    assert np.allclose(margin_scaled(7.0 * score), margin_scaled(score))  # one scale per member
+    two = np.array([[0.0, 2.0], [0.0, -1.0], [5.0, 4.0]])  # margins 2, -1, -1: rms sqrt(2)
+    assert np.allclose(margin_scaled(two)[:, 1] - margin_scaled(two)[:, 0], np.array([2, -1, -1]) / np.sqrt(2))
