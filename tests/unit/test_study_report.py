@@ -477,4 +477,6 @@ def test_a_members_weight_is_set_by_its_margins_not_by_how_texts_differ():
     assert np.allclose(margin_scaled(score + shift), margin_scaled(score))
     assert np.allclose(margin_scaled(7.0 * score), margin_scaled(score))  # one scale per member
     two = np.array([[0.0, 2.0], [0.0, -1.0], [5.0, 4.0]])  # margins 2, -1, -1: rms sqrt(2)
-    assert np.allclose(margin_scaled(two)[:, 1] - margin_scaled(two)[:, 0], np.array([2, -1, -1]) / np.sqrt(2))
+    # centred, each text is -/+ margin / 2, whose rms is sqrt(2) / 2: margins become 2 m / sqrt(2)
+    scaled = margin_scaled(two)
+    assert np.allclose(scaled[:, 1] - scaled[:, 0], np.array([2, -1, -1]) * 2 / np.sqrt(2))
