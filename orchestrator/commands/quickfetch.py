@@ -66,6 +66,10 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
         f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
         markup=False,
     )
+    for line in runner.fetch_notes(outcome, run_dir):
+        output.say(line, markup=False)
+    if outcome.get("moved") and (no_eval or not outcome["complete"]):
+        output.say(f"  `orch eval {run_dir.name}` evaluates the new results", markup=False)
     for name, size in outcome["cut"].items():
         if name in outcome.get("over_cap", {}):
             job, file = name.split("/", 1)

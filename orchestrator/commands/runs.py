@@ -167,7 +167,9 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
         )
     from orchestrator.runs import launch as runner
 
-    runner.fetch(project, transport, run_id, partial=False)
+    outcome = runner.fetch(project, transport, run_id, partial=False)
+    for line in runner.fetch_notes(outcome, run_dir):  # a resumed run's results replaced
+        output.say(line, markup=False)
 
 
 def _nowhere() -> Console:

@@ -111,7 +111,9 @@ def fetch_cmd(
             run_dir = project.run_dir(v.run_id)
             host = json.loads((run_dir / "local.json").read_text())["host"]
             try:
-                runner.fetch(project, hosts(host), v.run_id, partial=False)
+                outcome = runner.fetch(project, hosts(host), v.run_id, partial=False)
+                for line in runner.fetch_notes(outcome, run_dir):
+                    _say(f"{v.run_id}: {line.strip()}")
                 evaluate_run(run_dir)
             except OrchError as exc:
                 problems.append(f"{v.run_id}: {exc.message}")

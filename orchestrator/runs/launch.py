@@ -460,13 +460,19 @@ def _fetch(
     scored = [r for r in rows if r.name != "pretrain"]
     unfinished = [r for r in scored if r.state != "done"]
     if unfinished and not partial:
+        held = [r.name for r in unfinished if (local_dir / "jobs" / r.name / "manifest.json").is_file()]
         raise OrchError(
             "run is not complete: "
             + ", ".join(
                 f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == "unknown" else "") for r in unfinished
             ),
             ExitCode.RUN_STATE,
-            hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial",
+            hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial"
+            + (
+                f" (which keeps the results of {', '.join(held)} fetched before, in {local_dir / 'jobs'})"
+                if held
+                else ""
+            ),
         )
     again = f"`orch fetch-results {run_id}` fetches again"
     staging = fetching.Staging(local_dir)
@@ -494,21 +500,84 @@ def _fetch(
                 ExitCode.RUN_STATE,
                 hint=again + " once the host's files are mended",
             )
-        staging.swap_in()
+        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, kept)
+        aside = fetching.set_aside(merge, local_dir)
+        moved: List[str] = []
+        try:
+            if aside is not None:  # before the swap: no evaluation is ever beside results it was not made from
+                moved = fetching.move_evaluation(local_dir, aside)
+            staging.swap_in()
+        except BaseException:
+            if aside is not None:  # nothing was replaced: put the evaluation back, drop the links
+                fetching.restore_evaluation(local_dir, aside, moved)
+                fetching.drop_aside(aside)
+            raise
     except OrchError as exc:
         if kept in exc.message:
             raise
         raise OrchError(f"{exc.message}; {kept}", exc.code, hint=exc.hint or again) from None
+    except OSError as exc:  # keeping the local copy (links, a full disk): nothing was replaced
+        raise OrchError(
+            f"fetching {run_id} failed while keeping the local copy: {exc}; {kept}", ExitCode.RUN_STATE, hint=again
+        ) from None
     finally:
         staging.discard()
-    record["state"] = "fetched" if not unfinished else "partial"
+    record["state"] = "fetched" if complete else "partial"
     record["fetched_at"] = time.time()
     record["job_states"] = {r.name: r.state for r in rows}
     save_record(local_dir, record)
     return {
-        "complete": not unfinished,
+        "complete": complete,
         "rows": rows,
         "state": run_state(rows),
         "cut": pulled.cut,
         "over_cap": pulled.over_cap,
+        "held": {job: next(r.state for r in rows if r.name == job) for job in merge.held()},
+        "changed": merge.changed,
+        "previous": aside,
+        "moved": moved,
     }
+
+
+def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, kept: str):
+    """Put into the staged copy what the new local copy keeps of the old one (fetch.py:
+    plan_merge) and check the whole again when results come from both.  Returns the merge
+    and whether the new copy holds every scoring job's results."""
+    from orchestrator.runs import fetch as fetching
+
+    done = [r.name for r in rows if r.state == "done"]
+    merge = fetching.plan_merge(local_dir / "jobs", stage, [j["name"] for j in planned], done)
+    fetching.apply_merge(merge, local_dir / "jobs", stage)
+    have = set(done) | set(merge.held())
+    complete = all(r.name in have for r in rows if r.name != "pretrain")
+    if merge.held():
+        problems = fetching.verify(local_dir, stage, planned, sorted(have), complete)
+        if problems:
+            held = ", ".join(merge.held())
+            folders = " and ".join(str(local_dir / "jobs" / job) for job in merge.held())
+            raise OrchError(
+                f"the results of {held} here (kept: the host has none finished) and the ones fetched do "
+                "not make one run:\n  " + "\n  ".join(problems) + f"\nnothing was replaced: {kept}",
+                ExitCode.RUN_STATE,
+                hint=f"to take what the host has without them, move {folders} "
+                "out of the run folder (the only copy of those results) and fetch again; or resume them on the host",
+            )
+    return merge, complete
+
+
+def fetch_notes(outcome: Dict, run_dir: Path) -> List[str]:
+    """What a fetch kept of the local copy and set aside, in lines for the user."""
+    from orchestrator.terminal import visible
+
+    lines = [
+        f"  {job} is {state} on the host: kept its results fetched before ({run_dir / 'jobs' / job})"
+        for job, state in outcome.get("held", {}).items()
+    ]
+    aside = outcome.get("previous")
+    for job, what in outcome.get("changed", {}).items():
+        lines.append(
+            f"  {job}'s results changed on the host ({visible(what)}): the previous copy is in {aside / 'jobs' / job}"
+        )
+    if outcome.get("moved"):
+        lines.append(f"  the evaluation of the previous results ({', '.join(outcome['moved'])}) moved to {aside}")
+    return lines

@@ -1,0 +1,204 @@
+"""A fetch of a run fetched before never loses what the local copy holds, through the real CLI.
+
+One finished run (`base`, the bundled `smoke` experiment, 10 steps, on the sshd test host)
+is made per module and cloned under a fresh id for each test (tests/integration/
+test_hostile_host.py does the same); a test then plays the host by editing its files:
+a job folder the host lost, results the host rewrote.  The pure logic is
+tests/unit/test_fetch_merge.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from tests.integration.conftest import make_project, stop_project
+from tests.integration.test_hostile_host import Host, _drop_last, clone_run, no_traceback, rewrite_scores
+
+pytestmark = pytest.mark.integration
+
+JOBS = ("class-0", "class-1")
+
+
+@pytest.fixture(scope="module")
+def base(sshd, tmp_path_factory):
+    """A project whose testhost holds one finished run `base`, and that run's local record
+    as it was right after launch."""
+    root = tmp_path_factory.mktemp("refetch")
+    p = make_project(root / "project", root / "hostwork", sshd)
+    try:
+        p.orch(
+            "run", "smoke", "--host", "testhost", "--name", "base",
+            "--set", "train.steps=10", "--set", "train.log_every=5", check=True,
+        )  # fmt: skip
+        pristine = root / "pristine"
+        shutil.copytree(p.run_dir("base"), pristine)
+        assert [j["state"] for j in p.wait_state("base")] == ["done", "done"]
+        yield p, pristine
+    finally:
+        stop_project(p)
+
+
+@pytest.fixture
+def fetched(base, request):
+    """A fresh clone of `base` for this test, fetched and evaluated once."""
+    p, pristine = base
+    run_id = "r" + hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
+    clone_run(p, pristine, "base", run_id)
+    h = Host(p, run_id)
+    assert "results verified" in h.orch("fetch-results", run_id, check=True).stderr
+    return h
+
+
+def _on_local_host(p, pristine, run_id: str) -> Host:
+    """A clone of `base` on host `local` (its workdir .orch/local in the project), fetched once."""
+    local_root = p.root / ".orch" / "local"
+    record = json.loads((pristine / "local.json").read_text())
+    if not (local_root / "code" / record["code_hash"]).exists():
+        shutil.copytree(p.remote_root / "code" / record["code_hash"], local_root / "code" / record["code_hash"])
+    clone_run(p, pristine, "base", run_id, host_root=local_root, host="local")
+    h = Host(p, run_id)
+    h.job = lambda name: local_root / "runs" / run_id / "jobs" / name
+    assert "results verified" in h.orch("fetch-results", run_id, check=True).stderr
+    return h
+
+
+def _tree(folder):
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def _worse(lines):
+    """class-0's model says every text is very unlikely: the accuracy changes."""
+    out = []
+    for line in lines:
+        row = json.loads(line)
+        row["nll"] = row["nll"] * 10 + 1000
+        out.append((json.dumps(row) + "\n").encode())
+    return out
+
+
+def test_a_partial_fetch_keeps_the_results_of_a_job_the_host_lost(base):
+    """The reviewer's case on host `local`: the host loses class-1's folder; a plain fetch
+    refuses and says --partial keeps class-1's results; --partial keeps them (and the
+    evaluation, which still describes what jobs/ holds)."""
+    p, pristine = base
+    h = _on_local_host(p, pristine, "lostone")
+    jobs_before = _tree(h.local() / "jobs")
+    metrics = (h.local() / "metrics.json").read_bytes()
+    shutil.rmtree(h.job("class-1"))
+
+    refused = h.orch("fetch-results", h.run)
+    assert refused.returncode == 8, refused.stderr
+    no_traceback(refused)
+    said = " ".join(refused.stderr.split())
+    assert "class-1 is lost" in said and "keeps the results of class-1 fetched before" in said
+
+    partial = h.orch("fetch-results", h.run, "--partial")
+    assert partial.returncode == 0, partial.stderr
+    no_traceback(partial)
+    said = " ".join(partial.stderr.split())
+    assert "results verified" in said and "class-1 is lost on the host: kept its results fetched before" in said
+    after = _tree(h.local() / "jobs")
+    assert after == jobs_before
+    assert json.loads((h.local() / "metrics.json").read_bytes())["accuracy"] == json.loads(metrics)["accuracy"]
+    assert not (h.local() / "previous").exists()  # nothing was replaced
+    runs = {r["run"]: r for r in json.loads(h.orch("runs", "--json", check=True).stdout)}
+    assert runs[h.run]["state"] == "fetched"  # the local copy is complete
+    assert "accuracy" in h.orch("eval", h.run, check=True).stdout.lower()
+
+
+def test_results_kept_that_do_not_match_the_hosts_new_ones_refuse_the_fetch(fetched):
+    """class-1 is lost on the host and class-0 now has another test set size: the two do
+    not make one run, so nothing is replaced, and the message says how to go on."""
+    h = fetched
+    before = _tree(h.local())
+    shutil.rmtree(h.job("class-1"))
+    rewrite_scores(h.job("class-0"), _drop_last, n_test=119)
+    proc = h.orch("fetch-results", h.run, "--partial")
+    assert proc.returncode == 8, proc.stderr
+    no_traceback(proc)
+    said = " ".join(proc.stderr.split())
+    assert "the results of class-1 here" in said and "do not make one run" in said and "n_test" in said
+    assert "untouched" in said and "move" in said and "fetch again" in said
+    assert _tree(h.local()) == before
+    assert not list(h.local().glob(".fetch-*"))
+
+
+def test_changed_results_keep_the_previous_copy_and_evaluation_aside(fetched):
+    """The host rewrote class-0's results (a rerun, or a host that rewrites files): the
+    fetch says so, keeps the previous copy and its evaluation in previous/<time>/, and
+    evaluates the new results."""
+    h = fetched
+    run_dir = h.local()
+    old_job = _tree(h.local("class-0"))
+    old_metrics = json.loads((run_dir / "metrics.json").read_text())
+    old_report = (run_dir / "report.md").read_bytes()
+    rewrite_scores(h.job("class-0"), _worse)
+
+    proc = h.orch("fetch-results", h.run)
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    said = " ".join(proc.stderr.split())
+    assert "class-0's results changed on the host (scores.jsonl sha256" in said
+    (where,) = list((run_dir / "previous").iterdir())
+    assert f"the previous copy is in {where / 'jobs' / 'class-0'}" in said
+    assert "the evaluation of the previous results (metrics.json, predictions.csv, report.md) moved to" in said
+    assert _tree(where / "jobs" / "class-0") == old_job
+    assert sorted(p.name for p in (where / "jobs").iterdir()) == ["class-0"]  # class-1 did not change
+    assert json.loads((where / "metrics.json").read_text()) == old_metrics
+    assert (where / "report.md").read_bytes() == old_report
+    new_metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert new_metrics["accuracy"] != old_metrics["accuracy"]  # evaluated from the new results
+    assert (h.local("class-0") / "scores.jsonl").read_bytes() == (h.job("class-0") / "scores.jsonl").read_bytes()
+
+    # The same results fetched again: nothing more is set aside.
+    again = h.orch("fetch-results", h.run, check=True)
+    assert "changed" not in again.stderr
+    assert len(list((run_dir / "previous").iterdir())) == 1
+
+
+def test_changed_results_without_evaluation_say_how_to_evaluate(fetched):
+    h = fetched
+    run_dir = h.local()
+    rewrite_scores(h.job("class-1"), _worse)
+    proc = h.orch("fetch-results", h.run, "--no-eval", check=True)
+    said = " ".join(proc.stderr.split())
+    assert "class-1's results changed" in said and f"`orch eval {h.run}` evaluates the new results" in said
+    assert not (run_dir / "metrics.json").exists()  # no stale evaluation beside new results
+    (where,) = list((run_dir / "previous").iterdir())
+    assert (where / "metrics.json").is_file()
+
+
+def test_the_users_own_files_under_jobs_are_kept(fetched):
+    h = fetched
+    (h.local() / "jobs" / "README").write_text("what these jobs were\n")
+    (h.local("class-0") / "mynotes.txt").write_text("class-0 looks odd\n")
+    h.orch("fetch-results", h.run, "--no-eval", check=True)
+    assert (h.local() / "jobs" / "README").read_text() == "what these jobs were\n"
+    assert (h.local("class-0") / "mynotes.txt").read_text() == "class-0 looks odd\n"
+    # ... and when that job's results are replaced, too (kept in place, and in the copy set aside)
+    rewrite_scores(h.job("class-0"), _worse)
+    h.orch("fetch-results", h.run, "--no-eval", check=True)
+    assert (h.local("class-0") / "mynotes.txt").read_text() == "class-0 looks odd\n"
+    assert (h.local() / "jobs" / "README").read_text() == "what these jobs were\n"
+    (where,) = list((h.local() / "previous").iterdir())
+    assert (where / "jobs" / "class-0" / "mynotes.txt").read_text() == "class-0 looks odd\n"
+
+
+def test_a_resumed_job_that_rewrote_its_results_keeps_the_old_ones(fetched):
+    """The host loses class-1; `orch run --resume --wait` trains it again and fetches: the
+    results fetched before are set aside, not overwritten."""
+    h = fetched
+    old = _tree(h.local("class-1"))
+    shutil.rmtree(h.job("class-1"))
+    proc = h.orch("run", "smoke", "--resume", h.run, "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    said = " ".join(proc.stderr.split())
+    assert "class-1's results changed on the host" in said, said
+    (where,) = list((h.local() / "previous").iterdir())
+    assert _tree(where / "jobs" / "class-1") == old
+    assert (h.local() / "metrics.json").is_file()
