@@ -522,10 +522,16 @@ def _fetch(
         ) from None
     finally:
         staging.discard()
-    record["state"] = "fetched" if complete else "partial"
-    record["fetched_at"] = time.time()
-    record["job_states"] = {r.name: r.state for r in rows}
-    save_record(local_dir, record)
+    # only the fetch's own keys: a command that changed the record meanwhile keeps its change
+    update_record(
+        local_dir,
+        {
+            "state": "fetched" if complete else "partial",
+            "fetched_at": time.time(),
+            "job_states": {r.name: r.state for r in rows},
+        },
+        drop=("job_states_at",),
+    )
     return {
         "complete": complete,
         "rows": rows,
