@@ -123,10 +123,12 @@ def clone_run(p, pristine: Path, src: str, dst: str, host_root: Path = None, hos
     doc["run_id"] = dst
     if host:
         doc["host"] = host
-    (local / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    (host_root / "runs" / dst / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    text = yaml.safe_dump(doc, sort_keys=False)
+    (local / "run.yaml").write_text(text)
+    (host_root / "runs" / dst / "run.yaml").write_text(text)
     record = json.loads((local / "local.json").read_text())
     record["run_id"] = dst
+    record["config_sha256"] = hashlib.sha256(text.encode()).hexdigest()  # as launched: --resume checks it
     if host:
         record["host"], record["workdir"] = host, str(host_root)
     (local / "local.json").write_text(json.dumps(record))
