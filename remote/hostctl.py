@@ -214,6 +214,12 @@ def launch(plan: dict, workdir: str) -> dict:
             os.replace(status_path, status_path + ".previous")
         try:
             handle = backend.submit(item, handles)
+        except backends.Refused as exc:
+            # Nothing of it runs, and nothing will: the refusal is the job's end, kept in its
+            # folder for status (`failed (sbatch refused it: ...)`) and for --resume.
+            results[name] = {"name": name, "started": False, "error": str(exc)}
+            _record_end(job_dir, None, {"state": "failed", "reason": str(exc)})
+            continue
         except backends.BackendError as exc:
             results[name] = {"name": name, "started": False, "error": str(exc)}
             _put_back(job_dir)
@@ -305,6 +311,11 @@ def cmd_cancel(opts) -> dict:
     dirs = _job_dirs(opts.run_dir, opts.job)
     handles = {os.path.basename(d): h for d in dirs for h in [job_handle(d, backend, run_id)] if h is not None}
     held = backend.alive(handles) if handles else {}
+    unreachable = [str(i["unreachable"]) for i in held.values() if i.get("unreachable")]
+    if unreachable:
+        # Without the scheduler nothing can be stopped, and a job it still runs must not be
+        # recorded cancelled: change nothing, say so.
+        raise backends.BackendError(f"{unreachable[0]}; nothing was cancelled (try again once it answers)")
     results = []
     for d in dirs:
         name = os.path.basename(d)
@@ -350,7 +361,11 @@ def cmd_cancel(opts) -> dict:
                     }
                 )
                 continue
-            why = "before it started" if info.get("queued") else "(wrapper gone)"
+            if info.get("queued"):
+                # Queued: never started, or requeued after it had run (its status.json says so).
+                why = "while it waited in Slurm's queue to run again" if status else "before it started"
+            else:
+                why = "(no wrapper of it was left running to record it)"
             status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
             atomic_write_json(os.path.join(d, "status.json"), status)
         results.append({"name": name, "state": status["state"], "changed": True})
@@ -404,6 +419,30 @@ def _tail_start(path: str, lines: int) -> int:
     return size - len(data) + cut + 1
 
 
+SCHEDULER_OUTPUT = "slurm.out"  # a Slurm batch job's own output (remote/backends/slurm.py)
+
+
+def _scheduler_output(out, job_dir: str, lines: int) -> None:
+    """A job that ended without a log.txt never got as far as orch's wrapper (a failed
+    `module load` in the batch script): its scheduler's output says why, so show its end."""
+    path = os.path.join(job_dir, SCHEDULER_OUTPUT)
+    if os.path.exists(os.path.join(job_dir, "log.txt")) or not os.path.isfile(path):
+        return
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(_tail_start(path, lines))
+            data = fh.read(1 << 20)
+    except OSError:
+        return
+    name = os.path.basename(os.path.normpath(job_dir))
+    out.write(
+        f"\n==> {name}: no log.txt (orch's wrapper never ran); "
+        "Slurm's output of its batch job, slurm.out <==\n".encode()
+    )
+    out.write(data)
+    out.flush()
+
+
 def cmd_follow(opts) -> int:
     """Print the last lines of each job's log.txt, then what they append, until every job
     has ended (whatever backend runs it: the wrapper's files are the truth).  Several jobs:
@@ -438,6 +477,7 @@ def cmd_follow(opts) -> int:
                 offsets[d] += len(data)
             elif finished:  # read once more after it ended: nothing is lost at the end
                 done.add(d)
+                _scheduler_output(out, d, opts.lines)
         if len(done) == len(opts.job_dir):
             return 0
         time.sleep(FOLLOW_POLL_S)

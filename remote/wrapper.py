@@ -246,8 +246,10 @@ class Requeue:
                 state="failed",
                 ended=time.time(),
                 exit_code=code,
-                reason=f"reached its time limit again after {self.count} requeues (the host's "
-                f"slurm.max_requeues is {self.limit})",
+                reason=f"stopped at Slurm's time-limit warning (slurm.warn_before before slurm.time) again after "
+                f"{self.count} requeue{'' if self.count == 1 else 's'}, the most the host's slurm.max_requeues "
+                f"({self.limit}) allows: the job needs more time; give it a longer slurm.time or a higher "
+                "slurm.max_requeues, then --resume",
             )
             return 1
         job.save(
@@ -261,7 +263,8 @@ class Requeue:
             job.save(
                 state="failed",
                 ended=time.time(),
-                reason=f"reached its time limit; Slurm refused to requeue it: {proc.stderr.strip()[:200]}",
+                reason="stopped at Slurm's time-limit warning; Slurm refused to requeue it: "
+                f"{proc.stderr.strip()[:200]}",
             )
             return 1
         return 0

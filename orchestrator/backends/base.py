@@ -59,9 +59,18 @@ class JobBackend:
 
     how_jobs_run = ""  # for `orch run --dry-run`: "each a detached tmux session on the host"
 
+    def gpus_from(self) -> str:
+        """`orch run --dry-run`, when the host config names no GPUs: where the jobs' GPUs come from."""
+        return "those nvidia-smi lists on the host at launch (none: CPU)"
+
     def preview_job(self, item: Dict) -> List[str]:
         """`orch run --dry-run`: how one launch-plan item is started on the host."""
         return [item["command"]]
+
+    def warnings(self) -> List[str]:
+        """What is legal in the host's options for this backend but likely not meant
+        (said at launch and by `orch hosts check`)."""
+        return []
 
     def host_problems(self, facts) -> List:
         """What `orch hosts check` finds wrong with a host for this backend (its probe facts)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from orchestrator.backends.base import JobBackend
-from orchestrator.config.slurm import SlurmOptions
+from orchestrator.config.slurm import SlurmOptions, seconds, time_warnings, words
 from orchestrator.errors import Problem
 
 
@@ -47,6 +47,19 @@ class SlurmBackend(JobBackend):
 
     how_jobs_run = "each one sbatch submission from the login node, GPUs from Slurm"
 
+    def gpus_from(self) -> str:
+        asked = (
+            f"--gres={self.options.gres}"
+            if self.options.gres
+            else f"--gpus={self.options.gpus_per_job}"
+            if self.options.gpus_per_job
+            else ""
+        )
+        where = f"partition {self.options.partition}" if self.options.partition else "the default partition"
+        if not asked:
+            return f"none asked of Slurm (no slurm.gres or gpus_per_job): none, unless {where} gives one by default"
+        return f"those Slurm allocates for {asked} in {where} (its nodes' gres decide)"
+
     def preview_job(self, item: Dict) -> List[str]:
         # The options remote/backends/slurm.py adds itself are in docs/CONTRACT.md.
         deps = " --dependency=afterok:<ids of " + ", ".join(item["requires"]) + ">" if item.get("requires") else ""
@@ -66,7 +79,12 @@ class SlurmBackend(JobBackend):
 
         return SlurmSteps(transport, layout, self.options)
 
+    def warnings(self) -> List[str]:
+        return time_warnings(self.options)
+
     def detail(self, info: Dict) -> str:
+        if info.get("unreachable"):
+            return "Slurm did not answer: state from the job's files"
         state, reason = str(info.get("state") or ""), str(info.get("reason") or "")
         if not state:
             return ""
@@ -76,15 +94,19 @@ class SlurmBackend(JobBackend):
         return words
 
     def host_problems(self, facts) -> List:
-        return slurm_problems(
-            facts, self.options.partition, self.options.gres or ("gpu" if self.options.gpus_per_job else "")
+        found = slurm_problems(
+            facts,
+            self.options.partition,
+            self.options.gres or ("gpu" if self.options.gpus_per_job else ""),
+            self.options.time,
         )
+        return found + [Problem("warning", w, "") for w in self.warnings()]
 
     def ident(self, info: Dict) -> str:
         return str(info.get("job_id") or "")
 
 
-def slurm_problems(facts, partition: str = "", gres: str = "") -> List[Problem]:
+def slurm_problems(facts, partition: str = "", gres: str = "", time: str = "") -> List[Problem]:
     """What keeps a `scheduler: slurm` host from running jobs, from its probe."""
     if facts.slurm_partitions is None:
         return [
@@ -104,6 +126,25 @@ def slurm_problems(facts, partition: str = "", gres: str = "") -> List[Problem]:
                     f"slurm.partition {wanted!r} is not a partition here "
                     f"(sinfo lists: {', '.join(sorted(names)) or 'none'})",
                     "set slurm.partition to one of those",
+                )
+            )
+    # A time over the partition's limit: Slurm keeps the job PENDING (PartitionTimeLimit) for good.
+    limit = seconds(time) if time else None
+    wanted = [p for p in partition.split(",") if p] or [p["partition"] for p in facts.slurm_partitions if p["default"]]
+    said = set()  # sinfo may list a partition on several lines (node groups)
+    for p in facts.slurm_partitions:
+        most = seconds(p.get("time_limit") or "")
+        if limit is not None and most is not None and p["partition"] in wanted and limit > most:
+            if p["partition"] in said:
+                continue
+            said.add(p["partition"])
+            out.append(
+                Problem(
+                    "error",
+                    f"slurm.time {time!r} ({words(limit)}) is over the time limit of partition {p['partition']!r}, "
+                    f"{p['time_limit']} ({words(most)}): its jobs would wait in the queue for good "
+                    "(PENDING: PartitionTimeLimit)",
+                    f"set slurm.time to {p['time_limit']} or less; longer work is checkpointed and requeued",
                 )
             )
     if gres.startswith("gpu") and not any("gpu" in p["gres"] for p in facts.slurm_partitions):

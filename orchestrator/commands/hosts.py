@@ -81,6 +81,7 @@ def check_cmd(
         data["problems"] = [{"level": p.level, "message": p.message, "hint": p.hint} for p in found]
         data["seconds"] = round(time.time() - start, 2)
         print(json.dumps(data, default=str))
+        _check_failed(found)
         return
     # `local` is this machine, reached without SSH: there was no host key to verify.
     title = (
@@ -95,6 +96,14 @@ def check_cmd(
     for p in found:  # the check's findings: part of its report
         colour = "red" if p.level == "error" else "yellow"
         console.print(f"[{colour}]{p.level}:[/] {escape(p.message)}" + (f"  ({escape(p.hint)})" if p.hint else ""))
+    _check_failed(found)
+
+
+def _check_failed(found) -> None:
+    """`hosts check` is a check: an error among its findings fails it (exit 1), after the
+    report (warnings do not)."""
+    if any(p.level == "error" for p in found):
+        raise typer.Exit(int(ExitCode.FAILED))
 
 
 @hosts_app.command("show")

@@ -40,7 +40,7 @@ def show(run_id: Optional[str], as_json: bool, trust_new_host_key: bool, out=Non
     from orchestrator.commands.statustable import render, use_colour
     from orchestrator.config.project import Project
     from orchestrator.contract import records
-    from orchestrator.runs.state import run_state
+    from orchestrator.runs.state import run_state, unanswered
     from orchestrator.transport.connect import open_transport
 
     out = out or sys.stdout
@@ -58,6 +58,9 @@ def show(run_id: Optional[str], as_json: bool, trust_new_host_key: bool, out=Non
     else:
         out.write(render(run_id, record["host"], rows, backends.for_record(record), colour=use_colour(out)))
     out.flush()
+    note = unanswered(rows)
+    if note:
+        sys.stderr.write(f"note: {note}\n")
     return rows
 
 

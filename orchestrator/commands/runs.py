@@ -33,6 +33,26 @@ TRUST = typer.Option(
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
+# `orch logs` without -f: the last N lines of each job's log.txt - or, for a job without one,
+# of slurm.out, the Slurm batch job's own output (a job that died before orch's wrapper ran:
+# a failed `module load`), named on stderr.  Exit 3 when the run's folder is gone (not "no
+# log yet"), 1 when no job has either file.  Constant text: the values are parameters.
+_SLURM_OUT_MARK = "orch-slurm-out"
+_TAIL_LOGS = r"""
+run="$1"; n="$2"; shift 2
+test -d "$run" || exit 3
+for j in "$@"; do
+  d="$run/jobs/$j"
+  if [ -e "$d/log.txt" ]; then set -- "$@" "$d/log.txt"
+  elif [ -e "$d/slurm.out" ]; then set -- "$@" "$d/slurm.out"; printf '%s %s\n' orch-slurm-out "$j" >&2
+  fi
+  shift
+done
+[ "$#" -gt 0 ] || exit 1
+tail -n "$n" -- "$@" 2>/dev/null
+"""
+
+
 def follow_hint(run_id: str) -> str:
     # Two alternatives, not a pipeline: "a | b" reads as shell syntax someone might paste.
     return f"  follow: orch status {run_id} --watch, or orch logs {run_id} JOB -f"
@@ -282,16 +302,22 @@ def register(app: typer.Typer) -> None:
                 ExitCode.USAGE,
             )
         if resume:
-            # A run keeps its resolved config and pinned code: nothing may change it now.
-            given = [flag for flag, value in (("--set", set_), ("--name", name), ("--host", host)) if value]
+            # A run keeps its resolved config and pinned code: nothing may change it now.  (A
+            # Slurm host's `slurm:` options are the host's, read at each launch and resume.)
+            run_dir = project.existing_run(resume)
+            record = records.load_record(run_dir)
+            same_host = host is not None and host == record.get("host")
+            given = [
+                flag for flag, value in (("--set", set_), ("--name", name), ("--host", host and not same_host)) if value
+            ]
             if given:
                 raise OrchError(
-                    f"--resume relaunches a run as it was launched; {', '.join(given)} cannot change it",
+                    f"--resume relaunches run {resume} with the config, code and host it was launched with"
+                    + (f" ({record.get('host')})" if "--host" in given else "")
+                    + f"; {', '.join(given)} cannot change it",
                     ExitCode.USAGE,
                     hint="start a new run to change its config, host or name",
                 )
-            run_dir = project.existing_run(resume)
-            record = records.load_record(run_dir)
             if not experiments.names_experiment(experiment, record.get("experiment"), resume):
                 raise OrchError(
                     f"run {resume} is of experiment {record.get('experiment')!r}, not {experiment!r}",
@@ -333,7 +359,14 @@ def register(app: typer.Typer) -> None:
             return
         start = time.time()
         with open_transport(project, host_name, trust_new_host_key) as transport:
-            launched = runner.launch(project, transport, exp, run_id)
+            try:
+                launched = runner.launch(project, transport, exp, run_id)
+            except OrchError:
+                if (project.run_dir(run_id) / "run.yaml").is_file():
+                    # The run exists (some jobs may not have started): a script gets its id
+                    # to inspect or --resume it, and the exit code says it did not all start.
+                    _print_result(run_id, as_json, {"run": run_id, "host": host_name, "started": False})
+                raise
             jobs = ", ".join(f"{j['name']}" + (f"@gpu{j['gpu']}" if j["gpu"] else "") for j in launched.jobs)
             seconds = time.time() - start
             output.say(
@@ -456,17 +489,17 @@ def register(app: typer.Typer) -> None:
                         "host helper cannot be followed)",
                     )
                 return
-            files = [f"{remote_run}/jobs/{n}/log.txt" for n in selected]
-            # exit 3 when the run's folder is gone: not "no log yet"
-            command = (
-                shell.join(["test", "-d", remote_run])
-                + " || exit 3; "
-                + shell.join(["tail", "-n", str(lines), "--", *files])
-                + " 2>/dev/null"
+            res = transport.run(
+                shell.join(["sh", "-c", _TAIL_LOGS, "sh", remote_run, str(lines), *selected]), check=False
             )
-            res = transport.run(command, check=False)
             if res.rc == 3 and not res.stdout:
                 raise hostops.not_on_host(run_dir, record, remote_run)
+            for said in (res.stderr or "").splitlines():
+                if said.startswith(_SLURM_OUT_MARK + " ") and said.split(" ", 1)[1] in selected:
+                    output.say(
+                        f"{escape(said.split(' ', 1)[1])} has no log.txt (orch's wrapper never ran): "
+                        "this is Slurm's output of its batch job (slurm.out)"
+                    )
             print(terminal.log_text(res.stdout), end="")
             if res.overflow:  # the host printed more than a command's output may be: its end is missing
                 sys.stdout.flush()

@@ -88,6 +88,8 @@ def show(record: dict, project, as_json: bool, trust_new_host_key: bool, out=Non
     else:
         out.write(render(record["name"], views, colour=use_colour(out)))
     out.flush()
+    for note in dict.fromkeys(v.note for v in views if v.note):
+        sys.stderr.write(f"note: {note}\n")
     return views
 
 

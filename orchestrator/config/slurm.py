@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 from orchestrator.config.project import control_char
 from orchestrator.errors import ExitCode, OrchError
@@ -23,7 +23,7 @@ _WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")  # partition, account, qos n
 _WORDS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(,[A-Za-z0-9_][A-Za-z0-9_.+-]*)*")  # a list of partitions
 _CONSTRAINT = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.+&|*!()\[\]:,-]*")  # features: a100&ib, [rack1|rack2]
 _GRES = re.compile(r"[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+){0,2}(,[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+){0,2})*")  # gpu:a100:1
-_MEM = re.compile(r"[0-9]+[KMGT]?")
+_MEM = re.compile(r"[0-9]+([KMGTkmgt][Bb]?)?")  # sbatch's own: MB by default, K M G T (any case), then B or not
 # minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS
 _TIME = re.compile(r"[0-9]+(:[0-9]{1,2}){0,2}|[0-9]+-[0-9]{1,2}(:[0-9]{1,2}){0,2}")
 _MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+/@-]*")
@@ -91,9 +91,55 @@ _PATTERNS = {
     "qos": (_WORD, "a QOS name, e.g. normal"),
     "constraint": (_CONSTRAINT, "node features, e.g. a100 or a100&ib"),
     "gres": (_GRES, "a generic resource, e.g. gpu:1 or gpu:a100:1"),
-    "mem": (_MEM, "memory per node, e.g. 32G or 32000"),
+    "mem": (_MEM, "memory per node: megabytes, or a number with K, M, G or T (e.g. 32G, 32GB or 32000)"),
     "time": (_TIME, 'a time limit: minutes, HH:MM:SS or D-HH:MM:SS, e.g. "02:00:00"'),
 }
+
+
+def seconds(text: str) -> Optional[int]:
+    """A Slurm time (sbatch --time, sinfo's %l) in seconds: minutes, MM:SS, HH:MM:SS, D-HH,
+    D-HH:MM, D-HH:MM:SS.  None for none ("infinite", "UNLIMITED", "n/a", "")."""
+    text = text.strip()
+    if not _TIME.fullmatch(text):
+        return None
+    days, dash, rest = text.rpartition("-")
+    parts = [int(x) for x in rest.split(":")]
+    if dash:  # D-HH, D-HH:MM, D-HH:MM:SS
+        parts += [0] * (3 - len(parts))
+        return int(days) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+    if len(parts) == 1:  # minutes
+        return parts[0] * 60
+    if len(parts) == 2:  # MM:SS
+        return parts[0] * 60 + parts[1]
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def words(secs: int) -> str:
+    """SECS as a person reads a time limit: 90 s, 45 min, 2 h 30 min."""
+    if secs < 120:
+        return f"{secs} s"
+    if secs < 7200:
+        return f"{secs // 60} min" + (f" {secs % 60} s" if secs % 60 else "")
+    return f"{secs // 3600} h" + (f" {secs % 3600 // 60} min" if secs % 3600 // 60 else "")
+
+
+# Below this much working time per attempt (slurm.time - slurm.warn_before), start-up (python,
+# torch, data, the checkpoint) takes much of each attempt: said, not refused.
+SHORT_ATTEMPT_S = 600
+
+
+def time_warnings(opts: SlurmOptions) -> List[str]:
+    """What is legal but likely not meant in slurm.time / warn_before (the first is an error
+    in check())."""
+    limit = seconds(opts.time) if opts.time else None
+    if limit is None or limit - opts.warn_before >= SHORT_ATTEMPT_S:
+        return []
+    return [
+        f"slurm.time {opts.time!r} ({words(limit)}) leaves each attempt {words(limit - opts.warn_before)} before "
+        f"Slurm's warning (slurm.warn_before {opts.warn_before} s) makes it checkpoint and requeue: start-up "
+        "takes much of that, and a run may need many requeues (slurm.max_requeues "
+        f"{opts.max_requeues}); give slurm.time more if the partition allows"
+    ]
 
 
 def check(opts: SlurmOptions, where: str) -> None:
@@ -109,6 +155,16 @@ def check(opts: SlurmOptions, where: str) -> None:
     for key, low in (("gpus_per_job", 0), ("cpus_per_task", 0), ("max_requeues", 0), ("warn_before", 10)):
         if getattr(opts, key) < low:
             raise bad(key, getattr(opts, key), f"must be at least {low}", f"give slurm.{key} an integer >= {low}")
+    limit = seconds(opts.time) if opts.time else None
+    if limit is not None and opts.warn_before >= limit:
+        raise bad(
+            "warn_before",
+            opts.warn_before,
+            f"is not less than slurm.time {opts.time!r} ({words(limit)}): Slurm would warn each job at once, "
+            "so it would checkpoint and requeue itself without getting any work done",
+            f'give slurm.time well over {opts.warn_before} s (a bare number is minutes: time: "60" is an hour), '
+            "or a smaller slurm.warn_before",
+        )
     if opts.gres and opts.gpus_per_job:
         raise bad(
             "gpus_per_job",

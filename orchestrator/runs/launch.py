@@ -29,6 +29,7 @@ from orchestrator.runs import hostctl as hostops
 from orchestrator.runs import plan as jobplan
 from orchestrator.transport.base import Transport
 from remote.files import atomic_write_text
+from remote.jobstate import ACTIVE
 from remote.spec import Experiment, to_dict
 
 
@@ -146,6 +147,8 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     host = transport.host
     classes = classes_for(exp, project.root)
     backend = backends.for_host(host)
+    for words in backend.warnings():
+        output.warn(f"{host.name}: {words}")
     files = codesync.snapshot_files(project.root)
     code_hash = codesync.snapshot_hash(project.root, files)
     data = staging.local_data_files(exp, project.root)
@@ -262,7 +265,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
                 hint=f"`orch run {exp.name}` again; if it persists, check "
                 f"{state.workdir}/code and {state.workdir}/data on {host.name}",
             )
-    check_started(reply.launch, last["plan"], run_id, exp.name)
+    check_started(reply.launch, last["plan"], run_id, exp.name, created=True)
     return Launched(run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash, sent)
 
 
@@ -273,9 +276,10 @@ def _still_missing(reply: "hostlaunch.Reply", code_hash: str) -> str:
     return ("it still lacks " + ", ".join(what)) if what else "its facts changed while launching"
 
 
-def check_started(result: Dict, plan: Dict, run_id: str, experiment: str) -> None:
+def check_started(result: Dict, plan: Dict, run_id: str, experiment: str, created: bool = False) -> None:
     """Every planned job must be reported started: a launch that left one out never
-    passes for a success (its jobs would die while `orch run` said "launched")."""
+    passes for a success (its jobs would die while `orch run` said "launched").
+    ``created``: a new run (it exists now, here and on the host, whatever started)."""
     reported = {j.get("name"): j for j in result.get("jobs", []) if isinstance(j, dict)}
     problems = []
     for item in plan["jobs"]:
@@ -286,10 +290,11 @@ def check_started(result: Dict, plan: Dict, run_id: str, experiment: str) -> Non
             problems.append(f"{item['name']}: {got.get('error') or 'not started'}")
     if problems:
         raise OrchError(
-            "jobs did not start: " + "; ".join(problems),
+            (f"run {run_id} was created, but " if created else "") + "jobs did not start: " + "; ".join(problems),
             ExitCode.REMOTE,
             hint=f"`orch status {run_id}` shows each job; `orch logs {run_id} JOB` what it printed; "
-            f"`orch run {experiment} --resume {run_id}` starts the rest",
+            f"once the cause is fixed, `orch run {experiment} --resume {run_id}` starts the rest "
+            "(a Slurm host's `slurm:` options are read again then)",
         )
 
 
@@ -300,6 +305,8 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     workdir = record["workdir"]
     check_config_unchanged(local_dir, record, workdir)
     backend = backends.for_record(record, transport.host)
+    for words in backend.warnings():
+        output.warn(f"{transport.host.name}: {words}")
     code_hash = record["code_hash"]
     staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"
     data_at = _recorded_data(record, workdir)
@@ -338,16 +345,22 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
             hint=f"look at those jobs' folders under {hostops.run_dir(workdir, run_id)}/jobs on the host; "
             "remove a job's bad status.json there to let --resume start it again",
         )
+    # Not ended: running, waiting (for a job it requires, or requeued in Slurm's queue), or
+    # pending (queued, not started): a second copy would run beside it.
     busy = [
-        r.name + (f" (wrapper pid {r.owner}, {r.note})" if r.note else "")
+        f"{r.name} ("
+        + ", ".join(
+            [r.state] + ([f"wrapper pid {r.owner}"] if r.owner is not None else []) + ([r.note] if r.note else [])
+        )
+        + ")"
         for r in rows
-        if r.state in ("running", "waiting")
+        if r.state in ACTIVE
     ]
-    todo = [r.name for r in rows if r.state not in ("done", "running", "waiting")]
+    todo = [r.name for r in rows if r.state not in ("done", *ACTIVE)]
     if not todo:
         if busy:
             raise OrchError(
-                f"nothing to resume: {', '.join(busy)} still running",
+                f"nothing to resume: {', '.join(busy)} still running or queued",
                 ExitCode.RUN_STATE,
                 hint=f"`orch cancel {run_id} JOB` stops a job first",
             )

@@ -62,6 +62,7 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
         "launch": plan["jobs"],
         "backend": backend.name,
         "how_jobs_run": backend.how_jobs_run,
+        "gpus_from": backend.gpus_from(),
         "start": [backend.preview_job(item) for item in plan["jobs"]],
     }
 
@@ -82,7 +83,7 @@ def render(p: Dict) -> List[str]:
         out.append("data, each sent unless the host has it already (checked at launch):")
         for d in p["data"]:
             out.append(f"  {d['bytes']:>9}  {d['key']}: {d['local']} -> {d['host_path']}")
-    gpus = ", ".join(p["gpus"]) if p["gpus"] else "those nvidia-smi lists on the host at launch (none: CPU)"
+    gpus = ", ".join(p["gpus"]) if p["gpus"] else p.get("gpus_from") or "those nvidia-smi lists on the host at launch"
     out.append(f"classes: {', '.join(p['classes'])}; GPUs: {gpus}")
     out.append(f"jobs ({len(p['jobs'])}), {p['how_jobs_run']}:")
     for job, start in zip(p["jobs"], p["start"]):

@@ -155,3 +155,13 @@ def fmt_duration(seconds: Optional[float]) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def unanswered(rows: List[StatusRow]) -> str:
+    """What a scheduler that could not be asked said (slurmctld down), "" when it answered:
+    the rows then show what the job files say, and the jobs keep running without it."""
+    for r in rows:
+        said = r.backend.get("unreachable") if isinstance(r.backend, dict) else None
+        if said:
+            return f"{said}: the states shown are what the job files say; the jobs keep running; ask again later"
+    return ""

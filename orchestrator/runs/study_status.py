@@ -19,7 +19,7 @@ from orchestrator.config.project import Project
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import hostctl as hostops
-from orchestrator.runs.state import rows_from_local, rows_from_remote, run_state
+from orchestrator.runs.state import rows_from_local, rows_from_remote, run_state, unanswered
 from orchestrator.transport.base import Transport
 
 RECORD = "study.json"
@@ -59,6 +59,7 @@ class RunView:
     progress: str = ""  # the least advanced running job: "class-0 train 40/100"
     eta_s: Optional[float] = None
     reason: str = ""
+    note: str = ""  # the run's scheduler did not answer (slurmctld down): states are the files'
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -67,6 +68,7 @@ class RunView:
 def _view(entry: Dict, rows, local_state: Optional[str] = None) -> RunView:
     view = RunView(entry["member"], entry["seed"], entry["run_id"], local_state or run_state(rows))
     view.jobs = len(rows)
+    view.note = unanswered(rows)
     view.jobs_done = sum(r.state == "done" for r in rows)
     running = [r for r in rows if r.state == "running"]
     if running:
@@ -77,9 +79,15 @@ def _view(entry: Dict, rows, local_state: Optional[str] = None) -> RunView:
     bad = [r for r in rows if r.state in ("failed", "lost", "cancelled", "unknown")]
     if bad:
         view.reason = f"{bad[0].name} {bad[0].state}" + (f": {bad[0].reason}" if bad[0].reason else "")
-    waiting = [r for r in rows if r.state == "waiting" and r.reason]
+    if view.state == "running" and not running:
+        # Nothing runs yet: every unfinished job is queued (pending) or waits (for a job it
+        # requires, a GPU, a requeue) - said so, with the scheduler's reason, as `orch status` does.
+        idle = [r for r in rows if r.state in ("pending", "waiting")]
+        view.state = "pending" if all(r.state == "pending" for r in idle) else "waiting"
+    waiting = [r for r in rows if r.state in ("waiting", "pending") and (r.reason or r.note)]
     if not view.progress and waiting:
-        view.progress = f"{waiting[0].name}: {waiting[0].reason}"
+        first = waiting[0]
+        view.progress = f"{first.name}: " + "; ".join(x for x in (first.reason, first.note) if x)
     return view
 
 

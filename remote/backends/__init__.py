@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from remote.backends.base import Backend, BackendError
+from remote.backends.base import Backend, BackendError, Refused
 
 NAMES = ("tmux", "slurm")
 
@@ -27,4 +27,4 @@ def get(name: str, workdir: str, options: Optional[dict] = None) -> Backend:
     raise BackendError(f"unknown job backend {name!r} (known: {', '.join(NAMES)})")
 
 
-__all__ = ["Backend", "BackendError", "NAMES", "get"]
+__all__ = ["Backend", "BackendError", "NAMES", "Refused", "get"]

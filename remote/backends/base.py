@@ -9,6 +9,12 @@ class BackendError(Exception):
     """A job could not be started or stopped; the message is one line for the user."""
 
 
+class Refused(BackendError):
+    """The scheduler refused the job as submitted (sbatch said no: an unknown partition, more
+    GPUs or memory than a node has).  Nothing of it runs: hostctl launch records it as the
+    job's end (``failed``, this message as the reason), so status and --resume see why."""
+
+
 class Backend:
     """One instance per hostctl call.
 

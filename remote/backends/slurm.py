@@ -17,7 +17,7 @@ import shlex
 import subprocess
 from typing import Dict, List, Optional
 
-from remote.backends.base import Backend, BackendError
+from remote.backends.base import Backend, BackendError, Refused
 from remote.files import read_dict
 from remote.jobstate import dependency_dir
 
@@ -59,7 +59,14 @@ WHY = {
     "DEADLINE": "Slurm stopped it at its deadline",
     "PREEMPTED": "preempted by Slurm and not requeued",
     "CANCELLED": "cancelled in Slurm (scancel)",
-    "FAILED": "the Slurm batch job failed before the wrapper ran (see slurm.out in the job folder)",
+    "FAILED": "the Slurm batch job failed before the wrapper ran (`orch logs` shows Slurm's output of it, slurm.out)",
+}
+# Slurm's reason for a FAILED job -> what it means and where to look.
+WHY_FAILED = {
+    "JobLaunchFailure": (
+        "Slurm could not launch the batch job on its node: check that the host's workdir is on a "
+        "filesystem the compute nodes share (slurmd cannot open slurm.out in a job folder it does not see)"
+    ),
 }
 SQUEUE_FORMAT = "%i|%T|%r|%N|%P"
 
@@ -161,7 +168,7 @@ class SlurmBackend(Backend):
         if proc.returncode != 0:
             said = (proc.stderr.strip().splitlines() or ["no message"])[-1].replace("sbatch: error: ", "")
             user = " ".join(str(a) for a in self.options.get("sbatch") or [])
-            raise BackendError(f"sbatch refused it: {said}" + (f" (the host's slurm: options: {user})" if user else ""))
+            raise Refused(f"sbatch refused it: {said}" + (f" (the host's slurm: options: {user})" if user else ""))
         job_id = proc.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"
         if not job_id.isdigit():
             raise BackendError(f"sbatch printed no job id: {proc.stdout.strip()[:200]!r}")
@@ -186,7 +193,15 @@ class SlurmBackend(Backend):
 
     def alive(self, handles: Dict[str, str]) -> Dict[str, dict]:
         ids = sorted({h for h in handles.values() if h.isdigit()}, key=int)
-        known = self._squeue(ids) if ids else {}
+        try:
+            known = self._squeue(ids) if ids else {}
+        except BackendError as exc:
+            # slurmctld down or slow: the job folders still say what the jobs did, and the jobs
+            # keep running without it.  Nothing is taken for ended (or recorded) on no answer.
+            return {
+                name: {"alive": True, "job_id": handle, "unreachable": f"Slurm could not be asked: {exc}"}
+                for name, handle in handles.items()
+            }
         missing = [i for i in ids if i not in known]
         if missing:
             known.update(self._sacct(missing))  # a cluster with accounting remembers longer
@@ -214,7 +229,8 @@ class SlurmBackend(Backend):
                         "reason": "a job it requires did not end done (Slurm: DependencyNeverSatisfied)",
                     }
                 else:
-                    why = WHY.get(state, state)
+                    why = WHY_FAILED.get(reason, "") if state == "FAILED" else ""
+                    why = why or WHY.get(state, state)
                     info["ended"] = {
                         "state": ENDED[state],
                         "reason": f"{why} (Slurm: {state}" + (f", {reason})" if reason and reason != "None" else ")"),

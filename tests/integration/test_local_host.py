@@ -101,7 +101,7 @@ def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project
     assert all(j["state"] == "failed" and j["reason"].startswith("exit code 2: error:") for j in status["jobs"])
     watch = p.orch("status", "bad", "--watch")
     assert watch.returncode == 8
-    for extra in (["--set", "train.steps=3"], ["--name", "other"], ["--host", "local"]):
+    for extra in (["--set", "train.steps=3"], ["--name", "other"], ["--host", "elsewhere"]):
         refused = p.orch("run", "smoke", "--resume", "bad", *extra)
         assert refused.returncode == 2 and "cannot change it" in refused.stderr
     wrong = p.orch("run", "classifier", "--resume", "bad")

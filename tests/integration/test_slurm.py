@@ -143,13 +143,52 @@ def test_hosts_check_reads_sinfo(p):
     table = p.orch("hosts", "check", "cluster").stdout
     assert "gres gpu:fake:2" in table
     p.write_host("cluster", scheduler="slurm", slurm={"partition": "nosuch"})
-    doc = json.loads(p.orch("hosts", "check", "cluster", "--json").stdout)
+    checked = p.orch("hosts", "check", "cluster", "--json")
+    assert checked.returncode == 1, checked.stderr  # a check that found an error fails, after its report
+    doc = json.loads(checked.stdout)
     assert any("'nosuch' is not a partition here (sinfo lists: gpu)" in x["message"] for x in doc["problems"])
+    table = p.orch("hosts", "check", "cluster")
+    assert table.returncode == 1 and "error:" in table.stdout and "'nosuch' is not a partition" in table.stdout
+
+
+def test_a_job_that_dies_before_its_wrapper_or_is_refused_says_why(p):
+    # No `module` command on the node: the batch script fails before orch's wrapper runs,
+    # and only Slurm's output of it (slurm.out) says why.
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu", "gres": "gpu:1", "modules": ["cuda/12.4"]})
+    p.orch("run", "smoke", "--host", "cluster", "--name", "m1", *FAST, check=True)
+    jobs = wait(p, "m1", lambda j: all(x["state"] == "failed" for x in j.values()), "failed")
+    assert "`orch logs` shows Slurm's output of it, slurm.out" in jobs["class-0"]["reason"], jobs
+    logs = p.orch("logs", "m1", "class-0", check=True)
+    assert "orch: module load cuda/12.4 failed" in logs.stdout
+    assert "class-0 has no log.txt (orch's wrapper never ran): this is Slurm's output" in logs.stderr
+    both = p.orch("logs", "m1", check=True).stdout
+    assert both.count("slurm.out <==") == 2 and both.count("module load cuda/12.4 failed") == 2
+    followed = p.orch("logs", "m1", "class-1", "-f", check=True, timeout=60).stdout  # ended: the plain tail
+    assert "module load cuda/12.4 failed" in followed
+    p.orch("fetch-results", "m1", "--partial", "--no-eval")
+    assert "module load cuda/12.4 failed" in (p.run_dir("m1") / "jobs" / "class-0" / "slurm.out").read_text()
+
+    # sbatch refuses the job (a node has 2 GPUs): the run exists, its id is printed, the refusal
+    # is each job's recorded end, and a --resume after the fix submits with the new options.
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu", "gres": "gpu:3"})
+    refused = p.orch("run", "smoke", "--host", "cluster", "--name", "g3", *FAST)
+    assert refused.returncode == 7 and refused.stdout == "g3\n", refused.stderr
+    assert "run g3 was created, but jobs did not start" in refused.stderr and "--resume g3" in refused.stderr
+    jobs = {j["name"]: j for j in status(p, "g3")["jobs"]}
+    assert jobs["class-0"]["state"] == "failed" and jobs["class-0"]["reason"].startswith("sbatch refused it:")
+    assert "--gres=gpu:3" in jobs["class-0"]["reason"]
+    table = p.orch("status", "g3", check=True).stdout
+    assert "failed (sbatch refused it:" in table
+    # mem in sbatch's own units (G then B): accepted by orch's check and by sbatch itself
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu", "gres": "gpu:1", "mem": "1GB"})
+    p.orch("run", "smoke", "--resume", "g3", "--host", "cluster", check=True)  # the same host: accepted
+    wait(p, "g3", lambda j: all(x["state"] == "done" for x in j.values()), "done")
 
 
 def test_hostile_and_refused_slurm_values(p):
     dry = p.orch("run", "smoke", "--host", "cluster", "--name", "dry", *FAST, "--dry-run", check=True).stdout
     assert "each one sbatch submission from the login node" in dry
+    assert "GPUs: those Slurm allocates for --gres=gpu:1 in partition gpu (its nodes' gres decide)" in dry
     assert "--partition=gpu --gres=gpu:1" in dry and "exec env PYTHONPATH=" in dry and "--requeueable" in dry
     p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu --wrap=touch /tmp/pwned", "gres": "gpu:1"})
     bad = p.orch("run", "smoke", "--host", "cluster", "--name", "h1", *FAST)

@@ -87,7 +87,9 @@ def test_time_limit_checkpoints_requeues_then_fails_after_max_requeues(p):
         time.sleep(0.2)
     p.cluster.release(job_id)
     jobs = wait(p, "tl", lambda j: j["class-0"]["state"] == "failed", "failed", timeout=300)
-    assert "time limit again after 1 requeues" in jobs["class-0"]["reason"], jobs["class-0"]
+    assert "warning (slurm.warn_before before slurm.time) again after 1 requeue," in jobs["class-0"]["reason"], jobs[
+        "class-0"
+    ]
     assert jobs["class-0"]["requeues"] == 1
     log = (p.remote_job("tl", "class-0") / "log.txt").read_text()
     first, _, second = log.partition("[orch] stopped by signal 10")

@@ -235,7 +235,9 @@ def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path
         assert "requeued (1)" in status["reason"]
         assert fake_slurm.calls("scontrol")[-1][1:] == ["requeue", "77"]
     else:
-        assert "time limit again after 1 requeues" in status["reason"] and not fake_slurm.calls("scontrol")
+        assert "warning (slurm.warn_before before slurm.time) again after 1 requeue," in status[
+            "reason"
+        ] and not fake_slurm.calls("scontrol")
 
 
 def test_a_stop_by_slurm_is_not_an_end_but_a_cancel_is(tmp_path, fake_slurm):
@@ -255,3 +257,104 @@ def test_a_stop_by_slurm_is_not_an_end_but_a_cancel_is(tmp_path, fake_slurm):
         status = _status(job)
         assert status["state"] == ("cancelled" if cancel else "waiting"), status
         assert not fake_slurm.calls("scontrol")  # only the time-limit warning asks for a requeue
+
+
+def _hostctl(*args, stdin=None, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "remote.hostctl", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+
+
+def _slurm_job(run: Path, name: str, handle: str, status: dict = None) -> Path:
+    d = run / "jobs" / name
+    d.mkdir(parents=True)
+    (d / "backend.json").write_text(json.dumps({"backend": "slurm", "handle": handle}))
+    if status is not None:
+        (d / "status.json").write_text(json.dumps(status))
+    return d
+
+
+def test_a_batch_job_slurm_could_not_launch_points_at_the_shared_filesystem(tmp_path, fake_slurm):
+    fake_slurm.answer("squeue", "5|FAILED|JobLaunchFailure|n1|gpu\n6|FAILED|NonZeroExitCode|n1|gpu\n")
+    got = get("slurm", str(tmp_path), {}).alive({"a": "5", "b": "6"})
+    assert got["a"]["ended"]["state"] == "failed"
+    assert "filesystem the compute nodes share" in got["a"]["ended"]["reason"]
+    assert "(Slurm: FAILED, JobLaunchFailure)" in got["a"]["ended"]["reason"]
+    assert "`orch logs` shows Slurm's output of it, slurm.out" in got["b"]["ended"]["reason"]
+
+
+def test_slurmctld_down_status_shows_the_files_and_cancel_changes_nothing(tmp_path, fake_slurm):
+    fake_slurm.answer("squeue", "", rc=1, err="squeue: error: Unable to contact slurm controller (connect failure)\n")
+    run = tmp_path / "runs" / "r"
+    _slurm_job(run, "class-0", "5", {"state": "running", "pid": 1, "started": 1.0})
+    _slurm_job(run, "class-1", "6")  # queued: no status.json yet
+    env = dict(os.environ)
+    reply = _hostctl("status", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm", env=env)
+    assert reply.returncode == 0, reply.stderr
+    jobs = {j["name"]: j for j in json.loads(reply.stdout)["jobs"]}
+    assert jobs["class-0"]["alive"] and "Unable to contact" in jobs["class-0"]["backend"]["unreachable"]
+    backend = ControllerSlurm()
+    rows = [job_row(jobs[n], 2.0, "", backend) for n in ("class-0", "class-1")]
+    assert [r.state for r in rows] == ["running", "pending"]  # never lost, never ended, on no answer
+    assert rows[0].note == "Slurm did not answer: state from the job's files"
+    from orchestrator.runs.state import unanswered
+
+    assert "the jobs keep running; ask again later" in unanswered(rows)
+    assert not (run / "jobs" / "class-1" / "status.json").exists()
+    cancel = _hostctl("cancel", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm", env=env)
+    assert cancel.returncode == 2 and "nothing was cancelled" in cancel.stderr
+    assert not (run / "jobs" / "class-0" / "cancel").exists() and not fake_slurm.calls("scancel")
+
+
+def test_a_refused_submission_is_recorded_as_the_jobs_end(tmp_path, fake_slurm):
+    fake_slurm.answer(
+        "sbatch",
+        "",
+        rc=1,
+        err="sbatch: error: Batch job submission failed: Requested node configuration is not available\n",
+    )
+    run = tmp_path / "runs" / "r"
+    job = run / "jobs" / "class-0"
+    plan = {
+        "backend": "slurm",
+        "run_id": "r",
+        "options": {"sbatch": ["--gres=gpu:3"]},
+        "jobs": [{"name": "class-0", "job_dir": str(job), "command": "exec true"}],
+    }
+    reply = _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan))
+    assert reply.returncode == 0, reply.stderr
+    (result,) = json.loads(reply.stdout)["jobs"]
+    assert not result["started"] and "Requested node configuration" in result["error"]
+    status = _status(job)
+    assert status["state"] == "failed" and status["reason"].startswith("sbatch refused it: Batch job submission failed")
+    assert "(the host's slurm: options: --gres=gpu:3)" in status["reason"]
+
+
+def test_cancel_of_a_requeued_job_in_the_queue_says_so(tmp_path, fake_slurm):
+    fake_slurm.answer("squeue", "5|PENDING|BeginTime||gpu\n6|PENDING|Priority||gpu\n")
+    run = tmp_path / "runs" / "r"
+    _slurm_job(run, "class-0", "5", {"state": "waiting", "reason": "requeued (1)", "requeues": 1})
+    _slurm_job(run, "class-1", "6")
+    cancel = _hostctl("cancel", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm")
+    assert cancel.returncode == 0, cancel.stderr
+    assert (
+        _status(run / "jobs" / "class-0")["reason"]
+        == "cancelled by the user while it waited in Slurm's queue to run again"
+    )
+    assert _status(run / "jobs" / "class-1")["reason"] == "cancelled by the user before it started"
+
+
+def test_follow_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(tmp_path, fake_slurm):
+    run = tmp_path / "runs" / "r"
+    d = _slurm_job(run, "class-0", "5", {"state": "failed", "reason": "the Slurm batch job failed"})
+    (d / "slurm.out").write_text("slurm.sh: line 3: module: command not found\norch: module load cuda/12.4 failed\n")
+    out = _hostctl("follow", "--job-dir", str(d), "--workdir", str(tmp_path), "--backend", "slurm", "--lines", "5")
+    assert out.returncode == 0, out.stderr
+    assert "class-0: no log.txt (orch's wrapper never ran); Slurm's output of its batch job, slurm.out" in out.stdout
+    assert out.stdout.endswith("orch: module load cuda/12.4 failed\n")

@@ -122,3 +122,50 @@ def test_sinfo_parsed_and_slurm_problems_named():
     assert "no partition here has GPU gres" in slurm_problems(no_gpu, "", "gpu:1")[0].message
     assert "no `sinfo`" in slurm_problems(HostFacts(workdir="/w"))[0].message
     assert HostFacts.from_dict(facts.to_dict()).slurm_partitions == parts
+
+
+def test_slurm_times_read_as_slurm_does():
+    from orchestrator.config.slurm import seconds
+
+    assert [seconds(t) for t in ("1", "30:00", "2:00:00", "1-0", "1-02:03", "1-02:03:04")] == [
+        60,
+        1800,
+        7200,
+        86400,
+        93780,
+        93784,
+    ]
+    assert seconds("infinite") is None and seconds("UNLIMITED") is None and seconds("") is None
+
+
+def test_warn_before_must_leave_time_to_work(project):
+    # time: "1" is one minute: the default warning (120 s before it) came at once, every attempt.
+    with pytest.raises(OrchError) as info:
+        write(project, "slurm:\n  time: '1'\n")
+    assert info.value.code == ExitCode.CONFIG and "slurm.warn_before" in info.value.message
+    assert "'1' (60 s)" in info.value.message and "a bare number is minutes" in info.value.hint
+    # Legal but tight: said at launch and by `hosts check`, not refused.
+    host = write(project, "slurm:\n  time: '5'\n  warn_before: 60\n")
+    (said,) = backends.for_host(host).warnings()
+    assert "leaves each attempt 4 min before Slurm's warning" in said
+    assert backends.for_host(write(project, "slurm:\n  time: '02:00:00'\n")).warnings() == []
+
+
+@pytest.mark.parametrize("mem", ["32G", "32GB", "32gb", "1024M", "500000K", "1T", "32000"])
+def test_mem_takes_the_units_sbatch_takes(project, mem):
+    assert write(project, f"slurm:\n  mem: {mem}\n").slurm.sbatch_args() == [f"--mem={mem}"]
+
+
+def test_time_over_the_partition_limit_is_an_error_a_tight_one_a_warning():
+    from orchestrator.backends.slurm import SlurmBackend, slurm_problems
+    from orchestrator.config.slurm import SlurmOptions
+    from orchestrator.provision.probe import HostFacts, parse_sinfo
+
+    parts = parse_sinfo("gpu*|up|2:00:00|4|gpu:a100:4\ngpu*|up|2:00:00|2|gpu:h100:8\nlong|up|infinite|2|(null)\n")
+    facts = HostFacts(workdir="/w", slurm_partitions=parts)
+    (over,) = slurm_problems(facts, "", "", "03:00:00")  # the default partition; listed twice, said once
+    assert over.level == "error" and "over the time limit of partition 'gpu', 2:00:00 (2 h)" in over.message
+    assert "PartitionTimeLimit" in over.message and "2:00:00 or less" in over.hint
+    assert slurm_problems(facts, "long", "", "30-0") == [] and slurm_problems(facts, "gpu", "", "2:00:00") == []
+    tight = SlurmBackend(SlurmOptions(partition="gpu", time="3", warn_before=60)).host_problems(facts)
+    assert [p.level for p in tight] == ["warning"]

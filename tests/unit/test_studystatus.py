@@ -88,3 +88,32 @@ def test_a_study_never_launched_is_one_message(tmp_path):
     assert proc.returncode == ExitCode.RUN_STATE, proc.stderr
     assert proc.stderr.startswith("error: study 'nope' has not been launched"), proc.stderr
     assert "orch study run nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_run_whose_jobs_all_wait_in_slurms_queue_is_pending_with_the_reason():
+    from orchestrator.backends.slurm import SlurmBackend
+    from orchestrator.runs.state import job_row
+    from orchestrator.runs.study_status import _view
+
+    backend = SlurmBackend()
+    queued = [
+        job_row(
+            {"name": n, "alive": True, "backend": {"job_id": i, "state": "PENDING", "reason": "Priority"}},
+            0.0,
+            "",
+            backend,
+        )
+        for n, i in (("class-0", "1"), ("class-1", "2"))
+    ]
+    entry = {"member": "m", "seed": 0, "run_id": "r"}
+    view = _view(entry, queued)
+    assert view.state == "pending" and view.progress == "class-0: PENDING: Priority"
+    requeued = job_row(
+        {"name": "class-0", "alive": True, "status": {"state": "waiting", "reason": "requeued (1)"}, "backend": {}},
+        0.0,
+        "",
+        backend,
+    )
+    assert _view(entry, [requeued, queued[1]]).state == "waiting"
+    running = job_row({"name": "class-0", "alive": True, "status": {"state": "running"}}, 0.0, "", backend)
+    assert _view(entry, [running, queued[1]]).state == "running"
