@@ -114,6 +114,7 @@ def score_rounds(
     open_ = list(range(n))
     passes = 0
     scored_tokens = 0  # token positions run through a model, for tokens_per_s
+    device = next(models[0].parameters()).device.type if models else "cpu"  # for the progress lines
     r = 0
     t0 = time.time()
     while open_:
@@ -153,6 +154,7 @@ def score_rounds(
                 "loss": None,
                 "tokens_per_s": round(scored_tokens / max(elapsed, 1e-9), 1),
                 "eta_s": None,
+                "device": device,
             },
         )
         log(

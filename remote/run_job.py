@@ -463,9 +463,17 @@ def run(run_dir: str, name: str) -> None:
         f"job {job.name} ({job.role}{', label ' + repr(job.label) if job.label is not None else ''}):"
         f" kind {job.exp.model.kind}, init {job.exp.model.init} (imports {import_s:.1f}s)"
     )
+    from remote.train import cpu_fallback_note
+
+    # Given a GPU that torch cannot use (a CPU build, no driver): runs on the CPU, loudly.
+    device_note = cpu_fallback_note(train_section(job).device)
+    if device_note:
+        log(f"WARNING: {device_note}")
     t0 = time.time()
     roles = {"pretrain": run_pretrain, "class": run_class, "classifier": run_classifier, "score": run_score}
     result = roles[job.role](job)
+    if device_note and result.get("device") == "cpu":
+        result["device_note"] = device_note
     result["timings"] = {
         "import_s": import_s,
         **job.timings,

@@ -89,6 +89,7 @@ def score_texts(
                     "loss": None,
                     "tokens_per_s": round(sum(len(ids[i]) for i in order[:done]) / max(elapsed, 1e-9), 1),
                     "eta_s": round(elapsed / done * (len(order) - done), 1),
+                    "device": device.type,
                 }
                 append_jsonl(progress_path, row)
     return results

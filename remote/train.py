@@ -47,6 +47,39 @@ class Texts:
 # ---------------------------------------------------------------- device / precision
 
 
+# CUDA_VISIBLE_DEVICES values that give a job no GPU ("NoDevFiles": old Slurm, gres without files).
+NO_GPU_VALUES = ("", "-1", "NoDevFiles")
+
+
+def given_gpus() -> str:
+    """The GPUs the job was given (the wrapper's GPU queue or Slurm set CUDA_VISIBLE_DEVICES), or ""."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    return "" if value in NO_GPU_VALUES else value
+
+
+def cpu_fallback_note(name: str) -> Optional[str]:
+    """train.device 'auto' on a job that was given a GPU torch cannot use: the job still runs
+    (on the CPU), but says so - in its log, its progress lines and its manifest - instead of
+    looking like a GPU job.  None when there is nothing to say."""
+    gpus = given_gpus()
+    if name != "auto" or not gpus or torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        why = f"torch {torch.__version__} is a CPU build (no CUDA)"
+    else:
+        why = f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot see it"
+        try:
+            torch.cuda.init()
+        except Exception as exc:  # noqa: BLE001 - its words are the diagnosis (no driver, too old...)
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            why += f": {first}" if first else ""
+    return (
+        f"this job was given GPU {gpus} (CUDA_VISIBLE_DEVICES) but {why}; it runs on the CPU. "
+        "Fix: `orch bootstrap HOST` installs the CUDA build of torch for the host's GPUs "
+        "(`--dry-run` shows which), or set train.device: cuda to fail instead of falling back"
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -311,6 +344,7 @@ def train(
                     "lr": lr,
                     "tokens_per_s": round(tok_log / max(elapsed, 1e-9), 1),
                     "eta_s": round(rate * (total - step), 1),
+                    "device": device.type,
                 }
                 append_jsonl(progress_path, row)
                 log(

@@ -82,6 +82,15 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
     note = unsettled(v)
     if note:
         console.print(escape(note), highlight=False, soft_wrap=True)
+    fell = [name for name, j in m["timings"]["jobs"].items() if j.get("device_note")]
+    if fell:
+        console.print(
+            f"note: {', '.join(fell)} given a GPU but ran on the CPU (torch there had no usable CUDA; "
+            "report.md has the job's words): their times are CPU times",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if m.get("config_edited"):
         console.print(
             "note: run.yaml was edited after the run was launched; report.md shows the edited config, "

@@ -78,7 +78,7 @@ def cells(r: StatusRow, backend=None, requeued: bool = False) -> List[str]:
     return [
         r.name,
         *([backend.ident(r.backend) or "-"] if id_column else []),
-        r.gpu or "-",
+        f"{r.gpu} (ran on CPU)" if r.gpu_unused else (r.gpu or "-"),
         _state(r),
         r.phase or "-",
         f"{r.step}/{r.total}" if r.step is not None else "-",
@@ -99,7 +99,15 @@ def render(run_id: str, host: str, rows: Sequence[StatusRow], backend=None, colo
     requeued = "requeues" in head
     body = [cells(r, backend, requeued) for r in rows]
     title = f"{run_id} on {host}: {run_state(list(rows))}"
-    return table(title, head, body, [r.state for r in rows], LEFT, colour)
+    out = table(title, head, body, [r.state for r in rows], LEFT, colour)
+    unused = [r.name for r in rows if r.gpu_unused]
+    if unused:
+        out += (
+            f"{', '.join(visible(n) for n in unused)}: given a GPU but running on the CPU; unless the run asks for "
+            f"the CPU (train.device: cpu), torch on {visible(host)} cannot use the GPU (the job's log says why): "
+            f"`orch bootstrap {visible(host)}` installs a CUDA build of torch\n"
+        )
+    return out
 
 
 def table(

@@ -134,6 +134,7 @@ def check_progress(doc: Any) -> Dict[str, Any]:
             "tokens_per_s": "num?",
             "eta_s": "num?",
             "lr": "num?",
+            "device": "text?",
         },
     )
 
@@ -160,6 +161,7 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
             "tokenizer_sha256": "text?",
             "python": "text?",
             "device": "text?",
+            "device_note": "text?",
             "gpu_name": "text?",
             "torch": "text?",
             "transformers": "text?",

@@ -109,19 +109,39 @@ def parse_cc(value: Optional[str]) -> Optional[Tuple[int, int]]:
 
 
 # --- compute capability by name (old drivers have no compute_cap field) -----------
-# Checked in order, first match wins: put the more specific patterns first.
+# Also read against Slurm gres types (`rtx2080ti`, `nvidia_a100-sxm4-80gb`, `v100l`), which
+# sites spell without spaces: hence the optional spaces and the bare GeForce numbers.
+
+
+def _geforce(numbers: str) -> str:
+    """GeForce cards by number: 'RTX 2080 Ti', 'rtx2080ti', 'gtx1080', '3090'."""
+    return rf"(?:\b(?:GTX|RTX) ?|\b){numbers}(?: ?(?:Ti|SUPER))?\b"
+
+
+# Checked in order, first match wins: put the more specific patterns first.  Every entry is
+# NVIDIA's published compute capability (developer.nvidia.com/cuda-gpus); ambiguous names
+# (a bare "TITAN X": Maxwell or Pascal; a bare MIG profile) are left out on purpose.
 _CC_BY_NAME: Sequence[Tuple[str, str]] = (
     (r"\bGB300\b|\bB300\b", "10.3"),
     (r"\bGB200\b|\bB200\b|\bB100\b", "10.0"),
-    (r"RTX PRO \d+ Blackwell|RTX 50\d0", "12.0"),
+    (r"RTX PRO \d+ Blackwell|" + _geforce("50[5-9]0"), "12.0"),
     (r"\bGH200\b|\bH100\b|\bH200\b|\bH800\b|\bH20\b", "9.0"),
-    (r"RTX 6000 Ada|RTX [245]000 Ada|\bL40S?\b|\bL4\b|\bL20\b|RTX 40\d0", "8.9"),
-    (r"\bA100\b|\bA800\b|\bA30\b", "8.0"),
-    (r"RTX A\d{4}|\bA40\b|\bA10G?\b|\bA16\b|\bA2\b|RTX 30\d0", "8.6"),
-    (r"\bT4\b|RTX 20\d0|TITAN RTX|Quadro RTX|GTX 16\d0", "7.5"),
-    (r"\bV100\b|TITAN V\b", "7.0"),
+    (r"RTX ?[2-6]000(?: SFF)? Ada|RTX ?5880 Ada|\bL40S?\b|\bL4\b|\bL20\b|" + _geforce("40[5-9]0"), "8.9"),
+    (r"\bA100L?\b|\bA800\b|\bA30\b", "8.0"),
+    (
+        r"RTX ?A\d{4}|\bA(?:2000|4000|4500|5000|5500|6000)\b|\bA40\b|\bA10G?\b|\bA16\b|\bA2\b|" + _geforce("30[5-9]0"),
+        "8.6",
+    ),
+    (
+        r"\bT4\b|TITAN ?RTX|Quadro RTX|\bRTX ?[4568]000\b(?!.*\bAda\b)|"
+        + _geforce("20[6-8]0")
+        + "|"
+        + _geforce("16[5-6]0"),
+        "7.5",
+    ),
+    (r"\bV100[SL]?\b|TITAN ?V\b", "7.0"),
     (r"\bP100\b", "6.0"),
-    (r"\bP40\b|\bP4\b|GTX 10\d0|TITAN Xp", "6.1"),
+    (r"\bP40\b|\bP4\b|TITAN ?Xp\b|" + _geforce("10[5-8]0"), "6.1"),
     (r"\bK80\b", "3.7"),
 )
 
@@ -384,34 +404,54 @@ def as_dict(report: GpuReport) -> dict:
 
 # --- GPU types from Slurm's gres (a login node without nvidia-smi) -------------------
 
-_GRES_GPU = re.compile(r"(?:^|,)gpu(?::([A-Za-z][A-Za-z0-9_.-]*))?:(\d+)")
+# `gpu:TYPE:COUNT` or `gpu:COUNT`, then `(S:0-1)`/`(IDX:...)` and more gres after a comma.  A type is
+# any site-chosen word, digits first included (`3g.40gb`, a MIG profile; `2080ti`).
+_GRES_GPU = re.compile(r"(?:^|,)gpu(?::([^:,()\s]+))?(?::no_consume)?:([0-9]+)")
+# A MIG slice's profile: `3g.40gb`, alone or after its GPU (`a100_3g.40gb`, `nvidia_h100_80gb_hbm3_1g.10gb`).
+_MIG_PROFILE = re.compile(r"(?:^|[_.-])([1-8])g\.([0-9]+)gb$", re.IGNORECASE)
 
 
 @dataclass
 class GresGpus:
-    """The GPU types `sinfo`'s gres names, as compute capabilities (what the compute nodes have)."""
+    """The GPUs `sinfo`'s gres names (what the compute nodes have), with the compute
+    capabilities of the types that have a known one."""
 
     caps: List[Tuple[int, int]] = field(default_factory=list)  # one per known type, sorted
     names: List[str] = field(default_factory=list)  # the gres type of each cap
     notes: List[str] = field(default_factory=list)  # types without a known capability, untyped gres
+    unknown: List[str] = field(default_factory=list)  # those types ("" for untyped gres)
+
+    @property
+    def present(self) -> bool:
+        """The partitions have GPUs, whether or not their types are known."""
+        return bool(self.caps or self.unknown)
 
     @property
     def found(self) -> bool:
+        """Some GPU type has a known compute capability."""
         return bool(self.caps)
 
 
 def gres_gpu_types(gres: str) -> List[str]:
-    """`gpu:a100:4(S:0-1),gpu:v100:2` -> ['a100', 'v100']; an untyped `gpu:4` gives ''."""
-    return [m.group(1) or "" for m in _GRES_GPU.finditer((gres or "").strip())]
+    """`gpu:a100:4(S:0-1),gpu:v100:2` -> ['a100', 'v100']; an untyped `gpu:4` gives ''.
+    A count of 0 is no GPU."""
+    out = []
+    for m in _GRES_GPU.finditer((gres or "").strip()):
+        kind = m.group(1) or ""
+        if int(m.group(2)) > 0:
+            out.append("" if kind == "no_consume" else kind)
+    return out
 
 
 def caps_from_gres(gres_fields: Sequence[str]) -> GresGpus:
     """GPU types from sinfo's %G column (one field per partition line) -> compute capabilities.
 
-    The type names are site-chosen (`a100`, `h100`, `nvidia_a100-sxm4-80gb`, `l40s`...): they
-    are read with the same name table as old drivers' GPU names (underscores as spaces, so
-    `nvidia_a100` reads as A100).  A type the table does not know, or gres without a type,
-    is said in a note and gives no capability: the caller falls back as without GPUs."""
+    The type names are site-chosen (`a100`, `h100`, `nvidia_a100-sxm4-80gb`, `l40s`, `v100l`,
+    `rtx2080ti`...): they are read with the same name table as old drivers' GPU names
+    (underscores as spaces, so `nvidia_a100` reads as A100).  A MIG slice's type is its
+    profile, after its GPU's name or alone (`a100_3g.40gb`, `3g.40gb`): alone it names no GPU.
+    A type the table does not know, or gres without a type, is said in a note and listed in
+    `unknown`: the partitions still have GPUs (a CUDA torch), only flash-attn cannot target them."""
     out = GresGpus()
     seen = set()
     for gres in gres_fields:
@@ -421,10 +461,19 @@ def caps_from_gres(gres_fields: Sequence[str]) -> GresGpus:
             seen.add(kind)
             if not kind:
                 out.notes.append("sinfo lists GPUs without a type (gres gpu:N): their compute capability is unknown")
+                out.unknown.append(kind)
                 continue
             cc = parse_cc(compute_cap_from_name(kind.replace("_", " ")))
             if cc is None:
-                out.notes.append(f"sinfo GPU type {kind!r} has no known compute capability")
+                mig = _MIG_PROFILE.search(kind)
+                if mig:
+                    out.notes.append(
+                        f"sinfo GPU type {kind!r} is a MIG slice of a GPU it does not name (an A100, A30, H100, "
+                        "H200 or newer: sm_80 or later): its exact compute capability is unknown"
+                    )
+                else:
+                    out.notes.append(f"sinfo GPU type {kind!r} has no known compute capability")
+                out.unknown.append(kind)
                 continue
             out.caps.append(cc)
             out.names.append(kind)

@@ -31,7 +31,7 @@ from orchestrator.config.envspec import EnvSpec
 from orchestrator.provision import flashattn
 from orchestrator.provision.gpu import GresGpus, caps_from_gres
 from orchestrator.provision.probe import CondaInstall, HostFacts, PythonInfo
-from orchestrator.provision.torch_select import TorchChoice, select_torch, split_local, variant_cuda
+from orchestrator.provision.torch_select import TorchChoice, select_torch, split_local, variant_cuda, vtuple
 from orchestrator.transport import shell
 from remote.backends.tmux import tmux_socket
 
@@ -517,14 +517,31 @@ def torch_choice(inp: Inputs, base: Optional[PythonInfo]) -> TorchChoice:
     if spec.torch.version == "preinstalled":
         src = env_info or (base if spec.system_site_packages else None)
         preinstalled = (src.packages.get("torch") or "") if src else ""
-    return select_torch(
+    # A Slurm login node without nvidia-smi: GPUs in its partitions' gres are the jobs' GPUs
+    # (driver unseen), whether or not orch knows their type's compute capability.
+    slurm_gpus = inp.slurm_gpus
+    choice = select_torch(
         version=spec.torch.version,
         cuda=spec.torch.cuda,
         driver_cuda=gpu.cuda_version,
         compute_caps=inp.caps,
-        has_gpu=gpu.ok or inp.slurm_gpus.found,  # a login node's compute nodes: GPUs, driver unseen
+        has_gpu=gpu.ok or slurm_gpus.present,
         preinstalled_version=preinstalled,
     )
+    if slurm_gpus.unknown and spec.torch.cuda == "auto" and choice.mode == "install" and choice.cuda:
+        kinds = ", ".join(repr(k) if k else "untyped gres gpu:N" for k in slurm_gpus.unknown)
+        cu = vtuple(choice.cuda)
+        misfits = []
+        if cu < (12, 8):
+            misfits.append("Blackwell GPUs, sm_100 or later, need cu128 or newer")
+        if cu >= (13, 0):
+            misfits.append("CUDA 13 builds have no kernels for GPUs older than sm_75")
+        choice.notes.append(
+            f"sinfo's GPUs ({kinds}) have no known compute capability: {choice.variant} is assumed to fit them"
+            + (f" ({'; '.join(misfits)})" if misfits else "")
+            + "; verify checks it on a GPU, and torch.cuda in the env spec pins another build"
+        )
+    return choice
 
 
 def plan_torch(inp: Inputs, choice: TorchChoice, env_step: Step, base: Optional[PythonInfo]) -> Step:
@@ -724,7 +741,7 @@ def plan_verify(
     if fa.installs:
         step.argv.append("--expect-flash-attn")
     # GPUs seen here, or by sinfo on a login node (verify then runs as a job on one of them)
-    if (facts.gpu.ok or inp.slurm_gpus.found) and (torch_cuda is not None) and choice.mode != "none":
+    if (facts.gpu.ok or inp.slurm_gpus.present) and (torch_cuda is not None) and choice.mode != "none":
         step.argv.append("--expect-cuda")
     if choice.mode == "none":
         step.argv.append("--no-torch-ok")
@@ -816,12 +833,10 @@ def build_plan(
     _block_after_blocker(steps)
     warnings: List[str] = []
     slurm_gpus = inp.slurm_gpus
-    if slurm_gpus.found:
-        warnings.append(
-            "no nvidia-smi on this login node: GPU types from sinfo ("
-            + ", ".join(f"{n} sm_{c[0]}{c[1]}" for c, n in zip(slurm_gpus.caps, slurm_gpus.names))
-            + ")"
-        )
+    if slurm_gpus.present:
+        kinds = [f"{n} sm_{c[0]}{c[1]}" for c, n in zip(slurm_gpus.caps, slurm_gpus.names)]
+        kinds += [f"{k} sm_?" if k else "untyped sm_?" for k in slurm_gpus.unknown]
+        warnings.append(f"no nvidia-smi on this login node: GPU types from sinfo ({', '.join(kinds)})")
     warnings += [f"{note}: flash-attn cannot target it" for note in slurm_gpus.notes]
     if facts.disk_path and facts.disk_free_gb < 15 and any(s.state == "todo" for s in steps):
         warnings.append(f"only {facts.disk_free_gb:.0f} GiB free at {facts.disk_path}: torch needs ~5-10 GiB")

@@ -118,6 +118,8 @@ def job_timings(run: RunData) -> Dict[str, Any]:
             "seconds": seconds,
             "gpu": job.gpu,
             "device": manifest.get("device"),
+            # given a GPU that torch could not use: it ran on the CPU (remote/train.py's words)
+            "device_note": manifest.get("device_note"),
             "gpu_name": manifest.get("gpu_name"),
             "train_texts": manifest.get("train_texts"),
             "train_tokens": manifest.get("train_tokens"),

@@ -392,6 +392,16 @@ def judged(v: Dict[str, Any]) -> str:
     return f"judged against the yardsticks ({v['thresholds']})"
 
 
+def cpu_fallback_lines(jobs: Dict[str, Any]) -> List[str]:
+    """Jobs given a GPU that ran on the CPU (torch without CUDA there): said above the timings
+    table, with the first job's own words, since their times are not GPU times."""
+    fell = [(name, j["device_note"]) for name, j in jobs.items() if j.get("device_note")]
+    if not fell:
+        return []
+    names = ", ".join(esc(name) for name, _ in fell)
+    return [f"**Given a GPU but ran on the CPU:** {names}. {esc(fell[0][1])}", ""]
+
+
 def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: Sequence[Path] = ()) -> str:
     """report.md of metrics M; EXPERIMENT is run.yaml's experiment section; PLOT_FILES
     the plots that exist for exactly these metrics (none: it says how to draw them)."""
@@ -483,7 +493,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
                 num(j.get("tokenizer_s"), 1) if j.get("tokenizer_s") is not None else "",
                 num(j.get("train_s"), 1),
                 num(j.get("score_s"), 1),
-                esc(j.get("device") or ""),
+                esc((j.get("device") or "") + (" (given a GPU)" if j.get("device_note") else "")),
                 esc(j.get("gpu_name") or ""),
                 count(j.get("train_texts")),
                 count(j.get("train_tokens")),
@@ -505,6 +515,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         + (f"; mean standard error of a score {m['mean_se']:.3g} nats" if m.get("mean_se") is not None else "")
         + ".",
         "",
+        *cpu_fallback_lines(tm["jobs"]),
         *md_table(
             [
                 "job",

@@ -94,7 +94,14 @@ def step_imports(ctx: SmokeContext) -> str:
         )
     info = _report(res, f"{python} -c 'import torch, transformers'")
     cuda = f"CUDA {info.get('cuda')}, GPU visible" if info.get("cuda_available") is True else "no CUDA GPU visible"
+    if _on_login_node(ctx):
+        cuda += " on the login node (the jobs' GPUs are checked by the smoke run)"
     return f"python {info.get('python')}, torch {info.get('torch')}, transformers {info.get('transformers')}, {cuda}"
+
+
+def _on_login_node(ctx: SmokeContext) -> bool:
+    """A Slurm host: the checks run over SSH run on its login node, never where the jobs run."""
+    return ctx.transport.host.scheduler == "slurm"
 
 
 def _report(res, what: str) -> Dict:
@@ -129,6 +136,12 @@ def step_kernels(ctx: SmokeContext) -> str:
         )
     ran = [k for k, v in checks.items() if v.get("status") == "ok"]
     if not report.get("cuda_available"):
+        if _on_login_node(ctx):
+            raise Skip(
+                "ran on the Slurm login node, which has no CUDA GPU: bf16 matmul ran on its CPU, SDPA/flash-attn "
+                "GPU checks skipped (the smoke run checks that the jobs use their GPUs; `orch bootstrap "
+                f"{ctx.transport.host.name}` runs these checks as a job on a GPU node)"
+            )
         raise Skip("no CUDA GPU: bf16 matmul ran on the CPU, SDPA/flash-attn GPU checks skipped")
     return "passed: " + ", ".join(ran)
 
@@ -163,7 +176,31 @@ def step_run(ctx: SmokeContext) -> str:
             ExitCode.FAILED,
             hint=f"`orch logs {ctx.run_id}` shows their output",
         )
-    return f"{ctx.run_id}: {', '.join(r.name for r in rows)} done on {ctx.transport.host.name}"
+    section = {"pretrain": exp.pretrain}  # the other roles train (or score) under train:
+    auto = {j["name"] for j in doc["jobs"] if section.get(j.get("role"), exp.train).device == "auto"}
+    check_gpus_used([r for r in rows if r.name in auto], ctx.transport.host.name, ctx.run_id)
+    return f"{ctx.run_id}: {', '.join(r.name for r in rows)} done on {ctx.transport.host.name}" + _devices(rows)
+
+
+def check_gpus_used(rows, host: str, run_id: str) -> None:
+    """ROWS: jobs with train.device auto.  Those given a GPU that trained on the CPU (torch
+    without CUDA, or blind to the GPU): the host cannot run GPU experiments, whatever their
+    results.  (A job that asks for the CPU, train.device: cpu, is not one.)"""
+    unused = [r for r in rows if r.gpu_unused]
+    if unused:
+        raise OrchError(
+            f"jobs given a GPU ran on the CPU: {', '.join(f'{r.name} (GPU {r.gpu})' for r in unused)}; torch on "
+            f"{host} cannot use the GPUs (`orch logs {run_id} {unused[0].name}` says why). "
+            f"Fix: `orch bootstrap {host}` installs a CUDA build of torch; to check a CPU-only run, "
+            "`--set train.device=cpu`",
+            ExitCode.FAILED,
+        )
+
+
+def _devices(rows) -> str:
+    """' (on cuda)' / ' (on cpu)': where the jobs ran, as their progress lines say."""
+    devices = sorted({r.device for r in rows if r.device})
+    return f" (on {', '.join(devices)})" if devices else ""
 
 
 def step_fetch_eval(ctx: SmokeContext) -> str:

@@ -30,6 +30,13 @@ class StatusRow:
     owner: Optional[int] = None  # pid of the live wrapper that owns the job folder, if any
     backend: Dict = field(default_factory=dict)  # what the job backend knows (a session, a queue state)
     requeues: int = 0  # times a scheduler stopped and reran the job (Slurm requeues)
+    device: str = ""  # what the job's last progress line says it ran on ("cuda", "cpu"), if it says
+
+    @property
+    def gpu_unused(self) -> bool:
+        """Given a GPU, but running on the CPU: asked for (train.device: cpu), or torch cannot use
+        the GPU (train.device: auto; remote/train.py says why in the job's log)."""
+        return bool(self.gpu) and self.device == "cpu"
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -82,6 +89,7 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "", backend=None) -> Statu
         owner=owner if isinstance(owner, int) else None,
         backend=dict(info),
         requeues=status.get("requeues") or 0,
+        device=progress.get("device") or "",
     )
 
 

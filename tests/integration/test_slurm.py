@@ -49,14 +49,19 @@ def test_run_status_fetch_metrics_through_slurm(p, tmp_path):
     assert all(j["step"] == j["total"] for j in jobs.values()), jobs
     table = p.orch("status", "s1", check=True).stdout
     assert "Slurm id" in table and ids["class-0"] in table
+    # The bed's GPUs are fake: Slurm gives each job one, torch cannot use it, the job runs on
+    # the CPU and says so everywhere (remote/train.py cpu_fallback_note).
+    assert " (ran on CPU)" in table and "class-0, class-1: given a GPU but running on the CPU" in table, table
     fetched = p.orch("fetch-results", "s1", check=True)
     assert "results verified" in fetched.stderr
+    assert "given a GPU but ran on the CPU" in fetched.stdout + fetched.stderr  # the evaluation's summary
     metrics = json.loads((p.run_dir("s1") / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.5
     manifest = json.loads((p.run_dir("s1") / "jobs" / "class-0" / "manifest.json").read_text())
     assert manifest["slurm"] == {"job_id": ids["class-0"], "requeues": 0}
+    assert manifest["device"] == "cpu" and manifest["device_note"].startswith("this job was given GPU "), manifest
     logs = p.orch("logs", "s1", "class-1", "-n", "100", check=True).stdout
-    assert "train step" in logs
+    assert "train step" in logs and "WARNING: this job was given GPU " in logs
     followed = p.orch("logs", "s1", "-f", "-n", "5", check=True, timeout=60).stdout  # ends: every job has
     assert "class-0" in followed and "class-1" in followed and "exit 0" in followed
     # The module was loaded in the batch job, before python started.

@@ -145,3 +145,16 @@ def test_orch_bootstrap_on_a_slurm_host_runs_verify_as_a_job(p, tmp_path):
         "orch-bootstrap-verify",
         "",  # (already forgotten by Slurm on a slow machine)
     )
+
+
+def test_the_dry_run_plans_a_cuda_torch_for_gpus_of_a_type_orch_does_not_know(p):
+    """The bed's gres is `gpu:fake:2`: GPUs whose compute capability orch cannot know.  The
+    jobs still get GPUs, so torch: auto is a CUDA build (a CPU one would train on the CPU);
+    only flash-attn, which needs the capability, is skipped."""
+    proc = p.orch("bootstrap", "cluster", "--dry-run", timeout=timing.scaled(120))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "torch==2.11.* (cu126)" in out and "(cpu)" not in out, out
+    assert "no known compute capability: cu126 is assumed to fit them" in out, out
+    assert "GPU types from sinfo (fake sm_?)" in out, out
+    assert "--expect-cuda" in out, out

@@ -20,10 +20,22 @@ def p(cluster, login, tmp_path):
 
 @pytest.mark.slow
 def test_smoke_through_slurm_and_the_step_that_fails(p):
-    proc = p.orch("smoke", "cluster", "--json")
+    # The bed's GPUs are fake: jobs given one run on the CPU, which a smoke check must not pass...
+    proc = p.orch("smoke", "cluster", "--json", "--set", "train.steps=10")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+    run = steps["smoke run (through the host's job backend)"]
+    assert run["status"] == "failed" and run["detail"].startswith("jobs given a GPU ran on the CPU: class-0 (GPU "), run
+    assert "`orch bootstrap cluster`" in run["detail"]
+    kernels = steps["GPU kernels (bf16 matmul, SDPA, flash-attn)"]
+    assert kernels["status"] == "skipped" and "ran on the Slurm login node" in kernels["detail"], kernels
+    assert steps["fetch + evaluate"]["status"] == "skipped" and steps["cleanup"]["status"] == "passed"
+    # ...unless the run asks for the CPU.
+    proc = p.orch("smoke", "cluster", "--json", "--set", "train.device=cpu")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
     assert steps["smoke run (through the host's job backend)"]["status"] == "passed"
+    assert steps["smoke run (through the host's job backend)"]["detail"].endswith("(on cpu)")
     assert steps["fetch + evaluate"]["status"] == "passed" and steps["cleanup"]["status"] == "passed"
     # Jobs that stay in the queue past the timeout: the failing step says so, with Slurm's reason.
     p.write_host(

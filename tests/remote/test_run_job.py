@@ -318,3 +318,55 @@ def test_a_scratch_job_imports_neither_transformers_nor_dynamo(tmp_path, kind):
         "print('IMPORTED', code, sorted(m for m in ('transformers', 'torch._dynamo') if m in sys.modules))"
     )
     assert python_output(code) == "IMPORTED 0 []"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that cannot use a GPU")
+def test_a_job_given_a_gpu_it_cannot_use_runs_on_the_cpu_and_says_so(tmp_path, monkeypatch, capsys):
+    """Slurm (or the GPU queue) gave the job a GPU, torch has no CUDA: the job still runs
+    (the test bed's fake GPUs rely on it), but its log, progress lines and manifest say so."""
+    run_dir = write_run(tmp_path / "run", experiment(train__steps=5), [job("neg", "class", "0")])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    run_all(run_dir, ["neg"])
+    out = capsys.readouterr().out
+    warning = [line for line in out.splitlines() if "WARNING:" in line]
+    assert len(warning) == 1 and out.index("WARNING:") < out.index(" texts on cpu"), out  # at the start, once
+    assert "given GPU 3" in warning[0] and f"torch {torch.__version__}" in warning[0]
+    assert "orch bootstrap" in warning[0] and "train.device: cuda" in warning[0]
+    jd = run_dir / "jobs" / "neg"
+    manifest = json.loads((jd / "manifest.json").read_text())
+    assert manifest["device"] == "cpu" and manifest["device_note"] == warning[0].split("WARNING: ", 1)[1]
+    assert {p["device"] for p in read_jsonl(jd / "progress.jsonl")} == {"cpu"}
+
+
+@pytest.mark.parametrize("visible", [None, "", "-1", "NoDevFiles"])
+def test_no_gpu_given_is_no_note(monkeypatch, visible):
+    from remote.train import cpu_fallback_note
+
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert cpu_fallback_note("auto") is None
+
+
+def test_an_explicit_device_is_no_fallback(monkeypatch):
+    from remote.train import cpu_fallback_note
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert cpu_fallback_note("cpu") is None  # asked for the CPU
+    assert cpu_fallback_note("cuda") is None  # fails in resolve_device instead
+
+
+def test_a_cuda_torch_blind_to_the_gpu_says_why(monkeypatch):
+    from remote import train
+
+    def init():
+        raise RuntimeError("Found no NVIDIA driver on your system.\nPlease check ...")
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train.torch.cuda, "init", init)
+    monkeypatch.setattr(train.torch.version, "cuda", "12.6")
+    note = train.cpu_fallback_note("auto")
+    assert "given GPU 0,1" in note and "(CUDA 12.6) cannot see it: Found no NVIDIA driver on your system." in note
+    assert "Please check" not in note and "runs on the CPU" in note

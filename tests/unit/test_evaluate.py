@@ -1006,6 +1006,24 @@ def test_cpu_only_run_reports_its_job_time_not_gpu_time_0s(tmp_path):
     assert "14s CPU" in compared.export_text()  # the same words as `orch compare`
 
 
+def test_jobs_given_a_gpu_that_ran_on_the_cpu_are_named_in_the_report_and_the_summary(tmp_path):
+    run_dir = make_run(tmp_path, job_seconds=7)
+    note = "this job was given GPU 0 (CUDA_VISIBLE_DEVICES) but torch 2.11.0+cpu is a CPU build (no CUDA)"
+    for manifest in run_dir.glob("jobs/*/manifest.json"):
+        doc = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**doc, "device": "cpu", "gpu_name": None, "device_note": note}))
+    metrics = evaluate_run(run_dir)
+    assert metrics["gpu_seconds"] == 0  # CPU time, not GPU time
+    assert {j["device_note"] for j in metrics["timings"]["jobs"].values()} == {note}
+    from orchestrator.results.report import esc
+
+    report = (run_dir / "report.md").read_text()
+    assert "**Given a GPU but ran on the CPU:** c0, c1. " + esc(note) in report  # (markdown-escaped)
+    assert f"| {esc('cpu (given a GPU)')} |" in report
+    said = summary(metrics)
+    assert "note: c0, c1 given a GPU but ran on the CPU" in said and "CPU times" in said
+
+
 def test_gpu_run_reports_gpu_time(tmp_path):
     metrics = evaluate_run(make_run(tmp_path, job_seconds=7))
     verdict = [line for line in summary(metrics).splitlines() if line.startswith("verdict:")][0]

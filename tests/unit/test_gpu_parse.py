@@ -150,6 +150,19 @@ def test_multi_gpu_query():
         ("Tesla P100-PCIE-16GB", "6.0"),
         ("Tesla K80", "3.7"),
         ("Some Future GPU", None),
+        # Quadro RTX 4000/5000/6000/8000 are Turing: not the 40x0/50x0 GeForce series
+        ("Quadro RTX 4000", "7.5"),
+        ("Quadro RTX 5000", "7.5"),
+        ("NVIDIA RTX 4000 SFF Ada Generation", "8.9"),
+        ("NVIDIA RTX 5000 Ada Generation", "8.9"),
+        ("NVIDIA GeForce RTX 2080 Ti", "7.5"),
+        ("NVIDIA GeForce GTX 1080 Ti", "6.1"),
+        ("NVIDIA GeForce GTX 1660 SUPER", "7.5"),
+        ("NVIDIA TITAN RTX", "7.5"),
+        ("NVIDIA TITAN V", "7.0"),
+        ("Tesla V100S-PCIE-32GB", "7.0"),
+        ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "12.0"),
+        ("NVIDIA TITAN X (Pascal)", None),  # "TITAN X" is Maxwell or Pascal: not guessed
     ],
 )
 def test_compute_capability_name_table(name, cc):

@@ -273,15 +273,48 @@ def test_the_probe_finds_live_bootstrap_jobs_of_this_workdir_only():
         (["gpu:nvidia_a100-sxm4-80gb:4"], [(8, 0)], 0, "80"),
         (["gpu:b200:8"], [(10, 0)], 0, "100"),
         (["(null)"], [], 0, None),
+        (["gpu:0"], [], 0, None),
         (["gpu:4"], [], 1, None),  # no type: unknown capability, said
         (["gpu:mystery9000:2"], [], 1, None),
+        (["gpu:fake:2(S:0)"], [], 1, None),  # the test bed's
+        # site types orch must know (Alliance's v100l / a100l; lab clusters' GeForce and RTX cards)
+        (["gpu:v100l:4", "gpu:a100l:4"], [(7, 0), (8, 0)], 0, "80"),
+        (["gpu:rtx2080ti:8,gpu:gtx1080ti:4"], [(6, 1), (7, 5)], 0, None),
+        (["gpu:a5000:4", "gpu:a6000:4", "gpu:rtxa6000:2", "gpu:rtx3090:8"], [(8, 6)] * 4, 0, "80"),
+        (["gpu:rtx_6000:4", "gpu:titanrtx:2", "gpu:2080ti:4"], [(7, 5)] * 3, 0, None),
+        (["gpu:rtx_6000_ada:4"], [(8, 9)], 0, "80"),
+        (["gpu:a100_3g.40gb:2"], [(8, 0)], 0, "80"),  # a MIG slice after its GPU's name
     ],
 )
 def test_gres_gpu_types_map_to_compute_capabilities(gres, caps, notes, archs):
     found = gpu.caps_from_gres(gres)
     assert found.caps == caps and len(found.notes) == notes
+    assert found.present == bool(caps or notes)
     if archs:  # (sm86/sm89 run flash-attn's sm80 code)
         assert flashattn.cuda_archs(found.caps) == archs
+
+
+@pytest.mark.parametrize(
+    "gres, types",
+    [
+        ("gpu:a100:4(S:0-1),gpu:v100:2", ["a100", "v100"]),
+        ("gpu:4", [""]),
+        ("gpu:4(S:0),shard:8", [""]),
+        ("gpu:3g.40gb:2", ["3g.40gb"]),  # a MIG profile: a type, not an untyped gpu:3
+        ("gpu:nvidia_h100_80gb_hbm3_1g.10gb:7(S:0)", ["nvidia_h100_80gb_hbm3_1g.10gb"]),
+        ("gpumem:40G,gpu:l40s:2", ["l40s"]),
+        ("gpu:0,gpu:h100:0", []),
+        ("(null)", []),
+    ],
+)
+def test_gres_strings_give_their_gpu_types(gres, types):
+    assert gpu.gres_gpu_types(gres) == types
+
+
+def test_a_mig_slice_named_only_by_its_profile_is_said_as_one():
+    found = gpu.caps_from_gres(["gpu:3g.40gb:2"])
+    assert found.caps == [] and found.unknown == ["3g.40gb"] and found.present
+    assert "MIG slice" in found.notes[0] and "without a type" not in found.notes[0]
 
 
 SINFO = [
@@ -345,6 +378,36 @@ def test_a_login_node_without_nvidia_smi_gets_a_cuda_torch_for_its_partitions_gp
     assert "--expect-cuda" in next(st for st in plan.steps if st.name == "verify").argv  # run on a GPU node
     cpu_only = bp.build_plan(facts, s, host="cluster", slurm_partition="cpu")  # no GPU gres there
     assert cpu_only.torch.variant == "cpu"
+
+
+@pytest.mark.parametrize("gres", ["gpu:fake:2", "gpu:4", "gpu:3g.40gb:2", "gpu:mystery9000:2(S:0)"])
+def test_gpus_of_unknown_capability_still_get_a_cuda_torch_and_only_lose_flash_attn(gres):
+    """GPUs in the gres are GPUs, whatever orch knows of their type: a CPU torch would run
+    every job on the CPU.  Only flash-attn, which needs the capability, is skipped."""
+    facts = make_facts(gpu_kind="missing")
+    facts.slurm_partitions = [{**SINFO[0], "gres": gres}]
+    s = envspec.parse({"manager": "venv"}, "default")
+    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    assert (plan.torch.version, plan.torch.variant) == ("2.11", "cu126"), plan.torch
+    notes = " ".join(plan.torch.notes)
+    assert "driver is not visible" in notes and "no known compute capability: cu126 is assumed" in notes
+    assert "Blackwell" in notes and "torch.cuda" in notes  # what is assumed, and how to pin another
+    assert "--expect-cuda" in next(st for st in plan.steps if st.name == "verify").argv
+    assert plan.flash_attn.kind == "unsupported" and "known compute capability" in plan.flash_attn.reason
+    assert any("GPU types from sinfo" in w and "sm_?" in w for w in plan.warnings), plan.warnings
+    assert any("flash-attn cannot target it" in w for w in plan.warnings), plan.warnings
+    pinned = envspec.parse({"manager": "venv", "torch": {"cuda": "cu128"}}, "default")
+    plan = bp.build_plan(facts, pinned, host="cluster", slurm_partition="gpu")
+    assert plan.torch.variant == "cu128" and not plan.torch.blocked
+
+
+def test_a_known_type_beside_an_unknown_one_still_sets_the_cuda_build():
+    facts = make_facts(gpu_kind="missing")
+    facts.slurm_partitions = [{**SINFO[0], "gres": "gpu:b200:8,gpu:zz9:1"}]
+    plan = bp.build_plan(facts, envspec.parse({"manager": "venv"}, "default"), host="cluster", slurm_partition="")
+    assert plan.torch.variant == "cu128", plan.torch  # Blackwell: cu128+, as for b200 alone
+    assert any("'zz9'" in n and "cu128 is assumed" in n for n in plan.torch.notes)
+    assert any("b200 sm_100, zz9 sm_?" in w for w in plan.warnings), plan.warnings
 
 
 def test_a_source_build_on_slurm_fetches_on_the_login_node_and_builds_offline_as_a_job():
