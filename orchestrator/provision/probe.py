@@ -441,7 +441,11 @@ def parse_probe(text: str, workdir: str, now: Optional[float] = None) -> HostFac
 # --- checks for `orch hosts check` ------------------------------------------------------
 
 
-def problems(facts: HostFacts, *, need_gpu: bool = False, min_disk_gb: float = 20.0) -> List[Problem]:
+def problems(
+    facts: HostFacts, *, need_gpu: bool = False, min_disk_gb: float = 20.0, login_node: bool = False
+) -> List[Problem]:
+    """What is wrong with a host.  LOGIN_NODE: a Slurm login node, where no NVIDIA driver is
+    expected (its jobs' GPUs come from the partition's gres, which the backend checks)."""
     out: List[Problem] = []
     for w in facts.warnings:
         out.append(Problem("error", w))
@@ -466,7 +470,7 @@ def problems(facts: HostFacts, *, need_gpu: bool = False, min_disk_gb: float = 2
             )
         )
     d = facts.gpu.diagnosis
-    if not d.ok:
+    if not d.ok and not (login_node and d.kind == "missing"):
         level = "error" if (need_gpu or d.kind != "missing") else "warning"
         out.append(Problem(level, d.message, d.hint))
     for note in facts.gpu.notes:

@@ -66,6 +66,8 @@ def test_probe_without_nvidia_smi(tmp_path):
     [p] = [p for p in probe.problems(facts) if "nvidia-smi" in p.message]
     assert p.level == "warning"
     assert any(p.level == "error" for p in probe.problems(facts, need_gpu=True))
+    # a Slurm login node has no driver by design: its jobs' GPUs come from the gres
+    assert not [p for p in probe.problems(facts, login_node=True) if "nvidia-smi" in p.message]
 
 
 def test_probe_reads_state_results_verify_and_env_pythons(tmp_path):
