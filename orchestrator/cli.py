@@ -16,7 +16,11 @@ import importlib
 import os
 import sys
 
-from orchestrator.commands import ABOUT, COMMAND_MODULES, COMMANDS, ROOT_OPTIONS, exit_codes_line  # noqa: F401 (re-exported for tests)
+try:
+    from orchestrator.commands import ABOUT, COMMAND_MODULES, COMMANDS, ROOT_OPTIONS, exit_codes_line  # noqa: F401 (re-exported for tests)
+except KeyboardInterrupt:  # Ctrl-C this early: quietly, as every Ctrl-C (entry())
+    sys.stderr.write("interrupted while orch was starting: nothing was done\n")
+    os._exit(130)
 
 QUICK = {"status": "quickstatus", "study": "studystatus", "fetch-results": "quickfetch", "eval": "quickeval"}
 
@@ -42,6 +46,10 @@ def main() -> None:
             code = quick.main(sys.argv[1:])
             if code is not None:
                 sys.exit(code)
+    from orchestrator.commands import start_note
+    from orchestrator.errors import on_ctrl_c
+
+    on_ctrl_c(start_note(sys.argv[1:]))  # what a Ctrl-C leaves until the command says otherwise
     from orchestrator.commands.app import run
 
     run()
@@ -54,6 +62,14 @@ def entry() -> None:
         code = 0
     except SystemExit as stop:
         code = stop.code
+    except KeyboardInterrupt:
+        # Ctrl-C before a command ran (importing Typer, a command's module, a quick path's):
+        # one line, exit 130, never a traceback.  Once a command runs, its own handler speaks
+        # (commands/app.py run(), quickpath.run()).
+        from orchestrator.commands import starting_line
+
+        sys.stderr.write(starting_line(sys.argv[1:]) + "\n")
+        code = 130
     finish(code)
 
 

@@ -57,6 +57,23 @@ class OrchError(Exception):
         return self.message + (f"\n  hint: {self.hint}" if self.hint else "")
 
 
+# What a Ctrl-C would leave behind now, for one that no code turned into its own message
+# where it landed (orchestrator/commands/app.py prints "interrupted: NOTE").  orch sets it
+# from the command line before a command starts ("nothing was launched"), and a command that
+# changes things keeps it true as it goes (on_ctrl_c).
+_ctrl_c = {"note": ""}
+
+
+def on_ctrl_c(note: str) -> None:
+    """Say what a Ctrl-C from now on leaves behind ("" : nothing worth saying)."""
+    _ctrl_c["note"] = note
+
+
+def interrupted_line() -> str:
+    """The one line a Ctrl-C prints where nothing more precise was said."""
+    return "interrupted" + (f": {_ctrl_c['note']}" if _ctrl_c["note"] else "")
+
+
 @dataclass
 class Problem:
     """Something found wrong with a host (probe, job backend): one line and how to fix it."""

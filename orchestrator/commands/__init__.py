@@ -7,7 +7,7 @@ loading Typer, Rich or any command's module.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 from orchestrator.errors import exit_code_table
 
@@ -60,3 +60,23 @@ ROOT_OPTIONS = (
 
 def exit_codes_line() -> str:
     return "Exit codes: " + "; ".join(f"{int(code)} {why}" for code, why in exit_code_table()) + "."
+
+
+# Commands that keep errors.on_ctrl_c's note true as they go: what a Ctrl-C leaves behind
+# before they launch anything (while orch starts, while Typer parses the command line).
+NOTHING_YET = {
+    ("run",): "nothing was launched",
+    ("study", "run"): "nothing was launched",
+    ("study", "resume"): "nothing was launched or relaunched",
+}
+
+
+def start_note(argv: List[str]) -> str:
+    """The Ctrl-C note for ARGV before its command acts ("" when the command does not keep one)."""
+    words = tuple(a for a in argv if not a.startswith("-"))
+    return NOTHING_YET.get(words[:1]) or NOTHING_YET.get(words[:2]) or ""
+
+
+def starting_line(argv: List[str]) -> str:
+    """What a Ctrl-C while orch is still starting (importing, before any command ran) prints."""
+    return "interrupted while orch was starting: " + (start_note(argv) or "nothing was done")

@@ -10,7 +10,7 @@ import typer
 
 from orchestrator import output
 from orchestrator.commands import ABOUT, COMMAND_MODULES, exit_codes_line
-from orchestrator.errors import ExitCode, OrchError
+from orchestrator.errors import ExitCode, OrchError, interrupted_line
 
 app = typer.Typer(
     name="orch",
@@ -104,5 +104,21 @@ def run() -> None:
             err_console.print(f"  hint: {exc.hint}", markup=False, soft_wrap=True)
         sys.exit(int(exc.code))
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err_console.print(interrupted_line(), markup=False, soft_wrap=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except SystemExit as stop:
+        # Typer turns a Ctrl-C that no command caught into a silent exit 130: say it too.
+        if stop.code == int(ExitCode.INTERRUPTED) and _ctrl_c(stop):
+            err_console.print(interrupted_line(), markup=False, soft_wrap=True)
+        raise
+
+
+def _ctrl_c(exc: BaseException) -> bool:
+    """Whether EXC was raised on the way out of a KeyboardInterrupt."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

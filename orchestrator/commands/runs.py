@@ -20,7 +20,7 @@ from orchestrator.commands.statustable import render
 from orchestrator.commands.tables import add_column, add_name_column
 from orchestrator.config.project import Project, check_name, launched_at, not_a_run
 from orchestrator.contract import records
-from orchestrator.errors import ExitCode, OrchError
+from orchestrator.errors import ExitCode, OrchError, on_ctrl_c
 from orchestrator.runs import hostctl as hostops
 from orchestrator.runs.state import StatusRow, listed_state, rows_from_local, rows_from_remote, run_state
 from orchestrator.transport import shell
@@ -199,7 +199,18 @@ def _nowhere() -> Console:
     return Console(file=io.StringIO(), highlight=False)
 
 
+def _launched_note(run_id: str, host: str, jobs: Optional[List[str]] = None) -> str:
+    """What a Ctrl-C leaves once RUN (or these JOBS of it) is launched: it keeps running."""
+    what = (
+        f"{', '.join(jobs)} of {run_id} are relaunched on {host} and keep"
+        if jobs
+        else f"run {run_id} is launched on {host} and its jobs keep"
+    )
+    return f"{what} running (`orch status {run_id}`; `orch cancel {run_id}` stops them)"
+
+
 def _evaluate(project: Project, run_id: str) -> dict:
+    on_ctrl_c(f"run {run_id} is fetched; its evaluation stopped (`orch eval {run_id}` evaluates it)")
     metrics = _evaluate_dir(project.run_dir(run_id))
     output.say(f"results in {escape(str(project.run_dir(run_id)))} (metrics.json, predictions.csv, report.md)")
     return metrics
@@ -325,7 +336,12 @@ def register(app: typer.Typer) -> None:
                     hint=f"orch run {record.get('experiment')} --resume {resume}",
                 )
             with open_transport(project, record["host"], trust_new_host_key) as transport:
+                on_ctrl_c(
+                    f"the relaunch of {resume} stopped: some of its jobs may have started again "
+                    f"(`orch status {resume}` shows which)"
+                )
                 todo = runner.resume(project, transport, resume)
+                on_ctrl_c(_launched_note(resume, record["host"], todo))
                 output.say(f"relaunched {', '.join(todo)} of {resume} on {escape(record['host'])}")
                 result = _run_result(resume, record["host"], todo, record["code_hash"], relaunched=todo)
                 if not wait:
@@ -360,13 +376,14 @@ def register(app: typer.Typer) -> None:
         start = time.time()
         with open_transport(project, host_name, trust_new_host_key) as transport:
             try:
-                launched = runner.launch(project, transport, exp, run_id)
+                launched = runner.launch(project, transport, exp, run_id)  # its own Ctrl-C message
             except OrchError:
                 if (project.run_dir(run_id) / "run.yaml").is_file():
                     # The run exists (some jobs may not have started): a script gets its id
                     # to inspect or --resume it, and the exit code says it did not all start.
                     _print_result(run_id, as_json, {"run": run_id, "host": host_name, "started": False})
                 raise
+            on_ctrl_c(_launched_note(run_id, host_name))
             jobs = ", ".join(f"{j['name']}" + (f"@gpu{j['gpu']}" if j["gpu"] else "") for j in launched.jobs)
             seconds = time.time() - start
             output.say(
