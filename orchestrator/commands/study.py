@@ -10,7 +10,7 @@ import typer
 from orchestrator import output
 from orchestrator.commands.studystatus import Hosts
 from orchestrator.config.project import Project
-from orchestrator.errors import ExitCode, OrchError
+from orchestrator.errors import ExitCode, OrchError, on_ctrl_c
 
 study_app = typer.Typer(
     help="A whole comparison (members x seeds) as one unit: run, status, fetch, report, resume.",
@@ -67,7 +67,8 @@ def run_cmd(
         )
     studies.save_record(project, plan)
     with Hosts(project, trust_new_host_key) as hosts:
-        studies.launch_runs(project, hosts(plan.host), plan, todo, _say)
+        studies.launch_runs(project, hosts(plan.host), plan, todo, _say)  # says what a Ctrl-C in it left
+        on_ctrl_c(f"the runs of study {plan.name} are launched and keep running (`orch study status {plan.name}`)")
     _say(f"  follow: orch study status {plan.name}")
     print(plan.name)
 
@@ -100,27 +101,41 @@ def fetch_cmd(
     project = Project.find()
     record = _recorded(project, study)
     problems = []
+    fetched: List[str] = []
+    current, evaluating = None, False
     with Hosts(project, trust_new_host_key) as hosts:
         views = studies.status(project, record, hosts)
-        for v in views:
-            if v.state == "fetched":
-                continue
-            if not studies.ready_to_fetch(v):
-                _say(f"{v.run_id}: {v.state}" + (f" ({v.reason})" if v.reason else "") + ": not fetched")
-                continue
-            run_dir = project.run_dir(v.run_id)
-            host = json.loads((run_dir / "local.json").read_text())["host"]
-            try:
-                outcome = runner.fetch(project, hosts(host), v.run_id, partial=False)
-                for line in runner.fetch_notes(outcome, run_dir):
-                    _say(f"{v.run_id}: {line.strip()}")
-                evaluate_run(run_dir)
-            except OrchError as exc:
-                problems.append(f"{v.run_id}: {exc.message}")
-                _say(f"{v.run_id}: {exc.message}")
-                continue
-            v.state = "fetched"
-            _say(f"fetched and evaluated {v.run_id}")
+        try:
+            for v in views:
+                if v.state == "fetched":
+                    continue
+                if not studies.ready_to_fetch(v):
+                    _say(f"{v.run_id}: {v.state}" + (f" ({v.reason})" if v.reason else "") + ": not fetched")
+                    continue
+                run_dir = project.run_dir(v.run_id)
+                host = json.loads((run_dir / "local.json").read_text())["host"]
+                current, evaluating = v.run_id, False
+                try:
+                    outcome = runner.fetch(project, hosts(host), v.run_id, partial=False)
+                    evaluating = True  # fetched (its record says so): what stops now is the evaluation
+                    for line in runner.fetch_notes(outcome, run_dir):
+                        _say(f"{v.run_id}: {line.strip()}")
+                    evaluate_run(run_dir)
+                except OrchError as exc:
+                    if exc.code == ExitCode.INTERRUPTED:
+                        raise
+                    problems.append(f"{v.run_id}: {exc.message}")
+                    _say(f"{v.run_id}: {exc.message}")
+                    current = None
+                    continue
+                current = None
+                v.state = "fetched"
+                fetched.append(v.run_id)
+                _say(f"fetched and evaluated {v.run_id}")
+        except (KeyboardInterrupt, OrchError) as exc:
+            if isinstance(exc, OrchError) and exc.code != ExitCode.INTERRUPTED:
+                raise
+            raise _interrupted_fetch(record["name"], views, fetched, current, evaluating, exc) from None
     done = sum(v.state == "fetched" for v in views)
     _say(f"{done} of {len(views)} runs of {record['name']} fetched")
     if problems:
@@ -129,6 +144,23 @@ def fetch_cmd(
             ExitCode.RUN_STATE,
             hint=f"`orch study fetch {record['name']}` tries again; the copies fetched before are kept",
         )
+
+
+def _interrupted_fetch(name: str, views, fetched: List[str], current, evaluating: bool, exc) -> OrchError:
+    """Ctrl-C in `study fetch`: what was fetched, where it stopped, what is left."""
+    parts = [f"fetched and evaluated {', '.join(fetched)}" if fetched else "no run fetched"]
+    hint = f"`orch study fetch {name}` fetches the rest"
+    if current is not None and evaluating:
+        parts.append(f"{current} is fetched but its evaluation stopped")
+        hint += f"; `orch eval {current}` evaluates {current}"
+    elif current is not None:
+        # runner.fetch's own message says the previous verified copy is kept
+        stopped = exc.message.removeprefix("interrupted: ") if isinstance(exc, OrchError) else ""
+        parts.append(stopped or f"the fetch of {current} stopped")
+    left = [v.run_id for v in views if v.state != "fetched" and v.run_id != current]
+    if left:
+        parts.append("not fetched: " + ", ".join(left[:4]) + (f" and {len(left) - 4} more" if len(left) > 4 else ""))
+    return OrchError(f"interrupted: study {name}: " + "; ".join(parts), ExitCode.INTERRUPTED, hint=hint)
 
 
 @study_app.command("report")
@@ -178,7 +210,8 @@ def resume_cmd(
             if any(v.state == "not launched" for v in todo)
             else None
         )
-        studies.resume_runs(project, hosts, record, plan, todo, _say)
+        studies.resume_runs(project, hosts, record, plan, todo, _say)  # says what a Ctrl-C in it left
+        on_ctrl_c(f"study {record['name']} is resumed (`orch study status {record['name']}`)")
     print(record["name"])
 
 

@@ -94,28 +94,43 @@ def launch_runs(
     project: Project, transport: Transport, study: Study, runs: List[StudyRun], say: Callable[[str], None]
 ) -> List[str]:
     """Launch RUNS (owners of shared pretrains first); return the run ids launched.  A run
-    whose pretrain owner failed to launch is not launched (it would wait for nothing)."""
+    whose pretrain owner failed to launch is not launched (it would wait for nothing).
+
+    Ctrl-C stops it all: the run being launched is kept as the launch left it (named in the
+    study when any of it may be on the host, so that `study status` and `study resume` see
+    it as launched and never launch it twice), and the message says what was launched."""
     launched: List[str] = []
     failed: Dict[str, str] = {}
-    for run in runs:
-        if run.pretrain_from in failed:
-            failed[run.run_id] = f"its pretrain run {run.pretrain_from} did not launch"
-            say(f"{run.run_id}: not launched: {failed[run.run_id]}")
-            continue
-        start = time.time()
-        try:
-            result = runner.launch(project, transport, run.exp, run.run_id)
-        except OrchError as exc:
-            failed[run.run_id] = exc.message
-            say(f"{run.run_id}: not launched: {exc.message}")
-            continue
-        mark_run(project, run, study.name)
-        launched.append(run.run_id)
-        shared = f", pretrain of {run.pretrain_from}" if run.pretrain_from else ""
-        say(
-            f"launched {run.run_id} ({run.member}, seed {run.seed}): "
-            f"{', '.join(j['name'] for j in result.jobs)}{shared} ({time.time() - start:.1f} s)"
-        )
+    current: Optional[StudyRun] = None
+    try:
+        for run in runs:
+            if run.pretrain_from in failed:
+                failed[run.run_id] = f"its pretrain run {run.pretrain_from} did not launch"
+                say(f"{run.run_id}: not launched: {failed[run.run_id]}")
+                continue
+            start = time.time()
+            current = run
+            try:
+                result = runner.launch(project, transport, run.exp, run.run_id)
+            except OrchError as exc:
+                if exc.code == ExitCode.INTERRUPTED:
+                    raise
+                failed[run.run_id] = exc.message
+                say(f"{run.run_id}: not launched: {exc.message}")
+                current = None
+                continue
+            launched.append(run.run_id)
+            mark_run(project, run, study.name)
+            current = None
+            shared = f", pretrain of {run.pretrain_from}" if run.pretrain_from else ""
+            say(
+                f"launched {run.run_id} ({run.member}, seed {run.seed}): "
+                f"{', '.join(j['name'] for j in result.jobs)}{shared} ({time.time() - start:.1f} s)"
+            )
+    except (KeyboardInterrupt, OrchError) as exc:
+        if isinstance(exc, OrchError) and exc.code != ExitCode.INTERRUPTED:
+            raise
+        raise interrupted_launch(project, study, runs, launched, failed, current) from None
     if failed:
         first = next(iter(failed.items()))
         raise OrchError(
@@ -124,6 +139,49 @@ def launch_runs(
             hint=f"`orch study resume {study.name}` launches what is missing once the cause is fixed",
         )
     return launched
+
+
+def interrupted_launch(
+    project: Project,
+    study: Study,
+    runs: List[StudyRun],
+    launched: List[str],
+    failed: Dict[str, str],
+    current: Optional[StudyRun],
+) -> OrchError:
+    """The message for a Ctrl-C in launch_runs, after naming the study in every run of it
+    that has a local record (a launch interrupted after its record was written may have
+    started jobs: `orch status RUN` shows which, `orch study resume` starts the rest)."""
+    by_id = {r.run_id: r for r in runs}
+    partly = (
+        current.run_id if current is not None and (project.run_dir(current.run_id) / "local.json").is_file() else None
+    )
+    for run_id in launched + ([partly] if partly else []):
+        try:
+            if "study" not in records.load_record(project.run_dir(run_id), to_reach=False):
+                mark_run(project, by_id[run_id], study.name)
+        except OrchError:
+            pass  # `orch runs` shows it without its study; status and resume go by the study's record
+    done = set(launched) | set(failed) | ({partly} if partly else set())
+    untouched = [r.run_id for r in runs if r.run_id not in done]
+    parts = [f"launched {', '.join(launched)}" if launched else "no run launched"]
+    if partly:
+        parts.append(f"{partly} may be partly launched (its launch was interrupted)")
+    if failed:
+        parts.append(f"failed to launch {', '.join(failed)}")
+    if untouched:
+        parts.append(f"not launched: {_listed(untouched)}")
+    return OrchError(
+        f"interrupted: study {study.name}: " + "; ".join(parts),
+        ExitCode.INTERRUPTED,
+        hint=f"`orch study status {study.name}` shows each run; `orch study resume {study.name}` launches what is "
+        "missing and starts the jobs an interrupted launch left out",
+    )
+
+
+def _listed(run_ids: List[str], shown: int = 4) -> str:
+    more = len(run_ids) - shown
+    return ", ".join(run_ids[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 # ------------------------------------------------------------------ dry run: the plan
@@ -239,21 +297,64 @@ def resume_runs(
         save_record(project, plan)  # refuses a study file changed for launched runs
     by_id = {r.run_id: r for r in plan.runs} if plan is not None else {}
     problems = []
-    for view in ordered:
-        try:
-            if view.state == "not launched":
-                if view.run_id not in by_id:
-                    raise OrchError(f"the study file no longer makes run {view.run_id}", ExitCode.RUN_STATE)
-                launch_runs(project, transport_for(record["host"]), plan, [by_id[view.run_id]], say)
-                continue
-            local = records.load_record(project.run_dir(view.run_id))
-            relaunched = runner.resume(project, transport_for(local["host"]), view.run_id)
-            say(f"relaunched {', '.join(relaunched)} of {view.run_id}")
-        except OrchError as exc:
-            problems.append(f"{view.run_id}: {exc.message}")
-            say(f"{view.run_id}: {exc.message}")
+    resumed: List[str] = []
+    current: Optional[RunView] = None
+    try:
+        for view in ordered:
+            current = view
+            try:
+                if view.state == "not launched":
+                    if view.run_id not in by_id:
+                        raise OrchError(f"the study file no longer makes run {view.run_id}", ExitCode.RUN_STATE)
+                    launch_runs(project, transport_for(record["host"]), plan, [by_id[view.run_id]], say)
+                else:
+                    local = records.load_record(project.run_dir(view.run_id))
+                    relaunched = runner.resume(project, transport_for(local["host"]), view.run_id)
+                    say(f"relaunched {', '.join(relaunched)} of {view.run_id}")
+                resumed.append(view.run_id)
+            except OrchError as exc:
+                if exc.code == ExitCode.INTERRUPTED:
+                    raise
+                problems.append(f"{view.run_id}: {exc.message}")
+                say(f"{view.run_id}: {exc.message}")
+            current = None
+    except (KeyboardInterrupt, OrchError) as exc:
+        if isinstance(exc, OrchError) and exc.code != ExitCode.INTERRUPTED:
+            raise
+        raise interrupted_resume(project, record["name"], ordered, resumed, problems, current) from None
     if problems:
         raise OrchError(f"{len(problems)} runs were not resumed: " + "; ".join(problems[:3]), ExitCode.RUN_STATE)
+
+
+def interrupted_resume(
+    project: Project,
+    name: str,
+    ordered: List[RunView],
+    resumed: List[str],
+    problems: List[str],
+    current: Optional[RunView],
+) -> OrchError:
+    """The message for a Ctrl-C in resume_runs: what was resumed, what may be, what was not."""
+    parts = [f"resumed {', '.join(resumed)}" if resumed else "no run resumed"]
+    stopped = current.run_id if current is not None and current.run_id not in resumed else None
+    if stopped is not None:
+        if current.state != "not launched":
+            parts.append(f"the relaunch of {stopped} stopped: some of its jobs may have started again")
+        elif (project.run_dir(stopped) / "local.json").is_file():
+            parts.append(f"{stopped} may be partly launched (its launch was interrupted)")
+        else:
+            stopped = None  # its launch stopped before anything of it was recorded: not launched
+    failed = {p.split(": ", 1)[0] for p in problems}
+    if failed:
+        parts.append(f"not resumed (failed): {', '.join(sorted(failed))}")
+    untouched = [v.run_id for v in ordered if v.run_id not in set(resumed) | failed | {stopped}]
+    if untouched:
+        parts.append(f"not resumed: {_listed(untouched)}")
+    return OrchError(
+        f"interrupted: study {name}: " + "; ".join(parts),
+        ExitCode.INTERRUPTED,
+        hint=f"`orch study status {name}` shows each run; `orch study resume {name}` resumes the rest",
+    )
 
 
 def member_runs(project: Project, record: Dict) -> List:
