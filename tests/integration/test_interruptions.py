@@ -130,3 +130,58 @@ def test_resume_puts_back_a_run_folder_the_host_lost(ssh_project):
     assert "relaunched class-0, class-1" in resumed.stderr and resumed.stdout == "lostdir\n"
     assert [j["state"] for j in p.wait_state("lostdir")] == ["done", "done"]
     assert "results verified" in p.orch("fetch-results", "lostdir", check=True).stderr
+
+
+def test_ctrl_c_stops_a_study_launch_and_fetch_and_resume_launches_each_run_once(ssh_project):
+    from studycases import wait_ended, write_study
+
+    p = ssh_project
+    write_study(p, "si", {"a": {"model.kind": "ar"}}, [0, 1, 2, 3, 4], {"train.steps": 5, "eval.bootstrap": 100})
+    launching = p.start("study", "run", "si")
+    try:
+        launching.wait_for("launched si-a-s0", timeout=120)
+        launching.proc.send_signal(signal.SIGINT)
+    finally:
+        launching.finish()
+    err = launching.stderr
+    assert launching.proc.returncode == 130, err
+    assert "Traceback" not in err and "error:" not in err and "interrupted: study si: launched si-a-s0" in err
+    assert "not launched: " in err and "orch study resume si" in err
+    after = err.split("interrupted: study si")[1]
+    assert "launched si-" not in after.split("\n", 1)[1]  # nothing launched after the Ctrl-C
+    recorded = sorted(d.name for d in (p.root / "runs").glob("si-*") if (d / "local.json").is_file())
+    assert 1 <= len(recorded) < 5, err
+    for run_id in recorded:  # every run with a record, a half-launched one too, is the study's
+        assert json.loads((p.run_dir(run_id) / "local.json").read_text())["study"]["name"] == "si", run_id
+    listed = {r["run"]: r["study"] for r in json.loads(p.orch("runs", "--json", check=True).stdout)}
+    assert {k for k, v in listed.items() if v == "si"} == set(recorded)
+
+    resumed = p.orch("study", "resume", "si", check=True)
+    for run_id in recorded:  # launched once: at most its jobs that never started are started
+        assert f"launched {run_id}" not in resumed.stderr, resumed.stderr
+    for seed in range(5):
+        run_id = f"si-a-s{seed}"
+        assert run_id in recorded or f"launched {run_id}" in resumed.stderr, resumed.stderr
+    runs = wait_ended(p, "si")
+    assert {r["state"] for r in runs.values()} == {"done"}, runs
+    for run_id in runs:
+        for job in ("class-0", "class-1"):
+            assert (p.remote_job(run_id, job) / "log.txt").read_text().count(" start: ") == 1, (run_id, job)
+
+    fetching = p.start("study", "fetch", "si")
+    try:
+        fetching.wait_for("fetched and evaluated si-a-s0", timeout=300)
+        fetching.proc.send_signal(signal.SIGINT)
+    finally:
+        fetching.finish(timeout=300)
+    err = fetching.stderr
+    assert fetching.proc.returncode == 130, err
+    assert (
+        "Traceback" not in err and "error:" not in err and "interrupted: study si: fetched and evaluated si-a-s0" in err
+    )
+    assert "not fetched: " in err and "of 5 runs of si fetched" not in err
+    assert [line for line in err.splitlines() if line.startswith("fetched and evaluated")] == [
+        "fetched and evaluated si-a-s0"
+    ]  # nothing fetched after the Ctrl-C
+    again = p.orch("study", "fetch", "si", check=True, timeout=600)
+    assert "5 of 5 runs of si fetched" in again.stderr, again.stderr
