@@ -221,12 +221,12 @@ def _cached(cache: Path, key: Dict, name: str, path: Path) -> Optional[HostConfi
 
 
 def _keep(cache: Path, key: Dict, base: HostFile) -> None:
-    from remote.files import atomic_write_text
+    from orchestrator.localfiles import atomic_write_text
 
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache, json.dumps({"key": key, "host": dataclasses.asdict(base)}, indent=1) + "\n")
-    except OSError:
+    except (OSError, OrchError):  # OrchError: the write was refused (orchestrator/localfiles.py)
         pass  # only a cache: a read-only project parses the YAML every time
 
 
@@ -383,7 +383,7 @@ def set_host_key(project: Project, name: str, key: str, value) -> Path:
     import yaml
 
     from orchestrator.config.yamlfile import read_mapping
-    from remote.files import atomic_write_text
+    from orchestrator.localfiles import atomic_write_text
 
     data = read_mapping(path) if path.is_file() else {}
     data[key] = value

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Dict, List, Sequence
 
 from orchestrator.config.project import Project, safe_name
 from orchestrator.errors import ExitCode, OrchError
-from remote.files import atomic_write_text
+from orchestrator.localfiles import atomic_write_text, writing
 
 if TYPE_CHECKING:
     from remote.spec import Experiment
@@ -141,7 +141,9 @@ def update_record(run_dir: Path, changes: Dict, drop: Sequence[str] = ()) -> Dic
     "launched" again)."""
     import fcntl
 
-    with open(run_dir / ".local.json.lock", "a") as lock:
+    with writing(run_dir / "local.json"):  # a read-only or full disk: one message, as the write's
+        lock = open(run_dir / ".local.json.lock", "a")
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         record = load_record(run_dir, to_reach=False)
         record.update(changes)

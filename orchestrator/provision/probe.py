@@ -552,14 +552,15 @@ def facts_path(project_root: Path, host: str) -> Path:
 
 
 def save_facts(project_root: Path, host: str, facts: HostFacts, extra: Optional[Dict[str, Any]] = None) -> Path:
+    from orchestrator.localfiles import atomic_write_text, writing
+
     path = facts_path(project_root, host)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     data = facts.to_dict()
     if extra:
         data.update(extra)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -24,9 +24,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from orchestrator.localfiles import atomic_write_bytes, writing
 from orchestrator.results.metrics import calibration_bins, confidence_margin, log_softmax, margin, roc_curve
 from orchestrator.results.scoretable import Scores
-from remote.files import atomic_write_bytes
 
 DPI = 100
 VERSION = 2  # part of the cache key: raise it when a figure changes, so old PNGs are redrawn
@@ -100,12 +100,17 @@ def save_png(fig, path: Path, *, title: str, label: str, what: str, writer: str)
     PNG), with TITLE above it and what it shows in the PNG's metadata."""
     fig.suptitle(title, fontsize="medium")
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(
-        tmp,
-        format="png",
-        metadata={"Title": f"{what}: {label}", "Description": f"{what}, {label}; written by {writer}"},
-    )
-    tmp.replace(path)
+    with writing(path):
+        try:
+            fig.savefig(
+                tmp,
+                format="png",
+                metadata={"Title": f"{what}: {label}", "Description": f"{what}, {label}; written by {writer}"},
+            )
+            tmp.replace(path)
+        except BaseException:  # a full disk, Ctrl-C: no half PNG left behind, the previous one stays
+            tmp.unlink(missing_ok=True)
+            raise
     return path
 
 
@@ -272,7 +277,8 @@ def remove(out_dir: Path) -> None:
 def write_plots(out_dir: Path, key: str, ev: PlotData) -> List[Path]:
     """Draw every figure into OUT_DIR, then record KEY as what they were drawn from."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     try:
         os.unlink(out_dir / INDEX)  # while drawing, no claim about what is there
     except FileNotFoundError:

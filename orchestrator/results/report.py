@@ -18,9 +18,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import yaml
 
+from orchestrator.localfiles import atomic_write_text
 from orchestrator.results.scoretable import Scores
 from orchestrator.terminal import visible
-from remote.files import atomic_write_text
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"

@@ -24,11 +24,11 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
+from orchestrator.localfiles import atomic_write_text
 from orchestrator.results.report import PLOTS, SafeWriter, ci, code, compute_time, esc, md_table, num, pct, whole
 from orchestrator.results.seedvar import P_FLOOR
 from orchestrator.results.study_plots import draw_curves, write_plots
 from orchestrator.results.study_table import ENSEMBLE_METHOD, MemberRun, study_table
-from remote.files import atomic_write_text
 
 __all__ = ["MemberRun", "write_study_report", "REPORT", "TABLE_CSV", "TABLE_JSON"]
 

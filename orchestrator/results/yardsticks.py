@@ -241,7 +241,7 @@ def predictions(
         "settings": SETTINGS,
     }
     if cache is not None:
-        from remote.files import atomic_write_json
+        from orchestrator.localfiles import atomic_write_json
 
         atomic_write_json(str(cache), {**doc, "predictions": {k: v.tolist() for k, v in preds.items()}})
     return {**doc, "predictions": preds}

@@ -114,10 +114,11 @@ def known_host(root: Path, host) -> Optional[Dict]:
 def remember(root: Path, host, reply: Reply) -> None:
     path = _cache_file(root, host)
     doc = {"config": [host.workdir, host.python_or_default], "workdir": reply.state.workdir, "gpus": reply.listed_gpus}
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(doc) + "\n")
         os.replace(tmp, path)
     except OSError:
-        pass  # only a cache: the next launch asks the host again
+        tmp.unlink(missing_ok=True)  # a full disk: no half file left behind
+        # only a cache: the next launch asks the host again

@@ -24,11 +24,11 @@ from orchestrator.contract.records import (
     update_record,
 )
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.localfiles import atomic_write_text, writing
 from orchestrator.runs import codesync, hostlaunch, staging
 from orchestrator.runs import hostctl as hostops
 from orchestrator.runs import plan as jobplan
 from orchestrator.transport.base import Transport
-from remote.files import atomic_write_text
 from remote.jobstate import ACTIVE
 from remote.spec import Experiment, to_dict
 
@@ -116,7 +116,8 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
     local_dir = project.run_dir(run_id)
     try:
         # Claim the name first (mkdir is atomic): two launches of one name cannot race.
-        local_dir.mkdir(parents=True, exist_ok=False)
+        with writing(local_dir):
+            local_dir.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
         raise name_taken(project, exp, run_id) from None
     try:

@@ -19,6 +19,7 @@ from orchestrator.config.project import Project
 from orchestrator.config.studies import Study, StudyRun
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.localfiles import atomic_write_text, writing
 from orchestrator.runs import launch as runner
 from orchestrator.runs.study_status import (  # noqa: F401  (study.status, ... are its API)
     RECORD,
@@ -31,7 +32,6 @@ from orchestrator.runs.study_status import (  # noqa: F401  (study.status, ... a
     status,
 )
 from orchestrator.transport.base import Transport
-from remote.files import atomic_write_text
 
 
 def check_unchanged(project: Project, study: Study) -> Optional[Dict]:
@@ -67,7 +67,8 @@ def save_record(project: Project, study: Study) -> Dict:
     old = check_unchanged(project, study)
     if old is not None:
         doc["created"] = old.get("created", doc["created"])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
     return doc
 

@@ -212,6 +212,7 @@ STATUS_MODULES = {
     "orchestrator.contract.hostdocs",  # the host's reply is checked against the contract
     "orchestrator.contract.records",
     "orchestrator.errors",
+    "orchestrator.localfiles",  # local.json's write, a refused one said as one message
     "orchestrator.runs",
     "orchestrator.runs.hostctl",
     "orchestrator.terminal",  # host text (reasons, errors quoting the host) shown without its controls
