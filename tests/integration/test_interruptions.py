@@ -185,3 +185,51 @@ def test_ctrl_c_stops_a_study_launch_and_fetch_and_resume_launches_each_run_once
     ]  # nothing fetched after the Ctrl-C
     again = p.orch("study", "fetch", "si", check=True, timeout=600)
     assert "5 of 5 runs of si fetched" in again.stderr, again.stderr
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.3, 0.8, 1.5, 3.0, 6.0])
+def test_ctrl_c_at_any_moment_of_orch_run_is_one_line_and_130(ssh_project, delay):
+    """From orch's first module (the interpreter's start-up and `import orchestrator` are not
+    orch's to handle) to watching the launched run: exit 130, no traceback, and a line that
+    says what was left."""
+    import subprocess
+    import sys
+
+    from conftest import Running, _ctrl_c_reaches_it
+
+    p = ssh_project
+    args = ["run", "smoke", "--host", "testhost", "--name", "c", "--wait", "--set", "train.steps=100000"]
+    code = (
+        "import orchestrator, runpy, sys; sys.stderr.write('ready\\n'); sys.stderr.flush(); "
+        f"sys.argv = ['orch', *{args!r}]; "
+        "runpy.run_module('orchestrator.cli', run_name='__main__', alter_sys=True)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=p.root,
+        env=p.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_reaches_it,
+    )
+    running = Running(proc)
+    try:
+        running.wait_for("ready")
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+    finally:
+        running.finish()
+    err = running.stderr
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "error:" not in err, err
+    last = err.rstrip("\n").splitlines()[-1]
+    said = [line for line in err.splitlines() if line.startswith(("interrupted", "stopped watching"))]
+    assert said, err
+    nothing = ("interrupted while orch was starting: nothing was", "interrupted: nothing")
+    if said[0].startswith(nothing):
+        assert not p.run_dir("c").exists(), err
+    else:  # launched, or its launch interrupted half-way: its record is kept, and says where it is
+        assert (p.run_dir("c") / "local.json").is_file(), err
+        p.cancel("c")
+    assert last.startswith("  hint:") or last == said[0], err
