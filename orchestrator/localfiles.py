@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Iterator, Union
 
+import remote.files as files
 from orchestrator.errors import ExitCode, OrchError
-from remote import files
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 REFUSED = NO_SPACE + (errno.EROFS, errno.EACCES, errno.EPERM)

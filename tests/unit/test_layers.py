@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Lowest first; a package may import any package earlier in this list, never a later one.
 ORDER = [
     "errors",
+    "localfiles",
     "terminal",
     "output",
     "data",
