@@ -114,15 +114,27 @@ def name_taken(project: Project, exp: Experiment, run_id: str) -> OrchError:
 
 def launch(project: Project, transport: Transport, exp: Experiment, run_id: str) -> Launched:
     local_dir = project.run_dir(run_id)
+    claimed = False
     try:
-        # Claim the name first (mkdir is atomic): two launches of one name cannot race.
-        with writing(local_dir):
-            local_dir.mkdir(parents=True, exist_ok=False)
-    except FileExistsError:
-        raise name_taken(project, exp, run_id) from None
-    try:
+        try:
+            # Claim the name first (mkdir is atomic): two launches of one name cannot race.
+            with writing(local_dir):
+                local_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise name_taken(project, exp, run_id) from None
+        claimed = True
         return _launch(project, transport, exp, run_id, local_dir)
     except BaseException as exc:
+        if not claimed:
+            if not isinstance(exc, KeyboardInterrupt):
+                raise  # the name is another run's, or the folder could not be made: nothing of ours
+            # Ctrl-C as the folder was made (a signal that came during mkdir lands right
+            # after it): an empty folder there is this launch's claim, not a run.
+            try:
+                local_dir.rmdir()
+            except OSError:
+                pass
+            raise OrchError(f"interrupted: nothing of run {run_id} was launched", ExitCode.INTERRUPTED) from None
         # Before run.yaml is written here, nothing of the run is on the host: give the name
         # back.  From then on the local record stays (it is written before anything of the
         # run reaches the host), so `status`, `cancel` and `--resume` can always reach it.
