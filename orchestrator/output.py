@@ -37,6 +37,16 @@ class _Console(Console):
     def size(self, new_size) -> None:  # rich's own setter, kept for Console's API
         Console.size.fset(self, new_size)
 
+    def _write_buffer(self) -> None:
+        # A Ctrl-C as Rich writes a line (likely: a signal that came during the write lands
+        # right after it) left the line in Rich's buffer, and the next print, the
+        # "interrupted: ..." message, wrote it a second time.
+        try:
+            super()._write_buffer()
+        except KeyboardInterrupt:
+            del self._buffer[:]
+            raise
+
 
 class _NoControls:
     """A renderable as Rich renders it, with no control character in its text: host text

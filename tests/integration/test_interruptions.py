@@ -3,6 +3,7 @@ watching retries, Ctrl-C only stops watching, `logs -f` ends with the job and re
 drop, and --resume puts back a run folder the host lost."""
 
 import json
+import os
 import shutil
 import signal
 import time
@@ -150,6 +151,8 @@ def test_ctrl_c_stops_a_study_launch_and_fetch_and_resume_launches_each_run_once
     after = err.split("interrupted: study si")[1]
     assert "launched si-" not in after.split("\n", 1)[1]  # nothing launched after the Ctrl-C
     recorded = sorted(d.name for d in (p.root / "runs").glob("si-*") if (d / "local.json").is_file())
+    folders = {d.name: sorted(os.listdir(d)) for d in (p.root / "runs").glob("si-*")}
+    assert sorted(folders) == recorded, (folders, err)  # a launch that recorded nothing leaves no folder
     assert 1 <= len(recorded) < 5, err
     for run_id in recorded:  # every run with a record, a half-launched one too, is the study's
         assert json.loads((p.run_dir(run_id) / "local.json").read_text())["study"]["name"] == "si", run_id
@@ -182,7 +185,7 @@ def test_ctrl_c_stops_a_study_launch_and_fetch_and_resume_launches_each_run_once
     assert "not fetched: " in err and "of 5 runs of si fetched" not in err
     assert [line for line in err.splitlines() if line.startswith("fetched and evaluated")] == [
         "fetched and evaluated si-a-s0"
-    ]  # nothing fetched after the Ctrl-C
+    ], err  # nothing fetched after the Ctrl-C
     again = p.orch("study", "fetch", "si", check=True, timeout=600)
     assert "5 of 5 runs of si fetched" in again.stderr, again.stderr
 
