@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List
 
+import timing
+
 
 def parent_pid(pid: int) -> int:
     """PID's parent, or 0 when it is gone (or not ours to read)."""
@@ -106,3 +108,73 @@ def stop_everything_under(folders: Iterable[str], sockets: Iterable[str] = ()) -
     if found:
         terminate(found)
     return list(found.values())
+
+
+def ctrl_c_reaches_it() -> None:
+    """In the child: SIGINT back to the default, so Python turns it into KeyboardInterrupt.
+    A suite started in the background by a shell without job control (nohup, `cmd &` in a
+    script, some CI runners) inherits SIGINT ignored, and a test's Ctrl-C would be lost."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Running:
+    """A background orch command: wait for what it prints instead of sleeping a fixed time
+    (on a loaded machine `orch --help` alone can take 8 s)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        import threading
+
+        self.proc = proc
+        self.out: List[str] = []
+        self.err: List[str] = []
+        self._changed = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+            for stream, sink in ((proc.stdout, self.out), (proc.stderr, self.err))
+        ]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, stream, sink: List[str]) -> None:
+        for line in iter(stream.readline, ""):
+            with self._changed:
+                sink.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        """Until ``text`` shows on stdout or stderr (``timeout``: idle-machine seconds, scaled)."""
+        deadline = time.time() + timing.scaled(timeout)
+        with self._changed:
+            while text not in self.stdout + self.stderr:
+                if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
+                    raise AssertionError(
+                        f"orch ended ({self.proc.returncode}) without printing {text!r}:\n{self.stdout}\n{self.stderr}"
+                    )
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError(f"orch printed no {text!r} in time:\n{self.stdout}\n{self.stderr}")
+                self._changed.wait(min(left, 0.5))
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for the command to end (killed if it outlives ``timeout``); its exit code."""
+        try:
+            self.proc.wait(timeout=timing.scaled(timeout))
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            for t in self._readers:
+                t.join(10)
+        return self.proc.returncode

@@ -148,9 +148,10 @@ def not_a_run(path: Path) -> OrchError:
     """The error for a folder in runs/ that holds no run.yaml: what it is, and what to do."""
     if not any(path.iterdir()):
         return OrchError(
-            f"{path} is an empty folder: a launch stopped before it recorded the run, so nothing of it reached a host",
+            f"{path} is an empty folder: an `orch run` is launching it right now, or a launch stopped "
+            "before it recorded the run (then nothing of it reached a host)",
             ExitCode.RUN_STATE,
-            hint=f"remove it (`rmdir {path}`) to use the name again",
+            hint=f"when no orch command is launching it, remove it (`rmdir {path}`) to use the name again",
         )
     if (path / "local.json").is_file():
         return OrchError(

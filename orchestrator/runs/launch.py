@@ -104,7 +104,10 @@ def name_taken(project: Project, exp: Experiment, run_id: str) -> OrchError:
     """The error for a run name that is already a local run (a launch, or its dry run)."""
     folder = project.run_dir(run_id)
     if folder.is_dir() and not (folder / "run.yaml").is_file():
-        return not_a_run(folder)  # an empty folder left by a killed launch: --resume could not use it
+        # another launch of the name in progress, or an empty folder a killed one left:
+        # --resume could not use it, so the hint is not --resume
+        why = not_a_run(folder)
+        return OrchError(f"run {run_id!r} already exists: {why.message}", why.code, hint=why.hint)
     return OrchError(
         f"run {run_id!r} already exists in {project.run_dir(run_id)}",
         ExitCode.RUN_STATE,

@@ -199,12 +199,12 @@ class OrchProject:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_ctrl_c_reaches_it,
+            preexec_fn=testprocs.ctrl_c_reaches_it,
         )
 
-    def start(self, *args: str) -> "Running":
+    def start(self, *args: str) -> "testprocs.Running":
         """The real CLI in the background, its output read as it comes (see Running.wait_for)."""
-        return Running(self.popen(*args))
+        return testprocs.Running(self.popen(*args))
 
     def write_host(self, name: str = "testhost", **overrides) -> Path:
         data = {
@@ -241,76 +241,6 @@ class OrchProject:
                     return last["jobs"]
             time.sleep(1.0)
         raise AssertionError(f"run {run_id} did not reach {states} in {timeout}s; last status: {last}")
-
-
-def _ctrl_c_reaches_it() -> None:
-    """In the child: SIGINT back to the default, so Python turns it into KeyboardInterrupt.
-    A suite started in the background by a shell without job control (nohup, `cmd &` in a
-    script, some CI runners) inherits SIGINT ignored, and a test's Ctrl-C would be lost."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class Running:
-    """A background orch command: wait for what it prints instead of sleeping a fixed time
-    (on a loaded machine `orch --help` alone can take 8 s)."""
-
-    def __init__(self, proc: subprocess.Popen):
-        import threading
-
-        self.proc = proc
-        self.out: List[str] = []
-        self.err: List[str] = []
-        self._changed = threading.Condition()
-        self._readers = [
-            threading.Thread(target=self._read, args=(stream, sink), daemon=True)
-            for stream, sink in ((proc.stdout, self.out), (proc.stderr, self.err))
-        ]
-        for t in self._readers:
-            t.start()
-
-    def _read(self, stream, sink: List[str]) -> None:
-        for line in iter(stream.readline, ""):
-            with self._changed:
-                sink.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def stdout(self) -> str:
-        return "".join(self.out)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.err)
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        """Until ``text`` shows on stdout or stderr (``timeout``: idle-machine seconds, scaled)."""
-        deadline = time.time() + timing.scaled(timeout)
-        with self._changed:
-            while text not in self.stdout + self.stderr:
-                if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
-                    raise AssertionError(
-                        f"orch ended ({self.proc.returncode}) without printing {text!r}:\n{self.stdout}\n{self.stderr}"
-                    )
-                left = deadline - time.time()
-                if left <= 0:
-                    raise AssertionError(f"orch printed no {text!r} in time:\n{self.stdout}\n{self.stderr}")
-                self._changed.wait(min(left, 0.5))
-
-    def finish(self, timeout: float = 60) -> int:
-        """Wait for the command to end (killed if it outlives ``timeout``); its exit code."""
-        try:
-            self.proc.wait(timeout=timing.scaled(timeout))
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            for t in self._readers:
-                t.join(10)
-        return self.proc.returncode
 
 
 def make_project(root: Path, remote_root: Path, server: Sshd) -> OrchProject:

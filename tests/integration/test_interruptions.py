@@ -198,7 +198,7 @@ def test_ctrl_c_at_any_moment_of_orch_run_is_one_line_and_130(ssh_project, delay
     import subprocess
     import sys
 
-    from conftest import Running, _ctrl_c_reaches_it
+    from testprocs import Running, ctrl_c_reaches_it
 
     p = ssh_project
     args = ["run", "smoke", "--host", "testhost", "--name", "c", "--wait", "--set", "train.steps=100000"]
@@ -214,7 +214,7 @@ def test_ctrl_c_at_any_moment_of_orch_run_is_one_line_and_130(ssh_project, delay
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_ctrl_c_reaches_it,
+        preexec_fn=ctrl_c_reaches_it,
     )
     running = Running(proc)
     try:
