@@ -52,6 +52,7 @@ class OrchError(Exception):
         self.message = message
         self.code = code
         self.hint = hint
+        self.run_created = False  # a launch that failed after making its run (`orch run` prints its id)
 
     def __str__(self) -> str:
         return self.message + (f"\n  hint: {self.hint}" if self.hint else "")

@@ -41,7 +41,8 @@ def settled(draws: Sequence[Sequence[float]], log_prior: Sequence[float], z: flo
     class c (draw j the same masked copy in every class).  The margin between the two
     leading classes is the mean over j of the per-draw difference, its paired SE their
     sample standard deviation / sqrt(k) (as orchestrator/results/metrics.paired_margin_se);
-    settled when |margin| > z SE (the evaluation's "not significant" is |margin| <= z SE)."""
+    settled when |margin| > z SE.  z is a stopping rule: the evaluation's "not significant"
+    is |margin| <= t SE, Student's t at the text's draws - 1 d.f. (metrics.decision_critical)."""
     k = len(draws[0])
     if k < 2:
         return False

@@ -26,6 +26,7 @@ import time
 from typing import Dict, List, Optional
 
 from remote import backends
+from remote.backends import slurm as slurm_backend
 from remote.files import BadFile, atomic_write_json, load_json, open_regular, parse_json, read_dict
 from remote.jobstate import TERMINAL
 from remote.wrapper import LOW_SPACE_BYTES, free_bytes, lock_holder, no_space_reason
@@ -419,7 +420,7 @@ def _tail_start(path: str, lines: int) -> int:
     return size - len(data) + cut + 1
 
 
-SCHEDULER_OUTPUT = "slurm.out"  # a Slurm batch job's own output (remote/backends/slurm.py)
+SCHEDULER_OUTPUT = slurm_backend.OUTPUT  # a Slurm batch job's own output
 
 
 def _scheduler_output(out, job_dir: str, lines: int) -> None:

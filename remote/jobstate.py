@@ -42,3 +42,13 @@ def dependency_dir(job_dir: str, name: str) -> str:
         run, _, other = name.partition("/")
         return os.path.join(os.path.dirname(os.path.dirname(jobs_dir)), run, "jobs", other)
     return os.path.join(jobs_dir, name)
+
+
+# CUDA_VISIBLE_DEVICES values that give a job no GPU ("NoDevFiles": old Slurm, gres without
+# files).  One rule for the job (remote/train.py) and for status (a GPU column of these is none).
+NO_GPU_VALUES = ("", "-1", "NoDevFiles")
+
+
+def is_gpu(value: str) -> bool:
+    """Whether a CUDA_VISIBLE_DEVICES value gives a job a GPU."""
+    return value.strip() not in NO_GPU_VALUES

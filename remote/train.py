@@ -27,6 +27,7 @@ import torch
 from remote import checkpoint
 from remote.errors import JobError
 from remote.files import append_jsonl, stable_seed
+from remote.jobstate import is_gpu
 from remote.optim import AdamW
 
 BUCKET_BATCHES = 64  # batches per length-sorted chunk: bigger = less padding, less randomness
@@ -47,14 +48,10 @@ class Texts:
 # ---------------------------------------------------------------- device / precision
 
 
-# CUDA_VISIBLE_DEVICES values that give a job no GPU ("NoDevFiles": old Slurm, gres without files).
-NO_GPU_VALUES = ("", "-1", "NoDevFiles")
-
-
 def given_gpus() -> str:
     """The GPUs the job was given (the wrapper's GPU queue or Slurm set CUDA_VISIBLE_DEVICES), or ""."""
     value = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    return "" if value in NO_GPU_VALUES else value
+    return value if is_gpu(value) else ""
 
 
 def cpu_fallback_note(name: str) -> Optional[str]:

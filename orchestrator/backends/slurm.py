@@ -8,7 +8,7 @@ asks for the requeue itself; the batch script `exec`s the command so that signal
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from orchestrator.backends.base import JobBackend
 from orchestrator.config.slurm import SlurmOptions, seconds, time_warnings, words
@@ -129,24 +129,36 @@ def slurm_problems(facts, partition: str = "", gres: str = "", time: str = "") -
                 )
             )
     # A time over the partition's limit: Slurm keeps the job PENDING (PartitionTimeLimit) for good.
+    # With several partitions it runs the job in one whose limit it fits, so then it is only
+    # a warning (unless every listed partition is too short).
     limit = seconds(time) if time else None
     wanted = [p for p in partition.split(",") if p] or [p["partition"] for p in facts.slurm_partitions if p["default"]]
-    said = set()  # sinfo may list a partition on several lines (node groups)
-    for p in facts.slurm_partitions:
+    over: Dict[str, Tuple[str, int]] = {}
+    fits = set()
+    for p in facts.slurm_partitions:  # sinfo may list a partition on several lines (node groups)
         most = seconds(p.get("time_limit") or "")
-        if limit is not None and most is not None and p["partition"] in wanted and limit > most:
-            if p["partition"] in said:
-                continue
-            said.add(p["partition"])
-            out.append(
-                Problem(
-                    "error",
-                    f"slurm.time {time!r} ({words(limit)}) is over the time limit of partition {p['partition']!r}, "
-                    f"{p['time_limit']} ({words(most)}): its jobs would wait in the queue for good "
-                    "(PENDING: PartitionTimeLimit)",
-                    f"set slurm.time to {p['time_limit']} or less; longer work is checkpointed and requeued",
-                )
+        if limit is None or p["partition"] not in wanted:
+            continue
+        if most is not None and limit > most:
+            over.setdefault(p["partition"], (p["time_limit"], most))
+        else:
+            fits.add(p["partition"])
+    for name, (shown, most) in over.items():
+        if name in fits:
+            continue
+        out.append(
+            Problem(
+                "warning" if fits else "error",
+                f"slurm.time {time!r} ({words(limit)}) is over the time limit of partition {name!r}, "
+                f"{shown} ({words(most)}): "
+                + (
+                    f"Slurm can only run its jobs in {', '.join(sorted(fits))}"
+                    if fits
+                    else "its jobs would wait in the queue for good (PENDING: PartitionTimeLimit)"
+                ),
+                f"set slurm.time to {shown} or less; longer work is checkpointed and requeued",
             )
+        )
     if gres.startswith("gpu") and not any("gpu" in p["gres"] for p in facts.slurm_partitions):
         out.append(
             Problem(

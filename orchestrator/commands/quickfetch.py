@@ -68,7 +68,7 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
     )
     for line in runner.fetch_notes(outcome, run_dir):
         output.say(line, markup=False)
-    if outcome.get("moved") and (no_eval or not outcome["complete"]):
+    if outcome.get("moved") and no_eval and outcome["complete"]:  # a partial run is not evaluated
         output.say(f"  `orch eval {run_dir.name}` evaluates the new results", markup=False)
     for name, size in outcome["cut"].items():
         if name in outcome.get("over_cap", {}):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import List, Optional, Tuple
 
 from orchestrator.commands.quickpath import plain, run
@@ -83,9 +82,7 @@ def remember(run_dir, record, rows) -> None:
     """Keep the last job states seen in the local record, for `orch runs` (no SSH)."""
     from orchestrator.contract import records
 
-    states = {r.name: r.state for r in rows}
-    if record.get("job_states") != states:
-        record.update(records.update_record(run_dir, {"job_states": states, "job_states_at": time.time()}))
+    records.note_states(run_dir, record, {r.name: r.state for r in rows})
 
 
 def main(argv: List[str]) -> Optional[int]:

@@ -377,8 +377,8 @@ def register(app: typer.Typer) -> None:
         with open_transport(project, host_name, trust_new_host_key) as transport:
             try:
                 launched = runner.launch(project, transport, exp, run_id)  # its own Ctrl-C message
-            except OrchError:
-                if (project.run_dir(run_id) / "run.yaml").is_file():
+            except OrchError as exc:
+                if exc.run_created:
                     # The run exists (some jobs may not have started): a script gets its id
                     # to inspect or --resume it, and the exit code says it did not all start.
                     _print_result(run_id, as_json, {"run": run_id, "host": host_name, "started": False})
@@ -497,6 +497,9 @@ def register(app: typer.Typer) -> None:
                     ) from None
                 finally:
                     shown.close()
+                if rc == hostops.NO_SNAPSHOT_RC:  # the host helper's snapshot is gone: as status says it
+                    where = hostops.code_dir(record["workdir"], record["code_hash"])
+                    raise hostops.helper_failed(record["host"], rc, f"{hostops.NO_SNAPSHOT_MARK} {where}")
                 if rc != 0:
                     raise OrchError(
                         f"following the logs of {run_id} failed on {record['host']} (exit {rc})",

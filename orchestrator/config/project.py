@@ -146,7 +146,11 @@ def launched_at(run_dir: Path) -> Tuple[float, float]:
 
 def not_a_run(path: Path) -> OrchError:
     """The error for a folder in runs/ that holds no run.yaml: what it is, and what to do."""
-    if not any(path.iterdir()):
+    try:
+        empty = not any(path.iterdir())
+    except OSError:  # gone meanwhile (a launch that gave its name back), or unreadable
+        empty = True
+    if empty:
         return OrchError(
             f"{path} is an empty folder: an `orch run` is launching it right now, or a launch stopped "
             "before it recorded the run (then nothing of it reached a host)",

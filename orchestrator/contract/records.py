@@ -133,6 +133,15 @@ def save_record(run_dir: Path, record: Dict) -> None:
     atomic_write_text(run_dir / "local.json", json.dumps(record, indent=2) + "\n")
 
 
+def note_states(run_dir: Path, record: Dict, states: Dict[str, str]) -> None:
+    """Keep the job states a command just saw (status, study status, cancel) in local.json,
+    for `orch runs` (no SSH), with when they were seen; RECORD, the caller's copy, follows."""
+    import time
+
+    if record.get("job_states") != states:
+        record.update(update_record(run_dir, {"job_states": states, "job_states_at": time.time()}))
+
+
 def update_record(run_dir: Path, changes: Dict, drop: Sequence[str] = ()) -> Dict:
     """Set CHANGES' keys (and remove DROP's) in RUN_DIR's local.json as it is now, under a
     lock, and return the record written.  Two commands on one run (a `status --watch`

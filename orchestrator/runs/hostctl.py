@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -140,7 +139,8 @@ def hostctl(python: str, code_dir: str, *args: str) -> str:
 def helper_failed(host: str, rc: object, text: str) -> OrchError:
     """The error of a host helper command that exited RC with output TEXT."""
     if str(rc) == str(NO_SNAPSHOT_RC) and NO_SNAPSHOT_MARK in text:
-        where = text.split(NO_SNAPSHOT_MARK, 1)[1].strip().splitlines()[0][:300] if text else ""
+        rest = text.split(NO_SNAPSHOT_MARK, 1)[1].strip()
+        where = rest.splitlines()[0][:300] if rest else "?"
         return OrchError(
             f"the run's code snapshot is not on {host} ({where}): the workdir there was cleaned or deleted, "
             "or the run's launch was interrupted before its code was sent",
@@ -340,8 +340,7 @@ def note_cancel(run_dir, record: Dict, result: Dict) -> None:
 
     seen = dict(record.get("job_states") or {})
     seen.update({i["name"]: "cancelled" if i["changed"] else i["state"] for i in result["jobs"] if not i.get("error")})
-    if seen != record.get("job_states"):
-        record.update(records.update_record(run_dir, {"job_states": seen, "job_states_at": time.time()}))
+    records.note_states(run_dir, record, seen)
 
 
 def remote_cancel(

@@ -117,19 +117,20 @@ def name_taken(project: Project, exp: Experiment, run_id: str) -> OrchError:
 
 def launch(project: Project, transport: Transport, exp: Experiment, run_id: str) -> Launched:
     local_dir = project.run_dir(run_id)
-    claimed = False
+    claimed = taken = False
     try:
         try:
             # Claim the name first (mkdir is atomic): two launches of one name cannot race.
             with writing(local_dir):
                 local_dir.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
+            taken = True  # another run's folder (perhaps another launch's claim): never ours to remove
             raise name_taken(project, exp, run_id) from None
         claimed = True
         return _launch(project, transport, exp, run_id, local_dir)
     except BaseException as exc:
         if not claimed:
-            if not isinstance(exc, KeyboardInterrupt):
+            if taken or not isinstance(exc, KeyboardInterrupt):
                 raise  # the name is another run's, or the folder could not be made: nothing of ours
             # Ctrl-C as the folder was made (a signal that came during mkdir lands right
             # after it): an empty folder there is this launch's claim, not a run.
@@ -144,6 +145,8 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
         recorded = (local_dir / "run.yaml").exists()
         if not recorded:
             shutil.rmtree(local_dir, ignore_errors=True)
+        elif isinstance(exc, OrchError):
+            exc.run_created = True  # this launch made the run: `orch run` prints its id for scripts
         if isinstance(exc, KeyboardInterrupt):
             if not recorded:
                 raise OrchError(f"interrupted: nothing of run {run_id} was launched", ExitCode.INTERRUPTED) from None
@@ -463,9 +466,16 @@ def fetch(project: Project, transport: Transport, run_id: str, partial: bool, fu
 
     local_dir = project.existing_run(run_id)
     kept = kept_note(local_dir)
+    done: Dict[str, bool] = {}
     try:
-        return _fetch(project, transport, run_id, local_dir, partial, full_logs, kept)
+        return _fetch(project, transport, run_id, local_dir, partial, full_logs, kept, done)
     except KeyboardInterrupt:
+        if done.get("swapped"):  # only the old copy's removal was left (a later fetch finishes it)
+            raise OrchError(
+                f"interrupted after the fetch of {run_id} put the new copy in {local_dir / 'jobs'}",
+                ExitCode.INTERRUPTED,
+                hint=f"`orch eval {run_id}` evaluates it",
+            ) from None
         raise OrchError(
             f"interrupted: the fetch of {run_id} stopped; {kept}",
             ExitCode.INTERRUPTED,
@@ -474,8 +484,16 @@ def fetch(project: Project, transport: Transport, run_id: str, partial: bool, fu
 
 
 def _fetch(
-    project: Project, transport: Transport, run_id: str, local_dir: Path, partial: bool, full_logs: bool, kept: str
+    project: Project,
+    transport: Transport,
+    run_id: str,
+    local_dir: Path,
+    partial: bool,
+    full_logs: bool,
+    kept: str,
+    done: Dict[str, bool],
 ) -> Dict:
+    """fetch()'s work; DONE["swapped"] is set once the new copy replaced the old one."""
     from orchestrator.runs import fetch as fetching
     from orchestrator.runs.state import rows_from_remote, run_state
 
@@ -504,7 +522,8 @@ def _fetch(
             ),
         )
     again = f"`orch fetch-results {run_id}` fetches again"
-    staging = fetching.Staging(local_dir)
+    with writing(local_dir / "jobs"):  # it makes its folder and clears a stopped fetch's
+        staging = fetching.Staging(local_dir)
     try:
         pulled = fetching.pull(
             transport,
@@ -536,6 +555,7 @@ def _fetch(
             if aside is not None:  # before the swap: no evaluation is ever beside results it was not made from
                 moved = fetching.move_evaluation(local_dir, aside)
             staging.swap_in()
+            done["swapped"] = True
         except BaseException:
             if aside is not None:  # nothing was replaced: put the evaluation back, drop the links
                 fetching.restore_evaluation(local_dir, aside, moved)
@@ -549,18 +569,19 @@ def _fetch(
         raise OrchError(
             f"fetching {run_id} failed while keeping the local copy: {exc}; {kept}", ExitCode.RUN_STATE, hint=again
         ) from None
+    else:  # recorded before the old copy is removed: a Ctrl-C there leaves the record right
+        # only the fetch's own keys: a command that changed the record meanwhile keeps its change
+        update_record(
+            local_dir,
+            {
+                "state": "fetched" if complete else "partial",
+                "fetched_at": time.time(),
+                "job_states": {r.name: r.state for r in rows},
+            },
+            drop=("job_states_at",),
+        )
     finally:
         staging.discard()
-    # only the fetch's own keys: a command that changed the record meanwhile keeps its change
-    update_record(
-        local_dir,
-        {
-            "state": "fetched" if complete else "partial",
-            "fetched_at": time.time(),
-            "job_states": {r.name: r.state for r in rows},
-        },
-        drop=("job_states_at",),
-    )
     return {
         "complete": complete,
         "rows": rows,

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from remote.jobstate import ACTIVE, LOST, PENDING, UNKNOWN, WAITING
+from remote.jobstate import ACTIVE, LOST, PENDING, UNKNOWN, WAITING, is_gpu
 
 
 @dataclass
@@ -36,7 +36,7 @@ class StatusRow:
     def gpu_unused(self) -> bool:
         """Given a GPU, but running on the CPU: asked for (train.device: cpu), or torch cannot use
         the GPU (train.device: auto; remote/train.py says why in the job's log)."""
-        return bool(self.gpu) and self.device == "cpu"
+        return is_gpu(self.gpu) and self.device == "cpu"
 
     def to_dict(self) -> Dict:
         return asdict(self)

@@ -9,7 +9,6 @@ benchmark; commands/quickstatus.py's quick path).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -136,8 +135,7 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
             else:
                 rows = rows_from_remote(reply, jobs, backend)
                 states = {r.name: r.state for r in rows}  # `orch runs` and the report read them
-                if local.get("job_states") != states:
-                    records.update_record(project.runs / run_id, {"job_states": states, "job_states_at": time.time()})
+                records.note_states(project.runs / run_id, local, states)
                 views[run_id] = _view(entry, rows)
     return [views[e["run_id"]] for e in record["runs"]]
 

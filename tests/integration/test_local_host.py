@@ -72,12 +72,16 @@ def test_malformed_data_is_refused_before_launch_with_line_number(ssh_project):
 def test_same_name_launched_twice_at_once_starts_once(ssh_project):
     p = ssh_project
     procs = [p.popen("run", "smoke", "--name", "race", "--set", "train.steps=5") for _ in range(2)]
-    results = [(proc.wait(timeout=timing.scaled(120)), proc.stderr.read()) for proc in procs]
-    codes = sorted(rc for rc, _ in results)
+    results = [proc.communicate(timeout=timing.scaled(120)) for proc in procs]
+    codes = sorted(proc.returncode for proc in procs)
     assert codes == [0, 8], results
-    assert any("already exists" in err for _, err in results)
+    # the loser says why, and prints no run id: the run is not one it made
+    (lost,) = [(out, err) for proc, (out, err) in zip(procs, results) if proc.returncode == 8]
+    assert "already exists" in lost[1] and lost[0] == "", lost
     jobs = p.wait_state("race")
     assert [j["state"] for j in jobs] == ["done", "done"]
+    again = p.orch("run", "smoke", "--name", "race", "--json")
+    assert again.returncode == 8 and again.stdout == "", again.stdout
 
 
 def test_failed_job_reason_reaches_status_and_resume_refuses_changes(ssh_project):

@@ -24,3 +24,4 @@ def test_a_missing_snapshot_is_its_own_error_and_other_failures_stay_remote(tmp_
         and other.message == "host helper failed on nigel (exit 1): Traceback | ValueError: x"
     )
     assert helper_failed("nigel", 66, "no mark here").code == ExitCode.REMOTE
+    assert "(?)" in helper_failed("nigel", 66, "orch-no-snapshot").message  # a garbled host: no traceback

@@ -167,5 +167,8 @@ def test_time_over_the_partition_limit_is_an_error_a_tight_one_a_warning():
     assert over.level == "error" and "over the time limit of partition 'gpu', 2:00:00 (2 h)" in over.message
     assert "PartitionTimeLimit" in over.message and "2:00:00 or less" in over.hint
     assert slurm_problems(facts, "long", "", "30-0") == [] and slurm_problems(facts, "gpu", "", "2:00:00") == []
+    # several partitions: Slurm runs the job in one it fits, so the short one is a warning
+    (short,) = slurm_problems(facts, "gpu,long", "", "03:00:00")
+    assert short.level == "warning" and "Slurm can only run its jobs in long" in short.message
     tight = SlurmBackend(SlurmOptions(partition="gpu", time="3", warn_before=60)).host_problems(facts)
     assert [p.level for p in tight] == ["warning"]
