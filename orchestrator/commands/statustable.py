@@ -13,7 +13,7 @@ import os
 import unicodedata
 from typing import List, Optional, Sequence
 
-from orchestrator.runs.state import StatusRow, fmt_duration, run_state
+from orchestrator.runs.state import StatusRow, fmt_duration, shown_state
 from orchestrator.terminal import visible
 
 # The colours the Rich table used for a state word (ANSI SGR codes), shown on a terminal.
@@ -98,7 +98,7 @@ def render(run_id: str, host: str, rows: Sequence[StatusRow], backend=None, colo
     head = columns(rows, backend)
     requeued = "requeues" in head
     body = [cells(r, backend, requeued) for r in rows]
-    title = f"{run_id} on {host}: {run_state(list(rows))}"
+    title = f"{run_id} on {host}: {shown_state(list(rows))}"
     out = table(title, head, body, [r.state for r in rows], LEFT, colour)
     unused = [r.name for r in rows if r.gpu_unused]
     if unused:

@@ -120,6 +120,18 @@ def run_state(rows: List[StatusRow]) -> str:
     return "mixed"
 
 
+def shown_state(rows: List[StatusRow]) -> str:
+    """run_state in words for a person: a run whose unfinished jobs are all queued (pending)
+    or all wait (for a job they require, a GPU, a requeue) says so instead of "running".
+    Scripts keep run_state (`status --json`'s "state", --watch's end): "running" there
+    means "not ended yet", which a queued run is."""
+    state = run_state(rows)
+    if state != "running" or any(r.state == "running" for r in rows):
+        return state
+    idle = [r for r in rows if r.state in ACTIVE]
+    return "pending" if all(r.state == PENDING for r in idle) else "waiting"
+
+
 def listed_state(recorded: Optional[str], rows: List[StatusRow]) -> Optional[str]:
     """The state `orch runs` shows, from local.json's state and the rows' last known states.
 
@@ -129,7 +141,7 @@ def listed_state(recorded: Optional[str], rows: List[StatusRow]) -> Optional[str
     """
     states = {r.state for r in rows}
     if recorded in (None, "launched") and rows and "unknown" not in states:
-        return run_state(rows)
+        return shown_state(rows)
     if recorded != "fetched" and states & {"failed", "cancelled", "lost"}:
         return "failed" if states & {"failed", "lost"} else "cancelled"
     return recorded

@@ -18,7 +18,7 @@ from orchestrator.config.project import Project
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import hostctl as hostops
-from orchestrator.runs.state import rows_from_local, rows_from_remote, run_state, unanswered
+from orchestrator.runs.state import rows_from_local, rows_from_remote, shown_state, unanswered
 from orchestrator.transport.base import Transport
 
 RECORD = "study.json"
@@ -65,7 +65,7 @@ class RunView:
 
 
 def _view(entry: Dict, rows, local_state: Optional[str] = None) -> RunView:
-    view = RunView(entry["member"], entry["seed"], entry["run_id"], local_state or run_state(rows))
+    view = RunView(entry["member"], entry["seed"], entry["run_id"], local_state or shown_state(rows))
     view.jobs = len(rows)
     view.note = unanswered(rows)
     view.jobs_done = sum(r.state == "done" for r in rows)
@@ -78,11 +78,6 @@ def _view(entry: Dict, rows, local_state: Optional[str] = None) -> RunView:
     bad = [r for r in rows if r.state in ("failed", "lost", "cancelled", "unknown")]
     if bad:
         view.reason = f"{bad[0].name} {bad[0].state}" + (f": {bad[0].reason}" if bad[0].reason else "")
-    if view.state == "running" and not running:
-        # Nothing runs yet: every unfinished job is queued (pending) or waits (for a job it
-        # requires, a GPU, a requeue) - said so, with the scheduler's reason, as `orch status` does.
-        idle = [r for r in rows if r.state in ("pending", "waiting")]
-        view.state = "pending" if all(r.state == "pending" for r in idle) else "waiting"
     waiting = [r for r in rows if r.state in ("waiting", "pending") and (r.reason or r.note)]
     if not view.progress and waiting:
         first = waiting[0]

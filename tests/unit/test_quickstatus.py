@@ -344,3 +344,17 @@ def test_orch_runs_reads_a_partial_record_but_not_a_wrong_typed_one(tmp_path):
     (run_dir / "local.json").write_text('{"host": ["box"]}')
     with pytest.raises(OrchError, match="does not say where the run is: 'host'"):
         records.load_record(run_dir, to_reach=False)
+
+
+def test_a_run_whose_jobs_are_all_queued_says_pending_not_running():
+    """People read `pending` / `waiting`; scripts keep run_state's "running" (not ended yet)."""
+    from orchestrator.commands.statustable import render
+    from orchestrator.runs.state import StatusRow, listed_state, run_state, shown_state
+
+    queued = [StatusRow(name="class-0", state="pending"), StatusRow(name="class-1", state="pending")]
+    waits = [StatusRow(name="pretrain", state="done"), StatusRow(name="class-0", state="waiting")]
+    busy = [StatusRow(name="class-0", state="running"), StatusRow(name="class-1", state="pending")]
+    assert [run_state(r) for r in (queued, waits, busy)] == ["running"] * 3
+    assert [shown_state(r) for r in (queued, waits, busy)] == ["pending", "waiting", "running"]
+    assert listed_state("launched", queued) == "pending"
+    assert render("r1", "cluster", queued).splitlines()[0].startswith("r1 on cluster: pending")
