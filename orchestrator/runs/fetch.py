@@ -388,11 +388,14 @@ class Merge:
     ``kept``: jobs whose local folder stays whole, as job -> whether it holds results (a
     manifest.json) the host has not (finished) any more.  ``changed``: jobs whose results
     the host changed, as job -> what changed in words; their local folder is kept aside.
-    ``carried``: paths under jobs/ that no fetch writes (the user's own), kept in place."""
+    ``carried``: paths under jobs/ that no fetch writes (the user's own), kept in place.
+    ``whole``: logs ("job/log.txt") of unchanged jobs that this fetch cut to their tail but
+    that are here whole (fetched with --full-logs before): the whole one stays."""
 
     kept: Dict[str, bool] = field(default_factory=dict)
     changed: Dict[str, str] = field(default_factory=dict)
     carried: List[str] = field(default_factory=list)
+    whole: List[str] = field(default_factory=list)
 
     def held(self) -> List[str]:
         """The jobs whose results come from the local copy, not from this fetch."""
@@ -416,6 +419,15 @@ def _read_regular(path: Path) -> Optional[bytes]:
             os.close(fd)
 
 
+def _regular_size(path: Path) -> Optional[int]:
+    """PATH's size when it is a regular file (not through a link), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def _is_dir(path: Path) -> bool:
     try:
         return stat.S_ISDIR(os.lstat(path).st_mode)
@@ -423,7 +435,9 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def plan_merge(local: Path, stage: Path, jobs: Sequence[str], done: Sequence[str]) -> Merge:
+def plan_merge(
+    local: Path, stage: Path, jobs: Sequence[str], done: Sequence[str], cut: Optional[Dict[str, int]] = None
+) -> Merge:
     """Compare the local copy LOCAL (runs/<id>/jobs) with the staged one STAGE, of the
     planned JOBS of which DONE are finished on the host (and verified in STAGE).
 
@@ -432,7 +446,9 @@ def plan_merge(local: Path, stage: Path, jobs: Sequence[str], done: Sequence[str
     differs from the host's is changed (the bytes: a manifest lists every result file's
     sha256, so equal manifests vouch for equal results, and a damaged local file is
     mended by the fetch); a job folder the host has nothing of is kept whole.  Everything
-    else under LOCAL that no fetch writes is carried over to the new copy."""
+    else under LOCAL that no fetch writes is carried over to the new copy.  CUT: the files
+    this fetch cut to their tail ("job/name" -> size on the host); a job's such log that is
+    here as a regular file of exactly that size is the whole of it, and stays."""
     merge = Merge()
     if not _is_dir(local):
         return merge
@@ -458,6 +474,11 @@ def plan_merge(local: Path, stage: Path, jobs: Sequence[str], done: Sequence[str
             continue
         if mine is not None and mine != theirs:
             merge.changed[entry] = describe_change(mine, theirs)
+        else:
+            for rel, size in (cut or {}).items():
+                job, _, name = rel.partition("/")
+                if job == entry and name in BOUNDED and _regular_size(here / name) == size:
+                    merge.whole.append(rel)
         merge.carried += [f"{entry}/{name}" for name in sorted(os.listdir(here)) if name not in FETCHED]
     return merge
 
@@ -516,6 +537,9 @@ def apply_merge(merge: Merge, local: Path, stage: Path) -> None:
         if os.path.lexists(stage / job):
             shutil.rmtree(stage / job)  # what the host has of a job it did not finish
         link_copy(local / job, stage / job)
+    for rel in merge.whole:  # the whole log fetched before, not this fetch's tail of it
+        os.unlink(stage / rel)
+        link_copy(local / rel, stage / rel)
     for rel in merge.carried:
         target = stage / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -548,7 +548,7 @@ def _fetch(
                 ExitCode.RUN_STATE,
                 hint=again + " once the host's files are mended",
             )
-        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, kept)
+        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, kept, pulled.cut)
         aside = fetching.set_aside(merge, local_dir)
         moved: List[str] = []
         try:
@@ -586,7 +586,7 @@ def _fetch(
         "complete": complete,
         "rows": rows,
         "state": run_state(rows),
-        "cut": pulled.cut,
+        "cut": {key: size for key, size in pulled.cut.items() if key not in merge.whole},  # whole here: not cut
         "over_cap": pulled.over_cap,
         "held": {job: next(r.state for r in rows if r.name == job) for job in merge.held()},
         "changed": merge.changed,
@@ -595,14 +595,14 @@ def _fetch(
     }
 
 
-def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, kept: str):
+def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, kept: str, cut: Dict[str, int]):
     """Put into the staged copy what the new local copy keeps of the old one (fetch.py:
     plan_merge) and check the whole again when results come from both.  Returns the merge
     and whether the new copy holds every scoring job's results."""
     from orchestrator.runs import fetch as fetching
 
     done = [r.name for r in rows if r.state == "done"]
-    merge = fetching.plan_merge(local_dir / "jobs", stage, [j["name"] for j in planned], done)
+    merge = fetching.plan_merge(local_dir / "jobs", stage, [j["name"] for j in planned], done, cut)
     fetching.apply_merge(merge, local_dir / "jobs", stage)
     have = set(done) | set(merge.held())
     complete = all(r.name in have for r in rows if r.name != "pretrain")

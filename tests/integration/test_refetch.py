@@ -202,3 +202,18 @@ def test_a_resumed_job_that_rewrote_its_results_keeps_the_old_ones(fetched):
     (where,) = list((h.local() / "previous").iterdir())
     assert _tree(where / "jobs" / "class-1") == old
     assert (h.local() / "metrics.json").is_file()
+
+
+def test_a_whole_log_fetched_before_stays_whole_on_a_plain_fetch(fetched):
+    """--full-logs fetched class-0's 3 MB log whole; a plain fetch of the unchanged run cuts
+    logs to their last 1 MB, but keeps the whole one here and does not call it cut."""
+    h = fetched
+    with open(h.job("class-0") / "log.txt", "ab") as f:
+        f.write(b"a long training log line\n" * 120_000)  # about 3 MB
+    size = (h.job("class-0") / "log.txt").stat().st_size
+    h.orch("fetch-results", h.run, "--full-logs", check=True)
+    assert (h.local("class-0") / "log.txt").stat().st_size == size
+    plain = h.orch("fetch-results", h.run, check=True)
+    no_traceback(plain)
+    assert (h.local("class-0") / "log.txt").read_bytes() == (h.job("class-0") / "log.txt").read_bytes()
+    assert "class-0/log.txt is" not in plain.stderr  # not reported as cut

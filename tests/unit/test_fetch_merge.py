@@ -217,3 +217,21 @@ def test_a_fetch_that_replaced_nothing_puts_the_evaluation_back(run):
     fetch.drop_aside(where)
     assert (run_dir / "metrics.json").read_text() == '{"accuracy": 1}' and (run_dir / "plots").is_dir()
     assert not (run_dir / "previous").exists()
+
+
+def test_a_whole_log_fetched_before_is_not_cut_back_to_its_tail(run):
+    """--full-logs fetched class-0's 5 MB log whole; a plain fetch of the unchanged job cuts
+    it to its tail: the whole one stays.  A log of another size (the job ran on) is the host's."""
+    _, local, stage = run
+    whole = b"x" * 5000
+    _job(local, "class-0", log=whole)
+    _job(local, "class-1", log=b"old\n")
+    _job(stage, "class-0", log=b"[orch] log cut ...\n" + whole[-100:])
+    _job(stage, "class-1", log=b"tail\n")
+    cut = {"class-0/log.txt": len(whole), "class-1/log.txt": 9999}
+    merge = fetch.plan_merge(local, stage, JOBS, done=JOBS, cut=cut)
+    assert merge.whole == ["class-0/log.txt"] and not merge.changed
+    fetch.apply_merge(merge, local, stage)
+    assert (stage / "class-0" / "log.txt").read_bytes() == whole
+    assert (stage / "class-1" / "log.txt").read_bytes() == b"tail\n"
+    assert fetch.plan_merge(local, stage, JOBS, done=JOBS).whole == []  # nothing cut: nothing to keep
