@@ -70,6 +70,12 @@ def on_ctrl_c(note: str) -> None:
     _ctrl_c["note"] = note
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """A Ctrl-C, as Python raised it or as a command's own OrchError(INTERRUPTED): what stops
+    a loop over many runs, where any other run's error is noted and the loop goes on."""
+    return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, OrchError) and exc.code == ExitCode.INTERRUPTED)
+
+
 def interrupted_line() -> str:
     """The one line a Ctrl-C prints where nothing more precise was said."""
     return "interrupted" + (f": {_ctrl_c['note']}" if _ctrl_c["note"] else "")

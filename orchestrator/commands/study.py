@@ -10,7 +10,7 @@ import typer
 from orchestrator import output
 from orchestrator.commands.studystatus import Hosts
 from orchestrator.config.project import Project
-from orchestrator.errors import ExitCode, OrchError, on_ctrl_c
+from orchestrator.errors import ExitCode, OrchError, is_interrupt, on_ctrl_c
 
 study_app = typer.Typer(
     help="A whole comparison (members x seeds) as one unit: run, status, fetch, report, resume.",
@@ -122,7 +122,7 @@ def fetch_cmd(
                         _say(f"{v.run_id}: {line.strip()}")
                     evaluate_run(run_dir)
                 except OrchError as exc:
-                    if exc.code == ExitCode.INTERRUPTED:
+                    if is_interrupt(exc):
                         raise
                     problems.append(f"{v.run_id}: {exc.message}")
                     _say(f"{v.run_id}: {exc.message}")
@@ -133,7 +133,7 @@ def fetch_cmd(
                 fetched.append(v.run_id)
                 _say(f"fetched and evaluated {v.run_id}")
         except (KeyboardInterrupt, OrchError) as exc:
-            if isinstance(exc, OrchError) and exc.code != ExitCode.INTERRUPTED:
+            if not is_interrupt(exc):
                 raise
             raise _interrupted_fetch(record["name"], views, fetched, current, evaluating, exc) from None
     done = sum(v.state == "fetched" for v in views)
@@ -148,6 +148,8 @@ def fetch_cmd(
 
 def _interrupted_fetch(name: str, views, fetched: List[str], current, evaluating: bool, exc) -> OrchError:
     """Ctrl-C in `study fetch`: what was fetched, where it stopped, what is left."""
+    from orchestrator.runs.study import listed_runs
+
     parts = [f"fetched and evaluated {', '.join(fetched)}" if fetched else "no run fetched"]
     hint = f"`orch study fetch {name}` fetches the rest"
     if current is not None and evaluating:
@@ -159,7 +161,7 @@ def _interrupted_fetch(name: str, views, fetched: List[str], current, evaluating
         parts.append(stopped or f"the fetch of {current} stopped")
     left = [v.run_id for v in views if v.state != "fetched" and v.run_id != current]
     if left:
-        parts.append("not fetched: " + ", ".join(left[:4]) + (f" and {len(left) - 4} more" if len(left) > 4 else ""))
+        parts.append(f"not fetched: {listed_runs(left)}")
     return OrchError(f"interrupted: study {name}: " + "; ".join(parts), ExitCode.INTERRUPTED, hint=hint)
 
 

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional
 from orchestrator.config.project import Project
 from orchestrator.config.studies import Study, StudyRun
 from orchestrator.contract import records
-from orchestrator.errors import ExitCode, OrchError
+from orchestrator.errors import ExitCode, OrchError, is_interrupt
 from orchestrator.localfiles import atomic_write_text, writing
 from orchestrator.runs import launch as runner
 from orchestrator.runs.study_status import (  # noqa: F401  (study.status, ... are its API)
@@ -114,7 +114,7 @@ def launch_runs(
             try:
                 result = runner.launch(project, transport, run.exp, run.run_id)
             except OrchError as exc:
-                if exc.code == ExitCode.INTERRUPTED:
+                if is_interrupt(exc):
                     raise
                 failed[run.run_id] = exc.message
                 say(f"{run.run_id}: not launched: {exc.message}")
@@ -129,7 +129,7 @@ def launch_runs(
                 f"{', '.join(j['name'] for j in result.jobs)}{shared} ({time.time() - start:.1f} s)"
             )
     except (KeyboardInterrupt, OrchError) as exc:
-        if isinstance(exc, OrchError) and exc.code != ExitCode.INTERRUPTED:
+        if not is_interrupt(exc):
             raise
         raise interrupted_launch(project, study, runs, launched, failed, current) from None
     if failed:
@@ -171,7 +171,7 @@ def interrupted_launch(
     if failed:
         parts.append(f"failed to launch {', '.join(failed)}")
     if untouched:
-        parts.append(f"not launched: {_listed(untouched)}")
+        parts.append(f"not launched: {listed_runs(untouched)}")
     return OrchError(
         f"interrupted: study {study.name}: " + "; ".join(parts),
         ExitCode.INTERRUPTED,
@@ -180,7 +180,8 @@ def interrupted_launch(
     )
 
 
-def _listed(run_ids: List[str], shown: int = 4) -> str:
+def listed_runs(run_ids: List[str], shown: int = 4) -> str:
+    """RUN_IDS in a message: the first SHOWN, then "and N more"."""
     more = len(run_ids) - shown
     return ", ".join(run_ids[:shown]) + (f" and {more} more" if more > 0 else "")
 
@@ -314,13 +315,13 @@ def resume_runs(
                     say(f"relaunched {', '.join(relaunched)} of {view.run_id}")
                 resumed.append(view.run_id)
             except OrchError as exc:
-                if exc.code == ExitCode.INTERRUPTED:
+                if is_interrupt(exc):
                     raise
                 problems.append(f"{view.run_id}: {exc.message}")
                 say(f"{view.run_id}: {exc.message}")
             current = None
     except (KeyboardInterrupt, OrchError) as exc:
-        if isinstance(exc, OrchError) and exc.code != ExitCode.INTERRUPTED:
+        if not is_interrupt(exc):
             raise
         raise interrupted_resume(project, record["name"], ordered, resumed, problems, current) from None
     if problems:
@@ -350,7 +351,7 @@ def interrupted_resume(
         parts.append(f"not resumed (failed): {', '.join(sorted(failed))}")
     untouched = [v.run_id for v in ordered if v.run_id not in set(resumed) | failed | {stopped}]
     if untouched:
-        parts.append(f"not resumed: {_listed(untouched)}")
+        parts.append(f"not resumed: {listed_runs(untouched)}")
     return OrchError(
         f"interrupted: study {name}: " + "; ".join(parts),
         ExitCode.INTERRUPTED,
