@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from orchestrator.transport.hostfiles import MAX_ENTRIES
-from tests.integration.conftest import make_project
+from tests.integration.conftest import make_project, stop_project
 from tests.integration.test_run_lifecycle import FAST
 
 pytestmark = pytest.mark.integration
@@ -134,32 +134,32 @@ def clone_run(p, pristine: Path, src: str, dst: str, host_root: Path = None, hos
     (local / "local.json").write_text(json.dumps(record))
 
 
-@pytest.fixture(scope="module")
-def base(sshd, tmp_path_factory):
-    """A project whose testhost holds one finished run `base`, and that run's local record
-    as it was right after launch."""
-    root = tmp_path_factory.mktemp("hostile")
+@contextlib.contextmanager
+def finished_base_run(sshd, root: Path):
+    """A project under ROOT whose testhost holds one finished run `base` (the bundled smoke
+    experiment, 10 steps), and that run's local record as it was right after launch; every
+    process it started is stopped after.  Cloned per test (clone_run) by the modules that play
+    the host by editing its files."""
     p = make_project(root / "project", root / "hostwork", sshd)
     try:
         p.orch(
-            "run",
-            "smoke",
-            "--host",
-            "testhost",
-            "--name",
-            "base",
-            "--set",
-            "train.steps=10",
-            "--set",
-            "train.log_every=5",
-            check=True,
-        )
+            "run", "smoke", "--host", "testhost", "--name", "base",
+            "--set", "train.steps=10", "--set", "train.log_every=5", check=True,
+        )  # fmt: skip
         pristine = root / "pristine"
         shutil.copytree(p.run_dir("base"), pristine)
         assert [j["state"] for j in p.wait_state("base")] == ["done", "done"]
         yield p, pristine
     finally:
-        stop_host_processes(p.remote_root)
+        stop_project(p)
+
+
+@pytest.fixture(scope="module")
+def base(sshd, tmp_path_factory):
+    """A project whose testhost holds one finished run `base`, and that run's local record
+    as it was right after launch."""
+    with finished_base_run(sshd, tmp_path_factory.mktemp("hostile")) as made:
+        yield made
 
 
 @pytest.fixture

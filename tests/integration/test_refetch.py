@@ -15,8 +15,14 @@ import shutil
 
 import pytest
 
-from tests.integration.conftest import make_project, stop_project
-from tests.integration.test_hostile_host import Host, _drop_last, clone_run, no_traceback, rewrite_scores
+from tests.integration.test_hostile_host import (
+    Host,
+    _drop_last,
+    clone_run,
+    finished_base_run,
+    no_traceback,
+    rewrite_scores,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,19 +33,8 @@ JOBS = ("class-0", "class-1")
 def base(sshd, tmp_path_factory):
     """A project whose testhost holds one finished run `base`, and that run's local record
     as it was right after launch."""
-    root = tmp_path_factory.mktemp("refetch")
-    p = make_project(root / "project", root / "hostwork", sshd)
-    try:
-        p.orch(
-            "run", "smoke", "--host", "testhost", "--name", "base",
-            "--set", "train.steps=10", "--set", "train.log_every=5", check=True,
-        )  # fmt: skip
-        pristine = root / "pristine"
-        shutil.copytree(p.run_dir("base"), pristine)
-        assert [j["state"] for j in p.wait_state("base")] == ["done", "done"]
-        yield p, pristine
-    finally:
-        stop_project(p)
+    with finished_base_run(sshd, tmp_path_factory.mktemp("refetch")) as made:
+        yield made
 
 
 @pytest.fixture
