@@ -2,6 +2,9 @@
 """Prove a bootstrapped env works; print one JSON object (and write it to --out).
 
 Run with the env's own interpreter (by absolute path). Checks:
+  gpu_kernels          a tiny kernel on every visible GPU: a torch built without kernels for a
+                       GPU (recent CUDA builds dropped Maxwell, Pascal, Volta) imports fine and
+                       fails only here, "no kernel image is available for execution on the device"
   bf16_matmul          bf16 matmul vs fp32 on the GPU (on the CPU when there is none)
   sdpa_flash_vs_math   torch SDPA flash backend == math backend within tolerance (GPU, sm80+)
   flash_attn_vs_sdpa   flash-attn (dense and the varlen qkv-packed call MDLM uses) == SDPA
@@ -64,7 +67,7 @@ def main(argv=None):
         import torch
     except Exception as exc:
         res["torch_error"] = "%s: %s" % (type(exc).__name__, exc)
-        for name in ("bf16_matmul", "sdpa_flash_vs_math", "flash_attn_vs_sdpa"):
+        for name in ("gpu_kernels", "bf16_matmul", "sdpa_flash_vs_math", "flash_attn_vs_sdpa"):
             res["checks"][name] = skipped("torch is not importable")
         res["ok"] = bool(args.no_torch_ok)
         return finish(res, args.out)
@@ -169,6 +172,7 @@ def main(argv=None):
             "version": flash_attn.__version__,
         }
 
+    check(res, "gpu_kernels", lambda: gpu_kernels(torch) if cuda else skipped(no_gpu))
     check(res, "bf16_matmul", bf16_matmul)
     check(res, "sdpa_flash_vs_math", sdpa_flash_vs_math)
     check(res, "flash_attn_vs_sdpa", flash_attn_vs_sdpa)
@@ -176,6 +180,60 @@ def main(argv=None):
     if args.expect_cuda and not cuda:
         res["ok"] = False
     return finish(res, args.out)
+
+
+def covers(arch_list, cc):
+    """Does torch.cuda.get_arch_list() (['sm_70', 'sm_90', 'compute_90']) hold code for a GPU of
+    capability cc?  A kernel for sm_XY runs on sm_XZ with Z >= Y; PTX (compute_XY) is compiled
+    by the driver for any GPU >= XY."""
+    for arch in arch_list:
+        kind, _, num = str(arch).partition("_")
+        if not num.isdigit() or len(num) < 2:
+            continue
+        major, minor = int(num[:-1]), int(num[-1])
+        if kind == "sm" and major == cc[0] and minor <= cc[1]:
+            return True
+        if kind == "compute" and (major, minor) <= tuple(cc):
+            return True
+    return False
+
+
+def gpu_kernels(torch):
+    """Run a tiny kernel on every visible GPU; say which GPU torch has no code for."""
+    arch_list = list(torch.cuda.get_arch_list())
+    seen, bad = [], []
+    for i in range(torch.cuda.device_count()):
+        cc = tuple(torch.cuda.get_device_capability(i))
+        name = torch.cuda.get_device_name(i)
+        where = "GPU %d %s (sm_%d%d)" % (i, name, cc[0], cc[1])
+        try:
+            x = torch.arange(64, device="cuda:%d" % i, dtype=torch.float32)
+            got = float((x * 2 + 1).sum().item())  # sum of the first 64 odd numbers
+            err = None if got == 4096.0 else "wrong result %r (expected 4096)" % got
+        except Exception as exc:  # "no kernel image is available for execution on the device"
+            err = "%s: %s" % (type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        if err is None:
+            seen.append(where)
+            continue
+        why = where + ": " + err
+        if not covers(arch_list, cc):
+            why += " (this torch, %s with CUDA %s, has code for %s only, not sm_%d%d)" % (
+                torch.__version__,
+                torch.version.cuda,
+                " ".join(arch_list) or "no GPU",
+                cc[0],
+                cc[1],
+            )
+        bad.append(why)
+    out = {"arch_list": arch_list, "device": ", ".join(seen) or "none"}
+    if bad:
+        out["status"] = "failed"
+        out["error"] = "; ".join(bad) + "; this env needs a torch build with kernels for every GPU"
+        out["diagnosis"] = (
+            "install a torch build with kernels for every GPU (the cu126 builds keep Maxwell, Pascal and Volta): "
+            "pin torch.version / torch.cuda in the env spec, or rerun `orch bootstrap HOST`, which picks one"
+        )
+    return out
 
 
 def finish(res, out):

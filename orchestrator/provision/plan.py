@@ -31,7 +31,15 @@ from orchestrator.config.envspec import EnvSpec
 from orchestrator.provision import flashattn
 from orchestrator.provision.gpu import GresGpus, caps_from_gres
 from orchestrator.provision.probe import CondaInstall, HostFacts, PythonInfo
-from orchestrator.provision.torch_select import TorchChoice, select_torch, split_local, variant_cuda, vtuple
+from orchestrator.provision.torch_select import (
+    TorchChoice,
+    archs_text,
+    build_archs,
+    runs_on,
+    select_torch,
+    split_local,
+    variant_cuda,
+)
 from orchestrator.transport import shell
 from remote.backends.tmux import tmux_socket
 
@@ -525,21 +533,23 @@ def torch_choice(inp: Inputs, base: Optional[PythonInfo]) -> TorchChoice:
         cuda=spec.torch.cuda,
         driver_cuda=gpu.cuda_version,
         compute_caps=inp.caps,
+        gpu_names=inp.gpu_names,
         has_gpu=gpu.ok or slurm_gpus.present,
         preinstalled_version=preinstalled,
     )
     if slurm_gpus.unknown and spec.torch.cuda == "auto" and choice.mode == "install" and choice.cuda:
         kinds = ", ".join(repr(k) if k else "untyped gres gpu:N" for k in slurm_gpus.unknown)
-        cu = vtuple(choice.cuda)
-        misfits = []
-        if cu < (12, 8):
-            misfits.append("Blackwell GPUs, sm_100 or later, need cu128 or newer")
-        if cu >= (13, 0):
-            misfits.append("CUDA 13 builds have no kernels for GPUs older than sm_75")
+        archs = build_archs(choice.version, choice.variant)
+        lacks = [
+            name
+            for name, cc in (("Pascal", (6, 0)), ("Volta", (7, 0)), ("Blackwell", (10, 0)))
+            if not runs_on(archs, cc)
+        ]
         choice.notes.append(
-            f"sinfo's GPUs ({kinds}) have no known compute capability: {choice.variant} is assumed to fit them"
-            + (f" ({'; '.join(misfits)})" if misfits else "")
-            + "; verify checks it on a GPU, and torch.cuda in the env spec pins another build"
+            f"sinfo's GPUs ({kinds}) have no known compute capability: {choice.variant} is assumed to fit them "
+            f"(torch {choice.version} {choice.variant} has kernels for {archs_text(archs)} only"
+            + (f": no {', no '.join(lacks)}" if lacks else "")
+            + "); verify runs a kernel on each GPU, and torch.cuda in the env spec pins another build"
         )
     return choice
 
@@ -736,7 +746,7 @@ def plan_verify(
     """`built_on`: the torch, packages and flash-attn steps, whose results it checks."""
     layout, facts = inp.layout, inp.facts
     torch_step, pkg_step, fa_step = built_on
-    step = Step("verify", "verify: torch, GPUs, bf16 matmul, SDPA flash vs math, flash-attn vs SDPA")
+    step = Step("verify", "verify: torch, a kernel on every GPU, bf16 matmul, SDPA flash vs math, flash-attn vs SDPA")
     step.argv = [layout.env_python, layout.script("verify.py"), "--out", layout.verify_json]
     if fa.installs:
         step.argv.append("--expect-flash-attn")

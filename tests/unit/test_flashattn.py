@@ -378,7 +378,7 @@ def test_exit_137_is_oom_even_without_a_log_line():
         ("12.4", [(8, 9)], "2.6", "cu124"),
         ("12.2", [(8, 0)], "2.5", "cu121"),  # driver 535
         ("12.8", [(10, 0)], "2.11", "cu128"),
-        ("13.0", [(7, 0)], "2.8", "cu129"),  # CUDA 13 dropped Volta
+        ("13.0", [(7, 0)], "2.10", "cu128"),  # CUDA 13, 2.11's cu128 and 2.8's cu129 dropped Volta
     ],
 )
 def test_torch_auto_selection(driver_cuda, caps, version, variant):
