@@ -252,17 +252,22 @@ class Requeue:
                 "slurm.max_requeues, then --resume",
             )
             return 1
+        # Recorded before the requeue (Slurm stops this process as part of it: nothing may
+        # follow that matters), as the count it makes: the reason's number and `requeues`
+        # are one number, the times the job has been requeued.
+        before = job.status.get("requeues") or 0
         job.save(
             state="waiting",
             exit_code=code,
-            reason=f"stopped before its time limit (checkpointed if training had begun); requeued ({self.count + 1})",
+            requeues=before + 1,
+            reason=f"stopped before its time limit (checkpointed if training had begun); requeued ({before + 1})",
         )
-        # Slurm stops this process as part of the requeue: nothing may follow that matters.
         proc = subprocess.run(["scontrol", "requeue", self.job_id], capture_output=True, text=True)
         if proc.returncode != 0:
             job.save(
                 state="failed",
                 ended=time.time(),
+                requeues=before,
                 reason="stopped at Slurm's time-limit warning; Slurm refused to requeue it: "
                 f"{proc.stderr.strip()[:200]}",
             )

@@ -174,7 +174,7 @@ def test_how_status_words_slurm_and_a_forgotten_job_is_lost():
     assert gone.state == "lost"
 
 
-def _wrapper(job_dir: Path, env: dict, *args: str) -> subprocess.Popen:
+def _wrapper(job_dir: Path, env: dict, max_requeues: int = 1) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -184,7 +184,7 @@ def _wrapper(job_dir: Path, env: dict, *args: str) -> subprocess.Popen:
             str(job_dir),
             "--requeueable",
             "--max-requeues",
-            "1",
+            str(max_requeues),
             "--",
             sys.executable,
             "-c",
@@ -213,11 +213,10 @@ def _wait_for(pred, what, timeout=120):  # a guard against hangs on a busy machi
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("restarts, expected", [("0", "waiting"), ("1", "failed")])
-def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path, fake_slurm, restarts, expected):
-    job = tmp_path / "job"
-    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="77", SLURM_RESTART_COUNT=restarts)
-    proc = _wrapper(job, env)
+def _warned(job: Path, env: dict, max_requeues: int = 1) -> dict:
+    """Run a wrapper in JOB, give it Slurm's time-limit warning once training runs, and
+    return the status.json it leaves."""
+    proc = _wrapper(job, env, max_requeues)
     try:
         _wait_for(
             lambda: "training" in (job / "log.txt").read_text() if (job / "log.txt").exists() else False,
@@ -228,9 +227,15 @@ def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path
     finally:
         if proc.poll() is None:
             proc.kill()
-    status = _status(job)
-    assert status["state"] == expected and status["requeues"] == int(restarts)
     assert "checkpoint saved" in (job / "log.txt").read_text()
+    return _status(job)
+
+
+@pytest.mark.parametrize("restarts, expected", [("0", "waiting"), ("1", "failed")])
+def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path, fake_slurm, restarts, expected):
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="77", SLURM_RESTART_COUNT=restarts)
+    status = _warned(tmp_path / "job", env)
+    assert status["state"] == expected and status["requeues"] == 1  # requeued once: now, or before
     if expected == "waiting":
         assert "requeued (1)" in status["reason"]
         assert fake_slurm.calls("scontrol")[-1][1:] == ["requeue", "77"]
@@ -238,6 +243,20 @@ def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path
         assert "warning (slurm.warn_before before slurm.time) again after 1 requeue," in status[
             "reason"
         ] and not fake_slurm.calls("scontrol")
+
+
+def test_the_requeue_the_reason_names_is_the_count_status_shows(tmp_path, fake_slurm):
+    """`requeued (N)` in the reason and `requeues` (the status column, --json, the manifest)
+    are one number: the times the job has been requeued, this requeue included."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="77", SLURM_RESTART_COUNT="1")
+    status = _warned(tmp_path / "job", env, max_requeues=3)  # its second requeue
+    assert status["state"] == "waiting" and status["reason"].endswith("requeued (2)")
+    assert status["requeues"] == 2
+    # Slurm refuses the requeue: it did not happen, and the count says so.
+    fake_slurm.answer("scontrol", "", rc=1, err="scontrol: error: Job is no longer requeueable\n")
+    status = _warned(tmp_path / "refused", env, max_requeues=3)
+    assert status["state"] == "failed" and "Slurm refused to requeue it" in status["reason"]
+    assert status["requeues"] == 1
 
 
 def test_a_stop_by_slurm_is_not_an_end_but_a_cancel_is(tmp_path, fake_slurm):
