@@ -170,11 +170,25 @@ def _record_end(job_dir: str, status, ended: dict) -> dict:
         else {"pid": None, "exit_code": None, "created": None, "started": None, "gpu": ""}
     )
     doc.update(state=ended.get("state", "failed"), ended=time.time(), reason=str(ended.get("reason", "")))
+    _carry_count(job_dir, doc)
     try:
         atomic_write_json(os.path.join(job_dir, "status.json"), doc)
     except OSError:
         pass  # a full disk: shown as it is now, recorded by a later status
     return doc
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
+
+
+def _carry_count(job_dir: str, doc: dict) -> None:
+    """An end hostctl records for a job whose wrapper never ran in this attempt (queued, or
+    refused) keeps the requeues of the job's earlier attempts, which its batch script carries."""
+    if not _is_count(doc.get("requeues")):
+        earlier = slurm_backend.earlier_requeues(job_dir)
+        if earlier:
+            doc["requeues"] = earlier
 
 
 def cmd_launch(opts) -> dict:
@@ -211,6 +225,13 @@ def launch(plan: dict, workdir: str) -> dict:
         # Set the previous attempt's state aside (not deleted): if the job does not start,
         # it is put back and the run's record stays truthful.
         status_path = os.path.join(job_dir, "status.json")
+        # The job's requeues so far go on counting in its new attempt (a backend that
+        # requeues, Slurm, passes them to the job): its wrapper's count, or the one its
+        # last submission carried when no wrapper of it ran (cancelled while queued).
+        earlier = read_dict(status_path).get("requeues")
+        earlier = max(earlier if _is_count(earlier) else 0, slurm_backend.earlier_requeues(job_dir))
+        if earlier:
+            item["earlier_requeues"] = earlier
         if os.path.exists(status_path):
             os.replace(status_path, status_path + ".previous")
         try:
@@ -368,6 +389,7 @@ def cmd_cancel(opts) -> dict:
             else:
                 why = "(no wrapper of it was left running to record it)"
             status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
+            _carry_count(d, status)
             atomic_write_json(os.path.join(d, "status.json"), status)
         results.append({"name": name, "state": status["state"], "changed": True})
     return {"jobs": results}

@@ -13,12 +13,13 @@ module writes, whose every value is quoted with shlex.  Standard library only.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from typing import Dict, List, Optional
 
 from remote.backends.base import Backend, BackendError, Refused
-from remote.files import read_dict
+from remote.files import BadFile, open_regular, read_dict
 from remote.jobstate import dependency_dir
 
 SCRIPT = "slurm.sh"  # in the job folder: what sbatch runs (and reruns from the top on a requeue)
@@ -70,6 +71,46 @@ WHY_FAILED = {
 }
 SQUEUE_FORMAT = "%i|%T|%r|%N|%P"
 
+# A job submitted again (`orch run --resume`) is a new Slurm job whose SLURM_RESTART_COUNT
+# starts at 0: its batch script carries the requeues of the job's earlier submissions on.
+EARLIER_REQUEUES = "ORCH_EARLIER_REQUEUES"
+
+
+def _count(value) -> int:
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and len(text) <= 9 else 0
+
+
+def earlier_requeues(job_dir: str) -> int:
+    """The earlier submissions' requeues that the job's current batch script carries (0: none,
+    or no batch script): the count of a resubmitted job whose wrapper has not run yet."""
+    try:
+        fd = open_regular(os.path.join(job_dir, SCRIPT))
+    except BadFile:
+        return 0
+    if fd is None:
+        return 0
+    try:
+        text = os.read(fd, 65536).decode("utf-8", "replace")
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    found = re.search(rf"^export {EARLIER_REQUEUES}=([0-9]+)$", text, re.M)
+    return _count(found.group(1)) if found else 0
+
+
+def restarts(env) -> int:
+    """Times Slurm has requeued this Slurm job (this submission): what slurm.max_requeues bounds."""
+    return _count(env.get("SLURM_RESTART_COUNT"))
+
+
+def requeues(env) -> int:
+    """Times the run's job has been requeued, over all its submissions: status.json's and the
+    manifest's `requeues` (docs/CONTRACT.md, "On a Slurm host")."""
+    return _count(env.get(EARLIER_REQUEUES)) + restarts(env)
+
+
 # Environment modules: `module` is a shell function that a non-login batch shell may lack.
 _MODULE_INIT = (
     "command -v module >/dev/null 2>&1 || for f in /etc/profile.d/lmod.sh "
@@ -86,6 +127,9 @@ def batch_script(job: dict, modules: List[str]) -> str:
         f"# orch job {shlex.quote(str(job.get('run_id', '')))}/{shlex.quote(job['name'])}: "
         "Slurm reruns this script from the top when it requeues the job",
     ]
+    earlier = _count(job.get("earlier_requeues"))
+    if earlier:
+        lines.append(f"export {EARLIER_REQUEUES}={earlier}")
     if modules:
         lines.append(_MODULE_INIT)
         for module in modules:

@@ -240,7 +240,7 @@ def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path
         assert "requeued (1)" in status["reason"]
         assert fake_slurm.calls("scontrol")[-1][1:] == ["requeue", "77"]
     else:
-        assert "warning (slurm.warn_before before slurm.time) again after 1 requeue," in status[
+        assert "warning (slurm.warn_before before slurm.time) again after 1 requeue of Slurm job 77," in status[
             "reason"
         ] and not fake_slurm.calls("scontrol")
 
@@ -276,6 +276,46 @@ def test_a_stop_by_slurm_is_not_an_end_but_a_cancel_is(tmp_path, fake_slurm):
         status = _status(job)
         assert status["state"] == ("cancelled" if cancel else "waiting"), status
         assert not fake_slurm.calls("scontrol")  # only the time-limit warning asks for a requeue
+
+
+def test_a_job_submitted_again_carries_its_requeue_count_on(tmp_path, fake_slurm):
+    """--resume of a job Slurm had requeued: the new Slurm job starts SLURM_RESTART_COUNT at 0,
+    so hostctl launch writes the count so far into its batch script, and the wrapper (and
+    the manifest, remote/run_job.py) count on from there; slurm.max_requeues still bounds
+    each submission."""
+    run = tmp_path / "runs" / "r"
+    job = _slurm_job(run, "class-0", "5", {"state": "failed", "reason": "stopped at ...", "requeues": 2})
+    plan = {
+        "backend": "slurm",
+        "run_id": "r",
+        "options": {},
+        "jobs": [{"name": "class-0", "job_dir": str(job), "command": "exec true"}],
+    }
+    fake_slurm.answer("sbatch", "6\n")
+    reply = _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan))
+    assert reply.returncode == 0 and json.loads(reply.stdout)["jobs"][0]["started"], reply.stdout + reply.stderr
+    assert "\nexport ORCH_EARLIER_REQUEUES=2\n" in (job / "slurm.sh").read_text()
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="6", SLURM_RESTART_COUNT="1", ORCH_EARLIER_REQUEUES="2")
+    status = _warned(tmp_path / "again", env, max_requeues=1)  # this submission's one requeue is spent
+    assert status["state"] == "failed" and status["requeues"] == 3
+    assert (
+        "again after 1 requeue of Slurm job 6, the most the host's slurm.max_requeues (1) allows one"
+        in status["reason"]
+    )
+    status = _warned(tmp_path / "more", env, max_requeues=2)
+    assert status["requeues"] == 4 and status["reason"].endswith("requeued (4)")
+    # Cancelled while queued (no wrapper of this submission ran), or a resubmission that sbatch
+    # refuses: the job's recorded end keeps the count, and the next --resume carries it on.
+    fake_slurm.answer("squeue", "6|PENDING|Priority||gpu\n")
+    cancel = _hostctl("cancel", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm")
+    assert cancel.returncode == 0 and _status(job)["state"] == "cancelled" and _status(job)["requeues"] == 2
+    fake_slurm.answer("sbatch", "", rc=1, err="sbatch: error: Invalid partition name specified\n")
+    reply = _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan))
+    assert reply.returncode == 0 and not json.loads(reply.stdout)["jobs"][0]["started"]
+    assert _status(job)["state"] == "failed" and _status(job)["requeues"] == 2
+    fake_slurm.answer("sbatch", "7\n")
+    assert _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan)).returncode == 0
+    assert "\nexport ORCH_EARLIER_REQUEUES=2\n" in (job / "slurm.sh").read_text()
 
 
 def _hostctl(*args, stdin=None, env=None):
