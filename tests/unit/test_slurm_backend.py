@@ -371,6 +371,63 @@ def test_slurmctld_down_status_shows_the_files_and_cancel_changes_nothing(tmp_pa
     assert not (run / "jobs" / "class-0" / "cancel").exists() and not fake_slurm.calls("scancel")
 
 
+def _status_reply(run: Path, tmp_path: Path) -> dict:
+    reply = _hostctl("status", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm")
+    assert reply.returncode == 0, reply.stderr
+    return json.loads(reply.stdout)
+
+
+def test_an_end_slurm_saw_is_recorded_at_slurms_end_time(tmp_path, fake_slurm):
+    """An scancel by hand: recorded when Slurm ended the job (squeue's %e, as seconds since
+    1970), not when `orch status` first asked - so `elapsed` stops at the end."""
+    run = tmp_path / "runs" / "r"
+    started = time.time() - 3600
+    _slurm_job(run, "class-0", "5", {"state": "waiting", "pid": 1, "started": started, "reason": "stopped by ..."})
+    fake_slurm.answer("squeue", f"5|CANCELLED|None|n1|gpu|{int(started) + 600}\n")
+    reply = _status_reply(run, tmp_path)
+    assert "%e" in fake_slurm.calls("squeue")[0][-1]
+    recorded = _status(run / "jobs" / "class-0")
+    assert recorded["state"] == "cancelled" and recorded["ended"] == int(started) + 600
+    row = job_row(reply["jobs"][0], reply["now"], "", ControllerSlurm())
+    assert row.state == "cancelled" and "scancel" in row.reason
+    assert abs(row.elapsed_s - (int(started) + 600 - started)) < 1  # not an hour: the ten minutes it ran
+
+
+def _notice(job_id: str, at: float, due: str = "") -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at))
+    return f"slurmstepd: error: *** JOB {job_id} ON n1 CANCELLED AT {stamp}{' DUE TO ' + due if due else ''} ***\n"
+
+
+def test_without_accounting_a_forgotten_job_ends_as_its_slurm_out_says_else_lost(tmp_path, fake_slurm):
+    """Slurm forgot the jobs (MinJobAge) and keeps no accounting: slurmstepd's notice in a job's
+    slurm.out still says how it ended; `lost` only where nothing there does."""
+    fake_slurm.answer("squeue", "", rc=1, err="slurm_load_jobs error: Invalid job id specified\n")
+    fake_slurm.answer("sacct", "", rc=1, err="Slurm accounting storage is disabled\n")
+    run = tmp_path / "runs" / "r"
+    started = float(int(time.time()) - 3600)
+    stopped = {"state": "waiting", "pid": 1, "started": started, "reason": "stopped by the scheduler (signal 15)"}
+    outputs = {
+        "scancel": ("5", "checkpoint saved\n" + _notice("5", started + 600) + "checkpoint saved\n"),
+        "time-limit": ("6", _notice("6", started + 700, "TIME LIMIT")),
+        "requeue": ("7", _notice("7", started + 700, "JOB REQUEUE")),  # not an end: Slurm reran it, or not
+        "earlier-run": ("8", _notice("8", started - 60)),  # before this attempt began
+        "earlier-job": ("9", _notice("4", started + 600)),  # another Slurm job (an earlier submission)
+        "nothing": ("10", "training...\n"),
+    }
+    for name, (job_id, text) in outputs.items():
+        (_slurm_job(run, name, job_id, stopped) / "slurm.out").write_text(text)
+    os.mkfifo(_slurm_job(run, "fifo", "11", stopped) / "slurm.out")  # never read (it would block)
+    reply = _status_reply(run, tmp_path)
+    rows = {j["name"]: job_row(j, reply["now"], "", ControllerSlurm()) for j in reply["jobs"]}
+    assert rows["scancel"].state == "cancelled" and "cancelled in Slurm (scancel)" in rows["scancel"].reason
+    assert "Slurm's notice in slurm.out" in rows["scancel"].reason and rows["scancel"].elapsed_s == 600
+    assert _status(run / "jobs" / "scancel")["state"] == "cancelled"  # recorded: it stays so
+    assert rows["time-limit"].state == "failed" and "time limit" in rows["time-limit"].reason
+    for name in ("requeue", "earlier-run", "earlier-job", "nothing", "fifo"):
+        assert rows[name].state == "lost", (name, rows[name])
+        assert _status(run / "jobs" / name)["state"] == "waiting"
+
+
 def test_a_refused_submission_is_recorded_as_the_jobs_end(tmp_path, fake_slurm):
     fake_slurm.answer(
         "sbatch",
