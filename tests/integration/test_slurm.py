@@ -180,7 +180,16 @@ def test_hosts_check_reads_sinfo(p):
     doc = json.loads(p.orch("hosts", "check", "cluster", "--json", check=True).stdout)
     parts = {x["partition"]: x for x in doc["slurm_partitions"]}
     assert parts["gpu"]["gres"].startswith("gpu:fake:2") and parts["gpu"]["default"] == "yes"
+    assert parts["gpu"]["time_limit"] == "infinite" and parts["gpu"]["default_time"] == "n/a"
     assert not [x for x in doc["problems"] if "slurm" in x["message"]]
+    # slurm.time unset: jobs get the partition's DefaultTime, which the default warn_before
+    # (120 s) must leave time before, as a slurm.time must.
+    with p.cluster.configured():  # what the block changes is undone after it
+        p.cluster.cmd("scontrol", "update", "PartitionName=gpu", "DefaultTime=1")
+        checked = p.orch("hosts", "check", "cluster", "--json")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    (late,) = [x for x in json.loads(checked.stdout)["problems"] if "warn_before" in x["message"]]
+    assert late["level"] == "error" and "default time limit (DefaultTime) of partition 'gpu', 1:00" in late["message"]
     table = p.orch("hosts", "check", "cluster").stdout
     assert "gres gpu:fake:2" in table
     p.write_host("cluster", scheduler="slurm", slurm={"partition": "nosuch"})
