@@ -83,8 +83,9 @@ sec workdir; printf '%s' "$WORKDIR"; endsec workdir 0
 sec workdir-exists; [ -d "$WORKDIR" ] && echo yes; endsec workdir-exists 0
 sec which; for t in $TOOLS; do printf '%s=%s\n' "$t" "$(command -v "$t" 2>/dev/null)"; done; endsec which 0
 if command -v tmux >/dev/null 2>&1; then run tmux tmux -V; fi
-# A Slurm login node: its partitions, their state, time limit, node count and GPUs (gres).
-if command -v sinfo >/dev/null 2>&1; then run sinfo $T sinfo -h -o '%P|%a|%l|%D|%G'; fi
+# A Slurm login node: its partitions, their state, time limit, node count, GPUs (gres) and
+# default time limit (what a job without --time gets).
+if command -v sinfo >/dev/null 2>&1; then run sinfo $T sinfo -h -o '%P|%a|%l|%D|%G|%L'; fi
 
 # nvidia-smi: the query (with a retry without compute_cap for old drivers), XML, header.
 if command -v nvidia-smi >/dev/null 2>&1; then

@@ -125,13 +125,19 @@ def run_states(run_dirs: List[str], backend: backends.Backend) -> List[dict]:
             "exists": os.path.isdir(run_dir),
             "now": time.time(),
             "backend": backend.name,
-            "jobs": [_job_state(d, held.get(f"{i}/{os.path.basename(d)}")) for d in dirs],
+            "jobs": [
+                _job_state(d, held.get(key), backend, handles.get(key))
+                for d in dirs
+                for key in [f"{i}/{os.path.basename(d)}"]
+            ],
         }
         for i, (run_dir, dirs) in enumerate(found)
     ]
 
 
-def _job_state(d: str, held: Optional[dict]) -> dict:
+def _job_state(
+    d: str, held: Optional[dict], backend: Optional[backends.Backend] = None, handle: Optional[str] = None
+) -> dict:
     info = dict(held or {"alive": False})
     alive = bool(info.pop("alive", False))
     ended = info.pop("ended", None)
@@ -141,10 +147,17 @@ def _job_state(d: str, held: Optional[dict]) -> dict:
     progress, progress_error = _read(last_line, os.path.join(d, "progress.jsonl"))
     owner = lock_holder(d)
     recordable = status_error is None and (status is None or isinstance(status, dict))
-    if ended and not alive and owner is None and recordable and (status or {}).get("state") not in TERMINAL:
+    open_end = not alive and owner is None and recordable and (status or {}).get("state") not in TERMINAL
+    if open_end and not ended and backend and handle and "state" not in info and not info.get("unreachable"):
+        # The backend has forgotten the job (Slurm after MinJobAge, with no accounting to
+        # ask): what the scheduler left in the job folder may still say how it ended.
+        since = (status or {}).get("started") or (status or {}).get("created") or 0
+        ended = backend.ended_by_files(d, handle, since if isinstance(since, (int, float)) else 0)
+    if ended and open_end:
         # The backend saw the job end in a way its wrapper could not record (a time
-        # limit, a node failure): record it now, so the state outlives the backend's memory.
-        # Never over a status.json orch cannot read: that stays as found, for a person.
+        # limit, a node failure, an scancel by hand): record it now, so the state outlives
+        # the backend's memory.  Never over a status.json orch cannot read: that stays as
+        # found, for a person.
         status = _record_end(d, status, ended)
     log = os.path.join(d, "log.txt")
     return {
@@ -169,12 +182,29 @@ def _record_end(job_dir: str, status, ended: dict) -> dict:
         if isinstance(status, dict)
         else {"pid": None, "exit_code": None, "created": None, "started": None, "gpu": ""}
     )
-    doc.update(state=ended.get("state", "failed"), ended=time.time(), reason=str(ended.get("reason", "")))
+    # When it ended, where the backend knows (Slurm's end time): not when orch noticed.
+    at, now = ended.get("at"), time.time()
+    at = at if isinstance(at, (int, float)) and not isinstance(at, bool) and 0 < at <= now else now
+    doc.update(state=ended.get("state", "failed"), ended=at, reason=str(ended.get("reason", "")))
+    _carry_count(job_dir, doc)
     try:
         atomic_write_json(os.path.join(job_dir, "status.json"), doc)
     except OSError:
         pass  # a full disk: shown as it is now, recorded by a later status
     return doc
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
+
+
+def _carry_count(job_dir: str, doc: dict) -> None:
+    """An end hostctl records for a job whose wrapper never ran in this attempt (queued, or
+    refused) keeps the requeues of the job's earlier attempts, which its batch script carries."""
+    if not _is_count(doc.get("requeues")):
+        earlier = slurm_backend.earlier_requeues(job_dir)
+        if earlier:
+            doc["requeues"] = earlier
 
 
 def cmd_launch(opts) -> dict:
@@ -211,6 +241,13 @@ def launch(plan: dict, workdir: str) -> dict:
         # Set the previous attempt's state aside (not deleted): if the job does not start,
         # it is put back and the run's record stays truthful.
         status_path = os.path.join(job_dir, "status.json")
+        # The job's requeues so far go on counting in its new attempt (a backend that
+        # requeues, Slurm, passes them to the job): its wrapper's count, or the one its
+        # last submission carried when no wrapper of it ran (cancelled while queued).
+        earlier = read_dict(status_path).get("requeues")
+        earlier = max(earlier if _is_count(earlier) else 0, slurm_backend.earlier_requeues(job_dir))
+        if earlier:
+            item["earlier_requeues"] = earlier
         if os.path.exists(status_path):
             os.replace(status_path, status_path + ".previous")
         try:
@@ -368,6 +405,7 @@ def cmd_cancel(opts) -> dict:
             else:
                 why = "(no wrapper of it was left running to record it)"
             status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
+            _carry_count(d, status)
             atomic_write_json(os.path.join(d, "status.json"), status)
         results.append({"name": name, "state": status["state"], "changed": True})
     return {"jobs": results}

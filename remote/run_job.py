@@ -430,12 +430,12 @@ def write_manifest(job: ResolvedJob, result: Dict[str, Any]) -> None:
         "finished": time.time(),
     }
     if os.environ.get("SLURM_JOB_ID"):
-        # Under Slurm: which batch job it was, and how often Slurm requeued it (preemption,
-        # time limits) before it finished - each rerun resumed from the checkpoint.
-        manifest["slurm"] = {
-            "job_id": os.environ["SLURM_JOB_ID"],
-            "requeues": int(os.environ.get("SLURM_RESTART_COUNT") or 0),
-        }
+        # Under Slurm: which batch job it was, and how often the job was requeued (preemption,
+        # time limits) before it finished - each rerun resumed from the checkpoint - counting
+        # the requeues of its earlier submissions when --resume submitted it again.
+        from remote.backends.slurm import requeues
+
+        manifest["slurm"] = {"job_id": os.environ["SLURM_JOB_ID"], "requeues": requeues(os.environ)}
     atomic_write_json(os.path.join(job.dir, "manifest.json"), manifest)
 
 

@@ -40,6 +40,7 @@ import time
 from typing import List, Optional, Tuple
 
 from remote import gpuqueue, warm
+from remote.backends import slurm
 from remote.files import atomic_write_json, read_dict
 from remote.jobstate import TERMINAL, dependency_dir
 
@@ -233,7 +234,8 @@ class Requeue:
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.count = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # times Slurm has rerun this job
+        self.count = slurm.restarts(os.environ)  # times Slurm has rerun this Slurm job: what the limit bounds
+        self.total = slurm.requeues(os.environ)  # ... and the run's job, earlier submissions included
         self.job_id = os.environ.get("SLURM_JOB_ID", "")
         self.warned = False
 
@@ -247,22 +249,27 @@ class Requeue:
                 ended=time.time(),
                 exit_code=code,
                 reason=f"stopped at Slurm's time-limit warning (slurm.warn_before before slurm.time) again after "
-                f"{self.count} requeue{'' if self.count == 1 else 's'}, the most the host's slurm.max_requeues "
-                f"({self.limit}) allows: the job needs more time; give it a longer slurm.time or a higher "
-                "slurm.max_requeues, then --resume",
+                f"{self.count} requeue{'' if self.count == 1 else 's'} of Slurm job {self.job_id or '?'}, the most "
+                f"the host's slurm.max_requeues ({self.limit}) allows one submission: the job needs more time; "
+                "give it a longer slurm.time or a higher slurm.max_requeues, then --resume",
             )
             return 1
+        # Recorded before the requeue (Slurm stops this process as part of it: nothing may
+        # follow that matters), as the count it makes: the reason's number and `requeues`
+        # are one number, the times the job has been requeued.
+        before = job.status.get("requeues") or 0
         job.save(
             state="waiting",
             exit_code=code,
-            reason=f"stopped before its time limit (checkpointed if training had begun); requeued ({self.count + 1})",
+            requeues=before + 1,
+            reason=f"stopped before its time limit (checkpointed if training had begun); requeued ({before + 1})",
         )
-        # Slurm stops this process as part of the requeue: nothing may follow that matters.
         proc = subprocess.run(["scontrol", "requeue", self.job_id], capture_output=True, text=True)
         if proc.returncode != 0:
             job.save(
                 state="failed",
                 ended=time.time(),
+                requeues=before,
                 reason="stopped at Slurm's time-limit warning; Slurm refused to requeue it: "
                 f"{proc.stderr.strip()[:200]}",
             )
@@ -396,7 +403,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     job.reserve()
     scheduler = Requeue(opts.max_requeues) if opts.requeueable else None
     if scheduler is not None:
-        job.status["requeues"] = scheduler.count
+        job.status["requeues"] = scheduler.total
 
     def on_signal(signum, _frame):
         if scheduler is not None and signum == signal.SIGUSR1:

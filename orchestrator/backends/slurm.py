@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from orchestrator.backends.base import JobBackend
-from orchestrator.config.slurm import SlurmOptions, seconds, time_warnings, words
+from orchestrator.config.slurm import (
+    SlurmOptions,
+    seconds,
+    short_attempt,
+    time_warnings,
+    warn_before_too_late,
+    words,
+)
 from orchestrator.errors import Problem
 
 
@@ -100,10 +107,65 @@ class SlurmBackend(JobBackend):
             self.options.gres or ("gpu" if self.options.gpus_per_job else ""),
             self.options.time,
         )
-        return found + [Problem("warning", w, "") for w in self.warnings()]
+        return found + default_time_problems(facts, self.options) + [Problem("warning", w, "") for w in self.warnings()]
 
     def ident(self, info: Dict) -> str:
         return str(info.get("job_id") or "")
+
+
+def _wanted(facts, partition: str) -> List[str]:
+    """The partitions a job may run in: slurm.partition's, else the default one(s)."""
+    return [p for p in partition.split(",") if p] or [p["partition"] for p in facts.slurm_partitions if p["default"]]
+
+
+def default_limits(facts, partition: str) -> Dict[str, Optional[Tuple[str, int, str]]]:
+    """The time limit a job submitted without --time gets in each partition it may run in:
+    (as sinfo shows it, seconds, which limit) - its DefaultTime, else its MaxTime - or None
+    where there is none (infinite)."""
+    out: Dict[str, Optional[Tuple[str, int, str]]] = {}
+    wanted = _wanted(facts, partition)
+    for p in facts.slurm_partitions or []:
+        if p["partition"] not in wanted or p["partition"] in out:
+            continue  # sinfo may list a partition on several lines (node groups)
+        default, most = seconds(p.get("default_time") or ""), seconds(p.get("time_limit") or "")
+        if default:
+            out[p["partition"]] = (p["default_time"], default, "default time limit (DefaultTime)")
+        elif most:
+            out[p["partition"]] = (p["time_limit"], most, "time limit (MaxTime; it sets no DefaultTime)")
+        else:
+            out[p["partition"]] = None
+    return out
+
+
+def default_time_problems(facts, opts: SlurmOptions) -> List[Problem]:
+    """slurm.time unset: each job gets its partition's default limit, which slurm.warn_before
+    must leave time before, as check() asks of slurm.time.  An error when every partition the
+    job may run in is too short for it, a warning when only some are."""
+    if opts.time or facts.slurm_partitions is None:
+        return []
+    limits = default_limits(facts, opts.partition)
+    late = {name for name, lim in limits.items() if lim is not None and opts.warn_before >= lim[1]}
+    fine = sorted(set(limits) - late)
+    out = []
+    for name, limit in sorted(limits.items()):
+        if limit is None:
+            continue
+        shown, secs, which = limit
+        what = f"the {which} of partition {name!r}, {shown} ({words(secs)}), which its jobs get with slurm.time unset"
+        if name in late:
+            out.append(
+                Problem(
+                    "warning" if fine else "error",
+                    f"slurm.warn_before {opts.warn_before} s {warn_before_too_late(opts, what)}"
+                    + (f" (jobs Slurm runs in {', '.join(fine)} are not affected)" if fine else ""),
+                    f"set slurm.time well over {opts.warn_before} s (within the partition's time limit), "
+                    "or a smaller slurm.warn_before",
+                )
+            )
+        else:
+            said = short_attempt(opts, what + ",", secs)
+            out += [Problem("warning", said, "")] if said else []
+    return out
 
 
 def slurm_problems(facts, partition: str = "", gres: str = "", time: str = "") -> List[Problem]:
@@ -132,7 +194,7 @@ def slurm_problems(facts, partition: str = "", gres: str = "", time: str = "") -
     # With several partitions it runs the job in one whose limit it fits, so then it is only
     # a warning (unless every listed partition is too short).
     limit = seconds(time) if time else None
-    wanted = [p for p in partition.split(",") if p] or [p["partition"] for p in facts.slurm_partitions if p["default"]]
+    wanted = _wanted(facts, partition)
     over: Dict[str, Tuple[str, int]] = {}
     fits = set()
     for p in facts.slurm_partitions:  # sinfo may list a partition on several lines (node groups)

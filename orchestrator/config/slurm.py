@@ -132,14 +132,30 @@ def time_warnings(opts: SlurmOptions) -> List[str]:
     """What is legal but likely not meant in slurm.time / warn_before (the first is an error
     in check())."""
     limit = seconds(opts.time) if opts.time else None
-    if limit is None or limit - opts.warn_before >= SHORT_ATTEMPT_S:
-        return []
-    return [
-        f"slurm.time {opts.time!r} ({words(limit)}) leaves each attempt {words(limit - opts.warn_before)} before "
+    said = short_attempt(opts, f"slurm.time {opts.time!r} ({words(limit)})", limit) if limit is not None else ""
+    return [said] if said else []
+
+
+def short_attempt(opts: SlurmOptions, what: str, limit: int) -> str:
+    """The warning that the time limit WHAT (LIMIT s: slurm.time, or a partition's default)
+    leaves each attempt little work before slurm.warn_before, or "" when it leaves enough
+    (one that leaves none is an error: warn_before_too_late)."""
+    if limit - opts.warn_before >= SHORT_ATTEMPT_S:
+        return ""
+    return (
+        f"{what} leaves each attempt {words(limit - opts.warn_before)} before "
         f"Slurm's warning (slurm.warn_before {opts.warn_before} s) makes it checkpoint and requeue: start-up "
         "takes much of that, and a run may need many requeues (slurm.max_requeues "
         f"{opts.max_requeues}); give slurm.time more if the partition allows"
-    ]
+    )
+
+
+def warn_before_too_late(opts: SlurmOptions, what: str) -> str:
+    """Why slurm.warn_before at or over the time limit WHAT is refused."""
+    return (
+        f"is not less than {what}: Slurm would warn each job at once, "
+        "so it would checkpoint and requeue itself without getting any work done"
+    )
 
 
 def check(opts: SlurmOptions, where: str) -> None:
@@ -160,8 +176,7 @@ def check(opts: SlurmOptions, where: str) -> None:
         raise bad(
             "warn_before",
             opts.warn_before,
-            f"is not less than slurm.time {opts.time!r} ({words(limit)}): Slurm would warn each job at once, "
-            "so it would checkpoint and requeue itself without getting any work done",
+            warn_before_too_late(opts, f"slurm.time {opts.time!r} ({words(limit)})"),
             f'give slurm.time well over {opts.warn_before} s (a bare number is minutes: time: "60" is an hour), '
             "or a smaller slurm.warn_before",
         )

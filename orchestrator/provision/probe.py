@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.config.project import control_char
+from orchestrator.config.slurm import seconds
 from orchestrator.contract.hostdocs import parse_json_object
 from orchestrator.errors import Problem  # noqa: F401 (callers and tests name it here)
 from orchestrator.provision import gpu as gpu_mod
@@ -163,7 +164,7 @@ class HostFacts:
     tmux_sessions: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
     # A Slurm login node (sinfo found): one entry per partition line,
-    # {"partition", "available", "time_limit", "nodes", "gres"}; None: no sinfo there.
+    # {"partition", "available", "time_limit", "nodes", "gres", "default_time"}; None: no sinfo there.
     slurm_partitions: Optional[List[Dict[str, str]]] = None
     # The names of this user's live Slurm jobs started from <workdir>/bootstrap (bootstrap steps).
     slurm_jobs: List[str] = field(default_factory=list)
@@ -325,11 +326,13 @@ def parse_pythons(text: str) -> List[PythonInfo]:
 
 
 def parse_sinfo(text: str) -> List[Dict[str, str]]:
-    """`sinfo -h -o '%P|%a|%l|%D|%G'` -> partitions ('*' marks the default one)."""
+    """`sinfo -h -o '%P|%a|%l|%D|%G|%L'` -> partitions ('*' marks the default one; %l is the
+    partition's MaxTime, %L its DefaultTime: "n/a" for none).  A project's older probe.sh
+    prints no %L: its default_time is ""."""
     out = []
     for line in text.splitlines():
         parts = line.strip().split("|")
-        if len(parts) != 5 or not parts[0]:
+        if len(parts) not in (5, 6) or not parts[0]:
             continue
         name = parts[0]
         out.append(
@@ -340,6 +343,7 @@ def parse_sinfo(text: str) -> List[Dict[str, str]]:
                 "time_limit": parts[2],
                 "nodes": parts[3],
                 "gres": parts[4],
+                "default_time": parts[5] if len(parts) > 5 else "",
             }
         )
     return out
@@ -509,7 +513,9 @@ def fact_rows(facts: HostFacts) -> List[Tuple[str, str]]:
                 "slurm",
                 "; ".join(
                     f"{p['partition']}{' (default)' if p['default'] else ''}: {p['available']}, "
-                    f"{p['nodes']} nodes, limit {p['time_limit']}, gres {p['gres']}"
+                    f"{p['nodes']} nodes, limit {p['time_limit']}"
+                    + (f" (default {p['default_time']})" if seconds(p.get("default_time") or "") else "")
+                    + f", gres {p['gres']}"
                     for p in facts.slurm_partitions
                 )
                 or "sinfo lists no partition",

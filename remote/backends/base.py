@@ -48,8 +48,15 @@ class Backend:
         scheduler as possible (status is one round trip for a whole run).  Extra keys are
         what the backend knows and the controller may show (a queue state, a reason, a node);
         ``ended`` = ``{"state", "reason"}`` when the backend knows the job ended in a way its
-        wrapper could not record (a Slurm time limit)."""
+        wrapper could not record (a Slurm time limit), with ``at`` when it knows when."""
         raise NotImplementedError
+
+    def ended_by_files(self, job_dir: str, handle: str, since: float) -> Optional[dict]:
+        """For a job the backend no longer knows at all (``alive`` said nothing of it) and
+        whose wrapper recorded no end: how it ended, ``{"state", "reason", "at"}``, from what the
+        scheduler itself left in JOB_DIR at or after SINCE (the attempt's start); None when
+        nothing there says (the job is then lost)."""
+        return None
 
     def stop(self, handle: str) -> None:
         """Stop the job (its wrapper records `cancelled` when it gets the signal)."""

@@ -13,12 +13,14 @@ module writes, whose every value is quoted with shlex.  Standard library only.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
+import time
 from typing import Dict, List, Optional
 
 from remote.backends.base import Backend, BackendError, Refused
-from remote.files import read_dict
+from remote.files import BadFile, open_regular, read_dict
 from remote.jobstate import dependency_dir
 
 SCRIPT = "slurm.sh"  # in the job folder: what sbatch runs (and reruns from the top on a requeue)
@@ -68,7 +70,60 @@ WHY_FAILED = {
         "filesystem the compute nodes share (slurmd cannot open slurm.out in a job folder it does not see)"
     ),
 }
-SQUEUE_FORMAT = "%i|%T|%r|%N|%P"
+SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%e"
+SACCT_FIELDS = "JobID,State,Reason,NodeList,Partition,End"
+# squeue and sacct print times (%e, End: when the job ended) as seconds since 1970 with this:
+# no time zone or site format to guess.
+TIME_FORMAT = {"SLURM_TIME_FORMAT": "%s"}
+
+# What slurmstepd writes into the batch job's output (slurm.out) when Slurm stops the job:
+#   slurmstepd: error: *** JOB 123 ON node7 CANCELLED AT 2026-12-02T00:40:55 ***      (scancel)
+#   ... CANCELLED AT <time> DUE TO TIME LIMIT / PREEMPTION / NODE FAILURE, SEE ... / JOB REQUEUE ***
+# The job's own record of how it ended, for when Slurm has forgotten the job (MinJobAge) and
+# keeps no accounting to ask: the Slurm state each means (a requeue is not an end).
+NOTICE = re.compile(r"\*\*\* JOB ([0-9]+) ON \S+ CANCELLED AT ([0-9T:-]+)(?: DUE TO ([A-Z ]+?))?(?:,[^*\n]*)? \*\*\*")
+NOTICE_STATES = {"": "CANCELLED", "TIME LIMIT": "TIMEOUT", "PREEMPTION": "PREEMPTED", "NODE FAILURE": "NODE_FAIL"}
+NOTICE_TAIL = 65536  # bytes of slurm.out read for it (the payload's output is copied there too)
+
+# A job submitted again (`orch run --resume`) is a new Slurm job whose SLURM_RESTART_COUNT
+# starts at 0: its batch script carries the requeues of the job's earlier submissions on.
+EARLIER_REQUEUES = "ORCH_EARLIER_REQUEUES"
+
+
+def _count(value) -> int:
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and len(text) <= 9 else 0
+
+
+def earlier_requeues(job_dir: str) -> int:
+    """The earlier submissions' requeues that the job's current batch script carries (0: none,
+    or no batch script): the count of a resubmitted job whose wrapper has not run yet."""
+    try:
+        fd = open_regular(os.path.join(job_dir, SCRIPT))
+    except BadFile:
+        return 0
+    if fd is None:
+        return 0
+    try:
+        text = os.read(fd, 65536).decode("utf-8", "replace")
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    found = re.search(rf"^export {EARLIER_REQUEUES}=([0-9]+)$", text, re.M)
+    return _count(found.group(1)) if found else 0
+
+
+def restarts(env) -> int:
+    """Times Slurm has requeued this Slurm job (this submission): what slurm.max_requeues bounds."""
+    return _count(env.get("SLURM_RESTART_COUNT"))
+
+
+def requeues(env) -> int:
+    """Times the run's job has been requeued, over all its submissions: status.json's and the
+    manifest's `requeues` (docs/CONTRACT.md, "On a Slurm host")."""
+    return _count(env.get(EARLIER_REQUEUES)) + restarts(env)
+
 
 # Environment modules: `module` is a shell function that a non-login batch shell may lack.
 _MODULE_INIT = (
@@ -86,6 +141,9 @@ def batch_script(job: dict, modules: List[str]) -> str:
         f"# orch job {shlex.quote(str(job.get('run_id', '')))}/{shlex.quote(job['name'])}: "
         "Slurm reruns this script from the top when it requeues the job",
     ]
+    earlier = _count(job.get("earlier_requeues"))
+    if earlier:
+        lines.append(f"export {EARLIER_REQUEUES}={earlier}")
     if modules:
         lines.append(_MODULE_INIT)
         for module in modules:
@@ -99,8 +157,22 @@ def job_name(job: dict) -> str:
     return f"orch-{job.get('run_id', '')}-{job['name']}"
 
 
+def when(text: str) -> Optional[float]:
+    """A time Slurm printed: seconds since 1970 (TIME_FORMAT), or its standard local
+    `2026-12-02T00:40:55`; None for anything else ("Unknown", "NONE", "N/A")."""
+    text = text.strip()
+    if text.isdigit():
+        value = float(text)
+    else:
+        try:
+            value = time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+        except (ValueError, OverflowError):
+            return None
+    return value if 0 < value < 1e11 else None
+
+
 def _rows(text: str) -> Dict[str, dict]:
-    """`ID|STATE|REASON|NODES|PARTITION` lines (squeue -o, sacct -P) -> by job id.  Other
+    """`ID|STATE|REASON|NODES|PARTITION|END` lines (squeue -o, sacct -P) -> by job id.  Other
     lines (a job step's `123.batch`, noise) are skipped; sacct's "CANCELLED by 0" is CANCELLED."""
     rows = {}
     for line in text.splitlines():
@@ -111,8 +183,41 @@ def _rows(text: str) -> Dict[str, dict]:
                 "reason": parts[2],
                 "node": parts[3],
                 "partition": parts[4],
+                "end": when(parts[5]) if len(parts) > 5 else None,
             }
     return rows
+
+
+def notice_end(job_dir: str, job_id: str, since: float) -> Optional[dict]:
+    """How Slurm ended job JOB_ID, from slurmstepd's last notice of it in the job's slurm.out
+    (NOTICE): ``{"state", "reason", "at"}``, or None when it left none at or after SINCE (the
+    attempt's start: an earlier run's notice is not this one's end) or the last one is a requeue."""
+    try:
+        fd = open_regular(os.path.join(job_dir, OUTPUT))
+    except BadFile:
+        return None
+    if fd is None:
+        return None
+    try:
+        os.lseek(fd, max(0, os.fstat(fd).st_size - NOTICE_TAIL), os.SEEK_SET)
+        text = os.read(fd, NOTICE_TAIL).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    found = [m for m in NOTICE.finditer(text) if m.group(1) == job_id]
+    if not found:
+        return None
+    stamp, due = found[-1].group(2), (found[-1].group(3) or "").strip()
+    at = when(stamp)
+    state = NOTICE_STATES.get(due)
+    if state is None or at is None or at < since - 1:  # slurmstepd's clock has whole seconds
+        return None
+    return {
+        "state": ENDED[state],
+        "reason": f"{WHY[state]} at {stamp} (Slurm's notice in slurm.out; Slurm no longer lists job {job_id})",
+        "at": at,
+    }
 
 
 class SlurmBackend(Backend):
@@ -124,9 +229,9 @@ class SlurmBackend(Backend):
         super().__init__(workdir, options)
         self.submitted: Dict[str, str] = {}  # jobs submitted by this launch, by name
 
-    def _run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def _run(self, *argv: str, timeout: float = 60, env: Optional[dict] = None) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+            return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env)
         except FileNotFoundError:
             raise BackendError(f"{argv[0]} not found on this host (is it a Slurm login node?)") from None
         except subprocess.TimeoutExpired:
@@ -235,11 +340,18 @@ class SlurmBackend(Backend):
                         "state": ENDED[state],
                         "reason": f"{why} (Slurm: {state}" + (f", {reason})" if reason and reason != "None" else ")"),
                     }
+                if row.get("end") is not None:
+                    info["ended"]["at"] = row["end"]  # when it ended, not when orch asked
             out[name] = info
         return out
 
+    def ended_by_files(self, job_dir: str, handle: str, since: float) -> Optional[dict]:
+        return notice_end(job_dir, handle, since) if handle.isdigit() else None
+
     def _squeue(self, ids: List[str]) -> Dict[str, dict]:
-        proc = self._run("squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", SQUEUE_FORMAT)
+        proc = self._run(
+            "squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", SQUEUE_FORMAT, env={**os.environ, **TIME_FORMAT}
+        )
         if proc.returncode != 0:
             # squeue fails outright when every id has been purged ("Invalid job id specified").
             if "Invalid job id" in proc.stderr:
@@ -251,10 +363,11 @@ class SlurmBackend(Backend):
         """Slurm's accounting, where the cluster keeps it (it is not required: rc != 0 -> {})."""
         try:
             proc = subprocess.run(
-                ["sacct", "-n", "-P", "-X", "-j", ",".join(ids), "-o", "JobID,State,Reason,NodeList,Partition"],
+                ["sacct", "-n", "-P", "-X", "-j", ",".join(ids), "-o", SACCT_FIELDS],
                 capture_output=True,
                 text=True,
                 timeout=30,
+                env={**os.environ, **TIME_FORMAT},
             )
         except (OSError, subprocess.TimeoutExpired):
             return {}

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -66,6 +67,21 @@ class SlurmCluster:
         revoked", the job FAILED with no line of output).  Slurm's own hold avoids exactly that."""
         time.sleep(2)
         self.cmd("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False)
+
+    @contextmanager
+    def configured(self, **settings: str):
+        """slurm.conf with SETTINGS (``MinJobAge="5"``) for the block, as a site would set
+        them, then as it was: `scontrol reconfigure` reads it each way (which also undoes what
+        the block changed by `scontrol update`, e.g. a partition's DefaultTime)."""
+        text = self.conf.read_text()
+        lines = [line for line in text.splitlines() if line.split("=", 1)[0] not in settings]
+        self.conf.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
+        self.cmd("scontrol", "reconfigure")
+        try:
+            yield
+        finally:
+            self.conf.write_text(text)
+            self.cmd("scontrol", "reconfigure", check=False)
 
     def wait_idle(self, timeout: float = 60) -> None:
         deadline = time.time() + timeout

@@ -8,8 +8,10 @@ the two files' clusters run side by side in two pytest workers.
 """
 
 import json
+import time
 
 import pytest
+import timing
 from slurmcases import FAST, LONG, slurm_job, slurm_project, status, wait
 
 pytestmark = pytest.mark.integration
@@ -140,11 +142,54 @@ def test_cancel_pending_and_running_then_resume_only_what_is_not_done(p):
     assert on_host["state"] == "cancelled"
 
 
+def test_a_hand_scancel_ends_when_slurm_ended_it_and_stays_cancelled_once_slurm_forgets(p):
+    # The bed keeps no accounting (accounting_storage/none, no slurmdbd): sacct fails, as on
+    # such a cluster, and a job Slurm has forgotten (MinJobAge) cannot be looked up.
+    assert p.cluster.cmd("sacct", "-n", "-X", check=False).returncode != 0
+    p.orch("run", "smoke", "--host", "cluster", "--name", "hc", *LONG, check=True)
+    jobs = wait(p, "hc", lambda j: all(x["state"] == "running" for x in j.values()), "running")
+    ids = {name: job["backend"]["job_id"] for name, job in jobs.items()}
+
+    def ran_for(name: str, cancelled_at: float) -> float:
+        started = json.loads((p.remote_job("hc", name) / "status.json").read_text())["started"]
+        return cancelled_at - started
+
+    # class-1: scancel by hand, and orch asks a while later, while Slurm still lists the job:
+    # `elapsed` stops at Slurm's end time, not at the moment orch noticed.
+    p.cluster.cmd("scancel", ids["class-1"])
+    cancelled_at = time.time()
+    time.sleep(10)
+    jobs = wait(p, "hc", lambda j: j["class-1"]["state"] == "cancelled", "class-1 cancelled")
+    assert "scancel" in jobs["class-1"]["reason"] and "Slurm: CANCELLED" in jobs["class-1"]["reason"]
+    assert jobs["class-1"]["elapsed_s"] <= ran_for("class-1", cancelled_at) + 3, jobs["class-1"]
+
+    # class-0: scancel by hand, and nobody asks until Slurm has forgotten the job (a short
+    # MinJobAge): slurmstepd's notice in its slurm.out says it was cancelled, and when.
+    with p.cluster.configured(MinJobAge="5"):
+        p.cluster.cmd("scancel", ids["class-0"])
+        cancelled_at = time.time()
+        timing.wait_for(lambda: p.cluster.job_state(ids["class-0"]) is None, 120, "Slurm to forget class-0")
+        job = {j["name"]: j for j in status(p, "hc")["jobs"]}["class-0"]
+    assert job["state"] == "cancelled" and "cancelled in Slurm (scancel)" in job["reason"], job
+    assert "Slurm's notice in slurm.out" in job["reason"]
+    assert job["elapsed_s"] <= ran_for("class-0", cancelled_at) + 3, job
+    assert json.loads((p.remote_job("hc", "class-0") / "status.json").read_text())["state"] == "cancelled"
+
+
 def test_hosts_check_reads_sinfo(p):
     doc = json.loads(p.orch("hosts", "check", "cluster", "--json", check=True).stdout)
     parts = {x["partition"]: x for x in doc["slurm_partitions"]}
     assert parts["gpu"]["gres"].startswith("gpu:fake:2") and parts["gpu"]["default"] == "yes"
+    assert parts["gpu"]["time_limit"] == "infinite" and parts["gpu"]["default_time"] == "n/a"
     assert not [x for x in doc["problems"] if "slurm" in x["message"]]
+    # slurm.time unset: jobs get the partition's DefaultTime, which the default warn_before
+    # (120 s) must leave time before, as a slurm.time must.
+    with p.cluster.configured():  # what the block changes is undone after it
+        p.cluster.cmd("scontrol", "update", "PartitionName=gpu", "DefaultTime=1")
+        checked = p.orch("hosts", "check", "cluster", "--json")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    (late,) = [x for x in json.loads(checked.stdout)["problems"] if "warn_before" in x["message"]]
+    assert late["level"] == "error" and "default time limit (DefaultTime) of partition 'gpu', 1:00" in late["message"]
     table = p.orch("hosts", "check", "cluster").stdout
     assert "gres gpu:fake:2" in table
     p.write_host("cluster", scheduler="slurm", slurm={"partition": "nosuch"})

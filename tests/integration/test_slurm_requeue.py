@@ -93,15 +93,17 @@ def test_time_limit_checkpoints_requeues_then_fails_after_max_requeues(p):
     # Slurm's signal timing is coarse (tens of seconds): a minute leaves time to start training.
     p.orch("run", "smoke", "--host", "cluster", "--name", "tl", *LONG, "--set", 'data.classes=["0","1"]', check=True)
     jobs = wait(p, "tl", lambda j: "requeued (1)" in (j["class-0"]["reason"] or ""), "a requeue", timeout=240)
+    assert jobs["class-0"]["requeues"] == 1, jobs["class-0"]  # the reason's count is the column's
     job_id = jobs["class-0"]["backend"]["job_id"]
     deadline = time.time() + timing.scaled(60)
     while p.cluster.job_state(job_id) != "PENDING" and time.time() < deadline:
         time.sleep(0.2)
     p.cluster.release(job_id)
     jobs = wait(p, "tl", lambda j: j["class-0"]["state"] == "failed", "failed", timeout=300)
-    assert "warning (slurm.warn_before before slurm.time) again after 1 requeue," in jobs["class-0"]["reason"], jobs[
-        "class-0"
-    ]
+    assert (
+        f"warning (slurm.warn_before before slurm.time) again after 1 requeue of Slurm job {job_id},"
+        in jobs["class-0"]["reason"]
+    ), jobs["class-0"]
     assert jobs["class-0"]["requeues"] == 1
     log = (p.remote_job("tl", "class-0") / "log.txt").read_text()
     first, _, second = log.partition("[orch] stopped by signal 10")
@@ -111,3 +113,8 @@ def test_time_limit_checkpoints_requeues_then_fails_after_max_requeues(p):
     if "checkpoint saved" in first:
         assert "resuming from" in second, log
     assert "checkpoint saved" in second or "train step" not in second, log
+    # --resume submits it again: a new Slurm job, whose own restart count starts at 0, while the
+    # job's count of requeues carries on.
+    p.orch("run", "smoke", "--resume", "tl", check=True)
+    jobs = wait(p, "tl", lambda j: j["class-0"]["state"] == "running", "class-0 running again", timeout=120)
+    assert jobs["class-0"]["backend"]["job_id"] != job_id and jobs["class-0"]["requeues"] == 1, jobs["class-0"]

@@ -338,6 +338,18 @@ def test_a_job_given_a_gpu_it_cannot_use_runs_on_the_cpu_and_says_so(tmp_path, m
     assert {p["device"] for p in read_jsonl(jd / "progress.jsonl")} == {"cpu"}
 
 
+def test_a_slurm_jobs_manifest_counts_the_requeues_of_its_earlier_submissions(tmp_path, monkeypatch):
+    """Submitted again by --resume, the job is a new Slurm job (SLURM_RESTART_COUNT from 0):
+    its batch script carries the earlier submissions' requeues on (remote/backends/slurm.py)."""
+    run_dir = write_run(tmp_path / "run", experiment(train__steps=5), [job("neg", "class", "0")])
+    monkeypatch.setenv("SLURM_JOB_ID", "456")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    monkeypatch.setenv("ORCH_EARLIER_REQUEUES", "2")
+    run_all(run_dir, ["neg"])
+    manifest = json.loads((run_dir / "jobs" / "neg" / "manifest.json").read_text())
+    assert manifest["slurm"] == {"job_id": "456", "requeues": 3}
+
+
 @pytest.mark.parametrize("visible", [None, "", "-1", "NoDevFiles"])
 def test_no_gpu_given_is_no_note(monkeypatch, visible):
     from remote.train import cpu_fallback_note

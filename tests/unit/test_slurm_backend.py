@@ -174,7 +174,7 @@ def test_how_status_words_slurm_and_a_forgotten_job_is_lost():
     assert gone.state == "lost"
 
 
-def _wrapper(job_dir: Path, env: dict, *args: str) -> subprocess.Popen:
+def _wrapper(job_dir: Path, env: dict, max_requeues: int = 1) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -184,7 +184,7 @@ def _wrapper(job_dir: Path, env: dict, *args: str) -> subprocess.Popen:
             str(job_dir),
             "--requeueable",
             "--max-requeues",
-            "1",
+            str(max_requeues),
             "--",
             sys.executable,
             "-c",
@@ -213,11 +213,10 @@ def _wait_for(pred, what, timeout=120):  # a guard against hangs on a busy machi
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("restarts, expected", [("0", "waiting"), ("1", "failed")])
-def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path, fake_slurm, restarts, expected):
-    job = tmp_path / "job"
-    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="77", SLURM_RESTART_COUNT=restarts)
-    proc = _wrapper(job, env)
+def _warned(job: Path, env: dict, max_requeues: int = 1) -> dict:
+    """Run a wrapper in JOB, give it Slurm's time-limit warning once training runs, and
+    return the status.json it leaves."""
+    proc = _wrapper(job, env, max_requeues)
     try:
         _wait_for(
             lambda: "training" in (job / "log.txt").read_text() if (job / "log.txt").exists() else False,
@@ -228,16 +227,36 @@ def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path
     finally:
         if proc.poll() is None:
             proc.kill()
-    status = _status(job)
-    assert status["state"] == expected and status["requeues"] == int(restarts)
     assert "checkpoint saved" in (job / "log.txt").read_text()
+    return _status(job)
+
+
+@pytest.mark.parametrize("restarts, expected", [("0", "waiting"), ("1", "failed")])
+def test_time_limit_warning_checkpoints_then_requeues_at_most_max_times(tmp_path, fake_slurm, restarts, expected):
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="77", SLURM_RESTART_COUNT=restarts)
+    status = _warned(tmp_path / "job", env)
+    assert status["state"] == expected and status["requeues"] == 1  # requeued once: now, or before
     if expected == "waiting":
         assert "requeued (1)" in status["reason"]
         assert fake_slurm.calls("scontrol")[-1][1:] == ["requeue", "77"]
     else:
-        assert "warning (slurm.warn_before before slurm.time) again after 1 requeue," in status[
+        assert "warning (slurm.warn_before before slurm.time) again after 1 requeue of Slurm job 77," in status[
             "reason"
         ] and not fake_slurm.calls("scontrol")
+
+
+def test_the_requeue_the_reason_names_is_the_count_status_shows(tmp_path, fake_slurm):
+    """`requeued (N)` in the reason and `requeues` (the status column, --json, the manifest)
+    are one number: the times the job has been requeued, this requeue included."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="77", SLURM_RESTART_COUNT="1")
+    status = _warned(tmp_path / "job", env, max_requeues=3)  # its second requeue
+    assert status["state"] == "waiting" and status["reason"].endswith("requeued (2)")
+    assert status["requeues"] == 2
+    # Slurm refuses the requeue: it did not happen, and the count says so.
+    fake_slurm.answer("scontrol", "", rc=1, err="scontrol: error: Job is no longer requeueable\n")
+    status = _warned(tmp_path / "refused", env, max_requeues=3)
+    assert status["state"] == "failed" and "Slurm refused to requeue it" in status["reason"]
+    assert status["requeues"] == 1
 
 
 def test_a_stop_by_slurm_is_not_an_end_but_a_cancel_is(tmp_path, fake_slurm):
@@ -257,6 +276,46 @@ def test_a_stop_by_slurm_is_not_an_end_but_a_cancel_is(tmp_path, fake_slurm):
         status = _status(job)
         assert status["state"] == ("cancelled" if cancel else "waiting"), status
         assert not fake_slurm.calls("scontrol")  # only the time-limit warning asks for a requeue
+
+
+def test_a_job_submitted_again_carries_its_requeue_count_on(tmp_path, fake_slurm):
+    """--resume of a job Slurm had requeued: the new Slurm job starts SLURM_RESTART_COUNT at 0,
+    so hostctl launch writes the count so far into its batch script, and the wrapper (and
+    the manifest, remote/run_job.py) count on from there; slurm.max_requeues still bounds
+    each submission."""
+    run = tmp_path / "runs" / "r"
+    job = _slurm_job(run, "class-0", "5", {"state": "failed", "reason": "stopped at ...", "requeues": 2})
+    plan = {
+        "backend": "slurm",
+        "run_id": "r",
+        "options": {},
+        "jobs": [{"name": "class-0", "job_dir": str(job), "command": "exec true"}],
+    }
+    fake_slurm.answer("sbatch", "6\n")
+    reply = _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan))
+    assert reply.returncode == 0 and json.loads(reply.stdout)["jobs"][0]["started"], reply.stdout + reply.stderr
+    assert "\nexport ORCH_EARLIER_REQUEUES=2\n" in (job / "slurm.sh").read_text()
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="6", SLURM_RESTART_COUNT="1", ORCH_EARLIER_REQUEUES="2")
+    status = _warned(tmp_path / "again", env, max_requeues=1)  # this submission's one requeue is spent
+    assert status["state"] == "failed" and status["requeues"] == 3
+    assert (
+        "again after 1 requeue of Slurm job 6, the most the host's slurm.max_requeues (1) allows one"
+        in status["reason"]
+    )
+    status = _warned(tmp_path / "more", env, max_requeues=2)
+    assert status["requeues"] == 4 and status["reason"].endswith("requeued (4)")
+    # Cancelled while queued (no wrapper of this submission ran), or a resubmission that sbatch
+    # refuses: the job's recorded end keeps the count, and the next --resume carries it on.
+    fake_slurm.answer("squeue", "6|PENDING|Priority||gpu\n")
+    cancel = _hostctl("cancel", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm")
+    assert cancel.returncode == 0 and _status(job)["state"] == "cancelled" and _status(job)["requeues"] == 2
+    fake_slurm.answer("sbatch", "", rc=1, err="sbatch: error: Invalid partition name specified\n")
+    reply = _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan))
+    assert reply.returncode == 0 and not json.loads(reply.stdout)["jobs"][0]["started"]
+    assert _status(job)["state"] == "failed" and _status(job)["requeues"] == 2
+    fake_slurm.answer("sbatch", "7\n")
+    assert _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan)).returncode == 0
+    assert "\nexport ORCH_EARLIER_REQUEUES=2\n" in (job / "slurm.sh").read_text()
 
 
 def _hostctl(*args, stdin=None, env=None):
@@ -310,6 +369,63 @@ def test_slurmctld_down_status_shows_the_files_and_cancel_changes_nothing(tmp_pa
     cancel = _hostctl("cancel", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm", env=env)
     assert cancel.returncode == 2 and "nothing was cancelled" in cancel.stderr
     assert not (run / "jobs" / "class-0" / "cancel").exists() and not fake_slurm.calls("scancel")
+
+
+def _status_reply(run: Path, tmp_path: Path) -> dict:
+    reply = _hostctl("status", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm")
+    assert reply.returncode == 0, reply.stderr
+    return json.loads(reply.stdout)
+
+
+def test_an_end_slurm_saw_is_recorded_at_slurms_end_time(tmp_path, fake_slurm):
+    """An scancel by hand: recorded when Slurm ended the job (squeue's %e, as seconds since
+    1970), not when `orch status` first asked - so `elapsed` stops at the end."""
+    run = tmp_path / "runs" / "r"
+    started = time.time() - 3600
+    _slurm_job(run, "class-0", "5", {"state": "waiting", "pid": 1, "started": started, "reason": "stopped by ..."})
+    fake_slurm.answer("squeue", f"5|CANCELLED|None|n1|gpu|{int(started) + 600}\n")
+    reply = _status_reply(run, tmp_path)
+    assert "%e" in fake_slurm.calls("squeue")[0][-1]
+    recorded = _status(run / "jobs" / "class-0")
+    assert recorded["state"] == "cancelled" and recorded["ended"] == int(started) + 600
+    row = job_row(reply["jobs"][0], reply["now"], "", ControllerSlurm())
+    assert row.state == "cancelled" and "scancel" in row.reason
+    assert abs(row.elapsed_s - (int(started) + 600 - started)) < 1  # not an hour: the ten minutes it ran
+
+
+def _notice(job_id: str, at: float, due: str = "") -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at))
+    return f"slurmstepd: error: *** JOB {job_id} ON n1 CANCELLED AT {stamp}{' DUE TO ' + due if due else ''} ***\n"
+
+
+def test_without_accounting_a_forgotten_job_ends_as_its_slurm_out_says_else_lost(tmp_path, fake_slurm):
+    """Slurm forgot the jobs (MinJobAge) and keeps no accounting: slurmstepd's notice in a job's
+    slurm.out still says how it ended; `lost` only where nothing there does."""
+    fake_slurm.answer("squeue", "", rc=1, err="slurm_load_jobs error: Invalid job id specified\n")
+    fake_slurm.answer("sacct", "", rc=1, err="Slurm accounting storage is disabled\n")
+    run = tmp_path / "runs" / "r"
+    started = float(int(time.time()) - 3600)
+    stopped = {"state": "waiting", "pid": 1, "started": started, "reason": "stopped by the scheduler (signal 15)"}
+    outputs = {
+        "scancel": ("5", "checkpoint saved\n" + _notice("5", started + 600) + "checkpoint saved\n"),
+        "time-limit": ("6", _notice("6", started + 700, "TIME LIMIT")),
+        "requeue": ("7", _notice("7", started + 700, "JOB REQUEUE")),  # not an end: Slurm reran it, or not
+        "earlier-run": ("8", _notice("8", started - 60)),  # before this attempt began
+        "earlier-job": ("9", _notice("4", started + 600)),  # another Slurm job (an earlier submission)
+        "nothing": ("10", "training...\n"),
+    }
+    for name, (job_id, text) in outputs.items():
+        (_slurm_job(run, name, job_id, stopped) / "slurm.out").write_text(text)
+    os.mkfifo(_slurm_job(run, "fifo", "11", stopped) / "slurm.out")  # never read (it would block)
+    reply = _status_reply(run, tmp_path)
+    rows = {j["name"]: job_row(j, reply["now"], "", ControllerSlurm()) for j in reply["jobs"]}
+    assert rows["scancel"].state == "cancelled" and "cancelled in Slurm (scancel)" in rows["scancel"].reason
+    assert "Slurm's notice in slurm.out" in rows["scancel"].reason and rows["scancel"].elapsed_s == 600
+    assert _status(run / "jobs" / "scancel")["state"] == "cancelled"  # recorded: it stays so
+    assert rows["time-limit"].state == "failed" and "time limit" in rows["time-limit"].reason
+    for name in ("requeue", "earlier-run", "earlier-job", "nothing", "fifo"):
+        assert rows[name].state == "lost", (name, rows[name])
+        assert _status(run / "jobs" / name)["state"] == "waiting"
 
 
 def test_a_refused_submission_is_recorded_as_the_jobs_end(tmp_path, fake_slurm):

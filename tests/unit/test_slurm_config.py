@@ -106,7 +106,8 @@ def test_sinfo_parsed_and_slurm_problems_named():
     from orchestrator.backends.slurm import slurm_problems
     from orchestrator.provision.probe import HostFacts, parse_sinfo
 
-    parts = parse_sinfo("gpu*|up|2-00:00:00|4|gpu:a100:4(S:0-1)\ncpu|up|7-00:00:00|10|(null)\nnoise\n")
+    # The probe's sinfo line ends in the partition's DefaultTime; a project's older probe.sh has none.
+    parts = parse_sinfo("gpu*|up|2-00:00:00|4|gpu:a100:4(S:0-1)|1:00:00\ncpu|up|7-00:00:00|10|(null)\nnoise\n")
     assert parts[0] == {
         "partition": "gpu",
         "default": "yes",
@@ -114,7 +115,9 @@ def test_sinfo_parsed_and_slurm_problems_named():
         "time_limit": "2-00:00:00",
         "nodes": "4",
         "gres": "gpu:a100:4(S:0-1)",
+        "default_time": "1:00:00",
     }
+    assert parts[1]["default_time"] == ""
     facts = HostFacts(workdir="/w", slurm_partitions=parts)
     assert slurm_problems(facts, "gpu", "gpu:1") == []
     assert "'big' is not a partition here (sinfo lists: cpu, gpu)" in slurm_problems(facts, "big")[0].message
@@ -172,3 +175,37 @@ def test_time_over_the_partition_limit_is_an_error_a_tight_one_a_warning():
     assert short.level == "warning" and "Slurm can only run its jobs in long" in short.message
     tight = SlurmBackend(SlurmOptions(partition="gpu", time="3", warn_before=60)).host_problems(facts)
     assert [p.level for p in tight] == ["warning"]
+
+
+def test_warn_before_is_checked_against_the_partitions_default_time_when_slurm_time_is_unset():
+    """slurm.time unset: a job gets its partition's DefaultTime (its MaxTime when it has none),
+    and a warn_before at or over that is the same mistake check() refuses in slurm.time."""
+    from orchestrator.backends.slurm import SlurmBackend
+    from orchestrator.config.slurm import SlurmOptions
+    from orchestrator.provision.probe import HostFacts, parse_sinfo
+
+    facts = HostFacts(
+        workdir="/w",
+        slurm_partitions=parse_sinfo(
+            "short*|up|infinite|4|gpu:a100:4|1:00\nshort*|up|infinite|2|gpu:h100:8|1:00\n"
+            "capped|up|2:00|2|(null)|n/a\ntight|up|infinite|2|(null)|8:00\nlong|up|infinite|2|(null)|n/a\n"
+        ),
+    )
+
+    def found(**opts):
+        return [(p.level, p.message, p.hint) for p in SlurmBackend(SlurmOptions(**opts)).host_problems(facts)]
+
+    ((level, message, hint),) = found()  # the default partition, listed twice: said once
+    assert level == "error" and message.startswith("slurm.warn_before 120 s is not less than the default time limit")
+    assert "(DefaultTime) of partition 'short', 1:00 (60 s), which its jobs get with slurm.time unset" in message
+    assert "set slurm.time well over 120 s" in hint
+    ((level, message, _),) = found(partition="capped")
+    assert level == "error" and "time limit (MaxTime; it sets no DefaultTime) of partition 'capped', 2:00" in message
+    assert found(partition="long") == [] and found(partition="short", time="1:00:00") == []
+    ((level, message, _),) = found(partition="short", warn_before=30)  # legal, and tight: as a slurm.time is
+    assert level == "warning" and "leaves each attempt 30 s before Slurm's warning" in message
+    ((level, message, _),) = found(partition="tight")
+    assert level == "warning" and "leaves each attempt 6 min before" in message
+    # Several partitions: Slurm may run a job in one it suits, so a short one is a warning.
+    ((level, message, _),) = found(partition="short,long")
+    assert level == "warning" and "(jobs Slurm runs in long are not affected)" in message
