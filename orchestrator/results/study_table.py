@@ -209,7 +209,15 @@ def _seed_record(mr: MemberRun, ev: Evaluation) -> Dict[str, Any]:
         "train_tokens": m["train_tokens"],
         "train_tokens_per_s": train_throughput(m["timings"]),
         "code_hash": m["facts"].get("code_hash"),
+        # jobs given a GPU that torch could not use, so they ran on the CPU (report.cpu_fallback_lines)
+        "ran_on_cpu": ran_on_cpu(m["timings"]),
     }
+
+
+def ran_on_cpu(timings: Dict[str, Any]) -> Dict[str, str]:
+    """Job -> its own words (manifest.json's device_note), for the jobs of a run that were
+    given a GPU and ran on the CPU: their results stand, their times are CPU times."""
+    return {name: j["device_note"] for name, j in timings.get("jobs", {}).items() if j.get("device_note")}
 
 
 def _summary(seeds: List[SeedResult], planned: Sequence[int], missing: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -301,6 +309,7 @@ def _ensemble_seed(
         "train_tokens": int(sum(r["train_tokens"] or 0 for r in recs)),
         "train_tokens_per_s": None,
         "code_hash": None,
+        "ran_on_cpu": {},  # its components' runs say it
     }
     if record["verdict_basis"] != "bands":
         record["verdict"] = None
