@@ -173,6 +173,18 @@ def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[StatusRow]:
     return rows
 
 
+def results_missing(run_dir: Path, planned: List[Dict]) -> List[str]:
+    """The jobs of a fetched run whose results are not in RUN_DIR/jobs any more (removed by
+    hand): those that score (the score job of an adaptive-draws run, else every job but
+    pretrain) without a manifest.json.  `orch eval` refuses such a run; `orch runs` says so."""
+    roles = {"score"} if any(j.get("role") == "score" for j in planned) else {"class", "classifier"}
+    return [
+        j["name"]
+        for j in planned
+        if j.get("role", "class") in roles and not (run_dir / "jobs" / j["name"] / "manifest.json").is_file()
+    ]
+
+
 def fmt_duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return "-"

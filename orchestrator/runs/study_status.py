@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from orchestrator import backends
-from orchestrator.config.project import Project
+from orchestrator.config.project import Project, copy_of
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import hostctl as hostops
@@ -103,6 +103,12 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
         if not (run_dir / "local.json").is_file():
             views[entry["run_id"]] = RunView(entry["member"], entry["seed"], entry["run_id"], "not launched")
             continue
+        other = copy_of(run_dir)
+        if other is not None:  # its record is another run's: asking the host by its name would mislead
+            views[entry["run_id"]] = RunView(
+                entry["member"], entry["seed"], entry["run_id"], "unknown", reason=copied(run_dir, other)
+            )
+            continue
         local = records.load_record(run_dir)
         jobs = records.planned_jobs(run_dir, local)  # local.json's copy: no YAML to parse
         if local.get("state") == "fetched":
@@ -137,6 +143,14 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
                 records.note_states(project.runs / run_id, local, states)
                 views[run_id] = _view(entry, rows, host=host)
     return [views[e["run_id"]] for e in record["runs"]]
+
+
+def copied(run_dir: Path, other: str) -> str:
+    """Why a study's run folder that holds another run's record is not that run."""
+    return (
+        f"{run_dir} is a copy of run {other}'s folder (its local.json names {other}), not this run: "
+        f"put this run's own folder back, or move the copy out of runs/"
+    )
 
 
 def ready_to_fetch(view: RunView) -> bool:

@@ -145,3 +145,24 @@ def test_runs_whose_jobs_ran_on_the_cpu_say_so_after_their_state_and_under_the_t
     ]
     coloured = studystatus.render("s", [view], colour=True).splitlines()
     assert "\x1b[32mfetched\x1b[0m (class-0 ran on CPU)" in coloured[3]
+
+
+def test_a_study_run_folder_holding_another_runs_record_is_not_that_run(tmp_path):
+    """runs/s-a-s1 replaced by a copy of runs/s-a-s0 (cp -r): study status does not ask the host
+    for it with the other run's record, and the report does not count the copy as seed 1."""
+    import shutil
+
+    from orchestrator.runs.study import member_runs
+    from orchestrator.runs.study_status import status
+
+    project = unreachable_run(tmp_path, "s-a-s0")
+    shutil.copytree(project.runs / "s-a-s0", project.runs / "s-a-s1")
+    record = {"name": "s", "runs": [{"member": "a", "seed": 1, "run_id": "s-a-s1"}]}
+
+    def no_host(host):
+        raise AssertionError(f"asked host {host}")
+
+    (view,) = status(project, record, no_host)
+    assert view.state == "unknown" and view.reason.startswith(f"{project.runs / 's-a-s1'} is a copy of run s-a-s0's")
+    (mr,) = member_runs(project, record)
+    assert mr.run_dir is None and "is a copy of run s-a-s0's folder" in mr.missing
