@@ -22,6 +22,7 @@ from orchestrator.config.project import Project, check_name, copy_of, launched_a
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError, on_ctrl_c
 from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import previous
 from orchestrator.runs.state import (
     StatusRow,
     listed_state,
@@ -596,11 +597,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command("runs")
     def runs_list(
+        drop_previous: List[str] = typer.Option(
+            [],
+            "--drop-previous",
+            metavar="RUN",
+            help="Remove the earlier copies of RUN's results that fetches kept in runs/RUN/previous/ instead of "
+            "listing (repeatable; refused while a fetch of RUN is at work).",
+        ),
         as_json: bool = JSON,
         quiet: bool = output.quiet_option(),
     ):
         """List local runs and their last known states (no SSH)."""
         project = Project.find()
+        if drop_previous:
+            _drop_previous(project, drop_previous, as_json)
+            return
         items = [_listed(run_dir) for run_dir in sorted(project.run_folders(), key=lambda p: (launched_at(p), p.name))]
         if as_json:
             print(json.dumps(items))
@@ -631,8 +642,8 @@ def register(app: typer.Typer) -> None:
 
 def _listed(run_dir) -> dict:
     """One run folder as `orch runs` lists it (no SSH): its record, the job states last
-    seen, and what is really here (results removed by hand, a copy of another run's folder),
-    with what to do about each in ``notes``."""
+    seen, and what is really here (results removed by hand, a copy of another run's folder,
+    earlier copies kept by fetches), with what to do about each in ``notes``."""
     try:
         if not (run_dir / "run.yaml").is_file():
             raise not_a_run(run_dir)
@@ -685,6 +696,9 @@ def _listed(run_dir) -> dict:
             f"a copy of run {other}'s folder (its local.json names {other}): status, logs, cancel, fetch-results "
             f"and --resume refuse it; `orch eval {run_dir.name}` evaluates it here"
         )
+    held = previous.kept(run_dir)
+    if held.count:
+        notes.append(previous.kept_line(run_dir, held))
     return {
         "run": run_dir.name,
         "experiment": record.get("experiment"),
@@ -697,5 +711,49 @@ def _listed(run_dir) -> dict:
         "study": (record.get("study") or {}).get("name") if isinstance(record.get("study"), dict) else None,
         "copy_of": other,
         "results_missing": missing,
+        "previous": {"copies": held.count, "bytes": held.bytes},
         "notes": notes,
     }
+
+
+def _size(n: int) -> str:
+    from orchestrator.results.room import size_words
+
+    return size_words(n)
+
+
+def _drop_previous(project: Project, names: List[str], as_json: bool) -> None:
+    """`orch runs --drop-previous RUN...`: remove each run's earlier copies (runs/previous.py),
+    saying what was removed (stdout) and what was left there."""
+    done = []
+    for name in names:
+        run_dir = project.existing_run(name, copy_ok=True)  # local only: a copy's own previous/ is its own
+        removed, left = previous.drop(run_dir)
+        base = run_dir / previous.PREVIOUS
+        done.append(
+            {
+                "run": run_dir.name,
+                "removed": [f.name for f in removed.folders],
+                "freed_bytes": removed.bytes,
+                "left": left,
+            }
+        )
+        if as_json:
+            continue
+        if removed.count:
+            words = f"{removed.count} earlier cop{'y' if removed.count == 1 else 'ies'}"
+            output.out.print(
+                f"{run_dir.name}: removed {words} of its results from {base} ({_size(removed.bytes)} freed)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            output.out.print(f"{run_dir.name}: no earlier copies in {base}", markup=False, highlight=False)
+        if left:
+            output.warn(
+                f"{base} still holds {', '.join(terminal.visible(n) for n in left)}: not folders of earlier "
+                "copies (a link or a file), so orch left them; remove them yourself if they are not needed"
+            )
+    if as_json:
+        print(json.dumps(done))
