@@ -46,7 +46,8 @@ def compare_command(
     from orchestrator.results.compare import compare_runs
 
     project = Project.find()
-    result = compare_runs([(name, project.existing_run(name)) for name in runs], force=force, per_token=per_token)
+    found = [(name, project.existing_run(name, copy_ok=True)) for name in runs]  # local: a copy is its folder
+    result = compare_runs(found, force=force, per_token=per_token)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -55,7 +55,7 @@ def evaluate(run: Optional[str], prior: Optional[str], bands: Optional[str], plo
 
     _check_choice("--prior", prior, ("uniform", "train"))
     _check_choice("--bands", bands, ("auto", "poc", "mdlm"))
-    run_dir = Project.find().existing_run(run)
+    run_dir = Project.find().existing_run(run, copy_ok=True)  # a copy is evaluated as the folder it is
     metrics = evaluate_run(run_dir, prior=prior, bands=bands, plots=plots)
     if as_json:
         sys.stdout.write(json.dumps(metrics, indent=2, default=str) + "\n")

@@ -91,6 +91,14 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
             markup=False,
             soft_wrap=True,
         )
+    if m.get("copy_of"):
+        console.print(
+            f"note: this folder is a copy of run {m['copy_of']}'s (its local.json names that run): evaluated "
+            f"as {m['run_id']}; commands that reach the host (status, fetch-results, --resume) refuse it",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if m.get("config_edited"):
         console.print(
             "note: run.yaml was edited after the run was launched; report.md shows the edited config, "

@@ -58,20 +58,39 @@ class Hosts:
 def render(name: str, views, colour: bool = False) -> str:
     from orchestrator.commands.statustable import table
     from orchestrator.runs.state import fmt_duration
+    from orchestrator.terminal import visible
 
     body = [
         [
             v.run_id,
             v.member,
             str(v.seed),
-            v.state + (f" ({v.reason})" if v.reason else ""),
+            v.state + _why(v),
             f"{v.jobs_done}/{v.jobs}" if v.jobs else "-",
             v.progress or "-",
             fmt_duration(v.eta_s),
         ]
         for v in views
     ]
-    return table(f"study {name}", HEAD, body, [v.state for v in views], LEFT, colour)
+    out = table(f"study {name}", HEAD, body, [v.state for v in views], LEFT, colour)
+    for v in views:  # as `orch status` says it under its table, for each run it concerns
+        if v.ran_on_cpu:
+            jobs, host = ", ".join(v.ran_on_cpu), v.host
+            said = (
+                f"{v.run_id}: {jobs} given a GPU but ran on the CPU; unless the run asks for the CPU "
+                f"(train.device: cpu), torch on {host} cannot use the GPU (`orch logs {v.run_id} "
+                f"{v.ran_on_cpu[0]}` says why): `orch bootstrap {host}` installs a CUDA build of torch"
+            )
+            out += visible(said) + "\n"
+    return out
+
+
+def _why(v) -> str:
+    """What the state cell adds to the state word: the reason, and the jobs that ran on the CPU."""
+    said = [v.reason] if v.reason else []
+    if v.ran_on_cpu:
+        said.append(f"{', '.join(v.ran_on_cpu)} ran on CPU")
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def show(record: dict, project, as_json: bool, trust_new_host_key: bool, out=None) -> List:

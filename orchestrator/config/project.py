@@ -93,20 +93,30 @@ class Project:
         """runs/studies/NAME/: the study's record (study.json) and its report."""
         return self.studies / check_name("study", name)
 
-    def existing_run(self, run_id: Optional[str]) -> Path:
-        """The folder of RUN, or of the newest run when RUN is None."""
+    def existing_run(self, run_id: Optional[str], copy_ok: bool = False) -> Path:
+        """The folder of RUN, or of the newest run when RUN is None.
+
+        A folder whose record names another run (a copy, `cp -r runs/A runs/B`) is refused
+        unless ``copy_ok`` (commands that only read and write the folder here: eval,
+        compare): a command that reaches the host finds a run there by the folder's name."""
         if run_id is None:
             runs = self.list_runs()
             if not runs:
                 raise OrchError("no runs yet", ExitCode.RUN_STATE, hint="start one with `orch run EXPERIMENT`")
-            return runs[-1]
-        path = self.run_dir(run_id)
-        if not (path / "run.yaml").is_file():
-            if path.is_dir():
-                raise not_a_run(path)
-            raise OrchError(
-                f"no run named {run_id!r} in {self.runs}", ExitCode.RUN_STATE, hint="`orch runs` lists them"
-            )
+            # the newest run of its own: a copy made since is not the run the user last launched
+            own = runs if copy_ok else [p for p in runs if copy_of(p) is None] or runs
+            path = own[-1]
+        else:
+            path = self.run_dir(run_id)
+            if not (path / "run.yaml").is_file():
+                if path.is_dir():
+                    raise not_a_run(path)
+                raise OrchError(
+                    f"no run named {run_id!r} in {self.runs}", ExitCode.RUN_STATE, hint="`orch runs` lists them"
+                )
+        other = copy_of(path)
+        if other is not None and not copy_ok:
+            raise copied_run(path, other)
         return path
 
     def list_runs(self) -> List[Path]:
@@ -165,3 +175,34 @@ def not_a_run(path: Path) -> OrchError:
             "names the host and workdir): copy it back here",
         )
     return OrchError(f"{path} is not a run folder (no run.yaml, no local.json)", ExitCode.RUN_STATE)
+
+
+def copy_of(run_dir: Path) -> Optional[str]:
+    """The run whose record RUN_DIR holds when that is not RUN_DIR's own name: a run folder
+    copied under another name (`cp -r runs/A runs/B`); None for a run's own folder (or a
+    record too old or damaged to say: the commands that read it say what is wrong)."""
+    import json
+
+    try:
+        named = json.loads((run_dir / "local.json").read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return named if isinstance(named, str) and NAME_RE.fullmatch(named) and named != run_dir.name else None
+
+
+def copied_run(path: Path, other: str) -> OrchError:
+    """The error for a command that would reach the host with a copied run folder PATH,
+    whose record is run OTHER's: it would ask the host for a run named after the folder,
+    which is not the run the record describes."""
+    original = path.parent / other
+    if (original / "run.yaml").is_file():
+        mend = f"run {other}'s own folder is {original} (`orch status {other}`); "
+    else:
+        mend = f"{original} is gone: `mv {path} {original}` makes this folder run {other} again; "
+    return OrchError(
+        f"{path} is a copy of run {other}'s folder (its local.json names run {other}), not a run of its own: "
+        f"orch finds a run on its host by the folder's name, so it would reach a run {path.name} there with "
+        f"run {other}'s record; it does not act on this folder",
+        ExitCode.RUN_STATE,
+        hint=mend + f"`orch eval {path.name}` evaluates the copy here; to keep it as a copy, move it out of runs/",
+    )

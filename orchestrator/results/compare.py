@@ -73,6 +73,12 @@ def common_ids(loaded: Sequence[Loaded], force: bool) -> Tuple[List[str], bool]:
     sets = [set(x.scores.ids) for x in loaded]
     shared = set.intersection(*sets)
     differ = any(s != sets[0] for s in sets[1:])
+    if not shared:  # --force cannot help: there is nothing to compare them on
+        raise OrchError(
+            "the runs share no test ids: nothing to compare",
+            ExitCode.DATA,
+            hint="they were scored on different data sets",
+        )
     if differ and not force:
         parts = []
         for x, s in zip(loaded, sets):
@@ -81,13 +87,13 @@ def common_ids(loaded: Sequence[Loaded], force: bool) -> Tuple[List[str], bool]:
                 f"{x.name!r} has {len(s)}"
                 + (f" ({len(only)} not in every run, e.g. {name_examples(only)})" if only else "")
             )
+        # The runs' data do not fit together (DATA, as for other labels below): the command
+        # line was fine, so not typer's usage code 2.
         raise OrchError(
             "the runs scored different test sets: " + "; ".join(parts),
-            ExitCode.USAGE,
+            ExitCode.DATA,
             hint=f"--force compares them on the {len(shared)} test ids they share",
         )
-    if not shared:
-        raise OrchError("the runs share no test ids: nothing to compare", ExitCode.USAGE)
     ids = [tid for tid in loaded[0].scores.ids if tid in shared]
     # Same ids must mean the same texts: the labels have to agree too.
     ref = dict(zip(loaded[0].scores.ids, loaded[0].scores.labels))

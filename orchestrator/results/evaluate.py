@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
+from orchestrator.config.project import copy_of
 from orchestrator.contract.records import config_edited
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import plots as plotting
@@ -310,6 +311,8 @@ def evaluate(
         "meets_min_accuracy": raw["accuracy"] >= spec.min_accuracy,
         # run.yaml edited here after launch: the report's config is not what the jobs ran
         "config_edited": config_edited(run.run_dir, run.local),
+        # a copy of another run's folder (cp -r runs/A runs/B): evaluated as B, its record is A's
+        "copy_of": copy_of(run.run_dir),
         "test_ids_sha256": ids_digest(scores.ids),
         "tokenizer_sha256": scores.tokenizer_sha256,
     }

@@ -547,6 +547,15 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
             if m.get("config_edited")
             else []
         ),
+        *(
+            [
+                f"**This folder is a copy of run {code(m['copy_of'])}'s** (its local.json names that run): "
+                f"evaluated here as {code(m['run_id'])}.",
+                "",
+            ]
+            if m.get("copy_of")
+            else []
+        ),
         *fenced(yaml.safe_dump(experiment, sort_keys=False).rstrip(), "yaml"),
         "",
         f"95% intervals: {INTERVALS}"

@@ -143,8 +143,9 @@ def load_run(run_dir: Path, jobs_dir: Optional[Path] = None) -> RunData:
                 manifest=_read_host_doc(job_dir / "manifest.json", "manifest.json", check_manifest),
             )
         )
-    run_id = str(config.get("run_id") or run_dir.name)
-    return RunData(run_dir, run_id, config, experiment, local, jobs)
+    # The folder's name, not the id run.yaml records: a copied run folder (cp -r runs/A runs/B)
+    # is evaluated, and named, as the folder it is (metrics.json's copy_of says whose it was).
+    return RunData(run_dir, run_dir.name, config, experiment, local, jobs)
 
 
 # --------------------------------------------------------------------------- one score file

@@ -62,7 +62,41 @@ def _mean_ci_cell(row: Dict[str, Any]) -> str:
 
 
 def _seed_cells(row: Dict[str, Any]) -> str:
-    return "; ".join(f"s{s['seed']} {pct(s['accuracy'])} ({ci(s['accuracy_ci95'])})" for s in row["seeds"]) or "none"
+    return (
+        "; ".join(
+            f"s{s['seed']} {pct(s['accuracy'])} ({ci(s['accuracy_ci95'])}"
+            + (", ran on CPU †" if s.get("ran_on_cpu") else "")
+            + ")"
+            for s in row["seeds"]
+        )
+        or "none"
+    )
+
+
+def cpu_runs(table: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The member runs with jobs given a GPU that ran on the CPU: [{run_id, member, seed, jobs}]."""
+    return [
+        {"run_id": s["run_id"], "member": r["name"], "seed": s["seed"], "jobs": s["ran_on_cpu"]}
+        for r in table["rows"]
+        if r["type"] == "member"
+        for s in r["seeds"]
+        if s.get("ran_on_cpu")
+    ]
+
+
+def _cpu_section(table: Dict[str, Any]) -> List[str]:
+    """report.md's note on runs that were given a GPU and ran on the CPU, as a run's report.md says it."""
+    found = cpu_runs(table)
+    if not found:
+        return []
+    which = "; ".join(f"{code(c['run_id'])} ({', '.join(esc(j) for j in c['jobs'])})" for c in found)
+    first = next(iter(found[0]["jobs"].values()))
+    return [
+        f"† **Given a GPU but ran on the CPU:** {which}. Their results count as any run's (the models were "
+        f"trained and scored as configured, on the CPU); their compute times are CPU times. The first job's "
+        f"own words: {esc(first)}",
+        "",
+    ]
 
 
 def _name(row: Dict[str, Any]) -> str:
@@ -277,6 +311,7 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
         "seeds.",
         "",
         *md_table(RESULTS_HEADER, results_rows(table)),
+        *_cpu_section(table),
     ]
     if any(r["type"] == "ensemble" for r in table["rows"]):
         out += [
@@ -387,11 +422,16 @@ def table_csv(table: Dict[str, Any]) -> str:
                         s["train_tokens_per_s"],
                         s["verdict"],
                         r["bands"],
-                        "",
+                        _cpu_note(s),
                     ],
                 )
             )
     return buf.getvalue()
+
+
+def _cpu_note(seed: Dict[str, Any]) -> str:
+    jobs = seed.get("ran_on_cpu") or {}
+    return f"given a GPU, ran on the CPU: {', '.join(jobs)}" if jobs else ""
 
 
 def summary_lines(table: Dict[str, Any]) -> List[str]:
@@ -428,6 +468,11 @@ def summary_lines(table: Dict[str, Any]) -> List[str]:
         )
     elif fewest == 2 and not differ:
         out.append("with two seeds the seeds' spread is known from one degree of freedom: more seeds say more")
+    for c in cpu_runs(table):
+        out.append(
+            f"note: {c['run_id']} ({c['member']}, seed {c['seed']}): {', '.join(c['jobs'])} given a GPU but ran "
+            "on the CPU (torch there had no usable CUDA; report.md has the job's words): its times are CPU times"
+        )
     return out
 
 

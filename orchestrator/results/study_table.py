@@ -9,7 +9,8 @@ cached them), so a seed's accuracy and 95% interval here are the ones in its met
 **Same test set.**  Paired tests and ensembles need every run to have scored the same
 texts.  The study launches them on one split, and that is checked, not assumed: every run
 must hold the same test ids, with the same labels and the same classes, as the first run
-with results; one that does not is refused (ExitCode.RUN_STATE), naming it and what differs.
+with results; one that does not is refused (ExitCode.DATA, as `orch compare` refuses runs scored
+on different test sets), naming it and what differs.
 
 **A member's row** is the mean ± sample sd (n - 1) of its seeds' accuracies, over the
 seeds that have results, with the mean's 95% interval over both the test texts and the
@@ -144,7 +145,7 @@ class ReferenceSet:
         )
         if list(s.classes) != self.classes:
             raise OrchError(
-                f"{where} has classes {s.classes}, run {self.source!r} {self.classes}", ExitCode.RUN_STATE, hint=hint
+                f"{where} has classes {s.classes}, run {self.source!r} {self.classes}", ExitCode.DATA, hint=hint
             )
         mine, ref = set(s.ids), set(self.ids)
         if mine != ref:
@@ -154,12 +155,12 @@ class ReferenceSet:
                 parts.append(f"{len(extra)} not in {self.source!r} (e.g. {name_examples(extra)})")
             if lacking:
                 parts.append(f"{len(lacking)} of {self.source!r}'s missing (e.g. {name_examples(lacking)})")
-            raise OrchError("different test sets: " + "; ".join(parts), ExitCode.RUN_STATE, hint=hint)
+            raise OrchError("different test sets: " + "; ".join(parts), ExitCode.DATA, hint=hint)
         bad = [tid for tid, label in zip(s.ids, s.labels) if self.label[tid] != label]
         if bad:
             raise OrchError(
                 f"{where} gives other labels than run {self.source!r} to {len(bad)} test id(s): {name_examples(bad)}",
-                ExitCode.RUN_STATE,
+                ExitCode.DATA,
                 hint=hint,
             )
         index = dict(zip(s.ids, range(len(s.ids))))
@@ -208,7 +209,15 @@ def _seed_record(mr: MemberRun, ev: Evaluation) -> Dict[str, Any]:
         "train_tokens": m["train_tokens"],
         "train_tokens_per_s": train_throughput(m["timings"]),
         "code_hash": m["facts"].get("code_hash"),
+        # jobs given a GPU that torch could not use, so they ran on the CPU (report.cpu_fallback_lines)
+        "ran_on_cpu": ran_on_cpu(m["timings"]),
     }
+
+
+def ran_on_cpu(timings: Dict[str, Any]) -> Dict[str, str]:
+    """Job -> its own words (manifest.json's device_note), for the jobs of a run that were
+    given a GPU and ran on the CPU: their results stand, their times are CPU times."""
+    return {name: j["device_note"] for name, j in timings.get("jobs", {}).items() if j.get("device_note")}
 
 
 def _summary(seeds: List[SeedResult], planned: Sequence[int], missing: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -300,6 +309,7 @@ def _ensemble_seed(
         "train_tokens": int(sum(r["train_tokens"] or 0 for r in recs)),
         "train_tokens_per_s": None,
         "code_hash": None,
+        "ran_on_cpu": {},  # its components' runs say it
     }
     if record["verdict_basis"] != "bands":
         record["verdict"] = None

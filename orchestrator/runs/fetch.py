@@ -48,6 +48,7 @@ from typing import Dict, List, Optional, Sequence
 from orchestrator.contract.hostdocs import RESULT_FILES
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.room import memory_shortfall, size_words
+from orchestrator.runs.previous import PREVIOUS
 from orchestrator.transport.base import Transport
 from orchestrator.transport.hostfiles import NOT_REGULAR
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
@@ -378,7 +379,7 @@ def verify(run_dir: Path, stage: Path, planned: Sequence[Dict], done: Sequence[s
 FETCHED = DOCS + BOUNDED + RESULT_FILES  # the only names a fetch writes into a job's folder
 # What `orch eval` writes from jobs/ (yardsticks.json is keyed by the data, not the results).
 EVALUATION = ("metrics.json", "predictions.csv", "report.md", "plots")
-PREVIOUS = "previous"  # runs/<id>/previous/<time>/: local copies a fetch replaced
+# runs/<id>/previous/<time>/: local copies a fetch replaced (previous.py counts and drops them)
 
 
 @dataclass

@@ -463,12 +463,14 @@ def fetch(project: Project, transport: Transport, run_id: str, partial: bool, fu
     Whatever goes wrong, Ctrl-C included, the previous verified copy stays as it was, and
     the message says so."""
     from orchestrator.runs.fetch import kept_note
+    from orchestrator.runs.previous import fetch_lock
 
     local_dir = project.existing_run(run_id)
     kept = kept_note(local_dir)
     done: Dict[str, bool] = {}
     try:
-        return _fetch(project, transport, run_id, local_dir, partial, full_logs, kept, done)
+        with fetch_lock(local_dir):  # `orch runs --drop-previous` waits for it (runs/previous.py)
+            return _fetch(project, transport, run_id, local_dir, partial, full_logs, kept, done)
     except KeyboardInterrupt:
         if done.get("swapped"):  # only the old copy's removal was left (a later fetch finishes it)
             raise OrchError(
@@ -636,4 +638,8 @@ def fetch_notes(outcome: Dict, run_dir: Path) -> List[str]:
         )
     if outcome.get("moved"):
         lines.append(f"  the evaluation of the previous results ({', '.join(outcome['moved'])}) moved to {aside}")
+    if aside is not None:  # results are never deleted on their own: say what is kept, and how to drop it
+        from orchestrator.runs.previous import kept, kept_line
+
+        lines.append("  " + kept_line(run_dir, kept(run_dir)))
     return lines

@@ -149,7 +149,7 @@ def listed_state(recorded: Optional[str], rows: List[StatusRow]) -> Optional[str
 
 def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[StatusRow]:
     """Rows from fetched files (for `orch runs` without contacting the host)."""
-    from orchestrator.contract.hostdocs import BadDocument, check_status, read_local
+    from orchestrator.contract.hostdocs import BadDocument, check_manifest, check_status, read_local
 
     rows = []
     for job in planned:
@@ -164,8 +164,25 @@ def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[StatusRow]:
             row.state = "unknown"
         elif row.state == "lost":
             row.state = (raw["status"] or {}).get("state", "unknown")  # last known, not fetched since
+        if raw["manifest"]:  # what the job ran on, as its last progress line says it on the host
+            try:
+                row.device = str((read_local(d / "manifest.json", check_manifest) or {}).get("device") or "")
+            except BadDocument:
+                pass  # `orch eval` says what is wrong with it
         rows.append(row)
     return rows
+
+
+def results_missing(run_dir: Path, planned: List[Dict]) -> List[str]:
+    """The jobs of a fetched run whose results are not in RUN_DIR/jobs any more (removed by
+    hand): those that score (the score job of an adaptive-draws run, else every job but
+    pretrain) without a manifest.json.  `orch eval` refuses such a run; `orch runs` says so."""
+    roles = {"score"} if any(j.get("role") == "score" for j in planned) else {"class", "classifier"}
+    return [
+        j["name"]
+        for j in planned
+        if j.get("role", "class") in roles and not (run_dir / "jobs" / j["name"] / "manifest.json").is_file()
+    ]
 
 
 def fmt_duration(seconds: Optional[float]) -> str:

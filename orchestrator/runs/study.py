@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from orchestrator.config.project import Project
+from orchestrator.config.project import Project, copy_of
 from orchestrator.config.studies import Study, StudyRun
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError, is_interrupt
@@ -24,6 +24,7 @@ from orchestrator.runs import launch as runner
 from orchestrator.runs.study_status import (  # noqa: F401  (study.status, ... are its API)
     RECORD,
     RunView,
+    copied,
     load_record,
     ready_to_fetch,
     record_path,
@@ -370,6 +371,8 @@ def member_runs(project: Project, record: Dict) -> List:
         missing = ""
         if not (run_dir / "local.json").is_file():
             missing = "not launched"
+        elif copy_of(run_dir) is not None:  # another run's results under this run's name: never counted
+            missing = copied(run_dir, copy_of(run_dir))
         else:
             local = records.load_record(run_dir)
             if local.get("state") != "fetched" or not (run_dir / "jobs").is_dir():

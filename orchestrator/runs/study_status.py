@@ -9,12 +9,12 @@ benchmark; commands/quickstatus.py's quick path).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from orchestrator import backends
-from orchestrator.config.project import Project
+from orchestrator.config.project import Project, copy_of
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import hostctl as hostops
@@ -59,14 +59,18 @@ class RunView:
     eta_s: Optional[float] = None
     reason: str = ""
     note: str = ""  # the run's scheduler did not answer (slurmctld down): states are the files'
+    # jobs given a GPU that ran on the CPU (torch there cannot use it), as `orch status` shows them
+    ran_on_cpu: List[str] = field(default_factory=list)
+    host: str = ""
 
     def to_dict(self) -> Dict:
         return asdict(self)
 
 
-def _view(entry: Dict, rows, local_state: Optional[str] = None) -> RunView:
-    view = RunView(entry["member"], entry["seed"], entry["run_id"], local_state or shown_state(rows))
+def _view(entry: Dict, rows, local_state: Optional[str] = None, host: str = "") -> RunView:
+    view = RunView(entry["member"], entry["seed"], entry["run_id"], local_state or shown_state(rows), host=host)
     view.jobs = len(rows)
+    view.ran_on_cpu = [r.name for r in rows if r.gpu_unused]
     view.note = unanswered(rows)
     view.jobs_done = sum(r.state == "done" for r in rows)
     running = [r for r in rows if r.state == "running"]
@@ -99,10 +103,16 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
         if not (run_dir / "local.json").is_file():
             views[entry["run_id"]] = RunView(entry["member"], entry["seed"], entry["run_id"], "not launched")
             continue
+        other = copy_of(run_dir)
+        if other is not None:  # its record is another run's: asking the host by its name would mislead
+            views[entry["run_id"]] = RunView(
+                entry["member"], entry["seed"], entry["run_id"], "unknown", reason=copied(run_dir, other)
+            )
+            continue
         local = records.load_record(run_dir)
         jobs = records.planned_jobs(run_dir, local)  # local.json's copy: no YAML to parse
         if local.get("state") == "fetched":
-            views[entry["run_id"]] = _view(entry, rows_from_local(run_dir, jobs), "fetched")
+            views[entry["run_id"]] = _view(entry, rows_from_local(run_dir, jobs), "fetched", local.get("host", ""))
             continue
         by_host.setdefault(local["host"], []).append((entry, local, jobs))
     for host, items in by_host.items():
@@ -131,8 +141,16 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
                 rows = rows_from_remote(reply, jobs, backend)
                 states = {r.name: r.state for r in rows}  # `orch runs` and the report read them
                 records.note_states(project.runs / run_id, local, states)
-                views[run_id] = _view(entry, rows)
+                views[run_id] = _view(entry, rows, host=host)
     return [views[e["run_id"]] for e in record["runs"]]
+
+
+def copied(run_dir: Path, other: str) -> str:
+    """Why a study's run folder that holds another run's record is not that run."""
+    return (
+        f"{run_dir} is a copy of run {other}'s folder (its local.json names {other}), not this run: "
+        f"put this run's own folder back, or move the copy out of runs/"
+    )
 
 
 def ready_to_fetch(view: RunView) -> bool:

@@ -67,7 +67,7 @@ def test_compare_refuses_different_test_sets_unless_forced(tmp_path):
     with pytest.raises(OrchError) as info:
         compare_runs([("a", ra), ("c", rc)])
     err = info.value
-    assert err.code == ExitCode.USAGE and "different test sets" in err.message
+    assert err.code == ExitCode.DATA and "different test sets" in err.message
     assert "'a' has 12" in err.message and "0/5" in err.message and "--force" in err.hint
     result = compare_runs([("a", ra), ("c", rc)], force=True)
     assert result["n_common"] == 10 and result["test_sets_differ"] is True

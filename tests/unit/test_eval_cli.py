@@ -132,11 +132,27 @@ def test_compare_cli(project):
     data = json.loads(invoke("compare", "a", "b", "--json").output)
     assert data["pairs"][0]["p_value"] == pytest.approx(14 / 64)
     err = failure(invoke("compare", "a", "c"))
-    assert "different test sets" in err.message and err.code == ExitCode.USAGE
+    assert "different test sets" in err.message and err.code == ExitCode.DATA
     result = invoke("compare", "a", "c", "--force")
     assert result.exit_code == 0 and "4 shared test texts" in result.output
     assert failure(invoke("compare", "a", "zzz")).code == ExitCode.RUN_STATE
     assert not list((project / "runs").rglob("metrics.json"))  # compare writes nothing
+
+
+def test_compare_of_runs_on_different_test_sets_exits_with_the_data_code(project, monkeypatch, capsys):
+    """The command line is right, the runs' data do not fit together: exit 9 (README, "exit
+    codes": input data / inconsistent scores), as a study report of such runs does, never
+    typer's usage code 2."""
+    make_run(project, "a", margin_texts({"0": [1, -1, -1, -1, -1, -1], "1": [-1, 1, 1, 1, 1, 1]}))
+    make_run(project, "c", margin_texts({"0": [1, -1], "1": [1, -1]}))
+    make_run(project, "e", [("x/0", "0", {"0": (1.0, 5), "1": (2.0, 5)}), ("x/1", "1", {"0": (2.0, 5), "1": (1.0, 5)})])
+    for other, said in (("c", "different test sets"), ("e", "share no test ids")):
+        monkeypatch.setattr(sys, "argv", ["orch", "compare", "a", other])
+        with pytest.raises(SystemExit) as info:
+            cli.main()
+        assert info.value.code == ExitCode.DATA == 9
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and said in err and "hint:" in err and "Traceback" not in err
 
 
 def test_compare_needs_a_run(project):

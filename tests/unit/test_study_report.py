@@ -309,7 +309,7 @@ def test_a_run_with_other_test_ids_is_refused_by_name(tmp_path):
     with pytest.raises(OrchError) as info:
         write_study_report(tmp_path / "out", STUDY, runs)
     err = info.value
-    assert err.code == ExitCode.RUN_STATE
+    assert err.code == ExitCode.DATA  # as `orch compare` of runs on different test sets
     assert "different test sets" in err.message and "'mdlm-s1' (member 'mdlm', seed 1)" in err.message
     assert "scored 9 test ids, run 'gpt2-s0' 10" in err.message and "1/4" in err.message
     assert not (tmp_path / "out" / "report.md").exists()

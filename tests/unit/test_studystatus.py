@@ -117,3 +117,52 @@ def test_a_run_whose_jobs_all_wait_in_slurms_queue_is_pending_with_the_reason():
     assert _view(entry, [requeued, queued[1]]).state == "waiting"
     running = job_row({"name": "class-0", "alive": True, "status": {"state": "running"}}, 0.0, "", backend)
     assert _view(entry, [running, queued[1]]).state == "running"
+
+
+def test_runs_whose_jobs_ran_on_the_cpu_say_so_after_their_state_and_under_the_table():
+    """As `orch status` words a job given a GPU that ran on the CPU, for each run it concerns;
+    the state word stays what it is (the run's results are not hidden)."""
+    from orchestrator.runs.state import StatusRow
+    from orchestrator.runs.study_status import _view
+
+    entry = {"member": "m", "seed": 0, "run_id": "r0"}
+    rows = [
+        StatusRow(name="class-0", state="done", gpu="0", device="cpu"),
+        StatusRow(name="class-1", state="done", gpu="1", device="cuda"),
+        StatusRow(name="class-2", state="done", gpu="", device="cpu"),  # no GPU given: nothing to say
+    ]
+    view = _view(entry, rows, "fetched", host="nigel")
+    assert view.ran_on_cpu == ["class-0"] and view.to_dict()["ran_on_cpu"] == ["class-0"]
+    failed = RunView("m", 1, "r1", "failed", 0, 2, reason="class-1 failed: boom", ran_on_cpu=["class-0"], host="nigel")
+    lines = studystatus.render("s", [view, failed, RunView("m", 2, "r2", "done", 2, 2)]).splitlines()
+    assert lines[3].split()[3:8] == ["fetched", "(class-0", "ran", "on", "CPU)"]
+    assert "failed (class-1 failed: boom; class-0 ran on CPU)" in lines[4] and "CPU" not in lines[5]
+    assert lines[6:] == [
+        f"{run}: class-0 given a GPU but ran on the CPU; unless the run asks for the CPU (train.device: cpu), torch "
+        f"on nigel cannot use the GPU (`orch logs {run} class-0` says why): `orch bootstrap nigel` installs a CUDA "
+        "build of torch"
+        for run in ("r0", "r1")
+    ]
+    coloured = studystatus.render("s", [view], colour=True).splitlines()
+    assert "\x1b[32mfetched\x1b[0m (class-0 ran on CPU)" in coloured[3]
+
+
+def test_a_study_run_folder_holding_another_runs_record_is_not_that_run(tmp_path):
+    """runs/s-a-s1 replaced by a copy of runs/s-a-s0 (cp -r): study status does not ask the host
+    for it with the other run's record, and the report does not count the copy as seed 1."""
+    import shutil
+
+    from orchestrator.runs.study import member_runs
+    from orchestrator.runs.study_status import status
+
+    project = unreachable_run(tmp_path, "s-a-s0")
+    shutil.copytree(project.runs / "s-a-s0", project.runs / "s-a-s1")
+    record = {"name": "s", "runs": [{"member": "a", "seed": 1, "run_id": "s-a-s1"}]}
+
+    def no_host(host):
+        raise AssertionError(f"asked host {host}")
+
+    (view,) = status(project, record, no_host)
+    assert view.state == "unknown" and view.reason.startswith(f"{project.runs / 's-a-s1'} is a copy of run s-a-s0's")
+    (mr,) = member_runs(project, record)
+    assert mr.run_dir is None and "is a copy of run s-a-s0's folder" in mr.missing
