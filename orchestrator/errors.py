@@ -34,7 +34,10 @@ EXIT_CODE_MEANING = {
         "the run is not in a state that allows this (exists, incomplete, failed), "
         "or its fetched results failed verification"
     ),
-    ExitCode.DATA: "input data is malformed, or the class jobs' scores are inconsistent",
+    ExitCode.DATA: (
+        "input data is malformed, the class jobs' scores are inconsistent, or runs compared were scored on"
+        " different test sets"
+    ),
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
