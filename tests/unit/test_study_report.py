@@ -8,10 +8,11 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pytest
+import yaml
 
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.report import ci, pct
@@ -57,6 +58,27 @@ def margins(member: str, seed: int) -> List[float]:
     return out
 
 
+def trained(run_dir: Path, tokens_seen: int = 3000, pretrain: Optional[Dict[str, float]] = None) -> Path:
+    """RUN_DIR's training jobs record TOKENS_SEEN (their train_s is make_run's 12.5); PRETRAIN
+    ({"tokens_seen": ..., "train_s": ...}) adds a done pretrain job as `orch run` plans one."""
+    for manifest in run_dir.glob("jobs/*/manifest.json"):
+        doc = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**doc, "tokens_seen": tokens_seen}))
+    if pretrain:
+        run_yaml = run_dir / "run.yaml"
+        doc = yaml.safe_load(run_yaml.read_text())
+        job = {"name": "pretrain", "role": "pretrain", "label": None, "requires": [], "after": [], "gpu": "0"}
+        doc["jobs"].insert(0, job)
+        run_yaml.write_text(yaml.safe_dump(doc, sort_keys=False))
+        job_dir = run_dir / "jobs" / "pretrain"
+        job_dir.mkdir()
+        status = {"state": "done", "pid": 1, "exit_code": 0, "created": 1.0, "started": 2.0, "ended": 12.0}
+        (job_dir / "status.json").write_text(json.dumps({**status, "gpu": "0", "reason": ""}))
+        manifest = {"job": "pretrain", "role": "pretrain", "files": {}, "train_tokens": 99_999, **pretrain}
+        (job_dir / "manifest.json").write_text(json.dumps({**manifest, "timings": {"train_s": pretrain["train_s"]}}))
+    return run_dir
+
+
 def member_run(root: Path, member: str, seed: int, texts_hook=None, **run_kw) -> MemberRun:
     d = margins(member, seed)
     if member == "mdlm":
@@ -67,7 +89,7 @@ def member_run(root: Path, member: str, seed: int, texts_hook=None, **run_kw) ->
     if texts_hook is not None:
         texts = texts_hook(texts)
     run_id = f"{member}-s{seed}"
-    run_dir = make_run(root, run_id, texts, kind=KINDS[member], job_seconds=30 + seed, **run_kw)
+    run_dir = trained(make_run(root, run_id, texts, kind=KINDS[member], job_seconds=30 + seed, **run_kw))
     return MemberRun(member, seed, run_id, run_dir)
 
 
@@ -112,9 +134,11 @@ def test_members_mean_sd_and_seed_intervals(tmp_path):
     assert (rows["gpt2"]["verdict"], rows["gpt2"]["bands"]) == ("Good", "poc")
     assert (rows["mdlm"]["verdict"], rows["mdlm"]["bands"]) == ("Failed", "mdlm")
     assert rows["classifier"]["verdict"] == "Excellent"
-    # compute: GPU time summed over the seeds' jobs (2 class jobs of 30 s and 31 s), train throughput 1000/12.5
+    # compute: GPU time summed over the seeds' jobs (2 class jobs of 30 s and 31 s); train throughput: the
+    # tokens the jobs trained on over their train_s, 3000 / 12.5 (not the training set's 1000 tokens)
     assert rows["gpt2"]["gpu_seconds"] == 2 * 30 + 2 * 31 and rows["classifier"]["gpu_seconds"] == 30 + 31
-    assert rows["gpt2"]["train_tokens_per_s"] == pytest.approx(80.0)
+    assert rows["gpt2"]["train_tokens_per_s"] == pytest.approx(240.0)
+    assert rows["gpt2"]["pretrain_tokens_per_s"] is None  # no pretraining job in these runs
     # the data and the software, as evaluate found them
     d = table["data"]
     assert d["n_test"] == 10 and d["dataset"] == "imdb" and d["classes"] == ["0", "1"]
