@@ -50,11 +50,21 @@ def _verdict(row: Dict[str, Any], escape: Callable[[str], str] = esc) -> str:
         span = row.get("verdict_span") or []
         unsettled = f"; its interval reaches {' to '.join([span[0], span[-1]])}" if len(span) > 1 else ""
         return f"{row['verdict']} ({row['bands']}{unsettled})"
-    labels = [escape(s["verdict"]) for s in row["seeds"] if s["verdict"]]
+    judged = [s for s in row["seeds"] if s["verdict"]]
     if row["verdict_basis"] == "yardsticks":
         # an ensemble has no yardstick verdict of its own: its components were judged
-        return "per run, vs yardsticks: " + ", ".join(labels) if labels else "not judged (not the bands' data set)"
+        if not judged:
+            return "not judged (not the bands' data set)"
+        return "per run, vs yardsticks: " + seedwise(judged, lambda s: escape(s["verdict"]))
     return "n/a"
+
+
+def seedwise(seeds: Sequence[Dict[str, Any]], cell: Callable[[Dict[str, Any]], str]) -> str:
+    """One value per seed record ("s0 A, s1 B"), or the value once when every seed has it."""
+    values = [cell(s) for s in seeds]
+    if len(set(values)) == 1:
+        return values[0] + (f" (all {len(values)} seeds)" if len(values) > 1 else "")
+    return ", ".join(f"s{s['seed']} {v}" for s, v in zip(seeds, values))
 
 
 def judged_on(basis: Optional[str], bands: Optional[str], ensemble: bool) -> str:
@@ -313,7 +323,7 @@ def _collapsed_lines(table: Dict[str, Any]) -> List[str]:
 
 
 def _per_seed(row: Dict[str, Any], cell: Callable[[Dict[str, Any]], str]) -> str:
-    return ", ".join(f"s{s['seed']} {cell(s.get('estimator') or {})}" for s in row["seeds"])
+    return seedwise(row["seeds"], lambda s: cell(s.get("estimator") or {}))
 
 
 def _not_significant(e: Dict[str, Any]) -> str:

@@ -260,7 +260,7 @@ def test_the_bands_judge_only_their_own_data_set(tmp_path):
     assert (g["verdict"], g["verdict_basis"]) == (None, "yardsticks") and table["data"]["dataset"] == "sst2"
     assert [s["verdict"] for s in g["seeds"]] == ["Not judged", "Not judged"]
     report = (out / "report.md").read_text()
-    assert "per run, vs yardsticks: Not judged, Not judged |" in report
+    assert "per run, vs yardsticks: Not judged (all 2 seeds) |" in report
     assert "None applied: the bands judge only data set imdb (eval.bands_dataset), this study's is sst2" in report
     assert not table["bands"] and table["bands_dataset"] == "imdb"
 
