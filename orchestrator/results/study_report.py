@@ -311,13 +311,14 @@ def _collapsed_lines(table: Dict[str, Any]) -> List[str]:
     if not runs:
         return []
     told = "; ".join(
-        f"{code(c['run_id'])} ({esc(c['row'])}, seed {c['seed']}) predicted class {esc(c['class'])} for all {c['n']}"
+        f"{code(c['run_id'])} ({esc(c['row'])}, seed {c['seed']}) predicted class {esc(c['class'])} for all "
+        f"{c['n']} texts"
         for c in runs
     )
     return [
-        f"**Collapsed runs.** {told} texts: such a model decides nothing, and its accuracy is that class's share "
-        "of the test texts. It enters the row's mean, its interval and the pairwise tests as it is; look at its "
-        "training before reading the row.",
+        f"**Collapsed runs.** {told}. Such a model decides nothing, and its accuracy is that class's share of the "
+        "test texts. It enters the row's mean, its interval and the pairwise tests as it is; look at its training "
+        "before reading the row.",
         "",
     ]
 
