@@ -24,11 +24,16 @@ on how far a member's accuracy moves from seed to seed, which the texts cannot s
 equal members in 42-45% of studies.  So from two seeds up the
 p-value is the larger of that test's and the one that also counts the seeds' variance of
 the difference (seedvar.diff_p: the texts' and the seeds' parts of its interval, the
-seeds' with S - 1 degrees of freedom): a pair is called different only when both say so.
+seeds' with S - 1 degrees of freedom and never below what the texts' own seed-to-seed
+changes give it, so two seeds that tie by chance are not taken as seeds that never
+differ): a pair is called different only when both say so.
 At one seed the seeds' variance cannot be seen, the test stays McNemar's, and the report
 says so.
-``diff_ci95`` is the difference's 95% interval from the same two terms; at one seed, the
-one that goes with McNemar's test (metrics.mcnemar_diff_ci: it holds 0 exactly when p >= 0.05).
+``diff_ci95`` is the difference's 95% interval from the same two terms, and it holds 0
+exactly when p >= 0.05: where the exact sign-flip test is the larger p (a few texts that
+differ, which the texts' normal part overstates), its texts' part is widened until the
+interval reaches 0 (seedvar.reaching_zero).  At one seed it is the one that goes with
+McNemar's test (metrics.mcnemar_diff_ci: it holds 0 exactly when p >= 0.05 too).
 """
 
 from __future__ import annotations
@@ -38,14 +43,15 @@ from typing import Any, Dict
 
 import numpy as np
 
-from orchestrator.results.metrics import mcnemar_diff_ci, mcnemar_exact
-from orchestrator.results.seedvar import diff_ci, diff_p, spread
+from orchestrator.results.metrics import CI_LEVEL, mcnemar_diff_ci, mcnemar_exact
+from orchestrator.results.seedvar import diff_ci, diff_p, reaching_zero, spread
 
 EXACT_MAX = 3000  # texts with d != 0 up to which the sign-flip distribution is enumerated
 TEST = "McNemar's exact test (one seed: seed-to-seed variation not measured)"
 TEST_SEEDS = (
     "the larger p of the sign-flip test of the seed-averaged per-text difference and the interval "
-    "over the texts' and the seeds' variance (t with seeds - 1 df)"
+    "over the texts' and the seeds' variance (t with seeds - 1 df; the seeds' variance never below what "
+    "the texts' own seed-to-seed changes give it)"
 )
 
 
@@ -55,7 +61,9 @@ def paired_over_seeds(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str,
     ``a_only`` / ``b_only``: the texts A (B) gets right in more of the seeds than the other
     (at one seed: right where the other is wrong); ``accuracy_diff``: A's mean accuracy
     over the seeds minus B's, ``diff_ci95`` its interval; ``se_texts`` / ``se_seeds``: the
-    standard errors of accuracy_diff from the texts and from the seeds (0 at one seed);
+    standard errors of accuracy_diff from the texts and from the seeds that the interval
+    uses (0 at one seed); ``se_seeds_spread`` / ``se_seeds_floor``: the seeds' own spread
+    and the floor the texts' seed-to-seed changes set (se_seeds is the larger);
     ``p_value``: two-sided, by ``test``."""
     a = np.atleast_2d(np.asarray(correct_a, dtype=bool))
     b = np.atleast_2d(np.asarray(correct_b, dtype=bool))
@@ -68,6 +76,8 @@ def paired_over_seeds(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str,
         interval = mcnemar_diff_ci(a_only, b_only, n)
     else:
         p_value, test = max(sign_flip_p(diff), diff_p(sp)), TEST_SEEDS
+        if p_value >= 1.0 - CI_LEVEL:  # the sign-flip test's p may be the larger: the interval agrees
+            sp = reaching_zero(sp)
         interval = diff_ci(sp)
     return {
         "n": int(n),
@@ -78,6 +88,8 @@ def paired_over_seeds(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str,
         "diff_ci95": interval,
         "se_texts": sqrt(sp.text_var),
         "se_seeds": sqrt(sp.seed_var),
+        "se_seeds_spread": sqrt(sp.seed_spread),
+        "se_seeds_floor": sqrt(sp.seed_floor),
         "p_value": p_value,
         "test": test,
     }

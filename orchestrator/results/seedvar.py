@@ -24,26 +24,46 @@ sigma_e^2 / (n S), estimated by two terms:
 The seeds' term holds the texts' noise sigma_e^2 / (n S) a second time.  Taking it out
 (two-way ANOVA) leaves a negative variance, clamped to 0, whenever the seeds happen to
 agree, and the test then trusts the texts alone: with 25,000 texts and 0.7 points of seed
-luck it said "different" for equal members in 9% of simulated studies at two seeds.  The cost of keeping it is a wider
-interval, and less power, when the seeds do not vary.
+luck it said "different" for equal members in 8% of simulated studies at two seeds.  The
+cost of keeping it is a wider interval, and less power, when the seeds do not vary.
+
+**The seeds' term has a floor.**  Two or three seeds' means can agree by chance: on 120
+texts two seeds of a pair tied at +13.33 points, the seeds' sample variance was exactly 0,
+and the test fell back to the texts alone (p 3e-7), while one text the other way (+13.75
+points) gave the t part a standard error of 1/240 and p 0.02; a larger, cleaner lead
+(+20.4 points, 41 texts to 0, seeds 1 text apart) got p 0.014.  A variance estimated from
+S - 1 = 1 degree of freedom is not a known zero.  But the seeds' means cannot vary by less
+than the texts' own seed-to-seed changes make them: each text's sample variance over the
+seeds, averaged over the texts (W), estimates sigma_a^2 + sigma_e^2, so W / (n S) is what
+those changes alone give the seeds' term (its expectation is never above the term's).  It
+is known from n (S - 1) values, not S - 1, and no such tie makes it 0.  The seeds' term is
+the larger of the two, and never below one text changing at one seed, (1 / (n S))^2: no
+change among n S outcomes does not show that none can happen.
+
+The seeds' part keeps Student's t with S - 1 degrees of freedom, floored or not: (mean of
+the seed effects) / sqrt(seeds' term) is t with S - 1 df whatever sigma_a is (normal
+model), and the floor only widens it.  Giving the floor its own many degrees of freedom
+(Satterthwaite) would be right only if sigma_a were 0, which two seeds cannot show.  What
+it costs: at two seeds t = 12.7, so the seeds' part alone is 12.7 times at least what the
+texts' changes explain, and a two-seed study rarely calls a pair different (docs/RESULTS.md
+measures how rarely); three seeds (t = 4.3) are the fewest for a claim about members.
 
 Both terms are joined the same way for a row and for a pair: each gets its own interval,
 and their half-widths add in quadrature on each side (Zou & Donner's MOVER).  The texts'
 part is the Jeffreys interval at the effective number of texts for a row's accuracy (Korn
 & Graubard 1998: p (1 - p) over the texts' term, at most n) and normal for a difference;
-the seeds' part is Student's t with S - 1 degrees of freedom, because S - 1 is all the
-seeds' variance is known from.  A row's interval stays within [0, 1], and at one seed it is
-exactly the run's Jeffreys interval.  A pair's p-value is the level at which its interval
-just reaches 0.  Why not Welch's t with Satterthwaite's degrees of freedom: with two or
-three seeds the degrees of freedom are estimated from the same few seeds, and two seeds
-that agree by chance make the test sure of itself; in the same studies it said "different"
-in 13% at two seeds, where this stays at or under 5%
-(bench/seed_uncertainty.py measures both designs weighed).
+the seeds' part is Student's t with S - 1 degrees of freedom.  A row's interval stays
+within [0, 1], and at one seed it is exactly the run's Jeffreys interval.  A pair's
+p-value is the level at which its interval just reaches 0.  Why not one Welch t over the
+sum with Satterthwaite's degrees of freedom: with two or three seeds the degrees of
+freedom are estimated from the same few seeds, and two seeds that agree by chance make
+the test sure of itself; in the same studies it said "different" in 11% at two seeds
+(bench/seed_uncertainty.py measures the designs weighed).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import erfc, exp, log, sqrt
 from statistics import NormalDist
 from typing import List
@@ -64,18 +84,27 @@ class Spread:
     seeds: int
     texts: int
     text_var: float  # the mean's variance from the texts
-    seed_var: float  # the mean's variance from the seeds (0 at one seed)
+    seed_var: float  # the mean's variance from the seeds: the larger of the next two (0 at one seed)
+    seed_spread: float = 0.0  # what the seeds' means show: their sample variance over S
+    seed_floor: float = 0.0  # what the texts' own seed-to-seed changes give that term (module doc)
 
 
 def spread(x: np.ndarray) -> Spread:
     """X: (seeds, texts), row s from seed s, every row over the same texts."""
     x = np.atleast_2d(np.asarray(x, dtype=float))
     seeds, n = x.shape
+    if not n:
+        return Spread(0.0, seeds, 0, 0.0, 0.0)
     per_text = x.mean(axis=0)
-    mean = float(per_text.mean()) if n else 0.0
-    text_var = float(per_text.var()) / n if n else 0.0
-    seed_var = float(x.mean(axis=1).var(ddof=1)) / seeds if seeds > 1 and n else 0.0
-    return Spread(mean, seeds, n, text_var, seed_var)
+    mean = float(per_text.mean())
+    text_var = float(per_text.var()) / n
+    if seeds < 2:
+        return Spread(mean, seeds, n, text_var, 0.0)
+    seed_spread = float(x.mean(axis=1).var(ddof=1)) / seeds
+    within = float(x.var(axis=0, ddof=1).mean())  # W: each text's variance over the seeds, averaged
+    # never below one text changing at one seed: W = 1 / (n S) then
+    seed_floor = max(within, 1.0 / (n * seeds)) / (n * seeds)
+    return Spread(mean, seeds, n, text_var, max(seed_spread, seed_floor), seed_spread, seed_floor)
 
 
 def _seed_half(sp: Spread, two_sided: float) -> float:
@@ -115,7 +144,7 @@ def diff_p(sp: Spread) -> float:
     d = abs(sp.mean)
     if d == 0.0:
         return 1.0
-    if sp.seed_var <= 0.0:  # the texts' part alone: normal
+    if sp.seed_var <= 0.0:  # one seed: the texts' part alone, normal
         return erfc(d / sqrt(sp.text_var) / sqrt(2.0)) if sp.text_var > 0.0 else 0.0
     lo, hi = log(P_FLOOR), 0.0  # the half-width shrinks as the level's p grows
     if _half(sp, P_FLOOR) < d:
@@ -127,3 +156,15 @@ def diff_p(sp: Spread) -> float:
         else:
             lo = mid
     return min(1.0, exp(hi))
+
+
+def reaching_zero(sp: Spread, level: float = CI_LEVEL) -> Spread:
+    """SP with its texts' term widened just enough that diff_ci's LEVEL interval reaches 0
+    (where a test this interval does not see, the exact sign-flip test, says p >= 1 - LEVEL:
+    an interval and its p-value must not disagree).  SP itself when it reaches 0 already."""
+    d = abs(sp.mean)
+    if _half(sp, 1.0 - level) >= d:
+        return sp
+    z = NormalDist().inv_cdf(1.0 - (1.0 - level) / 2.0)
+    text_var = (d * d - _seed_half(sp, 1.0 - level) ** 2) / (z * z)
+    return replace(sp, text_var=text_var * (1.0 + 1e-12))  # a hair over: the end lands on 0, not beside it

@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from orchestrator.localfiles import atomic_write_text
 from orchestrator.results.report import PLOTS, SafeWriter, ci, code, compute_time, esc, md_table, num, pct, whole
@@ -43,16 +43,44 @@ def mean_sd(mean: Any, sd: Any) -> str:
     return pct(mean) + (f" ± {100.0 * sd:.2f}" if sd is not None else " (one seed)")
 
 
-def _verdict(row: Dict[str, Any]) -> str:
+def _verdict(row: Dict[str, Any], escape: Callable[[str], str] = esc) -> str:
+    """The row's verdict: its mean's band, or its runs' own verdicts against the yardsticks
+    (ESCAPE: esc for report.md, str for the terminal)."""
     if row["verdict"] is not None:
         span = row.get("verdict_span") or []
         unsettled = f"; its interval reaches {' to '.join([span[0], span[-1]])}" if len(span) > 1 else ""
         return f"{row['verdict']} ({row['bands']}{unsettled})"
-    labels = [esc(s["verdict"]) for s in row["seeds"] if s["verdict"]]
+    judged = [s for s in row["seeds"] if s["verdict"]]
     if row["verdict_basis"] == "yardsticks":
         # an ensemble has no yardstick verdict of its own: its components were judged
-        return "per run, vs yardsticks: " + ", ".join(labels) if labels else "not judged (not the bands' data set)"
+        if not judged:
+            return "not judged (not the bands' data set)"
+        return "per run, vs yardsticks: " + seedwise(judged, lambda s: escape(s["verdict"]))
     return "n/a"
+
+
+def seedwise(seeds: Sequence[Dict[str, Any]], cell: Callable[[Dict[str, Any]], str]) -> str:
+    """One value per seed record ("s0 A, s1 B"), or the value once when every seed has it."""
+    values = [cell(s) for s in seeds]
+    if len(set(values)) == 1:
+        return values[0] + (f" (all {len(values)} seeds)" if len(values) > 1 else "")
+    return ", ".join(f"s{s['seed']} {v}" for s, v in zip(seeds, values))
+
+
+def judged_on(basis: Optional[str], bands: Optional[str], ensemble: bool) -> str:
+    """What judged a row or a seed, for table.csv: its band set, the yardsticks, or nothing
+    (an ensemble on a data set the bands are not for: only its components were judged)."""
+    if basis == "bands":
+        return bands or ""
+    if basis == "yardsticks":
+        return "not judged" if ensemble else "yardsticks"
+    return ""
+
+
+def _throughput(row: Dict[str, Any]) -> str:
+    """Training tokens/s of the class models, and of a pretraining job the runs train, apart."""
+    pre = row.get("pretrain_tokens_per_s")
+    return whole(row["train_tokens_per_s"]) + (f" (pretrain {whole(pre)})" if pre is not None else "")
 
 
 def _mean_ci_cell(row: Dict[str, Any]) -> str:
@@ -119,7 +147,7 @@ def results_rows(table: Dict[str, Any]) -> List[List[str]]:
                 num(r["per_token_macro_f1_mean"]),
                 num(r["per_token_roc_auc_mean"]),
                 compute_time(r["gpu_seconds"], r["job_seconds"]) if r["n_done"] else "n/a",
-                whole(r["train_tokens_per_s"]),
+                _throughput(r),
                 _verdict(r),
             ]
         )
@@ -138,7 +166,7 @@ RESULTS_HEADER = [
     "per-token macro-F1",
     "per-token ROC-AUC",
     "compute (all seeds)",
-    "train tokens/s",
+    "train tokens/s (pretrain apart)",
     "verdict of the mean",
 ]
 
@@ -179,12 +207,21 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
         "difference favours A / B. A text is not counted once per seed: seeds of one model mostly agree on a "
         "text, and treating them as new texts finds differences that are not there. From two seeds up, p is "
         "the larger of that test's and one that also counts how far the difference moves from seed to seed "
-        "(Student's t with seeds − 1 degrees of freedom): with many texts, seed luck is larger than the texts' "
-        "noise, and a test of the texts alone calls it a difference. The 95% interval of A − B counts both; "
-        "with one seed it is the interval that goes with McNemar's test (it holds 0 exactly when p ≥ 0.05). "
+        "(Student's t with seeds − 1 degrees of freedom, on the seeds' spread of A − B but never below what the "
+        "texts' own changes from seed to seed give it, so that two seeds that tie by chance do not leave the "
+        "texts to decide alone): with many texts, seed luck is larger than the texts' noise, and a test of the "
+        "texts alone calls it a difference. The 95% interval of A − B counts both, and holds 0 exactly when "
+        "p ≥ 0.05 (where the sign-flip test gives the larger p, its texts' part is widened to agree); with one "
+        "seed it is the interval that goes with McNemar's test (which holds 0 exactly when p ≥ 0.05 too). "
         f"Holm's correction runs across the {table['pairs_tested']} pairs tested.",
         "",
     ]
+    if any(p["p_value"] is not None and len(p["seeds"]) == 2 for p in pairs):
+        out += [
+            "Pairs over two seeds know the seeds' spread from one degree of freedom (t = 12.7): they rarely reach "
+            "p < 0.05, and three seeds are the fewest for a claim about the members.",
+            "",
+        ]
     if any(p["p_value"] is not None and len(p["seeds"]) == 1 for p in pairs):
         out += [
             "Pairs with one seed in common test the two trained models, not the members: how far a member's "
@@ -254,6 +291,104 @@ def _bands_section(table: Dict[str, Any]) -> List[str]:
     return out
 
 
+def collapsed(table: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The seeds of every row that predicted one class for every text: {row, seed, run_id, class, n}."""
+    if len(table["data"].get("classes") or []) < 2:
+        return []
+    out = []
+    for r in table["rows"]:
+        for s in r["seeds"]:
+            predicted = (s.get("estimator") or {}).get("predicted_classes")
+            if predicted is not None and len(predicted) == 1:
+                out.append(
+                    {"row": r["name"], "seed": s["seed"], "run_id": s["run_id"], "class": predicted[0], "n": s["n"]}
+                )
+    return out
+
+
+def _collapsed_lines(table: Dict[str, Any]) -> List[str]:
+    runs = collapsed(table)
+    if not runs:
+        return []
+    told = "; ".join(
+        f"{code(c['run_id'])} ({esc(c['row'])}, seed {c['seed']}) predicted class {esc(c['class'])} for all "
+        f"{c['n']} texts"
+        for c in runs
+    )
+    return [
+        f"**Collapsed runs.** {told}. Such a model decides nothing, and its accuracy is that class's share of the "
+        "test texts. It enters the row's mean, its interval and the pairwise tests as it is; look at its training "
+        "before reading the row.",
+        "",
+    ]
+
+
+def _per_seed(row: Dict[str, Any], cell: Callable[[Dict[str, Any]], str]) -> str:
+    return seedwise(row["seeds"], lambda s: cell(s.get("estimator") or {}))
+
+
+def _not_significant(e: Dict[str, Any]) -> str:
+    if e.get("not_significant") is not None:
+        return pct(e["not_significant"], 1)
+    return "not measurable (one draw)" if e.get("draws") == 1 else "n/a"
+
+
+def _draws_share(e: Dict[str, Any]) -> str:
+    if e.get("draws_share") is not None:
+        return f"{100.0 * e['draws_share']:.0f}%"
+    return "none: one draw, its noise unmeasured" if e.get("draws") == 1 else "n/a"
+
+
+def _draw_count(e: Dict[str, Any]) -> str:
+    if e.get("draws") is None:
+        return "n/a"
+    return f"adaptive, at most {e['draws']}" if e.get("adaptive_draws") else str(e["draws"])
+
+
+def _estimator_section(table: Dict[str, Any]) -> List[str]:
+    """Ties and, for kinds scored by random draws, the draws' noise, seed by seed: what each
+    run's own report says of how its decisions were made."""
+    rows = []
+    for r in table["rows"]:
+        est = [s.get("estimator") or {} for s in r["seeds"]]
+        if not any(e.get("tied") or e.get("draws") for e in est):
+            continue
+        drawn = any(e.get("draws") for e in est)
+        rows.append(
+            [
+                esc(r["name"]),
+                _per_seed(r, lambda e: str(e.get("tied", 0))),
+                _per_seed(r, _draw_count) if drawn else "—",
+                _per_seed(r, _not_significant) if drawn else "—",
+                _per_seed(r, _draws_share) if drawn else "—",
+            ]
+        )
+    if not rows:
+        return []
+    one_draw = any((s.get("estimator") or {}).get("draws") == 1 for r in table["rows"] for s in r["seeds"])
+    out = [
+        "## Ties and the estimator's noise",
+        "",
+        "What each run's own report says of how its decisions were made, seed by seed. *Ties*: texts whose best "
+        "score two classes share; they go to the first class, so the class order decides them, not the models. "
+        "For a kind scored by random draws (MDLM): the draws per text; *not significant*, the share of decisions "
+        "whose margin between the two leading classes is within Student's t paired standard errors of the "
+        "draws (more draws could flip them); and *draws' share*, the share of the seed's accuracy-interval "
+        "variance that the draws cause (the rest is the test texts'). From two seeds up the mean's interval "
+        "holds the draws' noise through the seeds' spread too: each seed scores with draws of its own.",
+        "",
+    ]
+    if one_draw:
+        out += [
+            "A run scored with one draw per text has no spread to measure its draws' noise from: how many of its "
+            "decisions more draws would flip is unknown, and its own interval holds the texts alone. One draw "
+            "that masks nothing in a short text scores 0 under every class: a tie.",
+            "",
+        ]
+    header = ["member", "ties", "draws per text", "decisions not significant", "draws' share of the interval"]
+    return out + md_table(header, rows)
+
+
 def _why(text: str) -> str:
     """A missing run's reason: its `orch ...` commands (between backticks) as code spans,
     the rest as plain text, so the backticks orch wrote are not shown escaped."""
@@ -301,17 +436,24 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
         "",
         "Accuracy mean ± sample sd over the seeds with results (percentage points). The mean's 95% interval "
         "counts both the test texts and the seeds: a seed's accuracy moves by more than a large test set can "
-        "show, and with few seeds that is known only roughly (Student's t with seeds − 1 degrees of freedom), "
-        "so the interval is wide at two seeds; at one seed it is the run's own and seed-to-seed variation is "
-        "not measured. Each seed's 95% interval is its run's Jeffreys interval (with the estimator's draws where "
-        "a kind has them), as `orch eval` gives it. Macro-F1 and ROC-AUC are means over the seeds; per-token "
-        "columns score each class by its likelihood per token. Compute is the sum over the seeds' own jobs: a "
-        "pretraining job that members share (`orch study run --dry-run` shows which) is counted once, in the "
-        "member whose runs train it, not in the members that start from it. Train tokens/s is the mean over "
-        "seeds.",
+        "show, and with few seeds that is known only roughly (Student's t with seeds − 1 degrees of freedom, on "
+        "the seeds' spread or, where that is smaller, on what the texts' own changes from seed to seed give it: "
+        "seeds that tie by chance are not taken to vary by nothing), so the interval is wide at two seeds; at one "
+        "seed it is the run's own and seed-to-seed variation is not measured. Each seed's 95% interval is its "
+        "run's Jeffreys interval, as `orch eval` gives it, with the estimator's draws mixed in where the run has "
+        "two or more per text; a run scored with one draw per text has no spread to measure its draws' noise "
+        "from, and its interval holds the texts alone (*Ties and the estimator's noise* below). Macro-F1 and "
+        "ROC-AUC are means over the seeds; per-token columns score each class by its likelihood per token. "
+        "Compute is the sum over the seeds' own jobs: a pretraining job that members share (`orch study run "
+        "--dry-run` shows which) is counted once, in the member whose runs train it, not in the members that "
+        "start from it. Train tokens/s: the tokens the class models (or the classifier) trained on, every "
+        "step's batch counted (`tokens_seen`), over their training time, summed over a seed's jobs and "
+        "averaged over the seeds, as each run report's `train tok/s` is per job; a pretraining job the runs "
+        "train is shown apart, in brackets.",
         "",
         *md_table(RESULTS_HEADER, results_rows(table)),
         *_cpu_section(table),
+        *_collapsed_lines(table),
     ]
     if any(r["type"] == "ensemble" for r in table["rows"]):
         out += [
@@ -319,6 +461,7 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
             "scale, set by what decides: the class margins); the per-token columns do not apply to them.",
             "",
         ]
+    out += _estimator_section(table)
     out += _pairs_section(table)
     out += _bands_section(table)
     out += ["## Software and hosts", ""]
@@ -351,8 +494,14 @@ CSV_HEADER = [
     "gpu_seconds",
     "job_seconds",
     "train_tokens_per_s",
+    "pretrain_tokens_per_s",
+    "tied",
+    "predicted_classes",
+    "draws",
+    "decisions_not_significant",
+    "draws_share",
     "verdict",
-    "bands",
+    "judged_on",
     "note",
 ]
 
@@ -388,14 +537,21 @@ def table_csv(table: Dict[str, Any]) -> str:
                     r["gpu_seconds"],
                     r["job_seconds"],
                     r["train_tokens_per_s"],
+                    r.get("pretrain_tokens_per_s"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
                     r["verdict"],
-                    r["bands"],
+                    judged_on(r["verdict_basis"], r["bands"], r["type"] == "ensemble"),
                     r["note"],
                 ],
             )
         )
         for s in r["seeds"]:
             t = s["per_token"] or {}
+            e = s.get("estimator") or {}
             low, high = s["accuracy_ci95"] or (None, None)
             w.writerow(
                 map(
@@ -420,8 +576,14 @@ def table_csv(table: Dict[str, Any]) -> str:
                         s["gpu_seconds"],
                         s["job_seconds"],
                         s["train_tokens_per_s"],
+                        s.get("pretrain_tokens_per_s"),
+                        e.get("tied"),
+                        " ".join(e.get("predicted_classes") or []),
+                        e.get("draws"),
+                        e.get("not_significant"),
+                        e.get("draws_share"),
                         s["verdict"],
-                        r["bands"],
+                        judged_on(s["verdict_basis"], r["bands"], r["type"] == "ensemble"),
                         _cpu_note(s),
                     ],
                 )
@@ -444,10 +606,16 @@ def summary_lines(table: Dict[str, Any]) -> List[str]:
             continue
         noun = "seed" if r["n_planned"] == 1 else "seeds"
         seeds = f"{r['n_done']} of {r['n_planned']} {noun}" if not r["complete"] else f"{r['n_done']} {noun}"
-        verdict = "" if r["verdict"] is None else f"; {_verdict(r)}"
+        said = _verdict(r, escape=str)
+        verdict = "" if said == "n/a" else f"; {said}"
         interval = ci(r["accuracy_mean_ci95"])
         out.append(
             f"{r['name']}: {mean_sd(r['accuracy_mean'], r['accuracy_sd'])}, 95% CI {interval} ({seeds}){verdict}"
+        )
+    for c in collapsed(table) if table.get("data") else []:
+        out.append(
+            f"warning: run {c['run_id']} ({c['row']}, seed {c['seed']}) predicted class {c['class']} for all "
+            f"{c['n']} texts: it decides nothing (report.md, Results)"
         )
     tested = [p for p in table["pairs"] if p["p_holm"] is not None]
     differ = [p for p in tested if p["p_holm"] < 0.05]
@@ -461,12 +629,12 @@ def summary_lines(table: Dict[str, Any]) -> List[str]:
         )
     if tested and not differ:
         out.append(f"no pair differs at p (Holm) < 0.05 ({len(tested)} pairs tested)")
-    fewest = min((len(p["seeds"]) for p in tested), default=0)
-    if fewest == 1:
+    # each caveat whenever some pair rests on that few seeds, a pair claimed or not
+    if any(len(p["seeds"]) == 1 for p in tested):
         out.append(
             "pairs over one seed compare two trained models, not the members: seed-to-seed variation is not measured"
         )
-    elif fewest == 2 and not differ:
+    if any(len(p["seeds"]) == 2 for p in tested):
         out.append("with two seeds the seeds' spread is known from one degree of freedom: more seeds say more")
     for c in cpu_runs(table):
         out.append(

@@ -24,7 +24,9 @@ whose data set the bands are not for (eval.bands_dataset) was judged against the
 yardsticks instead, and then the mean gets no band verdict (``verdict`` None).
 ``verdict_span`` lists the bands the mean's interval reaches (more than one: the study
 does not settle the band).  Training
-throughput is the jobs' recorded train_tokens over their recorded train_s.
+throughput is the tokens the class jobs trained on (tokens_seen) over their train_s, and a
+pretraining job's apart (train_throughput).  Each seed also carries what its run's report
+says of its decisions (estimator_record: ties, the classes predicted, MDLM's draws).
 
 **Pairs.**  For two rows, each seed both have pairs the two runs text by text, and the
 test takes texts as its unit (pairtest.paired_over_seeds: the sign-flip test of each
@@ -179,11 +181,47 @@ def _mean_sd(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Option
     return mean, (float(np.std(xs, ddof=1)) if len(xs) > 1 else None)
 
 
-def train_throughput(timings: Dict[str, Any]) -> Optional[float]:
-    """Training tokens per second: the jobs' train_tokens over their train_s (jobs recording both)."""
+def predicted_classes(m: Dict[str, Any]) -> List[str]:
+    """The classes a run predicted for at least one text (its confusion matrix's columns)."""
+    counts = np.asarray(m["confusion_matrix"], dtype=float).sum(axis=0)
+    return [c for c, k in zip(m["classes"], counts) if k > 0]
+
+
+def estimator_record(m: Dict[str, Any]) -> Dict[str, Any]:
+    """What a run's report says of how its decisions were made, for the study's: texts whose
+    best score two classes tie (``tied``, decided by class order), the classes it predicted
+    (one: the run collapsed), and for a kind with draws (MDLM) how many per text, the share
+    of decisions not significant under them (None at one draw: no spread to measure) and
+    their share of the accuracy interval's variance (None when the interval holds no draws)."""
+    paired = m.get("paired") or {}
+    mc = m.get("mc_noise") or {}
+    return {
+        "tied": int(m.get("tied") or 0),
+        "predicted_classes": predicted_classes(m),
+        "draws": paired.get("draws"),
+        "adaptive_draws": bool(m.get("adaptive")),
+        "not_significant": paired.get("not_significant"),
+        "interval_has_draws": bool(mc),
+        "draws_share": mc.get("share_mc"),
+    }
+
+
+CLASS_ROLES = ("class", "classifier")  # the jobs that train the models a run decides with
+PRETRAIN_ROLES = ("pretrain",)
+
+
+def train_throughput(timings: Dict[str, Any], roles: Sequence[str] = CLASS_ROLES) -> Optional[float]:
+    """Training tokens per second of a run's jobs in ROLES: the tokens they trained on
+    (``tokens_seen``: every step's batch, epochs and repeats counted) over their ``train_s``,
+    both summed over the jobs recording both; None when none does.  The run report's
+    ``train tok/s`` is the same quotient per job.  Not ``train_tokens`` (the training set's
+    size, which says nothing of how many steps ran), and the class models apart from a
+    pretraining job (another model, data and batch: ROLES chooses)."""
     tokens = seconds = 0.0
     for job in timings.get("jobs", {}).values():
-        tok, sec = job.get("train_tokens"), job.get("train_s")
+        if job.get("role") not in roles:
+            continue
+        tok, sec = job.get("tokens_seen"), job.get("train_s")
         if isinstance(tok, int) and not isinstance(tok, bool) and isinstance(sec, (int, float)) and sec > 0:
             tokens += tok
             seconds += float(sec)
@@ -204,10 +242,12 @@ def _seed_record(mr: MemberRun, ev: Evaluation) -> Dict[str, Any]:
         "per_token": {k: t[k] for k in ("accuracy", "accuracy_ci95", "macro_f1", "roc_auc", "verdict")},
         "verdict": m["verdict"]["label"],
         "verdict_basis": m["verdict"].get("basis", "bands"),
+        "estimator": estimator_record(m),
         "gpu_seconds": m["gpu_seconds"],
         "job_seconds": m["timings"]["wall_seconds"],
         "train_tokens": m["train_tokens"],
         "train_tokens_per_s": train_throughput(m["timings"]),
+        "pretrain_tokens_per_s": train_throughput(m["timings"], PRETRAIN_ROLES),
         "code_hash": m["facts"].get("code_hash"),
         # jobs given a GPU that torch could not use, so they ran on the CPU (report.cpu_fallback_lines)
         "ran_on_cpu": ran_on_cpu(m["timings"]),
@@ -239,13 +279,14 @@ def _summary(seeds: List[SeedResult], planned: Sequence[int], missing: List[Dict
     out["gpu_seconds"] = float(sum(r["gpu_seconds"] or 0.0 for r in recs))
     out["job_seconds"] = float(sum(r["job_seconds"] or 0.0 for r in recs))
     out["train_tokens_per_s"], _ = _mean_sd([r.get("train_tokens_per_s") for r in recs])
+    out["pretrain_tokens_per_s"], _ = _mean_sd([r.get("pretrain_tokens_per_s") for r in recs])
     out["note"] = _note(out)
     return out
 
 
 def _mean_ci(seeds: List[SeedResult]) -> Optional[List[float]]:
     """The mean accuracy's interval over texts and seeds; at one seed the run's own (which
-    holds the estimator's draws where a kind has them)."""
+    holds the estimator's draws where the run has two or more per text)."""
     if len(seeds) < 2:
         return seeds[0].record["accuracy_ci95"] if seeds else None
     return mean_accuracy_ci(np.stack([s.correct for s in seeds]))
@@ -268,8 +309,8 @@ def _mean_verdict(row: Dict[str, Any], recs: List[Dict[str, Any]], band_set: Opt
     elif band_set and all(r["verdict_basis"] == "bands" for r in recs):
         row["verdict"], row["verdict_basis"] = verdict(row["accuracy_mean"], band_set), "bands"
         row["verdict_span"] = verdict_span(row["accuracy_mean_ci95"], band_set)
-    else:
-        row["verdict"], row["verdict_basis"] = None, "yardsticks"
+    else:  # judged against the yardsticks, run by run: no band set applies to the row
+        row["verdict"], row["verdict_basis"], row["bands"] = None, "yardsticks", None
 
 
 # --------------------------------------------------------------------------- rows
@@ -304,10 +345,12 @@ def _ensemble_seed(
         "per_token": None,  # built from the per-token scores already
         "verdict": cm["verdict"],
         "verdict_basis": "bands" if all(r["verdict_basis"] == "bands" for r in recs) else "yardsticks",
+        "estimator": estimator_record({**cm, "classes": test.classes}),  # no draws of its own
         "gpu_seconds": float(sum(r["gpu_seconds"] or 0.0 for r in recs)),
         "job_seconds": float(sum(r["job_seconds"] or 0.0 for r in recs)),
         "train_tokens": int(sum(r["train_tokens"] or 0 for r in recs)),
         "train_tokens_per_s": None,
+        "pretrain_tokens_per_s": None,
         "code_hash": None,
         "ran_on_cpu": {},  # its components' runs say it
     }

@@ -162,7 +162,11 @@ def adaptive_summary(
     from the merged score rows, what fixed K = max would have cost, and ``by_max``: the
     accuracy and forward passes had ``max`` been a smaller multiple of ``round``.  That
     curve comes from this run's draws alone: rounds draw the same masks whatever ``max``
-    is, so a smaller max is the same run with each text cut at its first max' draws."""
+    is, so a smaller max is the same run with each text cut at its first max' draws.  That
+    cut is sound where a fixed-K run's first k draws are not (study_plots.draw_curve): every
+    round's draws are a whole stratified set of their own (remote/adaptive.py scores a round
+    as a run with that many draws), and each cap is a multiple of ``round`` or all of a
+    text's draws, so it never splits a round's strata."""
     if draws is None:
         return None
     n, c, k_all = draws.shape

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Set
 
 from orchestrator.config.project import Project, copy_of
 from orchestrator.config.studies import Study, StudyRun
@@ -249,8 +249,7 @@ def preview(project: Project, study: Study, chosen: List[StudyRun]) -> List[str]
         f"study {study.name} on {study.host}: {len(study.members)} members x {len(study.seeds)} seeds = "
         f"{len(study.runs)} runs; {len(todo)} of the {len(chosen)} chosen would launch now (base {study.base})",
     ]
-    width = max(len(r.run_id) for r in chosen) if chosen else 3
-    lines.append(f"{'run':<{width}}  {'member':<12} {'seed':>4}  {'jobs':<28} {'pretrain':<32} estimate")
+    rows: List[List[str]] = []
     total, unknown = 0.0, 0
     for run in chosen:
         jobs = plan_jobs(run.exp, classes)
@@ -271,7 +270,8 @@ def preview(project: Project, study: Study, chosen: List[StudyRun]) -> List[str]
             unknown += 1
             est = "-"
         state = "" if run in todo else "  (launched)"
-        lines.append(f"{run.run_id:<{width}}  {run.member:<12} {run.seed:>4}  {names:<28} {pre:<32} {est}{state}")
+        rows.append([run.run_id, run.member, str(run.seed), names, pre, est + state])
+    lines += _columns(["run", "member", "seed", "jobs", "pretrain", "estimate"], rows, right={2})
     if unknown == len(chosen):
         lines.append(f"job time: no estimate (no evaluated run of these configs on {study.host} yet)")
     else:
@@ -280,6 +280,16 @@ def preview(project: Project, study: Study, chosen: List[StudyRun]) -> List[str]
             + (f"; no estimate for {unknown} runs" if unknown else "")
         )
     return lines
+
+
+def _columns(header: List[str], rows: List[List[str]], right: Set[int]) -> List[str]:
+    """HEADER and ROWS as lines of columns as wide as their widest cell (two spaces apart;
+    the columns in RIGHT right-aligned), so a long member or run name keeps them aligned."""
+    widths = [max(len(cell) for cell in col) for col in zip(header, *rows)]
+    return [
+        "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        for row in [header, *rows]
+    ]
 
 
 # ------------------------------------------------------------------ resume, report

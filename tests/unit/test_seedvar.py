@@ -19,17 +19,39 @@ def test_the_two_terms_by_hand():
     per_text = np.array([1, 2 / 3, 1 / 3, 1])
     assert sp.mean == pytest.approx(0.75) and (sp.seeds, sp.texts) == (3, 4)
     assert sp.text_var == pytest.approx(np.var(per_text) / 4)
-    assert sp.seed_var == pytest.approx(np.var([0.75, 0.5, 1.0], ddof=1) / 3)
+    assert sp.seed_spread == pytest.approx(np.var([0.75, 0.5, 1.0], ddof=1) / 3)
+    # the floor: each text's variance over the seeds (0, 1/3, 1/3, 0), averaged, over n S
+    assert sp.seed_floor == pytest.approx(np.mean([0, 1 / 3, 1 / 3, 0]) / 12)
+    assert sp.seed_var == max(sp.seed_spread, sp.seed_floor) == sp.seed_spread
     assert spread(x[:1]).seed_var == 0.0  # one seed: its variation cannot be seen
 
 
-def test_one_seed_or_seeds_that_agree_give_the_runs_jeffreys_interval():
+def test_seeds_that_tie_keep_a_seeds_term_set_by_the_texts_changes():
+    """Two seeds whose means tie: their sample variance is 0, but the texts that changed
+    between them say how far the means could have moved; no text changed: one text's
+    change at one seed, the smallest step of the mean, is the floor."""
+    x = np.zeros((2, 100))
+    x[0, :10] = x[1, 10:20] = 1  # 10 texts right at each seed, different ones: a tie at 10%
+    sp = spread(x)
+    assert sp.seed_spread == 0.0
+    assert sp.seed_floor == pytest.approx((20 * 0.5 / 100) / 200)  # 20 texts with variance 1/2 over (n S)
+    assert sp.seed_var == sp.seed_floor
+    same = spread(np.tile(x[0], (3, 1)))  # three seeds, not one text different
+    assert same.seed_spread < 1e-20 and same.seed_var == pytest.approx((1 / 300) ** 2)
+
+
+def test_one_seed_gives_the_runs_jeffreys_interval_and_seeds_that_agree_do_not_shrink_it():
     right = np.arange(200) < 173
     assert mean_accuracy_ci(right[None, :]) == pytest.approx(jeffreys_ci(173, 200), abs=1e-12)
-    assert mean_accuracy_ci(np.tile(right, (3, 1))) == pytest.approx(jeffreys_ci(173, 200), abs=1e-12)
+    # three seeds alike on every text: not a known zero seed-to-seed variation, so a little wider
+    low, high = mean_accuracy_ci(np.tile(right, (3, 1)))
+    j_low, j_high = jeffreys_ci(173, 200)
+    h = stats.t.ppf(0.975, 2) / 600  # t (2 df) times one text's change at one seed, 1 / (n S)
+    assert low == pytest.approx(0.865 - sqrt((0.865 - j_low) ** 2 + h * h), abs=1e-9)
+    assert high == pytest.approx(0.865 + sqrt((j_high - 0.865) ** 2 + h * h), abs=1e-9)
     # every text right at every seed: the upper end is 1, the lower end below it (never zero width)
     low, high = mean_accuracy_ci(np.ones((2, 120), dtype=bool))
-    assert high == 1.0 and low == pytest.approx(jeffreys_ci(120, 120)[0]) and low < 0.99
+    assert high == 1.0 and low < jeffreys_ci(120, 120)[0] < 0.99
 
 
 def test_seeds_that_vary_widen_the_interval_by_t_with_seeds_minus_1_df():
@@ -40,6 +62,7 @@ def test_seeds_that_vary_widen_the_interval_by_t_with_seeds_minus_1_df():
     p = sp.mean
     n_eff = min(n, p * (1 - p) / sp.text_var)
     beta = stats.beta(p * n_eff + 0.5, (1 - p) * n_eff + 0.5)
+    assert sp.seed_var == sp.seed_spread  # the seeds' own spread is above the floor here
     h = stats.t.ppf(0.975, 2) * sqrt(sp.seed_var)  # sd of (80, 84, 82)% over sqrt(3), times t(2 df)
     assert low == pytest.approx(p - sqrt((p - beta.ppf(0.025)) ** 2 + h * h), abs=1e-9)
     assert high == pytest.approx(p + sqrt((beta.ppf(0.975) - p) ** 2 + h * h), abs=1e-9)

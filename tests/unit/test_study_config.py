@@ -149,3 +149,17 @@ def test_config_signature_ignores_seeds_and_paths():
     assert running.config_signature(a) == running.config_signature(b)
     b["train"]["steps"] = 6
     assert running.config_signature(a) != running.config_signature(b)
+
+
+def test_the_dry_runs_table_keeps_its_columns_with_a_long_member_name(project):
+    long_name = "simple-diffusion-stratified-t"
+    write(project, {**BASE, "members": {"gpt2": {"model.kind": "ar"}, long_name: {"model.kind": "mdlm"}}})
+    study = studies.load(project, "st")
+    header, *rows = running.preview(project, study, study.runs)[1:-1]
+    # every column starts where the header's does (the seed, right-aligned, ends where it does)
+    for column in ("member", "jobs", "pretrain", "estimate"):
+        at = header.index(column)
+        assert all(row[at - 2 : at] == "  " and row[at] != " " for row in rows), (column, header, rows)
+    end = header.index("seed") + len("seed")
+    assert all(row[end - 1].isdigit() and row[end : end + 2] == "  " for row in rows), (header, rows)
+    assert any(long_name in row for row in rows)
