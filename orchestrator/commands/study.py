@@ -58,13 +58,22 @@ def run_cmd(
         for line in studies.preview(project, plan, chosen):
             print(line)
         return
-    todo = [r for r in chosen if not project.run_dir(r.run_id).exists()]
-    if not todo:
+    studies.check_unchanged(project, plan)  # an edit it refuses is said first, whatever is left to launch
+    edits = studies.pending_edits(project, plan)
+    todo = studies.not_launched(project, plan, chosen)
+    if not todo and not edits:
         raise OrchError(
             f"every run of study {plan.name}" + (f" ({', '.join(only)})" if only else "") + " is launched already",
             ExitCode.RUN_STATE,
             hint=f"`orch study status {plan.name}`; `orch study resume {plan.name}` relaunches what failed",
         )
+    for edit in edits:  # none refused: study.json takes them now
+        _say(f"{plan.name}: {edit.text}: {studies.recorded_words(edit, plan.name, bool(todo))}")
+    if not todo:
+        studies.save_record(project, plan)
+        _say(f"  nothing to launch: study.json records the study file as it is now (`orch study report {plan.name}`)")
+        print(plan.name)
+        return
     studies.save_record(project, plan)
     with Hosts(project, trust_new_host_key) as hosts:
         studies.launch_runs(project, hosts(plan.host), plan, todo, _say)  # says what a Ctrl-C in it left
@@ -84,7 +93,7 @@ def status_cmd(
     from orchestrator.commands import studystatus
 
     project = Project.find()
-    studystatus.show(_recorded(project, study), project, as_json, trust_new_host_key)
+    studystatus.show(_recorded(project, study), project, as_json, trust_new_host_key)  # and the study file's edits
 
 
 @study_app.command("fetch")
@@ -97,6 +106,7 @@ def fetch_cmd(
     from orchestrator.results.evaluate import evaluate_run
     from orchestrator.runs import launch as runner
     from orchestrator.runs import study as studies
+    from orchestrator.runs.restore import restore_missing
 
     project = Project.find()
     record = _recorded(project, study)
@@ -104,6 +114,7 @@ def fetch_cmd(
     fetched: List[str] = []
     current, evaluating = None, False
     with Hosts(project, trust_new_host_key) as hosts:
+        problems += restore_missing(project, record, hosts, _say)  # a launched run's folder deleted here
         views = studies.status(project, record, hosts)
         try:
             for v in views:
@@ -177,6 +188,7 @@ def report_cmd(
     project = Project.find()
     record = _recorded(project, study)
     out_dir = project.study_dir(record["name"])
+    record = studies.with_file_ensembles(project, record, _say)  # says how the study file differs
     table = studies.report(project, record, out_dir)
     for line in summary_lines(table):
         _say(line)
@@ -195,10 +207,12 @@ def resume_cmd(
     """Launch the study's runs never launched and relaunch the failed, lost or cancelled jobs of the others."""
     from orchestrator.config import studies as config
     from orchestrator.runs import study as studies
+    from orchestrator.runs.restore import restore_missing
 
     project = Project.find()
     record = _recorded(project, study)
     with Hosts(project, trust_new_host_key) as hosts:
+        restore_missing(project, record, hosts, _say)  # a launched run's folder deleted here: from its host
         views = studies.status(project, record, hosts)
         todo = [v for v in views if v.state == "not launched" or studies.resumable(v)]
         if not todo:
@@ -209,7 +223,7 @@ def resume_cmd(
             )
         plan = (
             config.load(project, record["file"], record["host"])
-            if any(v.state == "not launched" for v in todo)
+            if any(studies.needs_launch(project, v) for v in todo)
             else None
         )
         studies.resume_runs(project, hosts, record, plan, todo, _say)  # says what a Ctrl-C in it left
