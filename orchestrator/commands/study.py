@@ -68,7 +68,7 @@ def run_cmd(
             hint=f"`orch study status {plan.name}`; `orch study resume {plan.name}` relaunches what failed",
         )
     for edit in edits:  # none refused: study.json takes them now
-        _say(f"{plan.name}: {edit.text}: {studies.recorded_words(edit, plan.name, bool(todo))}")
+        _say(f"{plan.name}: {edit.text}: {studies.recorded_words(edit, plan.name, [r.run_id for r in todo])}")
     if not todo:
         studies.save_record(project, plan)
         _say(f"  nothing to launch: study.json records the study file as it is now (`orch study report {plan.name}`)")
@@ -124,6 +124,8 @@ def fetch_cmd(
                     _say(f"{v.run_id}: {v.state}" + (f" ({v.reason})" if v.reason else "") + ": not fetched")
                     continue
                 run_dir = project.run_dir(v.run_id)
+                if not (run_dir / "local.json").is_file():  # launched, its folder gone, not restored (said why)
+                    continue
                 host = json.loads((run_dir / "local.json").read_text())["host"]
                 current, evaluating = v.run_id, False
                 try:

@@ -129,7 +129,7 @@ def restore(project: Project, transport: Transport, record: Dict, entry: Dict) -
     _check(data, run_id, facts, where)
     mine = run_dir / "run.yaml"
     with writing(run_dir):
-        run_dir.mkdir(exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
     try:
         here: Optional[bytes] = mine.read_bytes()
     except FileNotFoundError:

@@ -111,12 +111,12 @@ def pending_edits(project: Project, study: Study) -> List:
     return edits(old, study, launched_ids(project, old)) if old is not None else []
 
 
-def recorded_words(edit, name: str, launching: bool) -> str:
-    """What `study run` does with EDIT, one it does not refuse (LAUNCHING: it launches runs)."""
+def recorded_words(edit, name: str, launching: List[str]) -> str:
+    """What `study run` does with EDIT, one it does not refuse (LAUNCHING: the runs it launches)."""
     from orchestrator.runs.study_edits import NEW, PENDING, consequence
 
     if edit.kind == NEW:
-        return "launched now" if launching else consequence(edit, name)
+        return "launched now" if set(edit.runs) & set(launching) else consequence(edit, name)
     if edit.kind == PENDING:
         return "recorded; only runs not launched yet take it"
     return f"recorded (no new runs: `orch study report {name}` includes it)"
@@ -456,6 +456,12 @@ def resume_runs(
                     if view.run_id not in by_id:
                         raise OrchError(f"the study file no longer makes run {view.run_id}", ExitCode.RUN_STATE)
                     launch_one(project, transport_for(record["host"]), plan, by_id[view.run_id], say, [])
+                elif not (project.runs / view.run_id / "local.json").is_file():
+                    raise OrchError(
+                        f"no local record (launched on {view.host or record['host']}), and it was not restored: "
+                        "its jobs cannot be relaunched without it",
+                        ExitCode.RUN_STATE,
+                    )
                 else:
                     local = records.load_record(project.run_dir(view.run_id))
                     relaunched = runner.resume(project, transport_for(local["host"]), view.run_id)
@@ -491,7 +497,8 @@ def resume_runs(
 def needs_launch(project: Project, view: RunView) -> bool:
     """Whether `study resume` launches VIEW's run anew: never launched, or its record is gone
     here and the host has none either."""
-    return view.state == "not launched" or not (project.runs / view.run_id / "local.json").is_file()
+    gone = view.state == "lost" and not (project.runs / view.run_id / "local.json").is_file()
+    return view.state == "not launched" or gone
 
 
 def interrupted_resume(

@@ -26,7 +26,7 @@ REFUSED = (CHANGED, REMOVED)
 class Edit:
     text: str  # "member mdlm: score.mdlm_draws 8 -> 16"
     kind: str
-    runs: List[str] = field(default_factory=list)  # the launched runs it concerns
+    runs: List[str] = field(default_factory=list)  # the launched runs it concerns (NEW: the runs it adds)
 
 
 def _shown(value: Any) -> str:
@@ -71,7 +71,7 @@ def edits(record: Dict, study, launched: Set[str]) -> List[Edit]:
     old_members, new_members = record.get("members") or {}, new["members"]
     for member in new_members:
         if member not in old_members:
-            out.append(Edit(f"added member {member}", NEW))
+            out.append(Edit(f"added member {member}", NEW, [r for r, e in new_runs.items() if e["member"] == member]))
             continue
         mine = [r for r in changed if old_runs[r]["member"] == member]
         for text in _keys(old_members[member] or {}, new_members[member], f"member {member}: "):
@@ -83,7 +83,8 @@ def edits(record: Dict, study, launched: Set[str]) -> List[Edit]:
     old_seeds, new_seeds = list(record.get("seeds") or []), new["seeds"]
     for seed in new_seeds:
         if seed not in old_seeds:
-            out.append(Edit(f"added seed {seed}", NEW))
+            mine = [r for r, e in new_runs.items() if e["seed"] == seed and e["member"] in old_members]
+            out.append(Edit(f"added seed {seed}", NEW, mine))
     for seed in old_seeds:
         if seed not in new_seeds:
             gone = [r for r, e in old_runs.items() if e["seed"] == seed and r in launched and r not in new_runs]
