@@ -47,7 +47,10 @@ def run_cmd(
     trust_new_host_key: bool = TRUST,
     quiet: bool = output.quiet_option(),
 ):
-    """Launch every run of a study (members x seeds) that is not launched yet; returns at once."""
+    """Launch every run of a study (members x seeds) that is not launched yet; returns at once.
+
+    A study file edited since its runs were launched: a change to a launched run is refused
+    (exit 8) and named; new members and seeds are launched; new ensembles are recorded."""
     from orchestrator.config import studies as config
     from orchestrator.runs import study as studies
 
@@ -102,7 +105,9 @@ def fetch_cmd(
     trust_new_host_key: bool = TRUST,
     quiet: bool = output.quiet_option(),
 ):
-    """Fetch, verify and evaluate every finished run of the study not fetched yet (run it again for the rest)."""
+    """Fetch, verify and evaluate every finished run of the study not fetched yet (run it again for the rest).
+
+    A run whose folder here was deleted is restored from its host first."""
     from orchestrator.results.evaluate import evaluate_run
     from orchestrator.runs import launch as runner
     from orchestrator.runs import study as studies

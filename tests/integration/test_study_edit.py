@@ -49,10 +49,14 @@ def test_an_edited_study_file_is_named_and_an_added_ensemble_is_reported(ssh_pro
     again = p.orch("study", "run", "ed")
     assert again.returncode == 8 and "launched already" in again.stderr
 
-    # An added member is runs to launch: said by status, launched alone by `study run`.
-    write_study(p, "ed", {**MEMBERS, "c": {"model.kind": "ar"}}, [0], SHARED, {"ab": ["a", "b"]})
-    status = p.orch("study", "status", "ed", check=True)
-    assert "added member c: not launched: `orch study run ed` launches it" in " ".join(status.stderr.split())
+    # An added member or seed is runs to launch: said by status, launched alone by `study run`.
+    write_study(p, "ed", {**MEMBERS, "c": {"model.kind": "ar"}}, [0, 1], SHARED, {"ab": ["a", "b"]})
+    status = " ".join(p.orch("study", "status", "ed", check=True).stderr.split())
+    assert "added member c: not launched: `orch study run ed` launches it" in status, status
+    assert "added seed 1: not launched" in status
     launched = p.orch("study", "run", "ed", check=True)
-    assert "launched ed-c-s0" in launched.stderr and "launched ed-a-s0" not in launched.stderr
-    assert wait_ended(p, "ed")["ed-c-s0"]["state"] == "done"
+    new = ["ed-a-s1", "ed-b-s1", "ed-c-s0", "ed-c-s1"]
+    assert sorted(line.split()[1] for line in launched.stderr.splitlines() if line.startswith("launched ")) == new
+    assert "added member c: launched now" in launched.stderr and "added seed 1: launched now" in launched.stderr
+    ended = wait_ended(p, "ed")
+    assert all(ended[run]["state"] == "done" for run in new), ended
