@@ -57,6 +57,10 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
     from orchestrator.transport.connect import open_transport
 
     project = Project.find()
+    if run_id is not None:  # a study's run whose folder here was deleted comes back from its host first
+        from orchestrator.runs.restore import restore_for_fetch
+
+        restore_for_fetch(project, run_id, trust, lambda line: output.say(line, markup=False))
     run_dir = project.existing_run(run_id)
     record = records.load_record(run_dir)
     with open_transport(project, record["host"], trust) as transport:

@@ -47,7 +47,10 @@ def run_cmd(
     trust_new_host_key: bool = TRUST,
     quiet: bool = output.quiet_option(),
 ):
-    """Launch every run of a study (members x seeds) that is not launched yet; returns at once."""
+    """Launch every run of a study (members x seeds) that is not launched yet; returns at once.
+
+    A study file edited since its runs were launched: a change to a launched run is refused
+    (exit 8) and named; new members and seeds are launched; new ensembles are recorded."""
     from orchestrator.config import studies as config
     from orchestrator.runs import study as studies
 
@@ -58,13 +61,22 @@ def run_cmd(
         for line in studies.preview(project, plan, chosen):
             print(line)
         return
-    todo = [r for r in chosen if not project.run_dir(r.run_id).exists()]
-    if not todo:
+    studies.check_unchanged(project, plan)  # an edit it refuses is said first, whatever is left to launch
+    edits = studies.pending_edits(project, plan)
+    todo = studies.not_launched(project, plan, chosen)
+    if not todo and not edits:
         raise OrchError(
             f"every run of study {plan.name}" + (f" ({', '.join(only)})" if only else "") + " is launched already",
             ExitCode.RUN_STATE,
             hint=f"`orch study status {plan.name}`; `orch study resume {plan.name}` relaunches what failed",
         )
+    for edit in edits:  # none refused: study.json takes them now
+        _say(f"{plan.name}: {edit.text}: {studies.recorded_words(edit, plan.name, [r.run_id for r in todo])}")
+    if not todo:
+        studies.save_record(project, plan)
+        _say(f"  nothing to launch: study.json records the study file as it is now (`orch study report {plan.name}`)")
+        print(plan.name)
+        return
     studies.save_record(project, plan)
     with Hosts(project, trust_new_host_key) as hosts:
         studies.launch_runs(project, hosts(plan.host), plan, todo, _say)  # says what a Ctrl-C in it left
@@ -84,7 +96,7 @@ def status_cmd(
     from orchestrator.commands import studystatus
 
     project = Project.find()
-    studystatus.show(_recorded(project, study), project, as_json, trust_new_host_key)
+    studystatus.show(_recorded(project, study), project, as_json, trust_new_host_key)  # and the study file's edits
 
 
 @study_app.command("fetch")
@@ -93,10 +105,13 @@ def fetch_cmd(
     trust_new_host_key: bool = TRUST,
     quiet: bool = output.quiet_option(),
 ):
-    """Fetch, verify and evaluate every finished run of the study not fetched yet (run it again for the rest)."""
+    """Fetch, verify and evaluate every finished run of the study not fetched yet (run it again for the rest).
+
+    A run whose folder here was deleted is restored from its host first."""
     from orchestrator.results.evaluate import evaluate_run
     from orchestrator.runs import launch as runner
     from orchestrator.runs import study as studies
+    from orchestrator.runs.restore import restore_missing
 
     project = Project.find()
     record = _recorded(project, study)
@@ -104,6 +119,7 @@ def fetch_cmd(
     fetched: List[str] = []
     current, evaluating = None, False
     with Hosts(project, trust_new_host_key) as hosts:
+        problems += restore_missing(project, record, hosts, _say)  # a launched run's folder deleted here
         views = studies.status(project, record, hosts)
         try:
             for v in views:
@@ -113,6 +129,8 @@ def fetch_cmd(
                     _say(f"{v.run_id}: {v.state}" + (f" ({v.reason})" if v.reason else "") + ": not fetched")
                     continue
                 run_dir = project.run_dir(v.run_id)
+                if not (run_dir / "local.json").is_file():  # launched, its folder gone, not restored (said why)
+                    continue
                 host = json.loads((run_dir / "local.json").read_text())["host"]
                 current, evaluating = v.run_id, False
                 try:
@@ -177,6 +195,7 @@ def report_cmd(
     project = Project.find()
     record = _recorded(project, study)
     out_dir = project.study_dir(record["name"])
+    record = studies.with_file_ensembles(project, record, _say)  # says how the study file differs
     table = studies.report(project, record, out_dir)
     for line in summary_lines(table):
         _say(line)
@@ -195,10 +214,12 @@ def resume_cmd(
     """Launch the study's runs never launched and relaunch the failed, lost or cancelled jobs of the others."""
     from orchestrator.config import studies as config
     from orchestrator.runs import study as studies
+    from orchestrator.runs.restore import restore_missing
 
     project = Project.find()
     record = _recorded(project, study)
     with Hosts(project, trust_new_host_key) as hosts:
+        restore_missing(project, record, hosts, _say)  # a launched run's folder deleted here: from its host
         views = studies.status(project, record, hosts)
         todo = [v for v in views if v.state == "not launched" or studies.resumable(v)]
         if not todo:
@@ -209,7 +230,7 @@ def resume_cmd(
             )
         plan = (
             config.load(project, record["file"], record["host"])
-            if any(v.state == "not launched" for v in todo)
+            if any(studies.needs_launch(project, v) for v in todo)
             else None
         )
         studies.resume_runs(project, hosts, record, plan, todo, _say)  # says what a Ctrl-C in it left

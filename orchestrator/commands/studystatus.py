@@ -98,6 +98,7 @@ def show(record: dict, project, as_json: bool, trust_new_host_key: bool, out=Non
     as JSON on ``out`` (stdout).  Returns the views."""
     from orchestrator.commands.statustable import use_colour
     from orchestrator.runs import study_status
+    from orchestrator.terminal import visible
 
     out = out or sys.stdout
     with Hosts(project, trust_new_host_key) as hosts:
@@ -109,6 +110,11 @@ def show(record: dict, project, as_json: bool, trust_new_host_key: bool, out=Non
     out.flush()
     for note in dict.fromkeys(v.note for v in views if v.note):
         sys.stderr.write(f"note: {note}\n")
+    if study_status.files_changed(record):  # hashes only: YAML is read when the study file changed
+        from orchestrator.runs.study import file_edits
+
+        for line in file_edits(project, record)[0]:
+            sys.stderr.write(visible(line) + "\n")
     return views
 
 

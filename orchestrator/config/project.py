@@ -111,6 +111,14 @@ class Project:
             if not (path / "run.yaml").is_file():
                 if path.is_dir():
                     raise not_a_run(path)
+                study = self.launched_in_study(run_id)
+                if study is not None:  # its folder here was deleted: the host has it
+                    raise OrchError(
+                        f"no run named {run_id!r} in {self.runs}: study {study[0]} launched it on {study[1]}, "
+                        "and its folder here was deleted",
+                        ExitCode.RUN_STATE,
+                        hint=f"`orch fetch-results {run_id}` restores it from {study[1]} (and fetches its results)",
+                    )
                 raise OrchError(
                     f"no run named {run_id!r} in {self.runs}", ExitCode.RUN_STATE, hint="`orch runs` lists them"
                 )
@@ -118,6 +126,26 @@ class Project:
         if other is not None and not copy_ok:
             raise copied_run(path, other)
         return path
+
+    def launched_in_study(self, run_id: str) -> Optional[Tuple[str, str]]:
+        """(study, host) when a study's record (runs/studies/*/study.json) says it launched
+        RUN_ID and where; None otherwise."""
+        import json
+
+        if not self.studies.is_dir():
+            return None
+        for path in sorted(self.studies.glob("*/study.json")):
+            try:
+                runs = json.loads(path.read_text()).get("runs")
+            except (OSError, ValueError, AttributeError):
+                continue
+            for entry in runs if isinstance(runs, list) else []:
+                if not isinstance(entry, dict) or entry.get("run_id") != run_id:
+                    continue
+                launched = entry.get("launched")
+                if isinstance(launched, dict) and isinstance(launched.get("host"), str):
+                    return path.parent.name, launched["host"]
+        return None
 
     def list_runs(self) -> List[Path]:
         """Local runs, oldest first by the launch time local.json records (run.yaml's

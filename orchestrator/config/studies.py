@@ -68,6 +68,9 @@ class Study:
     ensembles: Dict[str, List[str]] = field(default_factory=dict)
     description: str = ""
     runs: List[StudyRun] = field(default_factory=list)
+    # the files it was read from, as sha256 of their bytes: `study status` and `report` tell
+    # from these alone (no YAML) whether the study file or its base changed since study.json
+    files: Dict[str, str] = field(default_factory=dict)
 
     def resolved(self) -> Dict[str, Any]:
         """The study as study.json records it (and the report reads)."""
@@ -81,6 +84,7 @@ class Study:
             "set": dict(self.shared),
             "members": {m: dict(o) for m, o in self.members.items()},
             "ensembles": {e: list(ms) for e, ms in self.ensembles.items()},
+            "files": dict(self.files),
             "runs": [
                 {
                     "member": r.member,
@@ -162,7 +166,9 @@ def load(project: Project, name: str, host: Optional[str] = None) -> Study:
         ensembles=ensembles,
         description=str(description),
     )
-    base_raw = read_mapping(experiments.experiment_path(project, base))
+    base_path = experiments.experiment_path(project, base)
+    base_raw = read_mapping(base_path)
+    study.files = {str(p): file_sha256(p) for p in (path, base_path)}
     base_raw.setdefault("name", Path(base).stem)
     for member, overrides in members.items():
         for seed in seeds:
@@ -183,6 +189,14 @@ def load(project: Project, name: str, host: Optional[str] = None) -> Study:
     _check_same_test_set(study, where)
     _share_pretrain(study)
     return study
+
+
+def file_sha256(path: Path) -> str:
+    """PATH's bytes' sha256 ("" when it cannot be read: read_mapping said why already)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def _check_member_name(name: str, key: str, bad) -> None:

@@ -44,6 +44,14 @@ class NotLaunched(OrchError):
     """The host said why it cannot run the launch at all: nothing of the run is there."""
 
 
+class RunOnHost(NotLaunched):
+    """The host has a run of that name already (WHERE: its folder there)."""
+
+    def __init__(self, message: str, where: str, hint: str = ""):
+        super().__init__(message, ExitCode.RUN_STATE, hint)
+        self.where = where
+
+
 @dataclass
 class Reply:
     state: hostops.HostState

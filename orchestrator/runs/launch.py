@@ -248,10 +248,9 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         transport.learn_tools(state.tools)
         hostlaunch.remember(project.root, host, reply)
         if reply.run_exists:
-            raise hostlaunch.NotLaunched(
-                f"run {run_id!r} already exists on {host.name} ({hostops.run_dir(state.workdir, run_id)})",
-                ExitCode.RUN_STATE,
-                hint="pick another --name",
+            where = hostops.run_dir(state.workdir, run_id)
+            raise hostlaunch.RunOnHost(
+                f"run {run_id!r} already exists on {host.name} ({where})", where, hint="pick another --name"
             )
         if reply.launch is None:
             try:

@@ -21,75 +21,185 @@ from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError, is_interrupt
 from orchestrator.localfiles import atomic_write_text, writing
 from orchestrator.runs import launch as runner
+from orchestrator.runs.hostlaunch import RunOnHost
 from orchestrator.runs.study_status import (  # noqa: F401  (study.status, ... are its API)
     RECORD,
     RunView,
     copied,
+    files_changed,
+    launch_facts,
+    launched,
     load_record,
+    no_record,
+    note_launched,
     ready_to_fetch,
     record_path,
     resumable,
     run_entries,
     status,
+    update_record,
 )
 from orchestrator.transport.base import Transport
 
 
+def launched_ids(project: Project, record: Optional[Dict]) -> set:
+    """The runs of RECORD (study.json; None: none yet) that were launched."""
+    return {e["run_id"] for e in (record or {}).get("runs", []) if launched(project, e)}
+
+
 def check_unchanged(project: Project, study: Study) -> Optional[Dict]:
-    """Refuse STUDY when a run it would keep was launched from another config of it (a
-    study's runs keep the config they were launched with); the study.json there, or None."""
+    """Refuse STUDY when it would change or drop a run that was launched (a study's runs
+    keep the config they were launched with), naming what changed; the study.json there,
+    or None."""
     path = record_path(project, study.name)
     if not path.exists():
         return None
     old = load_record(project, study.name)
-    before = {r["run_id"]: r.get("fingerprint") for r in old["runs"]}
-    changed = [
-        r.run_id
-        for r in study.runs
-        if r.run_id in before and before[r.run_id] != r.fingerprint() and project.run_dir(r.run_id).exists()
-    ]
-    if changed:
-        several = len(changed) > 1
-        raise OrchError(
-            f"study {study.name} changed since {'runs' if several else 'run'} {', '.join(changed[:3])}"
-            + (" ..." if len(changed) > 3 else "")
-            + f" {'were' if several else 'was'} launched: a study's runs keep the config they were launched with",
-            ExitCode.RUN_STATE,
-            hint=f"give the changed study another name, or remove runs/{study.name}-* and {path} to start over",
-        )
+    _refuse_changes(project, study, old)
     return old
 
 
+def _refuse_changes(project: Project, study: Study, old: Dict) -> None:
+    from orchestrator.runs.study_edits import REFUSED, edits, refusal
+
+    refused = [e for e in edits(old, study, launched_ids(project, old)) if e.kind in REFUSED]
+    if refused:
+        said = "; ".join(refusal(e) for e in refused[:3])
+        raise OrchError(
+            f"study {study.name} changed since its runs were launched: {said}"
+            + (f"; and {len(refused) - 3} more changes" if len(refused) > 3 else "")
+            + ": a study's runs keep the config they were launched with",
+            ExitCode.RUN_STATE,
+            hint=f"put it back as it was in {study.path}, or give the new version another name (`name:` in the "
+            f"file, or a copy of it) to launch it as a new study; to start over, remove runs/{study.name}-* "
+            f"and {record_path(project, study.name).parent}",
+        )
+
+
 def save_record(project: Project, study: Study) -> Dict:
-    """Write study.json for STUDY, or check it against the one there: a run already launched
-    must be the run this study file makes now."""
+    """Write study.json for STUDY, or bring the one there up to date: a run already
+    launched must be the run this study file makes now (refused otherwise), and keeps the
+    launch facts recorded for it."""
     path = record_path(project, study.name)
     doc = {**study.resolved(), "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    old = check_unchanged(project, study)
-    if old is not None:
+    if not path.exists():
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+        return doc
+
+    def change(old: Dict) -> bool:
+        _refuse_changes(project, study, old)
         doc["created"] = old.get("created", doc["created"])
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
-    return doc
+        facts = {e["run_id"]: e["launched"] for e in old["runs"] if launch_facts(e) is not None}
+        for entry in doc["runs"]:
+            if entry["run_id"] in facts:
+                entry["launched"] = facts[entry["run_id"]]
+        old.clear()
+        old.update(doc)
+        return True
+
+    return update_record(project, study.name, change)
+
+
+def pending_edits(project: Project, study: Study) -> List:
+    """How STUDY (its file now) differs from its study.json (study_edits.Edit); none before
+    its first launch."""
+    from orchestrator.runs.study_edits import edits
+
+    old = recorded(project, study.name)
+    return edits(old, study, launched_ids(project, old)) if old is not None else []
+
+
+def recorded_words(edit, name: str, launching: List[str]) -> str:
+    """What `study run` does with EDIT, one it does not refuse (LAUNCHING: the runs it launches)."""
+    from orchestrator.runs.study_edits import NEW, PENDING, consequence
+
+    if edit.kind == NEW:
+        return "launched now" if set(edit.runs) & set(launching) else consequence(edit, name)
+    if edit.kind == PENDING:
+        return "recorded; only runs not launched yet take it"
+    return f"recorded (no new runs: `orch study report {name}` includes it)"
+
+
+def file_edits(project: Project, record: Dict, in_report: bool = False):
+    """(the lines of a note, the study file's Study or None) when the study file or its base
+    differ from the bytes study.json was written from; ([], None) when they do not.  A study
+    file that cannot be read now is said, and study.json is what counts."""
+    from orchestrator.config import studies as config
+    from orchestrator.runs.study_edits import edits, note_lines
+
+    if not files_changed(record):
+        return [], None
+    try:
+        study = config.load(project, record["file"], record.get("host") or None)
+    except OrchError as exc:
+        return [
+            f"note: the study file of {record['name']} cannot be read now ({exc.message}): study.json is what counts"
+        ], None
+    found = edits(record, study, launched_ids(project, record))
+    if not found:  # the bytes changed, not the study (a comment): compare the new bytes from now on
+        try:
+            update_record(project, record["name"], lambda doc: doc.update(files=study.files) is None)
+        except OrchError:
+            pass
+    return (note_lines(record, found, in_report) if found else []), study
+
+
+def with_file_ensembles(project: Project, record: Dict, say: Callable[[str], None]) -> Dict:
+    """RECORD for `study report`, with the study file's ensembles when it has others (an
+    ensemble combines runs the study has: no launch needed), after saying how the study file
+    differs from study.json.  An ensemble of a member the study has not recorded is left out."""
+    notes, study = file_edits(project, record, in_report=True)
+    for line in notes:
+        say(line)
+    if study is None or study.ensembles == (record.get("ensembles") or {}):
+        return record
+    members = record.get("members") or {}
+    ensembles = {}
+    for name, parts in study.ensembles.items():
+        absent = [m for m in parts if m not in members]
+        if absent:
+            say(
+                f"note: ensemble {name} is left out: study {record['name']} has no member {absent[0]} yet "
+                f"(`orch study run {record['name']}` launches it)"
+            )
+        else:
+            ensembles[name] = parts
+    return {**record, "ensembles": ensembles}
+
+
+def recorded(project: Project, name: str) -> Optional[Dict]:
+    """Study NAME's study.json, or None before its first launch."""
+    return load_record(project, name) if record_path(project, name).exists() else None
+
+
+def not_launched(project: Project, study: Study, runs: List[StudyRun]) -> List[StudyRun]:
+    """RUNS that were never launched: no folder here, and study.json does not say they were
+    (a run whose folder was deleted here is still on its host: `orch study fetch` restores it)."""
+    done = launched_ids(project, recorded(project, study.name))
+    return [r for r in runs if r.run_id not in done and not project.run_dir(r.run_id).exists()]
 
 
 def with_owners(study: Study, chosen: List[StudyRun], project: Project) -> List[StudyRun]:
     """CHOSEN plus the runs that train a pretrain one of them starts from (when not launched
     yet), owners first: a run never waits for a pretrain job nobody launched."""
     wanted = {r.run_id for r in chosen}
+    done = launched_ids(project, recorded(project, study.name))
     for run in chosen:
-        if run.pretrain_from and not project.run_dir(run.pretrain_from).exists():
+        if run.pretrain_from and run.pretrain_from not in done and not project.run_dir(run.pretrain_from).exists():
             wanted.add(run.pretrain_from)
     ordered = [r for r in study.runs if r.run_id in wanted]
     return [r for r in ordered if r.owns_pretrain] + [r for r in ordered if not r.owns_pretrain]
 
 
 def mark_run(project: Project, run: StudyRun, study: str) -> None:
-    """Name the study in the run's local.json: `orch runs` and the report group by it."""
-    records.update_record(
+    """Name the study in the run's local.json (`orch runs` and the report group by it), and
+    keep in study.json where the run was launched (its folder here may be deleted later)."""
+    local = records.update_record(
         project.run_dir(run.run_id), {"study": {"name": study, "member": run.member, "seed": run.seed}}
     )
+    note_launched(project, study, {run.run_id: local}, fresh=True)
 
 
 def launch_runs(
@@ -103,6 +213,7 @@ def launch_runs(
     it as launched and never launch it twice), and the message says what was launched."""
     launched: List[str] = []
     failed: Dict[str, str] = {}
+    first: Optional[OrchError] = None  # the first launch that failed: its exit code and hint
     current: Optional[StudyRun] = None
     try:
         for run in runs:
@@ -110,37 +221,57 @@ def launch_runs(
                 failed[run.run_id] = f"its pretrain run {run.pretrain_from} did not launch"
                 say(f"{run.run_id}: not launched: {failed[run.run_id]}")
                 continue
-            start = time.time()
             current = run
             try:
-                result = runner.launch(project, transport, run.exp, run.run_id)
+                launch_one(project, transport, study, run, say, launched)
             except OrchError as exc:
                 if is_interrupt(exc):
                     raise
                 failed[run.run_id] = exc.message
+                first = first or exc
                 say(f"{run.run_id}: not launched: {exc.message}")
                 current = None
                 continue
-            launched.append(run.run_id)
-            mark_run(project, run, study.name)
             current = None
-            shared = f", pretrain of {run.pretrain_from}" if run.pretrain_from else ""
-            say(
-                f"launched {run.run_id} ({run.member}, seed {run.seed}): "
-                f"{', '.join(j['name'] for j in result.jobs)}{shared} ({time.time() - start:.1f} s)"
-            )
     except (KeyboardInterrupt, OrchError) as exc:
         if not is_interrupt(exc):
             raise
         raise interrupted_launch(project, study, runs, launched, failed, current) from None
     if failed:
-        first = next(iter(failed.items()))
+        run_id, why = next(iter(failed.items()))
         raise OrchError(
-            f"{len(failed)} of {len(runs)} runs of study {study.name} did not launch (first: {first[0]}: {first[1]})",
-            ExitCode.REMOTE,
-            hint=f"`orch study resume {study.name}` launches what is missing once the cause is fixed",
+            f"{len(failed)} of {len(runs)} runs of study {study.name} did not launch (first: {run_id}: {why})",
+            first.code if first is not None else ExitCode.REMOTE,
+            hint=(first.hint if first is not None and first.hint else "")
+            or f"`orch study resume {study.name}` launches what is missing once the cause is fixed",
         )
     return launched
+
+
+def launch_one(
+    project: Project, transport: Transport, study: Study, run: StudyRun, say: Callable[[str], None], launched: List[str]
+) -> None:
+    """Launch RUN of STUDY, name the study in it, and say so; its id joins LAUNCHED as soon as
+    it is on the host.  A run already on the host under its name (its folder here deleted,
+    study.json too old to say where it went) is RunOnHost, with how to get out of it."""
+    start = time.time()
+    try:
+        result = runner.launch(project, transport, run.exp, run.run_id)
+    except RunOnHost as exc:
+        raise OrchError(
+            f"already on {transport.host.name} ({exc.where}) with no folder here, and study {study.name}'s "
+            "record is older than the launch records orch restores a run's folder from",
+            ExitCode.RUN_STATE,
+            hint=f"to keep its results, put runs/{run.run_id} back from a backup; to launch it again, remove it "
+            f"on {transport.host.name} (`rm -rf {exc.where}` there), then `orch study resume {study.name}`",
+        ) from None
+    launched.append(run.run_id)
+    mark_run(project, run, study.name)
+    shared = f", pretrain of {run.pretrain_from}" if run.pretrain_from else ""
+    say(
+        f"launched {run.run_id} ({run.member}, seed {run.seed}): "
+        f"{', '.join(j['name'] for j in result.jobs)}{shared} ({time.time() - start:.1f} s)"
+    )
 
 
 def interrupted_launch(
@@ -244,7 +375,7 @@ def preview(project: Project, study: Study, chosen: List[StudyRun]) -> List[str]
     for run in study.runs:
         if run.pretrain_from:
             sharers[run.pretrain_from] = sharers.get(run.pretrain_from, 0) + 1
-    todo = [r for r in chosen if not project.run_dir(r.run_id).exists()]
+    todo = not_launched(project, study, chosen)
     lines = [
         f"study {study.name} on {study.host}: {len(study.members)} members x {len(study.seeds)} seeds = "
         f"{len(study.runs)} runs; {len(todo)} of the {len(chosen)} chosen would launch now (base {study.base})",
@@ -303,23 +434,34 @@ def resume_runs(
     todo: List[RunView],
     say: Callable[[str], None],
 ) -> None:
-    """Relaunch TODO: runs that train a shared pretrain first (the others wait for it)."""
+    """Relaunch TODO: runs that train a shared pretrain first (the others wait for it).  A
+    run never launched, or launched but gone both here and on its host, is launched from
+    PLAN (the study file)."""
     entries = {e["run_id"]: e for e in record["runs"]}
     ordered = sorted(todo, key=lambda v: bool(entries[v.run_id].get("pretrain_from")))
     if plan is not None:
         save_record(project, plan)  # refuses a study file changed for launched runs
     by_id = {r.run_id: r for r in plan.runs} if plan is not None else {}
-    problems = []
+    problems: List[str] = []
+    hints: List[str] = []
     resumed: List[str] = []
     current: Optional[RunView] = None
+    launching = False
     try:
         for view in ordered:
             current = view
             try:
-                if view.state == "not launched":
+                launching = needs_launch(project, view)
+                if launching:
                     if view.run_id not in by_id:
                         raise OrchError(f"the study file no longer makes run {view.run_id}", ExitCode.RUN_STATE)
-                    launch_runs(project, transport_for(record["host"]), plan, [by_id[view.run_id]], say)
+                    launch_one(project, transport_for(record["host"]), plan, by_id[view.run_id], say, [])
+                elif not (project.runs / view.run_id / "local.json").is_file():
+                    raise OrchError(
+                        f"no local record (launched on {view.host or record['host']}), and it was not restored: "
+                        "its jobs cannot be relaunched without it",
+                        ExitCode.RUN_STATE,
+                    )
                 else:
                     local = records.load_record(project.run_dir(view.run_id))
                     relaunched = runner.resume(project, transport_for(local["host"]), view.run_id)
@@ -329,14 +471,34 @@ def resume_runs(
                 if is_interrupt(exc):
                     raise
                 problems.append(f"{view.run_id}: {exc.message}")
+                hints.append(exc.hint or "")
                 say(f"{view.run_id}: {exc.message}")
             current = None
     except (KeyboardInterrupt, OrchError) as exc:
         if not is_interrupt(exc):
             raise
+        partly = current is not None and launching and current.run_id not in resumed
+        if partly and (project.runs / current.run_id / "local.json").is_file():
+            try:  # as launch_runs does for a launch it stopped: the study's, never launched twice
+                mark_run(project, by_id[current.run_id], record["name"])
+            except OrchError:
+                pass
         raise interrupted_resume(project, record["name"], ordered, resumed, problems, current) from None
     if problems:
-        raise OrchError(f"{len(problems)} runs were not resumed: " + "; ".join(problems[:3]), ExitCode.RUN_STATE)
+        several = len(problems) > 1
+        raise OrchError(
+            f"{len(problems)} of {len(ordered)} runs of study {record['name']} {'were' if several else 'was'} "
+            "not resumed: " + "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else ""),
+            ExitCode.RUN_STATE,
+            hint=hints[0] if not several else f"`orch study status {record['name']}` shows each run",
+        )
+
+
+def needs_launch(project: Project, view: RunView) -> bool:
+    """Whether `study resume` launches VIEW's run anew: never launched, or its record is gone
+    here and the host has none either."""
+    gone = view.state == "lost" and not (project.runs / view.run_id / "local.json").is_file()
+    return view.state == "not launched" or gone
 
 
 def interrupted_resume(
@@ -380,7 +542,8 @@ def member_runs(project: Project, record: Dict) -> List:
         run_dir = project.runs / entry["run_id"]
         missing = ""
         if not (run_dir / "local.json").is_file():
-            missing = "not launched"
+            facts = launch_facts(entry)
+            missing = no_record(record["name"], facts["host"]) if facts is not None else "not launched"
         elif copy_of(run_dir) is not None:  # another run's results under this run's name: never counted
             missing = copied(run_dir, copy_of(run_dir))
         else:

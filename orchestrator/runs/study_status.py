@@ -4,10 +4,16 @@ Kept apart from study.py (launch, resume, report) so that `orch study status` lo
 experiment or study config machinery (no YAML, no pydantic): the record is JSON, the run
 states come from local.json files and one host round trip per host (issue 14's status
 benchmark; commands/quickstatus.py's quick path).
+
+Each run of study.json that was launched keeps what its local.json said of where it runs
+(``launched``: host, workdir, code snapshot, backend, run.yaml's sha256, planned jobs): a
+run whose folder here was deleted is still known as launched, its host is still asked,
+and `orch study fetch` restores the folder from the host's copy (runs/restore.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +23,7 @@ from orchestrator import backends
 from orchestrator.config.project import Project, copy_of
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.localfiles import atomic_write_text, writing
 from orchestrator.runs import hostctl as hostops
 from orchestrator.runs.state import rows_from_local, rows_from_remote, shown_state, unanswered
 from orchestrator.transport.base import Transport
@@ -43,6 +50,99 @@ def load_record(project: Project, name: str) -> Dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
         raise OrchError(f"{path} is not a study record (no runs)", ExitCode.RUN_STATE)
     return doc
+
+
+# What study.json keeps of a launched run's local.json (the entry's "launched"): enough to
+# reach the run on its host and to rebuild local.json when runs/RUN/ is gone.
+LAUNCH_KEYS = (
+    "host",
+    "workdir",
+    "code_hash",
+    "backend",
+    "config_sha256",
+    "launched_at",
+    "experiment",
+    "gpus",
+    "data_files",
+    "planned_jobs",
+)
+
+
+def launch_facts(entry: Dict) -> Optional[Dict]:
+    """ENTRY's launch facts (a run of study.json), or None: not launched, or launched before
+    study.json kept them."""
+    facts = entry.get("launched")
+    if isinstance(facts, dict) and all(isinstance(facts.get(k), str) and facts[k] for k in records.WHERE_KEYS):
+        return facts
+    return None
+
+
+def has_record(project: Project, run_id: str) -> bool:
+    return (project.runs / run_id / "local.json").is_file()
+
+
+def launched(project: Project, entry: Dict) -> bool:
+    """Whether ENTRY's run was launched: its folder is here, or study.json says so."""
+    return (project.runs / entry["run_id"]).exists() or launch_facts(entry) is not None
+
+
+def update_record(project: Project, name: str, change: Callable[[Dict], bool]) -> Dict:
+    """Apply CHANGE to study.json as it is now, under a lock (two commands of one study each
+    add their own runs' facts), and write it when CHANGE says it changed something."""
+    import fcntl
+
+    path = record_path(project, name)
+    with writing(path):
+        lock = open(path.with_name(".study.json.lock"), "a")
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        doc = load_record(project, name)
+        if change(doc):
+            atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+def note_launched(project: Project, name: str, locals_by_run: Dict[str, Dict], fresh: bool = False) -> None:
+    """Keep in study.json where each run of LOCALS_BY_RUN (run id -> its local.json) was
+    launched, for runs whose entry does not say it yet (FRESH: they were launched just now,
+    whatever an earlier launch of the name recorded)."""
+
+    def change(doc: Dict) -> bool:
+        changed = False
+        for entry in doc["runs"]:
+            local = locals_by_run.get(entry.get("run_id"))
+            if local is not None and (fresh or launch_facts(entry) is None):
+                entry["launched"] = {k: local[k] for k in LAUNCH_KEYS if k in local}
+                changed = True
+        return changed
+
+    if locals_by_run and record_path(project, name).is_file():  # none: a launch without a study record
+        update_record(project, name, change)
+
+
+def files_changed(record: Dict) -> bool:
+    """Whether the study file or its base experiment's file differ from the bytes study.json
+    was written from (records older than these hashes: whether there is a file to compare)."""
+    files = record.get("files")
+    if not isinstance(files, dict) or not files:
+        return isinstance(record.get("file"), str) and bool(record["file"])
+    for path, digest in files.items():
+        try:
+            if hashlib.sha256(Path(path).read_bytes()).hexdigest() != digest:
+                return True
+        except OSError:
+            return True
+    return False
+
+
+def _jobs_listed(jobs: object) -> bool:
+    """Whether JOBS is a launch facts' planned_jobs (a list of {"name": ...})."""
+    return isinstance(jobs, list) and all(isinstance(j, dict) and isinstance(j.get("name"), str) for j in jobs)
+
+
+def no_record(name: str, host: str) -> str:
+    """Why a launched run of study NAME has no folder here, and how to get it back."""
+    return f"no local record; launched on {host}: `orch study fetch {name}` restores its folder from {host}"
 
 
 @dataclass
@@ -98,10 +198,20 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
     host, one SSH round trip per host (hostctl status of all its runs at once)."""
     views: Dict[str, RunView] = {}
     by_host: Dict[str, List] = {}
+    unnoted: Dict[str, Dict] = {}  # runs launched before study.json kept their launch facts
     for entry in record["runs"]:
         run_dir = project.runs / entry["run_id"]
         if not (run_dir / "local.json").is_file():
-            views[entry["run_id"]] = RunView(entry["member"], entry["seed"], entry["run_id"], "not launched")
+            facts = launch_facts(entry)
+            if facts is None:
+                views[entry["run_id"]] = RunView(entry["member"], entry["seed"], entry["run_id"], "not launched")
+                continue
+            jobs = facts.get("planned_jobs")
+            if not _jobs_listed(jobs):
+                why = no_record(record["name"], facts["host"])
+                views[entry["run_id"]] = RunView(entry["member"], entry["seed"], entry["run_id"], "unknown", reason=why)
+                continue
+            by_host.setdefault(facts["host"], []).append((entry, facts, jobs))  # the host may still have it
             continue
         other = copy_of(run_dir)
         if other is not None:  # its record is another run's: asking the host by its name would mislead
@@ -110,6 +220,8 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
             )
             continue
         local = records.load_record(run_dir)
+        if launch_facts(entry) is None:
+            unnoted[entry["run_id"]] = local
         jobs = records.planned_jobs(run_dir, local)  # local.json's copy: no YAML to parse
         if local.get("state") == "fetched":
             views[entry["run_id"]] = _view(entry, rows_from_local(run_dir, jobs), "fetched", local.get("host", ""))
@@ -127,6 +239,7 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
             replies = {entry["run_id"]: exc for entry, _, _ in items}
         for (entry, local, jobs), (_, _, run_id, backend) in zip(items, asked):
             reply = replies.get(run_id)
+            here = has_record(project, run_id)
             if isinstance(reply, OrchError):
                 views[run_id] = RunView(entry["member"], entry["seed"], run_id, "unknown", reason=reply.message)
             elif not reply.get("exists"):
@@ -135,13 +248,26 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
                     entry["seed"],
                     run_id,
                     "lost",
-                    reason=f"not on {host} (deleted there, or its launch was interrupted)",
+                    reason=f"not on {host} (deleted there, or its launch was interrupted)"
+                    if here
+                    else f"no local record, and not on {host} either: `orch study resume {record['name']}` "
+                    "launches it again",
                 )
+                continue
             else:
                 rows = rows_from_remote(reply, jobs, backend)
-                states = {r.name: r.state for r in rows}  # `orch runs` and the report read them
-                records.note_states(project.runs / run_id, local, states)
+                if here:
+                    states = {r.name: r.state for r in rows}  # `orch runs` and the report read them
+                    records.note_states(project.runs / run_id, local, states)
                 views[run_id] = _view(entry, rows, host=host)
+            if not here:
+                view = views[run_id]
+                view.reason = "; ".join(x for x in (no_record(record["name"], host), view.reason) if x)
+    if unnoted:
+        try:  # so that a folder deleted later stays known as launched (never in the way of a status)
+            note_launched(project, record["name"], unnoted)
+        except OrchError:
+            pass
     return [views[e["run_id"]] for e in record["runs"]]
 
 

@@ -127,10 +127,12 @@ def test_record_refuses_a_study_changed_since_its_runs_were_launched(project):
     (project.runs / "st-gpt2-s0").mkdir(parents=True)  # launched
     write(project, {**BASE, "set": {**BASE["set"], "train.steps": 5}})
     changed = studies.load(project, "st")
-    with pytest.raises(OrchError, match="changed since run st-gpt2-s0 was launched"):
+    said = r"changed since its runs were launched: "
+    said += r"set: train.steps \(not set\) -> 5 would change launched run st-gpt2-s0\b"
+    with pytest.raises(OrchError, match=said):
         running.save_record(project, changed)
     # the dry run says what the launch would: not "would launch now"
-    with pytest.raises(OrchError, match="changed since run st-gpt2-s0 was launched") as err:
+    with pytest.raises(OrchError, match=said) as err:
         running.preview(project, changed, changed.runs)
     assert err.value.code == ExitCode.RUN_STATE
 

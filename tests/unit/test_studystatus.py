@@ -4,7 +4,7 @@ command lines take the quick path, the plain table it prints, and the modules it
 import json
 
 import pytest
-from test_quickstatus import NEVER, STATUS_MODULES, _modules_after, _project, unreachable_run
+from test_quickstatus import NEVER, REPO, STATUS_MODULES, _modules_after, _project, unreachable_run
 
 from orchestrator.commands import studystatus
 from orchestrator.errors import ExitCode
@@ -166,3 +166,39 @@ def test_a_study_run_folder_holding_another_runs_record_is_not_that_run(tmp_path
     assert view.state == "unknown" and view.reason.startswith(f"{project.runs / 's-a-s1'} is a copy of run s-a-s0's")
     (mr,) = member_runs(project, record)
     assert mr.run_dir is None and "is a copy of run s-a-s0's folder" in mr.missing
+
+
+def test_an_unchanged_study_file_costs_no_yaml_an_edited_one_is_named_and_a_deleted_run_is_known(tmp_path):
+    """study.json keeps the study file's sha256: an unchanged file is not parsed; an edited one
+    is named on stderr. A launched run whose folder is deleted stays launched (on its host)."""
+    import shutil
+
+    from orchestrator.config import studies
+    from orchestrator.runs import study as running
+
+    project = unreachable_run(tmp_path, "s-a-s0")
+    (project.configs / "experiments").mkdir()
+    shutil.copy(REPO / "configs" / "experiments" / "smoke.yaml", project.configs / "experiments")
+    study_file = project.configs / "studies" / "s.yaml"
+    study_file.parent.mkdir()
+    study_file.write_text("base: smoke\nhost: box\nmembers:\n  a: {model.kind: ar}\n")
+    running.save_record(project, studies.load(project, "s"))
+    out = tmp_path / "modules.json"
+    proc = _modules_after(["orch", "study", "status", "s", "--json"], project.root, out)
+    assert proc.returncode == 0 and "note:" not in proc.stderr, proc.stderr
+    assert "yaml" not in {n.split(".")[0] for n in json.loads(out.read_text())}
+    facts = json.loads((project.studies / "s" / "study.json").read_text())["runs"][0]["launched"]
+    assert facts["host"] == "box" and facts["workdir"] == "/w"  # learnt from the run's folder
+
+    study_file.write_text(study_file.read_text() + "  b: {model.kind: ar}\n")
+    proc = _modules_after(["orch", "study", "status", "s"], project.root, out)
+    assert proc.returncode == 0, proc.stderr
+    assert f"note: {study_file} differs from what study s recorded (1):" in proc.stderr
+    assert "added member b: not launched: `orch study run s` launches it" in proc.stderr
+
+    shutil.rmtree(project.runs / "s-a-s0")
+    proc = _modules_after(["orch", "study", "status", "s", "--json"], project.root, out)
+    (view,) = json.loads(proc.stdout)["runs"]
+    assert view["state"] == "unknown" and view["reason"].startswith(
+        "no local record; launched on box: `orch study fetch s` restores its folder from box; cannot reach"
+    ), view

@@ -1,0 +1,109 @@
+"""A study file edited after launch, in words (runs/study_edits.py), and what `study run`
+does with each kind: a launched run's config or presence cannot change, new members and
+seeds are runs to launch, ensembles need no runs."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.config import studies
+from orchestrator.config.project import Project
+from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs import study as running
+from orchestrator.runs.study_edits import CHANGED, ENSEMBLE, NEW, PENDING, REMOVED, edits
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = {
+    "base": "smoke",
+    "seeds": [0, 1],
+    "members": {"a": {"model.kind": "ar"}, "m": {"model.kind": "mdlm", "score.mdlm_draws": 8}},
+    "ensembles": {"am": ["a", "m"]},
+}
+
+
+@pytest.fixture
+def project(tmp_path):
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    (tmp_path / "remote").mkdir()
+    return Project(tmp_path)
+
+
+def write(project, doc):
+    path = project.configs / "studies" / "st.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def recorded(project, launched=("st-a-s0", "st-a-s1", "st-m-s0", "st-m-s1")):
+    write(project, BASE)
+    doc = running.save_record(project, studies.load(project, "st"))
+    for run_id in launched:
+        (project.runs / run_id).mkdir(parents=True)
+    return doc
+
+
+def found(project, doc, change):
+    write(project, {**BASE, **change})
+    return [
+        (e.text, e.kind, e.runs) for e in edits(doc, studies.load(project, "st"), running.launched_ids(project, doc))
+    ]
+
+
+def test_each_kind_of_edit_is_named_with_the_runs_it_concerns(project):
+    doc = recorded(project)
+    m = {"model.kind": "mdlm", "score.mdlm_draws": 16}
+    assert found(project, doc, {"members": {**BASE["members"], "m": m}}) == [
+        ("member m: score.mdlm_draws 8 -> 16", CHANGED, ["st-m-s0", "st-m-s1"])
+    ]
+    assert found(project, doc, {"set": {"train.steps": 7}}) == [
+        ("set: train.steps (not set) -> 7", CHANGED, ["st-a-s0", "st-a-s1", "st-m-s0", "st-m-s1"])
+    ]
+    assert found(project, doc, {"members": {**BASE["members"], "c": {"model.kind": "ar"}}, "seeds": [0, 1, 2]}) == [
+        ("added member c", NEW, ["st-c-s0", "st-c-s1", "st-c-s2"]),
+        ("added seed 2", NEW, ["st-a-s2", "st-m-s2"]),
+    ]
+    assert found(project, doc, {"members": {"a": BASE["members"]["a"]}, "ensembles": {}}) == [
+        ("removed member m", REMOVED, ["st-m-s0", "st-m-s1"]),
+        ("removed ensemble am", ENSEMBLE, []),
+    ]
+    assert found(project, doc, {"ensembles": {"am": ["a", "m"], "ma": ["m", "a"]}}) == [
+        ("added ensemble ma (m + a)", ENSEMBLE, [])
+    ]
+    assert found(project, doc, {}) == []
+
+
+def test_an_edit_only_runs_not_launched_take_is_pending_not_refused(project):
+    doc = recorded(project, launched=("st-a-s0", "st-a-s1"))
+    m = {"model.kind": "mdlm", "score.mdlm_draws": 16}
+    assert found(project, doc, {"members": {**BASE["members"], "m": m}}) == [
+        ("member m: score.mdlm_draws 8 -> 16", PENDING, [])
+    ]
+    running.save_record(project, studies.load(project, "st"))  # not refused: m was never launched
+
+
+def test_a_changed_base_experiment_is_named_when_no_override_differs(project):
+    doc = recorded(project)
+    base = project.configs / "experiments" / "smoke.yaml"
+    base.write_text(base.read_text().replace("steps: 60", "steps: 61", 1))
+    ((text, kind, runs),) = found(project, doc, {})
+    assert text == f"the base experiment smoke ({base}) changed" and kind == CHANGED and len(runs) == 4
+
+
+def test_study_run_refuses_a_launched_runs_change_naming_it_and_keeps_launch_facts(project):
+    doc = recorded(project, launched=())
+    facts = {"host": "h", "workdir": "/w", "code_hash": "c" * 16, "config_sha256": "0" * 64}
+    doc = running.update_record(project, "st", lambda d: d["runs"][0].update(launched=facts) is None)
+    assert running.launched_ids(project, doc) == {"st-a-s0"}  # no folder here: study.json says so
+    write(project, {**BASE, "members": {**BASE["members"], "a": {"model.kind": "ar", "train.lr": 0.01}}})
+    with pytest.raises(OrchError) as err:
+        running.save_record(project, studies.load(project, "st"))
+    assert err.value.code == ExitCode.RUN_STATE
+    assert err.value.message.startswith(
+        "study st changed since its runs were launched: member a: train.lr (not set) -> 0.01 would change launched "
+        "run st-a-s0: a study's runs keep the config they were launched with"
+    )
+    write(project, {**BASE, "ensembles": {}})  # allowed: the launch facts stay with their run
+    saved = running.save_record(project, studies.load(project, "st"))
+    assert saved["runs"][0]["launched"] == facts and saved["ensembles"] == {}
