@@ -79,6 +79,7 @@ def show(record: dict, project, as_json: bool, trust_new_host_key: bool, out=Non
     as JSON on ``out`` (stdout).  Returns the views."""
     from orchestrator.commands.statustable import use_colour
     from orchestrator.runs import study_status
+    from orchestrator.terminal import visible
 
     out = out or sys.stdout
     with Hosts(project, trust_new_host_key) as hosts:
@@ -89,7 +90,7 @@ def show(record: dict, project, as_json: bool, trust_new_host_key: bool, out=Non
         out.write(render(record["name"], views, colour=use_colour(out)))
     out.flush()
     for note in dict.fromkeys(v.note for v in views if v.note):
-        sys.stderr.write(f"note: {note}\n")
+        sys.stderr.write(f"note: {visible(note)}\n")  # host words: a bare write, no Rich net
     return views
 
 

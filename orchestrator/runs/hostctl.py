@@ -10,6 +10,7 @@ from orchestrator.backends.base import JobBackend
 from orchestrator.config.project import control_char
 from orchestrator.contract import hostdocs
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.terminal import last_lines, visible
 from orchestrator.transport import diskspace, shell
 from orchestrator.transport.base import Transport
 
@@ -140,7 +141,7 @@ def helper_failed(host: str, rc: object, text: str) -> OrchError:
     """The error of a host helper command that exited RC with output TEXT."""
     if str(rc) == str(NO_SNAPSHOT_RC) and NO_SNAPSHOT_MARK in text:
         rest = text.split(NO_SNAPSHOT_MARK, 1)[1].strip()
-        where = rest.splitlines()[0][:300] if rest else "?"
+        where = visible(rest.splitlines()[0][:300]) if rest else "?"
         return OrchError(
             f"the run's code snapshot is not on {host} ({where}): the workdir there was cleaned or deleted, "
             "or the run's launch was interrupted before its code was sent",
