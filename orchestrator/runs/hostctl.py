@@ -149,7 +149,7 @@ def helper_failed(host: str, rc: object, text: str) -> OrchError:
             hint="`orch run EXPERIMENT --resume RUN` sends the code again while the code here is the run's; "
             "a run whose workdir is gone needs a new run",
         )
-    tail = " | ".join(text.strip().splitlines()[-3:])
+    tail = " | ".join(last_lines(text, 3))
     return OrchError(f"host helper failed on {host} (exit {rc}): {tail}", ExitCode.REMOTE)
 
 
@@ -336,11 +336,20 @@ def not_on_host(run_dir, record: Dict, where: Optional[str]) -> OrchError:
 
 def note_cancel(run_dir, record: Dict, result: Dict) -> None:
     """Keep what a cancel saw in local.json's job_states, which `orch runs` shows without
-    SSH: each job it stopped as cancelled, the others in the state they were in."""
+    SSH: each job it stopped as cancelled, the others in the state they were in.  The reply
+    is the host's: only the run's own jobs, in one of the contract's states, are kept."""
     from orchestrator.contract import records
+    from remote.jobstate import SHOWN
 
+    names = {job["name"] for job in records.planned_jobs(run_dir, record)}
     seen = dict(record.get("job_states") or {})
-    seen.update({i["name"]: "cancelled" if i["changed"] else i["state"] for i in result["jobs"] if not i.get("error")})
+    seen.update(
+        {
+            i["name"]: "cancelled" if i["changed"] else i["state"]
+            for i in result["jobs"]
+            if not i.get("error") and i["name"] in names and (i["changed"] or i["state"] in SHOWN)
+        }
+    )
     records.note_states(run_dir, record, seen)
 
 
