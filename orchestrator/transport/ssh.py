@@ -113,6 +113,12 @@ def _fingerprint(key: paramiko.PKey) -> str:
     return knownhosts.fingerprint(key.asbytes())[len("SHA256:") :]
 
 
+# What an SFTP call can raise: besides a lost connection (EOFError, SSHException) and the
+# server's refusals (OSError), SFTPError when it answers with the wrong kind of message
+# ("Expected handle"), which a broken or hostile server does.
+SFTP_FAILURES = (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError)
+
+
 def _write_remote(sftp, path: str, data: bytes) -> None:
     with sftp.open(path, "w") as fh:
         fh.write(data)
@@ -556,12 +562,12 @@ class SSHTransport(Transport):
         try:
             write(sftp, tmp)
             sftp.posix_rename(tmp, remote_path)
-        except (OSError, EOFError, paramiko.SSHException) as exc:
+        except SFTP_FAILURES as exc:
             if isinstance(exc, socket.timeout) or not self._connection().get_transport().is_active():
                 raise self.sftp_error(f"writing {remote_path}", exc) from None
             try:
                 sftp.remove(tmp)
-            except (OSError, EOFError, paramiko.SSHException):
+            except SFTP_FAILURES:
                 pass
             from orchestrator.transport.diskspace import host_is_full, host_no_space
 
