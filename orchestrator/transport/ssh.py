@@ -647,7 +647,7 @@ class SSHTransport(Transport):
         if self._bridge is None:
             from orchestrator.transport.rsync_bridge import RsyncBridge
 
-            self._bridge = RsyncBridge(self._exec_channel)
+            self._bridge = RsyncBridge(self._exec_channel, self.host.io_timeout)
         return self._bridge.rsh()
 
     def rsync_target(self, remote_path: str) -> str:
