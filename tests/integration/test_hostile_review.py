@@ -3,8 +3,9 @@
 Each test plays one hostile host and checks the laptop side: a note with escape
 sequences printed escaped, an rsync that never exits or a server that never answers
 left after the host file's io_timeout (2 s here), an SFTP server answering with the
-wrong kind of message given a message, and a fetch onto a small disk (a tmpfs mounted
-on the run folder, root only) refused before what could fill it travels.
+wrong kind of message given a message, a fetch onto a small disk (a tmpfs mounted on
+the run folder, root only) refused before what could fill it travels, a host helper's
+15 MB error line quoted by its tail, and NaN in a host document kept out of orch's JSON.
 
 Like tests/integration/test_hostile_host.py, one finished run (`base`) is made per
 module and cloned under a fresh id for each test.
@@ -338,3 +339,43 @@ def test_whole_logs_come_no_bigger_than_the_first_pass_saw(hostile, tmp_path):
         for job in ("class-0", "class-1"):
             assert (h.local(job) / "log.txt").stat().st_size < (1 << 20) + 1024, proc.stderr
         assert shutil.disk_usage(run_dir).free > RESERVE_BYTES
+
+
+# --------------------------------------------------------------------------- megabytes of error, NaN
+
+
+def test_a_host_helper_that_fails_with_megabytes_on_one_line_is_quoted_by_its_tail(hostile):
+    """The host helper writes 15 MB on one stderr line and fails: status, fetch-results
+    and cancel say so in a message of a few lines, not 15 MB."""
+    h = hostile
+    swap_host_helper(h, "evil-flood", "import sys\nsys.stderr.write('E' * (15 << 20) + '\\n')\nsys.exit(1)")
+    for args in (("status", h.run), ("fetch-results", h.run, "--no-eval"), ("cancel", h.run)):
+        proc = h.orch(*args, timeout=120)
+        no_traceback(proc)
+        assert proc.returncode == 7, (args, proc.stderr[:300])
+        assert "host helper failed on testhost (exit 1): ...EEE" in proc.stderr, (args, proc.stderr[:300])
+        assert len(proc.stderr) < 4000, (args, len(proc.stderr))
+
+
+def test_numbers_json_cannot_hold_in_host_documents_never_reach_orchs_json(hostile):
+    """A host's bootstrap step result says `"ended": 1e400` and its state `NaN`: `hosts
+    check --json` and the facts orch keeps are JSON that strict readers accept."""
+    h = hostile
+    logs = h.p.remote_root / "bootstrap" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "conda.result").write_text('{"step": "conda", "rc": 0, "fingerprint": "x", "started": 1, "ended": 1e400}')
+    (h.p.remote_root / "bootstrap" / "state.json").write_text('{"steps": {"conda": NaN}}')
+
+    def strict(text: str):
+        def refuse(name):
+            raise ValueError(f"{name} in orch's JSON")
+
+        return json.loads(text, parse_constant=refuse)
+
+    try:
+        proc = h.orch("hosts", "check", "testhost", "--json", timeout=120)
+        no_traceback(proc)
+        strict(proc.stdout)
+        strict((h.p.root / ".orch" / "hosts" / "testhost.facts.json").read_text())
+    finally:
+        shutil.rmtree(h.p.remote_root / "bootstrap")
