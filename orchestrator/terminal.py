@@ -23,7 +23,7 @@ depends on the text:
 from __future__ import annotations
 
 import re
-from typing import IO, Optional
+from typing import IO, List, Optional
 
 # Unicode's format characters (category Cf, as of Unicode 15: bidi embeddings, overrides,
 # isolates and marks, zero-width spaces and joiners, the BOM, invisible operators, tag
@@ -72,6 +72,18 @@ def log_text(text: str) -> str:
     """A log's TEXT as a terminal may show it: newlines, tabs, carriage returns and colour
     kept, every other control character as its escape."""
     return _LOG_UNSAFE.sub(_log_match, text)
+
+
+def last_lines(text: str, lines: int = 5, limit: int = 1000) -> List[str]:
+    """The last LINES non-blank lines of TEXT (a host's error output) for a message, each
+    through ``visible``: at most LIMIT characters of TEXT's end in all, a line cut at its
+    start marked ``...``.  A host may print megabytes on one line, and a message quotes it."""
+    end = text.rstrip()
+    piece = end[-limit:]
+    found = piece.splitlines()
+    if len(end) > limit and found:
+        found[0] = "..." + found[0]  # the first line began before the part kept
+    return [visible(line) for line in found if line.strip()][-lines:]
 
 
 def has_control(text: str) -> bool:

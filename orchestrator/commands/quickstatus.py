@@ -40,6 +40,7 @@ def show(run_id: Optional[str], as_json: bool, trust_new_host_key: bool, out=Non
     from orchestrator.config.project import Project
     from orchestrator.contract import records
     from orchestrator.runs.state import run_state, unanswered
+    from orchestrator.terminal import visible
     from orchestrator.transport.connect import open_transport
 
     out = out or sys.stdout
@@ -59,7 +60,7 @@ def show(run_id: Optional[str], as_json: bool, trust_new_host_key: bool, out=Non
     out.flush()
     note = unanswered(rows)
     if note:
-        sys.stderr.write(f"note: {note}\n")
+        sys.stderr.write(f"note: {visible(note)}\n")  # host words: a bare write, no Rich net
     return rows
 
 

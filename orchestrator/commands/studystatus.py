@@ -109,7 +109,7 @@ def show(record: dict, project, as_json: bool, trust_new_host_key: bool, out=Non
         out.write(render(record["name"], views, colour=use_colour(out)))
     out.flush()
     for note in dict.fromkeys(v.note for v in views if v.note):
-        sys.stderr.write(f"note: {note}\n")
+        sys.stderr.write(f"note: {visible(note)}\n")  # host words: a bare write, no Rich net
     if study_status.files_changed(record):  # hashes only: YAML is read when the study file changed
         from orchestrator.runs.study import file_edits
 

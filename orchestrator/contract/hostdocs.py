@@ -11,6 +11,7 @@ Keys the contract does not name are allowed (a newer host side may add some).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -296,11 +297,29 @@ def read_local(
 MAX_DEPTH = 32  # nesting a fact document has (it has 3); deeper fails later encoders and dataclasses
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: valid JSON, read as inf
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str) -> Any:
+    """JSON from a host, strict: NaN, Infinity and numbers too big for a float (1e400) are
+    refused (ValueError), as JSON itself refuses them, so nothing orch writes from a host's
+    document (facts.json, --json output) is invalid JSON for other readers."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+
+
 def parse_json_object(text: str) -> Optional[Dict[str, Any]]:
     """A JSON object from a host's text, nested at most MAX_DEPTH deep, or None (anything
-    else, or not JSON)."""
+    else, not JSON, or with a number that is not finite)."""
     try:
-        data = json.loads(text)
+        data = loads(text)
     except (ValueError, TypeError, RecursionError):  # RecursionError: '[' * 10**5
         return None
     return data if isinstance(data, dict) and not too_deep(data, MAX_DEPTH) else None

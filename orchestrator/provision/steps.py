@@ -20,12 +20,14 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.provision import flashattn, hostlock
 from orchestrator.provision.plan import Layout, Plan, Step
 from orchestrator.provision.progress import Progress
+from orchestrator.terminal import last_lines
 from orchestrator.transport import shell
 
 POLL_S = 1.0
 STATUS_EVERY_S = 30.0
 MAX_LINES_PER_POLL = 40
 MAX_PARTIAL = 64 << 10  # of a line still without its end, what is kept for when it ends
+TAIL_CHARS = 4000  # of a step's output, what a message quotes (its last lines)
 
 # Static shell programs; their inputs arrive as positional arguments ("$1"...), quoted by shell.join.
 _UPLOAD = r"""
@@ -104,7 +106,7 @@ class Runner:
         res = self.t.run(shell.join(argv), check=False, timeout=step.timeout_s + 60)
         out = res.stdout + res.stderr
         if res.rc == 0:
-            self.progress.step_output([] if step.name == "verify" else out.strip().splitlines()[-6:])
+            self.progress.step_output([] if step.name == "verify" else last_lines(out, 6, TAIL_CHARS))
             self.progress.step_done(step, time.time() - t0)
         return res.rc, out
 
@@ -184,10 +186,12 @@ class Runner:
 def failure(step: Step, rc: int, log: str, layout: Layout, host: str) -> OrchError:
     """The error for a step that exited rc: known failures diagnosed, the log's last lines."""
     found = flashattn.diagnose_log(log, rc, step.name)
-    # the log's own lines, without run_step.sh's bookkeeping and pip's upgrade notices
-    tail = [line for line in log.strip().splitlines() if line.strip() and not line.startswith(("[orch]", "[notice]"))][
-        -12:
-    ]
+    # the log's own lines, without run_step.sh's bookkeeping and pip's upgrade notices; the
+    # host's words, so a bounded tail (one line may be megabytes)
+    lines = log[-4 * TAIL_CHARS :].splitlines()
+    if len(log) > 4 * TAIL_CHARS and lines:
+        lines[0] = "..." + lines[0]  # begun before the part read
+    tail = last_lines("\n".join(line for line in lines if not line.startswith(("[orch]", "[notice]"))), 12, TAIL_CHARS)
     message = f"bootstrap step {step.name} failed on {host} (exit {rc})"
     if found:
         message += "\n  diagnosis: " + "\n  diagnosis: ".join(w for w, _ in found)

@@ -16,13 +16,17 @@ What a host sends is untrusted, and the verified copy on the laptop is precious:
   not sent again.
 - Logs and progress files are fetched as their last TAIL_BYTES unless asked for whole;
   a cut log starts with a line saying so.  Asked for whole (--full-logs), each comes whole
-  only up to FULL_LOG_BYTES (one bigger keeps its tail, and the message says so), and only
-  if they all fit in this disk's free space with RESERVE_BYTES to spare (else nothing
-  more is fetched, and the message says how much).
+  only up to FULL_LOG_BYTES (one bigger keeps its tail, and the message says so) and no
+  bigger than the largest the first pass saw (plus LOG_GROWTH), and only if that many of
+  that size fit in this disk's free space with RESERVE_BYTES to spare (else nothing more
+  is fetched, and the message says how much).
 - Nothing fills the laptop's disk: status.json and manifest.json come first, each at most
   DOC_BYTES; the result files then come no bigger than the largest those manifests
   declare, and only if that many of that size fit in this disk's free space with
   RESERVE_BYTES to spare (else nothing more is fetched and the message says how much).
+  A result file (or whole log) the verified copy already holds, by the declared sha256
+  (a log: by its size), is hard-linked from it and never sent, so what a host sends is
+  always what was counted.
 - A fetch never drops what the local copy holds (plan_merge): a job whose results are here
   but not finished on the host (lost, failed, running again) keeps its local folder; a
   job whose manifest.json differs from the local one has the local folder kept aside in
@@ -43,7 +47,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.contract.hostdocs import RESULT_FILES
 from orchestrator.errors import ExitCode, OrchError
@@ -65,6 +69,7 @@ RESERVE_BYTES = 256 << 20  # the free space a fetch leaves on this machine's dis
 # The most --full-logs takes of one log: a log this big is read with `orch logs` on the
 # host, not copied to a laptop (a runaway or hostile job writes logs without end).
 FULL_LOG_BYTES = 1 << 30
+LOG_GROWTH = TAIL_BYTES  # what a log may grow by between a fetch's first pass and its whole-logs pass
 
 
 # --------------------------------------------------------------------------- staging
@@ -170,11 +175,15 @@ def pull(
         cut_note=lambda name, size: _cut_prefix(name, size, run_id),
     )
     pulled = _pull(transport, remote_jobs, stage, seed, docs)
-    declared = declared_sizes(stage, jobs)
+    declared = declared_results(stage, jobs)
     if declared:
-        check_room(stage, seed, declared)
-        results = PullSpec(dirs=list(declared), names=RESULT_FILES, max_bytes=max(1, *declared.values()))
-        _merge(pulled, _pull(transport, remote_jobs, stage, seed, results))
+        held = link_held(stage, seed, declared)
+        sizes = {job: size for job, (size, _) in declared.items()}
+        new = {job: size for job, size in sizes.items() if job not in held}
+        check_room(stage, sizes, new)
+        if new:
+            results = PullSpec(dirs=list(new), names=RESULT_FILES, max_bytes=max(1, *new.values()))
+            _merge(pulled, _pull(transport, remote_jobs, stage, seed, results))
     if full_logs and pulled.cut:
         _pull_whole_logs(transport, remote_jobs, stage, seed, pulled)
     check_tree(stage, pulled)
@@ -183,19 +192,25 @@ def pull(
 
 
 def _pull_whole_logs(transport: Transport, remote_jobs: str, stage: Path, seed: Path, pulled: Pulled) -> None:
-    """--full-logs: fetch whole the logs the first pass cut (their sizes are known from it),
-    each up to FULL_LOG_BYTES, into a folder of their own; each that arrives replaces its
-    tail.  A log over the limit (or one that grew past it meanwhile) keeps its tail and is
+    """--full-logs: fetch whole the logs the first pass cut, into a folder of their own;
+    each that arrives replaces its tail.  Their sizes are known from that pass: each may
+    come as big as the largest of them and LOG_GROWTH more (a running job's log grows
+    meanwhile), never more than FULL_LOG_BYTES, and that bound is what the room check
+    counts.  One the verified copy holds whole at that size is linked from it, not sent.
+    A log over the limit (or one that grew past the bound meanwhile) keeps its tail and is
     named in ``pulled.over_cap``: the fetch goes on, since a log is no result."""
     wanted = {key: size for key, size in pulled.cut.items() if size <= FULL_LOG_BYTES}
     pulled.over_cap.update({key: size for key, size in pulled.cut.items() if size > FULL_LOG_BYTES})
+    for key in [key for key, size in wanted.items() if _link_whole(seed / key, stage / key, size)]:
+        del wanted[key], pulled.cut[key]
     if not wanted:
         return
-    check_log_room(stage, seed, wanted)
+    bound = min(FULL_LOG_BYTES, max(wanted.values()) + LOG_GROWTH)
+    check_log_room(stage, wanted, bound)
     whole = stage.parent / "whole-logs"
     whole.mkdir(exist_ok=True)
     jobs = sorted({key.split("/", 1)[0] for key in wanted})
-    got = _pull(transport, remote_jobs, whole, seed, PullSpec(dirs=jobs, names=BOUNDED, max_bytes=FULL_LOG_BYTES))
+    got = _pull(transport, remote_jobs, whole, seed, PullSpec(dirs=jobs, names=BOUNDED, max_bytes=bound))
     check_tree(whole, got)
     bad = {line.split(": ", 1)[0]: line for line in got.refused}
     for key, size in wanted.items():
@@ -205,8 +220,22 @@ def _pull_whole_logs(transport: Transport, remote_jobs: str, stage: Path, seed: 
         elif (whole / job / name).is_file():
             os.replace(whole / job / name, stage / job / name)
             del pulled.cut[key]
-        else:  # grew past the limit since the first pass (or went away): its tail stays
+        else:  # grew past the bound since the first pass (or went away): its tail stays
             pulled.over_cap[key] = size
+
+
+def _link_whole(mine: Path, tail: Path, size: int) -> bool:
+    """Put the verified copy's log MINE, when it is a regular file of the host's SIZE (the
+    whole log, as plan_merge reads it), in place of its staged TAIL; False when it is not."""
+    if _regular_size(mine) != size:
+        return False
+    temp = tail.with_name(tail.name + ".whole")
+    try:
+        os.link(mine, temp)
+        os.replace(temp, tail)
+    except OSError:  # no hard links here: it is sent, and counted
+        return False
+    return True
 
 
 def _merge(into: Pulled, more: Pulled) -> None:
@@ -225,12 +254,12 @@ def _pull(transport: Transport, remote_jobs: str, stage: Path, seed: Path, spec:
         raise OrchError(f"fetching into {stage} failed: {exc}", ExitCode.RUN_STATE) from None
 
 
-def declared_sizes(stage: Path, jobs: Sequence[str]) -> Dict[str, int]:
-    """Job -> the size its staged manifest declares for its result file (jobs without a
-    readable one are left out: verification names what is wrong with them)."""
+def declared_results(stage: Path, jobs: Sequence[str]) -> Dict[str, Tuple[int, str]]:
+    """Job -> (size, sha256) its staged manifest declares for its result file (jobs without
+    a readable one are left out: verification names what is wrong with them)."""
     from orchestrator.contract.hostdocs import BadDocument, check_manifest, read_local
 
-    sizes = {}
+    found = {}
     for job in jobs:
         try:
             manifest = read_local(stage / job / "manifest.json", check_manifest)
@@ -238,29 +267,41 @@ def declared_sizes(stage: Path, jobs: Sequence[str]) -> Dict[str, int]:
             continue
         meta = (manifest or {}).get("files", {}).get(RESULT_FILES[0])
         if meta is not None:
-            sizes[job] = meta["size"]
-    return sizes
+            found[job] = (meta["size"], meta["sha256"])
+    return found
 
 
-def check_room(stage: Path, seed: Path, declared: Dict[str, int]) -> None:
+def link_held(stage: Path, seed: Path, declared: Dict[str, Tuple[int, str]]) -> List[str]:
+    """The jobs whose result file the verified copy SEED already holds with the declared
+    sha256: hard-linked into STAGE from there, never sent again.  Sending them would let a
+    host that serves other bytes than it declares write them here, beyond what the room
+    check counted (a job held here counts for nothing)."""
+    from remote.files import sha256_file
+
+    held = []
+    for job, (size, digest) in declared.items():
+        mine = seed / job / RESULT_FILES[0]
+        if _regular_size(mine) != size or sha256_file(str(mine)) != digest:
+            continue
+        try:
+            os.link(mine, stage / job / RESULT_FILES[0])
+        except OSError:  # no hard links here: it is sent, and counted
+            continue
+        held.append(job)
+    return held
+
+
+def check_room(stage: Path, declared: Dict[str, int], new: Dict[str, int]) -> None:
     """Refuse, before any is sent, result files that could leave this disk with less than
     RESERVE_BYTES free, or that this machine has not the memory to check (results/room.py).
-    On disk, each file may come as big as the largest declared (one limit per transfer),
-    so that is what each counts for; one the verified copy already holds at its declared
-    size counts for nothing (rsync hard-links it)."""
-    limit = max(declared.values())
-    new = []
-    for job, size in declared.items():
-        try:
-            same = os.stat(seed / job / RESULT_FILES[0]).st_size == size
-        except OSError:
-            same = False
-        if not same:
-            new.append(job)
+    DECLARED: every job's declared size; NEW: those to be sent (the rest are here already,
+    link_held).  On disk, each new file may come as big as the largest of them (one limit
+    per transfer), so that is what each counts for."""
+    limit = max(new.values(), default=0)
     need = len(new) * limit
     free = shutil.disk_usage(stage).free
     if need and need + RESERVE_BYTES > free:
-        biggest = max(new, key=lambda job: declared[job])
+        biggest = max(new, key=lambda job: new[job])
         raise OrchError(
             f"this run's results may take up to {size_words(need)} here ({len(new)} x {size_words(limit)}: "
             f"the largest {RESULT_FILES[0]} the host declares, {biggest}'s), and this machine has "
@@ -279,32 +320,24 @@ def check_room(stage: Path, seed: Path, declared: Dict[str, int]) -> None:
         )
 
 
-def check_log_room(stage: Path, seed: Path, sizes: Dict[str, int]) -> None:
+def check_log_room(stage: Path, sizes: Dict[str, int], bound: int) -> None:
     """Refuse, before any is sent, whole logs (``"job/name"`` -> size on the host) that
-    could leave this disk with less than RESERVE_BYTES free; one the verified copy already
-    holds at that size counts for nothing (rsync hard-links it).  Each log counts for its
-    size on the host: a log still growing adds little, and none comes over FULL_LOG_BYTES."""
-    new = {key: size for key, size in sizes.items() if not _same_size(seed / key, size)}
-    need = sum(new.values())
+    could leave this disk with less than RESERVE_BYTES free: each may come as big as BOUND
+    (one limit per transfer), so that is what each counts for."""
+    need = len(sizes) * bound
     free = shutil.disk_usage(stage).free
     if need and need + RESERVE_BYTES > free:
-        biggest = max(new, key=lambda key: new[key])
-        logs = f"{len(new)} log" + ("s" if len(new) > 1 else "")
+        biggest = max(sizes, key=lambda key: sizes[key])
+        logs = f"{len(sizes)} log" + ("s" if len(sizes) > 1 else "")
         raise OrchError(
-            f"this run's whole logs take {size_words(need)} here ({logs}, the largest {biggest}: "
-            f"{size_words(new[biggest])}), and this machine has {size_words(free)} free where they would go "
-            f"({stage.parent.parent}); nothing more was fetched (a fetch leaves {size_words(RESERVE_BYTES)} free)",
+            f"this run's whole logs may take up to {size_words(need)} here ({logs} x {size_words(bound)}: the "
+            f"largest, {biggest}, is {size_words(sizes[biggest])} on the host and may grow meanwhile), and this "
+            f"machine has {size_words(free)} free where they would go ({stage.parent.parent}); nothing more was "
+            f"fetched (a fetch leaves {size_words(RESERVE_BYTES)} free)",
             ExitCode.RUN_STATE,
             hint="free space there and fetch again, or fetch without --full-logs (the last "
             f"{TAIL_BYTES >> 20} MB of each log)",
         )
-
-
-def _same_size(path: Path, size: int) -> bool:
-    try:
-        return os.stat(path).st_size == size
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- verifying

@@ -10,6 +10,7 @@ from orchestrator.backends.base import JobBackend
 from orchestrator.config.project import control_char
 from orchestrator.contract import hostdocs
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.terminal import last_lines, visible
 from orchestrator.transport import diskspace, shell
 from orchestrator.transport.base import Transport
 
@@ -140,7 +141,7 @@ def helper_failed(host: str, rc: object, text: str) -> OrchError:
     """The error of a host helper command that exited RC with output TEXT."""
     if str(rc) == str(NO_SNAPSHOT_RC) and NO_SNAPSHOT_MARK in text:
         rest = text.split(NO_SNAPSHOT_MARK, 1)[1].strip()
-        where = rest.splitlines()[0][:300] if rest else "?"
+        where = visible(rest.splitlines()[0][:300]) if rest else "?"
         return OrchError(
             f"the run's code snapshot is not on {host} ({where}): the workdir there was cleaned or deleted, "
             "or the run's launch was interrupted before its code was sent",
@@ -148,7 +149,7 @@ def helper_failed(host: str, rc: object, text: str) -> OrchError:
             hint="`orch run EXPERIMENT --resume RUN` sends the code again while the code here is the run's; "
             "a run whose workdir is gone needs a new run",
         )
-    tail = " | ".join(text.strip().splitlines()[-3:])
+    tail = " | ".join(last_lines(text, 3))
     return OrchError(f"host helper failed on {host} (exit {rc}): {tail}", ExitCode.REMOTE)
 
 
@@ -335,11 +336,20 @@ def not_on_host(run_dir, record: Dict, where: Optional[str]) -> OrchError:
 
 def note_cancel(run_dir, record: Dict, result: Dict) -> None:
     """Keep what a cancel saw in local.json's job_states, which `orch runs` shows without
-    SSH: each job it stopped as cancelled, the others in the state they were in."""
+    SSH: each job it stopped as cancelled, the others in the state they were in.  The reply
+    is the host's: only the run's own jobs, in one of the contract's states, are kept."""
     from orchestrator.contract import records
+    from remote.jobstate import SHOWN
 
+    names = {job["name"] for job in records.planned_jobs(run_dir, record)}
     seen = dict(record.get("job_states") or {})
-    seen.update({i["name"]: "cancelled" if i["changed"] else i["state"] for i in result["jobs"] if not i.get("error")})
+    seen.update(
+        {
+            i["name"]: "cancelled" if i["changed"] else i["state"]
+            for i in result["jobs"]
+            if not i.get("error") and i["name"] in names and (i["changed"] or i["state"] in SHOWN)
+        }
+    )
     records.note_states(run_dir, record, seen)
 
 

@@ -21,6 +21,7 @@ from orchestrator.runs import codesync
 from orchestrator.runs import hostctl as hostops
 from orchestrator.runs import launch as runner
 from orchestrator.runs.state import rows_from_remote
+from orchestrator.terminal import last_lines
 from orchestrator.transport import shell
 from orchestrator.transport.base import Transport
 from remote.jobstate import TERMINAL
@@ -86,7 +87,7 @@ def step_imports(ctx: SmokeContext) -> str:
     python = ctx.transport.host.python_or_default
     res = ctx.transport.run(shell.join([python, "-c", _IMPORTS]), check=False, timeout=120)
     if res.rc != 0:
-        last = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]
+        last = last_lines(res.stderr or res.stdout, 1) or ["no output"]
         raise OrchError(
             f"{python} cannot import torch and transformers: {last[0]}",
             ExitCode.FAILED,

@@ -196,9 +196,15 @@ def fmt_duration(seconds: Optional[float]) -> str:
 
 def unanswered(rows: List[StatusRow]) -> str:
     """What a scheduler that could not be asked said (slurmctld down), "" when it answered:
-    the rows then show what the job files say, and the jobs keep running without it."""
+    the rows then show what the job files say, and the jobs keep running without it.  The
+    words are the host's, printed on a line of their own: on one line, controls escaped."""
+    from orchestrator.terminal import visible
+
     for r in rows:
         said = r.backend.get("unreachable") if isinstance(r.backend, dict) else None
         if said:
-            return f"{said}: the states shown are what the job files say; the jobs keep running; ask again later"
+            return (
+                f"{visible(str(said))}: the states shown are what the job files say; the jobs keep running; "
+                "ask again later"
+            )
     return ""

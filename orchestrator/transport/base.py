@@ -84,7 +84,9 @@ def run_capped(
 
 
 def _failed(command: str, result: Result, host: str) -> OrchError:
-    tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+    from orchestrator.terminal import last_lines
+
+    tail = last_lines(result.stderr or result.stdout)  # the host's words: a bounded tail
     return OrchError(
         f"command failed on {host} (exit {result.rc}): {command[:300]}" + ("\n  " + "\n  ".join(tail) if tail else ""),
         ExitCode.REMOTE,

@@ -40,6 +40,14 @@ class Source:
         raise NotImplementedError
 
 
+def _failures() -> tuple:
+    """What an SFTP call can raise (transport/ssh.py), looked up only when one failed: host
+    `local` never loads Paramiko."""
+    from orchestrator.transport.ssh import SFTP_FAILURES
+
+    return SFTP_FAILURES
+
+
 class SftpSource(Source):
     def __init__(self, transport: Transport, remote_jobs: str):
         self.transport, self.root = transport, remote_jobs
@@ -52,8 +60,6 @@ class SftpSource(Source):
         """A folder's entries (READDIR attributes are lstat's: a link is reported as a
         link), at most MAX_ENTRIES of them: paramiko's listdir_attr collects whatever the
         server sends, and a hostile one can send names without end."""
-        from orchestrator.config.sshconfig import paramiko  # loaded already: this is an SSH host
-
         try:
             for count, attr in enumerate(self.sftp.listdir_iter(path), 1):
                 if count > MAX_ENTRIES:
@@ -64,7 +70,7 @@ class SftpSource(Source):
                         hint="look at that folder on the host; a broken or hostile SFTP server sends names without end",
                     )
                 yield attr
-        except (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
+        except _failures() as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
             raise self._fail(path, exc) from None
@@ -87,7 +93,7 @@ class SftpSource(Source):
             a = self.sftp.lstat(f"{self.root}/{job}/{name}")
         except FileNotFoundError:
             return None
-        except (OSError, EOFError) as exc:
+        except _failures() as exc:
             raise self._fail(f"{self.root}/{job}/{name}", exc) from None
         return stat.S_ISREG(a.st_mode or 0), a.st_size or 0
 
@@ -103,7 +109,7 @@ class SftpSource(Source):
                         return
                     limit -= len(data)
                     write(data)
-        except (OSError, EOFError) as exc:
+        except _failures() as exc:
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 raise
             raise self._fail(path, exc) from None

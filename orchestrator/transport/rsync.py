@@ -11,6 +11,7 @@ from typing import Callable, List, Optional
 
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import diskspace
+from orchestrator.transport.rsync_bridge import STOPPED
 
 IO_ERRORS = (11, 12, 23)  # rsync: file I/O error, protocol stream error, partial transfer
 IO_TIMEOUT = 30  # rsync: no data for --timeout seconds
@@ -81,6 +82,13 @@ def run_rsync(
             if push:
                 raise diskspace.host_no_space(transport, why)
             raise diskspace.local_no_space(local_dir or Path.cwd(), why)
+        stopped = [line for line in err.splitlines() if line.startswith(STOPPED)]
+        if stopped:  # the bridge left a host command that would not end (rsync_bridge.py)
+            raise OrchError(
+                f"{transport.host.name} {stopped[-1][len(STOPPED) :].strip()}, so orch stopped waiting for it (rsync)",
+                ExitCode.REMOTE,
+                hint=stall_hint(transport.host.name),
+            )
         if proc.returncode == IO_TIMEOUT:
             raise OrchError(
                 f"{transport.host.name} sent nothing for {io_seconds(transport.host)} s: "

@@ -113,6 +113,12 @@ def _fingerprint(key: paramiko.PKey) -> str:
     return knownhosts.fingerprint(key.asbytes())[len("SHA256:") :]
 
 
+# What an SFTP call can raise: besides a lost connection (EOFError, SSHException) and the
+# server's refusals (OSError), SFTPError when it answers with the wrong kind of message
+# ("Expected handle"), which a broken or hostile server does.
+SFTP_FAILURES = (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError)
+
+
 def _write_remote(sftp, path: str, data: bytes) -> None:
     with sftp.open(path, "w") as fh:
         fh.write(data)
@@ -166,6 +172,36 @@ class _Deadline:
         if not chan.status_event.wait(self.wait_s()):
             raise socket.timeout("no exit status")
         return chan.recv_exit_status()  # set by now: returns at once
+
+
+class _Unanswered(socket.timeout):
+    """The host did not answer a channel request (exec, subsystem) within its limit."""
+
+
+def _request(chan, ask, limit: float) -> None:
+    """``ask()`` (chan.exec_command or chan.invoke_subsystem) with at most LIMIT seconds for
+    the host's answer: Paramiko waits for it without any, so a server that never answers
+    would hold every command forever.  Past it the channel is closed, which ends Paramiko's
+    wait, and _Unanswered raised."""
+    late = threading.Event()
+
+    def give_up() -> None:
+        late.set()
+        _close(chan)
+
+    timer = threading.Timer(limit, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        ask()
+    except (EOFError, paramiko.SSHException):
+        if late.is_set():
+            raise _Unanswered(f"no answer to the request within {limit:.0f} s") from None
+        raise
+    finally:
+        timer.cancel()
+    if late.is_set():  # answered as the limit passed: the channel is closed all the same
+        raise _Unanswered(f"no answer to the request within {limit:.0f} s")
 
 
 def _close(chan) -> None:
@@ -416,7 +452,7 @@ class SSHTransport(Transport):
         try:
             chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
             chan.settimeout(limits.wait_s())
-            chan.exec_command(command)
+            _request(chan, lambda: chan.exec_command(command), min(self.host.io_timeout, limits.wait_s()))
             if stdin is not None:
                 chan.sendall(stdin.encode())
             chan.shutdown_write()
@@ -442,6 +478,8 @@ class SSHTransport(Transport):
             if rc == -1 and not conn.get_transport().is_active():
                 # No exit status because the connection died under the command.
                 raise EOFError("the connection closed before the command ended")
+        except _Unanswered:
+            raise self._unanswered("start a command", command) from None
         except socket.timeout:
             _close(chan)  # leave the command (its next write gets SIGPIPE)
             if timeout is not None or limits.expired():
@@ -468,7 +506,7 @@ class SSHTransport(Transport):
         try:
             chan = conn.get_transport().open_session(timeout=self.host.connect_timeout)
             chan.set_combine_stderr(True)
-            chan.exec_command(command)
+            _request(chan, lambda: chan.exec_command(command), self.host.io_timeout)
             try:
                 # Followed logs may be quiet for hours: no limit while they flow (Ctrl-C
                 # stops following).  Once the output has ended, the exit status is due.
@@ -482,6 +520,8 @@ class SSHTransport(Transport):
                 rc = _Deadline(self.host.io_timeout).exit_status(chan)
             finally:
                 chan.close()
+        except _Unanswered:
+            raise self._unanswered("start a command", command) from None
         except socket.timeout:
             raise self._no_exit(command) from None
         except (socket.error, EOFError, paramiko.SSHException) as exc:
@@ -501,6 +541,17 @@ class SSHTransport(Transport):
             hint=unfinished_hint(self.host.name, idle) + "; a slow host can have a longer io_timeout in the host file",
         )
 
+    def _unanswered(self, what: str, command: str = "") -> OrchError:
+        """A host that did not answer the request to WHAT (an exec or a subsystem) within
+        its io_timeout: Paramiko alone would wait for ever."""
+        idle = self.host.io_timeout
+        return OrchError(
+            f"{self.host.name} did not answer the request to {what} for {idle:.0f} s, so orch stopped waiting"
+            + (f" for: {brief(command)}" if command else ""),
+            ExitCode.REMOTE,
+            hint=stall_hint(self.host.name),
+        )
+
     def _lost(self, why) -> OrchError:
         return OrchError(f"lost the SSH connection to {self.host.display()}: {why}", ExitCode.UNREACHABLE)
 
@@ -512,9 +563,11 @@ class SSHTransport(Transport):
             try:
                 chan = self._connection().get_transport().open_session(timeout=self.host.connect_timeout)
                 chan.settimeout(self.host.io_timeout)
-                chan.invoke_subsystem("sftp")
+                _request(chan, lambda: chan.invoke_subsystem("sftp"), self.host.io_timeout)
                 self._sftp = paramiko.SFTPClient(chan)
-            except (OSError, EOFError, paramiko.SSHException) as exc:
+            except _Unanswered:
+                raise self._unanswered("start SFTP") from None
+            except SFTP_FAILURES as exc:
                 raise self.sftp_error("opening SFTP", exc) from None
         return self._sftp
 
@@ -556,12 +609,12 @@ class SSHTransport(Transport):
         try:
             write(sftp, tmp)
             sftp.posix_rename(tmp, remote_path)
-        except (OSError, EOFError, paramiko.SSHException) as exc:
+        except SFTP_FAILURES as exc:
             if isinstance(exc, socket.timeout) or not self._connection().get_transport().is_active():
                 raise self.sftp_error(f"writing {remote_path}", exc) from None
             try:
                 sftp.remove(tmp)
-            except (OSError, EOFError, paramiko.SSHException):
+            except SFTP_FAILURES:
                 pass
             from orchestrator.transport.diskspace import host_is_full, host_no_space
 
@@ -574,7 +627,12 @@ class SSHTransport(Transport):
     def _exec_channel(self, command: str):
         """A new channel running ``command`` (for rsync, through orchestrator/transport/rsync_bridge.py)."""
         chan = self._connection().get_transport().open_session(timeout=self.host.connect_timeout)
-        chan.exec_command(shell.with_path(self.host.extra_path, command))
+        try:
+            _request(
+                chan, lambda: chan.exec_command(shell.with_path(self.host.extra_path, command)), self.host.io_timeout
+            )
+        except _Unanswered:
+            raise self._unanswered("start rsync") from None
         return chan
 
     verified = " (host key verified)"
@@ -589,7 +647,7 @@ class SSHTransport(Transport):
         if self._bridge is None:
             from orchestrator.transport.rsync_bridge import RsyncBridge
 
-            self._bridge = RsyncBridge(self._exec_channel)
+            self._bridge = RsyncBridge(self._exec_channel, self.host.io_timeout)
         return self._bridge.rsh()
 
     def rsync_target(self, remote_path: str) -> str:

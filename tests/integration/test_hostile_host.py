@@ -277,7 +277,15 @@ def test_a_failed_fetch_keeps_the_verified_copy(hostile):
     inode = manifest.stat().st_ino
     metrics = (h.local() / "metrics.json").read_bytes()
 
-    (h.job("class-0") / "scores.jsonl").write_bytes(good[: len(good) // 2])  # manifest not updated
+    # The host declares new results (another sha256: what the verified copy holds with the
+    # declared sha256 is not sent again) and serves half a file and a link.
+    manifests = {job: (h.job(job) / "manifest.json").read_text() for job in ("class-0", "class-1")}
+    mtimes = {job: (h.job(job) / "manifest.json").stat().st_mtime_ns for job in manifests}
+    for job, text in manifests.items():
+        doc = json.loads(text)
+        doc["files"]["scores.jsonl"]["sha256"] = "0" * 64
+        (h.job(job) / "manifest.json").write_text(json.dumps(doc))
+    (h.job("class-0") / "scores.jsonl").write_bytes(good[: len(good) // 2])
     (h.job("class-1") / "scores.jsonl").unlink()
     (h.job("class-1") / "scores.jsonl").symlink_to("/etc/passwd")
     bad = h.orch("fetch-results", h.run)
@@ -295,6 +303,9 @@ def test_a_failed_fetch_keeps_the_verified_copy(hostile):
     (h.job("class-0") / "scores.jsonl").write_bytes(good)
     (h.job("class-1") / "scores.jsonl").unlink()
     shutil.copy(h.p.remote_root / "runs" / "base" / "jobs" / "class-1" / "scores.jsonl", h.job("class-1"))
+    for job, text in manifests.items():
+        (h.job(job) / "manifest.json").write_text(text)
+        os.utime(h.job(job) / "manifest.json", ns=(mtimes[job], mtimes[job]))  # as it was: rsync links it
     h.orch("fetch-results", h.run, "--no-eval", check=True)
     assert scores.read_bytes() == good and manifest.stat().st_ino == inode
 

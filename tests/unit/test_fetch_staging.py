@@ -157,15 +157,45 @@ def test_full_logs_that_would_fill_this_disk_are_refused_before_they_travel(tmp_
     with pytest.raises(OrchError) as caught:
         _pull_local(tmp_path, ["neg"], full_logs=True)
     assert caught.value.message == (
-        "this run's whole logs take 2.0 MB here (1 log, the largest neg/log.txt: 2.0 MB), and this machine "
+        "this run's whole logs may take up to 3.0 MB here (1 log x 3.0 MB: the largest, neg/log.txt, is 2.0 MB "
+        "on the host and may grow meanwhile), and this machine "
         f"has 257.0 MB free where they would go ({tmp_path / 'run'}); nothing more was fetched "
         "(a fetch leaves 256.0 MB free)"
     )
     assert caught.value.code == ExitCode.RUN_STATE and "without --full-logs" in caught.value.hint
-    free[0] += 2 << 20  # room enough: it comes whole
+    free[0] += 2 << 20  # room enough for its size and the 1 MB it may grow by: it comes whole
     shutil.rmtree(tmp_path / "run" / ".fetch-1")  # (what Staging.discard does)
     pulled, stage = _pull_local(tmp_path, ["neg"], full_logs=True)
     assert (stage / "neg" / "log.txt").read_bytes() == b"\0" * (2 << 20) and pulled.cut == {}
+
+
+def test_whole_logs_come_no_bigger_than_the_first_pass_saw(tmp_path, monkeypatch):
+    """--full-logs: the whole-logs pass takes each log only as big as the largest the first
+    pass saw, plus LOG_GROWTH (what the room check counted), not FULL_LOG_BYTES: a log the
+    host makes grow in between keeps its tail.  A log the verified copy holds at the host's
+    size is linked from it, not sent."""
+    host, seed = tmp_path / "host" / "jobs", tmp_path / "run" / "jobs"
+    first = b"y" * (fetch.TAIL_BYTES + 10) + b"\nlast line\n"
+    for name in ("neg", "pos"):
+        (host / name).mkdir(parents=True)
+        (host / name / "log.txt").write_bytes(first)
+    (seed / "pos").mkdir(parents=True)
+    (seed / "pos" / "log.txt").write_bytes(b"p" * len(first))  # here whole (by its size)
+    real_pull, limits = fetch._pull, []
+
+    def pull(transport, remote_jobs, stage, seed_dir, spec):
+        if stage.name == "whole-logs":  # between the passes, the host's log grows by 5 MB
+            limits.append(spec.max_bytes)
+            with open(host / "neg" / "log.txt", "ab") as fh:
+                fh.write(b"z" * (5 << 20))
+        return real_pull(transport, remote_jobs, stage, seed_dir, spec)
+
+    monkeypatch.setattr(fetch, "_pull", pull)
+    pulled, stage = _pull_local(tmp_path, ["neg", "pos"], full_logs=True)
+    assert limits == [len(first) + fetch.LOG_GROWTH]
+    assert (stage / "neg" / "log.txt").stat().st_size < fetch.TAIL_BYTES + 1024
+    assert pulled.over_cap == {"neg/log.txt": len(first)} and "neg/log.txt" in pulled.cut
+    assert os.path.samefile(stage / "pos" / "log.txt", seed / "pos" / "log.txt") and "pos/log.txt" not in pulled.cut
 
 
 def test_results_come_no_bigger_than_the_manifests_declare(tmp_path):
@@ -206,15 +236,37 @@ def test_results_that_would_fill_this_disk_are_refused_before_they_travel(tmp_pa
     assert not (tmp_path / "run" / ".fetch-1" / "jobs" / "neg" / "scores.jsonl").exists()
 
 
-def test_files_the_verified_copy_holds_at_that_size_need_no_room(tmp_path, monkeypatch):
-    seed = tmp_path / "run" / "jobs" / "neg"
-    seed.mkdir(parents=True)
-    (seed / "scores.jsonl").write_bytes(b"x" * 1000)
+def test_files_the_verified_copy_holds_need_no_room(tmp_path, monkeypatch):
     monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: Usage(1 << 30, 1 << 30, fetch.RESERVE_BYTES + 10))
-    fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000})  # already here: fits
-    # Each file may come as big as the largest declared: one that declares 11 bytes too.
+    fetch.check_room(tmp_path / "s" / "jobs", {"neg": 1000}, {})  # already here (link_held): fits
+    # Each file sent may come as big as the largest declared: one that declares 11 bytes too.
     with pytest.raises(OrchError, match=r"may take up to 2.0 KB here \(2 x 999 bytes: .* neg's\)"):
-        fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 999, "pos": 11})
+        fetch.check_room(tmp_path / "s" / "jobs", {"neg": 999, "pos": 11}, {"neg": 999, "pos": 11})
+
+
+def test_a_result_file_counts_as_here_only_by_its_sha256_and_is_then_never_sent(tmp_path, monkeypatch):
+    """The verified copy's scores.jsonl of the size the host declares but other bytes is
+    sent (and counted); one with the declared sha256 is linked from the verified copy, and
+    what the host serves instead (other bytes than it declares) never travels."""
+    host, seed = tmp_path / "host" / "jobs", tmp_path / "run" / "jobs"
+    for name in ("neg", "pos"):
+        (host / name).mkdir(parents=True)
+        (seed / name).mkdir(parents=True)
+        _manifest(host / name, b"x" * 1000)
+        (seed / name / "scores.jsonl").write_bytes(b"x" * 1000)  # what the manifest vouches for
+    (host / "neg" / "scores.jsonl").write_bytes(b"y" * 1000)  # the host serves other bytes
+    (seed / "pos" / "scores.jsonl").write_bytes(b"z" * 1000)  # same size, other bytes: not held
+    (host / "pos" / "scores.jsonl").write_bytes(b"x" * 1000)
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: Usage(1 << 30, 1 << 30, fetch.RESERVE_BYTES + 1500))
+    pulled, stage = _pull_local(tmp_path, ["neg", "pos"])
+    assert os.path.samefile(stage / "neg" / "scores.jsonl", seed / "neg" / "scores.jsonl")
+    assert (stage / "pos" / "scores.jsonl").read_bytes() == b"x" * 1000 and pulled.refused == []
+    # Were both counted as here (the old rule: same size), 2 x 1000 bytes could come; now 1 x 1000 fits,
+    # and with neg not held either, 2 x 1000 does not.
+    shutil.rmtree(tmp_path / "run" / ".fetch-1")
+    (seed / "neg" / "scores.jsonl").write_bytes(b"w" * 1000)
+    with pytest.raises(OrchError, match=r"may take up to 2.0 KB here \(2 x 1000 bytes"):
+        _pull_local(tmp_path, ["neg", "pos"])
 
 
 def test_results_this_machine_has_not_the_memory_to_check_are_not_fetched(tmp_path, monkeypatch):
@@ -225,9 +277,10 @@ def test_results_this_machine_has_not_the_memory_to_check_are_not_fetched(tmp_pa
     (seed / "scores.jsonl").write_bytes(b"x" * 1000)
     (tmp_path / "s" / "jobs").mkdir(parents=True)
     monkeypatch.setattr(room, "available_memory", lambda: (1 << 30) + room.RESERVE)
-    fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000, "pos": 2047 << 20})
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: Usage(1 << 40, 1 << 30, 1 << 40))
+    fetch.check_room(tmp_path / "s" / "jobs", {"neg": 1000, "pos": 2047 << 20}, {"pos": 2047 << 20})
     with pytest.raises(OrchError) as caught:
-        fetch.check_room(tmp_path / "s" / "jobs", tmp_path / "run" / "jobs", {"neg": 1000, "pos": 2100 << 20})
+        fetch.check_room(tmp_path / "s" / "jobs", {"neg": 1000, "pos": 2100 << 20}, {"pos": 2100 << 20})
     assert caught.value.message.startswith(
         "this run's results are too big for this machine: evaluating 2.1 GB of score files takes at least 1.0 GB "
         "of memory, and this machine has 1.2 GB available; nothing more was fetched"

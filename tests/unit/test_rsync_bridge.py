@@ -12,10 +12,11 @@ import pytest
 import timing
 
 from orchestrator.transport import shell
-from orchestrator.transport.rsync_bridge import RsyncBridge
+from orchestrator.transport.rsync_bridge import STOPPED, RsyncBridge
 from orchestrator.transport.rsync_tunnel import remote_command
 
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="needs rsync")
+IDLE_S = 1.0  # the host's io_timeout
 
 
 class ProcessChannel:
@@ -26,6 +27,8 @@ class ProcessChannel:
             ["bash", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         self.commands = [command]
+        self.status_event = threading.Event()  # set when the exit status is in, as Paramiko's
+        threading.Thread(target=lambda: (self.proc.wait(), self.status_event.set()), daemon=True).start()
 
     def recv(self, n):
         return os.read(self.proc.stdout.fileno(), n)
@@ -44,7 +47,8 @@ class ProcessChannel:
         return self.proc.wait()
 
     def close(self):
-        pass
+        if self.proc.poll() is None:  # sshd hangs up on a command whose channel closed
+            self.proc.kill()
 
 
 @pytest.fixture
@@ -55,7 +59,7 @@ def bridge():
         commands.append(command)
         return ProcessChannel(command)
 
-    b = RsyncBridge(open_channel)
+    b = RsyncBridge(open_channel, IDLE_S)
     b.commands = commands
     yield b
     b.close()
@@ -127,7 +131,7 @@ def test_channel_that_cannot_open_gives_a_clear_error(tmp_path):
     def broken(command):
         raise EOFError("connection reset by peer")
 
-    b = RsyncBridge(broken)
+    b = RsyncBridge(broken, IDLE_S)
     try:
         (tmp_path / "f").write_text("x")
         res = _rsync(b, str(tmp_path / "f"), f"orch:{tmp_path}/g")
@@ -138,7 +142,7 @@ def test_channel_that_cannot_open_gives_a_clear_error(tmp_path):
 
 
 def test_tunnel_without_its_bridge_says_so(tmp_path):
-    b = RsyncBridge(ProcessChannel)
+    b = RsyncBridge(ProcessChannel, IDLE_S)
     rsh = b.rsh()
     b.close()
     (tmp_path / "f").write_text("x")
@@ -149,3 +153,36 @@ def test_tunnel_without_its_bridge_says_so(tmp_path):
         timeout=timing.scaled(60),
     )
     assert res.returncode != 0 and "cannot reach the orch process that started rsync" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "after, why",
+    [
+        ("exec sleep 600", "sent nothing for 2 s"),
+        ("exec >&- 2>&-; exec sleep 600", "ended rsync's output but did not exit within 1 s"),
+    ],
+    ids=["output-open", "output-closed"],
+)
+def test_a_host_rsync_that_never_exits_is_left(tmp_path, after, why):
+    """The host's rsync does the transfer, then lingers (its output still open, or closed):
+    rsync here would wait for its remote shell for ever; the bridge stops waiting (nothing
+    moved for twice the host's io_timeout, or no exit status io_timeout after the output
+    ended), closes the channel and says why on rsync's stderr."""
+    channels = []
+
+    def lingering(command):
+        channels.append(ProcessChannel(f"{command}; {after}"))
+        return channels[-1]
+
+    b = RsyncBridge(lingering, IDLE_S)
+    try:
+        (tmp_path / "f").write_text("x")
+        res = _rsync(b, str(tmp_path / "f"), f"orch:{tmp_path}/g")
+        closed = all(chan.status_event.wait(timing.scaled(10)) for chan in channels)  # the bridge closed it
+    finally:
+        b.close()
+        for chan in channels:
+            chan.close()
+    assert (tmp_path / "g").read_text() == "x"  # the transfer itself was done
+    assert res.returncode == 255 and f"{STOPPED} {why}" in res.stderr, res.stderr
+    assert channels and closed
