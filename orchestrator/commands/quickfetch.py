@@ -75,6 +75,16 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
     if outcome.get("moved") and no_eval and outcome["complete"]:  # a partial run is not evaluated
         output.say(f"  `orch eval {run_dir.name}` evaluates the new results", markup=False)
     for name, size in outcome["cut"].items():
+        if name in outcome.get("over_cap", {}) and size <= FULL_LOG_BYTES:
+            # Under the limit when the first pass saw it: it grew past the bound that pass set
+            # (a running job's log), or went away, while the whole logs were fetched.
+            output.say(
+                f"  {name} grew past the {size / (1 << 20):.1f} MB the fetch first saw while it was "
+                f"fetched whole: fetched its last {TAIL_BYTES >> 20} MB (fetch again with --full-logs "
+                "for all of it)",
+                markup=False,
+            )
+            continue
         if name in outcome.get("over_cap", {}):
             job, file = name.split("/", 1)
             output.say(

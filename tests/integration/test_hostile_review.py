@@ -338,6 +338,9 @@ def test_whole_logs_come_no_bigger_than_the_first_pass_saw(hostile, tmp_path):
         assert proc.returncode == 0, proc.stderr
         for job in ("class-0", "class-1"):
             assert (h.local(job) / "log.txt").stat().st_size < (1 << 20) + 1024, proc.stderr
+            # The message says it grew while fetched, not that it is over the 1 GiB limit.
+            assert f"{job}/log.txt grew past the 2.0 MB the fetch first saw" in proc.stderr, proc.stderr
+        assert "GiB" not in proc.stderr, proc.stderr
         assert shutil.disk_usage(run_dir).free > RESERVE_BYTES
 
 
