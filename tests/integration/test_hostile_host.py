@@ -134,6 +134,17 @@ def clone_run(p, pristine: Path, src: str, dst: str, host_root: Path = None, hos
     (local / "local.json").write_text(json.dumps(record))
 
 
+def fetched_clone(base, test_name: str, prefix: str) -> "Host":
+    """A fresh clone of the finished `base` run for the test TEST_NAME (its id PREFIX and a
+    hash of the name), fetched and evaluated once."""
+    p, pristine = base
+    run_id = prefix + hashlib.sha256(test_name.encode()).hexdigest()[:10]
+    clone_run(p, pristine, "base", run_id)
+    h = Host(p, run_id)
+    assert "results verified" in h.orch("fetch-results", run_id, check=True).stderr
+    return h
+
+
 @contextlib.contextmanager
 def finished_base_run(sshd, root: Path):
     """A project under ROOT whose testhost holds one finished run `base` (the bundled smoke

@@ -9,7 +9,6 @@ tests/unit/test_fetch_merge.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
@@ -19,6 +18,7 @@ from tests.integration.test_hostile_host import (
     Host,
     _drop_last,
     clone_run,
+    fetched_clone,
     finished_base_run,
     no_traceback,
     rewrite_scores,
@@ -40,12 +40,7 @@ def base(sshd, tmp_path_factory):
 @pytest.fixture
 def fetched(base, request):
     """A fresh clone of `base` for this test, fetched and evaluated once."""
-    p, pristine = base
-    run_id = "r" + hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
-    clone_run(p, pristine, "base", run_id)
-    h = Host(p, run_id)
-    assert "results verified" in h.orch("fetch-results", run_id, check=True).stderr
-    return h
+    return fetched_clone(base, request.node.name, "r")
 
 
 def _on_local_host(p, pristine, run_id: str) -> Host:

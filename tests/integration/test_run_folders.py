@@ -9,7 +9,6 @@ test, as test_refetch.py does.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,12 @@ import time
 import pytest
 import timing
 
-from tests.integration.test_hostile_host import Host, clone_run, finished_base_run, no_traceback, rewrite_scores
+from tests.integration.test_hostile_host import (
+    fetched_clone,
+    finished_base_run,
+    no_traceback,
+    rewrite_scores,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +39,8 @@ def base(sshd, tmp_path_factory):
 @pytest.fixture
 def fetched(base, request):
     """A fresh clone of `base` for this test, fetched and evaluated once; the host config put back after."""
-    p, pristine = base
-    run_id = "f" + hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
-    clone_run(p, pristine, "base", run_id)
-    h = Host(p, run_id)
-    assert "results verified" in h.orch("fetch-results", run_id, check=True).stderr
-    yield h
-    p.write_host()
+    yield fetched_clone(base, request.node.name, "f")
+    base[0].write_host()
 
 
 def _listed(h) -> dict:
