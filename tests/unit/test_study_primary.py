@@ -284,3 +284,10 @@ def test_a_record_with_a_bad_compare_is_refused(tmp_path):
     with pytest.raises(OrchError, match=r"primary comparison \['gpt2', 'bert'\]: no member or ensemble 'bert'") as err:
         write_study_report(tmp_path, {**PLAN, "compare": [["gpt2", "bert"]]}, [])
     assert err.value.code == ExitCode.CONFIG
+
+
+def test_the_shipped_studies_declare_their_primary_comparisons():
+    plan = studies.load(Project(REPO), "seed-plan")
+    families = ["gpt2", "roberta", "simple-diffusion", "mdlm"]
+    assert plan.compare == [[f, "classifier"] for f in families] + [["mdlm", "simple-diffusion"]]
+    assert studies.load(Project(REPO), "smoke-study").compare == [["gpt2", "classifier"], ["mdlm", "classifier"]]
