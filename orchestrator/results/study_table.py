@@ -404,6 +404,7 @@ def _check_plan(study: Dict[str, Any], members: Sequence[MemberRun]) -> None:
     rows = names | set(study.get("ensembles") or {})
     seen_pairs = set()
     for pair in study.get("compare") or []:
+        pair = list(pair) if isinstance(pair, (list, tuple)) else [pair]
         unknown = [r for r in pair if r not in rows]
         if len(pair) != 2 or pair[0] == pair[1] or unknown or frozenset(pair) in seen_pairs:
             raise OrchError(
