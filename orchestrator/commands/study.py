@@ -50,7 +50,7 @@ def run_cmd(
     """Launch every run of a study (members x seeds) that is not launched yet; returns at once.
 
     A study file edited since its runs were launched: a change to a launched run is refused
-    (exit 8) and named; new members and seeds are launched; new ensembles are recorded."""
+    (exit 8) and named; new members and seeds are launched; new ensembles and `compare:` are recorded."""
     from orchestrator.config import studies as config
     from orchestrator.runs import study as studies
 
@@ -195,7 +195,7 @@ def report_cmd(
     project = Project.find()
     record = _recorded(project, study)
     out_dir = project.study_dir(record["name"])
-    record = studies.with_file_ensembles(project, record, _say)  # says how the study file differs
+    record = studies.with_file_report_keys(project, record, _say)  # says how the study file differs
     table = studies.report(project, record, out_dir)
     for line in summary_lines(table):
         _say(line)

@@ -10,7 +10,10 @@ before anything reaches a host:
   ``score.seed`` itself;
 - every member scores **the same test set**: members may not override ``data.*``, and the
   resolved data sections are compared, so paired tests between members are valid;
-- ensembles name at least two members.
+- ensembles name at least two members;
+- ``compare:`` names the study's primary comparisons (pairs of members or ensembles, or
+  ``{against: NAME}``: every other member against NAME): the report corrects for multiple
+  testing over those only, and the other pairs are exploratory (docs/STUDIES.md).
 
 Members whose pretraining is the same (same data, architecture, pretrain settings and
 seed; the pretrain kind, so a classifier shares a GPT's) share one pretrain job: the first
@@ -32,7 +35,7 @@ from orchestrator.config.yamlfile import read_mapping
 from orchestrator.errors import ExitCode, OrchError
 from remote.spec import Experiment, SpecError, load_experiment, pretrain_kind_name, set_dotted, to_dict
 
-TOP_KEYS = ("name", "description", "base", "host", "seeds", "set", "members", "ensembles")
+TOP_KEYS = ("name", "description", "base", "host", "seeds", "set", "members", "ensembles", "compare")
 # The study sets these from its seeds: model init, data order, dropout, MDLM draws.
 SEED_KEYS = ("train.seed", "pretrain.seed", "score.seed")
 
@@ -66,6 +69,8 @@ class Study:
     members: Dict[str, Dict[str, Any]]  # member -> its overrides (dotted keys)
     shared: Dict[str, Any] = field(default_factory=dict)  # `set:`, on every member
     ensembles: Dict[str, List[str]] = field(default_factory=dict)
+    # the primary comparisons, [[a, b], ...] (members or ensembles); [] = none declared: every pair
+    compare: List[List[str]] = field(default_factory=list)
     description: str = ""
     runs: List[StudyRun] = field(default_factory=list)
     # the files it was read from, as sha256 of their bytes: `study status` and `report` tell
@@ -84,6 +89,7 @@ class Study:
             "set": dict(self.shared),
             "members": {m: dict(o) for m, o in self.members.items()},
             "ensembles": {e: list(ms) for e, ms in self.ensembles.items()},
+            "compare": [list(p) for p in self.compare],
             "files": dict(self.files),
             "runs": [
                 {
@@ -154,6 +160,7 @@ def load(project: Project, name: str, host: Optional[str] = None) -> Study:
         _check_member_name(str(member), "members", bad)
         members[str(member)] = _overrides(overrides or {}, f"members.{member}", bad)
     ensembles = _ensembles(raw.get("ensembles") or {}, members, bad)
+    compare = _compare(raw["compare"], members, ensembles, bad) if "compare" in raw else []
     description = raw.get("description") or ""
     study = Study(
         name=study_name,
@@ -164,6 +171,7 @@ def load(project: Project, name: str, host: Optional[str] = None) -> Study:
         members=members,
         shared=shared,
         ensembles=ensembles,
+        compare=compare,
         description=str(description),
     )
     base_path = experiments.experiment_path(project, base)
@@ -242,6 +250,49 @@ def _ensembles(value: Any, members: Dict[str, Dict], bad) -> Dict[str, List[str]
             raise bad(f"ensembles.{name}", f"no member named {missing[0]!r}", "members: " + ", ".join(members))
         out[name] = [str(p) for p in parts]
     return out
+
+
+COMPARE_HINT = "e.g. compare: [[gpt2, classifier], [mdlm, simple-diffusion]], or compare: {against: classifier}"
+
+
+def _compare(value: Any, members: Dict[str, Dict], ensembles: Dict[str, List[str]], bad) -> List[List[str]]:
+    """The primary comparisons: a list of [a, b] pairs of members or ensembles, or
+    {against: NAME} (every other member against NAME, in member order)."""
+    rows = list(members) + list(ensembles)
+    known = "members and ensembles: " + ", ".join(rows)
+
+    def row(item: Any, key: str) -> str:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise bad(key, f"expected a member or ensemble name, got {item!r}", known)
+        if str(item) not in rows:
+            raise bad(key, f"no member or ensemble named {str(item)!r}", known)
+        return str(item)
+
+    if isinstance(value, dict):
+        extra = [k for k in value if k != "against"]
+        if extra or "against" not in value:
+            raise bad(f"compare.{extra[0]}" if extra else "compare", "the short form is {against: NAME}", COMPARE_HINT)
+        against = row(value["against"], "compare.against")
+        pairs = [[m, against] for m in members if m != against]
+        if not pairs:
+            raise bad("compare.against", f"no other member to compare with {against!r}")
+        return pairs
+    if not isinstance(value, list) or not value:
+        raise bad("compare", f"expected a list of [a, b] pairs or {{against: NAME}}, got {value!r}", COMPARE_HINT)
+    pairs: List[List[str]] = []
+    seen: Dict[frozenset, int] = {}
+    for i, pair in enumerate(value):
+        key = f"compare[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise bad(key, f"expected a pair [a, b], got {pair!r}", COMPARE_HINT)
+        a, b = row(pair[0], f"{key}[0]"), row(pair[1], f"{key}[1]")
+        if a == b:
+            raise bad(key, f"compares {a!r} with itself", "a pair names two different members or ensembles")
+        first = seen.setdefault(frozenset((a, b)), i)
+        if first != i:
+            raise bad(key, f"the pair {a} vs {b} is compare[{first}] already (a pair is the same either way round)")
+        pairs.append([a, b])
+    return pairs
 
 
 def _member_experiment(base_raw: Dict, member: str, overrides: Dict[str, Any], seed: int, where: str) -> Experiment:

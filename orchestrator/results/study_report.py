@@ -6,11 +6,16 @@ members' rows, the ensembles, McNemar with Holm's correction: its docstring says
 is computed); the figures from ``study_plots.py``.  This module only writes them:
 
 - ``report.md``: a short results section to paste into a paper draft: what was run, on
-  what data, with which code and software, the table, the pairwise tests, the verdict
-  bands and what is missing;
+  what data, with which code and software, the table, the comparisons it claims (the
+  primary ones, Holm-corrected), the pairwise tests, the verdict bands and what is missing;
 - ``table.json``: the same numbers in full precision (what this function returns);
-- ``table.csv``: one line per row and seed (``seed`` "mean" for the row's aggregate), its
-  text cells made safe for spreadsheets (report.csv_cell).
+- ``table.csv``: one line per row and seed (``seed`` "mean" for the row's aggregate), then
+  one per pair (``type`` "pair", B in ``vs``, whether it is ``primary`` and the family Holm
+  ran over), its text cells made safe for spreadsheets (report.csv_cell).
+
+Only primary pairs are claimed (the terminal's "X beats Y" lines, report.md's
+*Comparisons*): with ``compare:`` declared, the other pairs are exploratory, shown with their
+unadjusted p and never called a difference.
 
 Names and facts a host produced are untrusted: in report.md they are escaped so they
 render as the text they are (no links, images, HTML or emphasis of their own), and the
@@ -22,7 +27,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from orchestrator.localfiles import atomic_write_text
 from orchestrator.results.report import PLOTS, SafeWriter, ci, code, compute_time, esc, md_table, num, pct, whole
@@ -194,11 +199,88 @@ def _data_sentence(table: Dict[str, Any]) -> str:
     )
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def claim(p: Dict[str, Any], escape: Callable[[str], str] = str) -> str:
+    """A pair that differs after Holm's correction, the better row first."""
+    (better, worse), (lo, hi) = (p["a"], p["b"]), p["diff_ci95"]
+    if p["accuracy_diff"] < 0:
+        (better, worse), (lo, hi) = (p["b"], p["a"]), (-hi, -lo)
+    return (
+        f"{escape(better)} beats {escape(worse)} by {100.0 * abs(p['accuracy_diff']):.2f} pp "
+        f"(95% CI {_diff_ci([lo, hi])}, p (Holm) {_p(p['p_holm'])})"
+    )
+
+
+def primary_pairs(table: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The pairs in Holm's family, in the order `compare:` declares them (every pair, in row
+    order, when it declares none)."""
+    order = {frozenset(p): i for i, p in enumerate(table.get("compare") or [])}
+    pairs = [p for p in table["pairs"] if p.get("primary", True)]
+    return sorted(pairs, key=lambda p: order.get(frozenset((p["a"], p["b"])), 0))
+
+
+def claimed(table: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The pairs that may be called a difference: in Holm's family (primary) and p (Holm) < 0.05."""
+    return [p for p in primary_pairs(table) if p["p_holm"] is not None and p["p_holm"] < 0.05]
+
+
+def exploratory(table: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The pairs tested outside Holm's family (not in `compare:`): never claimed."""
+    return [p for p in table["pairs"] if not p.get("primary", True) and p.get("p_value") is not None]
+
+
+def _comparisons_section(table: Dict[str, Any]) -> List[str]:
+    """What the report claims and over which family Holm's correction ran."""
+    out = ["## Comparisons", ""]
+    declared = table.get("compare")
+    family = (table.get("holm") or {}).get("size", 0)
+    differ = claimed(table)
+    said = "; ".join(claim(p, esc) for p in differ) + "." if differ else ""
+    if not declared:
+        text = "No primary comparisons were declared (`compare:` in the study file): every pair is primary, and "
+        if not family:
+            return out + [text + "no pair could be tested yet.", ""]
+        text += f"Holm's correction runs over all {plural(family, 'pair')} tested. "
+        text += f"Differences at p (Holm) < 0.05: {said}" if differ else "No pair differs at p (Holm) < 0.05."
+        return out + [text, ""]
+    names = ", ".join(f"{esc(a)} vs {esc(b)}" for a, b in declared)
+    untested = [p for p in primary_pairs(table) if p["p_value"] is None]
+    text = (
+        f"The study declares {plural(len(declared), 'primary comparison')} (`compare:` in the study file): "
+        f"{names}. Holm's correction runs over these ({family} tested), and only they are claimed: "
+        + (said if differ else "none differs at p (Holm) < 0.05." if family else "none could be tested yet.")
+    )
+    if untested:
+        text += (
+            " Not tested (no seed with results from both): "
+            + ", ".join(f"{esc(p['a'])} vs {esc(p['b'])}" for p in untested)
+            + "."
+        )
+    others = exploratory(table)
+    if others:
+        text += (
+            f" The other {plural(len(others), 'pair')} are exploratory: tested and shown under *Pairwise tests* "
+            "with their unadjusted p, not corrected and not claimed (among that many tests, one reaching "
+            "p < 0.05 by chance alone is likely)."
+        )
+    return out + [text, ""]
+
+
 def _pairs_section(table: Dict[str, Any]) -> List[str]:
     pairs = table["pairs"]
     out = ["## Pairwise tests", ""]
-    if not pairs:
+    if not any(p["p_value"] is not None for p in pairs):
         return out + ["Fewer than two rows have results: nothing to compare.", ""]
+    declared = bool(table.get("compare"))
+    holm_said = (
+        f"Holm's correction runs across the {plural(table['holm']['size'], 'primary pair')} tested (*Comparisons* "
+        "above); an exploratory pair's p is unadjusted."
+        if declared
+        else f"Holm's correction runs across the {table['pairs_tested']} pairs tested."
+    )
     out += [
         "Texts are the unit: over the seeds both rows have, each text's difference is the share of those seeds "
         "in which A gets it right minus the share in which B does, and the test is the sign-flip test of those "
@@ -212,8 +294,7 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
         "texts to decide alone): with many texts, seed luck is larger than the texts' noise, and a test of the "
         "texts alone calls it a difference. The 95% interval of A − B counts both, and holds 0 exactly when "
         "p ≥ 0.05 (where the sign-flip test gives the larger p, its texts' part is widened to agree); with one "
-        "seed it is the interval that goes with McNemar's test (which holds 0 exactly when p ≥ 0.05 too). "
-        f"Holm's correction runs across the {table['pairs_tested']} pairs tested.",
+        "seed it is the interval that goes with McNemar's test (which holds 0 exactly when p ≥ 0.05 too). " + holm_said,
         "",
     ]
     if any(p["p_value"] is not None and len(p["seeds"]) == 2 for p in pairs):
@@ -228,10 +309,24 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
             "accuracy moves from seed to seed is not measured there.",
             "",
         ]
+    header = ["A", "B", "seeds", "texts", "A better", "B better", "A − B", "95% CI of A − B", "p", "p (Holm)"]
+    if not declared:
+        return out + md_table(header, _pair_rows(pairs, holm=True))
+    primary = primary_pairs(table)
+    out += ["**Primary comparisons** (declared in `compare:`; Holm-corrected over these):", ""]
+    out += md_table(header, _pair_rows(primary, holm=True))
+    others = [p for p in pairs if not p.get("primary")]
+    if others:
+        out += ["**Exploratory comparisons** (not in `compare:`; p unadjusted, not claimed):", ""]
+        out += md_table(header[:-1], _pair_rows(others, holm=False))
+    return out
+
+
+def _pair_rows(pairs: Sequence[Dict[str, Any]], holm: bool) -> List[List[Any]]:
     rows = []
     for p in pairs:
         if p["p_value"] is None:
-            rows.append([esc(p["a"]), esc(p["b"]), "none", "", "", "", "", "", "no seed in common", ""])
+            rows.append([esc(p["a"]), esc(p["b"]), "none", "", "", "", "", "", "no seed in common"] + [""] * holm)
             continue
         rows.append(
             [
@@ -244,11 +339,10 @@ def _pairs_section(table: Dict[str, Any]) -> List[str]:
                 f"{100.0 * p['accuracy_diff']:+.2f} pp",
                 _diff_ci(p["diff_ci95"]),
                 _p(p["p_value"]),
-                _p(p["p_holm"]),
             ]
+            + ([_p(p["p_holm"])] if holm else [])
         )
-    header = ["A", "B", "seeds", "texts", "A better", "B better", "A − B", "95% CI of A − B", "p", "p (Holm)"]
-    return out + md_table(header, rows)
+    return rows
 
 
 def _diff_ci(interval: Sequence[float]) -> str:
@@ -462,6 +556,7 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
             "",
         ]
     out += _estimator_section(table)
+    out += _comparisons_section(table)
     out += _pairs_section(table)
     out += _bands_section(table)
     out += ["## Software and hosts", ""]
@@ -503,7 +598,18 @@ CSV_HEADER = [
     "verdict",
     "judged_on",
     "note",
+    # a pair's line (type "pair": row is A): B, A - B, its test and whether it is primary
+    "vs",
+    "accuracy_diff",
+    "diff_ci95_low",
+    "diff_ci95_high",
+    "p_value",
+    "p_holm",
+    "primary",
+    "holm_family",
+    "holm_family_size",
 ]
+ROW_COLUMNS = CSV_HEADER.index("vs")  # a row's line leaves the pair columns empty
 
 
 def _blank(v: Any) -> Any:
@@ -514,8 +620,13 @@ def table_csv(table: Dict[str, Any]) -> str:
     buf = io.StringIO()
     w = SafeWriter(buf)
     w.writerow(CSV_HEADER)
+
+    def write(cells: Iterable[Any]) -> None:  # every line has every column: a row's leaves the pair columns empty
+        cells = list(cells)
+        w.writerow(cells + [""] * (len(CSV_HEADER) - len(cells)))
+
     for r in table["rows"]:
-        w.writerow(
+        write(
             map(
                 _blank,
                 [
@@ -553,7 +664,7 @@ def table_csv(table: Dict[str, Any]) -> str:
             t = s["per_token"] or {}
             e = s.get("estimator") or {}
             low, high = s["accuracy_ci95"] or (None, None)
-            w.writerow(
+            write(
                 map(
                     _blank,
                     [
@@ -588,6 +699,24 @@ def table_csv(table: Dict[str, Any]) -> str:
                     ],
                 )
             )
+    holm = table.get("holm") or {}
+    for p in table["pairs"]:
+        tested = p["p_value"] is not None
+        low, high = p["diff_ci95"] if tested else (None, None)
+        line: List[Any] = [p["a"], "pair", None, None, len(p["seeds"]), None] + [None] * (ROW_COLUMNS - 6)
+        line[CSV_HEADER.index("note")] = "" if tested else "no seed in common"
+        line += [
+            p["b"],
+            p.get("accuracy_diff"),
+            low,
+            high,
+            p["p_value"],
+            p["p_holm"],
+            "true" if p.get("primary", True) else "false",
+            holm.get("family"),
+            holm.get("size"),
+        ]
+        write(map(_blank, line))
     return buf.getvalue()
 
 
@@ -598,7 +727,8 @@ def _cpu_note(seed: Dict[str, Any]) -> str:
 
 def summary_lines(table: Dict[str, Any]) -> List[str]:
     """What `orch study report` says on the terminal: each row's mean, its interval over texts
-    and seeds, its verdict; then the pairs that differ after Holm's correction (plain text)."""
+    and seeds, its verdict; then the pairs that differ after Holm's correction, the primary
+    ones only (with `compare:`, the exploratory pairs are counted, never claimed; plain text)."""
     out = []
     for r in table["rows"]:
         if r["accuracy_mean"] is None:
@@ -617,19 +747,27 @@ def summary_lines(table: Dict[str, Any]) -> List[str]:
             f"warning: run {c['run_id']} ({c['row']}, seed {c['seed']}) predicted class {c['class']} for all "
             f"{c['n']} texts: it decides nothing (report.md, Results)"
         )
+    # only the pairs in Holm's family (the primary ones) are claimed, or said to differ in none
     tested = [p for p in table["pairs"] if p["p_holm"] is not None]
-    differ = [p for p in tested if p["p_holm"] < 0.05]
-    for p in differ:
-        (better, worse), (lo, hi) = (p["a"], p["b"]), p["diff_ci95"]
-        if p["accuracy_diff"] < 0:
-            (better, worse), (lo, hi) = (p["b"], p["a"]), (-hi, -lo)
-        out.append(
-            f"{better} beats {worse} by {100.0 * abs(p['accuracy_diff']):.2f} pp "
-            f"(95% CI {_diff_ci([lo, hi])}, p (Holm) {_p(p['p_holm'])})"
-        )
+    differ = claimed(table)
+    out += [claim(p) for p in differ]
+    declared = table.get("compare")
     if tested and not differ:
-        out.append(f"no pair differs at p (Holm) < 0.05 ({len(tested)} pairs tested)")
-    # each caveat whenever some pair rests on that few seeds, a pair claimed or not
+        if declared:
+            out.append(f"no primary pair differs at p (Holm) < 0.05 ({plural(len(tested), 'primary pair')} tested)")
+        else:
+            out.append(f"no pair differs at p (Holm) < 0.05 ({len(tested)} pairs tested)")
+    if declared:
+        for p in primary_pairs(table):
+            if p["p_value"] is None:
+                out.append(f"primary pair {p['a']} vs {p['b']}: not tested (no seed with results from both)")
+        others = exploratory(table)
+        if others:
+            out.append(
+                f"{plural(len(others), 'exploratory pair')} (not in compare:) tested without correction: "
+                "report.md shows them; none is claimed"
+            )
+    # each caveat whenever some pair of the family rests on that few seeds, a pair claimed or not
     if any(len(p["seeds"]) == 1 for p in tested):
         out.append(
             "pairs over one seed compare two trained models, not the members: seed-to-seed variation is not measured"

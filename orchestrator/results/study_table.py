@@ -34,8 +34,14 @@ text's seed-averaged difference; McNemar's exact test at one seed), and from two
 also the seeds' variance of the difference (the larger p of the two).  Summing McNemar's
 counts over seeds instead would count each text once per seed and find differences that
 are not there (pairtest says how often).  The rows' headline (raw-score) predictions are
-used, as in ``orch compare``.  Holm's correction (compare.holm) runs across every pair
-that shares a seed; a pair with no seed in common has no test.
+used, as in ``orch compare``.  Every pair is tested; a pair with no seed in common has no
+test.  Holm's correction (compare.holm) runs over the study's primary comparisons (its
+``compare:``, declared before the results are seen) that were tested: those pairs are
+``primary`` and only they may be called a difference; every other pair is ``exploratory``,
+shown with its unadjusted p and no ``p_holm``.  Without ``compare:`` every pair is primary
+and Holm runs over all of them (with 5 members and an ensemble, 15: with few seeds nothing
+survives that, which is why a paper declares its primary comparisons).  ``holm`` in the
+table says which family it was (``primary`` or ``all``) and its size.
 
 **Ensembles.**  ``ensembles: {name: [m1, m2, ...]}`` adds a row per name.  For each seed
 every component has, each component's per-token class scores (the evaluation's
@@ -395,6 +401,18 @@ def _check_plan(study: Dict[str, Any], members: Sequence[MemberRun]) -> None:
                 ),
                 ExitCode.CONFIG,
             )
+    rows = names | set(study.get("ensembles") or {})
+    seen_pairs = set()
+    for pair in study.get("compare") or []:
+        pair = list(pair) if isinstance(pair, (list, tuple)) else [pair]
+        unknown = [r for r in pair if r not in rows]
+        if len(pair) != 2 or pair[0] == pair[1] or unknown or frozenset(pair) in seen_pairs:
+            raise OrchError(
+                f"primary comparison {pair!r}: "
+                + (f"no member or ensemble {unknown[0]!r}" if unknown else "not a pair of two different rows, once"),
+                ExitCode.CONFIG,
+            )
+        seen_pairs.add(frozenset(pair))
 
 
 def study_table(
@@ -466,7 +484,9 @@ def study_table(
         rows.append(row)
         results[ens] = seeds
 
-    pairs = _pairs(rows, results)
+    compare = [list(p) for p in study.get("compare") or []]
+    pairs = _pairs(rows, results, compare)
+    family = [p for p in pairs if p["primary"] and p["p_value"] is not None]
     return (
         {
             "schema": SCHEMA,
@@ -486,6 +506,10 @@ def study_table(
             "rows": rows,
             "pairs": pairs,
             "pairs_tested": sum(p["p_value"] is not None for p in pairs),
+            # the primary comparisons as declared (None: none declared, every pair is primary)
+            "compare": compare or None,
+            # the family Holm's correction ran over: the primary pairs tested, or every pair tested
+            "holm": {"family": "primary" if compare else "all", "size": len(family)},
             "missing": missing_all,
             "bands": {
                 b: {
@@ -507,21 +531,32 @@ def study_table(
     )
 
 
-def _pairs(rows: List[Dict[str, Any]], results: Dict[str, List[SeedResult]]) -> List[Dict[str, Any]]:
+def _pairs(
+    rows: List[Dict[str, Any]], results: Dict[str, List[SeedResult]], compare: List[List[str]]
+) -> List[Dict[str, Any]]:
+    """Every pair of rows, in row order (a primary pair as declared: A - B is what the
+    study asked), tested; Holm over the primary ones (COMPARE, or every pair when COMPARE
+    is empty).  A primary pair whose rows have no results yet is listed untested, so the
+    report can say a declared comparison is missing."""
+    declared = {frozenset(p): tuple(p) for p in compare}
     pairs = []
-    names = [r["name"] for r in rows if results[r["name"]]]
+    names = [r["name"] for r in rows]
     for a, b in itertools.combinations(names, 2):
+        is_primary = not compare or frozenset((a, b)) in declared
+        a, b = declared.get(frozenset((a, b)), (a, b))  # A - B as the study declared it
+        if not (results[a] and results[b]) and not (compare and is_primary):
+            continue  # a row without results is in no pair, unless the study declared the pair
         sa = {s.seed: s for s in results[a]}
         sb = {s.seed: s for s in results[b]}
         common = sorted(set(sa) & set(sb))
-        pair: Dict[str, Any] = {"a": a, "b": b, "seeds": common}
+        pair: Dict[str, Any] = {"a": a, "b": b, "seeds": common, "primary": is_primary}
         if common:
             pair.update(paired_over_seeds([sa[s].correct for s in common], [sb[s].correct for s in common]))
         else:
             pair.update(n=0, p_value=None)
         pairs.append(pair)
-    tested = [p for p in pairs if p["p_value"] is not None]
-    for pair, adjusted in zip(tested, holm([p["p_value"] for p in tested])):
+    family = [p for p in pairs if p["primary"] and p["p_value"] is not None]
+    for pair, adjusted in zip(family, holm([p["p_value"] for p in family])):
         pair["p_holm"] = adjusted
     for pair in pairs:
         pair.setdefault("p_holm", None)

@@ -146,14 +146,16 @@ def file_edits(project: Project, record: Dict, in_report: bool = False):
     return (note_lines(record, found, in_report) if found else []), study
 
 
-def with_file_ensembles(project: Project, record: Dict, say: Callable[[str], None]) -> Dict:
-    """RECORD for `study report`, with the study file's ensembles when it has others (an
-    ensemble combines runs the study has: no launch needed), after saying how the study file
-    differs from study.json.  An ensemble of a member the study has not recorded is left out."""
+def with_file_report_keys(project: Project, record: Dict, say: Callable[[str], None]) -> Dict:
+    """RECORD for `study report`, with the study file's ensembles and primary comparisons
+    (`compare:`) when it has others: they change no run, so the report follows the file before
+    `study run` records them, after saying how the study file differs from study.json.  An
+    ensemble of a member the study has not recorded is left out, and so is a comparison of a
+    row the study does not have."""
     notes, study = file_edits(project, record, in_report=True)
     for line in notes:
         say(line)
-    if study is None or study.ensembles == (record.get("ensembles") or {}):
+    if study is None:
         return record
     members = record.get("members") or {}
     ensembles = {}
@@ -166,7 +168,19 @@ def with_file_ensembles(project: Project, record: Dict, say: Callable[[str], Non
             )
         else:
             ensembles[name] = parts
-    return {**record, "ensembles": ensembles}
+    compare = []
+    for a, b in study.compare:
+        absent = [r for r in (a, b) if r not in members and r not in ensembles]
+        if absent:
+            say(
+                f"note: the primary comparison {a} vs {b} is left out: study {record['name']} has no member "
+                f"{absent[0]} yet (`orch study run {record['name']}` launches it)"
+            )
+        else:
+            compare.append([a, b])
+    if study.compare and not compare:
+        say("note: no primary comparison is left: Holm's correction runs over every pair")
+    return {**record, "ensembles": ensembles, "compare": compare}
 
 
 def recorded(project: Project, name: str) -> Optional[Dict]:

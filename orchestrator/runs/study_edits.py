@@ -4,8 +4,10 @@ study.json is the study as `orch study run` last recorded it; the file may have 
 since.  What an edit means depends on what it touches: a launched run's config cannot
 change (a study's runs keep the config they were launched with: a new version is another
 study), a new member or seed is runs to launch, and a new ensemble only combines runs the
-study has (no new runs: the report includes it).  `study run` refuses the first kind and
-names it; `study status` and `study report` name every kind.
+study has (no new runs: the report includes it), and so does a change to the primary
+comparisons (`compare:` says which pairs the report corrects for multiple testing over: no
+run changes).  `study run` refuses the first kind and names it, and records the report's
+kinds; `study status` and `study report` name every kind.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ REMOVED = "removed"  # launched runs would leave the study: refused
 NEW = "new"  # runs to launch (a member or seed added)
 PENDING = "pending"  # only runs not launched yet take it
 ENSEMBLE = "ensemble"  # the report's combinations: no runs
+COMPARE = "compare"  # the report's primary comparisons: no runs
 REFUSED = (CHANGED, REMOVED)
 
 
@@ -104,7 +107,28 @@ def edits(record: Dict, study, launched: Set[str]) -> List[Edit]:
             out.append(Edit(f"removed ensemble {name}", ENSEMBLE))
         else:
             out.append(Edit(f"ensemble {name}: {' + '.join(a)} -> {' + '.join(b)}", ENSEMBLE))
+    out += _compare_edits(record.get("compare") or [], new["compare"])
     return out
+
+
+def _compare_edits(old: List[List[str]], new: List[List[str]]) -> List[Edit]:
+    """The primary comparisons added and removed (a pair is the same either way round)."""
+    if not old and new:  # from every pair to these: one line says what the report does now
+        return [
+            Edit(
+                f"compare: every pair -> {len(new)} primary pair{'s' if len(new) > 1 else ''} ({_pairs(new)})", COMPARE
+            )
+        ]
+    if old and not new:
+        return [Edit(f"compare: {len(old)} primary pair{'s' if len(old) > 1 else ''} -> every pair", COMPARE)]
+    was, now = {frozenset(p) for p in old}, {frozenset(p) for p in new}
+    out = [Edit(f"added primary comparison {a} vs {b}", COMPARE) for a, b in new if frozenset((a, b)) not in was]
+    out += [Edit(f"removed primary comparison {a} vs {b}", COMPARE) for a, b in old if frozenset((a, b)) not in now]
+    return out
+
+
+def _pairs(pairs: List[List[str]], shown: int = 3) -> str:
+    return listed([f"{a} vs {b}" for a, b in pairs], shown)
 
 
 def listed(runs: List[str], shown: int = 3) -> str:

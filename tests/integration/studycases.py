@@ -8,10 +8,12 @@ import timing
 import yaml
 
 
-def write_study(p, name, members, seeds, shared=None, ensembles=None):
+def write_study(p, name, members, seeds, shared=None, ensembles=None, compare=None):
     doc = {"base": "smoke", "host": "testhost", "seeds": seeds, "set": shared or {}, "members": members}
     if ensembles:
         doc["ensembles"] = ensembles
+    if compare:
+        doc["compare"] = compare
     path = p.root / "configs" / "studies" / f"{name}.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
