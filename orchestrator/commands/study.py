@@ -55,7 +55,7 @@ def run_cmd(
     from orchestrator.runs import study as studies
 
     project = Project.find()
-    plan = config.load(project, study, host)
+    plan = studies.keep_launched_owners(project, config.load(project, study, host))
     chosen = studies.with_owners(plan, config.only(plan, only), project)
     if dry_run:
         for line in studies.preview(project, plan, chosen):
@@ -229,7 +229,7 @@ def resume_cmd(
                 hint=f"`orch study status {record['name']}`",
             )
         plan = (
-            config.load(project, record["file"], record["host"])
+            studies.keep_launched_owners(project, config.load(project, record["file"], record["host"]), record)
             if any(studies.needs_launch(project, v) for v in todo)
             else None
         )

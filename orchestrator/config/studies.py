@@ -27,7 +27,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Collection, Dict, List, Optional, Sequence
 
 from orchestrator.config import experiments
 from orchestrator.config.project import Project, check_name
@@ -195,7 +195,7 @@ def load(project: Project, name: str, host: Optional[str] = None) -> Study:
     if not isinstance(study.host, str) or not study.host:
         raise bad("host", "no host: set `host:` in the study or the base experiment, or pass --host")
     _check_same_test_set(study, where)
-    _share_pretrain(study)
+    share_pretrain(study)
     return study
 
 
@@ -336,9 +336,17 @@ def pretrain_identity(exp: Experiment) -> Optional[str]:
     return json.dumps({"data": doc["data"], "model": model, "pretrain": pretrain}, sort_keys=True)
 
 
-def _share_pretrain(study: Study) -> None:
+def share_pretrain(study: Study, first: Collection[str] = ()) -> None:
+    """Runs with one pretrain identity share the pretrain job of the first of them, in
+    member order, or of one in FIRST (the runs launched already) when there is one: a member
+    added above them must not take the pretrain over from a launched run (its config would
+    change under it)."""
     owners: Dict[str, str] = {}
-    for run in study.runs:
+    ordered = [r for r in study.runs if r.run_id in first] + [r for r in study.runs if r.run_id not in first]
+    for run in ordered:
+        run.pretrain_from = ""
+        run.exp.pretrain.from_run = ""
+    for run in ordered:
         key = pretrain_identity(run.exp)
         if key is None:
             continue

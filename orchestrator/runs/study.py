@@ -132,7 +132,7 @@ def file_edits(project: Project, record: Dict, in_report: bool = False):
     if not files_changed(record):
         return [], None
     try:
-        study = config.load(project, record["file"], record.get("host") or None)
+        study = keep_launched_owners(project, config.load(project, record["file"], record.get("host") or None), record)
     except OrchError as exc:
         return [
             f"note: the study file of {record['name']} cannot be read now ({exc.message}): study.json is what counts"
@@ -181,6 +181,17 @@ def with_file_report_keys(project: Project, record: Dict, say: Callable[[str], N
     if study.compare and not compare:
         say("note: no primary comparison is left: Holm's correction runs over every pair")
     return {**record, "ensembles": ensembles, "compare": compare}
+
+
+def keep_launched_owners(project: Project, study: Study, record: Optional[Dict] = None) -> Study:
+    """STUDY with its shared pretrains owned by launched runs where they were (config.share_pretrain):
+    read from the file alone, a member added above them would own them."""
+    from orchestrator.config.studies import share_pretrain
+
+    record = record if record is not None else recorded(project, study.name)
+    if record is not None:
+        share_pretrain(study, launched_ids(project, record))
+    return study
 
 
 def recorded(project: Project, name: str) -> Optional[Dict]:

@@ -107,3 +107,31 @@ def test_study_run_refuses_a_launched_runs_change_naming_it_and_keeps_launch_fac
     write(project, {**BASE, "ensembles": {}})  # allowed: the launch facts stay with their run
     saved = running.save_record(project, studies.load(project, "st"))
     assert saved["runs"][0]["launched"] == facts and saved["ensembles"] == {}
+
+
+def test_a_member_added_above_launched_sharers_does_not_take_their_pretrain_over(project):
+    """gpt2 owns the pretrain classifier shares; a new member listed first with the same
+    pretraining would own it if read from the file alone, which would change both launched
+    runs: the launched owner keeps it and the new member is just launched."""
+    shared = {
+        "data.unlabelled_path": "configs/data/tiny_unlabelled.jsonl",
+        "pretrain.enabled": True,
+        "pretrain.steps": 5,
+    }
+    members = {"gpt2": {"model.kind": "ar"}, "classifier": {"model.kind": "classifier"}}
+    base = {"base": "smoke", "seeds": [0], "set": shared, "members": members}
+    write(project, base)
+    doc = running.save_record(project, studies.load(project, "st"))
+    for run_id in ("st-gpt2-s0", "st-classifier-s0"):
+        (project.runs / run_id).mkdir(parents=True)
+    write(project, {**base, "members": {"gpt2b": {"model.kind": "ar", "train.lr": 0.001}, **members}})
+    plan = running.keep_launched_owners(project, studies.load(project, "st"))
+    assert [(e.text, e.kind, e.runs) for e in edits(doc, plan, running.launched_ids(project, doc))] == [
+        ("added member gpt2b", NEW, ["st-gpt2b-s0"])
+    ]
+    by_id = {r.run_id: r for r in plan.runs}
+    assert by_id["st-gpt2b-s0"].pretrain_from == "st-gpt2-s0"
+    assert by_id["st-classifier-s0"].pretrain_from == "st-gpt2-s0" and by_id["st-gpt2-s0"].owns_pretrain
+    # Read from the file alone (no study.json yet), member order decides, as before.
+    fresh = studies.load(project, "st")
+    assert {r.run_id: r.pretrain_from for r in fresh.runs}["st-gpt2-s0"] == "st-gpt2b-s0"
