@@ -361,8 +361,8 @@ def test_csv_json_and_report_agree(tmp_path):
     table = write_study_report(out, {**STUDY, "ensembles": {"duo": ["gpt2", "mdlm"]}}, all_runs(tmp_path))
     assert json.loads((out / "table.json").read_text()) == table
     report = (out / "report.md").read_text()
-    results = report.split("## Results")[1].split("## Pairwise tests")[0]
-    csv_rows = [c for c in read_csv(out / "table.csv") if c["type"] != "pair"]
+    results = report.split("### Details")[1].split("## Pairwise tests")[0]  # the wide table
+    csv_rows = [c for c in read_csv(out / "table.csv") if c["type"] not in ("pair", "yardstick")]
     assert len(csv_rows) == 4 * 3  # per row: the mean and two seeds (then a line per pair)
     for r in table["rows"]:
         (mean,) = [c for c in csv_rows if c["row"] == r["name"] and c["seed"] == "mean"]
