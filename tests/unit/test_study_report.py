@@ -442,7 +442,7 @@ def test_the_means_interval_counts_the_seeds_and_says_when_the_band_is_unsettled
     low, high = g["accuracy_mean_ci95"]
     assert low < min(s["accuracy_ci95"][0] for s in g["seeds"]) and high == 1.0
     assert g["verdict"] == "Good" and g["verdict_span"][0] == "Excellent" and len(g["verdict_span"]) > 2
-    results = (out / "report.md").read_text().split("## Results")[1]
+    results = (out / "report.md").read_text().split("### Details")[1]  # the wide table holds the verdict
     line = next(li for li in results.splitlines() if li.startswith("| gpt2 |"))
     assert f"Good (poc; its interval reaches Excellent to {g['verdict_span'][-1]})" in line
     # one seed: the run's own interval (with MDLM's draws), and the report says the seeds are not measured
