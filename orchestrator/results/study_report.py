@@ -1,4 +1,4 @@
-"""A study's report: runs/studies/<name>/report.md, table.csv, table.json and plots/.
+"""A study's report: runs/studies/<name>/report.md, summary.tex, table.csv, table.json and plots/.
 
 :func:`write_study_report` is the entry point (``orch study report`` calls it).  The
 numbers come from ``study_table.py`` (every run evaluated as ``orch eval`` does, the
@@ -8,7 +8,9 @@ is computed); the figures from ``study_plots.py``.  This module only writes them
 - ``report.md``: a short results section to paste into a paper draft: what was run, on
   what data, with which code and software, the table, the comparisons it claims (the
   primary ones, Holm-corrected), the pairwise tests, the verdict bands and what is missing;
-- ``table.json``: the same numbers in full precision (what this function returns);
+- ``summary.tex``: report.md's compact table as a LaTeX booktabs tabular (study_summary.py);
+- ``table.json``: the same numbers in full precision (what this function returns; the
+  yardsticks, reference rows on the same test texts, under ``yardsticks``);
 - ``table.csv``: one line per row and seed (``seed`` "mean" for the row's aggregate), then
   one per pair (``type`` "pair", B in ``vs``, whether it is ``primary`` and the family Holm
   ran over), its text cells made safe for spreadsheets (report.csv_cell).
@@ -33,9 +35,11 @@ from orchestrator.localfiles import atomic_write_text
 from orchestrator.results.report import PLOTS, SafeWriter, ci, code, compute_time, esc, md_table, num, pct, whole
 from orchestrator.results.seedvar import P_FLOOR
 from orchestrator.results.study_plots import draw_curves, write_plots
+from orchestrator.results.study_summary import SUMMARY_TEX, summary_markdown, summary_tex
 from orchestrator.results.study_table import ENSEMBLE_METHOD, MemberRun, study_table
+from orchestrator.results.study_yardsticks import SAME, reference_label
 
-__all__ = ["MemberRun", "write_study_report", "REPORT", "TABLE_CSV", "TABLE_JSON"]
+__all__ = ["MemberRun", "write_study_report", "REPORT", "SUMMARY_TEX", "TABLE_CSV", "TABLE_JSON"]
 
 REPORT = "report.md"
 TABLE_CSV = "table.csv"
@@ -157,6 +161,62 @@ def results_rows(table: Dict[str, Any]) -> List[List[str]]:
             ]
         )
     return out
+
+
+def yardstick_results_rows(table: Dict[str, Any]) -> List[List[str]]:
+    """The wide table's reference rows: a yardstick's accuracy, interval and macro-F1 (the
+    columns a bag-of-words model has), the rest "—"."""
+    out = []
+    for y in table.get("yardsticks") or []:
+        if not y["available"]:
+            seeds, each = "—", esc(y["note"])
+        elif y["same_in_every_run"]:
+            seeds, each = SAME, f"{pct(y['accuracy_mean'])} ({ci(y['accuracy_mean_ci95'])})"
+        else:
+            seeds = str(y["n_done"])
+            each = "; ".join(f"s{s['seed']} {pct(s['accuracy'])} ({ci(s['accuracy_ci95'])})" for s in y["seeds"])
+        out.append(
+            [esc(reference_label(y)) + " — *reference, not a member*", seeds]
+            + [mean_sd(y["accuracy_mean"], y["accuracy_sd"]) if y["available"] else "n/a"]
+            + [ci(y["accuracy_mean_ci95"]) if y["available"] else "n/a", each, num(y["macro_f1_mean"])]
+            + ["—"] * 7
+        )
+    return out
+
+
+def _yardstick_note(table: Dict[str, Any]) -> List[str]:
+    """What the yardstick rows are, under the compact table."""
+    rows = table.get("yardsticks") or []
+    if not table["data"]["n_test"]:
+        return []
+    if not rows:
+        return ["No yardsticks: no run has results.", ""]
+    shown = [y for y in rows if y["available"]]
+    text = (
+        "The yardstick rows are references, not members of the study: "
+        + " and ".join(f"{esc(y['title'])} ({code(y['settings'])})" for y in rows)
+        + ", trained on the runs' training texts and scored on the same test texts (each run's yardsticks, as "
+        "its metrics.json has them). "
+    )
+    if shown and all(y["same_in_every_run"] for y in shown):
+        text += (
+            f"They are the same in every run that computed them ({len(shown[0]['runs_with'])} of "
+            f"{shown[0]['n_runs']}: the same predictions text by text), so each is shown once, its interval over "
+            "the test texts alone. "
+        )
+    elif shown:
+        text += "Their predictions differ between runs: one value per seed, averaged as a member's are. "
+    by_why: Dict[str, List[str]] = {}  # the same reason once, with its runs
+    for m in {m["run_id"]: m for y in rows for m in y["runs_without"]}.values():
+        by_why.setdefault(m["why"], []).append(m["run_id"])
+    for why, runs in by_why.items():
+        text += f"Without yardsticks, {len(runs)} of {rows[0]['n_runs']} runs ({', '.join(map(code, runs))}): "
+        text += _why(why) + ". "
+    text += (
+        "They are in no pairwise test: a reference is not a claim of the study, and in Holm's family it would "
+        "weaken every member's comparison; each run's own report tests its model against both (McNemar)."
+    )
+    return [text, ""]
 
 
 RESULTS_HEADER = [
@@ -528,6 +588,15 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
         *_what_was_run(table),
         "## Results",
         "",
+        "Accuracy mean ± sample sd over the seeds with results, the mean's 95% interval over the test texts and "
+        "the seeds, macro-F1 (mean over the seeds) and the seeds with results"
+        + (" (\\* fewer than planned: *What is missing*)" if any(not r["complete"] for r in table["rows"]) else "")
+        + f". The same table for LaTeX (booktabs): {code(SUMMARY_TEX)}.",
+        "",
+        *summary_markdown(table),
+        *_yardstick_note(table),
+        "### Details",
+        "",
         "Accuracy mean ± sample sd over the seeds with results (percentage points). The mean's 95% interval "
         "counts both the test texts and the seeds: a seed's accuracy moves by more than a large test set can "
         "show, and with few seeds that is known only roughly (Student's t with seeds − 1 degrees of freedom, on "
@@ -545,7 +614,7 @@ def report_markdown(study: Dict[str, Any], table: Dict[str, Any]) -> str:
         "averaged over the seeds, as each run report's `train tok/s` is per job; a pretraining job the runs "
         "train is shown apart, in brackets.",
         "",
-        *md_table(RESULTS_HEADER, results_rows(table)),
+        *md_table(RESULTS_HEADER, results_rows(table) + yardstick_results_rows(table)),
         *_cpu_section(table),
         *_collapsed_lines(table),
     ]
@@ -699,6 +768,8 @@ def table_csv(table: Dict[str, Any]) -> str:
                     ],
                 )
             )
+    for line in _yardstick_csv_lines(table):
+        write(map(_blank, line))
     holm = table.get("holm") or {}
     for p in table["pairs"]:
         tested = p["p_value"] is not None
@@ -718,6 +789,47 @@ def table_csv(table: Dict[str, Any]) -> str:
         ]
         write(map(_blank, line))
     return buf.getvalue()
+
+
+def _yardstick_csv_lines(table: Dict[str, Any]) -> List[List[Any]]:
+    """A yardstick's lines (type "yardstick", judged on nothing): its aggregate ("mean"; the
+    note says when it is the same in every run), then, where it differs between runs, one per seed."""
+    out: List[List[Any]] = []
+    at = CSV_HEADER.index
+
+    def line(y: Dict[str, Any], seed: Any, run_id: Any, values: Dict[str, Any]) -> List[Any]:
+        cells: List[Any] = [None] * ROW_COLUMNS
+        cells[: at("seeds_done")] = [y["name"], "yardstick", seed, run_id]
+        for key, value in values.items():
+            cells[at(key)] = value
+        return cells
+
+    for y in table.get("yardsticks") or []:
+        low, high = y["accuracy_mean_ci95"] or (None, None)
+        out.append(
+            line(
+                y,
+                "mean",
+                "",
+                {
+                    "seeds_done": y["n_done"],
+                    "seeds_planned": len(table["seeds"]),
+                    "accuracy": y["accuracy_mean"],
+                    "accuracy_sd": y["accuracy_sd"],
+                    "accuracy_ci95_low": low,
+                    "accuracy_ci95_high": high,
+                    "macro_f1": y["macro_f1_mean"],
+                    "judged_on": "reference",
+                    "note": y["note"],
+                },
+            )
+        )
+        if y["same_in_every_run"] is False:
+            for s in y["seeds"]:
+                low, high = s["accuracy_ci95"] or (None, None)
+                values = {"accuracy": s["accuracy"], "accuracy_ci95_low": low, "accuracy_ci95_high": high}
+                out.append(line(y, s["seed"], s["run_id"], {**values, "macro_f1": s["macro_f1"]}))
+    return out
 
 
 def _cpu_note(seed: Dict[str, Any]) -> str:
@@ -742,6 +854,7 @@ def summary_lines(table: Dict[str, Any]) -> List[str]:
         out.append(
             f"{r['name']}: {mean_sd(r['accuracy_mean'], r['accuracy_sd'])}, 95% CI {interval} ({seeds}){verdict}"
         )
+    out += yardstick_lines(table)
     for c in collapsed(table) if table.get("data") else []:
         out.append(
             f"warning: run {c['run_id']} ({c['row']}, seed {c['seed']}) predicted class {c['class']} for all "
@@ -782,6 +895,21 @@ def summary_lines(table: Dict[str, Any]) -> List[str]:
     return out
 
 
+def yardstick_lines(table: Dict[str, Any]) -> List[str]:
+    """The terminal's reference lines: each yardstick's accuracy on the same texts, or why none."""
+    out = []
+    for y in table.get("yardsticks") or []:
+        label = f"yardstick {y['name']} ({y['title']}, reference)"
+        if not y["available"]:
+            out.append(f"{label}: {y['note']}")
+            continue
+        said = mean_sd(y["accuracy_mean"], y["accuracy_sd"]) if not y["same_in_every_run"] else pct(y["accuracy_mean"])
+        how = SAME if y["same_in_every_run"] else f"{y['n_done']} seeds"
+        lacking = f"; {len(y['runs_without'])} run(s) without yardsticks" if y["runs_without"] else ""
+        out.append(f"{label}: {said}, 95% CI {ci(y['accuracy_mean_ci95'])} ({how}{lacking})")
+    return out
+
+
 def write_study_report(out_dir: Path, study: Dict[str, Any], members: Sequence[MemberRun]) -> Dict[str, Any]:
     """Evaluate the study's runs and write report.md, table.csv, table.json and plots/
     into OUT_DIR (runs/studies/<name>/); return the table (table.json's content)."""
@@ -796,8 +924,9 @@ def write_study_report(out_dir: Path, study: Dict[str, Any], members: Sequence[M
     drawn, notes = write_plots(out_dir / PLOTS, table, curves, why)
     table["plots"] = [f"{PLOTS}/{p.name}" for p in drawn]
     table["plot_notes"] = notes
-    table["files"] = {"report": REPORT, "csv": TABLE_CSV, "json": TABLE_JSON}
+    table["files"] = {"report": REPORT, "csv": TABLE_CSV, "json": TABLE_JSON, "latex": SUMMARY_TEX}
     atomic_write_text(out_dir / TABLE_JSON, json.dumps(table, indent=2, default=str) + "\n")
     atomic_write_text(out_dir / TABLE_CSV, table_csv(table))
+    atomic_write_text(out_dir / SUMMARY_TEX, summary_tex(table))
     atomic_write_text(out_dir / REPORT, report_markdown(study, table))
     return table

@@ -58,6 +58,11 @@ its class margins (for two classes, the root mean square of its margins), which 
 decides.  The per-token scores are used so long and short texts weigh alike.
 The ensemble is then scored like a member (metrics.classification_metrics: accuracy with
 its 95% interval, macro-F1, ROC-AUC, verdict) and takes part in the pairwise tests.
+
+**Yardsticks.**  table.json's ``yardsticks`` holds naive Bayes and TF-IDF logistic
+regression on the same test texts, from each run's cached yardstick predictions (shown once
+when every run holds the same, which it does unless the runs' data settings differ):
+reference rows, in no pair (study_yardsticks.py says how and why).
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ from orchestrator.results.pairtest import paired_over_seeds
 from orchestrator.results.scores import load_run, load_scores
 from orchestrator.results.scoretable import name_examples
 from orchestrator.results.seedvar import mean_accuracy_ci
+from orchestrator.results.study_yardsticks import RunYardsticks, yardstick_rows
 
 SCHEMA = 1
 ENSEMBLE_METHOD = (
@@ -119,13 +125,18 @@ class SeedResult:
 # --------------------------------------------------------------------------- loading
 
 
-def _evaluate(mr: MemberRun) -> Evaluation:
+def _evaluate(mr: MemberRun) -> Tuple[Evaluation, Dict[str, Any]]:
+    """The run evaluated as `orch eval` does, and its yardsticks' predictions (or why none)."""
     try:
         run = load_run(Path(mr.run_dir))  # type: ignore[arg-type]
         scores = load_scores(run)
         # the yardsticks `orch eval` cached, if any: a report trains nothing
-        found = ystk.predictions(run, scores, run.run_dir, compute=False)
-        return evaluate(run, scores, yardsticks=found)
+        found = (
+            ystk.predictions(run, scores, run.run_dir, compute=False)
+            if run.experiment.eval.yardsticks
+            else {"available": False, "reason": "turned off (eval.yardsticks: false)"}
+        )
+        return evaluate(run, scores, yardsticks=found), found
     except OrchError as exc:
         raise _in_run(mr.run_id, exc) from None
 
@@ -430,6 +441,7 @@ def study_table(
     facts: List[Dict[str, Any]] = []
     aligned: Dict[Tuple[str, int], np.ndarray] = {}
     dataset = bands_dataset = None
+    ran_yardsticks: List[RunYardsticks] = []
 
     for name, overrides in (study.get("members") or {}).items():
         seeds: List[SeedResult] = []
@@ -440,7 +452,7 @@ def study_table(
             if mr is None or mr.run_dir is None or mr.missing:
                 missing.append(_missing(mr, name, seed))
                 continue
-            ev = _evaluate(mr)
+            ev, found = _evaluate(mr)
             if test is None:
                 test = ReferenceSet(mr, ev)
                 dataset = ystk.run_dataset(ev.run)
@@ -448,6 +460,7 @@ def study_table(
             rows_ = test.align(mr, ev)
             aligned[(name, seed)] = rows_
             correct = (ev.pred == ev.scores.y)[rows_]
+            ran_yardsticks.append(RunYardsticks(name, seed, mr.run_id, ystk.subset(found, ev.scores, test.ids)))
             seeds.append(SeedResult(seed, mr.run_id, correct, _seed_record(mr, ev), ev))
             kind, band_set = ev.metrics["kind"], ev.metrics["verdict"]["bands"]
             facts.append(software_facts(ev.run))
@@ -504,6 +517,8 @@ def study_table(
             "code_hashes": sorted({str(f["code_hash"]) for f in facts if f.get("code_hash")}),
             "software": _merge_facts(facts),
             "rows": rows,
+            # reference rows (study_yardsticks.py): in no pair, no Holm family, no plot
+            "yardsticks": [] if test is None else yardstick_rows(ran_yardsticks, test.y, test.classes),
             "pairs": pairs,
             "pairs_tested": sum(p["p_value"] is not None for p in pairs),
             # the primary comparisons as declared (None: none declared, every pair is primary)

@@ -91,5 +91,26 @@ def test_a_study_runs_shares_pretrains_fetches_and_reports(ssh_project):
     assert "| A better | B better |" in text and "95% CI of the mean (texts and seeds)" in text
     assert (out_dir / "plots" / "accuracy_by_member.png").is_file()
 
+    # The yardsticks: one reference row each, the number every run's metrics.json has.
+    from_runs = {}
+    for run_id in runs:
+        ys = json.loads((p.root / "runs" / run_id / "metrics.json").read_text())["yardsticks"]
+        assert ys["available"], (run_id, ys)
+        for y in ys["rows"]:
+            from_runs.setdefault(y["name"], set()).add(y["accuracy"])
+    tex = (out_dir / "summary.tex").read_text()
+    assert tex.count("\\toprule") == 1 and "\\end{tabular}" in tex
+    assert [y["name"] for y in table["yardsticks"]] == ["nb", "tfidf_lr"]
+    for y in table["yardsticks"]:
+        assert y["kind"] == "yardstick" and y["same_in_every_run"] and len(y["runs_with"]) == 6, y
+        assert from_runs[y["name"]] == {y["accuracy_mean"]}  # one training set: the same in every run
+        shown = f"{100 * y['accuracy_mean']:.2f}"
+        assert f"{y['title']} (yardstick) & {shown} &" in tex
+        assert f"yardstick {y['name']} ({y['title']}, reference): {shown}%" in report.stderr
+        assert f"| {shown}% |" in text.split("### Details")[0]
+    assert all(y["name"] not in (pair["a"], pair["b"]) for y in table["yardsticks"] for pair in table["pairs"])
+    lines = (out_dir / "table.csv").read_text().splitlines()
+    assert sum(li.startswith(("nb,yardstick,mean,", "tfidf_lr,yardstick,mean,")) for li in lines) == 2
+
     refused = p.orch("study", "run", "st")
     assert refused.returncode == 8 and "launched already" in refused.stderr and "Traceback" not in refused.stderr

@@ -33,7 +33,7 @@ def test_train_tokens_per_s_is_tokens_trained_on_with_the_pretraining_apart(tmp_
     assert g["train_tokens_per_s"] == pytest.approx(240.0) and g["pretrain_tokens_per_s"] == pytest.approx(5500.0)
     assert [s["pretrain_tokens_per_s"] for s in g["seeds"]] == [pytest.approx(5500.0)] * 2
     assert rows_by_name(table)["mdlm"]["pretrain_tokens_per_s"] is None
-    results = (out / "report.md").read_text().split("## Results")[1]
+    results = (out / "report.md").read_text().split("### Details")[1]  # the wide table
     line = next(li for li in results.splitlines() if li.startswith("| gpt2 |"))
     assert "| 240 (pretrain 5,500) |" in line
     assert "train tokens/s (pretrain apart)" in (out / "report.md").read_text()

@@ -361,8 +361,8 @@ def test_csv_json_and_report_agree(tmp_path):
     table = write_study_report(out, {**STUDY, "ensembles": {"duo": ["gpt2", "mdlm"]}}, all_runs(tmp_path))
     assert json.loads((out / "table.json").read_text()) == table
     report = (out / "report.md").read_text()
-    results = report.split("## Results")[1].split("## Pairwise tests")[0]
-    csv_rows = [c for c in read_csv(out / "table.csv") if c["type"] != "pair"]
+    results = report.split("### Details")[1].split("## Pairwise tests")[0]  # the wide table
+    csv_rows = [c for c in read_csv(out / "table.csv") if c["type"] not in ("pair", "yardstick")]
     assert len(csv_rows) == 4 * 3  # per row: the mean and two seeds (then a line per pair)
     for r in table["rows"]:
         (mean,) = [c for c in csv_rows if c["row"] == r["name"] and c["seed"] == "mean"]
@@ -442,7 +442,7 @@ def test_the_means_interval_counts_the_seeds_and_says_when_the_band_is_unsettled
     low, high = g["accuracy_mean_ci95"]
     assert low < min(s["accuracy_ci95"][0] for s in g["seeds"]) and high == 1.0
     assert g["verdict"] == "Good" and g["verdict_span"][0] == "Excellent" and len(g["verdict_span"]) > 2
-    results = (out / "report.md").read_text().split("## Results")[1]
+    results = (out / "report.md").read_text().split("### Details")[1]  # the wide table holds the verdict
     line = next(li for li in results.splitlines() if li.startswith("| gpt2 |"))
     assert f"Good (poc; its interval reaches Excellent to {g['verdict_span'][-1]})" in line
     # one seed: the run's own interval (with MDLM's draws), and the report says the seeds are not measured
