@@ -21,6 +21,7 @@ from orchestrator.commands.tables import add_column, add_name_column
 from orchestrator.config.project import Project, check_name, copy_of, launched_at, not_a_run
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError, on_ctrl_c
+from orchestrator.results.room import size_words
 from orchestrator.runs import hostctl as hostops
 from orchestrator.runs import previous
 from orchestrator.runs.state import (
@@ -696,9 +697,9 @@ def _listed(run_dir) -> dict:
             f"a copy of run {other}'s folder (its local.json names {other}): status, logs, cancel, fetch-results "
             f"and --resume refuse it; `orch eval {run_dir.name}` evaluates it here"
         )
-    held = previous.kept(run_dir)
-    if held.count:
-        notes.append(previous.kept_line(run_dir, held))
+    earlier = previous.earlier(run_dir)
+    if earlier.count:
+        notes.append(previous.earlier_line(run_dir, earlier))
     return {
         "run": run_dir.name,
         "experiment": record.get("experiment"),
@@ -711,15 +712,9 @@ def _listed(run_dir) -> dict:
         "study": (record.get("study") or {}).get("name") if isinstance(record.get("study"), dict) else None,
         "copy_of": other,
         "results_missing": missing,
-        "previous": {"copies": held.count, "bytes": held.bytes},
+        "previous": {"copies": earlier.count, "bytes": earlier.bytes},
         "notes": notes,
     }
-
-
-def _size(n: int) -> str:
-    from orchestrator.results.room import size_words
-
-    return size_words(n)
 
 
 def _drop_previous(project: Project, names: List[str], as_json: bool) -> None:
@@ -743,7 +738,7 @@ def _drop_previous(project: Project, names: List[str], as_json: bool) -> None:
         if removed.count:
             words = f"{removed.count} earlier cop{'y' if removed.count == 1 else 'ies'}"
             output.out.print(
-                f"{run_dir.name}: removed {words} of its results from {base} ({_size(removed.bytes)} freed)",
+                f"{run_dir.name}: removed {words} of its results from {base} ({size_words(removed.bytes)} freed)",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,

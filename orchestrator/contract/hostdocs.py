@@ -16,7 +16,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from orchestrator.terminal import visible
 from remote.files import too_deep
@@ -30,6 +30,13 @@ STATES = RECORDED  # what status.json may say (remote/jobstate.py)
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # What a job folder may hold that orch fetches (docs/CONTRACT.md); nothing else is read.
 RESULT_FILES = ("scores.jsonl",)
+SCORING_ROLES = ("class", "classifier", "score")  # the roles of the jobs that write them
+
+
+def scoring_roles(planned: Sequence[Dict[str, Any]]) -> Tuple[str, ...]:
+    """The roles whose jobs score in a run of PLANNED jobs (run.yaml's ``jobs``): an
+    adaptive-draws run's score job alone (its class jobs only train), else all of them."""
+    return ("score",) if any(job.get("role") == "score" for job in planned) else SCORING_ROLES
 
 
 class BadDocument(ValueError):

@@ -52,7 +52,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from orchestrator.contract.hostdocs import RESULT_FILES
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.room import memory_shortfall, size_words
-from orchestrator.runs.previous import PREVIOUS
+from orchestrator.runs.previous import PREVIOUS, is_real_dir
 from orchestrator.transport.base import Transport
 from orchestrator.transport.hostfiles import NOT_REGULAR
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
@@ -140,7 +140,7 @@ class Staging:
         recover(self.run_dir)
 
 
-def kept_note(run_dir: Path) -> str:
+def untouched_note(run_dir: Path) -> str:
     """What a failed or interrupted fetch leaves, in words."""
     where = run_dir / "jobs"
     if where.is_dir():
@@ -386,11 +386,11 @@ def verify(run_dir: Path, stage: Path, planned: Sequence[Dict], done: Sequence[s
     Each finished scoring job's files against its manifest, then the completeness rule
     (docs/CONTRACT.md): the whole merge when every scoring job is done, else each finished
     job on its own and the same test texts in each."""
+    from orchestrator.contract.hostdocs import scoring_roles
     from orchestrator.results import scores
 
     problems: List[str] = []
-    # An adaptive-draws run's class jobs only train: its score job is what scores.
-    roles = ("score",) if any(job.get("role") == "score" for job in planned) else scores.SCORING_ROLES
+    roles = scoring_roles(planned)
     for job in planned:
         if job["name"] in done and job.get("role") in roles:
             problems += verify_job(stage / job["name"], job["role"])
@@ -431,7 +431,7 @@ class Merge:
     carried: List[str] = field(default_factory=list)
     whole: List[str] = field(default_factory=list)
 
-    def held(self) -> List[str]:
+    def kept_results(self) -> List[str]:
         """The jobs whose results come from the local copy, not from this fetch."""
         return [job for job, results in self.kept.items() if results]
 
@@ -462,13 +462,6 @@ def _regular_size(path: Path) -> Optional[int]:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def _is_dir(path: Path) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
 def plan_merge(
     local: Path, stage: Path, jobs: Sequence[str], done: Sequence[str], cut: Optional[Dict[str, int]] = None
 ) -> Merge:
@@ -484,7 +477,7 @@ def plan_merge(
     this fetch cut to their tail ("job/name" -> size on the host); a job's such log that is
     here as a regular file of exactly that size is the whole of it, and stays."""
     merge = Merge()
-    if not _is_dir(local):
+    if not is_real_dir(local):
         return merge
     planned, finished = set(jobs), set(done)
     for entry in sorted(os.listdir(local)):
@@ -492,7 +485,7 @@ def plan_merge(
         if entry not in planned:
             merge.carried.append(entry)
             continue
-        if not _is_dir(here):  # something else where a job folder goes: not orch's
+        if not is_real_dir(here):  # something else where a job folder goes: not orch's
             if os.path.lexists(there):
                 merge.changed[entry] = f"jobs/{entry} here was not a job folder"
             else:

@@ -17,9 +17,9 @@ import pytest
 from tests.integration.test_hostile_host import (
     Host,
     _drop_last,
+    base_run_fixture,
+    clone_fixture,
     clone_run,
-    fetched_clone,
-    finished_base_run,
     no_traceback,
     rewrite_scores,
 )
@@ -29,18 +29,8 @@ pytestmark = pytest.mark.integration
 JOBS = ("class-0", "class-1")
 
 
-@pytest.fixture(scope="module")
-def base(sshd, tmp_path_factory):
-    """A project whose testhost holds one finished run `base`, and that run's local record
-    as it was right after launch."""
-    with finished_base_run(sshd, tmp_path_factory.mktemp("refetch")) as made:
-        yield made
-
-
-@pytest.fixture
-def fetched(base, request):
-    """A fresh clone of `base` for this test, fetched and evaluated once."""
-    return fetched_clone(base, request.node.name, "r")
+base = base_run_fixture("refetch")
+fetched = clone_fixture("fetched", "r", fetch=True)
 
 
 def _on_local_host(p, pristine, run_id: str) -> Host:

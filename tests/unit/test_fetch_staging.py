@@ -41,7 +41,7 @@ def test_discard_keeps_the_verified_copy(tmp_path):
     staging.discard()
     assert (tmp_path / "jobs" / "neg" / "scores.jsonl").read_bytes() == b"old\n"
     assert not list(tmp_path.glob(".fetch-*"))
-    assert "previous verified copy" in fetch.kept_note(tmp_path) and "untouched" in fetch.kept_note(tmp_path)
+    assert "previous verified copy" in fetch.untouched_note(tmp_path) and "untouched" in fetch.untouched_note(tmp_path)
 
 
 def test_an_interrupted_two_step_swap_is_undone(tmp_path):
