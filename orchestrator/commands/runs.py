@@ -719,11 +719,18 @@ def _listed(run_dir) -> dict:
 
 def _drop_previous(project: Project, names: List[str], as_json: bool) -> None:
     """`orch runs --drop-previous RUN...`: remove each run's earlier copies (runs/previous.py),
-    saying what was removed (stdout) and what was left there."""
-    done = []
+    saying what was removed (stdout) and what was left there.  A run refused (a fetch at
+    work, no such run) does not stop the others: every run's outcome is said (with --json,
+    as one list, a refused run as its ``error``), then the command fails with the refusals."""
+    done, refused = [], []
     for name in names:
-        run_dir = project.existing_run(name, copy_ok=True)  # local only: a copy's own previous/ is its own
-        removed, left = previous.drop(run_dir)
+        try:
+            run_dir = project.existing_run(name, copy_ok=True)  # local only: a copy's own previous/ is its own
+            removed, left = previous.drop(run_dir)
+        except OrchError as exc:
+            refused.append(exc)
+            done.append({"run": name, "error": exc.message})
+            continue
         base = run_dir / previous.PREVIOUS
         done.append(
             {
@@ -752,3 +759,11 @@ def _drop_previous(project: Project, names: List[str], as_json: bool) -> None:
             )
     if as_json:
         print(json.dumps(done))
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        raise OrchError(
+            "\n".join(exc.message for exc in refused),
+            refused[0].code,
+            hint="; ".join(dict.fromkeys(exc.hint for exc in refused if exc.hint)),
+        )
