@@ -21,7 +21,6 @@ from orchestrator.commands.tables import add_column, add_name_column
 from orchestrator.config.project import Project, check_name, copy_of, launched_at, not_a_run
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError, on_ctrl_c
-from orchestrator.results.room import size_words
 from orchestrator.runs import hostctl as hostops
 from orchestrator.runs import previous
 from orchestrator.runs.state import (
@@ -722,6 +721,8 @@ def _drop_previous(project: Project, names: List[str], as_json: bool) -> None:
     saying what was removed (stdout) and what was left there.  A run refused (a fetch at
     work, no such run) does not stop the others: every run's outcome is said (with --json,
     as one list, a refused run as its ``error``), then the command fails with the refusals."""
+    from orchestrator.results.room import size_words  # not at the top: `orch run` loads this module
+
     done, refused = [], []
     for name in names:
         try:
