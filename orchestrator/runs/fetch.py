@@ -57,13 +57,13 @@ from orchestrator.runs.previous import PREVIOUS, is_real_dir
 from orchestrator.transport.base import Transport
 from orchestrator.transport.hostfiles import NOT_REGULAR
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
-from remote.backends.slurm import OUTPUT as SLURM_OUTPUT
+from remote.backends import output_files
 
 DOCS = ("status.json", "manifest.json")  # fetched first, whole up to DOC_BYTES
 # then RESULT_FILES (the contract's, hostdocs.py), as big as the manifests declare; verified
-# fetched as a tail when big; slurm.out: a Slurm batch job's own output (why a job that never
-# reached orch's wrapper failed), absent elsewhere
-BOUNDED = ("log.txt", "progress.jsonl", SLURM_OUTPUT)
+# fetched as a tail when big; output_files: a scheduler's own output of a job (Slurm's
+# slurm.out: why a job that never reached orch's wrapper failed), absent elsewhere
+BOUNDED = ("log.txt", "progress.jsonl", *output_files())
 TAIL_BYTES = 1 << 20
 DOC_BYTES = TAIL_BYTES  # a real one is a few KB
 RESERVE_BYTES = 256 << 20  # the free space a fetch leaves on this machine's disk at least
