@@ -546,10 +546,10 @@ def plan_merge(
 
 def _listed(manifest: bytes) -> Optional[Dict[str, str]]:
     """A manifest's files as name -> sha256; None when it is not one."""
-    import json
+    from orchestrator.contract.hostdocs import loads
 
     try:
-        files = json.loads(manifest)["files"]
+        files = loads(manifest)["files"]
         return {str(name): str(meta["sha256"]) for name, meta in files.items()}
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
