@@ -508,7 +508,7 @@ def _fetch(
     scored = [r for r in rows if r.name != "pretrain"]
     unfinished = [r for r in scored if r.state != "done"]
     if unfinished and not partial:
-        held = [r.name for r in unfinished if (local_dir / "jobs" / r.name / "manifest.json").is_file()]
+        kept = [r.name for r in unfinished if (local_dir / "jobs" / r.name / "manifest.json").is_file()]
         raise OrchError(
             "run is not complete: "
             + ", ".join(
@@ -517,8 +517,8 @@ def _fetch(
             ExitCode.RUN_STATE,
             hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial"
             + (
-                f" (which keeps the results of {', '.join(held)} fetched before, in {local_dir / 'jobs'})"
-                if held
+                f" (which keeps the results of {', '.join(kept)} fetched before, in {local_dir / 'jobs'})"
+                if kept
                 else ""
             ),
         )
@@ -610,10 +610,10 @@ def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, 
     if merge.kept_results():
         problems = fetching.verify(local_dir, stage, planned, sorted(have), complete)
         if problems:
-            held = ", ".join(merge.kept_results())
+            kept = ", ".join(merge.kept_results())
             folders = " and ".join(str(local_dir / "jobs" / job) for job in merge.kept_results())
             raise OrchError(
-                f"the results of {held} here (kept: the host has none finished) and the ones fetched do "
+                f"the results of {kept} here (kept: the host has none finished) and the ones fetched do "
                 "not make one run:\n  " + "\n  ".join(problems) + f"\nnothing was replaced: {untouched}",
                 ExitCode.RUN_STATE,
                 hint=f"to take what the host has without them, move {folders} "
