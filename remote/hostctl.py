@@ -26,7 +26,6 @@ import time
 from typing import Dict, List, Optional
 
 from remote import backends
-from remote.backends import slurm as slurm_backend
 from remote.files import BadFile, atomic_write_json, load_json, open_regular, parse_json, read_dict
 from remote.jobstate import TERMINAL
 from remote.wrapper import LOW_SPACE_BYTES, free_bytes, lock_holder, no_space_reason
@@ -83,10 +82,8 @@ def job_handle(job_dir: str, backend: backends.Backend, run_id: str) -> Optional
     doc = read_dict(os.path.join(job_dir, HANDLE_FILE))
     if doc.get("backend") == backend.name and isinstance(doc.get("handle"), str):
         return doc["handle"]
-    if backend.name == "tmux" and not doc:
-        from remote.backends.tmux import session_name
-
-        return session_name(run_id, os.path.basename(os.path.normpath(job_dir)))
+    if not doc:
+        return backend.handle_before_records(run_id, os.path.basename(os.path.normpath(job_dir)))
     return None
 
 
@@ -158,7 +155,7 @@ def _job_state(
         # limit, a node failure, an scancel by hand): record it now, so the state outlives
         # the backend's memory.  Never over a status.json orch cannot read: that stays as
         # found, for a person.
-        status = _record_end(d, status, ended)
+        status = _record_end(d, status, ended, backend)
     log = os.path.join(d, "log.txt")
     return {
         "name": os.path.basename(d),
@@ -176,7 +173,7 @@ def _job_state(
     }
 
 
-def _record_end(job_dir: str, status, ended: dict) -> dict:
+def _record_end(job_dir: str, status, ended: dict, backend: Optional[backends.Backend]) -> dict:
     doc = (
         dict(status)
         if isinstance(status, dict)
@@ -186,7 +183,7 @@ def _record_end(job_dir: str, status, ended: dict) -> dict:
     at, now = ended.get("at"), time.time()
     at = at if isinstance(at, (int, float)) and not isinstance(at, bool) and 0 < at <= now else now
     doc.update(state=ended.get("state", "failed"), ended=at, reason=str(ended.get("reason", "")))
-    _carry_count(job_dir, doc)
+    _carry_count(job_dir, doc, backend)
     try:
         atomic_write_json(os.path.join(job_dir, "status.json"), doc)
     except OSError:
@@ -198,11 +195,12 @@ def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
 
 
-def _carry_count(job_dir: str, doc: dict) -> None:
+def _carry_count(job_dir: str, doc: dict, backend: Optional[backends.Backend]) -> None:
     """An end hostctl records for a job whose wrapper never ran in this attempt (queued, or
-    refused) keeps the requeues of the job's earlier attempts, which its batch script carries."""
-    if not _is_count(doc.get("requeues")):
-        earlier = slurm_backend.earlier_requeues(job_dir)
+    refused) keeps the requeues of the job's earlier attempts, which its folder carries
+    (a Slurm job's batch script)."""
+    if backend is not None and not _is_count(doc.get("requeues")):
+        earlier = backend.earlier_requeues(job_dir)
         if earlier:
             doc["requeues"] = earlier
 
@@ -245,7 +243,7 @@ def launch(plan: dict, workdir: str) -> dict:
         # requeues, Slurm, passes them to the job): its wrapper's count, or the one its
         # last submission carried when no wrapper of it ran (cancelled while queued).
         earlier = read_dict(status_path).get("requeues")
-        earlier = max(earlier if _is_count(earlier) else 0, slurm_backend.earlier_requeues(job_dir))
+        earlier = max(earlier if _is_count(earlier) else 0, backend.earlier_requeues(job_dir))
         if earlier:
             item["earlier_requeues"] = earlier
         if os.path.exists(status_path):
@@ -256,7 +254,7 @@ def launch(plan: dict, workdir: str) -> dict:
             # Nothing of it runs, and nothing will: the refusal is the job's end, kept in its
             # folder for status (`failed (sbatch refused it: ...)`) and for --resume.
             results[name] = {"name": name, "started": False, "error": str(exc)}
-            _record_end(job_dir, None, {"state": "failed", "reason": str(exc)})
+            _record_end(job_dir, None, {"state": "failed", "reason": str(exc)}, backend)
             continue
         except backends.BackendError as exc:
             results[name] = {"name": name, "started": False, "error": str(exc)}
@@ -405,7 +403,7 @@ def cmd_cancel(opts) -> dict:
             else:
                 why = "(no wrapper of it was left running to record it)"
             status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
-            _carry_count(d, status)
+            _carry_count(d, status, backend)
             atomic_write_json(os.path.join(d, "status.json"), status)
         results.append({"name": name, "state": status["state"], "changed": True})
     return {"jobs": results}
@@ -458,13 +456,12 @@ def _tail_start(path: str, lines: int) -> int:
     return size - len(data) + cut + 1
 
 
-SCHEDULER_OUTPUT = slurm_backend.OUTPUT  # a Slurm batch job's own output
-
-
-def _scheduler_output(out, job_dir: str, lines: int) -> None:
+def _scheduler_output(out, job_dir: str, lines: int, backend: backends.Backend) -> None:
     """A job that ended without a log.txt never got as far as orch's wrapper (a failed
     `module load` in the batch script): its scheduler's output says why, so show its end."""
-    path = os.path.join(job_dir, SCHEDULER_OUTPUT)
+    if backend.output_file is None:
+        return
+    path = os.path.join(job_dir, backend.output_file)
     if os.path.exists(os.path.join(job_dir, "log.txt")) or not os.path.isfile(path):
         return
     try:
@@ -476,7 +473,7 @@ def _scheduler_output(out, job_dir: str, lines: int) -> None:
     name = os.path.basename(os.path.normpath(job_dir))
     out.write(
         f"\n==> {name}: no log.txt (orch's wrapper never ran); "
-        "Slurm's output of its batch job, slurm.out <==\n".encode()
+        f"{backend.output_words}, {backend.output_file} <==\n".encode()
     )
     out.write(data)
     out.flush()
@@ -516,7 +513,7 @@ def cmd_follow(opts) -> int:
                 offsets[d] += len(data)
             elif finished:  # read once more after it ended: nothing is lost at the end
                 done.add(d)
-                _scheduler_output(out, d, opts.lines)
+                _scheduler_output(out, d, opts.lines, backend)
         if len(done) == len(opts.job_dir):
             return 0
         time.sleep(FOLLOW_POLL_S)

@@ -429,13 +429,16 @@ def write_manifest(job: ResolvedJob, result: Dict[str, Any]) -> None:
         "python": platform.python_version(),
         "finished": time.time(),
     }
-    if os.environ.get("SLURM_JOB_ID"):
-        # Under Slurm: which batch job it was, and how often the job was requeued (preemption,
-        # time limits) before it finished - each rerun resumed from the checkpoint - counting
-        # the requeues of its earlier submissions when --resume submitted it again.
-        from remote.backends.slurm import requeues
+    from remote import backends
 
-        manifest["slurm"] = {"job_id": os.environ["SLURM_JOB_ID"], "requeues": requeues(os.environ)}
+    scheduler = backends.get(backends.REQUEUEING, "")
+    handle = scheduler.own_handle(os.environ)
+    if handle:
+        # Under a scheduler that requeues (Slurm, the manifest's "slurm"): which job it was,
+        # and how often the job was requeued (preemption, time limits) before it finished -
+        # each rerun resumed from the checkpoint - counting the requeues of its earlier
+        # submissions when --resume submitted it again.
+        manifest[scheduler.name] = {"job_id": handle, "requeues": scheduler.requeue_counts(os.environ)[1]}
     atomic_write_json(os.path.join(job.dir, "manifest.json"), manifest)
 
 

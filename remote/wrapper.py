@@ -39,8 +39,7 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
-from remote import gpuqueue, warm
-from remote.backends import slurm
+from remote import backends, gpuqueue, warm
 from remote.files import atomic_write_json, read_dict
 from remote.jobstate import TERMINAL, dependency_dir
 
@@ -232,11 +231,13 @@ class Requeue:
     (SIGTERM) and the wrapper asks Slurm to requeue the job, which then resumes from its
     checkpoint - at most ``limit`` times, so a job that never gets done is not rerun forever."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, backend: backends.Backend):
         self.limit = limit
-        self.count = slurm.restarts(os.environ)  # times Slurm has rerun this Slurm job: what the limit bounds
-        self.total = slurm.requeues(os.environ)  # ... and the run's job, earlier submissions included
-        self.job_id = os.environ.get("SLURM_JOB_ID", "")
+        self.backend = backend
+        # times the scheduler has rerun this submission (what the limit bounds), and the run's
+        # job over all its submissions
+        self.count, self.total = backend.requeue_counts(os.environ)
+        self.job_id = backend.own_handle(os.environ)
         self.warned = False
 
     def requeue(self, job: "SupervisedJob", code: Optional[int]) -> int:
@@ -264,14 +265,14 @@ class Requeue:
             requeues=before + 1,
             reason=f"stopped before its time limit (checkpointed if training had begun); requeued ({before + 1})",
         )
-        proc = subprocess.run(["scontrol", "requeue", self.job_id], capture_output=True, text=True)
-        if proc.returncode != 0:
+        try:
+            self.backend.requeue(self.job_id)
+        except backends.BackendError as exc:
             job.save(
                 state="failed",
                 ended=time.time(),
                 requeues=before,
-                reason="stopped at Slurm's time-limit warning; Slurm refused to requeue it: "
-                f"{proc.stderr.strip()[:200]}",
+                reason=f"stopped at Slurm's time-limit warning; Slurm refused to requeue it: {str(exc)[:200]}",
             )
             return 1
         return 0
@@ -401,7 +402,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_OWNED
     job = SupervisedJob(opts.job_dir)
     job.reserve()
-    scheduler = Requeue(opts.max_requeues) if opts.requeueable else None
+    scheduler = Requeue(opts.max_requeues, backends.get(backends.REQUEUEING, "")) if opts.requeueable else None
     if scheduler is not None:
         job.status["requeues"] = scheduler.total
 

@@ -696,9 +696,9 @@ def _listed(run_dir) -> dict:
             f"a copy of run {other}'s folder (its local.json names {other}): status, logs, cancel, fetch-results "
             f"and --resume refuse it; `orch eval {run_dir.name}` evaluates it here"
         )
-    held = previous.kept(run_dir)
-    if held.count:
-        notes.append(previous.kept_line(run_dir, held))
+    earlier = previous.earlier(run_dir)
+    if earlier.count:
+        notes.append(previous.earlier_line(run_dir, earlier))
     return {
         "run": run_dir.name,
         "experiment": record.get("experiment"),
@@ -711,24 +711,27 @@ def _listed(run_dir) -> dict:
         "study": (record.get("study") or {}).get("name") if isinstance(record.get("study"), dict) else None,
         "copy_of": other,
         "results_missing": missing,
-        "previous": {"copies": held.count, "bytes": held.bytes},
+        "previous": {"copies": earlier.count, "bytes": earlier.bytes},
         "notes": notes,
     }
 
 
-def _size(n: int) -> str:
-    from orchestrator.results.room import size_words
-
-    return size_words(n)
-
-
 def _drop_previous(project: Project, names: List[str], as_json: bool) -> None:
     """`orch runs --drop-previous RUN...`: remove each run's earlier copies (runs/previous.py),
-    saying what was removed (stdout) and what was left there."""
-    done = []
+    saying what was removed (stdout) and what was left there.  A run refused (a fetch at
+    work, no such run) does not stop the others: every run's outcome is said (with --json,
+    as one list, a refused run as its ``error``), then the command fails with the refusals."""
+    from orchestrator.results.room import size_words  # not at the top: `orch run` loads this module
+
+    done, refused = [], []
     for name in names:
-        run_dir = project.existing_run(name, copy_ok=True)  # local only: a copy's own previous/ is its own
-        removed, left = previous.drop(run_dir)
+        try:
+            run_dir = project.existing_run(name, copy_ok=True)  # local only: a copy's own previous/ is its own
+            removed, left = previous.drop(run_dir)
+        except OrchError as exc:
+            refused.append(exc)
+            done.append({"run": name, "error": exc.message})
+            continue
         base = run_dir / previous.PREVIOUS
         done.append(
             {
@@ -743,7 +746,7 @@ def _drop_previous(project: Project, names: List[str], as_json: bool) -> None:
         if removed.count:
             words = f"{removed.count} earlier cop{'y' if removed.count == 1 else 'ies'}"
             output.out.print(
-                f"{run_dir.name}: removed {words} of its results from {base} ({_size(removed.bytes)} freed)",
+                f"{run_dir.name}: removed {words} of its results from {base} ({size_words(removed.bytes)} freed)",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
@@ -757,3 +760,11 @@ def _drop_previous(project: Project, names: List[str], as_json: bool) -> None:
             )
     if as_json:
         print(json.dumps(done))
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        raise OrchError(
+            "\n".join(exc.message for exc in refused),
+            refused[0].code,
+            hint="; ".join(dict.fromkeys(exc.hint for exc in refused if exc.hint)),
+        )

@@ -16,7 +16,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from orchestrator.terminal import visible
 from remote.files import too_deep
@@ -30,6 +30,13 @@ STATES = RECORDED  # what status.json may say (remote/jobstate.py)
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # What a job folder may hold that orch fetches (docs/CONTRACT.md); nothing else is read.
 RESULT_FILES = ("scores.jsonl",)
+SCORING_ROLES = ("class", "classifier", "score")  # the roles of the jobs that write them
+
+
+def scoring_roles(planned: Sequence[Dict[str, Any]]) -> Tuple[str, ...]:
+    """The roles whose jobs score in a run of PLANNED jobs (run.yaml's ``jobs``): an
+    adaptive-draws run's score job alone (its class jobs only train), else all of them."""
+    return ("score",) if any(job.get("role") == "score" for job in planned) else SCORING_ROLES
 
 
 class BadDocument(ValueError):
@@ -286,7 +293,7 @@ def read_local(
         raise BadDocument(f"{st.st_size} bytes, more than the {limit >> 20} MB a {path.name} may have")
     try:
         with open(path, "rb") as fh:
-            doc = json.loads(fh.read(limit + 1))
+            doc = loads(fh.read(limit + 1))
     except OSError as exc:
         raise BadDocument(f"unreadable ({exc.strerror})") from None
     except (ValueError, RecursionError) as exc:
@@ -308,10 +315,14 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def loads(text: str) -> Any:
+def loads(text: Union[str, bytes]) -> Any:
     """JSON from a host, strict: NaN, Infinity and numbers too big for a float (1e400) are
-    refused (ValueError), as JSON itself refuses them, so nothing orch writes from a host's
-    document (facts.json, --json output) is invalid JSON for other readers."""
+    refused (ValueError), as JSON itself refuses them.  Every host document and reply orch
+    reads as JSON comes through here (read_local, parse_json_object, hostctl's status,
+    status-all, launch and cancel replies, the launch check's reply, a host lock's owner;
+    score lines alone are parsed for speed, and their numbers checked one by one), so
+    nothing orch writes from a host's document (facts.json, --json output) is invalid
+    JSON for other readers."""
     return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
 
 

@@ -26,6 +26,7 @@ import time
 import uuid
 from typing import List
 
+from orchestrator.contract.hostdocs import loads
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import shell
 
@@ -86,7 +87,7 @@ def _parse(text: str) -> dict:
 def describe_owner(raw: str) -> str:
     """'bob@laptop (pid 123), started 14:02' from owner.json's text (or what is known)."""
     try:
-        o = json.loads(raw)
+        o = loads(raw)
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(o["started"])))
         return f"{o.get('user', '?')}@{o.get('controller', '?')} (pid {o.get('pid', '?')}), started {started}"
     except (ValueError, KeyError, TypeError, RecursionError, OverflowError, OSError):

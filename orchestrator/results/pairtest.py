@@ -32,7 +32,8 @@ says so.
 ``diff_ci95`` is the difference's 95% interval from the same two terms, and it holds 0
 exactly when p >= 0.05: where the exact sign-flip test is the larger p (a few texts that
 differ, which the texts' normal part overstates), its texts' part is widened until the
-interval reaches 0 (seedvar.reaching_zero).  At one seed it is the one that goes with
+interval reaches 0 (seedvar.reaching_zero; ``se_texts`` stays what the texts give, the
+widened value is ``se_texts_widened``).  At one seed it is the one that goes with
 McNemar's test (metrics.mcnemar_diff_ci: it holds 0 exactly when p >= 0.05 too).
 """
 
@@ -61,16 +62,18 @@ def paired_over_seeds(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str,
     ``a_only`` / ``b_only``: the texts A (B) gets right in more of the seeds than the other
     (at one seed: right where the other is wrong); ``accuracy_diff``: A's mean accuracy
     over the seeds minus B's, ``diff_ci95`` its interval; ``se_texts`` / ``se_seeds``: the
-    standard errors of accuracy_diff from the texts and from the seeds that the interval
-    uses (0 at one seed); ``se_seeds_spread`` / ``se_seeds_floor``: the seeds' own spread
-    and the floor the texts' seed-to-seed changes set (se_seeds is the larger);
+    standard errors of accuracy_diff from the texts, as measured, and from the seeds that
+    the interval uses (0 at one seed); ``se_texts_widened``: the texts' term the interval
+    uses, se_texts widened where the sign-flip test gives the larger p (reaching_zero);
+    ``se_seeds_spread`` / ``se_seeds_floor``: the seeds' own spread and the floor the
+    texts' seed-to-seed changes set (se_seeds is the larger);
     ``p_value``: two-sided, by ``test``."""
     a = np.atleast_2d(np.asarray(correct_a, dtype=bool))
     b = np.atleast_2d(np.asarray(correct_b, dtype=bool))
     seeds, n = a.shape
     diff = a.sum(axis=0).astype(np.int64) - b.sum(axis=0)  # seeds * d, an integer per text
     a_only, b_only = int(np.sum(diff > 0)), int(np.sum(diff < 0))
-    sp = spread(a.astype(np.int8) - b.astype(np.int8))
+    measured = sp = spread(a.astype(np.int8) - b.astype(np.int8))
     if seeds == 1:
         p_value, test = mcnemar_exact(a_only, b_only), TEST
         interval = mcnemar_diff_ci(a_only, b_only, n)
@@ -86,7 +89,8 @@ def paired_over_seeds(correct_a: np.ndarray, correct_b: np.ndarray) -> Dict[str,
         "ties": int(n - a_only - b_only),
         "accuracy_diff": sp.mean,
         "diff_ci95": interval,
-        "se_texts": sqrt(sp.text_var),
+        "se_texts": sqrt(measured.text_var),
+        "se_texts_widened": sqrt(sp.text_var),
         "se_seeds": sqrt(sp.seed_var),
         "se_seeds_spread": sqrt(sp.seed_spread),
         "se_seeds_floor": sqrt(sp.seed_floor),

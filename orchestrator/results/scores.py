@@ -31,7 +31,6 @@ from orchestrator.results.room import MemoryBudget, memory_shortfall
 from orchestrator.results.scoretable import MAX_EXAMPLES, JobColumns, ScoreMerge, Scores, name_examples
 from remote.spec import Experiment, SpecError, build
 
-SCORING_ROLES = ("class", "classifier", "score")
 # What each role produces; a class job of an adaptive-draws run only trains (its run's
 # score job scores), so what a run's jobs must produce is also decided by scoring_role.
 ROLE_FILES = {"class": ("scores.jsonl",), "classifier": ("scores.jsonl",), "score": ("scores.jsonl",), "pretrain": ()}

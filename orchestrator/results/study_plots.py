@@ -25,8 +25,13 @@ VS_DRAWS = "accuracy_vs_draws.png"
 BAND_COLOURS = {"Excellent": "#1a9850", "Good": "#91cf60", "Acceptable": "#fee08b", FAILED: "#fc8d59"}
 MAX_DRAW_POINTS = 40  # k values drawn on the draws axis (log-spaced beyond this)
 DRAW_ORDER_SEED = 0  # the random orders of each text's draws the draw curve averages over
-MIN_ORDERS, MAX_ORDERS = 20, 200  # how many: as many as ORDER_WORK allows, within these
-ORDER_WORK = 2e7  # (text x class x draw) values permuted in all: well under a second
+# How many: as many as ORDER_WORK allows, within these.  ORDER_WORK is the (text x class x
+# draw) values permuted in all, about 0.4 s here for a run of 25,000 texts x 2 classes x 64
+# draws (6 orders); at two orders the least, a bigger run takes longer.  A big run needs few:
+# the order's noise in a point is that of its texts' mean, at most ~0.003 at 25,000 texts for
+# one order (bench/draw_curve_cost.py times it).
+MIN_ORDERS, MAX_ORDERS = 2, 200
+ORDER_WORK = 2e7
 
 
 def _save(fig, path: Path, study: str, what: str) -> Path:
@@ -132,10 +137,12 @@ def draw_curve(ev, seed: int = DRAW_ORDER_SEED) -> Optional[Tuple[np.ndarray, np
     lp = np.asarray(ev.prior["log_prior"], dtype=float)[None, :, None]
     rng = np.random.default_rng(seed)
     orders = int(max(MIN_ORDERS, min(MAX_ORDERS, ORDER_WORK // max(1, n * c * k_all))))
+    starts = np.concatenate(([0], ks[:-1]))  # the draws between two plotted k are summed at once
     acc = np.zeros(len(ks))
     for _ in range(orders):
         order = rng.random((n, 1, k_all)).argsort(axis=2)  # one order per text, shared by its classes
-        cum = np.cumsum(np.take_along_axis(draws, order, axis=2), axis=2)[:, :, ks - 1]  # (n, C, len(ks))
+        shuffled = np.take_along_axis(draws, order, axis=2)
+        cum = np.cumsum(np.add.reduceat(shuffled, starts, axis=2), axis=2)  # (n, C, len(ks)): first k summed
         acc += np.mean(np.argmax(-cum / ks + lp, axis=1) == ev.scores.y[:, None], axis=0)
     return ks, acc / orders, orders
 

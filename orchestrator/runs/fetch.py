@@ -17,16 +17,17 @@ What a host sends is untrusted, and the verified copy on the laptop is precious:
 - Logs and progress files are fetched as their last TAIL_BYTES unless asked for whole;
   a cut log starts with a line saying so.  Asked for whole (--full-logs), each comes whole
   only up to FULL_LOG_BYTES (one bigger keeps its tail, and the message says so) and no
-  bigger than the largest the first pass saw (plus LOG_GROWTH), and only if that many of
-  that size fit in this disk's free space with RESERVE_BYTES to spare (else nothing more
-  is fetched, and the message says how much).
+  bigger than the largest of its size class the first pass saw (plus LOG_GROWTH), and
+  only if the sum of those bounds fits in this disk's free space with RESERVE_BYTES to
+  spare (else nothing more is fetched, and the message says how much).
 - Nothing fills the laptop's disk: status.json and manifest.json come first, each at most
   DOC_BYTES; the result files then come no bigger than the largest those manifests
   declare, and only if that many of that size fit in this disk's free space with
   RESERVE_BYTES to spare (else nothing more is fetched and the message says how much).
   A result file (or whole log) the verified copy already holds, by the declared sha256
-  (a log: by its size), is hard-linked from it and never sent, so what a host sends is
-  always what was counted.
+  (a log: by its size, in a job folder whose status.json and manifest.json are the host's
+  bytes), is hard-linked from it and never sent, so what a host sends is always what was
+  counted.
 - A fetch never drops what the local copy holds (plan_merge): a job whose results are here
   but not finished on the host (lost, failed, running again) keeps its local folder; a
   job whose manifest.json differs from the local one has the local folder kept aside in
@@ -52,17 +53,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from orchestrator.contract.hostdocs import RESULT_FILES
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.room import memory_shortfall, size_words
-from orchestrator.runs.previous import PREVIOUS
+from orchestrator.runs.previous import PREVIOUS, is_real_dir
 from orchestrator.transport.base import Transport
 from orchestrator.transport.hostfiles import NOT_REGULAR
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
-from remote.backends.slurm import OUTPUT as SLURM_OUTPUT
+from remote.backends import output_files
 
 DOCS = ("status.json", "manifest.json")  # fetched first, whole up to DOC_BYTES
 # then RESULT_FILES (the contract's, hostdocs.py), as big as the manifests declare; verified
-# fetched as a tail when big; slurm.out: a Slurm batch job's own output (why a job that never
-# reached orch's wrapper failed), absent elsewhere
-BOUNDED = ("log.txt", "progress.jsonl", SLURM_OUTPUT)
+# fetched as a tail when big; output_files: a scheduler's own output of a job (Slurm's
+# slurm.out: why a job that never reached orch's wrapper failed), absent elsewhere
+BOUNDED = ("log.txt", "progress.jsonl", *output_files())
 TAIL_BYTES = 1 << 20
 DOC_BYTES = TAIL_BYTES  # a real one is a few KB
 RESERVE_BYTES = 256 << 20  # the free space a fetch leaves on this machine's disk at least
@@ -140,7 +141,7 @@ class Staging:
         recover(self.run_dir)
 
 
-def kept_note(run_dir: Path) -> str:
+def untouched_note(run_dir: Path) -> str:
     """What a failed or interrupted fetch leaves, in words."""
     where = run_dir / "jobs"
     if where.is_dir():
@@ -194,45 +195,73 @@ def pull(
 def _pull_whole_logs(transport: Transport, remote_jobs: str, stage: Path, seed: Path, pulled: Pulled) -> None:
     """--full-logs: fetch whole the logs the first pass cut, into a folder of their own;
     each that arrives replaces its tail.  Their sizes are known from that pass: each may
-    come as big as the largest of them and LOG_GROWTH more (a running job's log grows
-    meanwhile), never more than FULL_LOG_BYTES, and that bound is what the room check
-    counts.  One the verified copy holds whole at that size is linked from it, not sent.
-    A log over the limit (or one that grew past the bound meanwhile) keeps its tail and is
-    named in ``pulled.over_cap``: the fetch goes on, since a log is no result."""
+    come as big as its transfer's bound (whole_log_transfers: its own size class's largest
+    and LOG_GROWTH more, since a running job's log grows meanwhile; never more than
+    FULL_LOG_BYTES), and the sum of those bounds is what the room check counts.  One the
+    verified copy holds whole, of the same attempt, is linked from it, not sent
+    (_link_whole).  A log over the limit (or one that grew past its bound meanwhile) keeps
+    its tail and is named in ``pulled.over_cap``: the fetch goes on, since a log is no result."""
     wanted = {key: size for key, size in pulled.cut.items() if size <= FULL_LOG_BYTES}
     pulled.over_cap.update({key: size for key, size in pulled.cut.items() if size > FULL_LOG_BYTES})
-    for key in [key for key, size in wanted.items() if _link_whole(seed / key, stage / key, size)]:
+    for key in [key for key, size in wanted.items() if _link_whole(seed, stage, key, size)]:
         del wanted[key], pulled.cut[key]
     if not wanted:
         return
-    bound = min(FULL_LOG_BYTES, max(wanted.values()) + LOG_GROWTH)
-    check_log_room(stage, wanted, bound)
+    transfers = whole_log_transfers(wanted)
+    check_log_room(stage, wanted, transfers)
     whole = stage.parent / "whole-logs"
     whole.mkdir(exist_ok=True)
-    jobs = sorted({key.split("/", 1)[0] for key in wanted})
-    got = _pull(transport, remote_jobs, whole, seed, PullSpec(dirs=jobs, names=BOUNDED, max_bytes=bound))
-    check_tree(whole, got)
-    bad = {line.split(": ", 1)[0]: line for line in got.refused}
+    for name, bound, jobs in transfers:
+        got = _pull(transport, remote_jobs, whole, seed, PullSpec(dirs=jobs, names=(name,), max_bytes=bound))
+        check_tree(whole, got)
+        pulled.refused += [line for line in got.refused if NOT_REGULAR in line]
+    refused = {line.split(": ", 1)[0] for line in pulled.refused}
     for key, size in wanted.items():
-        job, name = key.split("/", 1)
-        if key in bad and NOT_REGULAR in bad[key]:
-            pulled.refused.append(bad[key])
-        elif (whole / job / name).is_file():
-            os.replace(whole / job / name, stage / job / name)
+        if key in refused:
+            continue
+        if (whole / key).is_file():
+            os.replace(whole / key, stage / key)
             del pulled.cut[key]
-        else:  # grew past the bound since the first pass (or went away): its tail stays
+        else:  # grew past its bound since the first pass (or went away): its tail stays
             pulled.over_cap[key] = size
 
 
-def _link_whole(mine: Path, tail: Path, size: int) -> bool:
-    """Put the verified copy's log MINE, when it is a regular file of the host's SIZE (the
-    whole log, as plan_merge reads it), in place of its staged TAIL; False when it is not."""
-    if _regular_size(mine) != size:
+def whole_log_transfers(wanted: Dict[str, int]) -> List[Tuple[str, int, List[str]]]:
+    """How --full-logs fetches the logs WANTED ("job/name" -> size the first pass saw): as
+    (name, bound, jobs) transfers, each of one file name and one size class (sizes within a
+    factor of two), its bound the class's largest plus LOG_GROWTH (at most FULL_LOG_BYTES).
+    A transfer pulls exactly its jobs' files of that name, none bigger than its bound, so
+    each log counts for its own class's bound, not for the largest of the run's: one 1 GiB
+    log beside fifteen of 2 MB asks for about 1 GiB, not 16."""
+    classes: Dict[Tuple[str, int], List[str]] = {}
+    for key, size in sorted(wanted.items()):
+        job, name = key.split("/", 1)
+        classes.setdefault((name, max(1, size).bit_length()), []).append(job)
+    transfers = []
+    for (name, _), jobs in sorted(classes.items()):
+        largest = max(wanted[f"{job}/{name}"] for job in jobs)
+        transfers.append((name, min(FULL_LOG_BYTES, largest + LOG_GROWTH), jobs))
+    return transfers
+
+
+def _link_whole(seed: Path, stage: Path, key: str, size: int) -> bool:
+    """Put the verified copy's log KEY ("job/name"), when it is the host's whole log, in
+    place of its staged tail; False when it is not.  The whole log is a regular file of the
+    host's SIZE in a job folder whose status.json and manifest.json are the bytes the host
+    has now: the same attempt of the job (a rerun writes a new status.json), so a log of the
+    same length from an earlier attempt is never put beside a new attempt's results."""
+    job = key.split("/", 1)[0]
+    if _regular_size(seed / key) != size:
         return False
-    temp = tail.with_name(tail.name + ".whole")
+    status = _read_regular(seed / job / "status.json")
+    if status is None or status != _read_regular(stage / job / "status.json"):
+        return False
+    if _read_regular(seed / job / "manifest.json") != _read_regular(stage / job / "manifest.json"):
+        return False
+    temp = stage / (key + ".whole")
     try:
-        os.link(mine, temp)
-        os.replace(temp, tail)
+        os.link(seed / key, temp)
+        os.replace(temp, stage / key)
     except OSError:  # no hard links here: it is sent, and counted
         return False
     return True
@@ -320,17 +349,22 @@ def check_room(stage: Path, declared: Dict[str, int], new: Dict[str, int]) -> No
         )
 
 
-def check_log_room(stage: Path, sizes: Dict[str, int], bound: int) -> None:
-    """Refuse, before any is sent, whole logs (``"job/name"`` -> size on the host) that
-    could leave this disk with less than RESERVE_BYTES free: each may come as big as BOUND
-    (one limit per transfer), so that is what each counts for."""
-    need = len(sizes) * bound
+def check_log_room(stage: Path, sizes: Dict[str, int], transfers: Sequence[Tuple[str, int, List[str]]]) -> None:
+    """Refuse, before any is sent, whole logs (SIZES: ``"job/name"`` -> size on the host)
+    that could leave this disk with less than RESERVE_BYTES free: each may come as big as
+    its transfer's bound (whole_log_transfers), so that is what each counts for."""
+    need = sum(bound * len(jobs) for _, bound, jobs in transfers)
     free = shutil.disk_usage(stage).free
     if need and need + RESERVE_BYTES > free:
         biggest = max(sizes, key=lambda key: sizes[key])
-        logs = f"{len(sizes)} log" + ("s" if len(sizes) > 1 else "")
+        counts: Dict[int, int] = {}
+        for _, bound, jobs in transfers:
+            counts[bound] = counts.get(bound, 0) + len(jobs)
+        each = ", ".join(
+            f"{n} log{'s' if n > 1 else ''} x {size_words(bound)}" for bound, n in sorted(counts.items(), reverse=True)
+        )
         raise OrchError(
-            f"this run's whole logs may take up to {size_words(need)} here ({logs} x {size_words(bound)}: the "
+            f"this run's whole logs may take up to {size_words(need)} here ({each}: the "
             f"largest, {biggest}, is {size_words(sizes[biggest])} on the host and may grow meanwhile), and this "
             f"machine has {size_words(free)} free where they would go ({stage.parent.parent}); nothing more was "
             f"fetched (a fetch leaves {size_words(RESERVE_BYTES)} free)",
@@ -386,11 +420,11 @@ def verify(run_dir: Path, stage: Path, planned: Sequence[Dict], done: Sequence[s
     Each finished scoring job's files against its manifest, then the completeness rule
     (docs/CONTRACT.md): the whole merge when every scoring job is done, else each finished
     job on its own and the same test texts in each."""
+    from orchestrator.contract.hostdocs import scoring_roles
     from orchestrator.results import scores
 
     problems: List[str] = []
-    # An adaptive-draws run's class jobs only train: its score job is what scores.
-    roles = ("score",) if any(job.get("role") == "score" for job in planned) else scores.SCORING_ROLES
+    roles = scoring_roles(planned)
     for job in planned:
         if job["name"] in done and job.get("role") in roles:
             problems += verify_job(stage / job["name"], job["role"])
@@ -431,7 +465,7 @@ class Merge:
     carried: List[str] = field(default_factory=list)
     whole: List[str] = field(default_factory=list)
 
-    def held(self) -> List[str]:
+    def kept_results(self) -> List[str]:
         """The jobs whose results come from the local copy, not from this fetch."""
         return [job for job, results in self.kept.items() if results]
 
@@ -462,13 +496,6 @@ def _regular_size(path: Path) -> Optional[int]:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def _is_dir(path: Path) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
 def plan_merge(
     local: Path, stage: Path, jobs: Sequence[str], done: Sequence[str], cut: Optional[Dict[str, int]] = None
 ) -> Merge:
@@ -484,7 +511,7 @@ def plan_merge(
     this fetch cut to their tail ("job/name" -> size on the host); a job's such log that is
     here as a regular file of exactly that size is the whole of it, and stays."""
     merge = Merge()
-    if not _is_dir(local):
+    if not is_real_dir(local):
         return merge
     planned, finished = set(jobs), set(done)
     for entry in sorted(os.listdir(local)):
@@ -492,7 +519,7 @@ def plan_merge(
         if entry not in planned:
             merge.carried.append(entry)
             continue
-        if not _is_dir(here):  # something else where a job folder goes: not orch's
+        if not is_real_dir(here):  # something else where a job folder goes: not orch's
             if os.path.lexists(there):
                 merge.changed[entry] = f"jobs/{entry} here was not a job folder"
             else:
@@ -519,10 +546,10 @@ def plan_merge(
 
 def _listed(manifest: bytes) -> Optional[Dict[str, str]]:
     """A manifest's files as name -> sha256; None when it is not one."""
-    import json
+    from orchestrator.contract.hostdocs import loads
 
     try:
-        files = json.loads(manifest)["files"]
+        files = loads(manifest)["files"]
         return {str(name): str(meta["sha256"]) for name, meta in files.items()}
     except (ValueError, TypeError, KeyError, AttributeError):
         return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -174,7 +173,7 @@ def _json(
     host = transport.host.name
     text = reply_text(transport, command, stdin, timeout)
     try:
-        doc = json.loads(text.strip().splitlines()[-1])
+        doc = hostdocs.loads(text.strip().splitlines()[-1])
     except (ValueError, IndexError, RecursionError):
         raise OrchError(f"host helper on {host} printed no JSON: {text[-300:]!r}", ExitCode.REMOTE) from None
     try:
@@ -251,7 +250,7 @@ def _status_all_replies(host: str, rc: Optional[str], text: str, count: int) -> 
     if rc != "0":
         return [helper_failed(host, rc, text)] * count
     try:
-        doc = json.loads(text.strip().splitlines()[-1])
+        doc = hostdocs.loads(text.strip().splitlines()[-1])
         listed = doc["replies"] if isinstance(doc, dict) else None
     except (ValueError, IndexError, KeyError, RecursionError):
         listed = None
@@ -308,7 +307,7 @@ def _status_each(transport: Transport, runs: List[Tuple[str, str, str, Optional[
             replies[run_id] = helper_failed(host, rc, text)
             continue
         try:
-            replies[run_id] = hostdocs.check_status_reply(json.loads(text.strip().splitlines()[-1]))
+            replies[run_id] = hostdocs.check_status_reply(hostdocs.loads(text.strip().splitlines()[-1]))
         except (ValueError, IndexError, RecursionError):
             replies[run_id] = OrchError(f"host helper on {host} printed no JSON for {run_id}", ExitCode.REMOTE)
         except hostdocs.BadDocument as exc:

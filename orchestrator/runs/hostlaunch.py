@@ -86,7 +86,7 @@ def check_and_launch(transport: Transport, backend, request: Dict) -> Reply:
             hint=f"is {transport.host.python_or_default!r} on {host} a python 3?",
         )
     try:
-        doc = json.loads(facts["reply"])
+        doc = hostdocs.loads(facts["reply"])
         if not (
             isinstance(doc, dict)
             and isinstance(doc.get("code"), bool)

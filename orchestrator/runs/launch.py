@@ -461,15 +461,15 @@ def fetch(project: Project, transport: Transport, run_id: str, partial: bool, fu
 
     Whatever goes wrong, Ctrl-C included, the previous verified copy stays as it was, and
     the message says so."""
-    from orchestrator.runs.fetch import kept_note
+    from orchestrator.runs.fetch import untouched_note
     from orchestrator.runs.previous import fetch_lock
 
     local_dir = project.existing_run(run_id)
-    kept = kept_note(local_dir)
+    untouched = untouched_note(local_dir)
     done: Dict[str, bool] = {}
     try:
         with fetch_lock(local_dir):  # `orch runs --drop-previous` waits for it (runs/previous.py)
-            return _fetch(project, transport, run_id, local_dir, partial, full_logs, kept, done)
+            return _fetch(project, transport, run_id, local_dir, partial, full_logs, untouched, done)
     except KeyboardInterrupt:
         if done.get("swapped"):  # only the old copy's removal was left (a later fetch finishes it)
             raise OrchError(
@@ -478,7 +478,7 @@ def fetch(project: Project, transport: Transport, run_id: str, partial: bool, fu
                 hint=f"`orch eval {run_id}` evaluates it",
             ) from None
         raise OrchError(
-            f"interrupted: the fetch of {run_id} stopped; {kept}",
+            f"interrupted: the fetch of {run_id} stopped; {untouched}",
             ExitCode.INTERRUPTED,
             hint=f"`orch fetch-results {run_id}` fetches again",
         ) from None
@@ -491,7 +491,7 @@ def _fetch(
     local_dir: Path,
     partial: bool,
     full_logs: bool,
-    kept: str,
+    untouched: str,
     done: Dict[str, bool],
 ) -> Dict:
     """fetch()'s work; DONE["swapped"] is set once the new copy replaced the old one."""
@@ -508,7 +508,7 @@ def _fetch(
     scored = [r for r in rows if r.name != "pretrain"]
     unfinished = [r for r in scored if r.state != "done"]
     if unfinished and not partial:
-        held = [r.name for r in unfinished if (local_dir / "jobs" / r.name / "manifest.json").is_file()]
+        kept = [r.name for r in unfinished if (local_dir / "jobs" / r.name / "manifest.json").is_file()]
         raise OrchError(
             "run is not complete: "
             + ", ".join(
@@ -517,8 +517,8 @@ def _fetch(
             ExitCode.RUN_STATE,
             hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial"
             + (
-                f" (which keeps the results of {', '.join(held)} fetched before, in {local_dir / 'jobs'})"
-                if held
+                f" (which keeps the results of {', '.join(kept)} fetched before, in {local_dir / 'jobs'})"
+                if kept
                 else ""
             ),
         )
@@ -545,11 +545,11 @@ def _fetch(
         ]
         if problems:
             raise OrchError(
-                "fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{kept}",
+                "fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{untouched}",
                 ExitCode.RUN_STATE,
                 hint=again + " once the host's files are mended",
             )
-        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, kept, pulled.cut)
+        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, untouched, pulled.cut)
         aside = fetching.set_aside(merge, local_dir)
         moved: List[str] = []
         try:
@@ -563,12 +563,12 @@ def _fetch(
                 fetching.drop_aside(aside)
             raise
     except OrchError as exc:
-        if kept in exc.message:
+        if untouched in exc.message:
             raise
-        raise OrchError(f"{exc.message}; {kept}", exc.code, hint=exc.hint or again) from None
+        raise OrchError(f"{exc.message}; {untouched}", exc.code, hint=exc.hint or again) from None
     except OSError as exc:  # keeping the local copy (links, a full disk): nothing was replaced
         raise OrchError(
-            f"fetching {run_id} failed while keeping the local copy: {exc}; {kept}", ExitCode.RUN_STATE, hint=again
+            f"fetching {run_id} failed while keeping the local copy: {exc}; {untouched}", ExitCode.RUN_STATE, hint=again
         ) from None
     else:  # recorded before the old copy is removed: a Ctrl-C there leaves the record right
         # only the fetch's own keys: a command that changed the record meanwhile keeps its change
@@ -589,14 +589,14 @@ def _fetch(
         "state": run_state(rows),
         "cut": {key: size for key, size in pulled.cut.items() if key not in merge.whole},  # whole here: not cut
         "over_cap": pulled.over_cap,
-        "held": {job: next(r.state for r in rows if r.name == job) for job in merge.held()},
+        "kept": {job: next(r.state for r in rows if r.name == job) for job in merge.kept_results()},
         "changed": merge.changed,
         "previous": aside,
         "moved": moved,
     }
 
 
-def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, kept: str, cut: Dict[str, int]):
+def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, untouched: str, cut: Dict[str, int]):
     """Put into the staged copy what the new local copy keeps of the old one (fetch.py:
     plan_merge) and check the whole again when results come from both.  Returns the merge
     and whether the new copy holds every scoring job's results."""
@@ -605,16 +605,16 @@ def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, 
     done = [r.name for r in rows if r.state == "done"]
     merge = fetching.plan_merge(local_dir / "jobs", stage, [j["name"] for j in planned], done, cut)
     fetching.apply_merge(merge, local_dir / "jobs", stage)
-    have = set(done) | set(merge.held())
+    have = set(done) | set(merge.kept_results())
     complete = all(r.name in have for r in rows if r.name != "pretrain")
-    if merge.held():
+    if merge.kept_results():
         problems = fetching.verify(local_dir, stage, planned, sorted(have), complete)
         if problems:
-            held = ", ".join(merge.held())
-            folders = " and ".join(str(local_dir / "jobs" / job) for job in merge.held())
+            kept = ", ".join(merge.kept_results())
+            folders = " and ".join(str(local_dir / "jobs" / job) for job in merge.kept_results())
             raise OrchError(
-                f"the results of {held} here (kept: the host has none finished) and the ones fetched do "
-                "not make one run:\n  " + "\n  ".join(problems) + f"\nnothing was replaced: {kept}",
+                f"the results of {kept} here (kept: the host has none finished) and the ones fetched do "
+                "not make one run:\n  " + "\n  ".join(problems) + f"\nnothing was replaced: {untouched}",
                 ExitCode.RUN_STATE,
                 hint=f"to take what the host has without them, move {folders} "
                 "out of the run folder (the only copy of those results) and fetch again; or resume them on the host",
@@ -628,7 +628,7 @@ def fetch_notes(outcome: Dict, run_dir: Path) -> List[str]:
 
     lines = [
         f"  {job} is {state} on the host: kept its results fetched before ({run_dir / 'jobs' / job})"
-        for job, state in outcome.get("held", {}).items()
+        for job, state in outcome.get("kept", {}).items()
     ]
     aside = outcome.get("previous")
     for job, what in outcome.get("changed", {}).items():
@@ -638,7 +638,7 @@ def fetch_notes(outcome: Dict, run_dir: Path) -> List[str]:
     if outcome.get("moved"):
         lines.append(f"  the evaluation of the previous results ({', '.join(outcome['moved'])}) moved to {aside}")
     if aside is not None:  # results are never deleted on their own: say what is kept, and how to drop it
-        from orchestrator.runs.previous import kept, kept_line
+        from orchestrator.runs.previous import earlier, earlier_line
 
-        lines.append("  " + kept_line(run_dir, kept(run_dir)))
+        lines.append("  " + earlier_line(run_dir, earlier(run_dir)))
     return lines

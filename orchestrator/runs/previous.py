@@ -48,7 +48,8 @@ def fetch_lock(run_dir: Path, exclusive: bool = False) -> Iterator[None]:
         yield  # released when the file closes
 
 
-def _is_real_dir(path: Path) -> bool:
+def is_real_dir(path: Path) -> bool:
+    """Whether PATH is a folder itself, not a link to one."""
     try:
         return stat.S_ISDIR(os.lstat(path).st_mode)
     except OSError:
@@ -59,13 +60,13 @@ def copies(run_dir: Path) -> List[Path]:
     """The earlier copies kept in RUN_DIR/previous/, oldest first (the folders' names are
     UTC times); none when previous/ is absent or not a real folder."""
     base = run_dir / PREVIOUS
-    if not _is_real_dir(base):
+    if not is_real_dir(base):
         return []
     try:
         names = sorted(os.listdir(base))
     except OSError:
         return []
-    return [base / name for name in names if _is_real_dir(base / name)]
+    return [base / name for name in names if is_real_dir(base / name)]
 
 
 def own_bytes(folders: List[Path]) -> int:
@@ -87,7 +88,7 @@ def own_bytes(folders: List[Path]) -> int:
 
 
 @dataclass
-class Kept:
+class Earlier:
     """What RUN_DIR/previous/ holds: the copies and what dropping them frees."""
 
     folders: List[Path] = field(default_factory=list)
@@ -98,30 +99,30 @@ class Kept:
         return len(self.folders)
 
 
-def kept(run_dir: Path) -> Kept:
+def earlier(run_dir: Path) -> Earlier:
     folders = copies(run_dir)
-    return Kept(folders, own_bytes(folders) if folders else 0)
+    return Earlier(folders, own_bytes(folders) if folders else 0)
 
 
-def kept_line(run_dir: Path, held: Kept) -> str:
+def earlier_line(run_dir: Path, found: Earlier) -> str:
     """What RUN_DIR/previous/ keeps and how to drop it, in the words the fetch and `orch runs` use."""
     from orchestrator.results.room import size_words
 
-    one = held.count == 1
+    one = found.count == 1
     return (
-        f"{run_dir / PREVIOUS} keeps {held.count} earlier cop{'y' if one else 'ies'} of the run's results "
-        f"({size_words(held.bytes)} of {'its' if one else 'their'} own): "
+        f"{run_dir / PREVIOUS} keeps {found.count} earlier cop{'y' if one else 'ies'} of the run's results "
+        f"({size_words(found.bytes)} of {'its' if one else 'their'} own): "
         f"`orch runs --drop-previous {run_dir.name}` removes {'it' if one else 'them'}"
     )
 
 
-def drop(run_dir: Path) -> Tuple[Kept, List[str]]:
+def drop(run_dir: Path) -> Tuple[Earlier, List[str]]:
     """Remove the earlier copies in RUN_DIR/previous/ (and previous/ when that empties it).
     Returns what was removed and the names of the entries left there (links, files: not
     orch's copies).  Refuses (RUN_STATE) while a fetch of the run holds its lock, and when
     previous/ is not a real folder."""
     base = run_dir / PREVIOUS
-    if os.path.lexists(base) and not _is_real_dir(base):
+    if os.path.lexists(base) and not is_real_dir(base):
         raise OrchError(
             f"{base} is not a folder (a link or a file): orch keeps earlier copies in a folder of that name and "
             "did not make this; nothing was removed",
@@ -130,14 +131,14 @@ def drop(run_dir: Path) -> Tuple[Kept, List[str]]:
         )
     try:
         with fetch_lock(run_dir, exclusive=True):
-            found = kept(run_dir)
+            found = earlier(run_dir)
             for folder in found.folders:
                 shutil.rmtree(folder)  # a real folder (checked): rmtree removes links inside, never follows them
             try:
-                left = sorted(os.listdir(base)) if _is_real_dir(base) else []
+                left = sorted(os.listdir(base)) if is_real_dir(base) else []
             except OSError:
                 left = []
-            if _is_real_dir(base) and not left:
+            if is_real_dir(base) and not left:
                 base.rmdir()
     except BlockingIOError:
         raise OrchError(

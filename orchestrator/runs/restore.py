@@ -7,7 +7,9 @@ again: local.json from study.json, run.yaml from the host.
 
 The host is untrusted: its run.yaml is read without following links, no bigger than
 MAX_RUN_YAML, and taken only when its sha256 is the one recorded at launch (then it is
-byte for byte the file orch wrote) and it names this run and snapshot.  Only
+byte for byte the file orch wrote) and it names this run and snapshot.  A record without
+that sha256 (study.json older than it) restores nothing: the host's file could not be
+told from another, and the message says how to recover by hand.  Only
 runs/RUN/run.yaml and runs/RUN/local.json are written, and never over a file of the
 user's: a run.yaml already here must be the same bytes.  The jobs' results then come as
 for any run, by `orch fetch-results` (fetch.py's checks).
@@ -80,11 +82,10 @@ def _read_run_yaml(transport: Transport, runs_dir: str, run_id: str) -> bytes:
 
 def _check(data: bytes, run_id: str, facts: Dict, where: str) -> None:
     """DATA (the host's run.yaml) must be the one launched: the sha256 recorded at launch,
-    and (whatever the record) this run's id and snapshot, with jobs."""
+    and this run's id and snapshot, with jobs."""
     import yaml
 
-    want = facts.get("config_sha256")
-    if isinstance(want, str) and hashlib.sha256(data).hexdigest() != want:
+    if hashlib.sha256(data).hexdigest() != facts["config_sha256"]:
         raise OrchError(
             f"{where} is not the run.yaml launched (its sha256 is not the one study.json recorded): not restored",
             ExitCode.RUN_STATE,
@@ -125,6 +126,14 @@ def restore(project: Project, transport: Transport, record: Dict, entry: Dict) -
         return False
     remote = hostops.run_dir(facts["workdir"], run_id)
     where = f"{remote}/run.yaml on {facts['host']}"
+    if not isinstance(facts.get("config_sha256"), str):
+        raise OrchError(
+            f"study {record['name']} records no sha256 of run {run_id}'s run.yaml (its record is older than the "
+            f"launch records orch restores a run's folder from), so {where} cannot be checked: not restored",
+            ExitCode.RUN_STATE,
+            hint=f"to keep its results, put runs/{run_id} back from a backup; to launch it again, remove it on "
+            f"{facts['host']} (`rm -rf {remote}` there), then `orch study resume {record['name']}`",
+        )
     data = _read_run_yaml(transport, remote.rsplit("/", 1)[0], run_id)
     _check(data, run_id, facts, where)
     mine = run_dir / "run.yaml"

@@ -177,7 +177,9 @@ def results_missing(run_dir: Path, planned: List[Dict]) -> List[str]:
     """The jobs of a fetched run whose results are not in RUN_DIR/jobs any more (removed by
     hand): those that score (the score job of an adaptive-draws run, else every job but
     pretrain) without a manifest.json.  `orch eval` refuses such a run; `orch runs` says so."""
-    roles = {"score"} if any(j.get("role") == "score" for j in planned) else {"class", "classifier"}
+    from orchestrator.contract.hostdocs import scoring_roles
+
+    roles = scoring_roles(planned)
     return [
         j["name"]
         for j in planned

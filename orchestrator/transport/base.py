@@ -218,6 +218,11 @@ class Transport:
     def rsync_target(self, remote_path: str) -> str:
         return remote_path
 
+    def rsync_stopped(self, call: str) -> Optional[str]:
+        """Why orch stopped waiting for the host's side of rsync call CALL (rsync_bridge.py),
+        None when it did not."""
+        return None
+
     def close(self) -> None:
         pass
 

@@ -3,15 +3,18 @@ its own words, and a full disk said as whose disk and how much is left."""
 
 from __future__ import annotations
 
+import os
 import resource
+import secrets
 import signal
 import subprocess
 from pathlib import Path
 from typing import Callable, List, Optional
 
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.terminal import last_lines
 from orchestrator.transport import diskspace
-from orchestrator.transport.rsync_bridge import STOPPED
+from orchestrator.transport.rsync_tunnel import CALL_ENV
 
 IO_ERRORS = (11, 12, 23)  # rsync: file I/O error, protocol stream error, partial transfer
 IO_TIMEOUT = 30  # rsync: no data for --timeout seconds
@@ -57,14 +60,25 @@ def run_rsync(
     how much is left, and a stall (ARGV has timeout_option) how long the host was silent."""
     from orchestrator.transport.base import run_capped, stall_hint
 
+    # The bridge (rsync_bridge.py) runs in this process: it records why it stopped waiting
+    # for the host under this call's id, which the tunnel hands it from the environment.
+    call = secrets.token_hex(8)
     # rsync passes on what the host's side prints (its stderr, through the tunnel): capped.
     res = run_capped(
         argv,
         stdin,
         MAX_OUTPUT,
         preexec_fn=_file_size_limit(max_file_bytes) if max_file_bytes is not None else None,
+        env={**os.environ, CALL_ENV: call},
     )
     proc = subprocess.CompletedProcess(argv, res.rc, res.stdout, res.stderr)
+    stopped = transport.rsync_stopped(call)
+    if stopped:  # the bridge left a host command that would not end
+        raise OrchError(
+            f"{transport.host.name} {stopped}, so orch stopped waiting for it (rsync)",
+            ExitCode.REMOTE,
+            hint=stall_hint(transport.host.name),
+        )
     if res.overflow:
         raise OrchError(
             f"rsync printed more than {MAX_OUTPUT >> 20} MB (what the host sends back is capped): stopped",
@@ -82,13 +96,6 @@ def run_rsync(
             if push:
                 raise diskspace.host_no_space(transport, why)
             raise diskspace.local_no_space(local_dir or Path.cwd(), why)
-        stopped = [line for line in err.splitlines() if line.startswith(STOPPED)]
-        if stopped:  # the bridge left a host command that would not end (rsync_bridge.py)
-            raise OrchError(
-                f"{transport.host.name} {stopped[-1][len(STOPPED) :].strip()}, so orch stopped waiting for it (rsync)",
-                ExitCode.REMOTE,
-                hint=stall_hint(transport.host.name),
-            )
         if proc.returncode == IO_TIMEOUT:
             raise OrchError(
                 f"{transport.host.name} sent nothing for {io_seconds(transport.host)} s: "
@@ -97,12 +104,14 @@ def run_rsync(
                 hint=stall_hint(transport.host.name),
             )
         raise OrchError(
-            f"rsync failed (exit {proc.returncode}): {err[-800:] or 'it printed no reason'}", ExitCode.REMOTE
+            f"rsync failed (exit {proc.returncode}): {' | '.join(last_lines(err, 3)) or 'it printed no reason'}",
+            ExitCode.REMOTE,
         )
     return proc
 
 
 def _reason(err: str) -> str:
-    """rsync's line that says why (it ends with the summary "rsync error: ... (code N)")."""
-    lines = [line for line in err.splitlines() if line.strip()]
+    """rsync's line that says why (it ends with the summary "rsync error: ... (code N)"), from
+    the end of ERR, bounded and escaped (terminal.last_lines): the host's side writes to it."""
+    lines = last_lines(err, 12, 4000)
     return next((line for line in lines if diskspace.says_no_space(line)), lines[-1] if lines else "")

@@ -15,8 +15,9 @@ ever (it waits for its remote shell, this bridge, which waits for the exit statu
 the host's output has ended the exit status is due within ``idle_s`` (the host's
 io_timeout), and once nothing has moved either way for twice that (rsync's own --timeout
 stops a transfer the host stalls at once), the bridge stops waiting.  Either way it
-closes the channel and tells rsync, on its stderr, with a line starting STOPPED, which
-transport/rsync.py turns into the message.
+closes the channel, tells rsync on its stderr (a line starting STOPPED, for rsync's own
+output), and records why under the call's id (``stopped``), which transport/rsync.py asks
+for the message: never parsed from rsync's stderr, which carries the host's text too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 TUNNEL = str(Path(__file__).with_name("rsync_tunnel.py"))
 STOPPED = "orch: stopped waiting for the host:"  # then why, on rsync's stderr
@@ -52,11 +53,17 @@ class RsyncBridge:
         self._sock.bind(self.path)
         self._sock.listen(8)
         self._closed = False
+        self._stopped: Dict[str, str] = {}  # call id -> why the bridge stopped waiting for it
         threading.Thread(target=self._serve, name="orch-rsync-bridge", daemon=True).start()
 
     def rsh(self) -> List[str]:
         """rsync's -e program (as argv)."""
         return [sys.executable, "-S", TUNNEL, self.path]
+
+    def stopped(self, call: str) -> Optional[str]:
+        """Why the bridge stopped waiting for the host's side of rsync call CALL (its
+        $ORCH_RSYNC_CALL), e.g. "sent nothing for 600 s"; None when it did not.  Asked once."""
+        return self._stopped.pop(call, None) if call else None
 
     def close(self) -> None:
         self._closed = True
@@ -89,7 +96,8 @@ class RsyncBridge:
                 if not chunk or len(header) > 1 << 20:
                     return
                 header += chunk
-            command = json.loads(header)["command"]
+            request = json.loads(header)
+            command, call = request["command"], str(request.get("call") or "")
             try:
                 chan = self._open_channel(command)
             except Exception as exc:  # lost connection: rsync reports it with our words
@@ -110,6 +118,8 @@ class RsyncBridge:
                 t.start()
             why = self._wait(pumps[1:], chan, moved)
             if why:
+                if call:
+                    self._stopped[call] = why
                 chan.close()  # the host's command is left; the pumps end with the channel
                 send(b"E", f"{STOPPED} {why}\n".encode())
                 send(b"X", struct.pack(">i", GAVE_UP))

@@ -7,9 +7,11 @@ keys, known hosts and jump hosts), this program hands the command to the orch pr
 that started rsync, through the Unix socket SOCKET; that process runs it on a new channel
 of its one verified SSH connection (orchestrator/transport/rsync_bridge.py) and relays the bytes.
 
-Wire format: this side sends one JSON line {"command": ...}, then stdin's bytes raw
-(half-closing at EOF).  The other side sends frames: 1 byte kind (O stdout, E stderr,
-X exit status), 4 bytes big-endian length, payload; X's payload is a signed 4-byte int.
+Wire format: this side sends one JSON line {"command": ..., "call": ...} (``call``: the
+$ORCH_RSYNC_CALL orch gave the rsync that started this, so the bridge can tell that call
+why it gave up), then stdin's bytes raw (half-closing at EOF).  The other side sends
+frames: 1 byte kind (O stdout, E stderr, X exit status), 4 bytes big-endian length,
+payload; X's payload is a signed 4-byte int.
 
 Standard library only, run with ``python -S``: it starts in tens of milliseconds.
 """
@@ -21,6 +23,8 @@ import socket
 import struct
 import sys
 import threading
+
+CALL_ENV = "ORCH_RSYNC_CALL"  # set by orch for each rsync it runs (orchestrator/transport/rsync.py)
 
 
 def remote_command(args):
@@ -72,7 +76,8 @@ def main(argv):
     except OSError as exc:
         sys.stderr.write(f"orch: cannot reach the orch process that started rsync ({argv[1]}): {exc}\n")
         return 255
-    sock.sendall(json.dumps({"command": remote_command(argv[2:])}).encode() + b"\n")
+    header = {"command": remote_command(argv[2:]), "call": os.environ.get(CALL_ENV, "")}
+    sock.sendall(json.dumps(header).encode() + b"\n")
     threading.Thread(target=_pump_stdin, args=(sock,), daemon=True).start()
     buf = b""
     while True:

@@ -654,6 +654,9 @@ class SSHTransport(Transport):
         # The host part only tells rsync the path is remote: the bridge knows the host.
         return f"orch:{remote_path}"
 
+    def rsync_stopped(self, call: str) -> Optional[str]:
+        return self._bridge.stopped(call) if self._bridge is not None else None
+
     def close(self):
         if self._bridge is not None:
             self._bridge.close()

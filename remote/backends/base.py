@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 
 class BackendError(Exception):
@@ -32,6 +32,10 @@ class Backend:
     # True when jobs run on this machine (tmux): a wrapper's pid is a process here that
     # hostctl may signal.  False where they run elsewhere (Slurm compute nodes).
     same_host = True
+    # The file the scheduler itself writes in a job's folder (its own output of the job: why a
+    # job that never reached orch's wrapper failed), and what it is in words; None: no such file.
+    output_file: Optional[str] = None
+    output_words = ""
 
     def __init__(self, workdir: str, options: Optional[dict] = None):
         self.workdir = workdir
@@ -62,9 +66,37 @@ class Backend:
         """Stop the job (its wrapper records `cancelled` when it gets the signal)."""
         raise NotImplementedError
 
+    def handle_before_records(self, run_id: str, job: str) -> Optional[str]:
+        """The handle of JOB of RUN_ID started before hostctl recorded handles (backend.json),
+        where the backend can tell it from the names alone; None: it cannot."""
+        return None
+
     def describe(self, handle: str) -> str:
         """How a user reaches the job by hand, for messages (e.g. `tmux -S SOCK attach -t NAME`)."""
         return handle
 
     def required_tools(self) -> List[str]:
         return []
+
+    # A scheduler that stops a job and runs it again (a requeue) counts those reruns; hostctl
+    # and the wrapper ask these, never a scheduler by name.  The defaults: jobs run once.
+
+    def earlier_requeues(self, job_dir: str) -> int:
+        """The requeues of the job's earlier submissions that JOB_DIR carries into its current
+        one (the count of a job whose wrapper has not run in this submission); 0: none."""
+        return 0
+
+    def requeue_counts(self, env: Mapping[str, str]) -> Tuple[int, int]:
+        """Inside a job, from its environment ENV: (the times the scheduler has rerun this
+        submission, what the wrapper's --max-requeues bounds; the times the run's job has
+        been requeued over all its submissions, status.json's ``requeues``)."""
+        return 0, 0
+
+    def own_handle(self, env: Mapping[str, str]) -> str:
+        """Inside a job: its handle, from its environment ENV ("" when not known)."""
+        return ""
+
+    def requeue(self, handle: str) -> None:
+        """Ask the scheduler to stop the job HANDLE and run it again; BackendError when it
+        refuses (the words are the scheduler's)."""
+        raise BackendError(f"the {self.name} backend does not requeue jobs")

@@ -17,7 +17,7 @@ import re
 import shlex
 import subprocess
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from remote.backends.base import Backend, BackendError, Refused
 from remote.files import BadFile, open_regular, read_dict
@@ -224,10 +224,26 @@ class SlurmBackend(Backend):
     name = "slurm"
     same_host = False  # jobs run on compute nodes: a pid in a job folder is not a process here
     starts_at_once = False  # a submitted job may wait in the queue: submission is the start
+    output_file = OUTPUT
+    output_words = "Slurm's output of its batch job"
 
     def __init__(self, workdir: str, options: Optional[dict] = None):
         super().__init__(workdir, options)
         self.submitted: Dict[str, str] = {}  # jobs submitted by this launch, by name
+
+    def earlier_requeues(self, job_dir: str) -> int:
+        return earlier_requeues(job_dir)
+
+    def requeue_counts(self, env) -> Tuple[int, int]:
+        return restarts(env), requeues(env)
+
+    def own_handle(self, env) -> str:
+        return str(env.get("SLURM_JOB_ID", ""))
+
+    def requeue(self, handle: str) -> None:
+        proc = self._run("scontrol", "requeue", handle)
+        if proc.returncode != 0:
+            raise BackendError(proc.stderr.strip()[:200] or f"scontrol requeue exit {proc.returncode}")
 
     def _run(self, *argv: str, timeout: float = 60, env: Optional[dict] = None) -> subprocess.CompletedProcess:
         try:

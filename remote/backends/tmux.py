@@ -65,6 +65,9 @@ class TmuxBackend(Backend):
     def stop(self, handle: str) -> None:
         self.tmux("kill-session", "-t", "=" + handle)
 
+    def handle_before_records(self, run_id: str, job: str) -> Optional[str]:
+        return session_name(run_id, job)  # a session's name is its run's and job's
+
     def describe(self, handle: str) -> str:
         return f"tmux -S {self.sock} attach -t {handle}"
 

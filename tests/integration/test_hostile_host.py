@@ -134,15 +134,21 @@ def clone_run(p, pristine: Path, src: str, dst: str, host_root: Path = None, hos
     (local / "local.json").write_text(json.dumps(record))
 
 
-def fetched_clone(base, test_name: str, prefix: str) -> "Host":
+@contextlib.contextmanager
+def cloned_host(base, test_name: str, prefix: str):
     """A fresh clone of the finished `base` run for the test TEST_NAME (its id PREFIX and a
-    hash of the name), fetched and evaluated once."""
+    hash of the name), as a Host; the host config and the environment the test changed are
+    put back after."""
     p, pristine = base
     run_id = prefix + hashlib.sha256(test_name.encode()).hexdigest()[:10]
     clone_run(p, pristine, "base", run_id)
-    h = Host(p, run_id)
-    assert "results verified" in h.orch("fetch-results", run_id, check=True).stderr
-    return h
+    env = dict(p.env)
+    try:
+        yield Host(p, run_id)
+    finally:
+        p.env.clear()
+        p.env.update(env)
+        p.write_host()
 
 
 @contextlib.contextmanager
@@ -165,25 +171,36 @@ def finished_base_run(sshd, root: Path):
         stop_project(p)
 
 
-@pytest.fixture(scope="module")
-def base(sshd, tmp_path_factory):
-    """A project whose testhost holds one finished run `base`, and that run's local record
-    as it was right after launch."""
-    with finished_base_run(sshd, tmp_path_factory.mktemp("hostile")) as made:
-        yield made
+def base_run_fixture(folder: str):
+    """The module fixture `base` of a module whose tests clone one finished run: a project
+    whose testhost holds run `base` (finished_base_run, under a temporary FOLDER), and that
+    run's local record as it was right after launch.  Use: ``base = base_run_fixture("x")``."""
+
+    @pytest.fixture(scope="module")
+    def base(sshd, tmp_path_factory):
+        with finished_base_run(sshd, tmp_path_factory.mktemp(folder)) as made:
+            yield made
+
+    return base
 
 
-@pytest.fixture
-def hostile(base, request):
-    """A fresh clone of `base` for this test; the host config and environment are put back after."""
-    p, pristine = base
-    run_id = "h" + hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
-    clone_run(p, pristine, "base", run_id)
-    env = dict(p.env)
-    yield Host(p, run_id)
-    p.env.clear()
-    p.env.update(env)
-    p.write_host()
+def clone_fixture(name: str, prefix: str, fetch: bool = False):
+    """The fixture NAME of such a module: a fresh clone of `base` for each test (cloned_host,
+    its id starting with PREFIX), fetched and evaluated once when FETCH.
+    Use: ``hostile = clone_fixture("hostile", "h")``."""
+
+    @pytest.fixture(name=name)
+    def clone(base, request):
+        with cloned_host(base, request.node.name, prefix) as h:
+            if fetch:
+                assert "results verified" in h.orch("fetch-results", h.run, check=True).stderr
+            yield h
+
+    return clone
+
+
+base = base_run_fixture("hostile")
+hostile = clone_fixture("hostile", "h")
 
 
 def path_without_rsync(tmp_path: Path) -> str:

@@ -14,7 +14,6 @@ module and cloned under a fresh id for each test.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -27,10 +26,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_hostile_host import (
-    Host,
     acting_controls,
-    clone_run,
-    finished_base_run,
+    base_run_fixture,
+    clone_fixture,
     no_traceback,
     path_without_rsync,
     swap_host_helper,
@@ -42,23 +40,8 @@ HERE = Path(__file__).resolve().parent
 ESCAPES = "\x1b]0;OWNED-TITLE\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07"
 
 
-@pytest.fixture(scope="module")
-def base(sshd, tmp_path_factory):
-    with finished_base_run(sshd, tmp_path_factory.mktemp("review")) as made:
-        yield made
-
-
-@pytest.fixture
-def hostile(base, request):
-    """A fresh clone of `base` for this test; the host config and environment are put back after."""
-    p, pristine = base
-    run_id = "v" + hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
-    clone_run(p, pristine, "base", run_id)
-    env = dict(p.env)
-    yield Host(p, run_id)
-    p.env.clear()
-    p.env.update(env)
-    p.write_host()
+base = base_run_fixture("review")
+hostile = clone_fixture("hostile", "v")
 
 
 def kill_pid_in(marker: Path) -> None:

@@ -17,9 +17,9 @@ import pytest
 from tests.integration.test_hostile_host import (
     Host,
     _drop_last,
+    base_run_fixture,
+    clone_fixture,
     clone_run,
-    fetched_clone,
-    finished_base_run,
     no_traceback,
     rewrite_scores,
 )
@@ -29,18 +29,8 @@ pytestmark = pytest.mark.integration
 JOBS = ("class-0", "class-1")
 
 
-@pytest.fixture(scope="module")
-def base(sshd, tmp_path_factory):
-    """A project whose testhost holds one finished run `base`, and that run's local record
-    as it was right after launch."""
-    with finished_base_run(sshd, tmp_path_factory.mktemp("refetch")) as made:
-        yield made
-
-
-@pytest.fixture
-def fetched(base, request):
-    """A fresh clone of `base` for this test, fetched and evaluated once."""
-    return fetched_clone(base, request.node.name, "r")
+base = base_run_fixture("refetch")
+fetched = clone_fixture("fetched", "r", fetch=True)
 
 
 def _on_local_host(p, pristine, run_id: str) -> Host:
@@ -207,3 +197,29 @@ def test_a_whole_log_fetched_before_stays_whole_on_a_plain_fetch(fetched):
     no_traceback(plain)
     assert (h.local("class-0") / "log.txt").read_bytes() == (h.job("class-0") / "log.txt").read_bytes()
     assert "class-0/log.txt is" not in plain.stderr  # not reported as cut
+
+
+def test_a_rerun_jobs_log_of_the_same_length_is_fetched_not_kept_from_the_earlier_attempt(fetched):
+    """--full-logs fetched class-0's 3 MB log whole; the host then reruns class-0: new scores,
+    a new status.json and a log of exactly the same length.  The next --full-logs fetch brings
+    the new attempt's log beside its scores, not the earlier attempt's one kept here."""
+    h = fetched
+    with open(h.job("class-0") / "log.txt", "ab") as f:
+        f.write(b"the first attempt trains\n" * 120_000)  # about 3 MB: cut by the first pass
+    h.orch("fetch-results", h.run, "--no-eval", "--full-logs", check=True)
+    first = (h.local("class-0") / "log.txt").read_bytes()
+    assert first == (h.job("class-0") / "log.txt").read_bytes()
+    rerun = first.replace(b"the first attempt trains", b"the rerun trains anew!!!")
+    assert len(rerun) == len(first) and rerun != first
+    (h.job("class-0") / "log.txt").write_bytes(rerun)
+    status = json.loads((h.job("class-0") / "status.json").read_text())
+    status["started"] = status["started"] + 60  # the rerun's own status.json
+    (h.job("class-0") / "status.json").write_text(json.dumps(status))
+    rewrite_scores(h.job("class-0"), _worse)
+    proc = h.orch("fetch-results", h.run, "--no-eval", "--full-logs", check=True)
+    no_traceback(proc)
+    assert "class-0's results changed on the host" in " ".join(proc.stderr.split()), proc.stderr
+    assert (h.local("class-0") / "scores.jsonl").read_bytes() == (h.job("class-0") / "scores.jsonl").read_bytes()
+    assert (h.local("class-0") / "log.txt").read_bytes() == rerun
+    (where,) = list((h.local() / "previous").iterdir())
+    assert (where / "jobs" / "class-0" / "log.txt").read_bytes() == first  # the earlier attempt's, set aside

@@ -19,8 +19,8 @@ import pytest
 import timing
 
 from tests.integration.test_hostile_host import (
-    fetched_clone,
-    finished_base_run,
+    base_run_fixture,
+    clone_fixture,
     no_traceback,
     rewrite_scores,
 )
@@ -30,17 +30,8 @@ pytestmark = pytest.mark.integration
 JOBS = ("class-0", "class-1")
 
 
-@pytest.fixture(scope="module")
-def base(sshd, tmp_path_factory):
-    with finished_base_run(sshd, tmp_path_factory.mktemp("runfolders")) as made:
-        yield made
-
-
-@pytest.fixture
-def fetched(base, request):
-    """A fresh clone of `base` for this test, fetched and evaluated once; the host config put back after."""
-    yield fetched_clone(base, request.node.name, "f")
-    base[0].write_host()
+base = base_run_fixture("runfolders")
+fetched = clone_fixture("fetched", "f", fetch=True)
 
 
 def _listed(h) -> dict:

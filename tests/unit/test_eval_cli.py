@@ -297,3 +297,22 @@ def test_folders_that_are_not_whole_runs_are_listed_with_what_to_do(project):
         assert err.code == ExitCode.RUN_STATE and "no run named" not in err.message
     assert "rmdir" in failure(invoke("eval", "killed")).hint
     assert "copy it back here" in failure(invoke("eval", "half")).hint
+
+
+def test_drop_previous_says_every_runs_outcome_before_it_fails(project):
+    """`orch runs --drop-previous A --drop-previous B --json` where B is refused (its
+    previous/ is a link): A's copies are removed all the same, the JSON says so and names
+    B's refusal, and the command then fails with B's message (exit 8)."""
+    a, b = make_run(project, "a"), make_run(project, "b")
+    (a / "previous" / "20260101-000000Z" / "jobs").mkdir(parents=True)
+    (project / "elsewhere").mkdir()
+    (b / "previous").symlink_to(project / "elsewhere", target_is_directory=True)
+    result = invoke("runs", "--drop-previous", "a", "--drop-previous", "b", "--drop-previous", "c", "--json")
+    err = failure(result)
+    assert err.code == ExitCode.RUN_STATE
+    assert "is not a folder (a link or a file)" in err.message and "no run named 'c'" in err.message
+    said = json.loads(result.stdout)
+    assert said[0] == {"run": "a", "removed": ["20260101-000000Z"], "freed_bytes": 0, "left": []}
+    assert said[1]["run"] == "b" and "is not a folder" in said[1]["error"]
+    assert said[2]["run"] == "c" and "no run named 'c'" in said[2]["error"]
+    assert not (a / "previous").exists() and (b / "previous").is_symlink()

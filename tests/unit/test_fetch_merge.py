@@ -41,7 +41,7 @@ def test_a_job_the_host_lost_keeps_its_local_results(run):
     _job(local, "class-1")
     _job(stage, "class-0")  # the host lost class-1's folder
     merge = fetch.plan_merge(local, stage, JOBS, done=["class-0"])
-    assert merge.kept == {"class-1": True} and merge.held() == ["class-1"]
+    assert merge.kept == {"class-1": True} and merge.kept_results() == ["class-1"]
     assert not merge.changed and not merge.carried
     fetch.apply_merge(merge, local, stage)
     assert (stage / "class-1" / "scores.jsonl").read_bytes() == (local / "class-1" / "scores.jsonl").read_bytes()
@@ -103,7 +103,7 @@ def test_a_new_finished_job_replaces_local_logs_and_a_folder_the_host_lacks_stay
     _job(local, "class-1", scores=None, manifest=False)
     _job(stage, "class-0")  # finished now; the host has nothing of class-1
     merge = fetch.plan_merge(local, stage, JOBS, done=["class-0"])
-    assert merge.kept == {"class-1": False} and merge.held() == [] and not merge.changed
+    assert merge.kept == {"class-1": False} and merge.kept_results() == [] and not merge.changed
 
 
 def test_the_users_own_files_are_carried_over(run):
@@ -190,7 +190,7 @@ def test_fetch_notes_name_what_was_kept_and_where(tmp_path):
     where = run_dir / "previous" / "20260101-000000Z"
     lines = fetch_notes(
         {
-            "held": {"class-1": "lost"},
+            "kept": {"class-1": "lost"},
             "changed": {"class-0": "scores.jsonl sha256 aaa -> bbb\x1b[2J"},
             "previous": where,
             "moved": ["metrics.json", "report.md"],
@@ -203,7 +203,7 @@ def test_fetch_notes_name_what_was_kept_and_where(tmp_path):
     assert "class-0's results changed on the host (scores.jsonl sha256 aaa -> bbb\\x1b[2J)" in lines[1]
     assert str(where / "jobs" / "class-0") in lines[1]
     assert lines[2] == f"  the evaluation of the previous results (metrics.json, report.md) moved to {where}"
-    assert fetch_notes({"held": {}, "changed": {}, "previous": None, "moved": []}, run_dir) == []
+    assert fetch_notes({"kept": {}, "changed": {}, "previous": None, "moved": []}, run_dir) == []
 
 
 def test_a_fetch_that_replaced_nothing_puts_the_evaluation_back(run):

@@ -41,7 +41,7 @@ def test_discard_keeps_the_verified_copy(tmp_path):
     staging.discard()
     assert (tmp_path / "jobs" / "neg" / "scores.jsonl").read_bytes() == b"old\n"
     assert not list(tmp_path.glob(".fetch-*"))
-    assert "previous verified copy" in fetch.kept_note(tmp_path) and "untouched" in fetch.kept_note(tmp_path)
+    assert "previous verified copy" in fetch.untouched_note(tmp_path) and "untouched" in fetch.untouched_note(tmp_path)
 
 
 def test_an_interrupted_two_step_swap_is_undone(tmp_path):
@@ -170,17 +170,19 @@ def test_full_logs_that_would_fill_this_disk_are_refused_before_they_travel(tmp_
 
 
 def test_whole_logs_come_no_bigger_than_the_first_pass_saw(tmp_path, monkeypatch):
-    """--full-logs: the whole-logs pass takes each log only as big as the largest the first
-    pass saw, plus LOG_GROWTH (what the room check counted), not FULL_LOG_BYTES: a log the
-    host makes grow in between keeps its tail.  A log the verified copy holds at the host's
-    size is linked from it, not sent."""
+    """--full-logs: the whole-logs pass takes each log only as big as the largest of its size
+    class the first pass saw, plus LOG_GROWTH (what the room check counted), not
+    FULL_LOG_BYTES: a log the host makes grow in between keeps its tail.  A log the verified
+    copy holds at the host's size, of the same attempt, is linked from it, not sent."""
     host, seed = tmp_path / "host" / "jobs", tmp_path / "run" / "jobs"
     first = b"y" * (fetch.TAIL_BYTES + 10) + b"\nlast line\n"
     for name in ("neg", "pos"):
         (host / name).mkdir(parents=True)
         (host / name / "log.txt").write_bytes(first)
+        (host / name / "status.json").write_text('{"state": "running"}')
     (seed / "pos").mkdir(parents=True)
-    (seed / "pos" / "log.txt").write_bytes(b"p" * len(first))  # here whole (by its size)
+    (seed / "pos" / "log.txt").write_bytes(b"p" * len(first))  # here whole: its size, the same attempt
+    (seed / "pos" / "status.json").write_text('{"state": "running"}')
     real_pull, limits = fetch._pull, []
 
     def pull(transport, remote_jobs, stage, seed_dir, spec):
@@ -196,6 +198,78 @@ def test_whole_logs_come_no_bigger_than_the_first_pass_saw(tmp_path, monkeypatch
     assert (stage / "neg" / "log.txt").stat().st_size < fetch.TAIL_BYTES + 1024
     assert pulled.over_cap == {"neg/log.txt": len(first)} and "neg/log.txt" in pulled.cut
     assert os.path.samefile(stage / "pos" / "log.txt", seed / "pos" / "log.txt") and "pos/log.txt" not in pulled.cut
+
+
+@pytest.mark.parametrize(
+    "mine",
+    [{"status.json": b'{"state": "done", "started": 1}'}, {"status.json": b'{"state": "done", "started": 2}'}, {}],
+    ids=["earlier-attempt", "same-status-other-manifest", "no-status-here"],
+)
+def test_a_whole_log_here_of_another_attempt_is_never_put_beside_new_results(tmp_path, mine):
+    """The host reran neg: new scores, a new status.json, a log of the same length as the
+    whole log here.  That log here is an earlier attempt's: the host's is sent, not linked.
+    Linked only when status.json and manifest.json here are the host's bytes."""
+    host, seed = tmp_path / "host" / "jobs" / "neg", tmp_path / "run" / "jobs" / "neg"
+    host.mkdir(parents=True)
+    seed.mkdir(parents=True)
+    log = b"new attempt\n" * (fetch.TAIL_BYTES // 8)
+    (host / "log.txt").write_bytes(log)
+    (seed / "log.txt").write_bytes(b"old attempt\n" * (fetch.TAIL_BYTES // 8))  # the same length
+    (host / "status.json").write_bytes(b'{"state": "done", "started": 2}')
+    _manifest(host, b"new scores\n")
+    (host / "scores.jsonl").write_bytes(b"new scores\n")
+    (seed / "manifest.json").write_text(json.dumps({"files": {}}))
+    for name, data in mine.items():
+        (seed / name).write_bytes(data)
+    pulled, stage = _pull_local(tmp_path, ["neg"], full_logs=True)
+    assert (stage / "neg" / "log.txt").read_bytes() == log and pulled.cut == {}
+    assert not os.path.samefile(stage / "neg" / "log.txt", seed / "log.txt")
+    # The same attempt (both documents the host's bytes): linked, not sent.
+    shutil.rmtree(tmp_path / "run" / ".fetch-1")
+    for name in ("status.json", "manifest.json"):
+        shutil.copyfile(host / name, seed / name)
+    pulled, stage = _pull_local(tmp_path, ["neg"], full_logs=True)
+    assert os.path.samefile(stage / "neg" / "log.txt", seed / "log.txt") and pulled.cut == {}
+
+
+def test_each_whole_log_counts_for_its_own_size_class_not_the_largest(tmp_path, monkeypatch):
+    """One 1 GiB log beside fifteen of 2 MB asks for about 1 GiB, not 16 x 1 GiB; each transfer
+    pulls one name of one size class, its bound that class's largest plus LOG_GROWTH, so no
+    log can come bigger than what it was counted for."""
+    host = tmp_path / "host" / "jobs"
+    wanted = {"big/log.txt": fetch.FULL_LOG_BYTES, "big/progress.jsonl": 3 << 20}
+    wanted.update({f"j{i:02d}/log.txt": (2 << 20) + i for i in range(15)})
+    for key, size in wanted.items():
+        (host / key).parent.mkdir(parents=True, exist_ok=True)
+        with open(host / key, "wb") as fh:
+            fh.truncate(size)  # sparse: the first pass reads their tails only
+    transfers = fetch.whole_log_transfers(wanted)
+    assert transfers == [
+        ("log.txt", (2 << 20) + 14 + fetch.LOG_GROWTH, [f"j{i:02d}" for i in range(15)]),
+        ("log.txt", fetch.FULL_LOG_BYTES, ["big"]),
+        ("progress.jsonl", (3 << 20) + fetch.LOG_GROWTH, ["big"]),
+    ]
+    need = sum(bound * len(jobs) for _, bound, jobs in transfers)
+    assert need < fetch.FULL_LOG_BYTES + (64 << 20)
+    free = fetch.RESERVE_BYTES + need
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: Usage(1 << 40, 1 << 40, free))
+    specs = []
+
+    def pull(transport, remote_jobs, stage, seed_dir, spec):
+        if stage.name != "whole-logs":
+            return real_pull(transport, remote_jobs, stage, seed_dir, spec)
+        specs.append((list(spec.names), spec.max_bytes, list(spec.dirs)))
+        return fetch.Pulled()  # nothing sent: the logs keep their tails
+
+    real_pull = fetch._pull
+    monkeypatch.setattr(fetch, "_pull", pull)
+    pulled, _ = _pull_local(tmp_path, ["big"] + [f"j{i:02d}" for i in range(15)], full_logs=True)
+    assert specs == [([name], bound, jobs) for name, bound, jobs in transfers]
+    assert pulled.over_cap == wanted  # none arrived: each keeps its tail
+    free = fetch.RESERVE_BYTES + need - 1  # one byte short of what they may take: refused
+    shutil.rmtree(tmp_path / "run" / ".fetch-1")
+    with pytest.raises(OrchError, match=r"1 log x 1\.0 GB, 1 log x 4\.0 MB, 15 logs x 3\.0 MB: the largest, big/log"):
+        _pull_local(tmp_path, ["big"] + [f"j{i:02d}" for i in range(15)], full_logs=True)
 
 
 def test_results_come_no_bigger_than_the_manifests_declare(tmp_path):
@@ -288,6 +362,10 @@ def test_results_this_machine_has_not_the_memory_to_check_are_not_fetched(tmp_pa
     assert caught.value.code == ExitCode.RUN_STATE and "more memory" in caught.value.hint
 
 
+def _here(tmp_path):
+    return LocalTransport(HostConfig(name="local", workdir=str(tmp_path)))
+
+
 def test_rsync_writes_no_file_past_its_limit_whatever_it_is_sent(tmp_path):
     """The file-size limit a pull's rsync runs under (RLIMIT_FSIZE), with a real rsync that
     is told nothing of it: it stops at the limit with its own words."""
@@ -297,11 +375,12 @@ def test_rsync_writes_no_file_past_its_limit_whatever_it_is_sent(tmp_path):
     (tmp_path / "src" / "big").write_bytes(b"x" * 200_000)
     dest = tmp_path / "dest"
     dest.mkdir()
+    argv = ["rsync", "-r", f"{tmp_path / 'src'}/", f"{dest}/"]
     with pytest.raises(OrchError) as caught:
-        run_rsync(None, ["rsync", "-r", f"{tmp_path / 'src'}/", f"{dest}/"], push=False, max_file_bytes=65536)
+        run_rsync(_here(tmp_path), argv, push=False, max_file_bytes=65536)
     assert "File too large" in caught.value.message, caught.value.message
     assert all(p.stat().st_size <= 65536 for p in dest.rglob("*") if p.is_file())
-    assert run_rsync(None, ["rsync", "-r", f"{tmp_path / 'src'}/", f"{dest}/"], push=False).returncode == 0
+    assert run_rsync(_here(tmp_path), argv, push=False).returncode == 0
     assert (dest / "big").stat().st_size == 200_000
 
 
@@ -320,14 +399,14 @@ def test_sizes_read_as_people_say_them(n, words):
     assert room.size_words(n) == words
 
 
-def test_rsync_output_is_read_only_up_to_its_cap(monkeypatch):
+def test_rsync_output_is_read_only_up_to_its_cap(monkeypatch, tmp_path):
     """rsync passes on what the host's side prints; a host that prints without end is cut
     off and the transfer stopped, not read into memory."""
     from orchestrator.transport import rsync
 
     monkeypatch.setattr(rsync, "MAX_OUTPUT", 1 << 20)
     with pytest.raises(OrchError, match="rsync printed more than 1 MB"):
-        rsync.run_rsync(None, ["sh", "-c", "yes 'remote: noise' >&2"], push=False)
+        rsync.run_rsync(_here(tmp_path), ["sh", "-c", "yes 'remote: noise' >&2"], push=False)
 
 
 @pytest.mark.parametrize("hard, soft", [(-1, 5000), (3000, 3000), (9000, 5000)])

@@ -5,6 +5,7 @@ cancel reply's states kept only for the run's own jobs."""
 import json
 import re
 
+import pytest
 from hostfixtures import run_probe_locally
 
 from orchestrator.contract import records
@@ -63,6 +64,22 @@ def test_numbers_json_cannot_hold_are_refused_in_host_documents():
     for text in ('{"ended": 1e400}', '{"a": NaN}', '{"a": [-Infinity]}', '{"a": {"b": Infinity}}'):
         assert parse_json_object(text) is None, text
     assert parse_json_object('{"ended": 1.5e9, "n": 10000000000000000000000}') == {"ended": 1.5e9, "n": 10**22}
+
+
+def test_every_host_reply_and_document_is_read_strict(tmp_path):
+    """hostdocs.loads' promise: a status-all reply with NaN where no check looks (a status
+    key of the host's own) is refused, as is a fetched document with one."""
+    from orchestrator.contract.hostdocs import BadDocument, read_local
+    from orchestrator.errors import OrchError
+
+    job = {"name": "c0", "status": {"state": "done", "mine": "NaN"}, "alive": False, "manifest": True, "log_bytes": 1}
+    reply = json.dumps({"replies": [{"run_dir": "x", "exists": True, "now": 1764150020.0, "jobs": [job]}]})
+    assert isinstance(hostctl._status_all_replies("h", "0", reply, 1)[0], dict)  # a string "NaN" is fine
+    (got,) = hostctl._status_all_replies("h", "0", reply.replace('"NaN"', "NaN"), 1)
+    assert isinstance(got, OrchError) and "printed no status-all reply orch can use" in got.message
+    (tmp_path / "status.json").write_text('{"state": "done", "mine": NaN}')
+    with pytest.raises(BadDocument, match="not valid JSON"):
+        read_local(tmp_path / "status.json", lambda doc: doc)
 
 
 def test_probe_facts_from_a_host_with_non_finite_numbers_are_strict_json(tmp_path):

@@ -90,3 +90,12 @@ def test_the_controller_uses_only_standard_library_modules_of_remote():
     }
     used = {m for p in CONTROLLER for m in _imports(p) if m.split(".")[0] == "remote"}
     assert used <= allowed, sorted(used - allowed)
+
+
+def test_outside_its_backend_nothing_on_the_host_names_a_scheduler():
+    """docs/ARCHITECTURE.md, "The job backend seam": hostctl, the wrapper and the payload ask
+    a backend (remote/backends/base.py), never a scheduler's own module."""
+    schedulers = {f"remote.backends.{name}" for name in ("tmux", "slurm")}
+    host = [p for p in sorted((REPO / "remote").rglob("*.py")) if "backends" not in p.relative_to(REPO).parts]
+    named = {str(p.relative_to(REPO)): sorted(set(_imports(p)) & schedulers) for p in host}
+    assert {path: found for path, found in named.items() if found} == {}

@@ -138,8 +138,13 @@ def test_two_seeds_that_tie_are_not_a_known_zero():
 def test_the_interval_holds_zero_exactly_when_p_is_005_or_more():
     """From two seeds up: the interval of A - B and the p-value say the same, also where the
     exact sign-flip test is the larger p (few texts that differ: 5 to 0 at every seed)."""
-    few = paired_over_seeds(*from_patterns({(1, 1, 1): 5, (0, 0, 0): 115}))
+    a, b = from_patterns({(1, 1, 1): 5, (0, 0, 0): 115})
+    few = paired_over_seeds(a, b)
     assert few["p_value"] == pytest.approx(1 / 16) and few["diff_ci95"][0] <= 0.0 < few["diff_ci95"][1]
+    # The texts' term was widened for that: se_texts stays what the texts give, the widened
+    # one has its own name.
+    assert few["se_texts"] == pytest.approx(spread(a.astype(np.int8) - b.astype(np.int8)).text_var ** 0.5)
+    assert few["se_texts_widened"] > 1.1 * few["se_texts"]
     rng = np.random.default_rng(3)
     for _ in range(150):
         seeds, n = int(rng.integers(2, 5)), int(rng.integers(10, 300))

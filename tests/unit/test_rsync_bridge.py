@@ -13,7 +13,7 @@ import timing
 
 from orchestrator.transport import shell
 from orchestrator.transport.rsync_bridge import STOPPED, RsyncBridge
-from orchestrator.transport.rsync_tunnel import remote_command
+from orchestrator.transport.rsync_tunnel import CALL_ENV, remote_command
 
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="needs rsync")
 IDLE_S = 1.0  # the host's io_timeout
@@ -66,12 +66,13 @@ def bridge():
     assert not os.path.exists(b.path)
 
 
-def _rsync(bridge, *args):
+def _rsync(bridge, *args, env=None):
     return subprocess.run(
         ["rsync", "-a", "-e", shell.join(bridge.rsh()), *args],
         capture_output=True,
         text=True,
         timeout=timing.scaled(120),
+        env=env,
     )
 
 
@@ -177,7 +178,7 @@ def test_a_host_rsync_that_never_exits_is_left(tmp_path, after, why):
     b = RsyncBridge(lingering, IDLE_S)
     try:
         (tmp_path / "f").write_text("x")
-        res = _rsync(b, str(tmp_path / "f"), f"orch:{tmp_path}/g")
+        res = _rsync(b, str(tmp_path / "f"), f"orch:{tmp_path}/g", env={**os.environ, CALL_ENV: "call-1"})
         closed = all(chan.status_event.wait(timing.scaled(10)) for chan in channels)  # the bridge closed it
     finally:
         b.close()
@@ -186,3 +187,35 @@ def test_a_host_rsync_that_never_exits_is_left(tmp_path, after, why):
     assert (tmp_path / "g").read_text() == "x"  # the transfer itself was done
     assert res.returncode == 255 and f"{STOPPED} {why}" in res.stderr, res.stderr
     assert channels and closed
+    # ... and records it for the call that rsync was (run_rsync asks it, never rsync's stderr).
+    assert b.stopped("call-1") == why and b.stopped("call-1") is None and b.stopped("") is None
+
+
+def test_a_host_that_prints_the_bridges_words_is_not_taken_for_them(tmp_path):
+    """The host's side of rsync prints a 2 MB line starting as the bridge's own notice and
+    fails: the message quotes the end of it, bounded and escaped, as rsync's failure, and
+    does not say that orch stopped waiting."""
+    from orchestrator.config.hosts import HostConfig
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.transport.rsync import run_rsync
+
+    line = f"{STOPPED} sent nothing for 1 s" + "\x1b]0;x\x07" * 10 + "y" * (2 << 20) + " the end"
+    (tmp_path / "line").write_text(line + "\n")
+    b = RsyncBridge(lambda command: ProcessChannel(f"cat {shell.quote(str(tmp_path / 'line'))} >&2; exit 12"), IDLE_S)
+
+    class Host:  # the transport run_rsync talks to: its host's name, and the bridge's verdicts
+        host = HostConfig(name="testhost", workdir=str(tmp_path))
+
+        def rsync_stopped(self, call):
+            return b.stopped(call)
+
+    argv = ["rsync", "-a", "-e", shell.join(b.rsh()), f"orch:{tmp_path}/f", str(tmp_path / "g")]
+    try:
+        with pytest.raises(OrchError) as caught:
+            run_rsync(Host(), argv, push=False)
+    finally:
+        b.close()
+    message = caught.value.message
+    assert caught.value.code == ExitCode.REMOTE and message.startswith("rsync failed (exit 12): "), message[:300]
+    assert len(message) < 2000 and "y the end" in message and "\x1b" not in message, message[-300:]
+    assert "orch stopped waiting" not in message

@@ -42,6 +42,18 @@ def test_k_draws_are_taken_at_random_not_in_stored_order():
     assert np.array_equal(draw_curve(ev)[1], acc) and curve[2] >= 20  # and says how many orders it averaged
 
 
+def test_the_curve_permutes_no_more_values_than_order_work_allows(monkeypatch):
+    """ORDER_WORK bounds the draws permuted in all: a run three times smaller than it is
+    averaged over 3 orders (20 at the least made a 25,000-text run take seconds)."""
+    from orchestrator.results import study_plots
+
+    ev, d, y = stratified_run()
+    monkeypatch.setattr(study_plots, "ORDER_WORK", 3 * d.size * 2)
+    ks, acc, orders = draw_curve(ev)
+    assert orders == 3
+    assert acc[-1] == pytest.approx(np.mean((d.mean(axis=1) > 0) == (y == 1)))  # all K draws: the run's own
+
+
 def test_runs_without_common_draws_have_no_curve():
     ev, _, _ = stratified_run(k=4)
     ragged = ev.scores.draws.copy()

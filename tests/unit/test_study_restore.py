@@ -71,10 +71,25 @@ def test_a_host_copy_that_is_not_the_launched_one_is_refused_and_nothing_is_writ
     assert not (project.runs / RUN).exists()
 
 
-def test_without_a_recorded_sha256_the_run_id_and_snapshot_must_still_match(bed):
-    project, transport, record, host_yaml = bed
+def test_without_a_recorded_sha256_nothing_is_restored(bed):
+    """A study.json older than the sha256 of run.yaml: the host's file, intact as it may be,
+    cannot be told from another run's of the same shape, so nothing is written and the
+    message says how to recover by hand."""
+    project, transport, record, _ = bed
     del record["runs"][0]["launched"]["config_sha256"]
+    with pytest.raises(OrchError) as caught:
+        restoring.restore(project, transport, record, record["runs"][0])
+    assert "records no sha256 of run st-a-s1's run.yaml" in caught.value.message
+    assert "not restored" in caught.value.message and "back from a backup" in caught.value.hint
+    assert "orch study resume st" in caught.value.hint
+    assert not (project.runs / RUN).exists()
+
+
+def test_a_recorded_sha256_of_another_runs_run_yaml_is_refused(bed):
+    """The sha256 matches (study.json edited to another run's), but the file names another run."""
+    project, transport, record, host_yaml = bed
     host_yaml.write_text(host_yaml.read_text().replace(RUN, "st-a-s0"))
+    record["runs"][0]["launched"]["config_sha256"] = hashlib.sha256(host_yaml.read_bytes()).hexdigest()
     with pytest.raises(OrchError, match="is not run st-a-s1's run.yaml"):
         restoring.restore(project, transport, record, record["runs"][0])
     assert not (project.runs / RUN / "local.json").exists()
