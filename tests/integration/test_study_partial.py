@@ -34,7 +34,7 @@ def test_a_failed_member_is_reported_missing_and_resumed(ssh_project):
     assert [m["run_id"] for m in table["missing"]] == ["br-broken-s0"]
     assert "failed" in table["missing"][0]["why"]
     report = (out_dir / "report.md").read_text()
-    assert "br-broken-s0" in report.split("What is missing")[1]
+    assert "br-broken-s0" in report.split("## What is missing")[1]  # the section, not a mention of it
 
     resumed = p.orch("study", "resume", "br", check=True)
     assert "relaunched class-0, class-1 of br-broken-s0" in resumed.stderr
