@@ -1,5 +1,6 @@
-"""What the study test files share: a study config written into the test project, and a
-wait for every run of a study to end."""
+"""What the study test files share: a study config written into the test project, a wait
+for every run of a study to end, and both with a launch between (a study whose runs all
+ended done)."""
 
 import json
 import time
@@ -30,3 +31,13 @@ def wait_ended(p, study, timeout=600):
                 return {r["run_id"]: r for r in last}
         time.sleep(1.0)
     raise AssertionError(f"study {study} did not end in {timeout} s; last status: {last}")
+
+
+def run_done(p, name, members, seeds, shared=None, **more):
+    """Writes study NAME, launches it with `orch study run` and waits until every run ended
+    done; returns `study status --json`'s runs by id."""
+    write_study(p, name, members, seeds, shared, **more)
+    p.orch("study", "run", name, check=True)
+    runs = wait_ended(p, name)
+    assert {r["state"] for r in runs.values()} == {"done"}, runs
+    return runs

@@ -6,7 +6,7 @@ small an exploratory pair's p."""
 import json
 
 import pytest
-from studycases import wait_ended, write_study
+from studycases import run_done, write_study
 
 SHARED = {"eval.bootstrap": 100}
 # a and b learn the classes; c takes one step and stays near chance: both pairs with c differ clearly
@@ -20,9 +20,7 @@ MEMBERS = {
 @pytest.mark.slow
 def test_compare_declared_after_launch_is_what_the_report_corrects_over_and_claims(ssh_project):
     p = ssh_project
-    write_study(p, "cp", MEMBERS, [0], SHARED)
-    p.orch("study", "run", "cp", check=True)
-    assert {r["state"] for r in wait_ended(p, "cp").values()} == {"done"}
+    run_done(p, "cp", MEMBERS, [0], SHARED)
     p.orch("study", "fetch", "cp", check=True, timeout=600)
     out_dir = p.root / "runs" / "studies" / "cp"
 

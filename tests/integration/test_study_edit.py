@@ -6,7 +6,7 @@ report without new runs, and an added member is launched alone."""
 import json
 
 import pytest
-from studycases import wait_ended, write_study
+from studycases import run_done, wait_ended, write_study
 
 SHARED = {"train.steps": 5, "eval.bootstrap": 100}
 MEMBERS = {"a": {"model.kind": "ar"}, "b": {"model.kind": "ar", "train.lr": 0.001}}
@@ -15,9 +15,7 @@ MEMBERS = {"a": {"model.kind": "ar"}, "b": {"model.kind": "ar", "train.lr": 0.00
 @pytest.mark.slow
 def test_an_edited_study_file_is_named_and_an_added_ensemble_is_reported(ssh_project):
     p = ssh_project
-    write_study(p, "ed", MEMBERS, [0], SHARED)
-    p.orch("study", "run", "ed", check=True)
-    assert {r["state"] for r in wait_ended(p, "ed").values()} == {"done"}
+    run_done(p, "ed", MEMBERS, [0], SHARED)
 
     # A launched member's setting changed: the launch says what changed and what to do.
     write_study(p, "ed", {**MEMBERS, "b": {"model.kind": "ar", "train.lr": 0.002}}, [0], SHARED)

@@ -8,7 +8,7 @@ import json
 import shutil
 
 import pytest
-from studycases import wait_ended, write_study
+from studycases import run_done, wait_ended
 
 SHARED = {"train.steps": 5, "eval.bootstrap": 100}
 
@@ -20,9 +20,7 @@ def _flat(text: str) -> str:
 @pytest.mark.slow
 def test_a_deleted_run_folder_is_named_and_restored_from_the_host(ssh_project):
     p = ssh_project
-    write_study(p, "lf", {"a": {"model.kind": "ar"}}, [0, 1], SHARED)
-    p.orch("study", "run", "lf", check=True)
-    assert {r["state"] for r in wait_ended(p, "lf").values()} == {"done"}
+    run_done(p, "lf", {"a": {"model.kind": "ar"}}, [0, 1], SHARED)
     p.orch("fetch-results", "lf-a-s0", check=True, timeout=600)
     shutil.rmtree(p.run_dir("lf-a-s1"))
 

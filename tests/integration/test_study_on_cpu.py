@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from studycases import wait_ended, write_study
+from studycases import run_done
 
 RUNS = ("cf-a-s0", "cf-a-s1")
 JOBS = ["class-0", "class-1"]
@@ -21,10 +21,7 @@ def _line(table: str, run: str) -> str:
 def test_study_views_say_which_runs_ran_on_the_cpu(ssh_project):
     p = ssh_project
     p.write_host(gpus=["0"])  # CUDA_VISIBLE_DEVICES=0 on this machine, whose torch has no CUDA
-    write_study(p, "cf", {"a": {"model.kind": "ar"}}, [0, 1], {"train.steps": 5, "eval.bootstrap": 100})
-    p.orch("study", "run", "cf", check=True)
-    runs = wait_ended(p, "cf")
-    assert {r["state"] for r in runs.values()} == {"done"}, runs
+    runs = run_done(p, "cf", {"a": {"model.kind": "ar"}}, [0, 1], {"train.steps": 5, "eval.bootstrap": 100})
     assert all(runs[run]["ran_on_cpu"] == JOBS for run in RUNS), runs
 
     def shown(state: str) -> str:

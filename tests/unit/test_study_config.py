@@ -2,34 +2,14 @@
 every member, seeds applied by the study, shared pretrain jobs, the plan's jobs."""
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
-import yaml
+from studyfiles import write_study
 
 from orchestrator.config import studies
-from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import study as running
 from orchestrator.runs.plan import job_command, plan_jobs
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def project(tmp_path):
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    (tmp_path / "remote").mkdir()
-    return Project(tmp_path)
-
-
-def write(project, doc, name="st"):
-    path = project.configs / "studies" / f"{name}.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
 
 BASE = {
     "base": "smoke",
@@ -40,7 +20,7 @@ BASE = {
 
 
 def test_members_times_seeds_become_runs_with_the_study_seeds(project):
-    write(project, BASE)
+    write_study(project, BASE)
     study = studies.load(project, "st")
     assert [(r.member, r.seed, r.run_id) for r in study.runs] == [
         ("gpt2", 0, "st-gpt2-s0"), ("gpt2", 1, "st-gpt2-s1"), ("mdlm", 0, "st-mdlm-s0"),
@@ -52,7 +32,7 @@ def test_members_times_seeds_become_runs_with_the_study_seeds(project):
 
 
 def test_members_with_the_same_pretraining_share_one_pretrain_job_per_seed(project):
-    write(project, BASE)
+    write_study(project, BASE)
     study = studies.load(project, "st")
     by_id = {r.run_id: r for r in study.runs}
     # The classifier's backbone is a causal LM: it starts from the GPT's pretrain of its seed.
@@ -69,7 +49,9 @@ def test_members_with_the_same_pretraining_share_one_pretrain_job_per_seed(proje
 
 
 def test_different_pretraining_is_not_shared(project):
-    write(project, {**BASE, "members": {"a": {"model.kind": "ar"}, "b": {"model.kind": "ar", "pretrain.steps": 7}}})
+    write_study(
+        project, {**BASE, "members": {"a": {"model.kind": "ar"}, "b": {"model.kind": "ar", "pretrain.steps": 7}}}
+    )
     study = studies.load(project, "st")
     assert all(r.owns_pretrain for r in study.runs)
 
@@ -94,7 +76,7 @@ def test_different_pretraining_is_not_shared(project):
     ],
 )
 def test_bad_study_configs_name_file_and_key(project, change, message):
-    path = write(project, {**BASE, **change})
+    path = write_study(project, {**BASE, **change})
     with pytest.raises(OrchError) as err:
         studies.load(project, "st")
     assert err.value.code == ExitCode.CONFIG
@@ -104,7 +86,7 @@ def test_bad_study_configs_name_file_and_key(project, change, message):
 def test_a_member_that_would_score_another_test_set_is_refused(project):
     # A member cannot set data.* itself; an override that moves the data another way (the
     # base experiment's name is not data) is still compared: here the data differ by class names.
-    path = write(project, {**BASE, "members": {"a": {}, "b": {"eval.bands": "poc"}}})
+    path = write_study(project, {**BASE, "members": {"a": {}, "b": {"eval.bands": "poc"}}})
     study = studies.load(project, "st")
     next(r for r in study.runs if r.member == "b").exp.data.seed = 5
     with pytest.raises(OrchError, match=r"member 'b' would score another test set than 'a' \(data.seed: 5 vs 0\)"):
@@ -112,20 +94,20 @@ def test_a_member_that_would_score_another_test_set_is_refused(project):
 
 
 def test_unknown_study_lists_the_known_ones(project):
-    write(project, BASE, name="known")
+    write_study(project, BASE, name="known")
     with pytest.raises(OrchError) as err:
         studies.load(project, "nope")
     assert "no study 'nope'" in err.value.message and "known" in (err.value.hint or "")
 
 
 def test_record_refuses_a_study_changed_since_its_runs_were_launched(project):
-    write(project, BASE)
+    write_study(project, BASE)
     study = studies.load(project, "st")
     doc = running.save_record(project, study)
     assert [r["run_id"] for r in doc["runs"]][:2] == ["st-gpt2-s0", "st-gpt2-s1"]
     assert json.loads(running.record_path(project, "st").read_text())["members"]["mdlm"] == {"model.kind": "mdlm"}
     (project.runs / "st-gpt2-s0").mkdir(parents=True)  # launched
-    write(project, {**BASE, "set": {**BASE["set"], "train.steps": 5}})
+    write_study(project, {**BASE, "set": {**BASE["set"], "train.steps": 5}})
     changed = studies.load(project, "st")
     said = r"changed since its runs were launched: "
     said += r"set: train.steps \(not set\) -> 5 would change launched run st-gpt2-s0\b"
@@ -155,7 +137,7 @@ def test_config_signature_ignores_seeds_and_paths():
 
 def test_the_dry_runs_table_keeps_its_columns_with_a_long_member_name(project):
     long_name = "simple-diffusion-stratified-t"
-    write(project, {**BASE, "members": {"gpt2": {"model.kind": "ar"}, long_name: {"model.kind": "mdlm"}}})
+    write_study(project, {**BASE, "members": {"gpt2": {"model.kind": "ar"}, long_name: {"model.kind": "mdlm"}}})
     study = studies.load(project, "st")
     header, *rows = running.preview(project, study, study.runs)[1:-1]
     # every column starts where the header's does (the seed, right-aligned, ends where it does)

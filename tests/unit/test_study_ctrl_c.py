@@ -5,30 +5,21 @@ does it through the real sshd)."""
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
-import yaml
+from studyfiles import write_study
 
 from orchestrator.config import studies
-from orchestrator.config.project import Project
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import launch as runner
 from orchestrator.runs import study as running
 from orchestrator.runs.study_status import RunView
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
-def project(tmp_path):
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    (tmp_path / "remote").mkdir()
-    project = Project(tmp_path)
-    path = project.configs / "studies" / "st.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump({"base": "smoke", "seeds": [0, 1, 2, 3], "members": {"a": {}}}))
+def project(project):
+    write_study(project, {"base": "smoke", "seeds": [0, 1, 2, 3], "members": {"a": {}}})
     return project
 
 

@@ -2,19 +2,14 @@
 does with each kind: a launched run's config or presence cannot change, new members and
 seeds are runs to launch, ensembles need no runs."""
 
-import shutil
-from pathlib import Path
-
 import pytest
-import yaml
+from studyfiles import write_study
 
 from orchestrator.config import studies
-from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import study as running
 from orchestrator.runs.study_edits import CHANGED, ENSEMBLE, NEW, PENDING, REMOVED, edits
 
-REPO = Path(__file__).resolve().parents[2]
 BASE = {
     "base": "smoke",
     "seeds": [0, 1],
@@ -23,21 +18,8 @@ BASE = {
 }
 
 
-@pytest.fixture
-def project(tmp_path):
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    (tmp_path / "remote").mkdir()
-    return Project(tmp_path)
-
-
-def write(project, doc):
-    path = project.configs / "studies" / "st.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
 def recorded(project, launched=("st-a-s0", "st-a-s1", "st-m-s0", "st-m-s1")):
-    write(project, BASE)
+    write_study(project, BASE)
     doc = running.save_record(project, studies.load(project, "st"))
     for run_id in launched:
         (project.runs / run_id).mkdir(parents=True)
@@ -45,7 +27,7 @@ def recorded(project, launched=("st-a-s0", "st-a-s1", "st-m-s0", "st-m-s1")):
 
 
 def found(project, doc, change):
-    write(project, {**BASE, **change})
+    write_study(project, {**BASE, **change})
     return [
         (e.text, e.kind, e.runs) for e in edits(doc, studies.load(project, "st"), running.launched_ids(project, doc))
     ]
@@ -96,7 +78,7 @@ def test_study_run_refuses_a_launched_runs_change_naming_it_and_keeps_launch_fac
     facts = {"host": "h", "workdir": "/w", "code_hash": "c" * 16, "config_sha256": "0" * 64}
     doc = running.update_record(project, "st", lambda d: d["runs"][0].update(launched=facts) is None)
     assert running.launched_ids(project, doc) == {"st-a-s0"}  # no folder here: study.json says so
-    write(project, {**BASE, "members": {**BASE["members"], "a": {"model.kind": "ar", "train.lr": 0.01}}})
+    write_study(project, {**BASE, "members": {**BASE["members"], "a": {"model.kind": "ar", "train.lr": 0.01}}})
     with pytest.raises(OrchError) as err:
         running.save_record(project, studies.load(project, "st"))
     assert err.value.code == ExitCode.RUN_STATE
@@ -104,7 +86,7 @@ def test_study_run_refuses_a_launched_runs_change_naming_it_and_keeps_launch_fac
         "study st changed since its runs were launched: member a: train.lr (not set) -> 0.01 would change launched "
         "run st-a-s0: a study's runs keep the config they were launched with"
     )
-    write(project, {**BASE, "ensembles": {}})  # allowed: the launch facts stay with their run
+    write_study(project, {**BASE, "ensembles": {}})  # allowed: the launch facts stay with their run
     saved = running.save_record(project, studies.load(project, "st"))
     assert saved["runs"][0]["launched"] == facts and saved["ensembles"] == {}
 
@@ -120,11 +102,11 @@ def test_a_member_added_above_launched_sharers_does_not_take_their_pretrain_over
     }
     members = {"gpt2": {"model.kind": "ar"}, "classifier": {"model.kind": "classifier"}}
     base = {"base": "smoke", "seeds": [0], "set": shared, "members": members}
-    write(project, base)
+    write_study(project, base)
     doc = running.save_record(project, studies.load(project, "st"))
     for run_id in ("st-gpt2-s0", "st-classifier-s0"):
         (project.runs / run_id).mkdir(parents=True)
-    write(project, {**base, "members": {"gpt2b": {"model.kind": "ar", "train.lr": 0.001}, **members}})
+    write_study(project, {**base, "members": {"gpt2b": {"model.kind": "ar", "train.lr": 0.001}, **members}})
     plan = running.keep_launched_owners(project, studies.load(project, "st"))
     assert [(e.text, e.kind, e.runs) for e in edits(doc, plan, running.launched_ids(project, doc))] == [
         ("added member gpt2b", NEW, ["st-gpt2b-s0"])

@@ -5,12 +5,11 @@ report calls a difference; every other pair is exploratory."""
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
-import yaml
+from studyfiles import write_study
 
 from orchestrator.config import studies
 from orchestrator.config.project import Project
@@ -30,13 +29,6 @@ REPO = Path(__file__).resolve().parents[2]
 # --------------------------------------------------------------------------- the config
 
 
-@pytest.fixture
-def project(tmp_path):
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    (tmp_path / "remote").mkdir()
-    return Project(tmp_path)
-
-
 BASE = {
     "base": "smoke",
     "seeds": [0],
@@ -45,21 +37,14 @@ BASE = {
 }
 
 
-def write(project, doc):
-    path = project.configs / "studies" / "st.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
 def test_compare_lists_pairs_of_members_or_ensembles_or_everyone_against_one(project):
-    write(project, {**BASE, "compare": [["gpt2", "clf"], ["duo", "clf"]]})
+    write_study(project, {**BASE, "compare": [["gpt2", "clf"], ["duo", "clf"]]})
     study = studies.load(project, "st")
     assert study.compare == [["gpt2", "clf"], ["duo", "clf"]]
     assert study.resolved()["compare"] == [["gpt2", "clf"], ["duo", "clf"]]  # what study.json records
-    write(project, {**BASE, "compare": {"against": "clf"}})  # every other member (not the ensembles) against it
+    write_study(project, {**BASE, "compare": {"against": "clf"}})  # every other member (not the ensembles) against it
     assert studies.load(project, "st").compare == [["gpt2", "clf"], ["mdlm", "clf"]]
-    write(project, BASE)  # none declared: every pair, as before
+    write_study(project, BASE)  # none declared: every pair, as before
     assert studies.load(project, "st").compare == [] and studies.load(project, "st").resolved()["compare"] == []
 
 
@@ -82,7 +67,7 @@ def test_compare_lists_pairs_of_members_or_ensembles_or_everyone_against_one(pro
     ],
 )
 def test_bad_compare_names_file_key_and_member(project, compare, message):
-    path = write(project, {**BASE, "compare": compare})
+    path = write_study(project, {**BASE, "compare": compare})
     with pytest.raises(OrchError) as err:
         studies.load(project, "st")
     assert err.value.code == ExitCode.CONFIG
@@ -92,7 +77,9 @@ def test_bad_compare_names_file_key_and_member(project, compare, message):
 
 
 def test_against_a_lone_member_is_refused(project):
-    write(project, {**BASE, "members": {"gpt2": {"model.kind": "ar"}}, "ensembles": {}, "compare": {"against": "gpt2"}})
+    write_study(
+        project, {**BASE, "members": {"gpt2": {"model.kind": "ar"}}, "ensembles": {}, "compare": {"against": "gpt2"}}
+    )
     with pytest.raises(OrchError, match="key 'compare.against': no other member to compare with 'gpt2'"):
         studies.load(project, "st")
 
@@ -101,7 +88,7 @@ def test_against_a_lone_member_is_refused(project):
 
 
 def recorded(project):
-    write(project, BASE)
+    write_study(project, BASE)
     doc = running.save_record(project, studies.load(project, "st"))
     for entry in doc["runs"]:
         (project.runs / entry["run_id"]).mkdir(parents=True)  # every run launched
@@ -110,7 +97,7 @@ def recorded(project):
 
 def test_a_changed_compare_is_recorded_not_refused_like_an_ensemble(project):
     doc = recorded(project)
-    write(project, {**BASE, "compare": [["mdlm", "clf"], ["gpt2", "clf"]]})
+    write_study(project, {**BASE, "compare": [["mdlm", "clf"], ["gpt2", "clf"]]})
     study = studies.load(project, "st")
     found = edits(doc, study, running.launched_ids(project, doc))
     assert [(e.text, e.kind, e.runs) for e in found] == [
@@ -121,12 +108,12 @@ def test_a_changed_compare_is_recorded_not_refused_like_an_ensemble(project):
     saved = running.save_record(project, study)  # `study run`: nothing launched, study.json takes it
     assert saved["compare"] == [["mdlm", "clf"], ["gpt2", "clf"]]
     # then one pair added (either way round is the same pair), one removed, and back to every pair
-    write(project, {**BASE, "compare": [["clf", "gpt2"], ["duo", "clf"]]})
+    write_study(project, {**BASE, "compare": [["clf", "gpt2"], ["duo", "clf"]]})
     assert [e.text for e in edits(saved, studies.load(project, "st"), set())] == [
         "added primary comparison duo vs clf",
         "removed primary comparison mdlm vs clf",
     ]
-    write(project, BASE)
+    write_study(project, BASE)
     assert [e.text for e in edits(saved, studies.load(project, "st"), set())] == [
         "compare: 2 primary pairs -> every pair"
     ]
@@ -135,14 +122,14 @@ def test_a_changed_compare_is_recorded_not_refused_like_an_ensemble(project):
 def test_the_report_follows_the_files_compare_before_study_run_records_it(project):
     doc = recorded(project)
     said: List[str] = []
-    write(project, {**BASE, "compare": [["mdlm", "clf"]]})
+    write_study(project, {**BASE, "compare": [["mdlm", "clf"]]})
     record = running.with_file_report_keys(project, doc, said.append)
     assert record["compare"] == [["mdlm", "clf"]] and doc["compare"] == []
     assert "  compare: every pair -> 1 primary pair (mdlm vs clf): this report follows the study file" in said
     # a comparison of a member the study has not recorded yet is left out, and said
     said.clear()
     members = {**BASE["members"], "bert": {"model.kind": "mlm-pll"}}
-    write(project, {**BASE, "members": members, "compare": [["bert", "clf"], ["gpt2", "clf"]]})
+    write_study(project, {**BASE, "members": members, "compare": [["bert", "clf"], ["gpt2", "clf"]]})
     record = running.with_file_report_keys(project, doc, said.append)
     assert record["compare"] == [["gpt2", "clf"]]
     assert (
