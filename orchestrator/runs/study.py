@@ -40,6 +40,7 @@ from orchestrator.runs.study_status import (  # noqa: F401  (study.status, ... a
     update_record,
 )
 from orchestrator.transport.base import Transport
+from remote.jobstate import DONE, LOST, NO_RESULTS
 
 
 def launched_ids(project: Project, record: Optional[Dict]) -> set:
@@ -522,7 +523,7 @@ def resume_runs(
 def needs_launch(project: Project, view: RunView) -> bool:
     """Whether `study resume` launches VIEW's run anew: never launched, or its record is gone
     here and the host has none either."""
-    gone = view.state == "lost" and not (project.runs / view.run_id / "local.json").is_file()
+    gone = view.state == LOST and not (project.runs / view.run_id / "local.json").is_file()
     return view.state == "not launched" or gone
 
 
@@ -575,10 +576,10 @@ def member_runs(project: Project, record: Dict) -> List:
             local = records.load_record(run_dir)
             if local.get("state") != "fetched" or not (run_dir / "jobs").is_dir():
                 states = local.get("job_states") or {}
-                bad = {k: v for k, v in states.items() if v in ("failed", "lost", "cancelled", "unknown")}
+                bad = {k: v for k, v in states.items() if v in NO_RESULTS}
                 if bad:
                     missing = "; ".join(f"{k} {v}" for k, v in sorted(bad.items()))
-                elif states and set(states.values()) == {"done"}:
+                elif states and set(states.values()) == {DONE}:
                     missing = "done, not fetched yet (`orch study fetch`)"
                 else:
                     missing = "not finished when last seen (`orch study status`)"
