@@ -114,11 +114,11 @@ def pending_edits(project: Project, study: Study) -> List:
 
 def recorded_words(edit, name: str, launching: List[str]) -> str:
     """What `study run` does with EDIT, one it does not refuse (LAUNCHING: the runs it launches)."""
-    from orchestrator.runs.study_edits import NEW, PENDING, consequence
+    from orchestrator.runs.study_edits import NEW, NOT_LAUNCHED, consequence
 
     if edit.kind == NEW:
         return "launched now" if set(edit.runs) & set(launching) else consequence(edit, name)
-    if edit.kind == PENDING:
+    if edit.kind == NOT_LAUNCHED:
         return "recorded; only runs not launched yet take it"
     return f"recorded (no new runs: `orch study report {name}` includes it)"
 
