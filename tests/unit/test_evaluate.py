@@ -19,7 +19,7 @@ from orchestrator.results.evaluate import evaluate, evaluate_run
 from orchestrator.results.metrics import accuracy_ci, bands_for, verdict
 from orchestrator.results.report import write_metrics
 from orchestrator.results.scores import load_run
-from orchestrator.results.scoretable import merge_scores
+from orchestrator.results.scoretable import ScoreMerge, Scores
 from remote.data import dataset_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -804,18 +804,27 @@ def test_scores_are_streamed_line_by_line(tmp_path):
     assert peak < 8 << 20, peak
 
 
+def merge_rows(job_rows, classes, max_draws=None) -> Scores:
+    """Score rows merged as results/scores.py merges a run's files: (job, its class or None, rows)."""
+    merge = ScoreMerge([(job, job_class) for job, job_class, _ in job_rows], classes, max_draws)
+    for job, _, rows in job_rows:
+        part = merge.job(job)
+        merge.done(part, part.add(rows))
+    return merge.result()
+
+
 def test_merge_names_examples_and_counts():
     rows0 = [{"id": f"t{i}", "label": "0", "class": "0", "nll": 1.0, "tokens": 1} for i in range(9)]
     rows1 = [dict(r, **{"class": "1"}) for r in rows0[:2]]
     with pytest.raises(OrchError) as info:
-        merge_scores([("neg", "0", rows0), ("pos", "1", rows1)], ["0", "1"])
+        merge_rows([("neg", "0", rows0), ("pos", "1", rows1)], ["0", "1"])
     msg = info.value.message
     assert "'pos' has no class-'1' score for 7 of 9" in msg and "t2 (scored in job 'neg')" in msg
     assert "(and 2 more)" in msg
     with pytest.raises(OrchError, match="scored by two jobs"):
-        merge_scores([("a", "0", rows0), ("b", "0", rows0)], ["0", "1"])
+        merge_rows([("a", "0", rows0), ("b", "0", rows0)], ["0", "1"])
     with pytest.raises(OrchError, match="no job scores class"):
-        merge_scores([("a", "0", rows0)], ["0", "1"])
+        merge_rows([("a", "0", rows0)], ["0", "1"])
 
 
 def test_a_row_with_more_draws_than_the_run_allows_is_refused_before_any_padding():
@@ -827,15 +836,15 @@ def test_a_row_with_more_draws_than_the_run_allows_is_refused_before_any_padding
             draws = [1.0] * (400_000 if (i, c) == (2, "1") else 2)
             rows.append({"id": f"t{i}", "label": "0", "class": c, "nll": 1.0, "tokens": 1, "draws": draws})
     with pytest.raises(OrchError, match="has 400000 draws, more than the run's 64 a text can get") as info:
-        merge_scores([("score", None, rows)], ["0", "1"], max_draws=64)
+        merge_rows([("score", None, rows)], ["0", "1"], max_draws=64)
     assert "text 't2'" in info.value.message
-    assert merge_scores([("score", None, rows[:4])], ["0", "1"], max_draws=64).n == 2
+    assert merge_rows([("score", None, rows[:4])], ["0", "1"], max_draws=64).n == 2
 
 
 def test_merge_takes_integer_ids_and_labels_as_text():
     rows0 = [{"id": i, "label": i % 2, "class": 0, "nll": 1.0 + i, "tokens": 3} for i in range(4)]
     rows1 = [dict(r, **{"class": "1", "nll": 2.0, "se": 0.5}) for r in reversed(rows0)]
-    s = merge_scores([("neg", "0", rows0), ("pos", "1", rows1)], ["0", "1"])
+    s = merge_rows([("neg", "0", rows0), ("pos", "1", rows1)], ["0", "1"])
     assert s.ids == ["0", "1", "2", "3"] and s.labels == ["0", "1", "0", "1"]
     assert s.nll.tolist() == [[1.0, 2.0], [2.0, 2.0], [3.0, 2.0], [4.0, 2.0]]
     assert np.isnan(s.se[:, 0]).all() and (s.se[:, 1] == 0.5).all()
@@ -848,12 +857,12 @@ def test_merge_names_the_first_job_with_a_problem():
     bad = [dict(r, **{"class": "1"}) for r in good]
     bad[2] = dict(bad[2], tokens=True)
     with pytest.raises(OrchError, match="job 'neg': 1 text\\(s\\) scored more than once"):
-        merge_scores([("neg", "0", good + good[:1]), ("pos", "1", bad)], ["0", "1"])
+        merge_rows([("neg", "0", good + good[:1]), ("pos", "1", bad)], ["0", "1"])
     with pytest.raises(OrchError, match="job 'pos', scores.jsonl line \\?: text 't2': tokens must be"):
-        merge_scores([("neg", "0", good), ("pos", "1", bad + bad[:1])], ["0", "1"])
+        merge_rows([("neg", "0", good), ("pos", "1", bad + bad[:1])], ["0", "1"])
     odd = [dict(r, label="1") if r["id"] == "t1" else r for r in bad[:2]] + [dict(good[2], **{"class": "1"})]
     with pytest.raises(OrchError) as info:
-        merge_scores([("neg", "0", good), ("pos", "1", odd)], ["0", "1"])
+        merge_rows([("neg", "0", good), ("pos", "1", odd)], ["0", "1"])
     assert info.value.message == (
         "job 'pos': 1 text(s) carry a different label than in another job: \"t1 ('1' here, '0' in job 'neg')\""
     )
@@ -872,7 +881,7 @@ def test_numbers_beyond_any_float_are_refused_not_a_traceback(field, value, word
     rows = [{"id": f"t{i}", "label": "0", "class": "0", "nll": 1.0, "tokens": 1} for i in range(3)]
     rows[1] = dict(rows[1], **{field: value}, _where=2)
     with pytest.raises(OrchError, match=f"job 'neg', scores.jsonl line 2: text 't1': {words}"):
-        merge_scores([("neg", "0", rows), ("pos", "1", [dict(r, **{"class": "1"}) for r in rows])], ["0", "1"])
+        merge_rows([("neg", "0", rows), ("pos", "1", [dict(r, **{"class": "1"}) for r in rows])], ["0", "1"])
 
 
 # --------------------------------------------------------------------------- outputs
