@@ -16,6 +16,7 @@ from rich.text import Text
 
 from orchestrator import backends, output, terminal
 from orchestrator.commands import quickstatus
+from orchestrator.commands.options import TRUST
 from orchestrator.commands.statustable import render
 from orchestrator.commands.tables import add_column, add_name_column
 from orchestrator.config.project import Project, check_name, launched_at
@@ -31,9 +32,6 @@ from orchestrator.transport import shell
 from orchestrator.transport.connect import open_transport
 from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, RUNNING
 
-TRUST = typer.Option(
-    False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use)."
-)
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
