@@ -26,6 +26,7 @@ RECORDED = (WAITING, RUNNING, DONE, FAILED, CANCELLED)  # what status.json may s
 TERMINAL = (DONE, FAILED, CANCELLED)  # no process of the job is left; the state is final
 ACTIVE = (PENDING, WAITING, RUNNING)  # the job will still change
 SHOWN = RECORDED + (PENDING, LOST, UNKNOWN)  # every state `orch status` can show
+NO_RESULTS = (FAILED, LOST, CANCELLED, UNKNOWN)  # will not end done on its own: a resume, or a look
 
 
 def is_terminal(state: object) -> bool:

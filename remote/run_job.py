@@ -300,16 +300,7 @@ def run_class(job: ResolvedJob) -> Dict[str, Any]:
         for e, (nll, n, se, draws) in zip(splits.test, results)
     ]
     atomic_write_jsonl(os.path.join(job.dir, "scores.jsonl"), rows)
-    return {
-        "files": ["scores.jsonl"],
-        "n_test": len(splits.test),
-        "classes": splits.classes,
-        **stats,
-        "val_loss": val_loss,
-        "timings": {"train_s": stats["train_s"], "score_s": score_s},
-        "tokenizer_sha256": _fingerprint(tok),
-        "device": device.type,
-    }
+    return _scored(splits, stats, val_loss, score_s, tok, device.type)
 
 
 def run_classifier(job: ResolvedJob) -> Dict[str, Any]:
@@ -342,16 +333,7 @@ def run_classifier(job: ResolvedJob) -> Dict[str, Any]:
         for c in splits.classes
     ]
     atomic_write_jsonl(os.path.join(job.dir, "scores.jsonl"), rows)
-    return {
-        "files": ["scores.jsonl"],
-        "n_test": len(splits.test),
-        "classes": splits.classes,
-        **stats,
-        "val_loss": val_loss,
-        "timings": {"train_s": stats["train_s"], "score_s": score_s},
-        "tokenizer_sha256": _fingerprint(tok),
-        "device": _device(model).type,
-    }
+    return _scored(splits, stats, val_loss, score_s, tok, _device(model).type)
 
 
 def run_score(job: ResolvedJob) -> Dict[str, Any]:
@@ -380,6 +362,21 @@ def score_test(job: ResolvedJob, kind, model, tok, test, encode):
         log=log,
     )
     return results, round(time.time() - t0, 3)
+
+
+def _scored(splits, stats: Dict[str, Any], val_loss, score_s: float, tok, device: str) -> Dict[str, Any]:
+    """The manifest's fields of a job that trained and wrote scores.jsonl (a class job, the
+    classifier): one shape, so the controller reads both alike (docs/CONTRACT.md)."""
+    return {
+        "files": ["scores.jsonl"],
+        "n_test": len(splits.test),
+        "classes": splits.classes,
+        **stats,
+        "val_loss": val_loss,
+        "timings": {"train_s": stats["train_s"], "score_s": score_s},
+        "tokenizer_sha256": _fingerprint(tok),
+        "device": device,
+    }
 
 
 def _fingerprint(tok) -> str:

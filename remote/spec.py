@@ -13,7 +13,38 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Union
 
-MODEL_KINDS = ("ar", "mdlm", "mlm-pll", "classifier")
+
+@dataclass(frozen=True)
+class KindFacts:
+    """What both sides need to know of a model kind, without importing its module (torch)."""
+
+    noun: str  # how a report names a model of the kind
+    discriminative: bool  # one "classifier" job learns every class, not one model per class
+    draws: bool  # scored with random draws (score.mdlm_draws, per-draw values, adaptive draws)
+
+
+KINDS = {
+    "ar": KindFacts("an autoregressive LM", discriminative=False, draws=False),
+    "mdlm": KindFacts("an MDLM", discriminative=False, draws=True),
+    "mlm-pll": KindFacts("a masked LM (pseudo-log-likelihood)", discriminative=False, draws=False),
+    "classifier": KindFacts("a discriminative classifier", discriminative=True, draws=False),
+}
+
+
+def scored_with_draws(kind: str) -> bool:
+    facts = KINDS.get(kind)
+    return bool(facts and facts.draws)
+
+
+def discriminative(kind: str) -> bool:
+    facts = KINDS.get(kind)
+    return bool(facts and facts.discriminative)
+
+
+def training_role(kind: str) -> str:
+    """The role of the jobs that train an experiment's models (run.yaml's jobs, the payload's
+    roles): one "classifier" job for a discriminative kind, else a "class" job per class."""
+    return "classifier" if discriminative(kind) else "class"
 
 
 class SpecError(ValueError):
@@ -148,10 +179,8 @@ class Experiment:
     eval: EvalSpec = field(default_factory=EvalSpec)
 
     def check(self, where: str) -> None:
-        if self.model.kind not in MODEL_KINDS:
-            raise SpecError(
-                f"{where}: key 'model.kind': expected one of {', '.join(MODEL_KINDS)}, got {self.model.kind!r}"
-            )
+        if self.model.kind not in KINDS:
+            raise SpecError(f"{where}: key 'model.kind': expected one of {', '.join(KINDS)}, got {self.model.kind!r}")
         if self.data.source not in ("file", "hf"):
             raise SpecError(f"{where}: key 'data.source': expected 'file' or 'hf', got {self.data.source!r}")
         if not self.data.path:
@@ -164,9 +193,10 @@ class Experiment:
                     f"{where}: key 'score.mdlm_draws': expected an integer >= 1 or 'adaptive', "
                     f"got {self.score.mdlm_draws!r}"
                 )
-            if self.model.kind != "mdlm":
+            if not scored_with_draws(self.model.kind):
+                drawn = " or ".join(k for k in KINDS if scored_with_draws(k))
                 raise SpecError(
-                    f"{where}: key 'score.mdlm_draws': 'adaptive' needs model.kind mdlm (the only kind "
+                    f"{where}: key 'score.mdlm_draws': 'adaptive' needs model.kind {drawn} (the only kind "
                     f"that scores with random draws), got model.kind {self.model.kind!r}; give an integer "
                     "or leave it out"
                 )
@@ -326,7 +356,7 @@ def pretrain_kind_name(kind: str) -> str:
     """The model kind a pretrain job trains for an experiment of KIND.  The classifier has
     no LM loss: its backbone is pretrained as a causal LM ("ar"), and
     AutoModelForSequenceClassification puts a fresh head on it."""
-    return "ar" if kind == "classifier" else kind
+    return "ar" if discriminative(kind) else kind
 
 
 def load_experiment(raw: Dict[str, Any], where: str) -> Experiment:

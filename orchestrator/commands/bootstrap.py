@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator import output
+from orchestrator.commands.options import TRUST
 from orchestrator.config.project import Project
 from orchestrator.provision import probe
 from orchestrator.provision.bootstrap import bootstrap
@@ -204,9 +205,7 @@ def register(app: typer.Typer) -> None:
             "--accept-anaconda-tos",
             help="Accept the Anaconda Terms of Service for Miniconda's default channels (or use manager: miniforge).",
         ),
-        trust_new_host_key: bool = typer.Option(
-            False, "--trust-new-host-key", help="Record an unknown host key (trust on first use)."
-        ),
+        trust_new_host_key: bool = TRUST,
         as_json: bool = typer.Option(False, "--json", help="Print the plan (with --dry-run) or the result as JSON."),
         break_lock: bool = typer.Option(
             False,

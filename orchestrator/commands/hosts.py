@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import backends, output
+from orchestrator.commands.options import TRUST
 from orchestrator.config.hosts import list_hosts, resolve_host
 from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError
@@ -60,9 +61,7 @@ def list_cmd(
 @hosts_app.command("check")
 def check_cmd(
     host: str = typer.Argument(..., metavar="HOST", help="Host name."),
-    trust_new_host_key: bool = typer.Option(
-        False, "--trust-new-host-key", help="Record an unknown host key (trust on first use)."
-    ),
+    trust_new_host_key: bool = TRUST,
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
     quiet: bool = output.quiet_option(),
 ):

@@ -55,6 +55,7 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
     from orchestrator.runs import launch as runner
     from orchestrator.runs.fetch import FULL_LOG_BYTES, TAIL_BYTES
     from orchestrator.transport.connect import open_transport
+    from remote.jobstate import DONE
 
     project = Project.find()
     if run_id is not None:  # a study's run whose folder here was deleted comes back from its host first
@@ -65,7 +66,7 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
     record = records.load_record(run_dir)
     with open_transport(project, record["host"], trust) as transport:
         outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
-    done = sum(r.state == "done" for r in outcome["rows"])
+    done = sum(r.state == DONE for r in outcome["rows"])
     output.say(
         f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
         markup=False,

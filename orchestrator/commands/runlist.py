@@ -15,6 +15,7 @@ from orchestrator.errors import OrchError
 from orchestrator.results.room import size_words
 from orchestrator.runs import previous
 from orchestrator.runs.state import listed_state, results_missing, rows_from_local
+from remote.jobstate import UNKNOWN
 
 
 def _number(value: object) -> float:
@@ -49,7 +50,7 @@ def listed(run_dir) -> dict:
     # for all when seen after the last fetch (a partial fetch's copy says "running").
     newer = _number(record.get("job_states_at")) > _number(record.get("fetched_at"))
     for r in rows:
-        if r.name in seen and (r.state == "unknown" or newer):
+        if r.name in seen and (r.state == UNKNOWN or newer):
             r.state = seen[r.name]
     try:
         acc = json.loads((run_dir / "metrics.json").read_text()).get("accuracy")

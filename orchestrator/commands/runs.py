@@ -16,6 +16,7 @@ from rich.text import Text
 
 from orchestrator import backends, output, terminal
 from orchestrator.commands import quickstatus
+from orchestrator.commands.options import TRUST
 from orchestrator.commands.statustable import render
 from orchestrator.commands.tables import add_column, add_name_column
 from orchestrator.config.project import Project, check_name, launched_at
@@ -29,11 +30,8 @@ from orchestrator.runs.state import (
 )
 from orchestrator.transport import shell
 from orchestrator.transport.connect import open_transport
-from remote.jobstate import ACTIVE
+from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, RUNNING
 
-TRUST = typer.Option(
-    False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use)."
-)
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
@@ -142,14 +140,14 @@ def _watch(
                     view.print(summary(rows), markup=False)
                     view.file.flush()
                     last, last_t = key, time.time()
-                if run_state(rows) != "running":
+                if run_state(rows) != RUNNING:
                     return rows
                 wait(rows)
                 rows = poll()
         with Live(
             status_table(run_id, host, rows, backends.for_record(record)), console=view, refresh_per_second=4
         ) as live:
-            while run_state(rows) == "running":
+            while run_state(rows) == RUNNING:
                 wait(rows)
                 rows = poll()
                 live.update(status_table(run_id, host, rows, backends.for_record(record)))
@@ -171,11 +169,9 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
     view = output.err if not output.quiet() else _nowhere()
     rows = _watch(transport, record, doc, run_id, 1.0, view, max_interval=5.0)
     _remember(run_dir, record, rows)
-    if run_state(rows) != "done":
-        why = "; ".join(
-            f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != "done"
-        )
-        failed = [r for r in rows if r.state != "done"]
+    if run_state(rows) != DONE:
+        why = "; ".join(f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != DONE)
+        failed = [r for r in rows if r.state != DONE]
         # exit code 2 is a job's config or data error (remote/run_job.py): a resume relaunches
         # the same config, so it would fail the same way
         user_error = all(r.reason.startswith("exit code 2") for r in failed)
@@ -438,7 +434,7 @@ def register(app: typer.Typer) -> None:
             quickstatus.host_rows(transport, run_dir, record, doc["jobs"])  # the run is there at all
             rows = _watch(transport, record, doc, run_id, interval, output.out)
             _remember(run_dir, record, rows)
-        if run_state(rows) in ("failed", "cancelled"):
+        if run_state(rows) in (FAILED, CANCELLED):
             raise typer.Exit(int(ExitCode.RUN_STATE))  # scripts can wait on `status --watch`
 
     @app.command()

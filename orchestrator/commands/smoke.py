@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from orchestrator import output
+from orchestrator.commands.options import TRUST
 from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs.smoke import SmokeContext, Step, as_json, junit_xml, run_checklist
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
             None, "--junit", metavar="FILE", help="Write JUnit XML (one test case per step)."
         ),
         as_json_: bool = typer.Option(False, "--json", help="Print JSON for scripts instead of the checklist."),
-        trust_new_host_key: bool = typer.Option(False, "--trust-new-host-key", help="Record an unknown host key."),
+        trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):
         """CI-style check: connect, probe, env, GPU kernels, a tiny per-class run, fetch, evaluate, clean up."""

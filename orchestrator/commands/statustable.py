@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 
 from orchestrator.runs.state import StatusRow, fmt_duration, shown_state
 from orchestrator.terminal import visible
+from remote.jobstate import CANCELLED, FAILED, UNKNOWN, WAITING
 
 # The colours the Rich table used for a state word (ANSI SGR codes), shown on a terminal.
 STATE_COLOURS = {
@@ -53,9 +54,9 @@ def _fmt(value, spec: str = "") -> str:
 
 def _state(r: StatusRow) -> str:
     """The state word and what explains it, as the table shows it."""
-    if r.reason and r.state in ("failed", "cancelled", "unknown"):
+    if r.reason and r.state in (FAILED, CANCELLED, UNKNOWN):
         return f"{r.state} ({r.reason})"
-    if r.state == "waiting" and (r.reason or r.note):
+    if r.state == WAITING and (r.reason or r.note):
         # What it waits for: its place in a GPU's line, a scheduler's stop, ...
         return f"{r.state} (" + "; ".join(x for x in (r.reason, r.note) if x) + ")"
     if r.note:

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 import typer
 
 from orchestrator import output
+from orchestrator.commands.options import TRUST
 from orchestrator.commands.studystatus import Hosts
 from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError, is_interrupt, on_ctrl_c
@@ -15,9 +16,6 @@ from orchestrator.errors import ExitCode, OrchError, is_interrupt, on_ctrl_c
 study_app = typer.Typer(
     help="A whole comparison (members x seeds) as one unit: run, status, fetch, report, resume.",
     no_args_is_help=True,
-)
-TRUST = typer.Option(
-    False, "--trust-new-host-key", help="Record the host's key if it is not in known_hosts yet (trust on first use)."
 )
 ONLY = typer.Option([], "--only", metavar="MEMBER", help="Only this member's runs (repeatable).")
 STUDY = typer.Argument(..., metavar="STUDY", help="Study name (configs/studies/NAME.yaml) or a path to a YAML file.")

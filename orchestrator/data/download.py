@@ -8,7 +8,6 @@ mismatch deletes the partial file, so a bad download is never resumed or used.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
@@ -20,6 +19,7 @@ from typing import Optional
 
 from orchestrator import output
 from orchestrator.errors import ExitCode, OrchError
+from remote.files import sha256_file
 
 ATTEMPTS = 4
 RETRY_WAIT_S = (1, 3, 10)
@@ -76,14 +76,6 @@ class _Progress:
             self.bar = None
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _request(url: str, start: int):
     headers = {"User-Agent": "orch-data-get"}
     if start:
@@ -138,7 +130,7 @@ def fetch(url: str, target: Path, *, sha256: str, size: Optional[int] = None, la
     already there. Raises OrchError: UNREACHABLE when the server cannot be reached (the
     partial file is kept for the next run), DATA when the bytes are not the expected ones."""
     target = Path(target)
-    if target.is_file() and sha256_of(target) == sha256:
+    if target.is_file() and sha256_file(target) == sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -170,7 +162,7 @@ def fetch(url: str, target: Path, *, sha256: str, size: Optional[int] = None, la
             output.say(f"download interrupted at {have / 1e6:.1f} MB ({reason}); resuming in {wait} s", markup=False)
             time.sleep(wait)
     got_size = part.stat().st_size if part.exists() else 0
-    got_sha = sha256_of(part) if part.exists() else ""
+    got_sha = sha256_file(part) if part.exists() else ""
     if (size is not None and got_size != size) or got_sha != sha256:
         part.unlink(missing_ok=True)  # never resume from, or use, bytes that are not the file
         what = f"{got_size} bytes, sha256 {got_sha}" + (

@@ -398,10 +398,6 @@ def summary(report: GpuReport) -> str:
     return f"{', '.join(parts)}; driver {report.driver_version or '?'}, max CUDA {report.cuda_version or '?'}"
 
 
-def as_dict(report: GpuReport) -> dict:
-    return report.to_dict()
-
-
 # --- GPU types from Slurm's gres (a login node without nvidia-smi) -------------------
 
 # `gpu:TYPE:COUNT` or `gpu:COUNT`, then `(S:0-1)`/`(IDX:...)` and more gres after a comma.  A type is

@@ -106,6 +106,7 @@ class HostLock:
         self.purpose = purpose
         self.token = uuid.uuid4().hex
         self.held = False
+        self.heartbeat_s: float = HEARTBEAT_S  # seconds between with_heartbeat's touches (a test sets less)
 
     def owner_json(self) -> str:
         return json.dumps(
@@ -162,7 +163,7 @@ class HostLock:
         """``argv`` wrapped so the lock stays fresh while it runs (for long attached commands)."""
         if not self.held:
             return list(argv)
-        return ["bash", "-c", _WITH_HEARTBEAT, "orch-heartbeat", self.path, self.token, str(HEARTBEAT_S), *argv]
+        return ["bash", "-c", _WITH_HEARTBEAT, "orch-heartbeat", self.path, self.token, f"{self.heartbeat_s:g}", *argv]
 
     def release(self) -> None:
         if not self.held:

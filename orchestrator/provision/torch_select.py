@@ -15,8 +15,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from orchestrator.errors import ExitCode, OrchError
-
 INDEX_URL = "https://download.pytorch.org/whl/{variant}"
 
 # CUDA variants published per torch minor version (pytorch RELEASE.md matrix).
@@ -67,12 +65,6 @@ def variant_cuda(variant: str) -> Optional[str]:
     if not m:
         return None
     return f"{int(m.group(1))}.{m.group(2)}"
-
-
-def cuda_variant(cuda: str) -> str:
-    """'12.1' -> 'cu121'."""
-    major, minor = vtuple(cuda)[:2]
-    return f"cu{major}{minor}"
 
 
 def minor_of(version: str) -> str:
@@ -464,10 +456,4 @@ def _pinned_variant(
             f"torch {v} {cuda} has no kernels for {', '.join(missing)} "
             f"(its kernels: {archs_text(build_archs(v, cuda))}){fix}"
         )
-    return choice
-
-
-def require_choice(choice: TorchChoice) -> TorchChoice:
-    if choice.blocked:
-        raise OrchError(choice.blocked, ExitCode.CONFIG)
     return choice

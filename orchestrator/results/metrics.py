@@ -20,6 +20,7 @@ import numpy as np
 
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import betadist
+from remote.spec import KINDS
 
 # The seed plan's verdict bands, highest first: (label, lower bound in %, strict?).
 # "Excellent > 85%" is strict; "Good 75-85%" includes 75%.
@@ -31,14 +32,8 @@ BAND_TITLES = {"poc": "proof-of-concept per-class LM", "mdlm": "full MDLM"}
 # The model kinds each band set was written for: the seed plan's bands judge per-class LMs
 # (poc: any of them; mdlm: MDLM).  A discriminative classifier or an ensemble is judged on
 # them only for comparison, and its verdict says so (applied_to).
-BANDS_WRITTEN_FOR = {"poc": ("ar", "mdlm", "mlm-pll"), "mdlm": ("mdlm",)}
-KIND_NOUNS = {
-    "ar": "an autoregressive LM",
-    "mdlm": "an MDLM",
-    "mlm-pll": "a masked LM (pseudo-log-likelihood)",
-    "classifier": "a discriminative classifier",
-    "ensemble": "an ensemble",
-}
+BANDS_WRITTEN_FOR = {"poc": tuple(k for k, f in KINDS.items() if not f.discriminative), "mdlm": ("mdlm",)}
+KIND_NOUNS = {**{k: f.noun for k, f in KINDS.items()}, "ensemble": "an ensemble"}
 FAILED = "Failed"
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
@@ -212,7 +207,7 @@ def interval(draws: np.ndarray, right: Optional[int] = None, n: int = 0, level: 
 
 def bands_for(kind: str, setting: str) -> str:
     if setting == "auto":
-        return "mdlm" if kind == "mdlm" else "poc"
+        return "mdlm" if kind in BANDS_WRITTEN_FOR["mdlm"] else "poc"
     if setting not in BANDS:
         raise OrchError(f"eval.bands: expected auto, poc or mdlm, got {setting!r}", ExitCode.CONFIG)
     return setting

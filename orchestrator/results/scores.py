@@ -29,7 +29,7 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import scoretable
 from orchestrator.results.room import MemoryBudget, memory_shortfall
 from orchestrator.results.scoretable import MAX_EXAMPLES, JobColumns, ScoreMerge, Scores, name_examples
-from remote.spec import Experiment, SpecError, build
+from remote.spec import Experiment, SpecError, build, training_role
 
 # What each role produces; a class job of an adaptive-draws run only trains (its run's
 # score job scores), so what a run's jobs must produce is also decided by scoring_role.
@@ -73,9 +73,7 @@ class RunData:
 def scoring_role(exp: Experiment) -> str:
     """The role of the jobs whose score files a run is evaluated from: ``classifier``, the
     joint ``score`` job of an adaptive-draws run, else the ``class`` jobs."""
-    if exp.model.kind == "classifier":
-        return "classifier"
-    return "score" if exp.score.is_adaptive else "class"
+    return "score" if exp.score.is_adaptive else training_role(exp.model.kind)  # adaptive: MDLM only
 
 
 def _read_json(path: Path, what: str) -> Dict[str, Any]:

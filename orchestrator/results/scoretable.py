@@ -361,24 +361,6 @@ class JobColumns:
         return columns, None
 
 
-def merge_scores(
-    job_rows: Sequence[Tuple[str, Optional[str], List[Dict[str, Any]]]],
-    classes: Sequence[str],
-    max_draws: Optional[int] = None,
-) -> Scores:
-    """Merge per-job score rows into one (text x class) table, refusing anything inconsistent.
-
-    ``job_rows`` holds (job name, the class the job scores or None for all, rows);
-    ``max_draws``: the most draws a row may carry (the run's score.mdlm_draws, or its
-    score.adaptive.max).  ScoreMerge does the same from rows that come a chunk at a time.
-    """
-    merge = ScoreMerge([(job, job_class) for job, job_class, _ in job_rows], classes, max_draws)
-    for job, _, rows in job_rows:
-        part = merge.job(job)
-        merge.done(part, part.add(rows))
-    return merge.result()
-
-
 class ScoreMerge:
     """The merge of a run's jobs, one job after the other: ``job(name)`` gives its
     JobColumns to add rows to, ``done(part, problem)`` ends it, ``result()`` joins.

@@ -19,6 +19,7 @@ import numpy as np
 from orchestrator.results.metrics import BANDS, FAILED
 from orchestrator.results.plots import _figure, fitted_unit_range, save_png
 from orchestrator.results.study_table import SeedResult
+from remote.spec import scored_with_draws
 
 BY_MEMBER = "accuracy_by_member.png"
 VS_DRAWS = "accuracy_vs_draws.png"
@@ -151,7 +152,7 @@ def draw_curves(table: Dict[str, Any], results: Dict[str, List[SeedResult]]) -> 
     """{member: [(seed, ks, acc)...]} for the MDLM members with per-draw values (draw_curve),
     and a note saying why there is no curve when none, or how many random orders each
     point averages when there are."""
-    mdlm = [r["name"] for r in table["rows"] if r["type"] == "member" and r["kind"] == "mdlm"]
+    mdlm = [r["name"] for r in table["rows"] if r["type"] == "member" and scored_with_draws(r["kind"])]
     if not mdlm:
         return {}, "no MDLM member in this study"
     if not any(results[name] for name in mdlm):

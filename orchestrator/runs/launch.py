@@ -29,7 +29,7 @@ from orchestrator.runs import codesync, hostlaunch, staging
 from orchestrator.runs import hostctl as hostops
 from orchestrator.runs import plan as jobplan
 from orchestrator.transport.base import Transport
-from remote.jobstate import ACTIVE
+from remote.jobstate import ACTIVE, DONE, UNKNOWN
 from remote.spec import Experiment, to_dict
 
 
@@ -354,7 +354,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     from orchestrator.runs.state import rows_from_remote
 
     rows = rows_from_remote(status, doc["jobs"], backend)
-    unknown = [r for r in rows if r.state == "unknown"]
+    unknown = [r for r in rows if r.state == UNKNOWN]
     if unknown:
         # It may be running: starting it again could put two trainers in one folder.
         raise OrchError(
@@ -374,7 +374,7 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
         for r in rows
         if r.state in ACTIVE
     ]
-    todo = [r.name for r in rows if r.state not in ("done", *ACTIVE)]
+    todo = [r.name for r in rows if r.state not in (DONE, *ACTIVE)]
     if not todo:
         if busy:
             raise OrchError(
@@ -506,13 +506,13 @@ def _fetch(
     rows = rows_from_remote(status, doc["jobs"], backend)
     # The pretrain job produces a checkpoint, not scores.
     scored = [r for r in rows if r.name != "pretrain"]
-    unfinished = [r for r in scored if r.state != "done"]
+    unfinished = [r for r in scored if r.state != DONE]
     if unfinished and not partial:
         kept = [r.name for r in unfinished if (local_dir / "jobs" / r.name / "manifest.json").is_file()]
         raise OrchError(
             "run is not complete: "
             + ", ".join(
-                f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == "unknown" else "") for r in unfinished
+                f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == UNKNOWN else "") for r in unfinished
             ),
             ExitCode.RUN_STATE,
             hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial"
@@ -539,7 +539,7 @@ def _fetch(
         problems = pulled.refused + [
             line  # a file refused above is not also "missing"
             for line in fetching.verify(
-                local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == "done"], not unfinished
+                local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == DONE], not unfinished
             )
             if line.split(": ", 1)[0] not in refused
         ]
@@ -602,7 +602,7 @@ def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, 
     and whether the new copy holds every scoring job's results."""
     from orchestrator.runs import fetch as fetching
 
-    done = [r.name for r in rows if r.state == "done"]
+    done = [r.name for r in rows if r.state == DONE]
     merge = fetching.plan_merge(local_dir / "jobs", stage, [j["name"] for j in planned], done, cut)
     fetching.apply_merge(merge, local_dir / "jobs", stage)
     have = set(done) | set(merge.kept_results())

@@ -12,7 +12,7 @@ from orchestrator.config.project import check_name, safe_name
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import shell
 from remote.backends.tmux import session_name
-from remote.spec import Experiment
+from remote.spec import Experiment, training_role
 
 
 @dataclass
@@ -66,7 +66,7 @@ def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
     elif exp.pretrain.enabled:
         jobs.append(PlannedJob(name="pretrain", role="pretrain"))
         requires = ["pretrain"]
-    if exp.model.kind == "classifier":
+    if training_role(exp.model.kind) == "classifier":  # one job learns every class
         jobs.append(PlannedJob(name="classifier", role="classifier", requires=list(requires)))
         return jobs
     names = set()

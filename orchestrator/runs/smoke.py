@@ -24,7 +24,7 @@ from orchestrator.runs.state import rows_from_remote
 from orchestrator.terminal import last_lines
 from orchestrator.transport import shell
 from orchestrator.transport.base import Transport
-from remote.jobstate import TERMINAL
+from remote.jobstate import DONE, LOST, TERMINAL
 
 _IMPORTS = (
     "import json, sys\n"
@@ -159,18 +159,18 @@ def step_run(ctx: SmokeContext) -> str:
             ctx.transport, ctx.workdir, launched.code_hash, ctx.run_id, backends.for_host(ctx.transport.host)
         )
         rows = rows_from_remote(remote, doc["jobs"], backends.for_host(ctx.transport.host))
-        if all(r.state in TERMINAL + ("lost",) for r in rows):
+        if all(r.state in TERMINAL + (LOST,) for r in rows):
             break
         if time.time() > deadline:
             # Say where each job is stuck: a scheduler's queue state and reason included.
             stuck = ", ".join(
                 f"{r.name} {r.state}" + (f" ({r.note})" if r.note else "")
                 for r in rows
-                if r.state not in TERMINAL + ("lost",)
+                if r.state not in TERMINAL + (LOST,)
             )
             raise OrchError(f"run {ctx.run_id} did not finish in {ctx.timeout:g} s: {stuck}", ExitCode.FAILED)
         time.sleep(1.0)
-    bad = [r for r in rows if r.state != "done"]
+    bad = [r for r in rows if r.state != DONE]
     if bad:
         raise OrchError(
             "jobs did not finish: " + ", ".join(f"{r.name} {r.state} {r.reason}".strip() for r in bad),

@@ -6,7 +6,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from remote.jobstate import ACTIVE, LOST, PENDING, UNKNOWN, WAITING, is_gpu
+from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, LOST, PENDING, RUNNING, UNKNOWN, WAITING, is_gpu
+
+# A run's own states (run_state): a job's word when every job agrees on it, or one of these.
+EMPTY = "empty"  # no jobs planned
+MIXED = "mixed"  # none of those: the jobs disagree, none failed, was lost or cancelled (done + unknown)
 
 
 @dataclass
@@ -80,7 +84,7 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "", backend=None) -> Statu
         total=progress.get("total"),
         loss=progress.get("loss"),
         tokens_per_s=progress.get("tokens_per_s"),
-        eta_s=progress.get("eta_s") if state == "running" else None,
+        eta_s=progress.get("eta_s") if state == RUNNING else None,
         elapsed_s=elapsed,
         exit_code=status.get("exit_code"),
         reason=status.get("reason", "") or "",
@@ -108,16 +112,16 @@ def rows_from_remote(remote: Dict, planned: List[Dict], backend=None) -> List[St
 def run_state(rows: List[StatusRow]) -> str:
     states = {r.state for r in rows}
     if not rows:
-        return "empty"
-    if states == {"done"}:
-        return "done"
+        return EMPTY
+    if states == {DONE}:
+        return DONE
     if states & set(ACTIVE):
-        return "running"
-    if "failed" in states or "lost" in states:
-        return "failed"
-    if "cancelled" in states:
-        return "cancelled"
-    return "mixed"
+        return RUNNING
+    if FAILED in states or LOST in states:
+        return FAILED
+    if CANCELLED in states:
+        return CANCELLED
+    return MIXED
 
 
 def shown_state(rows: List[StatusRow]) -> str:
@@ -126,10 +130,10 @@ def shown_state(rows: List[StatusRow]) -> str:
     Scripts keep run_state (`status --json`'s "state", --watch's end): "running" there
     means "not ended yet", which a queued run is."""
     state = run_state(rows)
-    if state != "running" or any(r.state == "running" for r in rows):
+    if state != RUNNING or any(r.state == RUNNING for r in rows):
         return state
     idle = [r for r in rows if r.state in ACTIVE]
-    return "pending" if all(r.state == PENDING for r in idle) else "waiting"
+    return PENDING if all(r.state == PENDING for r in idle) else WAITING
 
 
 def listed_state(recorded: Optional[str], rows: List[StatusRow]) -> Optional[str]:
@@ -140,10 +144,10 @@ def listed_state(recorded: Optional[str], rows: List[StatusRow]) -> Optional[str
     every job has one. Fetched runs stay "fetched"; a partial fetch shows a failure.
     """
     states = {r.state for r in rows}
-    if recorded in (None, "launched") and rows and "unknown" not in states:
+    if recorded in (None, "launched") and rows and UNKNOWN not in states:
         return shown_state(rows)
-    if recorded != "fetched" and states & {"failed", "cancelled", "lost"}:
-        return "failed" if states & {"failed", "lost"} else "cancelled"
+    if recorded != "fetched" and states & {FAILED, CANCELLED, LOST}:
+        return FAILED if states & {FAILED, LOST} else CANCELLED
     return recorded
 
 
@@ -161,9 +165,9 @@ def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[StatusRow]:
             raw["status"], raw["bad"] = None, f"bad status.json: {exc}"
         row = job_row(raw, 0.0, job.get("gpu", ""))
         if raw["status"] is None:
-            row.state = "unknown"
-        elif row.state == "lost":
-            row.state = (raw["status"] or {}).get("state", "unknown")  # last known, not fetched since
+            row.state = UNKNOWN
+        elif row.state == LOST:
+            row.state = (raw["status"] or {}).get("state", UNKNOWN)  # last known, not fetched since
         if raw["manifest"]:  # what the job ran on, as its last progress line says it on the host
             try:
                 row.device = str((read_local(d / "manifest.json", check_manifest) or {}).get("device") or "")

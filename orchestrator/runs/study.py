@@ -40,6 +40,7 @@ from orchestrator.runs.study_status import (  # noqa: F401  (study.status, ... a
     update_record,
 )
 from orchestrator.transport.base import Transport
+from remote.jobstate import DONE, LOST, NO_RESULTS
 
 
 def launched_ids(project: Project, record: Optional[Dict]) -> set:
@@ -113,11 +114,11 @@ def pending_edits(project: Project, study: Study) -> List:
 
 def recorded_words(edit, name: str, launching: List[str]) -> str:
     """What `study run` does with EDIT, one it does not refuse (LAUNCHING: the runs it launches)."""
-    from orchestrator.runs.study_edits import NEW, PENDING, consequence
+    from orchestrator.runs.study_edits import NEW, NOT_LAUNCHED, consequence
 
     if edit.kind == NEW:
         return "launched now" if set(edit.runs) & set(launching) else consequence(edit, name)
-    if edit.kind == PENDING:
+    if edit.kind == NOT_LAUNCHED:
         return "recorded; only runs not launched yet take it"
     return f"recorded (no new runs: `orch study report {name}` includes it)"
 
@@ -522,7 +523,7 @@ def resume_runs(
 def needs_launch(project: Project, view: RunView) -> bool:
     """Whether `study resume` launches VIEW's run anew: never launched, or its record is gone
     here and the host has none either."""
-    gone = view.state == "lost" and not (project.runs / view.run_id / "local.json").is_file()
+    gone = view.state == LOST and not (project.runs / view.run_id / "local.json").is_file()
     return view.state == "not launched" or gone
 
 
@@ -575,10 +576,10 @@ def member_runs(project: Project, record: Dict) -> List:
             local = records.load_record(run_dir)
             if local.get("state") != "fetched" or not (run_dir / "jobs").is_dir():
                 states = local.get("job_states") or {}
-                bad = {k: v for k, v in states.items() if v in ("failed", "lost", "cancelled", "unknown")}
+                bad = {k: v for k, v in states.items() if v in NO_RESULTS}
                 if bad:
                     missing = "; ".join(f"{k} {v}" for k, v in sorted(bad.items()))
-                elif states and set(states.values()) == {"done"}:
+                elif states and set(states.values()) == {DONE}:
                     missing = "done, not fetched yet (`orch study fetch`)"
                 else:
                     missing = "not finished when last seen (`orch study status`)"

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Set
 CHANGED = "changed"  # a launched run would get another config: refused
 REMOVED = "removed"  # launched runs would leave the study: refused
 NEW = "new"  # runs to launch (a member or seed added)
-PENDING = "pending"  # only runs not launched yet take it
+NOT_LAUNCHED = "not launched"  # only runs not launched yet take it (not the job state "pending": queued)
 ENSEMBLE = "ensemble"  # the report's combinations: no runs
 COMPARE = "compare"  # the report's primary comparisons: no runs
 REFUSED = (CHANGED, REMOVED)
@@ -68,9 +68,9 @@ def edits(record: Dict, study, launched: Set[str]) -> List[Edit]:
         out.append(Edit(text, CHANGED if runs else otherwise, runs))
 
     if record.get("base") != new["base"]:
-        add(f"base {_shown(record.get('base'))} -> {_shown(new['base'])}", changed, PENDING)
+        add(f"base {_shown(record.get('base'))} -> {_shown(new['base'])}", changed, NOT_LAUNCHED)
     for text in _keys(record.get("set") or {}, new["set"], "set: "):
-        add(text, changed, PENDING)
+        add(text, changed, NOT_LAUNCHED)
     old_members, new_members = record.get("members") or {}, new["members"]
     for member in new_members:
         if member not in old_members:
@@ -78,11 +78,11 @@ def edits(record: Dict, study, launched: Set[str]) -> List[Edit]:
             continue
         mine = [r for r in changed if old_runs[r]["member"] == member]
         for text in _keys(old_members[member] or {}, new_members[member], f"member {member}: "):
-            add(text, mine, PENDING)
+            add(text, mine, NOT_LAUNCHED)
     for member in old_members:
         if member not in new_members:
             gone = [r for r, e in old_runs.items() if e["member"] == member and r in launched]
-            out.append(Edit(f"removed member {member}", REMOVED if gone else PENDING, gone))
+            out.append(Edit(f"removed member {member}", REMOVED if gone else NOT_LAUNCHED, gone))
     old_seeds, new_seeds = list(record.get("seeds") or []), new["seeds"]
     for seed in new_seeds:
         if seed not in old_seeds:
@@ -91,7 +91,7 @@ def edits(record: Dict, study, launched: Set[str]) -> List[Edit]:
     for seed in old_seeds:
         if seed not in new_seeds:
             gone = [r for r, e in old_runs.items() if e["seed"] == seed and r in launched and r not in new_runs]
-            out.append(Edit(f"removed seed {seed}", REMOVED if gone else PENDING, gone))
+            out.append(Edit(f"removed seed {seed}", REMOVED if gone else NOT_LAUNCHED, gone))
     rest = [r for r in changed if r not in explained]
     if rest:  # no override of the study file differs: what they start from does
         base_file = next((p for p in new.get("files", {}) if p != new["file"]), new["base"])
@@ -155,7 +155,7 @@ def consequence(edit: Edit, name: str, in_report: bool = False) -> str:
         return f"launched runs ({listed(edit.runs)}) stay in study {name}: `orch study run {name}` refuses it"
     if edit.kind == NEW:
         return f"not launched: `orch study run {name}` launches it"
-    if edit.kind == PENDING:
+    if edit.kind == NOT_LAUNCHED:
         return f"only runs not launched yet take it (`orch study run {name}`)"
     if in_report:
         return "this report follows the study file"

@@ -25,8 +25,9 @@ from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.localfiles import atomic_write_text, writing
 from orchestrator.runs import hostctl as hostops
-from orchestrator.runs.state import rows_from_local, rows_from_remote, shown_state, unanswered
+from orchestrator.runs.state import MIXED, rows_from_local, rows_from_remote, shown_state, unanswered
 from orchestrator.transport.base import Transport
+from remote.jobstate import CANCELLED, DONE, FAILED, LOST, NO_RESULTS, PENDING, RUNNING, UNKNOWN, WAITING
 
 RECORD = "study.json"
 
@@ -172,17 +173,17 @@ def _view(entry: Dict, rows, local_state: Optional[str] = None, host: str = "") 
     view.jobs = len(rows)
     view.ran_on_cpu = [r.name for r in rows if r.gpu_unused]
     view.note = unanswered(rows)
-    view.jobs_done = sum(r.state == "done" for r in rows)
-    running = [r for r in rows if r.state == "running"]
+    view.jobs_done = sum(r.state == DONE for r in rows)
+    running = [r for r in rows if r.state == RUNNING]
     if running:
         slow = min(running, key=lambda r: (r.step or 0) / (r.total or 1))
         view.progress = f"{slow.name} {slow.phase or 'running'}" + (f" {slow.step}/{slow.total}" if slow.total else "")
         etas = [r.eta_s for r in running if r.eta_s is not None]
         view.eta_s = max(etas) if etas else None
-    bad = [r for r in rows if r.state in ("failed", "lost", "cancelled", "unknown")]
+    bad = [r for r in rows if r.state in NO_RESULTS]
     if bad:
         view.reason = f"{bad[0].name} {bad[0].state}" + (f": {bad[0].reason}" if bad[0].reason else "")
-    waiting = [r for r in rows if r.state in ("waiting", "pending") and (r.reason or r.note)]
+    waiting = [r for r in rows if r.state in (WAITING, PENDING) and (r.reason or r.note)]
     if not view.progress and waiting:
         first = waiting[0]
         view.progress = f"{first.name}: " + "; ".join(x for x in (first.reason, first.note) if x)
@@ -209,14 +210,14 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
             jobs = facts.get("planned_jobs")
             if not _jobs_listed(jobs):
                 why = no_record(record["name"], facts["host"])
-                views[entry["run_id"]] = RunView(entry["member"], entry["seed"], entry["run_id"], "unknown", reason=why)
+                views[entry["run_id"]] = RunView(entry["member"], entry["seed"], entry["run_id"], UNKNOWN, reason=why)
                 continue
             by_host.setdefault(facts["host"], []).append((entry, facts, jobs))  # the host may still have it
             continue
         other = copy_of(run_dir)
         if other is not None:  # its record is another run's: asking the host by its name would mislead
             views[entry["run_id"]] = RunView(
-                entry["member"], entry["seed"], entry["run_id"], "unknown", reason=copied(run_dir, other)
+                entry["member"], entry["seed"], entry["run_id"], UNKNOWN, reason=copied(run_dir, other)
             )
             continue
         local = records.load_record(run_dir)
@@ -241,13 +242,13 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
             reply = replies.get(run_id)
             here = has_record(project, run_id)
             if isinstance(reply, OrchError):
-                views[run_id] = RunView(entry["member"], entry["seed"], run_id, "unknown", reason=reply.message)
+                views[run_id] = RunView(entry["member"], entry["seed"], run_id, UNKNOWN, reason=reply.message)
             elif not reply.get("exists"):
                 views[run_id] = RunView(
                     entry["member"],
                     entry["seed"],
                     run_id,
-                    "lost",
+                    LOST,
                     reason=f"not on {host} (deleted there, or its launch was interrupted)"
                     if here
                     else f"no local record, and not on {host} either: `orch study resume {record['name']}` "
@@ -280,8 +281,8 @@ def copied(run_dir: Path, other: str) -> str:
 
 
 def ready_to_fetch(view: RunView) -> bool:
-    return view.state == "done"
+    return view.state == DONE
 
 
 def resumable(view: RunView) -> bool:
-    return view.state in ("failed", "cancelled", "lost", "mixed")
+    return view.state in (FAILED, CANCELLED, LOST, MIXED)

@@ -1,4 +1,4 @@
-"""Open the one transport a CLI command uses, and check the host has what orch needs."""
+"""Open the one transport a CLI command uses."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from typing import Iterator
 
 from orchestrator.config.hosts import resolve_host
 from orchestrator.config.project import Project
-from orchestrator.errors import ExitCode, OrchError
-from orchestrator.transport import shell
 from orchestrator.transport.base import LocalTransport, Transport
 
 
@@ -25,16 +23,3 @@ def open_transport(project: Project, host_name: str, trust_new_host_key: bool = 
         yield transport
     finally:
         transport.close()
-
-
-def require_tools(transport: Transport, tools=("tmux",)) -> None:
-    """Fail early, with a specific message, when the host lacks a tool orch drives."""
-    checks = " ; ".join(f"command -v {shell.quote(t)} >/dev/null 2>&1 || echo missing:{shell.quote(t)}" for t in tools)
-    out = transport.run(checks).stdout.split()
-    missing = [w.split(":", 1)[1] for w in out if w.startswith("missing:")]
-    if missing:
-        raise OrchError(
-            f"{transport.host.name} lacks {', '.join(missing)}",
-            ExitCode.HOST_TOOLS,
-            hint="install it there (e.g. `sudo apt-get install -y " + " ".join(missing) + "`) or run `orch bootstrap`",
-        )

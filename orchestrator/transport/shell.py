@@ -41,11 +41,6 @@ def chain(*commands: str) -> str:
     return " && ".join(commands)
 
 
-def bash_c(command: str) -> str:
-    """Wrap shell text so it runs under bash whatever the login shell is."""
-    return join(["bash", "-c", command])
-
-
 def with_path(dirs: Sequence[str], command: str) -> str:
     """Prepend directories to PATH for COMMAND (shell text): `PATH=<dirs>:"$PATH" ...`."""
     if not dirs:

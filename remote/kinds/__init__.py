@@ -11,7 +11,7 @@ A kind module provides
         (an int, or a 0-dim tensor to spare a host-device sync per batch).
     score_batch(model, input_ids, attention_mask, seeds, score_spec, tokenizer)
         -> (nll: list[float], tokens: list[int], se: list[float | None][, draws: list[list[float]]])
-        draws (kinds that estimate by random draws, i.e. mdlm): each text's per-draw
+        draws (kinds scored with random draws: remote/spec.py KINDS, i.e. mdlm): each text's per-draw
         estimates, draw j the same random draw in every class model; nll is their mean.
         Called under torch.inference_mode (and bf16 autocast on CUDA); log-softmax and
         cross-entropy are computed in fp32.  seeds[i] = a stable hash of (text id,

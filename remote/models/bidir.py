@@ -273,9 +273,3 @@ class BidirTransformer(nn.Module):
         if select is not None:
             x = x[select]
         return self.head(x)
-
-    def num_params(self, non_embedding: bool = True) -> int:
-        n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
-            n -= self.embed.weight.numel() + self.head.weight.numel() + self.head.bias.numel()
-        return n

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import timing
 
-from tests.unit.test_evaluate import make_run
+from tests.unit.evalruns import make_run
 
 REPO = Path(__file__).resolve().parents[2]
 

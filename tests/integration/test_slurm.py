@@ -155,10 +155,11 @@ def test_a_hand_scancel_ends_when_slurm_ended_it_and_stays_cancelled_once_slurm_
         return cancelled_at - started
 
     # class-1: scancel by hand, and orch asks a while later, while Slurm still lists the job:
-    # `elapsed` stops at Slurm's end time, not at the moment orch noticed.
+    # `elapsed` stops at Slurm's end time, not at the moment orch noticed (asked 4 s later: more
+    # than the 3 s the assertion allows, so the moment orch noticed cannot pass for the end).
     p.cluster.cmd("scancel", ids["class-1"])
     cancelled_at = time.time()
-    time.sleep(10)
+    time.sleep(4)
     jobs = wait(p, "hc", lambda j: j["class-1"]["state"] == "cancelled", "class-1 cancelled")
     assert "scancel" in jobs["class-1"]["reason"] and "Slurm: CANCELLED" in jobs["class-1"]["reason"]
     assert jobs["class-1"]["elapsed_s"] <= ran_for("class-1", cancelled_at) + 3, jobs["class-1"]

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_evaluate import evaluate_run, make_run, refusal
 
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.results.evaluate import evaluate_run
 from orchestrator.runs.plan import plan_jobs
 from remote.spec import SpecError, load_experiment, set_dotted
+from tests.unit.evalruns import make_run, refusal
 
 
 def adaptive_exp(**sets):

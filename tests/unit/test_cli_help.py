@@ -154,3 +154,29 @@ def test_smoke_refuses_a_wrong_set_before_asking_the_host():
     )
     # exit 3 for the config (not 1 for a failed check, nor an unknown-host error first)
     assert proc.returncode == 3 and "unknown key 'train.stpes'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_shared_option_reads_the_same_in_every_command():
+    """--trust-new-host-key is one definition (commands/options.py): five copies had drifted
+    into three help texts."""
+    import typer
+
+    from orchestrator.commands import app as typer_app
+
+    typer_app.register_commands(["--help"])  # every command module
+
+    def commands(cmd, path):
+        if hasattr(cmd, "commands"):  # a group (hosts, study, data)
+            for name, sub in cmd.commands.items():
+                yield from commands(sub, f"{path} {name}")
+        else:
+            yield path, cmd
+
+    helps = {
+        path: p.help
+        for path, cmd in commands(typer.main.get_command(typer_app.app), "orch")
+        for p in cmd.params
+        if "--trust-new-host-key" in getattr(p, "opts", ())
+    }
+    assert {"orch hosts check", "orch bootstrap", "orch smoke", "orch run", "orch study run"} <= set(helps)
+    assert len(set(helps.values())) == 1, helps

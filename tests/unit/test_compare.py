@@ -9,11 +9,7 @@ import pytest
 
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.compare import compare_runs, holm, mcnemar_exact, mcnemar_pair
-
-try:  # the synthetic run builder lives with the evaluation tests
-    from .test_evaluate import make_run, margin_texts
-except ImportError:
-    from test_evaluate import make_run, margin_texts
+from tests.unit.evalruns import make_run, margin_texts
 
 
 def test_mcnemar_exact_hand_computed():

@@ -11,11 +11,7 @@ from typer.testing import CliRunner
 
 from orchestrator import cli
 from orchestrator.errors import ExitCode, OrchError
-
-try:  # the synthetic run builder lives with the evaluation tests
-    from .test_evaluate import make_run, margin_texts
-except ImportError:
-    from test_evaluate import make_run, margin_texts
+from tests.unit.evalruns import make_run, margin_texts
 
 runner = CliRunner()
 

@@ -15,11 +15,7 @@ from orchestrator import cli, localfiles
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from remote import files
-
-try:  # the synthetic run builder lives with the evaluation tests
-    from .test_evaluate import make_run
-except ImportError:
-    from test_evaluate import make_run
+from tests.unit.evalruns import make_run
 
 
 def refuse(monkeypatch, code: int) -> None:

@@ -6,11 +6,7 @@ import numpy as np
 import pytest
 
 from orchestrator.results.plots import fitted_unit_range, zero_aligned_bins
-
-try:  # the synthetic run builder lives with the evaluation tests
-    from .test_evaluate import make_run, margin_texts
-except ImportError:
-    from test_evaluate import make_run, margin_texts
+from tests.unit.evalruns import make_run, margin_texts
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.commands import quickeval
-
-try:  # the synthetic run builder lives with the evaluation tests
-    from .test_evaluate import make_run
-except ImportError:
-    from test_evaluate import make_run
+from tests.unit.evalruns import make_run
 
 REPO = Path(__file__).resolve().parents[2]
 PLAIN = {"run": None, "prior": None, "bands": None, "plots": False, "as_json": False, "quiet": False}

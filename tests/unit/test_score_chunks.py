@@ -12,7 +12,7 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import room, scoretable
 from orchestrator.results.scores import load_run, load_scores
 from orchestrator.results.scoretable import JobColumns
-from tests.unit.test_evaluate import draw_texts, make_run, refusal
+from tests.unit.evalruns import draw_texts, make_run, refusal
 
 COL = {"0": 0, "1": 1}
 

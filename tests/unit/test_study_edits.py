@@ -8,7 +8,7 @@ from studyfiles import write_study
 from orchestrator.config import studies
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import study as running
-from orchestrator.runs.study_edits import CHANGED, ENSEMBLE, NEW, PENDING, REMOVED, edits
+from orchestrator.runs.study_edits import CHANGED, ENSEMBLE, NEW, NOT_LAUNCHED, REMOVED, edits
 
 BASE = {
     "base": "smoke",
@@ -60,7 +60,7 @@ def test_an_edit_only_runs_not_launched_take_is_pending_not_refused(project):
     doc = recorded(project, launched=("st-a-s0", "st-a-s1"))
     m = {"model.kind": "mdlm", "score.mdlm_draws": 16}
     assert found(project, doc, {"members": {**BASE["members"], "m": m}}) == [
-        ("member m: score.mdlm_draws 8 -> 16", PENDING, [])
+        ("member m: score.mdlm_draws 8 -> 16", NOT_LAUNCHED, [])
     ]
     running.save_record(project, studies.load(project, "st"))  # not refused: m was never launched
 

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.results.study_report import MemberRun, summary_lines, write_study_report
+from tests.unit.evalruns import draw_texts, make_run
 
 try:  # the synthetic runs live with the study report's tests
-    from .test_evaluate import draw_texts, make_run
     from .test_study_report import STUDY, all_runs, member_run, read_csv, rows_by_name, trained
 except ImportError:
-    from test_evaluate import draw_texts, make_run
     from test_study_report import STUDY, all_runs, member_run, read_csv, rows_by_name, trained
 
 

@@ -17,11 +17,7 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.study_report import MemberRun, summary_lines, write_study_report
 from orchestrator.runs import study as running
 from orchestrator.runs.study_edits import COMPARE, consequence, edits
-
-try:  # the synthetic run builder lives with the evaluation tests
-    from .test_evaluate import make_run
-except ImportError:
-    from test_evaluate import make_run
+from tests.unit.evalruns import make_run
 
 REPO = Path(__file__).resolve().parents[2]
 

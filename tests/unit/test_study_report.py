@@ -17,11 +17,7 @@ import yaml
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.report import ci, pct
 from orchestrator.results.study_report import MemberRun, mean_sd, summary_lines, write_study_report
-
-try:  # the synthetic run builder lives with the evaluation tests
-    from .test_evaluate import draw_texts, make_run
-except ImportError:
-    from test_evaluate import draw_texts, make_run
+from tests.unit.evalruns import draw_texts, make_run
 
 # Ten texts: 0/0..0/4 are class "0", 1/0..1/4 class "1" (in this order: index 0..9).
 IDS = [f"0/{i}" for i in range(5)] + [f"1/{i}" for i in range(5)]
