@@ -11,6 +11,9 @@ class JobBackend:
     install_hint = ""  # ... how to get them
     lost_sight = "its backend does not show it"  # a live wrapper the backend cannot see
     id_column = ""  # header of the status table's column for the backend's job id ("" = none)
+    # SSH reaches a login node, not the machines the jobs run on (no GPU driver expected there;
+    # what a check over SSH finds is the login node's, not the jobs').
+    login_node = False
 
     def place(self, jobs: List, gpus: Sequence[str]) -> None:
         """Say where each planned job runs: its ``gpu`` (CUDA_VISIBLE_DEVICES) and the jobs

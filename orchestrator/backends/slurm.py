@@ -32,6 +32,7 @@ class SlurmBackend(JobBackend):
     lost_sight = "Slurm does not show it"
     id_column = "Slurm id"
     exec_command = True
+    login_node = True
 
     def __init__(self, options: Optional[SlurmOptions] = None):
         self.options = options or SlurmOptions()

@@ -102,7 +102,7 @@ def step_imports(ctx: SmokeContext) -> str:
 
 def _on_login_node(ctx: SmokeContext) -> bool:
     """A Slurm host: the checks run over SSH run on its login node, never where the jobs run."""
-    return ctx.transport.host.scheduler == "slurm"
+    return backends.for_host(ctx.transport.host).login_node
 
 
 def _report(res, what: str) -> Dict:
