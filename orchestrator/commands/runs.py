@@ -62,7 +62,7 @@ def follow_hint(run_id: str) -> str:
     return f"  follow: orch status {run_id} --watch, or orch logs {run_id} JOB -f"
 
 
-def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) -> Text:
+def status_table(run_id: str, host: str, rows: List[StatusRow], backend) -> Text:
     """The status table (commands/statustable.py) for a Rich view (`status --watch`): the
     same lines plain `orch status` prints, its state colours as Rich styles."""
     return Text.from_ansi(render(run_id, host, rows, backend, colour=True).rstrip("\n"))

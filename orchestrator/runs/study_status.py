@@ -224,7 +224,9 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
             unnoted[entry["run_id"]] = local
         jobs = records.planned_jobs(run_dir, local)  # local.json's copy: no YAML to parse
         if local.get("state") == "fetched":
-            views[entry["run_id"]] = _view(entry, rows_from_local(run_dir, jobs), "fetched", local.get("host", ""))
+            views[entry["run_id"]] = _view(
+                entry, rows_from_local(run_dir, jobs, backends.for_record(local)), "fetched", local.get("host", "")
+            )
             continue
         by_host.setdefault(local["host"], []).append((entry, local, jobs))
     for host, items in by_host.items():

@@ -21,6 +21,7 @@ import pytest
 import testprocs
 import timing
 
+from orchestrator import backends
 from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import hostctl
@@ -131,7 +132,7 @@ def test_orch_status_gives_up_on_a_helper_that_never_finishes(host, monkeypatch,
     workdir = t.host.workdir
     helpers.script(kind, Path(hostctl.code_dir(workdir, "evil")) / "remote" / "hostctl.py")
     monkeypatch.setattr(hostctl, "STATUS_TIMEOUT_S", 3)
-    err, took = _fails(hostctl.remote_status, t, workdir, "evil", "r1")
+    err, took = _fails(hostctl.remote_status, t, workdir, "evil", "r1", backends.get("tmux"))
     _in_time(took, 3)
     assert err.code == ExitCode.REMOTE
     assert err.message.startswith("command timed out after 3 s on testhost: "), err.message
