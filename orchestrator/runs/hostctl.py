@@ -121,6 +121,9 @@ def state_from_facts(host, facts: Dict[str, str], gpus: List[str], backend: Opti
 # apart from the helper's own failures, so the user gets what happened instead of `cd: ...`.
 NO_SNAPSHOT_RC = 66
 NO_SNAPSHOT_MARK = "orch-no-snapshot"
+# `hostctl follow --no-follow`'s stderr line for a job shown by its scheduler's output, and
+# its exit statuses for a run folder that is gone and for no log at all (remote/hostctl.py).
+TAIL_OUTPUT_MARK, TAIL_NO_RUN_RC, TAIL_NO_LOG_RC = "orch-output-file", 3, 1
 
 
 def hostctl(python: str, code_dir: str, *args: str) -> str:
@@ -370,10 +373,12 @@ def follow_command(
     jobs: List[str],
     lines: int,
     backend: JobBackend,
+    follow: bool = True,
 ) -> str:
     """Shell text that prints the jobs' logs as they grow and ends when every job has ended,
-    whatever runs them (`remote.hostctl follow`)."""
-    args = ["follow", "--lines", str(lines), *backend.hostctl_args()]
+    whatever runs them (`remote.hostctl follow`); FOLLOW false: their last lines, once (a job
+    without a log: its scheduler's output, named on stderr by TAIL_OUTPUT_MARK)."""
+    args = ["follow", "--lines", str(lines), *backend.hostctl_args(), *([] if follow else ["--no-follow"])]
     for job in jobs:
         args += ["--job-dir", f"{run_dir(workdir, run_id)}/jobs/{job}"]
     return _hostctl(transport, workdir, code_hash, *args)
