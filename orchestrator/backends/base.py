@@ -47,6 +47,13 @@ class JobBackend:
         describe / stop_hint; see orchestrator/backends/tmux_steps.py)."""
         raise NotImplementedError(f"the {self.name} backend cannot run bootstrap steps detached")
 
+    def runs_as_job(self, step) -> bool:
+        """Whether bootstrap runs STEP (provision.plan.Step) as one of the scheduler's batch
+        jobs, away from the machine SSH reaches: it then needs no tmux there."""
+        return False
+
+    job_step_words = ""  # `orch bootstrap --dry-run`'s words for such a step
+
     def plan_fields(self) -> Dict:
         """What the launch plan tells the host side about this backend."""
         return {"backend": self.name}

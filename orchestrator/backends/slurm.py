@@ -82,6 +82,13 @@ class SlurmBackend(JobBackend):
     def gpu_partitions(self) -> Optional[str]:
         return self.options.partition
 
+    job_step_words = "a Slurm batch job on a compute node"
+
+    def runs_as_job(self, step) -> bool:
+        from orchestrator.backends.slurm_steps import runs_as_job
+
+        return runs_as_job(step)
+
     def detached_steps(self, transport, layout):
         from orchestrator.backends.slurm_steps import SlurmSteps
 

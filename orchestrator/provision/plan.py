@@ -27,6 +27,8 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from orchestrator import backends
+from orchestrator.backends.base import JobBackend
 from orchestrator.config.envspec import EnvSpec
 from orchestrator.provision import flashattn
 from orchestrator.provision.gpu import GresGpus, caps_from_gres
@@ -189,7 +191,8 @@ class Plan:
     steps: List[Step]
     host_python: str = ""  # the host config's python now
     warnings: List[str] = field(default_factory=list)
-    slurm: bool = False  # a Slurm host: some detached steps run as batch jobs (backends/slurm_steps.py)
+    # The host's job backend: some detached steps may run as its batch jobs (runs_as_job)
+    backend: JobBackend = field(default_factory=backends.default)
 
     @property
     def env_python(self) -> str:
@@ -777,15 +780,13 @@ def plan_verify(
     return step
 
 
-def _block_without_tmux(steps: Sequence[Step], facts: HostFacts, slurm: bool) -> None:
-    """The first detached step to run is blocked on a host without tmux; on a Slurm host
-    the steps that run as batch jobs (verify, a flash-attn source build) need none."""
+def _block_without_tmux(steps: Sequence[Step], facts: HostFacts, backend: JobBackend) -> None:
+    """The first detached step to run is blocked on a host without tmux; the steps the host's
+    backend runs as batch jobs (Slurm: verify, a flash-attn source build) need none."""
     if facts.has("tmux"):
         return
-    from orchestrator.backends.slurm_steps import runs_as_job  # (it imports this module's types only)
-
     for s in steps:
-        if slurm and runs_as_job(s):
+        if backend.runs_as_job(s):
             continue
         if s.detached and s.state in ("todo", "running"):
             s.state, s.why = "blocked", "tmux is missing on the host (long steps run detached in tmux)"
@@ -817,7 +818,10 @@ def build_plan(
     accept_tos: bool = False,
     verify_digest: str = "",
     slurm_partition: Optional[str] = None,
+    backend: Optional[JobBackend] = None,
 ) -> Plan:
+    """BACKEND: the host's job backend (None: a host config's default one)."""
+    backend = backend if backend is not None else backends.default()
     inp = Inputs(
         facts,
         spec,
@@ -839,7 +843,7 @@ def build_plan(
     verify_step = plan_verify(inp, choice, torch_cuda, fa, (torch_step, pkg_step, fa_step), verify_digest)
 
     steps = [conda.step, env_step, torch_step, pkg_step, *([fetch_step] if fetch_step else []), fa_step, verify_step]
-    _block_without_tmux(steps, facts, slurm=inp.slurm_partition is not None)
+    _block_without_tmux(steps, facts, backend)
     _block_after_blocker(steps)
     warnings: List[str] = []
     slurm_gpus = inp.slurm_gpus
@@ -861,7 +865,7 @@ def build_plan(
         steps=steps,
         host_python=host_python,
         warnings=warnings,
-        slurm=inp.slurm_partition is not None,
+        backend=backend,
     )
 
 
