@@ -48,7 +48,7 @@ class JobBackend:
         raise NotImplementedError(f"the {self.name} backend cannot run bootstrap steps detached")
 
     def runs_as_job(self, step) -> bool:
-        """Whether bootstrap runs STEP (provision.plan.Step) as one of the scheduler's batch
+        """Whether bootstrap runs STEP (contract.bootsteps.Step) as one of the scheduler's batch
         jobs, away from the machine SSH reaches: it then needs no tmux there."""
         return False
 

@@ -1,8 +1,10 @@
 """The controller's packages import only those below them (docs/ARCHITECTURE.md, "The
 house"), remote/ never imports the controller, and the controller never imports torch.
 
-Read from the source (every import statement, at any depth, except those under
-``if TYPE_CHECKING:``), so a lazy import inside a function counts as much as one at the top.
+Read from the source (every import statement, at any depth, those under ``if TYPE_CHECKING:``
+included), so a lazy import inside a function counts as much as one at the top, and a
+types-only import from a package above is the hidden cycle it is (backends/ once took
+provision's Layout and Step that way, while provision imported backends).
 """
 
 import ast
@@ -33,13 +35,7 @@ HEAVY = ("torch", "transformers", "tokenizers")
 
 def _imports(path: Path):
     tree = ast.parse(path.read_text())
-    skip = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip.update(id(n) for n in ast.walk(node))
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             yield from (a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
