@@ -21,7 +21,7 @@ from orchestrator.commands.tables import add_column, add_name_column
 from orchestrator.config.project import Project, check_name, launched_at
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError, on_ctrl_c
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import hostops
 from orchestrator.runs.state import (
     StatusRow,
     rows_from_remote,

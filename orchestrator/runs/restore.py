@@ -25,7 +25,7 @@ from orchestrator.config.project import NAME_RE, Project
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.localfiles import atomic_write_bytes, writing
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import hostops
 from orchestrator.transport.base import Transport
 
 MAX_RUN_YAML = 8 << 20  # a run.yaml of thousands of jobs is well under this

@@ -17,8 +17,7 @@ from orchestrator.config import experiments
 from orchestrator.config.project import Project
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.runs import codesync
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import codesync, hostops
 from orchestrator.runs import launch as runner
 from orchestrator.runs.state import rows_from_remote
 from orchestrator.terminal import last_lines

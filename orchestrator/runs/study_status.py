@@ -24,7 +24,7 @@ from orchestrator.config.project import Project, copy_of
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.localfiles import atomic_write_text, writing
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import hostops
 from orchestrator.runs.state import rows_from_local, rows_from_remote, shown_state, unanswered
 from orchestrator.transport.base import Transport
 

@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.backends.tmux import TmuxBackend
 from orchestrator.runs.codesync import check_command
-from orchestrator.runs.hostctl import _PREPARE, hostctl
+from orchestrator.runs.hostops import _PREPARE, hostctl
 from orchestrator.runs.plan import launch_plan, plan_jobs
 from orchestrator.transport import shell
 from remote.spec import Experiment, load_experiment

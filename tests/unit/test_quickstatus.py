@@ -215,7 +215,7 @@ STATUS_MODULES = {
     "orchestrator.errors",
     "orchestrator.localfiles",  # local.json's write, a refused one said as one message
     "orchestrator.runs",
-    "orchestrator.runs.hostctl",
+    "orchestrator.runs.hostops",
     "orchestrator.terminal",  # host text (reasons, errors quoting the host) shown without its controls
     "orchestrator.runs.state",
     "orchestrator.transport",

@@ -14,7 +14,7 @@ import pytest
 from orchestrator import backends
 from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import OrchError
-from orchestrator.runs.hostctl import remote_status_many
+from orchestrator.runs.hostops import remote_status_many
 from orchestrator.transport.base import LocalTransport
 
 REPO = Path(__file__).resolve().parents[2]
