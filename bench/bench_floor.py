@@ -410,7 +410,7 @@ def open_bed(tmp: Path) -> Bed:
     except BaseException:
         close_bed(bed)
         raise
-    from orchestrator.runs.hostctl import hostctl
+    from orchestrator.runs.hostops import hostctl
 
     record = json.loads((p.run_dir("base") / "local.json").read_text())
     bed.wd = record["workdir"]

@@ -4,15 +4,15 @@
     python3 -S -m remote.hostctl status-all --run-dir R [--run-dir R]... --workdir W [--backend B]
     python3 -S -m remote.hostctl launch --workdir W < plan.json
     python3 -S -m remote.hostctl cancel --run-dir R --workdir W [--job J]... [--backend B]
-    python3 -S -m remote.hostctl follow --job-dir D [--job-dir D]... [--lines N] [--backend B]
+    python3 -S -m remote.hostctl follow --job-dir D [--job-dir D]... [--lines N] [--backend B] [--no-follow]
 
 Standard library only (any python3 on the host will do; torch is not needed).  status,
 launch and cancel print one JSON document on stdout (docs/CONTRACT.md, "hostctl");
-follow streams log text until the jobs end.  What is the same for every way of running a
-job lives here (the job folder, status.json, the wrapper's lock, the cancel marker); how a
-job is started, found and stopped is the job backend's (remote/backends/).  Commands are
-run as argv lists, never through a shell; the one shell string, the job command the
-backend starts, was quoted by the controller.
+follow streams log text until the jobs end (--no-follow: their last lines, once).  What is
+the same for every way of running a job lives here (the job folder, status.json, the
+wrapper's lock, the cancel marker); how a job is started, found and stopped is the job
+backend's (remote/backends/).  Commands are run as argv lists, never through a shell; the
+one shell string, the job command the backend starts, was quoted by the controller.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
@@ -479,6 +480,35 @@ def _scheduler_output(out, job_dir: str, lines: int, backend: backends.Backend) 
     out.flush()
 
 
+OUTPUT_MARK = "orch-output-file"  # on stderr: a job shown by its scheduler's output (no log.txt)
+NO_RUN_RC, NO_LOG_RC = 3, 1  # --no-follow: the run's folder is gone; no job has a log to show
+
+
+def cmd_tail(opts) -> int:
+    """`follow --no-follow` (`orch logs` without -f): the last lines of each job's log.txt - or,
+    for a job without one, of its scheduler's own output (a job that died before orch's wrapper
+    ran: a failed `module load`), named on stderr as ``OUTPUT_MARK JOB FILE WORDS``.  tail(1)
+    prints them, so a job's lines come whole however long they are."""
+    backend = backends.get(opts.backend, opts.workdir)
+    if not os.path.isdir(os.path.dirname(os.path.dirname(os.path.normpath(opts.job_dir[0])))):
+        return NO_RUN_RC
+    files = []
+    for d in opts.job_dir:
+        out = os.path.join(d, backend.output_file) if backend.output_file else None
+        if os.path.exists(os.path.join(d, "log.txt")):
+            files.append(os.path.join(d, "log.txt"))
+        elif out and os.path.exists(out):
+            files.append(out)
+            name = os.path.basename(os.path.normpath(d))
+            sys.stderr.write(f"{OUTPUT_MARK} {name} {backend.output_file} {backend.output_words}\n")
+    if not files:
+        return NO_LOG_RC
+    sys.stderr.flush()
+    return subprocess.call(
+        ["tail", "-n", str(opts.lines), "--", *files], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 def cmd_follow(opts) -> int:
     """Print the last lines of each job's log.txt, then what they append, until every job
     has ended (whatever backend runs it: the wrapper's files are the truth).  Several jobs:
@@ -536,11 +566,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if name == "follow":
             p.add_argument("--job-dir", action="append", required=True)
             p.add_argument("--lines", type=int, default=40)
+            p.add_argument("--no-follow", action="store_true", help="print the last lines once and end")
     opts = parser.parse_args(argv)
     opts.workdir = os.path.abspath(opts.workdir)
     if opts.cmd == "follow":
         try:
-            return cmd_follow(opts)
+            return cmd_tail(opts) if opts.no_follow else cmd_follow(opts)
         except (KeyboardInterrupt, BrokenPipeError):
             return 0
     handlers: Dict = {"status": cmd_status, "status-all": cmd_status_all, "launch": cmd_launch, "cancel": cmd_cancel}

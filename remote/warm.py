@@ -50,11 +50,11 @@ import shlex
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
+from remote.backends import tmux
 from remote.quickexit import exit_now
 
 MODULE = "remote.run_job"
@@ -531,12 +531,6 @@ def spawn(key: str, argv: List[str], env: Dict[str, str], cwd: str, keep_fds=())
     return WarmChild(sock, lines, reply["pid"], os.fdopen(read_end, "rb"))
 
 
-def tmux_server() -> str:
-    """The socket of the tmux server this process runs in ("" outside tmux)."""
-    tmux = os.environ.get("TMUX", "")
-    return tmux.rsplit(",", 2)[0] if tmux.count(",") >= 2 else ""
-
-
 def start(key: str, python: str, cwd: str, idle_s: float, server: str) -> None:
     """Start the worker of KEY as a session of the tmux server SERVER."""
     env = _import_vars(dict(os.environ))  # the tmux server's own may differ: the worker needs the job's
@@ -545,15 +539,9 @@ def start(key: str, python: str, cwd: str, idle_s: float, server: str) -> None:
         " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()),
         shlex.join([python, "-m", "remote.warm", "--name", socket_name(key), "--idle", str(idle_s), "--room", ROOM]),
     )
-    try:
-        # A duplicate session (another wrapper started it first) fails here, harmlessly.
-        subprocess.run(
-            ["tmux", "-S", server, "new-session", "-d", "-s", session_name(key), command],
-            capture_output=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        pass  # no worker will listen: the job starts cold after START_WAIT_S
+    # A duplicate session (another wrapper started it first) fails, harmlessly; a failure to
+    # start leaves no worker listening: the job starts cold after START_WAIT_S.
+    tmux.start_session(server, session_name(key), command)
 
 
 def forked(argv: List[str], keep_fds=(), say=print) -> Optional[WarmChild]:
@@ -569,7 +557,7 @@ def forked(argv: List[str], keep_fds=(), say=print) -> Optional[WarmChild]:
     if not hasattr(socket, "send_fds"):
         say(f"[orch] Python {sys.version.split()[0]} cannot hand a warm worker the job (3.9+): starting it cold")
         return None
-    server = tmux_server()
+    server = tmux.current_server()
     if not server:
         say("[orch] no tmux server to start a warm worker in: starting the job cold")
         return None

@@ -34,6 +34,11 @@ def for_host(host) -> JobBackend:
     return get(getattr(host, "scheduler", "tmux") or "tmux", host)
 
 
+def default() -> JobBackend:
+    """The backend of a host config that names no ``scheduler``."""
+    return for_host(None)
+
+
 def for_record(record: dict, host=None) -> JobBackend:
     """The backend a run was launched with (runs launched before backends existed: tmux);
     HOST: for a relaunch (`--resume`), whose jobs take the host's current options."""

@@ -11,6 +11,9 @@ class JobBackend:
     install_hint = ""  # ... how to get them
     lost_sight = "its backend does not show it"  # a live wrapper the backend cannot see
     id_column = ""  # header of the status table's column for the backend's job id ("" = none)
+    # SSH reaches a login node, not the machines the jobs run on (no GPU driver expected there;
+    # what a check over SSH finds is the login node's, not the jobs').
+    login_node = False
 
     def place(self, jobs: List, gpus: Sequence[str]) -> None:
         """Say where each planned job runs: its ``gpu`` (CUDA_VISIBLE_DEVICES) and the jobs
@@ -43,6 +46,13 @@ class JobBackend:
         """How bootstrap's long steps run detached on the host (launch / poll / log_tail /
         describe / stop_hint; see orchestrator/backends/tmux_steps.py)."""
         raise NotImplementedError(f"the {self.name} backend cannot run bootstrap steps detached")
+
+    def runs_as_job(self, step) -> bool:
+        """Whether bootstrap runs STEP (contract.bootsteps.Step) as one of the scheduler's batch
+        jobs, away from the machine SSH reaches: it then needs no tmux there."""
+        return False
+
+    job_step_words = ""  # `orch bootstrap --dry-run`'s words for such a step
 
     def plan_fields(self) -> Dict:
         """What the launch plan tells the host side about this backend."""

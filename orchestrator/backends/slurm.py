@@ -32,6 +32,7 @@ class SlurmBackend(JobBackend):
     lost_sight = "Slurm does not show it"
     id_column = "Slurm id"
     exec_command = True
+    login_node = True
 
     def __init__(self, options: Optional[SlurmOptions] = None):
         self.options = options or SlurmOptions()
@@ -80,6 +81,13 @@ class SlurmBackend(JobBackend):
 
     def gpu_partitions(self) -> Optional[str]:
         return self.options.partition
+
+    job_step_words = "a Slurm batch job on a compute node"
+
+    def runs_as_job(self, step) -> bool:
+        from orchestrator.backends.slurm_steps import runs_as_job
+
+        return runs_as_job(step)
 
     def detached_steps(self, transport, layout):
         from orchestrator.backends.slurm_steps import SlurmSteps

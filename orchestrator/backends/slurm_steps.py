@@ -29,16 +29,14 @@ step by its job name and working directory (the probe's `squeue -o '%j|%Z'`) and
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from orchestrator.backends.tmux_steps import POLL_END, TmuxSteps, parse_poll
 from orchestrator.config.slurm import SlurmOptions
+from orchestrator.contract.bootsteps import Layout, Step
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import shell
 from remote.backends.slurm import LIVE, batch_script
-
-if TYPE_CHECKING:  # types only: provision uses this module, not the other way round
-    from orchestrator.provision.plan import Layout, Step
 
 # Static shell programs; their inputs arrive as positional arguments ("$1"...), quoted by shell.join.
 _LAUNCH = r"""

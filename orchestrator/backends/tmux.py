@@ -60,6 +60,11 @@ class TmuxBackend(JobBackend):
         of its own, older snapshot, which would refuse an option it does not know."""
         return {"ORCH_GPU_QUEUE": gpu_queue_dir(run_dir)} if job.gpu else {}
 
+    def hostctl_args(self) -> List[str]:
+        # hostctl's default backend: the hostctl of snapshots made before backends existed
+        # knows no --backend, and a resumed or followed old run runs its own snapshot's.
+        return []
+
     def detached_steps(self, transport, layout):
         from orchestrator.backends.tmux_steps import TmuxSteps
 

@@ -8,14 +8,12 @@ stop_hint, so another backend can run long steps its own way (e.g. as batch jobs
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, List, Tuple
+from typing import List, Tuple
 
+from orchestrator.contract.bootsteps import Layout, Step
 from orchestrator.contract.hostdocs import number, parse_json_object
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import shell
-
-if TYPE_CHECKING:  # types only: provision uses this module, not the other way round
-    from orchestrator.provision.plan import Layout, Step
 
 # Static shell programs; their inputs arrive as positional arguments ("$1"...), quoted by shell.join.
 _LAUNCH = r"""

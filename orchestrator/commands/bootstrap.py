@@ -42,12 +42,10 @@ def render_facts(facts: probe.HostFacts, title: str, console: Console) -> None:
         console.print(f"[{colour}]{p.level}:[/] {escape(p.message)}" + (f"  ({escape(p.hint)})" if p.hint else ""))
 
 
-def step_mode(step: Step, slurm: bool) -> str:
-    """How a step will run, as the dry run says it."""
-    from orchestrator.backends.slurm_steps import runs_as_job
-
-    if slurm and runs_as_job(step):
-        return "a Slurm batch job on a compute node"
+def step_mode(step: Step, backend) -> str:
+    """How a step will run, as the dry run says it (BACKEND: the host's job backend)."""
+    if backend.runs_as_job(step):
+        return backend.job_step_words
     return "detached in tmux" if step.detached else "attached"
 
 
@@ -72,7 +70,7 @@ def render_plan(plan: Plan, show_commands: bool, console: Console) -> None:
         for note in s.notes if show_commands else []:
             what += f"\n[dim]note: {escape(note)}[/]"
         if show_commands and s.command and s.state not in ("skip",):
-            mode = step_mode(s, plan.slurm)
+            mode = step_mode(s, plan.backend)
             what += f"\n[dim]$ ({mode})[/] {escape(s.command)}"
         table.add_row(s.name, f"[{style}]{s.state}[/]", what)
     host_state = "done" if plan.host_config_done else "todo"

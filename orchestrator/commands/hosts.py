@@ -73,7 +73,8 @@ def check_cmd(
     with open_transport(project, host, trust_new_host_key) as transport:
         facts = run_probe(transport, project_root=project.root)
     cfg = resolve_host(project, host)
-    found = problems(facts, login_node=cfg.scheduler == "slurm") + backends.for_host(cfg).host_problems(facts)
+    backend = backends.for_host(cfg)
+    found = problems(facts, login_node=backend.login_node) + backend.host_problems(facts)
     save_facts(project.root, host, facts)
     if as_json:
         data = facts.to_dict()

@@ -68,7 +68,7 @@ def host_rows(transport, run_dir, record, planned) -> List:
     """The run's rows as its host reports them (one round trip); an error when the host
     has no such run."""
     from orchestrator import backends
-    from orchestrator.runs import hostctl as hostops
+    from orchestrator.runs import hostops
     from orchestrator.runs.state import rows_from_remote
 
     run_id = run_dir.name

@@ -8,7 +8,7 @@ import json
 import time
 from typing import List
 
-from orchestrator import output, terminal
+from orchestrator import backends, output, terminal
 from orchestrator.config.project import Project, copy_of, not_a_run
 from orchestrator.contract import records
 from orchestrator.errors import OrchError
@@ -31,6 +31,7 @@ def listed(run_dir) -> dict:
         if not (run_dir / "run.yaml").is_file():
             raise not_a_run(run_dir)
         record, doc = records.load_record(run_dir, to_reach=False), records.load_resolved(run_dir)
+        backend = backends.for_record(record)  # an unknown one (a hand-edited record) is this folder's error
     except OrchError as exc:
         # One damaged folder must not hide the others.
         return {
@@ -44,7 +45,7 @@ def listed(run_dir) -> dict:
             "accuracy": None,
             "error": exc.message,
         }
-    rows = rows_from_local(run_dir, doc["jobs"])
+    rows = rows_from_local(run_dir, doc["jobs"], backend)
     seen = record.get("job_states") or {}
     # The states `orch status` or `orch cancel` last saw: for jobs not fetched yet, and
     # for all when seen after the last fetch (a partial fetch's copy says "running").

@@ -22,37 +22,67 @@ from orchestrator.commands.tables import add_column, add_name_column
 from orchestrator.config.project import Project, check_name, launched_at
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError, on_ctrl_c
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import hostops
 from orchestrator.runs.state import (
     StatusRow,
     rows_from_remote,
     run_state,
 )
-from orchestrator.transport import shell
 from orchestrator.transport.connect import open_transport
 from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, RUNNING
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
-# `orch logs` without -f: the last N lines of each job's log.txt - or, for a job without one,
-# of slurm.out, the Slurm batch job's own output (a job that died before orch's wrapper ran:
-# a failed `module load`), named on stderr.  Exit 3 when the run's folder is gone (not "no
-# log yet"), 1 when no job has either file.  Constant text: the values are parameters.
-_SLURM_OUT_MARK = "orch-slurm-out"
-_TAIL_LOGS = r"""
-run="$1"; n="$2"; shift 2
-test -d "$run" || exit 3
-for j in "$@"; do
-  d="$run/jobs/$j"
-  if [ -e "$d/log.txt" ]; then set -- "$@" "$d/log.txt"
-  elif [ -e "$d/slurm.out" ]; then set -- "$@" "$d/slurm.out"; printf '%s %s\n' orch-slurm-out "$j" >&2
-  fi
-  shift
-done
-[ "$#" -gt 0 ] || exit 1
-tail -n "$n" -- "$@" 2>/dev/null
-"""
+def _active(transport, run_dir, record, doc, selected, backend) -> bool:
+    """Whether any of the SELECTED jobs has not ended yet (one status round trip)."""
+    run_id = run_dir.name
+    remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+    if not remote.get("exists"):
+        raise hostops.not_on_host(run_dir, record, hostops.run_dir(record["workdir"], run_id))
+    rows = {r.name: r for r in rows_from_remote(remote, doc["jobs"], backend)}
+    return any(rows[n].state in ACTIVE for n in selected)
+
+
+def _show_tail(transport, run_dir, record, job, selected, lines, backend) -> bool:
+    """`orch logs` without -f: the last LINES lines of each selected job's log.txt - or, for a
+    job without one, of its scheduler's own output, said on stderr (`hostctl follow
+    --no-follow`).  False: the run's snapshot has a host helper from before --no-follow."""
+    run_id = run_dir.name
+    command = hostops.follow_command(
+        transport, record["workdir"], record["code_hash"], run_id, selected, lines, backend, follow=False
+    )
+    res = transport.run(command, check=False)
+    if res.rc == 2 and "unrecognized arguments: --no-follow" in res.stderr:
+        return False
+    if res.rc == hostops.NO_SNAPSHOT_RC and hostops.NO_SNAPSHOT_MARK in res.stderr:
+        raise hostops.helper_failed(record["host"], res.rc, res.stderr)
+    if res.rc == hostops.TAIL_NO_RUN_RC and not res.stdout:
+        raise hostops.not_on_host(run_dir, record, hostops.run_dir(record["workdir"], run_id))
+    for said in (res.stderr or "").splitlines():
+        mark, _, rest = said.partition(" ")
+        name, _, rest = rest.partition(" ")
+        file, _, words = rest.partition(" ")
+        if mark == hostops.TAIL_OUTPUT_MARK and name in selected:
+            output.say(
+                f"{escape(name)} has no log.txt (orch's wrapper never ran): "
+                f"this is {escape(terminal.visible(words[:200]))} ({escape(terminal.visible(file[:200]))})"
+            )
+    print(terminal.log_text(res.stdout), end="")
+    if res.overflow:  # the host printed more than a command's output may be: its end is missing
+        sys.stdout.flush()
+        from orchestrator.transport.base import MAX_OUTPUT
+
+        what = f"the last {lines} lines of {job or 'the logs of ' + run_id}"
+        output.warn(
+            f"{what} are more than {MAX_OUTPUT >> 20} MB, so orch stopped reading them there: "
+            f"the output above is cut and their end is missing; a smaller -n shows the end "
+            f"(`orch logs {run_id} {job or ''} -n 100`), and `orch fetch-results {run_id} --full-logs` "
+            "copies whole logs".replace("  ", " ")
+        )
+    if not res.stdout and res.rc != 0:
+        raise OrchError(f"no log yet for {job or run_id}", ExitCode.RUN_STATE)
+    return True
 
 
 def follow_hint(run_id: str) -> str:
@@ -60,7 +90,7 @@ def follow_hint(run_id: str) -> str:
     return f"  follow: orch status {run_id} --watch, or orch logs {run_id} JOB -f"
 
 
-def status_table(run_id: str, host: str, rows: List[StatusRow], backend=None) -> Text:
+def status_table(run_id: str, host: str, rows: List[StatusRow], backend) -> Text:
     """The status table (commands/statustable.py) for a Rich view (`status --watch`): the
     same lines plain `orch status` prints, its state colours as Rich styles."""
     return Text.from_ansi(render(run_id, host, rows, backend, colour=True).rstrip("\n"))
@@ -454,81 +484,57 @@ def register(app: typer.Typer) -> None:
         names = [j["name"] for j in doc["jobs"]]
         if job is not None and job not in names:
             raise OrchError(f"run {run_id} has no job {job!r}", ExitCode.USAGE, hint="jobs: " + ", ".join(names))
-        remote_run = hostops.run_dir(record["workdir"], run_id)
         selected = [job] if job else names
         backend = backends.for_record(record)
         with open_transport(project, record["host"], trust_new_host_key) as transport:
-            if follow:
-                # Following jobs that have all ended would print their end and return at once:
-                # say so with the plain tail instead.
-                remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
-                if not remote.get("exists"):
-                    raise hostops.not_on_host(run_dir, record, remote_run)
-                rows = {r.name: r for r in rows_from_remote(remote, doc["jobs"], backend)}
-                follow = any(rows[n].state in ACTIVE for n in selected)
-            if follow:
-                # The host helper prints the logs as they grow and ends when the jobs end,
-                # whatever backend runs them (a Slurm job's wrapper is on another node).
-                command = hostops.follow_command(
-                    transport, record["workdir"], record["code_hash"], run_id, selected, lines, backend
-                )
-                shown = terminal.LogStream(sys.stdout)  # the host's log text, without its controls
-                try:
-                    rc = transport.stream(command, out=shown)
-                except KeyboardInterrupt:
-                    # Ctrl-C is how one stops following: said as such, with the code every Ctrl-C gets
-                    raise OrchError(
-                        f"stopped following {run_id}; its jobs keep running on {record['host']}",
-                        ExitCode.INTERRUPTED,
-                        hint=f"`orch logs {run_id} {job or ''} -f` follows again".replace("  ", " "),
-                    ) from None
-                except OrchError as exc:
-                    raise OrchError(
-                        exc.message,
-                        exc.code,
-                        hint=f"the job keeps running; `orch logs {run_id} {job or ''} -f` follows again".replace(
-                            "  ", " "
-                        ),
-                    ) from None
-                finally:
-                    shown.close()
-                if rc == hostops.NO_SNAPSHOT_RC:  # the host helper's snapshot is gone: as status says it
-                    where = hostops.code_dir(record["workdir"], record["code_hash"])
-                    raise hostops.helper_failed(record["host"], rc, f"{hostops.NO_SNAPSHOT_MARK} {where}")
-                if rc != 0:
-                    raise OrchError(
-                        f"following the logs of {run_id} failed on {record['host']} (exit {rc})",
-                        ExitCode.REMOTE,
-                        hint=f"`orch logs {run_id} {job or ''}` shows their end".replace("  ", " ")
-                        + " (runs launched by an orch older than `logs -f` on its "
-                        "host helper cannot be followed)",
-                    )
+            # Following jobs that have all ended would print their end and return at once:
+            # say so with the plain tail instead.
+            follow = follow and _active(transport, run_dir, record, doc, selected, backend)
+            if not follow and _show_tail(transport, run_dir, record, job, selected, lines, backend):
                 return
-            res = transport.run(
-                shell.join(["sh", "-c", _TAIL_LOGS, "sh", remote_run, str(lines), *selected]), check=False
-            )
-            if res.rc == 3 and not res.stdout:
-                raise hostops.not_on_host(run_dir, record, remote_run)
-            for said in (res.stderr or "").splitlines():
-                if said.startswith(_SLURM_OUT_MARK + " ") and said.split(" ", 1)[1] in selected:
-                    output.say(
-                        f"{escape(said.split(' ', 1)[1])} has no log.txt (orch's wrapper never ran): "
-                        "this is Slurm's output of its batch job (slurm.out)"
-                    )
-            print(terminal.log_text(res.stdout), end="")
-            if res.overflow:  # the host printed more than a command's output may be: its end is missing
-                sys.stdout.flush()
-                from orchestrator.transport.base import MAX_OUTPUT
-
-                what = f"the last {lines} lines of {job or 'the logs of ' + run_id}"
-                output.warn(
-                    f"{what} are more than {MAX_OUTPUT >> 20} MB, so orch stopped reading them there: "
-                    f"the output above is cut and their end is missing; a smaller -n shows the end "
-                    f"(`orch logs {run_id} {job or ''} -n 100`), and `orch fetch-results {run_id} --full-logs` "
-                    "copies whole logs".replace("  ", " ")
+            # The run's own snapshot has a host helper older than `follow --no-follow`: its
+            # `follow` shows ended jobs' ends and stops, which is the tail for them.
+            if not follow and _active(transport, run_dir, record, doc, selected, backend):
+                raise OrchError(
+                    f"the host helper in {run_id}'s code snapshot on {record['host']} is older than "
+                    "`orch logs` without -f, and can only follow a running job's log",
+                    ExitCode.RUN_STATE,
+                    hint=f"`orch logs {run_id} {job or ''} -f`".replace("  ", " "),
                 )
-            if not res.stdout and res.rc != 0:
-                raise OrchError(f"no log yet for {job or run_id}", ExitCode.RUN_STATE)
+            # The host helper prints the logs as they grow and ends when the jobs end,
+            # whatever backend runs them (a Slurm job's wrapper is on another node).
+            command = hostops.follow_command(
+                transport, record["workdir"], record["code_hash"], run_id, selected, lines, backend
+            )
+            shown = terminal.LogStream(sys.stdout)  # the host's log text, without its controls
+            try:
+                rc = transport.stream(command, out=shown)
+            except KeyboardInterrupt:
+                # Ctrl-C is how one stops following: said as such, with the code every Ctrl-C gets
+                raise OrchError(
+                    f"stopped following {run_id}; its jobs keep running on {record['host']}",
+                    ExitCode.INTERRUPTED,
+                    hint=f"`orch logs {run_id} {job or ''} -f` follows again".replace("  ", " "),
+                ) from None
+            except OrchError as exc:
+                raise OrchError(
+                    exc.message,
+                    exc.code,
+                    hint=f"the job keeps running; `orch logs {run_id} {job or ''} -f` follows again".replace("  ", " "),
+                ) from None
+            finally:
+                shown.close()
+            if rc == hostops.NO_SNAPSHOT_RC:  # the host helper's snapshot is gone: as status says it
+                where = hostops.code_dir(record["workdir"], record["code_hash"])
+                raise hostops.helper_failed(record["host"], rc, f"{hostops.NO_SNAPSHOT_MARK} {where}")
+            if rc != 0:
+                raise OrchError(
+                    f"following the logs of {run_id} failed on {record['host']} (exit {rc})",
+                    ExitCode.REMOTE,
+                    hint=f"`orch logs {run_id} {job or ''}` shows their end".replace("  ", " ")
+                    + " (runs launched by an orch older than `logs -f` on its "
+                    "host helper cannot be followed)",
+                )
 
     @app.command()
     def cancel(

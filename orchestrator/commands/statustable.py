@@ -64,8 +64,8 @@ def _state(r: StatusRow) -> str:
     return r.state
 
 
-def columns(rows: Sequence[StatusRow], backend=None) -> List[str]:
-    id_column = backend.id_column if backend is not None else ""
+def columns(rows: Sequence[StatusRow], backend) -> List[str]:
+    id_column = backend.id_column
     return (
         ["job"]
         + ([id_column] if id_column else [])
@@ -74,8 +74,8 @@ def columns(rows: Sequence[StatusRow], backend=None) -> List[str]:
     )
 
 
-def cells(r: StatusRow, backend=None, requeued: bool = False) -> List[str]:
-    id_column = backend.id_column if backend is not None else ""
+def cells(r: StatusRow, backend, requeued: bool = False) -> List[str]:
+    id_column = backend.id_column
     return [
         r.name,
         *([backend.ident(r.backend) or "-"] if id_column else []),
@@ -91,7 +91,7 @@ def cells(r: StatusRow, backend=None, requeued: bool = False) -> List[str]:
     ]
 
 
-def render(run_id: str, host: str, rows: Sequence[StatusRow], backend=None, colour: bool = False) -> str:
+def render(run_id: str, host: str, rows: Sequence[StatusRow], backend, colour: bool = False) -> str:
     """The title line ("RUN on HOST: STATE"), a header, a rule, then one line per job.
 
     Lines are never wrapped or cut: a long reason stays whole on its row (grep and

@@ -112,6 +112,7 @@ def bootstrap(
             accept_tos=accept_anaconda_tos,
             verify_digest=digest,
             slurm_partition=backend.gpu_partitions(),
+            backend=backend,
         )
 
     with open_transport(project, host, trust_new_host_key) as transport:

@@ -27,7 +27,10 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from orchestrator import backends
+from orchestrator.backends.base import JobBackend
 from orchestrator.config.envspec import EnvSpec
+from orchestrator.contract.bootsteps import Layout, Step
 from orchestrator.provision import flashattn
 from orchestrator.provision.gpu import GresGpus, caps_from_gres
 from orchestrator.provision.probe import CondaInstall, HostFacts, PythonInfo
@@ -40,8 +43,6 @@ from orchestrator.provision.torch_select import (
     split_local,
     variant_cuda,
 )
-from orchestrator.transport import shell
-from remote.backends.tmux import tmux_socket
 
 STEPS = ("conda", "env", "torch", "packages", "flash-attn-fetch", "flash-attn", "verify")
 STATES = ("done", "todo", "running", "blocked", "skip")
@@ -64,119 +65,6 @@ def fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where bootstrap keeps things on the host (all under the workdir)."""
-
-    workdir: str
-    env_name: str
-
-    def _p(self, *parts: str) -> str:
-        return posixpath.join(self.workdir, *parts)
-
-    @property
-    def root(self) -> str:
-        return self._p("bootstrap")
-
-    @property
-    def scripts(self) -> str:
-        return self._p("bootstrap", "scripts")
-
-    def script(self, name: str) -> str:
-        return posixpath.join(self.scripts, name)
-
-    @property
-    def logs(self) -> str:
-        return self._p("bootstrap", "logs")
-
-    def log(self, step: str) -> str:
-        return posixpath.join(self.logs, f"{step}.log")
-
-    def result(self, step: str) -> str:
-        return posixpath.join(self.logs, f"{step}.result")
-
-    def started(self, step: str) -> str:
-        return posixpath.join(self.logs, f"{step}.started")
-
-    @property
-    def state(self) -> str:
-        return self._p("bootstrap", "state.json")
-
-    @property
-    def wheelhouse(self) -> str:
-        """Sources fetched on a login node for a build on a compute node without internet."""
-        return self._p("bootstrap", "wheelhouse")
-
-    @property
-    def lock(self) -> str:
-        """Held while a bootstrap runs steps (orchestrator/provision/hostlock.py)."""
-        return self._p("bootstrap", "lock")
-
-    @property
-    def verify_json(self) -> str:
-        return self._p("bootstrap", "verify.json")
-
-    @property
-    def downloads(self) -> str:
-        return self._p("bootstrap", "downloads")
-
-    @property
-    def env_prefix(self) -> str:
-        return self._p("envs", self.env_name)
-
-    @property
-    def env_python(self) -> str:
-        return posixpath.join(self.env_prefix, "bin", "python")
-
-    @property
-    def tmux_socket(self) -> str:
-        # The jobs' tmux server: same rule as the host helper (short path for long workdirs).
-        return tmux_socket(self._p())
-
-    @staticmethod
-    def session(step: str) -> str:
-        return f"orch-bootstrap-{step}"
-
-    def conda_prefix(self, manager: str) -> str:
-        return self._p("miniforge3" if manager == "miniforge" else "miniconda3")
-
-
-@dataclass
-class Step:
-    name: str
-    title: str
-    state: str = "todo"  # done | todo | running | blocked | skip
-    why: str = ""
-    argv: List[str] = field(default_factory=list)
-    env: Dict[str, str] = field(default_factory=dict)
-    fingerprint: str = ""
-    detached: bool = False  # long: runs detached on the host (its backend's detached_steps), its log tailed
-    timeout_s: float = 600.0
-    hint: str = ""
-    blocked_code: str = "config"  # config: the spec/flags must change | host: the host lacks something
-    notes: List[str] = field(default_factory=list)
-
-    @property
-    def command(self) -> str:
-        """The exact shell text the step runs on the host (inside run_step.sh)."""
-        if not self.argv:
-            return ""
-        return shell.with_env(self.argv, self.env) if self.env else shell.join(self.argv)
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "state": self.state,
-            "why": self.why,
-            "command": self.command,
-            "fingerprint": self.fingerprint,
-            "detached": self.detached,
-            "notes": list(self.notes),
-            "hint": self.hint,
-        }
-
-
 @dataclass
 class Plan:
     host: str
@@ -189,7 +77,8 @@ class Plan:
     steps: List[Step]
     host_python: str = ""  # the host config's python now
     warnings: List[str] = field(default_factory=list)
-    slurm: bool = False  # a Slurm host: some detached steps run as batch jobs (backends/slurm_steps.py)
+    # The host's job backend: some detached steps may run as its batch jobs (runs_as_job)
+    backend: JobBackend = field(default_factory=backends.default)
 
     @property
     def env_python(self) -> str:
@@ -777,15 +666,13 @@ def plan_verify(
     return step
 
 
-def _block_without_tmux(steps: Sequence[Step], facts: HostFacts, slurm: bool) -> None:
-    """The first detached step to run is blocked on a host without tmux; on a Slurm host
-    the steps that run as batch jobs (verify, a flash-attn source build) need none."""
+def _block_without_tmux(steps: Sequence[Step], facts: HostFacts, backend: JobBackend) -> None:
+    """The first detached step to run is blocked on a host without tmux; the steps the host's
+    backend runs as batch jobs (Slurm: verify, a flash-attn source build) need none."""
     if facts.has("tmux"):
         return
-    from orchestrator.backends.slurm_steps import runs_as_job  # (it imports this module's types only)
-
     for s in steps:
-        if slurm and runs_as_job(s):
+        if backend.runs_as_job(s):
             continue
         if s.detached and s.state in ("todo", "running"):
             s.state, s.why = "blocked", "tmux is missing on the host (long steps run detached in tmux)"
@@ -817,7 +704,10 @@ def build_plan(
     accept_tos: bool = False,
     verify_digest: str = "",
     slurm_partition: Optional[str] = None,
+    backend: Optional[JobBackend] = None,
 ) -> Plan:
+    """BACKEND: the host's job backend (None: a host config's default one)."""
+    backend = backend if backend is not None else backends.default()
     inp = Inputs(
         facts,
         spec,
@@ -839,7 +729,7 @@ def build_plan(
     verify_step = plan_verify(inp, choice, torch_cuda, fa, (torch_step, pkg_step, fa_step), verify_digest)
 
     steps = [conda.step, env_step, torch_step, pkg_step, *([fetch_step] if fetch_step else []), fa_step, verify_step]
-    _block_without_tmux(steps, facts, slurm=inp.slurm_partition is not None)
+    _block_without_tmux(steps, facts, backend)
     _block_after_blocker(steps)
     warnings: List[str] = []
     slurm_gpus = inp.slurm_gpus
@@ -861,7 +751,7 @@ def build_plan(
         steps=steps,
         host_python=host_python,
         warnings=warnings,
-        slurm=inp.slurm_partition is not None,
+        backend=backend,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 from orchestrator.contract import hostdocs
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import hostops
 from orchestrator.transport import shell
 from orchestrator.transport.base import Transport
 

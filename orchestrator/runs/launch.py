@@ -25,8 +25,7 @@ from orchestrator.contract.records import (
 )
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.localfiles import atomic_write_text, writing
-from orchestrator.runs import codesync, hostlaunch, staging
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import codesync, hostlaunch, hostops, staging
 from orchestrator.runs import plan as jobplan
 from orchestrator.transport.base import Transport
 from remote.jobstate import ACTIVE, DONE, UNKNOWN

@@ -94,14 +94,10 @@ def plan_jobs(exp: Experiment, classes: Sequence[str]) -> List[PlannedJob]:
     return jobs
 
 
-def job_command(python: str, run_dir: str, code_dir: str, job: PlannedJob, backend=None) -> str:
+def job_command(python: str, run_dir: str, code_dir: str, job: PlannedJob, backend) -> str:
     """The shell text a job backend runs for one job: the wrapper around the payload.
-    ``backend``: the run's JobBackend (None: tmux), which adds its environment and wrapper
-    options, and may ask that the command replace the shell (a Slurm batch script)."""
-    if backend is None:
-        from orchestrator.backends.tmux import TmuxBackend
-
-        backend = TmuxBackend()
+    ``backend``: the run's JobBackend, which adds its environment and wrapper options, and
+    may ask that the command replace the shell (a Slurm batch script)."""
     wrapper = [python, "-m", "remote.wrapper", "--job-dir", f"{run_dir}/jobs/{job.name}"]
     for dep in job.requires:
         wrapper += ["--requires", dep]
@@ -126,11 +122,11 @@ def launch_plan(
     run_dir: str,
     code_dir: str,
     jobs: Sequence[PlannedJob],
-    backend=None,
+    backend,
     handles: Optional[Dict[str, str]] = None,
 ) -> Dict:
     """What `remote.hostctl launch` reads on stdin (docs/CONTRACT.md, "hostctl launch").
-    ``backend``: the run's JobBackend (None: tmux); ``handles``: jobs already done, by name
+    ``backend``: the run's JobBackend; ``handles``: jobs already done, by name
     (a resume), for backends that wire dependencies themselves."""
     items = []
     for job in jobs:
@@ -148,7 +144,7 @@ def launch_plan(
             }
         )
         items.append(item)
-    plan = {"run_id": run_id, **(backend.plan_fields() if backend is not None else {"backend": "tmux"}), "jobs": items}
+    plan = {"run_id": run_id, **backend.plan_fields(), "jobs": items}
     if handles:
         plan["handles"] = dict(handles)
     return plan

@@ -15,8 +15,7 @@ from typing import Dict, List
 from orchestrator import backends
 from orchestrator.config.hosts import HostConfig
 from orchestrator.config.project import Project
-from orchestrator.runs import codesync, staging
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import codesync, hostops, staging
 from orchestrator.runs import plan as jobplan
 from orchestrator.runs.launch import classes_for
 from remote.files import sha256_file

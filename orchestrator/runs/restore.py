@@ -25,8 +25,8 @@ from orchestrator.config.project import NAME_RE, Project
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.localfiles import atomic_write_bytes, writing
-from orchestrator.runs import hostctl as hostops
-from orchestrator.transport.base import LocalTransport, Transport
+from orchestrator.runs import hostops
+from orchestrator.transport.base import Transport
 
 MAX_RUN_YAML = 8 << 20  # a run.yaml of thousands of jobs is well under this
 
@@ -50,18 +50,9 @@ def find_launched(project: Project, run_id: str) -> Optional[Tuple[Dict, Dict]]:
 
 def _read_run_yaml(transport: Transport, runs_dir: str, run_id: str) -> bytes:
     """The host's RUNS_DIR/RUN_ID/run.yaml, read without following a link at its name."""
-    from orchestrator.transport.hostfiles import LocalSource, SftpSource
-
     where = f"{runs_dir}/{run_id}/run.yaml"
-    if isinstance(transport, LocalTransport):
-        source = LocalSource(transport.local_path(runs_dir))
-        try:
-            found = source.files(run_id).get("run.yaml")
-        except (FileNotFoundError, NotADirectoryError):
-            found = None
-    else:
-        source = SftpSource(transport, runs_dir)
-        found = source.lstat(run_id, "run.yaml")
+    source = transport.source(runs_dir)
+    found = source.lstat(run_id, "run.yaml")
     if found is None:
         raise NotOnHost(f"{transport.host.name} has no {where}", ExitCode.RUN_STATE)
     regular, size = found

@@ -17,8 +17,7 @@ from orchestrator.config import experiments
 from orchestrator.config.project import Project
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.runs import codesync
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import codesync, hostops
 from orchestrator.runs import launch as runner
 from orchestrator.runs.state import rows_from_remote
 from orchestrator.terminal import last_lines
@@ -102,7 +101,7 @@ def step_imports(ctx: SmokeContext) -> str:
 
 def _on_login_node(ctx: SmokeContext) -> bool:
     """A Slurm host: the checks run over SSH run on its login node, never where the jobs run."""
-    return ctx.transport.host.scheduler == "slurm"
+    return backends.for_host(ctx.transport.host).login_node
 
 
 def _report(res, what: str) -> Dict:

@@ -46,7 +46,7 @@ class StatusRow:
         return asdict(self)
 
 
-def job_row(raw: Dict, now: float, planned_gpu: str = "", backend=None) -> StatusRow:
+def job_row(raw: Dict, now: float, planned_gpu: str, backend) -> StatusRow:
     """``raw``: one job of a `hostctl status` reply as hostdocs.check_status_reply left it
     (a job whose documents broke the contract carries ``bad`` and shows as unknown).
     ``backend``: the run's JobBackend, which words what its scheduler knows of a job."""
@@ -60,12 +60,12 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "", backend=None) -> Statu
     state = status.get("state") or PENDING
     alive = raw.get("alive", False)  # the job backend still holds it (a tmux session, a queued Slurm job)
     owner = raw.get("owner")  # a live wrapper holds the job folder's lock (remote/wrapper.py)
-    note = backend.detail(info) if backend is not None and alive else ""
+    note = backend.detail(info) if alive else ""
     if owner is not None and not alive and state in ACTIVE:
         # Its backend does not show it (a deleted tmux socket) but the wrapper lives:
         # still running, never lost - resuming it would start a second trainer.
         state = WAITING if state == PENDING else state
-        alive, note = True, (backend.lost_sight if backend is not None else "its backend does not show it")
+        alive, note = True, backend.lost_sight
     if state in ACTIVE and not alive:
         # The wrapper would have recorded an end state; the backend no longer holds the job
         # and no wrapper holds the folder (host rebooted, wrapper SIGKILLed, an interrupted
@@ -97,7 +97,7 @@ def job_row(raw: Dict, now: float, planned_gpu: str = "", backend=None) -> Statu
     )
 
 
-def rows_from_remote(remote: Dict, planned: List[Dict], backend=None) -> List[StatusRow]:
+def rows_from_remote(remote: Dict, planned: List[Dict], backend) -> List[StatusRow]:
     """Rows for every planned job, in plan order (a job with no folder yet is lost: never
     started, so `--resume` starts it)."""
     by_name = {j["name"]: j for j in remote.get("jobs", [])}
@@ -151,7 +151,7 @@ def listed_state(recorded: Optional[str], rows: List[StatusRow]) -> Optional[str
     return recorded
 
 
-def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[StatusRow]:
+def rows_from_local(run_dir: Path, planned: List[Dict], backend) -> List[StatusRow]:
     """Rows from fetched files (for `orch runs` without contacting the host)."""
     from orchestrator.contract.hostdocs import BadDocument, check_manifest, check_status, read_local
 
@@ -163,7 +163,7 @@ def rows_from_local(run_dir: Path, planned: List[Dict]) -> List[StatusRow]:
             raw["status"] = read_local(d / "status.json", check_status)
         except BadDocument as exc:
             raw["status"], raw["bad"] = None, f"bad status.json: {exc}"
-        row = job_row(raw, 0.0, job.get("gpu", ""))
+        row = job_row(raw, 0.0, job.get("gpu", ""), backend)
         if raw["status"] is None:
             row.state = UNKNOWN
         elif row.state == LOST:

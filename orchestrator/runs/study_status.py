@@ -24,7 +24,7 @@ from orchestrator.config.project import Project, copy_of
 from orchestrator.contract import records
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.localfiles import atomic_write_text, writing
-from orchestrator.runs import hostctl as hostops
+from orchestrator.runs import hostops
 from orchestrator.runs.state import MIXED, rows_from_local, rows_from_remote, shown_state, unanswered
 from orchestrator.transport.base import Transport
 from remote.jobstate import CANCELLED, DONE, FAILED, LOST, NO_RESULTS, PENDING, RUNNING, UNKNOWN, WAITING
@@ -225,7 +225,9 @@ def status(project: Project, record: Dict, transport_for: Callable[[str], Transp
             unnoted[entry["run_id"]] = local
         jobs = records.planned_jobs(run_dir, local)  # local.json's copy: no YAML to parse
         if local.get("state") == "fetched":
-            views[entry["run_id"]] = _view(entry, rows_from_local(run_dir, jobs), "fetched", local.get("host", ""))
+            views[entry["run_id"]] = _view(
+                entry, rows_from_local(run_dir, jobs, backends.for_record(local)), "fetched", local.get("host", "")
+            )
             continue
         by_host.setdefault(local["host"], []).append((entry, local, jobs))
     for host, items in by_host.items():

@@ -183,6 +183,11 @@ class Transport:
     def put_file(self, local_path: Path, remote_path: str) -> None:
         raise NotImplementedError
 
+    def source(self, remote_dir: str):
+        """The host's files under REMOTE_DIR, read without following a link
+        (transport/hostfiles.py: Source)."""
+        raise NotImplementedError
+
     def learn_tools(self, tools: dict) -> None:
         """What a probe found on the host (tool -> present): spares asking again when the
         copier is picked."""
@@ -266,6 +271,11 @@ class LocalTransport(Transport):
         from orchestrator.transport.files import LocalCopier
 
         return LocalCopier(self)
+
+    def source(self, remote_dir):
+        from orchestrator.transport.hostfiles import LocalSource
+
+        return LocalSource(self.local_path(remote_dir))
 
     def local_path(self, remote_path: str) -> Path:
         path = Path(remote_path).expanduser()

@@ -34,6 +34,10 @@ class Source:
         """file name -> (regular file, size)"""
         raise NotImplementedError
 
+    def lstat(self, job: str, name: str) -> Optional[Tuple[bool, int]]:
+        """(regular file, size) of JOB/NAME, a link not followed; None when it is not there."""
+        raise NotImplementedError
+
     def read(self, job: str, name: str, offset: int, limit: int, write: Callable[[bytes], object]) -> None:
         """Hand at most LIMIT of the file's bytes from OFFSET on to WRITE (a file that grows
         while it is read, or a host that lied about its size, cannot make it more)."""
@@ -150,6 +154,19 @@ class LocalSource(Source):
             return out
         finally:
             os.close(fd)
+
+    def lstat(self, job, name):
+        try:
+            fd = self._dir(job)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(fd)
+        return stat.S_ISREG(st.st_mode), st.st_size
 
     def read(self, job, name, offset, limit, write):
         dfd = self._dir(job)

@@ -555,6 +555,11 @@ class SSHTransport(Transport):
     def _lost(self, why) -> OrchError:
         return OrchError(f"lost the SSH connection to {self.host.display()}: {why}", ExitCode.UNREACHABLE)
 
+    def source(self, remote_dir):
+        from orchestrator.transport.hostfiles import SftpSource
+
+        return SftpSource(self, remote_dir)
+
     def _sftp_client(self):
         if self._sftp is None:
             # paramiko's open_sftp() waits for the server's answer without a limit: a

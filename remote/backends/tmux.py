@@ -31,6 +31,24 @@ def session_name(run_id: str, job: str) -> str:
     return f"orch-{run_id}-{job}"
 
 
+def current_server() -> str:
+    """The socket of the tmux server this process runs in ("" outside tmux)."""
+    tmux = os.environ.get("TMUX", "")
+    return tmux.rsplit(",", 2)[0] if tmux.count(",") >= 2 else ""
+
+
+def start_session(server: str, name: str, command: str) -> bool:
+    """Start COMMAND (shell text) as the detached session NAME of the tmux server SERVER (a
+    socket path); False when it did not start (tmux missing, a session of that name)."""
+    try:
+        proc = subprocess.run(
+            ["tmux", "-S", server, "new-session", "-d", "-s", name, command], capture_output=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
+
+
 class TmuxBackend(Backend):
     name = "tmux"
     starts_at_once = True

@@ -21,9 +21,10 @@ import pytest
 import testprocs
 import timing
 
+from orchestrator import backends
 from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.runs import hostctl
+from orchestrator.runs import hostops
 from orchestrator.transport import shell
 from orchestrator.transport.ssh import SSHTransport
 
@@ -124,14 +125,14 @@ def _in_time(took: float, limit: float) -> None:
 
 @pytest.mark.parametrize("kind", sorted(HELPERS))
 def test_orch_status_gives_up_on_a_helper_that_never_finishes(host, monkeypatch, kind):
-    """`orch status`'s round trip (hostctl.remote_status) against a host helper that
+    """`orch status`'s round trip (hostops.remote_status) against a host helper that
     trickles or hangs after its reply: left at STATUS_TIMEOUT_S, however the bytes come."""
     connect, helpers = host
     t = connect(io_timeout=30)
     workdir = t.host.workdir
-    helpers.script(kind, Path(hostctl.code_dir(workdir, "evil")) / "remote" / "hostctl.py")
-    monkeypatch.setattr(hostctl, "STATUS_TIMEOUT_S", 3)
-    err, took = _fails(hostctl.remote_status, t, workdir, "evil", "r1")
+    helpers.script(kind, Path(hostops.code_dir(workdir, "evil")) / "remote" / "hostctl.py")
+    monkeypatch.setattr(hostops, "STATUS_TIMEOUT_S", 3)
+    err, took = _fails(hostops.remote_status, t, workdir, "evil", "r1", backends.get("tmux"))
     _in_time(took, 3)
     assert err.code == ExitCode.REMOTE
     assert err.message.startswith("command timed out after 3 s on testhost: "), err.message

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from orchestrator import backends
 from orchestrator.contract import hostdocs
 from orchestrator.runs.state import rows_from_remote
 from remote import hostctl
@@ -170,7 +171,9 @@ def test_an_end_the_backend_saw_is_never_written_over_a_bad_status_json(tmp_path
 
 def _rows(jobs):
     reply = hostdocs.check_status_reply({"exists": True, "now": 10.0, "jobs": jobs})
-    return {r.name: r for r in rows_from_remote(reply, [{"name": j["name"], "gpu": ""} for j in jobs])}
+    return {
+        r.name: r for r in rows_from_remote(reply, [{"name": j["name"], "gpu": ""} for j in jobs], backends.get("tmux"))
+    }
 
 
 def test_the_controller_shows_a_bad_status_json_as_unknown_never_lost():

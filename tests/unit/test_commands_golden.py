@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.backends.tmux import TmuxBackend
 from orchestrator.runs.codesync import check_command
-from orchestrator.runs.hostctl import _PREPARE, hostctl
+from orchestrator.runs.hostops import _PREPARE, hostctl
 from orchestrator.runs.plan import launch_plan, plan_jobs
 from orchestrator.transport import shell
 from remote.spec import Experiment, load_experiment
@@ -34,7 +34,7 @@ def test_launch_plan_two_classes_one_gpu():
     jobs = plan_jobs(exp, ["0", "1"])
     TmuxBackend().place(jobs, ["0"])
     assert [j.after for j in jobs] == [[], ["neg"]]  # one GPU: pos waits its turn
-    plan = launch_plan("exp-1", "/opt/env/bin/python", "/w/runs/exp-1", "/w/code/abc", jobs)
+    plan = launch_plan("exp-1", "/opt/env/bin/python", "/w/runs/exp-1", "/w/code/abc", jobs, TmuxBackend())
     check_golden("launch_two_classes_one_gpu.json", json.dumps(plan, indent=1) + "\n")
 
 
@@ -49,7 +49,7 @@ def test_launch_plan_pretrain_two_gpus():
         ("class-1", "1", ["pretrain"], []),
         ("class-2", "0", ["pretrain"], ["class-0"]),
     ]
-    plan = launch_plan("r", "python3", "/w/runs/r", "/w/code/h", jobs)
+    plan = launch_plan("r", "python3", "/w/runs/r", "/w/code/h", jobs, TmuxBackend())
     check_golden("launch_pretrain_two_gpus.json", json.dumps(plan, indent=1) + "\n")
 
 

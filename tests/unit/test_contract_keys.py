@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from contractdoc import documented
 
+from orchestrator import backends
 from orchestrator.runs.plan import PlannedJob, launch_plan
 from remote.backends.tmux import tmux_socket
 
@@ -84,7 +85,7 @@ def test_hostctl_and_the_wrapper_write_exactly_the_documented_keys(workdir):
     run_dir = workdir / "runs" / "r1"
     py = sys.executable
     jobs = [PlannedJob(name="quick", role="class", label="0"), PlannedJob(name="slow", role="class", label="1")]
-    plan = launch_plan("r1", py, str(run_dir), str(REPO), jobs)
+    plan = launch_plan("r1", py, str(run_dir), str(REPO), jobs, backends.get("tmux"))
     payload = {"quick": [py, "-c", "pass"], "slow": [py, "-c", "import time; time.sleep(300)"]}
     for item in plan["jobs"]:  # trivial payloads, the real wrapper around them
         item["command"] = " ".join(

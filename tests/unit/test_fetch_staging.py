@@ -102,6 +102,20 @@ def _pull_local(tmp_path, jobs, full_logs=False):
     return pulled, stage
 
 
+def test_a_transport_gives_the_source_that_reads_its_host_files(tmp_path):
+    """Transport.source: what restore.py reads the host's run.yaml through, for host `local`
+    as over SFTP (one interface, no isinstance), a link never followed."""
+    runs = tmp_path / "runs"
+    (runs / "r1").mkdir(parents=True)
+    (runs / "r1" / "run.yaml").write_text("jobs: []\n")
+    (runs / "r2").mkdir()
+    os.symlink(runs / "r1" / "run.yaml", runs / "r2" / "run.yaml")
+    source = LocalTransport(HostConfig(name="local", workdir=str(tmp_path))).source(str(runs))
+    assert source.lstat("r1", "run.yaml") == (True, 9)
+    assert source.lstat("r2", "run.yaml")[0] is False  # the link itself, not what it names
+    assert source.lstat("r1", "nothing") is None and source.lstat("gone", "run.yaml") is None
+
+
 def test_pull_from_local_refuses_by_name_and_copies_the_rest(tmp_path):
     job = tmp_path / "host" / "jobs" / "neg"
     job.mkdir(parents=True)

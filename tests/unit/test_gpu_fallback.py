@@ -27,10 +27,12 @@ def _raw(name, gpu, device, state="done"):
 
 def test_status_shows_a_gpu_job_that_runs_on_the_cpu_and_says_how_to_fix_it():
     rows = [
-        job_row(_raw("class-0", "0", "cpu"), 3.0),
-        job_row(_raw("class-1", "1", "cuda"), 3.0),
-        job_row(_raw("cpu-host", "", "cpu"), 3.0),  # no GPU given: nothing to say
-        job_row(_raw("old", "2", None), 3.0),  # progress lines from before `device`: nothing known
+        job_row(_raw("class-0", "0", "cpu"), 3.0, "", backends.get("tmux")),
+        job_row(_raw("class-1", "1", "cuda"), 3.0, "", backends.get("tmux")),
+        job_row(_raw("cpu-host", "", "cpu"), 3.0, "", backends.get("tmux")),  # no GPU given: nothing to say
+        job_row(
+            _raw("old", "2", None), 3.0, "", backends.get("tmux")
+        ),  # progress lines from before `device`: nothing known
     ]
     assert [r.gpu_unused for r in rows] == [True, False, False, False]
     assert rows[0].to_dict()["device"] == "cpu"  # (status --json)
@@ -54,14 +56,19 @@ def test_the_host_documents_carry_the_device_and_its_note():
 
 
 def test_the_smoke_run_fails_when_jobs_given_a_gpu_ran_on_the_cpu():
-    rows = [job_row(_raw("class-0", "0", "cpu"), 3.0), job_row(_raw("class-1", "0", "cpu"), 3.0)]
+    rows = [
+        job_row(_raw("class-0", "0", "cpu"), 3.0, "", backends.get("tmux")),
+        job_row(_raw("class-1", "0", "cpu"), 3.0, "", backends.get("tmux")),
+    ]
     with pytest.raises(OrchError) as err:
         smoke.check_gpus_used(rows, "cluster", "smoke-check-1")
     said = str(err.value)
     assert said.startswith("jobs given a GPU ran on the CPU: class-0 (GPU 0), class-1 (GPU 0)")
     assert "`orch logs smoke-check-1 class-0` says why" in said and "`orch bootstrap cluster`" in said
-    smoke.check_gpus_used([job_row(_raw("class-0", "0", "cuda"), 3.0)], "cluster", "smoke-check-1")
-    smoke.check_gpus_used([job_row(_raw("class-0", "", "cpu"), 3.0)], "box", "smoke-check-1")
+    smoke.check_gpus_used(
+        [job_row(_raw("class-0", "0", "cuda"), 3.0, "", backends.get("tmux"))], "cluster", "smoke-check-1"
+    )
+    smoke.check_gpus_used([job_row(_raw("class-0", "", "cpu"), 3.0, "", backends.get("tmux"))], "box", "smoke-check-1")
 
 
 class _Transport:

@@ -349,8 +349,10 @@ def test_only_tmux_jobs_with_a_gpu_are_told_the_queue():
     assert gpu_queue_dir("/w/runs/r1") == "/w/gpu-queue"
     # An environment variable, not an option: a resumed run starts its own snapshot's wrapper,
     # which may predate the queue and would refuse an option it does not know.
-    assert " ORCH_GPU_QUEUE=/w/gpu-queue py -m remote.wrapper " in job_command("py", "/w/runs/r1", "/w/code/h", job)
-    assert "ORCH_GPU_QUEUE" not in job_command("py", "/w/runs/r1", "/w/code/h", cpu)
+    assert " ORCH_GPU_QUEUE=/w/gpu-queue py -m remote.wrapper " in job_command(
+        "py", "/w/runs/r1", "/w/code/h", job, backends.get("tmux")
+    )
+    assert "ORCH_GPU_QUEUE" not in job_command("py", "/w/runs/r1", "/w/code/h", cpu, backends.get("tmux"))
     # Slurm allocates GPUs itself: its jobs never queue here, whatever their gpu says.
     assert "ORCH_GPU_QUEUE" not in job_command("py", "/w/runs/r1", "/w/code/h", job, backends.get("slurm"))
 
@@ -374,7 +376,9 @@ def test_orch_status_shows_a_waiting_jobs_place():
             {"name": "class-1", "alive": True, "owner": 8, "status": {"state": "waiting", "gpu": "0", "reason": ""}},
         ],
     }
-    rows = rows_from_remote(remote, [{"name": "class-0", "gpu": "0"}, {"name": "class-1", "gpu": "0"}])
+    rows = rows_from_remote(
+        remote, [{"name": "class-0", "gpu": "0"}, {"name": "class-1", "gpu": "0"}], backends.get("tmux")
+    )
     assert [(r.state, r.reason) for r in rows] == [("waiting", reason), ("waiting", "")]
     console = Console(width=300, record=True)
     console.print(status_table("r2", "testhost", rows, backends.get("tmux")))

@@ -3,7 +3,7 @@
 import subprocess
 
 from orchestrator.errors import ExitCode
-from orchestrator.runs.hostctl import helper_failed, hostctl
+from orchestrator.runs.hostops import helper_failed, hostctl
 
 
 def test_a_missing_snapshot_is_its_own_error_and_other_failures_stay_remote(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from orchestrator.backends.tmux import TmuxBackend
 from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.runs.hostctl import prepare
+from orchestrator.runs.hostops import prepare
 from orchestrator.transport.base import LocalTransport
 from remote.backends.tmux import tmux_socket
 
@@ -60,7 +60,7 @@ def test_tmux_socket_stays_short():
 
 
 def test_prepare_output_is_records_not_lines():
-    from orchestrator.runs.hostctl import parse_prepare
+    from orchestrator.runs.hostops import parse_prepare
 
     out = "Welcome to the cluster\nworkdir=/home/a\nb/orch\0tmux=yes\0gpu=0\0gpu=1\0python=yes\0"
     facts, gpus = parse_prepare(out)

@@ -13,7 +13,7 @@ from orchestrator.contract.hostdocs import parse_json_object
 from orchestrator.provision import probe
 from orchestrator.provision.plan import Layout, Step
 from orchestrator.provision.steps import failure
-from orchestrator.runs import hostctl
+from orchestrator.runs import hostops
 from orchestrator.runs.state import StatusRow, unanswered
 from orchestrator.terminal import last_lines
 from orchestrator.transport.base import Result, _failed
@@ -38,9 +38,9 @@ def test_last_lines_keeps_a_bounded_escaped_tail():
 def test_a_failed_command_quotes_a_bounded_tail_of_what_the_host_printed():
     err = _failed("mkdir -p x", Result("", FLOOD + "\n" + ESCAPES + "\n", 1), "nigel")
     assert len(err.message) < 2000 and "\\x1b]52;c;" in err.message and not acting(err.message)
-    err = hostctl.helper_failed("nigel", 1, FLOOD + "\n")
+    err = hostops.helper_failed("nigel", 1, FLOOD + "\n")
     assert len(err.message) < 2000 and err.message.startswith("host helper failed on nigel (exit 1): ...EEE")
-    gone = hostctl.helper_failed("nigel", 66, f"orch-no-snapshot /w/code/{ESCAPES}\n")
+    gone = hostops.helper_failed("nigel", 66, f"orch-no-snapshot /w/code/{ESCAPES}\n")
     assert "/w/code/\\x1b]0;OWNED" in gone.message and not acting(gone.message)
 
 
@@ -74,8 +74,8 @@ def test_every_host_reply_and_document_is_read_strict(tmp_path):
 
     job = {"name": "c0", "status": {"state": "done", "mine": "NaN"}, "alive": False, "manifest": True, "log_bytes": 1}
     reply = json.dumps({"replies": [{"run_dir": "x", "exists": True, "now": 1764150020.0, "jobs": [job]}]})
-    assert isinstance(hostctl._status_all_replies("h", "0", reply, 1)[0], dict)  # a string "NaN" is fine
-    (got,) = hostctl._status_all_replies("h", "0", reply.replace('"NaN"', "NaN"), 1)
+    assert isinstance(hostops._status_all_replies("h", "0", reply, 1)[0], dict)  # a string "NaN" is fine
+    (got,) = hostops._status_all_replies("h", "0", reply.replace('"NaN"', "NaN"), 1)
     assert isinstance(got, OrchError) and "printed no status-all reply orch can use" in got.message
     (tmp_path / "status.json").write_text('{"state": "done", "mine": NaN}')
     with pytest.raises(BadDocument, match="not valid JSON"):
@@ -116,8 +116,8 @@ def test_a_cancel_reply_is_kept_only_for_the_runs_jobs_in_the_contracts_states(t
             {"name": "x" * 4000, "state": "cancelled", "changed": True},
         ]
     }
-    hostctl.note_cancel(run_dir, record, reply)
+    hostops.note_cancel(run_dir, record, reply)
     assert records.load_record(run_dir)["job_states"] == {"class-0": "cancelled"}
     reply["jobs"][1]["state"] = "done"
-    hostctl.note_cancel(run_dir, record, reply)
+    hostops.note_cancel(run_dir, record, reply)
     assert records.load_record(run_dir)["job_states"] == {"class-0": "cancelled", "class-1": "done"}

@@ -3,6 +3,7 @@ and a bad one makes its job `unknown`, never a traceback (orchestrator/runs/stat
 
 import pytest
 
+from orchestrator import backends
 from orchestrator.contract import hostdocs
 from orchestrator.contract.hostdocs import BadDocument
 from orchestrator.runs.state import rows_from_remote
@@ -76,7 +77,7 @@ def test_a_bad_document_makes_its_job_unknown_not_the_reply_a_crash():
             ],
         }
     )
-    rows = {r.name: r for r in rows_from_remote(reply, [{"name": n, "gpu": ""} for n in "abc"])}
+    rows = {r.name: r for r in rows_from_remote(reply, [{"name": n, "gpu": ""} for n in "abc"], backends.get("tmux"))}
     assert rows["a"].state == "unknown" and rows["a"].reason.startswith("bad status.json: 'started'")
     assert rows["b"].state == "unknown" and rows["b"].reason.startswith("bad progress.jsonl: expected a JSON object")
     assert rows["c"].state == "running" and rows["c"].step == 3

@@ -1,8 +1,10 @@
 """The controller's packages import only those below them (docs/ARCHITECTURE.md, "The
 house"), remote/ never imports the controller, and the controller never imports torch.
 
-Read from the source (every import statement, at any depth, except those under
-``if TYPE_CHECKING:``), so a lazy import inside a function counts as much as one at the top.
+Read from the source (every import statement, at any depth, those under ``if TYPE_CHECKING:``
+included), so a lazy import inside a function counts as much as one at the top, and a
+types-only import from a package above is the hidden cycle it is (backends/ once took
+provision's Layout and Step that way, while provision imported backends).
 """
 
 import ast
@@ -31,15 +33,10 @@ ORDER = [
 HEAVY = ("torch", "transformers", "tokenizers")
 
 
-def _imports(path: Path):
+def _imports(path: Path, submodules: bool = False):
+    """The modules PATH imports; SUBMODULES: `from pkg import mod` also as ``pkg.mod``."""
     tree = ast.parse(path.read_text())
-    skip = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip.update(id(n) for n in ast.walk(node))
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             yield from (a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -47,6 +44,8 @@ def _imports(path: Path):
                 yield from (f"orchestrator.{a.name}" for a in node.names)
             else:
                 yield node.module
+                if submodules:
+                    yield from (f"{node.module}.{a.name}" for a in node.names)
 
 
 def _package(path: Path) -> str:
@@ -97,5 +96,62 @@ def test_outside_its_backend_nothing_on_the_host_names_a_scheduler():
     a backend (remote/backends/base.py), never a scheduler's own module."""
     schedulers = {f"remote.backends.{name}" for name in ("tmux", "slurm")}
     host = [p for p in sorted((REPO / "remote").rglob("*.py")) if "backends" not in p.relative_to(REPO).parts]
-    named = {str(p.relative_to(REPO)): sorted(set(_imports(p)) & schedulers) for p in host}
-    assert {path: found for path, found in named.items() if found} == {}
+    named = {str(p.relative_to(REPO)): sorted(set(_imports(p, submodules=True)) & schedulers) for p in host}
+    # The warm worker exists for tmux jobs only (the tmux JobBackend's ORCH_WARM_S turns it on):
+    # it starts itself as a session of the job's tmux server, through remote/backends/tmux.py.
+    assert {path: found for path, found in named.items() if found} == {"remote/warm.py": ["remote.backends.tmux"]}
+
+
+SCHEDULER_NAMES = ("tmux", "slurm")
+
+
+def _names_a_scheduler(node: ast.expr) -> bool:
+    """NODE is a scheduler's name, or a literal collection of nothing else ("tmux", ("slurm",)).
+    A list that holds other words too is not one: `("tmux", "rsync", "nvidia-smi")` names
+    commands a probe looks for on PATH, tmux among them."""
+    if isinstance(node, ast.Constant):
+        return node.value in SCHEDULER_NAMES
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and node.elts:
+        return all(isinstance(e, ast.Constant) and e.value in SCHEDULER_NAMES for e in node.elts)
+    return False
+
+
+def _scheduler_tests(text: str, where: str):
+    """The comparisons in PATH that pick a scheduler by name: against "tmux" / "slurm", or
+    of a host's ``scheduler`` against anything but the registry (config/hosts.py:
+    SCHEDULERS).  Strings elsewhere (config defaults, help and messages, docs) are words, not
+    decisions, and are not looked at."""
+    for node in ast.walk(ast.parse(text)):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        by_name = any(_names_a_scheduler(o) for o in operands)
+        by_config = any(isinstance(o, ast.Attribute) and o.attr == "scheduler" for o in operands) and not any(
+            isinstance(o, ast.Name) and o.id == "SCHEDULERS" for o in operands
+        )
+        if by_name or by_config:
+            yield f"{where}:{node.lineno}: {ast.unparse(node)}"
+
+
+def test_outside_its_backend_nothing_in_the_controller_picks_a_scheduler_by_name():
+    """docs/ARCHITECTURE.md, "The job backend seam": the controller asks the run's JobBackend
+    (orchestrator/backends/base.py) what differs, never `if scheduler == "slurm"`; only the
+    backends themselves (their registry, backends.get) compare names."""
+    outside = [p for p in CONTROLLER if "backends" not in p.relative_to(REPO / "orchestrator").parts]
+    assert [hit for p in outside for hit in _scheduler_tests(p.read_text(), str(p.relative_to(REPO)))] == []
+
+
+def test_the_scheduler_check_sees_what_it_is_meant_to():
+    seen = {
+        'ok = host.scheduler == "slurm"': True,
+        'ok = backend.name != "tmux"': True,
+        'ok = record.get("backend") in ("tmux", "slurm")': True,
+        'ok = "slurm" in names': True,
+        "ok = cfg.scheduler == other": True,
+        "ok = host.scheduler not in SCHEDULERS": False,
+        'ok = t not in ("tmux", "rsync", "nvidia-smi")': False,
+        'scheduler: str = "tmux"': False,
+        'say("scheduler: slurm needs a login node")': False,
+    }
+    for code, hit in seen.items():
+        assert bool(list(_scheduler_tests(code, "probe"))) is hit, code

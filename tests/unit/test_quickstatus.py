@@ -23,6 +23,7 @@ from orchestrator.runs.state import StatusRow
 from orchestrator.terminal import visible
 
 REPO = Path(__file__).resolve().parents[2]
+TMUX = backends.get("tmux")
 
 
 # -- which command lines are the quick path's -------------------------------------------
@@ -100,7 +101,7 @@ def test_columns_line_up_by_display_width():
         StatusRow(name="class-1", state="failed", phase="P1", reason="e\u0301e\u0301"),  # combining: none
         StatusRow(name="class-2", state="done", phase="P2"),
     ]
-    lines = render("r", "h", rows).splitlines()[1:]
+    lines = render("r", "h", rows, TMUX).splitlines()[1:]
     at = width(lines[0][: lines[0].index("phase")])
     for line in lines[2:]:
         assert width(line[: line.index(" P") + 1]) == at, line
@@ -113,7 +114,7 @@ def test_control_characters_from_the_host_are_shown_escaped():
         StatusRow(name="class-0", state="failed", gpu="0\x1b[2J", reason="oops\nclass-9  done\r\x07\x9b"),
         StatusRow(name="class-1", state="done"),
     ]
-    text = render("r1", "host\x1b]0;x\x07", rows)
+    text = render("r1", "host\x1b]0;x\x07", rows, TMUX)
     lines = text.splitlines()
     assert len(lines) == 5, lines
     assert not any(ch in text for ch in "\x1b\r\x07\x9b")
@@ -121,15 +122,15 @@ def test_control_characters_from_the_host_are_shown_escaped():
     assert lines[0] == "r1 on host\\x1b]0;x\\x07: failed"
     assert visible("plain") == "plain" and visible("a\tb") == "a\\tb"
     # Nor can a bidi override reorder the rest of the line, or a zero-width space hide in it.
-    text = render("r1", "h", [StatusRow(name="class-0", state="failed", reason="\u202egnp.exe\u200b\u2028x")])
+    text = render("r1", "h", [StatusRow(name="class-0", state="failed", reason="\u202egnp.exe\u200b\u2028x")], TMUX)
     assert "\u202e" not in text and "\u200b" not in text and "\u2028" not in text
     assert "failed (\\u202egnp.exe\\u200b\\u2028x)" in text
 
 
 def test_colour_marks_only_the_state_word_and_resets():
-    text = render("r1", "h", _rows(), colour=True)
+    text = render("r1", "h", _rows(), TMUX, colour=True)
     assert "\x1b[36mrunning\x1b[0m" in text and "\x1b[31mfailed\x1b[0m (exit code 1" in text
-    plain = render("r1", "h", _rows())
+    plain = render("r1", "h", _rows(), TMUX)
     assert text.replace("\x1b[36m", "").replace("\x1b[31m", "").replace("\x1b[0m", "") == plain
 
 
@@ -146,8 +147,8 @@ def test_watch_view_shows_the_same_lines():
     from orchestrator.commands.runs import status_table
 
     console = Console(width=300, record=True, force_terminal=True)
-    console.print(status_table("r1", "h", _rows()))
-    assert console.export_text().splitlines() == render("r1", "h", _rows()).splitlines()
+    console.print(status_table("r1", "h", _rows(), TMUX))
+    assert console.export_text().splitlines() == render("r1", "h", _rows(), TMUX).splitlines()
 
 
 # -- what it reads locally ------------------------------------------------------------------
@@ -214,7 +215,7 @@ STATUS_MODULES = {
     "orchestrator.errors",
     "orchestrator.localfiles",  # local.json's write, a refused one said as one message
     "orchestrator.runs",
-    "orchestrator.runs.hostctl",
+    "orchestrator.runs.hostops",
     "orchestrator.terminal",  # host text (reasons, errors quoting the host) shown without its controls
     "orchestrator.runs.state",
     "orchestrator.transport",
@@ -357,4 +358,4 @@ def test_a_run_whose_jobs_are_all_queued_says_pending_not_running():
     assert [run_state(r) for r in (queued, waits, busy)] == ["running"] * 3
     assert [shown_state(r) for r in (queued, waits, busy)] == ["pending", "waiting", "running"]
     assert listed_state("launched", queued) == "pending"
-    assert render("r1", "cluster", queued).splitlines()[0].startswith("r1 on cluster: pending")
+    assert render("r1", "cluster", queued, TMUX).splitlines()[0].startswith("r1 on cluster: pending")

@@ -474,3 +474,24 @@ def test_follow_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(tmp_path
     assert out.returncode == 0, out.stderr
     assert "class-0: no log.txt (orch's wrapper never ran); Slurm's output of its batch job, slurm.out" in out.stdout
     assert out.stdout.endswith("orch: module load cuda/12.4 failed\n")
+
+
+def test_the_plain_tail_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(tmp_path, fake_slurm):
+    """`orch logs` without -f is hostctl's (`follow --no-follow`), which finds the scheduler's
+    output through the backend (output_file), not a controller script naming slurm.out."""
+    run = tmp_path / "runs" / "r"
+    ran = _slurm_job(run, "class-0", "5", {"state": "done"})
+    (ran / "log.txt").write_text("".join(f"line {i}\n" for i in range(10)))
+    died = _slurm_job(run, "class-1", "6", {"state": "failed", "reason": "the Slurm batch job failed"})
+    (died / "slurm.out").write_text("orch: module load cuda/12.4 failed\n")
+    args = ["follow", "--no-follow", "--workdir", str(tmp_path), "--backend", "slurm", "--lines", "2"]
+    out = _hostctl(*args, "--job-dir", str(ran), "--job-dir", str(died))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == (
+        f"==> {ran}/log.txt <==\nline 8\nline 9\n\n==> {died}/slurm.out <==\norch: module load cuda/12.4 failed\n"
+    )
+    assert out.stderr == "orch-output-file class-1 slurm.out Slurm's output of its batch job\n"
+    # tmux writes no output of its own: a job without log.txt has nothing to show
+    assert _hostctl(*args[:-4], "--lines", "2", "--job-dir", str(died)).returncode == 1
+    gone = _hostctl(*args, "--job-dir", str(tmp_path / "runs" / "gone" / "jobs" / "class-0"))
+    assert gone.returncode == 3 and not gone.stdout

@@ -63,7 +63,10 @@ def test_slurm_block_becomes_sbatch_argv_items(project):
 
 def test_tmux_command_is_unchanged_by_the_seam():
     job = PlannedJob(name="neg", role="class", gpu="1")
-    assert job_command("py", "/w/r", "/w/c", job) == job_command("py", "/w/r", "/w/c", job, backends.get("tmux"))
+    assert job_command("py", "/w/r", "/w/c", job, backends.get("tmux")) == (
+        "cd /w/c && env PYTHONPATH=/w/c PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=1 ORCH_GPU_QUEUE=/gpu-queue "
+        "py -m remote.wrapper --job-dir /w/r/jobs/neg -- py -m remote.run_job --run-dir /w/r --job neg"
+    )
 
 
 @pytest.mark.parametrize(

@@ -94,10 +94,10 @@ def test_the_dry_run_says_which_steps_will_be_slurm_jobs():
 
     verify = step("verify", detached=True)
     pkgs = step("packages", ["pip", "install", "einops"], detached=True)
-    assert step_mode(verify, slurm=True) == "a Slurm batch job on a compute node"
-    assert step_mode(pkgs, slurm=True) == "detached in tmux"  # downloads stay on the login node
-    assert step_mode(verify, slurm=False) == "detached in tmux"
-    assert step_mode(step("probe"), slurm=False) == "attached"
+    assert step_mode(verify, backends.get("slurm")) == "a Slurm batch job on a compute node"
+    assert step_mode(pkgs, backends.get("slurm")) == "detached in tmux"  # downloads stay on the login node
+    assert step_mode(verify, backends.get("tmux")) == "detached in tmux"
+    assert step_mode(step("probe"), backends.get("tmux")) == "attached"
 
 
 def test_launch_submits_argv_items_and_a_script_that_loads_modules_then_execs_the_step(host):
@@ -443,13 +443,14 @@ def test_a_login_node_without_tmux_runs_the_batch_job_steps_and_blocks_only_logi
     }
     facts.state = {"steps": done}  # the env and torch are there
     facts.tools = {**facts.tools, "tmux": False}
-    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    slurm = backends.get("slurm")
+    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu", backend=slurm)
     fetch = next(st for st in plan.steps if st.name == "flash-attn-fetch")
     assert fetch.state == "blocked" and "tmux is missing" in fetch.why, fetch  # a login-node download
     done["flash-attn-fetch"] = {"fingerprint": fetch.fingerprint, "rc": 0}  # fetched earlier
-    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu", backend=slurm)
     build = next(st for st in plan.steps if st.name == "flash-attn")
-    assert build.state == "todo" and slurm_steps.runs_as_job(build)  # a batch job: no tmux needed
+    assert build.state == "todo" and slurm.runs_as_job(build)  # a batch job: no tmux needed
 
 
 def test_without_gpu_gres_or_off_slurm_flash_attn_falls_back_as_before():

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import backends
 from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import OrchError
-from orchestrator.runs.hostctl import remote_status_many
+from orchestrator.runs.hostops import remote_status_many
 from orchestrator.transport.base import LocalTransport
 
 REPO = Path(__file__).resolve().parents[2]
+TMUX = backends.get("tmux")
 
 
 class CountingTransport(LocalTransport):
@@ -64,7 +66,7 @@ def test_runs_of_one_snapshot_are_one_host_helper_in_one_round_trip(host):
     transport, workdir = host
     replies = remote_status_many(
         transport,
-        [(workdir, "new", r, None) for r in ("s-a-s0", "s-b-s0", "s-a-s1")] + [(workdir, "new", "gone", None)],
+        [(workdir, "new", r, TMUX) for r in ("s-a-s0", "s-b-s0", "s-a-s1")] + [(workdir, "new", "gone", TMUX)],
     )
     assert len(transport.commands) == 1 and transport.commands[0].count("remote.hostctl") == 1
     assert "status-all" in transport.commands[0]
@@ -80,7 +82,7 @@ def test_runs_of_an_older_snapshot_are_asked_one_status_each(host):
     transport, workdir = host
     replies = remote_status_many(
         transport,
-        [(workdir, "new", "s-a-s0", None), (workdir, "old", "s-b-s0", None), (workdir, "old", "s-a-s1", None)],
+        [(workdir, "new", "s-a-s0", TMUX), (workdir, "old", "s-b-s0", TMUX), (workdir, "old", "s-a-s1", TMUX)],
     )
     assert len(transport.commands) == 2  # the second only for the old snapshot's runs
     assert transport.commands[1].count("remote.hostctl status ") == 2
@@ -97,7 +99,7 @@ def test_a_status_all_reply_of_the_wrong_shape_is_an_error_for_its_runs_only(hos
     _snapshot(Path(workdir), "bad", lambda t: t.replace("run_states(opts.run_dir,", "run_states(opts.run_dir[1:],"))
     replies = remote_status_many(
         transport,
-        [(workdir, "bad", "s-a-s0", None), (workdir, "bad", "s-b-s0", None), (workdir, "new", "s-a-s1", None)],
+        [(workdir, "bad", "s-a-s0", TMUX), (workdir, "bad", "s-b-s0", TMUX), (workdir, "new", "s-a-s1", TMUX)],
     )
     assert isinstance(replies["s-a-s0"], OrchError) and isinstance(replies["s-b-s0"], OrchError)
     assert "status-all reply" in replies["s-a-s0"].message

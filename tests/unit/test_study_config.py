@@ -6,6 +6,7 @@ import json
 import pytest
 from studyfiles import write_study
 
+from orchestrator import backends
 from orchestrator.config import studies
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.runs import study as running
@@ -42,7 +43,9 @@ def test_members_with_the_same_pretraining_share_one_pretrain_job_per_seed(proje
     assert [(j.name, j.requires) for j in jobs] == [("classifier", ["st-gpt2-s0/pretrain"])]
     assert [j.name for j in plan_jobs(by_id["st-gpt2-s0"].exp, ["0", "1"])] == ["pretrain", "class-0", "class-1"]
     # The wrapper waits for the other run's job by RUN/JOB.
-    assert "--requires st-gpt2-s0/pretrain" in job_command("python3", "/w/runs/st-clf-s0", "/w/code/h", jobs[0])
+    assert "--requires st-gpt2-s0/pretrain" in job_command(
+        "python3", "/w/runs/st-clf-s0", "/w/code/h", jobs[0], backends.get("tmux")
+    )
     # --only clf brings the runs that train its pretrain along, first.
     chosen = running.with_owners(study, studies.only(study, ["clf"]), project)
     assert [r.run_id for r in chosen] == ["st-gpt2-s0", "st-gpt2-s1", "st-clf-s0", "st-clf-s1"]

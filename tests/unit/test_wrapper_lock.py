@@ -104,7 +104,7 @@ def test_lock_holder_without_a_lock_file(tmp_path):
 )
 def test_a_held_lock_is_running_not_lost(state, alive, owner, shown, note):
     raw = {"name": "neg", "status": {"state": state, "pid": 12} if state else None, "alive": alive, "owner": owner}
-    row = job_row(raw, now=0.0, backend=TmuxBackend())
+    row = job_row(raw, 0.0, "", TmuxBackend())
     assert (row.state, row.note) == (shown, note)
 
 

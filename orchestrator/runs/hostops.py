@@ -121,6 +121,9 @@ def state_from_facts(host, facts: Dict[str, str], gpus: List[str], backend: Opti
 # apart from the helper's own failures, so the user gets what happened instead of `cd: ...`.
 NO_SNAPSHOT_RC = 66
 NO_SNAPSHOT_MARK = "orch-no-snapshot"
+# `hostctl follow --no-follow`'s stderr line for a job shown by its scheduler's output, and
+# its exit statuses for a run folder that is gone and for no log at all (remote/hostctl.py).
+TAIL_OUTPUT_MARK, TAIL_NO_RUN_RC, TAIL_NO_LOG_RC = "orch-output-file", 3, 1
 
 
 def hostctl(python: str, code_dir: str, *args: str) -> str:
@@ -201,18 +204,14 @@ def reply_text(
     return res.stdout
 
 
-def remote_status(
-    transport: Transport, workdir: str, code_hash: str, run_id: str, backend: Optional[JobBackend] = None
-) -> Dict:
+def remote_status(transport: Transport, workdir: str, code_hash: str, run_id: str, backend: JobBackend) -> Dict:
     cmd = _hostctl(
-        transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id), *_backend_args(backend)
+        transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id), *backend.hostctl_args()
     )
     return _json(transport, cmd, hostdocs.check_status_reply, timeout=STATUS_TIMEOUT_S)
 
 
-def remote_status_many(
-    transport: Transport, runs: List[Tuple[str, str, str, Optional[JobBackend]]]
-) -> Dict[str, object]:
+def remote_status_many(transport: Transport, runs: List[Tuple[str, str, str, JobBackend]]) -> Dict[str, object]:
     """`remote_status` of many runs of one host in one SSH round trip (a study's).
     ``runs``: (workdir, code_hash, run_id, backend).  Returns run id -> its checked reply,
     or the OrchError that run's reply gave (one broken run does not hide the others).
@@ -223,7 +222,7 @@ def remote_status_many(
     in a second round trip."""
     groups: Dict[Tuple, List[Tuple[str, str]]] = {}
     for workdir, code_hash, run_id, backend in runs:
-        key = (workdir, code_hash, tuple(_backend_args(backend)))
+        key = (workdir, code_hash, tuple(backend.hostctl_args()))
         groups.setdefault(key, []).append((run_id, run_dir(workdir, run_id)))
     commands = [
         _hostctl(transport, workdir, code_hash, "status-all", *[a for _, d in members for a in ("--run-dir", d)], *args)
@@ -234,7 +233,7 @@ def remote_status_many(
     older = []
     for (key, members), (rc, text) in zip(groups.items(), _each_reply(transport, commands, len(runs))):
         if rc == "2" and "invalid choice" in text:
-            older += [r for r in runs if (r[0], r[1], tuple(_backend_args(r[3]))) == key]
+            older += [r for r in runs if (r[0], r[1], tuple(r[3].hostctl_args())) == key]
             continue
         for (run_id, _), reply in zip(members, _status_all_replies(host, rc, text, len(members))):
             replies[run_id] = reply
@@ -291,10 +290,10 @@ def _each_reply(transport: Transport, commands: List[str], runs: int) -> List[Tu
     return out
 
 
-def _status_each(transport: Transport, runs: List[Tuple[str, str, str, Optional[JobBackend]]]) -> Dict[str, object]:
+def _status_each(transport: Transport, runs: List[Tuple[str, str, str, JobBackend]]) -> Dict[str, object]:
     """One `hostctl status` per run, all in one round trip (snapshots without status-all)."""
     commands = [
-        _hostctl(transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id), *_backend_args(b))
+        _hostctl(transport, workdir, code_hash, "status", "--run-dir", run_dir(workdir, run_id), *b.hostctl_args())
         for workdir, code_hash, run_id, b in runs
     ]
     host = transport.host.name
@@ -358,9 +357,9 @@ def remote_cancel(
     code_hash: str,
     run_id: str,
     jobs: List[str],
-    backend: Optional[JobBackend] = None,
+    backend: JobBackend,
 ) -> Dict:
-    args = ["cancel", "--run-dir", run_dir(workdir, run_id), *_backend_args(backend)]
+    args = ["cancel", "--run-dir", run_dir(workdir, run_id), *backend.hostctl_args()]
     for job in jobs:
         args += ["--job", job]
     return _json(transport, _hostctl(transport, workdir, code_hash, *args), hostdocs.check_cancel_reply)
@@ -373,19 +372,16 @@ def follow_command(
     run_id: str,
     jobs: List[str],
     lines: int,
-    backend: Optional[JobBackend] = None,
+    backend: JobBackend,
+    follow: bool = True,
 ) -> str:
     """Shell text that prints the jobs' logs as they grow and ends when every job has ended,
-    whatever runs them (`remote.hostctl follow`)."""
-    args = ["follow", "--lines", str(lines), *_backend_args(backend)]
+    whatever runs them (`remote.hostctl follow`); FOLLOW false: their last lines, once (a job
+    without a log: its scheduler's output, named on stderr by TAIL_OUTPUT_MARK)."""
+    args = ["follow", "--lines", str(lines), *backend.hostctl_args(), *([] if follow else ["--no-follow"])]
     for job in jobs:
         args += ["--job-dir", f"{run_dir(workdir, run_id)}/jobs/{job}"]
     return _hostctl(transport, workdir, code_hash, *args)
-
-
-def _backend_args(backend: Optional[JobBackend]) -> List[str]:
-    # A tmux run needs none: the hostctl of snapshots made before backends knew no --backend.
-    return [] if backend is None or backend.name == "tmux" else backend.hostctl_args()
 
 
 def _hostctl(transport: Transport, workdir: str, code_hash: str, *args: str) -> str:
