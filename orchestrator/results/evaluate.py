@@ -157,6 +157,19 @@ def software_facts(run: RunData) -> Dict[str, Any]:
     return facts
 
 
+def data_facts(run: RunData) -> Dict[str, int]:
+    """How the host's split treated copies of one text (the manifests' "data", see
+    remote.data.duplicate_facts; the pretrain job adds the unlabelled copies it dropped).
+    Untrusted: only whole counts >= 0 are taken; {} for runs made before it was recorded."""
+    out: Dict[str, int] = {}
+    for job in run.jobs:
+        found = (job.manifest or {}).get("data")
+        for key, value in found.items() if isinstance(found, dict) else ():
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0 and len(key) <= 64:
+                out.setdefault(key, value)
+    return out
+
+
 def ids_digest(ids: Iterable[str]) -> str:
     """sha256 of the sorted test ids: two runs with the same digest scored the same texts."""
     ordered = sorted(ids)
@@ -307,6 +320,7 @@ def evaluate(
         "gpu_seconds": timings["gpu_seconds"],
         "train_tokens": timings["train_tokens"],
         "facts": software_facts(run),
+        "data": data_facts(run),
         "min_accuracy": spec.min_accuracy,
         "meets_min_accuracy": raw["accuracy"] >= spec.min_accuracy,
         # run.yaml edited here after launch: the report's config is not what the jobs ran

@@ -479,6 +479,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         "",
         *md_table(["fact", "value"], [[esc(k), esc(facts[k])] for k in facts if facts[k] is not None]),
     ]
+    out += split_copies(m.get("data") or {})
     tm = m["timings"]
     job_rows = []
     for name, j in tm["jobs"].items():
@@ -595,3 +596,18 @@ def write_all(
     report = run_dir / REPORT
     atomic_write_text(report, report_markdown(metrics, experiment, plot_files))
     return written + [report]
+
+
+SPLIT_COPIES = {
+    "duplicate_texts": "labelled texts that are copies of another (all copies of a text on one side of the split)",
+    "conflicting_label_texts": "labelled texts that occur under two labels (kept out of the test split)",
+    "train_copies_of_test_dropped": "training texts dropped as copies of a test text (a test file of its own)",
+    "unlabelled_copies_of_test_dropped": "unlabelled texts left out of pretraining as copies of a test text",
+}
+
+
+def split_copies(data: Dict[str, Any]) -> List[str]:
+    """The split's handling of copies of one text (metrics.json "data"), as report lines;
+    nothing for a run whose host did not record it."""
+    rows = [[esc(data[k]), SPLIT_COPIES[k]] for k in SPLIT_COPIES if k in data]
+    return ["", "Copies of one text (docs/DATA.md):", "", *md_table(["texts", "what"], rows)] if rows else []
