@@ -44,6 +44,7 @@ from orchestrator.results.metrics import (
     describe_bands,
     length_buckets,
     predict,
+    tie_keys,
     verdict_span,
 )
 from orchestrator.results.scores import RunData, load_run, load_scores, scores_digest
@@ -190,12 +191,17 @@ class Evaluation:
     margin_se: Optional[np.ndarray] = None  # (n,) paired SE of each raw margin (kinds with draws)
 
     @cached_property
+    def keys(self) -> np.ndarray:
+        """The coin that breaks exact ties (metrics.tie_keys): the same wherever a text is scored."""
+        return tie_keys(self.scores.ids, len(self.scores.classes))
+
+    @cached_property
     def pred(self) -> np.ndarray:
-        return predict(self.score)
+        return predict(self.score, self.keys)
 
     @cached_property
     def pred_norm(self) -> np.ndarray:
-        return predict(self.score_norm)
+        return predict(self.score_norm, self.keys)
 
 
 def judge(
@@ -275,10 +281,10 @@ def evaluate(
     score_norm = class_scores(scores, prior_info["log_prior"], per_token=True)
     ev = Evaluation(run, scores, prior_info, band_set, score, score_norm)
 
-    raw = classification_metrics(scores.y, score, scores.classes, band_set, resamples)
+    raw = classification_metrics(scores.y, score, scores.classes, band_set, resamples, scores.ids)
     same = np.array_equal(ev.pred, ev.pred_norm)  # then its interval would repeat itself
-    norm = classification_metrics(scores.y, score_norm, scores.classes, band_set, 0 if same else resamples)
-    mc = accuracy_with_mc_noise(scores.y, scores.draws, prior_info["log_prior"], resamples)
+    norm = classification_metrics(scores.y, score_norm, scores.classes, band_set, 0 if same else resamples, scores.ids)
+    mc = accuracy_with_mc_noise(scores.y, scores.draws, prior_info["log_prior"], resamples, keys=ev.keys)
     texts_ci = raw["accuracy_ci95"]
     if mc is not None:  # the interval holds the estimator's noise too (the text-only one is kept)
         raw["accuracy_ci95"] = mc["accuracy_ci95"]
@@ -312,7 +318,7 @@ def evaluate(
         "accuracy_ci95_texts": texts_ci,
         "mc_noise": mc,
         "adaptive": (
-            adaptive_summary(scores.draws, exp.score.adaptive, scores.y, prior_info["log_prior"])
+            adaptive_summary(scores.draws, exp.score.adaptive, scores.y, prior_info["log_prior"], ev.keys)
             if exp.score.is_adaptive
             else None
         ),

@@ -257,8 +257,8 @@ def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
         ],
         ["verdict", m["verdict"]["label"], t["verdict"]],
     ]
-    if m.get("tied") or t.get("tied"):  # decided by class order, not by the models: say how many
-        rows.append(["tied best scores (went to the first class)", str(m.get("tied", 0)), str(t.get("tied", 0))])
+    if m.get("tied") or t.get("tied"):  # decided by a coin keyed on the text id, not by the models: say how many
+        rows.append(["tied best scores (a coin keyed on the text id)", str(m.get("tied", 0)), str(t.get("tied", 0))])
     paired = m.get("paired") or {}
     if paired.get("not_significant") is not None:  # dividing by the token count leaves z as it is
         share = pct(paired["not_significant"], 1)
