@@ -344,6 +344,8 @@ def run_classifier(job: ResolvedJob) -> Dict[str, Any]:
         log(f"validation loss {val_loss:.4f} on {len(splits.val)} texts")
 
     results, score_s = score_test(job, kind, model, tok, splits.test, encode)
+    # Its scores, log p(c|x), carry these frequencies: the evaluation divides them out under eval.prior uniform.
+    class_counts = {c: len(splits.train_of(c)) for c in splits.classes}
     rows = [
         {"id": e.id, "label": e.label, "class": c, "nll": float(nll[index[c]]), "tokens": int(n), "se": None}
         for e, (nll, n, *_) in zip(splits.test, results)
@@ -356,6 +358,7 @@ def run_classifier(job: ResolvedJob) -> Dict[str, Any]:
         "classes": splits.classes,
         **stats,
         "data": splits.duplicates,
+        "train_class_counts": class_counts,
         "val_loss": val_loss,
         "timings": {"train_s": stats["train_s"], "score_s": score_s},
         "tokenizer_sha256": _fingerprint(tok),

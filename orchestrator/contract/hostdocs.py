@@ -178,6 +178,7 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
             "slurm": "object?",
             "adaptive": "object?",
             "data": "object?",  # the split's copies of one text: remote.data.duplicate_facts
+            "train_class_counts": "object?",  # the classifier's training texts per class
         },
         required=("files",),
     )

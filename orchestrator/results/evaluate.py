@@ -56,18 +56,35 @@ def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, 
     """{"mode", "applied", "counts", "log_prior"}: log prior per class (``classes`` order).
 
     ``train`` takes the class frequencies from the class jobs' manifest ``train_texts``.
-    A discriminative classifier's
-    scores are posteriors that already hold the training frequencies, so no prior is
-    added to them.
+    A discriminative classifier's scores are posteriors, log p(c|x), that already hold its
+    training frequencies: under ``train`` nothing is added, and under ``uniform`` they are
+    divided out (log p(c|x) - log p_train(c) + log(1/C), the label-shift correction for a
+    calibrated classifier), p_train from the classifier job's manifest
+    ``train_class_counts``; a run made before that was recorded says it could not be.
     """
     k = len(classes)
     if mode not in ("uniform", "train"):
         raise OrchError(f"eval.prior: expected 'uniform' or 'train', got {mode!r}", ExitCode.CONFIG)
     uniform = {"mode": mode, "applied": "uniform", "counts": None, "log_prior": [-math.log(k)] * k}
+    if run.scoring_role == "classifier":
+        if mode == "train":
+            return {**uniform, "applied": "none (classifier scores are posteriors)"}
+        counts = classifier_counts(run, classes)
+        if counts is None:
+            return {
+                **uniform,
+                "applied": "none: the classifier's scores carry its training class frequencies, and this run's"
+                " manifest does not record them (train_class_counts), so they were not divided out",
+            }
+        total = sum(counts.values())
+        return {
+            **uniform,
+            "applied": "uniform (the classifier's training class frequencies divided out)",
+            "counts": counts,
+            "log_prior": [-math.log(counts[c] / total) - math.log(k) for c in classes],
+        }
     if mode == "uniform":
         return uniform
-    if run.scoring_role == "classifier":
-        return {**uniform, "applied": "none (classifier scores are posteriors)"}
     counts: Dict[str, int] = {}
     for job in run.jobs:  # every class job, also where a joint score job scored (adaptive draws)
         if job.role == "class":
@@ -88,6 +105,18 @@ def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, 
         "counts": {c: counts[c] for c in classes},
         "log_prior": [math.log(counts[c] / total) for c in classes],
     }
+
+
+def classifier_counts(run: RunData, classes: Sequence[str]) -> Optional[Dict[str, int]]:
+    """The classifier job's training texts per class (manifest ``train_class_counts``), or
+    None when it is missing or not a positive whole count for every class (untrusted)."""
+    for job in run.jobs:
+        found = (job.manifest or {}).get("train_class_counts") if job.role == "classifier" else None
+        if isinstance(found, dict) and all(
+            isinstance(found.get(c), int) and not isinstance(found.get(c), bool) and found[c] > 0 for c in classes
+        ):
+            return {c: found[c] for c in classes}
+    return None
 
 
 def class_scores(scores: Scores, log_prior: Sequence[float], per_token: bool = False) -> np.ndarray:
