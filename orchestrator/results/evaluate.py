@@ -365,8 +365,23 @@ def evaluate(
         "test_ids_sha256": ids_digest(scores.ids),
         "tokenizer_sha256": scores.tokenizer_sha256,
     }
+    if m["adaptive"] is not None:
+        m["adaptive"]["prior_note"] = adaptive_prior_note(exp.eval.prior, prior_info["mode"])
     ev.metrics = m
     return ev
+
+
+def adaptive_prior_note(settled_under: str, evaluated_under: str) -> Optional[str]:
+    """What to say when an adaptive-draws run is evaluated under another prior than the
+    one its host stopped the draws under (remote/adaptive.py settles a text's decision with
+    the run's eval.prior): None when they agree."""
+    if settled_under == evaluated_under:
+        return None
+    return (
+        f"the adaptive draws were stopped under the run's eval.prior {settled_under!r}: a text's decision was"
+        f" settled under that prior, not under {evaluated_under!r}, so texts close to this prior's decision"
+        " may have stopped too early"
+    )
 
 
 def check_min_accuracy(metrics: Dict[str, Any]) -> None:

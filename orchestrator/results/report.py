@@ -334,6 +334,8 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
                 [[str(r["max"]), pct(r["accuracy"]), str(r["forward_passes"])] for r in ad.get("by_max") or []],
             ),
         ]
+        if ad.get("prior_note"):
+            out += ["", f"Note: {ad['prior_note']}."]
     drawn = f"its own number (at most {p['draws']}) of" if ad else str(p["draws"])
     out += [
         f"Each text was scored with {drawn} random draws shared by every class model, so the margin between "
