@@ -262,15 +262,26 @@ def text_key(text: str) -> str:
     return " ".join(text.split())
 
 
-def conflicting(rows: List[Example]) -> set:
+Keys = Dict[Example, str]
+
+
+def keys_of(rows: List[Example], known: Optional[Keys] = None) -> Keys:
+    """Each text's ``text_key``, computed once (on IMDB's 25k reviews a pass costs ~1 s)."""
+    known = known if known is not None else {}
+    return {e: known[e] if e in known else text_key(e.text) for e in rows}
+
+
+def conflicting(rows: List[Example], keys: Keys) -> set:
     """The text keys that occur with two or more different labels."""
     labels: Dict[str, set] = defaultdict(set)
     for e in rows:
-        labels[text_key(e.text)].add(e.label)
+        labels[keys[e]].add(e.label)
     return {k for k, seen in labels.items() if len(seen) > 1}
 
 
-def stratified_split(rows: List[Example], fraction: float, seed: int, salt: str) -> Tuple[List[Example], List[Example]]:
+def stratified_split(
+    rows: List[Example], fraction: float, seed: int, salt: str, keys: Optional[Keys] = None
+) -> Tuple[List[Example], List[Example]]:
     """(rest, held_out): about round(n_c * fraction) texts of each class c held out.
 
     Copies of one text (same ``text_key``) go to the same side: the texts are ranked by a
@@ -283,12 +294,13 @@ def stratified_split(rows: List[Example], fraction: float, seed: int, salt: str)
     if fraction <= 0:
         return list(rows), []
     held = set()
-    mixed = conflicting(rows)
+    keys = keys_of(rows, keys)
+    mixed = conflicting(rows, keys)
     for label in {e.label for e in rows}:
         members = [e for e in rows if e.label == label]
         groups: Dict[str, List[Example]] = defaultdict(list)
         for e in members:
-            key = text_key(e.text)
+            key = keys[e]
             if key not in mixed:
                 groups[key].append(e)
         n = int(len(members) * fraction + 0.5)  # round half up (round() would go to even)
@@ -304,13 +316,13 @@ def stratified_split(rows: List[Example], fraction: float, seed: int, salt: str)
     return [e for e in rows if e.id not in held], [e for e in rows if e.id in held]
 
 
-def duplicate_facts(rows: List[Example]) -> Dict[str, int]:
+def duplicate_facts(rows: List[Example], keys: Keys) -> Dict[str, int]:
     """How many labelled texts are copies of another (folded onto one side of every split),
     and how many occur under two labels (kept out of the test and validation splits)."""
     count: Dict[str, int] = defaultdict(int)
     for e in rows:
-        count[text_key(e.text)] += 1
-    mixed = conflicting(rows)
+        count[keys[e]] += 1
+    mixed = conflicting(rows, keys)
     return {
         "duplicate_texts": sum(c - 1 for c in count.values()),
         "conflicting_label_texts": sum(count[k] for k in mixed),
@@ -366,6 +378,7 @@ def natural_key(label: str):
 def load_splits(spec: DataSpec, log=print) -> Splits:
     """The run's labelled data: train / val / test and the ordered list of classes."""
     given_test = bool(spec.test_path) or (spec.source == "hf" and bool(spec.hf_test_split))
+    keys: Keys = {}  # each text's key, computed once
     if spec.source == "hf":
         labelled = read_hf(spec.path, spec.hf_train_split, spec)
         if spec.test_path:
@@ -373,7 +386,8 @@ def load_splits(spec: DataSpec, log=print) -> Splits:
         elif spec.hf_test_split:
             test = read_hf(spec.path, spec.hf_test_split, spec)
         else:
-            labelled, test = stratified_split(labelled, spec.test_fraction, spec.seed, "test")
+            keys = keys_of(labelled)
+            labelled, test = stratified_split(labelled, spec.test_fraction, spec.seed, "test", keys)
     else:
         labelled = read_file(spec.path, spec)
         if spec.test_path:
@@ -383,14 +397,16 @@ def load_splits(spec: DataSpec, log=print) -> Splits:
                 raise DataError(
                     f"data.test_fraction must be in (0, 1) when data.test_path is empty, got {spec.test_fraction}"
                 )
-            labelled, test = stratified_split(labelled, spec.test_fraction, spec.seed, "test")
-    facts = duplicate_facts(labelled + test)
+            keys = keys_of(labelled)
+            labelled, test = stratified_split(labelled, spec.test_fraction, spec.seed, "test", keys)
+    keys = keys_of(labelled + test, keys)
+    facts = duplicate_facts(labelled + test, keys)
     if given_test:
         # A test file of its own cannot be split by text: its copies leave the training side.
-        labelled, facts["train_copies_of_test_dropped"] = drop_copies(labelled, test)
+        labelled, facts["train_copies_of_test_dropped"] = drop_copies(labelled, test, keys)
         if facts["train_copies_of_test_dropped"]:
             log(f"data: dropped {facts['train_copies_of_test_dropped']} training texts that are copies of test texts")
-    train, val = stratified_split(labelled, spec.val_fraction, spec.seed, "val")
+    train, val = stratified_split(labelled, spec.val_fraction, spec.seed, "val", keys)
 
     seen = sorted({e.label for e in train}, key=natural_key)
     classes = list(spec.classes) if spec.classes else seen
@@ -417,10 +433,11 @@ def load_splits(spec: DataSpec, log=print) -> Splits:
     return Splits(train=train, val=val, test=test, classes=classes, duplicates=facts)
 
 
-def drop_copies(rows: List[Example], of: List[Example]) -> Tuple[List[Example], int]:
+def drop_copies(rows: List[Example], of: List[Example], keys: Optional[Keys] = None) -> Tuple[List[Example], int]:
     """``rows`` without the texts whose ``text_key`` is one of ``of``'s, and how many went."""
-    keys = {text_key(e.text) for e in of}
-    kept = [e for e in rows if text_key(e.text) not in keys]
+    keys = keys or {}
+    gone = {keys[e] if e in keys else text_key(e.text) for e in of}
+    kept = [e for e in rows if (keys[e] if e in keys else text_key(e.text)) not in gone]
     return kept, len(rows) - len(kept)
 
 
