@@ -3,7 +3,10 @@
 Standard library only (``datasets`` is imported lazily for ``source: hf``), so the
 controller could use it too.  Every job of a run calls ``load_splits`` on the same
 file with the same seed and must get the same split: membership is decided by a hash
-of (seed, text id), never by Python's per-process ``hash`` or by file order.
+of (seed, normalised text), never by Python's per-process ``hash`` or by file order.
+Hashing the text, not its id, puts every copy of a text on the same side: the IMDB train
+file holds 94 texts twice or more, and a split by id left 38 of its 5,000 test texts with
+a copy in training (see ``text_key`` and docs/DATA.md).
 
 Labels are always strings ("0", "1", "pos"...), whatever type the file holds.
 """
@@ -18,7 +21,8 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from remote.files import stable_seed
@@ -42,6 +46,8 @@ class Splits:
     val: List[Example]
     test: List[Example]
     classes: List[str]
+    # How the split treated copies of one text (see ``text_key``): the manifest's "data".
+    duplicates: Dict[str, int] = field(default_factory=dict)
 
     def train_of(self, label: str) -> List[Example]:
         return [e for e in self.train if e.label == label]
@@ -250,21 +256,77 @@ def _rank(seed: int, salt: str, ex: Example) -> int:
     return stable_seed(seed, salt, ex.id)
 
 
-def stratified_split(rows: List[Example], fraction: float, seed: int, salt: str) -> Tuple[List[Example], List[Example]]:
-    """(rest, held_out): round(n_c * fraction) texts of each class c held out.
+def text_key(text: str) -> str:
+    """What makes two texts the same text: the text (after data.clean_html, where set) with
+    every run of whitespace made one space and none at either end.  Case and punctuation count."""
+    return " ".join(text.split())
 
-    Which texts are held out depends only on (seed, salt, id), so the split is the same
-    in every job and does not change when the file is reordered.
+
+Keys = Dict[Example, str]
+
+
+def keys_of(rows: List[Example], known: Optional[Keys] = None) -> Keys:
+    """Each text's ``text_key``, computed once (on IMDB's 25k reviews a pass costs ~1 s)."""
+    known = known if known is not None else {}
+    return {e: known[e] if e in known else text_key(e.text) for e in rows}
+
+
+def conflicting(rows: List[Example], keys: Keys) -> set:
+    """The text keys that occur with two or more different labels."""
+    labels: Dict[str, set] = defaultdict(set)
+    for e in rows:
+        labels[keys[e]].add(e.label)
+    return {k for k, seen in labels.items() if len(seen) > 1}
+
+
+def stratified_split(
+    rows: List[Example], fraction: float, seed: int, salt: str, keys: Optional[Keys] = None
+) -> Tuple[List[Example], List[Example]]:
+    """(rest, held_out): about round(n_c * fraction) texts of each class c held out.
+
+    Copies of one text (same ``text_key``) go to the same side: the texts are ranked by a
+    hash of (seed, salt, text key) and whole groups of copies are held out, in rank order,
+    until round(n_c * fraction) are (the last group may take it a few over).  A text that
+    occurs under two different labels is never held out: its copies all stay in the rest
+    (a test on it could not be right under both labels).  The split depends only on the
+    seed and the texts, so it is the same in every job and whatever the file's order.
     """
     if fraction <= 0:
         return list(rows), []
     held = set()
+    keys = keys_of(rows, keys)
+    mixed = conflicting(rows, keys)
     for label in {e.label for e in rows}:
-        members = sorted((e for e in rows if e.label == label), key=lambda e: _rank(seed, salt, e))
+        members = [e for e in rows if e.label == label]
+        groups: Dict[str, List[Example]] = defaultdict(list)
+        for e in members:
+            key = keys[e]
+            if key not in mixed:
+                groups[key].append(e)
         n = int(len(members) * fraction + 0.5)  # round half up (round() would go to even)
         n = min(n, len(members) - 1) if len(members) > 1 else 0  # keep at least one on each side
-        held.update(e.id for e in members[:n])
+        taken = 0
+        for key in sorted(groups, key=lambda k: stable_seed(seed, salt, k)):
+            if taken >= n:
+                break
+            if taken + len(groups[key]) > len(members) - 1:
+                continue  # would leave the class nothing on the other side
+            held.update(e.id for e in groups[key])
+            taken += len(groups[key])
     return [e for e in rows if e.id not in held], [e for e in rows if e.id in held]
+
+
+def duplicate_facts(rows: List[Example], keys: Keys) -> Dict[str, int]:
+    """How many labelled texts are copies of another (folded onto one side of every split),
+    and how many occur under two labels (kept out of the test and validation splits)."""
+    count: Dict[str, int] = defaultdict(int)
+    for e in rows:
+        count[keys[e]] += 1
+    mixed = conflicting(rows, keys)
+    return {
+        "duplicate_texts": sum(c - 1 for c in count.values()),
+        "conflicting_label_texts": sum(count[k] for k in mixed),
+    }
 
 
 def cap_per_class(rows: List[Example], cap: int, seed: int, salt: str) -> List[Example]:
@@ -315,6 +377,8 @@ def natural_key(label: str):
 
 def load_splits(spec: DataSpec, log=print) -> Splits:
     """The run's labelled data: train / val / test and the ordered list of classes."""
+    given_test = bool(spec.test_path) or (spec.source == "hf" and bool(spec.hf_test_split))
+    keys: Keys = {}  # each text's key, computed once
     if spec.source == "hf":
         labelled = read_hf(spec.path, spec.hf_train_split, spec)
         if spec.test_path:
@@ -322,7 +386,8 @@ def load_splits(spec: DataSpec, log=print) -> Splits:
         elif spec.hf_test_split:
             test = read_hf(spec.path, spec.hf_test_split, spec)
         else:
-            labelled, test = stratified_split(labelled, spec.test_fraction, spec.seed, "test")
+            keys = keys_of(labelled)
+            labelled, test = stratified_split(labelled, spec.test_fraction, spec.seed, "test", keys)
     else:
         labelled = read_file(spec.path, spec)
         if spec.test_path:
@@ -332,8 +397,16 @@ def load_splits(spec: DataSpec, log=print) -> Splits:
                 raise DataError(
                     f"data.test_fraction must be in (0, 1) when data.test_path is empty, got {spec.test_fraction}"
                 )
-            labelled, test = stratified_split(labelled, spec.test_fraction, spec.seed, "test")
-    train, val = stratified_split(labelled, spec.val_fraction, spec.seed, "val")
+            keys = keys_of(labelled)
+            labelled, test = stratified_split(labelled, spec.test_fraction, spec.seed, "test", keys)
+    keys = keys_of(labelled + test, keys)
+    facts = duplicate_facts(labelled + test, keys)
+    if given_test:
+        # A test file of its own cannot be split by text: its copies leave the training side.
+        labelled, facts["train_copies_of_test_dropped"] = drop_copies(labelled, test, keys)
+        if facts["train_copies_of_test_dropped"]:
+            log(f"data: dropped {facts['train_copies_of_test_dropped']} training texts that are copies of test texts")
+    train, val = stratified_split(labelled, spec.val_fraction, spec.seed, "val", keys)
 
     seen = sorted({e.label for e in train}, key=natural_key)
     classes = list(spec.classes) if spec.classes else seen
@@ -357,11 +430,21 @@ def load_splits(spec: DataSpec, log=print) -> Splits:
     test = cap_stratified(test, spec.max_test, spec.seed, "max_test")
     if not test:
         raise DataError(f"{spec.test_path or spec.path}: no test texts (check data.test_fraction / test_path)")
-    return Splits(train=train, val=val, test=test, classes=classes)
+    return Splits(train=train, val=val, test=test, classes=classes, duplicates=facts)
 
 
-def load_unlabelled(spec: DataSpec) -> List[Example]:
-    """Texts for the pretrain stage (labels, if the file has any, are ignored)."""
+def drop_copies(rows: List[Example], of: List[Example], keys: Optional[Keys] = None) -> Tuple[List[Example], int]:
+    """``rows`` without the texts whose ``text_key`` is one of ``of``'s, and how many went."""
+    keys = keys or {}
+    gone = {keys[e] if e in keys else text_key(e.text) for e in of}
+    kept = [e for e in rows if (keys[e] if e in keys else text_key(e.text)) not in gone]
+    return kept, len(rows) - len(kept)
+
+
+def load_unlabelled(spec: DataSpec, test: Optional[List[Example]] = None) -> Tuple[List[Example], int]:
+    """Texts for the pretrain stage (labels, if the file has any, are ignored), without
+    those that are copies of a test text (``test``, else the run's own test split), and
+    how many copies were dropped: the pretrained model must not have read a test text."""
     if spec.unlabelled_path:
         rows = read_file(spec.unlabelled_path, spec, need_label=False)
     elif spec.source == "hf":
@@ -369,7 +452,8 @@ def load_unlabelled(spec: DataSpec) -> List[Example]:
     else:
         raise DataError("data.unlabelled_path is empty: the pretrain stage has no texts")
     rows = [Example(e.id, e.text, None) for e in rows]
+    rows, dropped = drop_copies(rows, load_splits(spec, log=lambda _: None).test if test is None else test)
     if spec.max_unlabelled > 0 and len(rows) > spec.max_unlabelled:
         keep = {e.id for e in sorted(rows, key=lambda e: _rank(spec.seed, "unlabelled", e))[: spec.max_unlabelled]}
         rows = [e for e in rows if e.id in keep]
-    return rows
+    return rows, dropped

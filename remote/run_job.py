@@ -210,13 +210,18 @@ def run_pretrain(job: ResolvedJob) -> Dict[str, Any]:
     exp = job.exp
     kind = get_kind(pretrain_kind_name(exp.model.kind))
     texts_cache: List[str] = []
+    data_facts: Dict[str, int] = {}
 
     def texts() -> List[str]:
         if not texts_cache:
-            rows = load_unlabelled(exp.data)
+            splits = load_splits(exp.data, log=log)
+            rows, dropped = load_unlabelled(exp.data, splits.test)
+            data_facts.update(splits.duplicates, unlabelled_copies_of_test_dropped=dropped)
+            if dropped:
+                log(f"pretrain data: dropped {dropped} unlabelled texts that are copies of test texts")
             if exp.pretrain.include_train:
-                # The labelled training split (never the test texts) is in-domain text too.
-                rows += load_splits(exp.data, log=log).train
+                # The labelled training split (never the test texts, nor copies of them) is in-domain text too.
+                rows += splits.train
             texts_cache.extend(e.text for e in rows)
             log(f"pretrain data: {len(texts_cache)} texts")
         return texts_cache
@@ -234,6 +239,7 @@ def run_pretrain(job: ResolvedJob) -> Dict[str, Any]:
         "timings": {"train_s": stats["train_s"], "score_s": 0.0},
         "tokenizer_sha256": _fingerprint(tok),
         "device": _device(model).type,
+        "data": data_facts or None,  # None: a reused model, whose texts were not read again
     }
 
 
@@ -281,6 +287,7 @@ def run_class(job: ResolvedJob) -> Dict[str, Any]:
             "n_test": 0,
             "classes": splits.classes,
             **stats,
+            "data": splits.duplicates,
             "val_loss": val_loss,
             "timings": {"train_s": stats["train_s"], "score_s": 0.0},
             "tokenizer_sha256": _fingerprint(tok),
@@ -327,13 +334,15 @@ def run_classifier(job: ResolvedJob) -> Dict[str, Any]:
         log(f"validation loss {val_loss:.4f} on {len(splits.val)} texts")
 
     results, score_s = score_test(job, kind, model, tok, splits.test, encode)
+    # Its scores, log p(c|x), carry these frequencies: the evaluation divides them out under eval.prior uniform.
+    class_counts = {c: len(splits.train_of(c)) for c in splits.classes}
     rows = [
         {"id": e.id, "label": e.label, "class": c, "nll": float(nll[index[c]]), "tokens": int(n), "se": None}
         for e, (nll, n, *_) in zip(splits.test, results)
         for c in splits.classes
     ]
     atomic_write_jsonl(os.path.join(job.dir, "scores.jsonl"), rows)
-    return _scored(splits, stats, val_loss, score_s, tok, _device(model).type)
+    return {**_scored(splits, stats, val_loss, score_s, tok, _device(model).type), "train_class_counts": class_counts}
 
 
 def run_score(job: ResolvedJob) -> Dict[str, Any]:
@@ -372,6 +381,7 @@ def _scored(splits, stats: Dict[str, Any], val_loss, score_s: float, tok, device
         "n_test": len(splits.test),
         "classes": splits.classes,
         **stats,
+        "data": splits.duplicates,
         "val_loss": val_loss,
         "timings": {"train_s": stats["train_s"], "score_s": score_s},
         "tokenizer_sha256": _fingerprint(tok),

@@ -82,6 +82,8 @@ def print_summary(console: Any, metrics: Dict[str, Any], run_dir: Optional[Path]
     note = unsettled(v)
     if note:
         console.print(escape(note), highlight=False, soft_wrap=True)
+    if (m.get("adaptive") or {}).get("prior_note"):
+        console.print(f"note: {m['adaptive']['prior_note']}", highlight=False, markup=False, soft_wrap=True)
     fell = [name for name, j in m["timings"]["jobs"].items() if j.get("device_note")]
     if fell:
         console.print(

@@ -177,6 +177,8 @@ def check_manifest(doc: Any) -> Dict[str, Any]:
             "init": "text?",
             "slurm": "object?",
             "adaptive": "object?",
+            "data": "object?",  # the split's copies of one text: remote.data.duplicate_facts
+            "train_class_counts": "object?",  # the classifier's training texts per class
         },
         required=("files",),
     )

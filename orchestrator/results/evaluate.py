@@ -44,6 +44,7 @@ from orchestrator.results.metrics import (
     describe_bands,
     length_buckets,
     predict,
+    tie_keys,
     verdict_span,
 )
 from orchestrator.results.scores import RunData, load_run, load_scores, scores_digest
@@ -55,18 +56,35 @@ def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, 
     """{"mode", "applied", "counts", "log_prior"}: log prior per class (``classes`` order).
 
     ``train`` takes the class frequencies from the class jobs' manifest ``train_texts``.
-    A discriminative classifier's
-    scores are posteriors that already hold the training frequencies, so no prior is
-    added to them.
+    A discriminative classifier's scores are posteriors, log p(c|x), that already hold its
+    training frequencies: under ``train`` nothing is added, and under ``uniform`` they are
+    divided out (log p(c|x) - log p_train(c) + log(1/C), the label-shift correction for a
+    calibrated classifier), p_train from the classifier job's manifest
+    ``train_class_counts``; a run made before that was recorded says it could not be.
     """
     k = len(classes)
     if mode not in ("uniform", "train"):
         raise OrchError(f"eval.prior: expected 'uniform' or 'train', got {mode!r}", ExitCode.CONFIG)
     uniform = {"mode": mode, "applied": "uniform", "counts": None, "log_prior": [-math.log(k)] * k}
+    if run.scoring_role == "classifier":
+        if mode == "train":
+            return {**uniform, "applied": "none (classifier scores are posteriors)"}
+        counts = classifier_counts(run, classes)
+        if counts is None:
+            return {
+                **uniform,
+                "applied": "none: the classifier's scores carry its training class frequencies, and this run's"
+                " manifest does not record them (train_class_counts), so they were not divided out",
+            }
+        total = sum(counts.values())
+        return {
+            **uniform,
+            "applied": "uniform (the classifier's training class frequencies divided out)",
+            "counts": counts,
+            "log_prior": [-math.log(counts[c] / total) - math.log(k) for c in classes],
+        }
     if mode == "uniform":
         return uniform
-    if run.scoring_role == "classifier":
-        return {**uniform, "applied": "none (classifier scores are posteriors)"}
     counts: Dict[str, int] = {}
     for job in run.jobs:  # every class job, also where a joint score job scored (adaptive draws)
         if job.role == "class":
@@ -87,6 +105,18 @@ def resolve_prior(run: RunData, classes: Sequence[str], mode: str) -> Dict[str, 
         "counts": {c: counts[c] for c in classes},
         "log_prior": [math.log(counts[c] / total) for c in classes],
     }
+
+
+def classifier_counts(run: RunData, classes: Sequence[str]) -> Optional[Dict[str, int]]:
+    """The classifier job's training texts per class (manifest ``train_class_counts``), or
+    None when it is missing or not a positive whole count for every class (untrusted)."""
+    for job in run.jobs:
+        found = (job.manifest or {}).get("train_class_counts") if job.role == "classifier" else None
+        if isinstance(found, dict) and all(
+            isinstance(found.get(c), int) and not isinstance(found.get(c), bool) and found[c] > 0 for c in classes
+        ):
+            return {c: found[c] for c in classes}
+    return None
 
 
 def class_scores(scores: Scores, log_prior: Sequence[float], per_token: bool = False) -> np.ndarray:
@@ -157,6 +187,19 @@ def software_facts(run: RunData) -> Dict[str, Any]:
     return facts
 
 
+def data_facts(run: RunData) -> Dict[str, int]:
+    """How the host's split treated copies of one text (the manifests' "data", see
+    remote.data.duplicate_facts; the pretrain job adds the unlabelled copies it dropped).
+    Untrusted: only whole counts >= 0 are taken; {} for runs made before it was recorded."""
+    out: Dict[str, int] = {}
+    for job in run.jobs:
+        found = (job.manifest or {}).get("data")
+        for key, value in found.items() if isinstance(found, dict) else ():
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0 and len(key) <= 64:
+                out.setdefault(key, value)
+    return out
+
+
 def ids_digest(ids: Iterable[str]) -> str:
     """sha256 of the sorted test ids: two runs with the same digest scored the same texts."""
     ordered = sorted(ids)
@@ -177,12 +220,17 @@ class Evaluation:
     margin_se: Optional[np.ndarray] = None  # (n,) paired SE of each raw margin (kinds with draws)
 
     @cached_property
+    def keys(self) -> np.ndarray:
+        """The coin that breaks exact ties (metrics.tie_keys): the same wherever a text is scored."""
+        return tie_keys(self.scores.ids, len(self.scores.classes))
+
+    @cached_property
     def pred(self) -> np.ndarray:
-        return predict(self.score)
+        return predict(self.score, self.keys)
 
     @cached_property
     def pred_norm(self) -> np.ndarray:
-        return predict(self.score_norm)
+        return predict(self.score_norm, self.keys)
 
 
 def judge(
@@ -262,10 +310,10 @@ def evaluate(
     score_norm = class_scores(scores, prior_info["log_prior"], per_token=True)
     ev = Evaluation(run, scores, prior_info, band_set, score, score_norm)
 
-    raw = classification_metrics(scores.y, score, scores.classes, band_set, resamples)
+    raw = classification_metrics(scores.y, score, scores.classes, band_set, resamples, scores.ids)
     same = np.array_equal(ev.pred, ev.pred_norm)  # then its interval would repeat itself
-    norm = classification_metrics(scores.y, score_norm, scores.classes, band_set, 0 if same else resamples)
-    mc = accuracy_with_mc_noise(scores.y, scores.draws, prior_info["log_prior"], resamples)
+    norm = classification_metrics(scores.y, score_norm, scores.classes, band_set, 0 if same else resamples, scores.ids)
+    mc = accuracy_with_mc_noise(scores.y, scores.draws, prior_info["log_prior"], resamples, keys=ev.keys)
     texts_ci = raw["accuracy_ci95"]
     if mc is not None:  # the interval holds the estimator's noise too (the text-only one is kept)
         raw["accuracy_ci95"] = mc["accuracy_ci95"]
@@ -299,7 +347,7 @@ def evaluate(
         "accuracy_ci95_texts": texts_ci,
         "mc_noise": mc,
         "adaptive": (
-            adaptive_summary(scores.draws, exp.score.adaptive, scores.y, prior_info["log_prior"])
+            adaptive_summary(scores.draws, exp.score.adaptive, scores.y, prior_info["log_prior"], ev.keys)
             if exp.score.is_adaptive
             else None
         ),
@@ -307,6 +355,7 @@ def evaluate(
         "gpu_seconds": timings["gpu_seconds"],
         "train_tokens": timings["train_tokens"],
         "facts": software_facts(run),
+        "data": data_facts(run),
         "min_accuracy": spec.min_accuracy,
         "meets_min_accuracy": raw["accuracy"] >= spec.min_accuracy,
         # run.yaml edited here after launch: the report's config is not what the jobs ran
@@ -316,8 +365,23 @@ def evaluate(
         "test_ids_sha256": ids_digest(scores.ids),
         "tokenizer_sha256": scores.tokenizer_sha256,
     }
+    if m["adaptive"] is not None:
+        m["adaptive"]["prior_note"] = adaptive_prior_note(exp.eval.prior, prior_info["mode"])
     ev.metrics = m
     return ev
+
+
+def adaptive_prior_note(settled_under: str, evaluated_under: str) -> Optional[str]:
+    """What to say when an adaptive-draws run is evaluated under another prior than the
+    one its host stopped the draws under (remote/adaptive.py settles a text's decision with
+    the run's eval.prior): None when they agree."""
+    if settled_under == evaluated_under:
+        return None
+    return (
+        f"the adaptive draws were stopped under the run's eval.prior {settled_under!r}: a text's decision was"
+        f" settled under that prior, not under {evaluated_under!r}, so texts close to this prior's decision"
+        " may have stopped too early"
+    )
 
 
 def check_min_accuracy(metrics: Dict[str, Any]) -> None:

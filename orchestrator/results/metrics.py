@@ -12,6 +12,7 @@ score, and counting it as F1 0 would pull the mean down for a fact about the spl
 
 from __future__ import annotations
 
+import hashlib
 from math import sqrt
 from statistics import NormalDist
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -45,14 +46,39 @@ BOOTSTRAP_METHOD = "jeffreys"
 # --------------------------------------------------------------------------- decisions
 
 
-def predict(score: np.ndarray) -> np.ndarray:
-    """Each text's best class; a tie goes to the first of the tied classes (``tied`` counts them)."""
-    return np.argmax(score, axis=1)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def tie_keys(ids: Sequence[str], k: int) -> np.ndarray:
+    """(n, k) floats in [0, 1), a function of each text's id alone: the coin that
+    :func:`predict` breaks an exact tie with.  Why: argmax gave every tie to class 0, and
+    with ``score.mdlm_stratify: t`` and one draw about 1/(L+1) of the texts score the same
+    under every class model (the draw masked every token), so class 0 gained them all."""
+    h = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(i.encode("utf-8"), digest_size=8).digest(), "big") for i in ids),
+        dtype=np.uint64,
+        count=len(ids),
+    )
+    x = h[:, None] + _GOLDEN * np.arange(1, k + 1, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):  # splitmix64's finaliser: uint64 arithmetic wraps by design
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def predict(score: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Each text's best class along axis 1 (``score`` (n, C) or (n, C, ...)); among classes
+    that tie exactly, the one with the highest key (:func:`tie_keys` of the text ids), so a
+    tie is a coin toss that is the same in every evaluation, comparison and study."""
+    keys = keys.reshape(keys.shape + (1,) * (score.ndim - 2))
+    best = score == np.max(score, axis=1, keepdims=True)
+    return np.argmax(np.where(best, keys, -1.0), axis=1)
 
 
 def tied(score: np.ndarray) -> int:
-    """Texts whose best score two or more classes share: predict() decided them by class
-    order, not by the models (identical class models decide every text that way)."""
+    """Texts whose best score two or more classes share: predict() decided them by a coin
+    keyed on the text id, not by the models (identical class models decide every text so)."""
     if score.size == 0:
         return 0
     return int(np.sum((score == score.max(axis=1, keepdims=True)).sum(axis=1) > 1))
@@ -332,11 +358,12 @@ def classification_metrics(
     classes: Sequence[str],
     bands: str,
     resamples: int,
+    ids: Sequence[str],
 ) -> Dict[str, Any]:
     """Accuracy (+ its 95% interval unless RESAMPLES, eval.bootstrap, is 0), macro-F1,
-    per-class P/R/F1, confusion matrix, ROC-AUC, verdict."""
+    per-class P/R/F1, confusion matrix, ROC-AUC, verdict.  IDS, the texts' ids, break ties."""
     k = len(classes)
-    pred = predict(score)
+    pred = predict(score, tie_keys(ids, k))
     correct = pred == y
     accuracy = float(correct.mean()) if correct.size else 0.0
     cm = confusion_matrix(y, pred, k)

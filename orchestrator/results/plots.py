@@ -25,7 +25,15 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from orchestrator.localfiles import atomic_write_bytes, writing
-from orchestrator.results.metrics import calibration_bins, confidence_margin, log_softmax, margin, roc_curve
+from orchestrator.results.metrics import (
+    calibration_bins,
+    confidence_margin,
+    log_softmax,
+    margin,
+    predict,
+    roc_curve,
+    tie_keys,
+)
 from orchestrator.results.scoretable import Scores
 
 DPI = 100
@@ -230,8 +238,9 @@ def accuracy_by_length(ev: PlotData, path: Path) -> Path:
 def calibration_plot(ev: PlotData, path: Path) -> Path:
     s = ev.scores
     fig, axes = _figure(margins=Margins())
+    keys = tie_keys(s.ids, len(s.classes))
     for ax, (title, score, unit) in zip(axes, _variants(ev)):
-        bins = calibration_bins(np.argmax(score, axis=1) == s.y, confidence_margin(score))
+        bins = calibration_bins(predict(score, keys) == s.y, confidence_margin(score))
         centre = [(b["margin_min"] + b["margin_max"]) / 2 for b in bins]
         ax.plot(centre, [b["accuracy"] for b in bins], marker="o", label="observed accuracy")
         if unit == "nats":

@@ -257,8 +257,8 @@ def metric_rows(m: Dict[str, Any]) -> List[List[str]]:
         ],
         ["verdict", m["verdict"]["label"], t["verdict"]],
     ]
-    if m.get("tied") or t.get("tied"):  # decided by class order, not by the models: say how many
-        rows.append(["tied best scores (went to the first class)", str(m.get("tied", 0)), str(t.get("tied", 0))])
+    if m.get("tied") or t.get("tied"):  # decided by a coin keyed on the text id, not by the models: say how many
+        rows.append(["tied best scores (a coin keyed on the text id)", str(m.get("tied", 0)), str(t.get("tied", 0))])
     paired = m.get("paired") or {}
     if paired.get("not_significant") is not None:  # dividing by the token count leaves z as it is
         share = pct(paired["not_significant"], 1)
@@ -334,6 +334,8 @@ def paired_section(m: Dict[str, Any]) -> List[str]:
                 [[str(r["max"]), pct(r["accuracy"]), str(r["forward_passes"])] for r in ad.get("by_max") or []],
             ),
         ]
+        if ad.get("prior_note"):
+            out += ["", f"Note: {ad['prior_note']}."]
     drawn = f"its own number (at most {p['draws']}) of" if ad else str(p["draws"])
     out += [
         f"Each text was scored with {drawn} random draws shared by every class model, so the margin between "
@@ -479,6 +481,7 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         "",
         *md_table(["fact", "value"], [[esc(k), esc(facts[k])] for k in facts if facts[k] is not None]),
     ]
+    out += split_copies(m.get("data") or {})
     tm = m["timings"]
     job_rows = []
     for name, j in tm["jobs"].items():
@@ -595,3 +598,18 @@ def write_all(
     report = run_dir / REPORT
     atomic_write_text(report, report_markdown(metrics, experiment, plot_files))
     return written + [report]
+
+
+SPLIT_COPIES = {
+    "duplicate_texts": "labelled texts that are copies of another (all copies of a text on one side of the split)",
+    "conflicting_label_texts": "labelled texts that occur under two labels (kept out of the test split)",
+    "train_copies_of_test_dropped": "training texts dropped as copies of a test text (a test file of its own)",
+    "unlabelled_copies_of_test_dropped": "unlabelled texts left out of pretraining as copies of a test text",
+}
+
+
+def split_copies(data: Dict[str, Any]) -> List[str]:
+    """The split's handling of copies of one text (metrics.json "data"), as report lines;
+    nothing for a run whose host did not record it."""
+    rows = [[esc(data[k]), SPLIT_COPIES[k]] for k in SPLIT_COPIES if k in data]
+    return ["", "Copies of one text (docs/DATA.md):", "", *md_table(["texts", "what"], rows)] if rows else []

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from orchestrator.results.metrics import BANDS, FAILED
+from orchestrator.results.metrics import BANDS, FAILED, predict, tie_keys
 from orchestrator.results.plots import _figure, fitted_unit_range, save_png
 from orchestrator.results.study_table import SeedResult
 from remote.spec import scored_with_draws
@@ -138,13 +138,14 @@ def draw_curve(ev, seed: int = DRAW_ORDER_SEED) -> Optional[Tuple[np.ndarray, np
     lp = np.asarray(ev.prior["log_prior"], dtype=float)[None, :, None]
     rng = np.random.default_rng(seed)
     orders = int(max(MIN_ORDERS, min(MAX_ORDERS, ORDER_WORK // max(1, n * c * k_all))))
+    keys = tie_keys(ev.scores.ids, c)  # the coin that breaks exact ties, as in the run's own evaluation
     starts = np.concatenate(([0], ks[:-1]))  # the draws between two plotted k are summed at once
     acc = np.zeros(len(ks))
     for _ in range(orders):
         order = rng.random((n, 1, k_all)).argsort(axis=2)  # one order per text, shared by its classes
         shuffled = np.take_along_axis(draws, order, axis=2)
         cum = np.cumsum(np.add.reduceat(shuffled, starts, axis=2), axis=2)  # (n, C, len(ks)): first k summed
-        acc += np.mean(np.argmax(-cum / ks + lp, axis=1) == ev.scores.y[:, None], axis=0)
+        acc += np.mean(predict(-cum / ks + lp, keys) == ev.scores.y[:, None], axis=0)
     return ks, acc / orders, orders
 
 

@@ -512,7 +512,8 @@ def _estimator_section(table: Dict[str, Any]) -> List[str]:
         "## Ties and the estimator's noise",
         "",
         "What each run's own report says of how its decisions were made, seed by seed. *Ties*: texts whose best "
-        "score two classes share; they go to the first class, so the class order decides them, not the models. "
+        "score two classes share; a coin keyed on the text id decides them (the same toss in every evaluation), "
+        "not the models. "
         "For a kind scored by random draws (MDLM): the draws per text; *not significant*, the share of decisions "
         "whose margin between the two leading classes is within Student's t paired standard errors of the "
         "draws (more draws could flip them); and *draws' share*, the share of the seed's accuracy-interval "

@@ -83,7 +83,9 @@ from orchestrator.results.metrics import (
     applied_to,
     classification_metrics,
     describe_bands,
+    predict,
     strictest_bands,
+    tie_keys,
     verdict,
     verdict_span,
 )
@@ -348,7 +350,7 @@ def _ensemble_seed(
     """PARTS: each component's seed result and its alignment to the reference order."""
     combined = sum(margin_scaled(sr.evaluation.score_norm[rows]) for sr, rows in parts)  # type: ignore[union-attr]
     first = parts[0][0].evaluation.run.experiment.eval  # type: ignore[union-attr]
-    cm = classification_metrics(test.y, combined, test.classes, band_set, first.bootstrap)
+    cm = classification_metrics(test.y, combined, test.classes, band_set, first.bootstrap, test.ids)
     recs = [sr.record for sr, _ in parts]
     record = {
         "seed": seed,
@@ -373,7 +375,7 @@ def _ensemble_seed(
     }
     if record["verdict_basis"] != "bands":
         record["verdict"] = None
-    correct = np.argmax(combined, axis=1) == test.y
+    correct = predict(combined, tie_keys(test.ids, len(test.classes))) == test.y
     return SeedResult(seed, record["run_id"], correct, record)
 
 

@@ -26,6 +26,7 @@ from orchestrator.results.metrics import (
     margin,
     not_significant,
     paired_margin_se,
+    predict,
 )
 
 
@@ -89,6 +90,8 @@ def accuracy_with_mc_noise(
     resamples: int,
     seed: int = BOOTSTRAP_SEED,
     centred: bool = True,
+    *,
+    keys: np.ndarray,
 ) -> Optional[Dict[str, Any]]:
     """The accuracy's interval with the estimator's noise in it, and how much of
     its width each source causes.  None without draws (or with one draw, or no resamples).
@@ -125,9 +128,9 @@ def accuracy_with_mc_noise(
         else:
             pick = rng.integers(0, k, size=(n, 1, k))  # draw indices, the same for every class: paired
             score_rel = -np.take_along_axis(rel, pick, axis=2).mean(axis=2) + lp_rel  # score_c - score_0
-        best = np.argmax(np.concatenate([np.zeros((n, 1)), score_rel], axis=1), axis=1)
+        best = predict(np.concatenate([np.zeros((n, 1)), score_rel], axis=1), keys)
         right_mc[r] = np.mean(best == y)
-    observed = int(np.sum(np.argmax(-(np.nanmean(draws, axis=2) if ragged else draws.mean(axis=2)) + lp, axis=1) == y))
+    observed = int(np.sum(predict(-(np.nanmean(draws, axis=2) if ragged else draws.mean(axis=2)) + lp, keys) == y))
     # A redrawn scoring adds its noise on top of the draws' own, and noise near the decision
     # costs accuracy: the redrawn counts sit below the observed one (87.3% against 90.0% in a
     # smoke MDLM run), and an interval taken from them as they are moved down instead of
@@ -155,7 +158,7 @@ def accuracy_with_mc_noise(
 
 
 def adaptive_summary(
-    draws: Optional[np.ndarray], spec, y: np.ndarray, log_prior: Sequence[float]
+    draws: Optional[np.ndarray], spec, y: np.ndarray, log_prior: Sequence[float], keys: np.ndarray
 ) -> Optional[Dict[str, Any]]:
     """metrics.json's ``adaptive`` for a run with ``score.mdlm_draws: adaptive`` (``spec``:
     score.adaptive): draws per text and forward passes (class models x draws), counted
@@ -183,7 +186,7 @@ def adaptive_summary(
     for cap in caps + [int(spec.max)]:
         used = np.minimum(per_text, cap)
         nll = cum[np.arange(n), :, used - 1] / used[:, None]
-        acc = float(np.mean(np.argmax(-nll + lp, axis=1) == y))
+        acc = float(np.mean(predict(-nll + lp, keys) == y))
         by_max.append({"max": int(cap), "accuracy": acc, "forward_passes": int(used.sum()) * c})
     return {
         "round": int(spec.round),

@@ -13,7 +13,12 @@ N positions where the boolean ``select`` is true -- whatever sits inside:
 - ``hf-nomask``: a remote-code model whose forward takes no attention mask
   (``kuleshov-group/mdlm-owt``).  Pads are then attended, as in the reference code,
   so callers must batch only equal-length rows at scoring time (see
-  ``supports_padding_mask``).
+  ``supports_padding_mask``).  Training and the validation loss (remote/train.py) do not:
+  their length-bucketed batches are padded to the longest row, and in this mode the
+  shorter rows' real tokens attend to those pads (the loss still counts real tokens
+  only).  Batching training by exact length would change the step plan for one init, so
+  it is left as it is: fine-tuning such a model learns with some pads in view, and the
+  less its batches' lengths vary (the bucketing keeps them close) the less that matters.
 
 The wrapper also carries what the losses need but ``train_loss`` is not given: the
 mask token id and the ids of the special tokens that are never masked nor scored.

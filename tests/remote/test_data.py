@@ -130,9 +130,9 @@ def test_caps_val_split_test_path_and_classes(tmp_path):
 
 def test_unlabelled_ignores_labels_and_caps(tmp_path):
     path = write_jsonl(tmp_path / "u.jsonl", [{"text": f"u{i}"} for i in range(30)])
-    rows = load_unlabelled(DataSpec(path="x", unlabelled_path=path, max_unlabelled=10))
-    assert len(rows) == 10 and all(r.label is None for r in rows)
-    assert rows == load_unlabelled(DataSpec(path="x", unlabelled_path=path, max_unlabelled=10))
+    rows, dropped = load_unlabelled(DataSpec(path="x", unlabelled_path=path, max_unlabelled=10), test=[])
+    assert len(rows) == 10 and all(r.label is None for r in rows) and dropped == 0
+    assert rows == load_unlabelled(DataSpec(path="x", unlabelled_path=path, max_unlabelled=10), test=[])[0]
 
 
 def test_clean_html():
@@ -161,7 +161,7 @@ def test_hf_source_through_a_stand_in_datasets_module(monkeypatch):
     assert calls == [("stanfordnlp/imdb", "train"), ("stanfordnlp/imdb", "test")]
     assert len(s.train) == 20 and len(s.test) == 6 and s.classes == ["0", "1"]
     assert s.test[0].id == "stanfordnlp/imdb/test:0"
-    assert [e.text for e in load_unlabelled(spec)] == ["u0", "u1", "u2", "u3"]
+    assert [e.text for e in load_unlabelled(spec)[0]] == ["u0", "u1", "u2", "u3"]
     # an empty hf_test_split falls back to the seeded split of the train split
     s = load_splits(DataSpec(source="hf", path="x", hf_test_split="", test_fraction=0.25), log=lambda m: None)
     assert len(s.test) == 6 and len(s.train) == 14

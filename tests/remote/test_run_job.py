@@ -107,6 +107,10 @@ def test_classifier_classifies_the_tiny_set(tmp_path):
     run_all(run_dir, ["classifier"])
     manifest = check_contract(run_dir, "classifier", 2 * 120)
     assert manifest["val_loss"] is not None
+    # the training frequencies its posteriors carry, for eval.prior uniform to divide out
+    counts = manifest["train_class_counts"]
+    assert list(counts) == manifest["classes"] and sum(counts.values()) == manifest["train_texts"]
+    assert set(manifest["data"]) == {"duplicate_texts", "conflicting_label_texts"}
     assert accuracy(run_dir, ["classifier"]) >= 0.9
 
 

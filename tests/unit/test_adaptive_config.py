@@ -139,3 +139,17 @@ def test_merge_refuses_a_single_draw_among_adaptive_counts(tmp_path):
     per_text = [("0", [10.0], [20.0]), ("1", [15.0, 13.0, 14.0, 16.0], [14.0, 15.0, 13.0, 15.0])]
     err = refusal(adaptive_run(tmp_path, texts_with_draws(per_text)))
     assert err.code == ExitCode.DATA and "'t0': has 1 draw" in err.message and "'score'" in err.message
+
+
+def test_another_prior_than_the_one_the_draws_stopped_under_is_named(tmp_path):
+    # remote/adaptive.py settles a text's decision under the run's eval.prior
+    per_text = [("0", [10.0, 11.0], [20.0, 21.0]), ("1", [30.0, 31.0, 30.0, 29.0], [20.0, 21.0, 22.0, 19.0])]
+    run_dir = adaptive_run(tmp_path, texts_with_draws(per_text))
+    assert evaluate_run(run_dir)["adaptive"]["prior_note"] is None
+    doc = yaml.safe_load((run_dir / "run.yaml").read_text())
+    doc["experiment"]["eval"] = {"prior": "train"}  # the draws stopped under the training frequencies
+    (run_dir / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    m = evaluate_run(run_dir, prior="uniform")
+    assert m["adaptive"]["prior_note"].startswith("the adaptive draws were stopped under the run's eval.prior 'train'")
+    report = (run_dir / "report.md").read_text()
+    assert "Note: the adaptive draws were stopped under the run's eval.prior 'train'" in report

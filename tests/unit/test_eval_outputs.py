@@ -342,8 +342,8 @@ def test_a_fenced_block_cannot_be_closed_by_its_text():
 
 
 def test_texts_decided_by_a_tie_are_counted_in_the_report(tmp_path):
-    """Three texts that both class models score alike: argmax gave them the first class,
-    and report.md says how many were decided that way."""
+    """Three texts that both class models score alike: a coin keyed on the text id decides
+    them, and report.md says how many were decided that way."""
 
     def scores(i, label):
         if i < 3:
@@ -354,7 +354,7 @@ def test_texts_decided_by_a_tie_are_counted_in_the_report(tmp_path):
     run_dir = make_run(tmp_path, texts=texts, classes=("neg", "pos"))
     m = evaluate_run(run_dir, plots=False)
     assert m["tied"] == 3 and m["per_token"]["tied"] == 3
-    assert "| tied best scores (went to the first class) | 3 | 3 |" in (run_dir / "report.md").read_text()
+    assert "| tied best scores (a coin keyed on the text id) | 3 | 3 |" in (run_dir / "report.md").read_text()
 
 
 def test_report_text_shows_controls_and_bidi_overrides_as_escapes():

@@ -3,6 +3,7 @@ scorings widen the texts' interval about the observed accuracy, not below it."""
 
 import numpy as np
 
+from orchestrator.results.metrics import tie_keys
 from orchestrator.results.uncertainty import accuracy_with_mc_noise
 
 
@@ -19,8 +20,9 @@ def noisy_run(seed: int, n: int = 120, k: int = 4):
 def test_the_draws_widen_the_interval_about_the_observed_accuracy():
     y, draws = noisy_run(5)
     lp = [np.log(0.5)] * 2
-    orch = accuracy_with_mc_noise(y, draws, lp, 1000, seed=1)
-    before = accuracy_with_mc_noise(y, draws, lp, 1000, seed=1, centred=False)
+    keys = tie_keys([str(i) for i in range(len(y))], 2)
+    orch = accuracy_with_mc_noise(y, draws, lp, 1000, seed=1, keys=keys)
+    before = accuracy_with_mc_noise(y, draws, lp, 1000, seed=1, centred=False, keys=keys)
     observed = np.mean(np.argmax(-draws.mean(axis=2), axis=1) == y)
     texts = orch["texts_only_ci95"]
     # a redrawn scoring is noisier than the observed one, and noise costs accuracy

@@ -20,8 +20,9 @@ def test_classification_metrics_match_scikit_learn(k, seed):
     skm = pytest.importorskip("sklearn.metrics")
     y, score = _data(400, k, seed)
     score[:, k - 1] -= 5.0  # the last class is (almost) never predicted: zero division for its precision
-    m = M.classification_metrics(y, score, [f"c{i}" for i in range(k)], "poc", resamples=0)
-    pred = score.argmax(axis=1)
+    ids = [str(i) for i in range(len(y))]
+    m = M.classification_metrics(y, score, [f"c{i}" for i in range(k)], "poc", resamples=0, ids=ids)
+    pred = M.predict(score, M.tie_keys(ids, k))  # the rounded scores tie: the coin decides those
     labels = list(range(k))
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-15)
     assert m["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=labels).tolist()
@@ -100,7 +101,7 @@ def test_macro_f1_leaves_out_a_class_that_neither_occurs_nor_is_predicted():
     pred = np.array([0, 0, 1, 1, 1, 0, 0, 1])
     score = np.zeros((8, 3))
     score[np.arange(8), pred] = 1.0
-    got = M.classification_metrics(y, score, ["a", "b", "c"], "poc", resamples=0)
+    got = M.classification_metrics(y, score, ["a", "b", "c"], "poc", resamples=0, ids=[str(i) for i in range(len(y))])
     assert got["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(y, pred, average="macro"))
     assert got["per_class"]["c"]["support"] == 0
     # a class that is predicted but never true still counts (its F1 is 0), as in scikit-learn
@@ -108,7 +109,7 @@ def test_macro_f1_leaves_out_a_class_that_neither_occurs_nor_is_predicted():
     pred2[0] = 2
     score2 = np.zeros((8, 3))
     score2[np.arange(8), pred2] = 1.0
-    got2 = M.classification_metrics(y, score2, ["a", "b", "c"], "poc", resamples=0)
+    got2 = M.classification_metrics(y, score2, ["a", "b", "c"], "poc", resamples=0, ids=[str(i) for i in range(len(y))])
     assert got2["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(y, pred2, average="macro"))
 
 
@@ -141,9 +142,9 @@ def test_mcnemar_difference_interval_by_hand():
 
 
 def test_tied_best_scores_are_counted():
-    """Identical class models score every text alike: argmax decides by class order, and
-    the metrics say how many texts that decided."""
+    """Identical class models score every text alike: a coin keyed on the text id decides,
+    and the metrics say how many texts that decided."""
     score = np.array([[1.0, 1.0], [2.0, 1.0], [0.5, 0.5], [0.0, 3.0]])
     assert M.tied(score) == 2
-    got = M.classification_metrics(np.array([0, 0, 1, 1]), score, ["a", "b"], "poc", resamples=0)
+    got = M.classification_metrics(np.array([0, 0, 1, 1]), score, ["a", "b"], "poc", resamples=0, ids=list("wxyz"))
     assert got["tied"] == 2 and M.tied(np.zeros((0, 2))) == 0

@@ -22,7 +22,7 @@ def stratified_run(n: int = 400, k: int = 4, seed: int = 0):
     d = margin[:, None] + rng.normal(size=(n, k)) * noise_sd[None, :]  # per-draw class-1 advantage
     nll0 = 50.0 + rng.normal(size=(n, k))  # a shift common to both classes: cancels in the difference
     draws = np.stack([nll0, nll0 - d], axis=1)  # class 1's NLL lower by d
-    scores = SimpleNamespace(draws=draws, y=y)
+    scores = SimpleNamespace(draws=draws, y=y, ids=[f"t{i}" for i in range(len(y))])
     return SimpleNamespace(scores=scores, prior={"log_prior": [np.log(0.5), np.log(0.5)]}), d, y
 
 
@@ -58,6 +58,13 @@ def test_runs_without_common_draws_have_no_curve():
     ev, _, _ = stratified_run(k=4)
     ragged = ev.scores.draws.copy()
     ragged[0, :, 3] = np.nan  # adaptive draws: texts differ in K
-    assert draw_curve(SimpleNamespace(scores=SimpleNamespace(draws=ragged, y=ev.scores.y), prior=ev.prior)) is None
-    one = SimpleNamespace(scores=SimpleNamespace(draws=ev.scores.draws[:, :, :1], y=ev.scores.y), prior=ev.prior)
+    assert (
+        draw_curve(
+            SimpleNamespace(scores=SimpleNamespace(draws=ragged, y=ev.scores.y, ids=ev.scores.ids), prior=ev.prior)
+        )
+        is None
+    )
+    one = SimpleNamespace(
+        scores=SimpleNamespace(draws=ev.scores.draws[:, :, :1], y=ev.scores.y, ids=ev.scores.ids), prior=ev.prior
+    )
     assert draw_curve(one) is None
