@@ -40,8 +40,9 @@ def test_run_smoke_wait_on_local_host(ssh_project):
     # What the payload wrote has exactly the keys docs/CONTRACT.md lists (hostctl's and the
     # wrapper's documents: tests/unit/test_contract_keys.py).
     docs = documented()
-    # (no GPU given here: no `device_note`, which only a job given a GPU that ran on the CPU has)
-    only_some = {"slurm", "adaptive", "device_note"}
+    # (no GPU given here: no `device_note`, which only a job given a GPU that ran on the CPU has;
+    # `train_class_counts` is the classifier job's, and this is a class job)
+    only_some = {"slurm", "adaptive", "device_note", "train_class_counts"}
     assert set(json.loads((job / "manifest.json").read_text())) == docs["manifest.json/keys"] - only_some
     for name in ("scores.jsonl", "progress.jsonl"):
         seen = set()
