@@ -50,14 +50,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from orchestrator import backends
+from orchestrator.config.project import Project
 from orchestrator.contract.hostdocs import RESULT_FILES
+from orchestrator.contract.records import load_record, load_resolved, update_record
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.localfiles import writing
 from orchestrator.results.room import memory_shortfall, size_words
-from orchestrator.runs.previous import PREVIOUS, is_real_dir
+from orchestrator.runs import hostops
+from orchestrator.runs.previous import PREVIOUS, earlier, earlier_line, fetch_lock, is_real_dir
 from orchestrator.transport.base import Transport
 from orchestrator.transport.hostfiles import NOT_REGULAR
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
 from remote.backends import output_files
+from remote.jobstate import DONE, UNKNOWN
 
 DOCS = ("status.json", "manifest.json")  # fetched first, whole up to DOC_BYTES
 # then RESULT_FILES (the contract's, hostdocs.py), as big as the manifests declare; verified
@@ -666,3 +672,186 @@ def restore_evaluation(run_dir: Path, where: Path, names: Sequence[str]) -> None
     for name in names:
         if not os.path.lexists(run_dir / name):
             os.rename(where / name, run_dir / name)
+
+
+# --------------------------------------------------------------------------- a run's fetch
+
+
+def fetch(project: Project, transport: Transport, run_id: str, partial: bool, full_logs: bool = False) -> Dict:
+    """Pull RUN's job files, verify them, and only then replace runs/<id>/jobs (see above).
+
+    Whatever goes wrong, Ctrl-C included, the previous verified copy stays as it was, and
+    the message says so."""
+    local_dir = project.existing_run(run_id)
+    untouched = untouched_note(local_dir)
+    done: Dict[str, bool] = {}
+    try:
+        with fetch_lock(local_dir):  # `orch runs --drop-previous` waits for it (runs/previous.py)
+            return _fetch(project, transport, run_id, local_dir, partial, full_logs, untouched, done)
+    except KeyboardInterrupt:
+        if done.get("swapped"):  # only the old copy's removal was left (a later fetch finishes it)
+            raise OrchError(
+                f"interrupted after the fetch of {run_id} put the new copy in {local_dir / 'jobs'}",
+                ExitCode.INTERRUPTED,
+                hint=f"`orch eval {run_id}` evaluates it",
+            ) from None
+        raise OrchError(
+            f"interrupted: the fetch of {run_id} stopped; {untouched}",
+            ExitCode.INTERRUPTED,
+            hint=f"`orch fetch-results {run_id}` fetches again",
+        ) from None
+
+
+def _fetch(
+    project: Project,
+    transport: Transport,
+    run_id: str,
+    local_dir: Path,
+    partial: bool,
+    full_logs: bool,
+    untouched: str,
+    done: Dict[str, bool],
+) -> Dict:
+    """fetch()'s work; DONE["swapped"] is set once the new copy replaced the old one."""
+    from orchestrator.runs.state import rows_from_remote, run_state
+
+    record, doc = load_record(local_dir), load_resolved(local_dir)
+    backend = backends.for_record(record)
+    status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+    if not status.get("exists"):
+        raise hostops.not_on_host(local_dir, record, status.get("run_dir"))
+    rows = rows_from_remote(status, doc["jobs"], backend)
+    # The pretrain job produces a checkpoint, not scores.
+    scored = [r for r in rows if r.name != "pretrain"]
+    unfinished = [r for r in scored if r.state != DONE]
+    if unfinished and not partial:
+        kept = [r.name for r in unfinished if (local_dir / "jobs" / r.name / "manifest.json").is_file()]
+        raise OrchError(
+            "run is not complete: "
+            + ", ".join(
+                f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == UNKNOWN else "") for r in unfinished
+            ),
+            ExitCode.RUN_STATE,
+            hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial"
+            + (
+                f" (which keeps the results of {', '.join(kept)} fetched before, in {local_dir / 'jobs'})"
+                if kept
+                else ""
+            ),
+        )
+    again = f"`orch fetch-results {run_id}` fetches again"
+    with writing(local_dir / "jobs"):  # it makes its folder and clears a stopped fetch's
+        staging = Staging(local_dir)
+    try:
+        pulled = pull(
+            transport,
+            hostops.run_dir(record["workdir"], run_id) + "/jobs",
+            staging.jobs,
+            local_dir / "jobs",
+            [j["name"] for j in doc["jobs"]],
+            full_logs,
+            run_id,
+        )
+        refused = {line.split(": ", 1)[0] for line in pulled.refused}
+        problems = pulled.refused + [
+            line  # a file refused above is not also "missing"
+            for line in verify(
+                local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == DONE], not unfinished
+            )
+            if line.split(": ", 1)[0] not in refused
+        ]
+        if problems:
+            raise OrchError(
+                "fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{untouched}",
+                ExitCode.RUN_STATE,
+                hint=again + " once the host's files are mended",
+            )
+        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, untouched, pulled.cut)
+        aside = set_aside(merge, local_dir)
+        moved: List[str] = []
+        try:
+            if aside is not None:  # before the swap: no evaluation is ever beside results it was not made from
+                moved = move_evaluation(local_dir, aside)
+            staging.swap_in()
+            done["swapped"] = True
+        except BaseException:
+            if aside is not None:  # nothing was replaced: put the evaluation back, drop the links
+                restore_evaluation(local_dir, aside, moved)
+                drop_aside(aside)
+            raise
+    except OrchError as exc:
+        if untouched in exc.message:
+            raise
+        raise OrchError(f"{exc.message}; {untouched}", exc.code, hint=exc.hint or again) from None
+    except OSError as exc:  # keeping the local copy (links, a full disk): nothing was replaced
+        raise OrchError(
+            f"fetching {run_id} failed while keeping the local copy: {exc}; {untouched}", ExitCode.RUN_STATE, hint=again
+        ) from None
+    else:  # recorded before the old copy is removed: a Ctrl-C there leaves the record right
+        # only the fetch's own keys: a command that changed the record meanwhile keeps its change
+        update_record(
+            local_dir,
+            {
+                "state": "fetched" if complete else "partial",
+                "fetched_at": time.time(),
+                "job_states": {r.name: r.state for r in rows},
+            },
+            drop=("job_states_at",),
+        )
+    finally:
+        staging.discard()
+    return {
+        "complete": complete,
+        "rows": rows,
+        "state": run_state(rows),
+        "cut": {key: size for key, size in pulled.cut.items() if key not in merge.whole},  # whole here: not cut
+        "over_cap": pulled.over_cap,
+        "kept": {job: next(r.state for r in rows if r.name == job) for job in merge.kept_results()},
+        "changed": merge.changed,
+        "previous": aside,
+        "moved": moved,
+    }
+
+
+def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, untouched: str, cut: Dict[str, int]):
+    """Put into the staged copy what the new local copy keeps of the old one (plan_merge)
+    and check the whole again when results come from both.  Returns the merge and whether
+    the new copy holds every scoring job's results."""
+    done = [r.name for r in rows if r.state == DONE]
+    merge = plan_merge(local_dir / "jobs", stage, [j["name"] for j in planned], done, cut)
+    apply_merge(merge, local_dir / "jobs", stage)
+    have = set(done) | set(merge.kept_results())
+    complete = all(r.name in have for r in rows if r.name != "pretrain")
+    if merge.kept_results():
+        problems = verify(local_dir, stage, planned, sorted(have), complete)
+        if problems:
+            kept = ", ".join(merge.kept_results())
+            folders = " and ".join(str(local_dir / "jobs" / job) for job in merge.kept_results())
+            raise OrchError(
+                f"the results of {kept} here (kept: the host has none finished) and the ones fetched do "
+                "not make one run:\n  " + "\n  ".join(problems) + f"\nnothing was replaced: {untouched}",
+                ExitCode.RUN_STATE,
+                hint=f"to take what the host has without them, move {folders} "
+                "out of the run folder (the only copy of those results) and fetch again; or resume them on the host",
+            )
+    return merge, complete
+
+
+def fetch_notes(outcome: Dict, run_dir: Path) -> List[str]:
+    """What a fetch kept of the local copy and set aside, in lines for the user."""
+    from orchestrator.terminal import visible
+
+    lines = [
+        f"  {job} is {state} on the host: kept its results fetched before ({run_dir / 'jobs' / job})"
+        for job, state in outcome.get("kept", {}).items()
+    ]
+    aside = outcome.get("previous")
+    for job, what in outcome.get("changed", {}).items():
+        lines.append(
+            f"  {job}'s results changed on the host ({visible(what)}): the previous copy is in {aside / 'jobs' / job}"
+        )
+    if outcome.get("moved"):
+        lines.append(f"  the evaluation of the previous results ({', '.join(outcome['moved'])}) moved to {aside}")
+    if aside is not None:  # results are never deleted on their own: say what is kept, and how to drop it
+        lines.append("  " + earlier_line(run_dir, earlier(run_dir)))
+    return lines

@@ -184,7 +184,7 @@ def test_drop_aside_removes_an_empty_previous_folder(run):
 
 
 def test_fetch_notes_name_what_was_kept_and_where(tmp_path):
-    from orchestrator.runs.launch import fetch_notes
+    from orchestrator.runs.fetch import fetch_notes
 
     run_dir = tmp_path / "r1"
     where = run_dir / "previous" / "20260101-000000Z"
@@ -235,3 +235,12 @@ def test_a_whole_log_fetched_before_is_not_cut_back_to_its_tail(run):
     assert (stage / "class-0" / "log.txt").read_bytes() == whole
     assert (stage / "class-1" / "log.txt").read_bytes() == b"tail\n"
     assert fetch.plan_merge(local, stage, JOBS, done=JOBS).whole == []  # nothing cut: nothing to keep
+
+
+def test_the_fetch_lives_in_fetch_py_and_launch_py_still_answers_for_it():
+    """fetch() moved out of launch.py; commands/runs.py and quickfetch.py still call it there."""
+    from orchestrator.runs import launch
+
+    assert launch.fetch is fetch.fetch and launch.fetch_notes is fetch.fetch_notes
+    with pytest.raises(AttributeError):
+        launch.no_such_name  # noqa: B018
