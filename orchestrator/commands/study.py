@@ -187,7 +187,7 @@ def report_cmd(
     quiet: bool = output.quiet_option(),
 ):
     """Write runs/studies/STUDY/report.md, table.csv, table.json and plots from what is fetched (no SSH)."""
-    from orchestrator.results.study_report import summary_lines
+    from orchestrator.results.study_terminal import summary_lines
     from orchestrator.runs import study as studies
 
     project = Project.find()
