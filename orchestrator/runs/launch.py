@@ -14,6 +14,7 @@ from typing import Dict, List
 import yaml
 
 from orchestrator import backends, output
+from orchestrator.backends.base import JobBackend
 from orchestrator.config.project import Project, not_a_run
 from orchestrator.contract.records import (
     check_config_unchanged,
@@ -157,11 +158,48 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
         raise
 
 
+@dataclass
+class _Launch:
+    """What one launch knows before it connects: the run, its classes and backend, the code
+    snapshot and the data files, and the request every check_and_launch starts from."""
+
+    project: Project
+    transport: Transport
+    exp: Experiment
+    run_id: str
+    local_dir: Path
+    classes: List[str]
+    backend: JobBackend
+    files: List[str]
+    code_hash: str
+    data: Dict[str, Path]
+    data_at: Dict[str, str]  # key -> path under the workdir
+    staging_name: str
+    request: Dict
+
+
 def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str, local_dir: Path) -> Launched:
     """Warm (code and data on the host, its workdir and GPUs known from the last launch):
     one command checks and launches.  Otherwise the first command says what is missing,
     the transport sends it, and a second one publishes the code and launches
     (orchestrator/runs/hostlaunch.py)."""
+    run = _prepare(project, transport, exp, run_id, local_dir)
+    host = transport.host
+    known = hostlaunch.known_host(project.root, host)
+    last = _planned_for(run, known["workdir"], list(host.gpus) or known["gpus"]) if known else run.request
+    reply = _first_check(run, last)
+    sent = 0
+    if reply.launch is None:
+        reply, last, sent = _send_missing_and_launch(run, reply)
+    check_started(reply.launch, last["plan"], run_id, exp.name, created=True)
+    return Launched(
+        run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash=run.code_hash, files_sent=sent
+    )
+
+
+def _prepare(project: Project, transport: Transport, exp: Experiment, run_id: str, local_dir: Path) -> _Launch:
+    """Everything the launch knows before it connects (the classes checked, the code hash
+    and the data hashes computed)."""
     host = transport.host
     classes = classes_for(exp, project.root)
     backend = backends.for_host(host)
@@ -170,7 +208,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     files = codesync.snapshot_files(project.root)
     code_hash = codesync.snapshot_hash(project.root, files)
     data = staging.local_data_files(exp, project.root)
-    data_at = staging.staged_names(data)  # key -> path under the workdir
+    data_at = staging.staged_names(data)
     staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"  # this launch's own: another may send the same code
     request = {
         "code_hash": code_hash,
@@ -181,109 +219,149 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         "data": sorted(set(data_at.values())),
         "run_dir": f"runs/{run_id}",
     }
+    return _Launch(
+        project=project,
+        transport=transport,
+        exp=exp,
+        run_id=run_id,
+        local_dir=local_dir,
+        classes=classes,
+        backend=backend,
+        files=files,
+        code_hash=code_hash,
+        data=data,
+        data_at=data_at,
+        staging_name=staging_name,
+        request=request,
+    )
 
-    def planned_for(workdir: str, gpus: List[str]) -> Dict:
-        """Record the run locally for this workdir and these GPUs (before anything of it
-        can reach the host: see launch()), and return the request that launches it."""
-        planned = jobplan.plan_jobs(exp, classes)
-        backend.place(planned, gpus)
-        resolved = to_dict(exp)
-        if not resolved["data"].get("name"):  # before the paths become host paths: eval.bands_dataset matches it
-            from remote.data import dataset_name
 
-            named = data.get("path")
-            resolved["data"]["name"] = dataset_name(str(named) if named else exp.data.path, exp.data.source)
-        for key, rel in data_at.items():
-            resolved["data"][key] = f"{workdir}/{rel}"
-        if not resolved["data"]["classes"]:
-            resolved["data"]["classes"] = classes
-        doc = {
-            "run_id": run_id,
-            "code_hash": code_hash,
-            "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "host": host.name,
-            "experiment": resolved,
-            "jobs": [j.to_dict() for j in planned],
-        }
-        text = yaml.safe_dump(doc, sort_keys=False)
-        save_record(
-            local_dir,
-            {
-                "run_id": run_id,
-                "host": host.name,
-                "experiment": exp.name,
-                "workdir": workdir,
-                "code_hash": code_hash,
-                "launched_at": time.time(),
-                "gpus": list(gpus),
-                "state": "launched",
-                "backend": backend.name,
-                "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
-                # Where the data the host reads came from: evaluation trains the yardsticks on it.
-                "data_files": {
-                    key: {"local": str(path), "host": f"{workdir}/{data_at[key]}"} for key, path in data.items()
-                },
-                "planned_jobs": job_summary(doc["jobs"]),  # `orch status` reads these instead of run.yaml's YAML
-            },
-        )
-        atomic_write_text(local_dir / "run.yaml", text)
-        remote_run = hostops.run_dir(workdir, run_id)
-        plan = jobplan.launch_plan(
-            run_id, host.python_or_default, remote_run, hostops.code_dir(workdir, code_hash), planned, backend
-        )
-        return {
-            **request,
+def _planned_for(run: _Launch, workdir: str, gpus: List[str]) -> Dict:
+    """Record the run locally for this workdir and these GPUs (before anything of it can
+    reach the host: see launch()), and return the request that launches it."""
+    planned = jobplan.plan_jobs(run.exp, run.classes)
+    run.backend.place(planned, gpus)
+    doc = _run_yaml(run, workdir, planned)
+    text = yaml.safe_dump(doc, sort_keys=False)
+    _save_local_record(run, workdir, gpus, text, doc["jobs"])
+    atomic_write_text(run.local_dir / "run.yaml", text)
+    host = run.transport.host
+    plan = jobplan.launch_plan(
+        run.run_id,
+        host.python_or_default,
+        hostops.run_dir(workdir, run.run_id),
+        hostops.code_dir(workdir, run.code_hash),
+        planned,
+        run.backend,
+    )
+    return {
+        **run.request,
+        "workdir": workdir,
+        "gpus": None if host.gpus else list(gpus),
+        "plan": plan,
+        "run_yaml": text,
+    }
+
+
+def _run_yaml(run: _Launch, workdir: str, planned: List["jobplan.PlannedJob"]) -> Dict:
+    """run.yaml: the resolved experiment, its data paths the host's, and the planned jobs."""
+    exp = run.exp
+    resolved = to_dict(exp)
+    if not resolved["data"].get("name"):  # before the paths become host paths: eval.bands_dataset matches it
+        from remote.data import dataset_name
+
+        named = run.data.get("path")
+        resolved["data"]["name"] = dataset_name(str(named) if named else exp.data.path, exp.data.source)
+    for key, rel in run.data_at.items():
+        resolved["data"][key] = f"{workdir}/{rel}"
+    if not resolved["data"]["classes"]:
+        resolved["data"]["classes"] = run.classes
+    return {
+        "run_id": run.run_id,
+        "code_hash": run.code_hash,
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": run.transport.host.name,
+        "experiment": resolved,
+        "jobs": [j.to_dict() for j in planned],
+    }
+
+
+def _save_local_record(run: _Launch, workdir: str, gpus: List[str], text: str, jobs: List[Dict]) -> None:
+    """local.json for the run as launched to WORKDIR (TEXT: its run.yaml, JOBS: run.yaml's jobs)."""
+    save_record(
+        run.local_dir,
+        {
+            "run_id": run.run_id,
+            "host": run.transport.host.name,
+            "experiment": run.exp.name,
             "workdir": workdir,
-            "gpus": None if host.gpus else list(gpus),
-            "plan": plan,
-            "run_yaml": text,
-        }
+            "code_hash": run.code_hash,
+            "launched_at": time.time(),
+            "gpus": list(gpus),
+            "state": "launched",
+            "backend": run.backend.name,
+            "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            # Where the data the host reads came from: evaluation trains the yardsticks on it.
+            "data_files": {
+                key: {"local": str(path), "host": f"{workdir}/{run.data_at[key]}"} for key, path in run.data.items()
+            },
+            "planned_jobs": job_summary(jobs),  # `orch status` reads these instead of run.yaml's YAML
+        },
+    )
 
-    known = hostlaunch.known_host(project.root, host)
-    last = planned_for(known["workdir"], list(host.gpus) or known["gpus"]) if known else request
+
+def _first_check(run: _Launch, last: Dict) -> "hostlaunch.Reply":
+    """The first check_and_launch (it launches when warm).  A host that refuses before
+    starting anything (the name taken there, a module missing) frees the name here too."""
+    host = run.transport.host
     try:
-        reply = hostlaunch.check_and_launch(transport, backend, last)
+        reply = hostlaunch.check_and_launch(run.transport, run.backend, last)
         state = reply.state
-        transport.learn_tools(state.tools)
-        hostlaunch.remember(project.root, host, reply)
+        run.transport.learn_tools(state.tools)
+        hostlaunch.remember(run.project.root, host, reply)
         if reply.run_exists:
-            where = hostops.run_dir(state.workdir, run_id)
+            where = hostops.run_dir(state.workdir, run.run_id)
             raise hostlaunch.RunOnHost(
-                f"run {run_id!r} already exists on {host.name} ({where})", where, hint="pick another --name"
+                f"run {run.run_id!r} already exists on {host.name} ({where})", where, hint="pick another --name"
             )
         if reply.launch is None:
             try:
-                check_host_python(transport, exp, state)
+                check_host_python(run.transport, run.exp, state)
             except OrchError as exc:
                 raise hostlaunch.NotLaunched(exc.message, exc.code, exc.hint) from None
     except hostlaunch.NotLaunched:
-        shutil.rmtree(local_dir, ignore_errors=True)  # the host refused before starting anything: the name is free
+        shutil.rmtree(run.local_dir, ignore_errors=True)  # the host refused before starting anything: the name is free
         raise
-    sent = 0
-    if reply.launch is None:
-        # Nothing of the run is on the host: a record written for the guess goes until the
-        # command that launches, so a failed transfer leaves no run that never was.
-        for name in ("local.json", "run.yaml"):
-            (local_dir / name).unlink(missing_ok=True)
-        if not reply.code:
-            sent = transport.push_tree(project.root, files, f"{state.workdir}/code/{staging_name}")
-        for key, rel in sorted(data_at.items()):
-            if rel in reply.missing_data:
-                transport.push_file(data[key], f"{state.workdir}/{rel}")
-                reply.missing_data.remove(rel)  # two keys may name one file
-        last = planned_for(state.workdir, state.gpus)
-        if not reply.code:
-            last["publish"] = staging_name
-        reply = hostlaunch.check_and_launch(transport, backend, last)
-        if reply.launch is None:
-            raise OrchError(
-                f"{host.name} did not launch {run_id}: " + _still_missing(reply, code_hash),
-                ExitCode.REMOTE,
-                hint=f"`orch run {exp.name}` again; if it persists, check "
-                f"{state.workdir}/code and {state.workdir}/data on {host.name}",
-            )
-    check_started(reply.launch, last["plan"], run_id, exp.name, created=True)
-    return Launched(run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash, sent)
+    return reply
+
+
+def _send_missing_and_launch(run: _Launch, reply: "hostlaunch.Reply"):
+    """Cold: send what the first reply says is missing, then publish the code and launch.
+    Returns the second reply, the request that launched, and the number of files sent."""
+    # Nothing of the run is on the host: a record written for the guess goes until the
+    # command that launches, so a failed transfer leaves no run that never was.
+    for name in ("local.json", "run.yaml"):
+        (run.local_dir / name).unlink(missing_ok=True)
+    state, transport, sent = reply.state, run.transport, 0
+    if not reply.code:
+        sent = transport.push_tree(run.project.root, run.files, f"{state.workdir}/code/{run.staging_name}")
+    for key, rel in sorted(run.data_at.items()):
+        if rel in reply.missing_data:
+            transport.push_file(run.data[key], f"{state.workdir}/{rel}")
+            reply.missing_data.remove(rel)  # two keys may name one file
+    last = _planned_for(run, state.workdir, state.gpus)
+    if not reply.code:
+        last["publish"] = run.staging_name
+    launched = hostlaunch.check_and_launch(transport, run.backend, last)
+    if launched.launch is None:
+        host = transport.host
+        raise OrchError(
+            f"{host.name} did not launch {run.run_id}: " + _still_missing(launched, run.code_hash),
+            ExitCode.REMOTE,
+            hint=f"`orch run {run.exp.name}` again; if it persists, check "
+            f"{state.workdir}/code and {state.workdir}/data on {host.name}",
+        )
+    return launched, last, sent
 
 
 def _still_missing(reply: "hostlaunch.Reply", code_hash: str) -> str:
