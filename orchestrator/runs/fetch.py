@@ -44,7 +44,7 @@ import shutil
 import stat
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from orchestrator import backends
 from orchestrator.config.project import Project
@@ -58,6 +58,7 @@ from orchestrator.runs.merge import (
     BOUNDED,
     DOC_BYTES,
     DOCS,
+    Merge,
     apply_merge,
     drop_aside,
     move_evaluation,
@@ -491,14 +492,58 @@ def _fetch(
     done: Dict[str, bool],
 ) -> Dict:
     """fetch()'s work; DONE["swapped"] is set once the new copy replaced the old one."""
-    from orchestrator.runs.state import rows_from_remote, run_state
+    from orchestrator.runs.state import run_state
 
     record, doc = load_record(local_dir), load_resolved(local_dir)
+    rows = _host_rows(transport, run_id, local_dir, record, doc)
+    unfinished = _unfinished(rows, local_dir, partial)
+    again = f"`orch fetch-results {run_id}` fetches again"
+    with writing(local_dir / "jobs"):  # it makes its folder and clears a stopped fetch's
+        staging = Staging(local_dir)
+    try:
+        pulled = _pull_verified(
+            transport, run_id, local_dir, record, doc, staging, rows, unfinished, full_logs, untouched
+        )
+        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, untouched, pulled.cut)
+        aside, moved = _swap_in(local_dir, staging, merge, done)
+    except OrchError as exc:
+        if untouched in exc.message:
+            raise
+        raise OrchError(f"{exc.message}; {untouched}", exc.code, hint=exc.hint or again) from None
+    except OSError as exc:  # keeping the local copy (links, a full disk): nothing was replaced
+        raise OrchError(
+            f"fetching {run_id} failed while keeping the local copy: {exc}; {untouched}", ExitCode.RUN_STATE, hint=again
+        ) from None
+    else:  # recorded before the old copy is removed: a Ctrl-C there leaves the record right
+        _record_fetched(local_dir, rows, complete)
+    finally:
+        staging.discard()
+    return {
+        "complete": complete,
+        "rows": rows,
+        "state": run_state(rows),
+        "cut": {key: size for key, size in pulled.cut.items() if key not in merge.whole},  # whole here: not cut
+        "over_cap": pulled.over_cap,
+        "kept": {job: next(r.state for r in rows if r.name == job) for job in merge.kept_results()},
+        "changed": merge.changed,
+        "previous": aside,
+        "moved": moved,
+    }
+
+
+def _host_rows(transport: Transport, run_id: str, local_dir: Path, record: Dict, doc: Dict) -> List:
+    """The run's jobs as the host sees them now (one status round trip)."""
+    from orchestrator.runs.state import rows_from_remote
+
     backend = backends.for_record(record)
     status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
     if not status.get("exists"):
         raise hostops.not_on_host(local_dir, record, status.get("run_dir"))
-    rows = rows_from_remote(status, doc["jobs"], backend)
+    return rows_from_remote(status, doc["jobs"], backend)
+
+
+def _unfinished(rows: List, local_dir: Path, partial: bool) -> List:
+    """The scoring jobs not done on the host; refused unless PARTIAL."""
     # The pretrain job produces a checkpoint, not scores.
     scored = [r for r in rows if r.name != "pretrain"]
     unfinished = [r for r in scored if r.state != DONE]
@@ -517,78 +562,81 @@ def _fetch(
                 else ""
             ),
         )
-    again = f"`orch fetch-results {run_id}` fetches again"
-    with writing(local_dir / "jobs"):  # it makes its folder and clears a stopped fetch's
-        staging = Staging(local_dir)
-    try:
-        pulled = pull(
-            transport,
-            hostops.run_dir(record["workdir"], run_id) + "/jobs",
-            staging.jobs,
-            local_dir / "jobs",
-            [j["name"] for j in doc["jobs"]],
-            full_logs,
-            run_id,
+    return unfinished
+
+
+def _pull_verified(
+    transport: Transport,
+    run_id: str,
+    local_dir: Path,
+    record: Dict,
+    doc: Dict,
+    staging: Staging,
+    rows: List,
+    unfinished: List,
+    full_logs: bool,
+    untouched: str,
+) -> Pulled:
+    """Pull the host's job files into STAGING and verify them there; refuse (naming each
+    problem, and UNTOUCHED: what the fetch leaves) a copy that fails."""
+    pulled = pull(
+        transport,
+        hostops.run_dir(record["workdir"], run_id) + "/jobs",
+        staging.jobs,
+        local_dir / "jobs",
+        [j["name"] for j in doc["jobs"]],
+        full_logs,
+        run_id,
+    )
+    refused = {line.split(": ", 1)[0] for line in pulled.refused}
+    problems = pulled.refused + [
+        line  # a file refused above is not also "missing"
+        for line in verify(
+            local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == DONE], not unfinished
         )
-        refused = {line.split(": ", 1)[0] for line in pulled.refused}
-        problems = pulled.refused + [
-            line  # a file refused above is not also "missing"
-            for line in verify(
-                local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == DONE], not unfinished
-            )
-            if line.split(": ", 1)[0] not in refused
-        ]
-        if problems:
-            raise OrchError(
-                "fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{untouched}",
-                ExitCode.RUN_STATE,
-                hint=again + " once the host's files are mended",
-            )
-        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, untouched, pulled.cut)
-        aside = set_aside(merge, local_dir)
-        moved: List[str] = []
-        try:
-            if aside is not None:  # before the swap: no evaluation is ever beside results it was not made from
-                moved = move_evaluation(local_dir, aside)
-            staging.swap_in()
-            done["swapped"] = True
-        except BaseException:
-            if aside is not None:  # nothing was replaced: put the evaluation back, drop the links
-                restore_evaluation(local_dir, aside, moved)
-                drop_aside(aside)
-            raise
-    except OrchError as exc:
-        if untouched in exc.message:
-            raise
-        raise OrchError(f"{exc.message}; {untouched}", exc.code, hint=exc.hint or again) from None
-    except OSError as exc:  # keeping the local copy (links, a full disk): nothing was replaced
+        if line.split(": ", 1)[0] not in refused
+    ]
+    if problems:
         raise OrchError(
-            f"fetching {run_id} failed while keeping the local copy: {exc}; {untouched}", ExitCode.RUN_STATE, hint=again
-        ) from None
-    else:  # recorded before the old copy is removed: a Ctrl-C there leaves the record right
-        # only the fetch's own keys: a command that changed the record meanwhile keeps its change
-        update_record(
-            local_dir,
-            {
-                "state": "fetched" if complete else "partial",
-                "fetched_at": time.time(),
-                "job_states": {r.name: r.state for r in rows},
-            },
-            drop=("job_states_at",),
+            "fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{untouched}",
+            ExitCode.RUN_STATE,
+            hint=f"`orch fetch-results {run_id}` fetches again once the host's files are mended",
         )
-    finally:
-        staging.discard()
-    return {
-        "complete": complete,
-        "rows": rows,
-        "state": run_state(rows),
-        "cut": {key: size for key, size in pulled.cut.items() if key not in merge.whole},  # whole here: not cut
-        "over_cap": pulled.over_cap,
-        "kept": {job: next(r.state for r in rows if r.name == job) for job in merge.kept_results()},
-        "changed": merge.changed,
-        "previous": aside,
-        "moved": moved,
-    }
+    return pulled
+
+
+def _swap_in(
+    local_dir: Path, staging: Staging, merge: Merge, done: Dict[str, bool]
+) -> Tuple[Optional[Path], List[str]]:
+    """Keep the changed jobs' old copy and its evaluation aside, then swap the staged copy in.
+    Returns the previous/<time> folder (None: nothing set aside) and the evaluation files
+    moved there."""
+    aside = set_aside(merge, local_dir)
+    moved: List[str] = []
+    try:
+        if aside is not None:  # before the swap: no evaluation is ever beside results it was not made from
+            moved = move_evaluation(local_dir, aside)
+        staging.swap_in()
+        done["swapped"] = True
+    except BaseException:
+        if aside is not None:  # nothing was replaced: put the evaluation back, drop the links
+            restore_evaluation(local_dir, aside, moved)
+            drop_aside(aside)
+        raise
+    return aside, moved
+
+
+def _record_fetched(local_dir: Path, rows: List, complete: bool) -> None:
+    # only the fetch's own keys: a command that changed the record meanwhile keeps its change
+    update_record(
+        local_dir,
+        {
+            "state": "fetched" if complete else "partial",
+            "fetched_at": time.time(),
+            "job_states": {r.name: r.state for r in rows},
+        },
+        drop=("job_states_at",),
+    )
 
 
 def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, untouched: str, cut: Dict[str, int]):
