@@ -107,7 +107,7 @@ def fetch_cmd(
 
     A run whose folder here was deleted is restored from its host first."""
     from orchestrator.results.evaluate import evaluate_run
-    from orchestrator.runs import launch as runner
+    from orchestrator.runs import fetch as fetching
     from orchestrator.runs import study as studies
     from orchestrator.runs.restore import restore_missing
 
@@ -132,9 +132,9 @@ def fetch_cmd(
                 host = json.loads((run_dir / "local.json").read_text())["host"]
                 current, evaluating = v.run_id, False
                 try:
-                    outcome = runner.fetch(project, hosts(host), v.run_id, partial=False)
+                    outcome = fetching.fetch(project, hosts(host), v.run_id, partial=False)
                     evaluating = True  # fetched (its record says so): what stops now is the evaluation
-                    for line in runner.fetch_notes(outcome, run_dir):
+                    for line in fetching.fetch_notes(outcome, run_dir):
                         _say(f"{v.run_id}: {line.strip()}")
                     evaluate_run(run_dir)
                 except OrchError as exc:
@@ -172,7 +172,7 @@ def _interrupted_fetch(name: str, views, fetched: List[str], current, evaluating
         parts.append(f"{current} is fetched but its evaluation stopped")
         hint += f"; `orch eval {current}` evaluates {current}"
     elif current is not None:
-        # runner.fetch's own message says the previous verified copy is kept
+        # fetching.fetch's own message says the previous verified copy is kept
         stopped = exc.message.removeprefix("interrupted: ") if isinstance(exc, OrchError) else ""
         parts.append(stopped or f"the fetch of {current} stopped")
     left = [v.run_id for v in views if v.state != "fetched" and v.run_id != current]
@@ -187,7 +187,7 @@ def report_cmd(
     quiet: bool = output.quiet_option(),
 ):
     """Write runs/studies/STUDY/report.md, table.csv, table.json and plots from what is fetched (no SSH)."""
-    from orchestrator.results.study_report import summary_lines
+    from orchestrator.results.study_terminal import summary_lines
     from orchestrator.runs import study as studies
 
     project = Project.find()

@@ -407,10 +407,29 @@ def cpu_fallback_lines(jobs: Dict[str, Any]) -> List[str]:
 def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: Sequence[Path] = ()) -> str:
     """report.md of metrics M; EXPERIMENT is run.yaml's experiment section; PLOT_FILES
     the plots that exist for exactly these metrics (none: it says how to draw them)."""
+    out = [
+        *_headline(m),
+        *_metrics_section(m),
+        *_per_class_section(m),
+        *_confusion_section(m),
+        *_by_length_section(m),
+        *yardstick_section(m),
+        *paired_section(m),
+        *_calibration_section(m),
+        *_plots_section(m, plot_files),
+        *_host_section(m),
+        *split_copies(m.get("data") or {}),
+        *_timings_section(m),
+        *_config_section(m, experiment),
+    ]
+    return "\n".join(out)
+
+
+def _headline(m: Dict[str, Any]) -> List[str]:
+    """The title, the verdict and accuracy in a sentence, and what was run."""
     t = m["per_token"]
     v = m["verdict"]
-    classes = [esc(c) for c in m["classes"]]
-    out = [
+    return [
         f"# Run {code(m['run_id'])}: {v['label']}",
         "",
         f"**{v['label']}** {judged(v)}: accuracy "
@@ -420,9 +439,17 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         f"Model kind {code(m['kind'])}, init {code(m['init'])}, experiment {code(m['experiment'])}; prior: "
         f"{m['prior']['mode']} (applied: {m['prior']['applied']}).",
         "",
-        "## Metrics",
-        "",
-        *md_table(["metric", "raw NLL", "per-token NLL"], metric_rows(m)),
+    ]
+
+
+def _metrics_section(m: Dict[str, Any]) -> List[str]:
+    return ["## Metrics", "", *md_table(["metric", "raw NLL", "per-token NLL"], metric_rows(m))]
+
+
+def _per_class_section(m: Dict[str, Any]) -> List[str]:
+    t = m["per_token"]
+    classes = [esc(c) for c in m["classes"]]
+    return [
         "## Per class",
         "",
         *md_table(
@@ -440,12 +467,24 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
                 for c, shown in zip(m["classes"], classes)
             ],
         ),
+    ]
+
+
+def _confusion_section(m: Dict[str, Any]) -> List[str]:
+    t = m["per_token"]
+    classes = [esc(c) for c in m["classes"]]
+    return [
         "## Confusion matrix",
         "",
         "Rows: true class; columns: predicted class.",
         "",
         *md_table(["raw NLL", *classes], [[c, *row] for c, row in zip(classes, m["confusion_matrix"])]),
         *md_table(["per-token NLL", *classes], [[c, *row] for c, row in zip(classes, t["confusion_matrix"])]),
+    ]
+
+
+def _by_length_section(m: Dict[str, Any]) -> List[str]:
+    return [
         "## Accuracy by text length",
         "",
         *md_table(
@@ -455,8 +494,11 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
                 for b in m["by_length"]
             ],
         ),
-        *yardstick_section(m),
-        *paired_section(m),
+    ]
+
+
+def _calibration_section(m: Dict[str, Any]) -> List[str]:
+    return [
         "## Calibration of the margin",
         "",
         "Top-1 minus top-2 score (nats, raw), in quantile bins; *implied* is sigmoid(margin), "
@@ -470,41 +512,69 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
             ],
         ),
     ]
-    out += ["## Plots", ""]
+
+
+def _plots_section(m: Dict[str, Any], plot_files: Sequence[Path]) -> List[str]:
+    out = ["## Plots", ""]
     for p in plot_files:
         out += [f"![{p.stem}]({PLOTS}/{p.name})", ""]
     if not plot_files:
         out += [f"Not drawn: `orch eval {m['run_id']} --plots` draws them into {PLOTS}/.", ""]
+    return out
+
+
+def _host_section(m: Dict[str, Any]) -> List[str]:
     facts = m["facts"]
-    out += [
+    return [
         "## Host and software",
         "",
         *md_table(["fact", "value"], [[esc(k), esc(facts[k])] for k in facts if facts[k] is not None]),
     ]
-    out += split_copies(m.get("data") or {})
+
+
+TIMING_HEADER = [
+    "job",
+    "role",
+    "class",
+    "state",
+    "wall",
+    "import s",
+    "tokenizer s",
+    "train s",
+    "score s",
+    "device",
+    "GPU",
+    "train texts",
+    "train tokens",
+    "train tok/s",
+    "peak memory",
+]
+
+
+def _timing_row(name: str, j: Dict[str, Any]) -> List[str]:
+    """One job's row of the timings table (TIMING_HEADER)."""
+    return [
+        esc(name),
+        esc(j["role"]),
+        esc(j["label"]) if j["label"] is not None else "",
+        esc(j["state"]),
+        duration(j["seconds"]),
+        num(j.get("import_s"), 1),
+        num(j.get("tokenizer_s"), 1) if j.get("tokenizer_s") is not None else "",
+        num(j.get("train_s"), 1),
+        num(j.get("score_s"), 1),
+        esc((j.get("device") or "") + (" (given a GPU)" if j.get("device_note") else "")),
+        esc(j.get("gpu_name") or ""),
+        count(j.get("train_texts")),
+        count(j.get("train_tokens")),
+        count(rate(j.get("tokens_seen"), j.get("train_s"))),
+        memory(j.get("peak_rss_mib"), j.get("peak_cuda_mib")),
+    ]
+
+
+def _timings_section(m: Dict[str, Any]) -> List[str]:
     tm = m["timings"]
-    job_rows = []
-    for name, j in tm["jobs"].items():
-        job_rows.append(
-            [
-                esc(name),
-                esc(j["role"]),
-                esc(j["label"]) if j["label"] is not None else "",
-                esc(j["state"]),
-                duration(j["seconds"]),
-                num(j.get("import_s"), 1),
-                num(j.get("tokenizer_s"), 1) if j.get("tokenizer_s") is not None else "",
-                num(j.get("train_s"), 1),
-                num(j.get("score_s"), 1),
-                esc((j.get("device") or "") + (" (given a GPU)" if j.get("device_note") else "")),
-                esc(j.get("gpu_name") or ""),
-                count(j.get("train_texts")),
-                count(j.get("train_tokens")),
-                count(rate(j.get("tokens_seen"), j.get("train_s"))),
-                memory(j.get("peak_rss_mib"), j.get("peak_cuda_mib")),
-            ]
-        )
-    out += [
+    return [
         "## Timings",
         "",
         (
@@ -519,26 +589,14 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         + ".",
         "",
         *cpu_fallback_lines(tm["jobs"]),
-        *md_table(
-            [
-                "job",
-                "role",
-                "class",
-                "state",
-                "wall",
-                "import s",
-                "tokenizer s",
-                "train s",
-                "score s",
-                "device",
-                "GPU",
-                "train texts",
-                "train tokens",
-                "train tok/s",
-                "peak memory",
-            ],
-            job_rows,
-        ),
+        *md_table(TIMING_HEADER, [_timing_row(name, j) for name, j in tm["jobs"].items()]),
+    ]
+
+
+def _config_section(m: Dict[str, Any], experiment: Dict[str, Any]) -> List[str]:
+    """run.yaml's experiment (with a warning when it was edited, or is a copy's), and the
+    footnote on the intervals and the test ids."""
+    return [
         "## Config",
         "",
         *(
@@ -570,7 +628,6 @@ def report_markdown(m: Dict[str, Any], experiment: Dict[str, Any], plot_files: S
         + f". Test ids sha256 `{m['test_ids_sha256'][:16]}`.",
         "",
     ]
-    return "\n".join(out)
 
 
 def write_all(

@@ -28,13 +28,10 @@ What a host sends is untrusted, and the verified copy on the laptop is precious:
   (a log: by its size, in a job folder whose status.json and manifest.json are the host's
   bytes), is hard-linked from it and never sent, so what a host sends is always what was
   counted.
-- A fetch never drops what the local copy holds (plan_merge): a job whose results are here
-  but not finished on the host (lost, failed, running again) keeps its local folder; a
-  job whose manifest.json differs from the local one has the local folder kept aside in
-  ``runs/<id>/previous/<time>/jobs/<job>`` (with the evaluation made from it); and files
-  under ``jobs/`` that no fetch writes (the user's) stay where they are.  All of it is
-  hard-linked into the staged copy before the swap, so the verified copy is untouched
-  until the rename, as before.
+- A fetch never drops what the local copy holds (merge.py): a job whose results are here
+  but not finished on the host keeps its local folder, a job whose results changed there
+  has the local folder kept aside in ``runs/<id>/previous/<time>/``, the user's files under
+  ``jobs/`` stay; all of it hard-linked into the staged copy before the swap.
 """
 
 from __future__ import annotations
@@ -46,26 +43,41 @@ import os
 import shutil
 import stat
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from orchestrator import backends
+from orchestrator.config.project import Project
 from orchestrator.contract.hostdocs import RESULT_FILES
+from orchestrator.contract.records import load_record, load_resolved, update_record
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.localfiles import writing
 from orchestrator.results.room import memory_shortfall, size_words
-from orchestrator.runs.previous import PREVIOUS, is_real_dir
+from orchestrator.runs import hostops
+from orchestrator.runs.merge import (
+    BOUNDED,
+    DOC_BYTES,
+    DOCS,
+    Merge,
+    apply_merge,
+    drop_aside,
+    move_evaluation,
+    plan_merge,
+    read_regular,
+    regular_size,
+    restore_evaluation,
+    set_aside,
+)
+from orchestrator.runs.previous import earlier, earlier_line, fetch_lock
 from orchestrator.transport.base import Transport
 from orchestrator.transport.hostfiles import NOT_REGULAR
 from orchestrator.transport.pull import Pulled, PullSpec, check_tree
-from remote.backends import output_files
+from remote.jobstate import DONE, UNKNOWN
 
-DOCS = ("status.json", "manifest.json")  # fetched first, whole up to DOC_BYTES
-# then RESULT_FILES (the contract's, hostdocs.py), as big as the manifests declare; verified
-# fetched as a tail when big; output_files: a scheduler's own output of a job (Slurm's
-# slurm.out: why a job that never reached orch's wrapper failed), absent elsewhere
-BOUNDED = ("log.txt", "progress.jsonl", *output_files())
+# DOCS (status.json, manifest.json) come first, whole up to DOC_BYTES; then RESULT_FILES
+# (the contract's, hostdocs.py), as big as the manifests declare; BOUNDED (the logs) come as
+# a tail when big (merge.py names them all: what a fetch writes into a job's folder)
 TAIL_BYTES = 1 << 20
-DOC_BYTES = TAIL_BYTES  # a real one is a few KB
 RESERVE_BYTES = 256 << 20  # the free space a fetch leaves on this machine's disk at least
 # The most --full-logs takes of one log: a log this big is read with `orch logs` on the
 # host, not copied to a laptop (a runaway or hostile job writes logs without end).
@@ -251,12 +263,12 @@ def _link_whole(seed: Path, stage: Path, key: str, size: int) -> bool:
     has now: the same attempt of the job (a rerun writes a new status.json), so a log of the
     same length from an earlier attempt is never put beside a new attempt's results."""
     job = key.split("/", 1)[0]
-    if _regular_size(seed / key) != size:
+    if regular_size(seed / key) != size:
         return False
-    status = _read_regular(seed / job / "status.json")
-    if status is None or status != _read_regular(stage / job / "status.json"):
+    status = read_regular(seed / job / "status.json")
+    if status is None or status != read_regular(stage / job / "status.json"):
         return False
-    if _read_regular(seed / job / "manifest.json") != _read_regular(stage / job / "manifest.json"):
+    if read_regular(seed / job / "manifest.json") != read_regular(stage / job / "manifest.json"):
         return False
     temp = stage / (key + ".whole")
     try:
@@ -310,7 +322,7 @@ def link_held(stage: Path, seed: Path, declared: Dict[str, Tuple[int, str]]) -> 
     held = []
     for job, (size, digest) in declared.items():
         mine = seed / job / RESULT_FILES[0]
-        if _regular_size(mine) != size or sha256_file(str(mine)) != digest:
+        if regular_size(mine) != size or sha256_file(str(mine)) != digest:
             continue
         try:
             os.link(mine, stage / job / RESULT_FILES[0])
@@ -441,228 +453,231 @@ def verify(run_dir: Path, stage: Path, planned: Sequence[Dict], done: Sequence[s
     return problems
 
 
-# --------------------------------------------------------------------------- the local copy
-
-FETCHED = DOCS + BOUNDED + RESULT_FILES  # the only names a fetch writes into a job's folder
-# What `orch eval` writes from jobs/ (yardsticks.json is keyed by the data, not the results).
-EVALUATION = ("metrics.json", "predictions.csv", "report.md", "plots")
-# runs/<id>/previous/<time>/: local copies a fetch replaced (previous.py counts and drops them)
+# --------------------------------------------------------------------------- a run's fetch
 
 
-@dataclass
-class Merge:
-    """How the staged copy and the local one (runs/<id>/jobs) make the new local copy.
+def fetch(project: Project, transport: Transport, run_id: str, partial: bool, full_logs: bool = False) -> Dict:
+    """Pull RUN's job files, verify them, and only then replace runs/<id>/jobs (see above).
 
-    ``kept``: jobs whose local folder stays whole, as job -> whether it holds results (a
-    manifest.json) the host has not (finished) any more.  ``changed``: jobs whose results
-    the host changed, as job -> what changed in words; their local folder is kept aside.
-    ``carried``: paths under jobs/ that no fetch writes (the user's own), kept in place.
-    ``whole``: logs ("job/log.txt") of unchanged jobs that this fetch cut to their tail but
-    that are here whole (fetched with --full-logs before): the whole one stays."""
-
-    kept: Dict[str, bool] = field(default_factory=dict)
-    changed: Dict[str, str] = field(default_factory=dict)
-    carried: List[str] = field(default_factory=list)
-    whole: List[str] = field(default_factory=list)
-
-    def kept_results(self) -> List[str]:
-        """The jobs whose results come from the local copy, not from this fetch."""
-        return [job for job, results in self.kept.items() if results]
-
-
-def _read_regular(path: Path) -> Optional[bytes]:
-    """The bytes of PATH if it is a regular file (never through a link), else None."""
+    Whatever goes wrong, Ctrl-C included, the previous verified copy stays as it was, and
+    the message says so."""
+    local_dir = project.existing_run(run_id)
+    untouched = untouched_note(local_dir)
+    done: Dict[str, bool] = {}
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
+        with fetch_lock(local_dir):  # `orch runs --drop-previous` waits for it (runs/previous.py)
+            return _fetch(project, transport, run_id, local_dir, partial, full_logs, untouched, done)
+    except KeyboardInterrupt:
+        if done.get("swapped"):  # only the old copy's removal was left (a later fetch finishes it)
+            raise OrchError(
+                f"interrupted after the fetch of {run_id} put the new copy in {local_dir / 'jobs'}",
+                ExitCode.INTERRUPTED,
+                hint=f"`orch eval {run_id}` evaluates it",
+            ) from None
+        raise OrchError(
+            f"interrupted: the fetch of {run_id} stopped; {untouched}",
+            ExitCode.INTERRUPTED,
+            hint=f"`orch fetch-results {run_id}` fetches again",
+        ) from None
+
+
+def _fetch(
+    project: Project,
+    transport: Transport,
+    run_id: str,
+    local_dir: Path,
+    partial: bool,
+    full_logs: bool,
+    untouched: str,
+    done: Dict[str, bool],
+) -> Dict:
+    """fetch()'s work; DONE["swapped"] is set once the new copy replaced the old one."""
+    from orchestrator.runs.state import run_state
+
+    record, doc = load_record(local_dir), load_resolved(local_dir)
+    rows = _host_rows(transport, run_id, local_dir, record, doc)
+    unfinished = _unfinished(rows, local_dir, partial)
+    again = f"`orch fetch-results {run_id}` fetches again"
+    with writing(local_dir / "jobs"):  # it makes its folder and clears a stopped fetch's
+        staging = Staging(local_dir)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(fd, "rb") as f:
-            fd = -1
-            return f.read(DOC_BYTES + 1)
+        pulled = _pull_verified(
+            transport, run_id, local_dir, record, doc, staging, rows, unfinished, full_logs, untouched
+        )
+        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, untouched, pulled.cut)
+        aside, moved = _swap_in(local_dir, staging, merge, done)
+    except OrchError as exc:
+        if untouched in exc.message:
+            raise
+        raise OrchError(f"{exc.message}; {untouched}", exc.code, hint=exc.hint or again) from None
+    except OSError as exc:  # keeping the local copy (links, a full disk): nothing was replaced
+        raise OrchError(
+            f"fetching {run_id} failed while keeping the local copy: {exc}; {untouched}", ExitCode.RUN_STATE, hint=again
+        ) from None
+    else:  # recorded before the old copy is removed: a Ctrl-C there leaves the record right
+        _record_fetched(local_dir, rows, complete)
     finally:
-        if fd >= 0:
-            os.close(fd)
+        staging.discard()
+    return {
+        "complete": complete,
+        "rows": rows,
+        "state": run_state(rows),
+        "cut": {key: size for key, size in pulled.cut.items() if key not in merge.whole},  # whole here: not cut
+        "over_cap": pulled.over_cap,
+        "kept": {job: next(r.state for r in rows if r.name == job) for job in merge.kept_results()},
+        "changed": merge.changed,
+        "previous": aside,
+        "moved": moved,
+    }
 
 
-def _regular_size(path: Path) -> Optional[int]:
-    """PATH's size when it is a regular file (not through a link), else None."""
+def _host_rows(transport: Transport, run_id: str, local_dir: Path, record: Dict, doc: Dict) -> List:
+    """The run's jobs as the host sees them now (one status round trip)."""
+    from orchestrator.runs.state import rows_from_remote
+
+    backend = backends.for_record(record)
+    status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+    if not status.get("exists"):
+        raise hostops.not_on_host(local_dir, record, status.get("run_dir"))
+    return rows_from_remote(status, doc["jobs"], backend)
+
+
+def _unfinished(rows: List, local_dir: Path, partial: bool) -> List:
+    """The scoring jobs not done on the host; refused unless PARTIAL."""
+    # The pretrain job produces a checkpoint, not scores.
+    scored = [r for r in rows if r.name != "pretrain"]
+    unfinished = [r for r in scored if r.state != DONE]
+    if unfinished and not partial:
+        kept = [r.name for r in unfinished if (local_dir / "jobs" / r.name / "manifest.json").is_file()]
+        raise OrchError(
+            "run is not complete: "
+            + ", ".join(
+                f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == UNKNOWN else "") for r in unfinished
+            ),
+            ExitCode.RUN_STATE,
+            hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial"
+            + (
+                f" (which keeps the results of {', '.join(kept)} fetched before, in {local_dir / 'jobs'})"
+                if kept
+                else ""
+            ),
+        )
+    return unfinished
+
+
+def _pull_verified(
+    transport: Transport,
+    run_id: str,
+    local_dir: Path,
+    record: Dict,
+    doc: Dict,
+    staging: Staging,
+    rows: List,
+    unfinished: List,
+    full_logs: bool,
+    untouched: str,
+) -> Pulled:
+    """Pull the host's job files into STAGING and verify them there; refuse (naming each
+    problem, and UNTOUCHED: what the fetch leaves) a copy that fails."""
+    pulled = pull(
+        transport,
+        hostops.run_dir(record["workdir"], run_id) + "/jobs",
+        staging.jobs,
+        local_dir / "jobs",
+        [j["name"] for j in doc["jobs"]],
+        full_logs,
+        run_id,
+    )
+    refused = {line.split(": ", 1)[0] for line in pulled.refused}
+    problems = pulled.refused + [
+        line  # a file refused above is not also "missing"
+        for line in verify(
+            local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == DONE], not unfinished
+        )
+        if line.split(": ", 1)[0] not in refused
+    ]
+    if problems:
+        raise OrchError(
+            "fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{untouched}",
+            ExitCode.RUN_STATE,
+            hint=f"`orch fetch-results {run_id}` fetches again once the host's files are mended",
+        )
+    return pulled
+
+
+def _swap_in(
+    local_dir: Path, staging: Staging, merge: Merge, done: Dict[str, bool]
+) -> Tuple[Optional[Path], List[str]]:
+    """Keep the changed jobs' old copy and its evaluation aside, then swap the staged copy in.
+    Returns the previous/<time> folder (None: nothing set aside) and the evaluation files
+    moved there."""
+    aside = set_aside(merge, local_dir)
+    moved: List[str] = []
     try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
-
-
-def plan_merge(
-    local: Path, stage: Path, jobs: Sequence[str], done: Sequence[str], cut: Optional[Dict[str, int]] = None
-) -> Merge:
-    """Compare the local copy LOCAL (runs/<id>/jobs) with the staged one STAGE, of the
-    planned JOBS of which DONE are finished on the host (and verified in STAGE).
-
-    A job with a manifest.json here and none finished on the host is kept whole (a host
-    that lost or reruns a job must not take its results away); one whose manifest.json
-    differs from the host's is changed (the bytes: a manifest lists every result file's
-    sha256, so equal manifests vouch for equal results, and a damaged local file is
-    mended by the fetch); a job folder the host has nothing of is kept whole.  Everything
-    else under LOCAL that no fetch writes is carried over to the new copy.  CUT: the files
-    this fetch cut to their tail ("job/name" -> size on the host); a job's such log that is
-    here as a regular file of exactly that size is the whole of it, and stays."""
-    merge = Merge()
-    if not is_real_dir(local):
-        return merge
-    planned, finished = set(jobs), set(done)
-    for entry in sorted(os.listdir(local)):
-        here, there = local / entry, stage / entry
-        if entry not in planned:
-            merge.carried.append(entry)
-            continue
-        if not is_real_dir(here):  # something else where a job folder goes: not orch's
-            if os.path.lexists(there):
-                merge.changed[entry] = f"jobs/{entry} here was not a job folder"
-            else:
-                merge.carried.append(entry)
-            continue
-        mine = _read_regular(here / "manifest.json")
-        theirs = _read_regular(there / "manifest.json") if entry in finished else None
-        if mine is not None and theirs is None:
-            merge.kept[entry] = True
-            continue
-        if mine is None and not os.path.lexists(there):
-            merge.kept[entry] = False  # an unfinished job's logs, which the host no longer has
-            continue
-        if mine is not None and mine != theirs:
-            merge.changed[entry] = describe_change(mine, theirs)
-        else:
-            for rel, size in (cut or {}).items():
-                job, _, name = rel.partition("/")
-                if job == entry and name in BOUNDED and _regular_size(here / name) == size:
-                    merge.whole.append(rel)
-        merge.carried += [f"{entry}/{name}" for name in sorted(os.listdir(here)) if name not in FETCHED]
-    return merge
-
-
-def _listed(manifest: bytes) -> Optional[Dict[str, str]]:
-    """A manifest's files as name -> sha256; None when it is not one."""
-    from orchestrator.contract.hostdocs import loads
-
-    try:
-        files = loads(manifest)["files"]
-        return {str(name): str(meta["sha256"]) for name, meta in files.items()}
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-
-
-def describe_change(mine: bytes, theirs: bytes) -> str:
-    """What differs between the local manifest MINE and the host's THEIRS, in words (file
-    names and hash prefixes come from the host: the caller prints them escaped)."""
-    old, new = _listed(mine), _listed(theirs)
-    if old is None:
-        return "the local manifest.json is damaged"
-    if new is None:  # verified already: cannot happen for a scoring job
-        return "manifest.json differs"
-    words = []
-    for name in sorted(set(old) | set(new)):
-        if name not in new:
-            words.append(f"{name} no longer listed")
-        elif name not in old:
-            words.append(f"{name} new")
-        elif old[name] != new[name]:
-            words.append(f"{name} sha256 {old[name][:12]} -> {new[name][:12]}")
-    return ", ".join(words) if words else "manifest.json differs, the files it lists are the same"
-
-
-def link_copy(src: Path, dst: Path) -> None:
-    """Copy SRC (a file, a link or a folder tree) to DST: files as hard links where the
-    file system allows (a fetch never writes into an existing file), else as copies; links
-    as links, never followed.  A fifo, socket or device holds no data and is not copied."""
-    st = os.lstat(src)
-    if stat.S_ISDIR(st.st_mode):
-        dst.mkdir(mode=stat.S_IMODE(st.st_mode) | 0o700)
-        for name in sorted(os.listdir(src)):
-            link_copy(src / name, dst / name)
-    elif stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), dst)
-    elif stat.S_ISREG(st.st_mode):
-        try:
-            os.link(src, dst, follow_symlinks=False)
-        except OSError:
-            shutil.copy2(src, dst, follow_symlinks=False)
-
-
-def apply_merge(merge: Merge, local: Path, stage: Path) -> None:
-    """Put into the staged copy what the new local copy keeps of the old one (see plan_merge)."""
-    for job in merge.kept:
-        if os.path.lexists(stage / job):
-            shutil.rmtree(stage / job)  # what the host has of a job it did not finish
-        link_copy(local / job, stage / job)
-    for rel in merge.whole:  # the whole log fetched before, not this fetch's tail of it
-        os.unlink(stage / rel)
-        link_copy(local / rel, stage / rel)
-    for rel in merge.carried:
-        target = stage / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not os.path.lexists(target):  # a fetch writes no such name: never taken
-            link_copy(local / rel, target)
-
-
-def previous_dir(run_dir: Path) -> Path:
-    """A new, empty runs/<id>/previous/<UTC time>[-n] folder."""
-    base = run_dir / PREVIOUS
-    base.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%SZ", time.gmtime())
-    for n in range(1, 1000):
-        where = base / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            where.mkdir()
-            return where
-        except FileExistsError:
-            continue
-    raise OrchError(f"{base} has too many folders of {stamp}", ExitCode.RUN_STATE)
-
-
-def set_aside(merge: Merge, run_dir: Path) -> Optional[Path]:
-    """Copy (hard links) the local folders of the changed jobs into a new previous/<time>/jobs/:
-    before the swap, so the verified copy stays untouched until then."""
-    if not merge.changed:
-        return None
-    where = previous_dir(run_dir)
-    try:
-        (where / "jobs").mkdir()
-        for job in merge.changed:
-            link_copy(run_dir / "jobs" / job, where / "jobs" / job)
+        if aside is not None:  # before the swap: no evaluation is ever beside results it was not made from
+            moved = move_evaluation(local_dir, aside)
+        staging.swap_in()
+        done["swapped"] = True
     except BaseException:
-        drop_aside(where)
+        if aside is not None:  # nothing was replaced: put the evaluation back, drop the links
+            restore_evaluation(local_dir, aside, moved)
+            drop_aside(aside)
         raise
-    return where
+    return aside, moved
 
 
-def drop_aside(where: Path) -> None:
-    """Remove a previous/<time> folder made for a fetch that replaced nothing (it holds only
-    links to the copy that stays, the evaluation put back), and previous/ itself when that
-    leaves it empty."""
-    shutil.rmtree(where, ignore_errors=True)
-    try:
-        where.parent.rmdir()
-    except OSError:
-        pass
+def _record_fetched(local_dir: Path, rows: List, complete: bool) -> None:
+    # only the fetch's own keys: a command that changed the record meanwhile keeps its change
+    update_record(
+        local_dir,
+        {
+            "state": "fetched" if complete else "partial",
+            "fetched_at": time.time(),
+            "job_states": {r.name: r.state for r in rows},
+        },
+        drop=("job_states_at",),
+    )
 
 
-def move_evaluation(run_dir: Path, where: Path) -> List[str]:
-    """Move the evaluation of the replaced results (metrics.json, report.md, ...) into WHERE:
-    it describes results that are no longer in jobs/.  Returns the names moved."""
-    moved = []
-    for name in EVALUATION:
-        if os.path.lexists(run_dir / name):
-            os.rename(run_dir / name, where / name)
-            moved.append(name)
-    return moved
+def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, untouched: str, cut: Dict[str, int]):
+    """Put into the staged copy what the new local copy keeps of the old one (plan_merge)
+    and check the whole again when results come from both.  Returns the merge and whether
+    the new copy holds every scoring job's results."""
+    done = [r.name for r in rows if r.state == DONE]
+    merge = plan_merge(local_dir / "jobs", stage, [j["name"] for j in planned], done, cut)
+    apply_merge(merge, local_dir / "jobs", stage)
+    have = set(done) | set(merge.kept_results())
+    complete = all(r.name in have for r in rows if r.name != "pretrain")
+    if merge.kept_results():
+        problems = verify(local_dir, stage, planned, sorted(have), complete)
+        if problems:
+            kept = ", ".join(merge.kept_results())
+            folders = " and ".join(str(local_dir / "jobs" / job) for job in merge.kept_results())
+            raise OrchError(
+                f"the results of {kept} here (kept: the host has none finished) and the ones fetched do "
+                "not make one run:\n  " + "\n  ".join(problems) + f"\nnothing was replaced: {untouched}",
+                ExitCode.RUN_STATE,
+                hint=f"to take what the host has without them, move {folders} "
+                "out of the run folder (the only copy of those results) and fetch again; or resume them on the host",
+            )
+    return merge, complete
 
 
-def restore_evaluation(run_dir: Path, where: Path, names: Sequence[str]) -> None:
-    """Undo move_evaluation (a fetch that then replaced nothing)."""
-    for name in names:
-        if not os.path.lexists(run_dir / name):
-            os.rename(where / name, run_dir / name)
+def fetch_notes(outcome: Dict, run_dir: Path) -> List[str]:
+    """What a fetch kept of the local copy and set aside, in lines for the user."""
+    from orchestrator.terminal import visible
+
+    lines = [
+        f"  {job} is {state} on the host: kept its results fetched before ({run_dir / 'jobs' / job})"
+        for job, state in outcome.get("kept", {}).items()
+    ]
+    aside = outcome.get("previous")
+    for job, what in outcome.get("changed", {}).items():
+        lines.append(
+            f"  {job}'s results changed on the host ({visible(what)}): the previous copy is in {aside / 'jobs' / job}"
+        )
+    if outcome.get("moved"):
+        lines.append(f"  the evaluation of the previous results ({', '.join(outcome['moved'])}) moved to {aside}")
+    if aside is not None:  # results are never deleted on their own: say what is kept, and how to drop it
+        lines.append("  " + earlier_line(run_dir, earlier(run_dir)))
+    return lines

@@ -1,4 +1,4 @@
-"""`orch run` / `--resume` / `fetch-results`: the few steps that touch a host for a run."""
+"""`orch run` / `--resume`: the few steps that launch a run's jobs on a host (fetching: fetch.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Dict, List
 import yaml
 
 from orchestrator import backends, output
+from orchestrator.backends.base import JobBackend
 from orchestrator.config.project import Project, not_a_run
 from orchestrator.contract.records import (
     check_config_unchanged,
@@ -157,11 +158,48 @@ def launch(project: Project, transport: Transport, exp: Experiment, run_id: str)
         raise
 
 
+@dataclass
+class _Launch:
+    """What one launch knows before it connects: the run, its classes and backend, the code
+    snapshot and the data files, and the request every check_and_launch starts from."""
+
+    project: Project
+    transport: Transport
+    exp: Experiment
+    run_id: str
+    local_dir: Path
+    classes: List[str]
+    backend: JobBackend
+    files: List[str]
+    code_hash: str
+    data: Dict[str, Path]
+    data_at: Dict[str, str]  # key -> path under the workdir
+    staging_name: str
+    request: Dict
+
+
 def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str, local_dir: Path) -> Launched:
     """Warm (code and data on the host, its workdir and GPUs known from the last launch):
     one command checks and launches.  Otherwise the first command says what is missing,
     the transport sends it, and a second one publishes the code and launches
     (orchestrator/runs/hostlaunch.py)."""
+    run = _prepare(project, transport, exp, run_id, local_dir)
+    host = transport.host
+    known = hostlaunch.known_host(project.root, host)
+    last = _planned_for(run, known["workdir"], list(host.gpus) or known["gpus"]) if known else run.request
+    reply = _first_check(run, last)
+    sent = 0
+    if reply.launch is None:
+        reply, last, sent = _send_missing_and_launch(run, reply)
+    check_started(reply.launch, last["plan"], run_id, exp.name, created=True)
+    return Launched(
+        run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash=run.code_hash, files_sent=sent
+    )
+
+
+def _prepare(project: Project, transport: Transport, exp: Experiment, run_id: str, local_dir: Path) -> _Launch:
+    """Everything the launch knows before it connects (the classes checked, the code hash
+    and the data hashes computed)."""
     host = transport.host
     classes = classes_for(exp, project.root)
     backend = backends.for_host(host)
@@ -170,7 +208,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     files = codesync.snapshot_files(project.root)
     code_hash = codesync.snapshot_hash(project.root, files)
     data = staging.local_data_files(exp, project.root)
-    data_at = staging.staged_names(data)  # key -> path under the workdir
+    data_at = staging.staged_names(data)
     staging_name = f".staging-{code_hash}-{secrets.token_hex(6)}"  # this launch's own: another may send the same code
     request = {
         "code_hash": code_hash,
@@ -181,109 +219,149 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
         "data": sorted(set(data_at.values())),
         "run_dir": f"runs/{run_id}",
     }
+    return _Launch(
+        project=project,
+        transport=transport,
+        exp=exp,
+        run_id=run_id,
+        local_dir=local_dir,
+        classes=classes,
+        backend=backend,
+        files=files,
+        code_hash=code_hash,
+        data=data,
+        data_at=data_at,
+        staging_name=staging_name,
+        request=request,
+    )
 
-    def planned_for(workdir: str, gpus: List[str]) -> Dict:
-        """Record the run locally for this workdir and these GPUs (before anything of it
-        can reach the host: see launch()), and return the request that launches it."""
-        planned = jobplan.plan_jobs(exp, classes)
-        backend.place(planned, gpus)
-        resolved = to_dict(exp)
-        if not resolved["data"].get("name"):  # before the paths become host paths: eval.bands_dataset matches it
-            from remote.data import dataset_name
 
-            named = data.get("path")
-            resolved["data"]["name"] = dataset_name(str(named) if named else exp.data.path, exp.data.source)
-        for key, rel in data_at.items():
-            resolved["data"][key] = f"{workdir}/{rel}"
-        if not resolved["data"]["classes"]:
-            resolved["data"]["classes"] = classes
-        doc = {
-            "run_id": run_id,
-            "code_hash": code_hash,
-            "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "host": host.name,
-            "experiment": resolved,
-            "jobs": [j.to_dict() for j in planned],
-        }
-        text = yaml.safe_dump(doc, sort_keys=False)
-        save_record(
-            local_dir,
-            {
-                "run_id": run_id,
-                "host": host.name,
-                "experiment": exp.name,
-                "workdir": workdir,
-                "code_hash": code_hash,
-                "launched_at": time.time(),
-                "gpus": list(gpus),
-                "state": "launched",
-                "backend": backend.name,
-                "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
-                # Where the data the host reads came from: evaluation trains the yardsticks on it.
-                "data_files": {
-                    key: {"local": str(path), "host": f"{workdir}/{data_at[key]}"} for key, path in data.items()
-                },
-                "planned_jobs": job_summary(doc["jobs"]),  # `orch status` reads these instead of run.yaml's YAML
-            },
-        )
-        atomic_write_text(local_dir / "run.yaml", text)
-        remote_run = hostops.run_dir(workdir, run_id)
-        plan = jobplan.launch_plan(
-            run_id, host.python_or_default, remote_run, hostops.code_dir(workdir, code_hash), planned, backend
-        )
-        return {
-            **request,
+def _planned_for(run: _Launch, workdir: str, gpus: List[str]) -> Dict:
+    """Record the run locally for this workdir and these GPUs (before anything of it can
+    reach the host: see launch()), and return the request that launches it."""
+    planned = jobplan.plan_jobs(run.exp, run.classes)
+    run.backend.place(planned, gpus)
+    doc = _run_yaml(run, workdir, planned)
+    text = yaml.safe_dump(doc, sort_keys=False)
+    _save_local_record(run, workdir, gpus, text, doc["jobs"])
+    atomic_write_text(run.local_dir / "run.yaml", text)
+    host = run.transport.host
+    plan = jobplan.launch_plan(
+        run.run_id,
+        host.python_or_default,
+        hostops.run_dir(workdir, run.run_id),
+        hostops.code_dir(workdir, run.code_hash),
+        planned,
+        run.backend,
+    )
+    return {
+        **run.request,
+        "workdir": workdir,
+        "gpus": None if host.gpus else list(gpus),
+        "plan": plan,
+        "run_yaml": text,
+    }
+
+
+def _run_yaml(run: _Launch, workdir: str, planned: List["jobplan.PlannedJob"]) -> Dict:
+    """run.yaml: the resolved experiment, its data paths the host's, and the planned jobs."""
+    exp = run.exp
+    resolved = to_dict(exp)
+    if not resolved["data"].get("name"):  # before the paths become host paths: eval.bands_dataset matches it
+        from remote.data import dataset_name
+
+        named = run.data.get("path")
+        resolved["data"]["name"] = dataset_name(str(named) if named else exp.data.path, exp.data.source)
+    for key, rel in run.data_at.items():
+        resolved["data"][key] = f"{workdir}/{rel}"
+    if not resolved["data"]["classes"]:
+        resolved["data"]["classes"] = run.classes
+    return {
+        "run_id": run.run_id,
+        "code_hash": run.code_hash,
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": run.transport.host.name,
+        "experiment": resolved,
+        "jobs": [j.to_dict() for j in planned],
+    }
+
+
+def _save_local_record(run: _Launch, workdir: str, gpus: List[str], text: str, jobs: List[Dict]) -> None:
+    """local.json for the run as launched to WORKDIR (TEXT: its run.yaml, JOBS: run.yaml's jobs)."""
+    save_record(
+        run.local_dir,
+        {
+            "run_id": run.run_id,
+            "host": run.transport.host.name,
+            "experiment": run.exp.name,
             "workdir": workdir,
-            "gpus": None if host.gpus else list(gpus),
-            "plan": plan,
-            "run_yaml": text,
-        }
+            "code_hash": run.code_hash,
+            "launched_at": time.time(),
+            "gpus": list(gpus),
+            "state": "launched",
+            "backend": run.backend.name,
+            "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            # Where the data the host reads came from: evaluation trains the yardsticks on it.
+            "data_files": {
+                key: {"local": str(path), "host": f"{workdir}/{run.data_at[key]}"} for key, path in run.data.items()
+            },
+            "planned_jobs": job_summary(jobs),  # `orch status` reads these instead of run.yaml's YAML
+        },
+    )
 
-    known = hostlaunch.known_host(project.root, host)
-    last = planned_for(known["workdir"], list(host.gpus) or known["gpus"]) if known else request
+
+def _first_check(run: _Launch, last: Dict) -> "hostlaunch.Reply":
+    """The first check_and_launch (it launches when warm).  A host that refuses before
+    starting anything (the name taken there, a module missing) frees the name here too."""
+    host = run.transport.host
     try:
-        reply = hostlaunch.check_and_launch(transport, backend, last)
+        reply = hostlaunch.check_and_launch(run.transport, run.backend, last)
         state = reply.state
-        transport.learn_tools(state.tools)
-        hostlaunch.remember(project.root, host, reply)
+        run.transport.learn_tools(state.tools)
+        hostlaunch.remember(run.project.root, host, reply)
         if reply.run_exists:
-            where = hostops.run_dir(state.workdir, run_id)
+            where = hostops.run_dir(state.workdir, run.run_id)
             raise hostlaunch.RunOnHost(
-                f"run {run_id!r} already exists on {host.name} ({where})", where, hint="pick another --name"
+                f"run {run.run_id!r} already exists on {host.name} ({where})", where, hint="pick another --name"
             )
         if reply.launch is None:
             try:
-                check_host_python(transport, exp, state)
+                check_host_python(run.transport, run.exp, state)
             except OrchError as exc:
                 raise hostlaunch.NotLaunched(exc.message, exc.code, exc.hint) from None
     except hostlaunch.NotLaunched:
-        shutil.rmtree(local_dir, ignore_errors=True)  # the host refused before starting anything: the name is free
+        shutil.rmtree(run.local_dir, ignore_errors=True)  # the host refused before starting anything: the name is free
         raise
-    sent = 0
-    if reply.launch is None:
-        # Nothing of the run is on the host: a record written for the guess goes until the
-        # command that launches, so a failed transfer leaves no run that never was.
-        for name in ("local.json", "run.yaml"):
-            (local_dir / name).unlink(missing_ok=True)
-        if not reply.code:
-            sent = transport.push_tree(project.root, files, f"{state.workdir}/code/{staging_name}")
-        for key, rel in sorted(data_at.items()):
-            if rel in reply.missing_data:
-                transport.push_file(data[key], f"{state.workdir}/{rel}")
-                reply.missing_data.remove(rel)  # two keys may name one file
-        last = planned_for(state.workdir, state.gpus)
-        if not reply.code:
-            last["publish"] = staging_name
-        reply = hostlaunch.check_and_launch(transport, backend, last)
-        if reply.launch is None:
-            raise OrchError(
-                f"{host.name} did not launch {run_id}: " + _still_missing(reply, code_hash),
-                ExitCode.REMOTE,
-                hint=f"`orch run {exp.name}` again; if it persists, check "
-                f"{state.workdir}/code and {state.workdir}/data on {host.name}",
-            )
-    check_started(reply.launch, last["plan"], run_id, exp.name, created=True)
-    return Launched(run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash, sent)
+    return reply
+
+
+def _send_missing_and_launch(run: _Launch, reply: "hostlaunch.Reply"):
+    """Cold: send what the first reply says is missing, then publish the code and launch.
+    Returns the second reply, the request that launched, and the number of files sent."""
+    # Nothing of the run is on the host: a record written for the guess goes until the
+    # command that launches, so a failed transfer leaves no run that never was.
+    for name in ("local.json", "run.yaml"):
+        (run.local_dir / name).unlink(missing_ok=True)
+    state, transport, sent = reply.state, run.transport, 0
+    if not reply.code:
+        sent = transport.push_tree(run.project.root, run.files, f"{state.workdir}/code/{run.staging_name}")
+    for key, rel in sorted(run.data_at.items()):
+        if rel in reply.missing_data:
+            transport.push_file(run.data[key], f"{state.workdir}/{rel}")
+            reply.missing_data.remove(rel)  # two keys may name one file
+    last = _planned_for(run, state.workdir, state.gpus)
+    if not reply.code:
+        last["publish"] = run.staging_name
+    launched = hostlaunch.check_and_launch(transport, run.backend, last)
+    if launched.launch is None:
+        host = transport.host
+        raise OrchError(
+            f"{host.name} did not launch {run.run_id}: " + _still_missing(launched, run.code_hash),
+            ExitCode.REMOTE,
+            hint=f"`orch run {run.exp.name}` again; if it persists, check "
+            f"{state.workdir}/code and {state.workdir}/data on {host.name}",
+        )
+    return launched, last, sent
 
 
 def _still_missing(reply: "hostlaunch.Reply", code_hash: str) -> str:
@@ -455,189 +533,12 @@ def _resend_code(
     transport.push_tree(project.root, files, f"{record['workdir']}/code/{staging_name}")
 
 
-def fetch(project: Project, transport: Transport, run_id: str, partial: bool, full_logs: bool = False) -> Dict:
-    """Pull RUN's job files, verify them, and only then replace runs/<id>/jobs (see fetch.py).
+def __getattr__(name: str):
+    """``fetch`` and ``fetch_notes`` moved to fetch.py; commands/runs.py and
+    commands/quickfetch.py still reach them here (loaded on use, so that `orch run` never
+    loads the fetch's modules).  Drop this once they import runs.fetch."""
+    if name in ("fetch", "fetch_notes"):
+        from orchestrator.runs import fetch as fetching
 
-    Whatever goes wrong, Ctrl-C included, the previous verified copy stays as it was, and
-    the message says so."""
-    from orchestrator.runs.fetch import untouched_note
-    from orchestrator.runs.previous import fetch_lock
-
-    local_dir = project.existing_run(run_id)
-    untouched = untouched_note(local_dir)
-    done: Dict[str, bool] = {}
-    try:
-        with fetch_lock(local_dir):  # `orch runs --drop-previous` waits for it (runs/previous.py)
-            return _fetch(project, transport, run_id, local_dir, partial, full_logs, untouched, done)
-    except KeyboardInterrupt:
-        if done.get("swapped"):  # only the old copy's removal was left (a later fetch finishes it)
-            raise OrchError(
-                f"interrupted after the fetch of {run_id} put the new copy in {local_dir / 'jobs'}",
-                ExitCode.INTERRUPTED,
-                hint=f"`orch eval {run_id}` evaluates it",
-            ) from None
-        raise OrchError(
-            f"interrupted: the fetch of {run_id} stopped; {untouched}",
-            ExitCode.INTERRUPTED,
-            hint=f"`orch fetch-results {run_id}` fetches again",
-        ) from None
-
-
-def _fetch(
-    project: Project,
-    transport: Transport,
-    run_id: str,
-    local_dir: Path,
-    partial: bool,
-    full_logs: bool,
-    untouched: str,
-    done: Dict[str, bool],
-) -> Dict:
-    """fetch()'s work; DONE["swapped"] is set once the new copy replaced the old one."""
-    from orchestrator.runs import fetch as fetching
-    from orchestrator.runs.state import rows_from_remote, run_state
-
-    record, doc = load_record(local_dir), load_resolved(local_dir)
-    backend = backends.for_record(record)
-    status = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
-    if not status.get("exists"):
-        raise hostops.not_on_host(local_dir, record, status.get("run_dir"))
-    rows = rows_from_remote(status, doc["jobs"], backend)
-    # The pretrain job produces a checkpoint, not scores.
-    scored = [r for r in rows if r.name != "pretrain"]
-    unfinished = [r for r in scored if r.state != DONE]
-    if unfinished and not partial:
-        kept = [r.name for r in unfinished if (local_dir / "jobs" / r.name / "manifest.json").is_file()]
-        raise OrchError(
-            "run is not complete: "
-            + ", ".join(
-                f"{r.name} is {r.state}" + (f" ({r.reason})" if r.state == UNKNOWN else "") for r in unfinished
-            ),
-            ExitCode.RUN_STATE,
-            hint="wait (`orch status --watch`), resume failed jobs, or fetch what exists with --partial"
-            + (
-                f" (which keeps the results of {', '.join(kept)} fetched before, in {local_dir / 'jobs'})"
-                if kept
-                else ""
-            ),
-        )
-    again = f"`orch fetch-results {run_id}` fetches again"
-    with writing(local_dir / "jobs"):  # it makes its folder and clears a stopped fetch's
-        staging = fetching.Staging(local_dir)
-    try:
-        pulled = fetching.pull(
-            transport,
-            hostops.run_dir(record["workdir"], run_id) + "/jobs",
-            staging.jobs,
-            local_dir / "jobs",
-            [j["name"] for j in doc["jobs"]],
-            full_logs,
-            run_id,
-        )
-        refused = {line.split(": ", 1)[0] for line in pulled.refused}
-        problems = pulled.refused + [
-            line  # a file refused above is not also "missing"
-            for line in fetching.verify(
-                local_dir, staging.jobs, doc["jobs"], [r.name for r in rows if r.state == DONE], not unfinished
-            )
-            if line.split(": ", 1)[0] not in refused
-        ]
-        if problems:
-            raise OrchError(
-                "fetched results failed verification:\n  " + "\n  ".join(problems) + f"\n{untouched}",
-                ExitCode.RUN_STATE,
-                hint=again + " once the host's files are mended",
-            )
-        merge, complete = _merge_local(local_dir, staging.jobs, doc["jobs"], rows, untouched, pulled.cut)
-        aside = fetching.set_aside(merge, local_dir)
-        moved: List[str] = []
-        try:
-            if aside is not None:  # before the swap: no evaluation is ever beside results it was not made from
-                moved = fetching.move_evaluation(local_dir, aside)
-            staging.swap_in()
-            done["swapped"] = True
-        except BaseException:
-            if aside is not None:  # nothing was replaced: put the evaluation back, drop the links
-                fetching.restore_evaluation(local_dir, aside, moved)
-                fetching.drop_aside(aside)
-            raise
-    except OrchError as exc:
-        if untouched in exc.message:
-            raise
-        raise OrchError(f"{exc.message}; {untouched}", exc.code, hint=exc.hint or again) from None
-    except OSError as exc:  # keeping the local copy (links, a full disk): nothing was replaced
-        raise OrchError(
-            f"fetching {run_id} failed while keeping the local copy: {exc}; {untouched}", ExitCode.RUN_STATE, hint=again
-        ) from None
-    else:  # recorded before the old copy is removed: a Ctrl-C there leaves the record right
-        # only the fetch's own keys: a command that changed the record meanwhile keeps its change
-        update_record(
-            local_dir,
-            {
-                "state": "fetched" if complete else "partial",
-                "fetched_at": time.time(),
-                "job_states": {r.name: r.state for r in rows},
-            },
-            drop=("job_states_at",),
-        )
-    finally:
-        staging.discard()
-    return {
-        "complete": complete,
-        "rows": rows,
-        "state": run_state(rows),
-        "cut": {key: size for key, size in pulled.cut.items() if key not in merge.whole},  # whole here: not cut
-        "over_cap": pulled.over_cap,
-        "kept": {job: next(r.state for r in rows if r.name == job) for job in merge.kept_results()},
-        "changed": merge.changed,
-        "previous": aside,
-        "moved": moved,
-    }
-
-
-def _merge_local(local_dir: Path, stage: Path, planned: List[Dict], rows: List, untouched: str, cut: Dict[str, int]):
-    """Put into the staged copy what the new local copy keeps of the old one (fetch.py:
-    plan_merge) and check the whole again when results come from both.  Returns the merge
-    and whether the new copy holds every scoring job's results."""
-    from orchestrator.runs import fetch as fetching
-
-    done = [r.name for r in rows if r.state == DONE]
-    merge = fetching.plan_merge(local_dir / "jobs", stage, [j["name"] for j in planned], done, cut)
-    fetching.apply_merge(merge, local_dir / "jobs", stage)
-    have = set(done) | set(merge.kept_results())
-    complete = all(r.name in have for r in rows if r.name != "pretrain")
-    if merge.kept_results():
-        problems = fetching.verify(local_dir, stage, planned, sorted(have), complete)
-        if problems:
-            kept = ", ".join(merge.kept_results())
-            folders = " and ".join(str(local_dir / "jobs" / job) for job in merge.kept_results())
-            raise OrchError(
-                f"the results of {kept} here (kept: the host has none finished) and the ones fetched do "
-                "not make one run:\n  " + "\n  ".join(problems) + f"\nnothing was replaced: {untouched}",
-                ExitCode.RUN_STATE,
-                hint=f"to take what the host has without them, move {folders} "
-                "out of the run folder (the only copy of those results) and fetch again; or resume them on the host",
-            )
-    return merge, complete
-
-
-def fetch_notes(outcome: Dict, run_dir: Path) -> List[str]:
-    """What a fetch kept of the local copy and set aside, in lines for the user."""
-    from orchestrator.terminal import visible
-
-    lines = [
-        f"  {job} is {state} on the host: kept its results fetched before ({run_dir / 'jobs' / job})"
-        for job, state in outcome.get("kept", {}).items()
-    ]
-    aside = outcome.get("previous")
-    for job, what in outcome.get("changed", {}).items():
-        lines.append(
-            f"  {job}'s results changed on the host ({visible(what)}): the previous copy is in {aside / 'jobs' / job}"
-        )
-    if outcome.get("moved"):
-        lines.append(f"  the evaluation of the previous results ({', '.join(outcome['moved'])}) moved to {aside}")
-    if aside is not None:  # results are never deleted on their own: say what is kept, and how to drop it
-        from orchestrator.runs.previous import earlier, earlier_line
-
-        lines.append("  " + earlier_line(run_dir, earlier(run_dir)))
-    return lines
+        return getattr(fetching, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

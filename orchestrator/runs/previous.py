@@ -2,7 +2,7 @@
 
 A fetch that finds a job's results changed on the host keeps the local copy (and the
 evaluation made from it) in a new previous/<UTC time>/ before it replaces anything
-(fetch.py).  Nothing removes them on its own: results are never deleted automatically.
+(merge.py: set_aside).  Nothing removes them on its own: results are never deleted automatically.
 This module says how many there are and what they take, and drops them when the user
 asks (`orch runs --drop-previous RUN`):
 

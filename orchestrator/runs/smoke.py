@@ -206,8 +206,9 @@ def _devices(rows) -> str:
 def step_fetch_eval(ctx: SmokeContext) -> str:
     from orchestrator.results.evaluate import check_min_accuracy, evaluate_run
     from orchestrator.results.report import pct
+    from orchestrator.runs.fetch import fetch
 
-    runner.fetch(ctx.project, ctx.transport, ctx.run_id, partial=False)
+    fetch(ctx.project, ctx.transport, ctx.run_id, partial=False)
     metrics = evaluate_run(ctx.project.run_dir(ctx.run_id))
     check_min_accuracy(metrics)
     return f"accuracy {pct(metrics['accuracy'])} (threshold {pct(metrics.get('min_accuracy', 0))})"

@@ -1,4 +1,4 @@
-"""orchestrator/runs/fetch.py: what a fetch keeps of the local copy (plan_merge, apply_merge,
+"""orchestrator/runs/merge.py: what a fetch keeps of the local copy (plan_merge, apply_merge,
 set_aside, move_evaluation), without a host.  The same through the real CLI:
 tests/integration/test_refetch.py."""
 
@@ -9,6 +9,7 @@ import os
 import pytest
 
 from orchestrator.runs import fetch
+from orchestrator.runs import merge as merging
 
 JOBS = ["class-0", "class-1"]
 
@@ -40,10 +41,10 @@ def test_a_job_the_host_lost_keeps_its_local_results(run):
     _job(local, "class-0")
     _job(local, "class-1")
     _job(stage, "class-0")  # the host lost class-1's folder
-    merge = fetch.plan_merge(local, stage, JOBS, done=["class-0"])
+    merge = merging.plan_merge(local, stage, JOBS, done=["class-0"])
     assert merge.kept == {"class-1": True} and merge.kept_results() == ["class-1"]
     assert not merge.changed and not merge.carried
-    fetch.apply_merge(merge, local, stage)
+    merging.apply_merge(merge, local, stage)
     assert (stage / "class-1" / "scores.jsonl").read_bytes() == (local / "class-1" / "scores.jsonl").read_bytes()
     # hard links: no space taken, and the local copy is not touched
     assert os.stat(stage / "class-1" / "scores.jsonl").st_ino == os.stat(local / "class-1" / "scores.jsonl").st_ino
@@ -55,9 +56,9 @@ def test_a_job_unfinished_on_the_host_keeps_its_local_results_not_the_hosts_logs
     _job(local, "class-1")
     _job(stage, "class-0")
     _job(stage, "class-1", scores=None, manifest=False, log=b"training again\n")  # resumed, running
-    merge = fetch.plan_merge(local, stage, JOBS, done=["class-0"])
+    merge = merging.plan_merge(local, stage, JOBS, done=["class-0"])
     assert merge.kept == {"class-1": True}
-    fetch.apply_merge(merge, local, stage)
+    merging.apply_merge(merge, local, stage)
     assert (stage / "class-1" / "log.txt").read_bytes() == b"log\n"
     assert (stage / "class-1" / "manifest.json").is_file()
 
@@ -67,7 +68,7 @@ def test_equal_manifests_take_the_hosts_copy_which_mends_a_damaged_local_file(ru
     _job(local, "class-0")
     (local / "class-0" / "scores.jsonl").write_bytes(b"damaged\n")  # the manifest still vouches for the original
     _job(stage, "class-0")
-    merge = fetch.plan_merge(local, stage, JOBS, done=["class-0"])
+    merge = merging.plan_merge(local, stage, JOBS, done=["class-0"])
     assert not merge.kept and not merge.changed and not merge.carried
 
 
@@ -75,7 +76,7 @@ def test_a_changed_manifest_names_what_changed(run):
     run_dir, local, stage = run
     _job(local, "class-0", scores=b"old\n")
     _job(stage, "class-0", scores=b"new\n")
-    merge = fetch.plan_merge(local, stage, JOBS, done=["class-0"])
+    merge = merging.plan_merge(local, stage, JOBS, done=["class-0"])
     old, new = hashlib.sha256(b"old\n").hexdigest(), hashlib.sha256(b"new\n").hexdigest()
     assert merge.changed == {"class-0": f"scores.jsonl sha256 {old[:12]} -> {new[:12]}"}
     assert not merge.kept
@@ -93,8 +94,8 @@ def test_describe_change(mine, theirs, words):
     def doc(files, n):
         return json.dumps({"files": {k: {"sha256": v, "size": 1} for k, v in files.items()}, "n_test": n}).encode()
 
-    assert fetch.describe_change(doc(mine, 1), doc(theirs, 2)) == words
-    assert fetch.describe_change(b"{not json", doc(theirs, 2)) == "the local manifest.json is damaged"
+    assert merging.describe_change(doc(mine, 1), doc(theirs, 2)) == words
+    assert merging.describe_change(b"{not json", doc(theirs, 2)) == "the local manifest.json is damaged"
 
 
 def test_a_new_finished_job_replaces_local_logs_and_a_folder_the_host_lacks_stays(run):
@@ -102,7 +103,7 @@ def test_a_new_finished_job_replaces_local_logs_and_a_folder_the_host_lacks_stay
     _job(local, "class-0", scores=None, manifest=False)  # fetched while it ran
     _job(local, "class-1", scores=None, manifest=False)
     _job(stage, "class-0")  # finished now; the host has nothing of class-1
-    merge = fetch.plan_merge(local, stage, JOBS, done=["class-0"])
+    merge = merging.plan_merge(local, stage, JOBS, done=["class-0"])
     assert merge.kept == {"class-1": False} and merge.kept_results() == [] and not merge.changed
 
 
@@ -115,10 +116,10 @@ def test_the_users_own_files_are_carried_over(run):
     (local / "README").write_text("about these jobs\n")
     (local / "link").symlink_to("/etc/passwd")
     _job(stage, "class-0", scores=b"new\n")
-    merge = fetch.plan_merge(local, stage, JOBS, done=["class-0"])
+    merge = merging.plan_merge(local, stage, JOBS, done=["class-0"])
     assert merge.carried == ["README", "class-0/mynotes.txt", "class-0/plots", "link"]
     assert list(merge.changed) == ["class-0"]
-    fetch.apply_merge(merge, local, stage)
+    merging.apply_merge(merge, local, stage)
     assert (stage / "README").read_text() == "about these jobs\n"
     assert (stage / "class-0" / "mynotes.txt").read_text() == "mine\n"
     assert (stage / "class-0" / "plots" / "a.png").read_bytes() == b"png"
@@ -131,15 +132,15 @@ def test_something_else_where_a_job_folder_goes_is_set_aside_or_kept(run):
     (local / "class-0").write_text("a file, not a folder\n")
     (local / "class-1").write_text("me too\n")
     _job(stage, "class-0")
-    merge = fetch.plan_merge(local, stage, JOBS, done=["class-0"])
+    merge = merging.plan_merge(local, stage, JOBS, done=["class-0"])
     assert list(merge.changed) == ["class-0"] and merge.carried == ["class-1"]
 
 
 def test_no_local_copy_is_no_merge(run):
     run_dir, _, stage = run
     _job(stage, "class-0")
-    merge = fetch.plan_merge(run_dir / "nothing", stage, JOBS, done=["class-0"])
-    assert merge == fetch.Merge()
+    merge = merging.plan_merge(run_dir / "nothing", stage, JOBS, done=["class-0"])
+    assert merge == merging.Merge()
 
 
 def test_set_aside_links_the_changed_jobs_and_the_evaluation_moves_after(run):
@@ -152,39 +153,39 @@ def test_set_aside_links_the_changed_jobs_and_the_evaluation_moves_after(run):
     (run_dir / "yardsticks.json").write_text("{}")  # a cache of the data, not of the results
     _job(stage, "class-0", scores=b"new\n")
     _job(stage, "class-1")
-    merge = fetch.plan_merge(local, stage, JOBS, done=JOBS)
-    where = fetch.set_aside(merge, run_dir)
+    merge = merging.plan_merge(local, stage, JOBS, done=JOBS)
+    where = merging.set_aside(merge, run_dir)
     assert where.parent == run_dir / "previous"
     assert sorted(os.listdir(where / "jobs")) == ["class-0"]
     assert (where / "jobs" / "class-0" / "scores.jsonl").read_bytes() == b"old\n"
     assert (local / "class-0" / "scores.jsonl").read_bytes() == b"old\n"  # untouched until the swap
-    assert fetch.move_evaluation(run_dir, where) == ["metrics.json", "report.md", "plots"]
+    assert merging.move_evaluation(run_dir, where) == ["metrics.json", "report.md", "plots"]
     assert (where / "metrics.json").is_file() and not (run_dir / "metrics.json").exists()
     assert (run_dir / "yardsticks.json").is_file()
     # a second fetch in the same second gets a folder of its own
-    again = fetch.set_aside(merge, run_dir)
+    again = merging.set_aside(merge, run_dir)
     assert again != where and again.name.startswith(where.name)
-    fetch.drop_aside(again)
+    merging.drop_aside(again)
     assert not again.exists() and where.is_dir()
 
 
 def test_set_aside_of_nothing_makes_no_folder(run):
     run_dir, local, stage = run
-    assert fetch.set_aside(fetch.Merge(), run_dir) is None
+    assert merging.set_aside(merging.Merge(), run_dir) is None
     assert not (run_dir / "previous").exists()
 
 
 def test_drop_aside_removes_an_empty_previous_folder(run):
     run_dir, local, _ = run
     _job(local, "class-0")
-    where = fetch.set_aside(fetch.Merge(changed={"class-0": "x"}), run_dir)
-    fetch.drop_aside(where)
+    where = merging.set_aside(merging.Merge(changed={"class-0": "x"}), run_dir)
+    merging.drop_aside(where)
     assert not (run_dir / "previous").exists()
     assert (local / "class-0" / "scores.jsonl").is_file()
 
 
 def test_fetch_notes_name_what_was_kept_and_where(tmp_path):
-    from orchestrator.runs.launch import fetch_notes
+    from orchestrator.runs.fetch import fetch_notes
 
     run_dir = tmp_path / "r1"
     where = run_dir / "previous" / "20260101-000000Z"
@@ -211,10 +212,10 @@ def test_a_fetch_that_replaced_nothing_puts_the_evaluation_back(run):
     _job(local, "class-0", scores=b"old\n")
     (run_dir / "metrics.json").write_text('{"accuracy": 1}')
     (run_dir / "plots").mkdir()
-    where = fetch.set_aside(fetch.Merge(changed={"class-0": "x"}), run_dir)
-    moved = fetch.move_evaluation(run_dir, where)
-    fetch.restore_evaluation(run_dir, where, moved)
-    fetch.drop_aside(where)
+    where = merging.set_aside(merging.Merge(changed={"class-0": "x"}), run_dir)
+    moved = merging.move_evaluation(run_dir, where)
+    merging.restore_evaluation(run_dir, where, moved)
+    merging.drop_aside(where)
     assert (run_dir / "metrics.json").read_text() == '{"accuracy": 1}' and (run_dir / "plots").is_dir()
     assert not (run_dir / "previous").exists()
 
@@ -229,9 +230,18 @@ def test_a_whole_log_fetched_before_is_not_cut_back_to_its_tail(run):
     _job(stage, "class-0", log=b"[orch] log cut ...\n" + whole[-100:])
     _job(stage, "class-1", log=b"tail\n")
     cut = {"class-0/log.txt": len(whole), "class-1/log.txt": 9999}
-    merge = fetch.plan_merge(local, stage, JOBS, done=JOBS, cut=cut)
+    merge = merging.plan_merge(local, stage, JOBS, done=JOBS, cut=cut)
     assert merge.whole == ["class-0/log.txt"] and not merge.changed
-    fetch.apply_merge(merge, local, stage)
+    merging.apply_merge(merge, local, stage)
     assert (stage / "class-0" / "log.txt").read_bytes() == whole
     assert (stage / "class-1" / "log.txt").read_bytes() == b"tail\n"
-    assert fetch.plan_merge(local, stage, JOBS, done=JOBS).whole == []  # nothing cut: nothing to keep
+    assert merging.plan_merge(local, stage, JOBS, done=JOBS).whole == []  # nothing cut: nothing to keep
+
+
+def test_the_fetch_lives_in_fetch_py_and_launch_py_still_answers_for_it():
+    """fetch() moved out of launch.py; commands/runs.py and quickfetch.py still call it there."""
+    from orchestrator.runs import launch
+
+    assert launch.fetch is fetch.fetch and launch.fetch_notes is fetch.fetch_notes
+    with pytest.raises(AttributeError):
+        launch.no_such_name  # noqa: B018

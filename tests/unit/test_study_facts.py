@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.results.study_report import MemberRun, summary_lines, write_study_report
+from orchestrator.results.study_report import MemberRun, write_study_report
+from orchestrator.results.study_terminal import summary_lines
 from tests.unit.evalruns import draw_texts, make_run
 
 try:  # the synthetic runs live with the study report's tests

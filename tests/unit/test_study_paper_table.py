@@ -12,8 +12,9 @@ import numpy as np
 
 from orchestrator.results import latex
 from orchestrator.results import yardsticks as ystk
-from orchestrator.results.study_report import summary_lines, write_study_report
+from orchestrator.results.study_report import write_study_report
 from orchestrator.results.study_summary import summary_markdown, summary_tex
+from orchestrator.results.study_terminal import summary_lines
 from orchestrator.results.study_yardsticks import SAME, RunYardsticks, yardstick_rows
 
 try:  # the synthetic study lives with the study report's tests

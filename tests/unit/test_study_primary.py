@@ -14,7 +14,8 @@ from studyfiles import write_study
 from orchestrator.config import studies
 from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError
-from orchestrator.results.study_report import MemberRun, summary_lines, write_study_report
+from orchestrator.results.study_report import MemberRun, write_study_report
+from orchestrator.results.study_terminal import summary_lines
 from orchestrator.runs import study as running
 from orchestrator.runs.study_edits import COMPARE, consequence, edits
 from tests.unit.evalruns import make_run

@@ -16,7 +16,8 @@ import yaml
 
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results.report import ci, pct
-from orchestrator.results.study_report import MemberRun, mean_sd, summary_lines, write_study_report
+from orchestrator.results.study_report import MemberRun, mean_sd, write_study_report
+from orchestrator.results.study_terminal import summary_lines
 from tests.unit.evalruns import draw_texts, make_run
 
 # Ten texts: 0/0..0/4 are class "0", 1/0..1/4 class "1" (in this order: index 0..9).
