@@ -225,6 +225,7 @@ class SSHTransport(Transport):
         self._jump_clients: List[paramiko.SSHClient] = []
         self._sftp = None
         self._bridge = None  # serves rsync's remote shell over this connection, once needed
+        self._liveness: List = []  # liveness.Liveness, one per connection: the hops' and the host's
 
     # -- connection ---------------------------------------------------------------
 
@@ -379,7 +380,12 @@ class SSHTransport(Transport):
             raise self._key_error(host, where, known, knownhosts.Verdict("revoked"), None)
         if policy.recorded:
             print(f"recorded new host key for {name} ({policy.recorded}) in {known_file}", file=sys.stderr)
-        client.get_transport().set_keepalive(host.keepalive)
+        if host.keepalive > 0:  # probes that want a reply: a host that stops answering is given up
+            from orchestrator.transport import liveness  # here: a command that never connects skips it
+
+            self._liveness.append(
+                liveness.Liveness(client.get_transport(), host.keepalive, host.keepalive_count).start()
+            )
         return client
 
     def _key_error(
@@ -553,6 +559,16 @@ class SSHTransport(Transport):
         )
 
     def _lost(self, why) -> OrchError:
+        # A connection closed because the host stopped answering keepalives: say that, not
+        # the end-of-file the close made.
+        gone = [w.verdict for w in self._liveness if w.verdict]
+        if gone:
+            return OrchError(
+                f"lost the SSH connection to {self.host.display()}: {gone[-1]}",
+                ExitCode.UNREACHABLE,
+                hint="the host, or the network to it, stopped answering; "
+                f"`orch hosts check {self.host.name}` says when it is back",
+            )
         return OrchError(f"lost the SSH connection to {self.host.display()}: {why}", ExitCode.UNREACHABLE)
 
     def source(self, remote_dir):
@@ -674,3 +690,5 @@ class SSHTransport(Transport):
             self._conn = None
         while self._jump_clients:  # the hops last, nearest the host first
             self._jump_clients.pop().close()
+        while self._liveness:
+            self._liveness.pop().stop()
