@@ -115,6 +115,9 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
         from orchestrator.results.report import pct  # numpy is loaded already: evaluate_dir imported it
 
         output.say(f"accuracy {pct(metrics['accuracy'])} -> {run_dir / 'metrics.json'}", markup=False)
+        from orchestrator.results.evaluate import check_min_accuracy
+
+        check_min_accuracy(metrics)  # exit 1, as `orch eval` and `run --wait`: the results stay fetched
     elif not outcome["complete"]:
         output.say("partial run: not evaluated (every class job must be done)")
 
