@@ -1,0 +1,80 @@
+"""A run's own records damaged here (a truncated runs/RUN/local.json or run.yaml: a full
+disk, a copy stopped halfway): every command says the same thing, with one exit code (8,
+the run's state: README's table), the parser's words and how to get the file back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator import cli
+from orchestrator.errors import ExitCode, OrchError
+
+try:  # the synthetic run builder lives with the evaluation tests
+    from .test_evaluate import make_run
+except ImportError:
+    from test_evaluate import make_run
+
+COMMANDS = [
+    ["status", "r1"],
+    ["logs", "r1"],
+    ["cancel", "r1"],
+    ["fetch-results", "r1"],
+    ["eval", "r1", "--no-plots"],
+    ["compare", "r1", "r2"],
+]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "remote").mkdir()
+    monkeypatch.setenv("ORCH_PROJECT", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "200")
+    for run_id in ("r1", "r2"):
+        make_run(tmp_path, run_id)
+    return tmp_path
+
+
+def refusal(args) -> OrchError:
+    result = CliRunner().invoke(cli.app, args)
+    assert isinstance(result.exception, OrchError), (args, result.output, result.exception)
+    return result.exception
+
+
+def _truncate(path) -> str:
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    return text
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: a[0])
+def test_a_truncated_local_json_is_one_refusal_everywhere(project, args):
+    local = project / "runs" / "r1" / "local.json"
+    assert json.loads(_truncate(local))  # it was a whole record
+    err = refusal(args)
+    assert err.code == ExitCode.RUN_STATE, err.message
+    assert f"{local} is damaged: not valid JSON (" in err.message
+    assert "line 1 column" in err.message  # the parser's own words: where it stopped
+    assert "restore it from a backup" in err.hint and "launch the run again" in err.hint
+
+
+def test_a_study_runs_damaged_local_json_says_the_fetch_writes_it_again(project):
+    study = project / "runs" / "studies" / "st"
+    study.mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({"runs": [{"run_id": "r1", "launched": {"host": "h"}}]}))
+    local = project / "runs" / "r1" / "local.json"
+    _truncate(local)
+    err = refusal(["status", "r1"])
+    assert err.code == ExitCode.RUN_STATE
+    assert f"mv {local} {local}.damaged" in err.hint and "`orch fetch-results r1`" in err.hint
+    assert "orch study fetch st" in err.hint
+
+
+def test_a_missing_local_json_is_said_as_missing(project):
+    local = project / "runs" / "r1" / "local.json"
+    local.unlink()
+    err = refusal(["cancel", "r1"])
+    assert err.code == ExitCode.RUN_STATE and err.message == f"{local} is missing: not a run launched by orch"
