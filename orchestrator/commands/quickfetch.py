@@ -64,6 +64,7 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
         restore_for_fetch(project, run_id, trust, lambda line: output.say(line, markup=False))
     run_dir = project.existing_run(run_id)
     record = records.load_record(run_dir)
+    records.load_resolved(run_dir)  # a damaged run.yaml is said before connecting, as status says it
     with open_transport(project, record["host"], trust) as transport:
         outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
     done = sum(r.state == DONE for r in outcome["rows"])

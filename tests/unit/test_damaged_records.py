@@ -78,3 +78,32 @@ def test_a_missing_local_json_is_said_as_missing(project):
     local.unlink()
     err = refusal(["cancel", "r1"])
     assert err.code == ExitCode.RUN_STATE and err.message == f"{local} is missing: not a run launched by orch"
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: a[0])
+def test_a_truncated_run_yaml_says_how_to_get_it_back(project, args):
+    run_dir = project / "runs" / "r1"
+    record = json.loads((run_dir / "local.json").read_text())
+    record.update({"host": "box", "workdir": "/w", "code_hash": "c", "config_sha256": "ab" * 32})
+    (run_dir / "local.json").write_text(json.dumps(record))
+    text = (run_dir / "run.yaml").read_text()
+    (run_dir / "run.yaml").write_text(text[: text.index("jobs:")])  # still YAML: the jobs come last
+    err = refusal(args)
+    assert err.code == ExitCode.RUN_STATE, err.message
+    assert f"{run_dir / 'run.yaml'} is not a run record (no jobs): cut short or edited" in err.message
+    assert f"host box keeps the file orch wrote at launch: copy /w/runs/r1/run.yaml from it to {run_dir}" in err.hint
+    assert "ab" * 32 in err.hint
+
+
+def test_a_study_runs_truncated_run_yaml_says_the_fetch_restores_it(project):
+    study = project / "runs" / "studies" / "st"
+    study.mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({"runs": [{"run_id": "r1", "launched": {"host": "h"}}]}))
+    run_dir = project / "runs" / "r1"
+    record = json.loads((run_dir / "local.json").read_text())
+    (run_dir / "local.json").write_text(json.dumps({**record, "host": "h", "workdir": "/w", "code_hash": "c"}))
+    (run_dir / "run.yaml").write_text("experiment: {name: x\n")  # not YAML at all
+    err = refusal(["status", "r1"])
+    assert err.code == ExitCode.RUN_STATE and "is unreadable" in err.message
+    assert f"mv {run_dir}/run.yaml {run_dir}/run.yaml.damaged" in err.hint
+    assert "`orch fetch-results r1` restores both" in err.hint
