@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from orchestrator.config.hosts import HostConfig
+from orchestrator.config.hosts import HostConfig, HostFile
 from orchestrator.config.sshconfig import paramiko
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import knownhosts, portcheck, shell
@@ -303,6 +303,8 @@ class SSHTransport(Transport):
         if sock is not None:
             kwargs["sock"] = sock
         known_file = Path(host.known_hosts_file).expanduser()
+        if not known_file.is_file() and known_file != Path(HostFile.known_hosts_file).expanduser():
+            raise self._no_known_hosts(host, known_file)
         known = knownhosts.load(known_file)
         name = host_key_name(host)
         known_types = known.key_types(name)
@@ -387,6 +389,22 @@ class SSHTransport(Transport):
                 liveness.Liveness(client.get_transport(), host.keepalive, host.keepalive_count).start()
             )
         return client
+
+    def _no_known_hosts(self, host: HostConfig, known_file: Path) -> OrchError:
+        """A known_hosts file named by the host's config that is not there: most likely a
+        wrong path.  Trusting the host's key would start a new file there and check this
+        host against it, not against the user's real known_hosts: never suggested."""
+        alias = host.source == "~/.ssh/config"
+        key = "UserKnownHostsFile" if alias else "known_hosts_file"
+        return OrchError(
+            f"{key} {known_file} of host {host.name} does not exist"
+            + (f" ({host.source})" if host.source else "")
+            + ": orch cannot check the host's key against it",
+            ExitCode.CONFIG,
+            hint=f"fix {key} in {host.source or 'the host config'} (the file ssh checks host keys against, "
+            f"usually ~/.ssh/known_hosts), or remove it to use ~/.ssh/known_hosts; to start a new file there on "
+            f"purpose, create it (`touch {known_file}`) and check the host's key with `orch hosts check {host.name}`",
+        )
 
     def _key_error(
         self,
