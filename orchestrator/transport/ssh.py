@@ -174,6 +174,18 @@ class _Deadline:
         return chan.recv_exit_status()  # set by now: returns at once
 
 
+def _public_key(path: Path) -> bool:
+    """Whether PATH holds an OpenSSH public key line (`ssh-ed25519 AAAA... comment`), the
+    .pub half named where the private key belongs: Paramiko then says only "not a valid
+    OPENSSH private key file", as if the connection had failed."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).split(None, 2)
+    except OSError:
+        return False  # the connection's own error says why it cannot be read
+    return len(head) >= 2 and head[1].startswith(b"AAAA") and b"PRIVATE KEY" not in head[0]
+
+
 class _Unanswered(socket.timeout):
     """The host did not answer a channel request (exec, subsystem) within its limit."""
 
@@ -296,6 +308,17 @@ class SSHTransport(Transport):
                     + (f" ({host.source})" if host.source else ""),
                     ExitCode.CONFIG,
                     hint="fix identity_file in the host config, or remove it to use your SSH agent and default keys",
+                )
+            if _public_key(key_file):
+                pair = key_file.with_suffix("") if key_file.suffix == ".pub" else None
+                raise OrchError(
+                    f"identity_file {key_file} of host {host.name} is a public key"
+                    + (f" ({host.source})" if host.source else "")
+                    + ": orch signs in with the private half",
+                    ExitCode.CONFIG,
+                    hint="set identity_file to the private key"
+                    + (f" ({pair}, its pair beside it)" if pair is not None and pair.is_file() else "")
+                    + "; the .pub file is what goes into the host's authorized_keys",
                 )
             kwargs["key_filename"] = [str(key_file)]
         if host.user:
