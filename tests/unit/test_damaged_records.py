@@ -107,3 +107,44 @@ def test_a_study_runs_truncated_run_yaml_says_the_fetch_restores_it(project):
     assert err.code == ExitCode.RUN_STATE and "is unreadable" in err.message
     assert f"mv {run_dir}/run.yaml {run_dir}/run.yaml.damaged" in err.hint
     assert "`orch fetch-results r1` restores both" in err.hint
+
+
+def _listed(name):
+    result = CliRunner().invoke(cli.app, ["runs", "--json"])
+    assert result.exit_code == 0, result.output
+    return next(it for it in json.loads(result.output) if it["run"] == name)
+
+
+@pytest.mark.parametrize("damage", ["metrics", "scores size", "scores bytes", "manifest"])
+def test_orch_runs_flags_a_damaged_local_copy(project, damage):
+    """`orch runs` listed such a run as `fetched, -` or `fetched 99.17%` while `orch eval`
+    refused it; a size and mtime check (no hashing) flags it."""
+    import os
+
+    assert CliRunner().invoke(cli.app, ["eval", "r1", "--no-plots"]).exit_code == 0
+    run_dir = project / "runs" / "r1"
+    before = _listed("r1")
+    assert "damaged" not in before["state"], before
+    assert before["accuracy"] is not None and before["damaged"] == []
+    job = sorted((run_dir / "jobs").glob("*/scores.jsonl"))[-1].parent
+    scores = job / "scores.jsonl"
+    if damage == "metrics":
+        _truncate(run_dir / "metrics.json")
+        said = f"{run_dir / 'metrics.json'} is damaged: `orch eval r1` writes it again"
+    elif damage == "scores size":
+        _truncate(scores)
+        said = f"{scores} has {scores.stat().st_size} bytes, its manifest says"
+    elif damage == "scores bytes":
+        data = bytearray(scores.read_bytes())
+        data[-3] = ord("7") if data[-3] != ord("7") else ord("8")
+        scores.write_bytes(bytes(data))
+        later = (run_dir / "metrics.json").stat().st_mtime + 5
+        os.utime(scores, (later, later))
+        said = f"{scores} changed after metrics.json was written: `orch eval r1` checks it"
+    else:
+        _truncate(job / "manifest.json")
+        said = f"{job / 'manifest.json'} is damaged: `orch fetch-results r1` fetches a verified copy again"
+    after = _listed("r1")
+    assert after["state"].endswith(", damaged here") and after["accuracy"] is None, after
+    assert any(line.startswith(said) for line in after["damaged"]), after["damaged"]
+    assert said.split(":")[0] in " ".join(after["notes"])
