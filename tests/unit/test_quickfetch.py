@@ -148,3 +148,19 @@ def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(
     assert caught.value.message == "1 runs of st are below their eval.min_accuracy: st-b-s0"
     assert "st-b-s0: accuracy 50.00% is below its eval.min_accuracy 90.00%" in said
     assert "2 of 2 runs of st fetched" in said
+
+
+def test_ctrl_c_before_the_fetch_says_what_was_done_and_what_to_run(project, monkeypatch, capsys):
+    """It said only "interrupted"."""
+    from orchestrator.runs import restore
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(restore, "restore_for_fetch", ctrl_c)
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("ORCH_PROJECT", raising=False)
+    assert quickfetch.main(["fetch-results", "r1"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted before anything was fetched of r1: its folder here is as it was" in err
+    assert "hint: `orch fetch-results r1` fetches it" in err
