@@ -23,7 +23,8 @@ class ExitCode(enum.IntEnum):
 # What each code means to a user: `orch --help` and the README's table print these.
 EXIT_CODE_MEANING = {
     ExitCode.OK: "success",
-    ExitCode.FAILED: "a check ran and failed (smoke, eval.min_accuracy, an error from hosts check)",
+    ExitCode.FAILED: "a check ran and failed (smoke, eval.min_accuracy in eval, fetch-results, run --wait, "
+    "study fetch, an error from hosts check)",
     ExitCode.USAGE: "bad command line",
     ExitCode.CONFIG: "a config file or value is wrong",
     ExitCode.HOST_KEY: "unknown, changed or revoked SSH host key",

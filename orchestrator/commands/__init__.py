@@ -25,7 +25,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
         "Sync code, stage data and launch the run's jobs (tmux, or Slurm on a cluster); returns at once.",
     ),
     "status": ("runs", "One table of a run's jobs, read from the host in one SSH round trip."),
-    "logs": ("runs", "Tail (or follow) a job's log over SSH."),
+    "logs": ("runs", "Tail (or follow) a job's log on its host (over SSH; on this machine for host `local`)."),
     "cancel": ("runs", "Stop a run's jobs (or some of them) and mark them cancelled."),
     "fetch-results": ("runs", "Pull results into runs/<run-id>/, verify them, then evaluate locally."),
     "runs": ("runs", "List local runs and their last known states (no SSH)."),

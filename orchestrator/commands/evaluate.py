@@ -19,11 +19,22 @@ def eval_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout instead of the tables."),
     quiet: bool = output.quiet_option(),
+    # Hidden: only to say what to use instead (Click's "Possible options: --quiet" did not).
+    set_: List[str] = typer.Option([], "--set", hidden=True),
 ) -> None:
     """Evaluate a fetched run: metrics.json, predictions.csv and report.md in runs/RUN/ (--plots: and plots/).
 
     Exits 1 when the run sets eval.min_accuracy and the accuracy falls below it.
     """
+    if set_:
+        from orchestrator.errors import ExitCode, OrchError
+
+        raise OrchError(
+            f"orch eval takes no --set ({set_[0]}): it evaluates the run with the config it was launched with",
+            ExitCode.USAGE,
+            hint="--prior uniform|train overrides eval.prior and --bands auto|poc|mdlm eval.bands; other eval.* "
+            "keys are set at launch (`orch run EXPERIMENT --set eval.KEY=VALUE`)",
+        )
     # One implementation with the quick path that cli.py takes for plain command lines.
     from orchestrator.commands.quickeval import evaluate
 

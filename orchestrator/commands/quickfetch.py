@@ -49,6 +49,28 @@ def evaluate_dir(run_dir, as_result: bool) -> dict:
 
 def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs: bool, trust: bool) -> None:
     """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
+    progress: Dict[str, str] = {}  # what is done so far: "run" (its name), "fetched"
+    try:
+        _fetch_results(run_id, partial, no_eval, full_logs, trust, progress)
+    except KeyboardInterrupt:
+        # The fetch and the evaluation say their own Ctrl-C; this one lands before, between or after them.
+        name = progress.get("run") or run_id
+        if "fetched" in progress:
+            raise OrchError(
+                f"interrupted: {name} is fetched and its results verified; the rest stopped",
+                ExitCode.INTERRUPTED,
+                hint=f"`orch eval {name}` evaluates them",
+            ) from None
+        raise OrchError(
+            f"interrupted before anything was fetched{f' of {name}' if name else ''}: its folder here is as it was",
+            ExitCode.INTERRUPTED,
+            hint=f"`orch fetch-results{f' {name}' if name else ''}` fetches it",
+        ) from None
+
+
+def _fetch_results(
+    run_id: Optional[str], partial: bool, no_eval: bool, full_logs: bool, trust: bool, progress: Dict[str, str]
+) -> None:
     from orchestrator import output
     from orchestrator.config.project import Project
     from orchestrator.contract import records
@@ -63,9 +85,12 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
 
         restore_for_fetch(project, run_id, trust, lambda line: output.say(line, markup=False))
     run_dir = project.existing_run(run_id)
+    progress["run"] = run_dir.name
     record = records.load_record(run_dir)
+    records.load_resolved(run_dir)  # a damaged run.yaml is said before connecting, as status says it
     with open_transport(project, record["host"], trust) as transport:
         outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
+        progress["fetched"] = "yes"
     done = sum(r.state == DONE for r in outcome["rows"])
     output.say(
         f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
@@ -115,6 +140,9 @@ def fetch_results(run_id: Optional[str], partial: bool, no_eval: bool, full_logs
         from orchestrator.results.report import pct  # numpy is loaded already: evaluate_dir imported it
 
         output.say(f"accuracy {pct(metrics['accuracy'])} -> {run_dir / 'metrics.json'}", markup=False)
+        from orchestrator.results.evaluate import check_min_accuracy
+
+        check_min_accuracy(metrics)  # exit 1, as `orch eval` and `run --wait`: the results stay fetched
     elif not outcome["complete"]:
         output.say("partial run: not evaluated (every class job must be done)")
 

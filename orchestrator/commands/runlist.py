@@ -23,6 +23,45 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
+def _scores_damaged(run_dir, planned) -> List[str]:
+    """What is wrong with the fetched score files here, found cheaply (a listing must not
+    hash every file of every run: `orch eval` does that): a manifest.json that does not
+    parse, a scores.jsonl whose size is not the manifest's, or one changed after
+    metrics.json was written (by its mtime), whose accuracy is then not this file's."""
+    from orchestrator.contract.hostdocs import scoring_roles
+
+    roles = scoring_roles(planned)
+    try:
+        evaluated = (run_dir / "metrics.json").stat().st_mtime
+    except OSError:
+        evaluated = None
+    again = f"`orch fetch-results {run_dir.name}` fetches a verified copy again"
+    found = []
+    for job in planned:
+        job_dir = run_dir / "jobs" / job["name"]
+        if job.get("role", "class") not in roles or not (job_dir / "manifest.json").exists():
+            continue  # not fetched, or removed by hand (results_missing says so)
+        try:
+            entry = json.loads((job_dir / "manifest.json").read_text())["files"]["scores.jsonl"]
+            size = entry["size"]
+        except (OSError, ValueError, KeyError, TypeError):
+            found.append(f"{job_dir / 'manifest.json'} is damaged: {again}")
+            continue
+        try:
+            st = (job_dir / "scores.jsonl").stat()
+        except OSError:
+            found.append(f"{job_dir / 'scores.jsonl'} is missing: {again}")
+            continue
+        if st.st_size != size:
+            found.append(f"{job_dir / 'scores.jsonl'} has {st.st_size} bytes, its manifest says {size}: {again}")
+        elif evaluated is not None and st.st_mtime > evaluated:
+            found.append(
+                f"{job_dir / 'scores.jsonl'} changed after metrics.json was written: `orch eval {run_dir.name}` "
+                f"checks it against its manifest's sha256; {again} if it is damaged"
+            )
+    return found
+
+
 def listed(run_dir) -> dict:
     """One run folder as `orch runs` lists it (no SSH): its record, the job states last
     seen, and what is really here (results removed by hand, a copy of another run's folder,
@@ -53,10 +92,13 @@ def listed(run_dir) -> dict:
     for r in rows:
         if r.name in seen and (r.state == UNKNOWN or newer):
             r.state = seen[r.name]
-    try:
-        acc = json.loads((run_dir / "metrics.json").read_text()).get("accuracy")
-    except (OSError, ValueError, AttributeError):
-        acc = None
+    acc, damaged = None, []
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():
+        try:
+            acc = json.loads(metrics_path.read_text()).get("accuracy")
+        except (OSError, ValueError, AttributeError):
+            damaged.append(f"{metrics_path} is damaged: `orch eval {run_dir.name}` writes it again")
     state = listed_state(record.get("state"), rows)
     notes = []
     # A fetched run whose results were removed here by hand (`orch eval` refuses it): not "fetched".
@@ -73,6 +115,12 @@ def listed(run_dir) -> dict:
             else f"the results of {', '.join(missing)} are not in {run_dir / 'jobs'}"
         )
         notes.append(f"{gone}: `orch fetch-results {run_dir.name}` fetches them again")
+    if (run_dir / "jobs").is_dir():
+        damaged += _scores_damaged(run_dir, doc["jobs"])
+    if damaged:
+        state = f"{state}, damaged here"
+        acc = None  # not the accuracy of what is here
+        notes += damaged
     other = copy_of(run_dir)
     if other is not None:
         state = f"{state} (a copy of run {other})"
@@ -95,6 +143,7 @@ def listed(run_dir) -> dict:
         "study": (record.get("study") or {}).get("name") if isinstance(record.get("study"), dict) else None,
         "copy_of": other,
         "results_missing": missing,
+        "damaged": damaged,
         "previous": {"copies": earlier.count, "bytes": earlier.bytes},
         "notes": notes,
     }

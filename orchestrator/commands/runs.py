@@ -476,7 +476,7 @@ def register(app: typer.Typer) -> None:
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):
-        """Tail (or follow) a job's log over SSH."""
+        """Tail (or follow) a job's log on its host (over SSH; on this machine for host `local`)."""
         project = Project.find()
         run_dir = project.existing_run(run_id)
         run_id = run_dir.name  # the newest run's, when none was named

@@ -115,6 +115,7 @@ def fetch_cmd(
     record = _recorded(project, study)
     problems = []
     fetched: List[str] = []
+    below: List[str] = []  # runs evaluated now under their own eval.min_accuracy
     current, evaluating = None, False
     with Hosts(project, trust_new_host_key) as hosts:
         problems += restore_missing(project, record, hosts, _say)  # a launched run's folder deleted here
@@ -136,7 +137,7 @@ def fetch_cmd(
                     evaluating = True  # fetched (its record says so): what stops now is the evaluation
                     for line in fetching.fetch_notes(outcome, run_dir):
                         _say(f"{v.run_id}: {line.strip()}")
-                    evaluate_run(run_dir)
+                    metrics = evaluate_run(run_dir)
                 except OrchError as exc:
                     if is_interrupt(exc):
                         raise
@@ -148,6 +149,12 @@ def fetch_cmd(
                 v.state = "fetched"
                 fetched.append(v.run_id)
                 _say(f"fetched and evaluated {v.run_id}")
+                if not metrics.get("meets_min_accuracy", True):  # as fetch-results: said, then exit 1
+                    below.append(v.run_id)
+                    _say(
+                        f"{v.run_id}: accuracy {metrics['accuracy']:.2%} is below its eval.min_accuracy "
+                        f"{metrics['min_accuracy']:.2%}"
+                    )
         except (KeyboardInterrupt, OrchError) as exc:
             if not is_interrupt(exc):
                 raise
@@ -158,7 +165,15 @@ def fetch_cmd(
         raise OrchError(
             f"{len(problems)} runs could not be fetched: " + "; ".join(problems[:3]),
             ExitCode.RUN_STATE,
-            hint=f"`orch study fetch {record['name']}` tries again; the copies fetched before are kept",
+            hint=f"`orch study fetch {record['name']}` tries again; the copies fetched before are kept"
+            + (f" ({len(below)} runs fetched now are below their eval.min_accuracy, said above)" if below else ""),
+        )
+    if below:
+        raise OrchError(
+            f"{len(below)} runs of {record['name']} are below their eval.min_accuracy: " + ", ".join(below),
+            ExitCode.FAILED,
+            hint="they are fetched and evaluated (`orch eval RUN` shows one); "
+            f"`orch study report {record['name']}` reports the study",
         )
 
 

@@ -42,7 +42,11 @@ class HostFile:
     extra_path: List[str] = field(default_factory=list)  # prepended to PATH remotely
     gpus: List[str] = field(default_factory=list)  # [] -> every GPU nvidia-smi lists
     connect_timeout: float = 10.0
+    # Seconds between keepalives that ask the host for an answer (0: none), and how many
+    # in a row may go unanswered before the connection is given up as lost (exit 5): ssh's
+    # ServerAliveInterval and ServerAliveCountMax.  A quiet host answers them all.
     keepalive: int = 15
+    keepalive_count: int = 3
     # Seconds a transfer (rsync, SFTP) or a quick command may go without a byte from the
     # host before it is stopped, and a quick command may take to exit once its output has
     # ended: a stalled or hostile host must not hold orch forever.  A command run with a
@@ -126,6 +130,18 @@ def check_values(host: HostFile, where: str) -> None:
             f"{where}: key 'io_timeout': expected seconds, at least 1, got {host.io_timeout}",
             ExitCode.CONFIG,
             hint="how long a transfer or a quick command may wait for the host's next byte, e.g. 300",
+        )
+    if not host.keepalive >= 0:
+        raise OrchError(
+            f"{where}: key 'keepalive': expected seconds, 0 or more, got {host.keepalive}",
+            ExitCode.CONFIG,
+            hint="seconds between keepalives, e.g. 15; 0 sends none (and never notices a host that stops answering)",
+        )
+    if not host.keepalive_count >= 1:
+        raise OrchError(
+            f"{where}: key 'keepalive_count': expected a count, at least 1, got {host.keepalive_count}",
+            ExitCode.CONFIG,
+            hint="how many keepalives in a row may go unanswered before orch gives the connection up, e.g. 3",
         )
     if not host.warm_worker >= 0:
         raise OrchError(

@@ -39,14 +39,24 @@ def load_record(run_dir: Path, *, to_reach: bool = True) -> Dict:
     must say where the run is (WHERE_KEYS); `orch runs` lists whatever is there."""
     path = run_dir / "local.json"
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise OrchError(f"{path} is missing or unreadable: not a run launched by orch", ExitCode.RUN_STATE) from None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise OrchError(f"{path} is missing: not a run launched by orch", ExitCode.RUN_STATE) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OrchError(
+            f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}", ExitCode.RUN_STATE, hint=restore_hint(path)
+        ) from None
+    try:
+        record = json.loads(text)
+    except ValueError as exc:  # cut short (a full disk, a copy stopped halfway) or hand-edited
+        raise OrchError(
+            f"{path} is damaged: not valid JSON ({exc})", ExitCode.RUN_STATE, hint=restore_hint(path)
+        ) from None
     if not isinstance(record, dict):
         raise OrchError(
             f"{path} is not a run record: a JSON object was expected, found {type(record).__name__}",
             ExitCode.RUN_STATE,
-            hint="orch writes this file at launch; restore it from a backup, or launch the run again",
+            hint=restore_hint(path),
         )
     wanted = WHERE_KEYS if to_reach else [k for k in WHERE_KEYS if k in record]
     bad = [k for k in wanted if not isinstance(record.get(k), str) or not record[k]]
@@ -55,9 +65,30 @@ def load_record(run_dir: Path, *, to_reach: bool = True) -> Dict:
             f"{path} does not say where the run is: {', '.join(repr(k) for k in bad)} "
             "missing or not a non-empty string",
             ExitCode.RUN_STATE,
-            hint="orch writes this file at launch; restore it from a backup, or launch the run again",
+            hint=restore_hint(path),
         )
     return record
+
+
+def restore_hint(path: Path) -> str:
+    """How to get a damaged runs/RUN/local.json back.  A study's run has its launch record
+    in study.json, from which a fetch rebuilds a missing local.json (runs/restore.py);
+    another run's only copy is this one."""
+    run_dir = path.parent
+    try:
+        study = Project(run_dir.parent.parent).launched_in_study(run_dir.name)
+    except OSError:
+        study = None
+    if study is not None:
+        return (
+            f"run {run_dir.name} was launched by study {study[0]}, which recorded its launch: move the file "
+            f"aside (`mv {path} {path}.damaged`) and `orch fetch-results {run_dir.name}` (or `orch study fetch "
+            f"{study[0]}`) writes it again from that record"
+        )
+    return (
+        "orch writes this file at launch and no other copy exists: restore it from a backup "
+        "(it names the run's host, workdir and code snapshot; docs/CONTRACT.md), or launch the run again"
+    )
 
 
 def load_resolved(run_dir: Path) -> Dict:
@@ -68,14 +99,42 @@ def load_resolved(run_dir: Path) -> Dict:
         # libyaml's safe loader when there is one: a run.yaml of many jobs loads 10x faster.
         doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as exc:
-        raise OrchError(
-            f"{path} is unreadable: {exc}",
-            ExitCode.RUN_STATE,
-            hint="the same file is on the host in <workdir>/runs/<run>/run.yaml",
-        ) from None
+        raise OrchError(f"{path} is unreadable: {exc}", ExitCode.RUN_STATE, hint=run_yaml_hint(run_dir)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list) or "experiment" not in doc:
-        raise OrchError(f"{path} is not a run record (no jobs/experiment)", ExitCode.RUN_STATE)
+        # A file cut short is often still YAML, just without its end (the jobs come last).
+        missing = [k for k in ("experiment", "jobs") if not isinstance(doc, dict) or k not in doc]
+        raise OrchError(
+            f"{path} is not a run record (no {' or '.join(missing) or 'list of jobs'}): cut short or edited",
+            ExitCode.RUN_STATE,
+            hint=run_yaml_hint(run_dir),
+        )
     return doc
+
+
+def run_yaml_hint(run_dir: Path) -> str:
+    """How to get a damaged runs/RUN/run.yaml back: the host keeps the file orch wrote at
+    launch, and local.json its sha256; a study's run is rebuilt by a fetch (runs/restore.py)."""
+    name = run_dir.name
+    try:
+        study = Project(run_dir.parent.parent).launched_in_study(name)
+    except OSError:
+        study = None
+    if study is not None:
+        return (
+            f"run {name} was launched by study {study[0]}: move its records aside (`mv {run_dir}/run.yaml "
+            f"{run_dir}/run.yaml.damaged; mv {run_dir}/local.json {run_dir}/local.json.damaged`) and "
+            f"`orch fetch-results {name}` restores both from the study's launch record and the host's copy "
+            "(checked against the sha256 recorded at launch)"
+        )
+    try:
+        record = json.loads((run_dir / "local.json").read_text(encoding="utf-8"))
+        host, workdir, sha = record["host"], record["workdir"], record.get("config_sha256")
+    except (OSError, ValueError, TypeError, KeyError):
+        return "the host keeps the same file as <workdir>/runs/" + name + "/run.yaml: copy it back here"
+    return (
+        f"host {host} keeps the file orch wrote at launch: copy {workdir}/runs/{name}/run.yaml from it to {run_dir}"
+        + (f" (its sha256 must be {sha}, local.json's config_sha256)" if isinstance(sha, str) else "")
+    )
 
 
 def config_edited(run_dir: Path, record: Dict) -> bool:

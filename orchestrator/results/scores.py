@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from orchestrator.contract.hostdocs import BadDocument, check_manifest, check_status, read_local
-from orchestrator.contract.records import load_resolved
+from orchestrator.contract.records import load_record, load_resolved
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.results import scoretable
 from orchestrator.results.room import MemoryBudget, memory_shortfall
@@ -76,18 +76,6 @@ def scoring_role(exp: Experiment) -> str:
     return "score" if exp.score.is_adaptive else training_role(exp.model.kind)  # adaptive: MDLM only
 
 
-def _read_json(path: Path, what: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise OrchError(f"{path}: {what} is not valid JSON ({exc})", ExitCode.DATA) from None
-    except OSError as exc:
-        raise OrchError(f"cannot read {path}: {exc.strerror}", ExitCode.DATA) from None
-    if not isinstance(value, dict):
-        raise OrchError(f"{path}: {what} must be a JSON object", ExitCode.DATA)
-    return value
-
-
 def _read_host_doc(path: Path, what: str, check) -> Optional[Dict[str, Any]]:
     """A status.json / manifest.json the host wrote: None when absent, else checked
     against the contract (hostdocs) so a bad one is one message."""
@@ -121,7 +109,8 @@ def load_run(run_dir: Path, jobs_dir: Optional[Path] = None) -> RunData:
     if not isinstance(jobs_raw, list) or not jobs_raw:
         raise OrchError(f"{run_yaml}: key 'jobs': expected a non-empty list", ExitCode.CONFIG)
     local_path = run_dir / "local.json"
-    local = _read_json(local_path, "local.json") if local_path.is_file() else {}
+    # The run's own record: damaged, it is the same refusal (exit 8) as for every command.
+    local = load_record(run_dir, to_reach=False) if local_path.is_file() else {}
 
     jobs = []
     for i, raw in enumerate(jobs_raw):

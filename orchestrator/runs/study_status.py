@@ -177,7 +177,9 @@ def _view(entry: Dict, rows, local_state: Optional[str] = None, host: str = "") 
     running = [r for r in rows if r.state == RUNNING]
     if running:
         slow = min(running, key=lambda r: (r.step or 0) / (r.total or 1))
-        view.progress = f"{slow.name} {slow.phase or 'running'}" + (f" {slow.step}/{slow.total}" if slow.total else "")
+        # The pretrain job's phase is "pretrain" too: said once.
+        words = [slow.name] + ([slow.phase or "running"] if slow.phase != slow.name else [])
+        view.progress = " ".join(words) + (f" {slow.step}/{slow.total}" if slow.total else "")
         etas = [r.eta_s for r in running if r.eta_s is not None]
         view.eta_s = max(etas) if etas else None
     bad = [r for r in rows if r.state in NO_RESULTS]

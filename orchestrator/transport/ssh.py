@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from orchestrator.config.hosts import HostConfig
+from orchestrator.config.hosts import HostConfig, HostFile
 from orchestrator.config.sshconfig import paramiko
 from orchestrator.errors import ExitCode, OrchError
 from orchestrator.transport import knownhosts, portcheck, shell
@@ -174,6 +174,18 @@ class _Deadline:
         return chan.recv_exit_status()  # set by now: returns at once
 
 
+def _public_key(path: Path) -> bool:
+    """Whether PATH holds an OpenSSH public key line (`ssh-ed25519 AAAA... comment`), the
+    .pub half named where the private key belongs: Paramiko then says only "not a valid
+    OPENSSH private key file", as if the connection had failed."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).split(None, 2)
+    except OSError:
+        return False  # the connection's own error says why it cannot be read
+    return len(head) >= 2 and head[1].startswith(b"AAAA") and b"PRIVATE KEY" not in head[0]
+
+
 class _Unanswered(socket.timeout):
     """The host did not answer a channel request (exec, subsystem) within its limit."""
 
@@ -225,6 +237,7 @@ class SSHTransport(Transport):
         self._jump_clients: List[paramiko.SSHClient] = []
         self._sftp = None
         self._bridge = None  # serves rsync's remote shell over this connection, once needed
+        self._liveness: List = []  # liveness.Liveness, one per connection: the hops' and the host's
 
     # -- connection ---------------------------------------------------------------
 
@@ -296,12 +309,25 @@ class SSHTransport(Transport):
                     ExitCode.CONFIG,
                     hint="fix identity_file in the host config, or remove it to use your SSH agent and default keys",
                 )
+            if _public_key(key_file):
+                pair = key_file.with_suffix("") if key_file.suffix == ".pub" else None
+                raise OrchError(
+                    f"identity_file {key_file} of host {host.name} is a public key"
+                    + (f" ({host.source})" if host.source else "")
+                    + ": orch signs in with the private half",
+                    ExitCode.CONFIG,
+                    hint="set identity_file to the private key"
+                    + (f" ({pair}, its pair beside it)" if pair is not None and pair.is_file() else "")
+                    + "; the .pub file is what goes into the host's authorized_keys",
+                )
             kwargs["key_filename"] = [str(key_file)]
         if host.user:
             kwargs["username"] = host.user
         if sock is not None:
             kwargs["sock"] = sock
         known_file = Path(host.known_hosts_file).expanduser()
+        if not known_file.is_file() and known_file != Path(HostFile.known_hosts_file).expanduser():
+            raise self._no_known_hosts(host, known_file)
         known = knownhosts.load(known_file)
         name = host_key_name(host)
         known_types = known.key_types(name)
@@ -379,8 +405,29 @@ class SSHTransport(Transport):
             raise self._key_error(host, where, known, knownhosts.Verdict("revoked"), None)
         if policy.recorded:
             print(f"recorded new host key for {name} ({policy.recorded}) in {known_file}", file=sys.stderr)
-        client.get_transport().set_keepalive(host.keepalive)
+        if host.keepalive > 0:  # probes that want a reply: a host that stops answering is given up
+            from orchestrator.transport import liveness  # here: a command that never connects skips it
+
+            self._liveness.append(
+                liveness.Liveness(client.get_transport(), host.keepalive, host.keepalive_count).start()
+            )
         return client
+
+    def _no_known_hosts(self, host: HostConfig, known_file: Path) -> OrchError:
+        """A known_hosts file named by the host's config that is not there: most likely a
+        wrong path.  Trusting the host's key would start a new file there and check this
+        host against it, not against the user's real known_hosts: never suggested."""
+        alias = host.source == "~/.ssh/config"
+        key = "UserKnownHostsFile" if alias else "known_hosts_file"
+        return OrchError(
+            f"{key} {known_file} of host {host.name} does not exist"
+            + (f" ({host.source})" if host.source else "")
+            + ": orch cannot check the host's key against it",
+            ExitCode.CONFIG,
+            hint=f"fix {key} in {host.source or 'the host config'} (the file ssh checks host keys against, "
+            f"usually ~/.ssh/known_hosts), or remove it to use ~/.ssh/known_hosts; to start a new file there on "
+            f"purpose, create it (`touch {known_file}`) and check the host's key with `orch hosts check {host.name}`",
+        )
 
     def _key_error(
         self,
@@ -553,6 +600,16 @@ class SSHTransport(Transport):
         )
 
     def _lost(self, why) -> OrchError:
+        # A connection closed because the host stopped answering keepalives: say that, not
+        # the end-of-file the close made.
+        gone = [w.verdict for w in self._liveness if w.verdict]
+        if gone:
+            return OrchError(
+                f"lost the SSH connection to {self.host.display()}: {gone[-1]}",
+                ExitCode.UNREACHABLE,
+                hint="the host, or the network to it, stopped answering; "
+                f"`orch hosts check {self.host.name}` says when it is back",
+            )
         return OrchError(f"lost the SSH connection to {self.host.display()}: {why}", ExitCode.UNREACHABLE)
 
     def source(self, remote_dir):
@@ -674,3 +731,5 @@ class SSHTransport(Transport):
             self._conn = None
         while self._jump_clients:  # the hops last, nearest the host first
             self._jump_clients.pop().close()
+        while self._liveness:
+            self._liveness.pop().stop()

@@ -15,8 +15,9 @@ FAST = ["--set", "train.steps=30", "--set", "train.log_every=5"]
 
 # Issue 15: start-up proportional to the command.  `orch status` over SSH imports exactly
 # these of the project's modules (the one list, with why: tests/unit/test_quickstatus.py),
-# and none of Typer, Rich or the heavy libraries evaluation uses.
-STATUS_IMPORTS = STATUS_MODULES
+# and none of Typer, Rich or the heavy libraries evaluation uses; connected, also the
+# keepalive watch (the unit test's host is unreachable: it never connects).
+STATUS_IMPORTS = STATUS_MODULES | {"orchestrator.transport.liveness"}
 HEAVY = NEVER + ("pandas",)
 
 

@@ -13,10 +13,20 @@ def test_unknown_host_key_refused_then_trusted_on_request(ssh_project, tmp_path)
     p = ssh_project
     known = tmp_path / "kh" / "known_hosts"
     p.write_host(known_hosts_file=str(known))
+    for extra in ([], ["--trust-new-host-key"]):
+        # A known_hosts_file that is not there is a wrong path until the user says otherwise:
+        # trusting would start a new file, away from the known_hosts they meant.
+        missing = p.orch("hosts", "check", "testhost", *extra)
+        assert missing.returncode == 3, missing.stderr
+        assert f"known_hosts_file {known} of host testhost does not exist" in missing.stderr
+        assert "fix known_hosts_file in" in missing.stderr and "--trust-new-host-key" not in missing.stderr
+        assert not known.parent.exists()
+    known.parent.mkdir()
+    known.touch()  # a new file, on purpose
     refused = p.orch("hosts", "check", "testhost")
     assert refused.returncode == 4
     assert "not in" in refused.stderr and "--trust-new-host-key" in refused.stderr
-    assert "Traceback" not in refused.stderr and not known.exists()
+    assert "Traceback" not in refused.stderr and known.read_text() == ""
 
     trusted = p.orch("hosts", "check", "testhost", "--trust-new-host-key")
     assert trusted.returncode == 0, trusted.stderr

@@ -180,3 +180,15 @@ def test_a_shared_option_reads_the_same_in_every_command():
     }
     assert {"orch hosts check", "orch bootstrap", "orch smoke", "orch run", "orch study run"} <= set(helps)
     assert len(set(helps.values())) == 1, helps
+
+
+def test_logs_help_does_not_say_ssh_for_every_host():
+    """Host `local`'s logs are read on this machine, without SSH."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "logs", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timing.scaled(60),
+    )
+    assert "on this machine for host `local`" in " ".join(proc.stdout.split()), proc.stdout

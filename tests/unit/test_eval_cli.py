@@ -312,3 +312,13 @@ def test_drop_previous_says_every_runs_outcome_before_it_fails(project):
     assert said[1]["run"] == "b" and "is not a folder" in said[1]["error"]
     assert said[2]["run"] == "c" and "no run named 'c'" in said[2]["error"]
     assert not (a / "previous").exists() and (b / "previous").is_symlink()
+
+
+def test_eval_with_set_says_what_to_use_instead(project):
+    """Click said "No such option: --set  Possible options: --quiet"."""
+    make_run(project, "r1")
+    err = failure(invoke("eval", "r1", "--set", "eval.prior=train"))
+    assert err.code == ExitCode.USAGE
+    assert err.message.startswith("orch eval takes no --set (eval.prior=train)")
+    assert "--prior uniform|train overrides eval.prior" in err.hint
+    assert not (project / "runs" / "r1" / "metrics.json").exists()

@@ -126,3 +126,55 @@ def test_known_types_come_first(keys):
     assert knownhosts.preferred_key_types(["ssh-ed25519"], offered)[0] == "ssh-ed25519"
     assert knownhosts.preferred_key_types(["ssh-rsa"], offered)[:3] == ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
     assert sorted(knownhosts.preferred_key_types([], offered)) == sorted(offered)
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_a_known_hosts_file_that_does_not_exist_is_a_config_error_never_trusted_into(tmp_path, trust):
+    """A wrong path in known_hosts_file: trusting on first use would start a new file there
+    and bypass the user's real known_hosts, so it is refused (exit 3) before connecting,
+    pointing at the key, even with --trust-new-host-key; nothing is written."""
+    from orchestrator.config.hosts import HostConfig
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.transport.ssh import SSHTransport
+
+    missing = tmp_path / "no" / "known_hosts"
+    host = HostConfig(
+        name="box", hostname="127.0.0.1", port=1, known_hosts_file=str(missing), source="configs/hosts/box.yaml"
+    )
+    with pytest.raises(OrchError) as caught:
+        SSHTransport(host, trust_new_host_key=trust)._connection()
+    err = caught.value
+    assert err.code == ExitCode.CONFIG
+    assert err.message.startswith(f"known_hosts_file {missing} of host box does not exist (configs/hosts/box.yaml)")
+    assert err.hint.startswith("fix known_hosts_file in configs/hosts/box.yaml")
+    assert "--trust-new-host-key" not in err.hint
+    assert not missing.parent.exists()
+
+
+def test_an_identity_file_that_is_the_public_key_is_a_config_error(tmp_path):
+    """The .pub half as identity_file: a config error (exit 3) saying so, with its private
+    pair, before any connection (Paramiko said "not a valid OPENSSH private key file", exit 5)."""
+    import subprocess
+
+    from orchestrator.config.hosts import HostConfig
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.transport.ssh import SSHTransport
+
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    host = HostConfig(
+        name="box",
+        hostname="127.0.0.1",
+        port=1,
+        identity_file=f"{key}.pub",
+        known_hosts_file=str(known),
+        source="configs/hosts/box.yaml",
+    )
+    with pytest.raises(OrchError) as caught:
+        SSHTransport(host)._connection()
+    err = caught.value
+    assert err.code == ExitCode.CONFIG
+    assert err.message.startswith(f"identity_file {key}.pub of host box is a public key (configs/hosts/box.yaml)")
+    assert f"set identity_file to the private key ({key}, its pair beside it)" in err.hint

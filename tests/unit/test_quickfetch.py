@@ -61,3 +61,106 @@ def test_orch_fetch_results_loads_no_typer_or_pydantic(tmp_path):
     assert "hint: `orch runs` lists them" in proc.stderr
     tops = {n.split(".")[0] for n in json.loads(out.read_text())}
     assert not tops & {"typer", "click", "pydantic"}, sorted(tops & {"typer", "click", "pydantic"})
+
+
+def test_a_fetch_below_min_accuracy_exits_1(project, monkeypatch, capsys):
+    """As `orch eval` and `run --wait` do (README's exit table: 1), once the evaluation is
+    shown and written: the results stay fetched."""
+    from contextlib import contextmanager
+
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.runs import launch, restore
+    from orchestrator.transport import connect
+
+    run_dir = project.runs / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "local.json").write_text(json.dumps({"host": "local", "workdir": "w", "code_hash": "c"}))
+    (run_dir / "run.yaml").write_text("experiment: x\njobs: []\n")
+
+    @contextmanager
+    def no_host(*args):
+        yield None
+
+    monkeypatch.setattr(connect, "open_transport", no_host)
+    monkeypatch.setattr(restore, "restore_for_fetch", lambda *a: None)
+    monkeypatch.setattr(
+        launch, "fetch", lambda *a, **k: {"rows": [], "complete": True, "cut": {}, "kept": {}, "changed": {}}
+    )
+    metrics = {"run_id": "r1", "accuracy": 0.5, "min_accuracy": 0.9, "meets_min_accuracy": False}
+    monkeypatch.setattr(quickfetch, "evaluate_dir", lambda run_dir, as_result: metrics)
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("ORCH_PROJECT", raising=False)
+    with pytest.raises(OrchError) as caught:
+        quickfetch.fetch_results("r1", partial=False, no_eval=False, full_logs=False, trust=False)
+    assert caught.value.code == ExitCode.FAILED
+    assert "accuracy 50.00% is below eval.min_accuracy 90.00%" in caught.value.message
+    assert "accuracy 50.0" in capsys.readouterr().err  # the evaluation was said first
+
+
+def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(project, monkeypatch):
+    """Each run is fetched and evaluated all the same; the command ends with exit 1, as a
+    run's own fetch does."""
+    from orchestrator import output
+    from orchestrator.commands import study as command
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.results import evaluate
+    from orchestrator.runs import launch, restore
+    from orchestrator.runs import study as studies
+    from orchestrator.runs.study_status import RunView
+
+    for run_id in ("st-a-s0", "st-b-s0"):
+        (project.runs / run_id).mkdir(parents=True)
+        (project.runs / run_id / "local.json").write_text(json.dumps({"host": "h"}))
+
+    class NoHosts:
+        def __init__(self, *a):
+            pass
+
+        def __enter__(self):
+            return lambda name: None
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(command, "Hosts", NoHosts)
+    monkeypatch.setattr(command, "_recorded", lambda project, name: {"name": "st"})
+    monkeypatch.setattr(restore, "restore_missing", lambda *a: [])
+    views = [RunView("a", 0, "st-a-s0", "done"), RunView("b", 0, "st-b-s0", "done")]
+    monkeypatch.setattr(studies, "status", lambda *a: views)
+    monkeypatch.setattr(launch, "fetch", lambda *a, **k: {"kept": {}, "changed": {}})
+    accuracy = {"st-a-s0": 0.95, "st-b-s0": 0.5}
+    monkeypatch.setattr(
+        evaluate,
+        "evaluate_run",
+        lambda run_dir: {
+            "accuracy": accuracy[run_dir.name],
+            "min_accuracy": 0.9,
+            "meets_min_accuracy": accuracy[run_dir.name] >= 0.9,
+        },
+    )
+    said = []
+    monkeypatch.setattr(output, "say", lambda text, markup=True: said.append(text))
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("ORCH_PROJECT", raising=False)
+    with pytest.raises(OrchError) as caught:
+        command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
+    assert caught.value.code == ExitCode.FAILED
+    assert caught.value.message == "1 runs of st are below their eval.min_accuracy: st-b-s0"
+    assert "st-b-s0: accuracy 50.00% is below its eval.min_accuracy 90.00%" in said
+    assert "2 of 2 runs of st fetched" in said
+
+
+def test_ctrl_c_before_the_fetch_says_what_was_done_and_what_to_run(project, monkeypatch, capsys):
+    """It said only "interrupted"."""
+    from orchestrator.runs import restore
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(restore, "restore_for_fetch", ctrl_c)
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("ORCH_PROJECT", raising=False)
+    assert quickfetch.main(["fetch-results", "r1"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted before anything was fetched of r1: its folder here is as it was" in err
+    assert "hint: `orch fetch-results r1` fetches it" in err

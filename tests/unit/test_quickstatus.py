@@ -318,7 +318,7 @@ def test_run_wait_backs_off_while_nothing_changes_and_returns_at_once_on_a_chang
         ("[1, 2]", "is not a run record: a JSON object was expected, found list"),
         ('{"host": 3, "workdir": "/w", "code_hash": "abc"}', "does not say where the run is: 'host'"),
         ('{"host": "box", "workdir": "/w"}', "does not say where the run is: 'code_hash'"),
-        ("{bad", "is missing or unreadable"),
+        ("{bad", "is damaged: not valid JSON (Expecting property name"),
     ],
 )
 def test_a_damaged_local_json_is_one_message_for_status_and_listed_as_unreadable(tmp_path, text, message):

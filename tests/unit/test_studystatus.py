@@ -202,3 +202,15 @@ def test_an_unchanged_study_file_costs_no_yaml_an_edited_one_is_named_and_a_dele
     assert view["state"] == "unknown" and view["reason"].startswith(
         "no local record; launched on box: `orch study fetch s` restores its folder from box; cannot reach"
     ), view
+
+
+def test_the_pretrain_jobs_progress_names_it_once():
+    """It showed `pretrain pretrain 30/30` (the job's name, then its phase)."""
+    from orchestrator.runs.state import StatusRow
+    from orchestrator.runs.study_status import _view
+
+    entry = {"member": "m", "seed": 0, "run_id": "r"}
+    pretrain = StatusRow(name="pretrain", state="running", phase="pretrain", step=30, total=30)
+    assert _view(entry, [pretrain]).progress == "pretrain 30/30"
+    train = StatusRow(name="class-0", state="running", phase="train", step=5, total=60)
+    assert _view(entry, [train]).progress == "class-0 train 5/60"
