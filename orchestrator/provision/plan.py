@@ -604,9 +604,10 @@ def plan_flash_attn(
 
 def plan_flash_attn_fetch(inp: Inputs, fa_step: Step) -> Optional[Step]:
     """Where the host's backend runs a flash-attn source build as a batch job (Slurm: on a
-    compute node, which often has no internet), this step, on the login node, does the build's downloads first
-    (build tools and conda's nvcc into the env on the shared filesystem, flash-attn's sdist
-    into the wheelhouse), and the build then installs from there with --no-index."""
+    compute node, which often has no internet), this step, on the login node, does the
+    build's downloads first (build tools and conda's nvcc into the env on the shared
+    filesystem, flash-attn's sdist into the wheelhouse), and the build then installs from
+    there with --no-index."""
     if not inp.backend.runs_as_job(fa_step) or fa_step.state == "skip":
         return None
     step = Step("flash-attn-fetch", "flash-attn: build tools and sources, fetched on the login node")
