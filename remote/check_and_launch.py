@@ -24,10 +24,9 @@ try:  # the shell's name for it (as `cd` left it, links kept), as hostctl.prepar
 except OSError:
     pass
 rec("workdir", wd)
-# The usual three, then whatever else the job backend needs (Slurm: sbatch, squeue, ...).
-for tool in ["tmux", "rsync", "nvidia-smi"] + [
-    t for t in req.get("tools", []) if t not in ("tmux", "rsync", "nvidia-smi")
-]:
+# What orch uses on any host (orchestrator/runs/hostops.py: HOST_TOOLS), then the job
+# backend's tools (tmux; Slurm: sbatch, squeue, ...).
+for tool in ["rsync", "nvidia-smi"] + [t for t in req.get("tools", []) if t not in ("rsync", "nvidia-smi")]:
     rec(tool, "yes" if shutil.which(tool) else "no")
 rec("python", "yes")
 modules = {}

@@ -11,6 +11,8 @@ same one round trip per command as before.
 
 from __future__ import annotations
 
+from typing import Any, Dict, List, Mapping
+
 from orchestrator.backends.base import JobBackend
 from orchestrator.config.hosts import SCHEDULERS as NAMES
 from orchestrator.errors import ExitCode, OrchError
@@ -43,3 +45,18 @@ def for_record(record: dict, host=None) -> JobBackend:
     """The backend a run was launched with (runs launched before backends existed: tmux);
     HOST: for a relaunch (`--resume`), whose jobs take the host's current options."""
     return get(record.get("backend") or "tmux", host)
+
+
+def every() -> List[JobBackend]:
+    """One of each backend orch knows (without a host's options)."""
+    return [get(name) for name in NAMES]
+
+
+def cluster_facts(sections: Mapping[str, Any], workdir: str) -> Dict[str, Any]:
+    """What the host probe's sections say of every scheduler orch knows (``parse_facts``):
+    the probe runs whichever of their commands the host has, whatever its `scheduler`.
+    No sections: each backend's facts of a host without it."""
+    out: Dict[str, Any] = {}
+    for backend in every():
+        out.update(backend.parse_facts(sections, workdir))
+    return out

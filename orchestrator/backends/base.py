@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+
+@dataclass
+class SchedulerGpus:
+    """The GPUs a scheduler's cluster facts name: those of the machines its jobs run on, which
+    SSH does not reach (Slurm: the gres of the host's partitions, read on the login node)."""
+
+    types: List[str]  # each GPU type once, as the scheduler names it ("": a GPU of no named type)
+    source: str  # who named them, for messages ("sinfo")
+    untyped: str  # how a GPU of no named type is written there ("gres gpu:N")
 
 
 class JobBackend:
@@ -34,10 +45,30 @@ class JobBackend:
         jobs apart itself)."""
         return {}
 
-    def gpu_partitions(self) -> Optional[str]:
-        """Where the jobs' GPUs are, when not on the machine bootstrap probes: the scheduler's
-        partitions (comma-separated; "" = all) whose GPU types the plan reads from it (Slurm:
-        sinfo's gres).  None (tmux): the jobs use the probed machine's own GPUs."""
+    # --- the scheduler's cluster as the host probe found it (bootstrap/probe.sh's sections) ---
+    # The probe runs every scheduler's commands the host has; each backend reads its own
+    # sections (orchestrator/backends/__init__.py: cluster_facts), whatever the host's scheduler.
+
+    def parse_facts(self, sections: Mapping[str, Any], workdir: str) -> Dict[str, Any]:
+        """The probe's sections (name -> an object with ``rc`` and ``text``) -> this scheduler's
+        cluster facts, saved with the host's facts (``HostFacts.cluster``).  The same keys
+        whatever the host has (no sections: each key's "nothing found"), and keys no other
+        backend uses.  Default: none."""
+        return {}
+
+    def fact_rows(self, cluster: Mapping[str, Any]) -> List[Tuple[str, str]]:
+        """(label, value) rows of those facts for `hosts check`, `hosts show` and bootstrap."""
+        return []
+
+    def running_step(self, cluster: Mapping[str, Any], name: str) -> str:
+        """Why bootstrap's step NAME (its session / job name) is live as one of this scheduler's
+        jobs ("queued or running as ..."); "" when it is not."""
+        return ""
+
+    def cluster_gpus(self, cluster: Mapping[str, Any]) -> Optional[SchedulerGpus]:
+        """The GPUs this host's jobs get, as the scheduler names them, when they are not on the
+        machine bootstrap probes (a login node without nvidia-smi).  None (tmux): the jobs use
+        the probed machine's own GPUs."""
         return None
 
     exec_command = False  # the job command replaces the shell (`exec`) so signals reach the wrapper

@@ -8,9 +8,10 @@ asks for the requeue itself; the batch script `exec`s the command so that signal
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from orchestrator.backends.base import JobBackend
+from orchestrator.backends import slurm_facts
+from orchestrator.backends.base import JobBackend, SchedulerGpus
 from orchestrator.config.slurm import (
     SlurmOptions,
     seconds,
@@ -79,8 +80,18 @@ class SlurmBackend(JobBackend):
             item["command"],
         ]
 
-    def gpu_partitions(self) -> Optional[str]:
-        return self.options.partition
+    def parse_facts(self, sections: Mapping[str, Any], workdir: str) -> Dict[str, Any]:
+        return slurm_facts.parse(sections, workdir)
+
+    def fact_rows(self, cluster: Mapping[str, Any]) -> List[Tuple[str, str]]:
+        return slurm_facts.fact_rows(cluster)
+
+    def running_step(self, cluster: Mapping[str, Any], name: str) -> str:
+        return f"queued or running as Slurm job {name}" if name in slurm_facts.jobs(cluster) else ""
+
+    def cluster_gpus(self, cluster: Mapping[str, Any]) -> Optional[SchedulerGpus]:
+        # The jobs run in slurm.partition's partitions ("" = any): the GPU types of their gres.
+        return SchedulerGpus(slurm_facts.gpu_types(cluster, self.options.partition), "sinfo", "gres gpu:N")
 
     job_step_words = "a Slurm batch job on a compute node"
 
@@ -121,9 +132,14 @@ class SlurmBackend(JobBackend):
         return str(info.get("job_id") or "")
 
 
+def _partitions(facts) -> Optional[List[Dict[str, str]]]:
+    """sinfo's partition lines among the host's probe facts; None: no sinfo there."""
+    return slurm_facts.partitions(facts.cluster)
+
+
 def _wanted(facts, partition: str) -> List[str]:
     """The partitions a job may run in: slurm.partition's, else the default one(s)."""
-    return [p for p in partition.split(",") if p] or [p["partition"] for p in facts.slurm_partitions if p["default"]]
+    return [p for p in partition.split(",") if p] or [p["partition"] for p in _partitions(facts) if p["default"]]
 
 
 def default_limits(facts, partition: str) -> Dict[str, Optional[Tuple[str, int, str]]]:
@@ -132,7 +148,7 @@ def default_limits(facts, partition: str) -> Dict[str, Optional[Tuple[str, int, 
     where there is none (infinite)."""
     out: Dict[str, Optional[Tuple[str, int, str]]] = {}
     wanted = _wanted(facts, partition)
-    for p in facts.slurm_partitions or []:
+    for p in _partitions(facts) or []:
         if p["partition"] not in wanted or p["partition"] in out:
             continue  # sinfo may list a partition on several lines (node groups)
         default, most = seconds(p.get("default_time") or ""), seconds(p.get("time_limit") or "")
@@ -149,7 +165,7 @@ def default_time_problems(facts, opts: SlurmOptions) -> List[Problem]:
     """slurm.time unset: each job gets its partition's default limit, which slurm.warn_before
     must leave time before, as check() asks of slurm.time.  An error when every partition the
     job may run in is too short for it, a warning when only some are."""
-    if opts.time or facts.slurm_partitions is None:
+    if opts.time or _partitions(facts) is None:
         return []
     limits = default_limits(facts, opts.partition)
     late = {name for name, lim in limits.items() if lim is not None and opts.warn_before >= lim[1]}
@@ -178,7 +194,8 @@ def default_time_problems(facts, opts: SlurmOptions) -> List[Problem]:
 
 def slurm_problems(facts, partition: str = "", gres: str = "", time: str = "") -> List[Problem]:
     """What keeps a `scheduler: slurm` host from running jobs, from its probe."""
-    if facts.slurm_partitions is None:
+    found = _partitions(facts)
+    if found is None:
         return [
             Problem(
                 "error",
@@ -186,7 +203,7 @@ def slurm_problems(facts, partition: str = "", gres: str = "", time: str = "") -
                 "check `hostname:`, or add the folder of Slurm's commands to `extra_path`",
             )
         ]
-    names = {p["partition"] for p in facts.slurm_partitions}
+    names = {p["partition"] for p in found}
     out = []
     for wanted in [p for p in partition.split(",") if p]:
         if wanted not in names:
@@ -205,7 +222,7 @@ def slurm_problems(facts, partition: str = "", gres: str = "", time: str = "") -
     wanted = _wanted(facts, partition)
     over: Dict[str, Tuple[str, int]] = {}
     fits = set()
-    for p in facts.slurm_partitions:  # sinfo may list a partition on several lines (node groups)
+    for p in found:  # sinfo may list a partition on several lines (node groups)
         most = seconds(p.get("time_limit") or "")
         if limit is None or p["partition"] not in wanted:
             continue
@@ -229,7 +246,7 @@ def slurm_problems(facts, partition: str = "", gres: str = "", time: str = "") -
                 f"set slurm.time to {shown} or less; longer work is checkpointed and requeued",
             )
         )
-    if gres.startswith("gpu") and not any("gpu" in p["gres"] for p in facts.slurm_partitions):
+    if gres.startswith("gpu") and not any("gpu" in p["gres"] for p in found):
         out.append(
             Problem(
                 "error",

@@ -111,7 +111,6 @@ def bootstrap(
             force=sorted(force_left),
             accept_tos=accept_anaconda_tos,
             verify_digest=digest,
-            slurm_partition=backend.gpu_partitions(),
             backend=backend,
         )
 

@@ -19,6 +19,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
+from orchestrator.backends.base import SchedulerGpus
+
 # The field list the probe asks for (the same one the H200 fixture was captured with);
 # probe.py passes it to bootstrap/probe.sh, so this is the only copy.
 QUERY_FIELDS = (
@@ -109,8 +111,9 @@ def parse_cc(value: Optional[str]) -> Optional[Tuple[int, int]]:
 
 
 # --- compute capability by name (old drivers have no compute_cap field) -----------
-# Also read against Slurm gres types (`rtx2080ti`, `nvidia_a100-sxm4-80gb`, `v100l`), which
-# sites spell without spaces: hence the optional spaces and the bare GeForce numbers.
+# Also read against the GPU types a scheduler names (Slurm's gres: `rtx2080ti`,
+# `nvidia_a100-sxm4-80gb`, `v100l`), which sites spell without spaces: hence the optional
+# spaces and the bare GeForce numbers.
 
 
 def _geforce(numbers: str) -> str:
@@ -398,28 +401,27 @@ def summary(report: GpuReport) -> str:
     return f"{', '.join(parts)}; driver {report.driver_version or '?'}, max CUDA {report.cuda_version or '?'}"
 
 
-# --- GPU types from Slurm's gres (a login node without nvidia-smi) -------------------
+# --- GPU types a scheduler names (a login node without nvidia-smi) ---------------------
 
-# `gpu:TYPE:COUNT` or `gpu:COUNT`, then `(S:0-1)`/`(IDX:...)` and more gres after a comma.  A type is
-# any site-chosen word, digits first included (`3g.40gb`, a MIG profile; `2080ti`).
-_GRES_GPU = re.compile(r"(?:^|,)gpu(?::([^:,()\s]+))?(?::no_consume)?:([0-9]+)")
 # A MIG slice's profile: `3g.40gb`, alone or after its GPU (`a100_3g.40gb`, `nvidia_h100_80gb_hbm3_1g.10gb`).
 _MIG_PROFILE = re.compile(r"(?:^|[_.-])([1-8])g\.([0-9]+)gb$", re.IGNORECASE)
 
 
 @dataclass
-class GresGpus:
-    """The GPUs `sinfo`'s gres names (what the compute nodes have), with the compute
-    capabilities of the types that have a known one."""
+class ClusterGpus:
+    """The GPUs a scheduler names for the host's jobs (what its compute nodes have; the job
+    backend's ``cluster_gpus``), with the compute capabilities of the types that have a known one."""
 
     caps: List[Tuple[int, int]] = field(default_factory=list)  # one per known type, sorted
-    names: List[str] = field(default_factory=list)  # the gres type of each cap
-    notes: List[str] = field(default_factory=list)  # types without a known capability, untyped gres
-    unknown: List[str] = field(default_factory=list)  # those types ("" for untyped gres)
+    names: List[str] = field(default_factory=list)  # the type of each cap, as the scheduler names it
+    notes: List[str] = field(default_factory=list)  # types without a known capability, untyped GPUs
+    unknown: List[str] = field(default_factory=list)  # those types ("" for a GPU of no named type)
+    source: str = ""  # who named them ("sinfo"), for messages
+    untyped: str = ""  # how a GPU of no named type is written there ("gres gpu:N")
 
     @property
     def present(self) -> bool:
-        """The partitions have GPUs, whether or not their types are known."""
+        """The jobs get GPUs, whether or not their types are known."""
         return bool(self.caps or self.unknown)
 
     @property
@@ -428,51 +430,42 @@ class GresGpus:
         return bool(self.caps)
 
 
-def gres_gpu_types(gres: str) -> List[str]:
-    """`gpu:a100:4(S:0-1),gpu:v100:2` -> ['a100', 'v100']; an untyped `gpu:4` gives ''.
-    A count of 0 is no GPU."""
-    out = []
-    for m in _GRES_GPU.finditer((gres or "").strip()):
-        kind = m.group(1) or ""
-        if int(m.group(2)) > 0:
-            out.append("" if kind == "no_consume" else kind)
-    return out
-
-
-def caps_from_gres(gres_fields: Sequence[str]) -> GresGpus:
-    """GPU types from sinfo's %G column (one field per partition line) -> compute capabilities.
+def caps_from_types(named: Optional[SchedulerGpus]) -> ClusterGpus:
+    """GPU types as a scheduler names them -> compute capabilities (None: it names none).
 
     The type names are site-chosen (`a100`, `h100`, `nvidia_a100-sxm4-80gb`, `l40s`, `v100l`,
     `rtx2080ti`...): they are read with the same name table as old drivers' GPU names
     (underscores as spaces, so `nvidia_a100` reads as A100).  A MIG slice's type is its
     profile, after its GPU's name or alone (`a100_3g.40gb`, `3g.40gb`): alone it names no GPU.
-    A type the table does not know, or gres without a type, is said in a note and listed in
-    `unknown`: the partitions still have GPUs (a CUDA torch), only flash-attn cannot target them."""
-    out = GresGpus()
+    A type the table does not know, or a GPU without a type, is said in a note and listed in
+    `unknown`: the jobs still get GPUs (a CUDA torch), only flash-attn cannot target them."""
+    if named is None:
+        return ClusterGpus()
+    out = ClusterGpus(source=named.source, untyped=named.untyped)
     seen = set()
-    for gres in gres_fields:
-        for kind in gres_gpu_types(gres):
-            if kind in seen:
-                continue
-            seen.add(kind)
-            if not kind:
-                out.notes.append("sinfo lists GPUs without a type (gres gpu:N): their compute capability is unknown")
-                out.unknown.append(kind)
-                continue
-            cc = parse_cc(compute_cap_from_name(kind.replace("_", " ")))
-            if cc is None:
-                mig = _MIG_PROFILE.search(kind)
-                if mig:
-                    out.notes.append(
-                        f"sinfo GPU type {kind!r} is a MIG slice of a GPU it does not name (an A100, A30, H100, "
-                        "H200 or newer: sm_80 or later): its exact compute capability is unknown"
-                    )
-                else:
-                    out.notes.append(f"sinfo GPU type {kind!r} has no known compute capability")
-                out.unknown.append(kind)
-                continue
-            out.caps.append(cc)
-            out.names.append(kind)
+    for kind in named.types:
+        if kind in seen:
+            continue
+        seen.add(kind)
+        if not kind:
+            out.notes.append(
+                f"{named.source} lists GPUs without a type ({named.untyped}): their compute capability is unknown"
+            )
+            out.unknown.append(kind)
+            continue
+        cc = parse_cc(compute_cap_from_name(kind.replace("_", " ")))
+        if cc is None:
+            if _MIG_PROFILE.search(kind):
+                out.notes.append(
+                    f"{named.source} GPU type {kind!r} is a MIG slice of a GPU it does not name (an A100, A30, "
+                    "H100, H200 or newer: sm_80 or later): its exact compute capability is unknown"
+                )
+            else:
+                out.notes.append(f"{named.source} GPU type {kind!r} has no known compute capability")
+            out.unknown.append(kind)
+            continue
+        out.caps.append(cc)
+        out.names.append(kind)
     pairs = sorted(zip(out.caps, out.names))
     out.caps, out.names = [c for c, _ in pairs], [n for _, n in pairs]
     return out

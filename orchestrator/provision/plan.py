@@ -32,7 +32,7 @@ from orchestrator.backends.base import JobBackend
 from orchestrator.config.envspec import EnvSpec
 from orchestrator.contract.bootsteps import Layout, Step
 from orchestrator.provision import flashattn
-from orchestrator.provision.gpu import GresGpus, caps_from_gres
+from orchestrator.provision.gpu import ClusterGpus, caps_from_types
 from orchestrator.provision.probe import CondaInstall, HostFacts, PythonInfo
 from orchestrator.provision.torch_select import (
     TorchChoice,
@@ -211,9 +211,9 @@ class Inputs:
     layout: Layout
     force: Tuple[str, ...] = ()
     accepted: bool = False  # the Anaconda ToS, by --accept-anaconda-tos or in the spec
-    # A Slurm host's `slurm.partition` (comma-separated; "" = all), whose GPU types sinfo names;
-    # None: not a Slurm host (its jobs run where the probe ran).
-    slurm_partition: Optional[str] = None
+    # The host's job backend: where its jobs' GPUs are (``cluster_gpus``), which steps run as
+    # its batch jobs (``runs_as_job``).
+    backend: JobBackend = field(default_factory=backends.default)
 
     @property
     def env_info(self) -> Optional[PythonInfo]:
@@ -229,25 +229,22 @@ class Inputs:
         gpu = self.facts.gpu
         if gpu.ok:
             return gpu.compute_caps()
-        return self.slurm_gpus.caps
+        return self.cluster_gpus.caps
 
     @property
     def gpu_names(self) -> List[str]:
         gpu = self.facts.gpu
         if gpu.ok:
             return [g.name for g in gpu.gpus if g.cc_tuple is not None]
-        return self.slurm_gpus.names
+        return self.cluster_gpus.names
 
     @property
-    def slurm_gpus(self) -> GresGpus:
-        """A Slurm login node without nvidia-smi (the GPUs are on the compute nodes): the GPU
-        types sinfo's gres names, in the host's partitions (all when it names none)."""
-        if self.slurm_partition is None or self.facts.gpu.diagnosis.kind != "missing":
-            return GresGpus()
-        wanted = {p for p in self.slurm_partition.split(",") if p}
-        return caps_from_gres(
-            [p["gres"] for p in self.facts.slurm_partitions or [] if not wanted or p["partition"] in wanted]
-        )
+    def cluster_gpus(self) -> ClusterGpus:
+        """A login node without nvidia-smi (the GPUs are on the compute nodes): the GPU types
+        the host's scheduler names for its jobs (Slurm: the gres of the host's partitions)."""
+        if self.facts.gpu.diagnosis.kind != "missing":
+            return ClusterGpus()
+        return caps_from_types(self.backend.cluster_gpus(self.facts.cluster))
 
     def judge(self, step: Step, exists: bool, extra_ok: bool = True, missing_why: str = "") -> None:
         """done / todo from the recorded fingerprint; running when its tmux session is alive."""
@@ -256,9 +253,13 @@ class Inputs:
         if session in self.facts.tmux_sessions:
             step.state, step.why = "running", f"running on the host (tmux session {session})"
             return
-        if session in self.facts.slurm_jobs:
-            step.state, step.why = "running", f"queued or running as Slurm job {session}"
-            return
+        # Live as a scheduler's batch job (Slurm: squeue lists it), whichever scheduler the
+        # host names now: starting it again would run it twice.
+        for backend in backends.every():
+            why = backend.running_step(self.facts.cluster, session)
+            if why:
+                step.state, step.why = "running", why
+                return
         if step.name in self.force:
             step.state, step.why = "todo", "forced (--force)"
             return
@@ -414,20 +415,20 @@ def torch_choice(inp: Inputs, base: Optional[PythonInfo]) -> TorchChoice:
     if spec.torch.version == "preinstalled":
         src = env_info or (base if spec.system_site_packages else None)
         preinstalled = (src.packages.get("torch") or "") if src else ""
-    # A Slurm login node without nvidia-smi: GPUs in its partitions' gres are the jobs' GPUs
+    # A login node without nvidia-smi: the GPUs its scheduler names are the jobs' GPUs
     # (driver unseen), whether or not orch knows their type's compute capability.
-    slurm_gpus = inp.slurm_gpus
+    cluster_gpus = inp.cluster_gpus
     choice = select_torch(
         version=spec.torch.version,
         cuda=spec.torch.cuda,
         driver_cuda=gpu.cuda_version,
         compute_caps=inp.caps,
         gpu_names=inp.gpu_names,
-        has_gpu=gpu.ok or slurm_gpus.present,
+        has_gpu=gpu.ok or cluster_gpus.present,
         preinstalled_version=preinstalled,
     )
-    if slurm_gpus.unknown and spec.torch.cuda == "auto" and choice.mode == "install" and choice.cuda:
-        kinds = ", ".join(repr(k) if k else "untyped gres gpu:N" for k in slurm_gpus.unknown)
+    if cluster_gpus.unknown and spec.torch.cuda == "auto" and choice.mode == "install" and choice.cuda:
+        kinds = ", ".join(repr(k) if k else f"untyped {cluster_gpus.untyped}" for k in cluster_gpus.unknown)
         archs = build_archs(choice.version, choice.variant)
         lacks = [
             name
@@ -435,7 +436,8 @@ def torch_choice(inp: Inputs, base: Optional[PythonInfo]) -> TorchChoice:
             if not runs_on(archs, cc)
         ]
         choice.notes.append(
-            f"sinfo's GPUs ({kinds}) have no known compute capability: {choice.variant} is assumed to fit them "
+            f"{cluster_gpus.source}'s GPUs ({kinds}) have no known compute capability: "
+            f"{choice.variant} is assumed to fit them "
             f"(torch {choice.version} {choice.variant} has kernels for {archs_text(archs)} only"
             + (f": no {', no '.join(lacks)}" if lacks else "")
             + "); verify runs a kernel on each GPU, and torch.cuda in the env spec pins another build"
@@ -601,11 +603,12 @@ def plan_flash_attn(
 
 
 def plan_flash_attn_fetch(inp: Inputs, fa_step: Step) -> Optional[Step]:
-    """On a Slurm host a flash-attn source build is a batch job on a compute node, which
-    often has no internet: this step, on the login node, does the build's downloads first
-    (build tools and conda's nvcc into the env on the shared filesystem, flash-attn's sdist
-    into the wheelhouse), and the build then installs from there with --no-index."""
-    if inp.slurm_partition is None or "--source" not in fa_step.argv or fa_step.state == "skip":
+    """Where the host's backend runs a flash-attn source build as a batch job (Slurm: on a
+    compute node, which often has no internet), this step, on the login node, does the
+    build's downloads first (build tools and conda's nvcc into the env on the shared
+    filesystem, flash-attn's sdist into the wheelhouse), and the build then installs from
+    there with --no-index."""
+    if not inp.backend.runs_as_job(fa_step) or fa_step.state == "skip":
         return None
     step = Step("flash-attn-fetch", "flash-attn: build tools and sources, fetched on the login node")
     house = posixpath.join(inp.layout.wheelhouse, "flash-attn")
@@ -639,8 +642,8 @@ def plan_verify(
     step.argv = [layout.env_python, layout.script("verify.py"), "--out", layout.verify_json]
     if fa.installs:
         step.argv.append("--expect-flash-attn")
-    # GPUs seen here, or by sinfo on a login node (verify then runs as a job on one of them)
-    if (facts.gpu.ok or inp.slurm_gpus.present) and (torch_cuda is not None) and choice.mode != "none":
+    # GPUs seen here, or named by the scheduler of a login node (verify then runs as a job on one)
+    if (facts.gpu.ok or inp.cluster_gpus.present) and (torch_cuda is not None) and choice.mode != "none":
         step.argv.append("--expect-cuda")
     if choice.mode == "none":
         step.argv.append("--no-torch-ok")
@@ -703,10 +706,9 @@ def build_plan(
     force: Sequence[str] = (),
     accept_tos: bool = False,
     verify_digest: str = "",
-    slurm_partition: Optional[str] = None,
     backend: Optional[JobBackend] = None,
 ) -> Plan:
-    """BACKEND: the host's job backend (None: a host config's default one)."""
+    """BACKEND: the host's job backend, with the host's options (None: a host config's default one)."""
     backend = backend if backend is not None else backends.default()
     inp = Inputs(
         facts,
@@ -714,7 +716,7 @@ def build_plan(
         Layout(facts.workdir, spec.name),
         tuple(force),
         accepted=accept_tos or spec.accept_anaconda_tos,
-        slurm_partition=slurm_partition,
+        backend=backend,
     )
     base, base_why = _base_python(facts, spec.python) if spec.manager == "venv" else (None, "")
     conda = plan_conda(inp)
@@ -732,12 +734,12 @@ def build_plan(
     _block_without_tmux(steps, facts, backend)
     _block_after_blocker(steps)
     warnings: List[str] = []
-    slurm_gpus = inp.slurm_gpus
-    if slurm_gpus.present:
-        kinds = [f"{n} sm_{c[0]}{c[1]}" for c, n in zip(slurm_gpus.caps, slurm_gpus.names)]
-        kinds += [f"{k} sm_?" if k else "untyped sm_?" for k in slurm_gpus.unknown]
-        warnings.append(f"no nvidia-smi on this login node: GPU types from sinfo ({', '.join(kinds)})")
-    warnings += [f"{note}: flash-attn cannot target it" for note in slurm_gpus.notes]
+    cluster_gpus = inp.cluster_gpus
+    if cluster_gpus.present:
+        kinds = [f"{n} sm_{c[0]}{c[1]}" for c, n in zip(cluster_gpus.caps, cluster_gpus.names)]
+        kinds += [f"{k} sm_?" if k else "untyped sm_?" for k in cluster_gpus.unknown]
+        warnings.append(f"no nvidia-smi on this login node: GPU types from {cluster_gpus.source} ({', '.join(kinds)})")
+    warnings += [f"{note}: flash-attn cannot target it" for note in cluster_gpus.notes]
     if facts.disk_path and facts.disk_free_gb < 15 and any(s.state == "todo" for s in steps):
         warnings.append(f"only {facts.disk_free_gb:.0f} GiB free at {facts.disk_path}: torch needs ~5-10 GiB")
     return Plan(

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from orchestrator import backends
 from orchestrator.config.project import control_char
-from orchestrator.config.slurm import seconds
 from orchestrator.contract.hostdocs import parse_json_object
 from orchestrator.errors import Problem  # noqa: F401 (callers and tests name it here)
 from orchestrator.provision import gpu as gpu_mod
@@ -163,17 +163,18 @@ class HostFacts:
     verify: Optional[Dict[str, Any]] = None
     tmux_sessions: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
-    # A Slurm login node (sinfo found): one entry per partition line,
-    # {"partition", "available", "time_limit", "nodes", "gres", "default_time"}; None: no sinfo there.
-    slurm_partitions: Optional[List[Dict[str, str]]] = None
-    # The names of this user's live Slurm jobs started from <workdir>/bootstrap (bootstrap steps).
-    slurm_jobs: List[str] = field(default_factory=list)
+    # What the job backends read in the probe's sections of their schedulers (JobBackend.parse_facts;
+    # Slurm: its partitions and bootstrap's live jobs), each key a backend's.  Saved beside the
+    # other facts, not under a key of its own (facts.json, `hosts check --json`).
+    cluster: Dict[str, Any] = field(default_factory=lambda: backends.cluster_facts({}, ""))
 
     def has(self, tool: str) -> bool:
         return bool(self.tools.get(tool))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data.update(data.pop("cluster"))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "HostFacts":
@@ -186,6 +187,8 @@ class HostFacts:
         data["conda"] = [CondaInstall(**c) for c in data.get("conda", [])]
         data["pythons"] = [PythonInfo(**p) for p in data.get("pythons", [])]
         data["envs"] = {k: PythonInfo(**v) for k, v in data.get("envs", {}).items()}
+        cluster = backends.cluster_facts({}, "")  # what a host without them has, for older files
+        data["cluster"] = {k: data.pop(k, v) for k, v in cluster.items()}
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -325,40 +328,6 @@ def parse_pythons(text: str) -> List[PythonInfo]:
     return out
 
 
-def parse_sinfo(text: str) -> List[Dict[str, str]]:
-    """`sinfo -h -o '%P|%a|%l|%D|%G|%L'` -> partitions ('*' marks the default one; %l is the
-    partition's MaxTime, %L its DefaultTime: "n/a" for none).  A project's older probe.sh
-    prints no %L: its default_time is ""."""
-    out = []
-    for line in text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) not in (5, 6) or not parts[0]:
-            continue
-        name = parts[0]
-        out.append(
-            {
-                "partition": name.rstrip("*"),
-                "default": "yes" if name.endswith("*") else "",
-                "available": parts[1],
-                "time_limit": parts[2],
-                "nodes": parts[3],
-                "gres": parts[4],
-                "default_time": parts[5] if len(parts) > 5 else "",
-            }
-        )
-    return out
-
-
-def parse_slurm_jobs(text: str, chdir: str) -> List[str]:
-    """`squeue -h -o '%j|%Z'` -> the names of the jobs whose working directory is chdir."""
-    out = []
-    for line in text.splitlines():
-        name, sep, where = line.strip().partition("|")
-        if sep and name and where.rstrip("/") == chdir.rstrip("/"):
-            out.append(name)
-    return out
-
-
 def parse_results(text: str) -> Dict[str, Dict[str, Any]]:
     out = {}
     for line in text.splitlines():
@@ -430,10 +399,7 @@ def parse_probe(text: str, workdir: str, now: Optional[float] = None) -> HostFac
     facts.state = (parse_json_object(body("state")) or {}) if s.get("state") and s["state"].rc == 0 else {}
     facts.results = parse_results(body("results"))
     facts.verify = parse_json_object(body("verify")) if s.get("verify") and s["verify"].rc == 0 else None
-    if "sinfo" in s:
-        facts.slurm_partitions = parse_sinfo(body("sinfo"))
-    if s.get("slurm-jobs") and s["slurm-jobs"].rc == 0:
-        facts.slurm_jobs = parse_slurm_jobs(body("slurm-jobs"), facts.workdir.rstrip("/") + "/bootstrap")
+    facts.cluster = backends.cluster_facts(s, facts.workdir)
     facts.tmux_sessions = (
         [x.strip() for x in body("tmux-sessions").splitlines() if x.strip()]
         if s.get("tmux-sessions") and s["tmux-sessions"].rc == 0
@@ -507,23 +473,7 @@ def fact_rows(facts: HostFacts) -> List[Tuple[str, str]]:
             f"ninja {'ok' if facts.has('ninja') else 'missing'}, gcc {'ok' if facts.has('gcc') else 'missing'}, "
             f"curl {'ok' if facts.has('curl') else 'missing'}",
         ),
-    ] + (
-        [
-            (
-                "slurm",
-                "; ".join(
-                    f"{p['partition']}{' (default)' if p['default'] else ''}: {p['available']}, "
-                    f"{p['nodes']} nodes, limit {p['time_limit']}"
-                    + (f" (default {p['default_time']})" if seconds(p.get("default_time") or "") else "")
-                    + f", gres {p['gres']}"
-                    for p in facts.slurm_partitions
-                )
-                or "sinfo lists no partition",
-            )
-        ]
-        if facts.slurm_partitions is not None
-        else []
-    )
+    ] + [row for backend in backends.every() for row in backend.fact_rows(facts.cluster)]
 
 
 # --- effects: run it, save it -----------------------------------------------------------

@@ -24,14 +24,15 @@ from orchestrator.transport import shell
 from orchestrator.transport.base import Transport
 
 # Creates and enters the workdir, then hands over to the host's python (stdin, the
-# request, passes through); without one, says so in prepare's records.
+# request, passes through); without one, says so in prepare's records, with the tools
+# prepare looks for (hostops.tools_to_find), so the missing python is what is said.
 _SHELL = r"""
-wd="$1"; py="$2"
+wd="$1"; py="$2"; program="$3"; shift 3
 rec() { printf '%s=%s\0' "$1" "$2"; }
 mkdir -p -- "$wd" && cd -- "$wd" || { rec error "cannot create workdir $wd"; exit 0; }
-if command -v "$py" >/dev/null 2>&1 || [ -x "$py" ]; then exec "$py" -c "$3"; fi
+if command -v "$py" >/dev/null 2>&1 || [ -x "$py" ]; then exec "$py" -c "$program"; fi
 rec workdir "$PWD"; rec python no
-for t in tmux rsync nvidia-smi; do
+for t in "$@"; do
   if command -v "$t" >/dev/null 2>&1; then rec "$t" yes; else rec "$t" no; fi
 done
 """
@@ -62,16 +63,26 @@ class Reply:
     listed_gpus: List[str]  # what the host itself lists (state.gpus may be the config's)
 
 
-def command(transport: Transport) -> str:
+def command(transport: Transport, backend=None) -> str:
+    host = transport.host
     return shell.join(
-        ["sh", "-c", _SHELL, "sh", transport.workdir, transport.host.python_or_default, _PROGRAM.read_text()]
+        [
+            "sh",
+            "-c",
+            _SHELL,
+            "sh",
+            transport.workdir,
+            host.python_or_default,
+            _PROGRAM.read_text(),
+            *hostops.tools_to_find(backend),
+        ]
     )
 
 
 def check_and_launch(transport: Transport, backend, request: Dict) -> Reply:
     """One round trip; raises what prepare raises (a workdir orch cannot use, a missing
     tool or python), and one message for a reply that is not the contract's."""
-    out = hostops.reply_text(transport, command(transport), stdin=json.dumps(request))
+    out = hostops.reply_text(transport, command(transport, backend), stdin=json.dumps(request))
     facts, gpus = hostops.parse_prepare(out)
     try:
         state = hostops.state_from_facts(transport.host, facts, gpus, backend)

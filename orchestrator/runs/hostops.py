@@ -17,11 +17,11 @@ from orchestrator.transport.base import Transport
 # It prints NUL-terminated key=value records: a value (the workdir is the host's) may hold
 # any byte but NUL, so a newline in a path cannot start a record of its own.
 _PREPARE = r"""
-wd="$1"; py="$2"; shift 2  # then: the tools the job backend needs
+wd="$1"; py="$2"; shift 2  # then: the tools to look for (HOST_TOOLS, the job backend's)
 rec() { printf '%s=%s\0' "$1" "$2"; }
 mkdir -p -- "$wd" && cd -- "$wd" || { rec error "cannot create workdir $wd"; exit 0; }
 rec workdir "$PWD"
-for t in tmux rsync nvidia-smi "$@"; do
+for t in "$@"; do
   if command -v "$t" >/dev/null 2>&1; then rec "$t" yes; else rec "$t" no; fi
 done
 if command -v "$py" >/dev/null 2>&1 || [ -x "$py" ]; then
@@ -56,6 +56,17 @@ def parse_prepare(out: str) -> Tuple[Dict[str, str], List[str]]:
     return facts, gpus
 
 
+# What orch itself uses on any host, whatever runs its jobs: rsync copies (SFTP without it),
+# nvidia-smi lists the GPUs.  The tools jobs run with are the job backend's (JobBackend.tools:
+# tmux, or Slurm's commands), looked for only on a host that uses it.
+HOST_TOOLS = ("rsync", "nvidia-smi")
+
+
+def tools_to_find(backend: Optional[JobBackend]) -> List[str]:
+    """The tools prepare looks for on a host whose jobs BACKEND runs (None: no jobs)."""
+    return [*HOST_TOOLS, *(t for t in (backend.tools if backend else ()) if t not in HOST_TOOLS)]
+
+
 @dataclass
 class HostState:
     workdir: str  # absolute
@@ -72,9 +83,8 @@ def prepare(transport: Transport, backend: Optional[JobBackend] = None) -> HostS
     """Create the workdir, resolve it to an absolute path, and check the tools orch needs
     (the python, and what the job backend runs jobs with; None: no jobs, no backend)."""
     host = transport.host
-    extra = [t for t in (backend.tools if backend else ()) if t not in ("tmux", "rsync", "nvidia-smi")]
     out = transport.run(
-        shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default, *extra])
+        shell.join(["sh", "-c", _PREPARE, "sh", transport.workdir, host.python_or_default, *tools_to_find(backend)])
     ).stdout
     facts, gpus = parse_prepare(out)
     return state_from_facts(host, facts, gpus, backend)
@@ -95,7 +105,7 @@ def state_from_facts(host, facts: Dict[str, str], gpus: List[str], backend: Opti
             ExitCode.CONFIG,
             hint="set `workdir` in the host config to a plain absolute path",
         )
-    tools = {t: facts.get(t) == "yes" for t in ("tmux", "rsync", "nvidia-smi", "python")}
+    tools = {t: facts.get(t) == "yes" for t in (*tools_to_find(backend), "python")}
     missing = [t for t in (backend.tools if backend else ()) if facts.get(t) != "yes"]
     if missing:
         raise OrchError(

@@ -16,6 +16,7 @@ from slurmcases import slurm_project
 from test_bootstrap import _host_python_bin, needs_torch
 
 from orchestrator import backends
+from orchestrator.backends.slurm_facts import JOBS
 from orchestrator.config.hosts import resolve_host
 from orchestrator.config.project import Project
 from orchestrator.errors import OrchError
@@ -98,7 +99,7 @@ def test_a_live_step_job_is_found_by_the_probe_and_scancel_is_recorded(p):
             assert time.time() < deadline, "the step's job did not start"
             time.sleep(0.3)
         facts = probe.run_probe(transport, [], project_root=p.root)
-        assert facts.slurm_jobs == ["orch-bootstrap-verify"], "a re-run of bootstrap would reattach to it"
+        assert facts.cluster[JOBS] == ["orch-bootstrap-verify"], "a re-run of bootstrap would reattach to it"
         transport.run(jobs.stop_hint(step), timeout=30)  # the hint the user is given, run as given
         deadline = time.time() + timing.scaled(60)
         while True:
@@ -108,7 +109,7 @@ def test_a_live_step_job_is_found_by_the_probe_and_scancel_is_recorded(p):
             assert time.time() < deadline, f"scancel left no result: {info}"
             time.sleep(0.3)
         assert info["result"]["rc"] == 143  # run_step.sh got the TERM (the batch script exec'd it)
-        assert probe.run_probe(transport, [], project_root=p.root).slurm_jobs == []
+        assert probe.run_probe(transport, [], project_root=p.root).cluster[JOBS] == []
 
 
 def test_a_refused_submission_is_one_error(p):

@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.backends.tmux import TmuxBackend
 from orchestrator.runs.codesync import check_command
-from orchestrator.runs.hostops import _PREPARE, hostctl
+from orchestrator.runs.hostops import _PREPARE, hostctl, tools_to_find
 from orchestrator.runs.plan import launch_plan, plan_jobs
 from orchestrator.transport import shell
 from remote.spec import Experiment, load_experiment
@@ -61,7 +61,7 @@ def test_hostctl_and_prepare_commands():
                 hostctl(
                     "/home/a b/py", "/w/code/h", "cancel", "--run-dir", "/w/runs/r", "--workdir", "/w", "--job", "neg"
                 ),
-                shell.join(["sh", "-c", _PREPARE, "sh", "orch", "python3"]),
+                shell.join(["sh", "-c", _PREPARE, "sh", "orch", "python3", *tools_to_find(TmuxBackend())]),
                 hostctl(
                     "python3",
                     "/w/code/h",

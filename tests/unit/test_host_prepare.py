@@ -6,9 +6,11 @@ import sys
 
 import pytest
 
+from orchestrator.backends.slurm import SlurmBackend
 from orchestrator.backends.tmux import TmuxBackend
 from orchestrator.config.hosts import HostConfig
 from orchestrator.errors import ExitCode, OrchError
+from orchestrator.runs import hostlaunch
 from orchestrator.runs.hostops import prepare
 from orchestrator.transport.base import LocalTransport
 from remote.backends.tmux import tmux_socket
@@ -37,7 +39,47 @@ def test_missing_tmux_is_a_specific_error(tmp_path, monkeypatch):
     with pytest.raises(OrchError) as err:
         prepare(LocalTransport(host), TmuxBackend())
     assert err.value.code == ExitCode.HOST_TOOLS and "has no tmux" in err.value.message
-    assert prepare(LocalTransport(host)).tools["tmux"] is False  # no backend asked for: no jobs, no tmux needed
+    assert "tmux" not in prepare(LocalTransport(host)).tools  # no backend asked for: no jobs, no tmux looked for
+
+
+def _with_slurms_tools(bindir):
+    """Stand-ins for Slurm's client commands (only found on PATH, never run here)."""
+    for tool in SlurmBackend.tools:
+        stub = os.path.join(bindir, tool)
+        with open(stub, "w") as f:
+            f.write("#!/bin/sh\nexit 0\n")
+        os.chmod(stub, 0o755)
+
+
+def test_a_slurm_host_is_asked_for_slurms_tools_not_tmux(tmp_path, monkeypatch):
+    """The tools a host needs for its jobs are its job backend's (JobBackend.tools): a Slurm
+    login node is not looked over for tmux, which its jobs never use; rsync and nvidia-smi
+    are looked for on every host (copies, GPUs)."""
+    bindir = _path_without(tmp_path, set())
+    _with_slurms_tools(bindir)
+    monkeypatch.setenv("PATH", bindir)
+    host = HostConfig(name="local", workdir=str(tmp_path / "w"), python=sys.executable)
+    state = prepare(LocalTransport(host), SlurmBackend())
+    assert sorted(state.tools) == sorted(["rsync", "nvidia-smi", "python", *SlurmBackend.tools])
+    assert all(state.tools[t] for t in SlurmBackend.tools)
+    # The launch's one round trip (remote/check_and_launch.py) reports the same tools.
+    request = {"code_hash": "abc", "staging": ".s", "modules": [], "tools": list(SlurmBackend.tools)}
+    reply = hostlaunch.check_and_launch(LocalTransport(host), SlurmBackend(), request)
+    assert reply.state.tools == state.tools
+    # A tmux host is asked for tmux (and not for Slurm's commands).
+    assert sorted(prepare(LocalTransport(host), TmuxBackend()).tools) == ["nvidia-smi", "python", "rsync", "tmux"]
+
+
+def test_without_python_a_slurm_host_is_told_of_its_python_not_of_its_tools(tmp_path, monkeypatch):
+    """The launch's shell, finding no python, reports the backend's tools too: it said Slurm's
+    commands were missing (it never looked for them) instead of the python."""
+    bindir = _path_without(tmp_path, {"tmux"})
+    _with_slurms_tools(bindir)
+    monkeypatch.setenv("PATH", bindir)
+    host = HostConfig(name="local", workdir=str(tmp_path / "w"), python="/nonexistent/python")
+    with pytest.raises(OrchError) as err:
+        hostlaunch.check_and_launch(LocalTransport(host), SlurmBackend(), {"code_hash": "abc"})
+    assert err.value.code == ExitCode.HOST_TOOLS and "no python interpreter" in err.value.message
 
 
 def test_missing_python_is_a_specific_error(tmp_path):

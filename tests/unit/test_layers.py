@@ -155,3 +155,52 @@ def test_the_scheduler_check_sees_what_it_is_meant_to():
     }
     for code, hit in seen.items():
         assert bool(list(_scheduler_tests(code, "probe"))) is hit, code
+
+
+# What Slurm's output is made of, as a value in code: the probe's sections of Slurm's commands
+# (bootstrap/probe.sh: "sinfo", "slurm-jobs"; "squeue" the other command it runs), the fields of
+# a partition line read by key ("partition", "gres"), and the keys the facts are kept under.
+SLURM_OUTPUT_KEYS = ("sinfo", "squeue", "slurm-jobs", "partition", "gres", "slurm_partitions", "slurm_jobs")
+SLURM_FACT_FIELDS = ("slurm_partitions", "slurm_jobs")  # the same facts as an attribute (HostFacts once had)
+
+
+def _reads_slurm_output(text: str, where: str):
+    """Where PATH reads what Slurm's commands printed itself: a string that is exactly one of
+    SLURM_OUTPUT_KEYS (a section looked up, a field read by key), or an attribute named one of
+    SLURM_FACT_FIELDS.  Words in messages and docstrings ("GPU types from sinfo") are not
+    looked at, nor `str.partition` calls."""
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Constant) and node.value in SLURM_OUTPUT_KEYS:
+            yield f"{where}:{node.lineno}: {node.value!r}"
+        elif isinstance(node, ast.Attribute) and node.attr in SLURM_FACT_FIELDS:
+            yield f"{where}:{node.lineno}: .{node.attr}"
+
+
+def test_outside_its_backend_nothing_in_the_controller_reads_slurms_output():
+    """docs/ARCHITECTURE.md, "The job backend seam": what the probe finds of a scheduler's
+    cluster is its backend's (JobBackend.parse_facts / fact_rows / running_step /
+    cluster_gpus; Slurm's in orchestrator/backends/slurm_facts.py).  provision/ (the probe,
+    the GPU facts, the bootstrap plan) and everything else asks the backend and never parses
+    sinfo / squeue / gres itself.  config/slurm.py is the user's `slurm:` options (its
+    `partition` and `gres` keys are words the user wrote), not Slurm's output."""
+    outside = [
+        p
+        for p in CONTROLLER
+        if "backends" not in p.relative_to(REPO / "orchestrator").parts
+        and p.relative_to(REPO).as_posix() != "orchestrator/config/slurm.py"
+    ]
+    assert [hit for p in outside for hit in _reads_slurm_output(p.read_text(), str(p.relative_to(REPO)))] == []
+
+
+def test_the_slurm_output_check_sees_what_it_is_meant_to():
+    seen = {
+        'if "sinfo" in sections: parts = parse(sections["sinfo"].text)': True,
+        'types = [p["gres"] for p in parts if p["partition"] in wanted]': True,
+        "jobs = facts.slurm_jobs": True,
+        'row = f(cluster.get("slurm_partitions"))': True,
+        'note = "GPU types from sinfo (gres gpu:N)"': False,
+        'key, _, value = line.partition("=")': False,
+        "gres = options.gres": False,
+    }
+    for code, hit in seen.items():
+        assert bool(list(_reads_slurm_output(code, "probe"))) is hit, code

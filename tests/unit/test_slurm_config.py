@@ -107,7 +107,8 @@ def test_unknown_scheduler_names_both():
 
 def test_sinfo_parsed_and_slurm_problems_named():
     from orchestrator.backends.slurm import slurm_problems
-    from orchestrator.provision.probe import HostFacts, parse_sinfo
+    from orchestrator.backends.slurm_facts import PARTITIONS, parse_sinfo
+    from orchestrator.provision.probe import HostFacts
 
     # The probe's sinfo line ends in the partition's DefaultTime; a project's older probe.sh has none.
     parts = parse_sinfo("gpu*|up|2-00:00:00|4|gpu:a100:4(S:0-1)|1:00:00\ncpu|up|7-00:00:00|10|(null)\nnoise\n")
@@ -121,13 +122,13 @@ def test_sinfo_parsed_and_slurm_problems_named():
         "default_time": "1:00:00",
     }
     assert parts[1]["default_time"] == ""
-    facts = HostFacts(workdir="/w", slurm_partitions=parts)
+    facts = HostFacts(workdir="/w", cluster={PARTITIONS: parts})
     assert slurm_problems(facts, "gpu", "gpu:1") == []
     assert "'big' is not a partition here (sinfo lists: cpu, gpu)" in slurm_problems(facts, "big")[0].message
-    no_gpu = HostFacts(workdir="/w", slurm_partitions=parts[1:])
+    no_gpu = HostFacts(workdir="/w", cluster={PARTITIONS: parts[1:]})
     assert "no partition here has GPU gres" in slurm_problems(no_gpu, "", "gpu:1")[0].message
     assert "no `sinfo`" in slurm_problems(HostFacts(workdir="/w"))[0].message
-    assert HostFacts.from_dict(facts.to_dict()).slurm_partitions == parts
+    assert HostFacts.from_dict(facts.to_dict()).cluster[PARTITIONS] == parts
 
 
 def test_slurm_times_read_as_slurm_does():
@@ -164,11 +165,12 @@ def test_mem_takes_the_units_sbatch_takes(project, mem):
 
 def test_time_over_the_partition_limit_is_an_error_a_tight_one_a_warning():
     from orchestrator.backends.slurm import SlurmBackend, slurm_problems
+    from orchestrator.backends.slurm_facts import PARTITIONS, parse_sinfo
     from orchestrator.config.slurm import SlurmOptions
-    from orchestrator.provision.probe import HostFacts, parse_sinfo
+    from orchestrator.provision.probe import HostFacts
 
     parts = parse_sinfo("gpu*|up|2:00:00|4|gpu:a100:4\ngpu*|up|2:00:00|2|gpu:h100:8\nlong|up|infinite|2|(null)\n")
-    facts = HostFacts(workdir="/w", slurm_partitions=parts)
+    facts = HostFacts(workdir="/w", cluster={PARTITIONS: parts})
     (over,) = slurm_problems(facts, "", "", "03:00:00")  # the default partition; listed twice, said once
     assert over.level == "error" and "over the time limit of partition 'gpu', 2:00:00 (2 h)" in over.message
     assert "PartitionTimeLimit" in over.message and "2:00:00 or less" in over.hint
@@ -184,15 +186,18 @@ def test_warn_before_is_checked_against_the_partitions_default_time_when_slurm_t
     """slurm.time unset: a job gets its partition's DefaultTime (its MaxTime when it has none),
     and a warn_before at or over that is the same mistake check() refuses in slurm.time."""
     from orchestrator.backends.slurm import SlurmBackend
+    from orchestrator.backends.slurm_facts import PARTITIONS, parse_sinfo
     from orchestrator.config.slurm import SlurmOptions
-    from orchestrator.provision.probe import HostFacts, parse_sinfo
+    from orchestrator.provision.probe import HostFacts
 
     facts = HostFacts(
         workdir="/w",
-        slurm_partitions=parse_sinfo(
-            "short*|up|infinite|4|gpu:a100:4|1:00\nshort*|up|infinite|2|gpu:h100:8|1:00\n"
-            "capped|up|2:00|2|(null)|n/a\ntight|up|infinite|2|(null)|8:00\nlong|up|infinite|2|(null)|n/a\n"
-        ),
+        cluster={
+            PARTITIONS: parse_sinfo(
+                "short*|up|infinite|4|gpu:a100:4|1:00\nshort*|up|infinite|2|gpu:h100:8|1:00\n"
+                "capped|up|2:00|2|(null)|n/a\ntight|up|infinite|2|(null)|8:00\nlong|up|infinite|2|(null)|n/a\n"
+            )
+        },
     )
 
     def found(**opts):

@@ -15,12 +15,13 @@ import pytest
 from hostfixtures import make_facts, with_env_python
 
 from orchestrator import backends
-from orchestrator.backends import slurm_steps
+from orchestrator.backends import slurm_facts, slurm_steps
+from orchestrator.backends.slurm import SlurmBackend
 from orchestrator.backends.slurm_steps import SlurmSteps
 from orchestrator.config import envspec
 from orchestrator.config.slurm import SlurmOptions
 from orchestrator.errors import OrchError
-from orchestrator.provision import flashattn, gpu, probe
+from orchestrator.provision import flashattn, gpu
 from orchestrator.provision import plan as bp
 from orchestrator.provision import steps as runner_mod
 from orchestrator.provision.progress import Progress
@@ -254,14 +255,25 @@ def test_queue_words_keep_host_text_printable():
 
 def test_the_probe_finds_live_bootstrap_jobs_of_this_workdir_only():
     out = "orch-bootstrap-verify|/scratch/u/orch/bootstrap\norch-bootstrap-verify|/scratch/u/other/bootstrap\nx\n"
-    assert probe.parse_slurm_jobs(out, "/scratch/u/orch/bootstrap") == ["orch-bootstrap-verify"]
+    assert slurm_facts.parse_slurm_jobs(out, "/scratch/u/orch/bootstrap") == ["orch-bootstrap-verify"]
     facts = make_facts()
-    facts.slurm_jobs = ["orch-bootstrap-verify"]
+    facts.cluster[slurm_facts.JOBS] = ["orch-bootstrap-verify"]
     plan = bp.build_plan(facts, envspec.parse({"manager": "venv"}, "v"), host="h")
     assert plan.step("verify").state == "running" and "Slurm job" in plan.step("verify").why
 
 
 # --- GPU types from sinfo's gres ----------------------------------------------------------
+
+
+def _slurm(partition):
+    """The Slurm backend of a host whose `slurm.partition` is PARTITION (None: a tmux host)."""
+    return None if partition is None else SlurmBackend(SlurmOptions(partition=partition))
+
+
+def _caps(gres_fields):
+    """The compute capabilities bootstrap reads from sinfo's gres column (one field a partition)."""
+    cluster = {slurm_facts.PARTITIONS: [{"partition": f"p{i}", "gres": g} for i, g in enumerate(gres_fields)]}
+    return gpu.caps_from_types(SlurmBackend().cluster_gpus(cluster))
 
 
 @pytest.mark.parametrize(
@@ -287,7 +299,7 @@ def test_the_probe_finds_live_bootstrap_jobs_of_this_workdir_only():
     ],
 )
 def test_gres_gpu_types_map_to_compute_capabilities(gres, caps, notes, archs):
-    found = gpu.caps_from_gres(gres)
+    found = _caps(gres)
     assert found.caps == caps and len(found.notes) == notes
     assert found.present == bool(caps or notes)
     if archs:  # (sm86/sm89 run flash-attn's sm80 code)
@@ -308,11 +320,11 @@ def test_gres_gpu_types_map_to_compute_capabilities(gres, caps, notes, archs):
     ],
 )
 def test_gres_strings_give_their_gpu_types(gres, types):
-    assert gpu.gres_gpu_types(gres) == types
+    assert slurm_facts.gres_gpu_types(gres) == types
 
 
 def test_a_mig_slice_named_only_by_its_profile_is_said_as_one():
-    found = gpu.caps_from_gres(["gpu:3g.40gb:2"])
+    found = _caps(["gpu:3g.40gb:2"])
     assert found.caps == [] and found.unknown == ["3g.40gb"] and found.present
     assert "MIG slice" in found.notes[0] and "without a type" not in found.notes[0]
 
@@ -342,7 +354,7 @@ SINFO = [
 def _login_node_facts():
     """A login node: no nvidia-smi, a CUDA toolkit, a venv with torch 2.8 cu128 already there."""
     facts = make_facts(gpu_kind="missing", nvcc="12.8", nvcc_path="/usr/local/cuda/bin/nvcc")
-    facts.slurm_partitions = SINFO
+    facts.cluster[slurm_facts.PARTITIONS] = SINFO
     with_env_python(
         facts, "/home/u/orch/envs/default/bin/python", version="3.12.3", torch="2.8.0+cu128", torch_cuda="12.8"
     )
@@ -358,7 +370,7 @@ def test_a_slurm_login_node_without_nvidia_smi_builds_for_its_partitions_gpus(pa
         {"manager": "venv", "torch": {"version": "2.8.0", "cuda": "cu128"}, "flash_attn": {"version": "2.8.3"}},
         "default",
     )
-    plan = bp.build_plan(_login_node_facts(), s, host="cluster", slurm_partition=partition)
+    plan = bp.build_plan(_login_node_facts(), s, host="cluster", backend=_slurm(partition))
     assert plan.flash_attn.kind == "source", plan.flash_attn.reason
     assert plan.flash_attn.env["FLASH_ATTN_CUDA_ARCHS"] == archs
     assert any("GPU types from sinfo" in w for w in plan.warnings)
@@ -368,15 +380,15 @@ def test_a_login_node_without_nvidia_smi_gets_a_cuda_torch_for_its_partitions_gp
     """torch: auto on a login node: the GPUs are sinfo's, the driver unseen; a CPU build
     would only fail later, in verify on the compute node."""
     facts = make_facts(gpu_kind="missing", nvcc="12.8", nvcc_path="/usr/local/cuda/bin/nvcc")
-    facts.slurm_partitions = SINFO
+    facts.cluster[slurm_facts.PARTITIONS] = SINFO
     s = envspec.parse({"manager": "venv", "flash_attn": {"wanted": False}}, "default")
-    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    plan = bp.build_plan(facts, s, host="cluster", backend=_slurm("gpu"))
     assert (plan.torch.version, plan.torch.variant) == ("2.11", "cu126"), plan.torch
     assert any("driver is not visible" in n for n in plan.torch.notes)
     torch_step = next(st for st in plan.steps if st.name == "torch")
     assert "https://download.pytorch.org/whl/cu126" in torch_step.argv
     assert "--expect-cuda" in next(st for st in plan.steps if st.name == "verify").argv  # run on a GPU node
-    cpu_only = bp.build_plan(facts, s, host="cluster", slurm_partition="cpu")  # no GPU gres there
+    cpu_only = bp.build_plan(facts, s, host="cluster", backend=_slurm("cpu"))  # no GPU gres there
     assert cpu_only.torch.variant == "cpu"
 
 
@@ -385,9 +397,9 @@ def test_gpus_of_unknown_capability_still_get_a_cuda_torch_and_only_lose_flash_a
     """GPUs in the gres are GPUs, whatever orch knows of their type: a CPU torch would run
     every job on the CPU.  Only flash-attn, which needs the capability, is skipped."""
     facts = make_facts(gpu_kind="missing")
-    facts.slurm_partitions = [{**SINFO[0], "gres": gres}]
+    facts.cluster[slurm_facts.PARTITIONS] = [{**SINFO[0], "gres": gres}]
     s = envspec.parse({"manager": "venv"}, "default")
-    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    plan = bp.build_plan(facts, s, host="cluster", backend=_slurm("gpu"))
     assert (plan.torch.version, plan.torch.variant) == ("2.11", "cu126"), plan.torch
     notes = " ".join(plan.torch.notes)
     assert "driver is not visible" in notes and "no known compute capability: cu126 is assumed" in notes
@@ -397,14 +409,14 @@ def test_gpus_of_unknown_capability_still_get_a_cuda_torch_and_only_lose_flash_a
     assert any("GPU types from sinfo" in w and "sm_?" in w for w in plan.warnings), plan.warnings
     assert any("flash-attn cannot target it" in w for w in plan.warnings), plan.warnings
     pinned = envspec.parse({"manager": "venv", "torch": {"cuda": "cu128"}}, "default")
-    plan = bp.build_plan(facts, pinned, host="cluster", slurm_partition="gpu")
+    plan = bp.build_plan(facts, pinned, host="cluster", backend=_slurm("gpu"))
     assert plan.torch.variant == "cu128" and not plan.torch.blocked
 
 
 def test_a_known_type_beside_an_unknown_one_still_sets_the_cuda_build():
     facts = make_facts(gpu_kind="missing")
-    facts.slurm_partitions = [{**SINFO[0], "gres": "gpu:b200:8,gpu:zz9:1"}]
-    plan = bp.build_plan(facts, envspec.parse({"manager": "venv"}, "default"), host="cluster", slurm_partition="")
+    facts.cluster[slurm_facts.PARTITIONS] = [{**SINFO[0], "gres": "gpu:b200:8,gpu:zz9:1"}]
+    plan = bp.build_plan(facts, envspec.parse({"manager": "venv"}, "default"), host="cluster", backend=_slurm(""))
     assert plan.torch.variant == "cu128", plan.torch  # Blackwell: cu128+, as for b200 alone
     assert any("'zz9'" in n and "cu128 is assumed" in n for n in plan.torch.notes)
     assert any("b200 sm_100, zz9 sm_?" in w for w in plan.warnings), plan.warnings
@@ -417,7 +429,7 @@ def test_a_source_build_on_slurm_fetches_on_the_login_node_and_builds_offline_as
         {"manager": "venv", "torch": {"version": "2.8.0", "cuda": "cu128"}, "flash_attn": {"version": "2.8.3"}},
         "default",
     )
-    plan = bp.build_plan(_login_node_facts(), s, host="cluster", slurm_partition="gpu")
+    plan = bp.build_plan(_login_node_facts(), s, host="cluster", backend=_slurm("gpu"))
     names = [st.name for st in plan.steps]
     assert names.index("flash-attn-fetch") == names.index("flash-attn") - 1
     fetch, build = (next(st for st in plan.steps if st.name == n) for n in ("flash-attn-fetch", "flash-attn"))
@@ -436,19 +448,19 @@ def test_a_login_node_without_tmux_runs_the_batch_job_steps_and_blocks_only_logi
         "default",
     )
     facts = _login_node_facts()
-    before = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu")
+    before = bp.build_plan(facts, s, host="cluster", backend=_slurm("gpu"))
     done = {
         st.name: {"fingerprint": st.fingerprint, "rc": 0}
         for st in before.steps[: before.steps.index(next(st for st in before.steps if st.name == "flash-attn-fetch"))]
     }
     facts.state = {"steps": done}  # the env and torch are there
     facts.tools = {**facts.tools, "tmux": False}
-    slurm = backends.get("slurm")
-    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu", backend=slurm)
+    slurm = _slurm("gpu")
+    plan = bp.build_plan(facts, s, host="cluster", backend=slurm)
     fetch = next(st for st in plan.steps if st.name == "flash-attn-fetch")
     assert fetch.state == "blocked" and "tmux is missing" in fetch.why, fetch  # a login-node download
     done["flash-attn-fetch"] = {"fingerprint": fetch.fingerprint, "rc": 0}  # fetched earlier
-    plan = bp.build_plan(facts, s, host="cluster", slurm_partition="gpu", backend=slurm)
+    plan = bp.build_plan(facts, s, host="cluster", backend=slurm)
     build = next(st for st in plan.steps if st.name == "flash-attn")
     assert build.state == "todo" and slurm.runs_as_job(build)  # a batch job: no tmux needed
 
@@ -459,9 +471,9 @@ def test_without_gpu_gres_or_off_slurm_flash_attn_falls_back_as_before():
         "default",
     )
     for partition in (None, "cpu"):  # None: a tmux host with sinfo on it: its jobs run on the probed machine
-        plan = bp.build_plan(_login_node_facts(), s, host="cluster", slurm_partition=partition)
+        plan = bp.build_plan(_login_node_facts(), s, host="cluster", backend=_slurm(partition))
         assert plan.flash_attn.kind == "unsupported" and "no NVIDIA GPU" in plan.flash_attn.reason
-    plan = bp.build_plan(_login_node_facts(), s, host="cluster", slurm_partition="odd")
+    plan = bp.build_plan(_login_node_facts(), s, host="cluster", backend=_slurm("odd"))
     assert plan.flash_attn.kind == "unsupported"
     assert any("'zz9' has no known compute capability: flash-attn cannot target it" in w for w in plan.warnings)
 
