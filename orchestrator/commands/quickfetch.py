@@ -74,7 +74,7 @@ def _fetch_results(
     from orchestrator import output
     from orchestrator.config.project import Project
     from orchestrator.contract import records
-    from orchestrator.runs import launch as runner
+    from orchestrator.runs import fetch as fetching
     from orchestrator.runs.fetch import FULL_LOG_BYTES, TAIL_BYTES
     from orchestrator.transport.connect import open_transport
     from remote.jobstate import DONE
@@ -89,14 +89,14 @@ def _fetch_results(
     record = records.load_record(run_dir)
     records.load_resolved(run_dir)  # a damaged run.yaml is said before connecting, as status says it
     with open_transport(project, record["host"], trust) as transport:
-        outcome = runner.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
+        outcome = fetching.fetch(project, transport, run_dir.name, partial, full_logs=full_logs)
         progress["fetched"] = "yes"
     done = sum(r.state == DONE for r in outcome["rows"])
     output.say(
         f"fetched {run_dir.name}: {done}/{len(outcome['rows'])} jobs done, results verified -> {run_dir}",
         markup=False,
     )
-    for line in runner.fetch_notes(outcome, run_dir):
+    for line in fetching.fetch_notes(outcome, run_dir):
         output.say(line, markup=False)
     if outcome.get("moved") and no_eval and outcome["complete"]:  # a partial run is not evaluated
         output.say(f"  `orch eval {run_dir.name}` evaluates the new results", markup=False)

@@ -215,10 +215,10 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
                 else f"`orch run {experiment} --resume {run_id}` retries"
             ),
         )
-    from orchestrator.runs import launch as runner
+    from orchestrator.runs import fetch as fetching
 
-    outcome = runner.fetch(project, transport, run_id, partial=False)
-    for line in runner.fetch_notes(outcome, run_dir):  # a resumed run's results replaced
+    outcome = fetching.fetch(project, transport, run_id, partial=False)
+    for line in fetching.fetch_notes(outcome, run_dir):  # a resumed run's results replaced
         output.say(line, markup=False)
 
 

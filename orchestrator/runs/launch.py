@@ -531,14 +531,3 @@ def _resend_code(
         )
     transport.learn_tools(reply.state.tools)
     transport.push_tree(project.root, files, f"{record['workdir']}/code/{staging_name}")
-
-
-def __getattr__(name: str):
-    """``fetch`` and ``fetch_notes`` moved to fetch.py; commands/runs.py and
-    commands/quickfetch.py still reach them here (loaded on use, so that `orch run` never
-    loads the fetch's modules).  Drop this once they import runs.fetch."""
-    if name in ("fetch", "fetch_notes"):
-        from orchestrator.runs import fetch as fetching
-
-        return getattr(fetching, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -69,7 +69,7 @@ def test_a_fetch_below_min_accuracy_exits_1(project, monkeypatch, capsys):
     from contextlib import contextmanager
 
     from orchestrator.errors import ExitCode, OrchError
-    from orchestrator.runs import launch, restore
+    from orchestrator.runs import fetch, restore
     from orchestrator.transport import connect
 
     run_dir = project.runs / "r1"
@@ -84,7 +84,7 @@ def test_a_fetch_below_min_accuracy_exits_1(project, monkeypatch, capsys):
     monkeypatch.setattr(connect, "open_transport", no_host)
     monkeypatch.setattr(restore, "restore_for_fetch", lambda *a: None)
     monkeypatch.setattr(
-        launch, "fetch", lambda *a, **k: {"rows": [], "complete": True, "cut": {}, "kept": {}, "changed": {}}
+        fetch, "fetch", lambda *a, **k: {"rows": [], "complete": True, "cut": {}, "kept": {}, "changed": {}}
     )
     metrics = {"run_id": "r1", "accuracy": 0.5, "min_accuracy": 0.9, "meets_min_accuracy": False}
     monkeypatch.setattr(quickfetch, "evaluate_dir", lambda run_dir, as_result: metrics)
@@ -104,7 +104,7 @@ def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(
     from orchestrator.commands import study as command
     from orchestrator.errors import ExitCode, OrchError
     from orchestrator.results import evaluate
-    from orchestrator.runs import launch, restore
+    from orchestrator.runs import fetch, restore
     from orchestrator.runs import study as studies
     from orchestrator.runs.study_status import RunView
 
@@ -127,7 +127,7 @@ def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(
     monkeypatch.setattr(restore, "restore_missing", lambda *a: [])
     views = [RunView("a", 0, "st-a-s0", "done"), RunView("b", 0, "st-b-s0", "done")]
     monkeypatch.setattr(studies, "status", lambda *a: views)
-    monkeypatch.setattr(launch, "fetch", lambda *a, **k: {"kept": {}, "changed": {}})
+    monkeypatch.setattr(fetch, "fetch", lambda *a, **k: {"kept": {}, "changed": {}})
     accuracy = {"st-a-s0": 0.95, "st-b-s0": 0.5}
     monkeypatch.setattr(
         evaluate,
