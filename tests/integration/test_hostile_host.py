@@ -161,7 +161,10 @@ def finished_base_run(sshd, root: Path):
     try:
         p.orch(
             "run", "smoke", "--host", "testhost", "--name", "base",
-            "--set", "train.steps=10", "--set", "train.log_every=5", check=True,
+            "--set", "train.steps=10", "--set", "train.log_every=5",
+            # the clones' tests rewrite results into worse ones: they check the fetch, not the
+            # accuracy gate (a run below eval.min_accuracy makes fetch-results exit 1)
+            "--set", "eval.min_accuracy=0", check=True,
         )  # fmt: skip
         pristine = root / "pristine"
         shutil.copytree(p.run_dir("base"), pristine)
