@@ -29,7 +29,7 @@ from typing import Dict, List, Optional
 from remote import backends
 from remote.files import BadFile, atomic_write_json, load_json, open_regular, parse_json, read_dict
 from remote.jobstate import TERMINAL
-from remote.wrapper import LOW_SPACE_BYTES, free_bytes, lock_holder, no_space_reason
+from remote.wrapper import LOW_SPACE_BYTES, earlier_run_s, free_bytes, lock_holder, no_space_reason
 
 # How long launch waits for a new wrapper's first status.json (it writes it first thing).
 START_WAIT_S = 10.0
@@ -197,13 +197,17 @@ def _is_count(value) -> bool:
 
 
 def _carry_count(job_dir: str, doc: dict, backend: Optional[backends.Backend]) -> None:
-    """An end hostctl records for a job whose wrapper never ran in this attempt (queued, or
-    refused) keeps the requeues of the job's earlier attempts, which its folder carries
-    (a Slurm job's batch script)."""
+    """A job whose wrapper has not run in this attempt (queued, cancelled while queued, or
+    refused) keeps the requeues and the run time of the job's earlier attempts, which its
+    folder carries (a Slurm job's batch script; status.json.previous, set aside by launch)."""
     if backend is not None and not _is_count(doc.get("requeues")):
         earlier = backend.earlier_requeues(job_dir)
         if earlier:
             doc["requeues"] = earlier
+    if not doc.get("started") and "earlier_s" not in doc:
+        ran = earlier_run_s(job_dir)
+        if ran:
+            doc["earlier_s"] = round(ran, 3)
 
 
 def cmd_launch(opts) -> dict:
@@ -273,7 +277,10 @@ def launch(plan: dict, workdir: str) -> dict:
         results[item["name"]]["handle"] = handles[item["name"]]
         job_dir = item["job_dir"]
         if results[item["name"]]["started"]:
-            for stale in ("cancel", "status.json.previous"):
+            # A queued job's wrapper has not run yet: it reads the run time of the job's earlier
+            # attempts from status.json.previous when it starts (and removes it then).
+            stale_files = ("cancel", "status.json.previous") if backend.starts_at_once else ("cancel",)
+            for stale in stale_files:
                 try:
                     os.remove(os.path.join(job_dir, stale))
                 except FileNotFoundError:

@@ -118,6 +118,8 @@ def check_status(doc: Any) -> Dict[str, Any]:
             "created": "time?",
             "started": "time?",
             "ended": "time?",
+            "stopped": "time?",
+            "earlier_s": "num?",
             "gpu": "text?",
             "reason": "text?",
             "requeues": "count?",

@@ -495,3 +495,39 @@ def test_the_plain_tail_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(
     assert _hostctl(*args[:-4], "--lines", "2", "--job-dir", str(died)).returncode == 1
     gone = _hostctl(*args, "--job-dir", str(tmp_path / "runs" / "gone" / "jobs" / "class-0"))
     assert gone.returncode == 3 and not gone.stdout
+
+
+def test_elapsed_sums_the_attempts_and_stands_still_while_the_job_waits_to_run_again():
+    """A requeued job's clock: the earlier attempts' run time plus this one's, frozen from the
+    moment it stopped (not the queue's BeginTime hold), and not restarted by the next attempt."""
+    waiting = {"state": "waiting", "started": 1000.0, "stopped": 1060.0, "earlier_s": 30.0, "requeues": 1}
+    for now in (1100.0, 5000.0):
+        assert job_row({"name": "c", "status": waiting}, now, "", ControllerSlurm()).elapsed_s == 90.0
+    again = {"state": "running", "started": 2000.0, "earlier_s": 90.0}
+    assert job_row({"name": "c", "status": again}, 2010.0, "", ControllerSlurm()).elapsed_s == 100.0
+    queued = {"state": "waiting", "started": None, "earlier_s": 90.0}  # the next wrapper waits for a job
+    assert job_row({"name": "c", "status": queued}, 2010.0, "", ControllerSlurm()).elapsed_s == 90.0
+
+
+def test_a_requeued_wrapper_carries_the_earlier_attempts_run_time_on(tmp_path, fake_slurm):
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="79")
+    job = tmp_path / "job"
+    for attempt in (1, 2):
+        proc = _wrapper(job, env)
+        try:
+            _wait_for(lambda: _status(job).get("state") == "running", "running")
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)  # scontrol requeue: Slurm stops it, then reruns the script
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        status = _status(job)
+        assert status["state"] == "waiting" and status["stopped"] >= status["started"], status
+        if attempt == 1:
+            first = status["stopped"] - status["started"]
+            assert "earlier_s" not in status
+    assert abs(status["earlier_s"] - first) < 0.01
+    assert job_row({"name": "c", "status": status}, time.time() + 3600, "", ControllerSlurm()).elapsed_s == (
+        pytest.approx(first + status["stopped"] - status["started"], abs=0.01)
+    )
