@@ -157,8 +157,13 @@ def _job_state(
         # the backend's memory.  Never over a status.json orch cannot read: that stays as
         # found, for a person.
         status = _record_end(d, status, ended, backend)
+    status = _requeued_while_queued(status, info)
+    carried: Dict[str, float] = {}
+    if status is None and status_error is None:
+        _carry_count(d, carried, backend)  # queued again after a --resume: what it ran and was requeued
     log = os.path.join(d, "log.txt")
     return {
+        **carried,
         "name": os.path.basename(d),
         "status": status,
         "status_error": status_error,
@@ -208,6 +213,20 @@ def _carry_count(job_dir: str, doc: dict, backend: Optional[backends.Backend]) -
         ran = earlier_run_s(job_dir)
         if ran:
             doc["earlier_s"] = round(ran, 3)
+
+
+def _requeued_while_queued(status, info: dict):
+    """STATUS as shown while Slurm holds the job queued again after an attempt of it ran (a
+    requeue the wrapper did not ask for: `scontrol requeue`, a node failure, preemption): that
+    requeue counts now, not only once the next attempt's wrapper starts."""
+    if not (info.get("queued") and isinstance(status, dict) and status.get("started")):
+        return status
+    if status.get("state") in TERMINAL or status.get("requeue_counted"):
+        return status  # ended, or the wrapper asked for this requeue and counted it
+    recorded = status.get("requeues") if _is_count(status.get("requeues")) else 0
+    if str(status.get("reason") or "").endswith(f"requeued ({recorded})"):
+        return status  # an older wrapper that counted its own requeue (no requeue_counted yet)
+    return {**status, "requeues": recorded + 1}
 
 
 def cmd_launch(opts) -> dict:
@@ -410,6 +429,7 @@ def cmd_cancel(opts) -> dict:
                 why = "while it waited in Slurm's queue to run again" if status else "before it started"
             else:
                 why = "(no wrapper of it was left running to record it)"
+            status = _requeued_while_queued(status, info)
             status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
             _carry_count(d, status, backend)
             atomic_write_json(os.path.join(d, "status.json"), status)

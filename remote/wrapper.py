@@ -286,6 +286,7 @@ class Requeue:
             stopped=time.time(),
             exit_code=code,
             requeues=before + 1,
+            requeue_counted=True,  # hostctl: this requeue is in `requeues` already
             reason=f"stopped before its time limit (checkpointed if training had begun); requeued ({before + 1})",
         )
         try:

@@ -207,6 +207,8 @@ def _job_reply(raw: Any) -> Dict[str, Any]:
             "log_bytes": "count",
             "owner": "int?",
             "backend": "object?",
+            "requeues": "count?",
+            "earlier_s": "num?",
             "status_error": "text?",
             "progress_error": "text?",
         },

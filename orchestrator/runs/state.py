@@ -66,7 +66,9 @@ def job_row(raw: Dict, now: float, planned_gpu: str, backend) -> StatusRow:
         return StatusRow(
             name=raw["name"], state=UNKNOWN, gpu=planned_gpu, reason=raw["bad"], has_results=bool(raw.get("manifest"))
         )
-    status = raw.get("status") or {}
+    # No status.json (queued again after a --resume): what hostctl carried from the job's
+    # earlier attempts (its requeues, its run time) stands in.
+    status = raw.get("status") or {k: raw[k] for k in ("requeues", "earlier_s") if k in raw}
     progress = raw.get("progress") or {}
     info = raw.get("backend") or {}
     state = status.get("state") or PENDING

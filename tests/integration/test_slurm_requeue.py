@@ -69,7 +69,9 @@ def test_requeue_resumes_from_checkpoint_with_equal_scores(p):
     mid = status(p, "again")["jobs"][0]
     assert mid["state"] in ("waiting", "running"), mid  # never an end: Slurm runs it again
     # While it waits in the queue its clock stands still: the time it ran, not the hold.
-    ran = wait(p, "again", lambda j: j["class-0"]["state"] == "waiting", "class-0 waiting")["class-0"]["elapsed_s"]
+    held = wait(p, "again", lambda j: j["class-0"]["state"] == "waiting", "class-0 waiting")["class-0"]
+    ran = held["elapsed_s"]
+    assert held["requeues"] == 1, held  # Slurm's requeue counts while it holds the job, not once it reruns
     time.sleep(1.5)
     assert status(p, "again")["jobs"][0]["elapsed_s"] == ran
     p.cluster.release(job_id)  # Slurm holds a requeued job ~2 min (BeginTime)
