@@ -114,6 +114,11 @@ def test_cancel_pending_and_running_then_resume_only_what_is_not_done(p):
         "class-1 queued for Resources",
     )
     assert jobs["class-1"]["state"] == "pending"
+    # No log yet: `orch logs` says where it is instead (held, so class-0's end cannot start it meanwhile).
+    p.cluster.cmd("scontrol", "hold", jobs["class-1"]["backend"]["job_id"])
+    logs = p.orch("logs", "c1", "class-1")
+    assert logs.returncode == 8 and "no log yet for class-1: class-1 is queued, PENDING: " in logs.stderr, logs.stderr
+    assert f"(scheduler id {jobs['class-1']['backend']['job_id']})" in logs.stderr, logs.stderr
     cancelled = p.orch("cancel", "c1", "class-1")
     assert cancelled.returncode == 0, cancelled.stderr
     jobs = wait(p, "c1", lambda j: j["class-0"]["state"] == "done", "class-0 done")

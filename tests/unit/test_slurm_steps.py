@@ -505,3 +505,19 @@ def test_a_cpu_torch_on_a_partition_with_gpus_fails_verify_and_says_what_fixes_i
     cpu = envspec.parse({"manager": "venv", "python": "system", "torch": {"cuda": "cpu"}}, "cpu")
     plan = bp.build_plan(facts, cpu, host="cluster", backend=_slurm("gpu"))
     assert "--expect-cuda" not in next(st for st in plan.steps if st.name == "verify").argv
+
+
+def test_a_login_node_without_nvidia_smi_is_not_told_to_install_the_driver():
+    """bootstrap --dry-run on a Slurm login node: its GPU facts come from sinfo (the plan's
+    warnings say so), so no 'install the NVIDIA driver' warning before that."""
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.commands.bootstrap import render_facts
+
+    facts = make_facts(gpu_kind="missing")
+    for login, shown in ((True, False), (False, True)):
+        out = io.StringIO()
+        render_facts(facts, "cluster", Console(file=out, width=200), login_node=login)
+        assert ("install the NVIDIA driver" in out.getvalue()) is shown, out.getvalue()
