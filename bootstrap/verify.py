@@ -89,7 +89,12 @@ def main(argv=None):
                 }
             )
     elif args.expect_cuda:
-        res["cuda_error"] = "torch.cuda.is_available() is False"
+        res["cuda_error"] = (
+            "torch %s is a CPU build (no CUDA): it cannot use this host's GPUs" % torch.__version__
+            if torch.version.cuda is None
+            else "torch.cuda.is_available() is False"
+        )
+        print("error: " + res["cuda_error"], file=sys.stderr)
     device = "cuda" if cuda else "cpu"
     cc = torch.cuda.get_device_capability(0) if cuda else None
     no_gpu = "no CUDA GPU visible to torch (torch %s, CUDA build %s)" % (torch.__version__, torch.version.cuda)

@@ -29,7 +29,7 @@ from typing import Dict, List, Optional
 from remote import backends
 from remote.files import BadFile, atomic_write_json, load_json, open_regular, parse_json, read_dict
 from remote.jobstate import TERMINAL
-from remote.wrapper import LOW_SPACE_BYTES, free_bytes, lock_holder, no_space_reason
+from remote.wrapper import LOW_SPACE_BYTES, earlier_run_s, free_bytes, lock_holder, no_space_reason
 
 # How long launch waits for a new wrapper's first status.json (it writes it first thing).
 START_WAIT_S = 10.0
@@ -157,8 +157,13 @@ def _job_state(
         # the backend's memory.  Never over a status.json orch cannot read: that stays as
         # found, for a person.
         status = _record_end(d, status, ended, backend)
+    status = _requeued_while_queued(status, info)
+    carried: Dict[str, float] = {}
+    if status is None and status_error is None:
+        _carry_count(d, carried, backend)  # queued again after a --resume: what it ran and was requeued
     log = os.path.join(d, "log.txt")
     return {
+        **carried,
         "name": os.path.basename(d),
         "status": status,
         "status_error": status_error,
@@ -197,13 +202,31 @@ def _is_count(value) -> bool:
 
 
 def _carry_count(job_dir: str, doc: dict, backend: Optional[backends.Backend]) -> None:
-    """An end hostctl records for a job whose wrapper never ran in this attempt (queued, or
-    refused) keeps the requeues of the job's earlier attempts, which its folder carries
-    (a Slurm job's batch script)."""
+    """A job whose wrapper has not run in this attempt (queued, cancelled while queued, or
+    refused) keeps the requeues and the run time of the job's earlier attempts, which its
+    folder carries (a Slurm job's batch script; status.json.previous, set aside by launch)."""
     if backend is not None and not _is_count(doc.get("requeues")):
         earlier = backend.earlier_requeues(job_dir)
         if earlier:
             doc["requeues"] = earlier
+    if not doc.get("started") and "earlier_s" not in doc:
+        ran = earlier_run_s(job_dir)
+        if ran:
+            doc["earlier_s"] = round(ran, 3)
+
+
+def _requeued_while_queued(status, info: dict):
+    """STATUS as shown while Slurm holds the job queued again after an attempt of it ran (a
+    requeue the wrapper did not ask for: `scontrol requeue`, a node failure, preemption): that
+    requeue counts now, not only once the next attempt's wrapper starts."""
+    if not (info.get("queued") and isinstance(status, dict) and status.get("started")):
+        return status
+    if status.get("state") in TERMINAL or status.get("requeue_counted"):
+        return status  # ended, or the wrapper asked for this requeue and counted it
+    recorded = status.get("requeues") if _is_count(status.get("requeues")) else 0
+    if str(status.get("reason") or "").endswith(f"requeued ({recorded})"):
+        return status  # an older wrapper that counted its own requeue (no requeue_counted yet)
+    return {**status, "requeues": recorded + 1}
 
 
 def cmd_launch(opts) -> dict:
@@ -273,7 +296,10 @@ def launch(plan: dict, workdir: str) -> dict:
         results[item["name"]]["handle"] = handles[item["name"]]
         job_dir = item["job_dir"]
         if results[item["name"]]["started"]:
-            for stale in ("cancel", "status.json.previous"):
+            # A queued job's wrapper has not run yet: it reads the run time of the job's earlier
+            # attempts from status.json.previous when it starts (and removes it then).
+            stale_files = ("cancel", "status.json.previous") if backend.starts_at_once else ("cancel",)
+            for stale in stale_files:
                 try:
                     os.remove(os.path.join(job_dir, stale))
                 except FileNotFoundError:
@@ -403,6 +429,7 @@ def cmd_cancel(opts) -> dict:
                 why = "while it waited in Slurm's queue to run again" if status else "before it started"
             else:
                 why = "(no wrapper of it was left running to record it)"
+            status = _requeued_while_queued(status, info)
             status.update(state="cancelled", ended=time.time(), reason=f"cancelled by the user {why}")
             _carry_count(d, status, backend)
             atomic_write_json(os.path.join(d, "status.json"), status)

@@ -19,6 +19,8 @@ Derived by the controller from those files and the job backend (never written to
 
 from __future__ import annotations
 
+from typing import Optional
+
 WAITING, RUNNING, DONE, FAILED, CANCELLED = "waiting", "running", "done", "failed", "cancelled"
 PENDING, LOST, UNKNOWN = "pending", "lost", "unknown"
 
@@ -53,3 +55,36 @@ NO_GPU_VALUES = ("", "-1", "NoDevFiles")
 def is_gpu(value: str) -> bool:
     """Whether a CUDA_VISIBLE_DEVICES value gives a job a GPU."""
     return value.strip() not in NO_GPU_VALUES
+
+
+def _time(value) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+def attempt_s(status: dict, until: float) -> float:
+    """Seconds the attempt STATUS (a status.json) records ran: from `started` to `stopped`
+    (a scheduler stopped it, it waits to run again) or `ended`, else to UNTIL (it runs, or
+    it died unrecorded: the caller's best guess of when).  0 for one that never started."""
+    started = _time(status.get("started"))
+    if started is None:
+        return 0.0
+    end = _time(status.get("stopped")) or _time(status.get("ended")) or until
+    return max(0.0, min(end, max(until, started)) - started)
+
+
+def earlier_s(status: dict) -> float:
+    """`earlier_s` of STATUS: the run time of the job's attempts before this one (a requeue,
+    a --resume), 0 when it has none or it is not a sane number."""
+    value = status.get("earlier_s")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e9
+    return float(value) if ok else 0.0
+
+
+def elapsed_s(status: dict, now: float) -> Optional[float]:
+    """How long the job has run, over all its attempts: earlier attempts' run time plus this
+    one's, which stops counting while the job waits to run again (docs/CONTRACT.md); None
+    for a job that has never run."""
+    before = earlier_s(status)
+    if _time(status.get("started")) is None:
+        return before or None
+    return before + attempt_s(status, now)

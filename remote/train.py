@@ -73,7 +73,8 @@ def cpu_fallback_note(name: str) -> Optional[str]:
     return (
         f"this job was given GPU {gpus} (CUDA_VISIBLE_DEVICES) but {why}; it runs on the CPU. "
         "Fix: `orch bootstrap HOST` installs the CUDA build of torch for the host's GPUs "
-        "(`--dry-run` shows which), or set train.device: cuda to fail instead of falling back"
+        "(`--dry-run` shows which; an env that takes the host's preinstalled torch, such as `venv`, gets "
+        "none: bootstrap `--env default`), or set train.device: cuda to fail instead of falling back"
     )
 
 

@@ -41,7 +41,7 @@ from typing import List, Optional, Tuple
 
 from remote import backends, gpuqueue, warm
 from remote.files import atomic_write_json, read_dict
-from remote.jobstate import TERMINAL, dependency_dir
+from remote.jobstate import TERMINAL, attempt_s, dependency_dir, earlier_s
 
 POLL_S = 1.0
 SPARE_BYTES = 64 << 10  # room kept for the final status.json: a full disk must not hide how a job ended
@@ -123,6 +123,24 @@ def take_lock(job_dir: str) -> Optional[int]:
     return fd  # not inheritable (PEP 446): the payload does not keep the folder owned
 
 
+def earlier_run_s(job_dir: str) -> float:
+    """The run time of the job's earlier attempts, from the record this attempt takes over:
+    status.json (a requeue reruns the job in the same folder) or, on a resubmission,
+    status.json.previous (hostctl launch set it aside).  An attempt that died unrecorded (a
+    node failure) ran until its log was last written."""
+    for name in ("status.json", "status.json.previous"):
+        prior = read_dict(os.path.join(job_dir, name))
+        if prior:
+            break
+    if not prior:
+        return 0.0
+    try:
+        until = os.path.getmtime(os.path.join(job_dir, "log.txt"))
+    except OSError:
+        until = time.time()
+    return earlier_s(prior) + attempt_s(prior, min(until, time.time()))
+
+
 class SupervisedJob:
     """The job folder this wrapper owns: its status.json, kept true whatever the payload does."""
 
@@ -141,6 +159,9 @@ class SupervisedJob:
             "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
             "reason": "",
         }
+        before = earlier_run_s(job_dir)
+        if before:
+            self.status["earlier_s"] = round(before, 3)
         self.child: Optional[subprocess.Popen] = None
         self.signalled: Optional[int] = None
 
@@ -216,6 +237,7 @@ class SupervisedJob:
         elif scheduler is not None:
             self.save(
                 state="waiting",
+                stopped=time.time(),
                 exit_code=code,
                 reason=f"stopped by the scheduler (signal {self.signalled}): checkpointed; "
                 "requeued or ended, as the scheduler says",
@@ -261,8 +283,10 @@ class Requeue:
         before = job.status.get("requeues") or 0
         job.save(
             state="waiting",
+            stopped=time.time(),
             exit_code=code,
             requeues=before + 1,
+            requeue_counted=True,  # hostctl: this requeue is in `requeues` already
             reason=f"stopped before its time limit (checkpointed if training had begun); requeued ({before + 1})",
         )
         try:
@@ -421,6 +445,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(sig, on_signal)
 
     job.save()
+    try:  # taken over: its earlier attempts' run time is in earlier_s now
+        os.remove(job.status_path + ".previous")
+    except OSError:
+        pass
     reason = wait_for(job, opts.requires, opts.after)
     held = None
     if opts.gpu_queue and not reason and job.signalled is None:

@@ -30,14 +30,16 @@ STATE_STYLE = {"done": "green", "todo": "yellow", "running": "cyan", "blocked": 
 _FORCE_HELP = f"Redo this step even if done (then re-verify): {', '.join(STEPS)}."
 
 
-def render_facts(facts: probe.HostFacts, title: str, console: Console) -> None:
+def render_facts(facts: probe.HostFacts, title: str, console: Console, login_node: bool = False) -> None:
+    """LOGIN_NODE: a Slurm login node, where no nvidia-smi is expected (the plan's warnings say
+    where its GPU facts come from instead)."""
     table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
     for label, value in probe.fact_rows(facts):
         table.add_row(label, escape(value))
     console.print(table)
-    for p in probe.problems(facts):
+    for p in probe.problems(facts, login_node=login_node):
         colour = "red" if p.level == "error" else "yellow"
         console.print(f"[{colour}]{p.level}:[/] {escape(p.message)}" + (f"  ({escape(p.hint)})" if p.hint else ""))
 
@@ -137,7 +139,8 @@ class RichProgress(Progress):
         # are progress (stderr); --json replaces them with the JSON document.
         view = output.out if self.dry_run else (None if output.quiet() else output.err)
         if not self.json_mode and view is not None:
-            render_facts(facts, f"{escape(where)} — probed in {probe_s:.1f} s", view)
+            where_ = f"{escape(where)} — probed in {probe_s:.1f} s"
+            render_facts(facts, where_, view, login_node=plan.backend.login_node)
             render_plan(plan, show_commands=self.dry_run, console=view)
 
     def step_started(self, step: Step, reattach: str = "") -> None:

@@ -29,7 +29,7 @@ from orchestrator.runs.state import (
     run_state,
 )
 from orchestrator.transport.connect import open_transport
-from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, RUNNING
+from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, PENDING, RUNNING, WAITING
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
@@ -81,8 +81,29 @@ def _show_tail(transport, run_dir, record, job, selected, lines, backend) -> boo
             "copies whole logs".replace("  ", " ")
         )
     if not res.stdout and res.rc != 0:
-        raise OrchError(f"no log yet for {job or run_id}", ExitCode.RUN_STATE)
+        raise OrchError(
+            f"no log yet for {job or run_id}{_why_no_log(transport, record, run_id, selected, backend)}",
+            ExitCode.RUN_STATE,
+        )
     return True
+
+
+def _why_no_log(transport, record, run_id: str, selected, backend) -> str:
+    """Where the jobs without a log are (one more status round trip, on this error path only):
+    queued, with the scheduler's reason and id, or waiting for a job they require."""
+    try:
+        remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
+    except OrchError:
+        return ""
+    rows = rows_from_remote(remote, [{"name": n} for n in selected], backend)
+    said = [
+        f"{r.name} is {'queued' if r.state == PENDING else r.state}"
+        + "".join(f", {terminal.visible(x)[:200]}" for x in (r.reason, r.note) if x)
+        + (f" (scheduler id {terminal.visible(str(r.backend['job_id']))[:40]})" if r.backend.get("job_id") else "")
+        for r in rows
+        if r.state in (PENDING, WAITING)
+    ]
+    return ": " + "; ".join(said) if said else ""
 
 
 def follow_hint(run_id: str) -> str:

@@ -12,6 +12,7 @@ from orchestrator.commands.options import TRUST
 from orchestrator.commands.studystatus import Hosts
 from orchestrator.config.project import Project
 from orchestrator.errors import ExitCode, OrchError, is_interrupt, on_ctrl_c
+from remote.jobstate import PENDING, RUNNING, WAITING
 
 study_app = typer.Typer(
     help="A whole comparison (members x seeds) as one unit: run, status, fetch, report, resume.",
@@ -224,7 +225,8 @@ def resume_cmd(
     trust_new_host_key: bool = TRUST,
     quiet: bool = output.quiet_option(),
 ):
-    """Launch the study's runs never launched and relaunch the failed, lost or cancelled jobs of the others."""
+    """Launch the study's runs never launched and relaunch the failed, lost or cancelled jobs of the others
+    (also while other jobs of their runs still run, as `orch run EXP --resume RUN` does)."""
     from orchestrator.config import studies as config
     from orchestrator.runs import study as studies
     from orchestrator.runs.restore import restore_missing
@@ -236,8 +238,10 @@ def resume_cmd(
         views = studies.status(project, record, hosts)
         todo = [v for v in views if v.state == "not launched" or studies.resumable(v)]
         if not todo:
+            busy = sum(v.state in (RUNNING, PENDING, WAITING) for v in views)
             raise OrchError(
-                f"nothing to resume in study {record['name']}: every run is launched and none failed",
+                f"nothing to resume in study {record['name']}: every run is launched and no job of them "
+                "failed, was lost or was cancelled" + (f" ({busy} still running or queued)" if busy else ""),
                 ExitCode.RUN_STATE,
                 hint=f"`orch study status {record['name']}`",
             )

@@ -627,6 +627,18 @@ def plan_flash_attn_fetch(inp: Inputs, fa_step: Step) -> Optional[Step]:
     return step
 
 
+def cpu_torch_fix(spec: EnvSpec, host: str) -> str:
+    """What makes a host's GPUs usable when env SPEC's torch is a CPU build: for a torch orch
+    does not install (preinstalled) bootstrapping it again changes nothing."""
+    if spec.torch.version == "preinstalled":
+        return (
+            f"env {spec.name} uses the host's preinstalled torch, a CPU build: `orch bootstrap {host} --env default` "
+            "installs an env with a CUDA torch (then jobs use it), or install a CUDA torch where that torch is; "
+            "torch.cuda: cpu in the env spec accepts the CPU"
+        )
+    return f"`orch bootstrap {host} --force torch` installs the CUDA build; torch.cuda: cpu in the env spec accepts it"
+
+
 def plan_verify(
     inp: Inputs,
     choice: TorchChoice,
@@ -642,8 +654,10 @@ def plan_verify(
     step.argv = [layout.env_python, layout.script("verify.py"), "--out", layout.verify_json]
     if fa.installs:
         step.argv.append("--expect-flash-attn")
-    # GPUs seen here, or named by the scheduler of a login node (verify then runs as a job on one)
-    if (facts.gpu.ok or inp.cluster_gpus.present) and (torch_cuda is not None) and choice.mode != "none":
+    # GPUs seen here, or named by the scheduler of a login node (verify then runs as a job on one):
+    # torch must use them - a CPU build too (a preinstalled one), unless the spec pins the CPU.
+    has_gpus = facts.gpu.ok or inp.cluster_gpus.present
+    if has_gpus and choice.mode != "none" and (torch_cuda is not None or inp.spec.torch.cuda != "cpu"):
         step.argv.append("--expect-cuda")
     if choice.mode == "none":
         step.argv.append("--no-torch-ok")
@@ -740,6 +754,12 @@ def build_plan(
         kinds += [f"{k} sm_?" if k else "untyped sm_?" for k in cluster_gpus.unknown]
         warnings.append(f"no nvidia-smi on this login node: GPU types from {cluster_gpus.source} ({', '.join(kinds)})")
     warnings += [f"{note}: flash-attn cannot target it" for note in cluster_gpus.notes]
+    if "--expect-cuda" in verify_step.argv and torch_cuda is None and torch_version:
+        verify_step.hint = verify_step.hint or cpu_torch_fix(spec, host)  # said when verify fails
+        warnings.append(
+            f"torch {torch_version} of env {spec.name} is a CPU build (no CUDA) but this host has GPUs: "
+            f"verify fails until torch can use them ({verify_step.hint})"
+        )
     if facts.disk_path and facts.disk_free_gb < 15 and any(s.state == "todo" for s in steps):
         warnings.append(f"only {facts.disk_free_gb:.0f} GiB free at {facts.disk_path}: torch needs ~5-10 GiB")
     return Plan(

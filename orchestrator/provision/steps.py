@@ -197,6 +197,8 @@ def failure(step: Step, rc: int, log: str, layout: Layout, host: str) -> OrchErr
         message += "\n  diagnosis: " + "\n  diagnosis: ".join(w for w, _ in found)
     message += "\n  last lines of the log:\n    " + "\n    ".join(tail)
     hint = "; ".join(f for _, f in found) if found else ""
+    if step.hint:  # what the plan knew would fix it (verify: a CPU torch on a host with GPUs)
+        hint = step.hint + ("; " + hint if hint else "")
     hint = (hint + "; " if hint else "") + (
         f"full log on the host: {layout.log(step.name)}; re-run `orch bootstrap {host}` to resume at this step"
     )

@@ -56,6 +56,7 @@ class SmokeContext:
     gpus: List[str] = field(default_factory=list)
     launched: bool = False
     failed: bool = False  # an earlier step failed: cleanup keeps the run's logs on the host
+    verify: Dict = field(default_factory=dict)  # bootstrap's last verify.json on the host (probe)
 
 
 class Skip(Exception):
@@ -75,6 +76,7 @@ def step_probe(ctx: SmokeContext) -> str:
 
     facts = run_probe(ctx.transport)
     save_facts(ctx.project.root, ctx.transport.host.name, facts)
+    ctx.verify = facts.verify if isinstance(facts.verify, dict) else {}
     # What the job backend needs of the host (Slurm: a partition that exists, GPU gres).
     errors = [p for p in backends.for_host(ctx.transport.host).host_problems(facts) if p.level == "error"]
     if errors:
@@ -139,11 +141,40 @@ def step_kernels(ctx: SmokeContext) -> str:
         if _on_login_node(ctx):
             raise Skip(
                 "ran on the Slurm login node, which has no CUDA GPU: bf16 matmul ran on its CPU, SDPA/flash-attn "
-                "GPU checks skipped (the smoke run checks that the jobs use their GPUs; `orch bootstrap "
-                f"{ctx.transport.host.name}` runs these checks as a job on a GPU node)"
+                f"GPU checks skipped (the smoke run checks that the jobs use their GPUs; {_bootstrap_verified(ctx)})"
             )
         raise Skip("no CUDA GPU: bf16 matmul ran on the CPU, SDPA/flash-attn GPU checks skipped")
     return "passed: " + ", ".join(ran)
+
+
+def _bootstrap_verified(ctx: SmokeContext) -> str:
+    """What bootstrap's verify, a job on a GPU node, found of the GPU checks: they ran there only
+    when its torch saw a GPU."""
+    host, verify = ctx.transport.host.name, ctx.verify
+    if not verify:
+        return f"`orch bootstrap {host}` runs these checks as a job on a GPU node"
+    if verify.get("cuda_available"):
+        return f"`orch bootstrap {host}` ran them as a job on a GPU node" + ("" if verify.get("ok") else ", and failed")
+    return (
+        f"`orch bootstrap {host}` skipped them too: its torch ({verify.get('torch') or 'none'}) saw no CUDA GPU on "
+        f"the GPU node; {torch_fix(ctx.project, ctx.transport.host)}"
+    )
+
+
+def torch_fix(project: Project, host) -> str:
+    """What gives HOST's jobs a torch that uses their GPUs: for an env whose torch orch does not
+    install (torch.version: preinstalled), another env, not the same bootstrap again."""
+    from orchestrator.config import envspec
+    from orchestrator.provision.plan import cpu_torch_fix
+
+    found = re.search(r"/envs/([^/]+)/bin/python[0-9.]*$", host.python_or_default or "")
+    try:
+        spec = envspec.load(project.root, found.group(1)) if found else None
+    except OrchError:
+        spec = None
+    if spec is not None:
+        return cpu_torch_fix(spec, host.name)
+    return f"`orch bootstrap {host.name}` installs a CUDA build of torch"
 
 
 def step_run(ctx: SmokeContext) -> str:
@@ -178,11 +209,16 @@ def step_run(ctx: SmokeContext) -> str:
         )
     section = {"pretrain": exp.pretrain}  # the other roles train (or score) under train:
     auto = {j["name"] for j in doc["jobs"] if section.get(j.get("role"), exp.train).device == "auto"}
-    check_gpus_used([r for r in rows if r.name in auto], ctx.transport.host.name, ctx.run_id)
+    check_gpus_used(
+        [r for r in rows if r.name in auto],
+        ctx.transport.host.name,
+        ctx.run_id,
+        torch_fix(ctx.project, ctx.transport.host),
+    )
     return f"{ctx.run_id}: {', '.join(r.name for r in rows)} done on {ctx.transport.host.name}" + _devices(rows)
 
 
-def check_gpus_used(rows, host: str, run_id: str) -> None:
+def check_gpus_used(rows, host: str, run_id: str, fix: str = "") -> None:
     """ROWS: jobs with train.device auto.  Those given a GPU that trained on the CPU (torch
     without CUDA, or blind to the GPU): the host cannot run GPU experiments, whatever their
     results.  (A job that asks for the CPU, train.device: cpu, is not one.)"""
@@ -191,7 +227,7 @@ def check_gpus_used(rows, host: str, run_id: str) -> None:
         raise OrchError(
             f"jobs given a GPU ran on the CPU: {', '.join(f'{r.name} (GPU {r.gpu})' for r in unused)}; torch on "
             f"{host} cannot use the GPUs (`orch logs {run_id} {unused[0].name}` says why). "
-            f"Fix: `orch bootstrap {host}` installs a CUDA build of torch; to check a CPU-only run, "
+            f"Fix: {fix or f'`orch bootstrap {host}` installs a CUDA build of torch'}; to check a CPU-only run, "
             "`--set train.device=cpu`",
             ExitCode.FAILED,
         )

@@ -6,7 +6,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, LOST, PENDING, RUNNING, UNKNOWN, WAITING, is_gpu
+from remote.jobstate import (
+    ACTIVE,
+    CANCELLED,
+    DONE,
+    FAILED,
+    LOST,
+    PENDING,
+    RUNNING,
+    UNKNOWN,
+    WAITING,
+    elapsed_s,
+    is_gpu,
+)
 
 # A run's own states (run_state): a job's word when every job agrees on it, or one of these.
 EMPTY = "empty"  # no jobs planned
@@ -54,7 +66,9 @@ def job_row(raw: Dict, now: float, planned_gpu: str, backend) -> StatusRow:
         return StatusRow(
             name=raw["name"], state=UNKNOWN, gpu=planned_gpu, reason=raw["bad"], has_results=bool(raw.get("manifest"))
         )
-    status = raw.get("status") or {}
+    # No status.json (queued again after a --resume): what hostctl carried from the job's
+    # earlier attempts (its requeues, its run time) stands in.
+    status = raw.get("status") or {k: raw[k] for k in ("requeues", "earlier_s") if k in raw}
     progress = raw.get("progress") or {}
     info = raw.get("backend") or {}
     state = status.get("state") or PENDING
@@ -71,10 +85,6 @@ def job_row(raw: Dict, now: float, planned_gpu: str, backend) -> StatusRow:
         # and no wrapper holds the folder (host rebooted, wrapper SIGKILLed, an interrupted
         # launch that never started it): `--resume` may start it again.
         state = LOST
-    started, ended = status.get("started"), status.get("ended")
-    elapsed = None
-    if started:
-        elapsed = (ended or now) - started
     return StatusRow(
         name=raw["name"],
         state=state,
@@ -85,7 +95,7 @@ def job_row(raw: Dict, now: float, planned_gpu: str, backend) -> StatusRow:
         loss=progress.get("loss"),
         tokens_per_s=progress.get("tokens_per_s"),
         eta_s=progress.get("eta_s") if state == RUNNING else None,
-        elapsed_s=elapsed,
+        elapsed_s=elapsed_s(status, now),
         exit_code=status.get("exit_code"),
         reason=status.get("reason", "") or "",
         has_results=bool(raw.get("manifest")),

@@ -27,7 +27,7 @@ from orchestrator.localfiles import atomic_write_text, writing
 from orchestrator.runs import hostops
 from orchestrator.runs.state import MIXED, rows_from_local, rows_from_remote, shown_state, unanswered
 from orchestrator.transport.base import Transport
-from remote.jobstate import CANCELLED, DONE, FAILED, LOST, NO_RESULTS, PENDING, RUNNING, UNKNOWN, WAITING
+from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, LOST, NO_RESULTS, PENDING, RUNNING, UNKNOWN, WAITING
 
 RECORD = "study.json"
 
@@ -163,6 +163,9 @@ class RunView:
     # jobs given a GPU that ran on the CPU (torch there cannot use it), as `orch status` shows them
     ran_on_cpu: List[str] = field(default_factory=list)
     host: str = ""
+    # jobs that ended badly (failed, lost, cancelled) in a run read from its host: what
+    # `orch run EXP --resume RUN` relaunches, even while the run's other jobs still run
+    to_resume: List[str] = field(default_factory=list)
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -174,6 +177,8 @@ def _view(entry: Dict, rows, local_state: Optional[str] = None, host: str = "") 
     view.ran_on_cpu = [r.name for r in rows if r.gpu_unused]
     view.note = unanswered(rows)
     view.jobs_done = sum(r.state == DONE for r in rows)
+    if local_state is None:
+        view.to_resume = [r.name for r in rows if r.state not in (DONE, UNKNOWN, *ACTIVE)]
     running = [r for r in rows if r.state == RUNNING]
     if running:
         slow = min(running, key=lambda r: (r.step or 0) / (r.total or 1))
@@ -289,4 +294,7 @@ def ready_to_fetch(view: RunView) -> bool:
 
 
 def resumable(view: RunView) -> bool:
-    return view.state in (FAILED, CANCELLED, LOST, MIXED)
+    """What `orch study resume` relaunches: a run that ended badly, or one with a job that did
+    while its others still run (as `orch run EXP --resume RUN` would: it relaunches the jobs
+    that ended badly and leaves the running ones be)."""
+    return view.state in (FAILED, CANCELLED, LOST, MIXED) or bool(view.to_resume)

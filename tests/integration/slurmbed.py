@@ -8,6 +8,10 @@ jobs.  Commands that arrive through sshd do not inherit the test's environment, 
 sshd sets SLURM_CONF for every session (`SetEnv` in its sshd_config): to orch the login node
 looks like any cluster's, with sbatch/squeue/scontrol on PATH and a working default config.
 
+ReturnToService=2: a node set `scontrol update NodeName=... State=DOWN` (a node-failure test) is
+back within milliseconds, as soon as its slurmd registers again; an outage that lasts needs
+`State=DRAIN` (and `State=RESUME` after).
+
 Needs root (mknod, slurmd launching jobs); CI runs as root.  Everything started is stopped by
 PID in `stop()`, after every job of the cluster is cancelled.
 """

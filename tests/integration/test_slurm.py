@@ -114,6 +114,11 @@ def test_cancel_pending_and_running_then_resume_only_what_is_not_done(p):
         "class-1 queued for Resources",
     )
     assert jobs["class-1"]["state"] == "pending"
+    # No log yet: `orch logs` says where it is instead (held, so class-0's end cannot start it meanwhile).
+    p.cluster.cmd("scontrol", "hold", jobs["class-1"]["backend"]["job_id"])
+    logs = p.orch("logs", "c1", "class-1")
+    assert logs.returncode == 8 and "no log yet for class-1: class-1 is queued, PENDING: " in logs.stderr, logs.stderr
+    assert f"(scheduler id {jobs['class-1']['backend']['job_id']})" in logs.stderr, logs.stderr
     cancelled = p.orch("cancel", "c1", "class-1")
     assert cancelled.returncode == 0, cancelled.stderr
     jobs = wait(p, "c1", lambda j: j["class-0"]["state"] == "done", "class-0 done")
@@ -253,3 +258,19 @@ def test_hostile_and_refused_slurm_values(p):
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "sbatch refused it" in refused.stderr and "nosuch" in refused.stderr
     assert not (p.remote_root / ".." / "pwned").exists()
+
+
+def test_study_resume_relaunches_a_cancelled_job_while_its_runs_other_job_runs(p):
+    """An scancel by hand ends class-0 while class-1 of the same run trains on: `orch study
+    resume` relaunches class-0 (as `orch run smoke --resume RUN` would), not "nothing to resume"."""
+    study = {"base": "smoke", "host": "cluster", "seeds": [0], "set": {"train.steps": 100000}, "members": {"m": {}}}
+    (p.root / "configs" / "studies").mkdir(exist_ok=True)
+    (p.root / "configs" / "studies" / "sr.yaml").write_text(json.dumps(study))
+    p.orch("study", "run", "sr", check=True)
+    jobs = wait(p, "sr-m-s0", lambda j: all(x["state"] == "running" for x in j.values()), "running")
+    p.cluster.cmd("scancel", jobs["class-0"]["backend"]["job_id"])
+    wait(p, "sr-m-s0", lambda j: j["class-0"]["state"] == "cancelled", "class-0 cancelled")
+    proc = p.orch("study", "resume", "sr")
+    assert proc.returncode == 0 and "relaunched class-0 of sr-m-s0" in proc.stderr, proc.stdout + proc.stderr
+    jobs = wait(p, "sr-m-s0", lambda j: j["class-0"]["state"] in ("pending", "running"), "class-0 again")
+    assert jobs["class-1"]["backend"]["job_id"] != jobs["class-0"]["backend"]["job_id"]

@@ -125,7 +125,9 @@ def test_a_refused_submission_is_one_error(p):
 @needs_torch
 def test_orch_bootstrap_on_a_slurm_host_runs_verify_as_a_job(p, tmp_path):
     """The real CLI: the `venv` env (preinstalled torch, packages already there: no internet)
-    installs from the login node, its packages step detached in tmux there, verify as a Slurm job."""
+    installs from the login node, its packages step detached in tmux there, verify as a Slurm job.
+    The preinstalled torch is a CPU build and the partition has GPUs: verify fails saying so,
+    and what fixes it (another env: bootstrapping this one again reinstalls nothing)."""
     p.write_host(
         "cluster",
         scheduler="slurm",
@@ -134,13 +136,16 @@ def test_orch_bootstrap_on_a_slurm_host_runs_verify_as_a_job(p, tmp_path):
     )
     proc = p.orch("bootstrap", "cluster", "--env", "venv", timeout=timing.scaled(300))
     out = proc.stderr
-    assert proc.returncode == 0, proc.stdout + out
+    assert proc.returncode == 7, proc.stdout + out
+    assert "is a CPU build (no CUDA) but this host has GPUs" in out, out  # the plan's warning
     assert "detached in tmux session orch-bootstrap-packages" in out, out
     assert "detached in Slurm job orch-bootstrap-verify (id " in out, out
     assert "step verify: Slurm job " in out, out
-    assert "bootstrap of cluster complete" in out, out
+    assert "bootstrap step verify failed on cluster" in out and "`orch bootstrap cluster --env default`" in out, out
+    assert "bootstrap of cluster complete" not in out, out
     verify = json.loads((p.remote_root / "bootstrap" / "verify.json").read_text())
-    assert verify["ok"] and verify["checks"]["bf16_matmul"]["status"] == "ok"
+    assert not verify["ok"] and "is a CPU build (no CUDA)" in verify["cuda_error"], verify
+    assert verify["checks"]["bf16_matmul"]["status"] == "ok"
     job_id = (p.remote_root / "bootstrap" / "logs" / "verify.jobid").read_text().strip()
     assert p.cluster.cmd("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%j").stdout.strip() in (
         "orch-bootstrap-verify",
@@ -158,4 +163,5 @@ def test_the_dry_run_plans_a_cuda_torch_for_gpus_of_a_type_orch_does_not_know(p)
     assert "torch==2.11.* (cu126)" in out and "(cpu)" not in out, out
     assert "no known compute capability: cu126 is assumed to fit them" in out, out
     assert "GPU types from sinfo (fake sm_?)" in out, out
+    assert "install the NVIDIA driver" not in out, out  # a login node has none: no warning to install one
     assert "--expect-cuda" in out, out

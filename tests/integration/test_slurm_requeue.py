@@ -68,8 +68,16 @@ def test_requeue_resumes_from_checkpoint_with_equal_scores(p):
         time.sleep(0.2)
     mid = status(p, "again")["jobs"][0]
     assert mid["state"] in ("waiting", "running"), mid  # never an end: Slurm runs it again
+    # While it waits in the queue its clock stands still: the time it ran, not the hold.
+    held = wait(p, "again", lambda j: j["class-0"]["state"] == "waiting", "class-0 waiting")["class-0"]
+    ran = held["elapsed_s"]
+    assert held["requeues"] == 1, held  # Slurm's requeue counts while it holds the job, not once it reruns
+    time.sleep(1.5)
+    assert status(p, "again")["jobs"][0]["elapsed_s"] == ran
     p.cluster.release(job_id)  # Slurm holds a requeued job ~2 min (BeginTime)
     jobs = wait(p, "again", lambda j: all(x["state"] == "done" for x in j.values()), "done", timeout=300)
+    last = json.loads((p.remote_job("again", "class-0") / "status.json").read_text())
+    assert abs(jobs["class-0"]["elapsed_s"] - (ran + last["ended"] - last["started"])) < 1  # both attempts
     wait(p, "plain", lambda j: all(x["state"] == "done" for x in j.values()), "done", timeout=300)
     assert jobs["class-0"]["requeues"] == 1 and jobs["class-1"]["requeues"] == 0
     assert jobs["class-0"]["backend"]["job_id"] == job_id  # the same Slurm job, run again

@@ -3,6 +3,7 @@
 (its run step fails; on a Slurm host its kernel step says it ran on the login node)."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -93,3 +94,21 @@ def test_the_kernel_step_says_where_it_ran(scheduler):
         assert "the smoke run checks that the jobs use their GPUs" in said
     else:
         assert said.startswith("no CUDA GPU:") and "login node" not in said
+
+
+def test_the_smoke_fix_for_a_preinstalled_cpu_torch_is_another_env(tmp_path):
+    """Bootstrapping an env whose torch is the host's preinstalled CPU build again changes
+    nothing: the fix smoke names is an env orch installs torch into."""
+    from orchestrator.config.project import Project
+
+    repo = Path(__file__).resolve().parents[2]
+    project = Project.__new__(Project)
+    project.root = repo
+    venv = SimpleNamespace(name="cluster", python_or_default="/w/envs/venv/bin/python")
+    assert "`orch bootstrap cluster --env default`" in smoke.torch_fix(project, venv)
+    default = SimpleNamespace(name="cluster", python_or_default="/w/envs/default/bin/python")
+    assert smoke.torch_fix(project, default).startswith("`orch bootstrap cluster --force torch`")
+    rows = [job_row(_raw("class-0", "0", "cpu"), 3.0, "0", backends.get("tmux"))]
+    with pytest.raises(OrchError) as err:
+        smoke.check_gpus_used(rows, "cluster", "smoke-check-1", smoke.torch_fix(project, venv))
+    assert "Fix: env venv uses the host's preinstalled torch" in err.value.message

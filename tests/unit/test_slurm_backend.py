@@ -495,3 +495,65 @@ def test_the_plain_tail_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(
     assert _hostctl(*args[:-4], "--lines", "2", "--job-dir", str(died)).returncode == 1
     gone = _hostctl(*args, "--job-dir", str(tmp_path / "runs" / "gone" / "jobs" / "class-0"))
     assert gone.returncode == 3 and not gone.stdout
+
+
+def test_elapsed_sums_the_attempts_and_stands_still_while_the_job_waits_to_run_again():
+    """A requeued job's clock: the earlier attempts' run time plus this one's, frozen from the
+    moment it stopped (not the queue's BeginTime hold), and not restarted by the next attempt."""
+    waiting = {"state": "waiting", "started": 1000.0, "stopped": 1060.0, "earlier_s": 30.0, "requeues": 1}
+    for now in (1100.0, 5000.0):
+        assert job_row({"name": "c", "status": waiting}, now, "", ControllerSlurm()).elapsed_s == 90.0
+    again = {"state": "running", "started": 2000.0, "earlier_s": 90.0}
+    assert job_row({"name": "c", "status": again}, 2010.0, "", ControllerSlurm()).elapsed_s == 100.0
+    queued = {"state": "waiting", "started": None, "earlier_s": 90.0}  # the next wrapper waits for a job
+    assert job_row({"name": "c", "status": queued}, 2010.0, "", ControllerSlurm()).elapsed_s == 90.0
+
+
+def test_a_requeued_wrapper_carries_the_earlier_attempts_run_time_on(tmp_path, fake_slurm):
+    env = dict(os.environ, PYTHONPATH=str(REPO), SLURM_JOB_ID="79")
+    job = tmp_path / "job"
+    for attempt in (1, 2):
+        proc = _wrapper(job, env)
+        try:
+            _wait_for(lambda: _status(job).get("state") == "running", "running")
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)  # scontrol requeue: Slurm stops it, then reruns the script
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        status = _status(job)
+        assert status["state"] == "waiting" and status["stopped"] >= status["started"], status
+        if attempt == 1:
+            first = status["stopped"] - status["started"]
+            assert "earlier_s" not in status
+    assert abs(status["earlier_s"] - first) < 0.01
+    assert job_row({"name": "c", "status": status}, time.time() + 3600, "", ControllerSlurm()).elapsed_s == (
+        pytest.approx(first + status["stopped"] - status["started"], abs=0.01)
+    )
+
+
+def test_status_counts_a_requeue_and_the_run_time_of_a_job_queued_again(tmp_path, fake_slurm):
+    """While Slurm holds a job queued again: after an `scontrol requeue` its wrapper did not ask
+    for (it recorded `waiting`, not the requeue), the requeue counts at once; after a --resume
+    (no status.json yet), the count and the run time its earlier submission carried show."""
+    run = tmp_path / "runs" / "r"
+    stopped = {"state": "waiting", "started": 100.0, "stopped": 160.0, "reason": "stopped by the scheduler"}
+    _slurm_job(run, "by-hand", "5", {**stopped, "requeues": 0})
+    _slurm_job(run, "asked", "6", {**stopped, "requeues": 1, "requeue_counted": True, "reason": "requeued (1)"})
+    resumed = _slurm_job(run, "resumed", "7")
+    (resumed / "slurm.sh").write_text("#!/bin/bash\nexport ORCH_EARLIER_REQUEUES=2\nexec true\n")
+    (resumed / "status.json.previous").write_text(
+        json.dumps({"state": "failed", "started": 100.0, "ended": 140.0, "earlier_s": 20.0, "requeues": 2})
+    )
+    fake_slurm.answer("squeue", "5|PENDING|BeginTime||gpu\n6|PENDING|BeginTime||gpu\n7|PENDING|Priority||gpu\n")
+    reply = _status_reply(run, tmp_path)
+    rows = {r["name"]: job_row(r, reply["now"], "", ControllerSlurm()) for r in reply["jobs"]}
+    assert (rows["by-hand"].requeues, rows["asked"].requeues, rows["resumed"].requeues) == (1, 1, 2)
+    assert rows["resumed"].state == "pending" and rows["resumed"].elapsed_s == 60.0
+    assert rows["by-hand"].elapsed_s == 60.0
+    # Cancelled while queued: the recorded end keeps both, for the next --resume.
+    cancel = _hostctl("cancel", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm")
+    assert cancel.returncode == 0, cancel.stderr
+    assert _status(run / "jobs" / "by-hand")["requeues"] == 1
+    assert (_status(resumed)["requeues"], _status(resumed)["earlier_s"]) == (2, 60.0)

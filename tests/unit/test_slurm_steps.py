@@ -9,6 +9,7 @@ that record their argv; the real Slurm is in tests/integration/test_slurm_bootst
 import json
 import shlex
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -486,3 +487,37 @@ def test_slurm_steps_result_file_is_json_run_step_writes(host):
     (host.tmp / "squeue.out").write_text("")
     info, _ = host.steps.poll(step("verify"), 0, FakeLock())
     assert info["result"] == {"rc": 3, "started": 1, "ended": 2}
+
+
+def test_a_cpu_torch_on_a_partition_with_gpus_fails_verify_and_says_what_fixes_it():
+    """The `venv` env takes the host's preinstalled torch, here a CPU build, while the
+    partition's gres has GPUs: verify must fail (not "complete, verify ok"), and the fix it
+    names is another env, since bootstrapping this one again reinstalls the same CPU torch."""
+    facts = make_facts(gpu_kind="missing", pythons=[("python3", "/usr/bin/python3", "3.11.2", True, "2.13.0+cpu")])
+    facts.cluster[slurm_facts.PARTITIONS] = SINFO
+    repo = Path(__file__).resolve().parents[2]
+    plan = bp.build_plan(facts, envspec.load(repo, "venv"), host="cluster", backend=_slurm("gpu"))
+    verify = next(st for st in plan.steps if st.name == "verify")
+    assert "--expect-cuda" in verify.argv
+    assert "`orch bootstrap cluster --env default`" in verify.hint
+    assert any("torch 2.13.0 of env venv is a CPU build (no CUDA) but this host has GPUs" in w for w in plan.warnings)
+    # A CPU torch the env spec asks for is not an error.
+    cpu = envspec.parse({"manager": "venv", "python": "system", "torch": {"cuda": "cpu"}}, "cpu")
+    plan = bp.build_plan(facts, cpu, host="cluster", backend=_slurm("gpu"))
+    assert "--expect-cuda" not in next(st for st in plan.steps if st.name == "verify").argv
+
+
+def test_a_login_node_without_nvidia_smi_is_not_told_to_install_the_driver():
+    """bootstrap --dry-run on a Slurm login node: its GPU facts come from sinfo (the plan's
+    warnings say so), so no 'install the NVIDIA driver' warning before that."""
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.commands.bootstrap import render_facts
+
+    facts = make_facts(gpu_kind="missing")
+    for login, shown in ((True, False), (False, True)):
+        out = io.StringIO()
+        render_facts(facts, "cluster", Console(file=out, width=200), login_node=login)
+        assert ("install the NVIDIA driver" in out.getvalue()) is shown, out.getvalue()
