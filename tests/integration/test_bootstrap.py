@@ -82,10 +82,19 @@ needs_torch = pytest.mark.skipif(not _has_torch(), reason="the test python has n
 def _host_with_h200_shims(p, tmp_path):
     shims = hostfixtures.write_gpu_shims(tmp_path / "gpu-shims", "ok")
     p.write_host(extra_path=[str(shims), _host_python_bin(tmp_path)])
+    # The shims show an H200 while the preinstalled torch is a CPU build: verify fails such
+    # a host unless its env accepts the CPU (torch.cuda: cpu), as a user would say of it.
+    venv = yaml.safe_load((p.root / "configs" / "envs" / "venv.yaml").read_text())
+    _write_env(p, "venv", venv)
     return shims
 
 
 def _write_env(p, name, data):
+    """Env NAME in the test project; a preinstalled torch is accepted as the CPU build it is
+    here (torch.cuda: cpu), unless DATA says otherwise."""
+    torch = data.get("torch") or {}
+    if torch.get("version") == "preinstalled":
+        data = {**data, "torch": {"cuda": "cpu", **torch}}
     (p.root / "configs" / "envs" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
