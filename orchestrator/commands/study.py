@@ -116,7 +116,7 @@ def fetch_cmd(
     record = _recorded(project, study)
     problems = []
     fetched: List[str] = []
-    below: List[str] = []  # runs evaluated now under their own eval.min_accuracy
+    below: List[str] = []  # runs below their own eval.min_accuracy, fetched now or before
     current, evaluating = None, False
     with Hosts(project, trust_new_host_key) as hosts:
         problems += restore_missing(project, record, hosts, _say)  # a launched run's folder deleted here
@@ -124,6 +124,8 @@ def fetch_cmd(
         try:
             for v in views:
                 if v.state == "fetched":
+                    if _below_min_accuracy(project.run_dir(v.run_id)):  # the same verdict on every fetch
+                        below.append(v.run_id)
                     continue
                 if not studies.ready_to_fetch(v):
                     _say(f"{v.run_id}: {v.state}" + (f" ({v.reason})" if v.reason else "") + ": not fetched")
@@ -167,15 +169,26 @@ def fetch_cmd(
             f"{len(problems)} runs could not be fetched: " + "; ".join(problems[:3]),
             ExitCode.RUN_STATE,
             hint=f"`orch study fetch {record['name']}` tries again; the copies fetched before are kept"
-            + (f" ({len(below)} runs fetched now are below their eval.min_accuracy, said above)" if below else ""),
+            + (f" ({len(below)} runs fetched are below their eval.min_accuracy)" if below else ""),
         )
     if below:
         raise OrchError(
-            f"{len(below)} runs of {record['name']} are below their eval.min_accuracy: " + ", ".join(below),
+            f"{len(below)} runs of {record['name']} are below their eval.min_accuracy: " + ", ".join(sorted(below)),
             ExitCode.FAILED,
             hint="they are fetched and evaluated (`orch eval RUN` shows one); "
             f"`orch study report {record['name']}` reports the study",
         )
+
+
+def _below_min_accuracy(run_dir) -> bool:
+    """Whether the evaluation kept in RUN_DIR (metrics.json, written here by orch) says the run
+    is below its eval.min_accuracy; a missing or damaged file says nothing (`orch runs` flags
+    a damaged copy, and `orch eval RUN` evaluates again)."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and metrics.get("meets_min_accuracy") is False
 
 
 def _interrupted_fetch(name: str, views, fetched: List[str], current, evaluating: bool, exc) -> OrchError:

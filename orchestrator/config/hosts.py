@@ -260,7 +260,7 @@ def _ssh_aliases() -> List[str]:
 
 
 def _ssh_number(entry: Dict, key: str, default: float, where: str) -> float:
-    """An OpenSSH keyword's number (Port, ConnectTimeout) as ssh(1) would read it, or one
+    """An OpenSSH keyword's number (Port, ConnectTimeout, ServerAlive*) as ssh(1) would read it, or one
     message naming the file, the host and the keyword."""
     raw = entry.get(key.lower(), default)
     try:
@@ -316,6 +316,10 @@ def _from_ssh_config(name: str) -> Optional[HostConfig]:
         # and ProxyCommand it reads; Paramiko cannot say which came first: ProxyJump wins.
         proxy_command="" if entry.get("proxyjump") or is_none(entry.get("proxycommand")) else entry["proxycommand"],
         connect_timeout=_ssh_number(entry, "ConnectTimeout", 10, where),
+        # ssh(1) sends no keepalive unless ServerAliveInterval is set; orch's own default
+        # (HostConfig.keepalive) stays where the alias says nothing, so a dead peer is noticed.
+        keepalive=int(_ssh_number(entry, "ServerAliveInterval", HostConfig.keepalive, where)),
+        keepalive_count=int(_ssh_number(entry, "ServerAliveCountMax", HostConfig.keepalive_count, where)),
     )
     check_values(host, where)
     return host

@@ -58,9 +58,10 @@ def test_a_study_runs_shares_pretrains_fetches_and_reports(ssh_project):
     assert fetched.returncode == 1, fetched.stderr
     assert "6 of 6 runs of st fetched" in said
     assert "2 runs of st are below their eval.min_accuracy: st-clf-s0, st-clf-s1" in said, said
-    # resumable: nothing left to do; the gate is the fetch's verdict on the runs it evaluates
-    again = p.orch("study", "fetch", "st", check=True)
-    assert "6 of 6 runs of st fetched" in again.stderr and "fetched and evaluated" not in again.stderr
+    # resumable: nothing left to fetch, and the same verdict (from the runs' metrics.json)
+    again = p.orch("study", "fetch", "st")
+    assert again.returncode == 1 and "6 of 6 runs of st fetched" in again.stderr, again.stderr
+    assert "fetched and evaluated" not in again.stderr
     # the evaluated runs now give the dry run its estimate (the config takes its classes from the data)
     assert "job time: no estimate" in plan  # before the study: nothing measured
     replan = p.orch("study", "run", "st", "--dry-run", check=True).stdout

@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.config.hosts import list_hosts, resolve_host, set_host_key
+from orchestrator.config.hosts import HostConfig, list_hosts, resolve_host, set_host_key
 from orchestrator.config.project import Project
 from orchestrator.errors import OrchError
 
@@ -98,6 +98,8 @@ def test_recording_a_key_for_a_plain_alias_needs_only_hostname(project, tmp_path
         ("  Port twenty\n", r"ssh_config \(Host box\): Port 'twenty' is not a number"),
         ("  Port 99999\n", r"ssh_config \(Host box\): key 'port': expected a port number from 1 to 65535, got 99999"),
         ("  ConnectTimeout soon\n", r"ssh_config \(Host box\): ConnectTimeout 'soon' is not a number"),
+        ("  ServerAliveInterval often\n", r"ssh_config \(Host box\): ServerAliveInterval 'often' is not a number"),
+        ("  ServerAliveCountMax 0\n", r"ssh_config \(Host box\): key 'keepalive_count': expected a count, at least 1"),
         ('Host "unbalanced\n', r"ssh_config: cannot read this SSH config file: Unparsable host"),
     ],
 )
@@ -152,3 +154,17 @@ def test_proxy_command_from_an_ssh_config_alias_and_a_host_file(project, tmp_pat
     expanded = "relay box.example.org 2222 as ann for box 100%"
     assert resolve_host(project, "box").proxy_command == expanded
     assert resolve_host(project, "box").proxy_command == expanded  # from the cache, expanded the same
+
+
+def test_an_ssh_config_alias_keeps_its_serveralive_settings(project, tmp_path):
+    """ServerAliveInterval / ServerAliveCountMax are what orch calls keepalive /
+    keepalive_count; an alias that says nothing gets orch's defaults (ssh's own default
+    interval, 0, would never notice a host that stops answering)."""
+    (tmp_path / "ssh_config").write_text(
+        "Host box\n  HostName 127.0.0.1\n  ServerAliveInterval 5\n  ServerAliveCountMax 2\n"
+        "Host plain\n  HostName 127.0.0.1\n"
+    )
+    box = resolve_host(project, "box")
+    assert (box.keepalive, box.keepalive_count) == (5, 2)
+    plain = resolve_host(project, "plain")
+    assert (plain.keepalive, plain.keepalive_count) == (HostConfig.keepalive, HostConfig.keepalive_count) == (15, 3)

@@ -164,3 +164,45 @@ def test_ctrl_c_before_the_fetch_says_what_was_done_and_what_to_run(project, mon
     err = capsys.readouterr().err
     assert "interrupted before anything was fetched of r1: its folder here is as it was" in err
     assert "hint: `orch fetch-results r1` fetches it" in err
+
+
+def test_a_study_fetch_with_nothing_left_to_fetch_keeps_the_verdict(project, monkeypatch):
+    """A second `study fetch` fetches nothing: the runs below their eval.min_accuracy (their
+    metrics.json says so) still make it exit 1, so a script gating on it gets one answer."""
+    from orchestrator import output
+    from orchestrator.commands import study as command
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.runs import restore
+    from orchestrator.runs import study as studies
+    from orchestrator.runs.study_status import RunView
+
+    gates = {"st-a-s0": True, "st-b-s0": False, "st-c-s0": None}  # None: metrics.json damaged
+    for run_id, meets in gates.items():
+        (project.runs / run_id).mkdir(parents=True)
+        metrics = {"accuracy": 0.5, "min_accuracy": 0.9, "meets_min_accuracy": meets}
+        (project.runs / run_id / "metrics.json").write_text("{broken" if meets is None else json.dumps(metrics))
+
+    class NoHosts:
+        def __init__(self, *a):
+            pass
+
+        def __enter__(self):
+            return lambda name: None
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(command, "Hosts", NoHosts)
+    monkeypatch.setattr(command, "_recorded", lambda project, name: {"name": "st"})
+    monkeypatch.setattr(restore, "restore_missing", lambda *a: [])
+    views = [RunView(m, 0, f"st-{m}-s0", "fetched") for m in "abc"]
+    monkeypatch.setattr(studies, "status", lambda *a: views)
+    said = []
+    monkeypatch.setattr(output, "say", lambda text, markup=True: said.append(text))
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("ORCH_PROJECT", raising=False)
+    with pytest.raises(OrchError) as caught:
+        command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
+    assert caught.value.code == ExitCode.FAILED
+    assert caught.value.message == "1 runs of st are below their eval.min_accuracy: st-b-s0"
+    assert "3 of 3 runs of st fetched" in said
