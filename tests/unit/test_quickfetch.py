@@ -97,6 +97,29 @@ def test_a_fetch_below_min_accuracy_exits_1(project, monkeypatch, capsys):
     assert "accuracy 50.0" in capsys.readouterr().err  # the evaluation was said first
 
 
+class _NoHosts:
+    """`study fetch`'s Hosts when no host is reached: every lookup gives None."""
+
+    def __init__(self, *a):
+        pass
+
+    def __enter__(self):
+        return lambda name: None
+
+    def __exit__(self, *a):
+        return False
+
+
+def _no_hosts_study_st(monkeypatch):
+    """`orch study fetch st` with study st recorded, no host reached and no folder to restore."""
+    from orchestrator.commands import study as command
+    from orchestrator.runs import restore
+
+    monkeypatch.setattr(command, "Hosts", _NoHosts)
+    monkeypatch.setattr(command, "_recorded", lambda project, name: {"name": "st"})
+    monkeypatch.setattr(restore, "restore_missing", lambda *a: [])
+
+
 def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(project, monkeypatch):
     """Each run is fetched and evaluated all the same; the command ends with exit 1, as a
     run's own fetch does."""
@@ -104,7 +127,7 @@ def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(
     from orchestrator.commands import study as command
     from orchestrator.errors import ExitCode, OrchError
     from orchestrator.results import evaluate
-    from orchestrator.runs import fetch, restore
+    from orchestrator.runs import fetch
     from orchestrator.runs import study as studies
     from orchestrator.runs.study_status import RunView
 
@@ -112,19 +135,7 @@ def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(
         (project.runs / run_id).mkdir(parents=True)
         (project.runs / run_id / "local.json").write_text(json.dumps({"host": "h"}))
 
-    class NoHosts:
-        def __init__(self, *a):
-            pass
-
-        def __enter__(self):
-            return lambda name: None
-
-        def __exit__(self, *a):
-            return False
-
-    monkeypatch.setattr(command, "Hosts", NoHosts)
-    monkeypatch.setattr(command, "_recorded", lambda project, name: {"name": "st"})
-    monkeypatch.setattr(restore, "restore_missing", lambda *a: [])
+    _no_hosts_study_st(monkeypatch)
     views = [RunView("a", 0, "st-a-s0", "done"), RunView("b", 0, "st-b-s0", "done")]
     monkeypatch.setattr(studies, "status", lambda *a: views)
     monkeypatch.setattr(fetch, "fetch", lambda *a, **k: {"kept": {}, "changed": {}})
@@ -172,7 +183,6 @@ def test_a_study_fetch_with_nothing_left_to_fetch_keeps_the_verdict(project, mon
     from orchestrator import output
     from orchestrator.commands import study as command
     from orchestrator.errors import ExitCode, OrchError
-    from orchestrator.runs import restore
     from orchestrator.runs import study as studies
     from orchestrator.runs.study_status import RunView
 
@@ -182,19 +192,7 @@ def test_a_study_fetch_with_nothing_left_to_fetch_keeps_the_verdict(project, mon
         metrics = {"accuracy": 0.5, "min_accuracy": 0.9, "meets_min_accuracy": meets}
         (project.runs / run_id / "metrics.json").write_text("{broken" if meets is None else json.dumps(metrics))
 
-    class NoHosts:
-        def __init__(self, *a):
-            pass
-
-        def __enter__(self):
-            return lambda name: None
-
-        def __exit__(self, *a):
-            return False
-
-    monkeypatch.setattr(command, "Hosts", NoHosts)
-    monkeypatch.setattr(command, "_recorded", lambda project, name: {"name": "st"})
-    monkeypatch.setattr(restore, "restore_missing", lambda *a: [])
+    _no_hosts_study_st(monkeypatch)
     views = [RunView(m, 0, f"st-{m}-s0", "fetched") for m in "abc"]
     monkeypatch.setattr(studies, "status", lambda *a: views)
     said = []
