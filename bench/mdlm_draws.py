@@ -54,6 +54,14 @@ def load(run_dir: str):
     return exp, kind, models, tok, ids, [e.id for e in splits.test], y
 
 
+def ties(tids, c: int) -> np.ndarray:
+    """The evaluation's tie coin (metrics.tie_keys): with one draw at mdlm_stratify t a text
+    can score the same under every class, and argmax would hand every such text to class 0."""
+    from orchestrator.results.metrics import tie_keys
+
+    return tie_keys(tids, c)
+
+
 def draws_for(exp, kind, models, tok, ids, tids, k: int, seed: int) -> np.ndarray:
     """(n, C, k) per-draw NELBO estimates, scored with score.seed = SEED."""
     from remote.score import score_texts
@@ -64,9 +72,10 @@ def draws_for(exp, kind, models, tok, ids, tids, k: int, seed: int) -> np.ndarra
 
 
 def reseed(args, loaded) -> None:
-    from orchestrator.results.metrics import decision_critical, draws_per_text, margin, paired_margin_se
+    from orchestrator.results.metrics import decision_critical, draws_per_text, margin, paired_margin_se, predict
 
     exp, kind, models, tok, ids, tids, y = loaded
+    keys = ties(tids, len(models))
     margins, ses, preds, crits = [], [], [], []
     for s in range(args.seeds):
         d = draws_for(exp, kind, models, tok, ids, tids, args.draws, 1000 + s)
@@ -74,7 +83,7 @@ def reseed(args, loaded) -> None:
         margins.append(margin(score))
         ses.append(paired_margin_se(score, d))
         crits.append(decision_critical(draws_per_text(d)))
-        preds.append(np.argmax(score, axis=1))
+        preds.append(predict(score, keys))
     margins, ses, preds = np.array(margins), np.array(ses), np.array(preds)
     flipped = (preds != preds[0]).any(axis=0)
     flagged = np.abs(margins[0]) <= crits[0] * ses[0]  # the evaluation's rule (metrics.not_significant)
@@ -96,11 +105,13 @@ def reseed(args, loaded) -> None:
 def adaptive(args, loaded) -> None:
     """Fixed K = 1, 2, 4, ..., max (each scored as a run with score.mdlm_draws = K would) against
     the real adaptive rounds (remote/adaptive.py) for each --z: accuracy and forward passes."""
+    from orchestrator.results.metrics import predict
     from remote import adaptive as rounds
     from remote.spec import AdaptiveSpec
 
     exp, kind, models, tok, ids, tids, y = loaded
     n, c = len(y), len(models)
+    keys = ties(tids, c)
     prior = np.array(rounds.log_prior(loaded_splits(exp), exp.eval.prior))
     print(f"n={n}, {c} classes, prior {exp.eval.prior}; adaptive rounds of {args.round}, max {args.max}")
     print("| scoring | accuracy | draws per text | forward passes | share of fixed K = max |")
@@ -109,7 +120,7 @@ def adaptive(args, loaded) -> None:
     k = 1
     while True:
         d = draws_for(exp, kind, models, tok, ids, tids, k, exp.score.seed)
-        acc = float(np.mean(np.argmax(-d.mean(axis=2) + prior, axis=1) == y))
+        acc = float(np.mean(predict(-d.mean(axis=2) + prior, keys) == y))
         points["fixed"].append((k, acc, n * c * k))
         print(f"| fixed K = {k} | {acc:.2%} | {k} | {n * c * k} | {k / args.max:.1%} |")
         if k >= args.max:
@@ -123,7 +134,7 @@ def adaptive(args, loaded) -> None:
             models, kind, ids, tids, spec, tok, list(prior), dtype="fp32", job_dir="/tmp", log=lambda _: None
         )
         nll = np.array([[np.mean(dc) for dc in dt] for dt in out["draws"]])
-        acc = float(np.mean(np.argmax(-nll + prior, axis=1) == y))
+        acc = float(np.mean(predict(-nll + prior, keys) == y))
         per_text = np.array([len(dt[0]) for dt in out["draws"]])
         points["adaptive"].append((z, acc, out["forward_passes"]))
         print(
