@@ -78,7 +78,7 @@ class _ProxyCommand(paramiko.ProxyCommand):
 
 
 class _HostKeyRefused(paramiko.SSHException):
-    """Raised inside connect() by _CheckHostKey; turned into an OrchError by _open."""
+    """Raised inside connect() by _CheckHostKey; turned into an OrchError by _connect_error."""
 
     def __init__(self, verdict: knownhosts.Verdict, key: paramiko.PKey):
         super().__init__(verdict.status)
@@ -225,6 +225,36 @@ def _close(chan) -> None:
             pass
 
 
+def _login_kwargs(host: HostConfig) -> dict:
+    """Paramiko's connect() keywords for HOST's login: its identity file (checked: it is there
+    and is the private half) or the agent and default keys, and its user."""
+    kwargs = {"allow_agent": True, "look_for_keys": not host.identity_file}
+    if host.identity_file:
+        key_file = Path(host.identity_file).expanduser()
+        if not key_file.is_file():
+            raise OrchError(
+                f"identity_file {key_file} of host {host.name} does not exist"
+                + (f" ({host.source})" if host.source else ""),
+                ExitCode.CONFIG,
+                hint="fix identity_file in the host config, or remove it to use your SSH agent and default keys",
+            )
+        if _public_key(key_file):
+            pair = key_file.with_suffix("") if key_file.suffix == ".pub" else None
+            raise OrchError(
+                f"identity_file {key_file} of host {host.name} is a public key"
+                + (f" ({host.source})" if host.source else "")
+                + ": orch signs in with the private half",
+                ExitCode.CONFIG,
+                hint="set identity_file to the private key"
+                + (f" ({pair}, its pair beside it)" if pair is not None and pair.is_file() else "")
+                + "; the .pub file is what goes into the host's authorized_keys",
+            )
+        kwargs["key_filename"] = [str(key_file)]
+    if host.user:
+        kwargs["username"] = host.user
+    return kwargs
+
+
 def host_key_name(host: HostConfig) -> str:
     return knownhosts.host_key_name(host.hostname, host.port)
 
@@ -297,32 +327,11 @@ class SSHTransport(Transport):
             ) from None
 
     def _open(self, host: HostConfig, sock=None, label: str = "") -> paramiko.SSHClient:
+        """A connected, verified client for HOST (through SOCK: a proxy command or a hop's
+        tunnel), with its liveness probes started."""
         # A bare Paramiko client: Fabric's Connection adds ~60 ms of imports (invoke) and
         # an AutoAddPolicy we would only have to undo.
-        kwargs = {"allow_agent": True, "look_for_keys": not host.identity_file}
-        if host.identity_file:
-            key_file = Path(host.identity_file).expanduser()
-            if not key_file.is_file():
-                raise OrchError(
-                    f"identity_file {key_file} of host {host.name} does not exist"
-                    + (f" ({host.source})" if host.source else ""),
-                    ExitCode.CONFIG,
-                    hint="fix identity_file in the host config, or remove it to use your SSH agent and default keys",
-                )
-            if _public_key(key_file):
-                pair = key_file.with_suffix("") if key_file.suffix == ".pub" else None
-                raise OrchError(
-                    f"identity_file {key_file} of host {host.name} is a public key"
-                    + (f" ({host.source})" if host.source else "")
-                    + ": orch signs in with the private half",
-                    ExitCode.CONFIG,
-                    hint="set identity_file to the private key"
-                    + (f" ({pair}, its pair beside it)" if pair is not None and pair.is_file() else "")
-                    + "; the .pub file is what goes into the host's authorized_keys",
-                )
-            kwargs["key_filename"] = [str(key_file)]
-        if host.user:
-            kwargs["username"] = host.user
+        kwargs = _login_kwargs(host)
         if sock is not None:
             kwargs["sock"] = sock
         known_file = Path(host.known_hosts_file).expanduser()
@@ -343,63 +352,18 @@ class SSHTransport(Transport):
         client.set_missing_host_key_policy(policy)
         where = label or host.display()
         try:
-            try:
-                client.connect(
-                    host.hostname,
-                    port=host.port,
-                    timeout=host.connect_timeout,
-                    banner_timeout=host.connect_timeout,
-                    auth_timeout=host.connect_timeout,
-                    transport_factory=transport_factory,
-                    **kwargs,
-                )
-            except (paramiko.SSHException, OSError) as exc:
-                # Through a proxy command, "no SSH banner" or a reset says the command
-                # failed: probing the host's port directly (below) would be beside the point.
-                proxied = isinstance(sock, _ProxyCommand)
-                if proxied and not isinstance(exc, (_HostKeyRefused, paramiko.AuthenticationException)):
-                    client.close()
-                    raise self._proxy_error(host, where, sock, exc) from None
-                raise
-        except _HostKeyRefused as exc:
+            client.connect(
+                host.hostname,
+                port=host.port,
+                timeout=host.connect_timeout,
+                banner_timeout=host.connect_timeout,
+                auth_timeout=host.connect_timeout,
+                transport_factory=transport_factory,
+                **kwargs,
+            )
+        except (paramiko.SSHException, OSError) as exc:  # every failure to connect: said in orch's words
             client.close()
-            raise self._key_error(host, where, known, exc.verdict, exc.key) from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise OrchError(
-                f"SSH authentication failed for {where}: {exc}",
-                ExitCode.UNREACHABLE,
-                hint="check `user` and `identity_file` in the host config, "
-                "and that the key is in the host's authorized_keys",
-            ) from None
-        except paramiko.SSHException as exc:
-            client.close()
-            if portcheck.banner_failure(exc):
-                found = portcheck.describe_non_ssh(
-                    host.hostname, host.port, host.connect_timeout, f"{host.hostname}:{host.port}"
-                )
-                if found:
-                    raise OrchError(
-                        found,
-                        ExitCode.UNREACHABLE,
-                        hint=f"check `port` (sshd listens on 22 unless told otherwise) and `hostname` of "
-                        f"host {host.name}" + (f" in {host.source}" if host.source else ""),
-                    ) from None
-            raise OrchError(f"SSH connection to {where} failed: {exc}", ExitCode.UNREACHABLE) from None
-        except (socket.timeout, TimeoutError) as exc:
-            client.close()
-            raise OrchError(
-                f"cannot reach {where}: connection timed out after {host.connect_timeout:.0f} s ({exc})",
-                ExitCode.UNREACHABLE,
-                hint="is the host up and the address/port right? behind a bastion? set proxy_jump",
-            ) from None
-        except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
-            client.close()
-            raise OrchError(
-                f"cannot reach {where}: {portcheck.os_reason(exc, host.port)}",
-                ExitCode.UNREACHABLE,
-                hint="is the host up, sshd running and the hostname/port right?",
-            ) from None
+            raise self._connect_error(host, where, sock, known, exc) from None
         if known.is_revoked(client.get_transport().get_remote_server_key()):
             client.close()
             raise self._key_error(host, where, known, knownhosts.Verdict("revoked"), None)
@@ -412,6 +376,48 @@ class SSHTransport(Transport):
                 liveness.Liveness(client.get_transport(), host.keepalive, host.keepalive_count).start()
             )
         return client
+
+    def _connect_error(
+        self, host: HostConfig, where: str, sock, known: knownhosts.KnownHosts, exc: BaseException
+    ) -> OrchError:
+        """Why connecting to HOST (WHERE, through SOCK) failed with EXC, as an OrchError."""
+        if isinstance(exc, _HostKeyRefused):
+            return self._key_error(host, where, known, exc.verdict, exc.key)
+        if isinstance(exc, paramiko.AuthenticationException):
+            return OrchError(
+                f"SSH authentication failed for {where}: {exc}",
+                ExitCode.UNREACHABLE,
+                hint="check `user` and `identity_file` in the host config, "
+                "and that the key is in the host's authorized_keys",
+            )
+        # Through a proxy command, "no SSH banner" or a reset says the command failed:
+        # probing the host's port directly (below) would be beside the point.
+        if isinstance(sock, _ProxyCommand):
+            return self._proxy_error(host, where, sock, exc)
+        if isinstance(exc, paramiko.SSHException):
+            if portcheck.banner_failure(exc):
+                found = portcheck.describe_non_ssh(
+                    host.hostname, host.port, host.connect_timeout, f"{host.hostname}:{host.port}"
+                )
+                if found:
+                    return OrchError(
+                        found,
+                        ExitCode.UNREACHABLE,
+                        hint=f"check `port` (sshd listens on 22 unless told otherwise) and `hostname` of "
+                        f"host {host.name}" + (f" in {host.source}" if host.source else ""),
+                    )
+            return OrchError(f"SSH connection to {where} failed: {exc}", ExitCode.UNREACHABLE)
+        if isinstance(exc, (socket.timeout, TimeoutError)):
+            return OrchError(
+                f"cannot reach {where}: connection timed out after {host.connect_timeout:.0f} s ({exc})",
+                ExitCode.UNREACHABLE,
+                hint="is the host up and the address/port right? behind a bastion? set proxy_jump",
+            )
+        return OrchError(  # OSError, NoValidConnectionsError (an OSError)
+            f"cannot reach {where}: {portcheck.os_reason(exc, host.port)}",
+            ExitCode.UNREACHABLE,
+            hint="is the host up, sshd running and the hostname/port right?",
+        )
 
     def _no_known_hosts(self, host: HostConfig, known_file: Path) -> OrchError:
         """A known_hosts file named by the host's config that is not there: most likely a
