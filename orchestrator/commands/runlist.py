@@ -23,19 +23,26 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
-def _scores_damaged(run_dir, planned) -> List[str]:
+def _scores_damaged(run_dir, planned, copy_of_run) -> List[str]:
     """What is wrong with the fetched score files here, found cheaply (a listing must not
     hash every file of every run: `orch eval` does that): a manifest.json that does not
-    parse, a scores.jsonl whose size is not the manifest's, or one changed after
-    metrics.json was written (by its mtime), whose accuracy is then not this file's."""
+    parse, a scores.jsonl whose size is not the manifest's, or one whose content is not the
+    manifest's although its size is.  Only a file changed after metrics.json was written (by
+    its mtime) is hashed: a copy (`cp -r`) or a restored backup has new times and its
+    files their fetched content, which is not damage.  COPY_OF_RUN: the run this folder is a
+    copy of (fetch-results refuses a copy), or None."""
     from orchestrator.contract.hostdocs import scoring_roles
+    from remote.files import sha256_file
 
     roles = scoring_roles(planned)
     try:
         evaluated = (run_dir / "metrics.json").stat().st_mtime
     except OSError:
         evaluated = None
-    again = f"`orch fetch-results {run_dir.name}` fetches a verified copy again"
+    if copy_of_run is None:
+        again = f"`orch fetch-results {run_dir.name}` fetches a verified copy again"
+    else:
+        again = f"copy it again from run {copy_of_run}'s folder, or fetch that run again"
     found = []
     for job in planned:
         job_dir = run_dir / "jobs" / job["name"]
@@ -43,22 +50,20 @@ def _scores_damaged(run_dir, planned) -> List[str]:
             continue  # not fetched, or removed by hand (results_missing says so)
         try:
             entry = json.loads((job_dir / "manifest.json").read_text())["files"]["scores.jsonl"]
-            size = entry["size"]
+            size, digest = entry["size"], entry["sha256"]
         except (OSError, ValueError, KeyError, TypeError):
             found.append(f"{job_dir / 'manifest.json'} is damaged: {again}")
             continue
+        scores = job_dir / "scores.jsonl"
         try:
-            st = (job_dir / "scores.jsonl").stat()
+            st = scores.stat()
         except OSError:
-            found.append(f"{job_dir / 'scores.jsonl'} is missing: {again}")
+            found.append(f"{scores} is missing: {again}")
             continue
         if st.st_size != size:
-            found.append(f"{job_dir / 'scores.jsonl'} has {st.st_size} bytes, its manifest says {size}: {again}")
-        elif evaluated is not None and st.st_mtime > evaluated:
-            found.append(
-                f"{job_dir / 'scores.jsonl'} changed after metrics.json was written: `orch eval {run_dir.name}` "
-                f"checks it against its manifest's sha256; {again} if it is damaged"
-            )
+            found.append(f"{scores} has {st.st_size} bytes, its manifest says {size}: {again}")
+        elif evaluated is not None and st.st_mtime > evaluated and sha256_file(str(scores)) != digest:
+            found.append(f"{scores} is not what its manifest's sha256 says (changed after metrics.json): {again}")
     return found
 
 
@@ -115,13 +120,13 @@ def listed(run_dir) -> dict:
             else f"the results of {', '.join(missing)} are not in {run_dir / 'jobs'}"
         )
         notes.append(f"{gone}: `orch fetch-results {run_dir.name}` fetches them again")
+    other = copy_of(run_dir)
     if (run_dir / "jobs").is_dir():
-        damaged += _scores_damaged(run_dir, doc["jobs"])
+        damaged += _scores_damaged(run_dir, doc["jobs"], other)
     if damaged:
         state = f"{state}, damaged here"
         acc = None  # not the accuracy of what is here
         notes += damaged
-    other = copy_of(run_dir)
     if other is not None:
         state = f"{state} (a copy of run {other})"
         notes.append(

@@ -118,7 +118,7 @@ def _listed(name):
 @pytest.mark.parametrize("damage", ["metrics", "scores size", "scores bytes", "manifest"])
 def test_orch_runs_flags_a_damaged_local_copy(project, damage):
     """`orch runs` listed such a run as `fetched, -` or `fetched 99.17%` while `orch eval`
-    refused it; a size and mtime check (no hashing) flags it."""
+    refused it; a size check, and a hash of a file changed after metrics.json, flag it."""
     import os
 
     assert CliRunner().invoke(cli.app, ["eval", "r1", "--no-plots"]).exit_code == 0
@@ -140,7 +140,7 @@ def test_orch_runs_flags_a_damaged_local_copy(project, damage):
         scores.write_bytes(bytes(data))
         later = (run_dir / "metrics.json").stat().st_mtime + 5
         os.utime(scores, (later, later))
-        said = f"{scores} changed after metrics.json was written: `orch eval r1` checks it"
+        said = f"{scores} is not what its manifest's sha256 says (changed after metrics.json)"
     else:
         _truncate(job / "manifest.json")
         said = f"{job / 'manifest.json'} is damaged: `orch fetch-results r1` fetches a verified copy again"
@@ -148,3 +148,40 @@ def test_orch_runs_flags_a_damaged_local_copy(project, damage):
     assert after["state"].endswith(", damaged here") and after["accuracy"] is None, after
     assert any(line.startswith(said) for line in after["damaged"]), after["damaged"]
     assert said.split(":")[0] in " ".join(after["notes"])
+
+
+@pytest.mark.parametrize("how", ["touched", "cp -r"])
+def test_orch_runs_does_not_flag_new_times_on_the_fetched_content(project, how):
+    """A folder copied with `cp -r` (or a backup put back) has new mtimes on every file:
+    `orch runs` said `damaged here` (scores newer than metrics.json) and advised fetching a
+    copy again, which fetch-results refuses for a copy.  The content is checked instead."""
+    import os
+    import shutil
+
+    assert CliRunner().invoke(cli.app, ["eval", "r1", "--no-plots"]).exit_code == 0
+    run_dir = project / "runs" / "r1"
+    if how == "touched":
+        later = (run_dir / "metrics.json").stat().st_mtime + 5
+        for scores in (run_dir / "jobs").glob("*/scores.jsonl"):
+            os.utime(scores, (later, later))
+        name = "r1"
+    else:
+        shutil.copytree(run_dir, project / "runs" / "r1-copy", copy_function=shutil.copyfile)  # new times, as cp -r
+        later = (run_dir / "metrics.json").stat().st_mtime + 5
+        for scores in (project / "runs" / "r1-copy" / "jobs").glob("*/scores.jsonl"):
+            os.utime(scores, (later, later))  # however fast the copy was: scores newer than metrics.json
+        name = "r1-copy"
+    after = _listed(name)
+    assert "damaged" not in after["state"] and after["damaged"] == [], after
+    assert after["accuracy"] is not None
+    if how == "cp -r":
+        assert after["state"].endswith("(a copy of run r1)"), after
+        # a copy whose scores really are damaged is told to copy them again, not to fetch
+        scores = sorted((project / "runs" / "r1-copy" / "jobs").glob("*/scores.jsonl"))[-1]
+        data = bytearray(scores.read_bytes())
+        data[-3] = ord("7") if data[-3] != ord("7") else ord("8")
+        scores.write_bytes(bytes(data))
+        os.utime(scores, (later, later))
+        damaged = _listed(name)["damaged"]
+        assert any("copy it again from run r1's folder" in d for d in damaged), damaged
+        assert not any("fetch-results r1-copy" in d for d in damaged), damaged
