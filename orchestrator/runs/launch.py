@@ -263,15 +263,23 @@ def _planned_for(run: _Launch, workdir: str, gpus: List[str]) -> Dict:
     }
 
 
+def resolved_experiment(exp: Experiment, local_data: Dict[str, Path]) -> Dict:
+    """EXP as run.yaml's section before its host paths: data.name filled in from the local
+    data file (LOCAL_DATA: staging.local_data_files) when the config leaves it empty, as
+    eval.bands_dataset matches it."""
+    from remote.data import dataset_name
+
+    resolved = to_dict(exp)
+    if not resolved["data"].get("name"):
+        named = local_data.get("path")
+        resolved["data"]["name"] = dataset_name(str(named) if named else exp.data.path, exp.data.source)
+    return resolved
+
+
 def _run_yaml(run: _Launch, workdir: str, planned: List["jobplan.PlannedJob"]) -> Dict:
     """run.yaml: the resolved experiment, its data paths the host's, and the planned jobs."""
     exp = run.exp
-    resolved = to_dict(exp)
-    if not resolved["data"].get("name"):  # before the paths become host paths: eval.bands_dataset matches it
-        from remote.data import dataset_name
-
-        named = run.data.get("path")
-        resolved["data"]["name"] = dataset_name(str(named) if named else exp.data.path, exp.data.source)
+    resolved = resolved_experiment(exp, run.data)
     for key, rel in run.data_at.items():
         resolved["data"][key] = f"{workdir}/{rel}"
     if not resolved["data"]["classes"]:

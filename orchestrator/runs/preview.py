@@ -17,9 +17,9 @@ from orchestrator.config.hosts import HostConfig
 from orchestrator.config.project import Project
 from orchestrator.runs import codesync, hostops, staging
 from orchestrator.runs import plan as jobplan
-from orchestrator.runs.launch import classes_for
+from orchestrator.runs.launch import classes_for, resolved_experiment
 from remote.files import sha256_file
-from remote.spec import Experiment, to_dict
+from remote.spec import Experiment
 
 
 def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) -> Dict:
@@ -28,7 +28,8 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
     code_hash = codesync.snapshot_hash(root, files)
     workdir = host.workdir  # as configured; a relative one is resolved on the host at launch
     data = []
-    for key, path in staging.local_data_files(exp, root).items():
+    local_data = staging.local_data_files(exp, root)
+    for key, path in local_data.items():
         data.append(
             {
                 "key": f"data.{key}",
@@ -47,7 +48,8 @@ def preview(project: Project, exp: Experiment, run_id: str, host: HostConfig) ->
     return {
         "run_id": run_id,
         "host": host.name,
-        "experiment": to_dict(exp),  # as resolved (files and --set applied): run.yaml's section before its host paths
+        # files and --set applied, data.name filled in: run.yaml's section before its host paths
+        "experiment": resolved_experiment(exp, local_data),
         "workdir": workdir,
         "code_hash": code_hash,
         "code_files": [

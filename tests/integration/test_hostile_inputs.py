@@ -199,6 +199,9 @@ def test_dry_run_lists_what_a_launch_sends_without_contacting_the_host(p):
     p.write_host()
     p.orch("run", "smoke", "--host", "testhost", "--name", "sent", *FAST, check=True)
     assert set(_shipped(p)[1]) == set(listed)  # exactly what the dry run listed
+    # every key as the launch resolves it: data.name too (the dry run printed "" for it)
+    sent = yaml.safe_load((p.root / "runs" / "sent" / "run.yaml").read_text())["experiment"]
+    assert plan["experiment"]["data"]["name"] == sent["data"]["name"] == "tiny_sentiment"
     assert [j["state"] for j in p.wait_state("sent")] == ["done", "done"]
     taken = p.orch("run", "smoke", "--host", "testhost", "--name", "sent", "--dry-run")
     assert taken.returncode == 8 and "run 'sent' already exists" in taken.stderr  # as the launch would say
