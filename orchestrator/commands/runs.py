@@ -603,7 +603,9 @@ def register(app: typer.Typer) -> None:
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):
-        """Pull results into runs/<run-id>/, verify them, then evaluate locally."""
+        """Pull results into runs/<run-id>/, verify them, then evaluate locally.
+
+        Exits 1 when the run sets eval.min_accuracy and the accuracy falls below it."""
         # One implementation with the quick path that cli.py takes for plain command lines.
         from orchestrator.commands.quickfetch import fetch_results as fetch
 

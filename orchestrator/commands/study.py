@@ -215,7 +215,8 @@ def report_cmd(
     study: str = STUDY,
     quiet: bool = output.quiet_option(),
 ):
-    """Write runs/studies/STUDY/report.md, table.csv, table.json and plots from what is fetched (no SSH)."""
+    """Write runs/studies/STUDY/report.md, summary.tex, table.csv, table.json and plots/ from what is
+    fetched (no SSH)."""
     from orchestrator.results.study_terminal import summary_lines
     from orchestrator.runs import study as studies
 
