@@ -42,9 +42,11 @@ class HostFile:
     extra_path: List[str] = field(default_factory=list)  # prepended to PATH remotely
     gpus: List[str] = field(default_factory=list)  # [] -> every GPU nvidia-smi lists
     connect_timeout: float = 10.0
-    # Seconds between keepalives that ask the host for an answer (0: none), and how many
-    # in a row may go unanswered before the connection is given up as lost (exit 5): ssh's
-    # ServerAliveInterval and ServerAliveCountMax.  A quiet host answers them all.
+    # Seconds of silence from the host before each keepalive that asks it for an answer (0:
+    # none), and how many may go unanswered: one more due then gives the connection up as
+    # lost (exit 5), (count + 1) x keepalive seconds after the host last spoke.  ssh's
+    # ServerAliveInterval and ServerAliveCountMax (transport/liveness.py).  A quiet host
+    # answers them all.
     keepalive: int = 15
     keepalive_count: int = 3
     # Seconds a transfer (rsync, SFTP) or a quick command may go without a byte from the
