@@ -40,3 +40,13 @@ def test_a_huge_number_in_sinfo_is_skipped_by_hosts_check_and_the_bootstrap_plan
         assert proc.returncode == 0, (args, proc.stderr[-2000:])
     check = ssh_project.orch("hosts", "check", "testhost", timeout=120)
     assert "gpu (default): up, 1 nodes" in check.stdout, check.stdout[-2000:]
+
+
+def test_a_huge_keepalive_is_a_config_error_not_a_dead_keepalive_watch(ssh_project):
+    """keepalive: 10**12 connected, then the keepalive watch died of OverflowError (a
+    traceback on stderr, exit 0) and a host that stopped answering was never noticed."""
+    ssh_project.write_host(keepalive=10**12)
+    proc = ssh_project.orch("hosts", "check", "testhost", timeout=120)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "testhost.yaml: key 'keepalive': expected seconds from 0 to 86400, got 1e+12" in proc.stderr
