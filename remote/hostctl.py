@@ -467,11 +467,14 @@ def _ended(job_dir: str, backend: backends.Backend, run_id: str, asked: Optional
 
 
 def _tail_start(path: str, lines: int) -> int:
-    """The offset of the last LINES lines of PATH (0 when shorter)."""
+    """The offset of the last LINES lines of PATH (0 when shorter; its end for LINES 0 or
+    less: the loop below would step past the end of a last line without a newline)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
+            if lines <= 0:
+                return size
             fh.seek(max(0, size - 65536 * max(1, lines // 100 + 1)))
             data = fh.read()
     except OSError:

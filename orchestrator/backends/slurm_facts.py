@@ -102,8 +102,9 @@ def fact_rows(cluster: Mapping[str, Any]) -> List[Tuple[str, str]]:
 
 
 # `gpu:TYPE:COUNT` or `gpu:COUNT`, then `(S:0-1)`/`(IDX:...)` and more gres after a comma.  A type is
-# any site-chosen word, digits first included (`3g.40gb`, a MIG profile; `2080ti`).
-_GRES_GPU = re.compile(r"(?:^|,)gpu(?::([^:,()\s]+))?(?::no_consume)?:([0-9]+)")
+# any site-chosen word, digits first included (`3g.40gb`, a MIG profile; `2080ti`).  A count of
+# more than 9 digits is no count (the entry is skipped): int() of a 5000-digit one raised.
+_GRES_GPU = re.compile(r"(?:^|,)gpu(?::([^:,()\s]+))?(?::no_consume)?:([0-9]{1,9})(?![0-9])")
 
 
 def gres_gpu_types(gres: str) -> List[str]:

@@ -88,6 +88,35 @@ def _show_tail(transport, run_dir, record, job, selected, lines, backend) -> boo
     return True
 
 
+def _ends_by_follow(transport, command: str, out, run_id: str) -> int:
+    """`orch logs` without -f on ended jobs of a run whose host helper is older than
+    --no-follow: its `follow` COMMAND prints their ends and stops.  A one-shot command, run
+    as every quick one (transport.run: left once the host is silent for its io_timeout, and
+    after QUICK_LIMIT_S whatever it sends): streamed with no limit, a host that never ended
+    it held `orch logs` for ever.  Its output goes to OUT; returns its exit code."""
+    try:
+        res = transport.run(command, check=False)
+    except OrchError as exc:
+        if exc.code != ExitCode.REMOTE:  # the connection lost, an interrupt: as they are
+            raise
+        raise OrchError(
+            f"the end of the logs of {run_id} did not come from {transport.host.name}, whose host helper "
+            f"in this run's code snapshot is older than `orch logs` without -f: {exc.message}",
+            ExitCode.REMOTE,
+            hint=exc.hint,
+        ) from None
+    out.write(res.stdout + res.stderr)  # `follow` sends both as one stream
+    if res.overflow:
+        from orchestrator.transport.base import MAX_OUTPUT
+
+        raise OrchError(
+            f"the end of the logs of {run_id} is more than {MAX_OUTPUT >> 20} MB, so orch stopped reading it there",
+            ExitCode.REMOTE,
+            hint=f"`orch fetch-results {run_id} --full-logs` copies whole logs",
+        )
+    return res.rc
+
+
 def _why_no_log(transport, record, run_id: str, selected, backend) -> str:
     """Where the jobs without a log are (one more status round trip, on this error path only):
     queued, with the scheduler's reason and id, or waiting for a job they require."""
@@ -493,7 +522,14 @@ def register(app: typer.Typer) -> None:
         run_id: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id (default: the newest run)."),
         job: Optional[str] = typer.Argument(None, metavar="JOB", help="Job name (default: every job)."),
         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop)."),
-        lines: int = typer.Option(40, "--lines", "-n", metavar="N", help="Lines to show from the end."),
+        lines: int = typer.Option(
+            40,
+            "--lines",
+            "-n",
+            min=0,
+            metavar="N",
+            help="Lines to show from the end (0 or more; with -f, 0 shows only new lines).",
+        ),
         trust_new_host_key: bool = TRUST,
         quiet: bool = output.quiet_option(),
     ):
@@ -529,7 +565,11 @@ def register(app: typer.Typer) -> None:
             )
             shown = terminal.LogStream(sys.stdout)  # the host's log text, without its controls
             try:
-                rc = transport.stream(command, out=shown)
+                rc = (
+                    transport.stream(command, out=shown)
+                    if follow
+                    else _ends_by_follow(transport, command, shown, run_id)
+                )
             except KeyboardInterrupt:
                 # Ctrl-C is how one stops following: said as such, with the code every Ctrl-C gets
                 raise OrchError(
@@ -538,6 +578,8 @@ def register(app: typer.Typer) -> None:
                     hint=f"`orch logs {run_id} {job or ''} -f` follows again".replace("  ", " "),
                 ) from None
             except OrchError as exc:
+                if not follow:
+                    raise
                 raise OrchError(
                     exc.message,
                     exc.code,

@@ -123,23 +123,30 @@ def fetch_cmd(
         views = studies.status(project, record, hosts)
         try:
             for v in views:
-                if v.state == "fetched":
-                    if _below_min_accuracy(project.run_dir(v.run_id)):  # the same verdict on every fetch
+                run_dir = project.run_dir(v.run_id)
+                kept = _kept_metrics(run_dir) if v.state == "fetched" else None
+                if kept is not None:  # fetched and evaluated before: the same verdict on every fetch
+                    if kept.get("meets_min_accuracy") is False:
                         below.append(v.run_id)
                     continue
-                if not studies.ready_to_fetch(v):
+                if v.state != "fetched" and not studies.ready_to_fetch(v):
                     _say(f"{v.run_id}: {v.state}" + (f" ({v.reason})" if v.reason else "") + ": not fetched")
                     continue
-                run_dir = project.run_dir(v.run_id)
                 if not (run_dir / "local.json").is_file():  # launched, its folder gone, not restored (said why)
                     continue
-                host = json.loads((run_dir / "local.json").read_text())["host"]
-                current, evaluating = v.run_id, False
+                # A run fetched before without an evaluation here (it failed, or metrics.json was
+                # removed or damaged) is evaluated now: a missing verdict must not pass the gate.
+                again = v.state == "fetched"
+                current, evaluating = v.run_id, again
                 try:
-                    outcome = fetching.fetch(project, hosts(host), v.run_id, partial=False)
-                    evaluating = True  # fetched (its record says so): what stops now is the evaluation
-                    for line in fetching.fetch_notes(outcome, run_dir):
-                        _say(f"{v.run_id}: {line.strip()}")
+                    if not again:
+                        host = json.loads((run_dir / "local.json").read_text())["host"]
+                        outcome = fetching.fetch(project, hosts(host), v.run_id, partial=False)
+                        evaluating = True  # fetched (its record says so): what stops now is the evaluation
+                        for line in fetching.fetch_notes(outcome, run_dir):
+                            _say(f"{v.run_id}: {line.strip()}")
+                    else:
+                        _say(f"{v.run_id}: fetched before, but no evaluation of it is here: evaluating it")
                     metrics = evaluate_run(run_dir)
                 except OrchError as exc:
                     if is_interrupt(exc):
@@ -151,7 +158,7 @@ def fetch_cmd(
                 current = None
                 v.state = "fetched"
                 fetched.append(v.run_id)
-                _say(f"fetched and evaluated {v.run_id}")
+                _say(f"{'evaluated' if again else 'fetched and evaluated'} {v.run_id}")
                 if not metrics.get("meets_min_accuracy", True):  # as fetch-results: said, then exit 1
                     below.append(v.run_id)
                     _say(
@@ -166,7 +173,7 @@ def fetch_cmd(
     _say(f"{done} of {len(views)} runs of {record['name']} fetched")
     if problems:
         raise OrchError(
-            f"{len(problems)} runs could not be fetched: " + "; ".join(problems[:3]),
+            f"{len(problems)} runs could not be fetched and evaluated: " + "; ".join(problems[:3]),
             ExitCode.RUN_STATE,
             hint=f"`orch study fetch {record['name']}` tries again; the copies fetched before are kept"
             + (f" ({len(below)} runs fetched are below their eval.min_accuracy)" if below else ""),
@@ -180,15 +187,14 @@ def fetch_cmd(
         )
 
 
-def _below_min_accuracy(run_dir) -> bool:
-    """Whether the evaluation kept in RUN_DIR (metrics.json, written here by orch) says the run
-    is below its eval.min_accuracy; a missing or damaged file says nothing (`orch runs` flags
-    a damaged copy, and `orch eval RUN` evaluates again)."""
+def _kept_metrics(run_dir) -> Optional[dict]:
+    """The evaluation kept in RUN_DIR (metrics.json, written here by orch), or None when there
+    is none to read (never written: the evaluation failed; removed; damaged)."""
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(metrics, dict) and metrics.get("meets_min_accuracy") is False
+        return None
+    return metrics if isinstance(metrics, dict) else None
 
 
 def _interrupted_fetch(name: str, views, fetched: List[str], current, evaluating: bool, exc) -> OrchError:

@@ -42,9 +42,11 @@ class HostFile:
     extra_path: List[str] = field(default_factory=list)  # prepended to PATH remotely
     gpus: List[str] = field(default_factory=list)  # [] -> every GPU nvidia-smi lists
     connect_timeout: float = 10.0
-    # Seconds between keepalives that ask the host for an answer (0: none), and how many
-    # in a row may go unanswered before the connection is given up as lost (exit 5): ssh's
-    # ServerAliveInterval and ServerAliveCountMax.  A quiet host answers them all.
+    # Seconds of silence from the host before each keepalive that asks it for an answer (0:
+    # none), and how many may go unanswered: one more due then gives the connection up as
+    # lost (exit 5), (count + 1) x keepalive seconds after the host last spoke.  ssh's
+    # ServerAliveInterval and ServerAliveCountMax (transport/liveness.py).  A quiet host
+    # answers them all.
     keepalive: int = 15
     keepalive_count: int = 3
     # Seconds a transfer (rsync, SFTP) or a quick command may go without a byte from the
@@ -97,7 +99,74 @@ _NO_CONTROL = (
 )
 
 
-def check_values(host: HostFile, where: str) -> None:
+# The numbers of a host file: (key, lowest, whether the lowest itself is refused, highest,
+# what is expected, a hint).  The highest keep a typo (keepalive: 1000000000000) from
+# reaching a wait: past ~9.2e9 s Python's waits raise OverflowError, which ended the
+# keepalive watch without a word (connect_timeout, io_timeout: every socket wait).
+_NUMBERS = (
+    (
+        "port",
+        1,
+        False,
+        65535,
+        "a port number from 1 to 65535",
+        "the port sshd listens on (22 unless the host's admin says otherwise)",
+    ),
+    (
+        "connect_timeout",
+        0,
+        True,
+        3600,
+        "seconds above 0, at most 3600",
+        "how long to wait for the host to answer, e.g. 10",
+    ),
+    (
+        "io_timeout",
+        1,
+        False,
+        86400,
+        "seconds from 1 to 86400",
+        "how long a transfer or a quick command may wait for the host's next byte, e.g. 300",
+    ),
+    (
+        "keepalive",
+        0,
+        False,
+        86400,
+        "seconds from 0 to 86400",
+        "seconds of silence before each keepalive, e.g. 15; 0 sends none (and never notices a dead host)",
+    ),
+    (
+        "keepalive_count",
+        1,
+        False,
+        1000,
+        "a count from 1 to 1000",
+        "how many keepalives may go unanswered before orch gives the connection up, e.g. 3",
+    ),
+    (
+        "warm_worker",
+        0,
+        False,
+        604800,
+        "seconds from 0 to 604800 (a week)",
+        "how long the host keeps torch imported for the next job, e.g. 600; 0 turns it off",
+    ),
+)
+
+# The keys an ~/.ssh/config alias sets, by the ssh keyword they come from: a message about
+# one names the line to fix.
+SSH_KEYWORDS = {
+    "port": "Port",
+    "connect_timeout": "ConnectTimeout",
+    "keepalive": "ServerAliveInterval",
+    "keepalive_count": "ServerAliveCountMax",
+}
+
+
+def check_values(host: HostFile, where: str, ssh_config: bool = False) -> None:
+    """One clear message (exit 3) for the first value of HOST that orch cannot use, naming
+    WHERE and the key - or, for a host from ~/.ssh/config (SSH_CONFIG), the ssh keyword."""
     if host.scheduler not in SCHEDULERS:
         raise OrchError(
             f"{where}: key 'scheduler': expected one of {', '.join(SCHEDULERS)}, got {host.scheduler!r}",
@@ -106,48 +175,23 @@ def check_values(host: HostFile, where: str) -> None:
             "slurm submits them with sbatch from a cluster's login node",
         )
     check_slurm(host.slurm, where)
-    if not 0 < host.port < 65536:
-        raise OrchError(
-            f"{where}: key 'port': expected a port number from 1 to 65535, got {host.port}",
-            ExitCode.CONFIG,
-            hint="the port sshd listens on (22 unless the host's admin says otherwise)",
-        )
+    for key, low, above, high, expected, hint in _NUMBERS:
+        value = getattr(host, key)
+        if (value > low if above else value >= low) and value <= high:  # NaN fails both
+            continue
+        if ssh_config and key in SSH_KEYWORDS:
+            raise OrchError(
+                f"{where}: {SSH_KEYWORDS[key]}: expected {expected}, got {value:g}",
+                ExitCode.CONFIG,
+                hint=f"fix the {SSH_KEYWORDS[key]} line for this host in the SSH config file: {hint}",
+            )
+        raise OrchError(f"{where}: key {key!r}: expected {expected}, got {value:g}", ExitCode.CONFIG, hint=hint)
     if host.proxy_command and not is_none(host.proxy_jump):
         raise OrchError(
             f"{where}: both proxy_jump and proxy_command are set",
             ExitCode.CONFIG,
             hint="keep one: proxy_jump (orch connects through each hop, verifying its host key) "
             "or proxy_command (a local command carries the connection)",
-        )
-    if not host.connect_timeout > 0:
-        raise OrchError(
-            f"{where}: key 'connect_timeout': expected seconds above 0, got {host.connect_timeout}",
-            ExitCode.CONFIG,
-            hint="how long to wait for the host to answer, e.g. 10",
-        )
-    if not host.io_timeout >= 1:
-        raise OrchError(
-            f"{where}: key 'io_timeout': expected seconds, at least 1, got {host.io_timeout}",
-            ExitCode.CONFIG,
-            hint="how long a transfer or a quick command may wait for the host's next byte, e.g. 300",
-        )
-    if not host.keepalive >= 0:
-        raise OrchError(
-            f"{where}: key 'keepalive': expected seconds, 0 or more, got {host.keepalive}",
-            ExitCode.CONFIG,
-            hint="seconds between keepalives, e.g. 15; 0 sends none (and never notices a host that stops answering)",
-        )
-    if not host.keepalive_count >= 1:
-        raise OrchError(
-            f"{where}: key 'keepalive_count': expected a count, at least 1, got {host.keepalive_count}",
-            ExitCode.CONFIG,
-            hint="how many keepalives in a row may go unanswered before orch gives the connection up, e.g. 3",
-        )
-    if not host.warm_worker >= 0:
-        raise OrchError(
-            f"{where}: key 'warm_worker': expected seconds, 0 or more, got {host.warm_worker}",
-            ExitCode.CONFIG,
-            hint="how long the host keeps torch imported for the next job, e.g. 600; 0 turns it off",
         )
     for key in _NO_CONTROL:
         value = getattr(host, key)
@@ -259,18 +303,39 @@ def _ssh_aliases() -> List[str]:
     return sorted({h for h in ssh_config_hosts(path) if not any(c in h for c in "*?!")})
 
 
+# ssh(1)'s time format (misc.c, convtime): numbers each with a unit, s m h d w (either case),
+# added up, the last one's unit optional (seconds): 90, 90s, 1h30m, 1h30.  At most 9 digits
+# each (int() refuses over 4300, and check_values the rest).
+_SSH_TIME = re.compile(r"(?:[0-9]{1,9}[sSmMhHdDwW])*[0-9]{0,9}")
+_SSH_TIME_PART = re.compile(r"([0-9]{1,9})([sSmMhHdDwW]?)")
+_SSH_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
 def _ssh_number(entry: Dict, key: str, default: float, where: str) -> float:
-    """An OpenSSH keyword's number (Port, ConnectTimeout, ServerAlive*) as ssh(1) would read it, or one
-    message naming the file, the host and the keyword."""
-    raw = entry.get(key.lower(), default)
+    """An OpenSSH keyword's value as ssh(1) would read it: a time for ConnectTimeout and
+    ServerAliveInterval (ssh's units; ConnectTimeout also takes a fraction, as orch always
+    has), an integer for Port and ServerAliveCountMax; or one message naming the file, the
+    host and the keyword."""
+    if key.lower() not in entry:
+        return default
+    text = str(entry[key.lower()]).strip()
+    time = key in ("ConnectTimeout", "ServerAliveInterval")
+    if time and text and _SSH_TIME.fullmatch(text):
+        return sum(int(n) * _SSH_UNITS[unit.lower()] for n, unit in _SSH_TIME_PART.findall(text))
     try:
-        return float(raw) if key == "ConnectTimeout" else int(raw)
-    except (TypeError, ValueError):
-        raise OrchError(
-            f"{where}: {key} {raw!r} is not a number",
-            ExitCode.CONFIG,
-            hint=f"fix the {key} line for this host in the SSH config file",
-        ) from None
+        if key == "ConnectTimeout":
+            return float(text)
+        if not time:
+            return int(text)
+    except ValueError:
+        pass
+    shown = repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"
+    raise OrchError(
+        f"{where}: {key} {shown} is not {'a time' if time else 'a number'}",
+        ExitCode.CONFIG,
+        hint=f"fix the {key} line for this host in the SSH config file"
+        + (": seconds, or a time in ssh's units s, m, h, d, w (e.g. 30, 2m, 1h30m)" if time else ""),
+    )
 
 
 def is_none(value: Optional[str]) -> bool:
@@ -319,9 +384,12 @@ def _from_ssh_config(name: str) -> Optional[HostConfig]:
         # ssh(1) sends no keepalive unless ServerAliveInterval is set; orch's own default
         # (HostConfig.keepalive) stays where the alias says nothing, so a dead peer is noticed.
         keepalive=int(_ssh_number(entry, "ServerAliveInterval", HostConfig.keepalive, where)),
-        keepalive_count=int(_ssh_number(entry, "ServerAliveCountMax", HostConfig.keepalive_count, where)),
+        # ssh's ServerAliveCountMax 0 gives up at the first silent interval, before any probe:
+        # orch's probes are what keep a quiet host (`logs -f` on a quiet job) alive, so 0 is
+        # read as orch's least, 1 (README, "Hosts").
+        keepalive_count=int(_ssh_number(entry, "ServerAliveCountMax", HostConfig.keepalive_count, where)) or 1,
     )
-    check_values(host, where)
+    check_values(host, where, ssh_config=True)
     return host
 
 

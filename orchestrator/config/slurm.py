@@ -24,8 +24,13 @@ _WORDS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(,[A-Za-z0-9_][A-Za-z0-9_.+-]*
 _CONSTRAINT = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.+&|*!()\[\]:,-]*")  # features: a100&ib, [rack1|rack2]
 _GRES = re.compile(r"[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+){0,2}(,[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+){0,2})*")  # gpu:a100:1
 _MEM = re.compile(r"[0-9]+([KMGTkmgt][Bb]?)?")  # sbatch's own: MB by default, K M G T (any case), then B or not
-# minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS
-_TIME = re.compile(r"[0-9]+(:[0-9]{1,2}){0,2}|[0-9]+-[0-9]{1,2}(:[0-9]{1,2}){0,2}")
+# minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.  Its first number has at most 9 digits
+# (1900 years of minutes): sinfo's %l/%L come from the host, and int() refuses a number of
+# over 4300 digits with a ValueError, so a longer one is no time at all, not a traceback.
+_TIME_DIGITS = 9
+_TIME = re.compile(
+    rf"[0-9]{{1,{_TIME_DIGITS}}}(:[0-9]{{1,2}}){{0,2}}|[0-9]{{1,{_TIME_DIGITS}}}-[0-9]{{1,2}}(:[0-9]{{1,2}}){{0,2}}"
+)
 _MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+/@-]*")
 # Options orch sets itself on every job (docs/CONTRACT.md, "Slurm"): extra_args may not move them.
 RESERVED = (
@@ -98,7 +103,8 @@ _PATTERNS = {
 
 def seconds(text: str) -> Optional[int]:
     """A Slurm time (sbatch --time, sinfo's %l) in seconds: minutes, MM:SS, HH:MM:SS, D-HH,
-    D-HH:MM, D-HH:MM:SS.  None for none ("infinite", "UNLIMITED", "n/a", "")."""
+    D-HH:MM, D-HH:MM:SS.  None for none ("infinite", "UNLIMITED", "n/a", "") and for anything
+    else _TIME does not take (a number of more than 9 digits: never an exception)."""
     text = text.strip()
     if not _TIME.fullmatch(text):
         return None
@@ -158,12 +164,26 @@ def warn_before_too_late(opts: SlurmOptions, what: str) -> str:
     )
 
 
+def _shown(value) -> str:
+    """VALUE quoted for a message, its start only when it is long (a pasted megabyte, a
+    5000-digit number): the message stays a few lines."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(str(value))} characters)"
+
+
 def check(opts: SlurmOptions, where: str) -> None:
     """One clear message for the first value Slurm would not read as intended."""
 
     def bad(key: str, value, why: str, hint: str) -> OrchError:
-        return OrchError(f"{where}: key 'slurm.{key}': {why}: {value!r}", ExitCode.CONFIG, hint=hint)
+        return OrchError(f"{where}: key 'slurm.{key}': {why}: {_shown(value)}", ExitCode.CONFIG, hint=hint)
 
+    if re.search(f"[0-9]{{{_TIME_DIGITS + 1}}}", opts.time):
+        raise bad(
+            "time",
+            opts.time,
+            f"a number in it has more than {_TIME_DIGITS} digits",
+            'write slurm.time as minutes, HH:MM:SS or D-HH:MM:SS, e.g. "7-00:00:00" (a week), or leave it out',
+        )
     for key, (pattern, what) in _PATTERNS.items():
         value = getattr(opts, key)
         if value and not pattern.fullmatch(value):

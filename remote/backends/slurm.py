@@ -92,7 +92,8 @@ EARLIER_REQUEUES = "ORCH_EARLIER_REQUEUES"
 
 def _count(value) -> int:
     text = str(value or "").strip()
-    return int(text) if text.isdigit() and len(text) <= 9 else 0
+    # isascii: str.isdigit() also takes '²', which int() refuses with a ValueError.
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
 
 
 def earlier_requeues(job_dir: str) -> int:
@@ -161,7 +162,7 @@ def when(text: str) -> Optional[float]:
     """A time Slurm printed: seconds since 1970 (TIME_FORMAT), or its standard local
     `2026-12-02T00:40:55`; None for anything else ("Unknown", "NONE", "N/A")."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not '²' (isdigit, but float() refuses it); any length: inf
         value = float(text)
     else:
         try:

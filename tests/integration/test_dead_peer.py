@@ -1,12 +1,14 @@
 """A host that stops answering mid-command, through the real sshd: the processes serving
 the connection are stopped (SIGSTOP), as a suspended host or a dropped network leaves
-them, and the connection must be given up after `keepalive` x `keepalive_count` seconds
-with exit 5; a host that is merely quiet must not be.  Before, `orch logs -f` waited for
-ever (Paramiko's keepalives want no reply)."""
+them, and the connection must be given up once `keepalive_count` keepalives went
+unanswered, (keepalive_count + 1) x `keepalive` seconds after the host last spoke (ssh's
+ServerAliveCountMax rule), with exit 5; a host that is merely quiet must not be, whatever
+the count.  Before, `orch logs -f` waited for ever (Paramiko's keepalives want no reply)."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -58,7 +60,7 @@ class Frozen:
 
 
 def _host(project, **keys):
-    project.write_host(keepalive=1, keepalive_count=2, **keys)
+    project.write_host(**{"keepalive": 1, "keepalive_count": 2, **keys})
     from orchestrator.config.hosts import resolve_host
     from orchestrator.config.project import Project
     from orchestrator.transport.ssh import SSHTransport
@@ -85,7 +87,8 @@ def _in_background(call):
 @pytest.mark.parametrize("how", ["stream", "run"])
 def test_a_host_that_stops_answering_is_given_up_after_the_keepalives(ssh_project, how):
     """`stream` is `orch logs -f`; `run` (io_timeout 300) is `orch status --watch`'s and
-    `orch run --wait`'s round trip: both leave a frozen host after about 2 s, exit 5."""
+    `orch run --wait`'s round trip: both leave a frozen host after about 3 s (2 probes
+    unanswered, a second each), exit 5."""
     sshd = ssh_project.sshd
     before = _connections(sshd)
     t = _host(ssh_project)
@@ -105,7 +108,10 @@ def test_a_host_that_stops_answering_is_given_up_after_the_keepalives(ssh_projec
     err = got["error"]
     assert err.code == ExitCode.UNREACHABLE
     assert err.message.startswith("lost the SSH connection to "), err.message
-    assert "no answer to 2 keepalives in 2 s (keepalive: 1, keepalive_count: 2)" in err.message
+    # 3 s after the host last spoke (4 on a machine too busy to wake the watch on time)
+    assert re.search(r"no answer to 2 keepalives in [34] s \(keepalive: 1, keepalive_count: 2\)", err.message), (
+        err.message
+    )
     assert "orch hosts check testhost" in err.hint
 
 
@@ -114,6 +120,19 @@ def test_a_quiet_host_is_not_given_up(ssh_project):
     t = _host(ssh_project)
     try:
         res = t.run("sleep 6; echo done")
+    finally:
+        t.close()
+    assert res.rc == 0 and res.stdout == "done\n"
+
+
+def test_a_quiet_host_is_not_given_up_with_keepalive_count_1(ssh_project):
+    """With one probe allowed unanswered, the old watch gave up once the host was silent
+    for keepalive x 1 seconds: a check that woke a moment late found the last answer a
+    whole interval old before its next probe went out, and a quiet command on a live host
+    failed within seconds.  Now a probe goes out, and is answered, before each next check."""
+    t = _host(ssh_project, keepalive_count=1)
+    try:
+        res = t.run("sleep 10; echo done")  # ten checks: the old watch lost the race in one of them
     finally:
         t.close()
     assert res.rc == 0 and res.stdout == "done\n"

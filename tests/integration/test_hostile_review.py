@@ -77,6 +77,52 @@ def test_a_note_from_the_host_is_printed_escaped(hostile):
     assert not acting_controls(proc.stdout + proc.stderr), proc.stderr
 
 
+# --------------------------------------------------------------------------- an old helper's endless tail
+
+
+def test_logs_without_follow_on_an_old_helper_that_never_ends_is_left(hostile, tmp_path):
+    """The run's host helper is older than `follow --no-follow` (argparse refuses it, exit 2)
+    and its jobs have ended, so `orch logs` asks its `follow` for their ends: this one prints
+    a line and then never ends.  That was streamed with no limit, and `orch logs` (a one-shot
+    command) waited for ever; now it is left once the host is silent for io_timeout (2 s)."""
+    h = hostile
+    marker = tmp_path / "follow-pid"
+    reply = {
+        "run_dir": "x",
+        "exists": True,
+        "now": 1764150020.0,
+        "jobs": [
+            {"name": j, "status": {"state": "done"}, "alive": False, "manifest": True, "log_bytes": 1}
+            for j in ("class-0", "class-1")
+        ],
+    }
+    swap_host_helper(
+        h,
+        "old-endless",
+        "import json, os, sys, time\n"
+        "if sys.argv[1:2] == ['status']:\n"
+        f"    print(json.dumps({reply!r}))\n"
+        "elif '--no-follow' in sys.argv:\n"
+        "    sys.stderr.write('hostctl: error: unrecognized arguments: --no-follow\\n')\n"
+        "    sys.exit(2)\n"
+        "else:\n"
+        f"    open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+        "    print('the last line of the log', flush=True)\n"
+        "    time.sleep(600)\n",
+    )
+    h.p.write_host(io_timeout=2)
+    try:
+        proc = h.orch("logs", h.run, "class-0", timeout=60)
+    finally:
+        kill_pid_in(marker)
+    no_traceback(proc)
+    assert marker.exists()  # the old helper's follow ran
+    assert proc.returncode == 7, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert f"the end of the logs of {h.run} did not come from testhost" in said, said
+    assert "older than `orch logs` without -f: testhost sent nothing for 2 s" in said, said
+
+
 # --------------------------------------------------------------------------- an rsync that never exits
 
 

@@ -62,6 +62,14 @@ def test_a_study_runs_shares_pretrains_fetches_and_reports(ssh_project):
     again = p.orch("study", "fetch", "st")
     assert again.returncode == 1 and "6 of 6 runs of st fetched" in again.stderr, again.stderr
     assert not [line for line in again.stderr.splitlines() if line.startswith("fetched and evaluated ")]
+    # a fetched run with no evaluation here (one failed, or metrics.json went) is evaluated on
+    # the next fetch: the gate is not passed by a verdict that is missing
+    (p.root / "runs" / "st-clf-s0" / "metrics.json").unlink()
+    third = p.orch("study", "fetch", "st", timeout=600)
+    said = " ".join(third.stderr.split())
+    assert third.returncode == 1 and "evaluated st-clf-s0" in third.stderr.splitlines(), third.stderr
+    assert "2 runs of st are below their eval.min_accuracy: st-clf-s0, st-clf-s1" in said, said
+    assert (p.root / "runs" / "st-clf-s0" / "metrics.json").is_file()
     # the evaluated runs now give the dry run its estimate (the config takes its classes from the data)
     assert "job time: no estimate" in plan  # before the study: nothing measured
     replan = p.orch("study", "run", "st", "--dry-run", check=True).stdout

@@ -33,7 +33,12 @@ def test_help(command):
 
 
 def test_unknown_command_and_option_are_usage_errors():
-    for argv in (["nosuch"], ["status", "--bogus"], ["status", "r", "--watch", "--interval", "0"]):
+    for argv in (
+        ["nosuch"],
+        ["status", "--bogus"],
+        ["status", "r", "--watch", "--interval", "0"],
+        ["logs", "r", "-f", "-n", "-1"],  # was passed on to the host helper, which dropped a byte
+    ):
         proc = subprocess.run(
             [sys.executable, "-m", "orchestrator.cli", *argv],
             cwd=REPO,
@@ -41,7 +46,7 @@ def test_unknown_command_and_option_are_usage_errors():
             text=True,
             timeout=timing.scaled(60),
         )
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (argv, proc.stderr)
 
 
 @pytest.mark.parametrize("command", sorted(COMMAND_MODULES) + ["hosts check"])

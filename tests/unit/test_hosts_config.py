@@ -2,7 +2,7 @@ import pytest
 
 from orchestrator.config.hosts import HostConfig, list_hosts, resolve_host, set_host_key
 from orchestrator.config.project import Project
-from orchestrator.errors import OrchError
+from orchestrator.errors import ExitCode, OrchError
 
 
 @pytest.fixture
@@ -96,10 +96,21 @@ def test_recording_a_key_for_a_plain_alias_needs_only_hostname(project, tmp_path
     "lines, message",
     [
         ("  Port twenty\n", r"ssh_config \(Host box\): Port 'twenty' is not a number"),
-        ("  Port 99999\n", r"ssh_config \(Host box\): key 'port': expected a port number from 1 to 65535, got 99999"),
-        ("  ConnectTimeout soon\n", r"ssh_config \(Host box\): ConnectTimeout 'soon' is not a number"),
-        ("  ServerAliveInterval often\n", r"ssh_config \(Host box\): ServerAliveInterval 'often' is not a number"),
-        ("  ServerAliveCountMax 0\n", r"ssh_config \(Host box\): key 'keepalive_count': expected a count, at least 1"),
+        ("  Port 99999\n", r"ssh_config \(Host box\): Port: expected a port number from 1 to 65535, got 99999"),
+        ("  ConnectTimeout soon\n", r"ssh_config \(Host box\): ConnectTimeout 'soon' is not a time"),
+        ("  ConnectTimeout inf\n", r"ssh_config \(Host box\): ConnectTimeout: expected seconds above 0, at most 3600"),
+        ("  ServerAliveInterval often\n", r"ssh_config \(Host box\): ServerAliveInterval 'often' is not a time"),
+        ("  ServerAliveInterval 1.5\n", r"ssh_config \(Host box\): ServerAliveInterval '1.5' is not a time"),
+        ("  ServerAliveInterval 1h30x\n", r"ServerAliveInterval '1h30x' is not a time"),
+        ("  ServerAliveInterval " + "9" * 5000 + "\n", r"ServerAliveInterval '9999.*\.\.\. \(5000 characters\) is not"),
+        # Each of these killed the keepalive watch with OverflowError: no dead peer was noticed.
+        ("  ServerAliveInterval 9999999999\n", r"ServerAliveInterval '9999999999' is not a time"),
+        (
+            "  ServerAliveInterval 2d\n",
+            r"\(Host box\): ServerAliveInterval: expected seconds from 0 to 86400, got 172800",
+        ),
+        ("  ServerAliveCountMax -1\n", r"\(Host box\): ServerAliveCountMax: expected a count from 1 to 1000, got -1"),
+        ("  ServerAliveCountMax 1001\n", r"ServerAliveCountMax: expected a count from 1 to 1000, got 1001"),
         ('Host "unbalanced\n', r"ssh_config: cannot read this SSH config file: Unparsable host"),
     ],
 )
@@ -109,15 +120,23 @@ def test_a_bad_ssh_config_value_is_one_message_naming_the_file_and_host(project,
     (tmp_path / "ssh_config").write_text("Host box\n  HostName 127.0.0.1\n" + lines)
     with pytest.raises(OrchError, match=message) as caught:
         resolve_host(project, "box")
-    assert caught.value.hint
+    assert caught.value.code == ExitCode.CONFIG and caught.value.hint
+    assert len(caught.value.message) < 400
 
 
 @pytest.mark.parametrize(
     "lines, message",
     [
         ("port: 0", r"box.yaml: key 'port': expected a port number from 1 to 65535, got 0"),
-        ("connect_timeout: -1", r"box.yaml: key 'connect_timeout': expected seconds above 0, got -1"),
-        ("io_timeout: 0.5", r"box.yaml: key 'io_timeout': expected seconds, at least 1, got 0.5"),
+        ("connect_timeout: -1", r"box.yaml: key 'connect_timeout': expected seconds above 0, at most 3600, got -1"),
+        ("io_timeout: 0.5", r"box.yaml: key 'io_timeout': expected seconds from 1 to 86400, got 0.5"),
+        ("io_timeout: 10000000000.0", r"box.yaml: key 'io_timeout': expected seconds from 1 to 86400, got 1e\+10"),
+        # keepalive 1e12 killed the keepalive watch with OverflowError: no dead peer was noticed
+        ("keepalive: 1000000000000", r"box.yaml: key 'keepalive': expected seconds from 0 to 86400, got 1e\+12"),
+        ("keepalive: -1", r"box.yaml: key 'keepalive': expected seconds from 0 to 86400, got -1"),
+        ("keepalive_count: 0", r"box.yaml: key 'keepalive_count': expected a count from 1 to 1000, got 0"),
+        ("keepalive_count: 100000", r"box.yaml: key 'keepalive_count': expected a count from 1 to 1000, got 100000"),
+        ("warm_worker: 1.0e+30", r"box.yaml: key 'warm_worker': expected seconds from 0 to 604800 \(a week\)"),
         ("proxy_command: nc %h %q", r"box.yaml: proxy_command 'nc %h %q': unknown token %q"),
         ("proxy_command: nc %h %p\nproxy_jump: bastion", r"box.yaml: both proxy_jump and proxy_command are set"),
         ('proxy_command: "nc\\n%h"', r"key 'proxy_command': contains a control character"),
@@ -125,8 +144,9 @@ def test_a_bad_ssh_config_value_is_one_message_naming_the_file_and_host(project,
 )
 def test_a_bad_host_file_value_is_one_message(project, lines, message):
     (project.configs / "hosts" / "box.yaml").write_text(f"hostname: box\n{lines}\n")
-    with pytest.raises(OrchError, match=message):
+    with pytest.raises(OrchError, match=message) as caught:
         resolve_host(project, "box")
+    assert caught.value.code == ExitCode.CONFIG and caught.value.hint
 
 
 def test_a_host_file_that_is_not_utf8_is_one_message(project):
@@ -168,3 +188,21 @@ def test_an_ssh_config_alias_keeps_its_serveralive_settings(project, tmp_path):
     assert (box.keepalive, box.keepalive_count) == (5, 2)
     plain = resolve_host(project, "plain")
     assert (plain.keepalive, plain.keepalive_count) == (HostConfig.keepalive, HostConfig.keepalive_count) == (15, 3)
+
+
+@pytest.mark.parametrize(
+    "lines, keepalive, count, connect",
+    [
+        ("  ServerAliveInterval 1h\n", 3600, 3, 10),  # was refused: "not a number"
+        ("  ServerAliveInterval 1m30s\n  ConnectTimeout 1m\n", 90, 3, 60),
+        ("  ServerAliveInterval 1H2M3S\n  ConnectTimeout 2.5\n", 3723, 3, 2.5),
+        ("  ServerAliveInterval 1m30\n", 90, 3, 10),  # the last number's unit is optional
+        ("  ServerAliveInterval 0\n", 0, 3, 10),  # none, as in ssh
+        # ssh would give up at the first silent interval, before any probe: orch's least, 1
+        ("  ServerAliveCountMax 0\n", 15, 1, 10),
+    ],
+)
+def test_ssh_config_keepalive_keywords_are_read_in_ssh_units(project, tmp_path, lines, keepalive, count, connect):
+    (tmp_path / "ssh_config").write_text("Host box\n  HostName 127.0.0.1\n" + lines)
+    box = resolve_host(project, "box")
+    assert (box.keepalive, box.keepalive_count, box.connect_timeout) == (keepalive, count, connect)

@@ -44,3 +44,17 @@ def test_an_older_snapshots_helper_is_told_apart(tmp_path, capsys):
     transport, record = _host(tmp_path, _older)
     assert not _show_tail(transport, tmp_path / "r1", record, "class-0", ["class-0"], 2, backends.get("tmux"))
     assert capsys.readouterr().out == ""
+
+
+def test_the_tail_of_no_lines_starts_at_the_end(tmp_path):
+    """`orch logs -f -n 0`: following starts at the log's end.  It started one byte past the
+    end of a log whose last line had no newline yet, so the first byte appended was lost."""
+    from remote.hostctl import _tail_start
+
+    log = tmp_path / "log.txt"
+    for text in (b"first\nstep 5 of 10", b"first\nsecond\n", b""):
+        log.write_bytes(text)
+        for lines in (0, -1, -40):
+            assert _tail_start(str(log), lines) == len(text), (text, lines)
+    log.write_bytes(b"first\nstep 5 of 10")
+    assert _tail_start(str(log), 1) == len(b"first\n")

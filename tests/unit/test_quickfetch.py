@@ -179,22 +179,30 @@ def test_ctrl_c_before_the_fetch_says_what_was_done_and_what_to_run(project, mon
 
 def test_a_study_fetch_with_nothing_left_to_fetch_keeps_the_verdict(project, monkeypatch):
     """A second `study fetch` fetches nothing: the runs below their eval.min_accuracy (their
-    metrics.json says so) still make it exit 1, so a script gating on it gets one answer."""
+    metrics.json says so) still make it exit 1, so a script gating on it gets one answer.
+    A damaged metrics.json says nothing: that run is evaluated again (here, it meets its
+    min_accuracy); runs with a readable one are not."""
     from orchestrator import output
     from orchestrator.commands import study as command
     from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.results import evaluate
     from orchestrator.runs import study as studies
     from orchestrator.runs.study_status import RunView
 
     gates = {"st-a-s0": True, "st-b-s0": False, "st-c-s0": None}  # None: metrics.json damaged
     for run_id, meets in gates.items():
         (project.runs / run_id).mkdir(parents=True)
+        (project.runs / run_id / "local.json").write_text(json.dumps({"host": "h"}))
         metrics = {"accuracy": 0.5, "min_accuracy": 0.9, "meets_min_accuracy": meets}
         (project.runs / run_id / "metrics.json").write_text("{broken" if meets is None else json.dumps(metrics))
 
     _no_hosts_study_st(monkeypatch)
     views = [RunView(m, 0, f"st-{m}-s0", "fetched") for m in "abc"]
     monkeypatch.setattr(studies, "status", lambda *a: views)
+    evaluated = []
+    monkeypatch.setattr(
+        evaluate, "evaluate_run", lambda run_dir: evaluated.append(run_dir.name) or {"meets_min_accuracy": True}
+    )
     said = []
     monkeypatch.setattr(output, "say", lambda text, markup=True: said.append(text))
     monkeypatch.chdir(project.root)
@@ -203,4 +211,56 @@ def test_a_study_fetch_with_nothing_left_to_fetch_keeps_the_verdict(project, mon
         command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
     assert caught.value.code == ExitCode.FAILED
     assert caught.value.message == "1 runs of st are below their eval.min_accuracy: st-b-s0"
+    assert evaluated == ["st-c-s0"] and "evaluated st-c-s0" in said
     assert "3 of 3 runs of st fetched" in said
+
+
+def test_a_study_fetch_evaluates_a_run_whose_evaluation_failed_before(project, monkeypatch):
+    """The first fetch fetched the run (its record says so) but its evaluation failed, so no
+    metrics.json: the second fetch exited 0, taking the missing verdict for a pass.  Now each
+    later fetch evaluates it again: failing, a problem (exit 8); below its gate, exit 1."""
+    from orchestrator import output
+    from orchestrator.commands import study as command
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.results import evaluate
+    from orchestrator.runs import fetch
+    from orchestrator.runs import study as studies
+    from orchestrator.runs.study_status import RunView
+
+    run_id = "st-a-s0"
+    (project.runs / run_id).mkdir(parents=True)
+    (project.runs / run_id / "local.json").write_text(json.dumps({"host": "h"}))
+    _no_hosts_study_st(monkeypatch)
+    views = [RunView("a", 0, run_id, "done")]
+    monkeypatch.setattr(studies, "status", lambda *a: views)
+    fetches = []
+    monkeypatch.setattr(fetch, "fetch", lambda *a, **k: fetches.append(a[2]) or {"kept": {}, "changed": {}})
+
+    def no_space(run_dir):
+        raise OrchError("evaluation failed: no space left on this disk", ExitCode.RUN_STATE)
+
+    monkeypatch.setattr(evaluate, "evaluate_run", no_space)
+    said = []
+    monkeypatch.setattr(output, "say", lambda text, markup=True: said.append(text))
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("ORCH_PROJECT", raising=False)
+    for attempt in range(2):  # the first fetch, then one that finds the run fetched (its record says so)
+        with pytest.raises(OrchError) as caught:
+            command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
+        assert caught.value.code == ExitCode.RUN_STATE, attempt
+        assert "1 runs could not be fetched and evaluated: st-a-s0: evaluation failed" in caught.value.message
+        views[:] = [RunView("a", 0, run_id, "fetched")]
+    assert fetches == [run_id]  # fetched once; evaluated on every fetch
+    assert f"{run_id}: fetched before, but no evaluation of it is here: evaluating it" in said
+
+    def below(run_dir):
+        metrics = {"accuracy": 0.5, "min_accuracy": 0.9, "meets_min_accuracy": False}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    monkeypatch.setattr(evaluate, "evaluate_run", below)
+    for _ in range(2):  # evaluated on the first; its metrics.json gives the same verdict after
+        with pytest.raises(OrchError) as caught:
+            command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
+        assert caught.value.code == ExitCode.FAILED
+        assert caught.value.message == "1 runs of st are below their eval.min_accuracy: st-a-s0"

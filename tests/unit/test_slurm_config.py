@@ -217,3 +217,48 @@ def test_warn_before_is_checked_against_the_partitions_default_time_when_slurm_t
     # Several partitions: Slurm may run a job in one it suits, so a short one is a warning.
     ((level, message, _),) = found(partition="short,long")
     assert level == "warning" and "(jobs Slurm runs in long are not affected)" in message
+
+
+HUGE = "9" * 5000  # int() of more than 4300 digits raises ValueError
+
+
+def test_huge_numbers_in_sinfo_are_skipped_never_an_exception():
+    """A host's sinfo with a 5000-digit gres count, %l or %L crashed `hosts check` and
+    `bootstrap --dry-run` (ValueError: Exceeds the limit (4300 digits) for integer string
+    conversion): such a number is no count, no time limit."""
+    from orchestrator.backends.slurm import default_limits, slurm_problems
+    from orchestrator.backends.slurm_facts import PARTITIONS, fact_rows, gpu_types, gres_gpu_types, parse_sinfo
+    from orchestrator.config.slurm import seconds
+    from orchestrator.provision.probe import HostFacts
+
+    assert seconds(HUGE) is None and seconds(f"1-{HUGE}") is None and seconds(f"{HUGE}-00:00:00") is None
+    assert seconds("9999999999") is None and seconds("999999999") == 59999999940  # 9 digits: still a time
+    assert gres_gpu_types(f"gpu:a100:{HUGE}") == [] and gres_gpu_types(f"gpu:{HUGE},gpu:h100:2") == ["h100"]
+    parts = parse_sinfo(f"gpu*|up|{HUGE}|1|gpu:a100:{HUGE}|{HUGE}\nh|up|1:00:00|1|gpu:h100:1|{HUGE}\n")
+    cluster = {PARTITIONS: parts}
+    (row,) = fact_rows(cluster)
+    assert "(default 9" not in row[1]  # an unreadable DefaultTime is not shown as one
+    assert gpu_types(cluster, "") == ["h100"]
+    facts = HostFacts(workdir="/w", cluster=cluster)
+    assert default_limits(facts, "gpu") == {"gpu": None}  # read as no limit
+    assert slurm_problems(facts, "gpu", "", "02:00:00") == []
+    assert default_limits(facts, "h")["h"][1] == 3600
+
+
+def test_a_huge_slurm_time_is_a_config_error_of_a_few_lines(project):
+    with pytest.raises(OrchError) as info:
+        write(project, f"slurm:\n  time: '{HUGE}'\n")
+    assert info.value.code == ExitCode.CONFIG
+    assert "cluster.yaml: key 'slurm.time': a number in it has more than 9 digits: '999" in info.value.message
+    assert "(5000 characters)" in info.value.message and len(info.value.message) < 300
+    with pytest.raises(OrchError, match="more than 9 digits"):
+        write(project, "slurm:\n  time: '1-1234567890'\n")
+    assert write(project, "slurm:\n  time: '365-00:00:00'\n").slurm.time == "365-00:00:00"
+
+
+def test_the_host_side_reads_only_ascii_digits_as_numbers():
+    """str.isdigit() takes '²', which int() and float() refuse with a ValueError."""
+    from remote.backends.slurm import requeues, when
+
+    assert when("²") is None and when(HUGE) is None and when("1764150020") == 1764150020.0
+    assert requeues({"SLURM_RESTART_COUNT": "²", "ORCH_EARLIER_REQUEUES": "2"}) == 2
