@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 
 from remote import backends
 from remote.files import BadFile, atomic_write_json, load_json, open_regular, parse_json, read_dict
-from remote.jobstate import TERMINAL
+from remote.jobstate import DONE, TERMINAL, dependency_dir
 from remote.wrapper import LOW_SPACE_BYTES, earlier_run_s, free_bytes, lock_holder, no_space_reason
 
 # How long launch waits for a new wrapper's first status.json (it writes it first thing).
@@ -151,6 +151,11 @@ def _job_state(
         # ask): what the scheduler left in the job folder may still say how it ended.
         since = (status or {}).get("started") or (status or {}).get("created") or 0
         ended = backend.ended_by_files(d, handle, since if isinstance(since, (int, float)) else 0)
+        if not ended and status is None:
+            # Never started, and forgotten: Slurm cancels a job whose afterok dependency
+            # failed (DependencyNeverSatisfied) and then forgets it, leaving nothing in its
+            # folder; the job it required still says why.
+            ended = _required_not_done(d)
     if ended and open_end:
         # The backend saw the job end in a way its wrapper could not record (a time
         # limit, a node failure, an scancel by hand): record it now, so the state outlives
@@ -177,6 +182,22 @@ def _job_state(
         "manifest": os.path.exists(os.path.join(d, "manifest.json")),
         "log_bytes": os.path.getsize(log) if os.path.exists(log) else 0,
     }
+
+
+def _required_not_done(job_dir: str) -> Optional[dict]:
+    """The end of a job that never started because a job it requires (backend.json's
+    `requires`) ended other than done; None when none of them did (or nothing says)."""
+    required = read_dict(os.path.join(job_dir, HANDLE_FILE)).get("requires")
+    for name in required if isinstance(required, list) else []:
+        if not isinstance(name, str) or not name:
+            continue
+        state = read_dict(os.path.join(dependency_dir(job_dir, name), "status.json")).get("state")
+        if state in TERMINAL and state != DONE:
+            return {
+                "state": "failed",
+                "reason": f"a job it requires did not end done ({name}: {state}); it never started",
+            }
+    return None
 
 
 def _record_end(job_dir: str, status, ended: dict, backend: Optional[backends.Backend]) -> dict:
@@ -285,9 +306,15 @@ def launch(plan: dict, workdir: str) -> dict:
             _put_back(job_dir)
             continue
         handles[name] = handle
-        atomic_write_json(
-            os.path.join(job_dir, HANDLE_FILE), {"backend": backend.name, "handle": handle, "submitted": time.time()}
-        )
+        # `requires`: what status says of a job the scheduler forgot before it started
+        # (_required_not_done).
+        record = {
+            "backend": backend.name,
+            "handle": handle,
+            "submitted": time.time(),
+            "requires": list(item.get("requires") or []),
+        }
+        atomic_write_json(os.path.join(job_dir, HANDLE_FILE), record)
         launched.append(item)
     if backend.starts_at_once:
         _wait_started(backend, launched, handles, results)

@@ -557,3 +557,35 @@ def test_status_counts_a_requeue_and_the_run_time_of_a_job_queued_again(tmp_path
     assert cancel.returncode == 0, cancel.stderr
     assert _status(run / "jobs" / "by-hand")["requeues"] == 1
     assert (_status(resumed)["requeues"], _status(resumed)["earlier_s"]) == (2, 60.0)
+
+
+def test_a_job_slurm_cancelled_for_a_failed_dependency_stays_failed_once_slurm_forgets_it(tmp_path, fake_slurm):
+    """Slurm cancels a queued job whose afterok dependency ended other than done
+    (DependencyNeverSatisfied) and, MinJobAge later, forgets it: nothing is in its folder,
+    but the job it required says why (it showed `lost` with no reason)."""
+    run = tmp_path / "runs" / "r"
+    plan = {
+        "backend": "slurm",
+        "run_id": "r",
+        "options": {},
+        "jobs": [
+            {"name": n, "job_dir": str(run / "jobs" / n), "command": "exec true", "requires": r}
+            for n, r in (("pretrain", []), ("class-0", ["pretrain"]), ("class-1", ["pretrain"]))
+        ],
+    }
+    fake_slurm.answer("sbatch", "5\n")
+    assert _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan)).returncode == 0
+    assert json.loads((run / "jobs" / "class-0" / "backend.json").read_text())["requires"] == ["pretrain"]
+    (run / "jobs" / "pretrain" / "status.json").write_text(json.dumps({"state": "cancelled", "reason": "by the user"}))
+    fake_slurm.answer("squeue", "", rc=1, err="slurm_load_jobs error: Invalid job id specified\n")  # all forgotten
+    fake_slurm.answer("sacct", "", rc=1, err="Slurm accounting storage is disabled\n")
+    reply = _status_reply(run, tmp_path)
+    rows = {j["name"]: job_row(j, reply["now"], "", ControllerSlurm()) for j in reply["jobs"]}
+    assert rows["class-0"].state == "failed", rows["class-0"]
+    assert rows["class-0"].reason == "a job it requires did not end done (pretrain: cancelled); it never started"
+    assert _status(run / "jobs" / "class-1")["state"] == "failed"  # recorded: it stays so
+    # A required job that ended done is no reason: a job that never started is lost then.
+    (run / "jobs" / "pretrain" / "status.json").write_text(json.dumps({"state": "done"}))
+    (run / "jobs" / "class-1" / "status.json").unlink()
+    reply = _status_reply(run, tmp_path)
+    assert job_row(reply["jobs"][1], reply["now"], "", ControllerSlurm()).state == "lost"
