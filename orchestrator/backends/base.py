@@ -98,6 +98,12 @@ class JobBackend:
         reason), shown after the job's state; "" when there is nothing to add."""
         return ""
 
+    def gone(self, info: Dict) -> str:
+        """What the backend no longer shows of a job it was given (``info``: what it answered,
+        its handle included), for the reason a job is lost; "" when no handle of the job is
+        recorded (the launch never handed it over)."""
+        return "its backend no longer shows it"
+
     how_jobs_run = ""  # for `orch run --dry-run`: "each a detached tmux session on the host"
 
     def gpus_from(self) -> str:

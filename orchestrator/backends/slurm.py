@@ -119,6 +119,10 @@ class SlurmBackend(JobBackend):
             words += f" on {info['node']}"
         return words
 
+    def gone(self, info: Dict) -> str:
+        job_id = str(info.get("job_id") or "")
+        return f"Slurm no longer lists job {job_id}" if job_id else ""
+
     def host_problems(self, facts) -> List:
         found = slurm_problems(
             facts,
