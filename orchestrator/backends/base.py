@@ -98,6 +98,11 @@ class JobBackend:
         reason), shown after the job's state; "" when there is nothing to add."""
         return ""
 
+    def never_starts(self, info: Dict) -> str:
+        """Why the scheduler will never start a job it holds queued (``info``: what it answered),
+        in words; "" when it may yet start it.  `run --wait` and `status --watch` end on it."""
+        return ""
+
     def gone(self, info: Dict) -> str:
         """What the backend no longer shows of a job it was given (``info``: what it answered,
         its handle included), for the reason a job is lost; "" when no handle of the job is

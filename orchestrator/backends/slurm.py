@@ -8,6 +8,7 @@ asks for the requeue itself; the batch script `exec`s the command so that signal
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from orchestrator.backends import slurm_facts
@@ -21,6 +22,32 @@ from orchestrator.config.slurm import (
     words,
 )
 from orchestrator.errors import Problem
+
+# Slurm's reasons for a PENDING job that mean it will never start as submitted (Slurm's "Job
+# Reason Codes"): the job itself breaks a limit or names something invalid, so only a change
+# to the cluster's config (or the job) could start it, and `orch run --wait` must not wait
+# for good.  Not here, though they can look alike: PartitionNodeLimit ("can also indicate that
+# required nodes are DOWN or DRAINED"), ReqNodeNotAvail (nodes down, reserved or in use),
+# PartitionDown / PartitionInactive / NodeDown (until an admin brings them back), JobHeld*
+# (until released), and every aggregate or count limit (AssocGrp*, QOSGrp*, AssocMaxJobsLimit,
+# *PerUser*, *PerAccount): those lift as other jobs end.
+NEVER_STARTS = {
+    "PartitionTimeLimit": "its time limit (slurm.time) is over its partition's",
+    "PartitionConfig": "it asks for more than its partition allows (slurm.time, CPUs, memory or nodes)",
+    "BadConstraints": "no node can meet what it asks for (slurm.constraint, gres, mem, cpus_per_task)",
+    "DependencyNeverSatisfied": "a job it requires ended without success",
+    "InvalidAccount": "its account (slurm.account) is not valid",
+    "InvalidQOS": "its QOS (slurm.qos) is not valid",
+    "AccountNotAllowed": "its account is not allowed in its partition",
+    "QOSNotAllowed": "its QOS is not allowed for its account or partition",
+    "ReservationDeleted": "the reservation it asks for no longer exists",
+    "MaxMemPerLimit": "its memory (slurm.mem) is over the limit per CPU or per node",
+}
+# A per-job (or per-node) maximum of its QOS or account that the request itself is over
+# (QOSMaxWallDurationPerJobLimit, AssocMaxGRESPerJob, QOSMaxCpuPerNode, ...), or a QOS
+# minimum it is under (QOSMinGRES, QOSMinCpuNotSatisfied, ...).
+_PER_JOB_MAX = re.compile(r"^(QOS|Assoc)Max\w+Per(Job|Node)(Limit)?$")
+_QOS_MIN = re.compile(r"^QOSMin\w+$")
 
 
 class SlurmBackend(JobBackend):
@@ -117,7 +144,22 @@ class SlurmBackend(JobBackend):
         words = state + (f": {reason}" if reason and reason != "None" else "")
         if info.get("node") and state not in ("PENDING",):
             words += f" on {info['node']}"
-        return words
+        never = self.never_starts(info)
+        return f"{words}: Slurm will never start it, {never}" if never else words
+
+    def never_starts(self, info: Dict) -> str:
+        """Why Slurm will never start a job it holds PENDING (NEVER_STARTS), "" when it may."""
+        if str(info.get("state") or "") != "PENDING":
+            return ""
+        reason = str(info.get("reason") or "")
+        if reason in NEVER_STARTS:
+            return NEVER_STARTS[reason]
+        if _PER_JOB_MAX.match(reason):
+            whose = "QOS" if reason.startswith("QOS") else "account"
+            return f"what it asks for is over a per-job limit of its {whose}"
+        if _QOS_MIN.match(reason):
+            return "what it asks for is under its QOS's minimum"
+        return ""
 
     def gone(self, info: Dict) -> str:
         job_id = str(info.get("job_id") or "")

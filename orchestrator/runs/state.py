@@ -120,6 +120,16 @@ def lost_reason(status: Dict, info: Dict, backend) -> str:
     return f"{gone} and it left no end record: last record: {status['state']}" + (f" ({said})" if said else "")
 
 
+def never_starting(rows: List[StatusRow], backend) -> List[str]:
+    """The jobs the scheduler holds queued and will never start ("JOB (why)"): a run with one
+    cannot end, so a watch stops there instead of waiting for good."""
+    return [
+        f"{r.name} ({r.note})" if r.note else r.name
+        for r in rows
+        if r.state == PENDING and backend.never_starts(r.backend)
+    ]
+
+
 def rows_from_remote(remote: Dict, planned: List[Dict], backend) -> List[StatusRow]:
     """Rows for every planned job, in plan order (a job with no folder yet is lost: never
     started, so `--resume` starts it)."""
