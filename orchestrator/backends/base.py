@@ -128,6 +128,16 @@ class JobBackend:
         """What `orch hosts check` finds wrong with a host for this backend (its probe facts)."""
         return []
 
+    # A command (argv) whose output the launch holds its jobs against before it submits them,
+    # run by the check-and-launch program in the launch's own round trip (Slurm: sinfo's
+    # partitions, against slurm.partition and slurm.time); () for none.
+    launch_probe: Sequence[str] = ()
+
+    def launch_problems(self, text: str) -> List:
+        """The errors (``Problem``) that make this host's jobs unable to run, from
+        ``launch_probe``'s output: the launch then submits nothing."""
+        return []
+
     def ident(self, info: Dict) -> str:
         """The job's id in the backend, for the status table's ``id_column``."""
         return ""

@@ -9,6 +9,7 @@ asks for the requeue itself; the batch script `exec`s the command so that signal
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from orchestrator.backends import slurm_facts
@@ -176,6 +177,20 @@ class SlurmBackend(JobBackend):
 
     def ident(self, info: Dict) -> str:
         return str(info.get("job_id") or "")
+
+    launch_probe = slurm_facts.SINFO
+
+    def launch_problems(self, text: str) -> List:
+        # host_problems reads only the facts' cluster: the partitions sinfo printed.
+        facts = _Cluster({slurm_facts.PARTITIONS: slurm_facts.parse_sinfo(text), slurm_facts.JOBS: []})
+        return [p for p in self.host_problems(facts) if p.level == "error"]
+
+
+@dataclass
+class _Cluster:
+    """Host facts as far as the Slurm checks read them (``HostFacts.cluster``)."""
+
+    cluster: Dict[str, Any]
 
 
 def _partitions(facts) -> Optional[List[Dict[str, str]]]:

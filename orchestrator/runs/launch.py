@@ -186,6 +186,8 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     run = _prepare(project, transport, exp, run_id, local_dir)
     host = transport.host
     known = hostlaunch.known_host(project.root, host)
+    if known and "probe" in run.request:  # the cluster the last launch checked its jobs against
+        run.request["probe"] = hostlaunch.probe_request(run.backend, known.get("probe"))
     last = _planned_for(run, known["workdir"], list(host.gpus) or known["gpus"]) if known else run.request
     reply = _first_check(run, last)
     sent = 0
@@ -219,6 +221,9 @@ def _prepare(project: Project, transport: Transport, exp: Experiment, run_id: st
         "data": sorted(set(data_at.values())),
         "run_dir": f"runs/{run_id}",
     }
+    probe = hostlaunch.probe_request(backend, None)
+    if probe:
+        request["probe"] = probe
     return _Launch(
         project=project,
         transport=transport,
@@ -333,6 +338,9 @@ def _first_check(run: _Launch, last: Dict) -> "hostlaunch.Reply":
                 f"run {run.run_id!r} already exists on {host.name} ({where})", where, hint="pick another --name"
             )
         if reply.launch is None:
+            # Jobs that could never run as the host's options ask (Slurm: a time over the
+            # partition's limit) are refused before anything is submitted.
+            hostlaunch.refuse_never_starting(run.backend, reply, host)
             try:
                 check_host_python(run.transport, run.exp, state)
             except OrchError as exc:
@@ -357,6 +365,7 @@ def _send_missing_and_launch(run: _Launch, reply: "hostlaunch.Reply"):
         if rel in reply.missing_data:
             transport.push_file(run.data[key], f"{state.workdir}/{rel}")
             reply.missing_data.remove(rel)  # two keys may name one file
+    hostlaunch.probe_changed(run.request, reply)  # checked by _first_check: launch on it
     last = _planned_for(run, state.workdir, state.gpus)
     if not reply.code:
         last["publish"] = run.staging_name
@@ -423,6 +432,10 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
         "gpus": None,
         "data": sorted(data_at),  # a relaunched job reads them: the host must still have them
     }
+    known = hostlaunch.known_host(project.root, transport.host) or {}
+    probe = hostlaunch.probe_request(backend, known.get("probe"))
+    if probe:
+        request["probe"] = probe
     try:
         status = hostops.remote_status(transport, workdir, code_hash, run_id, backend)
     except OrchError as exc:
@@ -481,10 +494,16 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     # folder deleted on the host): the jobs read their config from it, so it goes along.
     request.update(plan=plan, run_yaml=(local_dir / "run.yaml").read_text())
     reply = hostlaunch.check_and_launch(transport, backend, request)
-    if reply.launch is None and reply.code and reply.missing_data:
-        # The host lost the data (its workdir's data/ cleaned): send the same files again.
-        _resend_data(transport, reply.missing_data, data_at, workdir, run_id)
-        reply = hostlaunch.check_and_launch(transport, backend, request)
+    if reply.launch is None:
+        # Jobs that could never run as the host's options now ask: nothing is submitted.
+        hostlaunch.refuse_never_starting(backend, reply, transport.host)
+        again = hostlaunch.probe_changed(request, reply)  # a cluster unlike the last launch's
+        if reply.code and reply.missing_data:
+            # The host lost the data (its workdir's data/ cleaned): send the same files again.
+            _resend_data(transport, reply.missing_data, data_at, workdir, run_id)
+            again = True
+        if again:
+            reply = hostlaunch.check_and_launch(transport, backend, request)
     if reply.launch is None:
         raise OrchError(
             f"{transport.host.name} did not relaunch {run_id}: " + _still_missing(reply, code_hash),
