@@ -268,9 +268,13 @@ def launch(plan: dict, workdir: str) -> dict:
     results: Dict[str, dict] = {}
     handles: Dict[str, str] = dict(plan.get("handles") or {})  # jobs already done, for dependencies
     launched = []
+    unanswered = ""  # the scheduler did not answer a submission: the rest are not tried now
     for item in plan["jobs"]:
         item.setdefault("run_id", run_id)
         name, job_dir = item["name"], item["job_dir"]
+        if unanswered:
+            results[name] = {"name": name, "started": False, "error": unanswered, "unanswered": True}
+            continue
         owner = lock_holder(job_dir)
         if owner is not None:
             results[name] = {
@@ -300,6 +304,13 @@ def launch(plan: dict, workdir: str) -> dict:
             # folder for status (`failed (sbatch refused it: ...)`) and for --resume.
             results[name] = {"name": name, "started": False, "error": str(exc)}
             _record_end(job_dir, None, {"state": "failed", "reason": str(exc)}, backend)
+            continue
+        except backends.Unanswered as exc:
+            # Slurm's controller down or busy: no end of the job, nothing recorded (the
+            # controller says to retry; --resume submits it).
+            unanswered = str(exc)
+            results[name] = {"name": name, "started": False, "error": unanswered, "unanswered": True}
+            _put_back(job_dir)
             continue
         except backends.BackendError as exc:
             results[name] = {"name": name, "started": False, "error": str(exc)}
@@ -405,7 +416,7 @@ def cmd_cancel(opts) -> dict:
     if unreachable:
         # Without the scheduler nothing can be stopped, and a job it still runs must not be
         # recorded cancelled: change nothing, say so.
-        raise backends.BackendError(f"{unreachable[0]}; nothing was cancelled (try again once it answers)")
+        raise backends.Unanswered(f"{unreachable[0]}; nothing was cancelled (try again once it answers)")
     results = []
     for d in dirs:
         name = os.path.basename(d)
@@ -534,6 +545,7 @@ def _scheduler_output(out, job_dir: str, lines: int, backend: backends.Backend) 
     out.flush()
 
 
+UNANSWERED_MARK = "orch-unanswered"  # on stderr (exit 2): the scheduler did not answer, nothing changed
 OUTPUT_MARK = "orch-output-file"  # on stderr: a job shown by its scheduler's output (no log.txt)
 NO_RUN_RC, NO_LOG_RC = 3, 1  # --no-follow: the run's folder is gone; no job has a log to show
 
@@ -631,6 +643,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     handlers: Dict = {"status": cmd_status, "status-all": cmd_status_all, "launch": cmd_launch, "cancel": cmd_cancel}
     try:
         reply = handlers[opts.cmd](opts)
+    except backends.Unanswered as exc:
+        # Marked, so the controller can say it in the user's words (retry later).
+        print(f"error: {UNANSWERED_MARK} {exc}", file=sys.stderr)
+        return 2
     except backends.BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

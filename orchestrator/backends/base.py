@@ -21,6 +21,7 @@ class JobBackend:
     tools: Sequence[str] = ()  # host tools `prepare` must find, with ...
     install_hint = ""  # ... how to get them
     lost_sight = "its backend does not show it"  # a live wrapper the backend cannot see
+    unanswered_words = "the job scheduler"  # what did not answer when a request got no answer
     id_column = ""  # header of the status table's column for the backend's job id ("" = none)
     # SSH reaches a login node, not the machines the jobs run on (no GPU driver expected there;
     # what a check over SSH finds is the login node's, not the jobs').

@@ -59,6 +59,7 @@ class SlurmBackend(JobBackend):
         "(or add their folder to the host config's `extra_path`)"
     )
     lost_sight = "Slurm does not show it"
+    unanswered_words = "Slurm's controller"
     id_column = "Slurm id"
     exec_command = True
     login_node = True

@@ -28,6 +28,7 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.localfiles import atomic_write_text, writing
 from orchestrator.runs import codesync, hostlaunch, hostops, staging
 from orchestrator.runs import plan as jobplan
+from orchestrator.terminal import visible
 from orchestrator.transport.base import Transport
 from remote.jobstate import ACTIVE, DONE, UNKNOWN
 from remote.spec import Experiment, to_dict
@@ -193,7 +194,7 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     sent = 0
     if reply.launch is None:
         reply, last, sent = _send_missing_and_launch(run, reply)
-    check_started(reply.launch, last["plan"], run_id, exp.name, created=True)
+    check_started(reply.launch, last["plan"], run_id, exp.name, created=True, host=host.name, backend=run.backend)
     return Launched(
         run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash=run.code_hash, files_sent=sent
     )
@@ -388,18 +389,41 @@ def _still_missing(reply: "hostlaunch.Reply", code_hash: str) -> str:
     return ("it still lacks " + ", ".join(what)) if what else "its facts changed while launching"
 
 
-def check_started(result: Dict, plan: Dict, run_id: str, experiment: str, created: bool = False) -> None:
+def check_started(
+    result: Dict,
+    plan: Dict,
+    run_id: str,
+    experiment: str,
+    created: bool = False,
+    host: str = "",
+    backend=None,
+) -> None:
     """Every planned job must be reported started: a launch that left one out never
     passes for a success (its jobs would die while `orch run` said "launched").
     ``created``: a new run (it exists now, here and on the host, whatever started)."""
     reported = {j.get("name"): j for j in result.get("jobs", []) if isinstance(j, dict)}
-    problems = []
+    problems, unanswered = [], []
     for item in plan["jobs"]:
         got = reported.get(item["name"])
         if got is None:
             problems.append(f"{item['name']}: the host helper did not report it")
+        elif got.get("unanswered") is True:
+            unanswered.append((item["name"], str(got.get("error") or "")))
         elif got.get("started") is not True:
             problems.append(f"{item['name']}: {got.get('error') or 'not started'}")
+    if unanswered:
+        # Not the jobs' fault and nothing recorded of them: the same jobs go in later.
+        words = backend.unanswered_words if backend is not None else "the job scheduler"
+        said = visible(unanswered[0][1])[:300]
+        raise OrchError(
+            (f"run {run_id} was created, but " if created else "")
+            + f"{words} did not answer on {host or 'the host'}; retry later "
+            f"(`orch run {experiment} --resume {run_id}` submits the jobs): "
+            f"not submitted: {', '.join(n for n, _ in unanswered)} ({said})"
+            + ("; " + "; ".join(problems) if problems else ""),
+            ExitCode.REMOTE,
+            hint=f"`orch status {run_id}` shows each job",
+        )
     if problems:
         raise OrchError(
             (f"run {run_id} was created, but " if created else "") + "jobs did not start: " + "; ".join(problems),
@@ -510,7 +534,9 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
             ExitCode.REMOTE,
             hint=f"its workdir there is {reply.state.workdir}, the run's is {workdir}",
         )
-    check_started(reply.launch, plan, run_id, record.get("experiment") or "EXPERIMENT")
+    check_started(
+        reply.launch, plan, run_id, record.get("experiment") or "EXPERIMENT", host=transport.host.name, backend=backend
+    )
     # the states seen before the relaunch: `orch runs` must not show them as current
     update_record(local_dir, {"state": "launched"}, drop=("job_states", "job_states_at"))
     return todo

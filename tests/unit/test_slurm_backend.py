@@ -368,6 +368,7 @@ def test_slurmctld_down_status_shows_the_files_and_cancel_changes_nothing(tmp_pa
     assert not (run / "jobs" / "class-1" / "status.json").exists()
     cancel = _hostctl("cancel", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm", env=env)
     assert cancel.returncode == 2 and "nothing was cancelled" in cancel.stderr
+    assert "orch-unanswered Slurm could not be asked" in cancel.stderr  # marked: the controller words it
     assert not (run / "jobs" / "class-0" / "cancel").exists() and not fake_slurm.calls("scancel")
 
 
@@ -589,3 +590,78 @@ def test_a_job_slurm_cancelled_for_a_failed_dependency_stays_failed_once_slurm_f
     (run / "jobs" / "class-1" / "status.json").unlink()
     reply = _status_reply(run, tmp_path)
     assert job_row(reply["jobs"][1], reply["now"], "", ControllerSlurm()).state == "lost"
+
+
+def test_a_controller_that_does_not_answer_sbatch_is_no_refusal_and_nothing_is_recorded(tmp_path, fake_slurm):
+    """slurmctld down at `orch run`: each job was recorded `failed (sbatch refused it: ...
+    Unable to contact slurm controller ...)`.  Not the job's fault: nothing is recorded, the
+    rest are not tried, and the reply says the scheduler did not answer."""
+    fake_slurm.answer(
+        "sbatch",
+        "",
+        rc=1,
+        err="sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n",
+    )
+    run = tmp_path / "runs" / "r"
+    plan = {
+        "backend": "slurm",
+        "run_id": "r",
+        "options": {"sbatch": ["--partition=gpu"]},
+        "jobs": [{"name": n, "job_dir": str(run / "jobs" / n), "command": "exec true"} for n in ("class-0", "class-1")],
+    }
+    reply = _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan))
+    assert reply.returncode == 0, reply.stderr
+    jobs = json.loads(reply.stdout)["jobs"]
+    assert [(j["started"], j.get("unanswered")) for j in jobs] == [(False, True), (False, True)]
+    assert (
+        jobs[0]["error"] == "sbatch: Batch job submission failed: Unable to contact slurm controller (connect failure)"
+    )
+    assert len(fake_slurm.calls("sbatch")) == 1  # class-1 was not tried: the controller is not there
+    for name in ("class-0", "class-1"):
+        assert (
+            not (run / "jobs" / name / "status.json").exists() and not (run / "jobs" / name / "backend.json").exists()
+        )
+    for transient in ("Socket timed out on send/recv operation", "Slurm temporarily unable to accept job"):
+        fake_slurm.answer("sbatch", "", rc=1, err=f"sbatch: error: Batch job submission failed: {transient}\n")
+        assert json.loads(_hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan)).stdout)["jobs"][0][
+            "unanswered"
+        ]
+
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.runs.launch import check_started
+
+    with pytest.raises(OrchError) as err:
+        check_started(
+            json.loads(reply.stdout), plan, "r", "smoke", created=True, host="cluster", backend=ControllerSlurm()
+        )
+    assert err.value.code == ExitCode.REMOTE
+    assert err.value.message.startswith(
+        "run r was created, but Slurm's controller did not answer on cluster; retry later "
+        "(`orch run smoke --resume r` submits the jobs): not submitted: class-0, class-1 (sbatch: "
+    )
+
+
+def test_cancel_says_in_the_users_words_that_slurms_controller_did_not_answer(tmp_path):
+    from orchestrator.config.hosts import HostConfig
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.runs import hostops
+    from orchestrator.transport.base import LocalTransport, Result
+
+    class Down(LocalTransport):
+        def _exec(self, command, timeout, stdin, max_output):
+            said = (
+                "error: orch-unanswered Slurm could not be asked: squeue failed: slurm_load_jobs error: "
+                "Unable to contact slurm controller (connect failure); "
+                "nothing was cancelled (try again once it answers)\n"
+            )
+            return Result("", said, 2)
+
+    transport = Down(HostConfig(name="cluster", workdir=str(tmp_path)))
+    with pytest.raises(OrchError) as err:
+        hostops.remote_cancel(transport, str(tmp_path), "abc", "r", ["class-0"], ControllerSlurm())
+    assert err.value.code == ExitCode.REMOTE
+    assert err.value.message == (
+        "Slurm's controller did not answer on cluster; nothing was cancelled (Slurm could not be asked: squeue "
+        "failed: slurm_load_jobs error: Unable to contact slurm controller (connect failure))"
+    )
+    assert err.value.hint == "try again once it answers: `orch cancel r class-0`"
