@@ -546,6 +546,49 @@ def _scheduler_output(out, job_dir: str, lines: int, backend: backends.Backend) 
 
 
 UNANSWERED_MARK = "orch-unanswered"  # on stderr (exit 2): the scheduler did not answer, nothing changed
+
+
+def _run_id_of(job_dir: str) -> str:
+    return os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(job_dir))))
+
+
+def _ends(job_dirs: List[str], backend: backends.Backend) -> Dict[str, dict]:
+    """The status.json of each job that ended other than done, by folder: `orch logs` says
+    that end as its last line, since a job stopped from outside (Slurm's time limit, an
+    scancel, a node failure) leaves its log cut mid-line with no end of its own.  An end the
+    backend saw that no status has recorded yet is recorded first, as status does (one
+    question to the backend for all of them)."""
+    found: Dict[str, dict] = {}
+    ask: Dict[str, str] = {}
+    for d in job_dirs:
+        status = read_dict(os.path.join(d, "status.json"))
+        if status.get("state") in TERMINAL:
+            found[d] = status
+        elif lock_holder(d) is None:  # no wrapper left to record an end: the backend may know one
+            handle = job_handle(d, backend, _run_id_of(d))
+            if handle is not None:
+                ask[d] = handle
+    held = backend.alive(ask) if ask else {}
+    for d, handle in ask.items():
+        status = _job_state(d, held.get(d), backend, handle)["status"]
+        if isinstance(status, dict) and status.get("state") in TERMINAL:
+            found[d] = status
+    return {d: s for d, s in found.items() if s.get("state") != DONE}
+
+
+def _end_line(job_dir: str, status: dict) -> str:
+    """`[orch] JOB ended STATE at TIME: REASON`, one line (the reason is the host's text)."""
+    ended = status.get("ended")
+    at = (
+        time.strftime(" at %Y-%m-%d %H:%M:%S", time.localtime(ended))
+        if isinstance(ended, (int, float)) and not isinstance(ended, bool) and 0 < ended < 1e11
+        else ""
+    )
+    reason = " ".join(str(status.get("reason") or "").split())
+    name = os.path.basename(os.path.normpath(job_dir))
+    return f"[orch] {name} ended {status.get('state')}{at}" + (f": {reason}" if reason else "") + "\n"
+
+
 OUTPUT_MARK = "orch-output-file"  # on stderr: a job shown by its scheduler's output (no log.txt)
 NO_RUN_RC, NO_LOG_RC = 3, 1  # --no-follow: the run's folder is gone; no job has a log to show
 
@@ -570,9 +613,15 @@ def cmd_tail(opts) -> int:
     if not files:
         return NO_LOG_RC
     sys.stderr.flush()
-    return subprocess.call(
+    rc = subprocess.call(
         ["tail", "-n", str(opts.lines), "--", *files], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    ends = _ends(opts.job_dir, backend)
+    if ends:  # how the jobs that did not end done ended, after their last lines
+        lines = "".join(_end_line(d, ends[d]) for d in opts.job_dir if d in ends)
+        sys.stdout.write(("\n" if len(files) > 1 else "") + lines)
+        sys.stdout.flush()
+    return rc
 
 
 def cmd_follow(opts) -> int:
@@ -610,6 +659,13 @@ def cmd_follow(opts) -> int:
             elif finished:  # read once more after it ended: nothing is lost at the end
                 done.add(d)
                 _scheduler_output(out, d, opts.lines, backend)
+                end = _ends([d], backend).get(d)
+                if end:  # a log cut off by a stop from outside says how the job ended
+                    if len(opts.job_dir) > 1 and last_job != d:
+                        out.write(f"\n==> {os.path.basename(os.path.normpath(d))} <==\n".encode())
+                        last_job = d
+                    out.write(_end_line(d, end).encode())
+                    out.flush()
         if len(done) == len(opts.job_dir):
             return 0
         time.sleep(FOLLOW_POLL_S)

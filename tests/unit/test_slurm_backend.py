@@ -474,7 +474,9 @@ def test_follow_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(tmp_path
     out = _hostctl("follow", "--job-dir", str(d), "--workdir", str(tmp_path), "--backend", "slurm", "--lines", "5")
     assert out.returncode == 0, out.stderr
     assert "class-0: no log.txt (orch's wrapper never ran); Slurm's output of its batch job, slurm.out" in out.stdout
-    assert out.stdout.endswith("orch: module load cuda/12.4 failed\n")
+    assert out.stdout.endswith(
+        "orch: module load cuda/12.4 failed\n[orch] class-0 ended failed: the Slurm batch job failed\n"
+    )
 
 
 def test_the_plain_tail_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(tmp_path, fake_slurm):
@@ -490,6 +492,7 @@ def test_the_plain_tail_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(
     assert out.returncode == 0, out.stderr
     assert out.stdout == (
         f"==> {ran}/log.txt <==\nline 8\nline 9\n\n==> {died}/slurm.out <==\norch: module load cuda/12.4 failed\n"
+        "\n[orch] class-1 ended failed: the Slurm batch job failed\n"  # how it ended (class-0: done, said by its log)
     )
     assert out.stderr == "orch-output-file class-1 slurm.out Slurm's output of its batch job\n"
     # tmux writes no output of its own: a job without log.txt has nothing to show
@@ -665,3 +668,22 @@ def test_cancel_says_in_the_users_words_that_slurms_controller_did_not_answer(tm
         "failed: slurm_load_jobs error: Unable to contact slurm controller (connect failure))"
     )
     assert err.value.hint == "try again once it answers: `orch cancel r class-0`"
+
+
+def test_logs_of_a_job_slurm_killed_at_its_time_limit_end_with_how_it_ended(tmp_path, fake_slurm):
+    """A hard time limit cuts the log mid-training: `orch logs` (and `logs -f`, which ended
+    silently) print the recorded end as a last line - recording it first when only Slurm
+    knows it yet (squeue: TIMEOUT)."""
+    run = tmp_path / "runs" / "r"
+    started = float(int(time.time()) - 3600)
+    d = _slurm_job(run, "class-0", "5", {"state": "waiting", "started": started, "reason": "stopped by the scheduler"})
+    (d / "log.txt").write_text("train step 40/100 loss 2.1\n")
+    fake_slurm.answer("squeue", f"5|TIMEOUT|TimeLimit|n1|gpu|{int(started) + 136}\n")
+    args = ["follow", "--workdir", str(tmp_path), "--backend", "slurm", "--job-dir", str(d)]
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started + 136))
+    end = f"[orch] class-0 ended failed at {stamp}: Slurm stopped it at its time limit (Slurm: TIMEOUT, TimeLimit)\n"
+    tail = _hostctl(*args, "--no-follow")
+    assert tail.returncode == 0 and tail.stdout == "train step 40/100 loss 2.1\n" + end, tail.stdout + tail.stderr
+    assert _status(d)["state"] == "failed"  # recorded, as status records it
+    followed = _hostctl(*args)
+    assert followed.returncode == 0 and followed.stdout == "train step 40/100 loss 2.1\n" + end
