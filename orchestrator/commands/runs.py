@@ -30,7 +30,7 @@ from orchestrator.runs.state import (
     run_state,
 )
 from orchestrator.transport.connect import open_transport
-from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, PENDING, RUNNING, WAITING
+from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, LOST, PENDING, RUNNING, WAITING
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
@@ -91,7 +91,8 @@ def _show_tail(transport, run_dir, record, job, selected, lines, backend) -> boo
 
 def _why_no_log(transport, record, run_id: str, selected, backend) -> str:
     """Where the jobs without a log are (one more status round trip, on this error path only):
-    queued, with the scheduler's reason and id, or waiting for a job they require."""
+    queued, with the scheduler's reason and id, or waiting for a job they require; or why
+    they ended before they wrote one (sbatch refused them: the recorded reason)."""
     try:
         remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
     except OrchError:
@@ -103,6 +104,10 @@ def _why_no_log(transport, record, run_id: str, selected, backend) -> str:
         + (f" (scheduler id {terminal.visible(str(r.backend['job_id']))[:40]})" if r.backend.get("job_id") else "")
         for r in rows
         if r.state in (PENDING, WAITING)
+    ] + [
+        f"{r.name} {r.state} before it wrote one" + (f": {terminal.visible(r.reason)[:500]}" if r.reason else "")
+        for r in rows
+        if r.state in (FAILED, CANCELLED, LOST)
     ]
     return ": " + "; ".join(said) if said else ""
 
