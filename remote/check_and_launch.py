@@ -91,11 +91,33 @@ if publish:
     if os.path.isdir(staging):
         shutil.rmtree(staging, ignore_errors=True)
 
+# The job backend's look at the cluster (Slurm: sinfo's partitions), which the controller
+# holds the jobs against (can they ever start?) before any is submitted: it launches only
+# when the output is what the controller checked (`expect`), or when the command fails
+# (then nothing is known, and the scheduler has the last word).
+probed = None
+probe = req.get("probe")
+if probe:
+    try:
+        done = subprocess.run(
+            probe["argv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=30
+        )
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        probed = {
+            "rc": done.returncode,
+            "text": done.stdout.decode(errors="replace"),
+            "error": said[-1] if said else "",
+        }
+    except (OSError, subprocess.SubprocessError) as exc:
+        probed = {"rc": -1, "text": "", "error": str(exc)}
+    probed["text"] = probed["text"].replace("\0", "")[: 1 << 20]
+
 reply = {
     "code": os.path.isfile(marker),
     "missing_data": [p for p in req.get("data", []) if not os.path.isfile(p)],
     "run_exists": bool(req.get("run_dir")) and os.path.lexists(req["run_dir"]),
     "launch": None,
+    "probe": probed,
 }
 fresh = req.get("fresh", True)  # a new run; a resume relaunches into its existing folder
 ready = (
@@ -107,6 +129,7 @@ ready = (
     and all(shutil.which(t) for t in req.get("tools", []))
     and all(modules.values())
     and (req.get("gpus") is None or gpus == req["gpus"])
+    and (probed is None or probed["rc"] != 0 or probed["text"] == probe.get("expect"))
 )
 if not ready:
     if not reply["code"] and req.get("staging"):

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 
 from remote import backends
 from remote.files import BadFile, atomic_write_json, load_json, open_regular, parse_json, read_dict
-from remote.jobstate import TERMINAL
+from remote.jobstate import DONE, TERMINAL, dependency_dir
 from remote.wrapper import LOW_SPACE_BYTES, earlier_run_s, free_bytes, lock_holder, no_space_reason
 
 # How long launch waits for a new wrapper's first status.json (it writes it first thing).
@@ -151,6 +151,11 @@ def _job_state(
         # ask): what the scheduler left in the job folder may still say how it ended.
         since = (status or {}).get("started") or (status or {}).get("created") or 0
         ended = backend.ended_by_files(d, handle, since if isinstance(since, (int, float)) else 0)
+        if not ended and status is None:
+            # Never started, and forgotten: Slurm cancels a job whose afterok dependency
+            # failed (DependencyNeverSatisfied) and then forgets it, leaving nothing in its
+            # folder; the job it required still says why.
+            ended = _required_not_done(d)
     if ended and open_end:
         # The backend saw the job end in a way its wrapper could not record (a time
         # limit, a node failure, an scancel by hand): record it now, so the state outlives
@@ -177,6 +182,22 @@ def _job_state(
         "manifest": os.path.exists(os.path.join(d, "manifest.json")),
         "log_bytes": os.path.getsize(log) if os.path.exists(log) else 0,
     }
+
+
+def _required_not_done(job_dir: str) -> Optional[dict]:
+    """The end of a job that never started because a job it requires (backend.json's
+    `requires`) ended other than done; None when none of them did (or nothing says)."""
+    required = read_dict(os.path.join(job_dir, HANDLE_FILE)).get("requires")
+    for name in required if isinstance(required, list) else []:
+        if not isinstance(name, str) or not name:
+            continue
+        state = read_dict(os.path.join(dependency_dir(job_dir, name), "status.json")).get("state")
+        if state in TERMINAL and state != DONE:
+            return {
+                "state": "failed",
+                "reason": f"a job it requires did not end done ({name}: {state}); it never started",
+            }
+    return None
 
 
 def _record_end(job_dir: str, status, ended: dict, backend: Optional[backends.Backend]) -> dict:
@@ -247,9 +268,13 @@ def launch(plan: dict, workdir: str) -> dict:
     results: Dict[str, dict] = {}
     handles: Dict[str, str] = dict(plan.get("handles") or {})  # jobs already done, for dependencies
     launched = []
+    unanswered = ""  # the scheduler did not answer a submission: the rest are not tried now
     for item in plan["jobs"]:
         item.setdefault("run_id", run_id)
         name, job_dir = item["name"], item["job_dir"]
+        if unanswered:
+            results[name] = {"name": name, "started": False, "error": unanswered, "unanswered": True}
+            continue
         owner = lock_holder(job_dir)
         if owner is not None:
             results[name] = {
@@ -280,14 +305,27 @@ def launch(plan: dict, workdir: str) -> dict:
             results[name] = {"name": name, "started": False, "error": str(exc)}
             _record_end(job_dir, None, {"state": "failed", "reason": str(exc)}, backend)
             continue
+        except backends.Unanswered as exc:
+            # Slurm's controller down or busy: no end of the job, nothing recorded (the
+            # controller says to retry; --resume submits it).
+            unanswered = str(exc)
+            results[name] = {"name": name, "started": False, "error": unanswered, "unanswered": True}
+            _put_back(job_dir)
+            continue
         except backends.BackendError as exc:
             results[name] = {"name": name, "started": False, "error": str(exc)}
             _put_back(job_dir)
             continue
         handles[name] = handle
-        atomic_write_json(
-            os.path.join(job_dir, HANDLE_FILE), {"backend": backend.name, "handle": handle, "submitted": time.time()}
-        )
+        # `requires`: what status says of a job the scheduler forgot before it started
+        # (_required_not_done).
+        record = {
+            "backend": backend.name,
+            "handle": handle,
+            "submitted": time.time(),
+            "requires": list(item.get("requires") or []),
+        }
+        atomic_write_json(os.path.join(job_dir, HANDLE_FILE), record)
         launched.append(item)
     if backend.starts_at_once:
         _wait_started(backend, launched, handles, results)
@@ -378,7 +416,7 @@ def cmd_cancel(opts) -> dict:
     if unreachable:
         # Without the scheduler nothing can be stopped, and a job it still runs must not be
         # recorded cancelled: change nothing, say so.
-        raise backends.BackendError(f"{unreachable[0]}; nothing was cancelled (try again once it answers)")
+        raise backends.Unanswered(f"{unreachable[0]}; nothing was cancelled (try again once it answers)")
     results = []
     for d in dirs:
         name = os.path.basename(d)
@@ -510,6 +548,50 @@ def _scheduler_output(out, job_dir: str, lines: int, backend: backends.Backend) 
     out.flush()
 
 
+UNANSWERED_MARK = "orch-unanswered"  # on stderr (exit 2): the scheduler did not answer, nothing changed
+
+
+def _run_id_of(job_dir: str) -> str:
+    return os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(job_dir))))
+
+
+def _ends(job_dirs: List[str], backend: backends.Backend) -> Dict[str, dict]:
+    """The status.json of each job that ended other than done, by folder: `orch logs` says
+    that end as its last line, since a job stopped from outside (Slurm's time limit, an
+    scancel, a node failure) leaves its log cut mid-line with no end of its own.  An end the
+    backend saw that no status has recorded yet is recorded first, as status does (one
+    question to the backend for all of them)."""
+    found: Dict[str, dict] = {}
+    ask: Dict[str, str] = {}
+    for d in job_dirs:
+        status = read_dict(os.path.join(d, "status.json"))
+        if status.get("state") in TERMINAL:
+            found[d] = status
+        elif lock_holder(d) is None:  # no wrapper left to record an end: the backend may know one
+            handle = job_handle(d, backend, _run_id_of(d))
+            if handle is not None:
+                ask[d] = handle
+    held = backend.alive(ask) if ask else {}
+    for d, handle in ask.items():
+        status = _job_state(d, held.get(d), backend, handle)["status"]
+        if isinstance(status, dict) and status.get("state") in TERMINAL:
+            found[d] = status
+    return {d: s for d, s in found.items() if s.get("state") != DONE}
+
+
+def _end_line(job_dir: str, status: dict) -> str:
+    """`[orch] JOB ended STATE at TIME: REASON`, one line (the reason is the host's text)."""
+    ended = status.get("ended")
+    at = (
+        time.strftime(" at %Y-%m-%d %H:%M:%S", time.localtime(ended))
+        if isinstance(ended, (int, float)) and not isinstance(ended, bool) and 0 < ended < 1e11
+        else ""
+    )
+    reason = " ".join(str(status.get("reason") or "").split())
+    name = os.path.basename(os.path.normpath(job_dir))
+    return f"[orch] {name} ended {status.get('state')}{at}" + (f": {reason}" if reason else "") + "\n"
+
+
 OUTPUT_MARK = "orch-output-file"  # on stderr: a job shown by its scheduler's output (no log.txt)
 NO_RUN_RC, NO_LOG_RC = 3, 1  # --no-follow: the run's folder is gone; no job has a log to show
 
@@ -534,9 +616,15 @@ def cmd_tail(opts) -> int:
     if not files:
         return NO_LOG_RC
     sys.stderr.flush()
-    return subprocess.call(
+    rc = subprocess.call(
         ["tail", "-n", str(opts.lines), "--", *files], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    ends = _ends(opts.job_dir, backend)
+    if ends:  # how the jobs that did not end done ended, after their last lines
+        lines = "".join(_end_line(d, ends[d]) for d in opts.job_dir if d in ends)
+        sys.stdout.write(("\n" if len(files) > 1 else "") + lines)
+        sys.stdout.flush()
+    return rc
 
 
 def cmd_follow(opts) -> int:
@@ -574,6 +662,13 @@ def cmd_follow(opts) -> int:
             elif finished:  # read once more after it ended: nothing is lost at the end
                 done.add(d)
                 _scheduler_output(out, d, opts.lines, backend)
+                end = _ends([d], backend).get(d)
+                if end:  # a log cut off by a stop from outside says how the job ended
+                    if len(opts.job_dir) > 1 and last_job != d:
+                        out.write(f"\n==> {os.path.basename(os.path.normpath(d))} <==\n".encode())
+                        last_job = d
+                    out.write(_end_line(d, end).encode())
+                    out.flush()
         if len(done) == len(opts.job_dir):
             return 0
         time.sleep(FOLLOW_POLL_S)
@@ -607,6 +702,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     handlers: Dict = {"status": cmd_status, "status-all": cmd_status_all, "launch": cmd_launch, "cancel": cmd_cancel}
     try:
         reply = handlers[opts.cmd](opts)
+    except backends.Unanswered as exc:
+        # Marked, so the controller can say it in the user's words (retry later).
+        print(f"error: {UNANSWERED_MARK} {exc}", file=sys.stderr)
+        return 2
     except backends.BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -61,15 +61,22 @@ def _time(value) -> Optional[float]:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
-def attempt_s(status: dict, until: float) -> float:
+def attempt_s(status: dict, until: float, now: Optional[float] = None) -> float:
     """Seconds the attempt STATUS (a status.json) records ran: from `started` to `stopped`
     (a scheduler stopped it, it waits to run again) or `ended`, else to UNTIL (it runs, or
-    it died unrecorded: the caller's best guess of when).  0 for one that never started."""
+    it died unrecorded: the caller's best guess of when).  0 for one that never started.
+
+    A recorded end is capped at NOW only (default UNTIL): a clock ahead of this one's (a
+    compute node's) must not count time that has not passed.  UNTIL is no cap on it: a
+    log's mtime is when the job last wrote, which a job Slurm killed at its time limit may
+    have done a minute before Slurm's recorded end."""
     started = _time(status.get("started"))
     if started is None:
         return 0.0
-    end = _time(status.get("stopped")) or _time(status.get("ended")) or until
-    return max(0.0, min(end, max(until, started)) - started)
+    now = until if now is None else now
+    recorded = _time(status.get("stopped")) or _time(status.get("ended"))
+    end = min(recorded, max(now, started)) if recorded is not None else min(until, max(now, started))
+    return max(0.0, end - started)
 
 
 def earlier_s(status: dict) -> float:

@@ -127,18 +127,20 @@ def earlier_run_s(job_dir: str) -> float:
     """The run time of the job's earlier attempts, from the record this attempt takes over:
     status.json (a requeue reruns the job in the same folder) or, on a resubmission,
     status.json.previous (hostctl launch set it aside).  An attempt that died unrecorded (a
-    node failure) ran until its log was last written."""
+    node failure) ran until its log was last written; one whose end or stop is recorded
+    (Slurm's end time for a hard time limit) ran until then, however long its log was quiet."""
     for name in ("status.json", "status.json.previous"):
         prior = read_dict(os.path.join(job_dir, name))
         if prior:
             break
     if not prior:
         return 0.0
+    now = time.time()
     try:
         until = os.path.getmtime(os.path.join(job_dir, "log.txt"))
     except OSError:
-        until = time.time()
-    return earlier_s(prior) + attempt_s(prior, min(until, time.time()))
+        until = now
+    return earlier_s(prior) + attempt_s(prior, min(until, now), now)
 
 
 class SupervisedJob:

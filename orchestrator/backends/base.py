@@ -21,6 +21,7 @@ class JobBackend:
     tools: Sequence[str] = ()  # host tools `prepare` must find, with ...
     install_hint = ""  # ... how to get them
     lost_sight = "its backend does not show it"  # a live wrapper the backend cannot see
+    unanswered_words = "the job scheduler"  # what did not answer when a request got no answer
     id_column = ""  # header of the status table's column for the backend's job id ("" = none)
     # SSH reaches a login node, not the machines the jobs run on (no GPU driver expected there;
     # what a check over SSH finds is the login node's, not the jobs').
@@ -98,6 +99,17 @@ class JobBackend:
         reason), shown after the job's state; "" when there is nothing to add."""
         return ""
 
+    def never_starts(self, info: Dict) -> str:
+        """Why the scheduler will never start a job it holds queued (``info``: what it answered),
+        in words; "" when it may yet start it.  `run --wait` and `status --watch` end on it."""
+        return ""
+
+    def gone(self, info: Dict) -> str:
+        """What the backend no longer shows of a job it was given (``info``: what it answered,
+        its handle included), for the reason a job is lost; "" when no handle of the job is
+        recorded (the launch never handed it over)."""
+        return "its backend no longer shows it"
+
     how_jobs_run = ""  # for `orch run --dry-run`: "each a detached tmux session on the host"
 
     def gpus_from(self) -> str:
@@ -115,6 +127,16 @@ class JobBackend:
 
     def host_problems(self, facts) -> List:
         """What `orch hosts check` finds wrong with a host for this backend (its probe facts)."""
+        return []
+
+    # A command (argv) whose output the launch holds its jobs against before it submits them,
+    # run by the check-and-launch program in the launch's own round trip (Slurm: sinfo's
+    # partitions, against slurm.partition and slurm.time); () for none.
+    launch_probe: Sequence[str] = ()
+
+    def launch_problems(self, text: str) -> List:
+        """The errors (``Problem``) that make this host's jobs unable to run, from
+        ``launch_probe``'s output: the launch then submits nothing."""
         return []
 
     def ident(self, info: Dict) -> str:

@@ -8,6 +8,8 @@ asks for the requeue itself; the batch script `exec`s the command so that signal
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from orchestrator.backends import slurm_facts
@@ -22,6 +24,32 @@ from orchestrator.config.slurm import (
 )
 from orchestrator.errors import Problem
 
+# Slurm's reasons for a PENDING job that mean it will never start as submitted (Slurm's "Job
+# Reason Codes"): the job itself breaks a limit or names something invalid, so only a change
+# to the cluster's config (or the job) could start it, and `orch run --wait` must not wait
+# for good.  Not here, though they can look alike: PartitionNodeLimit ("can also indicate that
+# required nodes are DOWN or DRAINED"), ReqNodeNotAvail (nodes down, reserved or in use),
+# PartitionDown / PartitionInactive / NodeDown (until an admin brings them back), JobHeld*
+# (until released), and every aggregate or count limit (AssocGrp*, QOSGrp*, AssocMaxJobsLimit,
+# *PerUser*, *PerAccount): those lift as other jobs end.
+NEVER_STARTS = {
+    "PartitionTimeLimit": "its time limit (slurm.time) is over its partition's",
+    "PartitionConfig": "it asks for more than its partition allows (slurm.time, CPUs, memory or nodes)",
+    "BadConstraints": "no node can meet what it asks for (slurm.constraint, gres, mem, cpus_per_task)",
+    "DependencyNeverSatisfied": "a job it requires ended without success",
+    "InvalidAccount": "its account (slurm.account) is not valid",
+    "InvalidQOS": "its QOS (slurm.qos) is not valid",
+    "AccountNotAllowed": "its account is not allowed in its partition",
+    "QOSNotAllowed": "its QOS is not allowed for its account or partition",
+    "ReservationDeleted": "the reservation it asks for no longer exists",
+    "MaxMemPerLimit": "its memory (slurm.mem) is over the limit per CPU or per node",
+}
+# A per-job (or per-node) maximum of its QOS or account that the request itself is over
+# (QOSMaxWallDurationPerJobLimit, AssocMaxGRESPerJob, QOSMaxCpuPerNode, ...), or a QOS
+# minimum it is under (QOSMinGRES, QOSMinCpuNotSatisfied, ...).
+_PER_JOB_MAX = re.compile(r"^(QOS|Assoc)Max\w+Per(Job|Node)(Limit)?$")
+_QOS_MIN = re.compile(r"^QOSMin\w+$")
+
 
 class SlurmBackend(JobBackend):
     name = "slurm"
@@ -31,6 +59,7 @@ class SlurmBackend(JobBackend):
         "(or add their folder to the host config's `extra_path`)"
     )
     lost_sight = "Slurm does not show it"
+    unanswered_words = "Slurm's controller"
     id_column = "Slurm id"
     exec_command = True
     login_node = True
@@ -117,7 +146,26 @@ class SlurmBackend(JobBackend):
         words = state + (f": {reason}" if reason and reason != "None" else "")
         if info.get("node") and state not in ("PENDING",):
             words += f" on {info['node']}"
-        return words
+        never = self.never_starts(info)
+        return f"{words}: Slurm will never start it, {never}" if never else words
+
+    def never_starts(self, info: Dict) -> str:
+        """Why Slurm will never start a job it holds PENDING (NEVER_STARTS), "" when it may."""
+        if str(info.get("state") or "") != "PENDING":
+            return ""
+        reason = str(info.get("reason") or "")
+        if reason in NEVER_STARTS:
+            return NEVER_STARTS[reason]
+        if _PER_JOB_MAX.match(reason):
+            whose = "QOS" if reason.startswith("QOS") else "account"
+            return f"what it asks for is over a per-job limit of its {whose}"
+        if _QOS_MIN.match(reason):
+            return "what it asks for is under its QOS's minimum"
+        return ""
+
+    def gone(self, info: Dict) -> str:
+        job_id = str(info.get("job_id") or "")
+        return f"Slurm no longer lists job {job_id}" if job_id else ""
 
     def host_problems(self, facts) -> List:
         found = slurm_problems(
@@ -130,6 +178,20 @@ class SlurmBackend(JobBackend):
 
     def ident(self, info: Dict) -> str:
         return str(info.get("job_id") or "")
+
+    launch_probe = slurm_facts.SINFO
+
+    def launch_problems(self, text: str) -> List:
+        # host_problems reads only the facts' cluster: the partitions sinfo printed.
+        facts = _Cluster({slurm_facts.PARTITIONS: slurm_facts.parse_sinfo(text), slurm_facts.JOBS: []})
+        return [p for p in self.host_problems(facts) if p.level == "error"]
+
+
+@dataclass
+class _Cluster:
+    """Host facts as far as the Slurm checks read them (``HostFacts.cluster``)."""
+
+    cluster: Dict[str, Any]
 
 
 def _partitions(facts) -> Optional[List[Dict[str, str]]]:

@@ -24,6 +24,9 @@ from orchestrator.config.slurm import seconds
 
 PARTITIONS, JOBS = "slurm_partitions", "slurm_jobs"
 KEYS = (PARTITIONS, JOBS)
+# The probe's sinfo (bootstrap/probe.sh prints the same), which the launch also asks for
+# (JobBackend.launch_probe) to check the host's slurm: options against the partitions.
+SINFO = ("sinfo", "-h", "-o", "%P|%a|%l|%D|%G|%L")
 
 
 def parse_sinfo(text: str) -> List[Dict[str, str]]:

@@ -35,6 +35,10 @@ class TmuxBackend(JobBackend):
     def preview_job(self, item: Dict) -> List[str]:
         return [f"session {item['session']}: {item['command']}"]
 
+    def gone(self, info: Dict) -> str:
+        session = str(info.get("session") or "")
+        return f"its tmux session {session} is gone" if session else ""
+
     def place(self, jobs: List, gpus: Sequence[str]) -> None:
         """GPUs round-robin; a job whose GPU is taken waits (``after``) for the previous job
         on that GPU, so more jobs than GPUs simply queue on the host.  A pretrain job runs

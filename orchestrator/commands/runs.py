@@ -25,11 +25,12 @@ from orchestrator.errors import ExitCode, OrchError, on_ctrl_c
 from orchestrator.runs import hostops
 from orchestrator.runs.state import (
     StatusRow,
+    never_starting,
     rows_from_remote,
     run_state,
 )
 from orchestrator.transport.connect import open_transport
-from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, PENDING, RUNNING, WAITING
+from remote.jobstate import ACTIVE, CANCELLED, DONE, FAILED, LOST, PENDING, RUNNING, WAITING
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
@@ -119,7 +120,8 @@ def _ends_by_follow(transport, command: str, out, run_id: str) -> int:
 
 def _why_no_log(transport, record, run_id: str, selected, backend) -> str:
     """Where the jobs without a log are (one more status round trip, on this error path only):
-    queued, with the scheduler's reason and id, or waiting for a job they require."""
+    queued, with the scheduler's reason and id, or waiting for a job they require; or why
+    they ended before they wrote one (sbatch refused them: the recorded reason)."""
     try:
         remote = hostops.remote_status(transport, record["workdir"], record["code_hash"], run_id, backend)
     except OrchError:
@@ -131,6 +133,10 @@ def _why_no_log(transport, record, run_id: str, selected, backend) -> str:
         + (f" (scheduler id {terminal.visible(str(r.backend['job_id']))[:40]})" if r.backend.get("job_id") else "")
         for r in rows
         if r.state in (PENDING, WAITING)
+    ] + [
+        f"{r.name} {r.state} before it wrote one" + (f": {terminal.visible(r.reason)[:500]}" if r.reason else "")
+        for r in rows
+        if r.state in (FAILED, CANCELLED, LOST)
     ]
     return ": " + "; ".join(said) if said else ""
 
@@ -210,6 +216,10 @@ def _watch(
     def wait(rows: List[StatusRow]) -> None:
         time.sleep(pace.after([(r.state, r.phase, r.step) for r in rows]))
 
+    def going(rows: List[StatusRow]) -> bool:
+        # Not ended, and no job the scheduler will never start (it would wait for good).
+        return run_state(rows) == RUNNING and not never_starting(rows, backends.for_record(record))
+
     try:
         rows = poll()
         if not view.is_terminal:
@@ -220,14 +230,14 @@ def _watch(
                     view.print(summary(rows), markup=False)
                     view.file.flush()
                     last, last_t = key, time.time()
-                if run_state(rows) != RUNNING:
+                if not going(rows):
                     return rows
                 wait(rows)
                 rows = poll()
         with Live(
             status_table(run_id, host, rows, backends.for_record(record)), console=view, refresh_per_second=4
         ) as live:
-            while run_state(rows) == RUNNING:
+            while going(rows):
                 wait(rows)
                 rows = poll()
                 live.update(status_table(run_id, host, rows, backends.for_record(record)))
@@ -249,6 +259,7 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
     view = output.err if not output.quiet() else _nowhere()
     rows = _watch(transport, record, doc, run_id, 1.0, view, max_interval=5.0)
     _remember(run_dir, record, rows)
+    _never_starts(run_id, record, rows, experiment)
     if run_state(rows) != DONE:
         why = "; ".join(f"{r.name} {r.state}" + (f" ({r.reason})" if r.reason else "") for r in rows if r.state != DONE)
         failed = [r for r in rows if r.state != DONE]
@@ -270,6 +281,18 @@ def _wait_fetch(project: Project, transport, run_id: str, experiment: str) -> No
     outcome = fetching.fetch(project, transport, run_id, partial=False)
     for line in fetching.fetch_notes(outcome, run_dir):  # a resumed run's results replaced
         output.say(line, markup=False)
+
+
+def _never_starts(run_id: str, record, rows: List[StatusRow], experiment: str) -> None:
+    """The error that ends a watch of a run with a job its scheduler will never start."""
+    never = never_starting(rows, backends.for_record(record))
+    if never:
+        raise OrchError(
+            f"run {run_id} cannot end: {'; '.join(never)}",
+            ExitCode.RUN_STATE,
+            hint=f"`orch cancel {run_id}` takes its jobs out of the queue; fix the host config "
+            f"(`orch hosts check {record['host']}` says what is wrong), then `orch run {experiment} --resume {run_id}`",
+        )
 
 
 def _nowhere() -> Console:
@@ -491,7 +514,8 @@ def register(app: typer.Typer) -> None:
             False,
             "--watch",
             "-w",
-            help="Refresh in place until every job has ended; exit 8 if the run ended failed, lost or cancelled.",
+            help="Refresh in place until every job has ended; exit 8 if the run ended failed, lost or cancelled, "
+            "or has a job its scheduler will never start.",
         ),
         interval: float = typer.Option(
             2.0, "--interval", min=0.5, metavar="SECONDS", help="Seconds between refreshes with --watch (0.5 or more)."
@@ -514,6 +538,7 @@ def register(app: typer.Typer) -> None:
             quickstatus.host_rows(transport, run_dir, record, doc["jobs"])  # the run is there at all
             rows = _watch(transport, record, doc, run_id, interval, output.out)
             _remember(run_dir, record, rows)
+        _never_starts(run_id, record, rows, record.get("experiment") or "EXPERIMENT")
         if run_state(rows) in (FAILED, CANCELLED):
             raise typer.Exit(int(ExitCode.RUN_STATE))  # scripts can wait on `status --watch`
 

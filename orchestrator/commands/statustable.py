@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence
 
 from orchestrator.runs.state import StatusRow, fmt_duration, shown_state
 from orchestrator.terminal import visible
-from remote.jobstate import CANCELLED, FAILED, UNKNOWN, WAITING
+from remote.jobstate import CANCELLED, FAILED, LOST, UNKNOWN, WAITING
 
 # The colours the Rich table used for a state word (ANSI SGR codes), shown on a terminal.
 STATE_COLOURS = {
@@ -54,7 +54,7 @@ def _fmt(value, spec: str = "") -> str:
 
 def _state(r: StatusRow) -> str:
     """The state word and what explains it, as the table shows it."""
-    if r.reason and r.state in (FAILED, CANCELLED, UNKNOWN):
+    if r.reason and r.state in (FAILED, CANCELLED, LOST, UNKNOWN):
         return f"{r.state} ({r.reason})"
     if r.state == WAITING and (r.reason or r.note):
         # What it waits for: its place in a GPU's line, a scheduler's stop, ...

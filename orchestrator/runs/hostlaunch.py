@@ -1,7 +1,8 @@
 """Launch in as few round trips as the work allows (issue 15).
 
 The controller knows the code hash and the data hashes before it connects, and - from
-the last launch on this host (HOSTS_CACHE) - the host's absolute workdir and GPUs.  So
+the last launch on this host (HOSTS_CACHE) - the host's absolute workdir and GPUs (and,
+for a scheduler, the cluster it checked the jobs against: Slurm's partitions).  So
 one command (remote/check_and_launch.py) reports the host's facts, what of the code and
 data it lacks, and launches the run when nothing is missing and the facts still hold.
 Otherwise it readies what the transfers need (a staging folder, the data folder), the
@@ -61,6 +62,7 @@ class Reply:
     run_exists: bool
     launch: Optional[Dict]  # hostctl launch's reply; None: not launched
     listed_gpus: List[str]  # what the host itself lists (state.gpus may be the config's)
+    probe: Optional[str] = None  # the backend's launch_probe output; None: none, or it failed
 
 
 def command(transport: Transport, backend=None) -> str:
@@ -107,9 +109,48 @@ def check_and_launch(transport: Transport, backend, request: Dict) -> Reply:
         ):
             raise hostdocs.BadDocument("not {code: bool, missing_data: [str], run_exists: bool, launch}")
         launched = None if doc.get("launch") is None else hostdocs.check_launch_reply(doc["launch"])
+        probed = doc.get("probe")
+        if probed is not None and not (
+            isinstance(probed, dict) and isinstance(probed.get("rc"), int) and isinstance(probed.get("text"), str)
+        ):
+            raise hostdocs.BadDocument("probe: not {rc: int, text: str}")
     except (ValueError, RecursionError, hostdocs.BadDocument) as exc:
         raise OrchError(f"the launch check on {host} sent a reply orch cannot use: {exc}", ExitCode.REMOTE) from None
-    return Reply(state, doc["code"], doc["missing_data"], doc["run_exists"], launched, gpus)
+    text = probed["text"] if probed and probed["rc"] == 0 else None
+    return Reply(state, doc["code"], doc["missing_data"], doc["run_exists"], launched, gpus, text)
+
+
+def probe_request(backend, known: Optional[str]) -> Optional[Dict]:
+    """The request's `probe`: the backend's launch_probe, and the output the host must print
+    to launch at once - KNOWN, the last launch's, when its jobs pass the checks on it (else
+    none: the host then only reports it, and the controller checks it before launching)."""
+    if not backend.launch_probe:
+        return None
+    fine = isinstance(known, str) and not backend.launch_problems(known)
+    return {"argv": list(backend.launch_probe), "expect": known if fine else None}
+
+
+def refuse_never_starting(backend, reply: Reply, host) -> None:
+    """Refuse a launch whose jobs could never run as the host's options ask (Slurm: a
+    slurm.time over the partition's limit, a partition that is not there), as the
+    backend's checks find from the probe's output.  Nothing was submitted."""
+    problems = backend.launch_problems(reply.probe) if reply.probe is not None else []
+    if problems:
+        raise NotLaunched(
+            f"{host.name}: " + "; ".join(p.message for p in problems) + "; nothing was submitted",
+            ExitCode.CONFIG,
+            hint="; ".join(p.hint for p in problems if p.hint) + f" (`orch hosts check {host.name}` shows them)",
+        )
+
+
+def probe_changed(request: Dict, reply: Reply) -> bool:
+    """The host's probe output is not the one the request expected (so it did not launch):
+    set the new one as expected and return True, for a next check_and_launch."""
+    asked = request.get("probe")
+    if not asked or reply.probe is None or reply.probe == asked.get("expect"):
+        return False
+    request["probe"] = {**asked, "expect": reply.probe}
+    return True
 
 
 def _cache_file(root: Path, host) -> Path:
@@ -127,12 +168,16 @@ def known_host(root: Path, host) -> Optional[Dict]:
         return None
     if not isinstance(doc.get("workdir"), str) or not isinstance(doc.get("gpus"), list):
         return None
+    if not isinstance(doc.get("probe"), str):
+        doc.pop("probe", None)
     return doc
 
 
 def remember(root: Path, host, reply: Reply) -> None:
     path = _cache_file(root, host)
     doc = {"config": [host.workdir, host.python_or_default], "workdir": reply.state.workdir, "gpus": reply.listed_gpus}
+    if reply.probe is not None:
+        doc["probe"] = reply.probe
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -134,6 +134,17 @@ NO_SNAPSHOT_MARK = "orch-no-snapshot"
 # `hostctl follow --no-follow`'s stderr line for a job shown by its scheduler's output, and
 # its exit statuses for a run folder that is gone and for no log at all (remote/hostctl.py).
 TAIL_OUTPUT_MARK, TAIL_NO_RUN_RC, TAIL_NO_LOG_RC = "orch-output-file", 3, 1
+# A host helper's stderr mark (exit 2): the job scheduler did not answer (Slurm's controller
+# down or busy), so nothing was changed (remote/hostctl.py UNANSWERED_MARK).
+UNANSWERED_MARK = "orch-unanswered"
+
+
+class SchedulerUnanswered(OrchError):
+    """A host helper command the job scheduler did not answer; ``said``: its words."""
+
+    def __init__(self, message: str, said: str):
+        super().__init__(message, ExitCode.REMOTE, hint="try again once it answers")
+        self.said = said
 
 
 def hostctl(python: str, code_dir: str, *args: str) -> str:
@@ -161,6 +172,9 @@ def helper_failed(host: str, rc: object, text: str) -> OrchError:
             hint="`orch run EXPERIMENT --resume RUN` sends the code again while the code here is the run's; "
             "a run whose workdir is gone needs a new run",
         )
+    if UNANSWERED_MARK in text:
+        said = visible(text.split(UNANSWERED_MARK, 1)[1].strip().splitlines()[0][:300])
+        return SchedulerUnanswered(f"the job scheduler did not answer on {host}: {said}", said)
     tail = " | ".join(last_lines(text, 3))
     return OrchError(f"host helper failed on {host} (exit {rc}): {tail}", ExitCode.REMOTE)
 
@@ -372,7 +386,16 @@ def remote_cancel(
     args = ["cancel", "--run-dir", run_dir(workdir, run_id), *backend.hostctl_args()]
     for job in jobs:
         args += ["--job", job]
-    return _json(transport, _hostctl(transport, workdir, code_hash, *args), hostdocs.check_cancel_reply)
+    try:
+        return _json(transport, _hostctl(transport, workdir, code_hash, *args), hostdocs.check_cancel_reply)
+    except SchedulerUnanswered as exc:
+        # Without the scheduler nothing can be stopped, and the host helper changed nothing.
+        why = exc.said.split("; nothing was cancelled")[0]
+        raise OrchError(
+            f"{backend.unanswered_words} did not answer on {transport.host.name}; nothing was cancelled ({why})",
+            ExitCode.REMOTE,
+            hint=f"try again once it answers: `orch cancel {run_id}{''.join(' ' + j for j in jobs)}`",
+        ) from None
 
 
 def follow_command(

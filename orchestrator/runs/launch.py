@@ -28,6 +28,7 @@ from orchestrator.errors import ExitCode, OrchError
 from orchestrator.localfiles import atomic_write_text, writing
 from orchestrator.runs import codesync, hostlaunch, hostops, staging
 from orchestrator.runs import plan as jobplan
+from orchestrator.terminal import visible
 from orchestrator.transport.base import Transport
 from remote.jobstate import ACTIVE, DONE, UNKNOWN
 from remote.spec import Experiment, to_dict
@@ -186,12 +187,14 @@ def _launch(project: Project, transport: Transport, exp: Experiment, run_id: str
     run = _prepare(project, transport, exp, run_id, local_dir)
     host = transport.host
     known = hostlaunch.known_host(project.root, host)
+    if known and "probe" in run.request:  # the cluster the last launch checked its jobs against
+        run.request["probe"] = hostlaunch.probe_request(run.backend, known.get("probe"))
     last = _planned_for(run, known["workdir"], list(host.gpus) or known["gpus"]) if known else run.request
     reply = _first_check(run, last)
     sent = 0
     if reply.launch is None:
         reply, last, sent = _send_missing_and_launch(run, reply)
-    check_started(reply.launch, last["plan"], run_id, exp.name, created=True)
+    check_started(reply.launch, last["plan"], run_id, exp.name, created=True, host=host.name, backend=run.backend)
     return Launched(
         run_id, host.name, yaml.safe_load(last["run_yaml"])["jobs"], code_hash=run.code_hash, files_sent=sent
     )
@@ -219,6 +222,9 @@ def _prepare(project: Project, transport: Transport, exp: Experiment, run_id: st
         "data": sorted(set(data_at.values())),
         "run_dir": f"runs/{run_id}",
     }
+    probe = hostlaunch.probe_request(backend, None)
+    if probe:
+        request["probe"] = probe
     return _Launch(
         project=project,
         transport=transport,
@@ -333,6 +339,9 @@ def _first_check(run: _Launch, last: Dict) -> "hostlaunch.Reply":
                 f"run {run.run_id!r} already exists on {host.name} ({where})", where, hint="pick another --name"
             )
         if reply.launch is None:
+            # Jobs that could never run as the host's options ask (Slurm: a time over the
+            # partition's limit) are refused before anything is submitted.
+            hostlaunch.refuse_never_starting(run.backend, reply, host)
             try:
                 check_host_python(run.transport, run.exp, state)
             except OrchError as exc:
@@ -357,6 +366,7 @@ def _send_missing_and_launch(run: _Launch, reply: "hostlaunch.Reply"):
         if rel in reply.missing_data:
             transport.push_file(run.data[key], f"{state.workdir}/{rel}")
             reply.missing_data.remove(rel)  # two keys may name one file
+    hostlaunch.probe_changed(run.request, reply)  # checked by _first_check: launch on it
     last = _planned_for(run, state.workdir, state.gpus)
     if not reply.code:
         last["publish"] = run.staging_name
@@ -379,18 +389,41 @@ def _still_missing(reply: "hostlaunch.Reply", code_hash: str) -> str:
     return ("it still lacks " + ", ".join(what)) if what else "its facts changed while launching"
 
 
-def check_started(result: Dict, plan: Dict, run_id: str, experiment: str, created: bool = False) -> None:
+def check_started(
+    result: Dict,
+    plan: Dict,
+    run_id: str,
+    experiment: str,
+    created: bool = False,
+    host: str = "",
+    backend=None,
+) -> None:
     """Every planned job must be reported started: a launch that left one out never
     passes for a success (its jobs would die while `orch run` said "launched").
     ``created``: a new run (it exists now, here and on the host, whatever started)."""
     reported = {j.get("name"): j for j in result.get("jobs", []) if isinstance(j, dict)}
-    problems = []
+    problems, unanswered = [], []
     for item in plan["jobs"]:
         got = reported.get(item["name"])
         if got is None:
             problems.append(f"{item['name']}: the host helper did not report it")
+        elif got.get("unanswered") is True:
+            unanswered.append((item["name"], str(got.get("error") or "")))
         elif got.get("started") is not True:
             problems.append(f"{item['name']}: {got.get('error') or 'not started'}")
+    if unanswered:
+        # Not the jobs' fault and nothing recorded of them: the same jobs go in later.
+        words = backend.unanswered_words if backend is not None else "the job scheduler"
+        said = visible(unanswered[0][1])[:300]
+        raise OrchError(
+            (f"run {run_id} was created, but " if created else "")
+            + f"{words} did not answer on {host or 'the host'}; retry later "
+            f"(`orch run {experiment} --resume {run_id}` submits the jobs): "
+            f"not submitted: {', '.join(n for n, _ in unanswered)} ({said})"
+            + ("; " + "; ".join(problems) if problems else ""),
+            ExitCode.REMOTE,
+            hint=f"`orch status {run_id}` shows each job",
+        )
     if problems:
         raise OrchError(
             (f"run {run_id} was created, but " if created else "") + "jobs did not start: " + "; ".join(problems),
@@ -423,6 +456,10 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
         "gpus": None,
         "data": sorted(data_at),  # a relaunched job reads them: the host must still have them
     }
+    known = hostlaunch.known_host(project.root, transport.host) or {}
+    probe = hostlaunch.probe_request(backend, known.get("probe"))
+    if probe:
+        request["probe"] = probe
     try:
         status = hostops.remote_status(transport, workdir, code_hash, run_id, backend)
     except OrchError as exc:
@@ -481,17 +518,25 @@ def resume(project: Project, transport: Transport, run_id: str) -> List[str]:
     # folder deleted on the host): the jobs read their config from it, so it goes along.
     request.update(plan=plan, run_yaml=(local_dir / "run.yaml").read_text())
     reply = hostlaunch.check_and_launch(transport, backend, request)
-    if reply.launch is None and reply.code and reply.missing_data:
-        # The host lost the data (its workdir's data/ cleaned): send the same files again.
-        _resend_data(transport, reply.missing_data, data_at, workdir, run_id)
-        reply = hostlaunch.check_and_launch(transport, backend, request)
+    if reply.launch is None:
+        # Jobs that could never run as the host's options now ask: nothing is submitted.
+        hostlaunch.refuse_never_starting(backend, reply, transport.host)
+        again = hostlaunch.probe_changed(request, reply)  # a cluster unlike the last launch's
+        if reply.code and reply.missing_data:
+            # The host lost the data (its workdir's data/ cleaned): send the same files again.
+            _resend_data(transport, reply.missing_data, data_at, workdir, run_id)
+            again = True
+        if again:
+            reply = hostlaunch.check_and_launch(transport, backend, request)
     if reply.launch is None:
         raise OrchError(
             f"{transport.host.name} did not relaunch {run_id}: " + _still_missing(reply, code_hash),
             ExitCode.REMOTE,
             hint=f"its workdir there is {reply.state.workdir}, the run's is {workdir}",
         )
-    check_started(reply.launch, plan, run_id, record.get("experiment") or "EXPERIMENT")
+    check_started(
+        reply.launch, plan, run_id, record.get("experiment") or "EXPERIMENT", host=transport.host.name, backend=backend
+    )
     # the states seen before the relaunch: `orch runs` must not show them as current
     update_record(local_dir, {"state": "launched"}, drop=("job_states", "job_states_at"))
     return todo

@@ -80,11 +80,12 @@ def job_row(raw: Dict, now: float, planned_gpu: str, backend) -> StatusRow:
         # still running, never lost - resuming it would start a second trainer.
         state = WAITING if state == PENDING else state
         alive, note = True, backend.lost_sight
+    reason = status.get("reason", "") or ""
     if state in ACTIVE and not alive:
         # The wrapper would have recorded an end state; the backend no longer holds the job
         # and no wrapper holds the folder (host rebooted, wrapper SIGKILLed, an interrupted
         # launch that never started it): `--resume` may start it again.
-        state = LOST
+        state, reason = LOST, lost_reason(status, info, backend)
     return StatusRow(
         name=raw["name"],
         state=state,
@@ -97,7 +98,7 @@ def job_row(raw: Dict, now: float, planned_gpu: str, backend) -> StatusRow:
         eta_s=progress.get("eta_s") if state == RUNNING else None,
         elapsed_s=elapsed_s(status, now),
         exit_code=status.get("exit_code"),
-        reason=status.get("reason", "") or "",
+        reason=reason,
         has_results=bool(raw.get("manifest")),
         note=note,
         owner=owner if isinstance(owner, int) else None,
@@ -105,6 +106,28 @@ def job_row(raw: Dict, now: float, planned_gpu: str, backend) -> StatusRow:
         requeues=status.get("requeues") or 0,
         device=progress.get("device") or "",
     )
+
+
+def lost_reason(status: Dict, info: Dict, backend) -> str:
+    """Why a job is lost, in words: what its backend no longer shows (``backend.gone``) and
+    the last record its folder has, for a person deciding whether to `--resume` it."""
+    gone = backend.gone(info)
+    if not gone:  # no handle recorded: the launch never handed it to the backend
+        return "it never started: the launch did not start it (`--resume` starts it)"
+    if not status.get("state"):
+        return f"{gone} and it left no end record: never started"
+    said = str(status.get("reason") or "")
+    return f"{gone} and it left no end record: last record: {status['state']}" + (f" ({said})" if said else "")
+
+
+def never_starting(rows: List[StatusRow], backend) -> List[str]:
+    """The jobs the scheduler holds queued and will never start ("JOB (why)"): a run with one
+    cannot end, so a watch stops there instead of waiting for good."""
+    return [
+        f"{r.name} ({r.note})" if r.note else r.name
+        for r in rows
+        if r.state == PENDING and backend.never_starts(r.backend)
+    ]
 
 
 def rows_from_remote(remote: Dict, planned: List[Dict], backend) -> List[StatusRow]:
@@ -178,6 +201,7 @@ def rows_from_local(run_dir: Path, planned: List[Dict], backend) -> List[StatusR
             row.state = UNKNOWN
         elif row.state == LOST:
             row.state = (raw["status"] or {}).get("state", UNKNOWN)  # last known, not fetched since
+            row.reason = str((raw["status"] or {}).get("reason") or "")
         if raw["manifest"]:  # what the job ran on, as its last progress line says it on the host
             try:
                 row.device = str((read_local(d / "manifest.json", check_manifest) or {}).get("device") or "")

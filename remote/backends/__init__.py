@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple, Type
 
-from remote.backends.base import Backend, BackendError, Refused
+from remote.backends.base import Backend, BackendError, Refused, Unanswered
 
 NAMES = ("tmux", "slurm")
 # The backend whose jobs' wrapper runs --requeueable (its JobBackend's wrapper_args say so):
@@ -41,4 +41,4 @@ def output_files() -> Tuple[str, ...]:
     return tuple(f for f in (_class(name).output_file for name in NAMES) if f)
 
 
-__all__ = ["Backend", "BackendError", "NAMES", "REQUEUEING", "Refused", "get", "output_files"]
+__all__ = ["Backend", "BackendError", "NAMES", "REQUEUEING", "Refused", "Unanswered", "get", "output_files"]

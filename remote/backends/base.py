@@ -9,6 +9,11 @@ class BackendError(Exception):
     """A job could not be started or stopped; the message is one line for the user."""
 
 
+class Unanswered(BackendError):
+    """The scheduler did not answer (Slurm's controller down, or too busy to take the
+    request): nothing was submitted, stopped or recorded, and a later try may work."""
+
+
 class Refused(BackendError):
     """The scheduler refused the job as submitted (sbatch said no: an unknown partition, more
     GPUs or memory than a node has).  Nothing of it runs: hostctl launch records it as the

@@ -19,7 +19,7 @@ import subprocess
 import time
 from typing import Dict, List, Optional, Tuple
 
-from remote.backends.base import Backend, BackendError, Refused
+from remote.backends.base import Backend, BackendError, Refused, Unanswered
 from remote.files import BadFile, open_regular, read_dict
 from remote.jobstate import dependency_dir
 
@@ -70,6 +70,14 @@ WHY_FAILED = {
         "filesystem the compute nodes share (slurmd cannot open slurm.out in a job folder it does not see)"
     ),
 }
+# What Slurm's commands say when its controller does not answer (down, restarting, or too busy
+# to take a request): no refusal of the job, only of the moment - a later try may work.
+UNANSWERED = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Slurm temporarily unable to accept job",
+    "Resource temporarily unavailable",
+)
 SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%e"
 SACCT_FIELDS = "JobID,State,Reason,NodeList,Partition,End"
 # squeue and sacct print times (%e, End: when the job ended) as seconds since 1970 with this:
@@ -252,7 +260,7 @@ class SlurmBackend(Backend):
         except FileNotFoundError:
             raise BackendError(f"{argv[0]} not found on this host (is it a Slurm login node?)") from None
         except subprocess.TimeoutExpired:
-            raise BackendError(f"{argv[0]} did not answer in {timeout:.0f} s (is slurmctld up?)") from None
+            raise Unanswered(f"{argv[0]} did not answer in {timeout:.0f} s (is slurmctld up?)") from None
 
     def submit(self, job: dict, handles: Dict[str, str]) -> str:
         job_dir = job["job_dir"]
@@ -289,6 +297,9 @@ class SlurmBackend(Backend):
         proc = self._run(*argv)
         if proc.returncode != 0:
             said = (proc.stderr.strip().splitlines() or ["no message"])[-1].replace("sbatch: error: ", "")
+            if any(words in proc.stderr for words in UNANSWERED):
+                # Not the job's fault: nothing is recorded, and a --resume submits it later.
+                raise Unanswered(f"sbatch: {said}")
             user = " ".join(str(a) for a in self.options.get("sbatch") or [])
             raise Refused(f"sbatch refused it: {said}" + (f" (the host's slurm: options: {user})" if user else ""))
         job_id = proc.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"

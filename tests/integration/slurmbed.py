@@ -87,6 +87,29 @@ class SlurmCluster:
             self.conf.write_text(text)
             self.cmd("scontrol", "reconfigure", check=False)
 
+    @contextmanager
+    def controller_down(self):
+        """slurmctld stopped for the block (every Slurm command then fails after ~9 s, "Unable
+        to contact slurm controller"), then started again from its saved state (the jobs it
+        held are still there) and answering."""
+        pid_file = self.root / "slurmctld.pid"
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 15)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.1)
+        try:
+            yield
+        finally:
+            subprocess.run(["/usr/sbin/slurmctld", "-f", str(self.conf)], check=True, env=self.env, timeout=30)
+            deadline = time.time() + 60
+            while time.time() < deadline and self.cmd("sinfo", "-h", check=False).returncode != 0:
+                time.sleep(0.5)
+
     def wait_idle(self, timeout: float = 60) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:

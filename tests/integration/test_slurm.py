@@ -235,6 +235,11 @@ def test_a_job_that_dies_before_its_wrapper_or_is_refused_says_why(p):
     assert "--gres=gpu:3" in jobs["class-0"]["reason"]
     table = p.orch("status", "g3", check=True).stdout
     assert "failed (sbatch refused it:" in table
+    logs = p.orch("logs", "g3", "class-0")  # no log: it says why
+    assert (
+        logs.returncode == 8
+        and "no log yet for class-0: class-0 failed before it wrote one: sbatch refused it:" in (logs.stderr)
+    ), logs.stderr
     # mem in sbatch's own units (G then B): accepted by orch's check and by sbatch itself
     p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu", "gres": "gpu:1", "mem": "1GB"})
     p.orch("run", "smoke", "--resume", "g3", "--host", "cluster", check=True)  # the same host: accepted
@@ -252,11 +257,13 @@ def test_hostile_and_refused_slurm_values(p):
     p.write_host("cluster", scheduler="slurm", slurm={"extra_args": ["--output=/etc/x"]})
     bad = p.orch("run", "smoke", "--host", "cluster", "--name", "h2", *FAST)
     assert bad.returncode == 3 and "extra_args[0]" in bad.stderr and "orch sets --output" in bad.stderr
-    # Well-formed but unknown to the cluster: Slurm's own refusal, in one message, per job.
+    # Well-formed but unknown to the cluster: the launch's look at the partitions (sinfo)
+    # refuses it before anything is submitted.
     p.write_host("cluster", scheduler="slurm", slurm={"partition": "nosuch"})
     refused = p.orch("run", "smoke", "--host", "cluster", "--name", "h3", *FAST)
-    assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert "sbatch refused it" in refused.stderr and "nosuch" in refused.stderr
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+    assert "slurm.partition 'nosuch' is not a partition here (sinfo lists: gpu)" in refused.stderr
+    assert "nothing was submitted" in refused.stderr and not p.run_dir("h3").exists()
     assert not (p.remote_root / ".." / "pwned").exists()
 
 
@@ -274,3 +281,96 @@ def test_study_resume_relaunches_a_cancelled_job_while_its_runs_other_job_runs(p
     assert proc.returncode == 0 and "relaunched class-0 of sr-m-s0" in proc.stderr, proc.stdout + proc.stderr
     jobs = wait(p, "sr-m-s0", lambda j: j["class-0"]["state"] in ("pending", "running"), "class-0 again")
     assert jobs["class-1"]["backend"]["job_id"] != jobs["class-0"]["backend"]["job_id"]
+
+
+HELD = ["--begin=now+1hour"]  # jobs stay queued (BeginTime) until the test lets them go
+
+
+def test_jobs_that_can_never_start_are_refused_at_launch_and_end_a_watch(p):
+    """A slurm.time over the partition's limit: Slurm would keep the jobs PENDING
+    (PartitionTimeLimit) for good, and `orch run --wait` waited for good."""
+    slurm = {"partition": "gpu", "gres": "gpu:1", "time": "30", "extra_args": HELD}
+    p.write_host("cluster", scheduler="slurm", slurm=slurm)
+    p.orch("run", "smoke", "--host", "cluster", "--name", "nv1", *FAST, check=True)  # fits: MaxTime=INFINITE
+    ids = [json.loads((p.remote_job("nv1", j) / "backend.json").read_text())["handle"] for j in ("class-0", "class-1")]
+    with p.cluster.configured():  # the partition's limit is put back after the block
+        p.cluster.cmd("scontrol", "update", "PartitionName=gpu", "MaxTime=5")
+        before = p.sshd.sessions()
+        refused = p.orch("run", "smoke", "--host", "cluster", "--name", "nv2", *FAST)
+        assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+        assert "slurm.time '30' (30 min) is over the time limit of partition 'gpu', 5:00 (5 min)" in refused.stderr
+        assert "nothing was submitted" in refused.stderr and "set slurm.time to 5:00 or less" in refused.stderr
+        assert p.sshd.sessions() == before + 1, "the check is the launch's own round trip"
+        assert not p.run_dir("nv2").exists() and not p.cluster.cmd("squeue", "-h", "-n", "orch-nv2-class-0").stdout
+        # Jobs queued before the limit shrank: Slurm will never start them, and a watch says so.
+        for job_id in ids:
+            p.cluster.cmd("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        watch = p.orch("status", "nv1", "--watch", "--interval", "0.5", timeout=180)
+        assert watch.returncode == 8, watch.stdout + watch.stderr
+        assert "run nv1 cannot end: class-0 (PENDING: Partition" in watch.stderr, watch.stderr
+        assert "Slurm will never start it" in watch.stderr and "`orch cancel nv1`" in watch.stderr
+        table = p.orch("status", "nv1", check=True).stdout
+        assert "Slurm will never start it, " in table, table
+        assert p.orch("cancel", "nv1").returncode == 0
+    # The partition as it was: the next launch learns the cluster again, the one after is warm.
+    p.orch("run", "smoke", "--host", "cluster", "--name", "nv3", *FAST, check=True)
+    before = p.sshd.sessions()
+    p.orch("run", "smoke", "--host", "cluster", "--name", "nv4", *FAST, check=True)
+    assert p.sshd.sessions() == before + 1, "a warm launch on an unchanged cluster is one command"
+
+
+def test_jobs_slurm_forgets_before_they_start_say_why(p):
+    """Slurm forgets an ended job MinJobAge after its end (the bed keeps no accounting): a job
+    it cancelled because the job it requires was cancelled stays `failed` with that reason
+    (it turned `lost`), and one scancelled by hand while queued is `lost` saying so."""
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu", "gres": "gpu:1", "extra_args": HELD})
+    pretrain = ["--set", "pretrain.enabled=true", "--set", "pretrain.steps=10"]
+    pretrain += ["--set", "data.unlabelled_path=configs/data/tiny_sentiment.jsonl"]
+    with p.cluster.configured(MinJobAge="5"):
+        p.orch("run", "smoke", "--host", "cluster", "--name", "dep", *FAST, *pretrain, check=True)
+        p.orch("run", "smoke", "--host", "cluster", "--name", "qc", *FAST, check=True)
+
+        def handle(run, job):
+            return json.loads((p.remote_job(run, job) / "backend.json").read_text())["handle"]
+
+        assert p.orch("cancel", "dep", "pretrain").returncode == 0  # Slurm cancels the jobs that require it
+        scancelled = handle("qc", "class-0")
+        p.cluster.cmd("scancel", scancelled)  # by hand, while it waits in the queue
+        for job_id in (handle("dep", "class-0"), handle("dep", "class-1"), scancelled):
+            timing.wait_for(lambda job_id=job_id: p.cluster.job_state(job_id) is None, 120, f"Slurm to forget {job_id}")
+        dep = {j["name"]: j for j in status(p, "dep")["jobs"]}
+        qc = {j["name"]: j for j in status(p, "qc")["jobs"]}
+    for name in ("class-0", "class-1"):
+        assert dep[name]["state"] == "failed", dep[name]
+        assert dep[name]["reason"] == "a job it requires did not end done (pretrain: cancelled); it never started"
+    assert qc["class-0"]["state"] == "lost"
+    assert qc["class-0"]["reason"] == f"Slurm no longer lists job {scancelled} and it left no end record: never started"
+    assert qc["class-1"]["state"] == "pending"
+    table = p.orch("status", "qc", check=True).stdout
+    assert f"lost (Slurm no longer lists job {scancelled} and it left no end record: never started)" in table
+
+
+def test_slurms_controller_down_records_nothing_and_says_to_retry(p):
+    """slurmctld down at `orch run`: each job was recorded `failed (sbatch refused it: ...
+    Unable to contact slurm controller ...)`, and `orch cancel` said "host helper failed"."""
+    p.write_host("cluster", scheduler="slurm", slurm={"partition": "gpu", "gres": "gpu:1", "extra_args": HELD})
+    p.orch("run", "smoke", "--host", "cluster", "--name", "up", *FAST, check=True)  # queued before the outage
+    with p.cluster.controller_down():
+        down = p.orch("run", "smoke", "--host", "cluster", "--name", "cd", *FAST, timeout=180)
+        assert down.returncode == 7 and down.stdout == "cd\n", down.stderr
+        assert (
+            "Slurm's controller did not answer on cluster; retry later (`orch run smoke --resume cd` submits the jobs)"
+            in down.stderr
+        ), down.stderr
+        assert "sbatch refused it" not in down.stderr and "Traceback" not in down.stderr
+        for job in ("class-0", "class-1"):
+            assert not (p.remote_job("cd", job) / "status.json").exists()  # nothing recorded as an end
+        jobs = {j["name"]: j for j in status(p, "cd")["jobs"]}
+        assert jobs["class-0"]["state"] == "lost" and jobs["class-0"]["reason"].startswith("it never started")
+        cancel = p.orch("cancel", "up", timeout=180)
+        assert cancel.returncode == 7, cancel.stdout + cancel.stderr
+        assert "Slurm's controller did not answer on cluster; nothing was cancelled" in cancel.stderr
+        assert "host helper failed" not in cancel.stderr and "orch-unanswered" not in cancel.stderr
+    p.orch("run", "smoke", "--resume", "cd", check=True)  # answering again: the jobs go in
+    jobs = {j["name"]: j for j in status(p, "cd")["jobs"]}
+    assert all(j["state"] == "pending" and j["backend"]["job_id"] for j in jobs.values()), jobs

@@ -102,7 +102,7 @@ def test_hostctl_and_the_wrapper_write_exactly_the_documented_keys(workdir):
     assert set(reply) == keys("launch/reply keys")
     for job in reply["jobs"]:
         assert job["started"], job
-        assert set(job) == keys("launch/job keys")
+        assert set(job) == keys("launch/job keys") - {"unanswered"}  # only for a job the scheduler did not take
 
     quick, slow = run_dir / "jobs" / "quick", run_dir / "jobs" / "slow"
     _wait(lambda: json.loads((quick / "status.json").read_text() or "{}").get("state") == "done", "quick done")

@@ -368,6 +368,7 @@ def test_slurmctld_down_status_shows_the_files_and_cancel_changes_nothing(tmp_pa
     assert not (run / "jobs" / "class-1" / "status.json").exists()
     cancel = _hostctl("cancel", "--run-dir", str(run), "--workdir", str(tmp_path), "--backend", "slurm", env=env)
     assert cancel.returncode == 2 and "nothing was cancelled" in cancel.stderr
+    assert "orch-unanswered Slurm could not be asked" in cancel.stderr  # marked: the controller words it
     assert not (run / "jobs" / "class-0" / "cancel").exists() and not fake_slurm.calls("scancel")
 
 
@@ -473,7 +474,9 @@ def test_follow_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(tmp_path
     out = _hostctl("follow", "--job-dir", str(d), "--workdir", str(tmp_path), "--backend", "slurm", "--lines", "5")
     assert out.returncode == 0, out.stderr
     assert "class-0: no log.txt (orch's wrapper never ran); Slurm's output of its batch job, slurm.out" in out.stdout
-    assert out.stdout.endswith("orch: module load cuda/12.4 failed\n")
+    assert out.stdout.endswith(
+        "orch: module load cuda/12.4 failed\n[orch] class-0 ended failed: the Slurm batch job failed\n"
+    )
 
 
 def test_the_plain_tail_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(tmp_path, fake_slurm):
@@ -489,6 +492,7 @@ def test_the_plain_tail_shows_slurm_out_of_a_job_that_never_reached_its_wrapper(
     assert out.returncode == 0, out.stderr
     assert out.stdout == (
         f"==> {ran}/log.txt <==\nline 8\nline 9\n\n==> {died}/slurm.out <==\norch: module load cuda/12.4 failed\n"
+        "\n[orch] class-1 ended failed: the Slurm batch job failed\n"  # how it ended (class-0: done, said by its log)
     )
     assert out.stderr == "orch-output-file class-1 slurm.out Slurm's output of its batch job\n"
     # tmux writes no output of its own: a job without log.txt has nothing to show
@@ -557,3 +561,129 @@ def test_status_counts_a_requeue_and_the_run_time_of_a_job_queued_again(tmp_path
     assert cancel.returncode == 0, cancel.stderr
     assert _status(run / "jobs" / "by-hand")["requeues"] == 1
     assert (_status(resumed)["requeues"], _status(resumed)["earlier_s"]) == (2, 60.0)
+
+
+def test_a_job_slurm_cancelled_for_a_failed_dependency_stays_failed_once_slurm_forgets_it(tmp_path, fake_slurm):
+    """Slurm cancels a queued job whose afterok dependency ended other than done
+    (DependencyNeverSatisfied) and, MinJobAge later, forgets it: nothing is in its folder,
+    but the job it required says why (it showed `lost` with no reason)."""
+    run = tmp_path / "runs" / "r"
+    plan = {
+        "backend": "slurm",
+        "run_id": "r",
+        "options": {},
+        "jobs": [
+            {"name": n, "job_dir": str(run / "jobs" / n), "command": "exec true", "requires": r}
+            for n, r in (("pretrain", []), ("class-0", ["pretrain"]), ("class-1", ["pretrain"]))
+        ],
+    }
+    fake_slurm.answer("sbatch", "5\n")
+    assert _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan)).returncode == 0
+    assert json.loads((run / "jobs" / "class-0" / "backend.json").read_text())["requires"] == ["pretrain"]
+    (run / "jobs" / "pretrain" / "status.json").write_text(json.dumps({"state": "cancelled", "reason": "by the user"}))
+    fake_slurm.answer("squeue", "", rc=1, err="slurm_load_jobs error: Invalid job id specified\n")  # all forgotten
+    fake_slurm.answer("sacct", "", rc=1, err="Slurm accounting storage is disabled\n")
+    reply = _status_reply(run, tmp_path)
+    rows = {j["name"]: job_row(j, reply["now"], "", ControllerSlurm()) for j in reply["jobs"]}
+    assert rows["class-0"].state == "failed", rows["class-0"]
+    assert rows["class-0"].reason == "a job it requires did not end done (pretrain: cancelled); it never started"
+    assert _status(run / "jobs" / "class-1")["state"] == "failed"  # recorded: it stays so
+    # A required job that ended done is no reason: a job that never started is lost then.
+    (run / "jobs" / "pretrain" / "status.json").write_text(json.dumps({"state": "done"}))
+    (run / "jobs" / "class-1" / "status.json").unlink()
+    reply = _status_reply(run, tmp_path)
+    assert job_row(reply["jobs"][1], reply["now"], "", ControllerSlurm()).state == "lost"
+
+
+def test_a_controller_that_does_not_answer_sbatch_is_no_refusal_and_nothing_is_recorded(tmp_path, fake_slurm):
+    """slurmctld down at `orch run`: each job was recorded `failed (sbatch refused it: ...
+    Unable to contact slurm controller ...)`.  Not the job's fault: nothing is recorded, the
+    rest are not tried, and the reply says the scheduler did not answer."""
+    fake_slurm.answer(
+        "sbatch",
+        "",
+        rc=1,
+        err="sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n",
+    )
+    run = tmp_path / "runs" / "r"
+    plan = {
+        "backend": "slurm",
+        "run_id": "r",
+        "options": {"sbatch": ["--partition=gpu"]},
+        "jobs": [{"name": n, "job_dir": str(run / "jobs" / n), "command": "exec true"} for n in ("class-0", "class-1")],
+    }
+    reply = _hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan))
+    assert reply.returncode == 0, reply.stderr
+    jobs = json.loads(reply.stdout)["jobs"]
+    assert [(j["started"], j.get("unanswered")) for j in jobs] == [(False, True), (False, True)]
+    assert (
+        jobs[0]["error"] == "sbatch: Batch job submission failed: Unable to contact slurm controller (connect failure)"
+    )
+    assert len(fake_slurm.calls("sbatch")) == 1  # class-1 was not tried: the controller is not there
+    for name in ("class-0", "class-1"):
+        assert (
+            not (run / "jobs" / name / "status.json").exists() and not (run / "jobs" / name / "backend.json").exists()
+        )
+    for transient in ("Socket timed out on send/recv operation", "Slurm temporarily unable to accept job"):
+        fake_slurm.answer("sbatch", "", rc=1, err=f"sbatch: error: Batch job submission failed: {transient}\n")
+        assert json.loads(_hostctl("launch", "--workdir", str(tmp_path), stdin=json.dumps(plan)).stdout)["jobs"][0][
+            "unanswered"
+        ]
+
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.runs.launch import check_started
+
+    with pytest.raises(OrchError) as err:
+        check_started(
+            json.loads(reply.stdout), plan, "r", "smoke", created=True, host="cluster", backend=ControllerSlurm()
+        )
+    assert err.value.code == ExitCode.REMOTE
+    assert err.value.message.startswith(
+        "run r was created, but Slurm's controller did not answer on cluster; retry later "
+        "(`orch run smoke --resume r` submits the jobs): not submitted: class-0, class-1 (sbatch: "
+    )
+
+
+def test_cancel_says_in_the_users_words_that_slurms_controller_did_not_answer(tmp_path):
+    from orchestrator.config.hosts import HostConfig
+    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.runs import hostops
+    from orchestrator.transport.base import LocalTransport, Result
+
+    class Down(LocalTransport):
+        def _exec(self, command, timeout, stdin, max_output):
+            said = (
+                "error: orch-unanswered Slurm could not be asked: squeue failed: slurm_load_jobs error: "
+                "Unable to contact slurm controller (connect failure); "
+                "nothing was cancelled (try again once it answers)\n"
+            )
+            return Result("", said, 2)
+
+    transport = Down(HostConfig(name="cluster", workdir=str(tmp_path)))
+    with pytest.raises(OrchError) as err:
+        hostops.remote_cancel(transport, str(tmp_path), "abc", "r", ["class-0"], ControllerSlurm())
+    assert err.value.code == ExitCode.REMOTE
+    assert err.value.message == (
+        "Slurm's controller did not answer on cluster; nothing was cancelled (Slurm could not be asked: squeue "
+        "failed: slurm_load_jobs error: Unable to contact slurm controller (connect failure))"
+    )
+    assert err.value.hint == "try again once it answers: `orch cancel r class-0`"
+
+
+def test_logs_of_a_job_slurm_killed_at_its_time_limit_end_with_how_it_ended(tmp_path, fake_slurm):
+    """A hard time limit cuts the log mid-training: `orch logs` (and `logs -f`, which ended
+    silently) print the recorded end as a last line - recording it first when only Slurm
+    knows it yet (squeue: TIMEOUT)."""
+    run = tmp_path / "runs" / "r"
+    started = float(int(time.time()) - 3600)
+    d = _slurm_job(run, "class-0", "5", {"state": "waiting", "started": started, "reason": "stopped by the scheduler"})
+    (d / "log.txt").write_text("train step 40/100 loss 2.1\n")
+    fake_slurm.answer("squeue", f"5|TIMEOUT|TimeLimit|n1|gpu|{int(started) + 136}\n")
+    args = ["follow", "--workdir", str(tmp_path), "--backend", "slurm", "--job-dir", str(d)]
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started + 136))
+    end = f"[orch] class-0 ended failed at {stamp}: Slurm stopped it at its time limit (Slurm: TIMEOUT, TimeLimit)\n"
+    tail = _hostctl(*args, "--no-follow")
+    assert tail.returncode == 0 and tail.stdout == "train step 40/100 loss 2.1\n" + end, tail.stdout + tail.stderr
+    assert _status(d)["state"] == "failed"  # recorded, as status records it
+    followed = _hostctl(*args)
+    assert followed.returncode == 0 and followed.stdout == "train step 40/100 loss 2.1\n" + end
