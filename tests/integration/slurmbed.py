@@ -92,16 +92,7 @@ class SlurmCluster:
         """slurmctld stopped for the block (every Slurm command then fails after ~9 s, "Unable
         to contact slurm controller"), then started again from its saved state (the jobs it
         held are still there) and answering."""
-        pid_file = self.root / "slurmctld.pid"
-        pid = int(pid_file.read_text().strip())
-        os.kill(pid, 15)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.1)
+        _stop_pid(int((self.root / "slurmctld.pid").read_text().strip()), 30)
         try:
             yield
         finally:
@@ -123,16 +114,24 @@ class SlurmCluster:
         for pid_file in reversed(self.pids):  # slurmd, slurmctld, then munged
             try:
                 pid = int(pid_file.read_text().strip())
-                os.kill(pid, 15)
             except (OSError, ValueError):
                 continue
-            deadline = time.time() + 10
-            while time.time() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except OSError:
-                    break
-                time.sleep(0.1)
+            _stop_pid(pid, 10)
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
+    """SIGTERM PID and wait up to TIMEOUT seconds for it to be gone."""
+    try:
+        os.kill(pid, 15)
+    except OSError:
+        return
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.1)
 
 
 def start_cluster(root: Path, gpus: int = 2, cpus: int = 2) -> SlurmCluster:

@@ -55,20 +55,24 @@ def kill_pid_in(marker: Path) -> None:
 # --------------------------------------------------------------------------- a note with escapes
 
 
-def test_a_note_from_the_host_is_printed_escaped(hostile):
-    """The host helper's status reply says the scheduler is unreachable, in escape
-    sequences: `orch status` prints its note line with them escaped."""
-    h = hostile
-    reply = {
+def _ended_reply(**extra) -> dict:
+    """A host helper's status reply: both class jobs done, each with the EXTRA keys."""
+    return {
         "run_dir": "x",
         "exists": True,
         "now": 1764150020.0,
         "jobs": [
-            {"name": j, "status": {"state": "done"}, "alive": False, "manifest": True, "log_bytes": 1}
-            | {"backend": {"unreachable": f"slurmctld down {ESCAPES}"}}
+            {"name": j, "status": {"state": "done"}, "alive": False, "manifest": True, "log_bytes": 1} | extra
             for j in ("class-0", "class-1")
         ],
     }
+
+
+def test_a_note_from_the_host_is_printed_escaped(hostile):
+    """The host helper's status reply says the scheduler is unreachable, in escape
+    sequences: `orch status` prints its note line with them escaped."""
+    h = hostile
+    reply = _ended_reply(backend={"unreachable": f"slurmctld down {ESCAPES}"})
     swap_host_helper(h, "evil-note", f"import json\nprint(json.dumps({reply!r}))")
     proc = h.orch("status", h.run, timeout=60)
     no_traceback(proc)
@@ -87,15 +91,7 @@ def test_logs_without_follow_on_an_old_helper_that_never_ends_is_left(hostile, t
     command) waited for ever; now it is left once the host is silent for io_timeout (2 s)."""
     h = hostile
     marker = tmp_path / "follow-pid"
-    reply = {
-        "run_dir": "x",
-        "exists": True,
-        "now": 1764150020.0,
-        "jobs": [
-            {"name": j, "status": {"state": "done"}, "alive": False, "manifest": True, "log_bytes": 1}
-            for j in ("class-0", "class-1")
-        ],
-    }
+    reply = _ended_reply()
     swap_host_helper(
         h,
         "old-endless",
