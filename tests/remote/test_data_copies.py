@@ -72,3 +72,43 @@ def test_unlabelled_copies_of_test_texts_are_left_out(tmp_path):
     rows, dropped = load_unlabelled(spec)
     assert dropped == len(test) and not keys(rows) & keys(test)
     assert len(rows) == 8  # case counts: an upper-cased copy is another text
+
+
+def _one_text_class(n_copies):
+    """Class 0: 12 different texts; class 1: n_copies copies of one text (ids differ)."""
+    rows = [{"id": f"c0/{i}", "text": f"review {i} of class 0", "label": 0} for i in range(12)]
+    rows += [{"id": f"same/{i}", "text": "the only review" + " " * i, "label": 1} for i in range(n_copies)]
+    return rows
+
+
+def test_a_class_of_copies_of_one_text_keeps_its_training_texts(tmp_path):
+    """Copies of one text go to one side together, and a group that would take a class's
+    last training text stays in training: held out whole, the class would have no model
+    (no class job) and its test texts no right answer."""
+    for n_copies in (2, 3, 5):
+        path = write_jsonl(tmp_path / f"d{n_copies}.jsonl", _one_text_class(n_copies))
+        for test_fraction in (0.1, 0.3, 0.5, 0.9):
+            for val_fraction in (0.0, 0.2, 0.5, 0.9):
+                for seed in range(3):
+                    spec = DataSpec(path=path, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
+                    s = load_splits(spec, **QUIET)
+                    assert s.classes == ["0", "1"]
+                    assert [e.id for e in s.train if e.label == "1"] == [f"same/{i}" for i in range(n_copies)]
+                    assert not [e for e in s.test + s.val if e.label == "1"]
+                    assert any(e.label == "0" for e in s.train) and any(e.label == "0" for e in s.test)
+
+
+def test_a_class_of_two_texts_never_holds_both_out(tmp_path):
+    """Two texts of three copies each: the first group held out fills the fraction or not,
+    the second never goes with it, whatever the fraction and seed."""
+    rows = [{"id": f"c0/{i}", "text": f"review {i} of class 0", "label": 0} for i in range(12)]
+    rows += [{"id": f"{t}/{i}", "text": f"text {t}", "label": 1} for t in "ab" for i in range(3)]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    for test_fraction in (0.3, 0.5, 0.9):
+        for val_fraction in (0.0, 0.5, 0.9):
+            for seed in range(6):
+                spec = DataSpec(path=path, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
+                s = load_splits(spec, **QUIET)
+                train = keys(e for e in s.train if e.label == "1")
+                assert len(train) == 1 and len([e for e in s.train if e.label == "1"]) == 3
+                assert not train & keys(s.test + s.val)

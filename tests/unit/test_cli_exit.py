@@ -98,3 +98,37 @@ def test_the_orch_process_ends_through_finish(tmp_path):
     assert "torn down" not in proc.stdout
     scripts = (REPO / "pyproject.toml").read_text()
     assert 'orch = "orchestrator.cli:entry"' in scripts
+
+
+ODD = "nosuch[/]x[red]y[bold]"  # Rich markup: a closing tag with nothing to close, and two styles
+
+
+@pytest.mark.parametrize(
+    "argv, code, said",
+    [
+        # the Typer app's error printing (commands/app.py run())
+        (["cancel", ODD], 2, f"error: illegal run name '{ODD}'\n"),
+        (["run", ODD], 3, f"error: experiment file {ODD} does not exist (looked for "),
+        # the quick paths' (commands/quickpath.py error())
+        (["status", ODD], 2, f"error: illegal run name '{ODD}'\n"),
+        (["fetch-results", ODD], 2, f"error: illegal run name '{ODD}'\n"),
+        (["eval", ODD], 2, f"error: illegal run name '{ODD}'\n"),
+        (["study", "status", ODD], 3, f"error: study file {ODD} does not exist\n"),
+    ],
+    ids=["cancel", "run", "status", "fetch-results", "eval", "study-status"],
+)
+def test_an_error_message_is_printed_as_it_is_never_as_markup(tmp_path, argv, code, said):
+    """An OrchError's message quotes what a user typed or a host printed: `[/]` in it once
+    made Rich raise MarkupError (a traceback instead of the message), and `[red]` vanished."""
+    (tmp_path / "configs").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timing.scaled(60),
+        env={**os.environ, "ORCH_PROJECT": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "300"},
+    )
+    assert proc.returncode == code, proc.stderr  # README's exit codes: 2 bad command line, 3 config
+    assert said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("error:") == 1 and proc.stdout == ""

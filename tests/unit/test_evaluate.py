@@ -115,6 +115,36 @@ def test_train_prior_shifts_close_calls(tmp_path):
     assert again["confusion_matrix"] == train["confusion_matrix"]
 
 
+def test_per_token_scores_share_the_train_prior_by_the_texts_mean_token_count(tmp_path):
+    """score_norm(c) = -nll_c / tokens_c + log prior(c) / n(x), n(x) the text's mean token
+    count over the classes (evaluate.py's module doc; README, "What an evaluation says"):
+    the prior keeps its share of a per-token log joint instead of swamping it."""
+    from orchestrator.results.evaluate import evaluate
+    from orchestrator.results.scores import load_run
+
+    classes = ("0", "1", "2")
+    counts = {"0": 700, "1": 200, "2": 100}
+    texts = [  # token counts differ between class models only without a recorded tokenizer
+        ("a", "0", {"0": (60.0, 20), "1": (50.0, 10), "2": (45.0, 30)}),
+        ("b", "1", {"0": (33.0, 11), "1": (36.0, 12), "2": (39.0, 13)}),
+        ("c", "2", {"0": (80.0, 40), "1": (81.0, 40), "2": (79.0, 40)}),
+        ("d", "2", {"0": (9.0, 3), "1": (8.0, 4), "2": (5.0, 5)}),
+    ]
+    run_dir = make_run(
+        tmp_path, texts=texts, classes=classes, eval_cfg={"prior": "train"}, train_texts=counts, tokenizer=None
+    )
+    ev = evaluate(load_run(run_dir))
+    log_prior = [math.log(counts[c] / 1000) for c in classes]
+    assert ev.metrics["prior"]["log_prior"] == pytest.approx(log_prior)
+    by_id = dict(zip(ev.scores.ids, range(len(texts))))
+    for text_id, _, per_class in texts:
+        n = sum(tokens for _, tokens in per_class.values()) / len(classes)
+        raw = [-per_class[c][0] + log_prior[i] for i, c in enumerate(classes)]
+        norm = [-per_class[c][0] / per_class[c][1] + log_prior[i] / n for i, c in enumerate(classes)]
+        assert ev.score[by_id[text_id]] == pytest.approx(raw)
+        assert ev.score_norm[by_id[text_id]] == pytest.approx(norm)
+
+
 def test_train_prior_needs_train_counts(tmp_path):
     run_dir = make_run(tmp_path, eval_cfg={"prior": "train"}, train_texts={"0": 10})
     err = refusal(run_dir)

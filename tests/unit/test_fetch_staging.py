@@ -1,5 +1,6 @@
 """orchestrator/runs/fetch.py without a host: the staging folder, the swap, recovery from an
-interrupted swap, and the `local` source that never follows a link."""
+interrupted swap, the `local` source that never follows a link, and what any transfer
+(rsync included) may leave in the staging folder: folders of regular files, the rest named."""
 
 import hashlib
 import json
@@ -439,3 +440,83 @@ def test_the_file_size_limit_lowers_only_the_soft_limit_within_the_hard_one(monk
     monkeypatch.setattr(signal, "signal", lambda *a: None)
     rsync._file_size_limit(5000)()
     assert calls == [(resource.RLIMIT_FSIZE, (soft, hard))]
+
+
+# -- what any transfer leaves in the staging folder ---------------------------------------------
+
+
+def _odd_entries(root, job):
+    """JOB holds scores.jsonl and, beside it, a link to a file, a link to a folder, a fifo
+    and a folder; ROOT/outside is what the links point at."""
+    outside = root / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "secret").write_text("not for orch\n")
+    job.mkdir(parents=True)
+    (job / "scores.jsonl").write_bytes(b"ok\n")
+    (job / "log.txt").symlink_to(outside / "secret")
+    (job / "manifest.json").symlink_to(outside / "folder")
+    os.mkfifo(job / "progress.jsonl")
+    (job / "status.json").mkdir()
+    (job / "status.json" / "inside").write_text("x")
+    return outside
+
+
+def test_check_tree_leaves_folders_of_regular_files_and_names_the_rest(tmp_path):
+    from orchestrator.transport.pull import Pulled, check_tree
+
+    stage = tmp_path / "stage"
+    outside = _odd_entries(tmp_path, stage / "neg")
+    (stage / "linked").symlink_to(outside / "folder")  # a job "folder" that is a link
+    (stage / "stray").write_text("a file where a job folder belongs")
+    pulled = Pulled()
+    check_tree(stage, pulled)
+    assert sorted(pulled.refused) == sorted(
+        [
+            f"linked: {NOT_REGULAR}",
+            f"stray: {NOT_REGULAR}",
+            f"neg/log.txt: {NOT_REGULAR}",
+            f"neg/manifest.json: {NOT_REGULAR}",
+            f"neg/progress.jsonl: {NOT_REGULAR}",
+            f"neg/status.json: {NOT_REGULAR}",
+        ]
+    )
+    assert sorted(p.name for p in stage.iterdir()) == ["neg"]
+    assert [p.name for p in (stage / "neg").iterdir()] == ["scores.jsonl"]
+    # links are removed, never followed: what they named is untouched
+    assert (outside / "secret").read_text() == "not for orch\n" and (outside / "folder").is_dir()
+
+
+class _RsyncHere(LocalTransport):
+    """The `local` transport pulling through rsync (as SSH hosts do), its -e never used."""
+
+    def rsync_rsh(self):
+        return ["ssh"]
+
+
+def test_an_rsync_pull_skips_and_names_links_and_fifos_and_copies_the_rest(tmp_path):
+    from orchestrator.transport.pull import PullSpec, check_tree, pull_rsync
+
+    jobs = tmp_path / "host" / "jobs"
+    outside = _odd_entries(tmp_path, jobs / "neg")
+    (jobs / "linked").symlink_to(jobs / "neg")  # a job folder that is a link: never entered
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    names = ["scores.jsonl", "log.txt", "manifest.json", "progress.jsonl", "status.json"]
+    spec = PullSpec(dirs=["neg", "linked"], names=names)
+    pulled = pull_rsync(
+        _RsyncHere(HostConfig(name="h", workdir=str(tmp_path))), str(jobs), stage, tmp_path / "no", spec
+    )
+    check_tree(stage, pulled)  # as fetch.py does after every transfer
+    assert sorted(pulled.refused) == sorted(
+        [
+            "linked: not a directory on the host (a link?): refused",
+            f"neg/log.txt: {NOT_REGULAR}",
+            f"neg/manifest.json: {NOT_REGULAR}",
+            f"neg/progress.jsonl: {NOT_REGULAR}",
+        ]
+    )
+    # status.json, a folder on the host: rsync takes none of its files and prunes it empty
+    assert sorted(p.name for p in stage.iterdir()) == ["neg"]
+    assert [p.name for p in (stage / "neg").iterdir()] == ["scores.jsonl"]
+    assert (stage / "neg" / "scores.jsonl").read_bytes() == b"ok\n"
+    assert (outside / "secret").read_text() == "not for orch\n"

@@ -134,3 +134,52 @@ def test_numbers_no_real_value_nears_are_refused_before_any_arithmetic(value):
         hostdocs.check_progress({"loss": value})
     with pytest.raises(hostdocs.BadDocument, match="'now' must be a time"):
         hostdocs.check_status_reply({"exists": True, "now": value, "jobs": []})
+
+
+GOOD_MANIFEST = {"files": {}, "n_test": 3, "classes": ["0", "1"], "train_texts": None, "val_loss": None}
+GOOD_JOB = {"name": "a", "alive": False, "manifest": True, "log_bytes": 0, "owner": None, "requeues": None}
+
+
+@pytest.mark.parametrize("key", ["files", "n_test", "classes"])
+def test_null_for_a_manifest_field_that_may_not_be_null_is_named(key):
+    """`{"files": null}` once passed the check (null taken for every field) and crashed
+    check_manifest itself (AttributeError on None.items()); n_test and classes reached
+    the evaluation as None."""
+    assert hostdocs.check_manifest(dict(GOOD_MANIFEST)) is not None  # nulls where allowed pass
+    with pytest.raises(BadDocument, match=f"'{key}' must be .*, got null$"):
+        hostdocs.check_manifest({**GOOD_MANIFEST, key: None})
+
+
+@pytest.mark.parametrize("key", ["name", "alive", "manifest", "log_bytes"])
+def test_null_for_a_status_reply_field_that_may_not_be_null_is_named(key):
+    reply = {"exists": True, "now": 1.0, "jobs": [dict(GOOD_JOB)]}
+    assert hostdocs.check_status_reply(reply)["jobs"][0]["name"] == "a"
+    with pytest.raises(BadDocument, match=rf"^jobs\[0\]: '{key}' must be .*, got null$"):
+        hostdocs.check_status_reply({**reply, "jobs": [{**GOOD_JOB, key: None}]})
+
+
+@pytest.mark.parametrize("key", ["run_dir", "exists", "now"])
+def test_null_for_a_status_reply_key_is_named(key):
+    reply = {"run_dir": "/w/runs/r1", "exists": True, "now": 1.0, "jobs": []}
+    with pytest.raises(BadDocument, match=f"'{key}' must be .*, got null$"):
+        hostdocs.check_status_reply({**reply, key: None})
+
+
+@pytest.mark.parametrize(
+    "check, job",
+    [
+        (hostdocs.check_launch_reply, {"name": "a", "started": True, "error": ""}),
+        (hostdocs.check_cancel_reply, {"name": "a", "state": "done", "changed": False}),
+    ],
+)
+def test_null_in_a_launch_or_cancel_reply_is_named(check, job):
+    assert check({"jobs": [job]})
+    for key in job:
+        with pytest.raises(BadDocument, match=rf"^jobs\[0\]: '{key}' must be .*, got null$"):
+            check({"jobs": [{**job, key: None}]})
+
+
+def test_null_for_a_file_size_in_a_manifest_is_named():
+    files = {"scores.jsonl": {"size": None, "sha256": "0" * 64}}
+    with pytest.raises(BadDocument, match="'size' must be an integer >= 0 .*, got null$"):
+        hostdocs.check_manifest({**GOOD_MANIFEST, "files": files})
