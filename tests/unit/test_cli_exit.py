@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import timing
+from orchcli import orch_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,14 +122,7 @@ def test_an_error_message_is_printed_as_it_is_never_as_markup(tmp_path, argv, co
     """An OrchError's message quotes what a user typed or a host printed: `[/]` in it once
     made Rich raise MarkupError (a traceback instead of the message), and `[red]` vanished."""
     (tmp_path / "configs").mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *argv],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timing.scaled(60),
-        env={**os.environ, "ORCH_PROJECT": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "300"},
-    )
+    proc = orch_cli(*argv, ORCH_PROJECT=str(tmp_path), NO_COLOR="1", COLUMNS="300")
     assert proc.returncode == code, proc.stderr  # README's exit codes: 2 bad command line, 3 config
     assert said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.count("error:") == 1 and proc.stdout == ""

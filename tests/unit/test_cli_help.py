@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import timing
+from orchcli import orch_cli
 
 from orchestrator.cli import COMMAND_MODULES
 
@@ -21,13 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
     + [f"study {c}" for c in ("run", "status", "fetch", "report", "resume")],
 )
 def test_help(command):
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timing.scaled(60),
-    )
+    proc = orch_cli(*command.split(), "--help")
     assert proc.returncode == 0, proc.stderr
     assert f"orch {command}" in " ".join(proc.stdout.split())
 
@@ -39,26 +34,13 @@ def test_unknown_command_and_option_are_usage_errors():
         ["status", "r", "--watch", "--interval", "0"],
         ["logs", "r", "-f", "-n", "-1"],  # was passed on to the host helper, which dropped a byte
     ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", *argv],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=timing.scaled(60),
-        )
+        proc = orch_cli(*argv)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (argv, proc.stderr)
 
 
 @pytest.mark.parametrize("command", sorted(COMMAND_MODULES) + ["hosts check"])
 def test_help_shows_metavars_not_python_types(command):
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *command.split(), "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timing.scaled(60),
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = orch_cli(*command.split(), "--help", COLUMNS="200")
     assert proc.returncode == 0, proc.stderr
     for python_type in ("<bool>", "<str>", "<int>", "<float>", "<list", "<path>", "[[", "...."):
         assert python_type not in proc.stdout, (python_type, proc.stdout)
@@ -70,14 +52,7 @@ def test_help_shows_metavars_not_python_types(command):
 def test_root_help_lists_the_exit_codes():
     from orchestrator.errors import ExitCode
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timing.scaled(60),
-        env={**os.environ, "COLUMNS": "400"},
-    )
+    proc = orch_cli("--help", COLUMNS="400")
     text = " ".join(proc.stdout.split())
     assert "Exit codes: 0 success;" in text
     for code in ExitCode:
@@ -150,13 +125,7 @@ def test_a_launch_loads_no_evaluation_machinery(tmp_path):
 
 
 def test_smoke_refuses_a_wrong_set_before_asking_the_host():
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "smoke", "nosuchhost", "--set", "train.stpes=3"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timing.scaled(60),
-    )
+    proc = orch_cli("smoke", "nosuchhost", "--set", "train.stpes=3")
     # exit 3 for the config (not 1 for a failed check, nor an unknown-host error first)
     assert proc.returncode == 3 and "unknown key 'train.stpes'" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -189,11 +158,5 @@ def test_a_shared_option_reads_the_same_in_every_command():
 
 def test_logs_help_does_not_say_ssh_for_every_host():
     """Host `local`'s logs are read on this machine, without SSH."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "logs", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timing.scaled(60),
-    )
+    proc = orch_cli("logs", "--help")
     assert "on this machine for host `local`" in " ".join(proc.stdout.split()), proc.stdout

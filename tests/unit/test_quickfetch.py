@@ -110,22 +110,37 @@ class _NoHosts:
         return False
 
 
-def _no_hosts_study_st(monkeypatch):
-    """`orch study fetch st` with study st recorded, no host reached and no folder to restore."""
+def _no_hosts_study_st(monkeypatch, project):
+    """`orch study fetch st` with study st recorded, no host reached and no folder to restore,
+    run from PROJECT's root: what the command says is collected in the list returned."""
+    from orchestrator import output
     from orchestrator.commands import study as command
     from orchestrator.runs import restore
 
     monkeypatch.setattr(command, "Hosts", _NoHosts)
     monkeypatch.setattr(command, "_recorded", lambda project, name: {"name": "st"})
     monkeypatch.setattr(restore, "restore_missing", lambda *a: [])
+    said = []
+    monkeypatch.setattr(output, "say", lambda text, markup=True: said.append(text))
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("ORCH_PROJECT", raising=False)
+    return said
+
+
+def _study_fetch_refused():
+    """`orch study fetch st`, which must end in an OrchError: that error."""
+    from orchestrator.commands import study as command
+    from orchestrator.errors import OrchError
+
+    with pytest.raises(OrchError) as caught:
+        command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
+    return caught.value
 
 
 def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(project, monkeypatch):
     """Each run is fetched and evaluated all the same; the command ends with exit 1, as a
     run's own fetch does."""
-    from orchestrator import output
-    from orchestrator.commands import study as command
-    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.errors import ExitCode
     from orchestrator.results import evaluate
     from orchestrator.runs import fetch
     from orchestrator.runs import study as studies
@@ -135,7 +150,6 @@ def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(
         (project.runs / run_id).mkdir(parents=True)
         (project.runs / run_id / "local.json").write_text(json.dumps({"host": "h"}))
 
-    _no_hosts_study_st(monkeypatch)
     views = [RunView("a", 0, "st-a-s0", "done"), RunView("b", 0, "st-b-s0", "done")]
     monkeypatch.setattr(studies, "status", lambda *a: views)
     monkeypatch.setattr(fetch, "fetch", lambda *a, **k: {"kept": {}, "changed": {}})
@@ -149,14 +163,10 @@ def test_a_study_fetch_says_which_runs_are_below_their_min_accuracy_and_exits_1(
             "meets_min_accuracy": accuracy[run_dir.name] >= 0.9,
         },
     )
-    said = []
-    monkeypatch.setattr(output, "say", lambda text, markup=True: said.append(text))
-    monkeypatch.chdir(project.root)
-    monkeypatch.delenv("ORCH_PROJECT", raising=False)
-    with pytest.raises(OrchError) as caught:
-        command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
-    assert caught.value.code == ExitCode.FAILED
-    assert caught.value.message == "1 runs of st are below their eval.min_accuracy: st-b-s0"
+    said = _no_hosts_study_st(monkeypatch, project)
+    refused = _study_fetch_refused()
+    assert refused.code == ExitCode.FAILED
+    assert refused.message == "1 runs of st are below their eval.min_accuracy: st-b-s0"
     assert "st-b-s0: accuracy 50.00% is below its eval.min_accuracy 90.00%" in said
     assert "2 of 2 runs of st fetched" in said
 
@@ -182,9 +192,7 @@ def test_a_study_fetch_with_nothing_left_to_fetch_keeps_the_verdict(project, mon
     metrics.json says so) still make it exit 1, so a script gating on it gets one answer.
     A damaged metrics.json says nothing: that run is evaluated again (here, it meets its
     min_accuracy); runs with a readable one are not."""
-    from orchestrator import output
-    from orchestrator.commands import study as command
-    from orchestrator.errors import ExitCode, OrchError
+    from orchestrator.errors import ExitCode
     from orchestrator.results import evaluate
     from orchestrator.runs import study as studies
     from orchestrator.runs.study_status import RunView
@@ -196,21 +204,16 @@ def test_a_study_fetch_with_nothing_left_to_fetch_keeps_the_verdict(project, mon
         metrics = {"accuracy": 0.5, "min_accuracy": 0.9, "meets_min_accuracy": meets}
         (project.runs / run_id / "metrics.json").write_text("{broken" if meets is None else json.dumps(metrics))
 
-    _no_hosts_study_st(monkeypatch)
     views = [RunView(m, 0, f"st-{m}-s0", "fetched") for m in "abc"]
     monkeypatch.setattr(studies, "status", lambda *a: views)
     evaluated = []
     monkeypatch.setattr(
         evaluate, "evaluate_run", lambda run_dir: evaluated.append(run_dir.name) or {"meets_min_accuracy": True}
     )
-    said = []
-    monkeypatch.setattr(output, "say", lambda text, markup=True: said.append(text))
-    monkeypatch.chdir(project.root)
-    monkeypatch.delenv("ORCH_PROJECT", raising=False)
-    with pytest.raises(OrchError) as caught:
-        command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
-    assert caught.value.code == ExitCode.FAILED
-    assert caught.value.message == "1 runs of st are below their eval.min_accuracy: st-b-s0"
+    said = _no_hosts_study_st(monkeypatch, project)
+    refused = _study_fetch_refused()
+    assert refused.code == ExitCode.FAILED
+    assert refused.message == "1 runs of st are below their eval.min_accuracy: st-b-s0"
     assert evaluated == ["st-c-s0"] and "evaluated st-c-s0" in said
     assert "3 of 3 runs of st fetched" in said
 
@@ -219,8 +222,6 @@ def test_a_study_fetch_evaluates_a_run_whose_evaluation_failed_before(project, m
     """The first fetch fetched the run (its record says so) but its evaluation failed, so no
     metrics.json: the second fetch exited 0, taking the missing verdict for a pass.  Now each
     later fetch evaluates it again: failing, a problem (exit 8); below its gate, exit 1."""
-    from orchestrator import output
-    from orchestrator.commands import study as command
     from orchestrator.errors import ExitCode, OrchError
     from orchestrator.results import evaluate
     from orchestrator.runs import fetch
@@ -230,7 +231,6 @@ def test_a_study_fetch_evaluates_a_run_whose_evaluation_failed_before(project, m
     run_id = "st-a-s0"
     (project.runs / run_id).mkdir(parents=True)
     (project.runs / run_id / "local.json").write_text(json.dumps({"host": "h"}))
-    _no_hosts_study_st(monkeypatch)
     views = [RunView("a", 0, run_id, "done")]
     monkeypatch.setattr(studies, "status", lambda *a: views)
     fetches = []
@@ -240,15 +240,11 @@ def test_a_study_fetch_evaluates_a_run_whose_evaluation_failed_before(project, m
         raise OrchError("evaluation failed: no space left on this disk", ExitCode.RUN_STATE)
 
     monkeypatch.setattr(evaluate, "evaluate_run", no_space)
-    said = []
-    monkeypatch.setattr(output, "say", lambda text, markup=True: said.append(text))
-    monkeypatch.chdir(project.root)
-    monkeypatch.delenv("ORCH_PROJECT", raising=False)
+    said = _no_hosts_study_st(monkeypatch, project)
     for attempt in range(2):  # the first fetch, then one that finds the run fetched (its record says so)
-        with pytest.raises(OrchError) as caught:
-            command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
-        assert caught.value.code == ExitCode.RUN_STATE, attempt
-        assert "1 runs could not be fetched and evaluated: st-a-s0: evaluation failed" in caught.value.message
+        refused = _study_fetch_refused()
+        assert refused.code == ExitCode.RUN_STATE, attempt
+        assert "1 runs could not be fetched and evaluated: st-a-s0: evaluation failed" in refused.message
         views[:] = [RunView("a", 0, run_id, "fetched")]
     assert fetches == [run_id]  # fetched once; evaluated on every fetch
     assert f"{run_id}: fetched before, but no evaluation of it is here: evaluating it" in said
@@ -260,7 +256,6 @@ def test_a_study_fetch_evaluates_a_run_whose_evaluation_failed_before(project, m
 
     monkeypatch.setattr(evaluate, "evaluate_run", below)
     for _ in range(2):  # evaluated on the first; its metrics.json gives the same verdict after
-        with pytest.raises(OrchError) as caught:
-            command.fetch_cmd("st", trust_new_host_key=False, quiet=False)
-        assert caught.value.code == ExitCode.FAILED
-        assert caught.value.message == "1 runs of st are below their eval.min_accuracy: st-a-s0"
+        refused = _study_fetch_refused()
+        assert refused.code == ExitCode.FAILED
+        assert refused.message == "1 runs of st are below their eval.min_accuracy: st-a-s0"
