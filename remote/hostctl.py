@@ -551,8 +551,13 @@ def _scheduler_output(out, job_dir: str, lines: int, backend: backends.Backend) 
 UNANSWERED_MARK = "orch-unanswered"  # on stderr (exit 2): the scheduler did not answer, nothing changed
 
 
+def _run_dir_of(job_dir: str) -> str:
+    """The run folder of JOB_DIR (RUN/jobs/JOB)."""
+    return os.path.dirname(os.path.dirname(os.path.normpath(job_dir)))
+
+
 def _run_id_of(job_dir: str) -> str:
-    return os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(job_dir))))
+    return os.path.basename(_run_dir_of(job_dir))
 
 
 def _ends(job_dirs: List[str], backend: backends.Backend) -> Dict[str, dict]:
@@ -602,7 +607,7 @@ def cmd_tail(opts) -> int:
     ran: a failed `module load`), named on stderr as ``OUTPUT_MARK JOB FILE WORDS``.  tail(1)
     prints them, so a job's lines come whole however long they are."""
     backend = backends.get(opts.backend, opts.workdir)
-    if not os.path.isdir(os.path.dirname(os.path.dirname(os.path.normpath(opts.job_dir[0])))):
+    if not os.path.isdir(_run_dir_of(opts.job_dir[0])):
         return NO_RUN_RC
     files = []
     for d in opts.job_dir:
@@ -643,9 +648,7 @@ def cmd_follow(opts) -> int:
         for d in opts.job_dir:
             if d in done:
                 continue
-            finished = _ended(
-                d, backend, os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(d)))), asked
-            )
+            finished = _ended(d, backend, _run_id_of(d), asked)
             try:
                 with open(os.path.join(d, "log.txt"), "rb") as fh:
                     fh.seek(offsets[d])
